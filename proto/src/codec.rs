@@ -1,0 +1,123 @@
+//! The one codec: how a message becomes the bytes of a frame and back.
+//!
+//! A frame payload is a big-endian `u16` protocol version followed by the
+//! bincode (standard configuration) encoding of the message. The version comes
+//! first and never moves, so a peer speaking another version is recognised and
+//! told so instead of failing to decode garbage. Decoding is bounded by
+//! [`FRAME_SIZE_BYTES_MAX`]: bincode never allocates more than the frame holds.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::limits::FRAME_SIZE_BYTES_MAX;
+
+/// The protocol version this build speaks. Bump on any incompatible change of
+/// a type in this crate.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error(
+        "the peer speaks protocol version {peer} but this build speaks version {ours}; use a `sluice` binary of the same release as the cluster"
+    )]
+    VersionMismatch { peer: u16, ours: u16 },
+    #[error("frame of {len} bytes is too short to hold a protocol version")]
+    TooShort { len: usize },
+    #[error("malformed {what} frame: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("{what} does not fit in a frame: {reason}")]
+    Encode { what: &'static str, reason: String },
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<FRAME_SIZE_BYTES_MAX>()
+}
+
+/// Encodes `msg` as a frame payload (version + body).
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    bincode::serde::encode_into_std_write(msg, &mut out, config()).map_err(|e| {
+        CodecError::Encode { what: std::any::type_name::<T>(), reason: e.to_string() }
+    })?;
+    Ok(out)
+}
+
+/// Reads the protocol version of a frame payload without decoding the body.
+pub fn peek_version(frame: &[u8]) -> Result<u16, CodecError> {
+    match frame {
+        [a, b, ..] => Ok(u16::from_be_bytes([*a, *b])),
+        _ => Err(CodecError::TooShort { len: frame.len() }),
+    }
+}
+
+/// Decodes a frame payload, checking the version first. Trailing bytes after
+/// the message are an error: they mean the peer and we disagree on the type.
+pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
+    let version = peek_version(frame)?;
+    if version != PROTOCOL_VERSION {
+        return Err(CodecError::VersionMismatch { peer: version, ours: PROTOCOL_VERSION });
+    }
+    let what = short_type_name::<T>();
+    let (msg, used) = bincode::serde::decode_from_slice(&frame[2..], config())
+        .map_err(|e| CodecError::Malformed { what, reason: e.to_string() })?;
+    if used != frame.len() - 2 {
+        return Err(CodecError::Malformed {
+            what,
+            reason: format!("{} trailing bytes after the message", frame.len() - 2 - used),
+        });
+    }
+    Ok(msg)
+}
+
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Request, Response, StartOffset};
+
+    #[test]
+    fn round_trip() {
+        let req = Request::Fetch(crate::FetchRequest {
+            topic: "t".into(),
+            partition: 3,
+            start: StartOffset::FromEnd(5),
+            end_offset: Some(9),
+            max_records: None,
+            follow: true,
+            max_bytes: 1024,
+        });
+        let bytes = encode(&req).unwrap();
+        assert_eq!(decode::<Request>(&bytes).unwrap(), req);
+    }
+
+    #[test]
+    fn other_version_is_recognised() {
+        let mut bytes = encode(&Response::TopicDeleted).unwrap();
+        bytes[0..2].copy_from_slice(&7u16.to_be_bytes());
+        assert_eq!(
+            decode::<Response>(&bytes),
+            Err(CodecError::VersionMismatch { peer: 7, ours: PROTOCOL_VERSION })
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        let mut bytes = PROTOCOL_VERSION.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0xff; 40]);
+        assert!(matches!(decode::<Request>(&bytes), Err(CodecError::Malformed { .. })));
+        assert_eq!(decode::<Request>(&[1]), Err(CodecError::TooShort { len: 1 }));
+    }
+
+    #[test]
+    fn huge_declared_length_does_not_allocate() {
+        // A length prefix claiming 2^60 bytes must fail on the limit, not allocate.
+        let mut bytes = PROTOCOL_VERSION.to_be_bytes().to_vec();
+        bytes.push(7); // `Request::Fetch`, whose topic string then claims 2^60 bytes
+        bytes.extend_from_slice(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(decode::<Request>(&bytes).is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! Wire types of Sluice: identifiers, records, requests and responses, error
+//! codes, limits, and the one codec that turns them into bytes.
+//!
+//! Everything that crosses a process boundary is defined here and nowhere
+//! else, so a protocol change is one diff. This crate depends on nothing heavy
+//! (serde, bincode, thiserror): the client crate, the SDK and the server all
+//! share it without pulling each other in.
+
+pub mod codec;
+pub mod error;
+pub mod limits;
+pub mod messages;
+pub mod record;
+
+pub use codec::{CodecError, PROTOCOL_VERSION};
+pub use error::WireError;
+pub use messages::*;
+pub use record::{ConsumerRecord, Record, now_ms};
+
+/// Identifier of a node (SPU) in a cluster.
+pub type NodeId = u64;
+/// Index of a partition within its topic.
+pub type PartitionId = u32;
+/// Position of a record in its partition.
+pub type Offset = u64;

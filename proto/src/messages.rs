@@ -1,0 +1,207 @@
+//! Requests and responses between clients and nodes.
+//!
+//! One request per QUIC bidirectional stream. Every request gets exactly one
+//! response frame, except [`Request::Fetch`], whose stream carries a sequence
+//! of [`Response::Records`] frames and ends with [`Response::FetchEnd`] or a
+//! [`Response::Error`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ConsumerRecord, NodeId, Record, WireError};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    ClusterStatus,
+    CreateTopic(TopicSpec),
+    DeleteTopic { name: String },
+    ListTopics,
+    DescribeTopic { name: String },
+    ListPartitions { topic: Option<String> },
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Error(WireError),
+    ClusterStatus(ClusterStatus),
+    TopicCreated(TopicInfo),
+    TopicDeleted,
+    Topics(Vec<TopicInfo>),
+    Topic(TopicInfo),
+    Partitions(Vec<PartitionStatus>),
+    Produced(ProduceResponse),
+    /// The resolved first offset of a fetch, sent before any record so a client
+    /// knows where it stands even when no record follows yet.
+    FetchStarted { partition: u32, start_offset: u64, end_offset: u64 },
+    Records { records: Vec<ConsumerRecord>, high_watermark: u64 },
+    /// A non-following fetch reached its end; `next_offset` is where to resume.
+    FetchEnd { next_offset: u64 },
+}
+
+/// What a user asks for when creating a topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: u32,
+    pub replication: u32,
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub segment_size_bytes: u64,
+}
+
+impl TopicSpec {
+    pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
+
+    /// A spec with the defaults `sluice topic create NAME` uses.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            partitions: 1,
+            replication: 1,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_size_bytes: Self::SEGMENT_SIZE_BYTES_DEFAULT,
+        }
+    }
+
+    /// Checks the spec against the protocol limits; the message names the field.
+    pub fn validate(&self) -> Result<(), WireError> {
+        use crate::limits::*;
+        let invalid = |what: &str, reason: String| WireError::InvalidArgument {
+            what: what.to_string(),
+            reason,
+        };
+        validate_topic_name(&self.name).map_err(|r| invalid("topic name", r))?;
+        if self.partitions == 0 || self.partitions > TOPIC_PARTITIONS_MAX {
+            return Err(invalid(
+                "partition count",
+                format!(
+                    "{} partitions requested; a topic needs 1 to {TOPIC_PARTITIONS_MAX}",
+                    self.partitions
+                ),
+            ));
+        }
+        if self.replication == 0 {
+            return Err(invalid(
+                "replication factor",
+                "0 requested; a topic needs at least 1 replica".into(),
+            ));
+        }
+        if self.segment_size_bytes < SEGMENT_SIZE_BYTES_MIN {
+            return Err(invalid(
+                "segment size",
+                format!(
+                    "{} bytes requested; the minimum is {SEGMENT_SIZE_BYTES_MIN}",
+                    self.segment_size_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A topic as the controller knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub spec: TopicSpec,
+    pub created_ms: i64,
+    pub assignments: Vec<PartitionAssignment>,
+}
+
+/// Which nodes hold a partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAssignment {
+    pub partition: u32,
+    pub replicas: Vec<NodeId>,
+}
+
+/// Live state of one partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: u32,
+    pub leader: Option<NodeId>,
+    pub replicas: Vec<ReplicaStatus>,
+    /// First offset still stored (moves with retention).
+    pub start_offset: u64,
+    /// Offsets below this are committed and readable.
+    pub committed_offset: u64,
+    /// Next offset the leader will assign.
+    pub end_offset: u64,
+    pub size_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub node: NodeId,
+    pub end_offset: u64,
+    /// Records this replica is behind the leader's end offset.
+    pub lag: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub cluster_id: String,
+    pub controller_leader: Option<NodeId>,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    /// Address clients and peers connect to.
+    pub advertised_addr: String,
+    pub listen_addr: String,
+    pub data_dir: String,
+    pub pid: u32,
+    /// E.g. "controller-leader", "controller-voter".
+    pub role: String,
+    pub healthy: bool,
+    pub version: String,
+    pub uptime_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceRequest {
+    pub topic: String,
+    pub partition: u32,
+    pub records: Vec<Record>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceResponse {
+    pub partition: u32,
+    /// Offset of the first record of the batch; the others follow contiguously.
+    pub base_offset: u64,
+    pub record_count: u32,
+}
+
+/// Where a fetch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartOffset {
+    /// The first stored offset.
+    Beginning,
+    /// The current end: only records committed from now on.
+    End,
+    /// This exact offset.
+    Absolute(u64),
+    /// N records before the current end (clamped to the beginning).
+    FromEnd(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRequest {
+    pub topic: String,
+    pub partition: u32,
+    pub start: StartOffset,
+    /// Last offset to deliver, inclusive (`--end`).
+    pub end_offset: Option<u64>,
+    /// Stop after this many records (`--head`).
+    pub max_records: Option<u64>,
+    /// Keep the stream open and push records as they are committed, instead
+    /// of ending at the current end.
+    pub follow: bool,
+    /// Record payload bytes per response frame (clamped to the protocol limit).
+    pub max_bytes: u32,
+}

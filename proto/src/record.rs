@@ -1,0 +1,50 @@
+//! Records as producers send them and consumers receive them.
+
+use serde::{Deserialize, Serialize};
+
+/// One record as a producer hands it over: the offset is not known yet, it is
+/// assigned when the partition applies the committed Raft entry that carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Optional key; records with the same key go to the same partition.
+    pub key: Option<Vec<u8>>,
+    /// The payload.
+    pub value: Vec<u8>,
+    /// Milliseconds since the Unix epoch, set by the producer.
+    pub timestamp_ms: i64,
+}
+
+impl Record {
+    /// A record with no key, stamped with the current wall-clock time.
+    pub fn new(value: impl Into<Vec<u8>>) -> Self {
+        Self { key: None, value: value.into(), timestamp_ms: now_ms() }
+    }
+
+    /// A keyed record, stamped with the current wall-clock time.
+    pub fn with_key(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Self { key: Some(key.into()), value: value.into(), timestamp_ms: now_ms() }
+    }
+
+    /// Bytes this record counts against size limits (key + value).
+    pub fn size_bytes(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len) + self.value.len()
+    }
+}
+
+/// A record read back from a partition: what the consumer sees.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerRecord {
+    pub partition: u32,
+    pub offset: u64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub timestamp_ms: i64,
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,60 @@
+//! Sluice's only door to openraft.
+//!
+//! Every replicated thing in Sluice (the controller's metadata, each partition's
+//! records) is a [`Group`]: an openraft instance whose log and vote live in the
+//! node's one RocksDB database ([`LogDb`]) and whose state machine is a
+//! [`ReplicatedState`] implemented elsewhere (the controller crate, the SPU).
+//! Commands and responses cross this boundary as opaque bytes, so no other
+//! crate sees an openraft type.
+//!
+//! Durability contract: a write is acknowledged after its entry is fsynced in
+//! RocksDB's WAL and applied. State machines need not fsync on apply: after a
+//! crash openraft re-applies every entry after the last *synced* snapshot
+//! point, and [`ReplicatedState::apply`] skips entries it already holds. The
+//! log prefix is purged only after [`ReplicatedState::sync`] succeeded.
+
+mod error;
+mod group;
+mod log_store;
+mod network;
+mod state_machine;
+
+pub use error::{RaftError, WriteError};
+pub use group::{Group, GroupConfig, GroupStatus};
+pub use log_store::LogDb;
+pub use state_machine::ReplicatedState;
+
+/// Identifier of a Raft group within a node's [`LogDb`]. The controller is
+/// group 0; partitions use `(topic_id << 32) | partition`.
+pub type GroupId = u64;
+/// Identifier of a node, the same as `sluice_proto::NodeId`.
+pub type NodeId = u64;
+
+/// The group id of the controller.
+pub const CONTROLLER_GROUP: GroupId = 0;
+
+/// The group id of a partition of the topic with `topic_id` (never 0).
+pub fn partition_group(topic_id: u32, partition: u32) -> GroupId {
+    ((topic_id as u64) << 32) | partition as u64
+}
+
+/// An opaque command or response: encoded and decoded by the state machine's
+/// owner, carried as-is through the Raft log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bytes(pub Vec<u8>);
+
+impl std::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.0.len())
+    }
+}
+
+openraft::declare_raft_types!(
+    /// The one openraft type configuration of Sluice.
+    pub TypeConfig:
+        D = Bytes,
+        R = Bytes,
+);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! Adapts a [`ReplicatedState`] (Sluice's own, openraft-free trait) to
+//! openraft's state machine.
+//!
+//! The adapter keeps openraft's bookkeeping (last applied log id, membership)
+//! and persists it only at *synced* points: after the state machine has made
+//! everything it applied durable. After a crash the adapter reports that point
+//! as applied, openraft re-applies the entries after it, and the state machine
+//! skips those it already holds. So a state machine never has to fsync on
+//! apply, and never loses a committed entry.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StoredMembership};
+
+use crate::log_store::LogDb;
+use crate::{Bytes, GroupId, TypeConfig};
+
+pub(crate) const META_APPLIED: &[u8] = b"applied";
+
+/// A deterministic state machine replicated by a [`crate::Group`].
+///
+/// Implementations must be deterministic (same commands in the same order give
+/// the same state and responses) and idempotent by index: after a restart,
+/// commands at or below the highest index the state already holds may be
+/// applied again and must then change nothing.
+pub trait ReplicatedState: Send + 'static {
+    /// Applies the committed `command` at log `index`; the returned bytes go
+    /// back to the proposer.
+    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8>;
+    /// Makes everything applied so far durable. Called before the Raft log
+    /// entries covering it are discarded.
+    fn sync(&mut self) -> io::Result<()>;
+    /// The state as bytes, for a replica that catches up from a snapshot.
+    fn snapshot(&mut self) -> io::Result<Vec<u8>>;
+    /// Replaces the state with a snapshot made by [`Self::snapshot`].
+    fn install_snapshot(&mut self, data: &[u8]) -> io::Result<()>;
+}
+
+type Applied = (Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>);
+
+struct Inner<S> {
+    state: S,
+    last_applied: Option<LogIdOf<TypeConfig>>,
+    membership: StoredMembershipOf<TypeConfig>,
+}
+
+pub(crate) struct Adapter<S> {
+    inner: Arc<Mutex<Inner<S>>>,
+    db: Arc<LogDb>,
+    group: GroupId,
+}
+
+impl<S: ReplicatedState> Adapter<S> {
+    pub(crate) fn new(db: Arc<LogDb>, group: GroupId, state: S) -> io::Result<Self> {
+        let (last_applied, membership) =
+            db.get_meta::<Applied>(group, META_APPLIED)?.unwrap_or_default();
+        Ok(Self { inner: Arc::new(Mutex::new(Inner { state, last_applied, membership })), db, group })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<S>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn builder(&self) -> Builder<S> {
+        Builder { inner: self.inner.clone(), db: self.db.clone(), group: self.group }
+    }
+}
+
+pub(crate) struct Builder<S> {
+    inner: Arc<Mutex<Inner<S>>>,
+    db: Arc<LogDb>,
+    group: GroupId,
+}
+
+impl<S: ReplicatedState> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Vec<u8>>, io::Error> {
+        let (meta, data) = {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.state.sync()?;
+            let data = inner.state.snapshot()?;
+            let applied: Applied = (inner.last_applied.clone(), inner.membership.clone());
+            self.db.put_meta(self.group, META_APPLIED, &applied, true)?;
+            (SnapshotMeta { last_log_id: applied.0, last_membership: applied.1 }, data)
+        };
+        tracing::debug!(group = self.group, last = ?meta.last_log_id, "synced snapshot point");
+        Ok(openraft::Snapshot { meta, snapshot: data })
+    }
+}
+
+impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for Adapter<S> {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = Builder<S>;
+
+    async fn applied_state(&mut self) -> Result<Applied, io::Error> {
+        let inner = self.lock();
+        Ok((inner.last_applied.clone(), inner.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>>
+            + Unpin
+            + OptionalSend,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let response = {
+                let mut inner = self.lock();
+                let index = entry.log_id.index;
+                let response = match entry.payload {
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(Bytes(command)) => inner.state.apply(index, &command),
+                    EntryPayload::Membership(m) => {
+                        inner.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                        Vec::new()
+                    }
+                };
+                inner.last_applied = Some(entry.log_id);
+                response
+            };
+            if let Some(responder) = responder {
+                responder.send(Bytes(response));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.builder()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
+        let mut inner = self.lock();
+        inner.state.install_snapshot(&snapshot)?;
+        inner.state.sync()?;
+        inner.last_applied = meta.last_log_id.clone();
+        inner.membership = meta.last_membership.clone();
+        let applied: Applied = (inner.last_applied.clone(), inner.membership.clone());
+        self.db.put_meta(self.group, META_APPLIED, &applied, true)
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, Vec<u8>>>, io::Error> {
+        let Some((last_log_id, last_membership)) =
+            self.db.get_meta::<Applied>(self.group, META_APPLIED)?
+        else {
+            return Ok(None);
+        };
+        // The snapshot data is made from the live state, which is at or past
+        // the synced point: replicas receiving it skip what they re-apply.
+        let data = self.lock().state.snapshot()?;
+        Ok(Some(openraft::Snapshot {
+            meta: SnapshotMeta { last_log_id, last_membership },
+            snapshot: data,
+        }))
+    }
+}

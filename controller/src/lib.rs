@@ -1,0 +1,116 @@
+//! The controller: the cluster's metadata (nodes, topics, partition
+//! assignments) as a state machine replicated by a Raft group.
+//!
+//! [`Metadata`] is the state; [`Command`]s change it, and only through
+//! [`ControllerStateMachine::apply`], which is deterministic: validation that
+//! depends on the state (does the topic exist? are there enough nodes?) happens
+//! at apply time, so every replica reaches the same verdict. Readers get a
+//! [`MetadataView`]: a shared, read-only view plus a change notification.
+//!
+//! The controller does not know about QUIC, segments or WASM.
+
+mod metadata;
+mod state_machine;
+
+pub use metadata::{Metadata, NodeRecord, TopicRecord};
+pub use state_machine::{Command, CommandResult, ControllerStateMachine, MetadataView};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_proto::{NodeId, TopicInfo, TopicSpec, WireError};
+use sluice_raft::{CONTROLLER_GROUP, Group, GroupConfig, LogDb, RaftError, WriteError};
+
+/// The controller group as seen from one node.
+#[derive(Clone)]
+pub struct Controller {
+    group: Group<ControllerStateMachine>,
+    view: MetadataView,
+}
+
+impl Controller {
+    /// Starts this node's replica of the controller group, recovering the
+    /// metadata from `state_path` and the Raft log.
+    pub async fn start(
+        db: Arc<LogDb>,
+        node: NodeId,
+        state_path: std::path::PathBuf,
+    ) -> Result<Self, ControllerError> {
+        let (sm, view) = ControllerStateMachine::open(state_path)?;
+        let config = GroupConfig { snapshot_every_entries: 200, ..Default::default() };
+        let group = Group::start(db, node, CONTROLLER_GROUP, sm, &config).await?;
+        Ok(Self { group, view })
+    }
+
+    /// Makes this node the single voter of a new controller group; no effect
+    /// if the group already has members.
+    pub async fn bootstrap(&self, node: NodeId, addr: String) -> Result<(), ControllerError> {
+        self.group.initialize(&[(node, addr)]).await?;
+        Ok(())
+    }
+
+    pub fn view(&self) -> &MetadataView {
+        &self.view
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.group.status().leader
+    }
+
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
+        self.group.wait_for_leader(timeout).await
+    }
+
+    pub async fn register_node(&self, record: NodeRecord) -> Result<(), WireError> {
+        self.propose(Command::RegisterNode(record)).await.map(|_| ())
+    }
+
+    pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo, WireError> {
+        spec.validate()?;
+        let created_ms = sluice_proto::now_ms();
+        match self.propose(Command::CreateTopic { spec, created_ms }).await? {
+            CommandResult::TopicCreated(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), WireError> {
+        self.propose(Command::DeleteTopic { name: name.to_string() }).await.map(|_| ())
+    }
+
+    async fn propose(&self, command: Command) -> Result<CommandResult, WireError> {
+        let bytes = state_machine::encode(&command);
+        let response = self.group.write(bytes).await.map_err(|e| match e {
+            WriteError::NotLeader { node, leader, .. } => {
+                WireError::NotLeader { node, what: "the controller".into(), leader }
+            }
+            WriteError::Stopped { reason, .. } => {
+                WireError::Unavailable { what: "the controller".into(), reason }
+            }
+        })?;
+        match state_machine::decode::<CommandResult>(&response) {
+            Ok(CommandResult::Rejected(e)) => Err(e),
+            Ok(result) => Ok(result),
+            Err(reason) => Err(WireError::Storage { what: "the controller's response".into(), reason }),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        self.group.shutdown().await;
+    }
+}
+
+fn unexpected(result: CommandResult) -> WireError {
+    WireError::Storage {
+        what: "the controller".into(),
+        reason: format!("unexpected command result {result:?}"),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Raft(#[from] RaftError),
+    #[error("cannot load the controller state from {path}: {reason}")]
+    Load { path: String, reason: String },
+}

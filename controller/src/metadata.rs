@@ -1,0 +1,65 @@
+//! The metadata the controller replicates.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sluice_proto::{NodeId, PartitionAssignment, TopicInfo, TopicSpec, WireError};
+
+/// A node known to the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    /// Address clients and peers use to reach the node.
+    pub addr: String,
+}
+
+/// A topic and the id that names its partitions' Raft groups and directories.
+/// Ids are never reused, so a topic deleted and created again under the same
+/// name never meets the old one's leftovers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub id: u32,
+    pub info: TopicInfo,
+}
+
+/// Everything the controller knows. `last_index` is the Raft index of the last
+/// command applied to it: commands at or below it are already in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub last_index: u64,
+    pub next_topic_id: u32,
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+    pub topics: BTreeMap<String, TopicRecord>,
+}
+
+impl Metadata {
+    pub fn topic(&self, name: &str) -> Result<&TopicRecord, WireError> {
+        self.topics.get(name).ok_or_else(|| WireError::UnknownTopic { topic: name.to_string() })
+    }
+
+    /// Assigns `spec.replication` distinct nodes to each partition, rotating
+    /// the starting node so replicas (and, with the first replica as preferred
+    /// leader, leaders) spread evenly. Deterministic: same state, same result.
+    pub(crate) fn assign(&self, spec: &TopicSpec) -> Result<Vec<PartitionAssignment>, WireError> {
+        let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
+        if spec.replication as usize > nodes.len() {
+            return Err(WireError::InvalidArgument {
+                what: "replication factor".into(),
+                reason: format!(
+                    "{} replicas requested but the cluster has {} node(s); lower -r or add nodes",
+                    spec.replication,
+                    nodes.len()
+                ),
+            });
+        }
+        let offset = self.next_topic_id as usize;
+        Ok((0..spec.partitions)
+            .map(|p| PartitionAssignment {
+                partition: p,
+                replicas: (0..spec.replication as usize)
+                    .map(|r| nodes[(offset + p as usize + r) % nodes.len()])
+                    .collect(),
+            })
+            .collect())
+    }
+}

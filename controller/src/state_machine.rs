@@ -1,0 +1,215 @@
+//! The controller's replicated state machine and its persistence.
+//!
+//! The state is small, so it is kept in memory and written whole to one file
+//! when the Raft layer asks for a synced point (`sync`): write a temporary
+//! file, fsync, rename, fsync the directory. After a crash the file holds a
+//! state at or before the last synced point, and the Raft log replays the rest;
+//! `apply` skips commands at or below `Metadata::last_index`.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sluice_proto::{TopicInfo, TopicSpec, WireError};
+use sluice_raft::ReplicatedState;
+use tokio::sync::watch;
+
+use crate::{ControllerError, Metadata, NodeRecord, TopicRecord};
+
+/// A change to the metadata, as proposed to the controller group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    RegisterNode(NodeRecord),
+    /// `created_ms` is set by the proposer so every replica records the same time.
+    CreateTopic { spec: TopicSpec, created_ms: i64 },
+    DeleteTopic { name: String },
+}
+
+/// The outcome of applying a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    Done,
+    TopicCreated(TopicInfo),
+    /// The command was valid Raft input but the state refused it; nothing changed.
+    Rejected(WireError),
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .expect("controller types always encode")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| e.to_string())
+}
+
+/// Read access to the metadata for the rest of the node, with a version
+/// counter that changes after every applied command.
+#[derive(Clone)]
+pub struct MetadataView {
+    state: Arc<RwLock<Metadata>>,
+    changes: watch::Receiver<u64>,
+}
+
+impl MetadataView {
+    /// A consistent copy of the current metadata.
+    pub fn snapshot(&self) -> Metadata {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs `f` on the current metadata without copying it.
+    pub fn with<R>(&self, f: impl FnOnce(&Metadata) -> R) -> R {
+        f(&self.state.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A receiver that wakes after each applied change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+}
+
+pub struct ControllerStateMachine {
+    state: Arc<RwLock<Metadata>>,
+    changes: watch::Sender<u64>,
+    path: PathBuf,
+}
+
+impl ControllerStateMachine {
+    /// Loads the metadata saved at `path` (or starts empty).
+    pub fn open(path: PathBuf) -> Result<(Self, MetadataView), ControllerError> {
+        let load_err = |reason: String| ControllerError::Load { path: path.display().to_string(), reason };
+        let metadata = match std::fs::read(&path) {
+            Ok(bytes) => decode::<Metadata>(&bytes).map_err(load_err)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Metadata::default(),
+            Err(e) => return Err(load_err(e.to_string())),
+        };
+        let state = Arc::new(RwLock::new(metadata));
+        let (changes, rx) = watch::channel(0);
+        let view = MetadataView { state: state.clone(), changes: rx };
+        Ok((Self { state, changes, path }, view))
+    }
+
+    fn execute(md: &mut Metadata, command: Command) -> CommandResult {
+        match command {
+            Command::RegisterNode(node) => {
+                md.nodes.insert(node.id, node);
+                CommandResult::Done
+            }
+            Command::CreateTopic { spec, created_ms } => {
+                if md.topics.contains_key(&spec.name) {
+                    return CommandResult::Rejected(WireError::TopicExists { topic: spec.name });
+                }
+                if let Err(e) = spec.validate() {
+                    return CommandResult::Rejected(e);
+                }
+                let assignments = match md.assign(&spec) {
+                    Ok(a) => a,
+                    Err(e) => return CommandResult::Rejected(e),
+                };
+                md.next_topic_id += 1;
+                let info = TopicInfo { spec, created_ms, assignments };
+                md.topics.insert(
+                    info.spec.name.clone(),
+                    TopicRecord { id: md.next_topic_id, info: info.clone() },
+                );
+                CommandResult::TopicCreated(info)
+            }
+            Command::DeleteTopic { name } => match md.topics.remove(&name) {
+                Some(_) => CommandResult::Done,
+                None => CommandResult::Rejected(WireError::UnknownTopic { topic: name }),
+            },
+        }
+    }
+}
+
+impl ReplicatedState for ControllerStateMachine {
+    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
+        let result = {
+            let mut md = self.state.write().unwrap_or_else(|p| p.into_inner());
+            if index <= md.last_index {
+                // Already applied before a restart; the proposer is gone.
+                return encode(&CommandResult::Done);
+            }
+            md.last_index = index;
+            match decode::<Command>(command) {
+                Ok(command) => Self::execute(&mut md, command),
+                Err(reason) => CommandResult::Rejected(WireError::MalformedRequest { reason }),
+            }
+        };
+        self.changes.send_modify(|v| *v += 1);
+        encode(&result)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let bytes = encode(&*self.state.read().unwrap_or_else(|p| p.into_inner()));
+        write_atomically(&self.path, &bytes)
+    }
+
+    fn snapshot(&mut self) -> io::Result<Vec<u8>> {
+        Ok(encode(&*self.state.read().unwrap_or_else(|p| p.into_inner())))
+    }
+
+    fn install_snapshot(&mut self, data: &[u8]) -> io::Result<()> {
+        let md = decode::<Metadata>(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = md;
+        self.changes.send_modify(|v| *v += 1);
+        Ok(())
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the
+/// new content, never a mix.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(sm: &mut ControllerStateMachine, index: u64, c: Command) -> CommandResult {
+        decode(&sm.apply(index, &encode(&c))).unwrap()
+    }
+
+    #[test]
+    fn topics_are_validated_at_apply_and_survive_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.bin");
+        let (mut sm, view) = ControllerStateMachine::open(path.clone()).unwrap();
+        let node = NodeRecord { id: 1, addr: "127.0.0.1:9003".into() };
+        assert_eq!(apply(&mut sm, 1, Command::RegisterNode(node)), CommandResult::Done);
+        let create = |name: &str, r| Command::CreateTopic {
+            spec: TopicSpec { replication: r, partitions: 2, ..TopicSpec::new(name) },
+            created_ms: 5,
+        };
+        assert!(matches!(apply(&mut sm, 2, create("a", 1)), CommandResult::TopicCreated(_)));
+        assert_eq!(
+            apply(&mut sm, 3, create("a", 1)),
+            CommandResult::Rejected(WireError::TopicExists { topic: "a".into() })
+        );
+        assert!(matches!(
+            apply(&mut sm, 4, create("b", 2)),
+            CommandResult::Rejected(WireError::InvalidArgument { .. })
+        ));
+        // A replayed index changes nothing.
+        assert_eq!(apply(&mut sm, 2, Command::DeleteTopic { name: "a".into() }), CommandResult::Done);
+        assert!(view.snapshot().topics.contains_key("a"));
+        sm.sync().unwrap();
+        let (_, reloaded) = ControllerStateMachine::open(path).unwrap();
+        let md = reloaded.snapshot();
+        assert_eq!(md.last_index, 4);
+        assert_eq!(md.topics["a"].info.assignments.len(), 2);
+        assert_eq!(md.topics["a"].id, 1);
+    }
+}

@@ -1,0 +1,115 @@
+//! A node's data directory and the identity file that ties it to one cluster
+//! and one node id.
+//!
+//! ```text
+//! node.toml          cluster id + node id, written at first start
+//! tls/               node.pem, node.key, ca.pem
+//! raft/              RocksDB: Raft logs and votes of every group
+//! controller.bin     the controller's metadata at its last synced point
+//! partitions/<topic>-<topic id>-<partition>/   segment files
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Identity {
+    cluster_id: String,
+    node_id: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error(
+        "data dir {path} belongs to cluster {found:?}, not {expected:?}; use another --data-dir or remove it"
+    )]
+    OtherCluster { path: PathBuf, found: String, expected: String },
+    #[error(
+        "data dir {path} belongs to node {found} of this cluster, not node {expected}; a node id is tied to its data"
+    )]
+    OtherNode { path: PathBuf, found: u64, expected: u64 },
+    #[error("cannot {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("identity file {path} is unreadable: {reason}; it was not written by Sluice")]
+    BadIdentity { path: PathBuf, reason: String },
+}
+
+/// A data directory checked to belong to this node of this cluster.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// Creates the directory if needed, then checks (or, at first start,
+    /// records) which cluster and node it belongs to.
+    pub fn claim(root: &Path, cluster_id: &str, node_id: u64) -> Result<Self, DataDirError> {
+        let io = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DataDirError::Io { action, path, source }
+        };
+        std::fs::create_dir_all(root).map_err(io("create", root))?;
+        let id_path = root.join("node.toml");
+        match std::fs::read_to_string(&id_path) {
+            Ok(text) => {
+                let found: Identity = toml::from_str(&text).map_err(|e| DataDirError::BadIdentity {
+                    path: id_path.clone(),
+                    reason: e.to_string(),
+                })?;
+                if found.cluster_id != cluster_id {
+                    return Err(DataDirError::OtherCluster {
+                        path: root.to_path_buf(),
+                        found: found.cluster_id,
+                        expected: cluster_id.to_string(),
+                    });
+                }
+                if found.node_id != node_id {
+                    return Err(DataDirError::OtherNode {
+                        path: root.to_path_buf(),
+                        found: found.node_id,
+                        expected: node_id,
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = Identity { cluster_id: cluster_id.to_string(), node_id };
+                let text = toml::to_string(&id).expect("identity serializes");
+                std::fs::write(&id_path, text).map_err(io("write", &id_path))?;
+            }
+            Err(e) => return Err(DataDirError::Io { action: "read", path: id_path, source: e }),
+        }
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn tls(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+    pub fn raft(&self) -> PathBuf {
+        self.root.join("raft")
+    }
+    pub fn controller_state(&self) -> PathBuf {
+        self.root.join("controller.bin")
+    }
+    pub fn partition(&self, topic: &str, topic_id: u32, partition: u32) -> PathBuf {
+        self.root.join("partitions").join(format!("{topic}-{topic_id}-{partition}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_stays_with_its_cluster_and_node() {
+        let dir = tempfile::tempdir().unwrap();
+        DataDir::claim(dir.path(), "c1", 1).unwrap();
+        DataDir::claim(dir.path(), "c1", 1).unwrap();
+        let err = DataDir::claim(dir.path(), "c2", 1).unwrap_err();
+        assert!(err.to_string().contains("belongs to cluster \"c1\""), "{err}");
+        assert!(matches!(DataDir::claim(dir.path(), "c1", 2), Err(DataDirError::OtherNode { .. })));
+    }
+}

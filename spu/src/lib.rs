@@ -1,0 +1,16 @@
+//! The Sluice node (SPU): serves produce, fetch and admin requests over QUIC,
+//! runs this node's replica of the controller group and of its partitions.
+//!
+//! [`Node::start`] is the one function that wires everything: data directory,
+//! Raft database, controller, partition replicas, TLS and the QUIC server.
+
+mod config;
+mod data_dir;
+mod node;
+mod partition;
+mod replicas;
+mod server;
+
+pub use config::NodeConfig;
+pub use data_dir::{DataDir, DataDirError};
+pub use node::{Node, NodeError};

@@ -1,0 +1,193 @@
+//! The partition replicas this node runs, kept in line with the controller's
+//! metadata by a reconciler: a partition assigned to this node is started
+//! (its log opened, its Raft group started and, if new, initialized), a
+//! partition whose topic was deleted is stopped and its data removed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sluice_controller::{Metadata, MetadataView};
+use sluice_proto::{NodeId, WireError};
+use sluice_raft::{Group, GroupConfig, LogDb, partition_group};
+use sluice_storage::LogConfig;
+use tokio::sync::watch;
+
+use crate::data_dir::DataDir;
+use crate::partition::Partition;
+
+/// (topic id, partition index): topic ids are never reused, names may be.
+type Key = (u32, u32);
+
+pub(crate) struct Replicas {
+    node: NodeId,
+    addr: String,
+    db: Arc<LogDb>,
+    data_dir: DataDir,
+    running: RwLock<HashMap<Key, Partition>>,
+    /// The metadata version the running set last matched.
+    reconciled: watch::Sender<u64>,
+}
+
+impl Replicas {
+    pub(crate) fn new(node: NodeId, addr: String, db: Arc<LogDb>, data_dir: DataDir) -> Arc<Self> {
+        Arc::new(Self {
+            node,
+            addr,
+            db,
+            data_dir,
+            running: RwLock::new(HashMap::new()),
+            reconciled: watch::channel(0).0,
+        })
+    }
+
+    /// The running replica of `topic`/`partition`, or why there is none.
+    pub(crate) fn get(&self, md: &Metadata, topic: &str, partition: u32) -> Result<Partition, WireError> {
+        let record = md.topic(topic)?;
+        let partitions = record.info.spec.partitions;
+        if partition >= partitions {
+            return Err(WireError::UnknownPartition { topic: topic.to_string(), partition, partitions });
+        }
+        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+        running.get(&(record.id, partition)).cloned().ok_or_else(|| WireError::Unavailable {
+            what: format!("partition {topic}/{partition}"),
+            reason: "its replica is still starting on this node".into(),
+        })
+    }
+
+    pub(crate) fn all(&self) -> Vec<Partition> {
+        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+        running.values().cloned().collect()
+    }
+
+    /// Follows the metadata until the node stops.
+    pub(crate) async fn run_reconciler(self: Arc<Self>, view: MetadataView) {
+        let mut changes = view.subscribe();
+        loop {
+            let version = *changes.borrow_and_update();
+            let md = view.snapshot();
+            self.reconcile(&md).await;
+            self.reconciled.send_replace(version);
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until the running set reflects metadata version `version`.
+    pub(crate) async fn wait_reconciled(&self, version: u64, timeout: Duration) -> bool {
+        let mut rx = self.reconciled.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|v| *v >= version)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    async fn reconcile(&self, md: &Metadata) {
+        let mut wanted = HashMap::new();
+        for record in md.topics.values() {
+            for a in &record.info.assignments {
+                if a.replicas.contains(&self.node) {
+                    wanted.insert((record.id, a.partition), (record, a));
+                }
+            }
+        }
+        let stale: Vec<(Key, Partition)> = {
+            let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+            running.iter().filter(|(k, _)| !wanted.contains_key(k)).map(|(k, p)| (*k, p.clone())).collect()
+        };
+        for (key, partition) in stale {
+            self.stop_and_remove(key, partition).await;
+        }
+        for (key, (record, assignment)) in wanted {
+            if self.running.read().unwrap_or_else(|p| p.into_inner()).contains_key(&key) {
+                continue;
+            }
+            let spec = &record.info.spec;
+            let config = LogConfig {
+                segment_size_bytes: spec.segment_size_bytes,
+                retention_bytes: spec.retention_bytes,
+                retention_ms: spec.retention_ms,
+                ..LogConfig::default()
+            };
+            let dir = self.data_dir.partition(&spec.name, key.0, key.1);
+            match self.start(key, &spec.name, &dir, config, &assignment.replicas, md).await {
+                Ok(p) => {
+                    tracing::info!(topic = %spec.name, partition = key.1, "partition replica started");
+                    self.running.write().unwrap_or_else(|p| p.into_inner()).insert(key, p);
+                }
+                Err(e) => {
+                    tracing::error!(topic = %spec.name, partition = key.1, dir = %dir.display(), error = %e, "partition replica failed to start")
+                }
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        key: Key,
+        topic: &str,
+        dir: &std::path::Path,
+        config: LogConfig,
+        replicas: &[NodeId],
+        md: &Metadata,
+    ) -> Result<Partition, String> {
+        let (sm, log, end_rx) =
+            Partition::open_log(dir, topic, key.1, config).map_err(|e| e.to_string())?;
+        let group_id = partition_group(key.0, key.1);
+        let group = Group::start(self.db.clone(), self.node, group_id, sm, &GroupConfig::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        // The first replica creates the group's membership; the others join it.
+        if replicas.first() == Some(&self.node) {
+            let members: Vec<(NodeId, String)> = replicas
+                .iter()
+                .map(|id| {
+                    let addr = md.nodes.get(id).map(|n| n.addr.clone()).unwrap_or_else(|| self.addr.clone());
+                    (*id, addr)
+                })
+                .collect();
+            group.initialize(&members).await.map_err(|e| e.to_string())?;
+        }
+        Ok(Partition { topic: topic.to_string(), index: key.1, group, log, end_rx })
+    }
+
+    async fn stop_and_remove(&self, key: Key, partition: Partition) {
+        self.running.write().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        partition.group.shutdown().await;
+        let dir = read_dir_of(&partition);
+        if let Err(e) = self.db.destroy_group(partition.group.id()) {
+            tracing::warn!(topic = %partition.topic, partition = key.1, error = %e, "could not delete the Raft log of a deleted partition");
+        }
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not delete the segments of a deleted partition");
+        }
+        tracing::info!(topic = %partition.topic, partition = key.1, "partition replica removed");
+    }
+
+    /// Applies retention to every partition (called periodically).
+    pub(crate) fn enforce_retention(&self) {
+        let now = sluice_proto::now_ms();
+        for p in self.all() {
+            let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+            match log.enforce_retention(now) {
+                Ok(report) if !report.deleted.is_empty() => tracing::info!(
+                    topic = %p.topic, partition = p.index, segments = report.deleted.len(),
+                    start_offset = log.start_offset(), "retention deleted old segments"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Fsyncs every partition's segments (at shutdown).
+    pub(crate) fn sync_all(&self) {
+        for p in self.all() {
+            if let Err(e) = p.log.write().unwrap_or_else(|e| e.into_inner()).sync() {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "sync at shutdown failed");
+            }
+        }
+    }
+}
+
+fn read_dir_of(p: &Partition) -> std::path::PathBuf {
+    crate::partition::read_lock(&p.log).dir().to_path_buf()
+}

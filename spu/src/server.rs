@@ -1,0 +1,272 @@
+//! The QUIC server: one request per bidirectional stream, decoded with the
+//! proto codec and dispatched to the node's handlers.
+//!
+//! A malformed, oversized or wrong-version frame fails its own stream with an
+//! error response; the connection and the node carry on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{RecvStream, SendStream};
+use sluice_proto::limits::{FETCH_RESPONSE_BYTES_MAX, FRAME_SIZE_BYTES_MAX, PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_SIZE_BYTES_MAX};
+use sluice_proto::{
+    CodecError, FetchRequest, PROTOCOL_VERSION, PartitionStatus, ProduceRequest, ProduceResponse,
+    ReplicaStatus, Request, Response, StartOffset, WireError, codec,
+};
+use sluice_transport::{FrameError, read_frame, write_frame};
+
+use crate::node::Shared;
+use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
+
+/// How long an admin change waits for this node's replicas to follow it.
+const RECONCILE_WAIT: Duration = Duration::from_secs(15);
+
+pub(crate) async fn serve(endpoint: quinn::Endpoint, node: Arc<Shared>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => serve_connection(conn, node).await,
+                Err(e) => tracing::debug!(%remote, error = %e, "handshake failed"),
+            }
+        });
+    }
+}
+
+async fn serve_connection(conn: quinn::Connection, node: Arc<Shared>) {
+    let remote = conn.remote_address();
+    tracing::debug!(%remote, "client connected");
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(serve_stream(send, recv, node.clone()));
+            }
+            Err(e) => {
+                tracing::debug!(%remote, reason = %e, "connection closed");
+                return;
+            }
+        }
+    }
+}
+
+async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shared>) {
+    let request = match read_request(&mut recv).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(error = %error, "rejected a request");
+            let _ = respond(&mut send, &Response::Error(error)).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let result = match request {
+        Request::Fetch(fetch) => serve_fetch(&node, fetch, &mut send).await,
+        other => {
+            let response = handle(&node, other).await.unwrap_or_else(Response::Error);
+            respond(&mut send, &response).await
+        }
+    };
+    match result {
+        Ok(()) => {
+            let _ = send.finish();
+        }
+        Err(e) => tracing::debug!(error = %e, "response not delivered"),
+    }
+}
+
+async fn read_request(recv: &mut RecvStream) -> Result<Option<Request>, WireError> {
+    let frame = match read_frame(recv, FRAME_SIZE_BYTES_MAX).await {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Ok(None),
+        Err(FrameError::TooLarge { size, max }) => {
+            return Err(WireError::MalformedRequest {
+                reason: format!("frame of {size} bytes exceeds the limit of {max} bytes"),
+            });
+        }
+        Err(e) => return Err(WireError::MalformedRequest { reason: e.to_string() }),
+    };
+    codec::decode::<Request>(&frame).map(Some).map_err(|e| match e {
+        CodecError::VersionMismatch { peer, ours } => WireError::UnsupportedVersion { client: peer, server: ours },
+        other => WireError::MalformedRequest { reason: other.to_string() },
+    })
+}
+
+async fn respond(send: &mut SendStream, response: &Response) -> Result<(), FrameError> {
+    let bytes = codec::encode(response).unwrap_or_else(|e| {
+        codec::encode(&Response::Error(WireError::Storage { what: "a response".into(), reason: e.to_string() }))
+            .expect("an error response always encodes")
+    });
+    debug_assert_eq!(codec::peek_version(&bytes), Ok(PROTOCOL_VERSION));
+    write_frame(send, &bytes).await
+}
+
+async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> {
+    match request {
+        Request::ClusterStatus => Ok(Response::ClusterStatus(node.cluster_status())),
+        Request::CreateTopic(spec) => {
+            let info = node.controller.create_topic(spec).await?;
+            wait_reconciled(node).await;
+            // Make the new partitions writable before answering, so a produce
+            // right after `topic create` succeeds.
+            for a in &info.assignments {
+                if let Ok(p) = node.replicas.get(&node.metadata(), &info.spec.name, a.partition) {
+                    p.group.wait_for_leader(RECONCILE_WAIT).await;
+                }
+            }
+            Ok(Response::TopicCreated(info))
+        }
+        Request::DeleteTopic { name } => {
+            node.controller.delete_topic(&name).await?;
+            wait_reconciled(node).await;
+            Ok(Response::TopicDeleted)
+        }
+        Request::ListTopics => {
+            Ok(Response::Topics(node.metadata().topics.values().map(|t| t.info.clone()).collect()))
+        }
+        Request::DescribeTopic { name } => Ok(Response::Topic(node.metadata().topic(&name)?.info.clone())),
+        Request::ListPartitions { topic } => list_partitions(node, topic.as_deref()),
+        Request::Produce(produce) => produce_batch(node, produce).await.map(Response::Produced),
+        Request::Fetch(_) => unreachable!("fetch is streamed by serve_fetch"),
+    }
+}
+
+async fn wait_reconciled(node: &Shared) {
+    let version = *node.controller.view().subscribe().borrow();
+    if !node.replicas.wait_reconciled(version, RECONCILE_WAIT).await {
+        tracing::warn!(version, "replicas did not follow the metadata in time");
+    }
+}
+
+fn list_partitions(node: &Shared, topic: Option<&str>) -> Result<Response, WireError> {
+    let md = node.metadata();
+    if let Some(t) = topic {
+        md.topic(t)?;
+    }
+    let mut out = Vec::new();
+    for record in md.topics.values().filter(|r| topic.is_none_or(|t| r.info.spec.name == t)) {
+        for a in &record.info.assignments {
+            let name = &record.info.spec.name;
+            let (leader, start, end, size) = match node.replicas.get(&md, name, a.partition) {
+                Ok(p) => {
+                    let (start, end, size) = p.offsets();
+                    (p.group.status().leader, start, end, size)
+                }
+                Err(_) => (None, 0, 0, 0),
+            };
+            out.push(PartitionStatus {
+                topic: name.clone(),
+                partition: a.partition,
+                leader,
+                replicas: a.replicas.iter().map(|&n| ReplicaStatus { node: n, end_offset: end, lag: 0 }).collect(),
+                start_offset: start,
+                committed_offset: end,
+                end_offset: end,
+                size_bytes: size,
+            });
+        }
+    }
+    Ok(Response::Partitions(out))
+}
+
+async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResponse, WireError> {
+    let invalid = |reason: String| WireError::InvalidArgument { what: "produce batch".into(), reason };
+    if req.records.is_empty() {
+        return Err(invalid("it holds no record".into()));
+    }
+    if req.records.len() > PRODUCE_BATCH_RECORDS_MAX {
+        return Err(invalid(format!("{} records exceed the limit of {PRODUCE_BATCH_RECORDS_MAX}", req.records.len())));
+    }
+    let mut total = 0;
+    for (index, r) in req.records.iter().enumerate() {
+        let size_bytes = r.size_bytes();
+        if size_bytes > RECORD_SIZE_BYTES_MAX {
+            return Err(WireError::RecordTooLarge { index, size_bytes, max_bytes: RECORD_SIZE_BYTES_MAX });
+        }
+        total += size_bytes;
+    }
+    if total > PRODUCE_BATCH_SIZE_BYTES_MAX {
+        return Err(invalid(format!("{total} bytes exceed the limit of {PRODUCE_BATCH_SIZE_BYTES_MAX}")));
+    }
+    let partition = node.replicas.get(&node.metadata(), &req.topic, req.partition)?;
+    let record_count = req.records.len() as u32;
+    let command = encode(&PartitionCommand::Append { records: req.records });
+    let what = || format!("partition {}/{}", req.topic, req.partition);
+    let response = partition.group.write(command).await.map_err(|e| match e {
+        sluice_raft::WriteError::NotLeader { node, leader, .. } => WireError::NotLeader { node, what: what(), leader },
+        sluice_raft::WriteError::Stopped { reason, .. } => WireError::Unavailable { what: what(), reason },
+    })?;
+    match decode::<AppendOutcome>(&response) {
+        Ok(AppendOutcome::Appended { base_offset }) => {
+            Ok(ProduceResponse { partition: req.partition, base_offset, record_count })
+        }
+        Ok(AppendOutcome::Failed { reason }) => Err(WireError::Storage { what: what(), reason }),
+        Err(reason) => Err(WireError::Storage { what: what(), reason }),
+    }
+}
+
+/// Streams records: `FetchStarted`, then `Records` frames as data is (or
+/// becomes) committed, then `FetchEnd` unless following. A following fetch
+/// sleeps on the partition's end-offset watch: a commit wakes it at once.
+async fn serve_fetch(node: &Shared, req: FetchRequest, send: &mut SendStream) -> Result<(), FrameError> {
+    let partition = match node.replicas.get(&node.metadata(), &req.topic, req.partition) {
+        Ok(p) => p,
+        Err(e) => return respond(send, &Response::Error(e)).await,
+    };
+    let (start, end, _) = partition.offsets();
+    let first = match req.start {
+        StartOffset::Beginning => start,
+        StartOffset::End => end,
+        StartOffset::FromEnd(n) => end.saturating_sub(n).max(start),
+        StartOffset::Absolute(o) if o < start || o > end => {
+            let e = WireError::OffsetOutOfRange { topic: req.topic, partition: req.partition, requested: o, start, end };
+            return respond(send, &Response::Error(e)).await;
+        }
+        StartOffset::Absolute(o) => o,
+    };
+    respond(send, &Response::FetchStarted { partition: req.partition, start_offset: first, end_offset: end }).await?;
+    let max_bytes = (req.max_bytes as usize).clamp(1, FETCH_RESPONSE_BYTES_MAX);
+    let mut next = first;
+    let mut remaining = req.max_records;
+    let mut end_rx = partition.end_rx.clone();
+    loop {
+        let done = remaining == Some(0) || req.end_offset.is_some_and(|last| next > last);
+        if done {
+            return respond(send, &Response::FetchEnd { next_offset: next }).await;
+        }
+        let high_watermark = *end_rx.borrow_and_update();
+        if next < high_watermark {
+            let mut records = match partition.read(next, max_bytes) {
+                Ok(r) => r,
+                Err(e) => return respond(send, &Response::Error(e)).await,
+            };
+            if let Some(last) = req.end_offset {
+                records.retain(|r| r.offset <= last);
+            }
+            if let Some(n) = remaining.as_mut() {
+                records.truncate((*n).min(records.len() as u64) as usize);
+                *n -= records.len() as u64;
+            }
+            let Some(last) = records.last() else {
+                return respond(send, &Response::FetchEnd { next_offset: next }).await;
+            };
+            next = last.offset + 1;
+            respond(send, &Response::Records { records, high_watermark }).await?;
+            continue;
+        }
+        if !req.follow {
+            return respond(send, &Response::FetchEnd { next_offset: next }).await;
+        }
+        tokio::select! {
+            changed = end_rx.changed() => if changed.is_err() {
+                let e = WireError::Unavailable {
+                    what: format!("partition {}/{}", req.topic, req.partition),
+                    reason: "its replica stopped on this node".into(),
+                };
+                return respond(send, &Response::Error(e)).await;
+            },
+            _ = send.stopped() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! Encoding and decoding of one batch: the unit written by one `append`.
+//!
+//! A batch is what the caller wrote in one go (one replicated-log entry), so it is also
+//! the unit of atomicity on disk: after a crash a batch is either entirely present with
+//! a matching checksum or it is cut off. Layout, all integers little-endian:
+//!
+//! ```text
+//!  0..3   magic "SLB"        recognises a batch boundary
+//!  3      format version     lets a later format coexist with this one
+//!  4..8   crc32              over bytes 8..48 and the payload
+//!  8..16  base offset        offset of the first record
+//! 16..24  entry id           caller's id of the write (replicated-log index)
+//! 24..28  record count       > 0
+//! 28..36  first timestamp    of the first record; record timestamps are deltas to it
+//! 36..44  max timestamp      largest record timestamp: retention by age needs it
+//! 44..48  payload length
+//! 48..    payload            the records
+//! ```
+//!
+//! The magic and version sit before the CRC so that a reader can tell "not a batch at
+//! all" from "a damaged batch". Inside the payload each record is:
+//!
+//! ```text
+//! varint  zigzag(timestamp - first timestamp)
+//! varint  0 = no key, n + 1 = key of n bytes   (keeps "absent" apart from "empty")
+//! bytes   key
+//! varint  value length
+//! bytes   value
+//! ```
+//!
+//! Offsets are implicit (base offset + position in the batch), which keeps the payload
+//! small and makes non-contiguous offsets inside a batch unrepresentable.
+
+use crate::error::Defect;
+use sluice_proto::{ConsumerRecord, Record};
+
+/// Size of the fixed batch header.
+pub(crate) const HEADER_LEN: usize = 48;
+/// First three bytes of every batch.
+pub(crate) const MAGIC: [u8; 3] = *b"SLB";
+/// Format version written by this code.
+pub(crate) const VERSION: u8 = 1;
+/// Largest payload the 32-bit length field can describe.
+pub(crate) const MAX_PAYLOAD: u64 = u32::MAX as u64;
+
+/// The parsed fixed part of a batch. Keeps the raw bytes because the CRC covers them.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchHeader {
+    raw: [u8; HEADER_LEN],
+    pub crc: u32,
+    pub base_offset: u64,
+    pub entry_id: u64,
+    pub record_count: u32,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    pub payload_len: u32,
+}
+
+impl BatchHeader {
+    /// Parses and sanity-checks a header. `bytes` must hold at least `HEADER_LEN` bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, Defect> {
+        if bytes.len() < HEADER_LEN {
+            return Err(Defect::ShortHeader {
+                available: bytes.len() as u64,
+                needed: HEADER_LEN as u64,
+            });
+        }
+        let mut raw = [0u8; HEADER_LEN];
+        raw.copy_from_slice(&bytes[..HEADER_LEN]);
+        if raw[0..3] != MAGIC {
+            return Err(Defect::BadMagic {
+                found: [raw[0], raw[1], raw[2]],
+            });
+        }
+        if raw[3] != VERSION {
+            return Err(Defect::UnsupportedVersion { found: raw[3] });
+        }
+        let header = BatchHeader {
+            crc: u32::from_le_bytes(raw[4..8].try_into().expect("4 bytes")),
+            base_offset: u64::from_le_bytes(raw[8..16].try_into().expect("8 bytes")),
+            entry_id: u64::from_le_bytes(raw[16..24].try_into().expect("8 bytes")),
+            record_count: u32::from_le_bytes(raw[24..28].try_into().expect("4 bytes")),
+            first_timestamp: i64::from_le_bytes(raw[28..36].try_into().expect("8 bytes")),
+            max_timestamp: i64::from_le_bytes(raw[36..44].try_into().expect("8 bytes")),
+            payload_len: u32::from_le_bytes(raw[44..48].try_into().expect("4 bytes")),
+            raw,
+        };
+        if header.record_count == 0 {
+            return Err(Defect::EmptyBatch);
+        }
+        if header
+            .base_offset
+            .checked_add(u64::from(header.record_count))
+            .is_none()
+        {
+            return Err(Defect::OffsetOverflow {
+                base_offset: header.base_offset,
+                record_count: header.record_count,
+            });
+        }
+        Ok(header)
+    }
+
+    /// Offset following the last record of the batch (checked at parse time).
+    pub fn end_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.record_count)
+    }
+
+    /// Header plus payload: the distance to the next batch.
+    pub fn total_len(&self) -> u64 {
+        HEADER_LEN as u64 + u64::from(self.payload_len)
+    }
+
+    /// Checks the CRC over the header fields after it and the payload.
+    pub fn verify_crc(&self, payload: &[u8]) -> Result<(), Defect> {
+        let computed = checksum(&self.raw[8..], payload);
+        if computed == self.crc {
+            Ok(())
+        } else {
+            Err(Defect::CrcMismatch {
+                stored: self.crc,
+                computed,
+            })
+        }
+    }
+}
+
+fn checksum(header_tail: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(header_tail);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Why a batch could not be encoded; the caller adds the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLarge {
+    pub payload_len: u64,
+}
+
+/// Encodes `records` (non-empty) as one batch starting at `base_offset`.
+pub(crate) fn encode(
+    base_offset: u64,
+    entry_id: u64,
+    records: &[Record],
+) -> Result<Vec<u8>, TooLarge> {
+    debug_assert!(!records.is_empty());
+    let first_timestamp = records.first().map_or(0, |r| r.timestamp_ms);
+    let max_timestamp = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
+    let estimate: usize = records
+        .iter()
+        .map(|r| r.value.len() + r.key.as_ref().map_or(0, Vec::len) + 3 * 10)
+        .sum();
+    let mut buf = Vec::with_capacity(HEADER_LEN + estimate);
+    buf.resize(HEADER_LEN, 0);
+    for record in records {
+        put_varint(
+            &mut buf,
+            zigzag(record.timestamp_ms.wrapping_sub(first_timestamp)),
+        );
+        match &record.key {
+            None => put_varint(&mut buf, 0),
+            Some(key) => {
+                put_varint(&mut buf, key.len() as u64 + 1);
+                buf.extend_from_slice(key);
+            }
+        }
+        put_varint(&mut buf, record.value.len() as u64);
+        buf.extend_from_slice(&record.value);
+    }
+    let payload_len = (buf.len() - HEADER_LEN) as u64;
+    if payload_len > MAX_PAYLOAD || records.len() > u32::MAX as usize {
+        return Err(TooLarge { payload_len });
+    }
+    buf[0..3].copy_from_slice(&MAGIC);
+    buf[3] = VERSION;
+    buf[8..16].copy_from_slice(&base_offset.to_le_bytes());
+    buf[16..24].copy_from_slice(&entry_id.to_le_bytes());
+    buf[24..28].copy_from_slice(&(records.len() as u32).to_le_bytes());
+    buf[28..36].copy_from_slice(&first_timestamp.to_le_bytes());
+    buf[36..44].copy_from_slice(&max_timestamp.to_le_bytes());
+    buf[44..48].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    let crc = checksum(&buf[8..HEADER_LEN], &buf[HEADER_LEN..]);
+    buf[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(buf)
+}
+
+/// One record as it lies in the payload, borrowed.
+pub(crate) struct RawRecord<'a> {
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+}
+
+/// Walks the records of a payload whose CRC has been verified, checking that the
+/// encoding is consistent with the header (count, max timestamp, exact length).
+///
+/// The walk is shared by recovery (which only validates) and reads (which copy out).
+pub(crate) fn for_each_record<'a>(
+    header: &BatchHeader,
+    payload: &'a [u8],
+    mut f: impl FnMut(u32, RawRecord<'a>),
+) -> Result<(), Defect> {
+    let mut cursor = Cursor {
+        buf: payload,
+        pos: 0,
+    };
+    let mut max_seen = i64::MIN;
+    for i in 0..header.record_count {
+        let delta = unzigzag(cursor.varint()?);
+        let timestamp_ms = header.first_timestamp.wrapping_add(delta);
+        let key = match cursor.varint()? {
+            0 => None,
+            n => Some(cursor.bytes(n - 1)?),
+        };
+        let value_len = cursor.varint()?;
+        let value = cursor.bytes(value_len)?;
+        max_seen = max_seen.max(timestamp_ms);
+        f(
+            i,
+            RawRecord {
+                timestamp_ms,
+                key,
+                value,
+            },
+        );
+    }
+    if cursor.pos != payload.len() {
+        return Err(Defect::MalformedPayload {
+            detail: "bytes left over after the last record",
+        });
+    }
+    if max_seen != header.max_timestamp {
+        return Err(Defect::MalformedPayload {
+            detail: "max timestamp in header does not match the records",
+        });
+    }
+    Ok(())
+}
+
+/// Decodes the records of a verified batch with offset >= `from` into `out`; returns
+/// the record payload bytes (key + value) added, which is what read limits count.
+pub(crate) fn decode_into(
+    header: &BatchHeader,
+    payload: &[u8],
+    partition: u32,
+    from: u64,
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<usize, Defect> {
+    let mut bytes = 0usize;
+    for_each_record(header, payload, |i, raw| {
+        let offset = header.base_offset + u64::from(i);
+        if offset >= from {
+            bytes += raw.key.map_or(0, <[u8]>::len) + raw.value.len();
+            out.push(ConsumerRecord {
+                partition,
+                offset,
+                key: raw.key.map(<[u8]>::to_vec),
+                value: raw.value.to_vec(),
+                timestamp_ms: raw.timestamp_ms,
+            });
+        }
+    })?;
+    Ok(bytes)
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn varint(&mut self) -> Result<u64, Defect> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = self.buf.get(self.pos) else {
+                return Err(Defect::MalformedPayload {
+                    detail: "varint runs past the end of the payload",
+                });
+            };
+            self.pos += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Defect::MalformedPayload {
+            detail: "varint longer than 10 bytes",
+        })
+    }
+
+    fn bytes(&mut self, len: u64) -> Result<&'a [u8], Defect> {
+        let remaining = (self.buf.len() - self.pos) as u64;
+        if len > remaining {
+            return Err(Defect::MalformedPayload {
+                detail: "field length runs past the end of the payload",
+            });
+        }
+        let start = self.pos;
+        self.pos += len as usize;
+        Ok(&self.buf[start..self.pos])
+    }
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: Option<&[u8]>, value: &[u8], ts: i64) -> Record {
+        Record {
+            key: key.map(<[u8]>::to_vec),
+            value: value.to_vec(),
+            timestamp_ms: ts,
+        }
+    }
+
+    fn decode_all(bytes: &[u8]) -> Vec<ConsumerRecord> {
+        let header = BatchHeader::parse(bytes).unwrap();
+        let payload = &bytes[HEADER_LEN..];
+        assert_eq!(payload.len(), header.payload_len as usize);
+        header.verify_crc(payload).unwrap();
+        let mut out = Vec::new();
+        decode_into(&header, payload, 7, 0, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn round_trip_keeps_absent_and_empty_keys_apart() {
+        let records = vec![
+            rec(None, b"a", 100),
+            rec(Some(b""), b"", 50),
+            rec(Some(b"key"), b"value", i64::MAX),
+            rec(None, b"", i64::MIN),
+        ];
+        let bytes = encode(42, 9, &records).unwrap();
+        let header = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.entry_id, 9);
+        assert_eq!(header.record_count, 4);
+        assert_eq!(header.first_timestamp, 100);
+        assert_eq!(header.max_timestamp, i64::MAX);
+        assert_eq!(header.end_offset(), 46);
+        let out = decode_all(&bytes);
+        assert_eq!(out.len(), 4);
+        for (i, (got, want)) in out.iter().zip(&records).enumerate() {
+            assert_eq!(got.partition, 7);
+            assert_eq!(got.offset, 42 + i as u64);
+            assert_eq!(got.key, want.key);
+            assert_eq!(got.value, want.value);
+            assert_eq!(got.timestamp_ms, want.timestamp_ms);
+        }
+    }
+
+    #[test]
+    fn decode_skips_records_before_from() {
+        let records: Vec<_> = (0..5).map(|i| rec(None, &[i], i64::from(i))).collect();
+        let bytes = encode(10, 1, &records).unwrap();
+        let header = BatchHeader::parse(&bytes).unwrap();
+        let mut out = Vec::new();
+        let n = decode_into(&header, &bytes[HEADER_LEN..], 0, 13, &mut out).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            out.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![13, 14]
+        );
+    }
+
+    #[test]
+    fn every_flipped_bit_is_detected() {
+        let bytes = encode(3, 4, &[rec(Some(b"k"), b"hello", 5), rec(None, b"x", 6)]).unwrap();
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x10;
+            let detected = match BatchHeader::parse(&damaged) {
+                Err(_) => true,
+                Ok(h) => {
+                    let end = (HEADER_LEN + h.payload_len as usize).min(damaged.len());
+                    h.payload_len as usize != damaged.len() - HEADER_LEN
+                        || h.verify_crc(&damaged[HEADER_LEN..end]).is_err()
+                }
+            };
+            assert!(detected, "flip at byte {i} not detected");
+        }
+    }
+
+    #[test]
+    fn header_checks() {
+        let bytes = encode(0, 1, &[rec(None, b"v", 1)]).unwrap();
+        assert!(matches!(
+            BatchHeader::parse(&bytes[..10]),
+            Err(Defect::ShortHeader { available: 10, .. })
+        ));
+        let mut bad = bytes.clone();
+        bad[0] = b'X';
+        assert!(matches!(
+            BatchHeader::parse(&bad),
+            Err(Defect::BadMagic { .. })
+        ));
+        let mut bad = bytes.clone();
+        bad[3] = 2;
+        assert_eq!(
+            BatchHeader::parse(&bad).unwrap_err(),
+            Defect::UnsupportedVersion { found: 2 }
+        );
+    }
+
+    #[test]
+    fn varints_and_zigzag() {
+        for v in [0i64, 1, -1, 63, -64, 64, i64::MAX, i64::MIN] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        for v in [0u64, 127, 128, 300, u64::MAX] {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, v);
+            let mut c = Cursor { buf: &buf, pos: 0 };
+            assert_eq!(c.varint().unwrap(), v);
+            assert_eq!(c.pos, buf.len());
+        }
+    }
+}

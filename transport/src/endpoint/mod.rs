@@ -1,0 +1,152 @@
+//! QUIC endpoints: binding servers, client endpoints and dialing peers.
+
+mod connector;
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+pub use connector::{Connector, DEFAULT_CONNECT_TIMEOUT};
+
+/// Errors binding endpoints and establishing connections. Every variant names
+/// the address concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Another socket already holds the UDP port.
+    #[error(
+        "address {addr} is already in use; pick another port or stop the process using it \
+         (e.g. another Sluice node started with the same configuration)"
+    )]
+    AddrInUse {
+        /// Address that could not be bound.
+        addr: SocketAddr,
+    },
+    /// Binding a server endpoint failed for another reason.
+    #[error(
+        "could not listen on {addr}: {source}; check that the IP belongs to this host \
+         and that the port is allowed"
+    )]
+    Bind {
+        /// Address that could not be bound.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Binding the local socket for outgoing connections failed.
+    #[error(
+        "could not open a local UDP socket on {local} to reach {target}: {source}; \
+         check that this host has a network interface of that address family"
+    )]
+    ClientBind {
+        /// Local (unspecified) address that could not be bound.
+        local: SocketAddr,
+        /// The peer we were trying to reach.
+        target: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// quinn refused to start the connection attempt.
+    #[error("could not start connecting to {addr}: {source}; check the address")]
+    Connect {
+        /// Peer address.
+        addr: SocketAddr,
+        /// What quinn reported.
+        #[source]
+        source: quinn::ConnectError,
+    },
+    /// The handshake did not finish in time.
+    #[error(
+        "connecting to {addr} timed out after {timeout:?}; check that a Sluice node is \
+         listening there and that UDP traffic to it is not blocked"
+    )]
+    ConnectTimeout {
+        /// Peer address.
+        addr: SocketAddr,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// The TLS handshake failed: certificates did not verify or one was missing.
+    #[error(
+        "TLS handshake with {addr} failed: {source}; both sides must use certificates issued \
+         by the same cluster CA, and servers that require client certificates must be given one"
+    )]
+    Tls {
+        /// Peer address.
+        addr: SocketAddr,
+        /// What quinn reported.
+        #[source]
+        source: quinn::ConnectionError,
+    },
+    /// The connection failed for a non-TLS reason.
+    #[error(
+        "connection to {addr} failed: {source}; check that a Sluice node is listening there \
+         and retry"
+    )]
+    Connection {
+        /// Peer address.
+        addr: SocketAddr,
+        /// What quinn reported.
+        #[source]
+        source: quinn::ConnectionError,
+    },
+}
+
+/// Binds a server endpoint on `addr`. Port 0 picks a free port; read it back
+/// with [`quinn::Endpoint::local_addr`].
+pub fn bind_server(
+    addr: SocketAddr,
+    config: quinn::ServerConfig,
+) -> Result<quinn::Endpoint, TransportError> {
+    quinn::Endpoint::server(config, addr).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            TransportError::AddrInUse { addr }
+        } else {
+            TransportError::Bind { addr, source }
+        }
+    })
+}
+
+/// Binds a client-only endpoint able to reach `target`: on the unspecified
+/// address of the same family, with an ephemeral port.
+pub fn client_endpoint(target: SocketAddr) -> Result<quinn::Endpoint, TransportError> {
+    let local = match target {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    quinn::Endpoint::client(local).map_err(|source| TransportError::ClientBind {
+        local,
+        target,
+        source,
+    })
+}
+
+/// Dials `addr` from `endpoint` with the server name [`crate::NODE_SERVER_NAME`],
+/// giving up after `timeout`.
+pub async fn connect(
+    endpoint: &quinn::Endpoint,
+    config: quinn::ClientConfig,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<quinn::Connection, TransportError> {
+    let connecting = endpoint
+        .connect_with(config, addr, crate::NODE_SERVER_NAME)
+        .map_err(|source| TransportError::Connect { addr, source })?;
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(source)) if is_tls_failure(&source) => Err(TransportError::Tls { addr, source }),
+        Ok(Err(source)) => Err(TransportError::Connection { addr, source }),
+        Err(_) => Err(TransportError::ConnectTimeout { addr, timeout }),
+    }
+}
+
+/// Whether a connection error is a TLS alert (QUIC error codes 0x100-0x1ff
+/// carry TLS alerts), i.e. a certificate problem rather than a network one.
+pub fn is_tls_failure(error: &quinn::ConnectionError) -> bool {
+    let code = match error {
+        quinn::ConnectionError::TransportError(e) => e.code,
+        quinn::ConnectionError::ConnectionClosed(close) => close.error_code,
+        _ => return false,
+    };
+    (0x100..0x200).contains(&u64::from(code))
+}

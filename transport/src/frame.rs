@@ -1,0 +1,128 @@
+//! Length-framed messages on QUIC streams.
+//!
+//! A frame is a big-endian `u32` byte count followed by that many bytes. QUIC
+//! streams are byte streams, so this framing is what lets several messages
+//! share one stream. The transport does not look inside frames; the codec in
+//! `sluice-proto` does.
+
+/// Size of the length prefix.
+pub const FRAME_HEADER_LEN: usize = 4;
+
+/// Frames up to this size (prefix included) are copied into one buffer and
+/// handed to quinn in a single write, so a small frame is not split into a
+/// 4-byte packet and a payload packet. Bigger frames are written in pieces:
+/// the saved copy matters more than the 4 extra bytes.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// Errors reading or writing frames.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The frame is larger than the reader accepts (or than a `u32` can express).
+    #[error(
+        "frame of {size} bytes exceeds the limit of {max} bytes; \
+         the stream is no longer in sync and must be dropped (raise the limit if such frames are legitimate)"
+    )]
+    TooLarge {
+        /// Announced (or attempted) frame size.
+        size: u64,
+        /// The limit that was exceeded.
+        max: u64,
+    },
+    /// The stream ended in the middle of a frame.
+    #[error(
+        "stream ended after {received} of {expected} bytes of a frame; \
+         the peer finished or reset its side mid-message"
+    )]
+    Truncated {
+        /// Bytes the frame (or its header) needed.
+        expected: usize,
+        /// Bytes that arrived before the end of the stream.
+        received: usize,
+    },
+    /// Reading from the stream failed (connection lost, stream reset, ...).
+    #[error("could not read a frame: {0}; the connection or stream is gone, reconnect and retry")]
+    Read(#[from] quinn::ReadError),
+    /// Writing to the stream failed (connection lost, peer stopped the stream, ...).
+    #[error("could not write a frame: {0}; the connection or stream is gone, reconnect and retry")]
+    Write(#[from] quinn::WriteError),
+}
+
+/// Writes `payload` as one frame.
+pub async fn write_frame(send: &mut quinn::SendStream, payload: &[u8]) -> Result<(), FrameError> {
+    write_frame_parts(send, &[payload]).await
+}
+
+/// Writes the concatenation of `parts` as one frame, e.g. a header and a body
+/// encoded separately, without first joining them.
+pub async fn write_frame_parts(
+    send: &mut quinn::SendStream,
+    parts: &[&[u8]],
+) -> Result<(), FrameError> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let prefix = frame_len(total)?.to_be_bytes();
+    if total + FRAME_HEADER_LEN <= COALESCE_LIMIT {
+        let mut buf = Vec::with_capacity(FRAME_HEADER_LEN + total);
+        buf.extend_from_slice(&prefix);
+        for part in parts {
+            buf.extend_from_slice(part);
+        }
+        send.write_all(&buf).await?;
+    } else {
+        send.write_all(&prefix).await?;
+        for part in parts {
+            send.write_all(part).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Converts a payload length to the `u32` prefix, refusing what does not fit.
+fn frame_len(len: usize) -> Result<u32, FrameError> {
+    u32::try_from(len).map_err(|_| FrameError::TooLarge {
+        size: len as u64,
+        max: u64::from(u32::MAX),
+    })
+}
+
+/// Reads one frame of at most `max_bytes` payload bytes.
+///
+/// Returns `Ok(None)` when the peer finished the stream cleanly between
+/// frames. The announced size is checked against `max_bytes` before any
+/// buffer is allocated, so a hostile or corrupt prefix cannot make us
+/// allocate gigabytes. After `TooLarge` the stream is mid-frame and unusable.
+pub async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    max_bytes: usize,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    let mut filled = 0;
+    while filled < FRAME_HEADER_LEN {
+        match recv.read(&mut header[filled..]).await? {
+            Some(n) => filled += n,
+            None if filled == 0 => return Ok(None),
+            None => {
+                return Err(FrameError::Truncated {
+                    expected: FRAME_HEADER_LEN,
+                    received: filled,
+                });
+            }
+        }
+    }
+    let size = u32::from_be_bytes(header);
+    let len = usize::try_from(size).unwrap_or(usize::MAX);
+    if len > max_bytes {
+        return Err(FrameError::TooLarge {
+            size: u64::from(size),
+            max: max_bytes as u64,
+        });
+    }
+    let mut payload = vec![0u8; len];
+    match recv.read_exact(&mut payload).await {
+        Ok(()) => Ok(Some(payload)),
+        Err(quinn::ReadExactError::FinishedEarly(received)) => Err(FrameError::Truncated {
+            expected: len,
+            received,
+        }),
+        Err(quinn::ReadExactError::ReadError(e)) => Err(FrameError::Read(e)),
+    }
+}

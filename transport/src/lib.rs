@@ -1,0 +1,19 @@
+//! Sluice's QUIC transport.
+//!
+//! Every Sluice connection is QUIC with TLS 1.3 and a per-cluster CA. This
+//! crate owns that plumbing and nothing else: [`tls`] creates and loads the
+//! certificates and builds quinn configurations, [`endpoint`] binds listeners
+//! and dials (and caches) connections, and [`frame`] moves length-prefixed
+//! byte frames over streams. It knows nothing about Sluice's messages; the
+//! codec in `sluice-proto` gives the frames meaning.
+
+pub mod endpoint;
+pub mod frame;
+pub mod tls;
+
+pub use endpoint::{Connector, TransportError, bind_server, client_endpoint};
+pub use frame::{FrameError, read_frame, write_frame, write_frame_parts};
+pub use tls::{
+    ALPN, CertKeyPair, ClientAuth, ClusterCa, NODE_SERVER_NAME, TlsError, client_config,
+    server_config,
+};

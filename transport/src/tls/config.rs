@@ -1,0 +1,145 @@
+//! quinn server and client configurations built from cluster TLS material.
+//!
+//! Both sides pin TLS 1.3 (QUIC requires it), trust only the cluster CA and use
+//! the ring crypto provider explicitly, so nothing depends on a process-wide
+//! default provider having been installed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+
+use super::{CertKeyPair, TlsError, pem};
+
+/// ALPN protocol id spoken by every Sluice endpoint; bumping it makes
+/// incompatible peers fail the handshake instead of misparsing frames.
+pub const ALPN: &[u8] = b"sluice/1";
+
+/// How often an otherwise idle connection sends a keep-alive, so that NAT
+/// bindings stay open and a dead peer is noticed.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a connection may go without hearing from its peer before it is
+/// considered dead. Several keep-alive intervals, so one lost packet is harmless.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-stream receive window: large enough that one stream can carry a big
+/// produce/fetch batch without waiting for window updates each round trip.
+pub const STREAM_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;
+/// Per-connection receive window, shared by all streams of the connection.
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 32 * 1024 * 1024;
+/// Per-connection send buffer limit.
+pub const SEND_WINDOW: u64 = 32 * 1024 * 1024;
+/// How many bidirectional streams a peer may have open at once; each request
+/// typically uses its own stream, so this bounds in-flight requests.
+pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 4096;
+
+/// Whether a server asks connecting peers for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// Certificates are verified against the cluster CA when presented, but
+    /// peers without one (e.g. plain clients) are admitted.
+    #[default]
+    Optional,
+    /// Peers must present a certificate issued by the cluster CA (mutual TLS),
+    /// e.g. for node-to-node listeners.
+    ///
+    /// In TLS 1.3 the client finishes its side of the handshake before the
+    /// server has judged its certificate, so a rejected client may see
+    /// `connect` succeed and the connection close with a TLS alert right
+    /// after; [`crate::endpoint::is_tls_failure`] recognises that close reason.
+    Required,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Transport parameters shared by servers and clients.
+pub fn transport_config() -> Arc<TransportConfig> {
+    let mut transport = TransportConfig::default();
+    transport
+        .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(
+            u32::try_from(IDLE_TIMEOUT.as_millis()).unwrap_or(u32::MAX),
+        ))))
+        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
+        .send_window(SEND_WINDOW)
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS));
+    Arc::new(transport)
+}
+
+/// Server configuration presenting `identity` and checking client
+/// certificates against the CA in `ca_pem` according to `client_auth`.
+pub fn server_config(
+    identity: &CertKeyPair,
+    ca_pem: &str,
+    client_auth: ClientAuth,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let provider = provider();
+    let roots = Arc::new(pem::cluster_roots(ca_pem)?);
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+    if client_auth == ClientAuth::Optional {
+        verifier = verifier.allow_unauthenticated();
+    }
+    let verifier = verifier
+        .build()
+        .map_err(|source| TlsError::ClientVerifier { source })?;
+    let chain = pem::certs(&identity.cert_pem, "server certificate")?;
+    let key = pem::private_key(&identity.key_pem, "server private key")?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|source| TlsError::Rustls {
+            what: "TLS 1.3 protocol selection",
+            source,
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|source| TlsError::Rustls {
+            what: "server certificate and key",
+            source,
+        })?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto =
+        QuicServerConfig::try_from(tls).map_err(|source| TlsError::QuicCrypto { source })?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport_config());
+    Ok(config)
+}
+
+/// Client configuration trusting only the CA in `ca_pem`, presenting
+/// `identity` to servers that ask for a certificate.
+pub fn client_config(
+    ca_pem: &str,
+    identity: Option<&CertKeyPair>,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let roots = pem::cluster_roots(ca_pem)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|source| TlsError::Rustls {
+            what: "TLS 1.3 protocol selection",
+            source,
+        })?
+        .with_root_certificates(roots);
+    let mut tls = match identity {
+        Some(identity) => {
+            let chain = pem::certs(&identity.cert_pem, "client certificate")?;
+            let key = pem::private_key(&identity.key_pem, "client private key")?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|source| TlsError::Rustls {
+                    what: "client certificate and key",
+                    source,
+                })?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto =
+        QuicClientConfig::try_from(tls).map_err(|source| TlsError::QuicCrypto { source })?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport_config());
+    Ok(config)
+}

@@ -37,7 +37,10 @@ impl Controller {
         state_path: std::path::PathBuf,
     ) -> Result<Self, ControllerError> {
         let (sm, view) = ControllerStateMachine::open(state_path)?;
-        let config = GroupConfig { snapshot_every_entries: 200, ..Default::default() };
+        let config = GroupConfig {
+            snapshot_every_entries: 200,
+            ..Default::default()
+        };
         let group = Group::start(db, node, CONTROLLER_GROUP, sm, &config).await?;
         Ok(Self { group, view })
     }
@@ -61,37 +64,57 @@ impl Controller {
         self.group.wait_for_leader(timeout).await
     }
 
+    /// Waits until the metadata includes everything committed before a restart.
+    pub async fn wait_for_recovery(&self, timeout: Duration) -> bool {
+        self.group.wait_for_recovery(timeout).await
+    }
+
     pub async fn register_node(&self, record: NodeRecord) -> Result<(), WireError> {
-        self.propose(Command::RegisterNode(record)).await.map(|_| ())
+        self.propose(Command::RegisterNode(record))
+            .await
+            .map(|_| ())
     }
 
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo, WireError> {
         spec.validate()?;
         let created_ms = sluice_proto::now_ms();
-        match self.propose(Command::CreateTopic { spec, created_ms }).await? {
+        match self
+            .propose(Command::CreateTopic { spec, created_ms })
+            .await?
+        {
             CommandResult::TopicCreated(info) => Ok(info),
             other => Err(unexpected(other)),
         }
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), WireError> {
-        self.propose(Command::DeleteTopic { name: name.to_string() }).await.map(|_| ())
+        self.propose(Command::DeleteTopic {
+            name: name.to_string(),
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn propose(&self, command: Command) -> Result<CommandResult, WireError> {
         let bytes = state_machine::encode(&command);
         let response = self.group.write(bytes).await.map_err(|e| match e {
-            WriteError::NotLeader { node, leader, .. } => {
-                WireError::NotLeader { node, what: "the controller".into(), leader }
-            }
-            WriteError::Stopped { reason, .. } => {
-                WireError::Unavailable { what: "the controller".into(), reason }
-            }
+            WriteError::NotLeader { node, leader, .. } => WireError::NotLeader {
+                node,
+                what: "the controller".into(),
+                leader,
+            },
+            WriteError::Stopped { reason, .. } => WireError::Unavailable {
+                what: "the controller".into(),
+                reason,
+            },
         })?;
         match state_machine::decode::<CommandResult>(&response) {
             Ok(CommandResult::Rejected(e)) => Err(e),
             Ok(result) => Ok(result),
-            Err(reason) => Err(WireError::Storage { what: "the controller's response".into(), reason }),
+            Err(reason) => Err(WireError::Storage {
+                what: "the controller's response".into(),
+                reason,
+            }),
         }
     }
 

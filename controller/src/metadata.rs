@@ -34,7 +34,11 @@ pub struct Metadata {
 
 impl Metadata {
     pub fn topic(&self, name: &str) -> Result<&TopicRecord, WireError> {
-        self.topics.get(name).ok_or_else(|| WireError::UnknownTopic { topic: name.to_string() })
+        self.topics
+            .get(name)
+            .ok_or_else(|| WireError::UnknownTopic {
+                topic: name.to_string(),
+            })
     }
 
     /// Assigns `spec.replication` distinct nodes to each partition, rotating

@@ -22,8 +22,13 @@ use crate::{ControllerError, Metadata, NodeRecord, TopicRecord};
 pub enum Command {
     RegisterNode(NodeRecord),
     /// `created_ms` is set by the proposer so every replica records the same time.
-    CreateTopic { spec: TopicSpec, created_ms: i64 },
-    DeleteTopic { name: String },
+    CreateTopic {
+        spec: TopicSpec,
+        created_ms: i64,
+    },
+    DeleteTopic {
+        name: String,
+    },
 }
 
 /// The outcome of applying a [`Command`].
@@ -80,7 +85,10 @@ pub struct ControllerStateMachine {
 impl ControllerStateMachine {
     /// Loads the metadata saved at `path` (or starts empty).
     pub fn open(path: PathBuf) -> Result<(Self, MetadataView), ControllerError> {
-        let load_err = |reason: String| ControllerError::Load { path: path.display().to_string(), reason };
+        let load_err = |reason: String| ControllerError::Load {
+            path: path.display().to_string(),
+            reason,
+        };
         let metadata = match std::fs::read(&path) {
             Ok(bytes) => decode::<Metadata>(&bytes).map_err(load_err)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Metadata::default(),
@@ -88,8 +96,18 @@ impl ControllerStateMachine {
         };
         let state = Arc::new(RwLock::new(metadata));
         let (changes, rx) = watch::channel(0);
-        let view = MetadataView { state: state.clone(), changes: rx };
-        Ok((Self { state, changes, path }, view))
+        let view = MetadataView {
+            state: state.clone(),
+            changes: rx,
+        };
+        Ok((
+            Self {
+                state,
+                changes,
+                path,
+            },
+            view,
+        ))
     }
 
     fn execute(md: &mut Metadata, command: Command) -> CommandResult {
@@ -110,10 +128,17 @@ impl ControllerStateMachine {
                     Err(e) => return CommandResult::Rejected(e),
                 };
                 md.next_topic_id += 1;
-                let info = TopicInfo { spec, created_ms, assignments };
+                let info = TopicInfo {
+                    spec,
+                    created_ms,
+                    assignments,
+                };
                 md.topics.insert(
                     info.spec.name.clone(),
-                    TopicRecord { id: md.next_topic_id, info: info.clone() },
+                    TopicRecord {
+                        id: md.next_topic_id,
+                        info: info.clone(),
+                    },
                 );
                 CommandResult::TopicCreated(info)
             }
@@ -149,11 +174,14 @@ impl ReplicatedState for ControllerStateMachine {
     }
 
     fn snapshot(&mut self) -> io::Result<Vec<u8>> {
-        Ok(encode(&*self.state.read().unwrap_or_else(|p| p.into_inner())))
+        Ok(encode(
+            &*self.state.read().unwrap_or_else(|p| p.into_inner()),
+        ))
     }
 
     fn install_snapshot(&mut self, data: &[u8]) -> io::Result<()> {
-        let md = decode::<Metadata>(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let md =
+            decode::<Metadata>(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = md;
         self.changes.send_modify(|v| *v += 1);
         Ok(())
@@ -187,13 +215,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("controller.bin");
         let (mut sm, view) = ControllerStateMachine::open(path.clone()).unwrap();
-        let node = NodeRecord { id: 1, addr: "127.0.0.1:9003".into() };
-        assert_eq!(apply(&mut sm, 1, Command::RegisterNode(node)), CommandResult::Done);
+        let node = NodeRecord {
+            id: 1,
+            addr: "127.0.0.1:9003".into(),
+        };
+        assert_eq!(
+            apply(&mut sm, 1, Command::RegisterNode(node)),
+            CommandResult::Done
+        );
         let create = |name: &str, r| Command::CreateTopic {
-            spec: TopicSpec { replication: r, partitions: 2, ..TopicSpec::new(name) },
+            spec: TopicSpec {
+                replication: r,
+                partitions: 2,
+                ..TopicSpec::new(name)
+            },
             created_ms: 5,
         };
-        assert!(matches!(apply(&mut sm, 2, create("a", 1)), CommandResult::TopicCreated(_)));
+        assert!(matches!(
+            apply(&mut sm, 2, create("a", 1)),
+            CommandResult::TopicCreated(_)
+        ));
         assert_eq!(
             apply(&mut sm, 3, create("a", 1)),
             CommandResult::Rejected(WireError::TopicExists { topic: "a".into() })
@@ -203,7 +244,10 @@ mod tests {
             CommandResult::Rejected(WireError::InvalidArgument { .. })
         ));
         // A replayed index changes nothing.
-        assert_eq!(apply(&mut sm, 2, Command::DeleteTopic { name: "a".into() }), CommandResult::Done);
+        assert_eq!(
+            apply(&mut sm, 2, Command::DeleteTopic { name: "a".into() }),
+            CommandResult::Done
+        );
         assert!(view.snapshot().topics.contains_key("a"));
         sm.sync().unwrap();
         let (_, reloaded) = ControllerStateMachine::open(path).unwrap();

@@ -37,7 +37,10 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
     bincode::serde::encode_into_std_write(msg, &mut out, config()).map_err(|e| {
-        CodecError::Encode { what: std::any::type_name::<T>(), reason: e.to_string() }
+        CodecError::Encode {
+            what: std::any::type_name::<T>(),
+            reason: e.to_string(),
+        }
     })?;
     Ok(out)
 }
@@ -55,15 +58,25 @@ pub fn peek_version(frame: &[u8]) -> Result<u16, CodecError> {
 pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
     let version = peek_version(frame)?;
     if version != PROTOCOL_VERSION {
-        return Err(CodecError::VersionMismatch { peer: version, ours: PROTOCOL_VERSION });
+        return Err(CodecError::VersionMismatch {
+            peer: version,
+            ours: PROTOCOL_VERSION,
+        });
     }
     let what = short_type_name::<T>();
-    let (msg, used) = bincode::serde::decode_from_slice(&frame[2..], config())
-        .map_err(|e| CodecError::Malformed { what, reason: e.to_string() })?;
+    let (msg, used) = bincode::serde::decode_from_slice(&frame[2..], config()).map_err(|e| {
+        CodecError::Malformed {
+            what,
+            reason: e.to_string(),
+        }
+    })?;
     if used != frame.len() - 2 {
         return Err(CodecError::Malformed {
             what,
-            reason: format!("{} trailing bytes after the message", frame.len() - 2 - used),
+            reason: format!(
+                "{} trailing bytes after the message",
+                frame.len() - 2 - used
+            ),
         });
     }
     Ok(msg)
@@ -100,7 +113,10 @@ mod tests {
         bytes[0..2].copy_from_slice(&7u16.to_be_bytes());
         assert_eq!(
             decode::<Response>(&bytes),
-            Err(CodecError::VersionMismatch { peer: 7, ours: PROTOCOL_VERSION })
+            Err(CodecError::VersionMismatch {
+                peer: 7,
+                ours: PROTOCOL_VERSION
+            })
         );
     }
 
@@ -108,8 +124,14 @@ mod tests {
     fn garbage_is_malformed_not_a_panic() {
         let mut bytes = PROTOCOL_VERSION.to_be_bytes().to_vec();
         bytes.extend_from_slice(&[0xff; 40]);
-        assert!(matches!(decode::<Request>(&bytes), Err(CodecError::Malformed { .. })));
-        assert_eq!(decode::<Request>(&[1]), Err(CodecError::TooShort { len: 1 }));
+        assert!(matches!(
+            decode::<Request>(&bytes),
+            Err(CodecError::Malformed { .. })
+        ));
+        assert_eq!(
+            decode::<Request>(&[1]),
+            Err(CodecError::TooShort { len: 1 })
+        );
     }
 
     #[test]

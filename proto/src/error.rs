@@ -9,7 +9,11 @@ pub enum WireError {
     #[error("topic {topic:?} does not exist; list topics with `sluice topic list`")]
     UnknownTopic { topic: String },
     #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
-    UnknownPartition { topic: String, partition: u32, partitions: u32 },
+    UnknownPartition {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
     #[error("topic {topic:?} already exists; pick another name or delete it first")]
     TopicExists { topic: String },
     #[error("invalid {what}: {reason}")]
@@ -17,11 +21,21 @@ pub enum WireError {
     #[error(
         "record of {size_bytes} bytes at index {index} of the batch exceeds the limit of {max_bytes} bytes; split or shrink it"
     )]
-    RecordTooLarge { index: usize, size_bytes: usize, max_bytes: usize },
+    RecordTooLarge {
+        index: usize,
+        size_bytes: usize,
+        max_bytes: usize,
+    },
     #[error(
         "offset {requested} is out of range for {topic}/{partition}: records are stored from {start} to {end} (exclusive); use -B, -T N or an offset in range"
     )]
-    OffsetOutOfRange { topic: String, partition: u32, requested: u64, start: u64, end: u64 },
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        requested: u64,
+        start: u64,
+        end: u64,
+    },
     #[error(
         "this request speaks protocol version {client} but the node speaks version {server}; use a `sluice` binary of the same release as the cluster"
     )]
@@ -29,7 +43,11 @@ pub enum WireError {
     #[error("malformed request: {reason}")]
     MalformedRequest { reason: String },
     #[error("node {node} does not lead {what}{}", leader.map(|l| format!("; node {l} does")).unwrap_or_default())]
-    NotLeader { node: u64, what: String, leader: Option<u64> },
+    NotLeader {
+        node: u64,
+        what: String,
+        leader: Option<u64>,
+    },
     #[error("{what} is not available right now: {reason}; retry shortly")]
     Unavailable { what: String, reason: String },
     #[error("storage failure on {what}: {reason}")]
@@ -40,6 +58,9 @@ impl WireError {
     /// Whether a client may retry the same request (possibly elsewhere) and
     /// expect a different outcome.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, WireError::NotLeader { .. } | WireError::Unavailable { .. })
+        matches!(
+            self,
+            WireError::NotLeader { .. } | WireError::Unavailable { .. }
+        )
     }
 }

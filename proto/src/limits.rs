@@ -41,13 +41,18 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err(format!(
             "topic name {name:?} may contain only lowercase letters, digits and '-'"
         ));
     }
     if name.starts_with('-') || name.ends_with('-') {
-        return Err(format!("topic name {name:?} must not start or end with '-'"));
+        return Err(format!(
+            "topic name {name:?} must not start or end with '-'"
+        ));
     }
     Ok(())
 }

@@ -33,10 +33,19 @@ pub enum Response {
     Produced(ProduceResponse),
     /// The resolved first offset of a fetch, sent before any record so a client
     /// knows where it stands even when no record follows yet.
-    FetchStarted { partition: u32, start_offset: u64, end_offset: u64 },
-    Records { records: Vec<ConsumerRecord>, high_watermark: u64 },
+    FetchStarted {
+        partition: u32,
+        start_offset: u64,
+        end_offset: u64,
+    },
+    Records {
+        records: Vec<ConsumerRecord>,
+        high_watermark: u64,
+    },
     /// A non-following fetch reached its end; `next_offset` is where to resume.
-    FetchEnd { next_offset: u64 },
+    FetchEnd {
+        next_offset: u64,
+    },
 }
 
 /// What a user asks for when creating a topic.

@@ -17,12 +17,20 @@ pub struct Record {
 impl Record {
     /// A record with no key, stamped with the current wall-clock time.
     pub fn new(value: impl Into<Vec<u8>>) -> Self {
-        Self { key: None, value: value.into(), timestamp_ms: now_ms() }
+        Self {
+            key: None,
+            value: value.into(),
+            timestamp_ms: now_ms(),
+        }
     }
 
     /// A keyed record, stamped with the current wall-clock time.
     pub fn with_key(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Self { key: Some(key.into()), value: value.into(), timestamp_ms: now_ms() }
+        Self {
+            key: Some(key.into()),
+            value: value.into(),
+            timestamp_ms: now_ms(),
+        }
     }
 
     /// Bytes this record counts against size limits (key + value).

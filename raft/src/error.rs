@@ -12,14 +12,22 @@ pub enum RaftError {
     #[error("Raft group {group} failed to initialize its membership: {reason}")]
     Initialize { group: GroupId, reason: String },
     #[error("Raft log storage of group {group} failed while {action}: {reason}")]
-    Storage { group: GroupId, action: &'static str, reason: String },
+    Storage {
+        group: GroupId,
+        action: &'static str,
+        reason: String,
+    },
 }
 
 /// Why a proposed command was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("node {node} is not the leader of group {group}")]
-    NotLeader { group: GroupId, node: NodeId, leader: Option<NodeId> },
+    NotLeader {
+        group: GroupId,
+        node: NodeId,
+        leader: Option<NodeId>,
+    },
     #[error("Raft group {group} stopped: {reason}")]
     Stopped { group: GroupId, reason: String },
 }

@@ -56,7 +56,11 @@ pub struct Group<S: ReplicatedState> {
 
 impl<S: ReplicatedState> Clone for Group<S> {
     fn clone(&self) -> Self {
-        Self { raft: self.raft.clone(), id: self.id, node: self.node }
+        Self {
+            raft: self.raft.clone(),
+            id: self.id,
+            node: self.node,
+        }
     }
 }
 
@@ -79,7 +83,11 @@ impl<S: ReplicatedState> Group<S> {
             max_in_snapshot_log_to_keep: config.entries_kept_after_snapshot,
             ..Default::default()
         };
-        let raft_config = Arc::new(raft_config.validate().map_err(|e| start_err(e.to_string()))?);
+        let raft_config = Arc::new(
+            raft_config
+                .validate()
+                .map_err(|e| start_err(e.to_string()))?,
+        );
         let adapter = Adapter::new(db.clone(), id, state).map_err(|e| start_err(e.to_string()))?;
         let log = GroupLog::new(db, id);
         let raft = openraft::Raft::new(node, raft_config, Network { group: id }, log, adapter)
@@ -96,16 +104,24 @@ impl<S: ReplicatedState> Group<S> {
     /// has none yet. Idempotent: a group that already has a membership (e.g.
     /// after a restart) keeps it.
     pub async fn initialize(&self, members: &[(NodeId, String)]) -> Result<(), RaftError> {
-        if self.raft.is_initialized().await.map_err(|e| self.init_err(e.to_string()))? {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| self.init_err(e.to_string()))?
+        {
             return Ok(());
         }
-        let members: BTreeMap<NodeId, BasicNode> =
-            members.iter().map(|(id, addr)| (*id, BasicNode::new(addr.clone()))).collect();
+        let members: BTreeMap<NodeId, BasicNode> = members
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
+            .collect();
         match self.raft.initialize(members).await {
             Ok(()) => Ok(()),
-            Err(e) if e.api_error().is_some_and(|api| {
-                matches!(api, openraft::error::InitializeError::NotAllowed(_))
-            }) =>
+            Err(e)
+                if e.api_error().is_some_and(|api| {
+                    matches!(api, openraft::error::InitializeError::NotAllowed(_))
+                }) =>
             {
                 Ok(())
             }
@@ -114,7 +130,10 @@ impl<S: ReplicatedState> Group<S> {
     }
 
     fn init_err(&self, reason: String) -> RaftError {
-        RaftError::Initialize { group: self.id, reason }
+        RaftError::Initialize {
+            group: self.id,
+            reason,
+        }
     }
 
     /// Proposes `command`; returns the state machine's response once the
@@ -123,10 +142,15 @@ impl<S: ReplicatedState> Group<S> {
         match self.raft.client_write(Bytes(command)).await {
             Ok(resp) => Ok(resp.data.0),
             Err(e) => match e.forward_to_leader() {
-                Some(fwd) => {
-                    Err(WriteError::NotLeader { group: self.id, node: self.node, leader: fwd.leader_id })
-                }
-                None => Err(WriteError::Stopped { group: self.id, reason: e.to_string() }),
+                Some(fwd) => Err(WriteError::NotLeader {
+                    group: self.id,
+                    node: self.node,
+                    leader: fwd.leader_id,
+                }),
+                None => Err(WriteError::Stopped {
+                    group: self.id,
+                    reason: e.to_string(),
+                }),
             },
         }
     }
@@ -150,10 +174,20 @@ impl<S: ReplicatedState> Group<S> {
             if let Some(leader) = rx.borrow_watched().current_leader {
                 return Some(leader);
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 return None;
             }
         }
+    }
+
+    /// Waits until this replica has re-applied everything the group had
+    /// committed that its durable log holds (after a restart), so reads see
+    /// at least the pre-restart state. False on timeout.
+    pub async fn wait_for_recovery(&self, timeout: Duration) -> bool {
+        self.raft.wait_for_recovery(Some(timeout)).await.is_ok()
     }
 
     /// Stops the group's tasks; its log and state stay on disk.

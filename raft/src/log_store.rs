@@ -66,7 +66,11 @@ impl LogDb {
                 path: dir.display().to_string(),
                 reason: format!("cannot start the WAL sync thread: {e}"),
             })?;
-        Ok(Arc::new(Self { db, sync_tx, fsyncs }))
+        Ok(Arc::new(Self {
+            db,
+            sync_tx,
+            fsyncs,
+        }))
     }
 
     /// WAL fsyncs performed so far (for measuring group commit).
@@ -82,17 +86,29 @@ impl LogDb {
             reason: e.to_string(),
         };
         let (logs, meta) = (self.cf(CF_LOGS), self.cf(CF_META));
-        self.db.delete_range_cf(logs, log_key(group, 0), log_key(group, u64::MAX)).map_err(err)?;
-        self.db.delete_cf(logs, log_key(group, u64::MAX)).map_err(err)?;
-        for name in [META_VOTE, META_COMMITTED, META_LAST_PURGED, crate::state_machine::META_APPLIED]
-        {
-            self.db.delete_cf(meta, meta_key(group, name)).map_err(err)?;
+        self.db
+            .delete_range_cf(logs, log_key(group, 0), log_key(group, u64::MAX))
+            .map_err(err)?;
+        self.db
+            .delete_cf(logs, log_key(group, u64::MAX))
+            .map_err(err)?;
+        for name in [
+            META_VOTE,
+            META_COMMITTED,
+            META_LAST_PURGED,
+            crate::state_machine::META_APPLIED,
+        ] {
+            self.db
+                .delete_cf(meta, meta_key(group, name))
+                .map_err(err)?;
         }
         Ok(())
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column families are created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
     }
 
     pub(crate) fn get_meta<T: DeserializeOwned>(
@@ -100,7 +116,10 @@ impl LogDb {
         group: GroupId,
         name: &[u8],
     ) -> io::Result<Option<T>> {
-        let bytes = self.db.get_cf(self.cf(CF_META), meta_key(group, name)).map_err(io_err)?;
+        let bytes = self
+            .db
+            .get_cf(self.cf(CF_META), meta_key(group, name))
+            .map_err(io_err)?;
         bytes.map(|b| decode(&b)).transpose()
     }
 
@@ -135,7 +154,12 @@ fn run_syncer(db: &DB, count: &AtomicU64, rx: &mpsc::Receiver<SyncCallback>) {
         let result = db.flush_wal(true);
         count.fetch_add(1, Ordering::Relaxed);
         for done in waiting {
-            done(result.as_ref().map(|_| ()).map_err(|e| io::Error::other(e.to_string())));
+            done(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| io::Error::other(e.to_string())),
+            );
         }
     }
 }
@@ -196,8 +220,10 @@ impl RaftLogReader<TypeConfig> for GroupLog {
             Bound::Unbounded => 0,
         };
         let from = log_key(self.group, start);
-        let iter =
-            self.db.db.iterator_cf(self.db.cf(CF_LOGS), IteratorMode::From(&from, Direction::Forward));
+        let iter = self.db.db.iterator_cf(
+            self.db.cf(CF_LOGS),
+            IteratorMode::From(&from, Direction::Forward),
+        );
         let mut out = Vec::new();
         for item in iter {
             let (key, value) = item.map_err(io_err)?;
@@ -223,8 +249,10 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let from = log_key(self.group, u64::MAX);
-        let mut iter =
-            self.db.db.iterator_cf(self.db.cf(CF_LOGS), IteratorMode::From(&from, Direction::Reverse));
+        let mut iter = self.db.db.iterator_cf(
+            self.db.cf(CF_LOGS),
+            IteratorMode::From(&from, Direction::Reverse),
+        );
         let last = match iter.next() {
             Some(item) => {
                 let (key, value) = item.map_err(io_err)?;
@@ -239,7 +267,10 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         };
         let last_purged: Option<LogIdOf<TypeConfig>> =
             self.db.get_meta(self.group, META_LAST_PURGED)?;
-        Ok(LogState { last_log_id: last.or_else(|| last_purged.clone()), last_purged_log_id: last_purged })
+        Ok(LogState {
+            last_log_id: last.or(last_purged),
+            last_purged_log_id: last_purged,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -255,14 +286,22 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         committed: Option<LogIdOf<TypeConfig>>,
     ) -> Result<(), io::Error> {
         // Not synced: losing it only means re-discovering the commit point.
-        self.db.put_meta(self.group, META_COMMITTED, &committed, false)
+        self.db
+            .put_meta(self.group, META_COMMITTED, &committed, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
-        Ok(self.db.get_meta::<Option<LogIdOf<TypeConfig>>>(self.group, META_COMMITTED)?.flatten())
+        Ok(self
+            .db
+            .get_meta::<Option<LogIdOf<TypeConfig>>>(self.group, META_COMMITTED)?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -274,7 +313,8 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         }
         // Written (readable) now; durable when the syncer's next fsync completes.
         self.db.db.write(batch).map_err(io_err)?;
-        self.db.sync_async(Box::new(move |res| callback.io_completed(res)));
+        self.db
+            .sync_async(Box::new(move |res| callback.io_completed(res)));
         Ok(())
     }
 
@@ -286,19 +326,31 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         let cf = self.db.cf(CF_LOGS);
         self.db
             .db
-            .delete_range_cf(cf, log_key(self.group, start), log_key(self.group, u64::MAX))
+            .delete_range_cf(
+                cf,
+                log_key(self.group, start),
+                log_key(self.group, u64::MAX),
+            )
             .map_err(io_err)?;
-        self.db.db.delete_cf(cf, log_key(self.group, u64::MAX)).map_err(io_err)
+        self.db
+            .db
+            .delete_cf(cf, log_key(self.group, u64::MAX))
+            .map_err(io_err)
     }
 
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
         // Record the purge point first: entries at or below it are ignored by
         // openraft even if the range delete below is lost in a crash.
-        self.db.put_meta(self.group, META_LAST_PURGED, &log_id, true)?;
+        self.db
+            .put_meta(self.group, META_LAST_PURGED, &log_id, true)?;
         let cf = self.db.cf(CF_LOGS);
         self.db
             .db
-            .delete_range_cf(cf, log_key(self.group, 0), log_key(self.group, log_id.index() + 1))
+            .delete_range_cf(
+                cf,
+                log_key(self.group, 0),
+                log_key(self.group, log_id.index() + 1),
+            )
             .map_err(io_err)
     }
 }

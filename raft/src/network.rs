@@ -42,7 +42,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Peer { group: self.group, target, addr: node.addr.clone() }
+        Peer {
+            group: self.group,
+            target,
+            addr: node.addr.clone(),
+        }
     }
 }
 

@@ -56,9 +56,18 @@ pub(crate) struct Adapter<S> {
 
 impl<S: ReplicatedState> Adapter<S> {
     pub(crate) fn new(db: Arc<LogDb>, group: GroupId, state: S) -> io::Result<Self> {
-        let (last_applied, membership) =
-            db.get_meta::<Applied>(group, META_APPLIED)?.unwrap_or_default();
-        Ok(Self { inner: Arc::new(Mutex::new(Inner { state, last_applied, membership })), db, group })
+        let (last_applied, membership) = db
+            .get_meta::<Applied>(group, META_APPLIED)?
+            .unwrap_or_default();
+        Ok(Self {
+            inner: Arc::new(Mutex::new(Inner {
+                state,
+                last_applied,
+                membership,
+            })),
+            db,
+            group,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<S>> {
@@ -66,7 +75,11 @@ impl<S: ReplicatedState> Adapter<S> {
     }
 
     fn builder(&self) -> Builder<S> {
-        Builder { inner: self.inner.clone(), db: self.db.clone(), group: self.group }
+        Builder {
+            inner: self.inner.clone(),
+            db: self.db.clone(),
+            group: self.group,
+        }
     }
 }
 
@@ -84,12 +97,21 @@ impl<S: ReplicatedState> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             inner.state.sync()?;
             let data = inner.state.snapshot()?;
-            let applied: Applied = (inner.last_applied.clone(), inner.membership.clone());
+            let applied: Applied = (inner.last_applied, inner.membership.clone());
             self.db.put_meta(self.group, META_APPLIED, &applied, true)?;
-            (SnapshotMeta { last_log_id: applied.0, last_membership: applied.1 }, data)
+            (
+                SnapshotMeta {
+                    last_log_id: applied.0,
+                    last_membership: applied.1,
+                },
+                data,
+            )
         };
         tracing::debug!(group = self.group, last = ?meta.last_log_id, "synced snapshot point");
-        Ok(openraft::Snapshot { meta, snapshot: data })
+        Ok(openraft::Snapshot {
+            meta,
+            snapshot: data,
+        })
     }
 }
 
@@ -99,7 +121,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for Adapter<S> {
 
     async fn applied_state(&mut self) -> Result<Applied, io::Error> {
         let inner = self.lock();
-        Ok((inner.last_applied.clone(), inner.membership.clone()))
+        Ok((inner.last_applied, inner.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -117,7 +139,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for Adapter<S> {
                     EntryPayload::Blank => Vec::new(),
                     EntryPayload::Normal(Bytes(command)) => inner.state.apply(index, &command),
                     EntryPayload::Membership(m) => {
-                        inner.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                        inner.membership = StoredMembership::new(Some(entry.log_id), m);
                         Vec::new()
                     }
                 };
@@ -143,9 +165,9 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for Adapter<S> {
         let mut inner = self.lock();
         inner.state.install_snapshot(&snapshot)?;
         inner.state.sync()?;
-        inner.last_applied = meta.last_log_id.clone();
+        inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
-        let applied: Applied = (inner.last_applied.clone(), inner.membership.clone());
+        let applied: Applied = (inner.last_applied, inner.membership.clone());
         self.db.put_meta(self.group, META_APPLIED, &applied, true)
     }
 
@@ -161,7 +183,10 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for Adapter<S> {
         // the synced point: replicas receiving it skip what they re-apply.
         let data = self.lock().state.snapshot()?;
         Ok(Some(openraft::Snapshot {
-            meta: SnapshotMeta { last_log_id, last_membership },
+            meta: SnapshotMeta {
+                last_log_id,
+                last_membership,
+            },
             snapshot: data,
         }))
     }

@@ -36,11 +36,17 @@ impl ReplicatedState for Sum {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_voter_commits_and_recovers_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let config = GroupConfig { snapshot_every_entries: 20, entries_kept_after_snapshot: 5, ..Default::default() };
+    let config = GroupConfig {
+        snapshot_every_entries: 20,
+        entries_kept_after_snapshot: 5,
+        ..Default::default()
+    };
     let members = [(1, "127.0.0.1:1".to_string())];
     {
         let db = LogDb::open(dir.path()).unwrap();
-        let group = Group::start(db.clone(), 1, 7, Sum::default(), &config).await.unwrap();
+        let group = Group::start(db.clone(), 1, 7, Sum::default(), &config)
+            .await
+            .unwrap();
         group.initialize(&members).await.unwrap();
         assert_eq!(group.wait_for_leader(Duration::from_secs(5)).await, Some(1));
         let mut last = Vec::new();
@@ -55,7 +61,9 @@ async fn single_voter_commits_and_recovers_after_restart() {
     // point) gets every entry after that point re-applied from the log.
     let db = reopen(dir.path()).await;
     let fresh = Sum::default();
-    let group = Group::start(db, 1, 7, fresh.clone(), &config).await.unwrap();
+    let group = Group::start(db, 1, 7, fresh.clone(), &config)
+        .await
+        .unwrap();
     group.initialize(&members).await.unwrap();
     assert_eq!(group.wait_for_leader(Duration::from_secs(5)).await, Some(1));
     let resp = group.write(1000u64.to_be_bytes().to_vec()).await.unwrap();

@@ -32,6 +32,8 @@ fn default_retention_interval() -> u64 {
 
 impl NodeConfig {
     pub fn advertised_addr(&self) -> String {
-        self.advertised.clone().unwrap_or_else(|| self.listen.to_string())
+        self.advertised
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
     }
 }

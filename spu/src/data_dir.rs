@@ -24,13 +24,25 @@ pub enum DataDirError {
     #[error(
         "data dir {path} belongs to cluster {found:?}, not {expected:?}; use another --data-dir or remove it"
     )]
-    OtherCluster { path: PathBuf, found: String, expected: String },
+    OtherCluster {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error(
         "data dir {path} belongs to node {found} of this cluster, not node {expected}; a node id is tied to its data"
     )]
-    OtherNode { path: PathBuf, found: u64, expected: u64 },
+    OtherNode {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
     #[error("cannot {action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("identity file {path} is unreadable: {reason}; it was not written by Sluice")]
     BadIdentity { path: PathBuf, reason: String },
 }
@@ -47,16 +59,21 @@ impl DataDir {
     pub fn claim(root: &Path, cluster_id: &str, node_id: u64) -> Result<Self, DataDirError> {
         let io = |action, path: &Path| {
             let path = path.to_path_buf();
-            move |source| DataDirError::Io { action, path, source }
+            move |source| DataDirError::Io {
+                action,
+                path,
+                source,
+            }
         };
         std::fs::create_dir_all(root).map_err(io("create", root))?;
         let id_path = root.join("node.toml");
         match std::fs::read_to_string(&id_path) {
             Ok(text) => {
-                let found: Identity = toml::from_str(&text).map_err(|e| DataDirError::BadIdentity {
-                    path: id_path.clone(),
-                    reason: e.to_string(),
-                })?;
+                let found: Identity =
+                    toml::from_str(&text).map_err(|e| DataDirError::BadIdentity {
+                        path: id_path.clone(),
+                        reason: e.to_string(),
+                    })?;
                 if found.cluster_id != cluster_id {
                     return Err(DataDirError::OtherCluster {
                         path: root.to_path_buf(),
@@ -73,13 +90,24 @@ impl DataDir {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let id = Identity { cluster_id: cluster_id.to_string(), node_id };
+                let id = Identity {
+                    cluster_id: cluster_id.to_string(),
+                    node_id,
+                };
                 let text = toml::to_string(&id).expect("identity serializes");
                 std::fs::write(&id_path, text).map_err(io("write", &id_path))?;
             }
-            Err(e) => return Err(DataDirError::Io { action: "read", path: id_path, source: e }),
+            Err(e) => {
+                return Err(DataDirError::Io {
+                    action: "read",
+                    path: id_path,
+                    source: e,
+                });
+            }
         }
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -95,7 +123,9 @@ impl DataDir {
         self.root.join("controller.bin")
     }
     pub fn partition(&self, topic: &str, topic_id: u32, partition: u32) -> PathBuf {
-        self.root.join("partitions").join(format!("{topic}-{topic_id}-{partition}"))
+        self.root
+            .join("partitions")
+            .join(format!("{topic}-{topic_id}-{partition}"))
     }
 }
 
@@ -109,7 +139,13 @@ mod tests {
         DataDir::claim(dir.path(), "c1", 1).unwrap();
         DataDir::claim(dir.path(), "c1", 1).unwrap();
         let err = DataDir::claim(dir.path(), "c2", 1).unwrap_err();
-        assert!(err.to_string().contains("belongs to cluster \"c1\""), "{err}");
-        assert!(matches!(DataDir::claim(dir.path(), "c1", 2), Err(DataDirError::OtherNode { .. })));
+        assert!(
+            err.to_string().contains("belongs to cluster \"c1\""),
+            "{err}"
+        );
+        assert!(matches!(
+            DataDir::claim(dir.path(), "c1", 2),
+            Err(DataDirError::OtherNode { .. })
+        ));
     }
 }

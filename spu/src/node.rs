@@ -17,7 +17,9 @@ use crate::replicas::Replicas;
 pub enum NodeError {
     #[error(transparent)]
     DataDir(#[from] DataDirError),
-    #[error("cannot load the node's TLS material from {dir}: {source}; `sluice cluster start --local` creates it")]
+    #[error(
+        "cannot load the node's TLS material from {dir}: {source}; `sluice cluster start --local` creates it"
+    )]
     Tls { dir: PathBuf, source: TlsError },
     #[error("cannot configure TLS: {0}")]
     TlsConfig(TlsError),
@@ -58,17 +60,38 @@ impl Shared {
                 NodeStatus {
                     id: n.id,
                     advertised_addr: n.addr.clone(),
-                    listen_addr: if me { self.config.listen.to_string() } else { String::new() },
-                    data_dir: if me { self.config.data_dir.display().to_string() } else { String::new() },
+                    listen_addr: if me {
+                        self.config.listen.to_string()
+                    } else {
+                        String::new()
+                    },
+                    data_dir: if me {
+                        self.config.data_dir.display().to_string()
+                    } else {
+                        String::new()
+                    },
                     pid: if me { std::process::id() } else { 0 },
-                    role: if leader == Some(n.id) { "controller-leader" } else { "controller-voter" }.into(),
+                    role: if leader == Some(n.id) {
+                        "controller-leader"
+                    } else {
+                        "controller-voter"
+                    }
+                    .into(),
                     healthy: me,
                     version: env!("CARGO_PKG_VERSION").into(),
-                    uptime_ms: if me { self.started.elapsed().as_millis() as u64 } else { 0 },
+                    uptime_ms: if me {
+                        self.started.elapsed().as_millis() as u64
+                    } else {
+                        0
+                    },
                 }
             })
             .collect();
-        ClusterStatus { cluster_id: self.config.cluster_id.clone(), controller_leader: leader, nodes }
+        ClusterStatus {
+            cluster_id: self.config.cluster_id.clone(),
+            controller_leader: leader,
+            nodes,
+        }
     }
 }
 
@@ -83,30 +106,53 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         let data_dir = DataDir::claim(&config.data_dir, &config.cluster_id, config.id)?;
         let tls_dir = data_dir.tls();
-        let tls_err = |source| NodeError::Tls { dir: tls_dir.clone(), source };
+        let tls_err = |source| NodeError::Tls {
+            dir: tls_dir.clone(),
+            source,
+        };
         let identity = CertKeyPair::load(&tls_dir, "node").map_err(tls_err)?;
-        let ca_pem = std::fs::read_to_string(tls_dir.join("ca.pem"))
-            .map_err(|e| tls_err(TlsError::ReadFile { path: tls_dir.join("ca.pem"), source: e }))?;
-        let auth = if config.require_client_cert { ClientAuth::Required } else { ClientAuth::Optional };
-        let server_config =
-            sluice_transport::server_config(&identity, &ca_pem, auth).map_err(NodeError::TlsConfig)?;
+        let ca_pem = std::fs::read_to_string(tls_dir.join("ca.pem")).map_err(|e| {
+            tls_err(TlsError::ReadFile {
+                path: tls_dir.join("ca.pem"),
+                source: e,
+            })
+        })?;
+        let auth = if config.require_client_cert {
+            ClientAuth::Required
+        } else {
+            ClientAuth::Optional
+        };
+        let server_config = sluice_transport::server_config(&identity, &ca_pem, auth)
+            .map_err(NodeError::TlsConfig)?;
         // Bind first: a port in use should fail before any state is touched.
         let endpoint = sluice_transport::bind_server(config.listen, server_config)?;
 
         let db = LogDb::open(&data_dir.raft())?;
-        let controller = Controller::start(db.clone(), config.id, data_dir.controller_state()).await?;
+        let controller =
+            Controller::start(db.clone(), config.id, data_dir.controller_state()).await?;
         let addr = config.advertised_addr();
         controller.bootstrap(config.id, addr.clone()).await?;
         let wait = Duration::from_secs(10);
         if controller.wait_for_leader(wait).await.is_none() {
             return Err(NodeError::NoControllerLeader(wait));
         }
-        let known = controller.view().with(|md| md.nodes.get(&config.id).map(|n| n.addr.clone()));
+        if !controller.wait_for_recovery(wait).await {
+            tracing::warn!("controller metadata did not finish recovering within {wait:?}");
+        }
+        let known = controller
+            .view()
+            .with(|md| md.nodes.get(&config.id).map(|n| n.addr.clone()));
         if known.as_deref() != Some(addr.as_str()) {
             controller
-                .register_node(NodeRecord { id: config.id, addr: addr.clone() })
+                .register_node(NodeRecord {
+                    id: config.id,
+                    addr: addr.clone(),
+                })
                 .await
-                .map_err(|e| NodeError::Register { node: config.id, reason: e.to_string() })?;
+                .map_err(|e| NodeError::Register {
+                    node: config.id,
+                    reason: e.to_string(),
+                })?;
         }
 
         let replicas = Replicas::new(config.id, addr, db.clone(), data_dir.clone());
@@ -122,7 +168,13 @@ impl Node {
             }
         });
 
-        let shared = Arc::new(Shared { config, controller, replicas, db, started: Instant::now() });
+        let shared = Arc::new(Shared {
+            config,
+            controller,
+            replicas,
+            db,
+            started: Instant::now(),
+        });
         tokio::spawn(crate::server::serve(endpoint.clone(), shared.clone()));
         tracing::info!(
             node = shared.config.id, listen = %shared.config.listen, data_dir = %shared.config.data_dir.display(),

@@ -59,7 +59,9 @@ pub(crate) struct PartitionStateMachine {
 impl ReplicatedState for PartitionStateMachine {
     fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
         let outcome = match decode::<PartitionCommand>(command) {
-            Err(reason) => AppendOutcome::Failed { reason: format!("undecodable command: {reason}") },
+            Err(reason) => AppendOutcome::Failed {
+                reason: format!("undecodable command: {reason}"),
+            },
             Ok(PartitionCommand::Append { records }) => {
                 let mut log = write_lock(&self.log);
                 if log.last_entry_id().is_some_and(|last| index <= last) {
@@ -77,7 +79,9 @@ impl ReplicatedState for PartitionStateMachine {
                     }
                     Err(e) => {
                         tracing::error!(partition = %self.name, index, error = %e, "append failed");
-                        AppendOutcome::Failed { reason: e.to_string() }
+                        AppendOutcome::Failed {
+                            reason: e.to_string(),
+                        }
                     }
                 }
             }
@@ -93,7 +97,11 @@ impl ReplicatedState for PartitionStateMachine {
         // Replicas catch up from segments, which the replication work adds;
         // the snapshot records where this replica's log stands.
         let log = read_lock(&self.log);
-        Ok(encode(&(log.start_offset(), log.end_offset(), log.last_entry_id())))
+        Ok(encode(&(
+            log.start_offset(),
+            log.end_offset(),
+            log.last_entry_id(),
+        )))
     }
 
     fn install_snapshot(&mut self, _data: &[u8]) -> io::Result<()> {
@@ -136,7 +144,11 @@ impl Partition {
         }
         let (end_tx, end_rx) = watch::channel(log.end_offset());
         let log = Arc::new(RwLock::new(log));
-        let sm = PartitionStateMachine { log: log.clone(), end_tx, name: format!("{topic}/{index}") };
+        let sm = PartitionStateMachine {
+            log: log.clone(),
+            end_tx,
+            name: format!("{topic}/{index}"),
+        };
         Ok((sm, log, end_rx))
     }
 
@@ -146,10 +158,19 @@ impl Partition {
     }
 
     /// Reads committed records from `from`, at most about `max_bytes`.
-    pub(crate) fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<ConsumerRecord>, WireError> {
+    pub(crate) fn read(
+        &self,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<ConsumerRecord>, WireError> {
         let log = read_lock(&self.log);
         log.read(from, max_bytes).map_err(|e| match e {
-            StorageError::OffsetOutOfRange { requested, start, end, .. } => WireError::OffsetOutOfRange {
+            StorageError::OffsetOutOfRange {
+                requested,
+                start,
+                end,
+                ..
+            } => WireError::OffsetOutOfRange {
                 topic: self.topic.clone(),
                 partition: self.index,
                 requested,

@@ -19,6 +19,8 @@ use crate::partition::Partition;
 /// (topic id, partition index): topic ids are never reused, names may be.
 type Key = (u32, u32);
 
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub(crate) struct Replicas {
     node: NodeId,
     addr: String,
@@ -42,17 +44,29 @@ impl Replicas {
     }
 
     /// The running replica of `topic`/`partition`, or why there is none.
-    pub(crate) fn get(&self, md: &Metadata, topic: &str, partition: u32) -> Result<Partition, WireError> {
+    pub(crate) fn get(
+        &self,
+        md: &Metadata,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Partition, WireError> {
         let record = md.topic(topic)?;
         let partitions = record.info.spec.partitions;
         if partition >= partitions {
-            return Err(WireError::UnknownPartition { topic: topic.to_string(), partition, partitions });
+            return Err(WireError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                partitions,
+            });
         }
         let running = self.running.read().unwrap_or_else(|p| p.into_inner());
-        running.get(&(record.id, partition)).cloned().ok_or_else(|| WireError::Unavailable {
-            what: format!("partition {topic}/{partition}"),
-            reason: "its replica is still starting on this node".into(),
-        })
+        running
+            .get(&(record.id, partition))
+            .cloned()
+            .ok_or_else(|| WireError::Unavailable {
+                what: format!("partition {topic}/{partition}"),
+                reason: "its replica is still starting on this node".into(),
+            })
     }
 
     pub(crate) fn all(&self) -> Vec<Partition> {
@@ -77,7 +91,9 @@ impl Replicas {
     /// Waits until the running set reflects metadata version `version`.
     pub(crate) async fn wait_reconciled(&self, version: u64, timeout: Duration) -> bool {
         let mut rx = self.reconciled.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|v| *v >= version)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|v| *v >= version))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     async fn reconcile(&self, md: &Metadata) {
@@ -91,13 +107,22 @@ impl Replicas {
         }
         let stale: Vec<(Key, Partition)> = {
             let running = self.running.read().unwrap_or_else(|p| p.into_inner());
-            running.iter().filter(|(k, _)| !wanted.contains_key(k)).map(|(k, p)| (*k, p.clone())).collect()
+            running
+                .iter()
+                .filter(|(k, _)| !wanted.contains_key(k))
+                .map(|(k, p)| (*k, p.clone()))
+                .collect()
         };
         for (key, partition) in stale {
             self.stop_and_remove(key, partition).await;
         }
         for (key, (record, assignment)) in wanted {
-            if self.running.read().unwrap_or_else(|p| p.into_inner()).contains_key(&key) {
+            if self
+                .running
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&key)
+            {
                 continue;
             }
             let spec = &record.info.spec;
@@ -108,10 +133,16 @@ impl Replicas {
                 ..LogConfig::default()
             };
             let dir = self.data_dir.partition(&spec.name, key.0, key.1);
-            match self.start(key, &spec.name, &dir, config, &assignment.replicas, md).await {
+            match self
+                .start(key, &spec.name, &dir, config, &assignment.replicas, md)
+                .await
+            {
                 Ok(p) => {
                     tracing::info!(topic = %spec.name, partition = key.1, "partition replica started");
-                    self.running.write().unwrap_or_else(|p| p.into_inner()).insert(key, p);
+                    self.running
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, p);
                 }
                 Err(e) => {
                     tracing::error!(topic = %spec.name, partition = key.1, dir = %dir.display(), error = %e, "partition replica failed to start")
@@ -132,25 +163,56 @@ impl Replicas {
         let (sm, log, end_rx) =
             Partition::open_log(dir, topic, key.1, config).map_err(|e| e.to_string())?;
         let group_id = partition_group(key.0, key.1);
-        let group = Group::start(self.db.clone(), self.node, group_id, sm, &GroupConfig::default())
-            .await
-            .map_err(|e| e.to_string())?;
+        let group = Group::start(
+            self.db.clone(),
+            self.node,
+            group_id,
+            sm,
+            &GroupConfig::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         // The first replica creates the group's membership; the others join it.
         if replicas.first() == Some(&self.node) {
             let members: Vec<(NodeId, String)> = replicas
                 .iter()
                 .map(|id| {
-                    let addr = md.nodes.get(id).map(|n| n.addr.clone()).unwrap_or_else(|| self.addr.clone());
+                    let addr = md
+                        .nodes
+                        .get(id)
+                        .map(|n| n.addr.clone())
+                        .unwrap_or_else(|| self.addr.clone());
                     (*id, addr)
                 })
                 .collect();
-            group.initialize(&members).await.map_err(|e| e.to_string())?;
+            group
+                .initialize(&members)
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        Ok(Partition { topic: topic.to_string(), index: key.1, group, log, end_rx })
+        // Serve nothing before the committed tail is re-applied: a consumer
+        // must never see a shorter log after a restart than before it.
+        if !group.wait_for_recovery(RECOVERY_TIMEOUT).await {
+            tracing::warn!(
+                topic,
+                partition = key.1,
+                "replica did not recover within {RECOVERY_TIMEOUT:?}; serving what it has"
+            );
+        }
+        Ok(Partition {
+            topic: topic.to_string(),
+            index: key.1,
+            group,
+            log,
+            end_rx,
+        })
     }
 
     async fn stop_and_remove(&self, key: Key, partition: Partition) {
-        self.running.write().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
         partition.group.shutdown().await;
         let dir = read_dir_of(&partition);
         if let Err(e) = self.db.destroy_group(partition.group.id()) {
@@ -173,7 +235,9 @@ impl Replicas {
                     start_offset = log.start_offset(), "retention deleted old segments"
                 ),
                 Ok(_) => {}
-                Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+                Err(e) => {
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed")
+                }
             }
         }
     }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
-use sluice_proto::limits::{FETCH_RESPONSE_BYTES_MAX, FRAME_SIZE_BYTES_MAX, PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_SIZE_BYTES_MAX};
+use sluice_proto::limits::{
+    FETCH_RESPONSE_BYTES_MAX, FRAME_SIZE_BYTES_MAX, PRODUCE_BATCH_RECORDS_MAX,
+    PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_SIZE_BYTES_MAX,
+};
 use sluice_proto::{
     CodecError, FetchRequest, PROTOCOL_VERSION, PartitionStatus, ProduceRequest, ProduceResponse,
     ReplicaStatus, Request, Response, StartOffset, WireError, codec,
@@ -85,18 +88,32 @@ async fn read_request(recv: &mut RecvStream) -> Result<Option<Request>, WireErro
                 reason: format!("frame of {size} bytes exceeds the limit of {max} bytes"),
             });
         }
-        Err(e) => return Err(WireError::MalformedRequest { reason: e.to_string() }),
+        Err(e) => {
+            return Err(WireError::MalformedRequest {
+                reason: e.to_string(),
+            });
+        }
     };
-    codec::decode::<Request>(&frame).map(Some).map_err(|e| match e {
-        CodecError::VersionMismatch { peer, ours } => WireError::UnsupportedVersion { client: peer, server: ours },
-        other => WireError::MalformedRequest { reason: other.to_string() },
-    })
+    codec::decode::<Request>(&frame)
+        .map(Some)
+        .map_err(|e| match e {
+            CodecError::VersionMismatch { peer, ours } => WireError::UnsupportedVersion {
+                client: peer,
+                server: ours,
+            },
+            other => WireError::MalformedRequest {
+                reason: other.to_string(),
+            },
+        })
 }
 
 async fn respond(send: &mut SendStream, response: &Response) -> Result<(), FrameError> {
     let bytes = codec::encode(response).unwrap_or_else(|e| {
-        codec::encode(&Response::Error(WireError::Storage { what: "a response".into(), reason: e.to_string() }))
-            .expect("an error response always encodes")
+        codec::encode(&Response::Error(WireError::Storage {
+            what: "a response".into(),
+            reason: e.to_string(),
+        }))
+        .expect("an error response always encodes")
     });
     debug_assert_eq!(codec::peek_version(&bytes), Ok(PROTOCOL_VERSION));
     write_frame(send, &bytes).await
@@ -111,7 +128,10 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             // Make the new partitions writable before answering, so a produce
             // right after `topic create` succeeds.
             for a in &info.assignments {
-                if let Ok(p) = node.replicas.get(&node.metadata(), &info.spec.name, a.partition) {
+                if let Ok(p) = node
+                    .replicas
+                    .get(&node.metadata(), &info.spec.name, a.partition)
+                {
                     p.group.wait_for_leader(RECONCILE_WAIT).await;
                 }
             }
@@ -122,10 +142,16 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             wait_reconciled(node).await;
             Ok(Response::TopicDeleted)
         }
-        Request::ListTopics => {
-            Ok(Response::Topics(node.metadata().topics.values().map(|t| t.info.clone()).collect()))
+        Request::ListTopics => Ok(Response::Topics(
+            node.metadata()
+                .topics
+                .values()
+                .map(|t| t.info.clone())
+                .collect(),
+        )),
+        Request::DescribeTopic { name } => {
+            Ok(Response::Topic(node.metadata().topic(&name)?.info.clone()))
         }
-        Request::DescribeTopic { name } => Ok(Response::Topic(node.metadata().topic(&name)?.info.clone())),
         Request::ListPartitions { topic } => list_partitions(node, topic.as_deref()),
         Request::Produce(produce) => produce_batch(node, produce).await.map(Response::Produced),
         Request::Fetch(_) => unreachable!("fetch is streamed by serve_fetch"),
@@ -145,7 +171,11 @@ fn list_partitions(node: &Shared, topic: Option<&str>) -> Result<Response, WireE
         md.topic(t)?;
     }
     let mut out = Vec::new();
-    for record in md.topics.values().filter(|r| topic.is_none_or(|t| r.info.spec.name == t)) {
+    for record in md
+        .topics
+        .values()
+        .filter(|r| topic.is_none_or(|t| r.info.spec.name == t))
+    {
         for a in &record.info.assignments {
             let name = &record.info.spec.name;
             let (leader, start, end, size) = match node.replicas.get(&md, name, a.partition) {
@@ -159,7 +189,15 @@ fn list_partitions(node: &Shared, topic: Option<&str>) -> Result<Response, WireE
                 topic: name.clone(),
                 partition: a.partition,
                 leader,
-                replicas: a.replicas.iter().map(|&n| ReplicaStatus { node: n, end_offset: end, lag: 0 }).collect(),
+                replicas: a
+                    .replicas
+                    .iter()
+                    .map(|&n| ReplicaStatus {
+                        node: n,
+                        end_offset: end,
+                        lag: 0,
+                    })
+                    .collect(),
                 start_offset: start,
                 committed_offset: end,
                 end_offset: end,
@@ -171,46 +209,84 @@ fn list_partitions(node: &Shared, topic: Option<&str>) -> Result<Response, WireE
 }
 
 async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResponse, WireError> {
-    let invalid = |reason: String| WireError::InvalidArgument { what: "produce batch".into(), reason };
+    let invalid = |reason: String| WireError::InvalidArgument {
+        what: "produce batch".into(),
+        reason,
+    };
     if req.records.is_empty() {
         return Err(invalid("it holds no record".into()));
     }
     if req.records.len() > PRODUCE_BATCH_RECORDS_MAX {
-        return Err(invalid(format!("{} records exceed the limit of {PRODUCE_BATCH_RECORDS_MAX}", req.records.len())));
+        return Err(invalid(format!(
+            "{} records exceed the limit of {PRODUCE_BATCH_RECORDS_MAX}",
+            req.records.len()
+        )));
     }
     let mut total = 0;
     for (index, r) in req.records.iter().enumerate() {
         let size_bytes = r.size_bytes();
         if size_bytes > RECORD_SIZE_BYTES_MAX {
-            return Err(WireError::RecordTooLarge { index, size_bytes, max_bytes: RECORD_SIZE_BYTES_MAX });
+            return Err(WireError::RecordTooLarge {
+                index,
+                size_bytes,
+                max_bytes: RECORD_SIZE_BYTES_MAX,
+            });
         }
         total += size_bytes;
     }
     if total > PRODUCE_BATCH_SIZE_BYTES_MAX {
-        return Err(invalid(format!("{total} bytes exceed the limit of {PRODUCE_BATCH_SIZE_BYTES_MAX}")));
+        return Err(invalid(format!(
+            "{total} bytes exceed the limit of {PRODUCE_BATCH_SIZE_BYTES_MAX}"
+        )));
     }
-    let partition = node.replicas.get(&node.metadata(), &req.topic, req.partition)?;
+    let partition = node
+        .replicas
+        .get(&node.metadata(), &req.topic, req.partition)?;
     let record_count = req.records.len() as u32;
-    let command = encode(&PartitionCommand::Append { records: req.records });
+    let command = encode(&PartitionCommand::Append {
+        records: req.records,
+    });
     let what = || format!("partition {}/{}", req.topic, req.partition);
     let response = partition.group.write(command).await.map_err(|e| match e {
-        sluice_raft::WriteError::NotLeader { node, leader, .. } => WireError::NotLeader { node, what: what(), leader },
-        sluice_raft::WriteError::Stopped { reason, .. } => WireError::Unavailable { what: what(), reason },
+        sluice_raft::WriteError::NotLeader { node, leader, .. } => WireError::NotLeader {
+            node,
+            what: what(),
+            leader,
+        },
+        sluice_raft::WriteError::Stopped { reason, .. } => WireError::Unavailable {
+            what: what(),
+            reason,
+        },
     })?;
     match decode::<AppendOutcome>(&response) {
-        Ok(AppendOutcome::Appended { base_offset }) => {
-            Ok(ProduceResponse { partition: req.partition, base_offset, record_count })
-        }
-        Ok(AppendOutcome::Failed { reason }) => Err(WireError::Storage { what: what(), reason }),
-        Err(reason) => Err(WireError::Storage { what: what(), reason }),
+        Ok(AppendOutcome::Appended { base_offset }) => Ok(ProduceResponse {
+            partition: req.partition,
+            base_offset,
+            record_count,
+        }),
+        Ok(AppendOutcome::Failed { reason }) => Err(WireError::Storage {
+            what: what(),
+            reason,
+        }),
+        Err(reason) => Err(WireError::Storage {
+            what: what(),
+            reason,
+        }),
     }
 }
 
 /// Streams records: `FetchStarted`, then `Records` frames as data is (or
 /// becomes) committed, then `FetchEnd` unless following. A following fetch
 /// sleeps on the partition's end-offset watch: a commit wakes it at once.
-async fn serve_fetch(node: &Shared, req: FetchRequest, send: &mut SendStream) -> Result<(), FrameError> {
-    let partition = match node.replicas.get(&node.metadata(), &req.topic, req.partition) {
+async fn serve_fetch(
+    node: &Shared,
+    req: FetchRequest,
+    send: &mut SendStream,
+) -> Result<(), FrameError> {
+    let partition = match node
+        .replicas
+        .get(&node.metadata(), &req.topic, req.partition)
+    {
         Ok(p) => p,
         Err(e) => return respond(send, &Response::Error(e)).await,
     };
@@ -220,12 +296,26 @@ async fn serve_fetch(node: &Shared, req: FetchRequest, send: &mut SendStream) ->
         StartOffset::End => end,
         StartOffset::FromEnd(n) => end.saturating_sub(n).max(start),
         StartOffset::Absolute(o) if o < start || o > end => {
-            let e = WireError::OffsetOutOfRange { topic: req.topic, partition: req.partition, requested: o, start, end };
+            let e = WireError::OffsetOutOfRange {
+                topic: req.topic,
+                partition: req.partition,
+                requested: o,
+                start,
+                end,
+            };
             return respond(send, &Response::Error(e)).await;
         }
         StartOffset::Absolute(o) => o,
     };
-    respond(send, &Response::FetchStarted { partition: req.partition, start_offset: first, end_offset: end }).await?;
+    respond(
+        send,
+        &Response::FetchStarted {
+            partition: req.partition,
+            start_offset: first,
+            end_offset: end,
+        },
+    )
+    .await?;
     let max_bytes = (req.max_bytes as usize).clamp(1, FETCH_RESPONSE_BYTES_MAX);
     let mut next = first;
     let mut remaining = req.max_records;
@@ -252,7 +342,14 @@ async fn serve_fetch(node: &Shared, req: FetchRequest, send: &mut SendStream) ->
                 return respond(send, &Response::FetchEnd { next_offset: next }).await;
             };
             next = last.offset + 1;
-            respond(send, &Response::Records { records, high_watermark }).await?;
+            respond(
+                send,
+                &Response::Records {
+                    records,
+                    high_watermark,
+                },
+            )
+            .await?;
             continue;
         }
         if !req.follow {

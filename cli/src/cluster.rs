@@ -1,0 +1,392 @@
+//! `sluice cluster ...`: start, inspect, stop and delete a local cluster.
+//!
+//! A local cluster lives in one root directory (default `$SLUICE_HOME/local`):
+//!
+//! ```text
+//! cluster.toml     cluster id, node count, first port
+//! ca/              the cluster CA (ca.pem, ca.key): only here, never in a node dir
+//! node-<i>/        node i's data dir (see sluice_spu::DataDir), node.log, node.pid
+//! ```
+//! `$SLUICE_HOME/local-cluster.toml` remembers the root, so `status`,
+//! `shutdown` and `delete` find it; profile "local" in `config.toml` points
+//! clients at node 1 with the cluster CA.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use sluice_client::config::{ClientConfig, Profile};
+use sluice_transport::ClusterCa;
+
+use crate::{Globals, OutputArgs, OutputFormat};
+
+const PROFILE: &str = "local";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Start a cluster: today a local one, node processes on 127.0.0.1 in the background.
+    Start(StartArgs),
+    /// Show the cluster's nodes and controller leader.
+    Status(OutputArgs),
+    /// Stop the local cluster, keeping its data.
+    Shutdown,
+    /// Stop the local cluster and remove its data.
+    Delete,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Start node processes on this machine (the only mode so far).
+    #[arg(long)]
+    pub local: bool,
+    /// Number of nodes (SPUs). Only 1 until replication between nodes lands.
+    #[arg(long, default_value_t = 1)]
+    pub spus: u32,
+    /// Where the cluster keeps its data (default: $SLUICE_HOME/local).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Port of node 1 (node i listens on PORT + i - 1), on 127.0.0.1.
+    #[arg(long, default_value_t = 9003)]
+    pub port: u16,
+}
+
+/// What `cluster.toml` in the cluster root records.
+#[derive(Debug, Serialize, Deserialize)]
+struct LocalCluster {
+    cluster_id: String,
+    spus: u32,
+    port: u16,
+}
+
+/// `$SLUICE_HOME/local-cluster.toml`: where the local cluster's root is.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pointer {
+    root: PathBuf,
+}
+
+pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCmd::Start(args) => start(args, globals).await,
+        ClusterCmd::Status(out) => status(out, globals).await,
+        ClusterCmd::Shutdown => {
+            let root = local_root(&globals.home)?;
+            shutdown(&root).await
+        }
+        ClusterCmd::Delete => delete(globals).await,
+    }
+}
+
+fn pointer_path(home: &Path) -> PathBuf {
+    home.join("local-cluster.toml")
+}
+
+fn local_root(home: &Path) -> anyhow::Result<PathBuf> {
+    let path = pointer_path(home);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(toml::from_str::<Pointer>(&text)
+            .with_context(|| format!("invalid {}", path.display()))?
+            .root),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!(
+                "no local cluster in {}: start one with `sluice cluster start --local`",
+                home.display()
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn node_dir(root: &Path, i: u32) -> PathBuf {
+    root.join(format!("node-{i}"))
+}
+
+async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
+    if !args.local {
+        bail!(
+            "only local clusters can be started so far: add --local (multi-host nodes run with `sluice node run`)"
+        );
+    }
+    if args.spus != 1 {
+        bail!(
+            "--spus {} asked for, but replication between nodes is not built yet: a local cluster has 1 node for now",
+            args.spus
+        );
+    }
+    let home = &globals.home;
+    let root = match args.data_dir {
+        Some(dir) => std::path::absolute(&dir)
+            .with_context(|| format!("bad --data-dir {}", dir.display()))?,
+        None => home.join("local"),
+    };
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let meta_path = root.join("cluster.toml");
+    let cluster = match std::fs::read_to_string(&meta_path) {
+        Ok(text) => {
+            let c: LocalCluster = toml::from_str(&text)
+                .with_context(|| format!("invalid {}", meta_path.display()))?;
+            eprintln!(
+                "Resuming local cluster {} from {}",
+                c.cluster_id,
+                root.display()
+            );
+            c
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let c = LocalCluster {
+                cluster_id: new_cluster_id(),
+                spus: args.spus,
+                port: args.port,
+            };
+            std::fs::write(&meta_path, toml::to_string(&c)?)
+                .with_context(|| format!("cannot write {}", meta_path.display()))?;
+            c
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", meta_path.display())),
+    };
+    for i in 1..=cluster.spus {
+        if let Some(pid) = running_pid(&node_dir(&root, i)) {
+            bail!(
+                "node {i} of the local cluster is already running (pid {pid}); see `sluice cluster status`"
+            );
+        }
+    }
+
+    let ca_dir = root.join("ca");
+    let ca = if ca_dir.join("ca.pem").exists() {
+        ClusterCa::load(&ca_dir)
+            .with_context(|| format!("cannot load the cluster CA from {}", ca_dir.display()))?
+    } else {
+        let ca = ClusterCa::generate(&cluster.cluster_id)?;
+        ca.save(&ca_dir)
+            .with_context(|| format!("cannot save the cluster CA in {}", ca_dir.display()))?;
+        ca
+    };
+
+    let exe = std::env::current_exe().context("cannot find the sluice executable")?;
+    let progress = crate::progress::spinner("starting local cluster");
+    let mut children = Vec::new();
+    for i in 1..=cluster.spus {
+        let dir = node_dir(&root, i);
+        let tls = dir.join("tls");
+        if !tls.join("node.pem").exists() {
+            let ips = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+            ca.issue(&format!("node-{i}"), &ips)?.save(&tls, "node")?;
+            std::fs::write(tls.join("ca.pem"), ca.cert_pem())?;
+        }
+        let listen = format!("127.0.0.1:{}", cluster.port as u32 + i - 1);
+        let log_path = dir.join("node.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let child = tokio::process::Command::new(&exe)
+            .args([
+                "node",
+                "run",
+                "--id",
+                &i.to_string(),
+                "--cluster-id",
+                &cluster.cluster_id,
+                "--listen",
+                &listen,
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .with_context(|| format!("cannot start node {i}"))?;
+        let pid = child.id().unwrap_or_default();
+        std::fs::write(dir.join("node.pid"), pid.to_string())?;
+        children.push((i, child, log_path));
+    }
+
+    let mut config = ClientConfig::load(home)?;
+    config.set_profile(
+        PROFILE,
+        Profile {
+            endpoint: format!("127.0.0.1:{}", cluster.port),
+            ca_cert: ca_dir.join("ca.pem"),
+            client_cert: None,
+            client_key: None,
+        },
+    );
+    config.set_current(PROFILE);
+    config.save(home)?;
+    std::fs::write(
+        pointer_path(home),
+        toml::to_string(&Pointer { root: root.clone() })?,
+    )?;
+
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        for (i, child, log_path) in &mut children {
+            if let Some(exit) = child.try_wait()? {
+                progress.finish_and_clear();
+                let _ = std::fs::remove_file(node_dir(&root, *i).join("node.pid"));
+                bail!(
+                    "node {i} exited ({exit}) while starting; last lines of {}:\n{}",
+                    log_path.display(),
+                    tail(log_path, 8)
+                );
+            }
+        }
+        let ready = match sluice_client::Client::from_profile(home, Some(PROFILE), None).await {
+            Ok(client) => client
+                .cluster_status()
+                .await
+                .is_ok_and(|s| s.controller_leader.is_some()),
+            Err(_) => false,
+        };
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            progress.finish_and_clear();
+            bail!(
+                "the local cluster did not become ready within {READY_TIMEOUT:?}; see the logs in {}",
+                root.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    progress.finish_and_clear();
+    println!(
+        "Local cluster {} is running: {} node(s), profile \"{PROFILE}\" -> 127.0.0.1:{}, data in {}",
+        cluster.cluster_id,
+        cluster.spus,
+        cluster.port,
+        root.display()
+    );
+    Ok(())
+}
+
+fn new_cluster_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("local-{:x}{:04x}", nanos, std::process::id() & 0xffff)
+}
+
+/// The last `n` lines of a log file, for error messages.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The pid of the node whose data dir is `dir`, if that process is alive.
+fn running_pid(dir: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(dir.join("node.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    // Guard against pid reuse: the process must be a node of this data dir.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let ours = String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy());
+    (alive && ours).then_some(pid)
+}
+
+async fn status(out: OutputArgs, globals: &Globals) -> anyhow::Result<()> {
+    let client = crate::connect(globals).await?;
+    let status = client.cluster_status().await?;
+    match out.output {
+        OutputFormat::Table => {
+            println!("Cluster {}", status.cluster_id);
+            let rows: Vec<Vec<String>> = status
+                .nodes
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.id.to_string(),
+                        n.advertised_addr.clone(),
+                        n.role.clone(),
+                        if n.healthy { "online" } else { "unknown" }.into(),
+                        if n.pid == 0 {
+                            "-".into()
+                        } else {
+                            n.pid.to_string()
+                        },
+                        if n.data_dir.is_empty() {
+                            "-".into()
+                        } else {
+                            n.data_dir.clone()
+                        },
+                    ]
+                })
+                .collect();
+            crate::output::print_table(
+                &["ID", "ADDRESS", "ROLE", "HEALTH", "PID", "DATA-DIR"],
+                &rows,
+            );
+        }
+        other => crate::output::print_structured(&status, other)?,
+    }
+    Ok(())
+}
+
+async fn shutdown(root: &Path) -> anyhow::Result<()> {
+    let meta: LocalCluster = toml::from_str(&std::fs::read_to_string(root.join("cluster.toml"))?)?;
+    let progress = crate::progress::spinner("stopping local cluster");
+    let mut stopped = 0;
+    for i in 1..=meta.spus {
+        let dir = node_dir(root, i);
+        let Some(pid) = running_pid(&dir) else {
+            continue;
+        };
+        // SAFETY: plain signal delivery to a pid we checked is our node.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while running_pid(&dir).is_some() {
+            if Instant::now() > deadline {
+                tracing::warn!(node = i, pid, "node did not stop in time; killing it");
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = std::fs::remove_file(dir.join("node.pid"));
+        stopped += 1;
+    }
+    progress.finish_and_clear();
+    println!(
+        "Stopped {stopped} node(s) of local cluster {}; data kept in {}",
+        meta.cluster_id,
+        root.display()
+    );
+    Ok(())
+}
+
+async fn delete(globals: &Globals) -> anyhow::Result<()> {
+    let root = local_root(&globals.home)?;
+    if root.join("cluster.toml").exists() {
+        shutdown(&root).await?;
+    }
+    std::fs::remove_dir_all(&root).with_context(|| format!("cannot remove {}", root.display()))?;
+    let _ = std::fs::remove_file(pointer_path(&globals.home));
+    let mut config = ClientConfig::load(&globals.home)?;
+    config.remove_profile(PROFILE);
+    config.save(&globals.home)?;
+    println!(
+        "Deleted the local cluster and its data in {}",
+        root.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,552 @@
+//! `sluice consume TOPIC`: read records from one or all partitions.
+//!
+//! The node pushes records as they are committed (no polling). Without a
+//! start flag the consumer starts at the current end and follows, like
+//! Fluvio; `-d` stops at the end instead. A consumer that loses its node
+//! resumes after the last record it printed, so nothing is skipped or
+//! printed twice.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use sluice_client::Client;
+use sluice_client::proto::limits::FETCH_RESPONSE_BYTES_DEFAULT;
+use sluice_client::proto::{ConsumerRecord, FetchRequest, StartOffset};
+use tokio::sync::mpsc;
+
+use crate::Globals;
+use crate::output::rfc3339_ms;
+
+/// How long a consumer keeps trying to resume after losing its node.
+const RESUME_BUDGET: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    pub topic: String,
+    /// Partition to read.
+    #[arg(short = 'p', long, value_name = "N", conflicts_with = "all_partitions")]
+    pub partition: Option<u32>,
+    /// Read every partition at once, interleaving their records.
+    #[arg(short = 'A', long)]
+    pub all_partitions: bool,
+    /// Start at the first stored record.
+    #[arg(short = 'B', long, group = "start_at")]
+    pub beginning: bool,
+    /// Start N records before the end (default 10), then follow.
+    #[arg(short = 'T', long, value_name = "N", group = "start_at", num_args = 0..=1, default_missing_value = "10")]
+    pub tail: Option<u64>,
+    /// Read the first N records (default 10).
+    #[arg(short = 'H', long, value_name = "N", group = "start_at", num_args = 0..=1, default_missing_value = "10")]
+    pub head: Option<u64>,
+    /// Start at this offset; a negative N starts N records before the end.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "N",
+        group = "start_at",
+        allow_negative_numbers = true
+    )]
+    pub offset: Option<i64>,
+    /// Start at this absolute offset.
+    #[arg(long, value_name = "N", group = "start_at")]
+    pub start: Option<u64>,
+    /// Stop after this offset (inclusive).
+    #[arg(long, value_name = "N")]
+    pub end: Option<u64>,
+    /// Stop at the current end instead of waiting for new records.
+    #[arg(short = 'd', long)]
+    pub disable_continuous: bool,
+    /// Print the key too, as `[key] value` (`[null]` for none).
+    #[arg(short = 'k', long)]
+    pub key_value: bool,
+    /// Print each record with this template; placeholders: {{offset}}, {{key}},
+    /// {{value}}, {{partition}}, {{timestamp}} (ms), {{time}} (RFC 3339).
+    #[arg(short = 'F', long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+    /// How to print records.
+    #[arg(short = 'O', long = "output", value_enum, default_value = "dynamic")]
+    pub output: ConsumeOutput,
+}
+
+/// `-O` of `consume`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumeOutput {
+    /// The value as text (same as `text`).
+    Dynamic,
+    /// The value as text, one record per line.
+    Text,
+    /// One JSON object per record and line.
+    Json,
+    /// The value's bytes unchanged, followed by a newline.
+    Raw,
+}
+
+/// Which partitions to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partitions {
+    One(u32),
+    All,
+}
+
+/// The checked form of [`ConsumeArgs`].
+#[derive(Debug, Clone)]
+pub struct ConsumeConfig {
+    pub topic: String,
+    pub partitions: Partitions,
+    pub start: StartOffset,
+    pub end_offset: Option<u64>,
+    /// Records to read per partition (`-H`).
+    pub max_records: Option<u64>,
+    pub follow: bool,
+    pub render: Render,
+}
+
+impl ConsumeArgs {
+    pub fn config(self) -> anyhow::Result<ConsumeConfig> {
+        let (start, max_records) = resolve_start(&self)?;
+        if let (Some(end), StartOffset::Absolute(start)) = (self.end, start)
+            && end < start
+        {
+            bail!("--end {end} is before the start offset {start}");
+        }
+        let render = match self.format {
+            Some(template) => Render::Template(parse_template(&template)?),
+            None => match self.output {
+                ConsumeOutput::Json => Render::Json,
+                ConsumeOutput::Raw => Render::Raw,
+                ConsumeOutput::Dynamic | ConsumeOutput::Text if self.key_value => Render::KeyValue,
+                ConsumeOutput::Dynamic | ConsumeOutput::Text => Render::Value,
+            },
+        };
+        Ok(ConsumeConfig {
+            topic: self.topic,
+            partitions: if self.all_partitions {
+                Partitions::All
+            } else {
+                Partitions::One(self.partition.unwrap_or(0))
+            },
+            start,
+            end_offset: self.end,
+            max_records,
+            follow: !self.disable_continuous,
+            render,
+        })
+    }
+}
+
+/// Where to start and how many records to read, from the start flags.
+/// No flag means the current end (only new records), as in Fluvio.
+pub fn resolve_start(args: &ConsumeArgs) -> anyhow::Result<(StartOffset, Option<u64>)> {
+    Ok(if args.beginning {
+        (StartOffset::Beginning, None)
+    } else if let Some(n) = args.tail {
+        (StartOffset::FromEnd(n), None)
+    } else if let Some(n) = args.head {
+        if n == 0 {
+            bail!("--head needs at least 1 record");
+        }
+        (StartOffset::Beginning, Some(n))
+    } else if let Some(offset) = args.offset {
+        if offset >= 0 {
+            (StartOffset::Absolute(offset as u64), None)
+        } else {
+            (StartOffset::FromEnd(offset.unsigned_abs()), None)
+        }
+    } else if let Some(start) = args.start {
+        (StartOffset::Absolute(start), None)
+    } else {
+        (StartOffset::End, None)
+    })
+}
+
+/// One piece of a `-F` template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Text(String),
+    Offset,
+    Key,
+    Value,
+    Partition,
+    Timestamp,
+    Time,
+}
+
+/// How one record is printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Render {
+    Template(Vec<Segment>),
+    Value,
+    KeyValue,
+    Json,
+    Raw,
+}
+
+/// Parses a `-F` template; `{{ name }}` placeholders may contain spaces.
+/// Unknown placeholders are refused so a typo does not print literally.
+pub fn parse_template(template: &str) -> anyhow::Result<Vec<Segment>> {
+    let mut segments = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            segments.push(Segment::Text(rest[..open].to_string()));
+        }
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            bail!("unclosed placeholder in --format {template:?}: write {{{{name}}}}");
+        };
+        segments.push(match after[..close].trim() {
+            "offset" => Segment::Offset,
+            "key" => Segment::Key,
+            "value" => Segment::Value,
+            "partition" => Segment::Partition,
+            "timestamp" => Segment::Timestamp,
+            "time" => Segment::Time,
+            other => bail!(
+                "unknown placeholder {{{{{other}}}}} in --format; use offset, key, value, partition, timestamp or time"
+            ),
+        });
+        rest = &after[close + 2..];
+    }
+    if !rest.is_empty() {
+        segments.push(Segment::Text(rest.to_string()));
+    }
+    Ok(segments)
+}
+
+impl Render {
+    /// Appends `record`, newline included, to `out`.
+    pub fn render(&self, record: &ConsumerRecord, out: &mut Vec<u8>) {
+        match self {
+            Render::Template(segments) => {
+                for segment in segments {
+                    match segment {
+                        Segment::Text(text) => out.extend_from_slice(text.as_bytes()),
+                        Segment::Offset => {
+                            out.extend_from_slice(record.offset.to_string().as_bytes())
+                        }
+                        Segment::Key => {
+                            out.extend_from_slice(record.key.as_deref().unwrap_or(b"null"))
+                        }
+                        Segment::Value => out.extend_from_slice(&record.value),
+                        Segment::Partition => {
+                            out.extend_from_slice(record.partition.to_string().as_bytes())
+                        }
+                        Segment::Timestamp => {
+                            out.extend_from_slice(record.timestamp_ms.to_string().as_bytes())
+                        }
+                        Segment::Time => {
+                            out.extend_from_slice(rfc3339_ms(record.timestamp_ms).as_bytes())
+                        }
+                    }
+                }
+            }
+            Render::Value => {
+                out.extend_from_slice(String::from_utf8_lossy(&record.value).as_bytes())
+            }
+            Render::KeyValue => {
+                out.push(b'[');
+                out.extend_from_slice(
+                    record
+                        .key
+                        .as_deref()
+                        .map_or("null".into(), String::from_utf8_lossy)
+                        .as_bytes(),
+                );
+                out.extend_from_slice(b"] ");
+                out.extend_from_slice(String::from_utf8_lossy(&record.value).as_bytes());
+            }
+            Render::Json => {
+                let json = serde_json::json!({
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "key": record.key.as_deref().map(String::from_utf8_lossy),
+                    "value": String::from_utf8_lossy(&record.value),
+                    "timestamp": record.timestamp_ms,
+                });
+                out.extend_from_slice(json.to_string().as_bytes());
+            }
+            Render::Raw => out.extend_from_slice(&record.value),
+        }
+        out.push(b'\n');
+    }
+}
+
+pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let client = crate::connect(globals).await?;
+    let partitions: Vec<u32> = match config.partitions {
+        Partitions::One(p) => vec![p],
+        Partitions::All => {
+            let topic = client.describe_topic(&config.topic).await?;
+            (0..topic.spec.partitions).collect()
+        }
+    };
+    let (tx, mut rx) = mpsc::channel::<anyhow::Result<Vec<ConsumerRecord>>>(16);
+    for partition in partitions {
+        tokio::spawn(read_partition(
+            client.clone(),
+            config.clone(),
+            partition,
+            tx.clone(),
+        ));
+    }
+    drop(tx);
+    let print = async {
+        let mut out = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            out.clear();
+            for record in &batch? {
+                config.render.render(record, &mut out);
+            }
+            if !write_out(&out)? {
+                break; // stdout closed (e.g. `| head`): stop quietly.
+            }
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        result = print => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// Reads one partition into `tx`, resuming after the last record sent when
+/// the node is lost or leadership moves.
+async fn read_partition(
+    client: Client,
+    config: ConsumeConfig,
+    partition: u32,
+    tx: mpsc::Sender<anyhow::Result<Vec<ConsumerRecord>>>,
+) {
+    let mut start = config.start;
+    let mut remaining = config.max_records;
+    let mut backoff = Duration::from_millis(100);
+    let mut resume_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let request = FetchRequest {
+            topic: config.topic.clone(),
+            partition,
+            start,
+            end_offset: config.end_offset,
+            max_records: remaining,
+            follow: config.follow,
+            max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
+        };
+        let mut fetch = match client.fetch(request).await {
+            Ok(fetch) => fetch,
+            Err(e)
+                if e.is_retriable()
+                    && resume_deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            Err(e) => {
+                let _ = tx
+                    .send(Err(anyhow::Error::new(e)
+                        .context(format!("cannot read {}/{partition}", config.topic))))
+                    .await;
+                return;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        loop {
+            match fetch.next_batch().await {
+                Ok(Some(batch)) => {
+                    if let Some(last) = batch.last() {
+                        start = StartOffset::Absolute(last.offset + 1);
+                    }
+                    if let Some(n) = remaining.as_mut() {
+                        *n = n.saturating_sub(batch.len() as u64);
+                    }
+                    if tx.send(Ok(batch)).await.is_err() {
+                        return;
+                    }
+                    if remaining == Some(0) {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) if e.is_retriable() && config.follow => {
+                    tracing::warn!(topic = %config.topic, partition, error = %e, "fetch interrupted; resuming");
+                    // The start offset is now absolute, so resuming neither skips nor repeats.
+                    if start == StartOffset::End {
+                        start = StartOffset::Absolute(fetch.next_offset());
+                    }
+                    resume_deadline = Some(tokio::time::Instant::now() + RESUME_BUDGET);
+                    break;
+                }
+                Err(e) => {
+                    let context = format!("reading {}/{partition} failed", config.topic);
+                    let _ = tx.send(Err(anyhow::Error::new(e).context(context))).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes to stdout; `Ok(false)` when stdout is closed.
+fn write_out(bytes: &[u8]) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("cannot write to stdout"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: ConsumeArgs,
+    }
+
+    fn config(argv: &[&str]) -> anyhow::Result<ConsumeConfig> {
+        Wrap::try_parse_from(std::iter::once("consume").chain(argv.iter().copied()))?
+            .args
+            .config()
+    }
+
+    fn record(key: Option<&str>, value: &[u8]) -> ConsumerRecord {
+        ConsumerRecord {
+            partition: 1,
+            offset: 42,
+            key: key.map(|k| k.as_bytes().to_vec()),
+            value: value.to_vec(),
+            timestamp_ms: 1_700_000_000_123,
+        }
+    }
+
+    fn rendered(render: &Render, record: &ConsumerRecord) -> String {
+        let mut out = Vec::new();
+        render.render(record, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn start_offsets() {
+        let start = |argv: &[&str]| {
+            let c = config(argv).unwrap();
+            (c.start, c.max_records, c.follow)
+        };
+        assert_eq!(start(&["t"]), (StartOffset::End, None, true));
+        assert_eq!(start(&["t", "-B"]), (StartOffset::Beginning, None, true));
+        assert_eq!(
+            start(&["t", "-B", "-d"]),
+            (StartOffset::Beginning, None, false)
+        );
+        assert_eq!(
+            start(&["t", "-T", "5"]),
+            (StartOffset::FromEnd(5), None, true)
+        );
+        assert_eq!(start(&["t", "-T"]), (StartOffset::FromEnd(10), None, true));
+        assert_eq!(
+            start(&["t", "-H", "3"]),
+            (StartOffset::Beginning, Some(3), true)
+        );
+        assert_eq!(
+            start(&["t", "-o", "7"]),
+            (StartOffset::Absolute(7), None, true)
+        );
+        assert_eq!(
+            start(&["t", "-o", "-2"]),
+            (StartOffset::FromEnd(2), None, true)
+        );
+        assert_eq!(
+            start(&["t", "--offset=-2"]),
+            (StartOffset::FromEnd(2), None, true)
+        );
+        assert_eq!(
+            start(&["t", "--start", "9"]),
+            (StartOffset::Absolute(9), None, true)
+        );
+        assert!(
+            config(&["t", "-B", "-o", "3"]).is_err(),
+            "start flags are exclusive"
+        );
+        assert!(config(&["t", "-p", "1", "-A"]).is_err());
+        assert!(config(&["t", "--start", "9", "--end", "3"]).is_err());
+        assert!(config(&["t", "-H", "0"]).is_err());
+    }
+
+    #[test]
+    fn partitions_and_end() {
+        let c = config(&["t", "-A", "--end", "4"]).unwrap();
+        assert_eq!(c.partitions, Partitions::All);
+        assert_eq!(c.end_offset, Some(4));
+        assert_eq!(config(&["t"]).unwrap().partitions, Partitions::One(0));
+        assert_eq!(
+            config(&["t", "-p", "3"]).unwrap().partitions,
+            Partitions::One(3)
+        );
+    }
+
+    #[test]
+    fn templates() {
+        let segments = parse_template("{{offset}} {{ key }}={{value}}!").unwrap();
+        assert_eq!(
+            segments,
+            vec![
+                Segment::Offset,
+                Segment::Text(" ".into()),
+                Segment::Key,
+                Segment::Text("=".into()),
+                Segment::Value,
+                Segment::Text("!".into()),
+            ]
+        );
+        let render = Render::Template(segments);
+        assert_eq!(rendered(&render, &record(Some("k"), b"v")), "42 k=v!\n");
+        assert_eq!(rendered(&render, &record(None, b"v")), "42 null=v!\n");
+        let render =
+            Render::Template(parse_template("{{partition}} {{timestamp}} {{time}}").unwrap());
+        assert_eq!(
+            rendered(&render, &record(None, b"v")),
+            "1 1700000000123 2023-11-14T22:13:20.123Z\n"
+        );
+        assert!(
+            parse_template("{{nope}}")
+                .unwrap_err()
+                .to_string()
+                .contains("nope")
+        );
+        assert!(parse_template("{{offset").is_err());
+        assert_eq!(
+            parse_template("plain").unwrap(),
+            vec![Segment::Text("plain".into())]
+        );
+    }
+
+    #[test]
+    fn output_modes() {
+        let keyed = record(Some("k"), b"hello");
+        let plain = record(None, b"hello");
+        assert_eq!(rendered(&config(&["t"]).unwrap().render, &keyed), "hello\n");
+        let kv = config(&["t", "-k"]).unwrap().render;
+        assert_eq!(rendered(&kv, &keyed), "[k] hello\n");
+        assert_eq!(rendered(&kv, &plain), "[null] hello\n");
+        let json = config(&["t", "-O", "json"]).unwrap().render;
+        let line: serde_json::Value =
+            serde_json::from_str(rendered(&json, &keyed).trim_end()).unwrap();
+        assert_eq!(line["offset"], 42);
+        assert_eq!(line["key"], "k");
+        assert_eq!(line["value"], "hello");
+        assert_eq!(line["partition"], 1);
+        let raw = config(&["t", "-O", "raw"]).unwrap().render;
+        let mut out = Vec::new();
+        raw.render(&record(None, &[0xff, 0x00]), &mut out);
+        assert_eq!(out, vec![0xff, 0x00, b'\n']);
+        let format = config(&["t", "-k", "-F", "{{value}}"]).unwrap().render;
+        assert_eq!(rendered(&format, &keyed), "hello\n", "-F wins over -k");
+    }
+}

@@ -1,0 +1,194 @@
+//! `sluice`: the command line of a Sluice cluster, in the style of Fluvio's.
+//!
+//! Each subcommand's clap arguments live in its module and are turned into a
+//! validated configuration before any connection is made, so bad flags fail
+//! fast with a clear message and the commands themselves work on checked
+//! values only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cluster;
+mod consume;
+mod node;
+mod output;
+mod partition;
+mod produce;
+mod progress;
+mod topic;
+mod units;
+
+pub use output::OutputFormat;
+
+/// Sluice: a distributed streaming platform with programmable SmartModules.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    globals: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Connection flags, accepted before or after the subcommand.
+#[derive(Debug, clap::Args)]
+struct GlobalArgs {
+    /// Connection profile of $SLUICE_HOME/config.toml to use (default: the current one).
+    #[arg(long, global = true, value_name = "NAME")]
+    profile: Option<String>,
+    /// Node to connect to, overriding the profile's endpoint (the profile still provides the CA).
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    endpoint: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start, inspect and stop a cluster.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
+    /// Run a node in the foreground.
+    #[command(subcommand)]
+    Node(node::NodeCmd),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCmd),
+    /// Inspect partitions.
+    #[command(subcommand)]
+    Partition(partition::PartitionCmd),
+    /// Write records to a topic.
+    Produce(produce::ProduceArgs),
+    /// Read records from a topic.
+    Consume(consume::ConsumeArgs),
+}
+
+/// Settings every command shares, resolved once in `main`.
+#[derive(Clone, Debug)]
+pub struct Globals {
+    /// `$SLUICE_HOME`, default `~/.sluice`.
+    pub home: PathBuf,
+    /// `--profile`.
+    pub profile: Option<String>,
+    /// `--endpoint`.
+    pub endpoint: Option<String>,
+}
+
+/// `-O/--output` of list and describe commands.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(short = 'O', long = "output", value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Node(_)));
+    let globals = Globals {
+        home: sluice_client::config::sluice_home(),
+        profile: cli.globals.profile,
+        endpoint: cli.globals.endpoint,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command, &globals));
+    // Do not wait for background tasks (e.g. a fetch blocked on the network).
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects with the profile and endpoint the user chose. The client's
+/// errors already say what to do, so no context is added.
+pub async fn connect(globals: &Globals) -> anyhow::Result<sluice_client::Client> {
+    let client = sluice_client::Client::from_profile(
+        &globals.home,
+        globals.profile.as_deref(),
+        globals.endpoint.as_deref(),
+    )
+    .await?;
+    Ok(client)
+}
+
+async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
+    match command {
+        Command::Cluster(cmd) => cluster::run(cmd, globals).await,
+        Command::Node(cmd) => node::run(cmd).await,
+        Command::Topic(cmd) => topic::run(cmd, globals).await,
+        Command::Partition(cmd) => partition::run(cmd, globals).await,
+        Command::Produce(args) => produce::run(args, globals).await,
+        Command::Consume(args) => consume::run(args, globals).await,
+    }
+}
+
+/// Logs go to stderr so they never mix with records on stdout. Client
+/// commands only show warnings by default; a node shows its progress.
+fn init_logging(node: bool) {
+    let default = if node { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// The error and its causes as one line, skipping a cause whose text the
+/// previous message already contains (thiserror's `transparent` and
+/// `{source}` interpolation would otherwise repeat it).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_tree_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn error_chain_joins_causes_once() {
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&e), "outer: inner");
+        let e = anyhow::anyhow!("boom").context("it went boom");
+        assert_eq!(error_chain(&e), "it went boom");
+    }
+
+    #[test]
+    fn globals_before_or_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["sluice", "--profile", "p", "topic", "list"]).unwrap();
+        assert_eq!(cli.globals.profile.as_deref(), Some("p"));
+        let cli = Cli::try_parse_from(["sluice", "topic", "list", "--endpoint", "h:1"]).unwrap();
+        assert_eq!(cli.globals.endpoint.as_deref(), Some("h:1"));
+    }
+}

@@ -1,0 +1,98 @@
+//! `sluice node run`: one node in the foreground, until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use sluice_spu::{Node, NodeConfig};
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// Run one node in the foreground until SIGTERM or Ctrl-C.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Node configuration file (TOML, the fields of the flags below); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This node's id: unique in the cluster, never reused.
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// The cluster this node belongs to (its data dir must belong to it too).
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+    /// Where the node keeps its data; TLS material is read from its `tls/` folder.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (QUIC/UDP).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address others use to reach this node (default: the listen address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+}
+
+/// Turns the flags (over the optional file) into a complete [`NodeConfig`].
+fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
+    let file: Option<NodeConfig> = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read node config {}", path.display()))?;
+            Some(
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid node config {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let missing = |flag: &str| {
+        anyhow::anyhow!("{flag} is required (as a flag or in the --config file) to run a node")
+    };
+    let base = file.as_ref();
+    Ok(NodeConfig {
+        id: args
+            .id
+            .or(base.map(|c| c.id))
+            .ok_or_else(|| missing("--id"))?,
+        cluster_id: args
+            .cluster_id
+            .or(base.map(|c| c.cluster_id.clone()))
+            .ok_or_else(|| missing("--cluster-id"))?,
+        data_dir: args
+            .data_dir
+            .or(base.map(|c| c.data_dir.clone()))
+            .ok_or_else(|| missing("--data-dir"))?,
+        listen: args
+            .listen
+            .or(base.map(|c| c.listen))
+            .ok_or_else(|| missing("--listen"))?,
+        advertised: args.advertise.or(base.and_then(|c| c.advertised.clone())),
+        require_client_cert: base.is_some_and(|c| c.require_client_cert),
+        retention_check_secs: base.map_or(30, |c| c.retention_check_secs),
+    })
+}
+
+pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
+    let NodeCmd::Run(args) = cmd;
+    let config = resolve(args)?;
+    let id = config.id;
+    let node = Node::start(config)
+        .await
+        .with_context(|| format!("node {id} failed to start"))?;
+    wait_for_stop_signal().await;
+    tracing::info!(node = id, "stop signal received, shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,109 @@
+//! `sluice partition list [TOPIC]`.
+
+use clap::Subcommand;
+use serde::Serialize;
+use sluice_client::proto::PartitionStatus;
+
+use crate::output::{self, Table, human_bytes};
+use crate::{Globals, OutputArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum PartitionCmd {
+    /// List partitions: leader, replicas, offsets and replica lag.
+    #[command(alias = "ls")]
+    List {
+        /// Only this topic's partitions.
+        topic: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// A partition as printed with `-O json|yaml`; field names are a stable interface.
+#[derive(Debug, Serialize)]
+pub struct PartitionOut {
+    pub topic: String,
+    pub partition: u32,
+    pub leader: Option<u64>,
+    pub start_offset: u64,
+    pub committed_offset: u64,
+    pub end_offset: u64,
+    pub size_bytes: u64,
+    pub replicas: Vec<ReplicaOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReplicaOut {
+    pub node: u64,
+    pub end_offset: u64,
+    pub lag: u64,
+}
+
+impl From<&PartitionStatus> for PartitionOut {
+    fn from(p: &PartitionStatus) -> Self {
+        Self {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            leader: p.leader,
+            start_offset: p.start_offset,
+            committed_offset: p.committed_offset,
+            end_offset: p.end_offset,
+            size_bytes: p.size_bytes,
+            replicas: p
+                .replicas
+                .iter()
+                .map(|r| ReplicaOut {
+                    node: r.node,
+                    end_offset: r.end_offset,
+                    lag: r.lag,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub async fn run(cmd: PartitionCmd, globals: &Globals) -> anyhow::Result<()> {
+    let PartitionCmd::List { topic, output: out } = cmd;
+    let client = crate::connect(globals).await?;
+    let mut partitions = client.list_partitions(topic.as_deref()).await?;
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let rows: Vec<PartitionOut> = partitions.iter().map(PartitionOut::from).collect();
+    output::print(out.output, &rows, || table(&rows))
+}
+
+fn table(rows: &[PartitionOut]) -> String {
+    if rows.is_empty() {
+        return "no partitions\n".into();
+    }
+    let mut table = Table::new(&[
+        "TOPIC",
+        "PARTITION",
+        "LEADER",
+        "REPLICAS",
+        "START",
+        "COMMITTED",
+        "END",
+        "SIZE",
+        "LAG",
+    ]);
+    for p in rows {
+        let replicas: Vec<String> = p.replicas.iter().map(|r| r.node.to_string()).collect();
+        let lag: Vec<String> = p
+            .replicas
+            .iter()
+            .map(|r| format!("{}:{}", r.node, r.lag))
+            .collect();
+        table.row(vec![
+            p.topic.clone(),
+            p.partition.to_string(),
+            p.leader.map_or("none".into(), |l| l.to_string()),
+            replicas.join(","),
+            p.start_offset.to_string(),
+            p.committed_offset.to_string(),
+            p.end_offset.to_string(),
+            human_bytes(p.size_bytes),
+            lag.join(","),
+        ]);
+    }
+    table.render()
+}

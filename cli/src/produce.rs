@@ -1,0 +1,363 @@
+//! `sluice produce TOPIC`: records from stdin or a file, one per line (or
+//! the whole input as one with `--raw`), batched by the client's producer.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::ProgressBar;
+use sluice_client::proto::Record;
+use sluice_client::{ClientError, DeliveryFuture, Producer, ProducerConfig};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use crate::Globals;
+use crate::units::{parse_duration, parse_nonzero_size};
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Topic to write to.
+    pub topic: String,
+    /// Read records from this file instead of stdin (shows progress on a terminal).
+    #[arg(short = 'f', long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Send the whole input as one record instead of one record per line.
+    #[arg(long, conflicts_with = "key_separator")]
+    pub raw: bool,
+    /// Key of every record.
+    #[arg(long, value_name = "K", conflicts_with = "key_separator")]
+    pub key: Option<String>,
+    /// Split each line at the first SEP into key and value.
+    #[arg(long, value_name = "SEP")]
+    pub key_separator: Option<String>,
+    /// Send every record to this partition (default: by key hash, else round-robin per batch).
+    #[arg(short = 'p', long, value_name = "N")]
+    pub partition: Option<u32>,
+    /// How long a record may wait for others to fill its batch.
+    #[arg(long, value_parser = parse_duration, default_value = "10ms", value_name = "DURATION")]
+    pub linger: Duration,
+    /// Bytes of records per batch.
+    #[arg(long, value_parser = parse_nonzero_size, default_value = "16KiB", value_name = "SIZE")]
+    pub batch_size: usize,
+}
+
+/// Where records come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Stdin,
+    File(PathBuf),
+}
+
+/// How each record gets its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keying {
+    None,
+    /// `--key K`: the same key on every record.
+    Fixed(Vec<u8>),
+    /// `--key-separator SEP`: the line up to the first SEP.
+    Separator(Vec<u8>),
+}
+
+/// The checked form of [`ProduceArgs`].
+#[derive(Debug, Clone)]
+pub struct ProduceConfig {
+    pub topic: String,
+    pub source: Source,
+    pub raw: bool,
+    pub keying: Keying,
+    pub producer: ProducerConfig,
+}
+
+impl ProduceArgs {
+    pub fn config(self) -> anyhow::Result<ProduceConfig> {
+        let keying = match (self.key, self.key_separator) {
+            (Some(key), None) => Keying::Fixed(key.into_bytes()),
+            (None, Some(sep)) if sep.is_empty() => bail!("--key-separator must not be empty"),
+            (None, Some(sep)) => Keying::Separator(sep.into_bytes()),
+            (None, None) => Keying::None,
+            (Some(_), Some(_)) => bail!("--key and --key-separator cannot be used together"),
+        };
+        Ok(ProduceConfig {
+            topic: self.topic,
+            source: self.file.map_or(Source::Stdin, Source::File),
+            raw: self.raw,
+            keying,
+            producer: ProducerConfig {
+                batch_size_bytes: self.batch_size,
+                linger: self.linger,
+                partition: self.partition,
+                ..ProducerConfig::default()
+            },
+        })
+    }
+}
+
+/// Splits `line` at the first `separator` into key and value.
+pub fn split_key(
+    line: &[u8],
+    separator: &[u8],
+    line_number: u64,
+) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    match line.windows(separator.len()).position(|w| w == separator) {
+        Some(at) => Ok((line[..at].to_vec(), line[at + separator.len()..].to_vec())),
+        None => bail!(
+            "line {line_number} has no key separator {:?}; every line must look like KEY{}VALUE",
+            String::from_utf8_lossy(separator),
+            String::from_utf8_lossy(separator)
+        ),
+    }
+}
+
+/// The record for one input line (or the whole input with `--raw`).
+pub fn make_record(keying: &Keying, data: Vec<u8>, line_number: u64) -> anyhow::Result<Record> {
+    Ok(match keying {
+        Keying::None => Record::new(data),
+        Keying::Fixed(key) => Record::with_key(key.clone(), data),
+        Keying::Separator(sep) => {
+            let (key, value) = split_key(&data, sep, line_number)?;
+            Record::with_key(key, value)
+        }
+    })
+}
+
+/// Acknowledgement tally kept by a background task while records are sent.
+#[derive(Debug, Default)]
+struct Tally {
+    acknowledged: u64,
+    failed: u64,
+    first_error: Option<(u64, ClientError)>,
+}
+
+pub async fn run(args: ProduceArgs, globals: &Globals) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let (reader, length): (Box<dyn AsyncBufRead + Unpin + Send>, Option<u64>) = match &config.source
+    {
+        Source::Stdin => (
+            Box::new(tokio::io::BufReader::new(tokio::io::stdin())),
+            None,
+        ),
+        Source::File(path) => {
+            let file = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let length = file.metadata().await.ok().map(|m| m.len());
+            (Box::new(tokio::io::BufReader::new(file)), length)
+        }
+    };
+    let interactive =
+        config.source == Source::Stdin && std::io::stdin().is_terminal() && !config.raw;
+
+    let client = crate::connect(globals).await?;
+    let producer = client
+        .producer(&config.topic, config.producer.clone())
+        .await?;
+
+    let progress = match length {
+        Some(length) => crate::progress::bytes(length),
+        None => ProgressBar::hidden(),
+    };
+
+    // Deliveries are awaited by a separate task so sending never waits for acks.
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, DeliveryFuture)>();
+    let tally = tokio::spawn(async move {
+        let mut tally = Tally::default();
+        while let Some((line, delivery)) = rx.recv().await {
+            match delivery.await {
+                Ok(_) => tally.acknowledged += 1,
+                Err(e) => {
+                    tally.failed += 1;
+                    tally.first_error.get_or_insert((line, e));
+                }
+            }
+        }
+        tally
+    });
+
+    let sent = if config.raw {
+        send_raw(reader, &config, &producer, &tx, &progress).await
+    } else {
+        send_lines(reader, &config, &producer, &tx, &progress, interactive).await
+    };
+    // Deliver what was read even if reading stopped on an error.
+    let flushed = producer.flush().await;
+    drop(tx);
+    progress.finish_and_clear();
+    let tally = tally.await.context("the acknowledgement task failed")?;
+    let total = sent?;
+    flushed?;
+    tracing::debug!(total, acknowledged = tally.acknowledged, "produce finished");
+    if let Some((line, error)) = tally.first_error {
+        let at = if config.raw {
+            String::new()
+        } else {
+            format!(" (first failure: line {line})")
+        };
+        return Err(anyhow::Error::new(error).context(format!(
+            "{} of {total} records were not acknowledged by topic {:?}{at}",
+            tally.failed, config.topic
+        )));
+    }
+    Ok(())
+}
+
+type Deliveries = mpsc::UnboundedSender<(u64, DeliveryFuture)>;
+
+async fn send_raw(
+    mut reader: Box<dyn AsyncBufRead + Unpin + Send>,
+    config: &ProduceConfig,
+    producer: &Producer,
+    deliveries: &Deliveries,
+    progress: &ProgressBar,
+) -> anyhow::Result<u64> {
+    let mut data = Vec::new();
+    reader
+        .read_to_end(&mut data)
+        .await
+        .context("cannot read the input")?;
+    progress.inc(data.len() as u64);
+    let record = make_record(&config.keying, data, 1)?;
+    let delivery = producer.send(record).await?;
+    let _ = deliveries.send((1, delivery));
+    Ok(1)
+}
+
+async fn send_lines(
+    mut reader: Box<dyn AsyncBufRead + Unpin + Send>,
+    config: &ProduceConfig,
+    producer: &Producer,
+    deliveries: &Deliveries,
+    progress: &ProgressBar,
+    interactive: bool,
+) -> anyhow::Result<u64> {
+    let mut line_number = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        if interactive {
+            eprint!("> ");
+        }
+        buf.clear();
+        let read = reader
+            .read_until(b'\n', &mut buf)
+            .await
+            .context("cannot read the input")?;
+        if read == 0 {
+            return Ok(line_number);
+        }
+        progress.inc(read as u64);
+        line_number += 1;
+        let line = strip_newline(&buf).to_vec();
+        let record = make_record(&config.keying, line, line_number)?;
+        let delivery = match producer.send(record).await {
+            Ok(delivery) => delivery,
+            Err(e @ ClientError::RecordTooLarge { .. }) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("line {line_number} was not sent"))
+                );
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if interactive {
+            producer.flush().await?;
+            match delivery.await {
+                Ok(_) => eprintln!("Ok!"),
+                Err(e) => eprintln!("error: {}", e),
+            }
+        } else {
+            let _ = deliveries.send((line_number, delivery));
+        }
+    }
+}
+
+/// A line without its `\n` or `\r\n`.
+fn strip_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: ProduceArgs,
+    }
+
+    fn config(argv: &[&str]) -> anyhow::Result<ProduceConfig> {
+        Wrap::try_parse_from(std::iter::once("produce").chain(argv.iter().copied()))?
+            .args
+            .config()
+    }
+
+    #[test]
+    fn key_separator_splits_at_the_first_one() {
+        assert_eq!(
+            split_key(b"k=v=w", b"=", 1).unwrap(),
+            (b"k".to_vec(), b"v=w".to_vec())
+        );
+        assert_eq!(
+            split_key(b"a::b", b"::", 1).unwrap(),
+            (b"a".to_vec(), b"b".to_vec())
+        );
+        assert_eq!(
+            split_key(b"=v", b"=", 1).unwrap(),
+            (Vec::new(), b"v".to_vec())
+        );
+        let err = split_key(b"no separator", b"=", 7).unwrap_err().to_string();
+        assert!(err.contains("line 7"), "{err}");
+    }
+
+    #[test]
+    fn records_get_their_keys() {
+        let r = make_record(&Keying::Separator(b":".to_vec()), b"user:hello".to_vec(), 1).unwrap();
+        assert_eq!(
+            (r.key.as_deref(), r.value.as_slice()),
+            (Some(&b"user"[..]), &b"hello"[..])
+        );
+        let r = make_record(&Keying::Fixed(b"k".to_vec()), b"v".to_vec(), 1).unwrap();
+        assert_eq!(r.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(
+            make_record(&Keying::None, b"v".to_vec(), 1).unwrap().key,
+            None
+        );
+    }
+
+    #[test]
+    fn newlines_are_stripped() {
+        assert_eq!(strip_newline(b"a\r\n"), b"a");
+        assert_eq!(strip_newline(b"a\n"), b"a");
+        assert_eq!(strip_newline(b"a"), b"a");
+    }
+
+    #[test]
+    fn flags_become_a_config() {
+        let c = config(&[
+            "t",
+            "--key-separator",
+            ":",
+            "-p",
+            "2",
+            "--linger",
+            "5ms",
+            "--batch-size",
+            "1MiB",
+        ])
+        .unwrap();
+        assert_eq!(c.keying, Keying::Separator(b":".to_vec()));
+        assert_eq!(c.producer.partition, Some(2));
+        assert_eq!(c.producer.linger, Duration::from_millis(5));
+        assert_eq!(c.producer.batch_size_bytes, 1 << 20);
+        assert_eq!(c.source, Source::Stdin);
+        let c = config(&["t", "-f", "in.txt", "--raw", "--key", "k"]).unwrap();
+        assert!(c.raw);
+        assert_eq!(c.source, Source::File("in.txt".into()));
+        assert!(config(&["t", "--key", "k", "--key-separator", ":"]).is_err());
+        assert!(config(&["t", "--raw", "--key-separator", ":"]).is_err());
+        assert!(config(&["t", "--key-separator", ""]).is_err());
+        assert!(config(&["t", "--batch-size", "0"]).is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! `sluice topic create | list | describe | delete`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use sluice_client::proto::{TopicInfo, TopicSpec};
+
+use crate::output::{self, Table, human_bytes, rfc3339_ms};
+use crate::units::{parse_duration, parse_size};
+use crate::{Globals, OutputArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCmd {
+    /// Create a topic.
+    Create(CreateArgs),
+    /// List all topics.
+    #[command(alias = "ls")]
+    List(OutputArgs),
+    /// Show a topic's settings and partition assignment.
+    Describe {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Delete topics and their data.
+    #[command(alias = "rm")]
+    Delete {
+        /// Topic names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Topic name: lowercase letters, digits and '-'.
+    pub name: String,
+    /// Number of partitions.
+    #[arg(short = 'p', long, default_value_t = 1)]
+    pub partitions: u32,
+    /// Replicas of each partition (at most the number of SPUs).
+    #[arg(short = 'r', long, default_value_t = 1)]
+    pub replication: u32,
+    /// Delete segments older than this, e.g. 7d or 12h (default: keep forever).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub retention_time: Option<Duration>,
+    /// Delete the oldest segments beyond this size per partition, e.g. 10GiB.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub retention_bytes: Option<u64>,
+    /// Size at which a partition's log rolls to a new segment, e.g. 1GiB.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE", default_value = "1GiB")]
+    pub segment_size: u64,
+}
+
+impl CreateArgs {
+    /// The flags as a spec, checked against the protocol's limits so a bad
+    /// value fails before connecting.
+    pub fn spec(&self) -> anyhow::Result<TopicSpec> {
+        let retention_ms = self
+            .retention_time
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let spec = TopicSpec {
+            name: self.name.clone(),
+            partitions: self.partitions,
+            replication: self.replication,
+            retention_ms,
+            retention_bytes: self.retention_bytes,
+            segment_size_bytes: self.segment_size,
+        };
+        spec.validate()
+            .with_context(|| format!("cannot create topic {:?}", self.name))?;
+        Ok(spec)
+    }
+}
+
+/// A topic as printed with `-O json|yaml`; field names are a stable interface.
+#[derive(Debug, Serialize)]
+pub struct TopicOut {
+    pub name: String,
+    pub partitions: u32,
+    pub replication: u32,
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub segment_size_bytes: u64,
+    pub created: String,
+    pub assignments: Vec<AssignmentOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AssignmentOut {
+    pub partition: u32,
+    pub replicas: Vec<u64>,
+}
+
+impl From<&TopicInfo> for TopicOut {
+    fn from(info: &TopicInfo) -> Self {
+        Self {
+            name: info.spec.name.clone(),
+            partitions: info.spec.partitions,
+            replication: info.spec.replication,
+            retention_ms: info.spec.retention_ms,
+            retention_bytes: info.spec.retention_bytes,
+            segment_size_bytes: info.spec.segment_size_bytes,
+            created: rfc3339_ms(info.created_ms),
+            assignments: info
+                .assignments
+                .iter()
+                .map(|a| AssignmentOut {
+                    partition: a.partition,
+                    replicas: a.replicas.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
+    match cmd {
+        TopicCmd::Create(args) => {
+            let spec = args.spec()?;
+            let client = crate::connect(globals).await?;
+            let name = spec.name.clone();
+            client.create_topic(spec).await?;
+            output::write_stdout(format!("topic {name:?} created\n").as_bytes())
+        }
+        TopicCmd::List(out) => {
+            let client = crate::connect(globals).await?;
+            let mut topics = client.list_topics().await?;
+            topics.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+            let rows: Vec<TopicOut> = topics.iter().map(TopicOut::from).collect();
+            output::print(out.output, &rows, || list_table(&rows))
+        }
+        TopicCmd::Describe { name, output: out } => {
+            let client = crate::connect(globals).await?;
+            let topic = TopicOut::from(&client.describe_topic(&name).await?);
+            output::print(out.output, &topic, || describe_table(&topic))
+        }
+        TopicCmd::Delete { names } => {
+            let client = crate::connect(globals).await?;
+            for name in names {
+                client.delete_topic(&name).await?;
+                output::write_stdout(format!("topic {name:?} deleted\n").as_bytes())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn retention_time(ms: Option<u64>) -> String {
+    ms.map_or("-".into(), |ms| {
+        humantime::format_duration(Duration::from_millis(ms)).to_string()
+    })
+}
+
+fn retention_bytes(bytes: Option<u64>) -> String {
+    bytes.map_or("-".into(), human_bytes)
+}
+
+fn list_table(topics: &[TopicOut]) -> String {
+    if topics.is_empty() {
+        return "no topics; create one with `sluice topic create NAME`\n".into();
+    }
+    let mut table = Table::new(&[
+        "NAME",
+        "PARTITIONS",
+        "REPLICATION",
+        "RETENTION-TIME",
+        "RETENTION-BYTES",
+        "SEGMENT-SIZE",
+        "CREATED",
+    ]);
+    for t in topics {
+        table.row(vec![
+            t.name.clone(),
+            t.partitions.to_string(),
+            t.replication.to_string(),
+            retention_time(t.retention_ms),
+            retention_bytes(t.retention_bytes),
+            human_bytes(t.segment_size_bytes),
+            t.created.clone(),
+        ]);
+    }
+    table.render()
+}
+
+fn describe_table(t: &TopicOut) -> String {
+    let mut fields = Table::new(&["FIELD", "VALUE"]);
+    for (field, value) in [
+        ("name", t.name.clone()),
+        ("partitions", t.partitions.to_string()),
+        ("replication", t.replication.to_string()),
+        ("retention-time", retention_time(t.retention_ms)),
+        ("retention-bytes", retention_bytes(t.retention_bytes)),
+        ("segment-size", human_bytes(t.segment_size_bytes)),
+        ("created", t.created.clone()),
+    ] {
+        fields.row(vec![field.into(), value]);
+    }
+    let mut out = fields.render();
+    if !t.assignments.is_empty() {
+        let mut assignments = Table::new(&["PARTITION", "REPLICAS"]);
+        for a in &t.assignments {
+            let replicas: Vec<String> = a.replicas.iter().map(u64::to_string).collect();
+            assignments.row(vec![a.partition.to_string(), replicas.join(",")]);
+        }
+        out.push('\n');
+        out.push_str(&assignments.render());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(subcommand)]
+        cmd: TopicCmd,
+    }
+
+    fn create(args: &[&str]) -> anyhow::Result<TopicSpec> {
+        let argv = ["t", "create"].iter().chain(args).copied();
+        match Wrap::try_parse_from(argv)?.cmd {
+            TopicCmd::Create(args) => args.spec(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn create_flags_become_a_spec() {
+        let spec = create(&[
+            "orders",
+            "-p",
+            "3",
+            "-r",
+            "2",
+            "--retention-time",
+            "7d",
+            "--retention-bytes",
+            "10GiB",
+            "--segment-size",
+            "16MiB",
+        ])
+        .unwrap();
+        assert_eq!(spec.partitions, 3);
+        assert_eq!(spec.replication, 2);
+        assert_eq!(spec.retention_ms, Some(7 * 86_400_000));
+        assert_eq!(spec.retention_bytes, Some(10 << 30));
+        assert_eq!(spec.segment_size_bytes, 16 << 20);
+
+        let spec = create(&["plain"]).unwrap();
+        assert_eq!(spec, TopicSpec::new("plain"));
+    }
+
+    #[test]
+    fn bad_create_flags_fail_before_connecting() {
+        assert!(
+            create(&["Bad_Name"])
+                .unwrap_err()
+                .to_string()
+                .contains("Bad_Name")
+        );
+        assert!(create(&["t", "-p", "0"]).is_err());
+        assert!(create(&["t", "--retention-time", "soon"]).is_err());
+    }
+}

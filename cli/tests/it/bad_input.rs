@@ -1,0 +1,128 @@
+//! Bad input gets a clear error, and the node keeps serving.
+
+use crate::harness::{Env, free_udp_port};
+
+#[test]
+fn errors_without_a_running_cluster() {
+    let env = Env::new();
+    let err = env.fails(&["topic", "list"], b"");
+    assert!(
+        err.contains("sluice cluster start --local"),
+        "says how to start one: {err}"
+    );
+
+    let taken = std::net::UdpSocket::bind(("127.0.0.1", env.port)).unwrap();
+    let err = env.fails(
+        &[
+            "cluster",
+            "start",
+            "--local",
+            "--port",
+            &env.port.to_string(),
+        ],
+        b"",
+    );
+    assert!(
+        err.contains("already in use"),
+        "names the port problem: {err}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_lose_nothing() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "t"]);
+    env.ok_with_input(&["produce", "t"], b"one\ntwo\nthree\n");
+
+    let err = env.fails(&["produce", "missing"], b"x\n");
+    assert!(err.contains("topic \"missing\" does not exist"), "{err}");
+    let err = env.fails(&["consume", "missing", "-B", "-d"], b"");
+    assert!(err.contains("does not exist"), "{err}");
+
+    let err = env.fails(&["topic", "create", "t"], b"");
+    assert!(err.contains("already exists"), "{err}");
+
+    let err = env.fails(&["topic", "create", "zero", "-p", "0"], b"");
+    assert!(err.contains("partition count"), "{err}");
+
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let err = env.fails(&["produce", "t"], &[big.as_slice(), b"\n"].concat());
+    assert!(err.contains("limit"), "{err}");
+
+    let err = env.fails(&["consume", "t", "-o", "1000", "-d"], b"");
+    assert!(err.contains("out of range"), "{err}");
+
+    // A data dir that belongs to this cluster cannot be claimed by another one.
+    let dir = env.node_dir();
+    let out = env.run(
+        &[
+            "node",
+            "run",
+            "--id",
+            "1",
+            "--cluster-id",
+            "another-cluster",
+            "--data-dir",
+            &dir.display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{}", free_udp_port()),
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("belongs to cluster"), "{err}");
+
+    // Nothing was lost and the node still serves.
+    assert_eq!(env.ok(&["consume", "t", "-B", "-d"]), "one\ntwo\nthree\n");
+}
+
+#[test]
+fn a_frame_of_another_protocol_version_fails_only_its_stream() {
+    use sluice_proto::{PROTOCOL_VERSION, Request, Response, WireError, codec};
+    let env = Env::started();
+    let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let connector =
+            sluice_transport::Connector::new(sluice_transport::client_config(&ca, None).unwrap());
+        let conn = connector.connect(addr).await.unwrap();
+        let ask = |frame: Vec<u8>| {
+            let conn = conn.clone();
+            async move {
+                let (mut send, mut recv) = conn.open_bi().await.unwrap();
+                sluice_transport::write_frame(&mut send, &frame)
+                    .await
+                    .unwrap();
+                send.finish().unwrap();
+                let reply = sluice_transport::read_frame(&mut recv, 1 << 20)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                codec::decode::<Response>(&reply).unwrap()
+            }
+        };
+        let mut foreign = (PROTOCOL_VERSION + 41).to_be_bytes().to_vec();
+        foreign.extend_from_slice(b"a request from the future");
+        assert_eq!(
+            ask(foreign).await,
+            Response::Error(WireError::UnsupportedVersion {
+                client: PROTOCOL_VERSION + 41,
+                server: PROTOCOL_VERSION
+            })
+        );
+        let garbage = [PROTOCOL_VERSION.to_be_bytes().as_slice(), &[0xff; 32]].concat();
+        assert!(matches!(
+            ask(garbage).await,
+            Response::Error(WireError::MalformedRequest { .. })
+        ));
+        // The same connection keeps working.
+        let ok = ask(codec::encode(&Request::ClusterStatus).unwrap()).await;
+        assert!(matches!(ok, Response::ClusterStatus(_)), "{ok:?}");
+    });
+}

@@ -1,0 +1,172 @@
+//! Starting, stopping and driving a local cluster from tests.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// A private SLUICE_HOME with a local cluster on its own port.
+pub struct Env {
+    pub home: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().unwrap(),
+            port: free_udp_port(),
+        }
+    }
+
+    /// Starts (or resumes) the local cluster.
+    pub fn started() -> Self {
+        let env = Self::new();
+        env.start();
+        env
+    }
+
+    pub fn start(&self) {
+        self.ok(&[
+            "cluster",
+            "start",
+            "--local",
+            "--port",
+            &self.port.to_string(),
+        ]);
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(SLUICE);
+        c.args(args)
+            .env("SLUICE_HOME", self.home.path())
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_input(args, b"")
+    }
+
+    pub fn ok_with_input(&self, args: &[&str], stdin: &[u8]) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "`sluice {}` failed: {}\nstdout: {}\nnode log: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout),
+            self.node_log_tail()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str], stdin: &[u8]) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            !out.status.success(),
+            "`sluice {}` should have failed",
+            args.join(" ")
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn node_dir(&self) -> PathBuf {
+        self.home.path().join("local").join("node-1")
+    }
+
+    pub fn node_pid(&self) -> i32 {
+        std::fs::read_to_string(self.node_dir().join("node.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn node_log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.node_dir().join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// SIGKILLs the node and waits until it is gone.
+    pub fn kill_node(&self) {
+        let pid = self.node_pid();
+        // SAFETY: signalling a child process we started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_until(
+            Duration::from_secs(10),
+            || unsafe { libc::kill(pid, 0) } != 0,
+        );
+    }
+
+    /// The segment directory of `topic`'s partition 0 (topic ids start at 1).
+    pub fn partition_dir(&self, topic: &str) -> PathBuf {
+        let parts = self.node_dir().join("partitions");
+        std::fs::read_dir(&parts)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                name.starts_with(&format!("{topic}-")) && name.ends_with("-0")
+            })
+            .unwrap_or_else(|| panic!("no partition dir for {topic} in {}", parts.display()))
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let pid_file = self.node_dir().join("node.pid");
+        if let Ok(pid) = std::fs::read_to_string(pid_file)
+            && let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: best-effort cleanup of our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+    }
+}
+
+pub fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn lines(n: usize, prefix: &str) -> String {
+    (0..n).map(|i| format!("{prefix}-{i}\n")).collect()
+}
+
+pub fn last_segment(dir: &Path) -> PathBuf {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().expect("a segment file")
+}

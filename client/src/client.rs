@@ -1,0 +1,736 @@
+//! [`Client`]: one handle on a cluster, shared by admin calls, producers and
+//! consumers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sluice_proto::codec::{self, CodecError};
+use sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
+use sluice_proto::{
+    ClusterStatus, FetchRequest, NodeId, PartitionStatus, ProduceRequest, ProduceResponse, Record,
+    Request, Response, TopicInfo, TopicSpec, WireError,
+};
+use sluice_transport::{CertKeyPair, Connector, TransportError};
+
+use crate::config::{ClientConfig, Profile};
+use crate::error::{ClientError, Result};
+use crate::fetch::FetchStream;
+use crate::producer::{Producer, ProducerConfig};
+
+/// How long one request may take (connecting excluded) before it is given up.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long admin calls keep retrying while the cluster says "not now"
+/// (e.g. the controller is electing a leader right after `cluster start`).
+pub const ADMIN_RETRY_BUDGET: Duration = Duration::from_secs(10);
+/// Redirects followed for one request (`NotLeader` naming another node).
+const REDIRECTS_MAX: usize = 3;
+
+/// A connection to a Sluice cluster. Cheap to clone; clones share the
+/// connection.
+///
+/// Requests go to the endpoint the client was created with, except produce and
+/// fetch, which follow `NotLeader` redirects to the partition's leader and
+/// remember it.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The endpoint as the user wrote it, for messages.
+    endpoint: String,
+    bootstrap: SocketAddr,
+    profile: Option<String>,
+    /// Where the CA came from, for TLS error messages.
+    ca_source: String,
+    connector: Connector,
+    request_timeout: Duration,
+    /// Last known leader address of (topic, partition), learnt from redirects.
+    leaders: Mutex<HashMap<(String, u32), SocketAddr>>,
+}
+
+/// Options of [`Client::connect_with`].
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Name of the profile used, quoted in error messages.
+    pub profile: Option<String>,
+    /// Where the CA came from (e.g. its file), quoted in TLS error messages.
+    pub ca_source: String,
+    /// Deadline of one request.
+    pub request_timeout: Duration,
+    /// Deadline of one QUIC handshake.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            profile: None,
+            ca_source: "given".into(),
+            request_timeout: REQUEST_TIMEOUT,
+            connect_timeout: sluice_transport::endpoint::DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+impl Client {
+    /// Connects to the node at `endpoint` (`host:port`), trusting the cluster
+    /// CA in `ca_pem` and presenting `identity` when the node asks for a
+    /// client certificate. Fails if no node answers.
+    pub async fn connect(
+        endpoint: &str,
+        ca_pem: &str,
+        identity: Option<CertKeyPair>,
+    ) -> Result<Client> {
+        Self::connect_with(endpoint, ca_pem, identity, ConnectOptions::default()).await
+    }
+
+    /// [`Client::connect`] with explicit options.
+    pub async fn connect_with(
+        endpoint: &str,
+        ca_pem: &str,
+        identity: Option<CertKeyPair>,
+        options: ConnectOptions,
+    ) -> Result<Client> {
+        let bootstrap = resolve(endpoint).await?;
+        let tls = sluice_transport::client_config(ca_pem, identity.as_ref()).map_err(|source| {
+            ClientError::Tls {
+                endpoint: endpoint.to_string(),
+                source: Box::new(source),
+            }
+        })?;
+        let client = Client {
+            inner: Arc::new(Inner {
+                endpoint: endpoint.to_string(),
+                bootstrap,
+                profile: options.profile,
+                ca_source: options.ca_source,
+                connector: Connector::with_timeout(tls, options.connect_timeout),
+                request_timeout: options.request_timeout,
+                leaders: Mutex::new(HashMap::new()),
+            }),
+        };
+        // Dial now, so a wrong endpoint or CA is reported before any work starts.
+        client.connection(bootstrap).await?;
+        Ok(client)
+    }
+
+    /// Connects with a profile of `home/config.toml`: `profile`, else the
+    /// current one. `endpoint_override` replaces the profile's endpoint (the
+    /// profile still provides the CA).
+    pub async fn from_profile(
+        home: &Path,
+        profile: Option<&str>,
+        endpoint_override: Option<&str>,
+    ) -> Result<Client> {
+        let config = ClientConfig::load(home)?;
+        let (name, profile) = match config.profile(profile) {
+            Some(found) => found,
+            None => {
+                return Err(match (profile, endpoint_override) {
+                    (Some(name), _) => ClientError::UnknownProfile {
+                        name: name.to_string(),
+                        home: home.to_path_buf(),
+                        available: config.profiles.keys().cloned().collect(),
+                    },
+                    (None, Some(endpoint)) if config.profiles.is_empty() => {
+                        ClientError::NoProfileForEndpoint {
+                            home: home.to_path_buf(),
+                            endpoint: endpoint.to_string(),
+                        }
+                    }
+                    (None, _) if config.profiles.is_empty() => ClientError::NoProfile {
+                        home: home.to_path_buf(),
+                    },
+                    (None, _) => ClientError::InvalidConfig {
+                        what: "connection profile",
+                        reason: format!(
+                            "{} has several profiles ({}) and no current_profile; pick one with --profile",
+                            ClientConfig::path(home).display(),
+                            config
+                                .profiles
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    },
+                });
+            }
+        };
+        let ca_path = Profile::resolve(home, &profile.ca_cert);
+        let ca_pem = read_pem(&ca_path, "cannot read the cluster CA certificate")?;
+        let identity = match (&profile.client_cert, &profile.client_key) {
+            (Some(cert), Some(key)) => Some(CertKeyPair {
+                cert_pem: read_pem(
+                    &Profile::resolve(home, cert),
+                    "cannot read the client certificate",
+                )?,
+                key_pem: read_pem(&Profile::resolve(home, key), "cannot read the client key")?,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ClientError::InvalidConfig {
+                    what: "connection profile",
+                    reason: format!(
+                        "profile {name:?} sets only one of client_cert and client_key; set both or neither"
+                    ),
+                });
+            }
+        };
+        let endpoint = endpoint_override.unwrap_or(&profile.endpoint);
+        let options = ConnectOptions {
+            profile: Some(name.to_string()),
+            ca_source: ca_path.display().to_string(),
+            ..ConnectOptions::default()
+        };
+        Self::connect_with(endpoint, &ca_pem, identity, options).await
+    }
+
+    /// The endpoint this client was created with.
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
+    }
+
+    /// Sends one request to the endpoint and returns its one response,
+    /// following `NotLeader` redirects. A `Response::Error` becomes
+    /// [`ClientError::Server`].
+    pub async fn request(&self, request: Request) -> Result<Response> {
+        let what = request_name(&request);
+        let (response, _) = self.routed(None, &request, what).await?;
+        Ok(response)
+    }
+
+    /// Node status and the controller leader.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus> {
+        match self.admin(Request::ClusterStatus).await? {
+            Response::ClusterStatus(status) => Ok(status),
+            other => Err(self.unexpected("cluster status", &other)),
+        }
+    }
+
+    /// Creates a topic; the spec is checked locally first.
+    pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo> {
+        spec.validate().map_err(ClientError::Server)?;
+        match self.admin(Request::CreateTopic(spec)).await? {
+            Response::TopicCreated(info) | Response::Topic(info) => Ok(info),
+            other => Err(self.unexpected("create topic", &other)),
+        }
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        match self
+            .admin(Request::DeleteTopic {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            Response::TopicDeleted => Ok(()),
+            other => Err(self.unexpected("delete topic", &other)),
+        }
+    }
+
+    /// Every topic.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        match self.admin(Request::ListTopics).await? {
+            Response::Topics(topics) => Ok(topics),
+            other => Err(self.unexpected("list topics", &other)),
+        }
+    }
+
+    /// One topic.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        match self
+            .admin(Request::DescribeTopic {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            Response::Topic(info) => Ok(info),
+            other => Err(self.unexpected("describe topic", &other)),
+        }
+    }
+
+    /// Live state of the partitions of `topic`, or of every topic.
+    pub async fn list_partitions(&self, topic: Option<&str>) -> Result<Vec<PartitionStatus>> {
+        let request = Request::ListPartitions {
+            topic: topic.map(str::to_string),
+        };
+        match self.admin(request).await? {
+            Response::Partitions(partitions) => Ok(partitions),
+            other => Err(self.unexpected("list partitions", &other)),
+        }
+    }
+
+    /// Appends `records` to one partition in one attempt (redirects to the
+    /// leader are followed; retries are the [`Producer`]'s job). The records
+    /// get contiguous offsets from the returned `base_offset`.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<ProduceResponse> {
+        for record in &records {
+            check_record_size(topic, record)?;
+        }
+        let request = Request::Produce(ProduceRequest {
+            topic: topic.to_string(),
+            partition,
+            records,
+        });
+        let (response, _) = self
+            .routed(Some((topic, partition)), &request, "produce")
+            .await?;
+        match response {
+            Response::Produced(produced) => Ok(produced),
+            other => Err(self.unexpected("produce", &other)),
+        }
+    }
+
+    /// Starts reading a partition. The node resolves the start offset first
+    /// (see [`FetchStream::start_offset`]), then pushes records; with
+    /// `follow` it keeps pushing new records as they are committed.
+    pub async fn fetch(&self, request: FetchRequest) -> Result<FetchStream> {
+        let route = (request.topic.as_str(), request.partition);
+        let wire = Request::Fetch(request.clone());
+        let (first, stream) = self.routed(Some(route), &wire, "fetch").await?;
+        let (addr, recv) = stream.expect("routed always returns the stream");
+        match first {
+            Response::FetchStarted {
+                partition,
+                start_offset,
+                end_offset,
+            } => Ok(FetchStream::new(
+                self.endpoint_name(addr),
+                recv,
+                partition,
+                start_offset,
+                end_offset,
+            )),
+            other => Err(self.unexpected("fetch", &other)),
+        }
+    }
+
+    /// A batching producer for `topic`; see [`ProducerConfig`].
+    pub async fn producer(&self, topic: &str, config: ProducerConfig) -> Result<Producer> {
+        Producer::new(self.clone(), topic, config).await
+    }
+
+    /// Closes the connections (pending requests fail).
+    pub async fn close(&self) {
+        self.inner.connector.close_all().await;
+    }
+
+    /// An admin request, retried while the cluster answers with a retriable
+    /// error (no leader yet, ...) for up to [`ADMIN_RETRY_BUDGET`].
+    async fn admin(&self, request: Request) -> Result<Response> {
+        let deadline = tokio::time::Instant::now() + ADMIN_RETRY_BUDGET;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.request(request.clone()).await {
+                Err(ClientError::Server(e))
+                    if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tracing::debug!(error = %e, ?backoff, "retrying admin request");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends `request` to the leader of `route` (or the bootstrap node),
+    /// following redirects. Returns the first response and the stream it came
+    /// on (for fetches).
+    async fn routed(
+        &self,
+        route: Option<(&str, u32)>,
+        request: &Request,
+        what: &'static str,
+    ) -> Result<(Response, Option<(SocketAddr, quinn::RecvStream)>)> {
+        let key = route.map(|(t, p)| (t.to_string(), p));
+        let cached = key.as_ref().and_then(|k| self.leaders().get(k).copied());
+        let mut addr = cached.unwrap_or(self.inner.bootstrap);
+        let mut hops = 0;
+        loop {
+            match self.exchange(addr, request, what).await {
+                Ok((response, recv)) => {
+                    if let Some(key) = key {
+                        if addr == self.inner.bootstrap {
+                            self.leaders().remove(&key);
+                        } else {
+                            self.leaders().insert(key, addr);
+                        }
+                    }
+                    return Ok((response, Some((addr, recv))));
+                }
+                Err(ClientError::Server(WireError::NotLeader {
+                    leader: Some(leader),
+                    node,
+                    what: w,
+                })) if hops < REDIRECTS_MAX => {
+                    let original = WireError::NotLeader {
+                        leader: Some(leader),
+                        node,
+                        what: w,
+                    };
+                    match self.node_addr(leader).await {
+                        Ok(next) if next != addr => {
+                            tracing::debug!(%addr, %next, leader, "following redirect to the leader");
+                            addr = next;
+                            hops += 1;
+                        }
+                        _ => return Err(ClientError::Server(original)),
+                    }
+                }
+                Err(e) => {
+                    if let Some(key) = &key
+                        && e.is_retriable()
+                    {
+                        // The leader may have moved: start from the bootstrap node next time.
+                        self.leaders().remove(key);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The client address of node `id`, from the cluster status.
+    async fn node_addr(&self, id: NodeId) -> Result<SocketAddr> {
+        let (response, _) = self
+            .exchange(
+                self.inner.bootstrap,
+                &Request::ClusterStatus,
+                "cluster status",
+            )
+            .await?;
+        let Response::ClusterStatus(status) = response else {
+            return Err(self.unexpected("cluster status", &response));
+        };
+        let node =
+            status
+                .nodes
+                .iter()
+                .find(|n| n.id == id)
+                .ok_or_else(|| ClientError::Protocol {
+                    endpoint: self.inner.endpoint.clone(),
+                    what: "redirect",
+                    reason: format!("the leader, node {id}, is not in the cluster status"),
+                })?;
+        resolve(&node.advertised_addr).await
+    }
+
+    /// One request on a fresh stream of the connection to `addr`; returns the
+    /// first response frame and the stream for any further ones.
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        request: &Request,
+        what: &'static str,
+    ) -> Result<(Response, quinn::RecvStream)> {
+        let timeout = self.inner.request_timeout;
+        match tokio::time::timeout(timeout, self.exchange_inner(addr, request, what)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout {
+                endpoint: self.endpoint_name(addr),
+                what,
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn exchange_inner(
+        &self,
+        addr: SocketAddr,
+        request: &Request,
+        what: &'static str,
+    ) -> Result<(Response, quinn::RecvStream)> {
+        let payload = codec::encode(request).map_err(|e| ClientError::Protocol {
+            endpoint: self.endpoint_name(addr),
+            what,
+            reason: e.to_string(),
+        })?;
+        let connection = self.connection(addr).await?;
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| self.connection_error(addr, what, e))?;
+        let lost = |e: sluice_transport::FrameError| self.frame_error(addr, what, e);
+        sluice_transport::write_frame(&mut send, &payload)
+            .await
+            .map_err(lost)?;
+        // Finishing only fails if the stream is already gone; the read below reports that.
+        let _ = send.finish();
+        let frame = sluice_transport::read_frame(&mut recv, FRAME_SIZE_BYTES_MAX)
+            .await
+            .map_err(lost)?
+            .ok_or_else(|| ClientError::ConnectionLost {
+                endpoint: self.endpoint_name(addr),
+                what,
+                reason: "the node closed the stream without answering".into(),
+            })?;
+        let response = decode_response(&self.endpoint_name(addr), what, &frame)?;
+        Ok((response, recv))
+    }
+
+    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection> {
+        self.inner.connector.connect(addr).await.map_err(|error| {
+            let endpoint = self.endpoint_name(addr);
+            let source = Box::new(error);
+            match *source {
+                TransportError::ConnectTimeout { .. } | TransportError::Connection { .. } => {
+                    ClientError::NoNode {
+                        endpoint,
+                        profile: self.inner.profile.clone(),
+                        source,
+                    }
+                }
+                TransportError::Tls { .. } => ClientError::TlsMismatch {
+                    endpoint,
+                    ca: self.inner.ca_source.clone(),
+                    source,
+                },
+                _ => ClientError::Transport { endpoint, source },
+            }
+        })
+    }
+
+    fn connection_error(
+        &self,
+        addr: SocketAddr,
+        what: &'static str,
+        error: quinn::ConnectionError,
+    ) -> ClientError {
+        let endpoint = self.endpoint_name(addr);
+        if sluice_transport::endpoint::is_tls_failure(&error) {
+            return ClientError::TlsMismatch {
+                endpoint,
+                ca: self.inner.ca_source.clone(),
+                source: Box::new(TransportError::Tls {
+                    addr,
+                    source: error,
+                }),
+            };
+        }
+        ClientError::ConnectionLost {
+            endpoint,
+            what,
+            reason: error.to_string(),
+        }
+    }
+
+    fn frame_error(
+        &self,
+        addr: SocketAddr,
+        what: &'static str,
+        error: sluice_transport::FrameError,
+    ) -> ClientError {
+        use sluice_transport::FrameError;
+        match error {
+            FrameError::Read(quinn::ReadError::ConnectionLost(e))
+            | FrameError::Write(quinn::WriteError::ConnectionLost(e)) => {
+                self.connection_error(addr, what, e)
+            }
+            FrameError::TooLarge { .. } => ClientError::Protocol {
+                endpoint: self.endpoint_name(addr),
+                what,
+                reason: error.to_string(),
+            },
+            other => ClientError::ConnectionLost {
+                endpoint: self.endpoint_name(addr),
+                what,
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    fn endpoint_name(&self, addr: SocketAddr) -> String {
+        if addr == self.inner.bootstrap {
+            self.inner.endpoint.clone()
+        } else {
+            addr.to_string()
+        }
+    }
+
+    fn unexpected(&self, what: &'static str, response: &Response) -> ClientError {
+        ClientError::Protocol {
+            endpoint: self.inner.endpoint.clone(),
+            what,
+            reason: format!("unexpected answer {}", response_name(response)),
+        }
+    }
+
+    fn leaders(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), SocketAddr>> {
+        self.inner
+            .leaders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Rejects a record over [`sluice_proto::limits::RECORD_SIZE_BYTES_MAX`]
+/// before it costs a round trip.
+pub(crate) fn check_record_size(topic: &str, record: &Record) -> Result<()> {
+    let max_bytes = sluice_proto::limits::RECORD_SIZE_BYTES_MAX;
+    if record.size_bytes() > max_bytes {
+        return Err(ClientError::RecordTooLarge {
+            topic: topic.to_string(),
+            size_bytes: record.size_bytes(),
+            max_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes one response frame, turning version mismatches and node errors
+/// into their [`ClientError`]s.
+pub(crate) fn decode_response(
+    endpoint: &str,
+    what: &'static str,
+    frame: &[u8],
+) -> Result<Response> {
+    match codec::decode::<Response>(frame) {
+        Ok(Response::Error(WireError::UnsupportedVersion { client, server })) => {
+            Err(ClientError::ProtocolVersion {
+                endpoint: endpoint.to_string(),
+                client,
+                server,
+            })
+        }
+        Ok(Response::Error(e)) => Err(ClientError::Server(e)),
+        Ok(response) => Ok(response),
+        Err(CodecError::VersionMismatch { peer, ours }) => Err(ClientError::ProtocolVersion {
+            endpoint: endpoint.to_string(),
+            client: ours,
+            server: peer,
+        }),
+        Err(e) => Err(ClientError::Protocol {
+            endpoint: endpoint.to_string(),
+            what,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+async fn resolve(endpoint: &str) -> Result<SocketAddr> {
+    let fail = |reason: String| ClientError::Resolve {
+        endpoint: endpoint.to_string(),
+        reason,
+    };
+    let mut addrs = tokio::net::lookup_host(endpoint)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    addrs
+        .next()
+        .ok_or_else(|| fail("it resolves to no address".into()))
+}
+
+fn read_pem(path: &Path, what: &'static str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| ClientError::File {
+        what,
+        path: path.to_path_buf(),
+        reason: format!("{e}; check the profile in config.toml"),
+    })
+}
+
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::ClusterStatus => "cluster status",
+        Request::CreateTopic(_) => "create topic",
+        Request::DeleteTopic { .. } => "delete topic",
+        Request::ListTopics => "list topics",
+        Request::DescribeTopic { .. } => "describe topic",
+        Request::ListPartitions { .. } => "list partitions",
+        Request::Produce(_) => "produce",
+        Request::Fetch(_) => "fetch",
+    }
+}
+
+pub(crate) fn response_name(response: &Response) -> &'static str {
+    match response {
+        Response::Error(_) => "Error",
+        Response::ClusterStatus(_) => "ClusterStatus",
+        Response::TopicCreated(_) => "TopicCreated",
+        Response::TopicDeleted => "TopicDeleted",
+        Response::Topics(_) => "Topics",
+        Response::Topic(_) => "Topic",
+        Response::Partitions(_) => "Partitions",
+        Response::Produced(_) => "Produced",
+        Response::FetchStarted { .. } => "FetchStarted",
+        Response::Records { .. } => "Records",
+        Response::FetchEnd { .. } => "FetchEnd",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_mismatch_is_reported() {
+        let mut frame = codec::encode(&Response::TopicDeleted).unwrap();
+        frame[0..2].copy_from_slice(&9u16.to_be_bytes());
+        let err = decode_response("h:1", "x", &frame).unwrap_err();
+        assert!(
+            matches!(err, ClientError::ProtocolVersion { server: 9, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("protocol version 9"));
+
+        let frame = codec::encode(&Response::Error(WireError::UnsupportedVersion {
+            client: 2,
+            server: 1,
+        }))
+        .unwrap();
+        let err = decode_response("h:1", "x", &frame).unwrap_err();
+        assert!(matches!(
+            err,
+            ClientError::ProtocolVersion {
+                client: 2,
+                server: 1,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn node_errors_become_server_errors() {
+        let wire = WireError::UnknownTopic { topic: "t".into() };
+        let frame = codec::encode(&Response::Error(wire.clone())).unwrap();
+        let err = decode_response("h:1", "x", &frame).unwrap_err();
+        assert_eq!(err.wire_error(), Some(&wire));
+        assert!(!err.is_retriable());
+    }
+
+    #[test]
+    fn oversized_records_are_refused_locally() {
+        let record = Record::new(vec![0u8; sluice_proto::limits::RECORD_SIZE_BYTES_MAX + 1]);
+        let err = check_record_size("t", &record).unwrap_err();
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        assert!(check_record_size("t", &Record::new(vec![0u8; 10])).is_ok());
+    }
+
+    #[tokio::test]
+    async fn missing_profile_says_what_to_do() {
+        let home = tempfile::tempdir().unwrap();
+        let err = Client::from_profile(home.path(), None, None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("no connection profile found in "), "{err}");
+        assert!(err.contains("sluice cluster start --local"), "{err}");
+        let err = Client::from_profile(home.path(), Some("prod"), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"prod\" does not exist"), "{err}");
+    }
+}

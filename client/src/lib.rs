@@ -1,0 +1,64 @@
+//! The Rust client of Sluice: admin calls, a batching producer and
+//! push-based consumers, over QUIC with TLS.
+//!
+//! A [`Client`] holds one QUIC connection to a node (more when produce and
+//! fetch are redirected to partition leaders). It is cheap to clone and can
+//! be shared by any number of tasks. Connection settings usually come from a
+//! profile in `$SLUICE_HOME/config.toml` (see [`config`]), which
+//! `sluice cluster start --local` writes.
+//!
+//! ```no_run
+//! use sluice_client::{Client, ProducerConfig, config::sluice_home};
+//! use sluice_client::proto::{FetchRequest, Record, StartOffset, TopicSpec};
+//!
+//! # async fn example() -> Result<(), sluice_client::ClientError> {
+//! let client = Client::from_profile(&sluice_home(), None, None).await?;
+//!
+//! let mut spec = TopicSpec::new("greetings");
+//! spec.partitions = 2;
+//! client.create_topic(spec).await?;
+//!
+//! // Produce: `send` queues, the returned future resolves once the record is durable.
+//! let producer = client.producer("greetings", ProducerConfig::default()).await?;
+//! let delivery = producer.send(Record::with_key("alice", "hello")).await?;
+//! producer.flush().await?;
+//! let stored = delivery.await?;
+//! println!("stored at {}/{}", stored.partition, stored.offset);
+//!
+//! // Consume partition 0 from the beginning up to the current end.
+//! let mut fetch = client
+//!     .fetch(FetchRequest {
+//!         topic: "greetings".into(),
+//!         partition: stored.partition,
+//!         start: StartOffset::Beginning,
+//!         end_offset: None,
+//!         max_records: None,
+//!         follow: false,
+//!         max_bytes: sluice_client::proto::limits::FETCH_RESPONSE_BYTES_DEFAULT as u32,
+//!     })
+//!     .await?;
+//! while let Some(batch) = fetch.next_batch().await? {
+//!     for record in batch {
+//!         println!("{}: {}", record.offset, String::from_utf8_lossy(&record.value));
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod client;
+pub mod config;
+mod error;
+mod fetch;
+mod producer;
+
+pub use client::{ADMIN_RETRY_BUDGET, Client, ConnectOptions, REQUEST_TIMEOUT};
+pub use error::{ClientError, Result};
+pub use fetch::FetchStream;
+pub use producer::{
+    DeliveryFuture, Producer, ProducerConfig, RecordMetadata, fnv1a, partition_for_key,
+};
+pub use sluice_transport::CertKeyPair;
+
+/// The wire types, re-exported so users need no direct dependency on `sluice-proto`.
+pub use sluice_proto as proto;

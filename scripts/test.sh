@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine: installs what the build
+# needs (clang for bindgen, Debian's RocksDB to link against, the wasm32 target),
+# then builds and tests with the committed Cargo.lock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+[ -e /usr/include/clang-c/Index.h ] || ls /usr/lib/llvm-*/include/clang-c/Index.h >/dev/null 2>&1 || need_apt+=(libclang-dev)
+[ -e /usr/include/rocksdb/db.h ] || need_apt+=(librocksdb-dev)
+[ -e /usr/include/snappy.h ] || need_apt+=(libsnappy-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
+
+cargo test --workspace --locked "$@"

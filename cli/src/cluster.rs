@@ -25,6 +25,7 @@ use sluice_transport::ClusterCa;
 use crate::{Globals, OutputArgs, OutputFormat};
 
 const PROFILE: &str = "local";
+const MAX_LOCAL_SPUS: u32 = 7;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -112,9 +113,9 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             "only local clusters can be started so far: add --local (multi-host nodes run with `sluice node run`)"
         );
     }
-    if args.spus != 1 {
+    if !(1..=MAX_LOCAL_SPUS).contains(&args.spus) {
         bail!(
-            "--spus {} asked for, but replication between nodes is not built yet: a local cluster has 1 node for now",
+            "--spus {} is out of range: a local cluster has 1 to {MAX_LOCAL_SPUS} nodes",
             args.spus
         );
     }
@@ -149,13 +150,20 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", meta_path.display())),
     };
-    for i in 1..=cluster.spus {
-        if let Some(pid) = running_pid(&node_dir(&root, i)) {
-            bail!(
-                "node {i} of the local cluster is already running (pid {pid}); see `sluice cluster status`"
-            );
-        }
+    // Resuming starts the nodes that are not running (e.g. after a crash).
+    let stopped: Vec<u32> = (1..=cluster.spus)
+        .filter(|i| running_pid(&node_dir(&root, *i)).is_none())
+        .collect();
+    if stopped.is_empty() {
+        bail!(
+            "all {} node(s) of the local cluster are already running; see `sluice cluster status`",
+            cluster.spus
+        );
     }
+    let addr_of = |i: u32| format!("127.0.0.1:{}", cluster.port as u32 + i - 1);
+    let peers: Vec<String> = (1..=cluster.spus)
+        .map(|i| format!("{i}={}", addr_of(i)))
+        .collect();
 
     let ca_dir = root.join("ca");
     let ca = if ca_dir.join("ca.pem").exists() {
@@ -171,7 +179,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the sluice executable")?;
     let progress = crate::progress::spinner("starting local cluster");
     let mut children = Vec::new();
-    for i in 1..=cluster.spus {
+    for &i in &stopped {
         let dir = node_dir(&root, i);
         let tls = dir.join("tls");
         if !tls.join("node.pem").exists() {
@@ -179,7 +187,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             ca.issue(&format!("node-{i}"), &ips)?.save(&tls, "node")?;
             std::fs::write(tls.join("ca.pem"), ca.cert_pem())?;
         }
-        let listen = format!("127.0.0.1:{}", cluster.port as u32 + i - 1);
+        let listen = addr_of(i);
         let log_path = dir.join("node.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -199,6 +207,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             ])
             .arg("--data-dir")
             .arg(&dir)
+            .args(peers.iter().flat_map(|p| ["--peer", p.as_str()]))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -219,7 +228,11 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
     config.set_profile(
         PROFILE,
         Profile {
-            endpoint: format!("127.0.0.1:{}", cluster.port),
+            // Every node: the client fails over to the next when one is down.
+            endpoint: (1..=cluster.spus)
+                .map(addr_of)
+                .collect::<Vec<_>>()
+                .join(","),
             ca_cert: ca_dir.join("ca.pem"),
             client_cert: None,
             client_key: None,
@@ -246,10 +259,9 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             }
         }
         let ready = match sluice_client::Client::from_profile(home, Some(PROFILE), None).await {
-            Ok(client) => client
-                .cluster_status()
-                .await
-                .is_ok_and(|s| s.controller_leader.is_some()),
+            Ok(client) => client.cluster_status().await.is_ok_and(|s| {
+                s.controller_leader.is_some() && s.nodes.len() == cluster.spus as usize
+            }),
             Err(_) => false,
         };
         if ready {

@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// Address others use to reach this node (default: the listen address).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// A node of the initial cluster, `ID=HOST:PORT` (repeat for each, this one included).
+    /// The three lowest ids become the controller's voters.
+    #[arg(long = "peer", value_name = "ID=HOST:PORT")]
+    pub peers: Vec<sluice_spu::PeerAddr>,
 }
 
 /// Turns the flags (over the optional file) into a complete [`NodeConfig`].
@@ -72,6 +76,11 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
         advertised: args.advertise.or(base.and_then(|c| c.advertised.clone())),
         require_client_cert: base.is_some_and(|c| c.require_client_cert),
         retention_check_secs: base.map_or(30, |c| c.retention_check_secs),
+        peers: if args.peers.is_empty() {
+            base.map(|c| c.peers.clone()).unwrap_or_default()
+        } else {
+            args.peers
+        },
     })
 }
 

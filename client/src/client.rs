@@ -43,7 +43,9 @@ pub struct Client {
 struct Inner {
     /// The endpoint as the user wrote it, for messages.
     endpoint: String,
-    bootstrap: SocketAddr,
+    /// Nodes this client knows, the one it talks to first at the front: the
+    /// endpoint(s) it was given, then every node a cluster status named.
+    nodes: Mutex<Vec<SocketAddr>>,
     profile: Option<String>,
     /// Where the CA came from, for TLS error messages.
     ca_source: String,
@@ -96,7 +98,16 @@ impl Client {
         identity: Option<CertKeyPair>,
         options: ConnectOptions,
     ) -> Result<Client> {
-        let bootstrap = resolve(endpoint).await?;
+        let mut nodes = Vec::new();
+        for one in endpoint.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            nodes.push(resolve(one).await?);
+        }
+        if nodes.is_empty() {
+            return Err(ClientError::Resolve {
+                endpoint: endpoint.to_string(),
+                reason: "no address given".into(),
+            });
+        }
         let tls = sluice_transport::client_config(ca_pem, identity.as_ref()).map_err(|source| {
             ClientError::Tls {
                 endpoint: endpoint.to_string(),
@@ -106,7 +117,7 @@ impl Client {
         let client = Client {
             inner: Arc::new(Inner {
                 endpoint: endpoint.to_string(),
-                bootstrap,
+                nodes: Mutex::new(nodes),
                 profile: options.profile,
                 ca_source: options.ca_source,
                 connector: Connector::with_timeout(tls, options.connect_timeout),
@@ -114,9 +125,21 @@ impl Client {
                 leaders: Mutex::new(HashMap::new()),
             }),
         };
-        // Dial now, so a wrong endpoint or CA is reported before any work starts.
-        client.connection(bootstrap).await?;
-        Ok(client)
+        // Dial now, so a wrong endpoint or CA is reported before any work
+        // starts; with several endpoints, the first that answers leads.
+        let candidates = client.known_nodes();
+        let mut last = None;
+        for addr in candidates {
+            match client.connection(addr).await {
+                Ok(_) => {
+                    client.promote(addr);
+                    return Ok(client);
+                }
+                Err(e) if is_unreachable(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one endpoint was tried"))
     }
 
     /// Connects with a profile of `home/config.toml`: `profile`, else the
@@ -357,13 +380,20 @@ impl Client {
     ) -> Result<(Response, Option<(SocketAddr, quinn::RecvStream)>)> {
         let key = route.map(|(t, p)| (t.to_string(), p));
         let cached = key.as_ref().and_then(|k| self.leaders().get(k).copied());
-        let mut addr = cached.unwrap_or(self.inner.bootstrap);
+        let mut addr = cached.unwrap_or(self.bootstrap());
         let mut hops = 0;
         loop {
-            match self.exchange(addr, request, what).await {
+            let result = if addr == self.bootstrap() {
+                let result = self.exchange_bootstrap(request, what).await;
+                addr = self.bootstrap();
+                result
+            } else {
+                self.exchange(addr, request, what).await
+            };
+            match result {
                 Ok((response, recv)) => {
                     if let Some(key) = key {
-                        if addr == self.inner.bootstrap {
+                        if addr == self.bootstrap() {
                             self.leaders().remove(&key);
                         } else {
                             self.leaders().insert(key, addr);
@@ -406,15 +436,16 @@ impl Client {
     /// The client address of node `id`, from the cluster status.
     async fn node_addr(&self, id: NodeId) -> Result<SocketAddr> {
         let (response, _) = self
-            .exchange(
-                self.inner.bootstrap,
-                &Request::ClusterStatus,
-                "cluster status",
-            )
+            .exchange_bootstrap(&Request::ClusterStatus, "cluster status")
             .await?;
         let Response::ClusterStatus(status) = response else {
             return Err(self.unexpected("cluster status", &response));
         };
+        for n in &status.nodes {
+            if let Ok(a) = n.advertised_addr.parse::<SocketAddr>() {
+                self.learn(a);
+            }
+        }
         let node =
             status
                 .nodes
@@ -426,6 +457,57 @@ impl Client {
                     reason: format!("the leader, node {id}, is not in the cluster status"),
                 })?;
         resolve(&node.advertised_addr).await
+    }
+
+    fn bootstrap(&self) -> SocketAddr {
+        self.inner.nodes.lock().unwrap_or_else(|p| p.into_inner())[0]
+    }
+
+    fn known_nodes(&self) -> Vec<SocketAddr> {
+        self.inner
+            .nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Makes `addr` the node this client talks to first.
+    fn promote(&self, addr: SocketAddr) {
+        let mut nodes = self.inner.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = nodes.iter().position(|a| *a == addr) {
+            let a = nodes.remove(i);
+            nodes.insert(0, a);
+        }
+    }
+
+    fn learn(&self, addr: SocketAddr) {
+        let mut nodes = self.inner.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if !nodes.contains(&addr) {
+            nodes.push(addr);
+        }
+    }
+
+    /// [`Self::exchange`] with the first node that answers, starting with the
+    /// bootstrap node: one dead node does not make the cluster unreachable.
+    async fn exchange_bootstrap(
+        &self,
+        request: &Request,
+        what: &'static str,
+    ) -> Result<(Response, quinn::RecvStream)> {
+        let mut last = None;
+        for addr in self.known_nodes() {
+            match self.exchange(addr, request, what).await {
+                Err(e) if is_unreachable(&e) => {
+                    tracing::debug!(%addr, error = %e, "node unreachable, trying the next one");
+                    last = Some(e);
+                }
+                result => {
+                    self.promote(addr);
+                    return result;
+                }
+            }
+        }
+        Err(last.expect("a client knows at least one node"))
     }
 
     /// One request on a fresh stream of the connection to `addr`; returns the
@@ -553,7 +635,7 @@ impl Client {
     }
 
     fn endpoint_name(&self, addr: SocketAddr) -> String {
-        if addr == self.inner.bootstrap {
+        if addr == self.bootstrap() {
             self.inner.endpoint.clone()
         } else {
             addr.to_string()
@@ -651,6 +733,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::ListPartitions { .. } => "list partitions",
         Request::Produce(_) => "produce",
         Request::Fetch(_) => "fetch",
+        Request::Raft(_) => "raft rpc",
     }
 }
 
@@ -667,6 +750,7 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::FetchStarted { .. } => "FetchStarted",
         Response::Records { .. } => "Records",
         Response::FetchEnd { .. } => "FetchEnd",
+        Response::Raft { .. } => "Raft",
     }
 }
 
@@ -733,4 +817,14 @@ mod tests {
             .to_string();
         assert!(err.contains("\"prod\" does not exist"), "{err}");
     }
+}
+
+/// Errors after which another node may well answer.
+fn is_unreachable(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::NoNode { .. }
+            | ClientError::ConnectionLost { .. }
+            | ClientError::Timeout { .. }
+    )
 }

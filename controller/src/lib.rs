@@ -18,8 +18,11 @@ pub use state_machine::{Command, CommandResult, ControllerStateMachine, Metadata
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_proto::RaftRpcKind;
 use sluice_proto::{NodeId, TopicInfo, TopicSpec, WireError};
-use sluice_raft::{CONTROLLER_GROUP, Group, GroupConfig, LogDb, RaftError, WriteError};
+use sluice_raft::{
+    CONTROLLER_GROUP, Group, GroupConfig, LogDb, RaftError, RaftTransport, WriteError,
+};
 
 /// The controller group as seen from one node.
 #[derive(Clone)]
@@ -35,21 +38,45 @@ impl Controller {
         db: Arc<LogDb>,
         node: NodeId,
         state_path: std::path::PathBuf,
+        transport: Arc<dyn RaftTransport>,
     ) -> Result<Self, ControllerError> {
         let (sm, view) = ControllerStateMachine::open(state_path)?;
         let config = GroupConfig {
             snapshot_every_entries: 200,
             ..Default::default()
         };
-        let group = Group::start(db, node, CONTROLLER_GROUP, sm, &config).await?;
+        let group = Group::start(db, node, CONTROLLER_GROUP, sm, &config, transport).await?;
         Ok(Self { group, view })
     }
 
-    /// Makes this node the single voter of a new controller group; no effect
-    /// if the group already has members.
-    pub async fn bootstrap(&self, node: NodeId, addr: String) -> Result<(), ControllerError> {
-        self.group.initialize(&[(node, addr)]).await?;
+    /// Gives a new controller group its first voters; no effect if the group
+    /// already has members (e.g. after a restart).
+    pub async fn bootstrap(&self, voters: &[(NodeId, String)]) -> Result<(), ControllerError> {
+        self.group.initialize(voters).await?;
         Ok(())
+    }
+
+    /// Adds a node as a learner of the controller group, so it holds the
+    /// whole metadata without voting. Only the leader can do it.
+    pub async fn add_learner(&self, node: NodeId, addr: String) -> Result<(), WireError> {
+        self.group
+            .add_learner(node, addr)
+            .await
+            .map_err(write_error)
+    }
+
+    /// Voters and learners of the controller group.
+    pub fn members(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        self.group.members()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.group.status().is_leader
+    }
+
+    /// Serves a Raft RPC for the controller group.
+    pub async fn handle_rpc(&self, kind: RaftRpcKind, payload: &[u8]) -> Vec<u8> {
+        self.group.handle_rpc(kind, payload).await
     }
 
     pub fn view(&self) -> &MetadataView {
@@ -120,6 +147,20 @@ impl Controller {
 
     pub async fn shutdown(&self) {
         self.group.shutdown().await;
+    }
+}
+
+fn write_error(e: WriteError) -> WireError {
+    match e {
+        WriteError::NotLeader { node, leader, .. } => WireError::NotLeader {
+            node,
+            what: "the controller".into(),
+            leader,
+        },
+        WriteError::Stopped { reason, .. } => WireError::Unavailable {
+            what: "the controller".into(),
+            reason,
+        },
     }
 }
 

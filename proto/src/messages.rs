@@ -13,12 +13,20 @@ use crate::{ConsumerRecord, NodeId, Record, WireError};
 pub enum Request {
     ClusterStatus,
     CreateTopic(TopicSpec),
-    DeleteTopic { name: String },
+    DeleteTopic {
+        name: String,
+    },
     ListTopics,
-    DescribeTopic { name: String },
-    ListPartitions { topic: Option<String> },
+    DescribeTopic {
+        name: String,
+    },
+    ListPartitions {
+        topic: Option<String>,
+    },
     Produce(ProduceRequest),
     Fetch(FetchRequest),
+    /// Node to node: a Raft RPC for one group (the payload is the Raft layer's own encoding).
+    Raft(RaftRpc),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +54,25 @@ pub enum Response {
     FetchEnd {
         next_offset: u64,
     },
+    /// The answer to a [`Request::Raft`], encoded by the Raft layer.
+    Raft {
+        payload: Vec<u8>,
+    },
+}
+
+/// A Raft RPC between two replicas of one group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftRpc {
+    pub group: u64,
+    pub kind: RaftRpcKind,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftRpcKind {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
 }
 
 /// What a user asks for when creating a topic.

@@ -6,12 +6,18 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use sluice_proto::RaftRpcKind;
+
+use crate::log_store::{decode, encode};
 
 use crate::error::{RaftError, WriteError};
 use crate::log_store::{GroupLog, LogDb};
-use crate::network::Network;
+use crate::network::{Answer, Network, RaftTransport, SnapshotRequest};
 use crate::state_machine::{Adapter, ReplicatedState};
 use crate::{Bytes, GroupId, NodeId, TypeConfig};
+
+/// How long a write waits for a newly elected leader's lease.
+const LEASE_WAIT: Duration = Duration::from_secs(3);
 
 /// Timing and compaction settings of a group.
 #[derive(Clone, Debug)]
@@ -72,6 +78,7 @@ impl<S: ReplicatedState> Group<S> {
         id: GroupId,
         state: S,
         config: &GroupConfig,
+        transport: Arc<dyn RaftTransport>,
     ) -> Result<Self, RaftError> {
         let start_err = |reason: String| RaftError::Start { group: id, reason };
         let raft_config = Config {
@@ -90,9 +97,18 @@ impl<S: ReplicatedState> Group<S> {
         );
         let adapter = Adapter::new(db.clone(), id, state).map_err(|e| start_err(e.to_string()))?;
         let log = GroupLog::new(db, id);
-        let raft = openraft::Raft::new(node, raft_config, Network { group: id }, log, adapter)
-            .await
-            .map_err(|e| start_err(e.to_string()))?;
+        let raft = openraft::Raft::new(
+            node,
+            raft_config,
+            Network {
+                group: id,
+                transport,
+            },
+            log,
+            adapter,
+        )
+        .await
+        .map_err(|e| start_err(e.to_string()))?;
         Ok(Self { raft, id, node })
     }
 
@@ -138,20 +154,35 @@ impl<S: ReplicatedState> Group<S> {
 
     /// Proposes `command`; returns the state machine's response once the
     /// entry is committed (durable on a majority) and applied.
+    ///
+    /// A leader that was just elected refuses writes until its lease is
+    /// confirmed by a round of heartbeats; such a refusal is retried here for
+    /// a short while instead of sending the client elsewhere for nothing.
     pub async fn write(&self, command: Vec<u8>) -> Result<Vec<u8>, WriteError> {
-        match self.raft.client_write(Bytes(command)).await {
-            Ok(resp) => Ok(resp.data.0),
-            Err(e) => match e.forward_to_leader() {
-                Some(fwd) => Err(WriteError::NotLeader {
+        let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+        let command = Bytes(Arc::new(command));
+        loop {
+            let error = match self.raft.client_write(command.clone()).await {
+                Ok(resp) => return Ok(Arc::unwrap_or_clone(resp.data.0)),
+                Err(e) => e,
+            };
+            let Some(fwd) = error.forward_to_leader() else {
+                return Err(WriteError::Stopped {
                     group: self.id,
-                    node: self.node,
-                    leader: fwd.leader_id,
-                }),
-                None => Err(WriteError::Stopped {
-                    group: self.id,
-                    reason: e.to_string(),
-                }),
-            },
+                    reason: error.to_string(),
+                });
+            };
+            let leader = fwd.leader_id;
+            let just_elected = leader.is_none() && self.status().is_leader;
+            if just_elected && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            return Err(WriteError::NotLeader {
+                group: self.id,
+                node: self.node,
+                leader,
+            });
         }
     }
 
@@ -171,8 +202,13 @@ impl<S: ReplicatedState> Group<S> {
         let mut rx = self.raft.metrics();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(leader) = rx.borrow_watched().current_leader {
-                return Some(leader);
+            {
+                let m = rx.borrow_watched();
+                // A candidate may already name itself; only a real leader counts.
+                match m.current_leader {
+                    Some(l) if l != self.node || m.state == ServerState::Leader => return Some(l),
+                    _ => {}
+                }
             }
             if tokio::time::timeout_at(deadline, rx.changed())
                 .await
@@ -188,6 +224,68 @@ impl<S: ReplicatedState> Group<S> {
     /// at least the pre-restart state. False on timeout.
     pub async fn wait_for_recovery(&self, timeout: Duration) -> bool {
         self.raft.wait_for_recovery(Some(timeout)).await.is_ok()
+    }
+
+    /// Serves a Raft RPC from another replica of this group; the answer is
+    /// encoded for [`crate::network`] on the calling side.
+    pub async fn handle_rpc(&self, kind: RaftRpcKind, payload: &[u8]) -> Vec<u8> {
+        async fn answer<T: serde::Serialize, E: std::fmt::Display>(r: Result<T, E>) -> Vec<u8> {
+            let a: Answer<T> = r.map_err(|e| e.to_string());
+            encode(&a).unwrap_or_default()
+        }
+        let bad = |e: std::io::Error| {
+            let a: Answer<()> = Err(format!("undecodable {kind:?} request: {e}"));
+            encode(&a).unwrap_or_default()
+        };
+        match kind {
+            RaftRpcKind::AppendEntries => match decode(payload) {
+                Ok(req) => answer(self.raft.append_entries(req).await).await,
+                Err(e) => bad(e),
+            },
+            RaftRpcKind::Vote => match decode(payload) {
+                Ok(req) => answer(self.raft.vote(req).await).await,
+                Err(e) => bad(e),
+            },
+            RaftRpcKind::InstallSnapshot => match decode::<SnapshotRequest>(payload) {
+                Ok((vote, meta, data)) => {
+                    let snapshot = openraft::Snapshot {
+                        meta,
+                        snapshot: data,
+                    };
+                    answer(self.raft.install_full_snapshot(vote, snapshot).await).await
+                }
+                Err(e) => bad(e),
+            },
+        }
+    }
+
+    /// Adds `node` as a non-voting member that receives the log (used for
+    /// controller learners: every node holds the whole metadata).
+    pub async fn add_learner(&self, node: NodeId, addr: String) -> Result<(), WriteError> {
+        self.raft
+            .add_learner(node, BasicNode::new(addr), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.forward_to_leader() {
+                Some(fwd) => WriteError::NotLeader {
+                    group: self.id,
+                    node: self.node,
+                    leader: fwd.leader_id,
+                },
+                None => WriteError::Stopped {
+                    group: self.id,
+                    reason: e.to_string(),
+                },
+            })
+    }
+
+    /// The voters and learners of the group's current membership.
+    pub fn members(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let learners: Vec<NodeId> = membership.learner_ids().collect();
+        (voters, learners)
     }
 
     /// Stops the group's tasks; its log and state stay on disk.

@@ -22,6 +22,7 @@ mod state_machine;
 pub use error::{RaftError, WriteError};
 pub use group::{Group, GroupConfig, GroupStatus};
 pub use log_store::LogDb;
+pub use network::{CallError, CallFuture, RaftTransport};
 pub use state_machine::ReplicatedState;
 
 /// Identifier of a Raft group within a node's [`LogDb`]. The controller is
@@ -39,9 +40,10 @@ pub fn partition_group(topic_id: u32, partition: u32) -> GroupId {
 }
 
 /// An opaque command or response: encoded and decoded by the state machine's
-/// owner, carried as-is through the Raft log.
+/// owner, carried as-is through the Raft log. Shared, so retrying a proposal
+/// or keeping an entry in memory never copies a batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Bytes(pub Vec<u8>);
+pub struct Bytes(pub std::sync::Arc<Vec<u8>>);
 
 impl std::fmt::Display for Bytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -147,7 +147,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for Adapter<S> {
                 response
             };
             if let Some(responder) = responder {
-                responder.send(Bytes(response));
+                responder.send(Bytes(std::sync::Arc::new(response)));
             }
         }
         Ok(())

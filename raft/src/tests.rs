@@ -4,7 +4,32 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::{Group, GroupConfig, LogDb, ReplicatedState};
+use std::collections::HashMap;
+
+use sluice_proto::RaftRpc;
+
+use crate::{
+    CallError, CallFuture, Group, GroupConfig, LogDb, NodeId, RaftTransport, ReplicatedState,
+};
+
+/// Routes RPCs to groups in this process by node id: the QUIC hop is the
+/// SPU's business and is tested there; this exercises the Raft layer alone.
+#[derive(Default, Clone)]
+struct InProcess(Arc<Mutex<HashMap<NodeId, Group<Sum>>>>);
+
+impl RaftTransport for InProcess {
+    fn call(&self, target: NodeId, addr: String, rpc: RaftRpc, _timeout: Duration) -> CallFuture {
+        let group = self.0.lock().unwrap().get(&target).cloned();
+        Box::pin(async move {
+            let group = group.ok_or(CallError::Unreachable {
+                node: target,
+                addr,
+                reason: "down".into(),
+            })?;
+            Ok(group.handle_rpc(rpc.kind, &rpc.payload).await)
+        })
+    }
+}
 
 /// Sums the u64 commands; remembers every index applied, to check idempotence.
 #[derive(Clone, Default)]
@@ -44,9 +69,16 @@ async fn single_voter_commits_and_recovers_after_restart() {
     let members = [(1, "127.0.0.1:1".to_string())];
     {
         let db = LogDb::open(dir.path()).unwrap();
-        let group = Group::start(db.clone(), 1, 7, Sum::default(), &config)
-            .await
-            .unwrap();
+        let group = Group::start(
+            db.clone(),
+            1,
+            7,
+            Sum::default(),
+            &config,
+            Arc::new(InProcess::default()),
+        )
+        .await
+        .unwrap();
         group.initialize(&members).await.unwrap();
         assert_eq!(group.wait_for_leader(Duration::from_secs(5)).await, Some(1));
         let mut last = Vec::new();
@@ -61,9 +93,16 @@ async fn single_voter_commits_and_recovers_after_restart() {
     // point) gets every entry after that point re-applied from the log.
     let db = reopen(dir.path()).await;
     let fresh = Sum::default();
-    let group = Group::start(db, 1, 7, fresh.clone(), &config)
-        .await
-        .unwrap();
+    let group = Group::start(
+        db,
+        1,
+        7,
+        fresh.clone(),
+        &config,
+        Arc::new(InProcess::default()),
+    )
+    .await
+    .unwrap();
     group.initialize(&members).await.unwrap();
     assert_eq!(group.wait_for_leader(Duration::from_secs(5)).await, Some(1));
     let resp = group.write(1000u64.to_be_bytes().to_vec()).await.unwrap();
@@ -86,5 +125,73 @@ async fn reopen(path: &std::path::Path) -> Arc<LogDb> {
             Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_replicate_and_survive_the_loss_of_the_leader() {
+    let net = InProcess::default();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let config = GroupConfig::default();
+    let members: Vec<(NodeId, String)> = (1..=3).map(|i| (i, format!("node-{i}"))).collect();
+    let mut states = HashMap::new();
+    for (i, dir) in (1..=3u64).zip(&dirs) {
+        let state = Sum::default();
+        let db = LogDb::open(dir.path()).unwrap();
+        let group = Group::start(db, i, 9, state.clone(), &config, Arc::new(net.clone()))
+            .await
+            .unwrap();
+        net.0.lock().unwrap().insert(i, group);
+        states.insert(i, state);
+    }
+    let first = net.0.lock().unwrap()[&1].clone();
+    first.initialize(&members).await.unwrap();
+    let leader = first
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    eprintln!("leader {leader} status {:?}", first.status());
+    let leader_group = net.0.lock().unwrap()[&leader].clone();
+    for i in 1..=10u64 {
+        if let Err(e) = leader_group.write(i.to_be_bytes().to_vec()).await {
+            panic!("{e:?} {:?}", leader_group.status());
+        }
+    }
+    // Every replica applies the committed entries.
+    let converged = |states: &HashMap<NodeId, Sum>, want: u64, nodes: &[NodeId]| {
+        nodes.iter().all(|n| states[n].0.lock().unwrap().0 == want)
+    };
+    let all = [1, 2, 3];
+    wait(|| converged(&states, 55, &all)).await;
+
+    // The leader goes away; the other two elect a new one and keep committing.
+    net.0.lock().unwrap().remove(&leader);
+    leader_group.shutdown().await;
+    let rest: Vec<NodeId> = all.iter().copied().filter(|n| *n != leader).collect();
+    let survivor = net.0.lock().unwrap()[&rest[0]].clone();
+    let mut new_leader = None;
+    for _ in 0..100 {
+        match survivor.wait_for_leader(Duration::from_secs(5)).await {
+            Some(l) if l != leader => {
+                new_leader = Some(l);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let new_leader = new_leader.expect("a new leader is elected");
+    let g = net.0.lock().unwrap()[&new_leader].clone();
+    g.write(100u64.to_be_bytes().to_vec()).await.unwrap();
+    wait(|| converged(&states, 155, &rest)).await;
+}
+
+async fn wait(mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

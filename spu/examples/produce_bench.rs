@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         advertised: None,
         require_client_cert: false,
         retention_check_secs: 3600,
+        peers: Vec::new(),
     };
     let node = Node::start(config).await?;
     let addr = node.local_addr()?;
@@ -82,8 +83,18 @@ async fn main() -> anyhow::Result<()> {
         let (batch, concurrency) = (args.batch, args.concurrency);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut seq = 0u64;
             for _ in (worker..batches).step_by(concurrency) {
-                let records: Vec<Record> = (0..batch).map(|_| Record::new(value.clone())).collect();
+                let records: Vec<Record> = (0..batch)
+                    .map(|_| {
+                        // Unique, so the check below can find losses and duplicates.
+                        let mut v = value.clone();
+                        let id = format!("{worker}-{seq}");
+                        seq += 1;
+                        v[..id.len()].copy_from_slice(id.as_bytes());
+                        Record::new(v)
+                    })
+                    .collect();
                 let t = Instant::now();
                 client.produce("bench", 0, records).await?;
                 latencies.push(t.elapsed());
@@ -120,7 +131,49 @@ async fn main() -> anyhow::Result<()> {
         fsyncs as f64 / secs,
         records as f64 / fsyncs.max(1) as f64
     );
+    verify(&client, records).await?;
     client.close().await;
     node.shutdown().await;
+    Ok(())
+}
+
+/// Reads the partition back: every acknowledged record exactly once, offsets contiguous.
+async fn verify(client: &Client, expected: usize) -> anyhow::Result<()> {
+    let mut stream = client
+        .fetch(sluice_proto::FetchRequest {
+            topic: "bench".into(),
+            partition: 0,
+            start: sluice_proto::StartOffset::Beginning,
+            end_offset: None,
+            max_records: None,
+            follow: false,
+            max_bytes: 1 << 20,
+        })
+        .await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut next = 0;
+    while let Some(batch) = stream.next_batch().await? {
+        for r in batch {
+            anyhow::ensure!(
+                r.offset == next,
+                "offset gap: expected {next}, got {}",
+                r.offset
+            );
+            next += 1;
+            let id = r
+                .value
+                .split(|b| *b == b'x')
+                .next()
+                .unwrap_or_default()
+                .to_vec();
+            anyhow::ensure!(seen.insert(id), "duplicate record at offset {}", r.offset);
+        }
+    }
+    anyhow::ensure!(
+        seen.len() == expected,
+        "read {} records, produced {expected}",
+        seen.len()
+    );
+    println!("verified: {expected} records, each once, offsets 0..{next} contiguous");
     Ok(())
 }

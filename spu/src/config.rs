@@ -21,6 +21,11 @@ pub struct NodeConfig {
     /// Require client certificates signed by the cluster CA (mutual TLS).
     #[serde(default)]
     pub require_client_cert: bool,
+    /// The nodes of the cluster when it is first formed (including this one),
+    /// as etcd's "initial cluster": the lowest ids (up to 3) become the
+    /// controller's voters, the others its learners. Empty: a one-node cluster.
+    #[serde(default)]
+    pub peers: Vec<PeerAddr>,
     /// Seconds between retention passes over all partitions.
     #[serde(default = "default_retention_interval")]
     pub retention_check_secs: u64,
@@ -35,5 +40,50 @@ impl NodeConfig {
         self.advertised
             .clone()
             .unwrap_or_else(|| self.listen.to_string())
+    }
+}
+
+/// A node of the initial cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAddr {
+    pub id: u64,
+    pub addr: String,
+}
+
+impl std::str::FromStr for PeerAddr {
+    type Err = String;
+
+    /// Parses `ID=HOST:PORT`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (id, addr) = s
+            .split_once('=')
+            .ok_or_else(|| format!("peer {s:?} is not ID=HOST:PORT"))?;
+        let id = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer {s:?}: {id:?} is not a node id"))?;
+        if addr.trim().is_empty() {
+            return Err(format!("peer {s:?} has no address"));
+        }
+        Ok(Self {
+            id,
+            addr: addr.trim().to_string(),
+        })
+    }
+}
+
+impl NodeConfig {
+    /// Controller voters of a new cluster: the (up to) three lowest peer ids,
+    /// or this node alone.
+    pub fn initial_voters(&self) -> Vec<(u64, String)> {
+        let mut peers = self.peers.clone();
+        if !peers.iter().any(|p| p.id == self.id) {
+            peers.push(PeerAddr {
+                id: self.id,
+                addr: self.advertised_addr(),
+            });
+        }
+        peers.sort_by_key(|p| p.id);
+        peers.into_iter().take(3).map(|p| (p.id, p.addr)).collect()
     }
 }

@@ -8,9 +8,10 @@ mod config;
 mod data_dir;
 mod node;
 mod partition;
+mod peers;
 mod replicas;
 mod server;
 
-pub use config::NodeConfig;
+pub use config::{NodeConfig, PeerAddr};
 pub use data_dir::{DataDir, DataDirError};
 pub use node::{Node, NodeError};

@@ -7,11 +7,61 @@ use std::time::{Duration, Instant};
 use sluice_controller::{Controller, ControllerError, Metadata, NodeRecord};
 use sluice_proto::{ClusterStatus, NodeStatus};
 use sluice_raft::{LogDb, RaftError};
-use sluice_transport::{CertKeyPair, ClientAuth, TlsError, TransportError};
+use sluice_transport::{CertKeyPair, ClientAuth, Connector, TlsError, TransportError};
 
 use crate::config::NodeConfig;
 use crate::data_dir::{DataDir, DataDirError};
+use crate::peers::Peers;
 use crate::replicas::Replicas;
+
+/// How long a node waits to connect to a peer before calling it unreachable.
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// While this node leads the controller: registers the initial cluster's
+/// nodes and makes those that are not voters learners, so every node holds
+/// the whole metadata. Idempotent; runs until the node stops.
+async fn maintain_membership(node: Arc<Shared>) {
+    let config = &node.config;
+    let mut wanted: Vec<(u64, String)> = config
+        .peers
+        .iter()
+        .map(|p| (p.id, p.addr.clone()))
+        .collect();
+    if !wanted.iter().any(|(id, _)| *id == config.id) {
+        wanted.push((config.id, config.advertised_addr()));
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if !node.controller.is_leader() {
+            continue;
+        }
+        let md = node.metadata();
+        for (id, addr) in &wanted {
+            if md.nodes.get(id).map(|n| &n.addr) != Some(addr) {
+                if let Err(e) = node
+                    .controller
+                    .register_node(NodeRecord {
+                        id: *id,
+                        addr: addr.clone(),
+                    })
+                    .await
+                {
+                    tracing::warn!(node = id, error = %e, "cannot register node yet");
+                }
+            }
+            let (voters, learners) = node.controller.members();
+            if !voters.contains(id) && !learners.contains(id) {
+                match node.controller.add_learner(*id, addr.clone()).await {
+                    Ok(()) => tracing::info!(node = id, "added node as controller learner"),
+                    Err(e) => {
+                        tracing::warn!(node = id, error = %e, "cannot add controller learner yet")
+                    }
+                }
+            }
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -29,10 +79,6 @@ pub enum NodeError {
     Raft(#[from] RaftError),
     #[error(transparent)]
     Controller(#[from] ControllerError),
-    #[error("the controller elected no leader within {0:?}")]
-    NoControllerLeader(Duration),
-    #[error("cannot register node {node} with the controller: {reason}")]
-    Register { node: u64, reason: String },
 }
 
 /// State shared by the request handlers.
@@ -41,6 +87,7 @@ pub(crate) struct Shared {
     pub controller: Controller,
     pub replicas: Arc<Replicas>,
     pub db: Arc<LogDb>,
+    pub peers: Peers,
     pub started: Instant,
 }
 
@@ -126,38 +173,55 @@ impl Node {
             .map_err(NodeError::TlsConfig)?;
         // Bind first: a port in use should fail before any state is touched.
         let endpoint = sluice_transport::bind_server(config.listen, server_config)?;
+        let client_config = sluice_transport::client_config(&ca_pem, Some(&identity))
+            .map_err(NodeError::TlsConfig)?;
+        let peers = Peers::new(Connector::with_timeout(client_config, PEER_CONNECT_TIMEOUT));
 
         let db = LogDb::open(&data_dir.raft())?;
-        let controller =
-            Controller::start(db.clone(), config.id, data_dir.controller_state()).await?;
-        let addr = config.advertised_addr();
-        controller.bootstrap(config.id, addr.clone()).await?;
-        let wait = Duration::from_secs(10);
-        if controller.wait_for_leader(wait).await.is_none() {
-            return Err(NodeError::NoControllerLeader(wait));
-        }
-        if !controller.wait_for_recovery(wait).await {
-            tracing::warn!("controller metadata did not finish recovering within {wait:?}");
-        }
-        let known = controller
-            .view()
-            .with(|md| md.nodes.get(&config.id).map(|n| n.addr.clone()));
-        if known.as_deref() != Some(addr.as_str()) {
-            controller
-                .register_node(NodeRecord {
-                    id: config.id,
-                    addr: addr.clone(),
-                })
-                .await
-                .map_err(|e| NodeError::Register {
-                    node: config.id,
-                    reason: e.to_string(),
-                })?;
-        }
+        let controller = Controller::start(
+            db.clone(),
+            config.id,
+            data_dir.controller_state(),
+            Arc::new(peers.clone()),
+        )
+        .await?;
+        let replicas = Replicas::new(config.id, db.clone(), data_dir.clone(), peers.clone());
+        let shared = Arc::new(Shared {
+            config,
+            controller,
+            replicas,
+            db,
+            peers,
+            started: Instant::now(),
+        });
+        // Serve before anything waits on other nodes: they need our votes.
+        tokio::spawn(crate::server::serve(endpoint.clone(), shared.clone()));
 
-        let replicas = Replicas::new(config.id, addr, db.clone(), data_dir.clone());
-        tokio::spawn(replicas.clone().run_reconciler(controller.view().clone()));
-        let retention = replicas.clone();
+        let (config, controller) = (&shared.config, &shared.controller);
+        let voters = config.initial_voters();
+        if voters.first().map(|v| v.0) == Some(config.id) {
+            controller.bootstrap(&voters).await?;
+        }
+        let wait = Duration::from_secs(10);
+        match controller.wait_for_leader(wait).await {
+            Some(leader) => {
+                if !controller.wait_for_recovery(wait).await {
+                    tracing::warn!("controller metadata did not finish recovering within {wait:?}");
+                }
+                tracing::info!(leader, "controller leader known");
+            }
+            None => tracing::warn!(
+                "no controller leader within {wait:?}; serving while the cluster forms"
+            ),
+        }
+        tokio::spawn(
+            shared
+                .replicas
+                .clone()
+                .run_reconciler(controller.view().clone()),
+        );
+        tokio::spawn(maintain_membership(shared.clone()));
+        let retention = shared.replicas.clone();
         let every = Duration::from_secs(config.retention_check_secs.max(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -167,17 +231,8 @@ impl Node {
                 let _ = tokio::task::spawn_blocking(move || r.enforce_retention()).await;
             }
         });
-
-        let shared = Arc::new(Shared {
-            config,
-            controller,
-            replicas,
-            db,
-            started: Instant::now(),
-        });
-        tokio::spawn(crate::server::serve(endpoint.clone(), shared.clone()));
         tracing::info!(
-            node = shared.config.id, listen = %shared.config.listen, data_dir = %shared.config.data_dir.display(),
+            node = config.id, listen = %config.listen, data_dir = %config.data_dir.display(),
             "node is serving"
         );
         Ok(Self { shared, endpoint })

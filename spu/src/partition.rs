@@ -123,6 +123,8 @@ pub(crate) struct Partition {
     pub group: Group<PartitionStateMachine>,
     pub log: SharedLog,
     pub end_rx: watch::Receiver<u64>,
+    /// Set once the replica has re-applied its committed log after start.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Partition {
@@ -150,6 +152,10 @@ impl Partition {
             name: format!("{topic}/{index}"),
         };
         Ok((sm, log, end_rx))
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub(crate) fn offsets(&self) -> (u64, u64, u64) {

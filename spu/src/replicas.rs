@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::data_dir::DataDir;
 use crate::partition::Partition;
+use crate::peers::Peers;
 
 /// (topic id, partition index): topic ids are never reused, names may be.
 type Key = (u32, u32);
@@ -23,23 +24,23 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct Replicas {
     node: NodeId,
-    addr: String,
     db: Arc<LogDb>,
     data_dir: DataDir,
     running: RwLock<HashMap<Key, Partition>>,
     /// The metadata version the running set last matched.
     reconciled: watch::Sender<u64>,
+    peers: Peers,
 }
 
 impl Replicas {
-    pub(crate) fn new(node: NodeId, addr: String, db: Arc<LogDb>, data_dir: DataDir) -> Arc<Self> {
+    pub(crate) fn new(node: NodeId, db: Arc<LogDb>, data_dir: DataDir, peers: Peers) -> Arc<Self> {
         Arc::new(Self {
             node,
-            addr,
             db,
             data_dir,
             running: RwLock::new(HashMap::new()),
             reconciled: watch::channel(0).0,
+            peers,
         })
     }
 
@@ -67,6 +68,16 @@ impl Replicas {
                 what: format!("partition {topic}/{partition}"),
                 reason: "its replica is still starting on this node".into(),
             })
+    }
+
+    /// The running replica whose Raft group is `group` (for Raft RPCs).
+    pub(crate) fn by_group(&self, group: u64) -> Option<Partition> {
+        let key = ((group >> 32) as u32, group as u32);
+        self.running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
     }
 
     pub(crate) fn all(&self) -> Vec<Partition> {
@@ -163,48 +174,42 @@ impl Replicas {
         let (sm, log, end_rx) =
             Partition::open_log(dir, topic, key.1, config).map_err(|e| e.to_string())?;
         let group_id = partition_group(key.0, key.1);
-        let group = Group::start(
-            self.db.clone(),
-            self.node,
-            group_id,
-            sm,
-            &GroupConfig::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        // The first replica creates the group's membership; the others join it.
+        let transport = Arc::new(self.peers.clone());
+        let config = GroupConfig::default();
+        let group = Group::start(self.db.clone(), self.node, group_id, sm, &config, transport)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The first replica creates the group's membership; the others are
+        // brought in by its leader.
         if replicas.first() == Some(&self.node) {
             let members: Vec<(NodeId, String)> = replicas
                 .iter()
-                .map(|id| {
-                    let addr = md
-                        .nodes
-                        .get(id)
-                        .map(|n| n.addr.clone())
-                        .unwrap_or_else(|| self.addr.clone());
-                    (*id, addr)
-                })
+                .filter_map(|id| md.nodes.get(id).map(|n| (*id, n.addr.clone())))
                 .collect();
             group
                 .initialize(&members)
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        // Serve nothing before the committed tail is re-applied: a consumer
-        // must never see a shorter log after a restart than before it.
-        if !group.wait_for_recovery(RECOVERY_TIMEOUT).await {
-            tracing::warn!(
-                topic,
-                partition = key.1,
-                "replica did not recover within {RECOVERY_TIMEOUT:?}; serving what it has"
-            );
-        }
+        // Serve no read before the committed tail is re-applied: a consumer
+        // must never see a shorter log after a restart than before it. The
+        // wait runs in the background because the group must already answer
+        // Raft RPCs, or a follower could never recover.
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, flag, name) = (group.clone(), ready.clone(), format!("{topic}/{}", key.1));
+        tokio::spawn(async move {
+            while !g.wait_for_recovery(RECOVERY_TIMEOUT).await {
+                tracing::warn!(partition = %name, "replica not recovered after {RECOVERY_TIMEOUT:?}; still waiting");
+            }
+            flag.store(true, std::sync::atomic::Ordering::Release);
+        });
         Ok(Partition {
             topic: topic.to_string(),
             index: key.1,
             group,
             log,
             end_rx,
+            ready,
         })
     }
 

@@ -14,7 +14,7 @@ use sluice_proto::limits::{
 };
 use sluice_proto::{
     CodecError, FetchRequest, PROTOCOL_VERSION, PartitionStatus, ProduceRequest, ProduceResponse,
-    ReplicaStatus, Request, Response, StartOffset, WireError, codec,
+    RaftRpc, ReplicaStatus, Request, Response, StartOffset, WireError, codec,
 };
 use sluice_transport::{FrameError, read_frame, write_frame};
 
@@ -66,8 +66,24 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
     };
     let result = match request {
         Request::Fetch(fetch) => serve_fetch(&node, fetch, &mut send).await,
+        Request::Raft(rpc) => {
+            let response = serve_raft(&node, rpc).await;
+            respond(&mut send, &response).await
+        }
         other => {
-            let response = handle(&node, other).await.unwrap_or_else(Response::Error);
+            let forwardable =
+                matches!(other, Request::CreateTopic(_) | Request::DeleteTopic { .. });
+            let copy = forwardable.then(|| other.clone());
+            let response = match (handle(&node, other).await, copy) {
+                (
+                    Err(WireError::NotLeader {
+                        leader: Some(leader),
+                        ..
+                    }),
+                    Some(request),
+                ) => forward_to_controller_leader(&node, leader, &request).await,
+                (result, _) => result.unwrap_or_else(Response::Error),
+            };
             respond(&mut send, &response).await
         }
     };
@@ -154,8 +170,47 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
         }
         Request::ListPartitions { topic } => list_partitions(node, topic.as_deref()),
         Request::Produce(produce) => produce_batch(node, produce).await.map(Response::Produced),
-        Request::Fetch(_) => unreachable!("fetch is streamed by serve_fetch"),
+        Request::Fetch(_) | Request::Raft(_) => unreachable!("served by serve_stream"),
     }
+}
+
+/// Metadata changes are proposed on the controller leader; a node that is not
+/// the leader passes the request on, so clients may talk to any node.
+async fn forward_to_controller_leader(node: &Shared, leader: u64, request: &Request) -> Response {
+    let Some(addr) = node
+        .controller
+        .view()
+        .with(|md| md.nodes.get(&leader).map(|n| n.addr.clone()))
+    else {
+        return Response::Error(WireError::Unavailable {
+            what: "the controller".into(),
+            reason: format!("its leader, node {leader}, has no known address yet"),
+        });
+    };
+    node.peers
+        .request(&addr, request)
+        .await
+        .unwrap_or_else(|reason| {
+            Response::Error(WireError::Unavailable {
+                what: "the controller".into(),
+                reason: format!("cannot reach its leader, node {leader} at {addr}: {reason}"),
+            })
+        })
+}
+
+/// Hands a Raft RPC to the group it is for.
+async fn serve_raft(node: &Shared, rpc: RaftRpc) -> Response {
+    let payload = if rpc.group == sluice_raft::CONTROLLER_GROUP {
+        node.controller.handle_rpc(rpc.kind, &rpc.payload).await
+    } else if let Some(p) = node.replicas.by_group(rpc.group) {
+        p.group.handle_rpc(rpc.kind, &rpc.payload).await
+    } else {
+        return Response::Error(WireError::Unavailable {
+            what: format!("Raft group {}", rpc.group),
+            reason: format!("node {} does not run a replica of it (yet)", node.config.id),
+        });
+    };
+    Response::Raft { payload }
 }
 
 async fn wait_reconciled(node: &Shared) {
@@ -290,6 +345,22 @@ async fn serve_fetch(
         Ok(p) => p,
         Err(e) => return respond(send, &Response::Error(e)).await,
     };
+    let status = partition.group.status();
+    if !status.is_leader {
+        let e = WireError::NotLeader {
+            node: node.config.id,
+            what: format!("partition {}/{}", req.topic, req.partition),
+            leader: status.leader,
+        };
+        return respond(send, &Response::Error(e)).await;
+    }
+    if !partition.is_ready() {
+        let e = WireError::Unavailable {
+            what: format!("partition {}/{}", req.topic, req.partition),
+            reason: "its replica is re-applying its log after a restart".into(),
+        };
+        return respond(send, &Response::Error(e)).await;
+    }
     let (start, end, _) = partition.offsets();
     let first = match req.start {
         StartOffset::Beginning => start,

@@ -134,10 +134,11 @@ impl Drop for Env {
     fn drop(&mut self) {
         let pid_file = self.node_dir().join("node.pid");
         if let Ok(pid) = std::fs::read_to_string(pid_file)
-            && let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: best-effort cleanup of our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            // SAFETY: best-effort cleanup of our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 }
 

@@ -20,10 +20,10 @@ pub const ALPN: &[u8] = b"sluice/1";
 
 /// How often an otherwise idle connection sends a keep-alive, so that NAT
 /// bindings stay open and a dead peer is noticed.
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a connection may go without hearing from its peer before it is
 /// considered dead. Several keep-alive intervals, so one lost packet is harmless.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Per-stream receive window: large enough that one stream can carry a big
 /// produce/fetch batch without waiting for window updates each round trip.
 pub const STREAM_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;

@@ -322,7 +322,20 @@ impl Client {
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchStream> {
         let route = (request.topic.as_str(), request.partition);
         let wire = Request::Fetch(request.clone());
-        let (first, stream) = self.routed(Some(route), &wire, "fetch").await?;
+        // Opening a fetch is retried like an admin request: right after a
+        // failover or restart the partition may have no leader for a moment.
+        let deadline = tokio::time::Instant::now() + ADMIN_RETRY_BUDGET;
+        let mut backoff = Duration::from_millis(50);
+        let (first, stream) = loop {
+            match self.routed(Some(route), &wire, "fetch").await {
+                Err(e) if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline => {
+                    tracing::debug!(error = %e, ?backoff, "retrying fetch");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => break other?,
+            }
+        };
         let (addr, recv) = stream.expect("routed always returns the stream");
         match first {
             Response::FetchStarted {
@@ -754,6 +767,16 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
     }
 }
 
+/// Errors after which another node may well answer.
+fn is_unreachable(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::NoNode { .. }
+            | ClientError::ConnectionLost { .. }
+            | ClientError::Timeout { .. }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,14 +840,4 @@ mod tests {
             .to_string();
         assert!(err.contains("\"prod\" does not exist"), "{err}");
     }
-}
-
-/// Errors after which another node may well answer.
-fn is_unreachable(e: &ClientError) -> bool {
-    matches!(
-        e,
-        ClientError::NoNode { .. }
-            | ClientError::ConnectionLost { .. }
-            | ClientError::Timeout { .. }
-    )
 }

@@ -151,12 +151,12 @@ impl ControllerStateMachine {
 }
 
 impl ReplicatedState for ControllerStateMachine {
-    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
+    fn apply(&mut self, index: u64, command: &[u8]) -> io::Result<Vec<u8>> {
         let result = {
             let mut md = self.state.write().unwrap_or_else(|p| p.into_inner());
             if index <= md.last_index {
                 // Already applied before a restart; the proposer is gone.
-                return encode(&CommandResult::Done);
+                return Ok(encode(&CommandResult::Done));
             }
             md.last_index = index;
             match decode::<Command>(command) {
@@ -165,7 +165,7 @@ impl ReplicatedState for ControllerStateMachine {
             }
         };
         self.changes.send_modify(|v| *v += 1);
-        encode(&result)
+        Ok(encode(&result))
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -207,7 +207,7 @@ mod tests {
     use super::*;
 
     fn apply(sm: &mut ControllerStateMachine, index: u64, c: Command) -> CommandResult {
-        decode(&sm.apply(index, &encode(&c))).unwrap()
+        decode(&sm.apply(index, &encode(&c)).unwrap()).unwrap()
     }
 
     #[test]

@@ -29,8 +29,10 @@ pub(crate) const META_APPLIED: &[u8] = b"applied";
 /// applied again and must then change nothing.
 pub trait ReplicatedState: Send + 'static {
     /// Applies the committed `command` at log `index`; the returned bytes go
-    /// back to the proposer.
-    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8>;
+    /// back to the proposer. An error means the state could not record a
+    /// committed command (e.g. a disk failure): the group stops rather than
+    /// skip it, because every later command's result would differ on replay.
+    fn apply(&mut self, index: u64, command: &[u8]) -> io::Result<Vec<u8>>;
     /// Makes everything applied so far durable. Called before the Raft log
     /// entries covering it are discarded.
     fn sync(&mut self) -> io::Result<()>;
@@ -137,7 +139,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for Adapter<S> {
                 let index = entry.log_id.index;
                 let response = match entry.payload {
                     EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(Bytes(command)) => inner.state.apply(index, &command),
+                    EntryPayload::Normal(Bytes(command)) => inner.state.apply(index, &command)?,
                     EntryPayload::Membership(m) => {
                         inner.membership = StoredMembership::new(Some(entry.log_id), m);
                         Vec::new()

@@ -36,15 +36,15 @@ impl RaftTransport for InProcess {
 struct Sum(Arc<Mutex<(u64, u64, Vec<u64>)>>); // (sum, last index, applied indexes)
 
 impl ReplicatedState for Sum {
-    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
+    fn apply(&mut self, index: u64, command: &[u8]) -> io::Result<Vec<u8>> {
         let mut s = self.0.lock().unwrap();
         if index <= s.1 {
-            return s.0.to_be_bytes().to_vec();
+            return Ok(s.0.to_be_bytes().to_vec());
         }
         s.0 += u64::from_be_bytes(command.try_into().unwrap());
         s.1 = index;
         s.2.push(index);
-        s.0.to_be_bytes().to_vec()
+        Ok(s.0.to_be_bytes().to_vec())
     }
     fn sync(&mut self) -> io::Result<()> {
         Ok(())

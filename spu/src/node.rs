@@ -38,17 +38,16 @@ async fn maintain_membership(node: Arc<Shared>) {
         }
         let md = node.metadata();
         for (id, addr) in &wanted {
-            if md.nodes.get(id).map(|n| &n.addr) != Some(addr) {
-                if let Err(e) = node
+            if md.nodes.get(id).map(|n| &n.addr) != Some(addr)
+                && let Err(e) = node
                     .controller
                     .register_node(NodeRecord {
                         id: *id,
                         addr: addr.clone(),
                     })
                     .await
-                {
-                    tracing::warn!(node = id, error = %e, "cannot register node yet");
-                }
+            {
+                tracing::warn!(node = id, error = %e, "cannot register node yet");
             }
             let (voters, learners) = node.controller.members();
             if !voters.contains(id) && !learners.contains(id) {

@@ -25,8 +25,14 @@ pub(crate) enum PartitionCommand {
 /// What applying a [`PartitionCommand`] returns to the proposer.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum AppendOutcome {
-    Appended { base_offset: u64 },
-    Failed { reason: String },
+    Appended {
+        base_offset: u64,
+    },
+    /// The entry was already in the segments (re-applied after a restart).
+    Replayed,
+    Failed {
+        reason: String,
+    },
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -57,36 +63,31 @@ pub(crate) struct PartitionStateMachine {
 }
 
 impl ReplicatedState for PartitionStateMachine {
-    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
-        let outcome = match decode::<PartitionCommand>(command) {
-            Err(reason) => AppendOutcome::Failed {
-                reason: format!("undecodable command: {reason}"),
-            },
-            Ok(PartitionCommand::Append { records }) => {
-                let mut log = write_lock(&self.log);
-                if log.last_entry_id().is_some_and(|last| index <= last) {
-                    // Re-applied after a restart: the batch survived in the segment.
-                    return encode(&AppendOutcome::Failed {
-                        reason: format!("entry {index} was already applied"),
-                    });
-                }
-                match log.append(index, &records) {
-                    Ok(base_offset) => {
-                        let end = log.end_offset();
-                        drop(log);
-                        self.end_tx.send_replace(end);
-                        AppendOutcome::Appended { base_offset }
-                    }
-                    Err(e) => {
-                        tracing::error!(partition = %self.name, index, error = %e, "append failed");
-                        AppendOutcome::Failed {
-                            reason: e.to_string(),
-                        }
-                    }
-                }
+    fn apply(&mut self, index: u64, command: &[u8]) -> io::Result<Vec<u8>> {
+        let records = match decode::<PartitionCommand>(command) {
+            // Deterministic: every replica decodes the same bytes the same way.
+            Err(reason) => {
+                let reason = format!("undecodable command: {reason}");
+                return Ok(encode(&AppendOutcome::Failed { reason }));
             }
+            Ok(PartitionCommand::Append { records }) => records,
         };
-        encode(&outcome)
+        let mut log = write_lock(&self.log);
+        if log.last_entry_id().is_some_and(|last| index <= last) {
+            // Re-applied after a restart: the batch survived in the segment.
+            return Ok(encode(&AppendOutcome::Replayed));
+        }
+        // A failed append stops the group (the error goes up to Raft): going
+        // on without this batch would give every later record another offset
+        // than the one it gets when the log is replayed.
+        let base_offset = log.append(index, &records).map_err(|e| {
+            tracing::error!(partition = %self.name, index, error = %e, "append failed; stopping the replica");
+            io::Error::other(format!("partition {}: {e}", self.name))
+        })?;
+        let end = log.end_offset();
+        drop(log);
+        self.end_tx.send_replace(end);
+        Ok(encode(&AppendOutcome::Appended { base_offset }))
     }
 
     fn sync(&mut self) -> io::Result<()> {

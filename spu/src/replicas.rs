@@ -21,6 +21,8 @@ use crate::peers::Peers;
 type Key = (u32, u32);
 
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the reconciler retries replicas that failed to start.
+const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 pub(crate) struct Replicas {
     node: NodeId,
@@ -93,8 +95,10 @@ impl Replicas {
             let md = view.snapshot();
             self.reconcile(&md).await;
             self.reconciled.send_replace(version);
-            if changes.changed().await.is_err() {
-                return;
+            // Wake on a change, or after a while to retry replicas that failed to start.
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(RETRY_INTERVAL) => {}
             }
         }
     }
@@ -186,10 +190,11 @@ impl Replicas {
                 .iter()
                 .filter_map(|id| md.nodes.get(id).map(|n| (*id, n.addr.clone())))
                 .collect();
-            group
-                .initialize(&members)
-                .await
-                .map_err(|e| e.to_string())?;
+            if let Err(e) = group.initialize(&members).await {
+                // Never leave a second Raft instance behind for the retry.
+                group.shutdown().await;
+                return Err(e.to_string());
+            }
         }
         // Serve no read before the committed tail is re-applied: a consumer
         // must never see a shorter log after a restart than before it. The

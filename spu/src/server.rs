@@ -323,6 +323,10 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
             what: what(),
             reason,
         }),
+        Ok(AppendOutcome::Replayed) => Err(WireError::Storage {
+            what: what(),
+            reason: "a fresh proposal was answered as a replay".into(),
+        }),
         Err(reason) => Err(WireError::Storage {
             what: what(),
             reason,

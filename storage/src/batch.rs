@@ -239,7 +239,9 @@ pub(crate) fn for_each_record<'a>(
 }
 
 /// Decodes the records of a verified batch with offset >= `from` into `out`; returns
-/// the record payload bytes (key + value) added, which is what read limits count.
+/// the bytes they will take on the wire (key + value + a per-record allowance for
+/// offset, lengths and timestamp), which is what read limits count: counting only
+/// payloads would let a read of tiny records outgrow any response frame.
 pub(crate) fn decode_into(
     header: &BatchHeader,
     payload: &[u8],
@@ -251,7 +253,9 @@ pub(crate) fn decode_into(
     for_each_record(header, payload, |i, raw| {
         let offset = header.base_offset + u64::from(i);
         if offset >= from {
-            bytes += raw.key.map_or(0, <[u8]>::len) + raw.value.len();
+            bytes += raw.key.map_or(0, <[u8]>::len)
+                + raw.value.len()
+                + sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX;
             out.push(ConsumerRecord {
                 partition,
                 offset,
@@ -374,7 +378,7 @@ mod tests {
         let header = BatchHeader::parse(&bytes).unwrap();
         let mut out = Vec::new();
         let n = decode_into(&header, &bytes[HEADER_LEN..], 0, 13, &mut out).unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(n, 2 * (1 + sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX));
         assert_eq!(
             out.iter().map(|r| r.offset).collect::<Vec<_>>(),
             vec![13, 14]

@@ -699,19 +699,21 @@ mod tests {
             log.append(entry, &batch).unwrap();
         }
         let count = |from, max| log.read(from, max).unwrap().len();
+        // Each record counts its value plus the per-record wire allowance.
+        let r = 10 + sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX;
         assert_eq!(count(0, 0), 3, "first batch always whole");
         assert_eq!(count(0, 1), 3);
-        assert_eq!(count(0, 30), 3);
-        assert_eq!(count(0, 59), 3);
-        assert_eq!(count(0, 60), 6);
+        assert_eq!(count(0, 3 * r), 3);
+        assert_eq!(count(0, 6 * r - 1), 3);
+        assert_eq!(count(0, 6 * r), 6);
         assert_eq!(count(0, 1000), 12);
         assert_eq!(
             count(1, 20),
             2,
             "partial first batch counts only returned records"
         );
-        assert_eq!(count(1, 49), 2);
-        assert_eq!(count(1, 50), 5);
+        assert_eq!(count(1, 5 * r - 1), 2);
+        assert_eq!(count(1, 5 * r), 5);
         assert_eq!(count(11, 0), 1);
         assert_eq!(count(12, 0), 0);
     }

@@ -38,6 +38,38 @@ impl Env {
         ]);
     }
 
+    /// Starts a local cluster of `spus` nodes on consecutive ports.
+    pub fn started_with(spus: u32) -> Self {
+        let env = Self {
+            home: tempfile::tempdir().unwrap(),
+            port: free_udp_ports(spus as u16),
+        };
+        let (spus, port) = (spus.to_string(), env.port.to_string());
+        env.ok(&[
+            "cluster", "start", "--local", "--spus", &spus, "--port", &port,
+        ]);
+        env
+    }
+
+    pub fn node_dir_of(&self, node: u64) -> PathBuf {
+        self.home.path().join("local").join(format!("node-{node}"))
+    }
+
+    /// SIGKILLs node `node` and waits until it is gone.
+    pub fn kill(&self, node: u64) {
+        let pid: i32 = std::fs::read_to_string(self.node_dir_of(node).join("node.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: signalling a node process this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_until(
+            Duration::from_secs(10),
+            || unsafe { libc::kill(pid, 0) } != 0,
+        );
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(SLUICE);
         c.args(args)
@@ -88,7 +120,7 @@ impl Env {
     }
 
     pub fn node_dir(&self) -> PathBuf {
-        self.home.path().join("local").join("node-1")
+        self.node_dir_of(1)
     }
 
     pub fn node_pid(&self) -> i32 {
@@ -132,14 +164,31 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let pid_file = self.node_dir().join("node.pid");
-        if let Ok(pid) = std::fs::read_to_string(pid_file)
-            && let Ok(pid) = pid.trim().parse::<i32>()
-        {
-            // SAFETY: best-effort cleanup of our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+        for node in 1..=7 {
+            let Ok(pid) = std::fs::read_to_string(self.node_dir_of(node).join("node.pid")) else {
+                continue;
+            };
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: best-effort cleanup of our own children.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
         }
     }
+}
+
+/// The first of `n` consecutive free UDP ports on 127.0.0.1.
+pub fn free_udp_ports(n: u16) -> u16 {
+    for _ in 0..100 {
+        let first = free_udp_port();
+        let Some(last) = first.checked_add(n) else {
+            continue;
+        };
+        let all_free = (first..last).all(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return first;
+        }
+    }
+    panic!("no {n} consecutive free UDP ports");
 }
 
 pub fn free_udp_port() -> u16 {

@@ -94,7 +94,15 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     wait_for_stop_signal().await;
     tracing::info!(node = id, "stop signal received, shutting down");
     node.shutdown().await;
-    Ok(())
+    // Everything is durable now. Leave without running C++ static destructors:
+    // RocksDB's background threads may still touch its globals while they are
+    // torn down, which crashes an exiting process (seen as "pthread lock:
+    // Invalid argument" or SIGSEGV after a clean shutdown).
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process at once; nothing after it runs.
+    unsafe { libc::_exit(0) }
 }
 
 async fn wait_for_stop_signal() {

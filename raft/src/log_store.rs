@@ -38,8 +38,20 @@ type SyncCallback = Box<dyn FnOnce(io::Result<()>) + Send>;
 /// The node's Raft database, shared by all its groups.
 pub struct LogDb {
     db: Arc<DB>,
-    sync_tx: mpsc::Sender<SyncCallback>,
+    sync_tx: Option<mpsc::Sender<SyncCallback>>,
+    syncer: Option<std::thread::JoinHandle<()>>,
     fsyncs: Arc<AtomicU64>,
+}
+
+impl Drop for LogDb {
+    /// Stops the syncer and waits for it, so the database is closed when the
+    /// last handle goes: RocksDB must not be open while the process exits.
+    fn drop(&mut self) {
+        drop(self.sync_tx.take());
+        if let Some(t) = self.syncer.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl LogDb {
@@ -59,7 +71,7 @@ impl LogDb {
         let fsyncs = Arc::new(AtomicU64::new(0));
         let (sync_tx, sync_rx) = mpsc::channel::<SyncCallback>();
         let (sync_db, sync_count) = (db.clone(), fsyncs.clone());
-        std::thread::Builder::new()
+        let syncer = std::thread::Builder::new()
             .name("raft-wal-sync".into())
             .spawn(move || run_syncer(&sync_db, &sync_count, &sync_rx))
             .map_err(|e| RaftError::OpenDb {
@@ -68,9 +80,19 @@ impl LogDb {
             })?;
         Ok(Arc::new(Self {
             db,
-            sync_tx,
+            sync_tx: Some(sync_tx),
+            syncer: Some(syncer),
             fsyncs,
         }))
+    }
+
+    /// Fsyncs the WAL now (at shutdown; appends are already durable when acknowledged).
+    pub fn flush(&self) -> Result<(), RaftError> {
+        self.db.flush_wal(true).map_err(|e| RaftError::Storage {
+            group: crate::CONTROLLER_GROUP,
+            action: "flushing the WAL",
+            reason: e.to_string(),
+        })
     }
 
     /// WAL fsyncs performed so far (for measuring group commit).
@@ -139,7 +161,11 @@ impl LogDb {
 
     /// Fsyncs the WAL on the syncer thread, together with whatever else is waiting.
     fn sync_async(&self, done: SyncCallback) {
-        if let Err(mpsc::SendError(done)) = self.sync_tx.send(done) {
+        let sent = match &self.sync_tx {
+            Some(tx) => tx.send(done).map_err(|mpsc::SendError(done)| done),
+            None => Err(done),
+        };
+        if let Err(done) = sent {
             done(Err(io::Error::other("the WAL sync thread has stopped")));
         }
     }

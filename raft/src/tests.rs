@@ -183,6 +183,11 @@ async fn three_voters_replicate_and_survive_the_loss_of_the_leader() {
     let g = net.0.lock().unwrap()[&new_leader].clone();
     g.write(100u64.to_be_bytes().to_vec()).await.unwrap();
     wait(|| converged(&states, 155, &rest)).await;
+    // Close every database before the process exits.
+    let groups: Vec<_> = net.0.lock().unwrap().drain().map(|(_, g)| g).collect();
+    for g in groups {
+        g.shutdown().await;
+    }
 }
 
 async fn wait(mut cond: impl FnMut() -> bool) {

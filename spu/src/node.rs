@@ -254,6 +254,9 @@ impl Node {
         }
         self.shared.controller.shutdown().await;
         self.shared.replicas.sync_all();
+        if let Err(e) = self.shared.db.flush() {
+            tracing::error!(error = %e, "final WAL flush failed");
+        }
         self.endpoint.wait_idle().await;
         tracing::info!(node = self.shared.config.id, "node stopped");
     }

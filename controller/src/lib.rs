@@ -124,17 +124,7 @@ impl Controller {
 
     async fn propose(&self, command: Command) -> Result<CommandResult, WireError> {
         let bytes = state_machine::encode(&command);
-        let response = self.group.write(bytes).await.map_err(|e| match e {
-            WriteError::NotLeader { node, leader, .. } => WireError::NotLeader {
-                node,
-                what: "the controller".into(),
-                leader,
-            },
-            WriteError::Stopped { reason, .. } => WireError::Unavailable {
-                what: "the controller".into(),
-                reason,
-            },
-        })?;
+        let response = self.group.write(bytes).await.map_err(write_error)?;
         match state_machine::decode::<CommandResult>(&response) {
             Ok(CommandResult::Rejected(e)) => Err(e),
             Ok(result) => Ok(result),
@@ -151,17 +141,7 @@ impl Controller {
 }
 
 fn write_error(e: WriteError) -> WireError {
-    match e {
-        WriteError::NotLeader { node, leader, .. } => WireError::NotLeader {
-            node,
-            what: "the controller".into(),
-            leader,
-        },
-        WriteError::Stopped { reason, .. } => WireError::Unavailable {
-            what: "the controller".into(),
-            reason,
-        },
-    }
+    e.into_wire("the controller")
 }
 
 fn unexpected(result: CommandResult) -> WireError {

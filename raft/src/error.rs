@@ -31,3 +31,21 @@ pub enum WriteError {
     #[error("Raft group {group} stopped: {reason}")]
     Stopped { group: GroupId, reason: String },
 }
+
+impl WriteError {
+    /// The error a client sees, naming what was written to (`what`).
+    pub fn into_wire(self, what: impl Into<String>) -> sluice_proto::WireError {
+        use sluice_proto::WireError;
+        match self {
+            WriteError::NotLeader { node, leader, .. } => WireError::NotLeader {
+                node,
+                what: what.into(),
+                leader,
+            },
+            WriteError::Stopped { reason, .. } => WireError::Unavailable {
+                what: what.into(),
+                reason,
+            },
+        }
+    }
+}

@@ -21,6 +21,8 @@ use crate::peers::Peers;
 type Key = (u32, u32);
 
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Raft entries (produce batches) a partition keeps after a snapshot point.
+const PARTITION_LOG_KEPT_ENTRIES: u64 = 20_000;
 /// How often the reconciler retries replicas that failed to start.
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -179,7 +181,12 @@ impl Replicas {
             Partition::open_log(dir, topic, key.1, config).map_err(|e| e.to_string())?;
         let group_id = partition_group(key.0, key.1);
         let transport = Arc::new(self.peers.clone());
-        let config = GroupConfig::default();
+        // A follower further behind than the kept log would need a segment
+        // transfer, which is not built yet: keep a generous tail of entries.
+        let config = GroupConfig {
+            entries_kept_after_snapshot: PARTITION_LOG_KEPT_ENTRIES,
+            ..GroupConfig::default()
+        };
         let group = Group::start(self.db.clone(), self.node, group_id, sm, &config, transport)
             .await
             .map_err(|e| e.to_string())?;

@@ -302,17 +302,11 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
         records: req.records,
     });
     let what = || format!("partition {}/{}", req.topic, req.partition);
-    let response = partition.group.write(command).await.map_err(|e| match e {
-        sluice_raft::WriteError::NotLeader { node, leader, .. } => WireError::NotLeader {
-            node,
-            what: what(),
-            leader,
-        },
-        sluice_raft::WriteError::Stopped { reason, .. } => WireError::Unavailable {
-            what: what(),
-            reason,
-        },
-    })?;
+    let response = partition
+        .group
+        .write(command)
+        .await
+        .map_err(|e| e.into_wire(what()))?;
     match decode::<AppendOutcome>(&response) {
         Ok(AppendOutcome::Appended { base_offset }) => Ok(ProduceResponse {
             partition: req.partition,

@@ -54,8 +54,25 @@ fn killing_the_partition_leader_during_produce_loses_no_acknowledged_record() {
     assert_ne!(leader(&env, "replicated"), old, "a new leader took over");
 
     // The killed node comes back and catches up; the log holds every
-    // acknowledged record exactly once, in order.
+    // acknowledged record, in the order produced. (A batch whose ack was lost
+    // with the leader is sent again and may appear twice: exactly-once needs
+    // the idempotent producer, which is not built yet.)
     env.start();
     let consumed = env.ok(&["consume", "replicated", "-B", "-d"]);
-    assert_eq!(consumed, first + &second);
+    let expected: Vec<&str> = first.lines().chain(second.lines()).collect();
+    let mut seen = std::collections::HashSet::new();
+    let first_occurrences: Vec<&str> = consumed.lines().filter(|l| seen.insert(*l)).collect();
+    assert_eq!(
+        first_occurrences.len(),
+        expected.len(),
+        "lost {} acknowledged record(s)",
+        expected.len().saturating_sub(first_occurrences.len())
+    );
+    assert!(first_occurrences == expected, "records are out of order");
+    let duplicates = consumed.lines().count() - expected.len();
+    if duplicates > 0 {
+        eprintln!(
+            "{duplicates} record(s) appear twice: a retried batch (no idempotent producer yet)"
+        );
+    }
 }

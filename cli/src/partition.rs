@@ -35,8 +35,9 @@ pub struct PartitionOut {
 #[derive(Debug, Serialize)]
 pub struct ReplicaOut {
     pub node: u64,
-    pub end_offset: u64,
-    pub lag: u64,
+    /// Raft entries not yet confirmed to the leader; null when the answering
+    /// node does not lead the partition.
+    pub lag_entries: Option<u64>,
 }
 
 impl From<&PartitionStatus> for PartitionOut {
@@ -54,8 +55,7 @@ impl From<&PartitionStatus> for PartitionOut {
                 .iter()
                 .map(|r| ReplicaOut {
                     node: r.node,
-                    end_offset: r.end_offset,
-                    lag: r.lag,
+                    lag_entries: r.lag_entries,
                 })
                 .collect(),
         }
@@ -91,7 +91,10 @@ fn table(rows: &[PartitionOut]) -> String {
         let lag: Vec<String> = p
             .replicas
             .iter()
-            .map(|r| format!("{}:{}", r.node, r.lag))
+            .map(|r| match r.lag_entries {
+                Some(lag) => format!("{}:{lag}", r.node),
+                None => format!("{}:-", r.node),
+            })
             .collect();
         table.row(vec![
             p.topic.clone(),

@@ -171,9 +171,10 @@ pub struct PartitionStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaStatus {
     pub node: NodeId,
-    pub end_offset: u64,
-    /// Records this replica is behind the leader's end offset.
-    pub lag: u64,
+    /// Raft entries (produce batches) this replica has not yet confirmed to
+    /// the leader; `None` when the answering node does not lead the partition
+    /// or has not heard from the replica.
+    pub lag_entries: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -279,6 +279,20 @@ impl<S: ReplicatedState> Group<S> {
             })
     }
 
+    /// On the leader: for each member, how many entries of the leader's log
+    /// it has not confirmed (`None` if never heard from). `None` elsewhere.
+    pub fn replication_lag(&self) -> Option<BTreeMap<NodeId, Option<u64>>> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let replication = m.replication?;
+        Some(
+            replication
+                .into_iter()
+                .map(|(node, matched)| (node, matched.map(|id| last.saturating_sub(id.index))))
+                .collect(),
+        )
+    }
+
     /// The voters and learners of the group's current membership.
     pub fn members(&self) -> (Vec<NodeId>, Vec<NodeId>) {
         let m = self.raft.metrics().borrow_watched().clone();

@@ -233,13 +233,17 @@ fn list_partitions(node: &Shared, topic: Option<&str>) -> Result<Response, WireE
     {
         for a in &record.info.assignments {
             let name = &record.info.spec.name;
-            let (leader, start, end, size) = match node.replicas.get(&md, name, a.partition) {
-                Ok(p) => {
+            let local = node.replicas.get(&md, name, a.partition).ok();
+            let (leader, start, end, size) = match &local {
+                Some(p) => {
                     let (start, end, size) = p.offsets();
                     (p.group.status().leader, start, end, size)
                 }
-                Err(_) => (None, 0, 0, 0),
+                None => (None, 0, 0, 0),
             };
+            let lags = local
+                .and_then(|p| p.group.replication_lag())
+                .unwrap_or_default();
             out.push(PartitionStatus {
                 topic: name.clone(),
                 partition: a.partition,
@@ -249,8 +253,7 @@ fn list_partitions(node: &Shared, topic: Option<&str>) -> Result<Response, WireE
                     .iter()
                     .map(|&n| ReplicaStatus {
                         node: n,
-                        end_offset: end,
-                        lag: 0,
+                        lag_entries: lags.get(&n).copied().flatten(),
                     })
                     .collect(),
                 start_offset: start,

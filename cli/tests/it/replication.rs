@@ -69,6 +69,27 @@ fn killing_the_partition_leader_during_produce_loses_no_acknowledged_record() {
         expected.len().saturating_sub(first_occurrences.len())
     );
     assert!(first_occurrences == expected, "records are out of order");
+    // The restarted node catches up: asked on the leader, every replica's
+    // lag reaches zero entries.
+    let now_leader = leader(&env, "replicated");
+    let endpoint = format!("127.0.0.1:{}", env.port as u64 + now_leader - 1);
+    crate::harness::wait_until(std::time::Duration::from_secs(20), || {
+        let out = env.ok(&[
+            "partition",
+            "list",
+            "replicated",
+            "-O",
+            "json",
+            "--endpoint",
+            &endpoint,
+        ]);
+        let parts: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let replicas = parts[0]["replicas"].as_array().unwrap().clone();
+        replicas.len() == 3
+            && replicas
+                .iter()
+                .all(|r| r["lag_entries"].as_u64() == Some(0))
+    });
     let duplicates = consumed.lines().count() - expected.len();
     if duplicates > 0 {
         eprintln!(

@@ -10,8 +10,8 @@ use std::time::Duration;
 use sluice_proto::codec::{self, CodecError};
 use sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 use sluice_proto::{
-    ClusterStatus, FetchRequest, NodeId, PartitionStatus, ProduceRequest, ProduceResponse, Record,
-    Request, Response, TopicInfo, TopicSpec, WireError,
+    ClusterStatus, FetchRequest, NodeId, PartitionStatus, ProduceRequest, ProduceResponse,
+    ProducerSeq, Record, Request, Response, TopicInfo, TopicSpec, WireError,
 };
 use sluice_transport::{CertKeyPair, Connector, TransportError};
 
@@ -299,6 +299,19 @@ impl Client {
         partition: u32,
         records: Vec<Record>,
     ) -> Result<ProduceResponse> {
+        self.produce_as(topic, partition, records, None).await
+    }
+
+    /// [`Client::produce`] on behalf of an idempotent producer: sending the
+    /// same `producer` id and sequence again (a retry after a lost answer)
+    /// writes the batch once and answers with its original offsets.
+    pub async fn produce_as(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+        producer: Option<ProducerSeq>,
+    ) -> Result<ProduceResponse> {
         for record in &records {
             check_record_size(topic, record)?;
         }
@@ -306,6 +319,7 @@ impl Client {
             topic: topic.to_string(),
             partition,
             records,
+            producer,
         });
         let (response, _) = self
             .routed(Some((topic, partition)), &request, "produce")

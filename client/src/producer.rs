@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use sluice_proto::limits::{PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX};
-use sluice_proto::{Record, WireError};
+use sluice_proto::{ProducerSeq, Record, WireError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -133,6 +133,7 @@ impl Producer {
         let batcher = Batcher {
             client,
             topic: topic.to_string(),
+            producer_id: random_producer_id(),
             batch_bytes: config.batch_size_bytes.min(PRODUCE_BATCH_SIZE_BYTES_MAX),
             sticky: 0,
             partitions,
@@ -244,6 +245,8 @@ struct Lane {
     open: Option<Batch>,
     closed: VecDeque<Batch>,
     busy: bool,
+    /// Number of the next batch sent to this partition (idempotence).
+    next_sequence: u64,
 }
 
 /// The background task owning the batches.
@@ -255,6 +258,8 @@ struct Lane {
 struct Batcher {
     client: Client,
     topic: String,
+    /// Random id under which this producer's batches are deduplicated.
+    producer_id: u64,
     config: ProducerConfig,
     batch_bytes: usize,
     /// Partition keyless records go to; moves on each time its batch is
@@ -404,6 +409,12 @@ impl Batcher {
                 continue;
             };
             lane.busy = true;
+            // Numbered when first sent; every retry of it carries the same number.
+            let producer = ProducerSeq {
+                producer_id: self.producer_id,
+                sequence: lane.next_sequence,
+            };
+            lane.next_sequence += 1;
             self.queued -= 1;
             self.in_flight += 1;
             let client = self.client.clone();
@@ -411,7 +422,8 @@ impl Batcher {
             let delivery_timeout = self.config.delivery_timeout;
             let done = self.done_tx.clone();
             tokio::spawn(async move {
-                send_with_retries(client, topic, partition, batch, delivery_timeout).await;
+                send_with_retries(client, topic, partition, batch, producer, delivery_timeout)
+                    .await;
                 let _ = done.send(partition);
             });
         }
@@ -423,6 +435,7 @@ async fn send_with_retries(
     topic: String,
     partition: u32,
     batch: Batch,
+    producer: ProducerSeq,
     delivery_timeout: Duration,
 ) {
     let deadline = Instant::now() + delivery_timeout;
@@ -431,7 +444,7 @@ async fn send_with_retries(
     let outcome = loop {
         attempts += 1;
         match client
-            .produce(&topic, partition, batch.records.clone())
+            .produce_as(&topic, partition, batch.records.clone(), Some(producer))
             .await
         {
             Ok(produced) => break Ok(produced.base_offset),
@@ -462,6 +475,23 @@ async fn send_with_retries(
             }
         }
     }
+}
+
+/// A producer id unlikely to collide with any other producer's: std's
+/// randomly keyed hasher over the time, the process and a counter.
+fn random_producer_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

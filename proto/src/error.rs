@@ -48,6 +48,14 @@ pub enum WireError {
         what: String,
         leader: Option<u64>,
     },
+    #[error(
+        "batch {sequence} of producer {producer_id:x} is older than its last written batch {last_sequence}: it was already written"
+    )]
+    StaleBatch {
+        producer_id: u64,
+        sequence: u64,
+        last_sequence: u64,
+    },
     #[error("{what} is not available right now: {reason}; retry shortly")]
     Unavailable { what: String, reason: String },
     #[error("storage failure on {what}: {reason}")]

@@ -204,6 +204,17 @@ pub struct ProduceRequest {
     pub topic: String,
     pub partition: u32,
     pub records: Vec<Record>,
+    /// Set by an idempotent producer: a retried batch carries the same
+    /// sequence and is written once.
+    pub producer: Option<ProducerSeq>,
+}
+
+/// Identifies a batch of an idempotent producer: its id (random, chosen by
+/// the producer) and the batch's number among those it sent to this partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerSeq {
+    pub producer_id: u64,
+    pub sequence: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ mod data_dir;
 mod node;
 mod partition;
 mod peers;
+mod producers;
 mod replicas;
 mod server;
 

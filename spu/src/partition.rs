@@ -11,15 +11,20 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
-use sluice_proto::{ConsumerRecord, Record, WireError};
+use sluice_proto::{ConsumerRecord, ProducerSeq, Record, WireError};
 use sluice_raft::{Group, ReplicatedState};
 use sluice_storage::{LogConfig, PartitionLog, StorageError};
 use tokio::sync::watch;
 
+use crate::producers::{ProducerTable, Verdict};
+
 /// A command in a partition's Raft log.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum PartitionCommand {
-    Append { records: Vec<Record> },
+    Append {
+        records: Vec<Record>,
+        producer: Option<ProducerSeq>,
+    },
 }
 
 /// What applying a [`PartitionCommand`] returns to the proposer.
@@ -30,6 +35,14 @@ pub(crate) enum AppendOutcome {
     },
     /// The entry was already in the segments (re-applied after a restart).
     Replayed,
+    /// The producer's last batch sent again: not appended twice.
+    Retry {
+        base_offset: u64,
+    },
+    /// Older than the producer's last batch: already written.
+    Stale {
+        last_sequence: u64,
+    },
     Failed {
         reason: String,
     },
@@ -58,20 +71,51 @@ fn write_lock(log: &SharedLog) -> std::sync::RwLockWriteGuard<'_, PartitionLog> 
 
 pub(crate) struct PartitionStateMachine {
     log: SharedLog,
+    producers: ProducerTable,
     end_tx: watch::Sender<u64>,
     name: String,
 }
 
+impl PartitionStateMachine {
+    fn stop(&self, index: u64, what: String) -> io::Error {
+        tracing::error!(partition = %self.name, index, "{what}; stopping the replica");
+        io::Error::other(format!("partition {}: {what}", self.name))
+    }
+}
+
 impl ReplicatedState for PartitionStateMachine {
+    /// Appends a committed batch, or recognises it as a producer's retry.
+    ///
+    /// After a restart, entries are re-applied from the last synced point:
+    /// those at or below `producers.applied_index` are fully reflected
+    /// already; those whose batch is in the segments (`index <=
+    /// last_entry_id`) only rebuild the producer table and the offset cursor.
     fn apply(&mut self, index: u64, command: &[u8]) -> io::Result<Vec<u8>> {
-        let records = match decode::<PartitionCommand>(command) {
+        if index <= self.producers.applied_index {
+            return Ok(encode(&AppendOutcome::Replayed));
+        }
+        let (records, producer) = match decode::<PartitionCommand>(command) {
             // Deterministic: every replica decodes the same bytes the same way.
             Err(reason) => {
+                self.producers.applied_index = index;
                 let reason = format!("undecodable command: {reason}");
                 return Ok(encode(&AppendOutcome::Failed { reason }));
             }
-            Ok(PartitionCommand::Append { records }) => records,
+            Ok(PartitionCommand::Append { records, producer }) => (records, producer),
         };
+        self.producers.applied_index = index;
+        match self.producers.verdict(producer) {
+            Verdict::Retry { base_offset } => {
+                return Ok(encode(&AppendOutcome::Retry { base_offset }));
+            }
+            Verdict::Stale { last_sequence } => {
+                return Ok(encode(&AppendOutcome::Stale { last_sequence }));
+            }
+            Verdict::New => {}
+        }
+        let base_offset = self.producers.next_offset;
+        self.producers.next_offset += records.len() as u64;
+        self.producers.record(producer, base_offset, index);
         let mut log = write_lock(&self.log);
         if log.last_entry_id().is_some_and(|last| index <= last) {
             // Re-applied after a restart: the batch survived in the segment.
@@ -80,10 +124,15 @@ impl ReplicatedState for PartitionStateMachine {
         // A failed append stops the group (the error goes up to Raft): going
         // on without this batch would give every later record another offset
         // than the one it gets when the log is replayed.
-        let base_offset = log.append(index, &records).map_err(|e| {
-            tracing::error!(partition = %self.name, index, error = %e, "append failed; stopping the replica");
-            io::Error::other(format!("partition {}: {e}", self.name))
-        })?;
+        let appended_at = log
+            .append(index, &records)
+            .map_err(|e| self.stop(index, format!("append failed: {e}")))?;
+        if appended_at != base_offset {
+            return Err(self.stop(
+                index,
+                format!("segments end at offset {appended_at} but the replicated state expects {base_offset}"),
+            ));
+        }
         let end = log.end_offset();
         drop(log);
         self.end_tx.send_replace(end);
@@ -91,7 +140,10 @@ impl ReplicatedState for PartitionStateMachine {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        write_lock(&self.log).sync().map_err(io::Error::other)
+        let mut log = write_lock(&self.log);
+        log.sync().map_err(io::Error::other)?;
+        // Saved after the segments it describes are durable.
+        self.producers.save(log.dir())
     }
 
     fn snapshot(&mut self) -> io::Result<Vec<u8>> {
@@ -145,10 +197,16 @@ impl Partition {
                 "repaired a torn or corrupt segment tail; committed entries are re-applied from the Raft log"
             );
         }
+        let producers = ProducerTable::load(dir).map_err(|source| StorageError::Io {
+            op: "load the producer table",
+            path: ProducerTable::path(dir),
+            source,
+        })?;
         let (end_tx, end_rx) = watch::channel(log.end_offset());
         let log = Arc::new(RwLock::new(log));
         let sm = PartitionStateMachine {
             log: log.clone(),
+            producers,
             end_tx,
             name: format!("{topic}/{index}"),
         };
@@ -189,5 +247,91 @@ impl Partition {
                 reason: other.to_string(),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(records: &[&str], producer: Option<(u64, u64)>) -> Vec<u8> {
+        encode(&PartitionCommand::Append {
+            records: records.iter().map(|r| Record::new(r.as_bytes())).collect(),
+            producer: producer.map(|(producer_id, sequence)| ProducerSeq {
+                producer_id,
+                sequence,
+            }),
+        })
+    }
+
+    fn apply(sm: &mut PartitionStateMachine, index: u64, command: &[u8]) -> AppendOutcome {
+        decode(&sm.apply(index, command).unwrap()).unwrap()
+    }
+
+    fn open(dir: &Path) -> PartitionStateMachine {
+        Partition::open_log(dir, "t", 0, LogConfig::default())
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn a_retried_batch_is_written_once_even_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        assert!(matches!(
+            apply(&mut sm, 1, &append(&["a", "b"], Some((7, 0)))),
+            AppendOutcome::Appended { base_offset: 0 }
+        ));
+        assert!(matches!(
+            apply(&mut sm, 2, &append(&["c"], Some((7, 1)))),
+            AppendOutcome::Appended { base_offset: 2 }
+        ));
+        // The answer to entry 2 was lost; the producer sends it again.
+        assert!(matches!(
+            apply(&mut sm, 3, &append(&["c"], Some((7, 1)))),
+            AppendOutcome::Retry { base_offset: 2 }
+        ));
+        assert!(matches!(
+            apply(&mut sm, 4, &append(&["b"], Some((7, 0)))),
+            AppendOutcome::Stale { last_sequence: 1 }
+        ));
+        sm.sync().unwrap();
+        // Entry 5 reaches the segments but no synced point follows: a crash.
+        assert!(matches!(
+            apply(&mut sm, 5, &append(&["d", "e"], Some((7, 2)))),
+            AppendOutcome::Appended { base_offset: 3 }
+        ));
+        drop(sm);
+
+        // Replay from the synced point rebuilds the table from the Raft log.
+        let mut sm = open(dir.path());
+        for (i, c) in [
+            (3, append(&["c"], Some((7, 1)))),
+            (4, append(&["b"], Some((7, 0)))),
+        ] {
+            assert!(matches!(apply(&mut sm, i, &c), AppendOutcome::Replayed));
+        }
+        assert!(matches!(
+            apply(&mut sm, 5, &append(&["d", "e"], Some((7, 2)))),
+            AppendOutcome::Replayed
+        ));
+        assert!(matches!(
+            apply(&mut sm, 6, &append(&["d", "e"], Some((7, 2)))),
+            AppendOutcome::Retry { base_offset: 3 }
+        ));
+        assert!(matches!(
+            apply(&mut sm, 7, &append(&["f"], None)),
+            AppendOutcome::Appended { base_offset: 5 }
+        ));
+        let values: Vec<Vec<u8>> = read_lock(&sm.log)
+            .read(0, 1 << 20)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(
+            values,
+            [b"a", b"b", b"c", b"d", b"e", b"f"].map(|v| v.to_vec())
+        );
     }
 }

@@ -303,6 +303,7 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
     let record_count = req.records.len() as u32;
     let command = encode(&PartitionCommand::Append {
         records: req.records,
+        producer: req.producer,
     });
     let what = || format!("partition {}/{}", req.topic, req.partition);
     let response = partition
@@ -311,15 +312,27 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
         .await
         .map_err(|e| e.into_wire(what()))?;
     match decode::<AppendOutcome>(&response) {
-        Ok(AppendOutcome::Appended { base_offset }) => Ok(ProduceResponse {
-            partition: req.partition,
-            base_offset,
-            record_count,
-        }),
+        Ok(AppendOutcome::Appended { base_offset } | AppendOutcome::Retry { base_offset }) => {
+            Ok(ProduceResponse {
+                partition: req.partition,
+                base_offset,
+                record_count,
+            })
+        }
         Ok(AppendOutcome::Failed { reason }) => Err(WireError::Storage {
             what: what(),
             reason,
         }),
+        Ok(AppendOutcome::Stale { last_sequence }) => {
+            let p = req
+                .producer
+                .expect("only batches with a producer are stale");
+            Err(WireError::StaleBatch {
+                producer_id: p.producer_id,
+                sequence: p.sequence,
+                last_sequence,
+            })
+        }
         Ok(AppendOutcome::Replayed) => Err(WireError::Storage {
             what: what(),
             reason: "a fresh proposal was answered as a replay".into(),

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use sluice_client::Client;
 use sluice_client::proto::limits::FETCH_RESPONSE_BYTES_DEFAULT;
-use sluice_client::proto::{ConsumerRecord, FetchRequest, StartOffset};
+use sluice_client::proto::{ConsumerRecord, FetchRequest, ReadFrom, StartOffset};
 use tokio::sync::mpsc;
 
 use crate::Globals;
@@ -69,6 +69,22 @@ pub struct ConsumeArgs {
     /// How to print records.
     #[arg(short = 'O', long = "output", value_enum, default_value = "dynamic")]
     pub output: ConsumeOutput,
+    /// Which replica serves the records: the leader, a follower, or any;
+    /// every replica serves committed records only. Default: leader, or any
+    /// with --replica.
+    #[arg(long, value_enum, value_name = "leader|follower|any")]
+    pub read_from: Option<ReadFromArg>,
+    /// Read from this SPU's replica of the partition.
+    #[arg(long, value_name = "SPU_ID")]
+    pub replica: Option<u64>,
+}
+
+/// `--read-from` of `consume`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFromArg {
+    Leader,
+    Follower,
+    Any,
 }
 
 /// `-O` of `consume`.
@@ -102,6 +118,8 @@ pub struct ConsumeConfig {
     pub max_records: Option<u64>,
     pub follow: bool,
     pub render: Render,
+    pub read_from: ReadFrom,
+    pub replica: Option<u64>,
 }
 
 impl ConsumeArgs {
@@ -133,6 +151,13 @@ impl ConsumeArgs {
             max_records,
             follow: !self.disable_continuous,
             render,
+            read_from: match (self.read_from, self.replica) {
+                (Some(ReadFromArg::Leader), _) => ReadFrom::Leader,
+                (Some(ReadFromArg::Follower), _) => ReadFrom::Follower,
+                (Some(ReadFromArg::Any), _) | (None, Some(_)) => ReadFrom::Any,
+                (None, None) => ReadFrom::Leader,
+            },
+            replica: self.replica,
         })
     }
 }
@@ -334,6 +359,8 @@ async fn read_partition(
             max_records: remaining,
             follow: config.follow,
             max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
+            read_from: config.read_from,
+            replica: config.replica,
         };
         let mut fetch = match client.fetch(request).await {
             Ok(fetch) => fetch,

@@ -11,7 +11,7 @@ use sluice_proto::codec::{self, CodecError};
 use sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 use sluice_proto::{
     ClusterStatus, FetchRequest, NodeId, PartitionStatus, ProduceRequest, ProduceResponse,
-    ProducerSeq, Record, Request, Response, TopicInfo, TopicSpec, WireError,
+    ProducerSeq, ReadFrom, Record, Request, Response, TopicInfo, TopicSpec, WireError,
 };
 use sluice_transport::{CertKeyPair, Connector, TransportError};
 
@@ -334,14 +334,13 @@ impl Client {
     /// (see [`FetchStream::start_offset`]), then pushes records; with
     /// `follow` it keeps pushing new records as they are committed.
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchStream> {
-        let route = (request.topic.as_str(), request.partition);
         let wire = Request::Fetch(request.clone());
         // Opening a fetch is retried like an admin request: right after a
         // failover or restart the partition may have no leader for a moment.
         let deadline = tokio::time::Instant::now() + ADMIN_RETRY_BUDGET;
         let mut backoff = Duration::from_millis(50);
-        let (first, stream) = loop {
-            match self.routed(Some(route), &wire, "fetch").await {
+        let (first, addr, recv) = loop {
+            match self.open_fetch(&request, &wire).await {
                 Err(e) if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline => {
                     tracing::debug!(error = %e, ?backoff, "retrying fetch");
                     tokio::time::sleep(backoff).await;
@@ -350,7 +349,6 @@ impl Client {
                 other => break other?,
             }
         };
-        let (addr, recv) = stream.expect("routed always returns the stream");
         match first {
             Response::FetchStarted {
                 partition,
@@ -365,6 +363,68 @@ impl Client {
             )),
             other => Err(self.unexpected("fetch", &other)),
         }
+    }
+
+    /// Sends the fetch to a replica the request allows: the leader (following
+    /// redirects), the `replica` asked for, or the partition's replicas in
+    /// turn until one serves it (`read_from` follower/any).
+    async fn open_fetch(
+        &self,
+        request: &FetchRequest,
+        wire: &Request,
+    ) -> Result<(Response, SocketAddr, quinn::RecvStream)> {
+        let candidates = match (request.replica, request.read_from) {
+            (Some(node), _) => vec![node],
+            (None, ReadFrom::Leader) => {
+                let route = (request.topic.as_str(), request.partition);
+                let (first, stream) = self.routed(Some(route), wire, "fetch").await?;
+                let (addr, recv) = stream.expect("routed always returns the stream");
+                return Ok((first, addr, recv));
+            }
+            (None, ReadFrom::Follower | ReadFrom::Any) => {
+                let info = self.describe_topic(&request.topic).await?;
+                let assignment = info
+                    .assignments
+                    .get(request.partition as usize)
+                    .ok_or_else(|| {
+                        ClientError::Server(WireError::UnknownPartition {
+                            topic: request.topic.clone(),
+                            partition: request.partition,
+                            partitions: info.spec.partitions,
+                        })
+                    })?;
+                assignment.replicas.clone()
+            }
+        };
+        let mut last = None;
+        for node in candidates {
+            let addr = match self.node_addr(node).await {
+                Ok(addr) => addr,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            match self.exchange(addr, wire, "fetch").await {
+                Ok((response, recv)) => return Ok((response, addr, recv)),
+                // This replica cannot serve it (down, leader when a follower
+                // is wanted, still starting): the next one may.
+                Err(e)
+                    if e.is_retriable()
+                        || matches!(e, ClientError::Server(WireError::NotLeader { .. })) =>
+                {
+                    tracing::debug!(node, error = %e, "replica cannot serve the fetch");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ClientError::Server(WireError::Unavailable {
+                what: format!("partition {}/{}", request.topic, request.partition),
+                reason: "it has no replica to read from".into(),
+            })
+        }))
     }
 
     /// A batching producer for `topic`; see [`ProducerConfig`].

@@ -35,6 +35,8 @@
 //!         max_records: None,
 //!         follow: false,
 //!         max_bytes: sluice_client::proto::limits::FETCH_RESPONSE_BYTES_DEFAULT as u32,
+//!         read_from: sluice_client::proto::ReadFrom::Leader,
+//!         replica: None,
 //!     })
 //!     .await?;
 //! while let Some(batch) = fetch.next_batch().await? {

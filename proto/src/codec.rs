@@ -102,6 +102,8 @@ mod tests {
             max_records: None,
             follow: true,
             max_bytes: 1024,
+            read_from: crate::ReadFrom::Follower,
+            replica: Some(2),
         });
         let bytes = encode(&req).unwrap();
         assert_eq!(decode::<Request>(&bytes).unwrap(), req);

@@ -252,4 +252,21 @@ pub struct FetchRequest {
     pub follow: bool,
     /// Record payload bytes per response frame (clamped to the protocol limit).
     pub max_bytes: u32,
+    /// Which replica may serve the fetch; every replica serves only
+    /// committed records.
+    pub read_from: ReadFrom,
+    /// Read from this node's replica (`--replica`); the client routes there.
+    pub replica: Option<NodeId>,
+}
+
+/// Which replicas of a partition may serve a fetch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadFrom {
+    /// Only the leader (sees a record as soon as it is committed).
+    #[default]
+    Leader,
+    /// Only a follower (spreads read load; lags the leader slightly).
+    Follower,
+    /// Whichever replica is asked.
+    Any,
 }

@@ -150,6 +150,8 @@ async fn verify(client: &Client, expected: usize) -> anyhow::Result<()> {
             max_records: None,
             follow: false,
             max_bytes: 1 << 20,
+            read_from: sluice_proto::ReadFrom::Leader,
+            replica: None,
         })
         .await?;
     let mut seen = std::collections::HashSet::new();

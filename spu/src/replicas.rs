@@ -64,6 +64,19 @@ impl Replicas {
                 partitions,
             });
         }
+        let replicas = record
+            .info
+            .assignments
+            .get(partition as usize)
+            .map(|a| &a.replicas);
+        if let Some(replicas) = replicas.filter(|r| !r.contains(&self.node)) {
+            // Not hosted here: send the client to a replica, which knows the leader.
+            return Err(WireError::NotLeader {
+                node: self.node,
+                what: format!("partition {topic}/{partition}"),
+                leader: replicas.first().copied(),
+            });
+        }
         let running = self.running.read().unwrap_or_else(|p| p.into_inner());
         running
             .get(&(record.id, partition))

@@ -14,7 +14,7 @@ use sluice_proto::limits::{
 };
 use sluice_proto::{
     CodecError, FetchRequest, PROTOCOL_VERSION, PartitionStatus, ProduceRequest, ProduceResponse,
-    RaftRpc, ReplicaStatus, Request, Response, StartOffset, WireError, codec,
+    RaftRpc, ReadFrom, ReplicaStatus, Request, Response, StartOffset, WireError, codec,
 };
 use sluice_transport::{FrameError, read_frame, write_frame};
 
@@ -360,13 +360,27 @@ async fn serve_fetch(
         Err(e) => return respond(send, &Response::Error(e)).await,
     };
     let status = partition.group.status();
-    if !status.is_leader {
-        let e = WireError::NotLeader {
-            node: node.config.id,
-            what: format!("partition {}/{}", req.topic, req.partition),
-            leader: status.leader,
-        };
-        return respond(send, &Response::Error(e)).await;
+    let what = || format!("partition {}/{}", req.topic, req.partition);
+    match req.read_from {
+        ReadFrom::Leader if !status.is_leader => {
+            let e = WireError::NotLeader {
+                node: node.config.id,
+                what: what(),
+                leader: status.leader,
+            };
+            return respond(send, &Response::Error(e)).await;
+        }
+        ReadFrom::Follower if status.is_leader => {
+            let e = WireError::Unavailable {
+                what: what(),
+                reason: format!(
+                    "node {} leads it and a follower was asked for",
+                    node.config.id
+                ),
+            };
+            return respond(send, &Response::Error(e)).await;
+        }
+        _ => {}
     }
     if !partition.is_ready() {
         let e = WireError::Unavailable {

@@ -93,4 +93,27 @@ fn killing_the_partition_leader_during_produce_loses_no_acknowledged_record() {
                 .iter()
                 .all(|r| r["lag_entries"].as_u64() == Some(0))
     });
+
+    // Every replica serves the same log (follower reads serve committed
+    // records from the follower's own copy).
+    for node in 1..=3 {
+        let replica = node.to_string();
+        let read = env.ok(&["consume", "replicated", "-B", "-d", "--replica", &replica]);
+        assert!(
+            read == expected,
+            "replica {node} differs from the acknowledged log"
+        );
+    }
+    let from_follower = env.ok(&[
+        "consume",
+        "replicated",
+        "-B",
+        "-d",
+        "--read-from",
+        "follower",
+    ]);
+    assert!(
+        from_follower == expected,
+        "a follower read differs from the acknowledged log"
+    );
 }

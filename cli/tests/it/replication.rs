@@ -117,3 +117,73 @@ fn killing_the_partition_leader_during_produce_loses_no_acknowledged_record() {
         "a follower read differs from the acknowledged log"
     );
 }
+
+#[test]
+fn a_following_consumer_survives_the_loss_of_the_replica_it_reads_from() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let env = Env::started_with(3);
+    env.ok(&["topic", "create", "feed", "-r", "3"]);
+    let first = lines(100, "a");
+    env.ok_with_input(&["produce", "feed"], first.as_bytes());
+
+    // A follower read goes to the first replica (in assignment order) that
+    // is not the leader: that is the one to kill.
+    let described: serde_json::Value =
+        serde_json::from_str(&env.ok(&["topic", "describe", "feed", "-O", "json"])).unwrap();
+    let replicas: Vec<u64> = described["assignments"][0]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_u64().unwrap())
+        .collect();
+    let old_leader = leader(&env, "feed");
+    let serving = *replicas.iter().find(|r| **r != old_leader).unwrap();
+
+    let mut consumer = env
+        .command(&["consume", "feed", "-B", "--read-from", "follower"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = consumer.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        got.push(
+            rx.recv_timeout(Duration::from_secs(20))
+                .expect("the first records arrive"),
+        );
+    }
+
+    env.kill(serving);
+    let second = lines(100, "b");
+    env.ok_with_input(&["produce", "feed"], second.as_bytes());
+    while got.len() < 200 {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => got.push(line),
+            Err(_) => break,
+        }
+    }
+    consumer.kill().unwrap();
+    consumer.wait().unwrap();
+    let expected: Vec<String> = first
+        .lines()
+        .chain(second.lines())
+        .map(String::from)
+        .collect();
+    assert!(
+        got == expected,
+        "the consumer got {} records, expected 200 without gap or repeat",
+        got.len()
+    );
+}

@@ -1,0 +1,36 @@
+//! Sluice's SmartModule engine: the only crate that imports wasmtime.
+//!
+//! [`Engine::load`] validates a module (valid wasm, no imports, exactly one transform export,
+//! a supported ABI version, the required exports) and caches its compiled code by the
+//! SHA-256 of its bytes, so every stream using the same module shares one compilation.
+//! [`Module::instantiate`] gives a stream its own sandbox ([`Instance`]): its own memory
+//! (capped), its parameters (checked by the module's init before any record flows) and,
+//! for aggregates, its accumulator. [`Instance::process`] runs one batch in one call,
+//! under a wall-clock deadline enforced by epoch interruption. [`Chain`] applies several
+//! instances in order.
+//!
+//! The engine is **synchronous**: a call blocks its thread for up to the deadline. Async
+//! callers run it on a blocking pool or a dedicated thread (`tokio::task::spawn_blocking`),
+//! never on a reactor thread. Instances are `Send`, not shared: one per stream.
+//!
+//! The byte-level contract with modules is `smartmodule/ABI.md`; its encoding is shared
+//! with the SDK through `sluice_smartmodule::abi`.
+
+mod chain;
+mod config;
+mod engine;
+mod error;
+mod instance;
+mod kind;
+mod module;
+mod record;
+
+pub use chain::Chain;
+pub use config::EngineConfig;
+pub use engine::Engine;
+pub use error::SmartModuleError;
+pub use instance::{Instance, InstanceStats, Processed};
+pub use kind::SmartModuleKind;
+pub use module::Module;
+pub use record::{InputRecord, OutputRecord, Record};
+pub use sluice_smartmodule::abi::ABI_VERSION;

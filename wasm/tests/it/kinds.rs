@@ -1,0 +1,145 @@
+//! Each kind end to end on sample records, and chains.
+
+use crate::{instance, load, records, values};
+use sluice_wasm::{Chain, Record, SmartModuleKind};
+use std::collections::BTreeMap;
+
+#[test]
+fn hello_filter_keeps_records_with_an_a() {
+    let e = crate::shared_engine();
+    let mut i = instance(&e, "hello-filter");
+    assert_eq!(i.module().kind(), SmartModuleKind::Filter);
+    let out = i
+        .process(&records(&["apple", "kiwi", "banana", ""]))
+        .unwrap();
+    assert_eq!(values(&out), ["apple", "banana"]);
+    assert_eq!(out[1].offset, 2, "outputs keep their input's offset");
+    assert_eq!(out[1].timestamp_ms, 1_700_000_000_002);
+}
+
+#[test]
+fn digits_filter_drops_all_digit_messages() {
+    let e = crate::shared_engine();
+    let mut i = instance(&e, "digits-filter");
+    let out = i
+        .process(&records(&["12345", "abc", "12a45", "999", "hello world"]))
+        .unwrap();
+    assert_eq!(values(&out), ["abc", "12a45", "hello world"]);
+}
+
+#[test]
+fn ssn_scrub_masks_social_security_numbers() {
+    let e = crate::shared_engine();
+    let mut i = instance(&e, "ssn-scrub");
+    assert_eq!(i.module().kind(), SmartModuleKind::Map);
+    let input = r#"{"social_security_number":"123-45-6789","event_type":"account-created","account_id":"1509aaf8-5863-4b41-bfe2-b081691d7a6e"}"#;
+    let keyed = Record::new(0, 5, input.as_bytes()).with_key("acct");
+    let out = i
+        .process(&[
+            keyed,
+            Record::new(
+                1,
+                6,
+                "no ssn 12-34-5678 here, but 987-65-4321 and 111-22-3333",
+            ),
+        ])
+        .unwrap();
+    assert_eq!(
+        values(&out),
+        [
+            r#"{"social_security_number":"***-**-****","event_type":"account-created","account_id":"1509aaf8-5863-4b41-bfe2-b081691d7a6e"}"#,
+            "no ssn 12-34-5678 here, but ***-**-**** and ***-**-****",
+        ]
+    );
+    assert_eq!(out[0].key.as_deref(), Some(&b"acct"[..]), "the key is kept");
+    assert_eq!(out[1].key, None);
+}
+
+#[test]
+fn filter_map_keeps_and_halves_even_numbers() {
+    let e = crate::shared_engine();
+    let mut i = instance(&e, "even-filter-map");
+    assert_eq!(i.module().kind(), SmartModuleKind::FilterMap);
+    let out = i.process(&records(&["1", "2", "3", "10"])).unwrap();
+    assert_eq!(values(&out), ["1", "5"]);
+    assert_eq!(out.iter().map(|r| r.offset).collect::<Vec<_>>(), [1, 3]);
+}
+
+#[test]
+fn array_map_splits_a_json_array() {
+    let e = crate::shared_engine();
+    let mut i = instance(&e, "json-array-map");
+    assert_eq!(i.module().kind(), SmartModuleKind::ArrayMap);
+    let out = i
+        .process(&records(&[r#"["a", 2, {"b": true}]"#, "[]", "[7]"]))
+        .unwrap();
+    assert_eq!(values(&out), [r#""a""#, "2", r#"{"b":true}"#, "7"]);
+    assert_eq!(
+        out.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [0, 0, 0, 2]
+    );
+}
+
+#[test]
+fn aggregate_sums_across_batches_from_the_initial_value() {
+    let e = crate::shared_engine();
+    let m = load(&e, "sum-aggregate");
+    assert_eq!(m.kind(), SmartModuleKind::Aggregate);
+    let mut i = m
+        .instantiate(BTreeMap::new(), Some(b"100".to_vec()))
+        .unwrap();
+    let out = i.process(&records(&["1", "2", "3"])).unwrap();
+    assert_eq!(values(&out), ["101", "103", "106"]);
+    let out = i.process(&records(&["4"])).unwrap();
+    assert_eq!(
+        values(&out),
+        ["110"],
+        "the accumulator carries over batches"
+    );
+    assert_eq!(i.accumulator(), b"110");
+
+    let mut fresh = m.instantiate(BTreeMap::new(), None).unwrap();
+    assert_eq!(values(&fresh.process(&records(&["5"])).unwrap()), ["5"]);
+}
+
+#[test]
+fn module_error_names_the_offset_and_keeps_earlier_outputs() {
+    let e = crate::shared_engine();
+    let mut i = instance(&e, "sum-aggregate");
+    let p = i.process_partial(&records(&["1", "two", "3"]));
+    assert_eq!(values(&p.outputs), ["1"]);
+    let err = p.error.expect("error");
+    assert_eq!(err.offset(), Some(1));
+    assert!(err.to_string().contains("sum-aggregate"), "{err}");
+    assert!(err.to_string().contains("invalid digit"), "{err}");
+    // A module's own error does not poison the instance.
+    assert_eq!(values(&i.process(&records(&["2"])).unwrap()), ["3"]);
+}
+
+#[test]
+fn chain_applies_modules_in_order() {
+    let e = crate::shared_engine();
+    let mut chain = Chain::new(vec![
+        instance(&e, "digits-filter"),
+        instance(&e, "ssn-scrub"),
+    ]);
+    let out = chain
+        .process(&records(&["123456789", "ssn 123-45-6789", "42"]))
+        .unwrap();
+    assert_eq!(values(&out), ["ssn ***-**-****"]);
+
+    let mut chain = Chain::new(vec![
+        instance(&e, "json-array-map"),
+        instance(&e, "sum-aggregate"),
+    ]);
+    let out = chain.process(&records(&["[1, 2, 3]", "[10]"])).unwrap();
+    assert_eq!(values(&out), ["1", "3", "6", "16"]);
+}
+
+#[test]
+fn empty_batch_is_a_no_op() {
+    let e = crate::shared_engine();
+    let mut i = instance(&e, "hello-filter");
+    assert!(i.process(&[]).unwrap().is_empty());
+    assert_eq!(i.stats().calls, 0);
+}

@@ -13,7 +13,9 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use sluice_client::Client;
 use sluice_client::proto::limits::FETCH_RESPONSE_BYTES_DEFAULT;
-use sluice_client::proto::{ConsumerRecord, FetchRequest, ReadFrom, StartOffset};
+use sluice_client::proto::{
+    ConsumerRecord, FetchRequest, ReadFrom, SmartModuleInvocation, StartOffset,
+};
 use tokio::sync::mpsc;
 
 use crate::Globals;
@@ -77,6 +79,8 @@ pub struct ConsumeArgs {
     /// Read from this SPU's replica of the partition.
     #[arg(long, value_name = "SPU_ID")]
     pub replica: Option<u64>,
+    #[command(flatten)]
+    pub smartmodules: crate::smartmodule_flags::SmartModuleArgs,
 }
 
 /// `--read-from` of `consume`.
@@ -120,6 +124,8 @@ pub struct ConsumeConfig {
     pub render: Render,
     pub read_from: ReadFrom,
     pub replica: Option<u64>,
+    /// Applied in the SPU, in order, before records leave it.
+    pub smartmodules: Vec<SmartModuleInvocation>,
 }
 
 impl ConsumeArgs {
@@ -158,6 +164,9 @@ impl ConsumeArgs {
                 (None, None) => ReadFrom::Leader,
             },
             replica: self.replica,
+            smartmodules: self
+                .smartmodules
+                .chain(&std::env::args().collect::<Vec<_>>())?,
         })
     }
 }
@@ -361,6 +370,7 @@ async fn read_partition(
             max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
             read_from: config.read_from,
             replica: config.replica,
+            smartmodules: config.smartmodules.clone(),
         };
         let mut fetch = match client.fetch(request).await {
             Ok(fetch) => fetch,

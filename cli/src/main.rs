@@ -17,6 +17,7 @@ mod output;
 mod partition;
 mod produce;
 mod progress;
+mod smartmodule_flags;
 mod topic;
 mod units;
 
@@ -60,7 +61,7 @@ enum Command {
     /// Write records to a topic.
     Produce(produce::ProduceArgs),
     /// Read records from a topic.
-    Consume(consume::ConsumeArgs),
+    Consume(Box<consume::ConsumeArgs>),
 }
 
 /// Settings every command shares, resolved once in `main`.
@@ -131,7 +132,7 @@ async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Topic(cmd) => topic::run(cmd, globals).await,
         Command::Partition(cmd) => partition::run(cmd, globals).await,
         Command::Produce(args) => produce::run(args, globals).await,
-        Command::Consume(args) => consume::run(args, globals).await,
+        Command::Consume(args) => consume::run(*args, globals).await,
     }
 }
 

@@ -37,6 +37,7 @@
 //!         max_bytes: sluice_client::proto::limits::FETCH_RESPONSE_BYTES_DEFAULT as u32,
 //!         read_from: sluice_client::proto::ReadFrom::Leader,
 //!         replica: None,
+//!         smartmodules: Vec::new(),
 //!     })
 //!     .await?;
 //! while let Some(batch) = fetch.next_batch().await? {

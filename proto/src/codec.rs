@@ -104,6 +104,12 @@ mod tests {
             max_bytes: 1024,
             read_from: crate::ReadFrom::Follower,
             replica: Some(2),
+            smartmodules: vec![crate::SmartModuleInvocation {
+                module: crate::SmartModuleSource::AdHoc { name: "f.wasm".into(), wasm: vec![0, 97, 115, 109] },
+                kind: Some(crate::SmartModuleKind::Filter),
+                params: [("k".to_string(), "v".to_string())].into(),
+                initial: None,
+            }],
         });
         let bytes = encode(&req).unwrap();
         assert_eq!(decode::<Request>(&bytes).unwrap(), req);

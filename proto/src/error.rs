@@ -56,6 +56,10 @@ pub enum WireError {
         sequence: u64,
         last_sequence: u64,
     },
+    /// `reason` is the engine's full message (it names the module and, when
+    /// a record caused it, the offset); the fields are for programs.
+    #[error("{reason}")]
+    SmartModule { module: String, offset: Option<u64>, reason: String },
     #[error("{what} is not available right now: {reason}; retry shortly")]
     Unavailable { what: String, reason: String },
     #[error("storage failure on {what}: {reason}")]

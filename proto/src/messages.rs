@@ -257,6 +257,48 @@ pub struct FetchRequest {
     pub read_from: ReadFrom,
     /// Read from this node's replica (`--replica`); the client routes there.
     pub replica: Option<NodeId>,
+    /// SmartModules the serving node applies, in order, before records
+    /// leave it.
+    pub smartmodules: Vec<SmartModuleInvocation>,
+}
+
+/// One SmartModule of a consumer's chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmartModuleInvocation {
+    pub module: SmartModuleSource,
+    /// The kind the user asked for (`--filter`, `--map`...); `None` takes the
+    /// module's own (`--smartmodule`, `--smartmodule-path`).
+    pub kind: Option<SmartModuleKind>,
+    /// `-e key=value` parameters.
+    pub params: std::collections::BTreeMap<String, String>,
+    /// Initial accumulator of an aggregate (`--initial`).
+    pub initial: Option<Vec<u8>>,
+}
+
+/// Where a SmartModule's code comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SmartModuleSource {
+    /// A module registered in the cluster under this name.
+    Registered(String),
+    /// The module itself (an ad-hoc `.wasm` file), with a name for messages.
+    AdHoc { name: String, wasm: Vec<u8> },
+}
+
+impl SmartModuleSource {
+    pub fn name(&self) -> &str {
+        match self {
+            SmartModuleSource::Registered(name) | SmartModuleSource::AdHoc { name, .. } => name,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SmartModuleKind {
+    Filter,
+    Map,
+    FilterMap,
+    ArrayMap,
+    Aggregate,
 }
 
 /// Which replicas of a partition may serve a fetch.

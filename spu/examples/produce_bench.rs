@@ -152,6 +152,7 @@ async fn verify(client: &Client, expected: usize) -> anyhow::Result<()> {
             max_bytes: 1 << 20,
             read_from: sluice_proto::ReadFrom::Leader,
             replica: None,
+            smartmodules: Vec::new(),
         })
         .await?;
     let mut seen = std::collections::HashSet::new();

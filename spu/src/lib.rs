@@ -12,6 +12,7 @@ mod peers;
 mod producers;
 mod replicas;
 mod server;
+mod transforms;
 
 pub use config::{NodeConfig, PeerAddr};
 pub use data_dir::{DataDir, DataDirError};

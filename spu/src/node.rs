@@ -78,6 +78,8 @@ pub enum NodeError {
     Raft(#[from] RaftError),
     #[error(transparent)]
     Controller(#[from] ControllerError),
+    #[error("cannot start the SmartModule engine: {0}")]
+    Engine(sluice_wasm::SmartModuleError),
 }
 
 /// State shared by the request handlers.
@@ -87,6 +89,8 @@ pub(crate) struct Shared {
     pub replicas: Arc<Replicas>,
     pub db: Arc<LogDb>,
     pub peers: Peers,
+    /// Runs consumers' SmartModules; compiled modules are cached by content.
+    pub engine: Arc<sluice_wasm::Engine>,
     pub started: Instant,
 }
 
@@ -185,12 +189,17 @@ impl Node {
         )
         .await?;
         let replicas = Replicas::new(config.id, db.clone(), data_dir.clone(), peers.clone());
+        let engine = Arc::new(
+            sluice_wasm::Engine::new(sluice_wasm::EngineConfig::default())
+                .map_err(NodeError::Engine)?,
+        );
         let shared = Arc::new(Shared {
             config,
             controller,
             replicas,
             db,
             peers,
+            engine,
             started: Instant::now(),
         });
         // Serve before anything waits on other nodes: they need our votes.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use quinn::{RecvStream, SendStream};
 use sluice_proto::limits::{
     FETCH_RESPONSE_BYTES_MAX, FRAME_SIZE_BYTES_MAX, PRODUCE_BATCH_RECORDS_MAX,
-    PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_SIZE_BYTES_MAX,
+    PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_MAX,
 };
 use sluice_proto::{
     CodecError, FetchRequest, PROTOCOL_VERSION, PartitionStatus, ProduceRequest, ProduceResponse,
@@ -20,6 +20,7 @@ use sluice_transport::{FrameError, read_frame, write_frame};
 
 use crate::node::Shared;
 use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
+use crate::transforms::Transforms;
 
 /// How long an admin change waits for this node's replicas to follow it.
 const RECONCILE_WAIT: Duration = Duration::from_secs(15);
@@ -406,6 +407,24 @@ async fn serve_fetch(
         }
         StartOffset::Absolute(o) => o,
     };
+    // Modules are loaded and initialised before the stream starts, so a bad
+    // module or bad parameters reach the consumer before any record.
+    let mut transforms = None;
+    if !req.smartmodules.is_empty() {
+        let (engine, invocations) = (node.engine.clone(), req.smartmodules.clone());
+        match tokio::task::spawn_blocking(move || Transforms::build(&engine, invocations)).await {
+            Ok(Ok(t)) => transforms = Some(t),
+            Ok(Err(e)) => return respond(send, &Response::Error(e)).await,
+            Err(join) => {
+                let e = WireError::SmartModule {
+                    module: "chain".into(),
+                    offset: None,
+                    reason: format!("loading the SmartModules failed: {join}"),
+                };
+                return respond(send, &Response::Error(e)).await;
+            }
+        }
+    }
     respond(
         send,
         &Response::FetchStarted {
@@ -433,22 +452,54 @@ async fn serve_fetch(
             if let Some(last) = req.end_offset {
                 records.retain(|r| r.offset <= last);
             }
+            let Some(last) = records.last() else {
+                return respond(send, &Response::FetchEnd { next_offset: next }).await;
+            };
+            // Resume after the last record read, whatever the modules keep.
+            next = last.offset + 1;
+            let mut failure = None;
+            if let Some(t) = transforms.take() {
+                let mut t = t;
+                let partition_id = req.partition;
+                let ran = tokio::task::spawn_blocking(move || {
+                    let (out, err) = t.apply(partition_id, &records);
+                    (t, out, err)
+                })
+                .await;
+                match ran {
+                    Ok((t, out, err)) => {
+                        transforms = Some(t);
+                        records = out;
+                        failure = err;
+                    }
+                    Err(join) => {
+                        let e = WireError::SmartModule {
+                            module: "chain".into(),
+                            offset: None,
+                            reason: format!("the SmartModule thread failed: {join}"),
+                        };
+                        return respond(send, &Response::Error(e)).await;
+                    }
+                }
+            }
             if let Some(n) = remaining.as_mut() {
                 records.truncate((*n).min(records.len() as u64) as usize);
                 *n -= records.len() as u64;
             }
-            let Some(last) = records.last() else {
-                return respond(send, &Response::FetchEnd { next_offset: next }).await;
-            };
-            next = last.offset + 1;
-            respond(
-                send,
-                &Response::Records {
-                    records,
-                    high_watermark,
-                },
-            )
-            .await?;
+            for chunk in frame_chunks(records) {
+                respond(
+                    send,
+                    &Response::Records {
+                        records: chunk,
+                        high_watermark,
+                    },
+                )
+                .await?;
+            }
+            if let Some(e) = failure {
+                // The consumer got everything before the failing record.
+                return respond(send, &Response::Error(e)).await;
+            }
             continue;
         }
         if !req.follow {
@@ -465,4 +516,27 @@ async fn serve_fetch(
             _ = send.stopped() => return Ok(()),
         }
     }
+}
+
+/// Splits records into response frames that stay under the fetch limit
+/// (a module's output may be far larger than what was read).
+fn frame_chunks(
+    records: Vec<sluice_proto::ConsumerRecord>,
+) -> Vec<Vec<sluice_proto::ConsumerRecord>> {
+    let mut chunks = Vec::new();
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for r in records {
+        let size = r.key.as_ref().map_or(0, Vec::len) + r.value.len() + RECORD_OVERHEAD_BYTES_MAX;
+        if !chunk.is_empty() && bytes + size > FETCH_RESPONSE_BYTES_MAX {
+            chunks.push(std::mem::take(&mut chunk));
+            bytes = 0;
+        }
+        bytes += size;
+        chunk.push(r);
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
 }

@@ -179,6 +179,8 @@ pub struct Instance {
     /// Set after a trap, a timeout or an ABI violation: the guest's state is suspect.
     poisoned: Option<String>,
     stats: InstanceStats,
+    /// Kept to re-run the records before a trap on a fresh instance.
+    params: BTreeMap<String, String>,
 }
 
 impl Instance {
@@ -221,6 +223,7 @@ impl Instance {
             accumulator,
             poisoned: None,
             stats: InstanceStats::default(),
+            params: params.clone(),
         };
         this.init(params)?;
         Ok(this)
@@ -280,6 +283,35 @@ impl Instance {
         self.stats
     }
 
+    /// After a trap, a timeout or a memory limit at record N the guest's
+    /// memory (and the outputs in it) is lost; the records before N did not
+    /// fail, so they are run again on a fresh instance that starts from the
+    /// same accumulator, and the consumer still gets everything before N.
+    fn salvage(&self, records: &[Record], error: &SmartModuleError) -> Vec<Record> {
+        let Some(failed_at) = error.offset() else {
+            return Vec::new();
+        };
+        let before: Vec<Record> = records
+            .iter()
+            .filter(|r| r.offset < failed_at)
+            .cloned()
+            .collect();
+        if before.is_empty() {
+            return Vec::new();
+        }
+        match Instance::new(self.module.clone(), &self.params, self.accumulator.clone()) {
+            Ok(mut fresh) => {
+                let p = fresh.process_partial(&before);
+                if p.error.is_none() {
+                    p.outputs
+                } else {
+                    Vec::new()
+                }
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Runs one batch; on failure, the outputs of the records before the failing one are
     /// dropped (use [`Instance::process_partial`] to keep them).
     pub fn process(&mut self, records: &[Record]) -> Result<Vec<Record>, SmartModuleError> {
@@ -291,8 +323,9 @@ impl Instance {
     }
 
     /// Runs one batch in one call. When the module returns an error for a record, the
-    /// outputs of the records before it are kept; after a trap, a timeout or a memory
-    /// limit, none are (the module's memory is lost) and the instance refuses further
+    /// outputs of the records before it are kept. After a trap, a timeout or a memory
+    /// limit the module's memory is lost: the records before the failing one are run
+    /// again on a fresh instance (see `salvage`), and this instance refuses further
     /// batches with [`SmartModuleError::Poisoned`].
     pub fn process_partial(&mut self, records: &[Record]) -> Processed {
         if let Some(cause) = &self.poisoned {
@@ -320,8 +353,9 @@ impl Instance {
         let out = match result {
             Ok(out) => out,
             Err(e) => {
+                let outputs = self.salvage(records, &e);
                 return Processed {
-                    outputs: Vec::new(),
+                    outputs,
                     error: Some(e),
                 };
             }

@@ -5,3 +5,4 @@ mod bad_input;
 mod harness;
 mod replication;
 mod single_node;
+mod smartmodules;

@@ -52,8 +52,13 @@ fn wasm_dir() -> &'static Path {
     })
 }
 
-/// The compiled bytes of example `name` (`ssn-scrub` -> `ssn_scrub.wasm`).
+/// Where the compiled example `name` is (`ssn-scrub` -> `ssn_scrub.wasm`).
+pub fn module_path(name: &str) -> PathBuf {
+    wasm_dir().join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// The compiled bytes of example `name`.
 pub fn module_bytes(name: &str) -> Vec<u8> {
-    let path = wasm_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    let path = module_path(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }

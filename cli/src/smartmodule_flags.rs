@@ -1,0 +1,242 @@
+//! The SmartModule flags shared by `consume` (and later `produce`):
+//! `--filter/--map/--filter-map/--array-map/--aggregate X`, `--smartmodule
+//! NAME`, `--smartmodule-path PATH`, `-e key=value`, `--initial V`.
+//!
+//! X is a path to a `.wasm` file (sent with the request: an ad-hoc module) or
+//! the name of a registered module. Several modules apply in the order they
+//! appear on the command line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use sluice_client::proto::{SmartModuleInvocation, SmartModuleKind, SmartModuleSource};
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct SmartModuleArgs {
+    /// Keep only the records this filter module accepts (a .wasm path or a registered name).
+    #[arg(long, value_name = "MODULE")]
+    pub filter: Vec<String>,
+    /// Transform each record with this map module.
+    #[arg(long, value_name = "MODULE")]
+    pub map: Vec<String>,
+    /// Filter and transform with this filter-map module.
+    #[arg(long = "filter-map", value_name = "MODULE")]
+    pub filter_map: Vec<String>,
+    /// Turn each record into zero or more with this array-map module.
+    #[arg(long = "array-map", value_name = "MODULE")]
+    pub array_map: Vec<String>,
+    /// Fold records into a running value with this aggregate module.
+    #[arg(long, value_name = "MODULE")]
+    pub aggregate: Vec<String>,
+    /// A registered module of any kind (the kind is read from the module).
+    #[arg(long, value_name = "NAME")]
+    pub smartmodule: Vec<String>,
+    /// A .wasm file of any kind (the kind is read from the module).
+    #[arg(long = "smartmodule-path", value_name = "PATH")]
+    pub smartmodule_path: Vec<PathBuf>,
+    /// A parameter for the modules, `key=value` (repeatable).
+    #[arg(short = 'e', long = "params", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Initial accumulator of an aggregate module.
+    #[arg(long, visible_alias = "aggregate-initial", value_name = "VALUE")]
+    pub initial: Option<String>,
+}
+
+/// The flags as `(flag, kind)`; `None` means "the module's own kind".
+const FLAGS: [(&str, Option<SmartModuleKind>); 7] = [
+    ("--filter", Some(SmartModuleKind::Filter)),
+    ("--map", Some(SmartModuleKind::Map)),
+    ("--filter-map", Some(SmartModuleKind::FilterMap)),
+    ("--array-map", Some(SmartModuleKind::ArrayMap)),
+    ("--aggregate", Some(SmartModuleKind::Aggregate)),
+    ("--smartmodule", None),
+    ("--smartmodule-path", None),
+];
+
+impl SmartModuleArgs {
+    /// The chain, in command-line order, with each module's bytes read if it
+    /// is a file.
+    pub fn chain(&self, argv: &[String]) -> anyhow::Result<Vec<SmartModuleInvocation>> {
+        let params = parse_params(&self.params)?;
+        let given: [Vec<String>; 7] = [
+            self.filter.clone(),
+            self.map.clone(),
+            self.filter_map.clone(),
+            self.array_map.clone(),
+            self.aggregate.clone(),
+            self.smartmodule.clone(),
+            self.smartmodule_path
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+        ];
+        let mut ordered: Vec<(usize, usize, &str)> = Vec::new();
+        for (slot, values) in given.iter().enumerate() {
+            let positions = flag_positions(argv, FLAGS[slot].0);
+            for (i, value) in values.iter().enumerate() {
+                let at = positions.get(i).copied().unwrap_or(usize::MAX);
+                ordered.push((at, slot, value));
+            }
+        }
+        ordered.sort_by_key(|(at, slot, _)| (*at, *slot));
+        if ordered.is_empty() {
+            if !params.is_empty() {
+                bail!(
+                    "-e/--params given without a SmartModule (--filter, --map, --smartmodule, ...)"
+                );
+            }
+            if self.initial.is_some() {
+                bail!("--initial given without an aggregate SmartModule");
+            }
+            return Ok(Vec::new());
+        }
+        ordered
+            .into_iter()
+            .map(|(_, slot, value)| {
+                let (flag, kind) = FLAGS[slot];
+                let module = if flag == "--smartmodule" {
+                    SmartModuleSource::Registered(value.to_string())
+                } else if flag == "--smartmodule-path" {
+                    ad_hoc(Path::new(value))?
+                } else {
+                    source(value)?
+                };
+                Ok(SmartModuleInvocation {
+                    module,
+                    kind,
+                    params: params.clone(),
+                    initial: self.initial.as_ref().map(|v| v.as_bytes().to_vec()),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Where each occurrence of `flag` (as `--flag V` or `--flag=V`) stands in argv.
+fn flag_positions(argv: &[String], flag: &str) -> Vec<usize> {
+    let with_eq = format!("{flag}=");
+    argv.iter()
+        .enumerate()
+        .filter(|(_, a)| *a == flag || a.starts_with(&with_eq))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A path to a `.wasm` file (or any existing file) is an ad-hoc module; anything else names a
+/// registered one.
+fn source(value: &str) -> anyhow::Result<SmartModuleSource> {
+    let path = Path::new(value);
+    if value.ends_with(".rs") {
+        bail!(
+            "{value}: inline Rust SmartModules are not supported yet; build it with `cargo build --target wasm32-unknown-unknown` and pass the .wasm"
+        );
+    }
+    if value.ends_with(".wasm") || path.is_file() {
+        ad_hoc(path)
+    } else {
+        Ok(SmartModuleSource::Registered(value.to_string()))
+    }
+}
+
+fn ad_hoc(path: &Path) -> anyhow::Result<SmartModuleSource> {
+    let wasm = std::fs::read(path)
+        .with_context(|| format!("cannot read SmartModule file {}", path.display()))?;
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok(SmartModuleSource::AdHoc { name, wasm })
+}
+
+/// `key=value` pairs; a repeated key is an error rather than a silent overwrite.
+pub fn parse_params(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut params = BTreeMap::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("parameter {pair:?} is not key=value");
+        };
+        if key.is_empty() {
+            bail!("parameter {pair:?} has an empty key");
+        }
+        if params.insert(key.to_string(), value.to_string()).is_some() {
+            bail!("parameter {key:?} is given twice");
+        }
+    }
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn modules_apply_in_command_line_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f.wasm");
+        let m = dir.path().join("m.wasm");
+        std::fs::write(&f, b"f").unwrap();
+        std::fs::write(&m, b"m").unwrap();
+        let (f, m) = (f.display().to_string(), m.display().to_string());
+        let args = SmartModuleArgs {
+            filter: vec![f.clone()],
+            map: vec![m.clone()],
+            smartmodule: vec!["registered".into()],
+            params: vec!["a=1".into()],
+            ..Default::default()
+        };
+        let chain = args
+            .chain(&argv(&format!(
+                "consume t --map {m} --smartmodule registered --filter {f} -e a=1"
+            )))
+            .unwrap();
+        let kinds: Vec<_> = chain.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                Some(SmartModuleKind::Map),
+                None,
+                Some(SmartModuleKind::Filter)
+            ]
+        );
+        assert_eq!(
+            chain[0].module,
+            SmartModuleSource::AdHoc {
+                name: "m.wasm".into(),
+                wasm: b"m".to_vec()
+            }
+        );
+        assert_eq!(
+            chain[1].module,
+            SmartModuleSource::Registered("registered".into())
+        );
+        assert_eq!(chain[2].params["a"], "1");
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        assert!(parse_params(&["novalue".into()]).is_err());
+        assert!(parse_params(&["a=1".into(), "a=2".into()]).is_err());
+        let params_alone = SmartModuleArgs {
+            params: vec!["a=1".into()],
+            ..Default::default()
+        };
+        assert!(params_alone.chain(&argv("consume t -e a=1")).is_err());
+        let missing = SmartModuleArgs {
+            filter: vec!["/nonexistent/x.wasm".into()],
+            ..Default::default()
+        };
+        let err = missing
+            .chain(&argv("consume t --filter /nonexistent/x.wasm"))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cannot read SmartModule file"),
+            "{err:#}"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! SmartModules applied by the SPU on consume: the seed scenarios and bad
+//! modules, through the CLI against real nodes.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::harness::Env;
+
+#[path = "../../../wasm/tests/it/build.rs"]
+#[allow(dead_code)]
+mod build;
+
+/// Path of the example module `name`, built to wasm32 once per test run.
+fn module(name: &str) -> String {
+    build::module_path(name).display().to_string()
+}
+
+#[test]
+fn the_seed_scenarios_run_in_the_spu() {
+    let env = Env::started();
+    for t in ["accounts", "events", "messages", "arrays", "numbers"] {
+        env.ok(&["topic", "create", t]);
+    }
+
+    // 1. SSNs never leave the node.
+    let accounts =
+        "{\"name\":\"Ann\",\"ssn\":\"123-45-6789\"}\n{\"name\":\"Bob\",\"note\":\"no ssn\"}\n";
+    env.ok_with_input(&["produce", "accounts"], accounts.as_bytes());
+    let scrubbed = env.ok(&[
+        "consume",
+        "accounts",
+        "-B",
+        "-d",
+        "--map",
+        &module("ssn-scrub"),
+    ]);
+    assert_eq!(
+        scrubbed,
+        "{\"name\":\"Ann\",\"ssn\":\"***-**-****\"}\n{\"name\":\"Bob\",\"note\":\"no ssn\"}\n"
+    );
+
+    // 2. Parameters per consumer; none means unchanged.
+    let event =
+        r#"{"type":"login","account_id":"acct-1","timestamp":1700000000,"user_client":"mobile"}"#;
+    env.ok_with_input(&["produce", "events"], format!("{event}\n").as_bytes());
+    let hidden = env.ok(&[
+        "consume",
+        "events",
+        "-B",
+        "-d",
+        "--map",
+        &module("user-events"),
+        "-e",
+        "show_account_id=false",
+        "-e",
+        "show_user_client=false",
+    ]);
+    assert_eq!(hidden, "{\"type\":\"login\",\"timestamp\":1700000000}\n");
+    let unchanged = env.ok(&[
+        "consume",
+        "events",
+        "-B",
+        "-d",
+        "--map",
+        &module("user-events"),
+    ]);
+    assert_eq!(unchanged, format!("{event}\n"));
+    let err = env.fails(
+        &[
+            "consume",
+            "events",
+            "-B",
+            "-d",
+            "--map",
+            &module("user-events"),
+            "-e",
+            "show_colour=false",
+        ],
+        b"",
+    );
+    assert!(
+        err.contains("show_colour"),
+        "an unknown parameter is named: {err}"
+    );
+
+    // 4. Keep only messages that are not all digits (seed 004).
+    env.ok_with_input(&["produce", "messages"], b"hello\n12345\nabc123\n42\n");
+    let kept = env.ok(&[
+        "consume",
+        "messages",
+        "-B",
+        "-d",
+        "--filter",
+        &module("digits-filter"),
+    ]);
+    assert_eq!(kept, "hello\nabc123\n");
+
+    // 5. One record per element of a JSON array.
+    env.ok_with_input(
+        &["produce", "arrays"],
+        b"[\"a\",\"b\",\"c\"]\n[]\n[\"d\"]\n",
+    );
+    let elements = env.ok(&[
+        "consume",
+        "arrays",
+        "-B",
+        "-d",
+        "--array-map",
+        &module("json-array-map"),
+    ]);
+    assert_eq!(elements, "\"a\"\n\"b\"\n\"c\"\n\"d\"\n");
+
+    // 6. A running sum from an initial value; chained after a filter-free map of nothing.
+    env.ok_with_input(&["produce", "numbers"], b"1\n2\n3\n4\n");
+    let sums = env.ok(&[
+        "consume",
+        "numbers",
+        "-B",
+        "-d",
+        "--aggregate",
+        &module("sum-aggregate"),
+        "--initial",
+        "10",
+    ]);
+    assert_eq!(sums, "11\n13\n16\n20\n");
+
+    // A chain: keep the not-all-digits messages, then (smartmodule-path, kind
+    // read from the module) turn a JSON array into elements.
+    let chained = env.ok(&[
+        "consume",
+        "arrays",
+        "-B",
+        "-d",
+        "--filter",
+        &module("digits-filter"),
+        "--smartmodule-path",
+        &module("json-array-map"),
+    ]);
+    assert_eq!(chained, "\"a\"\n\"b\"\n\"c\"\n\"d\"\n");
+}
+
+#[test]
+fn bad_modules_fail_their_stream_only() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "t"]);
+    let input: String = (0..20).map(|i| format!("r{i}\n")).collect();
+    env.ok_with_input(&["produce", "t"], input.as_bytes());
+
+    // Not wasm at all.
+    let bogus = env.home.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"not a module").unwrap();
+    let err = env.fails(
+        &[
+            "consume",
+            "t",
+            "-B",
+            "-d",
+            "--filter",
+            &bogus.display().to_string(),
+        ],
+        b"",
+    );
+    assert!(err.contains("not a valid WebAssembly module"), "{err}");
+
+    // A module used under the flag of another kind.
+    let err = env.fails(
+        &[
+            "consume",
+            "t",
+            "-B",
+            "-d",
+            "--map",
+            &module("digits-filter"),
+        ],
+        b"",
+    );
+    assert!(
+        err.contains("filter") && err.contains("map"),
+        "the kinds are named: {err}"
+    );
+
+    // A module that panics on record 7: the consumer gets 0..7, then an error
+    // naming the module and the offset.
+    let out = env.run(
+        &[
+            "consume",
+            "t",
+            "-B",
+            "-d",
+            "--filter",
+            &module("test-panic"),
+            "-e",
+            "at=7",
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    let got = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(got, (0..7).map(|i| format!("r{i}\n")).collect::<String>());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("test_panic") && err.contains('7'),
+        "module and offset are named: {err}"
+    );
+
+    // An infinite loop is stopped at the deadline and fails only its own
+    // stream: a consumer following the topic meanwhile keeps streaming.
+    let mut follower = env
+        .command(&["consume", "t", "-B"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    for _ in 0..20 {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("the follower reads the topic");
+    }
+    let err = env.fails(
+        &["consume", "t", "-B", "-d", "--filter", &module("test-loop")],
+        b"",
+    );
+    assert!(
+        err.contains("deadline") || err.contains("time"),
+        "the loop is reported: {err}"
+    );
+    env.ok_with_input(&["produce", "t"], b"after-the-loop\n");
+    let next = rx.recv_timeout(Duration::from_secs(10));
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    assert_eq!(next.unwrap(), "after-the-loop");
+
+    // Memory growth past the limit.
+    let err = env.fails(
+        &["consume", "t", "-B", "-d", "--filter", &module("test-grow")],
+        b"",
+    );
+    assert!(err.contains("memory"), "{err}");
+
+    // The node still serves plain consumers.
+    assert!(env.ok(&["consume", "t", "-B", "-d"]).starts_with("r0\n"));
+}

@@ -17,7 +17,9 @@ mod output;
 mod partition;
 mod produce;
 mod progress;
+mod smartmodule_cmd;
 mod smartmodule_flags;
+mod smartmodule_registry;
 mod topic;
 mod units;
 
@@ -62,6 +64,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Read records from a topic.
     Consume(Box<consume::ConsumeArgs>),
+    /// Register, list and delete SmartModules; generate, build and test them.
+    #[command(subcommand, name = "smart-module", visible_aliases = ["sm", "smartmodule"])]
+    SmartModule(smartmodule_cmd::SmartModuleCmd),
 }
 
 /// Settings every command shares, resolved once in `main`.
@@ -133,6 +138,7 @@ async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Partition(cmd) => partition::run(cmd, globals).await,
         Command::Produce(args) => produce::run(args, globals).await,
         Command::Consume(args) => consume::run(*args, globals).await,
+        Command::SmartModule(cmd) => smartmodule_cmd::run(cmd, globals).await,
     }
 }
 

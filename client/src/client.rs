@@ -11,7 +11,8 @@ use sluice_proto::codec::{self, CodecError};
 use sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 use sluice_proto::{
     ClusterStatus, FetchRequest, NodeId, PartitionStatus, ProduceRequest, ProduceResponse,
-    ProducerSeq, ReadFrom, Record, Request, Response, TopicInfo, TopicSpec, WireError,
+    ProducerSeq, ReadFrom, Record, Request, Response, SmartModuleInfo, TopicInfo, TopicSpec,
+    WireError,
 };
 use sluice_transport::{CertKeyPair, Connector, TransportError};
 
@@ -255,6 +256,56 @@ impl Client {
         {
             Response::TopicDeleted => Ok(()),
             other => Err(self.unexpected("delete topic", &other)),
+        }
+    }
+
+    /// Registers a SmartModule under `name`; the cluster validates it (valid
+    /// wasm, one transform export, supported ABI) and replicates it to every SPU.
+    pub async fn create_smartmodule(&self, name: &str, wasm: Vec<u8>) -> Result<SmartModuleInfo> {
+        match self
+            .admin(Request::CreateSmartModule {
+                name: name.to_string(),
+                wasm,
+            })
+            .await?
+        {
+            Response::SmartModuleCreated(info) => Ok(info),
+            other => Err(self.unexpected("create SmartModule", &other)),
+        }
+    }
+
+    /// Every registered SmartModule.
+    pub async fn list_smartmodules(&self) -> Result<Vec<SmartModuleInfo>> {
+        match self.admin(Request::ListSmartModules).await? {
+            Response::SmartModules(list) => Ok(list),
+            other => Err(self.unexpected("list SmartModules", &other)),
+        }
+    }
+
+    /// One registered SmartModule.
+    pub async fn describe_smartmodule(&self, name: &str) -> Result<SmartModuleInfo> {
+        match self
+            .admin(Request::DescribeSmartModule {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            Response::SmartModule(info) => Ok(info),
+            other => Err(self.unexpected("describe SmartModule", &other)),
+        }
+    }
+
+    /// Removes a registered SmartModule. Streams already using it keep their
+    /// instance until they end; new streams cannot use it.
+    pub async fn delete_smartmodule(&self, name: &str) -> Result<()> {
+        match self
+            .admin(Request::DeleteSmartModule {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            Response::SmartModuleDeleted => Ok(()),
+            other => Err(self.unexpected("delete SmartModule", &other)),
         }
     }
 
@@ -821,6 +872,10 @@ fn request_name(request: &Request) -> &'static str {
         Request::Produce(_) => "produce",
         Request::Fetch(_) => "fetch",
         Request::Raft(_) => "raft rpc",
+        Request::CreateSmartModule { .. } => "create SmartModule",
+        Request::ListSmartModules => "list SmartModules",
+        Request::DescribeSmartModule { .. } => "describe SmartModule",
+        Request::DeleteSmartModule { .. } => "delete SmartModule",
     }
 }
 
@@ -838,6 +893,10 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::Records { .. } => "Records",
         Response::FetchEnd { .. } => "FetchEnd",
         Response::Raft { .. } => "Raft",
+        Response::SmartModuleCreated(_) => "SmartModuleCreated",
+        Response::SmartModules(_) => "SmartModules",
+        Response::SmartModule(_) => "SmartModule",
+        Response::SmartModuleDeleted => "SmartModuleDeleted",
     }
 }
 

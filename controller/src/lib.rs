@@ -12,7 +12,7 @@
 mod metadata;
 mod state_machine;
 
-pub use metadata::{Metadata, NodeRecord, TopicRecord};
+pub use metadata::{Metadata, NodeRecord, SmartModuleRecord, TopicRecord};
 pub use state_machine::{Command, CommandResult, ControllerStateMachine, MetadataView};
 
 use std::sync::Arc;
@@ -112,6 +112,21 @@ impl Controller {
             CommandResult::TopicCreated(info) => Ok(info),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Registers a module that the caller has validated.
+    pub async fn create_smartmodule(&self, record: SmartModuleRecord) -> Result<(), WireError> {
+        self.propose(Command::CreateSmartModule(record))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn delete_smartmodule(&self, name: &str) -> Result<(), WireError> {
+        self.propose(Command::DeleteSmartModule {
+            name: name.to_string(),
+        })
+        .await
+        .map(|_| ())
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), WireError> {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_proto::{NodeId, PartitionAssignment, TopicInfo, TopicSpec, WireError};
+use sluice_proto::{NodeId, PartitionAssignment, SmartModuleInfo, TopicInfo, TopicSpec, WireError};
 
 /// A node known to the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,9 +30,27 @@ pub struct Metadata {
     pub next_topic_id: u32,
     pub nodes: BTreeMap<NodeId, NodeRecord>,
     pub topics: BTreeMap<String, TopicRecord>,
+    /// The SmartModule store: every node holds all of it (voters and learners
+    /// alike), so any SPU can run a registered module from its own copy.
+    pub smartmodules: BTreeMap<String, SmartModuleRecord>,
+}
+
+/// A registered SmartModule and its code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmartModuleRecord {
+    pub info: SmartModuleInfo,
+    pub wasm: Vec<u8>,
 }
 
 impl Metadata {
+    pub fn smartmodule(&self, name: &str) -> Result<&SmartModuleRecord, WireError> {
+        self.smartmodules
+            .get(name)
+            .ok_or_else(|| WireError::UnknownSmartModule {
+                name: name.to_string(),
+            })
+    }
+
     pub fn topic(&self, name: &str) -> Result<&TopicRecord, WireError> {
         self.topics
             .get(name)

@@ -15,7 +15,7 @@ use sluice_proto::{TopicInfo, TopicSpec, WireError};
 use sluice_raft::ReplicatedState;
 use tokio::sync::watch;
 
-use crate::{ControllerError, Metadata, NodeRecord, TopicRecord};
+use crate::{ControllerError, Metadata, NodeRecord, SmartModuleRecord, TopicRecord};
 
 /// A change to the metadata, as proposed to the controller group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,12 @@ pub enum Command {
         created_ms: i64,
     },
     DeleteTopic {
+        name: String,
+    },
+    /// Validated by the proposing node (valid wasm, one transform export,
+    /// supported ABI); the controller only checks the name is free.
+    CreateSmartModule(SmartModuleRecord),
+    DeleteSmartModule {
         name: String,
     },
 }
@@ -145,6 +151,24 @@ impl ControllerStateMachine {
             Command::DeleteTopic { name } => match md.topics.remove(&name) {
                 Some(_) => CommandResult::Done,
                 None => CommandResult::Rejected(WireError::UnknownTopic { topic: name }),
+            },
+            Command::CreateSmartModule(record) => {
+                let name = record.info.name.clone();
+                if let Err(reason) = sluice_proto::limits::validate_smartmodule_name(&name) {
+                    return CommandResult::Rejected(WireError::InvalidArgument {
+                        what: "SmartModule name".into(),
+                        reason,
+                    });
+                }
+                if md.smartmodules.contains_key(&name) {
+                    return CommandResult::Rejected(WireError::SmartModuleExists { name });
+                }
+                md.smartmodules.insert(name, record);
+                CommandResult::Done
+            }
+            Command::DeleteSmartModule { name } => match md.smartmodules.remove(&name) {
+                Some(_) => CommandResult::Done,
+                None => CommandResult::Rejected(WireError::UnknownSmartModule { name }),
             },
         }
     }

@@ -105,7 +105,10 @@ mod tests {
             read_from: crate::ReadFrom::Follower,
             replica: Some(2),
             smartmodules: vec![crate::SmartModuleInvocation {
-                module: crate::SmartModuleSource::AdHoc { name: "f.wasm".into(), wasm: vec![0, 97, 115, 109] },
+                module: crate::SmartModuleSource::AdHoc {
+                    name: "f.wasm".into(),
+                    wasm: vec![0, 97, 115, 109],
+                },
                 kind: Some(crate::SmartModuleKind::Filter),
                 params: [("k".to_string(), "v".to_string())].into(),
                 initial: None,

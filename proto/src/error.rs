@@ -56,10 +56,18 @@ pub enum WireError {
         sequence: u64,
         last_sequence: u64,
     },
+    #[error("SmartModule {name:?} already exists; delete it first or pick another name")]
+    SmartModuleExists { name: String },
+    #[error("SmartModule {name:?} is not registered; list them with `sluice smart-module list`")]
+    UnknownSmartModule { name: String },
     /// `reason` is the engine's full message (it names the module and, when
     /// a record caused it, the offset); the fields are for programs.
     #[error("{reason}")]
-    SmartModule { module: String, offset: Option<u64>, reason: String },
+    SmartModule {
+        module: String,
+        offset: Option<u64>,
+        reason: String,
+    },
     #[error("{what} is not available right now: {reason}; retry shortly")]
     Unavailable { what: String, reason: String },
     #[error("storage failure on {what}: {reason}")]

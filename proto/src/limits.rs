@@ -32,12 +32,25 @@ const _: () = assert!(
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX + RECORD_SIZE_BYTES_MAX < FRAME_SIZE_BYTES_MAX);
 const _: () = assert!(FETCH_RESPONSE_BYTES_DEFAULT <= FETCH_RESPONSE_BYTES_MAX);
 
+/// Largest SmartModule that can be registered (it travels in one frame).
+pub const SMARTMODULE_SIZE_BYTES_MAX: usize = 8 * 1024 * 1024;
+const _: () = assert!(SMARTMODULE_SIZE_BYTES_MAX < FRAME_SIZE_BYTES_MAX);
+
 /// Checks a topic name: 1..=63 characters of `[a-z0-9-]`, not starting or
 /// ending with `-` (the same rule as Fluvio, so names are valid file names).
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    validate_name("topic", name)
+}
+
+/// Checks a SmartModule name with the same rule as topic names.
+pub fn validate_smartmodule_name(name: &str) -> Result<(), String> {
+    validate_name("SmartModule", name)
+}
+
+fn validate_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > TOPIC_NAME_LEN_MAX {
         return Err(format!(
-            "topic name must be 1 to {TOPIC_NAME_LEN_MAX} characters long, got {}",
+            "{what} name must be 1 to {TOPIC_NAME_LEN_MAX} characters long, got {}",
             name.len()
         ));
     }
@@ -46,7 +59,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
         return Err(format!(
-            "topic name {name:?} may contain only lowercase letters, digits and '-'"
+            "{what} name {name:?} may contain only lowercase letters, digits and '-'"
         ));
     }
     if name.starts_with('-') || name.ends_with('-') {

@@ -27,6 +27,18 @@ pub enum Request {
     Fetch(FetchRequest),
     /// Node to node: a Raft RPC for one group (the payload is the Raft layer's own encoding).
     Raft(RaftRpc),
+    /// Register a SmartModule; the node validates it before proposing it.
+    CreateSmartModule {
+        name: String,
+        wasm: Vec<u8>,
+    },
+    ListSmartModules,
+    DescribeSmartModule {
+        name: String,
+    },
+    DeleteSmartModule {
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +70,21 @@ pub enum Response {
     Raft {
         payload: Vec<u8>,
     },
+    SmartModuleCreated(SmartModuleInfo),
+    SmartModules(Vec<SmartModuleInfo>),
+    SmartModule(SmartModuleInfo),
+    SmartModuleDeleted,
+}
+
+/// A registered SmartModule as `smart-module list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmartModuleInfo {
+    pub name: String,
+    pub kind: SmartModuleKind,
+    pub size_bytes: u64,
+    /// SHA-256 of the module's bytes, hex.
+    pub hash: String,
+    pub created_ms: i64,
 }
 
 /// A Raft RPC between two replicas of one group.
@@ -299,6 +326,19 @@ pub enum SmartModuleKind {
     FilterMap,
     ArrayMap,
     Aggregate,
+}
+
+impl SmartModuleKind {
+    /// The name the CLI uses (`filter-map`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmartModuleKind::Filter => "filter",
+            SmartModuleKind::Map => "map",
+            SmartModuleKind::FilterMap => "filter-map",
+            SmartModuleKind::ArrayMap => "array-map",
+            SmartModuleKind::Aggregate => "aggregate",
+        }
+    }
 }
 
 /// Which replicas of a partition may serve a fetch.

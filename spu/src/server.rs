@@ -72,8 +72,13 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
             respond(&mut send, &response).await
         }
         other => {
-            let forwardable =
-                matches!(other, Request::CreateTopic(_) | Request::DeleteTopic { .. });
+            let forwardable = matches!(
+                other,
+                Request::CreateTopic(_)
+                    | Request::DeleteTopic { .. }
+                    | Request::CreateSmartModule { .. }
+                    | Request::DeleteSmartModule { .. }
+            );
             let copy = forwardable.then(|| other.clone());
             let response = match (handle(&node, other).await, copy) {
                 (
@@ -170,6 +175,24 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             Ok(Response::Topic(node.metadata().topic(&name)?.info.clone()))
         }
         Request::ListPartitions { topic } => list_partitions(node, topic.as_deref()),
+        Request::CreateSmartModule { name, wasm } => {
+            let info = crate::transforms::register(node, name, wasm).await?;
+            Ok(Response::SmartModuleCreated(info))
+        }
+        Request::ListSmartModules => Ok(Response::SmartModules(
+            node.metadata()
+                .smartmodules
+                .values()
+                .map(|m| m.info.clone())
+                .collect(),
+        )),
+        Request::DescribeSmartModule { name } => Ok(Response::SmartModule(
+            node.metadata().smartmodule(&name)?.info.clone(),
+        )),
+        Request::DeleteSmartModule { name } => {
+            node.controller.delete_smartmodule(&name).await?;
+            Ok(Response::SmartModuleDeleted)
+        }
         Request::Produce(produce) => produce_batch(node, produce).await.map(Response::Produced),
         Request::Fetch(_) | Request::Raft(_) => unreachable!("served by serve_stream"),
     }
@@ -411,7 +434,13 @@ async fn serve_fetch(
     // module or bad parameters reach the consumer before any record.
     let mut transforms = None;
     if !req.smartmodules.is_empty() {
-        let (engine, invocations) = (node.engine.clone(), req.smartmodules.clone());
+        // Registered modules come from this node's own copy of the store.
+        let invocations =
+            match crate::transforms::resolve(&node.metadata(), req.smartmodules.clone()) {
+                Ok(i) => i,
+                Err(e) => return respond(send, &Response::Error(e)).await,
+            };
+        let engine = node.engine.clone();
         match tokio::task::spawn_blocking(move || Transforms::build(&engine, invocations)).await {
             Ok(Ok(t)) => transforms = Some(t),
             Ok(Err(e)) => return respond(send, &Response::Error(e)).await,

@@ -6,10 +6,87 @@
 //! module holds one blocking thread until its epoch deadline, never the
 //! reactor that serves every other stream.
 
+use sluice_controller::{Metadata, SmartModuleRecord};
+use sluice_proto::limits::SMARTMODULE_SIZE_BYTES_MAX;
 use sluice_proto::{
-    ConsumerRecord, SmartModuleInvocation, SmartModuleKind, SmartModuleSource, WireError,
+    ConsumerRecord, SmartModuleInfo, SmartModuleInvocation, SmartModuleKind, SmartModuleSource,
+    WireError,
 };
 use sluice_wasm::{Chain, Engine, Record, SmartModuleError};
+
+use crate::node::Shared;
+
+/// Replaces registered names by the modules' code from `md` (this node's
+/// replica of the SmartModule store).
+pub(crate) fn resolve(
+    md: &Metadata,
+    invocations: Vec<SmartModuleInvocation>,
+) -> Result<Vec<SmartModuleInvocation>, WireError> {
+    invocations
+        .into_iter()
+        .map(|mut inv| {
+            if let SmartModuleSource::Registered(name) = &inv.module {
+                let record = md.smartmodule(name)?;
+                inv.module = SmartModuleSource::AdHoc {
+                    name: name.clone(),
+                    wasm: record.wasm.clone(),
+                };
+            }
+            Ok(inv)
+        })
+        .collect()
+}
+
+/// Validates a module (valid wasm, exactly one transform export, supported
+/// ABI) and registers it through the controller.
+pub(crate) async fn register(
+    node: &Shared,
+    name: String,
+    wasm: Vec<u8>,
+) -> Result<SmartModuleInfo, WireError> {
+    let invalid = |reason: String| WireError::InvalidArgument {
+        what: "SmartModule".into(),
+        reason,
+    };
+    sluice_proto::limits::validate_smartmodule_name(&name).map_err(invalid)?;
+    if wasm.len() > SMARTMODULE_SIZE_BYTES_MAX {
+        return Err(invalid(format!(
+            "{} bytes exceed the limit of {SMARTMODULE_SIZE_BYTES_MAX} bytes",
+            wasm.len()
+        )));
+    }
+    let engine = node.engine.clone();
+    let (checked_name, bytes) = (name.clone(), wasm.clone());
+    let module =
+        tokio::task::spawn_blocking(move || engine.load(&bytes).map(|m| m.named(checked_name)))
+            .await
+            .map_err(|e| invalid(format!("validation failed: {e}")))?
+            .map_err(|e| wire_error(&name, &e))?;
+    let info = SmartModuleInfo {
+        name,
+        kind: proto_kind(module.kind()),
+        size_bytes: wasm.len() as u64,
+        hash: module.hash_hex(),
+        created_ms: sluice_proto::now_ms(),
+    };
+    node.controller
+        .create_smartmodule(SmartModuleRecord {
+            info: info.clone(),
+            wasm,
+        })
+        .await?;
+    Ok(info)
+}
+
+fn proto_kind(kind: sluice_wasm::SmartModuleKind) -> SmartModuleKind {
+    match kind {
+        sluice_wasm::SmartModuleKind::Filter => SmartModuleKind::Filter,
+        sluice_wasm::SmartModuleKind::Map => SmartModuleKind::Map,
+        sluice_wasm::SmartModuleKind::FilterMap => SmartModuleKind::FilterMap,
+        sluice_wasm::SmartModuleKind::ArrayMap => SmartModuleKind::ArrayMap,
+        sluice_wasm::SmartModuleKind::Aggregate => SmartModuleKind::Aggregate,
+    }
+}
 
 pub(crate) struct Transforms {
     chain: Chain,

@@ -250,3 +250,95 @@ fn bad_modules_fail_their_stream_only() {
     // The node still serves plain consumers.
     assert!(env.ok(&["consume", "t", "-B", "-d"]).starts_with("r0\n"));
 }
+
+#[test]
+fn a_registered_module_reaches_every_spu_even_one_that_was_down() {
+    let env = Env::started_with(3);
+    env.ok(&["topic", "create", "messages", "-r", "3"]);
+    env.ok_with_input(&["produce", "messages"], b"hello\n12345\nabc123\n42\n");
+
+    // Register while node 3 is down; it learns the module when it returns.
+    env.kill(3);
+    let created = env.ok(&[
+        "smart-module",
+        "create",
+        "my-filter",
+        "--wasm-file",
+        &module("digits-filter"),
+    ]);
+    assert!(created.contains("my-filter"), "{created}");
+    let listed = env.ok(&["smart-module", "list"]);
+    assert!(
+        listed.contains("my-filter") && listed.contains("filter"),
+        "{listed}"
+    );
+    let err = env.fails(
+        &[
+            "smart-module",
+            "create",
+            "my-filter",
+            "--wasm-file",
+            &module("digits-filter"),
+        ],
+        b"",
+    );
+    assert!(err.contains("already exists"), "{err}");
+    let bogus = env.home.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"\0asm garbage").unwrap();
+    let err = env.fails(
+        &[
+            "sm",
+            "create",
+            "bogus",
+            "--wasm-file",
+            &bogus.display().to_string(),
+        ],
+        b"",
+    );
+    assert!(
+        err.contains("WebAssembly"),
+        "a malformed module is rejected with the reason: {err}"
+    );
+
+    env.start();
+    // Served by node 3 from its own copy of the store (once it has caught up).
+    let mut filtered = String::new();
+    crate::harness::wait_until(Duration::from_secs(30), || {
+        let out = env.run(
+            &[
+                "consume",
+                "messages",
+                "-B",
+                "-d",
+                "--filter",
+                "my-filter",
+                "--replica",
+                "3",
+            ],
+            b"",
+        );
+        filtered = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success() && filtered == "hello\nabc123\n"
+    });
+    for node in ["1", "2"] {
+        let out = env.ok(&[
+            "consume",
+            "messages",
+            "-B",
+            "-d",
+            "--smartmodule",
+            "my-filter",
+            "--replica",
+            node,
+        ]);
+        assert_eq!(out, "hello\nabc123\n", "served by node {node}");
+    }
+
+    env.ok(&["smart-module", "delete", "my-filter"]);
+    let err = env.fails(
+        &["consume", "messages", "-B", "-d", "--filter", "my-filter"],
+        b"",
+    );
+    assert!(err.contains("not registered"), "{err}");
+    assert!(!env.ok(&["smart-module", "list"]).contains("my-filter"));
+}

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::ProgressBar;
 use sluice_client::proto::Record;
+use sluice_client::transform::LocalChain;
 use sluice_client::{ClientError, DeliveryFuture, Producer, ProducerConfig};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -41,6 +42,9 @@ pub struct ProduceArgs {
     /// Bytes of records per batch.
     #[arg(long, value_parser = parse_nonzero_size, default_value = "16KiB", value_name = "SIZE")]
     pub batch_size: usize,
+    /// SmartModules applied here, in the producer, before records are sent.
+    #[command(flatten)]
+    pub smartmodules: crate::smartmodule_flags::SmartModuleArgs,
 }
 
 /// Where records come from.
@@ -68,6 +72,7 @@ pub struct ProduceConfig {
     pub raw: bool,
     pub keying: Keying,
     pub producer: ProducerConfig,
+    pub smartmodules: Vec<sluice_client::proto::SmartModuleInvocation>,
 }
 
 impl ProduceArgs {
@@ -90,6 +95,9 @@ impl ProduceArgs {
                 partition: self.partition,
                 ..ProducerConfig::default()
             },
+            smartmodules: self
+                .smartmodules
+                .chain(&std::env::args().collect::<Vec<_>>())?,
         })
     }
 }
@@ -153,6 +161,11 @@ pub async fn run(args: ProduceArgs, globals: &Globals) -> anyhow::Result<()> {
     let producer = client
         .producer(&config.topic, config.producer.clone())
         .await?;
+    let mut chain = if config.smartmodules.is_empty() {
+        None
+    } else {
+        Some(LocalChain::load(&client, config.smartmodules.clone()).await?)
+    };
 
     let progress = match length {
         Some(length) => crate::progress::bytes(length),
@@ -176,9 +189,18 @@ pub async fn run(args: ProduceArgs, globals: &Globals) -> anyhow::Result<()> {
     });
 
     let sent = if config.raw {
-        send_raw(reader, &config, &producer, &tx, &progress).await
+        send_raw(reader, &config, &producer, &mut chain, &tx, &progress).await
     } else {
-        send_lines(reader, &config, &producer, &tx, &progress, interactive).await
+        send_lines(
+            reader,
+            &config,
+            &producer,
+            &mut chain,
+            &tx,
+            &progress,
+            interactive,
+        )
+        .await
     };
     // Deliver what was read even if reading stopped on an error.
     let flushed = producer.flush().await;
@@ -204,10 +226,20 @@ pub async fn run(args: ProduceArgs, globals: &Globals) -> anyhow::Result<()> {
 
 type Deliveries = mpsc::UnboundedSender<(u64, DeliveryFuture)>;
 
+/// The records to send for one input record: itself, or what the producer's
+/// SmartModules make of it (run in place: they block).
+fn transformed(chain: &mut Option<LocalChain>, record: Record) -> anyhow::Result<Vec<Record>> {
+    match chain {
+        None => Ok(vec![record]),
+        Some(chain) => Ok(tokio::task::block_in_place(|| chain.apply(vec![record]))?),
+    }
+}
+
 async fn send_raw(
     mut reader: Box<dyn AsyncBufRead + Unpin + Send>,
     config: &ProduceConfig,
     producer: &Producer,
+    chain: &mut Option<LocalChain>,
     deliveries: &Deliveries,
     progress: &ProgressBar,
 ) -> anyhow::Result<u64> {
@@ -218,8 +250,10 @@ async fn send_raw(
         .context("cannot read the input")?;
     progress.inc(data.len() as u64);
     let record = make_record(&config.keying, data, 1)?;
-    let delivery = producer.send(record).await?;
-    let _ = deliveries.send((1, delivery));
+    for record in transformed(chain, record)? {
+        let delivery = producer.send(record).await?;
+        let _ = deliveries.send((1, delivery));
+    }
     Ok(1)
 }
 
@@ -227,6 +261,7 @@ async fn send_lines(
     mut reader: Box<dyn AsyncBufRead + Unpin + Send>,
     config: &ProduceConfig,
     producer: &Producer,
+    chain: &mut Option<LocalChain>,
     deliveries: &Deliveries,
     progress: &ProgressBar,
     interactive: bool,
@@ -249,23 +284,27 @@ async fn send_lines(
         line_number += 1;
         let line = strip_newline(&buf).to_vec();
         let record = make_record(&config.keying, line, line_number)?;
-        let delivery = match producer.send(record).await {
-            Ok(delivery) => delivery,
-            Err(e @ ClientError::RecordTooLarge { .. }) => {
-                return Err(
-                    anyhow::Error::new(e).context(format!("line {line_number} was not sent"))
-                );
+        let records = transformed(chain, record)
+            .with_context(|| format!("line {line_number} was not sent"))?;
+        for record in records {
+            let delivery = match producer.send(record).await {
+                Ok(delivery) => delivery,
+                Err(e @ ClientError::RecordTooLarge { .. }) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("line {line_number} was not sent"))
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if interactive {
+                producer.flush().await?;
+                match delivery.await {
+                    Ok(_) => eprintln!("Ok!"),
+                    Err(e) => eprintln!("error: {}", e),
+                }
+            } else {
+                let _ = deliveries.send((line_number, delivery));
             }
-            Err(e) => return Err(e.into()),
-        };
-        if interactive {
-            producer.flush().await?;
-            match delivery.await {
-                Ok(_) => eprintln!("Ok!"),
-                Err(e) => eprintln!("error: {}", e),
-            }
-        } else {
-            let _ = deliveries.send((line_number, delivery));
         }
     }
 }

@@ -309,6 +309,14 @@ impl Client {
         }
     }
 
+    /// A registered module's code (to run it in this process, e.g. in a producer).
+    pub async fn download_smartmodule(&self, name: &str) -> Result<(SmartModuleInfo, Vec<u8>)> {
+        match self.admin(Request::DownloadSmartModule { name: name.to_string() }).await? {
+            Response::SmartModuleWasm { info, wasm } => Ok((info, wasm)),
+            other => Err(self.unexpected("download SmartModule", &other)),
+        }
+    }
+
     /// Every topic.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
         match self.admin(Request::ListTopics).await? {
@@ -876,6 +884,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::ListSmartModules => "list SmartModules",
         Request::DescribeSmartModule { .. } => "describe SmartModule",
         Request::DeleteSmartModule { .. } => "delete SmartModule",
+        Request::DownloadSmartModule { .. } => "download SmartModule",
     }
 }
 
@@ -897,6 +906,7 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::SmartModules(_) => "SmartModules",
         Response::SmartModule(_) => "SmartModule",
         Response::SmartModuleDeleted => "SmartModuleDeleted",
+        Response::SmartModuleWasm { .. } => "SmartModuleWasm",
     }
 }
 

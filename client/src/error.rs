@@ -140,6 +140,10 @@ pub enum ClientError {
         reason: String,
     },
 
+    /// A SmartModule run in this process failed to load or to transform.
+    #[error("{reason}")]
+    SmartModule { reason: String },
+
     /// A setting is invalid (producer config, profile...).
     #[error("invalid {what}: {reason}")]
     InvalidConfig { what: &'static str, reason: String },

@@ -54,6 +54,8 @@ pub mod config;
 mod error;
 mod fetch;
 mod producer;
+#[cfg(feature = "smartmodules")]
+pub mod transform;
 
 pub use client::{ADMIN_RETRY_BUDGET, Client, ConnectOptions, REQUEST_TIMEOUT};
 pub use error::{ClientError, Result};

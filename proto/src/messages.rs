@@ -39,6 +39,10 @@ pub enum Request {
     DeleteSmartModule {
         name: String,
     },
+    /// The module's code, for running it outside the cluster (in a producer).
+    DownloadSmartModule {
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +78,10 @@ pub enum Response {
     SmartModules(Vec<SmartModuleInfo>),
     SmartModule(SmartModuleInfo),
     SmartModuleDeleted,
+    SmartModuleWasm {
+        info: SmartModuleInfo,
+        wasm: Vec<u8>,
+    },
 }
 
 /// A registered SmartModule as `smart-module list` shows it.

@@ -193,6 +193,11 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             node.controller.delete_smartmodule(&name).await?;
             Ok(Response::SmartModuleDeleted)
         }
+        Request::DownloadSmartModule { name } => {
+            let md = node.metadata();
+            let record = md.smartmodule(&name)?;
+            Ok(Response::SmartModuleWasm { info: record.info.clone(), wasm: record.wasm.clone() })
+        }
         Request::Produce(produce) => produce_batch(node, produce).await.map(Response::Produced),
         Request::Fetch(_) | Request::Raft(_) => unreachable!("served by serve_stream"),
     }

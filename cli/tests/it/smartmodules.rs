@@ -41,6 +41,14 @@ fn the_seed_scenarios_run_in_the_spu() {
         "{\"name\":\"Ann\",\"ssn\":\"***-**-****\"}\n{\"name\":\"Bob\",\"note\":\"no ssn\"}\n"
     );
 
+    // The same module in the producer: the SSN never reaches the cluster.
+    env.ok(&["topic", "create", "accounts-clean"]);
+    env.ok_with_input(
+        &["produce", "accounts-clean", "--map", &module("ssn-scrub")],
+        accounts.as_bytes(),
+    );
+    assert_eq!(env.ok(&["consume", "accounts-clean", "-B", "-d"]), scrubbed);
+
     // 2. Parameters per consumer; none means unchanged.
     let event =
         r#"{"type":"login","account_id":"acct-1","timestamp":1700000000,"user_client":"mobile"}"#;

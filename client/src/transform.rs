@@ -1,0 +1,79 @@
+//! SmartModules run in this process, before records are sent (a producer's
+//! chain). Only with the `smartmodules` feature, which brings in the
+//! WebAssembly engine; a plain client stays light.
+
+use sluice_proto::{Record, SmartModuleInvocation, SmartModuleKind, SmartModuleSource};
+use sluice_wasm::{Chain, Engine, EngineConfig};
+
+use crate::{Client, ClientError};
+
+/// A chain of modules loaded in this process.
+pub struct LocalChain {
+    chain: Chain,
+    /// Position of the next record, given to modules as its offset (a
+    /// record has no offset before the cluster assigns one).
+    position: i64,
+}
+
+fn engine_kind(kind: SmartModuleKind) -> sluice_wasm::SmartModuleKind {
+    match kind {
+        SmartModuleKind::Filter => sluice_wasm::SmartModuleKind::Filter,
+        SmartModuleKind::Map => sluice_wasm::SmartModuleKind::Map,
+        SmartModuleKind::FilterMap => sluice_wasm::SmartModuleKind::FilterMap,
+        SmartModuleKind::ArrayMap => sluice_wasm::SmartModuleKind::ArrayMap,
+        SmartModuleKind::Aggregate => sluice_wasm::SmartModuleKind::Aggregate,
+    }
+}
+
+fn error(e: impl std::fmt::Display) -> ClientError {
+    ClientError::SmartModule { reason: e.to_string() }
+}
+
+impl LocalChain {
+    /// Loads every module (downloading registered ones from the cluster),
+    /// checks kinds and instantiates with the parameters: all problems show
+    /// before a record is read.
+    pub async fn load(client: &Client, invocations: Vec<SmartModuleInvocation>) -> Result<Self, ClientError> {
+        let mut sources = Vec::with_capacity(invocations.len());
+        for inv in invocations {
+            let (name, wasm) = match &inv.module {
+                SmartModuleSource::AdHoc { name, wasm } => (name.clone(), wasm.clone()),
+                SmartModuleSource::Registered(name) => (name.clone(), client.download_smartmodule(name).await?.1),
+            };
+            sources.push((inv, name, wasm));
+        }
+        tokio::task::spawn_blocking(move || {
+            let engine = Engine::new(EngineConfig::default()).map_err(error)?;
+            let mut instances = Vec::with_capacity(sources.len());
+            for (inv, name, wasm) in sources {
+                let module = engine.load(&wasm).map_err(error)?.named(name);
+                if let Some(kind) = inv.kind {
+                    module.expect_kind(engine_kind(kind)).map_err(error)?;
+                }
+                instances.push(module.instantiate(inv.params, inv.initial).map_err(error)?);
+            }
+            Ok(Self { chain: Chain::new(instances), position: 0 })
+        })
+        .await
+        .map_err(error)?
+    }
+
+    /// Runs the chain over `records` and returns what the modules produce.
+    /// Blocking: call it from a blocking context (`block_in_place`,
+    /// `spawn_blocking`) in async code.
+    pub fn apply(&mut self, records: Vec<Record>) -> Result<Vec<Record>, ClientError> {
+        let input: Vec<sluice_wasm::Record> = records
+            .into_iter()
+            .map(|r| {
+                let offset = self.position;
+                self.position += 1;
+                sluice_wasm::Record { offset, timestamp_ms: r.timestamp_ms, key: r.key, value: r.value }
+            })
+            .collect();
+        let out = self.chain.process(&input).map_err(error)?;
+        Ok(out
+            .into_iter()
+            .map(|r| Record { key: r.key, value: r.value, timestamp_ms: r.timestamp_ms })
+            .collect())
+    }
+}

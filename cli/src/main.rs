@@ -18,6 +18,7 @@ mod partition;
 mod produce;
 mod progress;
 mod smartmodule_cmd;
+mod smartmodule_dev;
 mod smartmodule_flags;
 mod smartmodule_registry;
 mod topic;

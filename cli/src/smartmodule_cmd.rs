@@ -16,6 +16,12 @@ pub enum SmartModuleCmd {
     Describe(DescribeArgs),
     /// Remove registered modules.
     Delete(DeleteArgs),
+    /// Create a SmartModule project that builds against this repository's SDK.
+    Generate(crate::smartmodule_dev::GenerateArgs),
+    /// Build a SmartModule project to wasm32-unknown-unknown.
+    Build(crate::smartmodule_dev::BuildArgs),
+    /// Run a module on sample records, without a cluster.
+    Test(crate::smartmodule_dev::TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -48,5 +54,8 @@ pub async fn run(cmd: SmartModuleCmd, globals: &Globals) -> anyhow::Result<()> {
             crate::smartmodule_registry::describe(args, globals).await
         }
         SmartModuleCmd::Delete(args) => crate::smartmodule_registry::delete(args, globals).await,
+        SmartModuleCmd::Generate(args) => crate::smartmodule_dev::generate(args),
+        SmartModuleCmd::Build(args) => crate::smartmodule_dev::build(args),
+        SmartModuleCmd::Test(args) => crate::smartmodule_dev::test(args),
     }
 }

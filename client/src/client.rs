@@ -311,7 +311,12 @@ impl Client {
 
     /// A registered module's code (to run it in this process, e.g. in a producer).
     pub async fn download_smartmodule(&self, name: &str) -> Result<(SmartModuleInfo, Vec<u8>)> {
-        match self.admin(Request::DownloadSmartModule { name: name.to_string() }).await? {
+        match self
+            .admin(Request::DownloadSmartModule {
+                name: name.to_string(),
+            })
+            .await?
+        {
             Response::SmartModuleWasm { info, wasm } => Ok((info, wasm)),
             other => Err(self.unexpected("download SmartModule", &other)),
         }

@@ -26,19 +26,26 @@ fn engine_kind(kind: SmartModuleKind) -> sluice_wasm::SmartModuleKind {
 }
 
 fn error(e: impl std::fmt::Display) -> ClientError {
-    ClientError::SmartModule { reason: e.to_string() }
+    ClientError::SmartModule {
+        reason: e.to_string(),
+    }
 }
 
 impl LocalChain {
     /// Loads every module (downloading registered ones from the cluster),
     /// checks kinds and instantiates with the parameters: all problems show
     /// before a record is read.
-    pub async fn load(client: &Client, invocations: Vec<SmartModuleInvocation>) -> Result<Self, ClientError> {
+    pub async fn load(
+        client: &Client,
+        invocations: Vec<SmartModuleInvocation>,
+    ) -> Result<Self, ClientError> {
         let mut sources = Vec::with_capacity(invocations.len());
         for inv in invocations {
             let (name, wasm) = match &inv.module {
                 SmartModuleSource::AdHoc { name, wasm } => (name.clone(), wasm.clone()),
-                SmartModuleSource::Registered(name) => (name.clone(), client.download_smartmodule(name).await?.1),
+                SmartModuleSource::Registered(name) => {
+                    (name.clone(), client.download_smartmodule(name).await?.1)
+                }
             };
             sources.push((inv, name, wasm));
         }
@@ -52,7 +59,10 @@ impl LocalChain {
                 }
                 instances.push(module.instantiate(inv.params, inv.initial).map_err(error)?);
             }
-            Ok(Self { chain: Chain::new(instances), position: 0 })
+            Ok(Self {
+                chain: Chain::new(instances),
+                position: 0,
+            })
         })
         .await
         .map_err(error)?
@@ -67,13 +77,22 @@ impl LocalChain {
             .map(|r| {
                 let offset = self.position;
                 self.position += 1;
-                sluice_wasm::Record { offset, timestamp_ms: r.timestamp_ms, key: r.key, value: r.value }
+                sluice_wasm::Record {
+                    offset,
+                    timestamp_ms: r.timestamp_ms,
+                    key: r.key,
+                    value: r.value,
+                }
             })
             .collect();
         let out = self.chain.process(&input).map_err(error)?;
         Ok(out
             .into_iter()
-            .map(|r| Record { key: r.key, value: r.value, timestamp_ms: r.timestamp_ms })
+            .map(|r| Record {
+                key: r.key,
+                value: r.value,
+                timestamp_ms: r.timestamp_ms,
+            })
             .collect())
     }
 }

@@ -196,7 +196,10 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
         Request::DownloadSmartModule { name } => {
             let md = node.metadata();
             let record = md.smartmodule(&name)?;
-            Ok(Response::SmartModuleWasm { info: record.info.clone(), wasm: record.wasm.clone() })
+            Ok(Response::SmartModuleWasm {
+                info: record.info.clone(),
+                wasm: record.wasm.clone(),
+            })
         }
         Request::Produce(produce) => produce_batch(node, produce).await.map(Response::Produced),
         Request::Fetch(_) | Request::Raft(_) => unreachable!("served by serve_stream"),

@@ -5,4 +5,11 @@ mod bad_input;
 mod harness;
 mod replication;
 mod single_node;
+mod smartmodule_dev;
 mod smartmodules;
+mod tidy;
+
+/// Builds the example SmartModules once per run (shared with the wasm crate's tests).
+#[path = "../../../wasm/tests/it/build.rs"]
+#[allow(dead_code)]
+mod wasm_build;

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use crate::harness::Env;
 
-#[path = "../../../wasm/tests/it/build.rs"]
-#[allow(dead_code)]
-mod build;
+use crate::wasm_build as build;
 
 /// Path of the example module `name`, built to wasm32 once per test run.
 fn module(name: &str) -> String {

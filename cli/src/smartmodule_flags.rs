@@ -42,6 +42,59 @@ pub struct SmartModuleArgs {
     /// Initial accumulator of an aggregate module.
     #[arg(long, visible_alias = "aggregate-initial", value_name = "VALUE")]
     pub initial: Option<String>,
+    /// A transforms file (Fluvio's YAML: `transforms: [{uses: NAME, with: {k: v}}]`),
+    /// applied after the module flags.
+    #[arg(short = 't', long, value_name = "FILE")]
+    pub transforms: Option<PathBuf>,
+    /// One transform as JSON, `{"uses": NAME, "with": {...}}` (repeatable), applied
+    /// after the transforms file.
+    #[arg(long = "transforms-line", value_name = "JSON")]
+    pub transforms_line: Vec<String>,
+}
+
+/// One entry of a transforms file or line.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Transform {
+    uses: String,
+    #[serde(default)]
+    with: BTreeMap<String, serde_yaml::Value>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransformsFile {
+    transforms: Vec<Transform>,
+}
+
+impl Transform {
+    /// The invocation: `uses` resolves like a module flag's value (a path or
+    /// a registered name); `with` values become the module's parameters
+    /// (strings as they are, anything structured as JSON text).
+    fn invocation(self, initial: &Option<String>) -> anyhow::Result<SmartModuleInvocation> {
+        let mut params = BTreeMap::new();
+        for (key, value) in self.with {
+            let text = match value {
+                serde_yaml::Value::String(s) => s,
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                serde_yaml::Value::Null => String::new(),
+                other => serde_json::to_string(&other).with_context(|| {
+                    format!(
+                        "parameter {key:?} of {} cannot be written as JSON",
+                        self.uses
+                    )
+                })?,
+            };
+            params.insert(key, text);
+        }
+        Ok(SmartModuleInvocation {
+            module: source(&self.uses)?,
+            kind: None,
+            params,
+            initial: initial.as_ref().map(|v| v.as_bytes().to_vec()),
+        })
+    }
 }
 
 /// The flags as `(flag, kind)`; `None` means "the module's own kind".
@@ -81,6 +134,15 @@ impl SmartModuleArgs {
             }
         }
         ordered.sort_by_key(|(at, slot, _)| (*at, *slot));
+        let transforms = self.transforms_chain()?;
+        if ordered.is_empty() && !transforms.is_empty() {
+            if !params.is_empty() {
+                bail!(
+                    "-e/--params apply to module flags; give a transform's parameters in its `with`"
+                );
+            }
+            return Ok(transforms);
+        }
         if ordered.is_empty() {
             if !params.is_empty() {
                 bail!(
@@ -92,7 +154,7 @@ impl SmartModuleArgs {
             }
             return Ok(Vec::new());
         }
-        ordered
+        let mut chain: Vec<SmartModuleInvocation> = ordered
             .into_iter()
             .map(|(_, slot, value)| {
                 let (flag, kind) = FLAGS[slot];
@@ -110,6 +172,34 @@ impl SmartModuleArgs {
                     initial: self.initial.as_ref().map(|v| v.as_bytes().to_vec()),
                 })
             })
+            .collect::<anyhow::Result<_>>()?;
+        chain.extend(transforms);
+        Ok(chain)
+    }
+
+    /// The transforms file's entries, then each `--transforms-line`.
+    fn transforms_chain(&self) -> anyhow::Result<Vec<SmartModuleInvocation>> {
+        let mut entries = Vec::new();
+        if let Some(path) = &self.transforms {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read transforms file {}", path.display()))?;
+            let file: TransformsFile = serde_yaml::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a transforms file (transforms: [{{uses: NAME, with: {{...}}}}])",
+                    path.display()
+                )
+            })?;
+            entries.extend(file.transforms);
+        }
+        for line in &self.transforms_line {
+            let t: Transform = serde_json::from_str(line).with_context(|| {
+                format!("--transforms-line {line:?} is not {{\"uses\": NAME, \"with\": {{...}}}}")
+            })?;
+            entries.push(t);
+        }
+        entries
+            .into_iter()
+            .map(|t| t.invocation(&self.initial))
             .collect()
     }
 }
@@ -216,6 +306,39 @@ mod tests {
             SmartModuleSource::Registered("registered".into())
         );
         assert_eq!(chain[2].params["a"], "1");
+    }
+
+    #[test]
+    fn transforms_files_and_lines_follow_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.yaml");
+        std::fs::write(
+            &file,
+            "transforms:\n  - uses: first\n    with:\n      n: 3\n      spec:\n        - a: 1\n  - uses: second\n",
+        )
+        .unwrap();
+        let args = SmartModuleArgs {
+            smartmodule: vec!["flagged".into()],
+            transforms: Some(file),
+            transforms_line: vec![r#"{"uses": "third", "with": {"on": true}}"#.into()],
+            ..Default::default()
+        };
+        let chain = args
+            .chain(&argv("consume t --smartmodule flagged"))
+            .unwrap();
+        let names: Vec<_> = chain.iter().map(|c| c.module.name().to_string()).collect();
+        assert_eq!(names, ["flagged", "first", "second", "third"]);
+        assert_eq!(chain[1].params["n"], "3");
+        assert_eq!(chain[1].params["spec"], r#"[{"a":1}]"#);
+        assert_eq!(chain[3].params["on"], "true");
+        let bad = SmartModuleArgs {
+            transforms_line: vec!["{\"use\": \"x\"}".into()],
+            ..Default::default()
+        };
+        assert!(
+            bad.chain(&argv("consume t")).is_err(),
+            "a misspelt key is refused"
+        );
     }
 
     #[test]

@@ -64,6 +64,22 @@ fn the_seed_scenarios_run_in_the_spu() {
         "show_user_client=false",
     ]);
     assert_eq!(hidden, "{\"type\":\"login\",\"timestamp\":1700000000}\n");
+    // The same through a transforms file, Fluvio's YAML.
+    let transforms = env.home.path().join("transforms.yaml");
+    let yaml = format!(
+        "transforms:\n  - uses: {}\n    with:\n      show_account_id: false\n      show_user_client: \"false\"\n",
+        module("user-events")
+    );
+    std::fs::write(&transforms, yaml).unwrap();
+    let via_file = env.ok(&[
+        "consume",
+        "events",
+        "-B",
+        "-d",
+        "-t",
+        &transforms.display().to_string(),
+    ]);
+    assert_eq!(via_file, hidden);
     let unchanged = env.ok(&[
         "consume",
         "events",

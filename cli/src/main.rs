@@ -62,7 +62,7 @@ enum Command {
     #[command(subcommand)]
     Partition(partition::PartitionCmd),
     /// Write records to a topic.
-    Produce(produce::ProduceArgs),
+    Produce(Box<produce::ProduceArgs>),
     /// Read records from a topic.
     Consume(Box<consume::ConsumeArgs>),
     /// Register, list and delete SmartModules; generate, build and test them.
@@ -137,7 +137,7 @@ async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Node(cmd) => node::run(cmd).await,
         Command::Topic(cmd) => topic::run(cmd, globals).await,
         Command::Partition(cmd) => partition::run(cmd, globals).await,
-        Command::Produce(args) => produce::run(args, globals).await,
+        Command::Produce(args) => produce::run(*args, globals).await,
         Command::Consume(args) => consume::run(*args, globals).await,
         Command::SmartModule(cmd) => smartmodule_cmd::run(cmd, globals).await,
     }

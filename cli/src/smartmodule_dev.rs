@@ -901,3 +901,72 @@ mod tests {
         assert_eq!(got, [b"a".to_vec(), vec![], b"b".to_vec(), b"c".to_vec()]);
     }
 }
+
+// inline modules
+// ---------------------------------------------------------------------------------------
+
+/// Compiles a SmartModule given as one Rust source file (`--filter my_filter.rs`) and
+/// returns its WebAssembly. The file becomes the `lib.rs` of a project under
+/// `$SLUICE_HOME/inline-modules/`, built against this checkout's SDK; the result is cached
+/// by the source's content, so using the same file again does not rebuild. Cargo's own
+/// progress shows on stderr while it builds.
+pub fn compile_inline(source: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::hash::{Hash, Hasher};
+    let code = std::fs::read_to_string(source)
+        .with_context(|| format!("cannot read inline SmartModule {}", source.display()))?;
+    let sdk = locate_sdk(None)?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (code.as_str(), sdk.as_path(), env!("CARGO_PKG_VERSION")).hash(&mut hasher);
+    let key = format!("{:016x}-{}", hasher.finish(), code.len());
+    let root = sluice_client::config::sluice_home().join("inline-modules");
+    let cached = root.join(format!("{key}.wasm"));
+    if let Ok(wasm) = std::fs::read(&cached) {
+        return Ok(wasm);
+    }
+    let project = root.join(&key);
+    write_files(
+        &project,
+        &[
+            ("Cargo.toml", cargo_toml("inline_module", &sdk)),
+            (".cargo/config.toml", CARGO_CONFIG.to_owned()),
+            ("src/lib.rs", code),
+        ],
+    )?;
+    eprintln!("compiling inline SmartModule {}", source.display());
+    let cargo = cargo_program();
+    let build = |offline: bool| -> anyhow::Result<bool> {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(["build", "--release", "--quiet", "--target", WASM_TARGET])
+            .arg("--target-dir")
+            .arg(root.join("target"))
+            .current_dir(&project)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET");
+        if offline {
+            cmd.arg("--offline");
+        }
+        Ok(cmd
+            .status()
+            .map_err(|e| cargo_spawn_error(&cargo, e))?
+            .success())
+    };
+    // Offline first: the SDK needs nothing from the network; online only if a module's
+    // own `use` of another crate needs it.
+    if !build(true)? && !build(false)? {
+        bail!(
+            "the inline SmartModule {} does not compile (cargo's messages are above); fix it and try again",
+            source.display()
+        );
+    }
+    let built = root
+        .join("target")
+        .join(WASM_TARGET)
+        .join("release/inline_module.wasm");
+    let wasm = std::fs::read(&built)
+        .with_context(|| format!("cargo did not produce {}", built.display()))?;
+    std::fs::write(&cached, &wasm).with_context(|| format!("cannot write {}", cached.display()))?;
+    Ok(wasm)
+}

@@ -214,14 +214,16 @@ fn flag_positions(argv: &[String], flag: &str) -> Vec<usize> {
         .collect()
 }
 
-/// A path to a `.wasm` file (or any existing file) is an ad-hoc module; anything else names a
-/// registered one.
+/// A path to a `.wasm` file (or any existing file) is an ad-hoc module, a `.rs` file is
+/// compiled on the fly into one; anything else names a registered module.
 fn source(value: &str) -> anyhow::Result<SmartModuleSource> {
     let path = Path::new(value);
     if value.ends_with(".rs") {
-        bail!(
-            "{value}: inline Rust SmartModules are not supported yet; build it with `cargo build --target wasm32-unknown-unknown` and pass the .wasm"
-        );
+        let wasm = crate::smartmodule_dev::compile_inline(path)?;
+        let name = path
+            .file_name()
+            .map_or_else(|| value.to_string(), |n| n.to_string_lossy().into_owned());
+        return Ok(SmartModuleSource::AdHoc { name, wasm });
     }
     if value.ends_with(".wasm") || path.is_file() {
         ad_hoc(path)

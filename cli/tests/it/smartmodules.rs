@@ -119,6 +119,21 @@ fn the_seed_scenarios_run_in_the_spu() {
     ]);
     assert_eq!(kept, "hello\nabc123\n");
 
+    // The same filter given as Rust source, compiled on the fly (seed 004).
+    let source = env.home.path().join("not_all_digits.rs");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/smartmodules/digits-filter/src/lib.rs");
+    std::fs::copy(example, &source).unwrap();
+    let inline = env.ok(&[
+        "consume",
+        "messages",
+        "-B",
+        "-d",
+        "--filter",
+        &source.display().to_string(),
+    ]);
+    assert_eq!(inline, "hello\nabc123\n");
+
     // 5. One record per element of a JSON array.
     env.ok_with_input(
         &["produce", "arrays"],

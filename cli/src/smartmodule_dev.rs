@@ -870,38 +870,6 @@ fn print_records(out: &mut impl Write, records: &[Record], key_value: bool) -> i
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn package_names_follow_cargo() {
-        for good in ["f", "my-filter", "my_map2"] {
-            check_package_name(good).unwrap();
-        }
-        for bad in ["", "2fast", "with space", "a/b", "../x", "é"] {
-            assert!(check_package_name(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn the_default_sdk_is_this_checkout() {
-        let sdk = locate_sdk(None).unwrap();
-        assert!(sdk.join("src/lib.rs").is_file());
-        let err = locate_sdk(Some(Path::new(env!("CARGO_MANIFEST_DIR"))))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("does not hold the SmartModule SDK"), "{err}");
-    }
-
-    #[test]
-    fn lines_drop_their_terminators_only() {
-        let input: Box<dyn BufRead> = Box::new(io::Cursor::new(b"a\r\n\nb\nc".to_vec()));
-        let got: Vec<Vec<u8>> = lines(input).map(Result::unwrap).collect();
-        assert_eq!(got, [b"a".to_vec(), vec![], b"b".to_vec(), b"c".to_vec()]);
-    }
-}
-
 // inline modules
 // ---------------------------------------------------------------------------------------
 
@@ -969,4 +937,36 @@ pub fn compile_inline(source: &Path) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("cargo did not produce {}", built.display()))?;
     std::fs::write(&cached, &wasm).with_context(|| format!("cannot write {}", cached.display()))?;
     Ok(wasm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_names_follow_cargo() {
+        for good in ["f", "my-filter", "my_map2"] {
+            check_package_name(good).unwrap();
+        }
+        for bad in ["", "2fast", "with space", "a/b", "../x", "é"] {
+            assert!(check_package_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_default_sdk_is_this_checkout() {
+        let sdk = locate_sdk(None).unwrap();
+        assert!(sdk.join("src/lib.rs").is_file());
+        let err = locate_sdk(Some(Path::new(env!("CARGO_MANIFEST_DIR"))))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not hold the SmartModule SDK"), "{err}");
+    }
+
+    #[test]
+    fn lines_drop_their_terminators_only() {
+        let input: Box<dyn BufRead> = Box::new(io::Cursor::new(b"a\r\n\nb\nc".to_vec()));
+        let got: Vec<Vec<u8>> = lines(input).map(Result::unwrap).collect();
+        assert_eq!(got, [b"a".to_vec(), vec![], b"b".to_vec(), b"c".to_vec()]);
+    }
 }

@@ -52,6 +52,10 @@ pub struct StartArgs {
     /// Where the cluster keeps its data (default: $SLUICE_HOME/local).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Controller voters (the lowest node ids); the other nodes are learners.
+    /// Default: min(N, 3).
+    #[arg(long, value_name = "N")]
+    pub controllers: Option<u32>,
     /// Port of node 1 (node i listens on PORT + i - 1), on 127.0.0.1.
     #[arg(long, default_value_t = 9003)]
     pub port: u16,
@@ -63,6 +67,12 @@ struct LocalCluster {
     cluster_id: String,
     spus: u32,
     port: u16,
+    #[serde(default = "three")]
+    controllers: u32,
+}
+
+fn three() -> u32 {
+    3
 }
 
 /// `$SLUICE_HOME/local-cluster.toml`: where the local cluster's root is.
@@ -139,10 +149,18 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             c
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let controllers = args.controllers.unwrap_or(args.spus.min(3));
+            if !(1..=args.spus).contains(&controllers) {
+                bail!(
+                    "--controllers {controllers} is out of range: 1 to the {} node(s) of the cluster",
+                    args.spus
+                );
+            }
             let c = LocalCluster {
                 cluster_id: new_cluster_id(),
                 spus: args.spus,
                 port: args.port,
+                controllers,
             };
             std::fs::write(&meta_path, toml::to_string(&c)?)
                 .with_context(|| format!("cannot write {}", meta_path.display()))?;
@@ -204,6 +222,8 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                 &cluster.cluster_id,
                 "--listen",
                 &listen,
+                "--controller-voters",
+                &cluster.controllers.to_string(),
             ])
             .arg("--data-dir")
             .arg(&dir)

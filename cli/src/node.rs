@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// The three lowest ids become the controller's voters.
     #[arg(long = "peer", value_name = "ID=HOST:PORT")]
     pub peers: Vec<sluice_spu::PeerAddr>,
+    /// How many of the initial nodes (lowest ids first) vote in the controller group.
+    #[arg(long, value_name = "N")]
+    pub controller_voters: Option<usize>,
 }
 
 /// Turns the flags (over the optional file) into a complete [`NodeConfig`].
@@ -76,6 +79,10 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
         advertised: args.advertise.or(base.and_then(|c| c.advertised.clone())),
         require_client_cert: base.is_some_and(|c| c.require_client_cert),
         retention_check_secs: base.map_or(30, |c| c.retention_check_secs),
+        controller_voters: args
+            .controller_voters
+            .or(base.map(|c| c.controller_voters))
+            .unwrap_or(3),
         peers: if args.peers.is_empty() {
             base.map(|c| c.peers.clone()).unwrap_or_default()
         } else {

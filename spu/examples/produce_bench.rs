@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         advertised: None,
         require_client_cert: false,
         retention_check_secs: 3600,
+        controller_voters: 1,
         peers: Vec::new(),
     };
     let node = Node::start(config).await?;

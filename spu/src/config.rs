@@ -26,9 +26,18 @@ pub struct NodeConfig {
     /// controller's voters, the others its learners. Empty: a one-node cluster.
     #[serde(default)]
     pub peers: Vec<PeerAddr>,
+    /// How many of the initial nodes vote in the controller group (the
+    /// others are learners that hold the metadata without voting). Three by
+    /// default: a majority survives one failure; five survive two.
+    #[serde(default = "default_controller_voters")]
+    pub controller_voters: usize,
     /// Seconds between retention passes over all partitions.
     #[serde(default = "default_retention_interval")]
     pub retention_check_secs: u64,
+}
+
+fn default_controller_voters() -> usize {
+    3
 }
 
 fn default_retention_interval() -> u64 {
@@ -73,8 +82,8 @@ impl std::str::FromStr for PeerAddr {
 }
 
 impl NodeConfig {
-    /// Controller voters of a new cluster: the (up to) three lowest peer ids,
-    /// or this node alone.
+    /// Controller voters of a new cluster: the `controller_voters` lowest
+    /// peer ids (all of them if fewer), or this node alone.
     pub fn initial_voters(&self) -> Vec<(u64, String)> {
         let mut peers = self.peers.clone();
         if !peers.iter().any(|p| p.id == self.id) {
@@ -84,6 +93,10 @@ impl NodeConfig {
             });
         }
         peers.sort_by_key(|p| p.id);
-        peers.into_iter().take(3).map(|p| (p.id, p.addr)).collect()
+        peers
+            .into_iter()
+            .take(self.controller_voters.max(1))
+            .map(|p| (p.id, p.addr))
+            .collect()
     }
 }

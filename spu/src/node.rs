@@ -102,6 +102,7 @@ impl Shared {
     pub(crate) fn cluster_status(&self) -> ClusterStatus {
         let md = self.metadata();
         let leader = self.controller.leader();
+        let (voters, _) = self.controller.members();
         let nodes = md
             .nodes
             .values()
@@ -123,8 +124,10 @@ impl Shared {
                     pid: if me { std::process::id() } else { 0 },
                     role: if leader == Some(n.id) {
                         "controller-leader"
-                    } else {
+                    } else if voters.contains(&n.id) {
                         "controller-voter"
+                    } else {
+                        "controller-learner"
                     }
                     .into(),
                     healthy: me,

@@ -38,6 +38,31 @@ impl Env {
         ]);
     }
 
+    /// Starts a local cluster of `spus` nodes whose `controllers` lowest ids vote.
+    pub fn started_with_controllers(spus: u32, controllers: u32) -> Self {
+        let env = Self {
+            home: tempfile::tempdir().unwrap(),
+            port: free_udp_ports(spus as u16),
+        };
+        let (spus, port, controllers) = (
+            spus.to_string(),
+            env.port.to_string(),
+            controllers.to_string(),
+        );
+        env.ok(&[
+            "cluster",
+            "start",
+            "--local",
+            "--spus",
+            &spus,
+            "--port",
+            &port,
+            "--controllers",
+            &controllers,
+        ]);
+        env
+    }
+
     /// Starts a local cluster of `spus` nodes on consecutive ports.
     pub fn started_with(spus: u32) -> Self {
         let env = Self {

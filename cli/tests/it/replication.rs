@@ -187,3 +187,32 @@ fn a_following_consumer_survives_the_loss_of_the_replica_it_reads_from() {
         got.len()
     );
 }
+
+/// The controller leader, from `cluster status -O json`.
+fn controller_leader(env: &Env) -> u64 {
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cluster", "status", "-O", "json"])).unwrap();
+    status["controller_leader"]
+        .as_u64()
+        .expect("a controller leader")
+}
+
+#[test]
+fn metadata_stays_available_while_a_majority_of_controller_voters_lives() {
+    // Three voters: one (the leader) may go.
+    let env = Env::started_with(3);
+    env.kill(controller_leader(&env));
+    env.ok(&["topic", "create", "after-one-loss"]);
+    assert!(env.ok(&["topic", "list"]).contains("after-one-loss"));
+
+    // Five voters: two (the leader among them) may go.
+    let env = Env::started_with_controllers(5, 5);
+    let first = controller_leader(&env);
+    env.kill(first);
+    let second = if first == 5 { 4 } else { 5 };
+    env.kill(second);
+    env.ok(&["topic", "create", "after-two-losses"]);
+    assert!(env.ok(&["topic", "list"]).contains("after-two-losses"));
+    env.ok(&["topic", "delete", "after-two-losses"]);
+    assert!(!env.ok(&["topic", "list"]).contains("after-two-losses"));
+}

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod cluster;
 mod consume;
 mod node;
@@ -65,6 +66,9 @@ enum Command {
     Produce(Box<produce::ProduceArgs>),
     /// Read records from a topic.
     Consume(Box<consume::ConsumeArgs>),
+    /// Measure produce and consume throughput and latency.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Register, list and delete SmartModules; generate, build and test them.
     #[command(subcommand, name = "smart-module", visible_aliases = ["sm", "smartmodule"])]
     SmartModule(smartmodule_cmd::SmartModuleCmd),
@@ -140,6 +144,7 @@ async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Produce(args) => produce::run(*args, globals).await,
         Command::Consume(args) => consume::run(*args, globals).await,
         Command::SmartModule(cmd) => smartmodule_cmd::run(cmd, globals).await,
+        Command::Bench(cmd) => bench::run(cmd, globals).await,
     }
 }
 

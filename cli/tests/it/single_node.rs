@@ -115,3 +115,31 @@ fn topics_and_data_survive_shutdown_and_start() {
         "3:d\n"
     );
 }
+
+#[test]
+fn bench_reports_what_it_produced_and_consumed() {
+    let env = Env::started();
+    let produced: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "bench",
+        "produce",
+        "--records",
+        "2000",
+        "--record-size",
+        "100",
+        "--producers",
+        "2",
+        "-O",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(produced["records"], 2000);
+    assert!(produced["records_per_second"].as_f64().unwrap() > 0.0);
+    assert!(
+        produced["latency_us"]["p99"].as_u64().unwrap()
+            >= produced["latency_us"]["p50"].as_u64().unwrap()
+    );
+    let consumed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["bench", "consume", "-O", "json"])).unwrap();
+    assert_eq!(consumed["records"], 2000);
+    assert_eq!(consumed["bytes"], 200_000);
+}

@@ -1,0 +1,279 @@
+//! `sluice bench produce | consume`: throughput and latency against a running
+//! cluster, through the same client and code paths users have. Latencies go
+//! into an HDR histogram (microsecond resolution); `-O json` for machines.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use sluice_client::proto::limits::FETCH_RESPONSE_BYTES_DEFAULT;
+use sluice_client::proto::{FetchRequest, ReadFrom, Record, StartOffset, TopicSpec};
+use sluice_client::{ClientError, ProducerConfig};
+use tokio::sync::Mutex;
+
+use crate::Globals;
+use crate::output::OutputFormat;
+use crate::units::{parse_duration, parse_nonzero_size};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Produce records and measure acknowledged throughput and ack latency.
+    Produce(ProduceBench),
+    /// Read a topic from the beginning and measure throughput.
+    Consume(Box<ConsumeBench>),
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceBench {
+    /// Topic to write to; created with --partitions/--replication if absent.
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    #[arg(long, default_value_t = 100_000)]
+    pub records: u64,
+    #[arg(long, value_parser = parse_nonzero_size, default_value = "1KiB")]
+    pub record_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub partitions: u32,
+    #[arg(long, default_value_t = 1)]
+    pub replication: u32,
+    /// Concurrent producers, each with its own batching and in-flight window.
+    #[arg(long, default_value_t = 1)]
+    pub producers: u32,
+    #[arg(long, value_parser = parse_nonzero_size, default_value = "64KiB")]
+    pub batch_size: usize,
+    #[arg(long, value_parser = parse_duration, default_value = "5ms")]
+    pub linger: Duration,
+    /// Send at this many records/s in all (for latency at a fixed load);
+    /// default: as fast as acknowledgements allow.
+    #[arg(long, value_name = "RECORDS_PER_SEC")]
+    pub rate: Option<u64>,
+    #[arg(short = 'O', long = "output", value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeBench {
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    #[arg(short = 'p', long, default_value_t = 0)]
+    pub partition: u32,
+    /// Stop after this many records (default: everything stored now).
+    #[arg(long)]
+    pub records: Option<u64>,
+    #[arg(long, value_enum, value_name = "leader|follower|any")]
+    pub read_from: Option<crate::consume::ReadFromArg>,
+    #[command(flatten)]
+    pub smartmodules: crate::smartmodule_flags::SmartModuleArgs,
+    #[arg(short = 'O', long = "output", value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+/// What a run measured; field names are a stable interface.
+#[derive(Debug, Serialize)]
+struct Report {
+    what: &'static str,
+    records: u64,
+    bytes: u64,
+    seconds: f64,
+    records_per_second: f64,
+    megabytes_per_second: f64,
+    /// Produce: send-to-ack latency per record. Consume: wait per fetched batch.
+    latency_us: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        Self {
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
+}
+
+fn print(report: &Report, output: OutputFormat) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Table => {
+            let l = &report.latency_us;
+            println!(
+                "{}: {} records ({:.1} MB) in {:.2} s: {:.0} records/s, {:.1} MB/s",
+                report.what,
+                report.records,
+                report.bytes as f64 / 1e6,
+                report.seconds,
+                report.records_per_second,
+                report.megabytes_per_second
+            );
+            let ms = |us: u64| us as f64 / 1000.0;
+            println!(
+                "latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                ms(l.p50),
+                ms(l.p99),
+                ms(l.p999),
+                ms(l.max)
+            );
+            Ok(())
+        }
+        other => crate::output::print_structured(report, other),
+    }
+}
+
+fn report(
+    what: &'static str,
+    records: u64,
+    bytes: u64,
+    elapsed: Duration,
+    h: &Histogram<u64>,
+) -> Report {
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    Report {
+        what,
+        records,
+        bytes,
+        seconds,
+        records_per_second: records as f64 / seconds,
+        megabytes_per_second: bytes as f64 / seconds / 1e6,
+        latency_us: Percentiles::of(h),
+    }
+}
+
+pub async fn run(cmd: BenchCmd, globals: &Globals) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Produce(args) => produce(args, globals).await,
+        BenchCmd::Consume(args) => consume(*args, globals).await,
+    }
+}
+
+async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
+    let client = crate::connect(globals).await?;
+    let spec = TopicSpec {
+        partitions: args.partitions,
+        replication: args.replication,
+        ..TopicSpec::new(&args.topic)
+    };
+    match client.create_topic(spec).await {
+        Ok(_) | Err(ClientError::Server(sluice_client::proto::WireError::TopicExists { .. })) => {}
+        Err(e) => return Err(e).context("cannot create the bench topic"),
+    }
+    let progress = crate::progress::spinner("producing");
+    let latencies = Arc::new(Mutex::new(histogram()));
+    let per_producer = args.records / u64::from(args.producers.max(1));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.producers.max(1) {
+        let config = ProducerConfig {
+            batch_size_bytes: args.batch_size,
+            linger: args.linger,
+            max_in_flight: 16,
+            ..ProducerConfig::default()
+        };
+        let producer = client.producer(&args.topic, config).await?;
+        let (latencies, size) = (latencies.clone(), args.record_size);
+        // Each producer's share of the rate, as the gap between two sends.
+        let gap = args
+            .rate
+            .filter(|r| *r > 0)
+            .map(|r| Duration::from_secs_f64(f64::from(args.producers.max(1)) / r as f64));
+        tasks.push(tokio::spawn(async move {
+            // Acks are awaited as they come, beside the sending loop, so a
+            // record's latency ends when its ack arrives, not when we look.
+            let (tx, mut rx) =
+                tokio::sync::mpsc::unbounded_channel::<(Instant, sluice_client::DeliveryFuture)>();
+            let waiter = tokio::spawn(async move {
+                let mut local = histogram();
+                while let Some((sent, ack)) = rx.recv().await {
+                    ack.await?;
+                    local.saturating_record(sent.elapsed().as_micros() as u64);
+                }
+                latencies.lock().await.add(&local).expect("same bounds");
+                anyhow::Ok(())
+            });
+            let mut next = Instant::now();
+            for _ in 0..per_producer {
+                if let Some(gap) = gap {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += gap;
+                }
+                let sent = Instant::now();
+                let _ = tx.send((sent, producer.send(Record::new(vec![b'x'; size])).await?));
+            }
+            producer.flush().await?;
+            drop(tx);
+            waiter.await.context("the ack task failed")?
+        }));
+    }
+    for t in tasks {
+        t.await.context("a producer task failed")??;
+    }
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    let records = per_producer * u64::from(args.producers.max(1));
+    let h = latencies.lock().await;
+    print(
+        &report(
+            "produce",
+            records,
+            records * args.record_size as u64,
+            elapsed,
+            &h,
+        ),
+        args.output,
+    )
+}
+
+async fn consume(args: ConsumeBench, globals: &Globals) -> anyhow::Result<()> {
+    let client = crate::connect(globals).await?;
+    let read_from = match args.read_from {
+        Some(crate::consume::ReadFromArg::Follower) => ReadFrom::Follower,
+        Some(crate::consume::ReadFromArg::Any) => ReadFrom::Any,
+        _ => ReadFrom::Leader,
+    };
+    let request = FetchRequest {
+        topic: args.topic.clone(),
+        partition: args.partition,
+        start: StartOffset::Beginning,
+        end_offset: None,
+        max_records: args.records,
+        follow: false,
+        max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
+        read_from,
+        replica: None,
+        smartmodules: args
+            .smartmodules
+            .chain(&std::env::args().collect::<Vec<_>>())?,
+    };
+    let progress = crate::progress::spinner("consuming");
+    let mut h = histogram();
+    let started = Instant::now();
+    let mut fetch = client.fetch(request).await?;
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let mut waited = Instant::now();
+    while let Some(batch) = fetch.next_batch().await? {
+        h.saturating_record(waited.elapsed().as_micros() as u64);
+        records += batch.len() as u64;
+        bytes += batch
+            .iter()
+            .map(|r| (r.value.len() + r.key.as_ref().map_or(0, Vec::len)) as u64)
+            .sum::<u64>();
+        waited = Instant::now();
+    }
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    print(&report("consume", records, bytes, elapsed, &h), args.output)
+}

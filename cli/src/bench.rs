@@ -108,27 +108,29 @@ fn histogram() -> Histogram<u64> {
 }
 
 fn print(report: &Report, output: OutputFormat) -> anyhow::Result<()> {
+    use std::io::Write;
     match output {
         OutputFormat::Table => {
             let l = &report.latency_us;
-            println!(
-                "{}: {} records ({:.1} MB) in {:.2} s: {:.0} records/s, {:.1} MB/s",
+            let ms = |us: u64| us as f64 / 1000.0;
+            let text = format!(
+                "{}: {} records ({:.1} MB) in {:.2} s: {:.0} records/s, {:.1} MB/s\nlatency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n",
                 report.what,
                 report.records,
                 report.bytes as f64 / 1e6,
                 report.seconds,
                 report.records_per_second,
-                report.megabytes_per_second
-            );
-            let ms = |us: u64| us as f64 / 1000.0;
-            println!(
-                "latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                report.megabytes_per_second,
                 ms(l.p50),
                 ms(l.p99),
                 ms(l.p999),
                 ms(l.max)
             );
-            Ok(())
+            // A closed stdout (`| head -1`) is not an error worth a panic.
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
         }
         other => crate::output::print_structured(report, other),
     }

@@ -54,7 +54,14 @@ struct Inner {
     request_timeout: Duration,
     /// Last known leader address of (topic, partition), learnt from redirects.
     leaders: Mutex<HashMap<(String, u32), SocketAddr>>,
+    /// Nodes that just failed to answer, and until when to try others first:
+    /// a redirect to a dead leader (nodes name it until an election ends) or a
+    /// dead first endpoint would otherwise cost a connect timeout every time.
+    unreachable: Mutex<HashMap<SocketAddr, tokio::time::Instant>>,
 }
+
+/// How long a node that did not answer is tried last.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(2);
 
 /// Options of [`Client::connect_with`].
 #[derive(Clone, Debug)]
@@ -124,6 +131,7 @@ impl Client {
                 connector: Connector::with_timeout(tls, options.connect_timeout),
                 request_timeout: options.request_timeout,
                 leaders: Mutex::new(HashMap::new()),
+                unreachable: Mutex::new(HashMap::new()),
             }),
         };
         // Dial now, so a wrong endpoint or CA is reported before any work
@@ -560,9 +568,19 @@ impl Client {
                     let original = WireError::NotLeader {
                         leader: Some(leader),
                         node,
-                        what: w,
+                        what: w.clone(),
                     };
                     match self.node_addr(leader).await {
+                        // A leader that just failed to answer is probably dead and
+                        // still named until the election ends: let the caller
+                        // back off and ask again instead of waiting on it.
+                        Ok(next) if self.recently_unreachable(next) => {
+                            return Err(ClientError::Server(WireError::NotLeader {
+                                leader: None,
+                                node,
+                                what: w,
+                            }));
+                        }
                         Ok(next) if next != addr => {
                             tracing::debug!(%addr, %next, leader, "following redirect to the leader");
                             addr = next;
@@ -646,7 +664,10 @@ impl Client {
         what: &'static str,
     ) -> Result<(Response, quinn::RecvStream)> {
         let mut last = None;
-        for addr in self.known_nodes() {
+        let mut candidates = self.known_nodes();
+        // Stable: the preferred order, with nodes that just failed moved last.
+        candidates.sort_by_key(|a| self.recently_unreachable(*a));
+        for addr in candidates {
             match self.exchange(addr, request, what).await {
                 Err(e) if is_unreachable(&e) => {
                     tracing::debug!(%addr, error = %e, "node unreachable, trying the next one");
@@ -670,14 +691,41 @@ impl Client {
         what: &'static str,
     ) -> Result<(Response, quinn::RecvStream)> {
         let timeout = self.inner.request_timeout;
-        match tokio::time::timeout(timeout, self.exchange_inner(addr, request, what)).await {
-            Ok(result) => result,
-            Err(_) => Err(ClientError::Timeout {
-                endpoint: self.endpoint_name(addr),
-                what,
-                after: timeout,
-            }),
+        let result =
+            match tokio::time::timeout(timeout, self.exchange_inner(addr, request, what)).await {
+                Ok(result) => result,
+                Err(_) => Err(ClientError::Timeout {
+                    endpoint: self.endpoint_name(addr),
+                    what,
+                    after: timeout,
+                }),
+            };
+        let mut unreachable = self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Err(e) if is_unreachable(e) => {
+                unreachable.insert(addr, tokio::time::Instant::now() + UNREACHABLE_FOR);
+            }
+            _ => {
+                unreachable.remove(&addr);
+            }
         }
+        result
+    }
+
+    /// Whether `addr` failed to answer a moment ago.
+    fn recently_unreachable(&self, addr: SocketAddr) -> bool {
+        let unreachable = self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        unreachable
+            .get(&addr)
+            .is_some_and(|until| tokio::time::Instant::now() < *until)
     }
 
     async fn exchange_inner(

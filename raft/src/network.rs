@@ -64,6 +64,9 @@ pub(crate) struct Peer {
 /// What a node answers to an RPC: the openraft response or its error as text.
 pub(crate) type Answer<T> = Result<T, String>;
 
+/// Largest encoded Raft RPC sent in one frame, leaving room for the envelope.
+const RAFT_RPC_BYTES_MAX: usize = sluice_proto::limits::FRAME_SIZE_BYTES_MAX - 1024 * 1024;
+
 impl Peer {
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
@@ -72,6 +75,15 @@ impl Peer {
         timeout: Duration,
     ) -> Result<Resp, CallFailure> {
         let payload = encode(request).map_err(|e| CallFailure::Local(e.to_string()))?;
+        self.call_encoded(kind, payload, timeout).await
+    }
+
+    async fn call_encoded<Resp: DeserializeOwned>(
+        &self,
+        kind: RaftRpcKind,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, CallFailure> {
         let rpc = RaftRpc {
             group: self.group,
             kind,
@@ -132,14 +144,36 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 impl RaftNetworkV2<TypeConfig> for Peer {
     type SnapshotData = Vec<u8>;
 
+    /// Sends the entries in as many RPCs as it takes to keep each under the
+    /// frame limit (openraft bounds entries per RPC by count, not bytes, and
+    /// a produce batch may be megabytes): each part continues from the last
+    /// entry of the previous one, so the follower sees an ordinary sequence
+    /// of appends. The first answer that is not a success is returned as is.
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RaftRpcKind::AppendEntries, &rpc, option.hard_ttl())
-            .await
-            .map_err(CallFailure::into_rpc_error)
+        let local = |e: std::io::Error| RPCError::Network(NetworkError::from_string(e.to_string()));
+        let mut parts = std::collections::VecDeque::from([rpc]);
+        let mut answer = AppendEntriesResponse::Success;
+        while let Some(part) = parts.pop_front() {
+            let payload = encode(&part).map_err(local)?;
+            if payload.len() > RAFT_RPC_BYTES_MAX && part.entries.len() > 1 {
+                let (first, second) = split(part);
+                parts.push_front(second);
+                parts.push_front(first);
+                continue;
+            }
+            answer = self
+                .call_encoded(RaftRpcKind::AppendEntries, payload, option.hard_ttl())
+                .await
+                .map_err(CallFailure::into_rpc_error)?;
+            if !answer.is_success() {
+                return Ok(answer);
+            }
+        }
+        Ok(answer)
     }
 
     async fn vote(
@@ -170,3 +204,64 @@ impl RaftNetworkV2<TypeConfig> for Peer {
 
 /// What an InstallSnapshot RPC carries.
 pub(crate) type SnapshotRequest = (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, Vec<u8>);
+
+/// Splits an append into two that, sent in order, have the same effect.
+fn split(
+    mut rpc: AppendEntriesRequest<TypeConfig>,
+) -> (
+    AppendEntriesRequest<TypeConfig>,
+    AppendEntriesRequest<TypeConfig>,
+) {
+    use openraft::entry::RaftEntry;
+    let tail = rpc.entries.split_off(rpc.entries.len() / 2);
+    let second = AppendEntriesRequest {
+        vote: rpc.vote,
+        prev_log_id: rpc.entries.last().map(|e| e.log_id()),
+        entries: tail,
+        leader_commit: rpc.leader_commit,
+    };
+    (rpc, second)
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::impls::leader_id_adv::LeaderId;
+    use openraft::vote::RaftLeaderId;
+    use openraft::{Entry, EntryPayload, LogId, Vote};
+
+    use super::*;
+
+    #[test]
+    fn a_split_append_chains_its_parts() {
+        let log_id = |i| LogId::new(LeaderId::<u64, u64>::new(1, 1), i);
+        let entries = (3..=7)
+            .map(|i| Entry {
+                log_id: log_id(i),
+                payload: EntryPayload::Blank,
+            })
+            .collect();
+        let rpc = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new(1, 1),
+            prev_log_id: Some(log_id(2)),
+            entries,
+            leader_commit: Some(log_id(6)),
+        };
+        let (a, b) = split(rpc);
+        let index = |r: &AppendEntriesRequest<TypeConfig>| {
+            r.entries.iter().map(|e| e.index()).collect::<Vec<_>>()
+        };
+        assert_eq!(index(&a), [3, 4]);
+        assert_eq!(index(&b), [5, 6, 7]);
+        assert_eq!(a.prev_log_id, Some(log_id(2)));
+        assert_eq!(
+            b.prev_log_id,
+            Some(log_id(4)),
+            "the second part continues after the first"
+        );
+        assert_eq!(
+            (a.leader_commit, b.leader_commit),
+            (Some(log_id(6)), Some(log_id(6)))
+        );
+    }
+}

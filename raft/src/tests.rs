@@ -41,7 +41,7 @@ impl ReplicatedState for Sum {
         if index <= s.1 {
             return Ok(s.0.to_be_bytes().to_vec());
         }
-        s.0 += u64::from_be_bytes(command.try_into().unwrap());
+        s.0 += u64::from_be_bytes(command[..8].try_into().unwrap());
         s.1 = index;
         s.2.push(index);
         Ok(s.0.to_be_bytes().to_vec())
@@ -184,6 +184,53 @@ async fn three_voters_replicate_and_survive_the_loss_of_the_leader() {
     g.write(100u64.to_be_bytes().to_vec()).await.unwrap();
     wait(|| converged(&states, 155, &rest)).await;
     // Close every database before the process exits.
+    let groups: Vec<_> = net.0.lock().unwrap().drain().map(|(_, g)| g).collect();
+    for g in groups {
+        g.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_catches_up_on_entries_larger_than_one_frame() {
+    let net = InProcess::default();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let members: Vec<(NodeId, String)> = (1..=3).map(|i| (i, format!("node-{i}"))).collect();
+    let mut states = HashMap::new();
+    let mut parked = None;
+    for (i, dir) in (1..=3u64).zip(&dirs) {
+        let state = Sum::default();
+        let db = LogDb::open(dir.path()).unwrap();
+        let group = Group::start(
+            db,
+            i,
+            11,
+            state.clone(),
+            &GroupConfig::default(),
+            Arc::new(net.clone()),
+        )
+        .await
+        .unwrap();
+        net.0.lock().unwrap().insert(i, group);
+        states.insert(i, state);
+    }
+    let first = net.0.lock().unwrap()[&1].clone();
+    first.initialize(&members).await.unwrap();
+    let leader = first
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let leader_group = net.0.lock().unwrap()[&leader].clone();
+    // One follower is away while four 6 MiB commands commit: together they
+    // exceed a frame, so catching it up needs several appends.
+    let away = (1..=3).find(|n| *n != leader).unwrap();
+    parked = parked.or_else(|| net.0.lock().unwrap().remove(&away));
+    for i in 1..=4u64 {
+        let mut command = i.to_be_bytes().to_vec();
+        command.resize(6 * 1024 * 1024, 0);
+        leader_group.write(command).await.unwrap();
+    }
+    net.0.lock().unwrap().insert(away, parked.take().unwrap());
+    wait(|| states[&away].0.lock().unwrap().0 == 10).await;
     let groups: Vec<_> = net.0.lock().unwrap().drain().map(|(_, g)| g).collect();
     for g in groups {
         g.shutdown().await;

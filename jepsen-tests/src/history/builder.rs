@@ -97,20 +97,35 @@ impl HistoryBuilder {
         partition: PartitionId,
         offset: Offset,
     ) -> &mut Self {
-        self.send_invoke(process, value, partition)
-            .send_complete(process, OpType::Ok, value, partition, offset)
+        self.send_invoke(process, value, partition).send_complete(
+            process,
+            OpType::Ok,
+            value,
+            partition,
+            offset,
+        )
     }
 
     /// A send that definitely failed.
     pub fn send_fail(&mut self, process: u64, value: &str, partition: PartitionId) -> &mut Self {
-        self.send_invoke(process, value, partition)
-            .send_complete(process, OpType::Fail, value, partition, 0)
+        self.send_invoke(process, value, partition).send_complete(
+            process,
+            OpType::Fail,
+            value,
+            partition,
+            0,
+        )
     }
 
     /// A send whose outcome is unknown (the process is retired after it).
     pub fn send_info(&mut self, process: u64, value: &str, partition: PartitionId) -> &mut Self {
-        self.send_invoke(process, value, partition)
-            .send_complete(process, OpType::Info, value, partition, 0)
+        self.send_invoke(process, value, partition).send_complete(
+            process,
+            OpType::Info,
+            value,
+            partition,
+            0,
+        )
     }
 
     /// A consumer poll of `partition` from `from` on `node` that returned `rs`.
@@ -129,8 +144,11 @@ impl HistoryBuilder {
                 records,
             })
         };
-        self.invoke(process, node, call(None))
-            .complete(process, OpType::Ok, call(Some(records(rs))))
+        self.invoke(process, node, call(None)).complete(
+            process,
+            OpType::Ok,
+            call(Some(records(rs))),
+        )
     }
 
     /// A one-off read of `partition` from `from` on `node` that returned `rs`.
@@ -149,8 +167,11 @@ impl HistoryBuilder {
                 records,
             })
         };
-        self.invoke(process, node, call(None))
-            .complete(process, OpType::Ok, call(Some(records(rs))))
+        self.invoke(process, node, call(None)).complete(
+            process,
+            OpType::Ok,
+            call(Some(records(rs))),
+        )
     }
 
     fn drain_process(&mut self) -> u64 {

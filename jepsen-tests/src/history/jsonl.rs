@@ -38,8 +38,10 @@ impl History {
             if line.trim().is_empty() {
                 continue;
             }
-            let op: Op = serde_json::from_str(&line)
-                .map_err(|source| HistoryError::Parse { line: n + 1, source })?;
+            let op: Op = serde_json::from_str(&line).map_err(|source| HistoryError::Parse {
+                line: n + 1,
+                source,
+            })?;
             ops.push(op);
         }
         History::new(ops)

@@ -130,3 +130,6 @@ impl History {
         &self.completion(pair).unwrap_or(self.invoke(pair)).call
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -241,8 +241,8 @@ impl Call {
 }
 
 /// One line of a history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "RawOp", into = "RawOp")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawOp")]
 pub struct Op {
     /// Position in the history; strictly increasing.
     pub index: u64,
@@ -257,8 +257,8 @@ pub struct Op {
     pub error: Option<String>,
 }
 
-/// The on-disk shape of an [`Op`].
-#[derive(Serialize, Deserialize)]
+/// The on-disk shape of an [`Op`], as read.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOp {
     index: u64,
@@ -271,7 +271,7 @@ struct RawOp {
     value: serde_json::Value,
     #[serde(default)]
     node: Option<NodeId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     error: Option<String>,
 }
 
@@ -296,24 +296,58 @@ impl TryFrom<RawOp> for Op {
     }
 }
 
-impl From<Op> for RawOp {
-    fn from(op: Op) -> Self {
-        let f = op.call.f().to_string();
-        // Serializing a derived adjacently tagged enum cannot fail.
-        let mut tagged = serde_json::to_value(&op.call).unwrap_or_default();
-        let value = tagged
-            .get_mut("value")
-            .map(serde_json::Value::take)
-            .unwrap_or_default();
-        RawOp {
-            index: op.index,
-            time_ms: op.time_ms,
-            process: op.process,
-            kind: op.kind,
-            f,
+/// The on-disk shape of an [`Op`], as written: borrowed, with the fields (and
+/// each value's fields) in the documented order.
+#[derive(Serialize)]
+struct RawOpOut<'a> {
+    index: u64,
+    time_ms: u64,
+    process: Process,
+    #[serde(rename = "type")]
+    kind: OpType,
+    f: &'static str,
+    value: ValueRef<'a>,
+    node: Option<NodeId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// A [`Call`]'s value without its tag.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ValueRef<'a> {
+    Send(&'a SendCall),
+    Read(&'a ReadCall),
+    FinalRead(&'a FinalRead),
+    SmCreate(&'a SmCreate),
+    SmDelete(&'a SmDelete),
+    SmList(&'a SmList),
+    Nemesis(&'a NemesisEvent),
+    Leader(&'a LeaderEvent),
+}
+
+impl Serialize for Op {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let value = match &self.call {
+            Call::Send(v) => ValueRef::Send(v),
+            Call::Poll(v) | Call::Read(v) => ValueRef::Read(v),
+            Call::FinalRead(v) => ValueRef::FinalRead(v),
+            Call::SmCreate(v) => ValueRef::SmCreate(v),
+            Call::SmDelete(v) => ValueRef::SmDelete(v),
+            Call::SmList(v) => ValueRef::SmList(v),
+            Call::Start(v) | Call::Stop(v) | Call::Unavailable(v) => ValueRef::Nemesis(v),
+            Call::Leader(v) => ValueRef::Leader(v),
+        };
+        RawOpOut {
+            index: self.index,
+            time_ms: self.time_ms,
+            process: self.process,
+            kind: self.kind,
+            f: self.call.f(),
             value,
-            node: op.node,
-            error: op.error,
+            node: self.node,
+            error: self.error.as_deref(),
         }
+        .serialize(s)
     }
 }

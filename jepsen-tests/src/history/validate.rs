@@ -66,7 +66,10 @@ pub(super) fn pair(ops: &[Op]) -> Result<Vec<Pair>, HistoryError> {
             Process::Client(p) => p,
         };
         if op.call.is_nemesis() {
-            return bad(format!("client process {process} records nemesis f {}", op.call.f()));
+            return bad(format!(
+                "client process {process} records nemesis f {}",
+                op.call.f()
+            ));
         }
         if retired.contains(&process) {
             return bad(format!(
@@ -82,10 +85,8 @@ pub(super) fn pair(ops: &[Op]) -> Result<Vec<Pair>, HistoryError> {
                     ));
                 }
                 match &op.call {
-                    Call::Send(s) => {
-                        if !send_values.insert(s.value.as_str()) {
-                            return bad(format!("send value {:?} invoked twice", s.value));
-                        }
+                    Call::Send(s) if !send_values.insert(s.value.as_str()) => {
+                        return bad(format!("send value {:?} invoked twice", s.value));
                     }
                     Call::FinalRead(_) if op.node.is_none() => {
                         return bad("final_read without node".into());
@@ -113,10 +114,10 @@ pub(super) fn pair(ops: &[Op]) -> Result<Vec<Pair>, HistoryError> {
                         invoke.index
                     ));
                 }
-                if kind == OpType::Ok {
-                    if let Some(missing) = missing_result(&op.call) {
-                        return bad(format!("ok {} without {missing}", op.call.f()));
-                    }
+                if kind == OpType::Ok
+                    && let Some(missing) = missing_result(&op.call)
+                {
+                    return bad(format!("ok {} without {missing}", op.call.f()));
                 }
                 pairs[p].completion = Some(pos);
                 pairs[p].outcome = match kind {

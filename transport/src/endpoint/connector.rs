@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use super::{TransportError, client_endpoint, connect};
 
-/// Connect timeout used by [`Connector::new`].
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connect timeout used by [`Connector::new`]. A QUIC handshake takes one or
+/// two round trips; a node that has not answered in a second is treated as
+/// down, so clients and peers move on to another node quickly (a failover is
+/// otherwise dominated by waiting on the dead one).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One cached connection; the async mutex makes concurrent callers for the
 /// same address wait for a single handshake instead of racing several.

@@ -905,8 +905,10 @@ pub fn compile_inline(source: &Path) -> anyhow::Result<Vec<u8>> {
     let build = |offline: bool| -> anyhow::Result<bool> {
         let mut cmd = Command::new(&cargo);
         cmd.args(["build", "--release", "--quiet", "--target", WASM_TARGET])
+            // Its own target dir per source: two consumers compiling different
+            // files at once never read each other's output.
             .arg("--target-dir")
-            .arg(root.join("target"))
+            .arg(project.join("target"))
             .current_dir(&project)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -929,13 +931,16 @@ pub fn compile_inline(source: &Path) -> anyhow::Result<Vec<u8>> {
             source.display()
         );
     }
-    let built = root
+    let built = project
         .join("target")
         .join(WASM_TARGET)
         .join("release/inline_module.wasm");
     let wasm = std::fs::read(&built)
         .with_context(|| format!("cargo did not produce {}", built.display()))?;
-    std::fs::write(&cached, &wasm).with_context(|| format!("cannot write {}", cached.display()))?;
+    // Into place atomically: a concurrent reader sees the whole module or none.
+    let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, &wasm).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &cached).with_context(|| format!("cannot write {}", cached.display()))?;
     Ok(wasm)
 }
 

@@ -34,6 +34,8 @@ pub(crate) struct Replicas {
     /// The metadata version the running set last matched.
     reconciled: watch::Sender<u64>,
     peers: Peers,
+    /// Rotates the replica named in redirects for partitions not hosted here.
+    redirects: std::sync::atomic::AtomicUsize,
 }
 
 impl Replicas {
@@ -45,6 +47,7 @@ impl Replicas {
             running: RwLock::new(HashMap::new()),
             reconciled: watch::channel(0).0,
             peers,
+            redirects: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -70,11 +73,16 @@ impl Replicas {
             .get(partition as usize)
             .map(|a| &a.replicas);
         if let Some(replicas) = replicas.filter(|r| !r.contains(&self.node)) {
-            // Not hosted here: send the client to a replica, which knows the leader.
+            // Not hosted here: send the client to a replica, which knows the
+            // leader; a different one each time, so a dead replica cannot
+            // absorb every retry.
+            let turn = self
+                .redirects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(WireError::NotLeader {
                 node: self.node,
                 what: format!("partition {topic}/{partition}"),
-                leader: replicas.first().copied(),
+                leader: replicas.get(turn % replicas.len().max(1)).copied(),
             });
         }
         let running = self.running.read().unwrap_or_else(|p| p.into_inner());

@@ -520,7 +520,12 @@ async fn serve_fetch(
                 }
             }
             if let Some(n) = remaining.as_mut() {
-                records.truncate((*n).min(records.len() as u64) as usize);
+                let keep = (*n).min(records.len() as u64) as usize;
+                if keep < records.len() {
+                    // Resume where delivery stopped, not after what was read.
+                    next = records[keep].offset;
+                }
+                records.truncate(keep);
                 *n -= records.len() as u64;
             }
             for chunk in frame_chunks(records) {

@@ -126,14 +126,9 @@ impl Transforms {
             let name = inv.module.name().to_string();
             let wasm = match inv.module {
                 SmartModuleSource::AdHoc { wasm, .. } => wasm,
-                SmartModuleSource::Registered(_) => {
-                    return Err(WireError::SmartModule {
-                        module: name.clone(),
-                        offset: None,
-                        reason: format!(
-                            "SmartModule {name}: no module is registered under this name (the cluster's registry is not built yet); pass the path of a .wasm file instead"
-                        ),
-                    });
+                // `resolve` has replaced every name by its code already.
+                SmartModuleSource::Registered(name) => {
+                    return Err(WireError::UnknownSmartModule { name });
                 }
             };
             let module = engine
@@ -186,11 +181,11 @@ impl Transforms {
                 timestamp_ms: r.timestamp_ms,
             })
             .collect();
-        let error = processed.error.map(|e| {
-            // The chain reports which module failed by its name in the message.
-            let module = self.names.join(" | ");
-            wire_error(&module, &e)
-        });
+        // The engine's message names the module that failed; the field lists
+        // the chain for programs.
+        let error = processed
+            .error
+            .map(|e| wire_error(&self.names.join(" | "), &e));
         (outputs, error)
     }
 }

@@ -51,6 +51,9 @@ pub struct GroupStatus {
     pub term: u64,
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
+    /// Why the group stopped (a storage failure, a snapshot it could not
+    /// install), if it did: its state is then frozen and must not be served.
+    pub stopped: Option<String>,
 }
 
 /// A Raft group replicating a [`ReplicatedState`].
@@ -194,6 +197,7 @@ impl<S: ReplicatedState> Group<S> {
             term: m.current_term,
             last_log_index: m.last_log_index,
             last_applied_index: m.last_applied.map(|id| id.index),
+            stopped: m.running_state.as_ref().err().map(|e| e.to_string()),
         }
     }
 

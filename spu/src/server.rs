@@ -393,6 +393,15 @@ async fn serve_fetch(
     };
     let status = partition.group.status();
     let what = || format!("partition {}/{}", req.topic, req.partition);
+    if let Some(reason) = status.stopped {
+        // A stopped replica's log is frozen: serving it would look like a
+        // healthy, caught-up replica to the consumer.
+        let e = WireError::Unavailable {
+            what: what(),
+            reason: format!("its replica on node {} stopped: {reason}", node.config.id),
+        };
+        return respond(send, &Response::Error(e)).await;
+    }
     match req.read_from {
         ReadFrom::Leader if !status.is_leader => {
             let e = WireError::NotLeader {

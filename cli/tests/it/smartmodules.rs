@@ -371,7 +371,36 @@ fn a_registered_module_reaches_every_spu_even_one_that_was_down() {
         assert_eq!(out, "hello\nabc123\n", "served by node {node}");
     }
 
+    // Deleting a module a stream is using: that stream keeps its instance
+    // and goes on filtering; new streams can no longer name the module.
+    let mut follower = env
+        .command(&["consume", "messages", "-B", "--filter", "my-filter"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    for want in ["hello", "abc123"] {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), want);
+    }
     env.ok(&["smart-module", "delete", "my-filter"]);
+    env.ok_with_input(&["produce", "messages"], b"777\nstill-filtered\n");
+    let next = rx.recv_timeout(Duration::from_secs(10));
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    assert_eq!(
+        next.unwrap(),
+        "still-filtered",
+        "the running stream kept the deleted module"
+    );
     let err = env.fails(
         &["consume", "messages", "-B", "-d", "--filter", "my-filter"],
         b"",

@@ -143,3 +143,58 @@ fn bench_reports_what_it_produced_and_consumed() {
     assert_eq!(consumed["records"], 2000);
     assert_eq!(consumed["bytes"], 200_000);
 }
+
+#[test]
+fn a_producer_faster_than_the_cluster_blocks_instead_of_buffering_without_bound() {
+    use sluice_client::proto::Record;
+    use sluice_client::{Client, ProducerConfig};
+
+    let env = Env::started();
+    env.ok(&["topic", "create", "bp"]);
+    let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
+    let endpoint = format!("127.0.0.1:{}", env.port);
+    let pid = env.node_pid();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let accepted = rt.block_on(async {
+        let client = Client::connect(&endpoint, &ca, None).await.unwrap();
+        let config = ProducerConfig {
+            max_in_flight: 2,
+            ..ProducerConfig::default()
+        };
+        let producer = client.producer("bp", config).await.unwrap();
+        // The node stops answering: nothing is acknowledged any more.
+        // SAFETY: pausing the node process this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let mut deliveries = Vec::new();
+        loop {
+            let send = producer.send(Record::new(vec![b'x'; 1024]));
+            match tokio::time::timeout(Duration::from_millis(500), send).await {
+                Ok(delivery) => deliveries.push(delivery.unwrap()),
+                Err(_) => break, // `send` waits: the bound is reached.
+            }
+            assert!(deliveries.len() < 100_000, "send never blocked");
+        }
+        let accepted = deliveries.len();
+        // SAFETY: resuming it.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        producer.flush().await.unwrap();
+        for d in deliveries {
+            d.await.unwrap();
+        }
+        accepted
+    });
+    // The queue (1,024 records) plus a few batches of 16 KiB: bounded, not
+    // everything the loop could have pushed.
+    assert!(
+        accepted > 0 && accepted < 2_000,
+        "{accepted} records accepted while the node was paused"
+    );
+    let stored = env.ok(&["consume", "bp", "-B", "-d"]).lines().count();
+    assert_eq!(
+        stored, accepted,
+        "every accepted record is delivered once the node resumes"
+    );
+}

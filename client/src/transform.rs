@@ -2,7 +2,7 @@
 //! chain). Only with the `smartmodules` feature, which brings in the
 //! WebAssembly engine; a plain client stays light.
 
-use sluice_proto::{Record, SmartModuleInvocation, SmartModuleKind, SmartModuleSource};
+use sluice_proto::{Record, SmartModuleInvocation, SmartModuleSource};
 use sluice_wasm::{Chain, Engine, EngineConfig};
 
 use crate::{Client, ClientError};
@@ -13,16 +13,6 @@ pub struct LocalChain {
     /// Position of the next record, given to modules as its offset (a
     /// record has no offset before the cluster assigns one).
     position: i64,
-}
-
-fn engine_kind(kind: SmartModuleKind) -> sluice_wasm::SmartModuleKind {
-    match kind {
-        SmartModuleKind::Filter => sluice_wasm::SmartModuleKind::Filter,
-        SmartModuleKind::Map => sluice_wasm::SmartModuleKind::Map,
-        SmartModuleKind::FilterMap => sluice_wasm::SmartModuleKind::FilterMap,
-        SmartModuleKind::ArrayMap => sluice_wasm::SmartModuleKind::ArrayMap,
-        SmartModuleKind::Aggregate => sluice_wasm::SmartModuleKind::Aggregate,
-    }
 }
 
 fn error(e: impl std::fmt::Display) -> ClientError {
@@ -55,7 +45,7 @@ impl LocalChain {
             for (inv, name, wasm) in sources {
                 let module = engine.load(&wasm).map_err(error)?.named(name);
                 if let Some(kind) = inv.kind {
-                    module.expect_kind(engine_kind(kind)).map_err(error)?;
+                    module.expect_kind(kind.into()).map_err(error)?;
                 }
                 instances.push(module.instantiate(inv.params, inv.initial).map_err(error)?);
             }

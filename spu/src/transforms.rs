@@ -9,8 +9,7 @@
 use sluice_controller::{Metadata, SmartModuleRecord};
 use sluice_proto::limits::SMARTMODULE_SIZE_BYTES_MAX;
 use sluice_proto::{
-    ConsumerRecord, SmartModuleInfo, SmartModuleInvocation, SmartModuleKind, SmartModuleSource,
-    WireError,
+    ConsumerRecord, SmartModuleInfo, SmartModuleInvocation, SmartModuleSource, WireError,
 };
 use sluice_wasm::{Chain, Engine, Record, SmartModuleError};
 
@@ -64,7 +63,7 @@ pub(crate) async fn register(
             .map_err(|e| wire_error(&name, &e))?;
     let info = SmartModuleInfo {
         name,
-        kind: proto_kind(module.kind()),
+        kind: module.kind().into(),
         size_bytes: wasm.len() as u64,
         hash: module.hash_hex(),
         created_ms: sluice_proto::now_ms(),
@@ -78,16 +77,6 @@ pub(crate) async fn register(
     Ok(info)
 }
 
-fn proto_kind(kind: sluice_wasm::SmartModuleKind) -> SmartModuleKind {
-    match kind {
-        sluice_wasm::SmartModuleKind::Filter => SmartModuleKind::Filter,
-        sluice_wasm::SmartModuleKind::Map => SmartModuleKind::Map,
-        sluice_wasm::SmartModuleKind::FilterMap => SmartModuleKind::FilterMap,
-        sluice_wasm::SmartModuleKind::ArrayMap => SmartModuleKind::ArrayMap,
-        sluice_wasm::SmartModuleKind::Aggregate => SmartModuleKind::Aggregate,
-    }
-}
-
 pub(crate) struct Transforms {
     chain: Chain,
     /// Names of the modules, in order, for error messages.
@@ -99,16 +88,6 @@ fn wire_error(module: &str, e: &SmartModuleError) -> WireError {
         module: module.to_string(),
         offset: e.offset().and_then(|o| u64::try_from(o).ok()),
         reason: e.to_string(),
-    }
-}
-
-fn engine_kind(kind: SmartModuleKind) -> sluice_wasm::SmartModuleKind {
-    match kind {
-        SmartModuleKind::Filter => sluice_wasm::SmartModuleKind::Filter,
-        SmartModuleKind::Map => sluice_wasm::SmartModuleKind::Map,
-        SmartModuleKind::FilterMap => sluice_wasm::SmartModuleKind::FilterMap,
-        SmartModuleKind::ArrayMap => sluice_wasm::SmartModuleKind::ArrayMap,
-        SmartModuleKind::Aggregate => sluice_wasm::SmartModuleKind::Aggregate,
     }
 }
 
@@ -137,7 +116,7 @@ impl Transforms {
                 .named(name.clone());
             if let Some(kind) = inv.kind {
                 module
-                    .expect_kind(engine_kind(kind))
+                    .expect_kind(kind.into())
                     .map_err(|e| wire_error(&name, &e))?;
             }
             let instance = module

@@ -76,3 +76,28 @@ impl FromStr for SmartModuleKind {
             })
     }
 }
+
+/// The kind as the wire types name it (requests, the registry).
+impl From<SmartModuleKind> for sluice_proto::SmartModuleKind {
+    fn from(kind: SmartModuleKind) -> Self {
+        match kind {
+            SmartModuleKind::Filter => Self::Filter,
+            SmartModuleKind::Map => Self::Map,
+            SmartModuleKind::FilterMap => Self::FilterMap,
+            SmartModuleKind::ArrayMap => Self::ArrayMap,
+            SmartModuleKind::Aggregate => Self::Aggregate,
+        }
+    }
+}
+
+impl From<sluice_proto::SmartModuleKind> for SmartModuleKind {
+    fn from(kind: sluice_proto::SmartModuleKind) -> Self {
+        match kind {
+            sluice_proto::SmartModuleKind::Filter => Self::Filter,
+            sluice_proto::SmartModuleKind::Map => Self::Map,
+            sluice_proto::SmartModuleKind::FilterMap => Self::FilterMap,
+            sluice_proto::SmartModuleKind::ArrayMap => Self::ArrayMap,
+            sluice_proto::SmartModuleKind::Aggregate => Self::Aggregate,
+        }
+    }
+}

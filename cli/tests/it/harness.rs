@@ -144,6 +144,31 @@ impl Env {
         String::from_utf8(out.stderr).unwrap()
     }
 
+    /// Starts a long-running command (a following consumer) whose stdout
+    /// lines arrive on the returned channel; kill the child when done.
+    pub fn follow(
+        &self,
+        args: &[&str],
+    ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+        use std::io::BufRead;
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        (child, rx)
+    }
+
     pub fn node_dir(&self) -> PathBuf {
         self.node_dir_of(1)
     }

@@ -120,8 +120,6 @@ fn killing_the_partition_leader_during_produce_loses_no_acknowledged_record() {
 
 #[test]
 fn a_following_consumer_survives_the_loss_of_the_replica_it_reads_from() {
-    use std::io::{BufRead, BufReader};
-    use std::sync::mpsc;
     use std::time::Duration;
 
     let env = Env::started_with(3);
@@ -142,21 +140,7 @@ fn a_following_consumer_survives_the_loss_of_the_replica_it_reads_from() {
     let old_leader = leader(&env, "feed");
     let serving = *replicas.iter().find(|r| **r != old_leader).unwrap();
 
-    let mut consumer = env
-        .command(&["consume", "feed", "-B", "--read-from", "follower"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = consumer.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut consumer, rx) = env.follow(&["consume", "feed", "-B", "--read-from", "follower"]);
     let mut got = Vec::new();
     while got.len() < 100 {
         got.push(

@@ -1,8 +1,5 @@
 //! Durability and delivery on one node.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::harness::{Env, last_segment, lines};
@@ -57,21 +54,7 @@ fn a_following_consumer_receives_a_record_produced_after_it_started() {
     let env = Env::started();
     env.ok(&["topic", "create", "live"]);
     env.ok_with_input(&["produce", "live"], b"first\n");
-    let mut consumer = env
-        .command(&["consume", "live", "-B"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = consumer.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut consumer, rx) = env.follow(&["consume", "live", "-B"]);
     // The first record proves the consumer is connected and following.
     assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "first");
     env.ok_with_input(&["produce", "live"], b"second\n");

@@ -1,9 +1,6 @@
 //! SmartModules applied by the SPU on consume: the seed scenarios and bad
 //! modules, through the CLI against real nodes.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::harness::Env;
@@ -244,21 +241,7 @@ fn bad_modules_fail_their_stream_only() {
 
     // An infinite loop is stopped at the deadline and fails only its own
     // stream: a consumer following the topic meanwhile keeps streaming.
-    let mut follower = env
-        .command(&["consume", "t", "-B"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = follower.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut follower, rx) = env.follow(&["consume", "t", "-B"]);
     for _ in 0..20 {
         rx.recv_timeout(Duration::from_secs(20))
             .expect("the follower reads the topic");
@@ -373,21 +356,7 @@ fn a_registered_module_reaches_every_spu_even_one_that_was_down() {
 
     // Deleting a module a stream is using: that stream keeps its instance
     // and goes on filtering; new streams can no longer name the module.
-    let mut follower = env
-        .command(&["consume", "messages", "-B", "--filter", "my-filter"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = follower.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut follower, rx) = env.follow(&["consume", "messages", "-B", "--filter", "my-filter"]);
     for want in ["hello", "abc123"] {
         assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), want);
     }

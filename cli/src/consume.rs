@@ -7,7 +7,6 @@
 //! printed twice.
 
 use std::io::Write;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -22,7 +21,6 @@ use crate::Globals;
 use crate::output::rfc3339_ms;
 
 /// How long a consumer keeps trying to resume after losing its node.
-const RESUME_BUDGET: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
@@ -355,74 +353,31 @@ async fn read_partition(
     partition: u32,
     tx: mpsc::Sender<anyhow::Result<Vec<ConsumerRecord>>>,
 ) {
-    let mut start = config.start;
-    let mut remaining = config.max_records;
-    let mut backoff = Duration::from_millis(100);
-    let mut resume_deadline: Option<tokio::time::Instant> = None;
+    let request = FetchRequest {
+        topic: config.topic.clone(),
+        partition,
+        start: config.start,
+        end_offset: config.end_offset,
+        max_records: config.max_records,
+        follow: config.follow,
+        max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
+        read_from: config.read_from,
+        replica: config.replica,
+        smartmodules: config.smartmodules.clone(),
+    };
+    // The consumer resumes by itself after a node loss, without gap or repeat.
+    let mut consumer = client.consume(request);
     loop {
-        let request = FetchRequest {
-            topic: config.topic.clone(),
-            partition,
-            start,
-            end_offset: config.end_offset,
-            max_records: remaining,
-            follow: config.follow,
-            max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
-            read_from: config.read_from,
-            replica: config.replica,
-            smartmodules: config.smartmodules.clone(),
-        };
-        let mut fetch = match client.fetch(request).await {
-            Ok(fetch) => fetch,
-            Err(e)
-                if e.is_retriable()
-                    && resume_deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
-            {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            }
-            Err(e) => {
-                let _ = tx
-                    .send(Err(anyhow::Error::new(e)
-                        .context(format!("cannot read {}/{partition}", config.topic))))
-                    .await;
-                return;
-            }
-        };
-        backoff = Duration::from_millis(100);
-        loop {
-            match fetch.next_batch().await {
-                Ok(Some(batch)) => {
-                    if let Some(last) = batch.last() {
-                        start = StartOffset::Absolute(last.offset + 1);
-                    }
-                    if let Some(n) = remaining.as_mut() {
-                        *n = n.saturating_sub(batch.len() as u64);
-                    }
-                    if tx.send(Ok(batch)).await.is_err() {
-                        return;
-                    }
-                    if remaining == Some(0) {
-                        return;
-                    }
-                }
+        let item =
+            match consumer.next_batch().await {
+                Ok(Some(batch)) => Ok(batch),
                 Ok(None) => return,
-                Err(e) if e.is_retriable() && config.follow => {
-                    tracing::warn!(topic = %config.topic, partition, error = %e, "fetch interrupted; resuming");
-                    // The start offset is now absolute, so resuming neither skips nor repeats.
-                    if start == StartOffset::End {
-                        start = StartOffset::Absolute(fetch.next_offset());
-                    }
-                    resume_deadline = Some(tokio::time::Instant::now() + RESUME_BUDGET);
-                    break;
-                }
-                Err(e) => {
-                    let context = format!("reading {}/{partition} failed", config.topic);
-                    let _ = tx.send(Err(anyhow::Error::new(e).context(context))).await;
-                    return;
-                }
-            }
+                Err(e) => Err(anyhow::Error::new(e)
+                    .context(format!("cannot read {}/{partition}", config.topic))),
+            };
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            return;
         }
     }
 }

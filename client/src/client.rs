@@ -499,6 +499,13 @@ impl Client {
         }))
     }
 
+    /// Reads a partition as a [`Consumer`]: like [`Client::fetch`], but when
+    /// the serving node is lost it resumes on another replica from the next
+    /// offset, with no gap and no repeat. Must be called within a tokio runtime.
+    pub fn consume(&self, request: FetchRequest) -> crate::Consumer {
+        crate::Consumer::start(self.clone(), request)
+    }
+
     /// A batching producer for `topic`; see [`ProducerConfig`].
     pub async fn producer(&self, topic: &str, config: ProducerConfig) -> Result<Producer> {
         Producer::new(self.clone(), topic, config).await

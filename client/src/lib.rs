@@ -51,6 +51,7 @@
 
 mod client;
 pub mod config;
+mod consumer;
 mod error;
 mod fetch;
 mod producer;
@@ -58,6 +59,7 @@ mod producer;
 pub mod transform;
 
 pub use client::{ADMIN_RETRY_BUDGET, Client, ConnectOptions, REQUEST_TIMEOUT};
+pub use consumer::{Consumer, RESUME_BUDGET};
 pub use error::{ClientError, Result};
 pub use fetch::FetchStream;
 pub use producer::{

@@ -1,0 +1,123 @@
+//! [`Consumer`]: a partition's records as a stream that survives the loss of
+//! the node serving it.
+//!
+//! A fetch stream ends with an error when its node dies or leadership moves.
+//! The consumer then opens a new fetch from the offset after the last record
+//! it delivered (an absolute offset, so nothing is skipped or repeated), on
+//! whichever replica the request's `read_from` allows, retrying with backoff
+//! for up to [`RESUME_BUDGET`] per interruption.
+
+use std::time::Duration;
+
+use futures::Stream;
+use sluice_proto::{ConsumerRecord, FetchRequest, StartOffset};
+use tokio::sync::mpsc;
+
+use crate::{Client, ClientError, Result};
+
+/// How long one interruption may last before the consumer gives up.
+pub const RESUME_BUDGET: Duration = Duration::from_secs(30);
+
+/// Batches of records read by a background task; dropping the consumer stops it.
+pub struct Consumer {
+    rx: mpsc::Receiver<Result<Vec<ConsumerRecord>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Consumer {
+    pub(crate) fn start(client: Client, request: FetchRequest) -> Self {
+        let (tx, rx) = mpsc::channel(16);
+        let task = tokio::spawn(run(client, request, tx));
+        Self { rx, task }
+    }
+
+    /// The next batch; `None` when a non-following read reached its end.
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<ConsumerRecord>>> {
+        self.rx.recv().await.transpose()
+    }
+
+    /// One record at a time.
+    pub fn into_stream(self) -> impl Stream<Item = Result<ConsumerRecord>> + Send + Unpin {
+        Box::pin(futures::stream::unfold(
+            (self, Vec::new().into_iter()),
+            |(mut consumer, mut pending)| async move {
+                loop {
+                    if let Some(record) = pending.next() {
+                        return Some((Ok(record), (consumer, pending)));
+                    }
+                    match consumer.next_batch().await {
+                        Ok(Some(batch)) => pending = batch.into_iter(),
+                        Ok(None) => return None,
+                        Err(e) => return Some((Err(e), (consumer, Vec::new().into_iter()))),
+                    }
+                }
+            },
+        ))
+    }
+}
+
+async fn run(
+    client: Client,
+    mut request: FetchRequest,
+    tx: mpsc::Sender<Result<Vec<ConsumerRecord>>>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut resume_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let mut fetch = match client.fetch(request.clone()).await {
+            Ok(fetch) => fetch,
+            Err(e)
+                if e.is_retriable()
+                    && resume_deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        // From here on the start is absolute: where this fetch began.
+        request.start = StartOffset::Absolute(fetch.start_offset());
+        loop {
+            match fetch.next_batch().await {
+                Ok(Some(batch)) => {
+                    if let Some(last) = batch.last() {
+                        request.start = StartOffset::Absolute(last.offset + 1);
+                    }
+                    if let Some(n) = request.max_records.as_mut() {
+                        *n = n.saturating_sub(batch.len() as u64);
+                    }
+                    let done = request.max_records == Some(0);
+                    if tx.send(Ok(batch)).await.is_err() || done {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) if is_interruption(&e) => {
+                    tracing::warn!(topic = %request.topic, partition = request.partition, error = %e, "fetch interrupted; resuming");
+                    resume_deadline = Some(tokio::time::Instant::now() + RESUME_BUDGET);
+                    break;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Errors after which the same read may continue elsewhere.
+fn is_interruption(e: &ClientError) -> bool {
+    e.is_retriable()
+}

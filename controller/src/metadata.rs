@@ -39,6 +39,7 @@ pub struct Metadata {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmartModuleRecord {
     pub info: SmartModuleInfo,
+    #[serde(with = "serde_bytes")]
     pub wasm: Vec<u8>,
 }
 

@@ -30,6 +30,7 @@ pub enum Request {
     /// Register a SmartModule; the node validates it before proposing it.
     CreateSmartModule {
         name: String,
+        #[serde(with = "serde_bytes")]
         wasm: Vec<u8>,
     },
     ListSmartModules,
@@ -72,6 +73,7 @@ pub enum Response {
     },
     /// The answer to a [`Request::Raft`], encoded by the Raft layer.
     Raft {
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     SmartModuleCreated(SmartModuleInfo),
@@ -80,6 +82,7 @@ pub enum Response {
     SmartModuleDeleted,
     SmartModuleWasm {
         info: SmartModuleInfo,
+        #[serde(with = "serde_bytes")]
         wasm: Vec<u8>,
     },
 }
@@ -100,6 +103,7 @@ pub struct SmartModuleInfo {
 pub struct RaftRpc {
     pub group: u64,
     pub kind: RaftRpcKind,
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 
@@ -316,7 +320,11 @@ pub enum SmartModuleSource {
     /// A module registered in the cluster under this name.
     Registered(String),
     /// The module itself (an ad-hoc `.wasm` file), with a name for messages.
-    AdHoc { name: String, wasm: Vec<u8> },
+    AdHoc {
+        name: String,
+        #[serde(with = "serde_bytes")]
+        wasm: Vec<u8>,
+    },
 }
 
 impl SmartModuleSource {

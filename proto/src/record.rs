@@ -1,4 +1,7 @@
 //! Records as producers send them and consumers receive them.
+//!
+//! Keys and values are encoded as byte strings (`serde_bytes`): one length
+//! and one copy, instead of serde's default of one element per byte.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,8 +10,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// Optional key; records with the same key go to the same partition.
+    #[serde(with = "serde_bytes")]
     pub key: Option<Vec<u8>>,
     /// The payload.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Milliseconds since the Unix epoch, set by the producer.
     pub timestamp_ms: i64,
@@ -44,7 +49,9 @@ impl Record {
 pub struct ConsumerRecord {
     pub partition: u32,
     pub offset: u64,
+    #[serde(with = "serde_bytes")]
     pub key: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub timestamp_ms: i64,
 }

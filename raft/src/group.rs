@@ -254,7 +254,7 @@ impl<S: ReplicatedState> Group<S> {
                 Ok((vote, meta, data)) => {
                     let snapshot = openraft::Snapshot {
                         meta,
-                        snapshot: data,
+                        snapshot: data.into_vec(),
                     };
                     answer(self.raft.install_full_snapshot(vote, snapshot).await).await
                 }

@@ -41,9 +41,23 @@ pub fn partition_group(topic_id: u32, partition: u32) -> GroupId {
 
 /// An opaque command or response: encoded and decoded by the state machine's
 /// owner, carried as-is through the Raft log. Shared, so retrying a proposal
-/// or keeping an entry in memory never copies a batch.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// or keeping an entry in memory never copies a batch; encoded as one byte
+/// string, not byte by byte.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bytes(pub std::sync::Arc<Vec<u8>>);
+
+impl serde::Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let buf = serde_bytes::ByteBuf::deserialize(deserializer)?;
+        Ok(Bytes(std::sync::Arc::new(buf.into_vec())))
+    }
+}
 
 impl std::fmt::Display for Bytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -193,7 +193,11 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let request: SnapshotRequest = (vote, snapshot.meta, snapshot.snapshot);
+        let request: SnapshotRequest = (
+            vote,
+            snapshot.meta,
+            serde_bytes::ByteBuf::from(snapshot.snapshot),
+        );
         // A snapshot may be large: give it more time than a heartbeat.
         let timeout = option.hard_ttl().max(Duration::from_secs(30));
         self.call(RaftRpcKind::InstallSnapshot, &request, timeout)
@@ -203,7 +207,11 @@ impl RaftNetworkV2<TypeConfig> for Peer {
 }
 
 /// What an InstallSnapshot RPC carries.
-pub(crate) type SnapshotRequest = (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, Vec<u8>);
+pub(crate) type SnapshotRequest = (
+    VoteOf<TypeConfig>,
+    SnapshotMetaOf<TypeConfig>,
+    serde_bytes::ByteBuf,
+);
 
 /// Splits an append into two that, sent in order, have the same effect.
 fn split(

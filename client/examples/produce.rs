@@ -1,0 +1,37 @@
+//! Produces a few records with the idempotent, batching producer and prints
+//! where each one was stored.
+//!
+//! ```sh
+//! sluice cluster start --local && sluice topic create greetings
+//! cargo run -p sluice-client --example produce -- greetings
+//! ```
+//! Connects with the current profile of `$SLUICE_HOME/config.toml` (written by
+//! `sluice cluster start --local`).
+
+use sluice_client::proto::Record;
+use sluice_client::{Client, ProducerConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let topic = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "greetings".into());
+    let home = sluice_client::config::sluice_home();
+    let client = Client::from_profile(&home, None, None).await?;
+    let producer = client.producer(&topic, ProducerConfig::default()).await?;
+    let mut deliveries = Vec::new();
+    for i in 0..10 {
+        // Records with the same key land in the same partition, in order.
+        let record = Record::with_key(format!("user-{}", i % 3), format!("hello #{i}"));
+        deliveries.push(producer.send(record).await?);
+    }
+    producer.flush().await?;
+    for delivery in deliveries {
+        let stored = delivery.await?;
+        println!(
+            "stored in partition {} at offset {}",
+            stored.partition, stored.offset
+        );
+    }
+    Ok(())
+}

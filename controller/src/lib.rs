@@ -24,6 +24,10 @@ use sluice_raft::{
     CONTROLLER_GROUP, Group, GroupConfig, LogDb, RaftError, RaftTransport, WriteError,
 };
 
+/// A node the controller leader has not heard from for this long is left out
+/// of new partition assignments.
+const LIVENESS_WINDOW: Duration = Duration::from_secs(3);
+
 /// The controller group as seen from one node.
 #[derive(Clone)]
 pub struct Controller {
@@ -105,8 +109,13 @@ impl Controller {
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo, WireError> {
         spec.validate()?;
         let created_ms = sluice_proto::now_ms();
+        let live = self.group.live_members(LIVENESS_WINDOW);
         match self
-            .propose(Command::CreateTopic { spec, created_ms })
+            .propose(Command::CreateTopic {
+                spec,
+                created_ms,
+                live,
+            })
             .await?
         {
             CommandResult::TopicCreated(info) => Ok(info),

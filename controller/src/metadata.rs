@@ -62,14 +62,26 @@ impl Metadata {
 
     /// Assigns `spec.replication` distinct nodes to each partition, rotating
     /// the starting node so replicas (and, with the first replica as preferred
-    /// leader, leaders) spread evenly. Deterministic: same state, same result.
-    pub(crate) fn assign(&self, spec: &TopicSpec) -> Result<Vec<PartitionAssignment>, WireError> {
-        let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
+    /// leader, leaders) spread evenly. Only the `live` nodes are used when the
+    /// proposer knew which answer (a new partition on a dead node could not
+    /// elect a leader). Deterministic: same state and command, same result.
+    pub(crate) fn assign(
+        &self,
+        spec: &TopicSpec,
+        live: Option<&[NodeId]>,
+    ) -> Result<Vec<PartitionAssignment>, WireError> {
+        let registered = self.nodes.len();
+        let nodes: Vec<NodeId> = self
+            .nodes
+            .keys()
+            .copied()
+            .filter(|n| live.is_none_or(|live| live.contains(n)))
+            .collect();
         if spec.replication as usize > nodes.len() {
             return Err(WireError::InvalidArgument {
                 what: "replication factor".into(),
                 reason: format!(
-                    "{} replicas requested but the cluster has {} node(s); lower -r or add nodes",
+                    "{} replicas requested but {} of the cluster's {registered} node(s) are reachable; lower -r or bring nodes back",
                     spec.replication,
                     nodes.len()
                 ),

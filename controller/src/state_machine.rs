@@ -22,9 +22,12 @@ use crate::{ControllerError, Metadata, NodeRecord, SmartModuleRecord, TopicRecor
 pub enum Command {
     RegisterNode(NodeRecord),
     /// `created_ms` is set by the proposer so every replica records the same time.
+    /// `live` lists the nodes the proposing leader heard from recently (it
+    /// is part of the command so every replica assigns the same way).
     CreateTopic {
         spec: TopicSpec,
         created_ms: i64,
+        live: Option<Vec<u64>>,
     },
     DeleteTopic {
         name: String,
@@ -122,14 +125,18 @@ impl ControllerStateMachine {
                 md.nodes.insert(node.id, node);
                 CommandResult::Done
             }
-            Command::CreateTopic { spec, created_ms } => {
+            Command::CreateTopic {
+                spec,
+                created_ms,
+                live,
+            } => {
                 if md.topics.contains_key(&spec.name) {
                     return CommandResult::Rejected(WireError::TopicExists { topic: spec.name });
                 }
                 if let Err(e) = spec.validate() {
                     return CommandResult::Rejected(e);
                 }
-                let assignments = match md.assign(&spec) {
+                let assignments = match md.assign(&spec, live.as_deref()) {
                     Ok(a) => a,
                     Err(e) => return CommandResult::Rejected(e),
                 };
@@ -248,6 +255,7 @@ mod tests {
             CommandResult::Done
         );
         let create = |name: &str, r| Command::CreateTopic {
+            live: None,
             spec: TopicSpec {
                 replication: r,
                 partitions: 2,

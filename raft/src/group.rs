@@ -297,6 +297,27 @@ impl<S: ReplicatedState> Group<S> {
         )
     }
 
+    /// On the leader: itself and the members that acknowledged a heartbeat
+    /// within `window`. `None` elsewhere (only the leader knows).
+    pub fn live_members(&self, window: Duration) -> Option<Vec<NodeId>> {
+        use openraft::Instant as _;
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.state != ServerState::Leader {
+            return None;
+        }
+        let heartbeats = m.heartbeat?;
+        let mut live: Vec<NodeId> = heartbeats
+            .into_iter()
+            .filter(|(_, last)| last.as_ref().is_some_and(|t| t.elapsed() <= window))
+            .map(|(node, _)| node)
+            .collect();
+        if !live.contains(&self.node) {
+            live.push(self.node);
+        }
+        live.sort_unstable();
+        Some(live)
+    }
+
     /// The voters and learners of the group's current membership.
     pub fn members(&self) -> (Vec<NodeId>, Vec<NodeId>) {
         let m = self.raft.metrics().borrow_watched().clone();

@@ -195,8 +195,22 @@ fn metadata_stays_available_while_a_majority_of_controller_voters_lives() {
     env.kill(first);
     let second = if first == 5 { 4 } else { 5 };
     env.kill(second);
-    env.ok(&["topic", "create", "after-two-losses"]);
+    // New partitions go to the nodes the controller hears from, so an RF=3
+    // topic created now takes writes at once.
+    env.ok(&["topic", "create", "after-two-losses", "-r", "3", "-p", "2"]);
     assert!(env.ok(&["topic", "list"]).contains("after-two-losses"));
+    for p in ["0", "1"] {
+        env.ok_with_input(&["produce", "after-two-losses", "-p", p], b"still here\n");
+        assert_eq!(
+            env.ok(&["consume", "after-two-losses", "-p", p, "-B", "-d"]),
+            "still here\n"
+        );
+    }
+    let err = env.fails(&["topic", "create", "too-wide", "-r", "4"], b"");
+    assert!(
+        err.contains("3 of the cluster's 5 node(s) are reachable"),
+        "{err}"
+    );
     env.ok(&["topic", "delete", "after-two-losses"]);
     assert!(!env.ok(&["topic", "list"]).contains("after-two-losses"));
 }

@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use sluice_client::config::{ClientConfig, Profile};
+use sluice_client::proto::{ClusterStatus, NodeStatus};
 use sluice_transport::ClusterCa;
 
 use crate::{Globals, OutputArgs, OutputFormat};
@@ -39,6 +40,16 @@ pub enum ClusterCmd {
     Shutdown,
     /// Stop the local cluster and remove its data.
     Delete,
+    /// SPUs: id, address, status, partitions led and held.
+    #[command(subcommand)]
+    Spu(SpuCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpuCmd {
+    /// List the SPUs of the cluster.
+    #[command(visible_alias = "ls")]
+    List(OutputArgs),
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +101,7 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
             shutdown(&root).await
         }
         ClusterCmd::Delete => delete(globals).await,
+        ClusterCmd::Spu(SpuCmd::List(out)) => spu_list(out, globals).await,
     }
 }
 
@@ -336,9 +348,57 @@ fn running_pid(dir: &Path) -> Option<i32> {
     (alive && ours).then_some(pid)
 }
 
-async fn status(out: OutputArgs, globals: &Globals) -> anyhow::Result<()> {
+/// Asks every node of the cluster about itself (each answers with its own
+/// pid, data dir and uptime), so the view does not depend on which node the
+/// profile reached; a node that does not answer within a second is offline.
+async fn probe_nodes(
+    globals: &Globals,
+) -> anyhow::Result<(
+    ClusterStatus,
+    Vec<(NodeStatus, Option<sluice_client::Client>)>,
+)> {
     let client = crate::connect(globals).await?;
     let status = client.cluster_status().await?;
+    let probes = status.nodes.iter().map(|n| async move {
+        let answer = tokio::time::timeout(Duration::from_secs(2), async {
+            let c = sluice_client::Client::from_profile(
+                &globals.home,
+                globals.profile.as_deref(),
+                Some(&n.advertised_addr),
+            )
+            .await
+            .ok()?;
+            let own = c.cluster_status().await.ok()?;
+            let me = own.nodes.into_iter().find(|m| m.id == n.id && m.healthy)?;
+            Some((me, c))
+        })
+        .await
+        .ok()
+        .flatten();
+        match answer {
+            Some((me, c)) => (
+                NodeStatus {
+                    role: n.role.clone(),
+                    ..me
+                },
+                Some(c),
+            ),
+            None => (
+                NodeStatus {
+                    healthy: false,
+                    ..n.clone()
+                },
+                None,
+            ),
+        }
+    });
+    let nodes = futures::future::join_all(probes).await;
+    Ok((status, nodes))
+}
+
+async fn status(out: OutputArgs, globals: &Globals) -> anyhow::Result<()> {
+    let (mut status, nodes) = probe_nodes(globals).await?;
+    status.nodes = nodes.into_iter().map(|(n, _)| n).collect();
     match out.output {
         OutputFormat::Table => {
             println!("Cluster {}", status.cluster_id);
@@ -350,7 +410,7 @@ async fn status(out: OutputArgs, globals: &Globals) -> anyhow::Result<()> {
                         n.id.to_string(),
                         n.advertised_addr.clone(),
                         n.role.clone(),
-                        if n.healthy { "online" } else { "unknown" }.into(),
+                        if n.healthy { "online" } else { "offline" }.into(),
                         if n.pid == 0 {
                             "-".into()
                         } else {
@@ -372,6 +432,66 @@ async fn status(out: OutputArgs, globals: &Globals) -> anyhow::Result<()> {
         other => crate::output::print_structured(&status, other)?,
     }
     Ok(())
+}
+
+/// An SPU as `cluster spu list -O json` prints it.
+#[derive(Debug, Serialize)]
+struct SpuOut {
+    id: u64,
+    address: String,
+    status: &'static str,
+    /// Partitions this SPU leads now (asked of the SPU itself).
+    partitions_led: Option<u64>,
+    /// Partition replicas assigned to this SPU.
+    partitions_held: u64,
+}
+
+async fn spu_list(out: OutputArgs, globals: &Globals) -> anyhow::Result<()> {
+    let (_, nodes) = probe_nodes(globals).await?;
+    let client = crate::connect(globals).await?;
+    let topics = client.list_topics().await?;
+    let mut spus = Vec::new();
+    for (node, c) in nodes {
+        let held = topics
+            .iter()
+            .flat_map(|t| &t.assignments)
+            .filter(|a| a.replicas.contains(&node.id))
+            .count() as u64;
+        let led = match &c {
+            Some(c) => c
+                .list_partitions(None)
+                .await
+                .ok()
+                .map(|ps| ps.iter().filter(|p| p.leader == Some(node.id)).count() as u64),
+            None => None,
+        };
+        spus.push(SpuOut {
+            id: node.id,
+            address: node.advertised_addr,
+            status: if node.healthy { "online" } else { "offline" },
+            partitions_led: led,
+            partitions_held: held,
+        });
+    }
+    match out.output {
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = spus
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.id.to_string(),
+                        s.address.clone(),
+                        s.status.to_string(),
+                        s.partitions_led.map_or("-".into(), |l| l.to_string()),
+                        s.partitions_held.to_string(),
+                    ]
+                })
+                .collect();
+            crate::output::print_table(&["ID", "ADDRESS", "STATUS", "LED", "HELD"], &rows);
+            Ok(())
+        }
+        other => crate::output::print_structured(&spus, other),
+    }
 }
 
 async fn shutdown(root: &Path) -> anyhow::Result<()> {

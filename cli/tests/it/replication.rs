@@ -17,6 +17,36 @@ fn leader(env: &Env, topic: &str) -> u64 {
 fn killing_the_partition_leader_during_produce_loses_no_acknowledged_record() {
     let env = Env::started_with(3);
     env.ok(&["topic", "create", "replicated", "-r", "3"]);
+    // Every node answers for itself: pid, data dir, online.
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cluster", "status", "-O", "json"])).unwrap();
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["healthy"] == true && n["pid"].as_u64().unwrap() > 0),
+        "{status}"
+    );
+    let spus: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cluster", "spu", "list", "-O", "json"])).unwrap();
+    let held: u64 = spus
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["partitions_held"].as_u64().unwrap())
+        .sum();
+    let led: u64 = spus
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["partitions_led"].as_u64())
+        .sum();
+    assert_eq!(
+        (held, led),
+        (3, 1),
+        "one partition, three replicas, one leader: {spus}"
+    );
     let first = lines(1_000, "before");
     env.ok_with_input(&["produce", "replicated"], first.as_bytes());
 

@@ -66,9 +66,51 @@ pub async fn run(cmd: PartitionCmd, globals: &Globals) -> anyhow::Result<()> {
     let PartitionCmd::List { topic, output: out } = cmd;
     let client = crate::connect(globals).await?;
     let mut partitions = client.list_partitions(topic.as_deref()).await?;
+    leaders_views(&client, globals, topic.as_deref(), &mut partitions).await;
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     let rows: Vec<PartitionOut> = partitions.iter().map(PartitionOut::from).collect();
     output::print(out.output, &rows, || table(&rows))
+}
+
+/// Replaces each partition's entry by the view of its leader, which alone
+/// knows the committed offset and every replica's lag: each node is asked
+/// for the partitions it leads (a node that does not answer in time is
+/// skipped, leaving the first node's view).
+async fn leaders_views(
+    client: &sluice_client::Client,
+    globals: &Globals,
+    topic: Option<&str>,
+    partitions: &mut [sluice_client::proto::PartitionStatus],
+) {
+    let Ok(status) = client.cluster_status().await else {
+        return;
+    };
+    let views = status.nodes.iter().map(|n| async move {
+        let view = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            let c = sluice_client::Client::from_profile(
+                &globals.home,
+                globals.profile.as_deref(),
+                Some(&n.advertised_addr),
+            )
+            .await
+            .ok()?;
+            c.list_partitions(topic).await.ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        (n.id, view.unwrap_or_default())
+    });
+    for (node, view) in futures::future::join_all(views).await {
+        for led in view.into_iter().filter(|p| p.leader == Some(node)) {
+            if let Some(slot) = partitions
+                .iter_mut()
+                .find(|p| p.topic == led.topic && p.partition == led.partition)
+            {
+                *slot = led;
+            }
+        }
+    }
 }
 
 fn table(rows: &[PartitionOut]) -> String {

@@ -361,13 +361,7 @@ async fn probe_nodes(
     let status = client.cluster_status().await?;
     let probes = status.nodes.iter().map(|n| async move {
         let answer = tokio::time::timeout(Duration::from_secs(2), async {
-            let c = sluice_client::Client::from_profile(
-                &globals.home,
-                globals.profile.as_deref(),
-                Some(&n.advertised_addr),
-            )
-            .await
-            .ok()?;
+            let c = crate::connect_node(globals, &n.advertised_addr).await?;
             let own = c.cluster_status().await.ok()?;
             let me = own.nodes.into_iter().find(|m| m.id == n.id && m.healthy)?;
             Some((me, c))

@@ -135,6 +135,14 @@ pub async fn connect(globals: &Globals) -> anyhow::Result<sluice_client::Client>
     Ok(client)
 }
 
+/// A client talking to the node at `addr` only (with the profile's CA), for
+/// commands that ask every node about itself; `None` if it does not answer.
+pub async fn connect_node(globals: &Globals, addr: &str) -> Option<sluice_client::Client> {
+    sluice_client::Client::from_profile(&globals.home, globals.profile.as_deref(), Some(addr))
+        .await
+        .ok()
+}
+
 async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
     match command {
         Command::Cluster(cmd) => cluster::run(cmd, globals).await,

@@ -87,13 +87,7 @@ async fn leaders_views(
     };
     let views = status.nodes.iter().map(|n| async move {
         let view = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-            let c = sluice_client::Client::from_profile(
-                &globals.home,
-                globals.profile.as_deref(),
-                Some(&n.advertised_addr),
-            )
-            .await
-            .ok()?;
+            let c = crate::connect_node(globals, &n.advertised_addr).await?;
             c.list_partitions(topic).await.ok()
         })
         .await

@@ -128,51 +128,81 @@ async fn reopen(path: &std::path::Path) -> Arc<LogDb> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_voters_replicate_and_survive_the_loss_of_the_leader() {
-    let net = InProcess::default();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let config = GroupConfig::default();
-    let members: Vec<(NodeId, String)> = (1..=3).map(|i| (i, format!("node-{i}"))).collect();
-    let mut states = HashMap::new();
-    for (i, dir) in (1..=3u64).zip(&dirs) {
-        let state = Sum::default();
-        let db = LogDb::open(dir.path()).unwrap();
-        let group = Group::start(db, i, 9, state.clone(), &config, Arc::new(net.clone()))
+/// Three replicas of group `id` on their own databases, wired by `net`, with
+/// a leader elected. The temp dirs must outlive the groups.
+struct Three {
+    net: InProcess,
+    states: HashMap<NodeId, Sum>,
+    leader: NodeId,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Three {
+    async fn start(id: u64) -> Self {
+        let net = InProcess::default();
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut states = HashMap::new();
+        for (i, dir) in (1..=3u64).zip(&dirs) {
+            let state = Sum::default();
+            let db = LogDb::open(dir.path()).unwrap();
+            let transport = Arc::new(net.clone());
+            let group = Group::start(db, i, id, state.clone(), &GroupConfig::default(), transport)
+                .await
+                .unwrap();
+            net.0.lock().unwrap().insert(i, group);
+            states.insert(i, state);
+        }
+        let members: Vec<(NodeId, String)> = (1..=3).map(|i| (i, format!("node-{i}"))).collect();
+        let first = net.0.lock().unwrap()[&1].clone();
+        first.initialize(&members).await.unwrap();
+        let leader = first
+            .wait_for_leader(Duration::from_secs(10))
             .await
             .unwrap();
-        net.0.lock().unwrap().insert(i, group);
-        states.insert(i, state);
-    }
-    let first = net.0.lock().unwrap()[&1].clone();
-    first.initialize(&members).await.unwrap();
-    let leader = first
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .unwrap();
-    eprintln!("leader {leader} status {:?}", first.status());
-    let leader_group = net.0.lock().unwrap()[&leader].clone();
-    for i in 1..=10u64 {
-        if let Err(e) = leader_group.write(i.to_be_bytes().to_vec()).await {
-            panic!("{e:?} {:?}", leader_group.status());
+        Self {
+            net,
+            states,
+            leader,
+            _dirs: dirs,
         }
     }
+
+    fn group(&self, node: NodeId) -> Group<Sum> {
+        self.net.0.lock().unwrap()[&node].clone()
+    }
+
+    fn sum(&self, node: NodeId) -> u64 {
+        self.states[&node].0.lock().unwrap().0
+    }
+
+    /// Closes every database before the process exits.
+    async fn shutdown(self) {
+        let groups: Vec<_> = self.net.0.lock().unwrap().drain().map(|(_, g)| g).collect();
+        for g in groups {
+            g.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_replicate_and_survive_the_loss_of_the_leader() {
+    let three = Three::start(9).await;
+    let leader = three.group(three.leader);
+    for i in 1..=10u64 {
+        leader.write(i.to_be_bytes().to_vec()).await.unwrap();
+    }
     // Every replica applies the committed entries.
-    let converged = |states: &HashMap<NodeId, Sum>, want: u64, nodes: &[NodeId]| {
-        nodes.iter().all(|n| states[n].0.lock().unwrap().0 == want)
-    };
-    let all = [1, 2, 3];
-    wait(|| converged(&states, 55, &all)).await;
+    wait(|| [1, 2, 3].iter().all(|n| three.sum(*n) == 55)).await;
 
     // The leader goes away; the other two elect a new one and keep committing.
-    net.0.lock().unwrap().remove(&leader);
-    leader_group.shutdown().await;
-    let rest: Vec<NodeId> = all.iter().copied().filter(|n| *n != leader).collect();
-    let survivor = net.0.lock().unwrap()[&rest[0]].clone();
+    three.net.0.lock().unwrap().remove(&three.leader);
+    leader.shutdown().await;
+    let rest: Vec<NodeId> = (1..=3).filter(|n| *n != three.leader).collect();
+    let survivor = three.group(rest[0]);
     let mut new_leader = None;
     for _ in 0..100 {
         match survivor.wait_for_leader(Duration::from_secs(5)).await {
-            Some(l) if l != leader => {
+            Some(l) if l != three.leader => {
                 new_leader = Some(l);
                 break;
             }
@@ -180,61 +210,32 @@ async fn three_voters_replicate_and_survive_the_loss_of_the_leader() {
         }
     }
     let new_leader = new_leader.expect("a new leader is elected");
-    let g = net.0.lock().unwrap()[&new_leader].clone();
-    g.write(100u64.to_be_bytes().to_vec()).await.unwrap();
-    wait(|| converged(&states, 155, &rest)).await;
-    // Close every database before the process exits.
-    let groups: Vec<_> = net.0.lock().unwrap().drain().map(|(_, g)| g).collect();
-    for g in groups {
-        g.shutdown().await;
-    }
+    three
+        .group(new_leader)
+        .write(100u64.to_be_bytes().to_vec())
+        .await
+        .unwrap();
+    wait(|| rest.iter().all(|n| three.sum(*n) == 155)).await;
+    three.shutdown().await;
 }
 
+/// Catch-up through a transport that refuses frames over the protocol limit,
+/// with entries of several MiB (that an append never exceeds a frame is what
+/// `network::tests` checks of the split itself).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_catches_up_on_entries_larger_than_one_frame() {
-    let net = InProcess::default();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let members: Vec<(NodeId, String)> = (1..=3).map(|i| (i, format!("node-{i}"))).collect();
-    let mut states = HashMap::new();
-    let mut parked = None;
-    for (i, dir) in (1..=3u64).zip(&dirs) {
-        let state = Sum::default();
-        let db = LogDb::open(dir.path()).unwrap();
-        let group = Group::start(
-            db,
-            i,
-            11,
-            state.clone(),
-            &GroupConfig::default(),
-            Arc::new(net.clone()),
-        )
-        .await
-        .unwrap();
-        net.0.lock().unwrap().insert(i, group);
-        states.insert(i, state);
-    }
-    let first = net.0.lock().unwrap()[&1].clone();
-    first.initialize(&members).await.unwrap();
-    let leader = first
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let leader_group = net.0.lock().unwrap()[&leader].clone();
-    // One follower is away while four 6 MiB commands commit: together they
-    // exceed a frame, so catching it up needs several appends.
-    let away = (1..=3).find(|n| *n != leader).unwrap();
-    parked = parked.or_else(|| net.0.lock().unwrap().remove(&away));
+async fn a_follower_catches_up_on_multi_megabyte_entries() {
+    let three = Three::start(11).await;
+    let leader = three.group(three.leader);
+    let away = (1..=3).find(|n| *n != three.leader).unwrap();
+    let parked = three.net.0.lock().unwrap().remove(&away).unwrap();
     for i in 1..=4u64 {
         let mut command = i.to_be_bytes().to_vec();
         command.resize(6 * 1024 * 1024, 0);
-        leader_group.write(command).await.unwrap();
+        leader.write(command).await.unwrap();
     }
-    net.0.lock().unwrap().insert(away, parked.take().unwrap());
-    wait(|| states[&away].0.lock().unwrap().0 == 10).await;
-    let groups: Vec<_> = net.0.lock().unwrap().drain().map(|(_, g)| g).collect();
-    for g in groups {
-        g.shutdown().await;
-    }
+    three.net.0.lock().unwrap().insert(away, parked);
+    wait(|| three.sum(away) == 10).await;
+    three.shutdown().await;
 }
 
 async fn wait(mut cond: impl FnMut() -> bool) {

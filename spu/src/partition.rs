@@ -147,8 +147,9 @@ impl ReplicatedState for PartitionStateMachine {
     }
 
     fn snapshot(&mut self) -> io::Result<Vec<u8>> {
-        // Replicas catch up from segments, which the replication work adds;
-        // the snapshot records where this replica's log stands.
+        // Only where this replica's log stands: a replica too far behind for
+        // the Raft log would need the segments themselves, which no snapshot
+        // carries yet (see `install_snapshot`).
         let log = read_lock(&self.log);
         Ok(encode(&(
             log.start_offset(),
@@ -161,7 +162,7 @@ impl ReplicatedState for PartitionStateMachine {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!(
-                "partition {}: installing a snapshot needs segment transfer, which single-replica partitions never use",
+                "partition {}: this replica fell behind the leader's kept log and would need a segment transfer, which is not built yet; the replica stops",
                 self.name
             ),
         ))

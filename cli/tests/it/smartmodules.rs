@@ -235,7 +235,7 @@ fn bad_modules_fail_their_stream_only() {
     assert_eq!(got, (0..7).map(|i| format!("r{i}\n")).collect::<String>());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.contains("test_panic") && err.contains('7'),
+        err.contains("test_panic") && err.contains("at offset 7"),
         "module and offset are named: {err}"
     );
 

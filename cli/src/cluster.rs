@@ -11,7 +11,7 @@
 //! `shutdown` and `delete` find it; profile "local" in `config.toml` points
 //! clients at node 1 with the cluster CA.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -70,6 +70,10 @@ pub struct StartArgs {
     /// Port of node 1 (node i listens on PORT + i - 1), on 127.0.0.1.
     #[arg(long, default_value_t = 9003)]
     pub port: u16,
+    /// One IP address per node (node i listens on the i-th): e.g. distinct loopback
+    /// addresses inside a network namespace, so faults can be injected between nodes.
+    #[arg(long, value_delimiter = ',', value_name = "IP,IP,...")]
+    pub hosts: Vec<IpAddr>,
 }
 
 /// What `cluster.toml` in the cluster root records.
@@ -80,6 +84,9 @@ struct LocalCluster {
     port: u16,
     #[serde(default = "three")]
     controllers: u32,
+    /// Node i's IP address is `hosts[i - 1]`; empty means 127.0.0.1 for all.
+    #[serde(default)]
+    hosts: Vec<IpAddr>,
 }
 
 fn three() -> u32 {
@@ -168,11 +175,19 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                     args.spus
                 );
             }
+            if !args.hosts.is_empty() && args.hosts.len() != args.spus as usize {
+                bail!(
+                    "--hosts names {} address(es) but --spus is {}: give one address per node",
+                    args.hosts.len(),
+                    args.spus
+                );
+            }
             let c = LocalCluster {
                 cluster_id: new_cluster_id(),
                 spus: args.spus,
                 port: args.port,
                 controllers,
+                hosts: args.hosts.clone(),
             };
             std::fs::write(&meta_path, toml::to_string(&c)?)
                 .with_context(|| format!("cannot write {}", meta_path.display()))?;
@@ -190,7 +205,15 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             cluster.spus
         );
     }
-    let addr_of = |i: u32| format!("127.0.0.1:{}", cluster.port as u32 + i - 1);
+    let ip_of = |i: u32| {
+        cluster
+            .hosts
+            .get(i as usize - 1)
+            .copied()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    };
+    let addr_of =
+        |i: u32| SocketAddr::new(ip_of(i), (cluster.port as u32 + i - 1) as u16).to_string();
     let peers: Vec<String> = (1..=cluster.spus)
         .map(|i| format!("{i}={}", addr_of(i)))
         .collect();
@@ -213,7 +236,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         let dir = node_dir(&root, i);
         let tls = dir.join("tls");
         if !tls.join("node.pem").exists() {
-            let ips = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+            let ips = [ip_of(i)];
             ca.issue(&format!("node-{i}"), &ips)?.save(&tls, "node")?;
             std::fs::write(tls.join("ca.pem"), ca.cert_pem())?;
         }
@@ -310,10 +333,10 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
     }
     progress.finish_and_clear();
     println!(
-        "Local cluster {} is running: {} node(s), profile \"{PROFILE}\" -> 127.0.0.1:{}, data in {}",
+        "Local cluster {} is running: {} node(s), profile \"{PROFILE}\" -> {}, data in {}",
         cluster.cluster_id,
         cluster.spus,
-        cluster.port,
+        addr_of(1),
         root.display()
     );
     Ok(())

@@ -35,12 +35,34 @@ const META_LAST_PURGED: &[u8] = b"last_purged";
 
 type SyncCallback = Box<dyn FnOnce(io::Result<()>) + Send>;
 
+/// How the database makes writes durable. The defaults are the only safe ones.
+#[derive(Clone, Default)]
+pub struct LogDbOptions {
+    /// Called after every WAL fsync (the group commit and each synced metadata
+    /// write), once the data is durable: the node uses it to keep the test-only
+    /// fsync journal that lets the fault suite simulate a power loss.
+    pub on_sync: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Acknowledge without ever fsyncing. Loses acknowledged writes on a power
+    /// failure: only for showing that the fault suite notices.
+    pub unsafe_skip_fsync: bool,
+}
+
+impl std::fmt::Debug for LogDbOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogDbOptions")
+            .field("on_sync", &self.on_sync.is_some())
+            .field("unsafe_skip_fsync", &self.unsafe_skip_fsync)
+            .finish()
+    }
+}
+
 /// The node's Raft database, shared by all its groups.
 pub struct LogDb {
     db: Arc<DB>,
     sync_tx: Option<mpsc::Sender<SyncCallback>>,
     syncer: Option<std::thread::JoinHandle<()>>,
     fsyncs: Arc<AtomicU64>,
+    options: LogDbOptions,
 }
 
 impl Drop for LogDb {
@@ -57,6 +79,11 @@ impl Drop for LogDb {
 impl LogDb {
     /// Opens (creating if needed) the database in `dir` and starts its syncer.
     pub fn open(dir: &Path) -> Result<Arc<Self>, RaftError> {
+        Self::open_with(dir, LogDbOptions::default())
+    }
+
+    /// [`LogDb::open`] with non-default durability options.
+    pub fn open_with(dir: &Path, options: LogDbOptions) -> Result<Arc<Self>, RaftError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -70,10 +97,10 @@ impl LogDb {
         let db = Arc::new(db);
         let fsyncs = Arc::new(AtomicU64::new(0));
         let (sync_tx, sync_rx) = mpsc::channel::<SyncCallback>();
-        let (sync_db, sync_count) = (db.clone(), fsyncs.clone());
+        let (sync_db, sync_count, sync_options) = (db.clone(), fsyncs.clone(), options.clone());
         let syncer = std::thread::Builder::new()
             .name("raft-wal-sync".into())
-            .spawn(move || run_syncer(&sync_db, &sync_count, &sync_rx))
+            .spawn(move || run_syncer(&sync_db, &sync_count, &sync_options, &sync_rx))
             .map_err(|e| RaftError::OpenDb {
                 path: dir.display().to_string(),
                 reason: format!("cannot start the WAL sync thread: {e}"),
@@ -83,12 +110,13 @@ impl LogDb {
             sync_tx: Some(sync_tx),
             syncer: Some(syncer),
             fsyncs,
+            options,
         }))
     }
 
     /// Fsyncs the WAL now (at shutdown; appends are already durable when acknowledged).
     pub fn flush(&self) -> Result<(), RaftError> {
-        self.db.flush_wal(true).map_err(|e| RaftError::Storage {
+        sync_wal(&self.db, &self.options).map_err(|e| RaftError::Storage {
             group: crate::CONTROLLER_GROUP,
             action: "flushing the WAL",
             reason: e.to_string(),
@@ -152,11 +180,16 @@ impl LogDb {
         value: &T,
         sync: bool,
     ) -> io::Result<()> {
+        let sync = sync && !self.options.unsafe_skip_fsync;
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(sync);
         self.db
             .put_cf_opt(self.cf(CF_META), meta_key(group, name), encode(value)?, &wo)
-            .map_err(io_err)
+            .map_err(io_err)?;
+        if sync && let Some(on_sync) = &self.options.on_sync {
+            on_sync();
+        }
+        Ok(())
     }
 
     /// Fsyncs the WAL on the syncer thread, together with whatever else is waiting.
@@ -173,11 +206,16 @@ impl LogDb {
 
 /// Completes flush callbacks in batches: everything queued while one fsync ran
 /// is covered by the next one.
-fn run_syncer(db: &DB, count: &AtomicU64, rx: &mpsc::Receiver<SyncCallback>) {
+fn run_syncer(
+    db: &DB,
+    count: &AtomicU64,
+    options: &LogDbOptions,
+    rx: &mpsc::Receiver<SyncCallback>,
+) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
-        let result = db.flush_wal(true);
+        let result = sync_wal(db, options);
         count.fetch_add(1, Ordering::Relaxed);
         for done in waiting {
             done(
@@ -188,6 +226,19 @@ fn run_syncer(db: &DB, count: &AtomicU64, rx: &mpsc::Receiver<SyncCallback>) {
             );
         }
     }
+}
+
+/// fsyncs the WAL (unless told not to) and reports it.
+fn sync_wal(db: &DB, options: &LogDbOptions) -> Result<(), rocksdb::Error> {
+    if options.unsafe_skip_fsync {
+        // Still hand the bytes to the OS, as a node that "syncs later" would.
+        return db.flush_wal(false);
+    }
+    db.flush_wal(true)?;
+    if let Some(on_sync) = &options.on_sync {
+        on_sync();
+    }
+    Ok(())
 }
 
 fn log_key(group: GroupId, index: u64) -> [u8; 16] {

@@ -6,6 +6,7 @@
 
 mod config;
 mod data_dir;
+mod fsync_journal;
 mod node;
 mod partition;
 mod peers;

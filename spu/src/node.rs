@@ -80,6 +80,11 @@ pub enum NodeError {
     Controller(#[from] ControllerError),
     #[error("cannot start the SmartModule engine: {0}")]
     Engine(sluice_wasm::SmartModuleError),
+    #[error("cannot open the fsync journal in {dir}: {source}")]
+    FsyncJournal {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// State shared by the request handlers.
@@ -183,7 +188,12 @@ impl Node {
             .map_err(NodeError::TlsConfig)?;
         let peers = Peers::new(Connector::with_timeout(client_config, PEER_CONNECT_TIMEOUT));
 
-        let db = LogDb::open(&data_dir.raft())?;
+        let db_options = crate::fsync_journal::from_env(data_dir.root(), &data_dir.raft())
+            .map_err(|source| NodeError::FsyncJournal {
+                dir: data_dir.root().to_path_buf(),
+                source,
+            })?;
+        let db = LogDb::open_with(&data_dir.raft(), db_options)?;
         let controller = Controller::start(
             db.clone(),
             config.id,

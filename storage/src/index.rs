@@ -86,6 +86,9 @@ impl OffsetIndex {
             .truncate(false)
             .open(path)
             .map_err(io_err("open index", path))?;
+        if !existed {
+            crate::durability::created(path);
+        }
         let len = file.metadata().map_err(io_err("stat index", path))?.len();
         let state = if !existed {
             IndexState::Missing
@@ -115,6 +118,7 @@ impl OffsetIndex {
             .truncate(true)
             .open(path)
             .map_err(io_err("create index", path))?;
+        crate::durability::created(path);
         Ok(OffsetIndex {
             path: path.to_path_buf(),
             file,
@@ -197,8 +201,7 @@ impl OffsetIndex {
     }
 
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
+        crate::durability::sync_file(&self.file, &self.path)
             .map_err(io_err("fsync index", &self.path))
     }
 }

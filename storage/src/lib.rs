@@ -18,6 +18,7 @@
 //! The batch format is described in `batch.rs`, the index format in `index.rs`.
 
 mod batch;
+pub mod durability;
 mod error;
 mod index;
 mod log;

@@ -145,9 +145,8 @@ fn parse_file_name(path: &Path) -> Option<(u64, &str)> {
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
-        .map_err(io_err("open directory", dir))?
-        .sync_all()
-        .map_err(io_err("fsync directory", dir))
+        .map_err(io_err("open directory", dir))
+        .and_then(|d| crate::durability::sync_dir(&d).map_err(io_err("fsync directory", dir)))
 }
 
 impl PartitionLog {

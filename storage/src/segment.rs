@@ -230,6 +230,7 @@ impl Segment {
             .truncate(true)
             .open(&path)
             .map_err(io_err("create segment", &path))?;
+        crate::durability::created(&path);
         let index = OffsetIndex::create(&index_path(dir, base_offset))?;
         Ok(Segment {
             base_offset,
@@ -308,7 +309,7 @@ impl Segment {
             );
             file.set_len(position)
                 .map_err(io_err("truncate segment", &path))?;
-            file.sync_data().map_err(io_err("fsync segment", &path))?;
+            crate::durability::sync_file(&file, &path).map_err(io_err("fsync segment", &path))?;
             truncated = Some(TruncatedTail {
                 path: path.clone(),
                 position,
@@ -573,8 +574,7 @@ impl Segment {
 
     /// fsyncs the data file and the index.
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
+        crate::durability::sync_file(&self.file, &self.path)
             .map_err(io_err("fsync segment", &self.path))?;
         self.writer.index.sync()
     }

@@ -1,0 +1,132 @@
+//! The test-only fsync journal and the deliberately unsafe "no fsync" mode.
+//!
+//! A power failure loses whatever the file system had not made durable. This
+//! machine has no file system that can simulate that (no LazyFS), so a node
+//! started with `SLUICE_FSYNC_JOURNAL=1` writes down what it made durable, and
+//! the fault suite truncates files to that after a SIGKILL. The journal is
+//! `<data dir>/fsync-journal.jsonl`, JSON lines (contract shared with
+//! `jepsen-tests`):
+//!
+//! ```text
+//! {"watch":"/abs/raft","suffix":".log"}   every file with this suffix in this dir
+//!                                           that no "path" line names was never synced
+//! {"path":"/abs/file","len":4096}          the first len bytes of file are durable
+//! ```
+//!
+//! The RocksDB WAL files (`raft/*.log`) are recorded after each WAL fsync the
+//! node asks for; segment and index files after each of their fsyncs, and at
+//! creation with length 0. RocksDB syncs its own SST, MANIFEST and CURRENT files,
+//! which the journal leaves alone.
+//!
+//! `SLUICE_DEBUG_UNSAFE_NO_FSYNC=1` (honoured by debug builds only) makes the
+//! node acknowledge writes without ever fsyncing them, which is exactly the bug
+//! Jepsen found in NATS JetStream; the fault suite must report such a node
+//! invalid.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sluice_raft::LogDbOptions;
+use sluice_storage::durability::SyncObserver;
+
+pub const JOURNAL_ENV: &str = "SLUICE_FSYNC_JOURNAL";
+pub const NO_FSYNC_ENV: &str = "SLUICE_DEBUG_UNSAFE_NO_FSYNC";
+pub const JOURNAL_FILE: &str = "fsync-journal.jsonl";
+
+/// Appends to the journal; shared by the storage observer and the WAL hook.
+pub struct FsyncJournal {
+    file: Mutex<File>,
+    raft_dir: PathBuf,
+}
+
+impl FsyncJournal {
+    fn open(data_dir: &Path, raft_dir: &Path) -> std::io::Result<Arc<Self>> {
+        let path = data_dir.join(JOURNAL_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let raft_dir = std::path::absolute(raft_dir)?;
+        let journal = Arc::new(Self {
+            file: Mutex::new(file),
+            raft_dir: raft_dir.clone(),
+        });
+        journal.line(&serde_json::json!({"watch": raft_dir, "suffix": ".log"}));
+        // The WAL files that exist now were made durable by the last run (RocksDB
+        // syncs them when it opens and recovers).
+        journal.wal_synced();
+        Ok(journal)
+    }
+
+    fn line(&self, value: &serde_json::Value) {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        // The journal is written without fsync: the suite reads it after SIGKILL,
+        // when the kernel still has every byte the process wrote.
+        if let Err(e) = writeln!(file, "{value}") {
+            tracing::error!(error = %e, "cannot write the fsync journal");
+        }
+    }
+
+    fn synced_len(&self, path: &Path, len: u64) {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        self.line(&serde_json::json!({"path": path, "len": len}));
+    }
+
+    /// Records the current length of every WAL file: called right after a WAL fsync.
+    fn wal_synced(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.raft_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log")
+                && let Ok(meta) = entry.metadata()
+            {
+                self.synced_len(&path, meta.len());
+            }
+        }
+    }
+}
+
+impl SyncObserver for FsyncJournal {
+    fn created(&self, path: &Path) {
+        self.synced_len(path, 0);
+    }
+
+    fn synced(&self, path: &Path, len: u64) {
+        self.synced_len(path, len);
+    }
+}
+
+/// Reads the two environment switches and sets up storage and the Raft
+/// database accordingly. Returns the options to open the database with.
+pub fn from_env(data_dir: &Path, raft_dir: &Path) -> std::io::Result<LogDbOptions> {
+    let mut options = LogDbOptions::default();
+    if flag(NO_FSYNC_ENV) {
+        if cfg!(debug_assertions) {
+            tracing::warn!(
+                "{NO_FSYNC_ENV} is set: this node acknowledges writes WITHOUT fsync and loses them on a power failure (fault-suite self-test only)"
+            );
+            options.unsafe_skip_fsync = true;
+            sluice_storage::durability::set_unsafe_skip_fsync(true);
+        } else {
+            tracing::warn!("{NO_FSYNC_ENV} is ignored: release builds always fsync");
+        }
+    }
+    if flag(JOURNAL_ENV) {
+        let journal = FsyncJournal::open(data_dir, raft_dir)?;
+        tracing::info!(
+            file = %data_dir.join(JOURNAL_FILE).display(),
+            "recording fsyncs in the test-only journal"
+        );
+        sluice_storage::durability::install_observer(journal.clone());
+        options.on_sync = Some(Arc::new(move || journal.wal_synced()));
+    }
+    Ok(options)
+}
+
+fn flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}

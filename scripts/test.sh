@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine: installs what the build
-# needs (clang for bindgen, Debian's RocksDB to link against, the wasm32 target),
-# then builds and tests with the committed Cargo.lock.
+# needs (clang for bindgen, Debian's RocksDB to link against, the wasm32 target)
+# and what the fault suite uses (nftables, iproute2), then builds and tests with
+# the committed Cargo.lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,9 @@ command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 [ -e /usr/include/clang-c/Index.h ] || ls /usr/lib/llvm-*/include/clang-c/Index.h >/dev/null 2>&1 || need_apt+=(libclang-dev)
 [ -e /usr/include/rocksdb/db.h ] || need_apt+=(librocksdb-dev)
 [ -e /usr/include/snappy.h ] || need_apt+=(libsnappy-dev)
+# The fault suite's partitions (network namespaces and nftables; root only).
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

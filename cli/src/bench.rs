@@ -44,7 +44,9 @@ pub struct ProduceBench {
     pub producers: u32,
     #[arg(long, value_parser = parse_nonzero_size, default_value = "64KiB")]
     pub batch_size: usize,
-    #[arg(long, value_parser = parse_duration, default_value = "5ms")]
+    /// How long a record may wait for others to fill its batch (0: sent
+    /// when its partition has a free slot; batches grow while none is free).
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
     pub linger: Duration,
     /// Send at this many records/s in all (for latency at a fixed load);
     /// default: as fast as acknowledgements allow.

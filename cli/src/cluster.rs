@@ -43,6 +43,9 @@ pub enum ClusterCmd {
     /// SPUs: id, address, status, partitions led and held.
     #[command(subcommand)]
     Spu(SpuCmd),
+    /// The cluster CA and node/client certificates of a multi-host cluster.
+    #[command(subcommand)]
+    Ca(crate::cert::CaCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +53,14 @@ pub enum SpuCmd {
     /// List the SPUs of the cluster.
     #[command(visible_alias = "ls")]
     List(OutputArgs),
+    /// Remove an SPU from the cluster for good, after its partitions were
+    /// moved away (`sluice partition reassign`). Its id is never reused; the
+    /// node stops by itself.
+    Unregister {
+        /// The SPU's id.
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +98,16 @@ struct LocalCluster {
     /// Node i's IP address is `hosts[i - 1]`; empty means 127.0.0.1 for all.
     #[serde(default)]
     hosts: Vec<IpAddr>,
+    /// The nodes that formed the cluster (they start with `--peer`); nodes
+    /// added later start with `--join`. `None`: all of them.
+    #[serde(default)]
+    initial_spus: Option<u32>,
+}
+
+impl LocalCluster {
+    fn initial(&self) -> u32 {
+        self.initial_spus.unwrap_or(self.spus)
+    }
 }
 
 fn three() -> u32 {
@@ -109,6 +130,16 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
         }
         ClusterCmd::Delete => delete(globals).await,
         ClusterCmd::Spu(SpuCmd::List(out)) => spu_list(out, globals).await,
+        ClusterCmd::Spu(SpuCmd::Unregister { id }) => {
+            let client = crate::connect(globals).await?;
+            client
+                .unregister_node(id)
+                .await
+                .with_context(|| format!("cannot unregister SPU {id}"))?;
+            println!("SPU {id} unregistered; it stops by itself and its id is never reused");
+            Ok(())
+        }
+        ClusterCmd::Ca(cmd) => crate::cert::run(cmd, globals).await,
     }
 }
 
@@ -158,13 +189,37 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
     let meta_path = root.join("cluster.toml");
     let cluster = match std::fs::read_to_string(&meta_path) {
         Ok(text) => {
-            let c: LocalCluster = toml::from_str(&text)
+            let mut c: LocalCluster = toml::from_str(&text)
                 .with_context(|| format!("invalid {}", meta_path.display()))?;
             eprintln!(
                 "Resuming local cluster {} from {}",
                 c.cluster_id,
                 root.display()
             );
+            if args.spus > c.spus {
+                // Growing: the new nodes join the running cluster.
+                if !c.hosts.is_empty() {
+                    if args.hosts.len() != args.spus as usize
+                        || args.hosts[..c.hosts.len()] != c.hosts[..]
+                    {
+                        bail!(
+                            "this cluster's nodes have their own IPs ({}): to grow it to {} nodes, repeat them and add one per new node with --hosts",
+                            c.hosts
+                                .iter()
+                                .map(IpAddr::to_string)
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            args.spus
+                        );
+                    }
+                    c.hosts = args.hosts.clone();
+                }
+                eprintln!("Adding node(s) {}..={} to it", c.spus + 1, args.spus);
+                c.initial_spus.get_or_insert(c.spus);
+                c.spus = args.spus;
+                std::fs::write(&meta_path, toml::to_string(&c)?)
+                    .with_context(|| format!("cannot write {}", meta_path.display()))?;
+            }
             c
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -188,6 +243,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                 port: args.port,
                 controllers,
                 hosts: args.hosts.clone(),
+                initial_spus: Some(args.spus),
             };
             std::fs::write(&meta_path, toml::to_string(&c)?)
                 .with_context(|| format!("cannot write {}", meta_path.display()))?;
@@ -196,7 +252,17 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", meta_path.display())),
     };
     // Resuming starts the nodes that are not running (e.g. after a crash).
-    let stopped: Vec<u32> = (1..=cluster.spus)
+    // Unregistered nodes never start again.
+    let active: Vec<u32> = (1..=cluster.spus)
+        .filter(|i| {
+            !node_dir(&root, *i)
+                .join(sluice_spu::UNREGISTERED_MARKER)
+                .exists()
+        })
+        .collect();
+    let stopped: Vec<u32> = active
+        .iter()
+        .copied()
         .filter(|i| running_pid(&node_dir(&root, *i)).is_none())
         .collect();
     if stopped.is_empty() {
@@ -214,9 +280,24 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
     };
     let addr_of =
         |i: u32| SocketAddr::new(ip_of(i), (cluster.port as u32 + i - 1) as u16).to_string();
-    let peers: Vec<String> = (1..=cluster.spus)
+    let peers: Vec<String> = (1..=cluster.initial())
         .map(|i| format!("{i}={}", addr_of(i)))
         .collect();
+    // A node added later joins through a node that runs (or will run) now.
+    let join_via = |me: u32| {
+        active
+            .iter()
+            .copied()
+            .filter(|&i| i != me)
+            .find(|&i| running_pid(&node_dir(&root, i)).is_some())
+            .or_else(|| {
+                active
+                    .iter()
+                    .copied()
+                    .find(|&i| i != me && i <= cluster.initial())
+            })
+            .map(addr_of)
+    };
 
     let ca_dir = root.join("ca");
     let ca = if ca_dir.join("ca.pem").exists() {
@@ -262,7 +343,17 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             ])
             .arg("--data-dir")
             .arg(&dir)
-            .args(peers.iter().flat_map(|p| ["--peer", p.as_str()]))
+            .args(if i <= cluster.initial() {
+                peers
+                    .iter()
+                    .flat_map(|p| ["--peer".to_string(), p.clone()])
+                    .collect()
+            } else {
+                match join_via(i) {
+                    Some(via) => vec!["--join".to_string(), via],
+                    None => bail!("node {i} has no running node to join through"),
+                }
+            })
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -284,7 +375,9 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         PROFILE,
         Profile {
             // Every node: the client fails over to the next when one is down.
-            endpoint: (1..=cluster.spus)
+            endpoint: active
+                .iter()
+                .copied()
                 .map(addr_of)
                 .collect::<Vec<_>>()
                 .join(","),
@@ -313,12 +406,29 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                 );
             }
         }
+        // Ready when the metadata lists every node and each started node
+        // answers by itself with a controller leader known.
         let ready = match sluice_client::Client::from_profile(home, Some(PROFILE), None).await {
-            Ok(client) => client.cluster_status().await.is_ok_and(|s| {
-                s.controller_leader.is_some() && s.nodes.len() == cluster.spus as usize
-            }),
+            Ok(client) => client
+                .cluster_status()
+                .await
+                .is_ok_and(|s| s.controller_leader.is_some() && s.nodes.len() == active.len()),
             Err(_) => false,
-        };
+        } && futures::future::join_all(stopped.iter().map(|&i| async move {
+            let addr = addr_of(i);
+            let client =
+                sluice_client::Client::from_profile(home, Some(PROFILE), Some(&addr)).await;
+            match client {
+                Ok(c) => c
+                    .cluster_status()
+                    .await
+                    .is_ok_and(|s| s.controller_leader.is_some()),
+                Err(_) => false,
+            }
+        }))
+        .await
+        .into_iter()
+        .all(|ok| ok);
         if ready {
             break;
         }

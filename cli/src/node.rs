@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// How many of the initial nodes (lowest ids first) vote in the controller group.
     #[arg(long, value_name = "N")]
     pub controller_voters: Option<usize>,
+    /// Join a running cluster through any of its nodes, `HOST:PORT` (for a
+    /// node added after the cluster formed; give it a new --id).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "peers")]
+    pub join: Option<String>,
 }
 
 /// Turns the flags (over the optional file) into a complete [`NodeConfig`].
@@ -83,6 +87,7 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
             .controller_voters
             .or(base.map(|c| c.controller_voters))
             .unwrap_or(3),
+        join: args.join.or(base.and_then(|c| c.join.clone())),
         peers: if args.peers.is_empty() {
             base.map(|c| c.peers.clone()).unwrap_or_default()
         } else {
@@ -98,8 +103,14 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     let node = Node::start(config)
         .await
         .with_context(|| format!("node {id} failed to start"))?;
-    wait_for_stop_signal().await;
-    tracing::info!(node = id, "stop signal received, shutting down");
+    let fatal = tokio::select! {
+        () = wait_for_stop_signal() => None,
+        reason = node.fatal() => Some(reason),
+    };
+    match &fatal {
+        None => tracing::info!(node = id, "stop signal received, shutting down"),
+        Some(reason) => tracing::error!(node = id, %reason, "node must stop"),
+    }
     node.shutdown().await;
     // Everything is durable now. Leave without running C++ static destructors:
     // RocksDB's background threads may still touch its globals while they are
@@ -108,8 +119,12 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
+    if let Some(reason) = &fatal {
+        eprintln!("Error: node {id} stopped: {reason}");
+    }
+    let code = if fatal.is_some() { 1 } else { 0 };
     // SAFETY: _exit ends the process at once; nothing after it runs.
-    unsafe { libc::_exit(0) }
+    unsafe { libc::_exit(code) }
 }
 
 async fn wait_for_stop_signal() {

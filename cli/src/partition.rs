@@ -1,4 +1,4 @@
-//! `sluice partition list [TOPIC]`.
+//! `sluice partition list [TOPIC]` and `sluice partition reassign`.
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -17,6 +17,25 @@ pub enum PartitionCmd {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Move a partition to another set of SPUs: the new ones catch up from the
+    /// current replicas, then take over; the ones left out delete their copy.
+    #[command(visible_alias = "move")]
+    Reassign {
+        /// The topic.
+        topic: String,
+        /// The partition to move.
+        #[arg(short = 'p', long)]
+        partition: u32,
+        /// The SPU ids that should hold the partition, e.g. `2,3,4`.
+        #[arg(long, value_delimiter = ',', required = true, value_name = "ID,ID,...")]
+        replicas: Vec<u64>,
+        /// Return once the move is recorded, without waiting for it to finish.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this long (the move goes on in the cluster).
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 /// A partition as printed with `-O json|yaml`; field names are a stable interface.
@@ -30,6 +49,8 @@ pub struct PartitionOut {
     pub end_offset: u64,
     pub size_bytes: u64,
     pub replicas: Vec<ReplicaOut>,
+    /// Replicas a reassignment is moving the partition away from.
+    pub leaving: Vec<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,18 +79,92 @@ impl From<&PartitionStatus> for PartitionOut {
                     lag_entries: r.lag_entries,
                 })
                 .collect(),
+            leaving: p.leaving.clone(),
         }
     }
 }
 
 pub async fn run(cmd: PartitionCmd, globals: &Globals) -> anyhow::Result<()> {
-    let PartitionCmd::List { topic, output: out } = cmd;
+    let (topic, out) = match cmd {
+        PartitionCmd::List { topic, output } => (topic, output),
+        PartitionCmd::Reassign {
+            topic,
+            partition,
+            replicas,
+            no_wait,
+            timeout,
+        } => return reassign(globals, &topic, partition, replicas, no_wait, timeout).await,
+    };
     let client = crate::connect(globals).await?;
     let mut partitions = client.list_partitions(topic.as_deref()).await?;
     leaders_views(&client, globals, topic.as_deref(), &mut partitions).await;
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     let rows: Vec<PartitionOut> = partitions.iter().map(PartitionOut::from).collect();
     output::print(out.output, &rows, || table(&rows))
+}
+
+async fn reassign(
+    globals: &Globals,
+    topic: &str,
+    partition: u32,
+    replicas: Vec<u64>,
+    no_wait: bool,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let client = crate::connect(globals).await?;
+    let assignment = client
+        .reassign_partition(topic, partition, replicas.clone())
+        .await
+        .with_context(|| format!("cannot reassign partition {topic}/{partition}"))?;
+    let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    if no_wait {
+        println!(
+            "partition {topic}/{partition} is moving to SPUs {}; follow it with `sluice partition list {topic}`",
+            list(&assignment.replicas)
+        );
+        return Ok(());
+    }
+    let progress = crate::progress::spinner(&format!(
+        "moving {topic}/{partition} to SPUs {}",
+        list(&assignment.replicas)
+    ));
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mut partitions = client.list_partitions(Some(topic)).await?;
+        leaders_views(&client, globals, Some(topic), &mut partitions).await;
+        if let Some(p) = partitions.iter().find(|p| p.partition == partition) {
+            if p.leaving.is_empty() {
+                progress.finish_and_clear();
+                println!(
+                    "partition {topic}/{partition} now lives on SPUs {} (leader {})",
+                    list(&p.replicas.iter().map(|r| r.node).collect::<Vec<_>>()),
+                    p.leader.map_or("none yet".into(), |l| l.to_string())
+                );
+                return Ok(());
+            }
+            let lag: Vec<String> = p
+                .replicas
+                .iter()
+                .map(|r| match r.lag_entries {
+                    Some(l) => format!("{}:{l}", r.node),
+                    None => format!("{}:-", r.node),
+                })
+                .collect();
+            progress.set_message(format!(
+                "moving {topic}/{partition}: replica lag {} (entries), leaving {}",
+                lag.join(" "),
+                list(&p.leaving)
+            ));
+        }
+        if std::time::Instant::now() > deadline {
+            progress.finish_and_clear();
+            anyhow::bail!(
+                "partition {topic}/{partition} is still moving after {timeout:?} (the move goes on in the cluster); follow it with `sluice partition list {topic}` and check the new replicas' node logs"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }
 
 /// Replaces each partition's entry by the view of its leader, which alone
@@ -123,7 +218,9 @@ fn table(rows: &[PartitionOut]) -> String {
         "LAG",
     ]);
     for p in rows {
-        let replicas: Vec<String> = p.replicas.iter().map(|r| r.node.to_string()).collect();
+        let mut replicas: Vec<String> = p.replicas.iter().map(|r| r.node.to_string()).collect();
+        // Replicas still to be dropped by a running reassignment, marked `-`.
+        replicas.extend(p.leaving.iter().map(|n| format!("-{n}")));
         let lag: Vec<String> = p
             .replicas
             .iter()

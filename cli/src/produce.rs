@@ -36,8 +36,10 @@ pub struct ProduceArgs {
     /// Send every record to this partition (default: by key hash, else round-robin per batch).
     #[arg(short = 'p', long, value_name = "N")]
     pub partition: Option<u32>,
-    /// How long a record may wait for others to fill its batch.
-    #[arg(long, value_parser = parse_duration, default_value = "10ms", value_name = "DURATION")]
+    /// How long a record may wait for others to fill its batch. With the
+    /// default 0, a record leaves at once when its partition has a free
+    /// in-flight slot; while it has none, records gather into the next batch.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms", value_name = "DURATION")]
     pub linger: Duration,
     /// Bytes of records per batch.
     #[arg(long, value_parser = parse_nonzero_size, default_value = "16KiB", value_name = "SIZE")]

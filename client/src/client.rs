@@ -10,9 +10,9 @@ use std::time::Duration;
 use sluice_proto::codec::{self, CodecError};
 use sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 use sluice_proto::{
-    ClusterStatus, FetchRequest, NodeId, PartitionStatus, ProduceRequest, ProduceResponse,
-    ProducerSeq, ReadFrom, Record, Request, Response, SmartModuleInfo, TopicInfo, TopicSpec,
-    WireError,
+    ClusterStatus, FetchRequest, NodeId, PartitionAssignment, PartitionStatus, ProduceRequest,
+    ProduceResponse, ProducerSeq, ReadFrom, Record, Request, Response, SmartModuleInfo, TopicInfo,
+    TopicSpec, WireError,
 };
 use sluice_transport::{CertKeyPair, Connector, TransportError};
 
@@ -359,6 +359,35 @@ impl Client {
         match self.admin(request).await? {
             Response::Partitions(partitions) => Ok(partitions),
             other => Err(self.unexpected("list partitions", &other)),
+        }
+    }
+
+    /// Moves a partition to a new replica set. Returns once the controller
+    /// has recorded it; the move itself (new replicas catching up, the group
+    /// switching voters, old replicas deleting their copy) continues in the
+    /// cluster: `leaving` in [`Client::list_partitions`] empties when done.
+    pub async fn reassign_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        replicas: Vec<u64>,
+    ) -> Result<PartitionAssignment> {
+        let request = Request::ReassignPartition {
+            topic: topic.to_string(),
+            partition,
+            replicas,
+        };
+        match self.admin(request).await? {
+            Response::PartitionReassigned(a) => Ok(a),
+            other => Err(self.unexpected("reassign partition", &other)),
+        }
+    }
+
+    /// Removes a node from the cluster for good (refused while it holds replicas).
+    pub async fn unregister_node(&self, id: u64) -> Result<()> {
+        match self.admin(Request::UnregisterNode { id }).await? {
+            Response::NodeUnregistered => Ok(()),
+            other => Err(self.unexpected("unregister node", &other)),
         }
     }
 
@@ -945,6 +974,12 @@ fn request_name(request: &Request) -> &'static str {
         Request::DescribeSmartModule { .. } => "describe SmartModule",
         Request::DeleteSmartModule { .. } => "delete SmartModule",
         Request::DownloadSmartModule { .. } => "download SmartModule",
+        Request::JoinCluster { .. } => "join cluster",
+        Request::NodeIncarnation { .. } => "node incarnation",
+        Request::UnregisterNode { .. } => "unregister node",
+        Request::ReassignPartition { .. } => "reassign partition",
+        Request::FinishReassignment { .. } => "finish reassignment",
+        Request::ReadReplicaLog { .. } => "read replica log",
     }
 }
 
@@ -967,6 +1002,12 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::SmartModule(_) => "SmartModule",
         Response::SmartModuleDeleted => "SmartModuleDeleted",
         Response::SmartModuleWasm { .. } => "SmartModuleWasm",
+        Response::Joined => "Joined",
+        Response::NodeIncarnation(_) => "NodeIncarnation",
+        Response::NodeUnregistered => "NodeUnregistered",
+        Response::PartitionReassigned(_) => "PartitionReassigned",
+        Response::ReassignmentFinished => "ReassignmentFinished",
+        Response::ReplicaLog { .. } => "ReplicaLog",
     }
 }
 

@@ -1,15 +1,17 @@
 //! [`Producer`]: batching, partitioning, bounded in-flight requests and
 //! retries, so callers can hand over records one at a time at full speed.
 //!
-//! Records are grouped per partition into batches, closed when a batch reaches
-//! `batch_size_bytes` or when its first record has waited `linger`. Each
-//! partition has at most one batch on the wire (so order is kept, retries
-//! included), and at most `max_in_flight` are on the wire across partitions;
-//! when too many closed batches wait, [`Producer::send`] waits
+//! Records are grouped per partition into batches, sent when a batch reaches
+//! `batch_size_bytes` or when its first record has waited `linger` (and a
+//! slot is free; until then it keeps filling). Each partition has up to
+//! `max_in_flight_per_partition` batches on the wire, numbered, and the
+//! partition writes them in number order only, so order is kept, retries
+//! included (see `Batcher`); at most `max_in_flight` are on the wire across
+//! partitions; when too many full batches wait, [`Producer::send`] waits
 //! (backpressure) instead of buffering without bound.
 //! Failed batches are retried with exponential backoff while the error is
-//! retriable (no leader, node unavailable, connection lost), until
-//! `delivery_timeout`.
+//! retriable (no leader, node unavailable, connection lost, overtaken by a
+//! later batch), until `delivery_timeout`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -19,7 +21,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::FutureExt;
-use sluice_proto::limits::{PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX};
+use sluice_proto::limits::{
+    PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, PRODUCER_IN_FLIGHT_PER_PARTITION_MAX,
+};
 use sluice_proto::{ProducerSeq, Record, WireError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -34,10 +38,18 @@ pub struct ProducerConfig {
     /// (capped by the protocol's batch limit).
     pub batch_size_bytes: usize,
     /// How long a record may wait for companions before its batch is sent.
+    /// Zero sends a record at once when its partition has a free slot; while
+    /// it has none, records gather into the next batch anyway.
     pub linger: Duration,
-    /// Batches on the wire at once across partitions (one per partition at
-    /// most, to keep order); when about twice as many wait, `send` waits.
+    /// Batches on the wire at once across partitions; when about twice as
+    /// many full ones wait, `send` waits.
     pub max_in_flight: usize,
+    /// Batches on the wire at once to one partition, 1 to
+    /// [`PRODUCER_IN_FLIGHT_PER_PARTITION_MAX`], counted from the oldest
+    /// unacknowledged one (the partition remembers that many per producer to
+    /// recognise resends). 1 sends the next batch only once the previous one
+    /// is acknowledged.
+    pub max_in_flight_per_partition: usize,
     /// Send every record to this partition instead of choosing one.
     pub partition: Option<u32>,
     /// How long a batch may keep being retried before its records fail.
@@ -48,8 +60,9 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         Self {
             batch_size_bytes: 16 * 1024,
-            linger: Duration::from_millis(10),
+            linger: Duration::ZERO,
             max_in_flight: 5,
+            max_in_flight_per_partition: PRODUCER_IN_FLIGHT_PER_PARTITION_MAX,
             partition: None,
             delivery_timeout: Duration::from_secs(30),
         }
@@ -114,6 +127,12 @@ impl Producer {
         }
         if config.max_in_flight == 0 {
             return Err(invalid("max_in_flight must be at least 1"));
+        }
+        if !(1..=PRODUCER_IN_FLIGHT_PER_PARTITION_MAX).contains(&config.max_in_flight_per_partition)
+        {
+            return Err(invalid(&format!(
+                "max_in_flight_per_partition must be 1 to {PRODUCER_IN_FLIGHT_PER_PARTITION_MAX}"
+            )));
         }
         let info = client.describe_topic(topic).await?;
         let partitions = info.spec.partitions.max(1);
@@ -238,23 +257,102 @@ struct Batch {
     deadline: Instant,
 }
 
-/// Batches of one partition: the one still filling, the closed ones waiting
-/// for their turn, and whether one is on the wire.
-#[derive(Default)]
+/// A numbered batch on the wire (or waiting to be resent) and not yet
+/// acknowledged.
+struct Sent {
+    producer: ProducerSeq,
+    records: Vec<Record>,
+    replies: Vec<Reply>,
+    /// The attempt whose failure counts: a failure of an earlier attempt
+    /// (still on the wire when this one started) is not news. Any attempt's
+    /// success counts: a batch is written once, at one offset.
+    attempt: u32,
+    /// Waiting to be sent again.
+    resend: bool,
+    first_sent: Instant,
+}
+
+/// Outcome of one attempt at sending a batch.
+struct Outcome {
+    partition: u32,
+    producer: ProducerSeq,
+    attempt: u32,
+    result: Result<u64>,
+}
+
+/// Batches of one partition: the one still filling, the full ones waiting for
+/// a slot, and the numbered ones on the wire.
 struct Lane {
     open: Option<Batch>,
     closed: VecDeque<Batch>,
-    busy: bool,
+    /// Sent and not yet acknowledged, in sequence order.
+    sent: VecDeque<Sent>,
+    /// The identity under which this partition deduplicates our batches:
+    /// the producer's id, unless the lane had to start afresh (see
+    /// [`Batcher::fail_from`]).
+    producer_id: u64,
     /// Number of the next batch sent to this partition (idempotence).
     next_sequence: u64,
+    /// Nothing is sent to this partition before then (backoff after a failure).
+    paused_until: Option<Instant>,
+    backoff: Duration,
+    /// A batch failed for good: start afresh once the earlier ones are resolved.
+    restart: bool,
 }
+
+impl Lane {
+    fn new(producer_id: u64) -> Self {
+        Self {
+            open: None,
+            closed: VecDeque::new(),
+            sent: VecDeque::new(),
+            producer_id,
+            next_sequence: 0,
+            paused_until: None,
+            backoff: BACKOFF_MIN,
+            restart: false,
+        }
+    }
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The background task owning the batches.
 ///
-/// A partition has at most one batch on the wire, so records reach the log
-/// in the order they were sent even when a batch is retried; while it is in
-/// flight the next batch keeps filling, so throughput adapts to latency.
-/// `max_in_flight` bounds the batches on the wire across partitions.
+/// Pipelining with order: a partition may have up to
+/// `max_in_flight_per_partition` numbered batches on the wire; the partition
+/// appends a batch only if its number follows the last one it wrote from us,
+/// answers a resent one with its original offsets, and rejects one that
+/// overtook a missing predecessor (`OutOfOrderSequence`) without writing it.
+/// So when an attempt fails with a retriable error, this task resends that
+/// batch and every later unacknowledged batch of the partition, in order,
+/// and sends no new batch before them. The resends start once the failed
+/// batch is the oldest unacknowledged one (an earlier batch still on the wire
+/// may fail too, and then everything goes again from there), after a backoff
+/// unless the failure was only being overtaken. Failures of attempts already
+/// superseded are ignored; the success of any attempt is taken (a batch is
+/// written once, at one offset). Records of one partition are thus stored in
+/// the order they were sent, each batch once.
+///
+/// A batch that fails for good (not retriable, or out of time) fails with
+/// every later batch of its partition, since none of them may be written
+/// before it; the partition's batches then start afresh under a new producer
+/// id once the earlier ones are resolved. Likewise when the partition has
+/// forgotten the producer (it remembers a bounded number) and refuses its
+/// oldest unacknowledged batch.
+///
+/// Batches of one partition that are sent together are driven by one task
+/// that polls them in sequence order, so their QUIC streams open and carry
+/// their requests in that order; the node also holds an overtaking batch
+/// briefly for its predecessor (`ProposalOrder` in the node). Both only make
+/// rejections rare; the partition's rule is what keeps the order.
+///
+/// Linger: a batch is sent when it is full or its first record has waited
+/// `linger`, as soon as a slot is free; while no slot is free it keeps
+/// filling. With a zero linger a record is sent at once when a slot is free
+/// and otherwise rides with the records that arrive while the partition's
+/// slots are busy, so batches grow with the load instead of queueing.
 struct Batcher {
     client: Client,
     topic: String,
@@ -267,10 +365,11 @@ struct Batcher {
     sticky: u32,
     partitions: u32,
     lanes: BTreeMap<u32, Lane>,
+    /// Numbered, unacknowledged batches across partitions.
     in_flight: usize,
     /// Closed batches not yet sent, across partitions; bounded for backpressure.
     queued: usize,
-    done_tx: mpsc::UnboundedSender<u32>,
+    done_tx: mpsc::UnboundedSender<Outcome>,
     flush_waiters: Vec<oneshot::Sender<()>>,
 }
 
@@ -286,7 +385,7 @@ impl Batcher {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Command>,
-        mut done_rx: mpsc::UnboundedReceiver<u32>,
+        mut done_rx: mpsc::UnboundedReceiver<Outcome>,
     ) {
         let mut closing = false;
         loop {
@@ -303,12 +402,7 @@ impl Batcher {
             // that is the producer's backpressure.
             let accept =
                 !closing && self.flush_waiters.is_empty() && self.queued < self.queued_max();
-            let next_deadline = self
-                .lanes
-                .values()
-                .filter_map(|l| l.open.as_ref())
-                .map(|b| b.deadline)
-                .min();
+            let wake_at = self.next_wake();
             tokio::select! {
                 command = rx.recv(), if accept => match command {
                     Some(Command::Send { record, partition, reply }) => self.add(record, partition, reply),
@@ -321,26 +415,22 @@ impl Batcher {
                         closing = true;
                     }
                 },
-                Some(partition) = done_rx.recv() => {
-                    self.in_flight -= 1;
-                    if let Some(lane) = self.lanes.get_mut(&partition) {
-                        lane.busy = false;
-                    }
-                }
-                () = sleep_until(next_deadline), if next_deadline.is_some() => {
-                    let now = Instant::now();
-                    let due: Vec<u32> = self
-                        .lanes
-                        .iter()
-                        .filter(|(_, l)| l.open.as_ref().is_some_and(|b| b.deadline <= now))
-                        .map(|(p, _)| *p)
-                        .collect();
-                    for partition in due {
-                        self.close(partition);
-                    }
-                }
+                Some(outcome) = done_rx.recv() => self.on_outcome(outcome),
+                () = sleep_until(wake_at), if wake_at.is_some() => {}
             }
         }
+    }
+
+    /// When a lingering batch becomes due or a paused partition resumes.
+    /// A due batch that waits for a slot needs no timer: an outcome frees it.
+    fn next_wake(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.lanes
+            .values()
+            .flat_map(|l| [l.open.as_ref().map(|b| b.deadline), l.paused_until])
+            .flatten()
+            .filter(|t| *t > now)
+            .min()
     }
 
     fn add(&mut self, record: Record, partition: Option<u32>, reply: Reply) {
@@ -359,7 +449,11 @@ impl Batcher {
             self.close(partition);
         }
         let linger = self.config.linger;
-        let lane = self.lanes.entry(partition).or_default();
+        let producer_id = self.producer_id;
+        let lane = self
+            .lanes
+            .entry(partition)
+            .or_insert_with(|| Lane::new(producer_id));
         let batch = lane.open.get_or_insert_with(|| Batch {
             records: Vec::new(),
             replies: Vec::new(),
@@ -374,7 +468,7 @@ impl Batcher {
         }
     }
 
-    /// Closes the open batch of `partition`: it is sent when its turn comes.
+    /// Closes the open batch of `partition`: it is sent when a slot is free.
     fn close(&mut self, partition: u32) {
         let Some(lane) = self.lanes.get_mut(&partition) else {
             return;
@@ -384,6 +478,10 @@ impl Batcher {
         };
         lane.closed.push_back(batch);
         self.queued += 1;
+        self.rotate_sticky(partition);
+    }
+
+    fn rotate_sticky(&mut self, partition: u32) {
         if partition == self.sticky && self.config.partition.is_none() {
             self.sticky = (self.sticky + 1) % self.partitions;
         }
@@ -396,84 +494,215 @@ impl Batcher {
         }
     }
 
-    /// Starts sending closed batches of idle partitions while slots are free.
+    /// Sends what may go: resends first (in sequence order), then closed
+    /// batches and due open ones while the partition and the producer have
+    /// free slots.
     fn pump(&mut self) {
-        for (&partition, lane) in self.lanes.iter_mut() {
-            if self.in_flight >= self.config.max_in_flight {
-                return;
-            }
-            if lane.busy {
+        let now = Instant::now();
+        let partitions: Vec<u32> = self.lanes.keys().copied().collect();
+        for partition in partitions {
+            let mut round = Vec::new();
+            let lane = self.lanes.get_mut(&partition).expect("listed above");
+            if lane.paused_until.is_some_and(|t| t > now) {
                 continue;
             }
-            let Some(batch) = lane.closed.pop_front() else {
-                continue;
-            };
-            lane.busy = true;
-            // Numbered when first sent; every retry of it carries the same number.
-            let producer = ProducerSeq {
-                producer_id: self.producer_id,
-                sequence: lane.next_sequence,
-            };
-            lane.next_sequence += 1;
-            self.queued -= 1;
-            self.in_flight += 1;
-            let client = self.client.clone();
-            let topic = self.topic.clone();
-            let delivery_timeout = self.config.delivery_timeout;
-            let done = self.done_tx.clone();
-            tokio::spawn(async move {
-                send_with_retries(client, topic, partition, batch, producer, delivery_timeout)
-                    .await;
-                let _ = done.send(partition);
-            });
+            lane.paused_until = None;
+            // Resends start once the oldest unacknowledged batch is among
+            // them: while an earlier batch is still on the wire, it may yet
+            // fail, and then everything after it goes again anyway.
+            if lane.sent.front().is_some_and(|s| s.resend) {
+                for sent in lane.sent.iter_mut().filter(|s| s.resend) {
+                    sent.resend = false;
+                    round.push((sent.producer, sent.attempt, sent.records.clone()));
+                }
+            }
+            if lane.restart && lane.sent.is_empty() {
+                // Earlier batches may have failed without being written, so
+                // later numbers would be refused as out of order: carry on
+                // under a new identity, from 0.
+                lane.restart = false;
+                lane.producer_id = random_producer_id();
+                lane.next_sequence = 0;
+            }
+            // New batches go after the resends, never before them.
+            let resends_wait = lane.sent.iter().any(|s| s.resend);
+            let window = self.config.max_in_flight_per_partition as u64;
+            // The bound is on the span of numbers from the oldest
+            // unacknowledged batch, not only on their count: the partition
+            // recognises a resend only among the producer's last few written
+            // batches, and batches after an unacknowledged one may be written
+            // and acknowledged while it is resent.
+            while !lane.restart
+                && !resends_wait
+                && lane
+                    .sent
+                    .front()
+                    .is_none_or(|s| lane.next_sequence - s.producer.sequence < window)
+                && self.in_flight < self.config.max_in_flight
+            {
+                let batch = if let Some(batch) = lane.closed.pop_front() {
+                    self.queued -= 1;
+                    batch
+                } else if lane.open.as_ref().is_some_and(|b| b.deadline <= now) {
+                    let batch = lane.open.take().expect("checked");
+                    if partition == self.sticky && self.config.partition.is_none() {
+                        self.sticky = (self.sticky + 1) % self.partitions;
+                    }
+                    batch
+                } else {
+                    break;
+                };
+                // Numbered when first sent; every resend carries the same number.
+                let producer = ProducerSeq {
+                    producer_id: lane.producer_id,
+                    sequence: lane.next_sequence,
+                };
+                lane.next_sequence += 1;
+                self.in_flight += 1;
+                round.push((producer, 0, batch.records.clone()));
+                lane.sent.push_back(Sent {
+                    producer,
+                    records: batch.records,
+                    replies: batch.replies,
+                    attempt: 0,
+                    resend: false,
+                    first_sent: now,
+                });
+            }
+            if !round.is_empty() {
+                self.send_round(partition, round);
+            }
         }
     }
-}
 
-async fn send_with_retries(
-    client: Client,
-    topic: String,
-    partition: u32,
-    batch: Batch,
-    producer: ProducerSeq,
-    delivery_timeout: Duration,
-) {
-    let deadline = Instant::now() + delivery_timeout;
-    let mut backoff = Duration::from_millis(50);
-    let mut attempts = 0u32;
-    let outcome = loop {
-        attempts += 1;
-        match client
-            .produce_as(&topic, partition, batch.records.clone(), Some(producer))
-            .await
+    /// Sends batches of one partition from one task that polls them in
+    /// sequence order: each opens its stream and writes its request before
+    /// the next one starts, so they leave in order (tasks spawned one per
+    /// batch could start in any order).
+    fn send_round(&self, partition: u32, round: Vec<(ProducerSeq, u32, Vec<Record>)>) {
+        let client = self.client.clone();
+        let topic = self.topic.clone();
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let mut attempts: futures::stream::FuturesUnordered<_> = round
+                .into_iter()
+                .map(|(producer, attempt, records)| {
+                    let (client, topic) = (&client, &topic);
+                    async move {
+                        let result = client
+                            .produce_as(topic, partition, records, Some(producer))
+                            .await
+                            .map(|produced| produced.base_offset);
+                        Outcome {
+                            partition,
+                            producer,
+                            attempt,
+                            result,
+                        }
+                    }
+                })
+                .collect();
+            while let Some(outcome) = futures::StreamExt::next(&mut attempts).await {
+                let _ = done.send(outcome);
+            }
+        });
+    }
+
+    fn on_outcome(&mut self, outcome: Outcome) {
+        let Outcome {
+            partition,
+            producer,
+            attempt,
+            result,
+        } = outcome;
+        let Some(lane) = self.lanes.get_mut(&partition) else {
+            return;
+        };
+        // Already acknowledged, failed, or renumbered since: nothing to learn.
+        let Some(pos) = lane.sent.iter().position(|s| s.producer == producer) else {
+            return;
+        };
+        let error = match result {
+            Ok(base_offset) => {
+                let sent = lane.sent.remove(pos).expect("found above");
+                self.in_flight -= 1;
+                lane.backoff = BACKOFF_MIN;
+                for (i, reply) in sent.replies.into_iter().enumerate() {
+                    let offset = base_offset + i as u64;
+                    let _ = reply.send(Ok(RecordMetadata { partition, offset }));
+                }
+                return;
+            }
+            Err(_) if attempt != lane.sent[pos].attempt => return,
+            Err(error) => error,
+        };
+        let now = Instant::now();
+        let sent = &lane.sent[pos];
+        let topic = &self.topic;
+        if !error.is_retriable()
+            || now + lane.backoff >= sent.first_sent + self.config.delivery_timeout
         {
-            Ok(produced) => break Ok(produced.base_offset),
-            Err(e) if e.is_retriable() && Instant::now() + backoff < deadline => {
-                tracing::debug!(%topic, partition, attempts, error = %e, ?backoff, "retrying produce");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => break Err(Arc::new(e)),
+            self.fail_from(partition, pos, error);
+            return;
         }
-    };
-    match outcome {
-        Ok(base_offset) => {
-            for (i, reply) in batch.replies.into_iter().enumerate() {
-                let offset = base_offset + i as u64;
-                let _ = reply.send(Ok(RecordMetadata { partition, offset }));
+        let out_of_order = match error.wire_error() {
+            Some(WireError::OutOfOrderSequence { last_sequence, .. }) => Some(*last_sequence),
+            _ => None,
+        };
+        if pos == 0 && out_of_order == Some(None) {
+            // Every earlier batch is acknowledged, yet the partition does not
+            // know us: it forgot this producer (it keeps a bounded number).
+            // Nothing unacknowledged was written (a producer it does not
+            // know is refused from 0 on), so renumber them from 0 under a
+            // new identity and send them again at once.
+            tracing::debug!(%topic, partition, "the partition forgot this producer; starting afresh");
+            lane.producer_id = random_producer_id();
+            for (sequence, sent) in (0u64..).zip(lane.sent.iter_mut()) {
+                sent.producer = ProducerSeq {
+                    producer_id: lane.producer_id,
+                    sequence,
+                };
+                sent.attempt += 1;
+                sent.resend = true;
             }
+            lane.next_sequence = lane.sent.len() as u64;
+            return;
         }
-        Err(error) => {
-            tracing::debug!(%topic, partition, attempts, %error, "batch failed");
-            for reply in batch.replies {
+        tracing::debug!(%topic, partition, sequence = producer.sequence, error = %error, backoff = ?lane.backoff, "resending from this batch on");
+        // This batch and every later one (which the partition refuses as out
+        // of order, or recognises if it was written) go again, in order.
+        for sent in lane.sent.iter_mut().skip(pos) {
+            sent.attempt += 1;
+            sent.resend = true;
+        }
+        // Overtaken behind a batch still on the wire: nothing is wrong with
+        // the partition, so no backoff; the resend waits for that batch.
+        if out_of_order.is_none() || pos == 0 {
+            lane.paused_until = Some(now + lane.backoff);
+            lane.backoff = (lane.backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Batch `pos` of `partition` failed for good: it and every later batch
+    /// of the partition fail (a later one cannot be written before it), and
+    /// the partition starts afresh once the earlier ones are resolved.
+    fn fail_from(&mut self, partition: u32, pos: usize, error: ClientError) {
+        let lane = self.lanes.get_mut(&partition).expect("caller found it");
+        let error = Arc::new(error);
+        let topic = &self.topic;
+        tracing::debug!(%topic, partition, %error, "batch failed");
+        for sent in lane.sent.drain(pos..) {
+            self.in_flight -= 1;
+            for reply in sent.replies {
                 let _ = reply.send(Err(ClientError::Delivery {
                     topic: topic.clone(),
                     partition,
-                    attempts,
+                    attempts: sent.attempt + 1,
                     source: error.clone(),
                 }));
             }
         }
+        lane.restart = true;
     }
 }
 

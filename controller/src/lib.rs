@@ -106,6 +106,115 @@ impl Controller {
             .map(|_| ())
     }
 
+    /// Records a node that announced itself (with its data-dir incarnation)
+    /// and makes it a learner of the controller group if it is not a member.
+    /// The learner catches up in the background.
+    pub async fn join(
+        &self,
+        id: NodeId,
+        addr: String,
+        incarnation: String,
+    ) -> Result<(), WireError> {
+        self.register_node(NodeRecord {
+            id,
+            addr: addr.clone(),
+            incarnation: Some(incarnation),
+        })
+        .await?;
+        let (voters, learners) = self.members();
+        if !voters.contains(&id) && !learners.contains(&id) {
+            self.add_learner(id, addr).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a node from the metadata (refused while it holds replicas)
+    /// and then from the controller group: a voter is replaced by the
+    /// lowest-id learner, if there is one, so the group keeps its size.
+    pub async fn unregister_node(&self, id: NodeId) -> Result<(), WireError> {
+        self.propose(Command::UnregisterNode { id }).await?;
+        self.drop_removed_members().await
+    }
+
+    /// Takes unregistered nodes out of the controller group (after
+    /// [`Self::unregister_node`], or when a leader change interrupted it).
+    pub async fn drop_removed_members(&self) -> Result<(), WireError> {
+        let removed = self.view.with(|md| md.removed.clone());
+        let (voters, learners) = self.members();
+        let gone_voters: Vec<NodeId> = voters
+            .iter()
+            .copied()
+            .filter(|v| removed.contains(v))
+            .collect();
+        if !gone_voters.is_empty() {
+            let mut next: std::collections::BTreeSet<NodeId> = voters
+                .iter()
+                .copied()
+                .filter(|v| !removed.contains(v))
+                .collect();
+            let mut spare = learners.iter().copied().filter(|l| !removed.contains(l));
+            for _ in &gone_voters {
+                if let Some(l) = spare.next() {
+                    next.insert(l);
+                }
+            }
+            if next.is_empty() {
+                return Err(WireError::InvalidArgument {
+                    what: "the controller group".into(),
+                    reason: "removing this node would leave it without voters".into(),
+                });
+            }
+            self.group.change_voters(next).await.map_err(write_error)?;
+        }
+        let gone_learners: std::collections::BTreeSet<NodeId> = self
+            .members()
+            .1
+            .into_iter()
+            .filter(|l| removed.contains(l))
+            .collect();
+        if !gone_learners.is_empty() {
+            self.group
+                .remove_learners(gone_learners)
+                .await
+                .map_err(write_error)?;
+        }
+        Ok(())
+    }
+
+    pub async fn reassign_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        replicas: Vec<NodeId>,
+    ) -> Result<sluice_proto::PartitionAssignment, WireError> {
+        match self
+            .propose(Command::ReassignPartition {
+                topic: topic.to_string(),
+                partition,
+                replicas,
+            })
+            .await?
+        {
+            CommandResult::Reassigned(a) => Ok(a),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn finish_reassignment(
+        &self,
+        topic: &str,
+        partition: u32,
+        replicas: Vec<NodeId>,
+    ) -> Result<(), WireError> {
+        self.propose(Command::FinishReassignment {
+            topic: topic.to_string(),
+            partition,
+            replicas,
+        })
+        .await
+        .map(|_| ())
+    }
+
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo, WireError> {
         spec.validate()?;
         let created_ms = sluice_proto::now_ms();

@@ -1,6 +1,6 @@
 //! The metadata the controller replicates.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use sluice_proto::{NodeId, PartitionAssignment, SmartModuleInfo, TopicInfo, TopicSpec, WireError};
@@ -11,6 +11,11 @@ pub struct NodeRecord {
     pub id: NodeId,
     /// Address clients and peers use to reach the node.
     pub addr: String,
+    /// The random id of the node's data dir, set when the node first announces
+    /// itself. `None` for a node listed in the initial cluster that has not
+    /// started yet. A node id that comes back with another incarnation lost
+    /// its data (wiped) and must not rejoin: it would vote with an empty log.
+    pub incarnation: Option<String>,
 }
 
 /// A topic and the id that names its partitions' Raft groups and directories.
@@ -20,6 +25,12 @@ pub struct NodeRecord {
 pub struct TopicRecord {
     pub id: u32,
     pub info: TopicInfo,
+    /// Partitions with a reassignment under way -> the replicas they are
+    /// leaving (which keep their copy until the new set has taken over).
+    pub moving: BTreeMap<u32, Vec<NodeId>>,
+    /// Partitions that were ever reassigned: their first listed replica must
+    /// not create the Raft group's membership (the group exists already).
+    pub reassigned: BTreeSet<u32>,
 }
 
 /// Everything the controller knows. `last_index` is the Raft index of the last
@@ -29,6 +40,8 @@ pub struct Metadata {
     pub last_index: u64,
     pub next_topic_id: u32,
     pub nodes: BTreeMap<NodeId, NodeRecord>,
+    /// Unregistered node ids: never used again.
+    pub removed: BTreeSet<NodeId>,
     pub topics: BTreeMap<String, TopicRecord>,
     /// The SmartModule store: every node holds all of it (voters and learners
     /// alike), so any SPU can run a registered module from its own copy.
@@ -50,6 +63,30 @@ impl Metadata {
             .ok_or_else(|| WireError::UnknownSmartModule {
                 name: name.to_string(),
             })
+    }
+
+    /// What this metadata says about node `id` (for a node checking its identity).
+    pub fn incarnation_of(&self, id: NodeId) -> sluice_proto::NodeIncarnation {
+        let record = self.nodes.get(&id);
+        sluice_proto::NodeIncarnation {
+            known: record.is_some(),
+            incarnation: record.and_then(|r| r.incarnation.clone()),
+            removed: self.removed.contains(&id),
+        }
+    }
+
+    /// Node ids that hold a replica of some partition (assigned or leaving).
+    pub fn nodes_with_replicas(&self) -> BTreeSet<NodeId> {
+        let mut out = BTreeSet::new();
+        for t in self.topics.values() {
+            for a in &t.info.assignments {
+                out.extend(a.replicas.iter().copied());
+            }
+            for leaving in t.moving.values() {
+                out.extend(leaving.iter().copied());
+            }
+        }
+        out
     }
 
     pub fn topic(&self, name: &str) -> Result<&TopicRecord, WireError> {

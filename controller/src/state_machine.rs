@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use sluice_proto::{TopicInfo, TopicSpec, WireError};
+use sluice_proto::{NodeId, PartitionAssignment, TopicInfo, TopicSpec, WireError};
 use sluice_raft::ReplicatedState;
 use tokio::sync::watch;
 
@@ -38,6 +38,24 @@ pub enum Command {
     DeleteSmartModule {
         name: String,
     },
+    /// Removes a node for good; refused while it holds replicas.
+    UnregisterNode {
+        id: NodeId,
+    },
+    /// Gives a partition a new replica set; the old set is kept as `moving`
+    /// until [`Command::FinishReassignment`].
+    ReassignPartition {
+        topic: String,
+        partition: u32,
+        replicas: Vec<NodeId>,
+    },
+    /// The partition's group now runs with `replicas`: the replicas that were
+    /// left out may delete their copy.
+    FinishReassignment {
+        topic: String,
+        partition: u32,
+        replicas: Vec<NodeId>,
+    },
 }
 
 /// The outcome of applying a [`Command`].
@@ -45,6 +63,7 @@ pub enum Command {
 pub enum CommandResult {
     Done,
     TopicCreated(TopicInfo),
+    Reassigned(PartitionAssignment),
     /// The command was valid Raft input but the state refused it; nothing changed.
     Rejected(WireError),
 }
@@ -121,8 +140,27 @@ impl ControllerStateMachine {
 
     fn execute(md: &mut Metadata, command: Command) -> CommandResult {
         match command {
-            Command::RegisterNode(node) => {
-                md.nodes.insert(node.id, node);
+            Command::RegisterNode(node) => register_node(md, node),
+            Command::UnregisterNode { id } => unregister_node(md, id),
+            Command::ReassignPartition {
+                topic,
+                partition,
+                replicas,
+            } => reassign(md, &topic, partition, replicas),
+            Command::FinishReassignment {
+                topic,
+                partition,
+                replicas,
+            } => {
+                if let Some(record) = md.topics.get_mut(&topic)
+                    && record
+                        .info
+                        .assignments
+                        .get(partition as usize)
+                        .is_some_and(|a| same_set(&a.replicas, &replicas))
+                {
+                    record.moving.remove(&partition);
+                }
                 CommandResult::Done
             }
             Command::CreateTopic {
@@ -151,6 +189,8 @@ impl ControllerStateMachine {
                     TopicRecord {
                         id: md.next_topic_id,
                         info: info.clone(),
+                        moving: Default::default(),
+                        reassigned: Default::default(),
                     },
                 );
                 CommandResult::TopicCreated(info)
@@ -179,6 +219,140 @@ impl ControllerStateMachine {
             },
         }
     }
+}
+
+/// Records a node's address and, when it announces itself, its data-dir
+/// incarnation. An incarnation never changes once set: a node id whose data
+/// was wiped comes back with a new one and is refused.
+fn register_node(md: &mut Metadata, node: NodeRecord) -> CommandResult {
+    let refuse = |reason: String| {
+        CommandResult::Rejected(WireError::InvalidArgument {
+            what: format!("node id {}", node.id),
+            reason,
+        })
+    };
+    if md.removed.contains(&node.id) {
+        return refuse(
+            "it was unregistered from this cluster and ids are never reused; start the node with a new --id and --join".into(),
+        );
+    }
+    let known = md.nodes.get(&node.id).and_then(|n| n.incarnation.clone());
+    let incarnation = match (known, node.incarnation) {
+        (Some(old), Some(new)) if old != new => {
+            return refuse(format!(
+                "it already ran with another data dir (incarnation {old}, this one is {new}): its data was wiped or the id belongs to another node; a node that lost its data must not vote again under its old id: start it with a new --id and --join"
+            ));
+        }
+        (old, new) => new.or(old),
+    };
+    md.nodes.insert(
+        node.id,
+        NodeRecord {
+            id: node.id,
+            addr: node.addr,
+            incarnation,
+        },
+    );
+    CommandResult::Done
+}
+
+fn same_set(a: &[NodeId], b: &[NodeId]) -> bool {
+    let set = |v: &[NodeId]| v.iter().copied().collect::<std::collections::BTreeSet<_>>();
+    set(a) == set(b)
+}
+
+fn unregister_node(md: &mut Metadata, id: NodeId) -> CommandResult {
+    if !md.nodes.contains_key(&id) {
+        return CommandResult::Rejected(WireError::InvalidArgument {
+            what: format!("node id {id}"),
+            reason: "no such node in this cluster; see `sluice cluster spu list`".into(),
+        });
+    }
+    let mut holding: Vec<String> = Vec::new();
+    for t in md.topics.values() {
+        for a in &t.info.assignments {
+            let leaving = t.moving.get(&a.partition);
+            if a.replicas.contains(&id) || leaving.is_some_and(|l| l.contains(&id)) {
+                holding.push(format!("{}/{}", t.info.spec.name, a.partition));
+            }
+        }
+    }
+    if !holding.is_empty() {
+        return CommandResult::Rejected(WireError::InvalidArgument {
+            what: format!("node id {id}"),
+            reason: format!(
+                "it still holds replicas of {}; move them first with `sluice partition reassign`",
+                holding.join(", ")
+            ),
+        });
+    }
+    md.nodes.remove(&id);
+    md.removed.insert(id);
+    CommandResult::Done
+}
+
+fn reassign(
+    md: &mut Metadata,
+    topic: &str,
+    partition: u32,
+    replicas: Vec<NodeId>,
+) -> CommandResult {
+    let invalid = |reason: String| {
+        CommandResult::Rejected(WireError::InvalidArgument {
+            what: "--replicas".into(),
+            reason,
+        })
+    };
+    let Some(record) = md.topics.get(topic) else {
+        return CommandResult::Rejected(WireError::UnknownTopic {
+            topic: topic.to_string(),
+        });
+    };
+    let partitions = record.info.spec.partitions;
+    let Some(current) = record.info.assignments.get(partition as usize) else {
+        return CommandResult::Rejected(WireError::UnknownPartition {
+            topic: topic.to_string(),
+            partition,
+            partitions,
+        });
+    };
+    if replicas.is_empty() {
+        return invalid("name at least one node".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for n in &replicas {
+        if !seen.insert(*n) {
+            return invalid(format!("node {n} is listed twice"));
+        }
+        if !md.nodes.contains_key(n) {
+            return invalid(format!(
+                "node {n} is not in the cluster; see `sluice cluster spu list`"
+            ));
+        }
+    }
+    if record.moving.contains_key(&partition) {
+        return CommandResult::Rejected(WireError::Unavailable {
+            what: format!("partition {topic}/{partition}"),
+            reason: "a reassignment of it is still under way; retry when `sluice partition list` shows no leaving replicas".into(),
+        });
+    }
+    if same_set(&current.replicas, &replicas) {
+        return CommandResult::Reassigned(current.clone());
+    }
+    let leaving: Vec<NodeId> = current
+        .replicas
+        .iter()
+        .copied()
+        .filter(|n| !replicas.contains(n))
+        .collect();
+    let record = md.topics.get_mut(topic).expect("checked above");
+    let assignment = &mut record.info.assignments[partition as usize];
+    assignment.replicas = replicas;
+    let assignment = assignment.clone();
+    // Present (even if empty) while the move is under way.
+    record.moving.insert(partition, leaving);
+    record.reassigned.insert(partition);
+    CommandResult::Reassigned(assignment)
 }
 
 impl ReplicatedState for ControllerStateMachine {
@@ -249,6 +423,7 @@ mod tests {
         let node = NodeRecord {
             id: 1,
             addr: "127.0.0.1:9003".into(),
+            incarnation: None,
         };
         assert_eq!(
             apply(&mut sm, 1, Command::RegisterNode(node)),

@@ -8,6 +8,7 @@
 
 pub mod checker;
 pub mod history;
+pub mod run;
 pub mod summary;
 
 pub use checker::{CheckOptions, CheckResult, Validity, check, check_with};

@@ -1,14 +1,18 @@
 //! `jepsen-tests`: Sluice's fault-injection suite.
 //!
+//! `run` tests a real cluster once, `soak` runs until the first invalid run,
 //! `check HISTORY` re-checks a recorded history offline. Exit status: 0 valid,
-//! 1 invalid, 2 unknown, 3 the history could not be read or is malformed.
+//! 1 invalid, 2 unknown, 3 the run failed or the history is unreadable.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use jepsen_tests::run::{RunConfig, find_sluice, render_run};
 use jepsen_tests::{CheckOptions, History, Validity, check_with, summary};
+
+mod soak;
 
 #[derive(Parser)]
 #[command(name = "jepsen-tests", about = "Sluice's fault-injection suite")]
@@ -17,8 +21,66 @@ struct Cli {
     command: Command,
 }
 
+/// The options of one run (shared by `run` and `soak`).
+#[derive(Args, Clone, Debug)]
+struct RunArgs {
+    /// The workload: `log` (unique values appended and read back).
+    #[arg(long, default_value = "log")]
+    workload: String,
+    /// Faults: comma-separated `family[:variant]`: kill, pause, power-loss
+    /// [:one|leader|minority|majority|all], partition, part-kill
+    /// [:isolate-one|isolate-leader|halves|one-way|bridge|ring],
+    /// corruption [:truncate|bitflip], pause-kill, or all.
+    #[arg(long, default_value = "kill,pause,partition")]
+    nemesis: String,
+    /// Length of the workload in seconds (faults, then a quiet tail).
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: u32,
+    /// Concurrent writer processes.
+    #[arg(long, default_value_t = 4)]
+    writers: u32,
+    /// Partitions of the workload's topic (replication min(3, nodes)).
+    #[arg(long, default_value_t = 2)]
+    partitions: u32,
+    /// Start the nodes with SLUICE_DEBUG_UNSAFE_NO_FSYNC=1 (debug builds
+    /// acknowledge without fsync): the suite's self-test, which must be invalid.
+    #[arg(long)]
+    unsafe_no_fsync: bool,
+    /// Fewer successful workload operations make the verdict unknown.
+    #[arg(long, default_value_t = 50)]
+    min_ops: u64,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Start a cluster, run the workload under faults, check the history.
+    /// Writes history.jsonl, results.json, summary.txt, node logs and data in --out.
+    /// Exit status: 0 valid, 1 invalid, 2 unknown, 3 the run failed.
+    Run {
+        #[command(flatten)]
+        args: RunArgs,
+        /// Seed of the fault schedule and of the workload's choices.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The run's directory (must not hold a run yet).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run again and again with random seeds until one run is invalid (its
+    /// directory is kept and its replay command printed) or time is up.
+    Soak {
+        #[command(flatten)]
+        args: RunArgs,
+        /// How long to keep going.
+        #[arg(long, default_value_t = 1.0)]
+        hours: f64,
+        /// Where the runs go (one directory each).
+        #[arg(long, default_value = "soak")]
+        out: PathBuf,
+    },
     /// Check a recorded history (JSON lines); print a summary and write results.json.
     /// Exit status: 0 valid, 1 invalid, 2 unknown, 3 unreadable history.
     Check {
@@ -47,8 +109,47 @@ fn main() -> ExitCode {
     }
 }
 
+/// A seed from the clock, for runs given none.
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    jepsen_tests::run::rng::Rng::new(nanos ^ u64::from(std::process::id())).next_u64() >> 11
+}
+
+fn exit_code(v: Validity) -> ExitCode {
+    match v {
+        Validity::Valid => ExitCode::SUCCESS,
+        Validity::Invalid => ExitCode::from(1),
+        Validity::Unknown => ExitCode::from(2),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run { args, seed, out } => {
+            let cfg = RunConfig {
+                workload: args.workload,
+                nemesis: args.nemesis,
+                duration: std::time::Duration::from_secs(args.duration),
+                seed: seed.unwrap_or_else(random_seed),
+                nodes: args.nodes,
+                out,
+                writers: args.writers,
+                partitions: args.partitions,
+                unsafe_no_fsync: args.unsafe_no_fsync,
+                sluice_bin: find_sluice()?,
+                min_ops: args.min_ops,
+            };
+            let (result, info) = jepsen_tests::run::run(&cfg)?;
+            let text = format!("{}{}", summary::render(&result), render_run(&info));
+            std::fs::write(cfg.out.join("summary.txt"), &text)
+                .with_context(|| format!("cannot write summary.txt in {}", cfg.out.display()))?;
+            print!("{text}");
+            println!("results: {}", cfg.out.join("results.json").display());
+            Ok(exit_code(result.valid))
+        }
+        Command::Soak { args, hours, out } => soak::soak(&args, hours, &out),
         Command::Check {
             history,
             out,
@@ -77,11 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot write results.json in {}", dir.display()))?;
             print!("{}", summary::render(&result));
             println!("results: {}", path.display());
-            Ok(match result.valid {
-                Validity::Valid => ExitCode::SUCCESS,
-                Validity::Invalid => ExitCode::from(1),
-                Validity::Unknown => ExitCode::from(2),
-            })
+            Ok(exit_code(result.valid))
         }
     }
 }

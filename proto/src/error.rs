@@ -72,6 +72,21 @@ pub enum WireError {
     Unavailable { what: String, reason: String },
     #[error("storage failure on {what}: {reason}")]
     Storage { what: String, reason: String },
+    /// An idempotent producer's batch arrived before its predecessor was
+    /// written (it had several batches in flight and an earlier one failed or
+    /// was overtaken). It was not written; the producer resends it, after the
+    /// earlier ones, in order. `last_sequence` is the producer's last written
+    /// batch on this partition, `None` if the partition does not know (or no
+    /// longer remembers) the producer.
+    #[error(
+        "batch {sequence} of producer {producer_id:x} arrived out of order (last written: {}); it was not written and will be resent after its predecessors",
+        last_sequence.map_or_else(|| "none".to_string(), |s| s.to_string())
+    )]
+    OutOfOrderSequence {
+        producer_id: u64,
+        sequence: u64,
+        last_sequence: Option<u64>,
+    },
 }
 
 impl WireError {
@@ -80,7 +95,9 @@ impl WireError {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            WireError::NotLeader { .. } | WireError::Unavailable { .. }
+            WireError::NotLeader { .. }
+                | WireError::Unavailable { .. }
+                | WireError::OutOfOrderSequence { .. }
         )
     }
 }

@@ -14,6 +14,11 @@ pub const PRODUCE_BATCH_RECORDS_MAX: usize = 100_000;
 /// Default and maximum payload bytes in one fetch response frame.
 pub const FETCH_RESPONSE_BYTES_DEFAULT: usize = 1024 * 1024;
 pub const FETCH_RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Batches an idempotent producer may have on the wire to one partition at
+/// once, counted by number from its oldest unacknowledged batch. A partition
+/// remembers this many of each producer's last written batches, so any batch
+/// the producer may resend is recognised.
+pub const PRODUCER_IN_FLIGHT_PER_PARTITION_MAX: usize = 5;
 /// Partitions of one topic.
 pub const TOPIC_PARTITIONS_MAX: u32 = 1024;
 /// Characters in a topic name.

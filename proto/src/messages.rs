@@ -44,6 +44,47 @@ pub enum Request {
     DownloadSmartModule {
         name: String,
     },
+    /// A node announces itself (at first start, or joining a running cluster):
+    /// the controller records its address and data-dir incarnation and makes
+    /// it a learner of the controller group. Refused for an id that was
+    /// unregistered or that already ran with another data dir.
+    JoinCluster {
+        id: NodeId,
+        addr: String,
+        incarnation: String,
+    },
+    /// What this node's copy of the metadata says about node `id`; answered
+    /// locally. A node with a new data dir asks before it starts voting.
+    NodeIncarnation {
+        id: NodeId,
+    },
+    /// Removes a node from the cluster for good (`cluster spu unregister`).
+    /// Refused while it still holds partition replicas.
+    UnregisterNode {
+        id: NodeId,
+    },
+    /// Moves a partition to a new replica set (`partition reassign`): new
+    /// replicas catch up as learners, then the partition's group switches
+    /// membership, then the replicas left out delete their copy.
+    ReassignPartition {
+        topic: String,
+        partition: u32,
+        replicas: Vec<NodeId>,
+    },
+    /// Sent by a partition leader once its group runs with the new replica
+    /// set of a reassignment, so the replicas left out may delete their copy.
+    FinishReassignment {
+        topic: String,
+        partition: u32,
+        replicas: Vec<NodeId>,
+    },
+    /// Node to node: whole stored batches of a partition replica's log from
+    /// `from_offset` on, for a replica catching up from a snapshot.
+    ReadReplicaLog {
+        group: u64,
+        from_offset: u64,
+        max_bytes: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +126,29 @@ pub enum Response {
         #[serde(with = "serde_bytes")]
         wasm: Vec<u8>,
     },
+    Joined,
+    NodeIncarnation(NodeIncarnation),
+    NodeUnregistered,
+    PartitionReassigned(PartitionAssignment),
+    ReassignmentFinished,
+    /// Batches as stored (header and payload), from the one holding the
+    /// requested offset; `start_offset` is the source log's first offset.
+    ReplicaLog {
+        start_offset: u64,
+        batches: Vec<serde_bytes::ByteBuf>,
+    },
+}
+
+/// What one node's metadata says about a node id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeIncarnation {
+    /// The id is registered.
+    pub known: bool,
+    /// The data-dir incarnation it registered with (`None`: listed in the
+    /// initial cluster but never started).
+    pub incarnation: Option<String>,
+    /// The id was unregistered: it can never be used again.
+    pub removed: bool,
 }
 
 /// A registered SmartModule as `smart-module list` shows it.
@@ -112,6 +176,8 @@ pub enum RaftRpcKind {
     AppendEntries,
     Vote,
     InstallSnapshot,
+    /// The leader hands leadership to a caught-up voter (leader balancing).
+    TransferLeader,
 }
 
 /// What a user asks for when creating a topic.
@@ -205,6 +271,9 @@ pub struct PartitionStatus {
     /// Next offset the leader will assign.
     pub end_offset: u64,
     pub size_bytes: u64,
+    /// Replicas a running reassignment is moving the partition away from:
+    /// they keep their copy until the new replica set has taken over.
+    pub leaving: Vec<NodeId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! A running Raft group: start, initialize, propose, observe, stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,13 @@ pub struct GroupConfig {
     pub snapshot_every_entries: u64,
     /// Entries kept in the log after a snapshot, for lagging followers.
     pub entries_kept_after_snapshot: u64,
+    /// Grant votes only while this node is a voter in the group's latest
+    /// membership as this replica knows it. For a replica that (re)joins an
+    /// existing group with an empty log: until the leader has given it a
+    /// configuration naming it a voter, its empty log would let a stale
+    /// candidate win (an amnesiac voter). Off for replicas of a new group,
+    /// which vote before any configuration reaches them.
+    pub vote_only_as_member: bool,
 }
 
 impl Default for GroupConfig {
@@ -39,6 +46,7 @@ impl Default for GroupConfig {
             election_timeout_max_ms: 600,
             snapshot_every_entries: 5_000,
             entries_kept_after_snapshot: 1_000,
+            vote_only_as_member: false,
         }
     }
 }
@@ -61,6 +69,7 @@ pub struct Group<S: ReplicatedState> {
     raft: openraft::Raft<TypeConfig, Adapter<S>>,
     id: GroupId,
     node: NodeId,
+    vote_only_as_member: bool,
 }
 
 impl<S: ReplicatedState> Clone for Group<S> {
@@ -69,6 +78,7 @@ impl<S: ReplicatedState> Clone for Group<S> {
             raft: self.raft.clone(),
             id: self.id,
             node: self.node,
+            vote_only_as_member: self.vote_only_as_member,
         }
     }
 }
@@ -112,7 +122,12 @@ impl<S: ReplicatedState> Group<S> {
         )
         .await
         .map_err(|e| start_err(e.to_string()))?;
-        Ok(Self { raft, id, node })
+        Ok(Self {
+            raft,
+            id,
+            node,
+            vote_only_as_member: config.vote_only_as_member,
+        })
     }
 
     pub fn id(&self) -> GroupId {
@@ -247,7 +262,18 @@ impl<S: ReplicatedState> Group<S> {
                 Err(e) => bad(e),
             },
             RaftRpcKind::Vote => match decode(payload) {
+                Ok(_) if self.vote_only_as_member && !self.members().0.contains(&self.node) => {
+                    let refusal: Result<(), String> = Err(format!(
+                        "node {} is not a voter of group {} in its own view yet; it does not vote",
+                        self.node, self.id
+                    ));
+                    answer(refusal).await
+                }
                 Ok(req) => answer(self.raft.vote(req).await).await,
+                Err(e) => bad(e),
+            },
+            RaftRpcKind::TransferLeader => match decode(payload) {
+                Ok(req) => answer(self.raft.handle_transfer_leader(req).await).await,
                 Err(e) => bad(e),
             },
             RaftRpcKind::InstallSnapshot => match decode::<SnapshotRequest>(payload) {
@@ -266,21 +292,71 @@ impl<S: ReplicatedState> Group<S> {
     /// Adds `node` as a non-voting member that receives the log (used for
     /// controller learners: every node holds the whole metadata).
     pub async fn add_learner(&self, node: NodeId, addr: String) -> Result<(), WriteError> {
-        self.raft
+        let result = self
+            .raft
             .add_learner(node, BasicNode::new(addr), false)
+            .await;
+        self.management_result(result)
+    }
+
+    /// Adds `node` as a learner and waits until it has caught up with the
+    /// leader's log (by entries or by a snapshot). Only the leader can do it.
+    pub async fn add_learner_and_wait(&self, node: NodeId, addr: String) -> Result<(), WriteError> {
+        let result = self
+            .raft
+            .add_learner(node, BasicNode::new(addr), true)
+            .await;
+        self.management_result(result)
+    }
+
+    /// Makes `voters` the group's voters (each must already be a member);
+    /// members left out are removed from the group. Goes through joint
+    /// consensus, so a majority of the old and of the new set must agree.
+    pub async fn change_voters(&self, voters: BTreeSet<NodeId>) -> Result<(), WriteError> {
+        let result = self.raft.change_membership(voters, false).await;
+        self.management_result(result)
+    }
+
+    /// On the leader: hands leadership to voter `to` (it campaigns at once
+    /// with the leader's blessing); ignored elsewhere.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), WriteError> {
+        self.raft
+            .trigger()
+            .transfer_leader(to)
             .await
-            .map(|_| ())
-            .map_err(|e| match e.forward_to_leader() {
-                Some(fwd) => WriteError::NotLeader {
-                    group: self.id,
-                    node: self.node,
-                    leader: fwd.leader_id,
-                },
-                None => WriteError::Stopped {
-                    group: self.id,
-                    reason: e.to_string(),
-                },
+            .map_err(|e| WriteError::Stopped {
+                group: self.id,
+                reason: e.to_string(),
             })
+    }
+
+    /// Removes learners (not voters) from the group.
+    pub async fn remove_learners(&self, learners: BTreeSet<NodeId>) -> Result<(), WriteError> {
+        let result = self
+            .raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes(learners), false)
+            .await;
+        self.management_result(result)
+    }
+
+    fn management_result<T>(
+        &self,
+        result: Result<
+            T,
+            openraft::errors::RaftError<TypeConfig, openraft::errors::ClientWriteError<TypeConfig>>,
+        >,
+    ) -> Result<(), WriteError> {
+        result.map(|_| ()).map_err(|e| match e.forward_to_leader() {
+            Some(fwd) => WriteError::NotLeader {
+                group: self.id,
+                node: self.node,
+                leader: fwd.leader_id,
+            },
+            None => WriteError::Stopped {
+                group: self.id,
+                reason: e.to_string(),
+            },
+        })
     }
 
     /// On the leader: for each member, how many entries of the leader's log

@@ -130,6 +130,17 @@ impl LogDb {
 
     /// Deletes every log entry and metadata value of `group`.
     pub fn destroy_group(&self, group: GroupId) -> Result<(), RaftError> {
+        self.destroy_group_inner(group, false)
+    }
+
+    /// Deletes the log and state of `group` but keeps its vote (term and
+    /// candidate voted for): a replica moved off this node may be moved back
+    /// later, and must not vote twice in a term it already voted in.
+    pub fn destroy_group_keep_vote(&self, group: GroupId) -> Result<(), RaftError> {
+        self.destroy_group_inner(group, true)
+    }
+
+    fn destroy_group_inner(&self, group: GroupId, keep_vote: bool) -> Result<(), RaftError> {
         let err = |e: rocksdb::Error| RaftError::Storage {
             group,
             action: "deleting the group",
@@ -142,12 +153,12 @@ impl LogDb {
         self.db
             .delete_cf(logs, log_key(group, u64::MAX))
             .map_err(err)?;
-        for name in [
-            META_VOTE,
+        let vote: &[&[u8]] = if keep_vote { &[] } else { &[META_VOTE] };
+        for name in vote.iter().copied().chain([
             META_COMMITTED,
             META_LAST_PURGED,
             crate::state_machine::META_APPLIED,
-        ] {
+        ]) {
             self.db
                 .delete_cf(meta, meta_key(group, name))
                 .map_err(err)?;

@@ -186,6 +186,16 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             .map_err(CallFailure::into_rpc_error)
     }
 
+    async fn transfer_leader(
+        &mut self,
+        req: openraft::raft::TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<openraft::raft::TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RaftRpcKind::TransferLeader, &req, option.hard_ttl())
+            .await
+            .map_err(CallFailure::into_rpc_error)
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<TypeConfig>,

@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         retention_check_secs: 3600,
         controller_voters: 1,
         peers: Vec::new(),
+        join: None,
     };
     let node = Node::start(config).await?;
     let addr = node.local_addr()?;

@@ -26,6 +26,12 @@ pub struct NodeConfig {
     /// controller's voters, the others its learners. Empty: a one-node cluster.
     #[serde(default)]
     pub peers: Vec<PeerAddr>,
+    /// Address of any node of a running cluster to join (a node added after
+    /// the cluster formed). The node announces itself there, becomes a
+    /// learner of the controller group and then takes partition replicas
+    /// moved to it (`sluice partition reassign`).
+    #[serde(default)]
+    pub join: Option<String>,
     /// How many of the initial nodes vote in the controller group (the
     /// others are learners that hold the metadata without voting). Three by
     /// default: a majority survives one failure; five survive two.

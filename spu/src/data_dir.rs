@@ -17,6 +17,27 @@ use serde::{Deserialize, Serialize};
 struct Identity {
     cluster_id: String,
     node_id: u64,
+    /// Random, made when the directory is first claimed: tells the cluster
+    /// this copy of the node's data from any other (a wiped and re-created
+    /// directory gets a new one, and the controller refuses it).
+    #[serde(default)]
+    incarnation: Option<String>,
+}
+
+/// 128 random bits as hex, from the standard library's per-process random
+/// hash keys mixed with the time and pid (no extra dependency for one id).
+fn new_incarnation() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let word = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    format!("{:016x}{:016x}", word(), word())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +72,8 @@ pub enum DataDirError {
 #[derive(Clone, Debug)]
 pub struct DataDir {
     root: PathBuf,
+    incarnation: String,
+    fresh: bool,
 }
 
 impl DataDir {
@@ -67,9 +90,13 @@ impl DataDir {
         };
         std::fs::create_dir_all(root).map_err(io("create", root))?;
         let id_path = root.join("node.toml");
-        match std::fs::read_to_string(&id_path) {
+        let write = |id: &Identity| {
+            let text = toml::to_string(id).expect("identity serializes");
+            std::fs::write(&id_path, text).map_err(io("write", &id_path))
+        };
+        let (incarnation, fresh) = match std::fs::read_to_string(&id_path) {
             Ok(text) => {
-                let found: Identity =
+                let mut found: Identity =
                     toml::from_str(&text).map_err(|e| DataDirError::BadIdentity {
                         path: id_path.clone(),
                         reason: e.to_string(),
@@ -88,14 +115,25 @@ impl DataDir {
                         expected: node_id,
                     });
                 }
+                match found.incarnation.clone() {
+                    Some(i) => (i, false),
+                    None => {
+                        // Written before incarnations existed: give it one now.
+                        let i = new_incarnation();
+                        found.incarnation = Some(i.clone());
+                        write(&found)?;
+                        (i, false)
+                    }
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let id = Identity {
                     cluster_id: cluster_id.to_string(),
                     node_id,
+                    incarnation: Some(new_incarnation()),
                 };
-                let text = toml::to_string(&id).expect("identity serializes");
-                std::fs::write(&id_path, text).map_err(io("write", &id_path))?;
+                write(&id)?;
+                (id.incarnation.expect("just set"), true)
             }
             Err(e) => {
                 return Err(DataDirError::Io {
@@ -104,14 +142,24 @@ impl DataDir {
                     source: e,
                 });
             }
-        }
+        };
         Ok(Self {
             root: root.to_path_buf(),
+            incarnation,
+            fresh,
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+    /// This copy of the node's data, as the controller knows it.
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
+    }
+    /// Claimed for the first time by this start (no identity file existed).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
     }
     pub fn tls(&self) -> PathBuf {
         self.root.join("tls")

@@ -6,7 +6,10 @@
 
 mod config;
 mod data_dir;
+mod debug;
 mod fsync_journal;
+mod log_copy;
+mod membership;
 mod node;
 mod partition;
 mod peers;
@@ -17,4 +20,5 @@ mod transforms;
 
 pub use config::{NodeConfig, PeerAddr};
 pub use data_dir::{DataDir, DataDirError};
+pub use membership::UNREGISTERED_MARKER;
 pub use node::{Node, NodeError};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_controller::{Controller, ControllerError, Metadata, NodeRecord};
+use sluice_controller::{Controller, ControllerError, Metadata};
 use sluice_proto::{ClusterStatus, NodeStatus};
 use sluice_raft::{LogDb, RaftError};
 use sluice_transport::{CertKeyPair, ClientAuth, Connector, TlsError, TransportError};
@@ -16,51 +16,6 @@ use crate::replicas::Replicas;
 
 /// How long a node waits to connect to a peer before calling it unreachable.
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// While this node leads the controller: registers the initial cluster's
-/// nodes and makes those that are not voters learners, so every node holds
-/// the whole metadata. Idempotent; runs until the node stops.
-async fn maintain_membership(node: Arc<Shared>) {
-    let config = &node.config;
-    let mut wanted: Vec<(u64, String)> = config
-        .peers
-        .iter()
-        .map(|p| (p.id, p.addr.clone()))
-        .collect();
-    if !wanted.iter().any(|(id, _)| *id == config.id) {
-        wanted.push((config.id, config.advertised_addr()));
-    }
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tick.tick().await;
-        if !node.controller.is_leader() {
-            continue;
-        }
-        let md = node.metadata();
-        for (id, addr) in &wanted {
-            if md.nodes.get(id).map(|n| &n.addr) != Some(addr)
-                && let Err(e) = node
-                    .controller
-                    .register_node(NodeRecord {
-                        id: *id,
-                        addr: addr.clone(),
-                    })
-                    .await
-            {
-                tracing::warn!(node = id, error = %e, "cannot register node yet");
-            }
-            let (voters, learners) = node.controller.members();
-            if !voters.contains(id) && !learners.contains(id) {
-                match node.controller.add_learner(*id, addr.clone()).await {
-                    Ok(()) => tracing::info!(node = id, "added node as controller learner"),
-                    Err(e) => {
-                        tracing::warn!(node = id, error = %e, "cannot add controller learner yet")
-                    }
-                }
-            }
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -80,6 +35,8 @@ pub enum NodeError {
     Controller(#[from] ControllerError),
     #[error("cannot start the SmartModule engine: {0}")]
     Engine(sluice_wasm::SmartModuleError),
+    #[error("{reason}")]
+    Refused { reason: String },
     #[error("cannot open the fsync journal in {dir}: {source}")]
     FsyncJournal {
         dir: PathBuf,
@@ -97,9 +54,17 @@ pub(crate) struct Shared {
     /// Runs consumers' SmartModules; compiled modules are cached by content.
     pub engine: Arc<sluice_wasm::Engine>,
     pub started: Instant,
+    pub data_dir: DataDir,
+    /// Set when the node must stop (unregistered, or refused by the cluster).
+    fatal: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Shared {
+    /// Asks the node's owner to stop it, for `reason`.
+    pub(crate) fn fail(&self, reason: String) {
+        self.fatal.send_replace(Some(reason));
+    }
+
     pub(crate) fn metadata(&self) -> Metadata {
         self.controller.view().snapshot()
     }
@@ -186,7 +151,13 @@ impl Node {
         let endpoint = sluice_transport::bind_server(config.listen, server_config)?;
         let client_config = sluice_transport::client_config(&ca_pem, Some(&identity))
             .map_err(NodeError::TlsConfig)?;
-        let peers = Peers::new(Connector::with_timeout(client_config, PEER_CONNECT_TIMEOUT));
+        // Dial peers from the listen address, so node-to-node traffic carries
+        // it as its source (firewall rules between nodes can then match it).
+        let peers = Peers::new(Connector::with_local_ip(
+            client_config,
+            PEER_CONNECT_TIMEOUT,
+            Some(config.listen.ip()),
+        ));
 
         let db_options = crate::fsync_journal::from_env(data_dir.root(), &data_dir.raft())
             .map_err(|source| NodeError::FsyncJournal {
@@ -194,6 +165,20 @@ impl Node {
                 source,
             })?;
         let db = LogDb::open_with(&data_dir.raft(), db_options)?;
+        let others: Vec<String> = config
+            .peers
+            .iter()
+            .filter(|p| p.id != config.id)
+            .map(|p| p.addr.clone())
+            .collect();
+        crate::membership::check_identity(
+            config.id,
+            &data_dir,
+            &peers,
+            &others,
+            config.join.as_deref(),
+        )
+        .await?;
         let controller = Controller::start(
             db.clone(),
             config.id,
@@ -201,7 +186,18 @@ impl Node {
             Arc::new(peers.clone()),
         )
         .await?;
-        let replicas = Replicas::new(config.id, db.clone(), data_dir.clone(), peers.clone());
+        let log_source = Arc::new(crate::log_copy::PeerLogSource {
+            peers: peers.clone(),
+            metadata: controller.view().clone(),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let replicas = Replicas::new(
+            config.id,
+            db.clone(),
+            data_dir.clone(),
+            peers.clone(),
+            log_source,
+        );
         let engine = Arc::new(
             sluice_wasm::Engine::new(sluice_wasm::EngineConfig::default())
                 .map_err(NodeError::Engine)?,
@@ -214,14 +210,21 @@ impl Node {
             peers,
             engine,
             started: Instant::now(),
+            data_dir,
+            fatal: tokio::sync::watch::channel(None).0,
         });
         // Serve before anything waits on other nodes: they need our votes.
         tokio::spawn(crate::server::serve(endpoint.clone(), shared.clone()));
 
         let (config, controller) = (&shared.config, &shared.controller);
-        let voters = config.initial_voters();
-        if voters.first().map(|v| v.0) == Some(config.id) {
-            controller.bootstrap(&voters).await?;
+        if let Some(via) = &config.join {
+            // Added to a running cluster: never create a controller group.
+            crate::membership::join(&shared, via).await?;
+        } else {
+            let voters = config.initial_voters();
+            if voters.first().map(|v| v.0) == Some(config.id) {
+                controller.bootstrap(&voters).await?;
+            }
         }
         let wait = Duration::from_secs(10);
         match controller.wait_for_leader(wait).await {
@@ -241,7 +244,8 @@ impl Node {
                 .clone()
                 .run_reconciler(controller.view().clone()),
         );
-        tokio::spawn(maintain_membership(shared.clone()));
+        tokio::spawn(crate::membership::maintain(shared.clone()));
+        tokio::spawn(crate::membership::drive_reassignments(shared.clone()));
         let retention = shared.replicas.clone();
         let every = Duration::from_secs(config.retention_check_secs.max(1));
         tokio::spawn(async move {
@@ -257,6 +261,16 @@ impl Node {
             "node is serving"
         );
         Ok(Self { shared, endpoint })
+    }
+
+    /// Resolves (with the reason) when the node must stop on its own:
+    /// unregistered from the cluster, or refused by it.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.shared.fatal.subscribe();
+        match rx.wait_for(|r| r.is_some()).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {

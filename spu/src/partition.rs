@@ -6,16 +6,19 @@
 //! they are not fsynced per batch (the Raft log is), only when the Raft layer
 //! asks for a synced point before purging its log.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_proto::{ConsumerRecord, ProducerSeq, Record, WireError};
-use sluice_raft::{Group, ReplicatedState};
+use sluice_raft::{Group, ReplicatedState, WriteError};
 use sluice_storage::{LogConfig, PartitionLog, StorageError};
 use tokio::sync::watch;
 
+use crate::log_copy::{PartitionSnapshot, SharedLogSource};
 use crate::producers::{ProducerTable, Verdict};
 
 /// A command in a partition's Raft log.
@@ -35,13 +38,17 @@ pub(crate) enum AppendOutcome {
     },
     /// The entry was already in the segments (re-applied after a restart).
     Replayed,
-    /// The producer's last batch sent again: not appended twice.
+    /// One of the producer's last batches sent again: not appended twice.
     Retry {
         base_offset: u64,
     },
-    /// Older than the producer's last batch: already written.
+    /// Older than the producer's remembered batches: already written.
     Stale {
         last_sequence: u64,
+    },
+    /// Past the producer's next batch: not written (see `crate::producers`).
+    OutOfOrder {
+        last_sequence: Option<u64>,
     },
     Failed {
         reason: String,
@@ -74,6 +81,11 @@ pub(crate) struct PartitionStateMachine {
     producers: ProducerTable,
     end_tx: watch::Sender<u64>,
     name: String,
+    /// This node and the partition's group: a snapshot names its source.
+    node: sluice_proto::NodeId,
+    group: u64,
+    /// Where a replica that installs a snapshot copies the batches it lacks.
+    source: SharedLogSource,
 }
 
 impl PartitionStateMachine {
@@ -84,7 +96,8 @@ impl PartitionStateMachine {
 }
 
 impl ReplicatedState for PartitionStateMachine {
-    /// Appends a committed batch, or recognises it as a producer's retry.
+    /// Appends a committed batch, recognises it as a producer's resend, or
+    /// rejects it as out of order (see `crate::producers` for the rule).
     ///
     /// After a restart, entries are re-applied from the last synced point:
     /// those at or below `producers.applied_index` are fully reflected
@@ -110,6 +123,9 @@ impl ReplicatedState for PartitionStateMachine {
             }
             Verdict::Stale { last_sequence } => {
                 return Ok(encode(&AppendOutcome::Stale { last_sequence }));
+            }
+            Verdict::OutOfOrder { last_sequence } => {
+                return Ok(encode(&AppendOutcome::OutOfOrder { last_sequence }));
             }
             Verdict::New => {}
         }
@@ -146,26 +162,70 @@ impl ReplicatedState for PartitionStateMachine {
         self.producers.save(log.dir())
     }
 
+    /// Where this replica's log stands and the producer table at that point;
+    /// a replica that installs it copies the batches it lacks from this node.
     fn snapshot(&mut self) -> io::Result<Vec<u8>> {
-        // Only where this replica's log stands: a replica too far behind for
-        // the Raft log would need the segments themselves, which no snapshot
-        // carries yet (see `install_snapshot`).
         let log = read_lock(&self.log);
-        Ok(encode(&(
-            log.start_offset(),
-            log.end_offset(),
-            log.last_entry_id(),
-        )))
+        Ok(encode(&PartitionSnapshot {
+            source: self.node,
+            group: self.group,
+            start_offset: log.start_offset(),
+            end_offset: log.end_offset(),
+            last_entry_id: log.last_entry_id(),
+            producers: encode(&self.producers),
+        }))
     }
 
-    fn install_snapshot(&mut self, _data: &[u8]) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "partition {}: this replica fell behind the leader's kept log and would need a segment transfer, which is not built yet; the replica stops",
-                self.name
-            ),
-        ))
+    /// Copies the batches this replica lacks from the snapshot's source
+    /// (restarting the log at the source's start offset when retention there
+    /// deleted what this replica would continue from), makes them durable,
+    /// and takes over the snapshot's producer table.
+    fn install_snapshot(&mut self, data: &[u8]) -> io::Result<()> {
+        let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+        let snap: PartitionSnapshot = decode(data).map_err(bad)?;
+        let table: ProducerTable = decode(&snap.producers).map_err(bad)?;
+        let mut log = write_lock(&self.log);
+        let end = log.end_offset();
+        tracing::info!(
+            partition = %self.name, source = snap.source, local_end = end,
+            target_start = snap.start_offset, target_end = snap.end_offset,
+            "installing a snapshot: copying the missing batches from the source replica"
+        );
+        if end < snap.start_offset {
+            log.reset(snap.start_offset)
+                .map_err(|e| self.stop(0, format!("cannot restart the log: {e}")))?;
+        }
+        let started = std::time::Instant::now();
+        let mut copied = 0u64;
+        while log.end_offset() < snap.end_offset {
+            let from = log.end_offset();
+            let chunk = self.source.read(snap.source, snap.group, from)?;
+            if chunk.batches.is_empty() {
+                return Err(io::Error::other(format!(
+                    "partition {}: node {} sent no batch from offset {from} (its log starts at {})",
+                    self.name, snap.source, chunk.start_offset
+                )));
+            }
+            for batch in &chunk.batches {
+                log.append_raw(batch)
+                    .map_err(|e| io::Error::other(format!("partition {}: {e}", self.name)))?;
+                copied += batch.len() as u64;
+            }
+        }
+        log.sync().map_err(io::Error::other)?;
+        if table.applied_index > self.producers.applied_index {
+            self.producers = table;
+            self.producers.save(log.dir())?;
+        }
+        let end = log.end_offset();
+        drop(log);
+        self.end_tx.send_replace(end);
+        tracing::info!(
+            partition = %self.name, bytes = copied, end_offset = end,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot installed"
+        );
+        Ok(())
     }
 }
 
@@ -189,6 +249,9 @@ impl Partition {
         topic: &str,
         index: u32,
         config: LogConfig,
+        node: sluice_proto::NodeId,
+        group: u64,
+        source: SharedLogSource,
     ) -> Result<(PartitionStateMachine, SharedLog, watch::Receiver<u64>), StorageError> {
         let (log, report) = PartitionLog::open(dir, index, config)?;
         if let Some(t) = &report.truncated {
@@ -210,6 +273,9 @@ impl Partition {
             producers,
             end_tx,
             name: format!("{topic}/{index}"),
+            node,
+            group,
+            source,
         };
         Ok((sm, log, end_rx))
     }
@@ -251,6 +317,140 @@ impl Partition {
     }
 }
 
+/// How long a batch that overtook its producer's previous batch waits on the
+/// leader for it before being proposed anyway (and, if the predecessor is
+/// still missing when it is applied, rejected as out of order).
+const REORDER_WAIT: Duration = Duration::from_millis(20);
+/// A producer the leader has not proposed for in this long is not waited for:
+/// its entry may date from an earlier term of this node's leadership.
+const REORDER_HINT_TTL: Duration = Duration::from_secs(2);
+/// Producers whose next sequence a leader keeps per partition before dropping
+/// those idle longer than [`REORDER_HINT_TTL`].
+const REORDER_HINTS_MAX: usize = 10_000;
+
+/// Puts a pipelining producer's batches into the partition's Raft log in
+/// sequence order, on the leader, as far as it can tell.
+///
+/// A producer may have several batches of one partition in flight, each on
+/// its own QUIC stream, and every stream is served by its own task: two
+/// batches sent back to back can reach [`Group::write`] in either order. The
+/// state machine would then reject the overtaking batch as out of order
+/// (correctly, but the producer would have to resend it and every batch
+/// after it). So on the leader, a batch whose sequence is past the next one
+/// expected from its producer waits, up to [`REORDER_WAIT`], for its
+/// predecessor to be proposed; and proposing (handing the entry to Raft,
+/// which numbers entries in the order they are handed over) happens under a
+/// lock together with advancing the expected sequence, so the waiting batch
+/// goes in right behind its predecessor.
+///
+/// This is a hint, not the rule: it is per node, not replicated, forgotten on
+/// restart and after a leader change, and a batch is proposed anyway when its
+/// wait is over. Order and exactly-once are decided when the entry is applied
+/// (`crate::producers`), the same way on every replica.
+#[derive(Default)]
+pub(crate) struct ProposalOrder {
+    /// Producer id to (next sequence expected, when it was last set).
+    next: Mutex<HashMap<u64, (u64, tokio::time::Instant)>>,
+    /// Woken each time a batch of some producer is proposed.
+    proposed: tokio::sync::Notify,
+}
+
+impl ProposalOrder {
+    fn next(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (u64, tokio::time::Instant)>> {
+        self.next.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `p` is past the batch expected next from its producer.
+    fn overtook(&self, p: ProducerSeq) -> bool {
+        match self.next().get(&p.producer_id) {
+            Some(&(expected, at)) => p.sequence > expected && at.elapsed() < REORDER_HINT_TTL,
+            // Not seen here: a new producer starts at 0, and its first
+            // batches are the ones most likely to arrive together. (If this
+            // node just became leader, a producer further along waits once,
+            // for nothing.)
+            None => p.sequence > 0,
+        }
+    }
+
+    /// Proposes `command` (a batch `producer` sent) on `group` and returns the
+    /// state machine's answer; see the type's documentation for the order.
+    pub(crate) async fn write(
+        &self,
+        group: &Group<PartitionStateMachine>,
+        command: Vec<u8>,
+        producer: Option<ProducerSeq>,
+    ) -> Result<Vec<u8>, WriteError> {
+        let Some(p) = producer else {
+            return group.write(command).await;
+        };
+        let deadline = tokio::time::Instant::now() + REORDER_WAIT;
+        loop {
+            let notified = self.proposed.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before looking, so a proposal in between is not missed.
+            notified.as_mut().enable();
+            if !self.overtook(p) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::debug!(
+                    producer = format_args!("{:x}", p.producer_id),
+                    sequence = p.sequence,
+                    "the previous batch did not arrive in time; proposing anyway"
+                );
+                break;
+            }
+        }
+        // `Group::write` hands the entry to Raft when first polled (into a
+        // FIFO-fair channel: if it is full, the place in line is taken then),
+        // so that first poll happens under the lock that advances the
+        // expected sequence. Later polls only wait for the outcome.
+        let mut write = std::pin::pin!(group.write(command));
+        let mut handed_over = false;
+        std::future::poll_fn(|cx| {
+            if handed_over {
+                return write.as_mut().poll(cx);
+            }
+            handed_over = true;
+            let mut next = self.next();
+            let now = tokio::time::Instant::now();
+            // A resend restarts from its sequence: the producer resends the
+            // batches after it in order.
+            next.insert(p.producer_id, (p.sequence + 1, now));
+            if next.len() > REORDER_HINTS_MAX {
+                next.retain(|_, (_, at)| now.duration_since(*at) < REORDER_HINT_TTL);
+            }
+            let poll = write.as_mut().poll(cx);
+            drop(next);
+            self.proposed.notify_waiters();
+            poll
+        })
+        .await
+    }
+}
+
+impl Partition {
+    /// This replica's [`ProposalOrder`].
+    ///
+    /// Kept in a registry keyed by the replica's shared log rather than in a
+    /// field, so that the replica's construction (in `crate::replicas`) need
+    /// not change; the registry holds a `Weak` to the log, which keeps its
+    /// address from being reused, and drops entries of removed replicas.
+    pub(crate) fn proposal_order(&self) -> Arc<ProposalOrder> {
+        type Registry = HashMap<usize, (Weak<RwLock<PartitionLog>>, Arc<ProposalOrder>)>;
+        static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
+        let mut registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Arc::as_ptr(&self.log) as usize;
+        if let Some((_, order)) = registry.get(&key) {
+            return order.clone();
+        }
+        registry.retain(|_, (log, _)| log.strong_count() > 0);
+        let order = Arc::new(ProposalOrder::default());
+        registry.insert(key, (Arc::downgrade(&self.log), order.clone()));
+        order
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,10 +469,77 @@ mod tests {
         decode(&sm.apply(index, command).unwrap()).unwrap()
     }
 
+    /// Serves batches from logs in this process, by node id: the same reads
+    /// a peer answers over QUIC, without the network.
+    #[derive(Default)]
+    struct LocalSources(Mutex<HashMap<u64, SharedLog>>);
+
+    impl crate::log_copy::LogSource for LocalSources {
+        fn read(
+            &self,
+            source: u64,
+            _group: u64,
+            from: u64,
+        ) -> io::Result<crate::log_copy::RemoteBatches> {
+            let logs = self.0.lock().unwrap();
+            let log = read_lock(logs.get(&source).expect("source registered"));
+            Ok(crate::log_copy::RemoteBatches {
+                start_offset: log.start_offset(),
+                batches: log.read_raw(from, 1000).map_err(io::Error::other)?,
+            })
+        }
+    }
+
+    fn open_as(dir: &Path, node: u64, sources: Arc<LocalSources>) -> PartitionStateMachine {
+        let config = LogConfig {
+            segment_size_bytes: 2048,
+            ..LogConfig::default()
+        };
+        let (sm, log, _) =
+            Partition::open_log(dir, "t", 0, config, node, 1, sources.clone()).unwrap();
+        sources.0.lock().unwrap().insert(node, log);
+        sm
+    }
+
     fn open(dir: &Path) -> PartitionStateMachine {
-        Partition::open_log(dir, "t", 0, LogConfig::default())
-            .unwrap()
-            .0
+        open_as(dir, 1, Arc::default())
+    }
+
+    #[test]
+    fn a_replica_installing_a_snapshot_copies_the_segments_and_the_producer_table() {
+        let sources = Arc::new(LocalSources::default());
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = open_as(a_dir.path(), 1, sources.clone());
+        for i in 1..=120u64 {
+            let value = format!("record-{i}-{}", "x".repeat(40));
+            apply(&mut leader, i, &append(&[value.as_str()], Some((7, i - 1))));
+        }
+        let snapshot = leader.snapshot().unwrap();
+        let mut follower = open_as(b_dir.path(), 2, sources.clone());
+        follower.install_snapshot(&snapshot).unwrap();
+        let all = |sm: &PartitionStateMachine| {
+            let log = read_lock(&sm.log);
+            assert!(log.segments().len() > 2, "the copy must cross segments");
+            log.read(0, usize::MAX).unwrap()
+        };
+        assert_eq!(all(&follower), all(&leader));
+        // The producer table came along: a resend of the last batch is
+        // recognised, and the next batch gets the same offset on both.
+        assert!(matches!(
+            apply(&mut follower, 121, &append(&["dup"], Some((7, 119)))),
+            AppendOutcome::Retry { base_offset: 119 }
+        ));
+        apply(&mut leader, 121, &append(&["dup"], Some((7, 119))));
+        for sm in [&mut leader, &mut follower] {
+            assert!(matches!(
+                apply(sm, 122, &append(&["next"], Some((7, 120)))),
+                AppendOutcome::Appended { base_offset: 120 }
+            ));
+        }
+        // And it all survives a restart of the follower.
+        drop(follower);
+        let follower = open_as(b_dir.path(), 2, sources);
+        assert_eq!(read_lock(&follower.log).end_offset(), 121);
     }
 
     #[test]
@@ -293,8 +560,8 @@ mod tests {
             AppendOutcome::Retry { base_offset: 2 }
         ));
         assert!(matches!(
-            apply(&mut sm, 4, &append(&["b"], Some((7, 0)))),
-            AppendOutcome::Stale { last_sequence: 1 }
+            apply(&mut sm, 4, &append(&["a", "b"], Some((7, 0)))),
+            AppendOutcome::Retry { base_offset: 0 }
         ));
         sm.sync().unwrap();
         // Entry 5 reaches the segments but no synced point follows: a crash.
@@ -308,7 +575,7 @@ mod tests {
         let mut sm = open(dir.path());
         for (i, c) in [
             (3, append(&["c"], Some((7, 1)))),
-            (4, append(&["b"], Some((7, 0)))),
+            (4, append(&["a", "b"], Some((7, 0)))),
         ] {
             assert!(matches!(apply(&mut sm, i, &c), AppendOutcome::Replayed));
         }
@@ -334,5 +601,85 @@ mod tests {
             values,
             [b"a", b"b", b"c", b"d", b"e", b"f"].map(|v| v.to_vec())
         );
+    }
+
+    fn values(sm: &PartitionStateMachine) -> Vec<String> {
+        read_lock(&sm.log)
+            .read(0, 1 << 20)
+            .unwrap()
+            .into_iter()
+            .map(|r| String::from_utf8(r.value).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn pipelined_batches_are_stored_in_sequence_order_once_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        let outcome = |sm: &mut PartitionStateMachine, index, values: &[&str], s| {
+            apply(sm, index, &append(values, Some((9, s))))
+        };
+        assert!(matches!(
+            outcome(&mut sm, 1, &["a"], 0),
+            AppendOutcome::Appended { base_offset: 0 }
+        ));
+        // Batch 1 failed on its way; batches 2 and 3 overtook it.
+        assert!(matches!(
+            outcome(&mut sm, 2, &["c"], 2),
+            AppendOutcome::OutOfOrder {
+                last_sequence: Some(0)
+            }
+        ));
+        assert!(matches!(
+            outcome(&mut sm, 3, &["d", "e"], 3),
+            AppendOutcome::OutOfOrder {
+                last_sequence: Some(0)
+            }
+        ));
+        // The producer resends 1, 2 and 3 in order.
+        assert!(matches!(
+            outcome(&mut sm, 4, &["b"], 1),
+            AppendOutcome::Appended { base_offset: 1 }
+        ));
+        assert!(matches!(
+            outcome(&mut sm, 5, &["c"], 2),
+            AppendOutcome::Appended { base_offset: 2 }
+        ));
+        sm.sync().unwrap();
+        assert!(matches!(
+            outcome(&mut sm, 6, &["d", "e"], 3),
+            AppendOutcome::Appended { base_offset: 3 }
+        ));
+        drop(sm);
+
+        // A crash after entry 6: replay from the synced point (entry 5).
+        let mut sm = open(dir.path());
+        assert!(matches!(
+            outcome(&mut sm, 6, &["d", "e"], 3),
+            AppendOutcome::Replayed
+        ));
+        // Acknowledgements of 1..=3 were lost: all three are resent, and one
+        // that overtakes them is refused without being written.
+        assert!(matches!(
+            outcome(&mut sm, 7, &["f"], 4 + 1),
+            AppendOutcome::OutOfOrder {
+                last_sequence: Some(3)
+            }
+        ));
+        for (index, values, s, offset) in [
+            (8, &["b"][..], 1, 1),
+            (9, &["c"][..], 2, 2),
+            (10, &["d", "e"][..], 3, 3),
+        ] {
+            match outcome(&mut sm, index, values, s) {
+                AppendOutcome::Retry { base_offset } => assert_eq!(base_offset, offset),
+                other => panic!("batch {s}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            outcome(&mut sm, 11, &["f"], 4),
+            AppendOutcome::Appended { base_offset: 5 }
+        ));
+        assert_eq!(values(&sm), ["a", "b", "c", "d", "e", "f"]);
     }
 }

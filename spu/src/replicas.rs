@@ -14,6 +14,7 @@ use sluice_storage::LogConfig;
 use tokio::sync::watch;
 
 use crate::data_dir::DataDir;
+use crate::log_copy::SharedLogSource;
 use crate::partition::Partition;
 use crate::peers::Peers;
 
@@ -23,6 +24,35 @@ type Key = (u32, u32);
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Raft entries (produce batches) a partition keeps after a snapshot point.
 const PARTITION_LOG_KEPT_ENTRIES: u64 = 20_000;
+/// Overrides the partition groups' snapshot interval and kept log, as
+/// `SNAPSHOT_EVERY:KEPT` entries (tests use small values to make replicas
+/// catch up through a snapshot and segment copy).
+const LOG_ENTRIES_ENV: &str = "SLUICE_PARTITION_LOG_ENTRIES";
+
+fn partition_group_config() -> GroupConfig {
+    let default = GroupConfig {
+        entries_kept_after_snapshot: PARTITION_LOG_KEPT_ENTRIES,
+        ..GroupConfig::default()
+    };
+    let Ok(value) = std::env::var(LOG_ENTRIES_ENV) else {
+        return default;
+    };
+    let parsed = value
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    match parsed {
+        Some((every, kept)) => GroupConfig {
+            snapshot_every_entries: every,
+            entries_kept_after_snapshot: kept,
+            ..default
+        },
+        None => {
+            tracing::warn!(%value, "{LOG_ENTRIES_ENV} is not SNAPSHOT_EVERY:KEPT; ignored");
+            default
+        }
+    }
+}
+
 /// How often the reconciler retries replicas that failed to start.
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -36,11 +66,20 @@ pub(crate) struct Replicas {
     peers: Peers,
     /// Rotates the replica named in redirects for partitions not hosted here.
     redirects: std::sync::atomic::AtomicUsize,
+    /// Where replicas installing a snapshot copy their batches from.
+    log_source: SharedLogSource,
 }
 
 impl Replicas {
-    pub(crate) fn new(node: NodeId, db: Arc<LogDb>, data_dir: DataDir, peers: Peers) -> Arc<Self> {
+    pub(crate) fn new(
+        node: NodeId,
+        db: Arc<LogDb>,
+        data_dir: DataDir,
+        peers: Peers,
+        log_source: SharedLogSource,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            log_source,
             node,
             db,
             data_dir,
@@ -138,7 +177,13 @@ impl Replicas {
         let mut wanted = HashMap::new();
         for record in md.topics.values() {
             for a in &record.info.assignments {
-                if a.replicas.contains(&self.node) {
+                // A replica being moved away keeps running until the new
+                // replica set has taken over (the move is finished).
+                let leaving = record
+                    .moving
+                    .get(&a.partition)
+                    .is_some_and(|l| l.contains(&self.node));
+                if a.replicas.contains(&self.node) || leaving {
                     wanted.insert((record.id, a.partition), (record, a));
                 }
             }
@@ -152,7 +197,9 @@ impl Replicas {
                 .collect()
         };
         for (key, partition) in stale {
-            self.stop_and_remove(key, partition).await;
+            // Moved away (the topic lives on): keep the group's vote.
+            let moved = md.topics.values().any(|r| r.id == key.0);
+            self.stop_and_remove(key, partition, moved).await;
         }
         for (key, (record, assignment)) in wanted {
             if self
@@ -171,8 +218,20 @@ impl Replicas {
                 ..LogConfig::default()
             };
             let dir = self.data_dir.partition(&spec.name, key.0, key.1);
+            // Only a partition's first replica set is created by a replica;
+            // after a reassignment the group exists and its leader adds nodes.
+            let creates_group = !record.reassigned.contains(&key.1)
+                && assignment.replicas.first() == Some(&self.node);
             match self
-                .start(key, &spec.name, &dir, config, &assignment.replicas, md)
+                .start(
+                    key,
+                    &spec.name,
+                    &dir,
+                    config,
+                    creates_group,
+                    &assignment.replicas,
+                    md,
+                )
                 .await
             {
                 Ok(p) => {
@@ -195,25 +254,41 @@ impl Replicas {
         topic: &str,
         dir: &std::path::Path,
         config: LogConfig,
+        creates_group: bool,
         replicas: &[NodeId],
         md: &Metadata,
     ) -> Result<Partition, String> {
-        let (sm, log, end_rx) =
-            Partition::open_log(dir, topic, key.1, config).map_err(|e| e.to_string())?;
         let group_id = partition_group(key.0, key.1);
+        let (sm, log, end_rx) = Partition::open_log(
+            dir,
+            topic,
+            key.1,
+            config,
+            self.node,
+            group_id,
+            self.log_source.clone(),
+        )
+        .map_err(|e| e.to_string())?;
         let transport = Arc::new(self.peers.clone());
-        // A follower further behind than the kept log would need a segment
-        // transfer, which is not built yet: keep a generous tail of entries.
+        // A follower further behind than the kept log catches up through a
+        // snapshot and a copy of the segments (`crate::log_copy`).
+        let reassigned = md
+            .topics
+            .values()
+            .find(|r| r.id == key.0)
+            .is_some_and(|r| r.reassigned.contains(&key.1));
         let config = GroupConfig {
-            entries_kept_after_snapshot: PARTITION_LOG_KEPT_ENTRIES,
-            ..GroupConfig::default()
+            // A replica joining an existing group starts with an empty log:
+            // it must not vote before the leader has made it a voter.
+            vote_only_as_member: reassigned && !creates_group,
+            ..partition_group_config()
         };
         let group = Group::start(self.db.clone(), self.node, group_id, sm, &config, transport)
             .await
             .map_err(|e| e.to_string())?;
         // The first replica creates the group's membership; the others are
         // brought in by its leader.
-        if replicas.first() == Some(&self.node) {
+        if creates_group {
             let members: Vec<(NodeId, String)> = replicas
                 .iter()
                 .filter_map(|id| md.nodes.get(id).map(|n| (*id, n.addr.clone())))
@@ -246,14 +321,19 @@ impl Replicas {
         })
     }
 
-    async fn stop_and_remove(&self, key: Key, partition: Partition) {
+    async fn stop_and_remove(&self, key: Key, partition: Partition, keep_vote: bool) {
         self.running
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
         partition.group.shutdown().await;
         let dir = read_dir_of(&partition);
-        if let Err(e) = self.db.destroy_group(partition.group.id()) {
+        let destroyed = if keep_vote {
+            self.db.destroy_group_keep_vote(partition.group.id())
+        } else {
+            self.db.destroy_group(partition.group.id())
+        };
+        if let Err(e) = destroyed {
             tracing::warn!(topic = %partition.topic, partition = key.1, error = %e, "could not delete the Raft log of a deleted partition");
         }
         if let Err(e) = std::fs::remove_dir_all(&dir) {

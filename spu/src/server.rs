@@ -72,24 +72,19 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
             respond(&mut send, &response).await
         }
         other => {
-            let forwardable = matches!(
-                other,
-                Request::CreateTopic(_)
-                    | Request::DeleteTopic { .. }
-                    | Request::CreateSmartModule { .. }
-                    | Request::DeleteSmartModule { .. }
-            );
-            let copy = forwardable.then(|| other.clone());
-            let response = match (handle(&node, other).await, copy) {
-                (
-                    Err(WireError::NotLeader {
-                        leader: Some(leader),
-                        ..
-                    }),
-                    Some(request),
-                ) => forward_to_controller_leader(&node, leader, &request).await,
-                (result, _) => result.unwrap_or_else(Response::Error),
-            };
+            let is_produce = matches!(other, Request::Produce(_));
+            let response = propose_anywhere(&node, other)
+                .await
+                .unwrap_or_else(Response::Error);
+            if is_produce
+                && matches!(response, Response::Produced(_))
+                && crate::debug::drop_this_ack()
+            {
+                // The batch is committed; the client never learns it.
+                tracing::warn!("debug: dropped the acknowledgement of a committed produce");
+                let _ = send.reset(0u32.into());
+                return;
+            }
             respond(&mut send, &response).await
         }
     };
@@ -202,12 +197,117 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             })
         }
         Request::Produce(produce) => produce_batch(node, produce).await.map(Response::Produced),
+        Request::JoinCluster {
+            id,
+            addr,
+            incarnation,
+        } => {
+            node.controller.join(id, addr, incarnation).await?;
+            Ok(Response::Joined)
+        }
+        Request::NodeIncarnation { id } => Ok(Response::NodeIncarnation(
+            node.controller.view().with(|md| md.incarnation_of(id)),
+        )),
+        Request::UnregisterNode { id } => {
+            node.controller.unregister_node(id).await?;
+            Ok(Response::NodeUnregistered)
+        }
+        Request::ReassignPartition {
+            topic,
+            partition,
+            replicas,
+        } => {
+            let assignment = node
+                .controller
+                .reassign_partition(&topic, partition, replicas)
+                .await?;
+            wait_reconciled(node).await;
+            Ok(Response::PartitionReassigned(assignment))
+        }
+        Request::ReadReplicaLog {
+            group,
+            from_offset,
+            max_bytes,
+        } => {
+            let p = node
+                .replicas
+                .by_group(group)
+                .ok_or_else(|| WireError::Unavailable {
+                    what: format!("Raft group {group}"),
+                    reason: format!("node {} does not run a replica of it", node.config.id),
+                })?;
+            let max = (max_bytes as usize).min(crate::log_copy::COPY_CHUNK_BYTES as usize);
+            let log = p.log.clone();
+            let (start_offset, batches) = tokio::task::spawn_blocking(move || {
+                let log = crate::partition::read_lock(&log);
+                log.read_raw(from_offset, max)
+                    .map(|b| (log.start_offset(), b))
+            })
+            .await
+            .map_err(|e| WireError::Storage {
+                what: format!("partition {}/{}", p.topic, p.index),
+                reason: e.to_string(),
+            })?
+            .map_err(|e| WireError::Storage {
+                what: format!("partition {}/{}", p.topic, p.index),
+                reason: e.to_string(),
+            })?;
+            Ok(Response::ReplicaLog {
+                start_offset,
+                batches: batches
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect(),
+            })
+        }
+        Request::FinishReassignment {
+            topic,
+            partition,
+            replicas,
+        } => {
+            node.controller
+                .finish_reassignment(&topic, partition, replicas)
+                .await?;
+            Ok(Response::ReassignmentFinished)
+        }
         Request::Fetch(_) | Request::Raft(_) => unreachable!("served by serve_stream"),
     }
 }
 
-/// Metadata changes are proposed on the controller leader; a node that is not
-/// the leader passes the request on, so clients may talk to any node.
+/// Handles a request here; a metadata change that reached a node other than
+/// the controller leader is passed on to the leader, so clients (and nodes)
+/// may send it to any node.
+pub(crate) async fn propose_anywhere(
+    node: &Shared,
+    request: Request,
+) -> Result<Response, WireError> {
+    let forwardable = matches!(
+        request,
+        Request::CreateTopic(_)
+            | Request::DeleteTopic { .. }
+            | Request::CreateSmartModule { .. }
+            | Request::DeleteSmartModule { .. }
+            | Request::JoinCluster { .. }
+            | Request::UnregisterNode { .. }
+            | Request::ReassignPartition { .. }
+            | Request::FinishReassignment { .. }
+    );
+    let copy = forwardable.then(|| request.clone());
+    match (handle(node, request).await, copy) {
+        (
+            Err(WireError::NotLeader {
+                leader: Some(leader),
+                ..
+            }),
+            Some(request),
+        ) => match forward_to_controller_leader(node, leader, &request).await {
+            Response::Error(e) => Err(e),
+            other => Ok(other),
+        },
+        (result, _) => result,
+    }
+}
+
 async fn forward_to_controller_leader(node: &Shared, leader: u64, request: &Request) -> Response {
     let Some(addr) = node
         .controller
@@ -292,6 +392,7 @@ fn list_partitions(node: &Shared, topic: Option<&str>) -> Result<Response, WireE
                 committed_offset: end,
                 end_offset: end,
                 size_bytes: size,
+                leaving: record.moving.get(&a.partition).cloned().unwrap_or_default(),
             });
         }
     }
@@ -338,9 +439,10 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
         producer: req.producer,
     });
     let what = || format!("partition {}/{}", req.topic, req.partition);
+    // In sequence order per producer, as far as the leader can tell.
     let response = partition
-        .group
-        .write(command)
+        .proposal_order()
+        .write(&partition.group, command, req.producer)
         .await
         .map_err(|e| e.into_wire(what()))?;
     match decode::<AppendOutcome>(&response) {
@@ -360,6 +462,20 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
                 .producer
                 .expect("only batches with a producer are stale");
             Err(WireError::StaleBatch {
+                producer_id: p.producer_id,
+                sequence: p.sequence,
+                last_sequence,
+            })
+        }
+        Ok(AppendOutcome::OutOfOrder { last_sequence }) => {
+            let p = req
+                .producer
+                .expect("only batches with a producer are out of order");
+            tracing::debug!(
+                topic = %req.topic, partition = req.partition, producer = format_args!("{:x}", p.producer_id),
+                sequence = p.sequence, ?last_sequence, "rejected a batch that overtook its predecessor"
+            );
+            Err(WireError::OutOfOrderSequence {
                 producer_id: p.producer_id,
                 sequence: p.sequence,
                 last_sequence,

@@ -101,6 +101,11 @@ impl BatchHeader {
         Ok(header)
     }
 
+    /// The header as stored (for copying a batch byte for byte).
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
     /// Offset following the last record of the batch (checked at parse time).
     pub fn end_offset(&self) -> u64 {
         self.base_offset + u64::from(self.record_count)

@@ -112,6 +112,11 @@ pub enum StorageError {
         limit: u64,
     },
 
+    /// A batch copied from another replica does not continue this log, or is
+    /// damaged: nothing was written.
+    #[error("copied batch rejected by partition {partition}: {reason}")]
+    BadCopiedBatch { partition: u32, reason: String },
+
     /// Assigning offsets to the batch would overflow 64 bits.
     #[error(
         "offset overflow in partition {partition}: end offset {end_offset} + {records} records"

@@ -387,6 +387,108 @@ impl PartitionLog {
         Ok(out)
     }
 
+    /// Whole batches as stored (header and payload, CRC checked) from the one
+    /// holding `from` on, while their bytes stay within `max_bytes` (at least
+    /// one batch when `from` is below the end): what a replica that fell
+    /// behind copies with [`append_raw`](Self::append_raw). Same range rules
+    /// as [`read`](Self::read).
+    pub fn read_raw(&self, from: u64, max_bytes: usize) -> Result<Vec<Vec<u8>>, StorageError> {
+        let (start, end) = (self.start_offset(), self.end_offset());
+        if from < start || from > end {
+            return Err(StorageError::OffsetOutOfRange {
+                partition: self.partition,
+                requested: from,
+                start,
+                end,
+            });
+        }
+        let mut out = Vec::new();
+        if from == end {
+            return Ok(out);
+        }
+        let mut i = self.segments.partition_point(|s| s.base_offset() <= from) - 1;
+        let mut bytes = 0usize;
+        loop {
+            let segment = &self.segments[i];
+            match segment.read_raw_into(from, max_bytes, &mut bytes, &mut out)? {
+                ReadStop::Budget => break,
+                ReadStop::EndOfSegment { next_offset } => {
+                    let Some(next) = self.segments.get(i + 1) else {
+                        break;
+                    };
+                    if next_offset != next.base_offset() {
+                        return Err(segment.gap_error(next_offset, next.base_offset()));
+                    }
+                    i += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends a batch copied byte for byte from another replica's
+    /// [`read_raw`](Self::read_raw). It must be intact (CRC), start at this
+    /// log's end offset and carry an entry id above the last one; otherwise
+    /// nothing is written. Returns the batch's end offset.
+    pub fn append_raw(&mut self, batch: &[u8]) -> Result<u64, StorageError> {
+        let partition = self.partition;
+        let bad = |reason: String| StorageError::BadCopiedBatch { partition, reason };
+        let header = batch::BatchHeader::parse(batch).map_err(|d| bad(d.to_string()))?;
+        if batch.len() as u64 != header.total_len() {
+            return Err(bad(format!(
+                "{} bytes given but the header describes {}",
+                batch.len(),
+                header.total_len()
+            )));
+        }
+        header
+            .verify_crc(&batch[batch::HEADER_LEN..])
+            .map_err(|d| bad(d.to_string()))?;
+        if header.base_offset != self.end_offset() {
+            return Err(bad(format!(
+                "it starts at offset {} but the log ends at {}",
+                header.base_offset,
+                self.end_offset()
+            )));
+        }
+        if let Some(last) = self.last_entry_id
+            && header.entry_id <= last
+        {
+            return Err(StorageError::EntryIdNotIncreasing {
+                partition,
+                entry_id: header.entry_id,
+                last_entry_id: last,
+            });
+        }
+        let active = self.active();
+        let max_size = self.config.segment_size_bytes.min(u64::from(u32::MAX));
+        let too_big = active.size() + batch.len() as u64 > max_size;
+        let too_many = header.end_offset() - active.base_offset() > u64::from(u32::MAX);
+        if !active.is_empty() && (too_big || too_many) {
+            self.roll(header.base_offset)?;
+        }
+        let interval = self.config.index_interval_bytes;
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+            .append(batch, interval)?;
+        self.last_entry_id = Some(header.entry_id);
+        Ok(header.end_offset())
+    }
+
+    /// Empties the log and restarts it at `start_offset` (a replica about to
+    /// copy a log whose older segments the source already deleted).
+    pub fn reset(&mut self, start_offset: u64) -> Result<(), StorageError> {
+        let fresh = Segment::create(&self.dir, start_offset)?;
+        for segment in std::mem::replace(&mut self.segments, vec![fresh]) {
+            if segment.base_offset() != start_offset {
+                segment.remove_files()?;
+            }
+        }
+        self.last_entry_id = None;
+        sync_dir(&self.dir)
+    }
+
     /// fsyncs the active segment, its index and the directory. Callers call this before
     /// discarding whatever else could rebuild the data (e.g. before purging a
     /// replicated log). Closed segments were already fsynced when they were closed.
@@ -507,6 +609,65 @@ mod tests {
 
     fn open(dir: &Path, config: LogConfig) -> (PartitionLog, RecoveryReport) {
         PartitionLog::open(dir, P, config).unwrap()
+    }
+
+    #[test]
+    fn a_log_copied_batch_by_batch_is_identical_and_bad_copies_are_refused() {
+        let (src_dir, dst_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut src, _) = open(src_dir.path(), small());
+        fill(&mut src, 10, 60);
+        assert!(src.segments().len() > 2, "the copy must cross segments");
+        // The copy starts where the destination ends, in bounded chunks.
+        let (mut dst, _) = open(dst_dir.path(), small());
+        dst.reset(src.start_offset()).unwrap();
+        while dst.end_offset() < src.end_offset() {
+            let batches = src.read_raw(dst.end_offset(), 300).unwrap();
+            assert!(!batches.is_empty());
+            for b in &batches {
+                dst.append_raw(b).unwrap();
+            }
+        }
+        assert_eq!(dst.last_entry_id(), src.last_entry_id());
+        let all = |log: &PartitionLog| log.read(log.start_offset(), usize::MAX).unwrap();
+        assert_eq!(all(&dst), all(&src));
+        drop(dst);
+        // It survives a reopen, like any log.
+        let (dst, _) = open(dst_dir.path(), small());
+        assert_eq!(all(&dst), all(&src));
+
+        let other_dir = tempfile::tempdir().unwrap();
+        let (mut other, _) = open(other_dir.path(), small());
+        let first = src.read_raw(src.start_offset(), 1).unwrap().remove(0);
+        let mut flipped = first.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        assert!(matches!(
+            other.append_raw(&flipped),
+            Err(StorageError::BadCopiedBatch { .. })
+        ));
+        let second = src.read_raw(1, 1).unwrap().remove(0);
+        let err = other.append_raw(&second).unwrap_err().to_string();
+        assert!(err.contains("but the log ends at 0"), "{err}");
+        other.append_raw(&first).unwrap();
+        assert!(matches!(
+            other.append_raw(&first),
+            Err(StorageError::BadCopiedBatch { .. })
+        ));
+        assert_eq!(other.end_offset(), 1);
+    }
+
+    #[test]
+    fn reset_restarts_an_empty_log_at_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small());
+        fill(&mut log, 1, 30);
+        log.reset(500).unwrap();
+        assert_eq!((log.start_offset(), log.end_offset()), (500, 500));
+        assert_eq!(log.last_entry_id(), None);
+        drop(log);
+        let (log, _) = open(dir.path(), small());
+        assert_eq!((log.start_offset(), log.end_offset()), (500, 500));
+        assert_eq!(log.segments().len(), 1);
     }
 
     /// Appends `batches` batches of 1..=4 records with consecutive entry ids starting at

@@ -645,6 +645,70 @@ impl Segment {
         })
     }
 
+    /// Like [`Segment::read_into`], but collects whole batches as stored (header
+    /// and payload, CRC checked), for copying them to another replica.
+    /// `bytes` counts batch bytes.
+    pub fn read_raw_into(
+        &self,
+        from: u64,
+        max_bytes: usize,
+        bytes: &mut usize,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<ReadStop, StorageError> {
+        let (mut pos, mut expected) = if from > self.base_offset {
+            let rel = u32::try_from(from - self.base_offset).unwrap_or(u32::MAX);
+            match self.writer.index.lookup(rel)? {
+                Some(entry) => (
+                    u64::from(entry.position),
+                    self.base_offset + u64::from(entry.rel_offset),
+                ),
+                None => (0, self.base_offset),
+            }
+        } else {
+            (0, self.base_offset)
+        };
+        let corrupt = |position: u64, reason: Defect| StorageError::Corrupt {
+            path: self.path.clone(),
+            position,
+            reason,
+        };
+        while pos < self.size {
+            let header = read_header(&self.file, &self.path, pos, self.size)?
+                .map_err(|d| corrupt(pos, d))?;
+            if header.base_offset != expected {
+                return Err(corrupt(
+                    pos,
+                    Defect::NonContiguousOffset {
+                        expected,
+                        found: header.base_offset,
+                    },
+                ));
+            }
+            if header.end_offset() > from {
+                let payload = read_payload(&self.file, &self.path, &header, pos, self.size)?
+                    .map_err(|d| corrupt(pos, d))?;
+                header.verify_crc(&payload).map_err(|d| corrupt(pos, d))?;
+                let len = header.total_len() as usize;
+                if !out.is_empty() && bytes.saturating_add(len) > max_bytes {
+                    return Ok(ReadStop::Budget);
+                }
+                let mut batch = Vec::with_capacity(len);
+                batch.extend_from_slice(header.raw());
+                batch.extend_from_slice(&payload);
+                out.push(batch);
+                *bytes = bytes.saturating_add(len);
+                if *bytes >= max_bytes {
+                    return Ok(ReadStop::Budget);
+                }
+            }
+            pos += header.total_len();
+            expected = header.end_offset();
+        }
+        Ok(ReadStop::EndOfSegment {
+            next_offset: expected,
+        })
+    }
+
     /// Builds the error for a closed segment whose batches end at `segment_end` while
     /// the next segment starts at `next_base`.
     pub fn gap_error(&self, segment_end: u64, next_base: u64) -> StorageError {

@@ -14,6 +14,6 @@ pub mod tls;
 pub use endpoint::{Connector, TransportError, bind_server, client_endpoint};
 pub use frame::{FrameError, read_frame, write_frame, write_frame_parts};
 pub use tls::{
-    ALPN, CertKeyPair, ClientAuth, ClusterCa, NODE_SERVER_NAME, TlsError, client_config,
-    server_config,
+    ALPN, CA_CERT_FILE, CA_KEY_FILE, CertKeyPair, ClientAuth, ClusterCa, NODE_SERVER_NAME,
+    TlsError, client_config, server_config,
 };

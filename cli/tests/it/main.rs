@@ -3,6 +3,10 @@
 
 mod bad_input;
 mod harness;
+mod idempotence;
+mod membership;
+mod multihost;
+mod pipelining;
 mod replication;
 mod single_node;
 mod smartmodule_dev;

@@ -450,6 +450,70 @@ fn missing_final_read_is_unknown() {
     assert_eq!(res.unknown_reasons, ["no final read from node 3"]);
 }
 
+/// A membership move: partition 0 moved from nodes 1, 2, 3 to 2, 3, 4.
+fn moved(b: &mut HistoryBuilder, n: u64) -> Vec<(u64, String)> {
+    let log = base(b, n);
+    b.fault_start("membership", &[2, 3, 4])
+        .fault_stop("membership", &[2, 3, 4]);
+    log
+}
+
+#[test]
+fn a_node_that_left_a_partition_is_no_empty_log() {
+    let mut b = HistoryBuilder::new();
+    let log = moved(&mut b, 12);
+    let r = refs(&log);
+    b.final_read_not_replica(1, 0);
+    for n in [2, 3, 4] {
+        b.final_read(n, 0, &r);
+    }
+    let h = b.build().unwrap();
+    assert!(anomalies(&h).is_empty(), "{:#?}", anomalies(&h));
+    let res = check(&h);
+    assert_eq!(res.valid, Validity::Valid, "{:?}", res.unknown_reasons);
+    assert_eq!(res.nodes, vec![1, 2, 3, 4]);
+
+    // Recorded as an empty log instead, the same answer would be a lagging replica.
+    let mut b = HistoryBuilder::new();
+    let log = moved(&mut b, 12);
+    let r = refs(&log);
+    b.final_read(1, 0, &[]);
+    for n in [2, 3, 4] {
+        b.final_read(n, 0, &r);
+    }
+    assert_only(&b.build().unwrap(), "unconverged", 1);
+}
+
+#[test]
+fn a_write_only_the_leaving_node_had_is_lost() {
+    // The holders lack w1-11; the node that left is not asked to vouch for it.
+    let mut b = HistoryBuilder::new();
+    let log = moved(&mut b, 12);
+    let r = refs(&log);
+    b.final_read_not_replica(1, 0);
+    for n in [2, 3, 4] {
+        b.final_read(n, 0, &r[..11]);
+    }
+    let found = assert_only(&b.build().unwrap(), "lost_write", 1);
+    assert!(matches!(&found[0], Anomaly::LostWrite { value, .. } if value == "w1-11"));
+}
+
+#[test]
+fn a_partition_no_node_holds_is_unknown() {
+    let mut b = HistoryBuilder::new();
+    base(&mut b, 12);
+    for n in NODES {
+        b.final_read_not_replica(n, 0);
+    }
+    let res = check(&b.build().unwrap());
+    assert_eq!(res.valid, Validity::Unknown);
+    assert_eq!(res.lost, 0);
+    assert_eq!(
+        res.unknown_reasons,
+        ["no final read of partition 0 on any node"]
+    );
+}
+
 #[test]
 fn no_final_read_at_all_is_unknown_and_proves_no_loss() {
     let mut b = HistoryBuilder::new();

@@ -50,6 +50,10 @@ pub(crate) struct LogView<'h> {
     pub finals: BTreeMap<PartitionId, BTreeMap<NodeId, FinalLog<'h>>>,
     /// (node, partition) final reads that were invoked but did not succeed.
     pub failed_finals: BTreeSet<(NodeId, PartitionId)>,
+    /// (node, partition) final reads answered "not a replica": the node holds
+    /// no log of the partition (not even an empty one), so it is in no check
+    /// of the final logs.
+    pub not_replicas: BTreeSet<(NodeId, PartitionId)>,
     /// Every partition named by a send, read or final read.
     pub partitions: BTreeSet<PartitionId>,
 }
@@ -93,9 +97,13 @@ impl<'h> LogView<'h> {
                         v.failed_finals.insert((node, r.partition));
                         continue;
                     }
+                    v.failed_finals.remove(&(node, r.partition));
+                    if done.not_replica {
+                        v.not_replicas.insert((node, r.partition));
+                        continue;
+                    }
                     let records = done.records.as_deref().unwrap_or_default();
                     v.observe(r.partition, Some(records), complete_op, Some(node));
-                    v.failed_finals.remove(&(node, r.partition));
                     v.finals.entry(r.partition).or_default().insert(
                         node,
                         FinalLog {

@@ -187,9 +187,30 @@ impl HistoryBuilder {
         rs: &[(Offset, &str)],
     ) -> &mut Self {
         let p = self.drain_process();
-        let call = |records| Call::FinalRead(FinalRead { partition, records });
+        let call = |records| {
+            Call::FinalRead(FinalRead {
+                partition,
+                records,
+                not_replica: false,
+            })
+        };
         self.invoke(p, node, call(None))
             .complete(p, OpType::Ok, call(Some(records(rs))))
+    }
+
+    /// The post-heal drain of `partition` on `node`, which answered that it
+    /// holds no replica of it.
+    pub fn final_read_not_replica(&mut self, node: NodeId, partition: PartitionId) -> &mut Self {
+        let p = self.drain_process();
+        let call = |not_replica| {
+            Call::FinalRead(FinalRead {
+                partition,
+                records: None,
+                not_replica,
+            })
+        };
+        self.invoke(p, node, call(false))
+            .complete(p, OpType::Ok, call(true))
     }
 
     /// A post-heal drain of `partition` on `node` that timed out.
@@ -198,6 +219,7 @@ impl HistoryBuilder {
         let call = Call::FinalRead(FinalRead {
             partition,
             records: None,
+            not_replica: false,
         });
         self.invoke(p, node, call.clone())
             .complete(p, OpType::Info, call)

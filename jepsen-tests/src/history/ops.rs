@@ -121,12 +121,17 @@ pub struct ReadCall {
 }
 
 /// `final_read`: after the heal, the whole log of a partition drained from
-/// offset 0 on the op's `node` alone. `records` is present on `ok` only.
+/// offset 0 on the op's `node` alone. An `ok` carries either `records`, or
+/// `not_replica: true`: the node definitely holds no replica of the partition
+/// (a partition moved away from it, or never assigned to it), which is no log
+/// at all, not an empty one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalRead {
     pub partition: PartitionId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<Vec<Record>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_replica: bool,
 }
 
 /// `sm_create`: register a SmartModule; `hash` is the SHA-256 of its bytes, hex.

@@ -125,6 +125,35 @@ fn malformed_histories_are_rejected() {
             .to_string()
             .contains("without offset")
     );
+    // not_replica is an ok final read's whole answer: no records with it, and
+    // never on a read that did not succeed.
+    let fr = |records: Option<Vec<Record>>, not_replica| {
+        Call::FinalRead(FinalRead {
+            partition: 0,
+            records,
+            not_replica,
+        })
+    };
+    for (kind, done) in [
+        (OpType::Ok, fr(Some(Vec::new()), true)),
+        (OpType::Info, fr(None, true)),
+        (OpType::Ok, fr(None, false)),
+    ] {
+        let mut b = HistoryBuilder::new();
+        b.invoke(900, 1, fr(None, false)).complete(900, kind, done);
+        assert!(b.build().is_err());
+    }
+    let mut b = HistoryBuilder::new();
+    b.final_read_not_replica(1, 0);
+    let h = b.build().unwrap();
+    let mut text = Vec::new();
+    h.to_writer(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(r#""value":{"partition":0,"not_replica":true}"#),
+        "{text}"
+    );
+    assert_eq!(History::from_jsonl_str(&text).unwrap().ops(), h.ops());
     // Index going back.
     let mut b = HistoryBuilder::new();
     b.send_ok(1, "w1-0", 0, 0);

@@ -119,6 +119,15 @@ pub(super) fn pair(ops: &[Op]) -> Result<Vec<Pair>, HistoryError> {
                 {
                     return bad(format!("ok {} without {missing}", op.call.f()));
                 }
+                if let Call::FinalRead(r) = &op.call
+                    && r.not_replica
+                    && (kind != OpType::Ok || r.records.is_some())
+                {
+                    return bad(
+                        "not_replica is only an ok final_read's answer, and carries no records"
+                            .into(),
+                    );
+                }
                 pairs[p].completion = Some(pos);
                 pairs[p].outcome = match kind {
                     OpType::Ok => Outcome::Ok,
@@ -159,7 +168,9 @@ fn missing_result(call: &Call) -> Option<&'static str> {
     match call {
         Call::Send(s) if s.offset.is_none() => Some("offset"),
         Call::Poll(r) | Call::Read(r) if r.records.is_none() => Some("records"),
-        Call::FinalRead(r) if r.records.is_none() => Some("records"),
+        Call::FinalRead(r) if r.records.is_none() && !r.not_replica => {
+            Some("records (or not_replica)")
+        }
         Call::SmList(l) if l.modules.is_none() => Some("modules"),
         _ => None,
     }

@@ -31,6 +31,8 @@ pub struct Connector {
 struct Inner {
     config: quinn::ClientConfig,
     connect_timeout: Duration,
+    /// Where dials come from (`None`: the unspecified address).
+    local_ip: Option<std::net::IpAddr>,
     /// Client endpoints, bound on first use: one per address family.
     v4: Mutex<Option<quinn::Endpoint>>,
     v6: Mutex<Option<quinn::Endpoint>>,
@@ -59,10 +61,23 @@ impl Connector {
 
     /// A connector giving up on handshakes after `connect_timeout`.
     pub fn with_timeout(config: quinn::ClientConfig, connect_timeout: Duration) -> Self {
+        Self::with_local_ip(config, connect_timeout, None)
+    }
+
+    /// Like [`with_timeout`](Self::with_timeout), dialing from `local_ip`
+    /// (for targets of its family): a node dials its peers from the address
+    /// it listens on, so its traffic carries that source address, which is
+    /// what firewalls (and the fault suite's partitions) filter on.
+    pub fn with_local_ip(
+        config: quinn::ClientConfig,
+        connect_timeout: Duration,
+        local_ip: Option<std::net::IpAddr>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 connect_timeout,
+                local_ip: local_ip.filter(|ip| !ip.is_unspecified()),
                 v4: Mutex::new(None),
                 v6: Mutex::new(None),
                 connections: Mutex::new(HashMap::new()),
@@ -139,7 +154,12 @@ impl Connector {
         if let Some(endpoint) = endpoint.as_ref() {
             return Ok(endpoint.clone());
         }
-        let bound = client_endpoint(addr)?;
+        let bound = match self.inner.local_ip {
+            Some(ip) if ip.is_ipv4() == addr.is_ipv4() => {
+                super::client_endpoint_from(SocketAddr::new(ip, 0), addr)?
+            }
+            _ => client_endpoint(addr)?,
+        };
         *endpoint = Some(bound.clone());
         Ok(bound)
     }

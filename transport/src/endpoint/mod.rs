@@ -114,6 +114,14 @@ pub fn client_endpoint(target: SocketAddr) -> Result<quinn::Endpoint, TransportE
         SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
         SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
     };
+    client_endpoint_from(local, target)
+}
+
+/// Binds a client-only endpoint on `local` (port 0: ephemeral) to reach `target`.
+pub fn client_endpoint_from(
+    local: SocketAddr,
+    target: SocketAddr,
+) -> Result<quinn::Endpoint, TransportError> {
     quinn::Endpoint::client(local).map_err(|source| TransportError::ClientBind {
         local,
         target,

@@ -169,13 +169,25 @@ impl ClusterCa {
     /// Its SANs are [`NODE_SERVER_NAME`], `localhost`, `name` (as an IP SAN if
     /// it parses as an address) and `ips`.
     pub fn issue(&self, name: &str, ips: &[IpAddr]) -> Result<CertKeyPair, TlsError> {
+        self.issue_for_hosts(name, &[], ips)
+    }
+
+    /// Like [`issue`](Self::issue), with extra DNS SANs: the host names a
+    /// node of a multi-host cluster is known by, so the certificate describes
+    /// where the node lives even though clients verify [`NODE_SERVER_NAME`].
+    pub fn issue_for_hosts(
+        &self,
+        name: &str,
+        dns_names: &[&str],
+        ips: &[IpAddr],
+    ) -> Result<CertKeyPair, TlsError> {
         let fail = |source| TlsError::Issue {
             name: name.to_owned(),
             source,
         };
         let mut params = CertificateParams::default();
         params.distinguished_name = subject(&self.cluster_id, name);
-        params.subject_alt_names = alt_names(name, ips).map_err(fail)?;
+        params.subject_alt_names = alt_names(name, dns_names, ips).map_err(fail)?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
@@ -249,7 +261,7 @@ fn subject(cluster_id: &str, common_name: &str) -> DistinguishedName {
 }
 
 /// SANs of an issued certificate, without duplicates.
-fn alt_names(name: &str, ips: &[IpAddr]) -> Result<Vec<SanType>, rcgen::Error> {
+fn alt_names(name: &str, dns_names: &[&str], ips: &[IpAddr]) -> Result<Vec<SanType>, rcgen::Error> {
     let mut sans = vec![
         SanType::DnsName(Ia5String::try_from(NODE_SERVER_NAME)?),
         SanType::DnsName(Ia5String::try_from("localhost")?),
@@ -258,7 +270,14 @@ fn alt_names(name: &str, ips: &[IpAddr]) -> Result<Vec<SanType>, rcgen::Error> {
         Ok(ip) => SanType::IpAddress(ip),
         Err(_) => SanType::DnsName(Ia5String::try_from(name)?),
     };
-    for san in std::iter::once(named).chain(ips.iter().copied().map(SanType::IpAddress)) {
+    let mut extra = Vec::with_capacity(dns_names.len());
+    for dns in dns_names {
+        extra.push(SanType::DnsName(Ia5String::try_from(*dns)?));
+    }
+    for san in std::iter::once(named)
+        .chain(extra)
+        .chain(ips.iter().copied().map(SanType::IpAddress))
+    {
         if !sans.contains(&san) {
             sans.push(san);
         }
@@ -297,4 +316,29 @@ fn current_year() -> i32 {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     1970 + i32::try_from(secs / SECONDS_PER_YEAR).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificates_carry_the_given_host_names() {
+        let ca = ClusterCa::generate("c1").unwrap();
+        let ip: IpAddr = "10.0.0.3".parse().unwrap();
+        let pair = ca
+            .issue_for_hosts("node-3", &["node3.example.com"], &[ip])
+            .unwrap();
+        let der = pem::certs(&pair.cert_pem, "certificate")
+            .unwrap()
+            .swap_remove(0);
+        let contains = |needle: &[u8]| der.windows(needle.len()).any(|w| w == needle);
+        assert!(contains(b"node3.example.com"));
+        assert!(contains(b"node-3"));
+        assert!(contains(&[10, 0, 0, 3]));
+        assert!(
+            ca.issue_for_hosts("node-3", &["bad\u{e9}name"], &[])
+                .is_err()
+        );
+    }
 }

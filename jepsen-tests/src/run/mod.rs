@@ -1,0 +1,452 @@
+//! `jepsen-tests run`: one run against a real cluster.
+//!
+//! 1. Enter a fresh network namespace (when root), then start the async runtime.
+//! 2. Start `N` nodes with `sluice cluster start --local` (the fsync journal on).
+//! 3. Create the topic; start writers, consumers and the leader watcher.
+//! 4. Run the seeded fault schedule; then heal everything.
+//! 5. Wait for the replicas to converge; read every partition from offset 0 on
+//!    every node; check the history; write `history.jsonl`, `results.json`,
+//!    `summary.txt`; kill the nodes; delete the namespace.
+//!
+//! The nodes are killed by pid and the namespace deleted on every way out:
+//! normal end, error (drop guards), panic (unwinding runs the same guards) and
+//! ctrl-c / SIGTERM (a signal task does it, then exits).
+
+pub mod cluster;
+pub mod corrupt;
+pub mod firewall;
+pub mod nemesis;
+pub mod netns;
+pub mod power;
+pub mod recorder;
+pub mod rng;
+pub mod schedule;
+pub mod workload;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::checker::{CheckOptions, CheckResult, check_with};
+use crate::history::History;
+use cluster::{Cluster, ClusterSpec};
+use schedule::Fault;
+use workload::{Ctx, ReadMode};
+
+/// Everything a run needs; `replay()` gives the command that repeats it.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub workload: String,
+    /// The `--nemesis` list as given.
+    pub nemesis: String,
+    pub duration: Duration,
+    pub seed: u64,
+    pub nodes: u32,
+    pub out: PathBuf,
+    pub writers: u32,
+    pub partitions: u32,
+    /// Start the nodes with `SLUICE_DEBUG_UNSAFE_NO_FSYNC=1` (the suite's self-test).
+    pub unsafe_no_fsync: bool,
+    /// The `sluice` binary (`SLUICE_BIN`, else next to this executable).
+    pub sluice_bin: PathBuf,
+    pub min_ops: u64,
+}
+
+impl RunConfig {
+    /// The command line that replays this run (same seed, same schedule), into
+    /// a fresh directory beside this run's (a directory holds one run).
+    pub fn replay(&self) -> String {
+        let mut s = format!(
+            "jepsen-tests run --workload {} --nemesis {} --duration {} --seed {} --nodes {} --writers {} --partitions {} --out {}-replay",
+            self.workload,
+            self.nemesis,
+            self.duration.as_secs(),
+            self.seed,
+            self.nodes,
+            self.writers,
+            self.partitions,
+            self.out.display()
+        );
+        if self.unsafe_no_fsync {
+            s.push_str(" --unsafe-no-fsync");
+        }
+        s
+    }
+}
+
+/// Where the `sluice` binary is: `$SLUICE_BIN`, else beside this executable
+/// (`target/debug/sluice` for `target/debug/jepsen-tests` and for test
+/// binaries in `target/debug/deps/`).
+pub fn find_sluice() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SLUICE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("cannot find the current executable")?;
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        let candidate = d.join("sluice");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent().map(Path::to_path_buf);
+        if dir.as_ref().is_some_and(|p| p.join("Cargo.lock").exists()) {
+            break;
+        }
+    }
+    bail!(
+        "cannot find the sluice binary next to {}: build it (cargo build -p sluice-cli) or set SLUICE_BIN",
+        exe.display()
+    )
+}
+
+/// The run's facts in `results.json` besides the checker's.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    pub seed: u64,
+    pub workload: String,
+    pub nemesis: String,
+    pub nodes: u32,
+    pub partitions: u32,
+    pub writers: u32,
+    pub duration_s: u64,
+    pub network_namespace: Option<String>,
+    pub unsafe_no_fsync: bool,
+    pub schedule: Vec<String>,
+    /// Problems the nemesis met (failed restarts, rules that did not apply).
+    pub nemesis_problems: Vec<String>,
+    /// Whether every node had the same log length before the final reads.
+    pub converged: bool,
+    pub replay: String,
+}
+
+#[derive(Serialize)]
+struct Results<'a> {
+    #[serde(flatten)]
+    result: &'a CheckResult,
+    run: &'a RunInfo,
+}
+
+/// What the ctrl-c handler must clean up.
+struct Cleanup {
+    data_dir: PathBuf,
+    nodes: u32,
+    netns: Option<String>,
+}
+
+static CLEANUP: Mutex<Option<Cleanup>> = Mutex::new(None);
+
+fn cleanup_on_signal() {
+    let c = CLEANUP.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(c) = c {
+        cluster::kill_all_in(&c.data_dir, c.nodes);
+        if let Some(ns) = c.netns {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &ns])
+                .status();
+        }
+    }
+}
+
+/// Runs one test and returns its verdict; see the module documentation.
+/// Must be called before any other thread exists (it may enter a namespace).
+pub fn run(cfg: &RunConfig) -> anyhow::Result<(CheckResult, RunInfo)> {
+    if cfg.nodes < 1 || cfg.nodes > 7 {
+        bail!("--nodes {} is out of range: 1 to 7", cfg.nodes);
+    }
+    let faults = schedule::parse_nemesis(&cfg.nemesis, cfg.nodes)?;
+    if cfg.workload != "log" {
+        bail!(
+            "unknown workload {:?}: the only one so far is \"log\"",
+            cfg.workload
+        );
+    }
+    let data = cfg.out.join("data");
+    if data.exists() {
+        bail!(
+            "{} already holds a run; pick a fresh --out directory",
+            cfg.out.display()
+        );
+    }
+    std::fs::create_dir_all(&cfg.out)
+        .with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    let out = std::path::absolute(&cfg.out)?;
+    cluster::become_subreaper();
+
+    // Namespace first: every thread and child created later lives in it.
+    let mut network_unavailable = None;
+    let ns_name = format!("sluice-jt-{}", std::process::id());
+    let netns = match netns::Netns::create_and_enter(&ns_name) {
+        Ok(ns) => Some(ns),
+        Err(e) => {
+            network_unavailable = Some(format!("{e:#}"));
+            None
+        }
+    };
+    if netns.is_some()
+        && let Err(e) = firewall::init()
+    {
+        network_unavailable = Some(format!("{e:#}"));
+    }
+    *CLEANUP.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cleanup {
+        data_dir: out.join("data"),
+        nodes: cfg.nodes,
+        netns: netns.as_ref().map(|n| n.name().to_string()),
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(run_async(
+        cfg,
+        &out,
+        &faults,
+        netns.as_ref().map(|n| n.name().to_string()),
+        network_unavailable,
+    ));
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    CLEANUP.lock().unwrap_or_else(|p| p.into_inner()).take();
+    drop(netns);
+    result
+}
+
+/// A free base port for `n` nodes on 127.0.0.1 (outside a namespace other
+/// programs share the ports).
+fn free_port(n: u32) -> anyhow::Result<u16> {
+    let pid = std::process::id();
+    for k in 0..200u32 {
+        let base = 20_000 + ((pid.wrapping_mul(7) + k * 13) % 5_000) * 8;
+        let free = (0..n)
+            .all(|i| std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, (base + i) as u16)).is_ok());
+        if free {
+            return Ok(base as u16);
+        }
+    }
+    bail!("no free UDP port range for {n} nodes")
+}
+
+async fn run_async(
+    cfg: &RunConfig,
+    out: &Path,
+    faults: &[Fault],
+    netns: Option<String>,
+    network_unavailable: Option<String>,
+) -> anyhow::Result<(CheckResult, RunInfo)> {
+    tokio::spawn(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match &mut term {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        eprintln!("interrupted: killing the nodes and deleting the namespace");
+        cleanup_on_signal();
+        std::process::exit(130);
+    });
+
+    let home = out.join("home");
+    std::fs::create_dir_all(&home)?;
+    let in_ns = netns.is_some();
+    let mut env = vec![("SLUICE_FSYNC_JOURNAL".to_string(), "1".to_string())];
+    if cfg.unsafe_no_fsync {
+        env.push(("SLUICE_DEBUG_UNSAFE_NO_FSYNC".into(), "1".into()));
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        env.push(("RUST_LOG".into(), "info".into()));
+    }
+    let spec = ClusterSpec {
+        sluice_bin: cfg.sluice_bin.clone(),
+        home: home.clone(),
+        data_dir: out.join("data"),
+        nodes: cfg.nodes,
+        port: if in_ns { 9000 } else { free_port(cfg.nodes)? },
+        hosts: in_ns.then(|| (1..=cfg.nodes).map(netns::node_ip).collect()),
+        env,
+    };
+    let cluster = Arc::new(Cluster::new(spec));
+    eprintln!(
+        "starting {} node(s) in {} ({})",
+        cfg.nodes,
+        out.join("data").display(),
+        match &netns {
+            Some(ns) => format!("network namespace {ns}"),
+            None => "host network, 127.0.0.1".into(),
+        }
+    );
+    cluster.start().await.context("cannot start the cluster")?;
+
+    let rec = Arc::new(recorder::Recorder::create(&out.join("history.jsonl"))?);
+    let ctx = Arc::new(Ctx::new(
+        rec.clone(),
+        home.clone(),
+        "jepsen",
+        cfg.partitions,
+        cfg.seed,
+    ));
+    workload::create_topic(&ctx, cfg.nodes.min(3)).await?;
+
+    let steps = schedule::schedule(faults, cfg.duration, cfg.seed);
+    let nem = Arc::new(nemesis::Nemesis::new(
+        cluster.clone(),
+        rec.clone(),
+        ctx.clone(),
+        network_unavailable.clone(),
+    ));
+    if let Some(why) = &network_unavailable
+        && faults.iter().any(Fault::needs_network)
+    {
+        nem.unavailable("partition", why);
+    }
+    if faults.iter().any(Fault::is_membership) {
+        nem.membership_available();
+    }
+
+    eprintln!(
+        "workload {} for {:?}, seed {}, {} fault(s) scheduled",
+        cfg.workload,
+        cfg.duration,
+        cfg.seed,
+        steps.len()
+    );
+    let t0 = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(workload::observe_leaders(ctx.clone())));
+    for w in 0..cfg.writers {
+        tasks.push(tokio::spawn(workload::writer(ctx.clone(), w)));
+    }
+    for p in 0..cfg.partitions {
+        tasks.push(tokio::spawn(workload::consumer(
+            ctx.clone(),
+            p,
+            ReadMode::Leader,
+        )));
+        // One replica consumer per partition, on a node that varies with p.
+        let node = p % cfg.nodes + 1;
+        tasks.push(tokio::spawn(workload::consumer(
+            ctx.clone(),
+            p,
+            ReadMode::Replica(node),
+        )));
+    }
+    let nemesis_task = {
+        let nem = nem.clone();
+        let steps = steps.clone();
+        tokio::spawn(async move { nem.run(&steps, t0).await })
+    };
+    tokio::time::sleep_until(t0 + cfg.duration).await;
+    ctx.stop();
+    if tokio::time::timeout(Duration::from_secs(60), nemesis_task)
+        .await
+        .is_err()
+    {
+        eprintln!("warning: the nemesis did not finish its last step in time");
+    }
+    for t in tasks {
+        // A send in flight ends within its timeout; then the writer stops.
+        let abort = t.abort_handle();
+        if tokio::time::timeout(workload::SEND_TIMEOUT * 2, t)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+
+    eprintln!(
+        "[{:>6} ms] healing, waiting for the replicas to converge",
+        rec.now_ms()
+    );
+    nem.heal_all().await;
+    let nodes = cluster.ids();
+    let converged = workload::converge(&ctx, Duration::from_secs(60)).await;
+    if !converged {
+        eprintln!("warning: the replicas did not converge within 60 s");
+    }
+    eprintln!("[{:>6} ms] final reads on every node", rec.now_ms());
+    workload::final_reads(&ctx, &nodes).await;
+    cluster.kill_all_now();
+
+    let ops = rec.finish()?;
+    let history = History::new(ops).context("the recorded history is malformed (a runner bug)")?;
+    let result = check_with(
+        &history,
+        &CheckOptions {
+            min_ops: cfg.min_ops,
+            ..CheckOptions::default()
+        },
+    );
+    let info = RunInfo {
+        seed: cfg.seed,
+        workload: cfg.workload.clone(),
+        nemesis: cfg.nemesis.clone(),
+        nodes: cfg.nodes,
+        partitions: cfg.partitions,
+        writers: cfg.writers,
+        duration_s: cfg.duration.as_secs(),
+        network_namespace: netns,
+        unsafe_no_fsync: cfg.unsafe_no_fsync,
+        schedule: steps
+            .iter()
+            .map(|s| {
+                format!(
+                    "{:.1}s +{:.1}s {}",
+                    s.at.as_secs_f64(),
+                    s.hold.as_secs_f64(),
+                    s.fault
+                )
+            })
+            .collect(),
+        nemesis_problems: nem
+            .problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+        converged,
+        replay: cfg.replay(),
+    };
+    let text = serde_json::to_string_pretty(&Results {
+        result: &result,
+        run: &info,
+    })?;
+    std::fs::write(out.join("results.json"), text + "\n")
+        .with_context(|| format!("cannot write results.json in {}", out.display()))?;
+    Ok((result, info))
+}
+
+/// The run's lines of the summary, after the checker's.
+pub fn render_run(info: &RunInfo) -> String {
+    let mut s = format!(
+        "run: workload {}, nemesis {}, {} node(s), {} s, seed {}{}\n",
+        info.workload,
+        info.nemesis,
+        info.nodes,
+        info.duration_s,
+        info.seed,
+        if info.unsafe_no_fsync {
+            " (nodes WITHOUT fsync: self-test)"
+        } else {
+            ""
+        }
+    );
+    if !info.converged {
+        s.push_str("replicas did not converge before the final reads\n");
+    }
+    for p in &info.nemesis_problems {
+        s.push_str(&format!("nemesis problem: {p}\n"));
+    }
+    s.push_str(&format!("replay: {}\n", info.replay));
+    s
+}

@@ -1,0 +1,547 @@
+//! The nemesis: runs the schedule against the real node processes and records
+//! each fault's `start` (before it is injected) and `stop` (once it is healed:
+//! a killed node is running again, a paused one continued, the rules flushed).
+//!
+//! A fault that cannot be injected here (no network namespace, nft missing, a
+//! `sluice` build without the fsync journal) is recorded as `unavailable` once,
+//! which makes the verdict `unknown`: a run must never look valid for faults it
+//! did not inject.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_client::Client;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+
+use super::cluster::Cluster;
+use super::corrupt::corrupt;
+use super::firewall;
+use super::power::{Journal, lose_unsynced};
+use super::recorder::Recorder;
+use super::rng::Rng;
+use super::schedule::{
+    Cut, Fault, MEMBERSHIP_MIN_NODES, Step, Target, cut_links, other_replica_set, targets,
+};
+use super::workload::{self, Ctx};
+use crate::history::{Call, NemesisEvent, NodeId};
+
+pub struct Nemesis {
+    pub cluster: Arc<Cluster>,
+    pub rec: Arc<Recorder>,
+    pub ctx: Arc<Ctx>,
+    /// Why partitions cannot be injected, if they cannot.
+    pub network_unavailable: Option<String>,
+    reported: Mutex<BTreeSet<&'static str>>,
+    /// Problems met while injecting or healing, for the run's summary.
+    pub problems: Mutex<Vec<String>>,
+}
+
+/// How long after its heal a move may take before the nemesis stops waiting
+/// (the move goes on; the final convergence waits for it).
+const MOVE_WAIT: Duration = Duration::from_secs(20);
+
+fn event(fault: &str, nodes: &[NodeId], detail: String) -> NemesisEvent {
+    NemesisEvent {
+        fault: fault.to_string(),
+        nodes: nodes.to_vec(),
+        detail: Some(detail),
+    }
+}
+
+impl Nemesis {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        rec: Arc<Recorder>,
+        ctx: Arc<Ctx>,
+        network_unavailable: Option<String>,
+    ) -> Self {
+        Nemesis {
+            cluster,
+            rec,
+            ctx,
+            network_unavailable,
+            reported: Mutex::new(BTreeSet::new()),
+            problems: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn start(&self, fault: &str, nodes: &[NodeId], detail: String) {
+        eprintln!(
+            "[{:>6} ms] nemesis: start {fault} {nodes:?}: {detail}",
+            self.rec.now_ms()
+        );
+        self.rec.nemesis(Call::Start(event(fault, nodes, detail)));
+    }
+
+    fn stop(&self, fault: &str, nodes: &[NodeId], detail: String) {
+        eprintln!(
+            "[{:>6} ms] nemesis: stop {fault} {nodes:?}: {detail}",
+            self.rec.now_ms()
+        );
+        self.rec.nemesis(Call::Stop(event(fault, nodes, detail)));
+    }
+
+    /// Records once per kind that `fault` could not be injected, and why.
+    pub fn unavailable(&self, fault: &'static str, why: &str) {
+        let first = self
+            .reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fault);
+        if first {
+            eprintln!("nemesis: {fault} unavailable: {why}");
+            self.rec
+                .nemesis(Call::Unavailable(event(fault, &[], why.to_string())));
+        }
+    }
+
+    fn problem(&self, what: String) {
+        eprintln!("nemesis: {what}");
+        self.problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(what);
+    }
+
+    /// Runs `steps`, each at its time from `t0`.
+    pub async fn run(&self, steps: &[Step], t0: Instant) {
+        for step in steps {
+            sleep_until(t0 + step.at).await;
+            let mut rng = Rng::new(step.seed);
+            self.inject(step.fault, step.hold, &mut rng).await;
+        }
+    }
+
+    async fn inject(&self, fault: Fault, hold: Duration, rng: &mut Rng) {
+        let n = self.cluster.spec.nodes;
+        let leader = self.ctx.leader();
+        let label = fault.to_string();
+        match fault {
+            Fault::Kill(t) => {
+                let nodes = targets(t, n, leader, rng);
+                self.start("kill", &nodes, label);
+                self.kill(&nodes).await;
+                sleep(hold).await;
+                let d = self.restart().await;
+                self.stop("kill", &nodes, d);
+            }
+            Fault::Pause(t) => {
+                let nodes = targets(t, n, leader, rng);
+                self.start("pause", &nodes, label);
+                for i in &nodes {
+                    self.cluster.pause(*i, true);
+                }
+                sleep(hold).await;
+                for i in &nodes {
+                    self.cluster.pause(*i, false);
+                }
+                self.stop("pause", &nodes, "continued".into());
+            }
+            Fault::Partition(cut) => {
+                let Some((links, d)) = self.cut(cut, leader, rng) else {
+                    return;
+                };
+                let nodes = involved(&links);
+                self.start("partition", &nodes, format!("{label}: {d}"));
+                let dropped = self.hold_partition(&links, hold).await;
+                let healed = self.heal();
+                self.stop(
+                    "partition",
+                    &nodes,
+                    format!("{healed}; {dropped} packets dropped"),
+                );
+            }
+            Fault::PowerLoss(t) => {
+                let nodes = targets(t, n, leader, rng);
+                if let Some(i) = nodes
+                    .iter()
+                    .find(|i| matches!(Journal::read(&self.cluster.node_dir(**i)), Ok(None)))
+                {
+                    self.unavailable(
+                        "power_loss",
+                        &format!(
+                            "node {i} keeps no {} (this sluice build does not support SLUICE_FSYNC_JOURNAL)",
+                            super::power::JOURNAL_FILE
+                        ),
+                    );
+                    return;
+                }
+                self.start("power_loss", &nodes, label);
+                self.kill(&nodes).await;
+                let mut lost = Vec::new();
+                for i in &nodes {
+                    let dir = self.cluster.node_dir(*i);
+                    match Journal::read(&dir).and_then(|j| lose_unsynced(&j.unwrap_or_default())) {
+                        Ok(loss) => lost.push(format!(
+                            "node {i}: {} file(s) cut, {} bytes lost",
+                            loss.files_cut, loss.bytes_lost
+                        )),
+                        Err(e) => self.problem(format!("power loss of node {i}: {e:#}")),
+                    }
+                }
+                sleep(hold).await;
+                let d = self.restart().await;
+                self.stop("power_loss", &nodes, format!("{}; {d}", lost.join(", ")));
+            }
+            Fault::Corruption(damage) => {
+                let nodes = targets(Target::Minority, n, leader, rng);
+                let i = *rng.pick(&nodes);
+                self.start("corruption", &[i], label);
+                if let Err(e) = self.cluster.stop(i).await {
+                    self.problem(format!("cannot stop node {i}: {e:#}"));
+                }
+                let what = match corrupt(&self.cluster.node_dir(i), damage, rng) {
+                    Ok(w) => w,
+                    Err(e) => format!("nothing damaged: {e:#}"),
+                };
+                sleep(hold).await;
+                let d = self.restart().await;
+                self.stop("corruption", &[i], format!("{what}; {d}"));
+            }
+            Fault::PauseKill => {
+                let mut order: Vec<NodeId> = (1..=n).collect();
+                rng.shuffle(&mut order);
+                let (paused, killed) = (order[0], order[order.len().min(2) - 1]);
+                self.start("pause", &[paused], label.clone());
+                self.cluster.pause(paused, true);
+                if killed != paused {
+                    self.start("kill", &[killed], label);
+                    self.kill(&[killed]).await;
+                }
+                sleep(hold).await;
+                self.cluster.pause(paused, false);
+                self.stop("pause", &[paused], "continued".into());
+                if killed != paused {
+                    let d = self.restart().await;
+                    self.stop("kill", &[killed], d);
+                }
+            }
+            Fault::PartKill(cut) => {
+                let Some((links, d)) = self.cut(cut, leader, rng) else {
+                    return;
+                };
+                let nodes = involved(&links);
+                let killed = *rng.pick(&nodes);
+                self.start("partition", &nodes, format!("{label}: {d}"));
+                self.start("kill", &[killed], label);
+                let hold_net = self.hold_partition(&links, hold);
+                let kill = async {
+                    self.kill(&[killed]).await;
+                };
+                let (dropped, ()) = tokio::join!(hold_net, kill);
+                let healed = self.heal();
+                self.stop(
+                    "partition",
+                    &nodes,
+                    format!("{healed}; {dropped} packets dropped"),
+                );
+                let d = self.restart().await;
+                self.stop("kill", &[killed], d);
+            }
+            Fault::Membership | Fault::MembershipKill => {
+                self.membership(fault, hold, rng).await;
+            }
+        }
+    }
+
+    /// Whether partitions can be moved (4+ nodes); records `unavailable` if not.
+    pub fn membership_available(&self) -> bool {
+        let n = self.cluster.spec.nodes;
+        if n >= MEMBERSHIP_MIN_NODES {
+            return true;
+        }
+        self.unavailable(
+            "membership",
+            &format!(
+                "a move needs at least {MEMBERSHIP_MIN_NODES} nodes (a replica set of 3 and a node outside it); this run has {n}"
+            ),
+        );
+        false
+    }
+
+    /// Moves a random partition to another set of nodes of the same size,
+    /// again and again until `hold` is over; for `membership-kill`, one move
+    /// and during it a random node killed, restarted after `hold`. Each move's
+    /// `stop` comes once it is done (no replica leaving, the new set in
+    /// place), or [`MOVE_WAIT`] after the heal.
+    async fn membership(&self, fault: Fault, hold: Duration, rng: &mut Rng) {
+        if !self.membership_available() {
+            return;
+        }
+        let healed_at = Instant::now() + hold;
+        if fault == Fault::MembershipKill {
+            self.move_once(fault, healed_at, rng).await;
+            return;
+        }
+        // Moves are quick (well under a second when healthy): one after the
+        // other until the hold is over, each its own fault.
+        loop {
+            self.move_once(fault, healed_at, rng).await;
+            if Instant::now() + Duration::from_millis(500) >= healed_at {
+                return;
+            }
+        }
+    }
+
+    /// One move (see [`Nemesis::membership`]); `healed_at`: when a killed node
+    /// is restarted.
+    async fn move_once(&self, fault: Fault, healed_at: Instant, rng: &mut Rng) {
+        let n = self.cluster.spec.nodes;
+        // Every draw before anything the cluster says, so a replay draws the same.
+        let partition = rng.index(self.ctx.partitions as usize) as u32;
+        let victim = rng.index(n as usize) as NodeId + 1;
+        // A healthy move takes 0.2-1.5 s: the kill lands inside it.
+        let kill_after = Duration::from_millis(rng.range(0, 400));
+        let set_seed = rng.next_u64();
+
+        let label = fault.to_string();
+        let client = match workload::connect(&self.ctx.home).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.problem(format!("membership: cannot connect: {e:#}"));
+                return;
+            }
+        };
+        let current = match self.assignment(&client, partition).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.problem(format!(
+                    "membership: cannot read the assignment of partition {partition}: {e}"
+                ));
+                client.close().await;
+                return;
+            }
+        };
+        let Some(target) = other_replica_set(&current, n, current.len(), &mut Rng::new(set_seed))
+        else {
+            self.problem(format!(
+                "membership: no other replica set for partition {partition} (now {current:?})"
+            ));
+            client.close().await;
+            return;
+        };
+        let mut involved: Vec<NodeId> = current.iter().chain(&target).copied().collect();
+        involved.sort_unstable();
+        involved.dedup();
+        self.start(
+            "membership",
+            &involved,
+            format!("{label}: partition {partition}: {current:?} -> {target:?}"),
+        );
+        let requested_at = Instant::now();
+        let replicas: Vec<u64> = target.iter().map(|i| u64::from(*i)).collect();
+        let requested = timeout(
+            Duration::from_secs(15),
+            client.reassign_partition(&self.ctx.topic, partition, replicas),
+        )
+        .await;
+        let requested = match requested {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 15 s".to_string()),
+        };
+        if fault == Fault::MembershipKill {
+            sleep(kill_after).await;
+            self.start(
+                "kill",
+                &[victim],
+                format!("{label}: during the move of partition {partition}"),
+            );
+            self.kill(&[victim]).await;
+            sleep_until(healed_at).await;
+            let d = self.restart().await;
+            self.stop("kill", &[victim], d);
+        }
+        let outcome = match requested {
+            Ok(()) => {
+                let wait_until = healed_at.max(Instant::now()) + MOVE_WAIT;
+                match self.wait_moved(partition, &target, wait_until).await {
+                    Ok(()) => format!(
+                        "moved: partition {partition} on {target:?}, seen done {} ms after the request",
+                        requested_at.elapsed().as_millis(),
+                    ),
+                    Err(last) => {
+                        self.problem(format!(
+                            "membership: partition {partition} still moving to {target:?} {MOVE_WAIT:?} after the heal: {last}"
+                        ));
+                        format!("still moving after {MOVE_WAIT:?}: {last}")
+                    }
+                }
+            }
+            Err(e) => {
+                self.problem(format!(
+                    "membership: the move of partition {partition} to {target:?} was refused: {e}"
+                ));
+                format!("refused: {e}")
+            }
+        };
+        client.close().await;
+        self.stop("membership", &involved, outcome);
+    }
+
+    /// The replica set of `partition` (sorted), from the topic's assignment.
+    async fn assignment(&self, client: &Client, partition: u32) -> Result<Vec<NodeId>, String> {
+        let info = timeout(
+            Duration::from_secs(15),
+            client.describe_topic(&self.ctx.topic),
+        )
+        .await
+        .map_err(|_| "no answer within 15 s".to_string())?
+        .map_err(|e| e.to_string())?;
+        let mut replicas: Vec<NodeId> = info
+            .assignments
+            .get(partition as usize)
+            .ok_or_else(|| format!("the topic has no partition {partition}"))?
+            .replicas
+            .iter()
+            .map(|r| *r as NodeId)
+            .collect();
+        replicas.sort_unstable();
+        Ok(replicas)
+    }
+
+    /// Waits until `partition` runs on `target` with no replica leaving, or
+    /// `deadline`; on timeout, the last state seen.
+    async fn wait_moved(
+        &self,
+        partition: u32,
+        target: &[NodeId],
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let mut last = String::from("no answer");
+        let mut client: Option<Client> = None;
+        loop {
+            if client.is_none() {
+                client = workload::connect(&self.ctx.home).await.ok();
+            }
+            if let Some(c) = &client {
+                match timeout(
+                    Duration::from_secs(3),
+                    c.list_partitions(Some(&self.ctx.topic)),
+                )
+                .await
+                {
+                    Ok(Ok(ps)) => {
+                        if let Some(p) = ps.iter().find(|p| p.partition == partition) {
+                            let mut now: Vec<NodeId> =
+                                p.replicas.iter().map(|r| r.node as NodeId).collect();
+                            now.sort_unstable();
+                            if now == target && p.leaving.is_empty() {
+                                c.close().await;
+                                return Ok(());
+                            }
+                            last = format!(
+                                "replicas {now:?}, leaving {:?}, leader {:?}",
+                                p.leaving, p.leader
+                            );
+                        }
+                    }
+                    Ok(Err(e)) => last = e.to_string(),
+                    Err(_) => {
+                        last = "listing the partitions took over 3 s".into();
+                        client = None;
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                if let Some(c) = client {
+                    c.close().await;
+                }
+                return Err(last);
+            }
+            sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn cut(
+        &self,
+        cut: Cut,
+        leader: Option<NodeId>,
+        rng: &mut Rng,
+    ) -> Option<(Vec<(NodeId, NodeId)>, String)> {
+        if let Some(why) = &self.network_unavailable {
+            self.unavailable("partition", why);
+            return None;
+        }
+        Some(cut_links(cut, self.cluster.spec.nodes, leader, rng))
+    }
+
+    /// Keeps `links` severed for `hold`. Returns how many packets the rules
+    /// dropped (read from their counters just before the heal).
+    async fn hold_partition(&self, links: &[(NodeId, NodeId)], hold: Duration) -> u64 {
+        let rules = firewall::rules(links, |i| self.cluster.ip(i));
+        if let Err(e) = firewall::apply(&rules) {
+            self.problem(format!("cannot apply partition rules: {e:#}"));
+        }
+        sleep(hold).await;
+        match firewall::dropped() {
+            Ok(n) => n,
+            Err(e) => {
+                self.problem(format!("cannot read the partition rules' counters: {e:#}"));
+                0
+            }
+        }
+    }
+
+    fn heal(&self) -> String {
+        match firewall::heal() {
+            Ok(()) => "healed".into(),
+            Err(e) => {
+                self.problem(format!("cannot heal the partition: {e:#}"));
+                format!("heal failed: {e:#}")
+            }
+        }
+    }
+
+    async fn kill(&self, nodes: &[NodeId]) {
+        for i in nodes {
+            if let Err(e) = self.cluster.kill(*i).await {
+                self.problem(format!("cannot kill node {i}: {e:#}"));
+            }
+        }
+    }
+
+    /// Starts every node that is not running; describes the outcome.
+    async fn restart(&self) -> String {
+        for attempt in 1..=3 {
+            if self.cluster.all_running() {
+                return "all nodes running".into();
+            }
+            match self.cluster.start().await {
+                Ok(()) => return "restarted".into(),
+                Err(e) => {
+                    self.problem(format!("restart attempt {attempt} failed: {e:#}"));
+                    sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        if self.cluster.all_running() {
+            "all nodes running (the cluster was slow to become ready)".into()
+        } else {
+            "restart failed; see the node logs".into()
+        }
+    }
+
+    /// Ends every fault: continues paused nodes, flushes the rules, restarts
+    /// stopped nodes.
+    pub async fn heal_all(&self) {
+        for i in self.cluster.ids() {
+            self.cluster.pause(i, false);
+        }
+        if self.network_unavailable.is_none()
+            && let Err(e) = firewall::heal()
+        {
+            self.problem(format!("cannot flush the partition rules: {e:#}"));
+        }
+        if !self.cluster.all_running() {
+            let d = self.restart().await;
+            eprintln!("final heal: {d}");
+        }
+    }
+}
+
+fn involved(links: &[(NodeId, NodeId)]) -> Vec<NodeId> {
+    let set: BTreeSet<NodeId> = links.iter().flat_map(|(a, b)| [*a, *b]).collect();
+    set.into_iter().collect()
+}

@@ -1,0 +1,538 @@
+//! The fault schedule: which faults a run injects, when, and for how long,
+//! drawn from the run's seed so `--seed N` replays the same schedule.
+//!
+//! `--nemesis` is a comma-separated list of `family[:variant]`; a family alone
+//! means all its variants. Each step of the schedule picks one of the listed
+//! variants. Which node is "one" or which nodes form a majority is drawn when
+//! the step runs, from a generator the schedule forked for that step, so it
+//! replays too; only "leader" depends on what the cluster says at that moment.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::rng::Rng;
+use crate::history::NodeId;
+
+/// Which nodes a kill, pause or power loss hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    One,
+    /// The leader of partition 0 as last observed (a random node if unknown).
+    Leader,
+    Minority,
+    Majority,
+    All,
+}
+
+/// The shape of a network partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// One node cannot talk to any other, both ways.
+    IsolateOne,
+    /// The leader of partition 0 is isolated.
+    IsolateLeader,
+    /// A minority and a majority, both ways.
+    Halves,
+    /// A minority's packets do not reach the majority; the majority's reach it.
+    OneWay,
+    /// Two sides that cannot talk, and one node that talks to both.
+    Bridge,
+    /// Every node sees a majority, but no two nodes the same majority (4+ nodes;
+    /// with fewer it is a bridge).
+    Ring,
+}
+
+/// How a segment or index file of a stopped minority node is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    Truncate,
+    BitFlip,
+}
+
+/// One kind of fault the nemesis can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Kill(Target),
+    Pause(Target),
+    Partition(Cut),
+    PowerLoss(Target),
+    Corruption(Damage),
+    /// Pause one node and kill another at the same time.
+    PauseKill,
+    /// A partition and, inside it, a killed node.
+    PartKill(Cut),
+    /// A random partition moved to another set of 3 nodes (4+ nodes).
+    Membership,
+    /// A move, and during it a random node killed (restarted after the hold).
+    MembershipKill,
+}
+
+impl Fault {
+    /// Whether it needs network rules (a network namespace and nftables).
+    pub fn needs_network(&self) -> bool {
+        matches!(self, Fault::Partition(_) | Fault::PartKill(_))
+    }
+
+    /// Whether it moves partitions between nodes (it needs 4+ nodes).
+    pub fn is_membership(&self) -> bool {
+        matches!(self, Fault::Membership | Fault::MembershipKill)
+    }
+}
+
+/// The fewest nodes a membership change needs: a replica set of 3 and a node
+/// outside it to move to.
+pub const MEMBERSHIP_MIN_NODES: u32 = 4;
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Target::One => "one",
+            Target::Leader => "leader",
+            Target::Minority => "minority",
+            Target::Majority => "majority",
+            Target::All => "all",
+        })
+    }
+}
+
+impl fmt::Display for Cut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cut::IsolateOne => "isolate-one",
+            Cut::IsolateLeader => "isolate-leader",
+            Cut::Halves => "halves",
+            Cut::OneWay => "one-way",
+            Cut::Bridge => "bridge",
+            Cut::Ring => "ring",
+        })
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Kill(t) => write!(f, "kill:{t}"),
+            Fault::Pause(t) => write!(f, "pause:{t}"),
+            Fault::Partition(c) => write!(f, "partition:{c}"),
+            Fault::PowerLoss(t) => write!(f, "power-loss:{t}"),
+            Fault::Corruption(Damage::Truncate) => f.write_str("corruption:truncate"),
+            Fault::Corruption(Damage::BitFlip) => f.write_str("corruption:bitflip"),
+            Fault::PauseKill => f.write_str("pause-kill"),
+            Fault::PartKill(c) => write!(f, "part-kill:{c}"),
+            Fault::Membership => f.write_str("membership"),
+            Fault::MembershipKill => f.write_str("membership-kill"),
+        }
+    }
+}
+
+const TARGETS: [Target; 4] = [Target::One, Target::Leader, Target::Majority, Target::All];
+const CUTS: [Cut; 6] = [
+    Cut::IsolateOne,
+    Cut::IsolateLeader,
+    Cut::Halves,
+    Cut::OneWay,
+    Cut::Bridge,
+    Cut::Ring,
+];
+
+fn target(v: &str) -> Option<Target> {
+    Some(match v {
+        "one" => Target::One,
+        "leader" => Target::Leader,
+        "minority" => Target::Minority,
+        "majority" => Target::Majority,
+        "all" => Target::All,
+        _ => return None,
+    })
+}
+
+fn cut(v: &str) -> Option<Cut> {
+    CUTS.iter().copied().find(|c| c.to_string() == v)
+}
+
+/// Parses `--nemesis`: e.g. `kill,pause:leader,partition:halves`, or `all`
+/// (every fault a cluster of `nodes` allows: membership changes need
+/// [`MEMBERSHIP_MIN_NODES`]; named explicitly with fewer nodes they are
+/// `unavailable` at run time, which makes the verdict unknown).
+pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
+    let mut out: Vec<Fault> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (family, variant) = match item.split_once(':') {
+            Some((f, v)) => (f, Some(v)),
+            None => (item, None),
+        };
+        let bad = || {
+            anyhow::anyhow!(
+                "unknown nemesis {item:?}: use kill, pause, power-loss [:one|leader|minority|majority|all], \
+                 partition, part-kill [:isolate-one|isolate-leader|halves|one-way|bridge|ring], \
+                 corruption [:truncate|bitflip], pause-kill, membership, membership-kill, or all"
+            )
+        };
+        let targets = |v: Option<&str>| -> anyhow::Result<Vec<Target>> {
+            match v {
+                None => Ok(TARGETS.to_vec()),
+                Some(v) => Ok(vec![target(v).ok_or_else(bad)?]),
+            }
+        };
+        let cuts = |v: Option<&str>| -> anyhow::Result<Vec<Cut>> {
+            match v {
+                None => Ok(CUTS.to_vec()),
+                Some(v) => Ok(vec![cut(v).ok_or_else(bad)?]),
+            }
+        };
+        let faults: Vec<Fault> = match family {
+            "kill" => targets(variant)?.into_iter().map(Fault::Kill).collect(),
+            "pause" => targets(variant)?.into_iter().map(Fault::Pause).collect(),
+            "power-loss" => targets(variant)?
+                .into_iter()
+                .map(Fault::PowerLoss)
+                .collect(),
+            "partition" => cuts(variant)?.into_iter().map(Fault::Partition).collect(),
+            "part-kill" => cuts(variant)?.into_iter().map(Fault::PartKill).collect(),
+            "corruption" => match variant {
+                None => vec![
+                    Fault::Corruption(Damage::Truncate),
+                    Fault::Corruption(Damage::BitFlip),
+                ],
+                Some("truncate") => vec![Fault::Corruption(Damage::Truncate)],
+                Some("bitflip") => vec![Fault::Corruption(Damage::BitFlip)],
+                Some(_) => return Err(bad()),
+            },
+            "pause-kill" if variant.is_none() => vec![Fault::PauseKill],
+            "membership" if variant.is_none() => vec![Fault::Membership],
+            "membership-kill" if variant.is_none() => vec![Fault::MembershipKill],
+            "all" if variant.is_none() => {
+                let mut all = parse_nemesis(
+                    "kill,pause,partition,power-loss,corruption,pause-kill,part-kill,membership,membership-kill",
+                    nodes,
+                )?;
+                if nodes < MEMBERSHIP_MIN_NODES {
+                    all.retain(|f| !f.is_membership());
+                }
+                all.retain(|f| !out.contains(f));
+                all
+            }
+            _ => return Err(bad()),
+        };
+        for f in faults {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("--nemesis names no fault; e.g. --nemesis kill,pause");
+    }
+    Ok(out)
+}
+
+/// One fault of the schedule.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// When it starts, from the start of the workload.
+    pub at: Duration,
+    /// How long it lasts before the heal.
+    pub hold: Duration,
+    pub fault: Fault,
+    /// Seed of this step's own choices (nodes, files, bytes).
+    pub seed: u64,
+}
+
+/// Quiet time before the first fault, so the history shows the healthy cluster.
+pub const WARMUP: Duration = Duration::from_secs(3);
+/// Quiet time after the last heal, so recovery is measured.
+pub const COOLDOWN: Duration = Duration::from_secs(4);
+
+/// The schedule of a run of `duration`: faults of 2-6 s separated by 1.5-4 s of
+/// quiet, from [`WARMUP`] until [`COOLDOWN`] before the end.
+pub fn schedule(faults: &[Fault], duration: Duration, seed: u64) -> Vec<Step> {
+    let mut rng = Rng::new(seed);
+    let end = duration.saturating_sub(COOLDOWN).as_millis() as u64;
+    let mut t = WARMUP.as_millis() as u64;
+    let mut steps = Vec::new();
+    if faults.is_empty() {
+        return steps;
+    }
+    loop {
+        let fault = *rng.pick(faults);
+        let hold = rng.range(2_000, 6_000);
+        let gap = rng.range(1_500, 4_000);
+        let seed = rng.next_u64();
+        if t + hold > end {
+            // Squeeze in a short fault rather than none at all.
+            if steps.is_empty() && t + 1_000 <= end {
+                steps.push(Step {
+                    at: Duration::from_millis(t),
+                    hold: Duration::from_millis(end - t),
+                    fault,
+                    seed,
+                });
+            }
+            break;
+        }
+        steps.push(Step {
+            at: Duration::from_millis(t),
+            hold: Duration::from_millis(hold),
+            fault,
+            seed,
+        });
+        t += hold + gap;
+    }
+    steps
+}
+
+/// The nodes a [`Target`] names among `1..=n`.
+pub fn targets(target: Target, n: u32, leader: Option<NodeId>, rng: &mut Rng) -> Vec<NodeId> {
+    let mut all: Vec<NodeId> = (1..=n).collect();
+    rng.shuffle(&mut all);
+    let count = match target {
+        Target::One => 1,
+        Target::Leader => {
+            return vec![leader.filter(|l| (1..=n).contains(l)).unwrap_or(all[0])];
+        }
+        Target::Minority => ((n - 1) / 2).max(1),
+        Target::Majority => n / 2 + 1,
+        Target::All => n,
+    } as usize;
+    let mut picked = all[..count.min(all.len())].to_vec();
+    picked.sort_unstable();
+    picked
+}
+
+/// The directed links a [`Cut`] severs among nodes `1..=n`: `(from, to)` means
+/// packets from `from` do not reach `to`. Also a short description.
+pub fn cut_links(
+    cut: Cut,
+    n: u32,
+    leader: Option<NodeId>,
+    rng: &mut Rng,
+) -> (Vec<(NodeId, NodeId)>, String) {
+    let mut order: Vec<NodeId> = (1..=n).collect();
+    rng.shuffle(&mut order);
+    let both = |a: &[NodeId], b: &[NodeId]| -> Vec<(NodeId, NodeId)> {
+        let mut links = Vec::new();
+        for &x in a {
+            for &y in b {
+                links.push((x, y));
+                links.push((y, x));
+            }
+        }
+        links
+    };
+    let sorted = |v: &[NodeId]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v
+    };
+    let minority = ((n - 1) / 2).max(1) as usize;
+    match cut {
+        Cut::IsolateOne | Cut::IsolateLeader => {
+            let x = match (cut, leader) {
+                (Cut::IsolateLeader, Some(l)) if (1..=n).contains(&l) => l,
+                _ => order[0],
+            };
+            let rest: Vec<NodeId> = (1..=n).filter(|y| *y != x).collect();
+            (both(&[x], &rest), format!("{x} isolated from {rest:?}"))
+        }
+        Cut::Halves => {
+            let (a, b) = order.split_at(minority);
+            (both(a, b), format!("{:?} | {:?}", sorted(a), sorted(b)))
+        }
+        Cut::OneWay => {
+            let (a, b) = order.split_at(minority);
+            let links = a
+                .iter()
+                .flat_map(|&x| b.iter().map(move |&y| (x, y)))
+                .collect();
+            (
+                links,
+                format!("{:?} -/-> {:?} (the other way works)", sorted(a), sorted(b)),
+            )
+        }
+        Cut::Ring if n >= 4 => {
+            // Ring order; each node talks to those within `reach` positions.
+            let reach = (n / 2).div_ceil(2) as usize;
+            let len = order.len();
+            let mut links = Vec::new();
+            for i in 0..len {
+                for j in 0..len {
+                    let d = i.abs_diff(j);
+                    let d = d.min(len - d);
+                    if d > reach {
+                        links.push((order[i], order[j]));
+                    }
+                }
+            }
+            (
+                links,
+                format!("ring {order:?}, each node reaches {reach} on each side"),
+            )
+        }
+        Cut::Bridge | Cut::Ring => {
+            let mid = order.len() / 2;
+            let (left, rest) = order.split_at(mid);
+            let (bridge, right) = rest.split_at(1);
+            (
+                both(left, right),
+                format!(
+                    "{:?} | {:?}, bridged by {}",
+                    sorted(left),
+                    sorted(right),
+                    bridge[0]
+                ),
+            )
+        }
+    }
+}
+
+/// A replica set of `size` nodes among `1..=n` other than `current` (as a
+/// set), drawn uniformly; sorted. `None` when no other set exists.
+pub fn other_replica_set(
+    current: &[NodeId],
+    n: u32,
+    size: usize,
+    rng: &mut Rng,
+) -> Option<Vec<NodeId>> {
+    let mut now = current.to_vec();
+    now.sort_unstable();
+    let mut sets: Vec<Vec<NodeId>> = Vec::new();
+    // Every subset of 1..=n (n <= 7) of the right size, in bitmask order.
+    for mask in 0u32..(1 << n) {
+        if mask.count_ones() as usize != size {
+            continue;
+        }
+        let set: Vec<NodeId> = (1..=n).filter(|i| mask & (1 << (i - 1)) != 0).collect();
+        if set != now {
+            sets.push(set);
+        }
+    }
+    (!sets.is_empty()).then(|| rng.pick(&sets).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_seed_replays_its_schedule() {
+        let faults = parse_nemesis("kill,pause,partition", 3).unwrap();
+        let d = Duration::from_secs(60);
+        let a = schedule(&faults, d, 42);
+        let b = schedule(&faults, d, 42);
+        assert!(a.len() >= 5, "{a:?}");
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_ne!(format!("{a:?}"), format!("{:?}", schedule(&faults, d, 43)));
+        for w in a.windows(2) {
+            assert!(w[0].at + w[0].hold < w[1].at, "faults overlap: {w:?}");
+        }
+        let last = a.last().unwrap();
+        assert!(last.at + last.hold <= d - COOLDOWN);
+    }
+
+    #[test]
+    fn short_runs_still_get_a_fault() {
+        let faults = parse_nemesis("kill:one", 3).unwrap();
+        let s = schedule(&faults, Duration::from_secs(10), 1);
+        assert_eq!(s.len(), 1, "{s:?}");
+    }
+
+    #[test]
+    fn nemesis_lists_parse_and_bad_names_are_refused() {
+        assert_eq!(
+            parse_nemesis("kill:leader,pause-kill", 3).unwrap(),
+            vec![Fault::Kill(Target::Leader), Fault::PauseKill]
+        );
+        assert_eq!(parse_nemesis("kill", 3).unwrap().len(), 4);
+        assert!(parse_nemesis("all", 3).unwrap().len() > 20);
+        assert!(parse_nemesis("kill:sideways", 3).is_err());
+        assert!(parse_nemesis("teleport", 3).is_err());
+        assert!(parse_nemesis("", 3).is_err());
+        assert!(parse_nemesis("membership:fast", 4).is_err());
+    }
+
+    #[test]
+    fn membership_parses_and_all_includes_it_only_with_four_nodes() {
+        assert_eq!(
+            parse_nemesis("membership,membership-kill", 4).unwrap(),
+            vec![Fault::Membership, Fault::MembershipKill]
+        );
+        // Named explicitly it stays (and is unavailable at run time).
+        assert_eq!(
+            parse_nemesis("membership", 3).unwrap(),
+            vec![Fault::Membership]
+        );
+        let all3 = parse_nemesis("all", 3).unwrap();
+        assert!(!all3.iter().any(Fault::is_membership), "{all3:?}");
+        let all4 = parse_nemesis("all", 4).unwrap();
+        assert!(all4.contains(&Fault::Membership), "{all4:?}");
+        assert!(all4.contains(&Fault::MembershipKill), "{all4:?}");
+        assert_eq!(Fault::MembershipKill.to_string(), "membership-kill");
+    }
+
+    #[test]
+    fn targets_have_the_right_sizes() {
+        let mut rng = Rng::new(3);
+        assert_eq!(targets(Target::Majority, 5, None, &mut rng).len(), 3);
+        assert_eq!(targets(Target::Minority, 5, None, &mut rng).len(), 2);
+        assert_eq!(targets(Target::All, 3, None, &mut rng), vec![1, 2, 3]);
+        assert_eq!(targets(Target::Leader, 3, Some(2), &mut rng), vec![2]);
+    }
+
+    #[test]
+    fn a_move_goes_to_another_set_of_the_same_size() {
+        let mut rng = Rng::new(5);
+        let mut seen = BTreeSet::new();
+        for _ in 0..50 {
+            let set = other_replica_set(&[3, 1, 2], 4, 3, &mut rng).unwrap();
+            assert_eq!(set.len(), 3);
+            assert_ne!(set, vec![1, 2, 3]);
+            assert!(set.windows(2).all(|w| w[0] < w[1]), "{set:?}");
+            assert!(set.iter().all(|i| (1..=4).contains(i)));
+            seen.insert(set);
+        }
+        // All three other sets of 4 nodes come up.
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(other_replica_set(&[1, 2, 3], 3, 3, &mut rng), None);
+        let a = other_replica_set(&[1, 2, 3], 5, 3, &mut Rng::new(8));
+        assert_eq!(a, other_replica_set(&[1, 2, 3], 5, 3, &mut Rng::new(8)));
+    }
+
+    /// Who each node can still send to.
+    fn reach(links: &[(NodeId, NodeId)], n: u32) -> Vec<BTreeSet<NodeId>> {
+        let cut: BTreeSet<_> = links.iter().copied().collect();
+        (1..=n)
+            .map(|a| {
+                (1..=n)
+                    .filter(|b| a == *b || !cut.contains(&(a, *b)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cuts_sever_what_they_say() {
+        let mut rng = Rng::new(9);
+        let (links, _) = cut_links(Cut::IsolateLeader, 3, Some(2), &mut rng);
+        assert_eq!(reach(&links, 3)[1], BTreeSet::from([2]));
+
+        let (links, _) = cut_links(Cut::OneWay, 3, None, &mut rng);
+        assert_eq!(links.len(), 2);
+        let (from, _) = links[0];
+        assert!(links.iter().all(|(a, _)| *a == from));
+
+        let (links, d) = cut_links(Cut::Bridge, 3, None, &mut rng);
+        let r = reach(&links, 3);
+        assert_eq!(r.iter().filter(|s| s.len() == 3).count(), 1, "{d}");
+
+        // Ring of 5: every node reaches a majority (itself included), and the
+        // majorities differ.
+        let (links, d) = cut_links(Cut::Ring, 5, None, &mut rng);
+        let r = reach(&links, 5);
+        assert!(r.iter().all(|s| s.len() == 3), "{d}: {r:?}");
+        let distinct: BTreeSet<_> = r.iter().collect();
+        assert_eq!(distinct.len(), 5);
+    }
+}

@@ -1,0 +1,733 @@
+//! The log workload: writers append unique values one at a time, consumers
+//! follow each partition from its leader and from each replica, a watcher
+//! records leader changes, and after the heal every node is drained.
+//!
+//! Outcomes follow the history rules: `ok` only with the acknowledged offset,
+//! `fail` only when the cluster definitely did not write (it refused before
+//! anything could be proposed), `info` otherwise (a timeout, a lost connection,
+//! or an error that can follow a proposal). A writer whose send ends `info`
+//! retires that process id and its producer id, and goes on with fresh ones.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use sluice_client::config::{ClientConfig, Profile};
+use sluice_client::proto::{
+    ConsumerRecord, FetchRequest, ProducerSeq, ReadFrom, Record as WireRecord, StartOffset,
+    TopicSpec, WireError, limits::FETCH_RESPONSE_BYTES_DEFAULT,
+};
+use sluice_client::{Client, ClientError, ConnectOptions};
+use tokio::time::{Instant, sleep, timeout};
+
+use super::recorder::Recorder;
+use super::rng::Rng;
+use crate::history::{Call, FinalRead, LeaderEvent, NodeId, ReadCall, Record, SendCall};
+
+/// How long one send may keep retrying (same producer sequence) before it is `info`.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// A consumer's poll waits this long for records before it returns none.
+const POLL_IDLE: Duration = Duration::from_secs(4);
+/// Deadline of one request (the client's default is 30 s, far too long here).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the workload tasks share.
+pub struct Ctx {
+    pub rec: Arc<Recorder>,
+    pub home: PathBuf,
+    pub topic: String,
+    pub partitions: u32,
+    pub seed: u64,
+    stop: AtomicBool,
+    /// Last observed leader per group (`None`: the controller).
+    leaders: Mutex<BTreeMap<Option<u32>, NodeId>>,
+}
+
+impl Ctx {
+    pub fn new(rec: Arc<Recorder>, home: PathBuf, topic: &str, partitions: u32, seed: u64) -> Self {
+        Ctx {
+            rec,
+            home,
+            topic: topic.to_string(),
+            partitions,
+            seed,
+            stop: AtomicBool::new(false),
+            leaders: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The leader of partition 0 as last observed.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leaders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&Some(0))
+            .copied()
+    }
+}
+
+/// A client for the run's cluster (profile "local" of the run's home), with
+/// short deadlines so a dead node costs seconds, not half a minute.
+pub async fn connect(home: &std::path::Path) -> anyhow::Result<Client> {
+    let config = ClientConfig::load(home)?;
+    let (name, profile) = config
+        .profile(Some("local"))
+        .with_context(|| format!("no profile \"local\" in {}", home.display()))?;
+    let ca_path = Profile::resolve(home, &profile.ca_cert);
+    let ca = std::fs::read_to_string(&ca_path)
+        .with_context(|| format!("cannot read {}", ca_path.display()))?;
+    let options = ConnectOptions {
+        profile: Some(name.to_string()),
+        ca_source: ca_path.display().to_string(),
+        request_timeout: REQUEST_TIMEOUT,
+        connect_timeout: Duration::from_secs(1),
+    };
+    Ok(Client::connect_with(&profile.endpoint, &ca, None, options).await?)
+}
+
+/// Creates the workload's topic, retrying while the cluster settles.
+pub async fn create_topic(ctx: &Ctx, replication: u32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = async {
+            let client = connect(&ctx.home).await?;
+            let mut spec = TopicSpec::new(ctx.topic.as_str());
+            spec.partitions = ctx.partitions;
+            spec.replication = replication;
+            client.create_topic(spec).await?;
+            // Wait until every partition has a leader.
+            for _ in 0..100 {
+                let ps = client.list_partitions(Some(&ctx.topic)).await?;
+                if ps.len() == ctx.partitions as usize && ps.iter().all(|p| p.leader.is_some()) {
+                    return anyhow::Ok(());
+                }
+                sleep(Duration::from_millis(100)).await;
+            }
+            anyhow::bail!("partitions of {} got no leader", ctx.topic)
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.to_string().contains("already exists") => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e).context("cannot create the workload topic");
+            }
+            Err(_) => sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+enum SendOutcome {
+    Ok(u64),
+    /// Definitely not written; `true` if the producer id must be replaced (the
+    /// partition refuses its sequence, e.g. it forgot the producer).
+    Fail(String, bool),
+    Info(String),
+}
+
+/// Whether an error may come after the batch was proposed (so it may be written).
+fn maybe_written(e: &ClientError) -> bool {
+    match e {
+        // The handshake failed: nothing was sent.
+        ClientError::NoNode { .. } => false,
+        ClientError::Server(w) => !matches!(
+            w,
+            WireError::UnknownTopic { .. }
+                | WireError::UnknownPartition { .. }
+                | WireError::InvalidArgument { .. }
+                | WireError::RecordTooLarge { .. }
+                | WireError::MalformedRequest { .. }
+                | WireError::UnsupportedVersion { .. }
+        ),
+        ClientError::RecordTooLarge { .. } | ClientError::InvalidConfig { .. } => false,
+        _ => true,
+    }
+}
+
+/// One send: retried with the same producer sequence (the partition answers a
+/// retry of a written batch with its original offset) until [`SEND_TIMEOUT`].
+async fn send_one(
+    client: &Client,
+    topic: &str,
+    partition: u32,
+    value: &str,
+    seq: ProducerSeq,
+) -> SendOutcome {
+    let deadline = Instant::now() + SEND_TIMEOUT;
+    let mut maybe_sent = false;
+    let mut last = String::from("no attempt");
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return if maybe_sent {
+                SendOutcome::Info(format!("no answer within {SEND_TIMEOUT:?}: {last}"))
+            } else {
+                SendOutcome::Fail(
+                    format!("no node reachable within {SEND_TIMEOUT:?}: {last}"),
+                    false,
+                )
+            };
+        }
+        let record = WireRecord::new(value.as_bytes().to_vec());
+        let attempt = client.produce_as(topic, partition, vec![record], Some(seq));
+        match timeout(deadline - now, attempt).await {
+            Ok(Ok(r)) => return SendOutcome::Ok(r.base_offset),
+            Ok(Err(ClientError::Server(e @ WireError::OutOfOrderSequence { .. }))) => {
+                // Only one batch is ever in flight, so the partition does not
+                // know (or no longer remembers) this producer: this batch was
+                // not written, and no later one of this producer id can be.
+                return if maybe_sent {
+                    SendOutcome::Info(e.to_string())
+                } else {
+                    SendOutcome::Fail(e.to_string(), true)
+                };
+            }
+            Ok(Err(e)) => {
+                let written = maybe_written(&e);
+                if !e.is_retriable() {
+                    return if written || maybe_sent {
+                        SendOutcome::Info(e.to_string())
+                    } else {
+                        SendOutcome::Fail(e.to_string(), false)
+                    };
+                }
+                maybe_sent |= written;
+                last = e.to_string();
+            }
+            Err(_) => {
+                maybe_sent = true;
+                last = "request still pending".into();
+            }
+        }
+        sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+        backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Writer `w`: values `"w<w>-<counter>"`, one send at a time, to random partitions.
+pub async fn writer(ctx: Arc<Ctx>, w: u32) {
+    let mut rng = Rng::new(ctx.seed ^ (u64::from(w) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut counter = 0u64;
+    while !ctx.stopped() {
+        let client = match connect(&ctx.home).await {
+            Ok(c) => c,
+            Err(_) => {
+                sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        // A fresh process and producer id; both retire together on `info`.
+        let process = ctx.rec.new_process();
+        let mut producer_id = rng.next_u64();
+        // The next sequence per partition: 0, 1, 2, ... with no gap, so a batch
+        // that definitely failed gives its number to the next one.
+        let mut seqs: HashMap<u32, u64> = HashMap::new();
+        while !ctx.stopped() {
+            let value = format!("w{w}-{counter}");
+            counter += 1;
+            let partition = rng.index(ctx.partitions as usize) as u32;
+            let seq = seqs.entry(partition).or_insert(0);
+            let call = |offset| {
+                Call::Send(SendCall {
+                    value: value.clone(),
+                    partition,
+                    offset,
+                })
+            };
+            ctx.rec.invoke(process, call(None), None);
+            let seq = ProducerSeq {
+                producer_id,
+                sequence: *seq,
+            };
+            match send_one(&client, &ctx.topic, partition, &value, seq).await {
+                SendOutcome::Ok(offset) => {
+                    ctx.rec.ok(process, call(Some(offset)), None);
+                    *seqs.entry(partition).or_insert(0) += 1;
+                }
+                SendOutcome::Fail(e, renew) => {
+                    ctx.rec.fail(process, call(None), None, e);
+                    if renew {
+                        producer_id = rng.next_u64();
+                        seqs.clear();
+                    }
+                    // A refusal comes back at once: do not spin on it.
+                    sleep(Duration::from_millis(100)).await;
+                }
+                SendOutcome::Info(e) => {
+                    ctx.rec.info(process, call(None), None, e);
+                    break;
+                }
+            }
+        }
+        client.close().await;
+    }
+}
+
+/// Who a consumer reads from.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadMode {
+    /// The partition's leader, wherever it is.
+    Leader,
+    /// This node's replica, whatever its role.
+    Replica(NodeId),
+}
+
+fn records(batch: &[ConsumerRecord]) -> Vec<Record> {
+    batch
+        .iter()
+        .map(|r| Record::new(r.offset, String::from_utf8_lossy(&r.value)))
+        .collect()
+}
+
+fn fetch_request(
+    topic: &str,
+    partition: u32,
+    start: StartOffset,
+    follow: bool,
+    mode: ReadMode,
+) -> FetchRequest {
+    FetchRequest {
+        topic: topic.to_string(),
+        partition,
+        start,
+        end_offset: None,
+        max_records: None,
+        follow,
+        max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
+        read_from: match mode {
+            ReadMode::Leader => ReadFrom::Leader,
+            ReadMode::Replica(_) => ReadFrom::Any,
+        },
+        replica: match mode {
+            ReadMode::Leader => None,
+            ReadMode::Replica(n) => Some(u64::from(n)),
+        },
+        smartmodules: Vec::new(),
+    }
+}
+
+fn poll(partition: u32, offset: u64, records: Option<Vec<Record>>) -> Call {
+    Call::Poll(ReadCall {
+        partition,
+        offset,
+        records,
+    })
+}
+
+/// A consumer of one partition: a following fetch, each batch one `poll`. A
+/// stream that breaks is a failed poll (reads have no effect, so `fail` is
+/// exact) and is reopened from the next offset, keeping the process: its polls
+/// must keep increasing.
+///
+/// A replica consumer whose node no longer holds the partition (it moved)
+/// goes on, same process, with a replica of the partition's new assignment.
+pub async fn consumer(ctx: Arc<Ctx>, partition: u32, mut mode: ReadMode) {
+    let process = ctx.rec.new_process();
+    let mut node = match mode {
+        ReadMode::Leader => None,
+        ReadMode::Replica(n) => Some(n),
+    };
+    let mut next = 0u64;
+    let mut client: Option<Client> = None;
+    while !ctx.stopped() {
+        let c = match &client {
+            Some(c) => c.clone(),
+            None => match connect(&ctx.home).await {
+                Ok(c) => {
+                    client = Some(c.clone());
+                    c
+                }
+                Err(_) => {
+                    sleep(Duration::from_millis(300)).await;
+                    continue;
+                }
+            },
+        };
+        let mut from = next;
+        ctx.rec.invoke(process, poll(partition, from, None), node);
+        let req = fetch_request(
+            &ctx.topic,
+            partition,
+            StartOffset::Absolute(next),
+            true,
+            mode,
+        );
+        let mut stream = match timeout(REQUEST_TIMEOUT * 2, c.fetch(req)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                ctx.rec
+                    .fail(process, poll(partition, from, None), node, e.to_string());
+                if e.is_retriable() {
+                    client = None;
+                }
+                if let Some(n) = follow_the_partition(&c, &ctx, partition, node).await {
+                    mode = ReadMode::Replica(n);
+                    node = Some(n);
+                }
+                sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+            Err(_) => {
+                ctx.rec.fail(
+                    process,
+                    poll(partition, from, None),
+                    node,
+                    "opening the fetch timed out".into(),
+                );
+                if let Some(n) = follow_the_partition(&c, &ctx, partition, node).await {
+                    mode = ReadMode::Replica(n);
+                    node = Some(n);
+                }
+                client = None;
+                continue;
+            }
+        };
+        // The stream's reads are not cancel-safe: a task pumps them into a channel.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let pump = tokio::spawn(async move {
+            loop {
+                let batch = stream.next_batch().await;
+                let end = !matches!(batch, Ok(Some(_)));
+                if tx.send(batch).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        let mut invoked = true;
+        loop {
+            if !invoked {
+                if ctx.stopped() {
+                    break;
+                }
+                from = next;
+                ctx.rec.invoke(process, poll(partition, from, None), node);
+            }
+            invoked = false;
+            match timeout(POLL_IDLE, rx.recv()).await {
+                Ok(Some(Ok(Some(batch)))) => {
+                    let rs = records(&batch);
+                    ctx.rec.ok(process, poll(partition, from, Some(rs)), node);
+                    if let Some(last) = batch.last() {
+                        next = last.offset + 1;
+                    }
+                }
+                Ok(Some(Ok(None))) | Ok(None) => {
+                    ctx.rec.fail(
+                        process,
+                        poll(partition, from, None),
+                        node,
+                        "the fetch ended".into(),
+                    );
+                    break;
+                }
+                Ok(Some(Err(e))) => {
+                    ctx.rec
+                        .fail(process, poll(partition, from, None), node, e.to_string());
+                    break;
+                }
+                Err(_) => {
+                    // Nothing new for a while: say so, and reopen in case the
+                    // serving node is gone or no longer leads.
+                    ctx.rec
+                        .ok(process, poll(partition, from, Some(Vec::new())), node);
+                    break;
+                }
+            }
+        }
+        pump.abort();
+    }
+}
+
+/// For a replica consumer on `node`: if the partition's assignment no longer
+/// has `node`, a node that it has (one per partition, so the consumers spread).
+async fn follow_the_partition(
+    client: &Client,
+    ctx: &Ctx,
+    partition: u32,
+    node: Option<NodeId>,
+) -> Option<NodeId> {
+    let node = node?;
+    let info = timeout(REQUEST_TIMEOUT, client.describe_topic(&ctx.topic))
+        .await
+        .ok()?
+        .ok()?;
+    let mut replicas: Vec<NodeId> = info
+        .assignments
+        .get(partition as usize)?
+        .replicas
+        .iter()
+        .map(|r| *r as NodeId)
+        .collect();
+    if replicas.is_empty() || replicas.contains(&node) {
+        return None;
+    }
+    replicas.sort_unstable();
+    Some(replicas[partition as usize % replicas.len()])
+}
+
+/// Records leader changes of each partition and of the controller, once a second.
+pub async fn observe_leaders(ctx: Arc<Ctx>) {
+    let mut client: Option<Client> = None;
+    while !ctx.stopped() {
+        if client.is_none() {
+            client = connect(&ctx.home).await.ok();
+        }
+        if let Some(c) = &client {
+            let mut seen: Vec<(Option<u32>, NodeId)> = Vec::new();
+            match timeout(REQUEST_TIMEOUT, c.list_partitions(Some(&ctx.topic))).await {
+                Ok(Ok(ps)) => seen.extend(
+                    ps.iter()
+                        .filter_map(|p| Some((Some(p.partition), p.leader? as NodeId))),
+                ),
+                _ => client = None,
+            }
+            if let Some(c) = &client
+                && let Ok(Ok(s)) = timeout(REQUEST_TIMEOUT, c.cluster_status()).await
+                && let Some(l) = s.controller_leader
+            {
+                seen.push((None, l as NodeId));
+            }
+            for (group, leader) in seen {
+                let changed = {
+                    let mut leaders = ctx.leaders.lock().unwrap_or_else(|p| p.into_inner());
+                    leaders.insert(group, leader) != Some(leader)
+                };
+                if changed {
+                    ctx.rec.nemesis(Call::Leader(LeaderEvent {
+                        partition: group,
+                        leader: Some(leader),
+                        term: None,
+                    }));
+                }
+            }
+        }
+        sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// What a node answered when asked for its whole log of a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaLog {
+    Records(Vec<Record>),
+    /// The node holds no replica of the partition, by its metadata: it says
+    /// the partition lives elsewhere ("not leader" of a replica read means
+    /// "not a replica") or that the topic does not exist. No log, not an
+    /// empty one; whether that is right is for the caller to judge against the
+    /// partition's assignment.
+    NotReplica(String),
+}
+
+/// Every record of `partition` on `node`'s replica, from offset 0.
+///
+/// A node that holds no replica answers at once, but the client retries
+/// "not leader" for its admin budget (10 s) before giving up.
+pub async fn read_all(
+    client: &Client,
+    topic: &str,
+    partition: u32,
+    node: NodeId,
+) -> Result<ReplicaLog, ClientError> {
+    let req = fetch_request(
+        topic,
+        partition,
+        StartOffset::Beginning,
+        false,
+        ReadMode::Replica(node),
+    );
+    let mut stream = match client.fetch(req).await {
+        Ok(s) => s,
+        Err(ClientError::Server(
+            e @ (WireError::UnknownTopic { .. } | WireError::NotLeader { .. }),
+        )) => return Ok(ReplicaLog::NotReplica(e.to_string())),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    while let Some(batch) = stream.next_batch().await? {
+        out.extend(records(&batch));
+    }
+    Ok(ReplicaLog::Records(out))
+}
+
+/// The nodes holding a replica of each partition: its assignment, plus the
+/// replicas a running move has not yet dropped. `None` while some partition is
+/// still moving and `settled` is asked for, or the cluster does not answer.
+pub async fn holders(
+    client: &Client,
+    ctx: &Ctx,
+    settled: bool,
+) -> Option<BTreeMap<u32, BTreeSet<NodeId>>> {
+    let ps = timeout(
+        REQUEST_TIMEOUT * 2,
+        client.list_partitions(Some(&ctx.topic)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let mut out = BTreeMap::new();
+    for p in ps {
+        if settled && !p.leaving.is_empty() {
+            return None;
+        }
+        let nodes = p
+            .replicas
+            .iter()
+            .map(|r| r.node)
+            .chain(p.leaving.iter().copied())
+            .map(|n| n as NodeId)
+            .collect();
+        out.insert(p.partition, nodes);
+    }
+    (out.len() == ctx.partitions as usize).then_some(out)
+}
+
+/// Waits until no partition is moving and, for every partition, every node
+/// holding a replica returns the same number of records (the replicas caught
+/// up after the heal), or `within` passes. The reads here are not recorded;
+/// [`final_reads`] follows.
+pub async fn converge(ctx: &Ctx, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(client) = connect(&ctx.home).await {
+            let mut all_equal = false;
+            if let Some(holders) = holders(&client, ctx, true).await {
+                all_equal = true;
+                'parts: for (p, nodes) in &holders {
+                    let mut lens = Vec::new();
+                    for &n in nodes {
+                        match timeout(
+                            Duration::from_secs(10),
+                            read_all(&client, &ctx.topic, *p, n),
+                        )
+                        .await
+                        {
+                            Ok(Ok(ReplicaLog::Records(rs))) => lens.push(rs.len()),
+                            _ => {
+                                all_equal = false;
+                                break 'parts;
+                            }
+                        }
+                    }
+                    if lens.windows(2).any(|w| w[0] != w[1]) {
+                        all_equal = false;
+                        break;
+                    }
+                }
+            }
+            client.close().await;
+            if all_equal {
+                return true;
+            }
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The recorded drain: every partition read from offset 0 on every node, all
+/// at once. A node in the partition's final assignment must return its log; a
+/// node outside it must say it holds no replica (recorded `not_replica`, which
+/// the checkers do not take for an empty log). A node outside it that still
+/// serves a copy is asked again, then its copy is recorded as its log.
+pub async fn final_reads(ctx: &Arc<Ctx>, nodes: &[NodeId]) {
+    let mut holders_now = None;
+    for _ in 0..10 {
+        if let Ok(client) = connect(&ctx.home).await {
+            holders_now = holders(&client, ctx, false).await;
+            client.close().await;
+        }
+        if holders_now.is_some() {
+            break;
+        }
+        sleep(Duration::from_secs(1)).await;
+    }
+    let holders_now = Arc::new(holders_now);
+    let mut reads = tokio::task::JoinSet::new();
+    for &n in nodes {
+        for p in 0..ctx.partitions {
+            let holder = holders_now
+                .as_ref()
+                .as_ref()
+                .map(|h| h.get(&p).is_some_and(|s| s.contains(&n)));
+            reads.spawn(final_read(ctx.clone(), n, p, holder));
+        }
+    }
+    while reads.join_next().await.is_some() {}
+}
+
+/// One recorded drain of `p` on `n`; `holder`: whether the final assignment
+/// has a replica of `p` on `n` (`None`: the assignment is unknown).
+async fn final_read(ctx: Arc<Ctx>, n: NodeId, p: u32, holder: Option<bool>) {
+    let process = ctx.rec.new_drain_process();
+    let call = |records, not_replica| {
+        Call::FinalRead(FinalRead {
+            partition: p,
+            records,
+            not_replica,
+        })
+    };
+    ctx.rec.invoke(process, call(None, false), Some(n));
+    let mut client: Option<Client> = None;
+    let mut last = String::new();
+    let mut copy = None;
+    for _ in 0..3 {
+        if client.is_none() {
+            match connect(&ctx.home).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    last = format!("{e:#}");
+                    sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = &client else { continue };
+        match timeout(Duration::from_secs(15), read_all(c, &ctx.topic, p, n)).await {
+            Ok(Ok(ReplicaLog::Records(rs))) if holder != Some(false) => {
+                ctx.rec.ok(process, call(Some(rs), false), Some(n));
+                return;
+            }
+            Ok(Ok(ReplicaLog::Records(rs))) => {
+                // A copy the node was about to delete: ask again.
+                copy = Some(rs);
+                sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Ok(Ok(ReplicaLog::NotReplica(_))) if holder == Some(false) => {
+                ctx.rec.ok(process, call(None, true), Some(n));
+                return;
+            }
+            Ok(Ok(ReplicaLog::NotReplica(why))) => {
+                last = match holder {
+                    Some(_) => format!(
+                        "node {n} holds a replica of partition {p} by the final assignment, yet answered: {why}"
+                    ),
+                    None => {
+                        format!("the final assignment is unknown, and node {n} answered: {why}")
+                    }
+                }
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "the read took over 15 s".into(),
+        }
+        client = None;
+        sleep(Duration::from_secs(1)).await;
+    }
+    if let Some(rs) = copy {
+        ctx.rec.ok(process, call(Some(rs), false), Some(n));
+        return;
+    }
+    ctx.rec.info(process, call(None, false), Some(n), last);
+}

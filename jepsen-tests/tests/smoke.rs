@@ -1,0 +1,193 @@
+//! The CI smoke matrix: short runs of `jepsen-tests run` against real clusters,
+//! one nemesis each, with fixed seeds (membership on 4 nodes, the rest on 3); and the self-test, a deliberately broken
+//! cluster (no fsync) under power loss, which the suite must call invalid.
+//!
+//! One cluster at a time (the machine has 2 cores and timing matters), so the
+//! tests take a lock. A failed run's directory is kept under the target's tmp
+//! dir; its path and summary are in the failure message.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const DURATION_S: &str = "30";
+
+struct Run {
+    code: i32,
+    results: serde_json::Value,
+    output: String,
+    dir: PathBuf,
+}
+
+impl Run {
+    fn faults(&self) -> u64 {
+        self.results["faults"]
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "exit {} in {}\n{}",
+            self.code,
+            self.dir.display(),
+            self.output
+        )
+    }
+
+    /// Deletes the run's directory (only once its assertions passed).
+    fn passed(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(name: &str, seed: u64, extra: &[&str]) -> Run {
+    run_sized(name, seed, 3, DURATION_S, extra)
+}
+
+fn run_sized(name: &str, seed: u64, nodes: u32, duration_s: &str, extra: &[&str]) -> Run {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("jepsen-smoke")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_jepsen-tests"))
+        .args([
+            "run",
+            "--duration",
+            duration_s,
+            "--nodes",
+            &nodes.to_string(),
+        ])
+        .args(["--seed", &seed.to_string()])
+        .args(extra)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .expect("cannot start jepsen-tests");
+    let output =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let results = std::fs::read_to_string(dir.join("results.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        results,
+        output,
+        dir,
+    };
+    println!("--- {name} ---\n{}", run.describe());
+    run
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn assert_valid_with_faults(r: Run, kind: &str) {
+    assert_eq!(
+        r.results["valid"],
+        serde_json::json!(true),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert!(
+        r.results["faults"][kind].as_u64().unwrap_or(0) > 0,
+        "no {kind} fault injected: {}",
+        r.describe()
+    );
+    assert!(r.faults() > 0);
+    assert!(
+        r.results["ops"]["ok"].as_u64().unwrap_or(0) > 100,
+        "{}",
+        r.describe()
+    );
+    r.passed();
+}
+
+#[test]
+fn kill() {
+    assert_valid_with_faults(run("kill", 1, &["--nemesis", "kill"]), "kill");
+}
+
+#[test]
+fn pause() {
+    assert_valid_with_faults(run("pause", 2, &["--nemesis", "pause"]), "pause");
+}
+
+#[test]
+fn partition() {
+    let r = run("partition", 3, &["--nemesis", "partition"]);
+    if is_root() {
+        assert_valid_with_faults(r, "partition");
+    } else {
+        // Without root there is no namespace and no nftables: never "valid".
+        assert_eq!(
+            r.results["valid"],
+            serde_json::json!("unknown"),
+            "{}",
+            r.describe()
+        );
+        println!(
+            "partition nemesis unavailable (not root): {}",
+            r.results["unknown_reasons"]
+        );
+        r.passed();
+    }
+}
+
+#[test]
+fn power_loss() {
+    assert_valid_with_faults(
+        run("power-loss", 4, &["--nemesis", "power-loss"]),
+        "power_loss",
+    );
+}
+
+/// Partitions moved between 4 nodes, with and without a node killed during
+/// the move: no acknowledged write lost, every holder's log the same.
+#[test]
+fn membership() {
+    let r = run_sized(
+        "membership",
+        6,
+        4,
+        "40",
+        &["--nemesis", "membership,membership-kill"],
+    );
+    let moves = r.results["faults"]["membership"].as_u64().unwrap_or(0);
+    assert!(moves >= 3, "only {moves} move(s): {}", r.describe());
+    assert_valid_with_faults(r, "membership");
+}
+
+/// Nodes that acknowledge without fsync, all losing power: acknowledged writes
+/// vanish, and the suite must say so.
+#[test]
+fn a_node_that_skips_fsync_is_caught() {
+    let r = run(
+        "broken-no-fsync",
+        5,
+        &["--nemesis", "power-loss:all", "--unsafe-no-fsync"],
+    );
+    assert_eq!(
+        r.results["valid"],
+        serde_json::json!(false),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(r.code, 1, "{}", r.describe());
+    assert!(
+        r.results["lost"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        r.describe()
+    );
+    assert!(r.results["faults"]["power_loss"].as_u64().unwrap_or(0) > 0);
+    r.passed();
+}

@@ -1,0 +1,103 @@
+//! Catching up a replica that fell behind the leader's kept Raft log: the
+//! partition's snapshot names where the source's segments stand, and the
+//! follower copies the missing batches from the source node byte for byte
+//! (CRC checked, offsets and entry ids preserved), then resumes from the Raft
+//! log. This is the "segment transfer" of a new replica moved onto a node.
+//!
+//! The copy runs inside the state machine's `install_snapshot`, which the
+//! Raft layer calls synchronously; the network calls go through the node's
+//! runtime with `block_in_place`, so the other tasks keep running.
+
+use std::io;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sluice_controller::MetadataView;
+use sluice_proto::{NodeId, Request, Response};
+
+use crate::peers::Peers;
+
+/// What a partition snapshot carries: where the source's log stands, and the
+/// replicated producer table at that point.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PartitionSnapshot {
+    /// The node whose segments this describes (the one that sent it).
+    pub source: NodeId,
+    pub group: u64,
+    pub start_offset: u64,
+    pub end_offset: u64,
+    pub last_entry_id: Option<u64>,
+    /// The encoded `ProducerTable`.
+    #[serde(with = "serde_bytes")]
+    pub producers: Vec<u8>,
+}
+
+/// A chunk of another replica's log.
+pub(crate) struct RemoteBatches {
+    pub start_offset: u64,
+    pub batches: Vec<Vec<u8>>,
+}
+
+/// Reads batches of a partition's log from another node.
+pub(crate) trait LogSource: Send + Sync {
+    /// Batches of `group`'s log on node `source` from offset `from` on.
+    fn read(&self, source: NodeId, group: u64, from: u64) -> io::Result<RemoteBatches>;
+}
+
+/// [`LogSource`] over the node's QUIC peers; addresses from the metadata.
+pub(crate) struct PeerLogSource {
+    pub peers: Peers,
+    pub metadata: MetadataView,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Bytes of batches asked for per request (well below the frame limit).
+pub(crate) const COPY_CHUNK_BYTES: u32 = 4 * 1024 * 1024;
+
+impl LogSource for PeerLogSource {
+    fn read(&self, source: NodeId, group: u64, from: u64) -> io::Result<RemoteBatches> {
+        let addr = self
+            .metadata
+            .with(|md| md.nodes.get(&source).map(|n| n.addr.clone()))
+            .ok_or_else(|| io::Error::other(format!("node {source} has no known address")))?;
+        let request = Request::ReadReplicaLog {
+            group,
+            from_offset: from,
+            max_bytes: COPY_CHUNK_BYTES,
+        };
+        let call = async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                self.peers.request(&addr, &request),
+            )
+            .await
+            .map_err(|_| format!("no answer from node {source} at {addr} within 30s"))?
+        };
+        let response = if tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        {
+            tokio::task::block_in_place(|| self.runtime.block_on(call))
+        } else {
+            self.runtime.block_on(call)
+        };
+        match response {
+            Ok(Response::ReplicaLog {
+                start_offset,
+                batches,
+            }) => Ok(RemoteBatches {
+                start_offset,
+                batches: batches.into_iter().map(|b| b.into_vec()).collect(),
+            }),
+            Ok(Response::Error(e)) => Err(io::Error::other(format!(
+                "node {source} refused to send its log: {e}"
+            ))),
+            Ok(other) => Err(io::Error::other(format!(
+                "unexpected answer from node {source}: {other:?}"
+            ))),
+            Err(e) => Err(io::Error::other(e)),
+        }
+    }
+}
+
+/// Shared handle the state machine keeps.
+pub(crate) type SharedLogSource = Arc<dyn LogSource>;

@@ -134,12 +134,13 @@ async fn reassign(
         let mut partitions = client.list_partitions(Some(topic)).await?;
         leaders_views(&client, globals, Some(topic), &mut partitions).await;
         if let Some(p) = partitions.iter().find(|p| p.partition == partition) {
-            if p.leaving.is_empty() {
+            // Done: the old replicas are gone and the new set has a leader.
+            if p.leaving.is_empty() && p.leader.is_some() {
                 progress.finish_and_clear();
                 println!(
                     "partition {topic}/{partition} now lives on SPUs {} (leader {})",
                     list(&p.replicas.iter().map(|r| r.node).collect::<Vec<_>>()),
-                    p.leader.map_or("none yet".into(), |l| l.to_string())
+                    p.leader.unwrap_or_default()
                 );
                 return Ok(());
             }

@@ -500,10 +500,27 @@ async fn serve_fetch(
     req: FetchRequest,
     send: &mut SendStream,
 ) -> Result<(), FrameError> {
-    let partition = match node
-        .replicas
-        .get(&node.metadata(), &req.topic, req.partition)
+    let md = node.metadata();
+    if req.replica == Some(node.config.id)
+        && let Ok(record) = md.topic(&req.topic)
+        && let Some(a) = record.info.assignments.get(req.partition as usize)
+        && !a.replicas.contains(&node.config.id)
+        && !record
+            .moving
+            .get(&req.partition)
+            .is_some_and(|l| l.contains(&node.config.id))
     {
+        // Asked for this node's copy, which does not exist: no retry helps.
+        let e = WireError::InvalidArgument {
+            what: "--replica".into(),
+            reason: format!(
+                "node {} holds no replica of {}/{}; its replicas are on nodes {:?}",
+                node.config.id, req.topic, req.partition, a.replicas
+            ),
+        };
+        return respond(send, &Response::Error(e)).await;
+    }
+    let partition = match node.replicas.get(&md, &req.topic, req.partition) {
         Ok(p) => p,
         Err(e) => return respond(send, &Response::Error(e)).await,
     };

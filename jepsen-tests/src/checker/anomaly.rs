@@ -151,6 +151,19 @@ pub enum Anomaly {
         /// node -> hash listed there (`None`: absent).
         hashes: BTreeMap<NodeId, Option<String>>,
     },
+    /// After the heal, a node listed SmartModule `module` yet could not run
+    /// it over a partition it holds (the consume did not succeed: `error`),
+    /// or running it let through other values than `expected` (`got`).
+    SmUnusable {
+        module: String,
+        node: NodeId,
+        op: u64,
+        expected: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        got: Option<Vec<String>>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        error: Option<String>,
+    },
 }
 
 /// The kinds of [`Anomaly`], in report order.
@@ -169,6 +182,7 @@ pub const KINDS: &[&str] = &[
     "sm_reappeared",
     "sm_phantom",
     "sm_divergent",
+    "sm_unusable",
 ];
 
 impl Anomaly {
@@ -189,6 +203,7 @@ impl Anomaly {
             Anomaly::SmReappeared { .. } => "sm_reappeared",
             Anomaly::SmPhantom { .. } => "sm_phantom",
             Anomaly::SmDivergent { .. } => "sm_divergent",
+            Anomaly::SmUnusable { .. } => "sm_unusable",
         }
     }
 }

@@ -77,14 +77,20 @@ pub fn realtime(h: &History) -> Vec<Anomaly> {
 /// SmartModule store: acknowledged creates present with their hash, deletes
 /// not undone, no phantom modules, final lists equal on every node.
 pub fn smartmodule_store(h: &History) -> Vec<Anomaly> {
-    sm_anomalies(&SmView::new(h))
+    sm_anomalies(h, &SmView::new(h))
 }
 
-fn sm_anomalies(v: &SmView<'_>) -> Vec<Anomaly> {
+/// A node that could not run a module it listed, after the heal.
+pub fn smartmodule_unusable(h: &History) -> Vec<Anomaly> {
+    smartmodule::unusable(h)
+}
+
+fn sm_anomalies(h: &History, v: &SmView<'_>) -> Vec<Anomaly> {
     let mut out = smartmodule::missing(v);
     out.extend(smartmodule::reappeared(v));
     out.extend(smartmodule::phantoms(v));
     out.extend(smartmodule::divergent(v));
+    out.extend(smartmodule::unusable(h));
     out
 }
 
@@ -104,7 +110,7 @@ fn log_anomalies(h: &History, v: &LogView<'_>) -> Vec<Anomaly> {
 /// Every anomaly of every checker, in [`KINDS`] order.
 pub fn anomalies(h: &History) -> Vec<Anomaly> {
     let mut out = log_anomalies(h, &LogView::new(h));
-    out.extend(sm_anomalies(&SmView::new(h)));
+    out.extend(sm_anomalies(h, &SmView::new(h)));
     out
 }
 
@@ -137,7 +143,7 @@ pub fn check_with(h: &History, opts: &CheckOptions) -> CheckResult {
     let log_view = LogView::new(h);
     let sm_view = SmView::new(h);
     let mut found = log_anomalies(h, &log_view);
-    found.extend(sm_anomalies(&sm_view));
+    found.extend(sm_anomalies(h, &sm_view));
 
     let (ops, ops_by_f) = figures::op_counts(h);
     let faults = figures::faults(h);

@@ -233,3 +233,42 @@ pub(crate) fn divergent(v: &SmView<'_>) -> Vec<Anomaly> {
         })
         .collect()
 }
+
+/// Every post-heal consume through a module the node listed succeeded and let
+/// through exactly the values expected of the module.
+pub(crate) fn unusable(h: &History) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    for pair in h.pairs() {
+        let Call::SmConsume(c) = h.result_call(pair) else {
+            continue;
+        };
+        let Some(node) = h.node_of(pair) else {
+            continue;
+        };
+        let done = h.completion(pair);
+        let op = done.map_or(h.invoke(pair).index, |o| o.index);
+        let got: Option<Vec<String>> = match (pair.outcome, &c.records) {
+            (Outcome::Ok, Some(rs)) => Some(rs.iter().map(|r| r.value.clone()).collect()),
+            _ => None,
+        };
+        if got.as_ref() == Some(&c.expect) {
+            continue;
+        }
+        let error = match &got {
+            Some(_) => None,
+            None => Some(
+                done.and_then(|o| o.error.clone())
+                    .unwrap_or_else(|| "no completion".into()),
+            ),
+        };
+        out.push(Anomaly::SmUnusable {
+            module: c.module.clone(),
+            node,
+            op,
+            expected: c.expect.clone(),
+            got,
+            error,
+        });
+    }
+    out
+}

@@ -390,6 +390,46 @@ fn sm_divergent() {
 }
 
 #[test]
+fn sm_unusable() {
+    let mut b = HistoryBuilder::new();
+    sm_base(&mut b);
+    b.sm_create(1, OpType::Ok, "m1", "h1");
+    b.sm_final_list(1, &[("m1", "h1")])
+        .sm_final_list(2, &[("m1", "h1")]);
+    // Node 1 runs the filter; node 2 cannot, and a third consume lets through
+    // a value the filter drops.
+    b.sm_consume(1, "m1", &["apple-0"], Some(&["apple-0"]));
+    b.sm_consume(2, "m1", &["apple-0"], None);
+    b.sm_consume(2, "m1", &["apple-0"], Some(&["apple-0", "plum-1"]));
+    let found = assert_only(&b.build().unwrap(), "sm_unusable", 2);
+    assert!(matches!(
+        &found[0],
+        Anomaly::SmUnusable {
+            node: 2,
+            got: None,
+            error: Some(_),
+            ..
+        }
+    ));
+    assert!(
+        matches!(&found[1], Anomaly::SmUnusable { node: 2, got: Some(g), error: None, .. }
+        if g.len() == 2)
+    );
+}
+
+#[test]
+fn sm_consumes_that_work_are_valid() {
+    let mut b = HistoryBuilder::new();
+    sm_base(&mut b);
+    b.sm_create(1, OpType::Ok, "m1", "h1");
+    b.sm_final_list(1, &[("m1", "h1")])
+        .sm_final_list(2, &[("m1", "h1")]);
+    b.sm_consume(1, "m1", &["apple-0"], Some(&["apple-0"]))
+        .sm_consume(2, "m1", &["apple-0"], Some(&["apple-0"]));
+    assert!(anomalies(&b.build().unwrap()).is_empty());
+}
+
+#[test]
 fn info_send_then_read_is_recovered_not_lost() {
     let mut b = HistoryBuilder::new();
     let mut log = base(&mut b, 12);

@@ -3,7 +3,8 @@
 
 use super::{
     Call, FinalRead, History, HistoryError, LeaderEvent, Module, NemesisEvent, NodeId, Offset, Op,
-    OpType, PartitionId, Process, ReadCall, Record, SendCall, SmCreate, SmDelete, SmList,
+    OpType, PartitionId, Process, ReadCall, Record, SendCall, SmConsume, SmCreate, SmDelete,
+    SmList,
 };
 
 /// Appends operations with consecutive indexes; the clock advances 1 ms per
@@ -265,6 +266,39 @@ impl HistoryBuilder {
             .collect();
         self.invoke(process, node, list(None))
             .complete(process, OpType::Ok, list(Some(modules)))
+    }
+
+    /// A post-heal consume through `module` on `node`, expecting `expect`:
+    /// `Some(values)` read (`ok`), or `None` (`fail`).
+    pub fn sm_consume(
+        &mut self,
+        node: NodeId,
+        module: &str,
+        expect: &[&str],
+        got: Option<&[&str]>,
+    ) -> &mut Self {
+        let process = self.drain_process();
+        let call = |records| {
+            Call::SmConsume(SmConsume {
+                module: module.into(),
+                topic: "sm".into(),
+                partition: 0,
+                expect: expect.iter().map(|v| (*v).to_string()).collect(),
+                records,
+            })
+        };
+        self.invoke(process, node, call(None));
+        match got {
+            Some(values) => {
+                let records = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| Record::new(i as u64, *v))
+                    .collect();
+                self.complete(process, OpType::Ok, call(Some(records)))
+            }
+            None => self.complete(process, OpType::Fail, call(None)),
+        }
     }
 
     /// The final SmartModule list of `node` after the heal.

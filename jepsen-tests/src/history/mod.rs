@@ -35,7 +35,7 @@ mod validate;
 pub use builder::HistoryBuilder;
 pub use ops::{
     Call, FinalRead, LeaderEvent, Module, NemesisEvent, NodeId, Offset, Op, OpType, PartitionId,
-    Process, ReadCall, Record, SendCall, SmCreate, SmDelete, SmList,
+    Process, ReadCall, Record, SendCall, SmConsume, SmCreate, SmDelete, SmList,
 };
 pub use validate::{Outcome, Pair};
 

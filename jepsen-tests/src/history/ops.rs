@@ -164,6 +164,20 @@ pub struct Module {
     pub hash: String,
 }
 
+/// `sm_consume`: after the heal, partition `partition` of `topic` read from
+/// offset 0 on the op's `node` alone through the registered SmartModule
+/// `module` (run by that node from its own copy of the store). `expect` is
+/// what the module must let through; `records` is present on `ok` only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmConsume {
+    pub module: String,
+    pub topic: String,
+    pub partition: PartitionId,
+    pub expect: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<Record>>,
+}
+
 /// A nemesis event: `fault` is the kind (`kill`, `pause`, `partition`,
 /// `power_loss`, `corruption`, `membership`, `clock`, ...), `nodes` its targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +211,7 @@ pub enum Call {
     SmCreate(SmCreate),
     SmDelete(SmDelete),
     SmList(SmList),
+    SmConsume(SmConsume),
     /// Nemesis: a fault begins.
     Start(NemesisEvent),
     /// Nemesis: a fault ends (healed).
@@ -219,6 +234,7 @@ impl Call {
             Call::SmCreate(_) => "sm_create",
             Call::SmDelete(_) => "sm_delete",
             Call::SmList(_) => "sm_list",
+            Call::SmConsume(_) => "sm_consume",
             Call::Start(_) => "start",
             Call::Stop(_) => "stop",
             Call::Unavailable(_) => "unavailable",
@@ -235,10 +251,10 @@ impl Call {
     }
 
     /// Whether this is part of the post-heal drain (not of the workload under
-    /// faults): final reads and final SmartModule lists.
+    /// faults): final reads, final SmartModule lists and SmartModule consumes.
     pub fn is_final(&self) -> bool {
         match self {
-            Call::FinalRead(_) => true,
+            Call::FinalRead(_) | Call::SmConsume(_) => true,
             Call::SmList(l) => l.is_final,
             _ => false,
         }
@@ -327,6 +343,7 @@ enum ValueRef<'a> {
     SmCreate(&'a SmCreate),
     SmDelete(&'a SmDelete),
     SmList(&'a SmList),
+    SmConsume(&'a SmConsume),
     Nemesis(&'a NemesisEvent),
     Leader(&'a LeaderEvent),
 }
@@ -340,6 +357,7 @@ impl Serialize for Op {
             Call::SmCreate(v) => ValueRef::SmCreate(v),
             Call::SmDelete(v) => ValueRef::SmDelete(v),
             Call::SmList(v) => ValueRef::SmList(v),
+            Call::SmConsume(v) => ValueRef::SmConsume(v),
             Call::Start(v) | Call::Stop(v) | Call::Unavailable(v) => ValueRef::Nemesis(v),
             Call::Leader(v) => ValueRef::Leader(v),
         };

@@ -94,6 +94,9 @@ pub(super) fn pair(ops: &[Op]) -> Result<Vec<Pair>, HistoryError> {
                     Call::SmList(l) if l.is_final && op.node.is_none() => {
                         return bad("final sm_list without node".into());
                     }
+                    Call::SmConsume(_) if op.node.is_none() => {
+                        return bad("sm_consume without node".into());
+                    }
                     _ => {}
                 }
                 open.insert(process, pairs.len());
@@ -154,6 +157,12 @@ fn same_call(invoke: &Call, done: &Call) -> Result<(), String> {
         (Call::SmCreate(a), Call::SmCreate(b)) => a == b,
         (Call::SmDelete(a), Call::SmDelete(b)) => a == b,
         (Call::SmList(a), Call::SmList(b)) => a.is_final == b.is_final,
+        (Call::SmConsume(a), Call::SmConsume(b)) => {
+            a.module == b.module
+                && a.topic == b.topic
+                && a.partition == b.partition
+                && a.expect == b.expect
+        }
         _ => return Err(format!("f {} completes f {}", done.f(), invoke.f())),
     };
     if same {
@@ -172,6 +181,7 @@ fn missing_result(call: &Call) -> Option<&'static str> {
             Some("records (or not_replica)")
         }
         Call::SmList(l) if l.modules.is_none() => Some("modules"),
+        Call::SmConsume(c) if c.records.is_none() => Some("records"),
         _ => None,
     }
 }

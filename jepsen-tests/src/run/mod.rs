@@ -21,6 +21,7 @@ pub mod power;
 pub mod recorder;
 pub mod rng;
 pub mod schedule;
+pub mod smartmodule;
 pub mod workload;
 
 use std::net::Ipv4Addr;
@@ -118,8 +119,13 @@ pub struct RunInfo {
     pub schedule: Vec<String>,
     /// Problems the nemesis met (failed restarts, rules that did not apply).
     pub nemesis_problems: Vec<String>,
-    /// Whether every node had the same log length before the final reads.
+    /// Whether every node had the same log length (and the same SmartModule
+    /// store) before the final reads.
     pub converged: bool,
+    /// What the workload saw besides the history (e.g. a node listing a
+    /// SmartModule hash its bytes do not have).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workload_problems: Vec<String>,
     pub replay: String,
 }
 
@@ -158,12 +164,12 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<(CheckResult, RunInfo)> {
         bail!("--nodes {} is out of range: 1 to 7", cfg.nodes);
     }
     let faults = schedule::parse_nemesis(&cfg.nemesis, cfg.nodes)?;
-    if cfg.workload != "log" {
-        bail!(
-            "unknown workload {:?}: the only one so far is \"log\"",
-            cfg.workload
-        );
-    }
+    let workloads = parse_workload(&cfg.workload)?;
+    let sm_base = if workloads.smartmodule {
+        Some(smartmodule::hello_filter()?)
+    } else {
+        None
+    };
     let data = cfg.out.join("data");
     if data.exists() {
         bail!(
@@ -204,6 +210,8 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<(CheckResult, RunInfo)> {
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(run_async(
         cfg,
+        workloads,
+        sm_base,
         &out,
         &faults,
         netns.as_ref().map(|n| n.name().to_string()),
@@ -230,8 +238,39 @@ fn free_port(n: u32) -> anyhow::Result<u16> {
     bail!("no free UDP port range for {n} nodes")
 }
 
+/// Which workloads a run has (`--workload`, comma-separated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workloads {
+    pub log: bool,
+    pub smartmodule: bool,
+}
+
+/// Parses `--workload`: `log`, `smartmodule`, or both (`log,smartmodule`).
+pub fn parse_workload(s: &str) -> anyhow::Result<Workloads> {
+    let mut w = Workloads {
+        log: false,
+        smartmodule: false,
+    };
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "log" => w.log = true,
+            "smartmodule" => w.smartmodule = true,
+            other => {
+                bail!("unknown workload {other:?}: use log, smartmodule, or both (log,smartmodule)")
+            }
+        }
+    }
+    if !w.log && !w.smartmodule {
+        bail!("--workload names no workload: use log, smartmodule, or both");
+    }
+    Ok(w)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_async(
     cfg: &RunConfig,
+    workloads: Workloads,
+    sm_base: Option<Vec<u8>>,
     out: &Path,
     faults: &[Fault],
     netns: Option<String>,
@@ -297,6 +336,10 @@ async fn run_async(
         cfg.seed,
     ));
     workload::create_topic(&ctx, cfg.nodes.min(3)).await?;
+    let sm_ctx = sm_base.map(|b| Arc::new(smartmodule::SmCtx::new(b)));
+    if let Some(sm) = &sm_ctx {
+        smartmodule::setup(&ctx, sm, cfg.nodes.min(3)).await?;
+    }
 
     let steps = schedule::schedule(faults, cfg.duration, cfg.seed);
     let nem = Arc::new(nemesis::Nemesis::new(
@@ -324,10 +367,22 @@ async fn run_async(
     let t0 = tokio::time::Instant::now();
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(workload::observe_leaders(ctx.clone())));
-    for w in 0..cfg.writers {
-        tasks.push(tokio::spawn(workload::writer(ctx.clone(), w)));
+    if let Some(sm) = &sm_ctx {
+        for w in 0..cfg.writers {
+            tasks.push(tokio::spawn(smartmodule::worker(
+                ctx.clone(),
+                sm.clone(),
+                w,
+            )));
+        }
     }
-    for p in 0..cfg.partitions {
+    let log_partitions = if workloads.log { cfg.partitions } else { 0 };
+    if workloads.log {
+        for w in 0..cfg.writers {
+            tasks.push(tokio::spawn(workload::writer(ctx.clone(), w)));
+        }
+    }
+    for p in 0..log_partitions {
         tasks.push(tokio::spawn(workload::consumer(
             ctx.clone(),
             p,
@@ -371,12 +426,29 @@ async fn run_async(
     );
     nem.heal_all().await;
     let nodes = cluster.ids();
-    let converged = workload::converge(&ctx, Duration::from_secs(60)).await;
-    if !converged {
-        eprintln!("warning: the replicas did not converge within 60 s");
+    let mut converged = true;
+    if workloads.log {
+        converged = workload::converge(&ctx, Duration::from_secs(60)).await;
+        if !converged {
+            eprintln!("warning: the replicas did not converge within 60 s");
+        }
+        eprintln!("[{:>6} ms] final reads on every node", rec.now_ms());
+        workload::final_reads(&ctx, &nodes).await;
     }
-    eprintln!("[{:>6} ms] final reads on every node", rec.now_ms());
-    workload::final_reads(&ctx, &nodes).await;
+    let mut workload_problems = Vec::new();
+    if let Some(sm) = &sm_ctx {
+        let addrs: Vec<_> = nodes.iter().map(|&n| (n, cluster.addr(n))).collect();
+        if !smartmodule::converge(&ctx, &addrs, Duration::from_secs(60)).await {
+            converged = false;
+            eprintln!("warning: the SmartModule stores did not converge within 60 s");
+        }
+        eprintln!(
+            "[{:>6} ms] final SmartModule lists and consumes on every node",
+            rec.now_ms()
+        );
+        let listed = smartmodule::final_lists(&ctx, &addrs, &mut workload_problems).await;
+        smartmodule::final_consumes(&ctx, sm, &addrs, &listed).await;
+    }
     cluster.kill_all_now();
 
     let ops = rec.finish()?;
@@ -415,6 +487,7 @@ async fn run_async(
             .unwrap_or_else(|p| p.into_inner())
             .clone(),
         converged,
+        workload_problems,
         replay: cfg.replay(),
     };
     let text = serde_json::to_string_pretty(&Results {
@@ -446,6 +519,9 @@ pub fn render_run(info: &RunInfo) -> String {
     }
     for p in &info.nemesis_problems {
         s.push_str(&format!("nemesis problem: {p}\n"));
+    }
+    for p in &info.workload_problems {
+        s.push_str(&format!("workload problem: {p}\n"));
     }
     s.push_str(&format!("replay: {}\n", info.replay));
     s

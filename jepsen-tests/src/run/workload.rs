@@ -80,6 +80,11 @@ impl Ctx {
 /// A client for the run's cluster (profile "local" of the run's home), with
 /// short deadlines so a dead node costs seconds, not half a minute.
 pub async fn connect(home: &std::path::Path) -> anyhow::Result<Client> {
+    connect_to(home, None).await
+}
+
+/// [`connect`], to `endpoint` instead of the profile's (e.g. one node only).
+pub async fn connect_to(home: &std::path::Path, endpoint: Option<&str>) -> anyhow::Result<Client> {
     let config = ClientConfig::load(home)?;
     let (name, profile) = config
         .profile(Some("local"))
@@ -93,7 +98,8 @@ pub async fn connect(home: &std::path::Path) -> anyhow::Result<Client> {
         request_timeout: REQUEST_TIMEOUT,
         connect_timeout: Duration::from_secs(1),
     };
-    Ok(Client::connect_with(&profile.endpoint, &ca, None, options).await?)
+    let endpoint = endpoint.unwrap_or(&profile.endpoint);
+    Ok(Client::connect_with(endpoint, &ca, None, options).await?)
 }
 
 /// Creates the workload's topic, retrying while the cluster settles.
@@ -530,8 +536,7 @@ pub enum ReplicaLog {
 
 /// Every record of `partition` on `node`'s replica, from offset 0.
 ///
-/// A node that holds no replica answers at once, but the client retries
-/// "not leader" for its admin budget (10 s) before giving up.
+/// A node that holds no replica answers at once that it holds none.
 pub async fn read_all(
     client: &Client,
     topic: &str,
@@ -550,6 +555,12 @@ pub async fn read_all(
         Err(ClientError::Server(
             e @ (WireError::UnknownTopic { .. } | WireError::NotLeader { .. }),
         )) => return Ok(ReplicaLog::NotReplica(e.to_string())),
+        // The node says outright that it holds no replica of the partition.
+        Err(ClientError::Server(e @ WireError::InvalidArgument { .. }))
+            if e.to_string().contains("holds no replica") =>
+        {
+            return Ok(ReplicaLog::NotReplica(e.to_string()));
+        }
         Err(e) => return Err(e),
     };
     let mut out = Vec::new();

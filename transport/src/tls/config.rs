@@ -20,10 +20,14 @@ pub const ALPN: &[u8] = b"sluice/1";
 
 /// How often an otherwise idle connection sends a keep-alive, so that NAT
 /// bindings stay open and a dead peer is noticed.
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(500);
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a connection may go without hearing from its peer before it is
-/// considered dead. Several keep-alive intervals, so one lost packet is harmless.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// considered dead. Several keep-alive intervals, so one lost packet is
+/// harmless; short, because a request in flight to a killed node waits this
+/// long before the client retries elsewhere (it bounds failover as a producer
+/// sees it). A connection dropped by mistake costs a reconnect and an
+/// idempotent resend, nothing else.
+pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// Per-stream receive window: large enough that one stream can carry a big
 /// produce/fetch batch without waiting for window updates each round trip.
 pub const STREAM_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;

@@ -548,6 +548,9 @@ impl Client {
     /// An admin request, retried while the cluster answers with a retriable
     /// error (no leader yet, ...) for up to [`ADMIN_RETRY_BUDGET`].
     async fn admin(&self, request: Request) -> Result<Response> {
+        // One id for every attempt: a change that reached the cluster before
+        // an answer was lost is not applied twice.
+        let request = request.once();
         let deadline = tokio::time::Instant::now() + ADMIN_RETRY_BUDGET;
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -980,6 +983,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::ReassignPartition { .. } => "reassign partition",
         Request::FinishReassignment { .. } => "finish reassignment",
         Request::ReadReplicaLog { .. } => "read replica log",
+        Request::Once { request, .. } => request_name(request),
     }
 }
 

@@ -652,9 +652,12 @@ impl Batcher {
         if pos == 0 && out_of_order == Some(None) {
             // Every earlier batch is acknowledged, yet the partition does not
             // know us: it forgot this producer (it keeps a bounded number).
-            // Nothing unacknowledged was written (a producer it does not
-            // know is refused from 0 on), so renumber them from 0 under a
-            // new identity and send them again at once.
+            // This batch was refused, so later ones were not written either;
+            // renumber them from 0 under a new identity and send them again
+            // at once. (The one gap: had an earlier attempt of this batch
+            // been written and the producer then forgotten, which takes
+            // 10,000 other producers writing to the partition in between,
+            // the batch would be written twice.)
             tracing::debug!(%topic, partition, "the partition forgot this producer; starting afresh");
             lane.producer_id = random_producer_id();
             for (sequence, sent) in (0u64..).zip(lane.sent.iter_mut()) {
@@ -668,7 +671,6 @@ impl Batcher {
             lane.next_sequence = lane.sent.len() as u64;
             return;
         }
-        tracing::debug!(%topic, partition, sequence = producer.sequence, error = %error, backoff = ?lane.backoff, "resending from this batch on");
         // This batch and every later one (which the partition refuses as out
         // of order, or recognises if it was written) go again, in order.
         for sent in lane.sent.iter_mut().skip(pos) {
@@ -677,9 +679,11 @@ impl Batcher {
         }
         // Overtaken behind a batch still on the wire: nothing is wrong with
         // the partition, so no backoff; the resend waits for that batch.
-        if out_of_order.is_none() || pos == 0 {
-            lane.paused_until = Some(now + lane.backoff);
-            lane.backoff = (lane.backoff * 2).min(BACKOFF_MAX);
+        let backoff = (out_of_order.is_none() || pos == 0).then_some(lane.backoff);
+        tracing::debug!(%topic, partition, sequence = producer.sequence, error = %error, ?backoff, "resending from this batch on");
+        if let Some(backoff) = backoff {
+            lane.paused_until = Some(now + backoff);
+            lane.backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 

@@ -24,6 +24,14 @@ use sluice_raft::{
     CONTROLLER_GROUP, Group, GroupConfig, LogDb, RaftError, RaftTransport, WriteError,
 };
 
+tokio::task_local! {
+    /// The id of the `Request::Once` being served, if any: every change the
+    /// handler proposes is tagged with it, so a retried or late-forwarded
+    /// copy of the request is not applied twice. Set by the node's request
+    /// handler around the whole request (see [`Controller::with_request_id`]).
+    static REQUEST_ID: Option<sluice_proto::RequestId>;
+}
+
 /// A node the controller leader has not heard from for this long is left out
 /// of new partition assignments.
 const LIVENESS_WINDOW: Duration = Duration::from_secs(3);
@@ -51,6 +59,14 @@ impl Controller {
         };
         let group = Group::start(db, node, CONTROLLER_GROUP, sm, &config, transport).await?;
         Ok(Self { group, view })
+    }
+
+    /// Runs `f` (a request handler) so that what it proposes carries `id`.
+    pub async fn with_request_id<F: std::future::Future>(
+        id: sluice_proto::RequestId,
+        f: F,
+    ) -> F::Output {
+        REQUEST_ID.scope(Some(id), f).await
     }
 
     /// Gives a new controller group its first voters; no effect if the group
@@ -256,6 +272,14 @@ impl Controller {
     }
 
     async fn propose(&self, command: Command) -> Result<CommandResult, WireError> {
+        // A change that came in a `Request::Once` is applied at most once.
+        let command = match REQUEST_ID.try_with(|id| *id).ok().flatten() {
+            Some(id) => Command::Once {
+                id,
+                command: Box::new(command),
+            },
+            None => command,
+        };
         let bytes = state_machine::encode(&command);
         let response = self.group.write(bytes).await.map_err(write_error)?;
         match state_machine::decode::<CommandResult>(&response) {

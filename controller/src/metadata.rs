@@ -46,6 +46,10 @@ pub struct Metadata {
     /// The SmartModule store: every node holds all of it (voters and learners
     /// alike), so any SPU can run a registered module from its own copy.
     pub smartmodules: BTreeMap<String, SmartModuleRecord>,
+    /// Outcomes of the latest [`crate::Command::Once`] changes, oldest first
+    /// (bounded): a repeated request id gets its first outcome again.
+    pub recent_requests:
+        std::collections::VecDeque<(sluice_proto::RequestId, crate::CommandResult)>,
 }
 
 /// A registered SmartModule and its code.

@@ -17,6 +17,10 @@ use tokio::sync::watch;
 
 use crate::{ControllerError, Metadata, NodeRecord, SmartModuleRecord, TopicRecord};
 
+/// Request ids remembered for `Command::Once`: far more than the changes a
+/// client can retry within its retry budget.
+const RECENT_REQUESTS_KEPT: usize = 10_000;
+
 /// A change to the metadata, as proposed to the controller group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -48,6 +52,11 @@ pub enum Command {
         topic: String,
         partition: u32,
         replicas: Vec<NodeId>,
+    },
+    /// `command`, applied at most once per `id` (see `Request::Once`).
+    Once {
+        id: sluice_proto::RequestId,
+        command: Box<Command>,
     },
     /// The partition's group now runs with `replicas`: the replicas that were
     /// left out may delete their copy.
@@ -140,6 +149,17 @@ impl ControllerStateMachine {
 
     fn execute(md: &mut Metadata, command: Command) -> CommandResult {
         match command {
+            Command::Once { id, command } => {
+                if let Some((_, first)) = md.recent_requests.iter().find(|(seen, _)| *seen == id) {
+                    return first.clone();
+                }
+                let result = Self::execute(md, *command);
+                md.recent_requests.push_back((id, result.clone()));
+                while md.recent_requests.len() > RECENT_REQUESTS_KEPT {
+                    md.recent_requests.pop_front();
+                }
+                result
+            }
             Command::RegisterNode(node) => register_node(md, node),
             Command::UnregisterNode { id } => unregister_node(md, id),
             Command::ReassignPartition {

@@ -78,6 +78,16 @@ pub enum Request {
         partition: u32,
         replicas: Vec<NodeId>,
     },
+    /// A metadata change applied at most once however often it is sent: the
+    /// client picks `id` once per operation and keeps it across its retries
+    /// (and nodes keep it when they forward), and the controller answers a
+    /// repeated id with the first outcome instead of applying it again.
+    /// Without it, a create retried after a timeout, or forwarded late by a
+    /// node that lost leadership, could undo a later delete.
+    Once {
+        id: RequestId,
+        request: Box<Request>,
+    },
     /// Node to node: whole stored batches of a partition replica's log from
     /// `from_offset` on, for a replica catching up from a snapshot.
     ReadReplicaLog {
@@ -137,6 +147,49 @@ pub enum Response {
         start_offset: u64,
         batches: Vec<serde_bytes::ByteBuf>,
     },
+}
+
+/// Identifies one metadata change across its retries (see [`Request::Once`]).
+pub type RequestId = [u64; 2];
+
+/// A fresh random [`RequestId`] (per-process random hash keys mixed with the
+/// time, a counter and the pid: unique without a random-number dependency).
+pub fn new_request_id() -> RequestId {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let word = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        h.write_u64(n);
+        h.write_u64(salt);
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    [word(1), word(2)]
+}
+
+impl Request {
+    /// This metadata change, to be applied at most once (see [`Request::Once`]).
+    /// Other requests are returned as they are.
+    pub fn once(self) -> Request {
+        match self {
+            Request::CreateTopic(_)
+            | Request::DeleteTopic { .. }
+            | Request::CreateSmartModule { .. }
+            | Request::DeleteSmartModule { .. }
+            | Request::UnregisterNode { .. }
+            | Request::ReassignPartition { .. } => Request::Once {
+                id: new_request_id(),
+                request: Box::new(self),
+            },
+            other => other,
+        }
+    }
 }
 
 /// What one node's metadata says about a node id.

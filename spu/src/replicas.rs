@@ -24,6 +24,15 @@ type Key = (u32, u32);
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Raft entries (produce batches) a partition keeps after a snapshot point.
 const PARTITION_LOG_KEPT_ENTRIES: u64 = 20_000;
+/// How a starting replica relates to its partition's Raft group.
+struct GroupRole<'a> {
+    /// It creates the group's first membership (first replica of a new partition).
+    creates_group: bool,
+    /// The partition was moved at least once: the group may predate this replica.
+    reassigned: bool,
+    replicas: &'a [NodeId],
+}
+
 /// Overrides the partition groups' snapshot interval and kept log, as
 /// `SNAPSHOT_EVERY:KEPT` entries (tests use small values to make replicas
 /// catch up through a snapshot and segment copy).
@@ -220,20 +229,13 @@ impl Replicas {
             let dir = self.data_dir.partition(&spec.name, key.0, key.1);
             // Only a partition's first replica set is created by a replica;
             // after a reassignment the group exists and its leader adds nodes.
-            let creates_group = !record.reassigned.contains(&key.1)
-                && assignment.replicas.first() == Some(&self.node);
-            match self
-                .start(
-                    key,
-                    &spec.name,
-                    &dir,
-                    config,
-                    creates_group,
-                    &assignment.replicas,
-                    md,
-                )
-                .await
-            {
+            let reassigned = record.reassigned.contains(&key.1);
+            let role = GroupRole {
+                creates_group: !reassigned && assignment.replicas.first() == Some(&self.node),
+                reassigned,
+                replicas: &assignment.replicas,
+            };
+            match self.start(key, &spec.name, &dir, config, role, md).await {
                 Ok(p) => {
                     tracing::info!(topic = %spec.name, partition = key.1, "partition replica started");
                     self.running
@@ -254,10 +256,14 @@ impl Replicas {
         topic: &str,
         dir: &std::path::Path,
         config: LogConfig,
-        creates_group: bool,
-        replicas: &[NodeId],
+        role: GroupRole<'_>,
         md: &Metadata,
     ) -> Result<Partition, String> {
+        let GroupRole {
+            creates_group,
+            reassigned,
+            replicas,
+        } = role;
         let group_id = partition_group(key.0, key.1);
         let (sm, log, end_rx) = Partition::open_log(
             dir,
@@ -272,11 +278,6 @@ impl Replicas {
         let transport = Arc::new(self.peers.clone());
         // A follower further behind than the kept log catches up through a
         // snapshot and a copy of the segments (`crate::log_copy`).
-        let reassigned = md
-            .topics
-            .values()
-            .find(|r| r.id == key.0)
-            .is_some_and(|r| r.reassigned.contains(&key.1));
         let config = GroupConfig {
             // A replica joining an existing group starts with an empty log:
             // it must not vote before the leader has made it a voter.

@@ -224,6 +224,15 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             wait_reconciled(node).await;
             Ok(Response::PartitionReassigned(assignment))
         }
+        Request::Once { id, request } => {
+            if matches!(*request, Request::Once { .. }) {
+                return Err(WireError::MalformedRequest {
+                    reason: "a Once request inside another".into(),
+                });
+            }
+            let inner = Box::pin(handle(node, *request));
+            sluice_controller::Controller::with_request_id(id, inner).await
+        }
         Request::ReadReplicaLog {
             group,
             from_offset,
@@ -281,8 +290,12 @@ pub(crate) async fn propose_anywhere(
     node: &Shared,
     request: Request,
 ) -> Result<Response, WireError> {
+    let inner = match &request {
+        Request::Once { request, .. } => request.as_ref(),
+        other => other,
+    };
     let forwardable = matches!(
-        request,
+        inner,
         Request::CreateTopic(_)
             | Request::DeleteTopic { .. }
             | Request::CreateSmartModule { .. }

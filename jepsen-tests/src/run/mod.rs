@@ -448,6 +448,17 @@ async fn run_async(
         );
         let listed = smartmodule::final_lists(&ctx, &addrs, &mut workload_problems).await;
         smartmodule::final_consumes(&ctx, sm, &addrs, &listed).await;
+        // For diagnosis: when each node's copy was registered, against the
+        // history's clock (time_ms 0 = run_start_epoch_ms).
+        let report = serde_json::json!({
+            "run_start_epoch_ms": rec.start_epoch_ms(),
+            "nodes": listed,
+        });
+        std::fs::write(
+            out.join("smartmodules-final.json"),
+            serde_json::to_string_pretty(&report)? + "\n",
+        )
+        .context("cannot write smartmodules-final.json")?;
     }
     cluster.kill_all_now();
 

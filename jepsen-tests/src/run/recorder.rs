@@ -18,6 +18,8 @@ const DRAIN_PROCESS_BASE: u64 = 1_000_000;
 
 pub struct Recorder {
     start: Instant,
+    /// `start` on the wall clock, ms since the epoch.
+    start_epoch_ms: u64,
     state: Mutex<State>,
     next_process: AtomicU64,
     next_drain_process: AtomicU64,
@@ -34,8 +36,12 @@ impl Recorder {
     pub fn create(path: &Path) -> anyhow::Result<Self> {
         let file =
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let start_epoch_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         Ok(Recorder {
             start: Instant::now(),
+            start_epoch_ms,
             state: Mutex::new(State {
                 ops: Vec::new(),
                 file: BufWriter::new(file),
@@ -53,6 +59,12 @@ impl Recorder {
     /// Milliseconds since the run started.
     pub fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    /// When the run started on the wall clock (ms since the epoch), to place
+    /// the nodes' timestamps on the history's clock.
+    pub fn start_epoch_ms(&self) -> u64 {
+        self.start_epoch_ms
     }
 
     /// A fresh client process id (a process that got `info` is never reused).

@@ -267,6 +267,8 @@ fn refused(e: &ClientError) -> bool {
 /// until [`OP_TIMEOUT`]: `ok` on success, `fail` on a refusal by validation,
 /// `info` otherwise.
 async fn admin_op(client: &Client, request: Request) -> AdminOutcome {
+    // One request id for every attempt: the cluster applies the change once.
+    let request = request.once();
     let deadline = Instant::now() + OP_TIMEOUT;
     let mut last = String::from("no attempt");
     let mut backoff = Duration::from_millis(50);
@@ -397,11 +399,20 @@ pub async fn worker(ctx: Arc<Ctx>, sm: Arc<SmCtx>, w: u32) {
     }
 }
 
-/// A node's store as it answers alone: name -> hash of the downloaded bytes.
-async fn node_store(
-    ctx: &Ctx,
-    addr: SocketAddr,
-) -> anyhow::Result<BTreeMap<String, (String, String)>> {
+/// One module as a node holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Held {
+    /// SHA-256 of the bytes downloaded from the node.
+    pub hash: String,
+    /// The hash the node lists.
+    pub listed_hash: String,
+    /// When the registration that the node holds was made (the serving
+    /// node's clock, ms since the epoch).
+    pub created_ms: i64,
+}
+
+/// A node's store as it answers alone.
+async fn node_store(ctx: &Ctx, addr: SocketAddr) -> anyhow::Result<BTreeMap<String, Held>> {
     let client = connect_to(&ctx.home, Some(&addr.to_string())).await?;
     let result = async {
         let list = timeout(LIST_TIMEOUT, client.list_smartmodules())
@@ -413,7 +424,12 @@ async fn node_store(
                 .await
                 .with_context(|| format!("download {}: no answer in time", m.name))?
                 .with_context(|| format!("download {}", m.name))?;
-            out.insert(m.name.clone(), (sha256_hex(&wasm), m.hash));
+            let held = Held {
+                hash: sha256_hex(&wasm),
+                listed_hash: m.hash,
+                created_ms: m.created_ms,
+            };
+            out.insert(m.name.clone(), held);
         }
         anyhow::Ok(out)
     }
@@ -422,10 +438,15 @@ async fn node_store(
     result
 }
 
-/// Waits until every node's store (names and downloaded hashes) is the same,
-/// or `within` passes. Not recorded; [`final_lists`] follows.
+/// Waits until every node's store (names and downloaded hashes) is the same
+/// and has stayed the same for [`QUIET`], or `within` passes. The quiet period
+/// matters: a create whose client gave up (`info`) may still be applied a
+/// little later, and final lists taken across that moment would differ
+/// although no node diverges. Not recorded; [`final_lists`] follows.
 pub async fn converge(ctx: &Ctx, nodes: &[(NodeId, SocketAddr)], within: Duration) -> bool {
+    const QUIET: Duration = Duration::from_secs(3);
     let deadline = Instant::now() + within;
+    let mut stable: Option<(Instant, Vec<BTreeMap<String, Held>>)> = None;
     loop {
         let mut stores = Vec::new();
         for (_, addr) in nodes {
@@ -435,7 +456,16 @@ pub async fn converge(ctx: &Ctx, nodes: &[(NodeId, SocketAddr)], within: Duratio
             }
         }
         if stores.len() == nodes.len() && stores.windows(2).all(|w| w[0] == w[1]) {
-            return true;
+            match &stable {
+                Some((since, seen)) if *seen == stores => {
+                    if since.elapsed() >= QUIET {
+                        return true;
+                    }
+                }
+                _ => stable = Some((Instant::now(), stores)),
+            }
+        } else {
+            stable = None;
         }
         if Instant::now() > deadline {
             return false;
@@ -446,13 +476,14 @@ pub async fn converge(ctx: &Ctx, nodes: &[(NodeId, SocketAddr)], within: Duratio
 
 /// The recorded final lists: each node alone lists its modules, each is
 /// downloaded from it and hashed; the list records the hash of the bytes the
-/// node holds. Returns the node's names of the successful lists. A listed
-/// hash that differs from the bytes' is reported in `problems`.
+/// node holds. Returns each successful list in full (for
+/// `smartmodules-final.json`). A listed hash that differs from the bytes' is
+/// reported in `problems`.
 pub async fn final_lists(
     ctx: &Ctx,
     nodes: &[(NodeId, SocketAddr)],
     problems: &mut Vec<String>,
-) -> BTreeMap<NodeId, BTreeSet<String>> {
+) -> BTreeMap<NodeId, BTreeMap<String, Held>> {
     let mut out = BTreeMap::new();
     for &(n, addr) in nodes {
         let process = ctx.rec.new_drain_process();
@@ -468,22 +499,23 @@ pub async fn final_lists(
         for _ in 0..3 {
             match node_store(ctx, addr).await {
                 Ok(store) => {
-                    for (name, (bytes, listed)) in &store {
-                        if bytes != listed {
+                    for (name, held) in &store {
+                        if held.hash != held.listed_hash {
                             problems.push(format!(
-                                "node {n} lists SmartModule {name} with hash {listed}, but its bytes hash to {bytes}"
+                                "node {n} lists SmartModule {name} with hash {}, but its bytes hash to {}",
+                                held.listed_hash, held.hash
                             ));
                         }
                     }
                     let modules = store
                         .iter()
-                        .map(|(name, (hash, _))| Module {
+                        .map(|(name, held)| Module {
                             name: name.clone(),
-                            hash: hash.clone(),
+                            hash: held.hash.clone(),
                         })
                         .collect();
                     ctx.rec.ok(process, call(Some(modules)), Some(n));
-                    out.insert(n, store.into_keys().collect());
+                    out.insert(n, store);
                     done = true;
                     break;
                 }
@@ -536,12 +568,12 @@ pub async fn final_consumes(
     ctx: &Ctx,
     sm: &SmCtx,
     nodes: &[(NodeId, SocketAddr)],
-    listed: &BTreeMap<NodeId, BTreeSet<String>>,
+    listed: &BTreeMap<NodeId, BTreeMap<String, Held>>,
 ) {
     let live = sm.live().clone();
     let everywhere = live
         .iter()
-        .find(|name| !listed.is_empty() && listed.values().all(|l| l.contains(*name)))
+        .find(|name| !listed.is_empty() && listed.values().all(|l| l.contains_key(*name)))
         .cloned();
     let mut holders: Option<BTreeSet<NodeId>> = None;
     if let Ok(client) = connect(&ctx.home).await {
@@ -562,7 +594,7 @@ pub async fn final_consumes(
         }
         let module = match &everywhere {
             Some(m) => m.clone(),
-            None => match live.iter().find(|m| names.contains(*m)) {
+            None => match live.iter().find(|m| names.contains_key(*m)) {
                 Some(m) => m.clone(),
                 None => continue,
             },

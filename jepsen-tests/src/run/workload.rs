@@ -532,6 +532,11 @@ pub enum ReplicaLog {
     /// empty one; whether that is right is for the caller to judge against the
     /// partition's assignment.
     NotReplica(String),
+    /// The node does not know the topic at all. The workload never deletes
+    /// its topic, so after the heal this means the node lost the topic's
+    /// metadata with its log: it is recorded as an empty log, and any
+    /// acknowledged write is then reported lost.
+    TopicGone(String),
 }
 
 /// Every record of `partition` on `node`'s replica, from offset 0.
@@ -552,9 +557,12 @@ pub async fn read_all(
     );
     let mut stream = match client.fetch(req).await {
         Ok(s) => s,
-        Err(ClientError::Server(
-            e @ (WireError::UnknownTopic { .. } | WireError::NotLeader { .. }),
-        )) => return Ok(ReplicaLog::NotReplica(e.to_string())),
+        Err(ClientError::Server(e @ WireError::UnknownTopic { .. })) => {
+            return Ok(ReplicaLog::TopicGone(e.to_string()));
+        }
+        Err(ClientError::Server(e @ WireError::NotLeader { .. })) => {
+            return Ok(ReplicaLog::NotReplica(e.to_string()));
+        }
         // The node says outright that it holds no replica of the partition.
         Err(ClientError::Server(e @ WireError::InvalidArgument { .. }))
             if e.to_string().contains("holds no replica") =>
@@ -678,6 +686,14 @@ pub async fn final_reads(ctx: &Arc<Ctx>, nodes: &[NodeId]) {
     while reads.join_next().await.is_some() {}
 }
 
+/// Says on the console that a node lost the topic (the history records the
+/// empty log; this is for the person reading the run's output).
+fn note_topic_gone(_ctx: &Ctx, n: NodeId, p: u32, why: &str) {
+    eprintln!(
+        "final read of partition {p} on node {n}: the node lost the topic ({why}); recorded as an empty log"
+    );
+}
+
 /// One recorded drain of `p` on `n`; `holder`: whether the final assignment
 /// has a replica of `p` on `n` (`None`: the assignment is unknown).
 async fn final_read(ctx: Arc<Ctx>, n: NodeId, p: u32, holder: Option<bool>) {
@@ -715,6 +731,11 @@ async fn final_read(ctx: Arc<Ctx>, n: NodeId, p: u32, holder: Option<bool>) {
                 copy = Some(rs);
                 sleep(Duration::from_secs(1)).await;
                 continue;
+            }
+            Ok(Ok(ReplicaLog::TopicGone(why))) => {
+                note_topic_gone(&ctx, n, p, &why);
+                ctx.rec.ok(process, call(Some(Vec::new()), false), Some(n));
+                return;
             }
             Ok(Ok(ReplicaLog::NotReplica(_))) if holder == Some(false) => {
                 ctx.rec.ok(process, call(None, true), Some(n));

@@ -102,12 +102,17 @@ pub fn hello_filter() -> anyhow::Result<Vec<u8>> {
     if let Some(p) = std::env::var_os("SLUICE_SM_WASM") {
         return std::fs::read(&p).with_context(|| format!("cannot read $SLUICE_SM_WASM {p:?}"));
     }
+    // The repository is above the executable (target/ inside it) or above the
+    // working directory (cargo runs tests in the package directory, and a
+    // target dir elsewhere, as CI's, is not inside the repository).
     let exe = std::env::current_exe().context("cannot find the current executable")?;
+    let cwd = std::env::current_dir().context("cannot find the working directory")?;
     let root = exe
         .ancestors()
+        .chain(cwd.ancestors())
         .find(|d| d.join("examples/smartmodules/Cargo.toml").is_file())
         .map(Path::to_path_buf)
-        .context("cannot find the repository (examples/smartmodules) above this executable; set SLUICE_SM_WASM")?;
+        .context("cannot find the repository (examples/smartmodules) above this executable or the working directory; set SLUICE_SM_WASM")?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))

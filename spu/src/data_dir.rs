@@ -24,20 +24,10 @@ struct Identity {
     incarnation: Option<String>,
 }
 
-/// 128 random bits as hex, from the standard library's per-process random
-/// hash keys mixed with the time and pid (no extra dependency for one id).
+/// 128 random bits as hex (the same generator as request ids).
 fn new_incarnation() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let word = || {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(nanos);
-        h.write_u32(std::process::id());
-        h.finish()
-    };
-    format!("{:016x}{:016x}", word(), word())
+    let [a, b] = sluice_proto::new_request_id();
+    format!("{a:016x}{b:016x}")
 }
 
 #[derive(Debug, thiserror::Error)]

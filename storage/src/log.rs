@@ -354,36 +354,12 @@ impl PartitionLog {
     /// `from < start_offset()` or `from > end_offset()` is
     /// [`StorageError::OffsetOutOfRange`].
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<ConsumerRecord>, StorageError> {
-        let (start, end) = (self.start_offset(), self.end_offset());
-        if from < start || from > end {
-            return Err(StorageError::OffsetOutOfRange {
-                partition: self.partition,
-                requested: from,
-                start,
-                end,
-            });
-        }
         let mut out = Vec::new();
-        if from == end {
-            return Ok(out);
-        }
-        let mut i = self.segments.partition_point(|s| s.base_offset() <= from) - 1;
         let mut bytes = 0usize;
-        loop {
-            let segment = &self.segments[i];
-            match segment.read_into(from, self.partition, max_bytes, &mut bytes, &mut out)? {
-                ReadStop::Budget => break,
-                ReadStop::EndOfSegment { next_offset } => {
-                    let Some(next) = self.segments.get(i + 1) else {
-                        break;
-                    };
-                    if next_offset != next.base_offset() {
-                        return Err(segment.gap_error(next_offset, next.base_offset()));
-                    }
-                    i += 1;
-                }
-            }
-        }
+        let partition = self.partition;
+        self.walk_segments(from, |segment| {
+            segment.read_into(from, partition, max_bytes, &mut bytes, &mut out)
+        })?;
         Ok(out)
     }
 
@@ -393,6 +369,22 @@ impl PartitionLog {
     /// behind copies with [`append_raw`](Self::append_raw). Same range rules
     /// as [`read`](Self::read).
     pub fn read_raw(&self, from: u64, max_bytes: usize) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        self.walk_segments(from, |segment| {
+            segment.read_raw_into(from, max_bytes, &mut bytes, &mut out)
+        })?;
+        Ok(out)
+    }
+
+    /// Runs `read` on the segment holding `from` and the following ones until
+    /// it reports its budget used up or the log ends; checks the range first
+    /// and that consecutive segments continue each other.
+    fn walk_segments(
+        &self,
+        from: u64,
+        mut read: impl FnMut(&Segment) -> Result<ReadStop, StorageError>,
+    ) -> Result<(), StorageError> {
         let (start, end) = (self.start_offset(), self.end_offset());
         if from < start || from > end {
             return Err(StorageError::OffsetOutOfRange {
@@ -402,19 +394,17 @@ impl PartitionLog {
                 end,
             });
         }
-        let mut out = Vec::new();
         if from == end {
-            return Ok(out);
+            return Ok(());
         }
         let mut i = self.segments.partition_point(|s| s.base_offset() <= from) - 1;
-        let mut bytes = 0usize;
         loop {
             let segment = &self.segments[i];
-            match segment.read_raw_into(from, max_bytes, &mut bytes, &mut out)? {
-                ReadStop::Budget => break,
+            match read(segment)? {
+                ReadStop::Budget => return Ok(()),
                 ReadStop::EndOfSegment { next_offset } => {
                     let Some(next) = self.segments.get(i + 1) else {
-                        break;
+                        return Ok(());
                     };
                     if next_offset != next.base_offset() {
                         return Err(segment.gap_error(next_offset, next.base_offset()));
@@ -423,7 +413,6 @@ impl PartitionLog {
                 }
             }
         }
-        Ok(out)
     }
 
     /// Appends a batch copied byte for byte from another replica's

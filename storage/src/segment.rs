@@ -579,6 +579,62 @@ impl Segment {
         self.writer.index.sync()
     }
 
+    /// Visits, in order, every batch of this segment that holds an offset >=
+    /// `from`, with its payload read; `visit` returns whether to stop. The
+    /// offsets must be contiguous. Returns the offset after the last batch
+    /// examined and whether `visit` stopped the walk.
+    fn walk_from(
+        &self,
+        from: u64,
+        mut visit: impl FnMut(&BatchHeader, Vec<u8>, u64) -> Result<bool, StorageError>,
+    ) -> Result<ReadStop, StorageError> {
+        let (mut pos, mut expected) = if from > self.base_offset {
+            let rel = u32::try_from(from - self.base_offset).unwrap_or(u32::MAX);
+            match self.writer.index.lookup(rel)? {
+                Some(entry) => (
+                    u64::from(entry.position),
+                    self.base_offset + u64::from(entry.rel_offset),
+                ),
+                None => (0, self.base_offset),
+            }
+        } else {
+            (0, self.base_offset)
+        };
+        while pos < self.size {
+            let header = read_header(&self.file, &self.path, pos, self.size)?
+                .map_err(|d| self.corrupt(pos, d))?;
+            if header.base_offset != expected {
+                return Err(self.corrupt(
+                    pos,
+                    Defect::NonContiguousOffset {
+                        expected,
+                        found: header.base_offset,
+                    },
+                ));
+            }
+            if header.end_offset() > from {
+                let payload = read_payload(&self.file, &self.path, &header, pos, self.size)?
+                    .map_err(|d| self.corrupt(pos, d))?;
+                if visit(&header, payload, pos)? {
+                    return Ok(ReadStop::Budget);
+                }
+            }
+            pos += header.total_len();
+            expected = header.end_offset();
+        }
+        Ok(ReadStop::EndOfSegment {
+            next_offset: expected,
+        })
+    }
+
+    fn corrupt(&self, position: u64, reason: Defect) -> StorageError {
+        StorageError::Corrupt {
+            path: self.path.clone(),
+            position,
+            reason,
+        }
+    }
+
     /// Reads the records with offset >= `from` stored in this segment into `out`,
     /// whole batches at a time, while the record bytes stay within `max_bytes` (the
     /// first batch of the whole read is always taken). `bytes` is the running total
@@ -592,56 +648,16 @@ impl Segment {
         bytes: &mut usize,
         out: &mut Vec<ConsumerRecord>,
     ) -> Result<ReadStop, StorageError> {
-        let (mut pos, mut expected) = if from > self.base_offset {
-            let rel = u32::try_from(from - self.base_offset).unwrap_or(u32::MAX);
-            match self.writer.index.lookup(rel)? {
-                Some(entry) => (
-                    u64::from(entry.position),
-                    self.base_offset + u64::from(entry.rel_offset),
-                ),
-                None => (0, self.base_offset),
+        self.walk_from(from, |header, payload, pos| {
+            let mut records = Vec::with_capacity(header.record_count as usize);
+            let batch_bytes = batch::decode_into(header, &payload, partition, from, &mut records)
+                .map_err(|d| self.corrupt(pos, d))?;
+            if !out.is_empty() && bytes.saturating_add(batch_bytes) > max_bytes {
+                return Ok(true);
             }
-        } else {
-            (0, self.base_offset)
-        };
-        let corrupt = |position: u64, reason: Defect| StorageError::Corrupt {
-            path: self.path.clone(),
-            position,
-            reason,
-        };
-        while pos < self.size {
-            let header = read_header(&self.file, &self.path, pos, self.size)?
-                .map_err(|d| corrupt(pos, d))?;
-            if header.base_offset != expected {
-                return Err(corrupt(
-                    pos,
-                    Defect::NonContiguousOffset {
-                        expected,
-                        found: header.base_offset,
-                    },
-                ));
-            }
-            if header.end_offset() > from {
-                let payload = read_payload(&self.file, &self.path, &header, pos, self.size)?
-                    .map_err(|d| corrupt(pos, d))?;
-                let mut records = Vec::with_capacity(header.record_count as usize);
-                let batch_bytes =
-                    batch::decode_into(&header, &payload, partition, from, &mut records)
-                        .map_err(|d| corrupt(pos, d))?;
-                if !out.is_empty() && bytes.saturating_add(batch_bytes) > max_bytes {
-                    return Ok(ReadStop::Budget);
-                }
-                out.append(&mut records);
-                *bytes = bytes.saturating_add(batch_bytes);
-                if *bytes >= max_bytes {
-                    return Ok(ReadStop::Budget);
-                }
-            }
-            pos += header.total_len();
-            expected = header.end_offset();
-        }
-        Ok(ReadStop::EndOfSegment {
-            next_offset: expected,
+            out.append(&mut records);
+            *bytes = bytes.saturating_add(batch_bytes);
+            Ok(*bytes >= max_bytes)
         })
     }
 
@@ -655,57 +671,20 @@ impl Segment {
         bytes: &mut usize,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<ReadStop, StorageError> {
-        let (mut pos, mut expected) = if from > self.base_offset {
-            let rel = u32::try_from(from - self.base_offset).unwrap_or(u32::MAX);
-            match self.writer.index.lookup(rel)? {
-                Some(entry) => (
-                    u64::from(entry.position),
-                    self.base_offset + u64::from(entry.rel_offset),
-                ),
-                None => (0, self.base_offset),
+        self.walk_from(from, |header, payload, pos| {
+            header
+                .verify_crc(&payload)
+                .map_err(|d| self.corrupt(pos, d))?;
+            let len = header.total_len() as usize;
+            if !out.is_empty() && bytes.saturating_add(len) > max_bytes {
+                return Ok(true);
             }
-        } else {
-            (0, self.base_offset)
-        };
-        let corrupt = |position: u64, reason: Defect| StorageError::Corrupt {
-            path: self.path.clone(),
-            position,
-            reason,
-        };
-        while pos < self.size {
-            let header = read_header(&self.file, &self.path, pos, self.size)?
-                .map_err(|d| corrupt(pos, d))?;
-            if header.base_offset != expected {
-                return Err(corrupt(
-                    pos,
-                    Defect::NonContiguousOffset {
-                        expected,
-                        found: header.base_offset,
-                    },
-                ));
-            }
-            if header.end_offset() > from {
-                let payload = read_payload(&self.file, &self.path, &header, pos, self.size)?
-                    .map_err(|d| corrupt(pos, d))?;
-                header.verify_crc(&payload).map_err(|d| corrupt(pos, d))?;
-                let len = header.total_len() as usize;
-                if !out.is_empty() && bytes.saturating_add(len) > max_bytes {
-                    return Ok(ReadStop::Budget);
-                }
-                let mut batch = Vec::with_capacity(len);
-                batch.extend_from_slice(header.raw());
-                batch.extend_from_slice(&payload);
-                out.push(batch);
-                *bytes = bytes.saturating_add(len);
-                if *bytes >= max_bytes {
-                    return Ok(ReadStop::Budget);
-                }
-            }
-            pos += header.total_len();
-            expected = header.end_offset();
-        }
-        Ok(ReadStop::EndOfSegment {
-            next_offset: expected,
+            let mut batch = Vec::with_capacity(len);
+            batch.extend_from_slice(header.raw());
+            batch.extend_from_slice(&payload);
+            out.push(batch);
+            *bytes = bytes.saturating_add(len);
+            Ok(*bytes >= max_bytes)
         })
     }
 

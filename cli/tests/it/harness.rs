@@ -76,6 +76,38 @@ impl Env {
         env
     }
 
+    /// Starts (or resumes, or grows) a local cluster of `spus` nodes on
+    /// consecutive ports with extra environment variables for the nodes (test
+    /// switches such as `SLUICE_DEBUG_DROP_PRODUCE_ACKS`); panics on failure.
+    pub fn start_with_env(&self, spus: u32, vars: &[(&str, &str)]) {
+        let out = self
+            .command(&[
+                "cluster",
+                "start",
+                "--local",
+                "--spus",
+                &spus.to_string(),
+                "--port",
+                &self.port.to_string(),
+            ])
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cluster start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A fresh environment with room for `spus` nodes on consecutive ports.
+    pub fn with_ports_for(spus: u16) -> Self {
+        Self {
+            home: tempfile::tempdir().unwrap(),
+            port: free_udp_ports(spus),
+        }
+    }
+
     pub fn node_dir_of(&self, node: u64) -> PathBuf {
         self.home.path().join("local").join(format!("node-{node}"))
     }

@@ -1,33 +1,13 @@
 //! The idempotent producer end to end: a batch whose acknowledgement is lost
 //! after it was committed is resent by the client and stored once.
 
-use crate::harness::{Env, free_udp_ports, lines};
+use crate::harness::{Env, lines};
 
 #[test]
 fn a_batch_resent_after_its_ack_was_lost_is_stored_once() {
-    let env = Env {
-        home: tempfile::tempdir().unwrap(),
-        port: free_udp_ports(3),
-    };
-    let out = env
-        .command(&[
-            "cluster",
-            "start",
-            "--local",
-            "--spus",
-            "3",
-            "--port",
-            &env.port.to_string(),
-        ])
-        // Every 3rd committed produce goes unanswered (debug builds only).
-        .env("SLUICE_DEBUG_DROP_PRODUCE_ACKS", "3")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let env = Env::with_ports_for(3);
+    // Every 3rd committed produce goes unanswered (debug builds only).
+    env.start_with_env(3, &[("SLUICE_DEBUG_DROP_PRODUCE_ACKS", "3")]);
     env.ok(&["topic", "create", "once", "-r", "3"]);
     let input = lines(300, "v");
     // Small batches, so there are many produce requests to lose answers of.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{Env, free_udp_ports, lines, wait_until};
+use crate::harness::{Env, lines, wait_until};
 
 fn consume_from(env: &Env, topic: &str, replica: u64) -> Vec<String> {
     env.ok(&[
@@ -35,10 +35,7 @@ fn pid_of(env: &Env, node: u64) -> i32 {
 
 #[test]
 fn a_partition_moves_to_a_new_node_and_the_old_node_leaves_for_good() {
-    let env = Env {
-        home: tempfile::tempdir().unwrap(),
-        port: free_udp_ports(4),
-    };
+    let env = Env::with_ports_for(4);
     let port = env.port.to_string();
     env.ok(&[
         "cluster", "start", "--local", "--spus", "3", "--port", &port,
@@ -171,28 +168,11 @@ fn lines_vec(n: usize, prefix: &str) -> Vec<String> {
 
 #[test]
 fn a_replica_far_behind_the_kept_log_catches_up_by_copying_segments() {
-    let env = Env {
-        home: tempfile::tempdir().unwrap(),
-        port: free_udp_ports(3),
-    };
-    let port = env.port.to_string();
+    let env = Env::with_ports_for(3);
     // Snapshot every 20 entries, keep 5 after it: a replica that misses a few
     // dozen batches can only catch up through a snapshot.
-    let start = |spus: &str| {
-        let out = env
-            .command(&[
-                "cluster", "start", "--local", "--spus", spus, "--port", &port,
-            ])
-            .env("SLUICE_PARTITION_LOG_ENTRIES", "20:5")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    start("3");
+    let start = || env.start_with_env(3, &[("SLUICE_PARTITION_LOG_ENTRIES", "20:5")]);
+    start();
     env.ok(&[
         "topic",
         "create",
@@ -210,7 +190,7 @@ fn a_replica_far_behind_the_kept_log_catches_up_by_copying_segments() {
         &["produce", "far", "--batch-size", "100", "--linger", "0ms"],
         batches.as_bytes(),
     );
-    start("3");
+    start();
     let mut expected = lines_vec(10, "early");
     expected.extend(lines_vec(400, "late-with-some-padding-to-fill-segments"));
     wait_until(Duration::from_secs(30), || {

@@ -3,7 +3,7 @@
 
 use std::process::Stdio;
 
-use crate::harness::{Env, free_udp_ports, lines};
+use crate::harness::{Env, lines};
 
 /// The leader of partition 0 of `topic`, from `partition list -O json`.
 fn leader(env: &Env, topic: &str) -> u64 {
@@ -32,31 +32,11 @@ fn difference(log: &str, expected: &str) -> String {
 
 #[test]
 fn pipelined_batches_survive_a_leader_kill_in_order_and_exactly_once() {
-    let env = Env {
-        home: tempfile::tempdir().unwrap(),
-        port: free_udp_ports(3),
-    };
-    let out = env
-        .command(&[
-            "cluster",
-            "start",
-            "--local",
-            "--spus",
-            "3",
-            "--port",
-            &env.port.to_string(),
-        ])
-        // Besides the kill, every 40th committed produce goes unanswered
-        // (debug builds only): resends of written batches while later ones
-        // are in flight and acknowledged.
-        .env("SLUICE_DEBUG_DROP_PRODUCE_ACKS", "40")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let env = Env::with_ports_for(3);
+    // Besides the kill, every 40th committed produce goes unanswered (debug
+    // builds only): resends of written batches while later ones are in flight
+    // and acknowledged.
+    env.start_with_env(3, &[("SLUICE_DEBUG_DROP_PRODUCE_ACKS", "40")]);
     env.ok(&["topic", "create", "pipelined", "-r", "3"]);
     // Small batches sent without lingering, fed faster than one batch per
     // round trip: the producer keeps several batches of the partition on the

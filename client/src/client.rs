@@ -21,6 +21,8 @@ use crate::error::{ClientError, Result};
 use crate::fetch::FetchStream;
 use crate::producer::{Producer, ProducerConfig};
 
+mod leader_watch;
+
 /// How long one request may take (connecting excluded) before it is given up.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long admin calls keep retrying while the cluster says "not now"
@@ -422,8 +424,18 @@ impl Client {
             records,
             producer,
         });
+        let route = Some((topic, partition));
+        let exchange = self.routed(route, &request, "produce");
+        // Where `routed` sends it first: the known leader, else the first
+        // node it tries. If that node dies, the request stays unanswered until
+        // the connection times out, unless the other replicas say so first.
+        let target = self
+            .leaders()
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or_else(|| self.bootstrap_candidates()[0]);
         let (response, _) = self
-            .routed(Some((topic, partition)), &request, "produce")
+            .watch_leader(topic, partition, target, "produce", exchange)
             .await?;
         match response {
             Response::Produced(produced) => Ok(produced),
@@ -671,6 +683,14 @@ impl Client {
         self.inner.nodes.lock().unwrap_or_else(|p| p.into_inner())[0]
     }
 
+    /// The known nodes in the order [`Self::exchange_bootstrap`] tries them:
+    /// the preferred order (stable), with nodes that just failed moved last.
+    fn bootstrap_candidates(&self) -> Vec<SocketAddr> {
+        let mut candidates = self.known_nodes();
+        candidates.sort_by_key(|a| self.recently_unreachable(*a));
+        candidates
+    }
+
     fn known_nodes(&self) -> Vec<SocketAddr> {
         self.inner
             .nodes
@@ -703,10 +723,7 @@ impl Client {
         what: &'static str,
     ) -> Result<(Response, quinn::RecvStream)> {
         let mut last = None;
-        let mut candidates = self.known_nodes();
-        // Stable: the preferred order, with nodes that just failed moved last.
-        candidates.sort_by_key(|a| self.recently_unreachable(*a));
-        for addr in candidates {
+        for addr in self.bootstrap_candidates() {
             match self.exchange(addr, request, what).await {
                 Err(e) if is_unreachable(&e) => {
                     tracing::debug!(%addr, error = %e, "node unreachable, trying the next one");
@@ -753,6 +770,15 @@ impl Client {
             }
         }
         result
+    }
+
+    /// Has `addr` tried last for a while, as if it had failed to answer.
+    fn mark_unreachable(&self, addr: SocketAddr) {
+        self.inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr, tokio::time::Instant::now() + UNREACHABLE_FOR);
     }
 
     /// Whether `addr` failed to answer a moment ago.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_proto::WireError;
+use sluice_proto::{NodeId, WireError};
 use sluice_transport::{TlsError, TransportError};
 
 /// Errors of [`crate::Client`], [`crate::Producer`] and [`crate::config`].
@@ -80,6 +80,21 @@ pub enum ClientError {
         endpoint: String,
         what: &'static str,
         after: Duration,
+    },
+
+    /// A request to a partition's leader went unanswered while the
+    /// partition's other replicas already follow a new leader: the old one is
+    /// dead or cut off, so waiting out the connection timeout is pointless.
+    #[error(
+        "{what} sent to {endpoint} got no answer while the partition {topic}/{partition} elected node \
+         {leader} as its leader; resend it there"
+    )]
+    LeaderMoved {
+        endpoint: String,
+        what: &'static str,
+        topic: String,
+        partition: u32,
+        leader: NodeId,
     },
 
     /// The node speaks another protocol version.
@@ -193,6 +208,7 @@ impl ClientError {
             ClientError::Server(e) => e.is_retriable(),
             ClientError::NoNode { .. }
             | ClientError::ConnectionLost { .. }
+            | ClientError::LeaderMoved { .. }
             | ClientError::Timeout { .. } => true,
             ClientError::Delivery { source, .. } => source.is_retriable(),
             _ => false,

@@ -678,8 +678,11 @@ impl Batcher {
             sent.resend = true;
         }
         // Overtaken behind a batch still on the wire: nothing is wrong with
-        // the partition, so no backoff; the resend waits for that batch.
-        let backoff = (out_of_order.is_none() || pos == 0).then_some(lane.backoff);
+        // the partition, so no backoff; the resend waits for that batch. Nor
+        // when a new leader is known already: the resend goes to it.
+        let leader_known = matches!(error, ClientError::LeaderMoved { .. });
+        let backoff =
+            (!leader_known && (out_of_order.is_none() || pos == 0)).then_some(lane.backoff);
         tracing::debug!(%topic, partition, sequence = producer.sequence, error = %error, ?backoff, "resending from this batch on");
         if let Some(backoff) = backoff {
             lane.paused_until = Some(now + backoff);

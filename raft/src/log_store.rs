@@ -57,6 +57,9 @@ impl std::fmt::Debug for LogDbOptions {
 }
 
 /// The node's Raft database, shared by all its groups.
+/// WAL kept on disk before RocksDB flushes memtables to let old WAL files go.
+const WAL_TOTAL_BYTES_MAX: u64 = 128 * 1024 * 1024;
+
 pub struct LogDb {
     db: Arc<DB>,
     sync_tx: Option<mpsc::Sender<SyncCallback>>,
@@ -87,6 +90,11 @@ impl LogDb {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // A WAL file is deleted only once every column family's data in it is
+        // flushed, and the small `meta` family rarely fills a memtable: without
+        // a cap, RocksDB keeps ~1.5 GB of WAL (its default cap) that a restart
+        // replays. Past this size it flushes the families holding the oldest WAL.
+        opts.set_max_total_wal_size(WAL_TOTAL_BYTES_MAX);
         let cfs = [CF_LOGS, CF_META]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));

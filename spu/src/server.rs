@@ -630,6 +630,8 @@ async fn serve_fetch(
     let mut next = first;
     let mut remaining = req.max_records;
     let mut end_rx = partition.end_rx.clone();
+    // A chunk read (from this offset) while the modules ran over the one before.
+    let mut read_ahead = None;
     loop {
         let done = remaining == Some(0) || req.end_offset.is_some_and(|last| next > last);
         if done {
@@ -637,7 +639,11 @@ async fn serve_fetch(
         }
         let high_watermark = *end_rx.borrow_and_update();
         if next < high_watermark {
-            let mut records = match partition.read(next, max_bytes) {
+            let read = match read_ahead.take() {
+                Some((from, read)) if from == next => read,
+                _ => partition.read(next, max_bytes),
+            };
+            let mut records = match read {
                 Ok(r) => r,
                 Err(e) => return respond(send, &Response::Error(e)).await,
             };
@@ -653,11 +659,16 @@ async fn serve_fetch(
             if let Some(t) = transforms.take() {
                 let mut t = t;
                 let partition_id = req.partition;
-                let ran = tokio::task::spawn_blocking(move || {
-                    let (out, err) = t.apply(partition_id, &records);
+                let running = tokio::task::spawn_blocking(move || {
+                    let (out, err) = t.apply(partition_id, records);
                     (t, out, err)
-                })
-                .await;
+                });
+                // Read the next chunk meanwhile, on this task: reading and
+                // running the modules then use both cores.
+                if next < high_watermark && req.end_offset.is_none_or(|last| next <= last) {
+                    read_ahead = Some((next, partition.read(next, max_bytes)));
+                }
+                let ran = running.await;
                 match ran {
                     Ok((t, out, err)) => {
                         transforms = Some(t);

@@ -137,15 +137,16 @@ impl Transforms {
     pub(crate) fn apply(
         &mut self,
         partition: u32,
-        records: &[ConsumerRecord],
+        records: Vec<ConsumerRecord>,
     ) -> (Vec<ConsumerRecord>, Option<WireError>) {
+        // Moved, not copied: the records were read for this call only.
         let input: Vec<Record> = records
-            .iter()
+            .into_iter()
             .map(|r| Record {
                 offset: r.offset as i64,
                 timestamp_ms: r.timestamp_ms,
-                key: r.key.clone(),
-                value: r.value.clone(),
+                key: r.key,
+                value: r.value,
             })
             .collect();
         let processed = self.chain.process_partial(&input);

@@ -377,3 +377,42 @@ fn a_registered_module_reaches_every_spu_even_one_that_was_down() {
     assert!(err.contains("not registered"), "{err}");
     assert!(!env.ok(&["smart-module", "list"]).contains("my-filter"));
 }
+
+/// A filtered read spanning many response chunks (the node reads the next
+/// chunk while the module runs over the current one) delivers exactly what a
+/// plain read filtered here would, also when it stops at `--end` or `--head`.
+#[test]
+fn a_filtered_read_over_many_chunks_matches_a_local_filter() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "big"]);
+    // ~3.3 MB: more than three 1 MiB chunks. Padding `x` has no `a`, so
+    // `hello-filter` keeps exactly the lines that carry one.
+    let lines: Vec<String> = (0..3000)
+        .map(|i| {
+            let mark = if i % 7 == 0 { "a" } else { "x" };
+            format!("{i:05}{mark}{}", "x".repeat(1100))
+        })
+        .collect();
+    env.ok_with_input(
+        &["produce", "big"],
+        format!("{}\n", lines.join("\n")).as_bytes(),
+    );
+    let kept = |last: usize| -> Vec<&str> {
+        lines[..=last]
+            .iter()
+            .filter(|l| l.contains('a'))
+            .map(String::as_str)
+            .collect()
+    };
+    let filter = module("hello-filter");
+    let read = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["consume", "big", "-d", "--filter", &filter];
+        args.extend_from_slice(extra);
+        env.ok(&args).lines().map(str::to_string).collect()
+    };
+    assert_eq!(read(&["-B"]), kept(2999));
+    assert_eq!(read(&["-B", "--end", "2000"]), kept(2000));
+    // `--head N` counts the records delivered, after the filter.
+    let head = read(&["--head", "100"]);
+    assert_eq!(head, kept(2999)[..100]);
+}

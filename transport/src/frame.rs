@@ -116,13 +116,19 @@ pub async fn read_frame(
             max: max_bytes as u64,
         });
     }
-    let mut payload = vec![0u8; len];
-    match recv.read_exact(&mut payload).await {
-        Ok(()) => Ok(Some(payload)),
-        Err(quinn::ReadExactError::FinishedEarly(received)) => Err(FrameError::Truncated {
-            expected: len,
-            received,
-        }),
-        Err(quinn::ReadExactError::ReadError(e)) => Err(FrameError::Read(e)),
+    // Filled from quinn's received chunks as they come: a zeroed buffer
+    // (`read_exact`'s) would cost a memset of every frame, megabytes per fetch.
+    let mut payload = Vec::with_capacity(len);
+    while payload.len() < len {
+        match recv.read_chunk(len - payload.len(), true).await? {
+            Some(chunk) => payload.extend_from_slice(&chunk.bytes),
+            None => {
+                return Err(FrameError::Truncated {
+                    expected: len,
+                    received: payload.len(),
+                });
+            }
+        }
     }
+    Ok(Some(payload))
 }

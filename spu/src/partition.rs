@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sluice_proto::{ConsumerRecord, ProducerSeq, Record, WireError};
 use sluice_raft::{Group, ReplicatedState, WriteError};
-use sluice_storage::{LogConfig, PartitionLog, StorageError};
+use sluice_storage::{LogConfig, PartitionLog, StorageError, StoredBatch};
 use tokio::sync::watch;
 
 use crate::log_copy::{PartitionSnapshot, SharedLogSource};
@@ -296,7 +296,24 @@ impl Partition {
         max_bytes: usize,
     ) -> Result<Vec<ConsumerRecord>, WireError> {
         let log = read_lock(&self.log);
-        log.read(from, max_bytes).map_err(|e| match e {
+        log.read(from, max_bytes).map_err(|e| self.read_error(e))
+    }
+
+    /// Like [`Self::read`], but whole stored batches from the one holding
+    /// `from` (whose records before `from` the caller skips), without copying
+    /// each record out: what SmartModules read.
+    pub(crate) fn read_batches(
+        &self,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredBatch>, WireError> {
+        let log = read_lock(&self.log);
+        log.read_batches(from, max_bytes)
+            .map_err(|e| self.read_error(e))
+    }
+
+    fn read_error(&self, e: StorageError) -> WireError {
+        match e {
             StorageError::OffsetOutOfRange {
                 requested,
                 start,
@@ -313,7 +330,7 @@ impl Partition {
                 what: format!("partition {}/{}", self.topic, self.index),
                 reason: other.to_string(),
             },
-        })
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use sluice_proto::{
     CodecError, FetchRequest, PROTOCOL_VERSION, PartitionStatus, ProduceRequest, ProduceResponse,
     RaftRpc, ReadFrom, ReplicaStatus, Request, Response, StartOffset, WireError, codec,
 };
+use sluice_storage::StoredBatch;
 use sluice_transport::{FrameError, read_frame, write_frame};
 
 use crate::node::Shared;
@@ -639,41 +640,40 @@ async fn serve_fetch(
         }
         let high_watermark = *end_rx.borrow_and_update();
         if next < high_watermark {
-            let read = match read_ahead.take() {
-                Some((from, read)) if from == next => read,
-                _ => partition.read(next, max_bytes),
-            };
-            let mut records = match read {
-                Ok(r) => r,
-                Err(e) => return respond(send, &Response::Error(e)).await,
-            };
-            if let Some(last) = req.end_offset {
-                records.retain(|r| r.offset <= last);
-            }
-            let Some(last) = records.last() else {
-                return respond(send, &Response::FetchEnd { next_offset: next }).await;
-            };
-            // Resume after the last record read, whatever the modules keep.
-            next = last.offset + 1;
             let mut failure = None;
-            if let Some(t) = transforms.take() {
-                let mut t = t;
+            let mut records = if let Some(mut t) = transforms.take() {
+                // Whole stored batches: the first module reads the records
+                // where they lie, none is copied out for it.
+                let read = match read_ahead.take() {
+                    Some((from, read)) if from == next => read,
+                    _ => partition.read_batches(next, max_bytes),
+                };
+                let batches = match read {
+                    Ok(b) => b,
+                    Err(e) => return respond(send, &Response::Error(e)).await,
+                };
+                let Some(end) = batches.last().map(StoredBatch::end_offset) else {
+                    return respond(send, &Response::FetchEnd { next_offset: next }).await;
+                };
+                let from = next;
+                // Resume after the last record read, whatever the modules keep.
+                next = req.end_offset.map_or(end, |last| end.min(last + 1));
+                let until = next;
                 let partition_id = req.partition;
                 let running = tokio::task::spawn_blocking(move || {
-                    let (out, err) = t.apply(partition_id, records);
+                    let (out, err) = t.apply(partition_id, &batches, from, until);
                     (t, out, err)
                 });
                 // Read the next chunk meanwhile, on this task: reading and
                 // running the modules then use both cores.
                 if next < high_watermark && req.end_offset.is_none_or(|last| next <= last) {
-                    read_ahead = Some((next, partition.read(next, max_bytes)));
+                    read_ahead = Some((next, partition.read_batches(next, max_bytes)));
                 }
-                let ran = running.await;
-                match ran {
+                match running.await {
                     Ok((t, out, err)) => {
                         transforms = Some(t);
-                        records = out;
                         failure = err;
+                        out
                     }
                     Err(join) => {
                         let e = WireError::SmartModule {
@@ -684,7 +684,20 @@ async fn serve_fetch(
                         return respond(send, &Response::Error(e)).await;
                     }
                 }
-            }
+            } else {
+                let mut records = match partition.read(next, max_bytes) {
+                    Ok(r) => r,
+                    Err(e) => return respond(send, &Response::Error(e)).await,
+                };
+                if let Some(last) = req.end_offset {
+                    records.retain(|r| r.offset <= last);
+                }
+                let Some(last) = records.last() else {
+                    return respond(send, &Response::FetchEnd { next_offset: next }).await;
+                };
+                next = last.offset + 1;
+                records
+            };
             if let Some(n) = remaining.as_mut() {
                 let keep = (*n).min(records.len() as u64) as usize;
                 if keep < records.len() {

@@ -197,6 +197,67 @@ pub(crate) struct RawRecord<'a> {
     pub value: &'a [u8],
 }
 
+/// A stored batch read whole (CRC checked), for readers that look at its
+/// records in place instead of copying each one out (the SmartModule path).
+#[derive(Debug)]
+pub struct StoredBatch {
+    header: BatchHeader,
+    payload: Vec<u8>,
+}
+
+/// A record of a [`StoredBatch`], borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+}
+
+impl StoredBatch {
+    pub(crate) fn new(header: BatchHeader, payload: Vec<u8>) -> Self {
+        Self { header, payload }
+    }
+
+    /// Offset of the first record.
+    pub fn base_offset(&self) -> u64 {
+        self.header.base_offset
+    }
+
+    /// Offset following the last record.
+    pub fn end_offset(&self) -> u64 {
+        self.header.end_offset()
+    }
+
+    /// Calls `f` for each record with an offset in `from..until`, in order.
+    pub fn for_each_in<'a>(
+        &'a self,
+        from: u64,
+        until: u64,
+        mut f: impl FnMut(RecordRef<'a>),
+    ) -> Result<(), Defect> {
+        let base = self.header.base_offset;
+        for_each_record(&self.header, &self.payload, |i, raw| {
+            let offset = base + u64::from(i);
+            if (from..until).contains(&offset) {
+                f(RecordRef {
+                    offset,
+                    timestamp_ms: raw.timestamp_ms,
+                    key: raw.key,
+                    value: raw.value,
+                });
+            }
+        })
+    }
+
+    /// What the batch counts against a read's byte budget: like
+    /// [`decode_into`]'s count, for every record of the batch.
+    pub(crate) fn budget_bytes(header: &BatchHeader) -> usize {
+        header.payload_len as usize
+            + header.record_count as usize * sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX
+    }
+}
+
 /// Walks the records of a payload whose CRC has been verified, checking that the
 /// encoding is consistent with the header (count, max timestamp, exact length).
 ///

@@ -24,6 +24,7 @@ mod index;
 mod log;
 mod segment;
 
+pub use batch::{RecordRef, StoredBatch};
 pub use error::{Defect, StorageError};
 pub use log::{
     DeletedSegment, LogConfig, PartitionLog, RecoveryReport, RetentionReason, RetentionReport,

@@ -5,7 +5,7 @@
 //! crash only has to scan the last, still-growing segment: older ones were fsynced when
 //! they were closed and can be trusted after a cheap consistency check.
 
-use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::batch::{self, BatchHeader, HEADER_LEN, StoredBatch};
 use crate::error::{Defect, StorageError, io_err};
 use crate::index::{IndexEntry, IndexState, OffsetIndex};
 use crate::log::{SegmentInfo, TruncatedTail};
@@ -656,6 +656,27 @@ impl Segment {
                 return Ok(true);
             }
             out.append(&mut records);
+            *bytes = bytes.saturating_add(batch_bytes);
+            Ok(*bytes >= max_bytes)
+        })
+    }
+
+    /// Like [`Segment::read_into`], but keeps each batch whole (CRC checked)
+    /// for its records to be looked at in place. `bytes` counts
+    /// [`StoredBatch::budget_bytes`].
+    pub fn read_batches_into(
+        &self,
+        from: u64,
+        max_bytes: usize,
+        bytes: &mut usize,
+        out: &mut Vec<StoredBatch>,
+    ) -> Result<ReadStop, StorageError> {
+        self.walk_from(from, |header, payload, _| {
+            let batch_bytes = StoredBatch::budget_bytes(header);
+            if !out.is_empty() && bytes.saturating_add(batch_bytes) > max_bytes {
+                return Ok(true);
+            }
+            out.push(StoredBatch::new(header.clone(), payload));
             *bytes = bytes.saturating_add(batch_bytes);
             Ok(*bytes >= max_bytes)
         })

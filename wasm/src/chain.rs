@@ -1,6 +1,7 @@
 //! Several instances applied in order: the outputs of one are the inputs of the next.
 
 use crate::{Instance, Processed, Record, SmartModuleError};
+use sluice_smartmodule::abi::RawRecord;
 
 /// A sequence of instances, as given by repeated flags or a transforms file.
 pub struct Chain {
@@ -32,18 +33,30 @@ impl Chain {
     /// rest of the chain; the error returned is the last one met, since it is the one that
     /// cut the output shortest.
     pub fn process_partial(&mut self, records: &[Record]) -> Processed {
-        let mut current = records.to_vec();
-        let mut error = None;
-        for instance in &mut self.instances {
-            let p = instance.process_partial(&current);
-            current = p.outputs;
+        let raw: Vec<RawRecord<'_>> = records.iter().map(Record::raw).collect();
+        self.process_raw(&raw)
+    }
+
+    /// [`Chain::process_partial`] over borrowed records: the first module
+    /// reads them where they lie; only outputs are owned.
+    pub fn process_raw(&mut self, records: &[RawRecord<'_>]) -> Processed {
+        let Some((first, rest)) = self.instances.split_first_mut() else {
+            return Processed {
+                outputs: records.iter().map(Record::from_raw).collect(),
+                error: None,
+            };
+        };
+        let Processed {
+            mut outputs,
+            mut error,
+        } = first.process_raw(records);
+        for instance in rest {
+            let p = instance.process_partial(&outputs);
+            outputs = p.outputs;
             if p.error.is_some() {
                 error = p.error;
             }
         }
-        Processed {
-            outputs: current,
-            error,
-        }
+        Processed { outputs, error }
     }
 }

@@ -7,7 +7,7 @@ use crate::module::{
 };
 use crate::record::encode_batch;
 use crate::{Engine, Module, Record, SmartModuleError, SmartModuleKind};
-use sluice_smartmodule::abi::{self, AbiResult, Decoder};
+use sluice_smartmodule::abi::{self, AbiResult, Decoder, RawRecord};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use wasmtime::{Memory, Store, TypedFunc};
@@ -287,21 +287,21 @@ impl Instance {
     /// memory (and the outputs in it) is lost; the records before N did not
     /// fail, so they are run again on a fresh instance that starts from the
     /// same accumulator, and the consumer still gets everything before N.
-    fn salvage(&self, records: &[Record], error: &SmartModuleError) -> Vec<Record> {
+    fn salvage(&self, records: &[RawRecord<'_>], error: &SmartModuleError) -> Vec<Record> {
         let Some(failed_at) = error.offset() else {
             return Vec::new();
         };
-        let before: Vec<Record> = records
+        let before: Vec<RawRecord<'_>> = records
             .iter()
             .filter(|r| r.offset < failed_at)
-            .cloned()
+            .copied()
             .collect();
         if before.is_empty() {
             return Vec::new();
         }
         match Instance::new(self.module.clone(), &self.params, self.accumulator.clone()) {
             Ok(mut fresh) => {
-                let p = fresh.process_partial(&before);
+                let p = fresh.process_raw(&before);
                 if p.error.is_none() {
                     p.outputs
                 } else {
@@ -328,6 +328,13 @@ impl Instance {
     /// again on a fresh instance (see `salvage`), and this instance refuses further
     /// batches with [`SmartModuleError::Poisoned`].
     pub fn process_partial(&mut self, records: &[Record]) -> Processed {
+        let raw: Vec<RawRecord<'_>> = records.iter().map(Record::raw).collect();
+        self.process_raw(&raw)
+    }
+
+    /// [`Instance::process_partial`] over records borrowed from wherever they
+    /// lie (e.g. a stored batch), so the caller need not copy each one out.
+    pub fn process_raw(&mut self, records: &[RawRecord<'_>]) -> Processed {
         if let Some(cause) = &self.poisoned {
             return Processed {
                 outputs: Vec::new(),

@@ -33,4 +33,4 @@ pub use instance::{Instance, InstanceStats, Processed};
 pub use kind::SmartModuleKind;
 pub use module::Module;
 pub use record::{InputRecord, OutputRecord, Record};
-pub use sluice_smartmodule::abi::ABI_VERSION;
+pub use sluice_smartmodule::abi::{ABI_VERSION, RawRecord};

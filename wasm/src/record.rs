@@ -40,7 +40,8 @@ impl Record {
         self
     }
 
-    pub(crate) fn raw(&self) -> RawRecord<'_> {
+    /// The record borrowed as the ABI encodes it.
+    pub fn raw(&self) -> RawRecord<'_> {
         RawRecord {
             offset: self.offset,
             timestamp: self.timestamp_ms,
@@ -60,10 +61,10 @@ impl Record {
 }
 
 /// Encodes a batch, preceded by the aggregate's accumulator if there is one.
-pub(crate) fn encode_batch(accumulator: Option<&[u8]>, records: &[Record]) -> Vec<u8> {
+pub(crate) fn encode_batch(accumulator: Option<&[u8]>, records: &[RawRecord<'_>]) -> Vec<u8> {
     let size: usize = records
         .iter()
-        .map(|r| 8 + 8 + 1 + 4 + r.key.as_ref().map_or(0, |k| k.len() + 4) + r.value.len())
+        .map(|r| 8 + 8 + 1 + 4 + r.key.map_or(0, |k| k.len() + 4) + r.value.len())
         .sum();
     let mut e = Encoder::with_capacity(size + 8 + accumulator.map_or(0, <[u8]>::len));
     if let Some(acc) = accumulator {
@@ -71,7 +72,7 @@ pub(crate) fn encode_batch(accumulator: Option<&[u8]>, records: &[Record]) -> Ve
     }
     e.count(records.len());
     for r in records {
-        e.record(r.raw());
+        e.record(*r);
     }
     e.finish()
 }

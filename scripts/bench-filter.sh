@@ -4,10 +4,10 @@
 # partition of a 3-node local cluster (release build); `sluice bench consume`
 # from the leader, in full and through `hello-filter`, three times each,
 # interleaved. Prints each run and the ratio of the median times.
-# Usage: scripts/bench-filter.sh [PORT]
+# Usage: [SLUICE_BIN=path/to/sluice] scripts/bench-filter.sh [PORT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-S=./target/release/sluice
+S=${SLUICE_BIN:-./target/release/sluice}
 PORT=${1:-19880}
 cargo build --release --quiet --target wasm32-unknown-unknown \
   --manifest-path examples/smartmodules/Cargo.toml -p hello-filter

@@ -72,8 +72,27 @@ impl<S: ReplicatedState> Adapter<S> {
         })
     }
 
+    /// The state, for applying entries. The lock is held for long only while
+    /// a snapshot point is synced (fsyncs: up to hundreds of ms on a busy
+    /// disk); a tokio worker that waited for it then would stall every other
+    /// task on it (heartbeats of every group, QUIC), so a contended lock is
+    /// waited for with the worker handed over to the runtime.
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<S>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        match self.inner.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let wait = || self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                });
+                if multi_thread {
+                    tokio::task::block_in_place(wait)
+                } else {
+                    wait()
+                }
+            }
+        }
     }
 
     fn builder(&self) -> Builder<S> {
@@ -95,20 +114,23 @@ impl<S: ReplicatedState> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Vec<u8>>, io::Error> {
-        let (meta, data) = {
-            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Syncing fsyncs: on the blocking pool, not on a tokio worker.
+        let (inner, db, group) = (self.inner.clone(), self.db.clone(), self.group);
+        let synced = tokio::task::spawn_blocking(move || {
+            let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
             inner.state.sync()?;
             let data = inner.state.snapshot()?;
             let applied: Applied = (inner.last_applied, inner.membership.clone());
-            self.db.put_meta(self.group, META_APPLIED, &applied, true)?;
-            (
+            db.put_meta(group, META_APPLIED, &applied, true)?;
+            Ok::<_, io::Error>((
                 SnapshotMeta {
                     last_log_id: applied.0,
                     last_membership: applied.1,
                 },
                 data,
-            )
-        };
+            ))
+        });
+        let (meta, data) = synced.await.map_err(io::Error::other)??;
         tracing::debug!(group = self.group, last = ?meta.last_log_id, "synced snapshot point");
         Ok(openraft::Snapshot {
             meta,

@@ -195,10 +195,19 @@ impl ReplicatedState for PartitionStateMachine {
             log.reset(snap.start_offset)
                 .map_err(|e| self.stop(0, format!("cannot restart the log: {e}")))?;
         }
+        drop(log);
         let started = std::time::Instant::now();
         let mut copied = 0u64;
-        while log.end_offset() < snap.end_offset {
-            let from = log.end_offset();
+        loop {
+            let from = read_lock(&self.log).end_offset();
+            if from >= snap.end_offset {
+                break;
+            }
+            // The log is not locked while the chunk travels: readers of this
+            // partition (fetches, status requests) run on the node's async
+            // workers, and a worker waiting for the lock could be the one
+            // this very call needs, which deadlocked a node. Only this state
+            // machine appends to the log, so it cannot change meanwhile.
             let chunk = self.source.read(snap.source, snap.group, from)?;
             if chunk.batches.is_empty() {
                 return Err(io::Error::other(format!(
@@ -206,12 +215,14 @@ impl ReplicatedState for PartitionStateMachine {
                     self.name, snap.source, chunk.start_offset
                 )));
             }
+            let mut log = write_lock(&self.log);
             for batch in &chunk.batches {
                 log.append_raw(batch)
                     .map_err(|e| io::Error::other(format!("partition {}: {e}", self.name)))?;
                 copied += batch.len() as u64;
             }
         }
+        let mut log = write_lock(&self.log);
         log.sync().map_err(io::Error::other)?;
         if table.applied_index > self.producers.applied_index {
             self.producers = table;

@@ -22,8 +22,12 @@ use crate::peers::Peers;
 type Key = (u32, u32);
 
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Raft entries (produce batches) a partition keeps after a snapshot point.
-const PARTITION_LOG_KEPT_ENTRIES: u64 = 20_000;
+/// Raft entries (produce batches) a partition keeps after a snapshot point,
+/// for followers a little behind. One further behind gets a snapshot and
+/// copies segments (`log_copy`), which is faster than replaying the log, so
+/// the tail need not be long: it is disk (up to 5,000 batches of produce
+/// data) held in RocksDB next to the segments.
+const PARTITION_LOG_KEPT_ENTRIES: u64 = 5_000;
 /// How a starting replica relates to its partition's Raft group.
 struct GroupRole<'a> {
     /// It creates the group's first membership (first replica of a new partition).

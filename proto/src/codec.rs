@@ -93,6 +93,48 @@ mod tests {
     use crate::{Request, Response, StartOffset};
 
     #[test]
+    fn borrowed_records_encode_exactly_as_owned_ones() {
+        let owned = vec![
+            crate::ConsumerRecord {
+                partition: 2,
+                offset: 7,
+                key: None,
+                value: vec![1; 300],
+                timestamp_ms: -5,
+            },
+            crate::ConsumerRecord {
+                partition: 2,
+                offset: 1 << 40,
+                key: Some(b"key".to_vec()),
+                value: Vec::new(),
+                timestamp_ms: 1_700_000_000_000,
+            },
+        ];
+        let borrowed: Vec<crate::ConsumerRecordRef<'_>> = owned
+            .iter()
+            .map(|r| crate::ConsumerRecordRef {
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key.as_deref(),
+                value: &r.value,
+                timestamp_ms: r.timestamp_ms,
+            })
+            .collect();
+        let high_watermark = 1 << 41;
+        let by_ref = encode(&crate::RecordsRef {
+            records: &borrowed,
+            high_watermark,
+        })
+        .unwrap();
+        let response = Response::Records {
+            records: owned,
+            high_watermark,
+        };
+        assert_eq!(by_ref, encode(&response).unwrap());
+        assert_eq!(decode::<Response>(&by_ref).unwrap(), response);
+    }
+
+    #[test]
     fn round_trip() {
         let req = Request::Fetch(crate::FetchRequest {
             topic: "t".into(),

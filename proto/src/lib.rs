@@ -15,7 +15,7 @@ pub mod record;
 pub use codec::{CodecError, PROTOCOL_VERSION};
 pub use error::WireError;
 pub use messages::*;
-pub use record::{ConsumerRecord, Record, now_ms};
+pub use record::{ConsumerRecord, ConsumerRecordRef, Record, now_ms};
 
 /// Identifier of a node (SPU) in a cluster.
 pub type NodeId = u64;

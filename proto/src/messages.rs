@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConsumerRecord, NodeId, Record, WireError};
+use crate::{ConsumerRecord, ConsumerRecordRef, NodeId, Record, WireError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -147,6 +147,27 @@ pub enum Response {
         start_offset: u64,
         batches: Vec<serde_bytes::ByteBuf>,
     },
+}
+
+/// [`Response::Records`] made of borrowed records: encodes to exactly the
+/// same bytes (a test checks it), so the consumer decodes it as that.
+#[derive(Debug)]
+pub struct RecordsRef<'a> {
+    pub records: &'a [ConsumerRecordRef<'a>],
+    pub high_watermark: u64,
+}
+
+/// Position of `Records` among [`Response`]'s variants, as serde numbers them.
+const RESPONSE_RECORDS_INDEX: u32 = 9;
+
+impl Serialize for RecordsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let mut v = s.serialize_struct_variant("Response", RESPONSE_RECORDS_INDEX, "Records", 2)?;
+        v.serialize_field("records", self.records)?;
+        v.serialize_field("high_watermark", &self.high_watermark)?;
+        v.end()
+    }
 }
 
 /// Identifies one metadata change across its retries (see [`Request::Once`]).

@@ -56,6 +56,27 @@ pub struct ConsumerRecord {
     pub timestamp_ms: i64,
 }
 
+/// A [`ConsumerRecord`] borrowing its bytes (from a stored batch). It
+/// serializes exactly like one, so a node encodes records read from its log
+/// without first copying each into a record of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ConsumerRecordRef<'a> {
+    pub partition: u32,
+    pub offset: u64,
+    #[serde(with = "serde_bytes")]
+    pub key: Option<&'a [u8]>,
+    #[serde(with = "serde_bytes")]
+    pub value: &'a [u8],
+    pub timestamp_ms: i64,
+}
+
+impl ConsumerRecordRef<'_> {
+    /// Bytes this record counts against size limits (key + value).
+    pub fn size_bytes(&self) -> usize {
+        self.key.map_or(0, <[u8]>::len) + self.value.len()
+    }
+}
+
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_proto::{ConsumerRecord, ProducerSeq, Record, WireError};
+use sluice_proto::{ProducerSeq, Record, WireError};
 use sluice_raft::{Group, ReplicatedState, WriteError};
 use sluice_storage::{LogConfig, PartitionLog, StorageError, StoredBatch};
 use tokio::sync::watch;
@@ -300,19 +300,10 @@ impl Partition {
         (log.start_offset(), log.end_offset(), log.size_bytes())
     }
 
-    /// Reads committed records from `from`, at most about `max_bytes`.
-    pub(crate) fn read(
-        &self,
-        from: u64,
-        max_bytes: usize,
-    ) -> Result<Vec<ConsumerRecord>, WireError> {
-        let log = read_lock(&self.log);
-        log.read(from, max_bytes).map_err(|e| self.read_error(e))
-    }
-
-    /// Like [`Self::read`], but whole stored batches from the one holding
-    /// `from` (whose records before `from` the caller skips), without copying
-    /// each record out: what SmartModules read.
+    /// Committed records from `from` on, at most about `max_bytes`, as whole
+    /// stored batches from the one holding `from` (the caller skips the
+    /// records before it): they are encoded or handed to SmartModules where
+    /// they lie, without copying each record out.
     pub(crate) fn read_batches(
         &self,
         from: u64,

@@ -13,8 +13,9 @@ use sluice_proto::limits::{
     PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_MAX,
 };
 use sluice_proto::{
-    CodecError, FetchRequest, PROTOCOL_VERSION, PartitionStatus, ProduceRequest, ProduceResponse,
-    RaftRpc, ReadFrom, ReplicaStatus, Request, Response, StartOffset, WireError, codec,
+    CodecError, ConsumerRecordRef, FetchRequest, PROTOCOL_VERSION, PartitionStatus, ProduceRequest,
+    ProduceResponse, RaftRpc, ReadFrom, RecordsRef, ReplicaStatus, Request, Response, StartOffset,
+    WireError, codec,
 };
 use sluice_storage::StoredBatch;
 use sluice_transport::{FrameError, read_frame, write_frame};
@@ -126,6 +127,14 @@ async fn read_request(recv: &mut RecvStream) -> Result<Option<Request>, WireErro
 }
 
 async fn respond(send: &mut SendStream, response: &Response) -> Result<(), FrameError> {
+    respond_with(send, response).await
+}
+
+/// [`respond`] with anything that encodes as a [`Response`] (e.g. [`RecordsRef`]).
+async fn respond_with(
+    send: &mut SendStream,
+    response: &impl serde::Serialize,
+) -> Result<(), FrameError> {
     let bytes = codec::encode(response).unwrap_or_else(|e| {
         codec::encode(&Response::Error(WireError::Storage {
             what: "a response".into(),
@@ -639,64 +648,101 @@ async fn serve_fetch(
             return respond(send, &Response::FetchEnd { next_offset: next }).await;
         }
         let high_watermark = *end_rx.borrow_and_update();
-        if next < high_watermark {
-            let mut failure = None;
-            let mut records = if let Some(mut t) = transforms.take() {
-                // Whole stored batches: the first module reads the records
-                // where they lie, none is copied out for it.
-                let read = match read_ahead.take() {
-                    Some((from, read)) if from == next => read,
-                    _ => partition.read_batches(next, max_bytes),
-                };
-                let batches = match read {
-                    Ok(b) => b,
-                    Err(e) => return respond(send, &Response::Error(e)).await,
-                };
-                let Some(end) = batches.last().map(StoredBatch::end_offset) else {
-                    return respond(send, &Response::FetchEnd { next_offset: next }).await;
-                };
-                let from = next;
-                // Resume after the last record read, whatever the modules keep.
-                next = req.end_offset.map_or(end, |last| end.min(last + 1));
-                let until = next;
-                let partition_id = req.partition;
-                let running = tokio::task::spawn_blocking(move || {
-                    let (out, err) = t.apply(partition_id, &batches, from, until);
-                    (t, out, err)
+        if next < high_watermark && transforms.is_none() {
+            // Plain records go out as they lie in the stored batches: no
+            // copy of each into a record of its own before encoding.
+            let batches = match partition.read_batches(next, max_bytes) {
+                Ok(b) => b,
+                Err(e) => return respond(send, &Response::Error(e)).await,
+            };
+            let Some(end) = batches.last().map(StoredBatch::end_offset) else {
+                return respond(send, &Response::FetchEnd { next_offset: next }).await;
+            };
+            let mut until = req.end_offset.map_or(end, |last| end.min(last + 1));
+            if let Some(n) = remaining {
+                // Offsets are contiguous: the next `n` records end here.
+                until = until.min(next.saturating_add(n));
+            }
+            let mut records = Vec::new();
+            for batch in &batches {
+                let walked = batch.for_each_in(next, until, |r| {
+                    records.push(ConsumerRecordRef {
+                        partition: req.partition,
+                        offset: r.offset,
+                        key: r.key,
+                        value: r.value,
+                        timestamp_ms: r.timestamp_ms,
+                    })
                 });
-                // Read the next chunk meanwhile, on this task: reading and
-                // running the modules then use both cores.
-                if next < high_watermark && req.end_offset.is_none_or(|last| next <= last) {
-                    read_ahead = Some((next, partition.read_batches(next, max_bytes)));
+                if let Err(defect) = walked {
+                    let e = WireError::Storage {
+                        what: format!(
+                            "partition {}/{}, batch at offset {}",
+                            req.topic,
+                            req.partition,
+                            batch.base_offset()
+                        ),
+                        reason: defect.to_string(),
+                    };
+                    return respond(send, &Response::Error(e)).await;
                 }
-                match running.await {
-                    Ok((t, out, err)) => {
-                        transforms = Some(t);
-                        failure = err;
-                        out
-                    }
-                    Err(join) => {
-                        let e = WireError::SmartModule {
-                            module: "chain".into(),
-                            offset: None,
-                            reason: format!("the SmartModule thread failed: {join}"),
-                        };
-                        return respond(send, &Response::Error(e)).await;
-                    }
-                }
-            } else {
-                let mut records = match partition.read(next, max_bytes) {
-                    Ok(r) => r,
-                    Err(e) => return respond(send, &Response::Error(e)).await,
+            }
+            if let Some(n) = remaining.as_mut() {
+                *n -= records.len() as u64;
+            }
+            next = until;
+            for chunk in frame_slices(&records) {
+                let frame = RecordsRef {
+                    records: chunk,
+                    high_watermark,
                 };
-                if let Some(last) = req.end_offset {
-                    records.retain(|r| r.offset <= last);
+                respond_with(send, &frame).await?;
+            }
+            continue;
+        }
+        if next < high_watermark
+            && let Some(mut t) = transforms.take()
+        {
+            // Whole stored batches: the first module reads the records where
+            // they lie, none is copied out for it.
+            let read = match read_ahead.take() {
+                Some((from, read)) if from == next => read,
+                _ => partition.read_batches(next, max_bytes),
+            };
+            let batches = match read {
+                Ok(b) => b,
+                Err(e) => return respond(send, &Response::Error(e)).await,
+            };
+            let Some(end) = batches.last().map(StoredBatch::end_offset) else {
+                return respond(send, &Response::FetchEnd { next_offset: next }).await;
+            };
+            let from = next;
+            // Resume after the last record read, whatever the modules keep.
+            next = req.end_offset.map_or(end, |last| end.min(last + 1));
+            let until = next;
+            let partition_id = req.partition;
+            let running = tokio::task::spawn_blocking(move || {
+                let (out, err) = t.apply(partition_id, &batches, from, until);
+                (t, out, err)
+            });
+            // Read the next chunk meanwhile, on this task: reading and
+            // running the modules then use both cores.
+            if next < high_watermark && req.end_offset.is_none_or(|last| next <= last) {
+                read_ahead = Some((next, partition.read_batches(next, max_bytes)));
+            }
+            let (mut records, failure) = match running.await {
+                Ok((t, out, err)) => {
+                    transforms = Some(t);
+                    (out, err)
                 }
-                let Some(last) = records.last() else {
-                    return respond(send, &Response::FetchEnd { next_offset: next }).await;
-                };
-                next = last.offset + 1;
-                records
+                Err(join) => {
+                    let e = WireError::SmartModule {
+                        module: "chain".into(),
+                        offset: None,
+                        reason: format!("the SmartModule thread failed: {join}"),
+                    };
+                    return respond(send, &Response::Error(e)).await;
+                }
             };
             if let Some(n) = remaining.as_mut() {
                 let keep = (*n).min(records.len() as u64) as usize;
@@ -737,6 +783,32 @@ async fn serve_fetch(
             _ = send.stopped() => return Ok(()),
         }
     }
+}
+
+/// Splits borrowed records into response frames under the fetch limit (a
+/// single stored batch may exceed the requested size).
+fn frame_slices<'r, 'a>(
+    records: &'r [ConsumerRecordRef<'a>],
+) -> impl Iterator<Item = &'r [ConsumerRecordRef<'a>]> {
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut n = 0;
+        for r in rest {
+            let size = r.size_bytes() + RECORD_OVERHEAD_BYTES_MAX;
+            if n > 0 && bytes + size > FETCH_RESPONSE_BYTES_MAX {
+                break;
+            }
+            bytes += size;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 /// Splits records into response frames that stay under the fetch limit

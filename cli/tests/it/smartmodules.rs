@@ -380,7 +380,8 @@ fn a_registered_module_reaches_every_spu_even_one_that_was_down() {
 
 /// A filtered read spanning many response chunks (the node reads the next
 /// chunk while the module runs over the current one) delivers exactly what a
-/// plain read filtered here would, also when it stops at `--end` or `--head`.
+/// plain read filtered here would, also when it stops at `--end` or `--head`;
+/// plain reads of the same chunks start and stop where asked.
 #[test]
 fn a_filtered_read_over_many_chunks_matches_a_local_filter() {
     let env = Env::started();
@@ -415,4 +416,18 @@ fn a_filtered_read_over_many_chunks_matches_a_local_filter() {
     // `--head N` counts the records delivered, after the filter.
     let head = read(&["--head", "100"]);
     assert_eq!(head, kept(2999)[..100]);
+
+    // Unfiltered reads over the same chunks, cut inside batches.
+    let plain = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["consume", "big", "-d"];
+        all.extend_from_slice(args);
+        env.ok(&all).lines().map(str::to_string).collect()
+    };
+    assert_eq!(plain(&["-B"]), lines);
+    assert_eq!(
+        plain(&["--start", "123", "--end", "2345"]),
+        lines[123..=2345]
+    );
+    assert_eq!(plain(&["--head", "1234"]), lines[..1234]);
+    assert_eq!(plain(&["-T", "7"]), lines[2993..]);
 }

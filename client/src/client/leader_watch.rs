@@ -10,7 +10,13 @@
 //! (retriable) and points the partition at the new leader. Produce requests
 //! are safe to resend: an idempotent producer's batch is written once.
 //!
-//! A leader that is merely slow is left alone: its followers still name it.
+//! The probe runs while the connection to the leader is silent: a live
+//! node's packets (answers to other requests, acknowledgements, keep-alives
+//! every 200 ms) keep arriving however slow its answer, so a busy cluster
+//! sees no probes. A leader that is alive but cut off from its followers
+//! (which elect another) is only noticed by a slower probe, every 500 ms once
+//! a request is a second old. A leader that is merely slow is left alone
+//! either way: its followers still name it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,8 +31,15 @@ use crate::error::{ClientError, Result};
 /// the other replicas about the leader: well above a healthy ack (a few ms),
 /// below the election timeout, so the first probe can already see the result.
 const PROBE_AFTER: Duration = Duration::from_millis(250);
-/// How often the probe repeats while the request stays unanswered.
-const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// How long the connection must have received nothing before a probe: more
+/// than the keep-alive interval, so a live idle peer is never suspected.
+const SILENCE: Duration = Duration::from_millis(250);
+/// How often the connection is looked at, and at most how often probed.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+/// A request this old has the replicas probed even though its connection is
+/// alive (a leader cut off from its followers), every [`OVERDUE_PROBE_EVERY`].
+const OVERDUE: Duration = Duration::from_secs(1);
+const OVERDUE_PROBE_EVERY: Duration = Duration::from_millis(500);
 /// How long one probe waits for a node's answer; a node that does not answer
 /// this fast tells nothing about the leader anyway.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -44,12 +57,29 @@ impl Client {
         exchange: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let probe = async {
+            let received = || {
+                self.inner
+                    .connector
+                    .cached(addr)
+                    .map(|c| c.stats().udp_rx.datagrams)
+            };
+            let started = tokio::time::Instant::now();
+            let (mut last, mut last_change) = (received(), started);
+            let mut last_probe: Option<tokio::time::Instant> = None;
             tokio::time::sleep(PROBE_AFTER).await;
             loop {
-                if let Some((leader, leader_addr)) =
-                    self.leader_elsewhere(topic, partition, addr).await
-                {
-                    return (leader, leader_addr);
+                let now = received();
+                if now != last {
+                    (last, last_change) = (now, tokio::time::Instant::now());
+                }
+                let silent = last_change.elapsed() >= SILENCE;
+                let overdue = started.elapsed() >= OVERDUE
+                    && last_probe.is_none_or(|t| t.elapsed() >= OVERDUE_PROBE_EVERY);
+                if silent || overdue {
+                    last_probe = Some(tokio::time::Instant::now());
+                    if let Some(found) = self.leader_elsewhere(topic, partition, addr).await {
+                        return found;
+                    }
                 }
                 tokio::time::sleep(PROBE_EVERY).await;
             }

@@ -120,6 +120,17 @@ impl Connector {
         Ok(connection)
     }
 
+    /// The open connection to `addr`, if one is cached; never dials.
+    pub fn cached(&self, addr: SocketAddr) -> Option<quinn::Connection> {
+        let slot = lock(&self.inner.connections).get(&addr)?.clone();
+        // Busy means a dial is under way: there is no open connection yet.
+        let cached = slot.try_lock().ok()?;
+        cached
+            .as_ref()
+            .filter(|c| c.close_reason().is_none())
+            .cloned()
+    }
+
     /// Closes and forgets the connection to `addr`, e.g. after a protocol
     /// error that leaves it unusable. The next [`connect`](Self::connect) dials anew.
     pub async fn disconnect(&self, addr: SocketAddr) {

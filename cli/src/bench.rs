@@ -171,9 +171,15 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
         replication: args.replication,
         ..TopicSpec::new(&args.topic)
     };
-    match client.create_topic(spec).await {
-        Ok(_) | Err(ClientError::Server(sluice_client::proto::WireError::TopicExists { .. })) => {}
-        Err(e) => return Err(e).context("cannot create the bench topic"),
+    // Created only if missing: every create, even a refused one, is a
+    // replicated controller entry.
+    let exists = client.describe_topic(&args.topic).await.is_ok();
+    if !exists {
+        match client.create_topic(spec).await {
+            Ok(_)
+            | Err(ClientError::Server(sluice_client::proto::WireError::TopicExists { .. })) => {}
+            Err(e) => return Err(e).context("cannot create the bench topic"),
+        }
     }
     let progress = crate::progress::spinner("producing");
     let latencies = Arc::new(Mutex::new(histogram()));

@@ -110,16 +110,7 @@ mod tests {
                 timestamp_ms: 1_700_000_000_000,
             },
         ];
-        let borrowed: Vec<crate::ConsumerRecordRef<'_>> = owned
-            .iter()
-            .map(|r| crate::ConsumerRecordRef {
-                partition: r.partition,
-                offset: r.offset,
-                key: r.key.as_deref(),
-                value: &r.value,
-                timestamp_ms: r.timestamp_ms,
-            })
-            .collect();
+        let borrowed: Vec<_> = owned.iter().map(crate::ConsumerRecord::borrowed).collect();
         let high_watermark = 1 << 41;
         let by_ref = encode(&crate::RecordsRef {
             records: &borrowed,

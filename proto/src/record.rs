@@ -56,6 +56,19 @@ pub struct ConsumerRecord {
     pub timestamp_ms: i64,
 }
 
+impl ConsumerRecord {
+    /// The record as a [`ConsumerRecordRef`], for encoding with borrowed ones.
+    pub fn borrowed(&self) -> ConsumerRecordRef<'_> {
+        ConsumerRecordRef {
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.as_deref(),
+            value: &self.value,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
 /// A [`ConsumerRecord`] borrowing its bytes (from a stored batch). It
 /// serializes exactly like one, so a node encodes records read from its log
 /// without first copying each into a record of its own.

@@ -314,7 +314,8 @@ impl Partition {
             .map_err(|e| self.read_error(e))
     }
 
-    fn read_error(&self, e: StorageError) -> WireError {
+    /// A storage error of a read of this partition, as the consumer sees it.
+    pub(crate) fn read_error(&self, e: StorageError) -> WireError {
         match e {
             StorageError::OffsetOutOfRange {
                 requested,

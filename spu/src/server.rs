@@ -13,9 +13,9 @@ use sluice_proto::limits::{
     PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_MAX,
 };
 use sluice_proto::{
-    CodecError, ConsumerRecordRef, FetchRequest, PROTOCOL_VERSION, PartitionStatus, ProduceRequest,
-    ProduceResponse, RaftRpc, ReadFrom, RecordsRef, ReplicaStatus, Request, Response, StartOffset,
-    WireError, codec,
+    CodecError, ConsumerRecord, ConsumerRecordRef, FetchRequest, PROTOCOL_VERSION, PartitionStatus,
+    ProduceRequest, ProduceResponse, RaftRpc, ReadFrom, RecordsRef, ReplicaStatus, Request,
+    Response, StartOffset, WireError, codec,
 };
 use sluice_storage::StoredBatch;
 use sluice_transport::{FrameError, read_frame, write_frame};
@@ -664,28 +664,18 @@ async fn serve_fetch(
                 until = until.min(next.saturating_add(n));
             }
             let mut records = Vec::new();
-            for batch in &batches {
-                let walked = batch.for_each_in(next, until, |r| {
-                    records.push(ConsumerRecordRef {
-                        partition: req.partition,
-                        offset: r.offset,
-                        key: r.key,
-                        value: r.value,
-                        timestamp_ms: r.timestamp_ms,
-                    })
-                });
-                if let Err(defect) = walked {
-                    let e = WireError::Storage {
-                        what: format!(
-                            "partition {}/{}, batch at offset {}",
-                            req.topic,
-                            req.partition,
-                            batch.base_offset()
-                        ),
-                        reason: defect.to_string(),
-                    };
-                    return respond(send, &Response::Error(e)).await;
-                }
+            let walked = StoredBatch::for_each_in(&batches, next, until, |r| {
+                records.push(ConsumerRecordRef {
+                    partition: req.partition,
+                    offset: r.offset,
+                    key: r.key,
+                    value: r.value,
+                    timestamp_ms: r.timestamp_ms,
+                })
+            });
+            if let Err(e) = walked {
+                let e = partition.read_error(e);
+                return respond(send, &Response::Error(e)).await;
             }
             if let Some(n) = remaining.as_mut() {
                 *n -= records.len() as u64;
@@ -722,8 +712,8 @@ async fn serve_fetch(
             let until = next;
             let partition_id = req.partition;
             let running = tokio::task::spawn_blocking(move || {
-                let (out, err) = t.apply(partition_id, &batches, from, until);
-                (t, out, err)
+                let applied = t.apply(partition_id, &batches, from, until);
+                (t, applied)
             });
             // Read the next chunk meanwhile, on this task: reading and
             // running the modules then use both cores.
@@ -731,9 +721,12 @@ async fn serve_fetch(
                 read_ahead = Some((next, partition.read_batches(next, max_bytes)));
             }
             let (mut records, failure) = match running.await {
-                Ok((t, out, err)) => {
+                Ok((t, Ok(applied))) => {
                     transforms = Some(t);
-                    (out, err)
+                    applied
+                }
+                Ok((_, Err(e))) => {
+                    return respond(send, &Response::Error(partition.read_error(e))).await;
                 }
                 Err(join) => {
                     let e = WireError::SmartModule {
@@ -753,15 +746,13 @@ async fn serve_fetch(
                 records.truncate(keep);
                 *n -= records.len() as u64;
             }
-            for chunk in frame_chunks(records) {
-                respond(
-                    send,
-                    &Response::Records {
-                        records: chunk,
-                        high_watermark,
-                    },
-                )
-                .await?;
+            let records: Vec<_> = records.iter().map(ConsumerRecord::borrowed).collect();
+            for chunk in frame_slices(&records) {
+                let frame = RecordsRef {
+                    records: chunk,
+                    high_watermark,
+                };
+                respond_with(send, &frame).await?;
             }
             if let Some(e) = failure {
                 // The consumer got everything before the failing record.
@@ -785,8 +776,8 @@ async fn serve_fetch(
     }
 }
 
-/// Splits borrowed records into response frames under the fetch limit (a
-/// single stored batch may exceed the requested size).
+/// Splits records into response frames under the fetch limit (a single
+/// stored batch may exceed the requested size, a module's output far more).
 fn frame_slices<'r, 'a>(
     records: &'r [ConsumerRecordRef<'a>],
 ) -> impl Iterator<Item = &'r [ConsumerRecordRef<'a>]> {
@@ -809,27 +800,4 @@ fn frame_slices<'r, 'a>(
         rest = tail;
         Some(chunk)
     })
-}
-
-/// Splits records into response frames that stay under the fetch limit
-/// (a module's output may be far larger than what was read).
-fn frame_chunks(
-    records: Vec<sluice_proto::ConsumerRecord>,
-) -> Vec<Vec<sluice_proto::ConsumerRecord>> {
-    let mut chunks = Vec::new();
-    let mut chunk = Vec::new();
-    let mut bytes = 0;
-    for r in records {
-        let size = r.key.as_ref().map_or(0, Vec::len) + r.value.len() + RECORD_OVERHEAD_BYTES_MAX;
-        if !chunk.is_empty() && bytes + size > FETCH_RESPONSE_BYTES_MAX {
-            chunks.push(std::mem::take(&mut chunk));
-            bytes = 0;
-        }
-        bytes += size;
-        chunk.push(r);
-    }
-    if !chunk.is_empty() {
-        chunks.push(chunk);
-    }
-    chunks
 }

@@ -11,7 +11,7 @@ use sluice_proto::limits::SMARTMODULE_SIZE_BYTES_MAX;
 use sluice_proto::{
     ConsumerRecord, SmartModuleInfo, SmartModuleInvocation, SmartModuleSource, WireError,
 };
-use sluice_storage::StoredBatch;
+use sluice_storage::{StorageError, StoredBatch};
 use sluice_wasm::{Chain, Engine, RawRecord, SmartModuleError};
 
 use crate::node::Shared;
@@ -135,7 +135,8 @@ impl Transforms {
     /// Runs the chain over the records with offsets in `from..until` of
     /// `batches` (read whole from the log: the first module reads the records
     /// where they lie, none is copied out first); returns what came out (in
-    /// order) and, if a module failed, the error for the records after.
+    /// order) and, if a module failed, the error for the records after. A
+    /// malformed batch fails the whole call, before any module runs.
     /// Blocking.
     pub(crate) fn apply(
         &mut self,
@@ -143,41 +144,17 @@ impl Transforms {
         batches: &[StoredBatch],
         from: u64,
         until: u64,
-    ) -> (Vec<ConsumerRecord>, Option<WireError>) {
+    ) -> Result<(Vec<ConsumerRecord>, Option<WireError>), StorageError> {
         let mut input = Vec::new();
-        for batch in batches {
-            let walked = batch.for_each_in(from, until, |r| {
-                input.push(RawRecord {
-                    offset: r.offset as i64,
-                    timestamp: r.timestamp_ms,
-                    key: r.key,
-                    value: r.value,
-                })
-            });
-            if let Err(defect) = walked {
-                // CRC-checked yet malformed: written by a broken node. The
-                // records before this batch still go through the chain.
-                let e = WireError::Storage {
-                    what: format!(
-                        "partition {partition}, batch at offset {}",
-                        batch.base_offset()
-                    ),
-                    reason: defect.to_string(),
-                };
-                input.retain(|r| (r.offset as u64) < batch.base_offset());
-                let (out, error) = self.apply_raw(partition, &input);
-                return (out, error.or(Some(e)));
-            }
-        }
-        self.apply_raw(partition, &input)
-    }
-
-    fn apply_raw(
-        &mut self,
-        partition: u32,
-        input: &[RawRecord<'_>],
-    ) -> (Vec<ConsumerRecord>, Option<WireError>) {
-        let processed = self.chain.process_raw(input);
+        StoredBatch::for_each_in(batches, from, until, |r| {
+            input.push(RawRecord {
+                offset: r.offset as i64,
+                timestamp: r.timestamp_ms,
+                key: r.key,
+                value: r.value,
+            })
+        })?;
+        let processed = self.chain.process_raw(&input);
         let outputs = processed
             .outputs
             .into_iter()
@@ -194,6 +171,6 @@ impl Transforms {
         let error = processed
             .error
             .map(|e| wire_error(&self.names.join(" | "), &e));
-        (outputs, error)
+        Ok((outputs, error))
     }
 }

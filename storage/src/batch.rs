@@ -31,8 +31,9 @@
 //! Offsets are implicit (base offset + position in the batch), which keeps the payload
 //! small and makes non-contiguous offsets inside a batch unrepresentable.
 
-use crate::error::Defect;
-use sluice_proto::{ConsumerRecord, Record};
+use crate::error::{Defect, StorageError};
+use sluice_proto::Record;
+use std::path::PathBuf;
 
 /// Size of the fixed batch header.
 pub(crate) const HEADER_LEN: usize = 48;
@@ -198,11 +199,14 @@ pub(crate) struct RawRecord<'a> {
 }
 
 /// A stored batch read whole (CRC checked), for readers that look at its
-/// records in place instead of copying each one out (the SmartModule path).
+/// records in place instead of copying each one out.
 #[derive(Debug)]
 pub struct StoredBatch {
     header: BatchHeader,
     payload: Vec<u8>,
+    /// Where it was read, for the error if its records are malformed.
+    path: PathBuf,
+    position: u64,
 }
 
 /// A record of a [`StoredBatch`], borrowed from it.
@@ -215,8 +219,13 @@ pub struct RecordRef<'a> {
 }
 
 impl StoredBatch {
-    pub(crate) fn new(header: BatchHeader, payload: Vec<u8>) -> Self {
-        Self { header, payload }
+    pub(crate) fn new(header: BatchHeader, payload: Vec<u8>, path: PathBuf, position: u64) -> Self {
+        Self {
+            header,
+            payload,
+            path,
+            position,
+        }
     }
 
     /// Offset of the first record.
@@ -229,29 +238,42 @@ impl StoredBatch {
         self.header.end_offset()
     }
 
-    /// Calls `f` for each record with an offset in `from..until`, in order.
+    /// Calls `f` for each record of `batches` with an offset in
+    /// `from..until`, in order. A batch whose records do not match its header
+    /// (CRC-checked, so written that way) is [`StorageError::Corrupt`], named
+    /// by file and position; `f` may have seen some of its records.
     pub fn for_each_in<'a>(
-        &'a self,
+        batches: &'a [StoredBatch],
         from: u64,
         until: u64,
         mut f: impl FnMut(RecordRef<'a>),
-    ) -> Result<(), Defect> {
-        let base = self.header.base_offset;
-        for_each_record(&self.header, &self.payload, |i, raw| {
-            let offset = base + u64::from(i);
-            if (from..until).contains(&offset) {
-                f(RecordRef {
-                    offset,
-                    timestamp_ms: raw.timestamp_ms,
-                    key: raw.key,
-                    value: raw.value,
-                });
-            }
-        })
+    ) -> Result<(), StorageError> {
+        for batch in batches {
+            let base = batch.header.base_offset;
+            for_each_record(&batch.header, &batch.payload, |i, raw| {
+                let offset = base + u64::from(i);
+                if (from..until).contains(&offset) {
+                    f(RecordRef {
+                        offset,
+                        timestamp_ms: raw.timestamp_ms,
+                        key: raw.key,
+                        value: raw.value,
+                    });
+                }
+            })
+            .map_err(|reason| StorageError::Corrupt {
+                path: batch.path.clone(),
+                position: batch.position,
+                reason,
+            })?;
+        }
+        Ok(())
     }
 
-    /// What the batch counts against a read's byte budget: like
-    /// [`decode_into`]'s count, for every record of the batch.
+    /// What the batch counts against a read's byte budget: its key and value
+    /// bytes plus a per-record allowance for offset, lengths and timestamp
+    /// (counting only payloads would let a read of tiny records outgrow any
+    /// response frame).
     pub(crate) fn budget_bytes(header: &BatchHeader) -> usize {
         header.payload_len as usize
             + header.record_count as usize * sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX
@@ -302,36 +324,6 @@ pub(crate) fn for_each_record<'a>(
         });
     }
     Ok(())
-}
-
-/// Decodes the records of a verified batch with offset >= `from` into `out`; returns
-/// the bytes they will take on the wire (key + value + a per-record allowance for
-/// offset, lengths and timestamp), which is what read limits count: counting only
-/// payloads would let a read of tiny records outgrow any response frame.
-pub(crate) fn decode_into(
-    header: &BatchHeader,
-    payload: &[u8],
-    partition: u32,
-    from: u64,
-    out: &mut Vec<ConsumerRecord>,
-) -> Result<usize, Defect> {
-    let mut bytes = 0usize;
-    for_each_record(header, payload, |i, raw| {
-        let offset = header.base_offset + u64::from(i);
-        if offset >= from {
-            bytes += raw.key.map_or(0, <[u8]>::len)
-                + raw.value.len()
-                + sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX;
-            out.push(ConsumerRecord {
-                partition,
-                offset,
-                key: raw.key.map(<[u8]>::to_vec),
-                value: raw.value.to_vec(),
-                timestamp_ms: raw.timestamp_ms,
-            });
-        }
-    })?;
-    Ok(bytes)
 }
 
 struct Cursor<'a> {
@@ -391,6 +383,7 @@ fn unzigzag(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_proto::ConsumerRecord;
 
     fn rec(key: Option<&[u8]>, value: &[u8], ts: i64) -> Record {
         Record {
@@ -406,7 +399,16 @@ mod tests {
         assert_eq!(payload.len(), header.payload_len as usize);
         header.verify_crc(payload).unwrap();
         let mut out = Vec::new();
-        decode_into(&header, payload, 7, 0, &mut out).unwrap();
+        for_each_record(&header, payload, |i, r| {
+            out.push(ConsumerRecord {
+                partition: 7,
+                offset: header.base_offset + u64::from(i),
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.to_vec(),
+                timestamp_ms: r.timestamp_ms,
+            })
+        })
+        .unwrap();
         out
     }
 
@@ -435,20 +437,6 @@ mod tests {
             assert_eq!(got.value, want.value);
             assert_eq!(got.timestamp_ms, want.timestamp_ms);
         }
-    }
-
-    #[test]
-    fn decode_skips_records_before_from() {
-        let records: Vec<_> = (0..5).map(|i| rec(None, &[i], i64::from(i))).collect();
-        let bytes = encode(10, 1, &records).unwrap();
-        let header = BatchHeader::parse(&bytes).unwrap();
-        let mut out = Vec::new();
-        let n = decode_into(&header, &bytes[HEADER_LEN..], 0, 13, &mut out).unwrap();
-        assert_eq!(n, 2 * (1 + sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX));
-        assert_eq!(
-            out.iter().map(|r| r.offset).collect::<Vec<_>>(),
-            vec![13, 14]
-        );
     }
 
     #[test]

@@ -345,20 +345,25 @@ impl PartitionLog {
         self.active().end_offset()
     }
 
-    /// Records with offset >= `from`, in whole batches (records before `from` inside the
-    /// first batch are skipped). Batches are added while the record bytes (key + value)
-    /// stay within `max_bytes`; the first batch is always returned whole, so a read at
-    /// an offset below the end returns at least one record whatever `max_bytes` is.
+    /// Records with offset >= `from`, copied out of the batches
+    /// [`read_batches`](Self::read_batches) returns for the same arguments (records
+    /// before `from` inside the first batch are skipped), so at least one record
+    /// whatever `max_bytes` is when `from` is below the end.
     ///
     /// `from == end_offset()` returns nothing (the consumer is caught up);
     /// `from < start_offset()` or `from > end_offset()` is
     /// [`StorageError::OffsetOutOfRange`].
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<ConsumerRecord>, StorageError> {
+        let batches = self.read_batches(from, max_bytes)?;
         let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let partition = self.partition;
-        self.walk_segments(from, |segment| {
-            segment.read_into(from, partition, max_bytes, &mut bytes, &mut out)
+        StoredBatch::for_each_in(&batches, from, u64::MAX, |r| {
+            out.push(ConsumerRecord {
+                partition: self.partition,
+                offset: r.offset,
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.to_vec(),
+                timestamp_ms: r.timestamp_ms,
+            })
         })?;
         Ok(out)
     }
@@ -679,41 +684,28 @@ mod tests {
     /// Appends `batches` batches of 1..=4 records with consecutive entry ids starting at
     /// `first_entry`; returns the records in offset order.
     #[test]
-    fn batches_read_whole_hold_the_records_a_plain_read_copies_out() {
+    fn reads_in_small_budgets_from_inside_batches_return_every_record_once() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = open(dir.path(), small());
-        fill(&mut log, 1, 60);
+        let all = fill(&mut log, 1, 60);
         assert!(log.segments().len() > 2, "the read must cross segments");
-        // From inside a batch, in small budgets: the records at or after
-        // `from` of the batches returned are exactly what `read` returns.
+        // Chunk after chunk from inside a batch: whole batches come back,
+        // the first holding `from`, and the records from `from` on are the
+        // ones appended, in order, each once.
         let mut from = 5;
         while from < log.end_offset() {
             let batches = log.read_batches(from, 200).unwrap();
-            let copied = log.read(from, 200).unwrap();
-            assert!(!batches.is_empty());
-            let mut seen = Vec::new();
-            for b in &batches {
-                b.for_each_in(from, u64::MAX, |r| {
-                    seen.push(ConsumerRecord {
-                        partition: P,
-                        offset: r.offset,
-                        key: r.key.map(<[u8]>::to_vec),
-                        value: r.value.to_vec(),
-                        timestamp_ms: r.timestamp_ms,
-                    })
-                })
-                .unwrap();
-            }
-            assert_eq!(seen, copied, "from {from}");
             assert!(batches[0].base_offset() <= from && from < batches[0].end_offset());
-            from = batches.last().unwrap().end_offset();
+            let records = log.read(from, 200).unwrap();
+            let end = batches.last().unwrap().end_offset();
+            assert_eq!(records.last().unwrap().offset + 1, end, "from {from}");
+            assert_records(&records, &all[from as usize..end as usize], from);
+            from = end;
         }
         // An upper bound cuts inside a batch.
         let batches = log.read_batches(0, usize::MAX).unwrap();
         let mut offsets = Vec::new();
-        for b in &batches {
-            b.for_each_in(3, 10, |r| offsets.push(r.offset)).unwrap();
-        }
+        StoredBatch::for_each_in(&batches, 3, 10, |r| offsets.push(r.offset)).unwrap();
         assert_eq!(offsets, (3..10).collect::<Vec<_>>());
         assert!(matches!(
             log.read_batches(log.end_offset() + 1, 10),
@@ -908,21 +900,19 @@ mod tests {
             log.append(entry, &batch).unwrap();
         }
         let count = |from, max| log.read(from, max).unwrap().len();
-        // Each record counts its value plus the per-record wire allowance.
-        let r = 10 + sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX;
+        // A batch counts its stored payload (per record: three one-byte
+        // varints and the 10 value bytes) plus the per-record wire allowance.
+        let b = 3 * (3 + 10 + sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX);
         assert_eq!(count(0, 0), 3, "first batch always whole");
         assert_eq!(count(0, 1), 3);
-        assert_eq!(count(0, 3 * r), 3);
-        assert_eq!(count(0, 6 * r - 1), 3);
-        assert_eq!(count(0, 6 * r), 6);
+        assert_eq!(count(0, b), 3);
+        assert_eq!(count(0, 2 * b - 1), 3);
+        assert_eq!(count(0, 2 * b), 6);
         assert_eq!(count(0, 1000), 12);
-        assert_eq!(
-            count(1, 20),
-            2,
-            "partial first batch counts only returned records"
-        );
-        assert_eq!(count(1, 5 * r - 1), 2);
-        assert_eq!(count(1, 5 * r), 5);
+        assert_eq!(count(1, 20), 2, "the rest of the first batch");
+        // A first batch entered in the middle still counts whole.
+        assert_eq!(count(1, 2 * b - 1), 2);
+        assert_eq!(count(1, 2 * b), 5);
         assert_eq!(count(11, 0), 1);
         assert_eq!(count(12, 0), 0);
     }

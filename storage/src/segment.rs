@@ -9,7 +9,6 @@ use crate::batch::{self, BatchHeader, HEADER_LEN, StoredBatch};
 use crate::error::{Defect, StorageError, io_err};
 use crate::index::{IndexEntry, IndexState, OffsetIndex};
 use crate::log::{SegmentInfo, TruncatedTail};
-use sluice_proto::ConsumerRecord;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -635,35 +634,12 @@ impl Segment {
         }
     }
 
-    /// Reads the records with offset >= `from` stored in this segment into `out`,
-    /// whole batches at a time, while the record bytes stay within `max_bytes` (the
-    /// first batch of the whole read is always taken). `bytes` is the running total
-    /// across segments. Returns the offset after the last batch examined and whether
-    /// the byte budget stopped the read.
-    pub fn read_into(
-        &self,
-        from: u64,
-        partition: u32,
-        max_bytes: usize,
-        bytes: &mut usize,
-        out: &mut Vec<ConsumerRecord>,
-    ) -> Result<ReadStop, StorageError> {
-        self.walk_from(from, |header, payload, pos| {
-            let mut records = Vec::with_capacity(header.record_count as usize);
-            let batch_bytes = batch::decode_into(header, &payload, partition, from, &mut records)
-                .map_err(|d| self.corrupt(pos, d))?;
-            if !out.is_empty() && bytes.saturating_add(batch_bytes) > max_bytes {
-                return Ok(true);
-            }
-            out.append(&mut records);
-            *bytes = bytes.saturating_add(batch_bytes);
-            Ok(*bytes >= max_bytes)
-        })
-    }
-
-    /// Like [`Segment::read_into`], but keeps each batch whole (CRC checked)
-    /// for its records to be looked at in place. `bytes` counts
-    /// [`StoredBatch::budget_bytes`].
+    /// Collects the batches stored in this segment from the one holding
+    /// `from` on, whole (CRC checked), while their bytes stay within
+    /// `max_bytes` (the first batch of the whole read is always taken).
+    /// `bytes` is the running total across segments
+    /// ([`StoredBatch::budget_bytes`]). Returns whether the budget stopped the
+    /// read, or the offset after the segment's last batch.
     pub fn read_batches_into(
         &self,
         from: u64,
@@ -671,18 +647,23 @@ impl Segment {
         bytes: &mut usize,
         out: &mut Vec<StoredBatch>,
     ) -> Result<ReadStop, StorageError> {
-        self.walk_from(from, |header, payload, _| {
+        self.walk_from(from, |header, payload, pos| {
             let batch_bytes = StoredBatch::budget_bytes(header);
             if !out.is_empty() && bytes.saturating_add(batch_bytes) > max_bytes {
                 return Ok(true);
             }
-            out.push(StoredBatch::new(header.clone(), payload));
+            out.push(StoredBatch::new(
+                header.clone(),
+                payload,
+                self.path.clone(),
+                pos,
+            ));
             *bytes = bytes.saturating_add(batch_bytes);
             Ok(*bytes >= max_bytes)
         })
     }
 
-    /// Like [`Segment::read_into`], but collects whole batches as stored (header
+    /// Like [`Segment::read_batches_into`], but collects whole batches as stored (header
     /// and payload, CRC checked), for copying them to another replica.
     /// `bytes` counts batch bytes.
     pub fn read_raw_into(
@@ -735,7 +716,7 @@ impl Segment {
     }
 }
 
-/// Why `Segment::read_into` returned.
+/// Why `Segment::read_batches_into` (or `read_raw_into`) returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadStop {
     /// The byte budget is used up: the read is complete.

@@ -302,3 +302,97 @@ pub fn last_segment(dir: &Path) -> PathBuf {
     logs.sort();
     logs.pop().expect("a segment file")
 }
+
+/// The leader of partition 0 of `topic`, from `partition list -O json`.
+pub fn partition_leader(env: &Env, topic: &str) -> u64 {
+    let out = env.ok(&["partition", "list", topic, "-O", "json"]);
+    let parts: serde_json::Value = serde_json::from_str(&out).unwrap();
+    parts[0]["leader"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no leader in {out}"))
+}
+
+/// Runs `sluice produce topic extra...` fed `records` in `chunk`-byte pieces
+/// `pause` apart, SIGKILLs the partition's leader `kill_after` into it, and
+/// checks that the producer still acknowledged everything and another node
+/// took over. Returns the killed node.
+pub fn produce_across_leader_kill(
+    env: &Env,
+    topic: &str,
+    extra: &[&str],
+    records: &str,
+    (chunk, pause): (usize, Duration),
+    kill_after: Duration,
+) -> u64 {
+    let mut args = vec!["produce", topic];
+    args.extend_from_slice(extra);
+    let mut producer = env
+        .command(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = producer.stdin.take().unwrap();
+    let old = partition_leader(env, topic);
+    let feed = {
+        let records = records.to_string();
+        std::thread::spawn(move || {
+            for piece in records.as_bytes().chunks(chunk) {
+                stdin.write_all(piece).unwrap();
+                std::thread::sleep(pause);
+            }
+        })
+    };
+    std::thread::sleep(kill_after);
+    env.kill(old);
+    feed.join().unwrap();
+    let out = producer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(partition_leader(env, topic), old, "a new leader took over");
+    old
+}
+
+/// Waits until the leader of partition 0 of `topic` (asked directly) sees
+/// all three replicas with no lag.
+pub fn wait_until_replicas_caught_up(env: &Env, topic: &str, timeout: Duration) {
+    let leader = partition_leader(env, topic);
+    let endpoint = format!("127.0.0.1:{}", env.port as u64 + leader - 1);
+    wait_until(timeout, || {
+        let out = env.ok(&[
+            "partition",
+            "list",
+            topic,
+            "-O",
+            "json",
+            "--endpoint",
+            &endpoint,
+        ]);
+        let parts: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let replicas = parts[0]["replicas"].as_array().unwrap().clone();
+        replicas.len() == 3
+            && replicas
+                .iter()
+                .all(|r| r["lag_entries"].as_u64() == Some(0))
+    });
+}
+
+/// Why `log` is not `expected`, line by line.
+pub fn log_difference(log: &str, expected: &str) -> String {
+    let mut counts = std::collections::HashMap::new();
+    for line in log.lines() {
+        *counts.entry(line).or_insert(0) += 1;
+    }
+    let duplicated = counts.values().filter(|c| **c > 1).count();
+    let lost = expected.lines().filter(|l| !counts.contains_key(l)).count();
+    let first_misplaced = log.lines().zip(expected.lines()).position(|(a, b)| a != b);
+    format!(
+        "{lost} lost, {duplicated} duplicated, first difference at line {first_misplaced:?} (of {} read, {} expected)",
+        log.lines().count(),
+        expected.lines().count()
+    )
+}

@@ -250,6 +250,35 @@ enum AdminOutcome {
     Info(String),
 }
 
+/// What [`AdminOutcome::record`] wrote into the history.
+#[derive(Debug, PartialEq, Eq)]
+enum Recorded {
+    Ok,
+    Failed,
+    /// `info`: the outcome is unknown, so the process must retire.
+    Unknown,
+}
+
+impl AdminOutcome {
+    /// Completes `call`, invoked by `process`, in the history.
+    fn record(self, ctx: &Ctx, process: u64, call: Call) -> Recorded {
+        match self {
+            AdminOutcome::Ok => {
+                ctx.rec.ok(process, call, None);
+                Recorded::Ok
+            }
+            AdminOutcome::Fail(e) => {
+                ctx.rec.fail(process, call, None, e);
+                Recorded::Failed
+            }
+            AdminOutcome::Info(e) => {
+                ctx.rec.info(process, call, None, e);
+                Recorded::Unknown
+            }
+        }
+    }
+}
+
 /// Refusals that no delivery of the request could have avoided: the node
 /// validates before proposing, and validation gives the same answer every
 /// time. Anything else may follow an earlier delivery: one call of
@@ -335,20 +364,8 @@ pub async fn worker(ctx: Arc<Ctx>, sm: Arc<SmCtx>, w: u32) {
                 sm.live().remove(&name);
                 let call = Call::SmDelete(SmDelete { name: name.clone() });
                 ctx.rec.invoke(process, call.clone(), None);
-                match admin_op(&client, Request::DeleteSmartModule { name }).await {
-                    AdminOutcome::Ok => {
-                        ctx.rec.ok(process, call, None);
-                        false
-                    }
-                    AdminOutcome::Fail(e) => {
-                        ctx.rec.fail(process, call, None, e);
-                        false
-                    }
-                    AdminOutcome::Info(e) => {
-                        ctx.rec.info(process, call, None, e);
-                        true
-                    }
-                }
+                let outcome = admin_op(&client, Request::DeleteSmartModule { name }).await;
+                outcome.record(&ctx, process, call) == Recorded::Unknown
             } else if roll < 60 {
                 let call = |modules| {
                     Call::SmList(SmList {
@@ -378,21 +395,14 @@ pub async fn worker(ctx: Arc<Ctx>, sm: Arc<SmCtx>, w: u32) {
                     name: name.clone(),
                     wasm,
                 };
-                match admin_op(&client, request).await {
-                    AdminOutcome::Ok => {
-                        ctx.rec.ok(process, call, None);
+                match admin_op(&client, request).await.record(&ctx, process, call) {
+                    Recorded::Ok => {
                         sm.live().insert(name.clone());
                         mine.push(name);
                         false
                     }
-                    AdminOutcome::Fail(e) => {
-                        ctx.rec.fail(process, call, None, e);
-                        false
-                    }
-                    AdminOutcome::Info(e) => {
-                        ctx.rec.info(process, call, None, e);
-                        true
-                    }
+                    Recorded::Failed => false,
+                    Recorded::Unknown => true,
                 }
             };
             if retire {

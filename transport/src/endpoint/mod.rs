@@ -98,13 +98,62 @@ pub fn bind_server(
     addr: SocketAddr,
     config: quinn::ServerConfig,
 ) -> Result<quinn::Endpoint, TransportError> {
-    quinn::Endpoint::server(config, addr).map_err(|source| {
+    let bound = bind_udp(addr).and_then(|socket| {
+        quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            quinn::default_runtime().ok_or_else(no_runtime)?,
+        )
+    });
+    bound.map_err(|source| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
             TransportError::AddrInUse { addr }
         } else {
             TransportError::Bind { addr, source }
         }
     })
+}
+
+/// Kernel buffer asked for on each endpoint's UDP socket, both directions.
+/// The Linux default (208 KiB) overflows when a node answers a fetch in
+/// bursts: every datagram dropped there is a loss to QUIC, which retransmits
+/// and shrinks its congestion window. Linux caps the request at
+/// `net.core.rmem_max` / `wmem_max`; raise those for the full effect.
+pub const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Binds a UDP socket on `addr` with [`SOCKET_BUFFER_BYTES`] of kernel
+/// buffer (as much of it as the system allows).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    for (direction, result) in [
+        (
+            "receive",
+            state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES),
+        ),
+        (
+            "send",
+            state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER_BYTES),
+        ),
+    ] {
+        if let Err(error) = result {
+            // Not fatal: the endpoint works with the default, only slower.
+            tracing::warn!(%addr, direction, %error, "could not enlarge the UDP socket buffer");
+        }
+    }
+    tracing::debug!(
+        %addr,
+        receive = state.recv_buffer_size((&socket).into()).ok(),
+        send = state.send_buffer_size((&socket).into()).ok(),
+        "UDP socket buffers"
+    );
+    Ok(socket)
+}
+
+/// quinn found no async runtime: endpoints must be created inside tokio.
+fn no_runtime() -> std::io::Error {
+    std::io::Error::other("no tokio runtime is running; create QUIC endpoints inside one")
 }
 
 /// Binds a client-only endpoint able to reach `target`: on the unspecified
@@ -122,7 +171,15 @@ pub fn client_endpoint_from(
     local: SocketAddr,
     target: SocketAddr,
 ) -> Result<quinn::Endpoint, TransportError> {
-    quinn::Endpoint::client(local).map_err(|source| TransportError::ClientBind {
+    let bound = bind_udp(local).and_then(|socket| {
+        quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            quinn::default_runtime().ok_or_else(no_runtime)?,
+        )
+    });
+    bound.map_err(|source| TransportError::ClientBind {
         local,
         target,
         source,
@@ -157,4 +214,27 @@ pub fn is_tls_failure(error: &quinn::ConnectionError) -> bool {
         _ => return false,
     };
     (0x100..0x200).contains(&u64::from(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_sockets_get_the_larger_buffer_the_system_allows() {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let socket = bind_udp(addr).unwrap();
+        let state = quinn::udp::UdpSocketState::new((&socket).into()).unwrap();
+        let granted = state.recv_buffer_size((&socket).into()).unwrap();
+        // Linux grants up to net.core.rmem_max (and reports twice what it
+        // keeps for data); other systems are only required to grow it.
+        let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|text| text.trim().parse::<usize>().ok());
+        let expected = cap.map_or(256 * 1024, |cap| cap.min(SOCKET_BUFFER_BYTES));
+        assert!(
+            granted >= expected,
+            "receive buffer {granted} bytes, expected at least {expected}"
+        );
+    }
 }

@@ -31,15 +31,6 @@ fn install_panic_hook() {
     });
 }
 
-fn to_record(r: &RawRecord<'_>) -> Record {
-    Record::new(
-        r.offset,
-        r.timestamp,
-        r.key.map(RecordData::from),
-        RecordData::from(r.value),
-    )
-}
-
 /// Accumulates output records and the first failure into a transform payload.
 struct Out {
     enc: Encoder,
@@ -85,9 +76,12 @@ fn transform(input: &[u8], mut each: impl FnMut(&Record, &mut Out) -> Result<()>
         Err(e) => return abi::encode_error(abi::NO_OFFSET, &format!("input batch: {e}")),
     };
     let mut out = Out::new(input.len() + 16);
+    // One record refilled in place for the whole batch: its buffers grow to
+    // the largest key and value once, instead of two allocations per record.
+    let mut record = Record::default();
     for raw in &records {
         CURRENT_OFFSET.store(raw.offset, Ordering::Relaxed);
-        let record = to_record(raw);
+        record.refill(raw);
         if let Err(e) = each(&record, &mut out) {
             return out.finish(Some((raw.offset, e.to_string())));
         }
@@ -305,6 +299,36 @@ mod tests {
             Ok(r.value.as_ref().contains(&b'a'))
         });
         assert_eq!(values(&out), (vec!["apple".into(), "banana".into()], None));
+    }
+
+    #[test]
+    fn each_record_is_seen_whole_although_one_record_is_refilled_for_the_batch() {
+        let keys = [Some(&b"first-key"[..]), None, Some(b"k"), Some(b"")];
+        let values = ["a long value", "", "mid", "x"];
+        let mut e = Encoder::new();
+        e.count(keys.len());
+        for (i, (key, value)) in keys.iter().zip(values).enumerate() {
+            e.record(RawRecord {
+                offset: i as i64,
+                timestamp: 100 + i as i64,
+                key: *key,
+                value: value.as_bytes(),
+            });
+        }
+        let seen = std::cell::RefCell::new(Vec::new());
+        filter(&e.finish(), |r| {
+            seen.borrow_mut().push(r.clone());
+            Ok(true)
+        });
+        let expected: Vec<Record> = keys
+            .iter()
+            .zip(values)
+            .enumerate()
+            .map(|(i, (key, value))| {
+                Record::new(i as i64, 100 + i as i64, key.map(RecordData::from), value)
+            })
+            .collect();
+        assert_eq!(seen.into_inner(), expected);
     }
 
     #[test]

@@ -112,6 +112,22 @@ impl Record {
         }
     }
 
+    /// Overwrites this record with `raw`, reusing its buffers.
+    pub(crate) fn refill(&mut self, raw: &crate::abi::RawRecord<'_>) {
+        self.offset = raw.offset;
+        self.timestamp = raw.timestamp;
+        self.value.0.clear();
+        self.value.0.extend_from_slice(raw.value);
+        match (raw.key, &mut self.key) {
+            (None, key) => *key = None,
+            (Some(new), Some(key)) => {
+                key.0.clear();
+                key.0.extend_from_slice(new);
+            }
+            (Some(new), key @ None) => *key = Some(RecordData::from(new)),
+        }
+    }
+
     /// The key, if any.
     pub fn key(&self) -> Option<&RecordData> {
         self.key.as_ref()

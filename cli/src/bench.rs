@@ -274,13 +274,18 @@ async fn consume(args: ConsumeBench, globals: &Globals) -> anyhow::Result<()> {
     let mut fetch = client.fetch(request).await?;
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut waited = Instant::now();
-    while let Some(batch) = fetch.next_batch().await? {
+    // Records are counted where the frames hold them (`next_batch_with`):
+    // what is measured is the cluster and the wire, not copies in this client.
+    while let Some((n, size)) = fetch
+        .next_batch_with(|batch| {
+            let size: usize = batch.iter().map(|r| r.size_bytes()).sum();
+            (batch.len() as u64, size as u64)
+        })
+        .await?
+    {
         h.saturating_record(waited.elapsed().as_micros() as u64);
-        records += batch.len() as u64;
-        bytes += batch
-            .iter()
-            .map(|r| (r.value.len() + r.key.as_ref().map_or(0, Vec::len)) as u64)
-            .sum::<u64>();
+        records += n;
+        bytes += size;
         waited = Instant::now();
     }
     let elapsed = started.elapsed();

@@ -2,7 +2,7 @@
 
 use futures::Stream;
 use sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
-use sluice_proto::{ConsumerRecord, Response};
+use sluice_proto::{ConsumerRecord, ConsumerRecordRef, Response, codec};
 
 use crate::client::{decode_response, response_name};
 use crate::error::{ClientError, Result};
@@ -71,6 +71,32 @@ impl FetchStream {
     /// The next batch of records; `Ok(None)` once a non-following fetch has
     /// reached its end. Empty batches are skipped.
     pub async fn next_batch(&mut self) -> Result<Option<Vec<ConsumerRecord>>> {
+        self.next_batch_with(|records| {
+            records
+                .iter()
+                .map(ConsumerRecordRef::to_owned_record)
+                .collect()
+        })
+        .await
+    }
+
+    /// Like [`next_batch`](Self::next_batch), but hands `f` the records
+    /// where the received frame holds them, and returns what `f` returns:
+    /// no allocation or copy per record, for consumers that look at each
+    /// record once (count, checksum, forward, parse into their own types).
+    ///
+    /// ```no_run
+    /// # async fn run(mut fetch: sluice_client::FetchStream) -> sluice_client::Result<()> {
+    /// let mut bytes = 0;
+    /// while let Some(n) = fetch.next_batch_with(|records| records.len()).await? {
+    ///     bytes += n;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn next_batch_with<R>(
+        &mut self,
+        f: impl FnOnce(&[ConsumerRecordRef<'_>]) -> R,
+    ) -> Result<Option<R>> {
         loop {
             if self.done {
                 return Ok(None);
@@ -89,6 +115,19 @@ impl FetchStream {
                         return Err(self.lost(e.to_string()));
                     }
                 };
+            // Records, the common case, are read in place; anything else
+            // (and any frame that fails to decode, for the error) goes
+            // through the owned decoder.
+            if let Ok(Some((records, high_watermark))) = codec::decode_records_ref(&frame) {
+                self.high_watermark = self.high_watermark.max(high_watermark);
+                if let Some(last) = records.last() {
+                    self.next_offset = last.offset + 1;
+                }
+                if records.is_empty() {
+                    continue;
+                }
+                return Ok(Some(f(&records)));
+            }
             let response = match decode_response(&self.endpoint, "fetch", &frame) {
                 Ok(response) => response,
                 Err(e) => {
@@ -97,18 +136,6 @@ impl FetchStream {
                 }
             };
             match response {
-                Response::Records {
-                    records,
-                    high_watermark,
-                } => {
-                    self.high_watermark = self.high_watermark.max(high_watermark);
-                    if let Some(last) = records.last() {
-                        self.next_offset = last.offset + 1;
-                    }
-                    if !records.is_empty() {
-                        return Ok(Some(records));
-                    }
-                }
                 Response::FetchEnd { next_offset } => {
                     self.next_offset = next_offset;
                     self.done = true;

@@ -82,6 +82,44 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
     Ok(msg)
 }
 
+/// The records of a [`Response::Records`](crate::Response::Records) frame,
+/// keys and values borrowed from it, and its high watermark; `Ok(None)` when
+/// the frame holds another response (decode that with [`decode`]). A consumer
+/// that only looks at each record once saves a copy and an allocation per
+/// record this way.
+pub fn decode_records_ref(
+    frame: &[u8],
+) -> Result<Option<(Vec<crate::ConsumerRecordRef<'_>>, u64)>, CodecError> {
+    let version = peek_version(frame)?;
+    if version != PROTOCOL_VERSION {
+        return Err(CodecError::VersionMismatch {
+            peer: version,
+            ours: PROTOCOL_VERSION,
+        });
+    }
+    // bincode writes the variant index as a varint: one byte below 251.
+    const { assert!(crate::messages::RESPONSE_RECORDS_INDEX < 251) };
+    if frame.get(2) != Some(&(crate::messages::RESPONSE_RECORDS_INDEX as u8)) {
+        return Ok(None);
+    }
+    // A struct variant's fields follow the index as a tuple would.
+    let body = &frame[3..];
+    let what = "Records";
+    let (fields, used) = bincode::serde::borrow_decode_from_slice(body, config()).map_err(|e| {
+        CodecError::Malformed {
+            what,
+            reason: e.to_string(),
+        }
+    })?;
+    if used != body.len() {
+        return Err(CodecError::Malformed {
+            what,
+            reason: format!("{} trailing bytes after the message", body.len() - used),
+        });
+    }
+    Ok(Some(fields))
+}
+
 fn short_type_name<T>() -> &'static str {
     let full = std::any::type_name::<T>();
     full.rsplit("::").next().unwrap_or(full)
@@ -123,6 +161,53 @@ mod tests {
         };
         assert_eq!(by_ref, encode(&response).unwrap());
         assert_eq!(decode::<Response>(&by_ref).unwrap(), response);
+    }
+
+    #[test]
+    fn records_decode_borrowed_from_the_frame_and_other_responses_are_left_alone() {
+        let owned = vec![
+            crate::ConsumerRecord {
+                partition: 1,
+                offset: 300,
+                key: Some(b"k".to_vec()),
+                value: vec![9; 1024],
+                timestamp_ms: 5,
+            },
+            crate::ConsumerRecord {
+                partition: 1,
+                offset: 301,
+                key: None,
+                value: Vec::new(),
+                timestamp_ms: -1,
+            },
+        ];
+        let frame = encode(&Response::Records {
+            records: owned.clone(),
+            high_watermark: 302,
+        })
+        .unwrap();
+        let (records, high_watermark) = decode_records_ref(&frame).unwrap().unwrap();
+        assert_eq!(high_watermark, 302);
+        let copied: Vec<_> = records.iter().map(|r| r.to_owned_record()).collect();
+        assert_eq!(copied, owned);
+        // The value lies in the frame itself.
+        let frame_bytes = frame.as_ptr_range();
+        assert!(frame_bytes.contains(&records[0].value.as_ptr()));
+
+        let other = encode(&Response::FetchEnd { next_offset: 3 }).unwrap();
+        assert_eq!(decode_records_ref(&other), Ok(None));
+        let mut trailing = frame.clone();
+        trailing.push(0);
+        assert!(matches!(
+            decode_records_ref(&trailing),
+            Err(CodecError::Malformed { .. })
+        ));
+        let mut cut = frame;
+        cut.truncate(cut.len() - 10);
+        assert!(matches!(
+            decode_records_ref(&cut),
+            Err(CodecError::Malformed { .. })
+        ));
     }
 
     #[test]

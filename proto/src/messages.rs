@@ -158,7 +158,7 @@ pub struct RecordsRef<'a> {
 }
 
 /// Position of `Records` among [`Response`]'s variants, as serde numbers them.
-const RESPONSE_RECORDS_INDEX: u32 = 9;
+pub(crate) const RESPONSE_RECORDS_INDEX: u32 = 9;
 
 impl Serialize for RecordsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

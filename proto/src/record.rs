@@ -69,21 +69,34 @@ impl ConsumerRecord {
     }
 }
 
-/// A [`ConsumerRecord`] borrowing its bytes (from a stored batch). It
-/// serializes exactly like one, so a node encodes records read from its log
-/// without first copying each into a record of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// A [`ConsumerRecord`] borrowing its bytes (from a stored batch, or from a
+/// received frame). It serializes exactly like one, so a node encodes records
+/// read from its log without first copying each into a record of its own,
+/// and a consumer can read them where the frame holds them
+/// ([`crate::codec::decode_records_ref`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumerRecordRef<'a> {
     pub partition: u32,
     pub offset: u64,
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "serde_bytes", borrow)]
     pub key: Option<&'a [u8]>,
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "serde_bytes", borrow)]
     pub value: &'a [u8],
     pub timestamp_ms: i64,
 }
 
 impl ConsumerRecordRef<'_> {
+    /// An owned copy.
+    pub fn to_owned_record(&self) -> ConsumerRecord {
+        ConsumerRecord {
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.to_vec(),
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+
     /// Bytes this record counts against size limits (key + value).
     pub fn size_bytes(&self) -> usize {
         self.key.map_or(0, <[u8]>::len) + self.value.len()

@@ -56,6 +56,14 @@ pub fn peek_version(frame: &[u8]) -> Result<u16, CodecError> {
 /// Decodes a frame payload, checking the version first. Trailing bytes after
 /// the message are an error: they mean the peer and we disagree on the type.
 pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
+    let body = body(frame)?;
+    let what = short_type_name::<T>();
+    let decoded = bincode::serde::decode_from_slice(body, config());
+    whole_message(what, body, decoded)
+}
+
+/// The message bytes of a frame payload, once its version is ours.
+fn body(frame: &[u8]) -> Result<&[u8], CodecError> {
     let version = peek_version(frame)?;
     if version != PROTOCOL_VERSION {
         return Err(CodecError::VersionMismatch {
@@ -63,20 +71,24 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
             ours: PROTOCOL_VERSION,
         });
     }
-    let what = short_type_name::<T>();
-    let (msg, used) = bincode::serde::decode_from_slice(&frame[2..], config()).map_err(|e| {
-        CodecError::Malformed {
-            what,
-            reason: e.to_string(),
-        }
+    Ok(&frame[2..])
+}
+
+/// The decoded message, provided it used all of `body`: trailing bytes mean
+/// the peer and we disagree on the type.
+fn whole_message<T>(
+    what: &'static str,
+    body: &[u8],
+    decoded: Result<(T, usize), bincode::error::DecodeError>,
+) -> Result<T, CodecError> {
+    let (msg, used) = decoded.map_err(|e| CodecError::Malformed {
+        what,
+        reason: e.to_string(),
     })?;
-    if used != frame.len() - 2 {
+    if used != body.len() {
         return Err(CodecError::Malformed {
             what,
-            reason: format!(
-                "{} trailing bytes after the message",
-                frame.len() - 2 - used
-            ),
+            reason: format!("{} trailing bytes after the message", body.len() - used),
         });
     }
     Ok(msg)
@@ -90,34 +102,17 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
 pub fn decode_records_ref(
     frame: &[u8],
 ) -> Result<Option<(Vec<crate::ConsumerRecordRef<'_>>, u64)>, CodecError> {
-    let version = peek_version(frame)?;
-    if version != PROTOCOL_VERSION {
-        return Err(CodecError::VersionMismatch {
-            peer: version,
-            ours: PROTOCOL_VERSION,
-        });
-    }
+    let body = body(frame)?;
     // bincode writes the variant index as a varint: one byte below 251.
     const { assert!(crate::messages::RESPONSE_RECORDS_INDEX < 251) };
-    if frame.get(2) != Some(&(crate::messages::RESPONSE_RECORDS_INDEX as u8)) {
-        return Ok(None);
-    }
-    // A struct variant's fields follow the index as a tuple would.
-    let body = &frame[3..];
-    let what = "Records";
-    let (fields, used) = bincode::serde::borrow_decode_from_slice(body, config()).map_err(|e| {
-        CodecError::Malformed {
-            what,
-            reason: e.to_string(),
+    match body.split_first() {
+        Some((&index, fields)) if u32::from(index) == crate::messages::RESPONSE_RECORDS_INDEX => {
+            // A struct variant's fields follow the index as a tuple would.
+            let decoded = bincode::serde::borrow_decode_from_slice(fields, config());
+            whole_message("Records", fields, decoded).map(Some)
         }
-    })?;
-    if used != body.len() {
-        return Err(CodecError::Malformed {
-            what,
-            reason: format!("{} trailing bytes after the message", body.len() - used),
-        });
+        _ => Ok(None),
     }
-    Ok(Some(fields))
 }
 
 fn short_type_name<T>() -> &'static str {

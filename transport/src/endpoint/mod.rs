@@ -98,15 +98,7 @@ pub fn bind_server(
     addr: SocketAddr,
     config: quinn::ServerConfig,
 ) -> Result<quinn::Endpoint, TransportError> {
-    let bound = bind_udp(addr).and_then(|socket| {
-        quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(config),
-            socket,
-            quinn::default_runtime().ok_or_else(no_runtime)?,
-        )
-    });
-    bound.map_err(|source| {
+    bind_endpoint(addr, Some(config)).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
             TransportError::AddrInUse { addr }
         } else {
@@ -151,9 +143,21 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket)
 }
 
-/// quinn found no async runtime: endpoints must be created inside tokio.
-fn no_runtime() -> std::io::Error {
-    std::io::Error::other("no tokio runtime is running; create QUIC endpoints inside one")
+/// A QUIC endpoint on a socket from [`bind_udp`]; a server if `server` is
+/// given. Must run inside tokio.
+fn bind_endpoint(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    let runtime = quinn::default_runtime().ok_or_else(|| {
+        std::io::Error::other("no tokio runtime is running; create QUIC endpoints inside one")
+    })?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        bind_udp(addr)?,
+        runtime,
+    )
 }
 
 /// Binds a client-only endpoint able to reach `target`: on the unspecified
@@ -171,15 +175,7 @@ pub fn client_endpoint_from(
     local: SocketAddr,
     target: SocketAddr,
 ) -> Result<quinn::Endpoint, TransportError> {
-    let bound = bind_udp(local).and_then(|socket| {
-        quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            None,
-            socket,
-            quinn::default_runtime().ok_or_else(no_runtime)?,
-        )
-    });
-    bound.map_err(|source| TransportError::ClientBind {
+    bind_endpoint(local, None).map_err(|source| TransportError::ClientBind {
         local,
         target,
         source,

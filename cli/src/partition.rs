@@ -97,7 +97,6 @@ pub async fn run(cmd: PartitionCmd, globals: &Globals) -> anyhow::Result<()> {
     };
     let client = crate::connect(globals).await?;
     let mut partitions = client.list_partitions(topic.as_deref()).await?;
-    leaders_views(&client, globals, topic.as_deref(), &mut partitions).await;
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     let rows: Vec<PartitionOut> = partitions.iter().map(PartitionOut::from).collect();
     output::print(out.output, &rows, || table(&rows))
@@ -131,8 +130,7 @@ async fn reassign(
     ));
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let mut partitions = client.list_partitions(Some(topic)).await?;
-        leaders_views(&client, globals, Some(topic), &mut partitions).await;
+        let partitions = client.list_partitions(Some(topic)).await?;
         if let Some(p) = partitions.iter().find(|p| p.partition == partition) {
             // Done: the old replicas are gone and the new set has a leader.
             if p.leaving.is_empty() && p.leader.is_some() {
@@ -165,41 +163,6 @@ async fn reassign(
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
-}
-
-/// Replaces each partition's entry by the view of its leader, which alone
-/// knows the committed offset and every replica's lag: each node is asked
-/// for the partitions it leads (a node that does not answer in time is
-/// skipped, leaving the first node's view).
-async fn leaders_views(
-    client: &sluice_client::Client,
-    globals: &Globals,
-    topic: Option<&str>,
-    partitions: &mut [sluice_client::proto::PartitionStatus],
-) {
-    let Ok(status) = client.cluster_status().await else {
-        return;
-    };
-    let views = status.nodes.iter().map(|n| async move {
-        let view = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-            let c = crate::connect_node(globals, &n.advertised_addr).await?;
-            c.list_partitions(topic).await.ok()
-        })
-        .await
-        .ok()
-        .flatten();
-        (n.id, view.unwrap_or_default())
-    });
-    for (node, view) in futures::future::join_all(views).await {
-        for led in view.into_iter().filter(|p| p.leader == Some(node)) {
-            if let Some(slot) = partitions
-                .iter_mut()
-                .find(|p| p.topic == led.topic && p.partition == led.partition)
-            {
-                *slot = led;
-            }
-        }
     }
 }
 

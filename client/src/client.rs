@@ -10,9 +10,9 @@ use std::time::Duration;
 use sluice_proto::codec::{self, CodecError};
 use sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 use sluice_proto::{
-    ClusterStatus, FetchRequest, NodeId, PartitionAssignment, PartitionStatus, ProduceRequest,
-    ProduceResponse, ProducerSeq, ReadFrom, Record, Request, Response, SmartModuleInfo, TopicInfo,
-    TopicSpec, WireError,
+    ClusterStatus, FetchRequest, NodeId, PartitionAssignment, ProduceRequest, ProduceResponse,
+    ProducerSeq, ReadFrom, Record, Request, Response, SmartModuleInfo, TopicInfo, TopicSpec,
+    WireError,
 };
 use sluice_transport::{CertKeyPair, Connector, TransportError};
 
@@ -22,6 +22,7 @@ use crate::fetch::FetchStream;
 use crate::producer::{Producer, ProducerConfig};
 
 mod leader_watch;
+mod partitions;
 
 /// How long one request may take (connecting excluded) before it is given up.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -350,17 +351,6 @@ impl Client {
         {
             Response::Topic(info) => Ok(info),
             other => Err(self.unexpected("describe topic", &other)),
-        }
-    }
-
-    /// Live state of the partitions of `topic`, or of every topic.
-    pub async fn list_partitions(&self, topic: Option<&str>) -> Result<Vec<PartitionStatus>> {
-        let request = Request::ListPartitions {
-            topic: topic.map(str::to_string),
-        };
-        match self.admin(request).await? {
-            Response::Partitions(partitions) => Ok(partitions),
-            other => Err(self.unexpected("list partitions", &other)),
         }
     }
 

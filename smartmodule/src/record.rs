@@ -7,77 +7,148 @@
 use std::fmt;
 
 /// The bytes of a key or a value.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct RecordData(Vec<u8>);
+///
+/// Inside a batch call, the key and value of the record handed to the module
+/// are *lent*: they point into the batch the host wrote into the module's
+/// memory, so reading a record copies nothing (a 1 KiB value would otherwise
+/// be copied once more than it is scanned). Cloning lent bytes copies them
+/// into an owned buffer, so nothing lent outlives the call: code outside
+/// this module only ever sees a lent value through the `&Record` of the
+/// current call.
+#[derive(Default)]
+pub struct RecordData(Repr);
+
+#[derive(Default)]
+enum Repr {
+    #[default]
+    Empty,
+    Owned(Vec<u8>),
+    /// Bytes of the batch being processed (see `Record::lend`).
+    Lent {
+        ptr: *const u8,
+        len: usize,
+    },
+}
+
+// SAFETY: lent bytes are immutable and, by `Record::lend`'s contract, alive
+// for as long as any reference to the `RecordData` holding them; sharing
+// them or a reference across threads is then no different from sharing a
+// `&[u8]`. Owned bytes are a `Vec<u8>`.
+unsafe impl Send for RecordData {}
+unsafe impl Sync for RecordData {}
 
 impl RecordData {
     /// The bytes as UTF-8, if they are.
     pub fn as_str(&self) -> Result<&str, std::str::Utf8Error> {
-        std::str::from_utf8(&self.0)
+        std::str::from_utf8(self.as_ref())
     }
 
     /// The bytes as UTF-8, with invalid sequences replaced.
     pub fn as_utf8_lossy_string(&self) -> String {
-        String::from_utf8_lossy(&self.0).into_owned()
+        String::from_utf8_lossy(self.as_ref()).into_owned()
     }
 
     /// Number of bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_ref().len()
     }
 
     /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_ref().is_empty()
     }
 
-    /// The owned bytes.
+    /// The owned bytes (a copy if they were lent).
     pub fn into_vec(self) -> Vec<u8> {
-        self.0
+        match self.0 {
+            Repr::Owned(v) => v,
+            _ => self.as_ref().to_vec(),
+        }
+    }
+
+    /// Bytes lent by the caller, valid while `self` is reachable.
+    ///
+    /// # Safety
+    /// `bytes` must stay alive and unchanged until this value is dropped or
+    /// overwritten, and no `&RecordData` to it may outlive them.
+    unsafe fn lent(bytes: &[u8]) -> Self {
+        Self(Repr::Lent {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        })
     }
 }
 
 impl AsRef<[u8]> for RecordData {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Empty => &[],
+            Repr::Owned(v) => v,
+            // SAFETY: `lent`'s contract keeps the bytes alive while `self` is.
+            Repr::Lent { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+        }
+    }
+}
+
+impl Clone for RecordData {
+    /// Always an owned copy: a clone may be kept past the batch call.
+    fn clone(&self) -> Self {
+        match &self.0 {
+            Repr::Empty => Self(Repr::Empty),
+            _ => Self(Repr::Owned(self.as_ref().to_vec())),
+        }
+    }
+}
+
+impl PartialEq for RecordData {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_ref() == other.as_ref()
+    }
+}
+
+impl Eq for RecordData {}
+
+impl std::hash::Hash for RecordData {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
     }
 }
 
 impl From<Vec<u8>> for RecordData {
     fn from(v: Vec<u8>) -> Self {
-        Self(v)
+        Self(Repr::Owned(v))
     }
 }
 
 impl From<&[u8]> for RecordData {
     fn from(v: &[u8]) -> Self {
-        Self(v.to_vec())
+        Self(Repr::Owned(v.to_vec()))
     }
 }
 
 impl From<String> for RecordData {
     fn from(v: String) -> Self {
-        Self(v.into_bytes())
+        Self(Repr::Owned(v.into_bytes()))
     }
 }
 
 impl From<&str> for RecordData {
     fn from(v: &str) -> Self {
-        Self(v.as_bytes().to_vec())
+        Self(Repr::Owned(v.as_bytes().to_vec()))
     }
 }
 
 impl From<RecordData> for Vec<u8> {
     fn from(v: RecordData) -> Self {
-        v.0
+        v.into_vec()
     }
 }
 
 impl fmt::Debug for RecordData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match std::str::from_utf8(&self.0) {
+        match std::str::from_utf8(self.as_ref()) {
             Ok(s) => write!(f, "{s:?}"),
-            Err(_) => write!(f, "{:?}", self.0),
+            Err(_) => write!(f, "{:?}", self.as_ref()),
         }
     }
 }
@@ -112,19 +183,21 @@ impl Record {
         }
     }
 
-    /// Overwrites this record with `raw`, reusing its buffers.
-    pub(crate) fn refill(&mut self, raw: &crate::abi::RawRecord<'_>) {
-        self.offset = raw.offset;
-        self.timestamp = raw.timestamp;
-        self.value.0.clear();
-        self.value.0.extend_from_slice(raw.value);
-        match (raw.key, &mut self.key) {
-            (None, key) => *key = None,
-            (Some(new), Some(key)) => {
-                key.0.clear();
-                key.0.extend_from_slice(new);
+    /// A record whose key and value are lent from `raw` (no copy).
+    ///
+    /// # Safety
+    /// The bytes `raw` points into must outlive the returned record and
+    /// every reference to it; hand it to module code only as `&Record`, so
+    /// that the only way to keep its data is to clone it (an owned copy).
+    pub(crate) unsafe fn lend(raw: &crate::abi::RawRecord<'_>) -> Self {
+        // SAFETY: the caller's contract is `RecordData::lent`'s.
+        unsafe {
+            Self {
+                key: raw.key.map(|k| RecordData::lent(k)),
+                value: RecordData::lent(raw.value),
+                offset: raw.offset,
+                timestamp: raw.timestamp,
             }
-            (Some(new), key @ None) => *key = Some(RecordData::from(new)),
         }
     }
 

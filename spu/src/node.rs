@@ -1,11 +1,11 @@
 //! Wiring of a node: the one place that knows every part.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sluice_controller::{Controller, ControllerError, Metadata};
-use sluice_proto::{ClusterStatus, NodeStatus};
+use sluice_proto::{ClusterStatus, NodeStatus, WireError};
 use sluice_raft::{LogDb, RaftError};
 use sluice_transport::{CertKeyPair, ClientAuth, Connector, TlsError, TransportError};
 
@@ -33,8 +33,6 @@ pub enum NodeError {
     Raft(#[from] RaftError),
     #[error(transparent)]
     Controller(#[from] ControllerError),
-    #[error("cannot start the SmartModule engine: {0}")]
-    Engine(sluice_wasm::SmartModuleError),
     #[error("{reason}")]
     Refused { reason: String },
     #[error("cannot open the fsync journal in {dir}: {source}")]
@@ -52,7 +50,8 @@ pub(crate) struct Shared {
     pub db: Arc<LogDb>,
     pub peers: Peers,
     /// Runs consumers' SmartModules; compiled modules are cached by content.
-    pub engine: Arc<sluice_wasm::Engine>,
+    /// Started on first use (see [`Shared::engine`]).
+    engine: OnceLock<Arc<sluice_wasm::Engine>>,
     pub started: Instant,
     pub data_dir: DataDir,
     /// Set when the node must stop (unregistered, or refused by the cluster).
@@ -63,6 +62,25 @@ impl Shared {
     /// Asks the node's owner to stop it, for `reason`.
     pub(crate) fn fail(&self, reason: String) {
         self.fatal.send_replace(Some(reason));
+    }
+
+    /// The SmartModule engine, started the first time a module is
+    /// registered or run: a node whose consumers use none never pays for
+    /// the compiler's memory or the epoch ticker's wake-ups. Two first
+    /// callers at once may both build one; the loser's is dropped.
+    pub(crate) fn engine(&self) -> Result<Arc<sluice_wasm::Engine>, WireError> {
+        if let Some(engine) = self.engine.get() {
+            return Ok(engine.clone());
+        }
+        let engine =
+            sluice_wasm::Engine::new(sluice_wasm::EngineConfig::default()).map_err(|e| {
+                tracing::error!(error = %e, "cannot start the SmartModule engine");
+                WireError::Unavailable {
+                    what: "the SmartModule engine".into(),
+                    reason: format!("node {} cannot start it: {e}", self.config.id),
+                }
+            })?;
+        Ok(self.engine.get_or_init(|| Arc::new(engine)).clone())
     }
 
     pub(crate) fn metadata(&self) -> Metadata {
@@ -198,17 +216,13 @@ impl Node {
             peers.clone(),
             log_source,
         );
-        let engine = Arc::new(
-            sluice_wasm::Engine::new(sluice_wasm::EngineConfig::default())
-                .map_err(NodeError::Engine)?,
-        );
         let shared = Arc::new(Shared {
             config,
             controller,
             replicas,
             db,
             peers,
-            engine,
+            engine: OnceLock::new(),
             started: Instant::now(),
             data_dir,
             fatal: tokio::sync::watch::channel(None).0,

@@ -331,6 +331,10 @@ pub(crate) async fn propose_anywhere(
     }
 }
 
+/// How much longer than a commit may take a forwarded change may go
+/// unanswered (connecting, sending, the leader's own work).
+const FORWARD_SLACK: Duration = Duration::from_secs(2);
+
 async fn forward_to_controller_leader(node: &Shared, leader: u64, request: &Request) -> Response {
     let Some(addr) = node
         .controller
@@ -342,15 +346,20 @@ async fn forward_to_controller_leader(node: &Shared, leader: u64, request: &Requ
             reason: format!("its leader, node {leader}, has no known address yet"),
         });
     };
-    node.peers
-        .request(&addr, request)
-        .await
-        .unwrap_or_else(|reason| {
-            Response::Error(WireError::Unavailable {
-                what: "the controller".into(),
-                reason: format!("cannot reach its leader, node {leader} at {addr}: {reason}"),
-            })
-        })
+    // The leader answers within its commit deadline, so a longer silence
+    // means it is gone or stalled: say so instead of holding the client.
+    let wait = sluice_raft::COMMIT_WAIT_MAX + FORWARD_SLACK;
+    match tokio::time::timeout(wait, node.peers.request(&addr, request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(reason)) => Response::Error(WireError::Unavailable {
+            what: "the controller".into(),
+            reason: format!("cannot reach its leader, node {leader} at {addr}: {reason}"),
+        }),
+        Err(_) => Response::Error(WireError::Unavailable {
+            what: "the controller".into(),
+            reason: format!("its leader, node {leader} at {addr}, did not answer within {wait:?}"),
+        }),
+    }
 }
 
 /// Hands a Raft RPC to the group it is for.
@@ -613,7 +622,10 @@ async fn serve_fetch(
                 Ok(i) => i,
                 Err(e) => return respond(send, &Response::Error(e)).await,
             };
-        let engine = node.engine.clone();
+        let engine = match node.engine() {
+            Ok(engine) => engine,
+            Err(e) => return respond(send, &Response::Error(e)).await,
+        };
         match tokio::task::spawn_blocking(move || Transforms::build(&engine, invocations)).await {
             Ok(Ok(t)) => transforms = Some(t),
             Ok(Err(e)) => return respond(send, &Response::Error(e)).await,

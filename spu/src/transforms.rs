@@ -55,7 +55,7 @@ pub(crate) async fn register(
             wasm.len()
         )));
     }
-    let engine = node.engine.clone();
+    let engine = node.engine()?;
     let (checked_name, bytes) = (name.clone(), wasm.clone());
     let module =
         tokio::task::spawn_blocking(move || engine.load(&bytes).map(|m| m.named(checked_name)))

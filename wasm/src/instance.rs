@@ -5,7 +5,7 @@ use crate::module::{
     EXPORT_ALLOC, EXPORT_CURRENT_OFFSET, EXPORT_DEALLOC, EXPORT_INIT, EXPORT_MEMORY,
     EXPORT_PANIC_MESSAGE, EXPORT_PARAMS,
 };
-use crate::record::encode_batch;
+use crate::record::BatchInput;
 use crate::{Engine, Module, Record, SmartModuleError, SmartModuleKind};
 use sluice_smartmodule::abi::{self, AbiResult, Decoder, RawRecord};
 use std::collections::BTreeMap;
@@ -243,7 +243,7 @@ impl Instance {
         }
         let encoded = abi::encode_params(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         for func in [p, i].into_iter().flatten() {
-            let out = self.call(func, &encoded)?;
+            let out = self.call(func, encoded.len(), |dst| dst.copy_from_slice(&encoded))?;
             match abi::decode_result(&out) {
                 Ok(AbiResult::Ok(_)) => {}
                 Ok(AbiResult::Err { message, .. }) => return Err(self.init_error(message)),
@@ -348,12 +348,16 @@ impl Instance {
             return Processed::default();
         }
         let kind = self.module.kind();
-        let input = encode_batch(
-            (kind == SmartModuleKind::Aggregate).then_some(self.accumulator.as_slice()),
+        let accumulator = std::mem::take(&mut self.accumulator);
+        let input = BatchInput {
+            accumulator: (kind == SmartModuleKind::Aggregate).then_some(accumulator.as_slice()),
             records,
-        );
+        };
         let started = Instant::now();
-        let result = self.call(self.exports.transform.clone(), &input);
+        let result = self.call(self.exports.transform.clone(), input.len(), |dst| {
+            input.write(dst)
+        });
+        self.accumulator = accumulator;
         self.stats.calls += 1;
         self.stats.records_in += records.len() as u64;
         self.stats.busy += started.elapsed();
@@ -423,15 +427,18 @@ impl Instance {
         })
     }
 
-    /// Places `input` in the module's memory, calls `func`, and copies its output out.
+    /// Has `write_input` write the `input_len` bytes of the input straight
+    /// into a buffer the module allocates (no copy of it on this side first),
+    /// calls `func`, and copies its output out.
     fn call(
         &mut self,
         func: TypedFunc<(u32, u32), u64>,
-        input: &[u8],
+        input_len: usize,
+        write_input: impl FnOnce(&mut [u8]),
     ) -> Result<Vec<u8>, SmartModuleError> {
         let deadline_ticks = self.module.engine.inner.config.deadline_ticks();
         self.store.set_epoch_deadline(deadline_ticks);
-        let len = u32::try_from(input.len()).map_err(|_| SmartModuleError::MemoryLimit {
+        let len = u32::try_from(input_len).map_err(|_| SmartModuleError::MemoryLimit {
             module: self.module.name().to_owned(),
             offset: None,
             limit: self.module.engine.inner.config.memory_limit_bytes,
@@ -441,10 +448,8 @@ impl Instance {
             Err(e) => return Err(self.fault(e)),
         };
         self.check_bounds(ptr, len, "input buffer from sluice_alloc")?;
-        self.exports
-            .memory
-            .write(&mut self.store, ptr as usize, input)
-            .map_err(|e| self.abi_error(format!("writing the input: {e}")))?;
+        let start = ptr as usize;
+        write_input(&mut self.exports.memory.data_mut(&mut self.store)[start..start + input_len]);
         let packed = match func.call(&mut self.store, (ptr, len)) {
             Ok(p) => p,
             Err(e) => return Err(self.fault(e)),

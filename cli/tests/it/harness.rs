@@ -127,6 +127,21 @@ impl Env {
         );
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to node `node`.
+    pub fn signal(&self, node: u64, signal: i32) {
+        let pid: i32 = std::fs::read_to_string(self.node_dir_of(node).join("node.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: signalling a node process this test started.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "cannot signal node {node}"
+        );
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(SLUICE);
         c.args(args)

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::harness::{
-    Env, lines, log_difference, partition_leader as leader, produce_across_leader_kill,
+    Env, lines, log_difference, partition_leader as leader, produce_across_leader_kill, wait_until,
     wait_until_replicas_caught_up,
 };
 
@@ -192,4 +192,73 @@ fn metadata_stays_available_while_a_majority_of_controller_voters_lives() {
     );
     env.ok(&["topic", "delete", "after-two-losses"]);
     assert!(!env.ok(&["topic", "list"]).contains("after-two-losses"));
+}
+
+#[test]
+fn a_controller_leader_without_its_followers_says_so_instead_of_hanging() {
+    let env = Env::started_with(3);
+    let leader = controller_leader(&env);
+    let followers: Vec<u64> = (1..=3).filter(|&n| n != leader).collect();
+    for &n in &followers {
+        env.signal(n, libc::SIGSTOP);
+    }
+    // The leader takes the change but cannot commit it: the client hears why
+    // (before this, it waited for its own 30 s timeout and said "timed out").
+    let err = env.fails(&["topic", "create", "cut-off"], b"");
+    assert!(
+        err.contains(&format!("node {leader}, its leader, ")) && err.contains("majority"),
+        "{err}"
+    );
+    // Once the followers are back, the cluster takes changes again. The
+    // proposal may or may not survive (a follower elected first drops it), so
+    // creating the topic again either succeeds or finds it there, once.
+    for &n in &followers {
+        env.signal(n, libc::SIGCONT);
+    }
+    wait_until(Duration::from_secs(20), || {
+        let out = env.run(&["topic", "create", "cut-off"], b"");
+        out.status.success() || String::from_utf8_lossy(&out.stderr).contains("already exists")
+    });
+    let list = env.ok(&["topic", "list"]);
+    assert_eq!(list.matches("cut-off").count(), 1, "{list}");
+}
+
+#[test]
+fn a_client_of_one_node_lists_the_leader_and_offsets_of_partitions_it_does_not_host() {
+    use sluice_client::Client;
+
+    let env = Env::started_with(3);
+    // One replica each: every node holds some partitions and not the others.
+    env.ok(&["topic", "create", "single", "-p", "3"]);
+    for p in 0..3u32 {
+        let records = lines(p as usize + 1, "r");
+        env.ok_with_input(
+            &["produce", "single", "-p", &p.to_string()],
+            records.as_bytes(),
+        );
+    }
+    let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
+    // The first node only: it is the client's bootstrap node.
+    let endpoint = format!("127.0.0.1:{}", env.port);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let partitions = rt.block_on(async {
+        let client = Client::connect(&endpoint, &ca, None).await.unwrap();
+        client.list_partitions(Some("single")).await.unwrap()
+    });
+    let hosted_elsewhere = partitions
+        .iter()
+        .filter(|p| p.replicas.iter().all(|r| r.node != 1))
+        .count();
+    assert!(
+        hosted_elsewhere > 0,
+        "node 1 hosts every partition: {partitions:?}"
+    );
+    for p in &partitions {
+        let replica = p.replicas[0].node;
+        assert_eq!(p.leader, Some(replica), "{p:?}");
+        assert_eq!(p.committed_offset, u64::from(p.partition) + 1, "{p:?}");
+    }
 }

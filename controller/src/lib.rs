@@ -36,11 +36,23 @@ tokio::task_local! {
 /// of new partition assignments.
 const LIVENESS_WINDOW: Duration = Duration::from_secs(3);
 
+/// How long a proposed metadata change may wait to be committed before its
+/// proposer is told so. A controller leader cut off from the other voters
+/// still believes it leads (nothing tells it that they elected another), so
+/// without this the change would wait for the client's own timeout with no
+/// word of why. Far above a healthy commit (milliseconds to hundreds of ms
+/// when fsync stalls), well under clients' request timeouts (30 s). Only the
+/// controller has it: a partition's writers are idempotent producers that
+/// resend on their own schedule.
+pub const COMMIT_WAIT_MAX: Duration = Duration::from_secs(5);
+
 /// The controller group as seen from one node.
 #[derive(Clone)]
 pub struct Controller {
     group: Group<ControllerStateMachine>,
     view: MetadataView,
+    /// This node.
+    node: NodeId,
 }
 
 impl Controller {
@@ -58,7 +70,7 @@ impl Controller {
             ..Default::default()
         };
         let group = Group::start(db, node, CONTROLLER_GROUP, sm, &config, transport).await?;
-        Ok(Self { group, view })
+        Ok(Self { group, view, node })
     }
 
     /// Runs `f` (a request handler) so that what it proposes carries `id`.
@@ -281,7 +293,30 @@ impl Controller {
             None => command,
         };
         let bytes = state_machine::encode(&command);
-        let response = self.group.write(bytes).await.map_err(write_error)?;
+        let node = self.node;
+        let response = match tokio::time::timeout(COMMIT_WAIT_MAX, self.group.write(bytes)).await {
+            Ok(Ok(response)) => response,
+            // Leading without a lease confirmed by the other voters: the
+            // group refused the change after waiting for one.
+            Ok(Err(WriteError::NotLeader { leader: None, .. })) if self.is_leader() => {
+                return Err(WireError::Unavailable {
+                    what: "the controller".into(),
+                    reason: format!(
+                        "node {node}, its leader, has not heard from a majority of the voters for seconds; the change was not taken"
+                    ),
+                });
+            }
+            Ok(Err(e)) => return Err(write_error(e)),
+            Err(_) => {
+                tracing::warn!(after = ?COMMIT_WAIT_MAX, "a metadata change was not committed in time; is a majority of the controller voters reachable?");
+                return Err(WireError::Unavailable {
+                    what: "the controller".into(),
+                    reason: format!(
+                        "node {node}, its leader, could not commit the change within {COMMIT_WAIT_MAX:?} (a majority of the voters did not answer; it may still be applied once they do)"
+                    ),
+                });
+            }
+        };
         match state_machine::decode::<CommandResult>(&response) {
             Ok(CommandResult::Rejected(e)) => Err(e),
             Ok(result) => Ok(result),

@@ -30,22 +30,6 @@ pub enum WriteError {
     },
     #[error("Raft group {group} stopped: {reason}")]
     Stopped { group: GroupId, reason: String },
-    #[error(
-        "node {node} proposed an entry to Raft group {group} that was not committed within {after:?}: a majority of its replicas did not answer"
-    )]
-    Uncommitted {
-        group: GroupId,
-        node: NodeId,
-        after: std::time::Duration,
-    },
-    #[error(
-        "node {node} leads Raft group {group} but could not confirm its lease with a majority of the replicas within {after:?}"
-    )]
-    Unconfirmed {
-        group: GroupId,
-        node: NodeId,
-        after: std::time::Duration,
-    },
 }
 
 impl WriteError {
@@ -61,18 +45,6 @@ impl WriteError {
             WriteError::Stopped { reason, .. } => WireError::Unavailable {
                 what: what.into(),
                 reason,
-            },
-            WriteError::Uncommitted { node, after, .. } => WireError::Unavailable {
-                what: what.into(),
-                reason: format!(
-                    "node {node}, its leader, could not commit the change within {after:?} (a majority of its replicas did not answer; it may still be applied once they do)"
-                ),
-            },
-            WriteError::Unconfirmed { node, after, .. } => WireError::Unavailable {
-                what: what.into(),
-                reason: format!(
-                    "node {node}, its leader, has not heard from a majority of its replicas for {after:?}; the change was not taken"
-                ),
             },
         }
     }

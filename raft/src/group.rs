@@ -19,14 +19,6 @@ use crate::{Bytes, GroupId, NodeId, TypeConfig};
 /// How long a write waits for a newly elected leader's lease.
 const LEASE_WAIT: Duration = Duration::from_secs(3);
 
-/// How long a proposed entry may wait to be committed before the writer is
-/// told so. A leader cut off from its followers keeps leading in its own
-/// eyes (nothing tells it that the others elected someone else), so without
-/// this its writers would wait until their own timeouts with no word of why.
-/// Far above a commit's worst case on a healthy group (hundreds of ms when
-/// fsync stalls), well under clients' request timeouts (30 s).
-pub const COMMIT_WAIT_MAX: Duration = Duration::from_secs(5);
-
 /// Timing and compaction settings of a group.
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
@@ -190,27 +182,13 @@ impl<S: ReplicatedState> Group<S> {
     /// A leader that was just elected refuses writes until its lease is
     /// confirmed by a round of heartbeats; such a refusal is retried here for
     /// a short while instead of sending the client elsewhere for nothing.
-    ///
-    /// An entry not committed within [`COMMIT_WAIT_MAX`] fails the write with
-    /// [`WriteError::Uncommitted`]; the entry stays in the log and may still
-    /// be committed later (when the followers come back).
     pub async fn write(&self, command: Vec<u8>) -> Result<Vec<u8>, WriteError> {
         let deadline = tokio::time::Instant::now() + LEASE_WAIT;
         let command = Bytes(Arc::new(command));
         loop {
-            let write = self.raft.client_write(command.clone());
-            let error = match tokio::time::timeout(COMMIT_WAIT_MAX, write).await {
-                Ok(Ok(resp)) => return Ok(Arc::unwrap_or_clone(resp.data.0)),
-                Ok(Err(e)) => e,
-                Err(_) => {
-                    tracing::warn!(group = self.id, after = ?COMMIT_WAIT_MAX,
-                        "a proposed entry was not committed in time; is a majority of replicas reachable?");
-                    return Err(WriteError::Uncommitted {
-                        group: self.id,
-                        node: self.node,
-                        after: COMMIT_WAIT_MAX,
-                    });
-                }
+            let error = match self.raft.client_write(command.clone()).await {
+                Ok(resp) => return Ok(Arc::unwrap_or_clone(resp.data.0)),
+                Err(e) => e,
             };
             let Some(fwd) = error.forward_to_leader() else {
                 return Err(WriteError::Stopped {
@@ -219,19 +197,10 @@ impl<S: ReplicatedState> Group<S> {
                 });
             };
             let leader = fwd.leader_id;
-            // Leading without a confirmed lease: just elected, or no longer
-            // hearing from a majority.
-            let unconfirmed = leader.is_none() && self.status().is_leader;
-            if unconfirmed && tokio::time::Instant::now() < deadline {
+            let just_elected = leader.is_none() && self.status().is_leader;
+            if just_elected && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
-            }
-            if unconfirmed {
-                return Err(WriteError::Unconfirmed {
-                    group: self.id,
-                    node: self.node,
-                    after: LEASE_WAIT,
-                });
             }
             return Err(WriteError::NotLeader {
                 group: self.id,

@@ -20,7 +20,7 @@ mod network;
 mod state_machine;
 
 pub use error::{RaftError, WriteError};
-pub use group::{COMMIT_WAIT_MAX, Group, GroupConfig, GroupStatus};
+pub use group::{Group, GroupConfig, GroupStatus};
 pub use log_store::{LogDb, LogDbOptions};
 pub use network::{CallError, CallFuture, RaftTransport};
 pub use state_machine::ReplicatedState;

@@ -348,7 +348,7 @@ async fn forward_to_controller_leader(node: &Shared, leader: u64, request: &Requ
     };
     // The leader answers within its commit deadline, so a longer silence
     // means it is gone or stalled: say so instead of holding the client.
-    let wait = sluice_raft::COMMIT_WAIT_MAX + FORWARD_SLACK;
+    let wait = sluice_controller::COMMIT_WAIT_MAX + FORWARD_SLACK;
     match tokio::time::timeout(wait, node.peers.request(&addr, request)).await {
         Ok(Ok(response)) => response,
         Ok(Err(reason)) => Response::Error(WireError::Unavailable {

@@ -252,6 +252,10 @@ pub enum RaftRpcKind {
     InstallSnapshot,
     /// The leader hands leadership to a caught-up voter (leader balancing).
     TransferLeader,
+    /// Would the peer vote for this candidate at the next term? Asked before
+    /// a node raises its term (Raft's Pre-Vote), so a node that was cut off
+    /// does not come back with a term that unseats a working leader.
+    PreVote,
 }
 
 /// What a user asks for when creating a topic.

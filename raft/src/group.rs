@@ -107,6 +107,13 @@ impl<S: ReplicatedState> Group<S> {
             election_timeout_max: config.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
             max_in_snapshot_log_to_keep: config.entries_kept_after_snapshot,
+            // A node cut off from its group (isolated, paused) keeps timing
+            // out; without Pre-Vote each timeout raised its term, and on its
+            // return that term unseated the working leader again and again
+            // (seen as metadata writes stalled for 10+ s after a partition
+            // healed). With it, a node raises its term only once a majority
+            // says it would vote for it.
+            enable_pre_vote: Some(true),
             ..Default::default()
         };
         let raft_config = Arc::new(
@@ -276,6 +283,19 @@ impl<S: ReplicatedState> Group<S> {
                     answer(refusal).await
                 }
                 Ok(req) => answer(self.raft.vote(req).await).await,
+                Err(e) => bad(e),
+            },
+            // Answered as the vote itself would be (a replica that does not
+            // vote yet refuses it), but changes nothing here.
+            RaftRpcKind::PreVote => match decode(payload) {
+                Ok(_) if self.vote_only_as_member && !self.members().0.contains(&self.node) => {
+                    let refusal: Result<(), String> = Err(format!(
+                        "node {} is not a voter of group {} in its own view yet; it does not vote",
+                        self.node, self.id
+                    ));
+                    answer(refusal).await
+                }
+                Ok(req) => answer(self.raft.pre_vote(req).await).await,
                 Err(e) => bad(e),
             },
             RaftRpcKind::TransferLeader => match decode(payload) {

@@ -186,6 +186,18 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             .map_err(CallFailure::into_rpc_error)
     }
 
+    /// Sent like a vote; a peer that cannot be reached is an error, never a
+    /// grant, so an isolated node cannot gather a quorum of them.
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RaftRpcKind::PreVote, &rpc, option.hard_ttl())
+            .await
+            .map_err(CallFailure::into_rpc_error)
+    }
+
     async fn transfer_leader(
         &mut self,
         req: openraft::raft::TransferLeaderRequest<TypeConfig>,

@@ -274,28 +274,20 @@ impl<S: ReplicatedState> Group<S> {
                 Ok(req) => answer(self.raft.append_entries(req).await).await,
                 Err(e) => bad(e),
             },
-            RaftRpcKind::Vote => match decode(payload) {
+            // A pre-vote is answered as the vote itself would be (a replica
+            // that does not vote yet refuses both) but changes nothing here.
+            RaftRpcKind::Vote | RaftRpcKind::PreVote => match decode(payload) {
                 Ok(_) if self.vote_only_as_member && !self.members().0.contains(&self.node) => {
                     let refusal: Result<(), String> = Err(format!(
                         "node {} is not a voter of group {} in its own view yet; it does not vote",
                         self.node, self.id
                     ));
                     answer(refusal).await
+                }
+                Ok(req) if kind == RaftRpcKind::PreVote => {
+                    answer(self.raft.pre_vote(req).await).await
                 }
                 Ok(req) => answer(self.raft.vote(req).await).await,
-                Err(e) => bad(e),
-            },
-            // Answered as the vote itself would be (a replica that does not
-            // vote yet refuses it), but changes nothing here.
-            RaftRpcKind::PreVote => match decode(payload) {
-                Ok(_) if self.vote_only_as_member && !self.members().0.contains(&self.node) => {
-                    let refusal: Result<(), String> = Err(format!(
-                        "node {} is not a voter of group {} in its own view yet; it does not vote",
-                        self.node, self.id
-                    ));
-                    answer(refusal).await
-                }
-                Ok(req) => answer(self.raft.pre_vote(req).await).await,
                 Err(e) => bad(e),
             },
             RaftRpcKind::TransferLeader => match decode(payload) {

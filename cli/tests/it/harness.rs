@@ -112,13 +112,18 @@ impl Env {
         self.home.path().join("local").join(format!("node-{node}"))
     }
 
-    /// SIGKILLs node `node` and waits until it is gone.
-    pub fn kill(&self, node: u64) {
-        let pid: i32 = std::fs::read_to_string(self.node_dir_of(node).join("node.pid"))
+    /// The process id of node `node`, from its pid file.
+    pub fn pid_of(&self, node: u64) -> i32 {
+        std::fs::read_to_string(self.node_dir_of(node).join("node.pid"))
             .unwrap()
             .trim()
             .parse()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// SIGKILLs node `node` and waits until it is gone.
+    pub fn kill(&self, node: u64) {
+        let pid = self.pid_of(node);
         // SAFETY: signalling a node process this test started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         wait_until(
@@ -129,11 +134,7 @@ impl Env {
 
     /// Sends `signal` (SIGSTOP, SIGCONT, ...) to node `node`.
     pub fn signal(&self, node: u64, signal: i32) {
-        let pid: i32 = std::fs::read_to_string(self.node_dir_of(node).join("node.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = self.pid_of(node);
         // SAFETY: signalling a node process this test started.
         assert_eq!(
             unsafe { libc::kill(pid, signal) },
@@ -221,11 +222,7 @@ impl Env {
     }
 
     pub fn node_pid(&self) -> i32 {
-        std::fs::read_to_string(self.node_dir().join("node.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        self.pid_of(1)
     }
 
     pub fn node_log_tail(&self) -> String {

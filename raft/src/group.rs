@@ -114,6 +114,34 @@ impl<S: ReplicatedState> Group<S> {
             // healed). With it, a node raises its term only once a majority
             // says it would vote for it.
             enable_pre_vote: Some(true),
+            // openraft's default lets a node that led before a restart lead
+            // again at once, in the same term, without an election. That is
+            // safe only if the commit index is durable and the state machine
+            // is flushed on apply; neither holds here (see below). Worse, a
+            // power loss can cut a leader's log tail that it had sent before
+            // its own fsync completed: restored, it numbers new entries from
+            // its shortened log and reuses log ids (same term, same leader,
+            // same index) that a follower still holds with other payloads.
+            // Followers compare ids only, so they keep and apply the old
+            // payloads: replicas diverge and acknowledged writes are lost
+            // (seen in the power-loss fault runs, seed 6). Off, a restarted
+            // leader must win an election in a new term, so every entry it
+            // writes has an id no other replica can hold.
+            enable_leader_restore: Some(false),
+            // The other defaults we rely on, and why each is safe here:
+            // - `allow_log_reversion` (false): a follower acknowledges only
+            //   fsynced entries, so its acknowledged log never goes backwards;
+            //   if it does, that is a bug to stop on, not to paper over.
+            // - `save_committed` is not synced (`GroupLog`): with leader
+            //   restore off, a restarted node learns the commit point from a
+            //   leader elected after the restart, never from its own disk.
+            // - the state machine is not flushed on apply: the adapter
+            //   persists its applied point only after `ReplicatedState::sync`
+            //   and the log is purged only up to that point, so everything
+            //   after it is re-applied from the log.
+            // - a leader counts its own entries toward a commit when openraft
+            //   hears from `IOFlushed`, which `GroupLog::append` completes only
+            //   after the WAL fsync that covers them.
             ..Default::default()
         };
         let raft_config = Arc::new(

@@ -21,7 +21,7 @@ mod state_machine;
 
 pub use error::{RaftError, WriteError};
 pub use group::{Group, GroupConfig, GroupStatus};
-pub use log_store::{LogDb, LogDbOptions};
+pub use log_store::{LogDb, LogDbOptions, SyncObserver};
 pub use network::{CallError, CallFuture, RaftTransport};
 pub use state_machine::ReplicatedState;
 

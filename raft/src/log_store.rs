@@ -35,13 +35,20 @@ const META_LAST_PURGED: &[u8] = b"last_purged";
 
 type SyncCallback = Box<dyn FnOnce(io::Result<()>) + Send>;
 
+/// Watches WAL fsyncs (for the test-only fsync journal). Called right before
+/// each fsync, it notes what that fsync will cover (the WAL files' lengths at
+/// that moment) and returns what to do once the fsync has succeeded. Lengths
+/// read after the fsync would count bytes written meanwhile as durable, which
+/// a real power cut does not.
+pub type SyncObserver = Arc<dyn Fn() -> Box<dyn FnOnce() + Send> + Send + Sync>;
+
 /// How the database makes writes durable. The defaults are the only safe ones.
 #[derive(Clone, Default)]
 pub struct LogDbOptions {
-    /// Called after every WAL fsync (the group commit and each synced metadata
-    /// write), once the data is durable: the node uses it to keep the test-only
-    /// fsync journal that lets the fault suite simulate a power loss.
-    pub on_sync: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Called around every WAL fsync (the group commit and each synced
+    /// metadata write): the node uses it to keep the test-only fsync journal
+    /// that lets the fault suite simulate a power loss.
+    pub on_sync: Option<SyncObserver>,
     /// Acknowledge without ever fsyncing. Loses acknowledged writes on a power
     /// failure: only for showing that the fault suite notices.
     pub unsafe_skip_fsync: bool,
@@ -202,6 +209,36 @@ impl LogDb {
         Ok(())
     }
 
+    /// What a power cut leaves of `group` when its entries after `index`
+    /// had not been fsynced: they are gone, and so is the (never synced)
+    /// commit point.
+    #[cfg(test)]
+    pub(crate) fn lose_log_after(&self, group: GroupId, index: u64) {
+        let logs = self.cf(CF_LOGS);
+        self.db
+            .delete_range_cf(logs, log_key(group, index + 1), log_key(group, u64::MAX))
+            .unwrap();
+        self.db
+            .delete_cf(self.cf(CF_META), meta_key(group, META_COMMITTED))
+            .unwrap();
+        self.db.flush_wal(true).unwrap();
+    }
+
+    /// Stores `bytes` as entry `index` of `group` and a metadata value, with
+    /// no regard for their format: neighbours that a group's reads and
+    /// deletes must never touch.
+    #[cfg(test)]
+    pub(crate) fn put_foreign_keys(&self, group: GroupId, index: u64, bytes: &[u8]) {
+        self.db
+            .put_cf(self.cf(CF_LOGS), log_key(group, index), bytes)
+            .unwrap();
+        for name in [META_VOTE, META_COMMITTED, META_LAST_PURGED] {
+            self.db
+                .put_cf(self.cf(CF_META), meta_key(group, name), bytes)
+                .unwrap();
+        }
+    }
+
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(name)
@@ -227,14 +264,13 @@ impl LogDb {
         value: &T,
         sync: bool,
     ) -> io::Result<()> {
-        let sync = sync && !self.options.unsafe_skip_fsync;
-        let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(sync);
         self.db
-            .put_cf_opt(self.cf(CF_META), meta_key(group, name), encode(value)?, &wo)
+            .put_cf(self.cf(CF_META), meta_key(group, name), encode(value)?)
             .map_err(io_err)?;
-        if sync && let Some(on_sync) = &self.options.on_sync {
-            on_sync();
+        // A synced put is a put and then the WAL fsync, which covers it and
+        // everything written before it (RocksDB's WAL is one sequential file).
+        if sync {
+            sync_wal(&self.db, &self.options).map_err(io_err)?;
         }
         Ok(())
     }
@@ -281,9 +317,10 @@ fn sync_wal(db: &DB, options: &LogDbOptions) -> Result<(), rocksdb::Error> {
         // Still hand the bytes to the OS, as a node that "syncs later" would.
         return db.flush_wal(false);
     }
+    let covered = options.on_sync.as_ref().map(|observe| observe());
     db.flush_wal(true)?;
-    if let Some(on_sync) = &options.on_sync {
-        on_sync();
+    if let Some(record) = covered {
+        record();
     }
     Ok(())
 }

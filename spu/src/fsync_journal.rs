@@ -13,10 +13,14 @@
 //! {"path":"/abs/file","len":4096}          the first len bytes of file are durable
 //! ```
 //!
-//! The RocksDB WAL files (`raft/*.log`) are recorded after each WAL fsync the
-//! node asks for; segment and index files after each of their fsyncs, and at
-//! creation with length 0. RocksDB syncs its own SST, MANIFEST and CURRENT files,
-//! which the journal leaves alone.
+//! Each record is exactly what one fsync covered: the file's length read
+//! *before* the fsync started (bytes appended while it ran may not be on disk).
+//! The RocksDB WAL files (`raft/*.log`) are recorded at each WAL fsync the node
+//! asks for; segment and index files at each of their fsyncs, and at creation
+//! with length 0. RocksDB syncs its own SST, MANIFEST and CURRENT files, which
+//! the journal leaves alone. The journal outlives restarts: a WAL file left by
+//! an earlier run keeps the length that run's last fsync covered (whatever RocksDB
+//! replays from it at open goes to SST files, which it syncs itself).
 //!
 //! `SLUICE_DEBUG_UNSAFE_NO_FSYNC=1` (honoured by debug builds only) makes the
 //! node acknowledge writes without ever fsyncing them, which is exactly the bug
@@ -54,9 +58,6 @@ impl FsyncJournal {
             raft_dir: raft_dir.clone(),
         });
         journal.line(&serde_json::json!({"watch": raft_dir, "suffix": ".log"}));
-        // The WAL files that exist now were made durable by the last run (RocksDB
-        // syncs them when it opens and recovers).
-        journal.wal_synced();
         Ok(journal)
     }
 
@@ -74,18 +75,22 @@ impl FsyncJournal {
         self.line(&serde_json::json!({"path": path, "len": len}));
     }
 
-    /// Records the current length of every WAL file: called right after a WAL fsync.
-    fn wal_synced(&self) {
+    /// The current length of every WAL file: read right before a WAL fsync,
+    /// recorded by [`Self::wal_synced`] once it succeeded.
+    fn wal_lengths(&self) -> Vec<(PathBuf, u64)> {
         let Ok(entries) = std::fs::read_dir(&self.raft_dir) else {
-            return;
+            return Vec::new();
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "log")
-                && let Ok(meta) = entry.metadata()
-            {
-                self.synced_len(&path, meta.len());
-            }
+        entries
+            .flatten()
+            .filter(|entry| entry.path().extension().is_some_and(|e| e == "log"))
+            .filter_map(|entry| Some((entry.path(), entry.metadata().ok()?.len())))
+            .collect()
+    }
+
+    fn wal_synced(&self, covered: &[(PathBuf, u64)]) {
+        for (path, len) in covered {
+            self.synced_len(path, *len);
         }
     }
 }
@@ -122,7 +127,11 @@ pub fn from_env(data_dir: &Path, raft_dir: &Path) -> std::io::Result<LogDbOption
             "recording fsyncs in the test-only journal"
         );
         sluice_storage::durability::install_observer(journal.clone());
-        options.on_sync = Some(Arc::new(move || journal.wal_synced()));
+        options.on_sync = Some(Arc::new(move || {
+            let covered = journal.wal_lengths();
+            let journal = journal.clone();
+            Box::new(move || journal.wal_synced(&covered))
+        }));
     }
     Ok(options)
 }

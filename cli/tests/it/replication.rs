@@ -223,6 +223,75 @@ fn a_controller_leader_without_its_followers_says_so_instead_of_hanging() {
     assert_eq!(list.matches("cut-off").count(), 1, "{list}");
 }
 
+/// A change sent to a node that is not the controller leader is forwarded to
+/// the leader; when that leader has lost its majority the forward fails
+/// within a bound (the leader's commit deadline plus the forward's slack),
+/// naming the leader, instead of waiting for the heal or the client's timeout.
+#[test]
+fn a_change_forwarded_to_a_controller_leader_without_its_majority_fails_within_a_bound() {
+    // Three controller voters and node 4, a learner that forwards changes.
+    let env = Env::started_with(4);
+    let leader = controller_leader(&env);
+    assert!(leader <= 3, "a voter leads: {leader}");
+    let followers: Vec<u64> = (1..=3).filter(|&n| n != leader).collect();
+    for &n in &followers {
+        env.signal(n, libc::SIGSTOP);
+    }
+    let learner = format!("127.0.0.1:{}", env.port + 3);
+    let started = std::time::Instant::now();
+    let err = env.fails(
+        &["topic", "create", "forwarded", "--endpoint", &learner],
+        b"",
+    );
+    let waited = started.elapsed();
+    for &n in &followers {
+        env.signal(n, libc::SIGCONT);
+    }
+    assert!(
+        err.contains(&format!("node {leader}")) && err.contains("majority"),
+        "{err}"
+    );
+    // The client's own timeout is 30 s: the answer must come from the bound.
+    assert!(
+        waited < Duration::from_secs(25),
+        "answered after {waited:?}: {err}"
+    );
+
+    // A leader that does not answer at all (stopped, with one follower, so
+    // that the other cannot be elected): the forward's own deadline (or the
+    // connect deadline, if the connection must be made anew) answers.
+    let leader = {
+        let mut leader = 0;
+        wait_until(Duration::from_secs(20), || {
+            let out = env.run(&["cluster", "status", "-O", "json"], b"");
+            let status: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            leader = status["controller_leader"].as_u64().unwrap_or(0);
+            (1..=3).contains(&leader)
+        });
+        leader
+    };
+    let stopped = [leader, (1..=3).find(|&n| n != leader).unwrap()];
+    for &n in &stopped {
+        env.signal(n, libc::SIGSTOP);
+    }
+    let started = std::time::Instant::now();
+    let err = env.fails(&["topic", "create", "silent", "--endpoint", &learner], b"");
+    let waited = started.elapsed();
+    for &n in &stopped {
+        env.signal(n, libc::SIGCONT);
+    }
+    assert!(
+        err.contains(&format!("node {leader}"))
+            && (err.contains("did not answer within") || err.contains("cannot reach")),
+        "{err}"
+    );
+    assert!(
+        waited < Duration::from_secs(25),
+        "answered after {waited:?}: {err}"
+    );
+}
+
 #[test]
 fn a_client_of_one_node_lists_the_leader_and_offsets_of_partitions_it_does_not_host() {
     use sluice_client::Client;

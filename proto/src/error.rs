@@ -87,6 +87,22 @@ pub enum WireError {
         sequence: u64,
         last_sequence: Option<u64>,
     },
+    /// An idempotent producer's batch carries the number of one of its
+    /// producer's last written batches (the one at `offset`) but other
+    /// records: two producers share an id, or one numbered two batches
+    /// alike. Answering it as a resend would acknowledge records that are
+    /// not in the log, so it was not written, and resending it cannot help.
+    /// (Added last: the variants before it keep their encoding.)
+    #[error(
+        "producer {producer_id:x} reused sequence {sequence} on {topic}/{partition} for other records than the batch written with it at offset {offset}; this batch was not written. A producer id must not be shared: start a new producer (a new id) for these records"
+    )]
+    SequenceReused {
+        topic: String,
+        partition: u32,
+        producer_id: u64,
+        sequence: u64,
+        offset: u64,
+    },
 }
 
 impl WireError {
@@ -99,5 +115,34 @@ impl WireError {
                 | WireError::Unavailable { .. }
                 | WireError::OutOfOrderSequence { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_sequence_is_final_and_says_what_to_do() {
+        let e = WireError::SequenceReused {
+            topic: "orders".into(),
+            partition: 3,
+            producer_id: 0xab,
+            sequence: 17,
+            offset: 1200,
+        };
+        // Resending the same records under the same number meets the same
+        // refusal: a client that retried it would retry forever.
+        assert!(!e.is_retriable());
+        let text = e.to_string();
+        for part in [
+            "producer ab",
+            "sequence 17",
+            "orders/3",
+            "offset 1200",
+            "new producer",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from {text:?}");
+        }
     }
 }

@@ -13,13 +13,13 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_proto::{ProducerSeq, Record, WireError};
+use sluice_proto::{NodeId, ProducerSeq, Record, WireError};
 use sluice_raft::{Group, ReplicatedState, WriteError};
 use sluice_storage::{LogConfig, PartitionLog, StorageError, StoredBatch};
 use tokio::sync::watch;
 
 use crate::log_copy::{PartitionSnapshot, SharedLogSource};
-use crate::producers::{ProducerTable, Verdict};
+use crate::producers::{ProducerTable, SentBatch, Verdict};
 
 /// A command in a partition's Raft log.
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,6 +53,11 @@ pub(crate) enum AppendOutcome {
     Failed {
         reason: String,
     },
+    /// The number of one of the producer's last written batches (the one at
+    /// `base_offset`) on other records: not written (see `crate::producers`).
+    SequenceReused {
+        base_offset: u64,
+    },
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -81,6 +86,8 @@ pub(crate) struct PartitionStateMachine {
     producers: ProducerTable,
     end_tx: watch::Sender<u64>,
     name: String,
+    topic: String,
+    partition: u32,
     /// This node and the partition's group: a snapshot names its source.
     node: sluice_proto::NodeId,
     group: u64,
@@ -88,10 +95,148 @@ pub(crate) struct PartitionStateMachine {
     source: SharedLogSource,
 }
 
+/// An entry whose batch the segments do not hold, or cannot take, at the
+/// offset the replicated state assigns it. Offsets are assigned when an
+/// entry is applied, so a replay must reach, entry by entry, the offsets the
+/// first apply gave, and an append must land where the producer table's
+/// cursor stands. If not, the segments and the Raft log (with the table
+/// saved at the last synced point) of this replica describe different
+/// partitions, and every later record would get another offset here than on
+/// the other replicas (a consumer reading from here would see acknowledged
+/// records at the wrong offsets, or miss them).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "partition {topic}/{partition} on node {node}: Raft entry {index} ({stage}) has a batch of \
+     {records} records that belongs at offset {expected}, but {found}. This replica's segments \
+     differ from its Raft log (damaged, or left by another history of the partition); applying \
+     on would put records at other offsets than the other replicas do, so the replica stops \
+     (and writes nothing). Rebuild it from a healthy replica: move the partition off node \
+     {node} (`sluice partition reassign`), or remove node {node}'s data dir and let it rejoin \
+     under a new --id with --join"
+)]
+pub(crate) struct SegmentsMismatch {
+    pub topic: String,
+    pub partition: u32,
+    pub node: NodeId,
+    /// The Raft index of the entry being applied.
+    pub index: u64,
+    pub stage: Stage,
+    /// Where the replicated state puts the entry's batch.
+    pub expected: u64,
+    /// Records the entry's batch holds.
+    pub records: usize,
+    pub found: Found,
+}
+
+/// Whether the entry's batch was being appended or skipped as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Stage {
+    #[error("re-applied after a restart, its batch already stored")]
+    Replay,
+    #[error("applied, its batch to be appended")]
+    Append,
+}
+
+/// What the segments hold where an entry's batch belongs.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Found {
+    #[error("the segments end at offset {end}")]
+    SegmentsEnd { end: u64 },
+    #[error("the batch stored there is entry {entry_id}'s, at offsets {base_offset}..{end_offset}")]
+    OtherBatch {
+        entry_id: u64,
+        base_offset: u64,
+        end_offset: u64,
+    },
+    #[error("the batch stored there holds other records (the first differs at offset {offset})")]
+    OtherRecords { offset: u64 },
+    #[error("the batch stored there cannot be read: {0}")]
+    Unreadable(StorageError),
+}
+
 impl PartitionStateMachine {
     fn stop(&self, index: u64, what: String) -> io::Error {
         tracing::error!(partition = %self.name, index, "{what}; stopping the replica");
         io::Error::other(format!("partition {}: {what}", self.name))
+    }
+
+    fn mismatch(
+        &self,
+        index: u64,
+        stage: Stage,
+        expected: u64,
+        records: usize,
+        found: Found,
+    ) -> SegmentsMismatch {
+        let e = SegmentsMismatch {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            node: self.node,
+            index,
+            stage,
+            expected,
+            records,
+            found,
+        };
+        tracing::error!(partition = %self.name, index, "{e}");
+        e
+    }
+
+    /// Checks that the batch the segments hold for entry `index`, which a
+    /// replay skips, is the one the entry appended: it starts at `expected`
+    /// (where this replay has got to), carries the entry's id and holds
+    /// `records`, timestamps included (they come from the same Raft entry).
+    ///
+    /// A batch that retention has deleted since cannot be checked; the
+    /// offsets of the batches after it still are.
+    fn check_replayed(
+        &self,
+        log: &PartitionLog,
+        index: u64,
+        expected: u64,
+        records: &[Record],
+    ) -> Result<(), SegmentsMismatch> {
+        let mismatch = |found| self.mismatch(index, Stage::Replay, expected, records.len(), found);
+        if expected < log.start_offset() {
+            return Ok(());
+        }
+        let end = log.end_offset();
+        if expected >= end {
+            return Err(mismatch(Found::SegmentsEnd { end }));
+        }
+        // At most the batch holding `expected`: a budget of 0 bytes still
+        // returns the first batch.
+        let batches = log
+            .read_batches(expected, 0)
+            .map_err(|e| mismatch(Found::Unreadable(e)))?;
+        let Some(batch) = batches.first() else {
+            return Err(mismatch(Found::SegmentsEnd { end }));
+        };
+        if batch.base_offset() != expected
+            || batch.entry_id() != index
+            || batch.end_offset() - batch.base_offset() != records.len() as u64
+        {
+            return Err(mismatch(Found::OtherBatch {
+                entry_id: batch.entry_id(),
+                base_offset: batch.base_offset(),
+                end_offset: batch.end_offset(),
+            }));
+        }
+        let mut differs = None;
+        StoredBatch::for_each_in(&batches[..1], expected, batch.end_offset(), |stored| {
+            let sent = &records[(stored.offset - expected) as usize];
+            let same = stored.key == sent.key.as_deref()
+                && stored.value == sent.value.as_slice()
+                && stored.timestamp_ms == sent.timestamp_ms;
+            if !same && differs.is_none() {
+                differs = Some(stored.offset);
+            }
+        })
+        .map_err(|e| mismatch(Found::Unreadable(e)))?;
+        match differs {
+            Some(offset) => Err(mismatch(Found::OtherRecords { offset })),
+            None => Ok(()),
+        }
     }
 }
 
@@ -102,7 +247,10 @@ impl ReplicatedState for PartitionStateMachine {
     /// After a restart, entries are re-applied from the last synced point:
     /// those at or below `producers.applied_index` are fully reflected
     /// already; those whose batch is in the segments (`index <=
-    /// last_entry_id`) only rebuild the producer table and the offset cursor.
+    /// last_entry_id`) only rebuild the producer table and the offset cursor,
+    /// after checking that the batch is stored where the cursor says
+    /// ([`SegmentsMismatch`] stops the replica otherwise). A batch is appended
+    /// only where the table's cursor stands (likewise).
     fn apply(&mut self, index: u64, command: &[u8]) -> io::Result<Vec<u8>> {
         if index <= self.producers.applied_index {
             return Ok(encode(&AppendOutcome::Replayed));
@@ -116,38 +264,60 @@ impl ReplicatedState for PartitionStateMachine {
             }
             Ok(PartitionCommand::Append { records, producer }) => (records, producer),
         };
-        self.producers.applied_index = index;
-        match self.producers.verdict(producer) {
-            Verdict::Retry { base_offset } => {
-                return Ok(encode(&AppendOutcome::Retry { base_offset }));
+        // Digested from the entry's bytes: the same on every replica and replay.
+        let sent = SentBatch::new(producer, &records);
+        let outcome = match self.producers.verdict(sent) {
+            Verdict::New => None,
+            Verdict::Retry { base_offset } => Some(AppendOutcome::Retry { base_offset }),
+            Verdict::SequenceReused { base_offset } => {
+                Some(AppendOutcome::SequenceReused { base_offset })
             }
-            Verdict::Stale { last_sequence } => {
-                return Ok(encode(&AppendOutcome::Stale { last_sequence }));
-            }
+            Verdict::Stale { last_sequence } => Some(AppendOutcome::Stale { last_sequence }),
             Verdict::OutOfOrder { last_sequence } => {
-                return Ok(encode(&AppendOutcome::OutOfOrder { last_sequence }));
+                Some(AppendOutcome::OutOfOrder { last_sequence })
             }
-            Verdict::New => {}
+        };
+        if let Some(outcome) = outcome {
+            self.producers.applied_index = index;
+            return Ok(encode(&outcome));
         }
         let base_offset = self.producers.next_offset;
-        self.producers.next_offset += records.len() as u64;
-        self.producers.record(producer, base_offset, index);
         let mut log = write_lock(&self.log);
-        if log.last_entry_id().is_some_and(|last| index <= last) {
+        let replayed = log.last_entry_id().is_some_and(|last| index <= last);
+        if replayed {
             // Re-applied after a restart: the batch survived in the segment.
-            return Ok(encode(&AppendOutcome::Replayed));
+            self.check_replayed(&log, index, base_offset, &records)
+                .map_err(io::Error::other)?;
+        } else {
+            // Checked before appending: a batch appended at another offset
+            // would stay in the segments of a replica that stops, so that
+            // every start (the reconciler retries every few seconds, and
+            // each start replays the log) skipped it as stored and appended
+            // the next entry's batch after it, one more batch at a wrong
+            // offset each time.
+            let end = log.end_offset();
+            if end != base_offset {
+                let found = Found::SegmentsEnd { end };
+                let e = self.mismatch(index, Stage::Append, base_offset, records.len(), found);
+                return Err(io::Error::other(e));
+            }
+            // A failed append stops the group (the error goes up to Raft):
+            // going on without this batch would give every later record
+            // another offset than the one it gets when the log is replayed.
+            let appended_at = log
+                .append(index, &records)
+                .map_err(|e| self.stop(index, format!("append failed: {e}")))?;
+            debug_assert_eq!(appended_at, base_offset, "checked above");
         }
-        // A failed append stops the group (the error goes up to Raft): going
-        // on without this batch would give every later record another offset
-        // than the one it gets when the log is replayed.
-        let appended_at = log
-            .append(index, &records)
-            .map_err(|e| self.stop(index, format!("append failed: {e}")))?;
-        if appended_at != base_offset {
-            return Err(self.stop(
-                index,
-                format!("segments end at offset {appended_at} but the replicated state expects {base_offset}"),
-            ));
+        // The table moves only once the batch is in place: after an error
+        // above the replica stops, and a sync that still saves the table
+        // (a snapshot being built) must not record this entry as applied,
+        // or the next start would skip it instead of stopping again.
+        self.producers.applied_index = index;
+        self.producers.next_offset += records.len() as u64;
+        self.producers.record(sent, base_offset, index);
+        if replayed {
+            return Ok(encode(&AppendOutcome::Replayed));
         }
         let end = log.end_offset();
         drop(log);
@@ -172,7 +342,7 @@ impl ReplicatedState for PartitionStateMachine {
             start_offset: log.start_offset(),
             end_offset: log.end_offset(),
             last_entry_id: log.last_entry_id(),
-            producers: encode(&self.producers),
+            producers: self.producers.encode(),
         }))
     }
 
@@ -183,7 +353,7 @@ impl ReplicatedState for PartitionStateMachine {
     fn install_snapshot(&mut self, data: &[u8]) -> io::Result<()> {
         let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
         let snap: PartitionSnapshot = decode(data).map_err(bad)?;
-        let table: ProducerTable = decode(&snap.producers).map_err(bad)?;
+        let table = ProducerTable::decode(&snap.producers).map_err(bad)?;
         let mut log = write_lock(&self.log);
         let end = log.end_offset();
         tracing::info!(
@@ -284,6 +454,8 @@ impl Partition {
             producers,
             end_tx,
             name: format!("{topic}/{index}"),
+            topic: topic.to_string(),
+            partition: index,
             node,
             group,
             source,
@@ -475,9 +647,23 @@ impl Partition {
 mod tests {
     use super::*;
 
-    fn append(records: &[&str], producer: Option<(u64, u64)>) -> Vec<u8> {
+    /// Records of `values`, stamped alike every time: a Raft entry is
+    /// re-applied from the same bytes, and the replay check compares
+    /// timestamps too.
+    fn records(values: &[&str]) -> Vec<Record> {
+        values
+            .iter()
+            .map(|v| Record {
+                key: None,
+                value: v.as_bytes().to_vec(),
+                timestamp_ms: 1_700_000_000_000,
+            })
+            .collect()
+    }
+
+    fn append(values: &[&str], producer: Option<(u64, u64)>) -> Vec<u8> {
         encode(&PartitionCommand::Append {
-            records: records.iter().map(|r| Record::new(r.as_bytes())).collect(),
+            records: records(values),
             producer: producer.map(|(producer_id, sequence)| ProducerSeq {
                 producer_id,
                 sequence,
@@ -510,13 +696,16 @@ mod tests {
         }
     }
 
-    fn open_as(dir: &Path, node: u64, sources: Arc<LocalSources>) -> PartitionStateMachine {
-        let config = LogConfig {
+    fn small_segments() -> LogConfig {
+        LogConfig {
             segment_size_bytes: 2048,
             ..LogConfig::default()
-        };
+        }
+    }
+
+    fn open_as(dir: &Path, node: u64, sources: Arc<LocalSources>) -> PartitionStateMachine {
         let (sm, log, _) =
-            Partition::open_log(dir, "t", 0, config, node, 1, sources.clone()).unwrap();
+            Partition::open_log(dir, "t", 0, small_segments(), node, 1, sources.clone()).unwrap();
         sources.0.lock().unwrap().insert(node, log);
         sm
     }
@@ -530,9 +719,14 @@ mod tests {
         let sources = Arc::new(LocalSources::default());
         let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let mut leader = open_as(a_dir.path(), 1, sources.clone());
+        let batch = |i: u64| {
+            append(
+                &[&format!("record-{i}-{}", "x".repeat(40))],
+                Some((7, i - 1)),
+            )
+        };
         for i in 1..=120u64 {
-            let value = format!("record-{i}-{}", "x".repeat(40));
-            apply(&mut leader, i, &append(&[value.as_str()], Some((7, i - 1))));
+            apply(&mut leader, i, &batch(i));
         }
         let snapshot = leader.snapshot().unwrap();
         let mut follower = open_as(b_dir.path(), 2, sources.clone());
@@ -543,16 +737,22 @@ mod tests {
             log.read(0, usize::MAX).unwrap()
         };
         assert_eq!(all(&follower), all(&leader));
-        // The producer table came along: a resend of the last batch is
-        // recognised, and the next batch gets the same offset on both.
+        // The producer table came along, digests included: a resend of the
+        // last batch is recognised, other records under its number are
+        // refused, and the next batch gets the same offset on both.
         assert!(matches!(
-            apply(&mut follower, 121, &append(&["dup"], Some((7, 119)))),
+            apply(&mut follower, 121, &batch(120)),
             AppendOutcome::Retry { base_offset: 119 }
         ));
-        apply(&mut leader, 121, &append(&["dup"], Some((7, 119))));
+        assert!(matches!(
+            apply(&mut follower, 122, &append(&["dup"], Some((7, 119)))),
+            AppendOutcome::SequenceReused { base_offset: 119 }
+        ));
+        apply(&mut leader, 121, &batch(120));
+        apply(&mut leader, 122, &append(&["dup"], Some((7, 119))));
         for sm in [&mut leader, &mut follower] {
             assert!(matches!(
-                apply(sm, 122, &append(&["next"], Some((7, 120)))),
+                apply(sm, 123, &append(&["next"], Some((7, 120)))),
                 AppendOutcome::Appended { base_offset: 120 }
             ));
         }
@@ -701,5 +901,277 @@ mod tests {
             AppendOutcome::Appended { base_offset: 5 }
         ));
         assert_eq!(values(&sm), ["a", "b", "c", "d", "e", "f"]);
+    }
+    #[test]
+    fn other_records_under_a_written_sequence_are_refused_and_the_resend_still_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        let entries = [
+            append(&["a", "b"], Some((7, 0))),
+            append(&["c"], Some((7, 1))),
+            // Another producer with the same id numbers its first batch 1 too.
+            append(&["intruder"], Some((7, 1))),
+            // The genuine resend of batch 1 (its answer was lost).
+            append(&["c"], Some((7, 1))),
+            append(&["d"], Some((7, 2))),
+        ];
+        let outcomes = |sm: &mut PartitionStateMachine, from: u64| -> Vec<String> {
+            (from..=entries.len() as u64)
+                .map(|i| format!("{:?}", apply(sm, i, &entries[i as usize - 1])))
+                .collect()
+        };
+        let first = outcomes(&mut sm, 1);
+        assert_eq!(
+            first,
+            [
+                "Appended { base_offset: 0 }",
+                "Appended { base_offset: 2 }",
+                "SequenceReused { base_offset: 2 }",
+                "Retry { base_offset: 2 }",
+                "Appended { base_offset: 3 }",
+            ]
+        );
+        assert_eq!(values(&sm), ["a", "b", "c", "d"]);
+
+        // Every replica, and a replay after a crash, judges the same.
+        let other = tempfile::tempdir().unwrap();
+        assert_eq!(outcomes(&mut open(other.path()), 1), first);
+        drop(sm);
+        let mut sm = open(dir.path());
+        assert_eq!(
+            outcomes(&mut sm, 1)[2..],
+            [
+                "SequenceReused { base_offset: 2 }",
+                "Retry { base_offset: 2 }",
+                "Replayed"
+            ]
+        );
+        assert_eq!(values(&sm), ["a", "b", "c", "d"]);
+    }
+
+    /// Writes batches into the segment log in `dir` directly, as a replica
+    /// would have stored them (each `(entry id, values)`).
+    fn store(dir: &Path, batches: &[(u64, &[&str])]) {
+        let (mut log, _) = PartitionLog::open(dir, 0, small_segments()).unwrap();
+        for (entry_id, values) in batches {
+            log.append(*entry_id, &records(values)).unwrap();
+        }
+        log.sync().unwrap();
+    }
+
+    /// Re-applies `command` as entry `index` and returns the replay error.
+    fn replay_error(
+        sm: &mut PartitionStateMachine,
+        index: u64,
+        command: &[u8],
+    ) -> (SegmentsMismatch, String) {
+        let err = sm
+            .apply(index, command)
+            .expect_err("the replay must stop the replica");
+        let text = err.to_string();
+        let inner = err
+            .into_inner()
+            .expect("carries the mismatch")
+            .downcast::<SegmentsMismatch>()
+            .expect("a SegmentsMismatch");
+        (*inner, text)
+    }
+
+    #[test]
+    fn a_replayed_entry_whose_batch_sits_elsewhere_stops_the_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        // Entry 2's batch is missing from the segments: entry 3's sits
+        // where entry 2's should.
+        store(dir.path(), &[(1, &["a"]), (3, &["c"])]);
+        let mut sm = open(dir.path());
+        assert!(matches!(
+            apply(&mut sm, 1, &append(&["a"], None)),
+            AppendOutcome::Replayed
+        ));
+        let (e, text) = replay_error(&mut sm, 2, &append(&["b"], None));
+        assert_eq!((e.topic.as_str(), e.partition, e.node), ("t", 0, 1));
+        assert_eq!((e.index, e.expected, e.records), (2, 1, 1));
+        assert!(
+            matches!(
+                e.found,
+                Found::OtherBatch {
+                    entry_id: 3,
+                    base_offset: 1,
+                    end_offset: 2
+                }
+            ),
+            "{:?}",
+            e.found
+        );
+        for part in [
+            "partition t/0 on node 1",
+            "Raft entry 2 (re-applied after a restart",
+            "belongs at offset 1",
+            "entry 3's, at offsets 1..2",
+            "sluice partition reassign",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from {text}");
+        }
+        // Nothing was appended or skipped over.
+        assert_eq!(values(&sm), ["a", "c"]);
+    }
+
+    #[test]
+    fn a_replayed_entry_with_other_records_or_past_the_segments_stops_the_replica() {
+        // Same entry id at the same offset, other records.
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), &[(1, &["a", "b"]), (2, &["c"])]);
+        let mut sm = open(dir.path());
+        let (e, _) = replay_error(&mut sm, 1, &append(&["a", "x"], Some((5, 0))));
+        assert!(
+            matches!(e.found, Found::OtherRecords { offset: 1 }),
+            "{:?}",
+            e.found
+        );
+        // Same entry id at the same offset, one record more.
+        let (e, _) = replay_error(&mut open(dir.path()), 1, &append(&["a", "b", "c"], None));
+        assert!(
+            matches!(
+                e.found,
+                Found::OtherBatch {
+                    entry_id: 1,
+                    base_offset: 0,
+                    end_offset: 2
+                }
+            ),
+            "{:?}",
+            e.found
+        );
+
+        // A saved table that puts the replay past the segments' end.
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), &[(1, &["a"]), (2, &["b"])]);
+        let mut table = ProducerTable::default();
+        (table.applied_index, table.next_offset) = (1, 5);
+        table.save(dir.path()).unwrap();
+        let (e, text) = replay_error(&mut open(dir.path()), 2, &append(&["b"], None));
+        assert_eq!(e.expected, 5);
+        assert!(
+            matches!(e.found, Found::SegmentsEnd { end: 2 }),
+            "{:?}",
+            e.found
+        );
+        assert!(text.contains("the segments end at offset 2"), "{text}");
+    }
+
+    #[test]
+    fn a_replay_over_segments_that_retention_deleted_checks_what_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_bytes: Some(1),
+            ..small_segments()
+        };
+        let open = || {
+            let (sm, _, _) = Partition::open_log(
+                dir.path(),
+                "t",
+                0,
+                config.clone(),
+                1,
+                1,
+                Arc::new(LocalSources::default()),
+            )
+            .unwrap();
+            sm
+        };
+        let command = |i: u64| append(&[&format!("record-{i}-{}", "x".repeat(60))], None);
+        let mut sm = open();
+        apply(&mut sm, 1, &command(1));
+        sm.sync().unwrap();
+        for i in 2..=80 {
+            apply(&mut sm, i, &command(i));
+        }
+        let report = write_lock(&sm.log).enforce_retention(0).unwrap();
+        assert!(
+            !report.deleted.is_empty(),
+            "retention must delete something"
+        );
+        let start = read_lock(&sm.log).start_offset();
+        assert!(start > 1);
+        drop(sm);
+
+        // A crash: entries 2..=80 are re-applied; those whose batches
+        // retention deleted cannot be checked, the others are.
+        let mut sm = open();
+        for i in 2..=80 {
+            assert!(matches!(
+                apply(&mut sm, i, &command(i)),
+                AppendOutcome::Replayed
+            ));
+        }
+        assert!(matches!(
+            apply(&mut sm, 81, &command(81)),
+            AppendOutcome::Appended { base_offset: 80 }
+        ));
+        // And a wrong batch among those still stored is caught: entries
+        // 2..=start were at offsets 1..start, which retention deleted.
+        drop(sm);
+        let mut sm = open();
+        for i in 2..=start {
+            assert!(matches!(
+                apply(&mut sm, i, &command(i)),
+                AppendOutcome::Replayed
+            ));
+        }
+        let (e, _) = replay_error(&mut sm, start + 1, &append(&["not what was written"], None));
+        assert_eq!(e.expected, start);
+        assert!(
+            matches!(e.found, Found::OtherRecords { offset } if offset == start),
+            "{:?}",
+            e.found
+        );
+    }
+
+    #[test]
+    fn a_replica_whose_segments_lost_synced_records_stops_without_appending_again_and_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        for i in 1..=3 {
+            apply(&mut sm, i, &append(&[&format!("r{i}")], None));
+        }
+        sm.sync().unwrap();
+        drop(sm);
+        // Corruption in synced data: the last stored batch is damaged, and
+        // opening the log cuts it off; the table, saved at the synced
+        // point, expects the next batch at offset 3.
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "log"))
+            .expect("a segment file");
+        let mut bytes = std::fs::read(&segment).unwrap();
+        *bytes.last_mut().unwrap() ^= 0xFF;
+        std::fs::write(&segment, bytes).unwrap();
+
+        // Each start of the replica (the reconciler retries every 5 s)
+        // applies entry 4 again: the same refusal, and nothing written.
+        for _ in 0..3 {
+            let mut sm = open(dir.path());
+            assert_eq!(read_lock(&sm.log).end_offset(), 2);
+            let err = sm
+                .apply(4, &append(&["r4"], None))
+                .expect_err("the replica must stop");
+            let e = err
+                .into_inner()
+                .unwrap()
+                .downcast::<SegmentsMismatch>()
+                .unwrap();
+            assert_eq!((e.index, e.stage, e.expected), (4, Stage::Append, 3));
+            assert!(
+                matches!(e.found, Found::SegmentsEnd { end: 2 }),
+                "{:?}",
+                e.found
+            );
+            assert_eq!(values(&sm), ["r1", "r2"]);
+            // A snapshot being built may still sync the stopped replica:
+            // the entry must not be saved as applied, or the next start
+            // would skip it and append entry 5's batch at offset 2.
+            sm.sync().unwrap();
+        }
     }
 }

@@ -513,6 +513,27 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
                 last_sequence,
             })
         }
+        Ok(AppendOutcome::SequenceReused { base_offset }) => {
+            let Some(p) = req.producer else {
+                return Err(WireError::Storage {
+                    what: what(),
+                    reason: "a batch without a producer id was answered as a reused sequence"
+                        .into(),
+                });
+            };
+            tracing::warn!(
+                topic = %req.topic, partition = req.partition, producer = format_args!("{:x}", p.producer_id),
+                sequence = p.sequence, offset = base_offset,
+                "refused a batch whose producer id and sequence were already written with other records"
+            );
+            Err(WireError::SequenceReused {
+                topic: req.topic.clone(),
+                partition: req.partition,
+                producer_id: p.producer_id,
+                sequence: p.sequence,
+                offset: base_offset,
+            })
+        }
         Ok(AppendOutcome::Replayed) => Err(WireError::Storage {
             what: what(),
             reason: "a fresh proposal was answered as a replay".into(),

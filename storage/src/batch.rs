@@ -238,6 +238,13 @@ impl StoredBatch {
         self.header.end_offset()
     }
 
+    /// The caller's id of the write that stored this batch (see
+    /// [`crate::PartitionLog::append`]): lets a caller re-applying its writes
+    /// check that the batch it skips is the one that write stored.
+    pub fn entry_id(&self) -> u64 {
+        self.header.entry_id
+    }
+
     /// Calls `f` for each record of `batches` with an offset in
     /// `from..until`, in order. A batch whose records do not match its header
     /// (CRC-checked, so written that way) is [`StorageError::Corrupt`], named

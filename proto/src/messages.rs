@@ -84,8 +84,13 @@ pub enum Request {
     /// repeated id with the first outcome instead of applying it again.
     /// Without it, a create retried after a timeout, or forwarded late by a
     /// node that lost leadership, could undo a later delete.
+    ///
+    /// The only recursive request, so its decoding refuses what it must not
+    /// carry before recursing (see [`decode_once_inner`]): a frame of nested
+    /// `Once`s overflowed a worker's stack.
     Once {
         id: RequestId,
+        #[serde(deserialize_with = "decode_once_inner")]
         request: Box<Request>,
     },
     /// Node to node: whole stored batches of a partition replica's log from
@@ -198,19 +203,57 @@ impl Request {
     /// This metadata change, to be applied at most once (see [`Request::Once`]).
     /// Other requests are returned as they are.
     pub fn once(self) -> Request {
-        match self {
-            Request::CreateTopic(_)
-            | Request::DeleteTopic { .. }
-            | Request::CreateSmartModule { .. }
-            | Request::DeleteSmartModule { .. }
-            | Request::UnregisterNode { .. }
-            | Request::ReassignPartition { .. } => Request::Once {
+        if self.is_metadata_change() {
+            Request::Once {
                 id: new_request_id(),
                 request: Box::new(self),
-            },
-            other => other,
+            }
+        } else {
+            self
         }
     }
+
+    /// A change of the cluster's metadata: what a [`Request::Once`] may carry.
+    pub fn is_metadata_change(&self) -> bool {
+        matches!(
+            self,
+            Request::CreateTopic(_)
+                | Request::DeleteTopic { .. }
+                | Request::CreateSmartModule { .. }
+                | Request::DeleteSmartModule { .. }
+                | Request::UnregisterNode { .. }
+                | Request::ReassignPartition { .. }
+        )
+    }
+}
+
+std::thread_local! {
+    /// Set while the request inside a `Once` is being decoded on this thread.
+    static DECODING_ONCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Decodes the request inside a [`Request::Once`]: one level only (a `Once`
+/// inside it is refused as soon as its tag is read, so nesting costs no
+/// stack), and only a metadata change.
+fn decode_once_inner<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<Request>, D::Error> {
+    use serde::de::Error;
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DECODING_ONCE.set(false);
+        }
+    }
+    if DECODING_ONCE.replace(true) {
+        return Err(D::Error::custom("a Once request inside another"));
+    }
+    let _reset = Reset;
+    let request = Box::<Request>::deserialize(d)?;
+    if !request.is_metadata_change() {
+        return Err(D::Error::custom(
+            "a Once request may carry only a metadata change",
+        ));
+    }
+    Ok(request)
 }
 
 /// What one node's metadata says about a node id.
@@ -514,4 +557,64 @@ pub enum ReadFrom {
     Follower,
     /// Whichever replica is asked.
     Any,
+}
+
+#[cfg(test)]
+mod once_tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    /// `Once { id: [0, 0], request: <rest> }` as bytes, without `<rest>`.
+    fn once_prefix() -> Vec<u8> {
+        let framed = encode(&Request::Once {
+            id: [0, 0],
+            request: Box::new(Request::ListTopics),
+        })
+        .unwrap();
+        let list_topics = encode(&Request::ListTopics).unwrap();
+        // Version (2 bytes), the Once prefix, then ListTopics' body.
+        framed[2..framed.len() - (list_topics.len() - 2)].to_vec()
+    }
+
+    #[test]
+    fn a_metadata_change_in_a_once_round_trips() {
+        let once = Request::DeleteTopic { name: "t".into() }.once();
+        assert_eq!(decode::<Request>(&encode(&once).unwrap()).unwrap(), once);
+    }
+
+    /// A frame of 100,000 nested `Once`s (the attack overflowed a worker's
+    /// stack) is refused after two levels, with a clear reason.
+    #[test]
+    fn nested_onces_are_refused_without_recursing() {
+        let mut frame = encode(&Request::ListTopics).unwrap()[..2].to_vec();
+        let prefix = once_prefix();
+        for _ in 0..100_000 {
+            frame.extend_from_slice(&prefix);
+        }
+        frame.extend_from_slice(&encode(&Request::ListTopics).unwrap()[2..]);
+        let err = decode::<Request>(&frame).unwrap_err().to_string();
+        assert!(err.contains("a Once request inside another"), "{err}");
+    }
+
+    /// A `Once` around a request that is not a metadata change (a Raft RPC
+    /// reached an `unreachable!` this way) is refused by the codec.
+    #[test]
+    fn a_once_around_anything_but_a_metadata_change_is_refused() {
+        for inner in [
+            Request::ListTopics,
+            Request::Raft(RaftRpc {
+                group: 0,
+                kind: RaftRpcKind::Vote,
+                payload: vec![1, 2, 3],
+            }),
+        ] {
+            let frame = encode(&Request::Once {
+                id: [1, 2],
+                request: Box::new(inner),
+            })
+            .unwrap();
+            let err = decode::<Request>(&frame).unwrap_err().to_string();
+            assert!(err.contains("only a metadata change"), "{err}");
+        }
+    }
 }

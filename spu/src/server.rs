@@ -235,9 +235,11 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             Ok(Response::PartitionReassigned(assignment))
         }
         Request::Once { id, request } => {
-            if matches!(*request, Request::Once { .. }) {
+            // The codec refuses anything else already; kept so that no
+            // path from input can reach the arm below.
+            if !request.is_metadata_change() {
                 return Err(WireError::MalformedRequest {
-                    reason: "a Once request inside another".into(),
+                    reason: "a Once request may carry only a metadata change".into(),
                 });
             }
             let inner = Box::pin(handle(node, *request));
@@ -289,7 +291,10 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
                 .await?;
             Ok(Response::ReassignmentFinished)
         }
-        Request::Fetch(_) | Request::Raft(_) => unreachable!("served by serve_stream"),
+        Request::Fetch(_) | Request::Raft(_) => Err(WireError::MalformedRequest {
+            reason: "fetch and Raft requests open a stream of their own; they cannot be nested"
+                .into(),
+        }),
     }
 }
 
@@ -691,7 +696,9 @@ async fn serve_fetch(
             let Some(end) = batches.last().map(StoredBatch::end_offset) else {
                 return respond(send, &Response::FetchEnd { next_offset: next }).await;
             };
-            let mut until = req.end_offset.map_or(end, |last| end.min(last + 1));
+            let mut until = req
+                .end_offset
+                .map_or(end, |last| end.min(last.saturating_add(1)));
             if let Some(n) = remaining {
                 // Offsets are contiguous: the next `n` records end here.
                 until = until.min(next.saturating_add(n));
@@ -741,7 +748,9 @@ async fn serve_fetch(
             };
             let from = next;
             // Resume after the last record read, whatever the modules keep.
-            next = req.end_offset.map_or(end, |last| end.min(last + 1));
+            next = req
+                .end_offset
+                .map_or(end, |last| end.min(last.saturating_add(1)));
             let until = next;
             let partition_id = req.partition;
             let running = tokio::task::spawn_blocking(move || {

@@ -126,3 +126,82 @@ fn a_frame_of_another_protocol_version_fails_only_its_stream() {
         assert!(matches!(ok, Response::ClusterStatus(_)), "{ok:?}");
     });
 }
+
+/// Hostile requests from a client that reached the port: each gets a clear
+/// error (or ends), the node stays up, and nothing is lost.
+#[test]
+fn hostile_frames_neither_crash_nor_spin_the_node() {
+    use sluice_proto::{Request, Response, WireError, codec};
+    let env = Env::started();
+    env.ok(&["topic", "create", "t"]);
+    env.ok_with_input(&["produce", "t"], b"one\ntwo\n");
+    let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let connector =
+            sluice_transport::Connector::new(sluice_transport::client_config(&ca, None).unwrap());
+        let conn = connector.connect(addr).await.unwrap();
+        let ask = |frame: Vec<u8>| {
+            let conn = conn.clone();
+            async move {
+                let (mut send, mut recv) = conn.open_bi().await.unwrap();
+                sluice_transport::write_frame(&mut send, &frame)
+                    .await
+                    .unwrap();
+                send.finish().unwrap();
+                let reply = sluice_transport::read_frame(&mut recv, 1 << 20)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                codec::decode::<Response>(&reply).unwrap()
+            }
+        };
+        let malformed = |r: Response, what: &str| match r {
+            Response::Error(WireError::MalformedRequest { reason }) => {
+                assert!(reason.contains(what), "{reason}")
+            }
+            other => panic!("expected a malformed-request error, got {other:?}"),
+        };
+        // 100,000 nested Onces in one frame (this overflowed a worker's stack).
+        let list_topics = codec::encode(&Request::ListTopics).unwrap();
+        let one = codec::encode(&Request::Once {
+            id: [0, 0],
+            request: Box::new(Request::DeleteTopic { name: "t".into() }),
+        })
+        .unwrap();
+        let delete_t = codec::encode(&Request::DeleteTopic { name: "t".into() }).unwrap();
+        let prefix = &one[2..one.len() - (delete_t.len() - 2)];
+        let mut nested = list_topics[..2].to_vec();
+        for _ in 0..100_000 {
+            nested.extend_from_slice(prefix);
+        }
+        nested.extend_from_slice(&delete_t[2..]);
+        malformed(ask(nested).await, "a Once request inside another");
+        // A Raft RPC wrapped in a Once (this reached an `unreachable!`).
+        let raft_in_once = Request::Once {
+            id: [1, 1],
+            request: Box::new(Request::Raft(sluice_proto::RaftRpc {
+                group: 0,
+                kind: sluice_proto::RaftRpcKind::Vote,
+                payload: vec![0; 8],
+            })),
+        };
+        malformed(
+            ask(codec::encode(&raft_in_once).unwrap()).await,
+            "only a metadata change",
+        );
+        let ok = ask(codec::encode(&Request::ListTopics).unwrap()).await;
+        assert!(matches!(ok, Response::Topics(_)), "{ok:?}");
+    });
+    // The last offset there is (`last + 1` wrapped to 0 and spun a worker).
+    assert_eq!(
+        env.ok(&["consume", "t", "-B", "-d", "--end", &u64::MAX.to_string()]),
+        "one\ntwo\n"
+    );
+    // Nothing was lost and the node still serves.
+    assert_eq!(env.ok(&["consume", "t", "-B", "-d"]), "one\ntwo\n");
+}

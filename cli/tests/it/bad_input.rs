@@ -205,3 +205,66 @@ fn hostile_frames_neither_crash_nor_spin_the_node() {
     // Nothing was lost and the node still serves.
     assert_eq!(env.ok(&["consume", "t", "-B", "-d"]), "one\ntwo\n");
 }
+
+/// The node's address space, in KiB (`VmSize` in /proc).
+fn vm_size_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// 1,000 streams that each send a frame header announcing almost 16 MiB and
+/// then nothing: the node must not reserve what the headers announce (it
+/// grew by 16 GB of address space), and it keeps serving.
+#[test]
+fn frame_headers_alone_do_not_reserve_memory() {
+    use sluice_proto::{Request, Response, codec};
+    let env = Env::started();
+    let pid = env.node_pid();
+    let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let connector =
+            sluice_transport::Connector::new(sluice_transport::client_config(&ca, None).unwrap());
+        let conn = connector.connect(addr).await.unwrap();
+        let ask = |frame: Vec<u8>| {
+            let conn = conn.clone();
+            async move {
+                let (mut send, mut recv) = conn.open_bi().await.unwrap();
+                sluice_transport::write_frame(&mut send, &frame)
+                    .await
+                    .unwrap();
+                send.finish().unwrap();
+                let reply = sluice_transport::read_frame(&mut recv, 1 << 20)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                codec::decode::<Response>(&reply).unwrap()
+            }
+        };
+        // Warm up whatever a first request allocates, then measure.
+        ask(codec::encode(&Request::ListTopics).unwrap()).await;
+        let before = vm_size_kib(pid);
+        let announced = (sluice_proto::limits::FRAME_SIZE_BYTES_MAX - 1) as u32;
+        let mut held = Vec::new();
+        for _ in 0..1_000 {
+            let (mut send, recv) = conn.open_bi().await.unwrap();
+            send.write_all(&announced.to_be_bytes()).await.unwrap();
+            held.push((send, recv));
+        }
+        // Answered after the node has taken the streams opened before it.
+        let ok = ask(codec::encode(&Request::ListTopics).unwrap()).await;
+        assert!(matches!(ok, Response::Topics(_)), "{ok:?}");
+        let grown_mib = vm_size_kib(pid).saturating_sub(before) / 1024;
+        // 1,000 x 16 MiB reserved would be 16,000 MiB.
+        assert!(
+            grown_mib < 2_000,
+            "the node's address space grew by {grown_mib} MiB"
+        );
+        drop(held);
+    });
+}

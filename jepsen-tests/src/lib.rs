@@ -6,6 +6,7 @@
 //! (`jepsen-tests check history.jsonl`) and every checker can be unit-tested
 //! with a small hand-written history. See `README.md` for the history format.
 
+pub mod campaign;
 pub mod checker;
 pub mod history;
 pub mod run;

@@ -1,15 +1,18 @@
 //! `jepsen-tests`: Sluice's fault-injection suite.
 //!
 //! `run` tests a real cluster once, `soak` runs until the first invalid run,
-//! `check HISTORY` re-checks a recorded history offline. Exit status: 0 valid,
-//! 1 invalid, 2 unknown, 3 the run failed or the history is unreadable.
+//! `campaign` runs many seeds through every nemesis family and reports on all
+//! of them, `check HISTORY` re-checks a recorded history offline. Exit status:
+//! 0 valid, 1 invalid, 2 unknown, 3 the run failed or the history is
+//! unreadable (a campaign's is its worst run's).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use jepsen_tests::run::{RunConfig, find_sluice, render_run};
+use jepsen_tests::campaign::{Campaign, run_campaign};
+use jepsen_tests::run::{MIN_OPS_DEFAULT, RunConfig, find_sluice, render_run};
 use jepsen_tests::{CheckOptions, History, Validity, check_with, summary};
 
 mod soak;
@@ -21,18 +24,14 @@ struct Cli {
     command: Command,
 }
 
-/// The options of one run (shared by `run` and `soak`).
+/// The options of one run besides its nemesis, seed and directory (shared by
+/// `run`, `soak` and `campaign`).
 #[derive(Args, Clone, Debug)]
 struct RunArgs {
-    /// The workload: `log` (unique values appended and read back).
+    /// The workload: `log` (unique values appended and read back),
+    /// `smartmodule` (the SmartModule store), or both (`log,smartmodule`).
     #[arg(long, default_value = "log")]
     workload: String,
-    /// Faults: comma-separated `family[:variant]`: kill, pause, power-loss
-    /// [:one|leader|minority|majority|all], partition, part-kill
-    /// [:isolate-one|isolate-leader|halves|one-way|bridge|ring],
-    /// corruption [:truncate|bitflip], pause-kill, or all.
-    #[arg(long, default_value = "kill,pause,partition")]
-    nemesis: String,
     /// Length of the workload in seconds (faults, then a quiet tail).
     #[arg(long, default_value_t = 60)]
     duration: u64,
@@ -50,8 +49,27 @@ struct RunArgs {
     #[arg(long)]
     unsafe_no_fsync: bool,
     /// Fewer successful workload operations make the verdict unknown.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = MIN_OPS_DEFAULT)]
     min_ops: u64,
+}
+
+impl RunArgs {
+    /// The run these options, `nemesis` and `seed` describe, into `out`.
+    fn config(&self, nemesis: &str, seed: u64, out: PathBuf, sluice_bin: PathBuf) -> RunConfig {
+        RunConfig {
+            workload: self.workload.clone(),
+            nemesis: nemesis.to_string(),
+            duration: std::time::Duration::from_secs(self.duration),
+            seed,
+            nodes: self.nodes,
+            out,
+            writers: self.writers,
+            partitions: self.partitions,
+            unsafe_no_fsync: self.unsafe_no_fsync,
+            sluice_bin,
+            min_ops: self.min_ops,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -62,6 +80,13 @@ enum Command {
     Run {
         #[command(flatten)]
         args: RunArgs,
+        /// Faults: comma-separated `family[:variant]`: kill, pause, power-loss
+        /// [:one|leader|minority|majority|all], partition, part-kill
+        /// [:isolate-one|isolate-leader|halves|one-way|bridge|ring],
+        /// corruption [:truncate|bitflip], pause-kill, membership,
+        /// membership-kill, or all.
+        #[arg(long, default_value = "kill,pause,partition")]
+        nemesis: String,
         /// Seed of the fault schedule and of the workload's choices.
         #[arg(long)]
         seed: Option<u64>,
@@ -74,11 +99,39 @@ enum Command {
     Soak {
         #[command(flatten)]
         args: RunArgs,
+        /// Faults of every run, as for `run`.
+        #[arg(long, default_value = "kill,pause,partition")]
+        nemesis: String,
         /// How long to keep going.
         #[arg(long, default_value_t = 1.0)]
         hours: f64,
         /// Where the runs go (one directory each).
         #[arg(long, default_value = "soak")]
+        out: PathBuf,
+    },
+    /// Many seeded runs in turn, the nemesis rotating through families; goes
+    /// on after invalid runs. Writes campaign.md and campaign.json in --out
+    /// (after every run), keeps every run that is not valid whole (with its
+    /// replay command in the report) and drops valid runs' data.
+    /// Exit status: 0 all valid, 1 some invalid, 3 some failed, 2 some unknown.
+    Campaign {
+        #[command(flatten)]
+        args: RunArgs,
+        /// What each run gets, in turn: `all` (every family the node count
+        /// allows: kill, pause, partition, power-loss, corruption, pause-kill,
+        /// part-kill, and with 4+ nodes membership, membership-kill) or a
+        /// comma-separated list of `run --nemesis` values (`power-loss:all,kill`).
+        #[arg(long, default_value = "all")]
+        nemesis: String,
+        /// How many runs.
+        #[arg(long)]
+        runs: u64,
+        /// Seed of the first run; run n has seed-start + n - 1 (random when
+        /// not given, and printed, so the campaign can be repeated).
+        #[arg(long)]
+        seed_start: Option<u64>,
+        /// The campaign's directory (reports and one directory per run).
+        #[arg(long)]
         out: PathBuf,
     },
     /// Check a recorded history (JSON lines); print a summary and write results.json.
@@ -127,20 +180,18 @@ fn exit_code(v: Validity) -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { args, seed, out } => {
-            let cfg = RunConfig {
-                workload: args.workload,
-                nemesis: args.nemesis,
-                duration: std::time::Duration::from_secs(args.duration),
-                seed: seed.unwrap_or_else(random_seed),
-                nodes: args.nodes,
+        Command::Run {
+            args,
+            nemesis,
+            seed,
+            out,
+        } => {
+            let cfg = args.config(
+                &nemesis,
+                seed.unwrap_or_else(random_seed),
                 out,
-                writers: args.writers,
-                partitions: args.partitions,
-                unsafe_no_fsync: args.unsafe_no_fsync,
-                sluice_bin: find_sluice()?,
-                min_ops: args.min_ops,
-            };
+                find_sluice()?,
+            );
             let (result, info) = jepsen_tests::run::run(&cfg)?;
             let text = format!("{}{}", summary::render(&result), render_run(&info));
             std::fs::write(cfg.out.join("summary.txt"), &text)
@@ -149,7 +200,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("results: {}", cfg.out.join("results.json").display());
             Ok(exit_code(result.valid))
         }
-        Command::Soak { args, hours, out } => soak::soak(&args, hours, &out),
+        Command::Soak {
+            args,
+            nemesis,
+            hours,
+            out,
+        } => soak::soak(&args, &nemesis, hours, &out),
+        Command::Campaign {
+            args,
+            nemesis,
+            runs,
+            seed_start,
+            out,
+        } => {
+            let seed_start = seed_start.unwrap_or_else(random_seed);
+            let campaign = Campaign {
+                // The nemesis and seed of each run are the campaign's to set.
+                base: args.config(&nemesis, seed_start, out.clone(), find_sluice()?),
+                nemesis,
+                runs,
+                seed_start,
+                out,
+            };
+            let worst = run_campaign(&campaign)?;
+            Ok(ExitCode::from(worst.exit_code()))
+        }
         Command::Check {
             history,
             out,

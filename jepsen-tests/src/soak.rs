@@ -12,8 +12,12 @@ use anyhow::Context;
 
 use crate::RunArgs;
 
-pub fn soak(args: &RunArgs, hours: f64, out: &Path) -> anyhow::Result<ExitCode> {
+pub fn soak(args: &RunArgs, nemesis: &str, hours: f64, out: &Path) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the jepsen-tests executable")?;
+    // Every run would refuse these: refuse them once, before the first.
+    let sluice = jepsen_tests::run::find_sluice()?;
+    args.config(nemesis, 0, out.to_path_buf(), sluice.clone())
+        .validate()?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let until = Instant::now() + Duration::from_secs_f64(hours.max(0.0) * 3600.0);
     let (mut valid, mut unknown) = (0u64, 0u64);
@@ -22,21 +26,9 @@ pub fn soak(args: &RunArgs, hours: f64, out: &Path) -> anyhow::Result<ExitCode> 
         k += 1;
         let seed = crate::random_seed();
         let dir = out.join(format!("run-{k:04}-seed-{seed}"));
+        let cfg = args.config(nemesis, seed, dir.clone(), sluice.clone());
         let mut cmd = Command::new(&exe);
-        cmd.arg("run")
-            .args(["--workload", &args.workload])
-            .args(["--nemesis", &args.nemesis])
-            .args(["--duration", &args.duration.to_string()])
-            .args(["--nodes", &args.nodes.to_string()])
-            .args(["--writers", &args.writers.to_string()])
-            .args(["--partitions", &args.partitions.to_string()])
-            .args(["--min-ops", &args.min_ops.to_string()])
-            .args(["--seed", &seed.to_string()])
-            .arg("--out")
-            .arg(&dir);
-        if args.unsafe_no_fsync {
-            cmd.arg("--unsafe-no-fsync");
-        }
+        cmd.arg("run").args(cfg.run_args()).arg("--out").arg(&dir);
         let log = std::fs::File::create(out.join(format!("run-{k:04}.log")))?;
         let status = cmd
             .stdout(log.try_clone()?)
@@ -85,11 +77,9 @@ pub fn soak(args: &RunArgs, hours: f64, out: &Path) -> anyhow::Result<ExitCode> 
                     return Ok(ExitCode::from(if code == Some(1) { 1 } else { 3 }));
                 }
                 println!(
-                    "replay: {}",
-                    replay.unwrap_or_else(|| format!(
-                        "jepsen-tests run --seed {seed} --out <dir> (see {})",
-                        out.join(format!("run-{k:04}.log")).display()
-                    ))
+                    "replay: {} (its output: {})",
+                    replay.unwrap_or_else(|| cfg.replay()),
+                    out.join(format!("run-{k:04}.log")).display()
                 );
                 return Ok(ExitCode::from(if code == Some(1) { 1 } else { 3 }));
             }

@@ -1,5 +1,6 @@
 //! The CI smoke matrix: short runs of `jepsen-tests run` against real clusters,
 //! one nemesis each, with fixed seeds (membership on 4 nodes, the rest on 3),
+//! two whole-cluster power losses less than 10 s apart (seed 6),
 //! the SmartModule-store workload under kills and partitions; and the self-test, a deliberately broken
 //! cluster (no fsync) under power loss, which the suite must call invalid.
 //!
@@ -160,6 +161,72 @@ fn power_loss() {
         run("power-loss", 4, &["--nemesis", "power-loss"]),
         "power_loss",
     );
+}
+
+/// When the history's nemesis cut the power of every one of `nodes` nodes
+/// (ms since the start), from the run's `history.jsonl`.
+fn power_losses_of_all(r: &Run, nodes: u64) -> Vec<u64> {
+    let text = std::fs::read_to_string(r.dir.join("history.jsonl"))
+        .unwrap_or_else(|e| panic!("no history: {e}: {}", r.describe()));
+    let all: Vec<u64> = (1..=nodes).collect();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|op| {
+            op["process"] == "nemesis"
+                && op["f"] == "start"
+                && op["value"]["fault"] == "power_loss"
+                && op["value"]["nodes"] == serde_json::json!(all)
+        })
+        .filter_map(|op| op["time_ms"].as_u64())
+        .collect()
+}
+
+/// Two whole-cluster power losses close together, after a single node's:
+/// seed 6 schedules power-loss:one, then power-loss:all twice less than 10 s
+/// apart (the unit test `seed_6_loses_all_power_twice_within_10_s` pins that
+/// schedule). This run once lost acknowledged writes: what the second power
+/// loss finds on disk must still hold everything acknowledged before the first.
+#[test]
+fn power_loss_of_all_twice() {
+    let r = run(
+        "power-loss-all-twice",
+        6,
+        &[
+            "--nemesis",
+            "power-loss",
+            "--writers",
+            "4",
+            "--partitions",
+            "2",
+        ],
+    );
+    // The schedule is the one meant, as planned and as injected.
+    let planned: Vec<String> = r.results["run"]["schedule"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str()?.split_whitespace().last().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        planned,
+        ["power-loss:one", "power-loss:all", "power-loss:all"],
+        "{}",
+        r.describe()
+    );
+    let all = power_losses_of_all(&r, 3);
+    assert!(
+        all.windows(2).any(|w| w[1] - w[0] < 10_000),
+        "no two power losses of all nodes within 10 s (at {all:?} ms): {}",
+        r.describe()
+    );
+    assert!(
+        r.results["faults"]["power_loss"].as_u64().unwrap_or(0) >= 3,
+        "{}",
+        r.describe()
+    );
+    assert_valid_with_faults(r, "power_loss");
 }
 
 /// Partitions moved between 4 nodes, with and without a node killed during

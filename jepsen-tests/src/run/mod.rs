@@ -38,6 +38,11 @@ use cluster::{Cluster, ClusterSpec};
 use schedule::Fault;
 use workload::{Ctx, ReadMode};
 
+/// `run --min-ops` unless told otherwise: a run of a minute does far more, so
+/// fewer means the cluster was mostly unavailable (the offline `check`
+/// defaults lower, for small hand-made histories).
+pub const MIN_OPS_DEFAULT: u64 = 50;
+
 /// Everything a run needs; `replay()` gives the command that repeats it.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -58,24 +63,59 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// The `jepsen-tests run` options that repeat this run (same seed, same
+    /// schedule), `--out` aside: what `soak` and `campaign` pass to each run
+    /// they start, and what [`RunConfig::replay`] prints.
+    pub fn run_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = [
+            ("--workload", self.workload.clone()),
+            ("--nemesis", self.nemesis.clone()),
+            ("--duration", self.duration.as_secs().to_string()),
+            ("--seed", self.seed.to_string()),
+            ("--nodes", self.nodes.to_string()),
+            ("--writers", self.writers.to_string()),
+            ("--partitions", self.partitions.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v])
+        .collect();
+        // Only when it is not the default, so the usual replay stays short;
+        // it changes the verdict, so a replay must carry it.
+        if self.min_ops != MIN_OPS_DEFAULT {
+            a.extend(["--min-ops".to_string(), self.min_ops.to_string()]);
+        }
+        if self.unsafe_no_fsync {
+            a.push("--unsafe-no-fsync".into());
+        }
+        a
+    }
+
+    /// Checks the options a run refuses (node and writer counts, the nemesis
+    /// and workload lists); returns the faults and workloads they name.
+    pub fn validate(&self) -> anyhow::Result<(Vec<Fault>, Workloads)> {
+        if self.nodes < 1 || self.nodes > 7 {
+            bail!("--nodes {} is out of range: 1 to 7", self.nodes);
+        }
+        if self.writers > workload::MAX_WRITERS {
+            bail!(
+                "--writers {} is out of range: at most {} (each writer has producer ids of its own)",
+                self.writers,
+                workload::MAX_WRITERS
+            );
+        }
+        let faults = schedule::parse_nemesis(&self.nemesis, self.nodes)?;
+        let workloads = parse_workload(&self.workload)?;
+        Ok((faults, workloads))
+    }
+
     /// The command line that replays this run (same seed, same schedule), into
     /// a fresh directory beside this run's (a directory holds one run).
     pub fn replay(&self) -> String {
-        let mut s = format!(
-            "jepsen-tests run --workload {} --nemesis {} --duration {} --seed {} --nodes {} --writers {} --partitions {} --out {}-replay",
-            self.workload,
-            self.nemesis,
-            self.duration.as_secs(),
-            self.seed,
-            self.nodes,
-            self.writers,
-            self.partitions,
+        format!(
+            "jepsen-tests run {} --out {}-replay",
+            self.run_args().join(" "),
             self.out.display()
-        );
-        if self.unsafe_no_fsync {
-            s.push_str(" --unsafe-no-fsync");
-        }
-        s
+        )
     }
 }
 
@@ -160,11 +200,7 @@ fn cleanup_on_signal() {
 /// Runs one test and returns its verdict; see the module documentation.
 /// Must be called before any other thread exists (it may enter a namespace).
 pub fn run(cfg: &RunConfig) -> anyhow::Result<(CheckResult, RunInfo)> {
-    if cfg.nodes < 1 || cfg.nodes > 7 {
-        bail!("--nodes {} is out of range: 1 to 7", cfg.nodes);
-    }
-    let faults = schedule::parse_nemesis(&cfg.nemesis, cfg.nodes)?;
-    let workloads = parse_workload(&cfg.workload)?;
+    let (faults, workloads) = cfg.validate()?;
     let sm_base = if workloads.smartmodule {
         Some(smartmodule::hello_filter()?)
     } else {
@@ -536,4 +572,82 @@ pub fn render_run(info: &RunInfo) -> String {
     }
     s.push_str(&format!("replay: {}\n", info.replay));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RunConfig {
+        RunConfig {
+            workload: "log".into(),
+            nemesis: "power-loss".into(),
+            duration: Duration::from_secs(30),
+            seed: 6,
+            nodes: 3,
+            out: PathBuf::from("/tmp/jt"),
+            writers: 4,
+            partitions: 2,
+            unsafe_no_fsync: false,
+            sluice_bin: PathBuf::from("sluice"),
+            min_ops: MIN_OPS_DEFAULT,
+        }
+    }
+
+    /// The replay names every option that shapes the run, `--min-ops` and
+    /// `--unsafe-no-fsync` only when they are not the default.
+    #[test]
+    fn the_replay_repeats_every_option() {
+        let c = config();
+        assert_eq!(
+            c.replay(),
+            "jepsen-tests run --workload log --nemesis power-loss --duration 30 --seed 6 \
+             --nodes 3 --writers 4 --partitions 2 --out /tmp/jt-replay"
+        );
+        let c = RunConfig {
+            min_ops: 7,
+            unsafe_no_fsync: true,
+            ..config()
+        };
+        assert!(
+            c.replay()
+                .ends_with("--partitions 2 --min-ops 7 --unsafe-no-fsync --out /tmp/jt-replay"),
+            "{}",
+            c.replay()
+        );
+    }
+
+    #[test]
+    fn options_a_run_refuses_are_refused_before_it_starts() {
+        assert!(config().validate().is_ok());
+        let e = |c: RunConfig| format!("{:#}", c.validate().unwrap_err());
+        assert!(
+            e(RunConfig {
+                nodes: 8,
+                ..config()
+            })
+            .contains("--nodes 8")
+        );
+        assert!(
+            e(RunConfig {
+                writers: workload::MAX_WRITERS + 1,
+                ..config()
+            })
+            .contains("--writers 65536")
+        );
+        assert!(
+            e(RunConfig {
+                nemesis: "teleport".into(),
+                ..config()
+            })
+            .contains("teleport")
+        );
+        assert!(
+            e(RunConfig {
+                workload: "bank".into(),
+                ..config()
+            })
+            .contains("bank")
+        );
+    }
 }

@@ -79,6 +79,46 @@ impl Fault {
     pub fn is_membership(&self) -> bool {
         matches!(self, Fault::Membership | Fault::MembershipKill)
     }
+
+    /// Its family, as `--nemesis` names it (one of [`FAMILIES`]).
+    pub fn family(&self) -> &'static str {
+        match self {
+            Fault::Kill(_) => "kill",
+            Fault::Pause(_) => "pause",
+            Fault::Partition(_) => "partition",
+            Fault::PowerLoss(_) => "power-loss",
+            Fault::Corruption(_) => "corruption",
+            Fault::PauseKill => "pause-kill",
+            Fault::PartKill(_) => "part-kill",
+            Fault::Membership => "membership",
+            Fault::MembershipKill => "membership-kill",
+        }
+    }
+}
+
+/// Every nemesis family, in the order `--nemesis all` lists them (the order
+/// matters: a step picks its fault by index, so reordering would change
+/// every recorded seed's schedule).
+pub const FAMILIES: [&str; 9] = [
+    "kill",
+    "pause",
+    "partition",
+    "power-loss",
+    "corruption",
+    "pause-kill",
+    "part-kill",
+    "membership",
+    "membership-kill",
+];
+
+/// The families `--nemesis all` means on `nodes` nodes: every one of
+/// [`FAMILIES`] but the membership changes below [`MEMBERSHIP_MIN_NODES`].
+pub fn families(nodes: u32) -> Vec<&'static str> {
+    FAMILIES
+        .iter()
+        .copied()
+        .filter(|f| nodes >= MEMBERSHIP_MIN_NODES || !f.starts_with("membership"))
+        .collect()
 }
 
 /// The fewest nodes a membership change needs: a replica set of 3 and a node
@@ -204,13 +244,7 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
             "membership" if variant.is_none() => vec![Fault::Membership],
             "membership-kill" if variant.is_none() => vec![Fault::MembershipKill],
             "all" if variant.is_none() => {
-                let mut all = parse_nemesis(
-                    "kill,pause,partition,power-loss,corruption,pause-kill,part-kill,membership,membership-kill",
-                    nodes,
-                )?;
-                if nodes < MEMBERSHIP_MIN_NODES {
-                    all.retain(|f| !f.is_membership());
-                }
+                let mut all = parse_nemesis(&families(nodes).join(","), nodes)?;
                 all.retain(|f| !out.contains(f));
                 all
             }
@@ -432,6 +466,23 @@ mod tests {
         assert!(last.at + last.hold <= d - COOLDOWN);
     }
 
+    /// CI's smoke matrix relies on it (tests/smoke.rs, `power_loss_of_all_twice`):
+    /// `--nemesis power-loss --duration 30 --seed 6` cuts the power of one
+    /// node, then of all nodes twice, the two less than 10 s apart — the
+    /// schedule that exposed lost acknowledged writes.
+    #[test]
+    fn seed_6_loses_all_power_twice_within_10_s() {
+        let faults = parse_nemesis("power-loss", 3).unwrap();
+        let s = schedule(&faults, Duration::from_secs(30), 6);
+        let kinds: Vec<String> = s.iter().map(|s| s.fault.to_string()).collect();
+        assert_eq!(
+            kinds,
+            ["power-loss:one", "power-loss:all", "power-loss:all"],
+            "{s:?}"
+        );
+        assert!(s[2].at - s[1].at < Duration::from_secs(10), "{s:?}");
+    }
+
     #[test]
     fn short_runs_still_get_a_fault() {
         let faults = parse_nemesis("kill:one", 3).unwrap();
@@ -470,6 +521,34 @@ mod tests {
         assert!(all4.contains(&Fault::Membership), "{all4:?}");
         assert!(all4.contains(&Fault::MembershipKill), "{all4:?}");
         assert_eq!(Fault::MembershipKill.to_string(), "membership-kill");
+    }
+
+    /// `all` is the union of the families, in their order, and every fault
+    /// belongs to a listed family that parses back to it.
+    #[test]
+    fn all_is_every_family_in_order() {
+        for nodes in [3, 4] {
+            let all = parse_nemesis("all", nodes).unwrap();
+            let mut union = Vec::new();
+            for f in families(nodes) {
+                let faults = parse_nemesis(f, nodes).unwrap();
+                assert!(faults.iter().all(|x| x.family() == f), "{f}: {faults:?}");
+                union.extend(faults);
+            }
+            assert_eq!(all, union, "{nodes} nodes");
+            for f in &all {
+                assert!(FAMILIES.contains(&f.family()), "{f}");
+                let variant = parse_nemesis(&f.to_string(), nodes).unwrap();
+                assert_eq!(variant, vec![*f]);
+            }
+        }
+        assert_eq!(families(3).len(), FAMILIES.len() - 2);
+        assert_eq!(families(4), FAMILIES.to_vec());
+        // The order of `all` is part of every recorded seed's schedule.
+        let all = parse_nemesis("all", 3).unwrap();
+        assert_eq!(all[0], Fault::Kill(Target::One));
+        assert_eq!(all[4], Fault::Pause(Target::One));
+        assert_eq!(all.last(), Some(&Fault::PartKill(Cut::Ring)));
     }
 
     #[test]

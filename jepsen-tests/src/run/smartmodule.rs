@@ -26,7 +26,7 @@ use sluice_client::{Client, ClientError};
 use tokio::time::{Instant, sleep, timeout};
 
 use super::rng::Rng;
-use super::workload::{Ctx, connect, connect_to};
+use super::workload::{Ctx, PRODUCER_ID_LOW_BITS, connect, connect_to};
 use crate::history::{Call, Module, NodeId, Record, SmConsume, SmCreate, SmDelete, SmList};
 
 /// The small topic the filters run over (one partition).
@@ -171,12 +171,26 @@ impl SmCtx {
     }
 }
 
+/// The producer id of the setup's write to [`SM_TOPIC`]: from its own stream
+/// of the run's seed (not the seed xor a constant, a shift of the other
+/// streams), with the top bits 0, which no log writer's id has
+/// ([`crate::run::workload::ProducerIds`]).
+pub fn setup_producer_id(seed: u64) -> u64 {
+    Rng::derive(seed, "sm-setup", 0).next_u64() >> (64 - PRODUCER_ID_LOW_BITS)
+}
+
+/// The generator of SmartModule worker `w` (its operations, victims and
+/// pauses), its own stream of the run's seed ([`Rng::derive`]).
+pub fn worker_rng(seed: u64, w: u32) -> Rng {
+    Rng::derive(seed, "sm-worker", u64::from(w))
+}
+
 /// Creates [`SM_TOPIC`] and writes its records once (idempotently), then
 /// registers `sm-setup` (recorded), which checks that the cluster accepts a
 /// module built by [`with_name`].
 pub async fn setup(ctx: &Ctx, sm: &SmCtx, replication: u32) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let producer_id = Rng::new(ctx.seed ^ 0x5e70_5e70).next_u64();
+    let producer_id = setup_producer_id(ctx.seed);
     loop {
         let attempt = async {
             let client = connect(&ctx.home).await?;
@@ -344,7 +358,7 @@ fn modules(list: &[sluice_client::proto::SmartModuleInfo]) -> Vec<Module> {
 /// acknowledged modules (20%), and lists (40%), with a short pause between
 /// operations.
 pub async fn worker(ctx: Arc<Ctx>, sm: Arc<SmCtx>, w: u32) {
-    let mut rng = Rng::new(ctx.seed ^ (u64::from(w) + 101).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut rng = worker_rng(ctx.seed, w);
     let mut counter = 0u64;
     // This worker's acknowledged modules not yet asked to be deleted.
     let mut mine: Vec<String> = Vec::new();
@@ -674,5 +688,19 @@ mod tests {
         let mut v = Vec::new();
         leb128(300, &mut v);
         assert_eq!(v, vec![0xac, 0x02]);
+    }
+
+    /// The setup's producer id is in the id space no log writer uses (top
+    /// bits 0) and replays with the seed.
+    #[test]
+    fn the_setup_producer_id_is_no_writers_and_replays() {
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..100 {
+            let id = setup_producer_id(seed);
+            assert_eq!(id >> PRODUCER_ID_LOW_BITS, 0, "seed {seed}: {id:#x}");
+            assert_eq!(id, setup_producer_id(seed));
+            seen.insert(id);
+        }
+        assert_eq!(seen.len(), 100, "seeds share a setup producer id");
     }
 }

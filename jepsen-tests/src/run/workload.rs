@@ -8,7 +8,7 @@
 //! or an error that can follow a proposal). A writer whose send ends `info`
 //! retires that process id and its producer id, and goes on with fresh ones.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,6 +154,7 @@ fn maybe_written(e: &ClientError) -> bool {
                 | WireError::RecordTooLarge { .. }
                 | WireError::MalformedRequest { .. }
                 | WireError::UnsupportedVersion { .. }
+                | WireError::SequenceReused { .. }
         ),
         ClientError::RecordTooLarge { .. } | ClientError::InvalidConfig { .. } => false,
         _ => true,
@@ -199,6 +200,14 @@ async fn send_one(
                     SendOutcome::Fail(e.to_string(), true)
                 };
             }
+            Ok(Err(ClientError::Server(e @ WireError::SequenceReused { .. }))) => {
+                // Other records hold this (producer, sequence); an earlier
+                // attempt of this very batch would have been answered as a
+                // resend (same records). So it was not written, and the
+                // producer id is spoilt: the workload's ids never collide, so
+                // this is a finding worth seeing in the history.
+                return SendOutcome::Fail(e.to_string(), true);
+            }
             Ok(Err(e)) => {
                 let written = maybe_written(&e);
                 if !e.is_retriable() {
@@ -221,9 +230,63 @@ async fn send_one(
     }
 }
 
+/// Bits of a producer id below the writer's number (see [`ProducerIds`]).
+pub const PRODUCER_ID_LOW_BITS: u32 = 48;
+
+/// The most writers a run may have: each needs its own value of the top
+/// `64 - PRODUCER_ID_LOW_BITS` bits of its producer ids, and 0 is kept for
+/// producers that are not writers.
+pub const MAX_WRITERS: u32 = (1 << (64 - PRODUCER_ID_LOW_BITS)) - 1;
+
+/// The generator of writer `w` (its partitions and producer ids), derived from
+/// the run's seed by hashing, so that no two writers draw the same stream
+/// shifted by a few draws (they used to, and then two writers could draw the
+/// same producer id: the partition took one writer's batches for resends of
+/// the other's and the checker reported anomalies the server did not cause).
+pub fn writer_rng(seed: u64, w: u32) -> Rng {
+    Rng::derive(seed, "log-writer", u64::from(w))
+}
+
+/// The producer ids of one writer, distinct by construction: the writer's
+/// number plus one in the top bits (so two writers' ids never meet, whatever
+/// their generators draw, and no writer's id is 0 in those bits), random low
+/// bits from the writer's generator (so ids vary with the seed, as real
+/// clients' do), and a draw this writer already used is drawn again (a writer
+/// must never take back a retired id: the partition would answer its new
+/// batches as resends of the old ones).
+pub struct ProducerIds {
+    prefix: u64,
+    used: HashSet<u64>,
+}
+
+impl ProducerIds {
+    /// The ids of writer `w` (`w < MAX_WRITERS`, which [`crate::run::run`] checks).
+    pub fn new(w: u32) -> Self {
+        assert!(
+            w < MAX_WRITERS,
+            "writer {w}: at most {MAX_WRITERS} writers have producer ids of their own"
+        );
+        ProducerIds {
+            prefix: (u64::from(w) + 1) << PRODUCER_ID_LOW_BITS,
+            used: HashSet::new(),
+        }
+    }
+
+    /// A fresh id, its low bits from `draw` (the writer's generator).
+    pub fn next(&mut self, mut draw: impl FnMut() -> u64) -> u64 {
+        loop {
+            let id = self.prefix | (draw() & ((1 << PRODUCER_ID_LOW_BITS) - 1));
+            if self.used.insert(id) {
+                return id;
+            }
+        }
+    }
+}
+
 /// Writer `w`: values `"w<w>-<counter>"`, one send at a time, to random partitions.
 pub async fn writer(ctx: Arc<Ctx>, w: u32) {
-    let mut rng = Rng::new(ctx.seed ^ (u64::from(w) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = writer_rng(ctx.seed, w);
+    let mut ids = ProducerIds::new(w);
     let mut counter = 0u64;
     while !ctx.stopped() {
         let client = match connect(&ctx.home).await {
@@ -235,7 +298,7 @@ pub async fn writer(ctx: Arc<Ctx>, w: u32) {
         };
         // A fresh process and producer id; both retire together on `info`.
         let process = ctx.rec.new_process();
-        let mut producer_id = rng.next_u64();
+        let mut producer_id = ids.next(|| rng.next_u64());
         // The next sequence per partition: 0, 1, 2, ... with no gap, so a batch
         // that definitely failed gives its number to the next one.
         let mut seqs: HashMap<u32, u64> = HashMap::new();
@@ -264,7 +327,7 @@ pub async fn writer(ctx: Arc<Ctx>, w: u32) {
                 SendOutcome::Fail(e, renew) => {
                     ctx.rec.fail(process, call(None), None, e);
                     if renew {
-                        producer_id = rng.next_u64();
+                        producer_id = ids.next(|| rng.next_u64());
                         seqs.clear();
                     }
                     // A refusal comes back at once: do not spin on it.
@@ -762,4 +825,152 @@ async fn final_read(ctx: Arc<Ctx>, n: NodeId, p: u32, holder: Option<bool>) {
         return;
     }
     ctx.rec.info(process, call(None, false), Some(n), last);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finds a value two generators share among their first draws: an
+    /// open-addressing table keyed by the values' top bits (they are uniform),
+    /// reused across calls (each call's entries carry its round, so nothing is
+    /// cleared). Sorting or a `HashSet` took tens of seconds for the
+    /// 80 million draws below in a debug build; this takes about two.
+    struct SharedValues {
+        /// (value, round, stream) per slot; a slot of another round is empty.
+        slots: Vec<(u64, u32, u32)>,
+        round: u32,
+    }
+
+    impl SharedValues {
+        fn new() -> Self {
+            SharedValues {
+                slots: Vec::new(),
+                round: 0,
+            }
+        }
+
+        /// The first value drawn by two of `streams` within their first
+        /// `draws` draws, with the two streams' indexes.
+        fn first(&mut self, streams: &[Rng], draws: usize) -> Option<(usize, usize, u64)> {
+            let bits = (2 * streams.len() * draws)
+                .next_power_of_two()
+                .trailing_zeros();
+            if self.slots.len() != 1 << bits {
+                self.slots = vec![(0, 0, 0); 1 << bits];
+                self.round = 0;
+            }
+            self.round += 1;
+            let mask = (1usize << bits) - 1;
+            for (k, s) in streams.iter().enumerate() {
+                let mut s = s.clone();
+                for _ in 0..draws {
+                    let v = s.next_u64();
+                    let mut i = (v >> (64 - bits)) as usize;
+                    loop {
+                        let (held, round, by) = self.slots[i];
+                        if round != self.round {
+                            self.slots[i] = (v, self.round, k as u32);
+                            break;
+                        }
+                        if held == v {
+                            return Some((by as usize, k, v));
+                        }
+                        i = (i + 1) & mask;
+                    }
+                }
+            }
+            None
+        }
+    }
+
+    /// The regression test of the writer-seeding bug: writer `w` was seeded
+    /// with `seed ^ (w + 1) * GAMMA`, SplitMix64's own increment, so its
+    /// stream was often writer 0's shifted by a few draws (for seed 0, writer
+    /// 1's first draw was writer 0's second; 602 of the seeds below had two
+    /// writers sharing a value), and after reconnects two writers could draw
+    /// the same producer id. Every value a writer draws may become (the low
+    /// bits of) a producer id, so no two of 8 writers may share any of their
+    /// first 10,000 draws, for seeds 0 to 999.
+    #[test]
+    fn writers_never_draw_the_same_value() {
+        const WRITERS: u32 = 8;
+        const DRAWS: usize = 10_000;
+        let mut shared = SharedValues::new();
+        // The check must catch the old seeding, or it proves nothing.
+        let old: Vec<Rng> = (0..WRITERS)
+            .map(|w| Rng::new((u64::from(w) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .collect();
+        let mut w0 = old[0].clone();
+        w0.next_u64();
+        let second_of_writer_0 = w0.next_u64();
+        assert_eq!(
+            shared.first(&old[..2], DRAWS),
+            Some((0, 1, second_of_writer_0)),
+            "the check misses writer 1 of seed 0 drawing writer 0's second value first"
+        );
+        for seed in 0..1000u64 {
+            let writers: Vec<Rng> = (0..WRITERS).map(|w| writer_rng(seed, w)).collect();
+            if let Some((a, b, v)) = shared.first(&writers, DRAWS) {
+                panic!("seed {seed}: writers {a} and {b} both draw {v:#x}");
+            }
+        }
+    }
+
+    /// Every stream of one run, the schedule's (the seed's own), the writers'
+    /// and the SmartModule workers', is its own: none shares a value with
+    /// another in its first draws.
+    #[test]
+    fn the_streams_of_a_run_are_all_distinct() {
+        let mut shared = SharedValues::new();
+        for seed in 0..200u64 {
+            let mut streams = vec![Rng::new(seed)];
+            streams.extend((0..8).map(|w| writer_rng(seed, w)));
+            streams.extend((0..8).map(|w| crate::run::smartmodule::worker_rng(seed, w)));
+            if let Some((a, b, v)) = shared.first(&streams, 1_000) {
+                panic!("seed {seed}: streams {a} and {b} both draw {v:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn producer_ids_of_two_writers_never_meet_and_none_comes_back() {
+        // The same draws for both writers: their ids still differ, by the top bits.
+        let draws = [5u64, 5, u64::MAX, 5 | (1 << 60), 9];
+        let ids_of = |w: u32| {
+            let mut ids = ProducerIds::new(w);
+            let mut d = draws.iter().copied();
+            (0..3)
+                .map(|_| ids.next(|| d.next().expect("ran out of draws")))
+                .collect::<Vec<u64>>()
+        };
+        let low = (1u64 << PRODUCER_ID_LOW_BITS) - 1;
+        let (a, b) = (ids_of(0), ids_of(7));
+        // 5 drawn again is redrawn; u64::MAX keeps only its low bits; and
+        // 5 | 1 << 60 is 5 again once its high bits are dropped, so redrawn.
+        assert_eq!(a, vec![1 << 48 | 5, 1 << 48 | low, 1 << 48 | 9]);
+        assert_eq!(b, vec![8 << 48 | 5, 8 << 48 | low, 8 << 48 | 9]);
+        // The largest writer number still has ids of its own, above all others.
+        let mut last = ProducerIds::new(MAX_WRITERS - 1);
+        assert_eq!(
+            last.next(|| 0) >> PRODUCER_ID_LOW_BITS,
+            u64::from(MAX_WRITERS)
+        );
+        // And a writer's ids replay with its seed.
+        let run = |seed| {
+            let mut rng = writer_rng(seed, 3);
+            let mut ids = ProducerIds::new(3);
+            (0..4)
+                .map(|_| ids.next(|| rng.next_u64()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(11), run(11));
+        assert_ne!(run(11), run(12));
+    }
+
+    #[test]
+    #[should_panic(expected = "at most 65535 writers")]
+    fn a_writer_beyond_the_id_space_is_refused() {
+        ProducerIds::new(MAX_WRITERS);
+    }
 }

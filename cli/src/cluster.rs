@@ -186,6 +186,13 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         None => home.join("local"),
     };
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    // The local cluster's directory holds the CA's private key and every
+    // node's data: its owner's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {} to its owner", root.display()))?;
+    }
     let meta_path = root.join("cluster.toml");
     let cluster = match std::fs::read_to_string(&meta_path) {
         Ok(text) => {

@@ -79,6 +79,7 @@ impl DataDir {
             }
         };
         std::fs::create_dir_all(root).map_err(io("create", root))?;
+        owner_only(root).map_err(io("restrict to its owner", root))?;
         let id_path = root.join("node.toml");
         let write = |id: &Identity| {
             let text = toml::to_string(id).expect("identity serializes");
@@ -167,9 +168,29 @@ impl DataDir {
     }
 }
 
+/// Makes `dir` reachable by its owner only (0700): it holds the node's TLS
+/// key, its Raft state and every record, which other local users must not
+/// read (the files inside were created 0644 under a 0755 directory).
+fn owner_only(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_dir_is_its_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("node");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        DataDir::claim(&root, "c1", 1).unwrap();
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "mode {mode:o}");
+    }
 
     #[test]
     fn a_data_dir_stays_with_its_cluster_and_node() {

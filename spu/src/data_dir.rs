@@ -7,7 +7,14 @@
 //! raft/              RocksDB: Raft logs and votes of every group
 //! controller.bin     the controller's metadata at its last synced point
 //! partitions/<topic>-<topic id>-<partition>/   segment files
+//! repair/<topic>-<topic id>-<partition>/       a damaged replica's copy, being assembled
+//! quarantine/<topic>-<topic id>-<partition>.<unix seconds>/   damaged segments, for diagnosis
 //! ```
+//!
+//! `repair/` and `quarantine/` sit outside `partitions/` so that nothing that
+//! walks the partitions (tools, the fault suite's corruption) mistakes them
+//! for live replicas; they are on the same file system as `partitions/`, so
+//! moving a directory between them is a rename.
 
 use std::path::{Path, PathBuf};
 
@@ -164,7 +171,21 @@ impl DataDir {
     pub fn partition(&self, topic: &str, topic_id: u32, partition: u32) -> PathBuf {
         self.root
             .join("partitions")
-            .join(format!("{topic}-{topic_id}-{partition}"))
+            .join(Self::partition_dir_name(topic, topic_id, partition))
+    }
+    /// Where a repair assembles a new copy of a damaged replica's segments
+    /// before it replaces [`Self::partition`] (`crate::repair`).
+    pub(crate) fn partition_repair(&self, topic: &str, topic_id: u32, partition: u32) -> PathBuf {
+        self.root
+            .join("repair")
+            .join(Self::partition_dir_name(topic, topic_id, partition))
+    }
+    /// Where damaged partition directories are kept for diagnosis.
+    pub(crate) fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+    fn partition_dir_name(topic: &str, topic_id: u32, partition: u32) -> String {
+        format!("{topic}-{topic_id}-{partition}")
     }
 }
 

@@ -14,6 +14,7 @@ mod node;
 mod partition;
 mod peers;
 mod producers;
+mod repair;
 mod replicas;
 mod server;
 mod transforms;

@@ -3,6 +3,8 @@
 //! follower copies the missing batches from the source node byte for byte
 //! (CRC checked, offsets and entry ids preserved), then resumes from the Raft
 //! log. This is the "segment transfer" of a new replica moved onto a node.
+//! A replica whose own segments were damaged copies them through the same
+//! reads before its group starts (`crate::repair`).
 //!
 //! The copy runs inside the state machine's `install_snapshot`, which the
 //! Raft layer calls synchronously; the network calls go through the node's
@@ -97,6 +99,29 @@ impl LogSource for PeerLogSource {
             Err(e) => Err(io::Error::other(e)),
         }
     }
+}
+
+/// What a replica answers to `ReadReplicaLog`: its batches from `from` on
+/// (whole, CRC checked, at most about `max_bytes` but at least one when
+/// `from` is below its end) and where its log starts. Asked for offsets its
+/// retention deleted, it answers with no batch and its start offset (rather
+/// than an error), so a replica copying the log from the beginning learns
+/// where to restart its own (`crate::repair`).
+pub(crate) fn read_for_copy(
+    log: &sluice_storage::PartitionLog,
+    from: u64,
+    max_bytes: usize,
+) -> Result<RemoteBatches, sluice_storage::StorageError> {
+    let start_offset = log.start_offset();
+    let batches = if from < start_offset {
+        Vec::new()
+    } else {
+        log.read_raw(from, max_bytes)?
+    };
+    Ok(RemoteBatches {
+        start_offset,
+        batches,
+    })
 }
 
 /// Shared handle the state machine keeps.

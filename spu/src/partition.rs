@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::log_copy::{PartitionSnapshot, SharedLogSource};
 use crate::producers::{ProducerTable, SentBatch, Verdict};
+use crate::repair::{Damage, DamageSlot, ReplicaName};
 
 /// A command in a partition's Raft log.
 #[derive(Debug, Serialize, Deserialize)]
@@ -93,6 +94,9 @@ pub(crate) struct PartitionStateMachine {
     group: u64,
     /// Where a replica that installs a snapshot copies the batches it lacks.
     source: SharedLogSource,
+    /// Where a [`SegmentsMismatch`] is reported for the reconciler, which
+    /// repairs the replica's segments (`crate::repair`).
+    damage: DamageSlot,
 }
 
 /// An entry whose batch the segments do not hold, or cannot take, at the
@@ -104,15 +108,18 @@ pub(crate) struct PartitionStateMachine {
 /// partitions, and every later record would get another offset here than on
 /// the other replicas (a consumer reading from here would see acknowledged
 /// records at the wrong offsets, or miss them).
+///
+/// The replica stops, and the node rebuilds its segments from another replica
+/// (`crate::repair`) before starting it again.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "partition {topic}/{partition} on node {node}: Raft entry {index} ({stage}) has a batch of \
      {records} records that belongs at offset {expected}, but {found}. This replica's segments \
      differ from its Raft log (damaged, or left by another history of the partition); applying \
      on would put records at other offsets than the other replicas do, so the replica stops \
-     (and writes nothing). Rebuild it from a healthy replica: move the partition off node \
-     {node} (`sluice partition reassign`), or remove node {node}'s data dir and let it rejoin \
-     under a new --id with --join"
+     (and writes nothing) and the node copies its segments from another replica. If none can \
+     give them, move the partition off node {node} (`sluice partition reassign`), or remove \
+     node {node}'s data dir and let it rejoin under a new --id with --join"
 )]
 pub(crate) struct SegmentsMismatch {
     pub topic: String,
@@ -155,6 +162,11 @@ pub(crate) enum Found {
 }
 
 impl PartitionStateMachine {
+    /// Where this state machine reports damage it finds while applying.
+    pub(crate) fn damage_slot(&self) -> DamageSlot {
+        self.damage.clone()
+    }
+
     fn stop(&self, index: u64, what: String) -> io::Error {
         tracing::error!(partition = %self.name, index, "{what}; stopping the replica");
         io::Error::other(format!("partition {}: {what}", self.name))
@@ -179,6 +191,12 @@ impl PartitionStateMachine {
             found,
         };
         tracing::error!(partition = %self.name, index, "{e}");
+        self.damage.record(Damage::Replay {
+            index,
+            stage,
+            expected,
+            found: e.found.to_string(),
+        });
         e
     }
 
@@ -420,6 +438,21 @@ pub(crate) struct Partition {
     pub end_rx: watch::Receiver<u64>,
     /// Set once the replica has re-applied its committed log after start.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the state machine found its segments differ from its Raft
+    /// log (its group then stops): the reconciler takes the replica out and
+    /// repairs it.
+    pub damage: DamageSlot,
+}
+
+/// Why a replica's log was not handed to its Raft group.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The segments hold less than, or other than, the replicated state
+    /// says: the replica must be repaired first (`crate::repair`).
+    #[error("the replica needs a repair: {0}")]
+    Damaged(Damage),
 }
 
 impl Partition {
@@ -459,8 +492,36 @@ impl Partition {
             node,
             group,
             source,
+            damage: DamageSlot::default(),
         };
         Ok((sm, log, end_rx))
+    }
+
+    /// [`Self::open_log`], then checks the segments against the producer
+    /// table saved with them (every batch readable, nothing missing below
+    /// the synced point: `crate::repair::check`). A replica that fails the
+    /// check must not start its group: applying on would write at offsets
+    /// the other replicas do not use.
+    pub(crate) fn open_checked(
+        dir: &Path,
+        topic: &str,
+        index: u32,
+        config: LogConfig,
+        node: sluice_proto::NodeId,
+        group: u64,
+        source: SharedLogSource,
+    ) -> Result<(PartitionStateMachine, SharedLog, watch::Receiver<u64>), OpenError> {
+        let opened = Self::open_log(dir, topic, index, config, node, group, source)?;
+        let name = ReplicaName {
+            topic: topic.to_string(),
+            partition: index,
+            node,
+        };
+        let damage = crate::repair::check(&name, &mut write_lock(&opened.1), &opened.0.producers)?;
+        match damage {
+            Some(damage) => Err(OpenError::Damaged(damage)),
+            None => Ok(opened),
+        }
     }
 
     pub(crate) fn is_ready(&self) -> bool {
@@ -1014,6 +1075,16 @@ mod tests {
         }
         // Nothing was appended or skipped over.
         assert_eq!(values(&sm), ["a", "c"]);
+        // And the reconciler learns of it, to repair the segments.
+        match sm.damage_slot().take() {
+            Some(Damage::Replay {
+                index: 2,
+                stage: Stage::Replay,
+                expected: 1,
+                found,
+            }) => assert!(found.contains("entry 3's"), "{found}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

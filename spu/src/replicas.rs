@@ -1,11 +1,20 @@
 //! The partition replicas this node runs, kept in line with the controller's
 //! metadata by a reconciler: a partition assigned to this node is started
-//! (its log opened, its Raft group started and, if new, initialized), a
-//! partition whose topic was deleted is stopped and its data removed.
+//! (its log opened and checked, its Raft group started and, if new,
+//! initialized), a partition whose topic was deleted is stopped and its data
+//! removed.
+//!
+//! A replica whose segments hold less than, or other than, its replicated
+//! state says (found when its log is opened, or by its state machine while it
+//! re-applies its Raft log) is not started, or is taken out of the running
+//! set: it neither serves, nor votes, nor leads until its segments have been
+//! copied from another replica in the background (`crate::repair`); then it
+//! starts like after any restart.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use sluice_controller::{Metadata, MetadataView};
 use sluice_proto::{NodeId, WireError};
@@ -15,8 +24,9 @@ use tokio::sync::watch;
 
 use crate::data_dir::DataDir;
 use crate::log_copy::SharedLogSource;
-use crate::partition::Partition;
+use crate::partition::{OpenError, Partition};
 use crate::peers::Peers;
+use crate::repair::{self, Damage, RepairError, RepairJob, RepairPaths, Repaired, ReplicaName};
 
 /// (topic id, partition index): topic ids are never reused, names may be.
 type Key = (u32, u32);
@@ -66,8 +76,52 @@ fn partition_group_config() -> GroupConfig {
     }
 }
 
-/// How often the reconciler retries replicas that failed to start.
-const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the reconciler retries replicas that failed to start (and
+/// repairs that found no source).
+const RETRY_INTERVAL: Duration = repair::RETRY;
+
+/// Where a replica that is not running because its segments need a repair
+/// stands. Kept for the node's lifetime (or until the partition leaves the
+/// node): the damage is not looked for again on every retry, which would
+/// read the whole partition each time.
+enum RepairState {
+    /// Damage found; a copy is tried on the reconciler's passes from `retry_at`.
+    Damaged {
+        damage: Damage,
+        detected: Instant,
+        retry_at: Instant,
+        /// Why the last attempt did not repair it.
+        error: Option<String>,
+    },
+    /// A copy runs in the background.
+    Copying {
+        damage: Damage,
+        detected: Instant,
+        cancelled: Arc<AtomicBool>,
+    },
+    /// Copied: the replica starts again; forgotten once it serves.
+    Repaired {
+        detected: Instant,
+        repaired: Repaired,
+    },
+    /// Damaged again right after a repair: its Raft log and the other
+    /// replicas disagree. Stays stopped until the node restarts.
+    Failed { error: String },
+}
+
+/// What the reconciler does with a replica it wants but does not run.
+enum Step {
+    Start,
+    Wait,
+    Copy { damage: Damage, detected: Instant },
+}
+
+/// Why a replica did not start.
+enum StartError {
+    /// Its segments need a repair first.
+    Damaged(Damage),
+    Failed(String),
+}
 
 pub(crate) struct Replicas {
     node: NodeId,
@@ -81,6 +135,10 @@ pub(crate) struct Replicas {
     redirects: std::sync::atomic::AtomicUsize,
     /// Where replicas installing a snapshot copy their batches from.
     log_source: SharedLogSource,
+    /// Replicas kept stopped because their segments need a repair.
+    repairs: Arc<Mutex<HashMap<Key, RepairState>>>,
+    /// Wakes the reconciler when a repair has finished its copy.
+    repair_done: Arc<tokio::sync::Notify>,
 }
 
 impl Replicas {
@@ -100,7 +158,39 @@ impl Replicas {
             reconciled: watch::channel(0).0,
             peers,
             redirects: std::sync::atomic::AtomicUsize::new(0),
+            repairs: Arc::default(),
+            repair_done: Arc::default(),
         })
+    }
+
+    fn repairs(&self) -> std::sync::MutexGuard<'_, HashMap<Key, RepairState>> {
+        self.repairs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why a replica this node hosts is not running, for the client.
+    fn not_running_reason(&self, key: Key) -> String {
+        let node = self.node;
+        match self.repairs().get(&key) {
+            None => "its replica is still starting on this node".into(),
+            Some(RepairState::Damaged { damage, error, .. }) => format!(
+                "its replica on node {node} stays stopped until its damaged segments are \
+                 repaired ({}); read from another replica",
+                error.clone().unwrap_or_else(|| damage.to_string())
+            ),
+            Some(RepairState::Copying {
+                damage, detected, ..
+            }) => format!(
+                "its replica on node {node} is being repaired ({damage}, found {}s ago; its \
+                 segments are being copied from another replica); read from another replica",
+                detected.elapsed().as_secs()
+            ),
+            Some(RepairState::Repaired { .. }) => {
+                format!("its replica on node {node} was repaired and is starting")
+            }
+            Some(RepairState::Failed { error }) => {
+                format!("its replica on node {node} stopped: {error}")
+            }
+        }
     }
 
     /// The running replica of `topic`/`partition`, or why there is none.
@@ -138,13 +228,12 @@ impl Replicas {
             });
         }
         let running = self.running.read().unwrap_or_else(|p| p.into_inner());
-        running
-            .get(&(record.id, partition))
-            .cloned()
-            .ok_or_else(|| WireError::Unavailable {
-                what: format!("partition {topic}/{partition}"),
-                reason: "its replica is still starting on this node".into(),
-            })
+        let found = running.get(&(record.id, partition)).cloned();
+        drop(running);
+        found.ok_or_else(|| WireError::Unavailable {
+            what: format!("partition {topic}/{partition}"),
+            reason: self.not_running_reason((record.id, partition)),
+        })
     }
 
     /// The running replica whose Raft group is `group` (for Raft RPCs).
@@ -174,6 +263,7 @@ impl Replicas {
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(RETRY_INTERVAL) => {}
+                _ = self.repair_done.notified() => {}
             }
         }
     }
@@ -187,6 +277,7 @@ impl Replicas {
     }
 
     async fn reconcile(&self, md: &Metadata) {
+        self.take_out_damaged().await;
         let mut wanted = HashMap::new();
         for record in md.topics.values() {
             for a in &record.info.assignments {
@@ -201,6 +292,14 @@ impl Replicas {
                 }
             }
         }
+        // A partition that left this node needs no repair here any more.
+        self.repairs().retain(|key, state| {
+            let keep = wanted.contains_key(key);
+            if let (false, RepairState::Copying { cancelled, .. }) = (keep, state) {
+                cancelled.store(true, Ordering::Release);
+            }
+            keep
+        });
         let stale: Vec<(Key, Partition)> = {
             let running = self.running.read().unwrap_or_else(|p| p.into_inner());
             running
@@ -215,12 +314,18 @@ impl Replicas {
             self.stop_and_remove(key, partition, moved).await;
         }
         for (key, (record, assignment)) in wanted {
-            if self
+            let running = self
                 .running
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&key)
-            {
+                .get(&key)
+                .cloned();
+            if let Some(p) = running {
+                if p.is_ready()
+                    && matches!(self.repairs().get(&key), Some(RepairState::Repaired { .. }))
+                {
+                    self.repairs().remove(&key);
+                }
                 continue;
             }
             let spec = &record.info.spec;
@@ -230,7 +335,44 @@ impl Replicas {
                 retention_ms: spec.retention_ms,
                 ..LogConfig::default()
             };
-            let dir = self.data_dir.partition(&spec.name, key.0, key.1);
+            let paths = RepairPaths {
+                dir: self.data_dir.partition(&spec.name, key.0, key.1),
+                staging: self.data_dir.partition_repair(&spec.name, key.0, key.1),
+                quarantine: self.data_dir.quarantine(),
+            };
+            let name = ReplicaName {
+                topic: spec.name.clone(),
+                partition: key.1,
+                node: self.node,
+            };
+            // Every other node holding the partition can give a copy: its
+            // segments hold committed entries only.
+            let mut sources: Vec<NodeId> = Vec::new();
+            let leaving = record.moving.get(&key.1).into_iter().flatten();
+            for &n in assignment.replicas.iter().chain(leaving) {
+                if n != self.node && !sources.contains(&n) {
+                    sources.push(n);
+                }
+            }
+            let repair = |damage, detected| {
+                self.begin_repair(
+                    key,
+                    name.clone(),
+                    paths.clone(),
+                    config.clone(),
+                    sources.clone(),
+                    damage,
+                    detected,
+                )
+            };
+            match self.repair_step(key) {
+                Step::Start => {}
+                Step::Wait => continue,
+                Step::Copy { damage, detected } => {
+                    repair(damage, detected);
+                    continue;
+                }
+            }
             // Only a partition's first replica set is created by a replica;
             // after a reassignment the group exists and its leader adds nodes.
             let reassigned = record.reassigned.contains(&key.1);
@@ -239,7 +381,10 @@ impl Replicas {
                 reassigned,
                 replicas: &assignment.replicas,
             };
-            match self.start(key, &spec.name, &dir, config, role, md).await {
+            match self
+                .start(key, &spec.name, &paths, config.clone(), role, md)
+                .await
+            {
                 Ok(p) => {
                     tracing::info!(topic = %spec.name, partition = key.1, "partition replica started");
                     self.running
@@ -247,38 +392,229 @@ impl Replicas {
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(key, p);
                 }
-                Err(e) => {
-                    tracing::error!(topic = %spec.name, partition = key.1, dir = %dir.display(), error = %e, "partition replica failed to start")
+                Err(StartError::Damaged(damage)) => {
+                    self.record_damage(key, &name, damage);
+                    if let Step::Copy { damage, detected } = self.repair_step(key) {
+                        repair(damage, detected);
+                    }
+                }
+                Err(StartError::Failed(e)) => {
+                    tracing::error!(topic = %spec.name, partition = key.1, dir = %paths.dir.display(), error = %e, "partition replica failed to start")
                 }
             }
         }
+    }
+
+    /// Takes running replicas whose state machine found their segments
+    /// differ from their Raft log (their group stopped) out of the running
+    /// set, to be repaired like a replica found damaged at start.
+    async fn take_out_damaged(&self) {
+        let damaged: Vec<(Key, Partition, Damage)> = {
+            let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+            running
+                .iter()
+                .filter_map(|(k, p)| p.damage.take().map(|d| (*k, p.clone(), d)))
+                .collect()
+        };
+        for (key, partition, damage) in damaged {
+            self.running
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            partition.group.shutdown().await;
+            let name = ReplicaName {
+                topic: partition.topic.clone(),
+                partition: key.1,
+                node: self.node,
+            };
+            self.record_damage(key, &name, damage);
+        }
+    }
+
+    /// Notes that `key`'s segments need a repair. If they were repaired
+    /// since the replica last served, they cannot be made consistent here:
+    /// the replica stays stopped for good (until the node restarts).
+    fn record_damage(&self, key: Key, name: &ReplicaName, damage: Damage) {
+        let mut repairs = self.repairs();
+        if let Some(RepairState::Repaired { repaired, .. }) = repairs.get(&key) {
+            let error = RepairError::Unrepairable {
+                name: name.clone(),
+                damage: Box::new(damage),
+                from: repaired.from,
+                start: repaired.start_offset,
+                end: repaired.end_offset,
+                quarantined: repaired.quarantined.clone(),
+            };
+            tracing::error!(partition = %format_args!("{}/{}", name.topic, name.partition), "{error}");
+            repairs.insert(
+                key,
+                RepairState::Failed {
+                    error: error.to_string(),
+                },
+            );
+            return;
+        }
+        tracing::error!(
+            partition = %format_args!("{}/{}", name.topic, name.partition),
+            offset = damage.offset(),
+            "{name}: {damage}; the replica stays stopped (it neither serves nor votes) and its \
+             segments are repaired from another replica"
+        );
+        let now = Instant::now();
+        repairs.insert(
+            key,
+            RepairState::Damaged {
+                damage,
+                detected: now,
+                retry_at: now,
+                error: None,
+            },
+        );
+    }
+
+    fn repair_step(&self, key: Key) -> Step {
+        match self.repairs().get(&key) {
+            None | Some(RepairState::Repaired { .. }) => Step::Start,
+            Some(RepairState::Copying { .. } | RepairState::Failed { .. }) => Step::Wait,
+            Some(RepairState::Damaged {
+                damage,
+                detected,
+                retry_at,
+                ..
+            }) if Instant::now() >= *retry_at => Step::Copy {
+                damage: damage.clone(),
+                detected: *detected,
+            },
+            Some(RepairState::Damaged { .. }) => Step::Wait,
+        }
+    }
+
+    /// Starts copying `key`'s segments from `sources` in the background, or,
+    /// with no source (a single replica), says why the replica stays stopped
+    /// and leaves its files alone.
+    #[allow(clippy::too_many_arguments)]
+    fn begin_repair(
+        &self,
+        key: Key,
+        name: ReplicaName,
+        paths: RepairPaths,
+        config: LogConfig,
+        sources: Vec<NodeId>,
+        damage: Damage,
+        detected: Instant,
+    ) {
+        if sources.is_empty() {
+            let error = RepairError::NoSource {
+                name: name.clone(),
+                damage: Box::new(damage.clone()),
+                dir: paths.dir.clone(),
+            };
+            tracing::error!(partition = %format_args!("{}/{}", name.topic, name.partition), "{error}");
+            self.repairs().insert(
+                key,
+                RepairState::Damaged {
+                    damage,
+                    detected,
+                    retry_at: Instant::now() + RETRY_INTERVAL,
+                    error: Some(error.to_string()),
+                },
+            );
+            return;
+        }
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.repairs().insert(
+            key,
+            RepairState::Copying {
+                damage: damage.clone(),
+                detected,
+                cancelled: cancelled.clone(),
+            },
+        );
+        let job = RepairJob {
+            name,
+            group: partition_group(key.0, key.1),
+            paths,
+            config,
+            sources,
+            source: self.log_source.clone(),
+            damage: damage.clone(),
+            cancelled,
+        };
+        let (repairs, done) = (self.repairs.clone(), self.repair_done.clone());
+        tokio::spawn(async move {
+            let outcome = tokio::task::spawn_blocking(move || job.run()).await;
+            let mut repairs = repairs.lock().unwrap_or_else(|p| p.into_inner());
+            if !matches!(repairs.get(&key), Some(RepairState::Copying { .. })) {
+                // The partition left this node meanwhile.
+                return;
+            }
+            let error = match outcome {
+                Ok(Ok(repaired)) => {
+                    repairs.insert(key, RepairState::Repaired { detected, repaired });
+                    drop(repairs);
+                    // Start it now rather than at the next retry.
+                    done.notify_one();
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(partition = key.1, "{e}");
+                    e.to_string()
+                }
+                Err(e) => {
+                    tracing::error!(partition = key.1, error = %e, "the repair task failed");
+                    format!("the repair task failed: {e}")
+                }
+            };
+            repairs.insert(
+                key,
+                RepairState::Damaged {
+                    damage,
+                    detected,
+                    retry_at: Instant::now() + RETRY_INTERVAL,
+                    error: Some(error),
+                },
+            );
+        });
     }
 
     async fn start(
         &self,
         key: Key,
         topic: &str,
-        dir: &std::path::Path,
+        paths: &RepairPaths,
         config: LogConfig,
         role: GroupRole<'_>,
         md: &Metadata,
-    ) -> Result<Partition, String> {
+    ) -> Result<Partition, StartError> {
         let GroupRole {
             creates_group,
             reassigned,
             replicas,
         } = role;
         let group_id = partition_group(key.0, key.1);
-        let (sm, log, end_rx) = Partition::open_log(
-            dir,
-            topic,
-            key.1,
-            config,
-            self.node,
-            group_id,
-            self.log_source.clone(),
-        )
-        .map_err(|e| e.to_string())?;
+        // Opening reads every stored batch (and scans the active segment):
+        // file I/O, on the blocking pool.
+        let opened = {
+            let (paths, topic, node) = (paths.clone(), topic.to_string(), self.node);
+            let source = self.log_source.clone();
+            tokio::task::spawn_blocking(move || {
+                repair::finish_interrupted(&paths).map_err(|e| {
+                    StartError::Failed(format!(
+                        "cannot finish or drop the interrupted repair in {}: {e}",
+                        paths.staging.display()
+                    ))
+                })?;
+                Partition::open_checked(&paths.dir, &topic, key.1, config, node, group_id, source)
+                    .map_err(|e| match e {
+                        OpenError::Damaged(damage) => StartError::Damaged(damage),
+                        OpenError::Storage(e) => StartError::Failed(e.to_string()),
+                    })
+            })
+            .await
+            .map_err(|e| StartError::Failed(format!("opening the log failed: {e}")))?
+        };
+        let (sm, log, end_rx) = opened?;
+        let damage = sm.damage_slot();
         let transport = Arc::new(self.peers.clone());
         // A follower further behind than the kept log catches up through a
         // snapshot and a copy of the segments (`crate::log_copy`).
@@ -288,9 +624,14 @@ impl Replicas {
             vote_only_as_member: reassigned && !creates_group,
             ..partition_group_config()
         };
+        // Starting re-applies the committed entries the node still knows of:
+        // a replay that finds other batches than its entries' stops the start.
         let group = Group::start(self.db.clone(), self.node, group_id, sm, &config, transport)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match damage.take() {
+                Some(d) => StartError::Damaged(d),
+                None => StartError::Failed(e.to_string()),
+            })?;
         // The first replica creates the group's membership; the others are
         // brought in by its leader.
         if creates_group {
@@ -301,9 +642,15 @@ impl Replicas {
             if let Err(e) = group.initialize(&members).await {
                 // Never leave a second Raft instance behind for the retry.
                 group.shutdown().await;
-                return Err(e.to_string());
+                return Err(StartError::Failed(e.to_string()));
             }
         }
+        let repaired = match self.repairs().get(&key) {
+            Some(RepairState::Repaired { detected, repaired }) => {
+                Some((*detected, repaired.clone()))
+            }
+            _ => None,
+        };
         // Serve no read before the committed tail is re-applied: a consumer
         // must never see a shorter log after a restart than before it. The
         // wait runs in the background because the group must already answer
@@ -311,10 +658,29 @@ impl Replicas {
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (g, flag, name) = (group.clone(), ready.clone(), format!("{topic}/{}", key.1));
         tokio::spawn(async move {
-            while !g.wait_for_recovery(RECOVERY_TIMEOUT).await {
+            loop {
+                let waited = Instant::now();
+                if g.wait_for_recovery(RECOVERY_TIMEOUT).await {
+                    break;
+                }
+                // A wait that ends before its timeout without recovery
+                // means the group stopped (a replay mismatch, a shutdown):
+                // it never recovers, and waiting again would spin.
+                if waited.elapsed() < RECOVERY_TIMEOUT / 2 {
+                    tracing::warn!(partition = %name, "replica stopped before it recovered");
+                    return;
+                }
                 tracing::warn!(partition = %name, "replica not recovered after {RECOVERY_TIMEOUT:?}; still waiting");
             }
             flag.store(true, std::sync::atomic::Ordering::Release);
+            if let Some((detected, r)) = repaired {
+                tracing::info!(
+                    partition = %name, source = r.from, batches = r.batches, bytes = r.bytes,
+                    copy_ms = r.elapsed.as_millis() as u64,
+                    repair_ms = detected.elapsed().as_millis() as u64,
+                    "repaired replica serves again (repair_ms: from finding the damage to serving)"
+                );
+            }
         });
         Ok(Partition {
             topic: topic.to_string(),
@@ -323,6 +689,7 @@ impl Replicas {
             log,
             end_rx,
             ready,
+            damage,
         })
     }
 
@@ -343,6 +710,10 @@ impl Replicas {
         }
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "could not delete the segments of a deleted partition");
+        }
+        if !keep_vote {
+            // The topic is gone: so is the point of its damaged copies.
+            repair::remove_quarantined(&self.data_dir.quarantine(), &dir);
         }
         tracing::info!(topic = %partition.topic, partition = key.1, "partition replica removed");
     }

@@ -257,12 +257,18 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
                     what: format!("Raft group {group}"),
                     reason: format!("node {} does not run a replica of it", node.config.id),
                 })?;
+            if let Some(reason) = p.group.status().stopped {
+                // A replica whose group stopped may hold segments that differ
+                // from the partition's log: nobody copies from it.
+                return Err(WireError::Unavailable {
+                    what: format!("partition {}/{}", p.topic, p.index),
+                    reason: format!("its replica on node {} stopped: {reason}", node.config.id),
+                });
+            }
             let max = (max_bytes as usize).min(crate::log_copy::COPY_CHUNK_BYTES as usize);
             let log = p.log.clone();
-            let (start_offset, batches) = tokio::task::spawn_blocking(move || {
-                let log = crate::partition::read_lock(&log);
-                log.read_raw(from_offset, max)
-                    .map(|b| (log.start_offset(), b))
+            let copy = tokio::task::spawn_blocking(move || {
+                crate::log_copy::read_for_copy(&crate::partition::read_lock(&log), from_offset, max)
             })
             .await
             .map_err(|e| WireError::Storage {
@@ -274,8 +280,9 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
                 reason: e.to_string(),
             })?;
             Ok(Response::ReplicaLog {
-                start_offset,
-                batches: batches
+                start_offset: copy.start_offset,
+                batches: copy
+                    .batches
                     .into_iter()
                     .map(serde_bytes::ByteBuf::from)
                     .collect(),

@@ -27,6 +27,6 @@ mod segment;
 pub use batch::{RecordRef, StoredBatch};
 pub use error::{Defect, StorageError};
 pub use log::{
-    DeletedSegment, LogConfig, PartitionLog, RecoveryReport, RetentionReason, RetentionReport,
-    SegmentInfo, TruncatedTail,
+    DamagedBatch, DeletedSegment, LogConfig, PartitionLog, RecoveryReport, RetentionReason,
+    RetentionReport, SegmentInfo, TruncatedTail, VerifyReport,
 };

@@ -11,7 +11,7 @@
 
 use crate::batch::{self, StoredBatch};
 use crate::error::{Defect, StorageError, io_err};
-use crate::segment::{INDEX_EXT, LOG_EXT, ReadStop, Segment};
+use crate::segment::{ClosedCheck, INDEX_EXT, LOG_EXT, ReadStop, Segment};
 use sluice_proto::{ConsumerRecord, Record};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,28 @@ pub struct RecoveryReport {
     pub rebuilt_indexes: Vec<PathBuf>,
     /// Index files without a segment file (left by an interrupted delete), removed.
     pub removed_orphans: Vec<PathBuf>,
+}
+
+/// The first unusable batch [`PartitionLog::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedBatch {
+    /// The offset the batch should start at: every offset from here to the
+    /// end of its segment is unreadable.
+    pub offset: u64,
+    /// The segment file, and the byte where the damage starts.
+    pub path: PathBuf,
+    pub position: u64,
+    pub reason: Defect,
+}
+
+/// What [`PartitionLog::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    /// Index files of closed segments that disagreed with their segment and
+    /// were rewritten (nothing was lost: an index is derived from its segment).
+    pub rebuilt_indexes: Vec<PathBuf>,
+    /// The first batch that cannot be read, if any.
+    pub damage: Option<DamagedBatch>,
 }
 
 /// Description of one segment, for monitoring and for reports.
@@ -487,6 +509,55 @@ impl PartitionLog {
         Ok(header.end_offset())
     }
 
+    /// Reads every stored batch and checks every index, so that a caller can
+    /// know, before serving the log, that each offset it holds can be read.
+    ///
+    /// [`open`](Self::open) scans only the active segment (where a crash tears
+    /// writes) and trusts closed segments after a cheap check of their ends;
+    /// damage inside a closed segment (a flipped bit, a file cut short by
+    /// something other than a crash) shows only when a read reaches it. This
+    /// reads each closed segment whole (CRC, record encoding, contiguous
+    /// offsets, increasing entry ids, and that it ends where the next segment
+    /// starts) and rewrites any index that disagrees with its segment. The
+    /// active segment was read whole by `open`. Costs one sequential read of
+    /// the closed segments.
+    ///
+    /// Stops at the first damaged batch (what follows it in its segment
+    /// cannot be located reliably); I/O failures are errors.
+    pub fn verify(&mut self) -> Result<VerifyReport, StorageError> {
+        let mut report = VerifyReport::default();
+        let interval = self.config.index_interval_bytes;
+        let mut prev_entry_id = None;
+        for i in 0..self.segments.len().saturating_sub(1) {
+            let next_base = self.segments[i + 1].base_offset();
+            let segment = &mut self.segments[i];
+            match segment.verify_closed(next_base, prev_entry_id, interval)? {
+                ClosedCheck::Intact { index_rebuilt } => {
+                    if index_rebuilt {
+                        report
+                            .rebuilt_indexes
+                            .push(segment.index_path().to_path_buf());
+                    }
+                }
+                ClosedCheck::Damaged {
+                    offset,
+                    position,
+                    reason,
+                } => {
+                    report.damage = Some(DamagedBatch {
+                        offset,
+                        path: segment.path().to_path_buf(),
+                        position,
+                        reason,
+                    });
+                    return Ok(report);
+                }
+            }
+            prev_entry_id = segment.last_entry_id().or(prev_entry_id);
+        }
+        Ok(report)
+    }
+
     /// Empties the log and restarts it at `start_offset` (a replica about to
     /// copy a log whose older segments the source already deleted).
     pub fn reset(&mut self, start_offset: u64) -> Result<(), StorageError> {
@@ -505,6 +576,19 @@ impl PartitionLog {
     /// replicated log). Closed segments were already fsynced when they were closed.
     pub fn sync(&mut self) -> Result<(), StorageError> {
         self.active().sync()?;
+        sync_dir(&self.dir)
+    }
+
+    /// fsyncs every segment and index file, closed ones included, and the
+    /// directory. [`sync`](Self::sync) is enough for a log written here (closed
+    /// segments were fsynced when they were closed); this is for a log whose
+    /// files were moved into this directory from another one (a replica's
+    /// repaired copy), so that the durability observer learns each file's
+    /// durable length under the path it has now.
+    pub fn sync_every_file(&mut self) -> Result<(), StorageError> {
+        for segment in &self.segments {
+            segment.sync()?;
+        }
         sync_dir(&self.dir)
     }
 
@@ -1285,6 +1369,84 @@ mod tests {
         // Data after the damage is still served.
         let later = first.end_offset;
         assert_eq!(log.read(later, 1).unwrap()[0].offset, later);
+    }
+
+    #[test]
+    fn verify_finds_damage_that_open_trusts_in_a_closed_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small());
+        let all = fill(&mut log, 1, 60);
+        let segments = log.segments();
+        assert!(segments.len() > 3);
+        assert_eq!(log.verify().unwrap(), VerifyReport::default());
+        drop(log);
+        // A bit in the middle of the second (closed) segment: `open` checks
+        // only its ends, so it does not see it.
+        let damaged = &segments[1];
+        flip_byte(&damaged.path, damaged.size_bytes / 2);
+        let (mut log, report) = open(dir.path(), small());
+        assert_eq!(report.truncated, None);
+        assert_eq!(log.end_offset(), all.len() as u64);
+        let found = log.verify().unwrap().damage.expect("the damage is found");
+        assert_eq!(found.path, damaged.path);
+        assert!(
+            (damaged.base_offset..damaged.end_offset).contains(&found.offset),
+            "{found:?} outside {damaged:?}"
+        );
+        assert!(found.position <= damaged.size_bytes / 2, "{found:?}");
+        // A read from there indeed fails, and one before it does not.
+        assert!(log.read(found.offset, usize::MAX).is_err());
+        assert!(log.read(damaged.base_offset, 1).is_ok() || found.offset == damaged.base_offset);
+
+        // A segment cut short leaves offsets without a batch before the next
+        // segment.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small());
+        fill(&mut log, 1, 60);
+        let first = log.segments()[0].clone();
+        drop(log);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&first.path)
+            .unwrap();
+        file.set_len(first.size_bytes / 2).unwrap();
+        let (mut log, _) = open(dir.path(), small());
+        let found = log.verify().unwrap().damage.expect("the cut is found");
+        assert_eq!(found.path, first.path);
+        assert!(found.offset < first.end_offset, "{found:?}");
+    }
+
+    #[test]
+    fn verify_rewrites_an_index_entry_that_open_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), small());
+        let all = fill(&mut log, 1, 60);
+        let first = log.segments()[0].clone();
+        drop(log);
+        let index_path = first.path.with_extension("index");
+        let original = std::fs::read(&index_path).unwrap();
+        assert!(original.len() >= 3 * 16, "the index needs a middle entry");
+        // Entry 1 claims its batch starts one offset later: still in order,
+        // so `open` keeps the index, and a read through that entry fails.
+        let entry =
+            |b: &[u8], i: usize| u32::from_le_bytes(b[i * 16..i * 16 + 4].try_into().unwrap());
+        assert!(entry(&original, 1) + 1 < entry(&original, 2));
+        let mut bad = original.clone();
+        bad[16..20].copy_from_slice(&(entry(&original, 1) + 1).to_le_bytes());
+        std::fs::write(&index_path, &bad).unwrap();
+        let (mut log, report) = open(dir.path(), small());
+        assert!(report.rebuilt_indexes.is_empty(), "open trusts it");
+        let through_bad_entry = u64::from(entry(&original, 1)) + 1;
+        assert!(log.read(through_bad_entry, 1).is_err());
+
+        let report = log.verify().unwrap();
+        assert_eq!(report.damage, None);
+        assert_eq!(report.rebuilt_indexes, vec![index_path.clone()]);
+        assert_eq!(std::fs::read(&index_path).unwrap(), original);
+        for from in 0..all.len() as u64 {
+            assert_eq!(log.read(from, 1).unwrap()[0].offset, from);
+        }
+        assert_eq!(log.verify().unwrap(), VerifyReport::default());
     }
 
     #[test]

@@ -165,10 +165,35 @@ struct IndexWriter {
     bytes_since_entry: u64,
 }
 
+/// The one rule that decides which batches get an index entry: the segment's
+/// first, and then the first after at least `interval` bytes of batches since
+/// the last entry. Appends, rebuilds and [`Segment::verify_closed`] all go
+/// through it, so a rebuilt index equals the original and a verified one is
+/// compared with exactly what it should hold.
+fn index_entry_due(
+    entries: u64,
+    bytes_since_entry: u64,
+    rel_offset: u64,
+    pos: u64,
+    running_max_timestamp: i64,
+    interval: u32,
+) -> Option<IndexEntry> {
+    let due = entries == 0 || bytes_since_entry >= u64::from(interval);
+    // Appends roll segments before positions or relative offsets outgrow 32 bits;
+    // a file written otherwise simply gets no entries past that point (reads then
+    // walk from the last entry), rather than wrong ones.
+    match (due, u32::try_from(rel_offset), u32::try_from(pos)) {
+        (true, Ok(rel_offset), Ok(position)) => Some(IndexEntry {
+            rel_offset,
+            position,
+            max_timestamp: running_max_timestamp,
+        }),
+        _ => None,
+    }
+}
+
 impl IndexWriter {
-    /// Indexes the batch at `pos` if it is the segment's first or if at least
-    /// `interval` bytes were written since the last indexed batch. Appends and index
-    /// rebuilds both go through here, so a rebuilt index equals the original.
+    /// Indexes the batch at `pos` if [`index_entry_due`] says so.
     fn note_batch(
         &mut self,
         rel_offset: u64,
@@ -177,18 +202,15 @@ impl IndexWriter {
         running_max_timestamp: i64,
         interval: u32,
     ) -> Result<(), StorageError> {
-        let due = self.index.len() == 0 || self.bytes_since_entry >= u64::from(interval);
-        // Appends roll segments before positions or relative offsets outgrow 32 bits;
-        // a file written otherwise simply gets no entries past that point (reads then
-        // walk from the last entry), rather than wrong ones.
-        if let (true, Ok(rel_offset), Ok(position)) =
-            (due, u32::try_from(rel_offset), u32::try_from(pos))
-        {
-            self.index.append(IndexEntry {
-                rel_offset,
-                position,
-                max_timestamp: running_max_timestamp,
-            })?;
+        if let Some(entry) = index_entry_due(
+            self.index.len(),
+            self.bytes_since_entry,
+            rel_offset,
+            pos,
+            running_max_timestamp,
+            interval,
+        ) {
+            self.index.append(entry)?;
             self.bytes_since_entry = 0;
         }
         self.bytes_since_entry += batch_len;
@@ -210,6 +232,22 @@ pub(crate) struct Segment {
     last_entry_id: Option<u64>,
     max_timestamp: Option<i64>,
     writer: IndexWriter,
+}
+
+/// What [`Segment::verify_closed`] found.
+pub(crate) enum ClosedCheck {
+    /// Every batch is readable and the segment ends where the next starts.
+    Intact {
+        /// The index disagreed with the batches and was rewritten.
+        index_rebuilt: bool,
+    },
+    /// The first batch that cannot be used: it should start at `offset`, at
+    /// byte `position` of the file.
+    Damaged {
+        offset: u64,
+        position: u64,
+        reason: Defect,
+    },
 }
 
 /// What opening a closed segment had to do.
@@ -489,6 +527,88 @@ impl Segment {
         self.last_entry_id = end.state.last_entry_id;
         self.max_timestamp = end.state.max_timestamp;
         Ok(None)
+    }
+
+    /// Reads every batch of this closed segment (header, CRC, record encoding,
+    /// contiguous offsets, entry ids above `prev_entry_id`, the last segment's
+    /// before it) and checks that it ends exactly where the next segment starts,
+    /// at `next_base`. Then compares the index with the entries these batches
+    /// call for and rewrites it if they differ: the index is derived from the
+    /// file, so a damaged one is repaired here without losing anything.
+    ///
+    /// `open_closed` trusts a closed segment after a cheap check (its first
+    /// batch and the batches after its last index entry); this is the full
+    /// check, for a caller that must know the whole segment is readable.
+    pub fn verify_closed(
+        &mut self,
+        next_base: u64,
+        prev_entry_id: Option<u64>,
+        index_interval: u32,
+    ) -> Result<ClosedCheck, StorageError> {
+        let base = self.base_offset;
+        let start = ScanState {
+            pos: 0,
+            next_offset: base,
+            last_entry_id: prev_entry_id,
+            max_timestamp: None,
+        };
+        let mut expected = Vec::new();
+        let mut bytes_since_entry = 0u64;
+        let end = scan(
+            &self.file,
+            &self.path,
+            start,
+            self.size,
+            |pos, header, after| {
+                if let Some(entry) = index_entry_due(
+                    expected.len() as u64,
+                    bytes_since_entry,
+                    header.base_offset - base,
+                    pos,
+                    after.max_timestamp.unwrap_or(header.max_timestamp),
+                    index_interval,
+                ) {
+                    expected.push(entry);
+                    bytes_since_entry = 0;
+                }
+                bytes_since_entry += header.total_len();
+                Ok(())
+            },
+        )?;
+        if let Some(reason) = end.defect {
+            return Ok(ClosedCheck::Damaged {
+                offset: end.state.next_offset,
+                position: end.state.pos,
+                reason,
+            });
+        }
+        if end.state.next_offset != next_base {
+            return Ok(ClosedCheck::Damaged {
+                offset: end.state.next_offset.min(next_base),
+                position: self.size,
+                reason: Defect::SegmentGap {
+                    segment_end: end.state.next_offset,
+                    next_base,
+                },
+            });
+        }
+        if self.writer.index.read_all()? == expected {
+            return Ok(ClosedCheck::Intact {
+                index_rebuilt: false,
+            });
+        }
+        tracing::warn!(
+            path = %self.writer.index.path().display(),
+            "segment index disagrees with its segment; rewriting it"
+        );
+        self.writer.index.clear()?;
+        for entry in expected {
+            self.writer.index.append(entry)?;
+        }
+        self.writer.index.sync()?;
+        Ok(ClosedCheck::Intact {
+            index_rebuilt: true,
+        })
     }
 
     pub fn base_offset(&self) -> u64 {

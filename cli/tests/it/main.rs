@@ -7,6 +7,7 @@ mod idempotence;
 mod membership;
 mod multihost;
 mod pipelining;
+mod repair;
 mod replication;
 mod single_node;
 mod smartmodule_dev;

@@ -36,6 +36,12 @@ pub struct GroupConfig {
     /// candidate win (an amnesiac voter). Off for replicas of a new group,
     /// which vote before any configuration reaches them.
     pub vote_only_as_member: bool,
+    /// Test builds only: start with openraft's leader restore on, the
+    /// configuration that lost acknowledged writes after a power cut (see
+    /// `enable_leader_restore` in [`Group::start`]), so that the simulation
+    /// (`sim`) can show it still finds that bug. Never set it otherwise.
+    #[cfg(test)]
+    pub unsafe_leader_restore_for_tests: bool,
 }
 
 impl Default for GroupConfig {
@@ -53,6 +59,8 @@ impl Default for GroupConfig {
             snapshot_every_entries: 5_000,
             entries_kept_after_snapshot: 1_000,
             vote_only_as_member: false,
+            #[cfg(test)]
+            unsafe_leader_restore_for_tests: false,
         }
     }
 }
@@ -100,6 +108,11 @@ impl<S: ReplicatedState> Group<S> {
         transport: Arc<dyn RaftTransport>,
     ) -> Result<Self, RaftError> {
         let start_err = |reason: String| RaftError::Start { group: id, reason };
+        // Off in every build but the simulation's demonstration (below).
+        #[cfg(not(test))]
+        let leader_restore = false;
+        #[cfg(test)]
+        let leader_restore = config.unsafe_leader_restore_for_tests;
         let raft_config = Config {
             cluster_name: format!("group-{id}"),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -127,7 +140,7 @@ impl<S: ReplicatedState> Group<S> {
             // (seen in the power-loss fault runs, seed 6). Off, a restarted
             // leader must win an election in a new term, so every entry it
             // writes has an id no other replica can hold.
-            enable_leader_restore: Some(false),
+            enable_leader_restore: Some(leader_restore),
             // The other defaults we rely on, and why each is safe here:
             // - `allow_log_reversion` (false): a follower acknowledges only
             //   fsynced entries, so its acknowledged log never goes backwards;

@@ -73,4 +73,6 @@ openraft::declare_raft_types!(
 );
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;

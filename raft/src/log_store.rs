@@ -27,6 +27,11 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{GroupId, RaftError, TypeConfig};
 
+#[cfg(test)]
+mod power_loss;
+#[cfg(test)]
+pub(crate) use power_loss::PowerCut;
+
 const CF_LOGS: &str = "logs";
 const CF_META: &str = "meta";
 const META_VOTE: &[u8] = b"vote";
@@ -100,6 +105,9 @@ pub struct LogDb {
     syncer: Option<std::thread::JoinHandle<()>>,
     fsyncs: Arc<AtomicU64>,
     options: LogDbOptions,
+    /// What a power cut would keep (`power_loss`).
+    #[cfg(test)]
+    power: Arc<power_loss::PowerModel>,
 }
 
 impl Drop for LogDb {
@@ -141,9 +149,22 @@ impl LogDb {
         let fsyncs = Arc::new(AtomicU64::new(0));
         let (sync_tx, sync_rx) = mpsc::channel::<SyncCallback>();
         let (sync_db, sync_count, sync_options) = (db.clone(), fsyncs.clone(), options.clone());
+        #[cfg(test)]
+        let power = Arc::new(power_loss::PowerModel::default());
+        #[cfg(test)]
+        let sync_power = power.clone();
         let syncer = std::thread::Builder::new()
             .name("raft-wal-sync".into())
-            .spawn(move || run_syncer(&sync_db, &sync_count, &sync_options, &sync_rx))
+            .spawn(move || {
+                run_syncer(
+                    &sync_db,
+                    &sync_count,
+                    &sync_options,
+                    &sync_rx,
+                    #[cfg(test)]
+                    &sync_power,
+                )
+            })
             .map_err(|e| RaftError::OpenDb {
                 path: dir.display().to_string(),
                 reason: format!("cannot start the WAL sync thread: {e}"),
@@ -154,12 +175,20 @@ impl LogDb {
             syncer: Some(syncer),
             fsyncs,
             options,
+            #[cfg(test)]
+            power,
         }))
     }
 
     /// Fsyncs the WAL now (at shutdown; appends are already durable when acknowledged).
     pub fn flush(&self) -> Result<(), RaftError> {
-        sync_wal(&self.db, &self.options).map_err(|e| RaftError::Storage {
+        sync_wal(
+            &self.db,
+            &self.options,
+            #[cfg(test)]
+            &self.power,
+        )
+        .map_err(|e| RaftError::Storage {
             group: crate::CONTROLLER_GROUP,
             action: "flushing the WAL",
             reason: e.to_string(),
@@ -224,6 +253,60 @@ impl LogDb {
         self.db.flush_wal(true).unwrap();
     }
 
+    /// Cuts the power of this node (`power_loss`): every later write fails and
+    /// no later fsync counts. Returns what survives, for
+    /// [`LogDb::restore_after_power_cut`] on the reopened database.
+    #[cfg(test)]
+    pub(crate) fn cut_power(&self) -> PowerCut {
+        self.power.cut()
+    }
+
+    /// Makes every later group commit of this database wait `hold` before
+    /// its fsync (zero ends it): a slow disk, during which this node's log
+    /// tail is volatile while other replicas may already hold it.
+    #[cfg(test)]
+    pub(crate) fn hold_syncs(&self, hold: std::time::Duration) {
+        self.power.hold_syncs(hold)
+    }
+
+    /// On the database reopened after `cut`: deletes what the cut lost (log
+    /// entries above the durable index, an unsynced commit point) and fsyncs
+    /// the rest, which the model then counts as durable.
+    #[cfg(test)]
+    pub(crate) fn restore_after_power_cut(&self, cut: &PowerCut) -> io::Result<()> {
+        let (logs, meta) = (self.cf(CF_LOGS), self.cf(CF_META));
+        for cut in &cut.groups {
+            let (group, durable, committed) = (&cut.group, &cut.durable, &cut.committed);
+            let from = durable.map_or(0, |index| index + 1);
+            self.db
+                .delete_range_cf(logs, log_key(*group, from), log_key(*group, u64::MAX))
+                .map_err(io_err)?;
+            self.db
+                .delete_cf(logs, log_key(*group, u64::MAX))
+                .map_err(io_err)?;
+            // A commit point above the surviving log would name entries that
+            // are gone; it cannot be durable without them (it is written
+            // after them), so the model never keeps one.
+            let committed = match committed {
+                Some(bytes) => {
+                    let point: Option<LogIdOf<TypeConfig>> = decode(bytes)?;
+                    match point {
+                        Some(id) if Some(id.index()) > *durable => None,
+                        _ => Some(bytes),
+                    }
+                }
+                None => None,
+            };
+            let key = meta_key(*group, META_COMMITTED);
+            match committed {
+                Some(bytes) => self.db.put_cf(meta, key, bytes),
+                None => self.db.delete_cf(meta, key),
+            }
+            .map_err(io_err)?;
+        }
+        self.db.flush_wal(true).map_err(io_err)
+    }
+
     /// Stores `bytes` as entry `index` of `group` and a metadata value, with
     /// no regard for their format: neighbours that a group's reads and
     /// deletes must never touch.
@@ -264,13 +347,24 @@ impl LogDb {
         value: &T,
         sync: bool,
     ) -> io::Result<()> {
+        let value = encode(value)?;
+        #[cfg(test)]
+        let writing = self.power.writing(&self.db, group)?;
         self.db
-            .put_cf(self.cf(CF_META), meta_key(group, name), encode(value)?)
+            .put_cf(self.cf(CF_META), meta_key(group, name), &value)
             .map_err(io_err)?;
+        #[cfg(test)]
+        writing.put_meta(name, &value);
         // A synced put is a put and then the WAL fsync, which covers it and
         // everything written before it (RocksDB's WAL is one sequential file).
         if sync {
-            sync_wal(&self.db, &self.options).map_err(io_err)?;
+            sync_wal(
+                &self.db,
+                &self.options,
+                #[cfg(test)]
+                &self.power,
+            )
+            .map_err(io_err)?;
         }
         Ok(())
     }
@@ -294,11 +388,19 @@ fn run_syncer(
     count: &AtomicU64,
     options: &LogDbOptions,
     rx: &mpsc::Receiver<SyncCallback>,
+    #[cfg(test)] power: &power_loss::PowerModel,
 ) {
     while let Ok(first) = rx.recv() {
+        #[cfg(test)]
+        power.hold_back();
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
-        let result = sync_wal(db, options);
+        let result = sync_wal(
+            db,
+            options,
+            #[cfg(test)]
+            power,
+        );
         count.fetch_add(1, Ordering::Relaxed);
         for done in waiting {
             done(
@@ -312,13 +414,21 @@ fn run_syncer(
 }
 
 /// fsyncs the WAL (unless told not to) and reports it.
-fn sync_wal(db: &DB, options: &LogDbOptions) -> Result<(), rocksdb::Error> {
+fn sync_wal(
+    db: &DB,
+    options: &LogDbOptions,
+    #[cfg(test)] power: &power_loss::PowerModel,
+) -> Result<(), rocksdb::Error> {
     if options.unsafe_skip_fsync {
         // Still hand the bytes to the OS, as a node that "syncs later" would.
         return db.flush_wal(false);
     }
     let covered = options.on_sync.as_ref().map(|observe| observe());
+    #[cfg(test)]
+    let note = power.note();
     db.flush_wal(true)?;
+    #[cfg(test)]
+    power.synced(note);
     if let Some(record) = covered {
         record();
     }
@@ -342,8 +452,11 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
+/// Raft RPCs arrive from the network and entries from disk: decoding never
+/// believes a length beyond what one frame can hold (an entry claiming 2^50
+/// bytes made bincode allocate, and abort the node, before reading it).
 fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard()
+    bincode::config::standard().with_limit::<{ sluice_proto::limits::FRAME_SIZE_BYTES_MAX }>()
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
@@ -469,11 +582,21 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
     {
         let mut batch = WriteBatch::default();
         let cf = self.db.cf(CF_LOGS);
+        #[cfg(test)]
+        let mut last = None;
         for entry in entries {
             batch.put_cf(cf, log_key(self.group, entry.index()), encode(&entry)?);
+            #[cfg(test)]
+            {
+                last = Some(entry.index());
+            }
         }
+        #[cfg(test)]
+        let writing = self.db.power.writing(&self.db.db, self.group)?;
         // Written (readable) now; durable when the syncer's next fsync completes.
         self.db.db.write(batch).map_err(io_err)?;
+        #[cfg(test)]
+        writing.appended(last);
         self.db
             .sync_async(Box::new(move |res| callback.io_completed(res)));
         Ok(())
@@ -483,8 +606,11 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         &mut self,
         last_log_id: Option<LogIdOf<TypeConfig>>,
     ) -> Result<(), io::Error> {
-        let start = last_log_id.map_or(0, |id| id.index() + 1);
+        let kept = last_log_id.map(|id| id.index());
+        let start = kept.map_or(0, |index| index + 1);
         let cf = self.db.cf(CF_LOGS);
+        #[cfg(test)]
+        let writing = self.db.power.writing(&self.db.db, self.group)?;
         self.db
             .db
             .delete_range_cf(
@@ -496,7 +622,10 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         self.db
             .db
             .delete_cf(cf, log_key(self.group, u64::MAX))
-            .map_err(io_err)
+            .map_err(io_err)?;
+        #[cfg(test)]
+        writing.truncated(kept);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
@@ -505,6 +634,9 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         self.db
             .put_meta(self.group, META_LAST_PURGED, &log_id, true)?;
         let cf = self.db.cf(CF_LOGS);
+        // Purging the head leaves the last index alone: only the cut matters.
+        #[cfg(test)]
+        let _writing = self.db.power.writing(&self.db.db, self.group)?;
         self.db
             .db
             .delete_range_cf(

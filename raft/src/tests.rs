@@ -416,3 +416,22 @@ mod conformance {
         Suite::test_all(Rocks).await.unwrap();
     }
 }
+
+/// An entry (or any Raft payload) that claims more bytes than a frame can
+/// hold is refused before anything is allocated for it: the same claim in an
+/// AppendEntries from the network aborted the node.
+#[test]
+fn a_payload_claiming_petabytes_is_refused_not_allocated() {
+    // bincode's varint: 0xFD then a little-endian u64 length of 2^50.
+    let mut claim = vec![0xFD];
+    claim.extend_from_slice(&(1u64 << 50).to_le_bytes());
+    let err = crate::log_store::decode::<crate::Bytes>(&claim).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    // A real payload just over the frame limit is refused as well.
+    let big = crate::Bytes(Arc::new(vec![
+        7;
+        sluice_proto::limits::FRAME_SIZE_BYTES_MAX + 1
+    ]));
+    let encoded = bincode::serde::encode_to_vec(&big, bincode::config::standard()).unwrap();
+    assert!(crate::log_store::decode::<crate::Bytes>(&encoded).is_err());
+}

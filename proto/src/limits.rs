@@ -37,9 +37,121 @@ const _: () = assert!(
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX + RECORD_SIZE_BYTES_MAX < FRAME_SIZE_BYTES_MAX);
 const _: () = assert!(FETCH_RESPONSE_BYTES_DEFAULT <= FETCH_RESPONSE_BYTES_MAX);
 
-/// Largest SmartModule that can be registered (it travels in one frame).
+/// Largest SmartModule a node accepts, registered or sent ad hoc with a
+/// consume request (both travel in one frame; both are refused above this
+/// before anything else is done with them).
 pub const SMARTMODULE_SIZE_BYTES_MAX: usize = 8 * 1024 * 1024;
 const _: () = assert!(SMARTMODULE_SIZE_BYTES_MAX < FRAME_SIZE_BYTES_MAX);
+
+// The pre-compile budget of a SmartModule. Compiling costs time and memory
+// out of proportion to a module's size (a 117 KiB module took Cranelift 29 s
+// and 1 GB; measured here: a 7.5 KiB module, one function of 50 locals
+// inside 1,000 nested loops, took 13 s of CPU), and a compile cannot be
+// stopped once started. So a node reads the module's sections first
+// (wasmparser, one pass, no compiling: `wasm/src/budget.rs`) and refuses a
+// module over any bound below before compiling it. Every node applies the
+// same bounds: a module registered through one node is compiled by all of
+// them.
+//
+// Largest figure over the ten example modules (`examples/smartmodules`),
+// built with the SDK's release profile (`opt-level = "s"`, what
+// `sluice smart-module build` produces) and with the dev profile (an author
+// registering a debug build; most of its size is DWARF):
+//
+// | figure                          |   release |     debug |     bound |
+// |---------------------------------|-----------|-----------|-----------|
+// | module bytes                    |   170,492 | 4,777,856 |     8 MiB |
+// | code bytes                      |   115,673 |   307,584 |   768 KiB |
+// | functions                       |       386 |     1,401 |    20,000 |
+// | bytes of one function body      |     6,071 |     6,071 |    64 KiB |
+// | locals of one function (params) |        39 |       154 |     2,000 |
+// | locals of all functions         |     1,211 |     6,511 |   100,000 |
+// | types                           |        31 |        47 |     1,000 |
+// | exports                         |        10 |        10 |     1,000 |
+// | globals                         |         3 |         3 |     1,000 |
+// | data segments                   |         2 |         2 |     1,000 |
+// | element segments                |         1 |         1 |     1,000 |
+// | tables                          |         1 |         1 |         4 |
+// | initial elements of one table   |        82 |        87 |   100,000 |
+// | memories                        |         1 |         1 |         1 |
+// | initial bytes of memory         | 1,114,112 | 1,179,648 |    32 MiB |
+// | targets of one br_table         |        40 |        84 |    10,000 |
+// | blocks nested in one function   |        42 |        66 |     1,000 |
+// | loops nested in one function    |         3 |         3 |        16 |
+// | values carried by loop headers  |     6,853 |    10,763 |   200,000 |
+//
+// The examples compile in 60 to 500 ms of CPU each (about 2 us per byte of
+// code). Every bound but the one memory is at least four times the largest
+// release figure (checked by `wasm/tests/it/load.rs`), most over ten times;
+// the tight ones are what Cranelift's time grows fastest with: loop nesting,
+// locals, loop-carried values, and code (long chains of `x + 1` cost its
+// e-graph optimizer about 6 us per byte). The worst module found within all
+// bounds at once (such chains filling the code, 100,000 locals, 200,000
+// loop-carried values in functions of 2,000 locals under 16 nested loops)
+// took 5.5 s of CPU and about 100 MB to compile on the 2-core development
+// machine (`wasm/src/budget.rs`, the ignored calibration test), within the
+// engine's compile time budget (10 s, `EngineConfig::compile_time_max`).
+
+/// Bytes of all function bodies together (the code section): compile time
+/// grows with it, 2 to 6 us of CPU per byte.
+pub const SMARTMODULE_CODE_BYTES_MAX: usize = 768 * 1024;
+/// Functions a module defines.
+pub const SMARTMODULE_FUNCTIONS_MAX: u32 = 20_000;
+/// Bytes of one function body (its locals declarations and instructions):
+/// Cranelift compiles one function at a time, so this bounds the memory of
+/// one function's compilation (about 10 MB at the bound).
+pub const SMARTMODULE_FUNCTION_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Locals of one function, its parameters included (the sum of its local
+/// declarations can exceed u32; it is summed wider): each is an SSA variable
+/// to the compiler, and the register allocator's time grows faster than
+/// linearly with how many are live at once.
+pub const SMARTMODULE_LOCALS_PER_FUNCTION_MAX: u32 = 2_000;
+/// Locals declared by all functions of a module together (each is
+/// initialised to zero in compiled code).
+pub const SMARTMODULE_LOCALS_TOTAL_MAX: u32 = 100_000;
+/// Types (the type section).
+pub const SMARTMODULE_TYPES_MAX: u32 = 1_000;
+/// Exports (a module needs about ten).
+pub const SMARTMODULE_EXPORTS_MAX: u32 = 1_000;
+/// Globals.
+pub const SMARTMODULE_GLOBALS_MAX: u32 = 1_000;
+/// Data segments.
+pub const SMARTMODULE_DATA_SEGMENTS_MAX: u32 = 1_000;
+/// Element segments (initialisers of tables of functions).
+pub const SMARTMODULE_ELEMENT_SEGMENTS_MAX: u32 = 1_000;
+/// Tables (Rust's output has one, for indirect calls); also the most tables
+/// an instance may create.
+pub const SMARTMODULE_TABLES_MAX: u32 = 4;
+/// Initial elements of one table.
+pub const SMARTMODULE_TABLE_INITIAL_ELEMENTS_MAX: u64 = 100_000;
+/// Memories: a SmartModule has exactly one, the one the host writes batches
+/// into.
+pub const SMARTMODULE_MEMORIES_MAX: u32 = 1;
+/// Initial size of the module's memory, in bytes: what an instance gets
+/// before it runs anything (an engine's memory limit per instance must not be
+/// below it, or an accepted module could never start).
+pub const SMARTMODULE_MEMORY_INITIAL_BYTES_MAX: u64 = 32 * 1024 * 1024;
+/// Targets of one `br_table` instruction (a `match` compiles to one).
+pub const SMARTMODULE_BR_TABLE_TARGETS_MAX: u32 = 10_000;
+/// Blocks (`block`, `loop`, `if`, `try`) open at once in one function.
+pub const SMARTMODULE_CONTROL_DEPTH_MAX: u32 = 1_000;
+/// Loops open at once in one function. Each loop header may need its own
+/// copy of every value live through it, so compile time multiplies with
+/// this depth (50 locals under 1,000 nested loops: 13 s of CPU).
+pub const SMARTMODULE_LOOP_DEPTH_MAX: u32 = 16;
+/// Values carried by loop headers, an upper bound of what the compiler may
+/// have to thread through them: every access to a local inside loops, and
+/// every parameter of a loop, counted once per loop around it; summed over
+/// the module.
+pub const SMARTMODULE_LOOP_CARRIED_VALUES_MAX: u64 = 200_000;
+
+/// SmartModules in one consumer's chain: a node loads them one after the
+/// other before the stream starts, each may cost a compile.
+pub const SMARTMODULE_CHAIN_LEN_MAX: usize = 16;
+
+const _: () = assert!(SMARTMODULE_CODE_BYTES_MAX <= SMARTMODULE_SIZE_BYTES_MAX);
+const _: () = assert!(SMARTMODULE_FUNCTION_BODY_BYTES_MAX <= SMARTMODULE_CODE_BYTES_MAX);
+const _: () = assert!(SMARTMODULE_LOCALS_PER_FUNCTION_MAX <= SMARTMODULE_LOCALS_TOTAL_MAX);
 
 /// Checks a topic name: 1..=63 characters of `[a-z0-9-]`, not starting or
 /// ending with `-` (the same rule as Fluvio, so names are valid file names).

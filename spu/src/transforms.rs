@@ -7,12 +7,12 @@
 //! reactor that serves every other stream.
 
 use sluice_controller::{Metadata, SmartModuleRecord};
-use sluice_proto::limits::SMARTMODULE_SIZE_BYTES_MAX;
+use sluice_proto::limits::SMARTMODULE_CHAIN_LEN_MAX;
 use sluice_proto::{
     ConsumerRecord, SmartModuleInfo, SmartModuleInvocation, SmartModuleSource, WireError,
 };
 use sluice_storage::{StorageError, StoredBatch};
-use sluice_wasm::{Chain, Engine, RawRecord, SmartModuleError};
+use sluice_wasm::{Chain, Engine, Module, RawRecord, SmartModuleError};
 
 use crate::node::Shared;
 
@@ -37,8 +37,8 @@ pub(crate) fn resolve(
         .collect()
 }
 
-/// Validates a module (valid wasm, exactly one transform export, supported
-/// ABI) and registers it through the controller.
+/// Validates a module (within the pre-compile budget, valid wasm, exactly one
+/// transform export, supported ABI) and registers it through the controller.
 pub(crate) async fn register(
     node: &Shared,
     name: String,
@@ -49,19 +49,13 @@ pub(crate) async fn register(
         reason,
     };
     sluice_proto::limits::validate_smartmodule_name(&name).map_err(invalid)?;
-    if wasm.len() > SMARTMODULE_SIZE_BYTES_MAX {
-        return Err(invalid(format!(
-            "{} bytes exceed the limit of {SMARTMODULE_SIZE_BYTES_MAX} bytes",
-            wasm.len()
-        )));
-    }
     let engine = node.engine()?;
     let (checked_name, bytes) = (name.clone(), wasm.clone());
-    let module =
-        tokio::task::spawn_blocking(move || engine.load(&bytes).map(|m| m.named(checked_name)))
-            .await
-            .map_err(|e| invalid(format!("validation failed: {e}")))?
-            .map_err(|e| wire_error(&name, &e))?;
+    // The engine checks the size and the rest of the pre-compile budget, the same for a
+    // module registered here as for one a consumer sends ad hoc (`Transforms::build`).
+    let module = tokio::task::spawn_blocking(move || load(&engine, &checked_name, &bytes))
+        .await
+        .map_err(|e| invalid(format!("validation failed: {e}")))??;
     let info = SmartModuleInfo {
         name,
         kind: module.kind().into(),
@@ -85,11 +79,26 @@ pub(crate) struct Transforms {
 }
 
 fn wire_error(module: &str, e: &SmartModuleError) -> WireError {
+    if let SmartModuleError::Busy { reason, .. } = e {
+        // Retriable: nothing is wrong with the module.
+        return WireError::Unavailable {
+            what: format!("compiling SmartModule {module}"),
+            reason: reason.clone(),
+        };
+    }
     WireError::SmartModule {
         module: module.to_string(),
         offset: e.offset().and_then(|o| u64::try_from(o).ok()),
         reason: e.to_string(),
     }
+}
+
+/// Loads (checks the budget, compiles or finds in the cache) the module `name`. Blocking.
+fn load(engine: &Engine, name: &str, wasm: &[u8]) -> Result<Module, WireError> {
+    engine
+        .load(wasm)
+        .map(|m| m.named(name))
+        .map_err(|e| wire_error(name, &e.named(name)))
 }
 
 impl Transforms {
@@ -100,6 +109,16 @@ impl Transforms {
         engine: &Engine,
         invocations: Vec<SmartModuleInvocation>,
     ) -> Result<Self, WireError> {
+        // Each module of a chain may cost a compile, one after the other on this thread.
+        if invocations.len() > SMARTMODULE_CHAIN_LEN_MAX {
+            return Err(WireError::InvalidArgument {
+                what: "SmartModule chain".into(),
+                reason: format!(
+                    "{} modules exceed the limit of {SMARTMODULE_CHAIN_LEN_MAX}",
+                    invocations.len()
+                ),
+            });
+        }
         let mut instances = Vec::with_capacity(invocations.len());
         let mut names = Vec::with_capacity(invocations.len());
         for inv in invocations {
@@ -111,10 +130,7 @@ impl Transforms {
                     return Err(WireError::UnknownSmartModule { name });
                 }
             };
-            let module = engine
-                .load(&wasm)
-                .map_err(|e| wire_error(&name, &e))?
-                .named(name.clone());
+            let module = load(engine, &name, &wasm)?;
             if let Some(kind) = inv.kind {
                 module
                     .expect_kind(kind.into())

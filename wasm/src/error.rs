@@ -1,7 +1,7 @@
 //! Everything that can go wrong with a SmartModule, each variant naming the module and, when
 //! a record caused it, that record's offset.
 
-use crate::SmartModuleKind;
+use crate::{ModuleLimit, SmartModuleKind};
 use std::time::Duration;
 
 /// An error of the SmartModule engine. `module` is the module's name, or `sha256:` and the
@@ -11,6 +11,33 @@ pub enum SmartModuleError {
     /// The bytes are not a WebAssembly module wasmtime accepts.
     #[error("SmartModule {module}: not a valid WebAssembly module: {reason}")]
     NotWasm { module: String, reason: String },
+    /// The module is over a bound of the pre-compile budget (`sluice_proto::limits`, named
+    /// by `limit`); it was refused before any compiling. `function` is the index, among the
+    /// functions the module defines, of the function the figure is about.
+    #[error(
+        "SmartModule {module}: {found} {limit}{} exceed the limit of {max} ({constant}); refused before compiling",
+        in_function(*function), max = limit.max(), constant = limit.constant()
+    )]
+    OverLimit {
+        module: String,
+        limit: ModuleLimit,
+        found: u64,
+        function: Option<u32>,
+    },
+    /// The node is already compiling as many modules as it allows and as many more wait for
+    /// their turn, or this one waited past its bound. Retriable: nothing is wrong with the
+    /// module.
+    #[error(
+        "SmartModule {module}: not compiled, the node is busy compiling other modules ({reason}); retry later"
+    )]
+    Busy { module: String, reason: String },
+    /// Compiling took longer than the engine's budget (`compile_time_max`). The compile goes
+    /// on in the background (it cannot be stopped): if it succeeds, a later load finds the
+    /// module compiled; if it fails, the module is refused at once from then on.
+    #[error(
+        "SmartModule {module}: not compiled within the budget of {budget:?} (the compile goes on: if it succeeds, a later load finds it compiled); make the module smaller or simpler"
+    )]
+    CompileTimeout { module: String, budget: Duration },
     /// The module imports something; SmartModules run with no host functions at all.
     #[error("SmartModule {module}: imports `{import}`, but SmartModules may not import anything")]
     Imports { module: String, import: String },
@@ -95,6 +122,10 @@ pub enum SmartModuleError {
     Engine { reason: String },
 }
 
+fn in_function(function: Option<u32>) -> String {
+    function.map_or_else(String::new, |f| format!(" (function {f})"))
+}
+
 fn at_offset(offset: Option<i64>) -> String {
     offset.map_or_else(String::new, |o| format!(" at offset {o}"))
 }
@@ -109,5 +140,38 @@ impl SmartModuleError {
             | Self::MemoryLimit { offset, .. } => *offset,
             _ => None,
         }
+    }
+
+    /// The same error naming the module `name` (e.g. its registry name or file path) rather
+    /// than its hash: [`Engine::load`](crate::Engine::load) knows modules by hash only.
+    pub fn named(mut self, name: &str) -> Self {
+        match &mut self {
+            Self::NotWasm { module, .. }
+            | Self::OverLimit { module, .. }
+            | Self::Busy { module, .. }
+            | Self::CompileTimeout { module, .. }
+            | Self::Imports { module, .. }
+            | Self::NoTransformExport { module }
+            | Self::SeveralTransformExports { module, .. }
+            | Self::MissingExport { module, .. }
+            | Self::UnsupportedAbi { module, .. }
+            | Self::KindMismatch { module, .. }
+            | Self::Init { module, .. }
+            | Self::Transform { module, .. }
+            | Self::Trap { module, .. }
+            | Self::Timeout { module, .. }
+            | Self::MemoryLimit { module, .. }
+            | Self::OutputTooLarge { module, .. }
+            | Self::Abi { module, .. }
+            | Self::Poisoned { module, .. } => *module = name.to_owned(),
+            Self::Engine { .. } => {}
+        }
+        self
+    }
+
+    /// Whether the same request may succeed later: only a busy engine; every other error is
+    /// about the module, its parameters or its records.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Busy { .. })
     }
 }

@@ -51,11 +51,11 @@ impl wasmtime::ResourceLimiter for HostState {
     }
 
     fn memories(&self) -> usize {
-        1
+        sluice_proto::limits::SMARTMODULE_MEMORIES_MAX as usize
     }
 
     fn tables(&self) -> usize {
-        4
+        sluice_proto::limits::SMARTMODULE_TABLES_MAX as usize
     }
 }
 

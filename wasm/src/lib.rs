@@ -3,6 +3,12 @@
 //! [`Engine::load`] validates a module (valid wasm, no imports, exactly one transform export,
 //! a supported ABI version, the required exports) and caches its compiled code by the
 //! SHA-256 of its bytes, so every stream using the same module shares one compilation.
+//! Compiling costs out of proportion to a module's size and cannot be interrupted, so a load
+//! first checks the pre-compile budget ([`ModuleFigures`]: size, functions, locals, loop
+//! nesting... bounded by `sluice_proto::limits`), then compiles on a thread of its own: at
+//! most `compiles_concurrent_max` at once, loads of the same module waiting for one compile,
+//! a bounded queue ([`SmartModuleError::Busy`], retriable) and a bounded wait
+//! ([`SmartModuleError::CompileTimeout`]).
 //! [`Module::instantiate`] gives a stream its own sandbox ([`Instance`]): its own memory
 //! (capped), its parameters (checked by the module's init before any record flows) and,
 //! for aggregates, its accumulator. [`Instance::process`] runs one batch in one call,
@@ -16,6 +22,7 @@
 //! The byte-level contract with modules is `smartmodule/ABI.md`; its encoding is shared
 //! with the SDK through `sluice_smartmodule::abi`.
 
+mod budget;
 mod chain;
 mod config;
 mod engine;
@@ -24,7 +31,10 @@ mod instance;
 mod kind;
 mod module;
 mod record;
+#[cfg(test)]
+mod testwasm;
 
+pub use budget::{ModuleFigures, ModuleLimit};
 pub use chain::Chain;
 pub use config::EngineConfig;
 pub use engine::Engine;

@@ -431,3 +431,134 @@ fn a_filtered_read_over_many_chunks_matches_a_local_filter() {
     assert_eq!(plain(&["--head", "1234"]), lines[..1234]);
     assert_eq!(plain(&["-T", "7"]), lines[2993..]);
 }
+
+/// `v` as unsigned LEB128.
+fn leb(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A WebAssembly section: id, size, contents.
+fn section(id: u8, contents: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    leb(contents.len() as u64, out);
+    out.extend_from_slice(contents);
+}
+
+/// The classic compile bomb, about 60 KiB: one function declaring 50,000
+/// locals, 6,000 of them incremented inside 20 nested loops. Compiled, it
+/// would take Cranelift minutes and gigabytes.
+fn locals_bomb() -> Vec<u8> {
+    let mut code = Vec::new();
+    leb(1, &mut code); // one locals declaration:
+    leb(50_000, &mut code); // 50,000
+    code.push(0x7f); // i32
+    code.extend_from_slice(&[0x03, 0x40].repeat(20)); // loop x 20
+    for i in 0..6_000 {
+        code.push(0x20); // local.get i
+        leb(i, &mut code);
+        code.extend_from_slice(&[0x41, 0x01, 0x6a]); // i32.const 1, i32.add
+        code.push(0x21); // local.set i
+        leb(i, &mut code);
+    }
+    code.extend_from_slice(&[0x0b].repeat(21)); // end x 20, end of the function
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut bytes); // one type: () -> ()
+    section(3, &[1, 0], &mut bytes); // one function of type 0
+    let mut body = Vec::new();
+    leb(1, &mut body); // one body
+    leb(code.len() as u64, &mut body);
+    body.extend_from_slice(&code);
+    section(10, &body, &mut bytes);
+    bytes
+}
+
+/// A module of `len` bytes: the header, then a custom section of padding.
+fn padded_module(len: usize) -> Vec<u8> {
+    let mut contents = Vec::new();
+    leb(3, &mut contents);
+    contents.extend_from_slice(b"pad");
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    let header = 8 + 1 + 4; // magic and version, section id, 4-byte size
+    contents.resize(len - header, 0);
+    bytes.push(0);
+    leb(contents.len() as u64, &mut bytes);
+    bytes.extend_from_slice(&contents);
+    bytes
+}
+
+/// A compile bomb is refused, before compiling, whether registered or sent
+/// ad hoc; so is a module over the size limit, either way (an ad-hoc one of
+/// 12 MiB used to be compiled though the registry refused 8 MiB). The node
+/// keeps serving, modules included.
+#[test]
+fn compile_bombs_and_oversized_modules_are_refused_before_compiling() {
+    use std::time::Instant;
+    let env = Env::started();
+    env.ok(&["topic", "create", "t"]);
+    env.ok_with_input(&["produce", "t"], b"123\nabc\n");
+    let bomb = env.home.path().join("bomb.wasm");
+    std::fs::write(&bomb, locals_bomb()).unwrap();
+    let bomb = bomb.display().to_string();
+    let big = env.home.path().join("big.wasm");
+    std::fs::write(&big, padded_module(12 * 1024 * 1024)).unwrap();
+    let big = big.display().to_string();
+
+    let started = Instant::now();
+    let err = env.fails(
+        &["smart-module", "create", "bomb", "--wasm-file", &bomb],
+        b"",
+    );
+    assert!(
+        err.contains("bomb")
+            && err.contains("50000 locals")
+            && err.contains("SMARTMODULE_LOCALS_PER_FUNCTION_MAX"),
+        "names the module and the limit: {err}"
+    );
+    let err = env.fails(&["consume", "t", "-B", "-d", "--filter", &bomb], b"");
+    assert!(
+        err.contains("SMARTMODULE_LOCALS_PER_FUNCTION_MAX"),
+        "ad hoc too: {err}"
+    );
+    // Two CLI runs against the node; compiling the bomb would take minutes.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!env.ok(&["smart-module", "list"]).contains("bomb"));
+
+    for command in [
+        vec!["consume", "t", "-B", "-d", "--filter", &big],
+        vec!["smart-module", "create", "big", "--wasm-file", &big],
+    ] {
+        let err = env.fails(&command, b"");
+        assert!(
+            err.contains("12582912 bytes") && err.contains("SMARTMODULE_SIZE_BYTES_MAX"),
+            "`{}` is refused by size: {err}",
+            command.join(" ")
+        );
+    }
+
+    // The node still serves, and still compiles modules that fit.
+    env.ok_with_input(&["produce", "t"], b"def\n");
+    assert_eq!(env.ok(&["consume", "t", "-B", "-d"]), "123\nabc\ndef\n");
+    assert_eq!(
+        env.ok(&[
+            "consume",
+            "t",
+            "-B",
+            "-d",
+            "--filter",
+            &module("digits-filter")
+        ]),
+        "abc\ndef\n"
+    );
+}

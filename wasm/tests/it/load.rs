@@ -1,7 +1,7 @@
 //! Validation at load, the kind check, and the compile cache.
 
 use crate::{build, engine, load};
-use sluice_wasm::{SmartModuleError, SmartModuleKind};
+use sluice_wasm::{ModuleFigures, ModuleLimit, SmartModuleError, SmartModuleKind};
 
 #[test]
 fn non_wasm_bytes_are_rejected() {
@@ -64,4 +64,39 @@ fn same_bytes_compile_once() {
     // Clones of the engine share the cache.
     e.clone().load(&bytes).unwrap();
     assert_eq!(e.compile_count(), 2);
+}
+
+/// Every example, as the SDK's release profile builds it, fits the pre-compile budget with a
+/// wide margin: each figure is at most a quarter of its bound (the memory count is exactly
+/// one, its bound). The figures are printed for `sluice_proto::limits`' table.
+#[test]
+fn every_example_fits_the_budget_with_a_wide_margin() {
+    for name in [
+        "hello-filter",
+        "digits-filter",
+        "ssn-scrub",
+        "user-events",
+        "json-array-map",
+        "even-filter-map",
+        "sum-aggregate",
+        "test-panic",
+        "test-loop",
+        "test-grow",
+    ] {
+        let figures = ModuleFigures::measure(name, &build::module_bytes(name))
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("{name}: {figures:?}");
+        for limit in ModuleLimit::ALL {
+            let (found, max) = (figures.get(limit), limit.max());
+            if limit == ModuleLimit::Memories {
+                assert_eq!(found, 1, "{name}");
+            } else {
+                assert!(
+                    found.saturating_mul(4) <= max,
+                    "{name}: {found} {limit} is within a factor 4 of {} ({max})",
+                    limit.constant()
+                );
+            }
+        }
+    }
 }

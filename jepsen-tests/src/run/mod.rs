@@ -33,7 +33,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::checker::{CheckOptions, CheckResult, check_with};
-use crate::history::History;
+use crate::history::{History, NodeId};
 use cluster::{Cluster, ClusterSpec};
 use schedule::Fault;
 use workload::{Ctx, ReadMode};
@@ -166,7 +166,55 @@ pub struct RunInfo {
     /// SmartModule hash its bytes do not have).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workload_problems: Vec<String>,
+    /// Replicas that found their segments damaged, copied them from another
+    /// replica and served again (from the nodes' logs), in the order logged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<Repair>,
     pub replay: String,
+}
+
+/// One self-repair of a replica, as its node logged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Repair {
+    pub node: NodeId,
+    pub partition: String,
+    /// From finding the damage to serving again.
+    pub repair_ms: u64,
+}
+
+/// The line a node logs when a repaired replica serves again
+/// (`spu/src/replicas.rs`), and the fields read from it.
+const REPAIRED_LINE: &str = "repaired replica serves again";
+
+/// The self-repairs in one node's log text.
+fn repairs_in_log(node: NodeId, log: &str) -> Vec<Repair> {
+    let field = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!(" {name}="))? + name.len() + 2;
+        let rest = &line[start..];
+        let value = rest.split(' ').next()?;
+        Some(value.trim_matches('"').to_string())
+    };
+    log.lines()
+        .filter(|l| l.contains(REPAIRED_LINE))
+        .filter_map(|l| {
+            Some(Repair {
+                node,
+                partition: field(l, "partition")?,
+                repair_ms: field(l, "repair_ms")?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The self-repairs every node of the run logged.
+fn repairs_of(cluster: &Cluster, nodes: &[NodeId]) -> Vec<Repair> {
+    nodes
+        .iter()
+        .flat_map(|&n| {
+            let log = std::fs::read_to_string(cluster.node_dir(n).join("node.log"));
+            repairs_in_log(n, &log.unwrap_or_default())
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -497,6 +545,7 @@ async fn run_async(
         .context("cannot write smartmodules-final.json")?;
     }
     cluster.kill_all_now();
+    let repairs = repairs_of(&cluster, &nodes);
 
     let ops = rec.finish()?;
     let history = History::new(ops).context("the recorded history is malformed (a runner bug)")?;
@@ -535,6 +584,7 @@ async fn run_async(
             .clone(),
         converged,
         workload_problems,
+        repairs,
         replay: cfg.replay(),
     };
     let text = serde_json::to_string_pretty(&Results {
@@ -570,6 +620,18 @@ pub fn render_run(info: &RunInfo) -> String {
     for p in &info.workload_problems {
         s.push_str(&format!("workload problem: {p}\n"));
     }
+    if !info.repairs.is_empty() {
+        let each: Vec<String> = info
+            .repairs
+            .iter()
+            .map(|r| format!("{} on node {} in {} ms", r.partition, r.node, r.repair_ms))
+            .collect();
+        s.push_str(&format!(
+            "self-repairs: {} ({})\n",
+            info.repairs.len(),
+            each.join(", ")
+        ));
+    }
     s.push_str(&format!("replay: {}\n", info.replay));
     s
 }
@@ -577,6 +639,29 @@ pub fn render_run(info: &RunInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn self_repairs_are_read_from_the_node_log() {
+        let log = "2026-12-03T15:38:30.2Z  INFO sluice_spu::replicas: replica repaired partition=\"jepsen/0\" source=2\n\
+            2026-12-03T15:38:31.4Z  INFO sluice_spu::replicas: repaired replica serves again (repair_ms: from finding the damage to serving) partition=\"jepsen/0\" source=2 batches=40 bytes=9000 copy_ms=205 repair_ms=1412\n\
+            2026-12-03T15:38:32.0Z  INFO sluice_spu::replicas: repaired replica serves again (repair_ms: from finding the damage to serving) partition=jepsen/1 source=3 batches=1 bytes=10 copy_ms=5 repair_ms=90\n";
+        assert_eq!(
+            repairs_in_log(3, log),
+            vec![
+                Repair {
+                    node: 3,
+                    partition: "jepsen/0".into(),
+                    repair_ms: 1412
+                },
+                Repair {
+                    node: 3,
+                    partition: "jepsen/1".into(),
+                    repair_ms: 90
+                },
+            ]
+        );
+        assert!(repairs_in_log(1, "nothing repaired here\n").is_empty());
+    }
 
     fn config() -> RunConfig {
         RunConfig {

@@ -13,6 +13,8 @@ pub mod tls;
 
 pub use endpoint::{Connector, TransportError, bind_server, client_endpoint};
 pub use frame::{FrameError, read_frame, write_frame, write_frame_parts};
+/// The connection type `Connector::connect` returns, for callers without their own quinn dependency.
+pub use quinn::Connection;
 pub use tls::{
     ALPN, CA_CERT_FILE, CA_KEY_FILE, CertKeyPair, ClientAuth, ClusterCa, NODE_SERVER_NAME,
     TlsError, client_config, server_config,

@@ -82,31 +82,13 @@ fn bad_requests_get_clear_errors_and_lose_nothing() {
 fn a_frame_of_another_protocol_version_fails_only_its_stream() {
     use sluice_proto::{PROTOCOL_VERSION, Request, Response, WireError, codec};
     let env = Env::started();
-    let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let connector =
-            sluice_transport::Connector::new(sluice_transport::client_config(&ca, None).unwrap());
-        let conn = connector.connect(addr).await.unwrap();
-        let ask = |frame: Vec<u8>| {
-            let conn = conn.clone();
-            async move {
-                let (mut send, mut recv) = conn.open_bi().await.unwrap();
-                sluice_transport::write_frame(&mut send, &frame)
-                    .await
-                    .unwrap();
-                send.finish().unwrap();
-                let reply = sluice_transport::read_frame(&mut recv, 1 << 20)
-                    .await
-                    .unwrap()
-                    .unwrap();
-                codec::decode::<Response>(&reply).unwrap()
-            }
-        };
+        let conn = raw_connection(&env).await;
+        let ask = |frame: Vec<u8>| ask_raw(conn.clone(), frame);
         let mut foreign = (PROTOCOL_VERSION + 41).to_be_bytes().to_vec();
         foreign.extend_from_slice(b"a request from the future");
         assert_eq!(
@@ -135,31 +117,13 @@ fn hostile_frames_neither_crash_nor_spin_the_node() {
     let env = Env::started();
     env.ok(&["topic", "create", "t"]);
     env.ok_with_input(&["produce", "t"], b"one\ntwo\n");
-    let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let connector =
-            sluice_transport::Connector::new(sluice_transport::client_config(&ca, None).unwrap());
-        let conn = connector.connect(addr).await.unwrap();
-        let ask = |frame: Vec<u8>| {
-            let conn = conn.clone();
-            async move {
-                let (mut send, mut recv) = conn.open_bi().await.unwrap();
-                sluice_transport::write_frame(&mut send, &frame)
-                    .await
-                    .unwrap();
-                send.finish().unwrap();
-                let reply = sluice_transport::read_frame(&mut recv, 1 << 20)
-                    .await
-                    .unwrap()
-                    .unwrap();
-                codec::decode::<Response>(&reply).unwrap()
-            }
-        };
+        let conn = raw_connection(&env).await;
+        let ask = |frame: Vec<u8>| ask_raw(conn.clone(), frame);
         let malformed = |r: Response, what: &str| match r {
             Response::Error(WireError::MalformedRequest { reason }) => {
                 assert!(reason.contains(what), "{reason}")
@@ -221,31 +185,13 @@ fn frame_headers_alone_do_not_reserve_memory() {
     use sluice_proto::{Request, Response, codec};
     let env = Env::started();
     let pid = env.node_pid();
-    let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let connector =
-            sluice_transport::Connector::new(sluice_transport::client_config(&ca, None).unwrap());
-        let conn = connector.connect(addr).await.unwrap();
-        let ask = |frame: Vec<u8>| {
-            let conn = conn.clone();
-            async move {
-                let (mut send, mut recv) = conn.open_bi().await.unwrap();
-                sluice_transport::write_frame(&mut send, &frame)
-                    .await
-                    .unwrap();
-                send.finish().unwrap();
-                let reply = sluice_transport::read_frame(&mut recv, 1 << 20)
-                    .await
-                    .unwrap()
-                    .unwrap();
-                codec::decode::<Response>(&reply).unwrap()
-            }
-        };
+        let conn = raw_connection(&env).await;
+        let ask = |frame: Vec<u8>| ask_raw(conn.clone(), frame);
         // Warm up whatever a first request allocates, then measure.
         ask(codec::encode(&Request::ListTopics).unwrap()).await;
         let before = vm_size_kib(pid);
@@ -267,4 +213,27 @@ fn frame_headers_alone_do_not_reserve_memory() {
         );
         drop(held);
     });
+}
+
+/// A QUIC connection to node 1 of `env`, for sending frames by hand.
+async fn raw_connection(env: &Env) -> sluice_transport::Connection {
+    let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
+    let connector =
+        sluice_transport::Connector::new(sluice_transport::client_config(&ca, None).unwrap());
+    connector.connect(addr).await.unwrap()
+}
+
+/// Sends one frame on a stream of its own and decodes the answer.
+async fn ask_raw(conn: sluice_transport::Connection, frame: Vec<u8>) -> sluice_proto::Response {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    sluice_transport::write_frame(&mut send, &frame)
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let reply = sluice_transport::read_frame(&mut recv, 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    sluice_proto::codec::decode(&reply).unwrap()
 }

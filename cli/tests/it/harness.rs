@@ -244,7 +244,12 @@ impl Env {
 
     /// The segment directory of `topic`'s partition 0 (topic ids start at 1).
     pub fn partition_dir(&self, topic: &str) -> PathBuf {
-        let parts = self.node_dir().join("partitions");
+        self.partition_dir_of(1, topic)
+    }
+
+    /// The segment directory of `topic`'s partition 0 on node `node`.
+    pub fn partition_dir_of(&self, node: u64, topic: &str) -> PathBuf {
+        let parts = self.node_dir_of(node).join("partitions");
         std::fs::read_dir(&parts)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -305,14 +310,19 @@ pub fn lines(n: usize, prefix: &str) -> String {
     (0..n).map(|i| format!("{prefix}-{i}\n")).collect()
 }
 
-pub fn last_segment(dir: &Path) -> PathBuf {
+/// The segment files in `dir`, oldest first.
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     logs.sort();
-    logs.pop().expect("a segment file")
+    logs
+}
+
+pub fn last_segment(dir: &Path) -> PathBuf {
+    segments(dir).pop().expect("a segment file")
 }
 
 /// The leader of partition 0 of `topic`, from `partition list -O json`.

@@ -6,31 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::harness::{
-    Env, lines, log_difference, partition_leader, wait_until, wait_until_replicas_caught_up,
+    Env, lines, log_difference, partition_leader, segments, wait_until,
+    wait_until_replicas_caught_up,
 };
-
-/// `node`'s directory of partition 0 of `topic`.
-fn partition_dir_of(env: &Env, node: u64, topic: &str) -> PathBuf {
-    let parts = env.node_dir_of(node).join("partitions");
-    std::fs::read_dir(&parts)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            name.starts_with(&format!("{topic}-")) && name.ends_with("-0")
-        })
-        .unwrap_or_else(|| panic!("no partition dir for {topic} in {}", parts.display()))
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    logs
-}
 
 /// Cuts `path` to half its length; returns the new length.
 fn cut_in_half(path: &Path) -> u64 {
@@ -73,7 +51,7 @@ fn a_follower_whose_segment_was_cut_copies_the_partition_and_serves_it_again() {
     wait_until_replicas_caught_up(&env, "healed", Duration::from_secs(30));
     let leader = partition_leader(&env, "healed");
     let follower = (1..=3).find(|&n| n != leader).unwrap();
-    let dir = partition_dir_of(&env, follower, "healed");
+    let dir = env.partition_dir_of(follower, "healed");
     wait_until(Duration::from_secs(20), || {
         dir.join("producers.v3.bin").exists()
     });

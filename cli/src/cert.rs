@@ -156,6 +156,12 @@ fn issue(args: IssueArgs, globals: &Globals) -> anyhow::Result<()> {
         // clap's "subject" group makes exactly one of them present.
         _ => bail!("pass exactly one of --node-id N or --client NAME"),
     };
+    // A super user by default; any other principal holds what ACLs grant it.
+    let holds = if args.client.as_deref() == Some("admin") {
+        "a super user of nodes that keep the default `super_users`"
+    } else {
+        "what `sluice acl add` grants it"
+    };
     let (ips, dns) = split_hosts(&args.host)?;
     let profile = match &args.save_profile {
         Some(name) => {
@@ -193,7 +199,11 @@ fn issue(args: IssueArgs, globals: &Globals) -> anyhow::Result<()> {
     }
 
     let dns_refs: Vec<&str> = dns.iter().map(String::as_str).collect();
-    let pair = ca.issue_for_hosts(&name, &dns_refs, &ips)?;
+    let pair = match (args.node_id, &args.client) {
+        (Some(id), _) => ca.issue_node(id, &dns_refs, &ips)?,
+        (None, Some(client)) => ca.issue_client(client)?,
+        (None, None) => bail!("pass exactly one of --node-id N or --client NAME"),
+    };
     pair.save(&out, stem)
         .with_context(|| format!("cannot write the {stem} certificate into {}", out.display()))?;
     std::fs::write(&ca_path, ca.cert_pem()).with_context(|| {
@@ -207,6 +217,9 @@ fn issue(args: IssueArgs, globals: &Globals) -> anyhow::Result<()> {
         ca.cluster_id(),
         out.display()
     );
+    if args.client.is_some() {
+        println!("Principal {name} holds {holds}.");
+    }
 
     if let Some((profile, endpoints)) = profile {
         save_profile(
@@ -321,13 +334,8 @@ fn is_dns_name(name: &str) -> bool {
 
 /// A client's name becomes its certificate's common name and a DNS SAN.
 fn check_client_name(name: &str) -> anyhow::Result<()> {
-    if !is_dns_name(name) {
-        bail!(
-            "--client {name:?} is not a usable name: use letters, digits, '-' and '.' \
-             (e.g. --client ops-laptop)"
-        );
-    }
-    Ok(())
+    sluice_transport::check_principal_name(name)
+        .map_err(|reason| anyhow::anyhow!("--client: {reason}"))
 }
 
 fn check_cluster_id(id: &str) -> anyhow::Result<()> {
@@ -443,6 +451,16 @@ mod tests {
         for file in ["node.pem", "node.key", "ca.pem"] {
             assert!(tls.join(file).exists(), "{file}");
         }
+        let identity = |dir: &Path, stem: &str| {
+            sluice_transport::CertKeyPair::load(dir, stem)
+                .unwrap()
+                .identity()
+                .unwrap()
+        };
+        assert_eq!(
+            identity(&tls, "node"),
+            sluice_transport::PeerIdentity::Node(2)
+        );
         let err = issue(node(false), &globals).unwrap_err().to_string();
         assert!(err.contains("node.key already exists"), "{err}");
         issue(node(true), &globals).unwrap();
@@ -466,6 +484,10 @@ mod tests {
             &globals,
         )
         .unwrap();
+        assert_eq!(
+            identity(&tmp.path().join("client"), "client"),
+            sluice_transport::PeerIdentity::Client("ops".into())
+        );
         // A bad endpoint is refused before any file is written.
         let err = issue(
             IssueArgs {

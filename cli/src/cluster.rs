@@ -26,6 +26,11 @@ use sluice_transport::ClusterCa;
 use crate::{Globals, OutputArgs, OutputFormat};
 
 const PROFILE: &str = "local";
+/// Where `cluster start --local` keeps the admin client certificate the
+/// local profile presents (under the cluster's root directory).
+const ADMIN_DIR: &str = "admin";
+/// The principal of that certificate: a super user of every node by default.
+const ADMIN_PRINCIPAL: &str = "admin";
 const MAX_LOCAL_SPUS: u32 = 7;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -323,9 +328,14 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
     for &i in &stopped {
         let dir = node_dir(&root, i);
         let tls = dir.join("tls");
-        if !tls.join("node.pem").exists() {
+        // Issued once; reissued if it names no node (a release before
+        // certificates carried identities), since nodes now require one.
+        let current = sluice_transport::CertKeyPair::load(&tls, "node")
+            .ok()
+            .and_then(|pair| pair.identity().ok());
+        if current != Some(sluice_transport::PeerIdentity::Node(u64::from(i))) {
             let ips = [ip_of(i)];
-            ca.issue(&format!("node-{i}"), &ips)?.save(&tls, "node")?;
+            ca.issue_node(u64::from(i), &[], &ips)?.save(&tls, "node")?;
             std::fs::write(tls.join("ca.pem"), ca.cert_pem())?;
         }
         let listen = addr_of(i);
@@ -377,6 +387,23 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         children.push((i, child, log_path));
     }
 
+    let admin_dir = root.join(ADMIN_DIR);
+    let admin_is_current = sluice_transport::CertKeyPair::load(&admin_dir, "client")
+        .ok()
+        .and_then(|pair| pair.identity().ok())
+        == Some(sluice_transport::PeerIdentity::Client(
+            ADMIN_PRINCIPAL.into(),
+        ));
+    if !admin_is_current {
+        ca.issue_client(ADMIN_PRINCIPAL)?
+            .save(&admin_dir, "client")
+            .with_context(|| {
+                format!(
+                    "cannot save the admin certificate in {}",
+                    admin_dir.display()
+                )
+            })?;
+    }
     let mut config = ClientConfig::load(home)?;
     config.set_profile(
         PROFILE,
@@ -389,8 +416,8 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(","),
             ca_cert: ca_dir.join("ca.pem"),
-            client_cert: None,
-            client_key: None,
+            client_cert: Some(admin_dir.join("client.pem")),
+            client_key: Some(admin_dir.join("client.key")),
         },
     );
     config.set_current(PROFILE);

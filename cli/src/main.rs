@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod acl;
 mod bench;
 mod cert;
 mod cluster;
@@ -73,6 +74,9 @@ enum Command {
     /// Register, list and delete SmartModules; generate, build and test them.
     #[command(subcommand, name = "smart-module", visible_aliases = ["sm", "smartmodule"])]
     SmartModule(smartmodule_cmd::SmartModuleCmd),
+    /// Grant, list and withdraw permissions (admin only).
+    #[command(subcommand)]
+    Acl(acl::AclCmd),
 }
 
 /// Settings every command shares, resolved once in `main`.
@@ -154,6 +158,7 @@ async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Consume(args) => consume::run(*args, globals).await,
         Command::SmartModule(cmd) => smartmodule_cmd::run(cmd, globals).await,
         Command::Bench(cmd) => bench::run(cmd, globals).await,
+        Command::Acl(cmd) => acl::run(cmd, globals).await,
     }
 }
 

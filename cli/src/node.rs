@@ -81,7 +81,8 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
             .or(base.map(|c| c.listen))
             .ok_or_else(|| missing("--listen"))?,
         advertised: args.advertise.or(base.and_then(|c| c.advertised.clone())),
-        require_client_cert: base.is_some_and(|c| c.require_client_cert),
+        require_client_cert: base.is_none_or(|c| c.require_client_cert),
+        super_users: base.map_or_else(sluice_spu::default_super_users, |c| c.super_users.clone()),
         retention_check_secs: base.map_or(30, |c| c.retention_check_secs),
         controller_voters: args
             .controller_voters

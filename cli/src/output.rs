@@ -34,8 +34,12 @@ impl Table {
         }
     }
 
+    /// Adds a row. Control characters in cells are shown escaped: names and
+    /// values come from the cluster, and a terminal would otherwise obey the
+    /// escape sequences a topic or SmartModule name might hide.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows
+            .push(cells.iter().map(|c| printable(c).into_owned()).collect());
     }
 
     pub fn render(&self) -> String {
@@ -63,6 +67,23 @@ impl Table {
         }
         out
     }
+}
+
+/// `text` with control characters (ESC, BEL, CR, backspace, C1 codes...)
+/// written as Rust escapes, so printing it cannot steer a terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Prints `value` as JSON or YAML, or the table `table()` builds.
@@ -141,6 +162,19 @@ pub fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_cells_cannot_carry_terminal_escapes() {
+        let mut table = Table::new(&["NAME"]);
+        table.row(vec!["evil\u{1b}]0;owned\u{7}\r\u{9b}2J".into()]);
+        let text = table.render();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("evil\\u{1b}]0;owned"), "{text}");
+        assert_eq!(printable("plain"), "plain");
+    }
 
     #[test]
     fn table_aligns_columns() {

@@ -376,6 +376,30 @@ impl Client {
     }
 
     /// Removes a node from the cluster for good (refused while it holds replicas).
+    /// Grants a permission (`sluice acl add`); needs admin.
+    pub async fn add_acl(&self, entry: sluice_proto::AclEntry) -> Result<()> {
+        match self.admin(Request::AddAcl(entry)).await? {
+            Response::AclAdded => Ok(()),
+            other => Err(self.unexpected("add ACL", &other)),
+        }
+    }
+
+    /// Withdraws a permission (`sluice acl remove`); needs admin.
+    pub async fn remove_acl(&self, entry: sluice_proto::AclEntry) -> Result<()> {
+        match self.admin(Request::RemoveAcl(entry)).await? {
+            Response::AclRemoved => Ok(()),
+            other => Err(self.unexpected("remove ACL", &other)),
+        }
+    }
+
+    /// Every ACL entry of the cluster (`sluice acl list`); needs admin.
+    pub async fn list_acls(&self) -> Result<Vec<sluice_proto::AclEntry>> {
+        match self.request(Request::ListAcls).await? {
+            Response::Acls(entries) => Ok(entries),
+            other => Err(self.unexpected("list ACLs", &other)),
+        }
+    }
+
     pub async fn unregister_node(&self, id: u64) -> Result<()> {
         match self.admin(Request::UnregisterNode { id }).await? {
             Response::NodeUnregistered => Ok(()),
@@ -978,29 +1002,7 @@ fn read_pem(path: &Path, what: &'static str) -> Result<String> {
 }
 
 fn request_name(request: &Request) -> &'static str {
-    match request {
-        Request::ClusterStatus => "cluster status",
-        Request::CreateTopic(_) => "create topic",
-        Request::DeleteTopic { .. } => "delete topic",
-        Request::ListTopics => "list topics",
-        Request::DescribeTopic { .. } => "describe topic",
-        Request::ListPartitions { .. } => "list partitions",
-        Request::Produce(_) => "produce",
-        Request::Fetch(_) => "fetch",
-        Request::Raft(_) => "raft rpc",
-        Request::CreateSmartModule { .. } => "create SmartModule",
-        Request::ListSmartModules => "list SmartModules",
-        Request::DescribeSmartModule { .. } => "describe SmartModule",
-        Request::DeleteSmartModule { .. } => "delete SmartModule",
-        Request::DownloadSmartModule { .. } => "download SmartModule",
-        Request::JoinCluster { .. } => "join cluster",
-        Request::NodeIncarnation { .. } => "node incarnation",
-        Request::UnregisterNode { .. } => "unregister node",
-        Request::ReassignPartition { .. } => "reassign partition",
-        Request::FinishReassignment { .. } => "finish reassignment",
-        Request::ReadReplicaLog { .. } => "read replica log",
-        Request::Once { request, .. } => request_name(request),
-    }
+    request.name()
 }
 
 pub(crate) fn response_name(response: &Response) -> &'static str {
@@ -1028,6 +1030,9 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::PartitionReassigned(_) => "PartitionReassigned",
         Response::ReassignmentFinished => "ReassignmentFinished",
         Response::ReplicaLog { .. } => "ReplicaLog",
+        Response::AclAdded => "AclAdded",
+        Response::AclRemoved => "AclRemoved",
+        Response::Acls(_) => "Acls",
     }
 }
 

@@ -275,6 +275,16 @@ impl Controller {
         .map(|_| ())
     }
 
+    /// Grants a permission (see [`sluice_proto::acl`]).
+    pub async fn add_acl(&self, entry: sluice_proto::AclEntry) -> Result<(), WireError> {
+        self.propose(Command::AddAcl(entry)).await.map(|_| ())
+    }
+
+    /// Withdraws a permission.
+    pub async fn remove_acl(&self, entry: sluice_proto::AclEntry) -> Result<(), WireError> {
+        self.propose(Command::RemoveAcl(entry)).await.map(|_| ())
+    }
+
     pub async fn delete_topic(&self, name: &str) -> Result<(), WireError> {
         self.propose(Command::DeleteTopic {
             name: name.to_string(),

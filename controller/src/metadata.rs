@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use sluice_proto::{NodeId, PartitionAssignment, SmartModuleInfo, TopicInfo, TopicSpec, WireError};
+use sluice_proto::{
+    AclEntry, NodeId, PartitionAssignment, SmartModuleInfo, TopicInfo, TopicSpec, WireError,
+};
 
 /// A node known to the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,37 @@ pub struct Metadata {
     /// (bounded): a repeated request id gets its first outcome again.
     pub recent_requests:
         std::collections::VecDeque<(sluice_proto::RequestId, crate::CommandResult)>,
+    /// Who may do what (`sluice acl`): every node authorizes requests
+    /// against its copy. At most [`ACL_ENTRIES_MAX`](sluice_proto::limits::ACL_ENTRIES_MAX).
+    pub acls: BTreeSet<AclEntry>,
+}
+
+/// [`Metadata`] as format 1 wrote it (before ACLs), read once when a node
+/// of an older release is upgraded. Field order is the encoding: keep it.
+#[derive(Deserialize)]
+pub(crate) struct MetadataV1 {
+    last_index: u64,
+    next_topic_id: u32,
+    nodes: BTreeMap<NodeId, NodeRecord>,
+    removed: BTreeSet<NodeId>,
+    topics: BTreeMap<String, TopicRecord>,
+    smartmodules: BTreeMap<String, SmartModuleRecord>,
+    recent_requests: std::collections::VecDeque<(sluice_proto::RequestId, crate::CommandResult)>,
+}
+
+impl From<MetadataV1> for Metadata {
+    fn from(v1: MetadataV1) -> Self {
+        Metadata {
+            last_index: v1.last_index,
+            next_topic_id: v1.next_topic_id,
+            nodes: v1.nodes,
+            removed: v1.removed,
+            topics: v1.topics,
+            smartmodules: v1.smartmodules,
+            recent_requests: v1.recent_requests,
+            acls: BTreeSet::new(),
+        }
+    }
 }
 
 /// A registered SmartModule and its code.

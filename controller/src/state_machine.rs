@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use sluice_proto::{NodeId, PartitionAssignment, TopicInfo, TopicSpec, WireError};
+use sluice_proto::limits::ACL_ENTRIES_MAX;
+use sluice_proto::{AclEntry, NodeId, PartitionAssignment, TopicInfo, TopicSpec, WireError};
 use sluice_raft::ReplicatedState;
 use tokio::sync::watch;
 
@@ -65,6 +66,10 @@ pub enum Command {
         partition: u32,
         replicas: Vec<NodeId>,
     },
+    /// Grants a permission; granting one that exists changes nothing.
+    AddAcl(AclEntry),
+    /// Withdraws a permission; refused if no such entry exists.
+    RemoveAcl(AclEntry),
 }
 
 /// The outcome of applying a [`Command`].
@@ -82,10 +87,75 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         .expect("controller types always encode")
 }
 
+/// Largest command or result the controller decodes: a command travels in
+/// one frame.
+const COMMAND_BYTES_MAX: usize = sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
+/// Largest metadata state the controller decodes (file or snapshot). It
+/// holds every registered SmartModule's code, so it may be large, but a
+/// length field claiming more than this is corruption, refused before
+/// anything is allocated for it.
+const METADATA_BYTES_MAX: usize = 1024 * 1024 * 1024;
+
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    let config = bincode::config::standard().with_limit::<COMMAND_BYTES_MAX>();
+    bincode::serde::decode_from_slice(bytes, config)
         .map(|(v, _)| v)
         .map_err(|e| e.to_string())
+}
+
+/// Leading bytes of the metadata's saved form (file and snapshot), then a
+/// big-endian `u16` format version. Format 1 had no header.
+const METADATA_MAGIC: &[u8; 4] = b"SLMD";
+/// 2: ACL entries added.
+const METADATA_FORMAT: u16 = 2;
+
+/// The saved form of `md`: header, then bincode.
+pub(crate) fn encode_metadata(md: &Metadata) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(METADATA_MAGIC);
+    out.extend_from_slice(&METADATA_FORMAT.to_be_bytes());
+    bincode::serde::encode_into_std_write(md, &mut out, bincode::config::standard())
+        .expect("metadata always encodes");
+    out
+}
+
+/// Reads what [`encode_metadata`] wrote, or format 1 (no header) from an
+/// older release.
+pub(crate) fn decode_metadata(bytes: &[u8]) -> Result<Metadata, String> {
+    let config = bincode::config::standard().with_limit::<METADATA_BYTES_MAX>();
+    let whole = |used: usize| {
+        if used == bytes.len() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} trailing bytes after the metadata",
+                bytes.len() - used
+            ))
+        }
+    };
+    match bytes.strip_prefix(METADATA_MAGIC.as_slice()) {
+        Some([a, b, body @ ..]) => {
+            let format = u16::from_be_bytes([*a, *b]);
+            if format != METADATA_FORMAT {
+                return Err(format!(
+                    "metadata format {format}, this build reads formats 1 and {METADATA_FORMAT}; \
+                     run a release of sluice that reads it"
+                ));
+            }
+            let (md, used) = bincode::serde::decode_from_slice::<Metadata, _>(body, config)
+                .map_err(|e| e.to_string())?;
+            whole(used + METADATA_MAGIC.len() + 2)?;
+            Ok(md)
+        }
+        Some(_) => Err("metadata header is truncated".into()),
+        None => {
+            let (v1, used) =
+                bincode::serde::decode_from_slice::<crate::metadata::MetadataV1, _>(bytes, config)
+                    .map_err(|e| format!("format 1 metadata: {e}"))?;
+            whole(used)?;
+            Ok(v1.into())
+        }
+    }
 }
 
 /// Read access to the metadata for the rest of the node, with a version
@@ -127,7 +197,7 @@ impl ControllerStateMachine {
             reason,
         };
         let metadata = match std::fs::read(&path) {
-            Ok(bytes) => decode::<Metadata>(&bytes).map_err(load_err)?,
+            Ok(bytes) => decode_metadata(&bytes).map_err(load_err)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Metadata::default(),
             Err(e) => return Err(load_err(e.to_string())),
         };
@@ -237,8 +307,45 @@ impl ControllerStateMachine {
                 Some(_) => CommandResult::Done,
                 None => CommandResult::Rejected(WireError::UnknownSmartModule { name }),
             },
+            Command::AddAcl(entry) => add_acl(md, entry),
+            Command::RemoveAcl(entry) => {
+                if md.acls.remove(&entry) {
+                    CommandResult::Done
+                } else {
+                    CommandResult::Rejected(WireError::InvalidArgument {
+                        what: "ACL entry".into(),
+                        reason: format!(
+                            "no entry says {entry}; see `sluice acl list` for the exact entries"
+                        ),
+                    })
+                }
+            }
         }
     }
+}
+
+/// Grants `entry`, after the checks every replica makes alike.
+fn add_acl(md: &mut Metadata, entry: AclEntry) -> CommandResult {
+    let invalid = |reason: String| {
+        CommandResult::Rejected(WireError::InvalidArgument {
+            what: "ACL entry".into(),
+            reason,
+        })
+    };
+    if let Err(reason) = entry.validate() {
+        return invalid(reason);
+    }
+    if md.acls.contains(&entry) {
+        return CommandResult::Done;
+    }
+    if md.acls.len() >= ACL_ENTRIES_MAX {
+        return invalid(format!(
+            "the cluster holds {ACL_ENTRIES_MAX} entries, the limit; remove some, or grant \
+             on prefixes instead of names"
+        ));
+    }
+    md.acls.insert(entry);
+    CommandResult::Done
 }
 
 /// Records a node's address and, when it announces itself, its data-dir
@@ -394,19 +501,19 @@ impl ReplicatedState for ControllerStateMachine {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        let bytes = encode(&*self.state.read().unwrap_or_else(|p| p.into_inner()));
+        let bytes = encode_metadata(&self.state.read().unwrap_or_else(|p| p.into_inner()));
         write_atomically(&self.path, &bytes)
     }
 
     fn snapshot(&mut self) -> io::Result<Vec<u8>> {
-        Ok(encode(
-            &*self.state.read().unwrap_or_else(|p| p.into_inner()),
+        Ok(encode_metadata(
+            &self.state.read().unwrap_or_else(|p| p.into_inner()),
         ))
     }
 
     fn install_snapshot(&mut self, data: &[u8]) -> io::Result<()> {
         let md =
-            decode::<Metadata>(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            decode_metadata(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = md;
         self.changes.send_modify(|v| *v += 1);
         Ok(())
@@ -433,6 +540,94 @@ mod tests {
 
     fn apply(sm: &mut ControllerStateMachine, index: u64, c: Command) -> CommandResult {
         decode(&sm.apply(index, &encode(&c)).unwrap()).unwrap()
+    }
+
+    fn grant(principal: &str, topic: &str) -> AclEntry {
+        AclEntry {
+            principal: principal.into(),
+            operation: sluice_proto::Operation::Produce,
+            resource: sluice_proto::ResourcePattern::Topic(topic.into()),
+        }
+    }
+
+    #[test]
+    fn acls_are_checked_at_apply_and_survive_sync_and_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.bin");
+        let (mut sm, view) = ControllerStateMachine::open(path.clone()).unwrap();
+        assert_eq!(
+            apply(&mut sm, 1, Command::AddAcl(grant("alice", "orders"))),
+            CommandResult::Done
+        );
+        // Granting twice changes nothing; removing what is not there is refused.
+        assert_eq!(
+            apply(&mut sm, 2, Command::AddAcl(grant("alice", "orders"))),
+            CommandResult::Done
+        );
+        assert!(matches!(
+            apply(&mut sm, 3, Command::RemoveAcl(grant("bob", "orders"))),
+            CommandResult::Rejected(WireError::InvalidArgument { .. })
+        ));
+        let wrong_kind = AclEntry {
+            resource: sluice_proto::ResourcePattern::Cluster,
+            ..grant("alice", "x")
+        };
+        assert!(matches!(
+            apply(&mut sm, 4, Command::AddAcl(wrong_kind)),
+            CommandResult::Rejected(WireError::InvalidArgument { .. })
+        ));
+        assert_eq!(view.snapshot().acls.len(), 1);
+        sm.sync().unwrap();
+        let snapshot = sm.snapshot().unwrap();
+        drop(sm);
+        let (_, reopened) = ControllerStateMachine::open(path).unwrap();
+        assert_eq!(reopened.snapshot(), view.snapshot());
+        assert_eq!(decode_metadata(&snapshot).unwrap(), view.snapshot());
+    }
+
+    #[test]
+    fn metadata_of_the_format_before_acls_still_loads() {
+        // Format 1: the fields of Metadata without `acls`, no header.
+        let mut md = Metadata {
+            last_index: 9,
+            next_topic_id: 3,
+            ..Metadata::default()
+        };
+        md.removed.insert(4);
+        let v1 = bincode::serde::encode_to_vec(
+            (
+                md.last_index,
+                md.next_topic_id,
+                &md.nodes,
+                &md.removed,
+                &md.topics,
+                &md.smartmodules,
+                &md.recent_requests,
+            ),
+            bincode::config::standard(),
+        )
+        .unwrap();
+        assert_eq!(decode_metadata(&v1).unwrap(), md);
+    }
+
+    #[test]
+    fn corrupt_or_future_metadata_is_refused_with_its_reason() {
+        let good = encode_metadata(&Metadata::default());
+        let mut future = good.clone();
+        future[4..6].copy_from_slice(&99u16.to_be_bytes());
+        let err = decode_metadata(&future).unwrap_err();
+        assert!(err.contains("format 99"), "{err}");
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(decode_metadata(&trailing).unwrap_err().contains("trailing"));
+        assert!(decode_metadata(b"SLMD").is_err());
+        // A length claiming petabytes is refused, not allocated.
+        let mut huge = good[..6].to_vec();
+        huge.extend_from_slice(&[0, 0, 0, 0xff, 0, 0, 0, 0, 0, 0, 0x40]);
+        assert!(decode_metadata(&huge).is_err());
+        for len in 0..good.len() {
+            let _ = decode_metadata(&good[..len]);
+        }
     }
 
     #[test]

@@ -12,7 +12,9 @@ use crate::limits::FRAME_SIZE_BYTES_MAX;
 
 /// The protocol version this build speaks. Bump on any incompatible change of
 /// a type in this crate.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// 2: requests are authorized (ACL requests, [`WireError::Denied`](crate::WireError::Denied)).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {

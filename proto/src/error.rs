@@ -103,6 +103,42 @@ pub enum WireError {
         sequence: u64,
         offset: u64,
     },
+    /// The request's principal lacks the permission it needs. `principal`
+    /// is who the node took the peer to be (a client certificate's name, or
+    /// `anonymous`), so a wrong certificate shows here. `resource` is the
+    /// one resource the request needed (exact name, or the cluster).
+    #[error(
+        "{principal} may not {operation} on {resource}; {}",
+        grant_hint(principal, *operation, resource)
+    )]
+    Denied {
+        principal: String,
+        operation: crate::Operation,
+        resource: crate::ResourcePattern,
+    },
+    /// The peer is not a principal the node can authorize: its certificate
+    /// names no identity, or a client asked for what only nodes may do.
+    #[error("request refused: {reason}")]
+    Unauthenticated { reason: String },
+}
+
+/// What to do about a [`WireError::Denied`].
+fn grant_hint(
+    principal: &str,
+    operation: crate::Operation,
+    resource: &crate::ResourcePattern,
+) -> String {
+    use crate::ResourcePattern as R;
+    let flags = match resource {
+        R::Cluster => "--cluster".to_string(),
+        R::Topic(name) => format!("--topic {name}"),
+        R::TopicPrefix(prefix) => format!("--topic-prefix {prefix}"),
+        R::SmartModule(name) => format!("--smartmodule {name}"),
+        R::SmartModulePrefix(prefix) => format!("--smartmodule-prefix {prefix}"),
+    };
+    format!(
+        "an admin can grant it with `sluice acl add --principal {principal} --operation {operation} {flags}`"
+    )
 }
 
 impl WireError {
@@ -121,6 +157,21 @@ impl WireError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_denial_names_principal_operation_resource_and_the_grant() {
+        let e = WireError::Denied {
+            principal: "alice".into(),
+            operation: crate::Operation::Produce,
+            resource: crate::ResourcePattern::Topic("orders".into()),
+        };
+        assert!(!e.is_retriable());
+        assert_eq!(
+            e.to_string(),
+            "alice may not produce on topic \"orders\"; an admin can grant it with \
+             `sluice acl add --principal alice --operation produce --topic orders`"
+        );
+    }
 
     #[test]
     fn a_reused_sequence_is_final_and_says_what_to_do() {

@@ -6,12 +6,14 @@
 //! (serde, bincode, thiserror): the client crate, the SDK and the server all
 //! share it without pulling each other in.
 
+pub mod acl;
 pub mod codec;
 pub mod error;
 pub mod limits;
 pub mod messages;
 pub mod record;
 
+pub use acl::{ANONYMOUS_PRINCIPAL, AclEntry, Operation, ResourceKind, ResourcePattern};
 pub use codec::{CodecError, PROTOCOL_VERSION};
 pub use error::WireError;
 pub use messages::*;

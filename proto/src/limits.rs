@@ -153,6 +153,16 @@ const _: () = assert!(SMARTMODULE_CODE_BYTES_MAX <= SMARTMODULE_SIZE_BYTES_MAX);
 const _: () = assert!(SMARTMODULE_FUNCTION_BODY_BYTES_MAX <= SMARTMODULE_CODE_BYTES_MAX);
 const _: () = assert!(SMARTMODULE_LOCALS_PER_FUNCTION_MAX <= SMARTMODULE_LOCALS_TOTAL_MAX);
 
+/// Bytes of a principal name in an ACL entry; the same bound as client
+/// certificate names (`sluice_transport::PRINCIPAL_NAME_BYTES_MAX`, checked
+/// equal by a test of the node), so every grantable name can be issued.
+pub const ACL_PRINCIPAL_BYTES_MAX: usize = 64;
+/// Bytes of a resource name or prefix in an ACL entry.
+pub const RESOURCE_NAME_BYTES_MAX: usize = TOPIC_NAME_LEN_MAX;
+/// ACL entries the cluster holds: each is checked on requests it may
+/// concern, and all of them live in every node's metadata.
+pub const ACL_ENTRIES_MAX: usize = 10_000;
+
 /// Checks a topic name: 1..=63 characters of `[a-z0-9-]`, not starting or
 /// ending with `-` (the same rule as Fluvio, so names are valid file names).
 pub fn validate_topic_name(name: &str) -> Result<(), String> {

@@ -100,6 +100,12 @@ pub enum Request {
         from_offset: u64,
         max_bytes: u32,
     },
+    /// Grants a permission (`sluice acl add`); admin only.
+    AddAcl(crate::AclEntry),
+    /// Withdraws a permission (`sluice acl remove`); admin only.
+    RemoveAcl(crate::AclEntry),
+    /// Every ACL entry (`sluice acl list`); admin only.
+    ListAcls,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +158,9 @@ pub enum Response {
         start_offset: u64,
         batches: Vec<serde_bytes::ByteBuf>,
     },
+    AclAdded,
+    AclRemoved,
+    Acls(Vec<crate::AclEntry>),
 }
 
 /// [`Response::Records`] made of borrowed records: encodes to exactly the
@@ -213,6 +222,36 @@ impl Request {
         }
     }
 
+    /// The request's name in messages and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::ClusterStatus => "cluster status",
+            Request::CreateTopic(_) => "create topic",
+            Request::DeleteTopic { .. } => "delete topic",
+            Request::ListTopics => "list topics",
+            Request::DescribeTopic { .. } => "describe topic",
+            Request::ListPartitions { .. } => "list partitions",
+            Request::Produce(_) => "produce",
+            Request::Fetch(_) => "fetch",
+            Request::Raft(_) => "raft rpc",
+            Request::CreateSmartModule { .. } => "create SmartModule",
+            Request::ListSmartModules => "list SmartModules",
+            Request::DescribeSmartModule { .. } => "describe SmartModule",
+            Request::DeleteSmartModule { .. } => "delete SmartModule",
+            Request::DownloadSmartModule { .. } => "download SmartModule",
+            Request::JoinCluster { .. } => "join cluster",
+            Request::NodeIncarnation { .. } => "node incarnation",
+            Request::UnregisterNode { .. } => "unregister node",
+            Request::ReassignPartition { .. } => "reassign partition",
+            Request::FinishReassignment { .. } => "finish reassignment",
+            Request::ReadReplicaLog { .. } => "read replica log",
+            Request::AddAcl(_) => "add ACL",
+            Request::RemoveAcl(_) => "remove ACL",
+            Request::ListAcls => "list ACLs",
+            Request::Once { request, .. } => request.name(),
+        }
+    }
+
     /// A change of the cluster's metadata: what a [`Request::Once`] may carry.
     pub fn is_metadata_change(&self) -> bool {
         matches!(
@@ -223,6 +262,8 @@ impl Request {
                 | Request::DeleteSmartModule { .. }
                 | Request::UnregisterNode { .. }
                 | Request::ReassignPartition { .. }
+                | Request::AddAcl(_)
+                | Request::RemoveAcl(_)
         )
     }
 }

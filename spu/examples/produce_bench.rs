@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args();
     let dir = tempfile::tempdir()?;
     let ca = ClusterCa::generate("bench")?;
-    ca.issue("node-1", &[IpAddr::V4(Ipv4Addr::LOCALHOST)])?
+    ca.issue_node(1, &[], &[IpAddr::V4(Ipv4Addr::LOCALHOST)])?
         .save(dir.path().join("tls"), "node")?;
     std::fs::write(dir.path().join("tls/ca.pem"), ca.cert_pem())?;
     let config = NodeConfig {
@@ -64,7 +64,8 @@ async fn main() -> anyhow::Result<()> {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse()?,
         advertised: None,
-        require_client_cert: false,
+        require_client_cert: true,
+        super_users: sluice_spu::default_super_users(),
         retention_check_secs: 3600,
         controller_voters: 1,
         peers: Vec::new(),
@@ -72,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let node = Node::start(config).await?;
     let addr = node.local_addr()?;
-    let client = Client::connect(&addr.to_string(), ca.cert_pem(), None).await?;
+    let admin = ca.issue_client("admin")?;
+    let client = Client::connect(&addr.to_string(), ca.cert_pem(), Some(admin)).await?;
     client.create_topic(TopicSpec::new("bench")).await?;
 
     let value = vec![b'x'; args.size];

@@ -18,9 +18,16 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Address others use to reach this node (default: `listen`).
     pub advertised: Option<String>,
-    /// Require client certificates signed by the cluster CA (mutual TLS).
-    #[serde(default)]
+    /// Require client certificates signed by the cluster CA (mutual TLS),
+    /// the default. `false` admits peers without one as the `anonymous`
+    /// principal, which holds only what ACLs grant it.
+    #[serde(default = "yes")]
     pub require_client_cert: bool,
+    /// Client principals allowed every client request, whatever the ACLs
+    /// say (Kafka's `super.users`); default `["admin"]`, the principal of
+    /// the certificate `cluster start --local` issues into the profile.
+    #[serde(default = "default_super_users")]
+    pub super_users: Vec<String>,
     /// The nodes of the cluster when it is first formed (including this one),
     /// as etcd's "initial cluster": the lowest ids (up to 3) become the
     /// controller's voters, the others its learners. Empty: a one-node cluster.
@@ -40,6 +47,15 @@ pub struct NodeConfig {
     /// Seconds between retention passes over all partitions.
     #[serde(default = "default_retention_interval")]
     pub retention_check_secs: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The super users of a node whose configuration names none.
+pub fn default_super_users() -> Vec<String> {
+    vec!["admin".to_string()]
 }
 
 fn default_controller_voters() -> usize {

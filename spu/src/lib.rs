@@ -4,6 +4,7 @@
 //! [`Node::start`] is the one function that wires everything: data directory,
 //! Raft database, controller, partition replicas, TLS and the QUIC server.
 
+mod authz;
 mod config;
 mod data_dir;
 mod debug;
@@ -19,7 +20,7 @@ mod replicas;
 mod server;
 mod transforms;
 
-pub use config::{NodeConfig, PeerAddr};
+pub use config::{NodeConfig, PeerAddr, default_super_users};
 pub use data_dir::{DataDir, DataDirError};
 pub use membership::UNREGISTERED_MARKER;
 pub use node::{Node, NodeError};

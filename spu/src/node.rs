@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use sluice_controller::{Controller, ControllerError, Metadata};
 use sluice_proto::{ClusterStatus, NodeStatus, WireError};
 use sluice_raft::{LogDb, RaftError};
-use sluice_transport::{CertKeyPair, ClientAuth, Connector, TlsError, TransportError};
+use sluice_transport::{
+    CertKeyPair, ClientAuth, Connector, PeerIdentity, TlsError, TransportError,
+};
 
 use crate::config::NodeConfig;
 use crate::data_dir::{DataDir, DataDirError};
@@ -152,6 +154,26 @@ impl Node {
             source,
         };
         let identity = CertKeyPair::load(&tls_dir, "node").map_err(tls_err)?;
+        // Peers authorize node-only requests by the id in this certificate.
+        match identity.identity() {
+            Ok(PeerIdentity::Node(id)) if id == config.id => {}
+            named => {
+                let named = match named {
+                    Ok(other) => format!("names {other}"),
+                    Err(e) => e.to_string(),
+                };
+                return Err(NodeError::Refused {
+                    reason: format!(
+                        "{}/node.pem is not node {}'s certificate ({named}); issue it with \
+                         `sluice cluster ca issue --dir CA_DIR --node-id {} --out {} --force`",
+                        tls_dir.display(),
+                        config.id,
+                        config.id,
+                        tls_dir.display()
+                    ),
+                });
+            }
+        }
         let ca_pem = std::fs::read_to_string(tls_dir.join("ca.pem")).map_err(|e| {
             tls_err(TlsError::ReadFile {
                 path: tls_dir.join("ca.pem"),

@@ -20,6 +20,7 @@ use sluice_proto::{
 use sluice_storage::StoredBatch;
 use sluice_transport::{FrameError, read_frame, write_frame};
 
+use crate::authz::{self, Access, Principal};
 use crate::node::Shared;
 use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
 use crate::transforms::Transforms;
@@ -42,11 +43,16 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, node: Arc<Shared>) {
 
 async fn serve_connection(conn: quinn::Connection, node: Arc<Shared>) {
     let remote = conn.remote_address();
-    tracing::debug!(%remote, "client connected");
+    let principal = Arc::new(Principal::of(&conn));
+    tracing::debug!(%remote, %principal, "peer connected");
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(serve_stream(send, recv, node.clone()));
+                let peer = Peer {
+                    principal: principal.clone(),
+                    remote,
+                };
+                tokio::spawn(serve_stream(send, recv, node.clone(), peer));
             }
             Err(e) => {
                 tracing::debug!(%remote, reason = %e, "connection closed");
@@ -56,17 +62,34 @@ async fn serve_connection(conn: quinn::Connection, node: Arc<Shared>) {
     }
 }
 
-async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shared>) {
+/// Who sent a stream's request, and from where.
+struct Peer {
+    principal: Arc<Principal>,
+    remote: std::net::SocketAddr,
+}
+
+async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shared>, peer: Peer) {
     let request = match read_request(&mut recv).await {
         Ok(Some(request)) => request,
         Ok(None) => return,
         Err(error) => {
-            tracing::warn!(error = %error, "rejected a request");
+            tracing::warn!(error = %error, remote = %peer.remote, "rejected a request");
             let _ = respond(&mut send, &Response::Error(error)).await;
             let _ = send.finish();
             return;
         }
     };
+    let verdict = node
+        .controller
+        .view()
+        .with(|md| Access::new(&peer.principal, md, &node.config.super_users).authorize(&request));
+    authz::audit(&peer.principal, peer.remote, &request, &verdict);
+    if let Err(error) = verdict {
+        if respond(&mut send, &Response::Error(error)).await.is_ok() {
+            let _ = send.finish();
+        }
+        return;
+    }
     let result = match request {
         Request::Fetch(fetch) => serve_fetch(&node, fetch, &mut send).await,
         Request::Raft(rpc) => {
@@ -75,9 +98,14 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
         }
         other => {
             let is_produce = matches!(other, Request::Produce(_));
-            let response = propose_anywhere(&node, other)
+            let shape = authz::RequestShape::of(&other);
+            let mut response = propose_anywhere(&node, other)
                 .await
                 .unwrap_or_else(Response::Error);
+            node.controller.view().with(|md| {
+                Access::new(&peer.principal, md, &node.config.super_users)
+                    .filter(&shape, &mut response)
+            });
             if is_produce
                 && matches!(response, Response::Produced(_))
                 && crate::debug::drop_this_ack()
@@ -298,6 +326,19 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
                 .await?;
             Ok(Response::ReassignmentFinished)
         }
+        Request::AddAcl(entry) => {
+            node.controller.add_acl(entry).await?;
+            Ok(Response::AclAdded)
+        }
+        Request::RemoveAcl(entry) => {
+            node.controller.remove_acl(entry).await?;
+            Ok(Response::AclRemoved)
+        }
+        Request::ListAcls => Ok(Response::Acls(
+            node.controller
+                .view()
+                .with(|md| md.acls.iter().cloned().collect()),
+        )),
         Request::Fetch(_) | Request::Raft(_) => Err(WireError::MalformedRequest {
             reason: "fetch and Raft requests open a stream of their own; they cannot be nested"
                 .into(),
@@ -326,6 +367,8 @@ pub(crate) async fn propose_anywhere(
             | Request::UnregisterNode { .. }
             | Request::ReassignPartition { .. }
             | Request::FinishReassignment { .. }
+            | Request::AddAcl(_)
+            | Request::RemoveAcl(_)
     );
     let copy = forwardable.then(|| request.clone());
     match (handle(node, request).await, copy) {

@@ -11,11 +11,11 @@ pub mod endpoint;
 pub mod frame;
 pub mod tls;
 
-pub use endpoint::{Connector, TransportError, bind_server, client_endpoint};
+pub use endpoint::{Connector, TransportError, bind_server, client_endpoint, peer_identity};
 pub use frame::{FrameError, read_frame, write_frame, write_frame_parts};
 /// The connection type `Connector::connect` returns, for callers without their own quinn dependency.
 pub use quinn::Connection;
 pub use tls::{
-    ALPN, CA_CERT_FILE, CA_KEY_FILE, CertKeyPair, ClientAuth, ClusterCa, NODE_SERVER_NAME,
-    TlsError, client_config, server_config,
+    ALPN, CA_CERT_FILE, CA_KEY_FILE, CertKeyPair, ClientAuth, ClusterCa, IdentityError,
+    NODE_SERVER_NAME, PeerIdentity, TlsError, check_principal_name, client_config, server_config,
 };

@@ -19,7 +19,7 @@ fn localhost() -> SocketAddr {
 fn pki() -> (ClusterCa, CertKeyPair) {
     let ca = ClusterCa::generate("test-cluster").unwrap();
     let node = ca
-        .issue("node-1", &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
+        .issue_node(1, &[], &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
         .unwrap();
     (ca, node)
 }
@@ -149,7 +149,7 @@ async fn required_client_auth_demands_a_ca_issued_certificate() {
 
     // A certificate from another CA is refused too.
     let other = ClusterCa::generate("other-cluster").unwrap();
-    let stranger = other.issue("intruder", &[]).unwrap();
+    let stranger = other.issue_client("intruder").unwrap();
     let cfg = client_config(ca.cert_pem(), Some(&stranger)).unwrap();
     match connect(&client_endpoint, cfg, addr, TIMEOUT).await {
         Err(err) => assert!(matches!(err, TransportError::Tls { .. }), "{err:?}"),
@@ -162,7 +162,7 @@ async fn required_client_auth_demands_a_ca_issued_certificate() {
     }
 
     // With a CA-issued certificate the connection works.
-    let client_cert = ca.issue("client-1", &[]).unwrap();
+    let client_cert = ca.issue_client("client-1").unwrap();
     let connection = client(ca.cert_pem(), Some(&client_cert), addr).await;
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
     write_frame(&mut send, b"hello").await.unwrap();
@@ -325,7 +325,7 @@ fn ca_and_certificates_survive_save_and_load() {
     assert_eq!(loaded.cluster_id(), "prod-7");
     assert_eq!(loaded.cert_pem(), ca.cert_pem());
 
-    let node = loaded.issue("node-2", &[]).unwrap();
+    let node = loaded.issue_node(2, &[], &[]).unwrap();
     node.save(dir.path(), "node-2").unwrap();
     assert_eq!(CertKeyPair::load(dir.path(), "node-2").unwrap(), node);
 
@@ -351,8 +351,8 @@ async fn certificates_from_a_loaded_ca_verify_against_the_original() {
     let ca = ClusterCa::generate("reload").unwrap();
     ca.save(dir.path()).unwrap();
     let loaded = ClusterCa::load(dir.path()).unwrap();
-    let node = loaded.issue("node-3", &[]).unwrap();
-    let client_cert = loaded.issue("client-3", &[]).unwrap();
+    let node = loaded.issue_node(3, &[], &[]).unwrap();
+    let client_cert = loaded.issue_client("client-3").unwrap();
     let (endpoint, addr) = server(&ca, &node, ClientAuth::Required);
     spawn_echo_server(endpoint);
     let connection = client(ca.cert_pem(), Some(&client_cert), addr).await;
@@ -362,4 +362,41 @@ async fn certificates_from_a_loaded_ca_verify_against_the_original() {
         read_frame(&mut recv, MAX_FRAME).await.unwrap().unwrap(),
         b"echo:x"
     );
+}
+
+#[tokio::test]
+async fn the_server_learns_who_connected_and_a_client_certificate_cannot_serve() {
+    let (ca, node) = pki();
+    let (endpoint, addr) = server(&ca, &node, ClientAuth::Required);
+    let accepted = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let connection = endpoint.accept().await.unwrap().await.unwrap();
+            seen.push(sluice_transport::peer_identity(&connection));
+        }
+        seen
+    });
+    let alice = ca.issue_client("alice").unwrap();
+    let _a = client(ca.cert_pem(), Some(&alice), addr).await;
+    let node_2 = ca.issue_node(2, &[], &[]).unwrap();
+    let _b = client(ca.cert_pem(), Some(&node_2), addr).await;
+    let seen = accepted.await.unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            Some(Ok(sluice_transport::PeerIdentity::Client("alice".into()))),
+            Some(Ok(sluice_transport::PeerIdentity::Node(2))),
+        ]
+    );
+
+    // A listener that presents a client certificate is refused by clients:
+    // the certificate names no server and is not valid for serving.
+    let (impostor, impostor_addr) = server(&ca, &alice, ClientAuth::Required);
+    spawn_echo_server(impostor);
+    let client_endpoint = endpoint::client_endpoint(impostor_addr).unwrap();
+    let cfg = client_config(ca.cert_pem(), Some(&node_2)).unwrap();
+    let err = connect(&client_endpoint, cfg, impostor_addr, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Tls { .. }), "{err:?}");
 }

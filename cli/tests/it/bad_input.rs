@@ -219,8 +219,10 @@ fn frame_headers_alone_do_not_reserve_memory() {
 async fn raw_connection(env: &Env) -> sluice_transport::Connection {
     let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
-    let connector =
-        sluice_transport::Connector::new(sluice_transport::client_config(&ca, None).unwrap());
+    let identity = env.admin_identity();
+    let connector = sluice_transport::Connector::new(
+        sluice_transport::client_config(&ca, Some(&identity)).unwrap(),
+    );
     connector.connect(addr).await.unwrap()
 }
 

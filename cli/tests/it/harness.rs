@@ -217,6 +217,16 @@ impl Env {
         (child, rx)
     }
 
+    /// The cluster CA certificate (PEM) of the local cluster.
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("local/ca/ca.pem")).unwrap()
+    }
+
+    /// The admin client certificate `cluster start --local` issued.
+    pub fn admin_identity(&self) -> sluice_transport::CertKeyPair {
+        sluice_transport::CertKeyPair::load(self.home.path().join("local/admin"), "client").unwrap()
+    }
+
     pub fn node_dir(&self) -> PathBuf {
         self.node_dir_of(1)
     }

@@ -9,6 +9,7 @@ mod multihost;
 mod pipelining;
 mod repair;
 mod replication;
+mod security;
 mod single_node;
 mod smartmodule_dev;
 mod smartmodules;

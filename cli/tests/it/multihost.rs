@@ -281,6 +281,7 @@ fn node_config(i: u64, cluster_id: &str, data_dir: &Path) -> String {
          listen = \"{addr}\"\n\
          advertised = \"{addr}\"\n\
          require_client_cert = true\n\
+         super_users = [\"ops\"]\n\
          controller_voters = 3\n\
          retention_check_secs = 30\n{peers}",
         data_dir.display(),

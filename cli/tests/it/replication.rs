@@ -314,7 +314,9 @@ fn a_client_of_one_node_lists_the_leader_and_offsets_of_partitions_it_does_not_h
         .build()
         .unwrap();
     let partitions = rt.block_on(async {
-        let client = Client::connect(&endpoint, &ca, None).await.unwrap();
+        let client = Client::connect(&endpoint, &ca, Some(env.admin_identity()))
+            .await
+            .unwrap();
         client.list_partitions(Some("single")).await.unwrap()
     });
     let hosted_elsewhere = partitions

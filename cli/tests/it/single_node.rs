@@ -142,7 +142,9 @@ fn a_producer_faster_than_the_cluster_blocks_instead_of_buffering_without_bound(
         .build()
         .unwrap();
     let accepted = rt.block_on(async {
-        let client = Client::connect(&endpoint, &ca, None).await.unwrap();
+        let client = Client::connect(&endpoint, &ca, Some(env.admin_identity()))
+            .await
+            .unwrap();
         let config = ProducerConfig {
             max_in_flight: 2,
             ..ProducerConfig::default()

@@ -98,8 +98,22 @@ pub async fn connect_to(home: &std::path::Path, endpoint: Option<&str>) -> anyho
         request_timeout: REQUEST_TIMEOUT,
         connect_timeout: Duration::from_secs(1),
     };
+    let identity = match (&profile.client_cert, &profile.client_key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::Path| {
+                let path = Profile::resolve(home, path);
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))
+            };
+            Some(sluice_client::CertKeyPair {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+            })
+        }
+        _ => None,
+    };
     let endpoint = endpoint.unwrap_or(&profile.endpoint);
-    Ok(Client::connect_with(endpoint, &ca, None, options).await?)
+    Ok(Client::connect_with(endpoint, &ca, identity, options).await?)
 }
 
 /// Creates the workload's topic, retrying while the cluster settles.

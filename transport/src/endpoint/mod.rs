@@ -201,6 +201,20 @@ pub async fn connect(
     }
 }
 
+/// The identity the peer's certificate names, once the handshake verified
+/// it: `None` when the peer presented no certificate (only possible on a
+/// listener built with [`ClientAuth::Optional`](crate::ClientAuth::Optional)).
+pub fn peer_identity(
+    connection: &quinn::Connection,
+) -> Option<Result<crate::tls::PeerIdentity, crate::tls::IdentityError>> {
+    let any = connection.peer_identity()?;
+    let chain = any
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let leaf = chain.first()?;
+    Some(crate::tls::PeerIdentity::from_cert_der(leaf))
+}
+
 /// Whether a connection error is a TLS alert (QUIC error codes 0x100-0x1ff
 /// carry TLS alerts), i.e. a certificate problem rather than a network one.
 pub fn is_tls_failure(error: &quinn::ConnectionError) -> bool {

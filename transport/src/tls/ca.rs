@@ -18,6 +18,7 @@ use rcgen::{
 };
 
 use super::der::{self, TAG_IA5_STRING, TAG_PRINTABLE_STRING, TAG_UTF8_STRING};
+use super::identity::{IdentityError, PeerIdentity, check_principal_name};
 use super::{TlsError, files, pem};
 
 /// The server name every client uses when connecting to a node, and which every
@@ -162,38 +163,65 @@ impl ClusterCa {
         })
     }
 
-    /// Issues a certificate for a node (or client) called `name`.
-    ///
-    /// The certificate is valid for both server and client authentication,
-    /// so one identity serves a node's listener and its outgoing connections.
-    /// Its SANs are [`NODE_SERVER_NAME`], `localhost`, `name` (as an IP SAN if
-    /// it parses as an address) and `ips`.
-    pub fn issue(&self, name: &str, ips: &[IpAddr]) -> Result<CertKeyPair, TlsError> {
-        self.issue_for_hosts(name, &[], ips)
-    }
-
-    /// Like [`issue`](Self::issue), with extra DNS SANs: the host names a
-    /// node of a multi-host cluster is known by, so the certificate describes
-    /// where the node lives even though clients verify [`NODE_SERVER_NAME`].
-    pub fn issue_for_hosts(
+    /// Issues the certificate of node `id`: it names the node
+    /// ([`PeerIdentity::Node`]) and is valid for server and client
+    /// authentication, so one identity serves the node's listener and its
+    /// outgoing connections. Its SANs are [`NODE_SERVER_NAME`], `localhost`,
+    /// `node-<id>`, the identity URI, `dns_names` and `ips`: clients verify
+    /// only [`NODE_SERVER_NAME`], the others describe where the node lives.
+    pub fn issue_node(
         &self,
-        name: &str,
+        id: u64,
         dns_names: &[&str],
         ips: &[IpAddr],
     ) -> Result<CertKeyPair, TlsError> {
+        let name = format!("node-{id}");
+        let fail = |source| TlsError::Issue {
+            name: name.clone(),
+            source,
+        };
+        let mut sans = node_alt_names(&name, dns_names, ips).map_err(fail)?;
+        sans.push(identity_san(&PeerIdentity::Node(id)).map_err(fail)?);
+        self.sign(
+            &name,
+            sans,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
+    /// Issues a client certificate for principal `name` (what ACLs grant
+    /// permissions to). Client authentication only, and no server name: it
+    /// cannot pose as a node, to clients or to other nodes.
+    pub fn issue_client(&self, name: &str) -> Result<CertKeyPair, TlsError> {
+        check_principal_name(name).map_err(|reason| TlsError::InvalidPrincipal { reason })?;
         let fail = |source| TlsError::Issue {
             name: name.to_owned(),
             source,
         };
+        let identity = PeerIdentity::Client(name.to_owned());
+        let sans = vec![identity_san(&identity).map_err(fail)?];
+        self.sign(name, sans, vec![ExtendedKeyUsagePurpose::ClientAuth])
+    }
+
+    fn sign(
+        &self,
+        common_name: &str,
+        sans: Vec<SanType>,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Result<CertKeyPair, TlsError> {
+        let fail = |source| TlsError::Issue {
+            name: common_name.to_owned(),
+            source,
+        };
         let mut params = CertificateParams::default();
-        params.distinguished_name = subject(&self.cluster_id, name);
-        params.subject_alt_names = alt_names(name, dns_names, ips).map_err(fail)?;
+        params.distinguished_name = subject(&self.cluster_id, common_name);
+        params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = usages;
         params.use_authority_key_identifier_extension = true;
         set_validity(&mut params, LEAF_VALIDITY_YEARS);
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(fail)?;
@@ -204,6 +232,11 @@ impl ClusterCa {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// The subjectAltName URI naming `identity`.
+fn identity_san(identity: &PeerIdentity) -> Result<SanType, rcgen::Error> {
+    Ok(SanType::URI(Ia5String::try_from(identity.uri())?))
 }
 
 /// A certificate and its private key, both PEM encoded.
@@ -233,6 +266,14 @@ impl CertKeyPair {
         files::write_public(&dir.join(format!("{stem}.pem")), &self.cert_pem)
     }
 
+    /// The identity the certificate names.
+    pub fn identity(&self) -> Result<PeerIdentity, IdentityError> {
+        let der = pem::certs(&self.cert_pem, "certificate")
+            .map_err(|_| IdentityError::Malformed("no PEM CERTIFICATE block"))?
+            .swap_remove(0);
+        PeerIdentity::from_cert_der(&der)
+    }
+
     /// Reads `<stem>.pem` and `<stem>.key` from `dir`, checking both decode.
     pub fn load(dir: impl AsRef<Path>, stem: &str) -> Result<Self, TlsError> {
         let dir = dir.as_ref();
@@ -260,8 +301,12 @@ fn subject(cluster_id: &str, common_name: &str) -> DistinguishedName {
     name
 }
 
-/// SANs of an issued certificate, without duplicates.
-fn alt_names(name: &str, dns_names: &[&str], ips: &[IpAddr]) -> Result<Vec<SanType>, rcgen::Error> {
+/// Host SANs of a node certificate, without duplicates.
+fn node_alt_names(
+    name: &str,
+    dns_names: &[&str],
+    ips: &[IpAddr],
+) -> Result<Vec<SanType>, rcgen::Error> {
     let mut sans = vec![
         SanType::DnsName(Ia5String::try_from(NODE_SERVER_NAME)?),
         SanType::DnsName(Ia5String::try_from("localhost")?),
@@ -326,9 +371,7 @@ mod tests {
     fn issued_certificates_carry_the_given_host_names() {
         let ca = ClusterCa::generate("c1").unwrap();
         let ip: IpAddr = "10.0.0.3".parse().unwrap();
-        let pair = ca
-            .issue_for_hosts("node-3", &["node3.example.com"], &[ip])
-            .unwrap();
+        let pair = ca.issue_node(3, &["node3.example.com"], &[ip]).unwrap();
         let der = pem::certs(&pair.cert_pem, "certificate")
             .unwrap()
             .swap_remove(0);
@@ -336,9 +379,36 @@ mod tests {
         assert!(contains(b"node3.example.com"));
         assert!(contains(b"node-3"));
         assert!(contains(&[10, 0, 0, 3]));
-        assert!(
-            ca.issue_for_hosts("node-3", &["bad\u{e9}name"], &[])
-                .is_err()
+        assert!(ca.issue_node(3, &["bad\u{e9}name"], &[]).is_err());
+    }
+
+    #[test]
+    fn certificates_name_their_identity_and_nothing_else() {
+        let ca = ClusterCa::generate("c1").unwrap();
+        let identity_of = |pair: &CertKeyPair| {
+            let der = pem::certs(&pair.cert_pem, "certificate")
+                .unwrap()
+                .swap_remove(0);
+            PeerIdentity::from_cert_der(&der)
+        };
+        let node = ca.issue_node(7, &[], &[]).unwrap();
+        assert_eq!(identity_of(&node), Ok(PeerIdentity::Node(7)));
+        let client = ca.issue_client("billing").unwrap();
+        assert_eq!(
+            identity_of(&client),
+            Ok(PeerIdentity::Client("billing".into()))
         );
+        // A client certificate carries no server name: it cannot serve as a node.
+        let der = pem::certs(&client.cert_pem, "certificate")
+            .unwrap()
+            .swap_remove(0);
+        assert!(
+            !der.windows(NODE_SERVER_NAME.len())
+                .any(|w| w == NODE_SERVER_NAME.as_bytes())
+        );
+        assert!(matches!(
+            ca.issue_client("node/3"),
+            Err(TlsError::InvalidPrincipal { .. })
+        ));
     }
 }

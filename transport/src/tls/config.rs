@@ -43,16 +43,17 @@ pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ClientAuth {
     /// Certificates are verified against the cluster CA when presented, but
-    /// peers without one (e.g. plain clients) are admitted.
-    #[default]
+    /// peers without one are admitted (as the anonymous principal, which
+    /// holds only what ACLs grant it). An explicit opt-out.
     Optional,
-    /// Peers must present a certificate issued by the cluster CA (mutual TLS),
-    /// e.g. for node-to-node listeners.
+    /// Peers must present a certificate issued by the cluster CA (mutual
+    /// TLS). The default: every request is then made by a known identity.
     ///
     /// In TLS 1.3 the client finishes its side of the handshake before the
     /// server has judged its certificate, so a rejected client may see
     /// `connect` succeed and the connection close with a TLS alert right
     /// after; [`crate::endpoint::is_tls_failure`] recognises that close reason.
+    #[default]
     Required,
 }
 

@@ -162,6 +162,73 @@ pub(crate) fn issuer_parts(cert_der: &[u8]) -> Result<IssuerParts<'_>, &'static 
     })
 }
 
+/// Context tag of the extensions field of a v3 tbsCertificate.
+const TAG_EXTENSIONS: u8 = 0xa3;
+/// Universal tags met inside an extension.
+const TAG_BOOLEAN: u8 = 0x01;
+const TAG_OCTET_STRING: u8 = 0x04;
+/// GeneralName choice `uniformResourceIdentifier` (context tag 6, primitive).
+const TAG_GENERAL_NAME_URI: u8 = 0x86;
+/// OID of the subjectAltName extension (2.5.29.17).
+const OID_SUBJECT_ALT_NAME: [u64; 4] = [2, 5, 29, 17];
+
+/// The URIs among a certificate's subjectAltNames, in order; empty when it
+/// has none (or no SAN extension).
+pub(crate) fn san_uris(cert_der: &[u8]) -> Result<Vec<&str>, &'static str> {
+    let (cert, _) = expect(cert_der, TAG_SEQUENCE, "certificate is not a SEQUENCE")?;
+    let (tbs, _) = expect(
+        cert.content,
+        TAG_SEQUENCE,
+        "tbsCertificate is not a SEQUENCE",
+    )?;
+    let mut rest = tbs.content;
+    // version, serial, signature, issuer, validity, subject, spki; then the
+    // optional unique ids and extensions, each under its own context tag.
+    let mut extensions = None;
+    while !rest.is_empty() {
+        let (field, after) = next_tlv(rest)?;
+        rest = after;
+        if field.tag == TAG_EXTENSIONS {
+            extensions = Some(field.content);
+        }
+    }
+    let Some(extensions) = extensions else {
+        return Ok(Vec::new());
+    };
+    let (list, _) = expect(extensions, TAG_SEQUENCE, "extensions are not a SEQUENCE")?;
+    let mut uris = Vec::new();
+    let mut rest = list.content;
+    while !rest.is_empty() {
+        let (extension, after) = expect(rest, TAG_SEQUENCE, "extension is not a SEQUENCE")?;
+        rest = after;
+        let (oid, fields) = expect(extension.content, TAG_OID, "extension lacks an OID")?;
+        if decode_oid(oid.content)? != OID_SUBJECT_ALT_NAME {
+            continue;
+        }
+        let (mut value, after) = next_tlv(fields)?;
+        if value.tag == TAG_BOOLEAN {
+            value = next_tlv(after)?.0;
+        }
+        if value.tag != TAG_OCTET_STRING {
+            return Err("subjectAltName value is not an OCTET STRING");
+        }
+        let (names, _) = expect(
+            value.content,
+            TAG_SEQUENCE,
+            "subjectAltName is not a SEQUENCE",
+        )?;
+        let mut inner = names.content;
+        while !inner.is_empty() {
+            let (name, after) = next_tlv(inner)?;
+            inner = after;
+            if name.tag == TAG_GENERAL_NAME_URI {
+                uris.push(std::str::from_utf8(name.content).map_err(|_| "URI is not text")?);
+            }
+        }
+    }
+    Ok(uris)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +248,30 @@ mod tests {
         assert!(issuer_parts(&[]).is_err());
         assert!(issuer_parts(&[0x30, 0x05, 0x01]).is_err());
         assert!(issuer_parts(&[0x04, 0x00]).is_err());
+        assert!(san_uris(&[]).is_err());
+        assert!(san_uris(&[0x30, 0x02, 0x30, 0x05]).is_err());
+    }
+
+    #[test]
+    fn every_prefix_and_every_flipped_byte_of_a_certificate_fails_cleanly() {
+        let ca = crate::tls::ClusterCa::generate("der-test").unwrap();
+        let pair = ca.issue_client("alice").unwrap();
+        let der = crate::tls::pem::certs(&pair.cert_pem, "certificate")
+            .unwrap()
+            .swap_remove(0);
+        assert_eq!(san_uris(&der).unwrap(), vec!["sluice://client/alice"]);
+        for len in 0..der.len() {
+            let _ = san_uris(&der[..len]);
+            let _ = issuer_parts(&der[..len]);
+        }
+        let mut bytes = der.to_vec();
+        for i in 0..bytes.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                bytes[i] ^= flip;
+                let _ = san_uris(&bytes);
+                let _ = issuer_parts(&bytes);
+                bytes[i] ^= flip;
+            }
+        }
     }
 }

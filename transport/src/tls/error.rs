@@ -39,6 +39,13 @@ pub enum TlsError {
         source: rcgen::Error,
     },
 
+    /// A client certificate was asked for a name no principal can have.
+    #[error("cannot issue a client certificate: {reason}")]
+    InvalidPrincipal {
+        /// What is wrong with the name.
+        reason: String,
+    },
+
     /// A file could not be read.
     #[error(
         "could not read {path}: {source}; check that the path is right and readable \

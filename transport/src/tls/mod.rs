@@ -6,6 +6,7 @@ mod config;
 mod der;
 mod error;
 mod files;
+mod identity;
 mod pem;
 
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CertKeyPair, ClusterCa, NODE_SERVER_NAME};
@@ -15,3 +16,4 @@ pub use config::{
     transport_config,
 };
 pub use error::TlsError;
+pub use identity::{IdentityError, PRINCIPAL_NAME_BYTES_MAX, PeerIdentity, check_principal_name};

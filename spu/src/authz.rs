@@ -1,0 +1,567 @@
+//! Who may do what: every request is checked here before any handler runs.
+//!
+//! The peer's identity comes from its certificate, read once per connection
+//! ([`Principal::of`]); the permissions come from the ACL entries in this
+//! node's copy of the controller metadata and the node's `super_users`.
+//!
+//! - Node-only requests (Raft, joining, replica copies, reassignment
+//!   completion) need a node certificate; a client certificate, whatever
+//!   its permissions, is refused.
+//! - A node may make every request: nodes forward clients' metadata
+//!   changes to the controller leader after authorizing them where the
+//!   client connected, so the leader sees the forwarding node.
+//! - A super user, or a principal granted `admin` on the cluster, may make
+//!   every client request.
+//! - Anyone else needs the grant the request names: produce or consume on
+//!   the topic, register or use on the SmartModule. Lists show only what the
+//!   principal holds a grant on.
+//!
+//! Every denial and every administrative request leaves one `sluice::audit`
+//! log line naming the principal, the operation and the resource.
+
+use std::net::SocketAddr;
+
+use sluice_controller::Metadata;
+use sluice_proto::{
+    ANONYMOUS_PRINCIPAL, Operation, Request, ResourceKind, ResourcePattern, Response,
+    SmartModuleSource, WireError,
+};
+use sluice_transport::PeerIdentity;
+
+/// Target of the audit trail: `RUST_LOG=sluice::audit=info` keeps it alone.
+pub(crate) const AUDIT_TARGET: &str = "sluice::audit";
+
+/// Who is on the other end of a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Principal {
+    Node(u64),
+    Client(String),
+    /// No certificate, on a node that admits such peers.
+    Anonymous,
+    /// A certificate that names no usable identity: refused everything,
+    /// with this reason.
+    Unidentified(String),
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::Node(id) => write!(f, "node {id}"),
+            Principal::Client(name) => f.write_str(name),
+            Principal::Anonymous => f.write_str(ANONYMOUS_PRINCIPAL),
+            Principal::Unidentified(_) => f.write_str("an unidentified peer"),
+        }
+    }
+}
+
+impl Principal {
+    /// The principal a connection's verified certificate names.
+    pub(crate) fn of(connection: &quinn::Connection) -> Principal {
+        match sluice_transport::peer_identity(connection) {
+            None => Principal::Anonymous,
+            Some(Ok(PeerIdentity::Node(id))) => Principal::Node(id),
+            Some(Ok(PeerIdentity::Client(name))) => Principal::Client(name),
+            Some(Err(e)) => Principal::Unidentified(e.to_string()),
+        }
+    }
+
+    /// The name ACL entries use for this principal.
+    fn acl_name(&self) -> Option<&str> {
+        match self {
+            Principal::Client(name) => Some(name),
+            Principal::Anonymous => Some(ANONYMOUS_PRINCIPAL),
+            Principal::Node(_) | Principal::Unidentified(_) => None,
+        }
+    }
+}
+
+/// A principal's standing, resolved against one metadata copy.
+pub(crate) struct Access<'a> {
+    principal: &'a Principal,
+    md: &'a Metadata,
+    /// Node, super user or `admin` grant: every client request allowed.
+    all: bool,
+}
+
+impl<'a> Access<'a> {
+    pub(crate) fn new(principal: &'a Principal, md: &'a Metadata, super_users: &[String]) -> Self {
+        let all = match principal {
+            Principal::Node(_) => true,
+            Principal::Client(name) => {
+                super_users.iter().any(|s| s == name)
+                    || md
+                        .acls
+                        .iter()
+                        .any(|e| e.grants(name, Operation::Admin, ResourceKind::Cluster, ""))
+            }
+            Principal::Anonymous => md.acls.iter().any(|e| {
+                e.grants(
+                    ANONYMOUS_PRINCIPAL,
+                    Operation::Admin,
+                    ResourceKind::Cluster,
+                    "",
+                )
+            }),
+            Principal::Unidentified(_) => false,
+        };
+        Self { principal, md, all }
+    }
+
+    /// Whether the principal holds `operation` on `kind`/`name`.
+    fn holds(&self, operation: Operation, kind: ResourceKind, name: &str) -> bool {
+        if self.all {
+            return true;
+        }
+        let Some(principal) = self.principal.acl_name() else {
+            return false;
+        };
+        self.md
+            .acls
+            .iter()
+            .any(|e| e.grants(principal, operation, kind, name))
+    }
+
+    fn require(&self, operation: Operation, resource: ResourcePattern) -> Result<(), WireError> {
+        let (kind, name) = match &resource {
+            ResourcePattern::Cluster => (ResourceKind::Cluster, ""),
+            ResourcePattern::Topic(n) | ResourcePattern::TopicPrefix(n) => {
+                (ResourceKind::Topic, n.as_str())
+            }
+            ResourcePattern::SmartModule(n) | ResourcePattern::SmartModulePrefix(n) => {
+                (ResourceKind::SmartModule, n.as_str())
+            }
+        };
+        if self.holds(operation, kind, name) {
+            Ok(())
+        } else {
+            Err(WireError::Denied {
+                principal: self.principal.to_string(),
+                operation,
+                resource,
+            })
+        }
+    }
+
+    /// Whether the principal may see a topic at all (in lists, descriptions).
+    fn sees_topic(&self, name: &str) -> bool {
+        self.holds(Operation::Produce, ResourceKind::Topic, name)
+            || self.holds(Operation::Consume, ResourceKind::Topic, name)
+    }
+
+    fn sees_smartmodule(&self, name: &str) -> bool {
+        self.holds(Operation::Use, ResourceKind::SmartModule, name)
+            || self.holds(Operation::Register, ResourceKind::SmartModule, name)
+    }
+
+    /// Checks `request` before it is served.
+    pub(crate) fn authorize(&self, request: &Request) -> Result<(), WireError> {
+        if let Principal::Unidentified(reason) = self.principal {
+            return Err(WireError::Unauthenticated {
+                reason: reason.clone(),
+            });
+        }
+        if let Some(what) = node_only(request) {
+            return match (self.principal, request) {
+                (Principal::Node(me), Request::JoinCluster { id, .. }) if me != id => {
+                    Err(WireError::Unauthenticated {
+                        reason: format!(
+                            "node {me}'s certificate cannot announce node {id}; each node joins with its own certificate"
+                        ),
+                    })
+                }
+                (Principal::Node(_), _) => Ok(()),
+                (other, _) => Err(WireError::Unauthenticated {
+                    reason: format!(
+                        "{what} is a request between nodes and {other} is not a node; only a node certificate issued by the cluster CA may send it"
+                    ),
+                }),
+            };
+        }
+        let topic = |name: &str| ResourcePattern::Topic(name.to_owned());
+        let module = |name: &str| ResourcePattern::SmartModule(name.to_owned());
+        match request {
+            // Lists are filtered (see `filter`). A topic asked for by name
+            // shows its layout (partitions, leaders), which producers and
+            // consumers need before their first request; its records and
+            // settings changes stay behind the grants below, so a denial
+            // names the operation the caller was after.
+            Request::ClusterStatus
+            | Request::ListTopics
+            | Request::ListPartitions { .. }
+            | Request::DescribeTopic { .. }
+            | Request::ListSmartModules => Ok(()),
+            Request::Produce(p) => self.require(Operation::Produce, topic(&p.topic)),
+            Request::Fetch(f) => {
+                self.require(Operation::Consume, topic(&f.topic))?;
+                for invocation in &f.smartmodules {
+                    match &invocation.module {
+                        SmartModuleSource::Registered(name) => {
+                            self.require(Operation::Use, module(name))?
+                        }
+                        // Running one's own code is registering it for a while.
+                        SmartModuleSource::AdHoc { name, .. } => {
+                            self.require(Operation::Register, module(name))?
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Request::CreateSmartModule { name, .. } | Request::DeleteSmartModule { name } => {
+                self.require(Operation::Register, module(name))
+            }
+            Request::DescribeSmartModule { name } | Request::DownloadSmartModule { name } => {
+                if self.sees_smartmodule(name) {
+                    Ok(())
+                } else {
+                    self.require(Operation::Use, module(name))
+                }
+            }
+            Request::CreateTopic(_)
+            | Request::DeleteTopic { .. }
+            | Request::UnregisterNode { .. }
+            | Request::ReassignPartition { .. }
+            | Request::AddAcl(_)
+            | Request::RemoveAcl(_)
+            | Request::ListAcls => self.require(Operation::Admin, ResourcePattern::Cluster),
+            Request::Once { request, .. } => self.authorize(request),
+            // Handled by `node_only` above.
+            Request::Raft(_)
+            | Request::JoinCluster { .. }
+            | Request::NodeIncarnation { .. }
+            | Request::ReadReplicaLog { .. }
+            | Request::FinishReassignment { .. } => Ok(()),
+        }
+    }
+
+    /// Removes from `response` to `request` what the principal may not
+    /// see: in lists, topics and SmartModules it holds no grant on; nodes'
+    /// operational details (data directory, pid) unless it is an admin.
+    pub(crate) fn filter(&self, request: &RequestShape, response: &mut Response) {
+        if self.all {
+            return;
+        }
+        match response {
+            Response::Topics(topics) => topics.retain(|t| self.sees_topic(&t.spec.name)),
+            Response::Partitions(partitions) if *request == RequestShape::List => {
+                partitions.retain(|p| self.sees_topic(&p.topic))
+            }
+            Response::SmartModules(modules) => modules.retain(|m| self.sees_smartmodule(&m.name)),
+            Response::ClusterStatus(status) => {
+                for node in &mut status.nodes {
+                    node.data_dir = String::new();
+                    node.pid = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What [`Access::filter`] needs to know of a request once it is consumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestShape {
+    /// A list of everything of a kind.
+    List,
+    /// Anything else (a named resource, a change).
+    Other,
+}
+
+impl RequestShape {
+    pub(crate) fn of(request: &Request) -> Self {
+        match request {
+            Request::ListTopics
+            | Request::ListSmartModules
+            | Request::ListPartitions { topic: None } => RequestShape::List,
+            Request::Once { request, .. } => RequestShape::of(request),
+            _ => RequestShape::Other,
+        }
+    }
+}
+
+/// What a node-only request is called in a refusal; `None` for client requests.
+fn node_only(request: &Request) -> Option<&'static str> {
+    match request {
+        Request::Raft(_) => Some("a Raft message"),
+        Request::JoinCluster { .. } => Some("joining the cluster"),
+        Request::NodeIncarnation { .. } => Some("a node incarnation query"),
+        Request::ReadReplicaLog { .. } => Some("copying a replica's log"),
+        Request::FinishReassignment { .. } => Some("finishing a reassignment"),
+        _ => None,
+    }
+}
+
+/// Requests that change the cluster's shape or its permissions: each one
+/// is written to the audit trail even when allowed.
+fn is_administrative(request: &Request) -> bool {
+    match request {
+        Request::Once { request, .. } => is_administrative(request),
+        other => other.is_metadata_change(),
+    }
+}
+
+/// Writes the audit line of a request: every denial, and every
+/// administrative request a client made (nodes forwarding them are not
+/// audited twice).
+pub(crate) fn audit(
+    principal: &Principal,
+    remote: SocketAddr,
+    request: &Request,
+    verdict: &Result<(), WireError>,
+) {
+    let what = request.name();
+    match verdict {
+        Err(error) => tracing::warn!(
+            target: AUDIT_TARGET,
+            %principal, %remote, request = what, %error,
+            "denied"
+        ),
+        Ok(()) if is_administrative(request) && !matches!(principal, Principal::Node(_)) => {
+            tracing::info!(
+                target: AUDIT_TARGET,
+                %principal, %remote, request = what, detail = ?administrative_detail(request),
+                "allowed"
+            )
+        }
+        Ok(()) => {}
+    }
+}
+
+/// What an administrative request changes, for its audit line (never the
+/// SmartModule's code).
+fn administrative_detail(request: &Request) -> String {
+    match request {
+        Request::Once { request, .. } => administrative_detail(request),
+        Request::CreateTopic(spec) => format!("topic {:?}", spec.name),
+        Request::DeleteTopic { name } => format!("topic {name:?}"),
+        Request::CreateSmartModule { name, wasm } => {
+            format!("smartmodule {name:?} ({} bytes)", wasm.len())
+        }
+        Request::DeleteSmartModule { name } => format!("smartmodule {name:?}"),
+        Request::UnregisterNode { id } => format!("node {id}"),
+        Request::ReassignPartition {
+            topic,
+            partition,
+            replicas,
+        } => format!("partition {topic}/{partition} to nodes {replicas:?}"),
+        Request::AddAcl(entry) | Request::RemoveAcl(entry) => entry.to_string(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_proto::{AclEntry, FetchRequest, ProduceRequest, ReadFrom, StartOffset};
+
+    fn grant(principal: &str, operation: Operation, resource: ResourcePattern) -> AclEntry {
+        AclEntry {
+            principal: principal.into(),
+            operation,
+            resource,
+        }
+    }
+
+    fn produce(topic: &str) -> Request {
+        Request::Produce(ProduceRequest {
+            topic: topic.into(),
+            partition: 0,
+            records: Vec::new(),
+            producer: None,
+        })
+    }
+
+    fn fetch(topic: &str, modules: Vec<SmartModuleSource>) -> Request {
+        Request::Fetch(FetchRequest {
+            topic: topic.into(),
+            partition: 0,
+            start: StartOffset::Beginning,
+            end_offset: None,
+            max_records: None,
+            follow: false,
+            max_bytes: 0,
+            read_from: ReadFrom::Leader,
+            replica: None,
+            smartmodules: modules
+                .into_iter()
+                .map(|module| sluice_proto::SmartModuleInvocation {
+                    module,
+                    kind: None,
+                    params: Default::default(),
+                    initial: None,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn grants_allow_exactly_what_they_name() {
+        let mut md = Metadata::default();
+        md.acls.insert(grant(
+            "alice",
+            Operation::Produce,
+            ResourcePattern::TopicPrefix("orders-".into()),
+        ));
+        md.acls.insert(grant(
+            "alice",
+            Operation::Consume,
+            ResourcePattern::Topic("audit".into()),
+        ));
+        md.acls.insert(grant(
+            "alice",
+            Operation::Use,
+            ResourcePattern::SmartModule("redact".into()),
+        ));
+        let alice = Principal::Client("alice".into());
+        let access = Access::new(&alice, &md, &[]);
+        assert!(access.authorize(&produce("orders-eu")).is_ok());
+        let denied = access.authorize(&produce("audit")).unwrap_err();
+        assert_eq!(
+            denied,
+            WireError::Denied {
+                principal: "alice".into(),
+                operation: Operation::Produce,
+                resource: ResourcePattern::Topic("audit".into()),
+            }
+        );
+        assert!(access.authorize(&fetch("audit", vec![])).is_ok());
+        assert!(
+            access
+                .authorize(&fetch(
+                    "audit",
+                    vec![SmartModuleSource::Registered("redact".into())]
+                ))
+                .is_ok()
+        );
+        // Another module, or code of one's own, needs its own grant.
+        for module in [
+            SmartModuleSource::Registered("other".into()),
+            SmartModuleSource::AdHoc {
+                name: "redact".into(),
+                wasm: vec![0; 8],
+            },
+        ] {
+            assert!(access.authorize(&fetch("audit", vec![module])).is_err());
+        }
+        for admin_only in [
+            Request::DeleteTopic {
+                name: "orders-eu".into(),
+            },
+            Request::ListAcls,
+            Request::Once {
+                id: Default::default(),
+                request: Box::new(Request::UnregisterNode { id: 3 }),
+            },
+        ] {
+            assert!(matches!(
+                access.authorize(&admin_only),
+                Err(WireError::Denied {
+                    operation: Operation::Admin,
+                    ..
+                })
+            ));
+        }
+        // Another principal holds nothing.
+        let bob = Principal::Client("bob".into());
+        assert!(
+            Access::new(&bob, &md, &[])
+                .authorize(&produce("orders-eu"))
+                .is_err()
+        );
+        // Super users and admin grants hold everything a client may ask.
+        assert!(
+            Access::new(&bob, &md, &["bob".into()])
+                .authorize(&Request::ListAcls)
+                .is_ok()
+        );
+        md.acls
+            .insert(grant("bob", Operation::Admin, ResourcePattern::Cluster));
+        assert!(Access::new(&bob, &md, &[]).authorize(&produce("x")).is_ok());
+    }
+
+    #[test]
+    fn node_only_requests_need_a_node_certificate() {
+        let md = Metadata::default();
+        let join = |id| Request::JoinCluster {
+            id,
+            addr: "127.0.0.1:1".into(),
+            incarnation: "x".into(),
+        };
+        let read = Request::ReadReplicaLog {
+            group: 1,
+            from_offset: 0,
+            max_bytes: 1,
+        };
+        for principal in [
+            Principal::Client("root".into()),
+            Principal::Anonymous,
+            Principal::Unidentified("no identity".into()),
+        ] {
+            let access = Access::new(&principal, &md, &["root".into()]);
+            for request in [join(2), read.clone(), Request::NodeIncarnation { id: 1 }] {
+                assert!(
+                    matches!(
+                        access.authorize(&request),
+                        Err(WireError::Unauthenticated { .. })
+                    ),
+                    "{principal:?} {request:?}"
+                );
+            }
+        }
+        let node = Principal::Node(2);
+        let access = Access::new(&node, &md, &[]);
+        assert!(access.authorize(&join(2)).is_ok());
+        assert!(access.authorize(&read).is_ok());
+        let err = access.authorize(&join(3)).unwrap_err().to_string();
+        assert!(err.contains("cannot announce node 3"), "{err}");
+    }
+
+    #[test]
+    fn lists_show_only_what_the_principal_holds_a_grant_on() {
+        let mut md = Metadata::default();
+        md.acls.insert(grant(
+            "alice",
+            Operation::Consume,
+            ResourcePattern::Topic("mine".into()),
+        ));
+        let alice = Principal::Client("alice".into());
+        let access = Access::new(&alice, &md, &[]);
+        let info = |name: &str| sluice_proto::TopicInfo {
+            spec: sluice_proto::TopicSpec::new(name),
+            created_ms: 0,
+            assignments: Vec::new(),
+        };
+        let mut response = Response::Topics(vec![info("mine"), info("theirs")]);
+        access.filter(&RequestShape::List, &mut response);
+        assert_eq!(response, Response::Topics(vec![info("mine")]));
+        let partition = |topic: &str| sluice_proto::PartitionStatus {
+            topic: topic.into(),
+            partition: 0,
+            leader: None,
+            replicas: Vec::new(),
+            start_offset: 0,
+            committed_offset: 0,
+            end_offset: 0,
+            size_bytes: 0,
+            leaving: Vec::new(),
+        };
+        let mut listed = Response::Partitions(vec![partition("mine"), partition("theirs")]);
+        access.filter(&RequestShape::List, &mut listed);
+        assert_eq!(listed, Response::Partitions(vec![partition("mine")]));
+        // Asked for by name, a topic's layout is shown: a producer needs it
+        // before its first batch, and the batch itself is what is refused.
+        let mut named = Response::Partitions(vec![partition("theirs")]);
+        access.filter(&RequestShape::Other, &mut named);
+        assert_eq!(named, Response::Partitions(vec![partition("theirs")]));
+        assert!(access.authorize(&produce("theirs")).is_err());
+    }
+
+    #[test]
+    fn principal_bounds_agree_between_certificates_and_acls() {
+        assert_eq!(
+            sluice_transport::tls::PRINCIPAL_NAME_BYTES_MAX,
+            sluice_proto::limits::ACL_PRINCIPAL_BYTES_MAX
+        );
+        // No certificate may name the anonymous principal.
+        assert!(sluice_transport::check_principal_name(ANONYMOUS_PRINCIPAL).is_err());
+    }
+}

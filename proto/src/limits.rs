@@ -153,6 +153,50 @@ const _: () = assert!(SMARTMODULE_CODE_BYTES_MAX <= SMARTMODULE_SIZE_BYTES_MAX);
 const _: () = assert!(SMARTMODULE_FUNCTION_BODY_BYTES_MAX <= SMARTMODULE_CODE_BYTES_MAX);
 const _: () = assert!(SMARTMODULE_LOCALS_PER_FUNCTION_MAX <= SMARTMODULE_LOCALS_TOTAL_MAX);
 
+// Resource bounds of a node's network surface. A peer may hold at most this
+// much of a node: every figure below is enforced by the node whatever the
+// peer announces, so memory and tasks cannot grow because a peer asked.
+
+/// Requests (bidirectional streams) a connection may have open at once; the
+/// QUIC transport refuses to open more (the peer waits for one to finish).
+/// Far above what a client pipelines (a producer keeps a handful of batches
+/// in flight per partition) and what a node sends a peer.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 512;
+/// Unread bytes QUIC buffers for one stream / one connection (its flow
+/// control windows): what a peer can make a node hold before the node has
+/// read anything.
+pub const STREAM_RECEIVE_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+pub const CONNECTION_RECEIVE_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
+/// Request bytes a node holds for one connection once read (frames being
+/// read, decoded, or served): a stream waits for room before reading its
+/// frame's body, so 512 streams announcing 16 MiB each hold this much, not 8 GiB.
+pub const REQUEST_BYTES_PER_CONNECTION_MAX: usize = 64 * 1024 * 1024;
+/// The same across all connections of a node.
+pub const REQUEST_BYTES_PER_NODE_MAX: usize = 1024 * 1024 * 1024;
+/// Connections a node serves at once, and from one source IP address.
+/// Refused beyond (the peer sees the connection refused and retries).
+pub const CONNECTIONS_PER_NODE_MAX: usize = 4096;
+pub const CONNECTIONS_PER_SOURCE_IP_MAX: usize = 256;
+/// Time from a stream's opening to its request frame fully read: a peer
+/// that sends a header (or nothing) and stalls loses its stream.
+pub const REQUEST_READ_DEADLINE_MS: u64 = 30_000;
+/// Time a frame's body may go without a byte arriving once the node has
+/// set its size aside in the budgets above: a peer that announces frames
+/// and stops sending holds that room this long, not the whole read deadline.
+pub const REQUEST_BODY_STALL_DEADLINE_MS: u64 = 5_000;
+/// Time a connection may stay open with no request under way before the
+/// node closes it. Clients reconnect on their next request.
+pub const CONNECTION_IDLE_DEADLINE_MS: u64 = 300_000;
+
+const _: () = assert!(FRAME_SIZE_BYTES_MAX <= REQUEST_BYTES_PER_CONNECTION_MAX);
+const _: () = assert!(REQUEST_BODY_STALL_DEADLINE_MS < REQUEST_READ_DEADLINE_MS);
+const _: () = assert!(REQUEST_BYTES_PER_CONNECTION_MAX <= REQUEST_BYTES_PER_NODE_MAX);
+const _: () = assert!(CONNECTIONS_PER_SOURCE_IP_MAX <= CONNECTIONS_PER_NODE_MAX);
+const _: () = assert!(STREAM_RECEIVE_WINDOW_BYTES <= CONNECTION_RECEIVE_WINDOW_BYTES);
+// A whole frame fits in one stream's window, so a stream never waits on a
+// window update the node would only send after reading.
+const _: () = assert!(FRAME_SIZE_BYTES_MAX <= 2 * STREAM_RECEIVE_WINDOW_BYTES as usize);
+
 /// Bytes of a principal name in an ACL entry; the same bound as client
 /// certificate names (`sluice_transport::PRINCIPAL_NAME_BYTES_MAX`, checked
 /// equal by a test of the node), so every grantable name can be issued.

@@ -4,6 +4,7 @@
 //! [`Node::start`] is the one function that wires everything: data directory,
 //! Raft database, controller, partition replicas, TLS and the QUIC server.
 
+mod admission;
 mod authz;
 mod config;
 mod data_dir;

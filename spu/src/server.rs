@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
 use sluice_proto::limits::{
-    FETCH_RESPONSE_BYTES_MAX, FRAME_SIZE_BYTES_MAX, PRODUCE_BATCH_RECORDS_MAX,
-    PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_MAX,
+    CONNECTION_IDLE_DEADLINE_MS, FETCH_RESPONSE_BYTES_MAX, FRAME_SIZE_BYTES_MAX,
+    PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_OVERHEAD_BYTES_MAX,
+    RECORD_SIZE_BYTES_MAX, REQUEST_BODY_STALL_DEADLINE_MS, REQUEST_READ_DEADLINE_MS,
 };
 use sluice_proto::{
     CodecError, ConsumerRecord, ConsumerRecordRef, FetchRequest, PROTOCOL_VERSION, PartitionStatus,
@@ -18,8 +19,9 @@ use sluice_proto::{
     Response, StartOffset, WireError, codec,
 };
 use sluice_storage::StoredBatch;
-use sluice_transport::{FrameError, read_frame, write_frame};
+use sluice_transport::{FrameError, read_frame_body, read_frame_len, write_frame};
 
+use crate::admission::{Admission, ConnectionSlot, Reservation};
 use crate::authz::{self, Access, Principal};
 use crate::node::Shared;
 use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
@@ -29,50 +31,95 @@ use crate::transforms::Transforms;
 const RECONCILE_WAIT: Duration = Duration::from_secs(15);
 
 pub(crate) async fn serve(endpoint: quinn::Endpoint, node: Arc<Shared>) {
+    let admission = Admission::new();
     while let Some(incoming) = endpoint.accept().await {
+        let remote = incoming.remote_address();
+        // Counted before the handshake, so refusing costs the node nothing.
+        let slot = match admission.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::warn!(%remote, %refusal, "connection refused");
+                incoming.refuse();
+                continue;
+            }
+        };
         let node = node.clone();
         tokio::spawn(async move {
-            let remote = incoming.remote_address();
             match incoming.await {
-                Ok(conn) => serve_connection(conn, node).await,
+                Ok(conn) => serve_connection(conn, node, slot).await,
                 Err(e) => tracing::debug!(%remote, error = %e, "handshake failed"),
             }
         });
     }
 }
 
-async fn serve_connection(conn: quinn::Connection, node: Arc<Shared>) {
+/// Closes a connection that has had no request under way for
+/// [`CONNECTION_IDLE_DEADLINE_MS`].
+const IDLE_CLOSE_CODE: u32 = 0;
+
+async fn serve_connection(conn: quinn::Connection, node: Arc<Shared>, slot: ConnectionSlot) {
     let remote = conn.remote_address();
     let principal = Arc::new(Principal::of(&conn));
+    let slot = Arc::new(slot);
     tracing::debug!(%remote, %principal, "peer connected");
+    let idle_deadline = Duration::from_millis(CONNECTION_IDLE_DEADLINE_MS);
+    // Streams of this connection still being served: a connection with a
+    // follow consumer open is not idle, however long it goes without a new stream.
+    let open = Arc::new(());
     loop {
-        match conn.accept_bi().await {
-            Ok((send, recv)) => {
+        match tokio::time::timeout(idle_deadline, conn.accept_bi()).await {
+            Ok(Ok((send, recv))) => {
                 let peer = Peer {
                     principal: principal.clone(),
                     remote,
+                    slot: slot.clone(),
+                    _open: open.clone(),
                 };
                 tokio::spawn(serve_stream(send, recv, node.clone(), peer));
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::debug!(%remote, reason = %e, "connection closed");
                 return;
             }
+            Err(_) if Arc::strong_count(&open) == 1 => {
+                tracing::debug!(%remote, %principal, "closing an idle connection");
+                conn.close(IDLE_CLOSE_CODE.into(), b"idle");
+                return;
+            }
+            Err(_) => {}
         }
     }
 }
 
-/// Who sent a stream's request, and from where.
+/// Who sent a stream's request, from where, and what it may hold.
 struct Peer {
     principal: Arc<Principal>,
     remote: std::net::SocketAddr,
+    slot: Arc<ConnectionSlot>,
+    /// Counts this stream as open on its connection while it is served.
+    _open: Arc<()>,
 }
 
 async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shared>, peer: Peer) {
-    let request = match read_request(&mut recv).await {
-        Ok(Some(request)) => request,
-        Ok(None) => return,
-        Err(error) => {
+    let deadline = Duration::from_millis(REQUEST_READ_DEADLINE_MS);
+    let read = tokio::time::timeout(deadline, read_request(&mut recv, &peer.slot)).await;
+    // Held until the request is served: its bytes stay in memory that long.
+    let (request, _reservation) = match read {
+        Ok(Ok(Some(read))) => read,
+        Ok(Ok(None)) => return,
+        Err(_) => {
+            tracing::debug!(remote = %peer.remote, ?deadline, "request not received in time");
+            let _ = recv.stop(0u32.into());
+            let error = WireError::MalformedRequest {
+                reason: format!(
+                    "the request frame did not arrive within {deadline:?} of the stream's opening"
+                ),
+            };
+            let _ = respond(&mut send, &Response::Error(error)).await;
+            let _ = send.finish();
+            return;
+        }
+        Ok(Err(error)) => {
             tracing::warn!(error = %error, remote = %peer.remote, "rejected a request");
             let _ = respond(&mut send, &Response::Error(error)).await;
             let _ = send.finish();
@@ -126,23 +173,33 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
     }
 }
 
-async fn read_request(recv: &mut RecvStream) -> Result<Option<Request>, WireError> {
-    let frame = match read_frame(recv, FRAME_SIZE_BYTES_MAX).await {
-        Ok(Some(frame)) => frame,
-        Ok(None) => return Ok(None),
-        Err(FrameError::TooLarge { size, max }) => {
-            return Err(WireError::MalformedRequest {
-                reason: format!("frame of {size} bytes exceeds the limit of {max} bytes"),
-            });
-        }
-        Err(e) => {
-            return Err(WireError::MalformedRequest {
-                reason: e.to_string(),
-            });
-        }
+/// Reads and decodes a stream's request, first reserving its size in the
+/// connection's and the node's budgets (waiting for room if need be).
+async fn read_request(
+    recv: &mut RecvStream,
+    slot: &ConnectionSlot,
+) -> Result<Option<(Request, Reservation)>, WireError> {
+    let malformed = |e: FrameError| match e {
+        FrameError::TooLarge { size, max } => WireError::MalformedRequest {
+            reason: format!("frame of {size} bytes exceeds the limit of {max} bytes"),
+        },
+        other => WireError::MalformedRequest {
+            reason: other.to_string(),
+        },
     };
+    let Some(len) = read_frame_len(recv, FRAME_SIZE_BYTES_MAX)
+        .await
+        .map_err(malformed)?
+    else {
+        return Ok(None);
+    };
+    let reservation = slot.reserve(len).await;
+    let stall = Duration::from_millis(REQUEST_BODY_STALL_DEADLINE_MS);
+    let frame = read_frame_body(recv, len, Some(stall))
+        .await
+        .map_err(malformed)?;
     codec::decode::<Request>(&frame)
-        .map(Some)
+        .map(|request| Some((request, reservation)))
         .map_err(|e| match e {
             CodecError::VersionMismatch { peer, ours } => WireError::UnsupportedVersion {
                 client: peer,

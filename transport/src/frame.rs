@@ -39,6 +39,19 @@ pub enum FrameError {
         /// Bytes that arrived before the end of the stream.
         received: usize,
     },
+    /// No byte of the frame arrived for `after`.
+    #[error(
+        "no byte of a frame arrived for {after:?} after {received} of its {expected} bytes; \
+         the peer stopped sending mid-message"
+    )]
+    Stalled {
+        /// Bytes the frame needed.
+        expected: usize,
+        /// Bytes that arrived before the stall.
+        received: usize,
+        /// How long nothing arrived.
+        after: std::time::Duration,
+    },
     /// Reading from the stream failed (connection lost, stream reset, ...).
     #[error("could not read a frame: {0}; the connection or stream is gone, reconnect and retry")]
     Read(#[from] quinn::ReadError),
@@ -97,6 +110,18 @@ pub async fn read_frame(
     recv: &mut quinn::RecvStream,
     max_bytes: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    match read_frame_len(recv, max_bytes).await? {
+        Some(len) => read_frame_body(recv, len, None).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a frame's length prefix: the first half of [`read_frame`], for a
+/// reader that must make room (or wait for it) before taking the body.
+pub async fn read_frame_len(
+    recv: &mut quinn::RecvStream,
+    max_bytes: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     let mut filled = 0;
     while filled < FRAME_HEADER_LEN {
@@ -119,6 +144,17 @@ pub async fn read_frame(
             max: max_bytes as u64,
         });
     }
+    Ok(Some(len))
+}
+
+/// Reads the `len` payload bytes that follow a length prefix. With `stall`,
+/// gives up when no byte arrives for that long: a reader that set memory
+/// aside for the frame does not keep it for a peer that stopped sending.
+pub async fn read_frame_body(
+    recv: &mut quinn::RecvStream,
+    len: usize,
+    stall: Option<std::time::Duration>,
+) -> Result<Vec<u8>, FrameError> {
     // Filled from quinn's received chunks as they come: a zeroed buffer
     // (`read_exact`'s) would cost a memset of every frame, megabytes per fetch.
     // It grows as bytes arrive rather than being reserved from the header: a
@@ -126,7 +162,21 @@ pub async fn read_frame(
     // to 17 GB of address space with 1,000 streams.
     let mut payload = Vec::with_capacity(len.min(FRAME_RESERVE_BYTES_MAX));
     while payload.len() < len {
-        match recv.read_chunk(len - payload.len(), true).await? {
+        let chunk = recv.read_chunk(len - payload.len(), true);
+        let chunk = match stall {
+            Some(after) => match tokio::time::timeout(after, chunk).await {
+                Ok(chunk) => chunk,
+                Err(_) => {
+                    return Err(FrameError::Stalled {
+                        expected: len,
+                        received: payload.len(),
+                        after,
+                    });
+                }
+            },
+            None => chunk.await,
+        };
+        match chunk? {
             Some(chunk) => payload.extend_from_slice(&chunk.bytes),
             None => {
                 return Err(FrameError::Truncated {
@@ -136,5 +186,5 @@ pub async fn read_frame(
             }
         }
     }
-    Ok(Some(payload))
+    Ok(payload)
 }

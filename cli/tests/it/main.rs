@@ -4,6 +4,7 @@
 mod bad_input;
 mod harness;
 mod idempotence;
+mod limits;
 mod membership;
 mod multihost;
 mod pipelining;

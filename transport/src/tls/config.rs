@@ -28,16 +28,16 @@ pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(200);
 /// sees it). A connection dropped by mistake costs a reconnect and an
 /// idempotent resend, nothing else.
 pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1_000);
-/// Per-stream receive window: large enough that one stream can carry a big
-/// produce/fetch batch without waiting for window updates each round trip.
-pub const STREAM_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;
+/// Per-stream receive window (see `sluice_proto::limits`, where every bound
+/// of a node's network surface is named).
+pub const STREAM_RECEIVE_WINDOW: u32 = sluice_proto::limits::STREAM_RECEIVE_WINDOW_BYTES;
 /// Per-connection receive window, shared by all streams of the connection.
-pub const CONNECTION_RECEIVE_WINDOW: u32 = 32 * 1024 * 1024;
+pub const CONNECTION_RECEIVE_WINDOW: u32 = sluice_proto::limits::CONNECTION_RECEIVE_WINDOW_BYTES;
 /// Per-connection send buffer limit.
 pub const SEND_WINDOW: u64 = 32 * 1024 * 1024;
 /// How many bidirectional streams a peer may have open at once; each request
-/// typically uses its own stream, so this bounds in-flight requests.
-pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 4096;
+/// uses its own stream, so this bounds in-flight requests per connection.
+pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = sluice_proto::limits::STREAMS_PER_CONNECTION_MAX;
 
 /// Whether a server asks connecting peers for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,7 +72,10 @@ pub fn transport_config() -> Arc<TransportConfig> {
         .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
         .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
         .send_window(SEND_WINDOW)
-        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS));
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
+        // Sluice uses bidirectional streams only: a peer may open none of
+        // the other kind (each would be state the node keeps for nothing).
+        .max_concurrent_uni_streams(VarInt::from_u32(0));
     Arc::new(transport)
 }
 

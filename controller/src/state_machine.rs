@@ -611,6 +611,41 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_commands_and_metadata_from_the_leader() {
+        // Commands arrive in log entries from the leader; metadata in its
+        // snapshots and in this node's own file.
+        let commands: Vec<Vec<u8>> = [
+            Command::AddAcl(grant("alice", "orders")),
+            Command::Once {
+                id: [1, 2],
+                command: Box::new(Command::DeleteTopic { name: "t".into() }),
+            },
+            Command::CreateTopic {
+                spec: TopicSpec::new("t"),
+                created_ms: 1,
+                live: Some(vec![1, 2]),
+            },
+            Command::ReassignPartition {
+                topic: "t".into(),
+                partition: 0,
+                replicas: vec![2, 3],
+            },
+        ]
+        .iter()
+        .map(encode)
+        .collect();
+        sluice_fuzzing::run("controller::Command", &commands, |bytes| {
+            let _ = decode::<Command>(bytes);
+        });
+        let mut md = Metadata::default();
+        md.acls.insert(grant("alice", "orders"));
+        md.removed.insert(4);
+        sluice_fuzzing::run("controller::Metadata", &[encode_metadata(&md)], |bytes| {
+            let _ = decode_metadata(bytes);
+        });
+    }
+
+    #[test]
     fn corrupt_or_future_metadata_is_refused_with_its_reason() {
         let good = encode_metadata(&Metadata::default());
         let mut future = good.clone();

@@ -73,6 +73,8 @@ openraft::declare_raft_types!(
 );
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod tests;

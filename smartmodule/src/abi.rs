@@ -352,6 +352,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fuzz_what_a_module_hands_back() {
+        // A module's output is written by untrusted code: the host decodes
+        // it with these, so no output may make them panic or over-allocate.
+        let mut out = Encoder::new();
+        out.u8(RESULT_OK).count(2);
+        for (i, key) in [(1i64, Some(&b"k"[..])), (2, None)] {
+            out.record(RawRecord {
+                offset: i,
+                timestamp: i * 10,
+                key,
+                value: b"value",
+            });
+        }
+        let mut params = Encoder::new();
+        params.count(1).bytes(b"key").bytes(b"value");
+        let seeds = vec![out.finish(), encode_error(3, "bad record"), params.finish()];
+        sluice_fuzzing::run("smartmodule::abi", &seeds, |bytes| {
+            let _ = decode_result(bytes);
+            if let Some(rest) = bytes.get(1..) {
+                let _ = Decoder::new(rest).records();
+            }
+            let _ = Decoder::new(bytes).params();
+        });
+    }
+
+    #[test]
     fn records_round_trip() {
         let recs = [
             RawRecord {

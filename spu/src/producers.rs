@@ -533,8 +533,11 @@ impl ProducerTable {
 /// Decodes `bytes` as exactly one `T`: a table followed by anything is
 /// damaged or of another format, not a table.
 fn decode_whole<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map_err(|e| e.to_string())?;
+    // Tables travel in partition snapshots (from the leader) and sit on
+    // disk: no length in them is believed beyond what a frame holds.
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, crate::partition::bincode_config())
+            .map_err(|e| e.to_string())?;
     if used != bytes.len() {
         return Err(format!(
             "{} bytes follow the table's {used}",
@@ -770,6 +773,47 @@ mod tests {
         assert_eq!(apply(&mut t, 1, 51), Verdict::Stale { last_sequence });
         assert_eq!(apply(&mut t, 2, 52), Verdict::Retry { base_offset: 2 });
         assert_eq!(t.producers[&7].len(), DEDUP_WINDOW);
+    }
+
+    #[test]
+    fn the_fullest_table_decodes_within_the_decoding_limit() {
+        // Every producer the table keeps, each with a full window: what
+        // decoding must still accept (it refuses lengths beyond a frame).
+        let mut t = ProducerTable::default();
+        for p in 0..PRODUCERS_PER_PARTITION_MAX as u64 {
+            for s in 0..DEDUP_WINDOW as u64 {
+                t.record(seq(u64::MAX - p, s), u64::MAX / 2, u64::MAX / 2);
+            }
+        }
+        let bytes = t.encode();
+        assert!(bytes.len() < sluice_proto::limits::FRAME_SIZE_BYTES_MAX / 2);
+        assert_eq!(ProducerTable::decode(&bytes).unwrap(), t);
+    }
+
+    #[test]
+    fn fuzz_tables_and_commands_from_the_leader() {
+        let mut t = ProducerTable::default();
+        for s in 0..3 {
+            t.record(seq(7, s), 10 + s, 20 + s);
+        }
+        sluice_fuzzing::run("spu::ProducerTable", &[t.encode()], |bytes| {
+            let _ = ProducerTable::decode(bytes);
+        });
+        let command = crate::partition::PartitionCommand::Append {
+            records: vec![Record {
+                key: Some(b"k".to_vec()),
+                value: b"value".to_vec(),
+                timestamp_ms: 5,
+            }],
+            producer: Some(ProducerSeq {
+                producer_id: 1,
+                sequence: 2,
+            }),
+        };
+        let seeds = vec![crate::partition::encode(&command)];
+        sluice_fuzzing::run("spu::PartitionCommand", &seeds, |bytes| {
+            let _ = crate::partition::decode::<crate::partition::PartitionCommand>(bytes);
+        });
     }
 
     #[test]

@@ -20,6 +20,8 @@
 mod batch;
 pub mod durability;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod index;
 mod log;
 mod segment;

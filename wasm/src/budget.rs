@@ -662,6 +662,26 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_modules_measured_before_compiling() {
+        // The pre-compile pass reads every module a peer registers or sends
+        // ad hoc; no module may make it panic or take long.
+        let mut plain = WasmBuilder::smartmodule(0);
+        let f = plain.function(
+            TYPE_VOID,
+            &[(3, I32), (2, I32)],
+            nested_loops(3, &touch_locals(5)),
+        );
+        plain.export("extra", f);
+        let mut tabled = WasmBuilder::smartmodule(1);
+        tabled.table(10);
+        tabled.import("env", "host");
+        let seeds = vec![plain.encode(), tabled.encode()];
+        sluice_fuzzing::run("wasm::ModuleFigures", &seeds, |bytes| {
+            let _ = ModuleFigures::measure("fuzzed", bytes);
+        });
+    }
+
+    #[test]
     fn a_module_over_the_size_limit_is_refused_before_it_is_read() {
         let mut b = WasmBuilder::smartmodule(0);
         b.padding(l::SMARTMODULE_SIZE_BYTES_MAX);

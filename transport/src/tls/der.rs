@@ -264,6 +264,19 @@ mod tests {
             let _ = san_uris(&der[..len]);
             let _ = issuer_parts(&der[..len]);
         }
+        let node = ca.issue_node(4, &["n4.example.com"], &[]).unwrap();
+        let node_der = crate::tls::pem::certs(&node.cert_pem, "certificate")
+            .unwrap()
+            .swap_remove(0);
+        sluice_fuzzing::run(
+            "transport::certificate",
+            &[der.to_vec(), node_der.to_vec()],
+            |bytes| {
+                let _ = san_uris(bytes);
+                let _ = issuer_parts(bytes);
+                let _ = crate::tls::PeerIdentity::from_cert_der(bytes);
+            },
+        );
         let mut bytes = der.to_vec();
         for i in 0..bytes.len() {
             for flip in [0x01, 0x80, 0xff] {

@@ -22,4 +22,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
 
+# Dependency policy (deny.toml): licences, banned crates, sources.
+command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --version 0.20.2
+cargo deny --offline check licenses bans sources
+# Advisories need the RustSec database, fetched from GitHub, which these
+# machines cannot reach: checked when a copy is present, said when not.
+if [ -d "$HOME/.cargo/advisory-dbs" ]; then
+  cargo deny --offline check advisories
+else
+  echo "cargo deny: advisories not checked (no RustSec database in ~/.cargo/advisory-dbs; see README.md)"
+fi
+
+# SmartModule ABI and decoders are fuzzed for SLUICE_FUZZ_SECS (default 1 s) per target.
 cargo test --workspace --locked "$@"

@@ -71,7 +71,11 @@ impl Transform {
     /// The invocation: `uses` resolves like a module flag's value (a path or
     /// a registered name); `with` values become the module's parameters
     /// (strings as they are, anything structured as JSON text).
-    fn invocation(self, initial: &Option<String>) -> anyhow::Result<SmartModuleInvocation> {
+    fn invocation(
+        self,
+        initial: &Option<String>,
+        base: &Path,
+    ) -> anyhow::Result<SmartModuleInvocation> {
         let mut params = BTreeMap::new();
         for (key, value) in self.with {
             let text = match value {
@@ -89,7 +93,7 @@ impl Transform {
             params.insert(key, text);
         }
         Ok(SmartModuleInvocation {
-            module: source(&self.uses)?,
+            module: transform_source(&self.uses, base)?,
             kind: None,
             params,
             initial: initial.as_ref().map(|v| v.as_bytes().to_vec()),
@@ -181,25 +185,20 @@ impl SmartModuleArgs {
     fn transforms_chain(&self) -> anyhow::Result<Vec<SmartModuleInvocation>> {
         let mut entries = Vec::new();
         if let Some(path) = &self.transforms {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read transforms file {}", path.display()))?;
-            let file: TransformsFile = serde_yaml::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not a transforms file (transforms: [{{uses: NAME, with: {{...}}}}])",
-                    path.display()
-                )
-            })?;
-            entries.extend(file.transforms);
+            let file = read_transforms_file(path)?;
+            // Module files named in it are looked for beside it.
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            entries.extend(file.transforms.into_iter().map(|t| (t, base.clone())));
         }
         for line in &self.transforms_line {
             let t: Transform = serde_json::from_str(line).with_context(|| {
                 format!("--transforms-line {line:?} is not {{\"uses\": NAME, \"with\": {{...}}}}")
             })?;
-            entries.push(t);
+            entries.push((t, PathBuf::new()));
         }
         entries
             .into_iter()
-            .map(|t| t.invocation(&self.initial))
+            .map(|(t, base)| t.invocation(&self.initial, &base))
             .collect()
     }
 }
@@ -213,6 +212,9 @@ fn flag_positions(argv: &[String], flag: &str) -> Vec<usize> {
         .map(|(i, _)| i)
         .collect()
 }
+
+/// The first four bytes of every WebAssembly module.
+const WASM_MAGIC: &[u8] = b"\0asm";
 
 /// A path to a `.wasm` file (or any existing file) is an ad-hoc module, a `.rs` file is
 /// compiled on the fly into one; anything else names a registered module.
@@ -232,9 +234,103 @@ fn source(value: &str) -> anyhow::Result<SmartModuleSource> {
     }
 }
 
+/// Largest transforms file read: real ones are a few hundred bytes.
+const TRANSFORMS_FILE_BYTES_MAX: u64 = 64 * 1024;
+/// Deepest nesting of `[` and `{` in a transforms file: the YAML parser's
+/// time grows with it (64 KiB of `[` took seconds), and parameters are
+/// shallow.
+const TRANSFORMS_FILE_FLOW_DEPTH_MAX: usize = 32;
+
+fn read_transforms_file(path: &Path) -> anyhow::Result<TransformsFile> {
+    let what = || format!("transforms file {}", path.display());
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", what()))?
+        .len();
+    if size > TRANSFORMS_FILE_BYTES_MAX {
+        bail!(
+            "{} is {size} bytes, over the limit of {TRANSFORMS_FILE_BYTES_MAX}: a transforms file lists modules and their parameters; pass large data another way",
+            what()
+        );
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", what()))?;
+    let depth = flow_depth(&text);
+    if depth > TRANSFORMS_FILE_FLOW_DEPTH_MAX {
+        bail!(
+            "{} nests [ and {{ {depth} deep, over the limit of {TRANSFORMS_FILE_FLOW_DEPTH_MAX}",
+            what()
+        );
+    }
+    serde_yaml::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a transforms file (transforms: [{{uses: NAME, with: {{...}}}}])",
+            path.display()
+        )
+    })
+}
+
+/// The deepest nesting of YAML flow collections (`[`, `{`) outside quotes
+/// and comments. A cheap upper bound checked before parsing.
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote = None;
+    let mut comment = false;
+    let mut previous = '\n';
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            _ if comment => comment = c != '\n',
+            (Some('"'), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') if previous.is_whitespace() => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = c;
+    }
+    deepest
+}
+
+/// Where a transforms entry's module comes from. Unlike a module flag, a
+/// file that names `../../etc/passwd` must not make the CLI upload that
+/// file: a `.wasm` (or `.rs`) entry is a path inside the directory of the
+/// transforms file (the current directory for `--transforms-line`), and
+/// anything else is the name of a registered module, never a file.
+fn transform_source(uses: &str, base: &Path) -> anyhow::Result<SmartModuleSource> {
+    if !(uses.ends_with(".wasm") || uses.ends_with(".rs")) {
+        return Ok(SmartModuleSource::Registered(uses.to_string()));
+    }
+    let relative = Path::new(uses);
+    let inside = relative.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    if !inside {
+        bail!(
+            "transform `uses: {uses}` points outside the transforms file's directory; name a module file beside it (e.g. `uses: filters/even.wasm`) or a registered module"
+        );
+    }
+    source(&base.join(relative).display().to_string())
+}
+
 fn ad_hoc(path: &Path) -> anyhow::Result<SmartModuleSource> {
     let wasm = std::fs::read(path)
         .with_context(|| format!("cannot read SmartModule file {}", path.display()))?;
+    if !wasm.starts_with(WASM_MAGIC) {
+        bail!(
+            "{} is not a WebAssembly module (its first bytes are not \\0asm); build one with `sluice smart-module build`",
+            path.display()
+        );
+    }
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -272,8 +368,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("f.wasm");
         let m = dir.path().join("m.wasm");
-        std::fs::write(&f, b"f").unwrap();
-        std::fs::write(&m, b"m").unwrap();
+        std::fs::write(&f, b"\0asm-f").unwrap();
+        std::fs::write(&m, b"\0asm-m").unwrap();
         let (f, m) = (f.display().to_string(), m.display().to_string());
         let args = SmartModuleArgs {
             filter: vec![f.clone()],
@@ -300,7 +396,7 @@ mod tests {
             chain[0].module,
             SmartModuleSource::AdHoc {
                 name: "m.wasm".into(),
-                wasm: b"m".to_vec()
+                wasm: b"\0asm-m".to_vec()
             }
         );
         assert_eq!(
@@ -341,6 +437,62 @@ mod tests {
             bad.chain(&argv("consume t")).is_err(),
             "a misspelt key is refused"
         );
+    }
+
+    #[test]
+    fn a_transforms_file_cannot_upload_files_outside_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mods")).unwrap();
+        std::fs::write(dir.path().join("mods/ok.wasm"), b"\0asm\x01\0\0\0").unwrap();
+        std::fs::write(dir.path().join("secret"), b"password").unwrap();
+        std::fs::write(dir.path().join("notwasm.wasm"), b"password").unwrap();
+        let chain_of = |yaml: &str| {
+            let file = dir.path().join("t.yaml");
+            std::fs::write(&file, yaml).unwrap();
+            SmartModuleArgs {
+                transforms: Some(file),
+                ..Default::default()
+            }
+            .chain(&argv("consume t"))
+        };
+        let chain = chain_of("transforms:\n  - uses: mods/ok.wasm\n  - uses: secret\n").unwrap();
+        assert!(matches!(chain[0].module, SmartModuleSource::AdHoc { .. }));
+        // A name that happens to be a file beside it is still a registered name.
+        assert_eq!(
+            chain[1].module,
+            SmartModuleSource::Registered("secret".into())
+        );
+        for escape in ["../../etc/passwd.wasm", "/etc/x.wasm", "mods/../../x.wasm"] {
+            let err = chain_of(&format!("transforms:\n  - uses: {escape}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("outside the transforms file's directory"),
+                "{err}"
+            );
+        }
+        let err = chain_of("transforms:\n  - uses: notwasm.wasm\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a WebAssembly module"), "{err}");
+    }
+
+    #[test]
+    fn deep_or_huge_transforms_files_are_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.yaml");
+        let args = SmartModuleArgs {
+            transforms: Some(file.clone()),
+            ..Default::default()
+        };
+        std::fs::write(&file, format!("transforms: {}", "[".repeat(40_000))).unwrap();
+        let err = args.chain(&argv("consume t")).unwrap_err().to_string();
+        assert!(err.contains("nests [ and { 40000 deep"), "{err}");
+        std::fs::write(&file, " ".repeat(TRANSFORMS_FILE_BYTES_MAX as usize + 1)).unwrap();
+        let err = args.chain(&argv("consume t")).unwrap_err().to_string();
+        assert!(err.contains("over the limit"), "{err}");
+        // Brackets in quotes and comments do not count.
+        assert_eq!(flow_depth("a: '[[[[' # [[[[\nb: \"{{\\\"\"\nc: [[1]]"), 2);
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub const FETCH_RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// remembers this many of each producer's last written batches, so any batch
 /// the producer may resend is recognised.
 pub const PRODUCER_IN_FLIGHT_PER_PARTITION_MAX: usize = 5;
+/// How far ahead of the receiving node's clock a record's timestamp may be.
+/// Time-based retention deletes a segment once its newest record is old
+/// enough, so a record stamped years ahead would keep its segment, and all
+/// after it, for years. Kafka's `message.timestamp.after.max.ms` default.
+pub const RECORD_TIMESTAMP_AHEAD_MS_MAX: i64 = 60 * 60 * 1000;
 /// Partitions of one topic.
 pub const TOPIC_PARTITIONS_MAX: u32 = 1024;
 /// Characters in a topic name.

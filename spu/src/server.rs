@@ -11,7 +11,8 @@ use quinn::{RecvStream, SendStream};
 use sluice_proto::limits::{
     CONNECTION_IDLE_DEADLINE_MS, FETCH_RESPONSE_BYTES_MAX, FRAME_SIZE_BYTES_MAX,
     PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_OVERHEAD_BYTES_MAX,
-    RECORD_SIZE_BYTES_MAX, REQUEST_BODY_STALL_DEADLINE_MS, REQUEST_READ_DEADLINE_MS,
+    RECORD_SIZE_BYTES_MAX, RECORD_TIMESTAMP_AHEAD_MS_MAX, REQUEST_BODY_STALL_DEADLINE_MS,
+    REQUEST_READ_DEADLINE_MS,
 };
 use sluice_proto::{
     CodecError, ConsumerRecord, ConsumerRecordRef, FetchRequest, PROTOCOL_VERSION, PartitionStatus,
@@ -558,7 +559,16 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
         )));
     }
     let mut total = 0;
+    let latest_ms = sluice_proto::now_ms().saturating_add(RECORD_TIMESTAMP_AHEAD_MS_MAX);
     for (index, r) in req.records.iter().enumerate() {
+        if r.timestamp_ms > latest_ms {
+            return Err(invalid(format!(
+                "record {index} is stamped {} ms, more than {RECORD_TIMESTAMP_AHEAD_MS_MAX} ms ahead of node {}'s clock ({} ms); fix the producer's clock or timestamps (such a record would keep its segment from expiring)",
+                r.timestamp_ms,
+                node.config.id,
+                latest_ms - RECORD_TIMESTAMP_AHEAD_MS_MAX
+            )));
+        }
         let size_bytes = r.size_bytes();
         if size_bytes > RECORD_SIZE_BYTES_MAX {
             return Err(WireError::RecordTooLarge {

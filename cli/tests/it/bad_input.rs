@@ -242,3 +242,44 @@ async fn ask_raw(conn: sluice_transport::Connection, frame: Vec<u8>) -> sluice_p
         .unwrap();
     sluice_proto::codec::decode(&reply).unwrap()
 }
+
+/// A record stamped far ahead of the node's clock would keep its segment
+/// (and every later one) from expiring by time: refused, naming the record.
+#[test]
+fn records_stamped_far_in_the_future_are_refused() {
+    use sluice_proto::Record;
+    let env = Env::started();
+    env.ok(&["topic", "create", "t"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let endpoint = format!("127.0.0.1:{}", env.port);
+        let client =
+            sluice_client::Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
+                .await
+                .unwrap();
+        let now = sluice_proto::now_ms();
+        let record = |timestamp_ms| Record {
+            key: None,
+            value: b"v".to_vec(),
+            timestamp_ms,
+        };
+        let err = client
+            .produce("t", 0, vec![record(now), record(i64::MAX)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("record 1 is stamped") && err.contains("ahead"),
+            "{err}"
+        );
+        // A few minutes of clock skew is fine.
+        client
+            .produce("t", 0, vec![record(now + 5 * 60 * 1000)])
+            .await
+            .unwrap();
+    });
+    assert_eq!(env.ok(&["consume", "t", "-B", "-d"]), "v\n");
+}

@@ -123,7 +123,7 @@ pub enum TlsError {
         what: &'static str,
         /// What the PEM decoder reported.
         #[source]
-        source: std::io::Error,
+        source: rustls::pki_types::pem::Error,
     },
 
     /// PEM text decoded fine but held no certificate.

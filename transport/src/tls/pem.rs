@@ -1,8 +1,7 @@
 //! Decoding PEM text into the DER types rustls consumes.
 
-use std::io::BufReader;
-
 use rustls::RootCertStore;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::TlsError;
@@ -12,7 +11,7 @@ pub(crate) fn certs(
     pem: &str,
     what: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = rustls_pemfile::certs(&mut BufReader::new(pem.as_bytes()))
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem { what, source })?;
     if certs.is_empty() {
@@ -26,9 +25,11 @@ pub(crate) fn private_key(
     pem: &str,
     what: &'static str,
 ) -> Result<PrivateKeyDer<'static>, TlsError> {
-    rustls_pemfile::private_key(&mut BufReader::new(pem.as_bytes()))
-        .map_err(|source| TlsError::Pem { what, source })?
-        .ok_or(TlsError::NoPrivateKey { what })
+    match PrivateKeyDer::from_pem_slice(pem.as_bytes()) {
+        Ok(key) => Ok(key),
+        Err(pem::Error::NoItemsFound) => Err(TlsError::NoPrivateKey { what }),
+        Err(source) => Err(TlsError::Pem { what, source }),
+    }
 }
 
 /// A root store holding only the cluster CA: nothing else is ever trusted.

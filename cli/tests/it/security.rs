@@ -309,3 +309,43 @@ fn acls_grant_exactly_what_they_name_and_denials_say_how_to_fix_them() {
         "{audit:#?}"
     );
 }
+
+#[test]
+fn a_node_refuses_to_start_with_a_certificate_that_names_someone_else() {
+    let env = Env::new();
+    let ca = sluice_transport::ClusterCa::generate("c1").unwrap();
+    for (issued, named) in [
+        (ca.issue_node(2, &[], &[]).unwrap(), "names node 2"),
+        (ca.issue_client("admin").unwrap(), "names admin"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        issued.save(&tls, "node").unwrap();
+        std::fs::write(tls.join("ca.pem"), ca.cert_pem()).unwrap();
+        let out = env.run(
+            &[
+                "node",
+                "run",
+                "--id",
+                "1",
+                "--cluster-id",
+                "c1",
+                "--data-dir",
+                &dir.path().display().to_string(),
+                "--listen",
+                &format!("127.0.0.1:{}", crate::harness::free_udp_port()),
+            ],
+            b"",
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is not node 1's certificate") && err.contains(named),
+            "{err}"
+        );
+        assert!(
+            err.contains("--node-id 1"),
+            "says how to issue the right one: {err}"
+        );
+    }
+}

@@ -553,6 +553,37 @@ mod tests {
         access.filter(&RequestShape::Other, &mut named);
         assert_eq!(named, Response::Partitions(vec![partition("theirs")]));
         assert!(access.authorize(&produce("theirs")).is_err());
+        // Where nodes keep their data and which process runs them is for admins.
+        let status = || {
+            Response::ClusterStatus(sluice_proto::ClusterStatus {
+                cluster_id: "c".into(),
+                controller_leader: Some(1),
+                nodes: vec![sluice_proto::NodeStatus {
+                    id: 1,
+                    advertised_addr: "127.0.0.1:9003".into(),
+                    listen_addr: "127.0.0.1:9003".into(),
+                    data_dir: "/var/lib/sluice".into(),
+                    pid: 4242,
+                    role: "controller-leader".into(),
+                    healthy: true,
+                    version: "0.1.0".into(),
+                    uptime_ms: 1,
+                }],
+            })
+        };
+        let mut seen = status();
+        access.filter(&RequestShape::Other, &mut seen);
+        let Response::ClusterStatus(seen) = seen else {
+            unreachable!()
+        };
+        assert_eq!(
+            (seen.nodes[0].data_dir.as_str(), seen.nodes[0].pid),
+            ("", 0)
+        );
+        let admin = Principal::Client("root".into());
+        let mut full = status();
+        Access::new(&admin, &md, &["root".into()]).filter(&RequestShape::Other, &mut full);
+        assert_eq!(full, status());
     }
 
     #[test]

@@ -798,6 +798,11 @@ async fn serve_fetch(
     // A chunk read (from this offset) while the modules ran over the one before.
     let mut read_ahead = None;
     loop {
+        // A long fetch never holds its worker thread: it yields whenever
+        // tokio's cooperative budget is spent, even if every write went
+        // straight into QUIC's buffer (a fetch that spun here once took
+        // its worker, and two took the node).
+        tokio::task::consume_budget().await;
         let done = remaining == Some(0) || req.end_offset.is_some_and(|last| next > last);
         if done {
             return respond(send, &Response::FetchEnd { next_offset: next }).await;

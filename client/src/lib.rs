@@ -63,7 +63,8 @@ pub use consumer::{Consumer, RESUME_BUDGET};
 pub use error::{ClientError, Result};
 pub use fetch::FetchStream;
 pub use producer::{
-    DeliveryFuture, Producer, ProducerConfig, RecordMetadata, fnv1a, partition_for_key,
+    DeliveryFuture, PRODUCER_BUFFER_BYTES_DEFAULT, Producer, ProducerConfig, RecordMetadata, fnv1a,
+    partition_for_key,
 };
 pub use sluice_transport::CertKeyPair;
 

@@ -7,8 +7,9 @@
 //! `max_in_flight_per_partition` batches on the wire, numbered, and the
 //! partition writes them in number order only, so order is kept, retries
 //! included (see `Batcher`); at most `max_in_flight` are on the wire across
-//! partitions; when too many full batches wait, [`Producer::send`] waits
-//! (backpressure) instead of buffering without bound.
+//! partitions; when too many full batches wait, or the records not yet
+//! acknowledged take `buffer_bytes` (Kafka's `buffer.memory`),
+//! [`Producer::send`] waits (backpressure) instead of buffering without bound.
 //! Failed batches are retried with exponential backoff while the error is
 //! retriable (no leader, node unavailable, connection lost, overtaken by a
 //! later batch), until `delivery_timeout`.
@@ -23,9 +24,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use sluice_proto::limits::{
     PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, PRODUCER_IN_FLIGHT_PER_PARTITION_MAX,
+    RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_MAX,
 };
 use sluice_proto::{ProducerSeq, Record, WireError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::client::{Client, check_record_size};
@@ -54,7 +56,15 @@ pub struct ProducerConfig {
     pub partition: Option<u32>,
     /// How long a batch may keep being retried before its records fail.
     pub delivery_timeout: Duration,
+    /// Bytes of records (keys, values and a fixed overhead each) the
+    /// producer holds between `send` and their acknowledgement or failure;
+    /// `send` waits while a record would not fit. At least
+    /// [`RECORD_SIZE_BYTES_MAX`] plus the overhead, so any record can go.
+    pub buffer_bytes: usize,
 }
+
+/// Default of [`ProducerConfig::buffer_bytes`], Kafka's `buffer.memory` default.
+pub const PRODUCER_BUFFER_BYTES_DEFAULT: usize = 32 * 1024 * 1024;
 
 impl Default for ProducerConfig {
     fn default() -> Self {
@@ -65,6 +75,7 @@ impl Default for ProducerConfig {
             max_in_flight_per_partition: PRODUCER_IN_FLIGHT_PER_PARTITION_MAX,
             partition: None,
             delivery_timeout: Duration::from_secs(30),
+            buffer_bytes: PRODUCER_BUFFER_BYTES_DEFAULT,
         }
     }
 }
@@ -98,7 +109,24 @@ impl Future for DeliveryFuture {
     }
 }
 
-type Reply = oneshot::Sender<Result<RecordMetadata>>;
+/// Where a record's outcome goes, with the record's share of the
+/// producer's buffer: given back when the outcome is sent (or the reply is
+/// dropped), so the buffer counts every record until it is settled.
+struct Reply {
+    tx: oneshot::Sender<Result<RecordMetadata>>,
+    _buffered: OwnedSemaphorePermit,
+}
+
+impl Reply {
+    fn send(self, outcome: Result<RecordMetadata>) {
+        let _ = self.tx.send(outcome);
+    }
+}
+
+/// A record's share of [`ProducerConfig::buffer_bytes`].
+fn buffer_cost(record: &Record) -> usize {
+    record.size_bytes() + RECORD_OVERHEAD_BYTES_MAX
+}
 
 enum Command {
     Send {
@@ -118,6 +146,8 @@ pub struct Producer {
     partitions: u32,
     fixed_partition: Option<u32>,
     tx: mpsc::Sender<Command>,
+    /// Bytes of records sent but not settled: see [`ProducerConfig::buffer_bytes`].
+    buffer: Arc<Semaphore>,
 }
 
 impl Producer {
@@ -127,6 +157,13 @@ impl Producer {
         }
         if config.max_in_flight == 0 {
             return Err(invalid("max_in_flight must be at least 1"));
+        }
+        let record_max = RECORD_SIZE_BYTES_MAX + RECORD_OVERHEAD_BYTES_MAX;
+        if config.buffer_bytes < record_max || config.buffer_bytes > u32::MAX as usize {
+            return Err(invalid(&format!(
+                "buffer_bytes must be {record_max} (the largest record) to {}",
+                u32::MAX
+            )));
         }
         if !(1..=PRODUCER_IN_FLIGHT_PER_PARTITION_MAX).contains(&config.max_in_flight_per_partition)
         {
@@ -169,6 +206,7 @@ impl Producer {
             partitions,
             fixed_partition: config.partition,
             tx,
+            buffer: Arc::new(Semaphore::new(config.buffer_bytes)),
         })
     }
 
@@ -182,18 +220,31 @@ impl Producer {
         self.partitions
     }
 
-    /// Queues `record`; waits only when the producer is at its in-flight
-    /// limit. The returned future resolves with the record's offset.
-    /// Records over the size limit are refused here, before anything is sent.
+    /// Queues `record`; waits while the producer is at its in-flight limit
+    /// or its buffer (`buffer_bytes`) is full. The returned future resolves
+    /// with the record's offset. Records over the size limit are refused
+    /// here, before anything is sent.
     pub async fn send(&self, record: Record) -> Result<DeliveryFuture> {
         check_record_size(&self.topic, &record)?;
+        // Checked above: a record's cost fits the buffer and a u32.
+        let cost = u32::try_from(buffer_cost(&record)).unwrap_or(u32::MAX);
+        let buffered = self
+            .buffer
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| self.closed())?;
         let partition = self.fixed_partition.or_else(|| {
             record
                 .key
                 .as_deref()
                 .map(|key| partition_for_key(key, self.partitions))
         });
-        let (reply, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
+        let reply = Reply {
+            tx,
+            _buffered: buffered,
+        };
         self.tx
             .send(Command::Send {
                 record,
@@ -629,7 +680,7 @@ impl Batcher {
                 lane.backoff = BACKOFF_MIN;
                 for (i, reply) in sent.replies.into_iter().enumerate() {
                     let offset = base_offset + i as u64;
-                    let _ = reply.send(Ok(RecordMetadata { partition, offset }));
+                    reply.send(Ok(RecordMetadata { partition, offset }));
                 }
                 return;
             }
@@ -701,7 +752,7 @@ impl Batcher {
         for sent in lane.sent.drain(pos..) {
             self.in_flight -= 1;
             for reply in sent.replies {
-                let _ = reply.send(Err(ClientError::Delivery {
+                reply.send(Err(ClientError::Delivery {
                     topic: topic.clone(),
                     partition,
                     attempts: sent.attempt + 1,

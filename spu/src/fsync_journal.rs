@@ -122,9 +122,12 @@ pub fn from_env(data_dir: &Path, raft_dir: &Path) -> std::io::Result<LogDbOption
     }
     if flag(JOURNAL_ENV) {
         let journal = FsyncJournal::open(data_dir, raft_dir)?;
-        tracing::info!(
+        // Honoured by release builds too: the fault suite's campaigns test
+        // the release binary. It is never trimmed, so say so loudly.
+        tracing::warn!(
             file = %data_dir.join(JOURNAL_FILE).display(),
-            "recording fsyncs in the test-only journal"
+            "{JOURNAL_ENV} is set: recording every fsync in a test-only journal that grows \
+             with each one and is never trimmed; unset it outside the fault suite"
         );
         sluice_storage::durability::install_observer(journal.clone());
         options.on_sync = Some(Arc::new(move || {

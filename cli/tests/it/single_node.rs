@@ -127,14 +127,18 @@ fn bench_reports_what_it_produced_and_consumed() {
     assert_eq!(consumed["bytes"], 200_000);
 }
 
-#[test]
-fn a_producer_faster_than_the_cluster_blocks_instead_of_buffering_without_bound() {
+/// Sends `record_size`-byte records with `config` to a node paused with
+/// SIGSTOP until `send` blocks, then resumes it: how many `send` accepted,
+/// and how many the topic holds afterwards.
+fn accepted_while_paused(
+    config: sluice_client::ProducerConfig,
+    record_size: usize,
+) -> (usize, usize) {
+    use sluice_client::Client;
     use sluice_client::proto::Record;
-    use sluice_client::{Client, ProducerConfig};
 
     let env = Env::started();
     env.ok(&["topic", "create", "bp"]);
-    let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
     let endpoint = format!("127.0.0.1:{}", env.port);
     let pid = env.node_pid();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -142,20 +146,16 @@ fn a_producer_faster_than_the_cluster_blocks_instead_of_buffering_without_bound(
         .build()
         .unwrap();
     let accepted = rt.block_on(async {
-        let client = Client::connect(&endpoint, &ca, Some(env.admin_identity()))
+        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
             .await
             .unwrap();
-        let config = ProducerConfig {
-            max_in_flight: 2,
-            ..ProducerConfig::default()
-        };
         let producer = client.producer("bp", config).await.unwrap();
         // The node stops answering: nothing is acknowledged any more.
         // SAFETY: pausing the node process this test started.
         unsafe { libc::kill(pid, libc::SIGSTOP) };
         let mut deliveries = Vec::new();
         loop {
-            let send = producer.send(Record::new(vec![b'x'; 1024]));
+            let send = producer.send(Record::new(vec![b'x'; record_size]));
             match tokio::time::timeout(Duration::from_millis(500), send).await {
                 Ok(delivery) => deliveries.push(delivery.unwrap()),
                 Err(_) => break, // `send` waits: the bound is reached.
@@ -171,15 +171,38 @@ fn a_producer_faster_than_the_cluster_blocks_instead_of_buffering_without_bound(
         }
         accepted
     });
+    let stored = env.ok(&["consume", "bp", "-B", "-d"]).lines().count();
+    (accepted, stored)
+}
+
+#[test]
+fn a_producer_faster_than_the_cluster_blocks_instead_of_buffering_without_bound() {
+    let config = sluice_client::ProducerConfig {
+        max_in_flight: 2,
+        ..sluice_client::ProducerConfig::default()
+    };
+    let (accepted, stored) = accepted_while_paused(config, 1024);
     // The queue (1,024 records) plus a few batches of 16 KiB: bounded, not
     // everything the loop could have pushed.
     assert!(
         accepted > 0 && accepted < 2_000,
         "{accepted} records accepted while the node was paused"
     );
-    let stored = env.ok(&["consume", "bp", "-B", "-d"]).lines().count();
     assert_eq!(
         stored, accepted,
         "every accepted record is delivered once the node resumes"
     );
+}
+
+#[test]
+fn a_producer_holds_at_most_its_buffer_in_bytes() {
+    // Large records: the record-count bounds alone would let 1,000 of them
+    // (500 MiB) pile up; the byte bound lets three.
+    let config = sluice_client::ProducerConfig {
+        buffer_bytes: 2 * 1024 * 1024,
+        ..sluice_client::ProducerConfig::default()
+    };
+    let (accepted, stored) = accepted_while_paused(config, 512 * 1024);
+    assert_eq!(accepted, 3, "records accepted while the node was paused");
+    assert_eq!(stored, accepted);
 }

@@ -544,6 +544,17 @@ fn list_partitions(node: &Shared, topic: Option<&str>) -> Result<Response, WireE
     Ok(Response::Partitions(out))
 }
 
+/// The state machine judged a batch by its producer sequence, but the
+/// batch carried none: a bug, reported rather than panicked on.
+fn outcome_without_producer(what: String, verdict: &str) -> WireError {
+    WireError::Storage {
+        what,
+        reason: format!(
+            "the partition called a batch without a producer id {verdict}; this is a bug, please report it"
+        ),
+    }
+}
+
 async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResponse, WireError> {
     let invalid = |reason: String| WireError::InvalidArgument {
         what: "produce batch".into(),
@@ -612,9 +623,9 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
             reason,
         }),
         Ok(AppendOutcome::Stale { last_sequence }) => {
-            let p = req
-                .producer
-                .expect("only batches with a producer are stale");
+            let Some(p) = req.producer else {
+                return Err(outcome_without_producer(what(), "stale"));
+            };
             Err(WireError::StaleBatch {
                 producer_id: p.producer_id,
                 sequence: p.sequence,
@@ -622,9 +633,9 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
             })
         }
         Ok(AppendOutcome::OutOfOrder { last_sequence }) => {
-            let p = req
-                .producer
-                .expect("only batches with a producer are out of order");
+            let Some(p) = req.producer else {
+                return Err(outcome_without_producer(what(), "out of order"));
+            };
             tracing::debug!(
                 topic = %req.topic, partition = req.partition, producer = format_args!("{:x}", p.producer_id),
                 sequence = p.sequence, ?last_sequence, "rejected a batch that overtook its predecessor"

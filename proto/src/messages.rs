@@ -85,13 +85,12 @@ pub enum Request {
     /// Without it, a create retried after a timeout, or forwarded late by a
     /// node that lost leadership, could undo a later delete.
     ///
-    /// The only recursive request, so its decoding refuses what it must not
-    /// carry before recursing (see [`decode_once_inner`]): a frame of nested
-    /// `Once`s overflowed a worker's stack.
+    /// It carries a [`MetadataChange`], not a request: no request type
+    /// contains another (a frame of nested `Once`s once overflowed a
+    /// worker's stack, and a `Once` around a Raft RPC reached an `unreachable!`).
     Once {
         id: RequestId,
-        #[serde(deserialize_with = "decode_once_inner")]
-        request: Box<Request>,
+        change: MetadataChange,
     },
     /// Node to node: whole stored batches of a partition replica's log from
     /// `from_offset` on, for a replica catching up from a snapshot.
@@ -208,18 +207,111 @@ pub fn new_request_id() -> RequestId {
     [word(1), word(2)]
 }
 
+/// A change of the cluster's metadata: what a [`Request::Once`] carries.
+/// Each is also a request of its own ([`MetadataChange::into_request`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataChange {
+    CreateTopic(TopicSpec),
+    DeleteTopic {
+        name: String,
+    },
+    CreateSmartModule {
+        name: String,
+        #[serde(with = "serde_bytes")]
+        wasm: Vec<u8>,
+    },
+    DeleteSmartModule {
+        name: String,
+    },
+    UnregisterNode {
+        id: NodeId,
+    },
+    ReassignPartition {
+        topic: String,
+        partition: u32,
+        replicas: Vec<NodeId>,
+    },
+    AddAcl(crate::AclEntry),
+    RemoveAcl(crate::AclEntry),
+}
+
+impl MetadataChange {
+    /// The request that makes this change (without the at-most-once id).
+    pub fn into_request(self) -> Request {
+        match self {
+            MetadataChange::CreateTopic(spec) => Request::CreateTopic(spec),
+            MetadataChange::DeleteTopic { name } => Request::DeleteTopic { name },
+            MetadataChange::CreateSmartModule { name, wasm } => {
+                Request::CreateSmartModule { name, wasm }
+            }
+            MetadataChange::DeleteSmartModule { name } => Request::DeleteSmartModule { name },
+            MetadataChange::UnregisterNode { id } => Request::UnregisterNode { id },
+            MetadataChange::ReassignPartition {
+                topic,
+                partition,
+                replicas,
+            } => Request::ReassignPartition {
+                topic,
+                partition,
+                replicas,
+            },
+            MetadataChange::AddAcl(entry) => Request::AddAcl(entry),
+            MetadataChange::RemoveAcl(entry) => Request::RemoveAcl(entry),
+        }
+    }
+
+    /// The change's name in messages and logs (the same as its request's).
+    pub fn name(&self) -> &'static str {
+        match self {
+            MetadataChange::CreateTopic(_) => "create topic",
+            MetadataChange::DeleteTopic { .. } => "delete topic",
+            MetadataChange::CreateSmartModule { .. } => "create SmartModule",
+            MetadataChange::DeleteSmartModule { .. } => "delete SmartModule",
+            MetadataChange::UnregisterNode { .. } => "unregister node",
+            MetadataChange::ReassignPartition { .. } => "reassign partition",
+            MetadataChange::AddAcl(_) => "add ACL",
+            MetadataChange::RemoveAcl(_) => "remove ACL",
+        }
+    }
+}
+
 impl Request {
     /// This metadata change, to be applied at most once (see [`Request::Once`]).
     /// Other requests are returned as they are.
     pub fn once(self) -> Request {
-        if self.is_metadata_change() {
-            Request::Once {
+        match self.into_metadata_change() {
+            Ok(change) => Request::Once {
                 id: new_request_id(),
-                request: Box::new(self),
-            }
-        } else {
-            self
+                change,
+            },
+            Err(other) => other,
         }
+    }
+
+    /// The metadata change this request makes, or the request itself if it
+    /// makes none.
+    pub fn into_metadata_change(self) -> Result<MetadataChange, Request> {
+        Ok(match self {
+            Request::CreateTopic(spec) => MetadataChange::CreateTopic(spec),
+            Request::DeleteTopic { name } => MetadataChange::DeleteTopic { name },
+            Request::CreateSmartModule { name, wasm } => {
+                MetadataChange::CreateSmartModule { name, wasm }
+            }
+            Request::DeleteSmartModule { name } => MetadataChange::DeleteSmartModule { name },
+            Request::UnregisterNode { id } => MetadataChange::UnregisterNode { id },
+            Request::ReassignPartition {
+                topic,
+                partition,
+                replicas,
+            } => MetadataChange::ReassignPartition {
+                topic,
+                partition,
+                replicas,
+            },
+            Request::AddAcl(entry) => MetadataChange::AddAcl(entry),
+            Request::RemoveAcl(entry) => MetadataChange::RemoveAcl(entry),
+            other => return Err(other),
+        })
     }
 
     /// The request's name in messages and logs.
@@ -248,11 +340,11 @@ impl Request {
             Request::AddAcl(_) => "add ACL",
             Request::RemoveAcl(_) => "remove ACL",
             Request::ListAcls => "list ACLs",
-            Request::Once { request, .. } => request.name(),
+            Request::Once { change, .. } => change.name(),
         }
     }
 
-    /// A change of the cluster's metadata: what a [`Request::Once`] may carry.
+    /// Whether this request changes the cluster's metadata (in a `Once` or not).
     pub fn is_metadata_change(&self) -> bool {
         matches!(
             self,
@@ -264,37 +356,9 @@ impl Request {
                 | Request::ReassignPartition { .. }
                 | Request::AddAcl(_)
                 | Request::RemoveAcl(_)
+                | Request::Once { .. }
         )
     }
-}
-
-std::thread_local! {
-    /// Set while the request inside a `Once` is being decoded on this thread.
-    static DECODING_ONCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Decodes the request inside a [`Request::Once`]: one level only (a `Once`
-/// inside it is refused as soon as its tag is read, so nesting costs no
-/// stack), and only a metadata change.
-fn decode_once_inner<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<Request>, D::Error> {
-    use serde::de::Error;
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            DECODING_ONCE.set(false);
-        }
-    }
-    if DECODING_ONCE.replace(true) {
-        return Err(D::Error::custom("a Once request inside another"));
-    }
-    let _reset = Reset;
-    let request = Box::<Request>::deserialize(d)?;
-    if !request.is_metadata_change() {
-        return Err(D::Error::custom(
-            "a Once request may carry only a metadata change",
-        ));
-    }
-    Ok(request)
 }
 
 /// What one node's metadata says about a node id.
@@ -605,57 +669,62 @@ mod once_tests {
     use super::*;
     use crate::codec::{decode, encode};
 
-    /// `Once { id: [0, 0], request: <rest> }` as bytes, without `<rest>`.
-    fn once_prefix() -> Vec<u8> {
+    #[test]
+    fn every_metadata_change_round_trips_through_its_request() {
+        let acl = crate::AclEntry {
+            principal: "a".into(),
+            operation: crate::Operation::Admin,
+            resource: crate::ResourcePattern::Cluster,
+        };
+        for change in [
+            MetadataChange::CreateTopic(TopicSpec::new("t")),
+            MetadataChange::DeleteTopic { name: "t".into() },
+            MetadataChange::CreateSmartModule {
+                name: "m".into(),
+                wasm: vec![0, 1],
+            },
+            MetadataChange::DeleteSmartModule { name: "m".into() },
+            MetadataChange::UnregisterNode { id: 3 },
+            MetadataChange::ReassignPartition {
+                topic: "t".into(),
+                partition: 1,
+                replicas: vec![1, 2],
+            },
+            MetadataChange::AddAcl(acl.clone()),
+            MetadataChange::RemoveAcl(acl),
+        ] {
+            let request = change.clone().into_request();
+            assert!(request.is_metadata_change());
+            assert_eq!(request.name(), change.name());
+            assert_eq!(request.into_metadata_change(), Ok(change.clone()));
+            let once = Request::Once { id: [1, 2], change };
+            assert_eq!(decode::<Request>(&encode(&once).unwrap()).unwrap(), once);
+        }
+        assert_eq!(Request::ListTopics.once(), Request::ListTopics);
+    }
+
+    /// A frame of 100,000 `Once` prefixes (as nested `Once`s were encoded
+    /// when one could carry another; the attack overflowed a worker's
+    /// stack) is refused at the second prefix: a `Once` carries a change,
+    /// and no change is a `Once`.
+    #[test]
+    fn repeated_once_prefixes_are_refused_without_recursing() {
         let framed = encode(&Request::Once {
             id: [0, 0],
-            request: Box::new(Request::ListTopics),
+            change: MetadataChange::DeleteTopic { name: "t".into() },
         })
         .unwrap();
-        let list_topics = encode(&Request::ListTopics).unwrap();
-        // Version (2 bytes), the Once prefix, then ListTopics' body.
-        framed[2..framed.len() - (list_topics.len() - 2)].to_vec()
-    }
-
-    #[test]
-    fn a_metadata_change_in_a_once_round_trips() {
-        let once = Request::DeleteTopic { name: "t".into() }.once();
-        assert_eq!(decode::<Request>(&encode(&once).unwrap()).unwrap(), once);
-    }
-
-    /// A frame of 100,000 nested `Once`s (the attack overflowed a worker's
-    /// stack) is refused after two levels, with a clear reason.
-    #[test]
-    fn nested_onces_are_refused_without_recursing() {
-        let mut frame = encode(&Request::ListTopics).unwrap()[..2].to_vec();
-        let prefix = once_prefix();
+        let change = bincode::serde::encode_to_vec(
+            MetadataChange::DeleteTopic { name: "t".into() },
+            bincode::config::standard(),
+        )
+        .unwrap();
+        let prefix = framed[2..framed.len() - change.len()].to_vec();
+        let mut frame = framed[..2].to_vec();
         for _ in 0..100_000 {
             frame.extend_from_slice(&prefix);
         }
-        frame.extend_from_slice(&encode(&Request::ListTopics).unwrap()[2..]);
-        let err = decode::<Request>(&frame).unwrap_err().to_string();
-        assert!(err.contains("a Once request inside another"), "{err}");
-    }
-
-    /// A `Once` around a request that is not a metadata change (a Raft RPC
-    /// reached an `unreachable!` this way) is refused by the codec.
-    #[test]
-    fn a_once_around_anything_but_a_metadata_change_is_refused() {
-        for inner in [
-            Request::ListTopics,
-            Request::Raft(RaftRpc {
-                group: 0,
-                kind: RaftRpcKind::Vote,
-                payload: vec![1, 2, 3],
-            }),
-        ] {
-            let frame = encode(&Request::Once {
-                id: [1, 2],
-                request: Box::new(inner),
-            })
-            .unwrap();
-            let err = decode::<Request>(&frame).unwrap_err().to_string();
-            assert!(err.contains("only a metadata change"), "{err}");
-        }
+        frame.extend_from_slice(&change);
+        assert!(decode::<Request>(&frame).is_err());
     }
 }

@@ -23,8 +23,8 @@ use std::net::SocketAddr;
 
 use sluice_controller::Metadata;
 use sluice_proto::{
-    ANONYMOUS_PRINCIPAL, Operation, Request, ResourceKind, ResourcePattern, Response,
-    SmartModuleSource, WireError,
+    ANONYMOUS_PRINCIPAL, MetadataChange, Operation, Request, ResourceKind, ResourcePattern,
+    Response, SmartModuleSource, WireError,
 };
 use sluice_transport::PeerIdentity;
 
@@ -223,7 +223,20 @@ impl<'a> Access<'a> {
             | Request::AddAcl(_)
             | Request::RemoveAcl(_)
             | Request::ListAcls => self.require(Operation::Admin, ResourcePattern::Cluster),
-            Request::Once { request, .. } => self.authorize(request),
+            Request::Once { change, .. } => match change {
+                MetadataChange::CreateSmartModule { name, .. }
+                | MetadataChange::DeleteSmartModule { name } => {
+                    self.require(Operation::Register, module(name))
+                }
+                MetadataChange::CreateTopic(_)
+                | MetadataChange::DeleteTopic { .. }
+                | MetadataChange::UnregisterNode { .. }
+                | MetadataChange::ReassignPartition { .. }
+                | MetadataChange::AddAcl(_)
+                | MetadataChange::RemoveAcl(_) => {
+                    self.require(Operation::Admin, ResourcePattern::Cluster)
+                }
+            },
             // Handled by `node_only` above.
             Request::Raft(_)
             | Request::JoinCluster { .. }
@@ -272,7 +285,6 @@ impl RequestShape {
             Request::ListTopics
             | Request::ListSmartModules
             | Request::ListPartitions { topic: None } => RequestShape::List,
-            Request::Once { request, .. } => RequestShape::of(request),
             _ => RequestShape::Other,
         }
     }
@@ -293,10 +305,7 @@ fn node_only(request: &Request) -> Option<&'static str> {
 /// Requests that change the cluster's shape or its permissions: each one
 /// is written to the audit trail even when allowed.
 fn is_administrative(request: &Request) -> bool {
-    match request {
-        Request::Once { request, .. } => is_administrative(request),
-        other => other.is_metadata_change(),
-    }
+    request.is_metadata_change()
 }
 
 /// Writes the audit line of a request: every denial, and every
@@ -330,21 +339,34 @@ pub(crate) fn audit(
 /// SmartModule's code).
 fn administrative_detail(request: &Request) -> String {
     match request {
-        Request::Once { request, .. } => administrative_detail(request),
-        Request::CreateTopic(spec) => format!("topic {:?}", spec.name),
-        Request::DeleteTopic { name } => format!("topic {name:?}"),
+        Request::Once { change, .. } => change_detail(change),
         Request::CreateSmartModule { name, wasm } => {
             format!("smartmodule {name:?} ({} bytes)", wasm.len())
         }
-        Request::DeleteSmartModule { name } => format!("smartmodule {name:?}"),
-        Request::UnregisterNode { id } => format!("node {id}"),
-        Request::ReassignPartition {
+        // Admin requests are few and small (a module is the big one, above).
+        other => other
+            .clone()
+            .into_metadata_change()
+            .map(|change| change_detail(&change))
+            .unwrap_or_default(),
+    }
+}
+
+fn change_detail(change: &MetadataChange) -> String {
+    match change {
+        MetadataChange::CreateTopic(spec) => format!("topic {:?}", spec.name),
+        MetadataChange::DeleteTopic { name } => format!("topic {name:?}"),
+        MetadataChange::CreateSmartModule { name, wasm } => {
+            format!("smartmodule {name:?} ({} bytes)", wasm.len())
+        }
+        MetadataChange::DeleteSmartModule { name } => format!("smartmodule {name:?}"),
+        MetadataChange::UnregisterNode { id } => format!("node {id}"),
+        MetadataChange::ReassignPartition {
             topic,
             partition,
             replicas,
         } => format!("partition {topic}/{partition} to nodes {replicas:?}"),
-        Request::AddAcl(entry) | Request::RemoveAcl(entry) => entry.to_string(),
-        _ => String::new(),
+        MetadataChange::AddAcl(entry) | MetadataChange::RemoveAcl(entry) => entry.to_string(),
     }
 }
 
@@ -449,7 +471,7 @@ mod tests {
             Request::ListAcls,
             Request::Once {
                 id: Default::default(),
-                request: Box::new(Request::UnregisterNode { id: 3 }),
+                change: MetadataChange::UnregisterNode { id: 3 },
             },
         ] {
             assert!(matches!(

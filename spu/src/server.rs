@@ -320,15 +320,8 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             wait_reconciled(node).await;
             Ok(Response::PartitionReassigned(assignment))
         }
-        Request::Once { id, request } => {
-            // The codec refuses anything else already; kept so that no
-            // path from input can reach the arm below.
-            if !request.is_metadata_change() {
-                return Err(WireError::MalformedRequest {
-                    reason: "a Once request may carry only a metadata change".into(),
-                });
-            }
-            let inner = Box::pin(handle(node, *request));
+        Request::Once { id, change } => {
+            let inner = Box::pin(handle(node, change.into_request()));
             sluice_controller::Controller::with_request_id(id, inner).await
         }
         Request::ReadReplicaLog {
@@ -411,13 +404,12 @@ pub(crate) async fn propose_anywhere(
     node: &Shared,
     request: Request,
 ) -> Result<Response, WireError> {
-    let inner = match &request {
-        Request::Once { request, .. } => request.as_ref(),
-        other => other,
-    };
+    // Every metadata change is (a `Once` carries one), and so are the
+    // node-to-controller requests.
     let forwardable = matches!(
-        inner,
-        Request::CreateTopic(_)
+        request,
+        Request::Once { .. }
+            | Request::CreateTopic(_)
             | Request::DeleteTopic { .. }
             | Request::CreateSmartModule { .. }
             | Request::DeleteSmartModule { .. }

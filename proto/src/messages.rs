@@ -284,13 +284,13 @@ impl Request {
                 id: new_request_id(),
                 change,
             },
-            Err(other) => other,
+            Err(other) => *other,
         }
     }
 
     /// The metadata change this request makes, or the request itself if it
     /// makes none.
-    pub fn into_metadata_change(self) -> Result<MetadataChange, Request> {
+    pub fn into_metadata_change(self) -> Result<MetadataChange, Box<Request>> {
         Ok(match self {
             Request::CreateTopic(spec) => MetadataChange::CreateTopic(spec),
             Request::DeleteTopic { name } => MetadataChange::DeleteTopic { name },
@@ -310,7 +310,7 @@ impl Request {
             },
             Request::AddAcl(entry) => MetadataChange::AddAcl(entry),
             Request::RemoveAcl(entry) => MetadataChange::RemoveAcl(entry),
-            other => return Err(other),
+            other => return Err(Box::new(other)),
         })
     }
 

@@ -22,6 +22,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
 
+# Formatting and lints are gates, not advice.
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 # Dependency policy (deny.toml): licences, banned crates, sources.
 command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --version 0.20.2
 cargo deny --offline check licenses bans sources

@@ -18,6 +18,9 @@ use crate::Globals;
 use crate::output::OutputFormat;
 use crate::units::{parse_duration, parse_nonzero_size};
 
+/// Acknowledgements one bench producer waits for at once.
+const ACKS_WAITING_MAX: usize = 65_536;
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
     /// Produce records and measure acknowledged throughput and ack latency.
@@ -203,8 +206,9 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             // Acks are awaited as they come, beside the sending loop, so a
             // record's latency ends when its ack arrives, not when we look.
-            let (tx, mut rx) =
-                tokio::sync::mpsc::unbounded_channel::<(Instant, sluice_client::DeliveryFuture)>();
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, sluice_client::DeliveryFuture)>(
+                ACKS_WAITING_MAX,
+            );
             let waiter = tokio::spawn(async move {
                 let mut local = histogram();
                 while let Some((sent, ack)) = rx.recv().await {
@@ -221,7 +225,8 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
                     next += gap;
                 }
                 let sent = Instant::now();
-                let _ = tx.send((sent, producer.send(Record::new(vec![b'x'; size])).await?));
+                let delivery = producer.send(Record::new(vec![b'x'; size])).await?;
+                let _ = tx.send((sent, delivery)).await;
             }
             producer.flush().await?;
             drop(tx);

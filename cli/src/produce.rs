@@ -174,8 +174,10 @@ pub async fn run(args: ProduceArgs, globals: &Globals) -> anyhow::Result<()> {
         None => ProgressBar::hidden(),
     };
 
-    // Deliveries are awaited by a separate task so sending never waits for acks.
-    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, DeliveryFuture)>();
+    // Deliveries are awaited by a separate task so sending waits for acks
+    // only when this many are outstanding (the producer's own buffer bounds
+    // them in bytes first).
+    let (tx, mut rx) = mpsc::channel::<(u64, DeliveryFuture)>(DELIVERIES_WAITING_MAX);
     let tally = tokio::spawn(async move {
         let mut tally = Tally::default();
         while let Some((line, delivery)) = rx.recv().await {
@@ -226,7 +228,10 @@ pub async fn run(args: ProduceArgs, globals: &Globals) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Deliveries = mpsc::UnboundedSender<(u64, DeliveryFuture)>;
+type Deliveries = mpsc::Sender<(u64, DeliveryFuture)>;
+
+/// Acknowledgements `sluice produce` waits for at once.
+const DELIVERIES_WAITING_MAX: usize = 65_536;
 
 /// The records to send for one input record: itself, or what the producer's
 /// SmartModules make of it (run in place: they block).
@@ -254,7 +259,7 @@ async fn send_raw(
     let record = make_record(&config.keying, data, 1)?;
     for record in transformed(chain, record)? {
         let delivery = producer.send(record).await?;
-        let _ = deliveries.send((1, delivery));
+        let _ = deliveries.send((1, delivery)).await;
     }
     Ok(1)
 }
@@ -305,7 +310,7 @@ async fn send_lines(
                     Err(e) => eprintln!("error: {}", e),
                 }
             } else {
-                let _ = deliveries.send((line_number, delivery));
+                let _ = deliveries.send((line_number, delivery)).await;
             }
         }
     }

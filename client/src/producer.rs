@@ -185,7 +185,8 @@ impl Producer {
         // Room for a few batches per in-flight slot, so `send` rarely waits
         // unless the cluster really is the bottleneck.
         let (tx, rx) = mpsc::channel(1024);
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        // One outcome per batch on the wire, and at most `max_in_flight` are.
+        let (done_tx, done_rx) = mpsc::channel(config.max_in_flight);
         let batcher = Batcher {
             client,
             topic: topic.to_string(),
@@ -420,7 +421,7 @@ struct Batcher {
     in_flight: usize,
     /// Closed batches not yet sent, across partitions; bounded for backpressure.
     queued: usize,
-    done_tx: mpsc::UnboundedSender<Outcome>,
+    done_tx: mpsc::Sender<Outcome>,
     flush_waiters: Vec<oneshot::Sender<()>>,
 }
 
@@ -433,11 +434,7 @@ impl Batcher {
         self.in_flight == 0 && self.queued == 0 && self.lanes.values().all(|l| l.open.is_none())
     }
 
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Command>,
-        mut done_rx: mpsc::UnboundedReceiver<Outcome>,
-    ) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut done_rx: mpsc::Receiver<Outcome>) {
         let mut closing = false;
         loop {
             self.pump();
@@ -654,7 +651,7 @@ impl Batcher {
                 })
                 .collect();
             while let Some(outcome) = futures::StreamExt::next(&mut attempts).await {
-                let _ = done.send(outcome);
+                let _ = done.send(outcome).await;
             }
         });
     }

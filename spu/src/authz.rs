@@ -23,8 +23,8 @@ use std::net::SocketAddr;
 
 use sluice_controller::Metadata;
 use sluice_proto::{
-    ANONYMOUS_PRINCIPAL, MetadataChange, Operation, Request, ResourceKind, ResourcePattern,
-    Response, SmartModuleSource, WireError,
+    ANONYMOUS_PRINCIPAL, AclEntry, MetadataChange, Operation, Request, ResourceKind,
+    ResourcePattern, Response, SmartModuleSource, WireError,
 };
 use sluice_transport::PeerIdentity;
 
@@ -83,25 +83,30 @@ pub(crate) struct Access<'a> {
     all: bool,
 }
 
+/// The ACL entries of `principal`: entries are ordered by principal first,
+/// so this is a range of the set, not a scan of every entry.
+fn entries_of<'m>(md: &'m Metadata, principal: &str) -> impl Iterator<Item = &'m AclEntry> {
+    let first = AclEntry {
+        principal: principal.to_owned(),
+        operation: Operation::ALL[0],
+        resource: ResourcePattern::Cluster,
+    };
+    let principal = first.principal.clone();
+    md.acls
+        .range(first..)
+        .take_while(move |e| e.principal == principal)
+}
+
 impl<'a> Access<'a> {
     pub(crate) fn new(principal: &'a Principal, md: &'a Metadata, super_users: &[String]) -> Self {
         let all = match principal {
             Principal::Node(_) => true,
-            Principal::Client(name) => {
-                super_users.iter().any(|s| s == name)
-                    || md
-                        .acls
-                        .iter()
-                        .any(|e| e.grants(name, Operation::Admin, ResourceKind::Cluster, ""))
+            Principal::Client(name) if super_users.iter().any(|s| s == name) => true,
+            Principal::Client(_) | Principal::Anonymous => {
+                let name = principal.acl_name().unwrap_or_default();
+                entries_of(md, name)
+                    .any(|e| e.grants(name, Operation::Admin, ResourceKind::Cluster, ""))
             }
-            Principal::Anonymous => md.acls.iter().any(|e| {
-                e.grants(
-                    ANONYMOUS_PRINCIPAL,
-                    Operation::Admin,
-                    ResourceKind::Cluster,
-                    "",
-                )
-            }),
             Principal::Unidentified(_) => false,
         };
         Self { principal, md, all }
@@ -115,10 +120,7 @@ impl<'a> Access<'a> {
         let Some(principal) = self.principal.acl_name() else {
             return false;
         };
-        self.md
-            .acls
-            .iter()
-            .any(|e| e.grants(principal, operation, kind, name))
+        entries_of(self.md, principal).any(|e| e.grants(principal, operation, kind, name))
     }
 
     fn require(&self, operation: Operation, resource: ResourcePattern) -> Result<(), WireError> {
@@ -373,7 +375,7 @@ fn change_detail(change: &MetadataChange) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_proto::{AclEntry, FetchRequest, ProduceRequest, ReadFrom, StartOffset};
+    use sluice_proto::{FetchRequest, ProduceRequest, ReadFrom, StartOffset};
 
     fn grant(principal: &str, operation: Operation, resource: ResourcePattern) -> AclEntry {
         AclEntry {
@@ -413,6 +415,10 @@ mod tests {
                 })
                 .collect(),
         })
+    }
+
+    fn access_of<'a>(principal: &'a Principal, md: &'a Metadata) -> Access<'a> {
+        Access::new(principal, md, &[])
     }
 
     #[test]
@@ -482,6 +488,19 @@ mod tests {
                 })
             ));
         }
+        // Principals whose names extend alice's share none of her grants.
+        for other in ["alice2", "alic", "alice.x"] {
+            md.acls.insert(grant(
+                other,
+                Operation::Consume,
+                ResourcePattern::Topic("payroll".into()),
+            ));
+        }
+        assert!(
+            access_of(&alice, &md)
+                .authorize(&fetch("payroll", vec![]))
+                .is_err()
+        );
         // Another principal holds nothing.
         let bob = Principal::Client("bob".into());
         assert!(

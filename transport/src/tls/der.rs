@@ -137,15 +137,20 @@ fn parse_name(content: &[u8]) -> Result<Vec<NameAttribute<'_>>, &'static str> {
     Ok(attrs)
 }
 
-/// Extracts the subject name and public key of an X.509 certificate.
-pub(crate) fn issuer_parts(cert_der: &[u8]) -> Result<IssuerParts<'_>, &'static str> {
+/// The fields of a certificate's tbsCertificate (what its signature covers).
+fn tbs_fields(cert_der: &[u8]) -> Result<&[u8], &'static str> {
     let (cert, _) = expect(cert_der, TAG_SEQUENCE, "certificate is not a SEQUENCE")?;
     let (tbs, _) = expect(
         cert.content,
         TAG_SEQUENCE,
         "tbsCertificate is not a SEQUENCE",
     )?;
-    let mut rest = tbs.content;
+    Ok(tbs.content)
+}
+
+/// Extracts the subject name and public key of an X.509 certificate.
+pub(crate) fn issuer_parts(cert_der: &[u8]) -> Result<IssuerParts<'_>, &'static str> {
+    let mut rest = tbs_fields(cert_der)?;
     let (first, after) = next_tlv(rest)?;
     if first.tag == TAG_VERSION {
         rest = after;
@@ -175,13 +180,7 @@ const OID_SUBJECT_ALT_NAME: [u64; 4] = [2, 5, 29, 17];
 /// The URIs among a certificate's subjectAltNames, in order; empty when it
 /// has none (or no SAN extension).
 pub(crate) fn san_uris(cert_der: &[u8]) -> Result<Vec<&str>, &'static str> {
-    let (cert, _) = expect(cert_der, TAG_SEQUENCE, "certificate is not a SEQUENCE")?;
-    let (tbs, _) = expect(
-        cert.content,
-        TAG_SEQUENCE,
-        "tbsCertificate is not a SEQUENCE",
-    )?;
-    let mut rest = tbs.content;
+    let mut rest = tbs_fields(cert_der)?;
     // version, serial, signature, issuer, validity, subject, spki; then the
     // optional unique ids and extensions, each under its own context tag.
     let mut extensions = None;

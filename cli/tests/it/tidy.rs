@@ -87,4 +87,20 @@ fn crates_keep_their_boundaries() {
         );
     }
     assert!(!uses("sluice-storage", "sluice-raft") && !uses("sluice-storage", "sluice-transport"));
+    // The Raft layer talks to peers through its `RaftTransport` trait; the
+    // node supplies QUIC.
+    assert!(
+        !uses("sluice-raft", "sluice-transport"),
+        "sluice-raft must not depend on the QUIC transport"
+    );
+    // The transport moves bytes; of Sluice it knows only the limits.
+    for (krate, list) in &deps {
+        if krate == "sluice-transport" {
+            let ours: Vec<&String> = list
+                .iter()
+                .filter(|d| d.starts_with("sluice-") && *d != "sluice-proto")
+                .collect();
+            assert!(ours.is_empty(), "sluice-transport depends on {ours:?}");
+        }
+    }
 }

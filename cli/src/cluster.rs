@@ -21,7 +21,7 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use sluice_client::config::{ClientConfig, Profile};
 use sluice_client::proto::{ClusterStatus, NodeStatus};
-use sluice_transport::ClusterCa;
+use sluice_transport::{ClusterCa, PeerIdentity};
 
 use crate::{Globals, OutputArgs, OutputFormat};
 
@@ -166,6 +166,15 @@ fn local_root(home: &Path) -> anyhow::Result<PathBuf> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// Whether `<dir>/<stem>.pem` (with its key) exists and names `identity`.
+fn names(dir: &Path, stem: &str, identity: &PeerIdentity) -> bool {
+    sluice_transport::CertKeyPair::load(dir, stem)
+        .ok()
+        .and_then(|pair| pair.identity().ok())
+        .as_ref()
+        == Some(identity)
 }
 
 fn node_dir(root: &Path, i: u32) -> PathBuf {
@@ -330,10 +339,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         let tls = dir.join("tls");
         // Issued once; reissued if it names no node (a release before
         // certificates carried identities), since nodes now require one.
-        let current = sluice_transport::CertKeyPair::load(&tls, "node")
-            .ok()
-            .and_then(|pair| pair.identity().ok());
-        if current != Some(sluice_transport::PeerIdentity::Node(u64::from(i))) {
+        if !names(&tls, "node", &PeerIdentity::Node(u64::from(i))) {
             let ips = [ip_of(i)];
             ca.issue_node(u64::from(i), &[], &ips)?.save(&tls, "node")?;
             std::fs::write(tls.join("ca.pem"), ca.cert_pem())?;
@@ -388,13 +394,11 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
     }
 
     let admin_dir = root.join(ADMIN_DIR);
-    let admin_is_current = sluice_transport::CertKeyPair::load(&admin_dir, "client")
-        .ok()
-        .and_then(|pair| pair.identity().ok())
-        == Some(sluice_transport::PeerIdentity::Client(
-            ADMIN_PRINCIPAL.into(),
-        ));
-    if !admin_is_current {
+    if !names(
+        &admin_dir,
+        "client",
+        &PeerIdentity::Client(ADMIN_PRINCIPAL.into()),
+    ) {
         ca.issue_client(ADMIN_PRINCIPAL)?
             .save(&admin_dir, "client")
             .with_context(|| {

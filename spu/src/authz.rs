@@ -272,6 +272,18 @@ impl<'a> Access<'a> {
     }
 }
 
+/// Whether [`Access::filter`] may remove anything from `response`: a caller
+/// on the produce path skips reading the metadata for the others.
+pub(crate) fn may_hide_something(response: &Response) -> bool {
+    matches!(
+        response,
+        Response::Topics(_)
+            | Response::Partitions(_)
+            | Response::SmartModules(_)
+            | Response::ClusterStatus(_)
+    )
+}
+
 /// What [`Access::filter`] needs to know of a request once it is consumed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RequestShape {
@@ -304,12 +316,6 @@ fn node_only(request: &Request) -> Option<&'static str> {
     }
 }
 
-/// Requests that change the cluster's shape or its permissions: each one
-/// is written to the audit trail even when allowed.
-fn is_administrative(request: &Request) -> bool {
-    request.is_metadata_change()
-}
-
 /// Writes the audit line of a request: every denial, and every
 /// administrative request a client made (nodes forwarding them are not
 /// audited twice).
@@ -326,7 +332,8 @@ pub(crate) fn audit(
             %principal, %remote, request = what, %error,
             "denied"
         ),
-        Ok(()) if is_administrative(request) && !matches!(principal, Principal::Node(_)) => {
+        // Changes of the cluster's shape or permissions are audited even when allowed.
+        Ok(()) if request.is_metadata_change() && !matches!(principal, Principal::Node(_)) => {
             tracing::info!(
                 target: AUDIT_TARGET,
                 %principal, %remote, request = what, detail = ?administrative_detail(request),

@@ -1,4 +1,5 @@
-//! Bounded-time mutation fuzzing for the decoders a peer can reach.
+//! Bounded-time mutation fuzzing for the decoders a peer can reach, and
+//! [`golden`] files that hold the byte formats still.
 //!
 //! Every decoder of bytes from the network or from disk has a target in its
 //! own crate's tests, built on [`run`]: start from valid encodings (the
@@ -13,6 +14,8 @@
 //! test command runs each target for [`DEFAULT_SECS`]; a campaign sets
 //! `SLUICE_FUZZ_SECS` (and `SLUICE_FUZZ_SEED` to vary the inputs), e.g.
 //! `SLUICE_FUZZ_SECS=600 cargo test --workspace fuzz -- --test-threads 2`.
+
+pub mod golden;
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::time::{Duration, Instant};

@@ -790,6 +790,81 @@ mod tests {
         assert_eq!(ProducerTable::decode(&bytes).unwrap(), t);
     }
 
+    /// Partition commands in the Raft log, their outcomes, snapshots and
+    /// producer tables of an earlier build stay readable, byte for byte
+    /// (see `sluice_fuzzing::golden`).
+    #[test]
+    fn golden_partition_formats() {
+        use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let commands = [
+            PartitionCommand::Append {
+                records: vec![
+                    Record {
+                        key: Some(b"k".to_vec()),
+                        value: vec![9; 300],
+                        timestamp_ms: -5,
+                    },
+                    Record {
+                        key: None,
+                        value: Vec::new(),
+                        timestamp_ms: i64::MAX,
+                    },
+                ],
+                producer: Some(ProducerSeq {
+                    producer_id: u64::MAX,
+                    sequence: 1 << 20,
+                }),
+            },
+            PartitionCommand::Append {
+                records: Vec::new(),
+                producer: None,
+            },
+        ];
+        sluice_fuzzing::golden::check(dir, "partition-commands", &commands, encode, decode);
+        let outcomes = [
+            AppendOutcome::Appended {
+                base_offset: 70_000,
+            },
+            AppendOutcome::Replayed,
+            AppendOutcome::Retry { base_offset: 3 },
+            AppendOutcome::Stale { last_sequence: 4 },
+            AppendOutcome::OutOfOrder {
+                last_sequence: None,
+            },
+            AppendOutcome::Failed {
+                reason: "disk full".into(),
+            },
+            AppendOutcome::SequenceReused { base_offset: 8 },
+        ];
+        sluice_fuzzing::golden::check(dir, "append-outcomes", &outcomes, encode, decode);
+        let mut table = ProducerTable {
+            applied_index: 1 << 33,
+            next_offset: 42,
+            ..Default::default()
+        };
+        for s in 0..3 {
+            table.record(seq(7, s), 10 + s, 20 + s);
+        }
+        // One producer only: the table's map has no stable order.
+        sluice_fuzzing::golden::check(
+            dir,
+            "producer-tables",
+            &[ProducerTable::default(), table.clone()],
+            ProducerTable::encode,
+            ProducerTable::decode,
+        );
+        let snapshot = crate::log_copy::PartitionSnapshot {
+            source: 3,
+            group: 1 << 32,
+            start_offset: 100,
+            end_offset: 70_000,
+            last_entry_id: Some(69_999),
+            producers: table.encode(),
+        };
+        sluice_fuzzing::golden::check(dir, "partition-snapshots", &[snapshot], encode, decode);
+    }
+
     #[test]
     fn fuzz_tables_and_commands_from_the_leader() {
         let mut t = ProducerTable::default();

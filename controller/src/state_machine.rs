@@ -83,8 +83,7 @@ pub enum CommandResult {
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .expect("controller types always encode")
+    sluice_proto::encoding::to_vec(value).expect("controller types always encode")
 }
 
 /// Largest command or result the controller decodes: a command travels in
@@ -97,8 +96,7 @@ const COMMAND_BYTES_MAX: usize = sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 const METADATA_BYTES_MAX: usize = 1024 * 1024 * 1024;
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let config = bincode::config::standard().with_limit::<COMMAND_BYTES_MAX>();
-    bincode::serde::decode_from_slice(bytes, config)
+    sluice_proto::encoding::from_slice(bytes, COMMAND_BYTES_MAX)
         .map(|(v, _)| v)
         .map_err(|e| e.to_string())
 }
@@ -109,20 +107,18 @@ const METADATA_MAGIC: &[u8; 4] = b"SLMD";
 /// 2: ACL entries added.
 const METADATA_FORMAT: u16 = 2;
 
-/// The saved form of `md`: header, then bincode.
+/// The saved form of `md`: header, then its encoding.
 pub(crate) fn encode_metadata(md: &Metadata) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(METADATA_MAGIC);
     out.extend_from_slice(&METADATA_FORMAT.to_be_bytes());
-    bincode::serde::encode_into_std_write(md, &mut out, bincode::config::standard())
-        .expect("metadata always encodes");
+    sluice_proto::encoding::append_to(&mut out, md).expect("metadata always encodes");
     out
 }
 
 /// Reads what [`encode_metadata`] wrote, or format 1 (no header) from an
 /// older release.
 pub(crate) fn decode_metadata(bytes: &[u8]) -> Result<Metadata, String> {
-    let config = bincode::config::standard().with_limit::<METADATA_BYTES_MAX>();
     let whole = |used: usize| {
         if used == bytes.len() {
             Ok(())
@@ -142,16 +138,19 @@ pub(crate) fn decode_metadata(bytes: &[u8]) -> Result<Metadata, String> {
                      run a release of sluice that reads it"
                 ));
             }
-            let (md, used) = bincode::serde::decode_from_slice::<Metadata, _>(body, config)
-                .map_err(|e| e.to_string())?;
+            let (md, used) =
+                sluice_proto::encoding::from_slice::<Metadata>(body, METADATA_BYTES_MAX)
+                    .map_err(|e| e.to_string())?;
             whole(used + METADATA_MAGIC.len() + 2)?;
             Ok(md)
         }
         Some(_) => Err("metadata header is truncated".into()),
         None => {
-            let (v1, used) =
-                bincode::serde::decode_from_slice::<crate::metadata::MetadataV1, _>(bytes, config)
-                    .map_err(|e| format!("format 1 metadata: {e}"))?;
+            let (v1, used) = sluice_proto::encoding::from_slice::<crate::metadata::MetadataV1>(
+                bytes,
+                METADATA_BYTES_MAX,
+            )
+            .map_err(|e| format!("format 1 metadata: {e}"))?;
             whole(used)?;
             Ok(v1.into())
         }
@@ -594,18 +593,15 @@ mod tests {
             ..Metadata::default()
         };
         md.removed.insert(4);
-        let v1 = bincode::serde::encode_to_vec(
-            (
-                md.last_index,
-                md.next_topic_id,
-                &md.nodes,
-                &md.removed,
-                &md.topics,
-                &md.smartmodules,
-                &md.recent_requests,
-            ),
-            bincode::config::standard(),
-        )
+        let v1 = sluice_proto::encoding::to_vec(&(
+            md.last_index,
+            md.next_topic_id,
+            &md.nodes,
+            &md.removed,
+            &md.topics,
+            &md.smartmodules,
+            &md.recent_requests,
+        ))
         .unwrap();
         assert_eq!(decode_metadata(&v1).unwrap(), md);
     }

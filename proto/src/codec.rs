@@ -1,10 +1,10 @@
 //! The one codec: how a message becomes the bytes of a frame and back.
 //!
 //! A frame payload is a big-endian `u16` protocol version followed by the
-//! bincode (standard configuration) encoding of the message. The version comes
+//! [`encoding`](crate::encoding) of the message. The version comes
 //! first and never moves, so a peer speaking another version is recognised and
 //! told so instead of failing to decode garbage. Decoding is bounded by
-//! [`FRAME_SIZE_BYTES_MAX`]: bincode never allocates more than the frame holds.
+//! [`FRAME_SIZE_BYTES_MAX`]: nothing is allocated beyond what the frame holds.
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -30,19 +30,13 @@ pub enum CodecError {
     Encode { what: &'static str, reason: String },
 }
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<FRAME_SIZE_BYTES_MAX>()
-}
-
 /// Encodes `msg` as a frame payload (version + body).
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
-    bincode::serde::encode_into_std_write(msg, &mut out, config()).map_err(|e| {
-        CodecError::Encode {
-            what: std::any::type_name::<T>(),
-            reason: e.to_string(),
-        }
+    crate::encoding::append_to(&mut out, msg).map_err(|e| CodecError::Encode {
+        what: std::any::type_name::<T>(),
+        reason: e.to_string(),
     })?;
     Ok(out)
 }
@@ -60,7 +54,7 @@ pub fn peek_version(frame: &[u8]) -> Result<u16, CodecError> {
 pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
     let body = body(frame)?;
     let what = short_type_name::<T>();
-    let decoded = bincode::serde::decode_from_slice(body, config());
+    let decoded = crate::encoding::from_slice(body, FRAME_SIZE_BYTES_MAX);
     whole_message(what, body, decoded)
 }
 
@@ -81,7 +75,7 @@ fn body(frame: &[u8]) -> Result<&[u8], CodecError> {
 fn whole_message<T>(
     what: &'static str,
     body: &[u8],
-    decoded: Result<(T, usize), bincode::error::DecodeError>,
+    decoded: Result<(T, usize), crate::encoding::DecodeError>,
 ) -> Result<T, CodecError> {
     let (msg, used) = decoded.map_err(|e| CodecError::Malformed {
         what,
@@ -105,12 +99,12 @@ pub fn decode_records_ref(
     frame: &[u8],
 ) -> Result<Option<(Vec<crate::ConsumerRecordRef<'_>>, u64)>, CodecError> {
     let body = body(frame)?;
-    // bincode writes the variant index as a varint: one byte below 251.
+    // The variant index is a varint: one byte below 251.
     const { assert!(crate::messages::RESPONSE_RECORDS_INDEX < 251) };
     match body.split_first() {
         Some((&index, fields)) if u32::from(index) == crate::messages::RESPONSE_RECORDS_INDEX => {
             // A struct variant's fields follow the index as a tuple would.
-            let decoded = bincode::serde::borrow_decode_from_slice(fields, config());
+            let decoded = crate::encoding::from_slice(fields, FRAME_SIZE_BYTES_MAX);
             whole_message("Records", fields, decoded).map(Some)
         }
         _ => Ok(None),

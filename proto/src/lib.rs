@@ -3,11 +3,12 @@
 //!
 //! Everything that crosses a process boundary is defined here and nowhere
 //! else, so a protocol change is one diff. This crate depends on nothing heavy
-//! (serde, bincode, thiserror): the client crate, the SDK and the server all
+//! (serde and thiserror; the binary encoding is its own, [`encoding`]): the client crate, the SDK and the server all
 //! share it without pulling each other in.
 
 pub mod acl;
 pub mod codec;
+pub mod encoding;
 pub mod error;
 pub mod limits;
 pub mod messages;

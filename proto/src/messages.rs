@@ -714,11 +714,8 @@ mod once_tests {
             change: MetadataChange::DeleteTopic { name: "t".into() },
         })
         .unwrap();
-        let change = bincode::serde::encode_to_vec(
-            MetadataChange::DeleteTopic { name: "t".into() },
-            bincode::config::standard(),
-        )
-        .unwrap();
+        let change =
+            crate::encoding::to_vec(&MetadataChange::DeleteTopic { name: "t".into() }).unwrap();
         let prefix = framed[2..framed.len() - change.len()].to_vec();
         let mut frame = framed[..2].to_vec();
         for _ in 0..100_000 {

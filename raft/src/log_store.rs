@@ -454,18 +454,17 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 
 /// Raft RPCs arrive from the network and entries from disk: decoding never
 /// believes a length beyond what one frame can hold (an entry claiming 2^50
-/// bytes made bincode allocate, and abort the node, before reading it).
-fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ sluice_proto::limits::FRAME_SIZE_BYTES_MAX }>()
-}
+/// bytes once made the decoder allocate, and abort the node, before reading
+/// it).
+const DECODE_BYTES_MAX: usize = sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(v, bincode_config())
+    sluice_proto::encoding::to_vec(v)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
-    bincode::serde::decode_from_slice(b, bincode_config())
+    sluice_proto::encoding::from_slice(b, DECODE_BYTES_MAX)
         .map(|(v, _)| v)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }

@@ -422,7 +422,7 @@ mod conformance {
 /// AppendEntries from the network aborted the node.
 #[test]
 fn a_payload_claiming_petabytes_is_refused_not_allocated() {
-    // bincode's varint: 0xFD then a little-endian u64 length of 2^50.
+    // A varint: 0xFD then a little-endian u64 length of 2^50.
     let mut claim = vec![0xFD];
     claim.extend_from_slice(&(1u64 << 50).to_le_bytes());
     let err = crate::log_store::decode::<crate::Bytes>(&claim).unwrap_err();
@@ -432,6 +432,6 @@ fn a_payload_claiming_petabytes_is_refused_not_allocated() {
         7;
         sluice_proto::limits::FRAME_SIZE_BYTES_MAX + 1
     ]));
-    let encoded = bincode::serde::encode_to_vec(&big, bincode::config::standard()).unwrap();
+    let encoded = sluice_proto::encoding::to_vec(&big).unwrap();
     assert!(crate::log_store::decode::<crate::Bytes>(&encoded).is_err());
 }

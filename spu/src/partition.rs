@@ -63,16 +63,14 @@ pub(crate) enum AppendOutcome {
 
 /// Partition commands and outcomes travel in one frame (in Raft entries
 /// from the leader): a length beyond it is refused before allocating.
-pub(crate) fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ sluice_proto::limits::FRAME_SIZE_BYTES_MAX }>()
-}
+pub(crate) const DECODE_BYTES_MAX: usize = sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("partition types encode")
+    sluice_proto::encoding::to_vec(v).expect("partition types encode")
 }
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(b, bincode_config())
+    sluice_proto::encoding::from_slice(b, DECODE_BYTES_MAX)
         .map(|(v, _)| v)
         .map_err(|e| e.to_string())
 }

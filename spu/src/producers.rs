@@ -84,8 +84,8 @@ const V1_FILE_NAME: &str = "producers.bin";
 
 /// Leads a format 3 (or later) table, in its file and in a snapshot. A
 /// format 2 table, which a node of an older release puts in its snapshots,
-/// starts with its applied index as a bincode varint, whose first byte is
-/// never 0xFF (bincode uses 0..=254): so the two cannot be mistaken for each
+/// starts with its applied index as a varint, whose first byte is never
+/// 0xFF (varints use 0..=254): so the two cannot be mistaken for each
 /// other, and a table that a future format adds a field to is refused by
 /// its version byte rather than decoded into wrong numbers.
 const FORMAT_MARK: u8 = 0xFF;
@@ -535,16 +535,8 @@ impl ProducerTable {
 fn decode_whole<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     // Tables travel in partition snapshots (from the leader) and sit on
     // disk: no length in them is believed beyond what a frame holds.
-    let (value, used) =
-        bincode::serde::decode_from_slice(bytes, crate::partition::bincode_config())
-            .map_err(|e| e.to_string())?;
-    if used != bytes.len() {
-        return Err(format!(
-            "{} bytes follow the table's {used}",
-            bytes.len() - used
-        ));
-    }
-    Ok(value)
+    sluice_proto::encoding::from_slice_whole(bytes, crate::partition::DECODE_BYTES_MAX)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
+use openraft::raft::SnapshotResponse;
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use sluice_proto::RaftRpcKind;
 
@@ -336,6 +337,15 @@ impl<S: ReplicatedState> Group<S> {
                 Err(e) => bad(e),
             },
             RaftRpcKind::InstallSnapshot => match decode::<SnapshotRequest>(payload) {
+                Ok((vote, meta, _)) if self.log_holds_snapshot(&vote, &meta).await => {
+                    tracing::debug!(
+                        group = self.id, last = ?meta.last_log_id,
+                        "the log already holds the snapshot's last entry; keeping the log"
+                    );
+                    let kept: Result<SnapshotResponse<TypeConfig>, String> =
+                        Ok(SnapshotResponse { vote });
+                    answer(kept).await
+                }
                 Ok((vote, meta, data)) => {
                     let snapshot = openraft::Snapshot {
                         meta,
@@ -346,6 +356,43 @@ impl<S: ReplicatedState> Group<S> {
                 Err(e) => bad(e),
             },
         }
+    }
+
+    /// Whether this replica follows the leader that sent a snapshot and its
+    /// log already holds the snapshot's last entry: then the snapshot is
+    /// answered as installed without installing it, and the log is kept.
+    ///
+    /// This is the Raft paper's InstallSnapshot rule 6 (§7), and the reason
+    /// it is applied here rather than left to openraft: 0.10.0-alpha.37
+    /// installs such a snapshot anyway and, when the follower had already
+    /// appended entries past it for the same leader, moves its log-I/O
+    /// cursor backwards (`core/raft_core.rs`, `run_state_machine`). A debug
+    /// build stops the group on an assertion (`io_progress.rs:126`, the
+    /// simulation's open anomaly); a release build goes on with the cursor
+    /// moved back. A leader sends such a snapshot when a follower's append
+    /// answer was lost and it has since purged the entries it would resend
+    /// (test `a_snapshot_below_the_submitted_log_of_the_same_leader_is_taken_in_stride`).
+    ///
+    /// Safe: the snapshot's last entry is committed, so no leader ever
+    /// truncates it; by log matching, the log up to it equals the leader's,
+    /// and the replica applies it from its own log once it learns the
+    /// commit point. The check runs inside openraft's core, so the vote and
+    /// the log it reads are one consistent state.
+    async fn log_holds_snapshot(
+        &self,
+        vote: &openraft::alias::VoteOf<TypeConfig>,
+        meta: &openraft::alias::SnapshotMetaOf<TypeConfig>,
+    ) -> bool {
+        let Some(last) = meta.last_log_id else {
+            return false;
+        };
+        let vote = *vote;
+        self.raft
+            .with_raft_state(move |st| {
+                st.vote_ref() == &vote && st.log_ids.get(last.index) == Some(last)
+            })
+            .await
+            .unwrap_or(false)
     }
 
     /// Adds `node` as a non-voting member that receives the log (used for

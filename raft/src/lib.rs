@@ -77,4 +77,6 @@ mod fuzz_tests;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
+mod snapshot_tests;
+#[cfg(test)]
 mod tests;

@@ -210,6 +210,15 @@ impl Outcome {
         for (at, v) in &self.violations {
             out += &format!("  {}  {v}\n", since(self.zero, *at));
         }
+        let panics = PANICS.lock().unwrap_or_else(|p| p.into_inner());
+        if !panics.is_empty() {
+            // Seeds run side by side, so a panic cannot be pinned on one.
+            out += "panics in this process so far (any seed running at the time):\n";
+            for p in panics.iter() {
+                out += &format!("  {p}\n");
+            }
+        }
+        drop(panics);
         out += &format!("{}\nwhat happened:\n", self.schedule);
         for (at, line) in &self.trace {
             out += &format!("  {}  {line}\n", since(self.zero, *at));
@@ -557,6 +566,7 @@ fn first_difference(a: &BTreeMap<u64, u64>, b: &BTreeMap<u64, u64>) -> Option<u6
 /// (on timers, fsyncs, the network), so running a few at once multiplies
 /// seeds per minute for little CPU.
 fn run_seeds(seeds: &[u64], leader_restore: bool, test: &str) -> Vec<Outcome> {
+    record_panics();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let done = std::sync::Mutex::new(Vec::new());
@@ -583,6 +593,35 @@ fn run_seeds(seeds: &[u64], leader_restore: bool, test: &str) -> Vec<Outcome> {
     let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
     done.sort_by_key(|o| o.seed);
     done
+}
+
+/// Every panic's message and place, kept for the failure report: openraft
+/// turns a panic in a group's core task into a bare "panicked" error, and the
+/// assertion that explains it would otherwise be only on stderr (lost when a
+/// long hunt's output is not kept).
+static PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+/// The first this many panics are kept (the first is the one that explains).
+const PANICS_KEPT_MAX: usize = 32;
+
+/// Installs the recorder of [`PANICS`] once; the default hook still prints.
+fn record_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_string();
+            let line = format!("thread {thread}: {info}");
+            let mut panics = PANICS.lock().unwrap_or_else(|p| p.into_inner());
+            if panics.len() < PANICS_KEPT_MAX {
+                panics.push(line.replace('\n', " "));
+            }
+            drop(panics);
+            previous(info);
+        }));
+    });
 }
 
 /// `SLUICE_SIM_PARALLEL`: seeds run at once (default 3).

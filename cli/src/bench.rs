@@ -20,6 +20,9 @@ use crate::units::{parse_duration, parse_nonzero_size};
 
 /// Acknowledgements one bench producer waits for at once.
 const ACKS_WAITING_MAX: usize = 65_536;
+/// Acknowledgements counted before the progress bar moves (it is shared by
+/// every producer; moving it per record would cost at 100,000 records/s).
+const PROGRESS_STEP_RECORDS: u64 = 256;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
@@ -87,6 +90,44 @@ struct Report {
     megabytes_per_second: f64,
     /// Produce: send-to-ack latency per record. Consume: wait per fetched batch.
     latency_us: Percentiles,
+    /// Produce: acknowledged records per partition, and how even they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partitions: Option<PartitionSpread>,
+}
+
+/// How a produce run's records spread over the topic's partitions.
+#[derive(Debug, Serialize)]
+struct PartitionSpread {
+    /// Acknowledged records, by partition (every partition of the topic,
+    /// those that got none included).
+    records: std::collections::BTreeMap<u32, u64>,
+    /// The busiest partition's records over the mean: 1.0 is perfectly even.
+    max_over_mean: f64,
+}
+
+impl PartitionSpread {
+    fn of(partitions: u32, counts: &std::collections::HashMap<u32, u64>) -> Self {
+        let records: std::collections::BTreeMap<u32, u64> = (0..partitions.max(1))
+            .map(|p| (p, counts.get(&p).copied().unwrap_or(0)))
+            .collect();
+        let total: u64 = records.values().sum();
+        let max = records.values().copied().max().unwrap_or(0);
+        let mean = total as f64 / records.len() as f64;
+        Self {
+            records,
+            max_over_mean: if mean > 0.0 { max as f64 / mean } else { 0.0 },
+        }
+    }
+
+    fn line(&self) -> String {
+        let min = self.records.values().copied().min().unwrap_or(0);
+        let max = self.records.values().copied().max().unwrap_or(0);
+        format!(
+            "partitions: {}, records per partition min {min}, max {max} (max/mean {:.2})\n",
+            self.records.len(),
+            self.max_over_mean
+        )
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -118,7 +159,7 @@ fn print(report: &Report, output: OutputFormat) -> anyhow::Result<()> {
         OutputFormat::Table => {
             let l = &report.latency_us;
             let ms = |us: u64| us as f64 / 1000.0;
-            let text = format!(
+            let mut text = format!(
                 "{}: {} records ({:.1} MB) in {:.2} s: {:.0} records/s, {:.1} MB/s\nlatency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n",
                 report.what,
                 report.records,
@@ -131,6 +172,9 @@ fn print(report: &Report, output: OutputFormat) -> anyhow::Result<()> {
                 ms(l.p999),
                 ms(l.max)
             );
+            if let Some(spread) = &report.partitions {
+                text += &spread.line();
+            }
             // A closed stdout (`| head -1`) is not an error worth a panic.
             match std::io::stdout().lock().write_all(text.as_bytes()) {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
@@ -157,6 +201,7 @@ fn report(
         records_per_second: records as f64 / seconds,
         megabytes_per_second: bytes as f64 / seconds / 1e6,
         latency_us: Percentiles::of(h),
+        partitions: None,
     }
 }
 
@@ -184,9 +229,20 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
             Err(e) => return Err(e).context("cannot create the bench topic"),
         }
     }
-    let progress = crate::progress::spinner("producing");
-    let latencies = Arc::new(Mutex::new(histogram()));
+    // The topic's own partition count: it may exist with another than the
+    // flag's.
+    let partitions = client
+        .describe_topic(&args.topic)
+        .await
+        .map(|t| t.spec.partitions)
+        .unwrap_or(args.partitions);
     let per_producer = args.records / u64::from(args.producers.max(1));
+    let progress = crate::progress::counter(
+        per_producer * u64::from(args.producers.max(1)),
+        "records acknowledged",
+    );
+    let latencies = Arc::new(Mutex::new(histogram()));
+    let counts = Arc::new(Mutex::new(std::collections::HashMap::<u32, u64>::new()));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.producers.max(1) {
@@ -197,7 +253,8 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
             ..ProducerConfig::default()
         };
         let producer = client.producer(&args.topic, config).await?;
-        let (latencies, size) = (latencies.clone(), args.record_size);
+        let (latencies, counts, size) = (latencies.clone(), counts.clone(), args.record_size);
+        let progress = progress.clone();
         // Each producer's share of the rate, as the gap between two sends.
         let gap = args
             .rate
@@ -211,11 +268,24 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
             );
             let waiter = tokio::spawn(async move {
                 let mut local = histogram();
+                let mut by_partition = std::collections::HashMap::<u32, u64>::new();
+                let mut unshown = 0;
                 while let Some((sent, ack)) = rx.recv().await {
-                    ack.await?;
+                    let stored = ack.await?;
                     local.saturating_record(sent.elapsed().as_micros() as u64);
+                    *by_partition.entry(stored.partition).or_default() += 1;
+                    unshown += 1;
+                    if unshown == PROGRESS_STEP_RECORDS {
+                        progress.inc(unshown);
+                        unshown = 0;
+                    }
                 }
+                progress.inc(unshown);
                 latencies.lock().await.add(&local).expect("same bounds");
+                let mut counts = counts.lock().await;
+                for (p, n) in by_partition {
+                    *counts.entry(p).or_default() += n;
+                }
                 anyhow::Ok(())
             });
             let mut next = Instant::now();
@@ -240,16 +310,15 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
     progress.finish_and_clear();
     let records = per_producer * u64::from(args.producers.max(1));
     let h = latencies.lock().await;
-    print(
-        &report(
-            "produce",
-            records,
-            records * args.record_size as u64,
-            elapsed,
-            &h,
-        ),
-        args.output,
-    )
+    let mut measured = report(
+        "produce",
+        records,
+        records * args.record_size as u64,
+        elapsed,
+        &h,
+    );
+    measured.partitions = Some(PartitionSpread::of(partitions, &*counts.lock().await));
+    print(&measured, args.output)
 }
 
 async fn consume(args: ConsumeBench, globals: &Globals) -> anyhow::Result<()> {

@@ -111,20 +111,51 @@ fn bench_reports_what_it_produced_and_consumed() {
         "100",
         "--producers",
         "2",
+        "--topic",
+        "spread",
+        "--partitions",
+        "3",
         "-O",
         "json",
     ]))
     .unwrap();
     assert_eq!(produced["records"], 2000);
+    // Every partition listed, the acknowledged records all counted, and
+    // records without keys spread over all three.
+    let spread = &produced["partitions"];
+    let per_partition: Vec<u64> = ["0", "1", "2"]
+        .iter()
+        .map(|p| spread["records"][p].as_u64().unwrap())
+        .collect();
+    assert_eq!(per_partition.iter().sum::<u64>(), 2000, "{spread}");
+    assert!(per_partition.iter().all(|n| *n > 0), "{spread}");
+    let max_over_mean = spread["max_over_mean"].as_f64().unwrap();
+    assert!((1.0..=3.0).contains(&max_over_mean), "{spread}");
+    let consumed: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "bench", "consume", "--topic", "spread", "-p", "1", "-O", "json",
+    ]))
+    .unwrap();
+    assert_eq!(consumed["records"], per_partition[1]);
+    assert_eq!(consumed["bytes"], per_partition[1] * 100);
+    let table = env.ok(&[
+        "bench",
+        "produce",
+        "--records",
+        "300",
+        "--topic",
+        "table",
+        "--partitions",
+        "3",
+    ]);
+    assert!(
+        table.contains("partitions: 3, records per partition min"),
+        "{table}"
+    );
     assert!(produced["records_per_second"].as_f64().unwrap() > 0.0);
     assert!(
         produced["latency_us"]["p99"].as_u64().unwrap()
             >= produced["latency_us"]["p50"].as_u64().unwrap()
     );
-    let consumed: serde_json::Value =
-        serde_json::from_str(&env.ok(&["bench", "consume", "-O", "json"])).unwrap();
-    assert_eq!(consumed["records"], 2000);
-    assert_eq!(consumed["bytes"], 200_000);
 }
 
 /// Sends `record_size`-byte records with `config` to a node paused with

@@ -247,6 +247,13 @@ impl Controller {
         spec.validate()?;
         let created_ms = sluice_proto::now_ms();
         let live = self.group.live_members(LIVENESS_WINDOW);
+        // Checked here, not in `apply`: a bound on what a node should carry
+        // is no reason for replicas to disagree on an entry, nor for a node
+        // of a later release to refuse one an earlier release accepted.
+        self.view.with(|md| {
+            let assignments = md.assign(&spec, live.as_deref())?;
+            md.check_replica_capacity(&spec.name, &assignments)
+        })?;
         match self
             .propose(Command::CreateTopic {
                 spec,

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use sluice_proto::limits::PARTITION_REPLICAS_PER_NODE_MAX;
 use sluice_proto::{
     AclEntry, NodeId, PartitionAssignment, SmartModuleInfo, TopicInfo, TopicSpec, WireError,
 };
@@ -134,6 +135,56 @@ impl Metadata {
             })
     }
 
+    /// Partition replicas each registered node holds now, over all topics
+    /// (a partition being moved counts on its old replicas too: they keep
+    /// their copy until the move completes).
+    pub(crate) fn replicas_per_node(&self) -> BTreeMap<NodeId, usize> {
+        let mut held: BTreeMap<NodeId, usize> = self.nodes.keys().map(|n| (*n, 0)).collect();
+        for topic in self.topics.values() {
+            for a in &topic.info.assignments {
+                let leaving = topic.moving.get(&a.partition).into_iter().flatten();
+                let holders: BTreeSet<NodeId> = a.replicas.iter().chain(leaving).copied().collect();
+                for n in holders {
+                    *held.entry(n).or_default() += 1;
+                }
+            }
+        }
+        held
+    }
+
+    /// Refuses `assignments` (a new topic's) if they would take a node past
+    /// [`PARTITION_REPLICAS_PER_NODE_MAX`].
+    pub(crate) fn check_replica_capacity(
+        &self,
+        topic: &str,
+        assignments: &[PartitionAssignment],
+    ) -> Result<(), WireError> {
+        let mut held = self.replicas_per_node();
+        let before = held.clone();
+        for a in assignments {
+            for n in &a.replicas {
+                *held.entry(*n).or_default() += 1;
+            }
+        }
+        match held
+            .iter()
+            .find(|(_, count)| **count > PARTITION_REPLICAS_PER_NODE_MAX)
+        {
+            None => Ok(()),
+            Some((node, count)) => Err(WireError::InvalidArgument {
+                what: "partitions".into(),
+                reason: format!(
+                    "topic {topic} would put {} more partition replicas on node {node}, which \
+                     holds {}: {count} is past the {PARTITION_REPLICAS_PER_NODE_MAX} replicas a \
+                     node may hold; create fewer partitions or a lower replication factor, \
+                     delete unused topics, or add nodes",
+                    count - before.get(node).copied().unwrap_or(0),
+                    before.get(node).copied().unwrap_or(0),
+                ),
+            }),
+        }
+    }
+
     /// Assigns `spec.replication` distinct nodes to each partition, rotating
     /// the starting node so replicas (and, with the first replica as preferred
     /// leader, leaders) spread evenly. Only the `live` nodes are used when the
@@ -170,5 +221,89 @@ impl Metadata {
                     .collect(),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(nodes: u64) -> Metadata {
+        let mut md = Metadata::default();
+        for id in 1..=nodes {
+            md.nodes.insert(
+                id,
+                NodeRecord {
+                    id,
+                    addr: format!("127.0.0.1:{}", 9000 + id),
+                    incarnation: None,
+                },
+            );
+        }
+        md
+    }
+
+    fn add_topic(md: &mut Metadata, name: &str, partitions: u32, replication: u32) {
+        let spec = TopicSpec {
+            partitions,
+            replication,
+            ..TopicSpec::new(name)
+        };
+        let assignments = md.assign(&spec, None).unwrap();
+        md.check_replica_capacity(name, &assignments).unwrap();
+        md.next_topic_id += 1;
+        md.topics.insert(
+            name.to_string(),
+            TopicRecord {
+                id: md.next_topic_id,
+                info: TopicInfo {
+                    spec,
+                    created_ms: 0,
+                    assignments,
+                },
+                moving: BTreeMap::new(),
+                reassigned: BTreeSet::new(),
+            },
+        );
+    }
+
+    #[test]
+    fn a_topic_that_would_overfill_a_node_is_refused_naming_the_node_and_counts() {
+        let mut md = cluster(3);
+        // 3 nodes x 1,024 replicas: 1,000 partitions at RF 3 fit, as do 24 more.
+        add_topic(&mut md, "big", 1000, 3);
+        assert_eq!(
+            md.replicas_per_node().values().copied().collect::<Vec<_>>(),
+            [1000; 3]
+        );
+        add_topic(&mut md, "fits", 24, 3);
+        let spec = TopicSpec {
+            partitions: 1,
+            replication: 1,
+            ..TopicSpec::new("one-more")
+        };
+        let assignments = md.assign(&spec, None).unwrap();
+        let err = md
+            .check_replica_capacity("one-more", &assignments)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("topic one-more would put 1 more partition replicas on node")
+                && err.contains("which holds 1024: 1025 is past the 1024 replicas a node may hold")
+                && err.contains("add nodes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_partition_being_moved_counts_on_both_its_old_and_new_replicas() {
+        let mut md = cluster(4);
+        add_topic(&mut md, "t", 1, 2);
+        let record = md.topics.get_mut("t").unwrap();
+        let old = record.info.assignments[0].replicas.clone();
+        let new: Vec<NodeId> = (1..=4).filter(|n| !old.contains(n)).collect();
+        record.info.assignments[0].replicas = new;
+        record.moving.insert(0, old);
+        assert_eq!(md.replicas_per_node().values().sum::<usize>(), 4);
     }
 }

@@ -26,6 +26,14 @@ pub const PRODUCER_IN_FLIGHT_PER_PARTITION_MAX: usize = 5;
 pub const RECORD_TIMESTAMP_AHEAD_MS_MAX: i64 = 60 * 60 * 1000;
 /// Partitions of one topic.
 pub const TOPIC_PARTITIONS_MAX: u32 = 1024;
+/// Partition replicas one node may hold, over all topics. Every replica is a
+/// Raft group with its own timers, heartbeats and openraft's preallocated
+/// buffers: 64 idle replicas cost a node about 173 MB and 0.16 of a core
+/// (BENCHMARKS.md, "Idle partitions"), so at this many a node spends gigabytes
+/// and its cores on groups that do nothing. A topic that would take a node
+/// past it is refused when proposed (a soft bound: two creations racing may
+/// pass it together), naming the node and the counts.
+pub const PARTITION_REPLICAS_PER_NODE_MAX: usize = 1024;
 /// Characters in a topic name.
 pub const TOPIC_NAME_LEN_MAX: usize = 63;
 /// Smallest segment a topic may ask for.

@@ -91,7 +91,13 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
 }
 
-fn report(what: &'static str, records: u64, bytes: u64, took: Duration, h: &Histogram<u64>) -> Report {
+fn report(
+    what: &'static str,
+    records: u64,
+    bytes: u64,
+    took: Duration,
+    h: &Histogram<u64>,
+) -> Report {
     let seconds = took.as_secs_f64().max(1e-9);
     Report {
         what,
@@ -127,7 +133,14 @@ async fn main() -> anyhow::Result<()> {
             in_flight,
         } => {
             produce(
-                &js, &topic, records, record_size, partitions, replication, producers, in_flight,
+                &js,
+                &topic,
+                records,
+                record_size,
+                partitions,
+                replication,
+                producers,
+                in_flight,
             )
             .await?
         }
@@ -173,8 +186,12 @@ async fn produce(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..producers.max(1) {
-        let (js, latencies, payload, topic) =
-            (js.clone(), latencies.clone(), payload.clone(), topic.to_string());
+        let (js, latencies, payload, topic) = (
+            js.clone(),
+            latencies.clone(),
+            payload.clone(),
+            topic.to_string(),
+        );
         tasks.push(tokio::spawn(async move {
             let window = Arc::new(Semaphore::new(in_flight));
             let mut acks = Vec::with_capacity(per_producer as usize);
@@ -207,7 +224,13 @@ async fn produce(
     let took = started.elapsed();
     let total = per_producer * u64::from(producers.max(1));
     let h = latencies.lock().await;
-    Ok(report("produce", total, total * record_size as u64, took, &h))
+    Ok(report(
+        "produce",
+        total,
+        total * record_size as u64,
+        took,
+        &h,
+    ))
 }
 
 async fn consume(js: &jetstream::Context, topic: &str, partition: u32) -> anyhow::Result<Report> {

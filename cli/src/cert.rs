@@ -435,6 +435,7 @@ mod tests {
             home: tmp.path().join("home"),
             profile: None,
             endpoint: None,
+            log_format: crate::LogFormat::Text,
         };
         let node = |force| IssueArgs {
             dir: ca_dir.clone(),

@@ -70,10 +70,12 @@ pub enum SpuCmd {
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Start node processes on this machine (the only mode so far).
+    /// Start node processes on this machine. (A cluster across machines is
+    /// started with `sluice node run` on each; see README.md.)
     #[arg(long)]
     pub local: bool,
-    /// Number of nodes (SPUs). Only 1 until replication between nodes lands.
+    /// Number of nodes (SPUs), each its own process. Given for a running
+    /// cluster with more nodes than it has, the new nodes join it.
     #[arg(long, default_value_t = 1)]
     pub spus: u32,
     /// Where the cluster keeps its data (default: $SLUICE_HOME/local).
@@ -131,7 +133,12 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
         ClusterCmd::Status(out) => status(out, globals).await,
         ClusterCmd::Shutdown => {
             let root = local_root(&globals.home)?;
-            shutdown(&root).await
+            let (stopped, id) = shutdown(&root).await?;
+            println!(
+                "Stopped {stopped} node(s) of local cluster {id}; data kept in {}",
+                root.display()
+            );
+            Ok(())
         }
         ClusterCmd::Delete => delete(globals).await,
         ClusterCmd::Spu(SpuCmd::List(out)) => spu_list(out, globals).await,
@@ -235,7 +242,29 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                     }
                     c.hosts = args.hosts.clone();
                 }
-                eprintln!("Adding node(s) {}..={} to it", c.spus + 1, args.spus);
+                let added = if args.spus == c.spus + 1 {
+                    format!("node {}", args.spus)
+                } else {
+                    format!("nodes {} to {}", c.spus + 1, args.spus)
+                };
+                eprintln!("Adding {added} to it");
+                if c.controllers < args.spus.min(3) {
+                    eprintln!(
+                        "warning: the controller keeps its {} voter(s) (nodes 1 to {}); the new \
+                         nodes hold the metadata as learners but do not vote, so the cluster does \
+                         not survive the loss of {}. The voters are fixed when a cluster is \
+                         created: for {} voters, create it with `--spus {}` (or `--controllers`).",
+                        c.controllers,
+                        c.controllers,
+                        if c.controllers == 1 {
+                            "node 1".to_string()
+                        } else {
+                            "a majority of them".to_string()
+                        },
+                        args.spus.min(3),
+                        args.spus
+                    );
+                }
                 c.initial_spus.get_or_insert(c.spus);
                 c.spus = args.spus;
                 std::fs::write(&meta_path, toml::to_string(&c)?)
@@ -377,10 +406,9 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                     None => bail!("node {i} has no running node to join through"),
                 }
             })
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            // RUST_LOG, when set, is inherited; otherwise the node's own
+            // default applies (`NODE_LOG_FILTER_DEFAULT`).
+            .args(["--log-format", globals.log_format.as_str()])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -659,7 +687,9 @@ async fn spu_list(out: OutputArgs, globals: &Globals) -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown(root: &Path) -> anyhow::Result<()> {
+/// Stops the local cluster's running nodes; returns how many it stopped and
+/// the cluster's id.
+async fn shutdown(root: &Path) -> anyhow::Result<(u32, String)> {
     let meta: LocalCluster = toml::from_str(&std::fs::read_to_string(root.join("cluster.toml"))?)?;
     let progress = crate::progress::spinner("stopping local cluster");
     let mut stopped = 0;
@@ -683,26 +713,23 @@ async fn shutdown(root: &Path) -> anyhow::Result<()> {
         stopped += 1;
     }
     progress.finish_and_clear();
-    println!(
-        "Stopped {stopped} node(s) of local cluster {}; data kept in {}",
-        meta.cluster_id,
-        root.display()
-    );
-    Ok(())
+    Ok((stopped, meta.cluster_id))
 }
 
 async fn delete(globals: &Globals) -> anyhow::Result<()> {
     let root = local_root(&globals.home)?;
-    if root.join("cluster.toml").exists() {
-        shutdown(&root).await?;
-    }
+    let stopped = if root.join("cluster.toml").exists() {
+        shutdown(&root).await?.0
+    } else {
+        0
+    };
     std::fs::remove_dir_all(&root).with_context(|| format!("cannot remove {}", root.display()))?;
     let _ = std::fs::remove_file(pointer_path(&globals.home));
     let mut config = ClientConfig::load(&globals.home)?;
     config.remove_profile(PROFILE);
     config.save(&globals.home)?;
     println!(
-        "Deleted the local cluster and its data in {}",
+        "Stopped {stopped} node(s) and deleted the local cluster with its data in {}",
         root.display()
     );
     Ok(())

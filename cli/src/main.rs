@@ -19,6 +19,7 @@ mod node;
 mod output;
 mod partition;
 mod produce;
+mod profile;
 mod progress;
 mod smartmodule_cmd;
 mod smartmodule_dev;
@@ -48,7 +49,32 @@ struct GlobalArgs {
     /// Node to connect to, overriding the profile's endpoint (the profile still provides the CA).
     #[arg(long, global = true, value_name = "HOST:PORT")]
     endpoint: Option<String>,
+    /// Log lines (on stderr; a node's in its node.log) as text or as one JSON
+    /// object each. `RUST_LOG` sets what is logged.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// What a node logs when `RUST_LOG` is not set: its own progress, and only
+/// openraft's warnings (its info and debug lines are per-group state dumps
+/// that drowned everything else: 343 of a node's 355 lines once).
+pub const NODE_LOG_FILTER_DEFAULT: &str = "info,openraft=warn";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -77,6 +103,48 @@ enum Command {
     /// Grant, list and withdraw permissions (admin only).
     #[command(subcommand)]
     Acl(acl::AclCmd),
+    /// List, show, switch and delete connection profiles.
+    #[command(subcommand)]
+    Profile(profile::ProfileCmd),
+    /// Print this binary's version, git commit and build profile.
+    Version(OutputArgs),
+    /// Print a shell completion script: `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// What `sluice version` reports.
+#[derive(serde::Serialize)]
+struct VersionInfo {
+    version: &'static str,
+    commit: &'static str,
+    build_profile: &'static str,
+    protocol_version: u16,
+}
+
+impl VersionInfo {
+    const THIS: VersionInfo = VersionInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: env!("SLUICE_GIT_COMMIT"),
+        build_profile: env!("SLUICE_BUILD_PROFILE"),
+        protocol_version: sluice_proto::PROTOCOL_VERSION,
+    };
+}
+
+fn version(output: OutputFormat) -> anyhow::Result<()> {
+    let v = VersionInfo::THIS;
+    match output {
+        OutputFormat::Table => {
+            println!(
+                "sluice {} (commit {}, {} build, protocol version {})",
+                v.version, v.commit, v.build_profile, v.protocol_version
+            );
+            Ok(())
+        }
+        other => output::print_structured(&v, other),
+    }
 }
 
 /// Settings every command shares, resolved once in `main`.
@@ -88,6 +156,8 @@ pub struct Globals {
     pub profile: Option<String>,
     /// `--endpoint`.
     pub endpoint: Option<String>,
+    /// `--log-format`, passed on to the nodes `cluster start` runs.
+    pub log_format: LogFormat,
 }
 
 /// `-O/--output` of list and describe commands.
@@ -100,11 +170,15 @@ pub struct OutputArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Node(_)));
+    init_logging(
+        matches!(cli.command, Command::Node(_)),
+        cli.globals.log_format,
+    );
     let globals = Globals {
         home: sluice_client::config::sluice_home(),
         profile: cli.globals.profile,
         endpoint: cli.globals.endpoint,
+        log_format: cli.globals.log_format,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -159,20 +233,35 @@ async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::SmartModule(cmd) => smartmodule_cmd::run(cmd, globals).await,
         Command::Bench(cmd) => bench::run(cmd, globals).await,
         Command::Acl(cmd) => acl::run(cmd, globals).await,
+        Command::Profile(cmd) => profile::run(cmd, globals).await,
+        Command::Version(out) => version(out.output),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
 /// Logs go to stderr so they never mix with records on stdout. Client
 /// commands only show warnings by default; a node shows its progress.
-fn init_logging(node: bool) {
-    let default = if node { "info" } else { "warn" };
+fn init_logging(node: bool, format: LogFormat) {
+    let default = if node {
+        NODE_LOG_FILTER_DEFAULT
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// The error and its causes as one line, skipping a cause whose text the

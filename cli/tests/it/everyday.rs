@@ -1,0 +1,192 @@
+//! The everyday commands a Fluvio or Kafka user types besides produce and
+//! consume: profiles, version, shell completions, and what a node logs.
+
+use crate::harness::{Env, SLUICE};
+
+#[test]
+fn profiles_are_listed_switched_and_deleted() {
+    let env = Env::started();
+    let list = env.ok(&["profile", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with('*') && l.contains("local")),
+        "{list}"
+    );
+    assert_eq!(env.ok(&["profile", "current"]).trim(), "local");
+
+    // A second profile, as another cluster's `start` or a hand edit adds it.
+    let home = env.home.path();
+    let mut config = sluice_client::config::ClientConfig::load(home).unwrap();
+    let (_, local) = config.profile(Some("local")).unwrap();
+    let other = sluice_client::config::Profile {
+        endpoint: "127.0.0.1:1".into(),
+        ..local.clone()
+    };
+    config.set_profile("other", other.clone());
+    config.set_profile("third", other);
+    config.save(home).unwrap();
+
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["profile", "list", "-O", "json"])).unwrap();
+    let names: Vec<(&str, bool)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["current"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(names, [("local", true), ("other", false), ("third", false)]);
+
+    assert!(
+        env.ok(&["profile", "switch", "other"])
+            .contains("switched to profile other")
+    );
+    assert_eq!(env.ok(&["profile", "current"]).trim(), "other");
+    // The current profile is the one commands use: `other` reaches nothing.
+    let err = env.fails(&["topic", "list"], b"");
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    env.ok(&["topic", "list", "--profile", "local"]);
+
+    let err = env.fails(&["profile", "switch", "nope"], b"");
+    assert!(
+        err.contains("no profile \"nope\"") && err.contains("profiles: local, other, third"),
+        "{err}"
+    );
+    let deleted = env.ok(&["profile", "delete", "other"]);
+    assert!(deleted.contains("which was current"), "{deleted}");
+    let err = env.fails(&["profile", "current"], b"");
+    assert!(
+        err.contains("no current profile") && err.contains("profile switch"),
+        "{err}"
+    );
+    env.ok(&["profile", "switch", "local"]);
+    env.ok(&["topic", "list"]);
+    let err = env.fails(&["profile", "delete", "other"], b"");
+    assert!(err.contains("no profile \"other\""), "{err}");
+}
+
+#[test]
+fn version_names_the_commit_and_the_build() {
+    let out = std::process::Command::new(SLUICE)
+        .args(["version", "-O", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    let commit = v["commit"].as_str().unwrap();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{commit}"
+    );
+    assert_eq!(v["build_profile"], "debug");
+    assert_eq!(v["protocol_version"], sluice_proto::PROTOCOL_VERSION);
+    let text = std::process::Command::new(SLUICE)
+        .arg("version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("sluice {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+}
+
+#[test]
+fn completions_cover_every_command_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "_sluice()"),
+        ("zsh", "#compdef sluice"),
+        ("fish", "complete -c sluice"),
+    ] {
+        let out = std::process::Command::new(SLUICE)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains(marker),
+            "{shell}: {}",
+            &script[..script.len().min(300)]
+        );
+        for command in ["produce", "consume", "profile", "smart-module", "acl"] {
+            assert!(
+                script.contains(command),
+                "{shell} completions lack {command}"
+            );
+        }
+    }
+    let out = std::process::Command::new(SLUICE)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !out.status.success() && err.contains("possible values"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nodes_log_their_own_progress_and_only_openraft_warnings_by_default() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "logged"]);
+    let log = std::fs::read_to_string(env.node_dir().join("node.log")).unwrap();
+    assert!(log.contains(" INFO "), "{log}");
+    let openraft_info: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" INFO openraft") || l.contains(" DEBUG openraft"))
+        .collect();
+    assert!(openraft_info.is_empty(), "{openraft_info:?}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let env = Env::new();
+    env.ok(&[
+        "cluster",
+        "start",
+        "--local",
+        "--port",
+        &env.port.to_string(),
+        "--log-format",
+        "json",
+    ]);
+    env.ok(&["topic", "create", "logged"]);
+    let log = std::fs::read_to_string(env.node_dir().join("node.log")).unwrap();
+    let mut lines = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+        lines += 1;
+    }
+    assert!(lines > 0, "the node logged nothing");
+}
+
+#[test]
+fn growing_and_deleting_a_local_cluster_say_what_happened() {
+    let env = Env::with_ports_for(2);
+    let port = env.port.to_string();
+    env.ok(&["cluster", "start", "--local", "--port", &port]);
+    let out = env
+        .command(&[
+            "cluster", "start", "--local", "--spus", "2", "--port", &port,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Adding node 2 to it"), "{said}");
+    assert!(
+        said.contains("the controller keeps its 1 voter(s)") && said.contains("--spus 2"),
+        "{said}"
+    );
+    let deleted = env.ok(&["cluster", "delete"]);
+    assert!(
+        deleted.contains("Stopped 2 node(s) and deleted the local cluster with its data"),
+        "{deleted}"
+    );
+    assert!(!deleted.contains("data kept"), "{deleted}");
+}

@@ -20,6 +20,11 @@ use crate::units::{parse_duration, parse_nonzero_size};
 
 /// Acknowledgements one bench producer waits for at once.
 const ACKS_WAITING_MAX: usize = 65_536;
+/// Default of `bench produce --window`: NATS's clients' default of pending
+/// asynchronous publishes, so that the two measure latency alike. In one
+/// noisy sweep (BENCHMARKS.md) it kept one partition's throughput and cut
+/// its ack p50 from 224-375 ms (no window) to 16-22 ms.
+const PRODUCE_WINDOW_RECORDS_DEFAULT: usize = 256;
 /// Acknowledgements counted before the progress bar moves (it is shared by
 /// every producer; moving it per record would cost at 100,000 records/s).
 const PROGRESS_STEP_RECORDS: u64 = 256;
@@ -54,6 +59,12 @@ pub struct ProduceBench {
     /// when its partition has a free slot; batches grow while none is free).
     #[arg(long, value_parser = parse_duration, default_value = "0ms")]
     pub linger: Duration,
+    /// Records each producer lets wait for their ack; `send` waits for an
+    /// ack beyond it (NATS's clients stop at 256 pending publishes). 0: only
+    /// the producer's buffer bounds them (32 MiB, Kafka's `buffer.memory`),
+    /// and ack latency at full speed is mostly that queue.
+    #[arg(long, default_value_t = PRODUCE_WINDOW_RECORDS_DEFAULT)]
+    pub window: usize,
     /// Send at this many records/s in all (for latency at a fixed load);
     /// default: as fast as acknowledgements allow.
     #[arg(long, value_name = "RECORDS_PER_SEC")]
@@ -254,6 +265,7 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
         };
         let producer = client.producer(&args.topic, config).await?;
         let (latencies, counts, size) = (latencies.clone(), counts.clone(), args.record_size);
+        let window = args.window;
         let progress = progress.clone();
         // Each producer's share of the rate, as the gap between two sends.
         let gap = args
@@ -263,15 +275,19 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             // Acks are awaited as they come, beside the sending loop, so a
             // record's latency ends when its ack arrives, not when we look.
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, sluice_client::DeliveryFuture)>(
-                ACKS_WAITING_MAX,
-            );
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+                Instant,
+                sluice_client::DeliveryFuture,
+                Option<tokio::sync::OwnedSemaphorePermit>,
+            )>(ACKS_WAITING_MAX);
+            let window = (window > 0).then(|| Arc::new(tokio::sync::Semaphore::new(window)));
             let waiter = tokio::spawn(async move {
                 let mut local = histogram();
                 let mut by_partition = std::collections::HashMap::<u32, u64>::new();
                 let mut unshown = 0;
-                while let Some((sent, ack)) = rx.recv().await {
+                while let Some((sent, ack, permit)) = rx.recv().await {
                     let stored = ack.await?;
+                    drop(permit);
                     local.saturating_record(sent.elapsed().as_micros() as u64);
                     *by_partition.entry(stored.partition).or_default() += 1;
                     unshown += 1;
@@ -294,9 +310,13 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
                     tokio::time::sleep_until(next.into()).await;
                     next += gap;
                 }
+                let permit = match &window {
+                    Some(w) => Some(w.clone().acquire_owned().await?),
+                    None => None,
+                };
                 let sent = Instant::now();
                 let delivery = producer.send(Record::new(vec![b'x'; size])).await?;
-                let _ = tx.send((sent, delivery)).await;
+                let _ = tx.send((sent, delivery, permit)).await;
             }
             producer.flush().await?;
             drop(tx);

@@ -149,14 +149,22 @@ impl RaftNetworkV2<TypeConfig> for Peer {
     /// a produce batch may be megabytes): each part continues from the last
     /// entry of the previous one, so the follower sees an ordinary sequence
     /// of appends. The first answer that is not a success is returned as is.
+    /// A part that fails to arrive after earlier parts were appended makes
+    /// the answer a partial success up to them: the leader then knows what
+    /// the follower holds instead of believing it holds nothing new (a stale
+    /// view of a follower is what makes a leader send a snapshot the
+    /// follower does not need; see `Group::log_holds_snapshot`).
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        use openraft::entry::RaftEntry;
         let local = |e: std::io::Error| RPCError::Network(NetworkError::from_string(e.to_string()));
         let mut parts = std::collections::VecDeque::from([rpc]);
         let mut answer = AppendEntriesResponse::Success;
+        // The last log id a part brought the follower to, once one arrived.
+        let mut matched = None;
         while let Some(part) = parts.pop_front() {
             let payload = encode(&part).map_err(local)?;
             if payload.len() > RAFT_RPC_BYTES_MAX && part.entries.len() > 1 {
@@ -165,13 +173,21 @@ impl RaftNetworkV2<TypeConfig> for Peer {
                 parts.push_front(first);
                 continue;
             }
-            answer = self
+            let last = part.entries.last().map(|e| e.log_id()).or(part.prev_log_id);
+            answer = match self
                 .call_encoded(RaftRpcKind::AppendEntries, payload, option.hard_ttl())
                 .await
-                .map_err(CallFailure::into_rpc_error)?;
+            {
+                Ok(answer) => answer,
+                Err(_) if matched.is_some() => {
+                    return Ok(AppendEntriesResponse::PartialSuccess(matched.flatten()));
+                }
+                Err(e) => return Err(e.into_rpc_error()),
+            };
             if !answer.is_success() {
                 return Ok(answer);
             }
+            matched = Some(last);
         }
         Ok(answer)
     }
@@ -261,6 +277,72 @@ mod tests {
     use openraft::{Entry, EntryPayload, LogId, Vote};
 
     use super::*;
+    use crate::Bytes;
+
+    /// Answers the first call with a success and fails every later one.
+    struct FirstOnly(std::sync::atomic::AtomicUsize);
+
+    impl RaftTransport for FirstOnly {
+        fn call(&self, target: NodeId, addr: String, _rpc: RaftRpc, _t: Duration) -> CallFuture {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if n == 0 {
+                    let ok: Answer<AppendEntriesResponse<TypeConfig>> =
+                        Ok(AppendEntriesResponse::Success);
+                    Ok(encode(&ok).unwrap())
+                } else {
+                    Err(CallError::Unreachable {
+                        node: target,
+                        addr,
+                        reason: "cut after the first part".into(),
+                    })
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_split_append_cut_after_its_first_part_is_a_partial_success() {
+        let log_id = |i| LogId::new(LeaderId::<u64, u64>::new(1, 1), i);
+        // Two entries that do not fit one frame together.
+        let big = || Bytes(Arc::new(vec![7; RAFT_RPC_BYTES_MAX / 2 + 1]));
+        let rpc = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: Some(log_id(2)),
+            entries: vec![
+                Entry {
+                    log_id: log_id(3),
+                    payload: EntryPayload::Normal(big()),
+                },
+                Entry {
+                    log_id: log_id(4),
+                    payload: EntryPayload::Normal(big()),
+                },
+            ],
+            leader_commit: Some(log_id(2)),
+        };
+        let mut peer = Peer {
+            group: 1,
+            target: 2,
+            addr: "node-2".into(),
+            transport: Arc::new(FirstOnly(Default::default())),
+        };
+        let option = RPCOption::new(Duration::from_secs(1));
+        let answer = peer
+            .append_entries(rpc.clone(), option.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            answer,
+            AppendEntriesResponse::PartialSuccess(Some(log_id(3)))
+        );
+        // Nothing arrived: an error, as before.
+        let mut peer = Peer {
+            transport: Arc::new(FirstOnly(1.into())),
+            ..peer
+        };
+        assert!(peer.append_entries(rpc, option).await.is_err());
+    }
 
     #[test]
     fn a_split_append_chains_its_parts() {

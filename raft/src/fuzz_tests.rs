@@ -33,6 +33,15 @@ fn entries() -> Vec<EntryOf<TypeConfig>> {
         .collect()
 }
 
+fn append_request() -> AppendEntriesRequest<TypeConfig> {
+    AppendEntriesRequest {
+        vote: vote(),
+        prev_log_id: Some(log_id(2, 2)),
+        entries: entries(),
+        leader_commit: Some(log_id(2, 4)),
+    }
+}
+
 fn vote() -> VoteOf<TypeConfig> {
     Vote::new(3, 2)
 }
@@ -48,12 +57,7 @@ fn target<T: Serialize + DeserializeOwned>(name: &str, seeds: Vec<Vec<u8>>) {
 
 #[test]
 fn fuzz_rpcs_from_peers() {
-    let append = AppendEntriesRequest::<TypeConfig> {
-        vote: vote(),
-        prev_log_id: Some(log_id(2, 2)),
-        entries: entries(),
-        leader_commit: Some(log_id(2, 4)),
-    };
+    let append = append_request();
     let empty = AppendEntriesRequest::<TypeConfig> {
         vote: vote(),
         prev_log_id: None,
@@ -157,15 +161,7 @@ fn golden_log_and_rpcs() {
         "votes",
         &[None, Some(vote()), Some(Vote::new_committed(1 << 20, 3))],
     );
-    golden(
-        "append-entries",
-        &[AppendEntriesRequest::<TypeConfig> {
-            vote: vote(),
-            prev_log_id: Some(log_id(2, 2)),
-            entries: entries(),
-            leader_commit: Some(log_id(2, 4)),
-        }],
-    );
+    golden("append-entries", &[append_request()]);
     golden(
         "vote-requests",
         &[VoteRequest::<TypeConfig>::new(vote(), Some(log_id(2, 9)))],

@@ -28,9 +28,8 @@
 //! the commands 1..=10 is 55).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
@@ -43,9 +42,9 @@ use sluice_proto::{RaftRpc, RaftRpcKind};
 
 use crate::log_store::{decode, encode};
 use crate::network::{Answer, SnapshotRequest};
+use crate::tests::Sum;
 use crate::{
-    Bytes, CallError, CallFuture, Group, GroupConfig, LogDb, NodeId, RaftTransport,
-    ReplicatedState, TypeConfig,
+    Bytes, CallError, CallFuture, Group, GroupConfig, LogDb, NodeId, RaftTransport, TypeConfig,
 };
 
 const GROUP: u64 = 77;
@@ -65,32 +64,6 @@ impl RaftTransport for Nowhere {
                 reason: "played by the test".into(),
             })
         })
-    }
-}
-
-/// Sums the u64 commands; (sum, last index applied).
-#[derive(Clone, Default)]
-struct Sum(Arc<Mutex<(u64, u64)>>);
-
-impl ReplicatedState for Sum {
-    fn apply(&mut self, index: u64, command: &[u8]) -> io::Result<Vec<u8>> {
-        let mut s = self.0.lock().unwrap();
-        if index > s.1 {
-            s.0 += u64::from_be_bytes(command[..8].try_into().unwrap());
-            s.1 = index;
-        }
-        Ok(s.0.to_be_bytes().to_vec())
-    }
-    fn sync(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn snapshot(&mut self) -> io::Result<Vec<u8>> {
-        Ok(self.0.lock().unwrap().0.to_be_bytes().to_vec())
-    }
-    fn install_snapshot(&mut self, data: &[u8]) -> io::Result<()> {
-        let sum: [u8; 8] = data.try_into().map_err(io::Error::other)?;
-        self.0.lock().unwrap().0 = u64::from_be_bytes(sum);
-        Ok(())
     }
 }
 

@@ -34,9 +34,9 @@ impl RaftTransport for InProcess {
 /// Sums the u64 commands; remembers every index applied, to check
 /// idempotence, and the command applied at each index, to compare replicas.
 #[derive(Clone, Default)]
-struct Sum(
-    Arc<Mutex<(u64, u64, Vec<u64>)>>,
-    Arc<Mutex<BTreeMap<u64, u64>>>,
+pub(crate) struct Sum(
+    pub(crate) Arc<Mutex<(u64, u64, Vec<u64>)>>,
+    pub(crate) Arc<Mutex<BTreeMap<u64, u64>>>,
 ); // (sum, last index, applied indexes), index -> command
 
 impl ReplicatedState for Sum {

@@ -66,6 +66,18 @@ impl Encoder<'_> {
     }
 }
 
+/// Integers wider than a byte: one method per type, zigzagged or not.
+macro_rules! integers {
+    ($($method:ident($ty:ty) => $write:ident;)*) => {
+        $(
+            fn $method(self, v: $ty) -> Result<(), EncodeError> {
+                self.$write(v);
+                Ok(())
+            }
+        )*
+    };
+}
+
 impl ser::Serializer for &mut Encoder<'_> {
     type Ok = ();
     type Error = EncodeError;
@@ -91,48 +103,19 @@ impl ser::Serializer for &mut Encoder<'_> {
         Ok(())
     }
 
-    fn serialize_i16(self, v: i16) -> Result<(), EncodeError> {
-        self.signed(v);
-        Ok(())
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<(), EncodeError> {
-        self.signed(v);
-        Ok(())
-    }
-
-    fn serialize_i64(self, v: i64) -> Result<(), EncodeError> {
-        self.signed(v);
-        Ok(())
-    }
-
-    fn serialize_i128(self, v: i128) -> Result<(), EncodeError> {
-        self.signed(v);
-        Ok(())
+    integers! {
+        serialize_i16(i16) => signed;
+        serialize_i32(i32) => signed;
+        serialize_i64(i64) => signed;
+        serialize_i128(i128) => signed;
+        serialize_u16(u16) => varint;
+        serialize_u32(u32) => varint;
+        serialize_u64(u64) => varint;
+        serialize_u128(u128) => varint;
     }
 
     fn serialize_u8(self, v: u8) -> Result<(), EncodeError> {
         self.out.push(v);
-        Ok(())
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<(), EncodeError> {
-        self.varint(v);
-        Ok(())
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<(), EncodeError> {
-        self.varint(v);
-        Ok(())
-    }
-
-    fn serialize_u64(self, v: u64) -> Result<(), EncodeError> {
-        self.varint(v);
-        Ok(())
-    }
-
-    fn serialize_u128(self, v: u128) -> Result<(), EncodeError> {
-        self.varint(v);
         Ok(())
     }
 

@@ -85,7 +85,7 @@ impl Ledger {
         acked
     }
 
-    /// Power cuts, and those that lost acknowledged writes.
+    /// Power cuts, and those that cut acknowledged entries from the replica.
     pub(super) fn power_cuts(&self) -> (u64, u64) {
         self.lock().power_cuts
     }

@@ -196,7 +196,7 @@ impl Outcome {
         format!(
             "seed {} ({} nodes, leader restore {}): {} in {} ms{converged}; writes: {acked} \
              acknowledged, {unknown} unknown, {refused} refused; {cuts} power cuts, \
-             {cuts_acked} of them lost acknowledged writes",
+             {cuts_acked} of them cut acknowledged entries from the replica's log",
             self.seed,
             self.schedule.nodes.len(),
             if self.leader_restore { "on" } else { "off" },

@@ -436,6 +436,7 @@ mod tests {
             profile: None,
             endpoint: None,
             log_format: crate::LogFormat::Text,
+            tls: None,
         };
         let node = |force| IssueArgs {
             dir: ca_dir.clone(),

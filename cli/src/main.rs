@@ -49,6 +49,16 @@ struct GlobalArgs {
     /// Node to connect to, overriding the profile's endpoint (the profile still provides the CA).
     #[arg(long, global = true, value_name = "HOST:PORT")]
     endpoint: Option<String>,
+    /// The cluster's CA certificate (PEM): with --endpoint, connect without a
+    /// profile.
+    #[arg(long, global = true, value_name = "FILE", requires = "endpoint")]
+    ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) to present, with --ca-cert; needs --key.
+    #[arg(long, global = true, value_name = "FILE", requires_all = ["ca_cert", "key"])]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM), with --cert.
+    #[arg(long, global = true, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
     /// Log lines (on stderr; a node's in its node.log) as text or as one JSON
     /// object each. `RUST_LOG` sets what is logged.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -158,6 +168,22 @@ pub struct Globals {
     pub endpoint: Option<String>,
     /// `--log-format`, passed on to the nodes `cluster start` runs.
     pub log_format: LogFormat,
+    /// `--ca-cert` (and `--cert`, `--key`): connect to `--endpoint` with
+    /// these instead of a profile's.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Certificate files given on the command line.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca_cert: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+fn read_pem(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
 /// `-O/--output` of list and describe commands.
@@ -179,6 +205,11 @@ fn main() -> ExitCode {
         profile: cli.globals.profile,
         endpoint: cli.globals.endpoint,
         log_format: cli.globals.log_format,
+        tls: cli.globals.ca_cert.map(|ca_cert| TlsFiles {
+            ca_cert,
+            cert: cli.globals.cert,
+            key: cli.globals.key,
+        }),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -205,21 +236,44 @@ fn main() -> ExitCode {
 /// Connects with the profile and endpoint the user chose. The client's
 /// errors already say what to do, so no context is added.
 pub async fn connect(globals: &Globals) -> anyhow::Result<sluice_client::Client> {
-    let client = sluice_client::Client::from_profile(
-        &globals.home,
-        globals.profile.as_deref(),
-        globals.endpoint.as_deref(),
-    )
-    .await?;
-    Ok(client)
+    connect_to(globals, globals.endpoint.as_deref()).await
 }
 
-/// A client talking to the node at `addr` only (with the profile's CA), for
-/// commands that ask every node about itself; `None` if it does not answer.
+/// A client talking to the node at `addr` only (with the profile's CA, or
+/// `--ca-cert`'s), for commands that ask every node about itself; `None` if
+/// it does not answer.
 pub async fn connect_node(globals: &Globals, addr: &str) -> Option<sluice_client::Client> {
-    sluice_client::Client::from_profile(&globals.home, globals.profile.as_deref(), Some(addr))
-        .await
-        .ok()
+    connect_to(globals, Some(addr)).await.ok()
+}
+
+/// `--ca-cert` (with `--cert`/`--key`) and an endpoint need no profile;
+/// otherwise the profile provides the CA, the identity and, unless
+/// overridden, the endpoint.
+async fn connect_to(
+    globals: &Globals,
+    endpoint: Option<&str>,
+) -> anyhow::Result<sluice_client::Client> {
+    if let (Some(tls), Some(endpoint)) = (&globals.tls, endpoint) {
+        let ca_pem = read_pem(&tls.ca_cert, "the CA certificate")?;
+        let identity = match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => Some(sluice_client::CertKeyPair {
+                cert_pem: read_pem(cert, "the client certificate")?,
+                key_pem: read_pem(key, "the client key")?,
+            }),
+            _ => None,
+        };
+        let options = sluice_client::ConnectOptions {
+            ca_source: tls.ca_cert.display().to_string(),
+            ..sluice_client::ConnectOptions::default()
+        };
+        return Ok(
+            sluice_client::Client::connect_with(endpoint, &ca_pem, identity, options).await?,
+        );
+    }
+    let client =
+        sluice_client::Client::from_profile(&globals.home, globals.profile.as_deref(), endpoint)
+            .await?;
+    Ok(client)
 }
 
 async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {

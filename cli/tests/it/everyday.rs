@@ -190,3 +190,59 @@ fn growing_and_deleting_a_local_cluster_say_what_happened() {
     );
     assert!(!deleted.contains("data kept"), "{deleted}");
 }
+
+#[test]
+fn an_endpoint_with_certificate_flags_needs_no_profile() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "flags"]);
+    let config = sluice_client::config::ClientConfig::load(env.home.path()).unwrap();
+    let (_, local) = config.profile(Some("local")).unwrap();
+    let file = |p: &std::path::Path| {
+        sluice_client::config::Profile::resolve(env.home.path(), p)
+            .display()
+            .to_string()
+    };
+    let (ca, cert, key) = (
+        file(&local.ca_cert),
+        file(local.client_cert.as_ref().unwrap()),
+        file(local.client_key.as_ref().unwrap()),
+    );
+    let endpoint = local.endpoint.clone();
+    // Another home, with no profile at all.
+    let elsewhere = Env::new();
+    let listed = elsewhere.ok(&[
+        "topic",
+        "list",
+        "--endpoint",
+        &endpoint,
+        "--ca-cert",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ]);
+    assert!(listed.contains("flags"), "{listed}");
+    // Without a client certificate the node, which requires one, refuses.
+    let err = elsewhere.fails(
+        &["topic", "list", "--endpoint", &endpoint, "--ca-cert", &ca],
+        b"",
+    );
+    assert!(err.contains("certificate"), "{err}");
+    let err = elsewhere.fails(
+        &[
+            "topic",
+            "list",
+            "--endpoint",
+            &endpoint,
+            "--ca-cert",
+            &ca,
+            "--cert",
+            &cert,
+        ],
+        b"",
+    );
+    assert!(err.contains("--key"), "{err}");
+    let err = elsewhere.fails(&["topic", "list", "--endpoint", &endpoint], b"");
+    assert!(err.contains("--ca-cert"), "{err}");
+}

@@ -53,12 +53,13 @@ struct GlobalArgs {
     /// profile.
     #[arg(long, global = true, value_name = "FILE", requires = "endpoint")]
     ca_cert: Option<PathBuf>,
-    /// Client certificate (PEM) to present, with --ca-cert; needs --key.
-    #[arg(long, global = true, value_name = "FILE", requires_all = ["ca_cert", "key"])]
-    cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM), with --cert.
-    #[arg(long, global = true, value_name = "FILE", requires = "cert")]
-    key: Option<PathBuf>,
+    /// Client certificate (PEM) to present, with --ca-cert; needs --client-key.
+    /// (Not `--cert`/`--key`: `--key` is a record's key in produce and test.)
+    #[arg(long, global = true, value_name = "FILE", requires_all = ["ca_cert", "client_key"])]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM), with --client-cert.
+    #[arg(long, global = true, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
     /// Log lines (on stderr; a node's in its node.log) as text or as one JSON
     /// object each. `RUST_LOG` sets what is logged.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -168,7 +169,7 @@ pub struct Globals {
     pub endpoint: Option<String>,
     /// `--log-format`, passed on to the nodes `cluster start` runs.
     pub log_format: LogFormat,
-    /// `--ca-cert` (and `--cert`, `--key`): connect to `--endpoint` with
+    /// `--ca-cert` (and `--client-cert`, `--client-key`): connect to `--endpoint` with
     /// these instead of a profile's.
     pub tls: Option<TlsFiles>,
 }
@@ -207,8 +208,8 @@ fn main() -> ExitCode {
         log_format: cli.globals.log_format,
         tls: cli.globals.ca_cert.map(|ca_cert| TlsFiles {
             ca_cert,
-            cert: cli.globals.cert,
-            key: cli.globals.key,
+            cert: cli.globals.client_cert,
+            key: cli.globals.client_key,
         }),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -246,7 +247,7 @@ pub async fn connect_node(globals: &Globals, addr: &str) -> Option<sluice_client
     connect_to(globals, Some(addr)).await.ok()
 }
 
-/// `--ca-cert` (with `--cert`/`--key`) and an endpoint need no profile;
+/// `--ca-cert` (with `--client-cert`/`--client-key`) and an endpoint need no profile;
 /// otherwise the profile provides the CA, the identity and, unless
 /// overridden, the endpoint.
 async fn connect_to(

@@ -130,7 +130,7 @@ pub enum ClientError {
     /// `--endpoint` was given, but there is no profile to take the CA from.
     #[error(
         "--endpoint {endpoint} needs the cluster's CA certificate, which comes from a connection profile, \
-         and {} has none: give it with --ca-cert FILE (and --cert/--key for a client \
+         and {} has none: give it with --ca-cert FILE (and --client-cert/--client-key for a client \
          certificate), start a local cluster with `sluice cluster start --local`, or add a profile",
         config_path(home)
     )]

@@ -217,9 +217,9 @@ fn an_endpoint_with_certificate_flags_needs_no_profile() {
         &endpoint,
         "--ca-cert",
         &ca,
-        "--cert",
+        "--client-cert",
         &cert,
-        "--key",
+        "--client-key",
         &key,
     ]);
     assert!(listed.contains("flags"), "{listed}");
@@ -237,12 +237,16 @@ fn an_endpoint_with_certificate_flags_needs_no_profile() {
             &endpoint,
             "--ca-cert",
             &ca,
-            "--cert",
+            "--client-cert",
             &cert,
         ],
         b"",
     );
-    assert!(err.contains("--key"), "{err}");
+    assert!(err.contains("--client-key"), "{err}");
     let err = elsewhere.fails(&["topic", "list", "--endpoint", &endpoint], b"");
     assert!(err.contains("--ca-cert"), "{err}");
+    // `--key` stays a record's key.
+    env.ok_with_input(&["produce", "flags", "--key", "k"], b"v\n");
+    let read = env.ok(&["consume", "flags", "-B", "-d", "-k"]);
+    assert!(read.contains('k') && read.contains('v'), "{read}");
 }

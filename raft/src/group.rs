@@ -337,6 +337,25 @@ impl<S: ReplicatedState> Group<S> {
                 Err(e) => bad(e),
             },
             RaftRpcKind::InstallSnapshot => match decode::<SnapshotRequest>(payload) {
+                // openraft asserts (and its core task dies) on a snapshot
+                // whose last log id is beyond its sender's vote. A fault run
+                // saw one: a deposed leader's replication stream sent the
+                // snapshot it had built since, as a follower of the next
+                // term, under its old vote. Refused, the sender's stream
+                // ends and the current leader catches this replica up.
+                Ok((vote, meta, _))
+                    if meta
+                        .last_log_id
+                        .is_some_and(|last| last.leader_id > *vote.leader_id()) =>
+                {
+                    let refusal: Result<(), String> = Err(format!(
+                        "a snapshot up to {:?} cannot come from a leader with vote {vote:?}; refused",
+                        meta.last_log_id
+                    ));
+                    tracing::warn!(group = self.id, last = ?meta.last_log_id, ?vote,
+                        "refused a snapshot beyond its sender's vote");
+                    answer(refusal).await
+                }
                 Ok((vote, meta, _)) if self.log_holds_snapshot(&vote, &meta).await => {
                     tracing::debug!(
                         group = self.id, last = ?meta.last_log_id,

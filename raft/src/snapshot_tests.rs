@@ -195,3 +195,56 @@ async fn a_snapshot_below_the_submitted_log_of_the_same_leader_is_taken_in_strid
     assert_eq!(sum.0.lock().unwrap().0, (1..=10).sum::<u64>());
     group.shutdown().await;
 }
+
+/// A snapshot whose last log id is beyond its sender's vote (a deposed
+/// leader's stream sending what it built since, as seen in a fault run) is
+/// refused; openraft would assert on it and stop the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_beyond_its_senders_vote_is_refused_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = LogDb::open(dir.path()).unwrap();
+    let group = Group::start(
+        db,
+        ME,
+        GROUP,
+        Sum::default(),
+        &GroupConfig::default(),
+        Arc::new(Nowhere),
+    )
+    .await
+    .unwrap();
+    let answer = append(&group, None, Some(0..=10), 3).await;
+    assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
+    let later = LogId::new(
+        LeaderId {
+            term: TERM + 1,
+            node_id: LEADER,
+        },
+        12,
+    );
+    let request: SnapshotRequest = (
+        vote(),
+        SnapshotMeta {
+            last_log_id: Some(later),
+            last_membership: StoredMembership::new(Some(lid(0)), membership()),
+        },
+        serde_bytes::ByteBuf::from(0u64.to_be_bytes().to_vec()),
+    );
+    let payload = encode(&request).unwrap();
+    let bytes = tokio::time::timeout(
+        Duration::from_secs(5),
+        group.handle_rpc(RaftRpcKind::InstallSnapshot, &payload),
+    )
+    .await
+    .expect("answered");
+    let answer: Answer<SnapshotResponse<TypeConfig>> = decode(&bytes).unwrap();
+    assert!(
+        matches!(&answer, Err(e) if e.contains("refused")),
+        "{answer:?}"
+    );
+    assert_eq!(group.status().stopped, None);
+    // The group still takes its leader's entries.
+    let answer = append(&group, Some(10), None, 10).await;
+    assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
+    group.shutdown().await;
+}

@@ -231,22 +231,21 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
         ..TopicSpec::new(&args.topic)
     };
     // Created only if missing: every create, even a refused one, is a
-    // replicated controller entry.
-    let exists = client.describe_topic(&args.topic).await.is_ok();
-    if !exists {
-        match client.create_topic(spec).await {
-            Ok(_)
-            | Err(ClientError::Server(sluice_client::proto::WireError::TopicExists { .. })) => {}
-            Err(e) => return Err(e).context("cannot create the bench topic"),
+    // replicated controller entry. An existing topic keeps its own
+    // partition count, which may differ from the flag's.
+    let partitions = match client.describe_topic(&args.topic).await {
+        Ok(existing) => existing.spec.partitions,
+        Err(_) => {
+            match client.create_topic(spec).await {
+                Ok(_)
+                | Err(ClientError::Server(sluice_client::proto::WireError::TopicExists {
+                    ..
+                })) => {}
+                Err(e) => return Err(e).context("cannot create the bench topic"),
+            }
+            args.partitions
         }
-    }
-    // The topic's own partition count: it may exist with another than the
-    // flag's.
-    let partitions = client
-        .describe_topic(&args.topic)
-        .await
-        .map(|t| t.spec.partitions)
-        .unwrap_or(args.partitions);
+    };
     let per_producer = args.records / u64::from(args.producers.max(1));
     let progress = crate::progress::counter(
         per_producer * u64::from(args.producers.max(1)),

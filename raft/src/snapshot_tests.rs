@@ -123,6 +123,20 @@ async fn append(
     decode(&bytes).unwrap()
 }
 
+/// Node 2's replica of the group, reaching nobody.
+async fn replica(db: Arc<LogDb>, sum: Sum) -> Group<Sum> {
+    Group::start(
+        db,
+        ME,
+        GROUP,
+        sum,
+        &GroupConfig::default(),
+        Arc::new(Nowhere),
+    )
+    .await
+    .unwrap()
+}
+
 async fn wait(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !cond() {
@@ -136,16 +150,7 @@ async fn a_snapshot_below_the_submitted_log_of_the_same_leader_is_taken_in_strid
     let dir = tempfile::tempdir().unwrap();
     let db = LogDb::open(dir.path()).unwrap();
     let sum = Sum::default();
-    let group = Group::start(
-        db,
-        ME,
-        GROUP,
-        sum.clone(),
-        &GroupConfig::default(),
-        Arc::new(Nowhere),
-    )
-    .await
-    .unwrap();
+    let group = replica(db, sum.clone()).await;
 
     // 1. Leader T1-N1 replicates entries 0..=10 while only 3 is committed.
     //    The answer comes once the entries are fsynced, so the AppendEntries
@@ -203,16 +208,7 @@ async fn a_snapshot_below_the_submitted_log_of_the_same_leader_is_taken_in_strid
 async fn a_snapshot_beyond_its_senders_vote_is_refused_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let db = LogDb::open(dir.path()).unwrap();
-    let group = Group::start(
-        db,
-        ME,
-        GROUP,
-        Sum::default(),
-        &GroupConfig::default(),
-        Arc::new(Nowhere),
-    )
-    .await
-    .unwrap();
+    let group = replica(db, Sum::default()).await;
     let answer = append(&group, None, Some(0..=10), 3).await;
     assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
     let later = LogId::new(

@@ -30,12 +30,18 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # Dependency policy (deny.toml): licences, banned crates, sources.
 command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --version 0.20.2
 cargo deny --offline check licenses bans sources
-# Advisories need the RustSec database, fetched from GitHub, which these
-# machines cannot reach: checked when a copy is present, said when not.
-if [ -d "$HOME/.cargo/advisory-dbs" ]; then
+# Advisories need the RustSec database, a git repository on GitHub. Fetch it
+# where GitHub is reachable; where it is not (these build machines), use the
+# copy in ~/.cargo/advisory-dbs and say how old it is; with neither, say so.
+advisory_db="$HOME/.cargo/advisory-dbs"
+timeout 120 cargo deny fetch db >/dev/null 2>&1 || true
+if [ -d "$advisory_db" ] && ls "$advisory_db"/*/.git >/dev/null 2>&1; then
+  for db in "$advisory_db"/*/; do
+    echo "cargo deny: RustSec database $(basename "$db") as of $(git -C "$db" log -1 --format=%cs)"
+  done
   cargo deny --offline check advisories
 else
-  echo "cargo deny: advisories not checked (no RustSec database in ~/.cargo/advisory-dbs; see README.md)"
+  echo "cargo deny: advisories NOT checked (no RustSec database in $advisory_db; see README.md)"
 fi
 
 # SmartModule ABI and decoders are fuzzed for SLUICE_FUZZ_SECS (default 1 s) per target.

@@ -13,7 +13,7 @@ use crate::log_store::{decode, encode};
 
 use crate::error::{RaftError, WriteError};
 use crate::log_store::{GroupLog, LogDb};
-use crate::network::{Answer, Network, RaftTransport, SnapshotRequest};
+use crate::network::{Answer, Network, RaftTransport, SnapshotRequest, snapshot_beyond_vote};
 use crate::state_machine::{Adapter, ReplicatedState};
 use crate::{Bytes, GroupId, NodeId, TypeConfig};
 
@@ -271,6 +271,12 @@ impl<S: ReplicatedState> Group<S> {
         }
     }
 
+    /// The last log id of the newest snapshot this replica holds.
+    #[cfg(test)]
+    pub(crate) fn snapshot_last_log_id(&self) -> Option<openraft::alias::LogIdOf<TypeConfig>> {
+        self.raft.metrics().borrow_watched().snapshot
+    }
+
     /// Waits until the group has a leader, or `timeout` passes.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
         let mut rx = self.raft.metrics();
@@ -341,13 +347,10 @@ impl<S: ReplicatedState> Group<S> {
                 // whose last log id is beyond its sender's vote. A fault run
                 // saw one: a deposed leader's replication stream sent the
                 // snapshot it had built since, as a follower of the next
-                // term, under its old vote. Refused, the sender's stream
-                // ends and the current leader catches this replica up.
-                Ok((vote, meta, _))
-                    if meta
-                        .last_log_id
-                        .is_some_and(|last| last.leader_id > *vote.leader_id()) =>
-                {
+                // term, under its old vote (how: `Peer::full_snapshot`,
+                // which no longer sends one). Refused here too, for senders
+                // of older builds; the current leader catches this replica up.
+                Ok((vote, meta, _)) if snapshot_beyond_vote(&vote, &meta) => {
                     let refusal: Result<(), String> = Err(format!(
                         "a snapshot up to {:?} cannot come from a leader with vote {vote:?}; refused",
                         meta.last_log_id

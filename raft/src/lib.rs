@@ -73,6 +73,8 @@ openraft::declare_raft_types!(
 );
 
 #[cfg(test)]
+mod deposed_stream_tests;
+#[cfg(test)]
 mod fuzz_tests;
 #[cfg(test)]
 mod sim;

@@ -224,13 +224,32 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             .map_err(CallFailure::into_rpc_error)
     }
 
+    /// Sends a whole snapshot, unless the stream was cancelled or the
+    /// snapshot is beyond the vote it would be sent under.
+    ///
+    /// openraft's snapshot transmitter reads the newest snapshot afresh on
+    /// every attempt and, after a network error, retries without looking at
+    /// its cancellation. A leader that stepped down keeps such a stream alive
+    /// for a while; meanwhile, as a follower of the next term, it may build a
+    /// snapshot holding that term's entries, which the stream would then send
+    /// under the old vote, and a receiver still at that vote would install
+    /// entries newer than the leader it believes in (openraft asserts on it).
+    /// So a cancelled stream sends nothing and ends, and a snapshot beyond
+    /// the sender's vote is never sent (receivers refuse it too).
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<TypeConfig>,
         snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        if snapshot_beyond_vote(&vote, &snapshot.meta) {
+            return Err(StreamingError::Closed(ReplicationClosed::new(format!(
+                "the snapshot up to {:?} is beyond this stream's vote {vote:?}: \
+                 its leader has stepped down",
+                snapshot.meta.last_log_id
+            ))));
+        }
         let request: SnapshotRequest = (
             vote,
             snapshot.meta,
@@ -238,10 +257,24 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         );
         // A snapshot may be large: give it more time than a heartbeat.
         let timeout = option.hard_ttl().max(Duration::from_secs(30));
-        self.call(RaftRpcKind::InstallSnapshot, &request, timeout)
-            .await
-            .map_err(CallFailure::into_streaming_error)
+        let call = self.call(RaftRpcKind::InstallSnapshot, &request, timeout);
+        // Cancellation first: a stream already cancelled must not send.
+        tokio::select! {
+            biased;
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            answer = call => answer.map_err(CallFailure::into_streaming_error),
+        }
     }
+}
+
+/// Whether a snapshot holds entries of a later leader than `vote`'s: no
+/// leader holding `vote` can have sent it (see `Peer::full_snapshot`).
+pub(crate) fn snapshot_beyond_vote(
+    vote: &VoteOf<TypeConfig>,
+    meta: &SnapshotMetaOf<TypeConfig>,
+) -> bool {
+    meta.last_log_id
+        .is_some_and(|last| last.leader_id > *vote.leader_id())
 }
 
 /// What an InstallSnapshot RPC carries.
@@ -342,6 +375,87 @@ mod tests {
             ..peer
         };
         assert!(peer.append_entries(rpc, option).await.is_err());
+    }
+
+    /// Counts calls and answers each with a snapshot response.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl RaftTransport for Counting {
+        fn call(&self, _target: NodeId, _addr: String, rpc: RaftRpc, _t: Duration) -> CallFuture {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                let (vote, _, _): SnapshotRequest = decode(&rpc.payload).unwrap();
+                let ok: Answer<SnapshotResponse<TypeConfig>> = Ok(SnapshotResponse { vote });
+                Ok(encode(&ok).unwrap())
+            })
+        }
+    }
+
+    /// A snapshot up to index 9 written by the leader of `term` (node `term`).
+    fn snapshot_of_term(term: u64) -> SnapshotOf<TypeConfig, Vec<u8>> {
+        openraft::Snapshot {
+            meta: openraft::SnapshotMeta {
+                last_log_id: Some(LogId::new(LeaderId::<u64, u64>::new(term, term), 9)),
+                last_membership: Default::default(),
+            },
+            snapshot: vec![1, 2, 3],
+        }
+    }
+
+    /// Sends `snapshot` under the vote of term 4's leader; returns the
+    /// outcome and how many calls reached the transport.
+    async fn send_snapshot(
+        snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+    ) -> (Result<(), String>, usize) {
+        let transport = Arc::new(Counting::default());
+        let mut peer = Peer {
+            group: 1,
+            target: 2,
+            addr: "node-2".into(),
+            transport: transport.clone(),
+        };
+        let option = RPCOption::new(Duration::from_secs(1));
+        let outcome = peer
+            .full_snapshot(Vote::new_committed(4, 4), snapshot, cancel, option)
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                StreamingError::Closed(c) => format!("closed: {c}"),
+                other => format!("other: {other}"),
+            });
+        (
+            outcome,
+            transport.0.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_within_the_vote_is_sent() {
+        let (outcome, calls) = send_snapshot(snapshot_of_term(4), std::future::pending()).await;
+        assert_eq!((outcome, calls), (Ok(()), 1));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_snapshot_stream_sends_nothing() {
+        let stepped_down = std::future::ready(ReplicationClosed::new("leader stepped down"));
+        let (outcome, calls) = send_snapshot(snapshot_of_term(4), stepped_down).await;
+        assert!(outcome.unwrap_err().starts_with("closed:"));
+        assert_eq!(calls, 0, "a cancelled stream must not send");
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_beyond_the_streams_vote_is_not_sent() {
+        // Term 4's leader stepped down and, as term 5's follower, built a
+        // snapshot holding term 5's entries; its old stream must not send it.
+        let (outcome, calls) = send_snapshot(snapshot_of_term(5), std::future::pending()).await;
+        let refusal = outcome.unwrap_err();
+        assert!(
+            refusal.starts_with("closed:") && refusal.contains("beyond"),
+            "{refusal}"
+        );
+        assert_eq!(calls, 0);
     }
 
     #[test]

@@ -267,6 +267,13 @@ impl RaftNetworkV2<TypeConfig> for Peer {
     }
 }
 
+/// Whether an append carries an entry of a later leader than its vote's.
+pub(crate) fn entries_beyond_vote(rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
+    rpc.entries
+        .iter()
+        .any(|e| e.log_id.leader_id > *rpc.vote.leader_id())
+}
+
 /// Whether a snapshot holds entries of a later leader than `vote`'s: no
 /// leader holding `vote` can have sent it (see `Peer::full_snapshot`).
 pub(crate) fn snapshot_beyond_vote(

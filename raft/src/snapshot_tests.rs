@@ -244,3 +244,47 @@ async fn a_snapshot_beyond_its_senders_vote_is_refused_not_fatal() {
     assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
     group.shutdown().await;
 }
+
+/// An append whose entries are of a later leader than its vote (no correct
+/// leader sends one; openraft would take it silently) is refused, and the
+/// replica goes on taking its leader's entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_with_entries_beyond_its_vote_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = LogDb::open(dir.path()).unwrap();
+    let group = replica(db, Sum::default()).await;
+    let answer = append(&group, None, Some(0..=3), 3).await;
+    assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
+    let later = LogId::new(
+        LeaderId {
+            term: TERM + 1,
+            node_id: 3,
+        },
+        4,
+    );
+    let req = AppendEntriesRequest::<TypeConfig> {
+        vote: vote(),
+        prev_log_id: Some(lid(3)),
+        entries: vec![Entry {
+            log_id: later,
+            payload: EntryPayload::Normal(Bytes(Arc::new(4u64.to_be_bytes().to_vec()))),
+        }],
+        leader_commit: Some(lid(3)),
+    };
+    let bytes = tokio::time::timeout(
+        Duration::from_secs(5),
+        group.handle_rpc(RaftRpcKind::AppendEntries, &encode(&req).unwrap()),
+    )
+    .await
+    .expect("answered");
+    let answer: Answer<AppendEntriesResponse<TypeConfig>> = decode(&bytes).unwrap();
+    assert!(
+        matches!(&answer, Err(e) if e.contains("refused")),
+        "{answer:?}"
+    );
+    assert_eq!(group.status().last_log_index, Some(3), "nothing appended");
+    let answer = append(&group, Some(3), Some(4..=5), 5).await;
+    assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
+    assert_eq!(group.status().last_log_index, Some(5));
+    group.shutdown().await;
+}

@@ -29,6 +29,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Dependency policy (deny.toml): licences, banned crates, sources.
 command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --version 0.20.2
+# cargo deny reads every platform's dependencies: fetch them (the registry is reachable).
+cargo fetch --locked
 cargo deny --offline check licenses bans sources
 # Advisories need the RustSec database, a git repository on GitHub. Fetch it
 # where GitHub is reachable; where it is not (these build machines), use the

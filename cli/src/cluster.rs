@@ -92,6 +92,10 @@ pub struct StartArgs {
     /// addresses inside a network namespace, so faults can be injected between nodes.
     #[arg(long, value_delimiter = ',', value_name = "IP,IP,...")]
     pub hosts: Vec<IpAddr>,
+    /// Do not serve Prometheus metrics. By default node i serves them at
+    /// http://IP:PORT/metrics over TCP, PORT being its QUIC (UDP) port.
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
 /// What `cluster.toml` in the cluster root records.
@@ -201,6 +205,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         );
     }
     let home = &globals.home;
+    let args_metrics = !args.no_metrics;
     let root = match args.data_dir {
         Some(dir) => std::path::absolute(&dir)
             .with_context(|| format!("bad --data-dir {}", dir.display()))?,
@@ -409,6 +414,11 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             // RUST_LOG, when set, is inherited; otherwise the node's own
             // default applies (`NODE_LOG_FILTER_DEFAULT`).
             .args(["--log-format", globals.log_format.as_str()])
+            .args(if args_metrics {
+                vec!["--metrics-listen".to_string(), listen.clone()]
+            } else {
+                vec![]
+            })
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -515,6 +525,13 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         addr_of(1),
         root.display()
     );
+    if args_metrics && !stopped.is_empty() {
+        let urls: Vec<String> = stopped
+            .iter()
+            .map(|&i| format!("http://{}/metrics", addr_of(i)))
+            .collect();
+        println!("Metrics (Prometheus): {}", urls.join(" "));
+    }
     Ok(())
 }
 

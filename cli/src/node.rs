@@ -44,6 +44,9 @@ pub struct RunArgs {
     /// node added after the cluster formed; give it a new --id).
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "peers")]
     pub join: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (TCP); off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Turns the flags (over the optional file) into a complete [`NodeConfig`].
@@ -84,6 +87,7 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
         require_client_cert: base.is_none_or(|c| c.require_client_cert),
         super_users: base.map_or_else(sluice_spu::default_super_users, |c| c.super_users.clone()),
         retention_check_secs: base.map_or(30, |c| c.retention_check_secs),
+        metrics_listen: args.metrics_listen.or(base.and_then(|c| c.metrics_listen)),
         controller_voters: args
             .controller_voters
             .or(base.map(|c| c.controller_voters))

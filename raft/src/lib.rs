@@ -34,6 +34,11 @@ pub type NodeId = u64;
 /// The group id of the controller.
 pub const CONTROLLER_GROUP: GroupId = 0;
 
+/// Histogram of WAL fsync durations in seconds (its `_count` is the number
+/// of fsyncs), recorded through the `metrics` facade: a no-op unless the
+/// node installed an exporter (`sluice_spu::metrics` lists every name).
+pub const WAL_FSYNC_SECONDS: &str = "sluice_wal_fsync_seconds";
+
 /// The group id of a partition of the topic with `topic_id` (never 0).
 pub fn partition_group(topic_id: u32, partition: u32) -> GroupId {
     ((topic_id as u64) << 32) | partition as u64

@@ -426,7 +426,9 @@ fn sync_wal(
     let covered = options.on_sync.as_ref().map(|observe| observe());
     #[cfg(test)]
     let note = power.note();
+    let started = std::time::Instant::now();
     db.flush_wal(true)?;
+    metrics::histogram!(crate::WAL_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
     #[cfg(test)]
     power.synced(note);
     if let Some(record) = covered {

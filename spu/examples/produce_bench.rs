@@ -67,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         require_client_cert: true,
         super_users: sluice_spu::default_super_users(),
         retention_check_secs: 3600,
+        metrics_listen: None,
         controller_voters: 1,
         peers: Vec::new(),
         join: None,

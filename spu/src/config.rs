@@ -44,6 +44,11 @@ pub struct NodeConfig {
     /// default: a majority survives one failure; five survive two.
     #[serde(default = "default_controller_voters")]
     pub controller_voters: usize,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP over
+    /// TCP); none by default. `cluster start --local` gives node i the TCP
+    /// port of the same number as its QUIC (UDP) port.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Seconds between retention passes over all partitions.
     #[serde(default = "default_retention_interval")]
     pub retention_check_secs: u64,

@@ -12,6 +12,7 @@ mod debug;
 mod fsync_journal;
 mod log_copy;
 mod membership;
+pub mod metrics;
 mod node;
 mod partition;
 mod peers;

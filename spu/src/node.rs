@@ -280,6 +280,21 @@ impl Node {
                 .clone()
                 .run_reconciler(controller.view().clone()),
         );
+        if let Some(listen) = config.metrics_listen {
+            // Observability must not cost the node its service: a port in
+            // use is reported, and the node serves without metrics.
+            match crate::metrics::install(listen) {
+                Ok(()) => {
+                    tracing::info!(%listen, "serving metrics at http://{listen}/metrics");
+                    tokio::spawn(crate::metrics::sample(shared.clone()));
+                }
+                Err(e) => tracing::error!(
+                    %listen, error = %e,
+                    "cannot serve metrics; the node runs without them (free the port or \
+                     change `metrics_listen`)"
+                ),
+            }
+        }
         tokio::spawn(crate::membership::maintain(shared.clone()));
         tokio::spawn(crate::membership::drive_reassignments(shared.clone()));
         let retention = shared.replicas.clone();

@@ -65,7 +65,12 @@ impl RaftTransport for Peers {
                 addr: addr.clone(),
                 reason,
             };
-            match tokio::time::timeout(timeout, peers.request(&addr, &Request::Raft(rpc))).await {
+            let (kind, started) = (rpc.kind, std::time::Instant::now());
+            let answer =
+                tokio::time::timeout(timeout, peers.request(&addr, &Request::Raft(rpc))).await;
+            let ok = matches!(answer, Ok(Ok(Response::Raft { .. })));
+            crate::metrics::raft_rpc(kind, ok, started.elapsed());
+            match answer {
                 Err(_) => Err(unreachable(format!("no answer within {timeout:?}"))),
                 Ok(Err(reason)) => Err(unreachable(reason)),
                 Ok(Ok(Response::Raft { payload })) => Ok(payload),

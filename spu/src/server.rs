@@ -60,6 +60,7 @@ const IDLE_CLOSE_CODE: u32 = 0;
 
 async fn serve_connection(conn: quinn::Connection, node: Arc<Shared>, slot: ConnectionSlot) {
     let remote = conn.remote_address();
+    let _live = crate::metrics::Live::new(crate::metrics::QUIC_CONNECTIONS);
     let principal = Arc::new(Principal::of(&conn));
     let slot = Arc::new(slot);
     tracing::debug!(%remote, %principal, "peer connected");
@@ -102,6 +103,7 @@ struct Peer {
 }
 
 async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shared>, peer: Peer) {
+    let _live = crate::metrics::Live::new(crate::metrics::QUIC_STREAMS_OPEN);
     let deadline = Duration::from_millis(REQUEST_READ_DEADLINE_MS);
     let read = tokio::time::timeout(deadline, read_request(&mut recv, &peer.slot)).await;
     // Held until the request is served: its bytes stay in memory that long.
@@ -593,6 +595,7 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
         .replicas
         .get(&node.metadata(), &req.topic, req.partition)?;
     let record_count = req.records.len() as u32;
+    let (topic, index) = (req.topic.clone(), req.partition);
     let command = encode(&PartitionCommand::Append {
         records: req.records,
         producer: req.producer,
@@ -605,13 +608,19 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
         .await
         .map_err(|e| e.into_wire(what()))?;
     match decode::<AppendOutcome>(&response) {
-        Ok(AppendOutcome::Appended { base_offset } | AppendOutcome::Retry { base_offset }) => {
+        Ok(AppendOutcome::Appended { base_offset }) => {
+            crate::metrics::produced(&topic, index, u64::from(record_count), total as u64);
             Ok(ProduceResponse {
                 partition: req.partition,
                 base_offset,
                 record_count,
             })
         }
+        Ok(AppendOutcome::Retry { base_offset }) => Ok(ProduceResponse {
+            partition: req.partition,
+            base_offset,
+            record_count,
+        }),
         Ok(AppendOutcome::Failed { reason }) => Err(WireError::Storage {
             what: what(),
             reason,
@@ -847,6 +856,11 @@ async fn serve_fetch(
             if let Some(n) = remaining.as_mut() {
                 *n -= records.len() as u64;
             }
+            let bytes = records
+                .iter()
+                .map(|r| r.key.map_or(0, <[u8]>::len) + r.value.len());
+            let bytes = bytes.sum::<usize>() as u64;
+            crate::metrics::consumed(&req.topic, req.partition, records.len() as u64, bytes);
             next = until;
             for chunk in frame_slices(&records) {
                 let frame = RecordsRef {

@@ -12,7 +12,7 @@ use sluice_proto::{
     ConsumerRecord, SmartModuleInfo, SmartModuleInvocation, SmartModuleSource, WireError,
 };
 use sluice_storage::{StorageError, StoredBatch};
-use sluice_wasm::{Chain, Engine, Module, RawRecord, SmartModuleError};
+use sluice_wasm::{Chain, Engine, InstanceStats, Module, RawRecord, SmartModuleError};
 
 use crate::node::Shared;
 
@@ -74,8 +74,10 @@ pub(crate) async fn register(
 
 pub(crate) struct Transforms {
     chain: Chain,
-    /// Names of the modules, in order, for error messages.
+    /// Names of the modules, in order, for error messages and metrics.
     names: Vec<String>,
+    /// Each module's counters as last reported to the metrics.
+    reported: Vec<InstanceStats>,
 }
 
 fn wire_error(module: &str, e: &SmartModuleError) -> WireError {
@@ -143,6 +145,7 @@ impl Transforms {
             names.push(name);
         }
         Ok(Self {
+            reported: vec![InstanceStats::default(); instances.len()],
             chain: Chain::new(instances),
             names,
         })
@@ -171,6 +174,7 @@ impl Transforms {
             })
         })?;
         let processed = self.chain.process_raw(&input);
+        self.report(processed.error.is_some());
         let outputs = processed
             .outputs
             .into_iter()
@@ -188,5 +192,35 @@ impl Transforms {
             .error
             .map(|e| wire_error(&self.names.join(" | "), &e));
         Ok((outputs, error))
+    }
+
+    /// Hands each module's work since the last report to the metrics; a
+    /// failed batch is counted against the last module it reached (a chain
+    /// stops at the module that fails).
+    fn report(&mut self, failed: bool) {
+        let mut batch = Vec::with_capacity(self.names.len());
+        for ((instance, name), last) in self
+            .chain
+            .instances()
+            .iter()
+            .zip(&self.names)
+            .zip(&mut self.reported)
+        {
+            let now = instance.stats();
+            let delta = InstanceStats {
+                calls: now.calls.saturating_sub(last.calls),
+                records_in: now.records_in.saturating_sub(last.records_in),
+                records_out: now.records_out.saturating_sub(last.records_out),
+                busy: now.busy.saturating_sub(last.busy),
+            };
+            *last = now;
+            if delta.calls > 0 {
+                batch.push((name.clone(), delta));
+            }
+        }
+        let failed = failed
+            .then(|| batch.last().map(|(name, _)| name.clone()))
+            .flatten();
+        crate::metrics::smartmodule_batch(&batch, failed.as_deref());
     }
 }

@@ -292,7 +292,7 @@ pub fn free_udp_ports(n: u16) -> u16 {
         let Some(last) = first.checked_add(n) else {
             continue;
         };
-        let all_free = (first..last).all(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok());
+        let all_free = (first..last).all(port_is_free);
         if all_free {
             return first;
         }
@@ -300,9 +300,22 @@ pub fn free_udp_ports(n: u16) -> u16 {
     panic!("no {n} consecutive free UDP ports");
 }
 
+/// A UDP port on 127.0.0.1 whose TCP port of the same number is free too
+/// (a local cluster serves metrics over TCP on its nodes' QUIC port numbers).
 pub fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().port()
+    for _ in 0..100 {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free UDP port whose TCP twin is free");
+}
+
+fn port_is_free(port: u16) -> bool {
+    std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {

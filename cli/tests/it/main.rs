@@ -7,6 +7,7 @@ mod harness;
 mod idempotence;
 mod limits;
 mod membership;
+mod metrics;
 mod multihost;
 mod pipelining;
 mod repair;

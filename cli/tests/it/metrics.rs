@@ -1,0 +1,92 @@
+//! The Prometheus endpoint of a real node: figures that move with the work
+//! done, and a node that serves without metrics when their port is taken.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::harness::{Env, wait_until};
+
+/// `GET /metrics` on 127.0.0.1:`port`; the body, or `None` if not served.
+fn scrape(port: u16) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    // HTTP/1.0: the answer is the body up to the close, never chunked.
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200").then(|| body.to_owned())
+}
+
+/// The value of the sample of `name` whose labels include every one of
+/// `labels` (`key="value"`), if there is one.
+fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn the_metrics_endpoint_counts_the_work_done() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "metered"]);
+    let partition = ["topic=\"metered\"", "partition=\"0\""];
+    let mut before = String::new();
+    wait_until(Duration::from_secs(10), || {
+        before = scrape(env.port).unwrap_or_default();
+        before.contains("sluice_wal_fsync_seconds_count")
+    });
+    let fsyncs = |body: &str| sample(body, "sluice_wal_fsync_seconds_count", &[]).unwrap_or(0.0);
+    assert_eq!(
+        sample(&before, "sluice_partition_records_in_total", &partition),
+        None
+    );
+
+    let input: String = (0..20).map(|i| format!("record-{i:02}\n")).collect();
+    env.ok_with_input(&["produce", "metered"], input.as_bytes());
+    let read = env.ok(&["consume", "metered", "-B", "-d"]);
+    assert_eq!(read.lines().count(), 20, "{read}");
+
+    // Counters move at once; offsets are sampled every 2 s.
+    let mut after = String::new();
+    wait_until(Duration::from_secs(10), || {
+        after = scrape(env.port).unwrap_or_default();
+        sample(&after, "sluice_partition_end_offset", &partition) == Some(20.0)
+    });
+    let value = |name| sample(&after, name, &partition);
+    assert_eq!(
+        value("sluice_partition_records_in_total"),
+        Some(20.0),
+        "{after}"
+    );
+    // 20 values of 9 bytes each.
+    assert_eq!(value("sluice_partition_bytes_in_total"), Some(180.0));
+    assert_eq!(value("sluice_partition_records_out_total"), Some(20.0));
+    assert_eq!(value("sluice_partition_bytes_out_total"), Some(180.0));
+    assert_eq!(value("sluice_partition_is_leader"), Some(1.0));
+    assert!(fsyncs(&after) > fsyncs(&before), "produce fsyncs the WAL");
+    assert!(sample(&after, "sluice_process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    assert!(
+        sample(&after, "sluice_quic_connections", &[]).is_some(),
+        "{after}"
+    );
+    env.ok(&["cluster", "shutdown"]);
+}
+
+#[test]
+fn a_node_whose_metrics_port_is_taken_serves_without_them() {
+    let env = Env::new();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", env.port)).unwrap();
+    env.start();
+    env.ok(&["topic", "create", "unmetered"]);
+    env.ok_with_input(&["produce", "unmetered"], b"still served\n");
+    let log = std::fs::read_to_string(env.node_dir().join("node.log")).unwrap();
+    assert!(
+        log.contains("cannot serve metrics; the node runs without them"),
+        "{log}"
+    );
+    let started = env.ok(&["cluster", "shutdown"]);
+    drop(started);
+}

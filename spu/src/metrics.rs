@@ -1,0 +1,238 @@
+//! The node's Prometheus metrics: every name, the exporter and the sampler.
+//!
+//! Figures are recorded through the `metrics` facade, which costs an atomic
+//! add and does nothing at all until [`install`] has set a recorder, so the
+//! data path never waits on a scraper: the exporter renders on its own task
+//! from atomics. Counters that the data path moves anyway (records in and
+//! out, RPCs, fsyncs) are recorded where the work happens; state that is
+//! cheaper to look at now and then (offsets, lag, leadership, memory) is
+//! sampled every [`SAMPLE_INTERVAL`].
+//!
+//! Label sets are bounded by what the cluster holds (topics x partitions,
+//! peers, RPC kinds, module names), never by what a client sends.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+use crate::node::Shared;
+
+/// How often partition and node state is sampled into gauges.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
+
+// Per partition replica on this node; labels `topic`, `partition`.
+/// Records appended through this node (as leader), counter.
+pub const PARTITION_RECORDS_IN: &str = "sluice_partition_records_in_total";
+/// Bytes of records appended through this node, counter.
+pub const PARTITION_BYTES_IN: &str = "sluice_partition_bytes_in_total";
+/// Records sent to consumers by this node, counter.
+pub const PARTITION_RECORDS_OUT: &str = "sluice_partition_records_out_total";
+/// Bytes of records sent to consumers by this node, counter.
+pub const PARTITION_BYTES_OUT: &str = "sluice_partition_bytes_out_total";
+/// First offset still held, gauge.
+pub const PARTITION_START_OFFSET: &str = "sluice_partition_start_offset";
+/// Offset the next record will take (committed records end here), gauge.
+pub const PARTITION_END_OFFSET: &str = "sluice_partition_end_offset";
+/// 1 on the replica that leads the partition, 0 elsewhere, gauge.
+pub const PARTITION_IS_LEADER: &str = "sluice_partition_is_leader";
+/// Leader changes this replica has seen since the node started, counter.
+pub const PARTITION_LEADER_CHANGES: &str = "sluice_partition_leader_changes_total";
+/// On the leader: Raft log entries a follower is behind (label `replica`), gauge.
+pub const PARTITION_REPLICA_LAG_ENTRIES: &str = "sluice_partition_replica_lag_entries";
+
+// Per node.
+/// Raft RPCs sent to peers, latency in seconds (labels `kind`, `outcome`), histogram.
+pub const RAFT_RPC_SECONDS: &str = "sluice_raft_rpc_seconds";
+/// WAL fsyncs, duration in seconds, histogram (recorded by `sluice-raft`).
+pub const WAL_FSYNC_SECONDS: &str = sluice_raft::WAL_FSYNC_SECONDS;
+/// QUIC connections being served, gauge.
+pub const QUIC_CONNECTIONS: &str = "sluice_quic_connections";
+/// Request streams being served, gauge.
+pub const QUIC_STREAMS_OPEN: &str = "sluice_quic_streams_open";
+/// Resident memory of the node process in bytes, gauge.
+pub const RESIDENT_MEMORY_BYTES: &str = "sluice_process_resident_memory_bytes";
+
+// Per SmartModule, by module name (`module`): summed over the streams that ran it.
+/// Batch calls into the module, counter.
+pub const SMARTMODULE_CALLS: &str = "sluice_smartmodule_calls_total";
+/// Records given to the module, counter.
+pub const SMARTMODULE_RECORDS_IN: &str = "sluice_smartmodule_records_in_total";
+/// Records the module returned, counter.
+pub const SMARTMODULE_RECORDS_OUT: &str = "sluice_smartmodule_records_out_total";
+/// Time spent inside the module in microseconds, counter.
+pub const SMARTMODULE_BUSY_MICROSECONDS: &str = "sluice_smartmodule_busy_microseconds_total";
+/// Batches that ended in the module's error (trap, fuel, deadline, ABI), counter.
+pub const SMARTMODULE_ERRORS: &str = "sluice_smartmodule_errors_total";
+
+/// Starts the Prometheus exporter on `listen` (`GET /metrics`). Fails if the
+/// address cannot be bound or a recorder is already installed.
+pub fn install(listen: SocketAddr) -> Result<(), String> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .install()
+        .map_err(|e| e.to_string())?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(PARTITION_RECORDS_IN, "Records appended through this node");
+    describe_counter!(PARTITION_BYTES_IN, Unit::Bytes, "Bytes of records appended");
+    describe_counter!(PARTITION_RECORDS_OUT, "Records sent to consumers");
+    describe_counter!(
+        PARTITION_BYTES_OUT,
+        Unit::Bytes,
+        "Bytes of records sent to consumers"
+    );
+    describe_gauge!(PARTITION_START_OFFSET, "First offset still held");
+    describe_gauge!(PARTITION_END_OFFSET, "Offset the next record will take");
+    describe_gauge!(PARTITION_IS_LEADER, "1 where this replica leads");
+    describe_counter!(PARTITION_LEADER_CHANGES, "Leader changes seen");
+    describe_gauge!(
+        PARTITION_REPLICA_LAG_ENTRIES,
+        "Raft entries a follower is behind (on the leader)"
+    );
+    describe_histogram!(
+        RAFT_RPC_SECONDS,
+        Unit::Seconds,
+        "Raft RPCs to peers by kind and outcome"
+    );
+    describe_histogram!(WAL_FSYNC_SECONDS, Unit::Seconds, "WAL fsync durations");
+    describe_gauge!(QUIC_CONNECTIONS, "QUIC connections being served");
+    describe_gauge!(QUIC_STREAMS_OPEN, "Request streams being served");
+    describe_gauge!(
+        RESIDENT_MEMORY_BYTES,
+        Unit::Bytes,
+        "Resident memory of the node"
+    );
+    describe_counter!(SMARTMODULE_CALLS, "Batch calls into the module");
+    describe_counter!(SMARTMODULE_RECORDS_IN, "Records given to the module");
+    describe_counter!(SMARTMODULE_RECORDS_OUT, "Records the module returned");
+    describe_counter!(
+        SMARTMODULE_BUSY_MICROSECONDS,
+        Unit::Microseconds,
+        "Time inside the module"
+    );
+    describe_counter!(SMARTMODULE_ERRORS, "Batches that ended in an error");
+}
+
+/// Labels of one partition.
+fn partition_labels(topic: &str, partition: u32) -> [(&'static str, String); 2] {
+    [
+        ("topic", topic.to_owned()),
+        ("partition", partition.to_string()),
+    ]
+}
+
+/// Records a successful produce of `records` records, `bytes` bytes.
+pub(crate) fn produced(topic: &str, partition: u32, records: u64, bytes: u64) {
+    let labels = partition_labels(topic, partition);
+    counter!(PARTITION_RECORDS_IN, &labels).increment(records);
+    counter!(PARTITION_BYTES_IN, &labels).increment(bytes);
+}
+
+/// Records records sent to a consumer.
+pub(crate) fn consumed(topic: &str, partition: u32, records: u64, bytes: u64) {
+    let labels = partition_labels(topic, partition);
+    counter!(PARTITION_RECORDS_OUT, &labels).increment(records);
+    counter!(PARTITION_BYTES_OUT, &labels).increment(bytes);
+}
+
+/// Records one Raft RPC to a peer.
+pub(crate) fn raft_rpc(kind: sluice_proto::RaftRpcKind, ok: bool, took: Duration) {
+    let kind = match kind {
+        sluice_proto::RaftRpcKind::AppendEntries => "append_entries",
+        sluice_proto::RaftRpcKind::Vote => "vote",
+        sluice_proto::RaftRpcKind::PreVote => "pre_vote",
+        sluice_proto::RaftRpcKind::InstallSnapshot => "install_snapshot",
+        sluice_proto::RaftRpcKind::TransferLeader => "transfer_leader",
+    };
+    let outcome = if ok { "ok" } else { "error" };
+    histogram!(RAFT_RPC_SECONDS, "kind" => kind, "outcome" => outcome).record(took.as_secs_f64());
+}
+
+/// Records a SmartModule chain's work on one batch: `stats` per module, in
+/// chain order, and the module that failed, if one did.
+pub(crate) fn smartmodule_batch(
+    stats: &[(String, sluice_wasm::InstanceStats)],
+    failed: Option<&str>,
+) {
+    for (name, s) in stats {
+        let labels = [("module", name.clone())];
+        counter!(SMARTMODULE_CALLS, &labels).increment(s.calls);
+        counter!(SMARTMODULE_RECORDS_IN, &labels).increment(s.records_in);
+        counter!(SMARTMODULE_RECORDS_OUT, &labels).increment(s.records_out);
+        counter!(SMARTMODULE_BUSY_MICROSECONDS, &labels)
+            .increment(u64::try_from(s.busy.as_micros()).unwrap_or(u64::MAX));
+    }
+    if let Some(name) = failed {
+        counter!(SMARTMODULE_ERRORS, "module" => name.to_owned()).increment(1);
+    }
+}
+
+/// Counts a value while it lives (a connection, a stream).
+pub(crate) struct Live(&'static str);
+
+impl Live {
+    pub(crate) fn new(name: &'static str) -> Self {
+        gauge!(name).increment(1.0);
+        Self(name)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        gauge!(self.0).decrement(1.0);
+    }
+}
+
+/// Samples partition and node state into gauges until the node stops.
+pub(crate) async fn sample(node: Arc<Shared>) {
+    // The leader each replica last saw, to count changes.
+    let mut leaders: BTreeMap<(String, u32), Option<u64>> = BTreeMap::new();
+    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Some(rss) = resident_bytes() {
+            gauge!(RESIDENT_MEMORY_BYTES).set(rss as f64);
+        }
+        for partition in node.replicas.all() {
+            let labels = partition_labels(&partition.topic, partition.index);
+            let (start, end, _) = partition.offsets();
+            gauge!(PARTITION_START_OFFSET, &labels).set(start as f64);
+            gauge!(PARTITION_END_OFFSET, &labels).set(end as f64);
+            let status = partition.group.status();
+            gauge!(PARTITION_IS_LEADER, &labels).set(if status.is_leader { 1.0 } else { 0.0 });
+            let key = (partition.topic.clone(), partition.index);
+            let seen = leaders.entry(key).or_insert(status.leader);
+            if *seen != status.leader {
+                *seen = status.leader;
+                counter!(PARTITION_LEADER_CHANGES, &labels).increment(1);
+            }
+            // Followers never heard from have no figure yet.
+            let lags = partition.group.replication_lag().unwrap_or_default();
+            for (replica, behind) in lags.into_iter().filter_map(|(r, b)| Some((r, b?))) {
+                let [topic, part] = labels.clone();
+                gauge!(
+                    PARTITION_REPLICA_LAG_ENTRIES,
+                    &[topic, part, ("replica", replica.to_string())]
+                )
+                .set(behind as f64);
+            }
+        }
+    }
+}
+
+/// The process's resident set in bytes, from `/proc/self/statm` (Linux).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}

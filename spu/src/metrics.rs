@@ -135,11 +135,12 @@ pub(crate) fn produced(topic: &str, partition: u32, records: u64, bytes: u64) {
     counter!(PARTITION_BYTES_IN, &labels).increment(bytes);
 }
 
-/// Records records sent to a consumer.
-pub(crate) fn consumed(topic: &str, partition: u32, records: u64, bytes: u64) {
+/// Records records sent to a consumer (plain or out of its SmartModules).
+pub(crate) fn consumed(topic: &str, partition: u32, records: &[sluice_proto::ConsumerRecordRef]) {
+    let bytes: usize = records.iter().map(|r| r.size_bytes()).sum();
     let labels = partition_labels(topic, partition);
-    counter!(PARTITION_RECORDS_OUT, &labels).increment(records);
-    counter!(PARTITION_BYTES_OUT, &labels).increment(bytes);
+    counter!(PARTITION_RECORDS_OUT, &labels).increment(records.len() as u64);
+    counter!(PARTITION_BYTES_OUT, &labels).increment(bytes as u64);
 }
 
 /// Records one Raft RPC to a peer.

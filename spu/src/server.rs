@@ -595,7 +595,6 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
         .replicas
         .get(&node.metadata(), &req.topic, req.partition)?;
     let record_count = req.records.len() as u32;
-    let (topic, index) = (req.topic.clone(), req.partition);
     let command = encode(&PartitionCommand::Append {
         records: req.records,
         producer: req.producer,
@@ -607,20 +606,20 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
         .write(&partition.group, command, req.producer)
         .await
         .map_err(|e| e.into_wire(what()))?;
-    match decode::<AppendOutcome>(&response) {
-        Ok(AppendOutcome::Appended { base_offset }) => {
-            crate::metrics::produced(&topic, index, u64::from(record_count), total as u64);
+    let outcome = decode::<AppendOutcome>(&response);
+    // A resend's records were counted when first appended.
+    if let Ok(AppendOutcome::Appended { .. }) = outcome {
+        let (records, bytes) = (u64::from(record_count), total as u64);
+        crate::metrics::produced(&req.topic, req.partition, records, bytes);
+    }
+    match outcome {
+        Ok(AppendOutcome::Appended { base_offset } | AppendOutcome::Retry { base_offset }) => {
             Ok(ProduceResponse {
                 partition: req.partition,
                 base_offset,
                 record_count,
             })
         }
-        Ok(AppendOutcome::Retry { base_offset }) => Ok(ProduceResponse {
-            partition: req.partition,
-            base_offset,
-            record_count,
-        }),
         Ok(AppendOutcome::Failed { reason }) => Err(WireError::Storage {
             what: what(),
             reason,
@@ -856,11 +855,7 @@ async fn serve_fetch(
             if let Some(n) = remaining.as_mut() {
                 *n -= records.len() as u64;
             }
-            let bytes = records
-                .iter()
-                .map(|r| r.key.map_or(0, <[u8]>::len) + r.value.len());
-            let bytes = bytes.sum::<usize>() as u64;
-            crate::metrics::consumed(&req.topic, req.partition, records.len() as u64, bytes);
+            crate::metrics::consumed(&req.topic, req.partition, &records);
             next = until;
             for chunk in frame_slices(&records) {
                 let frame = RecordsRef {
@@ -930,6 +925,7 @@ async fn serve_fetch(
                 *n -= records.len() as u64;
             }
             let records: Vec<_> = records.iter().map(ConsumerRecord::borrowed).collect();
+            crate::metrics::consumed(&req.topic, req.partition, &records);
             for chunk in frame_slices(&records) {
                 let frame = RecordsRef {
                     records: chunk,

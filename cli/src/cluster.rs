@@ -96,6 +96,11 @@ pub struct StartArgs {
     /// http://IP:PORT/metrics over TCP, PORT being its QUIC (UDP) port.
     #[arg(long)]
     pub no_metrics: bool,
+    /// Keep every partition's Raft group ticking even while idle (nodes run
+    /// with `--no-quiesce`). By default an idle group sleeps: no heartbeats
+    /// until it is written to again.
+    #[arg(long)]
+    pub no_quiesce: bool,
 }
 
 /// What `cluster.toml` in the cluster root records.
@@ -419,6 +424,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             } else {
                 vec![]
             })
+            .args(args.no_quiesce.then_some("--no-quiesce"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (TCP); off unless given.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Keep idle partition groups ticking (heartbeats every 50 ms) instead
+    /// of letting them sleep until written to (`quiesce_idle_groups`).
+    #[arg(long)]
+    pub no_quiesce: bool,
 }
 
 /// Turns the flags (over the optional file) into a complete [`NodeConfig`].
@@ -88,6 +92,7 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
         super_users: base.map_or_else(sluice_spu::default_super_users, |c| c.super_users.clone()),
         retention_check_secs: base.map_or(30, |c| c.retention_check_secs),
         metrics_listen: args.metrics_listen.or(base.and_then(|c| c.metrics_listen)),
+        quiesce_idle_groups: !args.no_quiesce && base.is_none_or(|c| c.quiesce_idle_groups),
         controller_voters: args
             .controller_voters
             .or(base.map(|c| c.controller_voters))

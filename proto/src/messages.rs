@@ -393,7 +393,7 @@ pub struct RaftRpc {
     pub payload: Vec<u8>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RaftRpcKind {
     AppendEntries,
     Vote,
@@ -404,6 +404,15 @@ pub enum RaftRpcKind {
     /// a node raises its term (Raft's Pre-Vote), so a node that was cut off
     /// does not come back with a term that unseats a working leader.
     PreVote,
+    /// The leader of an idle group asks a member to stop ticking (quiescence,
+    /// `sluice_raft::Quiescence`). Added after the variants above, so their
+    /// encoding is unchanged; a node of an older build refuses it and its
+    /// groups simply stay awake.
+    Quiesce,
+    /// Node to node, not for one group (`group` is ignored): of the groups
+    /// named in the payload, which the receiving node leads. Sent by a node
+    /// for the groups that sleep on it, instead of a heartbeat per group.
+    LeaderProbe,
 }
 
 /// What a user asks for when creating a topic.

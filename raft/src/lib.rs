@@ -17,12 +17,14 @@ mod error;
 mod group;
 mod log_store;
 mod network;
+mod quiesce;
 mod state_machine;
 
 pub use error::{RaftError, WriteError};
 pub use group::{Group, GroupConfig, GroupStatus};
 pub use log_store::{LogDb, LogDbOptions, SyncObserver};
 pub use network::{CallError, CallFuture, RaftTransport};
+pub use quiesce::{QuiesceConfig, Quiescence};
 pub use state_machine::ReplicatedState;
 
 /// Identifier of a Raft group within a node's [`LogDb`]. The controller is
@@ -81,6 +83,8 @@ openraft::declare_raft_types!(
 mod deposed_stream_tests;
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod quiesce_tests;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]

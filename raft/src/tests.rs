@@ -123,7 +123,7 @@ async fn single_voter_commits_and_recovers_after_restart() {
 
 /// Opens the database again once the previous instance's background threads
 /// have let go of RocksDB's lock (in production a restart is a new process).
-async fn reopen(path: &std::path::Path) -> Arc<LogDb> {
+pub(crate) async fn reopen(path: &std::path::Path) -> Arc<LogDb> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match LogDb::open(path) {

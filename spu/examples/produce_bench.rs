@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         super_users: sluice_spu::default_super_users(),
         retention_check_secs: 3600,
         metrics_listen: None,
+        quiesce_idle_groups: true,
         controller_voters: 1,
         peers: Vec::new(),
         join: None,

@@ -54,6 +54,8 @@ pub const QUIC_CONNECTIONS: &str = "sluice_quic_connections";
 pub const QUIC_STREAMS_OPEN: &str = "sluice_quic_streams_open";
 /// Resident memory of the node process in bytes, gauge.
 pub const RESIDENT_MEMORY_BYTES: &str = "sluice_process_resident_memory_bytes";
+/// Partition Raft groups asleep on this node (quiescent: idle, not ticking), gauge.
+pub const RAFT_GROUPS_ASLEEP: &str = "sluice_raft_groups_asleep";
 
 // Per SmartModule, by module name (`module`): summed over the streams that ran it.
 /// Batch calls into the module, counter.
@@ -109,6 +111,10 @@ fn describe() {
         Unit::Bytes,
         "Resident memory of the node"
     );
+    describe_gauge!(
+        RAFT_GROUPS_ASLEEP,
+        "Partition Raft groups asleep here (idle, not ticking)"
+    );
     describe_counter!(SMARTMODULE_CALLS, "Batch calls into the module");
     describe_counter!(SMARTMODULE_RECORDS_IN, "Records given to the module");
     describe_counter!(SMARTMODULE_RECORDS_OUT, "Records the module returned");
@@ -151,6 +157,8 @@ pub(crate) fn raft_rpc(kind: sluice_proto::RaftRpcKind, ok: bool, took: Duration
         sluice_proto::RaftRpcKind::PreVote => "pre_vote",
         sluice_proto::RaftRpcKind::InstallSnapshot => "install_snapshot",
         sluice_proto::RaftRpcKind::TransferLeader => "transfer_leader",
+        sluice_proto::RaftRpcKind::Quiesce => "quiesce",
+        sluice_proto::RaftRpcKind::LeaderProbe => "leader_probe",
     };
     let outcome = if ok { "ok" } else { "error" };
     histogram!(RAFT_RPC_SECONDS, "kind" => kind, "outcome" => outcome).record(took.as_secs_f64());
@@ -201,6 +209,9 @@ pub(crate) async fn sample(node: Arc<Shared>) {
         tick.tick().await;
         if let Some(rss) = resident_bytes() {
             gauge!(RESIDENT_MEMORY_BYTES).set(rss as f64);
+        }
+        if let Some(q) = node.replicas.quiescence() {
+            gauge!(RAFT_GROUPS_ASLEEP).set(q.asleep_count() as f64);
         }
         for partition in node.replicas.all() {
             let labels = partition_labels(&partition.topic, partition.index);

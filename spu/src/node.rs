@@ -231,12 +231,16 @@ impl Node {
             metadata: controller.view().clone(),
             runtime: tokio::runtime::Handle::current(),
         });
+        let quiescence = config
+            .quiesce_idle_groups
+            .then(|| sluice_raft::Quiescence::start(Arc::new(peers.clone()), Default::default()));
         let replicas = Replicas::new(
             config.id,
             db.clone(),
             data_dir.clone(),
             peers.clone(),
             log_source,
+            quiescence,
         );
         let shared = Arc::new(Shared {
             config,

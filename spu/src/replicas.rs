@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sluice_controller::{Metadata, MetadataView};
 use sluice_proto::{NodeId, WireError};
-use sluice_raft::{Group, GroupConfig, LogDb, partition_group};
+use sluice_raft::{Group, GroupConfig, LogDb, Quiescence, partition_group};
 use sluice_storage::LogConfig;
 use tokio::sync::watch;
 
@@ -131,6 +131,8 @@ pub(crate) struct Replicas {
     /// The metadata version the running set last matched.
     reconciled: watch::Sender<u64>,
     peers: Peers,
+    /// Lets idle partition groups sleep; `None` when the node turned it off.
+    quiescence: Option<Quiescence>,
     /// Rotates the replica named in redirects for partitions not hosted here.
     redirects: std::sync::atomic::AtomicUsize,
     /// Where replicas installing a snapshot copy their batches from.
@@ -142,15 +144,22 @@ pub(crate) struct Replicas {
 }
 
 impl Replicas {
+    /// The node's quiescence, if it lets idle groups sleep.
+    pub(crate) fn quiescence(&self) -> Option<&Quiescence> {
+        self.quiescence.as_ref()
+    }
+
     pub(crate) fn new(
         node: NodeId,
         db: Arc<LogDb>,
         data_dir: DataDir,
         peers: Peers,
         log_source: SharedLogSource,
+        quiescence: Option<Quiescence>,
     ) -> Arc<Self> {
         Arc::new(Self {
             log_source,
+            quiescence,
             node,
             db,
             data_dir,
@@ -632,6 +641,9 @@ impl Replicas {
                 Some(d) => StartError::Damaged(d),
                 None => StartError::Failed(e.to_string()),
             })?;
+        if let Some(q) = &self.quiescence {
+            group.quiesce_with(q).await;
+        }
         // The first replica creates the group's membership; the others are
         // brought in by its leader.
         if creates_group {

@@ -16,8 +16,8 @@ use sluice_proto::limits::{
 };
 use sluice_proto::{
     CodecError, ConsumerRecord, ConsumerRecordRef, FetchRequest, PROTOCOL_VERSION, PartitionStatus,
-    ProduceRequest, ProduceResponse, RaftRpc, ReadFrom, RecordsRef, ReplicaStatus, Request,
-    Response, StartOffset, WireError, codec,
+    ProduceRequest, ProduceResponse, RaftRpc, RaftRpcKind, ReadFrom, RecordsRef, ReplicaStatus,
+    Request, Response, StartOffset, WireError, codec,
 };
 use sluice_storage::StoredBatch;
 use sluice_transport::{FrameError, read_frame_body, read_frame_len, write_frame};
@@ -473,7 +473,20 @@ async fn forward_to_controller_leader(node: &Shared, leader: u64, request: &Requ
 
 /// Hands a Raft RPC to the group it is for.
 async fn serve_raft(node: &Shared, rpc: RaftRpc) -> Response {
-    let payload = if rpc.group == sluice_raft::CONTROLLER_GROUP {
+    let payload = if rpc.kind == RaftRpcKind::LeaderProbe {
+        match node.replicas.quiescence() {
+            Some(q) => q.answer_probe(&rpc.payload),
+            None => {
+                return Response::Error(WireError::Unavailable {
+                    what: "leader probes".into(),
+                    reason: format!(
+                        "node {} keeps every group awake (quiesce_idle_groups = false)",
+                        node.config.id
+                    ),
+                });
+            }
+        }
+    } else if rpc.group == sluice_raft::CONTROLLER_GROUP {
         node.controller.handle_rpc(rpc.kind, &rpc.payload).await
     } else if let Some(p) = node.replicas.by_group(rpc.group) {
         p.group.handle_rpc(rpc.kind, &rpc.payload).await

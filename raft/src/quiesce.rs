@@ -1,0 +1,320 @@
+//! Quiescence: an idle group stops ticking, so it costs no CPU and sends no
+//! messages until it has work again.
+//!
+//! Every running openraft group ticks: its leader sends a heartbeat to each
+//! follower every 50 ms and each follower runs an election timer. With
+//! hundreds of idle partitions that is thousands of messages a second doing
+//! nothing (issue 15). As CockroachDB's quiescence and TiKV's hibernating
+//! regions do, a leader whose group has been idle for a while (every member
+//! holds and has committed its whole log) asks each member to stop ticking
+//! ([`RaftRpcKind::Quiesce`]), and stops its own ticks once all agreed.
+//!
+//! A follower that stops ticking no longer notices by itself that its leader
+//! died, so each node watches the leaders of its sleeping groups at node
+//! level instead: one [`RaftRpcKind::LeaderProbe`] per leader node every
+//! [`QuiesceConfig::probe_interval`], naming the groups it sleeps in, whatever
+//! their number. A group whose leader node says it no longer leads it, or
+//! has not answered for [`QuiesceConfig::leader_silence`], wakes and runs its
+//! election timer again (it has heard nothing for long, so it campaigns at
+//! once).
+//!
+//! Safety does not depend on any of this: ticks only drive heartbeats and
+//! election timeouts, never what is committed. The rules below are for
+//! liveness, so that no member sleeps while another waits for heartbeats:
+//! - a group wakes on every write, membership change or leader transfer its
+//!   leader is asked for, and on every Raft RPC it receives except an empty
+//!   append of the leader it fell asleep under (the heartbeat of a leader
+//!   that woke up without anything to send, harmless to sleep through) and
+//!   quiescence's own messages;
+//! - a member falls asleep only if its vote, last log id and committed log id
+//!   are exactly the leader's, and a leader only after every member agreed;
+//! - a wake and a fall asleep that race are ordered by an epoch counter: a
+//!   fall asleep started before any wake it did not see is abandoned.
+//!
+//! A replica that starts (a restart) under a committed vote of another
+//! leader starts asleep and watched: it wakes as soon as that leader is gone
+//! or sends it anything new, instead of timing out and unseating a leader
+//! that quiesced while it was down.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use sluice_proto::{RaftRpc, RaftRpcKind};
+
+use crate::log_store::{decode, encode};
+use crate::network::{Answer, RaftTransport};
+use crate::{GroupId, NodeId};
+
+/// How quiescence times itself.
+#[derive(Clone, Debug)]
+pub struct QuiesceConfig {
+    /// How often the node looks for idle groups that it leads.
+    pub sweep_interval: Duration,
+    /// How long a group must have taken no new entry before it may sleep.
+    pub idle_for: Duration,
+    /// How often a node asks the leaders of its sleeping groups whether
+    /// they still lead them.
+    pub probe_interval: Duration,
+    /// Deadline of one probe, and of one quiesce request.
+    pub probe_timeout: Duration,
+    /// A sleeping group wakes once its leader's node has not confirmed it
+    /// for this long. With the defaults it is about as long as an awake
+    /// follower takes to miss its leader (450-600 ms), so failover of an
+    /// idle partition is no slower.
+    pub leader_silence: Duration,
+}
+
+impl Default for QuiesceConfig {
+    fn default() -> Self {
+        Self {
+            sweep_interval: Duration::from_secs(1),
+            idle_for: Duration::from_secs(2),
+            probe_interval: Duration::from_millis(150),
+            probe_timeout: Duration::from_millis(300),
+            leader_silence: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Most group ids one probe may name: more groups than a node may hold
+/// replicas of (`PARTITION_REPLICAS_PER_NODE_MAX`) would be a bug or a
+/// hostile peer.
+const PROBE_GROUPS_MAX: usize = sluice_proto::limits::PARTITION_REPLICAS_PER_NODE_MAX + 1;
+
+/// What a group does for quiescence; implemented by every `Group`.
+pub(crate) trait Sleeper: Send + Sync + 'static {
+    /// Wakes the group if it sleeps (its ticks resume).
+    fn wake(&self, why: &'static str);
+    /// Whether this replica leads its group now.
+    fn leads(&self) -> bool;
+    /// Whether the group sleeps on this node.
+    fn asleep(&self) -> bool;
+    /// On a leader: puts the group to sleep if it has been idle long enough
+    /// and every member agrees. Does nothing elsewhere.
+    fn try_sleep(&self, quiescence: &Quiescence) -> BoxFuture<'_, ()>;
+}
+
+/// A sleeping follower, watched through its leader's node.
+struct Watch {
+    leader: NodeId,
+    addr: String,
+    /// When the leader last confirmed it leads the group (or the group fell
+    /// asleep).
+    confirmed: Instant,
+    group: Arc<dyn Sleeper>,
+}
+
+pub(crate) struct Inner {
+    transport: Arc<dyn RaftTransport>,
+    config: QuiesceConfig,
+    /// Every group of this node taking part (the controller's does not).
+    groups: Mutex<HashMap<GroupId, Arc<dyn Sleeper>>>,
+    /// Groups asleep here as followers, by group.
+    watched: Mutex<HashMap<GroupId, Watch>>,
+    /// Ends the background task when the last handle goes.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The node-wide side of quiescence: finds idle groups this node leads and
+/// watches the leaders of the groups sleeping here. One per node; cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Quiescence(Arc<Inner>);
+
+impl Quiescence {
+    /// Starts the node's quiescence task; it stops when every handle is
+    /// dropped.
+    pub fn start(transport: Arc<dyn RaftTransport>, config: QuiesceConfig) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let inner = Arc::new(Inner {
+            transport,
+            config,
+            groups: Mutex::default(),
+            watched: Mutex::default(),
+            _stop: stop,
+        });
+        tokio::spawn(run(Arc::downgrade(&inner), stopped));
+        Self(inner)
+    }
+
+    pub(crate) fn config(&self) -> &QuiesceConfig {
+        &self.0.config
+    }
+
+    pub(crate) fn transport(&self) -> &Arc<dyn RaftTransport> {
+        &self.0.transport
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.0)
+    }
+
+    pub(crate) fn register(&self, id: GroupId, group: Arc<dyn Sleeper>) {
+        self.0.groups.lock().unwrap().insert(id, group);
+    }
+
+    pub(crate) fn deregister(&self, id: GroupId) {
+        self.0.groups.lock().unwrap().remove(&id);
+        self.0.watched.lock().unwrap().remove(&id);
+    }
+
+    /// Starts watching group `id`, asleep here, through its leader.
+    pub(crate) fn watch(&self, id: GroupId, leader: NodeId, addr: String) {
+        let Some(group) = self.0.groups.lock().unwrap().get(&id).cloned() else {
+            return;
+        };
+        let watch = Watch {
+            leader,
+            addr,
+            confirmed: Instant::now(),
+            group,
+        };
+        self.0.watched.lock().unwrap().insert(id, watch);
+    }
+
+    pub(crate) fn unwatch(&self, id: GroupId) {
+        self.0.watched.lock().unwrap().remove(&id);
+    }
+
+    /// How many of this node's groups sleep now (for the node's metrics).
+    pub fn asleep_count(&self) -> usize {
+        let groups: Vec<_> = self.0.groups.lock().unwrap().values().cloned().collect();
+        groups.iter().filter(|g| g.asleep()).count()
+    }
+
+    /// Answers another node's [`RaftRpcKind::LeaderProbe`]: of the groups it
+    /// names, those this node leads.
+    pub fn answer_probe(&self, payload: &[u8]) -> Vec<u8> {
+        let answer: Answer<Vec<GroupId>> = match decode::<Vec<GroupId>>(payload) {
+            Ok(ids) if ids.len() > PROBE_GROUPS_MAX => Err(format!(
+                "a leader probe names {} groups; at most {PROBE_GROUPS_MAX} are allowed",
+                ids.len()
+            )),
+            Ok(ids) => {
+                let groups = self.0.groups.lock().unwrap();
+                Ok(ids
+                    .into_iter()
+                    .filter(|id| groups.get(id).is_some_and(|g| g.leads()))
+                    .collect())
+            }
+            Err(e) => Err(format!("undecodable leader probe: {e}")),
+        };
+        encode(&answer).unwrap_or_default()
+    }
+}
+
+/// The node's quiescence, from the weak handle a group holds (so that a
+/// group never keeps it alive).
+pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<Quiescence> {
+    weak.upgrade().map(Quiescence)
+}
+
+async fn run(inner: Weak<Inner>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+    let Some(config) = inner.upgrade().map(|i| i.config.clone()) else {
+        return;
+    };
+    let mut sweep = tokio::time::interval(config.sweep_interval);
+    let mut probe = tokio::time::interval(config.probe_interval);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = sweep.tick() => {
+                let Some(q) = inner.upgrade().map(Quiescence) else { return };
+                sweep_leaders(&q).await;
+            }
+            _ = probe.tick() => {
+                let Some(q) = inner.upgrade().map(Quiescence) else { return };
+                probe_leaders(&q).await;
+            }
+        }
+    }
+}
+
+/// Most groups put to sleep at once, so a node with a thousand idle groups
+/// does not send a thousand quiesce rounds in one burst.
+const SWEEP_CONCURRENCY: usize = 16;
+
+async fn sweep_leaders(q: &Quiescence) {
+    let groups: Vec<Arc<dyn Sleeper>> = q.0.groups.lock().unwrap().values().cloned().collect();
+    let mut candidates = groups.iter().filter(|g| !g.asleep() && g.leads());
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < SWEEP_CONCURRENCY {
+            match candidates.next() {
+                Some(g) => running.push(g.try_sleep(q)),
+                None => break,
+            }
+        }
+        if running.next().await.is_none() {
+            return;
+        }
+    }
+}
+
+async fn probe_leaders(q: &Quiescence) {
+    let mut by_leader: BTreeMap<NodeId, (String, Vec<GroupId>)> = BTreeMap::new();
+    for (id, w) in q.0.watched.lock().unwrap().iter() {
+        by_leader
+            .entry(w.leader)
+            .or_insert_with(|| (w.addr.clone(), Vec::new()))
+            .1
+            .push(*id);
+    }
+    if by_leader.is_empty() {
+        return;
+    }
+    let timeout = q.0.config.probe_timeout;
+    let probes = by_leader
+        .into_iter()
+        .map(|(leader, (addr, ids))| async move {
+            let answer = match encode(&ids) {
+                Ok(payload) => {
+                    let rpc = RaftRpc {
+                        group: crate::CONTROLLER_GROUP,
+                        kind: RaftRpcKind::LeaderProbe,
+                        payload,
+                    };
+                    match q.0.transport.call(leader, addr, rpc, timeout).await {
+                        Ok(bytes) => decode::<Answer<Vec<GroupId>>>(&bytes)
+                            .map_err(|e| e.to_string())
+                            .and_then(|a| a),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            (leader, ids, answer)
+        });
+    let results = futures::future::join_all(probes).await;
+    let now = Instant::now();
+    let mut to_wake: Vec<(Arc<dyn Sleeper>, &'static str)> = Vec::new();
+    {
+        let mut watched = q.0.watched.lock().unwrap();
+        for (leader, ids, answer) in results {
+            for id in ids {
+                let Some(w) = watched.get_mut(&id).filter(|w| w.leader == leader) else {
+                    continue;
+                };
+                match &answer {
+                    Ok(led) if led.contains(&id) => w.confirmed = now,
+                    Ok(_) => to_wake.push((w.group.clone(), "its leader no longer leads it")),
+                    Err(e) if now.duration_since(w.confirmed) > q.0.config.leader_silence => {
+                        tracing::debug!(group = id, leader, error = %e,
+                            "the leader of a sleeping group is silent");
+                        to_wake.push((w.group.clone(), "its leader's node is silent"));
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    // Woken outside the lock: a wake unwatches the group.
+    for (group, why) in to_wake {
+        group.wake(why);
+    }
+}

@@ -1,0 +1,350 @@
+//! Quiescence on three real replicas (openraft, RocksDB) wired in process:
+//! an idle group stops sending heartbeats, wakes for a write, fails over
+//! when its leader dies, and is not unseated by a follower's restart.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_proto::{RaftRpc, RaftRpcKind};
+
+use crate::tests::{Sum, reopen};
+use crate::{
+    CallError, CallFuture, Group, GroupConfig, LogDb, NodeId, QuiesceConfig, Quiescence,
+    RaftTransport,
+};
+
+const GROUP: u64 = 11;
+
+/// Routes a group's RPCs to that node's replica and leader probes to that
+/// node's [`Quiescence`]; counts what it carried; a node marked down
+/// neither sends nor answers.
+#[derive(Default)]
+struct Net {
+    groups: Mutex<HashMap<NodeId, Group<Sum>>>,
+    nodes: Mutex<HashMap<NodeId, Quiescence>>,
+    down: Mutex<HashSet<NodeId>>,
+    sent: Mutex<HashMap<(NodeId, RaftRpcKind), usize>>,
+}
+
+/// One node's end of the [`Net`].
+struct Endpoint {
+    from: NodeId,
+    net: Arc<Net>,
+}
+
+impl RaftTransport for Endpoint {
+    fn call(&self, target: NodeId, addr: String, rpc: RaftRpc, _timeout: Duration) -> CallFuture {
+        let net = self.net.clone();
+        let from = self.from;
+        Box::pin(async move {
+            let down = {
+                let down = net.down.lock().unwrap();
+                down.contains(&from) || down.contains(&target)
+            };
+            let unreachable = CallError::Unreachable {
+                node: target,
+                addr,
+                reason: "down".into(),
+            };
+            if down {
+                return Err(unreachable);
+            }
+            *net.sent
+                .lock()
+                .unwrap()
+                .entry((from, rpc.kind))
+                .or_default() += 1;
+            if rpc.kind == RaftRpcKind::LeaderProbe {
+                let node = net.nodes.lock().unwrap().get(&target).cloned();
+                return node
+                    .map(|q| q.answer_probe(&rpc.payload))
+                    .ok_or(unreachable);
+            }
+            let group = net.groups.lock().unwrap().get(&target).cloned();
+            let group = group.ok_or(unreachable)?;
+            Ok(group.handle_rpc(rpc.kind, &rpc.payload).await)
+        })
+    }
+}
+
+/// Short enough that a test sees several rounds in a second; election
+/// timeouts long enough that a loaded machine does not start elections of
+/// its own, so every election seen is quiescence's doing.
+fn configs() -> (GroupConfig, QuiesceConfig) {
+    let group = GroupConfig {
+        heartbeat_interval_ms: 50,
+        election_timeout_min_ms: 600,
+        election_timeout_max_ms: 900,
+        ..Default::default()
+    };
+    let quiesce = QuiesceConfig {
+        sweep_interval: Duration::from_millis(100),
+        idle_for: Duration::from_millis(300),
+        probe_interval: Duration::from_millis(50),
+        probe_timeout: Duration::from_millis(200),
+        leader_silence: Duration::from_millis(300),
+    };
+    (group, quiesce)
+}
+
+struct Cluster {
+    net: Arc<Net>,
+    dirs: Vec<tempfile::TempDir>,
+    states: HashMap<NodeId, Sum>,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let net = Arc::new(Net::default());
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut cluster = Self {
+            net,
+            dirs,
+            states: HashMap::new(),
+        };
+        for node in 1..=3 {
+            let q = Quiescence::start(cluster.endpoint(node), configs().1);
+            cluster.net.nodes.lock().unwrap().insert(node, q);
+            let db = LogDb::open(cluster.dirs[node as usize - 1].path()).unwrap();
+            cluster.start_replica(node, db).await;
+        }
+        let members: Vec<(NodeId, String)> = (1..=3).map(|i| (i, format!("node-{i}"))).collect();
+        let first = cluster.group(1);
+        first.initialize(&members).await.unwrap();
+        first
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .unwrap();
+        cluster
+    }
+
+    fn endpoint(&self, node: NodeId) -> Arc<Endpoint> {
+        Arc::new(Endpoint {
+            from: node,
+            net: self.net.clone(),
+        })
+    }
+
+    async fn start_replica(&mut self, node: NodeId, db: Arc<LogDb>) {
+        let state = Sum::default();
+        let group = Group::start(
+            db,
+            node,
+            GROUP,
+            state.clone(),
+            &configs().0,
+            self.endpoint(node),
+        )
+        .await
+        .unwrap();
+        let q = self.net.nodes.lock().unwrap()[&node].clone();
+        group.quiesce_with(&q).await;
+        self.net.groups.lock().unwrap().insert(node, group);
+        self.states.insert(node, state);
+    }
+
+    fn group(&self, node: NodeId) -> Group<Sum> {
+        self.net.groups.lock().unwrap()[&node].clone()
+    }
+
+    fn alive(&self) -> Vec<NodeId> {
+        let down = self.net.down.lock().unwrap();
+        (1..=3).filter(|n| !down.contains(n)).collect()
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.alive()
+            .into_iter()
+            .find(|n| self.group(*n).status().is_leader)
+    }
+
+    fn term(&self, node: NodeId) -> u64 {
+        self.group(node).status().term
+    }
+
+    fn all_asleep(&self) -> bool {
+        self.alive().iter().all(|n| self.group(*n).is_asleep())
+    }
+
+    fn sum(&self, node: NodeId) -> u64 {
+        self.states[&node].0.lock().unwrap().0
+    }
+
+    fn sent(&self, kind: RaftRpcKind) -> usize {
+        let sent = self.net.sent.lock().unwrap();
+        sent.iter()
+            .filter(|((_, k), _)| *k == kind)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    async fn write_anywhere(&self, value: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            for node in self.alive() {
+                if self
+                    .group(node)
+                    .write(value.to_be_bytes().to_vec())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no replica took the write"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn shutdown(self) {
+        let groups: Vec<_> = self.net.groups.lock().unwrap().drain().collect();
+        for (_, g) in groups {
+            g.shutdown().await;
+        }
+        self.net.nodes.lock().unwrap().clear();
+    }
+}
+
+async fn wait(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_group_sleeps_sends_no_heartbeats_and_wakes_for_a_write() {
+    let c = Cluster::start().await;
+    for i in 1..=10u64 {
+        c.write_anywhere(i).await;
+    }
+    wait("every replica asleep", || c.all_asleep()).await;
+    let leader = c.leader().expect("a leader");
+    let term = c.term(leader);
+
+    let appends = c.sent(RaftRpcKind::AppendEntries);
+    let probes = c.sent(RaftRpcKind::LeaderProbe);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        c.sent(RaftRpcKind::AppendEntries),
+        appends,
+        "a sleeping group sent appends (heartbeats)"
+    );
+    assert!(
+        c.sent(RaftRpcKind::LeaderProbe) > probes + 10,
+        "the followers stopped watching their leader"
+    );
+    assert!(c.all_asleep());
+
+    // A write wakes it, commits everywhere, and the group sleeps again, all
+    // under the same leader.
+    c.group(leader)
+        .write(100u64.to_be_bytes().to_vec())
+        .await
+        .unwrap();
+    wait("every replica applied the write", || {
+        (1..=3).all(|n| c.sum(n) == 155)
+    })
+    .await;
+    wait("asleep again", || c.all_asleep()).await;
+    assert_eq!(c.leader(), Some(leader));
+    assert!((1..=3).all(|n| c.term(n) == term), "an election happened");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_group_elects_a_new_leader_when_its_leader_node_dies() {
+    let c = Cluster::start().await;
+    c.write_anywhere(1).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    let old = c.leader().expect("a leader");
+    let term = c.term(old);
+    c.net.down.lock().unwrap().insert(old);
+
+    wait("a new leader among the others", || {
+        c.leader().is_some_and(|l| l != old)
+    })
+    .await;
+    let new = c.leader().unwrap();
+    assert!(c.term(new) > term);
+    c.write_anywhere(2).await;
+    wait("the survivors applied both writes", || {
+        c.alive().iter().all(|n| c.sum(*n) == 3)
+    })
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_follower_does_not_unseat_its_sleeping_leader() {
+    let mut c = Cluster::start().await;
+    c.write_anywhere(5).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    let leader = c.leader().expect("a leader");
+    let term = c.term(leader);
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+
+    let old = c.net.groups.lock().unwrap().remove(&follower).unwrap();
+    old.shutdown().await;
+    drop(old);
+    let db = reopen(c.dirs[follower as usize - 1].path()).await;
+    c.start_replica(follower, db).await;
+    assert!(
+        c.group(follower).is_asleep(),
+        "a replica restarted under a committed vote starts asleep"
+    );
+
+    // Longer than the restarted replica's lease and election timeout (up to
+    // 1.8 s) and the leader's silence allowance.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(c.leader(), Some(leader));
+    assert!(
+        (1..=3).all(|n| c.term(n) == term),
+        "the restart unseated the leader"
+    );
+    c.write_anywhere(6).await;
+    wait("every replica applied both writes", || {
+        c.group(follower).status().last_applied_index == c.group(leader).status().last_applied_index
+            && c.sum(leader) == 11
+    })
+    .await;
+    c.shutdown().await;
+}
+
+/// Writes land at intervals around the idle threshold, so sweeps keep
+/// deciding to sleep just as a write arrives. A member left awake next to
+/// a sleeping leader would time out and start an election.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_racing_sleep_never_cause_an_election() {
+    let c = Cluster::start().await;
+    c.write_anywhere(1).await;
+    let leader = c.leader().expect("a leader");
+    let term = c.term(leader);
+    let mut expected = 1;
+    for i in 0..16u64 {
+        // 250 to 475 ms: on both sides of `idle_for` (300 ms) plus a sweep.
+        tokio::time::sleep(Duration::from_millis(250 + (i * 15))).await;
+        c.group(leader)
+            .write(i.to_be_bytes().to_vec())
+            .await
+            .unwrap();
+        expected += i;
+    }
+    // Longer than an election timeout after the last write.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.leader(), Some(leader));
+    assert!(
+        (1..=3).all(|n| c.term(n) == term),
+        "a write racing a sleep caused an election"
+    );
+    wait("every replica applied every write", || {
+        (1..=3).all(|n| c.sum(n) == expected)
+    })
+    .await;
+    c.shutdown().await;
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# What idle partitions cost: starts a 3-node local cluster, creates one topic
+# of PARTITIONS partitions at RF=3, writes one record to each partition (so
+# every group has a leader that has committed an entry), waits SETTLE
+# seconds, then samples each node's CPU time and RSS over SECONDS. Prints the
+# whole cluster's CPU in cores and each node's RSS at the start and end of
+# the window. Needs a release build (or SLUICE_BIN).
+# Usage: scripts/bench-idle.sh [PARTITIONS] [SECONDS] [SETTLE] [PORT]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+S=${SLUICE_BIN:-./target/release/sluice}
+PARTS=${1:-64}
+SECS=${2:-60}
+SETTLE=${3:-20}
+PORT=${4:-19870}
+SLUICE_HOME=$(mktemp -d)
+export SLUICE_HOME
+trap '$S cluster delete >/dev/null 2>&1 || true; rm -rf "$SLUICE_HOME"' EXIT
+HZ=$(getconf CLK_TCK)
+
+pids() { for f in "$SLUICE_HOME"/local/node-*/node.pid; do echo "$(cat "$f")"; done; }
+ticks() { # utime + stime of every node, summed
+    local t=0
+    for pid in $(pids); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$t"
+}
+rss() {
+    for pid in $(pids); do awk '/^VmRSS/ {printf "%.1f ", $2/1024}' "/proc/$pid/status"; done
+}
+
+# Metrics off where the build has them: the sampler would add its own wakeups.
+NO_METRICS=$($S cluster start --help | grep -q -- --no-metrics && echo --no-metrics || true)
+$S cluster start --local --spus 3 --port "$PORT" $NO_METRICS >/dev/null
+$S topic create idle --partitions "$PARTS" --replication 3 >/dev/null
+for p in $(seq 0 $((PARTS - 1))); do
+    echo "x" | $S produce idle -p "$p" >/dev/null
+done
+echo "partitions: $PARTS x RF3 on 3 nodes; settling ${SETTLE} s" >&2
+sleep "$SETTLE"
+rss0=$(rss)
+t0=$(ticks)
+s0=$(date +%s.%N)
+sleep "$SECS"
+t1=$(ticks)
+s1=$(date +%s.%N)
+rss1=$(rss)
+awk -v t="$((t1 - t0))" -v hz="$HZ" -v s0="$s0" -v s1="$s1" -v p="$PARTS" \
+    -v r0="$rss0" -v r1="$rss1" 'BEGIN {
+    secs = s1 - s0
+    printf "partitions %d: cluster CPU %.4f cores over %.0f s; RSS MB per node %s-> %s\n",
+        p, t / hz / secs, secs, r0, r1
+}'

@@ -5,7 +5,7 @@
 # seconds, then samples each node's CPU time and RSS over SECONDS. Prints the
 # whole cluster's CPU in cores and each node's RSS at the start and end of
 # the window. Needs a release build (or SLUICE_BIN).
-# Usage: scripts/bench-idle.sh [PARTITIONS] [SECONDS] [SETTLE] [PORT]
+# Usage: [EXTRA=--no-quiesce] scripts/bench-idle.sh [PARTITIONS] [SECONDS] [SETTLE] [PORT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${SLUICE_BIN:-./target/release/sluice}
@@ -32,11 +32,10 @@ rss() {
 
 # Metrics off where the build has them: the sampler would add its own wakeups.
 NO_METRICS=$($S cluster start --help | grep -q -- --no-metrics && echo --no-metrics || true)
-$S cluster start --local --spus 3 --port "$PORT" $NO_METRICS >/dev/null
+# EXTRA: more `cluster start` flags, e.g. EXTRA=--no-quiesce for the baseline.
+$S cluster start --local --spus 3 --port "$PORT" $NO_METRICS ${EXTRA:-} >/dev/null
 $S topic create idle --partitions "$PARTS" --replication 3 >/dev/null
-for p in $(seq 0 $((PARTS - 1))); do
-    echo "x" | $S produce idle -p "$p" >/dev/null
-done
+seq 0 $((PARTS - 1)) | xargs -P 8 -I{} sh -c "echo x | $S produce idle -p {} >/dev/null"
 echo "partitions: $PARTS x RF3 on 3 nodes; settling ${SETTLE} s" >&2
 sleep "$SETTLE"
 rss0=$(rss)

@@ -314,8 +314,12 @@ impl<S: ReplicatedState> Group<S> {
         }
     }
 
+    /// Whether this replica leads a running group: a leader whose core
+    /// stopped (a storage failure) must not keep its followers asleep.
     fn leads(&self) -> bool {
-        self.raft.metrics().borrow_watched().state == ServerState::Leader
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.state == ServerState::Leader && m.running_state.is_ok()
     }
 
     /// Vote, last log id, committed log id and role, read inside openraft's

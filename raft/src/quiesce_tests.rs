@@ -348,3 +348,33 @@ async fn writes_racing_sleep_never_cause_an_election() {
     .await;
     c.shutdown().await;
 }
+
+/// A probe is answered from this node's own groups only, and a hostile or
+/// broken one gets a specific refusal rather than work proportional to
+/// what it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_probe_names_only_groups_led_here_and_refuses_oversized_or_garbled_ones() {
+    use crate::log_store::{decode, encode};
+    use crate::network::Answer;
+    let c = Cluster::start().await;
+    c.write_anywhere(1).await;
+    let leader = c.leader().expect("a leader");
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let probe = |node: NodeId, ids: &Vec<u64>| {
+        let q = c.net.nodes.lock().unwrap()[&node].clone();
+        decode::<Answer<Vec<u64>>>(&q.answer_probe(&encode(ids).unwrap())).unwrap()
+    };
+    assert_eq!(probe(leader, &vec![GROUP, 999]), Ok(vec![GROUP]));
+    assert_eq!(probe(follower, &vec![GROUP]), Ok(vec![]));
+
+    let too_many: Vec<u64> = (0..5_000).collect();
+    let refused = probe(leader, &too_many).unwrap_err();
+    assert!(
+        refused.contains("5000 groups") && refused.contains("at most"),
+        "{refused}"
+    );
+    let q = c.net.nodes.lock().unwrap()[&leader].clone();
+    let garbled = decode::<Answer<Vec<u64>>>(&q.answer_probe(&[0xff; 3])).unwrap();
+    assert!(garbled.unwrap_err().contains("undecodable leader probe"));
+    c.shutdown().await;
+}

@@ -12,6 +12,7 @@ SLUICE_HOME=$(mktemp -d)
 export SLUICE_HOME
 if [ -n "${2:-}" ]; then export SLUICE_PARTITION_LOG_ENTRIES=$2; fi
 trap '$S cluster delete >/dev/null 2>&1 || true' EXIT
+trap 'exit 130' INT TERM
 $S cluster start --local --spus 3 --port "$PORT" >/dev/null
 $S bench produce --topic cu --replication 3 --records 200000 --record-size 1KiB --producers 2 | grep -i "records/s"
 $S cluster start --local --spus 4 --port "$PORT" >/dev/null 2>&1

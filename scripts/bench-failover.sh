@@ -11,6 +11,7 @@ PORT=${1:-19830}
 SLUICE_HOME=$(mktemp -d)
 export SLUICE_HOME
 trap '$S cluster delete >/dev/null 2>&1 || true' EXIT
+trap 'exit 130' INT TERM
 $S cluster start --local --spus 3 --port "$PORT" >/dev/null
 $S topic create fo -r 3 >/dev/null
 sleep 2

@@ -15,6 +15,7 @@ WASM=examples/smartmodules/target/wasm32-unknown-unknown/release/hello_filter.wa
 SLUICE_HOME=$(mktemp -d)
 export SLUICE_HOME
 trap '$S cluster delete >/dev/null 2>&1 || true; rm -rf "$SLUICE_HOME"' EXIT
+trap 'exit 130' INT TERM
 $S cluster start --local --spus 3 --port "$PORT" >/dev/null
 $S topic create filt -r 3 >/dev/null
 python3 - "$SLUICE_HOME/records.txt" <<'PY'

@@ -12,6 +12,7 @@ RUNS=${2:-12}
 SLUICE_HOME=$(mktemp -d)
 export SLUICE_HOME
 trap '$S cluster delete >/dev/null 2>&1 || true; rm -rf "$SLUICE_HOME"' EXIT
+trap 'exit 130' INT TERM
 $S cluster start --local --spus 3 --port "$PORT" >/dev/null
 $S topic create grow -r 3 >/dev/null
 sleep 1

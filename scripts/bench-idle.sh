@@ -16,6 +16,9 @@ PORT=${4:-19870}
 SLUICE_HOME=$(mktemp -d)
 export SLUICE_HOME
 trap '$S cluster delete >/dev/null 2>&1 || true; rm -rf "$SLUICE_HOME"' EXIT
+# Killed or interrupted, still stop the nodes: left running, an overloaded
+# cluster logs warnings until its log bound (see README), for ever.
+trap 'exit 130' INT TERM
 HZ=$(getconf CLK_TCK)
 
 pids() { for f in "$SLUICE_HOME"/local/node-*/node.pid; do echo "$(cat "$f")"; done; }

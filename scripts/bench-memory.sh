@@ -11,6 +11,7 @@ PORT=${1:-19850}
 SLUICE_HOME=$(mktemp -d)
 export SLUICE_HOME
 trap '$S cluster delete >/dev/null 2>&1 || true' EXIT
+trap 'exit 130' INT TERM
 
 rss() {
     for pidfile in "$SLUICE_HOME"/local/node-*/node.pid; do

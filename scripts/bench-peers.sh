@@ -50,6 +50,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # A 3-server JetStream cluster on 127.0.0.1.
 for i in 0 1 2; do

@@ -5,7 +5,8 @@
 //! ```text
 //! cluster.toml     cluster id, node count, first port
 //! ca/              the cluster CA (ca.pem, ca.key): only here, never in a node dir
-//! node-<i>/        node i's data dir (see sluice_spu::DataDir), node.log, node.pid
+//! node-<i>/        node i's data dir (see sluice_spu::DataDir), node.log (+ node.log.1,
+//!                  bounded: see `logfile`), node.stderr (panics), node.pid
 //! ```
 //! `$SLUICE_HOME/local-cluster.toml` remembers the root, so `status`,
 //! `shutdown` and `delete` find it; profile "local" in `config.toml` points
@@ -384,12 +385,16 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             std::fs::write(tls.join("ca.pem"), ca.cert_pem())?;
         }
         let listen = addr_of(i);
+        // The node writes its log to node.log itself, bounded; stderr only
+        // carries what comes before logging starts or outside it (a panic's
+        // default report), so it has its own file.
         let log_path = dir.join("node.log");
-        let log = std::fs::OpenOptions::new()
+        let stderr_path = dir.join("node.stderr");
+        let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
+            .open(&stderr_path)
+            .with_context(|| format!("cannot open {}", stderr_path.display()))?;
         let child = tokio::process::Command::new(&exe)
             .args([
                 "node",
@@ -419,6 +424,8 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             // RUST_LOG, when set, is inherited; otherwise the node's own
             // default applies (`NODE_LOG_FILTER_DEFAULT`).
             .args(["--log-format", globals.log_format.as_str()])
+            .arg("--log-file")
+            .arg(&log_path)
             .args(if args_metrics {
                 vec!["--metrics-listen".to_string(), listen.clone()]
             } else {
@@ -426,8 +433,8 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             })
             .args(args.no_quiesce.then_some("--no-quiesce"))
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
+            .stdout(stderr.try_clone()?)
+            .stderr(stderr)
             .process_group(0)
             .kill_on_drop(false)
             .spawn()
@@ -481,10 +488,13 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             if let Some(exit) = child.try_wait()? {
                 progress.finish_and_clear();
                 let _ = std::fs::remove_file(node_dir(&root, *i).join("node.pid"));
+                let stderr_path = log_path.with_extension("stderr");
                 bail!(
-                    "node {i} exited ({exit}) while starting; last lines of {}:\n{}",
+                    "node {i} exited ({exit}) while starting; last lines of {}:\n{}\nand of {}:\n{}",
                     log_path.display(),
-                    tail(log_path, 8)
+                    tail(log_path, 8),
+                    stderr_path.display(),
+                    tail(&stderr_path, 4)
                 );
             }
         }

@@ -5,9 +5,10 @@
 //! fast with a clear message and the commands themselves work on checked
 //! values only.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod acl;
@@ -15,6 +16,7 @@ mod bench;
 mod cert;
 mod cluster;
 mod consume;
+mod logfile;
 mod node;
 mod output;
 mod partition;
@@ -197,10 +199,18 @@ pub struct OutputArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(
-        matches!(cli.command, Command::Node(_)),
-        cli.globals.log_format,
-    );
+    let node_log = match &cli.command {
+        Command::Node(node::NodeCmd::Run(args)) => Some(
+            args.log_file
+                .as_ref()
+                .map(|path| (path.as_path(), args.log_file_max_size)),
+        ),
+        _ => None,
+    };
+    if let Err(e) = init_logging(node_log, cli.globals.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let globals = Globals {
         home: sluice_client::config::sluice_home(),
         profile: cli.globals.profile,
@@ -300,29 +310,56 @@ async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
 
 /// Logs go to stderr so they never mix with records on stdout. Client
 /// commands only show warnings by default; a node shows its progress.
-fn init_logging(node: bool, format: LogFormat) {
-    let default = if node {
+/// `node` is `Some` for `node run`, with its `--log-file` if given: a node
+/// with a log file writes there, bounded (see [`logfile`]), and logs a panic
+/// there too before the default hook prints it on stderr.
+fn init_logging(node: Option<Option<(&Path, u64)>>, format: LogFormat) -> anyhow::Result<()> {
+    let default = if node.is_some() {
         NODE_LOG_FILTER_DEFAULT
     } else {
         "warn"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match node.flatten() {
+        Some((path, max_bytes)) => {
+            let file = logfile::BoundedLogFile::open(path, max_bytes)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            let builder = builder.with_writer(file).with_ansi(false);
+            log_panics();
+            match format {
+                LogFormat::Text => builder.try_init(),
+                LogFormat::Json => builder.json().try_init(),
+            }
+        }
+        None => {
+            let builder = builder.with_writer(std::io::stderr);
+            match format {
+                LogFormat::Text => builder
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .try_init(),
+                LogFormat::Json => builder.json().try_init(),
+            }
+        }
     };
+    Ok(())
+}
+
+/// A panic is logged (so it lands in the node's log file with everything
+/// else), then printed as usual.
+fn log_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "a thread panicked");
+        previous(info);
+    }));
 }
 
 /// The error and its causes as one line, skipping a cause whose text the
 /// previous message already contains (thiserror's `transparent` and
 /// `{source}` interpolation would otherwise repeat it).
-fn error_chain(error: &anyhow::Error) -> String {
+pub(crate) fn error_chain(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
         let text = cause.to_string();

@@ -51,6 +51,25 @@ pub struct RunArgs {
     /// of letting them sleep until written to (`quiesce_idle_groups`).
     #[arg(long)]
     pub no_quiesce: bool,
+    /// Write the log to FILE instead of stderr, bounded: past
+    /// --log-file-max-size it moves to FILE.1 (replacing it) and starts anew.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// The most one log file holds (a node keeps at most twice this); at
+    /// least 64KiB.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_log_size)]
+    pub log_file_max_size: u64,
+}
+
+fn parse_log_size(text: &str) -> Result<u64, String> {
+    let bytes = crate::units::parse_size(text)?;
+    if bytes < crate::logfile::LOG_FILE_BYTES_MIN {
+        return Err(format!(
+            "{text:?} is below the smallest log file bound, {} bytes (64KiB)",
+            crate::logfile::LOG_FILE_BYTES_MIN
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Turns the flags (over the optional file) into a complete [`NodeConfig`].
@@ -108,6 +127,17 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
 
 pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     let NodeCmd::Run(args) = cmd;
+    // With a log file, a failure to start is logged there too: stderr may
+    // go to another file (`cluster start` sends it to node.stderr).
+    let logs_to_file = args.log_file.is_some();
+    let result = run_node(args).await;
+    if let (Err(e), true) = (&result, logs_to_file) {
+        tracing::error!(error = %crate::error_chain(e), "node failed");
+    }
+    result
+}
+
+async fn run_node(args: RunArgs) -> anyhow::Result<()> {
     let config = resolve(args)?;
     let id = config.id;
     let node = Node::start(config)

@@ -349,3 +349,61 @@ fn a_node_refuses_to_start_with_a_certificate_that_names_someone_else() {
         );
     }
 }
+
+/// A node with `--log-file` writes its log there, including why it could
+/// not start (stderr may go elsewhere, as `cluster start` arranges), and a
+/// bound too small for a line is refused before the node starts.
+#[test]
+fn a_node_logs_to_its_log_file_including_why_it_did_not_start() {
+    let env = Env::new();
+    let ca = sluice_transport::ClusterCa::generate("c1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    ca.issue_node(2, &[], &[])
+        .unwrap()
+        .save(&tls, "node")
+        .unwrap();
+    std::fs::write(tls.join("ca.pem"), ca.cert_pem()).unwrap();
+    let log = dir.path().join("node.log");
+    let port = format!("127.0.0.1:{}", crate::harness::free_udp_port());
+    let data_dir = dir.path().display().to_string();
+    let log_file = log.display().to_string();
+    let args = |max: &'static str| {
+        [
+            "node",
+            "run",
+            "--id",
+            "1",
+            "--cluster-id",
+            "c1",
+            "--data-dir",
+            &data_dir,
+            "--listen",
+            &port,
+            "--log-file",
+            &log_file,
+            "--log-file-max-size",
+            max,
+        ]
+        .map(str::to_string)
+    };
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        env.run(&args, b"")
+    };
+    let out = run(&args("1MiB"));
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("node failed") && text.contains("is not node 1's certificate"),
+        "{text}"
+    );
+
+    let out = run(&args("1KiB"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--log-file-max-size") && err.contains("64KiB"),
+        "{err}"
+    );
+}

@@ -211,8 +211,13 @@ fn repairs_of(cluster: &Cluster, nodes: &[NodeId]) -> Vec<Repair> {
     nodes
         .iter()
         .flat_map(|&n| {
-            let log = std::fs::read_to_string(cluster.node_dir(n).join("node.log"));
-            repairs_in_log(n, &log.unwrap_or_default())
+            // The log is bounded: older lines may have moved to node.log.1.
+            let dir = cluster.node_dir(n);
+            let log: String = ["node.log.1", "node.log"]
+                .iter()
+                .filter_map(|name| std::fs::read_to_string(dir.join(name)).ok())
+                .collect();
+            repairs_in_log(n, &log)
         })
         .collect()
 }

@@ -6,6 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# RocksDB aborts a test process (an assertion, not an error) when a write
+# fails for want of space; say so up front instead of failing obscurely.
+# Its clusters and fault runs write a few GB; 5 GB free is the bar we ask.
+for dir in "${TMPDIR:-/tmp}" "${CARGO_TARGET_DIR:-target}"; do
+  mkdir -p "$dir"
+  free_kb=$(df -Pk "$dir" | awk 'NR == 2 {print $4}')
+  if [ "$free_kb" -lt $((5 * 1024 * 1024)) ]; then
+    echo "error: only $((free_kb / 1024)) MB free in $dir; the test command asks for 5 GB: free some space (leftover local clusters in \$TMPDIR are the usual cause)" >&2
+    exit 1
+  fi
+done
+
 need_apt=()
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 [ -e /usr/include/clang-c/Index.h ] || ls /usr/lib/llvm-*/include/clang-c/Index.h >/dev/null 2>&1 || need_apt+=(libclang-dev)

@@ -1033,6 +1033,8 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::AclAdded => "AclAdded",
         Response::AclRemoved => "AclRemoved",
         Response::Acls(_) => "Acls",
+        Response::RaftBatchAnswer { .. } => "RaftBatchAnswer",
+        Response::RaftBatchRefused { .. } => "RaftBatchRefused",
     }
 }
 

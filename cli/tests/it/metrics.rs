@@ -90,3 +90,46 @@ fn a_node_whose_metrics_port_is_taken_serves_without_them() {
     let started = env.ok(&["cluster", "shutdown"]);
     drop(started);
 }
+
+/// Multi-Raft batching: with 16 partitions written at once on 3 nodes, the
+/// Raft RPCs of different groups to one peer share messages (the histogram
+/// of RPCs per message sums to more than its count), and every record
+/// arrives once in its partition.
+#[test]
+fn raft_rpcs_of_many_groups_travel_to_a_peer_together() {
+    let env = Env::started_with(3);
+    let (records, partitions) = (4_000, 16);
+    env.ok(&[
+        "bench",
+        "produce",
+        "--topic",
+        "wide",
+        "--partitions",
+        &partitions.to_string(),
+        "--replication",
+        "3",
+        "--producers",
+        "4",
+        "--records",
+        &records.to_string(),
+        "--record-size",
+        "100B",
+    ]);
+    let (mut rpcs, mut messages) = (0.0, 0.0);
+    for node in 0..3 {
+        let body = scrape(env.port + node).expect("every node serves metrics");
+        rpcs += sample(&body, "sluice_raft_batch_rpcs_sum", &[]).unwrap_or(0.0);
+        messages += sample(&body, "sluice_raft_batch_rpcs_count", &[]).unwrap_or(0.0);
+    }
+    assert!(messages > 0.0, "no Raft message was counted");
+    assert!(
+        rpcs > messages,
+        "{rpcs} RPCs in {messages} messages: no message carried two groups' RPCs"
+    );
+    let mut read = 0;
+    for p in 0..partitions {
+        let out = env.ok(&["consume", "wide", "-p", &p.to_string(), "-B", "-d"]);
+        read += out.lines().count();
+    }
+    assert_eq!(read, records);
+}

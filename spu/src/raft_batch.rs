@@ -11,8 +11,7 @@
 //! How: each peer node has a lane, a queue and a task. The task takes what is
 //! queued (up to [`RAFT_BATCH_RPCS_MAX`] RPCs) and sends it as one
 //! [`Request::RaftBatch`], keeping at most [`RAFT_BATCHES_IN_FLIGHT_MAX`]
-//! batches in flight (a batch unanswered after [`RAFT_BATCH_SLOT_HOLD_MAX`]
-//! stops counting). It never waits to fill a batch: an RPC alone on an idle
+//! batches in flight. It never waits to fill a batch: an RPC alone on an idle
 //! lane leaves at once, and batches grow only when RPCs arrive faster than the
 //! peer answers (the queue fills while the in-flight bound holds the task).
 //! The peer answers each RPC as its group finishes it, so a slow group
@@ -38,11 +37,6 @@ use crate::peers::Peers;
 /// smaller batches; fewer would put one group's fsync wait in front of
 /// others' heartbeats.
 pub(crate) const RAFT_BATCHES_IN_FLIGHT_MAX: usize = 4;
-/// The longest one batch holds its in-flight slot. Answers normally take
-/// well under this (a follower's append waits for one WAL fsync); a batch
-/// still unanswered past it lets the next one go, so every group's
-/// heartbeats keep flowing while one group's RPC waits on the peer.
-pub(crate) const RAFT_BATCH_SLOT_HOLD_MAX: Duration = Duration::from_millis(20);
 /// RPCs waiting in one lane. A caller finding it full waits for room (its
 /// own deadline still applies): Raft traffic to a peer cannot queue without
 /// bound behind a peer that stopped answering.
@@ -174,18 +168,8 @@ async fn drive(
         }
         let (peers, addr, refuses) = (peers.clone(), addr.clone(), refuses_batches.clone());
         tokio::spawn(async move {
-            let sent = send(&peers, target, &addr, batch, &refuses);
-            tokio::pin!(sent);
-            // The slot is back when the batch is answered, or after
-            // RAFT_BATCH_SLOT_HOLD_MAX if it is not: a group stuck on the
-            // peer may keep its own RPC waiting, never the lane.
-            tokio::select! {
-                () = &mut sent => drop(permit),
-                () = tokio::time::sleep(RAFT_BATCH_SLOT_HOLD_MAX) => {
-                    drop(permit);
-                    sent.await;
-                }
-            }
+            send(&peers, target, &addr, batch, &refuses).await;
+            drop(permit);
         });
     }
 }

@@ -1033,8 +1033,6 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::AclAdded => "AclAdded",
         Response::AclRemoved => "AclRemoved",
         Response::Acls(_) => "Acls",
-        Response::RaftBatchAnswer { .. } => "RaftBatchAnswer",
-        Response::RaftBatchRefused { .. } => "RaftBatchRefused",
     }
 }
 

@@ -34,15 +34,6 @@ pub const TOPIC_PARTITIONS_MAX: u32 = 1024;
 /// past it is refused when proposed (a soft bound: two creations racing may
 /// pass it together), naming the node and the counts.
 pub const PARTITION_REPLICAS_PER_NODE_MAX: usize = 1024;
-/// Raft RPCs in one [`Request::RaftBatch`](crate::Request::RaftBatch). A
-/// node batches what its groups send one peer at a given moment; 64 groups'
-/// appends per message already cut the per-message cost 64-fold, and the
-/// bound keeps one batch's work (each RPC is served concurrently) modest.
-pub const RAFT_BATCH_RPCS_MAX: usize = 64;
-/// Largest Raft RPC payload that travels in a batch; bigger ones (produce
-/// batches of megabytes, snapshots) go in a stream of their own, where they
-/// delay no other group's heartbeat.
-pub const RAFT_BATCH_RPC_BYTES_MAX: usize = 256 * 1024;
 /// Characters in a topic name.
 pub const TOPIC_NAME_LEN_MAX: usize = 63;
 /// Smallest segment a topic may ask for.

@@ -3,8 +3,7 @@
 //! One request per QUIC bidirectional stream. Every request gets exactly one
 //! response frame, except [`Request::Fetch`], whose stream carries a sequence
 //! of [`Response::Records`] frames and ends with [`Response::FetchEnd`] or a
-//! [`Response::Error`], and [`Request::RaftBatch`], answered with one frame
-//! per RPC it carries (or one [`Response::Error`] for the whole batch).
+//! [`Response::Error`].
 
 use serde::{Deserialize, Serialize};
 
@@ -106,14 +105,6 @@ pub enum Request {
     RemoveAcl(crate::AclEntry),
     /// Every ACL entry (`sluice acl list`); admin only.
     ListAcls,
-    /// Node to node: Raft RPCs of many groups for one node, in one stream
-    /// (multi-Raft batching: one message carries what the groups a node
-    /// leads have for a follower). At most
-    /// [`RAFT_BATCH_RPCS_MAX`](crate::limits::RAFT_BATCH_RPCS_MAX). Answered
-    /// with one [`Response::RaftBatchAnswer`] or
-    /// [`Response::RaftBatchRefused`] per RPC, in the order they complete, so
-    /// a slow group holds up no other group's answer.
-    RaftBatch(Vec<RaftRpc>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,19 +160,6 @@ pub enum Response {
     AclAdded,
     AclRemoved,
     Acls(Vec<crate::AclEntry>),
-    /// The answer to the `index`-th RPC of a [`Request::RaftBatch`],
-    /// encoded by the Raft layer as for [`Response::Raft`].
-    RaftBatchAnswer {
-        index: u32,
-        #[serde(with = "serde_bytes")]
-        payload: Vec<u8>,
-    },
-    /// The `index`-th RPC of a [`Request::RaftBatch`] was not served (its
-    /// group has no replica here, or the node answers no leader probes).
-    RaftBatchRefused {
-        index: u32,
-        error: WireError,
-    },
 }
 
 /// [`Response::Records`] made of borrowed records: encodes to exactly the
@@ -362,7 +340,6 @@ impl Request {
             Request::AddAcl(_) => "add ACL",
             Request::RemoveAcl(_) => "remove ACL",
             Request::ListAcls => "list ACLs",
-            Request::RaftBatch(_) => "raft rpc batch",
             Request::Once { change, .. } => change.name(),
         }
     }

@@ -241,7 +241,6 @@ impl<'a> Access<'a> {
             },
             // Handled by `node_only` above.
             Request::Raft(_)
-            | Request::RaftBatch(_)
             | Request::JoinCluster { .. }
             | Request::NodeIncarnation { .. }
             | Request::ReadReplicaLog { .. }
@@ -309,7 +308,6 @@ impl RequestShape {
 fn node_only(request: &Request) -> Option<&'static str> {
     match request {
         Request::Raft(_) => Some("a Raft message"),
-        Request::RaftBatch(_) => Some("a batch of Raft messages"),
         Request::JoinCluster { .. } => Some("joining the cluster"),
         Request::NodeIncarnation { .. } => Some("a node incarnation query"),
         Request::ReadReplicaLog { .. } => Some("copying a replica's log"),

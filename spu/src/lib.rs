@@ -17,7 +17,6 @@ mod node;
 mod partition;
 mod peers;
 mod producers;
-mod raft_batch;
 mod repair;
 mod replicas;
 mod server;

@@ -56,9 +56,6 @@ pub const QUIC_STREAMS_OPEN: &str = "sluice_quic_streams_open";
 pub const RESIDENT_MEMORY_BYTES: &str = "sluice_process_resident_memory_bytes";
 /// Partition Raft groups asleep on this node (quiescent: idle, not ticking), gauge.
 pub const RAFT_GROUPS_ASLEEP: &str = "sluice_raft_groups_asleep";
-/// Raft RPCs per message sent to a peer node (multi-Raft batching), histogram:
-/// its `_sum` over its `_count` is how many groups' RPCs one message carried.
-pub const RAFT_BATCH_RPCS: &str = "sluice_raft_batch_rpcs";
 
 // Per SmartModule, by module name (`module`): summed over the streams that ran it.
 /// Batch calls into the module, counter.
@@ -107,10 +104,6 @@ fn describe() {
         "Raft RPCs to peers by kind and outcome"
     );
     describe_histogram!(WAL_FSYNC_SECONDS, Unit::Seconds, "WAL fsync durations");
-    describe_histogram!(
-        RAFT_BATCH_RPCS,
-        "Raft RPCs (of any groups) per message to a peer node"
-    );
     describe_gauge!(QUIC_CONNECTIONS, "QUIC connections being served");
     describe_gauge!(QUIC_STREAMS_OPEN, "Request streams being served");
     describe_gauge!(
@@ -169,11 +162,6 @@ pub(crate) fn raft_rpc(kind: sluice_proto::RaftRpcKind, ok: bool, took: Duration
     };
     let outcome = if ok { "ok" } else { "error" };
     histogram!(RAFT_RPC_SECONDS, "kind" => kind, "outcome" => outcome).record(took.as_secs_f64());
-}
-
-/// Records how many RPCs one message to a peer carried.
-pub(crate) fn raft_batch(rpcs: usize) {
-    histogram!(RAFT_BATCH_RPCS).record(rpcs as f64);
 }
 
 /// Records a SmartModule chain's work on one batch: `stats` per module, in

@@ -10,9 +10,9 @@ use std::time::Duration;
 use quinn::{RecvStream, SendStream};
 use sluice_proto::limits::{
     CONNECTION_IDLE_DEADLINE_MS, FETCH_RESPONSE_BYTES_MAX, FRAME_SIZE_BYTES_MAX,
-    PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, RAFT_BATCH_RPCS_MAX,
-    RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_MAX, RECORD_TIMESTAMP_AHEAD_MS_MAX,
-    REQUEST_BODY_STALL_DEADLINE_MS, REQUEST_READ_DEADLINE_MS,
+    PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_OVERHEAD_BYTES_MAX,
+    RECORD_SIZE_BYTES_MAX, RECORD_TIMESTAMP_AHEAD_MS_MAX, REQUEST_BODY_STALL_DEADLINE_MS,
+    REQUEST_READ_DEADLINE_MS,
 };
 use sluice_proto::{
     CodecError, ConsumerRecord, ConsumerRecordRef, FetchRequest, PROTOCOL_VERSION, PartitionStatus,
@@ -146,7 +146,6 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
             let response = serve_raft(&node, rpc).await;
             respond(&mut send, &response).await
         }
-        Request::RaftBatch(rpcs) => serve_raft_batch(&node, rpcs, &mut send).await,
         other => {
             let is_produce = matches!(other, Request::Produce(_));
             let shape = authz::RequestShape::of(&other);
@@ -395,12 +394,10 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
                 .view()
                 .with(|md| md.acls.iter().cloned().collect()),
         )),
-        Request::Fetch(_) | Request::Raft(_) | Request::RaftBatch(_) => {
-            Err(WireError::MalformedRequest {
-                reason: "fetch and Raft requests open a stream of their own; they cannot be nested"
-                    .into(),
-            })
-        }
+        Request::Fetch(_) | Request::Raft(_) => Err(WireError::MalformedRequest {
+            reason: "fetch and Raft requests open a stream of their own; they cannot be nested"
+                .into(),
+        }),
     }
 }
 
@@ -472,45 +469,6 @@ async fn forward_to_controller_leader(node: &Shared, leader: u64, request: &Requ
             reason: format!("its leader, node {leader} at {addr}, did not answer within {wait:?}"),
         }),
     }
-}
-
-/// Serves the RPCs of a batch concurrently, each by its own group, and
-/// answers each as soon as it is done: a group that takes long (an fsync
-/// queue, a snapshot being installed) delays only its own answer.
-async fn serve_raft_batch(
-    node: &Shared,
-    rpcs: Vec<RaftRpc>,
-    send: &mut SendStream,
-) -> Result<(), FrameError> {
-    use futures::StreamExt;
-    if rpcs.len() > RAFT_BATCH_RPCS_MAX {
-        let error = WireError::MalformedRequest {
-            reason: format!(
-                "a Raft batch of {} RPCs exceeds the limit of {RAFT_BATCH_RPCS_MAX}; split it",
-                rpcs.len()
-            ),
-        };
-        return respond(send, &Response::Error(error)).await;
-    }
-    let mut pending: futures::stream::FuturesUnordered<_> = rpcs
-        .into_iter()
-        .zip(0u32..)
-        .map(|(rpc, index)| async move { (index, serve_raft(node, rpc).await) })
-        .collect();
-    while let Some((index, response)) = pending.next().await {
-        let answer = match response {
-            Response::Raft { payload } => Response::RaftBatchAnswer { index, payload },
-            Response::Error(error) => Response::RaftBatchRefused { index, error },
-            other => Response::RaftBatchRefused {
-                index,
-                error: WireError::MalformedRequest {
-                    reason: format!("a Raft RPC was answered with {other:?}"),
-                },
-            },
-        };
-        respond(send, &answer).await?;
-    }
-    Ok(())
 }
 
 /// Hands a Raft RPC to the group it is for.

@@ -93,11 +93,6 @@ fn only_certified_peers_connect_and_only_nodes_make_node_requests() {
                 incarnation: "forged".into(),
             },
             Request::NodeIncarnation { id: 1 },
-            Request::RaftBatch(vec![RaftRpc {
-                group: 0,
-                kind: RaftRpcKind::Vote,
-                payload: vec![0; 64],
-            }]),
             Request::ReadReplicaLog {
                 group: 1,
                 from_offset: 0,
@@ -411,67 +406,4 @@ fn a_node_logs_to_its_log_file_including_why_it_did_not_start() {
         err.contains("--log-file-max-size") && err.contains("64KiB"),
         "{err}"
     );
-}
-
-/// A batch of Raft RPCs from a node: each RPC is answered once, by index,
-/// whatever it holds (a garbled payload, a group this node does not run);
-/// a batch over the bound is refused whole, naming it; the node goes on.
-#[test]
-fn a_raft_batch_answers_each_rpc_once_and_refuses_oversized_batches() {
-    use sluice_proto::limits::RAFT_BATCH_RPCS_MAX;
-    let env = Env::started();
-    let ca =
-        sluice_transport::ClusterCa::load(env.node_dir().parent().unwrap().join("ca")).unwrap();
-    let node = ca.issue_node(2, &[], &[]).unwrap();
-    runtime().block_on(async {
-        let connection = connect_as(&env, Some(&node)).await.unwrap();
-        let rpc = |group, kind, payload: &[u8]| RaftRpc {
-            group,
-            kind,
-            payload: payload.to_vec(),
-        };
-        let oversized = Request::RaftBatch(
-            (0..=RAFT_BATCH_RPCS_MAX)
-                .map(|_| rpc(0, RaftRpcKind::AppendEntries, &[0xff]))
-                .collect(),
-        );
-        match ask(&connection, &oversized).await {
-            Ok(Response::Error(WireError::MalformedRequest { reason })) => assert!(
-                reason.contains(&format!("limit of {RAFT_BATCH_RPCS_MAX}")),
-                "{reason}"
-            ),
-            other => panic!("an oversized batch was not refused: {other:?}"),
-        }
-
-        let batch = Request::RaftBatch(vec![
-            rpc(0, RaftRpcKind::AppendEntries, &[0xff, 0xfe]),
-            rpc(999_999, RaftRpcKind::Vote, &[1, 2, 3]),
-            rpc(0, RaftRpcKind::LeaderProbe, &[0xff; 9]),
-        ]);
-        let (mut send, mut recv) = connection.open_bi().await.unwrap();
-        sluice_transport::write_frame(&mut send, &codec::encode(&batch).unwrap())
-            .await
-            .unwrap();
-        let _ = send.finish();
-        let mut seen = [0; 3];
-        while let Some(frame) = sluice_transport::read_frame(&mut recv, 1 << 20)
-            .await
-            .unwrap()
-        {
-            match codec::decode::<Response>(&frame).unwrap() {
-                Response::RaftBatchAnswer { index, .. } => seen[index as usize] += 1,
-                Response::RaftBatchRefused { index, error } => {
-                    assert_eq!(index, 1, "only the unknown group is refused: {error}");
-                    assert!(error.to_string().contains("999999"), "{error}");
-                    seen[index as usize] += 1;
-                }
-                other => panic!("not an answer to a batched RPC: {other:?}"),
-            }
-        }
-        assert_eq!(seen, [1, 1, 1], "each RPC answered exactly once");
-        assert!(matches!(
-            ask(&connection, &Request::ListTopics).await,
-            Ok(Response::Topics(_))
-        ));
-    });
 }

@@ -140,18 +140,6 @@ pub fn requests() -> Vec<Request> {
             change: MetadataChange::RemoveAcl(acl()),
         },
         Request::ListAcls,
-        Request::RaftBatch(vec![
-            RaftRpc {
-                group: 9,
-                kind: RaftRpcKind::AppendEntries,
-                payload: vec![0, 1, 2, 3, 0xfb],
-            },
-            RaftRpc {
-                group: 1_000_003,
-                kind: RaftRpcKind::LeaderProbe,
-                payload: vec![],
-            },
-        ]),
     ]
 }
 
@@ -206,16 +194,5 @@ pub fn responses() -> Vec<Response> {
         },
         Response::Acls(vec![acl()]),
         Response::TopicCreated(info),
-        Response::RaftBatchAnswer {
-            index: 1,
-            payload: vec![0, 0xfb, 7],
-        },
-        Response::RaftBatchRefused {
-            index: 0,
-            error: WireError::Unavailable {
-                what: "Raft group 9".into(),
-                reason: "not here".into(),
-            },
-        },
     ]
 }

@@ -26,10 +26,12 @@ use crate::output::rfc3339_ms;
 pub struct ConsumeArgs {
     /// Topic to read.
     pub topic: String,
-    /// Partition to read.
+    /// Partition to read; repeat for several (`-p 0 -p 2`). Without it,
+    /// every partition of the topic, as with -A.
     #[arg(short = 'p', long, value_name = "N", conflicts_with = "all_partitions")]
-    pub partition: Option<u32>,
-    /// Read every partition at once, interleaving their records.
+    pub partition: Vec<u32>,
+    /// Read every partition at once, interleaving their records (what
+    /// consume does without -p; Fluvio's spelling).
     #[arg(short = 'A', long)]
     pub all_partitions: bool,
     /// Start at the first stored record.
@@ -41,15 +43,18 @@ pub struct ConsumeArgs {
     /// Read the first N records (default 10).
     #[arg(short = 'H', long, value_name = "N", group = "start_at", num_args = 0..=1, default_missing_value = "10")]
     pub head: Option<u64>,
-    /// Start at this offset; a negative N starts N records before the end.
+    /// Start at this offset; a negative N starts N records before the end;
+    /// `earliest` (or `beginning`) is the first stored record, `latest` (or
+    /// `end`) the next one to be written.
     #[arg(
         short = 'o',
         long,
-        value_name = "N",
+        value_name = "N|earliest|latest",
         group = "start_at",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = parse_offset
     )]
-    pub offset: Option<i64>,
+    pub offset: Option<OffsetArg>,
     /// Start at this absolute offset.
     #[arg(long, value_name = "N", group = "start_at")]
     pub start: Option<u64>,
@@ -102,11 +107,52 @@ pub enum ConsumeOutput {
     Raw,
 }
 
+/// `--offset`: a number (negative: from the end) or a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetArg {
+    At(i64),
+    Earliest,
+    Latest,
+}
+
+fn parse_offset(text: &str) -> Result<OffsetArg, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "earliest" | "beginning" | "first" => Ok(OffsetArg::Earliest),
+        "latest" | "end" | "last" => Ok(OffsetArg::Latest),
+        number => number.parse().map(OffsetArg::At).map_err(|_| {
+            format!(
+                "{text:?} is not an offset: give a number (negative counts back from the end), earliest or latest"
+            )
+        }),
+    }
+}
+
 /// Which partitions to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Partitions {
-    One(u32),
+    /// These, each once, in the order given.
+    Listed(Vec<u32>),
+    /// Every partition of the topic.
     All,
+}
+
+impl Partitions {
+    /// The partitions to read of a topic of `count` partitions; a listed
+    /// one the topic does not have is an error naming what it has.
+    pub fn resolve(&self, topic: &str, count: u32) -> anyhow::Result<Vec<u32>> {
+        match self {
+            Partitions::All => Ok((0..count).collect()),
+            Partitions::Listed(listed) => {
+                if let Some(missing) = listed.iter().find(|p| **p >= count) {
+                    bail!(
+                        "topic {topic} has no partition {missing}: it has {count}, numbered 0 to {}",
+                        count.saturating_sub(1)
+                    );
+                }
+                Ok(listed.clone())
+            }
+        }
+    }
 }
 
 /// The checked form of [`ConsumeArgs`].
@@ -145,10 +191,16 @@ impl ConsumeArgs {
         };
         Ok(ConsumeConfig {
             topic: self.topic,
-            partitions: if self.all_partitions {
+            partitions: if self.all_partitions || self.partition.is_empty() {
                 Partitions::All
             } else {
-                Partitions::One(self.partition.unwrap_or(0))
+                let mut listed = Vec::new();
+                for p in self.partition {
+                    if !listed.contains(&p) {
+                        listed.push(p);
+                    }
+                }
+                Partitions::Listed(listed)
             },
             start,
             end_offset: self.end,
@@ -182,10 +234,11 @@ pub fn resolve_start(args: &ConsumeArgs) -> anyhow::Result<(StartOffset, Option<
         }
         (StartOffset::Beginning, Some(n))
     } else if let Some(offset) = args.offset {
-        if offset >= 0 {
-            (StartOffset::Absolute(offset as u64), None)
-        } else {
-            (StartOffset::FromEnd(offset.unsigned_abs()), None)
+        match offset {
+            OffsetArg::Earliest => (StartOffset::Beginning, None),
+            OffsetArg::Latest => (StartOffset::End, None),
+            OffsetArg::At(n) if n >= 0 => (StartOffset::Absolute(n as u64), None),
+            OffsetArg::At(n) => (StartOffset::FromEnd(n.unsigned_abs()), None),
         }
     } else if let Some(start) = args.start {
         (StartOffset::Absolute(start), None)
@@ -309,13 +362,10 @@ impl Render {
 pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
     let config = args.config()?;
     let client = crate::connect(globals).await?;
-    let partitions: Vec<u32> = match config.partitions {
-        Partitions::One(p) => vec![p],
-        Partitions::All => {
-            let topic = client.describe_topic(&config.topic).await?;
-            (0..topic.spec.partitions).collect()
-        }
-    };
+    let topic = crate::suggest::describe_topic(&client, &config.topic).await?;
+    let partitions = config
+        .partitions
+        .resolve(&config.topic, topic.spec.partitions)?;
     let (tx, mut rx) = mpsc::channel::<anyhow::Result<Vec<ConsumerRecord>>>(16);
     for partition in partitions {
         tokio::spawn(read_partition(
@@ -476,11 +526,37 @@ mod tests {
         let c = config(&["t", "-A", "--end", "4"]).unwrap();
         assert_eq!(c.partitions, Partitions::All);
         assert_eq!(c.end_offset, Some(4));
-        assert_eq!(config(&["t"]).unwrap().partitions, Partitions::One(0));
+        // Without -p, every partition (as Fluvio and kcat read).
+        assert_eq!(config(&["t"]).unwrap().partitions, Partitions::All);
         assert_eq!(
             config(&["t", "-p", "3"]).unwrap().partitions,
-            Partitions::One(3)
+            Partitions::Listed(vec![3])
         );
+        let several = config(&["t", "-p", "2", "-p", "0", "-p", "2"]).unwrap();
+        assert_eq!(several.partitions, Partitions::Listed(vec![2, 0]));
+        assert_eq!(several.partitions.resolve("t", 3).unwrap(), vec![2, 0]);
+        let err = several.partitions.resolve("t", 2).unwrap_err().to_string();
+        assert!(
+            err.contains("no partition 2") && err.contains("numbered 0 to 1"),
+            "{err}"
+        );
+        assert_eq!(Partitions::All.resolve("t", 3).unwrap(), vec![0, 1, 2]);
+        assert!(config(&["t", "-p", "1", "-A"]).is_err());
+    }
+
+    #[test]
+    fn offset_words() {
+        let start = |argv: &[&str]| config(argv).unwrap().start;
+        assert_eq!(start(&["t", "-o", "earliest"]), StartOffset::Beginning);
+        assert_eq!(
+            start(&["t", "--offset", "Beginning"]),
+            StartOffset::Beginning
+        );
+        assert_eq!(start(&["t", "-o", "latest"]), StartOffset::End);
+        assert_eq!(start(&["t", "-o", "7"]), StartOffset::Absolute(7));
+        assert_eq!(start(&["t", "-o", "-3"]), StartOffset::FromEnd(3));
+        let err = config(&["t", "-o", "soon"]).unwrap_err().to_string();
+        assert!(err.contains("earliest or latest"), "{err}");
     }
 
     #[test]

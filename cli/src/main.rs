@@ -27,6 +27,7 @@ mod smartmodule_cmd;
 mod smartmodule_dev;
 mod smartmodule_flags;
 mod smartmodule_registry;
+mod suggest;
 mod topic;
 mod units;
 

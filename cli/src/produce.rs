@@ -160,9 +160,13 @@ pub async fn run(args: ProduceArgs, globals: &Globals) -> anyhow::Result<()> {
         config.source == Source::Stdin && std::io::stdin().is_terminal() && !config.raw;
 
     let client = crate::connect(globals).await?;
-    let producer = client
+    let producer = match client
         .producer(&config.topic, config.producer.clone())
-        .await?;
+        .await
+    {
+        Ok(producer) => producer,
+        Err(e) => return Err(crate::suggest::topic_hint(&client, &config.topic, e).await),
+    };
     let mut chain = if config.smartmodules.is_empty() {
         None
     } else {

@@ -135,7 +135,7 @@ pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
         }
         TopicCmd::Describe { name, output: out } => {
             let client = crate::connect(globals).await?;
-            let topic = TopicOut::from(&client.describe_topic(&name).await?);
+            let topic = TopicOut::from(&crate::suggest::describe_topic(&client, &name).await?);
             output::print(out.output, &topic, || describe_table(&topic))
         }
         TopicCmd::Delete { names } => {

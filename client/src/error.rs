@@ -166,7 +166,7 @@ pub enum ClientError {
 
     /// A record is over the protocol's size limit; it was not sent.
     #[error(
-        "record of {size_bytes} bytes for topic {topic:?} exceeds the limit of {max_bytes} bytes; split or shrink it"
+        "exceeded maximum request size: record of {size_bytes} bytes for topic {topic:?} exceeds the limit of {max_bytes} bytes; split or shrink it"
     )]
     RecordTooLarge {
         topic: String,

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum WireError {
-    #[error("topic {topic:?} does not exist; list topics with `sluice topic list`")]
+    // Each message that Fluvio scripts match on begins with Fluvio's phrase.
+    #[error(
+        "Topic not found: topic {topic:?} does not exist; list topics with `sluice topic list`"
+    )]
     UnknownTopic { topic: String },
     #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
     UnknownPartition {
@@ -14,12 +17,12 @@ pub enum WireError {
         partition: u32,
         partitions: u32,
     },
-    #[error("topic {topic:?} already exists; pick another name or delete it first")]
+    #[error("Topic already exists: {topic:?}; pick another name or delete it first")]
     TopicExists { topic: String },
     #[error("invalid {what}: {reason}")]
     InvalidArgument { what: String, reason: String },
     #[error(
-        "record of {size_bytes} bytes at index {index} of the batch exceeds the limit of {max_bytes} bytes; split or shrink it"
+        "exceeded maximum request size: record of {size_bytes} bytes at index {index} of the batch exceeds the limit of {max_bytes} bytes; split or shrink it"
     )]
     RecordTooLarge {
         index: usize,
@@ -58,7 +61,9 @@ pub enum WireError {
     },
     #[error("SmartModule {name:?} already exists; delete it first or pick another name")]
     SmartModuleExists { name: String },
-    #[error("SmartModule {name:?} is not registered; list them with `sluice smart-module list`")]
+    #[error(
+        "SmartModule not found: {name:?} is not registered; list them with `sluice smart-module list`"
+    )]
     UnknownSmartModule { name: String },
     /// `reason` is the engine's full message (it names the module and, when
     /// a record caused it, the offset); the fields are for programs.

@@ -35,20 +35,41 @@ fn bad_requests_get_clear_errors_and_lose_nothing() {
     env.ok(&["topic", "create", "t"]);
     env.ok_with_input(&["produce", "t"], b"one\ntwo\nthree\n");
 
+    // Errors begin with Fluvio's phrase (scripts match on it) and go on
+    // with ours; a name one typo away from a topic is offered.
     let err = env.fails(&["produce", "missing"], b"x\n");
-    assert!(err.contains("topic \"missing\" does not exist"), "{err}");
+    assert!(
+        err.contains("Topic not found: topic \"missing\" does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("did you mean"), "nothing is close: {err}");
     let err = env.fails(&["consume", "missing", "-B", "-d"], b"");
-    assert!(err.contains("does not exist"), "{err}");
+    assert!(err.contains("Topic not found"), "{err}");
+    let err = env.fails(&["consume", "tt", "-B", "-d"], b"");
+    assert!(err.contains("did you mean \"t\""), "{err}");
+    let err = env.fails(&["produce", "tx"], b"x\n");
+    assert!(err.contains("did you mean \"t\""), "{err}");
+    let err = env.fails(&["consume", "t", "-p", "0", "-p", "3", "-d"], b"");
+    assert!(err.contains("topic t has no partition 3"), "{err}");
+    let err = env.fails(&["consume", "t", "-o", "soon", "-d"], b"");
+    assert!(err.contains("earliest or latest"), "{err}");
+    assert_eq!(
+        env.ok(&["consume", "t", "-o", "earliest", "-d"]),
+        "one\ntwo\nthree\n"
+    );
 
     let err = env.fails(&["topic", "create", "t"], b"");
-    assert!(err.contains("already exists"), "{err}");
+    assert!(err.contains("Topic already exists"), "{err}");
 
     let err = env.fails(&["topic", "create", "zero", "-p", "0"], b"");
     assert!(err.contains("partition count"), "{err}");
 
     let big = vec![b'x'; 2 * 1024 * 1024];
     let err = env.fails(&["produce", "t"], &[big.as_slice(), b"\n"].concat());
-    assert!(err.contains("limit"), "{err}");
+    assert!(
+        err.contains("exceeded maximum request size") && err.contains("limit"),
+        "{err}"
+    );
 
     let err = env.fails(&["consume", "t", "-o", "1000", "-d"], b"");
     assert!(err.contains("out of range"), "{err}");

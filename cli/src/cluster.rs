@@ -97,7 +97,7 @@ pub struct StartArgs {
     /// http://IP:PORT/metrics over TCP, PORT being its QUIC (UDP) port.
     #[arg(long)]
     pub no_metrics: bool,
-    /// Keep every partition's Raft group ticking even while idle (nodes run
+    /// Keep every Raft group (partitions and the controller) ticking even while idle (nodes run
     /// with `--no-quiesce`). By default an idle group sleeps: no heartbeats
     /// until it is written to again.
     #[arg(long)]

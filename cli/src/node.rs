@@ -47,7 +47,7 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (TCP); off unless given.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Keep idle partition groups ticking (heartbeats every 50 ms) instead
+    /// Keep idle Raft groups (partitions and the controller) ticking (heartbeats every 50 ms) instead
     /// of letting them sleep until written to (`quiesce_idle_groups`).
     #[arg(long)]
     pub no_quiesce: bool,

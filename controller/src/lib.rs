@@ -73,6 +73,14 @@ impl Controller {
         Ok(Self { group, view, node })
     }
 
+    /// Lets the controller's group sleep while no metadata changes (see
+    /// `sluice_raft::Quiescence`): an idle cluster's controller then sends
+    /// no heartbeats, and its nodes watch its leader with the probes they
+    /// send for sleeping partition groups anyway.
+    pub async fn quiesce_with(&self, quiescence: &sluice_raft::Quiescence) {
+        self.group.quiesce_with(quiescence).await;
+    }
+
     /// Runs `f` (a request handler) so that what it proposes carries `id`.
     pub async fn with_request_id<F: std::future::Future>(
         id: sluice_proto::RequestId,

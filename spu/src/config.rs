@@ -52,7 +52,7 @@ pub struct NodeConfig {
     /// Seconds between retention passes over all partitions.
     #[serde(default = "default_retention_interval")]
     pub retention_check_secs: u64,
-    /// Let idle partition groups stop ticking (`sluice_raft::Quiescence`):
+    /// Let idle Raft groups (partitions, controller) stop ticking (`sluice_raft::Quiescence`):
     /// no heartbeats while nothing is written, one leader probe per peer
     /// node instead. On by default; `false` keeps every group ticking (an
     /// escape hatch, and the baseline of `scripts/bench-idle.sh`).

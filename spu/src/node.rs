@@ -234,6 +234,9 @@ impl Node {
         let quiescence = config
             .quiesce_idle_groups
             .then(|| sluice_raft::Quiescence::start(Arc::new(peers.clone()), Default::default()));
+        if let Some(q) = &quiescence {
+            controller.quiesce_with(q).await;
+        }
         let replicas = Replicas::new(
             config.id,
             db.clone(),

@@ -90,3 +90,31 @@ fn a_node_whose_metrics_port_is_taken_serves_without_them() {
     let started = env.ok(&["cluster", "shutdown"]);
     drop(started);
 }
+
+/// An idle cluster's controller group sleeps like a partition's (no
+/// heartbeats), and when the node leading it dies the others notice through
+/// their leader probes, elect another, and metadata changes go on.
+#[test]
+fn an_idle_controller_sleeps_and_still_fails_over() {
+    let env = Env::started_with(3);
+    let asleep = |node: u16| {
+        scrape(env.port + node)
+            .and_then(|body| sample(&body, "sluice_raft_groups_asleep", &[]))
+            .unwrap_or(0.0)
+    };
+    // No topic: the only group is the controller's.
+    wait_until(Duration::from_secs(20), || (0..3).all(|n| asleep(n) == 1.0));
+
+    let status = |env: &Env| -> serde_json::Value {
+        serde_json::from_str(&env.ok(&["cluster", "status", "-O", "json"])).unwrap()
+    };
+    let leader = status(&env)["controller_leader"].as_u64().unwrap();
+    env.kill(leader);
+    // A metadata change needs a controller leader: the CLI's own retries
+    // find the new one once the survivors have elected it.
+    env.ok(&["topic", "create", "after-failover"]);
+    let now = status(&env)["controller_leader"].as_u64().unwrap();
+    assert_ne!(now, leader, "the dead node still leads the controller");
+    env.ok_with_input(&["produce", "after-failover"], b"kept\n");
+    assert_eq!(env.ok(&["consume", "after-failover", "-B", "-d"]), "kept\n");
+}

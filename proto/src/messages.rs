@@ -413,6 +413,11 @@ pub enum RaftRpcKind {
     /// named in the payload, which the receiving node leads. Sent by a node
     /// for the groups that sleep on it, instead of a heartbeat per group.
     LeaderProbe,
+    /// A sleeping member that does not know what its leader has committed (it
+    /// restarted while the group slept) asks the leader to wake and send it
+    /// a heartbeat, which carries the commit; until then the member cannot
+    /// serve reads. Ignored by a replica that does not lead.
+    CommitWanted,
 }
 
 /// What a user asks for when creating a topic.

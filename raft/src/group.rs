@@ -599,6 +599,13 @@ impl<S: ReplicatedState> Group<S> {
                     Err("a leader probe is for a node, not for one group".into());
                 return encode(&answer).unwrap_or_default();
             }
+            RaftRpcKind::CommitWanted => {
+                // Waking is all it takes: the heartbeats that resume carry
+                // the commit. A replica that does not lead ignores it.
+                self.wake_if_leader("a member asked for the commit");
+                let answer: Answer<()> = Ok(());
+                return encode(&answer).unwrap_or_default();
+            }
             _ => {}
         }
         let quiet = kind == RaftRpcKind::AppendEntries && self.is_sleepers_heartbeat(payload);
@@ -674,7 +681,7 @@ impl<S: ReplicatedState> Group<S> {
                 Ok(req) => answer(self.raft.handle_transfer_leader(req).await).await,
                 Err(e) => bad(e),
             },
-            RaftRpcKind::Quiesce | RaftRpcKind::LeaderProbe => {
+            RaftRpcKind::Quiesce | RaftRpcKind::LeaderProbe | RaftRpcKind::CommitWanted => {
                 let a: Answer<()> = Err(format!("{kind:?} is served by handle_rpc"));
                 encode(&a).unwrap_or_default()
             }
@@ -899,5 +906,12 @@ impl<S: ReplicatedState> Sleeper for Group<S> {
     fn try_sleep(&self, quiescence: &Quiescence) -> futures::future::BoxFuture<'_, ()> {
         let q = quiescence.clone();
         Box::pin(async move { self.try_sleep_as_leader(&q).await })
+    }
+
+    fn wants_commit(&self) -> bool {
+        // The condition `wait_for_recovery` waits for, negated.
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.cluster_committed.as_ref().map(|c| c.index()) < m.last_log_index
     }
 }

@@ -34,7 +34,14 @@
 //! A replica that starts (a restart) under a committed vote of another
 //! leader starts asleep and watched: it wakes as soon as that leader is gone
 //! or sends it anything new, instead of timing out and unseating a leader
-//! that quiesced while it was down.
+//! that quiesced while it was down. Such a replica has not heard what its
+//! leader committed, which it needs before it may serve reads
+//! (`Group::wait_for_recovery`), and a sleeping leader sends it nothing: so
+//! while it wants the commit, each probe round that finds its leader alive
+//! also sends the leader a [`RaftRpcKind::CommitWanted`], which wakes the
+//! leader; its heartbeats carry the commit, and the group sleeps again once
+//! idle. (Without it, the fault suite found a restarted replica of an idle
+//! partition that never served reads again.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
@@ -95,6 +102,10 @@ pub(crate) trait Sleeper: Send + Sync + 'static {
     /// On a leader: puts the group to sleep if it has been idle long enough
     /// and every member agrees. Does nothing elsewhere.
     fn try_sleep(&self, quiescence: &Quiescence) -> BoxFuture<'_, ()>;
+    /// Whether this replica has yet to hear what its leader has committed up
+    /// to its own log's end (it restarted): until it has, it cannot recover
+    /// and serve reads, and a sleeping leader sends it nothing by itself.
+    fn wants_commit(&self) -> bool;
 }
 
 /// A sleeping follower, watched through its leader's node.
@@ -317,4 +328,26 @@ async fn probe_leaders(q: &Quiescence) {
     for (group, why) in to_wake {
         group.wake(why);
     }
+    // A member that restarted while its group slept holds the whole log but
+    // has not heard the leader's commit; it asks the leader, which wakes and
+    // heartbeats (and later sleeps again). Asked again each round until heard.
+    let wanting: Vec<(GroupId, NodeId, String)> = {
+        let watched = q.0.watched.lock().unwrap();
+        watched
+            .iter()
+            .filter(|(_, w)| w.confirmed >= now && w.group.wants_commit())
+            .map(|(id, w)| (*id, w.leader, w.addr.clone()))
+            .collect()
+    };
+    let asks = wanting.into_iter().map(|(group, leader, addr)| async move {
+        let rpc = RaftRpc {
+            group,
+            kind: RaftRpcKind::CommitWanted,
+            payload: Vec::new(),
+        };
+        if let Err(e) = q.0.transport.call(leader, addr, rpc, timeout).await {
+            tracing::debug!(group, leader, error = %e, "asking the leader for its commit failed");
+        }
+    });
+    futures::future::join_all(asks).await;
 }

@@ -298,6 +298,15 @@ async fn a_restarted_follower_does_not_unseat_its_sleeping_leader() {
         c.group(follower).is_asleep(),
         "a replica restarted under a committed vote starts asleep"
     );
+    // Without a write, it still learns what its leader has committed, so it
+    // recovers and may serve reads: it asks the sleeping leader for a
+    // heartbeat (before, it waited for the next write, for ever if none came).
+    assert!(
+        c.group(follower)
+            .wait_for_recovery(Duration::from_secs(3))
+            .await,
+        "a restarted replica of a sleeping group never recovered"
+    );
 
     // Longer than the restarted replica's lease and election timeout (up to
     // 1.8 s) and the leader's silence allowance.

@@ -254,7 +254,7 @@ impl Controller {
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo, WireError> {
         spec.validate()?;
         let created_ms = sluice_proto::now_ms();
-        let live = self.group.live_members(LIVENESS_WINDOW);
+        let live = self.group.live_members_now(LIVENESS_WINDOW).await;
         // Checked here, not in `apply`: a bound on what a node should carry
         // is no reason for replicas to disagree on an entry, nor for a node
         // of a later release to refuse one an earlier release accepted.

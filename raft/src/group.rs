@@ -107,6 +107,12 @@ impl<S: ReplicatedState> Clone for Group<S> {
 type Vote = openraft::alias::VoteOf<TypeConfig>;
 type LogId = openraft::alias::LogIdOf<TypeConfig>;
 
+/// How long [`Group::live_members_now`] waits for members to acknowledge a
+/// heartbeat: a few heartbeat intervals and round trips, so a woken leader
+/// hears from every live member, while a dead one costs its caller at most
+/// this much.
+const LIVENESS_WAIT: Duration = Duration::from_millis(500);
+
 /// A group's quiescence (see [`crate::quiesce`]): whether its ticks are off.
 #[derive(Default)]
 struct SleepState {
@@ -849,8 +855,42 @@ impl<S: ReplicatedState> Group<S> {
         )
     }
 
+    /// [`Self::live_members`], first making sure the heartbeats it reads are
+    /// current: a leader that sleeps (quiescence) sends none, so the last
+    /// ones are as old as its sleep and say nothing about the members now.
+    /// The group is woken and given up to [`LIVENESS_WAIT`] for every member
+    /// to acknowledge a heartbeat within `window`; a member that has not by
+    /// then is not live. (Topic creation places replicas on live nodes only;
+    /// it saw every follower as dead after the controller's group slept.)
+    pub async fn live_members_now(&self, window: Duration) -> Option<Vec<NodeId>> {
+        if !self.leads() {
+            return None;
+        }
+        self.wake_if_leader("member liveness asked for");
+        let deadline = Instant::now() + LIVENESS_WAIT;
+        while Instant::now() < deadline && self.has_stale_heartbeat(window) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.live_members(window)
+    }
+
+    /// On the leader: whether a member's last acknowledged heartbeat is older
+    /// than `window`, or missing.
+    fn has_stale_heartbeat(&self, window: Duration) -> bool {
+        use openraft::Instant as _;
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.heartbeat.as_ref().is_some_and(|heartbeats| {
+            heartbeats.iter().any(|(node, last)| {
+                *node != self.node && last.as_ref().is_none_or(|t| t.elapsed() > window)
+            })
+        })
+    }
+
     /// On the leader: itself and the members that acknowledged a heartbeat
-    /// within `window`. `None` elsewhere (only the leader knows).
+    /// within `window`. `None` elsewhere (only the leader knows). The
+    /// figures are only as fresh as the last heartbeats: see
+    /// [`Self::live_members_now`].
     pub fn live_members(&self, window: Duration) -> Option<Vec<NodeId>> {
         use openraft::Instant as _;
         let m = self.raft.metrics().borrow_watched().clone();

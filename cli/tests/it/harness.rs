@@ -348,13 +348,21 @@ pub fn last_segment(dir: &Path) -> PathBuf {
     segments(dir).pop().expect("a segment file")
 }
 
-/// The leader of partition 0 of `topic`, from `partition list -O json`.
+/// The leader of partition 0 of `topic`, from `partition list -O json`,
+/// waiting up to 10 s for one to be known: right after a node restarts, or
+/// on a loaded machine, a listing can fall in an election or miss the
+/// leader's own answer, and shows no leader for a moment.
 pub fn partition_leader(env: &Env, topic: &str) -> u64 {
-    let out = env.ok(&["partition", "list", topic, "-O", "json"]);
-    let parts: serde_json::Value = serde_json::from_str(&out).unwrap();
-    parts[0]["leader"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no leader in {out}"))
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = env.ok(&["partition", "list", topic, "-O", "json"]);
+        let parts: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(leader) = parts[0]["leader"].as_u64() {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "no leader within 10 s: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Runs `sluice produce topic extra...` fed `records` in `chunk`-byte pieces

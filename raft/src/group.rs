@@ -841,6 +841,20 @@ impl<S: ReplicatedState> Group<S> {
         })
     }
 
+    /// Entries this replica's Raft log holds, not yet purged after a
+    /// snapshot. It grows past the snapshot policy's bound while a leader
+    /// keeps entries a follower is being sent (openraft postpones the purge),
+    /// so it shows what a slow or dead replica costs its leader.
+    pub fn log_entries_held(&self) -> u64 {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        match m.purged {
+            Some(purged) => last.saturating_sub(purged.index),
+            // Nothing purged: index 0 (the initial membership) onwards.
+            None => m.last_log_index.map_or(0, |l| l + 1),
+        }
+    }
+
     /// On the leader: for each member, how many entries of the leader's log
     /// it has not confirmed (`None` if never heard from). `None` elsewhere.
     pub fn replication_lag(&self) -> Option<BTreeMap<NodeId, Option<u64>>> {

@@ -42,6 +42,9 @@ pub const PARTITION_IS_LEADER: &str = "sluice_partition_is_leader";
 pub const PARTITION_LEADER_CHANGES: &str = "sluice_partition_leader_changes_total";
 /// On the leader: Raft log entries a follower is behind (label `replica`), gauge.
 pub const PARTITION_REPLICA_LAG_ENTRIES: &str = "sluice_partition_replica_lag_entries";
+/// Entries this replica's Raft log holds (appended, not yet purged after a
+/// snapshot), gauge. A leader keeps what a lagging follower is being sent.
+pub const PARTITION_RAFT_LOG_ENTRIES: &str = "sluice_partition_raft_log_entries";
 
 // Per node.
 /// Raft RPCs sent to peers, latency in seconds (labels `kind`, `outcome`), histogram.
@@ -97,6 +100,10 @@ fn describe() {
     describe_gauge!(
         PARTITION_REPLICA_LAG_ENTRIES,
         "Raft entries a follower is behind (on the leader)"
+    );
+    describe_gauge!(
+        PARTITION_RAFT_LOG_ENTRIES,
+        "Raft log entries held, not yet purged after a snapshot"
     );
     describe_histogram!(
         RAFT_RPC_SECONDS,
@@ -221,6 +228,8 @@ pub(crate) async fn sample(node: Arc<Shared>) {
             gauge!(PARTITION_END_OFFSET, &labels).set(end as f64);
             let status = partition.group.status();
             gauge!(PARTITION_IS_LEADER, &labels).set(if status.is_leader { 1.0 } else { 0.0 });
+            gauge!(PARTITION_RAFT_LOG_ENTRIES, &labels)
+                .set(partition.group.log_entries_held() as f64);
             let key = (partition.topic.clone(), partition.index);
             let seen = leaders.entry(key).or_insert(status.leader);
             if *seen != status.leader {

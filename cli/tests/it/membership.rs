@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{Env, lines, wait_until};
+use crate::harness::{Env, lines, partition_leader, sample, scrape, wait_until};
 
 fn consume_from(env: &Env, topic: &str, replica: u64) -> Vec<String> {
     env.ok(&[
@@ -190,6 +190,23 @@ fn a_replica_far_behind_the_kept_log_catches_up_by_copying_segments() {
         &["produce", "far", "--batch-size", "100", "--linger", "0ms"],
         batches.as_bytes(),
     );
+    // The leader purges its log only when no append to node 3 is in flight
+    // (openraft keeps entries a follower is being sent), which it learns
+    // when such an append fails. Restarted before then, node 3 would catch
+    // up from the log, not by a snapshot: wait until the leader holds far
+    // fewer entries than the ~200 appended, so the entries node 3 lacks
+    // are gone from it.
+    let leader = partition_leader(&env, "far");
+    let held = || {
+        scrape(env.port + leader as u16 - 1).and_then(|body| {
+            sample(
+                &body,
+                "sluice_partition_raft_log_entries",
+                &["topic=\"far\"", "partition=\"0\""],
+            )
+        })
+    };
+    wait_until(Duration::from_secs(30), || held().is_some_and(|n| n < 60.0));
     start();
     let mut expected = lines_vec(10, "early");
     expected.extend(lines_vec(400, "late-with-some-padding-to-fill-segments"));

@@ -1,32 +1,9 @@
 //! The Prometheus endpoint of a real node: figures that move with the work
 //! done, and a node that serves without metrics when their port is taken.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use crate::harness::{Env, wait_until};
-
-/// `GET /metrics` on 127.0.0.1:`port`; the body, or `None` if not served.
-fn scrape(port: u16) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    // HTTP/1.0: the answer is the body up to the close, never chunked.
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.0 200").then(|| body.to_owned())
-}
-
-/// The value of the sample of `name` whose labels include every one of
-/// `labels` (`key="value"`), if there is one.
-fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
+use crate::harness::{Env, sample, scrape, wait_until};
 
 #[test]
 fn the_metrics_endpoint_counts_the_work_done() {

@@ -5,6 +5,11 @@
 //! Fluvio; `-d` stops at the end instead. A consumer that loses its node
 //! resumes after the last record it printed, so nothing is skipped or
 //! printed twice.
+//!
+//! With `-c NAME` the consumer's position is committed to the cluster
+//! (after the records are written to stdout) and the next run with the
+//! same name resumes there; start flags apply only to partitions where
+//! NAME has committed nothing.
 
 use std::io::Write;
 
@@ -82,8 +87,24 @@ pub struct ConsumeArgs {
     /// Read from this SPU's replica of the partition.
     #[arg(long, value_name = "SPU_ID")]
     pub replica: Option<u64>,
+    /// Commit this consumer's position under NAME and resume from it next
+    /// time (start flags then apply only where NAME has no offset yet).
+    #[arg(short = 'c', long, value_name = "NAME")]
+    pub consumer: Option<String>,
+    /// When to commit: auto (every 5 s while records flow, and on exit) or
+    /// manual (once, on exit: at the end of a -d read, on Ctrl-C, or when
+    /// stdout closes).
+    #[arg(long, value_enum, default_value = "auto", requires = "consumer")]
+    pub commit_mode: CommitModeArg,
     #[command(flatten)]
     pub smartmodules: crate::smartmodule_flags::SmartModuleArgs,
+}
+
+/// `--commit-mode` of `consume`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitModeArg {
+    Auto,
+    Manual,
 }
 
 /// `--read-from` of `consume`.
@@ -170,6 +191,8 @@ pub struct ConsumeConfig {
     pub replica: Option<u64>,
     /// Applied in the SPU, in order, before records leave it.
     pub smartmodules: Vec<SmartModuleInvocation>,
+    /// Commit the position under this name, and when.
+    pub consumer: Option<(String, sluice_client::CommitMode)>,
 }
 
 impl ConsumeArgs {
@@ -214,6 +237,20 @@ impl ConsumeArgs {
                 (None, None) => ReadFrom::Leader,
             },
             replica: self.replica,
+            consumer: match self.consumer {
+                Some(name) => {
+                    sluice_client::proto::limits::validate_consumer_name(&name)
+                        .map_err(|reason| anyhow::anyhow!("invalid consumer name: {reason}"))?;
+                    Some((
+                        name,
+                        match self.commit_mode {
+                            CommitModeArg::Auto => sluice_client::CommitMode::default(),
+                            CommitModeArg::Manual => sluice_client::CommitMode::Manual,
+                        },
+                    ))
+                }
+                None => None,
+            },
             smartmodules: self
                 .smartmodules
                 .chain(&std::env::args().collect::<Vec<_>>())?,
@@ -366,12 +403,28 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
     let partitions = config
         .partitions
         .resolve(&config.topic, topic.spec.partitions)?;
+    let committer = match &config.consumer {
+        Some((name, mode)) => Some(
+            sluice_client::OffsetCommitter::open(&client, name, &config.topic, *mode)
+                .await
+                .with_context(|| format!("cannot read the offsets of consumer {name}"))?,
+        ),
+        None => None,
+    };
     let (tx, mut rx) = mpsc::channel::<anyhow::Result<Vec<ConsumerRecord>>>(16);
     for partition in partitions {
+        let start = match committer.as_ref().and_then(|c| c.committed(partition)) {
+            Some(offset) => {
+                tracing::info!(partition, offset, "resuming at the committed offset");
+                StartOffset::Absolute(offset)
+            }
+            None => config.start,
+        };
         tokio::spawn(read_partition(
             client.clone(),
             config.clone(),
             partition,
+            start,
             tx.clone(),
         ));
     }
@@ -379,20 +432,36 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
     let print = async {
         let mut out = Vec::new();
         while let Some(batch) = rx.recv().await {
+            let batch = batch?;
             out.clear();
-            for record in &batch? {
+            for record in &batch {
                 config.render.render(record, &mut out);
             }
             if !write_out(&out)? {
                 break; // stdout closed (e.g. `| head`): stop quietly.
             }
+            // Written out: only now is the position past these records.
+            if let Some(c) = &committer {
+                for record in &batch {
+                    c.processed(record.partition, record.offset);
+                }
+            }
         }
         anyhow::Ok(())
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = print => result,
         _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    if let (Some(c), Some((name, _))) = (committer, &config.consumer) {
+        // Even after an error: what was printed is processed.
+        c.close().await.with_context(|| {
+            format!(
+                "the records printed were not committed for consumer {name}; its next run prints them again"
+            )
+        })?;
     }
+    result
 }
 
 /// Reads one partition into `tx`, resuming after the last record sent when
@@ -401,12 +470,13 @@ async fn read_partition(
     client: Client,
     config: ConsumeConfig,
     partition: u32,
+    start: StartOffset,
     tx: mpsc::Sender<anyhow::Result<Vec<ConsumerRecord>>>,
 ) {
     let request = FetchRequest {
         topic: config.topic.clone(),
         partition,
-        start: config.start,
+        start,
         end_offset: config.end_offset,
         max_records: config.max_records,
         follow: config.follow,
@@ -542,6 +612,25 @@ mod tests {
         );
         assert_eq!(Partitions::All.resolve("t", 3).unwrap(), vec![0, 1, 2]);
         assert!(config(&["t", "-p", "1", "-A"]).is_err());
+    }
+
+    #[test]
+    fn consumer_names_and_commit_modes() {
+        assert_eq!(config(&["t"]).unwrap().consumer, None);
+        assert_eq!(
+            config(&["t", "-c", "billing"]).unwrap().consumer,
+            Some(("billing".into(), sluice_client::CommitMode::default()))
+        );
+        assert_eq!(
+            config(&["t", "--consumer", "b", "--commit-mode", "manual"])
+                .unwrap()
+                .consumer,
+            Some(("b".into(), sluice_client::CommitMode::Manual))
+        );
+        // A commit mode without a consumer to commit for is a mistake.
+        assert!(config(&["t", "--commit-mode", "manual"]).is_err());
+        let err = config(&["t", "-c", "Bad Name"]).unwrap_err().to_string();
+        assert!(err.contains("invalid consumer name"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod bench;
 mod cert;
 mod cluster;
 mod consume;
+mod consumer_cmd;
 mod logfile;
 mod node;
 mod output;
@@ -108,6 +109,9 @@ enum Command {
     Produce(Box<produce::ProduceArgs>),
     /// Read records from a topic.
     Consume(Box<consume::ConsumeArgs>),
+    /// Committed offsets of named consumers (`consume -c NAME`) and their lag.
+    #[command(subcommand)]
+    Consumer(consumer_cmd::ConsumerCmd),
     /// Measure produce and consume throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -296,6 +300,7 @@ async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Partition(cmd) => partition::run(cmd, globals).await,
         Command::Produce(args) => produce::run(*args, globals).await,
         Command::Consume(args) => consume::run(*args, globals).await,
+        Command::Consumer(cmd) => consumer_cmd::run(cmd, globals).await,
         Command::SmartModule(cmd) => smartmodule_cmd::run(cmd, globals).await,
         Command::Bench(cmd) => bench::run(cmd, globals).await,
         Command::Acl(cmd) => acl::run(cmd, globals).await,

@@ -400,6 +400,47 @@ impl Client {
         }
     }
 
+    /// Stores where a consumer stands in a partition (see
+    /// [`OffsetCommit`](sluice_proto::OffsetCommit)); an
+    /// [`OffsetCommitter`](crate::OffsetCommitter) numbers and sends these
+    /// for you. Not wrapped in an at-most-once id: setting an offset twice
+    /// to the same value changes nothing, and the commit's own session and
+    /// number keep a late copy from moving it back.
+    pub async fn commit_offset(&self, commit: sluice_proto::OffsetCommit) -> Result<()> {
+        match self.retrying(Request::CommitOffset(commit)).await? {
+            Response::OffsetCommitted => Ok(()),
+            other => Err(self.unexpected("commit offset", &other)),
+        }
+    }
+
+    /// Committed offsets of `consumer`, or of every consumer; each names its
+    /// topic and partition.
+    pub async fn consumer_offsets(
+        &self,
+        consumer: Option<&str>,
+    ) -> Result<Vec<sluice_proto::ConsumerOffset>> {
+        let request = Request::ListConsumers {
+            consumer: consumer.map(str::to_string),
+        };
+        match self.retrying(request).await? {
+            Response::Consumers(offsets) => Ok(offsets),
+            other => Err(self.unexpected("list consumers", &other)),
+        }
+    }
+
+    /// Forgets a consumer's committed offsets, on `topic` or on every topic:
+    /// it starts where its start flags say next time.
+    pub async fn delete_consumer(&self, consumer: &str, topic: Option<&str>) -> Result<()> {
+        let request = Request::DeleteConsumer {
+            consumer: consumer.to_string(),
+            topic: topic.map(str::to_string),
+        };
+        match self.admin(request).await? {
+            Response::ConsumerDeleted => Ok(()),
+            other => Err(self.unexpected("delete consumer", &other)),
+        }
+    }
+
     pub async fn unregister_node(&self, id: u64) -> Result<()> {
         match self.admin(Request::UnregisterNode { id }).await? {
             Response::NodeUnregistered => Ok(()),
@@ -576,7 +617,12 @@ impl Client {
     async fn admin(&self, request: Request) -> Result<Response> {
         // One id for every attempt: a change that reached the cluster before
         // an answer was lost is not applied twice.
-        let request = request.once();
+        self.retrying(request.once()).await
+    }
+
+    /// `request`, retried while the cluster answers with a retriable error
+    /// for up to [`ADMIN_RETRY_BUDGET`].
+    async fn retrying(&self, request: Request) -> Result<Response> {
         let deadline = tokio::time::Instant::now() + ADMIN_RETRY_BUDGET;
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -1033,6 +1079,9 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::AclAdded => "AclAdded",
         Response::AclRemoved => "AclRemoved",
         Response::Acls(_) => "Acls",
+        Response::OffsetCommitted => "OffsetCommitted",
+        Response::Consumers(_) => "Consumers",
+        Response::ConsumerDeleted => "ConsumerDeleted",
     }
 }
 

@@ -300,6 +300,31 @@ impl Controller {
         self.propose(Command::RemoveAcl(entry)).await.map(|_| ())
     }
 
+    /// Stores a consumer's committed offset (the caller checked it against
+    /// the partition's end).
+    pub async fn commit_offset(&self, commit: sluice_proto::OffsetCommit) -> Result<(), WireError> {
+        self.propose(Command::CommitOffset {
+            commit,
+            committed_ms: sluice_proto::now_ms(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Forgets a consumer's committed offsets, on `topic` or on every topic.
+    pub async fn delete_consumer(
+        &self,
+        consumer: &str,
+        topic: Option<&str>,
+    ) -> Result<(), WireError> {
+        self.propose(Command::DeleteConsumer {
+            consumer: consumer.to_string(),
+            topic: topic.map(str::to_string),
+        })
+        .await
+        .map(|_| ())
+    }
+
     pub async fn delete_topic(&self, name: &str) -> Result<(), WireError> {
         self.propose(Command::DeleteTopic {
             name: name.to_string(),

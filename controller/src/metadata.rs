@@ -56,6 +56,54 @@ pub struct Metadata {
     /// Who may do what (`sluice acl`): every node authorizes requests
     /// against its copy. At most [`ACL_ENTRIES_MAX`](sluice_proto::limits::ACL_ENTRIES_MAX).
     pub acls: BTreeSet<AclEntry>,
+    /// Committed consumer offsets by (consumer, topic, partition). At most
+    /// [`CONSUMER_OFFSETS_MAX`](sluice_proto::limits::CONSUMER_OFFSETS_MAX);
+    /// a topic's go with it when it is deleted.
+    pub consumers: BTreeMap<ConsumerKey, CommittedOffset>,
+}
+
+/// Whose offset, in which partition: (consumer, topic, partition).
+pub type ConsumerKey = (String, String, u32);
+
+/// A consumer's committed position in one partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub offset: u64,
+    pub committed_ms: i64,
+    /// The session and number of the commit that set it (see
+    /// [`sluice_proto::OffsetCommit`]).
+    pub session: u64,
+    pub sequence: u64,
+}
+
+/// [`Metadata`] as format 2 wrote it (before consumer offsets). Field order
+/// is the encoding: keep it.
+#[derive(Deserialize)]
+pub(crate) struct MetadataV2 {
+    last_index: u64,
+    next_topic_id: u32,
+    nodes: BTreeMap<NodeId, NodeRecord>,
+    removed: BTreeSet<NodeId>,
+    topics: BTreeMap<String, TopicRecord>,
+    smartmodules: BTreeMap<String, SmartModuleRecord>,
+    recent_requests: std::collections::VecDeque<(sluice_proto::RequestId, crate::CommandResult)>,
+    acls: BTreeSet<AclEntry>,
+}
+
+impl From<MetadataV2> for Metadata {
+    fn from(v2: MetadataV2) -> Self {
+        Metadata {
+            last_index: v2.last_index,
+            next_topic_id: v2.next_topic_id,
+            nodes: v2.nodes,
+            removed: v2.removed,
+            topics: v2.topics,
+            smartmodules: v2.smartmodules,
+            recent_requests: v2.recent_requests,
+            acls: v2.acls,
+            consumers: BTreeMap::new(),
+        }
+    }
 }
 
 /// [`Metadata`] as format 1 wrote it (before ACLs), read once when a node
@@ -82,6 +130,7 @@ impl From<MetadataV1> for Metadata {
             smartmodules: v1.smartmodules,
             recent_requests: v1.recent_requests,
             acls: BTreeSet::new(),
+            consumers: BTreeMap::new(),
         }
     }
 }
@@ -125,6 +174,28 @@ impl Metadata {
             }
         }
         out
+    }
+
+    /// Committed offsets of `consumer` (every consumer if `None`), as
+    /// listed to clients.
+    pub fn consumer_offsets(&self, consumer: Option<&str>) -> Vec<sluice_proto::ConsumerOffset> {
+        let to_wire =
+            |((c, t, p), o): (&ConsumerKey, &CommittedOffset)| sluice_proto::ConsumerOffset {
+                consumer: c.clone(),
+                topic: t.clone(),
+                partition: *p,
+                offset: o.offset,
+                committed_ms: o.committed_ms,
+            };
+        match consumer {
+            None => self.consumers.iter().map(to_wire).collect(),
+            Some(name) => self
+                .consumers
+                .range((name.to_string(), String::new(), 0)..)
+                .take_while(|((c, _, _), _)| c == name)
+                .map(to_wire)
+                .collect(),
+        }
     }
 
     pub fn topic(&self, name: &str) -> Result<&TopicRecord, WireError> {

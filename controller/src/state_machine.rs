@@ -70,6 +70,20 @@ pub enum Command {
     AddAcl(AclEntry),
     /// Withdraws a permission; refused if no such entry exists.
     RemoveAcl(AclEntry),
+    /// Sets a consumer's offset in a partition. The proposing node checked
+    /// it against the partition's end; here the topic and partition must
+    /// exist, the commit must not be older than the last one of its session,
+    /// and the store must have room. `committed_ms` is set by the proposer.
+    CommitOffset {
+        commit: sluice_proto::OffsetCommit,
+        committed_ms: i64,
+    },
+    /// Forgets a consumer's offsets (on one topic, or all); refused if
+    /// there is none.
+    DeleteConsumer {
+        consumer: String,
+        topic: Option<String>,
+    },
 }
 
 /// The outcome of applying a [`Command`].
@@ -104,8 +118,8 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 /// Leading bytes of the metadata's saved form (file and snapshot), then a
 /// big-endian `u16` format version. Format 1 had no header.
 const METADATA_MAGIC: &[u8; 4] = b"SLMD";
-/// 2: ACL entries added.
-const METADATA_FORMAT: u16 = 2;
+/// 2: ACL entries added. 3: committed consumer offsets added.
+const METADATA_FORMAT: u16 = 3;
 
 /// The saved form of `md`: header, then its encoding.
 pub(crate) fn encode_metadata(md: &Metadata) -> Vec<u8> {
@@ -132,15 +146,24 @@ pub(crate) fn decode_metadata(bytes: &[u8]) -> Result<Metadata, String> {
     match bytes.strip_prefix(METADATA_MAGIC.as_slice()) {
         Some([a, b, body @ ..]) => {
             let format = u16::from_be_bytes([*a, *b]);
-            if format != METADATA_FORMAT {
-                return Err(format!(
-                    "metadata format {format}, this build reads formats 1 and {METADATA_FORMAT}; \
-                     run a release of sluice that reads it"
-                ));
-            }
-            let (md, used) =
-                sluice_proto::encoding::from_slice::<Metadata>(body, METADATA_BYTES_MAX)
-                    .map_err(|e| e.to_string())?;
+            let (md, used) = match format {
+                2 => sluice_proto::encoding::from_slice::<crate::metadata::MetadataV2>(
+                    body,
+                    METADATA_BYTES_MAX,
+                )
+                .map(|(v2, used)| (Metadata::from(v2), used))
+                .map_err(|e| format!("format 2 metadata: {e}"))?,
+                METADATA_FORMAT => {
+                    sluice_proto::encoding::from_slice::<Metadata>(body, METADATA_BYTES_MAX)
+                        .map_err(|e| e.to_string())?
+                }
+                _ => {
+                    return Err(format!(
+                        "metadata format {format}, this build reads formats 1 to {METADATA_FORMAT}; \
+                         run a release of sluice that reads it"
+                    ));
+                }
+            };
             whole(used + METADATA_MAGIC.len() + 2)?;
             Ok(md)
         }
@@ -285,9 +308,29 @@ impl ControllerStateMachine {
                 CommandResult::TopicCreated(info)
             }
             Command::DeleteTopic { name } => match md.topics.remove(&name) {
-                Some(_) => CommandResult::Done,
+                Some(_) => {
+                    // A topic created again under this name starts afresh:
+                    // no consumer resumes in it at the old one's offsets.
+                    md.consumers.retain(|(_, topic, _), _| *topic != name);
+                    CommandResult::Done
+                }
                 None => CommandResult::Rejected(WireError::UnknownTopic { topic: name }),
             },
+            Command::CommitOffset {
+                commit,
+                committed_ms,
+            } => commit_offset(md, commit, committed_ms),
+            Command::DeleteConsumer { consumer, topic } => {
+                let before = md.consumers.len();
+                md.consumers.retain(|(c, t, _), _| {
+                    !(*c == consumer && topic.as_ref().is_none_or(|x| x == t))
+                });
+                if md.consumers.len() < before {
+                    CommandResult::Done
+                } else {
+                    CommandResult::Rejected(WireError::UnknownConsumer { consumer, topic })
+                }
+            }
             Command::CreateSmartModule(record) => {
                 let name = record.info.name.clone();
                 if let Err(reason) = sluice_proto::limits::validate_smartmodule_name(&name) {
@@ -321,6 +364,69 @@ impl ControllerStateMachine {
             }
         }
     }
+}
+
+/// Stores a committed offset, after the checks every replica makes alike.
+fn commit_offset(
+    md: &mut Metadata,
+    commit: sluice_proto::OffsetCommit,
+    committed_ms: i64,
+) -> CommandResult {
+    use sluice_proto::limits::{CONSUMER_OFFSETS_MAX, validate_consumer_name};
+    if let Err(reason) = validate_consumer_name(&commit.consumer) {
+        return CommandResult::Rejected(WireError::InvalidArgument {
+            what: "consumer name".into(),
+            reason,
+        });
+    }
+    let Some(record) = md.topics.get(&commit.topic) else {
+        return CommandResult::Rejected(WireError::UnknownTopic {
+            topic: commit.topic,
+        });
+    };
+    let partitions = record.info.spec.partitions;
+    if commit.partition >= partitions {
+        return CommandResult::Rejected(WireError::UnknownPartition {
+            topic: commit.topic,
+            partition: commit.partition,
+            partitions,
+        });
+    }
+    let key = (commit.consumer, commit.topic, commit.partition);
+    match md.consumers.get(&key) {
+        Some(last) if last.session == commit.session && commit.sequence < last.sequence => {
+            return CommandResult::Rejected(WireError::InvalidArgument {
+                what: "offset commit".into(),
+                reason: format!(
+                    "commit {} of this consumer session arrived after its commit {}, \
+                     which set offset {}; it was not applied (the newer one stands)",
+                    commit.sequence, last.sequence, last.offset
+                ),
+            });
+        }
+        Some(_) => {}
+        None if md.consumers.len() >= CONSUMER_OFFSETS_MAX => {
+            return CommandResult::Rejected(WireError::InvalidArgument {
+                what: "offset commit".into(),
+                reason: format!(
+                    "the cluster stores {CONSUMER_OFFSETS_MAX} committed offsets (one per \
+                     consumer and partition), the limit; delete consumers that are done \
+                     (`sluice consumer delete NAME`)"
+                ),
+            });
+        }
+        None => {}
+    }
+    md.consumers.insert(
+        key,
+        crate::metadata::CommittedOffset {
+            offset: commit.offset,
+            committed_ms,
+            session: commit.session,
+            sequence: commit.sequence,
+        },
+    );
+    CommandResult::Done
 }
 
 /// Grants `entry`, after the checks every replica makes alike.
@@ -653,7 +759,172 @@ mod tests {
             Command::DeleteSmartModule {
                 name: "gone".into(),
             },
+            // Added with metadata format 3: the samples above are what
+            // `metadata-v2.bin` was made from.
+            Command::CommitOffset {
+                commit: sluice_proto::OffsetCommit {
+                    consumer: "billing".into(),
+                    topic: "orders".into(),
+                    partition: 1,
+                    offset: 42,
+                    session: 7,
+                    sequence: 3,
+                },
+                committed_ms: 1_700_000_000_001,
+            },
+            Command::DeleteConsumer {
+                consumer: "gone".into(),
+                topic: Some("orders".into()),
+            },
         ]
+    }
+
+    /// How many of [`sample_commands`] format 2 knew.
+    const SAMPLE_COMMANDS_V2: usize = 9;
+
+    fn applied(commands: Vec<Command>) -> Metadata {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, view) = ControllerStateMachine::open(dir.path().join("md")).unwrap();
+        for (i, c) in commands.into_iter().enumerate() {
+            apply(&mut sm, i as u64 + 1, c);
+        }
+        view.snapshot()
+    }
+
+    /// Metadata files and snapshots written by format 2 (before consumer
+    /// offsets) still load, as the same metadata with no offsets.
+    #[test]
+    fn metadata_of_format_2_still_loads() {
+        let old = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/metadata-v2.bin"),
+        )
+        .unwrap();
+        let mut samples = Vec::new();
+        let mut rest = old.as_slice();
+        while let [a, b, c, d, tail @ ..] = rest {
+            let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+            samples.push(decode_metadata(&tail[..len]).unwrap());
+            rest = &tail[len..];
+        }
+        let mut commands = sample_commands();
+        commands.truncate(SAMPLE_COMMANDS_V2);
+        assert_eq!(samples, vec![Metadata::default(), applied(commands)]);
+    }
+
+    #[test]
+    fn offsets_are_checked_at_apply_fenced_by_session_and_go_with_their_topic() {
+        let commit = |consumer: &str, partition, offset, session, sequence| Command::CommitOffset {
+            commit: sluice_proto::OffsetCommit {
+                consumer: consumer.into(),
+                topic: "orders".into(),
+                partition,
+                offset,
+                session,
+                sequence,
+            },
+            committed_ms: 5,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.bin");
+        let (mut sm, view) = ControllerStateMachine::open(path.clone()).unwrap();
+        let mut index = 0;
+        let mut apply = |sm: &mut ControllerStateMachine, c| {
+            index += 1;
+            apply(sm, index, c)
+        };
+        assert_eq!(
+            apply(&mut sm, commit("a", 0, 1, 1, 1)),
+            CommandResult::Rejected(WireError::UnknownTopic {
+                topic: "orders".into()
+            })
+        );
+        apply(
+            &mut sm,
+            Command::RegisterNode(NodeRecord {
+                id: 1,
+                addr: "127.0.0.1:9003".into(),
+                incarnation: None,
+            }),
+        );
+        apply(
+            &mut sm,
+            Command::CreateTopic {
+                spec: TopicSpec {
+                    partitions: 2,
+                    ..TopicSpec::new("orders")
+                },
+                created_ms: 1,
+                live: None,
+            },
+        );
+        assert!(matches!(
+            apply(&mut sm, commit("a", 2, 1, 1, 1)),
+            CommandResult::Rejected(WireError::UnknownPartition { partition: 2, .. })
+        ));
+        assert!(matches!(
+            apply(&mut sm, commit("Bad Name", 0, 1, 1, 1)),
+            CommandResult::Rejected(WireError::InvalidArgument { .. })
+        ));
+        assert_eq!(
+            apply(&mut sm, commit("a", 0, 10, 1, 5)),
+            CommandResult::Done
+        );
+        // Older commit of the same session: refused, the offset stands.
+        assert!(matches!(
+            apply(&mut sm, commit("a", 0, 3, 1, 4)),
+            CommandResult::Rejected(WireError::InvalidArgument { .. })
+        ));
+        // A new session may move it anywhere, back included.
+        assert_eq!(apply(&mut sm, commit("a", 0, 2, 9, 0)), CommandResult::Done);
+        assert_eq!(apply(&mut sm, commit("b", 1, 4, 3, 0)), CommandResult::Done);
+        let offsets = |md: &Metadata, c: Option<&str>| -> Vec<(String, u32, u64)> {
+            md.consumer_offsets(c)
+                .into_iter()
+                .map(|o| (o.consumer, o.partition, o.offset))
+                .collect()
+        };
+        assert_eq!(
+            offsets(&view.snapshot(), Some("a")),
+            vec![("a".into(), 0, 2)]
+        );
+        assert_eq!(offsets(&view.snapshot(), None).len(), 2);
+        // They survive a restart (sync) and travel in snapshots.
+        sm.sync().unwrap();
+        assert_eq!(
+            decode_metadata(&sm.snapshot().unwrap()).unwrap(),
+            view.snapshot()
+        );
+        let (_, reopened) = ControllerStateMachine::open(path).unwrap();
+        assert_eq!(reopened.snapshot(), view.snapshot());
+        // Deleting: by topic, then unknown.
+        assert_eq!(
+            apply(
+                &mut sm,
+                Command::DeleteConsumer {
+                    consumer: "a".into(),
+                    topic: Some("orders".into())
+                }
+            ),
+            CommandResult::Done
+        );
+        assert!(matches!(
+            apply(
+                &mut sm,
+                Command::DeleteConsumer {
+                    consumer: "a".into(),
+                    topic: None
+                }
+            ),
+            CommandResult::Rejected(WireError::UnknownConsumer { .. })
+        ));
+        // A deleted topic takes its offsets along.
+        apply(
+            &mut sm,
+            Command::DeleteTopic {
+                name: "orders".into(),
+            },
+        );
+        assert!(view.snapshot().consumers.is_empty());
     }
 
     /// Commands in the Raft log and the metadata file and snapshots of an
@@ -669,13 +940,9 @@ mod tests {
             encode,
             decode::<Command>,
         );
-        let dir = tempfile::tempdir().unwrap();
-        let (mut sm, view) = ControllerStateMachine::open(dir.path().join("md")).unwrap();
-        for (i, c) in commands.into_iter().enumerate() {
-            apply(&mut sm, i as u64 + 1, c);
-        }
-        let md = view.snapshot();
+        let md = applied(commands);
         assert!(!md.topics.is_empty() && !md.recent_requests.is_empty());
+        assert!(!md.consumers.is_empty());
         sluice_fuzzing::golden::check(
             env!("CARGO_MANIFEST_DIR"),
             "metadata",

@@ -125,6 +125,16 @@ pub enum WireError {
     /// names no identity, or a client asked for what only nodes may do.
     #[error("request refused: {reason}")]
     Unauthenticated { reason: String },
+    /// No offset is committed under this consumer name (on this topic, if
+    /// one was named). (Added last: the variants before it keep their encoding.)
+    #[error(
+        "Consumer not found: {consumer:?} has no committed offset{}; list consumers with `sluice consumer list`",
+        topic.as_ref().map(|t| format!(" on topic {t:?}")).unwrap_or_default()
+    )]
+    UnknownConsumer {
+        consumer: String,
+        topic: Option<String>,
+    },
 }
 
 /// What to do about a [`WireError::Denied`].

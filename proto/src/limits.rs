@@ -231,6 +231,17 @@ pub fn validate_smartmodule_name(name: &str) -> Result<(), String> {
     validate_name("SmartModule", name)
 }
 
+/// Offsets committed under consumer names, over all consumers, topics and
+/// partitions (one per consumer and partition). They live in the
+/// controller's metadata, which every node holds in memory: a commit that
+/// would store one more is refused until consumers are deleted.
+pub const CONSUMER_OFFSETS_MAX: usize = 100_000;
+
+/// Checks a consumer name (`consume -c NAME`): the rules of topic names.
+pub fn validate_consumer_name(name: &str) -> Result<(), String> {
+    validate_name("consumer", name)
+}
+
 fn validate_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > TOPIC_NAME_LEN_MAX {
         return Err(format!(
@@ -248,7 +259,7 @@ fn validate_name(what: &str, name: &str) -> Result<(), String> {
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Err(format!(
-            "topic name {name:?} must not start or end with '-'"
+            "{what} name {name:?} must not start or end with '-'"
         ));
     }
     Ok(())

@@ -105,6 +105,21 @@ pub enum Request {
     RemoveAcl(crate::AclEntry),
     /// Every ACL entry (`sluice acl list`); admin only.
     ListAcls,
+    /// Records where consumer `consumer` stands in a partition: the offset
+    /// of the next record it will read. Any node takes it: it checks the
+    /// offset against the partition's end and passes the change to the
+    /// controller, which stores it replicated (see ARCHITECTURE.md).
+    CommitOffset(OffsetCommit),
+    /// Committed offsets, of one consumer or of all; answered from the
+    /// node's copy of the metadata.
+    ListConsumers {
+        consumer: Option<String>,
+    },
+    /// Forgets a consumer's committed offsets (on one topic, or on all).
+    DeleteConsumer {
+        consumer: String,
+        topic: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +175,39 @@ pub enum Response {
     AclAdded,
     AclRemoved,
     Acls(Vec<crate::AclEntry>),
+    OffsetCommitted,
+    Consumers(Vec<ConsumerOffset>),
+    ConsumerDeleted,
+}
+
+/// The position a consumer commits in one partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetCommit {
+    pub consumer: String,
+    pub topic: String,
+    pub partition: u32,
+    /// The next offset the consumer will read: one past the last record it
+    /// processed. At most the partition's end.
+    pub offset: u64,
+    /// The committing session (random, picked by each consumer when it
+    /// starts) and the commit's number within it. The controller refuses a
+    /// commit numbered below the last it applied from the same session, so
+    /// a commit delayed in the network (the client gave up on it and sent a
+    /// newer one) cannot move the offset back. A new session may move it
+    /// anywhere: that is a consumer starting over.
+    pub session: u64,
+    pub sequence: u64,
+}
+
+/// A committed offset as `sluice consumer list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerOffset {
+    pub consumer: String,
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    /// When the controller applied the commit (ms since the Unix epoch).
+    pub committed_ms: i64,
 }
 
 /// [`Response::Records`] made of borrowed records: encodes to exactly the
@@ -233,6 +281,11 @@ pub enum MetadataChange {
     },
     AddAcl(crate::AclEntry),
     RemoveAcl(crate::AclEntry),
+    CommitOffset(OffsetCommit),
+    DeleteConsumer {
+        consumer: String,
+        topic: Option<String>,
+    },
 }
 
 impl MetadataChange {
@@ -257,6 +310,10 @@ impl MetadataChange {
             },
             MetadataChange::AddAcl(entry) => Request::AddAcl(entry),
             MetadataChange::RemoveAcl(entry) => Request::RemoveAcl(entry),
+            MetadataChange::CommitOffset(commit) => Request::CommitOffset(commit),
+            MetadataChange::DeleteConsumer { consumer, topic } => {
+                Request::DeleteConsumer { consumer, topic }
+            }
         }
     }
 
@@ -271,6 +328,8 @@ impl MetadataChange {
             MetadataChange::ReassignPartition { .. } => "reassign partition",
             MetadataChange::AddAcl(_) => "add ACL",
             MetadataChange::RemoveAcl(_) => "remove ACL",
+            MetadataChange::CommitOffset(_) => "commit offset",
+            MetadataChange::DeleteConsumer { .. } => "delete consumer",
         }
     }
 }
@@ -310,6 +369,10 @@ impl Request {
             },
             Request::AddAcl(entry) => MetadataChange::AddAcl(entry),
             Request::RemoveAcl(entry) => MetadataChange::RemoveAcl(entry),
+            Request::CommitOffset(commit) => MetadataChange::CommitOffset(commit),
+            Request::DeleteConsumer { consumer, topic } => {
+                MetadataChange::DeleteConsumer { consumer, topic }
+            }
             other => return Err(Box::new(other)),
         })
     }
@@ -340,6 +403,9 @@ impl Request {
             Request::AddAcl(_) => "add ACL",
             Request::RemoveAcl(_) => "remove ACL",
             Request::ListAcls => "list ACLs",
+            Request::CommitOffset(_) => "commit offset",
+            Request::ListConsumers { .. } => "list consumers",
+            Request::DeleteConsumer { .. } => "delete consumer",
             Request::Once { change, .. } => change.name(),
         }
     }
@@ -356,6 +422,8 @@ impl Request {
                 | Request::ReassignPartition { .. }
                 | Request::AddAcl(_)
                 | Request::RemoveAcl(_)
+                | Request::CommitOffset(_)
+                | Request::DeleteConsumer { .. }
                 | Request::Once { .. }
         )
     }

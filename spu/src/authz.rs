@@ -225,6 +225,17 @@ impl<'a> Access<'a> {
             | Request::AddAcl(_)
             | Request::RemoveAcl(_)
             | Request::ListAcls => self.require(Operation::Admin, ResourcePattern::Cluster),
+            // Committing where one stands in a topic is part of reading it.
+            Request::CommitOffset(c) => self.require(Operation::Consume, topic(&c.topic)),
+            // Filtered to the topics the principal sees (see `filter`).
+            Request::ListConsumers { .. } => Ok(()),
+            Request::DeleteConsumer {
+                topic: Some(name), ..
+            } => self.require(Operation::Consume, topic(name)),
+            // On every topic at once: only an admin.
+            Request::DeleteConsumer { topic: None, .. } => {
+                self.require(Operation::Admin, ResourcePattern::Cluster)
+            }
             Request::Once { change, .. } => match change {
                 MetadataChange::CreateSmartModule { name, .. }
                 | MetadataChange::DeleteSmartModule { name } => {
@@ -236,6 +247,15 @@ impl<'a> Access<'a> {
                 | MetadataChange::ReassignPartition { .. }
                 | MetadataChange::AddAcl(_)
                 | MetadataChange::RemoveAcl(_) => {
+                    self.require(Operation::Admin, ResourcePattern::Cluster)
+                }
+                MetadataChange::CommitOffset(c) => {
+                    self.require(Operation::Consume, topic(&c.topic))
+                }
+                MetadataChange::DeleteConsumer {
+                    topic: Some(name), ..
+                } => self.require(Operation::Consume, topic(name)),
+                MetadataChange::DeleteConsumer { topic: None, .. } => {
                     self.require(Operation::Admin, ResourcePattern::Cluster)
                 }
             },
@@ -261,6 +281,7 @@ impl<'a> Access<'a> {
                 partitions.retain(|p| self.sees_topic(&p.topic))
             }
             Response::SmartModules(modules) => modules.retain(|m| self.sees_smartmodule(&m.name)),
+            Response::Consumers(offsets) => offsets.retain(|o| self.sees_topic(&o.topic)),
             Response::ClusterStatus(status) => {
                 for node in &mut status.nodes {
                     node.data_dir = String::new();
@@ -281,6 +302,7 @@ pub(crate) fn may_hide_something(response: &Response) -> bool {
             | Response::Partitions(_)
             | Response::SmartModules(_)
             | Response::ClusterStatus(_)
+            | Response::Consumers(_)
     )
 }
 
@@ -333,7 +355,13 @@ pub(crate) fn audit(
             "denied"
         ),
         // Changes of the cluster's shape or permissions are audited even when allowed.
-        Ok(()) if request.is_metadata_change() && !matches!(principal, Principal::Node(_)) => {
+        // Offset commits are routine (every few seconds per consumer), not
+        // changes of the cluster's shape: they would drown the audit log.
+        Ok(())
+            if request.is_metadata_change()
+                && !is_offset_commit(request)
+                && !matches!(principal, Principal::Node(_)) =>
+        {
             tracing::info!(
                 target: AUDIT_TARGET,
                 %principal, %remote, request = what, detail = ?administrative_detail(request),
@@ -342,6 +370,17 @@ pub(crate) fn audit(
         }
         Ok(()) => {}
     }
+}
+
+fn is_offset_commit(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::CommitOffset(_)
+            | Request::Once {
+                change: MetadataChange::CommitOffset(_),
+                ..
+            }
+    )
 }
 
 /// What an administrative request changes, for its audit line (never the
@@ -376,6 +415,14 @@ fn change_detail(change: &MetadataChange) -> String {
             replicas,
         } => format!("partition {topic}/{partition} to nodes {replicas:?}"),
         MetadataChange::AddAcl(entry) | MetadataChange::RemoveAcl(entry) => entry.to_string(),
+        MetadataChange::CommitOffset(c) => format!(
+            "consumer {:?} at offset {} of {}/{}",
+            c.consumer, c.offset, c.topic, c.partition
+        ),
+        MetadataChange::DeleteConsumer { consumer, topic } => match topic {
+            Some(t) => format!("consumer {consumer:?} on topic {t:?}"),
+            None => format!("consumer {consumer:?} on every topic"),
+        },
     }
 }
 

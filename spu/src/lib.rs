@@ -7,6 +7,7 @@
 mod admission;
 mod authz;
 mod config;
+mod consumers;
 mod data_dir;
 mod debug;
 mod fsync_journal;

@@ -394,6 +394,21 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
                 .view()
                 .with(|md| md.acls.iter().cloned().collect()),
         )),
+        Request::CommitOffset(commit) => {
+            crate::consumers::commit_offset(node, commit).await?;
+            Ok(Response::OffsetCommitted)
+        }
+        Request::ListConsumers { consumer } => Ok(Response::Consumers(
+            node.controller
+                .view()
+                .with(|md| md.consumer_offsets(consumer.as_deref())),
+        )),
+        Request::DeleteConsumer { consumer, topic } => {
+            node.controller
+                .delete_consumer(&consumer, topic.as_deref())
+                .await?;
+            Ok(Response::ConsumerDeleted)
+        }
         Request::Fetch(_) | Request::Raft(_) => Err(WireError::MalformedRequest {
             reason: "fetch and Raft requests open a stream of their own; they cannot be nested"
                 .into(),
@@ -423,6 +438,8 @@ pub(crate) async fn propose_anywhere(
             | Request::FinishReassignment { .. }
             | Request::AddAcl(_)
             | Request::RemoveAcl(_)
+            | Request::CommitOffset(_)
+            | Request::DeleteConsumer { .. }
     );
     let copy = forwardable.then(|| request.clone());
     match (handle(node, request).await, copy) {

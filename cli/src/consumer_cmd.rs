@@ -1,0 +1,152 @@
+//! `sluice consumer list|describe|delete`: the offsets consumers committed
+//! (`sluice consume TOPIC -c NAME`) and how far behind each one is.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde::Serialize;
+use sluice_client::Client;
+use sluice_client::proto::ConsumerOffset;
+
+use crate::output::{self, Table, rfc3339_ms};
+use crate::{Globals, OutputArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum ConsumerCmd {
+    /// Every consumer's committed offset and lag, per topic and partition.
+    #[command(alias = "ls")]
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// One consumer's committed offsets and lag.
+    Describe {
+        /// The consumer name (`consume -c NAME`).
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Forget a consumer's committed offsets: its next run starts where its
+    /// start flags say.
+    #[command(alias = "rm")]
+    Delete {
+        /// The consumer name.
+        name: String,
+        /// Only its offsets on this topic.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+}
+
+/// A committed offset as printed with `-O json|yaml`; field names are a
+/// stable interface.
+#[derive(Debug, Serialize)]
+pub struct ConsumerOut {
+    pub consumer: String,
+    pub topic: String,
+    pub partition: u32,
+    /// The next offset the consumer reads.
+    pub offset: u64,
+    /// The partition's end; `null` if no replica answered.
+    pub end_offset: Option<u64>,
+    /// Records between the committed offset and the end.
+    pub lag: Option<u64>,
+    pub committed_ms: i64,
+}
+
+pub async fn run(cmd: ConsumerCmd, globals: &Globals) -> anyhow::Result<()> {
+    let client = crate::connect(globals).await?;
+    match cmd {
+        ConsumerCmd::List { output } => {
+            let offsets = client.consumer_offsets(None).await?;
+            let rows = with_lag(&client, offsets).await?;
+            output::print(output.output, &rows, || table(&rows))
+        }
+        ConsumerCmd::Describe { name, output } => {
+            let offsets = client.consumer_offsets(Some(&name)).await?;
+            if offsets.is_empty() {
+                return Err(sluice_client::ClientError::Server(
+                    sluice_client::proto::WireError::UnknownConsumer {
+                        consumer: name,
+                        topic: None,
+                    },
+                )
+                .into());
+            }
+            let rows = with_lag(&client, offsets).await?;
+            output::print(output.output, &rows, || table(&rows))
+        }
+        ConsumerCmd::Delete { name, topic } => {
+            client
+                .delete_consumer(&name, topic.as_deref())
+                .await
+                .with_context(|| format!("cannot delete consumer {name}"))?;
+            match topic {
+                Some(t) => println!("consumer \"{name}\" deleted on topic \"{t}\""),
+                None => println!("consumer \"{name}\" deleted"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Adds each partition's end and the lag behind it.
+async fn with_lag(
+    client: &Client,
+    offsets: Vec<ConsumerOffset>,
+) -> anyhow::Result<Vec<ConsumerOut>> {
+    let mut ends: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    let topics: std::collections::BTreeSet<&str> =
+        offsets.iter().map(|o| o.topic.as_str()).collect();
+    for topic in topics {
+        for p in client.list_partitions(Some(topic)).await? {
+            if p.leader.is_some() {
+                ends.insert((p.topic, p.partition), p.end_offset);
+            }
+        }
+    }
+    Ok(offsets
+        .into_iter()
+        .map(|o| {
+            let end = ends.get(&(o.topic.clone(), o.partition)).copied();
+            ConsumerOut {
+                lag: end.map(|e| e.saturating_sub(o.offset)),
+                end_offset: end,
+                consumer: o.consumer,
+                topic: o.topic,
+                partition: o.partition,
+                offset: o.offset,
+                committed_ms: o.committed_ms,
+            }
+        })
+        .collect())
+}
+
+fn table(rows: &[ConsumerOut]) -> String {
+    if rows.is_empty() {
+        return "no consumers\n".into();
+    }
+    let mut table = Table::new(&[
+        "CONSUMER",
+        "TOPIC",
+        "PARTITION",
+        "OFFSET",
+        "END",
+        "LAG",
+        "LAST COMMIT",
+    ]);
+    let or_dash = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    for r in rows {
+        table.row(vec![
+            r.consumer.clone(),
+            r.topic.clone(),
+            r.partition.to_string(),
+            r.offset.to_string(),
+            or_dash(r.end_offset),
+            or_dash(r.lag),
+            rfc3339_ms(r.committed_ms),
+        ]);
+    }
+    table.render()
+}

@@ -1,0 +1,182 @@
+//! Named consumers (`consume -c NAME`): committed offsets that a later run
+//! resumes from, on a real cluster, across the restart of every node.
+
+use std::time::Duration;
+
+use crate::harness::{Env, lines, wait_until};
+
+fn sorted(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// (partition, offset, lag) of each committed offset of `name`, by partition.
+fn described(env: &Env, name: &str) -> Vec<(u64, u64, Option<u64>)> {
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["consumer", "describe", name, "-O", "json"])).unwrap();
+    let mut out: Vec<_> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["partition"].as_u64().unwrap(),
+                o["offset"].as_u64().unwrap(),
+                o["lag"].as_u64(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_named_consumer_resumes_after_its_commits_even_after_every_node_restarts() {
+    let env = Env::started_with(3);
+    env.ok(&["topic", "create", "orders", "-p", "2", "-r", "3"]);
+    env.ok_with_input(&["produce", "orders", "-p", "0"], lines(6, "a").as_bytes());
+    env.ok_with_input(&["produce", "orders", "-p", "1"], lines(4, "b").as_bytes());
+
+    // A first run reads everything and commits where it stopped.
+    let first = env.ok(&["consume", "orders", "-B", "-d", "-c", "billing"]);
+    let mut all = sorted(&(lines(6, "a") + &lines(4, "b")));
+    assert_eq!(sorted(&first), all);
+    assert_eq!(
+        described(&env, "billing"),
+        vec![(0, 6, Some(0)), (1, 4, Some(0))]
+    );
+    // The next run prints only what came since, whatever its start flag.
+    env.ok_with_input(&["produce", "orders", "-p", "0"], b"a-new\n");
+    assert_eq!(described(&env, "billing")[0], (0, 6, Some(1)), "lag");
+    assert_eq!(
+        env.ok(&["consume", "orders", "-B", "-d", "-c", "billing"]),
+        "a-new\n"
+    );
+    // Another name has its own position: two records of partition 0.
+    assert_eq!(
+        env.ok(&["consume", "orders", "-p", "0", "-H", "2", "-c", "audit"]),
+        "a-0\na-1\n"
+    );
+
+    // Every node restarts: the offsets are in the replicated metadata.
+    env.ok(&["cluster", "shutdown"]);
+    env.start_with_env(3, &[]);
+    env.ok_with_input(&["produce", "orders", "-p", "1"], b"b-new\n");
+    assert_eq!(
+        env.ok(&["consume", "orders", "-B", "-d", "-c", "billing"]),
+        "b-new\n"
+    );
+    assert_eq!(
+        env.ok(&["consume", "orders", "-p", "0", "-d", "-c", "audit"]),
+        "a-2\na-3\na-4\na-5\na-new\n"
+    );
+    let listed = env.ok(&["consumer", "list"]);
+    assert!(
+        listed.contains("billing") && listed.contains("audit"),
+        "{listed}"
+    );
+
+    // Deleted, the name starts over where its start flag says.
+    env.ok(&["consumer", "delete", "billing", "--topic", "orders"]);
+    all.extend(["a-new".to_string(), "b-new".to_string()]);
+    all.sort();
+    assert_eq!(
+        sorted(&env.ok(&["consume", "orders", "-B", "-d", "-c", "billing"])),
+        all
+    );
+    // Deleting the topic takes its offsets along.
+    env.ok(&["topic", "delete", "orders"]);
+    assert_eq!(env.ok(&["consumer", "list"]), "no consumers\n");
+}
+
+#[test]
+fn a_following_consumer_commits_as_it_goes_and_a_killed_one_resumes_there() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "feed"]);
+    let (mut child, rx) = env.follow(&["consume", "feed", "-c", "tail"]);
+    // The consumer starts at the end; nothing is committed until it has
+    // printed something.
+    std::thread::sleep(Duration::from_secs(1));
+    env.ok_with_input(&["produce", "feed"], lines(3, "x").as_bytes());
+    for expected in ["x-0", "x-1", "x-2"] {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), expected);
+    }
+    // Auto-commit (every 5 s) records the position while it runs.
+    wait_until(Duration::from_secs(15), || {
+        env.run(&["consumer", "describe", "tail", "-O", "json"], b"")
+            .stdout
+            .windows(11)
+            .any(|w| w == b"\"offset\": 3")
+    });
+    // Killed without a chance to commit on exit: the next run resumes at
+    // the last auto-commit, so nothing printed is lost and nothing skipped.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.ok_with_input(&["produce", "feed"], b"y\n");
+    assert_eq!(env.ok(&["consume", "feed", "-d", "-c", "tail"]), "y\n");
+}
+
+#[test]
+fn bad_consumer_names_unknown_consumers_and_commits_past_the_end_are_refused() {
+    use sluice_client::Client;
+    use sluice_client::proto::OffsetCommit;
+
+    let env = Env::started();
+    env.ok(&["topic", "create", "t", "-p", "2"]);
+    env.ok_with_input(&["produce", "t", "-p", "0"], lines(5, "r").as_bytes());
+
+    let err = env.fails(&["consume", "t", "-c", "Not_A_Name", "-d"], b"");
+    assert!(err.contains("invalid consumer name"), "{err}");
+    let err = env.fails(&["consumer", "describe", "nobody"], b"");
+    assert!(
+        err.contains("Consumer not found") && err.contains("nobody"),
+        "{err}"
+    );
+    let err = env.fails(&["consumer", "delete", "nobody"], b"");
+    assert!(err.contains("Consumer not found"), "{err}");
+    let err = env.fails(&["consume", "t", "--commit-mode", "manual", "-d"], b"");
+    assert!(err.contains("--consumer"), "{err}");
+
+    let endpoint = format!("127.0.0.1:{}", env.port);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
+            .await
+            .unwrap();
+        let commit = |partition, offset, sequence| OffsetCommit {
+            consumer: "app".into(),
+            topic: "t".into(),
+            partition,
+            offset,
+            session: 1,
+            sequence,
+        };
+        // At the end is fine; past it is not, and nothing is stored.
+        client.commit_offset(commit(0, 5, 1)).await.unwrap();
+        let err = client.commit_offset(commit(0, 6, 2)).await.unwrap_err();
+        assert!(err.to_string().contains("past the end"), "{err}");
+        let err = client.commit_offset(commit(2, 0, 3)).await.unwrap_err();
+        assert!(err.to_string().contains("no partition 2"), "{err}");
+        // A late commit of the same session does not move the offset back.
+        client.commit_offset(commit(0, 4, 0)).await.unwrap_err();
+        let stored = client.consumer_offsets(Some("app")).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!((stored[0].partition, stored[0].offset), (0, 5));
+        // The committer reads it back and commits only what moved.
+        let committer = sluice_client::OffsetCommitter::open(
+            &client,
+            "app",
+            "t",
+            sluice_client::CommitMode::Manual,
+        )
+        .await
+        .unwrap();
+        assert_eq!(committer.committed(0), Some(5));
+        assert_eq!(committer.committed(1), None);
+        assert_eq!(committer.commit().await.unwrap(), 0);
+        committer.processed(0, 2); // behind the position: ignored
+        assert_eq!(committer.position(0), Some(5));
+        assert_eq!(committer.commit().await.unwrap(), 0);
+    });
+}

@@ -1,0 +1,209 @@
+//! [`OffsetCommitter`]: where a named consumer stands in a topic, committed
+//! to the cluster so that the next run resumes there.
+//!
+//! Offsets are stored by the cluster's controller, replicated like the rest
+//! of its metadata, one per (consumer, topic, partition). A committed offset
+//! is the next one to read: one past the last record processed. Committing
+//! after processing gives at-least-once delivery: a crash between the two
+//! repeats the records since the last commit, never skips one.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_proto::limits::validate_consumer_name;
+use sluice_proto::{OffsetCommit, WireError};
+use tokio::task::JoinHandle;
+
+use crate::{Client, ClientError, Result};
+
+/// How often an auto-committing consumer commits (Kafka's default too).
+pub const AUTO_COMMIT_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
+
+/// When an [`OffsetCommitter`] commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitMode {
+    /// In the background every `interval` (only partitions whose position
+    /// moved), and on [`OffsetCommitter::close`].
+    Auto { interval: Duration },
+    /// Only when [`OffsetCommitter::commit`], [`OffsetCommitter::commit_async`]
+    /// or [`OffsetCommitter::close`] is called.
+    Manual,
+}
+
+impl Default for CommitMode {
+    fn default() -> Self {
+        CommitMode::Auto {
+            interval: AUTO_COMMIT_INTERVAL_DEFAULT,
+        }
+    }
+}
+
+/// Tracks a named consumer's position in each partition of one topic and
+/// commits it. Cheap to share by reference; dropping it stops auto-commits
+/// without a last commit (call [`Self::close`] for that).
+pub struct OffsetCommitter {
+    shared: Arc<Shared>,
+    auto: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    client: Client,
+    consumer: String,
+    topic: String,
+    /// Numbers this committer's commits apart from any other's.
+    session: u64,
+    /// What was committed when the committer opened: where to resume.
+    resume: BTreeMap<u32, u64>,
+    positions: Mutex<Positions>,
+    /// Held for the whole of a commit, so commits go out one after the
+    /// other, in number order; holds the next commit number.
+    sending: tokio::sync::Mutex<u64>,
+}
+
+#[derive(Default)]
+struct Positions {
+    /// Next offset to read, per partition, as processed so far.
+    current: BTreeMap<u32, u64>,
+    /// What the cluster holds, as far as this committer knows.
+    committed: BTreeMap<u32, u64>,
+}
+
+impl OffsetCommitter {
+    /// Reads what `consumer` committed on `topic` (nothing for a new name)
+    /// and starts committing in `mode`.
+    pub async fn open(
+        client: &Client,
+        consumer: &str,
+        topic: &str,
+        mode: CommitMode,
+    ) -> Result<Self> {
+        validate_consumer_name(consumer).map_err(|reason| {
+            ClientError::Server(WireError::InvalidArgument {
+                what: "consumer name".into(),
+                reason,
+            })
+        })?;
+        let resume: BTreeMap<u32, u64> = client
+            .consumer_offsets(Some(consumer))
+            .await?
+            .into_iter()
+            .filter(|o| o.topic == topic)
+            .map(|o| (o.partition, o.offset))
+            .collect();
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            consumer: consumer.to_string(),
+            topic: topic.to_string(),
+            session: sluice_proto::new_request_id()[0],
+            positions: Mutex::new(Positions {
+                current: resume.clone(),
+                committed: resume.clone(),
+            }),
+            resume,
+            sending: tokio::sync::Mutex::new(0),
+        });
+        let auto = match mode {
+            CommitMode::Manual => None,
+            CommitMode::Auto { interval } => {
+                let shared = shared.clone();
+                Some(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = shared.commit().await {
+                            // The next tick commits the then current positions.
+                            tracing::warn!(consumer = %shared.consumer, topic = %shared.topic, error = %e, "auto-commit failed; retrying at the next interval");
+                        }
+                    }
+                }))
+            }
+        };
+        Ok(Self { shared, auto })
+    }
+
+    /// The offset `partition` resumes at: what was committed when this
+    /// committer opened, `None` if nothing was.
+    pub fn committed(&self, partition: u32) -> Option<u64> {
+        self.shared.resume.get(&partition).copied()
+    }
+
+    /// Marks the record at `offset` of `partition` as processed: the
+    /// position becomes `offset + 1` (positions never move back).
+    pub fn processed(&self, partition: u32, offset: u64) {
+        let mut positions = self.shared.lock();
+        let next = offset.saturating_add(1);
+        let at = positions.current.entry(partition).or_insert(next);
+        *at = (*at).max(next);
+    }
+
+    /// The position in `partition`: the next offset to read.
+    pub fn position(&self, partition: u32) -> Option<u64> {
+        self.shared.lock().current.get(&partition).copied()
+    }
+
+    /// Commits every position that moved since its last commit; returns
+    /// how many partitions it committed.
+    pub async fn commit(&self) -> Result<usize> {
+        self.shared.commit().await
+    }
+
+    /// [`Self::commit`] in the background; await the handle for the result.
+    pub fn commit_async(&self) -> JoinHandle<Result<usize>> {
+        let shared = self.shared.clone();
+        tokio::spawn(async move { shared.commit().await })
+    }
+
+    /// Stops auto-commits and commits the current positions.
+    pub async fn close(mut self) -> Result<usize> {
+        if let Some(task) = self.auto.take() {
+            task.abort();
+        }
+        self.shared.commit().await
+    }
+}
+
+impl Drop for OffsetCommitter {
+    fn drop(&mut self) {
+        if let Some(task) = self.auto.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Positions> {
+        self.positions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn commit(&self) -> Result<usize> {
+        let mut next_sequence = self.sending.lock().await;
+        let moved: Vec<(u32, u64)> = {
+            let positions = self.lock();
+            positions
+                .current
+                .iter()
+                .filter(|(p, at)| positions.committed.get(p) != Some(at))
+                .map(|(p, at)| (*p, *at))
+                .collect()
+        };
+        for &(partition, offset) in &moved {
+            let sequence = *next_sequence;
+            *next_sequence += 1;
+            self.client
+                .commit_offset(OffsetCommit {
+                    consumer: self.consumer.clone(),
+                    topic: self.topic.clone(),
+                    partition,
+                    offset,
+                    session: self.session,
+                    sequence,
+                })
+                .await?;
+            self.lock().committed.insert(partition, offset);
+        }
+        Ok(moved.len())
+    }
+}

@@ -1,0 +1,92 @@
+//! Committed consumer offsets: the checks a node makes before passing a
+//! commit to the controller, which stores it in the replicated metadata.
+//!
+//! Why here and not in the controller's state machine: only a node holding
+//! the partition knows its end, and a commit past the end would make a
+//! consumer skip records not yet written. The end only grows, so a commit
+//! found at or below it once stays valid.
+
+use std::time::Duration;
+
+use sluice_proto::limits::validate_consumer_name;
+use sluice_proto::{OffsetCommit, Request, Response, WireError};
+
+use crate::node::Shared;
+
+/// How long asking a replica for the partition's end may take.
+const END_QUERY_WAIT: Duration = Duration::from_secs(3);
+
+/// Checks `commit` and stores it through the controller.
+pub(crate) async fn commit_offset(node: &Shared, commit: OffsetCommit) -> Result<(), WireError> {
+    validate_consumer_name(&commit.consumer).map_err(|reason| WireError::InvalidArgument {
+        what: "consumer name".into(),
+        reason,
+    })?;
+    check_within_end(node, &commit.topic, commit.partition, commit.offset).await?;
+    node.controller.commit_offset(commit).await
+}
+
+/// Whether `offset` is at most the end of `topic`/`partition`: this node's
+/// replica answers if it has come that far, else the partition's other
+/// replicas are asked (each reports its own end; the leader's is the end).
+async fn check_within_end(
+    node: &Shared,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+) -> Result<(), WireError> {
+    let md = node.metadata();
+    let record = md.topic(topic)?;
+    let Some(assignment) = record.info.assignments.get(partition as usize) else {
+        return Err(WireError::UnknownPartition {
+            topic: topic.to_string(),
+            partition,
+            partitions: record.info.spec.partitions,
+        });
+    };
+    let mut highest_end = None;
+    if let Ok(p) = node.replicas.get(&md, topic, partition) {
+        let end = p.offsets().1;
+        if offset <= end {
+            return Ok(());
+        }
+        highest_end = Some(end);
+    }
+    let mut unreachable = Vec::new();
+    for replica in assignment.replicas.iter().filter(|&&n| n != node.config.id) {
+        let Some(addr) = md.nodes.get(replica).map(|n| n.addr.clone()) else {
+            continue;
+        };
+        let ask = Request::ListPartitions {
+            topic: Some(topic.to_string()),
+        };
+        let answer = tokio::time::timeout(END_QUERY_WAIT, node.peers.request(&addr, &ask)).await;
+        let end = match answer {
+            Ok(Ok(Response::Partitions(all))) => all
+                .into_iter()
+                .find(|p| p.partition == partition && p.leader.is_some())
+                .map(|p| p.end_offset),
+            _ => None,
+        };
+        match end {
+            Some(end) if offset <= end => return Ok(()),
+            Some(end) => highest_end = highest_end.max(Some(end)),
+            None => unreachable.push(*replica),
+        }
+    }
+    match highest_end {
+        Some(end) => Err(WireError::InvalidArgument {
+            what: "offset commit".into(),
+            reason: format!(
+                "offset {offset} is past the end of {topic}/{partition}, which is {end}: \
+                 a consumer commits the offset after the last record it processed, at most the end"
+            ),
+        }),
+        None => Err(WireError::Unavailable {
+            what: format!("partition {topic}/{partition}"),
+            reason: format!(
+                "no replica told its end to check the commit against (asked nodes {unreachable:?})"
+            ),
+        }),
+    }
+}

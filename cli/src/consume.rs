@@ -411,10 +411,32 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Where retention already deleted records a named consumer had not
+    // read, it resumes at the oldest one left, and says what it missed.
+    let mut first_kept = std::collections::BTreeMap::new();
+    if committer
+        .as_ref()
+        .is_some_and(|c| partitions.iter().any(|p| c.committed(*p).is_some()))
+    {
+        for p in client.list_partitions(Some(&config.topic)).await? {
+            if p.leader.is_some() {
+                first_kept.insert(p.partition, p.start_offset);
+            }
+        }
+    }
     let (tx, mut rx) = mpsc::channel::<anyhow::Result<Vec<ConsumerRecord>>>(16);
     for partition in partitions {
         let start = match committer.as_ref().and_then(|c| c.committed(partition)) {
-            Some(offset) => {
+            Some(committed) => {
+                let kept = first_kept.get(&partition).copied().unwrap_or(0);
+                let (offset, missed) = resume_at(committed, kept);
+                if let Some(missed) = missed {
+                    eprintln!(
+                        "warning: consumer {}: records {missed} of {}/{partition} were deleted (retention) before it read them; resuming at {offset}",
+                        config.consumer.as_ref().map_or("", |(n, _)| n.as_str()),
+                        config.topic,
+                    );
+                }
                 tracing::info!(partition, offset, "resuming at the committed offset");
                 StartOffset::Absolute(offset)
             }
@@ -462,6 +484,21 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
         })?;
     }
     result
+}
+
+/// Where a named consumer that committed `committed` resumes in a
+/// partition whose oldest record is at `first_kept`: there, or at the oldest
+/// record if retention deleted the ones it had not read (then also the
+/// range it missed, for a warning).
+fn resume_at(committed: u64, first_kept: u64) -> (u64, Option<String>) {
+    if committed < first_kept {
+        (
+            first_kept,
+            Some(format!("{committed} to {}", first_kept - 1)),
+        )
+    } else {
+        (committed, None)
+    }
 }
 
 /// Reads one partition into `tx`, resuming after the last record sent when
@@ -631,6 +668,13 @@ mod tests {
         assert!(config(&["t", "--commit-mode", "manual"]).is_err());
         let err = config(&["t", "-c", "Bad Name"]).unwrap_err().to_string();
         assert!(err.contains("invalid consumer name"), "{err}");
+    }
+
+    #[test]
+    fn a_consumer_whose_records_retention_deleted_resumes_at_the_oldest_left() {
+        assert_eq!(resume_at(7, 0), (7, None));
+        assert_eq!(resume_at(7, 7), (7, None));
+        assert_eq!(resume_at(3, 10), (10, Some("3 to 9".into())));
     }
 
     #[test]

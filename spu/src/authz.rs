@@ -476,6 +476,76 @@ mod tests {
     }
 
     #[test]
+    fn consumer_offsets_follow_the_topic_grants() {
+        let mut md = Metadata::default();
+        md.acls.insert(grant(
+            "alice",
+            Operation::Consume,
+            ResourcePattern::Topic("audit".into()),
+        ));
+        let alice = Principal::Client("alice".into());
+        let access = Access::new(&alice, &md, &[]);
+        let commit = |topic: &str| sluice_proto::OffsetCommit {
+            consumer: "app".into(),
+            topic: topic.into(),
+            partition: 0,
+            offset: 1,
+            session: 1,
+            sequence: 1,
+        };
+        assert!(
+            access
+                .authorize(&Request::CommitOffset(commit("audit")))
+                .is_ok()
+        );
+        assert!(
+            access
+                .authorize(&Request::Once {
+                    id: Default::default(),
+                    change: MetadataChange::CommitOffset(commit("audit")),
+                })
+                .is_ok()
+        );
+        let denied = access
+            .authorize(&Request::CommitOffset(commit("payroll")))
+            .unwrap_err();
+        assert!(matches!(
+            denied,
+            WireError::Denied {
+                operation: Operation::Consume,
+                ..
+            }
+        ));
+        let delete = |topic: Option<&str>| Request::DeleteConsumer {
+            consumer: "app".into(),
+            topic: topic.map(str::to_string),
+        };
+        assert!(access.authorize(&delete(Some("audit"))).is_ok());
+        assert!(access.authorize(&delete(Some("payroll"))).is_err());
+        // Every topic at once: admins only.
+        assert!(matches!(
+            access.authorize(&delete(None)),
+            Err(WireError::Denied {
+                operation: Operation::Admin,
+                ..
+            })
+        ));
+        // A list shows only the offsets of topics the principal sees.
+        let offset = |topic: &str| sluice_proto::ConsumerOffset {
+            consumer: "app".into(),
+            topic: topic.into(),
+            partition: 0,
+            offset: 1,
+            committed_ms: 0,
+        };
+        let request = Request::ListConsumers { consumer: None };
+        assert!(access.authorize(&request).is_ok());
+        let mut listed = Response::Consumers(vec![offset("audit"), offset("payroll")]);
+        access.filter(&RequestShape::of(&request), &mut listed);
+        assert_eq!(listed, Response::Consumers(vec![offset("audit")]));
+    }
+
+    #[test]
     fn grants_allow_exactly_what_they_name() {
         let mut md = Metadata::default();
         md.acls.insert(grant(

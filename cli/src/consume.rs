@@ -424,8 +424,24 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
             }
         }
     }
+    // An aggregate at the end of the chain emits its accumulator with each
+    // record: a named consumer commits it with the offset and resumes the
+    // aggregate from it, as if it had never stopped.
+    let checkpoints_state =
+        config.consumer.is_some() && ends_with_aggregate(&client, &config).await?;
     let (tx, mut rx) = mpsc::channel::<anyhow::Result<Vec<ConsumerRecord>>>(16);
     for partition in partitions {
+        let mut smartmodules = config.smartmodules.clone();
+        if checkpoints_state
+            && let (Some(state), Some(last)) = (
+                committer
+                    .as_ref()
+                    .and_then(|c| c.committed_state(partition)),
+                smartmodules.last_mut(),
+            )
+        {
+            last.initial = Some(state.to_vec());
+        }
         let start = match committer.as_ref().and_then(|c| c.committed(partition)) {
             Some(committed) => {
                 let kept = first_kept.get(&partition).copied().unwrap_or(0);
@@ -447,6 +463,7 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
             config.clone(),
             partition,
             start,
+            smartmodules,
             tx.clone(),
         ));
     }
@@ -467,6 +484,19 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
                 for record in &batch {
                     c.processed(record.partition, record.offset);
                 }
+                if checkpoints_state {
+                    // The last record of each partition carries its accumulator.
+                    let mut seen = std::collections::BTreeSet::new();
+                    for record in batch.iter().rev() {
+                        if seen.insert(record.partition) {
+                            c.processed_with_state(
+                                record.partition,
+                                record.offset,
+                                record.value.clone(),
+                            );
+                        }
+                    }
+                }
             }
         }
         anyhow::Ok(())
@@ -484,6 +514,28 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
         })?;
     }
     result
+}
+
+/// Whether the consumer's SmartModule chain ends with an aggregate, whose
+/// output records are its accumulator. A registered module given without
+/// its kind (`--smartmodule NAME`) is looked up; an ad-hoc one given that
+/// way (`--smartmodule-path`) is not known here, so it is not checkpointed
+/// (`--aggregate PATH` is).
+async fn ends_with_aggregate(client: &Client, config: &ConsumeConfig) -> anyhow::Result<bool> {
+    use sluice_client::proto::{SmartModuleKind, SmartModuleSource};
+    let Some(last) = config.smartmodules.last() else {
+        return Ok(false);
+    };
+    Ok(match (&last.kind, &last.module) {
+        (Some(kind), _) => *kind == SmartModuleKind::Aggregate,
+        (None, SmartModuleSource::Registered(name)) => {
+            client.describe_smartmodule(name).await?.kind == SmartModuleKind::Aggregate
+        }
+        (None, SmartModuleSource::AdHoc { name, .. }) => {
+            tracing::debug!(module = %name, "the module's kind is read in the SPU: an aggregate's state is not committed with the offset; give it as --aggregate to have it committed");
+            false
+        }
+    })
 }
 
 /// Where a named consumer that committed `committed` resumes in a
@@ -508,6 +560,7 @@ async fn read_partition(
     config: ConsumeConfig,
     partition: u32,
     start: StartOffset,
+    smartmodules: Vec<SmartModuleInvocation>,
     tx: mpsc::Sender<anyhow::Result<Vec<ConsumerRecord>>>,
 ) {
     let request = FetchRequest {
@@ -520,7 +573,7 @@ async fn read_partition(
         max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
         read_from: config.read_from,
         replica: config.replica,
-        smartmodules: config.smartmodules.clone(),
+        smartmodules,
     };
     // The consumer resumes by itself after a node loss, without gap or repeat.
     let mut consumer = client.consume(request);

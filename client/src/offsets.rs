@@ -53,8 +53,9 @@ struct Shared {
     topic: String,
     /// Numbers this committer's commits apart from any other's.
     session: u64,
-    /// What was committed when the committer opened: where to resume.
-    resume: BTreeMap<u32, u64>,
+    /// What was committed when the committer opened: where to resume, and
+    /// the SmartModule state to resume with.
+    resume: BTreeMap<u32, (u64, Option<Vec<u8>>)>,
     positions: Mutex<Positions>,
     /// Held for the whole of a commit, so commits go out one after the
     /// other, in number order; holds the next commit number.
@@ -63,8 +64,9 @@ struct Shared {
 
 #[derive(Default)]
 struct Positions {
-    /// Next offset to read, per partition, as processed so far.
-    current: BTreeMap<u32, u64>,
+    /// Next offset to read, per partition, as processed so far, and the
+    /// SmartModule state as of it.
+    current: BTreeMap<u32, (u64, Option<Vec<u8>>)>,
     /// What the cluster holds, as far as this committer knows.
     committed: BTreeMap<u32, u64>,
 }
@@ -84,12 +86,12 @@ impl OffsetCommitter {
                 reason,
             })
         })?;
-        let resume: BTreeMap<u32, u64> = client
+        let resume: BTreeMap<u32, (u64, Option<Vec<u8>>)> = client
             .consumer_offsets(Some(consumer))
             .await?
             .into_iter()
             .filter(|o| o.topic == topic)
-            .map(|o| (o.partition, o.offset))
+            .map(|o| (o.partition, (o.offset, o.state)))
             .collect();
         let shared = Arc::new(Shared {
             client: client.clone(),
@@ -98,7 +100,7 @@ impl OffsetCommitter {
             session: sluice_proto::new_request_id()[0],
             positions: Mutex::new(Positions {
                 current: resume.clone(),
-                committed: resume.clone(),
+                committed: resume.iter().map(|(p, (o, _))| (*p, *o)).collect(),
             }),
             resume,
             sending: tokio::sync::Mutex::new(0),
@@ -127,21 +129,44 @@ impl OffsetCommitter {
     /// The offset `partition` resumes at: what was committed when this
     /// committer opened, `None` if nothing was.
     pub fn committed(&self, partition: u32) -> Option<u64> {
-        self.shared.resume.get(&partition).copied()
+        self.shared.resume.get(&partition).map(|(o, _)| *o)
+    }
+
+    /// The SmartModule state committed with [`Self::committed`]'s offset
+    /// (an aggregate's accumulator to resume with), if any.
+    pub fn committed_state(&self, partition: u32) -> Option<&[u8]> {
+        self.shared.resume.get(&partition)?.1.as_deref()
     }
 
     /// Marks the record at `offset` of `partition` as processed: the
-    /// position becomes `offset + 1` (positions never move back).
+    /// position becomes `offset + 1` (positions never move back). The
+    /// state, if one was given, stays as it was.
     pub fn processed(&self, partition: u32, offset: u64) {
+        self.advance(partition, offset, None);
+    }
+
+    /// [`Self::processed`], with the SmartModule state as of that record
+    /// (an aggregate's output is its accumulator): committed with the
+    /// offset, so that a consumer resuming there resumes the aggregate too.
+    pub fn processed_with_state(&self, partition: u32, offset: u64, state: Vec<u8>) {
+        self.advance(partition, offset, Some(state));
+    }
+
+    fn advance(&self, partition: u32, offset: u64, state: Option<Vec<u8>>) {
         let mut positions = self.shared.lock();
         let next = offset.saturating_add(1);
-        let at = positions.current.entry(partition).or_insert(next);
-        *at = (*at).max(next);
+        let at = positions.current.entry(partition).or_insert((next, None));
+        if next >= at.0 {
+            at.0 = next;
+            if state.is_some() {
+                at.1 = state;
+            }
+        }
     }
 
     /// The position in `partition`: the next offset to read.
     pub fn position(&self, partition: u32) -> Option<u64> {
-        self.shared.lock().current.get(&partition).copied()
+        self.shared.lock().current.get(&partition).map(|(o, _)| *o)
     }
 
     /// Commits every position that moved since its last commit; returns
@@ -180,16 +205,17 @@ impl Shared {
 
     async fn commit(&self) -> Result<usize> {
         let mut next_sequence = self.sending.lock().await;
-        let moved: Vec<(u32, u64)> = {
+        let moved: Vec<(u32, u64, Option<Vec<u8>>)> = {
             let positions = self.lock();
             positions
                 .current
                 .iter()
-                .filter(|(p, at)| positions.committed.get(p) != Some(at))
-                .map(|(p, at)| (*p, *at))
+                .filter(|(p, (at, _))| positions.committed.get(p) != Some(at))
+                .map(|(p, (at, state))| (*p, *at, state.clone()))
                 .collect()
         };
-        for &(partition, offset) in &moved {
+        for (partition, offset, state) in &moved {
+            let (partition, offset) = (*partition, *offset);
             let sequence = *next_sequence;
             *next_sequence += 1;
             self.client
@@ -200,6 +226,7 @@ impl Shared {
                     offset,
                     session: self.session,
                     sequence,
+                    state: state.clone(),
                 })
                 .await?;
             self.lock().committed.insert(partition, offset);

@@ -74,6 +74,9 @@ pub struct CommittedOffset {
     /// [`sluice_proto::OffsetCommit`]).
     pub session: u64,
     pub sequence: u64,
+    /// SmartModule state committed with the offset.
+    #[serde(with = "serde_bytes")]
+    pub state: Option<Vec<u8>>,
 }
 
 /// [`Metadata`] as format 2 wrote it (before consumer offsets). Field order
@@ -186,6 +189,7 @@ impl Metadata {
                 partition: *p,
                 offset: o.offset,
                 committed_ms: o.committed_ms,
+                state: o.state.clone(),
             };
         match consumer {
             None => self.consumers.iter().map(to_wire).collect(),

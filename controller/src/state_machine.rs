@@ -372,11 +372,25 @@ fn commit_offset(
     commit: sluice_proto::OffsetCommit,
     committed_ms: i64,
 ) -> CommandResult {
-    use sluice_proto::limits::{CONSUMER_OFFSETS_MAX, validate_consumer_name};
+    use sluice_proto::limits::{
+        CONSUMER_OFFSETS_MAX, CONSUMER_STATE_BYTES_MAX, validate_consumer_name,
+    };
     if let Err(reason) = validate_consumer_name(&commit.consumer) {
         return CommandResult::Rejected(WireError::InvalidArgument {
             what: "consumer name".into(),
             reason,
+        });
+    }
+    if let Some(state) = &commit.state
+        && state.len() > CONSUMER_STATE_BYTES_MAX
+    {
+        return CommandResult::Rejected(WireError::InvalidArgument {
+            what: "offset commit".into(),
+            reason: format!(
+                "its SmartModule state is {} bytes; at most {CONSUMER_STATE_BYTES_MAX} are kept \
+                 with an offset",
+                state.len()
+            ),
         });
     }
     let Some(record) = md.topics.get(&commit.topic) else {
@@ -424,6 +438,7 @@ fn commit_offset(
             committed_ms,
             session: commit.session,
             sequence: commit.sequence,
+            state: commit.state,
         },
     );
     CommandResult::Done
@@ -769,6 +784,7 @@ mod tests {
                     offset: 42,
                     session: 7,
                     sequence: 3,
+                    state: Some(b"120".to_vec()),
                 },
                 committed_ms: 1_700_000_000_001,
             },
@@ -821,6 +837,7 @@ mod tests {
                 offset,
                 session,
                 sequence,
+                state: None,
             },
             committed_ms: 5,
         };
@@ -863,6 +880,14 @@ mod tests {
         ));
         assert!(matches!(
             apply(&mut sm, commit("Bad Name", 0, 1, 1, 1)),
+            CommandResult::Rejected(WireError::InvalidArgument { .. })
+        ));
+        let mut too_big = commit("a", 0, 10, 1, 5);
+        if let Command::CommitOffset { commit, .. } = &mut too_big {
+            commit.state = Some(vec![0; sluice_proto::limits::CONSUMER_STATE_BYTES_MAX + 1]);
+        }
+        assert!(matches!(
+            apply(&mut sm, too_big),
             CommandResult::Rejected(WireError::InvalidArgument { .. })
         ));
         assert_eq!(

@@ -237,6 +237,10 @@ pub fn validate_smartmodule_name(name: &str) -> Result<(), String> {
 /// would store one more is refused until consumers are deleted.
 pub const CONSUMER_OFFSETS_MAX: usize = 100_000;
 
+/// SmartModule state (an aggregate's accumulator) committed with one
+/// consumer offset. Kept small because every node holds every offset.
+pub const CONSUMER_STATE_BYTES_MAX: usize = 64 * 1024;
+
 /// Checks a consumer name (`consume -c NAME`): the rules of topic names.
 pub fn validate_consumer_name(name: &str) -> Result<(), String> {
     validate_name("consumer", name)

@@ -197,6 +197,12 @@ pub struct OffsetCommit {
     /// anywhere: that is a consumer starting over.
     pub session: u64,
     pub sequence: u64,
+    /// The consumer's SmartModule state as of `offset`: an aggregate's
+    /// accumulator, which a consumer resuming here starts from instead of
+    /// the module's initial value. At most
+    /// [`CONSUMER_STATE_BYTES_MAX`](crate::limits::CONSUMER_STATE_BYTES_MAX).
+    #[serde(with = "serde_bytes")]
+    pub state: Option<Vec<u8>>,
 }
 
 /// A committed offset as `sluice consumer list` shows it.
@@ -208,6 +214,9 @@ pub struct ConsumerOffset {
     pub offset: u64,
     /// When the controller applied the commit (ms since the Unix epoch).
     pub committed_ms: i64,
+    /// The SmartModule state committed with the offset (see [`OffsetCommit`]).
+    #[serde(with = "serde_bytes")]
+    pub state: Option<Vec<u8>>,
 }
 
 /// [`Response::Records`] made of borrowed records: encodes to exactly the

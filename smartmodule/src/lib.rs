@@ -28,6 +28,19 @@
 //! `key` by `FromStr`; an unknown key or a value that does not parse stops the stream before
 //! any record flows.
 //!
+//! ## What survives, and what is lost
+//!
+//! An instance of a module serves one stream (one consumer of one partition) and is dropped
+//! when the stream ends: statics, globals and anything else a module keeps in its memory are
+//! lost then, and a consumer that reconnects (after a node failure, or a restart of its own)
+//! gets a fresh instance whose `init` runs again. The one state that survives is an
+//! aggregate's accumulator: the host keeps it, not the module, and a named consumer
+//! (`sluice consume -c NAME`, or the client's `OffsetCommitter`) whose chain ends with the
+//! aggregate commits it with each offset, so its next run starts the aggregate from the
+//! accumulator as of that offset instead of `--initial`. Keep whatever must survive in the
+//! accumulator (at most 64 KiB with an offset); an unnamed consumer starts from `--initial`
+//! every time.
+//!
 //! The exports the macros generate and the byte layout they exchange with the host are
 //! described in `ABI.md` beside this crate and in [`abi`]. This crate depends on nothing
 //! but its macros, so it builds for wasm32 quickly and offline.

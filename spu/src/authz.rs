@@ -492,6 +492,7 @@ mod tests {
             offset: 1,
             session: 1,
             sequence: 1,
+            state: None,
         };
         assert!(
             access
@@ -537,6 +538,7 @@ mod tests {
             partition: 0,
             offset: 1,
             committed_ms: 0,
+            state: None,
         };
         let request = Request::ListConsumers { consumer: None };
         assert!(access.authorize(&request).is_ok());

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use sluice_proto::limits::validate_consumer_name;
+use sluice_proto::limits::{CONSUMER_STATE_BYTES_MAX, validate_consumer_name};
 use sluice_proto::{OffsetCommit, Request, Response, WireError};
 
 use crate::node::Shared;
@@ -22,6 +22,17 @@ pub(crate) async fn commit_offset(node: &Shared, commit: OffsetCommit) -> Result
         what: "consumer name".into(),
         reason,
     })?;
+    if let Some(state) = &commit.state
+        && state.len() > CONSUMER_STATE_BYTES_MAX
+    {
+        return Err(WireError::InvalidArgument {
+            what: "offset commit".into(),
+            reason: format!(
+                "its SmartModule state is {} bytes; at most {CONSUMER_STATE_BYTES_MAX} are kept with an offset",
+                state.len()
+            ),
+        });
+    }
     check_within_end(node, &commit.topic, commit.partition, commit.offset).await?;
     node.controller.commit_offset(commit).await
 }

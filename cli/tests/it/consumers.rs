@@ -151,6 +151,7 @@ fn bad_consumer_names_unknown_consumers_and_commits_past_the_end_are_refused() {
             offset,
             session: 1,
             sequence,
+            state: None,
         };
         // At the end is fine; past it is not, and nothing is stored.
         client.commit_offset(commit(0, 5, 1)).await.unwrap();
@@ -179,4 +180,63 @@ fn bad_consumer_names_unknown_consumers_and_commits_past_the_end_are_refused() {
         assert_eq!(committer.position(0), Some(5));
         assert_eq!(committer.commit().await.unwrap(), 0);
     });
+}
+
+#[test]
+fn an_aggregate_resumes_from_the_accumulator_committed_with_the_offset() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "numbers"]);
+    env.ok_with_input(&["produce", "numbers"], b"1\n2\n3\n");
+    let sum = crate::wasm_build::module_path("sum-aggregate")
+        .display()
+        .to_string();
+    let run = |name: &str| {
+        env.ok(&[
+            "consume",
+            "numbers",
+            "-B",
+            "-d",
+            "-c",
+            name,
+            "--aggregate",
+            &sum,
+            "--initial",
+            "10",
+        ])
+    };
+    assert_eq!(run("sum"), "11\n13\n16\n");
+    env.ok_with_input(&["produce", "numbers"], b"4\n5\n");
+    // Resumed: the running sum goes on from 16, not from --initial.
+    assert_eq!(run("sum"), "20\n25\n");
+    // The same as one uninterrupted read.
+    assert_eq!(
+        env.ok(&[
+            "consume",
+            "numbers",
+            "-B",
+            "-d",
+            "--aggregate",
+            &sum,
+            "--initial",
+            "10"
+        ]),
+        "11\n13\n16\n20\n25\n"
+    );
+    // A registered aggregate named without its kind is checkpointed too.
+    env.ok(&["smart-module", "create", "sum", "--wasm-file", &sum]);
+    let registered = |env: &Env| {
+        env.ok(&[
+            "consume",
+            "numbers",
+            "-B",
+            "-d",
+            "-c",
+            "reg",
+            "--smartmodule",
+            "sum",
+        ])
+    };
+    assert_eq!(registered(&env), "1\n3\n6\n10\n15\n");
+    env.ok_with_input(&["produce", "numbers"], b"6\n");
+    assert_eq!(registered(&env), "21\n");
 }

@@ -18,7 +18,7 @@ use clap::{Args, ValueEnum};
 use sluice_client::Client;
 use sluice_client::proto::limits::FETCH_RESPONSE_BYTES_DEFAULT;
 use sluice_client::proto::{
-    ConsumerRecord, FetchRequest, ReadFrom, SmartModuleInvocation, StartOffset,
+    AssignmentStrategy, ConsumerRecord, FetchRequest, ReadFrom, SmartModuleInvocation, StartOffset,
 };
 use tokio::sync::mpsc;
 
@@ -96,8 +96,37 @@ pub struct ConsumeArgs {
     /// stdout closes).
     #[arg(long, value_enum, default_value = "auto", requires = "consumer")]
     pub commit_mode: CommitModeArg,
+    /// Read as a member of consumer group GROUP: the group's members split
+    /// the topic's partitions and each resumes where the group committed
+    /// (start flags apply where it committed nothing). Follows until Ctrl-C,
+    /// then commits and leaves the group.
+    #[arg(
+        short = 'g',
+        long,
+        value_name = "GROUP",
+        conflicts_with_all = ["consumer", "partition", "all_partitions", "replica", "disable_continuous", "head", "end"]
+    )]
+    pub group: Option<String>,
+    /// A group member not heard from for this long is dropped and its
+    /// partitions move to the others (1s to 5m).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "group")]
+    pub session_timeout: std::time::Duration,
+    /// How the group spreads partitions over its members.
+    #[arg(long, value_enum, default_value = "sticky", requires = "group")]
+    pub assignment: AssignmentArg,
     #[command(flatten)]
     pub smartmodules: crate::smartmodule_flags::SmartModuleArgs,
+}
+
+/// `--assignment` of `consume -g`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignmentArg {
+    /// Members keep what they read, up to their fair share.
+    Sticky,
+    /// Contiguous ranges of partitions per member.
+    Range,
+    /// Partitions dealt to members in turn.
+    RoundRobin,
 }
 
 /// `--commit-mode` of `consume`.
@@ -193,6 +222,8 @@ pub struct ConsumeConfig {
     pub smartmodules: Vec<SmartModuleInvocation>,
     /// Commit the position under this name, and when.
     pub consumer: Option<(String, sluice_client::CommitMode)>,
+    /// Read as a member of this consumer group.
+    pub group: Option<(String, sluice_client::GroupConfig)>,
 }
 
 impl ConsumeArgs {
@@ -246,6 +277,28 @@ impl ConsumeArgs {
                         match self.commit_mode {
                             CommitModeArg::Auto => sluice_client::CommitMode::default(),
                             CommitModeArg::Manual => sluice_client::CommitMode::Manual,
+                        },
+                    ))
+                }
+                None => None,
+            },
+            group: match self.group {
+                Some(name) => {
+                    sluice_client::proto::limits::validate_consumer_name(&name).map_err(
+                        |reason| anyhow::anyhow!("invalid consumer group name: {reason}"),
+                    )?;
+                    Some((
+                        name,
+                        sluice_client::GroupConfig {
+                            session_timeout: self.session_timeout,
+                            heartbeat_interval: (self.session_timeout / 4)
+                                .min(std::time::Duration::from_secs(1)),
+                            strategy: match self.assignment {
+                                AssignmentArg::Sticky => AssignmentStrategy::Sticky,
+                                AssignmentArg::Range => AssignmentStrategy::Range,
+                                AssignmentArg::RoundRobin => AssignmentStrategy::RoundRobin,
+                            },
+                            ..Default::default()
                         },
                     ))
                 }
@@ -400,6 +453,15 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
     let config = args.config()?;
     let client = crate::connect(globals).await?;
     let topic = crate::suggest::describe_topic(&client, &config.topic).await?;
+    if let Some((name, group)) = &config.group {
+        let group = sluice_client::GroupConfig {
+            start: config.start,
+            read_from: config.read_from,
+            smartmodules: config.smartmodules.clone(),
+            ..group.clone()
+        };
+        return run_member(&client, &config, name, group).await;
+    }
     let partitions = config
         .partitions
         .resolve(&config.topic, topic.spec.partitions)?;
@@ -513,6 +575,59 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
             )
         })?;
     }
+    result
+}
+
+/// `consume -g GROUP`: prints what the group gives this member until
+/// Ctrl-C or a closed stdout, then commits and leaves the group.
+async fn run_member(
+    client: &Client,
+    config: &ConsumeConfig,
+    name: &str,
+    group: sluice_client::GroupConfig,
+) -> anyhow::Result<()> {
+    use sluice_client::GroupEvent;
+    use std::io::IsTerminal;
+    let mut member = sluice_client::GroupConsumer::join(client, name, &config.topic, group)
+        .await
+        .with_context(|| format!("cannot join consumer group {name}"))?;
+    let tell = std::io::stderr().is_terminal();
+    let print = async {
+        let mut out = Vec::new();
+        while let Some(event) = member.next_event().await {
+            match event.with_context(|| format!("cannot read {} as group {name}", config.topic))? {
+                GroupEvent::Records(batch) => {
+                    out.clear();
+                    for record in &batch {
+                        config.render.render(record, &mut out);
+                    }
+                    if !write_out(&out)? {
+                        break;
+                    }
+                    for record in &batch {
+                        member.processed(record);
+                    }
+                }
+                GroupEvent::Assigned(p) if tell => {
+                    eprintln!("group {name}: reading partitions {p:?}")
+                }
+                GroupEvent::Revoked(p) if tell => {
+                    eprintln!("group {name}: gave up partitions {p:?}")
+                }
+                GroupEvent::Assigned(_) | GroupEvent::Revoked(_) => {}
+            }
+        }
+        anyhow::Ok(())
+    };
+    let result = tokio::select! {
+        result = print => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    member.leave().await.with_context(|| {
+        format!(
+            "could not commit and leave group {name}; its partitions move after the session timeout"
+        )
+    })?;
     result
 }
 

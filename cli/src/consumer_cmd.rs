@@ -46,8 +46,11 @@ pub struct ConsumerOut {
     pub consumer: String,
     pub topic: String,
     pub partition: u32,
-    /// The next offset the consumer reads.
-    pub offset: u64,
+    /// The next offset the consumer reads; null where a group member owns
+    /// the partition but has committed nothing yet.
+    pub offset: Option<u64>,
+    /// For a consumer group: the member reading the partition now.
+    pub owner: Option<String>,
     /// The partition's end; `null` if no replica answered.
     pub end_offset: Option<u64>,
     /// Records between the committed offset and the end.
@@ -111,7 +114,8 @@ async fn with_lag(
         .map(|o| {
             let end = ends.get(&(o.topic.clone(), o.partition)).copied();
             ConsumerOut {
-                lag: end.map(|e| e.saturating_sub(o.offset)),
+                lag: end.zip(o.offset).map(|(e, at)| e.saturating_sub(at)),
+                owner: o.owner,
                 end_offset: end,
                 consumer: o.consumer,
                 topic: o.topic,
@@ -135,6 +139,7 @@ fn table(rows: &[ConsumerOut]) -> String {
         "END",
         "LAG",
         "LAST COMMIT",
+        "MEMBER",
     ]);
     let or_dash = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     for r in rows {
@@ -142,10 +147,15 @@ fn table(rows: &[ConsumerOut]) -> String {
             r.consumer.clone(),
             r.topic.clone(),
             r.partition.to_string(),
-            r.offset.to_string(),
+            or_dash(r.offset),
             or_dash(r.end_offset),
             or_dash(r.lag),
-            rfc3339_ms(r.committed_ms),
+            if r.offset.is_some() {
+                rfc3339_ms(r.committed_ms)
+            } else {
+                "-".into()
+            },
+            r.owner.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     table.render()

@@ -1082,6 +1082,8 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::OffsetCommitted => "OffsetCommitted",
         Response::Consumers(_) => "Consumers",
         Response::ConsumerDeleted => "ConsumerDeleted",
+        Response::GroupAssignment(_) => "GroupAssignment",
+        Response::GroupLeft => "GroupLeft",
     }
 }
 

@@ -54,6 +54,7 @@ pub mod config;
 mod consumer;
 mod error;
 mod fetch;
+mod group;
 mod offsets;
 mod producer;
 #[cfg(feature = "smartmodules")]
@@ -63,6 +64,7 @@ pub use client::{ADMIN_RETRY_BUDGET, Client, ConnectOptions, REQUEST_TIMEOUT};
 pub use consumer::{Consumer, RESUME_BUDGET};
 pub use error::{ClientError, Result};
 pub use fetch::FetchStream;
+pub use group::{GroupConfig, GroupConsumer, GroupEvent};
 pub use offsets::{AUTO_COMMIT_INTERVAL_DEFAULT, CommitMode, OffsetCommitter};
 pub use producer::{
     DeliveryFuture, PRODUCER_BUFFER_BYTES_DEFAULT, Producer, ProducerConfig, RecordMetadata, fnv1a,

@@ -53,6 +53,8 @@ struct Shared {
     topic: String,
     /// Numbers this committer's commits apart from any other's.
     session: u64,
+    /// The group member committing, for a consumer group's offsets.
+    member: Option<String>,
     /// What was committed when the committer opened: where to resume, and
     /// the SmartModule state to resume with.
     resume: BTreeMap<u32, (u64, Option<Vec<u8>>)>,
@@ -80,6 +82,17 @@ impl OffsetCommitter {
         topic: &str,
         mode: CommitMode,
     ) -> Result<Self> {
+        Self::open_as(client, consumer, topic, mode, None).await
+    }
+
+    /// [`Self::open`] for `member` of the consumer group named `consumer`.
+    pub(crate) async fn open_as(
+        client: &Client,
+        consumer: &str,
+        topic: &str,
+        mode: CommitMode,
+        member: Option<String>,
+    ) -> Result<Self> {
         validate_consumer_name(consumer).map_err(|reason| {
             ClientError::Server(WireError::InvalidArgument {
                 what: "consumer name".into(),
@@ -91,13 +104,14 @@ impl OffsetCommitter {
             .await?
             .into_iter()
             .filter(|o| o.topic == topic)
-            .map(|o| (o.partition, (o.offset, o.state)))
+            .filter_map(|o| Some((o.partition, (o.offset?, o.state))))
             .collect();
         let shared = Arc::new(Shared {
             client: client.clone(),
             consumer: consumer.to_string(),
             topic: topic.to_string(),
             session: sluice_proto::new_request_id()[0],
+            member,
             positions: Mutex::new(Positions {
                 current: resume.clone(),
                 committed: resume.iter().map(|(p, (o, _))| (*p, *o)).collect(),
@@ -164,6 +178,22 @@ impl OffsetCommitter {
         }
     }
 
+    /// Starts tracking `partition` at `offset` as committed (a group member
+    /// given a partition, at the offset the group committed).
+    pub(crate) fn rebase(&self, partition: u32, offset: u64) {
+        let mut positions = self.shared.lock();
+        positions.current.insert(partition, (offset, None));
+        positions.committed.insert(partition, offset);
+    }
+
+    /// Stops tracking `partition` (a group member that gave it up): it is
+    /// committed no more.
+    pub(crate) fn forget(&self, partition: u32) {
+        let mut positions = self.shared.lock();
+        positions.current.remove(&partition);
+        positions.committed.remove(&partition);
+    }
+
     /// The position in `partition`: the next offset to read.
     pub fn position(&self, partition: u32) -> Option<u64> {
         self.shared.lock().current.get(&partition).map(|(o, _)| *o)
@@ -227,6 +257,7 @@ impl Shared {
                     session: self.session,
                     sequence,
                     state: state.clone(),
+                    member: self.member.clone(),
                 })
                 .await?;
             self.lock().committed.insert(partition, offset);

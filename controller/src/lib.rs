@@ -12,7 +12,7 @@
 mod metadata;
 mod state_machine;
 
-pub use metadata::{Metadata, NodeRecord, SmartModuleRecord, TopicRecord};
+pub use metadata::{GroupRecord, Metadata, NodeRecord, SmartModuleRecord, TopicRecord};
 pub use state_machine::{Command, CommandResult, ControllerStateMachine, MetadataView};
 
 use std::sync::Arc;
@@ -309,6 +309,32 @@ impl Controller {
         })
         .await
         .map(|_| ())
+    }
+
+    /// Records which member of consumer group `group` owns which partition,
+    /// as generation `generation` (the current one plus one, or the write
+    /// is refused: two coordinators never both move a group on).
+    pub async fn set_group_owners(
+        &self,
+        group: &str,
+        topic: &str,
+        generation: u64,
+        owners: std::collections::BTreeMap<u32, String>,
+    ) -> Result<(), WireError> {
+        self.propose(Command::SetGroupOwners {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            generation,
+            owners,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The controller's term while this node leads it.
+    pub fn leader_term(&self) -> Option<u64> {
+        let status = self.group.status();
+        status.is_leader.then_some(status.term)
     }
 
     /// Forgets a consumer's committed offsets, on `topic` or on every topic.

@@ -60,6 +60,21 @@ pub struct Metadata {
     /// [`CONSUMER_OFFSETS_MAX`](sluice_proto::limits::CONSUMER_OFFSETS_MAX);
     /// a topic's go with it when it is deleted.
     pub consumers: BTreeMap<ConsumerKey, CommittedOffset>,
+    /// Consumer groups: which member owns which partition (the members'
+    /// liveness is the coordinator's, in memory). A group's offsets are
+    /// those of the consumer of the same name. At most
+    /// [`CONSUMER_GROUPS_MAX`](sluice_proto::limits::CONSUMER_GROUPS_MAX).
+    pub groups: BTreeMap<String, GroupRecord>,
+}
+
+/// The durable part of a consumer group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub topic: String,
+    pub generation: u64,
+    /// Partition -> the member reading it. A partition is given to a
+    /// member only while no other owns it.
+    pub owners: BTreeMap<u32, String>,
 }
 
 /// Whose offset, in which partition: (consumer, topic, partition).
@@ -105,6 +120,7 @@ impl From<MetadataV2> for Metadata {
             recent_requests: v2.recent_requests,
             acls: v2.acls,
             consumers: BTreeMap::new(),
+            groups: BTreeMap::new(),
         }
     }
 }
@@ -134,6 +150,7 @@ impl From<MetadataV1> for Metadata {
             recent_requests: v1.recent_requests,
             acls: BTreeSet::new(),
             consumers: BTreeMap::new(),
+            groups: BTreeMap::new(),
         }
     }
 }
@@ -180,26 +197,49 @@ impl Metadata {
     }
 
     /// Committed offsets of `consumer` (every consumer if `None`), as
-    /// listed to clients.
+    /// listed to clients, with a row (and no offset) for each partition a
+    /// group member owns before its first commit there. By consumer,
+    /// topic and partition.
     pub fn consumer_offsets(&self, consumer: Option<&str>) -> Vec<sluice_proto::ConsumerOffset> {
-        let to_wire =
-            |((c, t, p), o): (&ConsumerKey, &CommittedOffset)| sluice_proto::ConsumerOffset {
-                consumer: c.clone(),
-                topic: t.clone(),
-                partition: *p,
-                offset: o.offset,
-                committed_ms: o.committed_ms,
-                state: o.state.clone(),
-            };
-        match consumer {
-            None => self.consumers.iter().map(to_wire).collect(),
-            Some(name) => self
-                .consumers
-                .range((name.to_string(), String::new(), 0)..)
-                .take_while(|((c, _, _), _)| c == name)
-                .map(to_wire)
-                .collect(),
+        let mut rows: BTreeMap<ConsumerKey, sluice_proto::ConsumerOffset> = BTreeMap::new();
+        let wanted = |c: &str| consumer.is_none_or(|name| name == c);
+        let committed: Box<dyn Iterator<Item = (&ConsumerKey, &CommittedOffset)>> = match consumer {
+            None => Box::new(self.consumers.iter()),
+            Some(name) => Box::new(
+                self.consumers
+                    .range((name.to_string(), String::new(), 0)..)
+                    .take_while(move |((c, _, _), _)| c == name),
+            ),
+        };
+        for ((c, t, p), o) in committed {
+            rows.insert(
+                (c.clone(), t.clone(), *p),
+                sluice_proto::ConsumerOffset {
+                    consumer: c.clone(),
+                    topic: t.clone(),
+                    partition: *p,
+                    offset: Some(o.offset),
+                    committed_ms: o.committed_ms,
+                    state: o.state.clone(),
+                    owner: self.groups.get(c).and_then(|g| g.owners.get(p).cloned()),
+                },
+            );
         }
+        for (group, g) in self.groups.iter().filter(|(name, _)| wanted(name)) {
+            for (p, owner) in &g.owners {
+                rows.entry((group.clone(), g.topic.clone(), *p))
+                    .or_insert_with(|| sluice_proto::ConsumerOffset {
+                        consumer: group.clone(),
+                        topic: g.topic.clone(),
+                        partition: *p,
+                        offset: None,
+                        committed_ms: 0,
+                        state: None,
+                        owner: Some(owner.clone()),
+                    });
+            }
+        }
+        rows.into_values().collect()
     }
 
     pub fn topic(&self, name: &str) -> Result<&TopicRecord, WireError> {

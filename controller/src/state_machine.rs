@@ -6,6 +6,7 @@
 //! state at or before the last synced point, and the Raft log replays the rest;
 //! `apply` skips commands at or below `Metadata::last_index`.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -79,10 +80,19 @@ pub enum Command {
         committed_ms: i64,
     },
     /// Forgets a consumer's offsets (on one topic, or all); refused if
-    /// there is none.
+    /// there is none, or if it is a group with members.
     DeleteConsumer {
         consumer: String,
         topic: Option<String>,
+    },
+    /// Sets which member owns which partition of a consumer group. Applied
+    /// only as the next generation of the group (or its first), so a
+    /// coordinator that lost leadership cannot overwrite its successor's.
+    SetGroupOwners {
+        group: String,
+        topic: String,
+        generation: u64,
+        owners: BTreeMap<u32, String>,
     },
 }
 
@@ -312,6 +322,7 @@ impl ControllerStateMachine {
                     // A topic created again under this name starts afresh:
                     // no consumer resumes in it at the old one's offsets.
                     md.consumers.retain(|(_, topic, _), _| *topic != name);
+                    md.groups.retain(|_, g| g.topic != name);
                     CommandResult::Done
                 }
                 None => CommandResult::Rejected(WireError::UnknownTopic { topic: name }),
@@ -320,12 +331,35 @@ impl ControllerStateMachine {
                 commit,
                 committed_ms,
             } => commit_offset(md, commit, committed_ms),
+            Command::SetGroupOwners {
+                group,
+                topic,
+                generation,
+                owners,
+            } => set_group_owners(md, group, topic, generation, owners),
             Command::DeleteConsumer { consumer, topic } => {
+                let mut removed_group = false;
+                if let Some(g) = md.groups.get(&consumer)
+                    && topic.as_ref().is_none_or(|t| *t == g.topic)
+                {
+                    if !g.owners.is_empty() {
+                        return CommandResult::Rejected(WireError::InvalidArgument {
+                            what: "consumer".into(),
+                            reason: format!(
+                                "{consumer:?} is a consumer group whose members read partitions {:?}; \
+                                 stop them first",
+                                g.owners.keys().collect::<Vec<_>>()
+                            ),
+                        });
+                    }
+                    md.groups.remove(&consumer);
+                    removed_group = true;
+                }
                 let before = md.consumers.len();
                 md.consumers.retain(|(c, t, _), _| {
                     !(*c == consumer && topic.as_ref().is_none_or(|x| x == t))
                 });
-                if md.consumers.len() < before {
+                if md.consumers.len() < before || removed_group {
                     CommandResult::Done
                 } else {
                     CommandResult::Rejected(WireError::UnknownConsumer { consumer, topic })
@@ -406,6 +440,42 @@ fn commit_offset(
             partitions,
         });
     }
+    match (md.groups.get(&commit.consumer), &commit.member) {
+        (Some(g), Some(member)) if g.owners.get(&commit.partition) == Some(member) => {}
+        (Some(g), Some(member)) => {
+            return CommandResult::Rejected(WireError::FencedMember {
+                group: commit.consumer.clone(),
+                member: member.clone(),
+                reason: format!(
+                    "partition {} is {} in generation {}",
+                    commit.partition,
+                    g.owners
+                        .get(&commit.partition)
+                        .map_or("owned by no member".to_string(), |o| format!(
+                            "owned by member {o}"
+                        )),
+                    g.generation
+                ),
+            });
+        }
+        (Some(_), None) => {
+            return CommandResult::Rejected(WireError::InvalidArgument {
+                what: "offset commit".into(),
+                reason: format!(
+                    "{:?} is a consumer group: only its members commit its offsets (consume -g)",
+                    commit.consumer
+                ),
+            });
+        }
+        (None, Some(member)) => {
+            return CommandResult::Rejected(WireError::FencedMember {
+                group: commit.consumer.clone(),
+                member: member.clone(),
+                reason: "the group does not exist (any more)".into(),
+            });
+        }
+        (None, None) => {}
+    }
     let key = (commit.consumer, commit.topic, commit.partition);
     match md.consumers.get(&key) {
         Some(last) if last.session == commit.session && commit.sequence < last.sequence => {
@@ -439,6 +509,79 @@ fn commit_offset(
             session: commit.session,
             sequence: commit.sequence,
             state: commit.state,
+        },
+    );
+    CommandResult::Done
+}
+
+/// Moves a consumer group on to its next generation of owners.
+fn set_group_owners(
+    md: &mut Metadata,
+    group: String,
+    topic: String,
+    generation: u64,
+    owners: BTreeMap<u32, String>,
+) -> CommandResult {
+    use sluice_proto::limits::{CONSUMER_GROUPS_MAX, validate_consumer_name};
+    let invalid = |reason: String| {
+        CommandResult::Rejected(WireError::InvalidArgument {
+            what: "consumer group".into(),
+            reason,
+        })
+    };
+    if let Err(reason) = validate_consumer_name(&group) {
+        return invalid(reason);
+    }
+    let Some(record) = md.topics.get(&topic) else {
+        return CommandResult::Rejected(WireError::UnknownTopic { topic });
+    };
+    let partitions = record.info.spec.partitions;
+    if let Some(p) = owners.keys().find(|p| **p >= partitions) {
+        return CommandResult::Rejected(WireError::UnknownPartition {
+            topic,
+            partition: *p,
+            partitions,
+        });
+    }
+    let current = md.groups.get(&group);
+    if let Some(g) = current {
+        if g.topic != topic {
+            return invalid(format!(
+                "group {group:?} consumes topic {:?}, not {topic:?}; a group reads one topic: pick another group name",
+                g.topic
+            ));
+        }
+        // The same write again (a retry) is done already.
+        if g.generation == generation && g.owners == owners {
+            return CommandResult::Done;
+        }
+    } else if md.groups.len() >= CONSUMER_GROUPS_MAX {
+        return invalid(format!(
+            "the cluster holds {CONSUMER_GROUPS_MAX} consumer groups, the limit; delete some with `sluice consumer delete NAME`"
+        ));
+    }
+    if md
+        .consumers
+        .range((group.clone(), String::new(), 0)..)
+        .next()
+        .is_some_and(|((c, t, _), _)| *c == group && *t != topic)
+    {
+        return invalid(format!(
+            "{group:?} names a consumer with offsets on another topic; a group reads one topic: pick another group name"
+        ));
+    }
+    let expected = current.map_or(1, |g| g.generation + 1);
+    if generation != expected {
+        return invalid(format!(
+            "generation {generation} is not the next one of group {group:?} ({expected}); its coordinator changed meanwhile"
+        ));
+    }
+    md.groups.insert(
+        group,
+        crate::metadata::GroupRecord {
+            topic,
+            generation,
+            owners,
         },
     );
     CommandResult::Done
@@ -785,12 +928,19 @@ mod tests {
                     session: 7,
                     sequence: 3,
                     state: Some(b"120".to_vec()),
+                    member: None,
                 },
                 committed_ms: 1_700_000_000_001,
             },
             Command::DeleteConsumer {
                 consumer: "gone".into(),
                 topic: Some("orders".into()),
+            },
+            Command::SetGroupOwners {
+                group: "shippers".into(),
+                topic: "orders".into(),
+                generation: 1,
+                owners: [(0, "m-1".to_string()), (1, "m-2".to_string())].into(),
             },
         ]
     }
@@ -828,6 +978,116 @@ mod tests {
     }
 
     #[test]
+    fn group_owners_move_one_generation_at_a_time_and_fence_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, view) = ControllerStateMachine::open(dir.path().join("md")).unwrap();
+        let mut index = 0;
+        let mut apply = |sm: &mut ControllerStateMachine, c| {
+            index += 1;
+            apply(sm, index, c)
+        };
+        apply(
+            &mut sm,
+            Command::RegisterNode(NodeRecord {
+                id: 1,
+                addr: "127.0.0.1:9003".into(),
+                incarnation: None,
+            }),
+        );
+        for t in ["orders", "other"] {
+            apply(
+                &mut sm,
+                Command::CreateTopic {
+                    spec: TopicSpec {
+                        partitions: 2,
+                        ..TopicSpec::new(t)
+                    },
+                    created_ms: 1,
+                    live: None,
+                },
+            );
+        }
+        let owners = |generation, topic: &str, list: &[(u32, &str)]| Command::SetGroupOwners {
+            group: "g".into(),
+            topic: topic.into(),
+            generation,
+            owners: list.iter().map(|(p, m)| (*p, m.to_string())).collect(),
+        };
+        let rejected = |r: CommandResult| matches!(r, CommandResult::Rejected(_));
+        // A first generation other than 1, or a partition the topic lacks: refused.
+        assert!(rejected(apply(&mut sm, owners(2, "orders", &[(0, "a")]))));
+        assert!(rejected(apply(&mut sm, owners(1, "orders", &[(2, "a")]))));
+        assert_eq!(
+            apply(&mut sm, owners(1, "orders", &[(0, "a"), (1, "a")])),
+            CommandResult::Done
+        );
+        // The same write again is done; a stale or skipped generation is not.
+        assert_eq!(
+            apply(&mut sm, owners(1, "orders", &[(0, "a"), (1, "a")])),
+            CommandResult::Done
+        );
+        assert!(rejected(apply(&mut sm, owners(1, "orders", &[(0, "b")]))));
+        assert!(rejected(apply(&mut sm, owners(3, "orders", &[(0, "b")]))));
+        // One topic per group.
+        assert!(rejected(apply(&mut sm, owners(2, "other", &[]))));
+        assert_eq!(
+            apply(&mut sm, owners(2, "orders", &[(0, "a"), (1, "b")])),
+            CommandResult::Done
+        );
+        let commit = |partition, member: Option<&str>| Command::CommitOffset {
+            commit: sluice_proto::OffsetCommit {
+                consumer: "g".into(),
+                topic: "orders".into(),
+                partition,
+                offset: 0,
+                session: 1,
+                sequence: 0,
+                state: None,
+                member: member.map(str::to_string),
+            },
+            committed_ms: 1,
+        };
+        assert_eq!(apply(&mut sm, commit(1, Some("b"))), CommandResult::Done);
+        // Partition 1 moved from a to b: a is fenced; no member at all is refused.
+        assert!(matches!(
+            apply(&mut sm, commit(1, Some("a"))),
+            CommandResult::Rejected(WireError::FencedMember { .. })
+        ));
+        assert!(rejected(apply(&mut sm, commit(0, None))));
+        // Listed: partition 0 owned by a with nothing committed, 1 by b at 0.
+        let listed: Vec<_> = view
+            .snapshot()
+            .consumer_offsets(Some("g"))
+            .into_iter()
+            .map(|o| (o.partition, o.offset, o.owner))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![(0, None, Some("a".into())), (1, Some(0), Some("b".into()))]
+        );
+        // A group with members is not deleted; without, it is, offsets and all.
+        assert!(rejected(apply(
+            &mut sm,
+            Command::DeleteConsumer {
+                consumer: "g".into(),
+                topic: None
+            }
+        )));
+        apply(&mut sm, owners(3, "orders", &[]));
+        assert_eq!(
+            apply(
+                &mut sm,
+                Command::DeleteConsumer {
+                    consumer: "g".into(),
+                    topic: None
+                }
+            ),
+            CommandResult::Done
+        );
+        assert!(view.snapshot().groups.is_empty() && view.snapshot().consumers.is_empty());
+    }
+
+    #[test]
     fn offsets_are_checked_at_apply_fenced_by_session_and_go_with_their_topic() {
         let commit = |consumer: &str, partition, offset, session, sequence| Command::CommitOffset {
             commit: sluice_proto::OffsetCommit {
@@ -838,6 +1098,7 @@ mod tests {
                 session,
                 sequence,
                 state: None,
+                member: None,
             },
             committed_ms: 5,
         };
@@ -905,7 +1166,7 @@ mod tests {
         let offsets = |md: &Metadata, c: Option<&str>| -> Vec<(String, u32, u64)> {
             md.consumer_offsets(c)
                 .into_iter()
-                .map(|o| (o.consumer, o.partition, o.offset))
+                .map(|o| (o.consumer, o.partition, o.offset.unwrap()))
                 .collect()
         };
         assert_eq!(

@@ -135,6 +135,17 @@ pub enum WireError {
         consumer: String,
         topic: Option<String>,
     },
+    /// A consumer-group member the group no longer counts on (its session
+    /// timed out, or the partition moved to another member): it must stop
+    /// reading and rejoin. (Added last: the variants before it keep their encoding.)
+    #[error(
+        "member {member} of consumer group {group:?} is fenced: {reason}; it stops reading and rejoins"
+    )]
+    FencedMember {
+        group: String,
+        member: String,
+        reason: String,
+    },
 }
 
 /// What to do about a [`WireError::Denied`].

@@ -241,6 +241,14 @@ pub const CONSUMER_OFFSETS_MAX: usize = 100_000;
 /// consumer offset. Kept small because every node holds every offset.
 pub const CONSUMER_STATE_BYTES_MAX: usize = 64 * 1024;
 
+/// Members of one consumer group, and consumer groups a coordinator tracks.
+pub const GROUP_MEMBERS_MAX: usize = 1024;
+pub const CONSUMER_GROUPS_MAX: usize = 10_000;
+/// Bounds of a member's session timeout: below the minimum a heartbeat
+/// delayed by a loaded machine would drop a live member.
+pub const GROUP_SESSION_TIMEOUT_MS_MIN: u64 = 1_000;
+pub const GROUP_SESSION_TIMEOUT_MS_MAX: u64 = 300_000;
+
 /// Checks a consumer name (`consume -c NAME`): the rules of topic names.
 pub fn validate_consumer_name(name: &str) -> Result<(), String> {
     validate_name("consumer", name)

@@ -120,6 +120,16 @@ pub enum Request {
         consumer: String,
         topic: Option<String>,
     },
+    /// A consumer-group member says it is alive and which partitions it
+    /// reads; the answer says which it may read. Its first heartbeat joins
+    /// the group. Served by the controller leader (any node forwards it).
+    GroupHeartbeat(GroupHeartbeat),
+    /// A member leaves its group at once (after committing), instead of
+    /// being dropped when its session times out.
+    LeaveGroup {
+        group: String,
+        member: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +188,51 @@ pub enum Response {
     OffsetCommitted,
     Consumers(Vec<ConsumerOffset>),
     ConsumerDeleted,
+    GroupAssignment(GroupAssignment),
+    GroupLeft,
+}
+
+/// How a consumer group's partitions are spread over its members.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AssignmentStrategy {
+    /// Members (by id) take contiguous ranges of partitions.
+    Range,
+    /// Partitions are dealt to members (by id) in turn.
+    RoundRobin,
+    /// Each member keeps what it reads, up to its fair share; only the
+    /// excess moves (fewest partitions change hands on a rebalance).
+    #[default]
+    Sticky,
+}
+
+/// See [`Request::GroupHeartbeat`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupHeartbeat {
+    pub group: String,
+    pub topic: String,
+    /// Picked at random by each member when it starts; never reused.
+    pub member: String,
+    pub strategy: AssignmentStrategy,
+    /// How long the coordinator waits for the next heartbeat before it
+    /// drops the member and gives its partitions to others. The member
+    /// stops reading by itself when it has had no answer for as long.
+    pub session_timeout_ms: u64,
+    /// The partitions the member reads now: what it was assigned, less
+    /// what it has stopped reading (and committed) since.
+    pub owned: Vec<u32>,
+}
+
+/// The coordinator's answer to a [`GroupHeartbeat`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupAssignment {
+    /// Bumped at every change of which member owns which partition.
+    pub generation: u64,
+    /// The partitions the member may read. One it owns but is not given
+    /// must be stopped (and its position committed) before the member's
+    /// next heartbeat; only then does another member get it.
+    pub assigned: Vec<u32>,
+    /// The group's members, as the coordinator sees them.
+    pub members: Vec<String>,
 }
 
 /// The position a consumer commits in one partition.
@@ -203,6 +258,10 @@ pub struct OffsetCommit {
     /// [`CONSUMER_STATE_BYTES_MAX`](crate::limits::CONSUMER_STATE_BYTES_MAX).
     #[serde(with = "serde_bytes")]
     pub state: Option<Vec<u8>>,
+    /// The committing group member (`None` outside consumer groups): the
+    /// commit is refused unless this member owns the partition, so a member
+    /// that was dropped from its group cannot move the offset.
+    pub member: Option<String>,
 }
 
 /// A committed offset as `sluice consumer list` shows it.
@@ -211,12 +270,15 @@ pub struct ConsumerOffset {
     pub consumer: String,
     pub topic: String,
     pub partition: u32,
-    pub offset: u64,
+    /// `None` for a partition a group member owns but has not committed in.
+    pub offset: Option<u64>,
     /// When the controller applied the commit (ms since the Unix epoch).
     pub committed_ms: i64,
     /// The SmartModule state committed with the offset (see [`OffsetCommit`]).
     #[serde(with = "serde_bytes")]
     pub state: Option<Vec<u8>>,
+    /// For a consumer group: the member that owns the partition now.
+    pub owner: Option<String>,
 }
 
 /// [`Response::Records`] made of borrowed records: encodes to exactly the
@@ -415,6 +477,8 @@ impl Request {
             Request::CommitOffset(_) => "commit offset",
             Request::ListConsumers { .. } => "list consumers",
             Request::DeleteConsumer { .. } => "delete consumer",
+            Request::GroupHeartbeat(_) => "group heartbeat",
+            Request::LeaveGroup { .. } => "leave group",
             Request::Once { change, .. } => change.name(),
         }
     }

@@ -229,6 +229,9 @@ impl<'a> Access<'a> {
             Request::CommitOffset(c) => self.require(Operation::Consume, topic(&c.topic)),
             // Filtered to the topics the principal sees (see `filter`).
             Request::ListConsumers { .. } => Ok(()),
+            Request::GroupHeartbeat(hb) => self.require(Operation::Consume, topic(&hb.topic)),
+            // The random member id is what a member proves itself with.
+            Request::LeaveGroup { .. } => Ok(()),
             Request::DeleteConsumer {
                 topic: Some(name), ..
             } => self.require(Operation::Consume, topic(name)),
@@ -493,6 +496,7 @@ mod tests {
             session: 1,
             sequence: 1,
             state: None,
+            member: None,
         };
         assert!(
             access
@@ -536,9 +540,10 @@ mod tests {
             consumer: "app".into(),
             topic: topic.into(),
             partition: 0,
-            offset: 1,
+            offset: Some(1),
             committed_ms: 0,
             state: None,
+            owner: None,
         };
         let request = Request::ListConsumers { consumer: None };
         assert!(access.authorize(&request).is_ok());

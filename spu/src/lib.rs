@@ -11,6 +11,7 @@ mod consumers;
 mod data_dir;
 mod debug;
 mod fsync_journal;
+mod groups;
 mod log_copy;
 mod membership;
 pub mod metrics;

@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub replicas: Arc<Replicas>,
     pub db: Arc<LogDb>,
     pub peers: Peers,
+    /// Consumer-group membership, while this node leads the controller.
+    pub groups: crate::groups::Coordinator,
     /// Runs consumers' SmartModules; compiled modules are cached by content.
     /// Started on first use (see [`Shared::engine`]).
     engine: OnceLock<Arc<sluice_wasm::Engine>>,
@@ -251,6 +253,7 @@ impl Node {
             replicas,
             db,
             peers,
+            groups: Default::default(),
             engine: OnceLock::new(),
             started: Instant::now(),
             data_dir,

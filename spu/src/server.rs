@@ -409,6 +409,13 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
                 .await?;
             Ok(Response::ConsumerDeleted)
         }
+        Request::GroupHeartbeat(hb) => Ok(Response::GroupAssignment(
+            node.groups.heartbeat(node, hb).await?,
+        )),
+        Request::LeaveGroup { group, member } => {
+            node.groups.leave(node, &group, &member).await?;
+            Ok(Response::GroupLeft)
+        }
         Request::Fetch(_) | Request::Raft(_) => Err(WireError::MalformedRequest {
             reason: "fetch and Raft requests open a stream of their own; they cannot be nested"
                 .into(),
@@ -440,6 +447,8 @@ pub(crate) async fn propose_anywhere(
             | Request::RemoveAcl(_)
             | Request::CommitOffset(_)
             | Request::DeleteConsumer { .. }
+            | Request::GroupHeartbeat(_)
+            | Request::LeaveGroup { .. }
     );
     let copy = forwardable.then(|| request.clone());
     match (handle(node, request).await, copy) {

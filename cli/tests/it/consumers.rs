@@ -152,6 +152,7 @@ fn bad_consumer_names_unknown_consumers_and_commits_past_the_end_are_refused() {
             session: 1,
             sequence,
             state: None,
+            member: None,
         };
         // At the end is fine; past it is not, and nothing is stored.
         client.commit_offset(commit(0, 5, 1)).await.unwrap();
@@ -163,7 +164,7 @@ fn bad_consumer_names_unknown_consumers_and_commits_past_the_end_are_refused() {
         client.commit_offset(commit(0, 4, 0)).await.unwrap_err();
         let stored = client.consumer_offsets(Some("app")).await.unwrap();
         assert_eq!(stored.len(), 1);
-        assert_eq!((stored[0].partition, stored[0].offset), (0, 5));
+        assert_eq!((stored[0].partition, stored[0].offset), (0, Some(5)));
         // The committer reads it back and commits only what moved.
         let committer = sluice_client::OffsetCommitter::open(
             &client,
@@ -239,4 +240,179 @@ fn an_aggregate_resumes_from_the_accumulator_committed_with_the_offset() {
     assert_eq!(registered(&env), "1\n3\n6\n10\n15\n");
     env.ok_with_input(&["produce", "numbers"], b"6\n");
     assert_eq!(registered(&env), "21\n");
+}
+
+/// Lines printed so far by a following member (`{{partition}}:{{offset}}`).
+fn drain(rx: &std::sync::mpsc::Receiver<String>, into: &mut Vec<String>) {
+    while let Ok(line) = rx.try_recv() {
+        into.push(line);
+    }
+}
+
+/// Owner of each partition of group `g`, from `consumer describe`.
+fn owners(env: &Env, group: &str) -> Vec<Option<String>> {
+    let out = env.run(&["consumer", "describe", group, "-O", "json"], b"");
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return Vec::new();
+    };
+    let mut rows: Vec<(u64, Option<String>)> = json
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    (
+                        o["partition"].as_u64().unwrap(),
+                        o["owner"].as_str().map(str::to_string),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort();
+    rows.into_iter().map(|(_, o)| o).collect()
+}
+
+#[test]
+fn a_group_of_three_splits_six_partitions_and_a_killed_member_s_move_without_a_skip() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "jobs", "-p", "6"]);
+    let produce_round = |round: &str| {
+        for p in 0..6 {
+            let records = lines(10, &format!("{round}{p}"));
+            env.ok_with_input(
+                &["produce", "jobs", "-p", &p.to_string()],
+                records.as_bytes(),
+            );
+        }
+    };
+    produce_round("a");
+    let member = || {
+        env.follow(&[
+            "consume",
+            "jobs",
+            "-g",
+            "workers",
+            "-B",
+            "--session-timeout",
+            "3s",
+            "-F",
+            "{{partition}}:{{offset}}:{{value}}",
+        ])
+    };
+    let mut members: Vec<_> = (0..3).map(|_| member()).collect();
+    let mut printed: Vec<Vec<String>> = vec![Vec::new(); 3];
+    // Each record of the first round is printed once in all (nobody
+    // crashed: each member commits what it printed before giving a
+    // partition up), and the partitions end up two per member.
+    let distinct_owners = |o: &[Option<String>]| {
+        let mut v: Vec<&String> = o.iter().flatten().collect();
+        v.sort();
+        v.dedup();
+        v.len()
+    };
+    wait_until(Duration::from_secs(30), || {
+        for (i, (_, rx)) in members.iter().enumerate() {
+            drain(rx, &mut printed[i]);
+        }
+        let o = owners(&env, "workers");
+        printed.iter().map(Vec::len).sum::<usize>() >= 60
+            && o.len() == 6
+            && o.iter().all(Option::is_some)
+            && distinct_owners(&o) == 3
+    });
+    let o = owners(&env, "workers");
+    for owner in o.iter().flatten() {
+        assert_eq!(
+            o.iter().flatten().filter(|x| *x == owner).count(),
+            2,
+            "{o:?}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for (i, (_, rx)) in members.iter().enumerate() {
+        drain(rx, &mut printed[i]);
+    }
+    let mut all: Vec<String> = printed.iter().flatten().cloned().collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(
+        before, 60,
+        "a record of round a was printed twice: {printed:?}"
+    );
+    assert_eq!(all.len(), 60);
+
+    // A member is killed: its partitions move to the others within the
+    // session timeout, and every record of the next round is printed by
+    // the survivors (its uncommitted ones again, at least once).
+    let (mut victim, _) = members.remove(0);
+    printed.remove(0);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    produce_round("b");
+    let round_b: Vec<String> = (0..6)
+        .flat_map(|p| (0..10).map(move |i| format!("{p}:{}:b{p}-{i}", 10 + i)))
+        .collect();
+    wait_until(Duration::from_secs(30), || {
+        for (i, (_, rx)) in members.iter().enumerate() {
+            drain(rx, &mut printed[i]);
+        }
+        let seen: std::collections::BTreeSet<&String> = printed.iter().flatten().collect();
+        round_b.iter().all(|r| seen.contains(r))
+    });
+    let o = owners(&env, "workers");
+    assert_eq!(distinct_owners(&o), 2, "{o:?}");
+    for (mut child, _) in members {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+#[test]
+fn a_member_that_leaves_hands_its_partitions_over_at_once_and_groups_keep_their_topic() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "tasks", "-p", "2"]);
+    env.ok(&["topic", "create", "other"]);
+    let member = |env: &Env| {
+        env.follow(&[
+            "consume",
+            "tasks",
+            "-g",
+            "crew",
+            "-B",
+            "--session-timeout",
+            "60s",
+            "--assignment",
+            "range",
+        ])
+    };
+    let (mut first, _rx1) = member(&env);
+    wait_until(Duration::from_secs(20), || {
+        let o = owners(&env, "crew");
+        o.len() == 2 && o.iter().all(Option::is_some)
+    });
+    let (mut second, rx2) = member(&env);
+    wait_until(Duration::from_secs(20), || {
+        let o = owners(&env, "crew");
+        o.len() == 2 && o[0].is_some() && o[1].is_some() && o[0] != o[1]
+    });
+    // SIGINT: the first member commits and leaves; with a 60 s session
+    // timeout, only its leaving can move its partition this soon.
+    // SAFETY: signalling a child this test started.
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    assert!(first.wait().unwrap().success());
+    wait_until(Duration::from_secs(10), || {
+        let o = owners(&env, "crew");
+        o.len() == 2 && o[0].is_some() && o[0] == o[1]
+    });
+    env.ok_with_input(&["produce", "tasks", "-p", "0"], b"late\n");
+    assert_eq!(rx2.recv_timeout(Duration::from_secs(10)).unwrap(), "late");
+    // The group reads `tasks`: joining it for another topic is refused.
+    let err = env.fails(&["consume", "other", "-g", "crew"], b"");
+    assert!(err.contains("consumes topic \"tasks\""), "{err}");
+    // A group with members is not deleted.
+    let err = env.fails(&["consumer", "delete", "crew"], b"");
+    assert!(err.contains("stop them first"), "{err}");
+    second.kill().unwrap();
+    second.wait().unwrap();
 }

@@ -416,3 +416,65 @@ fn a_member_that_leaves_hands_its_partitions_over_at_once_and_groups_keep_their_
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+#[test]
+fn a_group_keeps_reading_when_the_coordinator_and_partition_leaders_die() {
+    let env = Env::started_with(3);
+    env.ok(&["topic", "create", "events", "-p", "4", "-r", "3"]);
+    let produce_round = |round: &str| {
+        for p in 0..4 {
+            let records = lines(5, &format!("{round}{p}"));
+            env.ok_with_input(
+                &["produce", "events", "-p", &p.to_string()],
+                records.as_bytes(),
+            );
+        }
+    };
+    produce_round("a");
+    let members: Vec<_> = (0..2)
+        .map(|_| {
+            env.follow(&[
+                "consume",
+                "events",
+                "-g",
+                "pipeline",
+                "-B",
+                "--session-timeout",
+                "5s",
+            ])
+        })
+        .collect();
+    let mut printed = Vec::new();
+    let expect = |round: &str| -> Vec<String> {
+        (0..4)
+            .flat_map(|p| (0..5).map(move |i| format!("{round}{p}-{i}")))
+            .collect()
+    };
+    let all_seen = |printed: &[String], round: &str| {
+        let seen: std::collections::BTreeSet<&String> = printed.iter().collect();
+        expect(round).iter().all(|r| seen.contains(r))
+    };
+    wait_until(Duration::from_secs(30), || {
+        for (_, rx) in &members {
+            drain(rx, &mut printed);
+        }
+        all_seen(&printed, "a")
+    });
+    // The node leading the controller (the group's coordinator) dies; it
+    // also leads some partitions.
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cluster", "status", "-O", "json"])).unwrap();
+    let coordinator = status["controller_leader"].as_u64().unwrap();
+    env.kill(coordinator);
+    produce_round("b");
+    wait_until(Duration::from_secs(60), || {
+        for (_, rx) in &members {
+            drain(rx, &mut printed);
+        }
+        all_seen(&printed, "b")
+    });
+    for (mut child, _) in members {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

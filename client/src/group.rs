@@ -137,15 +137,26 @@ impl GroupConsumer {
     }
 
     /// The next event; the records of the previous one count as processed.
+    /// Records of a partition this member gave up are not handed out once
+    /// it has (they were read before, and its next reader reads them again
+    /// from the committed offset).
     pub async fn next_event(&mut self) -> Option<Result<GroupEvent>> {
         for (p, o) in std::mem::take(&mut self.last) {
             self.shared.processed(p, o);
         }
-        let event = self.rx.recv().await?;
-        if let Ok(GroupEvent::Records(records)) = &event {
-            self.last = records.iter().map(|r| (r.partition, r.offset)).collect();
+        loop {
+            let mut event = self.rx.recv().await?;
+            if let Ok(GroupEvent::Records(records)) = &mut event {
+                let progress = self.shared.progress.lock().unwrap_or_else(|p| p.into_inner());
+                records.retain(|r| progress.contains_key(&r.partition));
+                drop(progress);
+                if records.is_empty() {
+                    continue;
+                }
+                self.last = records.iter().map(|r| (r.partition, r.offset)).collect();
+            }
+            return Some(event);
         }
-        Some(event)
     }
 
     /// Marks `record` processed now (instead of at the next event).

@@ -62,12 +62,12 @@ pub async fn run(cmd: ConsumerCmd, globals: &Globals) -> anyhow::Result<()> {
     let client = crate::connect(globals).await?;
     match cmd {
         ConsumerCmd::List { output } => {
-            let offsets = client.consumer_offsets(None).await?;
+            let offsets = client.consumer_offsets(None, None).await?;
             let rows = with_lag(&client, offsets).await?;
             output::print(output.output, &rows, || table(&rows))
         }
         ConsumerCmd::Describe { name, output } => {
-            let offsets = client.consumer_offsets(Some(&name)).await?;
+            let offsets = client.consumer_offsets(Some(&name), None).await?;
             if offsets.is_empty() {
                 return Err(sluice_client::ClientError::Server(
                     sluice_client::proto::WireError::UnknownConsumer {

@@ -413,14 +413,17 @@ impl Client {
         }
     }
 
-    /// Committed offsets of `consumer`, or of every consumer; each names its
-    /// topic and partition.
+    /// Committed offsets of `consumer` (or of every consumer) on `topic`
+    /// (or on every topic); each names its topic and partition. SmartModule
+    /// states come only for one consumer on one topic.
     pub async fn consumer_offsets(
         &self,
         consumer: Option<&str>,
+        topic: Option<&str>,
     ) -> Result<Vec<sluice_proto::ConsumerOffset>> {
         let request = Request::ListConsumers {
             consumer: consumer.map(str::to_string),
+            topic: topic.map(str::to_string),
         };
         match self.retrying(request).await? {
             Response::Consumers(offsets) => Ok(offsets),

@@ -3,15 +3,21 @@
 //!
 //! The member heartbeats to the coordinator (the controller's leader; any
 //! node forwards) every [`GroupConfig::heartbeat_interval`]. Each answer
-//! lists the partitions it may read: it starts a reader for each new one at
-//! the group's committed offset, and for each one taken away it stops the
-//! reader, waits (a bounded time) until the records already handed out were
-//! processed, commits, forgets the partition, and only then says, in its next
-//! heartbeat, that it no longer reads it; the coordinator then gives it to
-//! another member. A member that has had no answer for its session timeout
-//! stops reading everything (the coordinator has dropped it by then) and
-//! rejoins. Delivery is at least once: a crashed member's partitions resume
-//! at its last commit.
+//! lists the partitions it may read, with the group's committed offset in
+//! each: it starts a reader for each new one there, and for each one taken
+//! away it stops the reader, waits (a bounded time) until the records
+//! already handed out were processed, commits, forgets the partition, and
+//! only then says, in its next heartbeat, that it no longer reads it; the
+//! coordinator then gives it to another member. A partition whose commit
+//! failed for a reason other than fencing stays reported as held (its reader
+//! stopped) and is committed again at the next answer.
+//!
+//! A member that has had no answer for [`FENCE_FRACTION`] of its session
+//! timeout, counted from when it sent the last heartbeat that was answered,
+//! stops reading everything: the coordinator drops it only after the whole
+//! timeout counted from when it received that heartbeat, so the member stops
+//! first. Its later commits are refused. Delivery is at least once: a
+//! crashed member's partitions resume at its last commit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -19,11 +25,12 @@ use std::time::Duration;
 
 use sluice_proto::limits::FETCH_RESPONSE_BYTES_DEFAULT;
 use sluice_proto::{
-    AssignmentStrategy, ConsumerRecord, FetchRequest, GroupHeartbeat, ReadFrom, Request, Response,
-    SmartModuleInvocation, StartOffset,
+    AssignmentStrategy, ConsumerRecord, FetchRequest, GroupAssignment, GroupHeartbeat, ReadFrom,
+    Request, Response, SmartModuleInvocation, StartOffset,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::{Client, ClientError, CommitMode, OffsetCommitter, Result};
 
@@ -67,15 +74,23 @@ pub enum GroupEvent {
 }
 
 /// How long a revoked partition waits for its handed-out records to be
-/// processed before it is committed as it stands (later records repeat).
+/// processed before it is committed as it stands (later records repeat);
+/// at most a quarter of the session timeout.
 const REVOKE_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// The share of the session timeout after which a member that has had no
+/// answer stops reading (the coordinator waits for the whole of it).
+pub const FENCE_FRACTION: f64 = 0.75;
 
 /// One member of a consumer group; dropping it stops it without a last
 /// commit or a goodbye (its partitions move after the session timeout):
 /// call [`Self::leave`] to hand them over at once.
 pub struct GroupConsumer {
     shared: Arc<Shared>,
-    rx: mpsc::Receiver<Result<GroupEvent>>,
+    /// Assignment changes and errors: few (at most two per heartbeat), so
+    /// never blocking the heartbeat loop behind a slow application.
+    control: mpsc::UnboundedReceiver<Result<GroupEvent>>,
+    records: mpsc::Receiver<Result<GroupEvent>>,
     task: Option<JoinHandle<()>>,
     /// The records of the last event, processed when the next is asked for.
     last: Vec<(u32, u64)>,
@@ -88,12 +103,17 @@ struct Shared {
     member: String,
     config: GroupConfig,
     committer: OffsetCommitter,
-    tx: mpsc::Sender<Result<GroupEvent>>,
-    readers: tokio::sync::Mutex<BTreeMap<u32, JoinHandle<()>>>,
+    control: mpsc::UnboundedSender<Result<GroupEvent>>,
+    records: mpsc::Sender<Result<GroupEvent>>,
+    /// Partitions held: a running reader, or `None` once stopped while the
+    /// commit that releases it has not gone through.
+    readers: tokio::sync::Mutex<BTreeMap<u32, Option<JoinHandle<()>>>>,
+    /// Per held partition: the last offset handed out, the last processed.
     progress: Mutex<BTreeMap<u32, Progress>>,
+    /// The generation of the last answer acted on.
+    generation: Mutex<u64>,
 }
 
-/// Per partition: the last offset handed out, the last processed.
 type Progress = (Option<u64>, Option<u64>);
 
 impl GroupConsumer {
@@ -108,7 +128,8 @@ impl GroupConsumer {
         let committer =
             OffsetCommitter::open_as(client, group, topic, config.commit, Some(member.clone()))
                 .await?;
-        let (tx, rx) = mpsc::channel(16);
+        let (control_tx, control) = mpsc::unbounded_channel();
+        let (records_tx, records) = mpsc::channel(16);
         let shared = Arc::new(Shared {
             client: client.clone(),
             group: group.to_string(),
@@ -116,38 +137,51 @@ impl GroupConsumer {
             member,
             config,
             committer,
-            tx,
+            control: control_tx,
+            records: records_tx,
             readers: Default::default(),
             progress: Default::default(),
+            generation: Mutex::new(0),
         });
         // The first heartbeat here, so a wrong topic or group fails `join`.
+        let sent = Instant::now();
         let first = shared.heartbeat().await?;
-        let task = tokio::spawn(run(shared.clone(), first));
+        let task = tokio::spawn(run(shared.clone(), first, sent));
         Ok(Self {
             shared,
-            rx,
+            control,
+            records,
             task: Some(task),
             last: Vec::new(),
         })
     }
 
-    /// This member's id, as `sluice consumer describe` shows owners.
+    /// This member's id. Keep it to yourself: it is all a `LeaveGroup`
+    /// needs besides a consume grant (lists show its first 8 characters).
     pub fn member_id(&self) -> &str {
         &self.shared.member
     }
 
     /// The next event; the records of the previous one count as processed.
     /// Records of a partition this member gave up are not handed out once
-    /// it has (they were read before, and its next reader reads them again
-    /// from the committed offset).
+    /// it has (its next reader reads them again from the committed offset).
     pub async fn next_event(&mut self) -> Option<Result<GroupEvent>> {
         for (p, o) in std::mem::take(&mut self.last) {
             self.shared.processed(p, o);
         }
         loop {
-            let mut event = self.rx.recv().await?;
+            let mut event = tokio::select! {
+                biased;
+                Some(event) = self.control.recv() => event,
+                Some(event) = self.records.recv() => event,
+                else => return None,
+            };
             if let Ok(GroupEvent::Records(records)) = &mut event {
-                let progress = self.shared.progress.lock().unwrap_or_else(|p| p.into_inner());
+                let progress = self
+                    .shared
+                    .progress
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 records.retain(|r| progress.contains_key(&r.partition));
                 drop(progress);
                 if records.is_empty() {
@@ -169,30 +203,24 @@ impl GroupConsumer {
         self.shared.committer.commit().await
     }
 
-    /// Stops reading, commits, and leaves the group: its partitions go to
-    /// the other members at once.
+    /// Stops reading, commits what was processed (records handed out by
+    /// the last event count only if [`Self::processed`] was called for
+    /// them), and leaves the group: its partitions go to the others at once.
     pub async fn leave(mut self) -> Result<()> {
-        for (p, o) in std::mem::take(&mut self.last) {
-            self.shared.processed(p, o);
-        }
         if let Some(task) = self.task.take() {
             task.abort();
         }
         let all: Vec<u32> = self.shared.readers.lock().await.keys().copied().collect();
-        // The records still queued will not be read: do not wait for them.
-        self.rx.close();
+        self.records.close();
         self.shared.revoke(&all, Duration::ZERO).await;
         let request = Request::LeaveGroup {
             group: self.shared.group.clone(),
+            topic: self.shared.topic.clone(),
             member: self.shared.member.clone(),
         };
         match self.shared.client.request(request).await? {
             Response::GroupLeft => Ok(()),
-            other => Err(ClientError::Protocol {
-                endpoint: self.shared.client.endpoint().to_string(),
-                what: "leave group",
-                reason: format!("unexpected answer {other:?}"),
-            }),
+            other => Err(self.shared.unexpected("leave group", &other)),
         }
     }
 }
@@ -203,12 +231,20 @@ impl Drop for GroupConsumer {
             task.abort();
         }
         if let Ok(readers) = self.shared.readers.try_lock() {
-            readers.values().for_each(JoinHandle::abort);
+            readers.values().flatten().for_each(JoinHandle::abort);
         }
     }
 }
 
 impl Shared {
+    fn unexpected(&self, what: &'static str, other: &Response) -> ClientError {
+        ClientError::Protocol {
+            endpoint: self.client.endpoint().to_string(),
+            what,
+            reason: format!("unexpected answer {other:?}"),
+        }
+    }
+
     fn processed(&self, partition: u32, offset: u64) {
         if let Some(entry) = self
             .progress
@@ -221,8 +257,15 @@ impl Shared {
         self.committer.processed(partition, offset);
     }
 
-    async fn heartbeat(&self) -> Result<sluice_proto::GroupAssignment> {
+    /// A quarter of the session timeout: the longest any one step of the
+    /// heartbeat loop may take, so it keeps heartbeating in time.
+    fn step_bound(&self) -> Duration {
+        self.config.session_timeout / 4
+    }
+
+    async fn heartbeat(&self) -> Result<GroupAssignment> {
         let owned = self.readers.lock().await.keys().copied().collect();
+        let generation = *self.generation.lock().unwrap_or_else(|p| p.into_inner());
         let request = Request::GroupHeartbeat(GroupHeartbeat {
             group: self.group.clone(),
             topic: self.topic.clone(),
@@ -230,39 +273,62 @@ impl Shared {
             strategy: self.config.strategy,
             session_timeout_ms: self.config.session_timeout.as_millis() as u64,
             owned,
+            generation,
         });
-        match self.client.request(request).await? {
-            Response::GroupAssignment(a) => Ok(a),
-            other => Err(ClientError::Protocol {
+        let wait = self.step_bound();
+        match tokio::time::timeout(wait, self.client.request(request)).await {
+            Ok(Ok(Response::GroupAssignment(a))) => Ok(a),
+            Ok(Ok(other)) => Err(self.unexpected("group heartbeat", &other)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Timeout {
                 endpoint: self.client.endpoint().to_string(),
                 what: "group heartbeat",
-                reason: format!("unexpected answer {other:?}"),
+                after: wait,
             }),
         }
     }
 
     /// Stops reading `partitions`, waits up to `wait` for what was handed
-    /// out to be processed, commits, and forgets them.
-    async fn revoke(&self, partitions: &[u32], wait: Duration) {
-        let mut readers = self.readers.lock().await;
-        for p in partitions {
-            if let Some(reader) = readers.remove(p) {
-                reader.abort();
+    /// out to be processed, commits, and forgets those whose commit went
+    /// through (or was refused because they moved on); the others stay
+    /// held, stopped, for the next try. Returns the ones given up.
+    async fn revoke(&self, partitions: &[u32], wait: Duration) -> Vec<u32> {
+        {
+            let mut readers = self.readers.lock().await;
+            for p in partitions {
+                if let Some(Some(reader)) = readers.get_mut(p).map(Option::take) {
+                    reader.abort();
+                }
             }
         }
-        drop(readers);
-        let deadline = tokio::time::Instant::now() + wait;
-        while tokio::time::Instant::now() < deadline && !self.caught_up(partitions) {
+        let deadline = Instant::now() + wait.min(self.step_bound());
+        while Instant::now() < deadline && !self.caught_up(partitions) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if let Err(e) = self.committer.commit().await {
-            tracing::warn!(group = %self.group, error = %e, "could not commit before giving partitions up; their next reader repeats records");
-        }
+        let failed = match tokio::time::timeout(self.step_bound(), self.committer.commit()).await {
+            Ok(Ok(_)) => false,
+            Ok(Err(ClientError::Server(sluice_proto::WireError::FencedMember { .. }))) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(group = %self.group, error = %e, "could not commit partitions being given up; keeping them until it can");
+                true
+            }
+            Err(_) => true,
+        };
+        // After a failed commit, only those that moved on (forgotten by the
+        // committer when it was refused) are given up.
+        let mut given_up = Vec::new();
+        let mut readers = self.readers.lock().await;
         let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
         for p in partitions {
+            if failed && self.committer.holds(*p) {
+                continue;
+            }
             self.committer.forget(*p);
             progress.remove(p);
+            readers.remove(p);
+            given_up.push(*p);
         }
+        given_up
     }
 
     fn caught_up(&self, partitions: &[u32]) -> bool {
@@ -272,25 +338,11 @@ impl Shared {
             .all(|p| progress.get(p).is_none_or(|(handed, done)| handed <= done))
     }
 
-    /// Starts reading `partition` where the group committed.
-    async fn assign(self: &Arc<Self>, partition: u32) -> Result<()> {
-        let committed = self
-            .client
-            .consumer_offsets(Some(&self.group))
-            .await?
-            .into_iter()
-            .find(|o| o.topic == self.topic && o.partition == partition)
-            .and_then(|o| o.offset);
-        let start = match committed {
-            Some(offset) => {
-                self.committer.rebase(partition, offset);
-                StartOffset::Absolute(offset)
-            }
-            None => {
-                self.committer.forget(partition);
-                self.config.start
-            }
-        };
+    /// Starts reading `partition` from `committed` (the group's offset
+    /// there, as the coordinator sent it), or from the configured start.
+    async fn assign(self: &Arc<Self>, partition: u32, committed: Option<u64>) {
+        self.committer.rebase(partition, committed);
+        let start = committed.map_or(self.config.start, StartOffset::Absolute);
         self.progress
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -322,98 +374,123 @@ impl Shared {
                         {
                             entry.0 = Some(last.offset);
                         }
-                        if me.tx.send(Ok(GroupEvent::Records(batch))).await.is_err() {
+                        if me
+                            .records
+                            .send(Ok(GroupEvent::Records(batch)))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
                     Ok(None) => return,
                     Err(e) => {
-                        let _ = me.tx.send(Err(e)).await;
+                        let _ = me.control.send(Err(e));
                         return;
                     }
                 }
             }
         });
-        self.readers.lock().await.insert(partition, reader);
-        Ok(())
+        self.readers.lock().await.insert(partition, Some(reader));
+    }
+
+    /// Acts on an answer: gives up what it no longer lists, starts what is
+    /// new. Returns whether something was given up (the coordinator waits
+    /// to hear it).
+    async fn apply(self: &Arc<Self>, answer: GroupAssignment) -> bool {
+        let assigned: BTreeSet<u32> = answer.assigned.iter().copied().collect();
+        let held: BTreeMap<u32, bool> = self
+            .readers
+            .lock()
+            .await
+            .iter()
+            .map(|(p, r)| (*p, r.is_some()))
+            .collect();
+        let gone: Vec<u32> = held
+            .keys()
+            .filter(|p| !assigned.contains(p))
+            .copied()
+            .collect();
+        let mut released = false;
+        if !gone.is_empty() {
+            let given_up = self.revoke(&gone, REVOKE_WAIT_MAX).await;
+            if !given_up.is_empty() {
+                tracing::info!(group = %self.group, partitions = ?given_up, "partitions given up");
+                let _ = self.control.send(Ok(GroupEvent::Revoked(given_up)));
+                released = true;
+            }
+        }
+        let committed: BTreeMap<u32, u64> = answer.committed.into_iter().collect();
+        let mut started = Vec::new();
+        for p in &assigned {
+            match held.get(p) {
+                Some(true) => {}
+                // Stopped for a release that has not gone through, and
+                // given back: read it again from the group's offset.
+                Some(false) | None => {
+                    self.assign(*p, committed.get(p).copied()).await;
+                    started.push(*p);
+                }
+            }
+        }
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = answer.generation;
+        if !started.is_empty() {
+            tracing::info!(group = %self.group, partitions = ?started, "partitions assigned");
+            let _ = self.control.send(Ok(GroupEvent::Assigned(started)));
+        }
+        released
+    }
+
+    /// Stops reading everything: the coordinator has dropped this member.
+    async fn fence(&self) {
+        let all: Vec<u32> = self.readers.lock().await.keys().copied().collect();
+        if all.is_empty() {
+            return;
+        }
+        {
+            let mut readers = self.readers.lock().await;
+            readers.values_mut().flatten().for_each(|r| r.abort());
+            readers.clear();
+        }
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        for p in &all {
+            self.committer.forget(*p);
+            progress.remove(p);
+        }
+        drop(progress);
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+        tracing::warn!(group = %self.group, "no answer from the coordinator within the session timeout: stopped reading; rejoining");
+        let _ = self.control.send(Ok(GroupEvent::Revoked(all)));
     }
 }
 
 /// Heartbeats and follows the assignment until the member is dropped.
-async fn run(shared: Arc<Shared>, first: sluice_proto::GroupAssignment) {
-    let mut answer: Result<sluice_proto::GroupAssignment> = Ok(first);
-    let mut last_ok = tokio::time::Instant::now();
+async fn run(shared: Arc<Shared>, first: GroupAssignment, first_sent: Instant) {
+    let fence_after = shared.config.session_timeout.mul_f64(FENCE_FRACTION);
+    let mut answer: Result<GroupAssignment> = Ok(first);
+    let mut sent = first_sent;
+    let mut last_ok = first_sent;
     loop {
-        let sent = tokio::time::Instant::now();
         let mut again_at_once = false;
         match answer {
             Ok(assignment) => {
                 last_ok = sent;
-                let assigned: BTreeSet<u32> = assignment.assigned.into_iter().collect();
-                let owned: BTreeSet<u32> = shared.readers.lock().await.keys().copied().collect();
-                let gone: Vec<u32> = owned.difference(&assigned).copied().collect();
-                let new: Vec<u32> = assigned.difference(&owned).copied().collect();
-                if !gone.is_empty() {
-                    shared.revoke(&gone, REVOKE_WAIT_MAX).await;
-                    tracing::info!(group = %shared.group, partitions = ?gone, "partitions revoked");
-                    if shared.tx.send(Ok(GroupEvent::Revoked(gone))).await.is_err() {
-                        return;
-                    }
-                    // Say so now: another member is waiting for them.
-                    again_at_once = true;
-                }
-                let mut started = Vec::new();
-                for p in new {
-                    match shared.assign(p).await {
-                        Ok(()) => started.push(p),
-                        Err(e) => {
-                            tracing::warn!(group = %shared.group, partition = p, error = %e, "cannot start reading an assigned partition; retrying at the next heartbeat")
-                        }
-                    }
-                }
-                if !started.is_empty() {
-                    tracing::info!(group = %shared.group, partitions = ?started, "partitions assigned");
-                    if shared
-                        .tx
-                        .send(Ok(GroupEvent::Assigned(started)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
+                again_at_once = shared.apply(assignment).await;
             }
             Err(e) if !e.is_retriable() => {
-                let _ = shared.tx.send(Err(e)).await;
+                shared.fence().await;
+                let _ = shared.control.send(Err(e));
                 return;
             }
-            Err(e) => {
-                tracing::warn!(group = %shared.group, error = %e, "group heartbeat failed");
-                if last_ok.elapsed() > shared.config.session_timeout {
-                    // The coordinator has dropped this member: stop reading
-                    // before another member starts on these partitions.
-                    let all: Vec<u32> = shared.readers.lock().await.keys().copied().collect();
-                    if !all.is_empty() {
-                        shared.revoke(&all, Duration::ZERO).await;
-                        tracing::warn!(group = %shared.group, "no answer from the coordinator within the session timeout: stopped reading, rejoining");
-                        if shared.tx.send(Ok(GroupEvent::Revoked(all))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
+            Err(e) => tracing::warn!(group = %shared.group, error = %e, "group heartbeat failed"),
+        }
+        if last_ok.elapsed() > fence_after {
+            shared.fence().await;
         }
         if !again_at_once {
             tokio::time::sleep(shared.config.heartbeat_interval).await;
         }
-        let wait = shared.config.session_timeout;
-        answer = match tokio::time::timeout(wait, shared.heartbeat()).await {
-            Ok(result) => result,
-            Err(_) => Err(ClientError::Timeout {
-                endpoint: shared.client.endpoint().to_string(),
-                what: "group heartbeat",
-                after: wait,
-            }),
-        };
+        sent = Instant::now();
+        answer = shared.heartbeat().await;
     }
 }

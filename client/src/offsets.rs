@@ -7,7 +7,7 @@
 //! after processing gives at-least-once delivery: a crash between the two
 //! repeats the records since the last commit, never skips one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +71,9 @@ struct Positions {
     current: BTreeMap<u32, (u64, Option<Vec<u8>>)>,
     /// What the cluster holds, as far as this committer knows.
     committed: BTreeMap<u32, u64>,
+    /// For a group member: the partitions it was given and still holds
+    /// (only those are tracked and committed).
+    allowed: BTreeSet<u32>,
 }
 
 impl OffsetCommitter {
@@ -100,7 +103,7 @@ impl OffsetCommitter {
             })
         })?;
         let resume: BTreeMap<u32, (u64, Option<Vec<u8>>)> = client
-            .consumer_offsets(Some(consumer))
+            .consumer_offsets(Some(consumer), Some(topic))
             .await?
             .into_iter()
             .filter(|o| o.topic == topic)
@@ -115,6 +118,7 @@ impl OffsetCommitter {
             positions: Mutex::new(Positions {
                 current: resume.clone(),
                 committed: resume.iter().map(|(p, (o, _))| (*p, *o)).collect(),
+                allowed: BTreeSet::new(),
             }),
             resume,
             sending: tokio::sync::Mutex::new(0),
@@ -169,6 +173,11 @@ impl OffsetCommitter {
     fn advance(&self, partition: u32, offset: u64, state: Option<Vec<u8>>) {
         let mut positions = self.shared.lock();
         let next = offset.saturating_add(1);
+        // A group member commits only the partitions it was given (and has
+        // not given up since); a lone consumer, any it reads.
+        if self.shared.member.is_some() && !positions.allowed.contains(&partition) {
+            return;
+        }
         let at = positions.current.entry(partition).or_insert((next, None));
         if next >= at.0 {
             at.0 = next;
@@ -180,18 +189,34 @@ impl OffsetCommitter {
 
     /// Starts tracking `partition` at `offset` as committed (a group member
     /// given a partition, at the offset the group committed).
-    pub(crate) fn rebase(&self, partition: u32, offset: u64) {
+    pub(crate) fn rebase(&self, partition: u32, offset: Option<u64>) {
         let mut positions = self.shared.lock();
-        positions.current.insert(partition, (offset, None));
-        positions.committed.insert(partition, offset);
+        positions.allowed.insert(partition);
+        match offset {
+            Some(offset) => {
+                positions.current.insert(partition, (offset, None));
+                positions.committed.insert(partition, offset);
+            }
+            None => {
+                positions.current.remove(&partition);
+                positions.committed.remove(&partition);
+            }
+        }
     }
 
     /// Stops tracking `partition` (a group member that gave it up): it is
     /// committed no more.
     pub(crate) fn forget(&self, partition: u32) {
         let mut positions = self.shared.lock();
+        positions.allowed.remove(&partition);
         positions.current.remove(&partition);
         positions.committed.remove(&partition);
+    }
+
+    /// Whether `partition` is tracked (for a group member: given, and not
+    /// given up or fenced since).
+    pub(crate) fn holds(&self, partition: u32) -> bool {
+        self.shared.lock().allowed.contains(&partition)
     }
 
     /// The position in `partition`: the next offset to read.
@@ -200,7 +225,10 @@ impl OffsetCommitter {
     }
 
     /// Commits every position that moved since its last commit; returns
-    /// how many partitions it committed.
+    /// how many partitions it committed. A failure on one partition does
+    /// not keep the others from being committed: the first error is
+    /// returned after all were tried. A group member's partition whose
+    /// commit is refused because it moved to another member is forgotten.
     pub async fn commit(&self) -> Result<usize> {
         self.shared.commit().await
     }
@@ -244,11 +272,14 @@ impl Shared {
                 .map(|(p, (at, state))| (*p, *at, state.clone()))
                 .collect()
         };
+        let mut first_error = None;
+        let mut committed = 0;
         for (partition, offset, state) in &moved {
             let (partition, offset) = (*partition, *offset);
             let sequence = *next_sequence;
             *next_sequence += 1;
-            self.client
+            let result = self
+                .client
                 .commit_offset(OffsetCommit {
                     consumer: self.consumer.clone(),
                     topic: self.topic.clone(),
@@ -259,9 +290,26 @@ impl Shared {
                     state: state.clone(),
                     member: self.member.clone(),
                 })
-                .await?;
-            self.lock().committed.insert(partition, offset);
+                .await;
+            match result {
+                Ok(()) => {
+                    self.lock().committed.insert(partition, offset);
+                    committed += 1;
+                }
+                Err(e) => {
+                    if let ClientError::Server(WireError::FencedMember { .. }) = &e {
+                        let mut positions = self.lock();
+                        positions.allowed.remove(&partition);
+                        positions.current.remove(&partition);
+                        positions.committed.remove(&partition);
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(moved.len())
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(committed),
+        }
     }
 }

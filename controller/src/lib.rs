@@ -320,15 +320,29 @@ impl Controller {
         topic: &str,
         generation: u64,
         owners: std::collections::BTreeMap<u32, String>,
+        sessions: std::collections::BTreeMap<String, u64>,
     ) -> Result<(), WireError> {
-        self.propose(Command::SetGroupOwners {
+        let command = Command::SetGroupOwners {
             group: group.to_string(),
             topic: topic.to_string(),
             generation,
             owners,
-        })
-        .await
-        .map(|_| ())
+            sessions,
+        };
+        // Never under the at-most-once id of the request that caused it
+        // (a `consumer delete` first drops dead owners, then deletes: with
+        // one id, the delete would be answered as the owners' change and
+        // never applied). The generation check makes it safe to repeat.
+        REQUEST_ID
+            .scope(None, self.propose(command))
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether this node still leads the controller, confirmed by a
+    /// majority, with everything committed before applied.
+    pub async fn confirm_leadership(&self, timeout: Duration) -> bool {
+        self.group.confirm_leadership(timeout).await
     }
 
     /// The controller's term while this node leads it.

@@ -65,6 +65,10 @@ pub struct Metadata {
     /// those of the consumer of the same name. At most
     /// [`CONSUMER_GROUPS_MAX`](sluice_proto::limits::CONSUMER_GROUPS_MAX).
     pub groups: BTreeMap<String, GroupRecord>,
+    /// Bytes of all committed SmartModule states: derived (kept up to date
+    /// by `apply`, recomputed on load), never stored.
+    #[serde(skip)]
+    pub state_bytes: usize,
 }
 
 /// The durable part of a consumer group.
@@ -75,6 +79,9 @@ pub struct GroupRecord {
     /// Partition -> the member reading it. A partition is given to a
     /// member only while no other owns it.
     pub owners: BTreeMap<u32, String>,
+    /// Each owner's session timeout (ms): a new coordinator, which has not
+    /// heard from them yet, waits that long before it drops one.
+    pub sessions: BTreeMap<String, u64>,
 }
 
 /// Whose offset, in which partition: (consumer, topic, partition).
@@ -121,6 +128,7 @@ impl From<MetadataV2> for Metadata {
             acls: v2.acls,
             consumers: BTreeMap::new(),
             groups: BTreeMap::new(),
+            state_bytes: 0,
         }
     }
 }
@@ -151,6 +159,7 @@ impl From<MetadataV1> for Metadata {
             acls: BTreeSet::new(),
             consumers: BTreeMap::new(),
             groups: BTreeMap::new(),
+            state_bytes: 0,
         }
     }
 }
@@ -196,13 +205,30 @@ impl Metadata {
         out
     }
 
-    /// Committed offsets of `consumer` (every consumer if `None`), as
-    /// listed to clients, with a row (and no offset) for each partition a
-    /// group member owns before its first commit there. By consumer,
-    /// topic and partition.
-    pub fn consumer_offsets(&self, consumer: Option<&str>) -> Vec<sluice_proto::ConsumerOffset> {
+    /// Bytes of all committed SmartModule states, counted afresh.
+    pub fn count_state_bytes(&self) -> usize {
+        self.consumers
+            .values()
+            .map(|o| o.state.as_ref().map_or(0, Vec::len))
+            .sum()
+    }
+
+    /// Committed offsets of `consumer` (every consumer if `None`) on
+    /// `topic` (every topic if `None`), as listed to clients, with a row
+    /// (and no offset) for each partition a group member owns before its
+    /// first commit there; by consumer, topic and partition. States only
+    /// for one consumer on one topic; owners by the first 8 characters of
+    /// their id (the whole id is the member's secret: it can leave with it).
+    pub fn consumer_offsets(
+        &self,
+        consumer: Option<&str>,
+        topic: Option<&str>,
+    ) -> Vec<sluice_proto::ConsumerOffset> {
         let mut rows: BTreeMap<ConsumerKey, sluice_proto::ConsumerOffset> = BTreeMap::new();
         let wanted = |c: &str| consumer.is_none_or(|name| name == c);
+        let on_topic = |t: &str| topic.is_none_or(|name| name == t);
+        let with_state = consumer.is_some() && topic.is_some();
+        let shown = |owner: &String| owner.chars().take(8).collect::<String>();
         let committed: Box<dyn Iterator<Item = (&ConsumerKey, &CommittedOffset)>> = match consumer {
             None => Box::new(self.consumers.iter()),
             Some(name) => Box::new(
@@ -211,7 +237,7 @@ impl Metadata {
                     .take_while(move |((c, _, _), _)| c == name),
             ),
         };
-        for ((c, t, p), o) in committed {
+        for ((c, t, p), o) in committed.filter(|((_, t, _), _)| on_topic(t)) {
             rows.insert(
                 (c.clone(), t.clone(), *p),
                 sluice_proto::ConsumerOffset {
@@ -220,12 +246,16 @@ impl Metadata {
                     partition: *p,
                     offset: Some(o.offset),
                     committed_ms: o.committed_ms,
-                    state: o.state.clone(),
-                    owner: self.groups.get(c).and_then(|g| g.owners.get(p).cloned()),
+                    state: if with_state { o.state.clone() } else { None },
+                    owner: self.groups.get(c).and_then(|g| g.owners.get(p).map(shown)),
                 },
             );
         }
-        for (group, g) in self.groups.iter().filter(|(name, _)| wanted(name)) {
+        for (group, g) in self
+            .groups
+            .iter()
+            .filter(|(name, g)| wanted(name) && on_topic(&g.topic))
+        {
             for (p, owner) in &g.owners {
                 rows.entry((group.clone(), g.topic.clone(), *p))
                     .or_insert_with(|| sluice_proto::ConsumerOffset {
@@ -235,7 +265,7 @@ impl Metadata {
                         offset: None,
                         committed_ms: 0,
                         state: None,
-                        owner: Some(owner.clone()),
+                        owner: Some(shown(owner)),
                     });
             }
         }

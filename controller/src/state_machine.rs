@@ -93,6 +93,8 @@ pub enum Command {
         topic: String,
         generation: u64,
         owners: BTreeMap<u32, String>,
+        /// Each owner's session timeout in ms.
+        sessions: BTreeMap<String, u64>,
     },
 }
 
@@ -131,12 +133,29 @@ const METADATA_MAGIC: &[u8; 4] = b"SLMD";
 /// 2: ACL entries added. 3: committed consumer offsets added.
 const METADATA_FORMAT: u16 = 3;
 
-/// The saved form of `md`: header, then its encoding.
+/// The saved form of `md`: header, then its encoding. Metadata without
+/// consumer offsets or groups is written as format 2, which the release
+/// before them reads: a cluster that never used them can go back to it.
 pub(crate) fn encode_metadata(md: &Metadata) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(METADATA_MAGIC);
-    out.extend_from_slice(&METADATA_FORMAT.to_be_bytes());
-    sluice_proto::encoding::append_to(&mut out, md).expect("metadata always encodes");
+    if md.consumers.is_empty() && md.groups.is_empty() {
+        out.extend_from_slice(&2u16.to_be_bytes());
+        let v2 = (
+            md.last_index,
+            md.next_topic_id,
+            &md.nodes,
+            &md.removed,
+            &md.topics,
+            &md.smartmodules,
+            &md.recent_requests,
+            &md.acls,
+        );
+        sluice_proto::encoding::append_to(&mut out, &v2).expect("metadata always encodes");
+    } else {
+        out.extend_from_slice(&METADATA_FORMAT.to_be_bytes());
+        sluice_proto::encoding::append_to(&mut out, md).expect("metadata always encodes");
+    }
     out
 }
 
@@ -164,8 +183,11 @@ pub(crate) fn decode_metadata(bytes: &[u8]) -> Result<Metadata, String> {
                 .map(|(v2, used)| (Metadata::from(v2), used))
                 .map_err(|e| format!("format 2 metadata: {e}"))?,
                 METADATA_FORMAT => {
-                    sluice_proto::encoding::from_slice::<Metadata>(body, METADATA_BYTES_MAX)
-                        .map_err(|e| e.to_string())?
+                    let (mut md, used) =
+                        sluice_proto::encoding::from_slice::<Metadata>(body, METADATA_BYTES_MAX)
+                            .map_err(|e| e.to_string())?;
+                    md.state_bytes = md.count_state_bytes();
+                    (md, used)
                 }
                 _ => {
                     return Err(format!(
@@ -323,6 +345,7 @@ impl ControllerStateMachine {
                     // no consumer resumes in it at the old one's offsets.
                     md.consumers.retain(|(_, topic, _), _| *topic != name);
                     md.groups.retain(|_, g| g.topic != name);
+                    md.state_bytes = md.count_state_bytes();
                     CommandResult::Done
                 }
                 None => CommandResult::Rejected(WireError::UnknownTopic { topic: name }),
@@ -336,7 +359,8 @@ impl ControllerStateMachine {
                 topic,
                 generation,
                 owners,
-            } => set_group_owners(md, group, topic, generation, owners),
+                sessions,
+            } => set_group_owners(md, group, topic, generation, owners, sessions),
             Command::DeleteConsumer { consumer, topic } => {
                 let mut removed_group = false;
                 if let Some(g) = md.groups.get(&consumer)
@@ -346,8 +370,9 @@ impl ControllerStateMachine {
                         return CommandResult::Rejected(WireError::InvalidArgument {
                             what: "consumer".into(),
                             reason: format!(
-                                "{consumer:?} is a consumer group whose members read partitions {:?}; \
-                                 stop them first",
+                                "{consumer:?} is a consumer group whose members read partitions {:?} \
+                                 (or did, less than their session timeout ago); stop them first \
+                                 (Ctrl-C), or retry once their session timeout has passed",
                                 g.owners.keys().collect::<Vec<_>>()
                             ),
                         });
@@ -359,6 +384,7 @@ impl ControllerStateMachine {
                 md.consumers.retain(|(c, t, _), _| {
                     !(*c == consumer && topic.as_ref().is_none_or(|x| x == t))
                 });
+                md.state_bytes = md.count_state_bytes();
                 if md.consumers.len() < before || removed_group {
                     CommandResult::Done
                 } else {
@@ -407,7 +433,8 @@ fn commit_offset(
     committed_ms: i64,
 ) -> CommandResult {
     use sluice_proto::limits::{
-        CONSUMER_OFFSETS_MAX, CONSUMER_STATE_BYTES_MAX, validate_consumer_name,
+        CONSUMER_OFFSETS_MAX, CONSUMER_STATE_BYTES_MAX, CONSUMER_STATE_TOTAL_BYTES_MAX,
+        validate_consumer_name,
     };
     if let Err(reason) = validate_consumer_name(&commit.consumer) {
         return CommandResult::Rejected(WireError::InvalidArgument {
@@ -477,6 +504,24 @@ fn commit_offset(
         (None, None) => {}
     }
     let key = (commit.consumer, commit.topic, commit.partition);
+    let old_state = md
+        .consumers
+        .get(&key)
+        .and_then(|o| o.state.as_ref())
+        .map_or(0, Vec::len);
+    let new_state = commit.state.as_ref().map_or(0, Vec::len);
+    if new_state > old_state
+        && md.state_bytes - old_state + new_state > CONSUMER_STATE_TOTAL_BYTES_MAX
+    {
+        return CommandResult::Rejected(WireError::InvalidArgument {
+            what: "offset commit".into(),
+            reason: format!(
+                "committed SmartModule states take {} bytes in all, and {CONSUMER_STATE_TOTAL_BYTES_MAX} \
+                 is the limit; delete consumers that are done (`sluice consumer delete NAME`)",
+                md.state_bytes
+            ),
+        });
+    }
     match md.consumers.get(&key) {
         Some(last) if last.session == commit.session && commit.sequence < last.sequence => {
             return CommandResult::Rejected(WireError::InvalidArgument {
@@ -501,6 +546,7 @@ fn commit_offset(
         }
         None => {}
     }
+    md.state_bytes = md.state_bytes - old_state + new_state;
     md.consumers.insert(
         key,
         crate::metadata::CommittedOffset {
@@ -521,6 +567,7 @@ fn set_group_owners(
     topic: String,
     generation: u64,
     owners: BTreeMap<u32, String>,
+    sessions: BTreeMap<String, u64>,
 ) -> CommandResult {
     use sluice_proto::limits::{CONSUMER_GROUPS_MAX, validate_consumer_name};
     let invalid = |reason: String| {
@@ -572,9 +619,13 @@ fn set_group_owners(
     }
     let expected = current.map_or(1, |g| g.generation + 1);
     if generation != expected {
-        return invalid(format!(
-            "generation {generation} is not the next one of group {group:?} ({expected}); its coordinator changed meanwhile"
-        ));
+        // Retriable: the next heartbeat starts from the newer generation.
+        return CommandResult::Rejected(WireError::Unavailable {
+            what: format!("consumer group {group:?}"),
+            reason: format!(
+                "generation {generation} is not its next one ({expected}): its coordinator changed meanwhile"
+            ),
+        });
     }
     md.groups.insert(
         group,
@@ -582,6 +633,7 @@ fn set_group_owners(
             topic,
             generation,
             owners,
+            sessions,
         },
     );
     CommandResult::Done
@@ -941,6 +993,7 @@ mod tests {
                 topic: "orders".into(),
                 generation: 1,
                 owners: [(0, "m-1".to_string()), (1, "m-2".to_string())].into(),
+                sessions: [("m-1".to_string(), 10_000), ("m-2".to_string(), 3_000)].into(),
             },
         ]
     }
@@ -1012,6 +1065,7 @@ mod tests {
             topic: topic.into(),
             generation,
             owners: list.iter().map(|(p, m)| (*p, m.to_string())).collect(),
+            sessions: list.iter().map(|(_, m)| (m.to_string(), 1_000)).collect(),
         };
         let rejected = |r: CommandResult| matches!(r, CommandResult::Rejected(_));
         // A first generation other than 1, or a partition the topic lacks: refused.
@@ -1057,7 +1111,7 @@ mod tests {
         // Listed: partition 0 owned by a with nothing committed, 1 by b at 0.
         let listed: Vec<_> = view
             .snapshot()
-            .consumer_offsets(Some("g"))
+            .consumer_offsets(Some("g"), None)
             .into_iter()
             .map(|o| (o.partition, o.offset, o.owner))
             .collect();
@@ -1164,7 +1218,7 @@ mod tests {
         assert_eq!(apply(&mut sm, commit("a", 0, 2, 9, 0)), CommandResult::Done);
         assert_eq!(apply(&mut sm, commit("b", 1, 4, 3, 0)), CommandResult::Done);
         let offsets = |md: &Metadata, c: Option<&str>| -> Vec<(String, u32, u64)> {
-            md.consumer_offsets(c)
+            md.consumer_offsets(c, None)
                 .into_iter()
                 .map(|o| (o.consumer, o.partition, o.offset.unwrap()))
                 .collect()
@@ -1271,6 +1325,23 @@ mod tests {
         sluice_fuzzing::run("controller::Metadata", &[encode_metadata(&md)], |bytes| {
             let _ = decode_metadata(bytes);
         });
+    }
+
+    #[test]
+    fn metadata_without_consumers_is_written_as_format_2_for_a_downgrade() {
+        let mut md = Metadata {
+            last_index: 3,
+            ..Metadata::default()
+        };
+        md.removed.insert(2);
+        let bytes = encode_metadata(&md);
+        assert_eq!(&bytes[4..6], &2u16.to_be_bytes());
+        assert_eq!(decode_metadata(&bytes).unwrap(), md);
+        md.groups
+            .insert("g".into(), crate::metadata::GroupRecord::default());
+        let bytes = encode_metadata(&md);
+        assert_eq!(&bytes[4..6], &METADATA_FORMAT.to_be_bytes());
+        assert_eq!(decode_metadata(&bytes).unwrap(), md);
     }
 
     #[test]

@@ -238,8 +238,13 @@ pub fn validate_smartmodule_name(name: &str) -> Result<(), String> {
 pub const CONSUMER_OFFSETS_MAX: usize = 100_000;
 
 /// SmartModule state (an aggregate's accumulator) committed with one
-/// consumer offset. Kept small because every node holds every offset.
-pub const CONSUMER_STATE_BYTES_MAX: usize = 64 * 1024;
+/// consumer offset. Kept small because every node holds every offset, and
+/// one consumer's states on a topic of `TOPIC_PARTITIONS_MAX` partitions
+/// must fit one answer frame.
+pub const CONSUMER_STATE_BYTES_MAX: usize = 8 * 1024;
+/// All committed SmartModule states together, well within what the
+/// controller's metadata may hold.
+pub const CONSUMER_STATE_TOTAL_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Members of one consumer group, and consumer groups a coordinator tracks.
 pub const GROUP_MEMBERS_MAX: usize = 1024;

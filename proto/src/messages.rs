@@ -110,10 +110,13 @@ pub enum Request {
     /// offset against the partition's end and passes the change to the
     /// controller, which stores it replicated (see ARCHITECTURE.md).
     CommitOffset(OffsetCommit),
-    /// Committed offsets, of one consumer or of all; answered from the
-    /// node's copy of the metadata.
+    /// Committed offsets, of one consumer or of all (on one topic, or on
+    /// all); answered from the node's copy of the metadata. SmartModule
+    /// states are included only for one consumer on one topic (what a
+    /// resuming consumer needs), which bounds the answer's size.
     ListConsumers {
         consumer: Option<String>,
+        topic: Option<String>,
     },
     /// Forgets a consumer's committed offsets (on one topic, or on all).
     DeleteConsumer {
@@ -128,6 +131,7 @@ pub enum Request {
     /// being dropped when its session times out.
     LeaveGroup {
         group: String,
+        topic: String,
         member: String,
     },
 }
@@ -220,6 +224,12 @@ pub struct GroupHeartbeat {
     /// The partitions the member reads now: what it was assigned, less
     /// what it has stopped reading (and committed) since.
     pub owned: Vec<u32>,
+    /// The generation of the last answer the member acted on (0 before
+    /// any). A partition missing from `owned` is taken as given up only if
+    /// this is the group's current generation: a heartbeat delayed in the
+    /// network, sent before the member was given a partition, must not
+    /// take it away while the member reads it.
+    pub generation: u64,
 }
 
 /// The coordinator's answer to a [`GroupHeartbeat`].
@@ -231,8 +241,12 @@ pub struct GroupAssignment {
     /// must be stopped (and its position committed) before the member's
     /// next heartbeat; only then does another member get it.
     pub assigned: Vec<u32>,
-    /// The group's members, as the coordinator sees them.
-    pub members: Vec<String>,
+    /// How many members the group has, as the coordinator sees them.
+    pub members: u32,
+    /// The group's committed offset in each assigned partition that has
+    /// one, from the coordinator's (the controller leader's) metadata, so a
+    /// member never starts from a lagging node's older copy.
+    pub committed: Vec<(u32, u64)>,
 }
 
 /// The position a consumer commits in one partition.

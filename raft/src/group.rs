@@ -841,6 +841,18 @@ impl<S: ReplicatedState> Group<S> {
         })
     }
 
+    /// Whether this replica still leads: a majority acknowledged it after
+    /// the call began (a read index, not the lease a cut-off leader still
+    /// believes in), and it has applied everything committed before. False
+    /// when it does not lead or `timeout` passes. Wakes a sleeping group.
+    pub async fn confirm_leadership(&self, timeout: Duration) -> bool {
+        self.wake_if_leader("a leadership check");
+        let read = self
+            .raft
+            .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex);
+        matches!(tokio::time::timeout(timeout, read).await, Ok(Ok(_)))
+    }
+
     /// Entries this replica's Raft log holds, not yet purged after a
     /// snapshot. It grows past the snapshot policy's bound while a leader
     /// keeps entries a follower is being sent (openraft postpones the purge),

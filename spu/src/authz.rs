@@ -230,8 +230,11 @@ impl<'a> Access<'a> {
             // Filtered to the topics the principal sees (see `filter`).
             Request::ListConsumers { .. } => Ok(()),
             Request::GroupHeartbeat(hb) => self.require(Operation::Consume, topic(&hb.topic)),
-            // The random member id is what a member proves itself with.
-            Request::LeaveGroup { .. } => Ok(()),
+            // And the random member id, which only the member knows (lists
+            // show its first 8 characters).
+            Request::LeaveGroup { topic: name, .. } => {
+                self.require(Operation::Consume, topic(name))
+            }
             Request::DeleteConsumer {
                 topic: Some(name), ..
             } => self.require(Operation::Consume, topic(name)),
@@ -545,7 +548,10 @@ mod tests {
             state: None,
             owner: None,
         };
-        let request = Request::ListConsumers { consumer: None };
+        let request = Request::ListConsumers {
+            consumer: None,
+            topic: None,
+        };
         assert!(access.authorize(&request).is_ok());
         let mut listed = Response::Consumers(vec![offset("audit"), offset("payroll")]);
         access.filter(&RequestShape::of(&request), &mut listed);

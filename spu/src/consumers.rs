@@ -56,12 +56,17 @@ async fn check_within_end(
         });
     };
     let mut highest_end = None;
+    let mut leader_end = None;
     if let Ok(p) = node.replicas.get(&md, topic, partition) {
         let end = p.offsets().1;
         if offset <= end {
             return Ok(());
         }
-        highest_end = Some(end);
+        if p.group.status().is_leader {
+            return Err(past_end(topic, partition, offset, end));
+        } else {
+            highest_end = Some(end);
+        }
     }
     let mut unreachable = Vec::new();
     for replica in assignment.replicas.iter().filter(|&&n| n != node.config.id) {
@@ -72,25 +77,30 @@ async fn check_within_end(
             topic: Some(topic.to_string()),
         };
         let answer = tokio::time::timeout(END_QUERY_WAIT, node.peers.request(&addr, &ask)).await;
+        // (its end, whether it is the partition's leader)
         let end = match answer {
             Ok(Ok(Response::Partitions(all))) => all
                 .into_iter()
                 .find(|p| p.partition == partition && p.leader.is_some())
-                .map(|p| p.end_offset),
+                .map(|p| (p.end_offset, p.leader == Some(*replica))),
             _ => None,
         };
         match end {
-            Some(end) if offset <= end => return Ok(()),
-            Some(end) => highest_end = highest_end.max(Some(end)),
+            Some((end, _)) if offset <= end => return Ok(()),
+            // Only the leader's end is the partition's: a follower may lag.
+            Some((end, true)) => leader_end = Some(end),
+            Some((end, false)) => highest_end = highest_end.max(Some(end)),
             None => unreachable.push(*replica),
         }
     }
+    if let Some(end) = leader_end {
+        return Err(past_end(topic, partition, offset, end));
+    }
     match highest_end {
-        Some(end) => Err(WireError::InvalidArgument {
-            what: "offset commit".into(),
+        Some(end) => Err(WireError::Unavailable {
+            what: format!("partition {topic}/{partition}"),
             reason: format!(
-                "offset {offset} is past the end of {topic}/{partition}, which is {end}: \
-                 a consumer commits the offset after the last record it processed, at most the end"
+                "offset {offset} is past what its replicas that answered hold ({end}), and its leader did not answer"
             ),
         }),
         None => Err(WireError::Unavailable {
@@ -99,5 +109,15 @@ async fn check_within_end(
                 "no replica told its end to check the commit against (asked nodes {unreachable:?})"
             ),
         }),
+    }
+}
+
+fn past_end(topic: &str, partition: u32, offset: u64, end: u64) -> WireError {
+    WireError::InvalidArgument {
+        what: "offset commit".into(),
+        reason: format!(
+            "offset {offset} is past the end of {topic}/{partition}, which is {end}: \
+             a consumer commits the offset after the last record it processed, at most the end"
+        ),
     }
 }

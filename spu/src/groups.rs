@@ -63,7 +63,59 @@ fn not_coordinator(node: &Shared) -> WireError {
     }
 }
 
+/// How long confirming the controller's leadership may take.
+const LEADERSHIP_CHECK_WAIT: Duration = Duration::from_secs(2);
+
+/// What the coordinator reads of the metadata for one group, without
+/// copying the rest.
+struct GroupView {
+    partitions: u32,
+    record: sluice_controller::GroupRecord,
+    committed: BTreeMap<u32, u64>,
+}
+
+fn group_view(node: &Shared, group: &str, topic: &str) -> Result<GroupView, WireError> {
+    node.controller.view().with(|md| {
+        let partitions = md.topic(topic)?.info.spec.partitions;
+        let record = md.groups.get(group).cloned().unwrap_or_default();
+        let committed = md
+            .consumers
+            .range((group.to_string(), topic.to_string(), 0)..)
+            .take_while(|((c, t, _), _)| c == group && t == topic)
+            .map(|((_, _, p), o)| (*p, o.offset))
+            .collect();
+        Ok(GroupView {
+            partitions,
+            record,
+            committed,
+        })
+    })
+}
+
 impl Coordinator {
+    /// Confirms this node leads the controller (a majority says so now, not
+    /// only its own belief: a leader cut off from the others must not keep
+    /// members reading) and forgets what an earlier term saw.
+    async fn lead(&self, node: &Shared, live: &mut Live) -> Result<(), WireError> {
+        let term = node
+            .controller
+            .leader_term()
+            .ok_or_else(|| not_coordinator(node))?;
+        if !node
+            .controller
+            .confirm_leadership(LEADERSHIP_CHECK_WAIT)
+            .await
+            || node.controller.leader_term() != Some(term)
+        {
+            return Err(not_coordinator(node));
+        }
+        if live.term != Some(term) {
+            live.groups.clear();
+            live.term = Some(term);
+        }
+        Ok(())
+    }
+
     /// A member's heartbeat: records it alive, moves partitions on if the
     /// members changed, and says which partitions it may read.
     pub(crate) async fn heartbeat(
@@ -87,13 +139,9 @@ impl Coordinator {
             return Err(invalid("member id", "it must be 1 to 64 bytes".into()));
         }
         let mut live = self.state.lock().await;
-        let term = node
-            .controller
-            .leader_term()
-            .ok_or_else(|| not_coordinator(node))?;
-        let md = node.metadata();
-        let partitions = md.topic(&hb.topic)?.info.spec.partitions;
-        let record = md.groups.get(&hb.group).cloned().unwrap_or_default();
+        self.lead(node, &mut live).await?;
+        let view = group_view(node, &hb.group, &hb.topic)?;
+        let record = &view.record;
         if !record.topic.is_empty() && record.topic != hb.topic {
             return Err(invalid(
                 "consumer group",
@@ -103,33 +151,28 @@ impl Coordinator {
                 ),
             ));
         }
-        if live.term != Some(term) {
-            live.groups.clear();
-            live.term = Some(term);
-        }
         let now = Instant::now();
-        let session = Duration::from_millis(hb.session_timeout_ms);
+        if !live.groups.contains_key(&hb.group) && live.groups.len() >= CONSUMER_GROUPS_MAX {
+            // Groups whose members all went silent are only swept here, at
+            // the bound, rather than on every heartbeat.
+            live.groups.retain(|_, members| {
+                members.retain(|_, m| now.duration_since(m.last_seen) <= m.session);
+                !members.is_empty()
+            });
+        }
         if !live.groups.contains_key(&hb.group) && live.groups.len() >= CONSUMER_GROUPS_MAX {
             return Err(invalid(
                 "consumer group",
-                format!("the coordinator tracks {CONSUMER_GROUPS_MAX} groups, the limit"),
+                format!(
+                    "this coordinator already follows {CONSUMER_GROUPS_MAX} groups with live members, \
+                     the limit; stop the members of groups no longer needed"
+                ),
             ));
         }
-        let members = live.groups.entry(hb.group.clone()).or_insert_with(|| {
-            // New to this coordinator: every owner counts as just seen.
-            record
-                .owners
-                .values()
-                .map(|m| {
-                    let member = Member {
-                        last_seen: now,
-                        session,
-                        strategy: hb.strategy,
-                    };
-                    (m.clone(), member)
-                })
-                .collect()
-        });
+        let members = live
+            .groups
+            .entry(hb.group.clone())
+            .or_insert_with(|| inherited(record, hb.strategy, now));
         if !members.contains_key(&hb.member) && members.len() >= GROUP_MEMBERS_MAX {
             return Err(invalid(
                 "consumer group",
@@ -143,41 +186,65 @@ impl Coordinator {
             hb.member.clone(),
             Member {
                 last_seen: now,
-                session,
+                session: Duration::from_millis(hb.session_timeout_ms),
                 strategy: hb.strategy,
             },
         );
         members.retain(|_, m| now.duration_since(m.last_seen) <= m.session);
         let alive: Vec<String> = members.keys().cloned().collect();
-        // The smallest member id's strategy: every member computes nothing,
-        // so any deterministic choice is consistent.
+        // The smallest member id's strategy: any deterministic choice is
+        // consistent, as only the coordinator computes assignments.
         let strategy = members.values().next().map_or(hb.strategy, |m| m.strategy);
+        let sessions: BTreeMap<String, u64> = members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.session.as_millis() as u64))
+            .collect();
 
+        // A partition the member no longer lists is given up only if the
+        // heartbeat answers the current generation; an older one may have
+        // been sent before the member was given it.
+        let current = hb.generation == record.generation;
         let owned: BTreeSet<u32> = hb.owned.iter().copied().collect();
         let mut owners = record.owners.clone();
-        // Partitions of members gone, and those this member stopped reading.
-        owners.retain(|p, m| members.contains_key(m) && (*m != hb.member || owned.contains(p)));
-        let target = target(strategy, &alive, partitions, &owners);
+        owners.retain(|p, m| {
+            members.contains_key(m) && (*m != hb.member || !current || owned.contains(p))
+        });
+        let target = target(strategy, &alive, view.partitions, &owners);
         for (p, m) in &target {
             owners.entry(*p).or_insert_with(|| m.clone());
         }
         let mut generation = record.generation;
         if owners != record.owners {
             generation += 1;
+            let owner_sessions = sessions
+                .into_iter()
+                .filter(|(id, _)| owners.values().any(|o| o == id))
+                .collect();
             node.controller
-                .set_group_owners(&hb.group, &hb.topic, generation, owners.clone())
+                .set_group_owners(
+                    &hb.group,
+                    &hb.topic,
+                    generation,
+                    owners.clone(),
+                    owner_sessions,
+                )
                 .await?;
-            tracing::info!(group = %hb.group, generation, ?owners, "consumer group rebalanced");
+            tracing::info!(group = %hb.group, generation, members = alive.len(), "consumer group rebalanced");
         }
-        let assigned = owners
+        let assigned: Vec<u32> = owners
             .iter()
             .filter(|(p, m)| **m == hb.member && target.get(p) == Some(m))
             .map(|(p, _)| *p)
             .collect();
+        let committed = assigned
+            .iter()
+            .filter_map(|p| view.committed.get(p).map(|o| (*p, *o)))
+            .collect();
         Ok(GroupAssignment {
             generation,
             assigned,
-            members: alive,
+            members: alive.len() as u32,
+            committed,
         })
     }
 
@@ -186,29 +253,103 @@ impl Coordinator {
         &self,
         node: &Shared,
         group: &str,
+        topic: &str,
         member: &str,
     ) -> Result<(), WireError> {
         let mut live = self.state.lock().await;
-        node.controller
-            .leader_term()
-            .ok_or_else(|| not_coordinator(node))?;
+        self.lead(node, &mut live).await?;
         if let Some(members) = live.groups.get_mut(group) {
             members.remove(member);
+            if members.is_empty() {
+                live.groups.remove(group);
+            }
         }
-        let md = node.metadata();
-        let Some(record) = md.groups.get(group) else {
-            return Ok(());
-        };
+        let view = group_view(node, group, topic)?;
+        let record = view.record;
         let mut owners = record.owners.clone();
         owners.retain(|_, m| m != member);
         if owners != record.owners {
+            let mut sessions = record.sessions.clone();
+            sessions.remove(member);
             node.controller
-                .set_group_owners(group, &record.topic, record.generation + 1, owners)
+                .set_group_owners(group, topic, record.generation + 1, owners, sessions)
                 .await?;
-            tracing::info!(group, member, "consumer group member left");
+            tracing::info!(group, "consumer group member left");
         }
         Ok(())
     }
+
+    /// Before a group is deleted: drops the owners whose session ran out,
+    /// so a group whose members all died can go. A no-op where this node
+    /// does not lead the controller (the request is passed to the leader).
+    pub(crate) async fn drop_dead_owners(
+        &self,
+        node: &Shared,
+        group: &str,
+    ) -> Result<(), WireError> {
+        let mut live = self.state.lock().await;
+        if self.lead(node, &mut live).await.is_err() {
+            return Ok(());
+        }
+        let Some(record) = node
+            .controller
+            .view()
+            .with(|md| md.groups.get(group).cloned())
+        else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let members = live
+            .groups
+            .entry(group.to_string())
+            .or_insert_with(|| inherited(&record, AssignmentStrategy::default(), now));
+        members.retain(|_, m| now.duration_since(m.last_seen) <= m.session);
+        let mut owners = record.owners.clone();
+        owners.retain(|_, m| members.contains_key(m));
+        if members.is_empty() {
+            live.groups.remove(group);
+        }
+        if owners != record.owners {
+            let mut sessions = record.sessions.clone();
+            sessions.retain(|id, _| owners.values().any(|o| o == id));
+            node.controller
+                .set_group_owners(
+                    group,
+                    &record.topic,
+                    record.generation + 1,
+                    owners,
+                    sessions,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The members a coordinator new to a group starts with: its owners, each
+/// counted as just seen and given the session timeout it joined with.
+fn inherited(
+    record: &sluice_controller::GroupRecord,
+    strategy: AssignmentStrategy,
+    now: Instant,
+) -> BTreeMap<String, Member> {
+    record
+        .owners
+        .values()
+        .map(|m| {
+            let ms = record
+                .sessions
+                .get(m)
+                .copied()
+                .unwrap_or(GROUP_SESSION_TIMEOUT_MS_MAX);
+            let member = Member {
+                last_seen: now,
+                session: Duration::from_millis(ms),
+                strategy,
+            };
+            (m.clone(), member)
+        })
+        .collect()
 }
 
 /// Which member each of `partitions` should go to, among `members` (sorted).

@@ -398,12 +398,13 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             crate::consumers::commit_offset(node, commit).await?;
             Ok(Response::OffsetCommitted)
         }
-        Request::ListConsumers { consumer } => Ok(Response::Consumers(
-            node.controller
-                .view()
-                .with(|md| md.consumer_offsets(consumer.as_deref())),
-        )),
+        Request::ListConsumers { consumer, topic } => {
+            Ok(Response::Consumers(node.controller.view().with(|md| {
+                md.consumer_offsets(consumer.as_deref(), topic.as_deref())
+            })))
+        }
         Request::DeleteConsumer { consumer, topic } => {
+            node.groups.drop_dead_owners(node, &consumer).await?;
             node.controller
                 .delete_consumer(&consumer, topic.as_deref())
                 .await?;
@@ -412,8 +413,12 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
         Request::GroupHeartbeat(hb) => Ok(Response::GroupAssignment(
             node.groups.heartbeat(node, hb).await?,
         )),
-        Request::LeaveGroup { group, member } => {
-            node.groups.leave(node, &group, &member).await?;
+        Request::LeaveGroup {
+            group,
+            topic,
+            member,
+        } => {
+            node.groups.leave(node, &group, &topic, &member).await?;
             Ok(Response::GroupLeft)
         }
         Request::Fetch(_) | Request::Raft(_) => Err(WireError::MalformedRequest {

@@ -162,7 +162,7 @@ fn bad_consumer_names_unknown_consumers_and_commits_past_the_end_are_refused() {
         assert!(err.to_string().contains("no partition 2"), "{err}");
         // A late commit of the same session does not move the offset back.
         client.commit_offset(commit(0, 4, 0)).await.unwrap_err();
-        let stored = client.consumer_offsets(Some("app")).await.unwrap();
+        let stored = client.consumer_offsets(Some("app"), None).await.unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!((stored[0].partition, stored[0].offset), (0, Some(5)));
         // The committer reads it back and commits only what moved.
@@ -366,6 +366,13 @@ fn a_group_of_three_splits_six_partitions_and_a_killed_member_s_move_without_a_s
         child.kill().unwrap();
         child.wait().unwrap();
     }
+    // All dead: once their session timed out, the group can be deleted
+    // (before, its owners might still be reading).
+    let err = env.fails(&["consumer", "delete", "workers"], b"");
+    assert!(err.contains("stop them first"), "{err}");
+    std::thread::sleep(Duration::from_secs(4));
+    env.ok(&["consumer", "delete", "workers"]);
+    assert_eq!(env.ok(&["consumer", "list"]), "no consumers\n");
 }
 
 #[test]

@@ -421,23 +421,23 @@ impl Shared {
             }
         }
         let committed: BTreeMap<u32, u64> = answer.committed.into_iter().collect();
-        let mut started = Vec::new();
-        for p in &assigned {
-            match held.get(p) {
-                Some(true) => {}
-                // Stopped for a release that has not gone through, and
-                // given back: read it again from the group's offset.
-                Some(false) | None => {
-                    self.assign(*p, committed.get(p).copied()).await;
-                    started.push(*p);
-                }
-            }
+        // Stopped for a release that has not gone through, and given back,
+        // or new: read from the group's offset.
+        let start: Vec<u32> = assigned
+            .iter()
+            .filter(|p| held.get(p) != Some(&true))
+            .copied()
+            .collect();
+        if !start.is_empty() {
+            tracing::info!(group = %self.group, partitions = ?start, "partitions assigned");
+            // Said before any of their records can be handed out (events
+            // come before records), so the application sees it first.
+            let _ = self.control.send(Ok(GroupEvent::Assigned(start.clone())));
+        }
+        for p in &start {
+            self.assign(*p, committed.get(p).copied()).await;
         }
         *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = answer.generation;
-        if !started.is_empty() {
-            tracing::info!(group = %self.group, partitions = ?started, "partitions assigned");
-            let _ = self.control.send(Ok(GroupEvent::Assigned(started)));
-        }
         released
     }
 

@@ -29,7 +29,8 @@ struct Cli {
 #[derive(Args, Clone, Debug)]
 struct RunArgs {
     /// The workload: `log` (unique values appended and read back),
-    /// `smartmodule` (the SmartModule store), or both (`log,smartmodule`).
+    /// `smartmodule` (the SmartModule store), `group` (a consumer group
+    /// reading the log; with `log`), or several (`log,smartmodule`, `log,group`).
     #[arg(long, default_value = "log")]
     workload: String,
     /// Length of the workload in seconds (faults, then a quiet tail).

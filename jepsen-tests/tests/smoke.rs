@@ -1,7 +1,8 @@
 //! The CI smoke matrix: short runs of `jepsen-tests run` against real clusters,
 //! one nemesis each, with fixed seeds (membership on 4 nodes, the rest on 3),
 //! two whole-cluster power losses less than 10 s apart (seed 6),
-//! the SmartModule-store workload under kills and partitions; and the self-test, a deliberately broken
+//! the SmartModule-store workload under kills and partitions; a consumer group
+//! reading the log under kills and partitions; and the self-test, a deliberately broken
 //! cluster (no fsync) under power loss, which the suite must call invalid.
 //!
 //! One cluster at a time (the machine has 2 cores and timing matters), so the
@@ -324,6 +325,32 @@ fn smartmodule_store() {
         assert_valid(&r);
         assert_eq!(ok_of("sm_list_final"), 3, "{}", r.describe());
         assert_eq!(ok_of("sm_consume"), 3, "{}", r.describe());
+    } else {
+        assert_unknown_without_root(&r);
+    }
+    r.passed();
+}
+
+/// A consumer group reads the log while members come and go (leave, or
+/// crash) and nodes are killed and cut off: no record skipped, no partition
+/// read by two members at once, no committed offset going back.
+#[test]
+fn consumer_group() {
+    let r = run(
+        "group",
+        9,
+        &["--workload", "log,group", "--nemesis", "kill,partition"],
+    );
+    let ok_of = |f: &str| r.results["ops_by_f"][f]["ok"].as_u64().unwrap_or(0);
+    assert!(ok_of("group_poll") > 0, "no member read: {}", r.describe());
+    assert!(
+        ok_of("group_assign") > 3,
+        "members did not come and go: {}",
+        r.describe()
+    );
+    assert!(ok_of("group_offsets") > 0, "{}", r.describe());
+    if is_root() {
+        assert_valid(&r);
     } else {
         assert_unknown_without_root(&r);
     }

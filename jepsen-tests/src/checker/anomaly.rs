@@ -164,6 +164,30 @@ pub enum Anomaly {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         error: Option<String>,
     },
+    /// A record of a partition's final log that no member of the consumer
+    /// group was handed, although the group drained the partition.
+    GroupSkipped {
+        partition: PartitionId,
+        offset: Offset,
+        value: String,
+        final_op: u64,
+    },
+    /// Two members of the group handed records of one partition in
+    /// interleaved order (the first again after the second, with no new
+    /// assignment): both read it at once. `ops`: first member's delivery,
+    /// the other's, the first's again.
+    GroupConcurrentRead {
+        partition: PartitionId,
+        members: Vec<String>,
+        ops: Vec<u64>,
+    },
+    /// The group's committed offset of a partition went back.
+    GroupOffsetRegressed {
+        partition: PartitionId,
+        from: Offset,
+        to: Offset,
+        ops: Vec<u64>,
+    },
 }
 
 /// The kinds of [`Anomaly`], in report order.
@@ -183,6 +207,9 @@ pub const KINDS: &[&str] = &[
     "sm_phantom",
     "sm_divergent",
     "sm_unusable",
+    "group_skipped",
+    "group_concurrent_read",
+    "group_offset_regressed",
 ];
 
 impl Anomaly {
@@ -204,6 +231,9 @@ impl Anomaly {
             Anomaly::SmPhantom { .. } => "sm_phantom",
             Anomaly::SmDivergent { .. } => "sm_divergent",
             Anomaly::SmUnusable { .. } => "sm_unusable",
+            Anomaly::GroupSkipped { .. } => "group_skipped",
+            Anomaly::GroupConcurrentRead { .. } => "group_concurrent_read",
+            Anomaly::GroupOffsetRegressed { .. } => "group_offset_regressed",
         }
     }
 }

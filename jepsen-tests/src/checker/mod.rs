@@ -7,6 +7,7 @@
 
 mod anomaly;
 mod figures;
+mod group;
 mod log;
 mod order;
 mod replicas;
@@ -107,10 +108,25 @@ fn log_anomalies(h: &History, v: &LogView<'_>) -> Vec<Anomaly> {
     out
 }
 
+fn group_anomalies(log: &LogView<'_>, v: &group::GroupView<'_>) -> Vec<Anomaly> {
+    let mut out = group::skipped(log, v);
+    out.extend(group::concurrent(v));
+    out.extend(group::offsets_regressed(v));
+    out
+}
+
+/// Consumer group: no record skipped, one reader per partition at a time,
+/// committed offsets never going back.
+pub fn group(h: &History) -> Vec<Anomaly> {
+    group_anomalies(&LogView::new(h), &group::GroupView::new(h))
+}
+
 /// Every anomaly of every checker, in [`KINDS`] order.
 pub fn anomalies(h: &History) -> Vec<Anomaly> {
-    let mut out = log_anomalies(h, &LogView::new(h));
+    let log = LogView::new(h);
+    let mut out = log_anomalies(h, &log);
     out.extend(sm_anomalies(h, &SmView::new(h)));
+    out.extend(group_anomalies(&log, &group::GroupView::new(h)));
     out
 }
 
@@ -142,8 +158,10 @@ pub fn check(h: &History) -> CheckResult {
 pub fn check_with(h: &History, opts: &CheckOptions) -> CheckResult {
     let log_view = LogView::new(h);
     let sm_view = SmView::new(h);
+    let group_view = group::GroupView::new(h);
     let mut found = log_anomalies(h, &log_view);
     found.extend(sm_anomalies(h, &sm_view));
+    found.extend(group_anomalies(&log_view, &group_view));
 
     let (ops, ops_by_f) = figures::op_counts(h);
     let faults = figures::faults(h);
@@ -178,6 +196,15 @@ pub fn check_with(h: &History, opts: &CheckOptions) -> CheckResult {
     let drained = figures::drained_nodes(h);
     for n in nodes.difference(&drained) {
         unknown_reasons.push(format!("no final read from node {n}"));
+    }
+    if group_view.any {
+        for p in &log_view.partitions {
+            if !group_view.drained.contains(p) {
+                unknown_reasons.push(format!(
+                    "the consumer group did not drain partition {p} after the heal"
+                ));
+            }
+        }
     }
     if sm_view.any && !sm_view.has_finals() {
         unknown_reasons.push("no final SmartModule list on any node".to_string());

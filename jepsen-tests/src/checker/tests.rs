@@ -687,3 +687,95 @@ fn results_json_has_every_kind_and_a_three_state_verdict() {
         serde_json::json!(false)
     );
 }
+
+/// A group history over `base`'s log of 4 records: member `a` reads
+/// offsets 0-1, `b` takes over for 2-3, and a final drain by `c`.
+fn group_base(b: &mut HistoryBuilder) -> Vec<(u64, String)> {
+    let log = base(b, 4);
+    let r = refs(&log);
+    b.group_assign(20, "a", &[0])
+        .group_poll(20, "a", 0, &r[..2], false);
+    b.group_offsets(22, &[(0, 2)]);
+    b.group_assign(21, "b", &[0])
+        .group_poll(21, "b", 0, &r[2..], false);
+    b.group_offsets(22, &[(0, 4)]);
+    log
+}
+
+#[test]
+fn a_clean_group_history_is_valid() {
+    let mut b = HistoryBuilder::new();
+    let log = group_base(&mut b);
+    let r = refs(&log);
+    b.group_assign(23, "c", &[0])
+        .group_poll(23, "c", 0, &[], true);
+    finals(&mut b, &r);
+    let h = b.build().unwrap();
+    assert!(anomalies(&h).is_empty(), "{:#?}", anomalies(&h));
+    assert_eq!(check(&h).valid, Validity::Valid);
+    // `a` given the partition back after `b` read it: no anomaly either.
+    let mut b2 = HistoryBuilder::new();
+    let log = group_base(&mut b2);
+    let r = refs(&log);
+    b2.group_assign(20, "a", &[0])
+        .group_poll(20, "a", 0, &r[3..], false);
+    b2.group_poll(23, "c", 0, &[], true);
+    finals(&mut b2, &r);
+    assert!(anomalies(&b2.build().unwrap()).is_empty());
+}
+
+#[test]
+fn a_record_no_member_was_handed_is_skipped() {
+    let mut b = HistoryBuilder::new();
+    let log = base(&mut b, 4);
+    let r = refs(&log);
+    b.group_assign(20, "a", &[0])
+        .group_poll(20, "a", 0, &[r[0], r[1], r[3]], false);
+    b.group_poll(20, "a", 0, &[], true);
+    finals(&mut b, &r);
+    let found = assert_only(&b.build().unwrap(), "group_skipped", 1);
+    assert!(matches!(&found[0], Anomaly::GroupSkipped { offset: 2, .. }));
+}
+
+#[test]
+fn an_undrained_group_makes_the_run_unknown() {
+    let mut b = HistoryBuilder::new();
+    let log = group_base(&mut b);
+    finals(&mut b, &refs(&log));
+    let r = check(&b.build().unwrap());
+    assert_eq!(r.valid, Validity::Unknown);
+    assert!(
+        r.unknown_reasons
+            .iter()
+            .any(|u| u.contains("did not drain")),
+        "{:?}",
+        r.unknown_reasons
+    );
+}
+
+#[test]
+fn a_member_reading_on_after_another_took_over_is_concurrent() {
+    let mut b = HistoryBuilder::new();
+    let log = group_base(&mut b);
+    let r = refs(&log);
+    // `a` is handed more of partition 0 after `b` was, never given it again.
+    b.group_poll(20, "a", 0, &r[2..3], false);
+    b.group_poll(23, "c", 0, &[], true);
+    finals(&mut b, &r);
+    assert_only(&b.build().unwrap(), "group_concurrent_read", 1);
+}
+
+#[test]
+fn a_committed_offset_going_back_is_a_regression() {
+    let mut b = HistoryBuilder::new();
+    let log = group_base(&mut b);
+    let r = refs(&log);
+    b.group_offsets(22, &[(0, 3)]);
+    b.group_poll(23, "c", 0, &[], true);
+    finals(&mut b, &r);
+    let found = assert_only(&b.build().unwrap(), "group_offset_regressed", 1);
+    assert!(matches!(
+        &found[0],
+        Anomaly::GroupOffsetRegressed { from: 4, to: 3, .. }
+    ));
+}

@@ -72,6 +72,52 @@ impl HistoryBuilder {
         self.push(Process::Client(process), kind, call, node)
     }
 
+    /// Consumer-group `member` (process `process`) handed `rs` of `partition`.
+    pub fn group_poll(
+        &mut self,
+        process: u64,
+        member: &str,
+        partition: PartitionId,
+        rs: &[(Offset, &str)],
+        is_final: bool,
+    ) -> &mut Self {
+        let call = |records| {
+            Call::GroupPoll(crate::history::GroupPoll {
+                member: member.into(),
+                partition,
+                is_final,
+                records,
+            })
+        };
+        self.invoke(process, 1, call(None))
+            .complete(process, OpType::Ok, call(Some(records(rs))))
+    }
+
+    /// Consumer-group `member` given `partitions`.
+    pub fn group_assign(
+        &mut self,
+        process: u64,
+        member: &str,
+        partitions: &[PartitionId],
+    ) -> &mut Self {
+        let call = Call::GroupAssign(crate::history::GroupAssign {
+            member: member.into(),
+            partitions: partitions.to_vec(),
+        });
+        self.invoke(process, 1, call.clone())
+            .complete(process, OpType::Ok, call)
+    }
+
+    /// The group's committed offsets as listed.
+    pub fn group_offsets(&mut self, process: u64, offsets: &[(PartitionId, Offset)]) -> &mut Self {
+        let call = |offsets| Call::GroupOffsets(crate::history::GroupOffsets { offsets });
+        self.invoke(process, 1, call(None)).complete(
+            process,
+            OpType::Ok,
+            call(Some(offsets.to_vec())),
+        )
+    }
+
     /// Invokes a send of `value` to `partition`.
     pub fn send_invoke(&mut self, process: u64, value: &str, partition: PartitionId) -> &mut Self {
         self.invoke(process, 1, send(value, partition, None))

@@ -34,8 +34,9 @@ mod validate;
 
 pub use builder::HistoryBuilder;
 pub use ops::{
-    Call, FinalRead, LeaderEvent, Module, NemesisEvent, NodeId, Offset, Op, OpType, PartitionId,
-    Process, ReadCall, Record, SendCall, SmConsume, SmCreate, SmDelete, SmList,
+    Call, FinalRead, GroupAssign, GroupOffsets, GroupPoll, LeaderEvent, Module, NemesisEvent,
+    NodeId, Offset, Op, OpType, PartitionId, Process, ReadCall, Record, SendCall, SmConsume,
+    SmCreate, SmDelete, SmList,
 };
 pub use validate::{Outcome, Pair};
 

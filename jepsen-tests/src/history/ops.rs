@@ -178,6 +178,35 @@ pub struct SmConsume {
     pub records: Option<Vec<Record>>,
 }
 
+/// `group_poll`: records of `partition` that consumer-group `member` was
+/// handed (its application saw them), in order. `records` on `ok` only.
+/// `final: true` marks the drain after the heal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPoll {
+    pub member: String,
+    pub partition: PartitionId,
+    #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
+    pub is_final: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<Record>>,
+}
+
+/// `group_assign`: consumer-group `member` was given `partitions` (its
+/// application saw the event, before any record of them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupAssign {
+    pub member: String,
+    pub partitions: Vec<PartitionId>,
+}
+
+/// `group_offsets`: the group's committed offsets as listed, `[partition,
+/// offset]` pairs (`ok` only).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GroupOffsets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets: Option<Vec<(PartitionId, Offset)>>,
+}
+
 /// A nemesis event: `fault` is the kind (`kill`, `pause`, `partition`,
 /// `power_loss`, `corruption`, `membership`, `clock`, ...), `nodes` its targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +241,9 @@ pub enum Call {
     SmDelete(SmDelete),
     SmList(SmList),
     SmConsume(SmConsume),
+    GroupPoll(GroupPoll),
+    GroupAssign(GroupAssign),
+    GroupOffsets(GroupOffsets),
     /// Nemesis: a fault begins.
     Start(NemesisEvent),
     /// Nemesis: a fault ends (healed).
@@ -235,6 +267,9 @@ impl Call {
             Call::SmDelete(_) => "sm_delete",
             Call::SmList(_) => "sm_list",
             Call::SmConsume(_) => "sm_consume",
+            Call::GroupPoll(_) => "group_poll",
+            Call::GroupAssign(_) => "group_assign",
+            Call::GroupOffsets(_) => "group_offsets",
             Call::Start(_) => "start",
             Call::Stop(_) => "stop",
             Call::Unavailable(_) => "unavailable",
@@ -256,6 +291,7 @@ impl Call {
         match self {
             Call::FinalRead(_) | Call::SmConsume(_) => true,
             Call::SmList(l) => l.is_final,
+            Call::GroupPoll(g) => g.is_final,
             _ => false,
         }
     }
@@ -344,6 +380,9 @@ enum ValueRef<'a> {
     SmDelete(&'a SmDelete),
     SmList(&'a SmList),
     SmConsume(&'a SmConsume),
+    GroupPoll(&'a GroupPoll),
+    GroupAssign(&'a GroupAssign),
+    GroupOffsets(&'a GroupOffsets),
     Nemesis(&'a NemesisEvent),
     Leader(&'a LeaderEvent),
 }
@@ -358,6 +397,9 @@ impl Serialize for Op {
             Call::SmDelete(v) => ValueRef::SmDelete(v),
             Call::SmList(v) => ValueRef::SmList(v),
             Call::SmConsume(v) => ValueRef::SmConsume(v),
+            Call::GroupPoll(v) => ValueRef::GroupPoll(v),
+            Call::GroupAssign(v) => ValueRef::GroupAssign(v),
+            Call::GroupOffsets(v) => ValueRef::GroupOffsets(v),
             Call::Start(v) | Call::Stop(v) | Call::Unavailable(v) => ValueRef::Nemesis(v),
             Call::Leader(v) => ValueRef::Leader(v),
         };

@@ -157,6 +157,11 @@ fn same_call(invoke: &Call, done: &Call) -> Result<(), String> {
         (Call::SmCreate(a), Call::SmCreate(b)) => a == b,
         (Call::SmDelete(a), Call::SmDelete(b)) => a == b,
         (Call::SmList(a), Call::SmList(b)) => a.is_final == b.is_final,
+        (Call::GroupPoll(a), Call::GroupPoll(b)) => {
+            a.member == b.member && a.partition == b.partition && a.is_final == b.is_final
+        }
+        (Call::GroupOffsets(_), Call::GroupOffsets(_)) => true,
+        (Call::GroupAssign(a), Call::GroupAssign(b)) => a == b,
         (Call::SmConsume(a), Call::SmConsume(b)) => {
             a.module == b.module
                 && a.topic == b.topic
@@ -182,6 +187,8 @@ fn missing_result(call: &Call) -> Option<&'static str> {
         }
         Call::SmList(l) if l.modules.is_none() => Some("modules"),
         Call::SmConsume(c) if c.records.is_none() => Some("records"),
+        Call::GroupPoll(g) if g.records.is_none() => Some("records"),
+        Call::GroupOffsets(g) if g.offsets.is_none() => Some("offsets"),
         _ => None,
     }
 }

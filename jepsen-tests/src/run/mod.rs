@@ -15,6 +15,7 @@
 pub mod cluster;
 pub mod corrupt;
 pub mod firewall;
+pub mod group;
 pub mod nemesis;
 pub mod netns;
 pub mod power;
@@ -327,11 +328,26 @@ fn free_port(n: u32) -> anyhow::Result<u16> {
     bail!("no free UDP port range for {n} nodes")
 }
 
+/// Each partition's end after the heal, as its leader lists it.
+async fn group_ends(ctx: &Ctx) -> std::collections::BTreeMap<u32, u64> {
+    let mut ends = std::collections::BTreeMap::new();
+    if let Ok(client) = workload::connect(&ctx.home).await
+        && let Ok(parts) = client.list_partitions(Some(&ctx.topic)).await
+    {
+        for p in parts {
+            ends.insert(p.partition, p.end_offset);
+        }
+    }
+    ends
+}
+
 /// Which workloads a run has (`--workload`, comma-separated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Workloads {
     pub log: bool,
     pub smartmodule: bool,
+    /// A consumer group reading the log workload's topic (needs `log`).
+    pub group: bool,
 }
 
 /// Parses `--workload`: `log`, `smartmodule`, or both (`log,smartmodule`).
@@ -339,15 +355,22 @@ pub fn parse_workload(s: &str) -> anyhow::Result<Workloads> {
     let mut w = Workloads {
         log: false,
         smartmodule: false,
+        group: false,
     };
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
             "log" => w.log = true,
             "smartmodule" => w.smartmodule = true,
+            "group" => w.group = true,
             other => {
-                bail!("unknown workload {other:?}: use log, smartmodule, or both (log,smartmodule)")
+                bail!(
+                    "unknown workload {other:?}: use log, smartmodule, group (with log), or several (log,group)"
+                )
             }
         }
+    }
+    if w.group && !w.log {
+        bail!("--workload group reads what the log workload writes: use log,group");
     }
     if !w.log && !w.smartmodule {
         bail!("--workload names no workload: use log, smartmodule, or both");
@@ -485,6 +508,12 @@ async fn run_async(
             ReadMode::Replica(node),
         )));
     }
+    if workloads.group {
+        for s in 0..group::MEMBERS {
+            tasks.push(tokio::spawn(group::slot(ctx.clone(), s)));
+        }
+        tasks.push(tokio::spawn(group::sampler(ctx.clone())));
+    }
     let nemesis_task = {
         let nem = nem.clone();
         let steps = steps.clone();
@@ -523,6 +552,13 @@ async fn run_async(
         }
         eprintln!("[{:>6} ms] final reads on every node", rec.now_ms());
         workload::final_reads(&ctx, &nodes).await;
+    }
+    if workloads.group {
+        eprintln!("[{:>6} ms] draining the consumer group", rec.now_ms());
+        let ends = group_ends(&ctx).await;
+        if !group::drain(&ctx, &ends).await {
+            eprintln!("warning: the consumer group did not drain every partition");
+        }
     }
     let mut workload_problems = Vec::new();
     if let Some(sm) = &sm_ctx {

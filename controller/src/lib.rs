@@ -301,11 +301,16 @@ impl Controller {
     }
 
     /// Stores a consumer's committed offset (the caller checked it against
-    /// the partition's end).
-    pub async fn commit_offset(&self, commit: sluice_proto::OffsetCommit) -> Result<(), WireError> {
+    /// the end of the partition of topic id `topic_id`).
+    pub async fn commit_offset(
+        &self,
+        commit: sluice_proto::OffsetCommit,
+        topic_id: u32,
+    ) -> Result<(), WireError> {
         self.propose(Command::CommitOffset {
             commit,
             committed_ms: sluice_proto::now_ms(),
+            topic_id,
         })
         .await
         .map(|_| ())

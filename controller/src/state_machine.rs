@@ -78,6 +78,9 @@ pub enum Command {
     CommitOffset {
         commit: sluice_proto::OffsetCommit,
         committed_ms: i64,
+        /// The id of the topic the proposer checked the offset against: a
+        /// topic deleted and created again meanwhile is another topic.
+        topic_id: u32,
     },
     /// Forgets a consumer's offsets (on one topic, or all); refused if
     /// there is none, or if it is a group with members.
@@ -353,7 +356,8 @@ impl ControllerStateMachine {
             Command::CommitOffset {
                 commit,
                 committed_ms,
-            } => commit_offset(md, commit, committed_ms),
+                topic_id,
+            } => commit_offset(md, commit, committed_ms, topic_id),
             Command::SetGroupOwners {
                 group,
                 topic,
@@ -431,6 +435,7 @@ fn commit_offset(
     md: &mut Metadata,
     commit: sluice_proto::OffsetCommit,
     committed_ms: i64,
+    topic_id: u32,
 ) -> CommandResult {
     use sluice_proto::limits::{
         CONSUMER_OFFSETS_MAX, CONSUMER_STATE_BYTES_MAX, CONSUMER_STATE_TOTAL_BYTES_MAX,
@@ -459,6 +464,16 @@ fn commit_offset(
             topic: commit.topic,
         });
     };
+    if record.id != topic_id {
+        return CommandResult::Rejected(WireError::InvalidArgument {
+            what: "offset commit".into(),
+            reason: format!(
+                "topic {:?} was deleted and created again since the commit was checked; \
+                 its offsets start afresh",
+                commit.topic
+            ),
+        });
+    }
     let partitions = record.info.spec.partitions;
     if commit.partition >= partitions {
         return CommandResult::Rejected(WireError::UnknownPartition {
@@ -983,6 +998,7 @@ mod tests {
                     member: None,
                 },
                 committed_ms: 1_700_000_000_001,
+                topic_id: 1,
             },
             Command::DeleteConsumer {
                 consumer: "gone".into(),
@@ -1100,6 +1116,7 @@ mod tests {
                 member: member.map(str::to_string),
             },
             committed_ms: 1,
+            topic_id: 1,
         };
         assert_eq!(apply(&mut sm, commit(1, Some("b"))), CommandResult::Done);
         // Partition 1 moved from a to b: a is fenced; no member at all is refused.
@@ -1155,6 +1172,7 @@ mod tests {
                 member: None,
             },
             committed_ms: 5,
+            topic_id: 1,
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("controller.bin");
@@ -1203,6 +1221,15 @@ mod tests {
         }
         assert!(matches!(
             apply(&mut sm, too_big),
+            CommandResult::Rejected(WireError::InvalidArgument { .. })
+        ));
+        // Checked against a topic of the same name deleted since: refused.
+        let mut old_topic = commit("a", 0, 10, 1, 5);
+        if let Command::CommitOffset { topic_id, .. } = &mut old_topic {
+            *topic_id = 7;
+        }
+        assert!(matches!(
+            apply(&mut sm, old_topic),
             CommandResult::Rejected(WireError::InvalidArgument { .. })
         ));
         assert_eq!(

@@ -33,21 +33,23 @@ pub(crate) async fn commit_offset(node: &Shared, commit: OffsetCommit) -> Result
             ),
         });
     }
-    check_within_end(node, &commit.topic, commit.partition, commit.offset).await?;
-    node.controller.commit_offset(commit).await
+    let topic_id = check_within_end(node, &commit.topic, commit.partition, commit.offset).await?;
+    node.controller.commit_offset(commit, topic_id).await
 }
 
 /// Whether `offset` is at most the end of `topic`/`partition`: this node's
 /// replica answers if it has come that far, else the partition's other
 /// replicas are asked (each reports its own end; the leader's is the end).
+/// Returns the id of the topic checked.
 async fn check_within_end(
     node: &Shared,
     topic: &str,
     partition: u32,
     offset: u64,
-) -> Result<(), WireError> {
+) -> Result<u32, WireError> {
     let md = node.metadata();
     let record = md.topic(topic)?;
+    let topic_id = record.id;
     let Some(assignment) = record.info.assignments.get(partition as usize) else {
         return Err(WireError::UnknownPartition {
             topic: topic.to_string(),
@@ -60,7 +62,7 @@ async fn check_within_end(
     if let Ok(p) = node.replicas.get(&md, topic, partition) {
         let end = p.offsets().1;
         if offset <= end {
-            return Ok(());
+            return Ok(topic_id);
         }
         if p.group.status().is_leader {
             return Err(past_end(topic, partition, offset, end));
@@ -86,7 +88,7 @@ async fn check_within_end(
             _ => None,
         };
         match end {
-            Some((end, _)) if offset <= end => return Ok(()),
+            Some((end, _)) if offset <= end => return Ok(topic_id),
             // Only the leader's end is the partition's: a follower may lag.
             Some((end, true)) => leader_end = Some(end),
             Some((end, false)) => highest_end = highest_end.max(Some(end)),

@@ -193,6 +193,17 @@ impl GroupConsumer {
         }
     }
 
+    /// The events as a stream (each item after the first marks the
+    /// previous batch processed, as [`Self::next_event`] does). The
+    /// member keeps running while the stream lives; dropping it is a crash,
+    /// not a goodbye (see [`Self::leave`]).
+    pub fn into_stream(self) -> impl futures::Stream<Item = Result<GroupEvent>> + Send + Unpin {
+        Box::pin(futures::stream::unfold(self, |mut member| async move {
+            let event = member.next_event().await?;
+            Some((event, member))
+        }))
+    }
+
     /// Marks `record` processed now (instead of at the next event).
     pub fn processed(&self, record: &ConsumerRecord) {
         self.shared.processed(record.partition, record.offset);

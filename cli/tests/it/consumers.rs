@@ -485,3 +485,49 @@ fn a_group_keeps_reading_when_the_coordinator_and_partition_leaders_die() {
         child.wait().unwrap();
     }
 }
+
+#[test]
+fn the_client_s_group_consumer_streams_its_assignment_then_records() {
+    use futures::StreamExt;
+    use sluice_client::{Client, GroupConfig, GroupConsumer, GroupEvent};
+
+    let env = Env::started();
+    env.ok(&["topic", "create", "stream", "-p", "2"]);
+    env.ok_with_input(&["produce", "stream", "-p", "1"], b"one\ntwo\n");
+    let endpoint = format!("127.0.0.1:{}", env.port);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
+            .await
+            .unwrap();
+        let config = GroupConfig {
+            start: sluice_client::proto::StartOffset::Beginning,
+            ..GroupConfig::default()
+        };
+        let member = GroupConsumer::join(&client, "streamers", "stream", config)
+            .await
+            .unwrap();
+        let mut events = member.into_stream();
+        let first = events.next().await.unwrap().unwrap();
+        assert_eq!(first, GroupEvent::Assigned(vec![0, 1]));
+        let mut values = Vec::new();
+        while values.len() < 2 {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let GroupEvent::Records(batch) = event {
+                assert!(batch.iter().all(|r| r.partition == 1));
+                values.extend(batch.into_iter().map(|r| r.value));
+            }
+        }
+        assert_eq!(values, vec![b"one".to_vec(), b"two".to_vec()]);
+        // A member of another topic's group name: refused when joining.
+        let err = GroupConsumer::join(&client, "streamers", "nope", GroupConfig::default())
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("Topic not found"), "{err}");
+    });
+}

@@ -25,6 +25,16 @@ pub enum TopicCmd {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Add partitions to a topic (its records stay where they are; new
+    /// keys may map to other partitions from then on; consumer groups
+    /// rebalance onto them).
+    AddPartition {
+        /// Topic name.
+        name: String,
+        /// How many partitions to add.
+        #[arg(short = 'c', long, default_value_t = 1)]
+        count: u32,
+    },
     /// Delete topics and their data.
     #[command(alias = "rm")]
     Delete {
@@ -125,6 +135,20 @@ pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
             let name = spec.name.clone();
             client.create_topic(spec).await?;
             output::write_stdout(format!("topic {name:?} created\n").as_bytes())
+        }
+        TopicCmd::AddPartition { name, count } => {
+            let client = crate::connect(globals).await?;
+            let info = client
+                .add_partitions(&name, count)
+                .await
+                .with_context(|| format!("cannot add partitions to topic {name}"))?;
+            output::write_stdout(
+                format!(
+                    "added {count} partition(s) to topic {name:?}: it has {} now\n",
+                    info.spec.partitions
+                )
+                .as_bytes(),
+            )
         }
         TopicCmd::List(out) => {
             let client = crate::connect(globals).await?;

@@ -257,6 +257,20 @@ impl Client {
         }
     }
 
+    /// Adds `count` partitions to `topic`; returns the topic as it is now.
+    /// Producers created before keep the partition count they read (keys
+    /// map to partitions by that count until they are created again).
+    pub async fn add_partitions(&self, topic: &str, count: u32) -> Result<TopicInfo> {
+        let request = Request::AddPartitions {
+            topic: topic.to_string(),
+            count,
+        };
+        match self.admin(request).await? {
+            Response::Topic(info) | Response::TopicCreated(info) => Ok(info),
+            other => Err(self.unexpected("add partitions", &other)),
+        }
+    }
+
     /// Deletes a topic and its data.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         match self

@@ -370,6 +370,27 @@ impl Controller {
         .map(|_| ())
     }
 
+    /// Adds `count` partitions to `topic`, on live nodes.
+    pub async fn add_partitions(&self, topic: &str, count: u32) -> Result<TopicInfo, WireError> {
+        let live = self.group.live_members_now(LIVENESS_WINDOW).await;
+        // Like topic creation: the per-node bound is checked when proposed.
+        self.view.with(|md| {
+            let added = md.added_partitions(topic, count, live.as_deref())?;
+            md.check_replica_capacity(topic, &added)
+        })?;
+        match self
+            .propose(Command::AddPartitions {
+                topic: topic.to_string(),
+                count,
+                live,
+            })
+            .await?
+        {
+            CommandResult::TopicCreated(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn delete_topic(&self, name: &str) -> Result<(), WireError> {
         self.propose(Command::DeleteTopic {
             name: name.to_string(),

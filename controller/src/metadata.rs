@@ -299,6 +299,55 @@ impl Metadata {
 
     /// Refuses `assignments` (a new topic's) if they would take a node past
     /// [`PARTITION_REPLICAS_PER_NODE_MAX`].
+    /// The assignments of `count` partitions added to `topic`, placed as
+    /// `assign` places a topic's (rotating over the nodes by the topic's
+    /// id), continuing its numbering.
+    pub(crate) fn added_partitions(
+        &self,
+        topic: &str,
+        count: u32,
+        live: Option<&[NodeId]>,
+    ) -> Result<Vec<PartitionAssignment>, WireError> {
+        use sluice_proto::limits::TOPIC_PARTITIONS_MAX;
+        let record = self.topic(topic)?;
+        let have = record.info.spec.partitions;
+        if count == 0 || have.saturating_add(count) > TOPIC_PARTITIONS_MAX {
+            return Err(WireError::InvalidArgument {
+                what: "partition count".into(),
+                reason: format!(
+                    "topic {topic} has {have} partitions; add 1 to {} more (a topic has at most {TOPIC_PARTITIONS_MAX})",
+                    TOPIC_PARTITIONS_MAX - have
+                ),
+            });
+        }
+        let replication = record.info.spec.replication as usize;
+        let nodes: Vec<NodeId> = self
+            .nodes
+            .keys()
+            .copied()
+            .filter(|n| live.is_none_or(|live| live.contains(n)))
+            .collect();
+        if replication > nodes.len() {
+            return Err(WireError::InvalidArgument {
+                what: "replication factor".into(),
+                reason: format!(
+                    "topic {topic} keeps {replication} replicas of each partition but {} of the cluster's {} node(s) are reachable; bring nodes back",
+                    nodes.len(),
+                    self.nodes.len()
+                ),
+            });
+        }
+        let offset = record.id.saturating_sub(1) as usize;
+        Ok((have..have + count)
+            .map(|p| PartitionAssignment {
+                partition: p,
+                replicas: (0..replication)
+                    .map(|r| nodes[(offset + p as usize + r) % nodes.len()])
+                    .collect(),
+            })
+            .collect())
+    }
+
     pub(crate) fn check_replica_capacity(
         &self,
         topic: &str,

@@ -99,6 +99,13 @@ pub enum Command {
         /// Each owner's session timeout in ms.
         sessions: BTreeMap<String, u64>,
     },
+    /// Adds `count` partitions to `topic`, placed like a new topic's over
+    /// `live` (the nodes the proposing leader heard from recently).
+    AddPartitions {
+        topic: String,
+        count: u32,
+        live: Option<Vec<u64>>,
+    },
 }
 
 /// The outcome of applying a [`Command`].
@@ -358,6 +365,20 @@ impl ControllerStateMachine {
                 committed_ms,
                 topic_id,
             } => commit_offset(md, commit, committed_ms, topic_id),
+            Command::AddPartitions { topic, count, live } => {
+                match md.added_partitions(&topic, count, live.as_deref()) {
+                    Ok(added) => {
+                        let record = md
+                            .topics
+                            .get_mut(&topic)
+                            .expect("checked by added_partitions");
+                        record.info.spec.partitions += count;
+                        record.info.assignments.extend(added);
+                        CommandResult::TopicCreated(record.info.clone())
+                    }
+                    Err(e) => CommandResult::Rejected(e),
+                }
+            }
             Command::SetGroupOwners {
                 group,
                 topic,
@@ -1044,6 +1065,88 @@ mod tests {
         let mut commands = sample_commands();
         commands.truncate(SAMPLE_COMMANDS_V2);
         assert_eq!(samples, vec![Metadata::default(), applied(commands)]);
+    }
+
+    #[test]
+    fn partitions_are_added_where_a_new_topic_would_put_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, view) = ControllerStateMachine::open(dir.path().join("md")).unwrap();
+        for id in 1..=3 {
+            apply(
+                &mut sm,
+                id,
+                Command::RegisterNode(NodeRecord {
+                    id,
+                    addr: format!("127.0.0.1:{}", 9000 + id),
+                    incarnation: None,
+                }),
+            );
+        }
+        let created = apply(
+            &mut sm,
+            4,
+            Command::CreateTopic {
+                spec: TopicSpec {
+                    partitions: 2,
+                    replication: 2,
+                    ..TopicSpec::new("t")
+                },
+                created_ms: 1,
+                live: None,
+            },
+        );
+        let CommandResult::TopicCreated(before) = created else {
+            panic!("{created:?}")
+        };
+        let add = |count, live: Option<Vec<u64>>| Command::AddPartitions {
+            topic: "t".into(),
+            count,
+            live,
+        };
+        let CommandResult::TopicCreated(after) = apply(&mut sm, 5, add(2, None)) else {
+            panic!("not added")
+        };
+        assert_eq!(after.spec.partitions, 4);
+        assert_eq!(after.assignments[..2], before.assignments[..]);
+        // The same rotation a 4-partition topic of this id would have had.
+        let fresh = view.with(|md| {
+            md.added_partitions("t", 1, None)
+                .map(|a| a[0].replicas.clone())
+                .unwrap()
+        });
+        assert_eq!(fresh.len(), 2);
+        for (i, a) in after.assignments.iter().enumerate() {
+            assert_eq!(a.partition, i as u32);
+            assert_eq!(a.replicas.len(), 2);
+        }
+        // Placed on live nodes only; bad counts and unknown topics refused.
+        let CommandResult::TopicCreated(live_only) = apply(&mut sm, 6, add(1, Some(vec![2, 3])))
+        else {
+            panic!("not added")
+        };
+        assert!(
+            live_only.assignments[4]
+                .replicas
+                .iter()
+                .all(|n| [2, 3].contains(n))
+        );
+        assert!(matches!(
+            apply(&mut sm, 7, add(0, None)),
+            CommandResult::Rejected(WireError::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            apply(&mut sm, 8, add(1, Some(vec![1]))),
+            CommandResult::Rejected(WireError::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            apply(
+                &mut sm,
+                9,
+                add(sluice_proto::limits::TOPIC_PARTITIONS_MAX, None)
+            ),
+            CommandResult::Rejected(WireError::InvalidArgument { .. })
+        ));
+        assert_eq!(view.snapshot().topics["t"].info.spec.partitions, 5);
     }
 
     #[test]

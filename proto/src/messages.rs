@@ -134,6 +134,12 @@ pub enum Request {
         topic: String,
         member: String,
     },
+    /// Adds `count` partitions to a topic (`topic add-partition`); existing
+    /// partitions and their records stay as they are.
+    AddPartitions {
+        topic: String,
+        count: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,6 +377,10 @@ pub enum MetadataChange {
         consumer: String,
         topic: Option<String>,
     },
+    AddPartitions {
+        topic: String,
+        count: u32,
+    },
 }
 
 impl MetadataChange {
@@ -399,6 +409,9 @@ impl MetadataChange {
             MetadataChange::DeleteConsumer { consumer, topic } => {
                 Request::DeleteConsumer { consumer, topic }
             }
+            MetadataChange::AddPartitions { topic, count } => {
+                Request::AddPartitions { topic, count }
+            }
         }
     }
 
@@ -415,6 +428,7 @@ impl MetadataChange {
             MetadataChange::RemoveAcl(_) => "remove ACL",
             MetadataChange::CommitOffset(_) => "commit offset",
             MetadataChange::DeleteConsumer { .. } => "delete consumer",
+            MetadataChange::AddPartitions { .. } => "add partitions",
         }
     }
 }
@@ -458,6 +472,9 @@ impl Request {
             Request::DeleteConsumer { consumer, topic } => {
                 MetadataChange::DeleteConsumer { consumer, topic }
             }
+            Request::AddPartitions { topic, count } => {
+                MetadataChange::AddPartitions { topic, count }
+            }
             other => return Err(Box::new(other)),
         })
     }
@@ -493,6 +510,7 @@ impl Request {
             Request::DeleteConsumer { .. } => "delete consumer",
             Request::GroupHeartbeat(_) => "group heartbeat",
             Request::LeaveGroup { .. } => "leave group",
+            Request::AddPartitions { .. } => "add partitions",
             Request::Once { change, .. } => change.name(),
         }
     }
@@ -511,6 +529,7 @@ impl Request {
                 | Request::RemoveAcl(_)
                 | Request::CommitOffset(_)
                 | Request::DeleteConsumer { .. }
+                | Request::AddPartitions { .. }
                 | Request::Once { .. }
         )
     }

@@ -220,6 +220,7 @@ impl<'a> Access<'a> {
             }
             Request::CreateTopic(_)
             | Request::DeleteTopic { .. }
+            | Request::AddPartitions { .. }
             | Request::UnregisterNode { .. }
             | Request::ReassignPartition { .. }
             | Request::AddAcl(_)
@@ -249,6 +250,7 @@ impl<'a> Access<'a> {
                 }
                 MetadataChange::CreateTopic(_)
                 | MetadataChange::DeleteTopic { .. }
+                | MetadataChange::AddPartitions { .. }
                 | MetadataChange::UnregisterNode { .. }
                 | MetadataChange::ReassignPartition { .. }
                 | MetadataChange::AddAcl(_)
@@ -425,6 +427,9 @@ fn change_detail(change: &MetadataChange) -> String {
             "consumer {:?} at offset {} of {}/{}",
             c.consumer, c.offset, c.topic, c.partition
         ),
+        MetadataChange::AddPartitions { topic, count } => {
+            format!("{count} partition(s) to topic {topic:?}")
+        }
         MetadataChange::DeleteConsumer { consumer, topic } => match topic {
             Some(t) => format!("consumer {consumer:?} on topic {t:?}"),
             None => format!("consumer {consumer:?} on every topic"),

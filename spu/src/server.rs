@@ -254,6 +254,21 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             }
             Ok(Response::TopicCreated(info))
         }
+        Request::AddPartitions { topic, count } => {
+            let info = node.controller.add_partitions(&topic, count).await?;
+            wait_reconciled(node).await;
+            // The new partitions are writable before the answer.
+            for a in info
+                .assignments
+                .iter()
+                .skip((info.spec.partitions - count) as usize)
+            {
+                if let Ok(p) = node.replicas.get(&node.metadata(), &topic, a.partition) {
+                    p.group.wait_for_leader(RECONCILE_WAIT).await;
+                }
+            }
+            Ok(Response::Topic(info))
+        }
         Request::DeleteTopic { name } => {
             node.controller.delete_topic(&name).await?;
             wait_reconciled(node).await;
@@ -454,6 +469,7 @@ pub(crate) async fn propose_anywhere(
             | Request::DeleteConsumer { .. }
             | Request::GroupHeartbeat(_)
             | Request::LeaveGroup { .. }
+            | Request::AddPartitions { .. }
     );
     let copy = forwardable.then(|| request.clone());
     match (handle(node, request).await, copy) {

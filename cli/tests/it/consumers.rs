@@ -531,3 +531,55 @@ fn the_client_s_group_consumer_streams_its_assignment_then_records() {
         assert!(err.to_string().contains("Topic not found"), "{err}");
     });
 }
+
+#[test]
+fn partitions_added_to_a_topic_are_written_read_and_taken_up_by_a_group() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "grow", "-p", "2"]);
+    let member = |env: &Env| {
+        env.follow(&[
+            "consume",
+            "grow",
+            "-g",
+            "growers",
+            "-B",
+            "--session-timeout",
+            "3s",
+        ])
+    };
+    let (mut a, rx_a) = member(&env);
+    let (mut b, rx_b) = member(&env);
+    let all_owned = |n: usize| {
+        let o = owners(&env, "growers");
+        o.len() == n && o.iter().all(Option::is_some)
+    };
+    wait_until(Duration::from_secs(20), || all_owned(2));
+    assert_eq!(
+        env.ok(&["topic", "add-partition", "grow", "-c", "2"]),
+        "added 2 partition(s) to topic \"grow\": it has 4 now\n"
+    );
+    // The new partitions take records at once, and the group takes them up.
+    env.ok_with_input(&["produce", "grow", "-p", "3"], b"late\n");
+    assert_eq!(
+        env.ok(&["consume", "grow", "-p", "3", "-B", "-d"]),
+        "late\n"
+    );
+    wait_until(Duration::from_secs(20), || all_owned(4));
+    let mut printed = Vec::new();
+    wait_until(Duration::from_secs(20), || {
+        drain(&rx_a, &mut printed);
+        drain(&rx_b, &mut printed);
+        printed.iter().any(|l| l == "late")
+    });
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["partition", "list", "grow", "-O", "json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 4);
+    let err = env.fails(&["topic", "add-partition", "grow", "-c", "0"], b"");
+    assert!(err.contains("add 1 to"), "{err}");
+    let err = env.fails(&["topic", "add-partition", "nope"], b"");
+    assert!(err.contains("Topic not found"), "{err}");
+    for child in [&mut a, &mut b] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

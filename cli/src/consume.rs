@@ -458,6 +458,8 @@ pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
             start: config.start,
             read_from: config.read_from,
             smartmodules: config.smartmodules.clone(),
+            // The accumulator moves with the partition, member to member.
+            checkpoint_aggregate: ends_with_aggregate(&client, &config).await?,
             ..group.clone()
         };
         return run_member(&client, &config, name, group).await;

@@ -47,6 +47,10 @@ pub struct GroupConfig {
     pub start: StartOffset,
     pub read_from: ReadFrom,
     pub smartmodules: Vec<SmartModuleInvocation>,
+    /// The last of `smartmodules` is an aggregate: its output is its
+    /// accumulator, committed with each offset, and a member given the
+    /// partition (this one or another) resumes the aggregate from it.
+    pub checkpoint_aggregate: bool,
 }
 
 impl Default for GroupConfig {
@@ -59,6 +63,7 @@ impl Default for GroupConfig {
             start: StartOffset::End,
             read_from: ReadFrom::Leader,
             smartmodules: Vec::new(),
+            checkpoint_aggregate: false,
         }
     }
 }
@@ -92,8 +97,9 @@ pub struct GroupConsumer {
     control: mpsc::UnboundedReceiver<Result<GroupEvent>>,
     records: mpsc::Receiver<Result<GroupEvent>>,
     task: Option<JoinHandle<()>>,
-    /// The records of the last event, processed when the next is asked for.
-    last: Vec<(u32, u64)>,
+    /// The records of the last event, processed when the next is asked for
+    /// (with their values where they are an aggregate's state).
+    last: Vec<(u32, u64, Option<Vec<u8>>)>,
 }
 
 struct Shared {
@@ -166,8 +172,8 @@ impl GroupConsumer {
     /// Records of a partition this member gave up are not handed out once
     /// it has (its next reader reads them again from the committed offset).
     pub async fn next_event(&mut self) -> Option<Result<GroupEvent>> {
-        for (p, o) in std::mem::take(&mut self.last) {
-            self.shared.processed(p, o);
+        for (p, o, state) in std::mem::take(&mut self.last) {
+            self.shared.processed(p, o, state);
         }
         loop {
             let mut event = tokio::select! {
@@ -187,7 +193,11 @@ impl GroupConsumer {
                 if records.is_empty() {
                     continue;
                 }
-                self.last = records.iter().map(|r| (r.partition, r.offset)).collect();
+                let keep = self.shared.config.checkpoint_aggregate;
+                self.last = records
+                    .iter()
+                    .map(|r| (r.partition, r.offset, keep.then(|| r.value.clone())))
+                    .collect();
             }
             return Some(event);
         }
@@ -206,7 +216,13 @@ impl GroupConsumer {
 
     /// Marks `record` processed now (instead of at the next event).
     pub fn processed(&self, record: &ConsumerRecord) {
-        self.shared.processed(record.partition, record.offset);
+        let state = self
+            .shared
+            .config
+            .checkpoint_aggregate
+            .then(|| record.value.clone());
+        self.shared
+            .processed(record.partition, record.offset, state);
     }
 
     /// Commits the positions of the partitions this member reads.
@@ -256,7 +272,7 @@ impl Shared {
         }
     }
 
-    fn processed(&self, partition: u32, offset: u64) {
+    fn processed(&self, partition: u32, offset: u64, state: Option<Vec<u8>>) {
         if let Some(entry) = self
             .progress
             .lock()
@@ -265,7 +281,12 @@ impl Shared {
         {
             entry.1 = entry.1.max(Some(offset));
         }
-        self.committer.processed(partition, offset);
+        match state {
+            Some(state) => self
+                .committer
+                .processed_with_state(partition, offset, state),
+            None => self.committer.processed(partition, offset),
+        }
     }
 
     /// A quarter of the session timeout: the longest any one step of the
@@ -350,9 +371,22 @@ impl Shared {
     }
 
     /// Starts reading `partition` from `committed` (the group's offset
-    /// there, as the coordinator sent it), or from the configured start.
-    async fn assign(self: &Arc<Self>, partition: u32, committed: Option<u64>) {
+    /// there, as the coordinator sent it), or from the configured start;
+    /// an aggregate resumes from `state`, committed with that offset.
+    async fn assign(
+        self: &Arc<Self>,
+        partition: u32,
+        committed: Option<u64>,
+        state: Option<Vec<u8>>,
+    ) {
         self.committer.rebase(partition, committed);
+        let mut smartmodules = self.config.smartmodules.clone();
+        if self.config.checkpoint_aggregate
+            && committed.is_some()
+            && let (Some(state), Some(last)) = (state, smartmodules.last_mut())
+        {
+            last.initial = Some(state);
+        }
         let start = committed.map_or(self.config.start, StartOffset::Absolute);
         self.progress
             .lock()
@@ -368,7 +402,7 @@ impl Shared {
             max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
             read_from: self.config.read_from,
             replica: None,
-            smartmodules: self.config.smartmodules.clone(),
+            smartmodules,
         };
         let me = self.clone();
         let reader = tokio::spawn(async move {
@@ -432,6 +466,11 @@ impl Shared {
             }
         }
         let committed: BTreeMap<u32, u64> = answer.committed.into_iter().collect();
+        let mut states: BTreeMap<u32, Vec<u8>> = answer
+            .states
+            .into_iter()
+            .map(|(p, s)| (p, s.into_vec()))
+            .collect();
         // Stopped for a release that has not gone through, and given back,
         // or new: read from the group's offset.
         let start: Vec<u32> = assigned
@@ -446,7 +485,8 @@ impl Shared {
             let _ = self.control.send(Ok(GroupEvent::Assigned(start.clone())));
         }
         for p in &start {
-            self.assign(*p, committed.get(p).copied()).await;
+            self.assign(*p, committed.get(p).copied(), states.remove(p))
+                .await;
         }
         *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = answer.generation;
         released

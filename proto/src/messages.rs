@@ -253,6 +253,9 @@ pub struct GroupAssignment {
     /// one, from the coordinator's (the controller leader's) metadata, so a
     /// member never starts from a lagging node's older copy.
     pub committed: Vec<(u32, u64)>,
+    /// The SmartModule state committed with those offsets, where there is
+    /// one (an aggregate's accumulator to resume with).
+    pub states: Vec<(u32, serde_bytes::ByteBuf)>,
 }
 
 /// The position a consumer commits in one partition.

@@ -37,7 +37,9 @@
 //! aggregate's accumulator: the host keeps it, not the module, and a named consumer
 //! (`sluice consume -c NAME`, or the client's `OffsetCommitter`) whose chain ends with the
 //! aggregate commits it with each offset, so its next run starts the aggregate from the
-//! accumulator as of that offset instead of `--initial`. Keep whatever must survive in the
+//! accumulator as of that offset instead of `--initial`; in a consumer group
+//! (`sluice consume -g GROUP`) the accumulator moves with the partition to whichever member
+//! reads it next. Keep whatever must survive in the
 //! accumulator (at most 64 KiB with an offset); an unnamed consumer starts from `--initial`
 //! every time.
 //!

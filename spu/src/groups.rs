@@ -72,22 +72,27 @@ struct GroupView {
     partitions: u32,
     record: sluice_controller::GroupRecord,
     committed: BTreeMap<u32, u64>,
+    states: BTreeMap<u32, Vec<u8>>,
 }
 
 fn group_view(node: &Shared, group: &str, topic: &str) -> Result<GroupView, WireError> {
     node.controller.view().with(|md| {
         let partitions = md.topic(topic)?.info.spec.partitions;
         let record = md.groups.get(group).cloned().unwrap_or_default();
-        let committed = md
-            .consumers
-            .range((group.to_string(), topic.to_string(), 0)..)
-            .take_while(|((c, t, _), _)| c == group && t == topic)
-            .map(|((_, _, p), o)| (*p, o.offset))
+        let rows = || {
+            md.consumers
+                .range((group.to_string(), topic.to_string(), 0)..)
+                .take_while(|((c, t, _), _)| c == group && t == topic)
+        };
+        let committed = rows().map(|((_, _, p), o)| (*p, o.offset)).collect();
+        let states = rows()
+            .filter_map(|((_, _, p), o)| Some((*p, o.state.clone()?)))
             .collect();
         Ok(GroupView {
             partitions,
             record,
             committed,
+            states,
         })
     })
 }
@@ -240,11 +245,19 @@ impl Coordinator {
             .iter()
             .filter_map(|p| view.committed.get(p).map(|o| (*p, *o)))
             .collect();
+        let states = assigned
+            .iter()
+            .filter_map(|p| {
+                let state = view.states.get(p)?;
+                Some((*p, serde_bytes::ByteBuf::from(state.clone())))
+            })
+            .collect();
         Ok(GroupAssignment {
             generation,
             assigned,
             members: alive.len() as u32,
             committed,
+            states,
         })
     }
 

@@ -583,3 +583,40 @@ fn partitions_added_to_a_topic_are_written_read_and_taken_up_by_a_group() {
         child.wait().unwrap();
     }
 }
+
+#[test]
+fn an_aggregate_moves_with_its_partition_from_member_to_member() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "sums"]);
+    env.ok_with_input(&["produce", "sums"], b"1\n2\n3\n");
+    let sum = crate::wasm_build::module_path("sum-aggregate")
+        .display()
+        .to_string();
+    let member = |env: &Env| {
+        env.follow(&[
+            "consume",
+            "sums",
+            "-g",
+            "adders",
+            "-B",
+            "--aggregate",
+            &sum,
+            "--session-timeout",
+            "3s",
+        ])
+    };
+    let (mut first, rx) = member(&env);
+    for expected in ["1", "3", "6"] {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), expected);
+    }
+    // Ctrl-C: it commits (offset 3, accumulator 6) and leaves.
+    // SAFETY: signalling a child this test started.
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    assert!(first.wait().unwrap().success());
+    env.ok_with_input(&["produce", "sums"], b"4\n");
+    // Another member picks the partition up: the sum goes on from 6.
+    let (mut second, rx) = member(&env);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "10");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}

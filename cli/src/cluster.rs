@@ -44,8 +44,15 @@ pub enum ClusterCmd {
     Status(OutputArgs),
     /// Stop the local cluster, keeping its data.
     Shutdown,
+    /// Start the local cluster again after `cluster shutdown`, as it was
+    /// (its nodes, ports and data); the same as `cluster start --local`.
+    Resume,
     /// Stop the local cluster and remove its data.
-    Delete,
+    Delete {
+        /// Accepted for Fluvio's scripts: delete never asks anyway.
+        #[arg(long)]
+        force: bool,
+    },
     /// SPUs: id, address, status, partitions led and held.
     #[command(subcommand)]
     Spu(SpuCmd),
@@ -150,7 +157,27 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        ClusterCmd::Delete => delete(globals).await,
+        ClusterCmd::Delete { force: _ } => delete(globals).await,
+        ClusterCmd::Resume => {
+            let root = globals.home.join("local");
+            if !root.join("cluster.toml").exists() {
+                bail!(
+                    "there is no local cluster in {} to resume: start one with `sluice cluster start --local`",
+                    root.display()
+                );
+            }
+            let args = StartArgs {
+                local: true,
+                spus: 1,
+                data_dir: None,
+                controllers: None,
+                port: 9003,
+                hosts: Vec::new(),
+                no_metrics: false,
+                no_quiesce: false,
+            };
+            start(args, globals).await
+        }
         ClusterCmd::Spu(SpuCmd::List(out)) => spu_list(out, globals).await,
         ClusterCmd::Spu(SpuCmd::Unregister { id }) => {
             let client = crate::connect(globals).await?;

@@ -841,6 +841,19 @@ mod tests {
     }
 
     #[test]
+    fn fluvio_spellings_of_the_transforms_flags() {
+        let line = config(&["t", "--transform", r#"{"uses": "x", "with": {"k": "v"}}"#]).unwrap();
+        assert_eq!(line.smartmodules.len(), 1);
+        assert_eq!(line.smartmodules[0].module.name(), "x");
+        assert_eq!(line.smartmodules[0].params["k"], "v");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.yaml");
+        std::fs::write(&file, "transforms:\n  - uses: y\n").unwrap();
+        let from_file = config(&["t", "--transforms-file", file.to_str().unwrap()]).unwrap();
+        assert_eq!(from_file.smartmodules[0].module.name(), "y");
+    }
+
+    #[test]
     fn a_consumer_whose_records_retention_deleted_resumes_at_the_oldest_left() {
         assert_eq!(resume_at(7, 0), (7, None));
         assert_eq!(resume_at(7, 7), (7, None));

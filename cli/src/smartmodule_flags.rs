@@ -44,11 +44,20 @@ pub struct SmartModuleArgs {
     pub initial: Option<String>,
     /// A transforms file (Fluvio's YAML: `transforms: [{uses: NAME, with: {k: v}}]`),
     /// applied after the module flags.
-    #[arg(short = 't', long, value_name = "FILE")]
+    #[arg(
+        short = 't',
+        long,
+        visible_alias = "transforms-file",
+        value_name = "FILE"
+    )]
     pub transforms: Option<PathBuf>,
     /// One transform as JSON, `{"uses": NAME, "with": {...}}` (repeatable), applied
     /// after the transforms file.
-    #[arg(long = "transforms-line", value_name = "JSON")]
+    #[arg(
+        long = "transforms-line",
+        visible_alias = "transform",
+        value_name = "JSON"
+    )]
     pub transforms_line: Vec<String>,
 }
 

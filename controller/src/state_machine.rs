@@ -424,7 +424,12 @@ impl ControllerStateMachine {
                         reason,
                     });
                 }
-                if md.smartmodules.contains_key(&name) {
+                if let Some(existing) = md.smartmodules.get(&name) {
+                    // The same bytes again (a script re-running its setup):
+                    // nothing to do; other bytes under the name: refused.
+                    if existing.info.hash == record.info.hash {
+                        return CommandResult::Done;
+                    }
                     return CommandResult::Rejected(WireError::SmartModuleExists { name });
                 }
                 md.smartmodules.insert(name, record);

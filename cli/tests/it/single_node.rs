@@ -97,6 +97,13 @@ fn topics_and_data_survive_shutdown_and_start() {
         ]),
         "3:d\n"
     );
+    // Fluvio's spellings: `cluster resume` after a shutdown, `delete --force`.
+    env.ok(&["cluster", "shutdown"]);
+    env.ok(&["cluster", "resume"]);
+    assert!(env.ok(&["topic", "list"]).contains("keep"));
+    env.ok(&["cluster", "delete", "--force"]);
+    let err = env.fails(&["cluster", "resume"], b"");
+    assert!(err.contains("no local cluster"), "{err}");
 }
 
 #[test]

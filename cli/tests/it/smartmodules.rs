@@ -296,13 +296,23 @@ fn a_registered_module_reaches_every_spu_even_one_that_was_down() {
         listed.contains("my-filter") && listed.contains("filter"),
         "{listed}"
     );
+    // The same bytes again (a script re-running its setup): fine, and
+    // nothing changes; other bytes under the name: refused.
+    env.ok(&[
+        "smart-module",
+        "create",
+        "my-filter",
+        "--wasm-file",
+        &module("digits-filter"),
+    ]);
+    assert_eq!(env.ok(&["smart-module", "list"]), listed);
     let err = env.fails(
         &[
             "smart-module",
             "create",
             "my-filter",
             "--wasm-file",
-            &module("digits-filter"),
+            &module("hello-filter"),
         ],
         b"",
     );

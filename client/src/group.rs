@@ -149,9 +149,23 @@ impl GroupConsumer {
             progress: Default::default(),
             generation: Mutex::new(0),
         });
-        // The first heartbeat here, so a wrong topic or group fails `join`.
-        let sent = Instant::now();
-        let first = shared.heartbeat().await?;
+        // The first heartbeat here, so a wrong topic or group fails `join`;
+        // one that gets no answer in time (a node just restarted, an
+        // election) is retried for up to `ADMIN_RETRY_BUDGET`.
+        let deadline = Instant::now() + crate::ADMIN_RETRY_BUDGET;
+        let mut backoff = Duration::from_millis(100);
+        let (first, sent) = loop {
+            let sent = Instant::now();
+            match shared.heartbeat().await {
+                Ok(answer) => break (answer, sent),
+                Err(e) if e.is_retriable() && Instant::now() + backoff < deadline => {
+                    tracing::debug!(group, error = %e, "first group heartbeat failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let task = tokio::spawn(run(shared.clone(), first, sent));
         Ok(Self {
             shared,

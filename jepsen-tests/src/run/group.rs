@@ -177,13 +177,20 @@ pub async fn sampler(ctx: Arc<Ctx>) {
 pub async fn drain(ctx: &Ctx, ends: &BTreeMap<u32, u64>) -> bool {
     let client = client(ctx).await;
     let deadline = Instant::now() + DRAIN_WAIT;
-    let Ok(Ok(mut consumer)) = timeout(
-        DRAIN_WAIT,
-        GroupConsumer::join(&client, GROUP, &ctx.topic, config()),
-    )
-    .await
-    else {
-        return false;
+    let mut consumer = loop {
+        match timeout(
+            DRAIN_WAIT,
+            GroupConsumer::join(&client, GROUP, &ctx.topic, config()),
+        )
+        .await
+        {
+            Ok(Ok(consumer)) => break consumer,
+            Ok(Err(e)) if Instant::now() < deadline => {
+                eprintln!("the draining member could not join ({e}); retrying");
+                sleep(Duration::from_millis(500)).await;
+            }
+            _ => return false,
+        }
     };
     let process = ctx.rec.new_drain_process();
     let id = consumer.member_id().to_string();

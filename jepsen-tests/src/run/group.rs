@@ -173,8 +173,8 @@ pub async fn sampler(ctx: Arc<Ctx>) {
 
 /// After the heal: one last member reads every partition until its
 /// position reaches the partition's end (`ends`); then a final, empty poll
-/// of each partition says it was drained. Returns whether it got there.
-pub async fn drain(ctx: &Ctx, ends: &BTreeMap<u32, u64>) -> bool {
+/// of each partition says it was drained. Says why when it did not get there.
+pub async fn drain(ctx: &Ctx, ends: &BTreeMap<u32, u64>) -> Result<(), String> {
     let client = client(ctx).await;
     let deadline = Instant::now() + DRAIN_WAIT;
     let mut consumer = loop {
@@ -189,7 +189,8 @@ pub async fn drain(ctx: &Ctx, ends: &BTreeMap<u32, u64>) -> bool {
                 eprintln!("the draining member could not join ({e}); retrying");
                 sleep(Duration::from_millis(500)).await;
             }
-            _ => return false,
+            Ok(Err(e)) => return Err(format!("could not join within {DRAIN_WAIT:?}: {e}")),
+            Err(_) => return Err(format!("joining took over {DRAIN_WAIT:?}")),
         }
     };
     let process = ctx.rec.new_drain_process();
@@ -213,7 +214,9 @@ pub async fn drain(ctx: &Ctx, ends: &BTreeMap<u32, u64>) -> bool {
             break;
         }
         if Instant::now() > deadline {
-            return false;
+            return Err(format!(
+                "after {DRAIN_WAIT:?}, read to {read_to:?}, committed {committed:?}, ends {ends:?}"
+            ));
         }
         if let Ok(Some(Ok(event))) =
             timeout(Duration::from_millis(200), consumer.next_event()).await
@@ -240,5 +243,5 @@ pub async fn drain(ctx: &Ctx, ends: &BTreeMap<u32, u64>) -> bool {
         ctx.rec.ok(process, call(Some(Vec::new())), None);
     }
     let _ = timeout(Duration::from_secs(10), consumer.leave()).await;
-    true
+    Ok(())
 }

@@ -553,14 +553,15 @@ async fn run_async(
         eprintln!("[{:>6} ms] final reads on every node", rec.now_ms());
         workload::final_reads(&ctx, &nodes).await;
     }
+    let mut workload_problems = Vec::new();
     if workloads.group {
         eprintln!("[{:>6} ms] draining the consumer group", rec.now_ms());
         let ends = group_ends(&ctx).await;
-        if !group::drain(&ctx, &ends).await {
-            eprintln!("warning: the consumer group did not drain every partition");
+        if let Err(why) = group::drain(&ctx, &ends).await {
+            eprintln!("warning: the consumer group did not drain every partition: {why}");
+            workload_problems.push(format!("the consumer group's drain: {why}"));
         }
     }
-    let mut workload_problems = Vec::new();
     if let Some(sm) = &sm_ctx {
         let addrs: Vec<_> = nodes.iter().map(|&n| (n, cluster.addr(n))).collect();
         if !smartmodule::converge(&ctx, &addrs, Duration::from_secs(60)).await {

@@ -87,6 +87,14 @@ pub struct ConsumeArgs {
     /// Read from this SPU's replica of the partition.
     #[arg(long, value_name = "SPU_ID")]
     pub replica: Option<u64>,
+    /// Record bytes per response from the node (1 B to 8 MiB; default
+    /// 1 MiB). A record larger than this still comes, alone.
+    #[arg(short = 'b', long = "maxbytes", value_name = "SIZE", value_parser = parse_max_bytes, conflicts_with = "group")]
+    pub max_bytes: Option<u32>,
+    /// Accepted for Fluvio's scripts and changes nothing: every replica
+    /// serves committed records only, so there is nothing uncommitted to read.
+    #[arg(long, value_enum, value_name = "read_committed|read_uncommitted")]
+    pub isolation: Option<crate::produce::Isolation>,
     /// Commit this consumer's position under NAME and resume from it next
     /// time (start flags then apply only where NAME has no offset yet).
     #[arg(short = 'c', long, value_name = "NAME")]
@@ -177,6 +185,17 @@ fn parse_offset(text: &str) -> Result<OffsetArg, String> {
     }
 }
 
+fn parse_max_bytes(text: &str) -> Result<u32, String> {
+    use sluice_client::proto::limits::FETCH_RESPONSE_BYTES_MAX;
+    let n = crate::units::parse_size(text)?;
+    if n == 0 || n > FETCH_RESPONSE_BYTES_MAX as u64 {
+        return Err(format!(
+            "{text} is out of range: give 1 to {FETCH_RESPONSE_BYTES_MAX} bytes (e.g. 64KiB)"
+        ));
+    }
+    Ok(n as u32)
+}
+
 /// Which partitions to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Partitions {
@@ -224,6 +243,8 @@ pub struct ConsumeConfig {
     pub consumer: Option<(String, sluice_client::CommitMode)>,
     /// Read as a member of this consumer group.
     pub group: Option<(String, sluice_client::GroupConfig)>,
+    /// Record bytes per response.
+    pub max_bytes: u32,
 }
 
 impl ConsumeArgs {
@@ -282,6 +303,9 @@ impl ConsumeArgs {
                 }
                 None => None,
             },
+            max_bytes: self
+                .max_bytes
+                .unwrap_or(FETCH_RESPONSE_BYTES_DEFAULT as u32),
             group: match self.group {
                 Some(name) => {
                     sluice_client::proto::limits::validate_consumer_name(&name).map_err(
@@ -687,7 +711,7 @@ async fn read_partition(
         end_offset: config.end_offset,
         max_records: config.max_records,
         follow: config.follow,
-        max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
+        max_bytes: config.max_bytes,
         read_from: config.read_from,
         replica: config.replica,
         smartmodules,
@@ -838,6 +862,24 @@ mod tests {
         assert!(config(&["t", "--commit-mode", "manual"]).is_err());
         let err = config(&["t", "-c", "Bad Name"]).unwrap_err().to_string();
         assert!(err.contains("invalid consumer name"), "{err}");
+    }
+
+    #[test]
+    fn max_bytes_and_isolation() {
+        assert_eq!(
+            config(&["t"]).unwrap().max_bytes,
+            FETCH_RESPONSE_BYTES_DEFAULT as u32
+        );
+        assert_eq!(config(&["t", "-b", "64KiB"]).unwrap().max_bytes, 65536);
+        assert_eq!(config(&["t", "--maxbytes", "100"]).unwrap().max_bytes, 100);
+        for bad in ["0", "9MiB", "lots"] {
+            assert!(config(&["t", "-b", bad]).is_err(), "{bad}");
+        }
+        assert!(config(&["t", "-b", "1KiB", "-g", "g"]).is_err());
+        for level in ["read_committed", "read_uncommitted", "read-committed"] {
+            assert!(config(&["t", "--isolation", level]).is_ok(), "{level}");
+        }
+        assert!(config(&["t", "--isolation", "dirty"]).is_err());
     }
 
     #[test]

@@ -44,9 +44,36 @@ pub struct ProduceArgs {
     /// Bytes of records per batch.
     #[arg(long, value_parser = parse_nonzero_size, default_value = "16KiB", value_name = "SIZE")]
     pub batch_size: usize,
+    /// at-least-once (the default): a batch that fails is resent until
+    /// `delivery timeout` (30 s); the producer is idempotent, so a resent
+    /// batch is stored once. at-most-once: never resent; a failure fails
+    /// its records at once (they may or may not be stored).
+    #[arg(long, value_enum, default_value = "at-least-once")]
+    pub delivery_semantic: DeliverySemantic,
+    /// Accepted for Fluvio's scripts and changes nothing: a record is
+    /// acknowledged only once committed (on a majority of replicas, fsynced),
+    /// and consumers only ever see committed records.
+    #[arg(long, value_enum, value_name = "read_committed|read_uncommitted")]
+    pub isolation: Option<Isolation>,
     /// SmartModules applied here, in the producer, before records are sent.
     #[command(flatten)]
     pub smartmodules: crate::smartmodule_flags::SmartModuleArgs,
+}
+
+/// `--delivery-semantic` of `produce`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverySemantic {
+    AtLeastOnce,
+    AtMostOnce,
+}
+
+/// `--isolation` of `produce` and `consume` (Fluvio's spellings).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    #[value(name = "read_committed", alias = "read-committed")]
+    ReadCommitted,
+    #[value(name = "read_uncommitted", alias = "read-uncommitted")]
+    ReadUncommitted,
 }
 
 /// Where records come from.
@@ -95,6 +122,10 @@ impl ProduceArgs {
                 batch_size_bytes: self.batch_size,
                 linger: self.linger,
                 partition: self.partition,
+                delivery_timeout: match self.delivery_semantic {
+                    DeliverySemantic::AtLeastOnce => ProducerConfig::default().delivery_timeout,
+                    DeliverySemantic::AtMostOnce => Duration::ZERO,
+                },
                 ..ProducerConfig::default()
             },
             smartmodules: self
@@ -341,6 +372,17 @@ mod tests {
         Wrap::try_parse_from(std::iter::once("produce").chain(argv.iter().copied()))?
             .args
             .config()
+    }
+
+    #[test]
+    fn delivery_semantics_and_isolation() {
+        let resent = config(&["t"]).unwrap().producer.delivery_timeout;
+        assert_eq!(resent, ProducerConfig::default().delivery_timeout);
+        let once = config(&["t", "--delivery-semantic", "at-most-once"]).unwrap();
+        assert_eq!(once.producer.delivery_timeout, Duration::ZERO);
+        assert!(config(&["t", "--delivery-semantic", "exactly-twice"]).is_err());
+        assert!(config(&["t", "--isolation", "read_uncommitted"]).is_ok());
+        assert!(config(&["t", "--isolation", "sometimes"]).is_err());
     }
 
     #[test]

@@ -247,3 +247,40 @@ fn a_producer_holds_at_most_its_buffer_in_bytes() {
     assert_eq!(accepted, 3, "records accepted while the node was paused");
     assert_eq!(stored, accepted);
 }
+
+#[test]
+fn small_response_sizes_still_deliver_every_record_and_fluvio_flags_are_accepted() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "sized"]);
+    let records: String = (0..10).map(|i| format!("{i:0>100}\n")).collect();
+    env.ok_with_input(
+        &[
+            "produce",
+            "sized",
+            "--delivery-semantic",
+            "at-most-once",
+            "--isolation",
+            "read_committed",
+        ],
+        records.as_bytes(),
+    );
+    // Responses of at most 150 bytes: records of 100 bytes come one or so at
+    // a time, and one larger than the bound comes alone.
+    for max in ["150", "1"] {
+        assert_eq!(
+            env.ok(&[
+                "consume",
+                "sized",
+                "-B",
+                "-d",
+                "-b",
+                max,
+                "--isolation",
+                "read_uncommitted"
+            ]),
+            records
+        );
+    }
+    let err = env.fails(&["consume", "sized", "-B", "-d", "--maxbytes", "0"], b"");
+    assert!(err.contains("out of range"), "{err}");
+}

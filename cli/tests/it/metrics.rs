@@ -101,3 +101,47 @@ fn an_idle_controller_sleeps_and_still_fails_over() {
     env.ok_with_input(&["produce", "after-failover"], b"kept\n");
     assert_eq!(env.ok(&["consume", "after-failover", "-B", "-d"]), "kept\n");
 }
+
+/// A registered filter run by consumers: its calls, records in and out and
+/// busy time are counted under its name; a module that fails counts an error.
+#[test]
+fn smartmodules_are_metered_by_name() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "words"]);
+    env.ok_with_input(&["produce", "words"], b"apple\nplum\nbanana\nfig\n");
+    let filter = crate::wasm_build::module_path("hello-filter")
+        .display()
+        .to_string();
+    env.ok(&["smart-module", "create", "has-a", "--wasm-file", &filter]);
+    // hello-filter keeps the records with an `a`.
+    assert_eq!(
+        env.ok(&["consume", "words", "-B", "-d", "--smartmodule", "has-a"]),
+        "apple\nbanana\n"
+    );
+    let panics = crate::wasm_build::module_path("test-panic")
+        .display()
+        .to_string();
+    env.fails(
+        &[
+            "consume", "words", "-B", "-d", "--filter", &panics, "-e", "at=1",
+        ],
+        b"",
+    );
+    let module = ["module=\"has-a\""];
+    let mut body = String::new();
+    wait_until(Duration::from_secs(10), || {
+        body = scrape(env.port).unwrap_or_default();
+        sample(&body, "sluice_smartmodule_records_out_total", &module) == Some(2.0)
+    });
+    assert_eq!(
+        sample(&body, "sluice_smartmodule_records_in_total", &module),
+        Some(4.0),
+        "{body}"
+    );
+    assert!(sample(&body, "sluice_smartmodule_calls_total", &module).unwrap() >= 1.0);
+    assert!(sample(&body, "sluice_smartmodule_busy_microseconds_total", &module).unwrap() > 0.0);
+    assert!(
+        sample(&body, "sluice_smartmodule_errors_total", &[]).unwrap_or(0.0) >= 1.0,
+        "{body}"
+    );
+}

@@ -193,11 +193,9 @@ impl Env {
     }
 
     /// Starts a long-running command (a following consumer) whose stdout
-    /// lines arrive on the returned channel; kill the child when done.
-    pub fn follow(
-        &self,
-        args: &[&str],
-    ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    /// lines arrive on the returned channel. The child is killed when its
+    /// handle is dropped, so a test that fails does not leave it running.
+    pub fn follow(&self, args: &[&str]) -> (Followed, std::sync::mpsc::Receiver<String>) {
         use std::io::BufRead;
         let mut child = self
             .command(args)
@@ -214,7 +212,7 @@ impl Env {
                 }
             }
         });
-        (child, rx)
+        (Followed(child), rx)
     }
 
     /// The cluster CA certificate (PEM) of the local cluster.
@@ -470,4 +468,28 @@ pub fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .filter(|l| l.split(['{', ' ']).next() == Some(name))
         .find(|l| labels.iter().all(|label| l.contains(label)))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// A child process started by [`Env::follow`]: SIGKILLed on drop (a no-op
+/// once it was waited for).
+pub struct Followed(pub std::process::Child);
+
+impl std::ops::Deref for Followed {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Followed {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Followed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

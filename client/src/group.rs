@@ -508,14 +508,13 @@ impl Shared {
 
     /// Stops reading everything: the coordinator has dropped this member.
     async fn fence(&self) {
-        let all: Vec<u32> = self.readers.lock().await.keys().copied().collect();
+        let all: Vec<u32> = {
+            let mut readers = self.readers.lock().await;
+            readers.values().flatten().for_each(JoinHandle::abort);
+            std::mem::take(&mut *readers).into_keys().collect()
+        };
         if all.is_empty() {
             return;
-        }
-        {
-            let mut readers = self.readers.lock().await;
-            readers.values_mut().flatten().for_each(|r| r.abort());
-            readers.clear();
         }
         let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
         for p in &all {

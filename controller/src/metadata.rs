@@ -148,7 +148,7 @@ pub(crate) struct MetadataV1 {
 
 impl From<MetadataV1> for Metadata {
     fn from(v1: MetadataV1) -> Self {
-        Metadata {
+        MetadataV2 {
             last_index: v1.last_index,
             next_topic_id: v1.next_topic_id,
             nodes: v1.nodes,
@@ -157,10 +157,8 @@ impl From<MetadataV1> for Metadata {
             smartmodules: v1.smartmodules,
             recent_requests: v1.recent_requests,
             acls: BTreeSet::new(),
-            consumers: BTreeMap::new(),
-            groups: BTreeMap::new(),
-            state_bytes: 0,
         }
+        .into()
     }
 }
 

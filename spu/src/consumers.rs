@@ -33,6 +33,15 @@ pub(crate) async fn commit_offset(node: &Shared, commit: OffsetCommit) -> Result
             ),
         });
     }
+    // Another node leads the controller: the commit is passed to it
+    // (`server::propose_anywhere`) before any check, which it makes itself.
+    if let Some(leader) = node.controller.leader().filter(|l| *l != node.config.id) {
+        return Err(WireError::NotLeader {
+            node: node.config.id,
+            what: "the controller".into(),
+            leader: Some(leader),
+        });
+    }
     let topic_id = check_within_end(node, &commit.topic, commit.partition, commit.offset).await?;
     node.controller.commit_offset(commit, topic_id).await
 }
@@ -47,38 +56,46 @@ async fn check_within_end(
     partition: u32,
     offset: u64,
 ) -> Result<u32, WireError> {
-    let md = node.metadata();
-    let record = md.topic(topic)?;
-    let topic_id = record.id;
-    let Some(assignment) = record.info.assignments.get(partition as usize) else {
-        return Err(WireError::UnknownPartition {
-            topic: topic.to_string(),
-            partition,
-            partitions: record.info.spec.partitions,
-        });
-    };
+    // Read under the view's lock, not copied: the metadata holds every
+    // registered SmartModule's code, and commits come every few seconds.
+    let (topic_id, peers) = node.controller.view().with(|md| {
+        let record = md.topic(topic)?;
+        let Some(assignment) = record.info.assignments.get(partition as usize) else {
+            return Err(WireError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                partitions: record.info.spec.partitions,
+            });
+        };
+        let peers: Vec<(u64, String)> = assignment
+            .replicas
+            .iter()
+            .filter(|&&n| n != node.config.id)
+            .filter_map(|n| md.nodes.get(n).map(|r| (*n, r.addr.clone())))
+            .collect();
+        Ok((record.id, peers))
+    })?;
+    let local = node
+        .replicas
+        .by_group(sluice_raft::partition_group(topic_id, partition));
     let mut highest_end = None;
     let mut leader_end = None;
-    if let Ok(p) = node.replicas.get(&md, topic, partition) {
+    if let Some(p) = local {
         let end = p.offsets().1;
         if offset <= end {
             return Ok(topic_id);
         }
         if p.group.status().is_leader {
             return Err(past_end(topic, partition, offset, end));
-        } else {
-            highest_end = Some(end);
         }
+        highest_end = Some(end);
     }
     let mut unreachable = Vec::new();
-    for replica in assignment.replicas.iter().filter(|&&n| n != node.config.id) {
-        let Some(addr) = md.nodes.get(replica).map(|n| n.addr.clone()) else {
-            continue;
-        };
+    for (replica, addr) in &peers {
         let ask = Request::ListPartitions {
             topic: Some(topic.to_string()),
         };
-        let answer = tokio::time::timeout(END_QUERY_WAIT, node.peers.request(&addr, &ask)).await;
+        let answer = tokio::time::timeout(END_QUERY_WAIT, node.peers.request(addr, &ask)).await;
         // (its end, whether it is the partition's leader)
         let end = match answer {
             Ok(Ok(Response::Partitions(all))) => all

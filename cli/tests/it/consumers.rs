@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{Env, lines, wait_until};
+use crate::harness::{Env, lines, module, wait_until};
 
 fn sorted(text: &str) -> Vec<String> {
     let mut v: Vec<String> = text.lines().map(str::to_string).collect();
@@ -188,9 +188,7 @@ fn an_aggregate_resumes_from_the_accumulator_committed_with_the_offset() {
     let env = Env::started();
     env.ok(&["topic", "create", "numbers"]);
     env.ok_with_input(&["produce", "numbers"], b"1\n2\n3\n");
-    let sum = crate::wasm_build::module_path("sum-aggregate")
-        .display()
-        .to_string();
+    let sum = module("sum-aggregate");
     let run = |name: &str| {
         env.ok(&[
             "consume",
@@ -398,7 +396,7 @@ fn a_member_that_leaves_hands_its_partitions_over_at_once_and_groups_keep_their_
         let o = owners(&env, "crew");
         o.len() == 2 && o.iter().all(Option::is_some)
     });
-    let (mut second, rx2) = member(&env);
+    let (_second, rx2) = member(&env);
     wait_until(Duration::from_secs(20), || {
         let o = owners(&env, "crew");
         o.len() == 2 && o[0].is_some() && o[1].is_some() && o[0] != o[1]
@@ -420,8 +418,6 @@ fn a_member_that_leaves_hands_its_partitions_over_at_once_and_groups_keep_their_
     // A group with members is not deleted.
     let err = env.fails(&["consumer", "delete", "crew"], b"");
     assert!(err.contains("stop them first"), "{err}");
-    second.kill().unwrap();
-    second.wait().unwrap();
 }
 
 #[test]
@@ -480,10 +476,6 @@ fn a_group_keeps_reading_when_the_coordinator_and_partition_leaders_die() {
         }
         all_seen(&printed, "b")
     });
-    for (mut child, _) in members {
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
 }
 
 #[test]
@@ -547,8 +539,8 @@ fn partitions_added_to_a_topic_are_written_read_and_taken_up_by_a_group() {
             "3s",
         ])
     };
-    let (mut a, rx_a) = member(&env);
-    let (mut b, rx_b) = member(&env);
+    let (_a, rx_a) = member(&env);
+    let (_b, rx_b) = member(&env);
     let all_owned = |n: usize| {
         let o = owners(&env, "growers");
         o.len() == n && o.iter().all(Option::is_some)
@@ -578,10 +570,6 @@ fn partitions_added_to_a_topic_are_written_read_and_taken_up_by_a_group() {
     assert!(err.contains("add 1 to"), "{err}");
     let err = env.fails(&["topic", "add-partition", "nope"], b"");
     assert!(err.contains("Topic not found"), "{err}");
-    for child in [&mut a, &mut b] {
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
 }
 
 #[test]
@@ -589,9 +577,7 @@ fn an_aggregate_moves_with_its_partition_from_member_to_member() {
     let env = Env::started();
     env.ok(&["topic", "create", "sums"]);
     env.ok_with_input(&["produce", "sums"], b"1\n2\n3\n");
-    let sum = crate::wasm_build::module_path("sum-aggregate")
-        .display()
-        .to_string();
+    let sum = module("sum-aggregate");
     let member = |env: &Env| {
         env.follow(&[
             "consume",
@@ -615,8 +601,6 @@ fn an_aggregate_moves_with_its_partition_from_member_to_member() {
     assert!(first.wait().unwrap().success());
     env.ok_with_input(&["produce", "sums"], b"4\n");
     // Another member picks the partition up: the sum goes on from 6.
-    let (mut second, rx) = member(&env);
+    let (_second, rx) = member(&env);
     assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "10");
-    second.kill().unwrap();
-    second.wait().unwrap();
 }

@@ -493,3 +493,8 @@ impl Drop for Followed {
         let _ = self.0.wait();
     }
 }
+
+/// Path of the example SmartModule `name`, built to wasm32 once per test run.
+pub fn module(name: &str) -> String {
+    crate::wasm_build::module_path(name).display().to_string()
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{Env, sample, scrape, wait_until};
+use crate::harness::{Env, module, sample, scrape, wait_until};
 
 #[test]
 fn the_metrics_endpoint_counts_the_work_done() {
@@ -109,18 +109,14 @@ fn smartmodules_are_metered_by_name() {
     let env = Env::started();
     env.ok(&["topic", "create", "words"]);
     env.ok_with_input(&["produce", "words"], b"apple\nplum\nbanana\nfig\n");
-    let filter = crate::wasm_build::module_path("hello-filter")
-        .display()
-        .to_string();
+    let filter = module("hello-filter");
     env.ok(&["smart-module", "create", "has-a", "--wasm-file", &filter]);
     // hello-filter keeps the records with an `a`.
     assert_eq!(
         env.ok(&["consume", "words", "-B", "-d", "--smartmodule", "has-a"]),
         "apple\nbanana\n"
     );
-    let panics = crate::wasm_build::module_path("test-panic")
-        .display()
-        .to_string();
+    let panics = module("test-panic");
     env.fails(
         &[
             "consume", "words", "-B", "-d", "--filter", &panics, "-e", "at=1",

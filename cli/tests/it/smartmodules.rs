@@ -5,12 +5,7 @@ use std::time::Duration;
 
 use crate::harness::Env;
 
-use crate::wasm_build as build;
-
-/// Path of the example module `name`, built to wasm32 once per test run.
-fn module(name: &str) -> String {
-    build::module_path(name).display().to_string()
-}
+use crate::harness::module;
 
 #[test]
 fn the_seed_scenarios_run_in_the_spu() {

@@ -8,12 +8,17 @@
 # Prints per build and partition count: median records/s, ack p50 and CPU
 # microseconds per record, then ratios (each count against 1 partition; the
 # new build against BASE_BIN).
-# Usage: [SLUICE_BIN=new] [BASE_BIN=old] scripts/bench-scale.sh [ROUNDS] [RECORDS] [PARTITIONS...]
+# Usage: [SLUICE_BIN=new] [BASE_BIN=old] [BASE_EXTRA=flags] [EXTRA=flags] \
+#            scripts/bench-scale.sh [ROUNDS] [RECORDS] [PARTITIONS...]
 #        (defaults: 3 rounds, 100000 records, partitions 1 8 64)
+# EXTRA and BASE_EXTRA are more `cluster start` flags for the new and the
+# base build; BASE_EXTRA alone makes the base the same binary run with them
+# (e.g. BASE_EXTRA=--no-coalesce: every produce batch its own Raft entry).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NEW=${SLUICE_BIN:-./target/release/sluice}
 BASE=${BASE_BIN:-}
+[ -z "$BASE" ] && [ -n "${BASE_EXTRA:-}" ] && BASE=$NEW
 ROUNDS=${1:-3}
 RECORDS=${2:-100000}
 shift $(($# < 2 ? $# : 2))
@@ -31,6 +36,7 @@ trap 'exit 130' INT TERM
 builds=(new)
 [ -n "$BASE" ] && builds=(base new)
 bin_of() { if [ "$1" = base ]; then echo "$BASE"; else echo "$NEW"; fi; }
+extra_of() { if [ "$1" = base ]; then echo "${BASE_EXTRA:-}"; else echo "${EXTRA:-}"; fi; }
 ticks() {
     local t=0
     for f in "$WORK/$current"/local/node-*/node.pid; do
@@ -44,7 +50,9 @@ for round in $(seq 1 "$ROUNDS"); do
         current=$build-$round
         current_bin=$(bin_of "$build")
         export SLUICE_HOME=$WORK/$current
-        "$current_bin" cluster start --local --spus 3 --port "$PORT" --no-metrics >/dev/null
+        # shellcheck disable=SC2046 # the extra flags are words
+        "$current_bin" cluster start --local --spus 3 --port "$PORT" --no-metrics \
+            $(extra_of "$build") >/dev/null
         for p in "${PARTS[@]}"; do
             t0=$(ticks)
             json=$("$current_bin" bench produce --topic "scale-$p" --partitions "$p" \

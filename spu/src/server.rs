@@ -25,7 +25,7 @@ use sluice_transport::{FrameError, read_frame_body, read_frame_len, write_frame}
 use crate::admission::{Admission, ConnectionSlot, Reservation};
 use crate::authz::{self, Access, Principal};
 use crate::node::Shared;
-use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
+use crate::partition::AppendOutcome;
 use crate::transforms::Transforms;
 
 /// How long an admin change waits for this node's replicas to follow it.
@@ -655,36 +655,35 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
         .replicas
         .get(&node.metadata(), &req.topic, req.partition)?;
     let record_count = req.records.len() as u32;
-    let command = encode(&PartitionCommand::Append {
-        records: req.records,
-        producer: req.producer,
-    });
     let what = || format!("partition {}/{}", req.topic, req.partition);
     // In sequence order per producer, as far as the leader can tell.
-    let response = partition
+    let outcome = partition
         .proposal_order()
-        .write(&partition.group, command, req.producer)
+        .write(
+            &partition.group,
+            (req.records, req.producer, total),
+            node.config.coalesce_proposals,
+        )
         .await
         .map_err(|e| e.into_wire(what()))?;
-    let outcome = decode::<AppendOutcome>(&response);
     // A resend's records were counted when first appended.
-    if let Ok(AppendOutcome::Appended { .. }) = outcome {
+    if let AppendOutcome::Appended { .. } = outcome {
         let (records, bytes) = (u64::from(record_count), total as u64);
         crate::metrics::produced(&req.topic, req.partition, records, bytes);
     }
     match outcome {
-        Ok(AppendOutcome::Appended { base_offset } | AppendOutcome::Retry { base_offset }) => {
+        AppendOutcome::Appended { base_offset } | AppendOutcome::Retry { base_offset } => {
             Ok(ProduceResponse {
                 partition: req.partition,
                 base_offset,
                 record_count,
             })
         }
-        Ok(AppendOutcome::Failed { reason }) => Err(WireError::Storage {
+        AppendOutcome::Failed { reason } => Err(WireError::Storage {
             what: what(),
             reason,
         }),
-        Ok(AppendOutcome::Stale { last_sequence }) => {
+        AppendOutcome::Stale { last_sequence } => {
             let Some(p) = req.producer else {
                 return Err(outcome_without_producer(what(), "stale"));
             };
@@ -694,7 +693,7 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
                 last_sequence,
             })
         }
-        Ok(AppendOutcome::OutOfOrder { last_sequence }) => {
+        AppendOutcome::OutOfOrder { last_sequence } => {
             let Some(p) = req.producer else {
                 return Err(outcome_without_producer(what(), "out of order"));
             };
@@ -708,7 +707,7 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
                 last_sequence,
             })
         }
-        Ok(AppendOutcome::SequenceReused { base_offset }) => {
+        AppendOutcome::SequenceReused { base_offset } => {
             let Some(p) = req.producer else {
                 return Err(WireError::Storage {
                     what: what(),
@@ -729,13 +728,9 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
                 offset: base_offset,
             })
         }
-        Ok(AppendOutcome::Replayed) => Err(WireError::Storage {
+        AppendOutcome::Replayed => Err(WireError::Storage {
             what: what(),
             reason: "a fresh proposal was answered as a replay".into(),
-        }),
-        Err(reason) => Err(WireError::Storage {
-            what: what(),
-            reason,
         }),
     }
 }

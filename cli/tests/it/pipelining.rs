@@ -3,8 +3,12 @@
 
 use std::time::Duration;
 
+use std::io::Write;
+use std::process::Stdio;
+
 use crate::harness::{
-    Env, lines, log_difference, produce_across_leader_kill, wait_until_replicas_caught_up,
+    Env, lines, log_difference, produce_across_leader_kill, sample, scrape,
+    wait_until_replicas_caught_up,
 };
 
 #[test]
@@ -41,5 +45,88 @@ fn pipelined_batches_survive_a_leader_kill_in_order_and_exactly_once() {
             "replica {node} differs from the records sent: {}",
             log_difference(&read, &records)
         );
+    }
+}
+
+/// Producers writing to one partition at once: batches that wait while the
+/// leader's proposals are in flight share Raft entries (the nodes' counters
+/// show fewer entries than batches), and every replica holds each
+/// producer's records once each, in the order that producer sent them.
+#[test]
+fn concurrent_producers_batches_share_entries_and_each_is_stored_once_in_order() {
+    const PRODUCERS: usize = 6;
+    const RECORDS: usize = 3_000;
+    let env = Env::with_ports_for(3);
+    env.start_with_env(3, &[("SLUICE_DEBUG_DROP_PRODUCE_ACKS", "50")]);
+    env.ok(&["topic", "create", "shared", "-r", "3"]);
+    // Small batches without lingering, each producer keeping up to five on
+    // the wire: far more than the leader's proposals in flight.
+    let children: Vec<_> = (0..PRODUCERS)
+        .map(|i| {
+            let mut child = env
+                .command(&[
+                    "produce",
+                    "shared",
+                    "--batch-size",
+                    "200B",
+                    "--linger",
+                    "0ms",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let input = lines(RECORDS, &format!("producer-{i}"));
+            let mut stdin = child.stdin.take().unwrap();
+            std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
+            child
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a producer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let counter = |name: &str| -> f64 {
+        (0..3)
+            .map(|n| {
+                scrape(env.port + n)
+                    .and_then(|b| sample(&b, name, &[]))
+                    .unwrap_or(0.0)
+            })
+            .sum()
+    };
+    let (batches, entries) = (
+        counter("sluice_produce_batches_total"),
+        counter("sluice_produce_entries_total"),
+    );
+    assert!(
+        batches >= (PRODUCERS * RECORDS / 20) as f64 && entries < batches,
+        "{batches} batches went into {entries} entries"
+    );
+
+    wait_until_replicas_caught_up(&env, "shared", Duration::from_secs(30));
+    for node in 1..=3 {
+        let replica = node.to_string();
+        let read = env.ok(&["consume", "shared", "-B", "-d", "--replica", &replica]);
+        assert_eq!(read.lines().count(), PRODUCERS * RECORDS, "replica {node}");
+        for i in 0..PRODUCERS {
+            let prefix = format!("producer-{i}");
+            let mine: String = read
+                .lines()
+                .filter(|l| l.starts_with(&format!("{prefix}-")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let sent = lines(RECORDS, &prefix);
+            assert!(
+                mine == sent,
+                "replica {node}, {prefix}: {}",
+                log_difference(&mine, &sent)
+            );
+        }
     }
 }

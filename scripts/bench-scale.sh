@@ -13,7 +13,7 @@
 #        (defaults: 3 rounds, 100000 records, partitions 1 8 64)
 # EXTRA and BASE_EXTRA are more `cluster start` flags for the new and the
 # base build; BASE_EXTRA alone makes the base the same binary run with them
-# (e.g. BASE_EXTRA=--no-coalesce: every produce batch its own Raft entry).
+# (e.g. BASE_EXTRA=--no-quiesce).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NEW=${SLUICE_BIN:-./target/release/sluice}

@@ -109,10 +109,6 @@ pub struct StartArgs {
     /// until it is written to again.
     #[arg(long)]
     pub no_quiesce: bool,
-    /// Propose every produce batch as a Raft entry of its own (nodes run with
-    /// `--no-coalesce`): the baseline of `scripts/bench-scale.sh`.
-    #[arg(long)]
-    pub no_coalesce: bool,
 }
 
 /// What `cluster.toml` in the cluster root records.
@@ -179,7 +175,6 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
                 hosts: Vec::new(),
                 no_metrics: false,
                 no_quiesce: false,
-                no_coalesce: false,
             };
             start(args, globals).await
         }
@@ -464,7 +459,6 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                 vec![]
             })
             .args(args.no_quiesce.then_some("--no-quiesce"))
-            .args(args.no_coalesce.then_some("--no-coalesce"))
             .stdin(Stdio::null())
             .stdout(stderr.try_clone()?)
             .stderr(stderr)

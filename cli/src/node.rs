@@ -51,11 +51,6 @@ pub struct RunArgs {
     /// of letting them sleep until written to (`quiesce_idle_groups`).
     #[arg(long)]
     pub no_quiesce: bool,
-    /// Propose every produce batch as a Raft entry of its own, instead of
-    /// letting batches that wait while earlier ones are in flight share one
-    /// (`coalesce_proposals`; a baseline for benchmarks).
-    #[arg(long)]
-    pub no_coalesce: bool,
     /// Write the log to FILE instead of stderr, bounded: past
     /// --log-file-max-size it moves to FILE.1 (replacing it) and starts anew.
     #[arg(long, value_name = "FILE")]
@@ -117,7 +112,6 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
         retention_check_secs: base.map_or(30, |c| c.retention_check_secs),
         metrics_listen: args.metrics_listen.or(base.and_then(|c| c.metrics_listen)),
         quiesce_idle_groups: !args.no_quiesce && base.is_none_or(|c| c.quiesce_idle_groups),
-        coalesce_proposals: !args.no_coalesce && base.is_none_or(|c| c.coalesce_proposals),
         controller_voters: args
             .controller_voters
             .or(base.map(|c| c.controller_voters))

@@ -20,7 +20,7 @@ pub enum RaftError {
 }
 
 /// Why a proposed command was not applied.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("node {node} is not the leader of group {group}")]
     NotLeader {

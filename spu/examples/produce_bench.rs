@@ -69,7 +69,6 @@ async fn main() -> anyhow::Result<()> {
         retention_check_secs: 3600,
         metrics_listen: None,
         quiesce_idle_groups: true,
-        coalesce_proposals: true,
         controller_voters: 1,
         peers: Vec::new(),
         join: None,

@@ -58,12 +58,6 @@ pub struct NodeConfig {
     /// escape hatch, and the baseline of `scripts/bench-idle.sh`).
     #[serde(default = "yes")]
     pub quiesce_idle_groups: bool,
-    /// Let a partition leader put the produce batches that wait while its
-    /// earlier proposals are in flight into one Raft entry (`crate::coalesce`).
-    /// On by default; `false` proposes every batch as an entry of its own
-    /// (the baseline of `scripts/bench-scale.sh`).
-    #[serde(default = "yes")]
-    pub coalesce_proposals: bool,
 }
 
 fn yes() -> bool {

@@ -6,7 +6,6 @@
 
 mod admission;
 mod authz;
-mod coalesce;
 mod config;
 mod consumers;
 mod data_dir;

@@ -57,11 +57,6 @@ pub const QUIC_CONNECTIONS: &str = "sluice_quic_connections";
 pub const QUIC_STREAMS_OPEN: &str = "sluice_quic_streams_open";
 /// Resident memory of the node process in bytes, gauge.
 pub const RESIDENT_MEMORY_BYTES: &str = "sluice_process_resident_memory_bytes";
-/// Produce batches this node proposed as a partition leader, counter.
-pub const PRODUCE_BATCHES: &str = "sluice_produce_batches_total";
-/// Raft entries those batches went into (several wait and go together while
-/// earlier ones are in flight: `crate::coalesce`), counter.
-pub const PRODUCE_ENTRIES: &str = "sluice_produce_entries_total";
 /// Partition Raft groups asleep on this node (quiescent: idle, not ticking), gauge.
 pub const RAFT_GROUPS_ASLEEP: &str = "sluice_raft_groups_asleep";
 
@@ -127,11 +122,6 @@ fn describe() {
         RAFT_GROUPS_ASLEEP,
         "Partition Raft groups asleep here (idle, not ticking)"
     );
-    describe_counter!(PRODUCE_BATCHES, "Produce batches proposed as leader");
-    describe_counter!(
-        PRODUCE_ENTRIES,
-        "Raft entries the proposed batches went into"
-    );
     describe_counter!(SMARTMODULE_CALLS, "Batch calls into the module");
     describe_counter!(SMARTMODULE_RECORDS_IN, "Records given to the module");
     describe_counter!(SMARTMODULE_RECORDS_OUT, "Records the module returned");
@@ -156,12 +146,6 @@ pub(crate) fn produced(topic: &str, partition: u32, records: u64, bytes: u64) {
     let labels = partition_labels(topic, partition);
     counter!(PARTITION_RECORDS_IN, &labels).increment(records);
     counter!(PARTITION_BYTES_IN, &labels).increment(bytes);
-}
-
-/// Records that `batches` produce batches were proposed as one Raft entry.
-pub(crate) fn proposed(batches: usize) {
-    counter!(PRODUCE_BATCHES).increment(batches as u64);
-    counter!(PRODUCE_ENTRIES).increment(1);
 }
 
 /// Records records sent to a consumer (plain or out of its SmartModules).

@@ -29,32 +29,10 @@ pub(crate) enum PartitionCommand {
         records: Vec<Record>,
         producer: Option<ProducerSeq>,
     },
-    /// Batches that reached the leader while its earlier proposals were in
-    /// flight, proposed as one entry (`crate::coalesce`). Applied in order,
-    /// each judged by its producer as an `Append` would be, and the records
-    /// of those accepted stored as one batch: the entry is in the segments
-    /// whole or not at all, as a single `Append` is. Answered with one
-    /// [`AppendOutcome`] per batch, in order (an [`AppendOutcomes`]).
-    ///
-    /// Added in format 2 of the partition log; a node of an earlier release
-    /// applies it as undecodable (every replica alike), so upgrade every node
-    /// before producing through a new one.
-    AppendMany { batches: Vec<SubBatch> },
 }
-
-/// One producer's batch inside [`PartitionCommand::AppendMany`].
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct SubBatch {
-    pub records: Vec<Record>,
-    pub producer: Option<ProducerSeq>,
-}
-
-/// What applying [`PartitionCommand::AppendMany`] returns: one outcome per
-/// batch, in the entry's order.
-pub(crate) type AppendOutcomes = Vec<AppendOutcome>;
 
 /// What applying a [`PartitionCommand`] returns to the proposer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum AppendOutcome {
     Appended {
         base_offset: u64,
@@ -284,170 +262,6 @@ impl PartitionStateMachine {
     }
 }
 
-/// What a producer verdict other than [`Verdict::New`] answers.
-fn refusal(verdict: Verdict) -> Option<AppendOutcome> {
-    match verdict {
-        Verdict::New => None,
-        Verdict::Retry { base_offset } => Some(AppendOutcome::Retry { base_offset }),
-        Verdict::SequenceReused { base_offset } => {
-            Some(AppendOutcome::SequenceReused { base_offset })
-        }
-        Verdict::Stale { last_sequence } => Some(AppendOutcome::Stale { last_sequence }),
-        Verdict::OutOfOrder { last_sequence } => Some(AppendOutcome::OutOfOrder { last_sequence }),
-    }
-}
-
-impl PartitionStateMachine {
-    /// Applies [`PartitionCommand::Append`]: one producer's batch.
-    fn apply_one(
-        &mut self,
-        index: u64,
-        records: Vec<Record>,
-        producer: Option<ProducerSeq>,
-    ) -> io::Result<Vec<u8>> {
-        // Digested from the entry's bytes: the same on every replica and replay.
-        let sent = SentBatch::new(producer, &records);
-        if let Some(outcome) = refusal(self.producers.verdict(sent)) {
-            self.producers.applied_index = index;
-            return Ok(encode(&outcome));
-        }
-        let base_offset = self.producers.next_offset;
-        let stored = self.store(index, base_offset, &records)?;
-        // The table moves only once the batch is in place: after an error
-        // in `store` the replica stops, and a sync that still saves the
-        // table (a snapshot being built) must not record this entry as
-        // applied, or the next start would skip it instead of stopping again.
-        self.producers.applied_index = index;
-        self.producers.next_offset += records.len() as u64;
-        self.producers.record(sent, base_offset, index);
-        match stored {
-            Stored::Replayed => Ok(encode(&AppendOutcome::Replayed)),
-            Stored::Appended { end } => {
-                self.end_tx.send_replace(end);
-                Ok(encode(&AppendOutcome::Appended { base_offset }))
-            }
-        }
-    }
-
-    /// Applies [`PartitionCommand::AppendMany`]: each batch is judged as if
-    /// the accepted ones before it in the entry had been applied as entries
-    /// of their own (`ProducerTable::verdicts_in_order`), and the accepted
-    /// batches' records are stored as one batch; only then does the table
-    /// move, as in [`Self::apply_one`].
-    fn apply_many(&mut self, index: u64, batches: Vec<SubBatch>) -> io::Result<Vec<u8>> {
-        let base_offset = self.producers.next_offset;
-        // Digested from the entry's bytes: the same on every replica and
-        // replay. An empty batch (never proposed: the leader refuses one)
-        // cannot be stored; it is refused and not judged.
-        let sent: Vec<(Option<SentBatch>, u64)> = batches
-            .iter()
-            .filter(|b| !b.records.is_empty())
-            .map(|b| {
-                (
-                    SentBatch::new(b.producer, &b.records),
-                    b.records.len() as u64,
-                )
-            })
-            .collect();
-        let mut verdicts = self
-            .producers
-            .verdicts_in_order(base_offset, index, &sent)
-            .into_iter()
-            .zip(sent);
-        let mut outcomes = Vec::with_capacity(batches.len());
-        let mut accepted: Vec<Record> = Vec::new();
-        let mut written = Vec::new();
-        for batch in batches {
-            if batch.records.is_empty() {
-                outcomes.push(AppendOutcome::Failed {
-                    reason: "the batch holds no record".into(),
-                });
-                continue;
-            }
-            // One verdict per non-empty batch, in order.
-            let Some((verdict, (sent, _))) = verdicts.next() else {
-                break;
-            };
-            if let Some(outcome) = refusal(verdict) {
-                outcomes.push(outcome);
-                continue;
-            }
-            let at = base_offset + accepted.len() as u64;
-            outcomes.push(AppendOutcome::Appended { base_offset: at });
-            written.push((sent, at));
-            accepted.extend(batch.records);
-        }
-        let stored = match accepted.is_empty() {
-            true => None,
-            false => Some(self.store(index, base_offset, &accepted)?),
-        };
-        self.producers.applied_index = index;
-        self.producers.next_offset += accepted.len() as u64;
-        for (sent, at) in written {
-            self.producers.record(sent, at, index);
-        }
-        match stored {
-            Some(Stored::Replayed) => {
-                for o in &mut outcomes {
-                    if matches!(o, AppendOutcome::Appended { .. }) {
-                        *o = AppendOutcome::Replayed;
-                    }
-                }
-            }
-            Some(Stored::Appended { end }) => {
-                self.end_tx.send_replace(end);
-            }
-            None => {}
-        }
-        Ok(encode::<AppendOutcomes>(&outcomes))
-    }
-
-    /// Puts `records`, the batch of entry `index`, at `base_offset` (where
-    /// the producer table's cursor stands): appends it, or, when the entry
-    /// is re-applied after a restart and the segments hold its batch
-    /// already, checks that batch. Either way an error means this replica's
-    /// segments and Raft log disagree ([`SegmentsMismatch`]), and the
-    /// replica stops.
-    fn store(&mut self, index: u64, base_offset: u64, records: &[Record]) -> io::Result<Stored> {
-        let mut log = write_lock(&self.log);
-        if log.last_entry_id().is_some_and(|last| index <= last) {
-            // Re-applied after a restart: the batch survived in the segment.
-            self.check_replayed(&log, index, base_offset, records)
-                .map_err(io::Error::other)?;
-            return Ok(Stored::Replayed);
-        }
-        // Checked before appending: a batch appended at another offset
-        // would stay in the segments of a replica that stops, so that every
-        // start (the reconciler retries every few seconds, and each start
-        // replays the log) skipped it as stored and appended the next
-        // entry's batch after it, one more batch at a wrong offset each time.
-        let end = log.end_offset();
-        if end != base_offset {
-            let found = Found::SegmentsEnd { end };
-            let e = self.mismatch(index, Stage::Append, base_offset, records.len(), found);
-            return Err(io::Error::other(e));
-        }
-        // A failed append stops the group (the error goes up to Raft): going
-        // on without this batch would give every later record another offset
-        // than the one it gets when the log is replayed.
-        let appended_at = log
-            .append(index, records)
-            .map_err(|e| self.stop(index, format!("append failed: {e}")))?;
-        debug_assert_eq!(appended_at, base_offset, "checked above");
-        Ok(Stored::Appended {
-            end: log.end_offset(),
-        })
-    }
-}
-
-/// What [`PartitionStateMachine::store`] did with an entry's batch.
-enum Stored {
-    /// Found it in the segments, as the entry put it there before a restart.
-    Replayed,
-    /// Appended it; the log now ends at `end`.
-    Appended { end: u64 },
-}
-
 impl ReplicatedState for PartitionStateMachine {
     /// Appends a committed batch, recognises it as a producer's resend, or
     /// rejects it as out of order (see `crate::producers` for the rule).
@@ -463,18 +277,74 @@ impl ReplicatedState for PartitionStateMachine {
         if index <= self.producers.applied_index {
             return Ok(encode(&AppendOutcome::Replayed));
         }
-        match decode::<PartitionCommand>(command) {
+        let (records, producer) = match decode::<PartitionCommand>(command) {
             // Deterministic: every replica decodes the same bytes the same way.
             Err(reason) => {
                 self.producers.applied_index = index;
                 let reason = format!("undecodable command: {reason}");
-                Ok(encode(&AppendOutcome::Failed { reason }))
+                return Ok(encode(&AppendOutcome::Failed { reason }));
             }
-            Ok(PartitionCommand::Append { records, producer }) => {
-                self.apply_one(index, records, producer)
+            Ok(PartitionCommand::Append { records, producer }) => (records, producer),
+        };
+        // Digested from the entry's bytes: the same on every replica and replay.
+        let sent = SentBatch::new(producer, &records);
+        let outcome = match self.producers.verdict(sent) {
+            Verdict::New => None,
+            Verdict::Retry { base_offset } => Some(AppendOutcome::Retry { base_offset }),
+            Verdict::SequenceReused { base_offset } => {
+                Some(AppendOutcome::SequenceReused { base_offset })
             }
-            Ok(PartitionCommand::AppendMany { batches }) => self.apply_many(index, batches),
+            Verdict::Stale { last_sequence } => Some(AppendOutcome::Stale { last_sequence }),
+            Verdict::OutOfOrder { last_sequence } => {
+                Some(AppendOutcome::OutOfOrder { last_sequence })
+            }
+        };
+        if let Some(outcome) = outcome {
+            self.producers.applied_index = index;
+            return Ok(encode(&outcome));
         }
+        let base_offset = self.producers.next_offset;
+        let mut log = write_lock(&self.log);
+        let replayed = log.last_entry_id().is_some_and(|last| index <= last);
+        if replayed {
+            // Re-applied after a restart: the batch survived in the segment.
+            self.check_replayed(&log, index, base_offset, &records)
+                .map_err(io::Error::other)?;
+        } else {
+            // Checked before appending: a batch appended at another offset
+            // would stay in the segments of a replica that stops, so that
+            // every start (the reconciler retries every few seconds, and
+            // each start replays the log) skipped it as stored and appended
+            // the next entry's batch after it, one more batch at a wrong
+            // offset each time.
+            let end = log.end_offset();
+            if end != base_offset {
+                let found = Found::SegmentsEnd { end };
+                let e = self.mismatch(index, Stage::Append, base_offset, records.len(), found);
+                return Err(io::Error::other(e));
+            }
+            // A failed append stops the group (the error goes up to Raft):
+            // going on without this batch would give every later record
+            // another offset than the one it gets when the log is replayed.
+            let appended_at = log
+                .append(index, &records)
+                .map_err(|e| self.stop(index, format!("append failed: {e}")))?;
+            debug_assert_eq!(appended_at, base_offset, "checked above");
+        }
+        // The table moves only once the batch is in place: after an error
+        // above the replica stops, and a sync that still saves the table
+        // (a snapshot being built) must not record this entry as applied,
+        // or the next start would skip it instead of stopping again.
+        self.producers.applied_index = index;
+        self.producers.next_offset += records.len() as u64;
+        self.producers.record(sent, base_offset, index);
+        if replayed {
+            return Ok(encode(&AppendOutcome::Replayed));
+        }
+        let end = log.end_offset();
+        drop(log);
+        self.end_tx.send_replace(end);
+        Ok(encode(&AppendOutcome::Appended { base_offset }))
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -725,11 +595,10 @@ const REORDER_HINTS_MAX: usize = 10_000;
 /// (correctly, but the producer would have to resend it and every batch
 /// after it). So on the leader, a batch whose sequence is past the next one
 /// expected from its producer waits, up to [`REORDER_WAIT`], for its
-/// predecessor to be queued for proposal; and queuing (for the partition's
-/// `crate::coalesce::Proposer`, which hands entries to Raft in queue order,
-/// and Raft numbers them in the order they are handed over) happens under a
+/// predecessor to be proposed; and proposing (handing the entry to Raft,
+/// which numbers entries in the order they are handed over) happens under a
 /// lock together with advancing the expected sequence, so the waiting batch
-/// goes in right behind its predecessor, in the same entry or the next.
+/// goes in right behind its predecessor.
 ///
 /// This is a hint, not the rule: it is per node, not replicated, forgotten on
 /// restart and after a leader change, and a batch is proposed anyway when its
@@ -741,8 +610,6 @@ pub(crate) struct ProposalOrder {
     next: Mutex<HashMap<u64, (u64, tokio::time::Instant)>>,
     /// Woken each time a batch of some producer is proposed.
     proposed: tokio::sync::Notify,
-    /// Hands the batches to Raft, several to an entry when they wait.
-    proposer: Arc<crate::coalesce::Proposer>,
 }
 
 impl ProposalOrder {
@@ -762,48 +629,17 @@ impl ProposalOrder {
         }
     }
 
-    /// Proposes `records` (a batch `producer` sent, `bytes` bytes of keys
-    /// and values) on `group` and returns the state machine's answer; see
-    /// the type's documentation for the order, and `crate::coalesce` for
-    /// how batches that wait share an entry (unless `coalesce` is off).
+    /// Proposes `command` (a batch `producer` sent) on `group` and returns the
+    /// state machine's answer; see the type's documentation for the order.
     pub(crate) async fn write(
         &self,
         group: &Group<PartitionStateMachine>,
-        (records, producer, bytes): (Vec<Record>, Option<ProducerSeq>, usize),
-        coalesce: bool,
-    ) -> Result<AppendOutcome, WriteError> {
-        if let Some(p) = producer {
-            self.wait_for_predecessor(p).await;
-        }
-        // Queued under the lock that advances the expected sequence, so a
-        // batch waiting for this one is queued right behind it.
-        let outcome = {
-            let mut next = self.next();
-            if let Some(p) = producer {
-                let now = tokio::time::Instant::now();
-                // A resend restarts from its sequence: the producer resends
-                // the batches after it in order.
-                next.insert(p.producer_id, (p.sequence + 1, now));
-                if next.len() > REORDER_HINTS_MAX {
-                    next.retain(|_, (_, at)| now.duration_since(*at) < REORDER_HINT_TTL);
-                }
-            }
-            self.proposer
-                .enqueue(group, (records, producer, bytes), coalesce)
+        command: Vec<u8>,
+        producer: Option<ProducerSeq>,
+    ) -> Result<Vec<u8>, WriteError> {
+        let Some(p) = producer else {
+            return group.write(command).await;
         };
-        if producer.is_some() {
-            self.proposed.notify_waiters();
-        }
-        outcome.await.unwrap_or_else(|_| {
-            Err(WriteError::Stopped {
-                group: group.id(),
-                reason: "the partition's proposer stopped before answering".into(),
-            })
-        })
-    }
-
-    /// Waits, up to [`REORDER_WAIT`], until the batch before `p` is queued.
-    async fn wait_for_predecessor(&self, p: ProducerSeq) {
         let deadline = tokio::time::Instant::now() + REORDER_WAIT;
         loop {
             let notified = self.proposed.notified();
@@ -811,7 +647,7 @@ impl ProposalOrder {
             // Registered before looking, so a proposal in between is not missed.
             notified.as_mut().enable();
             if !self.overtook(p) {
-                return;
+                break;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 tracing::debug!(
@@ -819,9 +655,34 @@ impl ProposalOrder {
                     sequence = p.sequence,
                     "the previous batch did not arrive in time; proposing anyway"
                 );
-                return;
+                break;
             }
         }
+        // `Group::write` hands the entry to Raft when first polled (into a
+        // FIFO-fair channel: if it is full, the place in line is taken then),
+        // so that first poll happens under the lock that advances the
+        // expected sequence. Later polls only wait for the outcome.
+        let mut write = std::pin::pin!(group.write(command));
+        let mut handed_over = false;
+        std::future::poll_fn(|cx| {
+            if handed_over {
+                return write.as_mut().poll(cx);
+            }
+            handed_over = true;
+            let mut next = self.next();
+            let now = tokio::time::Instant::now();
+            // A resend restarts from its sequence: the producer resends the
+            // batches after it in order.
+            next.insert(p.producer_id, (p.sequence + 1, now));
+            if next.len() > REORDER_HINTS_MAX {
+                next.retain(|_, (_, at)| now.duration_since(*at) < REORDER_HINT_TTL);
+            }
+            let poll = write.as_mut().poll(cx);
+            drop(next);
+            self.proposed.notify_waiters();
+            poll
+        })
+        .await
     }
 }
 
@@ -1106,178 +967,6 @@ mod tests {
         ));
         assert_eq!(values(&sm), ["a", "b", "c", "d", "e", "f"]);
     }
-    fn append_many(batches: &[(&[&str], Option<(u64, u64)>)]) -> Vec<u8> {
-        encode(&PartitionCommand::AppendMany {
-            batches: batches
-                .iter()
-                .map(|&(values, producer)| SubBatch {
-                    records: records(values),
-                    producer: producer.map(|(producer_id, sequence)| ProducerSeq {
-                        producer_id,
-                        sequence,
-                    }),
-                })
-                .collect(),
-        })
-    }
-
-    fn apply_many(sm: &mut PartitionStateMachine, index: u64, command: &[u8]) -> AppendOutcomes {
-        let answer = sm.apply(index, command).unwrap();
-        sluice_proto::encoding::from_slice_whole(&answer, DECODE_BYTES_MAX).unwrap()
-    }
-
-    #[test]
-    fn batches_coalesced_into_one_entry_are_judged_in_order_and_stored_as_one_batch() {
-        use AppendOutcome::*;
-        let dir = tempfile::tempdir().unwrap();
-        let mut sm = open(dir.path());
-        assert_eq!(
-            apply(&mut sm, 1, &append(&["a"], Some((7, 0)))),
-            Appended { base_offset: 0 }
-        );
-        let outcomes = apply_many(
-            &mut sm,
-            2,
-            &append_many(&[
-                // Producer 7's next two batches, back to back.
-                (&["b", "c"], Some((7, 1))),
-                (&["d"], Some((7, 2))),
-                // A batch without a producer, a new producer's first.
-                (&["e"], None),
-                (&["f"], Some((8, 0))),
-                // Producer 8's first batch again (a resend beside its
-                // original): recognised, not written twice.
-                (&["f"], Some((8, 0))),
-                // Its number again with other records: refused.
-                (&["x"], Some((8, 0))),
-                // Producer 7 skipping a batch, and an old batch of 7.
-                (&["y"], Some((7, 4))),
-                (&["a"], Some((7, 0))),
-                // Empty (never proposed by a leader): refused, not judged.
-                (&[], Some((9, 0))),
-                // Producer 9's first batch still counts as its first.
-                (&["g"], Some((9, 0))),
-            ]),
-        );
-        assert_eq!(
-            outcomes,
-            [
-                Appended { base_offset: 1 },
-                Appended { base_offset: 3 },
-                Appended { base_offset: 4 },
-                Appended { base_offset: 5 },
-                Retry { base_offset: 5 },
-                SequenceReused { base_offset: 5 },
-                OutOfOrder {
-                    last_sequence: Some(2)
-                },
-                Retry { base_offset: 0 },
-                Failed {
-                    reason: "the batch holds no record".into()
-                },
-                Appended { base_offset: 6 },
-            ]
-        );
-        assert_eq!(values(&sm), ["a", "b", "c", "d", "e", "f", "g"]);
-        // One stored batch for the entry, whose id it carries.
-        let log = read_lock(&sm.log);
-        let batches = log.read_batches(1, 1 << 20).unwrap();
-        assert_eq!(
-            batches
-                .iter()
-                .map(|b| (b.entry_id(), b.base_offset(), b.end_offset()))
-                .collect::<Vec<_>>(),
-            [(2, 1, 7)]
-        );
-        drop(log);
-        // The table moved as if each accepted batch had been its own entry.
-        assert_eq!(
-            apply(&mut sm, 3, &append(&["h"], Some((7, 3)))),
-            Appended { base_offset: 7 }
-        );
-        assert_eq!(
-            apply(&mut sm, 4, &append(&["d"], Some((7, 2)))),
-            Retry { base_offset: 3 }
-        );
-        assert_eq!(
-            apply(&mut sm, 5, &append(&["i"], Some((8, 1)))),
-            Appended { base_offset: 8 }
-        );
-    }
-
-    #[test]
-    fn a_coalesced_entry_replayed_after_a_crash_is_checked_not_written_again() {
-        use AppendOutcome::*;
-        let dir = tempfile::tempdir().unwrap();
-        let mut sm = open(dir.path());
-        assert_eq!(
-            apply(&mut sm, 1, &append(&["a"], Some((7, 0)))),
-            Appended { base_offset: 0 }
-        );
-        sm.sync().unwrap();
-        let entry = append_many(&[(&["b"], Some((7, 1))), (&["c", "d"], Some((8, 0)))]);
-        assert_eq!(
-            apply_many(&mut sm, 2, &entry),
-            [Appended { base_offset: 1 }, Appended { base_offset: 2 }]
-        );
-        drop(sm);
-
-        // Replayed from the synced point: found whole in the segments.
-        let mut sm = open(dir.path());
-        assert_eq!(apply_many(&mut sm, 2, &entry), [Replayed, Replayed]);
-        assert_eq!(
-            apply_many(
-                &mut sm,
-                3,
-                &append_many(&[(&["c", "d"], Some((8, 0))), (&["e"], Some((8, 1)))])
-            ),
-            [Retry { base_offset: 2 }, Appended { base_offset: 4 }]
-        );
-        assert_eq!(values(&sm), ["a", "b", "c", "d", "e"]);
-        drop(sm);
-
-        // A replica whose segments hold other records for the entry stops.
-        let other = tempfile::tempdir().unwrap();
-        let mut sm = open(other.path());
-        apply(&mut sm, 1, &append(&["a"], Some((7, 0))));
-        sm.sync().unwrap();
-        let wrong = append_many(&[(&["B"], Some((7, 1))), (&["c", "d"], Some((8, 0)))]);
-        apply_many(&mut sm, 2, &wrong);
-        drop(sm);
-        let mut sm = open(other.path());
-        let e = sm.apply(2, &entry).unwrap_err();
-        assert!(e.to_string().contains("holds other records"), "{e}");
-    }
-
-    #[test]
-    fn an_entry_whose_batches_are_all_refused_stores_nothing() {
-        use AppendOutcome::*;
-        let dir = tempfile::tempdir().unwrap();
-        let mut sm = open(dir.path());
-        assert_eq!(
-            apply(&mut sm, 1, &append(&["a"], Some((7, 0)))),
-            Appended { base_offset: 0 }
-        );
-        assert_eq!(
-            apply_many(
-                &mut sm,
-                2,
-                &append_many(&[(&["a"], Some((7, 0))), (&["z"], Some((7, 5)))])
-            ),
-            [
-                Retry { base_offset: 0 },
-                OutOfOrder {
-                    last_sequence: Some(0)
-                }
-            ]
-        );
-        assert_eq!(values(&sm), ["a"]);
-        assert_eq!(
-            apply(&mut sm, 3, &append(&["b"], Some((7, 1)))),
-            Appended { base_offset: 1 }
-        );
-    }
-
     #[test]
     fn other_records_under_a_written_sequence_are_refused_and_the_resend_still_answered() {
         let dir = tempfile::tempdir().unwrap();

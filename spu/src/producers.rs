@@ -448,60 +448,51 @@ impl ProducerTable {
     }
 
     pub(crate) fn verdict(&self, batch: Option<SentBatch>) -> Verdict {
-        match batch {
-            None => Verdict::New,
-            Some(sent) => judge(self.producers.get(&sent.producer.producer_id), sent),
-        }
-    }
-
-    /// The verdicts on batches applied in order within one entry (the
-    /// `AppendMany` of `crate::partition`), the first to be written at
-    /// `base_offset`, each given as its batch and record count: each batch
-    /// is judged as if the ones before it that were accepted had been
-    /// recorded, so a producer's consecutive batches may share an entry and
-    /// a resend next to its original is recognised. The table itself does
-    /// not change: the caller records the accepted batches once their
-    /// records are stored.
-    pub(crate) fn verdicts_in_order(
-        &self,
-        base_offset: u64,
-        index: u64,
-        batches: &[(Option<SentBatch>, u64)],
-    ) -> Vec<Verdict> {
-        // The windows of the producers seen so far in this entry, as they
-        // would stand after its accepted batches.
-        let mut seen: HashMap<u64, VecDeque<LastBatch>> = HashMap::new();
-        let mut next_offset = base_offset;
-        let mut out = Vec::with_capacity(batches.len());
-        for &(batch, records) in batches {
-            let Some(sent) = batch else {
-                out.push(Verdict::New);
-                next_offset += records;
-                continue;
-            };
-            let id = sent.producer.producer_id;
-            let verdict = match seen.get(&id) {
-                Some(window) => judge(Some(window), sent),
-                None => judge(self.producers.get(&id), sent),
-            };
-            if verdict == Verdict::New {
-                let window = seen
-                    .entry(id)
-                    .or_insert_with(|| self.producers.get(&id).cloned().unwrap_or_default());
-                window.push_back(LastBatch {
-                    sequence: sent.producer.sequence,
-                    base_offset: next_offset,
-                    index,
-                    digest: Some(sent.digest),
-                });
-                if window.len() > DEDUP_WINDOW {
-                    window.pop_front();
+        let Some(SentBatch {
+            producer: p,
+            digest,
+        }) = batch
+        else {
+            return Verdict::New;
+        };
+        let Some(window) = self.producers.get(&p.producer_id) else {
+            // A producer starts at 0. A later number means its first batches
+            // are not written yet (overtaken), or the partition forgot the
+            // producer (evicted); either way the producer must resend.
+            return if p.sequence == 0 {
+                Verdict::New
+            } else {
+                Verdict::OutOfOrder {
+                    last_sequence: None,
                 }
-                next_offset += records;
+            };
+        };
+        let Some(last) = window.back() else {
+            // Never stored empty.
+            return Verdict::New;
+        };
+        if p.sequence == last.sequence + 1 {
+            Verdict::New
+        } else if p.sequence > last.sequence {
+            Verdict::OutOfOrder {
+                last_sequence: Some(last.sequence),
             }
-            out.push(verdict);
+        } else if let Some(batch) = window.iter().find(|b| b.sequence == p.sequence) {
+            // Unknown digest (converted table): judged by the number alone.
+            if batch.digest.is_none_or(|d| d == digest) {
+                Verdict::Retry {
+                    base_offset: batch.base_offset,
+                }
+            } else {
+                Verdict::SequenceReused {
+                    base_offset: batch.base_offset,
+                }
+            }
+        } else {
+            Verdict::Stale {
+                last_sequence: last.sequence,
+            }
         }
-        out
     }
 
     /// Records that `batch` was written at `base_offset` by the entry at
@@ -526,64 +517,15 @@ impl ProducerTable {
         }
         if self.producers.len() > PRODUCERS_PER_PARTITION_MAX {
             // Deterministic on every replica: the one whose last write is
-            // oldest by Raft index goes, the lowest id among those whose
-            // last writes share one entry (`PartitionCommand::AppendMany`;
-            // the map's iteration order differs from replica to replica).
+            // oldest by Raft index goes.
             let oldest = self
                 .producers
                 .iter()
-                .min_by_key(|&(&id, w)| (w.back().map_or(0, |b| b.index), id))
+                .min_by_key(|(_, w)| w.back().map_or(0, |b| b.index))
                 .map(|(&id, _)| id);
             if let Some(oldest) = oldest {
                 self.producers.remove(&oldest);
             }
-        }
-    }
-}
-
-/// The verdict on `sent` given its producer's window of last written
-/// batches (`None`: a producer the table does not know).
-fn judge(window: Option<&VecDeque<LastBatch>>, sent: SentBatch) -> Verdict {
-    let SentBatch {
-        producer: p,
-        digest,
-    } = sent;
-    let Some(window) = window else {
-        // A producer starts at 0. A later number means its first batches
-        // are not written yet (overtaken), or the partition forgot the
-        // producer (evicted); either way the producer must resend.
-        return if p.sequence == 0 {
-            Verdict::New
-        } else {
-            Verdict::OutOfOrder {
-                last_sequence: None,
-            }
-        };
-    };
-    let Some(last) = window.back() else {
-        // Never stored empty.
-        return Verdict::New;
-    };
-    if p.sequence == last.sequence + 1 {
-        Verdict::New
-    } else if p.sequence > last.sequence {
-        Verdict::OutOfOrder {
-            last_sequence: Some(last.sequence),
-        }
-    } else if let Some(batch) = window.iter().find(|b| b.sequence == p.sequence) {
-        // Unknown digest (converted table): judged by the number alone.
-        if batch.digest.is_none_or(|d| d == digest) {
-            Verdict::Retry {
-                base_offset: batch.base_offset,
-            }
-        } else {
-            Verdict::SequenceReused {
-                base_offset: batch.base_offset,
-            }
-        }
-    } else {
-        Verdict::Stale {
-            last_sequence: last.sequence,
         }
     }
 }
@@ -888,33 +830,6 @@ mod tests {
             AppendOutcome::SequenceReused { base_offset: 8 },
         ];
         sluice_fuzzing::golden::check(dir, "append-outcomes", &outcomes, encode, decode);
-        // Format 2 of the partition log added coalesced entries.
-        let coalesced = [PartitionCommand::AppendMany {
-            batches: vec![
-                crate::partition::SubBatch {
-                    records: vec![Record {
-                        key: Some(b"k".to_vec()),
-                        value: vec![1, 2, 3],
-                        timestamp_ms: 1_700_000_000_000,
-                    }],
-                    producer: Some(ProducerSeq {
-                        producer_id: 0xfeed,
-                        sequence: 4,
-                    }),
-                },
-                crate::partition::SubBatch {
-                    records: vec![Record {
-                        key: None,
-                        value: b"v".to_vec(),
-                        timestamp_ms: 0,
-                    }],
-                    producer: None,
-                },
-            ],
-        }];
-        sluice_fuzzing::golden::check(dir, "partition-commands-v2", &coalesced, encode, decode);
-        let outcome_lists: [crate::partition::AppendOutcomes; 2] = [outcomes.to_vec(), Vec::new()];
-        sluice_fuzzing::golden::check(dir, "append-outcome-lists", &outcome_lists, encode, decode);
         let mut table = ProducerTable {
             applied_index: 1 << 33,
             next_offset: 42,

@@ -25,7 +25,7 @@ use sluice_transport::{FrameError, read_frame_body, read_frame_len, write_frame}
 use crate::admission::{Admission, ConnectionSlot, Reservation};
 use crate::authz::{self, Access, Principal};
 use crate::node::Shared;
-use crate::partition::AppendOutcome;
+use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
 use crate::transforms::Transforms;
 
 /// How long an admin change waits for this node's replicas to follow it.
@@ -655,35 +655,36 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
         .replicas
         .get(&node.metadata(), &req.topic, req.partition)?;
     let record_count = req.records.len() as u32;
+    let command = encode(&PartitionCommand::Append {
+        records: req.records,
+        producer: req.producer,
+    });
     let what = || format!("partition {}/{}", req.topic, req.partition);
     // In sequence order per producer, as far as the leader can tell.
-    let outcome = partition
+    let response = partition
         .proposal_order()
-        .write(
-            &partition.group,
-            (req.records, req.producer, total),
-            node.config.coalesce_proposals,
-        )
+        .write(&partition.group, command, req.producer)
         .await
         .map_err(|e| e.into_wire(what()))?;
+    let outcome = decode::<AppendOutcome>(&response);
     // A resend's records were counted when first appended.
-    if let AppendOutcome::Appended { .. } = outcome {
+    if let Ok(AppendOutcome::Appended { .. }) = outcome {
         let (records, bytes) = (u64::from(record_count), total as u64);
         crate::metrics::produced(&req.topic, req.partition, records, bytes);
     }
     match outcome {
-        AppendOutcome::Appended { base_offset } | AppendOutcome::Retry { base_offset } => {
+        Ok(AppendOutcome::Appended { base_offset } | AppendOutcome::Retry { base_offset }) => {
             Ok(ProduceResponse {
                 partition: req.partition,
                 base_offset,
                 record_count,
             })
         }
-        AppendOutcome::Failed { reason } => Err(WireError::Storage {
+        Ok(AppendOutcome::Failed { reason }) => Err(WireError::Storage {
             what: what(),
             reason,
         }),
-        AppendOutcome::Stale { last_sequence } => {
+        Ok(AppendOutcome::Stale { last_sequence }) => {
             let Some(p) = req.producer else {
                 return Err(outcome_without_producer(what(), "stale"));
             };
@@ -693,7 +694,7 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
                 last_sequence,
             })
         }
-        AppendOutcome::OutOfOrder { last_sequence } => {
+        Ok(AppendOutcome::OutOfOrder { last_sequence }) => {
             let Some(p) = req.producer else {
                 return Err(outcome_without_producer(what(), "out of order"));
             };
@@ -707,7 +708,7 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
                 last_sequence,
             })
         }
-        AppendOutcome::SequenceReused { base_offset } => {
+        Ok(AppendOutcome::SequenceReused { base_offset }) => {
             let Some(p) = req.producer else {
                 return Err(WireError::Storage {
                     what: what(),
@@ -728,9 +729,13 @@ async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResp
                 offset: base_offset,
             })
         }
-        AppendOutcome::Replayed => Err(WireError::Storage {
+        Ok(AppendOutcome::Replayed) => Err(WireError::Storage {
             what: what(),
             reason: "a fresh proposal was answered as a replay".into(),
+        }),
+        Err(reason) => Err(WireError::Storage {
+            what: what(),
+            reason,
         }),
     }
 }

@@ -7,8 +7,7 @@ use std::io::Write;
 use std::process::Stdio;
 
 use crate::harness::{
-    Env, lines, log_difference, produce_across_leader_kill, sample, scrape,
-    wait_until_replicas_caught_up,
+    Env, lines, log_difference, produce_across_leader_kill, wait_until_replicas_caught_up,
 };
 
 #[test]
@@ -48,19 +47,19 @@ fn pipelined_batches_survive_a_leader_kill_in_order_and_exactly_once() {
     }
 }
 
-/// Producers writing to one partition at once: batches that wait while the
-/// leader's proposals are in flight share Raft entries (the nodes' counters
-/// show fewer entries than batches), and every replica holds each
-/// producer's records once each, in the order that producer sent them.
+/// Idempotent producers writing to one partition at once, each with several
+/// batches in flight and some acknowledgements dropped (so some batches are
+/// resent after they were written): every replica holds each producer's
+/// records once each, in the order that producer sent them.
 #[test]
-fn concurrent_producers_batches_share_entries_and_each_is_stored_once_in_order() {
+fn concurrent_producers_are_each_stored_once_in_order() {
     const PRODUCERS: usize = 6;
     const RECORDS: usize = 3_000;
     let env = Env::with_ports_for(3);
     env.start_with_env(3, &[("SLUICE_DEBUG_DROP_PRODUCE_ACKS", "50")]);
     env.ok(&["topic", "create", "shared", "-r", "3"]);
     // Small batches without lingering, each producer keeping up to five on
-    // the wire: far more than the leader's proposals in flight.
+    // the wire: batches of different producers interleave in the Raft log.
     let children: Vec<_> = (0..PRODUCERS)
         .map(|i| {
             let mut child = env
@@ -91,24 +90,6 @@ fn concurrent_producers_batches_share_entries_and_each_is_stored_once_in_order()
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let counter = |name: &str| -> f64 {
-        (0..3)
-            .map(|n| {
-                scrape(env.port + n)
-                    .and_then(|b| sample(&b, name, &[]))
-                    .unwrap_or(0.0)
-            })
-            .sum()
-    };
-    let (batches, entries) = (
-        counter("sluice_produce_batches_total"),
-        counter("sluice_produce_entries_total"),
-    );
-    assert!(
-        batches >= (PRODUCERS * RECORDS / 20) as f64 && entries < batches,
-        "{batches} batches went into {entries} entries"
-    );
-
     wait_until_replicas_caught_up(&env, "shared", Duration::from_secs(30));
     for node in 1..=3 {
         let replica = node.to_string();

@@ -610,7 +610,7 @@ fn running_pid(dir: &Path) -> Option<i32> {
 /// Asks every node of the cluster about itself (each answers with its own
 /// pid, data dir and uptime), so the view does not depend on which node the
 /// profile reached; a node that does not answer within a second is offline.
-async fn probe_nodes(
+pub(crate) async fn probe_nodes(
     globals: &Globals,
 ) -> anyhow::Result<(
     ClusterStatus,

@@ -30,6 +30,7 @@ mod smartmodule_flags;
 mod smartmodule_registry;
 mod suggest;
 mod topic;
+mod topic_file;
 mod units;
 
 pub use output::OutputFormat;

@@ -1,11 +1,12 @@
 //! `sluice topic create | list | describe | delete`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use sluice_client::proto::{TopicInfo, TopicSpec};
+use sluice_client::proto::{TopicInfo, TopicSpec, WireError};
 
 use crate::output::{self, Table, human_bytes, rfc3339_ms};
 use crate::units::{parse_duration, parse_size};
@@ -46,44 +47,154 @@ pub enum TopicCmd {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Topic name: lowercase letters, digits and '-'.
-    pub name: String,
-    /// Number of partitions.
-    #[arg(short = 'p', long, default_value_t = 1)]
-    pub partitions: u32,
-    /// Replicas of each partition (at most the number of SPUs).
-    #[arg(short = 'r', long, default_value_t = 1)]
-    pub replication: u32,
+    /// Read the topic from a Fluvio topic file (YAML: meta.name; partition.count,
+    /// replication, max-size; retention.time, segment-size) instead of the
+    /// name and the topic flags.
+    // Its conflicts are checked in `spec`, so that the message names
+    // --config first whatever the order on the command line (Fluvio's
+    // scripts match on that).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Topic name: lowercase letters, digits and '-' (a --config file names
+    /// the topic instead).
+    #[arg(required_unless_present = "config")]
+    pub name: Option<String>,
+    /// Number of partitions [default: 1].
+    #[arg(short = 'p', long)]
+    pub partitions: Option<u32>,
+    /// Replicas of each partition (at most the number of SPUs) [default: 1].
+    #[arg(short = 'r', long)]
+    pub replication: Option<u32>,
     /// Delete segments older than this, e.g. 7d or 12h (default: keep forever).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub retention_time: Option<Duration>,
     /// Delete the oldest segments beyond this size per partition, e.g. 10GiB.
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub retention_bytes: Option<u64>,
-    /// Size at which a partition's log rolls to a new segment, e.g. 1GiB.
-    #[arg(long, value_parser = parse_size, value_name = "SIZE", default_value = "1GiB")]
-    pub segment_size: u64,
+    /// The largest a partition may grow, e.g. 10GiB: Fluvio's name for
+    /// --retention-bytes (the oldest segments are deleted beyond it). At
+    /// least 2048 bytes and one segment.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE", conflicts_with = "retention_bytes")]
+    pub max_partition_size: Option<u64>,
+    /// Size at which a partition's log rolls to a new segment, e.g. 1GiB
+    /// [default: 1GiB].
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub segment_size: Option<u64>,
+    /// Check that the topic could be created (its settings, that the name is
+    /// free, that the cluster has enough nodes for its replicas), print it,
+    /// and create nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 impl CreateArgs {
-    /// The flags as a spec, checked against the protocol's limits so a bad
-    /// value fails before connecting.
+    /// The flags (or the --config file) as a spec, checked against the
+    /// protocol's limits so a bad value fails before connecting.
     pub fn spec(&self) -> anyhow::Result<TopicSpec> {
+        let spec = match &self.config {
+            Some(path) => {
+                if let Some(flag) = self.flag_besides_config() {
+                    anyhow::bail!(
+                        "the argument '--config <PATH>' cannot be used with '{flag}': the file \
+                         describes the whole topic; give either the file or the name and flags"
+                    );
+                }
+                crate::topic_file::read(path)?
+            }
+            None => self.spec_from_flags()?,
+        };
+        if spec.name.trim().is_empty() {
+            anyhow::bail!(
+                "Topic name is required: give one (lowercase letters, digits and '-'), or a \
+                 --config file whose meta.name names it"
+            );
+        }
+        spec.validate()
+            .with_context(|| format!("cannot create topic {:?}", spec.name))?;
+        Ok(spec)
+    }
+
+    /// The first name or topic flag given along with --config.
+    fn flag_besides_config(&self) -> Option<&'static str> {
+        [
+            (self.name.is_some(), "[NAME]"),
+            (self.partitions.is_some(), "--partitions <PARTITIONS>"),
+            (self.replication.is_some(), "--replication <REPLICATION>"),
+            (self.retention_time.is_some(), "--retention-time <DURATION>"),
+            (self.retention_bytes.is_some(), "--retention-bytes <SIZE>"),
+            (
+                self.max_partition_size.is_some(),
+                "--max-partition-size <SIZE>",
+            ),
+            (self.segment_size.is_some(), "--segment-size <SIZE>"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    fn spec_from_flags(&self) -> anyhow::Result<TopicSpec> {
+        let defaults = TopicSpec::new(self.name.clone().unwrap_or_default());
+        let segment_size = self.segment_size.unwrap_or(defaults.segment_size_bytes);
         let retention_ms = self
             .retention_time
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let spec = TopicSpec {
-            name: self.name.clone(),
-            partitions: self.partitions,
-            replication: self.replication,
+        if let Some(max) = self.max_partition_size {
+            crate::topic_file::check_max_partition_size(max, segment_size)?;
+        }
+        Ok(TopicSpec {
+            partitions: self.partitions.unwrap_or(defaults.partitions),
+            replication: self.replication.unwrap_or(defaults.replication),
             retention_ms,
-            retention_bytes: self.retention_bytes,
-            segment_size_bytes: self.segment_size,
-        };
-        spec.validate()
-            .with_context(|| format!("cannot create topic {:?}", self.name))?;
-        Ok(spec)
+            retention_bytes: self.retention_bytes.or(self.max_partition_size),
+            segment_size_bytes: segment_size,
+            ..defaults
+        })
     }
+}
+
+/// What `topic create --dry-run` checks against the cluster, besides the
+/// spec's own limits: the name is free, and enough nodes are healthy to
+/// hold a partition's replicas. (The controller checks again, and also each
+/// node's replica bound, when the topic is created.)
+async fn dry_run(
+    client: &sluice_client::Client,
+    globals: &Globals,
+    spec: &TopicSpec,
+) -> anyhow::Result<String> {
+    match client.describe_topic(&spec.name).await {
+        Ok(_) => {
+            return Err(WireError::TopicExists {
+                topic: spec.name.clone(),
+            }
+            .into());
+        }
+        Err(e) if matches!(e.wire_error(), Some(WireError::UnknownTopic { .. })) => {}
+        Err(e) => return Err(e).context("cannot check whether the topic exists"),
+    }
+    // Each node is asked about itself, as `cluster status` does: a node's
+    // view of the others can lag (an idle controller sleeps).
+    let (_, nodes) = crate::cluster::probe_nodes(globals).await?;
+    let healthy = nodes.iter().filter(|(n, _)| n.healthy).count();
+    if (spec.replication as usize) > healthy {
+        anyhow::bail!(
+            "cannot create topic {:?}: replication {} needs {} healthy nodes and the cluster has \
+             {healthy} of {}; lower -r or start more nodes",
+            spec.name,
+            spec.replication,
+            spec.replication,
+            nodes.len()
+        );
+    }
+    Ok(format!(
+        "dry run: topic {:?} can be created ({} partition(s) x {} replica(s), segments of {}, \
+         retention {} / {}); nothing was created\n",
+        spec.name,
+        spec.partitions,
+        spec.replication,
+        human_bytes(spec.segment_size_bytes),
+        retention_time(spec.retention_ms),
+        retention_bytes(spec.retention_bytes),
+    ))
 }
 
 /// A topic as printed with `-O json|yaml`; field names are a stable interface.
@@ -132,6 +243,9 @@ pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
         TopicCmd::Create(args) => {
             let spec = args.spec()?;
             let client = crate::connect(globals).await?;
+            if args.dry_run {
+                return output::write_stdout(dry_run(&client, globals, &spec).await?.as_bytes());
+            }
             let name = spec.name.clone();
             client.create_topic(spec).await?;
             output::write_stdout(format!("topic {name:?} created\n").as_bytes())

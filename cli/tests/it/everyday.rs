@@ -250,3 +250,109 @@ fn an_endpoint_with_certificate_flags_needs_no_profile() {
     let read = env.ok(&["consume", "flags", "-B", "-d", "-k"]);
     assert!(read.contains('k') && read.contains('v'), "{read}");
 }
+
+/// `topic create` as Fluvio's scripts use it: a topic file (`--config`),
+/// `--max-partition-size`, and `--dry-run`, which checks against the
+/// cluster and creates nothing.
+#[test]
+fn topics_are_created_from_a_fluvio_topic_file_and_checked_by_a_dry_run() {
+    let env = Env::started_with(2);
+    let file = env.home.path().join("events.yaml");
+    std::fs::write(
+        &file,
+        "version: 0.1.0\nmeta:\n  name: from-file\npartition:\n  count: 2\n  max_size: 10 KB\n  \
+         replication: 2\n  ignore_rack_assignment: true\nretention:\n  time: 2m\n  \
+         segment_size: 2.0 KB\ncompression:\n  type: Any\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    env.ok(&["topic", "create", "--config", path]);
+    let topic: serde_json::Value =
+        serde_json::from_str(&env.ok(&["topic", "describe", "from-file", "-O", "json"])).unwrap();
+    assert_eq!(
+        (
+            &topic["partitions"],
+            &topic["replication"],
+            &topic["retention_bytes"],
+            &topic["retention_ms"],
+            &topic["segment_size_bytes"],
+        ),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(2),
+            &serde_json::json!(10_000),
+            &serde_json::json!(120_000),
+            &serde_json::json!(2_000),
+        )
+    );
+    // The file names the topic, so a name (or any topic flag) is refused.
+    for extra in [&["other"][..], &["--max-partition-size", "2Ki"]] {
+        let mut args = vec!["topic", "create", "--config", path, "--dry-run"];
+        args.extend(extra);
+        let e = env.fails(&args, b"");
+        assert!(
+            e.contains("the argument '--config <PATH>' cannot be used with"),
+            "{e}"
+        );
+    }
+
+    // A dry run passes where a create would, and creates nothing.
+    let out = env.ok(&[
+        "topic",
+        "create",
+        "dry",
+        "--max-partition-size",
+        "10Gb",
+        "--dry-run",
+    ]);
+    assert!(out.contains("nothing was created"), "{out}");
+    let e = env.fails(&["topic", "describe", "dry"], b"");
+    assert!(e.contains("Topic not found"), "{e}");
+    // It fails where a create would: a taken name, too few nodes, bad sizes.
+    let e = env.fails(&["topic", "create", "from-file", "--dry-run"], b"");
+    assert!(e.contains("Topic already exists"), "{e}");
+    let e = env.fails(&["topic", "create", "wide", "-r", "3", "--dry-run"], b"");
+    assert!(
+        e.contains("needs 3 healthy nodes and the cluster has 2 of 2"),
+        "{e}"
+    );
+    let e = env.fails(
+        &[
+            "topic",
+            "create",
+            "tiny",
+            "--max-partition-size",
+            "10",
+            "--dry-run",
+        ],
+        b"",
+    );
+    assert!(
+        e.contains("max_partition_size 10 is less than minimum 2048"),
+        "{e}"
+    );
+    let e = env.fails(
+        &[
+            "topic",
+            "create",
+            "small",
+            "--segment-size",
+            "3 Ki",
+            "--max-partition-size",
+            "2 Ki",
+            "--dry-run",
+        ],
+        b"",
+    );
+    assert!(
+        e.contains("max_partition_size 2048 is less than segment size 3072"),
+        "{e}"
+    );
+    let e = env.fails(&["topic", "create", " ", "--dry-run"], b"");
+    assert!(e.contains("Topic name is required"), "{e}");
+    // --max-partition-size is retention by size, as Fluvio means it.
+    env.ok(&["topic", "create", "bounded", "--max-partition-size", "2GiB"]);
+    let topic: serde_json::Value =
+        serde_json::from_str(&env.ok(&["topic", "describe", "bounded", "-O", "json"])).unwrap();
+    assert_eq!(topic["retention_bytes"], 2u64 << 30);
+}

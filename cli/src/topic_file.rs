@@ -1,0 +1,242 @@
+//! `sluice topic create --config FILE`: a topic described in Fluvio's topic
+//! file format (YAML), so that a Fluvio user's files work unchanged.
+//!
+//! ```yaml
+//! version: 0.1.0
+//! meta:
+//!   name: my-topic
+//! partition:
+//!   count: 3
+//!   replication: 2
+//!   max-size: 10 GB          # oldest segments deleted beyond it
+//!   ignore-rack-assignment: true
+//! retention:
+//!   time: 7d
+//!   segment-size: 1 GiB
+//! ```
+//!
+//! Keys are accepted in kebab-case and in snake_case (Fluvio's own examples
+//! use both). What Sluice cannot do is refused by name rather than ignored:
+//! compression other than `Any`/`None` (records are stored as sent),
+//! deduplication, and per-partition replica maps (`--replica-assignment`
+//! is not built yet). An unknown key is an error with its line, so a typo
+//! does not silently create a topic with defaults.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use sluice_client::proto::TopicSpec;
+
+use crate::units::{parse_duration, parse_size};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct TopicFile {
+    /// Fluvio writes 0.1.0; any version of this shape is read.
+    #[serde(default)]
+    #[allow(dead_code)]
+    version: Option<serde_yaml::Value>,
+    meta: Meta,
+    #[serde(default)]
+    partition: PartitionSection,
+    #[serde(default)]
+    retention: RetentionSection,
+    #[serde(default)]
+    compression: Option<CompressionSection>,
+    #[serde(default)]
+    deduplication: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Meta {
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct PartitionSection {
+    count: Option<u32>,
+    replication: Option<u32>,
+    #[serde(alias = "max_size")]
+    max_size: Option<Size>,
+    /// Sluice has no racks, so there is no rack assignment to ignore.
+    #[serde(alias = "ignore_rack_assignment")]
+    #[allow(dead_code)]
+    ignore_rack_assignment: Option<bool>,
+    maps: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RetentionSection {
+    time: Option<String>,
+    #[serde(alias = "segment_size")]
+    segment_size: Option<Size>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompressionSection {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// A size as Fluvio writes it: `10 KB`, `2.0 KiB`, or a number of bytes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(&self, key: &str) -> anyhow::Result<u64> {
+        match self {
+            Size::Bytes(b) => Ok(*b),
+            Size::Text(t) => parse_size(t).map_err(|e| anyhow::anyhow!("{key}: {e}")),
+        }
+    }
+}
+
+/// The largest a partition may grow, as `--max-partition-size` and a topic
+/// file's `partition.max-size` give it: at least [`MAX_PARTITION_SIZE_MIN`]
+/// and at least one segment (retention deletes whole closed segments, so a
+/// bound below one segment could never be met). The messages begin as
+/// Fluvio's do, for scripts that match on them.
+pub fn check_max_partition_size(max: u64, segment_size: u64) -> anyhow::Result<()> {
+    if max < MAX_PARTITION_SIZE_MIN {
+        bail!(
+            "max_partition_size {max} is less than minimum {MAX_PARTITION_SIZE_MIN}: give at least \
+             {MAX_PARTITION_SIZE_MIN} bytes (e.g. --max-partition-size 10GiB)"
+        );
+    }
+    if max < segment_size {
+        bail!(
+            "max_partition_size {max} is less than segment size {segment_size}: retention deletes \
+             whole segments, so a partition holds at least one; raise the maximum or lower \
+             --segment-size"
+        );
+    }
+    Ok(())
+}
+
+/// Smallest `--max-partition-size` (Fluvio's minimum too).
+pub const MAX_PARTITION_SIZE_MIN: u64 = 2048;
+
+/// Reads the topic file at `path` as a spec (checked like the flags are).
+pub fn read(path: &Path) -> anyhow::Result<TopicSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read topic file {}", path.display()))?;
+    parse(&text).with_context(|| format!("topic file {}", path.display()))
+}
+
+fn parse(text: &str) -> anyhow::Result<TopicSpec> {
+    let file: TopicFile = serde_yaml::from_str(text).context(
+        "not a topic file: expected YAML with meta.name and optional partition, retention and \
+         compression sections",
+    )?;
+    if let Some(kind) = file.compression.and_then(|c| c.kind)
+        && !matches!(kind.to_ascii_lowercase().as_str(), "any" | "none")
+    {
+        bail!(
+            "compression.type {kind}: Sluice stores records as producers send them and has no \
+             compression yet; remove the compression section or set its type to Any"
+        );
+    }
+    if file.deduplication.is_some() {
+        bail!(
+            "deduplication: Sluice has no deduplication filter on topics; idempotent producers \
+             already write each batch once. Remove the deduplication section"
+        );
+    }
+    if file.partition.maps.is_some() {
+        bail!(
+            "partition.maps: replica maps are not supported yet; give partition.count and \
+             partition.replication and the controller places the replicas"
+        );
+    }
+    let mut spec = TopicSpec::new(file.meta.name.trim());
+    spec.partitions = file.partition.count.unwrap_or(1);
+    spec.replication = file.partition.replication.unwrap_or(1);
+    if let Some(size) = &file.retention.segment_size {
+        spec.segment_size_bytes = size.bytes("retention.segment-size")?;
+    }
+    if let Some(time) = &file.retention.time {
+        let d = parse_duration(time).map_err(|e| anyhow::anyhow!("retention.time: {e}"))?;
+        spec.retention_ms = Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    }
+    if let Some(size) = &file.partition.max_size {
+        let max = size.bytes("partition.max-size")?;
+        check_max_partition_size(max, spec.segment_size_bytes).context("partition.max-size")?;
+        spec.retention_bytes = Some(max);
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fluvio_topic_file_reads_in_either_key_spelling() {
+        let kebab = "version: 0.1.0\nmeta:\n  name: events\npartition:\n  count: 3\n  \
+                     replication: 2\n  max-size: 10 KB\n  ignore-rack-assignment: true\n\
+                     retention:\n  time: 2m\n  segment-size: 2.0 KB\ncompression:\n  type: Any\n";
+        let spec = parse(kebab).unwrap();
+        assert_eq!(
+            (spec.name.as_str(), spec.partitions, spec.replication),
+            ("events", 3, 2)
+        );
+        assert_eq!(spec.retention_bytes, Some(10_000));
+        assert_eq!(spec.segment_size_bytes, 2_000);
+        assert_eq!(spec.retention_ms, Some(120_000));
+        let snake = kebab
+            .replace("max-size", "max_size")
+            .replace("segment-size", "segment_size")
+            .replace("ignore-rack-assignment", "ignore_rack_assignment");
+        assert_eq!(parse(&snake).unwrap(), spec);
+        // Only a name: Fluvio's defaults, which are ours.
+        let minimal = parse("meta:\n  name: small\n").unwrap();
+        assert_eq!(minimal, TopicSpec::new("small"));
+    }
+
+    #[test]
+    fn what_sluice_cannot_do_is_refused_by_name() {
+        let with = |extra: &str| parse(&format!("meta:\n  name: t\n{extra}")).unwrap_err();
+        let e = format!("{:#}", with("compression:\n  type: Lz4\n"));
+        assert!(e.contains("compression.type Lz4"), "{e}");
+        let e = format!("{:#}", with("deduplication:\n  bounds:\n    count: 100\n"));
+        assert!(e.contains("deduplication"), "{e}");
+        let e = format!(
+            "{:#}",
+            with("partition:\n  maps:\n  - id: 0\n    replicas: [1, 2]\n")
+        );
+        assert!(e.contains("partition.maps"), "{e}");
+        // A typo is an error, not a default.
+        let e = format!("{:#}", with("partition:\n  cuont: 3\n"));
+        assert!(e.contains("unknown field `cuont`"), "{e}");
+        let e = format!("{:#}", with("partition:\n  max-size: 10\n"));
+        assert!(
+            e.contains("max_partition_size 10 is less than minimum 2048"),
+            "{e}"
+        );
+        let e = format!("{:#}", with("partition:\n  max-size: 10 parsecs\n"));
+        assert!(e.contains("partition.max-size"), "{e}");
+        let e = format!("{:#}", parse("name: t\n").unwrap_err());
+        assert!(e.contains("meta.name"), "{e}");
+    }
+
+    #[test]
+    fn the_maximum_partition_size_holds_a_segment() {
+        assert!(check_max_partition_size(2048, 1024).is_ok());
+        let e = check_max_partition_size(2048, 3072)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("max_partition_size 2048 is less than segment size 3072"),
+            "{e}"
+        );
+    }
+}

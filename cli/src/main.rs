@@ -287,6 +287,19 @@ async fn connect_to(
             sluice_client::Client::connect_with(endpoint, &ca_pem, identity, options).await?,
         );
     }
+    // An exported profile named by the environment stands in for
+    // config.toml, unless --profile names one of its profiles.
+    if globals.profile.is_none()
+        && let Some(path) = sluice_client::config::ExportedProfile::path_from_env()
+    {
+        let profile = sluice_client::config::ExportedProfile::load(&path)?;
+        let options = sluice_client::ConnectOptions {
+            profile: Some(path.display().to_string()),
+            ca_source: path.display().to_string(),
+            ..sluice_client::ConnectOptions::default()
+        };
+        return Ok(sluice_client::Client::from_exported(&profile, endpoint, options).await?);
+    }
     let client =
         sluice_client::Client::from_profile(&globals.home, globals.profile.as_deref(), endpoint)
             .await?;

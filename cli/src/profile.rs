@@ -21,6 +21,24 @@ pub enum ProfileCmd {
     Switch { name: String },
     /// Remove NAME from the configuration (its certificate files stay).
     Delete { name: String },
+    /// Print a profile (the current one unless NAME is given) as one
+    /// self-contained file, its certificates inline: point
+    /// `SLUICE_PROFILE_PATH` (or Fluvio's `FLV_PROFILE_PATH`) at it on
+    /// another machine. It holds the client's private key, if the profile
+    /// has one: keep it as secret as the key.
+    Export {
+        name: Option<String>,
+        #[arg(short = 'O', long = "output", value_enum, default_value = "toml")]
+        output: ExportFormat,
+    },
+}
+
+/// How `profile export` writes the profile.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ExportFormat {
+    Toml,
+    Json,
+    Yaml,
 }
 
 #[derive(Serialize)]
@@ -98,6 +116,31 @@ pub async fn run(cmd: ProfileCmd, globals: &Globals) -> anyhow::Result<()> {
                 .context("cannot switch profiles")?;
             println!("switched to profile {name}");
             Ok(())
+        }
+        ProfileCmd::Export { name, output } => {
+            if let Some(name) = &name {
+                known(&config, name, &path)?;
+            }
+            let Some((name, profile)) = config.profile(name.as_deref()) else {
+                bail!(
+                    "no current profile in {} ({}); name one: `sluice profile export NAME`",
+                    path.display(),
+                    names(&config)
+                );
+            };
+            let exported =
+                sluice_client::config::ExportedProfile::from_profile(&globals.home, name, profile)?;
+            let text = match output {
+                ExportFormat::Toml => toml::to_string(&exported)?,
+                ExportFormat::Json => serde_json::to_string_pretty(&exported)? + "\n",
+                ExportFormat::Yaml => serde_yaml::to_string(&exported)?,
+            };
+            if exported.tls.client_key.is_some() {
+                eprintln!(
+                    "note: the exported profile holds the client's private key; keep it secret"
+                );
+            }
+            crate::output::write_stdout(text.as_bytes())
         }
         ProfileCmd::Delete { name } => {
             known(&config, &name, &path)?;

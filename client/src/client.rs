@@ -16,7 +16,7 @@ use sluice_proto::{
 };
 use sluice_transport::{CertKeyPair, Connector, TransportError};
 
-use crate::config::{ClientConfig, Profile};
+use crate::config::{ClientConfig, ExportedProfile, Profile};
 use crate::error::{ClientError, Result};
 use crate::fetch::FetchStream;
 use crate::producer::{Producer, ProducerConfig};
@@ -198,32 +198,31 @@ impl Client {
             }
         };
         let ca_path = Profile::resolve(home, &profile.ca_cert);
-        let ca_pem = read_pem(&ca_path, "cannot read the cluster CA certificate")?;
-        let identity = match (&profile.client_cert, &profile.client_key) {
-            (Some(cert), Some(key)) => Some(CertKeyPair {
-                cert_pem: read_pem(
-                    &Profile::resolve(home, cert),
-                    "cannot read the client certificate",
-                )?,
-                key_pem: read_pem(&Profile::resolve(home, key), "cannot read the client key")?,
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(ClientError::InvalidConfig {
-                    what: "connection profile",
-                    reason: format!(
-                        "profile {name:?} sets only one of client_cert and client_key; set both or neither"
-                    ),
-                });
-            }
-        };
-        let endpoint = endpoint_override.unwrap_or(&profile.endpoint);
+        let exported = ExportedProfile::from_profile(home, name, profile)?;
         let options = ConnectOptions {
             profile: Some(name.to_string()),
             ca_source: ca_path.display().to_string(),
             ..ConnectOptions::default()
         };
-        Self::connect_with(endpoint, &ca_pem, identity, options).await
+        Self::from_exported(&exported, endpoint_override, options).await
+    }
+
+    /// Connects with an [`ExportedProfile`] (the certificates inline), to
+    /// `endpoint_override` or the profile's endpoint.
+    pub async fn from_exported(
+        profile: &ExportedProfile,
+        endpoint_override: Option<&str>,
+        options: ConnectOptions,
+    ) -> Result<Client> {
+        let identity = match (&profile.tls.client_cert, &profile.tls.client_key) {
+            (Some(cert), Some(key)) => Some(CertKeyPair {
+                cert_pem: cert.clone(),
+                key_pem: key.clone(),
+            }),
+            _ => None,
+        };
+        let endpoint = endpoint_override.unwrap_or(&profile.endpoint);
+        Self::connect_with(endpoint, &profile.tls.ca_cert, identity, options).await
     }
 
     /// The endpoint this client was created with.
@@ -1054,14 +1053,6 @@ async fn resolve(endpoint: &str) -> Result<SocketAddr> {
     addrs
         .next()
         .ok_or_else(|| fail("it resolves to no address".into()))
-}
-
-fn read_pem(path: &Path, what: &'static str) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| ClientError::File {
-        what,
-        path: path.to_path_buf(),
-        reason: format!("{e}; check the profile in config.toml"),
-    })
 }
 
 fn request_name(request: &Request) -> &'static str {

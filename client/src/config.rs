@@ -159,6 +159,134 @@ impl Profile {
     }
 }
 
+/// A profile with its certificates inline, as one file: `sluice profile
+/// export` writes it (TOML, or JSON with `-O json`), and the environment
+/// variable [`PROFILE_PATH_ENV`] (or Fluvio's [`FLUVIO_PROFILE_PATH_ENV`])
+/// points a client at one, so a profile moves to another machine or a CI
+/// job without the home directory it came from.
+///
+/// ```toml
+/// endpoint = "127.0.0.1:9003"
+///
+/// [tls]
+/// ca_cert = "-----BEGIN CERTIFICATE-----\n..."
+/// client_cert = "-----BEGIN CERTIFICATE-----\n..."   # with client_key, or neither
+/// client_key = "-----BEGIN PRIVATE KEY-----\n..."
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedProfile {
+    /// `host:port` of any node of the cluster.
+    pub endpoint: String,
+    pub tls: ExportedTls,
+}
+
+/// The certificates of an [`ExportedProfile`], PEM text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedTls {
+    /// The cluster CA.
+    pub ca_cert: String,
+    /// The client certificate, for clusters that require mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// The private key of `client_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+}
+
+/// Environment variable naming an [`ExportedProfile`] file to use instead of
+/// the profiles in `config.toml` (unless a profile is named explicitly).
+pub const PROFILE_PATH_ENV: &str = "SLUICE_PROFILE_PATH";
+/// Fluvio's name for [`PROFILE_PATH_ENV`], honoured too.
+pub const FLUVIO_PROFILE_PATH_ENV: &str = "FLV_PROFILE_PATH";
+/// Bytes an [`ExportedProfile`] file may hold: a few certificates.
+pub const PROFILE_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+impl ExportedProfile {
+    /// `profile` (called `name`, in `home`) with its certificate files read in.
+    pub fn from_profile(home: &Path, name: &str, profile: &Profile) -> Result<Self> {
+        let read = |path: &Path, what| read_pem(&Profile::resolve(home, path), what);
+        let (client_cert, client_key) = match (&profile.client_cert, &profile.client_key) {
+            (Some(cert), Some(key)) => (
+                Some(read(cert, "cannot read the client certificate")?),
+                Some(read(key, "cannot read the client key")?),
+            ),
+            (None, None) => (None, None),
+            _ => {
+                return Err(ClientError::InvalidConfig {
+                    what: "connection profile",
+                    reason: format!(
+                        "profile {name:?} sets only one of client_cert and client_key; set both or neither"
+                    ),
+                });
+            }
+        };
+        Ok(Self {
+            endpoint: profile.endpoint.clone(),
+            tls: ExportedTls {
+                ca_cert: read(&profile.ca_cert, "cannot read the cluster CA certificate")?,
+                client_cert,
+                client_key,
+            },
+        })
+    }
+
+    /// The file named by [`PROFILE_PATH_ENV`] or [`FLUVIO_PROFILE_PATH_ENV`]
+    /// (the first that is set and not empty), if any.
+    pub fn path_from_env() -> Option<PathBuf> {
+        [PROFILE_PATH_ENV, FLUVIO_PROFILE_PATH_ENV]
+            .into_iter()
+            .find_map(|var| std::env::var_os(var).filter(|v| !v.is_empty()))
+            .map(PathBuf::from)
+    }
+
+    /// Reads an exported profile: TOML, or JSON (`profile export -O json`).
+    pub fn load(path: &Path) -> Result<Self> {
+        let invalid = |reason: String| ClientError::File {
+            what: "cannot use the exported profile",
+            path: path.to_path_buf(),
+            reason,
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|e| invalid(e.to_string()))?
+            .len();
+        if size > PROFILE_FILE_BYTES_MAX {
+            return Err(invalid(format!(
+                "it holds {size} bytes, more than the {PROFILE_FILE_BYTES_MAX} a profile may; \
+                 write it with `sluice profile export`"
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let parsed = if text.trim_start().starts_with('{') {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        } else {
+            toml::from_str(&text).map_err(|e| e.to_string())
+        };
+        let profile: Self = parsed.map_err(|e| {
+            invalid(format!(
+                "{e}; expected `endpoint` and a `tls` section with `ca_cert` (as `sluice profile \
+                 export` writes)"
+            ))
+        })?;
+        if profile.tls.client_cert.is_some() != profile.tls.client_key.is_some() {
+            return Err(invalid(
+                "it sets only one of tls.client_cert and tls.client_key; set both or neither"
+                    .into(),
+            ));
+        }
+        Ok(profile)
+    }
+}
+
+fn read_pem(path: &Path, what: &'static str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| ClientError::File {
+        what,
+        path: path.to_path_buf(),
+        reason: format!("{e}; check the profile in config.toml"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -356,3 +356,51 @@ fn topics_are_created_from_a_fluvio_topic_file_and_checked_by_a_dry_run() {
         serde_json::from_str(&env.ok(&["topic", "describe", "bounded", "-O", "json"])).unwrap();
     assert_eq!(topic["retention_bytes"], 2u64 << 30);
 }
+
+/// `profile export` writes a profile with its certificates inline, and a
+/// client pointed at that file by `SLUICE_PROFILE_PATH` (or Fluvio's
+/// `FLV_PROFILE_PATH`) reaches the cluster with no home directory of its own.
+#[test]
+fn an_exported_profile_is_enough_to_reach_the_cluster() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "exported"]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    for (format, var) in [
+        ("toml", "SLUICE_PROFILE_PATH"),
+        ("json", "FLV_PROFILE_PATH"),
+    ] {
+        let text = env.ok(&["profile", "export", "-O", format]);
+        assert!(
+            text.contains("endpoint") && text.contains("BEGIN CERTIFICATE"),
+            "{text}"
+        );
+        let file = elsewhere.path().join(format!("profile.{format}"));
+        std::fs::write(&file, &text).unwrap();
+        let out = env
+            .command(&["topic", "list"])
+            .env("SLUICE_HOME", elsewhere.path())
+            .env(var, &file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("exported"),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A file that is not an exported profile says what it lacks.
+    let bad = elsewhere.path().join("bad.toml");
+    std::fs::write(&bad, "endpoint = \"127.0.0.1:1\"\n").unwrap();
+    let out = env
+        .command(&["topic", "list"])
+        .env("SLUICE_PROFILE_PATH", &bad)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && e.contains("missing field `tls`"),
+        "{e}"
+    );
+    let e = env.fails(&["profile", "export", "nope"], b"");
+    assert!(e.contains("no profile \"nope\""), "{e}");
+}

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sluice_client::proto::{TopicInfo, TopicSpec, WireError};
 
 use crate::output::{self, Table, human_bytes, rfc3339_ms};
+use crate::topic_file::TopicPlan;
 use crate::units::{parse_duration, parse_size};
 use crate::{Globals, OutputArgs};
 
@@ -80,6 +81,11 @@ pub struct CreateArgs {
     /// [default: 1GiB].
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub segment_size: Option<u64>,
+    /// Place the replicas yourself: a JSON file listing, per partition,
+    /// `{"id": PARTITION, "replicas": [NODE, ...]}` (Fluvio's format). It sets
+    /// the partition count and the replication factor.
+    #[arg(short = 'f', long, value_name = "FILE", conflicts_with_all = ["partitions", "replication"])]
+    pub replica_assignment: Option<PathBuf>,
     /// Check that the topic could be created (its settings, that the name is
     /// free, that the cluster has enough nodes for its replicas), print it,
     /// and create nothing.
@@ -88,10 +94,10 @@ pub struct CreateArgs {
 }
 
 impl CreateArgs {
-    /// The flags (or the --config file) as a spec, checked against the
-    /// protocol's limits so a bad value fails before connecting.
-    pub fn spec(&self) -> anyhow::Result<TopicSpec> {
-        let spec = match &self.config {
+    /// The flags (or the --config file) as a plan, its spec checked against
+    /// the protocol's limits so a bad value fails before connecting.
+    pub fn plan(&self) -> anyhow::Result<TopicPlan> {
+        let plan = match &self.config {
             Some(path) => {
                 if let Some(flag) = self.flag_besides_config() {
                     anyhow::bail!(
@@ -101,8 +107,20 @@ impl CreateArgs {
                 }
                 crate::topic_file::read(path)?
             }
-            None => self.spec_from_flags()?,
+            None => {
+                let spec = self.spec_from_flags()?;
+                match &self.replica_assignment {
+                    Some(path) => {
+                        crate::topic_file::placed(spec, crate::topic_file::read_assignment(path)?)?
+                    }
+                    None => TopicPlan {
+                        spec,
+                        assignments: None,
+                    },
+                }
+            }
         };
+        let spec = &plan.spec;
         if spec.name.trim().is_empty() {
             anyhow::bail!(
                 "Topic name is required: give one (lowercase letters, digits and '-'), or a \
@@ -111,7 +129,7 @@ impl CreateArgs {
         }
         spec.validate()
             .with_context(|| format!("cannot create topic {:?}", spec.name))?;
-        Ok(spec)
+        Ok(plan)
     }
 
     /// The first name or topic flag given along with --config.
@@ -127,6 +145,10 @@ impl CreateArgs {
                 "--max-partition-size <SIZE>",
             ),
             (self.segment_size.is_some(), "--segment-size <SIZE>"),
+            (
+                self.replica_assignment.is_some(),
+                "--replica-assignment <FILE>",
+            ),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -160,6 +182,7 @@ async fn dry_run(
     client: &sluice_client::Client,
     globals: &Globals,
     spec: &TopicSpec,
+    assignments: Option<&[sluice_client::proto::PartitionAssignment]>,
 ) -> anyhow::Result<String> {
     match client.describe_topic(&spec.name).await {
         Ok(_) => {
@@ -174,6 +197,20 @@ async fn dry_run(
     // Each node is asked about itself, as `cluster status` does: a node's
     // view of the others can lag (an idle controller sleeps).
     let (_, nodes) = crate::cluster::probe_nodes(globals).await?;
+    for a in assignments.unwrap_or_default() {
+        if let Some(missing) = a
+            .replicas
+            .iter()
+            .find(|r| !nodes.iter().any(|(n, _)| n.id == **r))
+        {
+            anyhow::bail!(
+                "cannot create topic {:?}: partition {} names node {missing}, which is not in the \
+                 cluster (see `sluice cluster spu list`)",
+                spec.name,
+                a.partition
+            );
+        }
+    }
     let healthy = nodes.iter().filter(|(n, _)| n.healthy).count();
     if (spec.replication as usize) > healthy {
         anyhow::bail!(
@@ -241,13 +278,17 @@ impl From<&TopicInfo> for TopicOut {
 pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
     match cmd {
         TopicCmd::Create(args) => {
-            let spec = args.spec()?;
+            let TopicPlan { spec, assignments } = args.plan()?;
             let client = crate::connect(globals).await?;
             if args.dry_run {
-                return output::write_stdout(dry_run(&client, globals, &spec).await?.as_bytes());
+                let checked = dry_run(&client, globals, &spec, assignments.as_deref()).await?;
+                return output::write_stdout(checked.as_bytes());
             }
             let name = spec.name.clone();
-            client.create_topic(spec).await?;
+            match assignments {
+                Some(assignments) => client.create_topic_assigned(spec, assignments).await?,
+                None => client.create_topic(spec).await?,
+            };
             output::write_stdout(format!("topic {name:?} created\n").as_bytes())
         }
         TopicCmd::AddPartition { name, count } => {
@@ -364,7 +405,7 @@ mod tests {
     fn create(args: &[&str]) -> anyhow::Result<TopicSpec> {
         let argv = ["t", "create"].iter().chain(args).copied();
         match Wrap::try_parse_from(argv)?.cmd {
-            TopicCmd::Create(args) => args.spec(),
+            TopicCmd::Create(args) => args.plan().map(|p| p.spec),
             _ => unreachable!(),
         }
     }

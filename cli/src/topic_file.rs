@@ -16,17 +16,18 @@
 //! ```
 //!
 //! Keys are accepted in kebab-case and in snake_case (Fluvio's own examples
-//! use both). What Sluice cannot do is refused by name rather than ignored:
-//! compression other than `Any`/`None` (records are stored as sent),
-//! deduplication, and per-partition replica maps (`--replica-assignment`
-//! is not built yet). An unknown key is an error with its line, so a typo
-//! does not silently create a topic with defaults.
+//! use both). `partition.maps` places the replicas (as
+//! `--replica-assignment` does; it then sets the partition count and the
+//! replication factor). What Sluice cannot do is refused by name rather than
+//! ignored: compression other than `Any`/`None` (records are stored as
+//! sent), deduplication, mirroring. An unknown key is an error with its
+//! line, so a typo does not silently create a topic with defaults.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use sluice_client::proto::TopicSpec;
+use sluice_client::proto::{PartitionAssignment, TopicSpec};
 
 use crate::units::{parse_duration, parse_size};
 
@@ -65,7 +66,93 @@ struct PartitionSection {
     #[serde(alias = "ignore_rack_assignment")]
     #[allow(dead_code)]
     ignore_rack_assignment: Option<bool>,
-    maps: Option<serde_yaml::Value>,
+    maps: Option<Vec<ReplicaMap>>,
+}
+
+/// One partition's replicas, as Fluvio's replica assignment files and topic
+/// files give them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaMap {
+    pub id: u32,
+    pub replicas: Vec<u64>,
+    /// Fluvio's mirroring; refused.
+    #[serde(default)]
+    mirror: Option<serde_json::Value>,
+}
+
+/// A topic to create: its spec and, when the caller places the replicas,
+/// where (one assignment per partition, in partition order).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TopicPlan {
+    pub spec: TopicSpec,
+    pub assignments: Option<Vec<PartitionAssignment>>,
+}
+
+/// Bytes a replica assignment file may hold.
+pub const ASSIGNMENT_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// Reads `--replica-assignment FILE`: Fluvio's JSON list of `{"id": N,
+/// "replicas": [node, ...]}`.
+pub fn read_assignment(path: &Path) -> anyhow::Result<Vec<ReplicaMap>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read replica assignment file {}", path.display()))?
+        .len();
+    if size > ASSIGNMENT_FILE_BYTES_MAX {
+        bail!(
+            "replica assignment file {} holds {size} bytes, more than {ASSIGNMENT_FILE_BYTES_MAX}",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read replica assignment file {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "replica assignment file {}: expected a JSON list of {{\"id\": PARTITION, \
+             \"replicas\": [NODE, ...]}}",
+            path.display()
+        )
+    })
+}
+
+/// `spec` placed by `maps`: the partition count and replication factor
+/// become theirs (every partition must have as many replicas), and the
+/// assignments are sorted by partition; the controller checks the rest
+/// (each partition once, distinct registered nodes).
+pub fn placed(mut spec: TopicSpec, mut maps: Vec<ReplicaMap>) -> anyhow::Result<TopicPlan> {
+    if maps.is_empty() {
+        bail!("the replica assignment places no partition; give at least one");
+    }
+    if let Some(m) = maps.iter().find(|m| m.mirror.is_some()) {
+        bail!(
+            "partition {}: mirroring is not supported; remove `mirror` from the replica assignment",
+            m.id
+        );
+    }
+    maps.sort_by_key(|m| m.id);
+    let replication = maps[0].replicas.len();
+    if let Some(m) = maps.iter().find(|m| m.replicas.len() != replication) {
+        bail!(
+            "partition {} has {} replica(s) and partition {} has {replication}; every partition \
+             needs as many",
+            m.id,
+            m.replicas.len(),
+            maps[0].id
+        );
+    }
+    spec.partitions = u32::try_from(maps.len()).unwrap_or(u32::MAX);
+    spec.replication = u32::try_from(replication).unwrap_or(u32::MAX);
+    let assignments = maps
+        .into_iter()
+        .map(|m| PartitionAssignment {
+            partition: m.id,
+            replicas: m.replicas,
+        })
+        .collect();
+    Ok(TopicPlan {
+        spec,
+        assignments: Some(assignments),
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,14 +212,14 @@ pub fn check_max_partition_size(max: u64, segment_size: u64) -> anyhow::Result<(
 /// Smallest `--max-partition-size` (Fluvio's minimum too).
 pub const MAX_PARTITION_SIZE_MIN: u64 = 2048;
 
-/// Reads the topic file at `path` as a spec (checked like the flags are).
-pub fn read(path: &Path) -> anyhow::Result<TopicSpec> {
+/// Reads the topic file at `path` (checked like the flags are).
+pub fn read(path: &Path) -> anyhow::Result<TopicPlan> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read topic file {}", path.display()))?;
     parse(&text).with_context(|| format!("topic file {}", path.display()))
 }
 
-fn parse(text: &str) -> anyhow::Result<TopicSpec> {
+fn parse(text: &str) -> anyhow::Result<TopicPlan> {
     let file: TopicFile = serde_yaml::from_str(text).context(
         "not a topic file: expected YAML with meta.name and optional partition, retention and \
          compression sections",
@@ -151,12 +238,6 @@ fn parse(text: &str) -> anyhow::Result<TopicSpec> {
              already write each batch once. Remove the deduplication section"
         );
     }
-    if file.partition.maps.is_some() {
-        bail!(
-            "partition.maps: replica maps are not supported yet; give partition.count and \
-             partition.replication and the controller places the replicas"
-        );
-    }
     let mut spec = TopicSpec::new(file.meta.name.trim());
     spec.partitions = file.partition.count.unwrap_or(1);
     spec.replication = file.partition.replication.unwrap_or(1);
@@ -172,7 +253,13 @@ fn parse(text: &str) -> anyhow::Result<TopicSpec> {
         check_max_partition_size(max, spec.segment_size_bytes).context("partition.max-size")?;
         spec.retention_bytes = Some(max);
     }
-    Ok(spec)
+    match file.partition.maps {
+        Some(maps) => placed(spec, maps).context("partition.maps"),
+        None => Ok(TopicPlan {
+            spec,
+            assignments: None,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -184,7 +271,7 @@ mod tests {
         let kebab = "version: 0.1.0\nmeta:\n  name: events\npartition:\n  count: 3\n  \
                      replication: 2\n  max-size: 10 KB\n  ignore-rack-assignment: true\n\
                      retention:\n  time: 2m\n  segment-size: 2.0 KB\ncompression:\n  type: Any\n";
-        let spec = parse(kebab).unwrap();
+        let spec = parse(kebab).unwrap().spec;
         assert_eq!(
             (spec.name.as_str(), spec.partitions, spec.replication),
             ("events", 3, 2)
@@ -196,10 +283,31 @@ mod tests {
             .replace("max-size", "max_size")
             .replace("segment-size", "segment_size")
             .replace("ignore-rack-assignment", "ignore_rack_assignment");
-        assert_eq!(parse(&snake).unwrap(), spec);
+        assert_eq!(parse(&snake).unwrap().spec, spec);
         // Only a name: Fluvio's defaults, which are ours.
         let minimal = parse("meta:\n  name: small\n").unwrap();
-        assert_eq!(minimal, TopicSpec::new("small"));
+        assert_eq!(minimal.spec, TopicSpec::new("small"));
+        assert_eq!(minimal.assignments, None);
+        // Replica maps set the count and the replication factor.
+        let placed = parse(
+            "meta:\n  name: p\npartition:\n  count: 7\n  maps:\n  - id: 1\n    replicas: [3, 1]\n  \
+             - id: 0\n    replicas: [1, 2]\n",
+        )
+        .unwrap();
+        assert_eq!((placed.spec.partitions, placed.spec.replication), (2, 2));
+        assert_eq!(
+            placed.assignments.unwrap(),
+            [
+                PartitionAssignment {
+                    partition: 0,
+                    replicas: vec![1, 2]
+                },
+                PartitionAssignment {
+                    partition: 1,
+                    replicas: vec![3, 1]
+                },
+            ]
+        );
     }
 
     #[test]
@@ -211,9 +319,19 @@ mod tests {
         assert!(e.contains("deduplication"), "{e}");
         let e = format!(
             "{:#}",
-            with("partition:\n  maps:\n  - id: 0\n    replicas: [1, 2]\n")
+            with(
+                "partition:\n  maps:\n  - id: 0\n    replicas: [1, 2]\n  - id: 1\n    replicas: [1]\n"
+            )
         );
-        assert!(e.contains("partition.maps"), "{e}");
+        assert!(
+            e.contains("partition 1 has 1 replica(s) and partition 0 has 2"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            with("partition:\n  maps:\n  - id: 0\n    replicas: [1]\n    mirror: {}\n")
+        );
+        assert!(e.contains("mirroring is not supported"), "{e}");
         // A typo is an error, not a default.
         let e = format!("{:#}", with("partition:\n  cuont: 3\n"));
         assert!(e.contains("unknown field `cuont`"), "{e}");

@@ -256,6 +256,24 @@ impl Client {
         }
     }
 
+    /// Creates a topic whose replicas `assignments` places (one per
+    /// partition, in order; the first replica of each starts its group and
+    /// usually leads first); the spec is checked locally first.
+    pub async fn create_topic_assigned(
+        &self,
+        spec: TopicSpec,
+        assignments: Vec<sluice_proto::PartitionAssignment>,
+    ) -> Result<TopicInfo> {
+        spec.validate().map_err(ClientError::Server)?;
+        match self
+            .admin(Request::CreateTopicAssigned { spec, assignments })
+            .await?
+        {
+            Response::TopicCreated(info) | Response::Topic(info) => Ok(info),
+            other => Err(self.unexpected("create topic", &other)),
+        }
+    }
+
     /// Adds `count` partitions to `topic`; returns the topic as it is now.
     /// Producers created before keep the partition count they read (keys
     /// map to partitions by that count until they are created again).

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_proto::RaftRpcKind;
-use sluice_proto::{NodeId, TopicInfo, TopicSpec, WireError};
+use sluice_proto::{NodeId, PartitionAssignment, TopicInfo, TopicSpec, WireError};
 use sluice_raft::{
     CONTROLLER_GROUP, Group, GroupConfig, LogDb, RaftError, RaftTransport, WriteError,
 };
@@ -267,6 +267,32 @@ impl Controller {
                 spec,
                 created_ms,
                 live,
+            })
+            .await?
+        {
+            CommandResult::TopicCreated(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates a topic whose replicas the caller placed (see
+    /// `Metadata::check_assignments`); the per-node replica bound is checked
+    /// here, as for [`Self::create_topic`].
+    pub async fn create_topic_assigned(
+        &self,
+        spec: TopicSpec,
+        assignments: Vec<PartitionAssignment>,
+    ) -> Result<TopicInfo, WireError> {
+        spec.validate()?;
+        self.view.with(|md| {
+            md.check_assignments(&spec, &assignments)?;
+            md.check_replica_capacity(&spec.name, &assignments)
+        })?;
+        match self
+            .propose(Command::CreateTopicAssigned {
+                spec,
+                created_ms: sluice_proto::now_ms(),
+                assignments,
             })
             .await?
         {

@@ -346,6 +346,64 @@ impl Metadata {
             .collect())
     }
 
+    /// Checks replicas placed by the caller for a new topic of `spec`: one
+    /// assignment per partition, in partition order, each naming
+    /// `spec.replication` distinct registered nodes.
+    pub(crate) fn check_assignments(
+        &self,
+        spec: &TopicSpec,
+        assignments: &[PartitionAssignment],
+    ) -> Result<(), WireError> {
+        let invalid = |reason: String| WireError::InvalidArgument {
+            what: "replica assignment".into(),
+            reason,
+        };
+        if assignments.len() != spec.partitions as usize {
+            return Err(invalid(format!(
+                "{} partition(s) placed for a topic of {}; place each partition once",
+                assignments.len(),
+                spec.partitions
+            )));
+        }
+        for (expected, a) in (0u32..).zip(assignments) {
+            if a.partition != expected {
+                return Err(invalid(format!(
+                    "partition {} is placed where partition {expected} belongs; number the \
+                     partitions 0 to {} in order, each once",
+                    a.partition,
+                    spec.partitions - 1
+                )));
+            }
+            if a.replicas.len() != spec.replication as usize {
+                return Err(invalid(format!(
+                    "partition {} has {} replica(s) and the topic's replication factor is {}; \
+                     give every partition as many",
+                    a.partition,
+                    a.replicas.len(),
+                    spec.replication
+                )));
+            }
+            for (i, node) in a.replicas.iter().enumerate() {
+                if a.replicas[..i].contains(node) {
+                    return Err(invalid(format!(
+                        "partition {} names node {node} twice; its replicas must be on \
+                         different nodes",
+                        a.partition
+                    )));
+                }
+                if !self.nodes.contains_key(node) {
+                    return Err(invalid(format!(
+                        "partition {} names node {node}, which is not in the cluster (nodes: \
+                         {:?}); see `sluice cluster spu list`",
+                        a.partition,
+                        self.nodes.keys().collect::<Vec<_>>()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn check_replica_capacity(
         &self,
         topic: &str,

@@ -106,6 +106,13 @@ pub enum Command {
         count: u32,
         live: Option<Vec<u64>>,
     },
+    /// Creates a topic placed as the caller asked
+    /// (`Metadata::check_assignments`) instead of by rotation.
+    CreateTopicAssigned {
+        spec: TopicSpec,
+        created_ms: i64,
+        assignments: Vec<PartitionAssignment>,
+    },
 }
 
 /// The outcome of applying a [`Command`].
@@ -116,6 +123,42 @@ pub enum CommandResult {
     Reassigned(PartitionAssignment),
     /// The command was valid Raft input but the state refused it; nothing changed.
     Rejected(WireError),
+}
+
+/// Whether a topic of `spec` may be created: the name is free and the spec
+/// within the protocol's limits.
+fn check_new_topic(md: &Metadata, spec: &TopicSpec) -> Result<(), WireError> {
+    if md.topics.contains_key(&spec.name) {
+        return Err(WireError::TopicExists {
+            topic: spec.name.clone(),
+        });
+    }
+    spec.validate()
+}
+
+/// Records a new topic placed by `assignments` (checked by the caller).
+fn create_topic(
+    md: &mut Metadata,
+    spec: TopicSpec,
+    created_ms: i64,
+    assignments: Vec<PartitionAssignment>,
+) -> CommandResult {
+    md.next_topic_id += 1;
+    let info = TopicInfo {
+        spec,
+        created_ms,
+        assignments,
+    };
+    md.topics.insert(
+        info.spec.name.clone(),
+        TopicRecord {
+            id: md.next_topic_id,
+            info: info.clone(),
+            moving: Default::default(),
+            reassigned: Default::default(),
+        },
+    );
+    CommandResult::TopicCreated(info)
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -322,32 +365,25 @@ impl ControllerStateMachine {
                 created_ms,
                 live,
             } => {
-                if md.topics.contains_key(&spec.name) {
-                    return CommandResult::Rejected(WireError::TopicExists { topic: spec.name });
-                }
-                if let Err(e) = spec.validate() {
+                if let Err(e) = check_new_topic(md, &spec) {
                     return CommandResult::Rejected(e);
                 }
-                let assignments = match md.assign(&spec, live.as_deref()) {
-                    Ok(a) => a,
-                    Err(e) => return CommandResult::Rejected(e),
-                };
-                md.next_topic_id += 1;
-                let info = TopicInfo {
-                    spec,
-                    created_ms,
-                    assignments,
-                };
-                md.topics.insert(
-                    info.spec.name.clone(),
-                    TopicRecord {
-                        id: md.next_topic_id,
-                        info: info.clone(),
-                        moving: Default::default(),
-                        reassigned: Default::default(),
-                    },
-                );
-                CommandResult::TopicCreated(info)
+                match md.assign(&spec, live.as_deref()) {
+                    Ok(assignments) => create_topic(md, spec, created_ms, assignments),
+                    Err(e) => CommandResult::Rejected(e),
+                }
+            }
+            Command::CreateTopicAssigned {
+                spec,
+                created_ms,
+                assignments,
+            } => {
+                let checked = check_new_topic(md, &spec)
+                    .and_then(|()| md.check_assignments(&spec, &assignments));
+                match checked {
+                    Ok(()) => create_topic(md, spec, created_ms, assignments),
+                    Err(e) => CommandResult::Rejected(e),
+                }
             }
             Command::DeleteTopic { name } => match md.topics.remove(&name) {
                 Some(_) => {
@@ -1425,6 +1461,123 @@ mod tests {
             encode_metadata,
             decode_metadata,
         );
+        // Commands added since, in a file of their own.
+        let placement = [
+            Command::AddPartitions {
+                topic: "orders".into(),
+                count: 2,
+                live: Some(vec![1, 2]),
+            },
+            Command::CreateTopicAssigned {
+                spec: TopicSpec {
+                    partitions: 2,
+                    replication: 2,
+                    ..TopicSpec::new("placed")
+                },
+                created_ms: 1_700_000_000_002,
+                assignments: vec![
+                    PartitionAssignment {
+                        partition: 0,
+                        replicas: vec![2, 1],
+                    },
+                    PartitionAssignment {
+                        partition: 1,
+                        replicas: vec![1, 2],
+                    },
+                ],
+            },
+        ];
+        sluice_fuzzing::golden::check(
+            env!("CARGO_MANIFEST_DIR"),
+            "commands-placement",
+            &placement,
+            encode,
+            decode::<Command>,
+        );
+    }
+
+    /// A topic placed by the caller: created as asked when every partition
+    /// is placed once, in order, on distinct registered nodes; refused (and
+    /// nothing changed) otherwise.
+    #[test]
+    fn a_topic_is_created_where_the_caller_places_it_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, view) = ControllerStateMachine::open(dir.path().join("md")).unwrap();
+        for id in 1..=3 {
+            apply(
+                &mut sm,
+                id,
+                Command::RegisterNode(NodeRecord {
+                    id,
+                    addr: format!("127.0.0.1:{}", 9000 + id),
+                    incarnation: None,
+                }),
+            );
+        }
+        let spec = TopicSpec {
+            partitions: 2,
+            replication: 2,
+            ..TopicSpec::new("placed")
+        };
+        let place = |maps: &[(u32, &[u64])]| -> Vec<PartitionAssignment> {
+            maps.iter()
+                .map(|&(partition, replicas)| PartitionAssignment {
+                    partition,
+                    replicas: replicas.to_vec(),
+                })
+                .collect()
+        };
+        let mut index = 3;
+        let mut create = |assignments| {
+            index += 1;
+            apply(
+                &mut sm,
+                index,
+                Command::CreateTopicAssigned {
+                    spec: spec.clone(),
+                    created_ms: 1,
+                    assignments,
+                },
+            )
+        };
+        for (maps, why) in [
+            (
+                &[(0, &[1, 2][..])][..],
+                "1 partition(s) placed for a topic of 2",
+            ),
+            (
+                &[(1, &[1, 2][..]), (0, &[2, 3][..])][..],
+                "partition 1 is placed where partition 0 belongs",
+            ),
+            (
+                &[(0, &[1][..]), (1, &[2, 3][..])][..],
+                "partition 0 has 1 replica(s)",
+            ),
+            (
+                &[(0, &[1, 1][..]), (1, &[2, 3][..])][..],
+                "names node 1 twice",
+            ),
+            (
+                &[(0, &[1, 2][..]), (1, &[2, 9][..])][..],
+                "names node 9, which is not in the cluster",
+            ),
+        ] {
+            match create(place(maps)) {
+                CommandResult::Rejected(e) => assert!(e.to_string().contains(why), "{e}"),
+                other => panic!("{maps:?}: {other:?}"),
+            }
+            assert!(view.snapshot().topics.is_empty());
+        }
+        let created = create(place(&[(0, &[3, 1]), (1, &[2, 3])]));
+        let CommandResult::TopicCreated(info) = created else {
+            panic!("{created:?}")
+        };
+        assert_eq!(info.assignments, place(&[(0, &[3, 1]), (1, &[2, 3])]));
+        assert_eq!(view.snapshot().topics["placed"].info, info);
+        match create(place(&[(0, &[3, 1]), (1, &[2, 3])])) {
+            CommandResult::Rejected(WireError::TopicExists { .. }) => {}
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

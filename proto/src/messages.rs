@@ -140,6 +140,14 @@ pub enum Request {
         topic: String,
         count: u32,
     },
+    /// Creates a topic whose replicas the caller places (`topic create
+    /// --replica-assignment`): one assignment per partition, in partition
+    /// order, each naming `spec.replication` distinct registered nodes (the
+    /// first starts the partition's Raft group, so it usually leads first).
+    CreateTopicAssigned {
+        spec: TopicSpec,
+        assignments: Vec<PartitionAssignment>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -384,6 +392,10 @@ pub enum MetadataChange {
         topic: String,
         count: u32,
     },
+    CreateTopicAssigned {
+        spec: TopicSpec,
+        assignments: Vec<PartitionAssignment>,
+    },
 }
 
 impl MetadataChange {
@@ -415,6 +427,9 @@ impl MetadataChange {
             MetadataChange::AddPartitions { topic, count } => {
                 Request::AddPartitions { topic, count }
             }
+            MetadataChange::CreateTopicAssigned { spec, assignments } => {
+                Request::CreateTopicAssigned { spec, assignments }
+            }
         }
     }
 
@@ -432,6 +447,7 @@ impl MetadataChange {
             MetadataChange::CommitOffset(_) => "commit offset",
             MetadataChange::DeleteConsumer { .. } => "delete consumer",
             MetadataChange::AddPartitions { .. } => "add partitions",
+            MetadataChange::CreateTopicAssigned { .. } => "create topic",
         }
     }
 }
@@ -478,6 +494,9 @@ impl Request {
             Request::AddPartitions { topic, count } => {
                 MetadataChange::AddPartitions { topic, count }
             }
+            Request::CreateTopicAssigned { spec, assignments } => {
+                MetadataChange::CreateTopicAssigned { spec, assignments }
+            }
             other => return Err(Box::new(other)),
         })
     }
@@ -514,6 +533,7 @@ impl Request {
             Request::GroupHeartbeat(_) => "group heartbeat",
             Request::LeaveGroup { .. } => "leave group",
             Request::AddPartitions { .. } => "add partitions",
+            Request::CreateTopicAssigned { .. } => "create topic",
             Request::Once { change, .. } => change.name(),
         }
     }
@@ -533,6 +553,7 @@ impl Request {
                 | Request::CommitOffset(_)
                 | Request::DeleteConsumer { .. }
                 | Request::AddPartitions { .. }
+                | Request::CreateTopicAssigned { .. }
                 | Request::Once { .. }
         )
     }

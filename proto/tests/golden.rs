@@ -27,3 +27,37 @@ fn golden_response_frames() {
         |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
     );
 }
+
+/// Requests added since `requests.bin` was written, in a file of their own.
+#[test]
+fn golden_topic_placement_requests() {
+    use sluice_proto::{PartitionAssignment, TopicSpec};
+    let spec = TopicSpec {
+        partitions: 1,
+        replication: 2,
+        ..TopicSpec::new("placed")
+    };
+    let assignments = vec![PartitionAssignment {
+        partition: 0,
+        replicas: vec![3, 1],
+    }];
+    let requests = [
+        Request::CreateTopicAssigned {
+            spec: spec.clone(),
+            assignments: assignments.clone(),
+        },
+        Request::CreateTopicAssigned { spec, assignments }.once(),
+    ];
+    // `once` draws a random request id: fixed here so the bytes are stable.
+    let requests = requests.map(|r| match r {
+        Request::Once { change, .. } => Request::Once { id: [7, 8], change },
+        other => other,
+    });
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "requests-placement",
+        &requests,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
+    );
+}

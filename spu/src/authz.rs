@@ -219,6 +219,7 @@ impl<'a> Access<'a> {
                 }
             }
             Request::CreateTopic(_)
+            | Request::CreateTopicAssigned { .. }
             | Request::DeleteTopic { .. }
             | Request::AddPartitions { .. }
             | Request::UnregisterNode { .. }
@@ -249,6 +250,7 @@ impl<'a> Access<'a> {
                     self.require(Operation::Register, module(name))
                 }
                 MetadataChange::CreateTopic(_)
+                | MetadataChange::CreateTopicAssigned { .. }
                 | MetadataChange::DeleteTopic { .. }
                 | MetadataChange::AddPartitions { .. }
                 | MetadataChange::UnregisterNode { .. }
@@ -411,6 +413,9 @@ fn administrative_detail(request: &Request) -> String {
 fn change_detail(change: &MetadataChange) -> String {
     match change {
         MetadataChange::CreateTopic(spec) => format!("topic {:?}", spec.name),
+        MetadataChange::CreateTopicAssigned { spec, assignments } => {
+            format!("topic {:?} placed on {assignments:?}", spec.name)
+        }
         MetadataChange::DeleteTopic { name } => format!("topic {name:?}"),
         MetadataChange::CreateSmartModule { name, wasm } => {
             format!("smartmodule {name:?} ({} bytes)", wasm.len())

@@ -236,23 +236,34 @@ async fn respond_with(
     write_frame(send, &bytes).await
 }
 
+/// `info`, a topic just created, once its partitions are writable, so a
+/// produce right after `topic create` succeeds.
+async fn writable(node: &Shared, info: sluice_proto::TopicInfo) -> sluice_proto::TopicInfo {
+    wait_reconciled(node).await;
+    for a in &info.assignments {
+        if let Ok(p) = node
+            .replicas
+            .get(&node.metadata(), &info.spec.name, a.partition)
+        {
+            p.group.wait_for_leader(RECONCILE_WAIT).await;
+        }
+    }
+    info
+}
+
 async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> {
     match request {
         Request::ClusterStatus => Ok(Response::ClusterStatus(node.cluster_status())),
         Request::CreateTopic(spec) => {
             let info = node.controller.create_topic(spec).await?;
-            wait_reconciled(node).await;
-            // Make the new partitions writable before answering, so a produce
-            // right after `topic create` succeeds.
-            for a in &info.assignments {
-                if let Ok(p) = node
-                    .replicas
-                    .get(&node.metadata(), &info.spec.name, a.partition)
-                {
-                    p.group.wait_for_leader(RECONCILE_WAIT).await;
-                }
-            }
-            Ok(Response::TopicCreated(info))
+            Ok(Response::TopicCreated(writable(node, info).await))
+        }
+        Request::CreateTopicAssigned { spec, assignments } => {
+            let info = node
+                .controller
+                .create_topic_assigned(spec, assignments)
+                .await?;
+            Ok(Response::TopicCreated(writable(node, info).await))
         }
         Request::AddPartitions { topic, count } => {
             let info = node.controller.add_partitions(&topic, count).await?;
@@ -470,6 +481,7 @@ pub(crate) async fn propose_anywhere(
             | Request::GroupHeartbeat(_)
             | Request::LeaveGroup { .. }
             | Request::AddPartitions { .. }
+            | Request::CreateTopicAssigned { .. }
     );
     let copy = forwardable.then(|| request.clone());
     match (handle(node, request).await, copy) {

@@ -404,3 +404,82 @@ fn an_exported_profile_is_enough_to_reach_the_cluster() {
     let e = env.fails(&["profile", "export", "nope"], b"");
     assert!(e.contains("no profile \"nope\""), "{e}");
 }
+
+/// `topic create --replica-assignment FILE` (Fluvio's JSON) places each
+/// partition's replicas where the file says, the partitions take writes,
+/// and a file naming an unknown node or a partition twice is refused with
+/// nothing created.
+#[test]
+fn replicas_go_where_an_assignment_file_places_them() {
+    let env = Env::started_with(3);
+    let dir = env.home.path();
+    let file = dir.join("assign.json");
+    std::fs::write(
+        &file,
+        r#"[{"id": 1, "replicas": [1, 3]}, {"id": 0, "replicas": [3, 2]}]"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let out = env.ok(&[
+        "topic",
+        "create",
+        "placed",
+        "--replica-assignment",
+        path,
+        "--dry-run",
+    ]);
+    assert!(out.contains("2 partition(s) x 2 replica(s)"), "{out}");
+    env.ok(&["topic", "create", "placed", "--replica-assignment", path]);
+    let topic: serde_json::Value =
+        serde_json::from_str(&env.ok(&["topic", "describe", "placed", "-O", "json"])).unwrap();
+    assert_eq!(
+        topic["assignments"],
+        serde_json::json!([
+            {"partition": 0, "replicas": [3, 2]},
+            {"partition": 1, "replicas": [1, 3]},
+        ])
+    );
+    for p in ["0", "1"] {
+        env.ok_with_input(
+            &["produce", "placed", "-p", p],
+            format!("to {p}\n").as_bytes(),
+        );
+    }
+    let read = env.ok(&["consume", "placed", "-B", "-d"]);
+    assert_eq!(read.lines().count(), 2, "{read}");
+
+    let bad = |json: &str| {
+        std::fs::write(&file, json).unwrap();
+        env.fails(
+            &["topic", "create", "bad", "--replica-assignment", path],
+            b"",
+        )
+    };
+    let e = bad(r#"[{"id": 0, "replicas": [1, 9]}]"#);
+    assert!(
+        e.contains("names node 9, which is not in the cluster"),
+        "{e}"
+    );
+    let e = bad(r#"[{"id": 0, "replicas": [1, 2]}, {"id": 0, "replicas": [2, 3]}]"#);
+    assert!(
+        e.contains("partition 0 is placed where partition 1 belongs"),
+        "{e}"
+    );
+    let e = bad(r#"{"id": 0}"#);
+    assert!(e.contains("expected a JSON list"), "{e}");
+    let e = env.fails(
+        &[
+            "topic",
+            "create",
+            "bad",
+            "-p",
+            "2",
+            "--replica-assignment",
+            path,
+        ],
+        b"",
+    );
+    assert!(e.contains("cannot be used with"), "{e}");
+    let e = env.fails(&["topic", "describe", "bad"], b"");
+    assert!(e.contains("Topic not found"), "{e}");
+}

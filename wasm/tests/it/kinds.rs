@@ -102,6 +102,46 @@ fn aggregate_sums_across_batches_from_the_initial_value() {
     assert_eq!(values(&fresh.process(&records(&["5"])).unwrap()), ["5"]);
 }
 
+/// The examples that behave as Fluvio's own examples do (its CLI smoke
+/// tests use them): upper-casing map, filter by parameter, concatenating
+/// aggregate, JSON object to one record per value.
+#[test]
+fn the_fluvio_style_examples_do_what_their_names_say() {
+    let e = crate::shared_engine();
+    let mut upper = instance(&e, "uppercase-map");
+    assert_eq!(
+        values(&upper.process(&records(&["Banana", "ä"])).unwrap()),
+        ["BANANA", "Ä"]
+    );
+
+    let filter = load(&e, "param-filter");
+    let mut default = filter.instantiate(BTreeMap::new(), None).unwrap();
+    let input = records(&["xxxxx", "aaaaa", "zzzzz"]);
+    assert_eq!(values(&default.process(&input).unwrap()), ["aaaaa"]);
+    let params = BTreeMap::from([("key".to_string(), "z".to_string())]);
+    let mut with_z = filter.instantiate(params, None).unwrap();
+    assert_eq!(values(&with_z.process(&input).unwrap()), ["zzzzz"]);
+    let unknown = BTreeMap::from([("nope".to_string(), "1".to_string())]);
+    let e2 = filter.instantiate(unknown, None).err().expect("refused");
+    assert!(e2.to_string().contains("unknown parameter `nope`"), "{e2}");
+
+    let mut concat = load(&e, "concat-aggregate")
+        .instantiate(BTreeMap::new(), None)
+        .unwrap();
+    assert_eq!(
+        values(&concat.process(&records(&["abc", "def"])).unwrap()),
+        ["abc", "abcdef"]
+    );
+
+    let mut object = instance(&e, "object-values");
+    let out = object
+        .process(&records(&[
+            r#"{"a": "Apple", "b": "Banana", "c": {"d": 1}}"#,
+        ]))
+        .unwrap();
+    assert_eq!(values(&out), [r#""Apple""#, r#""Banana""#, r#"{"d":1}"#]);
+}
+
 #[test]
 fn module_error_names_the_offset_and_keeps_earlier_outputs() {
     let e = crate::shared_engine();

@@ -79,6 +79,10 @@ pub struct ConsumeArgs {
     /// How to print records.
     #[arg(short = 'O', long = "output", value_enum, default_value = "dynamic")]
     pub output: ConsumeOutput,
+    /// Print JSON records as a table with this table format's columns
+    /// (`sluice table-format create`); implies -O table.
+    #[arg(long, value_name = "NAME", conflicts_with = "format")]
+    pub table_format: Option<String>,
     /// Which replica serves the records: the leader, a follower, or any;
     /// every replica serves committed records only. Default: leader, or any
     /// with --replica.
@@ -163,6 +167,12 @@ pub enum ConsumeOutput {
     Json,
     /// The value's bytes unchanged, followed by a newline.
     Raw,
+    /// JSON records as rows: the columns of --table-format, or else the
+    /// first record's keys.
+    Table,
+    /// Fluvio's interactive, updating table: refused with a pointer to
+    /// `table` (this command line prints a stream, it has no screen view).
+    FullTable,
 }
 
 /// `--offset`: a number (negative: from the end) or a word.
@@ -248,16 +258,33 @@ pub struct ConsumeConfig {
 }
 
 impl ConsumeArgs {
-    pub fn config(self) -> anyhow::Result<ConsumeConfig> {
+    /// The checked configuration; `home` holds the table formats.
+    pub fn config(self, home: &std::path::Path) -> anyhow::Result<ConsumeConfig> {
         let (start, max_records) = resolve_start(&self)?;
         if let (Some(end), StartOffset::Absolute(start)) = (self.end, start)
             && end < start
         {
             bail!("--end {end} is before the start offset {start}");
         }
-        let render = match self.format {
-            Some(template) => Render::Template(parse_template(&template)?),
-            None => match self.output {
+        if self.output == ConsumeOutput::FullTable {
+            bail!(
+                "-O full-table is Fluvio's interactive screen view, which Sluice does not have; \
+                 use -O table (with --table-format NAME for chosen columns): it prints every \
+                 record as a row"
+            );
+        }
+        let render = match (self.format, self.table_format) {
+            (_, Some(name)) => {
+                let format = crate::table_format::TableFormat::load(home, &name)?;
+                Render::Table(std::sync::Arc::new(
+                    crate::table_format::TableRender::from_format(&format),
+                ))
+            }
+            (Some(template), None) => Render::Template(parse_template(&template)?),
+            (None, None) => match self.output {
+                ConsumeOutput::Table | ConsumeOutput::FullTable => {
+                    Render::Table(Default::default())
+                }
                 ConsumeOutput::Json => Render::Json,
                 ConsumeOutput::Raw => Render::Raw,
                 ConsumeOutput::Dynamic | ConsumeOutput::Text if self.key_value => Render::KeyValue,
@@ -381,6 +408,8 @@ pub enum Render {
     KeyValue,
     Json,
     Raw,
+    /// JSON records as table rows (shared: it prints its header once).
+    Table(std::sync::Arc<crate::table_format::TableRender>),
 }
 
 /// Parses a `-F` template; `{{ name }}` placeholders may contain spaces.
@@ -468,13 +497,15 @@ impl Render {
                 out.extend_from_slice(json.to_string().as_bytes());
             }
             Render::Raw => out.extend_from_slice(&record.value),
+            // Ends its rows itself.
+            Render::Table(table) => return table.render(&record.value, out),
         }
         out.push(b'\n');
     }
 }
 
 pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
-    let config = args.config()?;
+    let config = args.config(&globals.home)?;
     let client = crate::connect(globals).await?;
     let topic = crate::suggest::describe_topic(&client, &config.topic).await?;
     if let Some((name, group)) = &config.group {
@@ -757,7 +788,7 @@ mod tests {
     fn config(argv: &[&str]) -> anyhow::Result<ConsumeConfig> {
         Wrap::try_parse_from(std::iter::once("consume").chain(argv.iter().copied()))?
             .args
-            .config()
+            .config(std::path::Path::new("/nonexistent"))
     }
 
     fn record(key: Option<&str>, value: &[u8]) -> ConsumerRecord {

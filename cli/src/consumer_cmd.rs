@@ -129,7 +129,7 @@ async fn with_lag(
 
 fn table(rows: &[ConsumerOut]) -> String {
     if rows.is_empty() {
-        return "no consumers\n".into();
+        return "No consumers found\n".into();
     }
     let mut table = Table::new(&[
         "CONSUMER",

@@ -29,6 +29,7 @@ mod smartmodule_dev;
 mod smartmodule_flags;
 mod smartmodule_registry;
 mod suggest;
+mod table_format;
 mod topic;
 mod topic_file;
 mod units;
@@ -125,6 +126,9 @@ enum Command {
     /// List, show, switch and delete connection profiles.
     #[command(subcommand)]
     Profile(profile::ProfileCmd),
+    /// Keep the table formats that `consume --table-format` prints JSON records with.
+    #[command(subcommand)]
+    TableFormat(table_format::TableFormatCmd),
     /// Print this binary's version, git commit and build profile.
     Version(OutputArgs),
     /// Print a shell completion script: `sluice completions bash > /etc/bash_completion.d/sluice`.
@@ -319,6 +323,7 @@ async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(cmd, globals).await,
         Command::Acl(cmd) => acl::run(cmd, globals).await,
         Command::Profile(cmd) => profile::run(cmd, globals).await,
+        Command::TableFormat(cmd) => table_format::run(cmd, globals),
         Command::Version(out) => version(out.output),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -70,9 +70,9 @@ pub enum DeliverySemantic {
 /// `--isolation` of `produce` and `consume` (Fluvio's spellings).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
-    #[value(name = "read_committed", alias = "read-committed")]
+    #[value(name = "read_committed", aliases = ["read-committed", "ReadCommitted"])]
     ReadCommitted,
-    #[value(name = "read_uncommitted", alias = "read-uncommitted")]
+    #[value(name = "read_uncommitted", aliases = ["read-uncommitted", "ReadUncommitted"])]
     ReadUncommitted,
 }
 

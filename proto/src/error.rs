@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub enum WireError {
     // Each message that Fluvio scripts match on begins with Fluvio's phrase.
     #[error(
-        "Topic not found: topic {topic:?} does not exist; list topics with `sluice topic list`"
+        "Topic not found: topic {topic:?} not found (no topic has that name); list topics with `sluice topic list`"
     )]
     UnknownTopic { topic: String },
     #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
@@ -62,7 +62,7 @@ pub enum WireError {
     #[error("SmartModule {name:?} already exists; delete it first or pick another name")]
     SmartModuleExists { name: String },
     #[error(
-        "SmartModule not found: {name:?} is not registered; list them with `sluice smart-module list`"
+        "SmartModule not found: SmartModule {name} was not found (none is registered under that name); list them with `sluice smart-module list`"
     )]
     UnknownSmartModule { name: String },
     /// `reason` is the engine's full message (it names the module and, when

@@ -226,6 +226,12 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     validate_name("topic", name)
 }
 
+/// Checks a table format's name (`sluice table-format`) with the same rule
+/// as topic names.
+pub fn validate_table_format_name(name: &str) -> Result<(), String> {
+    validate_name("table format", name)
+}
+
 /// Checks a SmartModule name with the same rule as topic names.
 pub fn validate_smartmodule_name(name: &str) -> Result<(), String> {
     validate_name("SmartModule", name)

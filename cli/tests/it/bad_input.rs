@@ -39,7 +39,7 @@ fn bad_requests_get_clear_errors_and_lose_nothing() {
     // with ours; a name one typo away from a topic is offered.
     let err = env.fails(&["produce", "missing"], b"x\n");
     assert!(
-        err.contains("Topic not found: topic \"missing\" does not exist"),
+        err.contains("Topic not found: topic \"missing\" not found"),
         "{err}"
     );
     assert!(!err.contains("did you mean"), "nothing is close: {err}");

@@ -87,7 +87,7 @@ fn a_named_consumer_resumes_after_its_commits_even_after_every_node_restarts() {
     );
     // Deleting the topic takes its offsets along.
     env.ok(&["topic", "delete", "orders"]);
-    assert_eq!(env.ok(&["consumer", "list"]), "no consumers\n");
+    assert_eq!(env.ok(&["consumer", "list"]), "No consumers found\n");
 }
 
 #[test]
@@ -370,7 +370,7 @@ fn a_group_of_three_splits_six_partitions_and_a_killed_member_s_move_without_a_s
     assert!(err.contains("stop them first"), "{err}");
     std::thread::sleep(Duration::from_secs(4));
     env.ok(&["consumer", "delete", "workers"]);
-    assert_eq!(env.ok(&["consumer", "list"]), "no consumers\n");
+    assert_eq!(env.ok(&["consumer", "list"]), "No consumers found\n");
 }
 
 #[test]
@@ -548,7 +548,7 @@ fn partitions_added_to_a_topic_are_written_read_and_taken_up_by_a_group() {
     wait_until(Duration::from_secs(20), || all_owned(2));
     assert_eq!(
         env.ok(&["topic", "add-partition", "grow", "-c", "2"]),
-        "added 2 partition(s) to topic \"grow\": it has 4 now\n"
+        "added new partitions to topic: \"grow\" (2 added, 4 in all)\n"
     );
     // The new partitions take records at once, and the group takes them up.
     env.ok_with_input(&["produce", "grow", "-p", "3"], b"late\n");

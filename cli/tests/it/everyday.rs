@@ -483,3 +483,48 @@ fn replicas_go_where_an_assignment_file_places_them() {
     let e = env.fails(&["topic", "describe", "bad"], b"");
     assert!(e.contains("Topic not found"), "{e}");
 }
+
+/// `table-format create | list | delete` with Fluvio's file and messages,
+/// and `consume --table-format` printing JSON records as rows of its columns.
+#[test]
+fn table_formats_print_json_records_as_rows() {
+    let env = Env::started();
+    let file = env.home.path().join("orders-table.yml");
+    std::fs::write(
+        &file,
+        "name: orders\ninputFormat: \"JSON\"\ncolumns:\n  - keyPath: \"id\"\n    headerLabel: \
+         ID\n  - keyPath: \"customer.name\"\n  - keyPath: \"note\"\n    display: false\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    env.ok(&["table-format", "create", "--config", path]);
+    let e = env.fails(&["table-format", "create", "--config", path], b"");
+    assert!(e.contains("TableFormat already exists"), "{e}");
+    let list = env.ok(&["table-format", "list"]);
+    assert!(
+        list.contains("orders") && list.contains("id, customer.name, note"),
+        "{list}"
+    );
+
+    env.ok(&["topic", "create", "orders"]);
+    env.ok_with_input(
+        &["produce", "orders"],
+        b"{\"id\": 7, \"customer\": {\"name\": \"ann\"}, \"note\": \"hidden\"}\n{\"id\": 8}\n",
+    );
+    let table = env.ok(&["consume", "orders", "-B", "-d", "--table-format", "orders"]);
+    assert_eq!(table, "ID  customer.name\n7   ann\n8\n");
+    // Without a format: the first record's keys, in key order.
+    let derived = env.ok(&["consume", "orders", "-B", "-d", "-O", "table"]);
+    assert!(derived.starts_with("customer  id  note\n"), "{derived}");
+    let e = env.fails(&["consume", "orders", "-B", "-d", "-O", "full-table"], b"");
+    assert!(e.contains("use -O table"), "{e}");
+
+    env.ok(&["table-format", "delete", "orders"]);
+    let e = env.fails(&["table-format", "delete", "orders"], b"");
+    assert!(e.contains("TableFormat not found"), "{e}");
+    let e = env.fails(
+        &["consume", "orders", "-d", "--table-format", "orders"],
+        b"",
+    );
+    assert!(e.contains("TableFormat not found"), "{e}");
+}

@@ -81,11 +81,15 @@ if [ ${#files[@]} -eq 0 ]; then
 fi
 cd "$WORK"
 # Files in name order, except that those under a `non-concurrent` directory
-# (they stop and delete clusters) run last.
+# (they stop and delete clusters) run last, local-resume before
+# cluster-delete, as Fluvio's Makefile runs them.
 mapfile -t args < <(
     for f in "${files[@]}"; do find "tests/cli/$f" -name '*.bats'; done \
-        | sort | awk '/non-concurrent/ { last[n++] = $0; next } { print } END { for (i = 0; i < n; i++) print last[i] }'
+        | sort | awk '/non-concurrent/ { last[n++] = $0; next } { print }
+            END { for (i = n - 1; i >= 0; i--) print last[i] }'
 )
+# The partition test's matrix values in Fluvio's CI, for 2 SPUs.
+export PARTITIONS=${PARTITIONS:-2} REPLICATION=${REPLICATION:-2}
 set +e
 bats --tap "${args[@]}" | tee "$WORK/tap" | sed 's/^/  /'
 if $read_only; then

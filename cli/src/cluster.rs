@@ -697,6 +697,14 @@ struct SpuOut {
     partitions_led: Option<u64>,
     /// Partition replicas assigned to this SPU.
     partitions_held: u64,
+    /// The id again where Fluvio's JSON has it (`.spec.spuId`), for its scripts.
+    spec: SpuSpecOut,
+}
+
+#[derive(Debug, Serialize)]
+struct SpuSpecOut {
+    #[serde(rename = "spuId")]
+    spu_id: u64,
 }
 
 async fn spu_list(out: OutputArgs, globals: &Globals) -> anyhow::Result<()> {
@@ -719,6 +727,7 @@ async fn spu_list(out: OutputArgs, globals: &Globals) -> anyhow::Result<()> {
             None => None,
         };
         spus.push(SpuOut {
+            spec: SpuSpecOut { spu_id: node.id },
             id: node.id,
             address: node.advertised_addr,
             status: if node.healthy { "online" } else { "offline" },

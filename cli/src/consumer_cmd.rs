@@ -44,10 +44,15 @@ pub enum ConsumerCmd {
 #[derive(Debug, Serialize)]
 pub struct ConsumerOut {
     pub consumer: String,
+    /// The same name under Fluvio's field name, for its scripts.
+    pub consumer_id: String,
     pub topic: String,
     pub partition: u32,
-    /// The next offset the consumer reads; null where a group member owns
-    /// the partition but has committed nothing yet.
+    /// The next offset the consumer reads (where it resumes); null where a
+    /// group member owns the partition but has committed nothing yet.
+    pub next_offset: Option<u64>,
+    /// The offset of the last record the consumer processed, as Fluvio's
+    /// `offset` field means it: `next_offset - 1`; null before the first.
     pub offset: Option<u64>,
     /// For a consumer group: the member reading the partition now.
     pub owner: Option<String>,
@@ -81,15 +86,30 @@ pub async fn run(cmd: ConsumerCmd, globals: &Globals) -> anyhow::Result<()> {
             output::print(output.output, &rows, || table(&rows))
         }
         ConsumerCmd::Delete { name, topic } => {
+            // What is deleted, to say so partition by partition (Fluvio's
+            // lines); a consumer group with no offset yet has none to list.
+            let offsets = client
+                .consumer_offsets(Some(&name), topic.as_deref())
+                .await
+                .unwrap_or_default();
             client
                 .delete_consumer(&name, topic.as_deref())
                 .await
                 .with_context(|| format!("cannot delete consumer {name}"))?;
-            match topic {
-                Some(t) => println!("consumer \"{name}\" deleted on topic \"{t}\""),
-                None => println!("consumer \"{name}\" deleted"),
+            let mut said = String::new();
+            for o in &offsets {
+                said += &format!(
+                    "consumer \"{name}\" on topic \"{}\" and partition \"{}\" deleted\n",
+                    o.topic, o.partition
+                );
             }
-            Ok(())
+            if said.is_empty() {
+                said = match topic {
+                    Some(t) => format!("consumer \"{name}\" deleted on topic \"{t}\"\n"),
+                    None => format!("consumer \"{name}\" deleted\n"),
+                };
+            }
+            output::write_stdout(said.as_bytes())
         }
     }
 }
@@ -117,10 +137,12 @@ async fn with_lag(
                 lag: end.zip(o.offset).map(|(e, at)| e.saturating_sub(at)),
                 owner: o.owner,
                 end_offset: end,
+                consumer_id: o.consumer.clone(),
                 consumer: o.consumer,
                 topic: o.topic,
                 partition: o.partition,
-                offset: o.offset,
+                next_offset: o.offset,
+                offset: o.offset.and_then(|next| next.checked_sub(1)),
                 committed_ms: o.committed_ms,
             }
         })
@@ -135,7 +157,7 @@ fn table(rows: &[ConsumerOut]) -> String {
         "CONSUMER",
         "TOPIC",
         "PARTITION",
-        "OFFSET",
+        "NEXT-OFFSET",
         "END",
         "LAG",
         "LAST COMMIT",
@@ -147,10 +169,10 @@ fn table(rows: &[ConsumerOut]) -> String {
             r.consumer.clone(),
             r.topic.clone(),
             r.partition.to_string(),
-            or_dash(r.offset),
+            or_dash(r.next_offset),
             or_dash(r.end_offset),
             or_dash(r.lag),
-            if r.offset.is_some() {
+            if r.next_offset.is_some() {
                 rfc3339_ms(r.committed_ms)
             } else {
                 "-".into()

@@ -299,7 +299,7 @@ pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot add partitions to topic {name}"))?;
             output::write_stdout(
                 format!(
-                    "added new partitions to topic: {name:?} ({count} added, {} in all)\n",
+                    "added new partitions to topic: {name:?}\n{count} added, {} in all\n",
                     info.spec.partitions
                 )
                 .as_bytes(),

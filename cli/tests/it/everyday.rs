@@ -420,6 +420,16 @@ fn replicas_go_where_an_assignment_file_places_them() {
     )
     .unwrap();
     let path = file.to_str().unwrap();
+    // Fluvio's scripts read node ids from `.spec.spuId`.
+    let spus: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cluster", "spu", "list", "-O", "json"])).unwrap();
+    let ids: Vec<u64> = spus
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["spec"]["spuId"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
     let out = env.ok(&[
         "topic",
         "create",

@@ -297,10 +297,25 @@ pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
                 .add_partitions(&name, count)
                 .await
                 .with_context(|| format!("cannot add partitions to topic {name}"))?;
+            // Fluvio's lines: the topic, then each new partition and the
+            // SPU that starts it (its first replica), then all its replicas.
+            let mut table = Table::new(&["PARTITION", "SPU", "REPLICAS"]);
+            for a in info
+                .assignments
+                .iter()
+                .skip((info.spec.partitions - count) as usize)
+            {
+                let replicas: Vec<String> = a.replicas.iter().map(u64::to_string).collect();
+                table.row(vec![
+                    a.partition.to_string(),
+                    a.replicas.first().map_or("-".into(), u64::to_string),
+                    replicas.join(","),
+                ]);
+            }
             output::write_stdout(
                 format!(
-                    "added new partitions to topic: {name:?}\n{count} added, {} in all\n",
-                    info.spec.partitions
+                    "added new partitions to topic: {name:?}\n{}",
+                    table.render()
                 )
                 .as_bytes(),
             )

@@ -574,10 +574,22 @@ fn partitions_added_to_a_topic_are_written_read_and_taken_up_by_a_group() {
         o.len() == n && o.iter().all(Option::is_some)
     };
     wait_until(Duration::from_secs(20), || all_owned(2));
+    let added = env.ok(&["topic", "add-partition", "grow", "-c", "2"]);
+    let lines: Vec<&str> = added.lines().collect();
     assert_eq!(
-        env.ok(&["topic", "add-partition", "grow", "-c", "2"]),
-        "added new partitions to topic: \"grow\"\n2 added, 4 in all\n"
+        lines[..2],
+        [
+            "added new partitions to topic: \"grow\"",
+            "PARTITION  SPU  REPLICAS"
+        ]
     );
+    // One row per new partition: its number, then the SPU that starts it.
+    for (line, partition) in lines[2..].iter().zip(["2", "3"]) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[0], partition, "{added}");
+        assert!(cells[1].parse::<u64>().is_ok(), "{added}");
+    }
+    assert_eq!(lines.len(), 4, "{added}");
     // The new partitions take records at once, and the group takes them up.
     env.ok_with_input(&["produce", "grow", "-p", "3"], b"late\n");
     assert_eq!(

@@ -109,6 +109,12 @@ pub struct StartArgs {
     /// until it is written to again.
     #[arg(long)]
     pub no_quiesce: bool,
+    /// Start read-only (Fluvio's `--read-only`): the topics of this Fluvio
+    /// metadata file (JSON) are created when missing, and every change of the
+    /// metadata from clients is refused ("permission denied"); records
+    /// flow. Kept for later starts of the same cluster.
+    #[arg(long, value_name = "FILE")]
+    pub read_only: Option<PathBuf>,
 }
 
 /// What `cluster.toml` in the cluster root records.
@@ -126,6 +132,9 @@ struct LocalCluster {
     /// added later start with `--join`. `None`: all of them.
     #[serde(default)]
     initial_spus: Option<u32>,
+    /// The metadata file a read-only cluster's nodes start with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_only: Option<PathBuf>,
 }
 
 impl LocalCluster {
@@ -175,6 +184,7 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
                 hosts: Vec::new(),
                 no_metrics: false,
                 no_quiesce: false,
+                read_only: None,
             };
             start(args, globals).await
         }
@@ -332,12 +342,28 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                 controllers,
                 hosts: args.hosts.clone(),
                 initial_spus: Some(args.spus),
+                read_only: None,
             };
             std::fs::write(&meta_path, toml::to_string(&c)?)
                 .with_context(|| format!("cannot write {}", meta_path.display()))?;
             c
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", meta_path.display())),
+    };
+    // A read-only file given now is checked before any node starts, and
+    // kept for the cluster's later starts.
+    let mut cluster = cluster;
+    if let Some(file) = &args.read_only {
+        let file = std::path::absolute(file)
+            .with_context(|| format!("bad --read-only {}", file.display()))?;
+        crate::read_only::topics(&file)?;
+        cluster.read_only = Some(file);
+        std::fs::write(&meta_path, toml::to_string(&cluster)?)
+            .with_context(|| format!("cannot write {}", meta_path.display()))?;
+    }
+    let read_only_topics = match &cluster.read_only {
+        Some(file) => crate::read_only::topics(file)?,
+        None => Vec::new(),
     };
     // Resuming starts the nodes that are not running (e.g. after a crash).
     // Unregistered nodes never start again.
@@ -459,6 +485,12 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                 vec![]
             })
             .args(args.no_quiesce.then_some("--no-quiesce"))
+            .args(
+                cluster
+                    .read_only
+                    .iter()
+                    .flat_map(|f| [std::ffi::OsString::from("--read-only"), f.into()]),
+            )
             .stdin(Stdio::null())
             .stdout(stderr.try_clone()?)
             .stderr(stderr)
@@ -560,7 +592,41 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    if !read_only_topics.is_empty() {
+        // The controller leader creates them; wait until they are there.
+        let client = sluice_client::Client::from_profile(home, Some(PROFILE), None).await?;
+        loop {
+            let have: Vec<String> = client
+                .list_topics()
+                .await
+                .map(|ts| ts.into_iter().map(|t| t.spec.name).collect())
+                .unwrap_or_default();
+            if read_only_topics.iter().all(|t| have.contains(&t.name)) {
+                break;
+            }
+            if Instant::now() > deadline {
+                progress.finish_and_clear();
+                bail!(
+                    "the topics of the read-only file were not all created within \
+                     {READY_TIMEOUT:?}; see the logs in {}",
+                    root.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     progress.finish_and_clear();
+    if let Some(file) = &cluster.read_only {
+        println!(
+            "Read-only: topics from {} ({}); changes of the metadata are refused",
+            file.display(),
+            read_only_topics
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     println!(
         "Local cluster {} is running: {} node(s), profile \"{PROFILE}\" -> {}, data in {}",
         cluster.cluster_id,

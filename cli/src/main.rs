@@ -24,6 +24,7 @@ mod partition;
 mod produce;
 mod profile;
 mod progress;
+mod read_only;
 mod smartmodule_cmd;
 mod smartmodule_dev;
 mod smartmodule_flags;

@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// of letting them sleep until written to (`quiesce_idle_groups`).
     #[arg(long)]
     pub no_quiesce: bool,
+    /// Run read-only: create the topics of this Fluvio metadata file (JSON)
+    /// when missing, and refuse every change of the metadata from clients.
+    #[arg(long, value_name = "FILE")]
+    pub read_only: Option<PathBuf>,
     /// Write the log to FILE instead of stderr, bounded: past
     /// --log-file-max-size it moves to FILE.1 (replacing it) and starts anew.
     #[arg(long, value_name = "FILE")]
@@ -112,6 +116,11 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
         retention_check_secs: base.map_or(30, |c| c.retention_check_secs),
         metrics_listen: args.metrics_listen.or(base.and_then(|c| c.metrics_listen)),
         quiesce_idle_groups: !args.no_quiesce && base.is_none_or(|c| c.quiesce_idle_groups),
+        read_only: args.read_only.is_some() || base.is_some_and(|c| c.read_only),
+        seed_topics: match &args.read_only {
+            Some(path) => crate::read_only::topics(path)?,
+            None => base.map(|c| c.seed_topics.clone()).unwrap_or_default(),
+        },
         controller_voters: args
             .controller_voters
             .or(base.map(|c| c.controller_voters))

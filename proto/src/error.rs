@@ -146,6 +146,15 @@ pub enum WireError {
         member: String,
         reason: String,
     },
+    /// A metadata change sent to a cluster that runs read-only (its nodes
+    /// started with `--read-only`: topics come from a file, nothing changes
+    /// them). (Added last: the variants before it keep their encoding.)
+    #[error(
+        "permission denied: {what} changes the cluster's metadata, and this cluster runs \
+         read-only (its topics come from the file its nodes were started with); produce to and \
+         consume from its topics, or restart it without --read-only to change them"
+    )]
+    ReadOnly { what: String },
 }
 
 /// What to do about a [`WireError::Denied`].

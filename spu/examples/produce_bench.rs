@@ -69,6 +69,8 @@ async fn main() -> anyhow::Result<()> {
         retention_check_secs: 3600,
         metrics_listen: None,
         quiesce_idle_groups: true,
+        read_only: false,
+        seed_topics: Vec::new(),
         controller_voters: 1,
         peers: Vec::new(),
         join: None,

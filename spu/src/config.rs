@@ -58,6 +58,16 @@ pub struct NodeConfig {
     /// escape hatch, and the baseline of `scripts/bench-idle.sh`).
     #[serde(default = "yes")]
     pub quiesce_idle_groups: bool,
+    /// Refuse every client request that changes the metadata (topics,
+    /// partitions, SmartModules, ACLs, nodes): the cluster keeps the topics
+    /// of `seed_topics`, and records flow (Fluvio's `--read-only` cluster).
+    /// Consumer offsets still commit: they are the readers' progress.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Topics the controller leader creates when they are missing (`node run
+    /// --read-only FILE`).
+    #[serde(default)]
+    pub seed_topics: Vec<sluice_proto::TopicSpec>,
 }
 
 fn yes() -> bool {

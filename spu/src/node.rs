@@ -306,6 +306,9 @@ impl Node {
             }
         }
         tokio::spawn(crate::membership::maintain(shared.clone()));
+        if !shared.config.seed_topics.is_empty() {
+            tokio::spawn(crate::server::seed_topics(shared.clone()));
+        }
         tokio::spawn(crate::membership::drive_reassignments(shared.clone()));
         let retention = shared.replicas.clone();
         let every = Duration::from_secs(config.retention_check_secs.max(1));

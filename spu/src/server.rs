@@ -134,6 +134,10 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
         .view()
         .with(|md| Access::new(&peer.principal, md, &node.config.super_users).authorize(&request));
     authz::audit(&peer.principal, peer.remote, &request, &verdict);
+    let verdict = verdict.and_then(|()| match node.config.read_only {
+        true => read_only_check(&request),
+        false => Ok(()),
+    });
     if let Err(error) = verdict {
         if respond(&mut send, &Response::Error(error)).await.is_ok() {
             let _ = send.finish();
@@ -250,6 +254,71 @@ async fn writable(node: &Shared, info: sluice_proto::TopicInfo) -> sluice_proto:
     }
     info
 }
+
+/// On a read-only node, a client's change of the cluster's configuration is
+/// refused; reads, produce, consumer offsets and node-to-node requests go on.
+fn read_only_check(request: &Request) -> Result<(), WireError> {
+    use sluice_proto::MetadataChange as C;
+    // Every metadata change but the readers' own progress; a change added
+    // later is refused until it is listed here.
+    let progress = match request {
+        Request::Once { change, .. } => {
+            matches!(change, C::CommitOffset(_) | C::DeleteConsumer { .. })
+        }
+        other => matches!(
+            other,
+            Request::CommitOffset(_) | Request::DeleteConsumer { .. }
+        ),
+    };
+    if request.is_metadata_change() && !progress {
+        return Err(WireError::ReadOnly {
+            what: request.name().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Creates the topics of `node.config.seed_topics` that the metadata lacks,
+/// once this node leads the controller (every node of a read-only cluster
+/// runs this; the leader's creates are the ones that land, the others
+/// find them there). Gives up after [`SEED_TOPICS_WAIT`].
+pub(crate) async fn seed_topics(node: std::sync::Arc<Shared>) {
+    let deadline = tokio::time::Instant::now() + SEED_TOPICS_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let missing: Vec<sluice_proto::TopicSpec> = {
+            let md = node.metadata();
+            node.config
+                .seed_topics
+                .iter()
+                .filter(|s| md.topic(&s.name).is_err())
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        if node.controller.is_leader() {
+            for spec in missing {
+                let name = spec.name.clone();
+                match node.controller.create_topic(spec).await {
+                    Ok(_) => tracing::info!(topic = %name, "created a topic of the read-only file"),
+                    Err(WireError::TopicExists { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %name, error = %e, "cannot create a topic of the read-only file yet")
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::error!(
+        "the topics of the read-only file are still not all created after {SEED_TOPICS_WAIT:?}; \
+         check that a majority of the controller's voters runs"
+    );
+}
+
+/// How long a node tries to create the topics of its read-only file.
+const SEED_TOPICS_WAIT: Duration = Duration::from_secs(120);
 
 async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> {
     match request {

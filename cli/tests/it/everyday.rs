@@ -538,3 +538,67 @@ fn table_formats_print_json_records_as_rows() {
     );
     assert!(e.contains("TableFormat not found"), "{e}");
 }
+
+/// `cluster start --read-only FILE` (Fluvio's metadata file): its topics
+/// exist when the start returns, records flow, named consumers commit, and
+/// every change of the metadata is refused with "permission denied" — also
+/// after the cluster is shut down and resumed.
+#[test]
+fn a_read_only_cluster_keeps_its_files_topics_and_refuses_changes() {
+    let env = Env::with_ports_for(2);
+    let file = env.home.path().join("metadata.json");
+    std::fs::write(
+        &file,
+        r#"{"topics": [{"apiVersion": "fluvio.infinyon.com/v2", "kind": "Topic",
+            "metadata": {"name": "my-topic"},
+            "spec": {"replicas": {"computed": {"partitions": 2, "replicationFactor": 2,
+            "ignoreRackAssignment": false}}}}]}"#,
+    )
+    .unwrap();
+    let port = env.port.to_string();
+    let start = |extra: &[&str]| {
+        let mut args = vec![
+            "cluster", "start", "--local", "--spus", "2", "--port", &port,
+        ];
+        args.extend(extra);
+        env.ok(&args)
+    };
+    let out = start(&["--read-only", file.to_str().unwrap()]);
+    assert!(out.contains("Read-only: topics from"), "{out}");
+    let refused = |args: &[&str]| {
+        let e = env.fails(args, b"");
+        assert!(e.contains("permission denied"), "{args:?}: {e}");
+    };
+    let check = || {
+        refused(&["topic", "create", "other-topic"]);
+        refused(&["topic", "delete", "my-topic"]);
+        refused(&["topic", "add-partition", "my-topic"]);
+        refused(&[
+            "smart-module",
+            "create",
+            "m",
+            "--wasm-file",
+            &crate::harness::module("hello-filter"),
+        ]);
+        let described: serde_json::Value =
+            serde_json::from_str(&env.ok(&["topic", "describe", "my-topic", "-O", "json"]))
+                .unwrap();
+        assert_eq!(
+            (&described["partitions"], &described["replication"]),
+            (&2.into(), &2.into())
+        );
+    };
+    check();
+    env.ok_with_input(&["produce", "my-topic", "-p", "1"], b"kept\n");
+    assert_eq!(
+        env.ok(&["consume", "my-topic", "-B", "-d", "-c", "reader"]),
+        "kept\n"
+    );
+    env.ok(&["consumer", "delete", "reader"]);
+
+    // Resumed: still read-only, the file read again.
+    env.ok(&["cluster", "shutdown"]);
+    start(&[]);
+    check();
+    assert_eq!(env.ok(&["consume", "my-topic", "-B", "-d"]), "kept\n");
+}

@@ -122,7 +122,9 @@ fn the_fluvio_style_examples_do_what_their_names_say() {
     let mut with_z = filter.instantiate(params, None).unwrap();
     assert_eq!(values(&with_z.process(&input).unwrap()), ["zzzzz"]);
     let unknown = BTreeMap::from([("nope".to_string(), "1".to_string())]);
-    let e2 = filter.instantiate(unknown, None).err().expect("refused");
+    let Err(e2) = filter.instantiate(unknown, None) else {
+        panic!("an unknown parameter was accepted")
+    };
     assert!(e2.to_string().contains("unknown parameter `nope`"), "{e2}");
 
     let mut concat = load(&e, "concat-aggregate")

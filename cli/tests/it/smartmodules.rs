@@ -383,7 +383,7 @@ fn a_registered_module_reaches_every_spu_even_one_that_was_down() {
         &["consume", "messages", "-B", "-d", "--filter", "my-filter"],
         b"",
     );
-    assert!(err.contains("not registered"), "{err}");
+    assert!(err.contains("SmartModule not found"), "{err}");
     assert!(!env.ok(&["smart-module", "list"]).contains("my-filter"));
 }
 

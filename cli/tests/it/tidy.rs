@@ -104,3 +104,212 @@ fn crates_keep_their_boundaries() {
         }
     }
 }
+
+/// Every workspace crate and the workspace crates it depends on, directly or
+/// through others (normal, non-optional dependencies): ARCHITECTURE.md's
+/// layering, whole. A new edge anywhere fails `layers_are_exactly_these`
+/// until it is added here, where a reviewer sees it.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("base2histogram", &[]),
+    ("sluice-fuzzing", &[]),
+    ("sluice-proto", &[]),
+    ("sluice-smartmodule-derive", &[]),
+    ("sluice-smartmodule", &["sluice-smartmodule-derive"]),
+    ("sluice-storage", &["sluice-proto"]),
+    ("sluice-transport", &["sluice-proto"]),
+    ("sluice-raft", &["sluice-proto"]),
+    ("sluice-controller", &["sluice-proto", "sluice-raft"]),
+    (
+        "sluice-wasm",
+        &[
+            "sluice-proto",
+            "sluice-smartmodule",
+            "sluice-smartmodule-derive",
+        ],
+    ),
+    // SmartModules in the producer are an optional feature (`smartmodules`).
+    ("sluice-client", &["sluice-proto", "sluice-transport"]),
+    (
+        "sluice-spu",
+        &[
+            "sluice-controller",
+            "sluice-proto",
+            "sluice-raft",
+            "sluice-smartmodule",
+            "sluice-smartmodule-derive",
+            "sluice-storage",
+            "sluice-transport",
+            "sluice-wasm",
+        ],
+    ),
+    (
+        "sluice",
+        &[
+            "sluice-client",
+            "sluice-controller",
+            "sluice-proto",
+            "sluice-raft",
+            "sluice-smartmodule",
+            "sluice-smartmodule-derive",
+            "sluice-spu",
+            "sluice-storage",
+            "sluice-transport",
+            "sluice-wasm",
+        ],
+    ),
+    (
+        "jepsen-tests",
+        &["sluice-client", "sluice-proto", "sluice-transport"],
+    ),
+];
+
+/// `cargo metadata` of the workspace's own packages.
+fn packages() -> Vec<serde_json::Value> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let out = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    meta["packages"].as_array().unwrap().clone()
+}
+
+#[test]
+fn layers_are_exactly_these() {
+    let packages = packages();
+    let ours: BTreeSet<String> = packages
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    // Direct, normal, non-optional edges between workspace crates.
+    let direct: BTreeMap<String, Vec<String>> = packages
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].is_null() && d["optional"] != true)
+                .map(|d| d["name"].as_str().unwrap().to_string())
+                .filter(|d| ours.contains(d))
+                .collect();
+            (p["name"].as_str().unwrap().to_string(), deps)
+        })
+        .collect();
+    let closure = |start: &str| -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo = direct[start].clone();
+        while let Some(next) = todo.pop() {
+            if seen.insert(next.clone()) {
+                todo.extend(direct[&next].iter().cloned());
+            }
+        }
+        seen
+    };
+    let allowed: BTreeMap<&str, BTreeSet<String>> = LAYERS
+        .iter()
+        .map(|(k, deps)| (*k, deps.iter().map(|d| d.to_string()).collect()))
+        .collect();
+    for krate in &ours {
+        let Some(expected) = allowed.get(krate.as_str()) else {
+            panic!("{krate} is not in LAYERS (cli/tests/it/tidy.rs): place it in the layering");
+        };
+        let found = closure(krate);
+        assert_eq!(
+            &found, expected,
+            "{krate} depends on these workspace crates (directly or through others); \
+             LAYERS says otherwise"
+        );
+    }
+    for (krate, _) in LAYERS {
+        assert!(ours.contains(*krate), "LAYERS names {krate}, which is gone");
+    }
+}
+
+/// Declared dependencies that no source file of their crate names:
+/// `(crate, dependency, why it stays)`.
+const UNNAMED_DEPENDENCIES: &[(&str, &str, &str)] = &[];
+
+#[test]
+fn every_dependency_is_used() {
+    let mut unused = Vec::new();
+    for p in packages() {
+        let name = p["name"].as_str().unwrap();
+        let dir = std::path::Path::new(p["manifest_path"].as_str().unwrap())
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        // A normal dependency must be named by the crate's own code (its
+        // `src/`), a build dependency by `build.rs`, a dev-dependency
+        // anywhere (tests, benches, examples, `src/` tests).
+        let sources = |under: &std::path::Path| {
+            let mut text = String::new();
+            let mut stack = vec![under.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                let Ok(entries) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for entry in entries {
+                    let path = entry.unwrap().path();
+                    let file = path.file_name().unwrap().to_string_lossy().to_string();
+                    if path.is_dir() {
+                        // Nested packages are checked as their own.
+                        if file != "target" && !path.join("Cargo.toml").exists() {
+                            stack.push(path);
+                        }
+                    } else if file.ends_with(".rs") {
+                        text += &std::fs::read_to_string(&path).unwrap();
+                    }
+                }
+            }
+            text
+        };
+        let everything = sources(&dir);
+        let own = sources(&dir.join("src"));
+        let build = std::fs::read_to_string(dir.join("build.rs")).unwrap_or_default();
+        for d in p["dependencies"].as_array().unwrap() {
+            let text = match d["kind"].as_str() {
+                None => &own,
+                Some("build") => &build,
+                Some(_) => &everything,
+            };
+            let dep = d["rename"]
+                .as_str()
+                .or(d["name"].as_str())
+                .unwrap()
+                .replace('-', "_");
+            let named = text.match_indices(&dep).any(|(at, _)| {
+                let before = text[..at].chars().next_back();
+                let after = text[at + dep.len()..].chars().next();
+                let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                !word(before) && !word(after)
+            });
+            let excused = UNNAMED_DEPENDENCIES
+                .iter()
+                .any(|(k, x, _)| *k == name && x.replace('-', "_") == dep);
+            if !named && !excused {
+                unused.push(format!("{name} -> {dep}"));
+            }
+        }
+    }
+    assert!(
+        unused.is_empty(),
+        "dependencies that no source of their crate names (remove them, or list them with a \
+         reason in UNNAMED_DEPENDENCIES): {unused:?}"
+    );
+}

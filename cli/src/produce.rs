@@ -50,6 +50,12 @@ pub struct ProduceArgs {
     /// its records at once (they may or may not be stored).
     #[arg(long, value_enum, default_value = "at-least-once")]
     pub delivery_semantic: DeliverySemantic,
+    /// Where records without a key go: round-robin, the next partition for
+    /// every record (Fluvio's behaviour, the default here); sticky, one
+    /// partition until its batch closes (full, or sent when its linger
+    /// passes): fuller batches, the client library's default.
+    #[arg(long, value_enum, default_value = "round-robin")]
+    pub keyless: KeylessArg,
     /// Accepted for Fluvio's scripts and changes nothing: a record is
     /// acknowledged only once committed (on a majority of replicas, fsynced),
     /// and consumers only ever see committed records.
@@ -65,6 +71,13 @@ pub struct ProduceArgs {
 pub enum DeliverySemantic {
     AtLeastOnce,
     AtMostOnce,
+}
+
+/// `--keyless` of `produce`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeylessArg {
+    RoundRobin,
+    Sticky,
 }
 
 /// `--isolation` of `produce` and `consume` (Fluvio's spellings).
@@ -122,6 +135,10 @@ impl ProduceArgs {
                 batch_size_bytes: self.batch_size,
                 linger: self.linger,
                 partition: self.partition,
+                keyless: match self.keyless {
+                    KeylessArg::RoundRobin => sluice_client::Keyless::RoundRobin,
+                    KeylessArg::Sticky => sluice_client::Keyless::Sticky,
+                },
                 delivery_timeout: match self.delivery_semantic {
                     DeliverySemantic::AtLeastOnce => ProducerConfig::default().delivery_timeout,
                     DeliverySemantic::AtMostOnce => Duration::ZERO,

@@ -67,8 +67,8 @@ pub use fetch::FetchStream;
 pub use group::{GroupConfig, GroupConsumer, GroupEvent};
 pub use offsets::{AUTO_COMMIT_INTERVAL_DEFAULT, CommitMode, OffsetCommitter};
 pub use producer::{
-    DeliveryFuture, PRODUCER_BUFFER_BYTES_DEFAULT, Producer, ProducerConfig, RecordMetadata, fnv1a,
-    partition_for_key,
+    DeliveryFuture, Keyless, PRODUCER_BUFFER_BYTES_DEFAULT, Producer, ProducerConfig,
+    RecordMetadata, fnv1a, partition_for_key,
 };
 pub use sluice_transport::CertKeyPair;
 

@@ -54,6 +54,8 @@ pub struct ProducerConfig {
     pub max_in_flight_per_partition: usize,
     /// Send every record to this partition instead of choosing one.
     pub partition: Option<u32>,
+    /// Where records without a key go (keyed ones go by their key's hash).
+    pub keyless: Keyless,
     /// How long a batch may keep being retried before its records fail.
     pub delivery_timeout: Duration,
     /// Bytes of records (keys, values and a fixed overhead each) the
@@ -61,6 +63,19 @@ pub struct ProducerConfig {
     /// `send` waits while a record would not fit. At least
     /// [`RECORD_SIZE_BYTES_MAX`] plus the overhead, so any record can go.
     pub buffer_bytes: usize,
+}
+
+/// How a [`Producer`] spreads records that have no key over the partitions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Keyless {
+    /// One partition until its batch closes (full, or sent when its linger
+    /// passes), then the next (Kafka's sticky partitioner): under load,
+    /// batches fill, so fewer, larger requests.
+    #[default]
+    Sticky,
+    /// The next partition for every record (Fluvio's behaviour): consecutive
+    /// records land on consecutive partitions, in smaller batches.
+    RoundRobin,
 }
 
 /// Default of [`ProducerConfig::buffer_bytes`], Kafka's `buffer.memory` default.
@@ -74,6 +89,7 @@ impl Default for ProducerConfig {
             max_in_flight: 5,
             max_in_flight_per_partition: PRODUCER_IN_FLIGHT_PER_PARTITION_MAX,
             partition: None,
+            keyless: Keyless::Sticky,
             delivery_timeout: Duration::from_secs(30),
             buffer_bytes: PRODUCER_BUFFER_BYTES_DEFAULT,
         }
@@ -193,6 +209,7 @@ impl Producer {
             producer_id: random_producer_id(),
             batch_bytes: config.batch_size_bytes.min(PRODUCE_BATCH_SIZE_BYTES_MAX),
             sticky: 0,
+            round_robin: 0,
             partitions,
             lanes: BTreeMap::new(),
             in_flight: 0,
@@ -415,6 +432,8 @@ struct Batcher {
     /// Partition keyless records go to; moves on each time its batch is
     /// closed, so keyless records spread round-robin, one batch at a time.
     sticky: u32,
+    /// The next partition of a keyless record under [`Keyless::RoundRobin`].
+    round_robin: u32,
     partitions: u32,
     lanes: BTreeMap<u32, Lane>,
     /// Numbered, unacknowledged batches across partitions.
@@ -482,7 +501,15 @@ impl Batcher {
     }
 
     fn add(&mut self, record: Record, partition: Option<u32>, reply: Reply) {
-        let partition = partition.unwrap_or(self.sticky);
+        let partition = match (partition, self.config.keyless) {
+            (Some(p), _) => p,
+            (None, Keyless::Sticky) => self.sticky,
+            (None, Keyless::RoundRobin) => {
+                let p = self.round_robin;
+                self.round_robin = (p + 1) % self.partitions.max(1);
+                p
+            }
+        };
         let size = record.size_bytes();
         let full = |b: &Batch| {
             b.bytes + size > self.batch_bytes.max(size)

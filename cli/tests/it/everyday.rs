@@ -602,3 +602,43 @@ fn a_read_only_cluster_keeps_its_files_topics_and_refuses_changes() {
     check();
     assert_eq!(env.ok(&["consume", "my-topic", "-B", "-d"]), "kept\n");
 }
+
+/// Records without a key: `produce` spreads them round-robin, one record
+/// per partition in turn (Fluvio's behaviour, scripts rely on it);
+/// `--keyless sticky` keeps a partition until its batch closes.
+#[test]
+fn keyless_records_go_round_robin_unless_sticky() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "spread", "-p", "3"]);
+    env.ok_with_input(
+        &["produce", "spread"],
+        crate::harness::lines(6, "r").as_bytes(),
+    );
+    for (p, want) in [
+        ("0", "r-0\nr-3\n"),
+        ("1", "r-1\nr-4\n"),
+        ("2", "r-2\nr-5\n"),
+    ] {
+        assert_eq!(
+            env.ok(&["consume", "spread", "-p", p, "-B", "-d"]),
+            want,
+            "partition {p}"
+        );
+    }
+    env.ok(&["topic", "create", "stuck", "-p", "3"]);
+    env.ok_with_input(
+        &["produce", "stuck", "--keyless", "sticky", "--linger", "2s"],
+        crate::harness::lines(6, "s").as_bytes(),
+    );
+    let counts: Vec<usize> = ["0", "1", "2"]
+        .iter()
+        .map(|p| {
+            env.ok(&["consume", "stuck", "-p", p, "-B", "-d"])
+                .lines()
+                .count()
+        })
+        .collect();
+    assert_eq!(counts.iter().sum::<usize>(), 6);
+    // Within one linger, the six fill one batch of one partition.
+    assert!(counts.contains(&6), "one batch, one partition: {counts:?}");
+}

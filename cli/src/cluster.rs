@@ -115,6 +115,10 @@ pub struct StartArgs {
     /// flow. Kept for later starts of the same cluster.
     #[arg(long, value_name = "FILE")]
     pub read_only: Option<PathBuf>,
+    /// Start a cluster that was started read-only as an ordinary one again
+    /// (its topics stay; changes are accepted).
+    #[arg(long, conflicts_with = "read_only")]
+    pub read_write: bool,
 }
 
 /// What `cluster.toml` in the cluster root records.
@@ -185,6 +189,7 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
                 no_metrics: false,
                 no_quiesce: false,
                 read_only: None,
+                read_write: false,
             };
             start(args, globals).await
         }
@@ -353,6 +358,10 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
     // A read-only file given now is checked before any node starts, and
     // kept for the cluster's later starts.
     let mut cluster = cluster;
+    if args.read_write && cluster.read_only.take().is_some() {
+        std::fs::write(&meta_path, toml::to_string(&cluster)?)
+            .with_context(|| format!("cannot write {}", meta_path.display()))?;
+    }
     if let Some(file) = &args.read_only {
         let file = std::path::absolute(file)
             .with_context(|| format!("bad --read-only {}", file.display()))?;

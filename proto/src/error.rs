@@ -152,7 +152,8 @@ pub enum WireError {
     #[error(
         "permission denied: {what} changes the cluster's metadata, and this cluster runs \
          read-only (its topics come from the file its nodes were started with); produce to and \
-         consume from its topics, or restart it without --read-only to change them"
+         consume from its topics, or restart its nodes read-write (`cluster start --local \
+         --read-write`, or `read_only = false` in a node's configuration) to change them"
     )]
     ReadOnly { what: String },
 }

@@ -601,6 +601,12 @@ fn a_read_only_cluster_keeps_its_files_topics_and_refuses_changes() {
     start(&[]);
     check();
     assert_eq!(env.ok(&["consume", "my-topic", "-B", "-d"]), "kept\n");
+    // Started read-write: an ordinary cluster again, its topic kept.
+    env.ok(&["cluster", "shutdown"]);
+    let out = start(&["--read-write"]);
+    assert!(!out.contains("Read-only"), "{out}");
+    env.ok(&["topic", "create", "other-topic"]);
+    assert_eq!(env.ok(&["consume", "my-topic", "-B", "-d"]), "kept\n");
 }
 
 /// Records without a key: `produce` spreads them round-robin, one record

@@ -931,6 +931,21 @@ mod tests {
                 import: "env::host_call".into()
             }
         );
+        // A module of Fluvio's SDK, or a WASI build, says so.
+        for (module, field, hint) in [
+            ("env", "copy_records", "built with Fluvio's SDK"),
+            ("wasi_snapshot_preview1", "fd_write", "built for WASI"),
+        ] {
+            let mut b = WasmBuilder::smartmodule(0);
+            b.import(module, field);
+            let err = ModuleFigures::measure("m", &b.encode())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(hint) && err.contains("wasm32-unknown-unknown"),
+                "{err}"
+            );
+        }
         let component = b"\0asm\x0d\0\x01\0";
         let err = ModuleFigures::measure("m", component).unwrap_err();
         assert!(matches!(err, SmartModuleError::NotWasm { .. }), "{err:?}");

@@ -39,7 +39,10 @@ pub enum SmartModuleError {
     )]
     CompileTimeout { module: String, budget: Duration },
     /// The module imports something; SmartModules run with no host functions at all.
-    #[error("SmartModule {module}: imports `{import}`, but SmartModules may not import anything")]
+    #[error(
+        "SmartModule {module}: imports `{import}`, but SmartModules may not import anything{}",
+        import_hint(import)
+    )]
     Imports { module: String, import: String },
     /// None of the transform exports (`sluice_filter`, `sluice_map`, ...) is present.
     #[error(
@@ -173,5 +176,20 @@ impl SmartModuleError {
     /// about the module, its parameters or its records.
     pub fn is_retriable(&self) -> bool {
         matches!(self, Self::Busy { .. })
+    }
+}
+
+/// What an import says about how the module was built, for [`SmartModuleError::Imports`].
+fn import_hint(import: &str) -> &'static str {
+    if import == "env::copy_records" {
+        // The host function Fluvio's SDK calls to hand back its output.
+        "; it was built with Fluvio's SDK (smdk): rebuild it with Sluice's, depending on \
+         `sluice-smartmodule` instead of `fluvio-smartmodule` (`sluice smart-module generate` \
+         makes such a project), for the target wasm32-unknown-unknown"
+    } else if import.starts_with("wasi_") {
+        "; it was built for WASI (e.g. wasm32-wasip1, as Fluvio's smdk does): build it for \
+         wasm32-unknown-unknown with Sluice's SDK"
+    } else {
+        ""
     }
 }

@@ -358,6 +358,16 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
     // A read-only file given now is checked before any node starts, and
     // kept for the cluster's later starts.
     let mut cluster = cluster;
+    // Nodes take the mode when they start: switching it while some run
+    // would leave the cluster half read-only.
+    if (args.read_only.is_some() || args.read_write)
+        && (1..=cluster.spus).any(|i| running_pid(&node_dir(&root, i)).is_some())
+    {
+        bail!(
+            "--read-only and --read-write apply when nodes start, and some nodes of this cluster \
+             run: stop it first (`sluice cluster shutdown`), then start it with the flag"
+        );
+    }
     if args.read_write && cluster.read_only.take().is_some() {
         std::fs::write(&meta_path, toml::to_string(&cluster)?)
             .with_context(|| format!("cannot write {}", meta_path.display()))?;

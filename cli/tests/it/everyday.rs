@@ -596,6 +596,21 @@ fn a_read_only_cluster_keeps_its_files_topics_and_refuses_changes() {
     );
     env.ok(&["consumer", "delete", "reader"]);
 
+    // The mode changes only with every node stopped.
+    let e = env.fails(
+        &[
+            "cluster",
+            "start",
+            "--local",
+            "--spus",
+            "2",
+            "--port",
+            &port,
+            "--read-write",
+        ],
+        b"",
+    );
+    assert!(e.contains("stop it first"), "{e}");
     // Resumed: still read-only, the file read again.
     env.ok(&["cluster", "shutdown"]);
     start(&[]);

@@ -25,6 +25,7 @@ mod produce;
 mod profile;
 mod progress;
 mod read_only;
+mod small_file;
 mod smartmodule_cmd;
 mod smartmodule_dev;
 mod smartmodule_flags;

@@ -15,17 +15,7 @@ pub const METADATA_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
 /// Reads the topics of the metadata file at `path`.
 pub fn topics(path: &Path) -> anyhow::Result<Vec<TopicSpec>> {
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("cannot read the read-only metadata file {}", path.display()))?
-        .len();
-    if size > METADATA_FILE_BYTES_MAX {
-        bail!(
-            "the read-only metadata file {} holds {size} bytes, more than {METADATA_FILE_BYTES_MAX}",
-            path.display()
-        );
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the read-only metadata file {}", path.display()))?;
+    let text = crate::small_file::read(path, METADATA_FILE_BYTES_MAX, "read-only metadata file")?;
     parse(&text).with_context(|| format!("read-only metadata file {}", path.display()))
 }
 

@@ -141,15 +141,15 @@ impl TableFormat {
         sluice_client::proto::limits::validate_table_format_name(name)
             .map_err(anyhow::Error::msg)?;
         let path = Self::path(home, name);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+        if !path.exists() {
+            bail!(
                 "TableFormat not found: no table format {name:?} in {}; create it with \
                  `sluice table-format create --config FILE`",
                 Self::dir(home).display()
-            ),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
+            );
+        }
+        let text =
+            crate::small_file::read(&path, TABLE_FORMAT_FILE_BYTES_MAX, "table format file")?;
         Self::parse(&text).with_context(|| format!("table format file {}", path.display()))
     }
 
@@ -188,18 +188,8 @@ pub fn run(cmd: TableFormatCmd, globals: &Globals) -> anyhow::Result<()> {
     let home = &globals.home;
     match cmd {
         TableFormatCmd::Create { config } => {
-            let size = std::fs::metadata(&config)
-                .with_context(|| format!("cannot read {}", config.display()))?
-                .len();
-            if size > TABLE_FORMAT_FILE_BYTES_MAX {
-                bail!(
-                    "{} holds {size} bytes; a table format file holds at most \
-                     {TABLE_FORMAT_FILE_BYTES_MAX}",
-                    config.display()
-                );
-            }
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("cannot read {}", config.display()))?;
+            let text =
+                crate::small_file::read(&config, TABLE_FORMAT_FILE_BYTES_MAX, "table format file")?;
             let format = TableFormat::parse(&text)
                 .with_context(|| format!("table format file {}", config.display()))?;
             let path = TableFormat::path(home, &format.name);

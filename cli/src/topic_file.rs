@@ -89,23 +89,16 @@ pub struct TopicPlan {
     pub assignments: Option<Vec<PartitionAssignment>>,
 }
 
+/// Bytes a topic file may hold.
+pub const TOPIC_FILE_BYTES_MAX: u64 = 64 * 1024;
+
 /// Bytes a replica assignment file may hold.
 pub const ASSIGNMENT_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
 /// Reads `--replica-assignment FILE`: Fluvio's JSON list of `{"id": N,
 /// "replicas": [node, ...]}`.
 pub fn read_assignment(path: &Path) -> anyhow::Result<Vec<ReplicaMap>> {
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("cannot read replica assignment file {}", path.display()))?
-        .len();
-    if size > ASSIGNMENT_FILE_BYTES_MAX {
-        bail!(
-            "replica assignment file {} holds {size} bytes, more than {ASSIGNMENT_FILE_BYTES_MAX}",
-            path.display()
-        );
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read replica assignment file {}", path.display()))?;
+    let text = crate::small_file::read(path, ASSIGNMENT_FILE_BYTES_MAX, "replica assignment file")?;
     serde_json::from_str(&text).with_context(|| {
         format!(
             "replica assignment file {}: expected a JSON list of {{\"id\": PARTITION, \
@@ -214,8 +207,7 @@ pub const MAX_PARTITION_SIZE_MIN: u64 = 2048;
 
 /// Reads the topic file at `path` (checked like the flags are).
 pub fn read(path: &Path) -> anyhow::Result<TopicPlan> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read topic file {}", path.display()))?;
+    let text = crate::small_file::read(path, TOPIC_FILE_BYTES_MAX, "topic file")?;
     parse(&text).with_context(|| format!("topic file {}", path.display()))
 }
 

@@ -934,6 +934,23 @@ mod tests {
         decode(&sm.apply(index, &encode(&c)).unwrap()).unwrap()
     }
 
+    /// A state machine in `dir` with nodes 1 to `n` registered by entries 1 to `n`.
+    fn with_nodes(dir: &std::path::Path, n: u64) -> (ControllerStateMachine, MetadataView) {
+        let (mut sm, view) = ControllerStateMachine::open(dir.join("md")).unwrap();
+        for id in 1..=n {
+            apply(
+                &mut sm,
+                id,
+                Command::RegisterNode(NodeRecord {
+                    id,
+                    addr: format!("127.0.0.1:{}", 9000 + id),
+                    incarnation: None,
+                }),
+            );
+        }
+        (sm, view)
+    }
+
     fn grant(principal: &str, topic: &str) -> AclEntry {
         AclEntry {
             principal: principal.into(),
@@ -1111,18 +1128,7 @@ mod tests {
     #[test]
     fn partitions_are_added_where_a_new_topic_would_put_them() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut sm, view) = ControllerStateMachine::open(dir.path().join("md")).unwrap();
-        for id in 1..=3 {
-            apply(
-                &mut sm,
-                id,
-                Command::RegisterNode(NodeRecord {
-                    id,
-                    addr: format!("127.0.0.1:{}", 9000 + id),
-                    incarnation: None,
-                }),
-            );
-        }
+        let (mut sm, view) = with_nodes(dir.path(), 3);
         let created = apply(
             &mut sm,
             4,
@@ -1502,18 +1508,7 @@ mod tests {
     #[test]
     fn a_topic_is_created_where_the_caller_places_it_or_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut sm, view) = ControllerStateMachine::open(dir.path().join("md")).unwrap();
-        for id in 1..=3 {
-            apply(
-                &mut sm,
-                id,
-                Command::RegisterNode(NodeRecord {
-                    id,
-                    addr: format!("127.0.0.1:{}", 9000 + id),
-                    incarnation: None,
-                }),
-            );
-        }
+        let (mut sm, view) = with_nodes(dir.path(), 3);
         let spec = TopicSpec {
             partitions: 2,
             replication: 2,

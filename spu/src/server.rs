@@ -285,15 +285,15 @@ fn read_only_check(request: &Request) -> Result<(), WireError> {
 pub(crate) async fn seed_topics(node: std::sync::Arc<Shared>) {
     let deadline = tokio::time::Instant::now() + SEED_TOPICS_WAIT;
     while tokio::time::Instant::now() < deadline {
-        let missing: Vec<sluice_proto::TopicSpec> = {
-            let md = node.metadata();
+        // Read under the view's lock: no copy of the whole metadata.
+        let missing: Vec<sluice_proto::TopicSpec> = node.controller.view().with(|md| {
             node.config
                 .seed_topics
                 .iter()
                 .filter(|s| md.topic(&s.name).is_err())
                 .cloned()
                 .collect()
-        };
+        });
         if missing.is_empty() {
             return;
         }

@@ -13,12 +13,13 @@
 #        (defaults: 3 rounds, 100000 records, partitions 1 8 64)
 # EXTRA and BASE_EXTRA are more `cluster start` flags for the new and the
 # base build; BASE_EXTRA alone makes the base the same binary run with them
-# (e.g. BASE_EXTRA=--no-quiesce).
+# (e.g. BASE_EXTRA=--no-quiesce). BENCH_EXTRA and BASE_BENCH_EXTRA are more
+# `bench produce` flags the same way (BASE_BENCH_EXTRA alone: same binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NEW=${SLUICE_BIN:-./target/release/sluice}
 BASE=${BASE_BIN:-}
-[ -z "$BASE" ] && [ -n "${BASE_EXTRA:-}" ] && BASE=$NEW
+[ -z "$BASE" ] && [ -n "${BASE_EXTRA:-}${BASE_BENCH_EXTRA:-}" ] && BASE=$NEW
 ROUNDS=${1:-3}
 RECORDS=${2:-100000}
 shift $(($# < 2 ? $# : 2))
@@ -37,6 +38,7 @@ builds=(new)
 [ -n "$BASE" ] && builds=(base new)
 bin_of() { if [ "$1" = base ]; then echo "$BASE"; else echo "$NEW"; fi; }
 extra_of() { if [ "$1" = base ]; then echo "${BASE_EXTRA:-}"; else echo "${EXTRA:-}"; fi; }
+bench_extra_of() { if [ "$1" = base ]; then echo "${BASE_BENCH_EXTRA:-}"; else echo "${BENCH_EXTRA:-}"; fi; }
 ticks() {
     local t=0
     for f in "$WORK/$current"/local/node-*/node.pid; do
@@ -55,8 +57,10 @@ for round in $(seq 1 "$ROUNDS"); do
             $(extra_of "$build") >/dev/null
         for p in "${PARTS[@]}"; do
             t0=$(ticks)
+            # shellcheck disable=SC2046 # the extra flags are words
             json=$("$current_bin" bench produce --topic "scale-$p" --partitions "$p" \
-                --replication 3 --producers 4 --records "$RECORDS" -O json)
+                --replication 3 --producers 4 --records "$RECORDS" -O json \
+                $(bench_extra_of "$build"))
             t1=$(ticks)
             python3 - "$build" "$p" "$((t1 - t0))" "$HZ" "$json" >>"$OUT" <<'PY'
 import json, sys

@@ -53,7 +53,10 @@ pub struct ProduceBench {
     /// Concurrent producers, each with its own batching and in-flight window.
     #[arg(long, default_value_t = 1)]
     pub producers: u32,
-    #[arg(long, value_parser = parse_nonzero_size, default_value = "64KiB")]
+    /// Largest batch, in bytes of keys and values. Large by default so that
+    /// a whole `--window` of 1 KiB records fits one batch (BENCHMARKS.md,
+    /// "Fewer, larger batches").
+    #[arg(long, value_parser = parse_nonzero_size, default_value = "256KiB")]
     pub batch_size: usize,
     /// How long a record may wait for others to fill its batch (0: sent
     /// when its partition has a free slot; batches grow while none is free).
@@ -65,6 +68,13 @@ pub struct ProduceBench {
     /// and ack latency at full speed is mostly that queue.
     #[arg(long, default_value_t = PRODUCE_WINDOW_RECORDS_DEFAULT)]
     pub window: usize,
+    /// Batches each producer keeps on the wire at once, across partitions
+    /// (the client library's `max_in_flight`). With `--window` bounding the
+    /// records in flight, fewer slots mean fewer, fuller batches, so fewer
+    /// Raft rounds: 1 measured best at 1, 8 and 64 partitions
+    /// (BENCHMARKS.md, "Fewer, larger batches").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_in_flight: u16,
     /// Send at this many records/s in all (for latency at a fixed load);
     /// default: as fast as acknowledgements allow.
     #[arg(long, value_name = "RECORDS_PER_SEC")]
@@ -259,7 +269,7 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
         let config = ProducerConfig {
             batch_size_bytes: args.batch_size,
             linger: args.linger,
-            max_in_flight: 16,
+            max_in_flight: usize::from(args.max_in_flight),
             ..ProducerConfig::default()
         };
         let producer = client.producer(&args.topic, config).await?;

@@ -61,6 +61,11 @@ pub struct ProduceArgs {
     /// and consumers only ever see committed records.
     #[arg(long, value_enum, value_name = "read_committed|read_uncommitted")]
     pub isolation: Option<Isolation>,
+    /// Send batches compressed: none, gzip, snappy, lz4 or zstd. Default:
+    /// the topic's compression type (uncompressed for `any`). A topic whose
+    /// type is a codec takes that codec only.
+    #[arg(long, value_parser = sluice_client::proto::Compression::parse, value_name = "CODEC")]
+    pub compression: Option<sluice_client::proto::Compression>,
     /// SmartModules applied here, in the producer, before records are sent.
     #[command(flatten)]
     pub smartmodules: crate::smartmodule_flags::SmartModuleArgs,
@@ -143,6 +148,7 @@ impl ProduceArgs {
                     DeliverySemantic::AtLeastOnce => ProducerConfig::default().delivery_timeout,
                     DeliverySemantic::AtMostOnce => Duration::ZERO,
                 },
+                compression: self.compression,
                 ..ProducerConfig::default()
             },
             smartmodules: self

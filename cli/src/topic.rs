@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use sluice_client::proto::{TopicInfo, TopicSpec, WireError};
+use sluice_client::proto::{TopicCompression, TopicInfo, TopicSettings, TopicSpec, WireError};
 
 use crate::output::{self, Table, human_bytes, rfc3339_ms};
 use crate::topic_file::TopicPlan;
@@ -86,6 +86,13 @@ pub struct CreateArgs {
     /// the partition count and the replication factor.
     #[arg(short = 'f', long, value_name = "FILE", conflicts_with_all = ["partitions", "replication"])]
     pub replica_assignment: Option<PathBuf>,
+    /// Which producer batches the topic takes and how it stores them: any
+    /// (the default: any codec, stored uncompressed), none, gzip, snappy,
+    /// lz4 or zstd (that codec only, and stored compressed with it).
+    /// Producers follow the topic's type unless told otherwise.
+    #[arg(long = "compression-type", alias = "compression", value_name = "TYPE",
+          value_parser = TopicCompression::parse)]
+    pub compression_type: Option<TopicCompression>,
     /// Check that the topic could be created (its settings, that the name is
     /// free, that the cluster has enough nodes for its replicas), print it,
     /// and create nothing.
@@ -109,15 +116,18 @@ impl CreateArgs {
             }
             None => {
                 let spec = self.spec_from_flags()?;
-                match &self.replica_assignment {
+                let mut plan = match &self.replica_assignment {
                     Some(path) => {
                         crate::topic_file::placed(spec, crate::topic_file::read_assignment(path)?)?
                     }
                     None => TopicPlan {
                         spec,
                         assignments: None,
+                        settings: TopicSettings::default(),
                     },
-                }
+                };
+                plan.settings.compression = self.compression_type.unwrap_or_default();
+                plan
             }
         };
         let spec = &plan.spec;
@@ -149,6 +159,7 @@ impl CreateArgs {
                 self.replica_assignment.is_some(),
                 "--replica-assignment <FILE>",
             ),
+            (self.compression_type.is_some(), "--compression-type <TYPE>"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -183,6 +194,7 @@ async fn dry_run(
     globals: &Globals,
     spec: &TopicSpec,
     assignments: Option<&[sluice_client::proto::PartitionAssignment]>,
+    settings: &TopicSettings,
 ) -> anyhow::Result<String> {
     match client.describe_topic(&spec.name).await {
         Ok(_) => {
@@ -224,13 +236,14 @@ async fn dry_run(
     }
     Ok(format!(
         "dry run: topic {:?} can be created ({} partition(s) x {} replica(s), segments of {}, \
-         retention {} / {}); nothing was created\n",
+         retention {} / {}, compression type {}); nothing was created\n",
         spec.name,
         spec.partitions,
         spec.replication,
         human_bytes(spec.segment_size_bytes),
         retention_time(spec.retention_ms),
         retention_bytes(spec.retention_bytes),
+        settings.compression,
     ))
 }
 
@@ -243,6 +256,9 @@ pub struct TopicOut {
     pub retention_ms: Option<u64>,
     pub retention_bytes: Option<u64>,
     pub segment_size_bytes: u64,
+    /// Shown by `describe` (a list would need one more request per topic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression_type: Option<String>,
     pub created: String,
     pub assignments: Vec<AssignmentOut>,
 }
@@ -262,6 +278,7 @@ impl From<&TopicInfo> for TopicOut {
             retention_ms: info.spec.retention_ms,
             retention_bytes: info.spec.retention_bytes,
             segment_size_bytes: info.spec.segment_size_bytes,
+            compression_type: None,
             created: rfc3339_ms(info.created_ms),
             assignments: info
                 .assignments
@@ -278,16 +295,30 @@ impl From<&TopicInfo> for TopicOut {
 pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
     match cmd {
         TopicCmd::Create(args) => {
-            let TopicPlan { spec, assignments } = args.plan()?;
+            let TopicPlan {
+                spec,
+                assignments,
+                settings,
+            } = args.plan()?;
             let client = crate::connect(globals).await?;
             if args.dry_run {
-                let checked = dry_run(&client, globals, &spec, assignments.as_deref()).await?;
+                let checked =
+                    dry_run(&client, globals, &spec, assignments.as_deref(), &settings).await?;
                 return output::write_stdout(checked.as_bytes());
             }
             let name = spec.name.clone();
-            match assignments {
-                Some(assignments) => client.create_topic_assigned(spec, assignments).await?,
-                None => client.create_topic(spec).await?,
+            // Topics with default settings are created as before, which a
+            // cluster of the previous release also understands.
+            match (assignments, settings == TopicSettings::default()) {
+                (assignments, false) => {
+                    client
+                        .create_topic_with(spec, assignments, settings)
+                        .await?
+                }
+                (Some(assignments), true) => {
+                    client.create_topic_assigned(spec, assignments).await?
+                }
+                (None, true) => client.create_topic(spec).await?,
             };
             output::write_stdout(format!("topic {name:?} created\n").as_bytes())
         }
@@ -329,7 +360,12 @@ pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
         }
         TopicCmd::Describe { name, output: out } => {
             let client = crate::connect(globals).await?;
-            let topic = TopicOut::from(&crate::suggest::describe_topic(&client, &name).await?);
+            let mut topic = TopicOut::from(&crate::suggest::describe_topic(&client, &name).await?);
+            let settings = client
+                .topic_settings(&name)
+                .await
+                .with_context(|| format!("cannot read the settings of topic {name:?}"))?;
+            topic.compression_type = Some(settings.compression.to_string());
             output::print(out.output, &topic, || describe_table(&topic))
         }
         TopicCmd::Delete { names } => {
@@ -389,6 +425,10 @@ fn describe_table(t: &TopicOut) -> String {
         ("retention-time", retention_time(t.retention_ms)),
         ("retention-bytes", retention_bytes(t.retention_bytes)),
         ("segment-size", human_bytes(t.segment_size_bytes)),
+        (
+            "compression-type",
+            t.compression_type.clone().unwrap_or_else(|| "-".into()),
+        ),
         ("created", t.created.clone()),
     ] {
         fields.row(vec![field.into(), value]);

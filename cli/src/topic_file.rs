@@ -18,16 +18,16 @@
 //! Keys are accepted in kebab-case and in snake_case (Fluvio's own examples
 //! use both). `partition.maps` places the replicas (as
 //! `--replica-assignment` does; it then sets the partition count and the
-//! replication factor). What Sluice cannot do is refused by name rather than
-//! ignored: compression other than `Any`/`None` (records are stored as
-//! sent), deduplication, mirroring. An unknown key is an error with its
-//! line, so a typo does not silently create a topic with defaults.
+//! replication factor). `compression.type` is the topic's compression type
+//! (as `--compression-type`). What Sluice cannot do is refused by name
+//! rather than ignored: deduplication, mirroring. An unknown key is an error
+//! with its line, so a typo does not silently create a topic with defaults.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use sluice_client::proto::{PartitionAssignment, TopicSpec};
+use sluice_client::proto::{PartitionAssignment, TopicCompression, TopicSettings, TopicSpec};
 
 use crate::units::{parse_duration, parse_size};
 
@@ -87,6 +87,7 @@ pub struct ReplicaMap {
 pub struct TopicPlan {
     pub spec: TopicSpec,
     pub assignments: Option<Vec<PartitionAssignment>>,
+    pub settings: TopicSettings,
 }
 
 /// Bytes a topic file may hold.
@@ -145,6 +146,7 @@ pub fn placed(mut spec: TopicSpec, mut maps: Vec<ReplicaMap>) -> anyhow::Result<
     Ok(TopicPlan {
         spec,
         assignments: Some(assignments),
+        settings: TopicSettings::default(),
     })
 }
 
@@ -216,14 +218,12 @@ fn parse(text: &str) -> anyhow::Result<TopicPlan> {
         "not a topic file: expected YAML with meta.name and optional partition, retention and \
          compression sections",
     )?;
-    if let Some(kind) = file.compression.and_then(|c| c.kind)
-        && !matches!(kind.to_ascii_lowercase().as_str(), "any" | "none")
-    {
-        bail!(
-            "compression.type {kind}: Sluice stores records as producers send them and has no \
-             compression yet; remove the compression section or set its type to Any"
-        );
-    }
+    let compression = match file.compression.and_then(|c| c.kind) {
+        Some(kind) => {
+            TopicCompression::parse(&kind).map_err(|e| anyhow::anyhow!("compression.type: {e}"))?
+        }
+        None => TopicCompression::Any,
+    };
     if file.deduplication.is_some() {
         bail!(
             "deduplication: Sluice has no deduplication filter on topics; idempotent producers \
@@ -245,13 +245,16 @@ fn parse(text: &str) -> anyhow::Result<TopicPlan> {
         check_max_partition_size(max, spec.segment_size_bytes).context("partition.max-size")?;
         spec.retention_bytes = Some(max);
     }
-    match file.partition.maps {
-        Some(maps) => placed(spec, maps).context("partition.maps"),
-        None => Ok(TopicPlan {
+    let mut plan = match file.partition.maps {
+        Some(maps) => placed(spec, maps).context("partition.maps")?,
+        None => TopicPlan {
             spec,
             assignments: None,
-        }),
-    }
+            settings: TopicSettings::default(),
+        },
+    };
+    plan.settings.compression = compression;
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -276,10 +279,18 @@ mod tests {
             .replace("segment-size", "segment_size")
             .replace("ignore-rack-assignment", "ignore_rack_assignment");
         assert_eq!(parse(&snake).unwrap().spec, spec);
+        assert_eq!(
+            parse(&kebab.replace("type: Any", "type: Lz4"))
+                .unwrap()
+                .settings
+                .compression,
+            TopicCompression::Lz4
+        );
         // Only a name: Fluvio's defaults, which are ours.
         let minimal = parse("meta:\n  name: small\n").unwrap();
         assert_eq!(minimal.spec, TopicSpec::new("small"));
         assert_eq!(minimal.assignments, None);
+        assert_eq!(minimal.settings, TopicSettings::default());
         // Replica maps set the count and the replication factor.
         let placed = parse(
             "meta:\n  name: p\npartition:\n  count: 7\n  maps:\n  - id: 1\n    replicas: [3, 1]\n  \
@@ -305,8 +316,11 @@ mod tests {
     #[test]
     fn what_sluice_cannot_do_is_refused_by_name() {
         let with = |extra: &str| parse(&format!("meta:\n  name: t\n{extra}")).unwrap_err();
-        let e = format!("{:#}", with("compression:\n  type: Lz4\n"));
-        assert!(e.contains("compression.type Lz4"), "{e}");
+        let e = format!("{:#}", with("compression:\n  type: Brotli\n"));
+        assert!(
+            e.contains("compression.type: unknown compression type"),
+            "{e}"
+        );
         let e = format!("{:#}", with("deduplication:\n  bounds:\n    count: 100\n"));
         assert!(e.contains("deduplication"), "{e}");
         let e = format!(

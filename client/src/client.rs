@@ -10,9 +10,9 @@ use std::time::Duration;
 use sluice_proto::codec::{self, CodecError};
 use sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 use sluice_proto::{
-    ClusterStatus, FetchRequest, NodeId, PartitionAssignment, ProduceRequest, ProduceResponse,
-    ProducerSeq, ReadFrom, Record, Request, Response, SmartModuleInfo, TopicInfo, TopicSpec,
-    WireError,
+    ClusterStatus, Compression, FetchRequest, NodeId, PartitionAssignment, ProduceRequest,
+    ProduceResponse, ProducerSeq, ReadFrom, Record, Request, Response, SmartModuleInfo, TopicInfo,
+    TopicSpec, WireError,
 };
 use sluice_transport::{CertKeyPair, Connector, TransportError};
 
@@ -274,6 +274,38 @@ impl Client {
         }
     }
 
+    /// Creates a topic with settings beyond its spec (its compression),
+    /// placed by `assignments` (as [`Client::create_topic_assigned`]) or by
+    /// the cluster; the spec is checked locally first.
+    pub async fn create_topic_with(
+        &self,
+        spec: TopicSpec,
+        assignments: Option<Vec<sluice_proto::PartitionAssignment>>,
+        settings: sluice_proto::TopicSettings,
+    ) -> Result<TopicInfo> {
+        spec.validate().map_err(ClientError::Server)?;
+        let request = Request::CreateTopicWith {
+            spec,
+            assignments,
+            settings,
+        };
+        match self.admin(request).await? {
+            Response::TopicCreated(info) | Response::Topic(info) => Ok(info),
+            other => Err(self.unexpected("create topic", &other)),
+        }
+    }
+
+    /// A topic's settings beyond its spec (its compression).
+    pub async fn topic_settings(&self, name: &str) -> Result<sluice_proto::TopicSettings> {
+        let request = Request::DescribeTopicSettings {
+            name: name.to_string(),
+        };
+        match self.admin(request).await? {
+            Response::TopicSettings(settings) => Ok(settings),
+            other => Err(self.unexpected("describe topic settings", &other)),
+        }
+    }
+
     /// Adds `count` partitions to `topic`; returns the topic as it is now.
     /// Producers created before keep the partition count they read (keys
     /// map to partitions by that count until they are created again).
@@ -504,15 +536,41 @@ impl Client {
         records: Vec<Record>,
         producer: Option<ProducerSeq>,
     ) -> Result<ProduceResponse> {
+        self.produce_compressed(topic, partition, records, producer, Compression::None)
+            .await
+    }
+
+    /// [`Client::produce_as`] with the records sent compressed with `codec`
+    /// (`Compression::None` sends them as they are). The node expands them;
+    /// a topic whose compression type is not `any` takes its own codec only.
+    pub async fn produce_compressed(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+        producer: Option<ProducerSeq>,
+        codec: Compression,
+    ) -> Result<ProduceResponse> {
         for record in &records {
             check_record_size(topic, record)?;
         }
-        let request = Request::Produce(ProduceRequest {
-            topic: topic.to_string(),
-            partition,
-            records,
-            producer,
-        });
+        let request = if codec == Compression::None {
+            Request::Produce(ProduceRequest {
+                topic: topic.to_string(),
+                partition,
+                records,
+                producer,
+            })
+        } else {
+            let encoded = sluice_proto::encoding::to_vec(&records).expect("records always encode");
+            Request::ProduceCompressed(sluice_proto::CompressedProduce {
+                topic: topic.to_string(),
+                partition,
+                compression: codec,
+                records: sluice_compress::compress(codec, &encoded),
+                producer,
+            })
+        };
         let route = Some((topic, partition));
         let exchange = self.routed(route, &request, "produce");
         // Where `routed` sends it first: the known leader, else the first
@@ -1110,6 +1168,7 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::ConsumerDeleted => "ConsumerDeleted",
         Response::GroupAssignment(_) => "GroupAssignment",
         Response::GroupLeft => "GroupLeft",
+        Response::TopicSettings(_) => "TopicSettings",
     }
 }
 

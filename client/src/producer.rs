@@ -26,7 +26,7 @@ use sluice_proto::limits::{
     PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, PRODUCER_IN_FLIGHT_PER_PARTITION_MAX,
     RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_MAX,
 };
-use sluice_proto::{ProducerSeq, Record, WireError};
+use sluice_proto::{Compression, ProducerSeq, Record, WireError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -58,6 +58,10 @@ pub struct ProducerConfig {
     pub keyless: Keyless,
     /// How long a batch may keep being retried before its records fail.
     pub delivery_timeout: Duration,
+    /// How batches travel: `None` follows the topic's compression type (its
+    /// codec, or uncompressed for `any` and `none`), read when the producer
+    /// is created; a codec the topic does not take is refused by the node.
+    pub compression: Option<Compression>,
     /// Bytes of records (keys, values and a fixed overhead each) the
     /// producer holds between `send` and their acknowledgement or failure;
     /// `send` waits while a record would not fit. At least
@@ -92,6 +96,7 @@ impl Default for ProducerConfig {
             keyless: Keyless::Sticky,
             delivery_timeout: Duration::from_secs(30),
             buffer_bytes: PRODUCER_BUFFER_BYTES_DEFAULT,
+            compression: None,
         }
     }
 }
@@ -198,6 +203,18 @@ impl Producer {
                 partitions,
             }));
         }
+        let compression = match config.compression {
+            Some(codec) => codec,
+            // A node of a release without topic settings cannot answer:
+            // its topics take uncompressed batches.
+            None => match client.topic_settings(topic).await {
+                Ok(settings) => settings.compression.producer_default(),
+                Err(error) => {
+                    tracing::debug!(%error, topic, "no topic settings; sending uncompressed");
+                    Compression::None
+                }
+            },
+        };
         // Room for a few batches per in-flight slot, so `send` rarely waits
         // unless the cluster really is the bottleneck.
         let (tx, rx) = mpsc::channel(1024);
@@ -208,6 +225,7 @@ impl Producer {
             topic: topic.to_string(),
             producer_id: random_producer_id(),
             batch_bytes: config.batch_size_bytes.min(PRODUCE_BATCH_SIZE_BYTES_MAX),
+            compression,
             sticky: 0,
             round_robin: 0,
             partitions,
@@ -428,6 +446,8 @@ struct Batcher {
     /// Random id under which this producer's batches are deduplicated.
     producer_id: u64,
     config: ProducerConfig,
+    /// How batches travel (the configured codec, or the topic's).
+    compression: Compression,
     batch_bytes: usize,
     /// Partition keyless records go to; moves on each time its batch is
     /// closed, so keyless records spread round-robin, one batch at a time.
@@ -658,6 +678,7 @@ impl Batcher {
         let client = self.client.clone();
         let topic = self.topic.clone();
         let done = self.done_tx.clone();
+        let codec = self.compression;
         tokio::spawn(async move {
             let mut attempts: futures::stream::FuturesUnordered<_> = round
                 .into_iter()
@@ -665,7 +686,7 @@ impl Batcher {
                     let (client, topic) = (&client, &topic);
                     async move {
                         let result = client
-                            .produce_as(topic, partition, records, Some(producer))
+                            .produce_compressed(topic, partition, records, Some(producer), codec)
                             .await
                             .map(|produced| produced.base_offset);
                         Outcome {

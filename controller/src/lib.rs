@@ -301,6 +301,42 @@ impl Controller {
         }
     }
 
+    /// Creates a topic with settings beyond its spec, placed by the caller
+    /// (checked as in [`Self::create_topic_assigned`]) or, without
+    /// `assignments`, as [`Self::create_topic`] places one.
+    pub async fn create_topic_with(
+        &self,
+        spec: TopicSpec,
+        assignments: Option<Vec<PartitionAssignment>>,
+        settings: sluice_proto::TopicSettings,
+    ) -> Result<TopicInfo, WireError> {
+        spec.validate()?;
+        let live = match assignments {
+            Some(_) => None,
+            None => self.group.live_members_now(LIVENESS_WINDOW).await,
+        };
+        self.view.with(|md| {
+            let placed = match &assignments {
+                Some(given) => md.check_assignments(&spec, given).map(|()| given.clone()),
+                None => md.assign(&spec, live.as_deref()),
+            }?;
+            md.check_replica_capacity(&spec.name, &placed)
+        })?;
+        match self
+            .propose(Command::CreateTopicWith {
+                spec,
+                created_ms: sluice_proto::now_ms(),
+                assignments,
+                live,
+                settings,
+            })
+            .await?
+        {
+            CommandResult::TopicCreated(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Registers a module that the caller has validated.
     pub async fn create_smartmodule(&self, record: SmartModuleRecord) -> Result<(), WireError> {
         self.propose(Command::CreateSmartModule(record))

@@ -69,6 +69,12 @@ pub struct Metadata {
     /// by `apply`, recomputed on load), never stored.
     #[serde(skip)]
     pub state_bytes: usize,
+    /// Settings beyond their spec of the topics that have any (by topic
+    /// id; a topic without an entry has the defaults). Stored after the
+    /// rest by metadata format 4 (see `state_machine::encode_metadata`),
+    /// hence skipped here: the fields above keep format 3's encoding.
+    #[serde(skip)]
+    pub topic_settings: BTreeMap<u32, sluice_proto::TopicSettings>,
 }
 
 /// The durable part of a consumer group.
@@ -129,6 +135,7 @@ impl From<MetadataV2> for Metadata {
             consumers: BTreeMap::new(),
             groups: BTreeMap::new(),
             state_bytes: 0,
+            topic_settings: BTreeMap::new(),
         }
     }
 }
@@ -171,6 +178,16 @@ pub struct SmartModuleRecord {
 }
 
 impl Metadata {
+    /// The settings of topic `name` (the defaults for a topic without any,
+    /// or one that does not exist).
+    pub fn topic_settings_of(&self, name: &str) -> sluice_proto::TopicSettings {
+        self.topics
+            .get(name)
+            .and_then(|t| self.topic_settings.get(&t.id))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn smartmodule(&self, name: &str) -> Result<&SmartModuleRecord, WireError> {
         self.smartmodules
             .get(name)

@@ -13,7 +13,9 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sluice_proto::limits::ACL_ENTRIES_MAX;
-use sluice_proto::{AclEntry, NodeId, PartitionAssignment, TopicInfo, TopicSpec, WireError};
+use sluice_proto::{
+    AclEntry, NodeId, PartitionAssignment, TopicInfo, TopicSettings, TopicSpec, WireError,
+};
 use sluice_raft::ReplicatedState;
 use tokio::sync::watch;
 
@@ -113,6 +115,15 @@ pub enum Command {
         created_ms: i64,
         assignments: Vec<PartitionAssignment>,
     },
+    /// Creates a topic with settings beyond its spec, placed as the caller
+    /// asked or, without `assignments`, over `live` as `CreateTopic` does.
+    CreateTopicWith {
+        spec: TopicSpec,
+        created_ms: i64,
+        assignments: Option<Vec<PartitionAssignment>>,
+        live: Option<Vec<u64>>,
+        settings: TopicSettings,
+    },
 }
 
 /// The outcome of applying a [`Command`].
@@ -183,16 +194,18 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 /// Leading bytes of the metadata's saved form (file and snapshot), then a
 /// big-endian `u16` format version. Format 1 had no header.
 const METADATA_MAGIC: &[u8; 4] = b"SLMD";
-/// 2: ACL entries added. 3: committed consumer offsets added.
-const METADATA_FORMAT: u16 = 3;
+/// 2: ACL entries added. 3: committed consumer offsets added. 4: topic
+/// settings, after format 3's fields.
+const METADATA_FORMAT: u16 = 4;
 
-/// The saved form of `md`: header, then its encoding. Metadata without
-/// consumer offsets or groups is written as format 2, which the release
-/// before them reads: a cluster that never used them can go back to it.
+/// The saved form of `md`: header, then its encoding, in the oldest format
+/// that holds all of it, so that a cluster which never used a newer feature
+/// can go back to the release before it: format 2 without consumer offsets,
+/// groups and topic settings; format 3 without topic settings; else 4.
 pub(crate) fn encode_metadata(md: &Metadata) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(METADATA_MAGIC);
-    if md.consumers.is_empty() && md.groups.is_empty() {
+    if md.consumers.is_empty() && md.groups.is_empty() && md.topic_settings.is_empty() {
         out.extend_from_slice(&2u16.to_be_bytes());
         let v2 = (
             md.last_index,
@@ -205,9 +218,14 @@ pub(crate) fn encode_metadata(md: &Metadata) -> Vec<u8> {
             &md.acls,
         );
         sluice_proto::encoding::append_to(&mut out, &v2).expect("metadata always encodes");
+    } else if md.topic_settings.is_empty() {
+        out.extend_from_slice(&3u16.to_be_bytes());
+        sluice_proto::encoding::append_to(&mut out, md).expect("metadata always encodes");
     } else {
         out.extend_from_slice(&METADATA_FORMAT.to_be_bytes());
         sluice_proto::encoding::append_to(&mut out, md).expect("metadata always encodes");
+        sluice_proto::encoding::append_to(&mut out, &md.topic_settings)
+            .expect("metadata always encodes");
     }
     out
 }
@@ -235,10 +253,17 @@ pub(crate) fn decode_metadata(bytes: &[u8]) -> Result<Metadata, String> {
                 )
                 .map(|(v2, used)| (Metadata::from(v2), used))
                 .map_err(|e| format!("format 2 metadata: {e}"))?,
-                METADATA_FORMAT => {
-                    let (mut md, used) =
+                3 | METADATA_FORMAT => {
+                    let (mut md, mut used) =
                         sluice_proto::encoding::from_slice::<Metadata>(body, METADATA_BYTES_MAX)
                             .map_err(|e| e.to_string())?;
+                    if format == METADATA_FORMAT {
+                        let (settings, more) =
+                            sluice_proto::encoding::from_slice(&body[used..], METADATA_BYTES_MAX)
+                                .map_err(|e| format!("format 4 topic settings: {e}"))?;
+                        md.topic_settings = settings;
+                        used += more;
+                    }
                     md.state_bytes = md.count_state_bytes();
                     (md, used)
                 }
@@ -385,8 +410,31 @@ impl ControllerStateMachine {
                     Err(e) => CommandResult::Rejected(e),
                 }
             }
+            Command::CreateTopicWith {
+                spec,
+                created_ms,
+                assignments,
+                live,
+                settings,
+            } => {
+                let placed = check_new_topic(md, &spec).and_then(|()| match assignments {
+                    Some(given) => md.check_assignments(&spec, &given).map(|()| given),
+                    None => md.assign(&spec, live.as_deref()),
+                });
+                match placed {
+                    Ok(assignments) => {
+                        let result = create_topic(md, spec, created_ms, assignments);
+                        if settings != TopicSettings::default() {
+                            md.topic_settings.insert(md.next_topic_id, settings);
+                        }
+                        result
+                    }
+                    Err(e) => CommandResult::Rejected(e),
+                }
+            }
             Command::DeleteTopic { name } => match md.topics.remove(&name) {
-                Some(_) => {
+                Some(removed) => {
+                    md.topic_settings.remove(&removed.id);
                     // A topic created again under this name starts afresh:
                     // no consumer resumes in it at the old one's offsets.
                     md.consumers.retain(|(_, topic, _), _| *topic != name);
@@ -1502,6 +1550,115 @@ mod tests {
         );
     }
 
+    /// Topics with settings (compression): the command that creates them and
+    /// metadata format 4, which stores the settings after format 3's fields,
+    /// held still byte for byte. Metadata without settings is still written
+    /// as format 3 (or 2), and deleting the topic drops its settings.
+    #[test]
+    fn topic_settings_are_kept_in_format_4_and_leave_with_their_topic() {
+        use sluice_proto::TopicCompression;
+        let gzip = TopicSettings {
+            compression: TopicCompression::Gzip,
+        };
+        let settings_commands = vec![
+            Command::CreateTopicWith {
+                spec: TopicSpec {
+                    partitions: 2,
+                    ..TopicSpec::new("zipped")
+                },
+                created_ms: 1_700_000_000_003,
+                assignments: None,
+                live: Some(vec![1, 2]),
+                settings: gzip.clone(),
+            },
+            Command::CreateTopicWith {
+                spec: TopicSpec::new("placed-lz4"),
+                created_ms: 1_700_000_000_004,
+                assignments: Some(vec![PartitionAssignment {
+                    partition: 0,
+                    replicas: vec![2],
+                }]),
+                live: None,
+                settings: TopicSettings {
+                    compression: TopicCompression::Lz4,
+                },
+            },
+        ];
+        sluice_fuzzing::golden::check(
+            env!("CARGO_MANIFEST_DIR"),
+            "commands-settings",
+            &settings_commands,
+            encode,
+            decode::<Command>,
+        );
+        let mut commands = sample_commands();
+        commands.extend(settings_commands);
+        let md = applied(commands);
+        assert_eq!(md.topic_settings_of("zipped"), gzip);
+        assert_eq!(
+            md.topic_settings_of("placed-lz4").compression,
+            TopicCompression::Lz4
+        );
+        assert_eq!(md.topic_settings_of("orders"), TopicSettings::default());
+        assert_eq!(&encode_metadata(&md)[4..6], &4u16.to_be_bytes());
+        sluice_fuzzing::golden::check(
+            env!("CARGO_MANIFEST_DIR"),
+            "metadata-v4",
+            std::slice::from_ref(&md),
+            encode_metadata,
+            decode_metadata,
+        );
+        // Without settings, the format the previous release reads.
+        let mut without = md.clone();
+        without.topic_settings.clear();
+        assert_eq!(&encode_metadata(&without)[4..6], &3u16.to_be_bytes());
+        assert_eq!(
+            decode_metadata(&encode_metadata(&without)).unwrap(),
+            without
+        );
+        // Deleted, the topic's settings go; created again, it has none.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, view) = with_nodes(dir.path(), 2);
+        let create = |compression| Command::CreateTopicWith {
+            spec: TopicSpec::new("again"),
+            created_ms: 1,
+            assignments: None,
+            live: None,
+            settings: TopicSettings { compression },
+        };
+        apply(&mut sm, 10, create(TopicCompression::Zstd));
+        assert_eq!(view.snapshot().topic_settings.len(), 1);
+        apply(
+            &mut sm,
+            11,
+            Command::DeleteTopic {
+                name: "again".into(),
+            },
+        );
+        assert!(view.snapshot().topic_settings.is_empty());
+        apply(
+            &mut sm,
+            12,
+            Command::CreateTopic {
+                spec: TopicSpec::new("again"),
+                created_ms: 2,
+                live: None,
+            },
+        );
+        assert_eq!(
+            view.snapshot().topic_settings_of("again"),
+            TopicSettings::default()
+        );
+        // A name that is taken is refused with nothing changed.
+        let before = view.snapshot();
+        let refused = apply(&mut sm, 13, create(TopicCompression::Gzip));
+        assert!(matches!(
+            refused,
+            CommandResult::Rejected(WireError::TopicExists { .. })
+        ));
+        assert_eq!(view.snapshot().topic_settings, before.topic_settings);
+    }
+
     /// A topic placed by the caller: created as asked when every partition
     /// is placed once, in order, on distinct registered nodes; refused (and
     /// nothing changed) otherwise.
@@ -1622,6 +1779,10 @@ mod tests {
         assert_eq!(decode_metadata(&bytes).unwrap(), md);
         md.groups
             .insert("g".into(), crate::metadata::GroupRecord::default());
+        let bytes = encode_metadata(&md);
+        assert_eq!(&bytes[4..6], &3u16.to_be_bytes());
+        assert_eq!(decode_metadata(&bytes).unwrap(), md);
+        md.topic_settings.insert(1, TopicSettings::default());
         let bytes = encode_metadata(&md);
         assert_eq!(&bytes[4..6], &METADATA_FORMAT.to_be_bytes());
         assert_eq!(decode_metadata(&bytes).unwrap(), md);

@@ -8,6 +8,7 @@
 
 pub mod acl;
 pub mod codec;
+pub mod compression;
 pub mod encoding;
 pub mod error;
 pub mod limits;
@@ -16,6 +17,7 @@ pub mod record;
 
 pub use acl::{ANONYMOUS_PRINCIPAL, AclEntry, Operation, ResourceKind, ResourcePattern};
 pub use codec::{CodecError, PROTOCOL_VERSION};
+pub use compression::{Compression, TopicCompression};
 pub use error::WireError;
 pub use messages::*;
 pub use record::{ConsumerRecord, ConsumerRecordRef, Record, now_ms};

@@ -11,6 +11,11 @@ pub const RECORD_SIZE_BYTES_MAX: usize = 1024 * 1024;
 pub const PRODUCE_BATCH_SIZE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Records in one produce batch.
 pub const PRODUCE_BATCH_RECORDS_MAX: usize = 100_000;
+/// Most bytes a compressed produce batch may expand to (its records'
+/// encoding): what an uncompressed batch of the largest size and count
+/// could take in a frame. Larger is refused while expanding.
+pub const PRODUCE_BATCH_EXPANDED_BYTES_MAX: usize =
+    PRODUCE_BATCH_SIZE_BYTES_MAX + PRODUCE_BATCH_RECORDS_MAX * RECORD_OVERHEAD_BYTES_MAX;
 /// Default and maximum payload bytes in one fetch response frame.
 pub const FETCH_RESPONSE_BYTES_DEFAULT: usize = 1024 * 1024;
 pub const FETCH_RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;

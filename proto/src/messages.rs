@@ -148,6 +148,22 @@ pub enum Request {
         spec: TopicSpec,
         assignments: Vec<PartitionAssignment>,
     },
+    /// Creates a topic with settings beyond its spec (compression), placed
+    /// by the caller (as [`Request::CreateTopicAssigned`]) or by the
+    /// controller.
+    CreateTopicWith {
+        spec: TopicSpec,
+        assignments: Option<Vec<PartitionAssignment>>,
+        settings: TopicSettings,
+    },
+    /// A topic's settings beyond its spec; answered from the node's copy of
+    /// the metadata.
+    DescribeTopicSettings {
+        name: String,
+    },
+    /// A produce batch whose records travel compressed (see
+    /// [`CompressedProduce`]).
+    ProduceCompressed(CompressedProduce),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +224,7 @@ pub enum Response {
     ConsumerDeleted,
     GroupAssignment(GroupAssignment),
     GroupLeft,
+    TopicSettings(TopicSettings),
 }
 
 /// How a consumer group's partitions are spread over its members.
@@ -396,6 +413,11 @@ pub enum MetadataChange {
         spec: TopicSpec,
         assignments: Vec<PartitionAssignment>,
     },
+    CreateTopicWith {
+        spec: TopicSpec,
+        assignments: Option<Vec<PartitionAssignment>>,
+        settings: TopicSettings,
+    },
 }
 
 impl MetadataChange {
@@ -430,6 +452,15 @@ impl MetadataChange {
             MetadataChange::CreateTopicAssigned { spec, assignments } => {
                 Request::CreateTopicAssigned { spec, assignments }
             }
+            MetadataChange::CreateTopicWith {
+                spec,
+                assignments,
+                settings,
+            } => Request::CreateTopicWith {
+                spec,
+                assignments,
+                settings,
+            },
         }
     }
 
@@ -448,6 +479,7 @@ impl MetadataChange {
             MetadataChange::DeleteConsumer { .. } => "delete consumer",
             MetadataChange::AddPartitions { .. } => "add partitions",
             MetadataChange::CreateTopicAssigned { .. } => "create topic",
+            MetadataChange::CreateTopicWith { .. } => "create topic",
         }
     }
 }
@@ -497,6 +529,15 @@ impl Request {
             Request::CreateTopicAssigned { spec, assignments } => {
                 MetadataChange::CreateTopicAssigned { spec, assignments }
             }
+            Request::CreateTopicWith {
+                spec,
+                assignments,
+                settings,
+            } => MetadataChange::CreateTopicWith {
+                spec,
+                assignments,
+                settings,
+            },
             other => return Err(Box::new(other)),
         })
     }
@@ -534,6 +575,9 @@ impl Request {
             Request::LeaveGroup { .. } => "leave group",
             Request::AddPartitions { .. } => "add partitions",
             Request::CreateTopicAssigned { .. } => "create topic",
+            Request::CreateTopicWith { .. } => "create topic",
+            Request::DescribeTopicSettings { .. } => "describe topic settings",
+            Request::ProduceCompressed(_) => "produce",
             Request::Once { change, .. } => change.name(),
         }
     }
@@ -554,6 +598,7 @@ impl Request {
                 | Request::DeleteConsumer { .. }
                 | Request::AddPartitions { .. }
                 | Request::CreateTopicAssigned { .. }
+                | Request::CreateTopicWith { .. }
                 | Request::Once { .. }
         )
     }
@@ -753,6 +798,28 @@ pub struct ProduceRequest {
     /// Set by an idempotent producer: a retried batch carries the same
     /// sequence and is written once.
     pub producer: Option<ProducerSeq>,
+}
+
+/// A produce batch whose records travel compressed: `records` is the
+/// codec's encoding of the batch's `Vec<Record>`, compressed with
+/// `compression` by `sluice-compress`. The node expands it (bounded by the
+/// batch limits) and handles it as a [`ProduceRequest`]; a topic whose
+/// compression setting does not accept `compression` refuses it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompressedProduce {
+    pub topic: String,
+    pub partition: u32,
+    pub compression: crate::Compression,
+    #[serde(with = "serde_bytes")]
+    pub records: Vec<u8>,
+    pub producer: Option<ProducerSeq>,
+}
+
+/// Settings of a topic beyond its [`TopicSpec`] (whose encoding is fixed by
+/// the releases that read it): kept beside it in the metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSettings {
+    pub compression: crate::TopicCompression,
 }
 
 /// Identifies a batch of an idempotent producer: its id (random, chosen by

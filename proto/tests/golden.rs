@@ -61,3 +61,70 @@ fn golden_topic_placement_requests() {
         |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
     );
 }
+
+/// Requests and answers of topic settings and compressed produce, added
+/// since, in files of their own.
+#[test]
+fn golden_topic_settings_and_compressed_produce() {
+    use sluice_proto::{
+        CompressedProduce, Compression, PartitionAssignment, ProducerSeq, TopicCompression,
+        TopicSettings, TopicSpec,
+    };
+    let settings = TopicSettings {
+        compression: TopicCompression::Zstd,
+    };
+    let requests = [
+        Request::CreateTopicWith {
+            spec: TopicSpec::new("zipped"),
+            assignments: None,
+            settings: settings.clone(),
+        },
+        Request::CreateTopicWith {
+            spec: TopicSpec::new("placed"),
+            assignments: Some(vec![PartitionAssignment {
+                partition: 0,
+                replicas: vec![2],
+            }]),
+            settings: settings.clone(),
+        },
+        Request::Once {
+            id: [9, 10],
+            change: sluice_proto::MetadataChange::CreateTopicWith {
+                spec: TopicSpec::new("once"),
+                assignments: None,
+                settings: settings.clone(),
+            },
+        },
+        Request::DescribeTopicSettings {
+            name: "zipped".into(),
+        },
+        Request::ProduceCompressed(CompressedProduce {
+            topic: "zipped".into(),
+            partition: 3,
+            compression: Compression::Lz4,
+            records: vec![1, 2, 3, 4],
+            producer: Some(ProducerSeq {
+                producer_id: 77,
+                sequence: 5,
+            }),
+        }),
+    ];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "requests-settings",
+        &requests,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
+    );
+    let responses: Vec<Response> = TopicCompression::ALL
+        .into_iter()
+        .map(|compression| Response::TopicSettings(TopicSettings { compression }))
+        .collect();
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "responses-settings",
+        &responses,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
+    );
+}

@@ -191,8 +191,10 @@ impl<'a> Access<'a> {
             | Request::ListTopics
             | Request::ListPartitions { .. }
             | Request::DescribeTopic { .. }
+            | Request::DescribeTopicSettings { .. }
             | Request::ListSmartModules => Ok(()),
             Request::Produce(p) => self.require(Operation::Produce, topic(&p.topic)),
+            Request::ProduceCompressed(p) => self.require(Operation::Produce, topic(&p.topic)),
             Request::Fetch(f) => {
                 self.require(Operation::Consume, topic(&f.topic))?;
                 for invocation in &f.smartmodules {
@@ -220,6 +222,7 @@ impl<'a> Access<'a> {
             }
             Request::CreateTopic(_)
             | Request::CreateTopicAssigned { .. }
+            | Request::CreateTopicWith { .. }
             | Request::DeleteTopic { .. }
             | Request::AddPartitions { .. }
             | Request::UnregisterNode { .. }
@@ -251,6 +254,7 @@ impl<'a> Access<'a> {
                 }
                 MetadataChange::CreateTopic(_)
                 | MetadataChange::CreateTopicAssigned { .. }
+                | MetadataChange::CreateTopicWith { .. }
                 | MetadataChange::DeleteTopic { .. }
                 | MetadataChange::AddPartitions { .. }
                 | MetadataChange::UnregisterNode { .. }
@@ -416,6 +420,19 @@ fn change_detail(change: &MetadataChange) -> String {
         MetadataChange::CreateTopicAssigned { spec, assignments } => {
             format!("topic {:?} placed on {assignments:?}", spec.name)
         }
+        MetadataChange::CreateTopicWith {
+            spec,
+            assignments,
+            settings,
+        } => format!(
+            "topic {:?} with compression {}{}",
+            spec.name,
+            settings.compression,
+            assignments
+                .as_ref()
+                .map(|a| format!(" placed on {a:?}"))
+                .unwrap_or_default()
+        ),
         MetadataChange::DeleteTopic { name } => format!("topic {name:?}"),
         MetadataChange::CreateSmartModule { name, wasm } => {
             format!("smartmodule {name:?} ({} bytes)", wasm.len())

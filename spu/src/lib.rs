@@ -6,6 +6,7 @@
 
 mod admission;
 mod authz;
+mod compressed;
 mod config;
 mod consumers;
 mod data_dir;

@@ -342,6 +342,7 @@ impl Replicas {
                 segment_size_bytes: spec.segment_size_bytes,
                 retention_bytes: spec.retention_bytes,
                 retention_ms: spec.retention_ms,
+                compression: md.topic_settings_of(&spec.name).compression.stored(),
                 ..LogConfig::default()
             };
             let paths = RepairPaths {

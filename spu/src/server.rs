@@ -15,9 +15,9 @@ use sluice_proto::limits::{
     REQUEST_READ_DEADLINE_MS,
 };
 use sluice_proto::{
-    CodecError, ConsumerRecord, ConsumerRecordRef, FetchRequest, PROTOCOL_VERSION, PartitionStatus,
-    ProduceRequest, ProduceResponse, RaftRpc, RaftRpcKind, ReadFrom, RecordsRef, ReplicaStatus,
-    Request, Response, StartOffset, WireError, codec,
+    CodecError, Compression, ConsumerRecord, ConsumerRecordRef, FetchRequest, PROTOCOL_VERSION,
+    PartitionStatus, ProduceRequest, ProduceResponse, RaftRpc, RaftRpcKind, ReadFrom, RecordsRef,
+    ReplicaStatus, Request, Response, StartOffset, WireError, codec,
 };
 use sluice_storage::StoredBatch;
 use sluice_transport::{FrameError, read_frame_body, read_frame_len, write_frame};
@@ -151,7 +151,7 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
             respond(&mut send, &response).await
         }
         other => {
-            let is_produce = matches!(other, Request::Produce(_));
+            let is_produce = matches!(other, Request::Produce(_) | Request::ProduceCompressed(_));
             let shape = authz::RequestShape::of(&other);
             let mut response = propose_anywhere(&node, other)
                 .await
@@ -334,6 +334,28 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
                 .await?;
             Ok(Response::TopicCreated(writable(node, info).await))
         }
+        Request::CreateTopicWith {
+            spec,
+            assignments,
+            settings,
+        } => {
+            let info = node
+                .controller
+                .create_topic_with(spec, assignments, settings)
+                .await?;
+            Ok(Response::TopicCreated(writable(node, info).await))
+        }
+        Request::DescribeTopicSettings { name } => node.controller.view().with(|md| {
+            md.topic(&name)?;
+            Ok(Response::TopicSettings(md.topic_settings_of(&name)))
+        }),
+        Request::ProduceCompressed(produce) => {
+            let codec = produce.compression;
+            let produce = crate::compressed::expand(produce)?;
+            produce_batch(node, produce, codec)
+                .await
+                .map(Response::Produced)
+        }
         Request::AddPartitions { topic, count } => {
             let info = node.controller.add_partitions(&topic, count).await?;
             wait_reconciled(node).await;
@@ -391,7 +413,9 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
                 wasm: record.wasm.clone(),
             })
         }
-        Request::Produce(produce) => produce_batch(node, produce).await.map(Response::Produced),
+        Request::Produce(produce) => produce_batch(node, produce, Compression::None)
+            .await
+            .map(Response::Produced),
         Request::JoinCluster {
             id,
             addr,
@@ -551,6 +575,7 @@ pub(crate) async fn propose_anywhere(
             | Request::LeaveGroup { .. }
             | Request::AddPartitions { .. }
             | Request::CreateTopicAssigned { .. }
+            | Request::CreateTopicWith { .. }
     );
     let copy = forwardable.then(|| request.clone());
     match (handle(node, request).await, copy) {
@@ -692,11 +717,21 @@ fn outcome_without_producer(what: String, verdict: &str) -> WireError {
     }
 }
 
-async fn produce_batch(node: &Shared, req: ProduceRequest) -> Result<ProduceResponse, WireError> {
+/// Writes one batch sent with `codec` (already expanded if compressed).
+async fn produce_batch(
+    node: &Shared,
+    req: ProduceRequest,
+    codec: Compression,
+) -> Result<ProduceResponse, WireError> {
     let invalid = |reason: String| WireError::InvalidArgument {
         what: "produce batch".into(),
         reason,
     };
+    let setting = node
+        .controller
+        .view()
+        .with(|md| md.topic_settings_of(&req.topic).compression);
+    crate::compressed::check_topic_takes(&req.topic, setting, codec)?;
     if req.records.is_empty() {
         return Err(invalid("it holds no record".into()));
     }

@@ -30,17 +30,34 @@
 //!
 //! Offsets are implicit (base offset + position in the batch), which keeps the payload
 //! small and makes non-contiguous offsets inside a batch unrepresentable.
+//!
+//! Format version 2 is the same header over a compressed payload (a topic with a
+//! compression setting): one byte naming the codec (its position in
+//! [`Compression::ALL`]), a `u32` of the records' encoded length, then those
+//! records compressed with `sluice-compress`. The CRC covers the stored (compressed)
+//! bytes, so damage is found before anything is expanded; the records inside are
+//! checked against the header exactly as in version 1. Version 1 is still written for
+//! uncompressed batches, so a log of a topic without compression stays readable by
+//! releases that know only version 1.
 
 use crate::error::{Defect, StorageError};
-use sluice_proto::Record;
+use sluice_proto::{Compression, Record};
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 /// Size of the fixed batch header.
 pub(crate) const HEADER_LEN: usize = 48;
 /// First three bytes of every batch.
 pub(crate) const MAGIC: [u8; 3] = *b"SLB";
-/// Format version written by this code.
+/// Format version of an uncompressed batch.
 pub(crate) const VERSION: u8 = 1;
+/// Format version of a batch whose payload is compressed.
+pub(crate) const VERSION_COMPRESSED: u8 = 2;
+/// Codec byte and records length in front of a compressed payload.
+const COMPRESSED_PREFIX_LEN: usize = 5;
+/// Most bytes a compressed payload may expand to: a batch is one produce
+/// request's records, which fit one frame.
+const EXPANDED_PAYLOAD_MAX: usize = sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 /// Largest payload the 32-bit length field can describe.
 pub(crate) const MAX_PAYLOAD: u64 = u32::MAX as u64;
 
@@ -48,6 +65,7 @@ pub(crate) const MAX_PAYLOAD: u64 = u32::MAX as u64;
 #[derive(Debug, Clone)]
 pub(crate) struct BatchHeader {
     raw: [u8; HEADER_LEN],
+    pub version: u8,
     pub crc: u32,
     pub base_offset: u64,
     pub entry_id: u64,
@@ -73,10 +91,11 @@ impl BatchHeader {
                 found: [raw[0], raw[1], raw[2]],
             });
         }
-        if raw[3] != VERSION {
+        if raw[3] != VERSION && raw[3] != VERSION_COMPRESSED {
             return Err(Defect::UnsupportedVersion { found: raw[3] });
         }
         let header = BatchHeader {
+            version: raw[3],
             crc: u32::from_le_bytes(raw[4..8].try_into().expect("4 bytes")),
             base_offset: u64::from_le_bytes(raw[8..16].try_into().expect("8 bytes")),
             entry_id: u64::from_le_bytes(raw[16..24].try_into().expect("8 bytes")),
@@ -144,11 +163,13 @@ pub(crate) struct TooLarge {
     pub payload_len: u64,
 }
 
-/// Encodes `records` (non-empty) as one batch starting at `base_offset`.
+/// Encodes `records` (non-empty) as one batch starting at `base_offset`, its
+/// payload compressed with `compression` (format 2) unless that is `None`.
 pub(crate) fn encode(
     base_offset: u64,
     entry_id: u64,
     records: &[Record],
+    compression: Compression,
 ) -> Result<Vec<u8>, TooLarge> {
     debug_assert!(!records.is_empty());
     let first_timestamp = records.first().map_or(0, |r| r.timestamp_ms);
@@ -174,12 +195,27 @@ pub(crate) fn encode(
         put_varint(&mut buf, record.value.len() as u64);
         buf.extend_from_slice(&record.value);
     }
+    let mut version = VERSION;
+    if compression != Compression::None {
+        let expanded = buf.len() - HEADER_LEN;
+        if expanded > EXPANDED_PAYLOAD_MAX {
+            return Err(TooLarge {
+                payload_len: expanded as u64,
+            });
+        }
+        let packed = sluice_compress::compress(compression, &buf[HEADER_LEN..]);
+        buf.truncate(HEADER_LEN);
+        buf.push(codec_byte(compression));
+        buf.extend_from_slice(&(expanded as u32).to_le_bytes());
+        buf.extend_from_slice(&packed);
+        version = VERSION_COMPRESSED;
+    }
     let payload_len = (buf.len() - HEADER_LEN) as u64;
     if payload_len > MAX_PAYLOAD || records.len() > u32::MAX as usize {
         return Err(TooLarge { payload_len });
     }
     buf[0..3].copy_from_slice(&MAGIC);
-    buf[3] = VERSION;
+    buf[3] = version;
     buf[8..16].copy_from_slice(&base_offset.to_le_bytes());
     buf[16..24].copy_from_slice(&entry_id.to_le_bytes());
     buf[24..28].copy_from_slice(&(records.len() as u32).to_le_bytes());
@@ -198,11 +234,58 @@ pub(crate) struct RawRecord<'a> {
     pub value: &'a [u8],
 }
 
+fn codec_byte(codec: Compression) -> u8 {
+    Compression::ALL
+        .iter()
+        .position(|c| *c == codec)
+        .expect("every codec is listed") as u8
+}
+
+/// The records' encoding inside a CRC-checked payload: the payload itself
+/// (format 1), or its compressed records expanded (format 2), bounded by the
+/// length the payload states and by [`EXPANDED_PAYLOAD_MAX`].
+pub(crate) fn expand<'a>(header: &BatchHeader, payload: &'a [u8]) -> Result<Cow<'a, [u8]>, Defect> {
+    if header.version == VERSION {
+        return Ok(Cow::Borrowed(payload));
+    }
+    let Some((prefix, packed)) = payload.split_first_chunk::<COMPRESSED_PREFIX_LEN>() else {
+        return Err(Defect::Compression {
+            detail: "shorter than its codec and length",
+        });
+    };
+    let codec = *Compression::ALL
+        .get(usize::from(prefix[0]))
+        .ok_or(Defect::Compression {
+            detail: "unknown codec",
+        })?;
+    let stated = u32::from_le_bytes(prefix[1..5].try_into().expect("4 bytes")) as usize;
+    if stated > EXPANDED_PAYLOAD_MAX {
+        return Err(Defect::Compression {
+            detail: "states a length past the largest batch",
+        });
+    }
+    let expanded = sluice_compress::decompress(codec, packed, stated).map_err(|e| match e {
+        sluice_compress::DecompressError::Corrupt { .. } => Defect::Compression {
+            detail: "its codec refuses the data",
+        },
+        sluice_compress::DecompressError::TooLarge { .. } => Defect::Compression {
+            detail: "expands past its stated length",
+        },
+    })?;
+    if expanded.len() != stated {
+        return Err(Defect::Compression {
+            detail: "expands to less than its stated length",
+        });
+    }
+    Ok(Cow::Owned(expanded))
+}
+
 /// A stored batch read whole (CRC checked), for readers that look at its
 /// records in place instead of copying each one out.
 #[derive(Debug)]
 pub struct StoredBatch {
     header: BatchHeader,
+    /// The records' encoding: expanded already if the batch is compressed.
     payload: Vec<u8>,
     /// Where it was read, for the error if its records are malformed.
     path: PathBuf,
@@ -219,13 +302,31 @@ pub struct RecordRef<'a> {
 }
 
 impl StoredBatch {
-    pub(crate) fn new(header: BatchHeader, payload: Vec<u8>, path: PathBuf, position: u64) -> Self {
-        Self {
+    /// A batch from its header and CRC-checked stored payload, expanded if
+    /// compressed (a payload that does not expand is [`StorageError::Corrupt`]).
+    pub(crate) fn new(
+        header: BatchHeader,
+        payload: Vec<u8>,
+        path: PathBuf,
+        position: u64,
+    ) -> Result<Self, StorageError> {
+        let payload = match expand(&header, &payload) {
+            Ok(Cow::Borrowed(_)) => payload,
+            Ok(Cow::Owned(expanded)) => expanded,
+            Err(reason) => {
+                return Err(StorageError::Corrupt {
+                    path,
+                    position,
+                    reason,
+                });
+            }
+        };
+        Ok(Self {
             header,
             payload,
             path,
             position,
-        }
+        })
     }
 
     /// Offset of the first record.
@@ -281,9 +382,16 @@ impl StoredBatch {
     /// bytes plus a per-record allowance for offset, lengths and timestamp
     /// (counting only payloads would let a read of tiny records outgrow any
     /// response frame).
-    pub(crate) fn budget_bytes(header: &BatchHeader) -> usize {
-        header.payload_len as usize
-            + header.record_count as usize * sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX
+    /// For a compressed batch, the length its records expand to (as the
+    /// stored payload states it; checked when expanded).
+    pub(crate) fn budget_bytes(header: &BatchHeader, payload: &[u8]) -> usize {
+        let records_len = match payload.get(1..COMPRESSED_PREFIX_LEN) {
+            Some(len) if header.version == VERSION_COMPRESSED => {
+                u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize
+            }
+            _ => header.payload_len as usize,
+        };
+        records_len + header.record_count as usize * sluice_proto::limits::RECORD_OVERHEAD_BYTES_MAX
     }
 }
 
@@ -427,7 +535,7 @@ mod tests {
             rec(Some(b"key"), b"value", i64::MAX),
             rec(None, b"", i64::MIN),
         ];
-        let bytes = encode(42, 9, &records).unwrap();
+        let bytes = encode(42, 9, &records, Compression::None).unwrap();
         let header = BatchHeader::parse(&bytes).unwrap();
         assert_eq!(header.base_offset, 42);
         assert_eq!(header.entry_id, 9);
@@ -448,7 +556,13 @@ mod tests {
 
     #[test]
     fn every_flipped_bit_is_detected() {
-        let bytes = encode(3, 4, &[rec(Some(b"k"), b"hello", 5), rec(None, b"x", 6)]).unwrap();
+        let bytes = encode(
+            3,
+            4,
+            &[rec(Some(b"k"), b"hello", 5), rec(None, b"x", 6)],
+            Compression::None,
+        )
+        .unwrap();
         for i in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[i] ^= 0x10;
@@ -466,7 +580,7 @@ mod tests {
 
     #[test]
     fn header_checks() {
-        let bytes = encode(0, 1, &[rec(None, b"v", 1)]).unwrap();
+        let bytes = encode(0, 1, &[rec(None, b"v", 1)], Compression::None).unwrap();
         assert!(matches!(
             BatchHeader::parse(&bytes[..10]),
             Err(Defect::ShortHeader { available: 10, .. })
@@ -478,10 +592,10 @@ mod tests {
             Err(Defect::BadMagic { .. })
         ));
         let mut bad = bytes.clone();
-        bad[3] = 2;
+        bad[3] = 3;
         assert_eq!(
             BatchHeader::parse(&bad).unwrap_err(),
-            Defect::UnsupportedVersion { found: 2 }
+            Defect::UnsupportedVersion { found: 3 }
         );
     }
 

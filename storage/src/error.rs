@@ -46,6 +46,10 @@ pub enum Defect {
     /// The checksum matched but the record encoding inside the payload is inconsistent.
     #[error("malformed payload: {detail}")]
     MalformedPayload { detail: &'static str },
+    /// A compressed batch (format 2) whose payload cannot be expanded: an
+    /// unknown codec, data its codec refuses, or a length other than stated.
+    #[error("compressed payload: {detail}")]
+    Compression { detail: &'static str },
     /// A closed segment ends before (or after) the offset the next segment starts at,
     /// so some offsets have no batch.
     #[error("segment ends at offset {segment_end} but the next segment starts at {next_base}")]

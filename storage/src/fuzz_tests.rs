@@ -34,7 +34,7 @@ fn with_fresh_crc(mut batch: Vec<u8>) -> Vec<u8> {
 fn fuzz_batches_copied_from_a_peer() {
     let seeds: Vec<Vec<u8>> = [1u8, 2, 5, 9]
         .iter()
-        .map(|&n| batch::encode(0, 1, &records(n)).unwrap())
+        .map(|&n| batch::encode(0, 1, &records(n), sluice_proto::Compression::None).unwrap())
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

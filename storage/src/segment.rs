@@ -115,7 +115,11 @@ fn check_batch(
             found: header.entry_id,
         }));
     }
-    Ok(batch::for_each_record(&header, &payload, |_, _| {}).map(|()| header))
+    let records = match batch::expand(&header, &payload) {
+        Ok(records) => records,
+        Err(defect) => return Ok(Err(defect)),
+    };
+    Ok(batch::for_each_record(&header, &records, |_, _| {}).map(|()| header))
 }
 
 /// Walks batches from `state` until `limit` or the first defect, checking everything a
@@ -768,7 +772,7 @@ impl Segment {
         out: &mut Vec<StoredBatch>,
     ) -> Result<ReadStop, StorageError> {
         self.walk_from(from, |header, payload, pos| {
-            let batch_bytes = StoredBatch::budget_bytes(header);
+            let batch_bytes = StoredBatch::budget_bytes(header, &payload);
             if !out.is_empty() && bytes.saturating_add(batch_bytes) > max_bytes {
                 return Ok(true);
             }
@@ -777,7 +781,7 @@ impl Segment {
                 payload,
                 self.path.clone(),
                 pos,
-            ));
+            )?);
             *bytes = bytes.saturating_add(batch_bytes);
             Ok(*bytes >= max_bytes)
         })

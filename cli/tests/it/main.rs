@@ -2,6 +2,7 @@
 //! talking QUIC. Each test gets its own SLUICE_HOME and port.
 
 mod bad_input;
+mod compression;
 mod consumers;
 mod everyday;
 mod harness;

@@ -90,9 +90,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("base2histogram", &[]),
     ("sluice-fuzzing", &[]),
     ("sluice-proto", &[]),
+    ("sluice-compress", &["sluice-proto"]),
     ("sluice-smartmodule-derive", &[]),
     ("sluice-smartmodule", &["sluice-smartmodule-derive"]),
-    ("sluice-storage", &["sluice-proto"]),
+    ("sluice-storage", &["sluice-compress", "sluice-proto"]),
     ("sluice-transport", &["sluice-proto"]),
     ("sluice-raft", &["sluice-proto"]),
     ("sluice-controller", &["sluice-proto", "sluice-raft"]),
@@ -105,10 +106,14 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // SmartModules in the producer are an optional feature (`smartmodules`).
-    ("sluice-client", &["sluice-proto", "sluice-transport"]),
+    (
+        "sluice-client",
+        &["sluice-compress", "sluice-proto", "sluice-transport"],
+    ),
     (
         "sluice-spu",
         &[
+            "sluice-compress",
             "sluice-controller",
             "sluice-proto",
             "sluice-raft",
@@ -123,6 +128,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "sluice",
         &[
             "sluice-client",
+            "sluice-compress",
             "sluice-controller",
             "sluice-proto",
             "sluice-raft",
@@ -136,7 +142,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "jepsen-tests",
-        &["sluice-client", "sluice-proto", "sluice-transport"],
+        &[
+            "sluice-client",
+            "sluice-compress",
+            "sluice-proto",
+            "sluice-transport",
+        ],
     ),
 ];
 

@@ -164,4 +164,36 @@ mod tests {
             .to_string();
         assert!(err.contains("sent uncompressed"), "{err}");
     }
+
+    /// A hostile client's compressed produce: mutated codec data of every
+    /// codec (input bytes chosen by the fuzzer, codec by its first byte) is
+    /// expanded or refused, never a panic or an allocation past the bound.
+    #[test]
+    fn fuzz_compressed_produce_batches() {
+        let records: Vec<Record> = (0..20)
+            .map(|i| Record::new(format!("value {i}").into_bytes()))
+            .collect();
+        let seeds: Vec<Vec<u8>> = Compression::ALL
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, &codec)| {
+                let mut seed = vec![i as u8];
+                seed.extend(batch(codec, &records).records);
+                seed
+            })
+            .collect();
+        sluice_fuzzing::run("spu::compressed::expand", &seeds, |input| {
+            let Some((&which, data)) = input.split_first() else {
+                return;
+            };
+            let codec = Compression::ALL[usize::from(which) % Compression::ALL.len()];
+            let produce = CompressedProduce {
+                records: data.to_vec(),
+                compression: codec,
+                ..batch(Compression::Gzip, &[])
+            };
+            let _ = expand(produce);
+        });
+    }
 }

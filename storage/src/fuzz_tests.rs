@@ -32,9 +32,15 @@ fn with_fresh_crc(mut batch: Vec<u8>) -> Vec<u8> {
 
 #[test]
 fn fuzz_batches_copied_from_a_peer() {
-    let seeds: Vec<Vec<u8>> = [1u8, 2, 5, 9]
+    // Plain batches, and compressed ones of every codec (format 2), so the
+    // expansion behind the CRC meets mutated codec data too.
+    let seeds: Vec<Vec<u8>> = sluice_proto::Compression::ALL
         .iter()
-        .map(|&n| batch::encode(0, 1, &records(n), sluice_proto::Compression::None).unwrap())
+        .flat_map(|&codec| {
+            [1u8, 2, 5, 9]
+                .iter()
+                .map(move |&n| batch::encode(0, 1, &records(n), codec).unwrap())
+        })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

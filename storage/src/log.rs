@@ -1614,7 +1614,9 @@ mod tests {
     /// Records alike enough to compress well, as real ones usually are.
     fn text(i: u64) -> Record {
         Record {
-            key: i.is_multiple_of(3).then(|| format!("user-{}", i % 10).into_bytes()),
+            key: i
+                .is_multiple_of(3)
+                .then(|| format!("user-{}", i % 10).into_bytes()),
             value: format!(
                 "{{\"event\":\"click\",\"page\":\"/items/{}\",\"n\":{i}}}",
                 i % 50

@@ -72,4 +72,18 @@ mod tests {
         assert!(utf8(&[0xff]).is_err());
         assert_eq!(Error::msg("plain").to_string(), "plain");
     }
+
+    #[test]
+    fn fluvio_names_build_errors_as_fluvio_modules_use_them() {
+        let key = "colour";
+        let e: Error = crate::eyre!("failed setting {key}: {:?}", 7);
+        assert_eq!(e.message(), "failed setting colour: 7");
+        let missing: Result<()> = Err(
+            crate::dataplane::smartmodule::SmartModuleInitError::MissingParam("key".into()).into(),
+        );
+        assert_eq!(
+            missing.unwrap_err().message(),
+            "Missing param key: give it with -e key=VALUE"
+        );
+    }
 }

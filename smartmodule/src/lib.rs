@@ -23,6 +23,10 @@
 //! | `aggregate` | `fn(RecordData, &Record) -> Result<RecordData>` (accumulator first) |
 //! | `init` | `fn(SmartModuleExtraParams) -> Result<()>` (once per stream, optional) |
 //!
+//! Modules written for Fluvio's SDK build with the crate name changed: `eyre!`,
+//! `SmartModuleRecord`, [`SmartModuleInitError`] and the `dataplane::smartmodule` paths
+//! are here under the same names.
+//!
 //! Add `params` (`#[smartmodule(map, params)]`) to receive a second argument `&Opts`, where
 //! `Opts: Default` derives [`SmartOpt`]: each `-e key=value` of the consumer sets the field
 //! `key` by `FromStr`; an unknown key or a value that does not parse stops the stream before
@@ -98,6 +102,52 @@ impl From<BTreeMap<String, String>> for SmartModuleExtraParams {
 pub trait SmartOpt: Sized {
     /// Starts from `Default` and sets one field per parameter; the error names the key.
     fn from_params(params: &SmartModuleExtraParams) -> std::result::Result<Self, String>;
+}
+
+/// Why an `init` function refused its parameters; `?` or `.into()` turns it
+/// into an [`Error`]. The name and variant are those of Fluvio's SDK, so its
+/// modules build here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmartModuleInitError {
+    /// A parameter the module needs was not given (`-e key=value`).
+    MissingParam(String),
+}
+
+impl std::fmt::Display for SmartModuleInitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SmartModuleInitError::MissingParam(key) => {
+                write!(f, "Missing param {key}: give it with -e {key}=VALUE")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SmartModuleInitError {}
+
+/// An [`Error`] from a format string: `Err(eyre!("no key {}", k))`. Named as
+/// in Fluvio's SDK (which re-exports the `eyre` crate's macro), so modules
+/// written for it build here; no `eyre` crate is involved.
+#[macro_export]
+macro_rules! eyre {
+    ($($arg:tt)*) => {
+        $crate::Error::msg(::std::format!($($arg)*))
+    };
+}
+
+/// The paths Fluvio's SDK offers its types under
+/// (`dataplane::smartmodule::{SmartModuleExtraParams, SmartModuleInitError}`),
+/// for modules written against it.
+pub mod dataplane {
+    pub mod smartmodule {
+        pub use crate::{
+            Record, RecordData, SmartModuleExtraParams, SmartModuleInitError, SmartModuleRecord,
+        };
+    }
+
+    pub mod record {
+        pub use crate::{Record, RecordData};
+    }
 }
 
 /// What the macros expand to; not a public API.

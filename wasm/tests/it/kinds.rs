@@ -142,6 +142,24 @@ fn the_fluvio_style_examples_do_what_their_names_say() {
         ]))
         .unwrap();
     assert_eq!(values(&out), [r#""Apple""#, r#""Banana""#, r#"{"d":1}"#]);
+
+    // Written as for Fluvio's SDK (eyre!, dataplane paths, SmartModuleInitError).
+    let fluvio_style = load(&e, "fluvio-init-filter");
+    let params = BTreeMap::from([("key".to_string(), "zz".to_string())]);
+    let mut with_key = fluvio_style.instantiate(params, None).unwrap();
+    assert_eq!(
+        values(&with_key.process(&records(&["azz", "aaa", "zzb"])).unwrap()),
+        ["azz", "zzb"]
+    );
+    let Err(missing) = fluvio_style.instantiate(BTreeMap::new(), None) else {
+        panic!("a missing required parameter was accepted")
+    };
+    assert!(
+        missing
+            .to_string()
+            .contains("Missing param key: give it with -e key=VALUE"),
+        "{missing}"
+    );
 }
 
 #[test]

@@ -83,6 +83,7 @@ fn every_example_fits_the_budget_with_a_wide_margin() {
         "param-filter",
         "concat-aggregate",
         "object-values",
+        "fluvio-init-filter",
         "test-panic",
         "test-loop",
         "test-grow",

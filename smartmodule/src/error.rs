@@ -78,11 +78,10 @@ mod tests {
         let key = "colour";
         let e: Error = crate::eyre!("failed setting {key}: {:?}", 7);
         assert_eq!(e.message(), "failed setting colour: 7");
-        let missing: Result<()> = Err(
-            crate::dataplane::smartmodule::SmartModuleInitError::MissingParam("key".into()).into(),
-        );
+        let missing: Error =
+            crate::dataplane::smartmodule::SmartModuleInitError::MissingParam("key".into()).into();
         assert_eq!(
-            missing.unwrap_err().message(),
+            missing.message(),
             "Missing param key: give it with -e key=VALUE"
         );
     }

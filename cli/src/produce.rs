@@ -74,7 +74,9 @@ pub struct ProduceArgs {
 /// `--delivery-semantic` of `produce`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliverySemantic {
+    #[value(alias = "AtLeastOnce")]
     AtLeastOnce,
+    #[value(alias = "AtMostOnce")]
     AtMostOnce,
 }
 
@@ -403,9 +405,21 @@ mod tests {
         assert_eq!(resent, ProducerConfig::default().delivery_timeout);
         let once = config(&["t", "--delivery-semantic", "at-most-once"]).unwrap();
         assert_eq!(once.producer.delivery_timeout, Duration::ZERO);
+        // Fluvio's spellings too.
+        let fluvio = config(&["t", "--delivery-semantic", "AtMostOnce"]).unwrap();
+        assert_eq!(fluvio.producer.delivery_timeout, Duration::ZERO);
+        let fluvio = config(&["t", "--delivery-semantic", "AtLeastOnce"]).unwrap();
+        assert_eq!(fluvio.producer.delivery_timeout, resent);
         assert!(config(&["t", "--delivery-semantic", "exactly-twice"]).is_err());
         assert!(config(&["t", "--isolation", "read_uncommitted"]).is_ok());
         assert!(config(&["t", "--isolation", "sometimes"]).is_err());
+        let zipped = config(&["t", "--compression", "zstd"]).unwrap();
+        assert_eq!(
+            zipped.producer.compression,
+            Some(sluice_client::proto::Compression::Zstd)
+        );
+        assert_eq!(config(&["t"]).unwrap().producer.compression, None);
+        assert!(config(&["t", "--compression", "brotli"]).is_err());
     }
 
     #[test]

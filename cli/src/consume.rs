@@ -91,8 +91,9 @@ pub struct ConsumeArgs {
     /// Read from this SPU's replica of the partition.
     #[arg(long, value_name = "SPU_ID")]
     pub replica: Option<u64>,
-    /// Record bytes per response from the node (1 B to 8 MiB; default
-    /// 1 MiB). A record larger than this still comes, alone.
+    /// Record bytes per response from the node (default 1 MiB). A record
+    /// larger than this still comes, alone. More than the nodes send at once
+    /// (8 MiB) is taken as 8 MiB, with a note.
     #[arg(short = 'b', long = "maxbytes", value_name = "SIZE", value_parser = parse_max_bytes, conflicts_with = "group")]
     pub max_bytes: Option<u32>,
     /// Accepted for Fluvio's scripts and changes nothing: every replica
@@ -198,10 +199,19 @@ fn parse_offset(text: &str) -> Result<OffsetArg, String> {
 fn parse_max_bytes(text: &str) -> Result<u32, String> {
     use sluice_client::proto::limits::FETCH_RESPONSE_BYTES_MAX;
     let n = crate::units::parse_size(text)?;
-    if n == 0 || n > FETCH_RESPONSE_BYTES_MAX as u64 {
+    if n == 0 {
         return Err(format!(
-            "{text} is out of range: give 1 to {FETCH_RESPONSE_BYTES_MAX} bytes (e.g. 64KiB)"
+            "{text} is out of range: give at least 1 byte (e.g. 64KiB)"
         ));
+    }
+    if n > FETCH_RESPONSE_BYTES_MAX as u64 {
+        // A budget, not a promise (a larger record comes anyway): as much
+        // as a node sends in one response is the most that can be meant.
+        eprintln!(
+            "note: --maxbytes {text} is above the {FETCH_RESPONSE_BYTES_MAX} bytes a node sends \
+             in one response; reading with {FETCH_RESPONSE_BYTES_MAX}"
+        );
+        return Ok(FETCH_RESPONSE_BYTES_MAX as u32);
     }
     Ok(n as u32)
 }
@@ -903,9 +913,13 @@ mod tests {
         );
         assert_eq!(config(&["t", "-b", "64KiB"]).unwrap().max_bytes, 65536);
         assert_eq!(config(&["t", "--maxbytes", "100"]).unwrap().max_bytes, 100);
-        for bad in ["0", "9MiB", "lots"] {
+        for bad in ["0", "lots"] {
             assert!(config(&["t", "-b", bad]).is_err(), "{bad}");
         }
+        assert_eq!(
+            config(&["t", "--maxbytes", "16000000"]).unwrap().max_bytes,
+            sluice_client::proto::limits::FETCH_RESPONSE_BYTES_MAX as u32
+        );
         assert!(config(&["t", "-b", "1KiB", "-g", "g"]).is_err());
         for level in ["read_committed", "read_uncommitted", "read-committed"] {
             assert!(config(&["t", "--isolation", level]).is_ok(), "{level}");

@@ -61,6 +61,12 @@ pub struct ProduceArgs {
     /// and consumers only ever see committed records.
     #[arg(long, value_enum, value_name = "read_committed|read_uncommitted")]
     pub isolation: Option<Isolation>,
+    /// The largest record this producer sends, and the most bytes of one
+    /// batch (Fluvio's flag): a larger record is refused before anything is
+    /// sent. The cluster's own limits (records of 1 MiB, batches of 8 MiB)
+    /// still apply when this is larger.
+    #[arg(long, value_parser = parse_nonzero_size, value_name = "SIZE")]
+    pub max_request_size: Option<usize>,
     /// Send batches compressed: none, gzip, snappy, lz4 or zstd. Default:
     /// the topic's compression type (uncompressed for `any`). A topic whose
     /// type is a codec takes that codec only.
@@ -122,6 +128,8 @@ pub struct ProduceConfig {
     pub keying: Keying,
     pub producer: ProducerConfig,
     pub smartmodules: Vec<sluice_client::proto::SmartModuleInvocation>,
+    /// `--max-request-size`: records above it are refused here.
+    pub max_request_bytes: Option<usize>,
 }
 
 impl ProduceArgs {
@@ -138,8 +146,11 @@ impl ProduceArgs {
             source: self.file.map_or(Source::Stdin, Source::File),
             raw: self.raw,
             keying,
+            max_request_bytes: self.max_request_size,
             producer: ProducerConfig {
-                batch_size_bytes: self.batch_size,
+                batch_size_bytes: self
+                    .max_request_size
+                    .map_or(self.batch_size, |max| self.batch_size.min(max)),
                 linger: self.linger,
                 partition: self.partition,
                 keyless: match self.keyless {
@@ -186,6 +197,18 @@ pub fn make_record(keying: &Keying, data: Vec<u8>, line_number: u64) -> anyhow::
             Record::with_key(key, value)
         }
     })
+}
+
+/// Refuses a record above `--max-request-size`, as Fluvio's producer does.
+fn check_request_size(config: &ProduceConfig, record: &Record) -> anyhow::Result<()> {
+    match config.max_request_bytes {
+        Some(max) if record.size_bytes() > max => bail!(
+            "exceeded maximum request size: record of {} bytes exceeds --max-request-size {max}; \
+             raise it, or split the input into smaller records",
+            record.size_bytes()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Acknowledgement tally kept by a background task while records are sent.
@@ -317,6 +340,7 @@ async fn send_raw(
         .context("cannot read the input")?;
     progress.inc(data.len() as u64);
     let record = make_record(&config.keying, data, 1)?;
+    check_request_size(config, &record)?;
     for record in transformed(chain, record)? {
         let delivery = producer.send(record).await?;
         let _ = deliveries.send((1, delivery)).await;
@@ -351,6 +375,8 @@ async fn send_lines(
         line_number += 1;
         let line = strip_newline(&buf).to_vec();
         let record = make_record(&config.keying, line, line_number)?;
+        check_request_size(config, &record)
+            .with_context(|| format!("line {line_number} was not sent"))?;
         let records = transformed(chain, record)
             .with_context(|| format!("line {line_number} was not sent"))?;
         for record in records {
@@ -408,6 +434,15 @@ mod tests {
         // Fluvio's spellings too.
         let fluvio = config(&["t", "--delivery-semantic", "AtMostOnce"]).unwrap();
         assert_eq!(fluvio.producer.delivery_timeout, Duration::ZERO);
+        let capped = config(&["t", "--max-request-size", "1000", "--batch-size", "1MiB"]).unwrap();
+        assert_eq!(
+            (capped.producer.batch_size_bytes, capped.max_request_bytes),
+            (1000, Some(1000))
+        );
+        let big = Record::new(vec![b'x'; 1001]);
+        let e = check_request_size(&capped, &big).unwrap_err().to_string();
+        assert!(e.contains("exceeded maximum request size"), "{e}");
+        check_request_size(&capped, &Record::new(vec![b'x'; 1000])).unwrap();
         let fluvio = config(&["t", "--delivery-semantic", "AtLeastOnce"]).unwrap();
         assert_eq!(fluvio.producer.delivery_timeout, resent);
         assert!(config(&["t", "--delivery-semantic", "exactly-twice"]).is_err());

@@ -157,7 +157,11 @@ async fn a_snapshot_below_the_submitted_log_of_the_same_leader_is_taken_in_strid
     //    I/O (T1-N1, T1-N1.10) has been submitted (and flushed) by now.
     let answer = append(&group, None, Some(0..=10), 3).await;
     assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
-    assert_eq!(group.status().last_log_index, Some(10));
+    // Metrics follow the answer, not before it.
+    wait("the log's end at 10", || {
+        group.status().last_log_index == Some(10)
+    })
+    .await;
     wait("applying up to the commit point 3", || {
         group.status().last_applied_index == Some(3)
     })
@@ -255,6 +259,9 @@ async fn an_append_with_entries_beyond_its_vote_is_refused() {
     let group = replica(db, Sum::default()).await;
     let answer = append(&group, None, Some(0..=3), 3).await;
     assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
+    // Metrics follow the answer, not before it: wait for them to say 3, so
+    // that the check after the refusal reads a settled value.
+    wait("the log's end at 3", || group.status().last_log_index == Some(3)).await;
     let later = LogId::new(
         LeaderId {
             term: TERM + 1,
@@ -285,6 +292,6 @@ async fn an_append_with_entries_beyond_its_vote_is_refused() {
     assert_eq!(group.status().last_log_index, Some(3), "nothing appended");
     let answer = append(&group, Some(3), Some(4..=5), 5).await;
     assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
-    assert_eq!(group.status().last_log_index, Some(5));
+    wait("the log's end at 5", || group.status().last_log_index == Some(5)).await;
     group.shutdown().await;
 }

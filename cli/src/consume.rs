@@ -127,6 +127,15 @@ pub struct ConsumeArgs {
     /// How the group spreads partitions over its members.
     #[arg(long, value_enum, default_value = "sticky", requires = "group")]
     pub assignment: AssignmentArg,
+    /// Before the stream starts, show the SmartModules' look_back functions
+    /// the partition's last N records (at most 100,000), so a module can
+    /// rebuild what it keeps (the last value seen, the keys already met...).
+    #[arg(long, value_name = "N", conflicts_with = "group")]
+    pub lookback_last: Option<u64>,
+    /// Of the records looked back at, only those stamped within this long
+    /// of now, e.g. 1h (alone: every record that recent, up to 100,000).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "group")]
+    pub lookback_age: Option<std::time::Duration>,
     #[command(flatten)]
     pub smartmodules: crate::smartmodule_flags::SmartModuleArgs,
 }
@@ -265,6 +274,8 @@ pub struct ConsumeConfig {
     pub group: Option<(String, sluice_client::GroupConfig)>,
     /// Record bytes per response.
     pub max_bytes: u32,
+    /// `--lookback-last` / `--lookback-age`.
+    pub lookback: Option<sluice_client::proto::Lookback>,
 }
 
 impl ConsumeArgs {
@@ -364,6 +375,13 @@ impl ConsumeArgs {
                     ))
                 }
                 None => None,
+            },
+            lookback: match (self.lookback_last, self.lookback_age) {
+                (None, None) => None,
+                (last, age) => Some(sluice_client::proto::Lookback {
+                    last: last.unwrap_or(0),
+                    age_ms: age.map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
+                }),
             },
             smartmodules: self
                 .smartmodules
@@ -516,6 +534,12 @@ impl Render {
 
 pub async fn run(args: ConsumeArgs, globals: &Globals) -> anyhow::Result<()> {
     let config = args.config(&globals.home)?;
+    if config.lookback.is_some() && config.smartmodules.is_empty() {
+        anyhow::bail!(
+            "--lookback-last and --lookback-age show records to a SmartModule's look_back \
+             function: give the module too (--smartmodule NAME, --filter PATH, ...)"
+        );
+    }
     let client = crate::connect(globals).await?;
     let topic = crate::suggest::describe_topic(&client, &config.topic).await?;
     if let Some((name, group)) = &config.group {
@@ -757,8 +781,13 @@ async fn read_partition(
         replica: config.replica,
         smartmodules,
     };
+    let options = config
+        .lookback
+        .map(sluice_client::proto::FetchOption::Lookback)
+        .into_iter()
+        .collect();
     // The consumer resumes by itself after a node loss, without gap or repeat.
-    let mut consumer = client.consume(request);
+    let mut consumer = client.consume_with(request, options);
     loop {
         let item =
             match consumer.next_batch().await {

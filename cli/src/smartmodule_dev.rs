@@ -113,6 +113,15 @@ pub struct TestArgs {
         value_name = "VALUE"
     )]
     pub aggregate_initial: Option<String>,
+    /// A record already in the topic (repeatable, oldest first): with
+    /// --lookback-last, what the module's look_back function is shown
+    /// before the input records.
+    #[arg(long = "record", value_name = "TEXT", requires = "lookback_last")]
+    pub records: Vec<String>,
+    /// Show the last N --record values to the module's look_back function
+    /// first, as `consume --lookback-last N` shows a partition's last records.
+    #[arg(long, value_name = "N")]
+    pub lookback_last: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -782,6 +791,35 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
     }
     let mut instance =
         module.instantiate(params, args.aggregate_initial.map(String::into_bytes))?;
+    let timestamp_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let key = args.key.map(String::into_bytes);
+    // The topic's history: offsets 0.. are the --record values; the input follows.
+    let history: Vec<Record> = args
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| Record {
+            offset: i as i64,
+            timestamp_ms,
+            key: key.clone(),
+            value: value.into_bytes(),
+        })
+        .collect();
+    if let Some(last) = args.lookback_last {
+        if !module.has_look_back() {
+            bail!(
+                "{} has no look_back function (#[smartmodule(look_back)]); drop --lookback-last",
+                module.name()
+            );
+        }
+        let skip = history
+            .len()
+            .saturating_sub(usize::try_from(last).unwrap_or(usize::MAX));
+        let shown: Vec<_> = history[skip..].iter().map(Record::raw).collect();
+        instance.look_back(&shown)?;
+    }
 
     // --text is one record even if it holds newlines; files and stdin are one per line.
     let mut values: Box<dyn Iterator<Item = io::Result<Vec<u8>>>> = match (args.text, &args.file) {
@@ -792,13 +830,9 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
         (None, None) => Box::new(lines(Box::new(io::stdin().lock()))),
     };
 
-    let timestamp_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let key = args.key.map(String::into_bytes);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let mut offset: i64 = 0;
+    let mut offset = history.len() as i64;
     loop {
         let mut batch = Vec::with_capacity(TEST_BATCH);
         for value in values.by_ref().take(TEST_BATCH) {

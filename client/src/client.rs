@@ -594,7 +594,24 @@ impl Client {
     /// (see [`FetchStream::start_offset`]), then pushes records; with
     /// `follow` it keeps pushing new records as they are committed.
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchStream> {
-        let wire = Request::Fetch(request.clone());
+        self.fetch_with(request, Vec::new()).await
+    }
+
+    /// [`Client::fetch`] with options (e.g. [`sluice_proto::FetchOption::Lookback`]);
+    /// without any it sends a plain fetch, which every release understands.
+    pub async fn fetch_with(
+        &self,
+        request: FetchRequest,
+        options: Vec<sluice_proto::FetchOption>,
+    ) -> Result<FetchStream> {
+        let wire = if options.is_empty() {
+            Request::Fetch(request.clone())
+        } else {
+            Request::FetchWith {
+                fetch: request.clone(),
+                options,
+            }
+        };
         // Opening a fetch is retried like an admin request: right after a
         // failover or restart the partition may have no leader for a moment.
         let deadline = tokio::time::Instant::now() + ADMIN_RETRY_BUDGET;
@@ -691,7 +708,16 @@ impl Client {
     /// the serving node is lost it resumes on another replica from the next
     /// offset, with no gap and no repeat. Must be called within a tokio runtime.
     pub fn consume(&self, request: FetchRequest) -> crate::Consumer {
-        crate::Consumer::start(self.clone(), request)
+        crate::Consumer::start(self.clone(), request, Vec::new())
+    }
+
+    /// [`Client::consume`] with fetch options (see [`Client::fetch_with`]).
+    pub fn consume_with(
+        &self,
+        request: FetchRequest,
+        options: Vec<sluice_proto::FetchOption>,
+    ) -> crate::Consumer {
+        crate::Consumer::start(self.clone(), request, options)
     }
 
     /// A batching producer for `topic`; see [`ProducerConfig`].

@@ -31,9 +31,13 @@ impl Drop for Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn start(client: Client, request: FetchRequest) -> Self {
+    pub(crate) fn start(
+        client: Client,
+        request: FetchRequest,
+        options: Vec<sluice_proto::FetchOption>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(run(client, request, tx));
+        let task = tokio::spawn(run(client, request, options, tx));
         Self { rx, task }
     }
 
@@ -62,15 +66,19 @@ impl Consumer {
     }
 }
 
+/// Reads `request`, resuming after interruptions. `options` go with every
+/// attempt: a resumed stream's modules are new instances, so they look back
+/// again (from the partition's end then).
 async fn run(
     client: Client,
     mut request: FetchRequest,
+    options: Vec<sluice_proto::FetchOption>,
     tx: mpsc::Sender<Result<Vec<ConsumerRecord>>>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut resume_deadline: Option<tokio::time::Instant> = None;
     loop {
-        let mut fetch = match client.fetch(request.clone()).await {
+        let mut fetch = match client.fetch_with(request.clone(), options.clone()).await {
             Ok(fetch) => fetch,
             Err(e)
                 if e.is_retriable()

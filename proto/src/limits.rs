@@ -16,6 +16,11 @@ pub const PRODUCE_BATCH_RECORDS_MAX: usize = 100_000;
 /// could take in a frame. Larger is refused while expanding.
 pub const PRODUCE_BATCH_EXPANDED_BYTES_MAX: usize =
     PRODUCE_BATCH_SIZE_BYTES_MAX + PRODUCE_BATCH_RECORDS_MAX * RECORD_OVERHEAD_BYTES_MAX;
+/// Records a SmartModule's `look_back` may be shown when a stream starts
+/// (`consume --lookback-last N`): reading them delays the stream's first
+/// record, so the count is bounded (they are read in chunks of
+/// [`FETCH_RESPONSE_BYTES_MAX`], each one call into the module).
+pub const LOOKBACK_RECORDS_MAX: u64 = 100_000;
 /// Default and maximum payload bytes in one fetch response frame.
 pub const FETCH_RESPONSE_BYTES_DEFAULT: usize = 1024 * 1024;
 pub const FETCH_RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;

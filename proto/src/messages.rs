@@ -164,6 +164,33 @@ pub enum Request {
     /// A produce batch whose records travel compressed (see
     /// [`CompressedProduce`]).
     ProduceCompressed(CompressedProduce),
+    /// A [`Request::Fetch`] with options that did not exist when
+    /// `FetchRequest`'s encoding was fixed; answered exactly as a fetch.
+    FetchWith {
+        fetch: FetchRequest,
+        options: Vec<FetchOption>,
+    },
+}
+
+/// An option of [`Request::FetchWith`]. New options are new variants, so a
+/// node of an earlier release refuses what it does not know instead of
+/// misreading it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FetchOption {
+    /// Before the stream starts, the modules of the chain that have a
+    /// `look_back` function see the partition's last records (see
+    /// [`Lookback`]), so they can rebuild what they keep.
+    Lookback(Lookback),
+}
+
+/// Which records a module's `look_back` sees: the last `last` records of the
+/// partition when the stream starts (at most
+/// [`LOOKBACK_RECORDS_MAX`](crate::limits::LOOKBACK_RECORDS_MAX)), and of
+/// those only the ones stamped within `age_ms` of the node's clock, if given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookback {
+    pub last: u64,
+    pub age_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -578,6 +605,7 @@ impl Request {
             Request::CreateTopicWith { .. } => "create topic",
             Request::DescribeTopicSettings { .. } => "describe topic settings",
             Request::ProduceCompressed(_) => "produce",
+            Request::FetchWith { .. } => "fetch",
             Request::Once { change, .. } => change.name(),
         }
     }

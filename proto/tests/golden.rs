@@ -128,3 +128,32 @@ fn golden_topic_settings_and_compressed_produce() {
         |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
     );
 }
+
+/// A fetch with options (look back), added since, in a file of its own.
+#[test]
+fn golden_fetch_with_options() {
+    use sluice_proto::{FetchOption, Lookback};
+    let requests = [
+        Request::FetchWith {
+            fetch: samples::fetch(),
+            options: vec![FetchOption::Lookback(Lookback {
+                last: 10,
+                age_ms: None,
+            })],
+        },
+        Request::FetchWith {
+            fetch: samples::fetch(),
+            options: vec![FetchOption::Lookback(Lookback {
+                last: 0,
+                age_ms: Some(3_600_000),
+            })],
+        },
+    ];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "requests-fetch-options",
+        &requests,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
+    );
+}

@@ -261,7 +261,10 @@ async fn an_append_with_entries_beyond_its_vote_is_refused() {
     assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
     // Metrics follow the answer, not before it: wait for them to say 3, so
     // that the check after the refusal reads a settled value.
-    wait("the log's end at 3", || group.status().last_log_index == Some(3)).await;
+    wait("the log's end at 3", || {
+        group.status().last_log_index == Some(3)
+    })
+    .await;
     let later = LogId::new(
         LeaderId {
             term: TERM + 1,
@@ -292,6 +295,9 @@ async fn an_append_with_entries_beyond_its_vote_is_refused() {
     assert_eq!(group.status().last_log_index, Some(3), "nothing appended");
     let answer = append(&group, Some(3), Some(4..=5), 5).await;
     assert!(matches!(answer, Ok(ref r) if r.is_success()), "{answer:?}");
-    wait("the log's end at 5", || group.status().last_log_index == Some(5)).await;
+    wait("the log's end at 5", || {
+        group.status().last_log_index == Some(5)
+    })
+    .await;
     group.shutdown().await;
 }

@@ -20,10 +20,11 @@ const KINDS: &[&str] = &[
     "array_map",
     "aggregate",
     "init",
+    "look_back",
 ];
 
 /// Marks a SmartModule function and names its kind: `#[smartmodule(filter)]`, `(map)`,
-/// `(filter_map)`, `(array_map)`, `(aggregate)`, `(init)`; add `params` to pass a
+/// `(filter_map)`, `(array_map)`, `(aggregate)`, `(init)`, `(look_back)`; add `params` to pass a
 /// [`SmartOpt`](derive@SmartOpt) struct as the last argument: `#[smartmodule(map, params)]`.
 #[proc_macro_attribute]
 pub fn smartmodule(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -80,6 +81,12 @@ fn expand_smartmodule(attr: TokenStream2, func: &ItemFn) -> syn::Result<TokenStr
             "`init` receives every parameter already; `params` does not apply to it",
         ));
     }
+    if kind_name == "look_back" && params {
+        return Err(syn::Error::new(
+            kind.span(),
+            "`look_back` takes the record only; read parameters in `init` or the transform",
+        ));
+    }
     if arity != expected {
         return Err(syn::Error::new_spanned(
             &func.sig,
@@ -98,6 +105,17 @@ fn expand_smartmodule(attr: TokenStream2, func: &ItemFn) -> syn::Result<TokenStr
                 #[unsafe(no_mangle)]
                 pub unsafe extern "C" fn sluice_init(ptr: *mut u8, len: u32) -> u64 {
                     unsafe { #sdk::call(ptr, len, |input| #sdk::init(input, #user_fn)) }
+                }
+            };
+        });
+    }
+
+    if kind_name == "look_back" {
+        return Ok(quote! {
+            const _: () = {
+                #[unsafe(no_mangle)]
+                pub unsafe extern "C" fn sluice_look_back(ptr: *mut u8, len: u32) -> u64 {
+                    unsafe { #sdk::call(ptr, len, |input| #sdk::look_back(input, #user_fn)) }
                 }
             };
         });

@@ -146,6 +146,27 @@ pub fn aggregate(input: &[u8], f: impl Fn(RecordData, &Record) -> Result<RecordD
     })
 }
 
+/// Shows a batch of the partition's last records to the user's `look_back`
+/// function; the output is an empty result, or the first error with its
+/// record's offset.
+pub fn look_back(input: &[u8], f: impl Fn(&Record) -> Result<()>) -> Vec<u8> {
+    let mut d = Decoder::new(input);
+    let records = match d.records().and_then(|r| d.end().map(|()| r)) {
+        Ok(r) => r,
+        Err(e) => return abi::encode_error(abi::NO_OFFSET, &format!("look_back batch: {e}")),
+    };
+    for raw in &records {
+        CURRENT_OFFSET.store(raw.offset, Ordering::Relaxed);
+        // SAFETY: as in `transform`: the record lends from `input`, which
+        // outlives the call.
+        let record = unsafe { Record::lend(raw) };
+        if let Err(e) = f(&record) {
+            return abi::encode_error(raw.offset, &e.to_string());
+        }
+    }
+    ok_empty()
+}
+
 fn decode_params(input: &[u8]) -> std::result::Result<SmartModuleExtraParams, String> {
     let mut d = Decoder::new(input);
     let pairs = d.params().map_err(|e| format!("parameters: {e}"))?;
@@ -369,6 +390,30 @@ mod tests {
         let out = filter(&[1, 2, 3], |_| Ok(true));
         assert!(matches!(
             abi::decode_result(&out).unwrap(),
+            AbiResult::Err { offset: -1, .. }
+        ));
+    }
+
+    #[test]
+    fn look_back_sees_every_record_and_stops_at_the_first_error() {
+        let seen = std::cell::RefCell::new(Vec::new());
+        let out = look_back(&batch(&["1", "2", "3"]), |r| {
+            seen.borrow_mut().push(r.offset());
+            Ok(())
+        });
+        assert!(matches!(abi::decode_result(&out).unwrap(), AbiResult::Ok(p) if p.is_empty()));
+        assert_eq!(seen.into_inner(), [10, 11, 12]);
+        let out = look_back(&batch(&["1", "x", "3"]), |r| {
+            r.value.as_str()?.parse::<i32>()?;
+            Ok(())
+        });
+        let AbiResult::Err { offset, message } = abi::decode_result(&out).unwrap() else {
+            panic!("an error was expected")
+        };
+        assert_eq!(offset, 11);
+        assert!(message.contains("invalid digit"), "{message}");
+        assert!(matches!(
+            abi::decode_result(&look_back(&[9], |_| Ok(()))).unwrap(),
             AbiResult::Err { offset: -1, .. }
         ));
     }

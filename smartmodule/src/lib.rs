@@ -22,6 +22,7 @@
 //! | `array_map` | `fn(&Record) -> Result<Vec<(Option<RecordData>, RecordData)>>` |
 //! | `aggregate` | `fn(RecordData, &Record) -> Result<RecordData>` (accumulator first) |
 //! | `init` | `fn(SmartModuleExtraParams) -> Result<()>` (once per stream, optional) |
+//! | `look_back` | `fn(&Record) -> Result<()>` (optional: shown the partition's last records before the stream, `consume --lookback-last N`) |
 //!
 //! Modules written for Fluvio's SDK build with the crate name changed: `eyre!`,
 //! `SmartModuleRecord`, [`SmartModuleInitError`] and the `dataplane::smartmodule` paths

@@ -195,7 +195,7 @@ impl<'a> Access<'a> {
             | Request::ListSmartModules => Ok(()),
             Request::Produce(p) => self.require(Operation::Produce, topic(&p.topic)),
             Request::ProduceCompressed(p) => self.require(Operation::Produce, topic(&p.topic)),
-            Request::Fetch(f) => {
+            Request::Fetch(f) | Request::FetchWith { fetch: f, .. } => {
                 self.require(Operation::Consume, topic(&f.topic))?;
                 for invocation in &f.smartmodules {
                     match &invocation.module {

@@ -10,14 +10,14 @@ use std::time::Duration;
 use quinn::{RecvStream, SendStream};
 use sluice_proto::limits::{
     CONNECTION_IDLE_DEADLINE_MS, FETCH_RESPONSE_BYTES_MAX, FRAME_SIZE_BYTES_MAX,
-    PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_OVERHEAD_BYTES_MAX,
-    RECORD_SIZE_BYTES_MAX, RECORD_TIMESTAMP_AHEAD_MS_MAX, REQUEST_BODY_STALL_DEADLINE_MS,
-    REQUEST_READ_DEADLINE_MS,
+    LOOKBACK_RECORDS_MAX, PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX,
+    RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_MAX, RECORD_TIMESTAMP_AHEAD_MS_MAX,
+    REQUEST_BODY_STALL_DEADLINE_MS, REQUEST_READ_DEADLINE_MS,
 };
 use sluice_proto::{
-    CodecError, Compression, ConsumerRecord, ConsumerRecordRef, FetchRequest, PROTOCOL_VERSION,
-    PartitionStatus, ProduceRequest, ProduceResponse, RaftRpc, RaftRpcKind, ReadFrom, RecordsRef,
-    ReplicaStatus, Request, Response, StartOffset, WireError, codec,
+    CodecError, Compression, ConsumerRecord, ConsumerRecordRef, FetchOption, FetchRequest,
+    PROTOCOL_VERSION, PartitionStatus, ProduceRequest, ProduceResponse, RaftRpc, RaftRpcKind,
+    ReadFrom, RecordsRef, ReplicaStatus, Request, Response, StartOffset, WireError, codec,
 };
 use sluice_storage::StoredBatch;
 use sluice_transport::{FrameError, read_frame_body, read_frame_len, write_frame};
@@ -145,7 +145,10 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
         return;
     }
     let result = match request {
-        Request::Fetch(fetch) => serve_fetch(&node, fetch, &mut send).await,
+        Request::Fetch(fetch) => serve_fetch(&node, fetch, Vec::new(), &mut send).await,
+        Request::FetchWith { fetch, options } => {
+            serve_fetch(&node, fetch, options, &mut send).await
+        }
         Request::Raft(rpc) => {
             let response = serve_raft(&node, rpc).await;
             respond(&mut send, &response).await
@@ -540,10 +543,12 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             node.groups.leave(node, &group, &topic, &member).await?;
             Ok(Response::GroupLeft)
         }
-        Request::Fetch(_) | Request::Raft(_) => Err(WireError::MalformedRequest {
-            reason: "fetch and Raft requests open a stream of their own; they cannot be nested"
-                .into(),
-        }),
+        Request::Fetch(_) | Request::FetchWith { .. } | Request::Raft(_) => {
+            Err(WireError::MalformedRequest {
+                reason: "fetch and Raft requests open a stream of their own; they cannot be nested"
+                    .into(),
+            })
+        }
     }
 }
 
@@ -859,11 +864,78 @@ async fn produce_batch(
 /// Streams records: `FetchStarted`, then `Records` frames as data is (or
 /// becomes) committed, then `FetchEnd` unless following. A following fetch
 /// sleeps on the partition's end-offset watch: a commit wakes it at once.
+/// Shows the chain's `look_back` functions the partition's last records
+/// (`lookback`, counted back from `end`, never before `start`), chunk by
+/// chunk off the async workers, before the stream's first record. Refused
+/// when no module of the chain has such a function: the option would do
+/// nothing, and saying so beats silence.
+async fn look_back(
+    partition: &crate::partition::Partition,
+    transforms: Option<Transforms>,
+    lookback: sluice_proto::Lookback,
+    start: u64,
+    end: u64,
+) -> Result<Option<Transforms>, WireError> {
+    let refuse = |reason: &str| WireError::InvalidArgument {
+        what: "--lookback".into(),
+        reason: reason.into(),
+    };
+    let Some(mut t) = transforms else {
+        return Err(refuse(
+            "looking back needs a SmartModule with a look_back function; give one with \
+             --smartmodule or --filter (and the others)",
+        ));
+    };
+    if !t.has_look_back() {
+        return Err(refuse(
+            "none of the SmartModules of this stream has a look_back function \
+             (#[smartmodule(look_back)]); remove --lookback-last/--lookback-age or use a module \
+             that has one",
+        ));
+    }
+    let last = match (lookback.last, lookback.age_ms) {
+        (0, Some(_)) => LOOKBACK_RECORDS_MAX,
+        (n, _) => n.min(LOOKBACK_RECORDS_MAX),
+    };
+    let min_timestamp_ms = lookback
+        .age_ms
+        .map(|age| sluice_proto::now_ms().saturating_sub(i64::try_from(age).unwrap_or(i64::MAX)));
+    let mut at = end.saturating_sub(last).max(start);
+    while at < end {
+        let batches = partition.read_batches(at, FETCH_RESPONSE_BYTES_MAX)?;
+        let Some(chunk_end) = batches.last().map(StoredBatch::end_offset) else {
+            break;
+        };
+        let (from, until) = (at, chunk_end.min(end));
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let result = t.look_back(&batches, from, until, min_timestamp_ms);
+            (t, result)
+        })
+        .await
+        .map_err(|join| WireError::SmartModule {
+            module: "chain".into(),
+            offset: None,
+            reason: format!("the SmartModule thread failed: {join}"),
+        })?;
+        t = back;
+        result.map_err(|e| partition.read_error(e))??;
+        at = until;
+    }
+    Ok(Some(t))
+}
+
 async fn serve_fetch(
     node: &Shared,
     req: FetchRequest,
+    options: Vec<FetchOption>,
     send: &mut SendStream,
 ) -> Result<(), FrameError> {
+    let mut lookback = None;
+    for option in options {
+        match option {
+            FetchOption::Lookback(l) => lookback = Some(l),
+        }
+    }
     let md = node.metadata();
     if req.replica == Some(node.config.id)
         && let Ok(record) = md.topic(&req.topic)
@@ -969,6 +1041,12 @@ async fn serve_fetch(
                 };
                 return respond(send, &Response::Error(e)).await;
             }
+        }
+    }
+    if let Some(lookback) = lookback {
+        match look_back(&partition, transforms.take(), lookback, start, end).await {
+            Ok(t) => transforms = t,
+            Err(e) => return respond(send, &Response::Error(e)).await,
         }
     }
     respond(

@@ -194,6 +194,37 @@ impl Transforms {
         Ok((outputs, error))
     }
 
+    /// Whether any module of the chain has a `look_back` function.
+    pub(crate) fn has_look_back(&self) -> bool {
+        self.chain.has_look_back()
+    }
+
+    /// Shows the records with offsets in `from..until` of `batches` stamped
+    /// at or after `min_timestamp_ms` to the modules' `look_back` functions
+    /// (see [`sluice_proto::Lookback`]). Blocking.
+    pub(crate) fn look_back(
+        &mut self,
+        batches: &[StoredBatch],
+        from: u64,
+        until: u64,
+        min_timestamp_ms: Option<i64>,
+    ) -> Result<Result<(), WireError>, StorageError> {
+        let mut input = Vec::new();
+        StoredBatch::for_each_in(batches, from, until, |r| {
+            if min_timestamp_ms.is_none_or(|min| r.timestamp_ms >= min) {
+                input.push(RawRecord {
+                    offset: r.offset as i64,
+                    timestamp: r.timestamp_ms,
+                    key: r.key,
+                    value: r.value,
+                })
+            }
+        })?;
+        let result = self.chain.look_back_raw(&input);
+        self.report(result.is_err());
+        Ok(result.map_err(|e| wire_error(&self.names.join(" | "), &e)))
+    }
+
     /// Hands each module's work since the last report to the metrics; a
     /// failed batch is counted against the last module it reached (a chain
     /// stops at the module that fails).

@@ -19,6 +19,23 @@ impl Chain {
         &self.instances
     }
 
+    /// Whether any module of the chain has a `look_back` function.
+    pub fn has_look_back(&self) -> bool {
+        self.instances.iter().any(|i| i.module().has_look_back())
+    }
+
+    /// Shows `records` (the partition's, as stored) to the `look_back` of
+    /// every module that has one, in chain order; the first error stops it.
+    /// Each module sees the partition's own records, not what the modules
+    /// before it would make of them: looking back rebuilds what a module
+    /// keeps about the topic.
+    pub fn look_back_raw(&mut self, records: &[RawRecord<'_>]) -> Result<(), SmartModuleError> {
+        for instance in &mut self.instances {
+            instance.look_back(records)?;
+        }
+        Ok(())
+    }
+
     /// Runs a batch through every instance.
     pub fn process(&mut self, records: &[Record]) -> Result<Vec<Record>, SmartModuleError> {
         let p = self.process_partial(records);

@@ -2,8 +2,8 @@
 //! that move batches across the boundary, every copy bounds-checked.
 
 use crate::module::{
-    EXPORT_ALLOC, EXPORT_CURRENT_OFFSET, EXPORT_DEALLOC, EXPORT_INIT, EXPORT_MEMORY,
-    EXPORT_PANIC_MESSAGE, EXPORT_PARAMS,
+    EXPORT_ALLOC, EXPORT_CURRENT_OFFSET, EXPORT_DEALLOC, EXPORT_INIT, EXPORT_LOOK_BACK,
+    EXPORT_MEMORY, EXPORT_PANIC_MESSAGE, EXPORT_PARAMS,
 };
 use crate::record::BatchInput;
 use crate::{Engine, Module, Record, SmartModuleError, SmartModuleKind};
@@ -84,6 +84,7 @@ pub(crate) struct Exports {
     transform: TypedFunc<(u32, u32), u64>,
     params: Option<TypedFunc<(u32, u32), u64>>,
     init: Option<TypedFunc<(u32, u32), u64>>,
+    look_back: Option<TypedFunc<(u32, u32), u64>>,
     current_offset: Option<TypedFunc<(), i64>>,
     panic_message: Option<TypedFunc<(), u64>>,
 }
@@ -93,11 +94,10 @@ impl Exports {
     pub(crate) fn resolve(
         instance: &wasmtime::Instance,
         store: &mut Store<HostState>,
-        kind: SmartModuleKind,
-        has_params: bool,
-        has_init: bool,
+        compiled: &crate::module::Compiled,
         module: &str,
     ) -> Result<Self, SmartModuleError> {
+        let kind = compiled.kind;
         let missing =
             |export: &str, ty: &str, e: wasmtime::Error| SmartModuleError::MissingExport {
                 module: module.to_owned(),
@@ -133,8 +133,9 @@ impl Exports {
             transform: instance
                 .get_typed_func(&mut *store, kind.export_name())
                 .map_err(|e| missing(kind.export_name(), call, e))?,
-            params: optional(store, has_params, EXPORT_PARAMS)?,
-            init: optional(store, has_init, EXPORT_INIT)?,
+            params: optional(store, compiled.has_params, EXPORT_PARAMS)?,
+            init: optional(store, compiled.has_init, EXPORT_INIT)?,
+            look_back: optional(store, compiled.has_look_back, EXPORT_LOOK_BACK)?,
             current_offset: instance
                 .get_typed_func(&mut *store, EXPORT_CURRENT_OFFSET)
                 .ok(),
@@ -208,14 +209,7 @@ impl Instance {
                 });
             }
         };
-        let exports = Exports::resolve(
-            &instance,
-            &mut store,
-            c.kind,
-            c.has_params,
-            c.has_init,
-            module.name(),
-        )?;
+        let exports = Exports::resolve(&instance, &mut store, c, module.name())?;
         let mut this = Self {
             module,
             store,
@@ -387,6 +381,44 @@ impl Instance {
             self.accumulator.clone_from(&last.value);
         }
         processed
+    }
+
+    /// Shows the module `records` (the partition's last ones, oldest first)
+    /// through its `look_back` function, so it can rebuild what it keeps
+    /// before the stream's first record; nothing comes out. A module without
+    /// one ignores them. Its error, trap or timeout fails the stream as a
+    /// batch's would, naming the record.
+    pub fn look_back(&mut self, records: &[RawRecord<'_>]) -> Result<(), SmartModuleError> {
+        let Some(func) = self.exports.look_back.clone() else {
+            return Ok(());
+        };
+        if let Some(cause) = &self.poisoned {
+            return Err(SmartModuleError::Poisoned {
+                module: self.module.name().to_owned(),
+                cause: cause.clone(),
+            });
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let input = BatchInput {
+            accumulator: None,
+            records,
+        };
+        let started = Instant::now();
+        let result = self.call(func, input.len(), |dst| input.write(dst));
+        self.stats.calls += 1;
+        self.stats.records_in += records.len() as u64;
+        self.stats.busy += started.elapsed();
+        match abi::decode_result(&result?) {
+            Ok(AbiResult::Ok(_)) => Ok(()),
+            Ok(AbiResult::Err { offset, message }) => Err(SmartModuleError::Transform {
+                module: self.module.name().to_owned(),
+                offset,
+                message: format!("look_back: {message}"),
+            }),
+            Err(e) => Err(self.abi_error(format!("look_back result: {e}"))),
+        }
     }
 
     fn decode_output(&mut self, out: &[u8]) -> Result<Processed, SmartModuleError> {

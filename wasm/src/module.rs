@@ -15,6 +15,8 @@ pub(crate) const EXPORT_CURRENT_OFFSET: &str = "sluice_current_offset";
 pub(crate) const EXPORT_PANIC_MESSAGE: &str = "sluice_panic_message";
 pub(crate) const EXPORT_PARAMS: &str = "sluice_params";
 pub(crate) const EXPORT_INIT: &str = "sluice_init";
+/// Optional: shown the partition's last records before a stream starts.
+pub(crate) const EXPORT_LOOK_BACK: &str = "sluice_look_back";
 
 /// What loading learnt about a module, plus its compiled code.
 pub(crate) struct Compiled {
@@ -23,6 +25,7 @@ pub(crate) struct Compiled {
     pub(crate) size_bytes: usize,
     pub(crate) has_params: bool,
     pub(crate) has_init: bool,
+    pub(crate) has_look_back: bool,
     pub(crate) pre: wasmtime::InstancePre<crate::instance::HostState>,
 }
 
@@ -64,6 +67,7 @@ impl Compiled {
         let has_export = |n: &str| module.exports().any(|e| e.name() == n);
         let has_params = has_export(EXPORT_PARAMS);
         let has_init = has_export(EXPORT_INIT);
+        let has_look_back = has_export(EXPORT_LOOK_BACK);
         let linker = wasmtime::Linker::new(&engine.inner.wasmtime);
         let pre = linker
             .instantiate_pre(&module)
@@ -77,6 +81,7 @@ impl Compiled {
             size_bytes: bytes.len(),
             has_params,
             has_init,
+            has_look_back,
             pre,
         };
         // Instantiate once to check the ABI version and the type of every required export
@@ -112,9 +117,7 @@ impl Compiled {
                 supported: crate::ABI_VERSION,
             });
         }
-        crate::instance::Exports::resolve(
-            &instance, &mut store, kind, has_params, has_init, &name,
-        )?;
+        crate::instance::Exports::resolve(&instance, &mut store, &compiled, &name)?;
         Ok(compiled)
     }
 }
@@ -193,6 +196,12 @@ impl Module {
     /// Whether the module has an `init` function.
     pub fn has_init(&self) -> bool {
         self.compiled.has_init
+    }
+
+    /// Whether the module has a `look_back` function (see
+    /// [`Instance::look_back`]).
+    pub fn has_look_back(&self) -> bool {
+        self.compiled.has_look_back
     }
 
     /// A new sandbox for one stream. Parameters go to the module's params parser and its init

@@ -571,3 +571,95 @@ fn compile_bombs_and_oversized_modules_are_refused_before_compiling() {
         "abc\ndef\n"
     );
 }
+
+/// `--lookback-last N`: before the stream starts, a module's `look_back`
+/// function sees the partition's last N records, so a running maximum
+/// started at the end of the topic already knows the maximum so far.
+#[test]
+fn look_back_shows_a_module_the_last_records_before_the_stream() {
+    use crate::harness::{sample, scrape, wait_until};
+    let env = Env::started();
+    env.ok(&["topic", "create", "numbers"]);
+    env.ok_with_input(&["produce", "numbers"], b"5\n9\n3\n");
+    let max = module("look-back-max");
+    env.ok(&["smart-module", "create", "max", "--wasm-file", &max]);
+    // Without looking back, a stream from the start passes each new maximum.
+    assert_eq!(
+        env.ok(&["consume", "numbers", "-B", "-d", "--smartmodule", "max"]),
+        "5\n9\n"
+    );
+    // From the end, looking back at the last 3: the maximum is 9 already.
+    let (mut follower, rx) = env.follow(&[
+        "consume",
+        "numbers",
+        "--smartmodule",
+        "max",
+        "--lookback-last",
+        "3",
+    ]);
+    // The stream has started once the module has been shown the 3 records
+    // (the stream before showed it the other 3).
+    let labels = ["module=\"max\""];
+    wait_until(Duration::from_secs(20), || {
+        let body = scrape(env.port).unwrap_or_default();
+        sample(&body, "sluice_smartmodule_records_in_total", &labels) == Some(6.0)
+    });
+    env.ok_with_input(&["produce", "numbers"], b"7\n10\n8\n12\n");
+    for want in ["10", "12"] {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), want);
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    // Looking back at records the module refuses fails the stream, naming one.
+    env.ok_with_input(&["produce", "numbers"], b"lots\n");
+    let e = env.fails(
+        &[
+            "consume",
+            "numbers",
+            "-d",
+            "--smartmodule",
+            "max",
+            "--lookback-last",
+            "2",
+        ],
+        b"",
+    );
+    assert!(
+        e.contains("look_back") && e.contains("\"lots\" is not a number"),
+        "{e}"
+    );
+    // A chain without a look_back function, or no module at all, is refused.
+    let e = env.fails(
+        &[
+            "consume",
+            "numbers",
+            "-d",
+            "--filter",
+            &module("digits-filter"),
+            "--lookback-last",
+            "2",
+        ],
+        b"",
+    );
+    assert!(e.contains("has a look_back function"), "{e}");
+    let e = env.fails(&["consume", "numbers", "-d", "--lookback-age", "1h"], b"");
+    assert!(e.contains("give the module too"), "{e}");
+    // The same check offline: smart-module test shows --record values first.
+    for (text, want) in [("111", ""), ("444", "444\n")] {
+        let out = env.ok(&[
+            "smart-module",
+            "test",
+            "--wasm-file",
+            &max,
+            "--lookback-last",
+            "1",
+            "--record",
+            "222",
+            "--record",
+            "333",
+            "--text",
+            text,
+        ]);
+        assert_eq!(out, want, "{text}");
+    }
+}

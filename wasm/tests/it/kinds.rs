@@ -203,3 +203,51 @@ fn empty_batch_is_a_no_op() {
     assert!(i.process(&[]).unwrap().is_empty());
     assert_eq!(i.stats().calls, 0);
 }
+
+/// A module's `look_back` sees records before its stream and rebuilds what it
+/// keeps; its error names the record; a module without one ignores it.
+#[test]
+fn look_back_rebuilds_what_a_module_keeps() {
+    let e = crate::shared_engine();
+    let max = load(&e, "look-back-max");
+    assert!(max.has_look_back());
+    assert!(!load(&e, "hello-filter").has_look_back());
+    let new_records = records(&["7", "10", "8", "12"]);
+    let mut fresh = max.instantiate(BTreeMap::new(), None).unwrap();
+    assert_eq!(
+        values(&fresh.process(&new_records).unwrap()),
+        ["7", "10", "12"]
+    );
+    let history = records(&["5", "9", "3"]);
+    let raw: Vec<_> = history.iter().map(Record::raw).collect();
+    let mut looked = max.instantiate(BTreeMap::new(), None).unwrap();
+    looked.look_back(&raw).unwrap();
+    assert_eq!(values(&looked.process(&new_records).unwrap()), ["10", "12"]);
+    assert_eq!(looked.stats().records_in, 3 + 4);
+
+    let bad = records(&["1", "x", "2"]);
+    let raw: Vec<_> = bad.iter().map(Record::raw).collect();
+    let err = max
+        .instantiate(BTreeMap::new(), None)
+        .unwrap()
+        .look_back(&raw)
+        .unwrap_err();
+    assert_eq!(err.offset(), Some(1));
+    assert!(
+        err.to_string().contains("look_back") && err.to_string().contains("not a number"),
+        "{err}"
+    );
+    let mut plain = instance(&e, "hello-filter");
+    plain.look_back(&raw).unwrap();
+    assert_eq!(plain.stats().calls, 0, "nothing to call");
+    // In a chain, only the modules with a look_back function are shown them.
+    let mut chain = Chain::new(vec![
+        instance(&e, "hello-filter"),
+        max.instantiate(BTreeMap::new(), None).unwrap(),
+    ]);
+    assert!(chain.has_look_back());
+    let history = records(&["a100"]);
+    let raw: Vec<_> = history.iter().map(Record::raw).collect();
+    // hello-filter ignores it; look-back-max refuses "a100" as no number.
+    assert!(chain.look_back_raw(&raw).is_err());
+}

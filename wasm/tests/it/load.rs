@@ -84,6 +84,7 @@ fn every_example_fits_the_budget_with_a_wide_margin() {
         "concat-aggregate",
         "object-values",
         "fluvio-init-filter",
+        "look-back-max",
         "test-panic",
         "test-loop",
         "test-grow",

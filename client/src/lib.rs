@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use sluice_client::{Client, ProducerConfig, config::sluice_home};
-//! use sluice_client::proto::{FetchRequest, Record, StartOffset, TopicSpec};
+//! use sluice_client::proto::{FetchRequest, Record, TopicSpec};
 //!
 //! # async fn example() -> Result<(), sluice_client::ClientError> {
 //! let client = Client::from_profile(&sluice_home(), None, None).await?;
@@ -26,19 +26,10 @@
 //! println!("stored at {}/{}", stored.partition, stored.offset);
 //!
 //! // Consume partition 0 from the beginning up to the current end.
+//! // (`FetchRequest::new` starts from defaults; `.follow()`, `.from_end()`,
+//! // `.smartmodule(...)` and the others change one thing each.)
 //! let mut fetch = client
-//!     .fetch(FetchRequest {
-//!         topic: "greetings".into(),
-//!         partition: stored.partition,
-//!         start: StartOffset::Beginning,
-//!         end_offset: None,
-//!         max_records: None,
-//!         follow: false,
-//!         max_bytes: sluice_client::proto::limits::FETCH_RESPONSE_BYTES_DEFAULT as u32,
-//!         read_from: sluice_client::proto::ReadFrom::Leader,
-//!         replica: None,
-//!         smartmodules: Vec::new(),
-//!     })
+//!     .fetch(FetchRequest::new("greetings", stored.partition))
 //!     .await?;
 //! while let Some(batch) = fetch.next_batch().await? {
 //!     for record in batch {

@@ -903,6 +903,143 @@ pub struct FetchRequest {
     pub smartmodules: Vec<SmartModuleInvocation>,
 }
 
+/// Builds a fetch from defaults: `FetchRequest::new("t", 0)` reads partition
+/// 0 of `t` from its start to its current end, from the leader, 1 MiB per
+/// response, no modules; each method changes one thing:
+///
+/// ```
+/// use sluice_proto::{FetchRequest, ReadFrom, SmartModuleInvocation};
+/// let request = FetchRequest::new("clicks", 2)
+///     .from_end()
+///     .follow()
+///     .read_from(ReadFrom::Any)
+///     .smartmodule(SmartModuleInvocation::registered("bots-out").param("min", "3"));
+/// assert!(request.follow && request.smartmodules.len() == 1);
+/// ```
+impl FetchRequest {
+    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+            start: StartOffset::Beginning,
+            end_offset: None,
+            max_records: None,
+            follow: false,
+            max_bytes: crate::limits::FETCH_RESPONSE_BYTES_DEFAULT as u32,
+            read_from: ReadFrom::Leader,
+            replica: None,
+            smartmodules: Vec::new(),
+        }
+    }
+
+    /// Start here (the default is [`StartOffset::Beginning`]).
+    pub fn start(mut self, start: StartOffset) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Start at the current end: only records committed from now on.
+    pub fn from_end(self) -> Self {
+        self.start(StartOffset::End)
+    }
+
+    /// Start at this offset.
+    pub fn from_offset(self, offset: u64) -> Self {
+        self.start(StartOffset::Absolute(offset))
+    }
+
+    /// Start `n` records before the current end.
+    pub fn last(self, n: u64) -> Self {
+        self.start(StartOffset::FromEnd(n))
+    }
+
+    /// Keep the stream open and receive records as they are committed.
+    pub fn follow(mut self) -> Self {
+        self.follow = true;
+        self
+    }
+
+    /// Stop after the record at this offset (inclusive).
+    pub fn until(mut self, last_offset: u64) -> Self {
+        self.end_offset = Some(last_offset);
+        self
+    }
+
+    /// Stop after this many records.
+    pub fn max_records(mut self, n: u64) -> Self {
+        self.max_records = Some(n);
+        self
+    }
+
+    /// Record bytes per response (clamped by the node to its limit).
+    pub fn max_bytes(mut self, bytes: u32) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Which replica may serve it.
+    pub fn read_from(mut self, read_from: ReadFrom) -> Self {
+        self.read_from = read_from;
+        self
+    }
+
+    /// Read from this node's replica.
+    pub fn replica(mut self, node: NodeId) -> Self {
+        self.replica = Some(node);
+        self
+    }
+
+    /// Apply this module after the ones already added.
+    pub fn smartmodule(mut self, invocation: SmartModuleInvocation) -> Self {
+        self.smartmodules.push(invocation);
+        self
+    }
+}
+
+/// Builders of an invocation: a registered module or the module's code,
+/// then its parameters, kind and initial accumulator.
+impl SmartModuleInvocation {
+    /// The module registered in the cluster as `name`, of its own kind.
+    pub fn registered(name: impl Into<String>) -> Self {
+        Self::of(SmartModuleSource::Registered(name.into()))
+    }
+
+    /// A module sent with the request (`wasm`), called `name` in messages.
+    pub fn ad_hoc(name: impl Into<String>, wasm: Vec<u8>) -> Self {
+        Self::of(SmartModuleSource::AdHoc {
+            name: name.into(),
+            wasm,
+        })
+    }
+
+    fn of(module: SmartModuleSource) -> Self {
+        Self {
+            module,
+            kind: None,
+            params: Default::default(),
+            initial: None,
+        }
+    }
+
+    /// Refuse the module unless it is of this kind.
+    pub fn kind(mut self, kind: SmartModuleKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// One `-e key=value` parameter.
+    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.insert(key.into(), value.into());
+        self
+    }
+
+    /// The aggregate's starting accumulator.
+    pub fn initial(mut self, accumulator: impl Into<Vec<u8>>) -> Self {
+        self.initial = Some(accumulator.into());
+        self
+    }
+}
+
 /// One SmartModule of a consumer's chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmartModuleInvocation {
@@ -973,6 +1110,60 @@ pub enum ReadFrom {
 
 #[cfg(test)]
 mod once_tests {
+
+    #[test]
+    fn a_fetch_built_from_defaults_is_what_a_hand_filled_one_was() {
+        let built = FetchRequest::new("t", 3);
+        assert_eq!(
+            built,
+            FetchRequest {
+                topic: "t".into(),
+                partition: 3,
+                start: StartOffset::Beginning,
+                end_offset: None,
+                max_records: None,
+                follow: false,
+                max_bytes: crate::limits::FETCH_RESPONSE_BYTES_DEFAULT as u32,
+                read_from: ReadFrom::Leader,
+                replica: None,
+                smartmodules: Vec::new(),
+            }
+        );
+        let full = built
+            .last(5)
+            .follow()
+            .until(99)
+            .max_records(7)
+            .max_bytes(100)
+            .read_from(ReadFrom::Follower)
+            .replica(2)
+            .smartmodule(
+                SmartModuleInvocation::ad_hoc("sum", vec![0, 97])
+                    .kind(SmartModuleKind::Aggregate)
+                    .param("k", "v")
+                    .initial("10"),
+            );
+        assert_eq!(full.start, StartOffset::FromEnd(5));
+        assert!(full.follow);
+        assert_eq!(
+            (full.end_offset, full.max_records, full.max_bytes),
+            (Some(99), Some(7), 100)
+        );
+        assert_eq!(
+            (full.read_from, full.replica),
+            (ReadFrom::Follower, Some(2))
+        );
+        let m = &full.smartmodules[0];
+        assert_eq!(m.module.name(), "sum");
+        assert_eq!(m.kind, Some(SmartModuleKind::Aggregate));
+        assert_eq!(m.params["k"], "v");
+        assert_eq!(m.initial.as_deref(), Some(&b"10"[..]));
+        assert_eq!(
+            FetchRequest::new("t", 0).from_offset(4).start,
+            StartOffset::Absolute(4)
+        );
+        assert_eq!(FetchRequest::new("t", 0).from_end().start, StartOffset::End);
+    }
     use super::*;
     use crate::codec::{decode, encode};
 

@@ -58,8 +58,9 @@ pub use fetch::FetchStream;
 pub use group::{GroupConfig, GroupConsumer, GroupEvent};
 pub use offsets::{AUTO_COMMIT_INTERVAL_DEFAULT, CommitMode, OffsetCommitter};
 pub use producer::{
-    DeliveryFuture, Keyless, PRODUCER_BUFFER_BYTES_DEFAULT, Producer, ProducerConfig,
-    RecordMetadata, fnv1a, partition_for_key,
+    CustomPartitioner, DeliveryFuture, KeyHashPartitioner, Keyless, PRODUCER_BUFFER_BYTES_DEFAULT,
+    Partitioner, Producer, ProducerConfig, RecordMetadata, RoundRobinPartitioner, fnv1a,
+    partition_for_key,
 };
 pub use sluice_transport::CertKeyPair;
 

@@ -56,6 +56,9 @@ pub struct ProducerConfig {
     pub partition: Option<u32>,
     /// Where records without a key go (keyed ones go by their key's hash).
     pub keyless: Keyless,
+    /// Chooses every record's partition instead of the key hash and
+    /// `keyless` (not with `partition`).
+    pub partitioner: Option<CustomPartitioner>,
     /// How long a batch may keep being retried before its records fail.
     pub delivery_timeout: Duration,
     /// How batches travel: `None` follows the topic's compression type (its
@@ -82,6 +85,76 @@ pub enum Keyless {
     RoundRobin,
 }
 
+/// Chooses the partition of each record a [`Producer`] sends, in place of
+/// the built-in rule (a keyed record by its key's hash, the others by
+/// [`Keyless`]): to keep a customer's records on one partition by a field
+/// of the value, to pin some keys, to spread by load. Called in `send`, on
+/// the caller's task, once per record.
+pub trait Partitioner: Send + Sync {
+    /// The partition, below `partitions`, of a record with `key` and
+    /// `value`. A partition out of range fails that `send`.
+    fn partition(&self, key: Option<&[u8]>, value: &[u8], partitions: u32) -> u32;
+}
+
+/// A [`Partitioner`] in a [`ProducerConfig`]: shared, and equal only to
+/// itself (configs compare by which partitioner they hold).
+#[derive(Clone)]
+pub struct CustomPartitioner(pub Arc<dyn Partitioner>);
+
+impl CustomPartitioner {
+    pub fn new(partitioner: impl Partitioner + 'static) -> Self {
+        Self(Arc::new(partitioner))
+    }
+}
+
+impl std::fmt::Debug for CustomPartitioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CustomPartitioner({:p})", Arc::as_ptr(&self.0))
+    }
+}
+
+impl PartialEq for CustomPartitioner {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CustomPartitioner {}
+
+/// The built-in rule as a [`Partitioner`] (for wrapping): keyed records by
+/// [`partition_for_key`], the others one after the other.
+#[derive(Debug, Default)]
+pub struct KeyHashPartitioner {
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl Partitioner for KeyHashPartitioner {
+    fn partition(&self, key: Option<&[u8]>, _value: &[u8], partitions: u32) -> u32 {
+        match key {
+            Some(key) => partition_for_key(key, partitions),
+            None => RoundRobinPartitioner::step(&self.next, partitions),
+        }
+    }
+}
+
+/// Every record to the next partition, keys ignored.
+#[derive(Debug, Default)]
+pub struct RoundRobinPartitioner {
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl RoundRobinPartitioner {
+    fn step(next: &std::sync::atomic::AtomicU32, partitions: u32) -> u32 {
+        next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % partitions.max(1)
+    }
+}
+
+impl Partitioner for RoundRobinPartitioner {
+    fn partition(&self, _key: Option<&[u8]>, _value: &[u8], partitions: u32) -> u32 {
+        Self::step(&self.next, partitions)
+    }
+}
+
 /// Default of [`ProducerConfig::buffer_bytes`], Kafka's `buffer.memory` default.
 pub const PRODUCER_BUFFER_BYTES_DEFAULT: usize = 32 * 1024 * 1024;
 
@@ -94,6 +167,7 @@ impl Default for ProducerConfig {
             max_in_flight_per_partition: PRODUCER_IN_FLIGHT_PER_PARTITION_MAX,
             partition: None,
             keyless: Keyless::Sticky,
+            partitioner: None,
             delivery_timeout: Duration::from_secs(30),
             buffer_bytes: PRODUCER_BUFFER_BYTES_DEFAULT,
             compression: None,
@@ -166,6 +240,7 @@ pub struct Producer {
     topic: String,
     partitions: u32,
     fixed_partition: Option<u32>,
+    partitioner: Option<CustomPartitioner>,
     tx: mpsc::Sender<Command>,
     /// Bytes of records sent but not settled: see [`ProducerConfig::buffer_bytes`].
     buffer: Arc<Semaphore>,
@@ -191,6 +266,9 @@ impl Producer {
             return Err(invalid(&format!(
                 "max_in_flight_per_partition must be 1 to {PRODUCER_IN_FLIGHT_PER_PARTITION_MAX}"
             )));
+        }
+        if config.partition.is_some() && config.partitioner.is_some() {
+            return Err(invalid("give a fixed partition or a partitioner, not both"));
         }
         let info = client.describe_topic(topic).await?;
         let partitions = info.spec.partitions.max(1);
@@ -241,6 +319,7 @@ impl Producer {
             topic: topic.to_string(),
             partitions,
             fixed_partition: config.partition,
+            partitioner: config.partitioner.clone(),
             tx,
             buffer: Arc::new(Semaphore::new(config.buffer_bytes)),
         })
@@ -270,12 +349,30 @@ impl Producer {
             .acquire_many_owned(cost)
             .await
             .map_err(|_| self.closed())?;
-        let partition = self.fixed_partition.or_else(|| {
-            record
-                .key
-                .as_deref()
-                .map(|key| partition_for_key(key, self.partitions))
-        });
+        let partition = match &self.partitioner {
+            Some(custom) => {
+                let chosen =
+                    custom
+                        .0
+                        .partition(record.key.as_deref(), &record.value, self.partitions);
+                if chosen >= self.partitions {
+                    return Err(ClientError::InvalidConfig {
+                        what: "partitioner",
+                        reason: format!(
+                            "it chose partition {chosen} of topic {:?}, which has {}",
+                            self.topic, self.partitions
+                        ),
+                    });
+                }
+                Some(chosen)
+            }
+            None => self.fixed_partition.or_else(|| {
+                record
+                    .key
+                    .as_deref()
+                    .map(|key| partition_for_key(key, self.partitions))
+            }),
+        };
         let (tx, rx) = oneshot::channel();
         let reply = Reply {
             tx,
@@ -843,6 +940,25 @@ mod tests {
         assert_eq!(fnv1a(b""), 0x811c_9dc5);
         assert_eq!(fnv1a(b"a"), 0xe40c_292c);
         assert_eq!(fnv1a(b"foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn built_in_partitioners_hash_keys_and_take_turns() {
+        let hash = KeyHashPartitioner::default();
+        assert_eq!(
+            hash.partition(Some(b"user-42"), b"v", 8),
+            partition_for_key(b"user-42", 8)
+        );
+        let keyless: Vec<u32> = (0..5).map(|_| hash.partition(None, b"v", 3)).collect();
+        assert_eq!(keyless, [0, 1, 2, 0, 1]);
+        let turns = RoundRobinPartitioner::default();
+        let chosen: Vec<u32> = (0..4)
+            .map(|_| turns.partition(Some(b"k"), b"v", 2))
+            .collect();
+        assert_eq!(chosen, [0, 1, 0, 1]);
+        let a = CustomPartitioner::new(RoundRobinPartitioner::default());
+        assert_eq!(a, a.clone());
+        assert_ne!(a, CustomPartitioner::new(RoundRobinPartitioner::default()));
     }
 
     #[test]

@@ -284,3 +284,58 @@ fn small_response_sizes_still_deliver_every_record_and_fluvio_flags_are_accepted
     let err = env.fails(&["consume", "sized", "-B", "-d", "--maxbytes", "0"], b"");
     assert!(err.contains("out of range"), "{err}");
 }
+
+/// A custom partitioner decides each record's partition (here: by the
+/// value's first digit, whatever the key), and one that names a partition
+/// the topic lacks fails that `send` with the figures.
+#[test]
+fn a_custom_partitioner_places_every_record() {
+    use sluice_client::proto::Record;
+    use sluice_client::{Client, CustomPartitioner, Partitioner, ProducerConfig};
+
+    struct ByFirstDigit;
+    impl Partitioner for ByFirstDigit {
+        fn partition(&self, _key: Option<&[u8]>, value: &[u8], partitions: u32) -> u32 {
+            u32::from(value.first().map_or(0, |b| b.wrapping_sub(b'0'))) % (partitions + 1)
+        }
+    }
+
+    let env = Env::started();
+    env.ok(&["topic", "create", "placed", "-p", "3"]);
+    let endpoint = format!("127.0.0.1:{}", env.port);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refused = rt.block_on(async {
+        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
+            .await
+            .unwrap();
+        let config = ProducerConfig {
+            partitioner: Some(CustomPartitioner::new(ByFirstDigit)),
+            ..ProducerConfig::default()
+        };
+        let producer = client.producer("placed", config).await.unwrap();
+        let mut deliveries = Vec::new();
+        for value in ["0-a", "1-b", "2-c", "0-d", "1-e"] {
+            let record = Record::with_key("same-key", value);
+            deliveries.push(producer.send(record).await.unwrap());
+        }
+        producer.flush().await.unwrap();
+        for d in deliveries {
+            d.await.unwrap();
+        }
+        // Partition 3 of a 3-partition topic: refused before anything is sent.
+        match producer.send(Record::new("3-x")).await {
+            Ok(_) => panic!("partition 3 of 3 was accepted"),
+            Err(e) => e.to_string(),
+        }
+    });
+    assert!(
+        refused.contains("chose partition 3 of topic \"placed\", which has 3"),
+        "{refused}"
+    );
+    for (p, want) in [("0", "0-a\n0-d\n"), ("1", "1-b\n1-e\n"), ("2", "2-c\n")] {
+        assert_eq!(env.ok(&["consume", "placed", "-p", p, "-B", "-d"]), want);
+    }
+}

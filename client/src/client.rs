@@ -711,6 +711,27 @@ impl Client {
         crate::Consumer::start(self.clone(), request, Vec::new())
     }
 
+    /// Several partitions read as one [`Consumer`]: its batches come from
+    /// any of them as they arrive, each partition's in order (every record
+    /// names its partition); it ends once every read has ended.
+    pub fn consume_many(&self, requests: Vec<FetchRequest>) -> crate::Consumer {
+        crate::Consumer::start_many(self.clone(), requests, Vec::new())
+    }
+
+    /// Every partition of `request.topic` read as `request` says (its
+    /// `partition` is replaced by each of the topic's in turn), as one
+    /// [`Consumer`] (see [`Client::consume_many`]).
+    pub async fn consume_topic(&self, request: FetchRequest) -> Result<crate::Consumer> {
+        let info = self.describe_topic(&request.topic).await?;
+        let requests = (0..info.spec.partitions)
+            .map(|partition| FetchRequest {
+                partition,
+                ..request.clone()
+            })
+            .collect();
+        Ok(self.consume_many(requests))
+    }
+
     /// [`Client::consume`] with fetch options (see [`Client::fetch_with`]).
     pub fn consume_with(
         &self,

@@ -18,15 +18,18 @@ use crate::{Client, ClientError, Result};
 /// How long one interruption may last before the consumer gives up.
 pub const RESUME_BUDGET: Duration = Duration::from_secs(30);
 
-/// Batches of records read by a background task; dropping the consumer stops it.
+/// Batches of records read by background tasks (one per partition read);
+/// dropping the consumer stops them.
 pub struct Consumer {
     rx: mpsc::Receiver<Result<Vec<ConsumerRecord>>>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -36,9 +39,24 @@ impl Consumer {
         request: FetchRequest,
         options: Vec<sluice_proto::FetchOption>,
     ) -> Self {
+        Self::start_many(client, vec![request], options)
+    }
+
+    /// Reads each of `requests` on its own task (each resumed as
+    /// [`Consumer`] resumes one), their batches coming out as they arrive:
+    /// each partition's in order, partitions interleaved. Ends once every
+    /// read has ended; an error of one read is passed on and the others go on.
+    pub(crate) fn start_many(
+        client: Client,
+        requests: Vec<FetchRequest>,
+        options: Vec<sluice_proto::FetchOption>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(run(client, request, options, tx));
-        Self { rx, task }
+        let tasks = requests
+            .into_iter()
+            .map(|request| tokio::spawn(run(client.clone(), request, options.clone(), tx.clone())))
+            .collect();
+        Self { rx, tasks }
     }
 
     /// The next batch; `None` when a non-following read reached its end.

@@ -339,3 +339,71 @@ fn a_custom_partitioner_places_every_record() {
         assert_eq!(env.ok(&["consume", "placed", "-p", p, "-B", "-d"]), want);
     }
 }
+
+/// One consumer over every partition of a topic: each record once, each
+/// partition's in offset order, and the stream ends when every partition's
+/// read has ended.
+#[test]
+fn a_topic_is_read_as_one_stream_over_its_partitions() {
+    use futures::StreamExt;
+    use sluice_client::Client;
+    use sluice_client::proto::FetchRequest;
+
+    let env = Env::started();
+    env.ok(&["topic", "create", "wide", "-p", "3"]);
+    env.ok_with_input(
+        &["produce", "wide"],
+        crate::harness::lines(30, "w").as_bytes(),
+    );
+    let endpoint = format!("127.0.0.1:{}", env.port);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (all, two) = rt.block_on(async {
+        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
+            .await
+            .unwrap();
+        let all: Vec<_> = client
+            .consume_topic(FetchRequest::new("wide", 0))
+            .await
+            .unwrap()
+            .into_stream()
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        let two: Vec<_> = client
+            .consume_many(vec![
+                FetchRequest::new("wide", 0),
+                FetchRequest::new("wide", 2).max_records(1),
+            ])
+            .into_stream()
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        (all, two)
+    });
+    let mut values: Vec<String> = all
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone()).unwrap())
+        .collect();
+    values.sort();
+    let mut want: Vec<String> = (0..30).map(|i| format!("w-{i}")).collect();
+    want.sort();
+    assert_eq!(values, want, "every record once");
+    for p in 0..3 {
+        let offsets: Vec<u64> = all
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(
+            offsets,
+            (0..10).collect::<Vec<_>>(),
+            "partition {p} in order"
+        );
+    }
+    assert_eq!(two.iter().filter(|r| r.partition == 0).count(), 10);
+    assert_eq!(two.iter().filter(|r| r.partition == 2).count(), 1);
+    assert_eq!(two.len(), 11);
+}

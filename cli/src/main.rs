@@ -15,6 +15,7 @@ mod acl;
 mod bench;
 mod cert;
 mod cluster;
+mod connector;
 mod consume;
 mod consumer_cmd;
 mod logfile;
@@ -131,6 +132,9 @@ enum Command {
     /// Keep the table formats that `consume --table-format` prints JSON records with.
     #[command(subcommand)]
     TableFormat(table_format::TableFormatCmd),
+    /// Run a source connector (http) in the foreground, SmartModules applied.
+    #[command(subcommand)]
+    Connector(connector::ConnectorCmd),
     /// Print this binary's version, git commit and build profile.
     Version(OutputArgs),
     /// Print a shell completion script: `sluice completions bash > /etc/bash_completion.d/sluice`.
@@ -326,6 +330,7 @@ async fn run(command: Command, globals: &Globals) -> anyhow::Result<()> {
         Command::Acl(cmd) => acl::run(cmd, globals).await,
         Command::Profile(cmd) => profile::run(cmd, globals).await,
         Command::TableFormat(cmd) => table_format::run(cmd, globals),
+        Command::Connector(cmd) => connector::run(cmd, globals).await,
         Command::Version(out) => version(out.output),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -64,7 +64,7 @@ pub struct SmartModuleArgs {
 /// One entry of a transforms file or line.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Transform {
+pub(crate) struct Transform {
     uses: String,
     #[serde(default)]
     with: BTreeMap<String, serde_yaml::Value>,
@@ -80,7 +80,7 @@ impl Transform {
     /// The invocation: `uses` resolves like a module flag's value (a path or
     /// a registered name); `with` values become the module's parameters
     /// (strings as they are, anything structured as JSON text).
-    fn invocation(
+    pub(crate) fn invocation(
         self,
         initial: &Option<String>,
         base: &Path,

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod compression;
+mod connectors;
 mod consumers;
 mod everyday;
 mod harness;

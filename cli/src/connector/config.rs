@@ -1,0 +1,458 @@
+//! A connector's file, in either of two formats:
+//!
+//! ```yaml
+//! # The seed documents' format
+//! name: cat-facts-connector
+//! type: http
+//! topic: cat-facts
+//! create_topic: true
+//! direction: source
+//! parameters:
+//!   endpoint: http://127.0.0.1:8080/fact
+//!   interval: 30            # seconds, or a duration such as 10s
+//!   filter: my-filter       # or map, filter_map, array_map, aggregate: a module
+//! ```
+//!
+//! ```yaml
+//! # Fluvio's current format
+//! apiVersion: 0.1.0
+//! meta:
+//!   version: 0.2.5
+//!   name: cat-facts
+//!   type: http-source
+//!   topic: cat-facts
+//! http:
+//!   endpoint: http://127.0.0.1:8080/fact
+//!   interval: 10s
+//!   method: GET               # and headers: ["Name: value"], body: TEXT
+//!   output_parts: body        # or full: status, headers and body as JSON
+//! transforms:
+//!   - uses: my-filter
+//!     with: {key: value}
+//! ```
+//!
+//! Unknown keys are errors naming the key (a typo must not silently change
+//! what the connector does); so are types and directions not built yet.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use sluice_client::proto::{SmartModuleInvocation, SmartModuleKind, SmartModuleSource};
+
+use super::http::{Endpoint, HttpSource, Output};
+
+/// Largest connector file read.
+const CONNECTOR_FILE_BYTES_MAX: u64 = 64 * 1024;
+/// Shortest poll interval: a source is not a load generator.
+pub const POLL_INTERVAL_MIN: Duration = Duration::from_millis(100);
+
+/// A connector, checked.
+#[derive(Debug)]
+pub struct ConnectorConfig {
+    pub name: String,
+    pub topic: String,
+    pub create_topic: bool,
+    pub source: Source,
+    /// Applied in order to every record before it is produced.
+    pub transforms: Vec<SmartModuleInvocation>,
+}
+
+/// Where records come from.
+#[derive(Debug)]
+pub enum Source {
+    Http(HttpSource),
+}
+
+impl ConnectorConfig {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = crate::small_file::read(path, CONNECTOR_FILE_BYTES_MAX, "connector file")?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &base).with_context(|| format!("connector file {}", path.display()))
+    }
+
+    /// `base`: where module files named in the file are looked for.
+    pub fn parse(text: &str, base: &Path) -> anyhow::Result<Self> {
+        let value: serde_yaml::Value = serde_yaml::from_str(text).context("not YAML")?;
+        let fluvio = value.get("apiVersion").is_some() || value.get("meta").is_some();
+        if fluvio {
+            let file: FluvioFile = serde_yaml::from_value(value).context(
+                "not a connector file of Fluvio's format (apiVersion, meta, http, transforms)",
+            )?;
+            file.checked(base)
+        } else {
+            let file: SeedFile = serde_yaml::from_value(value).context(
+                "not a connector file (name, type, topic, direction, parameters; or Fluvio's \
+                 apiVersion/meta format)",
+            )?;
+            file.checked(base)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedFile {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    topic: String,
+    #[serde(default, alias = "create-topic")]
+    create_topic: bool,
+    #[serde(default)]
+    direction: Option<String>,
+    #[serde(default)]
+    parameters: BTreeMap<String, serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FluvioFile {
+    #[allow(dead_code)]
+    api_version: Option<serde_yaml::Value>,
+    meta: FluvioMeta,
+    #[serde(default)]
+    http: Option<BTreeMap<String, serde_yaml::Value>>,
+    #[serde(default)]
+    transforms: Vec<crate::smartmodule_flags::Transform>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FluvioMeta {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    topic: String,
+    /// The connector package's version; one implementation here.
+    #[allow(dead_code)]
+    version: Option<serde_yaml::Value>,
+    #[serde(default, alias = "create-topic")]
+    create_topic: bool,
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        bail!("name {name:?}: use 1 to 63 lowercase letters, digits, '-' and '_'");
+    }
+    Ok(())
+}
+
+impl SeedFile {
+    fn checked(self, base: &Path) -> anyhow::Result<ConnectorConfig> {
+        check_name(&self.name)?;
+        let direction = self.direction.as_deref().unwrap_or("source");
+        if direction != "source" {
+            bail!(
+                "direction {direction:?}: only source connectors run so far (sinks come with \
+                 cluster-run connectors); use direction: source"
+            );
+        }
+        if self.kind != "http" {
+            bail!("type {:?}: the connector types are: http", self.kind);
+        }
+        let mut params = self.parameters;
+        // Module parameters of the seed's format: `filter: NAME` and the other kinds.
+        let mut transforms = Vec::new();
+        for (key, kind) in [
+            ("filter", SmartModuleKind::Filter),
+            ("map", SmartModuleKind::Map),
+            ("filter_map", SmartModuleKind::FilterMap),
+            ("filter-map", SmartModuleKind::FilterMap),
+            ("array_map", SmartModuleKind::ArrayMap),
+            ("array-map", SmartModuleKind::ArrayMap),
+            ("aggregate", SmartModuleKind::Aggregate),
+        ] {
+            if let Some(value) = params.remove(key) {
+                let name = text(&value, &format!("parameters.{key}"))?;
+                transforms.push(SmartModuleInvocation {
+                    module: module_source(&name, base)?,
+                    kind: Some(kind),
+                    params: Default::default(),
+                    initial: None,
+                });
+            }
+        }
+        Ok(ConnectorConfig {
+            source: Source::Http(http_source(
+                params,
+                "parameters",
+                Interval::SecondsOrDuration,
+            )?),
+            name: self.name,
+            topic: self.topic,
+            create_topic: self.create_topic,
+            transforms,
+        })
+    }
+}
+
+impl FluvioFile {
+    fn checked(self, base: &Path) -> anyhow::Result<ConnectorConfig> {
+        check_name(&self.meta.name)?;
+        if self.meta.kind != "http-source" {
+            bail!(
+                "meta.type {:?}: the connector types are: http-source",
+                self.meta.kind
+            );
+        }
+        let Some(http) = self.http else {
+            bail!("an http-source needs an `http` section with at least `endpoint`");
+        };
+        let transforms = self
+            .transforms
+            .into_iter()
+            .map(|t| t.invocation(&None, base))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(ConnectorConfig {
+            source: Source::Http(http_source(http, "http", Interval::SecondsOrDuration)?),
+            name: self.meta.name,
+            topic: self.meta.topic,
+            create_topic: self.meta.create_topic,
+            transforms,
+        })
+    }
+}
+
+/// How an interval may be written.
+enum Interval {
+    /// `30` (seconds) or `10s`, `1m`...
+    SecondsOrDuration,
+}
+
+fn text(value: &serde_yaml::Value, key: &str) -> anyhow::Result<String> {
+    match value {
+        serde_yaml::Value::String(s) => Ok(s.clone()),
+        serde_yaml::Value::Number(n) => Ok(n.to_string()),
+        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
+        _ => bail!("{key}: expected a text, found {value:?}"),
+    }
+}
+
+fn module_source(name: &str, base: &Path) -> anyhow::Result<SmartModuleSource> {
+    let path = base.join(name);
+    if name.ends_with(".wasm") || path.is_file() {
+        let wasm = std::fs::read(&path)
+            .with_context(|| format!("cannot read the module {}", path.display()))?;
+        Ok(SmartModuleSource::AdHoc {
+            name: name.to_string(),
+            wasm,
+        })
+    } else {
+        Ok(SmartModuleSource::Registered(name.to_string()))
+    }
+}
+
+/// The http source of a section's keys (`section` names them in errors).
+fn http_source(
+    mut keys: BTreeMap<String, serde_yaml::Value>,
+    section: &str,
+    interval: Interval,
+) -> anyhow::Result<HttpSource> {
+    let mut take = |key: &str| keys.remove(key);
+    let endpoint = match take("endpoint") {
+        Some(v) => Endpoint::parse(&text(&v, &format!("{section}.endpoint"))?)
+            .with_context(|| format!("{section}.endpoint"))?,
+        None => bail!("{section}.endpoint is required (e.g. http://127.0.0.1:8080/path)"),
+    };
+    let interval = match (take("interval"), interval) {
+        (None, _) => Duration::from_secs(10),
+        (Some(serde_yaml::Value::Number(n)), Interval::SecondsOrDuration) => {
+            let seconds = n
+                .as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .with_context(|| format!("{section}.interval: {n} is not a number of seconds"))?;
+            Duration::from_secs_f64(seconds)
+        }
+        (Some(v), Interval::SecondsOrDuration) => {
+            let t = text(&v, &format!("{section}.interval"))?;
+            humantime::parse_duration(&t).with_context(|| {
+                format!("{section}.interval: {t:?} is not a duration (e.g. 10s)")
+            })?
+        }
+    };
+    if interval < POLL_INTERVAL_MIN {
+        bail!("{section}.interval {interval:?} is below the minimum of {POLL_INTERVAL_MIN:?}");
+    }
+    let method = match take("method") {
+        Some(v) => text(&v, &format!("{section}.method"))?.to_ascii_uppercase(),
+        None => "GET".to_string(),
+    };
+    if !matches!(
+        method.as_str(),
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD"
+    ) {
+        bail!("{section}.method {method:?}: use GET, POST, PUT, PATCH, DELETE or HEAD");
+    }
+    let mut headers = Vec::new();
+    if let Some(v) = take("headers") {
+        let serde_yaml::Value::Sequence(list) = v else {
+            bail!("{section}.headers: expected a list of \"Name: value\" texts");
+        };
+        for item in list {
+            let line = text(&item, &format!("{section}.headers"))?;
+            let Some((name, value)) = line.split_once(':') else {
+                bail!("{section}.headers: {line:?} is not \"Name: value\"");
+            };
+            let (name, value) = (name.trim(), value.trim());
+            if name.is_empty()
+                || name.bytes().any(|b| !b.is_ascii_graphic())
+                || value.contains(['\r', '\n'])
+            {
+                bail!("{section}.headers: {line:?} is not a valid header");
+            }
+            headers.push((name.to_string(), value.to_string()));
+        }
+    }
+    let body = take("body")
+        .map(|v| text(&v, &format!("{section}.body")))
+        .transpose()?;
+    let output = match take("output_parts").or_else(|| take("output-parts")) {
+        None => Output::Body,
+        Some(v) => match text(&v, &format!("{section}.output_parts"))?.as_str() {
+            "body" => Output::Body,
+            "full" => Output::Full,
+            other => bail!("{section}.output_parts {other:?}: use body or full"),
+        },
+    };
+    // Fluvio's `output_type: text|json` only says how the parts are laid
+    // out; both are taken, the layout here is fixed (see `Output`).
+    take("output_type");
+    if let Some(key) = keys.keys().next() {
+        bail!(
+            "{section}.{key}: not a parameter of the http source (endpoint, interval, method, \
+             headers, body, output_parts)"
+        );
+    }
+    Ok(HttpSource {
+        endpoint,
+        interval,
+        method,
+        headers,
+        body,
+        output,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<ConnectorConfig> {
+        ConnectorConfig::parse(text, Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn the_seed_file_reads_as_written() {
+        let c = parse(
+            "name: cat-facts-connector\ntype: http\ntopic: cat-facts\ncreate_topic: true\n\
+             direction: source\nparameters:\n  endpoint: http://127.0.0.1:8080/fact\n  \
+             interval: 30\n  filter: my-filter\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.topic.as_str()),
+            ("cat-facts-connector", "cat-facts")
+        );
+        assert!(c.create_topic);
+        let Source::Http(h) = &c.source;
+        assert_eq!(h.interval, Duration::from_secs(30));
+        assert_eq!(h.method, "GET");
+        assert_eq!(h.endpoint.to_string(), "http://127.0.0.1:8080/fact");
+        assert_eq!(c.transforms.len(), 1);
+        assert_eq!(c.transforms[0].module.name(), "my-filter");
+        assert_eq!(c.transforms[0].kind, Some(SmartModuleKind::Filter));
+    }
+
+    #[test]
+    fn fluvios_format_reads_with_transforms_and_http_settings() {
+        let c = parse(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.2.5\n  name: cat-facts\n  type: http-source\n  \
+             topic: cat-facts\nhttp:\n  endpoint: \"http://localhost/fact\"\n  interval: 10s\n  \
+             method: post\n  headers: [\"X-Token: abc\"]\n  body: '{\"q\": 1}'\n  \
+             output_parts: full\n  output_type: json\ntransforms:\n  - uses: my-map\n    \
+             with:\n      field: fact\n",
+        )
+        .unwrap();
+        let Source::Http(h) = &c.source;
+        assert_eq!(h.interval, Duration::from_secs(10));
+        assert_eq!(h.method, "POST");
+        assert_eq!(h.headers, [("X-Token".to_string(), "abc".to_string())]);
+        assert_eq!(h.body.as_deref(), Some("{\"q\": 1}"));
+        assert_eq!(h.output, Output::Full);
+        assert_eq!(c.transforms[0].module.name(), "my-map");
+        assert_eq!(c.transforms[0].params["field"], "fact");
+        assert!(!c.create_topic);
+    }
+
+    #[test]
+    fn mistakes_are_refused_naming_the_field() {
+        let seed = |params: &str| {
+            parse(&format!(
+                "name: c\ntype: http\ntopic: t\nparameters:\n  endpoint: http://h/\n{params}"
+            ))
+        };
+        for (params, want) in [
+            ("  interval: 0.01\n", "below the minimum"),
+            ("  interval: soon\n", "is not a duration"),
+            ("  method: FETCH\n", "use GET, POST"),
+            ("  headers: [\"no colon\"]\n", "is not \"Name: value\""),
+            ("  output_parts: most\n", "use body or full"),
+            (
+                "  endpoit: http://h/\n",
+                "parameters.endpoit: not a parameter",
+            ),
+        ] {
+            let e = format!("{:#}", seed(params).unwrap_err());
+            assert!(e.contains(want), "{params}: {e}");
+        }
+        for (file, want) in [
+            (
+                "name: c\ntype: kafka\ntopic: t\nparameters: {endpoint: http://h/}\n",
+                "connector types are: http",
+            ),
+            (
+                "name: c\ntype: http\ntopic: t\ndirection: sink\n",
+                "only source connectors",
+            ),
+            (
+                "name: c\ntype: http\ntopic: t\nparameters: {}\n",
+                "endpoint is required",
+            ),
+            (
+                "name: C!\ntype: http\ntopic: t\nparameters: {endpoint: http://h/}\n",
+                "lowercase",
+            ),
+            (
+                "name: c\ntype: http\ntopic: t\nparamters: {}\n",
+                "unknown field `paramters`",
+            ),
+            (
+                "name: c\ntype: http\ntopic: t\nparameters: {endpoint: https://h/}\n",
+                "https",
+            ),
+            (
+                "name: c\ntype: http\ntopic: t\nparameters: {endpoint: ftp://h/}\n",
+                "http://",
+            ),
+            (
+                "apiVersion: 0.1.0\nmeta: {name: c, type: sql-sink, topic: t}\n",
+                "http-source",
+            ),
+            (
+                "apiVersion: 0.1.0\nmeta: {name: c, type: http-source, topic: t}\n",
+                "needs an `http` section",
+            ),
+        ] {
+            let e = format!("{:#}", parse(file).unwrap_err());
+            assert!(e.contains(want), "{file}: {e}");
+        }
+    }
+}

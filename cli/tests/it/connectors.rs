@@ -1,0 +1,130 @@
+//! `sluice connector run`: an http source against an endpoint the test
+//! serves on loopback, with a SmartModule between the endpoint and the topic.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::harness::{Env, module};
+
+/// Serves `answers` in turn (then the last one again), one per connection,
+/// counting requests; the odd ones chunked, to exercise both framings.
+fn serve(answers: Vec<(u16, &'static str)>) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let served = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let n = served.fetch_add(1, Ordering::SeqCst);
+            let (status, body) = answers[n.min(answers.len() - 1)];
+            let answer = if n % 2 == 1 {
+                format!(
+                    "HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                    body.len()
+                )
+            } else {
+                format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            };
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn an_http_source_polls_filters_and_produces() {
+    let env = Env::started();
+    let filter = module("hello-filter");
+    env.ok(&["smart-module", "create", "has-a", "--wasm-file", &filter]);
+    let (port, requests) = serve(vec![
+        (200, "cats nap"),
+        (200, "dogs run"),
+        (503, "busy"),
+        (200, "a cat purrs"),
+    ]);
+    // The seed's file, as written, with a local endpoint.
+    let file = env.home.path().join("cat-facts-connector.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: cat-facts-connector\ntype: http\ntopic: cat-facts\ncreate_topic: true\n\
+             direction: source\nparameters:\n  endpoint: http://127.0.0.1:{port}/fact\n  \
+             interval: 0.2\n  filter: has-a\n"
+        ),
+    )
+    .unwrap();
+    let out = env
+        .command(&[
+            "connector",
+            "run",
+            "--config",
+            &file.display().to_string(),
+            "--max-polls",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(requests.load(Ordering::SeqCst), 4);
+    assert!(log.contains("created topic \"cat-facts\""), "{log}");
+    assert!(
+        log.contains("answered 503"),
+        "the failure is reported: {log}"
+    );
+    assert!(
+        log.contains("4 poll(s), 2 record(s) sent, 1 dropped by SmartModules, 1 failure(s)"),
+        "{log}"
+    );
+    // "dogs run" has no `a`: the module dropped it before it left.
+    assert_eq!(
+        env.ok(&["consume", "cat-facts", "-B", "-d"]),
+        "cats nap\na cat purrs\n"
+    );
+
+    // Fluvio's format, the whole response as JSON.
+    let (port, _) = serve(vec![(200, "hello")]);
+    let file = env.home.path().join("fluvio-style.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.2.5\n  name: full\n  type: http-source\n  \
+             topic: full\n  create-topic: true\nhttp:\n  endpoint: http://127.0.0.1:{port}/\n  \
+             interval: 1s\n  output_parts: full\n"
+        ),
+    )
+    .unwrap();
+    env.ok(&[
+        "connector",
+        "run",
+        "--config",
+        &file.display().to_string(),
+        "--max-polls",
+        "1",
+    ]);
+    let record: serde_json::Value =
+        serde_json::from_str(env.ok(&["consume", "full", "-B", "-d"]).trim()).unwrap();
+    assert_eq!(record["status"], 200);
+    assert_eq!(record["body"], "hello");
+    assert_eq!(record["headers"]["content-length"], "5");
+
+    // A topic that does not exist, without create_topic: a clear error.
+    std::fs::write(
+        &file,
+        "name: nowhere\ntype: http\ntopic: missing\nparameters:\n  endpoint: http://127.0.0.1:9/\n",
+    )
+    .unwrap();
+    let e = env.fails(
+        &["connector", "run", "--config", &file.display().to_string()],
+        b"",
+    );
+    assert!(e.contains("create_topic: true"), "{e}");
+}

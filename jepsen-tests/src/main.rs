@@ -52,6 +52,10 @@ struct RunArgs {
     /// Fewer successful workload operations make the verdict unknown.
     #[arg(long, default_value_t = MIN_OPS_DEFAULT)]
     min_ops: u64,
+    /// The workload topic's compression type (any, none, gzip, snappy, lz4,
+    /// zstd): its replicas store compressed segment batches under the faults.
+    #[arg(long, default_value = "any", value_parser = sluice_client::proto::TopicCompression::parse)]
+    compression: sluice_client::proto::TopicCompression,
 }
 
 impl RunArgs {
@@ -69,6 +73,7 @@ impl RunArgs {
             unsafe_no_fsync: self.unsafe_no_fsync,
             sluice_bin,
             min_ops: self.min_ops,
+            compression: self.compression,
         }
     }
 }

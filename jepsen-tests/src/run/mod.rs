@@ -25,6 +25,7 @@ pub mod schedule;
 pub mod smartmodule;
 pub mod workload;
 
+use sluice_client::proto::TopicCompression;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,9 @@ pub struct RunConfig {
     /// The `sluice` binary (`SLUICE_BIN`, else next to this executable).
     pub sluice_bin: PathBuf,
     pub min_ops: u64,
+    /// The workload topic's compression type (its replicas store batches
+    /// compressed with that codec, and the writers send them so).
+    pub compression: TopicCompression,
 }
 
 impl RunConfig {
@@ -87,6 +91,9 @@ impl RunConfig {
         }
         if self.unsafe_no_fsync {
             a.push("--unsafe-no-fsync".into());
+        }
+        if self.compression != TopicCompression::Any {
+            a.extend(["--compression".to_string(), self.compression.to_string()]);
         }
         a
     }
@@ -447,7 +454,7 @@ async fn run_async(
         cfg.partitions,
         cfg.seed,
     ));
-    workload::create_topic(&ctx, cfg.nodes.min(3)).await?;
+    workload::create_topic(&ctx, cfg.nodes.min(3), cfg.compression).await?;
     let sm_ctx = sm_base.map(|b| Arc::new(smartmodule::SmCtx::new(b)));
     if let Some(sm) = &sm_ctx {
         smartmodule::setup(&ctx, sm, cfg.nodes.min(3)).await?;
@@ -718,6 +725,7 @@ mod tests {
             unsafe_no_fsync: false,
             sluice_bin: PathBuf::from("sluice"),
             min_ops: MIN_OPS_DEFAULT,
+            compression: TopicCompression::Any,
         }
     }
 
@@ -734,11 +742,13 @@ mod tests {
         let c = RunConfig {
             min_ops: 7,
             unsafe_no_fsync: true,
+            compression: TopicCompression::Zstd,
             ..config()
         };
         assert!(
-            c.replay()
-                .ends_with("--partitions 2 --min-ops 7 --unsafe-no-fsync --out /tmp/jt-replay"),
+            c.replay().ends_with(
+                "--partitions 2 --min-ops 7 --unsafe-no-fsync --compression zstd --out /tmp/jt-replay"
+            ),
             "{}",
             c.replay()
         );

@@ -117,7 +117,11 @@ pub async fn connect_to(home: &std::path::Path, endpoint: Option<&str>) -> anyho
 }
 
 /// Creates the workload's topic, retrying while the cluster settles.
-pub async fn create_topic(ctx: &Ctx, replication: u32) -> anyhow::Result<()> {
+pub async fn create_topic(
+    ctx: &Ctx,
+    replication: u32,
+    compression: sluice_client::proto::TopicCompression,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let attempt = async {
@@ -125,7 +129,12 @@ pub async fn create_topic(ctx: &Ctx, replication: u32) -> anyhow::Result<()> {
             let mut spec = TopicSpec::new(ctx.topic.as_str());
             spec.partitions = ctx.partitions;
             spec.replication = replication;
-            client.create_topic(spec).await?;
+            if compression == sluice_client::proto::TopicCompression::Any {
+                client.create_topic(spec).await?;
+            } else {
+                let settings = sluice_client::proto::TopicSettings { compression };
+                client.create_topic_with(spec, None, settings).await?;
+            }
             // Wait until every partition has a leader.
             for _ in 0..100 {
                 let ps = client.list_partitions(Some(&ctx.topic)).await?;

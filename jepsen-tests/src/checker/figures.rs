@@ -56,6 +56,15 @@ pub(crate) fn workload_ok(h: &History) -> u64 {
     workload(h).filter(|p| p.outcome == Outcome::Ok).count() as u64
 }
 
+/// Sends of the workload: invoked, and acknowledged.
+pub(crate) fn sends(h: &History) -> (u64, u64) {
+    let sends: Vec<_> = workload(h)
+        .filter(|p| h.invoke(p).call.f() == "send")
+        .collect();
+    let acked = sends.iter().filter(|p| p.outcome == Outcome::Ok).count();
+    (sends.len() as u64, acked as u64)
+}
+
 /// Faults injected, by kind (number of `start` events).
 pub(crate) fn faults(h: &History) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();

@@ -134,7 +134,8 @@ pub fn anomalies(h: &History) -> Vec<Anomaly> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Fewer successful workload operations than this makes the run `unknown`:
-    /// a history that barely exercised the system proves little.
+    /// a history that barely exercised the system proves little. A run that
+    /// wrote also needs a fifth as many acknowledged sends.
     pub min_ops: u64,
     /// Examples kept per anomaly kind in the result.
     pub max_examples: usize,
@@ -181,6 +182,16 @@ pub fn check_with(h: &History, opts: &CheckOptions) -> CheckResult {
         unknown_reasons.push(format!(
             "too few operations: {ok} succeeded, at least {} needed",
             opts.min_ops
+        ));
+    }
+    // Reads and polls alone prove nothing about lost writes: a run whose
+    // sends (nearly) all failed, e.g. every batch refused, is not a
+    // durability test however many reads succeeded. A fifth of `min_ops`.
+    let (sent, acked) = figures::sends(h);
+    let acked_needed = (opts.min_ops / 5).max(1);
+    if sent > 0 && acked < acked_needed {
+        unknown_reasons.push(format!(
+            "too few writes: {acked} of {sent} sends acknowledged, at least {acked_needed} needed"
         ));
     }
     for (node, partition) in &log_view.failed_finals {

@@ -586,6 +586,29 @@ fn zero_faults_is_unknown() {
     );
 }
 
+/// Reads that succeed do not make up for writes that all failed.
+#[test]
+fn a_run_whose_sends_all_failed_is_unknown() {
+    let mut b = HistoryBuilder::new();
+    let log = base(&mut b, 12);
+    finals(&mut b, &refs(&log));
+    let h = b.build().unwrap();
+    assert_eq!(check(&h).valid, Validity::Valid);
+    let opts = CheckOptions {
+        min_ops: 100,
+        ..CheckOptions::default()
+    };
+    // 12 acknowledged sends, 20 needed (a fifth of 100); plenty of ops otherwise.
+    let res = check_with(&h, &opts);
+    assert!(
+        res.unknown_reasons
+            .iter()
+            .any(|r| r == "too few writes: 12 of 12 sends acknowledged, at least 20 needed"),
+        "{:?}",
+        res.unknown_reasons
+    );
+}
+
 #[test]
 fn too_few_ops_or_unavailable_nemesis_is_unknown() {
     let mut b = HistoryBuilder::new();

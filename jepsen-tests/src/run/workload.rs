@@ -41,19 +41,30 @@ pub struct Ctx {
     pub topic: String,
     pub partitions: u32,
     pub seed: u64,
+    /// How writers send their batches: the topic's codec (a topic with a
+    /// compression type takes that codec only), or uncompressed.
+    pub codec: sluice_client::proto::Compression,
     stop: AtomicBool,
     /// Last observed leader per group (`None`: the controller).
     leaders: Mutex<BTreeMap<Option<u32>, NodeId>>,
 }
 
 impl Ctx {
-    pub fn new(rec: Arc<Recorder>, home: PathBuf, topic: &str, partitions: u32, seed: u64) -> Self {
+    pub fn new(
+        rec: Arc<Recorder>,
+        home: PathBuf,
+        topic: &str,
+        partitions: u32,
+        seed: u64,
+        codec: sluice_client::proto::Compression,
+    ) -> Self {
         Ctx {
             rec,
             home,
             topic: topic.to_string(),
             partitions,
             seed,
+            codec,
             stop: AtomicBool::new(false),
             leaders: Mutex::new(BTreeMap::new()),
         }
@@ -192,6 +203,7 @@ async fn send_one(
     partition: u32,
     value: &str,
     seq: ProducerSeq,
+    codec: sluice_client::proto::Compression,
 ) -> SendOutcome {
     let deadline = Instant::now() + SEND_TIMEOUT;
     let mut maybe_sent = false;
@@ -210,7 +222,7 @@ async fn send_one(
             };
         }
         let record = WireRecord::new(value.as_bytes().to_vec());
-        let attempt = client.produce_as(topic, partition, vec![record], Some(seq));
+        let attempt = client.produce_compressed(topic, partition, vec![record], Some(seq), codec);
         match timeout(deadline - now, attempt).await {
             Ok(Ok(r)) => return SendOutcome::Ok(r.base_offset),
             Ok(Err(ClientError::Server(e @ WireError::OutOfOrderSequence { .. }))) => {
@@ -342,7 +354,7 @@ pub async fn writer(ctx: Arc<Ctx>, w: u32) {
                 producer_id,
                 sequence: *seq,
             };
-            match send_one(&client, &ctx.topic, partition, &value, seq).await {
+            match send_one(&client, &ctx.topic, partition, &value, seq, ctx.codec).await {
                 SendOutcome::Ok(offset) => {
                     ctx.rec.ok(process, call(Some(offset)), None);
                     *seqs.entry(partition).or_insert(0) += 1;

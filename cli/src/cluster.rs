@@ -109,6 +109,10 @@ pub struct StartArgs {
     /// until it is written to again.
     #[arg(long)]
     pub no_quiesce: bool,
+    /// How long a Raft group must take no entry before it sleeps (default
+    /// 2s, at least 100ms); passed to every node (`node run --quiesce-idle`).
+    #[arg(long, value_name = "DURATION", value_parser = crate::node::parse_quiesce_idle, conflicts_with = "no_quiesce")]
+    pub quiesce_idle: Option<std::time::Duration>,
     /// Start read-only (Fluvio's `--read-only`): the topics of this Fluvio
     /// metadata file (JSON) are created when missing, and every change of the
     /// metadata from clients is refused ("permission denied"); records
@@ -188,6 +192,7 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
                 hosts: Vec::new(),
                 no_metrics: false,
                 no_quiesce: false,
+                quiesce_idle: None,
                 read_only: None,
                 read_write: false,
             };
@@ -504,6 +509,11 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                 vec![]
             })
             .args(args.no_quiesce.then_some("--no-quiesce"))
+            .args(
+                args.quiesce_idle
+                    .map(|d| vec!["--quiesce-idle".to_string(), format!("{}ms", d.as_millis())])
+                    .unwrap_or_default(),
+            )
             .args(
                 cluster
                     .read_only

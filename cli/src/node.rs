@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// of letting them sleep until written to (`quiesce_idle_groups`).
     #[arg(long)]
     pub no_quiesce: bool,
+    /// How long a Raft group must take no entry before it sleeps (default
+    /// 2s; at least 100ms), e.g. 300ms: groups written now and then sleep
+    /// between writes instead of heartbeating (`quiesce_idle_ms`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_quiesce_idle, conflicts_with = "no_quiesce")]
+    pub quiesce_idle: Option<std::time::Duration>,
     /// Run read-only: create the topics of this Fluvio metadata file (JSON)
     /// when missing, and refuse every change of the metadata from clients.
     #[arg(long, value_name = "FILE")]
@@ -116,6 +121,10 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
         retention_check_secs: base.map_or(30, |c| c.retention_check_secs),
         metrics_listen: args.metrics_listen.or(base.and_then(|c| c.metrics_listen)),
         quiesce_idle_groups: !args.no_quiesce && base.is_none_or(|c| c.quiesce_idle_groups),
+        quiesce_idle_ms: args
+            .quiesce_idle
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .or(base.and_then(|c| c.quiesce_idle_ms)),
         read_only: args.read_only.is_some() || base.is_some_and(|c| c.read_only),
         seed_topics: match &args.read_only {
             Some(path) => crate::read_only::topics(path)?,
@@ -182,5 +191,38 @@ async fn wait_for_stop_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// `--quiesce-idle`: a duration of at least `QUIESCE_IDLE_MS_MIN`.
+pub fn parse_quiesce_idle(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (e.g. 300ms)"))?;
+    let min = std::time::Duration::from_millis(sluice_spu::QUIESCE_IDLE_MS_MIN);
+    if d < min {
+        return Err(format!("{text} is below the minimum of {min:?}"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiesce_idle_takes_durations_from_its_minimum() {
+        assert_eq!(
+            parse_quiesce_idle("300ms").unwrap(),
+            std::time::Duration::from_millis(300)
+        );
+        assert!(
+            parse_quiesce_idle("50ms")
+                .unwrap_err()
+                .contains("below the minimum")
+        );
+        assert!(
+            parse_quiesce_idle("soon")
+                .unwrap_err()
+                .contains("e.g. 300ms")
+        );
     }
 }

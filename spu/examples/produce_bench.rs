@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         retention_check_secs: 3600,
         metrics_listen: None,
         quiesce_idle_groups: true,
+        quiesce_idle_ms: None,
         read_only: false,
         seed_topics: Vec::new(),
         controller_voters: 1,

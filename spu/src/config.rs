@@ -58,6 +58,12 @@ pub struct NodeConfig {
     /// escape hatch, and the baseline of `scripts/bench-idle.sh`).
     #[serde(default = "yes")]
     pub quiesce_idle_groups: bool,
+    /// How long (ms) a group must have taken no entry before it may sleep
+    /// (default 2,000; at least [`QUIESCE_IDLE_MS_MIN`]). Shorter lets
+    /// groups touched now and then sleep between their writes, at the cost
+    /// of more wake-ups.
+    #[serde(default)]
+    pub quiesce_idle_ms: Option<u64>,
     /// Refuse every client request that changes the metadata (topics,
     /// partitions, SmartModules, ACLs, nodes): the cluster keeps the topics
     /// of `seed_topics`, and records flow (Fluvio's `--read-only` cluster).
@@ -69,6 +75,10 @@ pub struct NodeConfig {
     #[serde(default)]
     pub seed_topics: Vec<sluice_proto::TopicSpec>,
 }
+
+/// Shortest `quiesce_idle_ms`: below it a group would sleep between the
+/// entries of one busy stream and wake for each.
+pub const QUIESCE_IDLE_MS_MIN: u64 = 100;
 
 fn yes() -> bool {
     true

@@ -25,7 +25,7 @@ mod replicas;
 mod server;
 mod transforms;
 
-pub use config::{NodeConfig, PeerAddr, default_super_users};
+pub use config::{NodeConfig, PeerAddr, QUIESCE_IDLE_MS_MIN, default_super_users};
 pub use data_dir::{DataDir, DataDirError};
 pub use membership::UNREGISTERED_MARKER;
 pub use node::{Node, NodeError};

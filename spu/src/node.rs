@@ -233,9 +233,22 @@ impl Node {
             metadata: controller.view().clone(),
             runtime: tokio::runtime::Handle::current(),
         });
+        let quiesce = match config.quiesce_idle_ms {
+            Some(ms) => {
+                let idle_for = Duration::from_millis(ms.max(crate::config::QUIESCE_IDLE_MS_MIN));
+                let defaults = sluice_raft::QuiesceConfig::default();
+                sluice_raft::QuiesceConfig {
+                    idle_for,
+                    // Look at least twice per idle period.
+                    sweep_interval: defaults.sweep_interval.min(idle_for / 2),
+                    ..defaults
+                }
+            }
+            None => Default::default(),
+        };
         let quiescence = config
             .quiesce_idle_groups
-            .then(|| sluice_raft::Quiescence::start(Arc::new(peers.clone()), Default::default()));
+            .then(|| sluice_raft::Quiescence::start(Arc::new(peers.clone()), quiesce));
         if let Some(q) = &quiescence {
             controller.quiesce_with(q).await;
         }

@@ -286,7 +286,7 @@ impl Producer {
             // A node of a release without topic settings cannot answer:
             // its topics take uncompressed batches.
             None => match client.topic_settings(topic).await {
-                Ok(settings) => settings.compression.producer_default(),
+                Ok(settings) => settings.compression.stored(),
                 Err(error) => {
                     tracing::debug!(%error, topic, "no topic settings; sending uncompressed");
                     Compression::None

@@ -107,7 +107,8 @@ impl TopicCompression {
         self == TopicCompression::Any || self.stored() == codec
     }
 
-    /// How the topic's replicas store batches in their segments.
+    /// How the topic's replicas store batches in their segments, and the
+    /// codec a producer uses when it was not told one.
     pub fn stored(self) -> Compression {
         match self {
             TopicCompression::Any | TopicCompression::None => Compression::None,
@@ -116,12 +117,6 @@ impl TopicCompression {
             TopicCompression::Lz4 => Compression::Lz4,
             TopicCompression::Zstd => Compression::Zstd,
         }
-    }
-
-    /// The codec a producer uses when it was not told one: the topic's own,
-    /// or none.
-    pub fn producer_default(self) -> Compression {
-        self.stored()
     }
 }
 

@@ -103,6 +103,28 @@ fn load(engine: &Engine, name: &str, wasm: &[u8]) -> Result<Module, WireError> {
         .map_err(|e| wire_error(name, &e.named(name)))
 }
 
+/// The records with offsets in `from..until` of `batches` (stamped at or
+/// after `min_timestamp_ms`, if given), borrowed where they lie.
+fn raw_records(
+    batches: &[StoredBatch],
+    from: u64,
+    until: u64,
+    min_timestamp_ms: Option<i64>,
+) -> Result<Vec<RawRecord<'_>>, StorageError> {
+    let mut input = Vec::new();
+    StoredBatch::for_each_in(batches, from, until, |r| {
+        if min_timestamp_ms.is_none_or(|min| r.timestamp_ms >= min) {
+            input.push(RawRecord {
+                offset: r.offset as i64,
+                timestamp: r.timestamp_ms,
+                key: r.key,
+                value: r.value,
+            })
+        }
+    })?;
+    Ok(input)
+}
+
 impl Transforms {
     /// Loads, checks and instantiates every module; any problem (not wasm,
     /// wrong kind, bad parameters, failing init) is reported here, before a
@@ -164,15 +186,7 @@ impl Transforms {
         from: u64,
         until: u64,
     ) -> Result<(Vec<ConsumerRecord>, Option<WireError>), StorageError> {
-        let mut input = Vec::new();
-        StoredBatch::for_each_in(batches, from, until, |r| {
-            input.push(RawRecord {
-                offset: r.offset as i64,
-                timestamp: r.timestamp_ms,
-                key: r.key,
-                value: r.value,
-            })
-        })?;
+        let input = raw_records(batches, from, until, None)?;
         let processed = self.chain.process_raw(&input);
         self.report(processed.error.is_some());
         let outputs = processed
@@ -209,17 +223,7 @@ impl Transforms {
         until: u64,
         min_timestamp_ms: Option<i64>,
     ) -> Result<Result<(), WireError>, StorageError> {
-        let mut input = Vec::new();
-        StoredBatch::for_each_in(batches, from, until, |r| {
-            if min_timestamp_ms.is_none_or(|min| r.timestamp_ms >= min) {
-                input.push(RawRecord {
-                    offset: r.offset as i64,
-                    timestamp: r.timestamp_ms,
-                    key: r.key,
-                    value: r.value,
-                })
-            }
-        })?;
+        let input = raw_records(batches, from, until, min_timestamp_ms)?;
         let result = self.chain.look_back_raw(&input);
         self.report(result.is_err());
         Ok(result.map_err(|e| wire_error(&self.names.join(" | "), &e)))

@@ -181,11 +181,7 @@ impl SeedFile {
             }
         }
         Ok(ConnectorConfig {
-            source: Source::Http(http_source(
-                params,
-                "parameters",
-                Interval::SecondsOrDuration,
-            )?),
+            source: Source::Http(http_source(params, "parameters")?),
             name: self.name,
             topic: self.topic,
             create_topic: self.create_topic,
@@ -212,19 +208,13 @@ impl FluvioFile {
             .map(|t| t.invocation(&None, base))
             .collect::<anyhow::Result<_>>()?;
         Ok(ConnectorConfig {
-            source: Source::Http(http_source(http, "http", Interval::SecondsOrDuration)?),
+            source: Source::Http(http_source(http, "http")?),
             name: self.meta.name,
             topic: self.meta.topic,
             create_topic: self.meta.create_topic,
             transforms,
         })
     }
-}
-
-/// How an interval may be written.
-enum Interval {
-    /// `30` (seconds) or `10s`, `1m`...
-    SecondsOrDuration,
 }
 
 fn text(value: &serde_yaml::Value, key: &str) -> anyhow::Result<String> {
@@ -254,7 +244,6 @@ fn module_source(name: &str, base: &Path) -> anyhow::Result<SmartModuleSource> {
 fn http_source(
     mut keys: BTreeMap<String, serde_yaml::Value>,
     section: &str,
-    interval: Interval,
 ) -> anyhow::Result<HttpSource> {
     let mut take = |key: &str| keys.remove(key);
     let endpoint = match take("endpoint") {
@@ -262,16 +251,17 @@ fn http_source(
             .with_context(|| format!("{section}.endpoint"))?,
         None => bail!("{section}.endpoint is required (e.g. http://127.0.0.1:8080/path)"),
     };
-    let interval = match (take("interval"), interval) {
-        (None, _) => Duration::from_secs(10),
-        (Some(serde_yaml::Value::Number(n)), Interval::SecondsOrDuration) => {
+    // `30` (seconds) or a duration such as `10s`.
+    let interval = match take("interval") {
+        None => Duration::from_secs(10),
+        Some(serde_yaml::Value::Number(n)) => {
             let seconds = n
                 .as_f64()
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .with_context(|| format!("{section}.interval: {n} is not a number of seconds"))?;
             Duration::from_secs_f64(seconds)
         }
-        (Some(v), Interval::SecondsOrDuration) => {
+        Some(v) => {
             let t = text(&v, &format!("{section}.interval"))?;
             humantime::parse_duration(&t).with_context(|| {
                 format!("{section}.interval: {t:?} is not a duration (e.g. 10s)")

@@ -453,7 +453,7 @@ async fn run_async(
         "jepsen",
         cfg.partitions,
         cfg.seed,
-        cfg.compression.producer_default(),
+        cfg.compression.stored(),
     ));
     workload::create_topic(&ctx, cfg.nodes.min(3), cfg.compression).await?;
     let sm_ctx = sm_base.map(|b| Arc::new(smartmodule::SmCtx::new(b)));

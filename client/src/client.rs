@@ -469,10 +469,48 @@ impl Client {
     /// for you. Not wrapped in an at-most-once id: setting an offset twice
     /// to the same value changes nothing, and the commit's own session and
     /// number keep a late copy from moving it back.
+    ///
+    /// Sent to the partition's leader, which stores it in the partition's
+    /// own replicated log.
     pub async fn commit_offset(&self, commit: sluice_proto::OffsetCommit) -> Result<()> {
-        match self.retrying(Request::CommitOffset(commit)).await? {
-            Response::OffsetCommitted => Ok(()),
-            other => Err(self.unexpected("commit offset", &other)),
+        let route = (commit.topic.clone(), commit.partition);
+        self.commit_routed(route, Request::CommitOffset(commit))
+            .await
+    }
+
+    /// A consumer-group member's [`Self::commit_offset`]: `generation` is
+    /// that of the coordinator's last answer the member acted on, and the
+    /// partition refuses the commit (`FencedMember`) once it was given to a
+    /// member in a later generation.
+    pub async fn commit_offset_at(
+        &self,
+        commit: sluice_proto::OffsetCommit,
+        generation: u64,
+    ) -> Result<()> {
+        let route = (commit.topic.clone(), commit.partition);
+        self.commit_routed(route, Request::CommitOffsetAt { commit, generation })
+            .await
+    }
+
+    /// Sends a commit to the leader of its partition, retrying while there
+    /// is none (within the admin retry budget).
+    async fn commit_routed(&self, route: (String, u32), request: Request) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + ADMIN_RETRY_BUDGET;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let route = Some((route.0.as_str(), route.1));
+            match self.routed(route, &request, "commit offset").await {
+                Ok((Response::OffsetCommitted, _)) => return Ok(()),
+                Ok((other, _)) => return Err(self.unexpected("commit offset", &other)),
+                Err(ClientError::Server(e))
+                    if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tracing::debug!(error = %e, ?backoff, "retrying an offset commit");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -1216,6 +1254,9 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::GroupAssignment(_) => "GroupAssignment",
         Response::GroupLeft => "GroupLeft",
         Response::TopicSettings(_) => "TopicSettings",
+        Response::ConsumerFenced { .. } => "ConsumerFenced",
+        Response::LeaderConsumers(_) => "LeaderConsumers",
+        Response::ConsumerForgotten { .. } => "ConsumerForgotten",
     }
 }
 

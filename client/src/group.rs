@@ -479,6 +479,11 @@ impl Shared {
                 released = true;
             }
         }
+        // After the partitions given up were committed (under the last
+        // generation they were held in: a partition already given to
+        // another member refuses that), before those this answer starts:
+        // they were fenced at its generation, and refuse older ones.
+        self.committer.set_generation(answer.generation);
         let committed: BTreeMap<u32, u64> = answer.committed.into_iter().collect();
         let mut states: BTreeMap<u32, Vec<u8>> = answer
             .states

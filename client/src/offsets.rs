@@ -55,6 +55,9 @@ struct Shared {
     session: u64,
     /// The group member committing, for a consumer group's offsets.
     member: Option<String>,
+    /// For a group member: the generation of the coordinator's last answer
+    /// it acted on, sent with each commit (see `Client::commit_offset_at`).
+    generation: std::sync::atomic::AtomicU64,
     /// What was committed when the committer opened: where to resume, and
     /// the SmartModule state to resume with.
     resume: BTreeMap<u32, (u64, Option<Vec<u8>>)>,
@@ -115,6 +118,7 @@ impl OffsetCommitter {
             topic: topic.to_string(),
             session: sluice_proto::new_request_id()[0],
             member,
+            generation: std::sync::atomic::AtomicU64::new(0),
             positions: Mutex::new(Positions {
                 current: resume.clone(),
                 committed: resume.iter().map(|(p, (o, _))| (*p, *o)).collect(),
@@ -224,6 +228,14 @@ impl OffsetCommitter {
         self.shared.lock().current.get(&partition).map(|(o, _)| *o)
     }
 
+    /// A group member acts on an answer of generation `generation`: its
+    /// commits carry it from now on.
+    pub(crate) fn set_generation(&self, generation: u64) {
+        self.shared
+            .generation
+            .store(generation, std::sync::atomic::Ordering::Release);
+    }
+
     /// Commits every position that moved since its last commit; returns
     /// how many partitions it committed. A failure on one partition does
     /// not keep the others from being committed: the first error is
@@ -278,19 +290,22 @@ impl Shared {
             let (partition, offset) = (*partition, *offset);
             let sequence = *next_sequence;
             *next_sequence += 1;
-            let result = self
-                .client
-                .commit_offset(OffsetCommit {
-                    consumer: self.consumer.clone(),
-                    topic: self.topic.clone(),
-                    partition,
-                    offset,
-                    session: self.session,
-                    sequence,
-                    state: state.clone(),
-                    member: self.member.clone(),
-                })
-                .await;
+            let commit = OffsetCommit {
+                consumer: self.consumer.clone(),
+                topic: self.topic.clone(),
+                partition,
+                offset,
+                session: self.session,
+                sequence,
+                state: state.clone(),
+                member: self.member.clone(),
+            };
+            let result = if self.member.is_some() {
+                let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+                self.client.commit_offset_at(commit, generation).await
+            } else {
+                self.client.commit_offset(commit).await
+            };
             match result {
                 Ok(()) => {
                     self.lock().committed.insert(partition, offset);

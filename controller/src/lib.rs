@@ -362,22 +362,6 @@ impl Controller {
         self.propose(Command::RemoveAcl(entry)).await.map(|_| ())
     }
 
-    /// Stores a consumer's committed offset (the caller checked it against
-    /// the end of the partition of topic id `topic_id`).
-    pub async fn commit_offset(
-        &self,
-        commit: sluice_proto::OffsetCommit,
-        topic_id: u32,
-    ) -> Result<(), WireError> {
-        self.propose(Command::CommitOffset {
-            commit,
-            committed_ms: sluice_proto::now_ms(),
-            topic_id,
-        })
-        .await
-        .map(|_| ())
-    }
-
     /// Records which member of consumer group `group` owns which partition,
     /// as generation `generation` (the current one plus one, or the write
     /// is refused: two coordinators never both move a group on).
@@ -418,7 +402,9 @@ impl Controller {
         status.is_leader.then_some(status.term)
     }
 
-    /// Forgets a consumer's committed offsets, on `topic` or on every topic.
+    /// Forgets a consumer's offsets kept here by earlier releases (on
+    /// `topic` or on every topic) and, if it names a consumer group without
+    /// members, the group.
     pub async fn delete_consumer(
         &self,
         consumer: &str,

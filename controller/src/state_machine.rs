@@ -73,10 +73,13 @@ pub enum Command {
     AddAcl(AclEntry),
     /// Withdraws a permission; refused if no such entry exists.
     RemoveAcl(AclEntry),
-    /// Sets a consumer's offset in a partition. The proposing node checked
-    /// it against the partition's end; here the topic and partition must
-    /// exist, the commit must not be older than the last one of its session,
-    /// and the store must have room. `committed_ms` is set by the proposer.
+    /// Sets a consumer's offset in a partition. Proposed by earlier
+    /// releases only (offsets now live in each partition's own group,
+    /// `sluice-spu`'s `offsets`); applied still, as Raft logs and snapshots
+    /// of those releases hold it. The proposing node checked it against the
+    /// partition's end; here the topic and partition must exist, the commit
+    /// must not be older than the last one of its session, and the store
+    /// must have room. `committed_ms` is set by the proposer.
     CommitOffset {
         commit: sluice_proto::OffsetCommit,
         committed_ms: i64,

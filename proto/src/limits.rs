@@ -247,11 +247,20 @@ pub fn validate_smartmodule_name(name: &str) -> Result<(), String> {
     validate_name("SmartModule", name)
 }
 
-/// Offsets committed under consumer names, over all consumers, topics and
-/// partitions (one per consumer and partition). They live in the
-/// controller's metadata, which every node holds in memory: a commit that
-/// would store one more is refused until consumers are deleted.
+/// Offsets committed under consumer names in the controller's metadata,
+/// where releases before offsets moved into the partitions kept them (they
+/// are still read there, and no longer added to).
 pub const CONSUMER_OFFSETS_MAX: usize = 100_000;
+
+/// Consumer names one partition keeps offsets (and group fences) for. A
+/// partition's offsets travel in its snapshots and sit in each replica's
+/// memory: a commit of one more consumer is refused until consumers are
+/// deleted.
+pub const CONSUMERS_PER_PARTITION_MAX: usize = 1_000;
+/// SmartModule states committed in one partition, together: with the
+/// producer table they must fit one snapshot frame.
+pub const CONSUMER_STATE_PARTITION_BYTES_MAX: usize = 4 * 1024 * 1024;
+const _: () = assert!(CONSUMER_STATE_PARTITION_BYTES_MAX <= FRAME_SIZE_BYTES_MAX / 4);
 
 /// SmartModule state (an aggregate's accumulator) committed with one
 /// consumer offset. Kept small because every node holds every offset, and

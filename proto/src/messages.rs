@@ -106,12 +106,13 @@ pub enum Request {
     /// Every ACL entry (`sluice acl list`); admin only.
     ListAcls,
     /// Records where consumer `consumer` stands in a partition: the offset
-    /// of the next record it will read. Any node takes it: it checks the
-    /// offset against the partition's end and passes the change to the
-    /// controller, which stores it replicated (see ARCHITECTURE.md).
+    /// of the next record it will read. Stored in the partition's own Raft
+    /// group (see ARCHITECTURE.md): the partition's leader takes it, and any
+    /// other node passes it there. A group member's commit should be a
+    /// [`Request::CommitOffsetAt`].
     CommitOffset(OffsetCommit),
     /// Committed offsets, of one consumer or of all (on one topic, or on
-    /// all); answered from the node's copy of the metadata. SmartModule
+    /// all), gathered from the leaders of the partitions. SmartModule
     /// states are included only for one consumer on one topic (what a
     /// resuming consumer needs), which bounds the answer's size.
     ListConsumers {
@@ -170,6 +171,54 @@ pub enum Request {
         fetch: FetchRequest,
         options: Vec<FetchOption>,
     },
+    /// A group member's [`Request::CommitOffset`], with the generation of
+    /// the coordinator's last answer the member acted on: the partition
+    /// refuses it once it has been given to a member at a later generation
+    /// (see [`Request::FenceConsumer`]), so a member that lost the partition
+    /// cannot move its offset.
+    CommitOffsetAt {
+        commit: OffsetCommit,
+        generation: u64,
+    },
+    /// Between nodes: the consumer-group coordinator, before a member
+    /// starts reading `partition` in `generation`, has the partition's
+    /// leader refuse the group's commits of earlier generations from then
+    /// on, and learns the committed offset to start from (answered with
+    /// [`Response::ConsumerFenced`]).
+    FenceConsumer {
+        consumer: String,
+        topic: String,
+        partition: u32,
+        generation: u64,
+    },
+    /// Between nodes: the committed offsets in the partitions this node
+    /// leads (of `consumer` or all, on `topic` or all), answered with
+    /// [`Response::LeaderConsumers`]; a node answering
+    /// [`Request::ListConsumers`] asks every node.
+    LeaderConsumers {
+        consumer: Option<String>,
+        topic: Option<String>,
+    },
+    /// Between nodes: forget `consumer`'s offsets in the partitions this
+    /// node leads (on `topic` or all); answered with
+    /// [`Response::ConsumerForgotten`].
+    ForgetConsumer {
+        consumer: String,
+        topic: Option<String>,
+    },
+}
+
+/// One partition's committed offsets as its leader holds them (see
+/// [`Request::LeaderConsumers`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedPartitionOffsets {
+    pub topic: String,
+    pub partition: u32,
+    /// The leader's term and applied Raft index: of two nodes that both
+    /// answer as leader (one deposed), the newer one is believed.
+    pub term: u64,
+    pub applied_index: u64,
+    pub offsets: Vec<ConsumerOffset>,
 }
 
 /// An option of [`Request::FetchWith`]. New options are new variants, so a
@@ -252,6 +301,21 @@ pub enum Response {
     GroupAssignment(GroupAssignment),
     GroupLeft,
     TopicSettings(TopicSettings),
+    /// See [`Request::FenceConsumer`]: the group's committed offset in the
+    /// partition (and the SmartModule state committed with it), if any.
+    ConsumerFenced {
+        offset: Option<u64>,
+        state: Option<serde_bytes::ByteBuf>,
+    },
+    /// See [`Request::LeaderConsumers`]: one entry per partition the node
+    /// leads in the asked scope, with or without offsets.
+    LeaderConsumers(Vec<LedPartitionOffsets>),
+    /// See [`Request::ForgetConsumer`]: the partitions the node leads in
+    /// the asked scope, and how many of them held offsets of the consumer.
+    ConsumerForgotten {
+        partitions: Vec<(String, u32)>,
+        forgotten: u32,
+    },
 }
 
 /// How a consumer group's partitions are spread over its members.
@@ -606,6 +670,10 @@ impl Request {
             Request::DescribeTopicSettings { .. } => "describe topic settings",
             Request::ProduceCompressed(_) => "produce",
             Request::FetchWith { .. } => "fetch",
+            Request::CommitOffsetAt { .. } => "commit offset",
+            Request::FenceConsumer { .. } => "fence consumer",
+            Request::LeaderConsumers { .. } => "list led partitions' consumers",
+            Request::ForgetConsumer { .. } => "forget consumer",
             Request::Once { change, .. } => change.name(),
         }
     }
@@ -622,7 +690,6 @@ impl Request {
                 | Request::ReassignPartition { .. }
                 | Request::AddAcl(_)
                 | Request::RemoveAcl(_)
-                | Request::CommitOffset(_)
                 | Request::DeleteConsumer { .. }
                 | Request::AddPartitions { .. }
                 | Request::CreateTopicAssigned { .. }

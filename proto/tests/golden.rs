@@ -157,3 +157,84 @@ fn golden_fetch_with_options() {
         |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
     );
 }
+
+/// Consumer offsets kept by the partitions' own groups: a member's commit
+/// with its generation, and the requests between nodes that fence, list
+/// and forget them, added since, in files of their own.
+#[test]
+fn golden_partition_offsets() {
+    use sluice_proto::{ConsumerOffset, LedPartitionOffsets, OffsetCommit};
+    let commit = OffsetCommit {
+        consumer: "g".into(),
+        topic: "t".into(),
+        partition: 2,
+        offset: 42,
+        session: 7,
+        sequence: 3,
+        state: Some(vec![1, 2, 3]),
+        member: Some("m1".into()),
+    };
+    let requests = [
+        Request::CommitOffsetAt {
+            commit,
+            generation: 5,
+        },
+        Request::FenceConsumer {
+            consumer: "g".into(),
+            topic: "t".into(),
+            partition: 2,
+            generation: 6,
+        },
+        Request::LeaderConsumers {
+            consumer: Some("g".into()),
+            topic: None,
+        },
+        Request::ForgetConsumer {
+            consumer: "g".into(),
+            topic: Some("t".into()),
+        },
+    ];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "requests-partition-offsets",
+        &requests,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
+    );
+    let responses = [
+        Response::ConsumerFenced {
+            offset: Some(42),
+            state: Some(serde_bytes::ByteBuf::from(vec![9])),
+        },
+        Response::ConsumerFenced {
+            offset: None,
+            state: None,
+        },
+        Response::LeaderConsumers(vec![LedPartitionOffsets {
+            topic: "t".into(),
+            partition: 2,
+            term: 3,
+            applied_index: 99,
+            offsets: vec![ConsumerOffset {
+                consumer: "g".into(),
+                topic: "t".into(),
+                partition: 2,
+                offset: Some(42),
+                committed_ms: 1_700_000_000_000,
+                state: None,
+                owner: None,
+            }],
+        }]),
+        Response::ConsumerForgotten {
+            partitions: vec![("t".into(), 0), ("t".into(), 2)],
+            forgotten: 1,
+        },
+    ];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "responses-partition-offsets",
+        &responses,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
+    );
+}

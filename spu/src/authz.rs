@@ -231,7 +231,9 @@ impl<'a> Access<'a> {
             | Request::RemoveAcl(_)
             | Request::ListAcls => self.require(Operation::Admin, ResourcePattern::Cluster),
             // Committing where one stands in a topic is part of reading it.
-            Request::CommitOffset(c) => self.require(Operation::Consume, topic(&c.topic)),
+            Request::CommitOffset(c) | Request::CommitOffsetAt { commit: c, .. } => {
+                self.require(Operation::Consume, topic(&c.topic))
+            }
             // Filtered to the topics the principal sees (see `filter`).
             Request::ListConsumers { .. } => Ok(()),
             Request::GroupHeartbeat(hb) => self.require(Operation::Consume, topic(&hb.topic)),
@@ -278,7 +280,10 @@ impl<'a> Access<'a> {
             | Request::JoinCluster { .. }
             | Request::NodeIncarnation { .. }
             | Request::ReadReplicaLog { .. }
-            | Request::FinishReassignment { .. } => Ok(()),
+            | Request::FinishReassignment { .. }
+            | Request::FenceConsumer { .. }
+            | Request::LeaderConsumers { .. }
+            | Request::ForgetConsumer { .. } => Ok(()),
         }
     }
 
@@ -348,6 +353,9 @@ fn node_only(request: &Request) -> Option<&'static str> {
         Request::NodeIncarnation { .. } => Some("a node incarnation query"),
         Request::ReadReplicaLog { .. } => Some("copying a replica's log"),
         Request::FinishReassignment { .. } => Some("finishing a reassignment"),
+        Request::FenceConsumer { .. } => Some("fencing a consumer group in a partition"),
+        Request::LeaderConsumers { .. } => Some("reading the offsets of led partitions"),
+        Request::ForgetConsumer { .. } => Some("forgetting a consumer in led partitions"),
         _ => None,
     }
 }
@@ -390,6 +398,7 @@ fn is_offset_commit(request: &Request) -> bool {
     matches!(
         request,
         Request::CommitOffset(_)
+            | Request::CommitOffsetAt { .. }
             | Request::Once {
                 change: MetadataChange::CommitOffset(_),
                 ..

@@ -1,142 +1,519 @@
-//! Committed consumer offsets: the checks a node makes before passing a
-//! commit to the controller, which stores it in the replicated metadata.
+//! Committed consumer offsets as the nodes serve them: each partition's
+//! leader stores commits in the partition's Raft group (`crate::offsets`
+//! holds the rules); listing and deleting ask every node for the
+//! partitions it leads.
 //!
-//! Why here and not in the controller's state machine: only a node holding
-//! the partition knows its end, and a commit past the end would make a
-//! consumer skip records not yet written. The end only grows, so a commit
-//! found at or below it once stays valid.
+//! Offsets committed by releases that kept them in the controller's
+//! metadata are still read from there (`Metadata::consumers`) for a
+//! partition that has none of its own, and deleted with the rest; nothing
+//! new is written there.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use sluice_proto::limits::{CONSUMER_STATE_BYTES_MAX, validate_consumer_name};
-use sluice_proto::{OffsetCommit, Request, Response, WireError};
+use sluice_proto::{
+    ConsumerOffset, LedPartitionOffsets, OffsetCommit, Request, Response, WireError,
+};
 
 use crate::node::Shared;
+use crate::offsets::CommitEntry;
+use crate::partition::{AppendOutcome, Partition, PartitionCommand, decode, encode};
 
-/// How long asking a replica for the partition's end may take.
-const END_QUERY_WAIT: Duration = Duration::from_secs(3);
+/// How long one node may take to answer for the partitions it leads, or a
+/// partition's leader to apply a fence.
+const PEER_WAIT: Duration = Duration::from_secs(5);
 
-/// Checks `commit` and stores it through the controller.
-pub(crate) async fn commit_offset(node: &Shared, commit: OffsetCommit) -> Result<(), WireError> {
-    validate_consumer_name(&commit.consumer).map_err(|reason| WireError::InvalidArgument {
-        what: "consumer name".into(),
+/// How many times a request for a partition's leader follows a redirect.
+const REDIRECTS_MAX: usize = 3;
+
+fn invalid(what: &str, reason: String) -> WireError {
+    WireError::InvalidArgument {
+        what: what.into(),
         reason,
-    })?;
+    }
+}
+
+/// Stores `commit` in its partition, if this node leads it (else
+/// `NotLeader` names the leader). `generation` is a group member's (from
+/// [`Request::CommitOffsetAt`]); a member's commit without one (an older
+/// client) is stamped with the group's generation in this node's metadata
+/// if the member owns the partition there.
+pub(crate) async fn commit_offset(
+    node: &Shared,
+    commit: OffsetCommit,
+    generation: Option<u64>,
+) -> Result<(), WireError> {
+    validate_consumer_name(&commit.consumer).map_err(|r| invalid("consumer name", r))?;
     if let Some(state) = &commit.state
         && state.len() > CONSUMER_STATE_BYTES_MAX
     {
-        return Err(WireError::InvalidArgument {
-            what: "offset commit".into(),
-            reason: format!(
+        return Err(invalid(
+            "offset commit",
+            format!(
                 "its SmartModule state is {} bytes; at most {CONSUMER_STATE_BYTES_MAX} are kept with an offset",
                 state.len()
             ),
-        });
+        ));
     }
-    // Another node leads the controller: the commit is passed to it
-    // (`server::propose_anywhere`) before any check, which it makes itself.
-    if let Some(leader) = node.controller.leader().filter(|l| *l != node.config.id) {
-        return Err(WireError::NotLeader {
-            node: node.config.id,
-            what: "the controller".into(),
-            leader: Some(leader),
-        });
+    let member = match (commit.member.clone(), generation) {
+        (Some(member), Some(generation)) => Some((member, generation)),
+        (Some(member), None) => {
+            let owned_in = node.controller.view().with(|md| {
+                let g = md.groups.get(&commit.consumer)?;
+                (g.owners.get(&commit.partition) == Some(&member)).then_some(g.generation)
+            });
+            let Some(generation) = owned_in else {
+                return Err(WireError::FencedMember {
+                    group: commit.consumer.clone(),
+                    member,
+                    reason: format!("it does not own partition {}", commit.partition),
+                });
+            };
+            Some((member, generation))
+        }
+        (None, _) => {
+            // A group reads one topic; its name is not a plain consumer's
+            // on another (checked against this node's copy: a group made a
+            // moment ago elsewhere may pass, which only mixes names).
+            let group_topic = node
+                .controller
+                .view()
+                .with(|md| md.groups.get(&commit.consumer).map(|g| g.topic.clone()));
+            if let Some(topic) = group_topic.filter(|t| *t != commit.topic) {
+                return Err(invalid(
+                    "offset commit",
+                    format!(
+                        "{:?} is a consumer group on topic {topic:?}; pick another consumer name",
+                        commit.consumer
+                    ),
+                ));
+            }
+            None
+        }
+    };
+    let partition = local_leader(node, &commit.topic, commit.partition)?;
+    let command = PartitionCommand::CommitOffset(CommitEntry {
+        consumer: commit.consumer,
+        offset: commit.offset,
+        session: commit.session,
+        sequence: commit.sequence,
+        state: commit.state.map(serde_bytes::ByteBuf::from),
+        member,
+        committed_ms: sluice_proto::now_ms(),
+    });
+    match propose(&partition, command).await? {
+        AppendOutcome::OffsetCommitted => Ok(()),
+        AppendOutcome::Refused { error } => Err(error),
+        other => Err(unexpected(&partition, &other)),
     }
-    let topic_id = check_within_end(node, &commit.topic, commit.partition, commit.offset).await?;
-    node.controller.commit_offset(commit, topic_id).await
 }
 
-/// Whether `offset` is at most the end of `topic`/`partition`: this node's
-/// replica answers if it has come that far, else the partition's other
-/// replicas are asked (each reports its own end; the leader's is the end).
-/// Returns the id of the topic checked.
-async fn check_within_end(
+/// Fences group `consumer` at `generation` in `topic`/`partition` (see
+/// `crate::offsets`) on the partition's leader, wherever it is; returns the
+/// group's committed offset and state there.
+pub(crate) async fn fence(
     node: &Shared,
+    consumer: &str,
     topic: &str,
     partition: u32,
-    offset: u64,
-) -> Result<u32, WireError> {
-    // Read under the view's lock, not copied: the metadata holds every
-    // registered SmartModule's code, and commits come every few seconds.
-    let (topic_id, peers) = node.controller.view().with(|md| {
-        let record = md.topic(topic)?;
-        let Some(assignment) = record.info.assignments.get(partition as usize) else {
-            return Err(WireError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-                partitions: record.info.spec.partitions,
-            });
+    generation: u64,
+) -> Result<(Option<u64>, Option<Vec<u8>>), WireError> {
+    let request = Request::FenceConsumer {
+        consumer: consumer.to_string(),
+        topic: topic.to_string(),
+        partition,
+        generation,
+    };
+    let mut target = node.config.id;
+    for _ in 0..=REDIRECTS_MAX {
+        let answer = if target == node.config.id {
+            fence_here(node, consumer, topic, partition, generation).await
+        } else {
+            ask(node, target, &request).await.and_then(|r| match r {
+                Response::ConsumerFenced { offset, state } => {
+                    Ok((offset, state.map(|s| s.into_vec())))
+                }
+                other => Err(WireError::Unavailable {
+                    what: format!("partition {topic}/{partition}"),
+                    reason: format!("node {target} answered a fence with {}", name_of(&other)),
+                }),
+            })
         };
-        let peers: Vec<(u64, String)> = assignment
-            .replicas
-            .iter()
-            .filter(|&&n| n != node.config.id)
-            .filter_map(|n| md.nodes.get(n).map(|r| (*n, r.addr.clone())))
-            .collect();
-        Ok((record.id, peers))
-    })?;
-    let local = node
-        .replicas
-        .by_group(sluice_raft::partition_group(topic_id, partition));
-    let mut highest_end = None;
-    let mut leader_end = None;
-    if let Some(p) = local {
-        let end = p.offsets().1;
-        if offset <= end {
-            return Ok(topic_id);
-        }
-        if p.group.status().is_leader {
-            return Err(past_end(topic, partition, offset, end));
-        }
-        highest_end = Some(end);
-    }
-    let mut unreachable = Vec::new();
-    for (replica, addr) in &peers {
-        let ask = Request::ListPartitions {
-            topic: Some(topic.to_string()),
-        };
-        let answer = tokio::time::timeout(END_QUERY_WAIT, node.peers.request(addr, &ask)).await;
-        // (its end, whether it is the partition's leader)
-        let end = match answer {
-            Ok(Ok(Response::Partitions(all))) => all
-                .into_iter()
-                .find(|p| p.partition == partition && p.leader.is_some())
-                .map(|p| (p.end_offset, p.leader == Some(*replica))),
-            _ => None,
-        };
-        match end {
-            Some((end, _)) if offset <= end => return Ok(topic_id),
-            // Only the leader's end is the partition's: a follower may lag.
-            Some((end, true)) => leader_end = Some(end),
-            Some((end, false)) => highest_end = highest_end.max(Some(end)),
-            None => unreachable.push(*replica),
+        match answer {
+            Err(WireError::NotLeader {
+                leader: Some(next), ..
+            }) if next != target => target = next,
+            other => return other,
         }
     }
-    if let Some(end) = leader_end {
-        return Err(past_end(topic, partition, offset, end));
+    Err(WireError::Unavailable {
+        what: format!("partition {topic}/{partition}"),
+        reason: "its leader moved while the consumer group was being fenced".into(),
+    })
+}
+
+/// [`fence`] on this node's replica, which must lead.
+pub(crate) async fn fence_here(
+    node: &Shared,
+    consumer: &str,
+    topic: &str,
+    partition: u32,
+    generation: u64,
+) -> Result<(Option<u64>, Option<Vec<u8>>), WireError> {
+    let p = local_leader(node, topic, partition)?;
+    let command = PartitionCommand::FenceConsumer {
+        consumer: consumer.to_string(),
+        generation,
+    };
+    match propose(&p, command).await? {
+        AppendOutcome::Fenced { offset, state } => Ok((offset, state.map(|s| s.into_vec()))),
+        AppendOutcome::Refused { error } => Err(error),
+        other => Err(unexpected(&p, &other)),
     }
-    match highest_end {
-        Some(end) => Err(WireError::Unavailable {
+}
+
+/// This node's replica of `topic`/`partition` if it leads it; else
+/// `NotLeader` naming the leader as far as this node knows.
+fn local_leader(node: &Shared, topic: &str, partition: u32) -> Result<Partition, WireError> {
+    let p = node
+        .controller
+        .view()
+        .with(|md| node.replicas.get(md, topic, partition))?;
+    let status = p.group.status();
+    if !status.is_leader {
+        return Err(WireError::NotLeader {
+            node: node.config.id,
             what: format!("partition {topic}/{partition}"),
-            reason: format!(
-                "offset {offset} is past what its replicas that answered hold ({end}), and its leader did not answer"
-            ),
+            leader: status.leader.filter(|l| *l != node.config.id),
+        });
+    }
+    Ok(p)
+}
+
+async fn propose(p: &Partition, command: PartitionCommand) -> Result<AppendOutcome, WireError> {
+    let what = || format!("partition {}/{}", p.topic, p.index);
+    let answer = p
+        .group
+        .write(encode(&command))
+        .await
+        .map_err(|e| e.into_wire(what()))?;
+    decode::<AppendOutcome>(&answer).map_err(|reason| WireError::Storage {
+        what: what(),
+        reason,
+    })
+}
+
+fn unexpected(p: &Partition, outcome: &AppendOutcome) -> WireError {
+    WireError::Storage {
+        what: format!("partition {}/{}", p.topic, p.index),
+        reason: format!("a consumer command was answered with {outcome:?}"),
+    }
+}
+
+fn name_of(response: &Response) -> String {
+    match response {
+        Response::Error(e) => e.to_string(),
+        other => format!("{other:?}").chars().take(80).collect(),
+    }
+}
+
+/// Sends `request` to node `peer` and returns its answer (an error answer
+/// as the error).
+async fn ask(node: &Shared, peer: u64, request: &Request) -> Result<Response, WireError> {
+    let addr = node
+        .controller
+        .view()
+        .with(|md| md.nodes.get(&peer).map(|n| n.addr.clone()))
+        .ok_or_else(|| WireError::Unavailable {
+            what: format!("node {peer}"),
+            reason: "it has no known address".into(),
+        })?;
+    match tokio::time::timeout(PEER_WAIT, node.peers.request(&addr, request)).await {
+        Ok(Ok(Response::Error(e))) => Err(e),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(reason)) => Err(WireError::Unavailable {
+            what: format!("node {peer}"),
+            reason: format!("cannot reach it at {addr}: {reason}"),
         }),
-        None => Err(WireError::Unavailable {
-            what: format!("partition {topic}/{partition}"),
-            reason: format!(
-                "no replica told its end to check the commit against (asked nodes {unreachable:?})"
-            ),
+        Err(_) => Err(WireError::Unavailable {
+            what: format!("node {peer}"),
+            reason: format!("it did not answer within {PEER_WAIT:?}"),
         }),
     }
 }
 
-fn past_end(topic: &str, partition: u32, offset: u64, end: u64) -> WireError {
-    WireError::InvalidArgument {
-        what: "offset commit".into(),
-        reason: format!(
-            "offset {offset} is past the end of {topic}/{partition}, which is {end}: \
-             a consumer commits the offset after the last record it processed, at most the end"
-        ),
+/// The partitions this node leads among `topic` (or all), with their ids.
+fn led_partitions(node: &Shared, topic: Option<&str>) -> Vec<Partition> {
+    node.replicas
+        .all()
+        .into_iter()
+        .filter(|p| topic.is_none_or(|t| t == p.topic))
+        .filter(|p| {
+            let s = p.group.status();
+            s.is_leader && s.stopped.is_none()
+        })
+        .collect()
+}
+
+/// [`Request::LeaderConsumers`] on this node.
+pub(crate) fn leader_consumers(
+    node: &Shared,
+    consumer: Option<&str>,
+    topic: Option<&str>,
+) -> Vec<LedPartitionOffsets> {
+    led_partitions(node, topic)
+        .into_iter()
+        .map(|p| {
+            let status = p.group.status();
+            let view = p.consumers.read().unwrap_or_else(|e| e.into_inner());
+            let offsets = view
+                .committed(consumer)
+                .map(|(name, c)| ConsumerOffset {
+                    consumer: name.to_string(),
+                    topic: p.topic.clone(),
+                    partition: p.index,
+                    offset: Some(c.offset),
+                    committed_ms: c.committed_ms,
+                    state: c.state.as_ref().map(|s| s.to_vec()),
+                    owner: None,
+                })
+                .collect();
+            LedPartitionOffsets {
+                topic: p.topic.clone(),
+                partition: p.index,
+                term: status.term,
+                applied_index: status.last_applied_index.unwrap_or(0),
+                offsets,
+            }
+        })
+        .collect()
+}
+
+/// [`Request::ForgetConsumer`] on this node: the partitions it leads in
+/// scope, and in how many of them `consumer` had offsets.
+pub(crate) async fn forget_here(
+    node: &Shared,
+    consumer: &str,
+    topic: Option<&str>,
+) -> Result<(Vec<(String, u32)>, u32), WireError> {
+    let mut covered = Vec::new();
+    let mut forgotten = 0;
+    for p in led_partitions(node, topic) {
+        let known = p
+            .consumers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(consumer)
+            .is_some();
+        if known {
+            let command = PartitionCommand::ForgetConsumer {
+                consumer: consumer.to_string(),
+            };
+            match propose(&p, command).await? {
+                AppendOutcome::Forgotten { found } => forgotten += u32::from(found),
+                other => return Err(unexpected(&p, &other)),
+            }
+        }
+        covered.push((p.topic.clone(), p.index));
     }
+    Ok((covered, forgotten))
+}
+
+/// The partitions in scope (of `topic`, or of every topic).
+fn partitions_in_scope(
+    node: &Shared,
+    topic: Option<&str>,
+) -> Result<BTreeSet<(String, u32)>, WireError> {
+    node.controller.view().with(|md| {
+        if let Some(t) = topic {
+            md.topic(t)?;
+        }
+        Ok(md
+            .topics
+            .iter()
+            .filter(|(name, _)| topic.is_none_or(|t| t == name.as_str()))
+            .flat_map(|(name, r)| (0..r.info.spec.partitions).map(move |p| (name.clone(), p)))
+            .collect())
+    })
+}
+
+/// Asks every other registered node with `request`, all at once. A node
+/// that cannot answer is only reported: whether its partitions are covered
+/// by another is the caller's check.
+async fn ask_every_node(
+    node: &Shared,
+    request: &Request,
+) -> Vec<(u64, Result<Response, WireError>)> {
+    let peers: Vec<u64> = node.controller.view().with(|md| {
+        md.nodes
+            .keys()
+            .copied()
+            .filter(|id| *id != node.config.id)
+            .collect()
+    });
+    let asks = peers
+        .iter()
+        .map(|peer| async move { (*peer, ask(node, *peer, request).await) });
+    futures::future::join_all(asks).await
+}
+
+fn uncovered(
+    scope: &BTreeSet<(String, u32)>,
+    covered: &BTreeSet<(String, u32)>,
+    silent: &[String],
+) -> Result<(), WireError> {
+    let missing: Vec<String> = scope
+        .difference(covered)
+        .take(8)
+        .map(|(t, p)| format!("{t}/{p}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(WireError::Unavailable {
+        what: "consumer offsets".into(),
+        reason: format!(
+            "no leader answered for partitions {} (of {} without one){}; retry once they have leaders",
+            missing.join(", "),
+            scope.difference(covered).count(),
+            if silent.is_empty() {
+                String::new()
+            } else {
+                format!("; not answering: {}", silent.join("; "))
+            }
+        ),
+    })
+}
+
+/// [`Request::ListConsumers`]: the committed offsets of `consumer` (or of
+/// all) on `topic` (or on all), from the partitions' leaders, with a row
+/// (and no offset) for each partition a group member owns before its first
+/// commit there. States only for one consumer on one topic; owners by the
+/// first 8 characters of their id (the whole id is the member's secret).
+pub(crate) async fn list(
+    node: &Shared,
+    consumer: Option<&str>,
+    topic: Option<&str>,
+) -> Result<Vec<ConsumerOffset>, WireError> {
+    let scope = partitions_in_scope(node, topic)?;
+    let request = Request::LeaderConsumers {
+        consumer: consumer.map(str::to_string),
+        topic: topic.map(str::to_string),
+    };
+    let mut answers = vec![leader_consumers(node, consumer, topic)];
+    let mut silent = Vec::new();
+    for (peer, answer) in ask_every_node(node, &request).await {
+        match answer {
+            Ok(Response::LeaderConsumers(led)) => answers.push(led),
+            Ok(other) => silent.push(format!("node {peer} answered {}", name_of(&other))),
+            Err(e) => silent.push(e.to_string()),
+        }
+    }
+    // Per partition, the answer of the newest leader.
+    let mut best: BTreeMap<(String, u32), LedPartitionOffsets> = BTreeMap::new();
+    for led in answers {
+        for p in led {
+            let key = (p.topic.clone(), p.partition);
+            let newer = best
+                .get(&key)
+                .is_none_or(|b| (p.term, p.applied_index) > (b.term, b.applied_index));
+            if newer {
+                best.insert(key, p);
+            }
+        }
+    }
+    let covered: BTreeSet<(String, u32)> = best.keys().cloned().collect();
+    uncovered(&scope, &covered, &silent)?;
+    let with_state = consumer.is_some() && topic.is_some();
+    let shown = |owner: &String| owner.chars().take(8).collect::<String>();
+    let mut rows: BTreeMap<(String, String, u32), ConsumerOffset> = BTreeMap::new();
+    for p in best.into_values() {
+        for mut o in p.offsets {
+            if !with_state {
+                o.state = None;
+            }
+            rows.insert((o.consumer.clone(), o.topic.clone(), o.partition), o);
+        }
+    }
+    node.controller.view().with(|md| {
+        for legacy in md.consumer_offsets(consumer, topic) {
+            let key = (
+                legacy.consumer.clone(),
+                legacy.topic.clone(),
+                legacy.partition,
+            );
+            if legacy.offset.is_some() && scope.contains(&(key.1.clone(), key.2)) {
+                rows.entry(key).or_insert(legacy);
+            }
+        }
+        for (group, g) in md.groups.iter().filter(|(name, g)| {
+            consumer.is_none_or(|c| c == name.as_str()) && topic.is_none_or(|t| t == g.topic)
+        }) {
+            for (p, owner) in &g.owners {
+                rows.entry((group.clone(), g.topic.clone(), *p))
+                    .or_insert_with(|| ConsumerOffset {
+                        consumer: group.clone(),
+                        topic: g.topic.clone(),
+                        partition: *p,
+                        offset: None,
+                        committed_ms: 0,
+                        state: None,
+                        owner: None,
+                    })
+                    .owner = Some(shown(owner));
+            }
+        }
+    });
+    Ok(rows.into_values().collect())
+}
+
+/// Forgets `consumer`'s offsets in every partition of `topic` (or of every
+/// topic); how many partitions held some. Refused, forgetting nothing,
+/// while a partition in scope has no leader that answers.
+pub(crate) async fn forget(
+    node: &Shared,
+    consumer: &str,
+    topic: Option<&str>,
+) -> Result<u32, WireError> {
+    let scope = partitions_in_scope(node, topic)?;
+    // Checked first, so a delete that cannot reach every partition changes
+    // none (a partition without a leader now would keep the offsets).
+    let probe = Request::LeaderConsumers {
+        consumer: Some(consumer.to_string()),
+        topic: topic.map(str::to_string),
+    };
+    let mut covered: BTreeSet<(String, u32)> = leader_consumers(node, Some(consumer), topic)
+        .into_iter()
+        .map(|p| (p.topic, p.partition))
+        .collect();
+    let mut silent = Vec::new();
+    for (peer, answer) in ask_every_node(node, &probe).await {
+        match answer {
+            Ok(Response::LeaderConsumers(led)) => {
+                covered.extend(led.into_iter().map(|p| (p.topic, p.partition)))
+            }
+            Ok(other) => silent.push(format!("node {peer} answered {}", name_of(&other))),
+            Err(e) => silent.push(e.to_string()),
+        }
+    }
+    uncovered(&scope, &covered, &silent)?;
+    let request = Request::ForgetConsumer {
+        consumer: consumer.to_string(),
+        topic: topic.map(str::to_string),
+    };
+    let (_, mut forgotten) = forget_here(node, consumer, topic).await?;
+    for (peer, answer) in ask_every_node(node, &request).await {
+        match answer {
+            Ok(Response::ConsumerForgotten { forgotten: n, .. }) => forgotten += n,
+            Ok(other) => {
+                return Err(WireError::Unavailable {
+                    what: format!("node {peer}"),
+                    reason: format!("it answered a forget with {}", name_of(&other)),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(forgotten)
 }

@@ -13,7 +13,10 @@
 //! heartbeating loses its partitions after its session timeout; the member
 //! itself stops reading once it has had no answer for as long (its last
 //! answer was sent before the coordinator last heard it, so it stops first).
-//! Its commits are refused by the metadata from the moment it lost them.
+//! Before a member starts reading a partition, the coordinator fences the
+//! partition at the new generation (`crate::consumers::fence`): from then
+//! on the partition refuses commits of older generations, so the member
+//! that lost it cannot move its offset.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -46,6 +49,10 @@ struct Member {
     last_seen: Instant,
     session: Duration,
     strategy: AssignmentStrategy,
+    /// Partitions the member owns but was not told to read yet: their
+    /// fence failed (no leader answered). Kept owned (the member not
+    /// listing them is no give-up) and fenced again at its next heartbeat.
+    pending: BTreeSet<u32>,
 }
 
 fn invalid(what: &str, reason: String) -> WireError {
@@ -71,29 +78,30 @@ const LEADERSHIP_CHECK_WAIT: Duration = Duration::from_secs(2);
 struct GroupView {
     partitions: u32,
     record: sluice_controller::GroupRecord,
-    committed: BTreeMap<u32, u64>,
-    states: BTreeMap<u32, Vec<u8>>,
 }
 
 fn group_view(node: &Shared, group: &str, topic: &str) -> Result<GroupView, WireError> {
     node.controller.view().with(|md| {
         let partitions = md.topic(topic)?.info.spec.partitions;
         let record = md.groups.get(group).cloned().unwrap_or_default();
-        let rows = || {
-            md.consumers
-                .range((group.to_string(), topic.to_string(), 0)..)
-                .take_while(|((c, t, _), _)| c == group && t == topic)
-        };
-        let committed = rows().map(|((_, _, p), o)| (*p, o.offset)).collect();
-        let states = rows()
-            .filter_map(|((_, _, p), o)| Some((*p, o.state.clone()?)))
-            .collect();
-        Ok(GroupView {
-            partitions,
-            record,
-            committed,
-            states,
-        })
+        Ok(GroupView { partitions, record })
+    })
+}
+
+/// The group's offset (and state) in `partition` as an earlier release
+/// kept it in the controller's metadata, for a partition without one of
+/// its own.
+fn legacy_offset(
+    node: &Shared,
+    group: &str,
+    topic: &str,
+    partition: u32,
+) -> Option<(u64, Option<Vec<u8>>)> {
+    node.controller.view().with(|md| {
+        let o = md
+            .consumers
+            .get(&(group.to_string(), topic.to_string(), partition))?;
+        Some((o.offset, o.state.clone()))
     })
 }
 
@@ -187,12 +195,17 @@ impl Coordinator {
                 ),
             ));
         }
+        let pending = members
+            .get(&hb.member)
+            .map(|m| m.pending.clone())
+            .unwrap_or_default();
         members.insert(
             hb.member.clone(),
             Member {
                 last_seen: now,
                 session: Duration::from_millis(hb.session_timeout_ms),
                 strategy: hb.strategy,
+                pending: pending.clone(),
             },
         );
         members.retain(|_, m| now.duration_since(m.last_seen) <= m.session);
@@ -212,7 +225,8 @@ impl Coordinator {
         let owned: BTreeSet<u32> = hb.owned.iter().copied().collect();
         let mut owners = record.owners.clone();
         owners.retain(|p, m| {
-            members.contains_key(m) && (*m != hb.member || !current || owned.contains(p))
+            members.contains_key(m)
+                && (*m != hb.member || !current || owned.contains(p) || pending.contains(p))
         });
         let target = target(strategy, &alive, view.partitions, &owners);
         for (p, m) in &target {
@@ -241,21 +255,65 @@ impl Coordinator {
             .filter(|(p, m)| **m == hb.member && target.get(p) == Some(m))
             .map(|(p, _)| *p)
             .collect();
-        let committed = assigned
+        let members_alive = alive.len() as u32;
+        drop(live);
+        // A partition the member starts reading is fenced first, on its
+        // leader (not under the coordinator's lock: a leader may take a
+        // while): from then on commits of older generations are refused
+        // there, and the answer carries the offset every earlier accepted
+        // commit left. One whose fence fails is held back until the next
+        // heartbeat.
+        let starting: Vec<u32> = assigned
             .iter()
-            .filter_map(|p| view.committed.get(p).map(|o| (*p, *o)))
+            .copied()
+            .filter(|p| !owned.contains(p))
             .collect();
-        let states = assigned
-            .iter()
-            .filter_map(|p| {
-                let state = view.states.get(p)?;
-                Some((*p, serde_bytes::ByteBuf::from(state.clone())))
-            })
-            .collect();
+        let fences = starting.iter().map(|&p| {
+            let (group, topic) = (&hb.group, &hb.topic);
+            async move {
+                let fenced = crate::consumers::fence(node, group, topic, p, generation).await;
+                (p, fenced)
+            }
+        });
+        let mut committed = Vec::new();
+        let mut states = Vec::new();
+        let mut held_back = BTreeSet::new();
+        for (p, fenced) in futures::future::join_all(fences).await {
+            match fenced {
+                Ok((offset, state)) => {
+                    let (offset, state) = match offset {
+                        Some(o) => (Some(o), state),
+                        None => legacy_offset(node, &hb.group, &hb.topic, p)
+                            .map_or((None, None), |(o, s)| (Some(o), s)),
+                    };
+                    committed.extend(offset.map(|o| (p, o)));
+                    states.extend(state.map(|s| (p, serde_bytes::ByteBuf::from(s))));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        group = %hb.group, partition = p, error = %e,
+                        "could not fence a partition for the member starting it; held back until its next heartbeat"
+                    );
+                    held_back.insert(p);
+                }
+            }
+        }
+        let mut live = self.state.lock().await;
+        if let Some(m) = live
+            .groups
+            .get_mut(&hb.group)
+            .and_then(|members| members.get_mut(&hb.member))
+        {
+            m.pending = held_back.clone();
+        }
+        drop(live);
         Ok(GroupAssignment {
             generation,
-            assigned,
-            members: alive.len() as u32,
+            assigned: assigned
+                .into_iter()
+                .filter(|p| !held_back.contains(p))
+                .collect(),
+            members: members_alive,
             committed,
             states,
         })
@@ -359,6 +417,7 @@ fn inherited(
                 last_seen: now,
                 session: Duration::from_millis(ms),
                 strategy,
+                pending: BTreeSet::new(),
             };
             (m.clone(), member)
         })

@@ -17,6 +17,7 @@ mod log_copy;
 mod membership;
 pub mod metrics;
 mod node;
+mod offsets;
 mod partition;
 mod peers;
 mod producers;

@@ -19,6 +19,7 @@ use sluice_storage::{LogConfig, PartitionLog, StorageError, StoredBatch};
 use tokio::sync::watch;
 
 use crate::log_copy::{PartitionSnapshot, SharedLogSource};
+use crate::offsets::{CommitEntry, ConsumerTable, Place};
 use crate::producers::{ProducerTable, SentBatch, Verdict};
 use crate::repair::{Damage, DamageSlot, ReplicaName};
 
@@ -29,6 +30,13 @@ pub(crate) enum PartitionCommand {
         records: Vec<Record>,
         producer: Option<ProducerSeq>,
     },
+    /// A consumer's position in this partition (`crate::offsets`).
+    CommitOffset(CommitEntry),
+    /// A consumer group's coordinator gives the partition to a member in
+    /// `generation`: earlier generations' commits are refused from now on.
+    FenceConsumer { consumer: String, generation: u64 },
+    /// `consumer delete`.
+    ForgetConsumer { consumer: String },
 }
 
 /// What applying a [`PartitionCommand`] returns to the proposer.
@@ -58,6 +66,23 @@ pub(crate) enum AppendOutcome {
     /// `base_offset`) on other records: not written (see `crate::producers`).
     SequenceReused {
         base_offset: u64,
+    },
+    /// A [`PartitionCommand::CommitOffset`] stored.
+    OffsetCommitted,
+    /// A consumer command refused, the same way on every replica.
+    Refused {
+        error: WireError,
+    },
+    /// A [`PartitionCommand::FenceConsumer`] applied: the group's committed
+    /// offset and state here, if any.
+    Fenced {
+        offset: Option<u64>,
+        state: Option<serde_bytes::ByteBuf>,
+    },
+    /// A [`PartitionCommand::ForgetConsumer`] applied: whether the
+    /// consumer was known here.
+    Forgotten {
+        found: bool,
     },
 }
 
@@ -101,7 +126,14 @@ pub(crate) struct PartitionStateMachine {
     /// Where a [`SegmentsMismatch`] is reported for the reconciler, which
     /// repairs the replica's segments (`crate::repair`).
     damage: DamageSlot,
+    /// A copy of the committed offsets (`producers.consumers`) for readers,
+    /// updated entry by entry as commands apply.
+    consumers_view: ConsumersView,
 }
+
+/// The committed offsets of a replica as last applied, for readers outside
+/// its state machine (`consumer list`).
+pub(crate) type ConsumersView = Arc<RwLock<ConsumerTable>>;
 
 /// An entry whose batch the segments do not hold, or cannot take, at the
 /// offset the replicated state assigns it. Offsets are assigned when an
@@ -167,6 +199,29 @@ pub(crate) enum Found {
 
 impl PartitionStateMachine {
     /// Where this state machine reports damage it finds while applying.
+    pub(crate) fn consumers_view(&self) -> ConsumersView {
+        self.consumers_view.clone()
+    }
+
+    /// Copies `consumer`'s entry (present or gone) to the readers' view.
+    fn publish(&self, consumer: &str) {
+        let entry = self.producers.consumers.entry(consumer).cloned();
+        let mut view = self
+            .consumers_view
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        view.set_entry(consumer, entry);
+    }
+
+    /// Copies the whole table to the readers' view (after it was replaced).
+    fn publish_all(&self) {
+        let mut view = self
+            .consumers_view
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        *view = self.producers.consumers.clone();
+    }
+
     pub(crate) fn damage_slot(&self) -> DamageSlot {
         self.damage.clone()
     }
@@ -262,6 +317,48 @@ impl PartitionStateMachine {
     }
 }
 
+impl PartitionStateMachine {
+    /// Applies a command about consumer offsets (`crate::offsets`); the
+    /// partition's end is the one the entries before it left.
+    fn apply_consumer_command(&mut self, command: PartitionCommand) -> AppendOutcome {
+        let at = Place {
+            topic: &self.topic,
+            partition: self.partition,
+        };
+        let table = &mut self.producers.consumers;
+        let refused = |error| AppendOutcome::Refused { error };
+        let (outcome, consumer) = match command {
+            PartitionCommand::Append { .. } => unreachable!("appends are applied by the caller"),
+            PartitionCommand::CommitOffset(commit) => {
+                let consumer = commit.consumer.clone();
+                match table.commit(&at, commit, self.producers.next_offset) {
+                    Ok(()) => (AppendOutcome::OffsetCommitted, consumer),
+                    Err(e) => (refused(e), consumer),
+                }
+            }
+            PartitionCommand::FenceConsumer {
+                consumer,
+                generation,
+            } => match table.fence(&at, consumer.clone(), generation) {
+                Ok(committed) => {
+                    let outcome = AppendOutcome::Fenced {
+                        offset: committed.as_ref().map(|c| c.offset),
+                        state: committed.and_then(|c| c.state),
+                    };
+                    (outcome, consumer)
+                }
+                Err(e) => (refused(e), consumer),
+            },
+            PartitionCommand::ForgetConsumer { consumer } => {
+                let found = table.forget(&consumer);
+                (AppendOutcome::Forgotten { found }, consumer)
+            }
+        };
+        self.publish(&consumer);
+        outcome
+    }
+}
+
 impl ReplicatedState for PartitionStateMachine {
     /// Appends a committed batch, recognises it as a producer's resend, or
     /// rejects it as out of order (see `crate::producers` for the rule).
@@ -285,6 +382,10 @@ impl ReplicatedState for PartitionStateMachine {
                 return Ok(encode(&AppendOutcome::Failed { reason }));
             }
             Ok(PartitionCommand::Append { records, producer }) => (records, producer),
+            Ok(other) => {
+                self.producers.applied_index = index;
+                return Ok(encode(&self.apply_consumer_command(other)));
+            }
         };
         // Digested from the entry's bytes: the same on every replica and replay.
         let sent = SentBatch::new(producer, &records);
@@ -419,6 +520,7 @@ impl ReplicatedState for PartitionStateMachine {
         if table.applied_index > self.producers.applied_index {
             self.producers = table;
             self.producers.save(log.dir())?;
+            self.publish_all();
         }
         let end = log.end_offset();
         drop(log);
@@ -446,6 +548,8 @@ pub(crate) struct Partition {
     /// log (its group then stops): the reconciler takes the replica out and
     /// repairs it.
     pub damage: DamageSlot,
+    /// Committed consumer offsets as applied here.
+    pub consumers: ConsumersView,
 }
 
 /// Why a replica's log was not handed to its Raft group.
@@ -486,6 +590,7 @@ impl Partition {
         })?;
         let (end_tx, end_rx) = watch::channel(log.end_offset());
         let log = Arc::new(RwLock::new(log));
+        let consumers_view = Arc::new(RwLock::new(producers.consumers.clone()));
         let sm = PartitionStateMachine {
             log: log.clone(),
             producers,
@@ -497,6 +602,7 @@ impl Partition {
             group,
             source,
             damage: DamageSlot::default(),
+            consumers_view,
         };
         Ok((sm, log, end_rx))
     }
@@ -825,6 +931,89 @@ mod tests {
         drop(follower);
         let follower = open_as(b_dir.path(), 2, sources);
         assert_eq!(read_lock(&follower.log).end_offset(), 121);
+    }
+
+    #[test]
+    fn committed_offsets_are_checked_at_apply_survive_a_restart_and_travel_in_snapshots() {
+        let sources = Arc::new(LocalSources::default());
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = open_as(a_dir.path(), 1, sources.clone());
+        let commit = |consumer: &str, offset, sequence| {
+            encode(&PartitionCommand::CommitOffset(CommitEntry {
+                consumer: consumer.into(),
+                offset,
+                session: 9,
+                sequence,
+                state: Some(serde_bytes::ByteBuf::from(vec![offset as u8])),
+                member: None,
+                committed_ms: 5,
+            }))
+        };
+        let offset_of = |sm: &PartitionStateMachine, c: &str| {
+            let view = sm.consumers_view();
+            let view = view.read().unwrap();
+            view.committed(Some(c)).next().map(|(_, o)| o.offset)
+        };
+        apply(&mut leader, 1, &append(&["a", "b", "c"], None));
+        // The end is the state machine's own: 3 is fine, 4 is past it.
+        assert!(matches!(
+            apply(&mut leader, 2, &commit("app", 3, 0)),
+            AppendOutcome::OffsetCommitted
+        ));
+        let AppendOutcome::Refused { error } = apply(&mut leader, 3, &commit("app", 4, 1)) else {
+            panic!("a commit past the end was stored")
+        };
+        assert!(error.to_string().contains("past the end of t/0"), "{error}");
+        // The group fence answers the committed offset and state.
+        let fence = encode(&PartitionCommand::FenceConsumer {
+            consumer: "app".into(),
+            generation: 2,
+        });
+        let AppendOutcome::Fenced { offset, state } = apply(&mut leader, 4, &fence) else {
+            panic!("not fenced")
+        };
+        assert_eq!(
+            (offset, state.map(|s| s.into_vec())),
+            (Some(3), Some(vec![3]))
+        );
+        apply(&mut leader, 5, &commit("other", 1, 0));
+        assert_eq!(offset_of(&leader, "app"), Some(3));
+
+        // A restart from the last synced point re-applies what came after.
+        leader.sync().unwrap();
+        apply(&mut leader, 6, &commit("late", 2, 0));
+        drop(leader);
+        let mut leader = open_as(a_dir.path(), 1, sources.clone());
+        assert_eq!(
+            offset_of(&leader, "late"),
+            None,
+            "not synced: re-applied from the log"
+        );
+        assert!(matches!(
+            apply(&mut leader, 5, &commit("other", 1, 0)),
+            AppendOutcome::Replayed
+        ));
+        apply(&mut leader, 6, &commit("late", 2, 0));
+        assert_eq!(offset_of(&leader, "late"), Some(2));
+        assert_eq!(offset_of(&leader, "app"), Some(3));
+
+        // A replica that installs a snapshot gets the offsets and the fence.
+        let snapshot = leader.snapshot().unwrap();
+        let mut follower = open_as(b_dir.path(), 2, sources.clone());
+        follower.install_snapshot(&snapshot).unwrap();
+        assert_eq!(offset_of(&follower, "app"), Some(3));
+        let AppendOutcome::Refused { error } = apply(&mut follower, 7, &commit("app", 1, 5)) else {
+            panic!("a plain commit under a fenced group's name was stored")
+        };
+        assert!(error.to_string().contains("is a consumer group"), "{error}");
+        let forget = encode(&PartitionCommand::ForgetConsumer {
+            consumer: "app".into(),
+        });
+        assert!(matches!(
+            apply(&mut follower, 8, &forget),
+            AppendOutcome::Forgotten { found: true }
+        ));
+        assert_eq!(offset_of(&follower, "app"), None);
     }
 
     #[test]

@@ -68,6 +68,8 @@ use serde::{Deserialize, Serialize};
 use sluice_proto::limits::PRODUCER_IN_FLIGHT_PER_PARTITION_MAX;
 use sluice_proto::{ProducerSeq, Record};
 
+use crate::offsets::ConsumerTable;
+
 /// Producers remembered per partition; beyond this the one idle longest is forgotten.
 pub(crate) const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
 
@@ -75,7 +77,8 @@ pub(crate) const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
 pub(crate) const DEDUP_WINDOW: usize = PRODUCER_IN_FLIGHT_PER_PARTITION_MAX;
 const _: () = assert!(DEDUP_WINDOW >= PRODUCER_IN_FLIGHT_PER_PARTITION_MAX);
 
-/// The table's file. Format 3 keeps a digest per remembered batch.
+/// The table's file. Format 3 keeps a digest per remembered batch; format 4
+/// (same file: its version byte tells) adds the committed consumer offsets.
 const FILE_NAME: &str = "producers.v3.bin";
 /// Format 2 (a window of batches per producer, no digest), converted when found.
 const V2_FILE_NAME: &str = "producers.v2.bin";
@@ -89,7 +92,11 @@ const V1_FILE_NAME: &str = "producers.bin";
 /// other, and a table that a future format adds a field to is refused by
 /// its version byte rather than decoded into wrong numbers.
 const FORMAT_MARK: u8 = 0xFF;
-const FORMAT_VERSION: u8 = 3;
+const FORMAT_VERSION: u8 = 4;
+/// Written while a partition holds no consumer offsets, so a release that
+/// reads only format 3 can still take the table (and snapshots) of a
+/// partition that never had a commit.
+const FORMAT_VERSION_WITHOUT_OFFSETS: u8 = 3;
 
 /// A 64-bit digest of a batch's records: XXH64 (seed 0) over, in order, the
 /// record count (u64 little-endian) and for each record its key (a 0 byte if
@@ -300,6 +307,10 @@ pub(crate) struct ProducerTable {
     /// Per producer, its last written batches, oldest first, consecutive
     /// sequences, at most [`DEDUP_WINDOW`].
     producers: HashMap<u64, VecDeque<LastBatch>>,
+    /// Committed consumer offsets (`crate::offsets`). Encoded after the
+    /// fields above (format 4), so those keep format 3's encoding.
+    #[serde(skip)]
+    pub consumers: ConsumerTable,
 }
 
 /// A remembered batch in formats 1 and 2, for conversion.
@@ -347,6 +358,7 @@ impl From<TableV2> for ProducerTable {
                 .into_iter()
                 .map(|(id, w)| (id, w.into_iter().map(LastBatch::from).collect()))
                 .collect(),
+            consumers: ConsumerTable::default(),
         }
     }
 }
@@ -361,6 +373,7 @@ impl From<TableV1> for ProducerTable {
                 .into_iter()
                 .map(|(id, last)| (id, VecDeque::from([LastBatch::from(last)])))
                 .collect(),
+            consumers: ConsumerTable::default(),
         }
     }
 }
@@ -371,10 +384,19 @@ impl ProducerTable {
     }
 
     /// The table as saved and as carried in a snapshot: [`FORMAT_MARK`],
-    /// [`FORMAT_VERSION`], then the table.
+    /// the format, then the table; format 4 follows it with the consumer
+    /// offsets, format 3 (written while there are none) does not.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_MARK, FORMAT_VERSION];
+        let version = if self.consumers.is_empty() {
+            FORMAT_VERSION_WITHOUT_OFFSETS
+        } else {
+            FORMAT_VERSION
+        };
+        let mut out = vec![FORMAT_MARK, version];
         out.extend_from_slice(&crate::partition::encode(self));
+        if !self.consumers.is_empty() {
+            out.extend_from_slice(&crate::partition::encode(&self.consumers));
+        }
         out
     }
 
@@ -382,7 +404,14 @@ impl ProducerTable {
     /// an older release puts in a snapshot), converted.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
         match bytes {
-            [FORMAT_MARK, FORMAT_VERSION, body @ ..] => decode_whole(body),
+            [FORMAT_MARK, FORMAT_VERSION_WITHOUT_OFFSETS, body @ ..] => decode_whole(body),
+            [FORMAT_MARK, FORMAT_VERSION, body @ ..] => {
+                let (mut table, used): (Self, usize) =
+                    sluice_proto::encoding::from_slice(body, crate::partition::DECODE_BYTES_MAX)
+                        .map_err(|e| e.to_string())?;
+                table.consumers = decode_whole(&body[used..])?;
+                Ok(table)
+            }
             [FORMAT_MARK, version, ..] => Err(format!(
                 "producer table format {version} is not one this release reads (it reads \
                  format {FORMAT_VERSION}; a newer release may have written it)"
@@ -780,6 +809,38 @@ mod tests {
         let bytes = t.encode();
         assert!(bytes.len() < sluice_proto::limits::FRAME_SIZE_BYTES_MAX / 2);
         assert_eq!(ProducerTable::decode(&bytes).unwrap(), t);
+        // And every consumer a partition keeps, with as many states as fit,
+        // under the longest names: the whole still fits a snapshot's frame.
+        use sluice_proto::limits::{
+            CONSUMER_STATE_BYTES_MAX, CONSUMER_STATE_PARTITION_BYTES_MAX,
+            CONSUMERS_PER_PARTITION_MAX,
+        };
+        let at = crate::offsets::Place {
+            topic: "t",
+            partition: 0,
+        };
+        let with_state = CONSUMER_STATE_PARTITION_BYTES_MAX / CONSUMER_STATE_BYTES_MAX;
+        for c in 0..CONSUMERS_PER_PARTITION_MAX {
+            let name = format!("{c:0>63}");
+            let state = (c < with_state).then(|| vec![7; CONSUMER_STATE_BYTES_MAX]);
+            let commit = crate::offsets::CommitEntry {
+                consumer: name,
+                offset: 0,
+                session: u64::MAX,
+                sequence: u64::MAX,
+                state: state.map(serde_bytes::ByteBuf::from),
+                member: None,
+                committed_ms: i64::MAX,
+            };
+            t.consumers.commit(&at, commit, 0).unwrap();
+        }
+        let bytes = t.encode();
+        assert!(
+            bytes.len() < sluice_proto::limits::FRAME_SIZE_BYTES_MAX * 3 / 4,
+            "{}",
+            bytes.len()
+        );
+        assert_eq!(ProducerTable::decode(&bytes).unwrap(), t);
     }
 
     /// Partition commands in the Raft log, their outcomes, snapshots and
@@ -855,6 +916,58 @@ mod tests {
             producers: table.encode(),
         };
         sluice_fuzzing::golden::check(dir, "partition-snapshots", &[snapshot], encode, decode);
+
+        // Consumer offsets, kept by the partition since: commands, their
+        // outcomes and a format 4 table, in files of their own.
+        let commands = [
+            PartitionCommand::CommitOffset(crate::offsets::CommitEntry {
+                consumer: "app".into(),
+                offset: 12,
+                session: 5,
+                sequence: 6,
+                state: Some(serde_bytes::ByteBuf::from(vec![1, 2])),
+                member: Some(("m1".into(), 3)),
+                committed_ms: 1_700_000_000_000,
+            }),
+            PartitionCommand::FenceConsumer {
+                consumer: "g".into(),
+                generation: 4,
+            },
+            PartitionCommand::ForgetConsumer {
+                consumer: "app".into(),
+            },
+        ];
+        sluice_fuzzing::golden::check(dir, "partition-offset-commands", &commands, encode, decode);
+        let outcomes = [
+            AppendOutcome::OffsetCommitted,
+            AppendOutcome::Refused {
+                error: sluice_proto::WireError::UnknownConsumer {
+                    consumer: "x".into(),
+                    topic: None,
+                },
+            },
+            AppendOutcome::Fenced {
+                offset: Some(12),
+                state: None,
+            },
+            AppendOutcome::Forgotten { found: true },
+        ];
+        sluice_fuzzing::golden::check(dir, "partition-offset-outcomes", &outcomes, encode, decode);
+        let at = crate::offsets::Place {
+            topic: "t",
+            partition: 0,
+        };
+        table.consumers.fence(&at, "app".into(), 3).unwrap();
+        if let PartitionCommand::CommitOffset(c) = &commands[0] {
+            table.consumers.commit(&at, c.clone(), 42).unwrap();
+        }
+        sluice_fuzzing::golden::check(
+            dir,
+            "producer-tables-v4",
+            &[table],
+            ProducerTable::encode,
+            ProducerTable::decode,
+        );
     }
 
     #[test]
@@ -863,7 +976,14 @@ mod tests {
         for s in 0..3 {
             t.record(seq(7, s), 10 + s, 20 + s);
         }
-        sluice_fuzzing::run("spu::ProducerTable", &[t.encode()], |bytes| {
+        let mut with_offsets = t.clone();
+        let at = crate::offsets::Place {
+            topic: "t",
+            partition: 0,
+        };
+        with_offsets.consumers.fence(&at, "g".into(), 2).unwrap();
+        let seeds = [t.encode(), with_offsets.encode()];
+        sluice_fuzzing::run("spu::ProducerTable", &seeds, |bytes| {
             let _ = ProducerTable::decode(bytes);
         });
         let command = crate::partition::PartitionCommand::Append {
@@ -877,7 +997,14 @@ mod tests {
                 sequence: 2,
             }),
         };
-        let seeds = vec![crate::partition::encode(&command)];
+        let commit = crate::partition::PartitionCommand::FenceConsumer {
+            consumer: "g".into(),
+            generation: 2,
+        };
+        let seeds = vec![
+            crate::partition::encode(&command),
+            crate::partition::encode(&commit),
+        ];
         sluice_fuzzing::run("spu::PartitionCommand", &seeds, |bytes| {
             let _ = crate::partition::decode::<crate::partition::PartitionCommand>(bytes);
         });
@@ -1026,6 +1153,29 @@ mod tests {
         assert_eq!(ProducerTable::load(dir.path()).unwrap(), t);
         // A node of an older release sends its table in format 2.
         assert_converted_from_v2(&ProducerTable::decode(&bytes).unwrap());
+    }
+
+    #[test]
+    fn consumer_offsets_make_the_table_format_4_and_only_they() {
+        let mut t = ProducerTable::default();
+        t.record(seq(7, 0), 0, 1);
+        // No offsets: format 3, which the release before reads.
+        assert_eq!(&t.encode()[..2], &[FORMAT_MARK, 3]);
+        let at = crate::offsets::Place {
+            topic: "t",
+            partition: 0,
+        };
+        t.consumers.fence(&at, "g".into(), 2).unwrap();
+        let bytes = t.encode();
+        assert_eq!(&bytes[..2], &[FORMAT_MARK, 4]);
+        let back = ProducerTable::decode(&bytes).unwrap();
+        assert_eq!(back, t);
+        let dir = tempfile::tempdir().unwrap();
+        t.save(dir.path()).unwrap();
+        assert_eq!(ProducerTable::load(dir.path()).unwrap(), t);
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(ProducerTable::decode(&longer).is_err());
     }
 
     #[test]

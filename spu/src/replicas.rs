@@ -625,6 +625,7 @@ impl Replicas {
         };
         let (sm, log, end_rx) = opened?;
         let damage = sm.damage_slot();
+        let consumers = sm.consumers_view();
         let transport = Arc::new(self.peers.clone());
         // A follower further behind than the kept log catches up through a
         // snapshot and a copy of the segments (`crate::log_copy`).
@@ -703,6 +704,7 @@ impl Replicas {
             end_rx,
             ready,
             damage,
+            consumers,
         })
     }
 

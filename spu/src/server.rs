@@ -517,20 +517,61 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
                 .with(|md| md.acls.iter().cloned().collect()),
         )),
         Request::CommitOffset(commit) => {
-            crate::consumers::commit_offset(node, commit).await?;
+            crate::consumers::commit_offset(node, commit, None).await?;
             Ok(Response::OffsetCommitted)
         }
-        Request::ListConsumers { consumer, topic } => {
-            Ok(Response::Consumers(node.controller.view().with(|md| {
-                md.consumer_offsets(consumer.as_deref(), topic.as_deref())
-            })))
+        Request::CommitOffsetAt { commit, generation } => {
+            crate::consumers::commit_offset(node, commit, Some(generation)).await?;
+            Ok(Response::OffsetCommitted)
         }
+        Request::ListConsumers { consumer, topic } => Ok(Response::Consumers(
+            crate::consumers::list(node, consumer.as_deref(), topic.as_deref()).await?,
+        )),
         Request::DeleteConsumer { consumer, topic } => {
             node.groups.drop_dead_owners(node, &consumer).await?;
-            node.controller
+            // The controller first: it refuses while the group has members
+            // (this node not leading it, the request goes to its leader,
+            // which then does the rest), and drops the group's record and
+            // any offsets an earlier release kept there.
+            let in_controller = match node
+                .controller
                 .delete_consumer(&consumer, topic.as_deref())
-                .await?;
+                .await
+            {
+                Ok(()) => true,
+                Err(WireError::UnknownConsumer { .. }) => false,
+                Err(e) => return Err(e),
+            };
+            let forgotten = crate::consumers::forget(node, &consumer, topic.as_deref()).await?;
+            if forgotten == 0 && !in_controller {
+                return Err(WireError::UnknownConsumer { consumer, topic });
+            }
             Ok(Response::ConsumerDeleted)
+        }
+        Request::FenceConsumer {
+            consumer,
+            topic,
+            partition,
+            generation,
+        } => {
+            let (offset, state) =
+                crate::consumers::fence_here(node, &consumer, &topic, partition, generation)
+                    .await?;
+            Ok(Response::ConsumerFenced {
+                offset,
+                state: state.map(serde_bytes::ByteBuf::from),
+            })
+        }
+        Request::LeaderConsumers { consumer, topic } => Ok(Response::LeaderConsumers(
+            crate::consumers::leader_consumers(node, consumer.as_deref(), topic.as_deref()),
+        )),
+        Request::ForgetConsumer { consumer, topic } => {
+            let (partitions, forgotten) =
+                crate::consumers::forget_here(node, &consumer, topic.as_deref()).await?;
+            Ok(Response::ConsumerForgotten {
+                partitions,
+                forgotten,
+            })
         }
         Request::GroupHeartbeat(hb) => Ok(Response::GroupAssignment(
             node.groups.heartbeat(node, hb).await?,
@@ -574,7 +615,6 @@ pub(crate) async fn propose_anywhere(
             | Request::FinishReassignment { .. }
             | Request::AddAcl(_)
             | Request::RemoveAcl(_)
-            | Request::CommitOffset(_)
             | Request::DeleteConsumer { .. }
             | Request::GroupHeartbeat(_)
             | Request::LeaveGroup { .. }
@@ -853,6 +893,15 @@ async fn produce_batch(
         Ok(AppendOutcome::Replayed) => Err(WireError::Storage {
             what: what(),
             reason: "a fresh proposal was answered as a replay".into(),
+        }),
+        Ok(
+            other @ (AppendOutcome::OffsetCommitted
+            | AppendOutcome::Refused { .. }
+            | AppendOutcome::Fenced { .. }
+            | AppendOutcome::Forgotten { .. }),
+        ) => Err(WireError::Storage {
+            what: what(),
+            reason: format!("a batch was answered as a consumer command ({other:?})"),
         }),
         Err(reason) => Err(WireError::Storage {
             what: what(),

@@ -644,3 +644,100 @@ fn an_aggregate_moves_with_its_partition_from_member_to_member() {
     let (_second, rx) = member(&env);
     assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "10");
 }
+
+/// The generation fence, through the wire requests a member sends: once a
+/// partition was given to another member, the member that lost it cannot
+/// move its offset, and the new one starts from the last accepted commit.
+#[test]
+fn a_member_that_lost_its_partition_cannot_move_the_offset_the_next_one_starts_from() {
+    use sluice_client::Client;
+    use sluice_client::proto::{
+        AssignmentStrategy, GroupHeartbeat, OffsetCommit, Request, Response, WireError,
+    };
+
+    let env = Env::started();
+    env.ok(&["topic", "create", "t", "-p", "1"]);
+    env.ok_with_input(&["produce", "t", "-p", "0"], lines(10, "r").as_bytes());
+    let endpoint = format!("127.0.0.1:{}", env.port);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
+            .await
+            .unwrap();
+        let heartbeat = |member: &str, owned: Vec<u32>, generation| {
+            Request::GroupHeartbeat(GroupHeartbeat {
+                group: "g".into(),
+                topic: "t".into(),
+                member: member.into(),
+                strategy: AssignmentStrategy::Range,
+                session_timeout_ms: 1_000,
+                owned,
+                generation,
+            })
+        };
+        let commit = |member: &str, session, sequence, offset| OffsetCommit {
+            consumer: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            session,
+            sequence,
+            state: None,
+            member: Some(member.into()),
+        };
+        let Response::GroupAssignment(first) = client
+            .request(heartbeat("member-one", vec![], 0))
+            .await
+            .unwrap()
+        else {
+            panic!("no assignment")
+        };
+        assert_eq!(first.assigned, vec![0]);
+        assert!(first.committed.is_empty());
+        client
+            .commit_offset_at(commit("member-one", 1, 0, 4), first.generation)
+            .await
+            .unwrap();
+        // member-one goes silent past its session timeout; member-two joins
+        // and is given the partition, fenced at the new generation.
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        let Response::GroupAssignment(second) = client
+            .request(heartbeat("member-two", vec![], 0))
+            .await
+            .unwrap()
+        else {
+            panic!("no assignment")
+        };
+        assert_eq!(second.assigned, vec![0]);
+        assert!(second.generation > first.generation);
+        assert_eq!(second.committed, vec![(0, 4)]);
+        // member-one wakes up and commits further, under its generation:
+        // refused by the partition, and the offset stays.
+        let err = client
+            .commit_offset_at(commit("member-one", 1, 1, 8), first.generation)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                sluice_client::ClientError::Server(WireError::FencedMember { .. })
+            ),
+            "{err}"
+        );
+        let stored = client.consumer_offsets(Some("g"), Some("t")).await.unwrap();
+        assert_eq!(stored[0].offset, Some(4));
+        // A plain consumer cannot write under the group's name either.
+        let plain = OffsetCommit {
+            member: None,
+            ..commit("x", 9, 0, 9)
+        };
+        let err = client.commit_offset(plain).await.unwrap_err();
+        assert!(err.to_string().contains("is a consumer group"), "{err}");
+        client
+            .commit_offset_at(commit("member-two", 2, 0, 6), second.generation)
+            .await
+            .unwrap();
+        let stored = client.consumer_offsets(Some("g"), Some("t")).await.unwrap();
+        assert_eq!(stored[0].offset, Some(6));
+    });
+}

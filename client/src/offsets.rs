@@ -1,11 +1,12 @@
 //! [`OffsetCommitter`]: where a named consumer stands in a topic, committed
 //! to the cluster so that the next run resumes there.
 //!
-//! Offsets are stored by the cluster's controller, replicated like the rest
-//! of its metadata, one per (consumer, topic, partition). A committed offset
-//! is the next one to read: one past the last record processed. Committing
-//! after processing gives at-least-once delivery: a crash between the two
-//! repeats the records since the last commit, never skips one.
+//! Offsets are stored by each partition's own Raft group (the client sends
+//! a commit to the partition's leader), one per (consumer, partition). A
+//! committed offset is the next one to read: one past the last record
+//! processed. Committing after processing gives at-least-once delivery: a
+//! crash between the two repeats the records since the last commit, never
+//! skips one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -365,9 +365,10 @@ pub struct GroupAssignment {
     pub assigned: Vec<u32>,
     /// How many members the group has, as the coordinator sees them.
     pub members: u32,
-    /// The group's committed offset in each assigned partition that has
-    /// one, from the coordinator's (the controller leader's) metadata, so a
-    /// member never starts from a lagging node's older copy.
+    /// The group's committed offset in each partition the member starts
+    /// (assigned, and not listed as owned) that has one, as the partition's
+    /// leader answered the coordinator's fence: every commit accepted before
+    /// it is in.
     pub committed: Vec<(u32, u64)>,
     /// The SmartModule state committed with those offsets, where there is
     /// one (an aggregate's accumulator to resume with).
@@ -384,7 +385,7 @@ pub struct OffsetCommit {
     /// processed. At most the partition's end.
     pub offset: u64,
     /// The committing session (random, picked by each consumer when it
-    /// starts) and the commit's number within it. The controller refuses a
+    /// starts) and the commit's number within it. The partition refuses a
     /// commit numbered below the last it applied from the same session, so
     /// a commit delayed in the network (the client gave up on it and sent a
     /// newer one) cannot move the offset back. A new session may move it
@@ -397,9 +398,10 @@ pub struct OffsetCommit {
     /// [`CONSUMER_STATE_BYTES_MAX`](crate::limits::CONSUMER_STATE_BYTES_MAX).
     #[serde(with = "serde_bytes")]
     pub state: Option<Vec<u8>>,
-    /// The committing group member (`None` outside consumer groups): the
-    /// commit is refused unless this member owns the partition, so a member
-    /// that was dropped from its group cannot move the offset.
+    /// The committing group member (`None` outside consumer groups). Its
+    /// commit is refused once the partition was given to a member at a
+    /// later generation than the commit's (see [`Request::CommitOffsetAt`]),
+    /// so a member that lost the partition cannot move the offset.
     pub member: Option<String>,
 }
 
@@ -411,7 +413,8 @@ pub struct ConsumerOffset {
     pub partition: u32,
     /// `None` for a partition a group member owns but has not committed in.
     pub offset: Option<u64>,
-    /// When the controller applied the commit (ms since the Unix epoch).
+    /// When the commit was proposed (ms since the Unix epoch, by the
+    /// partition leader's clock).
     pub committed_ms: i64,
     /// The SmartModule state committed with the offset (see [`OffsetCommit`]).
     #[serde(with = "serde_bytes")]

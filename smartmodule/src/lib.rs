@@ -45,7 +45,7 @@
 //! accumulator as of that offset instead of `--initial`; in a consumer group
 //! (`sluice consume -g GROUP`) the accumulator moves with the partition to whichever member
 //! reads it next. Keep whatever must survive in the
-//! accumulator (at most 64 KiB with an offset); an unnamed consumer starts from `--initial`
+//! accumulator (at most 8 KiB with an offset); an unnamed consumer starts from `--initial`
 //! every time.
 //!
 //! The exports the macros generate and the byte layout they exchange with the host are

@@ -13,6 +13,7 @@ mod membership;
 mod metrics;
 mod multihost;
 mod pipelining;
+mod readme;
 mod repair;
 mod replication;
 mod security;

@@ -394,6 +394,18 @@ impl Shared {
         state: Option<Vec<u8>>,
     ) {
         self.committer.rebase(partition, committed);
+        self.start_reader(partition, committed, state).await;
+    }
+
+    /// Starts reading `partition` at `from` (where the config's start says
+    /// if `None`), an aggregate resuming from `state` where there is one.
+    async fn start_reader(
+        self: &Arc<Self>,
+        partition: u32,
+        from: Option<u64>,
+        state: Option<Vec<u8>>,
+    ) {
+        let committed = from;
         let mut smartmodules = self.config.smartmodules.clone();
         if self.config.checkpoint_aggregate
             && committed.is_some()
@@ -504,8 +516,20 @@ impl Shared {
             let _ = self.control.send(Ok(GroupEvent::Assigned(start.clone())));
         }
         for p in &start {
-            self.assign(*p, committed.get(p).copied(), states.remove(p))
-                .await;
+            // Stopped for a release that did not go through, and given back:
+            // this member owned it all along (the coordinator fenced it for
+            // nobody else), so it goes on from its own position, which may
+            // be past the last commit that got through.
+            let own = (held.get(p) == Some(&false))
+                .then(|| self.committer.resume_point(*p))
+                .flatten();
+            match own {
+                Some((offset, state)) => self.start_reader(*p, Some(offset), state).await,
+                None => {
+                    self.assign(*p, committed.get(p).copied(), states.remove(p))
+                        .await
+                }
+            }
         }
         *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = answer.generation;
         released

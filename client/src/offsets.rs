@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use sluice_proto::limits::validate_consumer_name;
 use sluice_proto::{OffsetCommit, WireError};
 use tokio::task::JoinHandle;
@@ -209,6 +210,12 @@ impl OffsetCommitter {
         }
     }
 
+    /// Where this committer stands in `partition` (processed, committed or
+    /// not) and the SmartModule state as of there, if it tracks it.
+    pub(crate) fn resume_point(&self, partition: u32) -> Option<(u64, Option<Vec<u8>>)> {
+        self.shared.lock().current.get(&partition).cloned()
+    }
+
     /// Stops tracking `partition` (a group member that gave it up): it is
     /// committed no more.
     pub(crate) fn forget(&self, partition: u32) {
@@ -269,6 +276,9 @@ impl Drop for OffsetCommitter {
     }
 }
 
+/// Commits of one committer in flight at once (one per partition).
+const COMMITS_IN_FLIGHT_MAX: usize = 64;
+
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Positions> {
         self.positions.lock().unwrap_or_else(|p| p.into_inner())
@@ -285,28 +295,40 @@ impl Shared {
                 .map(|(p, (at, state))| (*p, *at, state.clone()))
                 .collect()
         };
-        let mut first_error = None;
-        let mut committed = 0;
-        for (partition, offset, state) in &moved {
-            let (partition, offset) = (*partition, *offset);
+        // Each partition's commit goes to that partition's leader and is
+        // checked there alone (its order within the session is per
+        // partition), so the partitions' commits travel at once; they are
+        // numbered in order before they leave.
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let sends = moved.iter().map(|(partition, offset, state)| {
             let sequence = *next_sequence;
             *next_sequence += 1;
             let commit = OffsetCommit {
                 consumer: self.consumer.clone(),
                 topic: self.topic.clone(),
-                partition,
-                offset,
+                partition: *partition,
+                offset: *offset,
                 session: self.session,
                 sequence,
                 state: state.clone(),
                 member: self.member.clone(),
             };
-            let result = if self.member.is_some() {
-                let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
-                self.client.commit_offset_at(commit, generation).await
-            } else {
-                self.client.commit_offset(commit).await
-            };
+            async move {
+                let result = if self.member.is_some() {
+                    self.client.commit_offset_at(commit, generation).await
+                } else {
+                    self.client.commit_offset(commit).await
+                };
+                (*partition, *offset, result)
+            }
+        });
+        let results: Vec<_> = futures::stream::iter(sends.collect::<Vec<_>>())
+            .buffer_unordered(COMMITS_IN_FLIGHT_MAX)
+            .collect()
+            .await;
+        let mut first_error = None;
+        let mut committed = 0;
+        for (partition, offset, result) in results {
             match result {
                 Ok(()) => {
                     self.lock().committed.insert(partition, offset);

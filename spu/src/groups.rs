@@ -275,10 +275,31 @@ impl Coordinator {
                 (p, fenced)
             }
         });
+        // Bounded well within the member's wait for this answer (a quarter
+        // of its session timeout): fences still running then (partitions
+        // whose groups were asleep take longer to wake) are dropped, their
+        // partitions held back, and fenced again at the next heartbeat; a
+        // fence is idempotent, and the one dropped may well have applied.
+        let budget = Duration::from_millis(hb.session_timeout_ms / 8);
+        let fenced: BTreeMap<u32, _> = {
+            let mut done = BTreeMap::new();
+            let mut running: futures::stream::FuturesUnordered<_> = fences.collect();
+            let deadline = tokio::time::Instant::now() + budget;
+            while let Ok(Some((p, result))) =
+                tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut running)).await
+            {
+                done.insert(p, result);
+            }
+            done
+        };
         let mut committed = Vec::new();
         let mut states = Vec::new();
-        let mut held_back = BTreeSet::new();
-        for (p, fenced) in futures::future::join_all(fences).await {
+        let mut held_back: BTreeSet<u32> = starting
+            .iter()
+            .copied()
+            .filter(|p| !fenced.contains_key(p))
+            .collect();
+        for (p, fenced) in fenced {
             match fenced {
                 Ok((offset, state)) => {
                     let (offset, state) = match offset {
@@ -297,6 +318,12 @@ impl Coordinator {
                     held_back.insert(p);
                 }
             }
+        }
+        if !held_back.is_empty() {
+            tracing::debug!(
+                group = %hb.group, partitions = ?held_back, ?budget,
+                "partitions held back: their fences did not finish within the budget"
+            );
         }
         let mut live = self.state.lock().await;
         if let Some(m) = live

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -550,6 +550,8 @@ pub(crate) struct Partition {
     pub damage: DamageSlot,
     /// Committed consumer offsets as applied here.
     pub consumers: ConsumersView,
+    /// The order this replica, as leader, proposes producers' batches in.
+    pub proposal_order: Arc<ProposalOrder>,
 }
 
 /// Why a replica's log was not handed to its Raft group.
@@ -789,28 +791,6 @@ impl ProposalOrder {
             poll
         })
         .await
-    }
-}
-
-impl Partition {
-    /// This replica's [`ProposalOrder`].
-    ///
-    /// Kept in a registry keyed by the replica's shared log rather than in a
-    /// field, so that the replica's construction (in `crate::replicas`) need
-    /// not change; the registry holds a `Weak` to the log, which keeps its
-    /// address from being reused, and drops entries of removed replicas.
-    pub(crate) fn proposal_order(&self) -> Arc<ProposalOrder> {
-        type Registry = HashMap<usize, (Weak<RwLock<PartitionLog>>, Arc<ProposalOrder>)>;
-        static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
-        let mut registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-        let key = Arc::as_ptr(&self.log) as usize;
-        if let Some((_, order)) = registry.get(&key) {
-            return order.clone();
-        }
-        registry.retain(|_, (log, _)| log.strong_count() > 0);
-        let order = Arc::new(ProposalOrder::default());
-        registry.insert(key, (Arc::downgrade(&self.log), order.clone()));
-        order
     }
 }
 

@@ -705,6 +705,7 @@ impl Replicas {
             ready,
             damage,
             consumers,
+            proposal_order: Arc::default(),
         })
     }
 

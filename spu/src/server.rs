@@ -823,7 +823,7 @@ async fn produce_batch(
     let what = || format!("partition {}/{}", req.topic, req.partition);
     // In sequence order per producer, as far as the leader can tell.
     let response = partition
-        .proposal_order()
+        .proposal_order
         .write(&partition.group, command, req.producer)
         .await
         .map_err(|e| e.into_wire(what()))?;

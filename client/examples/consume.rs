@@ -7,28 +7,21 @@
 
 use futures::StreamExt;
 use sluice_client::Client;
-use sluice_client::proto::{FetchRequest, ReadFrom, StartOffset, limits};
+use sluice_client::proto::{FetchRequest, ReadFrom};
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let topic = args.next().unwrap_or_else(|| "greetings".into());
-    let partition: u32 = args.next().map_or(Ok(0), |p| p.parse())?;
-    let home = sluice_client::config::sluice_home();
-    let client = Client::from_profile(&home, None, None).await?;
-    let request = FetchRequest {
-        topic,
-        partition,
-        start: StartOffset::Beginning,
-        end_offset: None,
-        max_records: None,
-        follow: true,
-        max_bytes: limits::FETCH_RESPONSE_BYTES_DEFAULT as u32,
-        read_from: ReadFrom::Any,
-        replica: None,
-        smartmodules: Vec::new(),
-    };
+/// Follows `topic`/`partition` from the beginning, printing each record;
+/// returns the values once it has `stop_after` of them (never, if `None`).
+pub async fn run(
+    client: &Client,
+    topic: &str,
+    partition: u32,
+    stop_after: Option<usize>,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let request = FetchRequest::new(topic, partition)
+        .follow()
+        .read_from(ReadFrom::Any);
     let mut records = client.consume(request).into_stream();
+    let mut values = Vec::new();
     while let Some(record) = records.next().await {
         let record = record?;
         let key = record.key.as_deref().map(String::from_utf8_lossy);
@@ -38,6 +31,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             key.unwrap_or_default(),
             String::from_utf8_lossy(&record.value)
         );
+        values.push(String::from_utf8_lossy(&record.value).into_owned());
+        if stop_after.is_some_and(|n| values.len() >= n) {
+            break;
+        }
     }
+    Ok(values)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let topic = args.next().unwrap_or_else(|| "greetings".into());
+    let partition: u32 = args.next().map_or(Ok(0), |p| p.parse())?;
+    let home = sluice_client::config::sluice_home();
+    let client = Client::from_profile(&home, None, None).await?;
+    run(&client, &topic, partition, None).await?;
     Ok(())
 }

@@ -11,14 +11,12 @@
 use sluice_client::proto::Record;
 use sluice_client::{Client, ProducerConfig};
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let topic = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "greetings".into());
-    let home = sluice_client::config::sluice_home();
-    let client = Client::from_profile(&home, None, None).await?;
-    let producer = client.producer(&topic, ProducerConfig::default()).await?;
+/// Sends ten keyed records and returns where each was stored.
+pub async fn run(
+    client: &Client,
+    topic: &str,
+) -> Result<Vec<(u32, u64)>, Box<dyn std::error::Error>> {
+    let producer = client.producer(topic, ProducerConfig::default()).await?;
     let mut deliveries = Vec::new();
     for i in 0..10 {
         // Records with the same key land in the same partition, in order.
@@ -26,12 +24,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         deliveries.push(producer.send(record).await?);
     }
     producer.flush().await?;
+    let mut stored_at = Vec::new();
     for delivery in deliveries {
         let stored = delivery.await?;
         println!(
             "stored in partition {} at offset {}",
             stored.partition, stored.offset
         );
+        stored_at.push((stored.partition, stored.offset));
     }
+    Ok(stored_at)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let topic = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "greetings".into());
+    let home = sluice_client::config::sluice_home();
+    let client = Client::from_profile(&home, None, None).await?;
+    run(&client, &topic).await?;
     Ok(())
 }

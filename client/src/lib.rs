@@ -39,6 +39,11 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Whole programs are in `client/examples/`: `produce`, `consume`, `admin`
+//! (topics, partitions, nodes) and `smartmodules` (registered and ad hoc
+//! modules); the integration suite runs each against a node it starts
+//! (`cli/tests/it/client_examples.rs`), so they stay true.
 
 mod client;
 pub mod config;

@@ -2,6 +2,7 @@
 //! talking QUIC. Each test gets its own SLUICE_HOME and port.
 
 mod bad_input;
+mod client_examples;
 mod compression;
 mod connectors;
 mod consumers;

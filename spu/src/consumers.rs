@@ -57,7 +57,28 @@ pub(crate) async fn commit_offset(
         ));
     }
     let member = match (commit.member.clone(), generation) {
-        (Some(member), Some(generation)) => Some((member, generation)),
+        (Some(member), Some(generation)) => {
+            // This node's copy of the group, if it is at least as new as the
+            // member's generation, knows whether the member still owns the
+            // partition (an older copy cannot tell; the partition's own
+            // generation check applies either way).
+            let moved_on = node.controller.view().with(|md| {
+                let g = md.groups.get(&commit.consumer)?;
+                (g.generation >= generation && g.owners.get(&commit.partition) != Some(&member))
+                    .then_some(g.generation)
+            });
+            if let Some(now) = moved_on {
+                return Err(WireError::FencedMember {
+                    group: commit.consumer.clone(),
+                    member,
+                    reason: format!(
+                        "it does not own partition {} in generation {now} (its commit is of generation {generation})",
+                        commit.partition
+                    ),
+                });
+            }
+            Some((member, generation))
+        }
         (Some(member), None) => {
             let owned_in = node.controller.view().with(|md| {
                 let g = md.groups.get(&commit.consumer)?;

@@ -43,6 +43,11 @@ struct Live {
     /// and regained leadership forgets what it saw before.
     term: Option<u64>,
     groups: HashMap<String, BTreeMap<String, Member>>,
+    /// Per group, the partitions whose last owner gave them up cleanly
+    /// (having committed) or that nobody owned since the group was created,
+    /// as seen in this term: the next member starts them without a fence
+    /// (see `crate::offsets`). Any other start is fenced first.
+    clean: HashMap<String, BTreeSet<u32>>,
 }
 
 struct Member {
@@ -124,6 +129,7 @@ impl Coordinator {
         }
         if live.term != Some(term) {
             live.groups.clear();
+            live.clean.clear();
             live.term = Some(term);
         }
         Ok(())
@@ -172,6 +178,8 @@ impl Coordinator {
                 members.retain(|_, m| now.duration_since(m.last_seen) <= m.session);
                 !members.is_empty()
             });
+            let Live { groups, clean, .. } = &mut *live;
+            clean.retain(|g, _| groups.contains_key(g));
         }
         if !live.groups.contains_key(&hb.group) && live.groups.len() >= CONSUMER_GROUPS_MAX {
             return Err(invalid(
@@ -182,8 +190,12 @@ impl Coordinator {
                 ),
             ));
         }
-        let members = live
-            .groups
+        let Live {
+            groups,
+            clean: clean_sets,
+            ..
+        } = &mut *live;
+        let members = groups
             .entry(hb.group.clone())
             .or_insert_with(|| inherited(record, hb.strategy, now));
         if !members.contains_key(&hb.member) && members.len() >= GROUP_MEMBERS_MAX {
@@ -223,6 +235,20 @@ impl Coordinator {
         // been sent before the member was given it.
         let current = hb.generation == record.generation;
         let owned: BTreeSet<u32> = hb.owned.iter().copied().collect();
+        // What is clean to hand on: every partition of a group new in the
+        // metadata; one this member just gave up; not one whose owner was
+        // dropped (it may still be committing).
+        let mut clean = clean_sets.remove(&hb.group).unwrap_or_default();
+        if record.generation == 0 {
+            clean.extend(0..view.partitions);
+        }
+        for (p, m) in &record.owners {
+            if !members.contains_key(m) {
+                clean.remove(p);
+            } else if *m == hb.member && current && !owned.contains(p) && !pending.contains(p) {
+                clean.insert(*p);
+            }
+        }
         let mut owners = record.owners.clone();
         owners.retain(|p, m| {
             members.contains_key(m)
@@ -256,6 +282,15 @@ impl Coordinator {
             .map(|(p, _)| *p)
             .collect();
         let members_alive = alive.len() as u32;
+        let starting: Vec<u32> = assigned
+            .iter()
+            .copied()
+            .filter(|p| !owned.contains(p))
+            .collect();
+        // Starting ones are owned from now on: clean no more.
+        let (unfenced, to_fence): (Vec<u32>, Vec<u32>) =
+            starting.iter().partition(|p| clean.remove(p));
+        clean_sets.insert(hb.group.clone(), clean);
         drop(live);
         // A partition the member starts reading is fenced first, on its
         // leader (not under the coordinator's lock: a leader may take a
@@ -263,12 +298,7 @@ impl Coordinator {
         // there, and the answer carries the offset every earlier accepted
         // commit left. One whose fence fails is held back until the next
         // heartbeat.
-        let starting: Vec<u32> = assigned
-            .iter()
-            .copied()
-            .filter(|p| !owned.contains(p))
-            .collect();
-        let fences = starting.iter().map(|&p| {
+        let fences = to_fence.iter().map(|&p| {
             let (group, topic) = (&hb.group, &hb.topic);
             async move {
                 let fenced = crate::consumers::fence(node, group, topic, p, generation).await;
@@ -281,10 +311,19 @@ impl Coordinator {
         // partitions held back, and fenced again at the next heartbeat; a
         // fence is idempotent, and the one dropped may well have applied.
         let budget = Duration::from_millis(hb.session_timeout_ms / 8);
+        let deadline = tokio::time::Instant::now() + budget;
+        // Partitions handed over cleanly need no fence, only their offsets:
+        // read from their leaders (no Raft write), within the same budget.
+        let read = async {
+            if unfenced.is_empty() {
+                return Ok(Vec::new());
+            }
+            crate::consumers::list(node, Some(&hb.group), Some(&hb.topic)).await
+        };
+        let read = tokio::time::timeout_at(deadline, read);
         let fenced: BTreeMap<u32, _> = {
             let mut done = BTreeMap::new();
             let mut running: futures::stream::FuturesUnordered<_> = fences.collect();
-            let deadline = tokio::time::Instant::now() + budget;
             while let Ok(Some((p, result))) =
                 tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut running)).await
             {
@@ -292,6 +331,25 @@ impl Coordinator {
             }
             done
         };
+        let mut fenced = fenced;
+        match read.await {
+            Ok(Ok(rows)) => {
+                let rows: BTreeMap<u32, _> = rows
+                    .into_iter()
+                    .filter(|r| r.topic == hb.topic)
+                    .map(|r| (r.partition, (r.offset, r.state)))
+                    .collect();
+                for p in &unfenced {
+                    let (offset, state) = rows.get(p).cloned().unwrap_or((None, None));
+                    fenced.insert(*p, Ok((offset, state)));
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(
+                group = %hb.group, error = %e,
+                "could not read the offsets of partitions handed over cleanly; held back"
+            ),
+            Err(_) => {}
+        }
         let mut committed = Vec::new();
         let mut states = Vec::new();
         let mut held_back: BTreeSet<u32> = starting
@@ -322,7 +380,7 @@ impl Coordinator {
         if !held_back.is_empty() {
             tracing::debug!(
                 group = %hb.group, partitions = ?held_back, ?budget,
-                "partitions held back: their fences did not finish within the budget"
+                "partitions held back: their fences or offsets did not come within the budget"
             );
         }
         let mut live = self.state.lock().await;
@@ -364,6 +422,22 @@ impl Coordinator {
         }
         let view = group_view(node, group, topic)?;
         let record = view.record;
+        // It committed before leaving: its partitions are clean to hand on
+        // (kept only while the group has live members, so that what is
+        // kept is bounded by the groups followed).
+        if live.groups.contains_key(group) {
+            let released = record
+                .owners
+                .iter()
+                .filter(|(_, m)| *m == member)
+                .map(|(p, _)| *p);
+            live.clean
+                .entry(group.to_string())
+                .or_default()
+                .extend(released);
+        } else {
+            live.clean.remove(group);
+        }
         let mut owners = record.owners.clone();
         owners.retain(|_, m| m != member);
         if owners != record.owners {
@@ -397,15 +471,23 @@ impl Coordinator {
             return Ok(());
         };
         let now = Instant::now();
-        let members = live
-            .groups
+        let Live {
+            groups,
+            clean: clean_sets,
+            ..
+        } = &mut *live;
+        let members = groups
             .entry(group.to_string())
             .or_insert_with(|| inherited(&record, AssignmentStrategy::default(), now));
         members.retain(|_, m| now.duration_since(m.last_seen) <= m.session);
         let mut owners = record.owners.clone();
         owners.retain(|_, m| members.contains_key(m));
+        if let Some(clean) = clean_sets.get_mut(group) {
+            clean.retain(|p| owners.contains_key(p) || !record.owners.contains_key(p));
+        }
         if members.is_empty() {
-            live.groups.remove(group);
+            groups.remove(group);
+            clean_sets.remove(group);
         }
         if owners != record.owners {
             let mut sessions = record.sessions.clone();

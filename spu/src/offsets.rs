@@ -11,12 +11,15 @@
 //!
 //! Fencing, all decided at apply: a commit numbered below the last one of
 //! its session is refused (a late copy cannot move the offset back); a
-//! consumer group's coordinator *fences* a partition at a generation before
-//! a member starts reading it there (`Request::FenceConsumer`), and from
-//! then on commits of earlier generations are refused, so a member that lost
-//! the partition cannot move its offset. The fence answers with the
-//! committed offset, so the new member starts after every commit that was
-//! accepted before it.
+//! group member's commit carries its generation, and a commit of a
+//! generation below the highest this partition has seen for the group is
+//! refused. The highest rises with every member's commit and with a *fence*
+//! (`Request::FenceConsumer`), which the coordinator applies before a member
+//! starts reading a partition whose previous owner was dropped (it may still
+//! be committing): from then on that member cannot move the offset, and the
+//! fence answers with the committed offset, so the new member starts after
+//! every commit that was accepted before it. (A partition its owner gave up
+//! cleanly, having committed, needs no fence: that owner commits no more.)
 
 use std::collections::BTreeMap;
 
@@ -121,22 +124,14 @@ impl ConsumerTable {
         let entry = self.consumers.get(&commit.consumer);
         let fence = entry.map_or(0, |e| e.fence);
         match &commit.member {
-            Some((member, generation)) if *generation < fence || fence == 0 => {
-                let reason = if fence == 0 {
-                    format!(
-                        "partition {partition} was never given to a member of the group \
-                         (generation {generation})"
-                    )
-                } else {
-                    format!(
-                        "partition {partition} was given to a member in generation {fence}, \
-                         and this commit is of generation {generation}"
-                    )
-                };
+            Some((member, generation)) if *generation < fence => {
                 return Err(WireError::FencedMember {
                     group: commit.consumer,
                     member: member.clone(),
-                    reason,
+                    reason: format!(
+                        "partition {partition} was given to a member in generation {fence}, \
+                         and this commit is of generation {generation}"
+                    ),
                 });
             }
             Some(_) => {}
@@ -177,6 +172,11 @@ impl ConsumerTable {
             )));
         }
         let entry = self.consumers.entry(commit.consumer).or_default();
+        // A member's commit fences the generations before its own, as a
+        // fence would.
+        if let Some((_, generation)) = commit.member {
+            entry.fence = entry.fence.max(generation);
+        }
         entry.committed = Some(Committed {
             offset: commit.offset,
             committed_ms: commit.committed_ms,
@@ -303,12 +303,6 @@ mod tests {
             member: Some((m.into(), generation)),
             ..commit("g", offset, u64::from(m.as_bytes()[1]), sequence)
         };
-        // Never fenced: no member was given the partition.
-        let unfenced = table.commit(&AT, member("m1", 1, 2, 0), 10).unwrap_err();
-        assert!(
-            matches!(unfenced, WireError::FencedMember { .. }),
-            "{unfenced}"
-        );
         assert_eq!(table.fence(&AT, "g".into(), 1).unwrap(), None);
         table.commit(&AT, member("m1", 1, 4, 1), 10).unwrap();
         // Given to m2 in generation 3: m1's commit of generation 2 is late.
@@ -326,6 +320,12 @@ mod tests {
         assert!(table.commit(&AT, member("m1", 2, 9, 3), 10).is_err());
         table.commit(&AT, member("m2", 3, 6, 0), 10).unwrap();
         assert_eq!(offset(&table, "g"), Some(6));
+        // A member's commit of a later generation fences the earlier ones
+        // by itself (a partition handed over cleanly is not fenced first).
+        table.commit(&AT, member("m3", 5, 7, 0), 10).unwrap();
+        let late = table.commit(&AT, member("m2", 4, 8, 1), 10).unwrap_err();
+        assert!(late.to_string().contains("generation 5"), "{late}");
+        assert_eq!(offset(&table, "g"), Some(7));
         let plain = table.commit(&AT, commit("g", 8, 9, 0), 10).unwrap_err();
         assert!(plain.to_string().contains("is a consumer group"), "{plain}");
         assert!(table.forget("g"));

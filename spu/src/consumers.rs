@@ -11,6 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
 use sluice_proto::limits::{CONSUMER_STATE_BYTES_MAX, validate_consumer_name};
 use sluice_proto::{
     ConsumerOffset, LedPartitionOffsets, OffsetCommit, Request, Response, WireError,
@@ -277,15 +280,29 @@ fn led_partitions(node: &Shared, topic: Option<&str>) -> Vec<Partition> {
         .collect()
 }
 
-/// [`Request::LeaderConsumers`] on this node.
-pub(crate) fn leader_consumers(
+/// How long a led partition's leadership check may take before a listing
+/// leaves the partition out (its caller then reports it as without leader).
+const LEADERSHIP_CHECK_WAIT: Duration = Duration::from_secs(2);
+
+/// [`Request::LeaderConsumers`] on this node: the partitions it leads,
+/// each read only after a majority confirmed the leadership and everything
+/// committed before was applied (a read index), so a deposed leader or one
+/// new to its term never answers with offsets older than a commit that was
+/// acknowledged. (A coordinator starts a member from such a read.)
+pub(crate) async fn leader_consumers(
     node: &Shared,
     consumer: Option<&str>,
     topic: Option<&str>,
 ) -> Vec<LedPartitionOffsets> {
-    led_partitions(node, topic)
-        .into_iter()
-        .map(|p| {
+    let led = led_partitions(node, topic);
+    let checks = led
+        .iter()
+        .map(|p| p.group.confirm_leadership(LEADERSHIP_CHECK_WAIT));
+    let confirmed = futures::future::join_all(checks).await;
+    led.into_iter()
+        .zip(confirmed)
+        .filter(|(_, confirmed)| *confirmed)
+        .map(|(p, _)| {
             let status = p.group.status();
             let view = p.consumers.read().unwrap_or_else(|e| e.into_inner());
             let offsets = view
@@ -359,13 +376,13 @@ fn partitions_in_scope(
     })
 }
 
-/// Asks every other registered node with `request`, all at once. A node
-/// that cannot answer is only reported: whether its partitions are covered
-/// by another is the caller's check.
-async fn ask_every_node(
-    node: &Shared,
-    request: &Request,
-) -> Vec<(u64, Result<Response, WireError>)> {
+/// Asks every other registered node with `request`, all at once; answers
+/// come as they arrive, so a caller that has heard enough stops waiting
+/// (a dead node answers only when its ask times out).
+fn ask_every_node<'a>(
+    node: &'a Shared,
+    request: &'a Request,
+) -> FuturesUnordered<impl Future<Output = (u64, Result<Response, WireError>)> + 'a> {
     let peers: Vec<u64> = node.controller.view().with(|md| {
         md.nodes
             .keys()
@@ -373,10 +390,10 @@ async fn ask_every_node(
             .filter(|id| *id != node.config.id)
             .collect()
     });
-    let asks = peers
-        .iter()
-        .map(|peer| async move { (*peer, ask(node, *peer, request).await) });
-    futures::future::join_all(asks).await
+    peers
+        .into_iter()
+        .map(|peer| async move { (peer, ask(node, peer, request).await) })
+        .collect()
 }
 
 fn uncovered(
@@ -407,6 +424,85 @@ fn uncovered(
     })
 }
 
+/// Each partition of `scope` as its leader answers for it (offsets of
+/// `consumer`, or of all, on `topic`, or on all), and what the nodes that
+/// did not answer said. Each answer was confirmed by a majority when read,
+/// so once every partition in scope has one, the nodes not heard from yet
+/// (a dead one answers only when its ask times out) are not waited for.
+async fn gather(
+    node: &Shared,
+    consumer: Option<&str>,
+    topic: Option<&str>,
+    scope: &BTreeSet<(String, u32)>,
+) -> (BTreeMap<(String, u32), LedPartitionOffsets>, Vec<String>) {
+    let request = Request::LeaderConsumers {
+        consumer: consumer.map(str::to_string),
+        topic: topic.map(str::to_string),
+    };
+    // Per partition, the answer of the newest leader.
+    let mut best: BTreeMap<(String, u32), LedPartitionOffsets> = BTreeMap::new();
+    let take = |best: &mut BTreeMap<_, LedPartitionOffsets>, led: Vec<LedPartitionOffsets>| {
+        for p in led {
+            let key = (p.topic.clone(), p.partition);
+            let newer = best
+                .get(&key)
+                .is_none_or(|b| (p.term, p.applied_index) > (b.term, b.applied_index));
+            if newer {
+                best.insert(key, p);
+            }
+        }
+    };
+    take(&mut best, leader_consumers(node, consumer, topic).await);
+    let mut silent = Vec::new();
+    let mut asks = ask_every_node(node, &request);
+    while !scope.iter().all(|k| best.contains_key(k)) {
+        let Some((peer, answer)) = asks.next().await else {
+            break;
+        };
+        match answer {
+            Ok(Response::LeaderConsumers(led)) => take(&mut best, led),
+            Ok(other) => silent.push(format!("node {peer} answered {}", name_of(&other))),
+            Err(e) => silent.push(e.to_string()),
+        }
+    }
+    (best, silent)
+}
+
+/// The committed offset and state of `group` in each of `partitions` of
+/// `topic` whose leader answered (a partition left out has none that did):
+/// a read, confirmed by each leader's majority, for a member starting a
+/// partition handed over cleanly (`crate::groups`).
+pub(crate) async fn read_group_offsets(
+    node: &Shared,
+    group: &str,
+    topic: &str,
+    partitions: &[u32],
+) -> BTreeMap<u32, (Option<u64>, Option<Vec<u8>>)> {
+    let scope: BTreeSet<(String, u32)> =
+        partitions.iter().map(|p| (topic.to_string(), *p)).collect();
+    let (best, _) = gather(node, Some(group), Some(topic), &scope).await;
+    let legacy = |p: u32| {
+        node.controller.view().with(|md| {
+            let o = md
+                .consumers
+                .get(&(group.to_string(), topic.to_string(), p))?;
+            Some((Some(o.offset), o.state.clone()))
+        })
+    };
+    partitions
+        .iter()
+        .filter_map(|p| {
+            let led = best.get(&(topic.to_string(), *p))?;
+            let own = led
+                .offsets
+                .iter()
+                .find(|o| o.consumer == group)
+                .map(|o| (o.offset, o.state.clone()));
+            Some((*p, own.or_else(|| legacy(*p)).unwrap_or((None, None))))
+        })
+        .collect()
+}
+
 /// [`Request::ListConsumers`]: the committed offsets of `consumer` (or of
 /// all) on `topic` (or on all), from the partitions' leaders, with a row
 /// (and no offset) for each partition a group member owns before its first
@@ -418,32 +514,7 @@ pub(crate) async fn list(
     topic: Option<&str>,
 ) -> Result<Vec<ConsumerOffset>, WireError> {
     let scope = partitions_in_scope(node, topic)?;
-    let request = Request::LeaderConsumers {
-        consumer: consumer.map(str::to_string),
-        topic: topic.map(str::to_string),
-    };
-    let mut answers = vec![leader_consumers(node, consumer, topic)];
-    let mut silent = Vec::new();
-    for (peer, answer) in ask_every_node(node, &request).await {
-        match answer {
-            Ok(Response::LeaderConsumers(led)) => answers.push(led),
-            Ok(other) => silent.push(format!("node {peer} answered {}", name_of(&other))),
-            Err(e) => silent.push(e.to_string()),
-        }
-    }
-    // Per partition, the answer of the newest leader.
-    let mut best: BTreeMap<(String, u32), LedPartitionOffsets> = BTreeMap::new();
-    for led in answers {
-        for p in led {
-            let key = (p.topic.clone(), p.partition);
-            let newer = best
-                .get(&key)
-                .is_none_or(|b| (p.term, p.applied_index) > (b.term, b.applied_index));
-            if newer {
-                best.insert(key, p);
-            }
-        }
-    }
+    let (best, silent) = gather(node, consumer, topic, &scope).await;
     let covered: BTreeSet<(String, u32)> = best.keys().cloned().collect();
     uncovered(&scope, &covered, &silent)?;
     let with_state = consumer.is_some() && topic.is_some();
@@ -505,11 +576,16 @@ pub(crate) async fn forget(
         topic: topic.map(str::to_string),
     };
     let mut covered: BTreeSet<(String, u32)> = leader_consumers(node, Some(consumer), topic)
+        .await
         .into_iter()
         .map(|p| (p.topic, p.partition))
         .collect();
     let mut silent = Vec::new();
-    for (peer, answer) in ask_every_node(node, &probe).await {
+    let mut asks = ask_every_node(node, &probe);
+    while !scope.is_subset(&covered) {
+        let Some((peer, answer)) = asks.next().await else {
+            break;
+        };
         match answer {
             Ok(Response::LeaderConsumers(led)) => {
                 covered.extend(led.into_iter().map(|p| (p.topic, p.partition)))
@@ -518,23 +594,34 @@ pub(crate) async fn forget(
             Err(e) => silent.push(e.to_string()),
         }
     }
+    drop(asks);
     uncovered(&scope, &covered, &silent)?;
     let request = Request::ForgetConsumer {
         consumer: consumer.to_string(),
         topic: topic.map(str::to_string),
     };
-    let (_, mut forgotten) = forget_here(node, consumer, topic).await?;
-    for (peer, answer) in ask_every_node(node, &request).await {
+    let (here, mut forgotten) = forget_here(node, consumer, topic).await?;
+    let mut covered: BTreeSet<(String, u32)> = here.into_iter().collect();
+    let mut silent = Vec::new();
+    let mut asks = ask_every_node(node, &request);
+    while !scope.is_subset(&covered) {
+        let Some((peer, answer)) = asks.next().await else {
+            break;
+        };
         match answer {
-            Ok(Response::ConsumerForgotten { forgotten: n, .. }) => forgotten += n,
-            Ok(other) => {
-                return Err(WireError::Unavailable {
-                    what: format!("node {peer}"),
-                    reason: format!("it answered a forget with {}", name_of(&other)),
-                });
+            Ok(Response::ConsumerForgotten {
+                partitions,
+                forgotten: n,
+            }) => {
+                covered.extend(partitions);
+                forgotten += n;
             }
-            Err(e) => return Err(e),
+            Ok(other) => silent.push(format!("node {peer} answered {}", name_of(&other))),
+            Err(e) => silent.push(e.to_string()),
         }
     }
+    // Leaders moved between the check and the forget: some partitions may
+    // have kept the consumer; say so (a retry finishes the job).
+    uncovered(&scope, &covered, &silent)?;
     Ok(forgotten)
 }

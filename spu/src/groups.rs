@@ -316,9 +316,9 @@ impl Coordinator {
         // read from their leaders (no Raft write), within the same budget.
         let read = async {
             if unfenced.is_empty() {
-                return Ok(Vec::new());
+                return BTreeMap::new();
             }
-            crate::consumers::list(node, Some(&hb.group), Some(&hb.topic)).await
+            crate::consumers::read_group_offsets(node, &hb.group, &hb.topic, &unfenced).await
         };
         let read = tokio::time::timeout_at(deadline, read);
         let fenced: BTreeMap<u32, _> = {
@@ -332,23 +332,12 @@ impl Coordinator {
             done
         };
         let mut fenced = fenced;
-        match read.await {
-            Ok(Ok(rows)) => {
-                let rows: BTreeMap<u32, _> = rows
-                    .into_iter()
-                    .filter(|r| r.topic == hb.topic)
-                    .map(|r| (r.partition, (r.offset, r.state)))
-                    .collect();
-                for p in &unfenced {
-                    let (offset, state) = rows.get(p).cloned().unwrap_or((None, None));
-                    fenced.insert(*p, Ok((offset, state)));
-                }
+        // Those read are started (with what was read; legacy offsets are
+        // part of it); those whose leader did not answer in time wait.
+        if let Ok(read) = read.await {
+            for (p, (offset, state)) in read {
+                fenced.insert(p, Ok((offset, state)));
             }
-            Ok(Err(e)) => tracing::debug!(
-                group = %hb.group, error = %e,
-                "could not read the offsets of partitions handed over cleanly; held back"
-            ),
-            Err(_) => {}
         }
         let mut committed = Vec::new();
         let mut states = Vec::new();
@@ -390,6 +379,9 @@ impl Coordinator {
             .and_then(|members| members.get_mut(&hb.member))
         {
             m.pending = held_back.clone();
+            // Not started after all: still clean for the next try.
+            let back = unfenced.iter().filter(|p| held_back.contains(p));
+            live.clean.entry(hb.group.clone()).or_default().extend(back);
         }
         drop(live);
         Ok(GroupAssignment {

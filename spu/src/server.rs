@@ -563,7 +563,7 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
             })
         }
         Request::LeaderConsumers { consumer, topic } => Ok(Response::LeaderConsumers(
-            crate::consumers::leader_consumers(node, consumer.as_deref(), topic.as_deref()),
+            crate::consumers::leader_consumers(node, consumer.as_deref(), topic.as_deref()).await,
         )),
         Request::ForgetConsumer { consumer, topic } => {
             let (partitions, forgotten) =

@@ -9,7 +9,6 @@
 //! new is written there.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -22,10 +21,7 @@ use sluice_proto::{
 use crate::node::Shared;
 use crate::offsets::CommitEntry;
 use crate::partition::{AppendOutcome, Partition, PartitionCommand, decode, encode};
-
-/// How long one node may take to answer for the partitions it leads, or a
-/// partition's leader to apply a fence.
-const PEER_WAIT: Duration = Duration::from_secs(5);
+use crate::timeouts::{OFFSETS_PEER_WAIT, PARTITION_LEADERSHIP_CHECK_WAIT};
 
 /// How many times a request for a partition's leader follows a redirect.
 const REDIRECTS_MAX: usize = 3;
@@ -253,7 +249,7 @@ async fn ask(node: &Shared, peer: u64, request: &Request) -> Result<Response, Wi
             what: format!("node {peer}"),
             reason: "it has no known address".into(),
         })?;
-    match tokio::time::timeout(PEER_WAIT, node.peers.request(&addr, request)).await {
+    match tokio::time::timeout(OFFSETS_PEER_WAIT, node.peers.request(&addr, request)).await {
         Ok(Ok(Response::Error(e))) => Err(e),
         Ok(Ok(response)) => Ok(response),
         Ok(Err(reason)) => Err(WireError::Unavailable {
@@ -262,7 +258,7 @@ async fn ask(node: &Shared, peer: u64, request: &Request) -> Result<Response, Wi
         }),
         Err(_) => Err(WireError::Unavailable {
             what: format!("node {peer}"),
-            reason: format!("it did not answer within {PEER_WAIT:?}"),
+            reason: format!("it did not answer within {OFFSETS_PEER_WAIT:?}"),
         }),
     }
 }
@@ -280,10 +276,6 @@ fn led_partitions(node: &Shared, topic: Option<&str>) -> Vec<Partition> {
         .collect()
 }
 
-/// How long a led partition's leadership check may take before a listing
-/// leaves the partition out (its caller then reports it as without leader).
-const LEADERSHIP_CHECK_WAIT: Duration = Duration::from_secs(2);
-
 /// [`Request::LeaderConsumers`] on this node: the partitions it leads,
 /// each read only after a majority confirmed the leadership and everything
 /// committed before was applied (a read index), so a deposed leader or one
@@ -297,7 +289,7 @@ pub(crate) async fn leader_consumers(
     let led = led_partitions(node, topic);
     let checks = led
         .iter()
-        .map(|p| p.group.confirm_leadership(LEADERSHIP_CHECK_WAIT));
+        .map(|p| p.group.confirm_leadership(PARTITION_LEADERSHIP_CHECK_WAIT));
     let confirmed = futures::future::join_all(checks).await;
     led.into_iter()
         .zip(confirmed)

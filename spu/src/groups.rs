@@ -28,6 +28,7 @@ use sluice_proto::limits::{
 use sluice_proto::{AssignmentStrategy, GroupAssignment, GroupHeartbeat, WireError};
 
 use crate::node::Shared;
+use crate::timeouts::CONTROLLER_LEADERSHIP_CHECK_WAIT;
 
 /// What the coordinator knows of the groups' members.
 #[derive(Default)]
@@ -75,9 +76,6 @@ fn not_coordinator(node: &Shared) -> WireError {
     }
 }
 
-/// How long confirming the controller's leadership may take.
-const LEADERSHIP_CHECK_WAIT: Duration = Duration::from_secs(2);
-
 /// What the coordinator reads of the metadata for one group, without
 /// copying the rest.
 struct GroupView {
@@ -121,7 +119,7 @@ impl Coordinator {
             .ok_or_else(|| not_coordinator(node))?;
         if !node
             .controller
-            .confirm_leadership(LEADERSHIP_CHECK_WAIT)
+            .confirm_leadership(CONTROLLER_LEADERSHIP_CHECK_WAIT)
             .await
             || node.controller.leader_term() != Some(term)
         {

@@ -24,6 +24,7 @@ mod producers;
 mod repair;
 mod replicas;
 mod server;
+mod timeouts;
 mod transforms;
 
 pub use config::{NodeConfig, PeerAddr, QUIESCE_IDLE_MS_MIN, default_super_users};

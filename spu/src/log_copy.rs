@@ -18,6 +18,7 @@ use sluice_controller::MetadataView;
 use sluice_proto::{NodeId, Request, Response};
 
 use crate::peers::Peers;
+use crate::timeouts::LOG_COPY_CHUNK_TIMEOUT;
 
 /// What a partition snapshot carries: where the source's log stands, and the
 /// replicated producer table at that point.
@@ -68,12 +69,13 @@ impl LogSource for PeerLogSource {
             max_bytes: COPY_CHUNK_BYTES,
         };
         let call = async {
-            tokio::time::timeout(
-                std::time::Duration::from_secs(30),
-                self.peers.request(&addr, &request),
-            )
-            .await
-            .map_err(|_| format!("no answer from node {source} at {addr} within 30s"))?
+            tokio::time::timeout(LOG_COPY_CHUNK_TIMEOUT, self.peers.request(&addr, &request))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "no answer from node {source} at {addr} within {LOG_COPY_CHUNK_TIMEOUT:?}"
+                    )
+                })?
         };
         let response = if tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)

@@ -18,7 +18,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sluice_controller::NodeRecord;
 use sluice_proto::{NodeId, NodeIncarnation, Request, Response, WireError};
@@ -26,23 +25,16 @@ use sluice_proto::{NodeId, NodeIncarnation, Request, Response, WireError};
 use crate::data_dir::DataDir;
 use crate::node::{NodeError, Shared};
 use crate::peers::Peers;
+use crate::timeouts::{
+    BALANCE_BACKOFF, CATCH_UP_POLL_INTERVAL, CATCH_UP_TIMEOUT, JOIN_TIMEOUT, MEMBERSHIP_TICK,
+    STARTUP_ASK_TIMEOUT,
+};
 
 /// Written into the data dir of a node that was unregistered.
 pub const UNREGISTERED_MARKER: &str = "UNREGISTERED";
 
-/// A question to a peer during start gets this long.
-const ASK_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a joining node keeps trying to announce itself.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often membership and reassignments are checked.
-const TICK: Duration = Duration::from_millis(500);
 /// A preferred replica at most this many entries behind gets the leadership.
 const BALANCE_MAX_LAG: u64 = 8;
-/// At most one leadership hand-over per partition this often (a preferred
-/// replica that cannot keep it must not make leadership flap).
-const BALANCE_BACKOFF: Duration = Duration::from_secs(15);
-/// A new replica gets this long to catch up before the move is retried.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Refuses to start a node whose data dir is new while the cluster already
 /// knows its id from an earlier data dir (or unregistered it). Peers that do
@@ -71,7 +63,7 @@ pub(crate) async fn check_identity(
     }
     let asks = targets.iter().map(|addr| async move {
         let request = Request::NodeIncarnation { id };
-        let answer = tokio::time::timeout(ASK_TIMEOUT, peers.request(addr, &request)).await;
+        let answer = tokio::time::timeout(STARTUP_ASK_TIMEOUT, peers.request(addr, &request)).await;
         (addr.clone(), answer)
     });
     let mut join_reached = false;
@@ -135,7 +127,8 @@ pub(crate) async fn join(node: &Shared, via: &str) -> Result<(), NodeError> {
     };
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     loop {
-        let answer = tokio::time::timeout(ASK_TIMEOUT, node.peers.request(via, &request)).await;
+        let answer =
+            tokio::time::timeout(STARTUP_ASK_TIMEOUT, node.peers.request(via, &request)).await;
         let reason = match answer {
             Ok(Ok(Response::Joined)) => {
                 tracing::info!(%via, "joined the cluster");
@@ -148,7 +141,7 @@ pub(crate) async fn join(node: &Shared, via: &str) -> Result<(), NodeError> {
             }
             Ok(Ok(other)) => format!("{other:?}"),
             Ok(Err(e)) => e,
-            Err(_) => format!("no answer within {ASK_TIMEOUT:?}"),
+            Err(_) => format!("no answer within {STARTUP_ASK_TIMEOUT:?}"),
         };
         if tokio::time::Instant::now() > deadline {
             return Err(NodeError::Refused {
@@ -156,7 +149,7 @@ pub(crate) async fn join(node: &Shared, via: &str) -> Result<(), NodeError> {
             });
         }
         tracing::info!(%via, %reason, "join not done yet; retrying");
-        tokio::time::sleep(TICK).await;
+        tokio::time::sleep(MEMBERSHIP_TICK).await;
     }
 }
 
@@ -174,7 +167,7 @@ pub(crate) async fn maintain(node: Arc<Shared>) {
     if !wanted.iter().any(|(id, _)| *id == config.id) {
         wanted.push((config.id, config.advertised_addr()));
     }
-    let mut tick = tokio::time::interval(TICK);
+    let mut tick = tokio::time::interval(MEMBERSHIP_TICK);
     loop {
         tick.tick().await;
         let md = node.metadata();
@@ -268,7 +261,7 @@ async fn announce_self(node: &Shared) -> Result<(), WireError> {
 pub(crate) async fn drive_reassignments(node: Arc<Shared>) {
     let busy: Arc<Mutex<HashSet<(String, u32)>>> = Arc::default();
     let mut last_transfer: HashMap<(String, u32), tokio::time::Instant> = HashMap::new();
-    let mut tick = tokio::time::interval(TICK);
+    let mut tick = tokio::time::interval(MEMBERSHIP_TICK);
     loop {
         tick.tick().await;
         let md = node.metadata();
@@ -402,7 +395,7 @@ async fn move_partition(
                     "node {n} is still {lag:?} entries behind after {CATCH_UP_TIMEOUT:?}"
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(CATCH_UP_POLL_INTERVAL).await;
         }
         tracing::info!(topic = %p.topic, partition = p.index, node = n, "new replica caught up");
     }

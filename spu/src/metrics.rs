@@ -6,7 +6,7 @@
 //! from atomics. Counters that the data path moves anyway (records in and
 //! out, RPCs, fsyncs) are recorded where the work happens; state that is
 //! cheaper to look at now and then (offsets, lag, leadership, memory) is
-//! sampled every [`SAMPLE_INTERVAL`].
+//! sampled every [`METRICS_SAMPLE_INTERVAL`].
 //!
 //! Label sets are bounded by what the cluster holds (topics x partitions,
 //! peers, RPC kinds, module names), never by what a client sends.
@@ -19,9 +19,7 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 
 use crate::node::Shared;
-
-/// How often partition and node state is sampled into gauges.
-pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
+use crate::timeouts::METRICS_SAMPLE_INTERVAL;
 
 // Per partition replica on this node; labels `topic`, `partition`.
 /// Records appended through this node (as leader), counter.
@@ -211,7 +209,7 @@ impl Drop for Live {
 pub(crate) async fn sample(node: Arc<Shared>) {
     // The leader each replica last saw, to count changes.
     let mut leaders: BTreeMap<(String, u32), Option<u64>> = BTreeMap::new();
-    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    let mut tick = tokio::time::interval(METRICS_SAMPLE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

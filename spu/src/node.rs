@@ -15,9 +15,7 @@ use crate::config::NodeConfig;
 use crate::data_dir::{DataDir, DataDirError};
 use crate::peers::Peers;
 use crate::replicas::Replicas;
-
-/// How long a node waits to connect to a peer before calling it unreachable.
-const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::timeouts::{CONTROLLER_START_WAIT, PEER_CONNECT_TIMEOUT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -285,7 +283,7 @@ impl Node {
                 controller.bootstrap(&voters).await?;
             }
         }
-        let wait = Duration::from_secs(10);
+        let wait = CONTROLLER_START_WAIT;
         match controller.wait_for_leader(wait).await {
             Some(leader) => {
                 if !controller.wait_for_recovery(wait).await {

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_proto::{NodeId, ProducerSeq, Record, WireError};
@@ -22,6 +21,7 @@ use crate::log_copy::{PartitionSnapshot, SharedLogSource};
 use crate::offsets::{CommitEntry, ConsumerTable, Place};
 use crate::producers::{ProducerTable, SentBatch, Verdict};
 use crate::repair::{Damage, DamageSlot, ReplicaName};
+use crate::timeouts::{REORDER_HINT_TTL, REORDER_WAIT};
 
 /// A command in a partition's Raft log.
 #[derive(Debug, Serialize, Deserialize)]
@@ -682,13 +682,6 @@ impl Partition {
     }
 }
 
-/// How long a batch that overtook its producer's previous batch waits on the
-/// leader for it before being proposed anyway (and, if the predecessor is
-/// still missing when it is applied, rejected as out of order).
-const REORDER_WAIT: Duration = Duration::from_millis(20);
-/// A producer the leader has not proposed for in this long is not waited for:
-/// its entry may date from an earlier term of this node's leadership.
-const REORDER_HINT_TTL: Duration = Duration::from_secs(2);
 /// Producers whose next sequence a leader keeps per partition before dropping
 /// those idle longer than [`REORDER_HINT_TTL`].
 const REORDER_HINTS_MAX: usize = 10_000;

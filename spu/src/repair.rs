@@ -42,6 +42,7 @@ use sluice_storage::{DamagedBatch, LogConfig, PartitionLog, StorageError};
 use crate::log_copy::SharedLogSource;
 use crate::partition::Stage;
 use crate::producers::ProducerTable;
+use crate::timeouts::REPLICA_RETRY_INTERVAL;
 
 /// Quarantined directories kept per partition; a repair that would keep more
 /// deletes the oldest. They are for diagnosis, and the newest damage is the
@@ -334,10 +335,6 @@ pub(crate) enum RepairError {
     },
 }
 
-/// How often a repair that found no source is tried again (the reconciler's
-/// retry interval; here for the message).
-pub(crate) const RETRY: Duration = Duration::from_secs(5);
-
 impl RepairJob {
     /// Copies the log from the first source that can give it, then puts the
     /// copy in place of the damaged directory (which is quarantined).
@@ -395,7 +392,7 @@ impl RepairJob {
             damage: Box::new(self.damage.clone()),
             needed,
             failures: Failures(failures),
-            retry: RETRY,
+            retry: REPLICA_RETRY_INTERVAL,
         })
     }
 

@@ -27,11 +27,11 @@ use crate::log_copy::SharedLogSource;
 use crate::partition::{OpenError, Partition};
 use crate::peers::Peers;
 use crate::repair::{self, Damage, RepairError, RepairJob, RepairPaths, Repaired, ReplicaName};
+use crate::timeouts::{RECOVERY_TIMEOUT, REPLICA_RETRY_INTERVAL};
 
 /// (topic id, partition index): topic ids are never reused, names may be.
 type Key = (u32, u32);
 
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Raft entries (produce batches) a partition keeps after a snapshot point,
 /// for followers a little behind. One further behind gets a snapshot and
 /// copies segments (`log_copy`), which is faster than replaying the log, so
@@ -75,10 +75,6 @@ fn partition_group_config() -> GroupConfig {
         }
     }
 }
-
-/// How often the reconciler retries replicas that failed to start (and
-/// repairs that found no source).
-const RETRY_INTERVAL: Duration = repair::RETRY;
 
 /// Where a replica that is not running because its segments need a repair
 /// stands. Kept for the node's lifetime (or until the partition leaves the
@@ -271,7 +267,7 @@ impl Replicas {
             // Wake on a change, or after a while to retry replicas that failed to start.
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(RETRY_INTERVAL) => {}
+                _ = tokio::time::sleep(REPLICA_RETRY_INTERVAL) => {}
                 _ = self.repair_done.notified() => {}
             }
         }
@@ -525,7 +521,7 @@ impl Replicas {
                 RepairState::Damaged {
                     damage,
                     detected,
-                    retry_at: Instant::now() + RETRY_INTERVAL,
+                    retry_at: Instant::now() + REPLICA_RETRY_INTERVAL,
                     error: Some(error.to_string()),
                 },
             );
@@ -580,7 +576,7 @@ impl Replicas {
                 RepairState::Damaged {
                     damage,
                     detected,
-                    retry_at: Instant::now() + RETRY_INTERVAL,
+                    retry_at: Instant::now() + REPLICA_RETRY_INTERVAL,
                     error: Some(error),
                 },
             );

@@ -26,10 +26,10 @@ use crate::admission::{Admission, ConnectionSlot, Reservation};
 use crate::authz::{self, Access, Principal};
 use crate::node::Shared;
 use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
+use crate::timeouts::{
+    FORWARD_SLACK, RECONCILE_WAIT, SEED_TOPICS_RETRY_INTERVAL, SEED_TOPICS_WAIT,
+};
 use crate::transforms::Transforms;
-
-/// How long an admin change waits for this node's replicas to follow it.
-const RECONCILE_WAIT: Duration = Duration::from_secs(15);
 
 pub(crate) async fn serve(endpoint: quinn::Endpoint, node: Arc<Shared>) {
     let admission = Admission::new();
@@ -312,16 +312,13 @@ pub(crate) async fn seed_topics(node: std::sync::Arc<Shared>) {
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(SEED_TOPICS_RETRY_INTERVAL).await;
     }
     tracing::error!(
         "the topics of the read-only file are still not all created after {SEED_TOPICS_WAIT:?}; \
          check that a majority of the controller's voters runs"
     );
 }
-
-/// How long a node tries to create the topics of its read-only file.
-const SEED_TOPICS_WAIT: Duration = Duration::from_secs(120);
 
 async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> {
     match request {
@@ -637,10 +634,6 @@ pub(crate) async fn propose_anywhere(
         (result, _) => result,
     }
 }
-
-/// How much longer than a commit may take a forwarded change may go
-/// unanswered (connecting, sending, the leader's own work).
-const FORWARD_SLACK: Duration = Duration::from_secs(2);
 
 async fn forward_to_controller_leader(node: &Shared, leader: u64, request: &Request) -> Response {
     let Some(addr) = node

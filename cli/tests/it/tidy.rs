@@ -301,3 +301,59 @@ fn every_dependency_is_used() {
          reason in UNNAMED_DEPENDENCIES): {unused:?}"
     );
 }
+
+/// A node's deadlines and intervals live in `spu/src/timeouts.rs`, where the
+/// relations between them are checked when the crate compiles: no other
+/// file of `spu/src` declares a `Duration` constant or writes one as a
+/// literal outside its tests.
+#[test]
+fn node_deadlines_live_in_the_timeouts_module() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../spu/src");
+    let literal = duration_literal();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.ends_with(".rs") || name == "timeouts.rs" || name.ends_with("_tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Tests sit at the end of a file, after `#[cfg(test)]`.
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (n, line) in code.lines().enumerate() {
+            let line = line.trim();
+            if line.starts_with("//") {
+                continue;
+            }
+            let constant = line.contains("const ") && line.contains("Duration");
+            if constant || literal(line) {
+                found.push(format!("spu/src/{name}:{}: {line}", n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "deadlines outside spu/src/timeouts.rs (move them there, named, with the relations \
+         they must keep): {found:#?}"
+    );
+}
+
+/// Whether `line` builds a `Duration` from a number written in it.
+fn duration_literal() -> impl Fn(&str) -> bool {
+    |line: &str| {
+        [
+            "Duration::from_secs(",
+            "Duration::from_millis(",
+            "Duration::from_micros(",
+        ]
+        .iter()
+        .any(|call| {
+            line.match_indices(call).any(|(at, _)| {
+                line[at + call.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_digit())
+            })
+        })
+    }
+}

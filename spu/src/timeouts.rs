@@ -1,0 +1,111 @@
+//! Every deadline, interval and wait of a node, in one place, with the
+//! relations between them checked when the crate compiles.
+//!
+//! Raft's own timers (heartbeat, election) are the `raft` crate's; the
+//! controller's commit deadline is `sluice_controller::COMMIT_WAIT_MAX`; the
+//! QUIC ones are `sluice_transport`'s. Values are `Duration`s, so their unit
+//! is in their type; a name says what waits (`*_WAIT`, `*_TIMEOUT`: how long
+//! before giving up) or what repeats (`*_INTERVAL`, `*_TICK`). A test of the
+//! workspace (`cli/tests/it/tidy.rs`) keeps `Duration` constants of the node
+//! here, and nowhere else in `spu/src`.
+
+use std::time::Duration;
+
+use sluice_controller::COMMIT_WAIT_MAX;
+
+// Between nodes.
+
+/// How long a node waits to connect to a peer before calling it unreachable.
+pub(crate) const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How much longer than a commit may take a change forwarded to the
+/// controller's leader may go unanswered (connecting, sending, the leader's
+/// own work).
+pub(crate) const FORWARD_SLACK: Duration = Duration::from_secs(2);
+/// A question to a peer while a node starts gets this long.
+pub(crate) const STARTUP_ASK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a joining node keeps trying to announce itself.
+pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node waits at start for the controller to have a leader, and
+/// then for its own copy of the metadata to recover, before it serves anyway
+/// (saying so).
+pub(crate) const CONTROLLER_START_WAIT: Duration = Duration::from_secs(10);
+
+// Partitions.
+
+/// How long a replica may take to re-apply its committed log after a start
+/// before the reconciler reports it as not ready.
+pub(crate) const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the reconciler retries replicas that failed to start, and
+/// repairs that found no source.
+pub(crate) const REPLICA_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How long one chunk of a replica's log copied from a peer may take.
+pub(crate) const LOG_COPY_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a batch that overtook its producer's previous batch waits on the
+/// leader for it before being proposed anyway (and, if the predecessor is
+/// still missing when it is applied, rejected as out of order).
+pub(crate) const REORDER_WAIT: Duration = Duration::from_millis(20);
+/// A producer the leader has not proposed for in this long is not waited
+/// for: its entry may date from an earlier term of this node's leadership.
+pub(crate) const REORDER_HINT_TTL: Duration = Duration::from_secs(2);
+
+// Membership and reassignment.
+
+/// How often membership and reassignments are checked.
+pub(crate) const MEMBERSHIP_TICK: Duration = Duration::from_millis(500);
+/// How often a reassignment looks at a new replica's lag while it catches up.
+pub(crate) const CATCH_UP_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// A new replica gets this long to catch up before the move is retried.
+pub(crate) const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(300);
+/// At most one leadership hand-over per partition this often (a preferred
+/// replica that cannot keep it must not make leadership flap).
+pub(crate) const BALANCE_BACKOFF: Duration = Duration::from_secs(15);
+
+// Admin requests.
+
+/// How long an admin change waits for this node's replicas to follow it.
+pub(crate) const RECONCILE_WAIT: Duration = Duration::from_secs(15);
+/// How long a node tries to create the topics of its read-only file, and
+/// how often.
+pub(crate) const SEED_TOPICS_WAIT: Duration = Duration::from_secs(120);
+pub(crate) const SEED_TOPICS_RETRY_INTERVAL: Duration = Duration::from_millis(200);
+
+// Consumer offsets and groups.
+
+/// How long one node may take to answer for the partitions it leads, or a
+/// partition's leader to apply a group fence.
+pub(crate) const OFFSETS_PEER_WAIT: Duration = Duration::from_secs(5);
+/// How long a led partition's leadership check may take before an offsets
+/// listing leaves the partition out (its caller then reports it as without
+/// a leader).
+pub(crate) const PARTITION_LEADERSHIP_CHECK_WAIT: Duration = Duration::from_secs(2);
+/// How long the group coordinator's check that it still leads the
+/// controller may take.
+pub(crate) const CONTROLLER_LEADERSHIP_CHECK_WAIT: Duration = Duration::from_secs(2);
+
+// Metrics.
+
+/// How often partition and node state is sampled into gauges.
+pub const METRICS_SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
+
+// What must hold between them.
+const _: () = {
+    // A node answering for the partitions it leads checks each leadership
+    // first: the asker must wait longer than those checks take.
+    assert!(PARTITION_LEADERSHIP_CHECK_WAIT.as_millis() < OFFSETS_PEER_WAIT.as_millis());
+    // A group heartbeat forwarded to the coordinator starts with its check
+    // that it leads the controller: the forwarder waits longer than that.
+    assert!(
+        CONTROLLER_LEADERSHIP_CHECK_WAIT.as_millis()
+            < COMMIT_WAIT_MAX.as_millis() + FORWARD_SLACK.as_millis()
+    );
+    // A reordered batch waits far less than its hint lives.
+    assert!(REORDER_WAIT.as_millis() * 10 <= REORDER_HINT_TTL.as_millis());
+    // A start-time question is one of several within a join.
+    assert!(STARTUP_ASK_TIMEOUT.as_millis() * 10 <= JOIN_TIMEOUT.as_millis());
+    // A catch-up is polled many times before it is given up.
+    assert!(CATCH_UP_POLL_INTERVAL.as_millis() * 100 <= CATCH_UP_TIMEOUT.as_millis());
+    // Seed topics are retried many times within their wait.
+    assert!(SEED_TOPICS_RETRY_INTERVAL.as_millis() * 100 <= SEED_TOPICS_WAIT.as_millis());
+    // Leadership hand-overs are rarer than membership checks.
+    assert!(MEMBERSHIP_TICK.as_millis() < BALANCE_BACKOFF.as_millis());
+};

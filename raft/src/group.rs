@@ -19,10 +19,11 @@ use crate::network::{
 };
 use crate::quiesce::{self, Quiescence, Sleeper};
 use crate::state_machine::{Adapter, ReplicatedState};
+use crate::timeouts::{
+    ELECTION_TIMEOUT_MAX, ELECTION_TIMEOUT_MIN, HEARTBEAT_INTERVAL, LEASE_WAIT, LIVENESS_WAIT,
+    STATE_POLL_INTERVAL,
+};
 use crate::{Bytes, GroupId, NodeId, TypeConfig};
-
-/// How long a write waits for a newly elected leader's lease.
-const LEASE_WAIT: Duration = Duration::from_secs(3);
 
 /// Timing and compaction settings of a group.
 #[derive(Clone, Debug)]
@@ -50,17 +51,17 @@ pub struct GroupConfig {
 }
 
 impl Default for GroupConfig {
-    /// openraft starts an election once a follower has heard nothing for the
-    /// leader's lease (the maximum election timeout) plus a sampled election
-    /// timeout: 450-600 ms with these values, after 9 or more missed
-    /// heartbeats. That is most of what a producer waits when a leader dies
-    /// (failover target: 1 s); heartbeats of idle groups cost 20 small
-    /// messages per second per follower.
+    /// The timers of `crate::timeouts`. openraft starts an election once a
+    /// follower has heard nothing for the leader's lease (the maximum
+    /// election timeout) plus a sampled election timeout: 450-600 ms, after
+    /// 9 or more missed heartbeats. That is most of what a producer waits
+    /// when a leader dies (failover target: 1 s); heartbeats of awake idle
+    /// groups cost 20 small messages per second per follower.
     fn default() -> Self {
         Self {
-            heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 150,
-            election_timeout_max_ms: 300,
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u64,
+            election_timeout_min_ms: ELECTION_TIMEOUT_MIN.as_millis() as u64,
+            election_timeout_max_ms: ELECTION_TIMEOUT_MAX.as_millis() as u64,
             snapshot_every_entries: 5_000,
             entries_kept_after_snapshot: 1_000,
             vote_only_as_member: false,
@@ -106,12 +107,6 @@ impl<S: ReplicatedState> Clone for Group<S> {
 
 type Vote = openraft::alias::VoteOf<TypeConfig>;
 type LogId = openraft::alias::LogIdOf<TypeConfig>;
-
-/// How long [`Group::live_members_now`] waits for members to acknowledge a
-/// heartbeat: a few heartbeat intervals and round trips, so a woken leader
-/// hears from every live member, while a dead one costs its caller at most
-/// this much.
-const LIVENESS_WAIT: Duration = Duration::from_millis(500);
 
 /// A group's quiescence (see [`crate::quiesce`]): whether its ticks are off.
 #[derive(Default)]
@@ -532,7 +527,7 @@ impl<S: ReplicatedState> Group<S> {
             let leader = fwd.leader_id;
             let just_elected = leader.is_none() && self.status().is_leader;
             if just_elected && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(STATE_POLL_INTERVAL).await;
                 continue;
             }
             return Err(WriteError::NotLeader {
@@ -895,7 +890,7 @@ impl<S: ReplicatedState> Group<S> {
         self.wake_if_leader("member liveness asked for");
         let deadline = Instant::now() + LIVENESS_WAIT;
         while Instant::now() < deadline && self.has_stale_heartbeat(window) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(STATE_POLL_INTERVAL).await;
         }
         self.live_members(window)
     }

@@ -19,6 +19,7 @@ mod log_store;
 mod network;
 mod quiesce;
 mod state_machine;
+pub mod timeouts;
 
 pub use error::{RaftError, WriteError};
 pub use group::{Group, GroupConfig, GroupStatus};

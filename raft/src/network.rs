@@ -256,7 +256,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             serde_bytes::ByteBuf::from(snapshot.snapshot),
         );
         // A snapshot may be large: give it more time than a heartbeat.
-        let timeout = option.hard_ttl().max(Duration::from_secs(30));
+        let timeout = option.hard_ttl().max(crate::timeouts::SNAPSHOT_RPC_MIN);
         let call = self.call(RaftRpcKind::InstallSnapshot, &request, timeout);
         // Cancellation first: a stream already cancelled must not send.
         tokio::select! {

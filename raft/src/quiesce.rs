@@ -77,11 +77,11 @@ pub struct QuiesceConfig {
 impl Default for QuiesceConfig {
     fn default() -> Self {
         Self {
-            sweep_interval: Duration::from_secs(1),
-            idle_for: Duration::from_secs(2),
-            probe_interval: Duration::from_millis(150),
-            probe_timeout: Duration::from_millis(300),
-            leader_silence: Duration::from_millis(500),
+            sweep_interval: crate::timeouts::QUIESCE_SWEEP_INTERVAL,
+            idle_for: crate::timeouts::QUIESCE_IDLE_FOR,
+            probe_interval: crate::timeouts::QUIESCE_PROBE_INTERVAL,
+            probe_timeout: crate::timeouts::QUIESCE_PROBE_TIMEOUT,
+            leader_silence: crate::timeouts::QUIESCE_LEADER_SILENCE,
         }
     }
 }

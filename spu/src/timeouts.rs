@@ -1,9 +1,10 @@
 //! Every deadline, interval and wait of a node, in one place, with the
 //! relations between them checked when the crate compiles.
 //!
-//! Raft's own timers (heartbeat, election) are the `raft` crate's; the
-//! controller's commit deadline is `sluice_controller::COMMIT_WAIT_MAX`; the
-//! QUIC ones are `sluice_transport`'s. Values are `Duration`s, so their unit
+//! Raft's own timers (heartbeat, election, quiescence) are in
+//! `sluice_raft::timeouts`, checked against these below; the controller's
+//! commit deadline is `sluice_controller::COMMIT_WAIT_MAX`; the QUIC ones are
+//! `sluice_transport`'s. Values are `Duration`s, so their unit
 //! is in their type; a name says what waits (`*_WAIT`, `*_TIMEOUT`: how long
 //! before giving up) or what repeats (`*_INTERVAL`, `*_TICK`). A test of the
 //! workspace (`cli/tests/it/tidy.rs`) keeps `Duration` constants of the node
@@ -12,6 +13,7 @@
 use std::time::Duration;
 
 use sluice_controller::COMMIT_WAIT_MAX;
+use sluice_raft::timeouts::{ELECTION_TIMEOUT_MAX, HEARTBEAT_INTERVAL};
 
 // Between nodes.
 
@@ -108,4 +110,11 @@ const _: () = {
     assert!(SEED_TOPICS_RETRY_INTERVAL.as_millis() * 100 <= SEED_TOPICS_WAIT.as_millis());
     // Leadership hand-overs are rarer than membership checks.
     assert!(MEMBERSHIP_TICK.as_millis() < BALANCE_BACKOFF.as_millis());
+    // A leadership check (a read index: one heartbeat round) may outlast an
+    // election, and a sleeping group's wake-up with it.
+    assert!(PARTITION_LEADERSHIP_CHECK_WAIT.as_millis() >= 2 * ELECTION_TIMEOUT_MAX.as_millis());
+    assert!(CONTROLLER_LEADERSHIP_CHECK_WAIT.as_millis() >= 2 * ELECTION_TIMEOUT_MAX.as_millis());
+    // The shortest quiescence a node may be configured with still outlasts
+    // a few heartbeats, so a busy stream does not sleep between entries.
+    assert!(crate::config::QUIESCE_IDLE_MS_MIN as u128 >= 2 * HEARTBEAT_INTERVAL.as_millis());
 };

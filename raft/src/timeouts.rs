@@ -1,0 +1,71 @@
+//! Every timer of a Raft group and of quiescence, in one place, with the
+//! relations between them checked when the crate compiles.
+//!
+//! [`crate::GroupConfig`] and [`crate::QuiesceConfig`] take their defaults
+//! from here (a node may override some per group); the other deadlines are
+//! fixed. A test of the workspace (`cli/tests/it/tidy.rs`) keeps `Duration`
+//! constants and literals out of the rest of `raft/src` (tests and the
+//! simulation excepted).
+
+use std::time::Duration;
+
+/// A leader heartbeats each follower this often.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
+/// A follower that has heard nothing for the leader's lease (the maximum)
+/// plus a sampled election timeout between these two starts an election:
+/// 450-600 ms, after 9 or more missed heartbeats.
+pub const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(150);
+pub const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(300);
+
+/// How long a write waits for a newly elected leader's lease.
+pub(crate) const LEASE_WAIT: Duration = Duration::from_secs(3);
+/// How long [`crate::Group::live_members_now`] waits for members to
+/// acknowledge a heartbeat: a few heartbeat intervals and round trips, so a
+/// woken leader hears from every live member, while a dead one costs its
+/// caller at most this much.
+pub(crate) const LIVENESS_WAIT: Duration = Duration::from_millis(500);
+/// How often a waiting caller looks again at a group's state (a leader just
+/// elected, members' heartbeats).
+pub(crate) const STATE_POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// A snapshot may be large: its transfer gets at least this long, more than
+/// any other RPC.
+pub(crate) const SNAPSHOT_RPC_MIN: Duration = Duration::from_secs(30);
+
+/// Quiescence (see `crate::quiesce`): how often a node looks for idle groups
+/// that it leads.
+pub const QUIESCE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a group must have taken no new entry before it may sleep.
+pub const QUIESCE_IDLE_FOR: Duration = Duration::from_secs(2);
+/// How often a node asks the leaders of its sleeping groups whether they
+/// still lead them.
+pub const QUIESCE_PROBE_INTERVAL: Duration = Duration::from_millis(150);
+/// Deadline of one probe, and of one quiesce request.
+pub const QUIESCE_PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// A sleeping group wakes once its leader's node has not confirmed it for
+/// this long: about as long as an awake follower takes to miss its leader,
+/// so failover of an idle partition is no slower.
+pub const QUIESCE_LEADER_SILENCE: Duration = Duration::from_millis(500);
+
+const fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+// What must hold between them.
+const _: () = {
+    // A follower misses several heartbeats before it campaigns.
+    assert!(ms(ELECTION_TIMEOUT_MIN) >= 3 * ms(HEARTBEAT_INTERVAL));
+    assert!(ms(ELECTION_TIMEOUT_MAX) > ms(ELECTION_TIMEOUT_MIN));
+    // A write waits out a whole election (lease plus timeout) and more.
+    assert!(ms(LEASE_WAIT) > 2 * (ms(ELECTION_TIMEOUT_MAX) + ms(ELECTION_TIMEOUT_MAX)));
+    // A liveness check hears several heartbeats.
+    assert!(ms(LIVENESS_WAIT) >= 5 * ms(HEARTBEAT_INTERVAL));
+    assert!(ms(STATE_POLL_INTERVAL) < ms(HEARTBEAT_INTERVAL));
+    // A sleeping follower notices a dead leader no later than an awake
+    // one would (lease + the longest election timeout), and probes it
+    // more than once within that silence, each probe ending in it.
+    assert!(ms(QUIESCE_LEADER_SILENCE) <= 2 * ms(ELECTION_TIMEOUT_MAX));
+    assert!(2 * ms(QUIESCE_PROBE_INTERVAL) < ms(QUIESCE_LEADER_SILENCE));
+    assert!(ms(QUIESCE_PROBE_TIMEOUT) < ms(QUIESCE_LEADER_SILENCE));
+    // A group is idle for longer than a sweep comes around.
+    assert!(ms(QUIESCE_IDLE_FOR) > ms(QUIESCE_SWEEP_INTERVAL));
+};

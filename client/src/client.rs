@@ -20,15 +20,14 @@ use crate::config::{ClientConfig, ExportedProfile, Profile};
 use crate::error::{ClientError, Result};
 use crate::fetch::FetchStream;
 use crate::producer::{Producer, ProducerConfig};
+use crate::timeouts::{
+    ADMIN_RETRY_BUDGET, Backoff, REQUEST_TIMEOUT, RETRY_BACKOFF_FIRST, RETRY_BACKOFF_MAX,
+    UNREACHABLE_FOR,
+};
 
 mod leader_watch;
 mod partitions;
 
-/// How long one request may take (connecting excluded) before it is given up.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long admin calls keep retrying while the cluster says "not now"
-/// (e.g. the controller is electing a leader right after `cluster start`).
-pub const ADMIN_RETRY_BUDGET: Duration = Duration::from_secs(10);
 /// Redirects followed for one request (`NotLeader` naming another node).
 const REDIRECTS_MAX: usize = 3;
 
@@ -62,9 +61,6 @@ struct Inner {
     /// dead first endpoint would otherwise cost a connect timeout every time.
     unreachable: Mutex<HashMap<SocketAddr, tokio::time::Instant>>,
 }
-
-/// How long a node that did not answer is tried last.
-const UNREACHABLE_FOR: Duration = Duration::from_secs(2);
 
 /// Options of [`Client::connect_with`].
 #[derive(Clone, Debug)]
@@ -496,18 +492,18 @@ impl Client {
     /// is none (within the admin retry budget).
     async fn commit_routed(&self, route: (String, u32), request: Request) -> Result<()> {
         let deadline = tokio::time::Instant::now() + ADMIN_RETRY_BUDGET;
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(RETRY_BACKOFF_FIRST, RETRY_BACKOFF_MAX);
         loop {
             let route = Some((route.0.as_str(), route.1));
             match self.routed(route, &request, "commit offset").await {
                 Ok((Response::OffsetCommitted, _)) => return Ok(()),
                 Ok((other, _)) => return Err(self.unexpected("commit offset", &other)),
                 Err(ClientError::Server(e))
-                    if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline =>
+                    if e.is_retriable()
+                        && tokio::time::Instant::now() + backoff.next() < deadline =>
                 {
                     tracing::debug!(error = %e, ?backoff, "retrying an offset commit");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff.wait().await;
                 }
                 Err(e) => return Err(e),
             }
@@ -653,13 +649,15 @@ impl Client {
         // Opening a fetch is retried like an admin request: right after a
         // failover or restart the partition may have no leader for a moment.
         let deadline = tokio::time::Instant::now() + ADMIN_RETRY_BUDGET;
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(RETRY_BACKOFF_FIRST, RETRY_BACKOFF_MAX);
         let (first, addr, recv) = loop {
             match self.open_fetch(&request, &wire).await {
-                Err(e) if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline => {
+                Err(e)
+                    if e.is_retriable()
+                        && tokio::time::Instant::now() + backoff.next() < deadline =>
+                {
                     tracing::debug!(error = %e, ?backoff, "retrying fetch");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff.wait().await;
                 }
                 other => break other?,
             }
@@ -801,15 +799,15 @@ impl Client {
     /// for up to [`ADMIN_RETRY_BUDGET`].
     async fn retrying(&self, request: Request) -> Result<Response> {
         let deadline = tokio::time::Instant::now() + ADMIN_RETRY_BUDGET;
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(RETRY_BACKOFF_FIRST, RETRY_BACKOFF_MAX);
         loop {
             match self.request(request.clone()).await {
                 Err(ClientError::Server(e))
-                    if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline =>
+                    if e.is_retriable()
+                        && tokio::time::Instant::now() + backoff.next() < deadline =>
                 {
                     tracing::debug!(error = %e, ?backoff, "retrying admin request");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff.wait().await;
                 }
                 other => return other,
             }

@@ -7,16 +7,12 @@
 //! whichever replica the request's `read_from` allows, retrying with backoff
 //! for up to [`RESUME_BUDGET`] per interruption.
 
-use std::time::Duration;
-
 use futures::Stream;
 use sluice_proto::{ConsumerRecord, FetchRequest, StartOffset};
 use tokio::sync::mpsc;
 
+use crate::timeouts::{Backoff, RESUME_BACKOFF_FIRST, RESUME_BACKOFF_MAX, RESUME_BUDGET};
 use crate::{Client, ClientError, Result};
-
-/// How long one interruption may last before the consumer gives up.
-pub const RESUME_BUDGET: Duration = Duration::from_secs(30);
 
 /// Batches of records read by background tasks (one per partition read);
 /// dropping the consumer stops them.
@@ -93,7 +89,7 @@ async fn run(
     options: Vec<sluice_proto::FetchOption>,
     tx: mpsc::Sender<Result<Vec<ConsumerRecord>>>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(RESUME_BACKOFF_FIRST, RESUME_BACKOFF_MAX);
     let mut resume_deadline: Option<tokio::time::Instant> = None;
     loop {
         let mut fetch = match client.fetch_with(request.clone(), options.clone()).await {
@@ -102,8 +98,7 @@ async fn run(
                 if e.is_retriable()
                     && resume_deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
             {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff.wait().await;
                 continue;
             }
             Err(e) => {
@@ -111,7 +106,7 @@ async fn run(
                 return;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         // From here on the start is absolute: where this fetch began.
         request.start = StartOffset::Absolute(fetch.start_offset());
         loop {

@@ -32,6 +32,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::timeouts::{
+    Backoff, GROUP_HEARTBEAT_INTERVAL_DEFAULT, GROUP_JOIN_BACKOFF_FIRST,
+    GROUP_SESSION_TIMEOUT_DEFAULT, RETRY_BACKOFF_MAX, REVOKE_POLL_INTERVAL, REVOKE_WAIT_MAX,
+};
 use crate::{Client, ClientError, CommitMode, OffsetCommitter, Result};
 
 /// How a member joins and reads.
@@ -56,8 +60,8 @@ pub struct GroupConfig {
 impl Default for GroupConfig {
     fn default() -> Self {
         Self {
-            session_timeout: Duration::from_secs(10),
-            heartbeat_interval: Duration::from_secs(1),
+            session_timeout: GROUP_SESSION_TIMEOUT_DEFAULT,
+            heartbeat_interval: GROUP_HEARTBEAT_INTERVAL_DEFAULT,
             strategy: AssignmentStrategy::default(),
             commit: CommitMode::default(),
             start: StartOffset::End,
@@ -77,11 +81,6 @@ pub enum GroupEvent {
     Revoked(Vec<u32>),
     Records(Vec<ConsumerRecord>),
 }
-
-/// How long a revoked partition waits for its handed-out records to be
-/// processed before it is committed as it stands (later records repeat);
-/// at most a quarter of the session timeout.
-const REVOKE_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// The share of the session timeout after which a member that has had no
 /// answer stops reading (the coordinator waits for the whole of it).
@@ -153,15 +152,14 @@ impl GroupConsumer {
         // one that gets no answer in time (a node just restarted, an
         // election) is retried for up to `ADMIN_RETRY_BUDGET`.
         let deadline = Instant::now() + crate::ADMIN_RETRY_BUDGET;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(GROUP_JOIN_BACKOFF_FIRST, RETRY_BACKOFF_MAX);
         let (first, sent) = loop {
             let sent = Instant::now();
             match shared.heartbeat().await {
                 Ok(answer) => break (answer, sent),
-                Err(e) if e.is_retriable() && Instant::now() + backoff < deadline => {
+                Err(e) if e.is_retriable() && Instant::now() + backoff.next() < deadline => {
                     tracing::debug!(group, error = %e, "first group heartbeat failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff.wait().await;
                 }
                 Err(e) => return Err(e),
             }
@@ -349,7 +347,7 @@ impl Shared {
         }
         let deadline = Instant::now() + wait.min(self.step_bound());
         while Instant::now() < deadline && !self.caught_up(partitions) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(REVOKE_POLL_INTERVAL).await;
         }
         let failed = match tokio::time::timeout(self.step_bound(), self.committer.commit()).await {
             Ok(Ok(_)) => false,

@@ -53,21 +53,25 @@ mod fetch;
 mod group;
 mod offsets;
 mod producer;
+mod timeouts;
 #[cfg(feature = "smartmodules")]
 pub mod transform;
 
-pub use client::{ADMIN_RETRY_BUDGET, Client, ConnectOptions, REQUEST_TIMEOUT};
-pub use consumer::{Consumer, RESUME_BUDGET};
+pub use client::{Client, ConnectOptions};
+pub use consumer::Consumer;
 pub use error::{ClientError, Result};
 pub use fetch::FetchStream;
 pub use group::{GroupConfig, GroupConsumer, GroupEvent};
-pub use offsets::{AUTO_COMMIT_INTERVAL_DEFAULT, CommitMode, OffsetCommitter};
+pub use offsets::{CommitMode, OffsetCommitter};
 pub use producer::{
     CustomPartitioner, DeliveryFuture, KeyHashPartitioner, Keyless, PRODUCER_BUFFER_BYTES_DEFAULT,
     Partitioner, Producer, ProducerConfig, RecordMetadata, RoundRobinPartitioner, fnv1a,
     partition_for_key,
 };
 pub use sluice_transport::CertKeyPair;
+pub use timeouts::{
+    ADMIN_RETRY_BUDGET, AUTO_COMMIT_INTERVAL_DEFAULT, REQUEST_TIMEOUT, RESUME_BUDGET,
+};
 
 /// The wire types, re-exported so users need no direct dependency on `sluice-proto`.
 pub use sluice_proto as proto;

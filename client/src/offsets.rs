@@ -17,10 +17,8 @@ use sluice_proto::limits::validate_consumer_name;
 use sluice_proto::{OffsetCommit, WireError};
 use tokio::task::JoinHandle;
 
+use crate::timeouts::AUTO_COMMIT_INTERVAL_DEFAULT;
 use crate::{Client, ClientError, Result};
-
-/// How often an auto-committing consumer commits (Kafka's default too).
-pub const AUTO_COMMIT_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
 
 /// When an [`OffsetCommitter`] commits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::client::{Client, check_record_size};
 use crate::error::{ClientError, Result};
+use crate::timeouts::{DELIVERY_TIMEOUT_DEFAULT, PRODUCER_BACKOFF_MAX, PRODUCER_BACKOFF_MIN};
 
 /// How a [`Producer`] batches and sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,7 +169,7 @@ impl Default for ProducerConfig {
             partition: None,
             keyless: Keyless::Sticky,
             partitioner: None,
-            delivery_timeout: Duration::from_secs(30),
+            delivery_timeout: DELIVERY_TIMEOUT_DEFAULT,
             buffer_bytes: PRODUCER_BUFFER_BYTES_DEFAULT,
             compression: None,
         }
@@ -493,14 +494,11 @@ impl Lane {
             producer_id,
             next_sequence: 0,
             paused_until: None,
-            backoff: BACKOFF_MIN,
+            backoff: PRODUCER_BACKOFF_MIN,
             restart: false,
         }
     }
 }
-
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The background task owning the batches.
 ///
@@ -819,7 +817,7 @@ impl Batcher {
             Ok(base_offset) => {
                 let sent = lane.sent.remove(pos).expect("found above");
                 self.in_flight -= 1;
-                lane.backoff = BACKOFF_MIN;
+                lane.backoff = PRODUCER_BACKOFF_MIN;
                 for (i, reply) in sent.replies.into_iter().enumerate() {
                     let offset = base_offset + i as u64;
                     reply.send(Ok(RecordMetadata { partition, offset }));
@@ -879,7 +877,7 @@ impl Batcher {
         tracing::debug!(%topic, partition, sequence = producer.sequence, error = %error, ?backoff, "resending from this batch on");
         if let Some(backoff) = backoff {
             lane.paused_until = Some(now + backoff);
-            lane.backoff = (backoff * 2).min(BACKOFF_MAX);
+            lane.backoff = (backoff * 2).min(PRODUCER_BACKOFF_MAX);
         }
     }
 

@@ -20,29 +20,15 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use sluice_proto::{NodeId, Request, Response};
 
 use super::Client;
 use crate::error::{ClientError, Result};
-
-/// How long a request waits for its answer before the client starts asking
-/// the other replicas about the leader: well above a healthy ack (a few ms),
-/// below the election timeout, so the first probe can already see the result.
-const PROBE_AFTER: Duration = Duration::from_millis(250);
-/// How long the connection must have received nothing before a probe: more
-/// than the keep-alive interval, so a live idle peer is never suspected.
-const SILENCE: Duration = Duration::from_millis(250);
-/// How often the connection is looked at, and at most how often probed.
-const PROBE_EVERY: Duration = Duration::from_millis(50);
-/// A request this old has the replicas probed even though its connection is
-/// alive (a leader cut off from its followers), every [`OVERDUE_PROBE_EVERY`].
-const OVERDUE: Duration = Duration::from_secs(1);
-const OVERDUE_PROBE_EVERY: Duration = Duration::from_millis(500);
-/// How long one probe waits for a node's answer; a node that does not answer
-/// this fast tells nothing about the leader anyway.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+use crate::timeouts::{
+    LEADER_OVERDUE, LEADER_OVERDUE_PROBE_EVERY, LEADER_PROBE_AFTER, LEADER_PROBE_EVERY,
+    LEADER_PROBE_TIMEOUT, LEADER_SILENCE,
+};
 
 impl Client {
     /// Waits for `exchange`, a request sent to `addr`, the leader this client
@@ -66,22 +52,22 @@ impl Client {
             let started = tokio::time::Instant::now();
             let (mut last, mut last_change) = (received(), started);
             let mut last_probe: Option<tokio::time::Instant> = None;
-            tokio::time::sleep(PROBE_AFTER).await;
+            tokio::time::sleep(LEADER_PROBE_AFTER).await;
             loop {
                 let now = received();
                 if now != last {
                     (last, last_change) = (now, tokio::time::Instant::now());
                 }
-                let silent = last_change.elapsed() >= SILENCE;
-                let overdue = started.elapsed() >= OVERDUE
-                    && last_probe.is_none_or(|t| t.elapsed() >= OVERDUE_PROBE_EVERY);
+                let silent = last_change.elapsed() >= LEADER_SILENCE;
+                let overdue = started.elapsed() >= LEADER_OVERDUE
+                    && last_probe.is_none_or(|t| t.elapsed() >= LEADER_OVERDUE_PROBE_EVERY);
                 if silent || overdue {
                     last_probe = Some(tokio::time::Instant::now());
                     if let Some(found) = self.leader_elsewhere(topic, partition, addr).await {
                         return found;
                     }
                 }
-                tokio::time::sleep(PROBE_EVERY).await;
+                tokio::time::sleep(LEADER_PROBE_EVERY).await;
             }
         };
         tokio::select! {
@@ -141,7 +127,7 @@ impl Client {
                     .and_then(|n| n.advertised_addr.parse::<SocketAddr>().ok())?;
                 (leader_addr != stalled).then_some((leader, leader_addr))
             };
-            tokio::time::timeout(PROBE_TIMEOUT, ask)
+            tokio::time::timeout(LEADER_PROBE_TIMEOUT, ask)
                 .await
                 .ok()
                 .flatten()

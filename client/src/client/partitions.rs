@@ -11,15 +11,12 @@
 //! partitions keep the first node's view rather than failing the list.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use sluice_proto::{NodeId, PartitionStatus, Request, Response};
 
 use super::Client;
 use crate::error::Result;
-
-/// How long one node's view of its partitions may take.
-const LEADER_VIEW_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::timeouts::LEADER_VIEW_TIMEOUT;
 
 impl Client {
     /// Live state of the partitions of `topic`, or of every topic: each

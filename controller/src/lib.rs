@@ -11,6 +11,7 @@
 
 mod metadata;
 mod state_machine;
+mod timeouts;
 
 pub use metadata::{GroupRecord, Metadata, NodeRecord, SmartModuleRecord, TopicRecord};
 pub use state_machine::{Command, CommandResult, ControllerStateMachine, MetadataView};
@@ -32,19 +33,8 @@ tokio::task_local! {
     static REQUEST_ID: Option<sluice_proto::RequestId>;
 }
 
-/// A node the controller leader has not heard from for this long is left out
-/// of new partition assignments.
-const LIVENESS_WINDOW: Duration = Duration::from_secs(3);
-
-/// How long a proposed metadata change may wait to be committed before its
-/// proposer is told so. A controller leader cut off from the other voters
-/// still believes it leads (nothing tells it that they elected another), so
-/// without this the change would wait for the client's own timeout with no
-/// word of why. Far above a healthy commit (milliseconds to hundreds of ms
-/// when fsync stalls), well under clients' request timeouts (30 s). Only the
-/// controller has it: a partition's writers are idempotent producers that
-/// resend on their own schedule.
-pub const COMMIT_WAIT_MAX: Duration = Duration::from_secs(5);
+pub use timeouts::COMMIT_WAIT_MAX;
+use timeouts::LIVENESS_WINDOW;
 
 /// The controller group as seen from one node.
 #[derive(Clone)]

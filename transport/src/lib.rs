@@ -9,6 +9,7 @@
 
 pub mod endpoint;
 pub mod frame;
+pub mod timeouts;
 pub mod tls;
 
 pub use endpoint::{Connector, TransportError, bind_server, client_endpoint, peer_identity};

@@ -10,12 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{TransportError, client_endpoint, connect};
-
-/// Connect timeout used by [`Connector::new`]. A QUIC handshake takes one or
-/// two round trips; a node that has not answered in a second is treated as
-/// down, so clients and peers move on to another node quickly (a failover is
-/// otherwise dominated by waiting on the dead one).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub use crate::timeouts::DEFAULT_CONNECT_TIMEOUT;
 
 /// One cached connection; the async mutex makes concurrent callers for the
 /// same address wait for a single handshake instead of racing several.

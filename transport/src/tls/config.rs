@@ -5,7 +5,6 @@
 //! default provider having been installed.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
@@ -13,21 +12,12 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 
 use super::{CertKeyPair, TlsError, pem};
+pub use crate::timeouts::{IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL};
 
 /// ALPN protocol id spoken by every Sluice endpoint; bumping it makes
 /// incompatible peers fail the handshake instead of misparsing frames.
 pub const ALPN: &[u8] = b"sluice/1";
 
-/// How often an otherwise idle connection sends a keep-alive, so that NAT
-/// bindings stay open and a dead peer is noticed.
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(200);
-/// How long a connection may go without hearing from its peer before it is
-/// considered dead. Several keep-alive intervals, so one lost packet is
-/// harmless; short, because a request in flight to a killed node waits this
-/// long before the client retries elsewhere (it bounds failover as a producer
-/// sees it). A connection dropped by mistake costs a reconnect and an
-/// idempotent resend, nothing else.
-pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// Per-stream receive window (see `sluice_proto::limits`, where every bound
 /// of a node's network surface is named).
 pub const STREAM_RECEIVE_WINDOW: u32 = sluice_proto::limits::STREAM_RECEIVE_WINDOW_BYTES;

@@ -290,12 +290,12 @@ impl Coordinator {
             starting.iter().partition(|p| clean.remove(p));
         clean_sets.insert(hb.group.clone(), clean);
         drop(live);
-        // A partition the member starts reading is fenced first, on its
-        // leader (not under the coordinator's lock: a leader may take a
-        // while): from then on commits of older generations are refused
-        // there, and the answer carries the offset every earlier accepted
-        // commit left. One whose fence fails is held back until the next
-        // heartbeat.
+        // A partition the member starts whose owner was dropped is fenced
+        // first, on its leader (not under the coordinator's lock: a leader
+        // may take a while): from then on commits of older generations are
+        // refused there, and the answer carries the offset every earlier
+        // accepted commit left. One handed over cleanly is only read. One
+        // whose fence or read fails is held back until the next heartbeat.
         let fences = to_fence.iter().map(|&p| {
             let (group, topic) = (&hb.group, &hb.topic);
             async move {
@@ -319,7 +319,7 @@ impl Coordinator {
             crate::consumers::read_group_offsets(node, &hb.group, &hb.topic, &unfenced).await
         };
         let read = tokio::time::timeout_at(deadline, read);
-        let fenced: BTreeMap<u32, _> = {
+        let fence_all = async {
             let mut done = BTreeMap::new();
             let mut running: futures::stream::FuturesUnordered<_> = fences.collect();
             while let Ok(Some((p, result))) =
@@ -329,10 +329,11 @@ impl Coordinator {
             }
             done
         };
-        let mut fenced = fenced;
+        // The fences and the read run at once, under the one budget.
+        let (mut fenced, read): (BTreeMap<u32, _>, _) = tokio::join!(fence_all, read);
         // Those read are started (with what was read; legacy offsets are
         // part of it); those whose leader did not answer in time wait.
-        if let Ok(read) = read.await {
+        if let Ok(read) = read {
             for (p, (offset, state)) in read {
                 fenced.insert(p, Ok((offset, state)));
             }

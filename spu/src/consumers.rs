@@ -463,7 +463,8 @@ async fn gather(
 /// The committed offset and state of `group` in each of `partitions` of
 /// `topic` whose leader answered (a partition left out has none that did):
 /// a read, confirmed by each leader's majority, for a member starting a
-/// partition handed over cleanly (`crate::groups`).
+/// partition handed over cleanly (`crate::groups`, which falls back to
+/// what an earlier release kept in the metadata, as it does for fences).
 pub(crate) async fn read_group_offsets(
     node: &Shared,
     group: &str,
@@ -473,14 +474,6 @@ pub(crate) async fn read_group_offsets(
     let scope: BTreeSet<(String, u32)> =
         partitions.iter().map(|p| (topic.to_string(), *p)).collect();
     let (best, _) = gather(node, Some(group), Some(topic), &scope).await;
-    let legacy = |p: u32| {
-        node.controller.view().with(|md| {
-            let o = md
-                .consumers
-                .get(&(group.to_string(), topic.to_string(), p))?;
-            Some((Some(o.offset), o.state.clone()))
-        })
-    };
     partitions
         .iter()
         .filter_map(|p| {
@@ -489,8 +482,8 @@ pub(crate) async fn read_group_offsets(
                 .offsets
                 .iter()
                 .find(|o| o.consumer == group)
-                .map(|o| (o.offset, o.state.clone()));
-            Some((*p, own.or_else(|| legacy(*p)).unwrap_or((None, None))))
+                .map_or((None, None), |o| (o.offset, o.state.clone()));
+            Some((*p, own))
         })
         .collect()
 }
@@ -510,7 +503,6 @@ pub(crate) async fn list(
     let covered: BTreeSet<(String, u32)> = best.keys().cloned().collect();
     uncovered(&scope, &covered, &silent)?;
     let with_state = consumer.is_some() && topic.is_some();
-    let shown = |owner: &String| owner.chars().take(8).collect::<String>();
     let mut rows: BTreeMap<(String, String, u32), ConsumerOffset> = BTreeMap::new();
     for p in best.into_values() {
         for mut o in p.offsets {
@@ -520,32 +512,21 @@ pub(crate) async fn list(
             rows.insert((o.consumer.clone(), o.topic.clone(), o.partition), o);
         }
     }
+    // The metadata adds offsets earlier releases committed there (where a
+    // partition has none of its own) and each group partition's owner.
     node.controller.view().with(|md| {
-        for legacy in md.consumer_offsets(consumer, topic) {
-            let key = (
-                legacy.consumer.clone(),
-                legacy.topic.clone(),
-                legacy.partition,
-            );
-            if legacy.offset.is_some() && scope.contains(&(key.1.clone(), key.2)) {
-                rows.entry(key).or_insert(legacy);
+        for row in md.consumer_offsets(consumer, topic) {
+            if !scope.contains(&(row.topic.clone(), row.partition)) {
+                continue;
             }
-        }
-        for (group, g) in md.groups.iter().filter(|(name, g)| {
-            consumer.is_none_or(|c| c == name.as_str()) && topic.is_none_or(|t| t == g.topic)
-        }) {
-            for (p, owner) in &g.owners {
-                rows.entry((group.clone(), g.topic.clone(), *p))
-                    .or_insert_with(|| ConsumerOffset {
-                        consumer: group.clone(),
-                        topic: g.topic.clone(),
-                        partition: *p,
-                        offset: None,
-                        committed_ms: 0,
-                        state: None,
-                        owner: None,
-                    })
-                    .owner = Some(shown(owner));
+            let key = (row.consumer.clone(), row.topic.clone(), row.partition);
+            match rows.entry(key) {
+                std::collections::btree_map::Entry::Occupied(mut own) => {
+                    own.get_mut().owner = row.owner
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(row);
+                }
             }
         }
     });
@@ -563,30 +544,8 @@ pub(crate) async fn forget(
     let scope = partitions_in_scope(node, topic)?;
     // Checked first, so a delete that cannot reach every partition changes
     // none (a partition without a leader now would keep the offsets).
-    let probe = Request::LeaderConsumers {
-        consumer: Some(consumer.to_string()),
-        topic: topic.map(str::to_string),
-    };
-    let mut covered: BTreeSet<(String, u32)> = leader_consumers(node, Some(consumer), topic)
-        .await
-        .into_iter()
-        .map(|p| (p.topic, p.partition))
-        .collect();
-    let mut silent = Vec::new();
-    let mut asks = ask_every_node(node, &probe);
-    while !scope.is_subset(&covered) {
-        let Some((peer, answer)) = asks.next().await else {
-            break;
-        };
-        match answer {
-            Ok(Response::LeaderConsumers(led)) => {
-                covered.extend(led.into_iter().map(|p| (p.topic, p.partition)))
-            }
-            Ok(other) => silent.push(format!("node {peer} answered {}", name_of(&other))),
-            Err(e) => silent.push(e.to_string()),
-        }
-    }
-    drop(asks);
+    let (led, silent) = gather(node, Some(consumer), topic, &scope).await;
+    let covered: BTreeSet<(String, u32)> = led.into_keys().collect();
     uncovered(&scope, &covered, &silent)?;
     let request = Request::ForgetConsumer {
         consumer: consumer.to_string(),

@@ -837,6 +837,7 @@ mod tests {
             key: key.map(|k| k.as_bytes().to_vec()),
             value: value.to_vec(),
             timestamp_ms: 1_700_000_000_123,
+            headers: Vec::new(),
         }
     }
 

@@ -588,7 +588,23 @@ impl Client {
         for record in &records {
             check_record_size(topic, record)?;
         }
-        let request = if codec == Compression::None {
+        // A batch without headers goes in the messages earlier releases
+        // read; one with headers in the message that carries them.
+        let with_headers = records.iter().any(|r| !r.headers.is_empty());
+        let request = if with_headers {
+            let encoded = sluice_proto::encoding::to_vec(&records).expect("records always encode");
+            let records = match codec {
+                Compression::None => encoded,
+                codec => sluice_compress::compress(codec, &encoded),
+            };
+            Request::ProduceWithHeaders(sluice_proto::CompressedProduce {
+                topic: topic.to_string(),
+                partition,
+                compression: codec,
+                records,
+                producer,
+            })
+        } else if codec == Compression::None {
             Request::Produce(ProduceRequest {
                 topic: topic.to_string(),
                 partition,
@@ -596,7 +612,9 @@ impl Client {
                 producer,
             })
         } else {
-            let encoded = sluice_proto::encoding::to_vec(&records).expect("records always encode");
+            let encoded =
+                sluice_proto::encoding::to_vec(&sluice_proto::record::v1::Records(records))
+                    .expect("records without headers always encode");
             Request::ProduceCompressed(sluice_proto::CompressedProduce {
                 topic: topic.to_string(),
                 partition,
@@ -1160,6 +1178,12 @@ impl Client {
 /// Rejects a record over [`sluice_proto::limits::RECORD_SIZE_BYTES_MAX`]
 /// before it costs a round trip.
 pub(crate) fn check_record_size(topic: &str, record: &Record) -> Result<()> {
+    sluice_proto::headers::check_owned(&record.headers).map_err(|reason| {
+        ClientError::InvalidHeaders {
+            topic: topic.to_string(),
+            reason,
+        }
+    })?;
     let max_bytes = sluice_proto::limits::RECORD_SIZE_BYTES_MAX;
     if record.size_bytes() > max_bytes {
         return Err(ClientError::RecordTooLarge {
@@ -1230,6 +1254,7 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::Produced(_) => "Produced",
         Response::FetchStarted { .. } => "FetchStarted",
         Response::Records { .. } => "Records",
+        Response::RecordsWithHeaders { .. } => "RecordsWithHeaders",
         Response::FetchEnd { .. } => "FetchEnd",
         Response::Raft { .. } => "Raft",
         Response::SmartModuleCreated(_) => "SmartModuleCreated",

@@ -174,6 +174,17 @@ pub enum ClientError {
         max_bytes: usize,
     },
 
+    /// A record's headers break a bound (see `sluice_proto::headers`).
+    #[error(
+        "record for topic {topic:?} has headers the cluster would refuse: {reason}; use 1 to {} bytes per header name and at most {} headers per record",
+        sluice_proto::limits::RECORD_HEADER_KEY_BYTES_MAX,
+        sluice_proto::limits::RECORD_HEADERS_MAX
+    )]
+    InvalidHeaders {
+        topic: String,
+        reason: sluice_proto::headers::HeaderError,
+    },
+
     /// A batch could not be delivered before the producer's deadline.
     #[error("records for {topic}/{partition} were not acknowledged after {attempts} attempt(s)")]
     Delivery {

@@ -61,12 +61,17 @@ impl LocalChain {
     /// Runs the chain over `records` and returns what the modules produce.
     /// Blocking: call it from a blocking context (`block_in_place`,
     /// `spawn_blocking`) in async code.
+    /// Modules do not see headers; each output keeps those of the input it
+    /// came from (outputs keep their input's position).
     pub fn apply(&mut self, records: Vec<Record>) -> Result<Vec<Record>, ClientError> {
+        let first = self.position;
+        let mut headers = Vec::with_capacity(records.len());
         let input: Vec<sluice_wasm::Record> = records
             .into_iter()
             .map(|r| {
                 let offset = self.position;
                 self.position += 1;
+                headers.push(r.headers);
                 sluice_wasm::Record {
                     offset,
                     timestamp_ms: r.timestamp_ms,
@@ -79,6 +84,12 @@ impl LocalChain {
         Ok(out
             .into_iter()
             .map(|r| Record {
+                headers: r
+                    .offset
+                    .checked_sub(first)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| headers.get(i).cloned())
+                    .unwrap_or_default(),
                 key: r.key,
                 value: r.value,
                 timestamp_ms: r.timestamp_ms,

@@ -30,6 +30,7 @@ fn produce_request(size: usize) -> Request {
             key: None,
             value: value(size, i),
             timestamp_ms: TIMESTAMP_MS + i as i64,
+            headers: Vec::new(),
         })
         .collect();
     Request::Produce(ProduceRequest {
@@ -48,6 +49,7 @@ fn records_response(size: usize) -> Response {
             key: None,
             value: value(size, i),
             timestamp_ms: TIMESTAMP_MS + i as i64,
+            headers: Vec::new(),
         })
         .collect();
     Response::Records {

@@ -98,14 +98,26 @@ fn whole_message<T>(
 pub fn decode_records_ref(
     frame: &[u8],
 ) -> Result<Option<(Vec<crate::ConsumerRecordRef<'_>>, u64)>, CodecError> {
+    use crate::messages::{RESPONSE_RECORDS_INDEX, RESPONSE_RECORDS_WITH_HEADERS_INDEX};
     let body = body(frame)?;
     // The variant index is a varint: one byte below 251.
-    const { assert!(crate::messages::RESPONSE_RECORDS_INDEX < 251) };
+    const { assert!(RESPONSE_RECORDS_INDEX < 251 && RESPONSE_RECORDS_WITH_HEADERS_INDEX < 251) };
+    /// `Records`' fields: its records have no headers.
+    #[derive(serde::Deserialize)]
+    struct Plain<'a>(
+        #[serde(with = "crate::record::v1::borrowed", borrow)] Vec<crate::ConsumerRecordRef<'a>>,
+        u64,
+    );
+    // A struct variant's fields follow the index as a tuple would.
     match body.split_first() {
-        Some((&index, fields)) if u32::from(index) == crate::messages::RESPONSE_RECORDS_INDEX => {
-            // A struct variant's fields follow the index as a tuple would.
-            let decoded = crate::encoding::from_slice(fields, FRAME_SIZE_BYTES_MAX);
+        Some((&index, fields)) if u32::from(index) == RESPONSE_RECORDS_INDEX => {
+            let decoded = crate::encoding::from_slice::<Plain<'_>>(fields, FRAME_SIZE_BYTES_MAX)
+                .map(|(Plain(records, hw), used)| ((records, hw), used));
             whole_message("Records", fields, decoded).map(Some)
+        }
+        Some((&index, fields)) if u32::from(index) == RESPONSE_RECORDS_WITH_HEADERS_INDEX => {
+            let decoded = crate::encoding::from_slice(fields, FRAME_SIZE_BYTES_MAX);
+            whole_message("RecordsWithHeaders", fields, decoded).map(Some)
         }
         _ => Ok(None),
     }
@@ -121,6 +133,89 @@ mod tests {
     use super::*;
     use crate::{Request, Response, StartOffset};
 
+    /// Borrowed records as `RecordsRef` encodes them, and the owned response
+    /// that encodes to the same bytes.
+    fn both_ways(owned: Vec<crate::ConsumerRecord>, with_headers: bool) {
+        let borrowed: Vec<_> = owned.iter().map(crate::ConsumerRecord::borrowed).collect();
+        let high_watermark = 1 << 41;
+        let by_ref = encode(&crate::RecordsRef {
+            records: &borrowed,
+            high_watermark,
+        })
+        .unwrap();
+        let response = if with_headers {
+            Response::RecordsWithHeaders {
+                records: owned.clone(),
+                high_watermark,
+            }
+        } else {
+            Response::Records {
+                records: owned.clone(),
+                high_watermark,
+            }
+        };
+        assert_eq!(by_ref, encode(&response).unwrap());
+        assert_eq!(decode::<Response>(&by_ref).unwrap(), response);
+        let (read, hw) = decode_records_ref(&by_ref).unwrap().unwrap();
+        assert_eq!(hw, high_watermark);
+        let copied: Vec<_> = read.iter().map(|r| r.to_owned_record()).collect();
+        assert_eq!(copied, owned);
+    }
+
+    #[test]
+    fn records_with_headers_travel_in_their_own_response_and_come_back_whole() {
+        let plain = crate::ConsumerRecord {
+            partition: 0,
+            offset: 1,
+            key: None,
+            value: b"v".to_vec(),
+            timestamp_ms: 9,
+            headers: Vec::new(),
+        };
+        let mut headed = plain.clone();
+        headed.offset = 2;
+        headed.headers = vec![
+            crate::RecordHeader::new("trace", "abc"),
+            crate::RecordHeader::new("trace", ""),
+        ];
+        both_ways(vec![plain.clone(), headed.clone()], true);
+        both_ways(vec![plain.clone()], false);
+        // The shape without headers refuses one that has them, rather
+        // than dropping them.
+        let refused = encode(&Response::Records {
+            records: vec![headed.clone()],
+            high_watermark: 3,
+        });
+        assert!(refused.is_err(), "{refused:?}");
+        let request = Request::Produce(crate::ProduceRequest {
+            topic: "t".into(),
+            partition: 0,
+            records: vec![crate::Record::new("x").header("h", "1")],
+            producer: None,
+        });
+        assert!(encode(&request).is_err());
+        // Where the variant lies is what `RecordsRef` and
+        // `decode_records_ref` assume.
+        let frame = encode(&Response::RecordsWithHeaders {
+            records: vec![headed],
+            high_watermark: 3,
+        })
+        .unwrap();
+        assert_eq!(
+            u32::from(frame[2]),
+            crate::messages::RESPONSE_RECORDS_WITH_HEADERS_INDEX
+        );
+        // Damaged headers inside a frame are a malformed frame.
+        let mut damaged = frame.clone();
+        let at = damaged
+            .windows(5)
+            .position(|w| w == b"trace")
+            .expect("the header's name is in the frame");
+        damaged[at - 1] = 200;
+        assert!(decode_records_ref(&damaged).is_err());
+        assert!(decode::<Response>(&damaged).is_err());
+    }
+
     #[test]
     fn borrowed_records_encode_exactly_as_owned_ones() {
         let owned = vec![
@@ -130,6 +225,7 @@ mod tests {
                 key: None,
                 value: vec![1; 300],
                 timestamp_ms: -5,
+                headers: Vec::new(),
             },
             crate::ConsumerRecord {
                 partition: 2,
@@ -137,21 +233,10 @@ mod tests {
                 key: Some(b"key".to_vec()),
                 value: Vec::new(),
                 timestamp_ms: 1_700_000_000_000,
+                headers: Vec::new(),
             },
         ];
-        let borrowed: Vec<_> = owned.iter().map(crate::ConsumerRecord::borrowed).collect();
-        let high_watermark = 1 << 41;
-        let by_ref = encode(&crate::RecordsRef {
-            records: &borrowed,
-            high_watermark,
-        })
-        .unwrap();
-        let response = Response::Records {
-            records: owned,
-            high_watermark,
-        };
-        assert_eq!(by_ref, encode(&response).unwrap());
-        assert_eq!(decode::<Response>(&by_ref).unwrap(), response);
+        both_ways(owned, false);
     }
 
     #[test]
@@ -163,6 +248,7 @@ mod tests {
                 key: Some(b"k".to_vec()),
                 value: vec![9; 1024],
                 timestamp_ms: 5,
+                headers: Vec::new(),
             },
             crate::ConsumerRecord {
                 partition: 1,
@@ -170,6 +256,7 @@ mod tests {
                 key: None,
                 value: Vec::new(),
                 timestamp_ms: -1,
+                headers: Vec::new(),
             },
         ];
         let frame = encode(&Response::Records {

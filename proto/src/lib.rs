@@ -11,6 +11,7 @@ pub mod codec;
 pub mod compression;
 pub mod encoding;
 pub mod error;
+pub mod headers;
 pub mod limits;
 pub mod messages;
 pub mod record;
@@ -19,6 +20,7 @@ pub use acl::{ANONYMOUS_PRINCIPAL, AclEntry, Operation, ResourceKind, ResourcePa
 pub use codec::{CodecError, PROTOCOL_VERSION};
 pub use compression::{Compression, TopicCompression};
 pub use error::WireError;
+pub use headers::{HeadersRef, RecordHeader};
 pub use messages::*;
 pub use record::{ConsumerRecord, ConsumerRecordRef, Record, now_ms};
 

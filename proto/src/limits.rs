@@ -7,6 +7,13 @@
 pub const FRAME_SIZE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Largest record (key + value).
 pub const RECORD_SIZE_BYTES_MAX: usize = 1024 * 1024;
+/// Headers of one record (`crate::headers`). Kafka sets no count; a bound
+/// keeps a record of many tiny headers from costing a reader a loop of
+/// millions per record.
+pub const RECORD_HEADERS_MAX: usize = 128;
+/// Bytes of one header's name (UTF-8): names are identifiers
+/// ("content-type", "traceparent"), what is large goes in the value.
+pub const RECORD_HEADER_KEY_BYTES_MAX: usize = 256;
 /// Largest produce batch (sum of record sizes).
 pub const PRODUCE_BATCH_SIZE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Records in one produce batch.

@@ -206,6 +206,13 @@ pub enum Request {
         consumer: String,
         topic: Option<String>,
     },
+    /// A produce batch of which some record has headers: `records` is the
+    /// encoding of the batch's `Vec<Record>` with their headers (not the
+    /// [`crate::record::v1`] shape of [`Request::Produce`] and
+    /// [`Request::ProduceCompressed`]), compressed with `compression` unless
+    /// that is `None`. A client sends a batch without headers the earlier
+    /// way, so it still reaches a node of an earlier release.
+    ProduceWithHeaders(CompressedProduce),
 }
 
 /// One partition's committed offsets as its leader holds them (see
@@ -259,7 +266,10 @@ pub enum Response {
         start_offset: u64,
         end_offset: u64,
     },
+    /// Records of a fetch, none with headers (the shape earlier releases
+    /// read); see [`Response::RecordsWithHeaders`].
     Records {
+        #[serde(with = "crate::record::v1::consumer")]
         records: Vec<ConsumerRecord>,
         high_watermark: u64,
     },
@@ -315,6 +325,14 @@ pub enum Response {
     ConsumerForgotten {
         partitions: Vec<(String, u32)>,
         forgotten: u32,
+    },
+    /// [`Response::Records`] of which some record has headers. A node sends
+    /// it only for such records, so a consumer of an earlier release reads a
+    /// partition without headers as before, and fails on one with headers
+    /// (it cannot show them) instead of dropping them unseen.
+    RecordsWithHeaders {
+        records: Vec<ConsumerRecord>,
+        high_watermark: u64,
     },
 }
 
@@ -433,14 +451,37 @@ pub struct RecordsRef<'a> {
 
 /// Position of `Records` among [`Response`]'s variants, as serde numbers them.
 pub(crate) const RESPONSE_RECORDS_INDEX: u32 = 9;
+/// Position of `RecordsWithHeaders` among [`Response`]'s variants.
+pub(crate) const RESPONSE_RECORDS_WITH_HEADERS_INDEX: u32 = 35;
 
 impl Serialize for RecordsRef<'_> {
+    /// As [`Response::Records`] when no record has headers, else as
+    /// [`Response::RecordsWithHeaders`].
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStructVariant;
-        let mut v = s.serialize_struct_variant("Response", RESPONSE_RECORDS_INDEX, "Records", 2)?;
-        v.serialize_field("records", self.records)?;
-        v.serialize_field("high_watermark", &self.high_watermark)?;
-        v.end()
+        struct V1<'a, 'r>(&'a [ConsumerRecordRef<'r>]);
+        impl Serialize for V1<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                crate::record::v1::borrowed::serialize(self.0, s)
+            }
+        }
+        if self.records.iter().all(|r| r.headers.is_empty()) {
+            let mut v =
+                s.serialize_struct_variant("Response", RESPONSE_RECORDS_INDEX, "Records", 2)?;
+            v.serialize_field("records", &V1(self.records))?;
+            v.serialize_field("high_watermark", &self.high_watermark)?;
+            v.end()
+        } else {
+            let mut v = s.serialize_struct_variant(
+                "Response",
+                RESPONSE_RECORDS_WITH_HEADERS_INDEX,
+                "RecordsWithHeaders",
+                2,
+            )?;
+            v.serialize_field("records", self.records)?;
+            v.serialize_field("high_watermark", &self.high_watermark)?;
+            v.end()
+        }
     }
 }
 
@@ -677,6 +718,7 @@ impl Request {
             Request::FenceConsumer { .. } => "fence consumer",
             Request::LeaderConsumers { .. } => "list led partitions' consumers",
             Request::ForgetConsumer { .. } => "forget consumer",
+            Request::ProduceWithHeaders(_) => "produce",
             Request::Once { change, .. } => change.name(),
         }
     }
@@ -892,6 +934,9 @@ pub struct NodeStatus {
 pub struct ProduceRequest {
     pub topic: String,
     pub partition: u32,
+    /// In the shape without headers (a batch with headers travels as
+    /// [`Request::ProduceWithHeaders`]).
+    #[serde(with = "crate::record::v1")]
     pub records: Vec<Record>,
     /// Set by an idempotent producer: a retried batch carries the same
     /// sequence and is written once.
@@ -899,7 +944,8 @@ pub struct ProduceRequest {
 }
 
 /// A produce batch whose records travel compressed: `records` is the
-/// codec's encoding of the batch's `Vec<Record>`, compressed with
+/// codec's encoding of the batch's `Vec<Record>` (in the
+/// [`crate::record::v1`] shape, except in [`Request::ProduceWithHeaders`]), compressed with
 /// `compression` by `sluice-compress`. The node expands it (bounded by the
 /// batch limits) and handles it as a [`ProduceRequest`]; a topic whose
 /// compression setting does not accept `compression` refuses it.

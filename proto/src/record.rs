@@ -2,7 +2,16 @@
 //!
 //! Keys and values are encoded as byte strings (`serde_bytes`): one length
 //! and one copy, instead of serde's default of one element per byte.
+//!
+//! A record's headers (see [`crate::headers`]) travel as one byte string,
+//! the same bytes a stored batch keeps, so a node serves them without
+//! decoding them. The types here serialize with their headers; messages
+//! whose encoding was fixed before headers existed hold their records in the
+//! [`v1`] shape, which has no place for them and refuses to encode a record
+//! that has some (see `Request::ProduceWithHeaders` and
+//! `Response::RecordsWithHeaders` for the messages that carry them).
 
+use crate::headers::{HeadersRef, RecordHeader};
 use serde::{Deserialize, Serialize};
 
 /// One record as a producer hands it over: the offset is not known yet, it is
@@ -17,6 +26,11 @@ pub struct Record {
     pub value: Vec<u8>,
     /// Milliseconds since the Unix epoch, set by the producer.
     pub timestamp_ms: i64,
+    /// Name/value pairs beside the key and value, in the order given (a
+    /// name may repeat), as Kafka's record headers: metadata a consumer
+    /// reads without parsing the value (trace ids, content types, origins).
+    #[serde(with = "crate::headers::blob")]
+    pub headers: Vec<RecordHeader>,
 }
 
 impl Record {
@@ -26,6 +40,7 @@ impl Record {
             key: None,
             value: value.into(),
             timestamp_ms: now_ms(),
+            headers: Vec::new(),
         }
     }
 
@@ -35,12 +50,30 @@ impl Record {
             key: Some(key.into()),
             value: value.into(),
             timestamp_ms: now_ms(),
+            headers: Vec::new(),
         }
     }
 
-    /// Bytes this record counts against size limits (key + value).
+    /// The same record with one more header (after those it has).
+    ///
+    /// ```
+    /// use sluice_proto::Record;
+    /// let record = Record::new("payload")
+    ///     .header("trace-id", "4bf92f35")
+    ///     .header("content-type", "application/json");
+    /// assert_eq!(record.headers[1].key, "content-type");
+    /// ```
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push(RecordHeader::new(key, value));
+        self
+    }
+
+    /// Bytes this record counts against size limits: key, value and the
+    /// headers' encoding (names, values and their lengths).
     pub fn size_bytes(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len) + self.value.len()
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.value.len()
+            + crate::headers::encoded_len(&self.headers)
     }
 }
 
@@ -54,6 +87,9 @@ pub struct ConsumerRecord {
     #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub timestamp_ms: i64,
+    /// The headers the producer gave the record (see [`Record::headers`]).
+    #[serde(with = "crate::headers::blob")]
+    pub headers: Vec<RecordHeader>,
 }
 
 impl ConsumerRecord {
@@ -65,6 +101,7 @@ impl ConsumerRecord {
             key: self.key.as_deref(),
             value: &self.value,
             timestamp_ms: self.timestamp_ms,
+            headers: HeadersRef::listed(&self.headers),
         }
     }
 }
@@ -83,6 +120,8 @@ pub struct ConsumerRecordRef<'a> {
     #[serde(with = "serde_bytes", borrow)]
     pub value: &'a [u8],
     pub timestamp_ms: i64,
+    #[serde(borrow)]
+    pub headers: HeadersRef<'a>,
 }
 
 impl ConsumerRecordRef<'_> {
@@ -94,12 +133,13 @@ impl ConsumerRecordRef<'_> {
             key: self.key.map(<[u8]>::to_vec),
             value: self.value.to_vec(),
             timestamp_ms: self.timestamp_ms,
+            headers: self.headers.to_vec(),
         }
     }
 
-    /// Bytes this record counts against size limits (key + value).
+    /// Bytes this record counts against size limits (key, value, headers).
     pub fn size_bytes(&self) -> usize {
-        self.key.map_or(0, <[u8]>::len) + self.value.len()
+        self.key.map_or(0, <[u8]>::len) + self.value.len() + self.headers.encoded_len()
     }
 }
 
@@ -109,4 +149,150 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The shape records had on the wire and in Raft entries before headers:
+/// key, value and timestamp. The messages fixed then keep it, so a peer of an
+/// earlier release still reads what this one sends without headers.
+/// Encoding a record that has headers in this shape is an error, never a
+/// silent loss: a sender picks the message with headers instead.
+pub mod v1 {
+    use super::{ConsumerRecord, ConsumerRecordRef, Record};
+    use crate::headers::HeadersRef;
+    use serde::ser::{Error as _, SerializeSeq};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Plain<'a> {
+        #[serde(with = "serde_bytes", borrow)]
+        key: Option<&'a [u8]>,
+        #[serde(with = "serde_bytes", borrow)]
+        value: &'a [u8],
+        timestamp_ms: i64,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct PlainConsumer<'a> {
+        partition: u32,
+        offset: u64,
+        #[serde(with = "serde_bytes", borrow)]
+        key: Option<&'a [u8]>,
+        #[serde(with = "serde_bytes", borrow)]
+        value: &'a [u8],
+        timestamp_ms: i64,
+    }
+
+    const HAS_HEADERS: &str =
+        "a record with headers cannot be encoded in a message without a place for them";
+
+    /// `#[serde(with = "v1")]` for a `Vec<Record>`.
+    pub fn serialize<S: Serializer>(records: &[Record], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(records.len()))?;
+        for r in records {
+            if !r.headers.is_empty() {
+                return Err(S::Error::custom(HAS_HEADERS));
+            }
+            seq.serialize_element(&Plain {
+                key: r.key.as_deref(),
+                value: &r.value,
+                timestamp_ms: r.timestamp_ms,
+            })?;
+        }
+        seq.end()
+    }
+
+    /// `#[serde(with = "v1")]` for a `Vec<Record>`: every record without headers.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Record>, D::Error> {
+        let plain = Vec::<Plain<'de>>::deserialize(d)?;
+        Ok(plain
+            .into_iter()
+            .map(|p| Record {
+                key: p.key.map(<[u8]>::to_vec),
+                value: p.value.to_vec(),
+                timestamp_ms: p.timestamp_ms,
+                headers: Vec::new(),
+            })
+            .collect())
+    }
+
+    /// A batch of records in this shape as a value of its own (the payload
+    /// of a `CompressedProduce`).
+    #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Records(#[serde(with = "self")] pub Vec<Record>);
+
+    /// `#[serde(with = "v1::consumer")]` for a `Vec<ConsumerRecord>`.
+    pub mod consumer {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            records: &[ConsumerRecord],
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(records.len()))?;
+            for r in records {
+                if !r.headers.is_empty() {
+                    return Err(S::Error::custom(HAS_HEADERS));
+                }
+                seq.serialize_element(&PlainConsumer {
+                    partition: r.partition,
+                    offset: r.offset,
+                    key: r.key.as_deref(),
+                    value: &r.value,
+                    timestamp_ms: r.timestamp_ms,
+                })?;
+            }
+            seq.end()
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Vec<ConsumerRecord>, D::Error> {
+            Ok(borrowed::deserialize(d)?
+                .iter()
+                .map(ConsumerRecordRef::to_owned_record)
+                .collect())
+        }
+    }
+
+    /// `#[serde(with = "v1::borrowed")]` for a `[ConsumerRecordRef]`.
+    pub mod borrowed {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            records: &[ConsumerRecordRef<'_>],
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(records.len()))?;
+            for r in records {
+                if !r.headers.is_empty() {
+                    return Err(S::Error::custom(HAS_HEADERS));
+                }
+                seq.serialize_element(&PlainConsumer {
+                    partition: r.partition,
+                    offset: r.offset,
+                    key: r.key,
+                    value: r.value,
+                    timestamp_ms: r.timestamp_ms,
+                })?;
+            }
+            seq.end()
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Vec<ConsumerRecordRef<'de>>, D::Error> {
+            let plain = Vec::<PlainConsumer<'de>>::deserialize(d)?;
+            Ok(plain
+                .into_iter()
+                .map(|p| ConsumerRecordRef {
+                    partition: p.partition,
+                    offset: p.offset,
+                    key: p.key,
+                    value: p.value,
+                    timestamp_ms: p.timestamp_ms,
+                    headers: HeadersRef::EMPTY,
+                })
+                .collect())
+        }
+    }
 }

@@ -11,6 +11,7 @@ use sluice_proto::*;
 fn fuzz_requests() {
     let seeds: Vec<Vec<u8>> = requests()
         .iter()
+        .chain(&samples::requests_with_headers())
         .map(|r| codec::encode(r).unwrap())
         .collect();
     sluice_fuzzing::run("proto::Request", &seeds, |frame| {
@@ -26,6 +27,7 @@ fn fuzz_requests() {
 fn fuzz_responses() {
     let seeds: Vec<Vec<u8>> = responses()
         .iter()
+        .chain(&samples::responses_with_headers())
         .map(|r| codec::encode(r).unwrap())
         .collect();
     sluice_fuzzing::run("proto::Response", &seeds, |frame| {
@@ -33,12 +35,19 @@ fn fuzz_responses() {
         // The borrowing decoder of record frames agrees with the owned one.
         if let Ok(Some((records, high_watermark))) = codec::decode_records_ref(frame) {
             match owned {
-                Ok(Response::Records {
-                    records: owned_records,
-                    high_watermark: owned_hw,
-                }) => {
+                Ok(
+                    Response::Records {
+                        records: owned_records,
+                        high_watermark: owned_hw,
+                    }
+                    | Response::RecordsWithHeaders {
+                        records: owned_records,
+                        high_watermark: owned_hw,
+                    },
+                ) => {
                     assert_eq!(high_watermark, owned_hw);
-                    assert_eq!(records.len(), owned_records.len());
+                    let copied: Vec<_> = records.iter().map(|r| r.to_owned_record()).collect();
+                    assert_eq!(copied, owned_records);
                 }
                 other => panic!("decode_records_ref accepted what decode read as {other:?}"),
             }

@@ -238,3 +238,23 @@ fn golden_partition_offsets() {
         |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
     );
 }
+
+/// Records with headers: the produce request and the fetch response that
+/// carry them, added since, in files of their own.
+#[test]
+fn golden_record_headers() {
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "requests-headers",
+        &samples::requests_with_headers(),
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
+    );
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "responses-headers",
+        &samples::responses_with_headers(),
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
+    );
+}

@@ -194,7 +194,9 @@ impl<'a> Access<'a> {
             | Request::DescribeTopicSettings { .. }
             | Request::ListSmartModules => Ok(()),
             Request::Produce(p) => self.require(Operation::Produce, topic(&p.topic)),
-            Request::ProduceCompressed(p) => self.require(Operation::Produce, topic(&p.topic)),
+            Request::ProduceCompressed(p) | Request::ProduceWithHeaders(p) => {
+                self.require(Operation::Produce, topic(&p.topic))
+            }
             Request::Fetch(f) | Request::FetchWith { fetch: f, .. } => {
                 self.require(Operation::Consume, topic(&f.topic))?;
                 for invocation in &f.smartmodules {

@@ -13,24 +13,52 @@ use sluice_proto::{CompressedProduce, Compression, ProduceRequest, Record, WireE
 
 /// The batch `produce` carries, its records expanded and decoded.
 pub(crate) fn expand(produce: CompressedProduce) -> Result<ProduceRequest, WireError> {
+    if produce.compression == Compression::None {
+        return Err(WireError::InvalidArgument {
+            what: format!("{} produce batch", produce.compression),
+            reason: "a compressed batch must name its codec (gzip, snappy, lz4 or zstd)".into(),
+        });
+    }
+    decode_batch::<sluice_proto::record::v1::Records>(produce, |r| r.0)
+}
+
+/// The batch of a `Request::ProduceWithHeaders`: its records with their
+/// headers, compressed with its codec unless that is `None`.
+pub(crate) fn expand_with_headers(produce: CompressedProduce) -> Result<ProduceRequest, WireError> {
+    decode_batch::<Vec<Record>>(produce, |r| r)
+}
+
+/// Expands (unless uncompressed) and decodes the records of `produce` as a `T`.
+fn decode_batch<T: serde::de::DeserializeOwned>(
+    produce: CompressedProduce,
+    records_of: impl FnOnce(T) -> Vec<Record>,
+) -> Result<ProduceRequest, WireError> {
     let invalid = |reason: String| WireError::InvalidArgument {
         what: format!("{} produce batch", produce.compression),
         reason,
     };
-    if produce.compression == Compression::None {
-        return Err(invalid(
-            "a compressed batch must name its codec (gzip, snappy, lz4 or zstd)".into(),
-        ));
-    }
-    let bytes = sluice_compress::decompress(
-        produce.compression,
-        &produce.records,
-        PRODUCE_BATCH_EXPANDED_BYTES_MAX,
-    )
-    .map_err(|e| invalid(e.to_string()))?;
+    let bytes = if produce.compression == Compression::None {
+        if produce.records.len() > PRODUCE_BATCH_EXPANDED_BYTES_MAX {
+            return Err(invalid(format!(
+                "{} bytes of records exceed the limit of {PRODUCE_BATCH_EXPANDED_BYTES_MAX}",
+                produce.records.len()
+            )));
+        }
+        std::borrow::Cow::Borrowed(&produce.records[..])
+    } else {
+        std::borrow::Cow::Owned(
+            sluice_compress::decompress(
+                produce.compression,
+                &produce.records,
+                PRODUCE_BATCH_EXPANDED_BYTES_MAX,
+            )
+            .map_err(|e| invalid(e.to_string()))?,
+        )
+    };
     let (records, used) =
-        sluice_proto::encoding::from_slice::<Vec<Record>>(&bytes, PRODUCE_BATCH_EXPANDED_BYTES_MAX)
+        sluice_proto::encoding::from_slice::<T>(&bytes, PRODUCE_BATCH_EXPANDED_BYTES_MAX)
             .map_err(|e| invalid(format!("its records do not decode: {e}")))?;
+    let records = records_of(records);
     if used != bytes.len() {
         return Err(invalid(format!(
             "{} bytes left over after its records",
@@ -87,7 +115,9 @@ mod tests {
     use sluice_proto::TopicCompression;
 
     fn batch(codec: Compression, records: &[Record]) -> CompressedProduce {
-        let encoded = sluice_proto::encoding::to_vec(&records.to_vec()).unwrap();
+        let encoded =
+            sluice_proto::encoding::to_vec(&sluice_proto::record::v1::Records(records.to_vec()))
+                .unwrap();
         CompressedProduce {
             topic: "t".into(),
             partition: 0,

@@ -26,7 +26,10 @@ use crate::timeouts::{REORDER_HINT_TTL, REORDER_WAIT};
 /// A command in a partition's Raft log.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum PartitionCommand {
+    /// A batch none of whose records has headers (the shape earlier
+    /// releases read; see [`PartitionCommand::append`]).
     Append {
+        #[serde(with = "sluice_proto::record::v1")]
         records: Vec<Record>,
         producer: Option<ProducerSeq>,
     },
@@ -37,6 +40,26 @@ pub(crate) enum PartitionCommand {
     FenceConsumer { consumer: String, generation: u64 },
     /// `consumer delete`.
     ForgetConsumer { consumer: String },
+    /// A batch of which some record has headers: applied as
+    /// [`PartitionCommand::Append`]. A replica of an earlier release cannot
+    /// decode it (it fails the entry, the same on each such replica), which
+    /// is why a batch without headers keeps the older command.
+    AppendWithHeaders {
+        records: Vec<Record>,
+        producer: Option<ProducerSeq>,
+    },
+}
+
+impl PartitionCommand {
+    /// The command that appends `records`: [`PartitionCommand::Append`]
+    /// unless some record has headers.
+    pub(crate) fn append(records: Vec<Record>, producer: Option<ProducerSeq>) -> Self {
+        if records.iter().all(|r| r.headers.is_empty()) {
+            Self::Append { records, producer }
+        } else {
+            Self::AppendWithHeaders { records, producer }
+        }
+    }
 }
 
 /// What applying a [`PartitionCommand`] returns to the proposer.
@@ -328,7 +351,9 @@ impl PartitionStateMachine {
         let table = &mut self.producers.consumers;
         let refused = |error| AppendOutcome::Refused { error };
         let (outcome, consumer) = match command {
-            PartitionCommand::Append { .. } => unreachable!("appends are applied by the caller"),
+            PartitionCommand::Append { .. } | PartitionCommand::AppendWithHeaders { .. } => {
+                unreachable!("appends are applied by the caller")
+            }
             PartitionCommand::CommitOffset(commit) => {
                 let consumer = commit.consumer.clone();
                 match table.commit(&at, commit, self.producers.next_offset) {
@@ -381,7 +406,10 @@ impl ReplicatedState for PartitionStateMachine {
                 let reason = format!("undecodable command: {reason}");
                 return Ok(encode(&AppendOutcome::Failed { reason }));
             }
-            Ok(PartitionCommand::Append { records, producer }) => (records, producer),
+            Ok(
+                PartitionCommand::Append { records, producer }
+                | PartitionCommand::AppendWithHeaders { records, producer },
+            ) => (records, producer),
             Ok(other) => {
                 self.producers.applied_index = index;
                 return Ok(encode(&self.apply_consumer_command(other)));
@@ -801,6 +829,7 @@ mod tests {
                 key: None,
                 value: v.as_bytes().to_vec(),
                 timestamp_ms: 1_700_000_000_000,
+                headers: Vec::new(),
             })
             .collect()
     }

@@ -134,6 +134,16 @@ impl BatchDigest {
             }
             h.update(&(r.value.len() as u64).to_le_bytes());
             h.update(&r.value);
+            // Only for a record with headers, so the digest of a batch
+            // without them is what earlier releases stored. Unambiguous:
+            // what follows a value is otherwise a key tag (0 or 1) or the end.
+            if !r.headers.is_empty() {
+                let mut bytes = Vec::new();
+                sluice_proto::headers::encode_into(&mut bytes, &r.headers);
+                h.update(&[2]);
+                h.update(&(bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
         }
         Self(h.finish())
     }
@@ -580,6 +590,7 @@ mod tests {
                 key: None,
                 value: v.as_bytes().to_vec(),
                 timestamp_ms: 1_000,
+                headers: Vec::new(),
             })
             .collect();
         SentBatch::new(
@@ -655,11 +666,13 @@ mod tests {
                 key: None,
                 value: b"v1".to_vec(),
                 timestamp_ms: 1_700_000_000_000,
+                headers: Vec::new(),
             },
             Record {
                 key: Some(b"k".to_vec()),
                 value: Vec::new(),
                 timestamp_ms: -5,
+                headers: Vec::new(),
             },
         ];
         // Saved tables hold digests: this value must never change. It is
@@ -673,6 +686,7 @@ mod tests {
                     key: key.map(|k| k.as_bytes().to_vec()),
                     value: value.as_bytes().to_vec(),
                     timestamp_ms,
+                    headers: Vec::new(),
                 })
                 .collect();
             BatchDigest::of(&records)
@@ -857,11 +871,13 @@ mod tests {
                         key: Some(b"k".to_vec()),
                         value: vec![9; 300],
                         timestamp_ms: -5,
+                        headers: Vec::new(),
                     },
                     Record {
                         key: None,
                         value: Vec::new(),
                         timestamp_ms: i64::MAX,
+                        headers: Vec::new(),
                     },
                 ],
                 producer: Some(ProducerSeq {
@@ -991,6 +1007,7 @@ mod tests {
                 key: Some(b"k".to_vec()),
                 value: b"value".to_vec(),
                 timestamp_ms: 5,
+                headers: Vec::new(),
             }],
             producer: Some(ProducerSeq {
                 producer_id: 1,

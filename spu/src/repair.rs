@@ -640,6 +640,7 @@ mod tests {
                 key: None,
                 value: format!("record-{i}-{j}-{}", "x".repeat(30)).into_bytes(),
                 timestamp_ms: 1_700_000_000_000 + i as i64,
+                headers: Vec::new(),
             })
             .collect()
     }

@@ -154,7 +154,12 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
             respond(&mut send, &response).await
         }
         other => {
-            let is_produce = matches!(other, Request::Produce(_) | Request::ProduceCompressed(_));
+            let is_produce = matches!(
+                other,
+                Request::Produce(_)
+                    | Request::ProduceCompressed(_)
+                    | Request::ProduceWithHeaders(_)
+            );
             let shape = authz::RequestShape::of(&other);
             let mut response = propose_anywhere(&node, other)
                 .await
@@ -352,6 +357,13 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
         Request::ProduceCompressed(produce) => {
             let codec = produce.compression;
             let produce = crate::compressed::expand(produce)?;
+            produce_batch(node, produce, codec)
+                .await
+                .map(Response::Produced)
+        }
+        Request::ProduceWithHeaders(produce) => {
+            let codec = produce.compression;
+            let produce = crate::compressed::expand_with_headers(produce)?;
             produce_batch(node, produce, codec)
                 .await
                 .map(Response::Produced)
@@ -790,6 +802,13 @@ async fn produce_batch(
                 latest_ms - RECORD_TIMESTAMP_AHEAD_MS_MAX
             )));
         }
+        sluice_proto::headers::check_owned(&r.headers).map_err(|e| {
+            invalid(format!(
+                "record {index}: {e}; send headers with names of 1 to {} bytes, at most {} per record",
+                sluice_proto::limits::RECORD_HEADER_KEY_BYTES_MAX,
+                sluice_proto::limits::RECORD_HEADERS_MAX
+            ))
+        })?;
         let size_bytes = r.size_bytes();
         if size_bytes > RECORD_SIZE_BYTES_MAX {
             return Err(WireError::RecordTooLarge {
@@ -809,10 +828,7 @@ async fn produce_batch(
         .replicas
         .get(&node.metadata(), &req.topic, req.partition)?;
     let record_count = req.records.len() as u32;
-    let command = encode(&PartitionCommand::Append {
-        records: req.records,
-        producer: req.producer,
-    });
+    let command = encode(&PartitionCommand::append(req.records, req.producer));
     let what = || format!("partition {}/{}", req.topic, req.partition);
     // In sequence order per producer, as far as the leader can tell.
     let response = partition
@@ -1142,6 +1158,7 @@ async fn serve_fetch(
                     key: r.key,
                     value: r.value,
                     timestamp_ms: r.timestamp_ms,
+                    headers: r.headers,
                 })
             });
             if let Err(e) = walked {

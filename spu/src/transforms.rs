@@ -187,17 +187,30 @@ impl Transforms {
         until: u64,
     ) -> Result<(Vec<ConsumerRecord>, Option<WireError>), StorageError> {
         let input = raw_records(batches, from, until, None)?;
+        // Modules do not see headers (the ABI has no place for them); each
+        // output keeps those of the input it came from, found by the offset
+        // it keeps.
+        let mut headers = std::collections::HashMap::new();
+        StoredBatch::for_each_in(batches, from, until, |r| {
+            if !r.headers.is_empty() {
+                headers.insert(r.offset, r.headers);
+            }
+        })?;
         let processed = self.chain.process_raw(&input);
         self.report(processed.error.is_some());
         let outputs = processed
             .outputs
             .into_iter()
-            .map(|r| ConsumerRecord {
-                partition,
-                offset: r.offset.max(0) as u64,
-                key: r.key,
-                value: r.value,
-                timestamp_ms: r.timestamp_ms,
+            .map(|r| {
+                let offset = r.offset.max(0) as u64;
+                ConsumerRecord {
+                    partition,
+                    offset,
+                    key: r.key,
+                    value: r.value,
+                    timestamp_ms: r.timestamp_ms,
+                    headers: headers.get(&offset).map_or_else(Vec::new, |h| h.to_vec()),
+                }
             })
             .collect();
         // The engine's message names the module that failed; the field lists

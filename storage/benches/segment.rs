@@ -39,6 +39,7 @@ fn batch(size: usize) -> Vec<Record> {
             key: None,
             value: (0..size).map(|j| b'a' + ((i + j) % 26) as u8).collect(),
             timestamp_ms: 1_700_000_000_000 + i as i64,
+            headers: Vec::new(),
         })
         .collect()
 }

@@ -39,9 +39,20 @@
 //! checked against the header exactly as in version 1. Version 1 is still written for
 //! uncompressed batches, so a log of a topic without compression stays readable by
 //! releases that know only version 1.
+//!
+//! Format versions 3 and 4 are versions 1 and 2 with each record's headers
+//! after its value:
+//!
+//! ```text
+//! varint  headers length (0 = none)
+//! bytes   headers, in `sluice_proto::headers`' encoding (checked when read)
+//! ```
+//!
+//! They are written only for a batch of which some record has headers, so a
+//! topic whose producers never set any stays readable by earlier releases.
 
 use crate::error::{Defect, StorageError};
-use sluice_proto::{Compression, Record};
+use sluice_proto::{Compression, HeadersRef, Record};
 use std::borrow::Cow;
 use std::path::PathBuf;
 
@@ -53,6 +64,20 @@ pub(crate) const MAGIC: [u8; 3] = *b"SLB";
 pub(crate) const VERSION: u8 = 1;
 /// Format version of a batch whose payload is compressed.
 pub(crate) const VERSION_COMPRESSED: u8 = 2;
+/// [`VERSION`] with each record's headers.
+pub(crate) const VERSION_HEADERS: u8 = 3;
+/// [`VERSION_COMPRESSED`] with each record's headers.
+pub(crate) const VERSION_COMPRESSED_HEADERS: u8 = 4;
+
+/// Whether batches of format `version` keep records' headers.
+fn has_headers(version: u8) -> bool {
+    version == VERSION_HEADERS || version == VERSION_COMPRESSED_HEADERS
+}
+
+/// Whether the payload of a batch of format `version` is compressed.
+fn is_compressed(version: u8) -> bool {
+    version == VERSION_COMPRESSED || version == VERSION_COMPRESSED_HEADERS
+}
 /// Codec byte and records length in front of a compressed payload.
 const COMPRESSED_PREFIX_LEN: usize = 5;
 /// Most bytes a compressed payload may expand to: a batch is one produce
@@ -91,7 +116,7 @@ impl BatchHeader {
                 found: [raw[0], raw[1], raw[2]],
             });
         }
-        if raw[3] != VERSION && raw[3] != VERSION_COMPRESSED {
+        if !(VERSION..=VERSION_COMPRESSED_HEADERS).contains(&raw[3]) {
             return Err(Defect::UnsupportedVersion { found: raw[3] });
         }
         let header = BatchHeader {
@@ -174,10 +199,8 @@ pub(crate) fn encode(
     debug_assert!(!records.is_empty());
     let first_timestamp = records.first().map_or(0, |r| r.timestamp_ms);
     let max_timestamp = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
-    let estimate: usize = records
-        .iter()
-        .map(|r| r.value.len() + r.key.as_ref().map_or(0, Vec::len) + 3 * 10)
-        .sum();
+    let headers = records.iter().any(|r| !r.headers.is_empty());
+    let estimate: usize = records.iter().map(|r| r.size_bytes() + 4 * 10).sum();
     let mut buf = Vec::with_capacity(HEADER_LEN + estimate);
     buf.resize(HEADER_LEN, 0);
     for record in records {
@@ -194,8 +217,15 @@ pub(crate) fn encode(
         }
         put_varint(&mut buf, record.value.len() as u64);
         buf.extend_from_slice(&record.value);
+        if headers {
+            put_varint(
+                &mut buf,
+                sluice_proto::headers::encoded_len(&record.headers) as u64,
+            );
+            sluice_proto::headers::encode_into(&mut buf, &record.headers);
+        }
     }
-    let mut version = VERSION;
+    let mut version = if headers { VERSION_HEADERS } else { VERSION };
     if compression != Compression::None {
         let expanded = buf.len() - HEADER_LEN;
         if expanded > EXPANDED_PAYLOAD_MAX {
@@ -208,7 +238,11 @@ pub(crate) fn encode(
         buf.push(codec_byte(compression));
         buf.extend_from_slice(&(expanded as u32).to_le_bytes());
         buf.extend_from_slice(&packed);
-        version = VERSION_COMPRESSED;
+        version = if headers {
+            VERSION_COMPRESSED_HEADERS
+        } else {
+            VERSION_COMPRESSED
+        };
     }
     let payload_len = (buf.len() - HEADER_LEN) as u64;
     if payload_len > MAX_PAYLOAD || records.len() > u32::MAX as usize {
@@ -232,6 +266,7 @@ pub(crate) struct RawRecord<'a> {
     pub timestamp_ms: i64,
     pub key: Option<&'a [u8]>,
     pub value: &'a [u8],
+    pub headers: HeadersRef<'a>,
 }
 
 fn codec_byte(codec: Compression) -> u8 {
@@ -245,7 +280,7 @@ fn codec_byte(codec: Compression) -> u8 {
 /// (format 1), or its compressed records expanded (format 2), bounded by the
 /// length the payload states and by [`EXPANDED_PAYLOAD_MAX`].
 pub(crate) fn expand<'a>(header: &BatchHeader, payload: &'a [u8]) -> Result<Cow<'a, [u8]>, Defect> {
-    if header.version == VERSION {
+    if !is_compressed(header.version) {
         return Ok(Cow::Borrowed(payload));
     }
     let Some((prefix, packed)) = payload.split_first_chunk::<COMPRESSED_PREFIX_LEN>() else {
@@ -299,6 +334,8 @@ pub struct RecordRef<'a> {
     pub timestamp_ms: i64,
     pub key: Option<&'a [u8]>,
     pub value: &'a [u8],
+    /// Checked to decode when read.
+    pub headers: HeadersRef<'a>,
 }
 
 impl StoredBatch {
@@ -366,6 +403,7 @@ impl StoredBatch {
                         timestamp_ms: raw.timestamp_ms,
                         key: raw.key,
                         value: raw.value,
+                        headers: raw.headers,
                     });
                 }
             })
@@ -386,7 +424,7 @@ impl StoredBatch {
     /// stored payload states it; checked when expanded).
     pub(crate) fn budget_bytes(header: &BatchHeader, payload: &[u8]) -> usize {
         let records_len = match payload.get(1..COMPRESSED_PREFIX_LEN) {
-            Some(len) if header.version == VERSION_COMPRESSED => {
+            Some(len) if is_compressed(header.version) => {
                 u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize
             }
             _ => header.payload_len as usize,
@@ -418,6 +456,14 @@ pub(crate) fn for_each_record<'a>(
         };
         let value_len = cursor.varint()?;
         let value = cursor.bytes(value_len)?;
+        let headers = if has_headers(header.version) {
+            let len = cursor.varint()?;
+            HeadersRef::parse(cursor.bytes(len)?).map_err(|_| Defect::MalformedPayload {
+                detail: "a record's headers do not decode",
+            })?
+        } else {
+            HeadersRef::EMPTY
+        };
         max_seen = max_seen.max(timestamp_ms);
         f(
             i,
@@ -425,6 +471,7 @@ pub(crate) fn for_each_record<'a>(
                 timestamp_ms,
                 key,
                 value,
+                headers,
             },
         );
     }
@@ -505,6 +552,7 @@ mod tests {
             key: key.map(<[u8]>::to_vec),
             value: value.to_vec(),
             timestamp_ms: ts,
+            headers: Vec::new(),
         }
     }
 
@@ -521,10 +569,86 @@ mod tests {
                 key: r.key.map(<[u8]>::to_vec),
                 value: r.value.to_vec(),
                 timestamp_ms: r.timestamp_ms,
+                headers: r.headers.to_vec(),
             })
         })
         .unwrap();
         out
+    }
+
+    /// A batch as `StoredBatch::new` would take it: payload expanded.
+    fn decode_stored(bytes: &[u8]) -> Vec<ConsumerRecord> {
+        let header = BatchHeader::parse(bytes).unwrap();
+        let payload = expand(&header, &bytes[HEADER_LEN..]).unwrap();
+        decode_all_unchecked(&header, &payload)
+    }
+
+    fn decode_all_unchecked(header: &BatchHeader, payload: &[u8]) -> Vec<ConsumerRecord> {
+        let mut out = Vec::new();
+        for_each_record(header, payload, |i, r| {
+            out.push(ConsumerRecord {
+                partition: 0,
+                offset: header.base_offset + u64::from(i),
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.to_vec(),
+                timestamp_ms: r.timestamp_ms,
+                headers: r.headers.to_vec(),
+            })
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn headers_are_kept_by_formats_3_and_4_and_only_batches_with_headers_use_them() {
+        let records = vec![
+            rec(None, b"plain", 1),
+            Record {
+                timestamp_ms: 2,
+                ..Record::new(b"headed".to_vec())
+                    .header("trace", "abc")
+                    .header("trace", vec![0xff; 200])
+            },
+            rec(Some(b"k"), b"", 3),
+        ];
+        for (codec, with, without) in [
+            (Compression::None, VERSION_HEADERS, VERSION),
+            (
+                Compression::Zstd,
+                VERSION_COMPRESSED_HEADERS,
+                VERSION_COMPRESSED,
+            ),
+        ] {
+            let bytes = encode(10, 1, &records, codec).unwrap();
+            assert_eq!(bytes[3], with, "{codec}");
+            let out = decode_stored(&bytes);
+            assert_eq!(out.len(), 3);
+            for (got, want) in out.iter().zip(&records) {
+                assert_eq!(
+                    (&got.key, &got.value, got.timestamp_ms, &got.headers),
+                    (&want.key, &want.value, want.timestamp_ms, &want.headers)
+                );
+            }
+            let plain = encode(10, 1, &[rec(None, b"x", 1)], codec).unwrap();
+            assert_eq!(plain[3], without, "{codec}");
+        }
+        // Headers that do not decode, under a matching CRC (as a bug would
+        // write them), are a malformed payload, not a panic or a skip.
+        let mut bytes = encode(0, 1, &records[1..2], Compression::None).unwrap();
+        let at = bytes
+            .windows(5)
+            .position(|w| w == b"trace")
+            .expect("the header's name is stored as is");
+        bytes[at - 1] = 0xfd;
+        let crc = checksum(&bytes[8..HEADER_LEN], &bytes[HEADER_LEN..]);
+        bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+        let header = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(
+            for_each_record(&header, &bytes[HEADER_LEN..], |_, _| {}),
+            Err(Defect::MalformedPayload {
+                detail: "a record's headers do not decode"
+            })
+        );
     }
 
     #[test]
@@ -592,10 +716,10 @@ mod tests {
             Err(Defect::BadMagic { .. })
         ));
         let mut bad = bytes.clone();
-        bad[3] = 3;
+        bad[3] = 5;
         assert_eq!(
             BatchHeader::parse(&bad).unwrap_err(),
-            Defect::UnsupportedVersion { found: 3 }
+            Defect::UnsupportedVersion { found: 5 }
         );
     }
 

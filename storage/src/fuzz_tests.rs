@@ -14,6 +14,7 @@ fn records(n: u8) -> Vec<Record> {
             key: (i % 3 == 0).then(|| vec![i; 2]),
             value: vec![i; usize::from(i) * 3],
             timestamp_ms: 1_700_000_000_000 + i64::from(i) * 7 - i64::from(i % 2) * 100,
+            headers: Vec::new(),
         })
         .collect()
 }

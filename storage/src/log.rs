@@ -389,6 +389,7 @@ impl PartitionLog {
                 key: r.key.map(<[u8]>::to_vec),
                 value: r.value.to_vec(),
                 timestamp_ms: r.timestamp_ms,
+                headers: r.headers.to_vec(),
             })
         })?;
         Ok(out)
@@ -709,6 +710,7 @@ mod tests {
             key: Some(format!("k{i}").into_bytes()),
             value: format!("value-{i}").into_bytes(),
             timestamp_ms: 1_000 + i as i64,
+            headers: Vec::new(),
         }
     }
 
@@ -876,16 +878,19 @@ mod tests {
                 key: None,
                 value: b"no key".to_vec(),
                 timestamp_ms: 5,
+                headers: Vec::new(),
             },
             Record {
                 key: Some(Vec::new()),
                 value: Vec::new(),
                 timestamp_ms: -7,
+                headers: Vec::new(),
             },
             Record {
                 key: Some(b"key".to_vec()),
                 value: vec![0xff; 300],
                 timestamp_ms: i64::MAX,
+                headers: Vec::new(),
             },
         ];
         assert_eq!(log.append(1, &records).unwrap(), 0);
@@ -948,6 +953,7 @@ mod tests {
             key: None,
             value: vec![7; 5000],
             timestamp_ms: 1,
+            headers: Vec::new(),
         };
         assert_eq!(log.append(2, std::slice::from_ref(&big)).unwrap(), 1);
         log.append(3, &[rec(2)]).unwrap();
@@ -988,6 +994,7 @@ mod tests {
                 key: None,
                 value: vec![1; 10],
                 timestamp_ms: 0,
+                headers: Vec::new(),
             })
             .collect();
         for entry in 1..=4 {
@@ -1535,6 +1542,7 @@ mod tests {
                     key: None,
                     value: value.clone(),
                     timestamp_ms: ts,
+                    headers: Vec::new(),
                 }],
             )
             .unwrap();
@@ -1623,6 +1631,7 @@ mod tests {
             )
             .into_bytes(),
             timestamp_ms: 5_000 + i as i64,
+            headers: Vec::new(),
         }
     }
 

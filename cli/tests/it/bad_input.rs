@@ -276,6 +276,7 @@ fn records_stamped_far_in_the_future_are_refused() {
             key: None,
             value: b"v".to_vec(),
             timestamp_ms,
+            headers: Vec::new(),
         };
         let err = client
             .produce("t", 0, vec![record(now), record(i64::MAX)])

@@ -9,6 +9,7 @@ pub fn record(i: u8) -> Record {
         key: i.is_multiple_of(2).then(|| vec![i; 3]),
         value: vec![i; 5],
         timestamp_ms: i64::from(i) * 1_000,
+        headers: Vec::new(),
     }
 }
 
@@ -88,16 +89,19 @@ pub fn requests() -> Vec<Request> {
                     key: Some(vec![0xfb; 300]),
                     value: vec![7; 70_000],
                     timestamp_ms: -5,
+                    headers: Vec::new(),
                 },
                 Record {
                     key: None,
                     value: Vec::new(),
                     timestamp_ms: i64::MIN,
+                    headers: Vec::new(),
                 },
                 Record {
                     key: None,
                     value: vec![0xff],
                     timestamp_ms: i64::MAX,
+                    headers: Vec::new(),
                 },
             ],
             producer: Some(ProducerSeq {
@@ -174,6 +178,7 @@ pub fn responses() -> Vec<Response> {
                     key: Some(vec![i]),
                     value: vec![i; 4],
                     timestamp_ms: 1,
+                    headers: Vec::new(),
                 })
                 .collect(),
             high_watermark: 3,
@@ -195,4 +200,55 @@ pub fn responses() -> Vec<Response> {
         Response::Acls(vec![acl()]),
         Response::TopicCreated(info),
     ]
+}
+
+/// Records with headers, and the messages that carry them (added after the
+/// samples above, whose encodings are fixed by golden files).
+pub fn records_with_headers() -> Vec<Record> {
+    vec![
+        record(1)
+            .header("traceparent", "00-4bf92f35-01")
+            .header("empty", ""),
+        record(2),
+        Record {
+            timestamp_ms: 1_700_000_000_000,
+            ..Record::new(vec![0xff; 3]).header("bin", vec![0, 1, 2, 250, 251, 255])
+        },
+    ]
+}
+
+pub fn requests_with_headers() -> Vec<Request> {
+    let records = records_with_headers();
+    let encoded = sluice_proto::encoding::to_vec(&records).unwrap();
+    vec![Request::ProduceWithHeaders(
+        sluice_proto::CompressedProduce {
+            topic: "headed".into(),
+            partition: 1,
+            compression: sluice_proto::Compression::None,
+            records: encoded,
+            producer: Some(sluice_proto::ProducerSeq {
+                producer_id: 5,
+                sequence: 6,
+            }),
+        },
+    )]
+}
+
+pub fn responses_with_headers() -> Vec<Response> {
+    let records = records_with_headers()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| ConsumerRecord {
+            partition: 1,
+            offset: 40 + i as u64,
+            key: r.key,
+            value: r.value,
+            timestamp_ms: r.timestamp_ms,
+            headers: r.headers,
+        })
+        .collect();
+    vec![Response::RecordsWithHeaders {
+        records,
+        high_watermark: 43,
+    }]
 }

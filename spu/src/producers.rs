@@ -984,6 +984,53 @@ mod tests {
             ProducerTable::encode,
             ProducerTable::decode,
         );
+
+        // Records with headers, appended since, in a file of its own.
+        let headed = Record {
+            timestamp_ms: 1_700_000_000_000,
+            ..Record::new(b"v".to_vec())
+                .header("trace", "abc")
+                .header("", vec![0xff])
+        };
+        let commands = [PartitionCommand::append(
+            vec![
+                headed.clone(),
+                Record {
+                    headers: Vec::new(),
+                    ..headed
+                },
+            ],
+            Some(ProducerSeq {
+                producer_id: 3,
+                sequence: 4,
+            }),
+        )];
+        assert!(matches!(
+            commands[0],
+            PartitionCommand::AppendWithHeaders { .. }
+        ));
+        sluice_fuzzing::golden::check(dir, "partition-header-commands", &commands, encode, decode);
+    }
+
+    #[test]
+    fn headers_pick_their_command_and_count_in_the_batch_digest() {
+        use crate::partition::PartitionCommand;
+        let plain = vec![Record::new(b"v".to_vec())];
+        assert!(matches!(
+            PartitionCommand::append(plain.clone(), None),
+            PartitionCommand::Append { .. }
+        ));
+        let headed = vec![Record::new(b"v".to_vec()).header("h", "1")];
+        assert!(matches!(
+            PartitionCommand::append(headed.clone(), None),
+            PartitionCommand::AppendWithHeaders { .. }
+        ));
+        // A resend with other headers under the same number is another batch.
+        let other = vec![Record::new(b"v".to_vec()).header("h", "2")];
+        let digests = [&plain, &headed, &other].map(|r| BatchDigest::of(r));
+        assert_ne!(digests[0], digests[1]);
+        assert_ne!(digests[1], digests[2]);
+        assert_eq!(digests[1], BatchDigest::of(&headed));
     }
 
     #[test]

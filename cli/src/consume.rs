@@ -73,7 +73,8 @@ pub struct ConsumeArgs {
     #[arg(short = 'k', long)]
     pub key_value: bool,
     /// Print each record with this template; placeholders: {{offset}}, {{key}},
-    /// {{value}}, {{partition}}, {{timestamp}} (ms), {{time}} (RFC 3339).
+    /// {{value}}, {{partition}}, {{timestamp}} (ms), {{time}} (RFC 3339),
+    /// {{headers}} (NAME=VALUE,...), {{header:NAME}} (the last NAME's value).
     #[arg(short = 'F', long, value_name = "TEMPLATE")]
     pub format: Option<String>,
     /// How to print records.
@@ -426,6 +427,11 @@ pub enum Segment {
     Partition,
     Timestamp,
     Time,
+    /// `{{headers}}`: every header as `NAME=VALUE`, comma-separated.
+    Headers,
+    /// `{{header:NAME}}`: the value of the last header named NAME (empty
+    /// when there is none).
+    Header(String),
 }
 
 /// How one record is printed.
@@ -460,9 +466,13 @@ pub fn parse_template(template: &str) -> anyhow::Result<Vec<Segment>> {
             "partition" => Segment::Partition,
             "timestamp" => Segment::Timestamp,
             "time" => Segment::Time,
-            other => bail!(
-                "unknown placeholder {{{{{other}}}}} in --format; use offset, key, value, partition, timestamp or time"
-            ),
+            "headers" => Segment::Headers,
+            other => match other.strip_prefix("header:") {
+                Some(name) if !name.trim().is_empty() => Segment::Header(name.trim().to_string()),
+                _ => bail!(
+                    "unknown placeholder {{{{{other}}}}} in --format; use offset, key, value, partition, timestamp, time, headers or header:NAME"
+                ),
+            },
         });
         rest = &after[close + 2..];
     }
@@ -496,6 +506,21 @@ impl Render {
                         Segment::Time => {
                             out.extend_from_slice(rfc3339_ms(record.timestamp_ms).as_bytes())
                         }
+                        Segment::Headers => {
+                            for (i, h) in record.headers.iter().enumerate() {
+                                if i > 0 {
+                                    out.push(b',');
+                                }
+                                out.extend_from_slice(h.key.as_bytes());
+                                out.push(b'=');
+                                out.extend_from_slice(&h.value);
+                            }
+                        }
+                        Segment::Header(name) => {
+                            if let Some(h) = record.headers.iter().rev().find(|h| &h.key == name) {
+                                out.extend_from_slice(&h.value);
+                            }
+                        }
                     }
                 }
             }
@@ -515,13 +540,27 @@ impl Render {
                 out.extend_from_slice(String::from_utf8_lossy(&record.value).as_bytes());
             }
             Render::Json => {
-                let json = serde_json::json!({
+                let mut json = serde_json::json!({
                     "partition": record.partition,
                     "offset": record.offset,
                     "key": record.key.as_deref().map(String::from_utf8_lossy),
                     "value": String::from_utf8_lossy(&record.value),
                     "timestamp": record.timestamp_ms,
                 });
+                // Only when there are some: a record without headers prints
+                // as it did before they existed.
+                if !record.headers.is_empty() {
+                    json["headers"] = record
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            serde_json::json!({
+                                "key": h.key,
+                                "value": String::from_utf8_lossy(&h.value),
+                            })
+                        })
+                        .collect();
+                }
                 out.extend_from_slice(json.to_string().as_bytes());
             }
             Render::Raw => out.extend_from_slice(&record.value),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::ProgressBar;
-use sluice_client::proto::Record;
+use sluice_client::proto::{Record, RecordHeader};
 use sluice_client::transform::LocalChain;
 use sluice_client::{ClientError, DeliveryFuture, Producer, ProducerConfig};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
@@ -72,9 +72,28 @@ pub struct ProduceArgs {
     /// type is a codec takes that codec only.
     #[arg(long, value_parser = sluice_client::proto::Compression::parse, value_name = "CODEC")]
     pub compression: Option<sluice_client::proto::Compression>,
+    /// Give every record this header (repeat for more, in order; a name may
+    /// repeat). Consumers see them with `-O json` or `{{header:NAME}}` in
+    /// `--format`. SmartModules do not see headers; their outputs keep their
+    /// input's.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<RecordHeader>,
     /// SmartModules applied here, in the producer, before records are sent.
     #[command(flatten)]
     pub smartmodules: crate::smartmodule_flags::SmartModuleArgs,
+}
+
+/// One `--header NAME=VALUE`, checked against the cluster's bounds.
+fn parse_header(arg: &str) -> Result<RecordHeader, String> {
+    let Some((name, value)) = arg.split_once('=') else {
+        return Err(format!(
+            "{arg:?} has no '='; write the header as NAME=VALUE (e.g. --header trace-id=4bf92f35)"
+        ));
+    };
+    let header = RecordHeader::new(name, value);
+    sluice_client::proto::headers::check_owned(std::slice::from_ref(&header))
+        .map_err(|e| e.to_string())?;
+    Ok(header)
 }
 
 /// `--delivery-semantic` of `produce`.
@@ -130,6 +149,8 @@ pub struct ProduceConfig {
     pub smartmodules: Vec<sluice_client::proto::SmartModuleInvocation>,
     /// `--max-request-size`: records above it are refused here.
     pub max_request_bytes: Option<usize>,
+    /// `--header`: given to every record.
+    pub headers: Vec<RecordHeader>,
 }
 
 impl ProduceArgs {
@@ -141,12 +162,20 @@ impl ProduceArgs {
             (None, None) => Keying::None,
             (Some(_), Some(_)) => bail!("--key and --key-separator cannot be used together"),
         };
+        if self.headers.len() > sluice_client::proto::limits::RECORD_HEADERS_MAX {
+            bail!(
+                "{} --header flags exceed the limit of {} headers per record",
+                self.headers.len(),
+                sluice_client::proto::limits::RECORD_HEADERS_MAX
+            );
+        }
         Ok(ProduceConfig {
             topic: self.topic,
             source: self.file.map_or(Source::Stdin, Source::File),
             raw: self.raw,
             keying,
             max_request_bytes: self.max_request_size,
+            headers: self.headers,
             producer: ProducerConfig {
                 batch_size_bytes: self
                     .max_request_size
@@ -339,7 +368,8 @@ async fn send_raw(
         .await
         .context("cannot read the input")?;
     progress.inc(data.len() as u64);
-    let record = make_record(&config.keying, data, 1)?;
+    let mut record = make_record(&config.keying, data, 1)?;
+    record.headers.clone_from(&config.headers);
     check_request_size(config, &record)?;
     for record in transformed(chain, record)? {
         let delivery = producer.send(record).await?;
@@ -374,7 +404,8 @@ async fn send_lines(
         progress.inc(read as u64);
         line_number += 1;
         let line = strip_newline(&buf).to_vec();
-        let record = make_record(&config.keying, line, line_number)?;
+        let mut record = make_record(&config.keying, line, line_number)?;
+        record.headers.clone_from(&config.headers);
         check_request_size(config, &record)
             .with_context(|| format!("line {line_number} was not sent"))?;
         let records = transformed(chain, record)

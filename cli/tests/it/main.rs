@@ -8,6 +8,7 @@ mod connectors;
 mod consumers;
 mod everyday;
 mod harness;
+mod headers;
 mod idempotence;
 mod limits;
 mod membership;

@@ -7,16 +7,17 @@
 
 use futures::StreamExt;
 use sluice_client::Client;
-use sluice_client::proto::{FetchRequest, ReadFrom};
+use sluice_client::proto::{ConsumerRecord, FetchRequest, ReadFrom};
 
-/// Follows `topic`/`partition` from the beginning, printing each record;
-/// returns the values once it has `stop_after` of them (never, if `None`).
+/// Follows `topic`/`partition` from the beginning, printing each record
+/// (with its headers, if it has some); returns the records once it has
+/// `stop_after` of them (never, if `None`).
 pub async fn run(
     client: &Client,
     topic: &str,
     partition: u32,
     stop_after: Option<usize>,
-) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+) -> Result<Vec<ConsumerRecord>, Box<dyn std::error::Error>> {
     let request = FetchRequest::new(topic, partition)
         .follow()
         .read_from(ReadFrom::Any);
@@ -25,13 +26,18 @@ pub async fn run(
     while let Some(record) = records.next().await {
         let record = record?;
         let key = record.key.as_deref().map(String::from_utf8_lossy);
+        let headers: Vec<String> = record
+            .headers
+            .iter()
+            .map(|h| format!("{}={}", h.key, String::from_utf8_lossy(&h.value)))
+            .collect();
         println!(
-            "{} [{}] {}",
+            "{} [{}] {} {headers:?}",
             record.offset,
             key.unwrap_or_default(),
             String::from_utf8_lossy(&record.value)
         );
-        values.push(String::from_utf8_lossy(&record.value).into_owned());
+        values.push(record);
         if stop_after.is_some_and(|n| values.len() >= n) {
             break;
         }

@@ -20,7 +20,9 @@ pub async fn run(
     let mut deliveries = Vec::new();
     for i in 0..10 {
         // Records with the same key land in the same partition, in order.
-        let record = Record::with_key(format!("user-{}", i % 3), format!("hello #{i}"));
+        // Headers carry what is not the payload (consumers read them apart).
+        let record = Record::with_key(format!("user-{}", i % 3), format!("hello #{i}"))
+            .header("sent-by", "examples/produce");
         deliveries.push(producer.send(record).await?);
     }
     producer.flush().await?;

@@ -20,7 +20,9 @@
 //!
 //! // Produce: `send` queues, the returned future resolves once the record is durable.
 //! let producer = client.producer("greetings", ProducerConfig::default()).await?;
-//! let delivery = producer.send(Record::with_key("alice", "hello")).await?;
+//! // Headers are optional name/value pairs beside key and value.
+//! let record = Record::with_key("alice", "hello").header("source", "web");
+//! let delivery = producer.send(record).await?;
 //! producer.flush().await?;
 //! let stored = delivery.await?;
 //! println!("stored at {}/{}", stored.partition, stored.offset);
@@ -33,7 +35,7 @@
 //!     .await?;
 //! while let Some(batch) = fetch.next_batch().await? {
 //!     for record in batch {
-//!         println!("{}: {}", record.offset, String::from_utf8_lossy(&record.value));
+//!         println!("{}: {} {:?}", record.offset, String::from_utf8_lossy(&record.value), record.headers);
 //!     }
 //! }
 //! # Ok(())

@@ -41,8 +41,17 @@ fn the_produce_and_consume_examples_work_against_a_node() {
         let read = consume::run(&client, "greetings", partition, Some(in_it))
             .await
             .unwrap();
-        assert!(read.contains(&"hello #0".to_string()), "{read:?}");
-        assert!(read.contains(&"hello #9".to_string()), "{read:?}");
+        let values: Vec<_> = read
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect();
+        assert!(values.contains(&"hello #0".to_string()), "{values:?}");
+        assert!(values.contains(&"hello #9".to_string()), "{values:?}");
+        let header = sluice_client::proto::RecordHeader::new("sent-by", "examples/produce");
+        assert!(
+            read.iter().all(|r| r.headers == [header.clone()]),
+            "{read:?}"
+        );
     });
 }
 

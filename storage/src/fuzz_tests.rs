@@ -14,7 +14,11 @@ fn records(n: u8) -> Vec<Record> {
             key: (i % 3 == 0).then(|| vec![i; 2]),
             value: vec![i; usize::from(i) * 3],
             timestamp_ms: 1_700_000_000_000 + i64::from(i) * 7 - i64::from(i % 2) * 100,
-            headers: Vec::new(),
+            // Some batches with headers (formats 3 and 4), some without.
+            headers: (0..i % 4)
+                .map(|h| sluice_proto::RecordHeader::new(format!("h{h}"), vec![h; 3]))
+                .filter(|_| n % 2 == 1)
+                .collect(),
         })
         .collect()
 }
@@ -34,7 +38,8 @@ fn with_fresh_crc(mut batch: Vec<u8>) -> Vec<u8> {
 #[test]
 fn fuzz_batches_copied_from_a_peer() {
     // Plain batches, and compressed ones of every codec (format 2), so the
-    // expansion behind the CRC meets mutated codec data too.
+    // expansion behind the CRC meets mutated codec data too; odd sizes carry
+    // headers (formats 3 and 4), so the header decoder meets mutations.
     let seeds: Vec<Vec<u8>> = sluice_proto::Compression::ALL
         .iter()
         .flat_map(|&codec| {

@@ -8,6 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::ProgressBar;
+use sluice_client::proto::limits::{
+    RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_DEFAULT, RECORD_SIZE_BYTES_MAX,
+};
 use sluice_client::proto::{Record, RecordHeader};
 use sluice_client::transform::LocalChain;
 use sluice_client::{ClientError, DeliveryFuture, Producer, ProducerConfig};
@@ -61,10 +64,11 @@ pub struct ProduceArgs {
     /// and consumers only ever see committed records.
     #[arg(long, value_enum, value_name = "read_committed|read_uncommitted")]
     pub isolation: Option<Isolation>,
-    /// The largest record this producer sends, and the most bytes of one
-    /// batch (Fluvio's flag): a larger record is refused before anything is
-    /// sent. The cluster's own limits (records of 1 MiB, batches of 8 MiB)
-    /// still apply when this is larger.
+    /// The largest record this producer sends, framing included, and the
+    /// most bytes of one batch (Fluvio's flag; default 1 MiB, as Fluvio's
+    /// and Kafka's): a larger record is refused before anything is sent. The
+    /// cluster's own limit (records and batches of 16 MiB) still applies
+    /// when this is larger.
     #[arg(long, value_parser = parse_nonzero_size, value_name = "SIZE")]
     pub max_request_size: Option<usize>,
     /// Send batches compressed: none, gzip, snappy, lz4 or zstd. Default:
@@ -147,8 +151,11 @@ pub struct ProduceConfig {
     pub keying: Keying,
     pub producer: ProducerConfig,
     pub smartmodules: Vec<sluice_client::proto::SmartModuleInvocation>,
-    /// `--max-request-size`: records above it are refused here.
-    pub max_request_bytes: Option<usize>,
+    /// `--max-request-size` (else [`RECORD_SIZE_BYTES_DEFAULT`]): records
+    /// above it are refused here.
+    pub max_request_bytes: usize,
+    /// Whether `--max-request-size` was given (for the error's wording).
+    pub max_request_size_given: bool,
     /// `--header`: given to every record.
     pub headers: Vec<RecordHeader>,
 }
@@ -174,7 +181,8 @@ impl ProduceArgs {
             source: self.file.map_or(Source::Stdin, Source::File),
             raw: self.raw,
             keying,
-            max_request_bytes: self.max_request_size,
+            max_request_bytes: self.max_request_size.unwrap_or(RECORD_SIZE_BYTES_DEFAULT),
+            max_request_size_given: self.max_request_size.is_some(),
             headers: self.headers,
             producer: ProducerConfig {
                 batch_size_bytes: self
@@ -191,6 +199,7 @@ impl ProduceArgs {
                     DeliverySemantic::AtMostOnce => Duration::ZERO,
                 },
                 compression: self.compression,
+                max_request_size_bytes: self.max_request_size.unwrap_or(RECORD_SIZE_BYTES_DEFAULT),
                 ..ProducerConfig::default()
             },
             smartmodules: self
@@ -228,16 +237,23 @@ pub fn make_record(keying: &Keying, data: Vec<u8>, line_number: u64) -> anyhow::
     })
 }
 
-/// Refuses a record above `--max-request-size`, as Fluvio's producer does.
+/// Refuses a record above `--max-request-size` (its bytes and its framing,
+/// as Fluvio's producer counts it), before anything is sent.
 fn check_request_size(config: &ProduceConfig, record: &Record) -> anyhow::Result<()> {
-    match config.max_request_bytes {
-        Some(max) if record.size_bytes() > max => bail!(
-            "exceeded maximum request size: record of {} bytes exceeds --max-request-size {max}; \
-             raise it, or split the input into smaller records",
-            record.size_bytes()
-        ),
-        _ => Ok(()),
+    let size = record.size_bytes() + RECORD_OVERHEAD_BYTES_MAX;
+    let max = config.max_request_bytes;
+    if size > max {
+        bail!(
+            "exceeded maximum request size: record of {size} bytes (with {RECORD_OVERHEAD_BYTES_MAX} of framing) exceeds --max-request-size {max}{}; \
+             raise it (the cluster takes records up to {RECORD_SIZE_BYTES_MAX} bytes), or split the input into smaller records",
+            if config.max_request_size_given {
+                ""
+            } else {
+                " (the default)"
+            }
+        );
     }
+    Ok(())
 }
 
 /// Acknowledgement tally kept by a background task while records are sent.
@@ -363,10 +379,25 @@ async fn send_raw(
     progress: &ProgressBar,
 ) -> anyhow::Result<u64> {
     let mut data = Vec::new();
-    reader
+    // One byte past the limit is enough to refuse it: a huge input is not
+    // read whole only to be refused.
+    (&mut reader)
+        .take(config.max_request_bytes as u64 + 1)
         .read_to_end(&mut data)
         .await
         .context("cannot read the input")?;
+    if data.len() > config.max_request_bytes {
+        bail!(
+            "exceeded maximum request size: the input is more than --max-request-size {} bytes{}; \
+             raise it (the cluster takes records up to {RECORD_SIZE_BYTES_MAX} bytes), or produce it line by line without --raw",
+            config.max_request_bytes,
+            if config.max_request_size_given {
+                ""
+            } else {
+                " (the default)"
+            }
+        );
+    }
     progress.inc(data.len() as u64);
     let mut record = make_record(&config.keying, data, 1)?;
     record.headers.clone_from(&config.headers);
@@ -468,12 +499,31 @@ mod tests {
         let capped = config(&["t", "--max-request-size", "1000", "--batch-size", "1MiB"]).unwrap();
         assert_eq!(
             (capped.producer.batch_size_bytes, capped.max_request_bytes),
-            (1000, Some(1000))
+            (1000, 1000)
         );
-        let big = Record::new(vec![b'x'; 1001]);
+        // A record counts with its framing, as Fluvio counts it.
+        let fits = 1000 - RECORD_OVERHEAD_BYTES_MAX;
+        let big = Record::new(vec![b'x'; fits + 1]);
         let e = check_request_size(&capped, &big).unwrap_err().to_string();
-        assert!(e.contains("exceeded maximum request size"), "{e}");
-        check_request_size(&capped, &Record::new(vec![b'x'; 1000])).unwrap();
+        assert!(
+            e.contains("exceeded maximum request size") && e.contains("--max-request-size 1000;"),
+            "{e}"
+        );
+        check_request_size(&capped, &Record::new(vec![b'x'; fits])).unwrap();
+        // Without the flag, Fluvio's and Kafka's 1 MiB.
+        let default = config(&["t"]).unwrap();
+        assert_eq!(default.max_request_bytes, RECORD_SIZE_BYTES_DEFAULT);
+        assert_eq!(
+            default.producer.max_request_size_bytes,
+            RECORD_SIZE_BYTES_DEFAULT
+        );
+        let e = check_request_size(
+            &default,
+            &Record::new(vec![b'x'; RECORD_SIZE_BYTES_DEFAULT]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("(the default)"), "{e}");
         let fluvio = config(&["t", "--delivery-semantic", "AtLeastOnce"]).unwrap();
         assert_eq!(fluvio.producer.delivery_timeout, resent);
         assert!(config(&["t", "--delivery-semantic", "exactly-twice"]).is_err());

@@ -166,7 +166,8 @@ pub enum ClientError {
 
     /// A record is over the protocol's size limit; it was not sent.
     #[error(
-        "exceeded maximum request size: record of {size_bytes} bytes for topic {topic:?} exceeds the limit of {max_bytes} bytes; split or shrink it"
+        "exceeded maximum request size: record of {size_bytes} bytes for topic {topic:?} exceeds the limit of {max_bytes} bytes; split or shrink it, or raise the producer's max_request_size_bytes (`produce --max-request-size`; the cluster takes records up to {} bytes)",
+        sluice_proto::limits::RECORD_SIZE_BYTES_MAX
     )]
     RecordTooLarge {
         topic: String,

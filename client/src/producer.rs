@@ -24,7 +24,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use sluice_proto::limits::{
     PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, PRODUCER_IN_FLIGHT_PER_PARTITION_MAX,
-    RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_MAX,
+    RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_DEFAULT, RECORD_SIZE_BYTES_MAX,
 };
 use sluice_proto::{Compression, ProducerSeq, Record, WireError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -69,8 +69,16 @@ pub struct ProducerConfig {
     /// Bytes of records (keys, values and a fixed overhead each) the
     /// producer holds between `send` and their acknowledgement or failure;
     /// `send` waits while a record would not fit. At least
-    /// [`RECORD_SIZE_BYTES_MAX`] plus the overhead, so any record can go.
+    /// [`ProducerConfig::max_request_size_bytes`] plus the overhead, so any
+    /// record the producer takes can go.
     pub buffer_bytes: usize,
+    /// The largest record `send` takes, counting its key, value, headers and
+    /// [`RECORD_OVERHEAD_BYTES_MAX`] of framing (Kafka's
+    /// `max.request.size`, Fluvio's `--max-request-size`); a larger one is
+    /// refused before anything is sent. Default
+    /// [`RECORD_SIZE_BYTES_DEFAULT`]; above the cluster's own limit,
+    /// [`RECORD_SIZE_BYTES_MAX`] plus the overhead, that limit applies.
+    pub max_request_size_bytes: usize,
 }
 
 /// How a [`Producer`] spreads records that have no key over the partitions.
@@ -172,6 +180,7 @@ impl Default for ProducerConfig {
             delivery_timeout: DELIVERY_TIMEOUT_DEFAULT,
             buffer_bytes: PRODUCER_BUFFER_BYTES_DEFAULT,
             compression: None,
+            max_request_size_bytes: RECORD_SIZE_BYTES_DEFAULT,
         }
     }
 }
@@ -245,6 +254,8 @@ pub struct Producer {
     tx: mpsc::Sender<Command>,
     /// Bytes of records sent but not settled: see [`ProducerConfig::buffer_bytes`].
     buffer: Arc<Semaphore>,
+    /// [`ProducerConfig::max_request_size_bytes`], capped by the cluster's limit.
+    max_request_bytes: usize,
 }
 
 impl Producer {
@@ -255,10 +266,17 @@ impl Producer {
         if config.max_in_flight == 0 {
             return Err(invalid("max_in_flight must be at least 1"));
         }
-        let record_max = RECORD_SIZE_BYTES_MAX + RECORD_OVERHEAD_BYTES_MAX;
+        if config.max_request_size_bytes <= RECORD_OVERHEAD_BYTES_MAX {
+            return Err(invalid(&format!(
+                "max_request_size_bytes must be above {RECORD_OVERHEAD_BYTES_MAX} (one record's framing)"
+            )));
+        }
+        let record_max = config
+            .max_request_size_bytes
+            .min(RECORD_SIZE_BYTES_MAX + RECORD_OVERHEAD_BYTES_MAX);
         if config.buffer_bytes < record_max || config.buffer_bytes > u32::MAX as usize {
             return Err(invalid(&format!(
-                "buffer_bytes must be {record_max} (the largest record) to {}",
+                "buffer_bytes must be {record_max} (the largest record, max_request_size_bytes) to {}",
                 u32::MAX
             )));
         }
@@ -323,6 +341,7 @@ impl Producer {
             partitioner: config.partitioner.clone(),
             tx,
             buffer: Arc::new(Semaphore::new(config.buffer_bytes)),
+            max_request_bytes: record_max,
         })
     }
 
@@ -342,6 +361,13 @@ impl Producer {
     /// here, before anything is sent.
     pub async fn send(&self, record: Record) -> Result<DeliveryFuture> {
         check_record_size(&self.topic, &record)?;
+        if buffer_cost(&record) > self.max_request_bytes {
+            return Err(ClientError::RecordTooLarge {
+                topic: self.topic.clone(),
+                size_bytes: buffer_cost(&record),
+                max_bytes: self.max_request_bytes,
+            });
+        }
         // Checked above: a record's cost fits the buffer and a u32.
         let cost = u32::try_from(buffer_cost(&record)).unwrap_or(u32::MAX);
         let buffered = self

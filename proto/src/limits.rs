@@ -3,10 +3,18 @@
 //! raising one without the others fails the build instead of a request.
 
 /// Largest frame (length prefix excluded) a peer accepts; larger is rejected
-/// before any allocation.
-pub const FRAME_SIZE_BYTES_MAX: usize = 16 * 1024 * 1024;
-/// Largest record (key + value).
-pub const RECORD_SIZE_BYTES_MAX: usize = 1024 * 1024;
+/// before any allocation. Room for the largest record beside a full fetch
+/// response's worth of others.
+pub const FRAME_SIZE_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Largest record a node accepts (key, value and headers): Fluvio's CLI
+/// tests produce files of up to 15 MB as one record. A producer refuses
+/// records above its own limit first, [`RECORD_SIZE_BYTES_DEFAULT`] unless
+/// raised (Kafka's `max.request.size`, Fluvio's `--max-request-size`).
+pub const RECORD_SIZE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// A producer's default limit on one record (Kafka's and Fluvio's 1 MiB):
+/// what most topics hold is far smaller, and a larger record is a deliberate
+/// choice (`--max-request-size`, `ProducerConfig::max_request_size_bytes`).
+pub const RECORD_SIZE_BYTES_DEFAULT: usize = 1024 * 1024;
 /// Headers of one record (`crate::headers`). Kafka sets no count; a bound
 /// keeps a record of many tiny headers from costing a reader a loop of
 /// millions per record.
@@ -14,8 +22,8 @@ pub const RECORD_HEADERS_MAX: usize = 128;
 /// Bytes of one header's name (UTF-8): names are identifiers
 /// ("content-type", "traceparent"), what is large goes in the value.
 pub const RECORD_HEADER_KEY_BYTES_MAX: usize = 256;
-/// Largest produce batch (sum of record sizes).
-pub const PRODUCE_BATCH_SIZE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Largest produce batch (sum of record sizes): at least the largest record.
+pub const PRODUCE_BATCH_SIZE_BYTES_MAX: usize = RECORD_SIZE_BYTES_MAX;
 /// Records in one produce batch.
 pub const PRODUCE_BATCH_RECORDS_MAX: usize = 100_000;
 /// Most bytes a compressed produce batch may expand to (its records'
@@ -60,6 +68,7 @@ pub const SEGMENT_SIZE_BYTES_MIN: u64 = 1024;
 pub const RECORD_OVERHEAD_BYTES_MAX: usize = 64;
 
 const _: () = assert!(RECORD_SIZE_BYTES_MAX <= PRODUCE_BATCH_SIZE_BYTES_MAX);
+const _: () = assert!(RECORD_SIZE_BYTES_DEFAULT <= RECORD_SIZE_BYTES_MAX);
 const _: () = assert!(
     PRODUCE_BATCH_SIZE_BYTES_MAX + PRODUCE_BATCH_RECORDS_MAX * RECORD_OVERHEAD_BYTES_MAX
         < FRAME_SIZE_BYTES_MAX
@@ -195,7 +204,7 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 512;
 /// Unread bytes QUIC buffers for one stream / one connection (its flow
 /// control windows): what a peer can make a node hold before the node has
 /// read anything.
-pub const STREAM_RECEIVE_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+pub const STREAM_RECEIVE_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
 pub const CONNECTION_RECEIVE_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
 /// Request bytes a node holds for one connection once read (frames being
 /// read, decoded, or served): a stream waits for room before reading its

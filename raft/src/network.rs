@@ -174,8 +174,13 @@ impl RaftNetworkV2<TypeConfig> for Peer {
                 continue;
             }
             let last = part.entries.last().map(|e| e.log_id()).or(part.prev_log_id);
+            let payload_len = payload.len();
             answer = match self
-                .call_encoded(RaftRpcKind::AppendEntries, payload, option.hard_ttl())
+                .call_encoded(
+                    RaftRpcKind::AppendEntries,
+                    payload,
+                    crate::timeouts::append_entries_deadline(option.hard_ttl(), payload_len),
+                )
                 .await
             {
                 Ok(answer) => answer,

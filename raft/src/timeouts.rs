@@ -30,6 +30,20 @@ pub(crate) const STATE_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// A snapshot may be large: its transfer gets at least this long, more than
 /// any other RPC.
 pub(crate) const SNAPSHOT_RPC_MIN: Duration = Duration::from_secs(30);
+/// The slowest a follower may take in an AppendEntries (receive, decode,
+/// write to its log, fsync, answer) before its leader gives up on the RPC:
+/// openraft gives each one a deadline of about a heartbeat interval whatever
+/// it carries, and a 16 MiB record took longer than that to land on a
+/// follower, so the RPC failed and was sent again forever (the partition
+/// took no more writes). An RPC gets its deadline plus its payload at this
+/// rate, which only a stalled follower is slower than.
+pub(crate) const APPEND_BYTES_PER_SEC_MIN: u64 = 8 * 1024 * 1024;
+
+/// The deadline of an AppendEntries of `payload_bytes`: openraft's `base`
+/// plus the payload at [`APPEND_BYTES_PER_SEC_MIN`].
+pub(crate) fn append_entries_deadline(base: Duration, payload_bytes: usize) -> Duration {
+    base + Duration::from_secs_f64(payload_bytes as f64 / APPEND_BYTES_PER_SEC_MIN as f64)
+}
 
 /// Quiescence (see `crate::quiesce`): how often a node looks for idle groups
 /// that it leads.
@@ -69,3 +83,18 @@ const _: () = {
     // A group is idle for longer than a sweep comes around.
     assert!(ms(QUIESCE_IDLE_FOR) > ms(QUIESCE_SWEEP_INTERVAL));
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_append_gets_time_for_its_bytes_and_a_small_one_keeps_its_deadline() {
+        let base = HEARTBEAT_INTERVAL;
+        assert!(append_entries_deadline(base, 1024) < base + Duration::from_millis(1));
+        let largest = sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
+        let deadline = append_entries_deadline(base, largest);
+        assert!(deadline >= base + Duration::from_secs(4), "{deadline:?}");
+        assert!(deadline < ELECTION_TIMEOUT_MIN * 40, "{deadline:?}");
+    }
+}

@@ -200,3 +200,124 @@ fn a_connection_holds_at_most_its_request_budget_and_stalled_streams_end() {
     });
     env.ok(&["topic", "create", "after"]);
 }
+
+/// Text like Fluvio's CLI tests produce (`yes abcdefghijklmnopqrstuvwxyz |
+/// head -c N`): lines of the alphabet, cut at `len` bytes.
+fn alphabet_text(len: usize) -> Vec<u8> {
+    b"abcdefghijklmnopqrstuvwxyz\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
+}
+
+/// Records past the producer's default 1 MiB go once `--max-request-size`
+/// raises it, up to the cluster's own limit, as one record (larger than a
+/// batch, compressed or not), replicated and read back whole, also after a
+/// restart; past the given size or the cluster's limit they are refused by
+/// name before anything is sent.
+#[test]
+fn records_up_to_the_cluster_limit_go_when_the_producer_allows_them() {
+    use sluice_proto::limits::RECORD_SIZE_BYTES_MAX;
+    let env = Env::started_with(2);
+    env.ok(&["topic", "create", "big", "-r", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, len: usize| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, alphabet_text(len)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let small = file("small", 2_500_000);
+    let big = file("big", 15_000_000);
+    // Fluvio's flags: a batch size below the record, a request size far
+    // above the cluster's limit (which then applies), gzip.
+    for path in [&small, &big] {
+        env.ok(&[
+            "produce",
+            "big",
+            "--batch-size",
+            "5000000",
+            "--max-request-size",
+            "100000000",
+            "--file",
+            path,
+            "--raw",
+            "--compression",
+            "gzip",
+        ]);
+    }
+    // Uncompressed too, and at the edge of a given request size.
+    let edge = file("edge", 14_999_000);
+    env.ok(&[
+        "produce",
+        "big",
+        "--max-request-size",
+        "15000000",
+        "--file",
+        &edge,
+        "--raw",
+    ]);
+    let e = env.fails(
+        &[
+            "produce",
+            "big",
+            "--max-request-size",
+            "15000000",
+            "--file",
+            &big,
+            "--raw",
+        ],
+        b"",
+    );
+    assert!(
+        e.contains("exceeded maximum request size") && e.contains("--max-request-size 15000000"),
+        "{e}"
+    );
+    // Without the flag, the producer's default of 1 MiB.
+    let e = env.fails(&["produce", "big", "--file", &small, "--raw"], b"");
+    assert!(e.contains("(the default)"), "{e}");
+    // Past the cluster's limit whatever the flag says.
+    let past = file("past", RECORD_SIZE_BYTES_MAX + 1);
+    let e = env.fails(
+        &[
+            "produce",
+            "big",
+            "--max-request-size",
+            "100000000",
+            "--file",
+            &past,
+            "--raw",
+        ],
+        b"",
+    );
+    assert!(
+        e.contains("exceeded maximum request size")
+            && e.contains(&format!("limit of {RECORD_SIZE_BYTES_MAX} bytes")),
+        "{e}"
+    );
+    let expected: Vec<usize> = vec![2_500_000, 15_000_000, 14_999_000];
+    let read_back = |extra: &[&str]| {
+        let mut args = vec!["consume", "big", "-B", "-d", "-O", "json"];
+        args.extend_from_slice(extra);
+        let out = env.ok(&args);
+        let values: Vec<String> = out
+            .lines()
+            .map(|l| {
+                let record: serde_json::Value = serde_json::from_str(l).unwrap();
+                record["value"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let lens: Vec<usize> = values.iter().map(String::len).collect();
+        assert_eq!(lens, expected, "{extra:?}");
+        for (value, len) in values.iter().zip(&expected) {
+            assert!(value.as_bytes() == alphabet_text(*len), "{extra:?}: {len}");
+        }
+    };
+    read_back(&[]);
+    read_back(&["--read-from", "follower"]);
+    env.kill(1);
+    env.kill(2);
+    env.start_with_env(2, &[]);
+    read_back(&[]);
+}

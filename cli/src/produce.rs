@@ -244,7 +244,7 @@ fn check_request_size(config: &ProduceConfig, record: &Record) -> anyhow::Result
     let max = config.max_request_bytes;
     if size > max {
         bail!(
-            "exceeded maximum request size: record of {size} bytes (with {RECORD_OVERHEAD_BYTES_MAX} of framing) exceeds --max-request-size {max}{}; \
+            "exceeded maximum request size: record of {size} bytes (with {RECORD_OVERHEAD_BYTES_MAX} of framing) exceeds the limit of {max} bytes of --max-request-size{}; \
              raise it (the cluster takes records up to {RECORD_SIZE_BYTES_MAX} bytes), or split the input into smaller records",
             if config.max_request_size_given {
                 ""
@@ -388,7 +388,7 @@ async fn send_raw(
         .context("cannot read the input")?;
     if data.len() > config.max_request_bytes {
         bail!(
-            "exceeded maximum request size: the input is more than --max-request-size {} bytes{}; \
+            "exceeded maximum request size: the input is more than the limit of {} bytes of --max-request-size{}; \
              raise it (the cluster takes records up to {RECORD_SIZE_BYTES_MAX} bytes), or produce it line by line without --raw",
             config.max_request_bytes,
             if config.max_request_size_given {
@@ -506,7 +506,7 @@ mod tests {
         let big = Record::new(vec![b'x'; fits + 1]);
         let e = check_request_size(&capped, &big).unwrap_err().to_string();
         assert!(
-            e.contains("exceeded maximum request size") && e.contains("--max-request-size 1000;"),
+            e.contains("exceeded maximum request size") && e.contains("limit of 1000 bytes"),
             "{e}"
         );
         check_request_size(&capped, &Record::new(vec![b'x'; fits])).unwrap();

@@ -42,6 +42,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use sluice_client::proto::{SmartModuleInvocation, SmartModuleKind, SmartModuleSource};
 
+use super::file::{FileSink, FileSource, StartAt};
 use super::http::{Endpoint, HttpSource, Output};
 
 /// Largest connector file read.
@@ -55,15 +56,24 @@ pub struct ConnectorConfig {
     pub name: String,
     pub topic: String,
     pub create_topic: bool,
-    pub source: Source,
-    /// Applied in order to every record before it is produced.
+    pub kind: Kind,
+    /// Applied in order to every record: before it is produced (a source),
+    /// or by the node before it leaves the cluster (a sink).
     pub transforms: Vec<SmartModuleInvocation>,
+}
+
+/// Which way records go.
+#[derive(Debug)]
+pub enum Kind {
+    Source(Source),
+    Sink(FileSink),
 }
 
 /// Where records come from.
 #[derive(Debug)]
 pub enum Source {
     Http(HttpSource),
+    File(FileSource),
 }
 
 impl ConnectorConfig {
@@ -116,6 +126,8 @@ struct FluvioFile {
     #[serde(default)]
     http: Option<BTreeMap<String, serde_yaml::Value>>,
     #[serde(default)]
+    file: Option<BTreeMap<String, serde_yaml::Value>>,
+    #[serde(default)]
     transforms: Vec<crate::smartmodule_flags::Transform>,
 }
 
@@ -149,14 +161,13 @@ impl SeedFile {
     fn checked(self, base: &Path) -> anyhow::Result<ConnectorConfig> {
         check_name(&self.name)?;
         let direction = self.direction.as_deref().unwrap_or("source");
-        if direction != "source" {
-            bail!(
-                "direction {direction:?}: only source connectors run so far (sinks come with \
-                 cluster-run connectors); use direction: source"
-            );
+        if direction != "source" && direction != "sink" {
+            bail!("direction {direction:?}: use source or sink");
         }
-        if self.kind != "http" {
-            bail!("type {:?}: the connector types are: http", self.kind);
+        match (self.kind.as_str(), direction) {
+            ("http" | "file", "source") | ("file", "sink") => {}
+            ("http", _) => bail!("type http runs as a source only (direction: source)"),
+            (other, _) => bail!("type {other:?}: the connector types are: http, file"),
         }
         let mut params = self.parameters;
         // Module parameters of the seed's format: `filter: NAME` and the other kinds.
@@ -180,8 +191,18 @@ impl SeedFile {
                 });
             }
         }
+        let kind = match (self.kind.as_str(), direction) {
+            ("http", _) => Kind::Source(Source::Http(http_source(params, "parameters")?)),
+            (_, "source") => Kind::Source(Source::File(file_source(
+                params,
+                "parameters",
+                &self.name,
+                base,
+            )?)),
+            _ => Kind::Sink(file_sink(params, "parameters", base)?),
+        };
         Ok(ConnectorConfig {
-            source: Source::Http(http_source(params, "parameters")?),
+            kind,
             name: self.name,
             topic: self.topic,
             create_topic: self.create_topic,
@@ -193,14 +214,34 @@ impl SeedFile {
 impl FluvioFile {
     fn checked(self, base: &Path) -> anyhow::Result<ConnectorConfig> {
         check_name(&self.meta.name)?;
-        if self.meta.kind != "http-source" {
-            bail!(
-                "meta.type {:?}: the connector types are: http-source",
-                self.meta.kind
-            );
-        }
-        let Some(http) = self.http else {
-            bail!("an http-source needs an `http` section with at least `endpoint`");
+        let kind = match self.meta.kind.as_str() {
+            "http-source" => {
+                let Some(http) = self.http else {
+                    bail!("an http-source needs an `http` section with at least `endpoint`");
+                };
+                Kind::Source(Source::Http(http_source(http, "http")?))
+            }
+            "file-source" | "file-sink" => {
+                let Some(file) = self.file else {
+                    bail!(
+                        "a {} needs a `file` section with at least `path`",
+                        self.meta.kind
+                    );
+                };
+                if self.meta.kind == "file-source" {
+                    Kind::Source(Source::File(file_source(
+                        file,
+                        "file",
+                        &self.meta.name,
+                        base,
+                    )?))
+                } else {
+                    Kind::Sink(file_sink(file, "file", base)?)
+                }
+            }
+            other => bail!(
+                "meta.type {other:?}: the connector types are: http-source, file-source, file-sink"
+            ),
         };
         let transforms = self
             .transforms
@@ -208,7 +249,7 @@ impl FluvioFile {
             .map(|t| t.invocation(&None, base))
             .collect::<anyhow::Result<_>>()?;
         Ok(ConnectorConfig {
-            source: Source::Http(http_source(http, "http")?),
+            kind,
             name: self.meta.name,
             topic: self.meta.topic,
             create_topic: self.meta.create_topic,
@@ -240,6 +281,97 @@ fn module_source(name: &str, base: &Path) -> anyhow::Result<SmartModuleSource> {
     }
 }
 
+/// `30` (seconds) or a duration such as `10s`, at least [`POLL_INTERVAL_MIN`].
+fn interval(
+    value: Option<serde_yaml::Value>,
+    key: &str,
+    default: Duration,
+) -> anyhow::Result<Duration> {
+    let interval = match value {
+        None => default,
+        Some(serde_yaml::Value::Number(n)) => {
+            let seconds = n
+                .as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .with_context(|| format!("{key}: {n} is not a number of seconds"))?;
+            Duration::from_secs_f64(seconds)
+        }
+        Some(v) => {
+            let t = text(&v, key)?;
+            humantime::parse_duration(&t)
+                .with_context(|| format!("{key}: {t:?} is not a duration (e.g. 10s)"))?
+        }
+    };
+    if interval < POLL_INTERVAL_MIN {
+        bail!("{key} {interval:?} is below the minimum of {POLL_INTERVAL_MIN:?}");
+    }
+    Ok(interval)
+}
+
+/// The file source of a section's keys: `path` (required), `interval`
+/// (default 1 s), `from: beginning|end` (where a new source starts; default
+/// beginning), `position_file` (default `NAME.position` beside the
+/// connector file).
+fn file_source(
+    mut keys: BTreeMap<String, serde_yaml::Value>,
+    section: &str,
+    name: &str,
+    base: &Path,
+) -> anyhow::Result<FileSource> {
+    let path = match keys.remove("path") {
+        Some(v) => base.join(text(&v, &format!("{section}.path"))?),
+        None => bail!("{section}.path is required: the file to tail"),
+    };
+    let interval = interval(
+        keys.remove("interval"),
+        &format!("{section}.interval"),
+        Duration::from_secs(1),
+    )?;
+    let start_at = match keys.remove("from") {
+        None => StartAt::Beginning,
+        Some(v) => match text(&v, &format!("{section}.from"))?.as_str() {
+            "beginning" => StartAt::Beginning,
+            "end" => StartAt::End,
+            other => bail!("{section}.from {other:?}: use beginning or end"),
+        },
+    };
+    let position_file = match keys
+        .remove("position_file")
+        .or_else(|| keys.remove("position-file"))
+    {
+        Some(v) => base.join(text(&v, &format!("{section}.position_file"))?),
+        None => base.join(format!("{name}.position")),
+    };
+    if let Some(key) = keys.keys().next() {
+        bail!(
+            "{section}.{key}: not a parameter of the file source (path, interval, from, \
+             position_file)"
+        );
+    }
+    Ok(FileSource {
+        path,
+        interval,
+        start_at,
+        position_file,
+    })
+}
+
+/// The file sink of a section's keys: `path` (required).
+fn file_sink(
+    mut keys: BTreeMap<String, serde_yaml::Value>,
+    section: &str,
+    base: &Path,
+) -> anyhow::Result<FileSink> {
+    let path = match keys.remove("path") {
+        Some(v) => base.join(text(&v, &format!("{section}.path"))?),
+        None => bail!("{section}.path is required: the file records are appended to"),
+    };
+    if let Some(key) = keys.keys().next() {
+        bail!("{section}.{key}: not a parameter of the file sink (path)");
+    }
+    Ok(FileSink { path })
+}
+
 /// The http source of a section's keys (`section` names them in errors).
 fn http_source(
     mut keys: BTreeMap<String, serde_yaml::Value>,
@@ -251,26 +383,11 @@ fn http_source(
             .with_context(|| format!("{section}.endpoint"))?,
         None => bail!("{section}.endpoint is required (e.g. http://127.0.0.1:8080/path)"),
     };
-    // `30` (seconds) or a duration such as `10s`.
-    let interval = match take("interval") {
-        None => Duration::from_secs(10),
-        Some(serde_yaml::Value::Number(n)) => {
-            let seconds = n
-                .as_f64()
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .with_context(|| format!("{section}.interval: {n} is not a number of seconds"))?;
-            Duration::from_secs_f64(seconds)
-        }
-        Some(v) => {
-            let t = text(&v, &format!("{section}.interval"))?;
-            humantime::parse_duration(&t).with_context(|| {
-                format!("{section}.interval: {t:?} is not a duration (e.g. 10s)")
-            })?
-        }
-    };
-    if interval < POLL_INTERVAL_MIN {
-        bail!("{section}.interval {interval:?} is below the minimum of {POLL_INTERVAL_MIN:?}");
-    }
+    let interval = interval(
+        take("interval"),
+        &format!("{section}.interval"),
+        Duration::from_secs(10),
+    )?;
     let method = match take("method") {
         Some(v) => text(&v, &format!("{section}.method"))?.to_ascii_uppercase(),
         None => "GET".to_string(),
@@ -352,7 +469,9 @@ mod tests {
             ("cat-facts-connector", "cat-facts")
         );
         assert!(c.create_topic);
-        let Source::Http(h) = &c.source;
+        let Kind::Source(Source::Http(h)) = &c.kind else {
+            panic!("an http source: {:?}", c.kind);
+        };
         assert_eq!(h.interval, Duration::from_secs(30));
         assert_eq!(h.method, "GET");
         assert_eq!(h.endpoint.to_string(), "http://127.0.0.1:8080/fact");
@@ -371,7 +490,9 @@ mod tests {
              with:\n      field: fact\n",
         )
         .unwrap();
-        let Source::Http(h) = &c.source;
+        let Kind::Source(Source::Http(h)) = &c.kind else {
+            panic!("an http source: {:?}", c.kind);
+        };
         assert_eq!(h.interval, Duration::from_secs(10));
         assert_eq!(h.method, "POST");
         assert_eq!(h.headers, [("X-Token".to_string(), "abc".to_string())]);
@@ -380,6 +501,33 @@ mod tests {
         assert_eq!(c.transforms[0].module.name(), "my-map");
         assert_eq!(c.transforms[0].params["field"], "fact");
         assert!(!c.create_topic);
+    }
+
+    #[test]
+    fn file_sources_and_sinks_read_in_both_formats() {
+        let c = ConnectorConfig::parse(
+            "name: logs\ntype: file\ntopic: t\nparameters: {path: app.log, interval: 2s, from: end}\n",
+            Path::new("/base"),
+        )
+        .unwrap();
+        let Kind::Source(Source::File(f)) = &c.kind else {
+            panic!("a file source: {:?}", c.kind);
+        };
+        assert_eq!(f.path, Path::new("/base/app.log"));
+        assert_eq!(f.interval, Duration::from_secs(2));
+        assert_eq!(f.start_at, StartAt::End);
+        assert_eq!(f.position_file, Path::new("/base/logs.position"));
+        let c = ConnectorConfig::parse(
+            "apiVersion: 0.1.0\nmeta: {name: out, type: file-sink, topic: t}\nfile: {path: /tmp/o.txt}\n\
+             transforms:\n  - uses: my-filter\n",
+            Path::new("/base"),
+        )
+        .unwrap();
+        let Kind::Sink(sink) = &c.kind else {
+            panic!("a file sink: {:?}", c.kind);
+        };
+        assert_eq!(sink.path, Path::new("/tmp/o.txt"));
+        assert_eq!(c.transforms.len(), 1);
     }
 
     #[test]
@@ -410,7 +558,7 @@ mod tests {
             ),
             (
                 "name: c\ntype: http\ntopic: t\ndirection: sink\n",
-                "only source connectors",
+                "runs as a source only",
             ),
             (
                 "name: c\ntype: http\ntopic: t\nparameters: {}\n",
@@ -434,11 +582,31 @@ mod tests {
             ),
             (
                 "apiVersion: 0.1.0\nmeta: {name: c, type: sql-sink, topic: t}\n",
-                "http-source",
+                "http-source, file-source, file-sink",
             ),
             (
                 "apiVersion: 0.1.0\nmeta: {name: c, type: http-source, topic: t}\n",
                 "needs an `http` section",
+            ),
+            (
+                "name: c\ntype: file\ntopic: t\nparameters: {}\n",
+                "parameters.path is required",
+            ),
+            (
+                "name: c\ntype: file\ntopic: t\nparameters: {path: a.log, from: middle}\n",
+                "use beginning or end",
+            ),
+            (
+                "name: c\ntype: file\ntopic: t\ndirection: sink\nparameters: {path: o, from: end}\n",
+                "parameters.from: not a parameter of the file sink",
+            ),
+            (
+                "name: c\ntype: file\ntopic: t\ndirection: up\nparameters: {path: o}\n",
+                "use source or sink",
+            ),
+            (
+                "apiVersion: 0.1.0\nmeta: {name: c, type: file-sink, topic: t}\n",
+                "needs a `file` section",
             ),
         ] {
             let e = format!("{:#}", parse(file).unwrap_err());

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sluice_client::proto::limits::RECORD_SIZE_BYTES_MAX;
+use sluice_client::proto::limits::RECORD_SIZE_BYTES_DEFAULT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long connecting to the endpoint may take.
@@ -169,7 +169,7 @@ impl HttpSource {
         head.push_str("\r\n");
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body.as_bytes()).await?;
-        let limit = HTTP_HEAD_BYTES_MAX + RECORD_SIZE_BYTES_MAX;
+        let limit = HTTP_HEAD_BYTES_MAX + RECORD_SIZE_BYTES_DEFAULT;
         let mut raw = Vec::new();
         (&mut stream)
             .take(limit as u64 + 1)
@@ -178,7 +178,7 @@ impl HttpSource {
             .with_context(|| format!("reading the answer of {}", self.endpoint))?;
         if raw.len() > limit {
             bail!(
-                "{} answered more than {limit} bytes; a record holds at most {RECORD_SIZE_BYTES_MAX}",
+                "{} answered more than {limit} bytes; a record holds at most {RECORD_SIZE_BYTES_DEFAULT} (a producer's default)",
                 self.endpoint
             );
         }

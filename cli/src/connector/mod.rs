@@ -1,14 +1,18 @@
-//! `sluice connector run --config FILE`: a source connector run in the
+//! `sluice connector run --config FILE`: a connector run in the
 //! foreground, for development (issue 19 adds connectors the cluster runs).
 //!
-//! A connector reads from outside the cluster and produces to a topic
-//! through the idempotent producer, after the SmartModules its file names
-//! (every kind, registered names or `.wasm` files, with parameters): records
-//! a module drops never leave this process. The only type so far is `http`
-//! (a source polling an endpoint every `interval`, see [`http`]). Both file
-//! formats of the seed documents and of Fluvio are read, see [`config`].
+//! A source reads from outside the cluster and produces to a topic through
+//! the idempotent producer, after the SmartModules its file names (every
+//! kind, registered names or `.wasm` files, with parameters): records a
+//! module drops never leave this process. Sources: `http` (polls an
+//! endpoint every `interval`, see [`http`]) and `file` (tails a file, see
+//! [`file`]). A sink reads a topic as the consumer named after it, the
+//! modules applied by the node, and commits after each batch is written:
+//! `file` (appends to a file). Both file formats of the seed documents and
+//! of Fluvio are read, see [`config`].
 
 pub mod config;
+pub mod file;
 pub mod http;
 
 use std::path::PathBuf;
@@ -20,7 +24,7 @@ use sluice_client::proto::{Record, TopicSpec, WireError};
 use sluice_client::{ProducerConfig, transform::LocalChain};
 
 use crate::Globals;
-use config::{ConnectorConfig, Source};
+use config::{ConnectorConfig, Kind, Source};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectorCmd {
@@ -36,6 +40,10 @@ pub struct RunArgs {
     /// Stop after this many polls of the source (default: run until Ctrl-C).
     #[arg(long, value_name = "N")]
     pub max_polls: Option<u64>,
+    /// A sink stops once it has written this many records (default: run
+    /// until Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub max_records: Option<u64>,
 }
 
 /// How long a failing source waits before its next try at most; it starts
@@ -44,13 +52,58 @@ const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 pub async fn run(cmd: ConnectorCmd, globals: &Globals) -> anyhow::Result<()> {
     match cmd {
-        ConnectorCmd::Run(args) => run_source(args, globals).await,
+        ConnectorCmd::Run(args) => {
+            let config = ConnectorConfig::read(&args.config)?;
+            let client = crate::connect(globals).await?;
+            match config.kind {
+                Kind::Sink(ref sink) => run_sink(&args, &config, sink, &client).await,
+                Kind::Source(_) => run_source(args, config, client).await,
+            }
+        }
     }
 }
 
-async fn run_source(args: RunArgs, globals: &Globals) -> anyhow::Result<()> {
-    let config = ConnectorConfig::read(&args.config)?;
-    let client = crate::connect(globals).await?;
+/// A source's next records: one per http answer, one per file line.
+enum Running {
+    Http(http::HttpSource),
+    File(file::Tail),
+}
+
+impl Running {
+    async fn poll(&mut self, name: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+        match self {
+            Running::Http(source) => source.poll().await.map(|v| vec![v]),
+            Running::File(tail) => {
+                let (lines, notes) = tail.poll().await?;
+                for note in notes {
+                    eprintln!("connector {name}: {note}");
+                }
+                Ok(lines)
+            }
+        }
+    }
+
+    /// The last poll's records are stored.
+    fn acknowledged(&mut self) -> anyhow::Result<()> {
+        match self {
+            Running::Http(_) => Ok(()),
+            Running::File(tail) => tail.acknowledged(),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        match self {
+            Running::Http(source) => source.interval,
+            Running::File(tail) => tail.interval(),
+        }
+    }
+}
+
+async fn run_source(
+    args: RunArgs,
+    config: ConnectorConfig,
+    client: sluice_client::Client,
+) -> anyhow::Result<()> {
     if config.create_topic {
         match client.create_topic(TopicSpec::new(&config.topic)).await {
             Ok(_) => eprintln!(
@@ -83,7 +136,11 @@ async fn run_source(args: RunArgs, globals: &Globals) -> anyhow::Result<()> {
                 })?,
         )
     };
-    let Source::Http(source) = &config.source;
+    let mut source = match config.kind {
+        Kind::Source(Source::Http(http)) => Running::Http(http),
+        Kind::Source(Source::File(file)) => Running::File(file::Tail::new(file)?),
+        Kind::Sink(_) => unreachable!("sinks run in run_sink"),
+    };
     let mut polls = 0u64;
     let (mut sent, mut dropped, mut failures) = (0u64, 0u64, 0u64);
     let mut wait = Duration::ZERO;
@@ -96,38 +153,42 @@ async fn run_source(args: RunArgs, globals: &Globals) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
         polls += 1;
-        match source.poll().await {
-            Ok(value) => {
-                let record = Record::new(value);
+        match source.poll(&config.name).await {
+            Ok(values) => {
+                let read = values.len() as u64;
+                let input: Vec<Record> = values.into_iter().map(Record::new).collect();
                 let records = match &mut chain {
-                    None => vec![record],
-                    Some(chain) => tokio::task::block_in_place(|| chain.apply(vec![record]))
+                    None => input,
+                    Some(chain) => tokio::task::block_in_place(|| chain.apply(input))
                         .with_context(|| {
                             format!("connector {}: a SmartModule failed", config.name)
                         })?,
                 };
-                if records.is_empty() {
-                    dropped += 1;
-                }
+                dropped += read.saturating_sub(records.len() as u64);
+                let mut deliveries = Vec::with_capacity(records.len());
                 for record in records {
-                    producer
-                        .send(record)
-                        .await
-                        .with_context(|| format!("connector {}: cannot produce", config.name))?
-                        .await
-                        .with_context(|| {
-                            format!("connector {}: a record was not stored", config.name)
-                        })?;
+                    deliveries.push(
+                        producer.send(record).await.with_context(|| {
+                            format!("connector {}: cannot produce", config.name)
+                        })?,
+                    );
+                }
+                for delivery in deliveries {
+                    delivery.await.with_context(|| {
+                        format!("connector {}: a record was not stored", config.name)
+                    })?;
                     sent += 1;
                 }
-                wait = source.interval;
+                // Only now may the source move on for good.
+                source.acknowledged()?;
+                wait = source.interval();
             }
             Err(e) => {
                 failures += 1;
                 // Retried: an endpoint that is down for a while must not
                 // end the connector, only slow it.
-                wait =
-                    (wait.max(source.interval) * 2).min(FAILURE_BACKOFF_MAX.max(source.interval));
+                let interval = source.interval();
+                wait = (wait.max(interval) * 2).min(FAILURE_BACKOFF_MAX.max(interval));
                 tracing::warn!(connector = %config.name, error = %format!("{e:#}"), ?wait, "poll failed");
                 eprintln!(
                     "connector {}: poll failed: {e:#}; next try in {wait:?}",
@@ -141,5 +202,70 @@ async fn run_source(args: RunArgs, globals: &Globals) -> anyhow::Result<()> {
         );
     }
     producer.flush().await?;
+    Ok(())
+}
+
+/// Reads every partition of the topic from where the consumer named after
+/// the connector committed (the start, the first time), appends each batch
+/// to the sink's file, fsyncs, then commits: at least once.
+async fn run_sink(
+    args: &RunArgs,
+    config: &ConnectorConfig,
+    sink: &file::FileSink,
+    client: &sluice_client::Client,
+) -> anyhow::Result<()> {
+    use sluice_client::proto::{FetchRequest, StartOffset};
+    let name = &config.name;
+    let info = client
+        .describe_topic(&config.topic)
+        .await
+        .with_context(|| format!("connector {name}: cannot read topic {:?}", config.topic))?;
+    let committer = sluice_client::OffsetCommitter::open(
+        client,
+        name,
+        &config.topic,
+        sluice_client::CommitMode::Manual,
+    )
+    .await
+    .with_context(|| format!("connector {name}: cannot read its committed offsets"))?;
+    let requests = (0..info.spec.partitions)
+        .map(|p| {
+            let start = committer
+                .committed(p)
+                .map_or(StartOffset::Beginning, StartOffset::Absolute);
+            let mut request = FetchRequest::new(&config.topic, p).start(start).follow();
+            request.smartmodules = config.transforms.clone();
+            request
+        })
+        .collect();
+    let mut consumer = client.consume_many(requests);
+    let mut out = file::SinkFile::open(sink).await?;
+    let mut written = 0u64;
+    eprintln!(
+        "connector {name}: appending topic {:?} to {}",
+        config.topic,
+        sink.path.display()
+    );
+    while args.max_records.is_none_or(|max| written < max) {
+        let batch = tokio::select! {
+            batch = consumer.next_batch() => batch,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let Some(batch) = batch.with_context(|| format!("connector {name}: cannot read"))? else {
+            break;
+        };
+        let values: Vec<&[u8]> = batch.iter().map(|r| r.value.as_slice()).collect();
+        out.write(&values).await?;
+        for r in &batch {
+            committer.processed(r.partition, r.offset);
+        }
+        committer
+            .commit()
+            .await
+            .with_context(|| format!("connector {name}: cannot commit its offsets"))?;
+        written += batch.len() as u64;
+        eprintln!("connector {name}: {written} record(s) written");
+    }
+    committer.close().await?;
     Ok(())
 }

@@ -271,7 +271,7 @@ fn records_up_to_the_cluster_limit_go_when_the_producer_allows_them() {
         b"",
     );
     assert!(
-        e.contains("exceeded maximum request size") && e.contains("--max-request-size 15000000"),
+        e.contains("exceeded maximum request size") && e.contains("limit of 15000000 bytes"),
         "{e}"
     );
     // Without the flag, the producer's default of 1 MiB.

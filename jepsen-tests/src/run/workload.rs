@@ -221,7 +221,7 @@ async fn send_one(
                 )
             };
         }
-        let record = WireRecord::new(value.as_bytes().to_vec());
+        let record = with_headers_if_odd(WireRecord::new(value.as_bytes().to_vec()), value);
         let attempt = client.produce_compressed(topic, partition, vec![record], Some(seq), codec);
         match timeout(deadline - now, attempt).await {
             Ok(Ok(r)) => return SendOutcome::Ok(r.base_offset),
@@ -387,10 +387,49 @@ pub enum ReadMode {
     Replica(NodeId),
 }
 
+/// Odd writers' records carry a header naming their value, even writers'
+/// none, so every run writes batches of both formats (with headers: its own
+/// Raft command and segment format) through the same faults.
+fn with_headers_if_odd(record: WireRecord, value: &str) -> WireRecord {
+    if odd_writer(value) {
+        record.header("sent", value)
+    } else {
+        record
+    }
+}
+
+/// Whether `value` (`w<writer>-<n>`) is an odd writer's.
+fn odd_writer(value: &str) -> bool {
+    value
+        .strip_prefix('w')
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|w| w.parse::<u64>().ok())
+        .is_some_and(|w| w % 2 == 1)
+}
+
+/// The records read, as the history keeps them. A record whose headers are
+/// not what its writer sent (see [`with_headers_if_odd`]) is kept with its
+/// headers appended to its value: a value no writer sent, which the checker
+/// reports, so headers lost or damaged under faults do not pass unseen.
 fn records(batch: &[ConsumerRecord]) -> Vec<Record> {
     batch
         .iter()
-        .map(|r| Record::new(r.offset, String::from_utf8_lossy(&r.value)))
+        .map(|r| {
+            let value = String::from_utf8_lossy(&r.value);
+            let expected: Vec<sluice_client::proto::RecordHeader> = if odd_writer(&value) {
+                vec![sluice_client::proto::RecordHeader::new(
+                    "sent",
+                    r.value.clone(),
+                )]
+            } else {
+                Vec::new()
+            };
+            if r.headers == expected {
+                Record::new(r.offset, value)
+            } else {
+                Record::new(r.offset, format!("{value} with headers {:?}", r.headers))
+            }
+        })
         .collect()
 }
 
@@ -1007,5 +1046,44 @@ mod tests {
     #[should_panic(expected = "at most 65535 writers")]
     fn a_writer_beyond_the_id_space_is_refused() {
         ProducerIds::new(MAX_WRITERS);
+    }
+
+    #[test]
+    fn records_whose_headers_differ_from_what_their_writer_sent_read_as_values_never_sent() {
+        let read = |value: &str, sent_headers: bool| ConsumerRecord {
+            partition: 0,
+            offset: 4,
+            key: None,
+            value: value.as_bytes().to_vec(),
+            timestamp_ms: 0,
+            headers: if sent_headers {
+                with_headers_if_odd(WireRecord::new(value.as_bytes().to_vec()), "w1-0").headers
+            } else {
+                Vec::new()
+            },
+        };
+        // As sent: odd writers with the header, even writers without.
+        let sent = with_headers_if_odd(WireRecord::new(b"w3-7".to_vec()), "w3-7");
+        assert_eq!(sent.headers.len(), 1);
+        assert!(
+            with_headers_if_odd(WireRecord::new(b"w2-7".to_vec()), "w2-7")
+                .headers
+                .is_empty()
+        );
+        let ok = records(&[read("w1-0", true), read("w2-5", false)]);
+        assert_eq!(ok[0].value, "w1-0");
+        assert_eq!(ok[1].value, "w2-5");
+        // Lost, or present where none was sent: another value.
+        let bad = records(&[read("w1-0", false), read("w2-5", true)]);
+        assert!(
+            bad[0].value.starts_with("w1-0 with headers"),
+            "{:?}",
+            bad[0]
+        );
+        assert!(
+            bad[1].value.starts_with("w2-5 with headers"),
+            "{:?}",
+            bad[1]
+        );
     }
 }

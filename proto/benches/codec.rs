@@ -87,6 +87,20 @@ fn bench_records(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("decode", label), &frame, |b, frame| {
             b.iter(|| decode::<Response>(black_box(frame)).expect("decode"))
         });
+        // What a consumer does: the records read where the frame holds them.
+        group.bench_with_input(
+            BenchmarkId::new("decode_in_place", label),
+            &frame,
+            |b, frame| {
+                b.iter(|| {
+                    sluice_proto::codec::decode_records_ref(black_box(frame))
+                        .expect("decode")
+                        .expect("records")
+                        .0
+                        .len()
+                })
+            },
+        );
         assert_eq!(decode::<Response>(&frame).expect("decode"), response);
     }
     group.finish();

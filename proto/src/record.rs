@@ -185,6 +185,36 @@ pub mod v1 {
     const HAS_HEADERS: &str =
         "a record with headers cannot be encoded in a message without a place for them";
 
+    /// Decodes a sequence of `P` straight into `T`s, without a vector of
+    /// `P` in between (a records frame holds thousands).
+    fn seq_into<'de, D, P, T, F>(d: D, convert: F) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        P: Deserialize<'de>,
+        F: Fn(P) -> T,
+    {
+        struct Seq<P, F>(F, std::marker::PhantomData<P>);
+        impl<'de, P: Deserialize<'de>, T, F: Fn(P) -> T> serde::de::Visitor<'de> for Seq<P, F> {
+            type Value = Vec<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence of records")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<T>, A::Error> {
+                // The count comes from the peer: it sizes nothing beyond a
+                // few pages until the records are there.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(p) = seq.next_element::<P>()? {
+                    out.push((self.0)(p));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Seq(convert, std::marker::PhantomData))
+    }
+
     /// `#[serde(with = "v1")]` for a `Vec<Record>`.
     pub fn serialize<S: Serializer>(records: &[Record], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(records.len()))?;
@@ -203,16 +233,12 @@ pub mod v1 {
 
     /// `#[serde(with = "v1")]` for a `Vec<Record>`: every record without headers.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Record>, D::Error> {
-        let plain = Vec::<Plain<'de>>::deserialize(d)?;
-        Ok(plain
-            .into_iter()
-            .map(|p| Record {
-                key: p.key.map(<[u8]>::to_vec),
-                value: p.value.to_vec(),
-                timestamp_ms: p.timestamp_ms,
-                headers: Vec::new(),
-            })
-            .collect())
+        seq_into(d, |p: Plain<'_>| Record {
+            key: p.key.map(<[u8]>::to_vec),
+            value: p.value.to_vec(),
+            timestamp_ms: p.timestamp_ms,
+            headers: Vec::new(),
+        })
     }
 
     /// A batch of records in this shape as a value of its own (the payload
@@ -247,10 +273,14 @@ pub mod v1 {
         pub fn deserialize<'de, D: Deserializer<'de>>(
             d: D,
         ) -> Result<Vec<ConsumerRecord>, D::Error> {
-            Ok(borrowed::deserialize(d)?
-                .iter()
-                .map(ConsumerRecordRef::to_owned_record)
-                .collect())
+            seq_into(d, |p: PlainConsumer<'_>| ConsumerRecord {
+                partition: p.partition,
+                offset: p.offset,
+                key: p.key.map(<[u8]>::to_vec),
+                value: p.value.to_vec(),
+                timestamp_ms: p.timestamp_ms,
+                headers: Vec::new(),
+            })
         }
     }
 
@@ -281,18 +311,14 @@ pub mod v1 {
         pub fn deserialize<'de, D: Deserializer<'de>>(
             d: D,
         ) -> Result<Vec<ConsumerRecordRef<'de>>, D::Error> {
-            let plain = Vec::<PlainConsumer<'de>>::deserialize(d)?;
-            Ok(plain
-                .into_iter()
-                .map(|p| ConsumerRecordRef {
-                    partition: p.partition,
-                    offset: p.offset,
-                    key: p.key,
-                    value: p.value,
-                    timestamp_ms: p.timestamp_ms,
-                    headers: HeadersRef::EMPTY,
-                })
-                .collect())
+            seq_into(d, |p: PlainConsumer<'de>| ConsumerRecordRef {
+                partition: p.partition,
+                offset: p.offset,
+                key: p.key,
+                value: p.value,
+                timestamp_ms: p.timestamp_ms,
+                headers: HeadersRef::EMPTY,
+            })
         }
     }
 }

@@ -15,7 +15,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use crate::timeouts::{
+    CLUSTER_READY_POLL, CLUSTER_READY_TIMEOUT, NODE_PROBE_TIMEOUT, NODE_STOP_POLL,
+    NODE_STOP_TIMEOUT,
+};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -33,8 +38,6 @@ const ADMIN_DIR: &str = "admin";
 /// The principal of that certificate: a super user of every node by default.
 const ADMIN_PRINCIPAL: &str = "admin";
 const MAX_LOCAL_SPUS: u32 = 7;
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCmd {
@@ -570,7 +573,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         toml::to_string(&Pointer { root: root.clone() })?,
     )?;
 
-    let deadline = Instant::now() + READY_TIMEOUT;
+    let deadline = Instant::now() + CLUSTER_READY_TIMEOUT;
     loop {
         for (i, child, log_path) in &mut children {
             if let Some(exit) = child.try_wait()? {
@@ -615,11 +618,11 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
         if Instant::now() > deadline {
             progress.finish_and_clear();
             bail!(
-                "the local cluster did not become ready within {READY_TIMEOUT:?}; see the logs in {}",
+                "the local cluster did not become ready within {CLUSTER_READY_TIMEOUT:?}; see the logs in {}",
                 root.display()
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(CLUSTER_READY_POLL).await;
     }
     if !read_only_topics.is_empty() {
         // The controller leader creates them; wait until they are there.
@@ -637,11 +640,11 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                 progress.finish_and_clear();
                 bail!(
                     "the topics of the read-only file were not all created within \
-                     {READY_TIMEOUT:?}; see the logs in {}",
+                     {CLUSTER_READY_TIMEOUT:?}; see the logs in {}",
                     root.display()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(CLUSTER_READY_POLL).await;
         }
     }
     progress.finish_and_clear();
@@ -714,7 +717,7 @@ pub(crate) async fn probe_nodes(
     let client = crate::connect(globals).await?;
     let status = client.cluster_status().await?;
     let probes = status.nodes.iter().map(|n| async move {
-        let answer = tokio::time::timeout(Duration::from_secs(2), async {
+        let answer = tokio::time::timeout(NODE_PROBE_TIMEOUT, async {
             let c = crate::connect_node(globals, &n.advertised_addr).await?;
             let own = c.cluster_status().await.ok()?;
             let me = own.nodes.into_iter().find(|m| m.id == n.id && m.healthy)?;
@@ -864,14 +867,14 @@ async fn shutdown(root: &Path) -> anyhow::Result<(u32, String)> {
         };
         // SAFETY: plain signal delivery to a pid we checked is our node.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        let deadline = Instant::now() + NODE_STOP_TIMEOUT;
         while running_pid(&dir).is_some() {
             if Instant::now() > deadline {
                 tracing::warn!(node = i, pid, "node did not stop in time; killing it");
                 // SAFETY: as above.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(NODE_STOP_POLL).await;
         }
         let _ = std::fs::remove_file(dir.join("node.pid"));
         stopped += 1;

@@ -365,7 +365,7 @@ impl ConsumeArgs {
                         sluice_client::GroupConfig {
                             session_timeout: self.session_timeout,
                             heartbeat_interval: (self.session_timeout / 4)
-                                .min(std::time::Duration::from_secs(1)),
+                                .min(crate::timeouts::GROUP_HEARTBEAT_INTERVAL_MAX),
                             strategy: match self.assignment {
                                 AssignmentArg::Sticky => AssignmentStrategy::Sticky,
                                 AssignmentArg::Range => AssignmentStrategy::Range,

@@ -33,6 +33,7 @@ mod smartmodule_flags;
 mod smartmodule_registry;
 mod suggest;
 mod table_format;
+mod timeouts;
 mod topic;
 mod topic_file;
 mod units;

@@ -162,7 +162,7 @@ async fn reassign(
                 "partition {topic}/{partition} is still moving after {timeout:?} (the move goes on in the cluster); follow it with `sluice partition list {topic}` and check the new replicas' node logs"
             );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(crate::timeouts::REASSIGN_POLL).await;
     }
 }
 

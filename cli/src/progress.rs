@@ -2,7 +2,6 @@
 //! scripts and tests see clean output.
 
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -16,7 +15,7 @@ pub fn spinner(message: &str) -> ProgressBar {
         bar.set_style(style);
     }
     bar.set_message(message.to_string());
-    bar.enable_steady_tick(Duration::from_millis(100));
+    bar.enable_steady_tick(crate::timeouts::PROGRESS_TICK);
     bar
 }
 

@@ -47,8 +47,7 @@ use super::http::{Endpoint, HttpSource, Output};
 
 /// Largest connector file read.
 const CONNECTOR_FILE_BYTES_MAX: u64 = 64 * 1024;
-/// Shortest poll interval: a source is not a load generator.
-pub const POLL_INTERVAL_MIN: Duration = Duration::from_millis(100);
+use crate::timeouts::CONNECTOR_POLL_INTERVAL_MIN as POLL_INTERVAL_MIN;
 
 /// A connector, checked.
 #[derive(Debug)]
@@ -325,7 +324,7 @@ fn file_source(
     let interval = interval(
         keys.remove("interval"),
         &format!("{section}.interval"),
-        Duration::from_secs(1),
+        crate::timeouts::FILE_POLL_INTERVAL_DEFAULT,
     )?;
     let start_at = match keys.remove("from") {
         None => StartAt::Beginning,
@@ -386,7 +385,7 @@ fn http_source(
     let interval = interval(
         take("interval"),
         &format!("{section}.interval"),
-        Duration::from_secs(10),
+        crate::timeouts::HTTP_POLL_INTERVAL_DEFAULT,
     )?;
     let method = match take("method") {
         Some(v) => text(&v, &format!("{section}.method"))?.to_ascii_uppercase(),

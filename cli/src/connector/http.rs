@@ -12,10 +12,7 @@ use anyhow::{Context, bail};
 use sluice_client::proto::limits::RECORD_SIZE_BYTES_DEFAULT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How long connecting to the endpoint may take.
-const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one request may take, connection included.
-const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::timeouts::{HTTP_CONNECT_TIMEOUT, HTTP_REQUEST_TIMEOUT};
 /// Bytes of a response's status line and headers.
 const HTTP_HEAD_BYTES_MAX: usize = 64 * 1024;
 

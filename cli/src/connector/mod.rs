@@ -46,9 +46,7 @@ pub struct RunArgs {
     pub max_records: Option<u64>,
 }
 
-/// How long a failing source waits before its next try at most; it starts
-/// at the connector's interval and doubles per failure in a row.
-const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(300);
+use crate::timeouts::CONNECTOR_FAILURE_BACKOFF_MAX as FAILURE_BACKOFF_MAX;
 
 pub async fn run(cmd: ConnectorCmd, globals: &Globals) -> anyhow::Result<()> {
     match cmd {

@@ -8,7 +8,7 @@
 //! create_topic: true
 //! direction: source
 //! parameters:
-//!   endpoint: http://127.0.0.1:8080/fact
+//!   endpoint: http://127.0.0.1:8080/fact   # or https://, with ca_file: PEM
 //!   interval: 30            # seconds, or a duration such as 10s
 //!   filter: my-filter       # or map, filter_map, array_map, aggregate: a module
 //! ```
@@ -191,7 +191,7 @@ impl SeedFile {
             }
         }
         let kind = match (self.kind.as_str(), direction) {
-            ("http", _) => Kind::Source(Source::Http(http_source(params, "parameters")?)),
+            ("http", _) => Kind::Source(Source::Http(http_source(params, "parameters", base)?)),
             (_, "source") => Kind::Source(Source::File(file_source(
                 params,
                 "parameters",
@@ -218,7 +218,7 @@ impl FluvioFile {
                 let Some(http) = self.http else {
                     bail!("an http-source needs an `http` section with at least `endpoint`");
                 };
-                Kind::Source(Source::Http(http_source(http, "http")?))
+                Kind::Source(Source::Http(http_source(http, "http", base)?))
             }
             "file-source" | "file-sink" => {
                 let Some(file) = self.file else {
@@ -375,6 +375,7 @@ fn file_sink(
 fn http_source(
     mut keys: BTreeMap<String, serde_yaml::Value>,
     section: &str,
+    base: &Path,
 ) -> anyhow::Result<HttpSource> {
     let mut take = |key: &str| keys.remove(key);
     let endpoint = match take("endpoint") {
@@ -431,12 +432,25 @@ fn http_source(
     // Fluvio's `output_type: text|json` only says how the parts are laid
     // out; both are taken, the layout here is fixed (see `Output`).
     take("output_type");
+    let ca_file = take("ca_file")
+        .or_else(|| take("ca-file"))
+        .map(|v| text(&v, &format!("{section}.ca_file")).map(|t| base.join(t)))
+        .transpose()?;
     if let Some(key) = keys.keys().next() {
         bail!(
             "{section}.{key}: not a parameter of the http source (endpoint, interval, method, \
-             headers, body, output_parts)"
+             headers, body, output_parts, ca_file)"
         );
     }
+    let tls = match (endpoint.is_tls(), &ca_file) {
+        (true, ca) => Some(
+            super::http::tls_config(ca.as_deref()).with_context(|| format!("{section}.ca_file"))?,
+        ),
+        (false, Some(_)) => {
+            bail!("{section}.ca_file is for https:// endpoints; {endpoint} is plain http")
+        }
+        (false, None) => None,
+    };
     Ok(HttpSource {
         endpoint,
         interval,
@@ -444,6 +458,7 @@ fn http_source(
         headers,
         body,
         output,
+        tls,
     })
 }
 
@@ -572,8 +587,12 @@ mod tests {
                 "unknown field `paramters`",
             ),
             (
-                "name: c\ntype: http\ntopic: t\nparameters: {endpoint: https://h/}\n",
-                "https",
+                "name: c\ntype: http\ntopic: t\nparameters: {endpoint: https://h/, ca_file: none.pem}\n",
+                "parameters.ca_file",
+            ),
+            (
+                "name: c\ntype: http\ntopic: t\nparameters: {endpoint: http://h/, ca_file: ca.pem}\n",
+                "is for https:// endpoints",
             ),
             (
                 "name: c\ntype: http\ntopic: t\nparameters: {endpoint: ftp://h/}\n",

@@ -231,3 +231,112 @@ fn a_file_source_and_a_file_sink_carry_lines_once_across_restarts_and_rotation()
     let consumers = env.ok(&["consumer", "list"]);
     assert!(consumers.contains("logs-out"), "{consumers}");
 }
+
+/// An `https://` endpoint: the source checks the server's certificate
+/// against the connector's `ca_file` and polls over TLS; a certificate from
+/// another CA is refused and the connector goes on retrying.
+#[test]
+fn an_http_source_polls_an_https_endpoint_and_refuses_a_certificate_it_cannot_check() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use std::sync::Arc as StdArc;
+    let ca_params = {
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let server_config = StdArc::new(
+        rustls::ServerConfig::builder_with_provider(StdArc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![server_cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+        )
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let Ok(conn) = rustls::ServerConnection::new(server_config.clone()) else {
+                return;
+            };
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            let mut request = [0u8; 4096];
+            if tls.read(&mut request).is_err() {
+                continue; // a client that refused the certificate
+            }
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let body = format!("secure fact {n}");
+            let _ = write!(
+                tls,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+
+    let env = Env::started();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+    let file = dir.path().join("tls.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: tls-facts\ntype: http\ntopic: facts\ncreate_topic: true\nparameters:\n  \
+             endpoint: https://localhost:{port}/fact\n  interval: 100ms\n  ca_file: ca.pem\n"
+        ),
+    )
+    .unwrap();
+    let run = |polls: &str| {
+        env.run(
+            &[
+                "connector",
+                "run",
+                "--config",
+                &file.display().to_string(),
+                "--max-polls",
+                polls,
+            ],
+            b"",
+        )
+    };
+    let out = run("2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        env.ok(&["consume", "facts", "-B", "-d"]),
+        "secure fact 0\nsecure fact 1\n"
+    );
+    // Another CA: the handshake fails, counted and retried, nothing sent.
+    let other_key = KeyPair::generate().unwrap();
+    let other = ca_params.self_signed(&other_key).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), other.pem()).unwrap();
+    let out = run("1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("TLS with https://localhost") && stderr.contains("1 failure(s)"),
+        "{stderr}"
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+}

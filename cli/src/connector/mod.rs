@@ -141,6 +141,7 @@ async fn run_source(
     };
     let mut polls = 0u64;
     let (mut sent, mut dropped, mut failures) = (0u64, 0u64, 0u64);
+    let mut reported = (0u64, 0u64, 0u64);
     let mut wait = Duration::ZERO;
     loop {
         if args.max_polls.is_some_and(|max| polls >= max) {
@@ -194,10 +195,16 @@ async fn run_source(
                 );
             }
         }
-        eprintln!(
-            "connector {}: {polls} poll(s), {sent} record(s) sent, {dropped} dropped by SmartModules, {failures} failure(s)",
-            config.name
-        );
+        // A line when something happened, and one at the end: a source
+        // polled every 100 ms with nothing new would print ten a second.
+        let tally = (sent, dropped, failures);
+        if tally != reported || args.max_polls.is_some_and(|max| polls >= max) {
+            reported = tally;
+            eprintln!(
+                "connector {}: {polls} poll(s), {sent} record(s) sent, {dropped} dropped by SmartModules, {failures} failure(s)",
+                config.name
+            );
+        }
     }
     producer.flush().await?;
     Ok(())

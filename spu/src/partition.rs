@@ -327,7 +327,8 @@ impl PartitionStateMachine {
             let sent = &records[(stored.offset - expected) as usize];
             let same = stored.key == sent.key.as_deref()
                 && stored.value == sent.value.as_slice()
-                && stored.timestamp_ms == sent.timestamp_ms;
+                && stored.timestamp_ms == sent.timestamp_ms
+                && stored.headers == sluice_proto::HeadersRef::listed(&sent.headers);
             if !same && differs.is_none() {
                 differs = Some(stored.offset);
             }
@@ -1289,6 +1290,18 @@ mod tests {
         store(dir.path(), &[(1, &["a", "b"]), (2, &["c"])]);
         let mut sm = open(dir.path());
         let (e, _) = replay_error(&mut sm, 1, &append(&["a", "x"], Some((5, 0))));
+        assert!(
+            matches!(e.found, Found::OtherRecords { offset: 1 }),
+            "{:?}",
+            e.found
+        );
+        // The same keys, values and times with headers the stored ones lack.
+        let mut headed = records(&["a", "b"]);
+        headed[1]
+            .headers
+            .push(sluice_proto::RecordHeader::new("h", "1"));
+        let command = encode(&PartitionCommand::append(headed, None));
+        let (e, _) = replay_error(&mut open(dir.path()), 1, &command);
         assert!(
             matches!(e.found, Found::OtherRecords { offset: 1 }),
             "{:?}",

@@ -246,6 +246,27 @@ pub mod v1 {
     #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct Records(#[serde(with = "self")] pub Vec<Record>);
 
+    /// Consumer records in this shape; one with headers is an error.
+    fn serialize_refs<'a, S: Serializer>(
+        records: impl ExactSizeIterator<Item = ConsumerRecordRef<'a>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(records.len()))?;
+        for r in records {
+            if !r.headers.is_empty() {
+                return Err(S::Error::custom(HAS_HEADERS));
+            }
+            seq.serialize_element(&PlainConsumer {
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key,
+                value: r.value,
+                timestamp_ms: r.timestamp_ms,
+            })?;
+        }
+        seq.end()
+    }
+
     /// `#[serde(with = "v1::consumer")]` for a `Vec<ConsumerRecord>`.
     pub mod consumer {
         use super::*;
@@ -254,20 +275,7 @@ pub mod v1 {
             records: &[ConsumerRecord],
             s: S,
         ) -> Result<S::Ok, S::Error> {
-            let mut seq = s.serialize_seq(Some(records.len()))?;
-            for r in records {
-                if !r.headers.is_empty() {
-                    return Err(S::Error::custom(HAS_HEADERS));
-                }
-                seq.serialize_element(&PlainConsumer {
-                    partition: r.partition,
-                    offset: r.offset,
-                    key: r.key.as_deref(),
-                    value: &r.value,
-                    timestamp_ms: r.timestamp_ms,
-                })?;
-            }
-            seq.end()
+            serialize_refs(records.iter().map(ConsumerRecord::borrowed), s)
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(
@@ -292,20 +300,7 @@ pub mod v1 {
             records: &[ConsumerRecordRef<'_>],
             s: S,
         ) -> Result<S::Ok, S::Error> {
-            let mut seq = s.serialize_seq(Some(records.len()))?;
-            for r in records {
-                if !r.headers.is_empty() {
-                    return Err(S::Error::custom(HAS_HEADERS));
-                }
-                seq.serialize_element(&PlainConsumer {
-                    partition: r.partition,
-                    offset: r.offset,
-                    key: r.key,
-                    value: r.value,
-                    timestamp_ms: r.timestamp_ms,
-                })?;
-            }
-            seq.end()
+            serialize_refs(records.iter().copied(), s)
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(

@@ -6,10 +6,13 @@
 //! module holds one blocking thread until its epoch deadline, never the
 //! reactor that serves every other stream.
 
+use std::collections::HashMap;
+
 use sluice_controller::{Metadata, SmartModuleRecord};
 use sluice_proto::limits::SMARTMODULE_CHAIN_LEN_MAX;
 use sluice_proto::{
-    ConsumerRecord, SmartModuleInfo, SmartModuleInvocation, SmartModuleSource, WireError,
+    ConsumerRecord, HeadersRef, SmartModuleInfo, SmartModuleInvocation, SmartModuleSource,
+    WireError,
 };
 use sluice_storage::{StorageError, StoredBatch};
 use sluice_wasm::{Chain, Engine, InstanceStats, Module, RawRecord, SmartModuleError};
@@ -104,15 +107,23 @@ fn load(engine: &Engine, name: &str, wasm: &[u8]) -> Result<Module, WireError> {
 }
 
 /// The records with offsets in `from..until` of `batches` (stamped at or
-/// after `min_timestamp_ms`, if given), borrowed where they lie.
-fn raw_records(
-    batches: &[StoredBatch],
+/// after `min_timestamp_ms`, if given), borrowed where they lie; the
+/// headers of those that have some go into `headers`, by offset, if given
+/// (modules do not see them).
+fn raw_records<'a>(
+    batches: &'a [StoredBatch],
     from: u64,
     until: u64,
     min_timestamp_ms: Option<i64>,
-) -> Result<Vec<RawRecord<'_>>, StorageError> {
+    mut headers: Option<&mut HashMap<u64, HeadersRef<'a>>>,
+) -> Result<Vec<RawRecord<'a>>, StorageError> {
     let mut input = Vec::new();
     StoredBatch::for_each_in(batches, from, until, |r| {
+        if let Some(headers) = headers.as_mut()
+            && !r.headers.is_empty()
+        {
+            headers.insert(r.offset, r.headers);
+        }
         if min_timestamp_ms.is_none_or(|min| r.timestamp_ms >= min) {
             input.push(RawRecord {
                 offset: r.offset as i64,
@@ -186,16 +197,11 @@ impl Transforms {
         from: u64,
         until: u64,
     ) -> Result<(Vec<ConsumerRecord>, Option<WireError>), StorageError> {
-        let input = raw_records(batches, from, until, None)?;
         // Modules do not see headers (the ABI has no place for them); each
         // output keeps those of the input it came from, found by the offset
         // it keeps.
-        let mut headers = std::collections::HashMap::new();
-        StoredBatch::for_each_in(batches, from, until, |r| {
-            if !r.headers.is_empty() {
-                headers.insert(r.offset, r.headers);
-            }
-        })?;
+        let mut headers = HashMap::new();
+        let input = raw_records(batches, from, until, None, Some(&mut headers))?;
         let processed = self.chain.process_raw(&input);
         self.report(processed.error.is_some());
         let outputs = processed
@@ -236,7 +242,7 @@ impl Transforms {
         until: u64,
         min_timestamp_ms: Option<i64>,
     ) -> Result<Result<(), WireError>, StorageError> {
-        let input = raw_records(batches, from, until, min_timestamp_ms)?;
+        let input = raw_records(batches, from, until, min_timestamp_ms, None)?;
         let result = self.chain.look_back_raw(&input);
         self.report(result.is_err());
         Ok(result.map_err(|e| wire_error(&self.names.join(" | "), &e)))

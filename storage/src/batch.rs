@@ -561,19 +561,10 @@ mod tests {
         let payload = &bytes[HEADER_LEN..];
         assert_eq!(payload.len(), header.payload_len as usize);
         header.verify_crc(payload).unwrap();
-        let mut out = Vec::new();
-        for_each_record(&header, payload, |i, r| {
-            out.push(ConsumerRecord {
-                partition: 7,
-                offset: header.base_offset + u64::from(i),
-                key: r.key.map(<[u8]>::to_vec),
-                value: r.value.to_vec(),
-                timestamp_ms: r.timestamp_ms,
-                headers: r.headers.to_vec(),
-            })
-        })
-        .unwrap();
-        out
+        decode_all_unchecked(&header, payload)
+            .into_iter()
+            .map(|r| ConsumerRecord { partition: 7, ..r })
+            .collect()
     }
 
     /// A batch as `StoredBatch::new` would take it: payload expanded.

@@ -116,6 +116,11 @@ pub struct StartArgs {
     /// 2s, at least 100ms); passed to every node (`node run --quiesce-idle`).
     #[arg(long, value_name = "DURATION", value_parser = crate::node::parse_quiesce_idle, conflicts_with = "no_quiesce")]
     pub quiesce_idle: Option<std::time::Duration>,
+    /// How long a partition leader may hold back a commit notice for its
+    /// next append to carry it (default 20ms, at most 40ms, 0 for none);
+    /// passed to every node (`node run --commit-notice-delay`).
+    #[arg(long, value_name = "DURATION", value_parser = crate::node::parse_commit_notice_delay)]
+    pub commit_notice_delay: Option<std::time::Duration>,
     /// Start read-only (Fluvio's `--read-only`): the topics of this Fluvio
     /// metadata file (JSON) are created when missing, and every change of the
     /// metadata from clients is refused ("permission denied"); records
@@ -196,6 +201,7 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
                 no_metrics: false,
                 no_quiesce: false,
                 quiesce_idle: None,
+                commit_notice_delay: None,
                 read_only: None,
                 read_write: false,
             };
@@ -515,6 +521,16 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
             .args(
                 args.quiesce_idle
                     .map(|d| vec!["--quiesce-idle".to_string(), format!("{}ms", d.as_millis())])
+                    .unwrap_or_default(),
+            )
+            .args(
+                args.commit_notice_delay
+                    .map(|d| {
+                        vec![
+                            "--commit-notice-delay".to_string(),
+                            format!("{}ms", d.as_millis()),
+                        ]
+                    })
                     .unwrap_or_default(),
             )
             .args(

@@ -42,6 +42,9 @@ pub struct GroupConfig {
     /// candidate win (an amnesiac voter). Off for replicas of a new group,
     /// which vote before any configuration reaches them.
     pub vote_only_as_member: bool,
+    /// How long a leader may hold back a commit notice for an append to
+    /// carry it (`crate::commit_notice`); zero sends each at once.
+    pub commit_notice_delay: std::time::Duration,
     /// Test builds only: start with openraft's leader restore on, the
     /// configuration that lost acknowledged writes after a power cut (see
     /// `enable_leader_restore` in [`Group::start`]), so that the simulation
@@ -65,6 +68,7 @@ impl Default for GroupConfig {
             snapshot_every_entries: 5_000,
             entries_kept_after_snapshot: 1_000,
             vote_only_as_member: false,
+            commit_notice_delay: crate::timeouts::COMMIT_NOTICE_DELAY,
             #[cfg(test)]
             unsafe_leader_restore_for_tests: false,
         }
@@ -200,6 +204,7 @@ impl<S: ReplicatedState> Group<S> {
             Network {
                 group: id,
                 transport,
+                commit_notice_delay: config.commit_notice_delay,
             },
             log,
             adapter,

@@ -45,6 +45,13 @@ pub(crate) fn append_entries_deadline(base: Duration, payload_bytes: usize) -> D
     base + Duration::from_secs_f64(payload_bytes as f64 / APPEND_BYTES_PER_SEC_MIN as f64)
 }
 
+/// The longest a leader holds back a commit notice (an AppendEntries that
+/// carries no entry, only a new commit index) waiting for an append to carry
+/// it instead (`crate::commit_notice`): so long may a follower learn of a
+/// commit late when no entry follows it. A busy partition's next entry
+/// usually comes within it; a fraction of a heartbeat interval.
+pub const COMMIT_NOTICE_DELAY: Duration = Duration::from_millis(20);
+
 /// Quiescence (see `crate::quiesce`): how often a node looks for idle groups
 /// that it leads.
 pub const QUIESCE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -74,6 +81,8 @@ const _: () = {
     // A liveness check hears several heartbeats.
     assert!(ms(LIVENESS_WAIT) >= 5 * ms(HEARTBEAT_INTERVAL));
     assert!(ms(STATE_POLL_INTERVAL) < ms(HEARTBEAT_INTERVAL));
+    // A held commit notice goes before the next heartbeat would carry it.
+    assert!(ms(COMMIT_NOTICE_DELAY) < ms(HEARTBEAT_INTERVAL));
     // A sleeping follower notices a dead leader no later than an awake
     // one would (lease + the longest election timeout), and probes it
     // more than once within that silence, each probe ending in it.

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         metrics_listen: None,
         quiesce_idle_groups: true,
         quiesce_idle_ms: None,
+        commit_notice_delay_ms: None,
         read_only: false,
         seed_topics: Vec::new(),
         controller_voters: 1,

@@ -64,6 +64,13 @@ pub struct NodeConfig {
     /// of more wake-ups.
     #[serde(default)]
     pub quiesce_idle_ms: Option<u64>,
+    /// How long (ms) a partition leader may hold back a commit notice (an
+    /// append that carries only a new commit index) for its next append to
+    /// carry it (`sluice_raft`'s `commit_notice`; default 20, at most
+    /// [`COMMIT_NOTICE_DELAY_MS_MAX`], 0 sends each at once). Fewer Raft
+    /// rounds under load; a read from a follower may lag by as much more.
+    #[serde(default)]
+    pub commit_notice_delay_ms: Option<u64>,
     /// Refuse every client request that changes the metadata (topics,
     /// partitions, SmartModules, ACLs, nodes): the cluster keeps the topics
     /// of `seed_topics`, and records flow (Fluvio's `--read-only` cluster).
@@ -75,6 +82,10 @@ pub struct NodeConfig {
     #[serde(default)]
     pub seed_topics: Vec<sluice_proto::TopicSpec>,
 }
+
+/// Longest `commit_notice_delay_ms`: below the heartbeat interval, so a held
+/// notice goes no later than a heartbeat would have carried it.
+pub const COMMIT_NOTICE_DELAY_MS_MAX: u64 = 40;
 
 /// Shortest `quiesce_idle_ms`: below it a group would sleep between the
 /// entries of one busy stream and wake for each.

@@ -129,6 +129,8 @@ pub(crate) struct Replicas {
     peers: Peers,
     /// Lets idle partition groups sleep; `None` when the node turned it off.
     quiescence: Option<Quiescence>,
+    /// How long partition leaders may hold back commit notices.
+    commit_notice_delay: std::time::Duration,
     /// Rotates the replica named in redirects for partitions not hosted here.
     redirects: std::sync::atomic::AtomicUsize,
     /// Where replicas installing a snapshot copy their batches from.
@@ -152,10 +154,12 @@ impl Replicas {
         peers: Peers,
         log_source: SharedLogSource,
         quiescence: Option<Quiescence>,
+        commit_notice_delay: std::time::Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             log_source,
             quiescence,
+            commit_notice_delay,
             node,
             db,
             data_dir,
@@ -629,6 +633,7 @@ impl Replicas {
             // A replica joining an existing group starts with an empty log:
             // it must not vote before the leader has made it a voter.
             vote_only_as_member: reassigned && !creates_group,
+            commit_notice_delay: self.commit_notice_delay,
             ..partition_group_config()
         };
         // Starting re-applies the committed entries the node still knows of:

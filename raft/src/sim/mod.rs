@@ -128,6 +128,8 @@ fn group_config(leader_restore: bool) -> GroupConfig {
         snapshot_every_entries: 40,
         entries_kept_after_snapshot: 10,
         vote_only_as_member: false,
+        // Held notices under faults too, within the fast heartbeat.
+        commit_notice_delay: Duration::from_millis(10),
         unsafe_leader_restore_for_tests: leader_restore,
     }
 }

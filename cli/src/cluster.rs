@@ -121,6 +121,10 @@ pub struct StartArgs {
     /// passed to every node (`node run --commit-notice-delay`).
     #[arg(long, value_name = "DURATION", value_parser = crate::node::parse_commit_notice_delay)]
     pub commit_notice_delay: Option<std::time::Duration>,
+    /// Send every heartbeat, even to followers that just acknowledged an
+    /// append; passed to every node (`node run --no-heartbeat-skip`).
+    #[arg(long)]
+    pub no_heartbeat_skip: bool,
     /// Start read-only (Fluvio's `--read-only`): the topics of this Fluvio
     /// metadata file (JSON) are created when missing, and every change of the
     /// metadata from clients is refused ("permission denied"); records
@@ -202,6 +206,7 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
                 no_quiesce: false,
                 quiesce_idle: None,
                 commit_notice_delay: None,
+                no_heartbeat_skip: false,
                 read_only: None,
                 read_write: false,
             };
@@ -518,6 +523,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                 vec![]
             })
             .args(args.no_quiesce.then_some("--no-quiesce"))
+            .args(args.no_heartbeat_skip.then_some("--no-heartbeat-skip"))
             .args(
                 args.quiesce_idle
                     .map(|d| vec!["--quiesce-idle".to_string(), format!("{}ms", d.as_millis())])

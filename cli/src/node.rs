@@ -62,6 +62,11 @@ pub struct RunArgs {
     /// later (`commit_notice_delay_ms`).
     #[arg(long, value_name = "DURATION", value_parser = parse_commit_notice_delay)]
     pub commit_notice_delay: Option<std::time::Duration>,
+    /// Send every heartbeat of a partition leader, even to followers that
+    /// just acknowledged an append (`skip_heartbeats_under_writes = false`;
+    /// the baseline of benchmarks).
+    #[arg(long)]
+    pub no_heartbeat_skip: bool,
     /// Run read-only: create the topics of this Fluvio metadata file (JSON)
     /// when missing, and refuse every change of the metadata from clients.
     #[arg(long, value_name = "FILE")]
@@ -135,6 +140,8 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
             .commit_notice_delay
             .map(|d| d.as_millis() as u64)
             .or(base.and_then(|c| c.commit_notice_delay_ms)),
+        skip_heartbeats_under_writes: !args.no_heartbeat_skip
+            && base.is_none_or(|c| c.skip_heartbeats_under_writes),
         read_only: args.read_only.is_some() || base.is_some_and(|c| c.read_only),
         seed_topics: match &args.read_only {
             Some(path) => crate::read_only::topics(path)?,

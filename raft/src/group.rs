@@ -42,6 +42,12 @@ pub struct GroupConfig {
     /// candidate win (an amnesiac voter). Off for replicas of a new group,
     /// which vote before any configuration reaches them.
     pub vote_only_as_member: bool,
+    /// Skip a follower's heartbeat when it acknowledged a request sent
+    /// within this long (0 sends every heartbeat): see
+    /// `timeouts::HEARTBEAT_SKIP_AFTER_ACK`. Together with the heartbeat
+    /// interval it must stay below the shortest election timeout (openraft
+    /// refuses the configuration otherwise).
+    pub heartbeat_skip_after_ack_ms: u64,
     /// How long a leader may hold back a commit notice for an append to
     /// carry it (`crate::commit_notice`); zero sends each at once.
     pub commit_notice_delay: std::time::Duration,
@@ -68,6 +74,7 @@ impl Default for GroupConfig {
             snapshot_every_entries: 5_000,
             entries_kept_after_snapshot: 1_000,
             vote_only_as_member: false,
+            heartbeat_skip_after_ack_ms: crate::timeouts::HEARTBEAT_SKIP_AFTER_ACK.as_millis() as u64,
             commit_notice_delay: crate::timeouts::COMMIT_NOTICE_DELAY,
             #[cfg(test)]
             unsafe_leader_restore_for_tests: false,
@@ -154,6 +161,13 @@ impl<S: ReplicatedState> Group<S> {
             election_timeout_max: config.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
             max_in_snapshot_log_to_keep: config.entries_kept_after_snapshot,
+            // Under writes a follower's acknowledged appends prove what a
+            // heartbeat would (it is alive and follows this leader) and
+            // extend the leader's lease from their sending time, so its
+            // heartbeat is skipped: with 64 busy partitions the heartbeats
+            // were most of the AppendEntries sent. They resume once the
+            // group idles.
+            heartbeat_min_interval: Some(config.heartbeat_skip_after_ack_ms),
             // A node cut off from its group (isolated, paused) keeps timing
             // out; without Pre-Vote each timeout raised its term, and on its
             // return that term unseated the working leader again and again

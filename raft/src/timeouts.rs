@@ -45,6 +45,12 @@ pub(crate) fn append_entries_deadline(base: Duration, payload_bytes: usize) -> D
     base + Duration::from_secs_f64(payload_bytes as f64 / APPEND_BYTES_PER_SEC_MIN as f64)
 }
 
+/// A leader skips the heartbeat to a follower that acknowledged a request
+/// (an append or a heartbeat) sent within this long: under writes the
+/// appends say all a heartbeat says, and refresh the leader's lease from
+/// their own sending time (openraft's `heartbeat_min_interval`).
+pub const HEARTBEAT_SKIP_AFTER_ACK: Duration = HEARTBEAT_INTERVAL;
+
 /// The longest a leader holds back a commit notice (an AppendEntries that
 /// carries no entry, only a new commit index) waiting for an append to carry
 /// it instead (`crate::commit_notice`): so long may a follower learn of a
@@ -81,6 +87,13 @@ const _: () = {
     // A liveness check hears several heartbeats.
     assert!(ms(LIVENESS_WAIT) >= 5 * ms(HEARTBEAT_INTERVAL));
     assert!(ms(STATE_POLL_INTERVAL) < ms(HEARTBEAT_INTERVAL));
+    // With heartbeats skipped after acknowledged appends, a follower still
+    // hears from its leader (a heartbeat, plus a tick of openraft's loop:
+    // 13/64 of the interval) before its shortest election timeout.
+    assert!(
+        ms(HEARTBEAT_SKIP_AFTER_ACK) + ms(HEARTBEAT_INTERVAL) + ms(HEARTBEAT_INTERVAL) * 13 / 64
+            < ms(ELECTION_TIMEOUT_MIN)
+    );
     // A held commit notice goes before the next heartbeat would carry it.
     assert!(ms(COMMIT_NOTICE_DELAY) < ms(HEARTBEAT_INTERVAL));
     // A sleeping follower notices a dead leader no later than an awake

@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         quiesce_idle_groups: true,
         quiesce_idle_ms: None,
         commit_notice_delay_ms: None,
+        skip_heartbeats_under_writes: true,
         read_only: false,
         seed_topics: Vec::new(),
         controller_voters: 1,

@@ -71,6 +71,13 @@ pub struct NodeConfig {
     /// rounds under load; a read from a follower may lag by as much more.
     #[serde(default)]
     pub commit_notice_delay_ms: Option<u64>,
+    /// Skip a partition leader's heartbeat to a follower that acknowledged
+    /// an append within the last heartbeat interval (on by default; `false`
+    /// sends every heartbeat, the baseline of benchmarks). Under writes
+    /// most heartbeats of busy partitions are skipped; an idle group
+    /// heartbeats (or sleeps) as before.
+    #[serde(default = "yes")]
+    pub skip_heartbeats_under_writes: bool,
     /// Refuse every client request that changes the metadata (topics,
     /// partitions, SmartModules, ACLs, nodes): the cluster keeps the topics
     /// of `seed_topics`, and records flow (Fluvio's `--read-only` cluster).
@@ -109,6 +116,22 @@ fn default_retention_interval() -> u64 {
 }
 
 impl NodeConfig {
+    /// What every partition group of this node starts with.
+    pub(crate) fn partition_group_config(&self) -> sluice_raft::GroupConfig {
+        let defaults = sluice_raft::GroupConfig::default();
+        sluice_raft::GroupConfig {
+            commit_notice_delay: self.commit_notice_delay_ms.map_or(
+                defaults.commit_notice_delay,
+                |ms| std::time::Duration::from_millis(ms.min(COMMIT_NOTICE_DELAY_MS_MAX)),
+            ),
+            heartbeat_skip_after_ack_ms: if self.skip_heartbeats_under_writes {
+                defaults.heartbeat_skip_after_ack_ms
+            } else {
+                0
+            },
+            ..defaults
+        }
+    }
     pub fn advertised_addr(&self) -> String {
         self.advertised
             .clone()

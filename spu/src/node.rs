@@ -257,10 +257,7 @@ impl Node {
             peers.clone(),
             log_source,
             quiescence,
-            config.commit_notice_delay_ms.map_or(
-                sluice_raft::timeouts::COMMIT_NOTICE_DELAY,
-                |ms| Duration::from_millis(ms.min(crate::config::COMMIT_NOTICE_DELAY_MS_MAX)),
-            ),
+            config.partition_group_config(),
         );
         let shared = Arc::new(Shared {
             config,

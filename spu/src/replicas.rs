@@ -52,10 +52,12 @@ struct GroupRole<'a> {
 /// catch up through a snapshot and segment copy).
 const LOG_ENTRIES_ENV: &str = "SLUICE_PARTITION_LOG_ENTRIES";
 
-fn partition_group_config() -> GroupConfig {
+/// The node's `base` for partition groups, with the partitions' kept log
+/// (and the test override of [`LOG_ENTRIES_ENV`]).
+fn partition_group_config(base: GroupConfig) -> GroupConfig {
     let default = GroupConfig {
         entries_kept_after_snapshot: PARTITION_LOG_KEPT_ENTRIES,
-        ..GroupConfig::default()
+        ..base
     };
     let Ok(value) = std::env::var(LOG_ENTRIES_ENV) else {
         return default;
@@ -129,8 +131,9 @@ pub(crate) struct Replicas {
     peers: Peers,
     /// Lets idle partition groups sleep; `None` when the node turned it off.
     quiescence: Option<Quiescence>,
-    /// How long partition leaders may hold back commit notices.
-    commit_notice_delay: std::time::Duration,
+    /// The node's settings for every partition group (each replica adds
+    /// its own `vote_only_as_member`).
+    group_base: GroupConfig,
     /// Rotates the replica named in redirects for partitions not hosted here.
     redirects: std::sync::atomic::AtomicUsize,
     /// Where replicas installing a snapshot copy their batches from.
@@ -154,12 +157,12 @@ impl Replicas {
         peers: Peers,
         log_source: SharedLogSource,
         quiescence: Option<Quiescence>,
-        commit_notice_delay: std::time::Duration,
+        group_base: GroupConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             log_source,
             quiescence,
-            commit_notice_delay,
+            group_base,
             node,
             db,
             data_dir,
@@ -633,8 +636,7 @@ impl Replicas {
             // A replica joining an existing group starts with an empty log:
             // it must not vote before the leader has made it a voter.
             vote_only_as_member: reassigned && !creates_group,
-            commit_notice_delay: self.commit_notice_delay,
-            ..partition_group_config()
+            ..partition_group_config(self.group_base.clone())
         };
         // Starting re-applies the committed entries the node still knows of:
         // a replay that finds other batches than its entries' stops the start.

@@ -116,11 +116,6 @@ pub struct StartArgs {
     /// 2s, at least 100ms); passed to every node (`node run --quiesce-idle`).
     #[arg(long, value_name = "DURATION", value_parser = crate::node::parse_quiesce_idle, conflicts_with = "no_quiesce")]
     pub quiesce_idle: Option<std::time::Duration>,
-    /// How long a partition leader may hold back a commit notice for its
-    /// next append to carry it (default 20ms, at most 40ms, 0 for none);
-    /// passed to every node (`node run --commit-notice-delay`).
-    #[arg(long, value_name = "DURATION", value_parser = crate::node::parse_commit_notice_delay)]
-    pub commit_notice_delay: Option<std::time::Duration>,
     /// Send every heartbeat, even to followers that just acknowledged an
     /// append; passed to every node (`node run --no-heartbeat-skip`).
     #[arg(long)]
@@ -205,7 +200,6 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
                 no_metrics: false,
                 no_quiesce: false,
                 quiesce_idle: None,
-                commit_notice_delay: None,
                 no_heartbeat_skip: false,
                 read_only: None,
                 read_write: false,
@@ -529,16 +523,7 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                     .map(|d| vec!["--quiesce-idle".to_string(), format!("{}ms", d.as_millis())])
                     .unwrap_or_default(),
             )
-            .args(
-                args.commit_notice_delay
-                    .map(|d| {
-                        vec![
-                            "--commit-notice-delay".to_string(),
-                            format!("{}ms", d.as_millis()),
-                        ]
-                    })
-                    .unwrap_or_default(),
-            )
+
             .args(
                 cluster
                     .read_only

@@ -56,12 +56,6 @@ pub struct RunArgs {
     /// between writes instead of heartbeating (`quiesce_idle_ms`).
     #[arg(long, value_name = "DURATION", value_parser = parse_quiesce_idle, conflicts_with = "no_quiesce")]
     pub quiesce_idle: Option<std::time::Duration>,
-    /// How long a partition leader may hold back a commit notice for its
-    /// next append to carry it (default 20ms, at most 40ms; 0 sends each at
-    /// once): fewer Raft rounds under load, follower reads up to as much
-    /// later (`commit_notice_delay_ms`).
-    #[arg(long, value_name = "DURATION", value_parser = parse_commit_notice_delay)]
-    pub commit_notice_delay: Option<std::time::Duration>,
     /// Send every heartbeat of a partition leader, even to followers that
     /// just acknowledged an append (`skip_heartbeats_under_writes = false`;
     /// the baseline of benchmarks).
@@ -136,10 +130,6 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
             .quiesce_idle
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .or(base.and_then(|c| c.quiesce_idle_ms)),
-        commit_notice_delay_ms: args
-            .commit_notice_delay
-            .map(|d| d.as_millis() as u64)
-            .or(base.and_then(|c| c.commit_notice_delay_ms)),
         skip_heartbeats_under_writes: !args.no_heartbeat_skip
             && base.is_none_or(|c| c.skip_heartbeats_under_writes),
         read_only: args.read_only.is_some() || base.is_some_and(|c| c.read_only),
@@ -221,38 +211,10 @@ pub fn parse_quiesce_idle(text: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-/// `--commit-notice-delay`: a duration of at most `COMMIT_NOTICE_DELAY_MS_MAX`.
-pub fn parse_commit_notice_delay(text: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (e.g. 20ms)"))?;
-    let max = std::time::Duration::from_millis(sluice_spu::COMMIT_NOTICE_DELAY_MS_MAX);
-    if d > max {
-        return Err(format!(
-            "{text} is above the maximum of {max:?} (a held commit notice must go before the next heartbeat)"
-        ));
-    }
-    Ok(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn commit_notice_delay_takes_durations_up_to_its_maximum() {
-        assert_eq!(
-            parse_commit_notice_delay("0ms").unwrap(),
-            std::time::Duration::ZERO
-        );
-        assert_eq!(
-            parse_commit_notice_delay("40ms").unwrap(),
-            std::time::Duration::from_millis(40)
-        );
-        assert!(
-            parse_commit_notice_delay("50ms")
-                .unwrap_err()
-                .contains("above the maximum of 40ms")
-        );
-    }
 
     #[test]
     fn quiesce_idle_takes_durations_from_its_minimum() {

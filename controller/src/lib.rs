@@ -57,9 +57,6 @@ impl Controller {
         let (sm, view) = ControllerStateMachine::open(state_path)?;
         let config = GroupConfig {
             snapshot_every_entries: 200,
-            // Every node reads the metadata from its own replica: followers
-            // learn of each (rare) change at once rather than saving a round.
-            commit_notice_delay: std::time::Duration::ZERO,
             ..Default::default()
         };
         let group = Group::start(db, node, CONTROLLER_GROUP, sm, &config, transport).await?;

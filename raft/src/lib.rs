@@ -13,7 +13,6 @@
 //! point, and [`ReplicatedState::apply`] skips entries it already holds. The
 //! log prefix is purged only after [`ReplicatedState::sync`] succeeded.
 
-mod commit_notice;
 mod error;
 mod group;
 mod log_store;

@@ -14,10 +14,7 @@ use std::time::Duration;
 
 use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use futures::future::BoxFuture;
-use futures::stream::{BoxStream, Stream};
-use openraft::network::{RPCOption, RaftNetworkFactory, stream_append_sequential};
-use openraft::raft::StreamAppendResult;
+use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
@@ -25,7 +22,6 @@ use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
 use serde::{Serialize, de::DeserializeOwned};
 use sluice_proto::{RaftRpc, RaftRpcKind};
 
-use crate::commit_notice::hold_commit_notices;
 use crate::log_store::{decode, encode};
 use crate::{GroupId, NodeId, TypeConfig};
 
@@ -56,8 +52,6 @@ pub trait RaftTransport: Send + Sync + 'static {
 pub(crate) struct Network {
     pub(crate) group: GroupId,
     pub(crate) transport: Arc<dyn RaftTransport>,
-    /// See [`crate::commit_notice`]; zero sends every notice at once.
-    pub(crate) commit_notice_delay: Duration,
 }
 
 pub(crate) struct Peer {
@@ -65,7 +59,6 @@ pub(crate) struct Peer {
     target: NodeId,
     addr: String,
     transport: Arc<dyn RaftTransport>,
-    commit_notice_delay: Duration,
 }
 
 /// What a node answers to an RPC: the openraft response or its error as text.
@@ -144,34 +137,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             transport: self.transport.clone(),
-            commit_notice_delay: self.commit_notice_delay,
         }
     }
 }
 
 impl RaftNetworkV2<TypeConfig> for Peer {
     type SnapshotData = Vec<u8>;
-
-    /// openraft's one-request-at-a-time replication stream, with commit
-    /// notices riding on the next append where one follows soon
-    /// ([`crate::commit_notice`]).
-    fn stream_append<'s, S>(
-        &'s mut self,
-        input: S,
-        option: RPCOption,
-    ) -> BoxFuture<
-        's,
-        Result<
-            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
-            RPCError<TypeConfig>,
-        >,
-    >
-    where
-        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
-    {
-        let input = hold_commit_notices(input, self.commit_notice_delay);
-        stream_append_sequential(self, input, option)
-    }
 
     /// Sends the entries in as many RPCs as it takes to keep each under the
     /// frame limit (openraft bounds entries per RPC by count, not bytes, and
@@ -400,7 +371,6 @@ mod tests {
             target: 2,
             addr: "node-2".into(),
             transport: Arc::new(FirstOnly(Default::default())),
-            commit_notice_delay: Duration::ZERO,
         };
         let option = RPCOption::new(Duration::from_secs(1));
         let answer = peer
@@ -457,7 +427,6 @@ mod tests {
             target: 2,
             addr: "node-2".into(),
             transport: transport.clone(),
-            commit_notice_delay: Duration::ZERO,
         };
         let option = RPCOption::new(Duration::from_secs(1));
         let outcome = peer

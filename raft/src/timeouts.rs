@@ -51,13 +51,6 @@ pub(crate) fn append_entries_deadline(base: Duration, payload_bytes: usize) -> D
 /// their own sending time (openraft's `heartbeat_min_interval`).
 pub const HEARTBEAT_SKIP_AFTER_ACK: Duration = HEARTBEAT_INTERVAL;
 
-/// The longest a leader holds back a commit notice (an AppendEntries that
-/// carries no entry, only a new commit index) waiting for an append to carry
-/// it instead (`crate::commit_notice`): so long may a follower learn of a
-/// commit late when no entry follows it. A busy partition's next entry
-/// usually comes within it; a fraction of a heartbeat interval.
-pub const COMMIT_NOTICE_DELAY: Duration = Duration::from_millis(20);
-
 /// Quiescence (see `crate::quiesce`): how often a node looks for idle groups
 /// that it leads.
 pub const QUIESCE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -94,8 +87,6 @@ const _: () = {
         ms(HEARTBEAT_SKIP_AFTER_ACK) + ms(HEARTBEAT_INTERVAL) + ms(HEARTBEAT_INTERVAL) * 13 / 64
             < ms(ELECTION_TIMEOUT_MIN)
     );
-    // A held commit notice goes before the next heartbeat would carry it.
-    assert!(ms(COMMIT_NOTICE_DELAY) < ms(HEARTBEAT_INTERVAL));
     // A sleeping follower notices a dead leader no later than an awake
     // one would (lease + the longest election timeout), and probes it
     // more than once within that silence, each probe ending in it.

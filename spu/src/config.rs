@@ -64,13 +64,6 @@ pub struct NodeConfig {
     /// of more wake-ups.
     #[serde(default)]
     pub quiesce_idle_ms: Option<u64>,
-    /// How long (ms) a partition leader may hold back a commit notice (an
-    /// append that carries only a new commit index) for its next append to
-    /// carry it (`sluice_raft`'s `commit_notice`; default 20, at most
-    /// [`COMMIT_NOTICE_DELAY_MS_MAX`], 0 sends each at once). Fewer Raft
-    /// rounds under load; a read from a follower may lag by as much more.
-    #[serde(default)]
-    pub commit_notice_delay_ms: Option<u64>,
     /// Skip a partition leader's heartbeat to a follower that acknowledged
     /// an append within the last heartbeat interval (on by default; `false`
     /// sends every heartbeat, the baseline of benchmarks). Under writes
@@ -89,10 +82,6 @@ pub struct NodeConfig {
     #[serde(default)]
     pub seed_topics: Vec<sluice_proto::TopicSpec>,
 }
-
-/// Longest `commit_notice_delay_ms`: below the heartbeat interval, so a held
-/// notice goes no later than a heartbeat would have carried it.
-pub const COMMIT_NOTICE_DELAY_MS_MAX: u64 = 40;
 
 /// Shortest `quiesce_idle_ms`: below it a group would sleep between the
 /// entries of one busy stream and wake for each.
@@ -120,10 +109,6 @@ impl NodeConfig {
     pub(crate) fn partition_group_config(&self) -> sluice_raft::GroupConfig {
         let defaults = sluice_raft::GroupConfig::default();
         sluice_raft::GroupConfig {
-            commit_notice_delay: self.commit_notice_delay_ms.map_or(
-                defaults.commit_notice_delay,
-                |ms| std::time::Duration::from_millis(ms.min(COMMIT_NOTICE_DELAY_MS_MAX)),
-            ),
             heartbeat_skip_after_ack_ms: if self.skip_heartbeats_under_writes {
                 defaults.heartbeat_skip_after_ack_ms
             } else {

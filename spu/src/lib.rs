@@ -27,9 +27,7 @@ mod server;
 mod timeouts;
 mod transforms;
 
-pub use config::{
-    COMMIT_NOTICE_DELAY_MS_MAX, NodeConfig, PeerAddr, QUIESCE_IDLE_MS_MIN, default_super_users,
-};
+pub use config::{NodeConfig, PeerAddr, QUIESCE_IDLE_MS_MIN, default_super_users};
 pub use data_dir::{DataDir, DataDirError};
 pub use membership::UNREGISTERED_MARKER;
 pub use node::{Node, NodeError};

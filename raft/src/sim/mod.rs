@@ -128,10 +128,9 @@ fn group_config(leader_restore: bool) -> GroupConfig {
         snapshot_every_entries: 40,
         entries_kept_after_snapshot: 10,
         vote_only_as_member: false,
-        // Skipped heartbeats and held notices under faults too, within the
-        // fast heartbeat and elections (20 + 20 + 4 < 100).
+        // Skipped heartbeats under faults too, within the fast elections
+        // (20 + 20 + a 4 ms tick < 100).
         heartbeat_skip_after_ack_ms: 20,
-        commit_notice_delay: Duration::from_millis(10),
         unsafe_leader_restore_for_tests: leader_restore,
     }
 }

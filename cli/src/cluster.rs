@@ -523,7 +523,6 @@ async fn start(args: StartArgs, globals: &Globals) -> anyhow::Result<()> {
                     .map(|d| vec!["--quiesce-idle".to_string(), format!("{}ms", d.as_millis())])
                     .unwrap_or_default(),
             )
-
             .args(
                 cluster
                     .read_only

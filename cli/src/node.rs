@@ -215,7 +215,6 @@ pub fn parse_quiesce_idle(text: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use super::*;
 
-
     #[test]
     fn quiesce_idle_takes_durations_from_its_minimum() {
         assert_eq!(

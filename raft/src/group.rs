@@ -71,7 +71,8 @@ impl Default for GroupConfig {
             snapshot_every_entries: 5_000,
             entries_kept_after_snapshot: 1_000,
             vote_only_as_member: false,
-            heartbeat_skip_after_ack_ms: crate::timeouts::HEARTBEAT_SKIP_AFTER_ACK.as_millis() as u64,
+            heartbeat_skip_after_ack_ms: crate::timeouts::HEARTBEAT_SKIP_AFTER_ACK.as_millis()
+                as u64,
             #[cfg(test)]
             unsafe_leader_restore_for_tests: false,
         }

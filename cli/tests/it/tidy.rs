@@ -403,3 +403,282 @@ fn duration_literal() -> impl Fn(&str) -> bool {
         })
     }
 }
+
+/// Length budgets for code outside tests: a file of a crate's `src/` holds
+/// at most `FILE_LINES_MAX` lines before its test module, a function at most
+/// `FUNCTION_LINES_MAX` lines (signature to closing brace). Past them a file
+/// or a function stops being read as one thing: split it by concern.
+const FILE_LINES_MAX: usize = 1_000;
+const FUNCTION_LINES_MAX: usize = 150;
+
+/// What is over budget today, each at a ceiling of its present length (so
+/// it can shrink, never grow) and with why it is one piece or how it will
+/// be split: `(file, function or "" for the file, lines at most, why)`.
+/// An entry that is back under budget fails the test: remove it.
+const LENGTH_EXCEPTIONS: &[(&str, &str, usize, &str)] = &[
+    (
+        "client/src/client.rs",
+        "",
+        1_300,
+        "the `Client` type's public surface (connect, admin, routing, retries) in one impl; \
+         splitting it into admin and data-path modules is planned",
+    ),
+    (
+        "proto/src/messages.rs",
+        "",
+        1_230,
+        "every request and response of the wire format: one enum each, whose variant order \
+         is the encoding, kept together on purpose (golden files pin it)",
+    ),
+    (
+        "cli/src/cluster.rs",
+        "start",
+        430,
+        "`cluster start --local`: resume, grow, certificates, node spawn and readiness in \
+         order; to be split into those steps",
+    ),
+    (
+        "spu/src/server/fetch.rs",
+        "serve_fetch",
+        290,
+        "the fetch path: to become an I/O-free cursor (offsets, budgets, module chunks) \
+         driven by a thin loop (issue 18)",
+    ),
+    (
+        "spu/src/groups.rs",
+        "heartbeat",
+        260,
+        "the group coordinator's heartbeat: join, fences, assignment and answer in one \
+         critical section on the group's state",
+    ),
+    (
+        "jepsen-tests/src/run/mod.rs",
+        "run_async",
+        260,
+        "a fault run from start to report, phase by phase; test harness code",
+    ),
+    (
+        "spu/src/node.rs",
+        "start",
+        195,
+        "a node's wiring, in dependency order (the style of openraft's example apps)",
+    ),
+    (
+        "controller/src/state_machine.rs",
+        "execute",
+        190,
+        "the apply of every metadata command: one arm each",
+    ),
+];
+
+#[test]
+fn files_and_functions_keep_their_length_budgets() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root.canonicalize().unwrap();
+    let mut over = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut check = |rel: &str, function: &str, lines: usize, over: &mut Vec<String>| {
+        let (budget, name) = if function.is_empty() {
+            (FILE_LINES_MAX, rel.to_string())
+        } else {
+            (FUNCTION_LINES_MAX, format!("{rel}: fn {function}"))
+        };
+        let exception = LENGTH_EXCEPTIONS
+            .iter()
+            .find(|(f, func, _, _)| *f == rel && *func == function);
+        match exception {
+            Some((_, _, ceiling, _)) => {
+                seen.insert((rel.to_string(), function.to_string()));
+                if lines > *ceiling {
+                    over.push(format!(
+                        "{name}: {lines} lines, past its ceiling of {ceiling}"
+                    ));
+                } else if lines <= budget {
+                    over.push(format!(
+                        "{name}: {lines} lines, within the budget of {budget}: remove its exception"
+                    ));
+                }
+            }
+            None if lines > budget => {
+                over.push(format!(
+                    "{name}: {lines} lines, past the budget of {budget}"
+                ));
+            }
+            None => {}
+        }
+    };
+    for package in packages() {
+        let manifest = std::path::PathBuf::from(package["manifest_path"].as_str().unwrap());
+        let mut stack = vec![manifest.parent().unwrap().join("src")];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    // Test-only trees: the seeded simulation, test modules.
+                    if !path.ends_with("sim") && !path.ends_with("tests") {
+                        stack.push(path);
+                    }
+                    continue;
+                }
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                if !name.ends_with(".rs") || name == "tests.rs" || name.ends_with("_tests.rs") {
+                    continue;
+                }
+                let rel = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                let text = std::fs::read_to_string(&path).unwrap();
+                let lines: Vec<&str> = text.lines().collect();
+                let end = code_end(&lines);
+                check(&rel, "", end, &mut over);
+                for (function, length) in functions(&lines[..end]) {
+                    check(&rel, &function, length, &mut over);
+                }
+            }
+        }
+    }
+    for (file, function, _, _) in LENGTH_EXCEPTIONS {
+        assert!(
+            seen.contains(&(file.to_string(), function.to_string())),
+            "LENGTH_EXCEPTIONS names {file} {function}, which no longer exists: remove it"
+        );
+    }
+    assert!(
+        over.is_empty(),
+        "over the length budgets (split by concern, or list with why in LENGTH_EXCEPTIONS): \
+         {over:#?}"
+    );
+}
+
+/// Where a file's code ends: at its test module (`#[cfg(test)]` then `mod`).
+fn code_end(lines: &[&str]) -> usize {
+    (0..lines.len())
+        .find(|&i| {
+            lines[i].starts_with("#[cfg(test)]")
+                && lines.get(i + 1).is_some_and(|l| l.starts_with("mod "))
+        })
+        .unwrap_or(lines.len())
+}
+
+/// Each function with a body in `lines` and its length in lines, from its
+/// `fn` line to the closing brace at the indentation it starts with (what
+/// rustfmt writes).
+fn functions(lines: &[&str]) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let code = line.trim_start();
+        let indent = &line[..line.len() - code.len()];
+        let mut words = code.split_whitespace().peekable();
+        // Qualifiers before `fn`: visibility, const, async, unsafe, extern "C".
+        while let Some(w) = words.peek() {
+            if w.starts_with("pub") || ["const", "async", "unsafe", "extern", "\"C\""].contains(w) {
+                words.next();
+            } else {
+                break;
+            }
+        }
+        // A one-line function (`fn f() -> u8 { 1 }`) is short by definition.
+        if words.next() != Some("fn") || code.trim_end().ends_with('}') {
+            continue;
+        }
+        let Some(name) = words.next().map(|w| {
+            w.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or("")
+                .to_string()
+        }) else {
+            continue;
+        };
+        // The signature ends at the first line ending in `{` (a body) or `;`
+        // (a declaration, skipped).
+        let Some(open) = (i..lines.len()).find(|&j| {
+            let t = lines[j].trim_end();
+            t.ends_with('{') || t.ends_with(';')
+        }) else {
+            continue;
+        };
+        if !lines[open].trim_end().ends_with('{') {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        if let Some(end) = (open + 1..lines.len()).find(|&j| lines[j] == close) {
+            found.push((name, end - i + 1));
+        }
+    }
+    found
+}
+
+/// Unbounded channels: a queue that a peer, a client or a slow reader can
+/// grow without limit is how a node runs out of memory. Every channel of a
+/// crate's `src/` is bounded except these, each with why it cannot grow
+/// with what others send: `(file, why)`.
+const UNBOUNDED_CHANNELS: &[(&str, &str)] = &[(
+    "client/src/group.rs",
+    "a group member's assignment events for its own application: a few per heartbeat of \
+     this member (seconds apart), never records, and the application's loop drains them",
+)];
+
+#[test]
+fn channels_are_bounded() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    let mut found = Vec::new();
+    let mut listed_and_seen = std::collections::BTreeSet::new();
+    for package in packages() {
+        let manifest = std::path::PathBuf::from(package["manifest_path"].as_str().unwrap());
+        let mut stack = vec![manifest.parent().unwrap().join("src")];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let rel = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                let text = std::fs::read_to_string(&path).unwrap();
+                let lines: Vec<&str> = text.lines().collect();
+                for (n, line) in lines[..code_end(&lines)].iter().enumerate() {
+                    let unbounded = ["unbounded_channel", "mpsc::unbounded", "UnboundedSender"]
+                        .iter()
+                        .any(|word| line.contains(word));
+                    if !unbounded || line.trim_start().starts_with("//") {
+                        continue;
+                    }
+                    if UNBOUNDED_CHANNELS.iter().any(|(f, _)| *f == rel) {
+                        listed_and_seen.insert(rel.clone());
+                    } else {
+                        found.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    for (file, _) in UNBOUNDED_CHANNELS {
+        assert!(
+            listed_and_seen.contains(*file),
+            "UNBOUNDED_CHANNELS lists {file}, which has none any more: remove it"
+        );
+    }
+    assert!(
+        found.is_empty(),
+        "unbounded channels (bound them and say what happens when full, or list them with why \
+         in UNBOUNDED_CHANNELS): {found:#?}"
+    );
+}

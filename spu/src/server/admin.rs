@@ -1,0 +1,271 @@
+//! Clients' requests about the cluster's configuration: topics, their
+//! partitions and settings, SmartModules, ACLs, nodes leaving and
+//! partitions moving. Changes go through the controller (a node that does
+//! not lead it passes them on: `super::propose_anywhere`); a change that
+//! creates partitions answers once they are writable here.
+
+use sluice_proto::{PartitionStatus, ReplicaStatus, Response, WireError};
+
+use crate::node::Shared;
+use crate::timeouts::{RECONCILE_WAIT, SEED_TOPICS_RETRY_INTERVAL, SEED_TOPICS_WAIT};
+
+/// Creates a topic (with its replicas placed by the caller, and settings,
+/// when given), answering once its partitions are writable.
+pub(super) async fn create_topic(
+    node: &Shared,
+    spec: sluice_proto::TopicSpec,
+    assignments: Option<Vec<sluice_proto::PartitionAssignment>>,
+    settings: Option<sluice_proto::TopicSettings>,
+) -> Result<Response, WireError> {
+    let controller = &node.controller;
+    let info = match (assignments, settings) {
+        (None, None) => controller.create_topic(spec).await?,
+        (Some(assignments), None) => controller.create_topic_assigned(spec, assignments).await?,
+        (assignments, Some(settings)) => {
+            controller
+                .create_topic_with(spec, assignments, settings)
+                .await?
+        }
+    };
+    Ok(Response::TopicCreated(writable(node, info).await))
+}
+
+pub(super) fn topic_settings(node: &Shared, name: &str) -> Result<Response, WireError> {
+    node.controller.view().with(|md| {
+        md.topic(name)?;
+        Ok(Response::TopicSettings(md.topic_settings_of(name)))
+    })
+}
+
+/// Adds `count` partitions to `topic`, answering once the new ones are
+/// writable.
+pub(super) async fn add_partitions(
+    node: &Shared,
+    topic: &str,
+    count: u32,
+) -> Result<Response, WireError> {
+    let info = node.controller.add_partitions(topic, count).await?;
+    wait_reconciled(node).await;
+    for a in info
+        .assignments
+        .iter()
+        .skip((info.spec.partitions - count) as usize)
+    {
+        if let Ok(p) = node.replicas.get(&node.metadata(), topic, a.partition) {
+            p.group.wait_for_leader(RECONCILE_WAIT).await;
+        }
+    }
+    Ok(Response::Topic(info))
+}
+
+pub(super) async fn delete_topic(node: &Shared, name: &str) -> Result<Response, WireError> {
+    node.controller.delete_topic(name).await?;
+    wait_reconciled(node).await;
+    Ok(Response::TopicDeleted)
+}
+
+pub(super) fn list_topics(node: &Shared) -> Response {
+    Response::Topics(
+        node.metadata()
+            .topics
+            .values()
+            .map(|t| t.info.clone())
+            .collect(),
+    )
+}
+
+pub(super) fn describe_topic(node: &Shared, name: &str) -> Result<Response, WireError> {
+    Ok(Response::Topic(node.metadata().topic(name)?.info.clone()))
+}
+
+pub(super) async fn create_smartmodule(
+    node: &Shared,
+    name: String,
+    wasm: Vec<u8>,
+) -> Result<Response, WireError> {
+    let info = crate::transforms::register(node, name, wasm).await?;
+    Ok(Response::SmartModuleCreated(info))
+}
+
+pub(super) fn list_smartmodules(node: &Shared) -> Response {
+    Response::SmartModules(
+        node.metadata()
+            .smartmodules
+            .values()
+            .map(|m| m.info.clone())
+            .collect(),
+    )
+}
+
+pub(super) fn describe_smartmodule(node: &Shared, name: &str) -> Result<Response, WireError> {
+    Ok(Response::SmartModule(
+        node.metadata().smartmodule(name)?.info.clone(),
+    ))
+}
+
+pub(super) async fn delete_smartmodule(node: &Shared, name: &str) -> Result<Response, WireError> {
+    node.controller.delete_smartmodule(name).await?;
+    Ok(Response::SmartModuleDeleted)
+}
+
+pub(super) fn download_smartmodule(node: &Shared, name: &str) -> Result<Response, WireError> {
+    let md = node.metadata();
+    let record = md.smartmodule(name)?;
+    Ok(Response::SmartModuleWasm {
+        info: record.info.clone(),
+        wasm: record.wasm.clone(),
+    })
+}
+
+pub(super) async fn unregister_node(node: &Shared, id: u64) -> Result<Response, WireError> {
+    node.controller.unregister_node(id).await?;
+    Ok(Response::NodeUnregistered)
+}
+
+/// Starts moving a partition to `replicas`, answering once this node's
+/// replicas follow the new assignment.
+pub(super) async fn reassign_partition(
+    node: &Shared,
+    topic: &str,
+    partition: u32,
+    replicas: Vec<u64>,
+) -> Result<Response, WireError> {
+    let assignment = node
+        .controller
+        .reassign_partition(topic, partition, replicas)
+        .await?;
+    wait_reconciled(node).await;
+    Ok(Response::PartitionReassigned(assignment))
+}
+
+pub(super) async fn add_acl(
+    node: &Shared,
+    entry: sluice_proto::AclEntry,
+) -> Result<Response, WireError> {
+    node.controller.add_acl(entry).await?;
+    Ok(Response::AclAdded)
+}
+
+pub(super) async fn remove_acl(
+    node: &Shared,
+    entry: sluice_proto::AclEntry,
+) -> Result<Response, WireError> {
+    node.controller.remove_acl(entry).await?;
+    Ok(Response::AclRemoved)
+}
+
+pub(super) fn list_acls(node: &Shared) -> Response {
+    Response::Acls(
+        node.controller
+            .view()
+            .with(|md| md.acls.iter().cloned().collect()),
+    )
+}
+
+/// `info`, a topic just created, once its partitions are writable, so a
+/// produce right after `topic create` succeeds.
+async fn writable(node: &Shared, info: sluice_proto::TopicInfo) -> sluice_proto::TopicInfo {
+    wait_reconciled(node).await;
+    for a in &info.assignments {
+        if let Ok(p) = node
+            .replicas
+            .get(&node.metadata(), &info.spec.name, a.partition)
+        {
+            p.group.wait_for_leader(RECONCILE_WAIT).await;
+        }
+    }
+    info
+}
+
+async fn wait_reconciled(node: &Shared) {
+    let version = *node.controller.view().subscribe().borrow();
+    if !node.replicas.wait_reconciled(version, RECONCILE_WAIT).await {
+        tracing::warn!(version, "replicas did not follow the metadata in time");
+    }
+}
+
+pub(super) fn list_partitions(node: &Shared, topic: Option<&str>) -> Result<Response, WireError> {
+    let md = node.metadata();
+    if let Some(t) = topic {
+        md.topic(t)?;
+    }
+    let mut out = Vec::new();
+    for record in md
+        .topics
+        .values()
+        .filter(|r| topic.is_none_or(|t| r.info.spec.name == t))
+    {
+        for a in &record.info.assignments {
+            let name = &record.info.spec.name;
+            let local = node.replicas.get(&md, name, a.partition).ok();
+            let (leader, start, end, size) = match &local {
+                Some(p) => {
+                    let (start, end, size) = p.offsets();
+                    (p.group.status().leader, start, end, size)
+                }
+                None => (None, 0, 0, 0),
+            };
+            let lags = local
+                .and_then(|p| p.group.replication_lag())
+                .unwrap_or_default();
+            out.push(PartitionStatus {
+                topic: name.clone(),
+                partition: a.partition,
+                leader,
+                replicas: a
+                    .replicas
+                    .iter()
+                    .map(|&n| ReplicaStatus {
+                        node: n,
+                        lag_entries: lags.get(&n).copied().flatten(),
+                    })
+                    .collect(),
+                start_offset: start,
+                committed_offset: end,
+                end_offset: end,
+                size_bytes: size,
+                leaving: record.moving.get(&a.partition).cloned().unwrap_or_default(),
+            });
+        }
+    }
+    Ok(Response::Partitions(out))
+}
+
+/// Creates the topics of `node.config.seed_topics` that the metadata lacks,
+/// once this node leads the controller (every node of a read-only cluster
+/// runs this; the leader's creates are the ones that land, the others
+/// find them there). Gives up after [`SEED_TOPICS_WAIT`].
+pub(crate) async fn seed_topics(node: std::sync::Arc<Shared>) {
+    let deadline = tokio::time::Instant::now() + SEED_TOPICS_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        // Read under the view's lock: no copy of the whole metadata.
+        let missing: Vec<sluice_proto::TopicSpec> = node.controller.view().with(|md| {
+            node.config
+                .seed_topics
+                .iter()
+                .filter(|s| md.topic(&s.name).is_err())
+                .cloned()
+                .collect()
+        });
+        if missing.is_empty() {
+            return;
+        }
+        if node.controller.is_leader() {
+            for spec in missing {
+                let name = spec.name.clone();
+                match node.controller.create_topic(spec).await {
+                    Ok(_) => tracing::info!(topic = %name, "created a topic of the read-only file"),
+                    Err(WireError::TopicExists { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %name, error = %e, "cannot create a topic of the read-only file yet")
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(SEED_TOPICS_RETRY_INTERVAL).await;
+    }
+    tracing::error!(
+        "the topics of the read-only file are still not all created after {SEED_TOPICS_WAIT:?}; \
+         check that a majority of the controller's voters runs"
+    );
+}

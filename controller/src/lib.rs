@@ -25,14 +25,6 @@ use sluice_raft::{
     CONTROLLER_GROUP, Group, GroupConfig, LogDb, RaftError, RaftTransport, WriteError,
 };
 
-tokio::task_local! {
-    /// The id of the `Request::Once` being served, if any: every change the
-    /// handler proposes is tagged with it, so a retried or late-forwarded
-    /// copy of the request is not applied twice. Set by the node's request
-    /// handler around the whole request (see [`Controller::with_request_id`]).
-    static REQUEST_ID: Option<sluice_proto::RequestId>;
-}
-
 pub use timeouts::COMMIT_WAIT_MAX;
 use timeouts::LIVENESS_WINDOW;
 
@@ -43,6 +35,11 @@ pub struct Controller {
     view: MetadataView,
     /// This node.
     node: NodeId,
+    /// The id of the `Request::Once` this handle serves, if any (see
+    /// [`Controller::once`]): every change proposed through it is tagged
+    /// with it, so a retried or late-forwarded copy of the request is not
+    /// applied twice.
+    request_id: Option<sluice_proto::RequestId>,
 }
 
 impl Controller {
@@ -60,7 +57,12 @@ impl Controller {
             ..Default::default()
         };
         let group = Group::start(db, node, CONTROLLER_GROUP, sm, &config, transport).await?;
-        Ok(Self { group, view, node })
+        Ok(Self {
+            group,
+            view,
+            node,
+            request_id: None,
+        })
     }
 
     /// Lets the controller's group sleep while no metadata changes (see
@@ -71,12 +73,15 @@ impl Controller {
         self.group.quiesce_with(quiescence).await;
     }
 
-    /// Runs `f` (a request handler) so that what it proposes carries `id`.
-    pub async fn with_request_id<F: std::future::Future>(
-        id: sluice_proto::RequestId,
-        f: F,
-    ) -> F::Output {
-        REQUEST_ID.scope(Some(id), f).await
+    /// This controller, for serving the `Request::Once` of `id`: what is
+    /// proposed through the handle returned is applied at most once per
+    /// id. The node's request handler passes it to whatever serves the
+    /// request's change.
+    pub fn once(&self, id: sluice_proto::RequestId) -> Controller {
+        Controller {
+            request_id: Some(id),
+            ..self.clone()
+        }
     }
 
     /// Gives a new controller group its first voters; no effect if the group
@@ -374,10 +379,7 @@ impl Controller {
         // (a `consumer delete` first drops dead owners, then deletes: with
         // one id, the delete would be answered as the owners' change and
         // never applied). The generation check makes it safe to repeat.
-        REQUEST_ID
-            .scope(None, self.propose(command))
-            .await
-            .map(|_| ())
+        self.propose_as(None, command).await.map(|_| ())
     }
 
     /// Whether this node still leads the controller, confirmed by a
@@ -437,9 +439,18 @@ impl Controller {
         .map(|_| ())
     }
 
+    /// Proposes `command`, tagged with this handle's request id, if any.
     async fn propose(&self, command: Command) -> Result<CommandResult, WireError> {
+        self.propose_as(self.request_id, command).await
+    }
+
+    async fn propose_as(
+        &self,
+        request_id: Option<sluice_proto::RequestId>,
+        command: Command,
+    ) -> Result<CommandResult, WireError> {
         // A change that came in a `Request::Once` is applied at most once.
-        let command = match REQUEST_ID.try_with(|id| *id).ok().flatten() {
+        let command = match request_id {
             Some(id) => Command::Once {
                 id,
                 command: Box::new(command),

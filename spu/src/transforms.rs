@@ -41,9 +41,11 @@ pub(crate) fn resolve(
 }
 
 /// Validates a module (within the pre-compile budget, valid wasm, exactly one
-/// transform export, supported ABI) and registers it through the controller.
+/// transform export, supported ABI) and registers it through `controller`
+/// (the node's, or one serving a `Request::Once`).
 pub(crate) async fn register(
     node: &Shared,
+    controller: &sluice_controller::Controller,
     name: String,
     wasm: Vec<u8>,
 ) -> Result<SmartModuleInfo, WireError> {
@@ -66,7 +68,7 @@ pub(crate) async fn register(
         hash: module.hash_hex(),
         created_ms: sluice_proto::now_ms(),
     };
-    node.controller
+    controller
         .create_smartmodule(SmartModuleRecord {
             info: info.clone(),
             wasm,

@@ -230,7 +230,7 @@ fn frame_headers_alone_do_not_reserve_memory() {
 }
 
 /// A QUIC connection to node 1 of `env`, for sending frames by hand.
-async fn raw_connection(env: &Env) -> sluice_transport::Connection {
+pub(crate) async fn raw_connection(env: &Env) -> sluice_transport::Connection {
     let ca = std::fs::read_to_string(env.home.path().join("local/ca/ca.pem")).unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.port).parse().unwrap();
     let identity = env.admin_identity();
@@ -241,7 +241,10 @@ async fn raw_connection(env: &Env) -> sluice_transport::Connection {
 }
 
 /// Sends one frame on a stream of its own and decodes the answer.
-async fn ask_raw(conn: sluice_transport::Connection, frame: Vec<u8>) -> sluice_proto::Response {
+pub(crate) async fn ask_raw(
+    conn: sluice_transport::Connection,
+    frame: Vec<u8>,
+) -> sluice_proto::Response {
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     sluice_transport::write_frame(&mut send, &frame)
         .await

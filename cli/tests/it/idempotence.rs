@@ -1,5 +1,6 @@
 //! The idempotent producer end to end: a batch whose acknowledgement is lost
-//! after it was committed is resent by the client and stored once.
+//! after it was committed is resent by the client and stored once. And a
+//! metadata change resent under its request id is applied once.
 
 use crate::harness::{Env, lines};
 
@@ -40,4 +41,44 @@ fn a_batch_resent_after_its_ack_was_lost_is_stored_once() {
         ]);
         assert_eq!(got, input, "replica {replica}");
     }
+}
+
+/// A metadata change resent under the request id it was first sent with (its
+/// answer lost) is answered as the first was and not applied again: the
+/// node serves it through a controller handle tagged with that id.
+#[test]
+fn a_metadata_change_resent_under_its_id_is_applied_once() {
+    use sluice_proto::{MetadataChange, Request, Response, TopicSpec, WireError, codec};
+
+    use crate::bad_input::{ask_raw, raw_connection};
+    let env = Env::started();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = raw_connection(&env).await;
+        let create = |id| {
+            codec::encode(&Request::Once {
+                id,
+                change: MetadataChange::CreateTopic(TopicSpec::new("once-only")),
+            })
+            .unwrap()
+        };
+        let first = ask_raw(conn.clone(), create([7, 7])).await;
+        assert!(matches!(first, Response::TopicCreated(_)), "{first:?}");
+        let resent = ask_raw(conn.clone(), create([7, 7])).await;
+        assert!(
+            matches!(resent, Response::TopicCreated(_)),
+            "a resend under the same id must get the first answer: {resent:?}"
+        );
+        // Under a new id it is a new change, refused.
+        let again = ask_raw(conn.clone(), create([7, 8])).await;
+        assert!(
+            matches!(again, Response::Error(WireError::TopicExists { .. })),
+            "{again:?}"
+        );
+    });
+    env.ok_with_input(&["produce", "once-only"], b"x\n");
+    assert_eq!(env.ok(&["consume", "once-only", "-B", "-d"]), "x\n");
 }

@@ -6,6 +6,8 @@
 
 use sluice_proto::{PartitionStatus, ReplicaStatus, Response, WireError};
 
+use sluice_controller::Controller;
+
 use crate::node::Shared;
 use crate::timeouts::{RECONCILE_WAIT, SEED_TOPICS_RETRY_INTERVAL, SEED_TOPICS_WAIT};
 
@@ -13,11 +15,11 @@ use crate::timeouts::{RECONCILE_WAIT, SEED_TOPICS_RETRY_INTERVAL, SEED_TOPICS_WA
 /// when given), answering once its partitions are writable.
 pub(super) async fn create_topic(
     node: &Shared,
+    controller: &Controller,
     spec: sluice_proto::TopicSpec,
     assignments: Option<Vec<sluice_proto::PartitionAssignment>>,
     settings: Option<sluice_proto::TopicSettings>,
 ) -> Result<Response, WireError> {
-    let controller = &node.controller;
     let info = match (assignments, settings) {
         (None, None) => controller.create_topic(spec).await?,
         (Some(assignments), None) => controller.create_topic_assigned(spec, assignments).await?,
@@ -41,10 +43,11 @@ pub(super) fn topic_settings(node: &Shared, name: &str) -> Result<Response, Wire
 /// writable.
 pub(super) async fn add_partitions(
     node: &Shared,
+    controller: &Controller,
     topic: &str,
     count: u32,
 ) -> Result<Response, WireError> {
-    let info = node.controller.add_partitions(topic, count).await?;
+    let info = controller.add_partitions(topic, count).await?;
     wait_reconciled(node).await;
     for a in info
         .assignments
@@ -58,8 +61,12 @@ pub(super) async fn add_partitions(
     Ok(Response::Topic(info))
 }
 
-pub(super) async fn delete_topic(node: &Shared, name: &str) -> Result<Response, WireError> {
-    node.controller.delete_topic(name).await?;
+pub(super) async fn delete_topic(
+    node: &Shared,
+    controller: &Controller,
+    name: &str,
+) -> Result<Response, WireError> {
+    controller.delete_topic(name).await?;
     wait_reconciled(node).await;
     Ok(Response::TopicDeleted)
 }
@@ -80,10 +87,11 @@ pub(super) fn describe_topic(node: &Shared, name: &str) -> Result<Response, Wire
 
 pub(super) async fn create_smartmodule(
     node: &Shared,
+    controller: &Controller,
     name: String,
     wasm: Vec<u8>,
 ) -> Result<Response, WireError> {
-    let info = crate::transforms::register(node, name, wasm).await?;
+    let info = crate::transforms::register(node, controller, name, wasm).await?;
     Ok(Response::SmartModuleCreated(info))
 }
 
@@ -103,8 +111,11 @@ pub(super) fn describe_smartmodule(node: &Shared, name: &str) -> Result<Response
     ))
 }
 
-pub(super) async fn delete_smartmodule(node: &Shared, name: &str) -> Result<Response, WireError> {
-    node.controller.delete_smartmodule(name).await?;
+pub(super) async fn delete_smartmodule(
+    controller: &Controller,
+    name: &str,
+) -> Result<Response, WireError> {
+    controller.delete_smartmodule(name).await?;
     Ok(Response::SmartModuleDeleted)
 }
 
@@ -117,8 +128,11 @@ pub(super) fn download_smartmodule(node: &Shared, name: &str) -> Result<Response
     })
 }
 
-pub(super) async fn unregister_node(node: &Shared, id: u64) -> Result<Response, WireError> {
-    node.controller.unregister_node(id).await?;
+pub(super) async fn unregister_node(
+    controller: &Controller,
+    id: u64,
+) -> Result<Response, WireError> {
+    controller.unregister_node(id).await?;
     Ok(Response::NodeUnregistered)
 }
 
@@ -126,12 +140,12 @@ pub(super) async fn unregister_node(node: &Shared, id: u64) -> Result<Response, 
 /// replicas follow the new assignment.
 pub(super) async fn reassign_partition(
     node: &Shared,
+    controller: &Controller,
     topic: &str,
     partition: u32,
     replicas: Vec<u64>,
 ) -> Result<Response, WireError> {
-    let assignment = node
-        .controller
+    let assignment = controller
         .reassign_partition(topic, partition, replicas)
         .await?;
     wait_reconciled(node).await;
@@ -139,18 +153,18 @@ pub(super) async fn reassign_partition(
 }
 
 pub(super) async fn add_acl(
-    node: &Shared,
+    controller: &Controller,
     entry: sluice_proto::AclEntry,
 ) -> Result<Response, WireError> {
-    node.controller.add_acl(entry).await?;
+    controller.add_acl(entry).await?;
     Ok(Response::AclAdded)
 }
 
 pub(super) async fn remove_acl(
-    node: &Shared,
+    controller: &Controller,
     entry: sluice_proto::AclEntry,
 ) -> Result<Response, WireError> {
-    node.controller.remove_acl(entry).await?;
+    controller.remove_acl(entry).await?;
     Ok(Response::AclRemoved)
 }
 

@@ -4,6 +4,8 @@
 
 use sluice_proto::{Response, WireError};
 
+use sluice_controller::Controller;
+
 use crate::node::Shared;
 
 /// Commits a consumer's offset, with its member's group generation when it
@@ -31,6 +33,7 @@ pub(super) async fn list(
 /// its group has members.
 pub(super) async fn delete(
     node: &Shared,
+    controller: &Controller,
     consumer: String,
     topic: Option<String>,
 ) -> Result<Response, WireError> {
@@ -39,8 +42,7 @@ pub(super) async fn delete(
     // (this node not leading it, the request goes to its leader,
     // which then does the rest), and drops the group's record and
     // any offsets an earlier release kept there.
-    let in_controller = match node
-        .controller
+    let in_controller = match controller
         .delete_consumer(&consumer, topic.as_deref())
         .await
     {

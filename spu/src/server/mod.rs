@@ -32,6 +32,8 @@ use sluice_transport::{FrameError, read_frame_body, read_frame_len, write_frame}
 
 use crate::admission::{Admission, ConnectionSlot, Reservation};
 use crate::authz::{self, Access, Principal};
+use sluice_controller::Controller;
+
 use crate::node::Shared;
 use crate::timeouts::FORWARD_SLACK;
 
@@ -277,7 +279,13 @@ fn read_only_check(request: &Request) -> Result<(), WireError> {
 
 /// Serves a request answered by one response (a fetch and a Raft RPC have
 /// a stream of their own: [`serve_stream`]), one arm per kind, by audience.
-async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> {
+/// Metadata changes go through `controller`: the node's, or one serving a
+/// `Request::Once` (its changes applied at most once per request id).
+async fn handle(
+    node: &Shared,
+    controller: &Controller,
+    request: Request,
+) -> Result<Response, WireError> {
     match request {
         // Clients: records in.
         Request::Produce(p) => produce::plain(node, p).await,
@@ -290,7 +298,7 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
         }
         Request::ListConsumers { consumer, topic } => consumers::list(node, consumer, topic).await,
         Request::DeleteConsumer { consumer, topic } => {
-            consumers::delete(node, consumer, topic).await
+            consumers::delete(node, controller, consumer, topic).await
         }
         Request::GroupHeartbeat(hb) => consumers::heartbeat(node, hb).await,
         Request::LeaveGroup {
@@ -300,42 +308,43 @@ async fn handle(node: &Shared, request: Request) -> Result<Response, WireError> 
         } => consumers::leave(node, &group, &topic, &member).await,
         // Clients: the cluster's configuration.
         Request::ClusterStatus => Ok(Response::ClusterStatus(node.cluster_status())),
-        Request::CreateTopic(spec) => admin::create_topic(node, spec, None, None).await,
+        Request::CreateTopic(spec) => admin::create_topic(node, controller, spec, None, None).await,
         Request::CreateTopicAssigned { spec, assignments } => {
-            admin::create_topic(node, spec, Some(assignments), None).await
+            admin::create_topic(node, controller, spec, Some(assignments), None).await
         }
         Request::CreateTopicWith {
             spec,
             assignments,
             settings,
-        } => admin::create_topic(node, spec, assignments, Some(settings)).await,
+        } => admin::create_topic(node, controller, spec, assignments, Some(settings)).await,
         Request::DescribeTopicSettings { name } => admin::topic_settings(node, &name),
-        Request::AddPartitions { topic, count } => admin::add_partitions(node, &topic, count).await,
-        Request::DeleteTopic { name } => admin::delete_topic(node, &name).await,
+        Request::AddPartitions { topic, count } => {
+            admin::add_partitions(node, controller, &topic, count).await
+        }
+        Request::DeleteTopic { name } => admin::delete_topic(node, controller, &name).await,
         Request::ListTopics => Ok(admin::list_topics(node)),
         Request::DescribeTopic { name } => admin::describe_topic(node, &name),
         Request::ListPartitions { topic } => admin::list_partitions(node, topic.as_deref()),
         Request::CreateSmartModule { name, wasm } => {
-            admin::create_smartmodule(node, name, wasm).await
+            admin::create_smartmodule(node, controller, name, wasm).await
         }
         Request::ListSmartModules => Ok(admin::list_smartmodules(node)),
         Request::DescribeSmartModule { name } => admin::describe_smartmodule(node, &name),
-        Request::DeleteSmartModule { name } => admin::delete_smartmodule(node, &name).await,
+        Request::DeleteSmartModule { name } => admin::delete_smartmodule(controller, &name).await,
         Request::DownloadSmartModule { name } => admin::download_smartmodule(node, &name),
-        Request::UnregisterNode { id } => admin::unregister_node(node, id).await,
+        Request::UnregisterNode { id } => admin::unregister_node(controller, id).await,
         Request::ReassignPartition {
             topic,
             partition,
             replicas,
-        } => admin::reassign_partition(node, &topic, partition, replicas).await,
-        Request::AddAcl(entry) => admin::add_acl(node, entry).await,
-        Request::RemoveAcl(entry) => admin::remove_acl(node, entry).await,
+        } => admin::reassign_partition(node, controller, &topic, partition, replicas).await,
+        Request::AddAcl(entry) => admin::add_acl(controller, entry).await,
+        Request::RemoveAcl(entry) => admin::remove_acl(controller, entry).await,
         Request::ListAcls => Ok(admin::list_acls(node)),
         // A metadata change sent with a request id, so that a retry is
         // answered as the first was.
         Request::Once { id, change } => {
-            let inner = Box::pin(handle(node, change.into_request()));
-            sluice_controller::Controller::with_request_id(id, inner).await
+            Box::pin(handle(node, &controller.once(id), change.into_request())).await
         }
         // Nodes only.
         Request::JoinCluster {
@@ -405,7 +414,7 @@ pub(crate) async fn propose_anywhere(
             | Request::CreateTopicWith { .. }
     );
     let copy = forwardable.then(|| request.clone());
-    match (handle(node, request).await, copy) {
+    match (handle(node, &node.controller, request).await, copy) {
         (
             Err(WireError::NotLeader {
                 leader: Some(leader),

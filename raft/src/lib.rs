@@ -26,7 +26,7 @@ pub use group::{Group, GroupConfig, GroupStatus};
 pub use log_store::{LogDb, LogDbOptions, SyncObserver};
 pub use network::{CallError, CallFuture, RaftTransport};
 pub use quiesce::{QuiesceConfig, Quiescence};
-pub use state_machine::ReplicatedState;
+pub use state_machine::{ReplicatedState, SyncJob};
 
 /// Identifier of a Raft group within a node's [`LogDb`]. The controller is
 /// group 0; partitions use `(topic_id << 32) | partition`.

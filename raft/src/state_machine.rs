@@ -36,11 +36,24 @@ pub trait ReplicatedState: Send + 'static {
     /// Makes everything applied so far durable. Called before the Raft log
     /// entries covering it are discarded.
     fn sync(&mut self) -> io::Result<()>;
+    /// [`Self::sync`] in two steps: what must become durable is captured
+    /// now, while applies wait, and the returned job makes it durable later,
+    /// while applies go on (it must not touch the state, only what it
+    /// captured). A state whose sync is slow (fsyncs of a partition's
+    /// segments) implements it, so that a snapshot point does not stall
+    /// every write for as long as the disk takes. The default syncs now.
+    fn begin_sync(&mut self) -> io::Result<SyncJob> {
+        self.sync()?;
+        Ok(Box::new(|| Ok(())))
+    }
     /// The state as bytes, for a replica that catches up from a snapshot.
     fn snapshot(&mut self) -> io::Result<Vec<u8>>;
     /// Replaces the state with a snapshot made by [`Self::snapshot`].
     fn install_snapshot(&mut self, data: &[u8]) -> io::Result<()>;
 }
+
+/// The second step of [`ReplicatedState::begin_sync`].
+pub type SyncJob = Box<dyn FnOnce() -> io::Result<()> + Send>;
 
 type Applied = (Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>);
 
@@ -52,6 +65,11 @@ struct Inner<S> {
 
 pub(crate) struct Adapter<S> {
     inner: Arc<Mutex<Inner<S>>>,
+    /// Held from a snapshot point's capture until its applied point is
+    /// saved, and while a snapshot is installed: an installed state's
+    /// applied point must never be overwritten by an older point whose
+    /// fsyncs were still running.
+    syncing: Arc<Mutex<()>>,
     db: Arc<LogDb>,
     group: GroupId,
 }
@@ -67,45 +85,54 @@ impl<S: ReplicatedState> Adapter<S> {
                 last_applied,
                 membership,
             })),
+            syncing: Arc::default(),
             db,
             group,
         })
     }
 
     /// The state, for applying entries. The lock is held for long only while
-    /// a snapshot point is synced (fsyncs: up to hundreds of ms on a busy
-    /// disk); a tokio worker that waited for it then would stall every other
-    /// task on it (heartbeats of every group, QUIC), so a contended lock is
-    /// waited for with the worker handed over to the runtime.
+    /// a snapshot is installed or a state without [`ReplicatedState::begin_sync`]
+    /// syncs (fsyncs: up to hundreds of ms on a busy disk); a tokio worker
+    /// that waited for it then would stall every other task on it
+    /// (heartbeats of every group, QUIC), so a contended lock is waited for
+    /// with the worker handed over to the runtime.
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<S>> {
-        match self.inner.try_lock() {
-            Ok(guard) => guard,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                let wait = || self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
-                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-                });
-                if multi_thread {
-                    tokio::task::block_in_place(wait)
-                } else {
-                    wait()
-                }
-            }
-        }
+        lock_handing_over(&self.inner)
     }
 
     fn builder(&self) -> Builder<S> {
         Builder {
             inner: self.inner.clone(),
+            syncing: self.syncing.clone(),
             db: self.db.clone(),
             group: self.group,
         }
     }
 }
 
+/// Locks `mutex`, waiting with the tokio worker handed over to the runtime
+/// when it is contended (see [`Adapter::lock`]).
+fn lock_handing_over<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.try_lock() {
+        Ok(guard) => guard,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            let wait = || mutex.lock().unwrap_or_else(|p| p.into_inner());
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if multi_thread {
+                tokio::task::block_in_place(wait)
+            } else {
+                wait()
+            }
+        }
+    }
+}
+
 pub(crate) struct Builder<S> {
     inner: Arc<Mutex<Inner<S>>>,
+    syncing: Arc<Mutex<()>>,
     db: Arc<LogDb>,
     group: GroupId,
 }
@@ -114,13 +141,21 @@ impl<S: ReplicatedState> RaftSnapshotBuilder<TypeConfig> for Builder<S> {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Vec<u8>>, io::Error> {
-        // Syncing fsyncs: on the blocking pool, not on a tokio worker.
-        let (inner, db, group) = (self.inner.clone(), self.db.clone(), self.group);
+        // Syncing fsyncs: on the blocking pool, not on a tokio worker. The
+        // state is locked only to capture the point (applies wait that
+        // long); its fsyncs run after, while entries are applied.
+        let (inner, syncing) = (self.inner.clone(), self.syncing.clone());
+        let (db, group) = (self.db.clone(), self.group);
         let synced = tokio::task::spawn_blocking(move || {
-            let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
-            inner.state.sync()?;
-            let data = inner.state.snapshot()?;
-            let applied: Applied = (inner.last_applied, inner.membership.clone());
+            let _syncing = syncing.lock().unwrap_or_else(|p| p.into_inner());
+            let (job, data, applied) = {
+                let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+                let job = inner.state.begin_sync()?;
+                let data = inner.state.snapshot()?;
+                let applied: Applied = (inner.last_applied, inner.membership.clone());
+                (job, data, applied)
+            };
+            job()?;
             db.put_meta(group, META_APPLIED, &applied, true)?;
             Ok::<_, io::Error>((
                 SnapshotMeta {
@@ -186,6 +221,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for Adapter<S> {
         meta: &SnapshotMetaOf<TypeConfig>,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
+        let _syncing = lock_handing_over(&self.syncing);
         let mut inner = self.lock();
         inner.state.install_snapshot(&snapshot)?;
         inner.state.sync()?;

@@ -435,3 +435,112 @@ fn a_payload_claiming_petabytes_is_refused_not_allocated() {
     let encoded = sluice_proto::encoding::to_vec(&big).unwrap();
     assert!(crate::log_store::decode::<crate::Bytes>(&encoded).is_err());
 }
+
+/// [`Sum`] whose snapshot points' fsyncs (the [`ReplicatedState::begin_sync`]
+/// job) wait until the test opens `gate`, counting the jobs started.
+#[derive(Clone, Default)]
+struct SlowSync {
+    sum: Sum,
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    jobs: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ReplicatedState for SlowSync {
+    fn apply(&mut self, index: u64, command: &[u8]) -> io::Result<Vec<u8>> {
+        self.sum.apply(index, command)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        unreachable!("the adapter syncs snapshot points through begin_sync")
+    }
+    fn begin_sync(&mut self) -> io::Result<crate::SyncJob> {
+        self.jobs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let gate = self.gate.clone();
+        Ok(Box::new(move || {
+            let (open, changed) = &*gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = changed.wait(open).unwrap();
+            }
+            Ok(())
+        }))
+    }
+    fn snapshot(&mut self) -> io::Result<Vec<u8>> {
+        self.sum.snapshot()
+    }
+    fn install_snapshot(&mut self, data: &[u8]) -> io::Result<()> {
+        self.sum.install_snapshot(data)
+    }
+}
+
+/// A snapshot point's fsyncs run outside the state's lock: writes go on
+/// committing and applying while they take long (they stalled every write
+/// of the partition for their length, the p99 of acks at a steady rate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_on_while_a_snapshot_point_is_made_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GroupConfig {
+        snapshot_every_entries: 10,
+        entries_kept_after_snapshot: 5,
+        ..Default::default()
+    };
+    let db = LogDb::open(dir.path()).unwrap();
+    let state = SlowSync::default();
+    let group = Group::start(
+        db,
+        1,
+        7,
+        state.clone(),
+        &config,
+        Arc::new(InProcess::default()),
+    )
+    .await
+    .unwrap();
+    group
+        .initialize(&[(1, "127.0.0.1:1".to_string())])
+        .await
+        .unwrap();
+    assert_eq!(group.wait_for_leader(Duration::from_secs(5)).await, Some(1));
+    // Opens the gate however the test ends, so that a failure is reported
+    // instead of the runtime waiting for the held job forever.
+    struct OpenOnDrop(Arc<(Mutex<bool>, std::sync::Condvar)>);
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            *self.0.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            self.0.1.notify_all();
+        }
+    }
+    let open_gate = OpenOnDrop(state.gate.clone());
+    // Each write commits and applies within a second, also once the first
+    // snapshot point's job is running (held at the gate until the end).
+    let write = |i: u64| {
+        let group = &group;
+        async move {
+            let written = tokio::time::timeout(
+                Duration::from_secs(1),
+                group.write(i.to_be_bytes().to_vec()),
+            )
+            .await;
+            assert!(
+                written.is_ok(),
+                "write {i} waited for the snapshot point's fsyncs"
+            );
+        }
+    };
+    for i in 1..=15u64 {
+        write(i).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while state.jobs.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot point began"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 16..=40u64 {
+        write(i).await;
+    }
+    assert_eq!(state.sum.0.lock().unwrap().0, 40 * 41 / 2);
+    drop(open_gate);
+    group.shutdown().await;
+}

@@ -484,6 +484,25 @@ impl ReplicatedState for PartitionStateMachine {
         self.producers.save(log.dir())
     }
 
+    /// Captures the segment files to fsync and the producer table as they
+    /// are now; the job fsyncs them and then saves that table, while this
+    /// partition goes on taking writes and serving reads (a snapshot point
+    /// every 5,000 entries held both for the fsyncs' length: a quarter of a
+    /// second at 1,000 records/s, the p99 of every ack).
+    fn begin_sync(&mut self) -> io::Result<sluice_raft::SyncJob> {
+        let (point, dir) = {
+            let log = read_lock(&self.log);
+            let point = log.sync_point().map_err(io::Error::other)?;
+            (point, log.dir().to_path_buf())
+        };
+        let table = self.producers.encode();
+        Ok(Box::new(move || {
+            point.sync().map_err(io::Error::other)?;
+            // Saved after the segments it describes are durable.
+            crate::producers::ProducerTable::save_encoded(&dir, &table)
+        }))
+    }
+
     /// Where this replica's log stands and the producer table at that point;
     /// a replica that installs it copies the batches it lacks from this node.
     fn snapshot(&mut self) -> io::Result<Vec<u8>> {

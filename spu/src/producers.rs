@@ -469,10 +469,17 @@ impl ProducerTable {
 
     /// Writes the table so that a crash leaves the old or the new one.
     pub(crate) fn save(&self, dir: &Path) -> io::Result<()> {
+        Self::save_encoded(dir, &self.encode())
+    }
+
+    /// Saves a table encoded earlier ([`Self::encode`]) as [`Self::save`]
+    /// does: written aside, fsynced, renamed over the old one, the directory
+    /// fsynced.
+    pub(crate) fn save_encoded(dir: &Path, encoded: &[u8]) -> io::Result<()> {
         let path = Self::path(dir);
         let tmp = path.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&self.encode())?;
+        file.write_all(encoded)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(dir)?.sync_all()?;

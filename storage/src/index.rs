@@ -204,6 +204,16 @@ impl OffsetIndex {
         crate::durability::sync_file(&self.file, &self.path)
             .map_err(io_err("fsync index", &self.path))
     }
+
+    /// A second handle on the index file, to fsync it later (see
+    /// `crate::log::SyncPoint`).
+    pub(crate) fn handle(&self) -> Result<(File, PathBuf), StorageError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(io_err("open another handle on the index", &self.path))?;
+        Ok((file, self.path.clone()))
+    }
 }
 
 #[cfg(test)]

@@ -30,5 +30,5 @@ pub use batch::{RecordRef, StoredBatch};
 pub use error::{Defect, StorageError};
 pub use log::{
     DamagedBatch, DeletedSegment, LogConfig, PartitionLog, RecoveryReport, RetentionReason,
-    RetentionReport, SegmentInfo, TruncatedTail, VerifyReport,
+    RetentionReport, SegmentInfo, SyncPoint, TruncatedTail, VerifyReport,
 };

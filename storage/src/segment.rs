@@ -702,6 +702,18 @@ impl Segment {
         self.writer.index.sync()
     }
 
+    /// Second handles on the segment's file and its index's, which
+    /// [`Self::sync`] fsyncs: appends write through to the files (nothing is
+    /// buffered here), so fsyncing these later covers every byte appended
+    /// before this call.
+    pub(crate) fn handles(&self) -> Result<Vec<(File, PathBuf)>, StorageError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(io_err("open another handle on the segment", &self.path))?;
+        Ok(vec![(file, self.path.clone()), self.writer.index.handle()?])
+    }
+
     /// Visits, in order, every batch of this segment that holds an offset >=
     /// `from`, with its payload read; `visit` returns whether to stop. The
     /// offsets must be contiguous. Returns the offset after the last batch

@@ -67,6 +67,35 @@ pub(crate) fn sync_file(file: &File, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Asks the kernel to start writing `len` bytes of `file` from `offset` to
+/// disk, without waiting and without any promise of durability (nothing is
+/// reported to the observer): it spreads the writes that a later fsync
+/// would otherwise do all at once (see `crate::segment::WRITEBACK_BYTES`).
+/// A failure only loses that spreading, so it is logged, not returned.
+pub(crate) fn start_writeback(file: &File, path: &Path, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: a plain syscall on an open descriptor this `File` owns;
+        // it reads no memory of ours.
+        let rc = unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+        if rc != 0 {
+            tracing::debug!(
+                path = %path.display(),
+                error = %std::io::Error::last_os_error(),
+                "could not start writing a segment back"
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, path, offset, len);
+}
+
 /// `sync_all` on a directory (makes new and removed entries durable).
 pub(crate) fn sync_dir(dir: &File) -> std::io::Result<()> {
     if SKIP_FSYNC.load(Ordering::Relaxed) {

@@ -473,8 +473,6 @@ const LENGTH_EXCEPTIONS: &[(&str, &str, usize, &str)] = &[
 
 #[test]
 fn files_and_functions_keep_their_length_budgets() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let root = root.canonicalize().unwrap();
     let mut over = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let mut check = |rel: &str, function: &str, lines: usize, over: &mut Vec<String>| {
@@ -507,39 +505,12 @@ fn files_and_functions_keep_their_length_budgets() {
             None => {}
         }
     };
-    for package in packages() {
-        let manifest = std::path::PathBuf::from(package["manifest_path"].as_str().unwrap());
-        let mut stack = vec![manifest.parent().unwrap().join("src")];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    // Test-only trees: the seeded simulation, test modules.
-                    if !path.ends_with("sim") && !path.ends_with("tests") {
-                        stack.push(path);
-                    }
-                    continue;
-                }
-                let name = path.file_name().unwrap().to_string_lossy().to_string();
-                if !name.ends_with(".rs") || name == "tests.rs" || name.ends_with("_tests.rs") {
-                    continue;
-                }
-                let rel = path
-                    .strip_prefix(&root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .to_string();
-                let text = std::fs::read_to_string(&path).unwrap();
-                let lines: Vec<&str> = text.lines().collect();
-                let end = code_end(&lines);
-                check(&rel, "", end, &mut over);
-                for (function, length) in functions(&lines[..end]) {
-                    check(&rel, &function, length, &mut over);
-                }
-            }
+    for file in workspace_sources().iter().filter(|f| !f.test_only) {
+        let lines: Vec<&str> = file.text.lines().collect();
+        let end = code_end(&lines);
+        check(&file.rel, "", end, &mut over);
+        for (function, length) in functions(&lines[..end]) {
+            check(&file.rel, &function, length, &mut over);
         }
     }
     for (file, function, _, _) in LENGTH_EXCEPTIONS {
@@ -553,6 +524,56 @@ fn files_and_functions_keep_their_length_budgets() {
         "over the length budgets (split by concern, or list with why in LENGTH_EXCEPTIONS): \
          {over:#?}"
     );
+}
+
+/// A Rust file under a workspace crate's `src/`.
+struct SourceFile {
+    /// Its path from the workspace root.
+    rel: String,
+    text: String,
+    /// Test-only code: the seeded simulation, `tests` directories,
+    /// `tests.rs` and `*_tests.rs` files.
+    test_only: bool,
+}
+
+/// Every Rust file under the `src/` of every workspace crate.
+fn workspace_sources() -> Vec<SourceFile> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    let mut files = Vec::new();
+    for package in packages() {
+        let manifest = std::path::PathBuf::from(package["manifest_path"].as_str().unwrap());
+        let mut stack = vec![(manifest.parent().unwrap().join("src"), false)];
+        while let Some((dir, test_only)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    let tests = path.ends_with("sim") || path.ends_with("tests");
+                    stack.push((path, test_only || tests));
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                files.push(SourceFile {
+                    rel: path
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .to_string(),
+                    text: std::fs::read_to_string(&path).unwrap(),
+                    test_only: test_only || name == "tests.rs" || name.ends_with("_tests.rs"),
+                });
+            }
+        }
+    }
+    files
 }
 
 /// Where a file's code ends: at its test module (`#[cfg(test)]` then `mod`).
@@ -625,48 +646,21 @@ const UNBOUNDED_CHANNELS: &[(&str, &str)] = &[(
 
 #[test]
 fn channels_are_bounded() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap();
     let mut found = Vec::new();
     let mut listed_and_seen = std::collections::BTreeSet::new();
-    for package in packages() {
-        let manifest = std::path::PathBuf::from(package["manifest_path"].as_str().unwrap());
-        let mut stack = vec![manifest.parent().unwrap().join("src")];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
+    for file in workspace_sources() {
+        let lines: Vec<&str> = file.text.lines().collect();
+        for (n, line) in lines[..code_end(&lines)].iter().enumerate() {
+            let unbounded = ["unbounded_channel", "mpsc::unbounded", "UnboundedSender"]
+                .iter()
+                .any(|word| line.contains(word));
+            if !unbounded || line.trim_start().starts_with("//") {
                 continue;
-            };
-            for entry in entries {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                if path.extension().is_none_or(|e| e != "rs") {
-                    continue;
-                }
-                let rel = path
-                    .strip_prefix(&root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .to_string();
-                let text = std::fs::read_to_string(&path).unwrap();
-                let lines: Vec<&str> = text.lines().collect();
-                for (n, line) in lines[..code_end(&lines)].iter().enumerate() {
-                    let unbounded = ["unbounded_channel", "mpsc::unbounded", "UnboundedSender"]
-                        .iter()
-                        .any(|word| line.contains(word));
-                    if !unbounded || line.trim_start().starts_with("//") {
-                        continue;
-                    }
-                    if UNBOUNDED_CHANNELS.iter().any(|(f, _)| *f == rel) {
-                        listed_and_seen.insert(rel.clone());
-                    } else {
-                        found.push(format!("{rel}:{}: {}", n + 1, line.trim()));
-                    }
-                }
+            }
+            if UNBOUNDED_CHANNELS.iter().any(|(f, _)| *f == file.rel) {
+                listed_and_seen.insert(file.rel.clone());
+            } else {
+                found.push(format!("{}:{}: {}", file.rel, n + 1, line.trim()));
             }
         }
     }

@@ -17,6 +17,7 @@ use crate::node::Shared;
 use crate::transforms::Transforms;
 
 use super::{respond, respond_with};
+
 /// Shows the chain's `look_back` functions the partition's last records
 /// (`lookback`, counted back from `end`, never before `start`), chunk by
 /// chunk off the async workers, before the stream's first record. Refused

@@ -289,8 +289,12 @@ async fn handle(
     match request {
         // Clients: records in.
         Request::Produce(p) => produce::plain(node, p).await,
-        Request::ProduceCompressed(p) => produce::compressed(node, p).await,
-        Request::ProduceWithHeaders(p) => produce::with_headers(node, p).await,
+        Request::ProduceCompressed(p) => {
+            produce::expanded(node, p, crate::compressed::expand).await
+        }
+        Request::ProduceWithHeaders(p) => {
+            produce::expanded(node, p, crate::compressed::expand_with_headers).await
+        }
         // Clients: where consumers stand, and consumer groups.
         Request::CommitOffset(commit) => consumers::commit(node, commit, None).await,
         Request::CommitOffsetAt { commit, generation } => {

@@ -11,6 +11,7 @@ use sluice_proto::{Compression, ProduceRequest, ProduceResponse, Response, WireE
 
 use crate::node::Shared;
 use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
+
 /// A batch of records sent as they are.
 pub(super) async fn plain(node: &Shared, produce: ProduceRequest) -> Result<Response, WireError> {
     produce_batch(node, produce, Compression::None)
@@ -18,27 +19,16 @@ pub(super) async fn plain(node: &Shared, produce: ProduceRequest) -> Result<Resp
         .map(Response::Produced)
 }
 
-/// A batch whose records' encoding the producer compressed: expanded under
-/// the node's bound, then written as any batch.
-pub(super) async fn compressed(
+/// A batch whose records' encoding the producer compressed, or whose
+/// records carry headers: `expand`ed under the node's bound (see
+/// `crate::compressed`), then written as any batch sent with its codec.
+pub(super) async fn expanded(
     node: &Shared,
     produce: sluice_proto::CompressedProduce,
+    expand: fn(sluice_proto::CompressedProduce) -> Result<ProduceRequest, WireError>,
 ) -> Result<Response, WireError> {
     let codec = produce.compression;
-    let produce = crate::compressed::expand(produce)?;
-    produce_batch(node, produce, codec)
-        .await
-        .map(Response::Produced)
-}
-
-/// A batch whose records carry headers (compressed or not).
-pub(super) async fn with_headers(
-    node: &Shared,
-    produce: sluice_proto::CompressedProduce,
-) -> Result<Response, WireError> {
-    let codec = produce.compression;
-    let produce = crate::compressed::expand_with_headers(produce)?;
-    produce_batch(node, produce, codec)
+    produce_batch(node, expand(produce)?, codec)
         .await
         .map(Response::Produced)
 }

@@ -56,6 +56,12 @@ struct RunArgs {
     /// zstd): its replicas store compressed segment batches under the faults.
     #[arg(long, default_value = "any", value_parser = sluice_client::proto::TopicCompression::parse)]
     compression: sluice_client::proto::TopicCompression,
+    /// Partition groups make a synced snapshot point every EVERY entries and
+    /// keep KEPT entries behind it (`EVERY:KEPT`; the nodes' default is
+    /// 5,000:5,000, which a short run never reaches): faults then land across
+    /// snapshot points, log purges and snapshot installs.
+    #[arg(long, value_name = "EVERY:KEPT")]
+    log_entries: Option<String>,
 }
 
 impl RunArgs {
@@ -74,6 +80,7 @@ impl RunArgs {
             sluice_bin,
             min_ops: self.min_ops,
             compression: self.compression,
+            log_entries: self.log_entries.clone(),
         }
     }
 }

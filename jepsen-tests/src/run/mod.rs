@@ -65,7 +65,18 @@ pub struct RunConfig {
     /// The workload topic's compression type (its replicas store batches
     /// compressed with that codec, and the writers send them so).
     pub compression: TopicCompression,
+    /// `EVERY:KEPT`: the partition groups' snapshot interval and kept log, in
+    /// entries (the nodes get it as `SLUICE_PARTITION_LOG_ENTRIES`); `None`
+    /// leaves the nodes' default.
+    pub log_entries: Option<String>,
 }
+
+/// The node variable `--log-entries` sets (read by `spu/src/replicas.rs`).
+const LOG_ENTRIES_ENV: &str = "SLUICE_PARTITION_LOG_ENTRIES";
+
+/// What a node logs each time a group's snapshot point is durable
+/// (`raft/src/state_machine.rs`).
+const SNAPSHOT_POINT_LINE: &str = "synced snapshot point";
 
 impl RunConfig {
     /// The `jepsen-tests run` options that repeat this run (same seed, same
@@ -95,6 +106,9 @@ impl RunConfig {
         if self.compression != TopicCompression::Any {
             a.extend(["--compression".to_string(), self.compression.to_string()]);
         }
+        if let Some(e) = &self.log_entries {
+            a.extend(["--log-entries".to_string(), e.clone()]);
+        }
         a
     }
 
@@ -111,6 +125,9 @@ impl RunConfig {
                 workload::MAX_WRITERS
             );
         }
+        if let Some(e) = &self.log_entries {
+            parse_log_entries(e)?;
+        }
         let faults = schedule::parse_nemesis(&self.nemesis, self.nodes)?;
         let workloads = parse_workload(&self.workload)?;
         Ok((faults, workloads))
@@ -124,6 +141,20 @@ impl RunConfig {
             self.run_args().join(" "),
             self.out.display()
         )
+    }
+}
+
+/// `EVERY:KEPT` as two entry counts, EVERY at least 1 (a node would refuse
+/// or ignore anything else, and the run would test the default unawares).
+fn parse_log_entries(value: &str) -> anyhow::Result<(u64, u64)> {
+    let parsed = value
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)));
+    match parsed {
+        Some((every, kept)) if every >= 1 => Ok((every, kept)),
+        _ => bail!(
+            "--log-entries {value:?} is not EVERY:KEPT (two entry counts, EVERY at least 1, e.g. 200:50)"
+        ),
     }
 }
 
@@ -164,6 +195,12 @@ pub struct RunInfo {
     pub duration_s: u64,
     pub network_namespace: Option<String>,
     pub unsafe_no_fsync: bool,
+    /// `--log-entries`, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_entries: Option<String>,
+    /// Snapshot points the nodes made durable, counted in their logs (a
+    /// lower bound: a node's log is bounded and its oldest lines go).
+    pub snapshot_points: u64,
     pub schedule: Vec<String>,
     /// Problems the nemesis met (failed restarts, rules that did not apply).
     pub nemesis_problems: Vec<String>,
@@ -214,20 +251,35 @@ fn repairs_in_log(node: NodeId, log: &str) -> Vec<Repair> {
         .collect()
 }
 
+/// What is left of a node's log: it is bounded, older lines may have moved
+/// to node.log.1 and the oldest are gone.
+fn node_log(cluster: &Cluster, node: NodeId) -> String {
+    let dir = cluster.node_dir(node);
+    ["node.log.1", "node.log"]
+        .iter()
+        .filter_map(|name| std::fs::read_to_string(dir.join(name)).ok())
+        .collect()
+}
+
 /// The self-repairs every node of the run logged.
 fn repairs_of(cluster: &Cluster, nodes: &[NodeId]) -> Vec<Repair> {
     nodes
         .iter()
-        .flat_map(|&n| {
-            // The log is bounded: older lines may have moved to node.log.1.
-            let dir = cluster.node_dir(n);
-            let log: String = ["node.log.1", "node.log"]
-                .iter()
-                .filter_map(|name| std::fs::read_to_string(dir.join(name)).ok())
-                .collect();
-            repairs_in_log(n, &log)
-        })
+        .flat_map(|&n| repairs_in_log(n, &node_log(cluster, n)))
         .collect()
+}
+
+/// The snapshot points in the nodes' logs.
+fn snapshot_points_of(cluster: &Cluster, nodes: &[NodeId]) -> u64 {
+    nodes
+        .iter()
+        .map(|&n| {
+            node_log(cluster, n)
+                .lines()
+                .filter(|l| l.contains(SNAPSHOT_POINT_LINE))
+                .count() as u64
+        })
+        .sum()
 }
 
 #[derive(Serialize)]
@@ -422,6 +474,9 @@ async fn run_async(
     if cfg.unsafe_no_fsync {
         env.push(("SLUICE_DEBUG_UNSAFE_NO_FSYNC".into(), "1".into()));
     }
+    if let Some(e) = &cfg.log_entries {
+        env.push((LOG_ENTRIES_ENV.into(), e.clone()));
+    }
     if std::env::var_os("RUST_LOG").is_none() {
         env.push(("RUST_LOG".into(), "info".into()));
     }
@@ -596,6 +651,7 @@ async fn run_async(
     }
     cluster.kill_all_now();
     let repairs = repairs_of(&cluster, &nodes);
+    let snapshot_points = snapshot_points_of(&cluster, &nodes);
 
     let ops = rec.finish()?;
     let history = History::new(ops).context("the recorded history is malformed (a runner bug)")?;
@@ -616,6 +672,8 @@ async fn run_async(
         duration_s: cfg.duration.as_secs(),
         network_namespace: netns,
         unsafe_no_fsync: cfg.unsafe_no_fsync,
+        log_entries: cfg.log_entries.clone(),
+        snapshot_points,
         schedule: steps
             .iter()
             .map(|s| {
@@ -661,6 +719,13 @@ pub fn render_run(info: &RunInfo) -> String {
             ""
         }
     );
+    s.push_str(&format!(
+        "snapshot points made durable: {} (log entries {})\n",
+        info.snapshot_points,
+        info.log_entries
+            .as_deref()
+            .unwrap_or("at the nodes' default")
+    ));
     if !info.converged {
         s.push_str("replicas did not converge before the final reads\n");
     }
@@ -727,6 +792,7 @@ mod tests {
             sluice_bin: PathBuf::from("sluice"),
             min_ops: MIN_OPS_DEFAULT,
             compression: TopicCompression::Any,
+            log_entries: None,
         }
     }
 
@@ -744,11 +810,12 @@ mod tests {
             min_ops: 7,
             unsafe_no_fsync: true,
             compression: TopicCompression::Zstd,
+            log_entries: Some("200:50".into()),
             ..config()
         };
         assert!(
             c.replay().ends_with(
-                "--partitions 2 --min-ops 7 --unsafe-no-fsync --compression zstd --out /tmp/jt-replay"
+                "--partitions 2 --min-ops 7 --unsafe-no-fsync --compression zstd --log-entries 200:50 --out /tmp/jt-replay"
             ),
             "{}",
             c.replay()
@@ -786,6 +853,24 @@ mod tests {
                 ..config()
             })
             .contains("bank")
+        );
+        for bad in ["200", "0:50", "x:1", "200:-1"] {
+            assert!(
+                e(RunConfig {
+                    log_entries: Some(bad.into()),
+                    ..config()
+                })
+                .contains(&format!("--log-entries {bad:?} is not EVERY:KEPT")),
+                "{bad}"
+            );
+        }
+        assert!(
+            RunConfig {
+                log_entries: Some("200:50".into()),
+                ..config()
+            }
+            .validate()
+            .is_ok()
         );
     }
 }

@@ -77,9 +77,7 @@ impl LogSource for PeerLogSource {
                     )
                 })?
         };
-        let response = if tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-        {
+        let response = if on_multi_thread_runtime() {
             tokio::task::block_in_place(|| self.runtime.block_on(call))
         } else {
             self.runtime.block_on(call)
@@ -100,6 +98,22 @@ impl LogSource for PeerLogSource {
             ))),
             Err(e) => Err(io::Error::other(e)),
         }
+    }
+}
+
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// Sleeps the calling thread (a state machine call is synchronous), telling
+/// the runtime first when it is one of its workers, so its other tasks move
+/// to another thread meanwhile.
+pub(crate) fn pause_blocking(pause: std::time::Duration) {
+    if on_multi_thread_runtime() {
+        tokio::task::block_in_place(|| std::thread::sleep(pause));
+    } else {
+        std::thread::sleep(pause);
     }
 }
 

@@ -21,7 +21,10 @@ use crate::log_copy::{PartitionSnapshot, SharedLogSource};
 use crate::offsets::{CommitEntry, ConsumerTable, Place};
 use crate::producers::{ProducerTable, SentBatch, Verdict};
 use crate::repair::{Damage, DamageSlot, ReplicaName};
-use crate::timeouts::{REORDER_HINT_TTL, REORDER_WAIT};
+use crate::timeouts::{
+    REORDER_HINT_TTL, REORDER_WAIT, SNAPSHOT_COPY_BACKOFF_MAX, SNAPSHOT_COPY_BACKOFF_MIN,
+    SNAPSHOT_COPY_RETRY_FOR,
+};
 
 /// A command in a partition's Raft log.
 #[derive(Debug, Serialize, Deserialize)]
@@ -247,6 +250,45 @@ impl PartitionStateMachine {
 
     pub(crate) fn damage_slot(&self) -> DamageSlot {
         self.damage.clone()
+    }
+
+    /// One chunk of the snapshot source's log from `from`, asked for again
+    /// with growing pauses while the source does not answer, for up to
+    /// [`SNAPSHOT_COPY_RETRY_FOR`]. An error here fails the install and stops
+    /// the group (openraft treats it as a storage failure); the fault suite
+    /// found a replica stopped so for good by one pause of its source, before
+    /// these retries and the reconciler's restart of stopped replicas.
+    fn read_chunk_retrying(
+        &self,
+        snap: &PartitionSnapshot,
+        from: u64,
+    ) -> io::Result<crate::log_copy::RemoteBatches> {
+        crate::debug::injected_install_failure()?;
+        let started = std::time::Instant::now();
+        let mut pause = SNAPSHOT_COPY_BACKOFF_MIN;
+        loop {
+            match self.source.read(snap.source, snap.group, from) {
+                Ok(chunk) => return Ok(chunk),
+                Err(e) if started.elapsed() + pause < SNAPSHOT_COPY_RETRY_FOR => {
+                    tracing::warn!(
+                        partition = %self.name, source = snap.source, from, error = %e,
+                        retry_in_ms = pause.as_millis() as u64,
+                        "installing a snapshot: the source sent no batches; asking again"
+                    );
+                    crate::log_copy::pause_blocking(pause);
+                    pause = (pause * 2).min(SNAPSHOT_COPY_BACKOFF_MAX);
+                }
+                Err(e) => {
+                    return Err(io::Error::other(format!(
+                        "partition {}: cannot copy the snapshot's batches from node {} \
+                         (offset {from}, tried for {} ms): {e}",
+                        self.name,
+                        snap.source,
+                        started.elapsed().as_millis()
+                    )));
+                }
+            }
+        }
     }
 
     fn stop(&self, index: u64, what: String) -> io::Error {
@@ -549,7 +591,7 @@ impl ReplicatedState for PartitionStateMachine {
             // workers, and a worker waiting for the lock could be the one
             // this very call needs, which deadlocked a node. Only this state
             // machine appends to the log, so it cannot change meanwhile.
-            let chunk = self.source.read(snap.source, snap.group, from)?;
+            let chunk = self.read_chunk_retrying(&snap, from)?;
             if chunk.batches.is_empty() {
                 return Err(io::Error::other(format!(
                     "partition {}: node {} sent no batch from offset {from} (its log starts at {})",
@@ -953,6 +995,62 @@ mod tests {
         drop(follower);
         let follower = open_as(b_dir.path(), 2, sources);
         assert_eq!(read_lock(&follower.log).end_offset(), 121);
+    }
+
+    /// A source that fails its first `failures` reads, as a paused or
+    /// restarting node does, then serves from `inner`.
+    struct Flaky {
+        inner: Arc<LocalSources>,
+        failures: std::sync::atomic::AtomicU32,
+    }
+
+    impl crate::log_copy::LogSource for Flaky {
+        fn read(
+            &self,
+            source: u64,
+            group: u64,
+            from: u64,
+        ) -> io::Result<crate::log_copy::RemoteBatches> {
+            use std::sync::atomic::Ordering;
+            if self
+                .failures
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(io::Error::other("connection lost"));
+            }
+            self.inner.read(source, group, from)
+        }
+    }
+
+    #[test]
+    fn an_install_whose_source_is_briefly_unreachable_asks_again_and_completes() {
+        let sources = Arc::new(LocalSources::default());
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = open_as(a_dir.path(), 1, sources.clone());
+        for i in 1..=30u64 {
+            apply(
+                &mut leader,
+                i,
+                &append(&[&format!("r{i}")], Some((7, i - 1))),
+            );
+        }
+        let flaky = Arc::new(Flaky {
+            inner: sources.clone(),
+            failures: 3.into(),
+        });
+        let (mut follower, _, _) =
+            Partition::open_log(b_dir.path(), "t", 0, small_segments(), 2, 1, flaky.clone())
+                .unwrap();
+        let started = std::time::Instant::now();
+        follower
+            .install_snapshot(&leader.snapshot().unwrap())
+            .expect("three failed reads are within the retries");
+        assert_eq!(flaky.failures.load(std::sync::atomic::Ordering::Acquire), 0);
+        // Three pauses: 100, 200 and 400 ms.
+        assert!(started.elapsed() >= std::time::Duration::from_millis(700));
+        let all = |sm: &PartitionStateMachine| read_lock(&sm.log).read(0, usize::MAX).unwrap();
+        assert_eq!(all(&follower), all(&leader));
     }
 
     #[test]

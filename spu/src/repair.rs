@@ -123,6 +123,10 @@ impl DamageSlot {
         slot.get_or_insert(damage);
     }
 
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
     pub(crate) fn take(&self) -> Option<Damage> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }

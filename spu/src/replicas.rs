@@ -27,7 +27,7 @@ use crate::log_copy::SharedLogSource;
 use crate::partition::{OpenError, Partition};
 use crate::peers::Peers;
 use crate::repair::{self, Damage, RepairError, RepairJob, RepairPaths, Repaired, ReplicaName};
-use crate::timeouts::{RECOVERY_TIMEOUT, REPLICA_RETRY_INTERVAL};
+use crate::timeouts::{RECOVERY_TIMEOUT, REPLICA_RETRY_INTERVAL, STOPPED_REPLICA_RESTART_BACKOFF};
 
 /// (topic id, partition index): topic ids are never reused, names may be.
 type Key = (u32, u32);
@@ -142,6 +142,9 @@ pub(crate) struct Replicas {
     repairs: Arc<Mutex<HashMap<Key, RepairState>>>,
     /// Wakes the reconciler when a repair has finished its copy.
     repair_done: Arc<tokio::sync::Notify>,
+    /// When each replica was last restarted because its Raft group had
+    /// stopped, and how many times (for the log).
+    restarts: Mutex<HashMap<Key, (Instant, u64)>>,
 }
 
 impl Replicas {
@@ -172,6 +175,7 @@ impl Replicas {
             redirects: std::sync::atomic::AtomicUsize::new(0),
             repairs: Arc::default(),
             repair_done: Arc::default(),
+            restarts: Mutex::default(),
         })
     }
 
@@ -290,6 +294,7 @@ impl Replicas {
 
     async fn reconcile(&self, md: &Metadata) {
         self.take_out_damaged().await;
+        self.take_out_stopped().await;
         let mut wanted = HashMap::new();
         for record in md.topics.values() {
             for a in &record.info.assignments {
@@ -312,6 +317,10 @@ impl Replicas {
             }
             keep
         });
+        self.restarts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| wanted.contains_key(key));
         let stale: Vec<(Key, Partition)> = {
             let running = self.running.read().unwrap_or_else(|p| p.into_inner());
             running
@@ -441,6 +450,45 @@ impl Replicas {
                 node: self.node,
             };
             self.record_damage(key, &name, damage);
+        }
+    }
+
+    /// Takes running replicas whose Raft group stopped for another reason
+    /// than damage (a storage error, a snapshot install that could not copy
+    /// its batches) out of the running set; the same pass starts them again
+    /// from their data on disk, as a node restart would. Left alone, such a
+    /// replica served nothing until its node restarted: the fault suite found
+    /// one after a pause of the node it was copying a snapshot from. At most
+    /// one restart per replica per [`STOPPED_REPLICA_RESTART_BACKOFF`].
+    async fn take_out_stopped(&self) {
+        let stopped: Vec<(Key, Partition, String)> = {
+            let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+            running
+                .iter()
+                .filter(|(_, p)| !p.damage.is_set())
+                .filter_map(|(k, p)| Some((*k, p.clone(), p.group.status().stopped?)))
+                .collect()
+        };
+        let now = Instant::now();
+        for (key, partition, reason) in stopped {
+            let restarts = {
+                let mut restarts = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
+                let entry = restarts.entry(key).or_insert((now, 0));
+                if entry.1 > 0 && now.duration_since(entry.0) < STOPPED_REPLICA_RESTART_BACKOFF {
+                    continue;
+                }
+                *entry = (now, entry.1 + 1);
+                entry.1
+            };
+            tracing::error!(
+                topic = %partition.topic, partition = key.1, reason = %reason, restarts,
+                "the replica's Raft group stopped; restarting the replica from its data on disk"
+            );
+            self.running
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            partition.group.shutdown().await;
         }
     }
 

@@ -42,6 +42,22 @@ pub(crate) const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const REPLICA_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// How long one chunk of a replica's log copied from a peer may take.
 pub(crate) const LOG_COPY_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a replica installing a snapshot keeps asking for a chunk its
+/// source did not send (a paused or restarting node, a lost connection)
+/// before the install fails. A failed install stops the replica's Raft
+/// group, which the reconciler then restarts
+/// ([`STOPPED_REPLICA_RESTART_BACKOFF`]); retrying here first spares that
+/// for outages of a few seconds.
+pub(crate) const SNAPSHOT_COPY_RETRY_FOR: Duration = Duration::from_secs(10);
+/// The first wait between two tries of a chunk; it doubles up to
+/// [`SNAPSHOT_COPY_BACKOFF_MAX`].
+pub(crate) const SNAPSHOT_COPY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(crate) const SNAPSHOT_COPY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A replica whose Raft group stopped (a storage error, an install that
+/// could not copy its snapshot's batches) is restarted from its data on
+/// disk, at most once per this long, so a failure that repeats costs a
+/// restart every few seconds and not a busy loop.
+pub(crate) const STOPPED_REPLICA_RESTART_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a batch that overtook its producer's previous batch waits on the
 /// leader for it before being proposed anyway (and, if the predecessor is
 /// still missing when it is applied, rejected as out of order).
@@ -104,6 +120,9 @@ const _: () = {
     assert!(REORDER_WAIT.as_millis() * 10 <= REORDER_HINT_TTL.as_millis());
     // A start-time question is one of several within a join.
     assert!(STARTUP_ASK_TIMEOUT.as_millis() * 10 <= JOIN_TIMEOUT.as_millis());
+    // A failing chunk is tried several times before an install gives up.
+    assert!(SNAPSHOT_COPY_BACKOFF_MAX.as_millis() * 5 <= SNAPSHOT_COPY_RETRY_FOR.as_millis());
+    assert!(SNAPSHOT_COPY_BACKOFF_MIN.as_millis() < SNAPSHOT_COPY_BACKOFF_MAX.as_millis());
     // A catch-up is polled many times before it is given up.
     assert!(CATCH_UP_POLL_INTERVAL.as_millis() * 100 <= CATCH_UP_TIMEOUT.as_millis());
     // Seed topics are retried many times within their wait.

@@ -168,11 +168,25 @@ fn lines_vec(n: usize, prefix: &str) -> Vec<String> {
 
 #[test]
 fn a_replica_far_behind_the_kept_log_catches_up_by_copying_segments() {
+    catch_up_through_a_snapshot(false);
+}
+
+/// The same catch-up, but node 3's first snapshot install fails (debug
+/// builds honour `SLUICE_DEBUG_FAIL_SNAPSHOT_INSTALLS`), as one whose source
+/// stayed unreachable does: its Raft group stops, the node restarts the
+/// replica, and the next install completes. Before, such a replica served
+/// nothing until its node restarted (found by the fault suite).
+#[test]
+fn a_replica_whose_snapshot_install_failed_is_restarted_and_catches_up() {
+    catch_up_through_a_snapshot(true);
+}
+
+fn catch_up_through_a_snapshot(fail_first_install: bool) {
     let env = Env::with_ports_for(3);
     // Snapshot every 20 entries, keep 5 after it: a replica that misses a few
     // dozen batches can only catch up through a snapshot.
-    let start = || env.start_with_env(3, &[("SLUICE_PARTITION_LOG_ENTRIES", "20:5")]);
-    start();
+    let log_entries = ("SLUICE_PARTITION_LOG_ENTRIES", "20:5");
+    env.start_with_env(3, &[log_entries]);
     env.ok(&[
         "topic",
         "create",
@@ -207,7 +221,14 @@ fn a_replica_far_behind_the_kept_log_catches_up_by_copying_segments() {
         })
     };
     wait_until(Duration::from_secs(30), || held().is_some_and(|n| n < 60.0));
-    start();
+    if fail_first_install {
+        env.start_with_env(
+            3,
+            &[log_entries, ("SLUICE_DEBUG_FAIL_SNAPSHOT_INSTALLS", "1")],
+        );
+    } else {
+        env.start_with_env(3, &[log_entries]);
+    }
     let mut expected = lines_vec(10, "early");
     expected.extend(lines_vec(400, "late-with-some-padding-to-fill-segments"));
     wait_until(Duration::from_secs(30), || {
@@ -223,6 +244,11 @@ fn a_replica_far_behind_the_kept_log_catches_up_by_copying_segments() {
     assert!(
         log.contains("snapshot installed"),
         "node 3 did not catch up through a snapshot:\n{log}"
+    );
+    let restarted = log.contains("the replica's Raft group stopped; restarting the replica");
+    assert_eq!(
+        restarted, fail_first_install,
+        "node 3's log says the replica was restarted: {restarted}:\n{log}"
     );
     // It keeps replicating normally afterwards.
     env.ok_with_input(&["produce", "far"], b"last\n");

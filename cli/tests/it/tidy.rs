@@ -431,13 +431,6 @@ const LENGTH_EXCEPTIONS: &[(&str, &str, usize, &str)] = &[
          is the encoding, kept together on purpose (golden files pin it)",
     ),
     (
-        "cli/src/cluster.rs",
-        "start",
-        430,
-        "`cluster start --local`: resume, grow, certificates, node spawn and readiness in \
-         order; to be split into those steps",
-    ),
-    (
         "spu/src/server/fetch.rs",
         "serve_fetch",
         290,

@@ -144,6 +144,21 @@ impl RunConfig {
     }
 }
 
+/// What the nodes of a run get in their environment.
+fn node_env(cfg: &RunConfig) -> Vec<(String, String)> {
+    let mut env = vec![("SLUICE_FSYNC_JOURNAL".to_string(), "1".to_string())];
+    if cfg.unsafe_no_fsync {
+        env.push(("SLUICE_DEBUG_UNSAFE_NO_FSYNC".into(), "1".into()));
+    }
+    if let Some(e) = &cfg.log_entries {
+        env.push((LOG_ENTRIES_ENV.into(), e.clone()));
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        env.push(("RUST_LOG".into(), "info".into()));
+    }
+    env
+}
+
 /// `EVERY:KEPT` as two entry counts, EVERY at least 1 (a node would refuse
 /// or ignore anything else, and the run would test the default unawares).
 fn parse_log_entries(value: &str) -> anyhow::Result<(u64, u64)> {
@@ -470,16 +485,7 @@ async fn run_async(
     let home = out.join("home");
     std::fs::create_dir_all(&home)?;
     let in_ns = netns.is_some();
-    let mut env = vec![("SLUICE_FSYNC_JOURNAL".to_string(), "1".to_string())];
-    if cfg.unsafe_no_fsync {
-        env.push(("SLUICE_DEBUG_UNSAFE_NO_FSYNC".into(), "1".into()));
-    }
-    if let Some(e) = &cfg.log_entries {
-        env.push((LOG_ENTRIES_ENV.into(), e.clone()));
-    }
-    if std::env::var_os("RUST_LOG").is_none() {
-        env.push(("RUST_LOG".into(), "info".into()));
-    }
+    let env = node_env(cfg);
     let spec = ClusterSpec {
         sluice_bin: cfg.sluice_bin.clone(),
         home: home.clone(),

@@ -529,8 +529,13 @@ impl<S: ReplicatedState> Group<S> {
         let deadline = tokio::time::Instant::now() + LEASE_WAIT;
         let command = Bytes(Arc::new(command));
         loop {
+            let started = std::time::Instant::now();
             let error = match self.raft.client_write(command.clone()).await {
-                Ok(resp) => return Ok(Arc::unwrap_or_clone(resp.data.0)),
+                Ok(resp) => {
+                    metrics::histogram!(crate::RAFT_WRITE_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
+                    return Ok(Arc::unwrap_or_clone(resp.data.0));
+                }
                 Err(e) => e,
             };
             let Some(fwd) = error.forward_to_leader() else {

@@ -41,6 +41,12 @@ pub const CONTROLLER_GROUP: GroupId = 0;
 /// of fsyncs), recorded through the `metrics` facade: a no-op unless the
 /// node installed an exporter (`sluice_spu::metrics` lists every name).
 pub const WAL_FSYNC_SECONDS: &str = "sluice_wal_fsync_seconds";
+/// Histogram of writes proposed on this node as leader, in seconds from the
+/// proposal to the state machine's answer (the majority's fsyncs, the
+/// replication round trips and the apply included).
+pub const RAFT_WRITE_SECONDS: &str = "sluice_raft_write_seconds";
+/// Histogram of the state machine applying one committed entry, in seconds.
+pub const RAFT_APPLY_SECONDS: &str = "sluice_raft_apply_seconds";
 
 /// The group id of a partition of the topic with `topic_id` (never 0).
 pub fn partition_group(topic_id: u32, partition: u32) -> GroupId {

@@ -194,6 +194,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for Adapter<S> {
     {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
+            let started = std::time::Instant::now();
             let response = {
                 let mut inner = self.lock();
                 let index = entry.log_id.index;
@@ -208,6 +209,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for Adapter<S> {
                 inner.last_applied = Some(entry.log_id);
                 response
             };
+            metrics::histogram!(crate::RAFT_APPLY_SECONDS).record(started.elapsed().as_secs_f64());
             if let Some(responder) = responder {
                 responder.send(Bytes(std::sync::Arc::new(response)));
             }

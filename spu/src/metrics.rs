@@ -49,6 +49,20 @@ pub const PARTITION_RAFT_LOG_ENTRIES: &str = "sluice_partition_raft_log_entries"
 pub const RAFT_RPC_SECONDS: &str = "sluice_raft_rpc_seconds";
 /// WAL fsyncs, duration in seconds, histogram (recorded by `sluice-raft`).
 pub const WAL_FSYNC_SECONDS: &str = sluice_raft::WAL_FSYNC_SECONDS;
+/// Writes proposed as leader, proposal to answer in seconds, histogram
+/// (recorded by `sluice-raft`).
+pub const RAFT_WRITE_SECONDS: &str = sluice_raft::RAFT_WRITE_SECONDS;
+/// One committed entry applied by its state machine, seconds, histogram
+/// (recorded by `sluice-raft`).
+pub const RAFT_APPLY_SECONDS: &str = sluice_raft::RAFT_APPLY_SECONDS;
+/// Produce requests on the leader, from the batch's checks to its answer
+/// (waiting for the producer's previous batch and the Raft write
+/// included), seconds, histogram.
+pub const PRODUCE_SECONDS: &str = "sluice_produce_seconds";
+/// Requests answered by one response (all but fetches and Raft RPCs), from
+/// their stream's opening to the answer written, seconds, histogram (label
+/// `kind`: the request's name).
+pub const REQUEST_SECONDS: &str = "sluice_request_seconds";
 /// QUIC connections being served, gauge.
 pub const QUIC_CONNECTIONS: &str = "sluice_quic_connections";
 /// Request streams being served, gauge.
@@ -109,6 +123,26 @@ fn describe() {
         "Raft RPCs to peers by kind and outcome"
     );
     describe_histogram!(WAL_FSYNC_SECONDS, Unit::Seconds, "WAL fsync durations");
+    describe_histogram!(
+        RAFT_WRITE_SECONDS,
+        Unit::Seconds,
+        "Writes proposed as leader, from proposal to the state machine's answer"
+    );
+    describe_histogram!(
+        RAFT_APPLY_SECONDS,
+        Unit::Seconds,
+        "One committed entry applied by its state machine"
+    );
+    describe_histogram!(
+        REQUEST_SECONDS,
+        Unit::Seconds,
+        "Requests by kind, from their stream's opening to the answer written"
+    );
+    describe_histogram!(
+        PRODUCE_SECONDS,
+        Unit::Seconds,
+        "Produce requests on the leader, from their checks to their answer"
+    );
     describe_gauge!(QUIC_CONNECTIONS, "QUIC connections being served");
     describe_gauge!(QUIC_STREAMS_OPEN, "Request streams being served");
     describe_gauge!(
@@ -152,6 +186,12 @@ pub(crate) fn consumed(topic: &str, partition: u32, records: &[sluice_proto::Con
     let labels = partition_labels(topic, partition);
     counter!(PARTITION_RECORDS_OUT, &labels).increment(records.len() as u64);
     counter!(PARTITION_BYTES_OUT, &labels).increment(bytes as u64);
+}
+
+/// Records one request answered by one response (`kind`: its name, from a
+/// fixed set).
+pub(crate) fn request_served(kind: &'static str, took: Duration) {
+    histogram!(REQUEST_SECONDS, "kind" => kind).record(took.as_secs_f64());
 }
 
 /// Records one Raft RPC to a peer.

@@ -44,6 +44,13 @@ fn the_metrics_endpoint_counts_the_work_done() {
     assert_eq!(value("sluice_partition_bytes_out_total"), Some(180.0));
     assert_eq!(value("sluice_partition_is_leader"), Some(1.0));
     assert!(fsyncs(&after) > fsyncs(&before), "produce fsyncs the WAL");
+    // Where a produce spent its time: the request, its Raft write, the apply.
+    let count = |name, labels: &[&str]| sample(&after, name, labels).unwrap_or(0.0);
+    let produced = count("sluice_request_seconds_count", &["kind=\"produce\""]);
+    assert!(produced >= 1.0, "{after}");
+    assert_eq!(count("sluice_produce_seconds_count", &[]), produced);
+    assert!(count("sluice_raft_write_seconds_count", &[]) >= produced);
+    assert!(count("sluice_raft_apply_seconds_count", &[]) >= produced);
     assert!(sample(&after, "sluice_process_resident_memory_bytes", &[]).unwrap() > 1e6);
     assert!(
         sample(&after, "sluice_quic_connections", &[]).is_some(),

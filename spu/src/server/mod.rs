@@ -110,6 +110,7 @@ struct Peer {
 
 async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shared>, peer: Peer) {
     let _live = crate::metrics::Live::new(crate::metrics::QUIC_STREAMS_OPEN);
+    let opened = std::time::Instant::now();
     let deadline = Duration::from_millis(REQUEST_READ_DEADLINE_MS);
     let read = tokio::time::timeout(deadline, read_request(&mut recv, &peer.slot)).await;
     // Held until the request is served: its bytes stay in memory that long.
@@ -160,6 +161,7 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
             respond(&mut send, &response).await
         }
         other => {
+            let kind = other.name();
             let is_produce = matches!(
                 other,
                 Request::Produce(_)
@@ -185,7 +187,9 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
                 let _ = send.reset(0u32.into());
                 return;
             }
-            respond(&mut send, &response).await
+            let answered = respond(&mut send, &response).await;
+            crate::metrics::request_served(kind, opened.elapsed());
+            answered
         }
     };
     match result {

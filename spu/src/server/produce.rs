@@ -107,12 +107,14 @@ async fn produce_batch(
     let record_count = req.records.len() as u32;
     let command = encode(&PartitionCommand::append(req.records, req.producer));
     let what = || format!("partition {}/{}", req.topic, req.partition);
+    let started = std::time::Instant::now();
     // In sequence order per producer, as far as the leader can tell.
     let response = partition
         .proposal_order
         .write(&partition.group, command, req.producer)
         .await
         .map_err(|e| e.into_wire(what()))?;
+    metrics::histogram!(crate::metrics::PRODUCE_SECONDS).record(started.elapsed().as_secs_f64());
     let outcome = decode::<AppendOutcome>(&response);
     // A resend's records were counted when first appended.
     if let Ok(AppendOutcome::Appended { .. }) = outcome {

@@ -431,13 +431,6 @@ const LENGTH_EXCEPTIONS: &[(&str, &str, usize, &str)] = &[
          is the encoding, kept together on purpose (golden files pin it)",
     ),
     (
-        "spu/src/server/fetch.rs",
-        "serve_fetch",
-        290,
-        "the fetch path: to become an I/O-free cursor (offsets, budgets, module chunks) \
-         driven by a thin loop (issue 18)",
-    ),
-    (
         "spu/src/groups.rs",
         "heartbeat",
         260,

@@ -14,6 +14,7 @@
 mod admin;
 mod consumers;
 mod fetch;
+mod fetch_cursor;
 mod peer;
 mod produce;
 

@@ -44,12 +44,13 @@ fn outcome_without_producer(what: String, verdict: &str) -> WireError {
     }
 }
 
-/// Writes one batch sent with `codec` (already expanded if compressed).
-async fn produce_batch(
+/// Checks a batch against the topic's compression type and the batch and
+/// record limits; returns its size in bytes.
+fn check_batch(
     node: &Shared,
-    req: ProduceRequest,
+    req: &ProduceRequest,
     codec: Compression,
-) -> Result<ProduceResponse, WireError> {
+) -> Result<usize, WireError> {
     let invalid = |reason: String| WireError::InvalidArgument {
         what: "produce batch".into(),
         reason,
@@ -101,6 +102,16 @@ async fn produce_batch(
             "{total} bytes exceed the limit of {PRODUCE_BATCH_SIZE_BYTES_MAX}"
         )));
     }
+    Ok(total)
+}
+
+/// Writes one batch sent with `codec` (already expanded if compressed).
+async fn produce_batch(
+    node: &Shared,
+    req: ProduceRequest,
+    codec: Compression,
+) -> Result<ProduceResponse, WireError> {
+    let total = check_batch(node, &req, codec)?;
     let partition = node
         .replicas
         .get(&node.metadata(), &req.topic, req.partition)?;

@@ -145,60 +145,14 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts everything and returns once the node serves requests.
+    /// Starts everything and returns once the node serves requests: its
+    /// data dir claimed, its certificate checked and its port bound before
+    /// any state is touched, then the Raft log, the controller, the
+    /// replicas, serving, the controller leader awaited, and the background
+    /// tasks.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         let data_dir = DataDir::claim(&config.data_dir, &config.cluster_id, config.id)?;
-        let tls_dir = data_dir.tls();
-        let tls_err = |source| NodeError::Tls {
-            dir: tls_dir.clone(),
-            source,
-        };
-        let identity = CertKeyPair::load(&tls_dir, "node").map_err(tls_err)?;
-        // Peers authorize node-only requests by the id in this certificate.
-        match identity.identity() {
-            Ok(PeerIdentity::Node(id)) if id == config.id => {}
-            named => {
-                let named = match named {
-                    Ok(other) => format!("names {other}"),
-                    Err(e) => e.to_string(),
-                };
-                return Err(NodeError::Refused {
-                    reason: format!(
-                        "{}/node.pem is not node {}'s certificate ({named}); issue it with \
-                         `sluice cluster ca issue --dir CA_DIR --node-id {} --out {} --force`",
-                        tls_dir.display(),
-                        config.id,
-                        config.id,
-                        tls_dir.display()
-                    ),
-                });
-            }
-        }
-        let ca_pem = std::fs::read_to_string(tls_dir.join("ca.pem")).map_err(|e| {
-            tls_err(TlsError::ReadFile {
-                path: tls_dir.join("ca.pem"),
-                source: e,
-            })
-        })?;
-        let auth = if config.require_client_cert {
-            ClientAuth::Required
-        } else {
-            ClientAuth::Optional
-        };
-        let server_config = sluice_transport::server_config(&identity, &ca_pem, auth)
-            .map_err(NodeError::TlsConfig)?;
-        // Bind first: a port in use should fail before any state is touched.
-        let endpoint = sluice_transport::bind_server(config.listen, server_config)?;
-        let client_config = sluice_transport::client_config(&ca_pem, Some(&identity))
-            .map_err(NodeError::TlsConfig)?;
-        // Dial peers from the listen address, so node-to-node traffic carries
-        // it as its source (firewall rules between nodes can then match it).
-        let peers = Peers::new(Connector::with_local_ip(
-            client_config,
-            PEER_CONNECT_TIMEOUT,
-            Some(config.listen.ip()),
-        ));
-
+        let (endpoint, peers) = bind(&config, &data_dir)?;
         let db_options = crate::fsync_journal::from_env(data_dir.root(), &data_dir.raft())
             .map_err(|source| NodeError::FsyncJournal {
                 dir: data_dir.root().to_path_buf(),
@@ -231,22 +185,9 @@ impl Node {
             metadata: controller.view().clone(),
             runtime: tokio::runtime::Handle::current(),
         });
-        let quiesce = match config.quiesce_idle_ms {
-            Some(ms) => {
-                let idle_for = Duration::from_millis(ms.max(crate::config::QUIESCE_IDLE_MS_MIN));
-                let defaults = sluice_raft::QuiesceConfig::default();
-                sluice_raft::QuiesceConfig {
-                    idle_for,
-                    // Look at least twice per idle period.
-                    sweep_interval: defaults.sweep_interval.min(idle_for / 2),
-                    ..defaults
-                }
-            }
-            None => Default::default(),
-        };
-        let quiescence = config
-            .quiesce_idle_groups
-            .then(|| sluice_raft::Quiescence::start(Arc::new(peers.clone()), quiesce));
+        let quiescence = config.quiesce_idle_groups.then(|| {
+            sluice_raft::Quiescence::start(Arc::new(peers.clone()), quiesce_config(&config))
+        });
         if let Some(q) = &quiescence {
             controller.quiesce_with(q).await;
         }
@@ -273,65 +214,9 @@ impl Node {
         });
         // Serve before anything waits on other nodes: they need our votes.
         tokio::spawn(crate::server::serve(endpoint.clone(), shared.clone()));
-
-        let (config, controller) = (&shared.config, &shared.controller);
-        if let Some(via) = &config.join {
-            // Added to a running cluster: never create a controller group.
-            crate::membership::join(&shared, via).await?;
-        } else {
-            let voters = config.initial_voters();
-            if voters.first().map(|v| v.0) == Some(config.id) {
-                controller.bootstrap(&voters).await?;
-            }
-        }
-        let wait = CONTROLLER_START_WAIT;
-        match controller.wait_for_leader(wait).await {
-            Some(leader) => {
-                if !controller.wait_for_recovery(wait).await {
-                    tracing::warn!("controller metadata did not finish recovering within {wait:?}");
-                }
-                tracing::info!(leader, "controller leader known");
-            }
-            None => tracing::warn!(
-                "no controller leader within {wait:?}; serving while the cluster forms"
-            ),
-        }
-        tokio::spawn(
-            shared
-                .replicas
-                .clone()
-                .run_reconciler(controller.view().clone()),
-        );
-        if let Some(listen) = config.metrics_listen {
-            // Observability must not cost the node its service: a port in
-            // use is reported, and the node serves without metrics.
-            match crate::metrics::install(listen) {
-                Ok(()) => {
-                    tracing::info!(%listen, "serving metrics at http://{listen}/metrics");
-                    tokio::spawn(crate::metrics::sample(shared.clone()));
-                }
-                Err(e) => tracing::error!(
-                    %listen, error = %e,
-                    "cannot serve metrics; the node runs without them (free the port or \
-                     change `metrics_listen`)"
-                ),
-            }
-        }
-        tokio::spawn(crate::membership::maintain(shared.clone()));
-        if !shared.config.seed_topics.is_empty() {
-            tokio::spawn(crate::server::seed_topics(shared.clone()));
-        }
-        tokio::spawn(crate::membership::drive_reassignments(shared.clone()));
-        let retention = shared.replicas.clone();
-        let every = Duration::from_secs(config.retention_check_secs.max(1));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let r = retention.clone();
-                let _ = tokio::task::spawn_blocking(move || r.enforce_retention()).await;
-            }
-        });
+        join_or_form(&shared).await?;
+        spawn_background(&shared);
+        let config = &shared.config;
         tracing::info!(
             node = config.id, listen = %config.listen, data_dir = %config.data_dir.display(),
             "node is serving"
@@ -372,4 +257,147 @@ impl Node {
         self.endpoint.wait_idle().await;
         tracing::info!(node = self.shared.config.id, "node stopped");
     }
+}
+
+/// Loads the node's certificate (which must name this node: peers authorize
+/// node-only requests by the id in it) and the cluster CA, binds the QUIC
+/// server (a port in use fails before any state is touched), and makes the
+/// client side for peers.
+fn bind(config: &NodeConfig, data_dir: &DataDir) -> Result<(quinn::Endpoint, Peers), NodeError> {
+    let tls_dir = data_dir.tls();
+    let tls_err = |source| NodeError::Tls {
+        dir: tls_dir.clone(),
+        source,
+    };
+    let identity = CertKeyPair::load(&tls_dir, "node").map_err(tls_err)?;
+    match identity.identity() {
+        Ok(PeerIdentity::Node(id)) if id == config.id => {}
+        named => {
+            let named = match named {
+                Ok(other) => format!("names {other}"),
+                Err(e) => e.to_string(),
+            };
+            return Err(NodeError::Refused {
+                reason: format!(
+                    "{}/node.pem is not node {}'s certificate ({named}); issue it with \
+                     `sluice cluster ca issue --dir CA_DIR --node-id {} --out {} --force`",
+                    tls_dir.display(),
+                    config.id,
+                    config.id,
+                    tls_dir.display()
+                ),
+            });
+        }
+    }
+    let ca_pem = std::fs::read_to_string(tls_dir.join("ca.pem")).map_err(|e| {
+        tls_err(TlsError::ReadFile {
+            path: tls_dir.join("ca.pem"),
+            source: e,
+        })
+    })?;
+    let auth = if config.require_client_cert {
+        ClientAuth::Required
+    } else {
+        ClientAuth::Optional
+    };
+    let server_config =
+        sluice_transport::server_config(&identity, &ca_pem, auth).map_err(NodeError::TlsConfig)?;
+    let endpoint = sluice_transport::bind_server(config.listen, server_config)?;
+    let client_config =
+        sluice_transport::client_config(&ca_pem, Some(&identity)).map_err(NodeError::TlsConfig)?;
+    // Dial peers from the listen address, so node-to-node traffic carries
+    // it as its source (firewall rules between nodes can then match it).
+    let peers = Peers::new(Connector::with_local_ip(
+        client_config,
+        PEER_CONNECT_TIMEOUT,
+        Some(config.listen.ip()),
+    ));
+    Ok((endpoint, peers))
+}
+
+/// Quiescence's timers: the defaults, or the node's idle period with sweeps
+/// at least twice per period.
+fn quiesce_config(config: &NodeConfig) -> sluice_raft::QuiesceConfig {
+    let defaults = sluice_raft::QuiesceConfig::default();
+    match config.quiesce_idle_ms {
+        Some(ms) => {
+            let idle_for = Duration::from_millis(ms.max(crate::config::QUIESCE_IDLE_MS_MIN));
+            sluice_raft::QuiesceConfig {
+                idle_for,
+                sweep_interval: defaults.sweep_interval.min(idle_for / 2),
+                ..defaults
+            }
+        }
+        None => defaults,
+    }
+}
+
+/// Joins a running cluster (`--join`: never creates a controller group), or
+/// creates the controller group if this node is the first initial voter;
+/// then waits (bounded) for a controller leader and its recovered metadata.
+async fn join_or_form(shared: &Arc<Shared>) -> Result<(), NodeError> {
+    let (config, controller) = (&shared.config, &shared.controller);
+    if let Some(via) = &config.join {
+        crate::membership::join(shared, via).await?;
+    } else {
+        let voters = config.initial_voters();
+        if voters.first().map(|v| v.0) == Some(config.id) {
+            controller.bootstrap(&voters).await?;
+        }
+    }
+    let wait = CONTROLLER_START_WAIT;
+    match controller.wait_for_leader(wait).await {
+        Some(leader) => {
+            if !controller.wait_for_recovery(wait).await {
+                tracing::warn!("controller metadata did not finish recovering within {wait:?}");
+            }
+            tracing::info!(leader, "controller leader known");
+        }
+        None => {
+            tracing::warn!("no controller leader within {wait:?}; serving while the cluster forms")
+        }
+    }
+    Ok(())
+}
+
+/// The node's background tasks: the replica reconciler, metrics (a port in
+/// use is reported and the node serves without them: observability must not
+/// cost the node its service), membership upkeep, seed topics, leadership
+/// balance and moves, retention.
+fn spawn_background(shared: &Arc<Shared>) {
+    let config = &shared.config;
+    tokio::spawn(
+        shared
+            .replicas
+            .clone()
+            .run_reconciler(shared.controller.view().clone()),
+    );
+    if let Some(listen) = config.metrics_listen {
+        match crate::metrics::install(listen) {
+            Ok(()) => {
+                tracing::info!(%listen, "serving metrics at http://{listen}/metrics");
+                tokio::spawn(crate::metrics::sample(shared.clone()));
+            }
+            Err(e) => tracing::error!(
+                %listen, error = %e,
+                "cannot serve metrics; the node runs without them (free the port or \
+                 change `metrics_listen`)"
+            ),
+        }
+    }
+    tokio::spawn(crate::membership::maintain(shared.clone()));
+    if !config.seed_topics.is_empty() {
+        tokio::spawn(crate::server::seed_topics(shared.clone()));
+    }
+    tokio::spawn(crate::membership::drive_reassignments(shared.clone()));
+    let retention = shared.replicas.clone();
+    let every = Duration::from_secs(config.retention_check_secs.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let r = retention.clone();
+            let _ = tokio::task::spawn_blocking(move || r.enforce_retention()).await;
+        }
+    });
 }

@@ -444,12 +444,6 @@ const LENGTH_EXCEPTIONS: &[(&str, &str, usize, &str)] = &[
         "a fault run from start to report, phase by phase; test harness code",
     ),
     (
-        "spu/src/node.rs",
-        "start",
-        195,
-        "a node's wiring, in dependency order (the style of openraft's example apps)",
-    ),
-    (
         "controller/src/state_machine.rs",
         "execute",
         190,

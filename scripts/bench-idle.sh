@@ -3,8 +3,10 @@
 # of PARTITIONS partitions at RF=3, writes one record to each partition (so
 # every group has a leader that has committed an entry), waits SETTLE
 # seconds, then samples each node's CPU time and RSS over SECONDS. Prints the
-# whole cluster's CPU in cores and each node's RSS at the start and end of
-# the window. Needs a release build (or SLUICE_BIN).
+# whole cluster's CPU in cores, each node's RSS at the start and end of the
+# window, and the UDP datagrams sent per second over it (`OutDatagrams` of
+# /proc/net/snmp: the whole network namespace's, so other UDP traffic of
+# this namespace counts too). Needs a release build (or SLUICE_BIN).
 # Usage: [EXTRA=--no-quiesce] scripts/bench-idle.sh [PARTITIONS] [SECONDS] [SETTLE] [PORT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,7 @@ ticks() { # utime + stime of every node, summed
     done
     echo "$t"
 }
+udp_out() { awk '/^Udp:/ { n++; if (n == 2) print $5 }' /proc/net/snmp; }
 rss() {
     for pid in $(pids); do awk '/^VmRSS/ {printf "%.1f ", $2/1024}' "/proc/$pid/status"; done
 }
@@ -43,14 +46,16 @@ echo "partitions: $PARTS x RF3 on 3 nodes; settling ${SETTLE} s" >&2
 sleep "$SETTLE"
 rss0=$(rss)
 t0=$(ticks)
+u0=$(udp_out)
 s0=$(date +%s.%N)
 sleep "$SECS"
 t1=$(ticks)
+u1=$(udp_out)
 s1=$(date +%s.%N)
 rss1=$(rss)
 awk -v t="$((t1 - t0))" -v hz="$HZ" -v s0="$s0" -v s1="$s1" -v p="$PARTS" \
-    -v r0="$rss0" -v r1="$rss1" 'BEGIN {
+    -v r0="$rss0" -v r1="$rss1" -v u="$((u1 - u0))" 'BEGIN {
     secs = s1 - s0
-    printf "partitions %d: cluster CPU %.4f cores over %.0f s; RSS MB per node %s-> %s\n",
-        p, t / hz / secs, secs, r0, r1
+    printf "partitions %d: cluster CPU %.4f cores over %.0f s; RSS MB per node %s-> %s; UDP datagrams sent %.0f/s\n",
+        p, t / hz / secs, secs, r0, r1, u / secs
 }'

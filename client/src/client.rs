@@ -1077,6 +1077,11 @@ impl Client {
                 reason: "the node closed the stream without answering".into(),
             })?;
         let response = decode_response(&self.endpoint_name(addr), what, &frame)?;
+        // Only a fetch goes on after its first frame; any other answer is
+        // the stream's last, and its end has usually arrived with it.
+        if !matches!(response, Response::FetchStarted { .. }) {
+            sluice_transport::read_end_if_arrived(&mut recv);
+        }
         Ok((response, recv))
     }
 

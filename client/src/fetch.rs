@@ -139,6 +139,8 @@ impl FetchStream {
                 Response::FetchEnd { next_offset } => {
                     self.next_offset = next_offset;
                     self.done = true;
+                    // The node finishes the stream after this frame.
+                    sluice_transport::read_end_if_arrived(&mut self.recv);
                     return Ok(None);
                 }
                 other => {

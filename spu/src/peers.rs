@@ -39,6 +39,8 @@ impl Peers {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| "the node closed the stream without answering".to_string())?;
+            // The answer is the stream's last frame (see `read_end_if_arrived`).
+            sluice_transport::read_end_if_arrived(&mut recv);
             codec::decode::<Response>(&frame).map_err(|e| e.to_string())
         };
         exchange.await

@@ -116,6 +116,24 @@ pub async fn read_frame(
     }
 }
 
+/// Takes note that the peer finished the stream, if its FIN has already
+/// arrived (it usually comes in the packet with the last frame), without
+/// waiting for it; returns whether it had. Call it where no more frames are
+/// expected, before the receive side is dropped: quinn answers a receive
+/// stream dropped before its end was read with STOP_SENDING, even when the
+/// FIN was there, and that frame often took a packet of its own, both ways
+/// of every request (about 1.4 of the 4.4 datagrams of each idle leader
+/// probe). A byte of data found instead is dropped with the stream, as any
+/// frame after the expected last one would have been.
+pub fn read_end_if_arrived(recv: &mut quinn::RecvStream) -> bool {
+    let mut read = std::pin::pin!(recv.read_chunk(1, true));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    matches!(
+        read.as_mut().poll(&mut cx),
+        std::task::Poll::Ready(Ok(None))
+    )
+}
+
 /// Reads a frame's length prefix: the first half of [`read_frame`], for a
 /// reader that must make room (or wait for it) before taking the body.
 pub async fn read_frame_len(

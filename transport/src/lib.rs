@@ -14,7 +14,8 @@ pub mod tls;
 
 pub use endpoint::{Connector, TransportError, bind_server, client_endpoint, peer_identity};
 pub use frame::{
-    FrameError, read_frame, read_frame_body, read_frame_len, write_frame, write_frame_parts,
+    FrameError, read_end_if_arrived, read_frame, read_frame_body, read_frame_len, write_frame,
+    write_frame_parts,
 };
 /// The connection type `Connector::connect` returns, for callers without their own quinn dependency.
 pub use quinn::Connection;

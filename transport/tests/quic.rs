@@ -400,3 +400,63 @@ async fn the_server_learns_who_connected_and_a_client_certificate_cannot_serve()
         .unwrap_err();
     assert!(matches!(err, TransportError::Tls { .. }), "{err:?}");
 }
+
+/// One request and its answer, each its stream's only frame, the way the
+/// client and the nodes exchange them; `read_end` says whether each side
+/// notes the stream's end before dropping it. Returns the STOP_SENDING
+/// frames the two sides sent.
+async fn stop_sendings_of_one_exchange(read_end: bool) -> (u64, u64) {
+    let (ca, node) = pki();
+    let (endpoint, addr) = server(&ca, &node, ClientAuth::Optional);
+    let (server_conn_tx, server_conn_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let connection = endpoint.accept().await.unwrap().await.unwrap();
+        let (mut send, mut recv) = connection.accept_bi().await.unwrap();
+        let request = read_frame(&mut recv, MAX_FRAME).await.unwrap().unwrap();
+        if read_end {
+            // The FIN may trail the frame by a moment on a loaded machine.
+            let deadline = tokio::time::Instant::now() + TIMEOUT;
+            while !sluice_transport::read_end_if_arrived(&mut recv) {
+                assert!(tokio::time::Instant::now() < deadline, "no FIN");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        write_frame_parts(&mut send, &[b"answer to ", &request])
+            .await
+            .unwrap();
+        send.finish().unwrap();
+        drop(recv);
+        let _ = send.stopped().await;
+        server_conn_tx.send(connection).unwrap();
+    });
+    let connection = client(ca.cert_pem(), None, addr).await;
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    write_frame(&mut send, b"a request").await.unwrap();
+    send.finish().unwrap();
+    let answer = read_frame(&mut recv, MAX_FRAME).await.unwrap().unwrap();
+    assert_eq!(answer, b"answer to a request");
+    if read_end {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while !sluice_transport::read_end_if_arrived(&mut recv) {
+            assert!(tokio::time::Instant::now() < deadline, "no FIN");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    drop(recv);
+    let server_conn = server_conn_rx.await.unwrap();
+    // Let whatever was queued go out.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (
+        connection.stats().frame_tx.stop_sending,
+        server_conn.stats().frame_tx.stop_sending,
+    )
+}
+
+/// A receive side dropped before its end was read makes quinn send
+/// STOP_SENDING, FIN or not, often in a packet of its own: noting the end
+/// first (`read_end_if_arrived`) spares that on both sides of every request.
+#[tokio::test]
+async fn a_stream_read_to_its_end_is_dropped_without_stop_sending() {
+    assert_eq!(stop_sendings_of_one_exchange(false).await, (1, 1));
+    assert_eq!(stop_sendings_of_one_exchange(true).await, (0, 0));
+}

@@ -116,7 +116,12 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
     let read = tokio::time::timeout(deadline, read_request(&mut recv, &peer.slot)).await;
     // Held until the request is served: its bytes stay in memory that long.
     let (request, _reservation) = match read {
-        Ok(Ok(Some(read))) => read,
+        Ok(Ok(Some(read))) => {
+            // A request is its stream's only frame: its end usually came
+            // with it (see `read_end_if_arrived`).
+            sluice_transport::read_end_if_arrived(&mut recv);
+            read
+        }
         Ok(Ok(None)) => return,
         Err(_) => {
             tracing::debug!(remote = %peer.remote, ?deadline, "request not received in time");

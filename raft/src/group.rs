@@ -88,8 +88,13 @@ pub struct GroupStatus {
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
     /// Why the group stopped (a storage failure, a snapshot it could not
-    /// install), if it did: its state is then frozen and must not be served.
+    /// install, a shutdown), if it did: its state is then frozen and must
+    /// not be served.
     pub stopped: Option<String>,
+    /// Whether it stopped by failing (a storage error or a panic of its
+    /// core), not by being shut down: only such a group is worth
+    /// restarting.
+    pub failed: bool,
 }
 
 /// A Raft group replicating a [`ReplicatedState`].
@@ -567,6 +572,10 @@ impl<S: ReplicatedState> Group<S> {
             last_log_index: m.last_log_index,
             last_applied_index: m.last_applied.map(|id| id.index),
             stopped: m.running_state.as_ref().err().map(|e| e.to_string()),
+            failed: matches!(
+                m.running_state.as_ref(),
+                Err(openraft::error::Fatal::StorageError(_) | openraft::error::Fatal::Panicked)
+            ),
         }
     }
 

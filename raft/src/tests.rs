@@ -544,3 +544,64 @@ async fn writes_go_on_while_a_snapshot_point_is_made_durable() {
     drop(open_gate);
     group.shutdown().await;
 }
+
+/// [`Sum`], except that applying the command 13 fails, as a disk failure
+/// of a real state would.
+#[derive(Clone, Default)]
+struct FailsOn13(Sum);
+
+impl ReplicatedState for FailsOn13 {
+    fn apply(&mut self, index: u64, command: &[u8]) -> io::Result<Vec<u8>> {
+        if command[..8] == 13u64.to_be_bytes() {
+            return Err(io::Error::other("cannot record 13"));
+        }
+        self.0.apply(index, command)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync()
+    }
+    fn snapshot(&mut self) -> io::Result<Vec<u8>> {
+        self.0.snapshot()
+    }
+    fn install_snapshot(&mut self, data: &[u8]) -> io::Result<()> {
+        self.0.install_snapshot(data)
+    }
+}
+
+/// A group stopped by a failure says so (`failed`), one shut down does not:
+/// the node restarts the first kind of replica and must leave the second
+/// alone (a restart racing a node's shutdown would outlive it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_group_and_a_shut_down_one_are_told_apart() {
+    async fn start(dir: std::path::PathBuf) -> Group<FailsOn13> {
+        let members = [(1, "127.0.0.1:1".to_string())];
+        let db = LogDb::open(&dir).unwrap();
+        let group = Group::start(
+            db,
+            1,
+            7,
+            FailsOn13::default(),
+            &GroupConfig::default(),
+            Arc::new(InProcess::default()),
+        )
+        .await
+        .unwrap();
+        group.initialize(&members).await.unwrap();
+        assert_eq!(group.wait_for_leader(Duration::from_secs(5)).await, Some(1));
+        group
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let group = start(dir.path().join("failing")).await;
+    group.write(1u64.to_be_bytes().to_vec()).await.unwrap();
+    assert!(group.write(13u64.to_be_bytes().to_vec()).await.is_err());
+    let status = group.status();
+    assert!(status.stopped.is_some() && status.failed, "{status:?}");
+    group.shutdown().await;
+
+    let group = start(dir.path().join("stopping")).await;
+    group.write(1u64.to_be_bytes().to_vec()).await.unwrap();
+    assert_eq!(group.status().stopped, None);
+    group.shutdown().await;
+    let status = group.status();
+    assert!(status.stopped.is_some() && !status.failed, "{status:?}");
+}

@@ -155,6 +155,9 @@ pub(crate) struct PartitionStateMachine {
     /// A copy of the committed offsets (`producers.consumers`) for readers,
     /// updated entry by entry as commands apply.
     consumers_view: ConsumersView,
+    /// How long an install keeps asking for a chunk its source does not
+    /// send ([`SNAPSHOT_COPY_RETRY_FOR`]; shorter in tests).
+    copy_retry_for: std::time::Duration,
 }
 
 /// The committed offsets of a replica as last applied, for readers outside
@@ -269,7 +272,7 @@ impl PartitionStateMachine {
         loop {
             match self.source.read(snap.source, snap.group, from) {
                 Ok(chunk) => return Ok(chunk),
-                Err(e) if started.elapsed() + pause < SNAPSHOT_COPY_RETRY_FOR => {
+                Err(e) if started.elapsed() + pause < self.copy_retry_for => {
                     tracing::warn!(
                         partition = %self.name, source = snap.source, from, error = %e,
                         retry_in_ms = pause.as_millis() as u64,
@@ -567,22 +570,25 @@ impl ReplicatedState for PartitionStateMachine {
         let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
         let snap: PartitionSnapshot = decode(data).map_err(bad)?;
         let table = ProducerTable::decode(&snap.producers).map_err(bad)?;
-        let mut log = write_lock(&self.log);
+        let log = read_lock(&self.log);
         let end = log.end_offset();
         tracing::info!(
             partition = %self.name, source = snap.source, local_end = end,
             target_start = snap.start_offset, target_end = snap.end_offset,
             "installing a snapshot: copying the missing batches from the source replica"
         );
-        if end < snap.start_offset {
-            log.reset(snap.start_offset)
-                .map_err(|e| self.stop(0, format!("cannot restart the log: {e}")))?;
-        }
+        // The log restarts at the source's start only once the first chunk
+        // from there is in hand: an install that fails before (its source
+        // silent) leaves the segments as they were, and the replica's
+        // restart replays its Raft log over them; restarted empty, the
+        // replay would find no batch where the producer table points and
+        // call the replica damaged.
+        let mut reset_to = (end < snap.start_offset).then_some(snap.start_offset);
         drop(log);
         let started = std::time::Instant::now();
         let mut copied = 0u64;
         loop {
-            let from = read_lock(&self.log).end_offset();
+            let from = reset_to.unwrap_or_else(|| read_lock(&self.log).end_offset());
             if from >= snap.end_offset {
                 break;
             }
@@ -599,6 +605,10 @@ impl ReplicatedState for PartitionStateMachine {
                 )));
             }
             let mut log = write_lock(&self.log);
+            if let Some(start) = reset_to.take() {
+                log.reset(start)
+                    .map_err(|e| self.stop(0, format!("cannot restart the log: {e}")))?;
+            }
             for batch in &chunk.batches {
                 log.append_raw(batch)
                     .map_err(|e| io::Error::other(format!("partition {}: {e}", self.name)))?;
@@ -606,6 +616,11 @@ impl ReplicatedState for PartitionStateMachine {
             }
         }
         let mut log = write_lock(&self.log);
+        if let Some(start) = reset_to {
+            // Nothing to copy: the source's log is empty from its start on.
+            log.reset(start)
+                .map_err(|e| self.stop(0, format!("cannot restart the log: {e}")))?;
+        }
         log.sync().map_err(io::Error::other)?;
         if table.applied_index > self.producers.applied_index {
             self.producers = table;
@@ -695,6 +710,7 @@ impl Partition {
             source,
             damage: DamageSlot::default(),
             consumers_view,
+            copy_retry_for: SNAPSHOT_COPY_RETRY_FOR,
         };
         Ok((sm, log, end_rx))
     }
@@ -1050,6 +1066,63 @@ mod tests {
         // Three pauses: 100, 200 and 400 ms.
         assert!(started.elapsed() >= std::time::Duration::from_millis(700));
         let all = |sm: &PartitionStateMachine| read_lock(&sm.log).read(0, usize::MAX).unwrap();
+        assert_eq!(all(&follower), all(&leader));
+    }
+
+    /// A replica far behind (its end below the source's start) keeps its
+    /// segments when the install fails before any batch arrived: the log
+    /// restarts at the source's start only once a chunk from there is in
+    /// hand, so the replica's restart replays its Raft log over intact
+    /// segments instead of finding them empty and damaged.
+    #[test]
+    fn an_install_that_gets_no_batch_leaves_a_lagging_log_as_it_was() {
+        let sources = Arc::new(LocalSources::default());
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let config = LogConfig {
+            retention_bytes: Some(1),
+            ..small_segments()
+        };
+        let (mut leader, log, _) =
+            Partition::open_log(a_dir.path(), "t", 0, config, 1, 1, sources.clone()).unwrap();
+        sources.0.lock().unwrap().insert(1, log);
+        let command = |i: u64| append(&[&format!("record-{i}-{}", "x".repeat(60))], None);
+        for i in 1..=80 {
+            apply(&mut leader, i, &command(i));
+        }
+        write_lock(&leader.log).enforce_retention(0).unwrap();
+        let start = read_lock(&leader.log).start_offset();
+        assert!(start > 2, "retention must delete the head");
+        let snapshot = leader.snapshot().unwrap();
+
+        let silent = Arc::new(Flaky {
+            inner: sources.clone(),
+            failures: u32::MAX.into(),
+        });
+        let (mut follower, _, _) =
+            Partition::open_log(b_dir.path(), "t", 0, small_segments(), 2, 1, silent).unwrap();
+        follower.copy_retry_for = std::time::Duration::from_millis(300);
+        for i in 1..=2 {
+            apply(&mut follower, i, &command(i));
+        }
+        let before = read_lock(&follower.log).read(0, usize::MAX).unwrap();
+        assert_eq!(before.len(), 2);
+        let e = follower.install_snapshot(&snapshot).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot copy the snapshot's batches"),
+            "{e}"
+        );
+        let log = read_lock(&follower.log);
+        assert_eq!(log.start_offset(), 0, "the log was not restarted");
+        assert_eq!(log.read(0, usize::MAX).unwrap(), before);
+        drop(log);
+
+        // With a source that answers, the same install restarts the log at
+        // the source's start and copies it.
+        let (mut follower, _, _) =
+            Partition::open_log(b_dir.path(), "t", 0, small_segments(), 2, 1, sources).unwrap();
+        follower.install_snapshot(&snapshot).unwrap();
+        let all = |sm: &PartitionStateMachine| read_lock(&sm.log).read(start, usize::MAX).unwrap();
+        assert_eq!(read_lock(&follower.log).start_offset(), start);
         assert_eq!(all(&follower), all(&leader));
     }
 

@@ -453,9 +453,9 @@ impl Replicas {
         }
     }
 
-    /// Takes running replicas whose Raft group stopped for another reason
+    /// Takes running replicas whose Raft group failed for another reason
     /// than damage (a storage error, a snapshot install that could not copy
-    /// its batches) out of the running set; the same pass starts them again
+    /// its batches; not a shutdown) out of the running set; the same pass starts them again
     /// from their data on disk, as a node restart would. Left alone, such a
     /// replica served nothing until its node restarted: the fault suite found
     /// one after a pause of the node it was copying a snapshot from. At most
@@ -466,7 +466,13 @@ impl Replicas {
             running
                 .iter()
                 .filter(|(_, p)| !p.damage.is_set())
-                .filter_map(|(k, p)| Some((*k, p.clone(), p.group.status().stopped?)))
+                .filter_map(|(k, p)| {
+                    // A group shut down (the node stopping) is stopped too,
+                    // but only a failed one is restarted.
+                    let status = p.group.status();
+                    let reason = status.stopped.filter(|_| status.failed)?;
+                    Some((*k, p.clone(), reason))
+                })
                 .collect()
         };
         let now = Instant::now();

@@ -44,7 +44,9 @@ pub(crate) const REPLICA_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) const LOG_COPY_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a replica installing a snapshot keeps asking for a chunk its
 /// source did not send (a paused or restarting node, a lost connection)
-/// before the install fails. A failed install stops the replica's Raft
+/// before the install fails (no new try starts after it; one under way may
+/// take up to [`LOG_COPY_CHUNK_TIMEOUT`], though a silent peer's connection
+/// is usually gone within the transport's 1 s idle timeout). A failed install stops the replica's Raft
 /// group, which the reconciler then restarts
 /// ([`STOPPED_REPLICA_RESTART_BACKOFF`]); retrying here first spares that
 /// for outages of a few seconds.

@@ -15,6 +15,7 @@
 
 mod error;
 mod group;
+mod group_config;
 mod log_store;
 mod network;
 mod quiesce;
@@ -22,7 +23,8 @@ mod state_machine;
 pub mod timeouts;
 
 pub use error::{RaftError, WriteError};
-pub use group::{Group, GroupConfig, GroupStatus};
+pub use group::{Group, GroupStatus};
+pub use group_config::GroupConfig;
 pub use log_store::{LogDb, LogDbOptions, SyncObserver};
 pub use network::{CallError, CallFuture, RaftTransport};
 pub use quiesce::{QuiesceConfig, Quiescence};

@@ -455,11 +455,12 @@ impl Replicas {
 
     /// Takes running replicas whose Raft group failed for another reason
     /// than damage (a storage error, a snapshot install that could not copy
-    /// its batches; not a shutdown) out of the running set; the same pass starts them again
-    /// from their data on disk, as a node restart would. Left alone, such a
-    /// replica served nothing until its node restarted: the fault suite found
-    /// one after a pause of the node it was copying a snapshot from. At most
-    /// one restart per replica per [`STOPPED_REPLICA_RESTART_BACKOFF`].
+    /// its batches; not a shutdown) out of the running set; the same pass
+    /// starts them again from their data on disk, as a node restart would.
+    /// Left alone, such a replica served nothing until its node restarted:
+    /// the fault suite found one after a pause of the node it was copying a
+    /// snapshot from. At most one restart per replica per
+    /// [`STOPPED_REPLICA_RESTART_BACKOFF`].
     async fn take_out_stopped(&self) {
         let stopped: Vec<(Key, Partition, String)> = {
             let running = self.running.read().unwrap_or_else(|p| p.into_inner());

@@ -266,31 +266,35 @@ fn repairs_in_log(node: NodeId, log: &str) -> Vec<Repair> {
         .collect()
 }
 
-/// What is left of a node's log: it is bounded, older lines may have moved
-/// to node.log.1 and the oldest are gone.
-fn node_log(cluster: &Cluster, node: NodeId) -> String {
-    let dir = cluster.node_dir(node);
-    ["node.log.1", "node.log"]
+/// What is left of each node's log (read once, for every question asked of
+/// them): a log is bounded, older lines may have moved to node.log.1 and
+/// the oldest are gone.
+fn node_logs(cluster: &Cluster, nodes: &[NodeId]) -> Vec<(NodeId, String)> {
+    nodes
         .iter()
-        .filter_map(|name| std::fs::read_to_string(dir.join(name)).ok())
+        .map(|&n| {
+            let dir = cluster.node_dir(n);
+            let log = ["node.log.1", "node.log"]
+                .iter()
+                .filter_map(|name| std::fs::read_to_string(dir.join(name)).ok())
+                .collect();
+            (n, log)
+        })
         .collect()
 }
 
 /// The self-repairs every node of the run logged.
-fn repairs_of(cluster: &Cluster, nodes: &[NodeId]) -> Vec<Repair> {
-    nodes
-        .iter()
-        .flat_map(|&n| repairs_in_log(n, &node_log(cluster, n)))
+fn repairs_of(logs: &[(NodeId, String)]) -> Vec<Repair> {
+    logs.iter()
+        .flat_map(|(n, log)| repairs_in_log(*n, log))
         .collect()
 }
 
 /// The snapshot points in the nodes' logs.
-fn snapshot_points_of(cluster: &Cluster, nodes: &[NodeId]) -> u64 {
-    nodes
-        .iter()
-        .map(|&n| {
-            node_log(cluster, n)
-                .lines()
+fn snapshot_points_of(logs: &[(NodeId, String)]) -> u64 {
+    logs.iter()
+        .map(|(_, log)| {
+            log.lines()
                 .filter(|l| l.contains(SNAPSHOT_POINT_LINE))
                 .count() as u64
         })
@@ -656,8 +660,8 @@ async fn run_async(
         .context("cannot write smartmodules-final.json")?;
     }
     cluster.kill_all_now();
-    let repairs = repairs_of(&cluster, &nodes);
-    let snapshot_points = snapshot_points_of(&cluster, &nodes);
+    let logs = node_logs(&cluster, &nodes);
+    let (repairs, snapshot_points) = (repairs_of(&logs), snapshot_points_of(&logs));
 
     let ops = rec.finish()?;
     let history = History::new(ops).context("the recorded history is malformed (a runner bug)")?;

@@ -13,6 +13,7 @@ use sluice_proto::RaftRpcKind;
 use crate::log_store::{decode, encode};
 
 use crate::error::{RaftError, WriteError};
+use crate::group_config::LOG_STAGE_BATCHES_KEPT;
 use crate::log_store::{GroupLog, LogDb};
 use crate::network::{
     Answer, Network, RaftTransport, SnapshotRequest, entries_beyond_vote, snapshot_beyond_vote,
@@ -134,6 +135,15 @@ impl<S: ReplicatedState> Group<S> {
             // leader must win an election in a new term, so every entry it
             // writes has an id no other replica can hold.
             enable_leader_restore: Some(leader_restore),
+            // openraft keeps, per group, a ring of the times each recent
+            // batch of entries reached each of six stages (proposed ...
+            // applied), for its runtime statistics, which nothing here
+            // reads. At its default of 1,024 batches that is six 24 KiB
+            // buffers, about 147 KiB of a replica's 190 (BENCHMARKS.md,
+            // "What an idle replica holds"): the largest part of what an
+            // idle partition costs. A few batches keep the statistics
+            // meaningful for whoever looks at them in a debugger.
+            log_stage_capacity: Some(LOG_STAGE_BATCHES_KEPT),
             // The other defaults we rely on, and why each is safe here:
             // - `allow_log_reversion` (false): a follower acknowledges only
             //   fsynced entries, so its acknowledged log never goes backwards;

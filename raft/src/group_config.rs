@@ -56,3 +56,9 @@ impl Default for GroupConfig {
         }
     }
 }
+
+/// How many recent batches of entries openraft's per-group runtime
+/// statistics remember (its `log_stage_capacity`; default 1,024). Nothing
+/// here reads those statistics, and at the default they were most of an idle
+/// replica's memory (see `Group::start`).
+pub(crate) const LOG_STAGE_BATCHES_KEPT: u64 = 8;

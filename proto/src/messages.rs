@@ -801,6 +801,15 @@ pub enum RaftRpcKind {
     /// a heartbeat, which carries the commit; until then the member cannot
     /// serve reads. Ignored by a replica that does not lead.
     CommitWanted,
+    /// Node to node, not for one group (`group` is ignored): a
+    /// [`RaftRpcKind::LeaderProbe`] that also serves the other direction of
+    /// the node pair. It names the groups the sender sleeps in under the
+    /// receiver (the answer says which the receiver leads) and the groups the
+    /// sender leads with the receiver as a member, so the receiver learns its
+    /// sleeping groups' leader is alive without a probe of its own: one probe
+    /// per node pair instead of one per direction. A node of an older build
+    /// refuses it; its groups then wake, as they would for a silent leader.
+    PeerProbe,
 }
 
 /// What a user asks for when creating a topic.

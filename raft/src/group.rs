@@ -577,7 +577,7 @@ impl<S: ReplicatedState> Group<S> {
                 let answer = self.handle_quiesce(payload).await;
                 return encode(&answer).unwrap_or_default();
             }
-            RaftRpcKind::LeaderProbe => {
+            RaftRpcKind::LeaderProbe | RaftRpcKind::PeerProbe => {
                 let answer: Answer<()> =
                     Err("a leader probe is for a node, not for one group".into());
                 return encode(&answer).unwrap_or_default();
@@ -664,7 +664,10 @@ impl<S: ReplicatedState> Group<S> {
                 Ok(req) => answer(self.raft.handle_transfer_leader(req).await).await,
                 Err(e) => bad(e),
             },
-            RaftRpcKind::Quiesce | RaftRpcKind::LeaderProbe | RaftRpcKind::CommitWanted => {
+            RaftRpcKind::Quiesce
+            | RaftRpcKind::LeaderProbe
+            | RaftRpcKind::PeerProbe
+            | RaftRpcKind::CommitWanted => {
                 let a: Answer<()> = Err(format!("{kind:?} is served by handle_rpc"));
                 encode(&a).unwrap_or_default()
             }
@@ -949,6 +952,17 @@ impl<S: ReplicatedState> Sleeper for Group<S> {
     fn try_sleep(&self, quiescence: &Quiescence) -> futures::future::BoxFuture<'_, ()> {
         let q = quiescence.clone();
         Box::pin(async move { self.try_sleep_as_leader(&q).await })
+    }
+
+    fn followers(&self) -> Vec<(NodeId, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.node)
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect()
     }
 
     fn wants_commit(&self) -> bool {

@@ -11,12 +11,22 @@
 //!
 //! A follower that stops ticking no longer notices by itself that its leader
 //! died, so each node watches the leaders of its sleeping groups at node
-//! level instead: one [`RaftRpcKind::LeaderProbe`] per leader node every
-//! [`QuiesceConfig::probe_interval`], naming the groups it sleeps in, whatever
-//! their number. A group whose leader node says it no longer leads it, or
-//! has not answered for [`QuiesceConfig::leader_silence`], wakes and runs its
+//! level instead: one [`RaftRpcKind::PeerProbe`] per node pair every
+//! [`QuiesceConfig::probe_interval`], whatever the number of groups. It
+//! serves both directions of the pair: it names the groups the sender sleeps
+//! in under the receiver (the answer says which the receiver still leads)
+//! and the groups the sender leads with the receiver as a member (so the
+//! receiver learns that its leader there is alive and still leads them).
+//! Of two nodes that both have a reason to probe, the one with the lower id
+//! does; the other probes only when it has not heard a probe from its peer
+//! for [`probe_heard_window`], so a dead or old-build peer is still watched.
+//! A group whose leader node says it no longer leads it, or has not been
+//! heard from for [`QuiesceConfig::leader_silence`], wakes and runs its
 //! election timer again (it has heard nothing for long, so it campaigns at
-//! once).
+//! once). Probing once per pair rather than once per direction halves what
+//! an idle cluster sends (issue 15: idle partitions must cost almost
+//! nothing). Nodes of an older build send [`RaftRpcKind::LeaderProbe`],
+//! which is still answered.
 //!
 //! Safety does not depend on any of this: ticks only drive heartbeats and
 //! election timeouts, never what is committed. The rules below are for
@@ -49,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
+use serde::{Deserialize, Serialize};
 use sluice_proto::{RaftRpc, RaftRpcKind};
 
 use crate::log_store::{decode, encode};
@@ -106,6 +117,29 @@ pub(crate) trait Sleeper: Send + Sync + 'static {
     /// to its own log's end (it restarted): until it has, it cannot recover
     /// and serve reads, and a sleeping leader sends it nothing by itself.
     fn wants_commit(&self) -> bool;
+    /// The group's other members (voters and learners) and their addresses.
+    fn followers(&self) -> Vec<(NodeId, String)>;
+}
+
+/// The payload of a [`RaftRpcKind::PeerProbe`]; the answer is an
+/// `Answer<Vec<GroupId>>`: of `asks`, the groups the receiver leads.
+#[derive(Debug, Serialize, Deserialize)]
+struct PeerProbe {
+    /// The sending node.
+    from: NodeId,
+    /// Groups asleep on the sender whose leader it believes the receiver is.
+    asks: Vec<GroupId>,
+    /// Every group the sender leads that has the receiver as a member,
+    /// asleep or not: the receiver may sleep in any of them (a follower
+    /// sleeps through its leader's empty heartbeats).
+    leads: Vec<GroupId>,
+}
+
+/// How recently a probe from a peer must have come for this node to skip
+/// its own probe of that peer: one and a half probe intervals, so that one
+/// late probe does not set both nodes probing.
+pub(crate) fn probe_heard_window(config: &QuiesceConfig) -> Duration {
+    config.probe_interval * 3 / 2
 }
 
 /// A sleeping follower, watched through its leader's node.
@@ -119,8 +153,12 @@ struct Watch {
 }
 
 pub(crate) struct Inner {
+    /// This node.
+    node: NodeId,
     transport: Arc<dyn RaftTransport>,
     config: QuiesceConfig,
+    /// When a [`RaftRpcKind::PeerProbe`] last came from each node.
+    heard: Mutex<HashMap<NodeId, Instant>>,
     /// Every group of this node taking part (the controller's does not).
     groups: Mutex<HashMap<GroupId, Arc<dyn Sleeper>>>,
     /// Groups asleep here as followers, by group.
@@ -136,13 +174,15 @@ pub(crate) struct Inner {
 pub struct Quiescence(Arc<Inner>);
 
 impl Quiescence {
-    /// Starts the node's quiescence task; it stops when every handle is
-    /// dropped.
-    pub fn start(transport: Arc<dyn RaftTransport>, config: QuiesceConfig) -> Self {
+    /// Starts the quiescence task of node `node`; it stops when every handle
+    /// is dropped.
+    pub fn start(node: NodeId, transport: Arc<dyn RaftTransport>, config: QuiesceConfig) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let inner = Arc::new(Inner {
+            node,
             transport,
             config,
+            heard: Mutex::default(),
             groups: Mutex::default(),
             watched: Mutex::default(),
             _stop: stop,
@@ -204,16 +244,73 @@ impl Quiescence {
                 "a leader probe names {} groups; at most {PROBE_GROUPS_MAX} are allowed",
                 ids.len()
             )),
-            Ok(ids) => {
-                let groups = self.0.groups.lock().unwrap();
-                Ok(ids
-                    .into_iter()
-                    .filter(|id| groups.get(id).is_some_and(|g| g.leads()))
-                    .collect())
-            }
+            Ok(ids) => Ok(self.led_of(ids)),
             Err(e) => Err(format!("undecodable leader probe: {e}")),
         };
         encode(&answer).unwrap_or_default()
+    }
+
+    /// Answers another node's [`RaftRpcKind::PeerProbe`] (of the groups it
+    /// asks about, those this node leads) and takes in what it says: its
+    /// groups asleep here under it are confirmed, or woken if it no longer
+    /// leads them.
+    pub fn answer_peer_probe(&self, payload: &[u8]) -> Vec<u8> {
+        let answer: Answer<Vec<GroupId>> = match decode::<PeerProbe>(payload) {
+            Ok(p) if p.asks.len() > PROBE_GROUPS_MAX || p.leads.len() > PROBE_GROUPS_MAX => {
+                Err(format!(
+                    "a peer probe names {} and {} groups; at most {PROBE_GROUPS_MAX} each are allowed",
+                    p.asks.len(),
+                    p.leads.len()
+                ))
+            }
+            Ok(p) => {
+                self.heard_from(p.from, &p.leads);
+                Ok(self.led_of(p.asks))
+            }
+            Err(e) => Err(format!("undecodable peer probe: {e}")),
+        };
+        encode(&answer).unwrap_or_default()
+    }
+
+    /// Of `ids`, the groups this node leads.
+    fn led_of(&self, ids: Vec<GroupId>) -> Vec<GroupId> {
+        let groups = self.0.groups.lock().unwrap();
+        ids.into_iter()
+            .filter(|id| groups.get(id).is_some_and(|g| g.leads()))
+            .collect()
+    }
+
+    /// Node `from` says it leads `leads` (all of its groups this node is a
+    /// member of): the groups asleep here under it are confirmed if named,
+    /// woken otherwise.
+    fn heard_from(&self, from: NodeId, leads: &[GroupId]) {
+        let now = Instant::now();
+        self.0.heard.lock().unwrap().insert(from, now);
+        let leads: std::collections::HashSet<GroupId> = leads.iter().copied().collect();
+        let mut to_wake = Vec::new();
+        for (id, w) in self.0.watched.lock().unwrap().iter_mut() {
+            if w.leader != from {
+                continue;
+            }
+            if leads.contains(id) {
+                w.confirmed = now;
+            } else {
+                to_wake.push(w.group.clone());
+            }
+        }
+        // Woken outside the lock: a wake unwatches the group.
+        for group in to_wake {
+            group.wake("its leader no longer leads it");
+        }
+    }
+
+    /// Whether a probe from `peer` came recently enough that this node
+    /// need not probe it (see the module's documentation).
+    fn covered_by(&self, peer: NodeId, now: Instant) -> bool {
+        peer < self.0.node
+            && self.0.heard.lock().unwrap().get(&peer).is_some_and(|at| {
+                now.saturating_duration_since(*at) <= probe_heard_window(&self.0.config)
+            })
     }
 }
 
@@ -267,40 +364,85 @@ async fn sweep_leaders(q: &Quiescence) {
     }
 }
 
-async fn probe_leaders(q: &Quiescence) {
-    let mut by_leader: BTreeMap<NodeId, (String, Vec<GroupId>)> = BTreeMap::new();
+/// What one probe round sends one peer.
+#[derive(Default)]
+struct Outgoing {
+    addr: String,
+    asks: Vec<GroupId>,
+    leads: Vec<GroupId>,
+    /// Whether anything sleeps that this probe is for: a group asleep here
+    /// under the peer, or one this node leads asleep with the peer in it.
+    needed: bool,
+}
+
+/// What each peer needs to be sent this round, before skipping the peers
+/// whose own probe covered it.
+fn outgoing(q: &Quiescence) -> BTreeMap<NodeId, Outgoing> {
+    let mut peers: BTreeMap<NodeId, Outgoing> = BTreeMap::new();
+    let entry = |peers: &mut BTreeMap<NodeId, Outgoing>, peer: NodeId, addr: &str| {
+        let out = peers.entry(peer).or_default();
+        if out.addr.is_empty() {
+            out.addr = addr.to_string();
+        }
+    };
     for (id, w) in q.0.watched.lock().unwrap().iter() {
-        by_leader
-            .entry(w.leader)
-            .or_insert_with(|| (w.addr.clone(), Vec::new()))
-            .1
-            .push(*id);
+        entry(&mut peers, w.leader, &w.addr);
+        let out = peers.get_mut(&w.leader).expect("just added");
+        out.asks.push(*id);
+        out.needed = true;
     }
-    if by_leader.is_empty() {
-        return;
+    let groups: Vec<(GroupId, Arc<dyn Sleeper>)> =
+        q.0.groups
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, g)| (*id, g.clone()))
+            .collect();
+    for (id, group) in groups {
+        if !group.leads() {
+            continue;
+        }
+        let asleep = group.asleep();
+        for (peer, addr) in group.followers() {
+            entry(&mut peers, peer, &addr);
+            let out = peers.get_mut(&peer).expect("just added");
+            out.leads.push(id);
+            out.needed |= asleep;
+        }
     }
+    peers
+}
+
+async fn probe_leaders(q: &Quiescence) {
+    let now = Instant::now();
+    let mut peers = outgoing(q);
+    peers.retain(|peer, out| out.needed && !q.covered_by(*peer, now));
     let timeout = q.0.config.probe_timeout;
-    let probes = by_leader
-        .into_iter()
-        .map(|(leader, (addr, ids))| async move {
-            let answer = match encode(&ids) {
-                Ok(payload) => {
-                    let rpc = RaftRpc {
-                        group: crate::CONTROLLER_GROUP,
-                        kind: RaftRpcKind::LeaderProbe,
-                        payload,
-                    };
-                    match q.0.transport.call(leader, addr, rpc, timeout).await {
-                        Ok(bytes) => decode::<Answer<Vec<GroupId>>>(&bytes)
-                            .map_err(|e| e.to_string())
-                            .and_then(|a| a),
-                        Err(e) => Err(e.to_string()),
-                    }
+    let from = q.0.node;
+    let probes = peers.into_iter().map(|(leader, out)| async move {
+        let probe = PeerProbe {
+            from,
+            asks: out.asks,
+            leads: out.leads,
+        };
+        let answer = match encode(&probe) {
+            Ok(payload) => {
+                let rpc = RaftRpc {
+                    group: crate::CONTROLLER_GROUP,
+                    kind: RaftRpcKind::PeerProbe,
+                    payload,
+                };
+                match q.0.transport.call(leader, out.addr, rpc, timeout).await {
+                    Ok(bytes) => decode::<Answer<Vec<GroupId>>>(&bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|a| a),
+                    Err(e) => Err(e.to_string()),
                 }
-                Err(e) => Err(e.to_string()),
-            };
-            (leader, ids, answer)
-        });
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        (leader, probe.asks, answer)
+    });
     let results = futures::future::join_all(probes).await;
     let now = Instant::now();
     let mut to_wake: Vec<(Arc<dyn Sleeper>, &'static str)> = Vec::new();
@@ -323,6 +465,21 @@ async fn probe_leaders(q: &Quiescence) {
                 }
             }
         }
+        // Watches of covered peers were confirmed (or not) by the peers'
+        // own probes; a peer that stopped probing is probed again next
+        // round, so only a silent one gets here.
+        for (id, w) in watched.iter() {
+            if now.duration_since(w.confirmed) > q.0.config.leader_silence
+                && !to_wake.iter().any(|(g, _)| Arc::ptr_eq(g, &w.group))
+            {
+                tracing::debug!(
+                    group = id,
+                    leader = w.leader,
+                    "the leader of a sleeping group has not been heard from"
+                );
+                to_wake.push((w.group.clone(), "its leader's node is silent"));
+            }
+        }
     }
     // Woken outside the lock: a wake unwatches the group.
     for (group, why) in to_wake {
@@ -331,11 +488,12 @@ async fn probe_leaders(q: &Quiescence) {
     // A member that restarted while its group slept holds the whole log but
     // has not heard the leader's commit; it asks the leader, which wakes and
     // heartbeats (and later sleeps again). Asked again each round until heard.
+    let recent = probe_heard_window(&q.0.config);
     let wanting: Vec<(GroupId, NodeId, String)> = {
         let watched = q.0.watched.lock().unwrap();
         watched
             .iter()
-            .filter(|(_, w)| w.confirmed >= now && w.group.wants_commit())
+            .filter(|(_, w)| now.duration_since(w.confirmed) <= recent && w.group.wants_commit())
             .map(|(id, w)| (*id, w.leader, w.addr.clone()))
             .collect()
     };

@@ -55,10 +55,13 @@ impl RaftTransport for Endpoint {
                 .unwrap()
                 .entry((from, rpc.kind))
                 .or_default() += 1;
-            if rpc.kind == RaftRpcKind::LeaderProbe {
+            if matches!(rpc.kind, RaftRpcKind::LeaderProbe | RaftRpcKind::PeerProbe) {
                 let node = net.nodes.lock().unwrap().get(&target).cloned();
                 return node
-                    .map(|q| q.answer_probe(&rpc.payload))
+                    .map(|q| match rpc.kind {
+                        RaftRpcKind::PeerProbe => q.answer_peer_probe(&rpc.payload),
+                        _ => q.answer_probe(&rpc.payload),
+                    })
                     .ok_or(unreachable);
             }
             let group = net.groups.lock().unwrap().get(&target).cloned();
@@ -104,7 +107,7 @@ impl Cluster {
             states: HashMap::new(),
         };
         for node in 1..=3 {
-            let q = Quiescence::start(cluster.endpoint(node), configs().1);
+            let q = Quiescence::start(node, cluster.endpoint(node), configs().1);
             cluster.net.nodes.lock().unwrap().insert(node, q);
             let db = LogDb::open(cluster.dirs[node as usize - 1].path()).unwrap();
             cluster.start_replica(node, db).await;
@@ -171,6 +174,11 @@ impl Cluster {
         self.states[&node].0.lock().unwrap().0
     }
 
+    fn sent_by(&self, node: NodeId, kind: RaftRpcKind) -> usize {
+        let sent = self.net.sent.lock().unwrap();
+        sent.get(&(node, kind)).copied().unwrap_or(0)
+    }
+
     fn sent(&self, kind: RaftRpcKind) -> usize {
         let sent = self.net.sent.lock().unwrap();
         sent.iter()
@@ -228,7 +236,8 @@ async fn an_idle_group_sleeps_sends_no_heartbeats_and_wakes_for_a_write() {
     let term = c.term(leader);
 
     let appends = c.sent(RaftRpcKind::AppendEntries);
-    let probes = c.sent(RaftRpcKind::LeaderProbe);
+    let probes = c.sent(RaftRpcKind::PeerProbe);
+    let probes_of_3 = c.sent_by(3, RaftRpcKind::PeerProbe);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         c.sent(RaftRpcKind::AppendEntries),
@@ -236,8 +245,18 @@ async fn an_idle_group_sleeps_sends_no_heartbeats_and_wakes_for_a_write() {
         "a sleeping group sent appends (heartbeats)"
     );
     assert!(
-        c.sent(RaftRpcKind::LeaderProbe) > probes + 10,
+        c.sent(RaftRpcKind::PeerProbe) > probes + 10,
         "the followers stopped watching their leader"
+    );
+    // One probe per node pair: node 3 is the higher id of both of its
+    // pairs, and its peers' probes tell it all it needs (whether it leads
+    // or follows), so it sends none, but for a round its peers were late in
+    // on a loaded machine (then it probes, rather than miss its leader).
+    let all = c.sent(RaftRpcKind::PeerProbe) - probes;
+    let of_3 = c.sent_by(3, RaftRpcKind::PeerProbe) - probes_of_3;
+    assert!(
+        of_3 * 4 < all,
+        "node 3 sent {of_3} of {all} probes although its peers' probes covered it"
     );
     assert!(c.all_asleep());
 
@@ -385,5 +404,57 @@ async fn a_leader_probe_names_only_groups_led_here_and_refuses_oversized_or_garb
     let q = c.net.nodes.lock().unwrap()[&leader].clone();
     let garbled = decode::<Answer<Vec<u64>>>(&q.answer_probe(&[0xff; 3])).unwrap();
     assert!(garbled.unwrap_err().contains("undecodable leader probe"));
+    let garbled = decode::<Answer<Vec<u64>>>(&q.answer_peer_probe(&[0xff; 3])).unwrap();
+    assert!(garbled.unwrap_err().contains("undecodable peer probe"));
+    c.shutdown().await;
+}
+
+/// A peer probe answers what it asks and is taken at its word for what it
+/// says it leads: a group asleep under its sender stays asleep while the
+/// sender names it, and wakes once the sender leaves it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_probe_confirms_the_groups_its_sender_leads_and_wakes_the_others() {
+    use crate::log_store::{decode, encode};
+    use crate::network::Answer;
+    #[derive(serde::Serialize)]
+    struct Probe {
+        from: NodeId,
+        asks: Vec<u64>,
+        leads: Vec<u64>,
+    }
+    let c = Cluster::start().await;
+    c.write_anywhere(1).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    let leader = c.leader().expect("a leader");
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let q = c.net.nodes.lock().unwrap()[&follower].clone();
+    let send = |leads: Vec<u64>| {
+        let probe = Probe {
+            from: leader,
+            asks: vec![GROUP, 999],
+            leads,
+        };
+        decode::<Answer<Vec<u64>>>(&q.answer_peer_probe(&encode(&probe).unwrap())).unwrap()
+    };
+    // The follower leads none of what it is asked about.
+    assert_eq!(send(vec![GROUP]), Ok(vec![]));
+    assert!(c.group(follower).is_asleep());
+    // Its leader no longer names the group: it wakes (and, its leader
+    // being alive, goes back to sleep later).
+    assert_eq!(send(vec![]), Ok(vec![]));
+    assert!(!c.group(follower).is_asleep(), "the group slept on");
+
+    let oversized = Probe {
+        from: leader,
+        asks: vec![],
+        leads: (0..5_000).collect(),
+    };
+    let refused = decode::<Answer<Vec<u64>>>(&q.answer_peer_probe(&encode(&oversized).unwrap()))
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        refused.contains("5000 groups") && refused.contains("at most"),
+        "{refused}"
+    );
     c.shutdown().await;
 }

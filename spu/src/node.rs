@@ -186,7 +186,11 @@ impl Node {
             runtime: tokio::runtime::Handle::current(),
         });
         let quiescence = config.quiesce_idle_groups.then(|| {
-            sluice_raft::Quiescence::start(Arc::new(peers.clone()), quiesce_config(&config))
+            sluice_raft::Quiescence::start(
+                config.id,
+                Arc::new(peers.clone()),
+                quiesce_config(&config),
+            )
         });
         if let Some(q) = &quiescence {
             controller.quiesce_with(q).await;
@@ -302,9 +306,9 @@ fn bind(config: &NodeConfig, data_dir: &DataDir) -> Result<(quinn::Endpoint, Pee
     };
     let server_config =
         sluice_transport::server_config(&identity, &ca_pem, auth).map_err(NodeError::TlsConfig)?;
-    let endpoint = sluice_transport::bind_server(config.listen, server_config)?;
+    let endpoint = sluice_transport::bind_node_server(config.listen, server_config, &identity)?;
     let client_config =
-        sluice_transport::client_config(&ca_pem, Some(&identity)).map_err(NodeError::TlsConfig)?;
+        sluice_transport::peer_client_config(&ca_pem, &identity).map_err(NodeError::TlsConfig)?;
     // Dial peers from the listen address, so node-to-node traffic carries
     // it as its source (firewall rules between nodes can then match it).
     let peers = Peers::new(Connector::with_local_ip(

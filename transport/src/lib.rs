@@ -12,7 +12,9 @@ pub mod frame;
 pub mod timeouts;
 pub mod tls;
 
-pub use endpoint::{Connector, TransportError, bind_server, client_endpoint, peer_identity};
+pub use endpoint::{
+    Connector, TransportError, bind_node_server, bind_server, client_endpoint, peer_identity,
+};
 pub use frame::{
     FrameError, read_end_if_arrived, read_frame, read_frame_body, read_frame_len, write_frame,
     write_frame_parts,
@@ -21,5 +23,6 @@ pub use frame::{
 pub use quinn::Connection;
 pub use tls::{
     ALPN, CA_CERT_FILE, CA_KEY_FILE, CertKeyPair, ClientAuth, ClusterCa, IdentityError,
-    NODE_SERVER_NAME, PeerIdentity, TlsError, check_principal_name, client_config, server_config,
+    NODE_SERVER_NAME, PeerIdentity, TlsError, check_principal_name, client_config,
+    peer_client_config, server_config,
 };

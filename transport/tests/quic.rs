@@ -460,3 +460,103 @@ async fn a_stream_read_to_its_end_is_dropped_without_stop_sending() {
     assert_eq!(stop_sendings_of_one_exchange(false).await, (1, 1));
     assert_eq!(stop_sendings_of_one_exchange(true).await, (0, 0));
 }
+
+/// One run of a node's listener, in a runtime of its own so that it can die
+/// the way a killed process does: every task dropped, nothing sent.
+struct ListenerRun {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl ListenerRun {
+    fn start(ca: &ClusterCa, node: &CertKeyPair, addr: SocketAddr) -> (Self, SocketAddr) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = server_config(node, ca.cert_pem(), ClientAuth::Optional).unwrap();
+        let endpoint = {
+            let _inside = runtime.enter();
+            sluice_transport::bind_node_server(addr, cfg, node).unwrap()
+        };
+        let addr = endpoint.local_addr().unwrap();
+        runtime.spawn(async move { spawn_echo_server(endpoint) });
+        (Self { runtime }, addr)
+    }
+
+    /// Drops every task of the run without letting it send anything, and
+    /// returns once they are gone (its socket closed).
+    async fn kill(self) {
+        let runtime = self.runtime;
+        tokio::task::spawn_blocking(move || runtime.shutdown_timeout(TIMEOUT))
+            .await
+            .unwrap();
+    }
+}
+
+async fn echo_once(connection: &quinn::Connection) -> Result<Vec<u8>, String> {
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    write_frame(&mut send, b"are you there?")
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    read_frame(&mut recv, MAX_FRAME)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no answer".to_string())
+}
+
+/// What ends a node-to-node connection whose listener was killed and
+/// started again on the same address with `next_identity`.
+async fn end_of_a_connection_to_a_restarted_listener(
+    ca: &ClusterCa,
+    node: &CertKeyPair,
+    next_identity: &CertKeyPair,
+) -> quinn::ConnectionError {
+    let (first, addr) = ListenerRun::start(ca, node, localhost());
+    let config = sluice_transport::peer_client_config(ca.cert_pem(), node).unwrap();
+    let connection = connect(
+        &endpoint::client_endpoint(addr).unwrap(),
+        config,
+        addr,
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        echo_once(&connection).await.unwrap(),
+        b"echo:are you there?"
+    );
+    first.kill().await;
+    let (second, _) = ListenerRun::start(ca, next_identity, addr);
+    // The next request reaches the new run, which knows nothing of it.
+    assert!(echo_once(&connection).await.is_err());
+    let reason = tokio::time::timeout(TIMEOUT, connection.closed())
+        .await
+        .expect("the connection ends within its idle timeout in any case");
+    second.kill().await;
+    reason
+}
+
+#[tokio::test]
+async fn a_restarted_node_resets_the_connections_of_its_previous_run() {
+    let (ca, node) = pki();
+    // Same key in both runs: the new run's stateless reset carries the
+    // token the old run issued, so the client believes it.
+    let reason = end_of_a_connection_to_a_restarted_listener(&ca, &node, &node).await;
+    assert!(
+        matches!(reason, quinn::ConnectionError::Reset),
+        "expected a stateless reset, got {reason:?}"
+    );
+    // Another key (what every run had with quinn's default, random one):
+    // the reset is not believed and the connection lingers until its idle
+    // timeout ends it.
+    let other = ca
+        .issue_node(1, &[], &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
+        .unwrap();
+    let reason = end_of_a_connection_to_a_restarted_listener(&ca, &node, &other).await;
+    assert!(
+        matches!(reason, quinn::ConnectionError::TimedOut),
+        "expected an idle timeout, got {reason:?}"
+    );
+}

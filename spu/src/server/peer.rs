@@ -122,8 +122,9 @@ pub(super) async fn forget_consumer(
 
 /// Hands a Raft RPC to the group it is for.
 pub(super) async fn serve_raft(node: &Shared, rpc: RaftRpc) -> Response {
-    let payload = if rpc.kind == RaftRpcKind::LeaderProbe {
+    let payload = if matches!(rpc.kind, RaftRpcKind::LeaderProbe | RaftRpcKind::PeerProbe) {
         match node.replicas.quiescence() {
+            Some(q) if rpc.kind == RaftRpcKind::PeerProbe => q.answer_peer_probe(&rpc.payload),
             Some(q) => q.answer_probe(&rpc.payload),
             None => {
                 return Response::Error(WireError::Unavailable {

@@ -98,7 +98,63 @@ pub fn bind_server(
     addr: SocketAddr,
     config: quinn::ServerConfig,
 ) -> Result<quinn::Endpoint, TransportError> {
-    bind_endpoint(addr, Some(config)).map_err(|source| {
+    bind_server_with(addr, config, quinn::EndpointConfig::default())
+}
+
+/// Binds a node's listener: [`bind_server`] with a stateless-reset key
+/// derived from the node's private key, so that it is the same in every run
+/// of the node.
+///
+/// When a node restarts, its peers and clients still hold connections to
+/// its previous run. The first packet one of them sends on such a
+/// connection reaches the new run, which does not know the connection and
+/// answers with a stateless reset (RFC 9000, 10.3); the sender believes the
+/// reset only if it carries the token the previous run issued, which it does
+/// only if both runs derive it from the same key. So the connection fails
+/// at once and the next request dials anew, instead of every request timing
+/// out until the connection's idle timeout ends it (quinn's default key is
+/// random per process). The connection ids a run hands out must also be
+/// recognisable by the next run, which otherwise drops a packet naming one
+/// as junk before it gets to the reset: so the key of quinn's connection-id
+/// check is derived the same way.
+pub fn bind_node_server(
+    addr: SocketAddr,
+    config: quinn::ServerConfig,
+    identity: &crate::tls::CertKeyPair,
+) -> Result<quinn::Endpoint, TransportError> {
+    let reset_key = ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &derived_secret(identity, b"stateless reset key"),
+    );
+    let mut endpoint_config = quinn::EndpointConfig::new(std::sync::Arc::new(reset_key));
+    let cid_secret = derived_secret(identity, b"connection id key");
+    let cid_key = u64::from_le_bytes(cid_secret[..8].try_into().unwrap_or_default());
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    bind_server_with(addr, config, endpoint_config)
+}
+
+/// A secret for `purpose` derived from a node's private key: a hash of the
+/// key under a label of its own, so it reveals nothing of the private key,
+/// is the same in every run of the node, and serves that purpose only.
+fn derived_secret(identity: &crate::tls::CertKeyPair, purpose: &[u8]) -> [u8; 32] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"sluice node endpoint v1\0");
+    context.update(purpose);
+    context.update(b"\0");
+    context.update(identity.key_pem.as_bytes());
+    let mut secret = [0; 32];
+    secret.copy_from_slice(context.finish().as_ref());
+    secret
+}
+
+fn bind_server_with(
+    addr: SocketAddr,
+    config: quinn::ServerConfig,
+    endpoint_config: quinn::EndpointConfig,
+) -> Result<quinn::Endpoint, TransportError> {
+    bind_endpoint(addr, Some(config), endpoint_config).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
             TransportError::AddrInUse { addr }
         } else {
@@ -148,16 +204,12 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 fn bind_endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
+    endpoint_config: quinn::EndpointConfig,
 ) -> std::io::Result<quinn::Endpoint> {
     let runtime = quinn::default_runtime().ok_or_else(|| {
         std::io::Error::other("no tokio runtime is running; create QUIC endpoints inside one")
     })?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        bind_udp(addr)?,
-        runtime,
-    )
+    quinn::Endpoint::new(endpoint_config, server, bind_udp(addr)?, runtime)
 }
 
 /// Binds a client-only endpoint able to reach `target`: on the unspecified
@@ -175,10 +227,12 @@ pub fn client_endpoint_from(
     local: SocketAddr,
     target: SocketAddr,
 ) -> Result<quinn::Endpoint, TransportError> {
-    bind_endpoint(local, None).map_err(|source| TransportError::ClientBind {
-        local,
-        target,
-        source,
+    bind_endpoint(local, None, quinn::EndpointConfig::default()).map_err(|source| {
+        TransportError::ClientBind {
+            local,
+            target,
+            source,
+        }
     })
 }
 

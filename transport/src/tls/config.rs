@@ -5,6 +5,7 @@
 //! default provider having been installed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
@@ -12,7 +13,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 
 use super::{CertKeyPair, TlsError, pem};
-pub use crate::timeouts::{IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL};
+pub use crate::timeouts::{
+    IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, PEER_IDLE_TIMEOUT, PEER_KEEP_ALIVE_INTERVAL,
+};
 
 /// ALPN protocol id spoken by every Sluice endpoint; bumping it makes
 /// incompatible peers fail the handshake instead of misparsing frames.
@@ -51,13 +54,33 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Transport parameters shared by servers and clients.
+/// Transport parameters of a client's connections (the client library, the
+/// CLI): keep-alives every [`KEEP_ALIVE_INTERVAL`] and [`IDLE_TIMEOUT`], so a
+/// request in flight to a killed node fails over within a second.
 pub fn transport_config() -> Arc<TransportConfig> {
+    with_liveness(Some(KEEP_ALIVE_INTERVAL), IDLE_TIMEOUT)
+}
+
+/// Transport parameters of a node's listener. It sends no keep-alives of its
+/// own (each client keeps its connection alive and notices a dead node by
+/// itself) and advertises [`PEER_IDLE_TIMEOUT`], so that a client's shorter
+/// idle timeout is the one that counts for it.
+pub fn server_transport_config() -> Arc<TransportConfig> {
+    with_liveness(None, PEER_IDLE_TIMEOUT)
+}
+
+/// Transport parameters of a node's connections to other nodes: see
+/// [`PEER_KEEP_ALIVE_INTERVAL`] for why they are quieter than a client's.
+pub fn peer_transport_config() -> Arc<TransportConfig> {
+    with_liveness(Some(PEER_KEEP_ALIVE_INTERVAL), PEER_IDLE_TIMEOUT)
+}
+
+fn with_liveness(keep_alive: Option<Duration>, idle_timeout: Duration) -> Arc<TransportConfig> {
     let mut transport = TransportConfig::default();
     transport
-        .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+        .keep_alive_interval(keep_alive)
         .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(
-            u32::try_from(IDLE_TIMEOUT.as_millis()).unwrap_or(u32::MAX),
+            u32::try_from(idle_timeout.as_millis()).unwrap_or(u32::MAX),
         ))))
         .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
         .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
@@ -103,7 +126,7 @@ pub fn server_config(
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|source| TlsError::QuicCrypto { source })?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport_config());
+    config.transport_config(server_transport_config());
     Ok(config)
 }
 
@@ -112,6 +135,24 @@ pub fn server_config(
 pub fn client_config(
     ca_pem: &str,
     identity: Option<&CertKeyPair>,
+) -> Result<quinn::ClientConfig, TlsError> {
+    client_config_with(ca_pem, identity, transport_config())
+}
+
+/// Configuration of a node's connections to other nodes: like
+/// [`client_config`] with the node's identity, and the quieter
+/// [`peer_transport_config`].
+pub fn peer_client_config(
+    ca_pem: &str,
+    identity: &CertKeyPair,
+) -> Result<quinn::ClientConfig, TlsError> {
+    client_config_with(ca_pem, Some(identity), peer_transport_config())
+}
+
+fn client_config_with(
+    ca_pem: &str,
+    identity: Option<&CertKeyPair>,
+    transport: Arc<TransportConfig>,
 ) -> Result<quinn::ClientConfig, TlsError> {
     let roots = pem::cluster_roots(ca_pem)?;
     let builder = rustls::ClientConfig::builder_with_provider(provider())
@@ -138,6 +179,6 @@ pub fn client_config(
     let crypto =
         QuicClientConfig::try_from(tls).map_err(|source| TlsError::QuicCrypto { source })?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport_config());
+    config.transport_config(transport);
     Ok(config)
 }

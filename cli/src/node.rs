@@ -56,6 +56,12 @@ pub struct RunArgs {
     /// between writes instead of heartbeating (`quiesce_idle_ms`).
     #[arg(long, value_name = "DURATION", value_parser = parse_quiesce_idle, conflicts_with = "no_quiesce")]
     pub quiesce_idle: Option<std::time::Duration>,
+    /// How often nodes probe each other for the leaders of their sleeping
+    /// groups (default 150ms; 50ms to 5s): a sleeping group's dead leader is
+    /// noticed after 10/3 of it, and an idle cluster sends about this much
+    /// less often (`quiesce_probe_ms`). Give every node the same.
+    #[arg(long, value_name = "DURATION", value_parser = parse_quiesce_probe, conflicts_with = "no_quiesce")]
+    pub quiesce_probe: Option<std::time::Duration>,
     /// Send every heartbeat of a partition leader, even to followers that
     /// just acknowledged an append (`skip_heartbeats_under_writes = false`;
     /// the baseline of benchmarks).
@@ -130,6 +136,10 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
             .quiesce_idle
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .or(base.and_then(|c| c.quiesce_idle_ms)),
+        quiesce_probe_ms: args
+            .quiesce_probe
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .or(base.and_then(|c| c.quiesce_probe_ms)),
         skip_heartbeats_under_writes: !args.no_heartbeat_skip
             && base.is_none_or(|c| c.skip_heartbeats_under_writes),
         read_only: args.read_only.is_some() || base.is_some_and(|c| c.read_only),
@@ -211,9 +221,40 @@ pub fn parse_quiesce_idle(text: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// `--quiesce-probe`: a duration between `QUIESCE_PROBE_MS_MIN` and
+/// `QUIESCE_PROBE_MS_MAX`.
+pub fn parse_quiesce_probe(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (e.g. 500ms)"))?;
+    let min = std::time::Duration::from_millis(sluice_spu::QUIESCE_PROBE_MS_MIN);
+    let max = std::time::Duration::from_millis(sluice_spu::QUIESCE_PROBE_MS_MAX);
+    if d < min || d > max {
+        return Err(format!(
+            "{text} is outside the allowed range of {min:?} to {max:?}"
+        ));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiesce_probe_takes_durations_within_its_range() {
+        assert_eq!(
+            parse_quiesce_probe("500ms").unwrap(),
+            std::time::Duration::from_millis(500)
+        );
+        for bad in ["10ms", "6s"] {
+            let err = parse_quiesce_probe(bad).unwrap_err();
+            assert!(err.contains("outside the allowed range"), "{err}");
+        }
+        assert!(
+            parse_quiesce_probe("soon")
+                .unwrap_err()
+                .contains("e.g. 500ms")
+        );
+    }
 
     #[test]
     fn quiesce_idle_takes_durations_from_its_minimum() {

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         metrics_listen: None,
         quiesce_idle_groups: true,
         quiesce_idle_ms: None,
+        quiesce_probe_ms: None,
         skip_heartbeats_under_writes: true,
         read_only: false,
         seed_topics: Vec::new(),

@@ -64,6 +64,14 @@ pub struct NodeConfig {
     /// of more wake-ups.
     #[serde(default)]
     pub quiesce_idle_ms: Option<u64>,
+    /// How often (ms) nodes probe each other for the leaders of their
+    /// sleeping groups (default 150; between [`QUIESCE_PROBE_MS_MIN`] and
+    /// [`QUIESCE_PROBE_MS_MAX`]). A sleeping group wakes once its leader has
+    /// not been heard from for 10/3 of it (500 ms by default), so this trades
+    /// how soon an idle partition fails over for what an idle cluster costs
+    /// (BENCHMARKS.md, "Idle partitions asleep"). Set it alike on every node.
+    #[serde(default)]
+    pub quiesce_probe_ms: Option<u64>,
     /// Skip a partition leader's heartbeat to a follower that acknowledged
     /// an append within the last heartbeat interval (on by default; `false`
     /// sends every heartbeat, the baseline of benchmarks). Under writes
@@ -86,6 +94,12 @@ pub struct NodeConfig {
 /// Shortest `quiesce_idle_ms`: below it a group would sleep between the
 /// entries of one busy stream and wake for each.
 pub const QUIESCE_IDLE_MS_MIN: u64 = 100;
+/// Shortest `quiesce_probe_ms`: probing faster than a heartbeat would cost
+/// more than the heartbeats quiescence saves.
+pub const QUIESCE_PROBE_MS_MIN: u64 = 50;
+/// Longest `quiesce_probe_ms`: a sleeping group's dead leader is then
+/// noticed after about 17 s.
+pub const QUIESCE_PROBE_MS_MAX: u64 = 5_000;
 
 fn yes() -> bool {
     true
@@ -117,6 +131,35 @@ impl NodeConfig {
             ..defaults
         }
     }
+    /// Quiescence's timers: the defaults, or the node's idle period with sweeps
+    /// at least twice per period, and its probe interval with the silence and
+    /// probe deadline in the default proportions (10/3 and 2 intervals).
+    pub(crate) fn quiesce_config(&self) -> sluice_raft::QuiesceConfig {
+        let defaults = sluice_raft::QuiesceConfig::default();
+        let mut quiesce = match self.quiesce_idle_ms {
+            Some(ms) => {
+                let idle_for =
+                    std::time::Duration::from_millis(ms.max(crate::config::QUIESCE_IDLE_MS_MIN));
+                sluice_raft::QuiesceConfig {
+                    idle_for,
+                    sweep_interval: defaults.sweep_interval.min(idle_for / 2),
+                    ..defaults
+                }
+            }
+            None => defaults,
+        };
+        if let Some(ms) = self.quiesce_probe_ms {
+            let interval = std::time::Duration::from_millis(ms.clamp(
+                crate::config::QUIESCE_PROBE_MS_MIN,
+                crate::config::QUIESCE_PROBE_MS_MAX,
+            ));
+            quiesce.probe_interval = interval;
+            quiesce.leader_silence = interval * 10 / 3;
+            quiesce.probe_timeout = interval * 2;
+        }
+        quiesce
+    }
+
     pub fn advertised_addr(&self) -> String {
         self.advertised
             .clone()
@@ -170,5 +213,45 @@ impl NodeConfig {
             .take(self.controller_voters.max(1))
             .map(|p| (p.id, p.addr))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(extra: &str) -> NodeConfig {
+        toml::from_str(&format!(
+            "id = 1\ncluster_id = \"c\"\ndata_dir = \"/tmp/x\"\nlisten = \"127.0.0.1:1\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_probe_interval_sets_the_silence_and_deadline_in_proportion_and_within_bounds() {
+        let defaults = sluice_raft::QuiesceConfig::default();
+        let unset = node("").quiesce_config();
+        assert_eq!(unset.probe_interval, defaults.probe_interval);
+        assert_eq!(unset.leader_silence, defaults.leader_silence);
+        // The defaults keep the proportions a set interval gets.
+        assert_eq!(defaults.leader_silence, defaults.probe_interval * 10 / 3);
+        assert_eq!(defaults.probe_timeout, defaults.probe_interval * 2);
+
+        let slow = node("quiesce_probe_ms = 600").quiesce_config();
+        assert_eq!(slow.probe_interval.as_millis(), 600);
+        assert_eq!(slow.leader_silence.as_millis(), 2_000);
+        assert_eq!(slow.probe_timeout.as_millis(), 1_200);
+        assert_eq!(slow.idle_for, defaults.idle_for);
+
+        let clamped = node("quiesce_probe_ms = 1").quiesce_config();
+        assert_eq!(
+            clamped.probe_interval.as_millis(),
+            u128::from(QUIESCE_PROBE_MS_MIN)
+        );
+        let clamped = node("quiesce_probe_ms = 3600000").quiesce_config();
+        assert_eq!(
+            clamped.probe_interval.as_millis(),
+            u128::from(QUIESCE_PROBE_MS_MAX)
+        );
     }
 }

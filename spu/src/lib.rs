@@ -27,7 +27,10 @@ mod server;
 mod timeouts;
 mod transforms;
 
-pub use config::{NodeConfig, PeerAddr, QUIESCE_IDLE_MS_MIN, default_super_users};
+pub use config::{
+    NodeConfig, PeerAddr, QUIESCE_IDLE_MS_MIN, QUIESCE_PROBE_MS_MAX, QUIESCE_PROBE_MS_MIN,
+    default_super_users,
+};
 pub use data_dir::{DataDir, DataDirError};
 pub use membership::UNREGISTERED_MARKER;
 pub use node::{Node, NodeError};

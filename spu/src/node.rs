@@ -189,7 +189,7 @@ impl Node {
             sluice_raft::Quiescence::start(
                 config.id,
                 Arc::new(peers.clone()),
-                quiesce_config(&config),
+                config.quiesce_config(),
             )
         });
         if let Some(q) = &quiescence {
@@ -317,23 +317,6 @@ fn bind(config: &NodeConfig, data_dir: &DataDir) -> Result<(quinn::Endpoint, Pee
         Some(config.listen.ip()),
     ));
     Ok((endpoint, peers))
-}
-
-/// Quiescence's timers: the defaults, or the node's idle period with sweeps
-/// at least twice per period.
-fn quiesce_config(config: &NodeConfig) -> sluice_raft::QuiesceConfig {
-    let defaults = sluice_raft::QuiesceConfig::default();
-    match config.quiesce_idle_ms {
-        Some(ms) => {
-            let idle_for = Duration::from_millis(ms.max(crate::config::QUIESCE_IDLE_MS_MIN));
-            sluice_raft::QuiesceConfig {
-                idle_for,
-                sweep_interval: defaults.sweep_interval.min(idle_for / 2),
-                ..defaults
-            }
-        }
-        None => defaults,
-    }
 }
 
 /// Joins a running cluster (`--join`: never creates a controller group), or

@@ -115,6 +115,12 @@ pub struct StartArgs {
     /// 2s, at least 100ms); passed to every node (`node run --quiesce-idle`).
     #[arg(long, value_name = "DURATION", value_parser = crate::node::parse_quiesce_idle, conflicts_with = "no_quiesce")]
     pub quiesce_idle: Option<std::time::Duration>,
+    /// How often nodes probe each other for the leaders of their sleeping
+    /// groups (default 150ms; 50ms to 5s); passed to every node (`node run
+    /// --quiesce-probe`). Longer: an idle cluster sends less, and an idle
+    /// partition's dead leader is noticed later (after 10/3 of it).
+    #[arg(long, value_name = "DURATION", value_parser = crate::node::parse_quiesce_probe, conflicts_with = "no_quiesce")]
+    pub quiesce_probe: Option<std::time::Duration>,
     /// Send every heartbeat, even to followers that just acknowledged an
     /// append; passed to every node (`node run --no-heartbeat-skip`).
     #[arg(long)]
@@ -199,6 +205,7 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
                 no_metrics: false,
                 no_quiesce: false,
                 quiesce_idle: None,
+                quiesce_probe: None,
                 no_heartbeat_skip: false,
                 read_only: None,
                 read_write: false,

@@ -380,6 +380,16 @@ fn spawn_node(
                 .unwrap_or_default(),
         )
         .args(
+            args.quiesce_probe
+                .map(|d| {
+                    vec![
+                        "--quiesce-probe".to_string(),
+                        format!("{}ms", d.as_millis()),
+                    ]
+                })
+                .unwrap_or_default(),
+        )
+        .args(
             cluster
                 .read_only
                 .iter()

@@ -254,6 +254,9 @@ impl Controller {
         // is no reason for replicas to disagree on an entry, nor for a node
         // of a later release to refuse one an earlier release accepted.
         self.view.with(|md| {
+            if retry_or_exists(md, &spec) {
+                return Ok(());
+            }
             let assignments = md.assign(&spec, live.as_deref())?;
             md.check_replica_capacity(&spec.name, &assignments)
         })?;
@@ -280,6 +283,9 @@ impl Controller {
     ) -> Result<TopicInfo, WireError> {
         spec.validate()?;
         self.view.with(|md| {
+            if retry_or_exists(md, &spec) {
+                return Ok(());
+            }
             md.check_assignments(&spec, &assignments)?;
             md.check_replica_capacity(&spec.name, &assignments)
         })?;
@@ -311,6 +317,9 @@ impl Controller {
             None => self.group.live_members_now(LIVENESS_WINDOW).await,
         };
         self.view.with(|md| {
+            if retry_or_exists(md, &spec) {
+                return Ok(());
+            }
             let placed = match &assignments {
                 Some(given) => md.check_assignments(&spec, given).map(|()| given.clone()),
                 None => md.assign(&spec, live.as_deref()),
@@ -499,6 +508,16 @@ impl Controller {
 
 fn write_error(e: WriteError) -> WireError {
     e.into_wire("the controller")
+}
+
+/// Whether a topic of `spec`'s name exists already: then the checks made
+/// before proposing a creation are skipped and the command decides. A
+/// retried request (`Request::Once`, e.g. after the client's deadline passed
+/// while the node waited for the new partitions' leaders) is answered with
+/// its first result, any other with "Topic already exists"; checked as a new
+/// topic, a retry was refused for the replicas its own first try had placed.
+fn retry_or_exists(md: &Metadata, spec: &TopicSpec) -> bool {
+    md.topics.contains_key(&spec.name)
 }
 
 fn unexpected(result: CommandResult) -> WireError {

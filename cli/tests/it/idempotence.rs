@@ -82,3 +82,46 @@ fn a_metadata_change_resent_under_its_id_is_applied_once() {
     env.ok_with_input(&["produce", "once-only"], b"x\n");
     assert_eq!(env.ok(&["consume", "once-only", "-B", "-d"]), "x\n");
 }
+
+/// A topic creation resent under its id is answered as created even when
+/// the topic's own replicas would not fit twice on a node: the checks made
+/// before proposing a new topic (here the per-node replica bound) used to run
+/// first and refused the resend for the replicas its first try had placed
+/// (seen when a 1,000-partition topic took longer than the client's deadline
+/// to be answered).
+#[test]
+fn a_large_topic_creation_resent_under_its_id_is_answered_as_created() {
+    use sluice_proto::limits::PARTITION_REPLICAS_PER_NODE_MAX;
+    use sluice_proto::{MetadataChange, Request, Response, TopicSpec, WireError, codec};
+
+    use crate::bad_input::{ask_raw, raw_connection};
+    let env = Env::started();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = raw_connection(&env).await;
+        let mut spec = TopicSpec::new("more-than-half");
+        spec.partitions = u32::try_from(PARTITION_REPLICAS_PER_NODE_MAX / 2 + 8).unwrap();
+        let create = |id| {
+            codec::encode(&Request::Once {
+                id,
+                change: MetadataChange::CreateTopic(spec.clone()),
+            })
+            .unwrap()
+        };
+        let first = ask_raw(conn.clone(), create([9, 9])).await;
+        assert!(matches!(first, Response::TopicCreated(_)), "{first:?}");
+        let resent = ask_raw(conn.clone(), create([9, 9])).await;
+        assert!(
+            matches!(resent, Response::TopicCreated(_)),
+            "a resend under the same id must get the first answer: {resent:?}"
+        );
+        let again = ask_raw(conn.clone(), create([9, 10])).await;
+        assert!(
+            matches!(again, Response::Error(WireError::TopicExists { .. })),
+            "another creation of the same name is told it exists: {again:?}"
+        );
+    });
+}

@@ -48,16 +48,13 @@ pub(super) async fn add_partitions(
     count: u32,
 ) -> Result<Response, WireError> {
     let info = controller.add_partitions(topic, count).await?;
-    wait_reconciled(node).await;
-    for a in info
+    let added: Vec<u32> = info
         .assignments
         .iter()
         .skip((info.spec.partitions - count) as usize)
-    {
-        if let Ok(p) = node.replicas.get(&node.metadata(), topic, a.partition) {
-            p.group.wait_for_leader(RECONCILE_WAIT).await;
-        }
-    }
+        .map(|a| a.partition)
+        .collect();
+    wait_for_leaders(node, topic, &added).await;
     Ok(Response::Topic(info))
 }
 
@@ -67,7 +64,7 @@ pub(super) async fn delete_topic(
     name: &str,
 ) -> Result<Response, WireError> {
     controller.delete_topic(name).await?;
-    wait_reconciled(node).await;
+    wait_reconciled(node, RECONCILE_WAIT).await;
     Ok(Response::TopicDeleted)
 }
 
@@ -148,7 +145,7 @@ pub(super) async fn reassign_partition(
     let assignment = controller
         .reassign_partition(topic, partition, replicas)
         .await?;
-    wait_reconciled(node).await;
+    wait_reconciled(node, RECONCILE_WAIT).await;
     Ok(Response::PartitionReassigned(assignment))
 }
 
@@ -179,21 +176,41 @@ pub(super) fn list_acls(node: &Shared) -> Response {
 /// `info`, a topic just created, once its partitions are writable, so a
 /// produce right after `topic create` succeeds.
 async fn writable(node: &Shared, info: sluice_proto::TopicInfo) -> sluice_proto::TopicInfo {
-    wait_reconciled(node).await;
-    for a in &info.assignments {
-        if let Ok(p) = node
-            .replicas
-            .get(&node.metadata(), &info.spec.name, a.partition)
-        {
-            p.group.wait_for_leader(RECONCILE_WAIT).await;
-        }
-    }
+    let partitions: Vec<u32> = info.assignments.iter().map(|a| a.partition).collect();
+    wait_for_leaders(node, &info.spec.name, &partitions).await;
     info
 }
 
-async fn wait_reconciled(node: &Shared) {
+/// Waits until this node runs its replicas of `partitions` of `topic` and
+/// each has a leader, all within one [`RECONCILE_WAIT`] in total. The waits
+/// run side by side: one after the other, a topic of a thousand partitions
+/// took longer than the client's deadline to be answered (although created
+/// at once), and the client's retry was refused.
+async fn wait_for_leaders(node: &Shared, topic: &str, partitions: &[u32]) {
+    let deadline = tokio::time::Instant::now() + RECONCILE_WAIT;
+    wait_reconciled(node, RECONCILE_WAIT).await;
+    let md = node.metadata();
+    let waits = partitions
+        .iter()
+        .filter_map(|partition| node.replicas.get(&md, topic, *partition).ok())
+        .map(|p| async move {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            p.group.wait_for_leader(left).await.is_some()
+        });
+    let elected = futures::future::join_all(waits).await;
+    let waiting = elected.iter().filter(|e| !**e).count();
+    if waiting > 0 {
+        tracing::warn!(
+            topic,
+            waiting,
+            "partitions without a leader yet; answering anyway"
+        );
+    }
+}
+
+async fn wait_reconciled(node: &Shared, timeout: std::time::Duration) {
     let version = *node.controller.view().subscribe().borrow();
-    if !node.replicas.wait_reconciled(version, RECONCILE_WAIT).await {
+    if !node.replicas.wait_reconciled(version, timeout).await {
         tracing::warn!(version, "replicas did not follow the metadata in time");
     }
 }

@@ -810,6 +810,12 @@ pub enum RaftRpcKind {
     /// per node pair instead of one per direction. A node of an older build
     /// refuses it; its groups then wake, as they would for a silent leader.
     PeerProbe,
+    /// Node to node, not for one group (`group` is ignored): several Raft
+    /// RPCs for the receiver's groups (heartbeats gathered over a few
+    /// milliseconds, `sluice_raft::Coalescing`), each served as if it had
+    /// come alone and answered in order. A node of an older build refuses
+    /// it; the sender then sends them one by one.
+    Batch,
 }
 
 /// What a user asks for when creating a topic.

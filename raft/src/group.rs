@@ -577,9 +577,9 @@ impl<S: ReplicatedState> Group<S> {
                 let answer = self.handle_quiesce(payload).await;
                 return encode(&answer).unwrap_or_default();
             }
-            RaftRpcKind::LeaderProbe | RaftRpcKind::PeerProbe => {
+            RaftRpcKind::LeaderProbe | RaftRpcKind::PeerProbe | RaftRpcKind::Batch => {
                 let answer: Answer<()> =
-                    Err("a leader probe is for a node, not for one group".into());
+                    Err(format!("a {kind:?} is for a node, not for one group"));
                 return encode(&answer).unwrap_or_default();
             }
             RaftRpcKind::CommitWanted => {
@@ -667,6 +667,7 @@ impl<S: ReplicatedState> Group<S> {
             RaftRpcKind::Quiesce
             | RaftRpcKind::LeaderProbe
             | RaftRpcKind::PeerProbe
+            | RaftRpcKind::Batch
             | RaftRpcKind::CommitWanted => {
                 let a: Answer<()> = Err(format!("{kind:?} is served by handle_rpc"));
                 encode(&a).unwrap_or_default()

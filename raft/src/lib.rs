@@ -13,6 +13,7 @@
 //! point, and [`ReplicatedState::apply`] skips entries it already holds. The
 //! log prefix is purged only after [`ReplicatedState::sync`] succeeded.
 
+mod coalesce;
 mod error;
 mod group;
 mod group_config;
@@ -22,6 +23,7 @@ mod quiesce;
 mod state_machine;
 pub mod timeouts;
 
+pub use coalesce::{BATCH_RPCS_MAX, Coalescing, serve_batch};
 pub use error::{RaftError, WriteError};
 pub use group::{Group, GroupStatus};
 pub use group_config::GroupConfig;

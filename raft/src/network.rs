@@ -47,6 +47,19 @@ pub trait RaftTransport: Send + Sync + 'static {
     /// Sends `rpc` to node `target` at `addr` and returns the answer's
     /// payload, failing after `timeout`.
     fn call(&self, target: NodeId, addr: String, rpc: RaftRpc, timeout: Duration) -> CallFuture;
+
+    /// Like [`call`](Self::call), for a heartbeat (an append without
+    /// entries), which a transport may send together with others bound for
+    /// the same node ([`crate::Coalescing`]).
+    fn call_heartbeat(
+        &self,
+        target: NodeId,
+        addr: String,
+        rpc: RaftRpc,
+        timeout: Duration,
+    ) -> CallFuture {
+        self.call(target, addr, rpc, timeout)
+    }
 }
 
 pub(crate) struct Network {
@@ -84,16 +97,31 @@ impl Peer {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Resp, CallFailure> {
+        self.send_encoded(kind, payload, timeout, false).await
+    }
+
+    /// Sends an encoded RPC; a `heartbeat` may travel with others (see
+    /// [`RaftTransport::call_heartbeat`]).
+    async fn send_encoded<Resp: DeserializeOwned>(
+        &self,
+        kind: RaftRpcKind,
+        payload: Vec<u8>,
+        timeout: Duration,
+        heartbeat: bool,
+    ) -> Result<Resp, CallFailure> {
         let rpc = RaftRpc {
             group: self.group,
             kind,
             payload,
         };
-        let bytes = self
-            .transport
-            .call(self.target, self.addr.clone(), rpc, timeout)
-            .await
-            .map_err(CallFailure::Call)?;
+        let call = if heartbeat {
+            self.transport
+                .call_heartbeat(self.target, self.addr.clone(), rpc, timeout)
+        } else {
+            self.transport
+                .call(self.target, self.addr.clone(), rpc, timeout)
+        };
+        let bytes = call.await.map_err(CallFailure::Call)?;
         let answer: Answer<Resp> = decode(&bytes).map_err(|e| CallFailure::Local(e.to_string()))?;
         answer.map_err(|reason| {
             CallFailure::Call(CallError::Remote {
@@ -176,10 +204,11 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             let last = part.entries.last().map(|e| e.log_id()).or(part.prev_log_id);
             let payload_len = payload.len();
             answer = match self
-                .call_encoded(
+                .send_encoded(
                     RaftRpcKind::AppendEntries,
                     payload,
                     crate::timeouts::append_entries_deadline(option.hard_ttl(), payload_len),
+                    part.entries.is_empty(),
                 )
                 .await
             {

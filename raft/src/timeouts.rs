@@ -51,6 +51,11 @@ pub(crate) fn append_entries_deadline(base: Duration, payload_bytes: usize) -> D
 /// their own sending time (openraft's `heartbeat_min_interval`).
 pub const HEARTBEAT_SKIP_AFTER_ACK: Duration = HEARTBEAT_INTERVAL;
 
+/// How long heartbeats bound for one node are gathered before they are sent
+/// together (`crate::Coalescing`): a small part of the interval, so a
+/// heartbeat arrives about as soon as alone.
+pub const HEARTBEAT_COALESCE_WINDOW: Duration = Duration::from_millis(5);
+
 /// Quiescence (see `crate::quiesce`): how often a node looks for idle groups
 /// that it leads.
 pub const QUIESCE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -72,6 +77,8 @@ const fn ms(d: Duration) -> u128 {
 
 // What must hold between them.
 const _: () = {
+    // Gathering heartbeats delays each by a small part of the interval.
+    assert!(10 * ms(HEARTBEAT_COALESCE_WINDOW) <= ms(HEARTBEAT_INTERVAL));
     // A follower misses several heartbeats before it campaigns.
     assert!(ms(ELECTION_TIMEOUT_MIN) >= 3 * ms(HEARTBEAT_INTERVAL));
     assert!(ms(ELECTION_TIMEOUT_MAX) > ms(ELECTION_TIMEOUT_MIN));

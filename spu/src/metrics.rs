@@ -206,6 +206,7 @@ pub(crate) fn raft_rpc(kind: sluice_proto::RaftRpcKind, ok: bool, took: Duration
         sluice_proto::RaftRpcKind::LeaderProbe => "leader_probe",
         sluice_proto::RaftRpcKind::CommitWanted => "commit_wanted",
         sluice_proto::RaftRpcKind::PeerProbe => "peer_probe",
+        sluice_proto::RaftRpcKind::Batch => "batch",
     };
     let outcome = if ok { "ok" } else { "error" };
     histogram!(RAFT_RPC_SECONDS, "kind" => kind, "outcome" => outcome).record(took.as_secs_f64());

@@ -173,11 +173,17 @@ impl Node {
             config.join.as_deref(),
         )
         .await?;
+        // Every group of the node (the controller's too) reaches its peers
+        // through one transport that sends heartbeats to a node together.
+        let raft: Arc<dyn sluice_raft::RaftTransport> = Arc::new(sluice_raft::Coalescing::new(
+            Arc::new(peers.clone()),
+            sluice_raft::timeouts::HEARTBEAT_COALESCE_WINDOW,
+        ));
         let controller = Controller::start(
             db.clone(),
             config.id,
             data_dir.controller_state(),
-            Arc::new(peers.clone()),
+            raft.clone(),
         )
         .await?;
         let log_source = Arc::new(crate::log_copy::PeerLogSource {
@@ -186,11 +192,7 @@ impl Node {
             runtime: tokio::runtime::Handle::current(),
         });
         let quiescence = config.quiesce_idle_groups.then(|| {
-            sluice_raft::Quiescence::start(
-                config.id,
-                Arc::new(peers.clone()),
-                config.quiesce_config(),
-            )
+            sluice_raft::Quiescence::start(config.id, raft.clone(), config.quiesce_config())
         });
         if let Some(q) = &quiescence {
             controller.quiesce_with(q).await;
@@ -199,7 +201,7 @@ impl Node {
             config.id,
             db.clone(),
             data_dir.clone(),
-            peers.clone(),
+            raft,
             log_source,
             quiescence,
             config.partition_group_config(),

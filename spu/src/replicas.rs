@@ -25,7 +25,6 @@ use tokio::sync::watch;
 use crate::data_dir::DataDir;
 use crate::log_copy::SharedLogSource;
 use crate::partition::{OpenError, Partition};
-use crate::peers::Peers;
 use crate::repair::{self, Damage, RepairError, RepairJob, RepairPaths, Repaired, ReplicaName};
 use crate::timeouts::{RECOVERY_TIMEOUT, REPLICA_RETRY_INTERVAL, STOPPED_REPLICA_RESTART_BACKOFF};
 
@@ -128,7 +127,8 @@ pub(crate) struct Replicas {
     running: RwLock<HashMap<Key, Partition>>,
     /// The metadata version the running set last matched.
     reconciled: watch::Sender<u64>,
-    peers: Peers,
+    /// How this node's groups reach their peers (heartbeats coalesced).
+    raft: Arc<dyn sluice_raft::RaftTransport>,
     /// Lets idle partition groups sleep; `None` when the node turned it off.
     quiescence: Option<Quiescence>,
     /// The node's settings for every partition group (each replica adds
@@ -157,7 +157,7 @@ impl Replicas {
         node: NodeId,
         db: Arc<LogDb>,
         data_dir: DataDir,
-        peers: Peers,
+        raft: Arc<dyn sluice_raft::RaftTransport>,
         log_source: SharedLogSource,
         quiescence: Option<Quiescence>,
         group_base: GroupConfig,
@@ -171,7 +171,7 @@ impl Replicas {
             data_dir,
             running: RwLock::new(HashMap::new()),
             reconciled: watch::channel(0).0,
-            peers,
+            raft,
             redirects: std::sync::atomic::AtomicUsize::new(0),
             repairs: Arc::default(),
             repair_done: Arc::default(),
@@ -684,7 +684,7 @@ impl Replicas {
         let (sm, log, end_rx) = opened?;
         let damage = sm.damage_slot();
         let consumers = sm.consumers_view();
-        let transport = Arc::new(self.peers.clone());
+        let transport = self.raft.clone();
         // A follower further behind than the kept log catches up through a
         // snapshot and a copy of the segments (`crate::log_copy`).
         let config = GroupConfig {

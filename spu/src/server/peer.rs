@@ -120,8 +120,24 @@ pub(super) async fn forget_consumer(
     })
 }
 
-/// Hands a Raft RPC to the group it is for.
+/// Hands a Raft RPC to the group it is for; a batch of them to each.
 pub(super) async fn serve_raft(node: &Shared, rpc: RaftRpc) -> Response {
+    if rpc.kind == RaftRpcKind::Batch {
+        let payload = sluice_raft::serve_batch(&rpc.payload, |one| async move {
+            match serve_one_raft(node, one).await {
+                Response::Raft { payload } => Ok(payload),
+                Response::Error(e) => Err(e.to_string()),
+                other => Err(format!("unexpected answer to a Raft RPC: {other:?}")),
+            }
+        })
+        .await;
+        return Response::Raft { payload };
+    }
+    serve_one_raft(node, rpc).await
+}
+
+/// Hands one Raft RPC (not a batch) to the group it is for.
+async fn serve_one_raft(node: &Shared, rpc: RaftRpc) -> Response {
     let payload = if matches!(rpc.kind, RaftRpcKind::LeaderProbe | RaftRpcKind::PeerProbe) {
         match node.replicas.quiescence() {
             Some(q) if rpc.kind == RaftRpcKind::PeerProbe => q.answer_peer_probe(&rpc.payload),

@@ -41,6 +41,14 @@ NO_METRICS=$($S cluster start --help | grep -q -- --no-metrics && echo --no-metr
 # EXTRA: more `cluster start` flags, e.g. EXTRA=--no-quiesce for the baseline.
 $S cluster start --local --spus 3 --port "$PORT" $NO_METRICS ${EXTRA:-} >/dev/null
 $S topic create idle --partitions "$PARTS" --replication 3 >/dev/null
+# A large topic answers its creation before every partition has elected a
+# leader (the creation waits a bounded time); write once all have one.
+for _ in $(seq 180); do
+    leaderless=$($S partition list 2>/dev/null | awk 'NR > 1 && $3 == "none"' | wc -l)
+    [ "$leaderless" -eq 0 ] && break
+    echo "waiting for $leaderless partitions to elect a leader" >&2
+    sleep 1
+done
 seq 0 $((PARTS - 1)) | xargs -P 8 -I{} sh -c "echo x | $S produce idle -p {} >/dev/null"
 echo "partitions: $PARTS x RF3 on 3 nodes; settling ${SETTLE} s" >&2
 sleep "$SETTLE"

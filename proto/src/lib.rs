@@ -14,6 +14,7 @@ pub mod error;
 pub mod headers;
 pub mod limits;
 pub mod messages;
+pub mod raft;
 pub mod record;
 
 pub use acl::{ANONYMOUS_PRINCIPAL, AclEntry, Operation, ResourceKind, ResourcePattern};
@@ -22,6 +23,7 @@ pub use compression::{Compression, TopicCompression};
 pub use error::WireError;
 pub use headers::{HeadersRef, RecordHeader};
 pub use messages::*;
+pub use raft::{RaftRpc, RaftRpcKind};
 pub use record::{ConsumerRecord, ConsumerRecordRef, Record, now_ms};
 
 /// Identifier of a node (SPU) in a cluster.

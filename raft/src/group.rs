@@ -516,6 +516,13 @@ impl<S: ReplicatedState> Group<S> {
         }
     }
 
+    /// Whether this replica leads its group now ([`GroupStatus::is_leader`]
+    /// without copying the rest of the status: loops over every replica of
+    /// a node ask this twice a second).
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
     pub fn status(&self) -> GroupStatus {
         let m = self.raft.metrics().borrow_watched().clone();
         GroupStatus {

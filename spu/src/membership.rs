@@ -267,7 +267,7 @@ pub(crate) async fn drive_reassignments(node: Arc<Shared>) {
         let md = node.metadata();
         for p in node.replicas.all() {
             balance_leader(&node, &md, &p, &mut last_transfer).await;
-            if !p.group.status().is_leader {
+            if !p.group.is_leader() {
                 continue;
             }
             let Some(record) = md.topics.get(&p.topic) else {
@@ -317,7 +317,7 @@ async fn balance_leader(
     p: &crate::partition::Partition,
     last_transfer: &mut HashMap<(String, u32), tokio::time::Instant>,
 ) {
-    if !p.group.status().is_leader {
+    if !p.group.is_leader() {
         return;
     }
     let Some(record) = md.topics.get(&p.topic) else {

@@ -14,6 +14,9 @@ pub enum PartitionCmd {
     List {
         /// Only this topic's partitions.
         topic: Option<String>,
+        /// The system topics' partitions instead of the others'.
+        #[arg(short = 's', long, conflicts_with = "topic")]
+        system: bool,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -85,8 +88,12 @@ impl From<&PartitionStatus> for PartitionOut {
 }
 
 pub async fn run(cmd: PartitionCmd, globals: &Globals) -> anyhow::Result<()> {
-    let (topic, out) = match cmd {
-        PartitionCmd::List { topic, output } => (topic, output),
+    let (topic, system, out) = match cmd {
+        PartitionCmd::List {
+            topic,
+            system,
+            output,
+        } => (topic, system, output),
         PartitionCmd::Reassign {
             topic,
             partition,
@@ -96,7 +103,11 @@ pub async fn run(cmd: PartitionCmd, globals: &Globals) -> anyhow::Result<()> {
         } => return reassign(globals, &topic, partition, replicas, no_wait, timeout).await,
     };
     let client = crate::connect(globals).await?;
-    let mut partitions = client.list_partitions(topic.as_deref()).await?;
+    let mut partitions = if system {
+        client.list_system_partitions().await?
+    } else {
+        client.list_partitions(topic.as_deref()).await?
+    };
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     let rows: Vec<PartitionOut> = partitions.iter().map(PartitionOut::from).collect();
     output::print(out.output, &rows, || table(&rows))

@@ -17,9 +17,16 @@ use crate::{Globals, OutputArgs};
 pub enum TopicCmd {
     /// Create a topic.
     Create(CreateArgs),
-    /// List all topics.
+    /// List all topics (the system topics with --system).
     #[command(alias = "ls")]
-    List(OutputArgs),
+    List {
+        /// List the system topics (the cluster's own: its audit trail)
+        /// instead of the others.
+        #[arg(short = 's', long)]
+        system: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Show a topic's settings and partition assignment.
     Describe {
         /// Topic name.
@@ -43,6 +50,17 @@ pub enum TopicCmd {
         /// Topic names.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Delete system topics too (after asking, unless --force): the
+        /// cluster starts a new, empty one.
+        #[arg(short = 's', long)]
+        system: bool,
+        /// With --system: do not ask.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Go on with the other names when one cannot be deleted (the
+        /// command still fails at the end).
+        #[arg(short = 'c', long)]
+        continue_on_error: bool,
     },
 }
 
@@ -98,6 +116,10 @@ pub struct CreateArgs {
     /// and create nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Create a system topic: listed only by `topic list --system`, deleted
+    /// only by `topic delete --system`.
+    #[arg(short = 's', long)]
+    pub system: bool,
 }
 
 impl CreateArgs {
@@ -123,13 +145,15 @@ impl CreateArgs {
                     None => TopicPlan {
                         spec,
                         assignments: None,
-                        settings: TopicSettings::default(),
+                        settings: TopicSettings::for_new_topic(),
                     },
                 };
                 plan.settings.compression = self.compression_type.unwrap_or_default();
                 plan
             }
         };
+        let mut plan = plan;
+        plan.settings.system = self.system;
         let spec = &plan.spec;
         if spec.name.trim().is_empty() {
             anyhow::bail!(
@@ -259,6 +283,12 @@ pub struct TopicOut {
     /// Shown by `describe` (a list would need one more request per topic).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression_type: Option<String>,
+    /// How producers place keyed records (`describe` only, as above).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_hash: Option<String>,
+    /// A system topic (`describe` only, as above).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
     pub created: String,
     pub assignments: Vec<AssignmentOut>,
 }
@@ -279,6 +309,8 @@ impl From<&TopicInfo> for TopicOut {
             retention_bytes: info.spec.retention_bytes,
             segment_size_bytes: info.spec.segment_size_bytes,
             compression_type: None,
+            key_hash: None,
+            system: false,
             created: rfc3339_ms(info.created_ms),
             assignments: info
                 .assignments
@@ -307,19 +339,9 @@ pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
                 return output::write_stdout(checked.as_bytes());
             }
             let name = spec.name.clone();
-            // Topics with default settings are created as before, which a
-            // cluster of the previous release also understands.
-            match (assignments, settings == TopicSettings::default()) {
-                (assignments, false) => {
-                    client
-                        .create_topic_with(spec, assignments, settings)
-                        .await?
-                }
-                (Some(assignments), true) => {
-                    client.create_topic_assigned(spec, assignments).await?
-                }
-                (None, true) => client.create_topic(spec).await?,
-            };
+            client
+                .create_topic_with(spec, assignments, settings)
+                .await?;
             output::write_stdout(format!("topic {name:?} created\n").as_bytes())
         }
         TopicCmd::AddPartition { name, count } => {
@@ -351,12 +373,24 @@ pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
                 .as_bytes(),
             )
         }
-        TopicCmd::List(out) => {
+        TopicCmd::List {
+            system,
+            output: out,
+        } => {
             let client = crate::connect(globals).await?;
-            let mut topics = client.list_topics().await?;
+            let mut topics = if system {
+                client.list_system_topics().await?
+            } else {
+                client.list_topics().await?
+            };
             topics.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
             let rows: Vec<TopicOut> = topics.iter().map(TopicOut::from).collect();
-            output::print(out.output, &rows, || list_table(&rows))
+            output::print(out.output, &rows, || match (system, rows.is_empty()) {
+                (true, true) => "no system topics (the cluster creates its audit topic, \
+                                 sluice-audit, within seconds of forming)\n"
+                    .into(),
+                _ => list_table(&rows),
+            })
         }
         TopicCmd::Describe { name, output: out } => {
             let client = crate::connect(globals).await?;
@@ -366,17 +400,75 @@ pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot read the settings of topic {name:?}"))?;
             topic.compression_type = Some(settings.compression.to_string());
+            topic.key_hash = Some(settings.key_hash.to_string());
+            topic.system = settings.system;
             output::print(out.output, &topic, || describe_table(&topic))
         }
-        TopicCmd::Delete { names } => {
+        TopicCmd::Delete {
+            names,
+            system,
+            force,
+            continue_on_error,
+        } => {
             let client = crate::connect(globals).await?;
+            let mut failed = 0;
             for name in names {
-                client.delete_topic(&name).await?;
-                output::write_stdout(format!("topic {name:?} deleted\n").as_bytes())?;
+                match delete(&client, &name, system, force).await {
+                    Ok(said) => output::write_stdout(said.as_bytes())?,
+                    Err(e) if continue_on_error => {
+                        failed += 1;
+                        eprintln!("topic {name:?} delete failed with: {e:#}");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} topic(s) could not be deleted; see the errors above");
             }
             Ok(())
         }
     }
+}
+
+/// Deletes topic `name`; a system topic only with `system` (and after
+/// asking, unless `force`). Returns what to print.
+async fn delete(
+    client: &sluice_client::Client,
+    name: &str,
+    system: bool,
+    force: bool,
+) -> anyhow::Result<String> {
+    match client.delete_topic(name).await {
+        Ok(()) => Ok(format!("topic {name:?} deleted\n")),
+        Err(e) if system && matches!(e.wire_error(), Some(WireError::SystemTopic { .. })) => {
+            if !force && !confirm_system_deletion(name)? {
+                return Ok("Aborted\n".into());
+            }
+            client.delete_topic_forced(name).await?;
+            Ok(format!("system topic {name:?} deleted\n"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Asks on the terminal whether to delete system topic `name`; without a
+/// terminal, refuses and says how to go on.
+fn confirm_system_deletion(name: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "system topic '{name}' is deleted only when confirmed, and there is no terminal to \
+             ask on; add --force to delete it"
+        );
+    }
+    eprint!(
+        "You are trying to delete the system topic '{name}': the cluster writes it, and starts \
+         a new, empty one. Proceed? (y/n) "
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
 fn retention_time(ms: Option<u64>) -> String {
@@ -429,6 +521,8 @@ fn describe_table(t: &TopicOut) -> String {
             "compression-type",
             t.compression_type.clone().unwrap_or_else(|| "-".into()),
         ),
+        ("key-hash", t.key_hash.clone().unwrap_or_else(|| "-".into())),
+        ("system", if t.system { "yes" } else { "no" }.into()),
         ("created", t.created.clone()),
     ] {
         fields.row(vec![field.into(), value]);

@@ -146,7 +146,7 @@ pub fn placed(mut spec: TopicSpec, mut maps: Vec<ReplicaMap>) -> anyhow::Result<
     Ok(TopicPlan {
         spec,
         assignments: Some(assignments),
-        settings: TopicSettings::default(),
+        settings: TopicSettings::for_new_topic(),
     })
 }
 
@@ -250,7 +250,7 @@ fn parse(text: &str) -> anyhow::Result<TopicPlan> {
         None => TopicPlan {
             spec,
             assignments: None,
-            settings: TopicSettings::default(),
+            settings: TopicSettings::for_new_topic(),
         },
     };
     plan.settings.compression = compression;
@@ -290,7 +290,7 @@ mod tests {
         let minimal = parse("meta:\n  name: small\n").unwrap();
         assert_eq!(minimal.spec, TopicSpec::new("small"));
         assert_eq!(minimal.assignments, None);
-        assert_eq!(minimal.settings, TopicSettings::default());
+        assert_eq!(minimal.settings, TopicSettings::for_new_topic());
         // Replica maps set the count and the replication factor.
         let placed = parse(
             "meta:\n  name: p\npartition:\n  count: 7\n  maps:\n  - id: 1\n    replicas: [3, 1]\n  \

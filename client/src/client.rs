@@ -27,6 +27,7 @@ use crate::timeouts::{
 
 mod leader_watch;
 mod partitions;
+mod topics;
 
 /// Redirects followed for one request (`NotLeader` naming another node).
 const REDIRECTS_MAX: usize = 3;
@@ -267,38 +268,6 @@ impl Client {
         {
             Response::TopicCreated(info) | Response::Topic(info) => Ok(info),
             other => Err(self.unexpected("create topic", &other)),
-        }
-    }
-
-    /// Creates a topic with settings beyond its spec (its compression),
-    /// placed by `assignments` (as [`Client::create_topic_assigned`]) or by
-    /// the cluster; the spec is checked locally first.
-    pub async fn create_topic_with(
-        &self,
-        spec: TopicSpec,
-        assignments: Option<Vec<sluice_proto::PartitionAssignment>>,
-        settings: sluice_proto::TopicSettings,
-    ) -> Result<TopicInfo> {
-        spec.validate().map_err(ClientError::Server)?;
-        let request = Request::CreateTopicWith {
-            spec,
-            assignments,
-            settings,
-        };
-        match self.admin(request).await? {
-            Response::TopicCreated(info) | Response::Topic(info) => Ok(info),
-            other => Err(self.unexpected("create topic", &other)),
-        }
-    }
-
-    /// A topic's settings beyond its spec (its compression).
-    pub async fn topic_settings(&self, name: &str) -> Result<sluice_proto::TopicSettings> {
-        let request = Request::DescribeTopicSettings {
-            name: name.to_string(),
-        };
-        match self.admin(request).await? {
-            Response::TopicSettings(settings) => Ok(settings),
-            other => Err(self.unexpected("describe topic settings", &other)),
         }
     }
 
@@ -1282,6 +1251,7 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::GroupAssignment(_) => "GroupAssignment",
         Response::GroupLeft => "GroupLeft",
         Response::TopicSettings(_) => "TopicSettings",
+        Response::TopicSettingsV2(_) => "TopicSettingsV2",
         Response::ConsumerFenced { .. } => "ConsumerFenced",
         Response::LeaderConsumers(_) => "LeaderConsumers",
         Response::ConsumerForgotten { .. } => "ConsumerForgotten",

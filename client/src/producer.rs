@@ -26,7 +26,7 @@ use sluice_proto::limits::{
     PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, PRODUCER_IN_FLIGHT_PER_PARTITION_MAX,
     RECORD_OVERHEAD_BYTES_MAX, RECORD_SIZE_BYTES_DEFAULT, RECORD_SIZE_BYTES_MAX,
 };
-use sluice_proto::{Compression, ProducerSeq, Record, WireError};
+use sluice_proto::{Compression, KeyHash, ProducerSeq, Record, TopicSettings, WireError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -131,16 +131,28 @@ impl PartialEq for CustomPartitioner {
 impl Eq for CustomPartitioner {}
 
 /// The built-in rule as a [`Partitioner`] (for wrapping): keyed records by
-/// [`partition_for_key`], the others one after the other.
+/// the topic's [`KeyHash`] (see [`Producer::key_hash`]; the default one is
+/// that of topics created before key hashes were a setting), the others one
+/// after the other.
 #[derive(Debug, Default)]
 pub struct KeyHashPartitioner {
+    key_hash: KeyHash,
     next: std::sync::atomic::AtomicU32,
+}
+
+impl KeyHashPartitioner {
+    pub fn new(key_hash: KeyHash) -> Self {
+        Self {
+            key_hash,
+            next: Default::default(),
+        }
+    }
 }
 
 impl Partitioner for KeyHashPartitioner {
     fn partition(&self, key: Option<&[u8]>, _value: &[u8], partitions: u32) -> u32 {
         match key {
-            Some(key) => partition_for_key(key, partitions),
+            Some(key) => self.key_hash.partition(key, partitions),
             None => RoundRobinPartitioner::step(&self.next, partitions),
         }
     }
@@ -251,6 +263,8 @@ pub struct Producer {
     partitions: u32,
     fixed_partition: Option<u32>,
     partitioner: Option<CustomPartitioner>,
+    /// How the topic places keyed records (a setting of the topic).
+    key_hash: KeyHash,
     tx: mpsc::Sender<Command>,
     /// Bytes of records sent but not settled: see [`ProducerConfig::buffer_bytes`].
     buffer: Arc<Semaphore>,
@@ -300,18 +314,20 @@ impl Producer {
                 partitions,
             }));
         }
-        let compression = match config.compression {
-            Some(codec) => codec,
+        let settings = match client.topic_settings(topic).await {
+            Ok(settings) => settings,
             // A node of a release without topic settings cannot answer:
-            // its topics take uncompressed batches.
-            None => match client.topic_settings(topic).await {
-                Ok(settings) => settings.compression.stored(),
-                Err(error) => {
-                    tracing::debug!(%error, topic, "no topic settings; sending uncompressed");
-                    Compression::None
-                }
-            },
+            // its topics take uncompressed batches and hash keys with FNV-1a.
+            Err(ClientError::Server(WireError::MalformedRequest { reason })) => {
+                tracing::debug!(%reason, topic, "no topic settings; the defaults apply");
+                TopicSettings::default()
+            }
+            // Keys would land on the wrong partitions without the topic's key hash.
+            Err(e) => return Err(e),
         };
+        let compression = config
+            .compression
+            .unwrap_or_else(|| settings.compression.stored());
         // Room for a few batches per in-flight slot, so `send` rarely waits
         // unless the cluster really is the bottleneck.
         let (tx, rx) = mpsc::channel(1024);
@@ -339,6 +355,7 @@ impl Producer {
             partitions,
             fixed_partition: config.partition,
             partitioner: config.partitioner.clone(),
+            key_hash: settings.key_hash,
             tx,
             buffer: Arc::new(Semaphore::new(config.buffer_bytes)),
             max_request_bytes: record_max,
@@ -353,6 +370,13 @@ impl Producer {
     /// The topic's partition count when the producer was created.
     pub fn partitions(&self) -> u32 {
         self.partitions
+    }
+
+    /// How the topic places keyed records: `key_hash().partition(key,
+    /// partitions())` is where this producer sends a record with `key`
+    /// (unless a fixed partition or a [`Partitioner`] decides).
+    pub fn key_hash(&self) -> KeyHash {
+        self.key_hash
     }
 
     /// Queues `record`; waits while the producer is at its in-flight limit
@@ -397,7 +421,7 @@ impl Producer {
                 record
                     .key
                     .as_deref()
-                    .map(|key| partition_for_key(key, self.partitions))
+                    .map(|key| self.key_hash.partition(key, self.partitions))
             }),
         };
         let (tx, rx) = oneshot::channel();
@@ -444,22 +468,14 @@ fn invalid(reason: &str) -> ClientError {
     }
 }
 
-/// The partition of a keyed record: FNV-1a of the key modulo the partition
-/// count. FNV-1a is stable across processes and releases (unlike std's
-/// randomly seeded hasher), so a key always lands on the same partition.
+/// The partition of a keyed record in a topic created before key hashes
+/// were a setting: FNV-1a of the key modulo the partition count (see
+/// [`KeyHash::Fnv1a`]; a [`Producer`] uses its topic's rule).
 pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    fnv1a(key) % partitions.max(1)
+    KeyHash::Fnv1a.partition(key, partitions)
 }
 
-/// 32-bit FNV-1a.
-pub fn fnv1a(bytes: &[u8]) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for &b in bytes {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash
-}
+pub use sluice_proto::topic_settings::fnv1a;
 
 struct Batch {
     records: Vec<Record>,
@@ -959,14 +975,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fnv1a_matches_reference_values() {
-        // Reference values of 32-bit FNV-1a.
-        assert_eq!(fnv1a(b""), 0x811c_9dc5);
-        assert_eq!(fnv1a(b"a"), 0xe40c_292c);
-        assert_eq!(fnv1a(b"foobar"), 0xbf9c_f968);
-    }
-
-    #[test]
     fn built_in_partitioners_hash_keys_and_take_turns() {
         let hash = KeyHashPartitioner::default();
         assert_eq!(
@@ -975,6 +983,11 @@ mod tests {
         );
         let keyless: Vec<u32> = (0..5).map(|_| hash.partition(None, b"v", 3)).collect();
         assert_eq!(keyless, [0, 1, 2, 0, 1]);
+        let sip = KeyHashPartitioner::new(KeyHash::SipHash24);
+        assert_eq!(
+            sip.partition(Some(b"user-42"), b"v", 8),
+            KeyHash::SipHash24.partition(b"user-42", 8)
+        );
         let turns = RoundRobinPartitioner::default();
         let chosen: Vec<u32> = (0..4)
             .map(|_| turns.partition(Some(b"k"), b"v", 2))

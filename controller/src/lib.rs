@@ -10,6 +10,7 @@
 //! The controller does not know about QUIC, segments or WASM.
 
 mod metadata;
+mod metadata_format;
 mod state_machine;
 mod timeouts;
 
@@ -326,16 +327,26 @@ impl Controller {
             }?;
             md.check_replica_capacity(&spec.name, &placed)
         })?;
-        match self
-            .propose(Command::CreateTopicWith {
+        let created_ms = sluice_proto::now_ms();
+        // Settings the first shape holds go in the command an earlier
+        // release also applies.
+        let command = match settings.to_v1() {
+            Some(settings) => Command::CreateTopicWith {
                 spec,
-                created_ms: sluice_proto::now_ms(),
+                created_ms,
                 assignments,
                 live,
                 settings,
-            })
-            .await?
-        {
+            },
+            None => Command::CreateTopicV2 {
+                spec,
+                created_ms,
+                assignments,
+                live,
+                settings,
+            },
+        };
+        match self.propose(command).await? {
             CommandResult::TopicCreated(info) => Ok(info),
             other => Err(unexpected(other)),
         }
@@ -440,8 +451,18 @@ impl Controller {
         }
     }
 
+    /// Deletes a topic; a system topic is refused ([`WireError::SystemTopic`]).
     pub async fn delete_topic(&self, name: &str) -> Result<(), WireError> {
         self.propose(Command::DeleteTopic {
+            name: name.to_string(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes a topic, a system topic included.
+    pub async fn delete_topic_forced(&self, name: &str) -> Result<(), WireError> {
+        self.propose(Command::DeleteTopicForced {
             name: name.to_string(),
         })
         .await

@@ -14,11 +14,13 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sluice_proto::limits::ACL_ENTRIES_MAX;
 use sluice_proto::{
-    AclEntry, NodeId, PartitionAssignment, TopicInfo, TopicSettings, TopicSpec, WireError,
+    AclEntry, NodeId, PartitionAssignment, TopicInfo, TopicSettings, TopicSettingsV1, TopicSpec,
+    WireError,
 };
 use sluice_raft::ReplicatedState;
 use tokio::sync::watch;
 
+use crate::metadata_format::{decode_metadata, encode_metadata};
 use crate::{ControllerError, Metadata, NodeRecord, SmartModuleRecord, TopicRecord};
 
 /// Request ids remembered for `Command::Once`: far more than the changes a
@@ -125,7 +127,21 @@ pub enum Command {
         created_ms: i64,
         assignments: Option<Vec<PartitionAssignment>>,
         live: Option<Vec<u64>>,
+        settings: TopicSettingsV1,
+    },
+    /// [`Command::CreateTopicWith`] with settings in their current shape
+    /// (key hash, system topic).
+    CreateTopicV2 {
+        spec: TopicSpec,
+        created_ms: i64,
+        assignments: Option<Vec<PartitionAssignment>>,
+        live: Option<Vec<u64>>,
         settings: TopicSettings,
+    },
+    /// Deletes a topic, a system topic included ([`Command::DeleteTopic`]
+    /// refuses those).
+    DeleteTopicForced {
+        name: String,
     },
 }
 
@@ -175,6 +191,48 @@ fn create_topic(
     CommandResult::TopicCreated(info)
 }
 
+/// Records a new topic with `settings`, placed as the caller asked or,
+/// without `assignments`, over `live` as [`Command::CreateTopic`] does.
+fn create_topic_with(
+    md: &mut Metadata,
+    spec: TopicSpec,
+    created_ms: i64,
+    assignments: Option<Vec<PartitionAssignment>>,
+    live: Option<Vec<u64>>,
+    settings: TopicSettings,
+) -> CommandResult {
+    let placed = check_new_topic(md, &spec).and_then(|()| match assignments {
+        Some(given) => md.check_assignments(&spec, &given).map(|()| given),
+        None => md.assign(&spec, live.as_deref()),
+    });
+    match placed {
+        Ok(assignments) => {
+            let result = create_topic(md, spec, created_ms, assignments);
+            if settings != TopicSettings::default() {
+                md.topic_settings.insert(md.next_topic_id, settings);
+            }
+            result
+        }
+        Err(e) => CommandResult::Rejected(e),
+    }
+}
+
+/// Forgets a topic, its settings and its consumers' offsets.
+fn delete_topic(md: &mut Metadata, name: String) -> CommandResult {
+    match md.topics.remove(&name) {
+        Some(removed) => {
+            md.topic_settings.remove(&removed.id);
+            // A topic created again under this name starts afresh:
+            // no consumer resumes in it at the old one's offsets.
+            md.consumers.retain(|(_, topic, _), _| *topic != name);
+            md.groups.retain(|_, g| g.topic != name);
+            md.state_bytes = md.count_state_bytes();
+            CommandResult::Done
+        }
+        None => CommandResult::Rejected(WireError::UnknownTopic { topic: name }),
+    }
+}
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     sluice_proto::encoding::to_vec(value).expect("controller types always encode")
 }
@@ -182,115 +240,10 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Largest command or result the controller decodes: a command travels in
 /// one frame.
 const COMMAND_BYTES_MAX: usize = sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
-/// Largest metadata state the controller decodes (file or snapshot). It
-/// holds every registered SmartModule's code, so it may be large, but a
-/// length field claiming more than this is corruption, refused before
-/// anything is allocated for it.
-const METADATA_BYTES_MAX: usize = 1024 * 1024 * 1024;
-
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     sluice_proto::encoding::from_slice(bytes, COMMAND_BYTES_MAX)
         .map(|(v, _)| v)
         .map_err(|e| e.to_string())
-}
-
-/// Leading bytes of the metadata's saved form (file and snapshot), then a
-/// big-endian `u16` format version. Format 1 had no header.
-const METADATA_MAGIC: &[u8; 4] = b"SLMD";
-/// 2: ACL entries added. 3: committed consumer offsets added. 4: topic
-/// settings, after format 3's fields.
-const METADATA_FORMAT: u16 = 4;
-
-/// The saved form of `md`: header, then its encoding, in the oldest format
-/// that holds all of it, so that a cluster which never used a newer feature
-/// can go back to the release before it: format 2 without consumer offsets,
-/// groups and topic settings; format 3 without topic settings; else 4.
-pub(crate) fn encode_metadata(md: &Metadata) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(METADATA_MAGIC);
-    if md.consumers.is_empty() && md.groups.is_empty() && md.topic_settings.is_empty() {
-        out.extend_from_slice(&2u16.to_be_bytes());
-        let v2 = (
-            md.last_index,
-            md.next_topic_id,
-            &md.nodes,
-            &md.removed,
-            &md.topics,
-            &md.smartmodules,
-            &md.recent_requests,
-            &md.acls,
-        );
-        sluice_proto::encoding::append_to(&mut out, &v2).expect("metadata always encodes");
-    } else if md.topic_settings.is_empty() {
-        out.extend_from_slice(&3u16.to_be_bytes());
-        sluice_proto::encoding::append_to(&mut out, md).expect("metadata always encodes");
-    } else {
-        out.extend_from_slice(&METADATA_FORMAT.to_be_bytes());
-        sluice_proto::encoding::append_to(&mut out, md).expect("metadata always encodes");
-        sluice_proto::encoding::append_to(&mut out, &md.topic_settings)
-            .expect("metadata always encodes");
-    }
-    out
-}
-
-/// Reads what [`encode_metadata`] wrote, or format 1 (no header) from an
-/// older release.
-pub(crate) fn decode_metadata(bytes: &[u8]) -> Result<Metadata, String> {
-    let whole = |used: usize| {
-        if used == bytes.len() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} trailing bytes after the metadata",
-                bytes.len() - used
-            ))
-        }
-    };
-    match bytes.strip_prefix(METADATA_MAGIC.as_slice()) {
-        Some([a, b, body @ ..]) => {
-            let format = u16::from_be_bytes([*a, *b]);
-            let (md, used) = match format {
-                2 => sluice_proto::encoding::from_slice::<crate::metadata::MetadataV2>(
-                    body,
-                    METADATA_BYTES_MAX,
-                )
-                .map(|(v2, used)| (Metadata::from(v2), used))
-                .map_err(|e| format!("format 2 metadata: {e}"))?,
-                3 | METADATA_FORMAT => {
-                    let (mut md, mut used) =
-                        sluice_proto::encoding::from_slice::<Metadata>(body, METADATA_BYTES_MAX)
-                            .map_err(|e| e.to_string())?;
-                    if format == METADATA_FORMAT {
-                        let (settings, more) =
-                            sluice_proto::encoding::from_slice(&body[used..], METADATA_BYTES_MAX)
-                                .map_err(|e| format!("format 4 topic settings: {e}"))?;
-                        md.topic_settings = settings;
-                        used += more;
-                    }
-                    md.state_bytes = md.count_state_bytes();
-                    (md, used)
-                }
-                _ => {
-                    return Err(format!(
-                        "metadata format {format}, this build reads formats 1 to {METADATA_FORMAT}; \
-                         run a release of sluice that reads it"
-                    ));
-                }
-            };
-            whole(used + METADATA_MAGIC.len() + 2)?;
-            Ok(md)
-        }
-        Some(_) => Err("metadata header is truncated".into()),
-        None => {
-            let (v1, used) = sluice_proto::encoding::from_slice::<crate::metadata::MetadataV1>(
-                bytes,
-                METADATA_BYTES_MAX,
-            )
-            .map_err(|e| format!("format 1 metadata: {e}"))?;
-            whole(used)?;
-            Ok(v1.into())
-        }
-    }
 }
 
 /// Read access to the metadata for the rest of the node, with a version
@@ -419,34 +372,21 @@ impl ControllerStateMachine {
                 assignments,
                 live,
                 settings,
-            } => {
-                let placed = check_new_topic(md, &spec).and_then(|()| match assignments {
-                    Some(given) => md.check_assignments(&spec, &given).map(|()| given),
-                    None => md.assign(&spec, live.as_deref()),
-                });
-                match placed {
-                    Ok(assignments) => {
-                        let result = create_topic(md, spec, created_ms, assignments);
-                        if settings != TopicSettings::default() {
-                            md.topic_settings.insert(md.next_topic_id, settings);
-                        }
-                        result
-                    }
-                    Err(e) => CommandResult::Rejected(e),
+            } => create_topic_with(md, spec, created_ms, assignments, live, settings.into()),
+            Command::CreateTopicV2 {
+                spec,
+                created_ms,
+                assignments,
+                live,
+                settings,
+            } => create_topic_with(md, spec, created_ms, assignments, live, settings),
+            Command::DeleteTopic { name } => {
+                if md.topic_settings_of(&name).system {
+                    return CommandResult::Rejected(WireError::SystemTopic { topic: name });
                 }
+                delete_topic(md, name)
             }
-            Command::DeleteTopic { name } => match md.topics.remove(&name) {
-                Some(removed) => {
-                    md.topic_settings.remove(&removed.id);
-                    // A topic created again under this name starts afresh:
-                    // no consumer resumes in it at the old one's offsets.
-                    md.consumers.retain(|(_, topic, _), _| *topic != name);
-                    md.groups.retain(|_, g| g.topic != name);
-                    md.state_bytes = md.count_state_bytes();
-                    CommandResult::Done
-                }
-                None => CommandResult::Rejected(WireError::UnknownTopic { topic: name }),
-            },
+            Command::DeleteTopicForced { name } => delete_topic(md, name),
             Command::CommitOffset {
                 commit,
                 committed_ms,
@@ -1560,7 +1500,7 @@ mod tests {
     #[test]
     fn topic_settings_are_kept_in_format_4_and_leave_with_their_topic() {
         use sluice_proto::TopicCompression;
-        let gzip = TopicSettings {
+        let gzip = TopicSettingsV1 {
             compression: TopicCompression::Gzip,
         };
         let settings_commands = vec![
@@ -1572,7 +1512,7 @@ mod tests {
                 created_ms: 1_700_000_000_003,
                 assignments: None,
                 live: Some(vec![1, 2]),
-                settings: gzip.clone(),
+                settings: gzip,
             },
             Command::CreateTopicWith {
                 spec: TopicSpec::new("placed-lz4"),
@@ -1582,7 +1522,7 @@ mod tests {
                     replicas: vec![2],
                 }]),
                 live: None,
-                settings: TopicSettings {
+                settings: TopicSettingsV1 {
                     compression: TopicCompression::Lz4,
                 },
             },
@@ -1597,7 +1537,7 @@ mod tests {
         let mut commands = sample_commands();
         commands.extend(settings_commands);
         let md = applied(commands);
-        assert_eq!(md.topic_settings_of("zipped"), gzip);
+        assert_eq!(md.topic_settings_of("zipped"), gzip.into());
         assert_eq!(
             md.topic_settings_of("placed-lz4").compression,
             TopicCompression::Lz4
@@ -1627,7 +1567,7 @@ mod tests {
             created_ms: 1,
             assignments: None,
             live: None,
-            settings: TopicSettings { compression },
+            settings: TopicSettingsV1 { compression },
         };
         apply(&mut sm, 10, create(TopicCompression::Zstd));
         assert_eq!(view.snapshot().topic_settings.len(), 1);
@@ -1660,6 +1600,96 @@ mod tests {
             CommandResult::Rejected(WireError::TopicExists { .. })
         ));
         assert_eq!(view.snapshot().topic_settings, before.topic_settings);
+    }
+
+    /// Settings in their current shape (key hash, system topic) come in
+    /// `CreateTopicV2` and are kept in format 5, byte for byte; a plain
+    /// deletion refuses a system topic, a forced one deletes it.
+    #[test]
+    fn system_topics_and_key_hashes_are_kept_in_format_5_and_deleted_only_forcibly() {
+        use sluice_proto::{KeyHash, TopicCompression};
+        let system = TopicSettings {
+            compression: TopicCompression::Any,
+            key_hash: KeyHash::SipHash24,
+            system: true,
+        };
+        let commands_v2 = vec![
+            Command::CreateTopicV2 {
+                spec: TopicSpec::new("audit"),
+                created_ms: 1_700_000_000_005,
+                assignments: None,
+                live: Some(vec![1, 2]),
+                settings: system.clone(),
+            },
+            Command::CreateTopicV2 {
+                spec: TopicSpec::new("hashed"),
+                created_ms: 1_700_000_000_006,
+                assignments: None,
+                live: Some(vec![1, 2]),
+                settings: TopicSettings::for_new_topic(),
+            },
+            Command::DeleteTopic {
+                name: "audit".into(),
+            },
+        ];
+        sluice_fuzzing::golden::check(
+            env!("CARGO_MANIFEST_DIR"),
+            "commands-settings-v2",
+            &commands_v2,
+            encode,
+            decode::<Command>,
+        );
+        let mut commands = sample_commands();
+        commands.extend(commands_v2);
+        let md = applied(commands);
+        // The plain deletion was refused.
+        assert_eq!(md.topic_settings_of("audit"), system);
+        assert_eq!(md.topic_settings_of("hashed").key_hash, KeyHash::SipHash24);
+        assert_eq!(md.topic_settings_of("orders"), TopicSettings::default());
+        assert_eq!(&encode_metadata(&md)[4..6], &5u16.to_be_bytes());
+        sluice_fuzzing::golden::check(
+            env!("CARGO_MANIFEST_DIR"),
+            "metadata-v5",
+            std::slice::from_ref(&md),
+            encode_metadata,
+            decode_metadata,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, view) = with_nodes(dir.path(), 2);
+        apply(
+            &mut sm,
+            10,
+            Command::CreateTopicV2 {
+                spec: TopicSpec::new("audit"),
+                created_ms: 1,
+                assignments: None,
+                live: None,
+                settings: system,
+            },
+        );
+        let refused = apply(
+            &mut sm,
+            11,
+            Command::DeleteTopic {
+                name: "audit".into(),
+            },
+        );
+        assert_eq!(
+            refused,
+            CommandResult::Rejected(WireError::SystemTopic {
+                topic: "audit".into()
+            })
+        );
+        assert!(view.snapshot().topics.contains_key("audit"));
+        let forced = apply(
+            &mut sm,
+            12,
+            Command::DeleteTopicForced {
+                name: "audit".into(),
+            },
+        );
+        assert_eq!(forced, CommandResult::Done);
+        assert!(view.snapshot().topics.is_empty() && view.snapshot().topic_settings.is_empty());
     }
 
     /// A topic placed by the caller: created as asked when every partition
@@ -1787,7 +1817,14 @@ mod tests {
         assert_eq!(decode_metadata(&bytes).unwrap(), md);
         md.topic_settings.insert(1, TopicSettings::default());
         let bytes = encode_metadata(&md);
-        assert_eq!(&bytes[4..6], &METADATA_FORMAT.to_be_bytes());
+        assert_eq!(&bytes[4..6], &4u16.to_be_bytes());
+        assert_eq!(decode_metadata(&bytes).unwrap(), md);
+        md.topic_settings.insert(2, TopicSettings::for_new_topic());
+        let bytes = encode_metadata(&md);
+        assert_eq!(
+            &bytes[4..6],
+            &crate::metadata_format::METADATA_FORMAT.to_be_bytes()
+        );
         assert_eq!(decode_metadata(&bytes).unwrap(), md);
     }
 

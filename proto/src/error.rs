@@ -156,6 +156,14 @@ pub enum WireError {
          --read-write`, or `read_only = false` in a node's configuration) to change them"
     )]
     ReadOnly { what: String },
+    /// A plain deletion of a system topic (one the cluster itself writes,
+    /// such as its audit trail). Fluvio's phrase first: scripts match on it.
+    /// (Added last: the variants before it keep their encoding.)
+    #[error(
+        "system topic '{topic}' can only be deleted forcibly: the cluster writes it (a new one \
+         is started when it is gone); delete it with `sluice topic delete {topic} --system --force`"
+    )]
+    SystemTopic { topic: String },
 }
 
 /// What to do about a [`WireError::Denied`].

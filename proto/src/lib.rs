@@ -7,6 +7,7 @@
 //! share it without pulling each other in.
 
 pub mod acl;
+pub mod change;
 pub mod codec;
 pub mod compression;
 pub mod encoding;
@@ -16,8 +17,10 @@ pub mod limits;
 pub mod messages;
 pub mod raft;
 pub mod record;
+pub mod topic_settings;
 
 pub use acl::{ANONYMOUS_PRINCIPAL, AclEntry, Operation, ResourceKind, ResourcePattern};
+pub use change::{MetadataChange, RequestId, new_request_id};
 pub use codec::{CodecError, PROTOCOL_VERSION};
 pub use compression::{Compression, TopicCompression};
 pub use error::WireError;
@@ -25,6 +28,7 @@ pub use headers::{HeadersRef, RecordHeader};
 pub use messages::*;
 pub use raft::{RaftRpc, RaftRpcKind};
 pub use record::{ConsumerRecord, ConsumerRecordRef, Record, now_ms};
+pub use topic_settings::{KeyHash, TopicSettings, TopicSettingsV1};
 
 /// Identifier of a node (SPU) in a cluster.
 pub type NodeId = u64;

@@ -7,7 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConsumerRecord, ConsumerRecordRef, NodeId, RaftRpc, Record, WireError};
+use crate::{
+    ConsumerRecord, ConsumerRecordRef, MetadataChange, NodeId, RaftRpc, Record, RequestId,
+    TopicSettings, TopicSettingsV1, WireError,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -155,7 +158,7 @@ pub enum Request {
     CreateTopicWith {
         spec: TopicSpec,
         assignments: Option<Vec<PartitionAssignment>>,
-        settings: TopicSettings,
+        settings: TopicSettingsV1,
     },
     /// A topic's settings beyond its spec; answered from the node's copy of
     /// the metadata.
@@ -213,6 +216,35 @@ pub enum Request {
     /// that is `None`. A client sends a batch without headers the earlier
     /// way, so it still reaches a node of an earlier release.
     ProduceWithHeaders(CompressedProduce),
+    /// Creates a topic with settings in their current shape (key hash,
+    /// system topic); otherwise as [`Request::CreateTopicWith`], which a
+    /// cluster of an earlier release also understands.
+    CreateTopicV2 {
+        spec: TopicSpec,
+        assignments: Option<Vec<PartitionAssignment>>,
+        settings: TopicSettings,
+    },
+    /// A topic's settings in their current shape, answered with
+    /// [`Response::TopicSettingsV2`] from the node's copy of the metadata.
+    DescribeTopicSettingsV2 {
+        name: String,
+    },
+    /// Deletes a topic even if it is a system topic (`topic delete
+    /// --system --force`); [`Request::DeleteTopic`] refuses those.
+    DeleteTopicForced {
+        name: String,
+    },
+    /// The system topics, or the others ([`Request::ListTopics`] lists the
+    /// others, as before system topics existed).
+    ListTopicsV2 {
+        system: bool,
+    },
+    /// [`Request::ListPartitions`] of system topics (`system`) or of the
+    /// others; a named topic is listed whichever it is.
+    ListPartitionsV2 {
+        topic: Option<String>,
+        system: bool,
+    },
 }
 
 /// One partition's committed offsets as its leader holds them (see
@@ -310,7 +342,7 @@ pub enum Response {
     ConsumerDeleted,
     GroupAssignment(GroupAssignment),
     GroupLeft,
-    TopicSettings(TopicSettings),
+    TopicSettings(TopicSettingsV1),
     /// See [`Request::FenceConsumer`]: the group's committed offset in the
     /// partition (and the SmartModule state committed with it), if any.
     ConsumerFenced {
@@ -334,6 +366,8 @@ pub enum Response {
         records: Vec<ConsumerRecord>,
         high_watermark: u64,
     },
+    /// See [`Request::DescribeTopicSettingsV2`].
+    TopicSettingsV2(TopicSettings),
 }
 
 /// How a consumer group's partitions are spread over its members.
@@ -485,198 +519,7 @@ impl Serialize for RecordsRef<'_> {
     }
 }
 
-/// Identifies one metadata change across its retries (see [`Request::Once`]).
-pub type RequestId = [u64; 2];
-
-/// A fresh random [`RequestId`] (per-process random hash keys mixed with the
-/// time, a counter and the pid: unique without a random-number dependency).
-pub fn new_request_id() -> RequestId {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let word = |salt: u64| {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(nanos);
-        h.write_u64(n);
-        h.write_u64(salt);
-        h.write_u32(std::process::id());
-        h.finish()
-    };
-    [word(1), word(2)]
-}
-
-/// A change of the cluster's metadata: what a [`Request::Once`] carries.
-/// Each is also a request of its own ([`MetadataChange::into_request`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MetadataChange {
-    CreateTopic(TopicSpec),
-    DeleteTopic {
-        name: String,
-    },
-    CreateSmartModule {
-        name: String,
-        #[serde(with = "serde_bytes")]
-        wasm: Vec<u8>,
-    },
-    DeleteSmartModule {
-        name: String,
-    },
-    UnregisterNode {
-        id: NodeId,
-    },
-    ReassignPartition {
-        topic: String,
-        partition: u32,
-        replicas: Vec<NodeId>,
-    },
-    AddAcl(crate::AclEntry),
-    RemoveAcl(crate::AclEntry),
-    CommitOffset(OffsetCommit),
-    DeleteConsumer {
-        consumer: String,
-        topic: Option<String>,
-    },
-    AddPartitions {
-        topic: String,
-        count: u32,
-    },
-    CreateTopicAssigned {
-        spec: TopicSpec,
-        assignments: Vec<PartitionAssignment>,
-    },
-    CreateTopicWith {
-        spec: TopicSpec,
-        assignments: Option<Vec<PartitionAssignment>>,
-        settings: TopicSettings,
-    },
-}
-
-impl MetadataChange {
-    /// The request that makes this change (without the at-most-once id).
-    pub fn into_request(self) -> Request {
-        match self {
-            MetadataChange::CreateTopic(spec) => Request::CreateTopic(spec),
-            MetadataChange::DeleteTopic { name } => Request::DeleteTopic { name },
-            MetadataChange::CreateSmartModule { name, wasm } => {
-                Request::CreateSmartModule { name, wasm }
-            }
-            MetadataChange::DeleteSmartModule { name } => Request::DeleteSmartModule { name },
-            MetadataChange::UnregisterNode { id } => Request::UnregisterNode { id },
-            MetadataChange::ReassignPartition {
-                topic,
-                partition,
-                replicas,
-            } => Request::ReassignPartition {
-                topic,
-                partition,
-                replicas,
-            },
-            MetadataChange::AddAcl(entry) => Request::AddAcl(entry),
-            MetadataChange::RemoveAcl(entry) => Request::RemoveAcl(entry),
-            MetadataChange::CommitOffset(commit) => Request::CommitOffset(commit),
-            MetadataChange::DeleteConsumer { consumer, topic } => {
-                Request::DeleteConsumer { consumer, topic }
-            }
-            MetadataChange::AddPartitions { topic, count } => {
-                Request::AddPartitions { topic, count }
-            }
-            MetadataChange::CreateTopicAssigned { spec, assignments } => {
-                Request::CreateTopicAssigned { spec, assignments }
-            }
-            MetadataChange::CreateTopicWith {
-                spec,
-                assignments,
-                settings,
-            } => Request::CreateTopicWith {
-                spec,
-                assignments,
-                settings,
-            },
-        }
-    }
-
-    /// The change's name in messages and logs (the same as its request's).
-    pub fn name(&self) -> &'static str {
-        match self {
-            MetadataChange::CreateTopic(_) => "create topic",
-            MetadataChange::DeleteTopic { .. } => "delete topic",
-            MetadataChange::CreateSmartModule { .. } => "create SmartModule",
-            MetadataChange::DeleteSmartModule { .. } => "delete SmartModule",
-            MetadataChange::UnregisterNode { .. } => "unregister node",
-            MetadataChange::ReassignPartition { .. } => "reassign partition",
-            MetadataChange::AddAcl(_) => "add ACL",
-            MetadataChange::RemoveAcl(_) => "remove ACL",
-            MetadataChange::CommitOffset(_) => "commit offset",
-            MetadataChange::DeleteConsumer { .. } => "delete consumer",
-            MetadataChange::AddPartitions { .. } => "add partitions",
-            MetadataChange::CreateTopicAssigned { .. } => "create topic",
-            MetadataChange::CreateTopicWith { .. } => "create topic",
-        }
-    }
-}
-
 impl Request {
-    /// This metadata change, to be applied at most once (see [`Request::Once`]).
-    /// Other requests are returned as they are.
-    pub fn once(self) -> Request {
-        match self.into_metadata_change() {
-            Ok(change) => Request::Once {
-                id: new_request_id(),
-                change,
-            },
-            Err(other) => *other,
-        }
-    }
-
-    /// The metadata change this request makes, or the request itself if it
-    /// makes none.
-    pub fn into_metadata_change(self) -> Result<MetadataChange, Box<Request>> {
-        Ok(match self {
-            Request::CreateTopic(spec) => MetadataChange::CreateTopic(spec),
-            Request::DeleteTopic { name } => MetadataChange::DeleteTopic { name },
-            Request::CreateSmartModule { name, wasm } => {
-                MetadataChange::CreateSmartModule { name, wasm }
-            }
-            Request::DeleteSmartModule { name } => MetadataChange::DeleteSmartModule { name },
-            Request::UnregisterNode { id } => MetadataChange::UnregisterNode { id },
-            Request::ReassignPartition {
-                topic,
-                partition,
-                replicas,
-            } => MetadataChange::ReassignPartition {
-                topic,
-                partition,
-                replicas,
-            },
-            Request::AddAcl(entry) => MetadataChange::AddAcl(entry),
-            Request::RemoveAcl(entry) => MetadataChange::RemoveAcl(entry),
-            Request::CommitOffset(commit) => MetadataChange::CommitOffset(commit),
-            Request::DeleteConsumer { consumer, topic } => {
-                MetadataChange::DeleteConsumer { consumer, topic }
-            }
-            Request::AddPartitions { topic, count } => {
-                MetadataChange::AddPartitions { topic, count }
-            }
-            Request::CreateTopicAssigned { spec, assignments } => {
-                MetadataChange::CreateTopicAssigned { spec, assignments }
-            }
-            Request::CreateTopicWith {
-                spec,
-                assignments,
-                settings,
-            } => MetadataChange::CreateTopicWith {
-                spec,
-                assignments,
-                settings,
-            },
-            other => return Err(Box::new(other)),
-        })
-    }
-
     /// The request's name in messages and logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -719,6 +562,11 @@ impl Request {
             Request::LeaderConsumers { .. } => "list led partitions' consumers",
             Request::ForgetConsumer { .. } => "forget consumer",
             Request::ProduceWithHeaders(_) => "produce",
+            Request::CreateTopicV2 { .. } => "create topic",
+            Request::DescribeTopicSettingsV2 { .. } => "describe topic settings",
+            Request::DeleteTopicForced { .. } => "delete system topic",
+            Request::ListTopicsV2 { .. } => "list topics",
+            Request::ListPartitionsV2 { .. } => "list partitions",
             Request::Once { change, .. } => change.name(),
         }
     }
@@ -739,6 +587,8 @@ impl Request {
                 | Request::AddPartitions { .. }
                 | Request::CreateTopicAssigned { .. }
                 | Request::CreateTopicWith { .. }
+                | Request::CreateTopicV2 { .. }
+                | Request::DeleteTopicForced { .. }
                 | Request::Once { .. }
         )
     }
@@ -921,13 +771,6 @@ pub struct CompressedProduce {
     #[serde(with = "serde_bytes")]
     pub records: Vec<u8>,
     pub producer: Option<ProducerSeq>,
-}
-
-/// Settings of a topic beyond its [`TopicSpec`] (whose encoding is fixed by
-/// the releases that read it): kept beside it in the metadata.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicSettings {
-    pub compression: crate::TopicCompression,
 }
 
 /// Identifies a batch of an idempotent producer: its id (random, chosen by

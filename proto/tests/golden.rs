@@ -68,16 +68,16 @@ fn golden_topic_placement_requests() {
 fn golden_topic_settings_and_compressed_produce() {
     use sluice_proto::{
         CompressedProduce, Compression, PartitionAssignment, ProducerSeq, TopicCompression,
-        TopicSettings, TopicSpec,
+        TopicSettingsV1, TopicSpec,
     };
-    let settings = TopicSettings {
+    let settings = TopicSettingsV1 {
         compression: TopicCompression::Zstd,
     };
     let requests = [
         Request::CreateTopicWith {
             spec: TopicSpec::new("zipped"),
             assignments: None,
-            settings: settings.clone(),
+            settings,
         },
         Request::CreateTopicWith {
             spec: TopicSpec::new("placed"),
@@ -85,14 +85,14 @@ fn golden_topic_settings_and_compressed_produce() {
                 partition: 0,
                 replicas: vec![2],
             }]),
-            settings: settings.clone(),
+            settings,
         },
         Request::Once {
             id: [9, 10],
             change: sluice_proto::MetadataChange::CreateTopicWith {
                 spec: TopicSpec::new("once"),
                 assignments: None,
-                settings: settings.clone(),
+                settings,
             },
         },
         Request::DescribeTopicSettings {
@@ -118,7 +118,7 @@ fn golden_topic_settings_and_compressed_produce() {
     );
     let responses: Vec<Response> = TopicCompression::ALL
         .into_iter()
-        .map(|compression| Response::TopicSettings(TopicSettings { compression }))
+        .map(|compression| Response::TopicSettings(TopicSettingsV1 { compression }))
         .collect();
     sluice_fuzzing::golden::check(
         env!("CARGO_MANIFEST_DIR"),
@@ -286,5 +286,70 @@ fn golden_raft_rpc_kinds() {
         &requests,
         |r| codec::encode(r).unwrap(),
         |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
+    );
+}
+
+/// Topic settings in their second shape (key hash, system topics) and the
+/// requests added with them, in files of their own.
+#[test]
+fn golden_topic_settings_v2() {
+    use sluice_proto::{KeyHash, TopicCompression, TopicSettings, TopicSpec, WireError};
+    let settings = TopicSettings {
+        compression: TopicCompression::Lz4,
+        key_hash: KeyHash::SipHash24,
+        system: true,
+    };
+    let requests = [
+        Request::CreateTopicV2 {
+            spec: TopicSpec::new("audit"),
+            assignments: None,
+            settings: settings.clone(),
+        },
+        Request::Once {
+            id: [11, 12],
+            change: sluice_proto::MetadataChange::CreateTopicV2 {
+                spec: TopicSpec::new("once"),
+                assignments: None,
+                settings: TopicSettings::for_new_topic(),
+            },
+        },
+        Request::DescribeTopicSettingsV2 {
+            name: "audit".into(),
+        },
+        Request::DeleteTopicForced {
+            name: "audit".into(),
+        },
+        Request::Once {
+            id: [13, 14],
+            change: sluice_proto::MetadataChange::DeleteTopicForced {
+                name: "audit".into(),
+            },
+        },
+        Request::ListTopicsV2 { system: true },
+        Request::ListPartitionsV2 {
+            topic: None,
+            system: true,
+        },
+    ];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "requests-settings-v2",
+        &requests,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
+    );
+    let responses = [
+        Response::TopicSettingsV2(settings),
+        Response::TopicSettingsV2(TopicSettings::default()),
+        Response::Error(WireError::SystemTopic {
+            topic: "audit".into(),
+        }),
+    ];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "responses-settings-v2",
+        &responses,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
     );
 }

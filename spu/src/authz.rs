@@ -192,6 +192,9 @@ impl<'a> Access<'a> {
             | Request::ListPartitions { .. }
             | Request::DescribeTopic { .. }
             | Request::DescribeTopicSettings { .. }
+            | Request::DescribeTopicSettingsV2 { .. }
+            | Request::ListTopicsV2 { .. }
+            | Request::ListPartitionsV2 { .. }
             | Request::ListSmartModules => Ok(()),
             Request::Produce(p) => self.require(Operation::Produce, topic(&p.topic)),
             Request::ProduceCompressed(p) | Request::ProduceWithHeaders(p) => {
@@ -225,7 +228,9 @@ impl<'a> Access<'a> {
             Request::CreateTopic(_)
             | Request::CreateTopicAssigned { .. }
             | Request::CreateTopicWith { .. }
+            | Request::CreateTopicV2 { .. }
             | Request::DeleteTopic { .. }
+            | Request::DeleteTopicForced { .. }
             | Request::AddPartitions { .. }
             | Request::UnregisterNode { .. }
             | Request::ReassignPartition { .. }
@@ -259,7 +264,9 @@ impl<'a> Access<'a> {
                 MetadataChange::CreateTopic(_)
                 | MetadataChange::CreateTopicAssigned { .. }
                 | MetadataChange::CreateTopicWith { .. }
+                | MetadataChange::CreateTopicV2 { .. }
                 | MetadataChange::DeleteTopic { .. }
+                | MetadataChange::DeleteTopicForced { .. }
                 | MetadataChange::AddPartitions { .. }
                 | MetadataChange::UnregisterNode { .. }
                 | MetadataChange::ReassignPartition { .. }
@@ -340,8 +347,10 @@ impl RequestShape {
     pub(crate) fn of(request: &Request) -> Self {
         match request {
             Request::ListTopics
+            | Request::ListTopicsV2 { .. }
             | Request::ListSmartModules
-            | Request::ListPartitions { topic: None } => RequestShape::List,
+            | Request::ListPartitions { topic: None }
+            | Request::ListPartitionsV2 { topic: None, .. } => RequestShape::List,
             _ => RequestShape::Other,
         }
     }
@@ -364,20 +373,35 @@ fn node_only(request: &Request) -> Option<&'static str> {
 
 /// Writes the audit line of a request: every denial, and every
 /// administrative request a client made (nodes forwarding them are not
-/// audited twice).
+/// audited twice). Returns the same as an event for the audit topic (see
+/// `crate::audit_log`), if there was anything to audit.
 pub(crate) fn audit(
+    node: u64,
     principal: &Principal,
     remote: SocketAddr,
     request: &Request,
     verdict: &Result<(), WireError>,
-) {
+) -> Option<crate::audit_log::AuditEvent> {
     let what = request.name();
+    let event = |detail: String, error: Option<&WireError>| crate::audit_log::AuditEvent {
+        time_ms: sluice_proto::now_ms(),
+        node,
+        principal: principal.to_string(),
+        remote: remote.to_string(),
+        request: what.to_string(),
+        detail,
+        authorization: if error.is_some() { "denied" } else { "allowed" },
+        error: error.map(|e| e.to_string()),
+    };
     match verdict {
-        Err(error) => tracing::warn!(
-            target: AUDIT_TARGET,
-            %principal, %remote, request = what, %error,
-            "denied"
-        ),
+        Err(error) => {
+            tracing::warn!(
+                target: AUDIT_TARGET,
+                %principal, %remote, request = what, %error,
+                "denied"
+            );
+            Some(event(administrative_detail(request), Some(error)))
+        }
         // Changes of the cluster's shape or permissions are audited even when allowed.
         // Offset commits are routine (every few seconds per consumer), not
         // changes of the cluster's shape: they would drown the audit log.
@@ -386,13 +410,15 @@ pub(crate) fn audit(
                 && !is_offset_commit(request)
                 && !matches!(principal, Principal::Node(_)) =>
         {
+            let detail = administrative_detail(request);
             tracing::info!(
                 target: AUDIT_TARGET,
-                %principal, %remote, request = what, detail = ?administrative_detail(request),
+                %principal, %remote, request = what, detail = ?detail,
                 "allowed"
-            )
+            );
+            Some(event(detail, None))
         }
-        Ok(()) => {}
+        Ok(()) => None,
     }
 }
 
@@ -444,7 +470,23 @@ fn change_detail(change: &MetadataChange) -> String {
                 .map(|a| format!(" placed on {a:?}"))
                 .unwrap_or_default()
         ),
+        MetadataChange::CreateTopicV2 {
+            spec,
+            assignments,
+            settings,
+        } => format!(
+            "{}topic {:?} with compression {}, key hash {}{}",
+            if settings.system { "system " } else { "" },
+            spec.name,
+            settings.compression,
+            settings.key_hash,
+            assignments
+                .as_ref()
+                .map(|a| format!(" placed on {a:?}"))
+                .unwrap_or_default()
+        ),
         MetadataChange::DeleteTopic { name } => format!("topic {name:?}"),
+        MetadataChange::DeleteTopicForced { name } => format!("topic {name:?}, forced"),
         MetadataChange::CreateSmartModule { name, wasm } => {
             format!("smartmodule {name:?} ({} bytes)", wasm.len())
         }

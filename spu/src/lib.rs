@@ -5,6 +5,7 @@
 //! Raft database, controller, partition replicas, TLS and the QUIC server.
 
 mod admission;
+mod audit_log;
 mod authz;
 mod compressed;
 mod config;

@@ -163,6 +163,14 @@ fn describe() {
         "Time inside the module"
     );
     describe_counter!(SMARTMODULE_ERRORS, "Batches that ended in an error");
+    describe_counter!(
+        crate::audit_log::AUDIT_EVENTS_WRITTEN,
+        "Audit events this node wrote to the audit topic"
+    );
+    describe_counter!(
+        crate::audit_log::AUDIT_EVENTS_DROPPED,
+        "Audit events this node dropped from the audit topic (queue full or topic not writable)"
+    );
 }
 
 /// Labels of one partition.

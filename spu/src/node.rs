@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub peers: Peers,
     /// Consumer-group membership, while this node leads the controller.
     pub groups: crate::groups::Coordinator,
+    /// Events for the audit topic (see `crate::audit_log`).
+    pub audit: crate::audit_log::AuditLog,
     /// Runs consumers' SmartModules; compiled modules are cached by content.
     /// Started on first use (see [`Shared::engine`]).
     engine: OnceLock<Arc<sluice_wasm::Engine>>,
@@ -213,6 +215,7 @@ impl Node {
             db,
             peers,
             groups: Default::default(),
+            audit: Default::default(),
             engine: OnceLock::new(),
             started: Instant::now(),
             data_dir,
@@ -352,7 +355,7 @@ async fn join_or_form(shared: &Arc<Shared>) -> Result<(), NodeError> {
 /// The node's background tasks: the replica reconciler, metrics (a port in
 /// use is reported and the node serves without them: observability must not
 /// cost the node its service), membership upkeep, seed topics, leadership
-/// balance and moves, retention.
+/// balance and moves, the audit trail, retention.
 fn spawn_background(shared: &Arc<Shared>) {
     let config = &shared.config;
     tokio::spawn(
@@ -379,6 +382,7 @@ fn spawn_background(shared: &Arc<Shared>) {
         tokio::spawn(crate::server::seed_topics(shared.clone()));
     }
     tokio::spawn(crate::membership::drive_reassignments(shared.clone()));
+    tokio::spawn(crate::audit_log::run(shared.clone()));
     let retention = shared.replicas.clone();
     let every = Duration::from_secs(config.retention_check_secs.max(1));
     tokio::spawn(async move {

@@ -108,7 +108,23 @@ pub(crate) const CONTROLLER_LEADERSHIP_CHECK_WAIT: Duration = Duration::from_sec
 pub const METRICS_SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 
 // What must hold between them.
+// The audit topic (`crate::audit_log`).
+
+/// How often the controller leader checks that the audit topic exists (and
+/// how long after it starts leading it first does).
+pub(crate) const AUDIT_TOPIC_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a batch of audit events is retried (leader changes, elections,
+/// the topic being created) before its events are dropped.
+pub(crate) const AUDIT_WRITE_DEADLINE: Duration = Duration::from_secs(15);
+/// Pause between two attempts at a batch of audit events.
+pub(crate) const AUDIT_WRITE_RETRY_INTERVAL: Duration = Duration::from_millis(200);
+/// How long the audit topic keeps events (it is also bounded in bytes).
+pub(crate) const AUDIT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 const _: () = {
+    // Events recorded before the audit topic exists wait for its creation.
+    assert!(AUDIT_TOPIC_CHECK_INTERVAL.as_millis() * 2 < AUDIT_WRITE_DEADLINE.as_millis());
+    assert!(AUDIT_WRITE_RETRY_INTERVAL.as_millis() * 10 <= AUDIT_WRITE_DEADLINE.as_millis());
     // A node answering for the partitions it leads checks each leadership
     // first: the asker must wait longer than those checks take.
     assert!(PARTITION_LEADERSHIP_CHECK_WAIT.as_millis() < OFFSETS_PEER_WAIT.as_millis());

@@ -22,6 +22,7 @@ mod security;
 mod single_node;
 mod smartmodule_dev;
 mod smartmodules;
+mod system_topics;
 mod tidy;
 
 /// Builds the example SmartModules once per run (shared with the wasm crate's tests).

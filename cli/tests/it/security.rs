@@ -4,6 +4,8 @@
 use sluice_proto::{RaftRpc, RaftRpcKind, Request, Response, WireError, codec};
 use sluice_transport::CertKeyPair;
 
+use std::time::Duration;
+
 use crate::harness::{Env, wait_until};
 
 /// A connection to node 1 presenting `identity` (none: no certificate).
@@ -308,6 +310,36 @@ fn acls_grant_exactly_what_they_name_and_denials_say_how_to_fix_them() {
             && l.contains("add ACL")),
         "{audit:#?}"
     );
+    // And in the cluster's audit topic, one JSON record per event (the
+    // events of the first seconds wait for the topic to be created).
+    let mut trail = String::new();
+    wait_until(Duration::from_secs(30), || {
+        // Until the topic exists, the consumer fails.
+        let out = env.run(&as_admin(&["consume", "sluice-audit", "-B", "-d"]), b"");
+        trail = String::from_utf8(out.stdout).unwrap();
+        trail.contains("\"principal\":\"alice\"") && trail.contains("add ACL")
+    });
+    let events: Vec<serde_json::Value> = trail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["principal"] == "alice"
+            && e["authorization"] == "denied"
+            && e["request"] == "fetch"
+            && e["error"].as_str().unwrap().contains("payroll")),
+        "{trail}"
+    );
+    assert!(
+        events.iter().any(|e| e["principal"] == "admin"
+            && e["authorization"] == "allowed"
+            && e["request"] == "add ACL"
+            && e["node"] == 1),
+        "{trail}"
+    );
+    // Alice, who holds no grant on it, cannot read it.
+    let err = env.fails(&as_alice(&["consume", "sluice-audit", "-B", "-d"]), b"");
+    assert!(err.contains("alice may not consume"), "{err}");
 }
 
 #[test]

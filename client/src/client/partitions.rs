@@ -26,6 +26,15 @@ impl Client {
         let request = Request::ListPartitions {
             topic: topic.map(str::to_string),
         };
+        self.partitions_by_leaders(request).await
+    }
+
+    /// The answer to `request` (a partition list) of one node, then each
+    /// partition as its leader answers the same request.
+    pub(super) async fn partitions_by_leaders(
+        &self,
+        request: Request,
+    ) -> Result<Vec<PartitionStatus>> {
         let mut partitions = match self.admin(request.clone()).await? {
             Response::Partitions(partitions) => partitions,
             other => return Err(self.unexpected("list partitions", &other)),

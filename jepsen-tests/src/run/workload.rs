@@ -140,12 +140,12 @@ pub async fn create_topic(
             let mut spec = TopicSpec::new(ctx.topic.as_str());
             spec.partitions = ctx.partitions;
             spec.replication = replication;
-            if compression == sluice_client::proto::TopicCompression::Any {
-                client.create_topic(spec).await?;
-            } else {
-                let settings = sluice_client::proto::TopicSettings { compression };
-                client.create_topic_with(spec, None, settings).await?;
-            }
+            // As `topic create` makes it (the key hash of new topics).
+            let settings = sluice_client::proto::TopicSettings {
+                compression,
+                ..sluice_client::proto::TopicSettings::for_new_topic()
+            };
+            client.create_topic_with(spec, None, settings).await?;
             // Wait until every partition has a leader.
             for _ in 0..100 {
                 let ps = client.list_partitions(Some(&ctx.topic)).await?;

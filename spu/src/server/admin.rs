@@ -32,10 +32,20 @@ pub(super) async fn create_topic(
     Ok(Response::TopicCreated(writable(node, info).await))
 }
 
-pub(super) fn topic_settings(node: &Shared, name: &str) -> Result<Response, WireError> {
+/// A topic's settings: in their current shape (`v2`), or in the first
+/// shape for a client of an earlier release (which reads only the
+/// compression from them).
+pub(super) fn topic_settings(node: &Shared, name: &str, v2: bool) -> Result<Response, WireError> {
     node.controller.view().with(|md| {
         md.topic(name)?;
-        Ok(Response::TopicSettings(md.topic_settings_of(name)))
+        let settings = md.topic_settings_of(name);
+        Ok(if v2 {
+            Response::TopicSettingsV2(settings)
+        } else {
+            Response::TopicSettings(sluice_proto::TopicSettingsV1 {
+                compression: settings.compression,
+            })
+        })
     })
 }
 
@@ -58,21 +68,29 @@ pub(super) async fn add_partitions(
     Ok(Response::Topic(info))
 }
 
+/// Deletes a topic; `forced`, a system topic too.
 pub(super) async fn delete_topic(
     node: &Shared,
     controller: &Controller,
     name: &str,
+    forced: bool,
 ) -> Result<Response, WireError> {
-    controller.delete_topic(name).await?;
+    if forced {
+        controller.delete_topic_forced(name).await?;
+    } else {
+        controller.delete_topic(name).await?;
+    }
     wait_reconciled(node, RECONCILE_WAIT).await;
     Ok(Response::TopicDeleted)
 }
 
-pub(super) fn list_topics(node: &Shared) -> Response {
+/// The system topics (`system`) or the others.
+pub(super) fn list_topics(node: &Shared, system: bool) -> Response {
+    let md = node.metadata();
     Response::Topics(
-        node.metadata()
-            .topics
+        md.topics
             .values()
+            .filter(|t| md.is_system_topic(t.id) == system)
             .map(|t| t.info.clone())
             .collect(),
     )
@@ -215,17 +233,22 @@ async fn wait_reconciled(node: &Shared, timeout: std::time::Duration) {
     }
 }
 
-pub(super) fn list_partitions(node: &Shared, topic: Option<&str>) -> Result<Response, WireError> {
+/// The partitions of `topic`, or of every system topic (`system`) or
+/// every other one.
+pub(super) fn list_partitions(
+    node: &Shared,
+    topic: Option<&str>,
+    system: bool,
+) -> Result<Response, WireError> {
     let md = node.metadata();
     if let Some(t) = topic {
         md.topic(t)?;
     }
     let mut out = Vec::new();
-    for record in md
-        .topics
-        .values()
-        .filter(|r| topic.is_none_or(|t| r.info.spec.name == t))
-    {
+    for record in md.topics.values().filter(|r| match topic {
+        Some(t) => r.info.spec.name == t,
+        None => md.is_system_topic(r.id) == system,
+    }) {
         for a in &record.info.assignments {
             let name = &record.info.spec.name;
             let local = node.replicas.get(&md, name, a.partition).ok();

@@ -146,7 +146,15 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
         .controller
         .view()
         .with(|md| Access::new(&peer.principal, md, &node.config.super_users).authorize(&request));
-    authz::audit(&peer.principal, peer.remote, &request, &verdict);
+    if let Some(event) = authz::audit(
+        node.config.id,
+        &peer.principal,
+        peer.remote,
+        &request,
+        &verdict,
+    ) {
+        node.audit.record(event);
+    }
     let verdict = verdict.and_then(|()| match node.config.read_only {
         true => read_only_check(&request),
         false => Ok(()),
@@ -330,15 +338,28 @@ async fn handle(
             spec,
             assignments,
             settings,
+        } => admin::create_topic(node, controller, spec, assignments, Some(settings.into())).await,
+        Request::CreateTopicV2 {
+            spec,
+            assignments,
+            settings,
         } => admin::create_topic(node, controller, spec, assignments, Some(settings)).await,
-        Request::DescribeTopicSettings { name } => admin::topic_settings(node, &name),
+        Request::DescribeTopicSettings { name } => admin::topic_settings(node, &name, false),
+        Request::DescribeTopicSettingsV2 { name } => admin::topic_settings(node, &name, true),
         Request::AddPartitions { topic, count } => {
             admin::add_partitions(node, controller, &topic, count).await
         }
-        Request::DeleteTopic { name } => admin::delete_topic(node, controller, &name).await,
-        Request::ListTopics => Ok(admin::list_topics(node)),
+        Request::DeleteTopic { name } => admin::delete_topic(node, controller, &name, false).await,
+        Request::DeleteTopicForced { name } => {
+            admin::delete_topic(node, controller, &name, true).await
+        }
+        Request::ListTopics => Ok(admin::list_topics(node, false)),
+        Request::ListTopicsV2 { system } => Ok(admin::list_topics(node, system)),
         Request::DescribeTopic { name } => admin::describe_topic(node, &name),
-        Request::ListPartitions { topic } => admin::list_partitions(node, topic.as_deref()),
+        Request::ListPartitions { topic } => admin::list_partitions(node, topic.as_deref(), false),
+        Request::ListPartitionsV2 { topic, system } => {
+            admin::list_partitions(node, topic.as_deref(), system)
+        }
         Request::CreateSmartModule { name, wasm } => {
             admin::create_smartmodule(node, controller, name, wasm).await
         }
@@ -398,6 +419,16 @@ async fn handle(
     }
 }
 
+/// Writes a produce batch through this node as a client's would be (the
+/// node's own writers, such as `crate::audit_log`, use it): answered by the
+/// partition's leader, or `NotLeader` naming the replica to ask.
+pub(crate) async fn produce_here(
+    node: &Shared,
+    request: sluice_proto::ProduceRequest,
+) -> Result<Response, WireError> {
+    produce::plain(node, request).await
+}
+
 /// Handles a request here; a metadata change that reached a node other than
 /// the controller leader is passed on to the leader, so clients (and nodes)
 /// may send it to any node.
@@ -426,6 +457,8 @@ pub(crate) async fn propose_anywhere(
             | Request::AddPartitions { .. }
             | Request::CreateTopicAssigned { .. }
             | Request::CreateTopicWith { .. }
+            | Request::CreateTopicV2 { .. }
+            | Request::DeleteTopicForced { .. }
     );
     let copy = forwardable.then(|| request.clone());
     match (handle(node, &node.controller, request).await, copy) {

@@ -244,31 +244,25 @@ impl Client {
         }
     }
 
-    /// Creates a topic; the spec is checked locally first.
+    /// Creates a topic with the settings a topic gets without options
+    /// ([`TopicSettings::for_new_topic`](sluice_proto::TopicSettings::for_new_topic));
+    /// the spec is checked locally first.
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo> {
-        spec.validate().map_err(ClientError::Server)?;
-        match self.admin(Request::CreateTopic(spec)).await? {
-            Response::TopicCreated(info) | Response::Topic(info) => Ok(info),
-            other => Err(self.unexpected("create topic", &other)),
-        }
+        let settings = sluice_proto::TopicSettings::for_new_topic();
+        self.create_topic_with(spec, None, settings).await
     }
 
     /// Creates a topic whose replicas `assignments` places (one per
     /// partition, in order; the first replica of each starts its group and
-    /// usually leads first); the spec is checked locally first.
+    /// usually leads first), as [`Client::create_topic`] otherwise.
     pub async fn create_topic_assigned(
         &self,
         spec: TopicSpec,
         assignments: Vec<sluice_proto::PartitionAssignment>,
     ) -> Result<TopicInfo> {
-        spec.validate().map_err(ClientError::Server)?;
-        match self
-            .admin(Request::CreateTopicAssigned { spec, assignments })
-            .await?
-        {
-            Response::TopicCreated(info) | Response::Topic(info) => Ok(info),
-            other => Err(self.unexpected("create topic", &other)),
-        }
+        let settings = sluice_proto::TopicSettings::for_new_topic();
+        self.create_topic_with(spec, Some(assignments), settings)
+            .await
     }
 
     /// Adds `count` partitions to `topic`; returns the topic as it is now.

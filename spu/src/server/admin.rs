@@ -307,7 +307,8 @@ pub(crate) async fn seed_topics(node: std::sync::Arc<Shared>) {
         if node.controller.is_leader() {
             for spec in missing {
                 let name = spec.name.clone();
-                match node.controller.create_topic(spec).await {
+                let settings = sluice_proto::TopicSettings::for_new_topic();
+                match node.controller.create_topic_with(spec, None, settings).await {
                     Ok(_) => tracing::info!(topic = %name, "created a topic of the read-only file"),
                     Err(WireError::TopicExists { .. }) => {}
                     Err(e) => {

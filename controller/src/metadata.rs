@@ -178,13 +178,13 @@ pub struct SmartModuleRecord {
 }
 
 impl Metadata {
-    /// The settings of topic `name` (the defaults for a topic without any,
-    /// or one that does not exist).
     /// Whether the topic of this id is a system topic.
     pub fn is_system_topic(&self, id: u32) -> bool {
         self.topic_settings.get(&id).is_some_and(|s| s.system)
     }
 
+    /// The settings of topic `name` (the defaults for a topic without any,
+    /// or one that does not exist).
     pub fn topic_settings_of(&self, name: &str) -> sluice_proto::TopicSettings {
         self.topics
             .get(name)

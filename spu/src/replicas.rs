@@ -120,6 +120,13 @@ enum StartError {
     Failed(String),
 }
 
+/// A partition replica this node holds, as the metadata places it.
+struct Located {
+    /// (topic id, partition): the key of the running replicas.
+    key: (u32, u32),
+    topic: String,
+}
+
 pub(crate) struct Replicas {
     node: NodeId,
     db: Arc<LogDb>,
@@ -216,6 +223,27 @@ impl Replicas {
         topic: &str,
         partition: u32,
     ) -> Result<Partition, WireError> {
+        self.running_at(self.locate(md, topic, partition)?)
+    }
+
+    /// [`Replicas::get`] reading only what it needs of the node's metadata
+    /// copy, under its lock: the produce path's way, which must not copy
+    /// the whole metadata (modules' code included) per batch.
+    pub(crate) fn get_in(
+        &self,
+        view: &sluice_controller::MetadataView,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Partition, WireError> {
+        // `locate` takes no lock of its own, so none is taken under the view's.
+        let located = view.with(|md| self.locate(md, topic, partition))?;
+        self.running_at(located)
+    }
+
+    /// Where `topic`/`partition` is, by the metadata: its key among the
+    /// running replicas if this node holds one, else `NotLeader` naming a
+    /// replica to ask. Takes no lock.
+    fn locate(&self, md: &Metadata, topic: &str, partition: u32) -> Result<Located, WireError> {
         let record = md.topic(topic)?;
         let partitions = record.info.spec.partitions;
         if partition >= partitions {
@@ -243,12 +271,19 @@ impl Replicas {
                 leader: replicas.get(turn % replicas.len().max(1)).copied(),
             });
         }
+        Ok(Located {
+            key: (record.id, partition),
+            topic: topic.to_string(),
+        })
+    }
+
+    fn running_at(&self, located: Located) -> Result<Partition, WireError> {
         let running = self.running.read().unwrap_or_else(|p| p.into_inner());
-        let found = running.get(&(record.id, partition)).cloned();
+        let found = running.get(&located.key).cloned();
         drop(running);
         found.ok_or_else(|| WireError::Unavailable {
-            what: format!("partition {topic}/{partition}"),
-            reason: self.not_running_reason((record.id, partition)),
+            what: format!("partition {}/{}", located.topic, located.key.1),
+            reason: self.not_running_reason(located.key),
         })
     }
 

@@ -308,7 +308,11 @@ pub(crate) async fn seed_topics(node: std::sync::Arc<Shared>) {
             for spec in missing {
                 let name = spec.name.clone();
                 let settings = sluice_proto::TopicSettings::for_new_topic();
-                match node.controller.create_topic_with(spec, None, settings).await {
+                match node
+                    .controller
+                    .create_topic_with(spec, None, settings)
+                    .await
+                {
                     Ok(_) => tracing::info!(topic = %name, "created a topic of the read-only file"),
                     Err(WireError::TopicExists { .. }) => {}
                     Err(e) => {

@@ -114,7 +114,7 @@ async fn produce_batch(
     let total = check_batch(node, &req, codec)?;
     let partition = node
         .replicas
-        .get(&node.metadata(), &req.topic, req.partition)?;
+        .get_in(node.controller.view(), &req.topic, req.partition)?;
     let record_count = req.records.len() as u32;
     let command = encode(&PartitionCommand::append(req.records, req.producer));
     let what = || format!("partition {}/{}", req.topic, req.partition);

@@ -15,6 +15,8 @@
 # base build; BASE_EXTRA alone makes the base the same binary run with them
 # (e.g. BASE_EXTRA=--no-quiesce). BENCH_EXTRA and BASE_BENCH_EXTRA are more
 # `bench produce` flags the same way (BASE_BENCH_EXTRA alone: same binary).
+# MODULES="a.wasm b.wasm" registers those SmartModules in each cluster before
+# it is measured (a cluster with a module store, as most have).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NEW=${SLUICE_BIN:-./target/release/sluice}
@@ -55,6 +57,10 @@ for round in $(seq 1 "$ROUNDS"); do
         # shellcheck disable=SC2046 # the extra flags are words
         "$current_bin" cluster start --local --spus 3 --port "$PORT" --no-metrics \
             $(extra_of "$build") >/dev/null
+        for module in ${MODULES:-}; do
+            "$current_bin" smart-module create "$(basename "$module" .wasm | tr _ -)" \
+                --wasm-file "$module" >/dev/null
+        done
         for p in "${PARTS[@]}"; do
             t0=$(ticks)
             # shellcheck disable=SC2046 # the extra flags are words

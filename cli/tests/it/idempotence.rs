@@ -46,39 +46,45 @@ fn a_batch_resent_after_its_ack_was_lost_is_stored_once() {
 /// A metadata change resent under the request id it was first sent with (its
 /// answer lost) is answered as the first was and not applied again: the
 /// node serves it through a controller handle tagged with that id.
-#[test]
-fn a_metadata_change_resent_under_its_id_is_applied_once() {
-    use sluice_proto::{MetadataChange, Request, Response, TopicSpec, WireError, codec};
+/// Sends the creation of `spec` under request id `id` twice, then under
+/// another id: the resend must get the first answer (created), the other
+/// id is a new change, told the topic exists.
+fn create_resent_and_repeated(env: &Env, spec: sluice_proto::TopicSpec, id: [u64; 2]) {
+    use sluice_proto::{MetadataChange, Request, Response, WireError, codec};
 
     use crate::bad_input::{ask_raw, raw_connection};
-    let env = Env::started();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let conn = raw_connection(&env).await;
+        let conn = raw_connection(env).await;
         let create = |id| {
             codec::encode(&Request::Once {
                 id,
-                change: MetadataChange::CreateTopic(TopicSpec::new("once-only")),
+                change: MetadataChange::CreateTopic(spec.clone()),
             })
             .unwrap()
         };
-        let first = ask_raw(conn.clone(), create([7, 7])).await;
+        let first = ask_raw(conn.clone(), create(id)).await;
         assert!(matches!(first, Response::TopicCreated(_)), "{first:?}");
-        let resent = ask_raw(conn.clone(), create([7, 7])).await;
+        let resent = ask_raw(conn.clone(), create(id)).await;
         assert!(
             matches!(resent, Response::TopicCreated(_)),
             "a resend under the same id must get the first answer: {resent:?}"
         );
-        // Under a new id it is a new change, refused.
-        let again = ask_raw(conn.clone(), create([7, 8])).await;
+        let again = ask_raw(conn.clone(), create([id[0], id[1] + 1])).await;
         assert!(
             matches!(again, Response::Error(WireError::TopicExists { .. })),
-            "{again:?}"
+            "another creation of the same name is told it exists: {again:?}"
         );
     });
+}
+
+#[test]
+fn a_metadata_change_resent_under_its_id_is_applied_once() {
+    let env = Env::started();
+    create_resent_and_repeated(&env, sluice_proto::TopicSpec::new("once-only"), [7, 7]);
     env.ok_with_input(&["produce", "once-only"], b"x\n");
     assert_eq!(env.ok(&["consume", "once-only", "-B", "-d"]), "x\n");
 }
@@ -92,36 +98,8 @@ fn a_metadata_change_resent_under_its_id_is_applied_once() {
 #[test]
 fn a_large_topic_creation_resent_under_its_id_is_answered_as_created() {
     use sluice_proto::limits::PARTITION_REPLICAS_PER_NODE_MAX;
-    use sluice_proto::{MetadataChange, Request, Response, TopicSpec, WireError, codec};
-
-    use crate::bad_input::{ask_raw, raw_connection};
     let env = Env::started();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let conn = raw_connection(&env).await;
-        let mut spec = TopicSpec::new("more-than-half");
-        spec.partitions = u32::try_from(PARTITION_REPLICAS_PER_NODE_MAX / 2 + 8).unwrap();
-        let create = |id| {
-            codec::encode(&Request::Once {
-                id,
-                change: MetadataChange::CreateTopic(spec.clone()),
-            })
-            .unwrap()
-        };
-        let first = ask_raw(conn.clone(), create([9, 9])).await;
-        assert!(matches!(first, Response::TopicCreated(_)), "{first:?}");
-        let resent = ask_raw(conn.clone(), create([9, 9])).await;
-        assert!(
-            matches!(resent, Response::TopicCreated(_)),
-            "a resend under the same id must get the first answer: {resent:?}"
-        );
-        let again = ask_raw(conn.clone(), create([9, 10])).await;
-        assert!(
-            matches!(again, Response::Error(WireError::TopicExists { .. })),
-            "another creation of the same name is told it exists: {again:?}"
-        );
-    });
+    let mut spec = sluice_proto::TopicSpec::new("more-than-half");
+    spec.partitions = u32::try_from(PARTITION_REPLICAS_PER_NODE_MAX / 2 + 8).unwrap();
+    create_resent_and_repeated(&env, spec, [9, 9]);
 }

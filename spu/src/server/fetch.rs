@@ -198,26 +198,32 @@ async fn open(
             FetchOption::Lookback(l) => lookback = Some(l),
         }
     }
-    let md = node.metadata();
-    if req.replica == Some(node.config.id)
-        && let Ok(record) = md.topic(&req.topic)
-        && let Some(a) = record.info.assignments.get(req.partition as usize)
-        && !a.replicas.contains(&node.config.id)
-        && !record
-            .moving
-            .get(&req.partition)
-            .is_some_and(|l| l.contains(&node.config.id))
-    {
+    // Only what is needed, read under the metadata's lock: a copy of all
+    // of it would copy every registered module's code per fetch.
+    let asks_here = req.replica == Some(node.config.id);
+    let not_here = asks_here.then(|| {
+        node.controller.view().with(|md| {
+            let record = md.topic(&req.topic).ok()?;
+            let a = record.info.assignments.get(req.partition as usize)?;
+            let leaving = record.moving.get(&req.partition);
+            let here = a.replicas.contains(&node.config.id)
+                || leaving.is_some_and(|l| l.contains(&node.config.id));
+            (!here).then(|| a.replicas.clone())
+        })
+    });
+    if let Some(Some(replicas)) = not_here {
         // Asked for this node's copy, which does not exist: no retry helps.
         return Err(WireError::InvalidArgument {
             what: "--replica".into(),
             reason: format!(
                 "node {} holds no replica of {}/{}; its replicas are on nodes {:?}",
-                node.config.id, req.topic, req.partition, a.replicas
+                node.config.id, req.topic, req.partition, replicas
             ),
         });
     }
-    let partition = node.replicas.get(&md, &req.topic, req.partition)?;
+    let partition = node
+        .replicas
+        .get_in(node.controller.view(), &req.topic, req.partition)?;
     check_role(node, req, &partition)?;
     let (start, end, _) = partition.offsets();
     let first = match req.start {
@@ -294,7 +300,10 @@ async fn load_modules(node: &Shared, req: &FetchRequest) -> Result<Option<Transf
     if req.smartmodules.is_empty() {
         return Ok(None);
     }
-    let invocations = crate::transforms::resolve(&node.metadata(), req.smartmodules.clone())?;
+    let invocations = node
+        .controller
+        .view()
+        .with(|md| crate::transforms::resolve(md, req.smartmodules.clone()))?;
     let engine = node.engine()?;
     match tokio::task::spawn_blocking(move || Transforms::build(&engine, invocations)).await {
         Ok(built) => built.map(Some),

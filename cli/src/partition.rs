@@ -113,7 +113,7 @@ pub async fn run(cmd: PartitionCmd, globals: &Globals) -> anyhow::Result<()> {
     output::print(out.output, &rows, || table(&rows))
 }
 
-async fn reassign(
+pub(crate) async fn reassign(
     globals: &Globals,
     topic: &str,
     partition: u32,

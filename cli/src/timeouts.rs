@@ -21,6 +21,9 @@ pub const NODE_STOP_POLL: Duration = Duration::from_millis(50);
 pub const NODE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often `partition reassign --wait` looks at the move.
 pub const REASSIGN_POLL: Duration = Duration::from_millis(300);
+/// How long `cluster spu unregister` waits for a system topic's partition
+/// (the audit trail: small) to move off the leaving node.
+pub const SYSTEM_REPLICA_MOVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// A spinner's redraw interval.
 pub const PROGRESS_TICK: Duration = Duration::from_millis(100);
 /// A group member heartbeats every quarter of its session timeout, at most

@@ -28,6 +28,7 @@ use sluice_transport::PeerIdentity;
 use crate::{Globals, OutputArgs, OutputFormat};
 
 mod start;
+mod unregister;
 use start::start;
 
 const PROFILE: &str = "local";
@@ -69,8 +70,9 @@ pub enum SpuCmd {
     #[command(visible_alias = "ls")]
     List(OutputArgs),
     /// Remove an SPU from the cluster for good, after its partitions were
-    /// moved away (`sluice partition reassign`). Its id is never reused; the
-    /// node stops by itself.
+    /// moved away (`sluice partition reassign`; the system topics' replicas
+    /// are moved by this command). Its id is never reused; the node stops
+    /// by itself.
     Unregister {
         /// The SPU's id.
         #[arg(long)]
@@ -213,15 +215,7 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
             start(args, globals).await
         }
         ClusterCmd::Spu(SpuCmd::List(out)) => spu_list(out, globals).await,
-        ClusterCmd::Spu(SpuCmd::Unregister { id }) => {
-            let client = crate::connect(globals).await?;
-            client
-                .unregister_node(id)
-                .await
-                .with_context(|| format!("cannot unregister SPU {id}"))?;
-            println!("SPU {id} unregistered; it stops by itself and its id is never reused");
-            Ok(())
-        }
+        ClusterCmd::Spu(SpuCmd::Unregister { id }) => unregister::unregister(globals, id).await,
         ClusterCmd::Ca(cmd) => crate::cert::run(cmd, globals).await,
     }
 }

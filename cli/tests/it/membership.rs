@@ -42,6 +42,22 @@ fn a_partition_moves_to_a_new_node_and_the_old_node_leaves_for_good() {
     ]);
     env.ok(&["topic", "create", "moving", "-r", "3"]);
     env.ok_with_input(&["produce", "moving"], lines(200, "before").as_bytes());
+    // The audit topic, on the three nodes there are, node 1 included (it
+    // gets as many replicas as nodes had registered when it was created:
+    // placed here so that the test does not depend on that timing).
+    wait_until(Duration::from_secs(30), || {
+        env.ok(&["topic", "list", "--system", "-O", "json"])
+            .contains("\"name\": \"sluice-audit\"")
+    });
+    env.ok(&[
+        "partition",
+        "reassign",
+        "sluice-audit",
+        "-p",
+        "0",
+        "--replicas",
+        "1,2,3",
+    ]);
 
     // Grow the local cluster: node 4 joins the running cluster.
     env.ok(&[
@@ -75,9 +91,15 @@ fn a_partition_moves_to_a_new_node_and_the_old_node_leaves_for_good() {
 
     // Node 1 deletes its copy once the move is finished.
     let node1_partitions = env.node_dir_of(1).join("partitions");
-    wait_until(Duration::from_secs(20), || {
-        std::fs::read_dir(&node1_partitions).is_ok_and(|d| d.count() == 0)
-    });
+    let holds_moving = || {
+        std::fs::read_dir(&node1_partitions).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("moving-")
+        })
+    };
+    wait_until(Duration::from_secs(20), || !holds_moving());
 
     // The new replica set takes writes; node 4 serves them.
     env.ok_with_input(&["produce", "moving"], lines(50, "after").as_bytes());
@@ -87,11 +109,18 @@ fn a_partition_moves_to_a_new_node_and_the_old_node_leaves_for_good() {
         consume_from(&env, "moving", 4) == expected
     });
 
-    // Node 1 holds nothing now: unregister it. It stops by itself, and never
-    // starts again under that id.
+    // Node 1 holds nothing of ours now: unregister it. The command moves
+    // its audit replica to node 4 first; the node stops by itself, and
+    // never starts again under that id.
     let pid1 = pid_of(&env, 1);
     let out = env.ok(&["cluster", "spu", "unregister", "--id", "1"]);
-    assert!(out.contains("unregistered"), "{out}");
+    assert!(
+        out.contains("moving system topic partition sluice-audit/0 off SPU 1")
+            && out.contains("unregistered"),
+        "{out}"
+    );
+    let audit = partition_json(&env, "sluice-audit");
+    assert_eq!(audit["replicas"].as_array().unwrap().len(), 3, "{audit}");
     wait_until(Duration::from_secs(20), || unsafe {
         libc::kill(pid1, 0) != 0
     });

@@ -456,18 +456,16 @@ async fn probe_leaders(q: &Quiescence) {
                 match &answer {
                     Ok(led) if led.contains(&id) => w.confirmed = now,
                     Ok(_) => to_wake.push((w.group.clone(), "its leader no longer leads it")),
-                    Err(e) if now.duration_since(w.confirmed) > q.0.config.leader_silence => {
-                        tracing::debug!(group = id, leader, error = %e,
-                            "the leader of a sleeping group is silent");
-                        to_wake.push((w.group.clone(), "its leader's node is silent"));
-                    }
-                    Err(_) => {}
+                    // Silent for long enough, the group wakes below.
+                    Err(e) => tracing::debug!(group = id, leader, error = %e,
+                        "no answer from the leader of a sleeping group"),
                 }
             }
         }
-        // Watches of covered peers were confirmed (or not) by the peers'
-        // own probes; a peer that stopped probing is probed again next
-        // round, so only a silent one gets here.
+        // Every watch not confirmed for `leader_silence` wakes: those whose
+        // probe failed above, and those of covered peers, confirmed (or
+        // not) by the peers' own probes (a peer that stopped probing is
+        // probed again next round).
         for (id, w) in watched.iter() {
             if now.duration_since(w.confirmed) > q.0.config.leader_silence
                 && !to_wake.iter().any(|(g, _)| Arc::ptr_eq(g, &w.group))

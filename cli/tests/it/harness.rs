@@ -283,32 +283,40 @@ impl Drop for Env {
     }
 }
 
-/// The first of `n` consecutive free UDP ports on 127.0.0.1.
+/// Where test clusters take their ports: below Linux's ephemeral range
+/// (32768 and up by default), so that no client socket of another test,
+/// which the kernel numbers from that range, can take a port between the
+/// check here and the node's bind (a node of one test once failed to start
+/// with "address already in use" that way).
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// Ports handed out by this process so far, past a start that differs by
+/// process: two tests of this process never get the same port.
+static NEXT_TEST_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The first of `n` consecutive free UDP ports on 127.0.0.1 whose TCP twins
+/// are free too (a local cluster serves metrics over TCP on its nodes' QUIC
+/// port numbers), never handed out before by this process.
 pub fn free_udp_ports(n: u16) -> u16 {
-    for _ in 0..100 {
-        let first = free_udp_port();
-        let Some(last) = first.checked_add(n) else {
+    use std::sync::atomic::Ordering;
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let offset = std::process::id() % span;
+    for _ in 0..1_000 {
+        let taken = NEXT_TEST_PORT.fetch_add(u32::from(n), Ordering::Relaxed);
+        let first = (offset + taken) % span;
+        if first + u32::from(n) > span {
             continue;
-        };
-        let all_free = (first..last).all(port_is_free);
-        if all_free {
+        }
+        let first = TEST_PORTS.start + first as u16;
+        if (first..first + n).all(port_is_free) {
             return first;
         }
     }
-    panic!("no {n} consecutive free UDP ports");
+    panic!("no {n} consecutive free UDP ports in {TEST_PORTS:?}");
 }
 
-/// A UDP port on 127.0.0.1 whose TCP port of the same number is free too
-/// (a local cluster serves metrics over TCP on its nodes' QUIC port numbers).
+/// One port, as [`free_udp_ports`].
 pub fn free_udp_port() -> u16 {
-    for _ in 0..100 {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = socket.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free UDP port whose TCP twin is free");
+    free_udp_ports(1)
 }
 
 fn port_is_free(port: u16) -> bool {

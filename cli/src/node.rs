@@ -67,6 +67,10 @@ pub struct RunArgs {
     /// the baseline of benchmarks).
     #[arg(long)]
     pub no_heartbeat_skip: bool,
+    /// Keep the audit trail in the log only, not in the system topic
+    /// `sluice-audit` (`audit_topic = false`). Give every node the same.
+    #[arg(long)]
+    pub no_audit_topic: bool,
     /// Run read-only: create the topics of this Fluvio metadata file (JSON)
     /// when missing, and refuse every change of the metadata from clients.
     #[arg(long, value_name = "FILE")]
@@ -142,6 +146,7 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
             .or(base.and_then(|c| c.quiesce_probe_ms)),
         skip_heartbeats_under_writes: !args.no_heartbeat_skip
             && base.is_none_or(|c| c.skip_heartbeats_under_writes),
+        audit_topic: !args.no_audit_topic && base.is_none_or(|c| c.audit_topic),
         read_only: args.read_only.is_some() || base.is_some_and(|c| c.read_only),
         seed_topics: match &args.read_only {
             Some(path) => crate::read_only::topics(path)?,

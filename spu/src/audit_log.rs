@@ -76,24 +76,28 @@ pub(crate) struct AuditEvent {
 
 /// The node's handle on its audit writer.
 pub(crate) struct AuditLog {
+    /// The node's `audit_topic` setting: off, nothing is queued or written.
+    enabled: bool,
     tx: mpsc::Sender<AuditEvent>,
     rx: std::sync::Mutex<Option<mpsc::Receiver<AuditEvent>>>,
 }
 
-impl Default for AuditLog {
-    fn default() -> Self {
+impl AuditLog {
+    pub(crate) fn new(enabled: bool) -> Self {
         let (tx, rx) = mpsc::channel(AUDIT_QUEUE_EVENTS_MAX);
         Self {
+            enabled,
             tx,
             rx: std::sync::Mutex::new(Some(rx)),
         }
     }
-}
 
-impl AuditLog {
     /// Queues `event` for the audit topic, or drops and counts it if the
     /// queue is full. Never waits.
     pub(crate) fn record(&self, event: AuditEvent) {
+        if !self.enabled {
+            return;
+        }
         if self.tx.try_send(event).is_err() {
             metrics::counter!(AUDIT_EVENTS_DROPPED).increment(1);
             tracing::warn!(
@@ -140,6 +144,12 @@ fn audit_topic_settings() -> TopicSettings {
 /// own creates the topic whenever this node leads the controller and the
 /// topic is missing (a batch waiting for it is retried meanwhile).
 pub(crate) async fn run(node: Arc<Shared>) {
+    if !node.audit.enabled {
+        tracing::info!(
+            "the audit trail goes to the log only (audit_topic = false): no {AUDIT_TOPIC} topic"
+        );
+        return;
+    }
     let Some(mut rx) = node.audit.take_receiver() else {
         return;
     };
@@ -325,7 +335,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_instead_of_waiting() {
-        let log = AuditLog::default();
+        let log = AuditLog::new(true);
         let event = AuditEvent {
             time_ms: 1,
             node: 1,
@@ -346,6 +356,10 @@ mod tests {
         }
         assert_eq!(queued, AUDIT_QUEUE_EVENTS_MAX);
         assert!(log.take_receiver().is_none());
+        // Turned off, nothing is queued.
+        let off = AuditLog::new(false);
+        off.record(event.clone());
+        assert!(off.take_receiver().unwrap().try_recv().is_err());
         let json: serde_json::Value = serde_json::to_value(&event).unwrap();
         assert_eq!(json["principal"], "alice");
         assert_eq!(json["authorization"], "allowed");

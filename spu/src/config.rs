@@ -89,6 +89,13 @@ pub struct NodeConfig {
     /// --read-only FILE`).
     #[serde(default)]
     pub seed_topics: Vec<sluice_proto::TopicSpec>,
+    /// Write the audit trail (each denial, each administrative request of a
+    /// client) into the system topic `sluice-audit` too, which this node
+    /// creates while it leads the controller and the topic is missing. On by
+    /// default; `false` leaves the `sluice::audit` log lines only. Give every
+    /// node the same.
+    #[serde(default = "yes")]
+    pub audit_topic: bool,
 }
 
 /// Shortest `quiesce_idle_ms`: below it a group would sleep between the

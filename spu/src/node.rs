@@ -208,6 +208,7 @@ impl Node {
             quiescence,
             config.partition_group_config(),
         );
+        let audit = crate::audit_log::AuditLog::new(config.audit_topic);
         let shared = Arc::new(Shared {
             config,
             controller,
@@ -215,7 +216,7 @@ impl Node {
             db,
             peers,
             groups: Default::default(),
-            audit: Default::default(),
+            audit,
             engine: OnceLock::new(),
             started: Instant::now(),
             data_dir,

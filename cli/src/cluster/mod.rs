@@ -127,6 +127,10 @@ pub struct StartArgs {
     /// append; passed to every node (`node run --no-heartbeat-skip`).
     #[arg(long)]
     pub no_heartbeat_skip: bool,
+    /// Keep the audit trail in the nodes' logs only, not in the system topic
+    /// `sluice-audit`; passed to every node (`node run --no-audit-topic`).
+    #[arg(long)]
+    pub no_audit_topic: bool,
     /// Start read-only (Fluvio's `--read-only`): the topics of this Fluvio
     /// metadata file (JSON) are created when missing, and every change of the
     /// metadata from clients is refused ("permission denied"); records
@@ -209,6 +213,7 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
                 quiesce_idle: None,
                 quiesce_probe: None,
                 no_heartbeat_skip: false,
+                no_audit_topic: false,
                 read_only: None,
                 read_write: false,
             };

@@ -374,6 +374,7 @@ fn spawn_node(
         })
         .args(args.no_quiesce.then_some("--no-quiesce"))
         .args(args.no_heartbeat_skip.then_some("--no-heartbeat-skip"))
+        .args(args.no_audit_topic.then_some("--no-audit-topic"))
         .args(
             args.quiesce_idle
                 .map(|d| vec!["--quiesce-idle".to_string(), format!("{}ms", d.as_millis())])

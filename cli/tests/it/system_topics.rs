@@ -108,3 +108,26 @@ fn keyed_records_land_on_the_partitions_fluvio_would_pick() {
         "4\n8\n"
     );
 }
+
+#[test]
+fn without_the_audit_topic_the_trail_stays_in_the_log() {
+    let env = Env::new();
+    let port = env.port.to_string();
+    env.ok(&[
+        "cluster",
+        "start",
+        "--local",
+        "--port",
+        &port,
+        "--no-audit-topic",
+    ]);
+    env.ok(&["topic", "create", "orders"]);
+    // Past the first check that would have created it, and its retries.
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(system_topics(&env).is_empty());
+    let log = env.node_log_tail();
+    assert!(
+        log.contains("sluice::audit") && log.contains("topic \\\"orders\\\""),
+        "{log}"
+    );
+}

@@ -235,6 +235,25 @@ impl Writer {
     /// until [`AUDIT_WRITE_DEADLINE`]; drops and counts them after that.
     async fn write(&mut self, node: &Shared, events: Vec<AuditEvent>) {
         let count = events.len() as u64;
+        let foreign = node.controller.view().with(|md| {
+            md.topic(AUDIT_TOPIC)
+                .ok()
+                .filter(|t| !md.is_system_topic(t.id))
+                .map(|t| t.id)
+        });
+        if let Some(id) = foreign {
+            // A topic of that name made by an earlier release, which did
+            // not reserve it: never write the trail into someone's topic.
+            metrics::counter!(AUDIT_EVENTS_DROPPED).increment(count);
+            tracing::warn!(
+                target: crate::authz::AUDIT_TARGET,
+                events = count, topic = AUDIT_TOPIC, topic_id = id,
+                "a topic that is not a system topic has the audit topic's name; events dropped \
+                 from it (their log lines stay): copy that topic's records elsewhere and delete \
+                 it, and the cluster creates its audit topic"
+            );
+            return;
+        }
         let records: Vec<Record> = events
             .iter()
             .map(|e| {

@@ -30,6 +30,9 @@ fn system_topics_are_listed_apart_and_deleted_only_by_force() {
         assert!(described.contains(line), "{line:?} in {described}");
     }
     env.ok(&["topic", "create", "orders"]);
+    // Its name is the cluster's.
+    let taken = env.fails(&["topic", "create", "sluice-audit"], b"");
+    assert!(taken.contains("the cluster's audit topic"), "{taken}");
     let created = env.ok(&["topic", "create", "internal", "--system"]);
     assert_eq!(created, "topic \"internal\" created\n");
     // Plain lists show the others only; --system the system topics only.

@@ -20,6 +20,16 @@ pub(super) async fn create_topic(
     assignments: Option<Vec<sluice_proto::PartitionAssignment>>,
     settings: Option<sluice_proto::TopicSettings>,
 ) -> Result<Response, WireError> {
+    if spec.name == crate::audit_log::AUDIT_TOPIC && !settings.as_ref().is_some_and(|s| s.system) {
+        return Err(WireError::InvalidArgument {
+            what: "topic name".into(),
+            reason: format!(
+                "{:?} is the cluster's audit topic, a system topic the cluster creates; pick \
+                 another name",
+                spec.name
+            ),
+        });
+    }
     let info = match (assignments, settings) {
         (None, None) => controller.create_topic(spec).await?,
         (Some(assignments), None) => controller.create_topic_assigned(spec, assignments).await?,

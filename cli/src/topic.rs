@@ -126,7 +126,7 @@ impl CreateArgs {
     /// The flags (or the --config file) as a plan, its spec checked against
     /// the protocol's limits so a bad value fails before connecting.
     pub fn plan(&self) -> anyhow::Result<TopicPlan> {
-        let plan = match &self.config {
+        let mut plan = match &self.config {
             Some(path) => {
                 if let Some(flag) = self.flag_besides_config() {
                     anyhow::bail!(
@@ -152,7 +152,6 @@ impl CreateArgs {
                 plan
             }
         };
-        let mut plan = plan;
         plan.settings.system = self.system;
         let spec = &plan.spec;
         if spec.name.trim().is_empty() {

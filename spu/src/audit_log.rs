@@ -270,7 +270,18 @@ impl Writer {
         let deadline = tokio::time::Instant::now() + AUDIT_WRITE_DEADLINE;
         let mut last_error;
         loop {
-            match write_through_leader(node, &request).await {
+            // A partition write has no deadline of its own (a leader cut
+            // off from its followers waits), so each attempt gets what is
+            // left of the batch's.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = tokio::time::timeout(left, write_through_leader(node, &request));
+            let outcome = attempt.await.unwrap_or_else(|_| {
+                Err(WireError::Unavailable {
+                    what: format!("the leader of {AUDIT_TOPIC}"),
+                    reason: format!("no answer within {AUDIT_WRITE_DEADLINE:?}"),
+                })
+            });
+            match outcome {
                 Ok(()) => {
                     self.sequence += 1;
                     metrics::counter!(AUDIT_EVENTS_WRITTEN).increment(count);

@@ -68,23 +68,35 @@ pub fn fnv1a(bytes: &[u8]) -> u32 {
 
 /// SipHash-2-4 with key (0, 0) of `key`'s length as a little-endian u64
 /// followed by its bytes (what `<[u8] as Hash>::hash` writes into a hasher
-/// on a 64-bit target).
+/// on a 64-bit target). The length is exactly one word, so it is hashed
+/// first and the key after it, without copying the two together (this runs
+/// for every keyed record a producer sends).
 fn siphash24_of_slice(key: &[u8]) -> u64 {
-    let mut message = Vec::with_capacity(8 + key.len());
-    message.extend_from_slice(&(key.len() as u64).to_le_bytes());
-    message.extend_from_slice(key);
-    siphash24(0, 0, &message)
+    let mut state = SipState::new(0, 0);
+    state.word((key.len() as u64).to_le_bytes());
+    state.finish(key, 8 + key.len())
 }
 
 /// SipHash-2-4 (Aumasson and Bernstein) of `message` under the key (k0, k1).
 pub fn siphash24(k0: u64, k1: u64, message: &[u8]) -> u64 {
-    let mut v = [
-        k0 ^ 0x736f_6d65_7073_6575,
-        k1 ^ 0x646f_7261_6e64_6f6d,
-        k0 ^ 0x6c79_6765_6e65_7261,
-        k1 ^ 0x7465_6462_7974_6573,
-    ];
-    let round = |v: &mut [u64; 4]| {
+    SipState::new(k0, k1).finish(message, message.len())
+}
+
+/// SipHash-2-4's state between words.
+struct SipState([u64; 4]);
+
+impl SipState {
+    fn new(k0: u64, k1: u64) -> Self {
+        Self([
+            k0 ^ 0x736f_6d65_7073_6575,
+            k1 ^ 0x646f_7261_6e64_6f6d,
+            k0 ^ 0x6c79_6765_6e65_7261,
+            k1 ^ 0x7465_6462_7974_6573,
+        ])
+    }
+
+    fn round(&mut self) {
+        let v = &mut self.0;
         v[0] = v[0].wrapping_add(v[1]);
         v[1] = v[1].rotate_left(13) ^ v[0];
         v[0] = v[0].rotate_left(32);
@@ -95,28 +107,35 @@ pub fn siphash24(k0: u64, k1: u64, message: &[u8]) -> u64 {
         v[2] = v[2].wrapping_add(v[1]);
         v[1] = v[1].rotate_left(17) ^ v[2];
         v[2] = v[2].rotate_left(32);
-    };
-    let compress = |v: &mut [u64; 4], m: u64| {
-        v[3] ^= m;
-        round(v);
-        round(v);
-        v[0] ^= m;
-    };
-    let mut words = message.chunks_exact(8);
-    for word in &mut words {
-        let m = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
-        compress(&mut v, m);
     }
-    let mut last = [0u8; 8];
-    let tail = words.remainder();
-    last[..tail.len()].copy_from_slice(tail);
-    last[7] = message.len() as u8;
-    compress(&mut v, u64::from_le_bytes(last));
-    v[2] ^= 0xff;
-    for _ in 0..4 {
-        round(&mut v);
+
+    /// Two compression rounds over one 8-byte word of the message.
+    fn word(&mut self, bytes: [u8; 8]) {
+        let m = u64::from_le_bytes(bytes);
+        self.0[3] ^= m;
+        self.round();
+        self.round();
+        self.0[0] ^= m;
     }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
+
+    /// The rest of the message, then the finalization; `total_len` is the
+    /// whole message's length (its low byte goes into the last word).
+    fn finish(mut self, rest: &[u8], total_len: usize) -> u64 {
+        let mut words = rest.chunks_exact(8);
+        for word in &mut words {
+            self.word(word.try_into().expect("chunks of 8"));
+        }
+        let mut last = [0u8; 8];
+        let tail = words.remainder();
+        last[..tail.len()].copy_from_slice(tail);
+        last[7] = total_len as u8;
+        self.word(last);
+        self.0[2] ^= 0xff;
+        for _ in 0..4 {
+            self.round();
+        }
+        self.0[0] ^ self.0[1] ^ self.0[2] ^ self.0[3]
+    }
 }
 
 /// A topic's settings beyond its spec. A topic without an entry in the

@@ -442,12 +442,15 @@ fn administrative_detail(request: &Request) -> String {
         Request::CreateSmartModule { name, wasm } => {
             format!("smartmodule {name:?} ({} bytes)", wasm.len())
         }
-        // Admin requests are few and small (a module is the big one, above).
-        other => other
+        // Admin requests are few and small (a module is the big one,
+        // above); no other request is copied (a denied produce batch may
+        // be megabytes, and denials may come fast).
+        other if other.is_metadata_change() => other
             .clone()
             .into_metadata_change()
             .map(|change| change_detail(&change))
             .unwrap_or_default(),
+        _ => String::new(),
     }
 }
 

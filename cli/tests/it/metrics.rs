@@ -26,11 +26,14 @@ fn the_metrics_endpoint_counts_the_work_done() {
     let read = env.ok(&["consume", "metered", "-B", "-d"]);
     assert_eq!(read.lines().count(), 20, "{read}");
 
-    // Counters move at once; offsets are sampled every 2 s.
+    // Counters move at once; offsets and leadership are sampled every 2 s,
+    // one gauge after another, so a scrape can land between two of them:
+    // wait for both.
     let mut after = String::new();
     wait_until(Duration::from_secs(10), || {
         after = scrape(env.port).unwrap_or_default();
         sample(&after, "sluice_partition_end_offset", &partition) == Some(20.0)
+            && sample(&after, "sluice_partition_is_leader", &partition).is_some()
     });
     let value = |name| sample(&after, name, &partition);
     assert_eq!(

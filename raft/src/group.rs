@@ -1,11 +1,12 @@
 //! A running Raft group: start, initialize, propose, observe, stop.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
+use openraft::error::ForwardReason;
 use openraft::raft::{AppendEntriesRequest, SnapshotResponse};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use sluice_proto::RaftRpcKind;
@@ -18,7 +19,7 @@ use crate::log_store::{GroupLog, LogDb};
 use crate::network::{
     Answer, Network, RaftTransport, SnapshotRequest, entries_beyond_vote, snapshot_beyond_vote,
 };
-use crate::quiesce::{self, Quiescence, Sleeper};
+
 use crate::state_machine::{Adapter, ReplicatedState};
 use crate::timeouts::{LEASE_WAIT, LIVENESS_WAIT, STATE_POLL_INTERVAL};
 use crate::{Bytes, GroupConfig, GroupId, NodeId, TypeConfig};
@@ -48,6 +49,8 @@ pub struct Group<S: ReplicatedState> {
     node: NodeId,
     vote_only_as_member: bool,
     sleep: Arc<SleepState>,
+    /// Shared with the group's network: see [`Group::renew_lease`].
+    lease_wanted: Arc<AtomicBool>,
 }
 
 impl<S: ReplicatedState> Clone for Group<S> {
@@ -58,31 +61,17 @@ impl<S: ReplicatedState> Clone for Group<S> {
             node: self.node,
             vote_only_as_member: self.vote_only_as_member,
             sleep: self.sleep.clone(),
+            lease_wanted: self.lease_wanted.clone(),
         }
     }
 }
 
+mod sleep;
+
+use sleep::SleepState;
+
 type Vote = openraft::alias::VoteOf<TypeConfig>;
 type LogId = openraft::alias::LogIdOf<TypeConfig>;
-
-/// A group's quiescence (see [`crate::quiesce`]): whether its ticks are off.
-#[derive(Default)]
-struct SleepState {
-    asleep: AtomicBool,
-    /// Bumped by every wake; a fall asleep that began before a wake it did
-    /// not see is abandoned.
-    epoch: AtomicU64,
-    /// Serializes falling asleep and waking; holds the vote the group fell
-    /// asleep under.
-    vote: Mutex<Option<Vote>>,
-    /// On a leader: the last log id seen by a sweep and since when.
-    idle: Mutex<Option<(Option<LogId>, Instant)>>,
-    quiescence: OnceLock<Weak<quiesce::Inner>>,
-}
-
-/// What a member answers a quiesce request with: the leader's vote and the
-/// last log id every member must hold, committed.
-type QuiesceRequest = (Vote, Option<LogId>);
 
 impl<S: ReplicatedState> Group<S> {
     /// Starts the group on this node, recovering its log and vote from `db`.
@@ -167,12 +156,14 @@ impl<S: ReplicatedState> Group<S> {
         );
         let adapter = Adapter::new(db.clone(), id, state).map_err(|e| start_err(e.to_string()))?;
         let log = GroupLog::new(db, id);
+        let lease_wanted = Arc::new(AtomicBool::new(false));
         let raft = openraft::Raft::new(
             node,
             raft_config,
             Network {
                 group: id,
                 transport,
+                lease_wanted: lease_wanted.clone(),
             },
             log,
             adapter,
@@ -185,246 +176,8 @@ impl<S: ReplicatedState> Group<S> {
             node,
             vote_only_as_member: config.vote_only_as_member,
             sleep: Arc::default(),
+            lease_wanted,
         })
-    }
-
-    /// Lets the group sleep while idle (see [`crate::quiesce`]). A replica
-    /// that starts under a committed vote of another leader starts asleep,
-    /// watched through that leader: a leader that quiesced while this
-    /// replica was down sends it nothing, and its election timer would
-    /// otherwise unseat it.
-    pub async fn quiesce_with(&self, quiescence: &Quiescence) {
-        if self.sleep.quiescence.set(quiescence.downgrade()).is_err() {
-            return;
-        }
-        quiescence.register(self.id, Arc::new(self.clone()));
-        let epoch = self.sleep.epoch.load(Ordering::SeqCst);
-        // Read in the core: right after a start the metrics may not show the
-        // recovered vote yet.
-        let recovered = self
-            .raft
-            .with_raft_state(|st| {
-                let vote = *st.vote_ref();
-                let leader = vote.leader_id().node_id;
-                let addr = st
-                    .membership_state
-                    .effective()
-                    .membership()
-                    .get_node(&leader)
-                    .map(|n| n.addr.clone());
-                (vote, leader, addr)
-            })
-            .await;
-        if let Ok((vote, leader, Some(addr))) = recovered
-            && vote.is_committed()
-            && leader != self.node
-        {
-            self.fall_asleep(epoch, vote, Some((leader, addr)));
-        }
-    }
-
-    fn quiescence(&self) -> Option<Quiescence> {
-        quiesce::upgrade(self.sleep.quiescence.get()?)
-    }
-
-    fn member_addr(&self, node: NodeId) -> Option<String> {
-        let m = self.raft.metrics().borrow_watched().clone();
-        m.membership_config
-            .membership()
-            .get_node(&node)
-            .map(|n| n.addr.clone())
-    }
-
-    /// Whether the group sleeps on this node (its ticks are off).
-    pub fn is_asleep(&self) -> bool {
-        self.sleep.asleep.load(Ordering::SeqCst)
-    }
-
-    /// Turns ticks off unless a wake came after `epoch` was read; a follower
-    /// (`watch` names its leader) is then watched through its leader's node.
-    fn fall_asleep(&self, epoch: u64, vote: Vote, watch: Option<(NodeId, String)>) -> bool {
-        let mut slept_under = self.sleep.vote.lock().unwrap();
-        self.sleep.asleep.store(true, Ordering::SeqCst);
-        if self.sleep.epoch.load(Ordering::SeqCst) != epoch {
-            self.sleep.asleep.store(false, Ordering::SeqCst);
-            return false;
-        }
-        self.raft.runtime_config().tick(false);
-        *slept_under = Some(vote);
-        if let (Some((leader, addr)), Some(q)) = (watch, self.quiescence()) {
-            q.watch(self.id, leader, addr);
-        }
-        tracing::debug!(group = self.id, "group asleep");
-        true
-    }
-
-    /// Turns ticks back on if they are off. Cheap when awake: one atomic
-    /// increment and one load.
-    fn wake_up(&self, why: &'static str) {
-        self.sleep.epoch.fetch_add(1, Ordering::SeqCst);
-        if !self.sleep.asleep.load(Ordering::SeqCst) {
-            return;
-        }
-        let mut slept_under = self.sleep.vote.lock().unwrap();
-        if self.sleep.asleep.swap(false, Ordering::SeqCst) {
-            self.raft.runtime_config().tick(true);
-            *slept_under = None;
-            *self.sleep.idle.lock().unwrap() = None;
-            if let Some(q) = self.quiescence() {
-                q.unwatch(self.id);
-            }
-            tracing::debug!(group = self.id, why, "group awake");
-        }
-    }
-
-    /// Wakes the group if this replica leads it: it is about to be asked
-    /// for work. A follower is not woken, as its election timer would then
-    /// run against a leader that may be asleep.
-    fn wake_if_leader(&self, why: &'static str) {
-        if self.is_asleep() && self.leads() {
-            self.wake_up(why);
-        } else {
-            self.sleep.epoch.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Whether this replica leads a running group: a leader whose core
-    /// stopped (a storage failure) must not keep its followers asleep.
-    fn leads(&self) -> bool {
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
-        m.state == ServerState::Leader && m.running_state.is_ok()
-    }
-
-    /// Vote, last log id, committed log id and role, read inside openraft's
-    /// core, so they are one consistent state.
-    async fn quiesce_point(&self) -> Option<(Vote, Option<LogId>, Option<LogId>, ServerState)> {
-        self.raft
-            .with_raft_state(|st| {
-                (
-                    *st.vote_ref(),
-                    st.log_ids.last().copied(),
-                    st.local_committed().copied(),
-                    st.server_state,
-                )
-            })
-            .await
-            .ok()
-    }
-
-    /// On a member: agrees to sleep if it holds exactly what the leader
-    /// holds (same vote, same last log id, all of it committed).
-    async fn handle_quiesce(&self, payload: &[u8]) -> Result<(), String> {
-        let (vote, last): QuiesceRequest =
-            decode(payload).map_err(|e| format!("undecodable quiesce request: {e}"))?;
-        let epoch = self.sleep.epoch.load(Ordering::SeqCst);
-        let (my_vote, my_last, committed, state) = self
-            .quiesce_point()
-            .await
-            .ok_or_else(|| format!("group {} is stopping", self.id))?;
-        if my_vote != vote || my_last != last || committed != last {
-            return Err(format!(
-                "not caught up: vote {my_vote:?}, last {my_last:?}, committed {committed:?}; \
-                 the leader has vote {vote:?}, last {last:?}"
-            ));
-        }
-        if !matches!(state, ServerState::Follower | ServerState::Learner) {
-            return Err(format!("a {state:?} does not sleep on request"));
-        }
-        let leader = vote.leader_id().node_id;
-        let addr = self
-            .member_addr(leader)
-            .ok_or_else(|| format!("leader {leader} is not a member"))?;
-        if self.is_asleep() || self.fall_asleep(epoch, vote, Some((leader, addr))) {
-            Ok(())
-        } else {
-            Err("woken while falling asleep".into())
-        }
-    }
-
-    /// On the leader: puts the group to sleep once it has taken no entry for
-    /// `idle_for`, every member holds and has committed all of it, and every
-    /// member agreed to sleep.
-    async fn try_sleep_as_leader(&self, q: &Quiescence) {
-        let config = q.config();
-        let m = self.raft.metrics().borrow_watched().clone();
-        if m.state != ServerState::Leader {
-            return;
-        }
-        let last = m.last_log_index;
-        let now = Instant::now();
-        {
-            let mut idle = self.sleep.idle.lock().unwrap();
-            let last_id = m.last_applied.filter(|a| Some(a.index) == last);
-            match &*idle {
-                Some((seen, since)) if *seen == last_id && last_id.is_some() => {
-                    if now.duration_since(*since) < config.idle_for {
-                        return;
-                    }
-                }
-                _ => {
-                    *idle = Some((last_id, now));
-                    return;
-                }
-            }
-        }
-        let membership = m.membership_config.membership();
-        if membership.get_joint_config().len() != 1 {
-            return;
-        }
-        let Some(replication) = &m.replication else {
-            return;
-        };
-        let caught_up = replication
-            .iter()
-            .all(|(_, matched)| matched.map(|id| id.index) == last);
-        if !caught_up {
-            return;
-        }
-        let members: Vec<(NodeId, String)> = membership
-            .nodes()
-            .filter(|(id, _)| **id != self.node)
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect();
-        let epoch = self.sleep.epoch.load(Ordering::SeqCst);
-        let Some((vote, last_id, committed, ServerState::Leader)) = self.quiesce_point().await
-        else {
-            return;
-        };
-        if committed != last_id || !vote.is_committed() {
-            return;
-        }
-        let Ok(payload) = encode(&(vote, last_id)) else {
-            return;
-        };
-        let asks = members.into_iter().map(|(member, addr)| {
-            let rpc = sluice_proto::RaftRpc {
-                group: self.id,
-                kind: RaftRpcKind::Quiesce,
-                payload: payload.clone(),
-            };
-            let call = q.transport().call(member, addr, rpc, config.probe_timeout);
-            async move {
-                match call.await {
-                    Ok(bytes) => decode::<Answer<()>>(&bytes)
-                        .map_err(|e| e.to_string())
-                        .and_then(|a| a),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        });
-        let answers = futures::future::join_all(asks).await;
-        if let Some(Err(reason)) = answers.iter().find(|a| a.is_err()) {
-            tracing::debug!(group = self.id, reason, "a member did not agree to sleep");
-            return;
-        }
-        // Nothing may have been appended while the members were asked.
-        match self.quiesce_point().await {
-            Some((v, l, _, ServerState::Leader)) if v == vote && l == last_id => {
-                self.fall_asleep(epoch, vote, None);
-            }
-            _ => {}
-        }
     }
 
     pub fn id(&self) -> GroupId {
@@ -480,6 +233,9 @@ impl<S: ReplicatedState> Group<S> {
         self.wake_if_leader("a write");
         let result = self.write_once(command).await;
         self.wake_if_leader("a write");
+        if self.lease_wanted.load(Ordering::Relaxed) {
+            self.lease_wanted.store(false, Ordering::Relaxed);
+        }
         result
     }
 
@@ -505,7 +261,11 @@ impl<S: ReplicatedState> Group<S> {
             let leader = fwd.leader_id;
             let just_elected = leader.is_none() && self.status().is_leader;
             if just_elected && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(STATE_POLL_INTERVAL).await;
+                if fwd.reason == ForwardReason::LeaseExpired {
+                    self.renew_lease().await;
+                } else {
+                    tokio::time::sleep(STATE_POLL_INTERVAL).await;
+                }
                 continue;
             }
             return Err(WriteError::NotLeader {
@@ -514,6 +274,40 @@ impl<S: ReplicatedState> Group<S> {
                 leader,
             });
         }
+    }
+
+    /// A leader refuses writes while its lease has expired: no majority has
+    /// acknowledged it within the last election timeout. Every group that
+    /// slept is in that state when a write wakes it, and waiting for the
+    /// heartbeats its resumed ticks send cost such a write 20-30 ms
+    /// (BENCHMARKS.md, "A write to a sleeping partition"). So this sends a
+    /// heartbeat round now, past the coalescing window (`lease_wanted`,
+    /// cleared when the write is done), and waits until a
+    /// majority's acknowledgement shows in the metrics, or
+    /// [`STATE_POLL_INTERVAL`] passes.
+    async fn renew_lease(&self) {
+        self.lease_wanted.store(true, Ordering::Relaxed);
+        self.sleep.lease_renewals.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::RAFT_LEASE_RENEWALS).increment(1);
+        let mut rx = self.raft.metrics();
+        let acked = rx.borrow_watched().last_quorum_acked;
+        if self.raft.trigger().heartbeat().await.is_err() {
+            return;
+        }
+        let renewed = async {
+            while rx.changed().await.is_ok() {
+                if rx.borrow_watched().last_quorum_acked != acked {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(STATE_POLL_INTERVAL, renewed).await;
+    }
+
+    /// How many writes on this replica renewed its lease first.
+    #[cfg(test)]
+    pub(crate) fn lease_renewals(&self) -> u64 {
+        self.sleep.lease_renewals.load(Ordering::Relaxed)
     }
 
     /// Whether this replica leads its group now ([`GroupStatus::is_leader`]
@@ -598,26 +392,17 @@ impl<S: ReplicatedState> Group<S> {
             }
             _ => {}
         }
+        if kind == RaftRpcKind::PreVote
+            && let Some(refusal) = self.refuse_pre_vote_while_asleep(payload).await
+        {
+            return refusal;
+        }
         let quiet = kind == RaftRpcKind::AppendEntries && self.is_sleepers_heartbeat(payload);
         let answer = self.serve_rpc(kind, payload).await;
         if !quiet {
             self.wake_up("a Raft message");
         }
         answer
-    }
-
-    /// Whether `payload` is an append without entries under the vote this
-    /// group fell asleep under: a heartbeat of its own leader, which a
-    /// sleeping member need not wake for.
-    fn is_sleepers_heartbeat(&self, payload: &[u8]) -> bool {
-        if !self.is_asleep() {
-            return false;
-        }
-        let Some(vote) = *self.sleep.vote.lock().unwrap() else {
-            return false;
-        };
-        decode::<AppendEntriesRequest<TypeConfig>>(payload)
-            .is_ok_and(|req| req.entries.is_empty() && req.vote == vote)
     }
 
     async fn serve_rpc(&self, kind: RaftRpcKind, payload: &[u8]) -> Vec<u8> {
@@ -941,42 +726,5 @@ impl<S: ReplicatedState> Group<S> {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(group = self.id, error = %e, "Raft group did not shut down cleanly");
         }
-    }
-}
-
-impl<S: ReplicatedState> Sleeper for Group<S> {
-    fn wake(&self, why: &'static str) {
-        self.wake_up(why);
-    }
-
-    fn leads(&self) -> bool {
-        Group::leads(self)
-    }
-
-    fn asleep(&self) -> bool {
-        self.is_asleep()
-    }
-
-    fn try_sleep(&self, quiescence: &Quiescence) -> futures::future::BoxFuture<'_, ()> {
-        let q = quiescence.clone();
-        Box::pin(async move { self.try_sleep_as_leader(&q).await })
-    }
-
-    fn followers(&self) -> Vec<(NodeId, String)> {
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
-        m.membership_config
-            .membership()
-            .nodes()
-            .filter(|(id, _)| **id != self.node)
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect()
-    }
-
-    fn wants_commit(&self) -> bool {
-        // The condition `wait_for_recovery` waits for, negated.
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
-        m.cluster_committed.as_ref().map(|c| c.index()) < m.last_log_index
     }
 }

@@ -49,6 +49,10 @@ pub const WAL_FSYNC_SECONDS: &str = "sluice_wal_fsync_seconds";
 /// proposal to the state machine's answer (the majority's fsyncs, the
 /// replication round trips and the apply included).
 pub const RAFT_WRITE_SECONDS: &str = "sluice_raft_write_seconds";
+/// Counter of writes that found their leader's lease expired (its group had
+/// slept, or lost touch with a majority for an election timeout) and sent a
+/// heartbeat round at once to renew it (`Group::renew_lease`).
+pub const RAFT_LEASE_RENEWALS: &str = "sluice_raft_lease_renewals_total";
 /// Histogram of the state machine applying one committed entry, in seconds.
 pub const RAFT_APPLY_SECONDS: &str = "sluice_raft_apply_seconds";
 

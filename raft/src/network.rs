@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
@@ -65,6 +66,11 @@ pub trait RaftTransport: Send + Sync + 'static {
 pub(crate) struct Network {
     pub(crate) group: GroupId,
     pub(crate) transport: Arc<dyn RaftTransport>,
+    /// Set by the group while a write waits for its leader's lease to be
+    /// renewed (see `Group::renew_lease`): heartbeats then go at once
+    /// instead of waiting out the coalescing window, since a write waits
+    /// on their answers.
+    pub(crate) lease_wanted: Arc<AtomicBool>,
 }
 
 pub(crate) struct Peer {
@@ -72,6 +78,7 @@ pub(crate) struct Peer {
     target: NodeId,
     addr: String,
     transport: Arc<dyn RaftTransport>,
+    lease_wanted: Arc<AtomicBool>,
 }
 
 /// What a node answers to an RPC: the openraft response or its error as text.
@@ -114,7 +121,7 @@ impl Peer {
             kind,
             payload,
         };
-        let call = if heartbeat {
+        let call = if heartbeat && !self.lease_wanted.load(Ordering::Relaxed) {
             self.transport
                 .call_heartbeat(self.target, self.addr.clone(), rpc, timeout)
         } else {
@@ -165,6 +172,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             transport: self.transport.clone(),
+            lease_wanted: self.lease_wanted.clone(),
         }
     }
 }
@@ -400,6 +408,7 @@ mod tests {
             target: 2,
             addr: "node-2".into(),
             transport: Arc::new(FirstOnly(Default::default())),
+            lease_wanted: Arc::default(),
         };
         let option = RPCOption::new(Duration::from_secs(1));
         let answer = peer
@@ -456,6 +465,7 @@ mod tests {
             target: 2,
             addr: "node-2".into(),
             transport: transport.clone(),
+            lease_wanted: Arc::default(),
         };
         let option = RPCOption::new(Duration::from_secs(1));
         let outcome = peer

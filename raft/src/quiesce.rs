@@ -230,6 +230,18 @@ impl Quiescence {
         self.0.watched.lock().unwrap().remove(&id);
     }
 
+    /// Whether group `id` sleeps here as a follower whose leader's node
+    /// confirmed, within [`QuiesceConfig::leader_silence`], that it still
+    /// leads it (see `Group::refuse_pre_vote_while_asleep`).
+    pub(crate) fn leader_confirmed_recently(&self, id: GroupId) -> bool {
+        self.0
+            .watched
+            .lock()
+            .unwrap()
+            .get(&id)
+            .is_some_and(|w| w.confirmed.elapsed() <= self.0.config.leader_silence)
+    }
+
     /// How many of this node's groups sleep now (for the node's metrics).
     pub fn asleep_count(&self) -> usize {
         let groups: Vec<_> = self.0.groups.lock().unwrap().values().cloned().collect();

@@ -261,11 +261,18 @@ async fn an_idle_group_sleeps_sends_no_heartbeats_and_wakes_for_a_write() {
     assert!(c.all_asleep());
 
     // A write wakes it, commits everywhere, and the group sleeps again, all
-    // under the same leader.
+    // under the same leader. Asleep for more than an election timeout, the
+    // leader's lease has expired: the write renews it with a heartbeat
+    // round of its own instead of waiting for the resumed ticks.
+    let renewals = c.group(leader).lease_renewals();
     c.group(leader)
         .write(100u64.to_be_bytes().to_vec())
         .await
         .unwrap();
+    assert!(
+        c.group(leader).lease_renewals() > renewals,
+        "the write did not renew the sleeping leader's lease"
+    );
     wait("every replica applied the write", || {
         (1..=3).all(|n| c.sum(n) == 155)
     })
@@ -339,6 +346,45 @@ async fn a_restarted_follower_does_not_unseat_its_sleeping_leader() {
     wait("every replica applied both writes", || {
         c.group(follower).status().last_applied_index == c.group(leader).status().last_applied_index
             && c.sum(leader) == 11
+    })
+    .await;
+    c.shutdown().await;
+}
+
+/// A member that wakes while its leader is alive (its node was paused, or
+/// too loaded to hear the probe answers in time) campaigns at once: it has
+/// heard nothing for longer than an election timeout. Its sleeping peers
+/// had heard nothing for as long, so openraft alone would grant its
+/// pre-vote and the election would unseat a live leader; with a thousand
+/// groups that was an election storm that never settled. The leader and
+/// the other member refuse instead, and the leader's heartbeats bring the
+/// member back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_woken_by_mistake_does_not_unseat_its_sleeping_leader() {
+    let c = Cluster::start().await;
+    c.write_anywhere(4).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    let leader = c.leader().expect("a leader");
+    let term = c.term(leader);
+    let woken = (1..=3).find(|n| *n != leader).unwrap();
+    // Asleep for longer than any lease and election timeout (up to 0.9 s).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pre_votes = c.sent_by(woken, RaftRpcKind::PreVote);
+    crate::quiesce::Sleeper::wake(&c.group(woken), "a test");
+
+    wait("the woken member campaigned", || {
+        c.sent_by(woken, RaftRpcKind::PreVote) > pre_votes
+    })
+    .await;
+    wait("every replica asleep again", || c.all_asleep()).await;
+    assert_eq!(c.leader(), Some(leader));
+    assert!(
+        (1..=3).all(|n| c.term(n) == term),
+        "a member woken by mistake unseated its live leader"
+    );
+    c.write_anywhere(5).await;
+    wait("every replica applied both writes", || {
+        (1..=3).all(|n| c.sum(n) == 9)
     })
     .await;
     c.shutdown().await;

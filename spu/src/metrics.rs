@@ -52,6 +52,10 @@ pub const WAL_FSYNC_SECONDS: &str = sluice_raft::WAL_FSYNC_SECONDS;
 /// Writes proposed as leader, proposal to answer in seconds, histogram
 /// (recorded by `sluice-raft`).
 pub const RAFT_WRITE_SECONDS: &str = sluice_raft::RAFT_WRITE_SECONDS;
+/// Writes that renewed their leader's expired lease with a heartbeat round
+/// first (a write waking a sleeping partition), counter (recorded by
+/// `sluice-raft`).
+pub const RAFT_LEASE_RENEWALS: &str = sluice_raft::RAFT_LEASE_RENEWALS;
 /// One committed entry applied by its state machine, seconds, histogram
 /// (recorded by `sluice-raft`).
 pub const RAFT_APPLY_SECONDS: &str = sluice_raft::RAFT_APPLY_SECONDS;
@@ -127,6 +131,10 @@ fn describe() {
         RAFT_WRITE_SECONDS,
         Unit::Seconds,
         "Writes proposed as leader, from proposal to the state machine's answer"
+    );
+    describe_counter!(
+        RAFT_LEASE_RENEWALS,
+        "Writes that renewed their leader's expired lease first (a sleeping group woken)"
     );
     describe_histogram!(
         RAFT_APPLY_SECONDS,

@@ -163,6 +163,10 @@ pub(crate) struct Inner {
     groups: Mutex<HashMap<GroupId, Arc<dyn Sleeper>>>,
     /// Groups asleep here as followers, by group.
     watched: Mutex<HashMap<GroupId, Watch>>,
+    /// Groups this node leads that fell asleep without some members (silent
+    /// when the group slept), and those members: woken when any of them is
+    /// heard from again.
+    missing: Mutex<HashMap<GroupId, Vec<NodeId>>>,
     /// Ends the background task when the last handle goes.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -185,6 +189,7 @@ impl Quiescence {
             heard: Mutex::default(),
             groups: Mutex::default(),
             watched: Mutex::default(),
+            missing: Mutex::default(),
             _stop: stop,
         });
         tokio::spawn(run(Arc::downgrade(&inner), stopped));
@@ -209,7 +214,7 @@ impl Quiescence {
 
     pub(crate) fn deregister(&self, id: GroupId) {
         self.0.groups.lock().unwrap().remove(&id);
-        self.0.watched.lock().unwrap().remove(&id);
+        self.unwatch(id);
     }
 
     /// Starts watching group `id`, asleep here, through its leader.
@@ -226,8 +231,44 @@ impl Quiescence {
         self.0.watched.lock().unwrap().insert(id, watch);
     }
 
+    /// Group `id` woke: it is no longer watched or waiting for members.
     pub(crate) fn unwatch(&self, id: GroupId) {
         self.0.watched.lock().unwrap().remove(&id);
+        self.0.missing.lock().unwrap().remove(&id);
+    }
+
+    /// Group `id`, led here, fell asleep without `members` (silent then).
+    pub(crate) fn sleeps_without(&self, id: GroupId, members: Vec<NodeId>) {
+        self.0.missing.lock().unwrap().insert(id, members);
+    }
+
+    /// Node `node` was heard from: wakes the groups led here that fell
+    /// asleep without it, so their leaders catch it up (it may have missed
+    /// entries, or restarted) and they sleep again with it.
+    fn member_back(&self, node: NodeId) {
+        let to_wake: Vec<Arc<dyn Sleeper>> = {
+            let missing = self.0.missing.lock().unwrap();
+            if missing.is_empty() {
+                return;
+            }
+            let groups = self.0.groups.lock().unwrap();
+            missing
+                .iter()
+                .filter(|(_, members)| members.contains(&node))
+                .filter_map(|(id, _)| groups.get(id).cloned())
+                .collect()
+        };
+        if !to_wake.is_empty() {
+            tracing::debug!(
+                node,
+                groups = to_wake.len(),
+                "a member missing from sleeping groups is back"
+            );
+        }
+        // Woken outside the locks: a wake unwatches the group.
+        for group in to_wake {
+            group.wake("a member that was missing is back");
+        }
     }
 
     /// Whether group `id` sleeps here as a follower whose leader's node
@@ -298,6 +339,7 @@ impl Quiescence {
     fn heard_from(&self, from: NodeId, leads: &[GroupId]) {
         let now = Instant::now();
         self.0.heard.lock().unwrap().insert(from, now);
+        self.member_back(from);
         let leads: std::collections::HashSet<GroupId> = leads.iter().copied().collect();
         let mut to_wake = Vec::new();
         for (id, w) in self.0.watched.lock().unwrap().iter_mut() {
@@ -456,6 +498,11 @@ async fn probe_leaders(q: &Quiescence) {
         (leader, probe.asks, answer)
     });
     let results = futures::future::join_all(probes).await;
+    for (peer, _, answer) in &results {
+        if answer.is_ok() {
+            q.member_back(*peer);
+        }
+    }
     let now = Instant::now();
     let mut to_wake: Vec<(Arc<dyn Sleeper>, &'static str)> = Vec::new();
     {

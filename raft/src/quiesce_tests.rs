@@ -390,6 +390,48 @@ async fn a_member_woken_by_mistake_does_not_unseat_its_sleeping_leader() {
     c.shutdown().await;
 }
 
+/// A group whose follower's node is down sleeps without it (before, no
+/// group with a replica on a dead node could sleep, and with a thousand of
+/// them the survivors' heartbeats alone took every core); when the node is
+/// back the leader wakes, catches it up and the group sleeps with it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_sleeps_without_a_dead_member_and_catches_it_up_when_it_returns() {
+    let c = Cluster::start().await;
+    c.write_anywhere(1).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    let leader = c.leader().expect("a leader");
+    let term = c.term(leader);
+    let down = (1..=3).find(|n| *n != leader).unwrap();
+    c.net.down.lock().unwrap().insert(down);
+
+    c.group(leader)
+        .write(2u64.to_be_bytes().to_vec())
+        .await
+        .unwrap();
+    wait("the live replicas asleep without the dead one", || {
+        c.all_asleep()
+    })
+    .await;
+    let appends = c.sent_by(leader, RaftRpcKind::AppendEntries);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        c.sent_by(leader, RaftRpcKind::AppendEntries),
+        appends,
+        "a leader asleep without a dead member kept heartbeating"
+    );
+    assert_eq!(c.sum(down), 1, "the dead member took a write");
+
+    c.net.down.lock().unwrap().remove(&down);
+    wait("the returning member caught up", || c.sum(down) == 3).await;
+    wait("every replica asleep again", || c.all_asleep()).await;
+    assert_eq!(c.leader(), Some(leader));
+    assert!(
+        (1..=3).all(|n| c.term(n) == term),
+        "the member's return unseated the leader"
+    );
+    c.shutdown().await;
+}
+
 /// Writes land at intervals around the idle threshold, so sweeps keep
 /// deciding to sleep just as a write arrives. A member left awake next to
 /// a sleeping leader would time out and start an election.

@@ -201,9 +201,39 @@ impl<S: ReplicatedState> Group<S> {
         }
     }
 
+    /// On the leader: the members (not itself) whose last acknowledged
+    /// heartbeat is older than `silence`, or who never acknowledged one.
+    fn silent_members(
+        &self,
+        m: &openraft::RaftMetrics<TypeConfig>,
+        silence: std::time::Duration,
+    ) -> Vec<NodeId> {
+        use openraft::Instant as _;
+        let Some(heartbeats) = &m.heartbeat else {
+            return Vec::new();
+        };
+        heartbeats
+            .iter()
+            .filter(|(node, last)| {
+                **node != self.node && last.as_ref().is_none_or(|t| t.elapsed() > silence)
+            })
+            .map(|(node, _)| *node)
+            .collect()
+    }
+
     /// On the leader: puts the group to sleep once it has taken no entry for
     /// `idle_for`, every member holds and has committed all of it, and every
     /// member agreed to sleep.
+    ///
+    /// Members that have not acknowledged a heartbeat for `leader_silence`
+    /// (a dead or cut-off node) are left out, as long as the others and this
+    /// leader are a majority of the voters: before, no group with a replica
+    /// on a dead node could sleep, so one node down out of three with 1,000
+    /// partitions kept every group awake on the other two, their heartbeats
+    /// alone took both cores, and elections of the dead node's groups timed
+    /// out for ever (RELIABILITY.md, "Elections after a pause"). Such a
+    /// group is woken when the missing member's node is heard from again
+    /// ([`Quiescence::member_back`]), so it catches that member up.
     async fn try_sleep_as_leader(&self, q: &Quiescence) {
         let config = q.config();
         let m = self.raft.metrics().borrow_watched().clone();
@@ -234,15 +264,22 @@ impl<S: ReplicatedState> Group<S> {
         let Some(replication) = &m.replication else {
             return;
         };
+        let missing = self.silent_members(&m, config.leader_silence);
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let present = voters.iter().filter(|v| !missing.contains(v)).count();
+        if present * 2 <= voters.len() {
+            return;
+        }
         let caught_up = replication
             .iter()
+            .filter(|(id, _)| !missing.contains(id))
             .all(|(_, matched)| matched.map(|id| id.index) == last);
         if !caught_up {
             return;
         }
         let members: Vec<(NodeId, String)> = membership
             .nodes()
-            .filter(|(id, _)| **id != self.node)
+            .filter(|(id, _)| **id != self.node && !missing.contains(id))
             .map(|(id, n)| (*id, n.addr.clone()))
             .collect();
         let epoch = self.sleep.epoch.load(Ordering::SeqCst);
@@ -278,11 +315,15 @@ impl<S: ReplicatedState> Group<S> {
             return;
         }
         // Nothing may have been appended while the members were asked.
-        match self.quiesce_point().await {
-            Some((v, l, _, ServerState::Leader)) if v == vote && l == last_id => {
-                self.fall_asleep(epoch, vote, None);
-            }
-            _ => {}
+        let unchanged = matches!(self.quiesce_point().await,
+            Some((v, l, _, ServerState::Leader)) if v == vote && l == last_id);
+        if unchanged && self.fall_asleep(epoch, vote, None) && !missing.is_empty() {
+            tracing::debug!(
+                group = self.id,
+                ?missing,
+                "group asleep without silent members"
+            );
+            q.sleeps_without(self.id, missing);
         }
     }
 

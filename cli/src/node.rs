@@ -52,8 +52,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_quiesce: bool,
     /// How long a Raft group must take no entry before it sleeps (default
-    /// 2s; at least 100ms), e.g. 300ms: groups written now and then sleep
-    /// between writes instead of heartbeating (`quiesce_idle_ms`).
+    /// 300ms; at least 100ms), e.g. 2s: groups written now and then stay
+    /// awake, heartbeating, between writes (`quiesce_idle_ms`).
     #[arg(long, value_name = "DURATION", value_parser = parse_quiesce_idle, conflicts_with = "no_quiesce")]
     pub quiesce_idle: Option<std::time::Duration>,
     /// How often nodes probe each other for the leaders of their sleeping

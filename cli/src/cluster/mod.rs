@@ -114,7 +114,7 @@ pub struct StartArgs {
     #[arg(long)]
     pub no_quiesce: bool,
     /// How long a Raft group must take no entry before it sleeps (default
-    /// 2s, at least 100ms); passed to every node (`node run --quiesce-idle`).
+    /// 300ms, at least 100ms); passed to every node (`node run --quiesce-idle`).
     #[arg(long, value_name = "DURATION", value_parser = crate::node::parse_quiesce_idle, conflicts_with = "no_quiesce")]
     pub quiesce_idle: Option<std::time::Duration>,
     /// How often nodes probe each other for the leaders of their sleeping

@@ -19,7 +19,6 @@ use crate::log_store::{GroupLog, LogDb};
 use crate::network::{
     Answer, Network, RaftTransport, SnapshotRequest, entries_beyond_vote, snapshot_beyond_vote,
 };
-
 use crate::state_machine::{Adapter, ReplicatedState};
 use crate::timeouts::{LEASE_WAIT, LIVENESS_WAIT, STATE_POLL_INTERVAL};
 use crate::{Bytes, GroupConfig, GroupId, NodeId, TypeConfig};

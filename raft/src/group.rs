@@ -675,14 +675,30 @@ impl<S: ReplicatedState> Group<S> {
     /// On the leader: whether a member's last acknowledged heartbeat is older
     /// than `window`, or missing.
     fn has_stale_heartbeat(&self, window: Duration) -> bool {
-        use openraft::Instant as _;
         let m = self.raft.metrics();
         let m = m.borrow_watched();
-        m.heartbeat.as_ref().is_some_and(|heartbeats| {
-            heartbeats.iter().any(|(node, last)| {
-                *node != self.node && last.as_ref().is_none_or(|t| t.elapsed() > window)
+        !self.silent_members(&m, window).is_empty()
+    }
+
+    /// On the leader (from its metrics `m`): the members, itself excepted,
+    /// whose last acknowledged heartbeat is older than `window`, or who
+    /// never acknowledged one. Empty elsewhere.
+    fn silent_members(
+        &self,
+        m: &openraft::RaftMetrics<TypeConfig>,
+        window: Duration,
+    ) -> Vec<NodeId> {
+        use openraft::Instant as _;
+        let Some(heartbeats) = &m.heartbeat else {
+            return Vec::new();
+        };
+        heartbeats
+            .iter()
+            .filter(|(node, last)| {
+                **node != self.node && last.as_ref().is_none_or(|t| t.elapsed() > window)
             })
-        })
+            .map(|(node, _)| *node)
+            .collect()
     }
 
     /// On the leader: itself and the members that acknowledged a heartbeat
@@ -690,20 +706,17 @@ impl<S: ReplicatedState> Group<S> {
     /// figures are only as fresh as the last heartbeats: see
     /// [`Self::live_members_now`].
     pub fn live_members(&self, window: Duration) -> Option<Vec<NodeId>> {
-        use openraft::Instant as _;
         let m = self.raft.metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
             return None;
         }
-        let heartbeats = m.heartbeat?;
-        let mut live: Vec<NodeId> = heartbeats
-            .into_iter()
-            .filter(|(_, last)| last.as_ref().is_some_and(|t| t.elapsed() <= window))
-            .map(|(node, _)| node)
+        let silent = self.silent_members(&m, window);
+        let mut live: Vec<NodeId> = m
+            .heartbeat?
+            .into_keys()
+            .filter(|node| *node != self.node && !silent.contains(node))
             .collect();
-        if !live.contains(&self.node) {
-            live.push(self.node);
-        }
+        live.push(self.node);
         live.sort_unstable();
         Some(live)
     }

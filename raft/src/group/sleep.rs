@@ -201,26 +201,6 @@ impl<S: ReplicatedState> Group<S> {
         }
     }
 
-    /// On the leader: the members (not itself) whose last acknowledged
-    /// heartbeat is older than `silence`, or who never acknowledged one.
-    fn silent_members(
-        &self,
-        m: &openraft::RaftMetrics<TypeConfig>,
-        silence: std::time::Duration,
-    ) -> Vec<NodeId> {
-        use openraft::Instant as _;
-        let Some(heartbeats) = &m.heartbeat else {
-            return Vec::new();
-        };
-        heartbeats
-            .iter()
-            .filter(|(node, last)| {
-                **node != self.node && last.as_ref().is_none_or(|t| t.elapsed() > silence)
-            })
-            .map(|(node, _)| *node)
-            .collect()
-    }
-
     /// On the leader: puts the group to sleep once it has taken no entry for
     /// `idle_for`, every member holds and has committed all of it, and every
     /// member agreed to sleep.

@@ -1,4 +1,4 @@
-//! Heartbeats of many groups to one node, sent together.
+//! Raft RPCs of many groups to one node, sent together.
 //!
 //! Every awake group's leader heartbeats each follower every
 //! [`crate::timeouts::HEARTBEAT_INTERVAL`], each heartbeat its own request.
@@ -12,13 +12,22 @@
 //! messages), [`Coalescing`] gathers the heartbeats bound for one node for
 //! [`crate::timeouts::HEARTBEAT_COALESCE_WINDOW`] and sends them as one
 //! [`RaftRpcKind::Batch`]; the receiver serves each as if it had come alone
-//! ([`serve_batch`]) and answers them together. Each heartbeat keeps its own
+//! ([`serve_batch`]) and answers them together. Each RPC keeps its own
 //! deadline and its own answer, so openraft sees no difference.
 //!
-//! Only heartbeats (appends without entries) are gathered: appends carrying
-//! entries are few per group under writes (heartbeats are then skipped) and
-//! their latency is the produce latency. A node of an older build refuses a
-//! batch; its heartbeats are then sent one by one, as before.
+//! Appends carrying entries are not held back: their latency is the produce
+//! latency. They go through a lane per node that keeps at most
+//! [`APPEND_BATCHES_IN_FLIGHT`] requests on the wire; an append that finds
+//! the lane full waits for the next request, which carries every append
+//! (and heartbeat) waiting for that node by then. One group keeps one
+//! append in flight per follower, and gathers the entries that arrive
+//! meanwhile into its next one; the lane does the same across groups, so
+//! producing into 64 partitions costs about the requests of producing into
+//! one (each request, sent and served, costs the same CPU whatever it
+//! carries). Unloaded, the lane is empty and an append leaves at once.
+//!
+//! A node of an older build refuses a batch; what it carried is then sent
+//! one by one, as before.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +46,17 @@ use crate::network::{Answer, CallError, CallFuture, RaftTransport};
 /// be a bug or a hostile peer (a receiver refuses such a batch).
 pub const BATCH_RPCS_MAX: usize = sluice_proto::limits::PARTITION_REPLICAS_PER_NODE_MAX + 1;
 
+/// Most requests of appends with entries on the wire to one node at once
+/// (see the module's documentation): one, as a group keeps per follower,
+/// would make every append wait for the request before it; two let the
+/// next batch travel while the follower fsyncs the last.
+pub const APPEND_BATCHES_IN_FLIGHT: usize = 2;
+
+/// Most bytes of RPCs one request of the append lane carries: a larger
+/// append travels alone, so a batch's answer (which waits for every RPC in
+/// it) is never held up by a megabyte-sized neighbour's transfer.
+pub const APPEND_BATCH_BYTES_MAX: usize = 1024 * 1024;
+
 type Reply = oneshot::Sender<Result<Vec<u8>, CallError>>;
 
 struct Waiting {
@@ -53,10 +73,23 @@ struct Queue {
     scheduled: bool,
 }
 
+/// The appends with entries bound for one node.
+#[derive(Default)]
+struct Lane {
+    addr: String,
+    waiting: Vec<Waiting>,
+    /// Requests of this lane on the wire, at most
+    /// [`APPEND_BATCHES_IN_FLIGHT`].
+    in_flight: usize,
+}
+
 struct Inner {
     transport: Arc<dyn RaftTransport>,
     window: Duration,
+    /// Heartbeats waiting for their window, per node.
     queues: Mutex<HashMap<NodeId, Queue>>,
+    /// Appends with entries, per node.
+    lanes: Mutex<HashMap<NodeId, Lane>>,
 }
 
 /// A [`RaftTransport`] that sends heartbeats bound for the same node
@@ -72,8 +105,34 @@ impl Coalescing {
             transport,
             window,
             queues: Mutex::default(),
+            lanes: Mutex::default(),
         }))
     }
+}
+
+/// Waits for the answer `answer` brings, until `deadline`.
+fn answer_by(
+    target: NodeId,
+    addr: String,
+    timeout: Duration,
+    deadline: tokio::time::Instant,
+    answer: oneshot::Receiver<Result<Vec<u8>, CallError>>,
+) -> CallFuture {
+    Box::pin(async move {
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(CallError::Unreachable {
+                node: target,
+                addr,
+                reason: "the RPC's batch was dropped".into(),
+            }),
+            Err(_) => Err(CallError::Unreachable {
+                node: target,
+                addr,
+                reason: format!("no answer within {timeout:?}"),
+            }),
+        }
+    })
 }
 
 impl RaftTransport for Coalescing {
@@ -108,22 +167,96 @@ impl RaftTransport for Coalescing {
                 send_queue(&inner, target).await;
             });
         }
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline, answer).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(CallError::Unreachable {
-                    node: target,
-                    addr,
-                    reason: "the heartbeat's batch was dropped".into(),
-                }),
-                Err(_) => Err(CallError::Unreachable {
-                    node: target,
-                    addr,
-                    reason: format!("no answer within {timeout:?}"),
-                }),
-            }
-        })
+        answer_by(target, addr, timeout, deadline, answer)
     }
+
+    fn call_append(
+        &self,
+        target: NodeId,
+        addr: String,
+        rpc: RaftRpc,
+        timeout: Duration,
+    ) -> CallFuture {
+        if rpc.payload.len() > APPEND_BATCH_BYTES_MAX {
+            return self.0.transport.call(target, addr, rpc, timeout);
+        }
+        let (reply, answer) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let start = {
+            let mut lanes = self.0.lanes.lock().unwrap();
+            let lane = lanes.entry(target).or_default();
+            lane.addr = addr.clone();
+            lane.waiting.push(Waiting {
+                rpc,
+                deadline,
+                reply,
+            });
+            let start = lane.in_flight < APPEND_BATCHES_IN_FLIGHT;
+            lane.in_flight += usize::from(start);
+            start
+        };
+        if start {
+            let inner = self.0.clone();
+            tokio::spawn(async move { drain_lane(&inner, target).await });
+        }
+        answer_by(target, addr, timeout, deadline, answer)
+    }
+}
+
+/// One of a lane's senders: sends what waits in the lane for `target`, as
+/// long as something does, then leaves the lane one sender fewer. What an
+/// append finds waiting when it is sent goes with it: the other groups'
+/// appends and the heartbeats gathered for that node.
+async fn drain_lane(inner: &Arc<Inner>, target: NodeId) {
+    loop {
+        let (addr, chunk) = {
+            let mut lanes = inner.lanes.lock().unwrap();
+            let Some(lane) = lanes.get_mut(&target) else {
+                return;
+            };
+            // Nobody waits any longer for an answer whose caller gave up.
+            lane.waiting.retain(|w| !w.reply.is_closed());
+            if lane.waiting.is_empty() {
+                lane.in_flight -= 1;
+                return;
+            }
+            (lane.addr.clone(), take_chunk(&mut lane.waiting))
+        };
+        let chunk = with_heartbeats(inner, target, chunk);
+        send_batch(inner, target, addr, chunk).await;
+    }
+}
+
+/// Takes from the front of `waiting` what one request may carry: at least
+/// one RPC, at most [`BATCH_RPCS_MAX`] of them and
+/// [`APPEND_BATCH_BYTES_MAX`] bytes.
+fn take_chunk(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
+    let mut bytes = 0;
+    let mut n = 0;
+    for w in waiting.iter() {
+        bytes += w.rpc.payload.len();
+        if n > 0 && (n == BATCH_RPCS_MAX || bytes > APPEND_BATCH_BYTES_MAX) {
+            break;
+        }
+        n += 1;
+    }
+    waiting.drain(..n).collect()
+}
+
+/// Adds to `chunk` the heartbeats waiting for `target`'s window, as many as
+/// the request may still carry: they would otherwise be a request of their
+/// own a few milliseconds later.
+fn with_heartbeats(inner: &Arc<Inner>, target: NodeId, mut chunk: Vec<Waiting>) -> Vec<Waiting> {
+    let room = BATCH_RPCS_MAX.saturating_sub(chunk.len());
+    if room == 0 {
+        return chunk;
+    }
+    let mut queues = inner.queues.lock().unwrap();
+    if let Some(queue) = queues.get_mut(&target) {
+        let n = queue.waiting.len().min(room);
+        chunk.extend(queue.waiting.drain(..n));
+    }
+    chunk
 }
 
 /// Sends what waits for `target`, in batches of at most [`BATCH_RPCS_MAX`].
@@ -177,7 +310,7 @@ fn send_batch(
                 for (reply, _) in replies {
                     let _ = reply.send(Err(CallError::Remote {
                         node: target,
-                        reason: format!("could not encode a heartbeat batch: {e}"),
+                        reason: format!("could not encode a batch of Raft RPCs: {e}"),
                     }));
                 }
                 return;
@@ -200,7 +333,7 @@ fn send_batch(
                 }
                 Ok(Ok(answers)) => {
                     let reason = format!(
-                        "a batch of {} heartbeats got {} answers",
+                        "a batch of {} Raft RPCs got {} answers",
                         replies.len(),
                         answers.len()
                     );
@@ -283,21 +416,34 @@ mod tests {
 
     /// Answers each RPC with its group id; counts the requests it carried;
     /// refuses batches if `old`, as a node of an older build does.
+    /// With a `gate`, each request waits for a permit before it is
+    /// answered (a follower busy with its fsync).
     #[derive(Default)]
     struct Echo {
         old: bool,
         requests: AtomicUsize,
         batches: AtomicUsize,
+        /// How many RPCs each request carried, in order.
+        carried: Mutex<Vec<usize>>,
+        gate: Option<Arc<tokio::sync::Semaphore>>,
     }
 
     impl RaftTransport for Echo {
         fn call(&self, target: NodeId, _: String, rpc: RaftRpc, _: Duration) -> CallFuture {
             self.requests.fetch_add(1, Ordering::SeqCst);
             let old = self.old;
-            if rpc.kind == RaftRpcKind::Batch {
+            let carried = if rpc.kind == RaftRpcKind::Batch {
                 self.batches.fetch_add(1, Ordering::SeqCst);
-            }
+                decode::<Vec<RaftRpc>>(&rpc.payload).map_or(0, |rpcs| rpcs.len())
+            } else {
+                1
+            };
+            self.carried.lock().unwrap().push(carried);
+            let gate = self.gate.clone();
             Box::pin(async move {
+                if let Some(gate) = gate {
+                    gate.acquire().await.unwrap().forget();
+                }
                 match rpc.kind {
                     RaftRpcKind::Batch if old => Err(CallError::Remote {
                         node: target,
@@ -409,5 +555,114 @@ mod tests {
         let garbled = serve_batch(&[0xff; 3], |_| async { Ok(Vec::new()) }).await;
         let garbled = decode::<Answer<Vec<Answer<Vec<u8>>>>>(&garbled).unwrap();
         assert!(garbled.unwrap_err().contains("undecodable batch"));
+    }
+
+    fn append(group: u64) -> RaftRpc {
+        RaftRpc {
+            payload: vec![7; 1000],
+            ..heartbeat(group)
+        }
+    }
+
+    async fn answers(calls: Vec<CallFuture>) -> Vec<u64> {
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| u64::from_le_bytes(r.unwrap().try_into().unwrap()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn appends_that_find_the_lane_full_leave_together_with_the_next_request() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let echo = Arc::new(Echo {
+            gate: Some(gate.clone()),
+            ..Echo::default()
+        });
+        // Heartbeats would wait an hour for their window.
+        let transport = Coalescing::new(echo.clone(), Duration::from_secs(3600));
+        let call = |g| transport.call_append(2, "node-2".into(), append(g), Duration::from_secs(5));
+        // Appends that come one after the other go at once, each alone,
+        // until the lane is full.
+        let mut calls = Vec::new();
+        for g in 0..APPEND_BATCHES_IN_FLIGHT {
+            calls.push(call(g as u64));
+            let sent = async {
+                while echo.requests.load(Ordering::SeqCst) <= g {
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(5), sent)
+                .await
+                .expect("an append on a lane with room is sent at once");
+        }
+        // These wait for a request to come back; a heartbeat joins them.
+        calls.extend((20..30).map(call));
+        calls.push(transport.call_heartbeat(
+            2,
+            "node-2".into(),
+            heartbeat(40),
+            Duration::from_secs(5),
+        ));
+        tokio::task::yield_now().await;
+        assert_eq!(
+            echo.requests.load(Ordering::SeqCst),
+            APPEND_BATCHES_IN_FLIGHT
+        );
+        gate.add_permits(100);
+        let expected: Vec<u64> = (0..APPEND_BATCHES_IN_FLIGHT as u64)
+            .chain(20..30)
+            .chain([40])
+            .collect();
+        assert_eq!(answers(calls).await, expected);
+        let carried = echo.carried.lock().unwrap().clone();
+        let mut first = vec![1; APPEND_BATCHES_IN_FLIGHT];
+        first.push(11);
+        assert_eq!(carried, first, "ten appends and a heartbeat in one request");
+    }
+
+    #[tokio::test]
+    async fn an_append_on_an_empty_lane_leaves_at_once_and_a_large_one_alone() {
+        let echo = Arc::new(Echo::default());
+        let transport = Coalescing::new(echo.clone(), Duration::from_secs(3600));
+        let one = transport.call_append(2, "node-2".into(), append(5), Duration::from_secs(5));
+        assert_eq!(answers(vec![one]).await, [5]);
+        let large = RaftRpc {
+            payload: vec![0; APPEND_BATCH_BYTES_MAX + 1],
+            ..heartbeat(6)
+        };
+        let large = transport.call_append(2, "node-2".into(), large, Duration::from_secs(5));
+        assert_eq!(answers(vec![large]).await, [6]);
+        assert_eq!(*echo.carried.lock().unwrap(), [1, 1]);
+        assert_eq!(echo.batches.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_request_of_the_lane_carries_at_most_its_bytes_and_always_one_rpc() {
+        let (reply, _answer) = oneshot::channel();
+        let mut waiting = vec![Waiting {
+            rpc: RaftRpc {
+                payload: vec![0; APPEND_BATCH_BYTES_MAX * 2],
+                ..heartbeat(1)
+            },
+            deadline: tokio::time::Instant::now(),
+            reply,
+        }];
+        for g in 2..6 {
+            let (reply, _answer) = oneshot::channel();
+            waiting.push(Waiting {
+                rpc: RaftRpc {
+                    payload: vec![0; APPEND_BATCH_BYTES_MAX / 3],
+                    ..heartbeat(g)
+                },
+                deadline: tokio::time::Instant::now(),
+                reply,
+            });
+        }
+        let groups = |chunk: Vec<Waiting>| chunk.iter().map(|w| w.rpc.group).collect::<Vec<_>>();
+        assert_eq!(groups(take_chunk(&mut waiting)), [1]);
+        assert_eq!(groups(take_chunk(&mut waiting)), [2, 3, 4]);
+        assert_eq!(groups(take_chunk(&mut waiting)), [5]);
+        assert!(waiting.is_empty());
     }
 }

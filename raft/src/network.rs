@@ -61,6 +61,27 @@ pub trait RaftTransport: Send + Sync + 'static {
     ) -> CallFuture {
         self.call(target, addr, rpc, timeout)
     }
+
+    /// Like [`call`](Self::call), for an append carrying entries, which a
+    /// transport may send together with others bound for the same node
+    /// while earlier ones are on the wire ([`crate::Coalescing`]).
+    fn call_append(
+        &self,
+        target: NodeId,
+        addr: String,
+        rpc: RaftRpc,
+        timeout: Duration,
+    ) -> CallFuture {
+        self.call(target, addr, rpc, timeout)
+    }
+}
+
+/// How a transport may carry an RPC (see [`RaftTransport`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Alone,
+    Heartbeat,
+    Append,
 }
 
 pub(crate) struct Network {
@@ -104,29 +125,34 @@ impl Peer {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Resp, CallFailure> {
-        self.send_encoded(kind, payload, timeout, false).await
+        self.send_encoded(kind, payload, timeout, Route::Alone)
+            .await
     }
 
-    /// Sends an encoded RPC; a `heartbeat` may travel with others (see
-    /// [`RaftTransport::call_heartbeat`]).
+    /// Sends an encoded RPC; a heartbeat or an append may travel with
+    /// others (see [`RaftTransport::call_heartbeat`] and
+    /// [`RaftTransport::call_append`]).
     async fn send_encoded<Resp: DeserializeOwned>(
         &self,
         kind: RaftRpcKind,
         payload: Vec<u8>,
         timeout: Duration,
-        heartbeat: bool,
+        route: Route,
     ) -> Result<Resp, CallFailure> {
         let rpc = RaftRpc {
             group: self.group,
             kind,
             payload,
         };
-        let call = if heartbeat && !self.lease_wanted.load(Ordering::Relaxed) {
-            self.transport
-                .call_heartbeat(self.target, self.addr.clone(), rpc, timeout)
-        } else {
-            self.transport
-                .call(self.target, self.addr.clone(), rpc, timeout)
+        let (target, addr) = (self.target, self.addr.clone());
+        let call = match route {
+            // A write waits on this heartbeat's answer: no window for it.
+            Route::Heartbeat if self.lease_wanted.load(Ordering::Relaxed) => {
+                self.transport.call(target, addr, rpc, timeout)
+            }
+            Route::Heartbeat => self.transport.call_heartbeat(target, addr, rpc, timeout),
+            Route::Append => self.transport.call_append(target, addr, rpc, timeout),
+            Route::Alone => self.transport.call(target, addr, rpc, timeout),
         };
         let bytes = call.await.map_err(CallFailure::Call)?;
         let answer: Answer<Resp> = decode(&bytes).map_err(|e| CallFailure::Local(e.to_string()))?;
@@ -216,7 +242,11 @@ impl RaftNetworkV2<TypeConfig> for Peer {
                     RaftRpcKind::AppendEntries,
                     payload,
                     crate::timeouts::append_entries_deadline(option.hard_ttl(), payload_len),
-                    part.entries.is_empty(),
+                    if part.entries.is_empty() {
+                        Route::Heartbeat
+                    } else {
+                        Route::Append
+                    },
                 )
                 .await
             {

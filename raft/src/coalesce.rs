@@ -9,7 +9,8 @@
 //! deadlines, groups held elections, and the cluster never settled (found
 //! measuring issue 15's 1,000-partition case). As multi-Raft systems do
 //! (CockroachDB coalesces heartbeats per node pair, TiKV batches its Raft
-//! messages), [`Coalescing`] gathers the heartbeats bound for one node for
+//! messages), [`Coalescing`] gathers the heartbeats (and requests to sleep,
+//! which a sweep sends for many groups at once) bound for one node for
 //! [`crate::timeouts::HEARTBEAT_COALESCE_WINDOW`] and sends them as one
 //! [`RaftRpcKind::Batch`]; the receiver serves each as if it had come alone
 //! ([`serve_batch`]) and answers them together. Each RPC keeps its own

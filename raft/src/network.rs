@@ -50,7 +50,8 @@ pub trait RaftTransport: Send + Sync + 'static {
     fn call(&self, target: NodeId, addr: String, rpc: RaftRpc, timeout: Duration) -> CallFuture;
 
     /// Like [`call`](Self::call), for a heartbeat (an append without
-    /// entries), which a transport may send together with others bound for
+    /// entries) or another RPC that may wait a few milliseconds (a request
+    /// to sleep), which a transport may send together with others bound for
     /// the same node ([`crate::Coalescing`]).
     fn call_heartbeat(
         &self,

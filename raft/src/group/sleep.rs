@@ -279,7 +279,11 @@ impl<S: ReplicatedState> Group<S> {
                 kind: RaftRpcKind::Quiesce,
                 payload: payload.clone(),
             };
-            let call = q.transport().call(member, addr, rpc, config.probe_timeout);
+            // Nothing waits on it: it may wait for other groups' requests
+            // to that node (a sweep asks many groups at once).
+            let call = q
+                .transport()
+                .call_heartbeat(member, addr, rpc, config.probe_timeout);
             async move {
                 match call.await {
                     Ok(bytes) => decode::<Answer<()>>(&bytes)

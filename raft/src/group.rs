@@ -396,8 +396,16 @@ impl<S: ReplicatedState> Group<S> {
         {
             return refusal;
         }
-        let quiet = kind == RaftRpcKind::AppendEntries && self.is_sleepers_heartbeat(payload);
+        let heartbeat = kind == RaftRpcKind::AppendEntries;
+        let quiet = heartbeat && self.is_sleepers_heartbeat(payload);
         let answer = self.serve_rpc(kind, payload).await;
+        // Asked again once served: a request to sleep served meanwhile (the
+        // two travel in one batch, served side by side) may have put the
+        // group to sleep under this very heartbeat's leader. Waking for it
+        // left the member awake under a leader that then slept, so its
+        // election timer fired and it unseated the leader: 64 partitions
+        // saw elections every second or two, idle or not.
+        let quiet = quiet || (heartbeat && self.is_sleepers_heartbeat(payload));
         if !quiet {
             self.wake_up("a Raft message");
         }

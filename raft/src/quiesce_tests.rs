@@ -390,6 +390,54 @@ async fn a_member_woken_by_mistake_does_not_unseat_its_sleeping_leader() {
     c.shutdown().await;
 }
 
+/// A heartbeat that a member is still serving when its leader's request to
+/// sleep puts it to sleep (both travel in one batch, served side by side)
+/// leaves it asleep. Before, the heartbeat woke it once served; every member
+/// so woken then ran its election timer against a leader that slept, and
+/// unseated it (64 idle or lightly written partitions held an election
+/// every second or two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_served_while_its_member_falls_asleep_does_not_wake_it() {
+    use openraft::raft::AppendEntriesRequest;
+
+    use crate::TypeConfig;
+    use crate::log_store::{decode, encode};
+    use crate::network::Answer;
+
+    let c = Cluster::start().await;
+    c.write_anywhere(1).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    let leader = c.leader().expect("a leader");
+    let (vote, last, _, _) = c.group(leader).quiesce_point().await.unwrap();
+    let heartbeat = encode(&AppendEntriesRequest::<TypeConfig> {
+        vote,
+        prev_log_id: last,
+        entries: Vec::new(),
+        leader_commit: last,
+    })
+    .unwrap();
+    let member = (1..=3).find(|n| *n != leader).unwrap();
+    let g = c.group(member);
+    crate::quiesce::Sleeper::wake(&g, "a test");
+    let mut served = std::pin::pin!(g.handle_rpc(RaftRpcKind::AppendEntries, &heartbeat));
+    assert!(futures::poll!(&mut served).is_pending());
+    let agreed: Answer<()> = decode(
+        &g.handle_rpc(RaftRpcKind::Quiesce, &encode(&(vote, last)).unwrap())
+            .await,
+    )
+    .unwrap();
+    agreed.expect("the member agrees to sleep");
+    assert!(g.is_asleep());
+    let answered: Answer<openraft::raft::AppendEntriesResponse<TypeConfig>> =
+        decode(&served.await).unwrap();
+    assert!(answered.unwrap().is_success());
+    assert!(
+        g.is_asleep(),
+        "a heartbeat of the leader it sleeps under woke the member"
+    );
+    c.shutdown().await;
+}
+
 /// A group whose follower's node is down sleeps without it (before, no
 /// group with a replica on a dead node could sleep, and with a thousand of
 /// them the survivors' heartbeats alone took every core); when the node is

@@ -155,7 +155,7 @@ impl<S: ReplicatedState> Group<S> {
 
     /// Vote, last log id, committed log id and role, read inside openraft's
     /// core, so they are one consistent state.
-    pub(super) async fn quiesce_point(
+    pub(crate) async fn quiesce_point(
         &self,
     ) -> Option<(Vote, Option<LogId>, Option<LogId>, ServerState)> {
         self.raft

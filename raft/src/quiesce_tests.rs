@@ -395,8 +395,10 @@ async fn a_member_woken_by_mistake_does_not_unseat_its_sleeping_leader() {
 /// leaves it asleep. Before, the heartbeat woke it once served; every member
 /// so woken then ran its election timer against a leader that slept, and
 /// unseated it (64 idle or lightly written partitions held an election
-/// every second or two).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// every second or two). One thread, so the heartbeat is surely still being
+/// served (its answer cannot come before this test yields) when the request
+/// to sleep is served.
+#[tokio::test(flavor = "current_thread")]
 async fn a_heartbeat_served_while_its_member_falls_asleep_does_not_wake_it() {
     use openraft::raft::AppendEntriesRequest;
 

@@ -67,6 +67,23 @@ struct Waiting {
     reply: Reply,
 }
 
+impl Waiting {
+    /// `rpc`, due within `timeout`, and where its answer will arrive.
+    fn new(
+        rpc: RaftRpc,
+        timeout: Duration,
+    ) -> (Self, oneshot::Receiver<Result<Vec<u8>, CallError>>) {
+        let (reply, answer) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let waiting = Self {
+            rpc,
+            deadline,
+            reply,
+        };
+        (waiting, answer)
+    }
+}
+
 #[derive(Default)]
 struct Queue {
     addr: String,
@@ -149,17 +166,13 @@ impl RaftTransport for Coalescing {
         rpc: RaftRpc,
         timeout: Duration,
     ) -> CallFuture {
-        let (reply, answer) = oneshot::channel();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let (waiting, answer) = Waiting::new(rpc, timeout);
+        let deadline = waiting.deadline;
         let schedule = {
             let mut queues = self.0.queues.lock().unwrap();
             let queue = queues.entry(target).or_default();
             queue.addr = addr.clone();
-            queue.waiting.push(Waiting {
-                rpc,
-                deadline,
-                reply,
-            });
+            queue.waiting.push(waiting);
             !std::mem::replace(&mut queue.scheduled, true)
         };
         if schedule {
@@ -182,17 +195,13 @@ impl RaftTransport for Coalescing {
         if rpc.payload.len() > APPEND_BATCH_BYTES_MAX {
             return self.0.transport.call(target, addr, rpc, timeout);
         }
-        let (reply, answer) = oneshot::channel();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let (waiting, answer) = Waiting::new(rpc, timeout);
+        let deadline = waiting.deadline;
         let start = {
             let mut lanes = self.0.lanes.lock().unwrap();
             let lane = lanes.entry(target).or_default();
             lane.addr = addr.clone();
-            lane.waiting.push(Waiting {
-                rpc,
-                deadline,
-                reply,
-            });
+            lane.waiting.push(waiting);
             let start = lane.in_flight < APPEND_BATCHES_IN_FLIGHT;
             lane.in_flight += usize::from(start);
             start

@@ -403,8 +403,9 @@ impl<S: ReplicatedState> Group<S> {
         // two travel in one batch, served side by side) may have put the
         // group to sleep under this very heartbeat's leader. Waking for it
         // left the member awake under a leader that then slept, so its
-        // election timer fired and it unseated the leader: 64 partitions
-        // saw elections every second or two, idle or not.
+        // election timer fired and it unseated the leader: groups of a
+        // 64-partition topic held elections while they fell asleep (after
+        // the topic's creation, between a producer's writes).
         let quiet = quiet || (heartbeat && self.is_sleepers_heartbeat(payload));
         if !quiet {
             self.wake_up("a Raft message");

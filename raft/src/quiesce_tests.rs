@@ -394,8 +394,8 @@ async fn a_member_woken_by_mistake_does_not_unseat_its_sleeping_leader() {
 /// sleep puts it to sleep (both travel in one batch, served side by side)
 /// leaves it asleep. Before, the heartbeat woke it once served; every member
 /// so woken then ran its election timer against a leader that slept, and
-/// unseated it (64 idle or lightly written partitions held an election
-/// every second or two). One thread, so the heartbeat is surely still being
+/// unseated it (a 64-partition topic's groups held elections as they fell
+/// asleep after its creation and between a producer's writes). One thread, so the heartbeat is surely still being
 /// served (its answer cannot come before this test yields) when the request
 /// to sleep is served.
 #[tokio::test(flavor = "current_thread")]

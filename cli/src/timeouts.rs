@@ -44,6 +44,10 @@ pub const FILE_POLL_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one http request may take, connection included.
 pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a connector run by a node checks that the node still runs.
+pub const CONNECTOR_PARENT_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a sink measures its lag (one partition list each time).
+pub const CONNECTOR_LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 const fn below(a: Duration, b: Duration) -> bool {
     a.as_nanos() < b.as_nanos()

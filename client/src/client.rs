@@ -25,6 +25,7 @@ use crate::timeouts::{
     UNREACHABLE_FOR,
 };
 
+mod connectors;
 mod leader_watch;
 mod partitions;
 mod topics;
@@ -1249,6 +1250,11 @@ pub(crate) fn response_name(response: &Response) -> &'static str {
         Response::ConsumerFenced { .. } => "ConsumerFenced",
         Response::LeaderConsumers(_) => "LeaderConsumers",
         Response::ConsumerForgotten { .. } => "ConsumerForgotten",
+        Response::ConnectorCreated(_) => "ConnectorCreated",
+        Response::ConnectorDeleted => "ConnectorDeleted",
+        Response::Connectors(_) => "Connectors",
+        Response::ConnectorLogs { .. } => "ConnectorLogs",
+        Response::ConnectorsHere(_) => "ConnectorsHere",
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! The controller does not know about QUIC, segments or WASM.
 
+mod connectors;
 mod metadata;
 mod metadata_format;
 mod state_machine;
@@ -350,6 +351,91 @@ impl Controller {
             CommandResult::TopicCreated(info) => Ok(info),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Stores a connector and places it on the live node running the
+    /// fewest (see `connectors::choose_node`). The caller checked its file.
+    pub async fn create_connector(
+        &self,
+        spec: sluice_proto::ConnectorSpec,
+    ) -> Result<sluice_proto::ConnectorRecord, WireError> {
+        sluice_proto::limits::validate_connector_name(&spec.name).map_err(|reason| {
+            WireError::InvalidArgument {
+                what: "connector name".into(),
+                reason,
+            }
+        })?;
+        if spec.config.len() > sluice_proto::limits::CONNECTOR_CONFIG_BYTES_MAX {
+            return Err(WireError::InvalidArgument {
+                what: "connector file".into(),
+                reason: format!(
+                    "{} bytes, above the limit of {}",
+                    spec.config.len(),
+                    sluice_proto::limits::CONNECTOR_CONFIG_BYTES_MAX
+                ),
+            });
+        }
+        let live = self.group.live_members_now(LIVENESS_WINDOW).await;
+        let record = self.view.with(|md| {
+            let record = sluice_proto::ConnectorRecord {
+                node: connectors::choose_node(md, live.as_deref())?,
+                spec,
+                created_ms: sluice_proto::now_ms(),
+                generation: 0,
+            };
+            connectors::check_new(md, &record).map(|_| record)
+        })?;
+        let name = record.spec.name.clone();
+        self.propose(Command::CreateConnector(record)).await?;
+        self.view
+            .with(|md| md.connectors.get(&name).cloned())
+            .ok_or_else(|| connectors::unknown(&name))
+    }
+
+    pub async fn delete_connector(&self, name: &str) -> Result<(), WireError> {
+        self.propose(Command::DeleteConnector {
+            name: name.to_string(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// On the leader: moves every connector whose node it has not heard
+    /// from within the liveness window to a live node. Returns the moves
+    /// made, as (connector, from, to).
+    pub async fn move_connectors_off_silent_nodes(
+        &self,
+    ) -> Result<Vec<(String, NodeId, NodeId)>, WireError> {
+        if !self.is_leader() || self.view.with(|md| md.connectors.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let Some(live) = self.group.live_members_now(LIVENESS_WINDOW).await else {
+            return Ok(Vec::new());
+        };
+        let stranded: Vec<(String, NodeId, u64)> = self.view.with(|md| {
+            md.connectors
+                .values()
+                .filter(|c| !live.contains(&c.node))
+                .map(|c| (c.spec.name.clone(), c.node, c.generation))
+                .collect()
+        });
+        let mut moved = Vec::new();
+        for (name, from, generation) in stranded {
+            let to = self
+                .view
+                .with(|md| connectors::choose_node(md, Some(&live)))?;
+            self.propose_as(
+                None,
+                Command::MoveConnector {
+                    name: name.clone(),
+                    generation,
+                    node: to,
+                },
+            )
+            .await?;
+            moved.push((name, from, to));
+        }
+        Ok(moved)
     }
 
     /// Registers a module that the caller has validated.

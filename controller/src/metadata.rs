@@ -75,6 +75,11 @@ pub struct Metadata {
     /// hence skipped here: the fields above keep format 3's encoding.
     #[serde(skip)]
     pub topic_settings: BTreeMap<u32, sluice_proto::TopicSettings>,
+    /// Connectors the cluster runs, by name (at most
+    /// [`CONNECTORS_MAX`](sluice_proto::limits::CONNECTORS_MAX)). Stored
+    /// after the topic settings by metadata format 6, hence skipped here.
+    #[serde(skip)]
+    pub connectors: BTreeMap<String, sluice_proto::ConnectorRecord>,
 }
 
 /// The durable part of a consumer group.
@@ -136,6 +141,7 @@ impl From<MetadataV2> for Metadata {
             groups: BTreeMap::new(),
             state_bytes: 0,
             topic_settings: BTreeMap::new(),
+            connectors: BTreeMap::new(),
         }
     }
 }

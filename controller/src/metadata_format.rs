@@ -20,14 +20,14 @@ const METADATA_MAGIC: &[u8; 4] = b"SLMD";
 /// 2: ACL entries added. 3: committed consumer offsets added. 4: topic
 /// settings ([`TopicSettingsV1`]), after format 3's fields. 5: topic
 /// settings in their current shape ([`TopicSettings`]: key hash, system
-/// topics) instead.
-pub(crate) const METADATA_FORMAT: u16 = 5;
+/// topics) instead. 6: connectors, after format 5's fields.
+pub(crate) const METADATA_FORMAT: u16 = 6;
 
 /// The saved form of `md`: header, then its encoding, in the oldest format
 /// that holds all of it, so that a cluster which never used a newer feature
 /// can go back to the release before it: format 2 without consumer offsets,
 /// groups and topic settings; format 3 without topic settings; format 4 if
-/// every topic's settings fit the first shape; else 5.
+/// every topic's settings fit the first shape; else 5; 6 with connectors.
 pub(crate) fn encode_metadata(md: &Metadata) -> Vec<u8> {
     let settings_v1: Option<BTreeMap<u32, TopicSettingsV1>> = md
         .topic_settings
@@ -36,7 +36,14 @@ pub(crate) fn encode_metadata(md: &Metadata) -> Vec<u8> {
         .collect();
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(METADATA_MAGIC);
-    if md.consumers.is_empty() && md.groups.is_empty() && md.topic_settings.is_empty() {
+    if !md.connectors.is_empty() {
+        out.extend_from_slice(&METADATA_FORMAT.to_be_bytes());
+        sluice_proto::encoding::append_to(&mut out, md).expect("metadata always encodes");
+        sluice_proto::encoding::append_to(&mut out, &md.topic_settings)
+            .expect("metadata always encodes");
+        sluice_proto::encoding::append_to(&mut out, &md.connectors)
+            .expect("metadata always encodes");
+    } else if md.consumers.is_empty() && md.groups.is_empty() && md.topic_settings.is_empty() {
         out.extend_from_slice(&2u16.to_be_bytes());
         let v2 = (
             md.last_index,
@@ -57,7 +64,7 @@ pub(crate) fn encode_metadata(md: &Metadata) -> Vec<u8> {
         sluice_proto::encoding::append_to(&mut out, md).expect("metadata always encodes");
         sluice_proto::encoding::append_to(&mut out, &settings_v1).expect("metadata always encodes");
     } else {
-        out.extend_from_slice(&METADATA_FORMAT.to_be_bytes());
+        out.extend_from_slice(&5u16.to_be_bytes());
         sluice_proto::encoding::append_to(&mut out, md).expect("metadata always encodes");
         sluice_proto::encoding::append_to(&mut out, &md.topic_settings)
             .expect("metadata always encodes");
@@ -102,11 +109,18 @@ pub(crate) fn decode_metadata(bytes: &[u8]) -> Result<Metadata, String> {
                         md.topic_settings =
                             settings.into_iter().map(|(id, s)| (id, s.into())).collect();
                         used += more;
-                    } else if format == METADATA_FORMAT {
+                    } else if format >= 5 {
                         let (settings, more) =
                             sluice_proto::encoding::from_slice(rest, METADATA_BYTES_MAX)
                                 .map_err(settings_error)?;
                         md.topic_settings = settings;
+                        used += more;
+                    }
+                    if format >= 6 {
+                        let (connectors, more) =
+                            sluice_proto::encoding::from_slice(&body[used..], METADATA_BYTES_MAX)
+                                .map_err(|e| format!("format {format} connectors: {e}"))?;
+                        md.connectors = connectors;
                         used += more;
                     }
                     md.state_bytes = md.count_state_bytes();

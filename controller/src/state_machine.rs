@@ -143,6 +143,18 @@ pub enum Command {
     DeleteTopicForced {
         name: String,
     },
+    /// Stores a connector, to run on the node the proposer chose (see
+    /// `crate::connectors`).
+    CreateConnector(sluice_proto::ConnectorRecord),
+    DeleteConnector {
+        name: String,
+    },
+    /// Has `node` run connector `name`, if it is still at `generation`.
+    MoveConnector {
+        name: String,
+        generation: u64,
+        node: NodeId,
+    },
 }
 
 /// The outcome of applying a [`Command`].
@@ -319,6 +331,13 @@ impl ControllerStateMachine {
                 result
             }
             Command::RegisterNode(node) => register_node(md, node),
+            Command::CreateConnector(record) => crate::connectors::create(md, record),
+            Command::DeleteConnector { name } => crate::connectors::delete(md, name),
+            Command::MoveConnector {
+                name,
+                generation,
+                node,
+            } => crate::connectors::move_to(md, &name, generation, node),
             Command::UnregisterNode { id } => unregister_node(md, id),
             Command::ReassignPartition {
                 topic,
@@ -1821,11 +1840,69 @@ mod tests {
         assert_eq!(decode_metadata(&bytes).unwrap(), md);
         md.topic_settings.insert(2, TopicSettings::for_new_topic());
         let bytes = encode_metadata(&md);
+        assert_eq!(&bytes[4..6], &5u16.to_be_bytes());
+        assert_eq!(decode_metadata(&bytes).unwrap(), md);
+        md.connectors.insert("c".into(), sample_connector("c"));
+        let bytes = encode_metadata(&md);
         assert_eq!(
             &bytes[4..6],
             &crate::metadata_format::METADATA_FORMAT.to_be_bytes()
         );
         assert_eq!(decode_metadata(&bytes).unwrap(), md);
+    }
+
+    fn sample_connector(name: &str) -> sluice_proto::ConnectorRecord {
+        sluice_proto::ConnectorRecord {
+            spec: sluice_proto::ConnectorSpec {
+                name: name.into(),
+                config: format!(
+                    "name: {name}\ntype: http\ntopic: t\ndirection: source\n\
+                     parameters:\n  endpoint: http://127.0.0.1:8080/\n"
+                ),
+            },
+            node: 1,
+            created_ms: 1_700_000_000_007,
+            generation: 0,
+        }
+    }
+
+    /// Connector commands and metadata format 6 (connectors after format
+    /// 5's fields), byte for byte.
+    #[test]
+    fn golden_connector_commands_and_metadata_format_6() {
+        let commands = vec![
+            Command::CreateConnector(sample_connector("cat-facts")),
+            Command::CreateConnector(sample_connector("dogs")),
+            Command::MoveConnector {
+                name: "cat-facts".into(),
+                generation: 0,
+                node: 2,
+            },
+            Command::DeleteConnector {
+                name: "dogs".into(),
+            },
+        ];
+        sluice_fuzzing::golden::check(
+            env!("CARGO_MANIFEST_DIR"),
+            "commands-connectors",
+            &commands,
+            encode,
+            decode::<Command>,
+        );
+        let mut all = sample_commands();
+        all.extend(commands);
+        let md = applied(all);
+        assert_eq!(md.connectors.len(), 1);
+        assert_eq!(md.connectors["cat-facts"].node, 2);
+        assert_eq!(md.connectors["cat-facts"].generation, 1);
+        assert_eq!(&encode_metadata(&md)[4..6], &6u16.to_be_bytes());
+        sluice_fuzzing::golden::check(
+            env!("CARGO_MANIFEST_DIR"),
+            "metadata-v6",
+            std::slice::from_ref(&md),
+            encode_metadata,
+            decode_metadata,
+        );
     }
 
     #[test]

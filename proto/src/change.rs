@@ -83,6 +83,10 @@ pub enum MetadataChange {
     DeleteTopicForced {
         name: String,
     },
+    CreateConnector(crate::ConnectorSpec),
+    DeleteConnector {
+        name: String,
+    },
 }
 
 impl MetadataChange {
@@ -136,6 +140,8 @@ impl MetadataChange {
                 settings,
             },
             MetadataChange::DeleteTopicForced { name } => Request::DeleteTopicForced { name },
+            MetadataChange::CreateConnector(spec) => Request::CreateConnector(spec),
+            MetadataChange::DeleteConnector { name } => Request::DeleteConnector { name },
         }
     }
 
@@ -158,6 +164,8 @@ impl MetadataChange {
                 "create topic"
             }
             MetadataChange::DeleteTopicForced { .. } => "delete system topic",
+            MetadataChange::CreateConnector(_) => "create connector",
+            MetadataChange::DeleteConnector { .. } => "delete connector",
         }
     }
 }
@@ -226,6 +234,8 @@ impl Request {
                 settings,
             },
             Request::DeleteTopicForced { name } => MetadataChange::DeleteTopicForced { name },
+            Request::CreateConnector(spec) => MetadataChange::CreateConnector(spec),
+            Request::DeleteConnector { name } => MetadataChange::DeleteConnector { name },
             other => return Err(Box::new(other)),
         })
     }

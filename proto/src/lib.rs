@@ -10,6 +10,8 @@ pub mod acl;
 pub mod change;
 pub mod codec;
 pub mod compression;
+pub mod connector;
+pub mod consumer_groups;
 pub mod encoding;
 pub mod error;
 pub mod headers;
@@ -23,6 +25,13 @@ pub use acl::{ANONYMOUS_PRINCIPAL, AclEntry, Operation, ResourceKind, ResourcePa
 pub use change::{MetadataChange, RequestId, new_request_id};
 pub use codec::{CodecError, PROTOCOL_VERSION};
 pub use compression::{Compression, TopicCompression};
+pub use connector::{
+    ConnectorInfo, ConnectorRecord, ConnectorRuntime, ConnectorSpec, ConnectorTally,
+};
+pub use consumer_groups::{
+    AssignmentStrategy, ConsumerOffset, GroupAssignment, GroupHeartbeat, LedPartitionOffsets,
+    OffsetCommit,
+};
 pub use error::WireError;
 pub use headers::{HeadersRef, RecordHeader};
 pub use messages::*;

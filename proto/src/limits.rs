@@ -295,6 +295,33 @@ pub const CONSUMER_GROUPS_MAX: usize = 10_000;
 pub const GROUP_SESSION_TIMEOUT_MS_MIN: u64 = 1_000;
 pub const GROUP_SESSION_TIMEOUT_MS_MAX: u64 = 300_000;
 
+/// Connectors the cluster runs (`connector create`): each is a process
+/// on some node, so the count is what a small cluster's nodes can run.
+pub const CONNECTORS_MAX: usize = 256;
+/// A connector's file, as stored in the metadata every node holds.
+pub const CONNECTOR_CONFIG_BYTES_MAX: usize = 64 * 1024;
+/// Most bytes of a connector's log one `connector logs` answer carries
+/// (its end).
+pub const CONNECTOR_LOG_ANSWER_BYTES_MAX: usize = 1024 * 1024;
+const _: () = assert!(CONNECTOR_LOG_ANSWER_BYTES_MAX < FRAME_SIZE_BYTES_MAX / 2);
+const _: () = assert!(CONNECTORS_MAX * CONNECTOR_CONFIG_BYTES_MAX < FRAME_SIZE_BYTES_MAX);
+
+/// Checks a connector's name: it names a directory on the node that runs
+/// it, so 1 to 63 lowercase letters, digits, '-' and '_'.
+pub fn validate_connector_name(name: &str) -> Result<(), String> {
+    let fits = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "connector name {name:?}: use 1 to 63 lowercase letters, digits, '-' and '_'"
+        ))
+    }
+}
+
 /// Checks a consumer name (`consume -c NAME`): the rules of topic names.
 pub fn validate_consumer_name(name: &str) -> Result<(), String> {
     validate_name("consumer", name)

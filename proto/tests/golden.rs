@@ -353,3 +353,103 @@ fn golden_topic_settings_v2() {
         |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
     );
 }
+
+/// Connector requests and answers (`sluice connector create|list|logs|
+/// delete`, and the node-to-node questions behind them).
+#[test]
+fn golden_connectors() {
+    use sluice_proto::{
+        ConnectorInfo, ConnectorRecord, ConnectorRuntime, ConnectorSpec, ConnectorTally,
+        MetadataChange,
+    };
+    let spec = ConnectorSpec {
+        name: "cat-facts".into(),
+        config: "name: cat-facts\ntype: http\ntopic: cat-facts\n".into(),
+    };
+    let record = ConnectorRecord {
+        spec: spec.clone(),
+        node: 2,
+        created_ms: 1_700_000_000_000,
+        generation: 1,
+    };
+    let requests = [
+        Request::CreateConnector(spec.clone()),
+        Request::Once {
+            id: [15, 16],
+            change: MetadataChange::CreateConnector(spec),
+        },
+        Request::Once {
+            id: [17, 18],
+            change: MetadataChange::DeleteConnector {
+                name: "cat-facts".into(),
+            },
+        },
+        Request::DeleteConnector {
+            name: "cat-facts".into(),
+        },
+        Request::ListConnectors { name: None },
+        Request::ListConnectors {
+            name: Some("cat-facts".into()),
+        },
+        Request::ConnectorLogs {
+            name: "cat-facts".into(),
+            max_bytes: 65_536,
+        },
+        Request::ConnectorsHere {
+            names: vec!["cat-facts".into()],
+        },
+        Request::ConnectorLogsHere {
+            name: "cat-facts".into(),
+            max_bytes: 1024,
+        },
+    ];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "requests-connectors",
+        &requests,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
+    );
+    let runtime = ConnectorRuntime {
+        name: "cat-facts".into(),
+        state: "running".into(),
+        pid: 4242,
+        restarts: 3,
+        started_ms: 1_700_000_000_500,
+        last_exit: Some("exit status: 1; its last line: cannot connect".into()),
+        tally: ConnectorTally {
+            polls: 10,
+            records_in: 9,
+            records_out: 7,
+            dropped: 2,
+            failures: 1,
+            lag: Some(5),
+            updated_ms: 1_700_000_001_000,
+        },
+    };
+    let responses = [
+        Response::ConnectorCreated(record.clone()),
+        Response::ConnectorDeleted,
+        Response::Connectors(vec![
+            ConnectorInfo {
+                record: record.clone(),
+                runtime: Some(runtime.clone()),
+            },
+            ConnectorInfo {
+                record,
+                runtime: None,
+            },
+        ]),
+        Response::ConnectorLogs {
+            text: "connector cat-facts: 1 poll(s)\n".into(),
+        },
+        Response::ConnectorsHere(vec![runtime]),
+    ];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "responses-connectors",
+        &responses,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
+    );
+}

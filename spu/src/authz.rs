@@ -236,7 +236,12 @@ impl<'a> Access<'a> {
             | Request::ReassignPartition { .. }
             | Request::AddAcl(_)
             | Request::RemoveAcl(_)
-            | Request::ListAcls => self.require(Operation::Admin, ResourcePattern::Cluster),
+            | Request::ListAcls
+            // Connectors run with their node's identity: admins only.
+            | Request::CreateConnector(_)
+            | Request::DeleteConnector { .. }
+            | Request::ListConnectors { .. }
+            | Request::ConnectorLogs { .. } => self.require(Operation::Admin, ResourcePattern::Cluster),
             // Committing where one stands in a topic is part of reading it.
             Request::CommitOffset(c) | Request::CommitOffsetAt { commit: c, .. } => {
                 self.require(Operation::Consume, topic(&c.topic))
@@ -271,7 +276,9 @@ impl<'a> Access<'a> {
                 | MetadataChange::UnregisterNode { .. }
                 | MetadataChange::ReassignPartition { .. }
                 | MetadataChange::AddAcl(_)
-                | MetadataChange::RemoveAcl(_) => {
+                | MetadataChange::RemoveAcl(_)
+                | MetadataChange::CreateConnector(_)
+                | MetadataChange::DeleteConnector { .. } => {
                     self.require(Operation::Admin, ResourcePattern::Cluster)
                 }
                 MetadataChange::CommitOffset(c) => {
@@ -292,7 +299,9 @@ impl<'a> Access<'a> {
             | Request::FinishReassignment { .. }
             | Request::FenceConsumer { .. }
             | Request::LeaderConsumers { .. }
-            | Request::ForgetConsumer { .. } => Ok(()),
+            | Request::ForgetConsumer { .. }
+            | Request::ConnectorsHere { .. }
+            | Request::ConnectorLogsHere { .. } => Ok(()),
         }
     }
 
@@ -367,6 +376,8 @@ fn node_only(request: &Request) -> Option<&'static str> {
         Request::FenceConsumer { .. } => Some("fencing a consumer group in a partition"),
         Request::LeaderConsumers { .. } => Some("reading the offsets of led partitions"),
         Request::ForgetConsumer { .. } => Some("forgetting a consumer in led partitions"),
+        Request::ConnectorsHere { .. } => Some("reporting the connectors a node runs"),
+        Request::ConnectorLogsHere { .. } => Some("reading a connector's log on its node"),
         _ => None,
     }
 }
@@ -457,6 +468,14 @@ fn administrative_detail(request: &Request) -> String {
 fn change_detail(change: &MetadataChange) -> String {
     match change {
         MetadataChange::CreateTopic(spec) => format!("topic {:?}", spec.name),
+        MetadataChange::CreateConnector(spec) => {
+            format!(
+                "connector {:?} ({} bytes of file)",
+                spec.name,
+                spec.config.len()
+            )
+        }
+        MetadataChange::DeleteConnector { name } => format!("connector {name:?}"),
         MetadataChange::CreateTopicAssigned { spec, assignments } => {
             format!("topic {:?} placed on {assignments:?}", spec.name)
         }

@@ -9,6 +9,7 @@ mod audit_log;
 mod authz;
 mod compressed;
 mod config;
+mod connectors;
 mod consumers;
 mod data_dir;
 mod debug;

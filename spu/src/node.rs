@@ -60,6 +60,9 @@ pub(crate) struct Shared {
     pub data_dir: DataDir,
     /// Set when the node must stop (unregistered, or refused by the cluster).
     fatal: tokio::sync::watch::Sender<Option<String>>,
+    /// The connectors this node runs, and how their processes reach it.
+    pub connectors: crate::connectors::Supervisor,
+    pub connector_launch: crate::connectors::Launch,
 }
 
 impl Shared {
@@ -209,6 +212,7 @@ impl Node {
             config.partition_group_config(),
         );
         let audit = crate::audit_log::AuditLog::new(config.audit_topic);
+        let connector_launch = crate::connectors::launch(&config, &data_dir);
         let shared = Arc::new(Shared {
             config,
             controller,
@@ -221,6 +225,8 @@ impl Node {
             started: Instant::now(),
             data_dir,
             fatal: tokio::sync::watch::channel(None).0,
+            connectors: Default::default(),
+            connector_launch,
         });
         // Serve before anything waits on other nodes: they need our votes.
         tokio::spawn(crate::server::serve(endpoint.clone(), shared.clone()));
@@ -384,6 +390,10 @@ fn spawn_background(shared: &Arc<Shared>) {
     }
     tokio::spawn(crate::membership::drive_reassignments(shared.clone()));
     tokio::spawn(crate::audit_log::run(shared.clone()));
+    tokio::spawn(crate::connectors::run(
+        shared.clone(),
+        shared.connector_launch.clone(),
+    ));
     let retention = shared.replicas.clone();
     let every = Duration::from_secs(config.retention_check_secs.max(1));
     tokio::spawn(async move {

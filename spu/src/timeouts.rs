@@ -107,6 +107,23 @@ pub(crate) const CONTROLLER_LEADERSHIP_CHECK_WAIT: Duration = Duration::from_sec
 /// How often partition and node state is sampled into gauges.
 pub const METRICS_SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 
+// Connectors (`crate::connectors`).
+
+/// How often a node compares the connectors it runs with those the
+/// metadata gives it (it also does at every metadata change).
+pub(crate) const CONNECTOR_RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the controller's leader looks for connectors whose node it no
+/// longer hears from, to move them.
+pub(crate) const CONNECTOR_PLACEMENT_INTERVAL: Duration = Duration::from_secs(3);
+/// First and longest wait before a connector process that ended is
+/// started again; the wait doubles at each end in a row.
+pub(crate) const CONNECTOR_RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub(crate) const CONNECTOR_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A process that ran this long before it ended starts the backoff afresh.
+pub(crate) const CONNECTOR_HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How long `connector list` waits for the nodes running connectors.
+pub(crate) const CONNECTORS_HERE_WAIT: Duration = Duration::from_secs(3);
+
 // What must hold between them.
 // The audit topic (`crate::audit_log`).
 
@@ -154,4 +171,7 @@ const _: () = {
     // The shortest quiescence a node may be configured with still outlasts
     // a few heartbeats, so a busy stream does not sleep between entries.
     assert!(crate::config::QUIESCE_IDLE_MS_MIN as u128 >= 2 * HEARTBEAT_INTERVAL.as_millis());
+    // Restarts back off, and a healthy run outlasts the longest backoff.
+    assert!(CONNECTOR_RESTART_BACKOFF_MIN.as_millis() < CONNECTOR_RESTART_BACKOFF_MAX.as_millis());
+    assert!(CONNECTOR_HEALTHY_RUN.as_millis() >= CONNECTOR_RESTART_BACKOFF_MAX.as_millis());
 };

@@ -145,15 +145,7 @@ struct FluvioMeta {
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty()
-        || name.len() > 63
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
-        bail!("name {name:?}: use 1 to 63 lowercase letters, digits, '-' and '_'");
-    }
-    Ok(())
+    sluice_client::proto::limits::validate_connector_name(name).map_err(anyhow::Error::msg)
 }
 
 impl SeedFile {

@@ -11,9 +11,11 @@
 //! `file` (appends to a file). Both file formats of the seed documents and
 //! of Fluvio are read, see [`config`].
 
+pub mod cluster;
 pub mod config;
 pub mod file;
 pub mod http;
+mod status;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +32,17 @@ use config::{ConnectorConfig, Kind, Source};
 pub enum ConnectorCmd {
     /// Run a connector in the foreground until Ctrl-C (or --max-polls).
     Run(RunArgs),
+    /// Have the cluster run a connector: on a live node, restarted when it
+    /// ends, moved when its node stops answering.
+    Create(cluster::CreateArgs),
+    /// The connectors the cluster runs: node, state, records in and out.
+    List(crate::OutputArgs),
+    /// One connector: where it runs, its counts, its last exit, its file.
+    Describe(cluster::NameArgs),
+    /// The end of a connector's log, from the node that runs it.
+    Logs(cluster::LogsArgs),
+    /// Stop a connector and forget it.
+    Delete(cluster::NameArgs),
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +57,15 @@ pub struct RunArgs {
     /// until Ctrl-C).
     #[arg(long, value_name = "N")]
     pub max_records: Option<u64>,
+    /// Write the connector's counts to this file (JSON), as they change:
+    /// how a node's supervisor learns them.
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub status_file: Option<PathBuf>,
+    /// Exit when the process that started this one ends (a node running
+    /// the connector): a connector moved away from a killed node must not
+    /// keep running there.
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }
 
 use crate::timeouts::CONNECTOR_FAILURE_BACKOFF_MAX as FAILURE_BACKOFF_MAX;
@@ -51,6 +73,9 @@ use crate::timeouts::CONNECTOR_FAILURE_BACKOFF_MAX as FAILURE_BACKOFF_MAX;
 pub async fn run(cmd: ConnectorCmd, globals: &Globals) -> anyhow::Result<()> {
     match cmd {
         ConnectorCmd::Run(args) => {
+            if args.exit_with_parent {
+                status::exit_with_parent();
+            }
             let config = ConnectorConfig::read(&args.config)?;
             let client = crate::connect(globals).await?;
             match config.kind {
@@ -58,6 +83,11 @@ pub async fn run(cmd: ConnectorCmd, globals: &Globals) -> anyhow::Result<()> {
                 Kind::Source(_) => run_source(args, config, client).await,
             }
         }
+        ConnectorCmd::Create(args) => cluster::create(args, globals).await,
+        ConnectorCmd::List(out) => cluster::list(out, globals).await,
+        ConnectorCmd::Describe(args) => cluster::describe(args, globals).await,
+        ConnectorCmd::Logs(args) => cluster::logs(args, globals).await,
+        ConnectorCmd::Delete(args) => cluster::delete(args, globals).await,
     }
 }
 
@@ -139,6 +169,7 @@ async fn run_source(
         Kind::Source(Source::File(file)) => Running::File(file::Tail::new(file)?),
         Kind::Sink(_) => unreachable!("sinks run in run_sink"),
     };
+    let mut status = status::StatusFile::new(args.status_file.clone());
     let mut polls = 0u64;
     let (mut sent, mut dropped, mut failures) = (0u64, 0u64, 0u64);
     let mut reported = (0u64, 0u64, 0u64);
@@ -155,6 +186,7 @@ async fn run_source(
         match source.poll(&config.name).await {
             Ok(values) => {
                 let read = values.len() as u64;
+                status.tally.records_in += read;
                 let input: Vec<Record> = values.into_iter().map(Record::new).collect();
                 let records = match &mut chain {
                     None => input,
@@ -197,6 +229,13 @@ async fn run_source(
         }
         // A line when something happened, and one at the end: a source
         // polled every 100 ms with nothing new would print ten a second.
+        status.tally.polls = polls;
+        (
+            status.tally.records_out,
+            status.tally.dropped,
+            status.tally.failures,
+        ) = (sent, dropped, failures);
+        status.write().await;
         let tally = (sent, dropped, failures);
         if tally != reported || args.max_polls.is_some_and(|max| polls >= max) {
             reported = tally;
@@ -246,6 +285,10 @@ async fn run_sink(
     let mut consumer = client.consume_many(requests);
     let mut out = file::SinkFile::open(sink).await?;
     let mut written = 0u64;
+    let mut status = status::StatusFile::new(args.status_file.clone());
+    let mut read_to: std::collections::BTreeMap<u32, u64> = (0..info.spec.partitions)
+        .map(|p| (p, committer.committed(p).unwrap_or(0)))
+        .collect();
     eprintln!(
         "connector {name}: appending topic {:?} to {}",
         config.topic,
@@ -269,8 +312,36 @@ async fn run_sink(
             .await
             .with_context(|| format!("connector {name}: cannot commit its offsets"))?;
         written += batch.len() as u64;
+        for r in &batch {
+            read_to.insert(r.partition, r.offset + 1);
+        }
+        status.tally.records_in = written;
+        status.tally.records_out = written;
+        if status.lag_due() {
+            status.tally.lag = sink_lag(client, &config.topic, &read_to).await;
+        }
+        status.write().await;
         eprintln!("connector {name}: {written} record(s) written");
     }
     committer.close().await?;
     Ok(())
+}
+
+/// Records of `topic` committed but not yet read, by the positions in
+/// `read_to`; `None` if the partitions cannot be listed now.
+async fn sink_lag(
+    client: &sluice_client::Client,
+    topic: &str,
+    read_to: &std::collections::BTreeMap<u32, u64>,
+) -> Option<u64> {
+    let partitions = client.list_partitions(Some(topic)).await.ok()?;
+    Some(
+        partitions
+            .iter()
+            .map(|p| {
+                let at = read_to.get(&p.partition).copied().unwrap_or(0);
+                p.committed_offset.saturating_sub(at)
+            })
+            .sum(),
+    )
 }

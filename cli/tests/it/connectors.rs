@@ -1,11 +1,13 @@
 //! `sluice connector run`: an http source against an endpoint the test
 //! serves on loopback, with a SmartModule between the endpoint and the
-//! topic; a file source and a file sink.
+//! topic; a file source and a file sink. `connector create` and the rest:
+//! the same source run by the cluster, moved off a killed node.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::harness::{Env, module};
 
@@ -184,9 +186,9 @@ fn a_file_source_and_a_file_sink_carry_lines_once_across_restarts_and_rotation()
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(400));
     append("four\n");
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(400));
     std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
     append("five\n");
     assert!(running.wait().unwrap().success());
@@ -339,4 +341,159 @@ fn an_http_source_polls_an_https_endpoint_and_refuses_a_certificate_it_cannot_ch
         "{stderr}"
     );
     assert_eq!(served.load(Ordering::SeqCst), 2);
+}
+
+/// The records of `topic` read from its start (none if it cannot be read).
+fn records_of(env: &Env, topic: &str) -> Vec<String> {
+    let out = env.run(&["consume", topic, "-B", "-d"], b"");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn describe(env: &Env, name: &str) -> serde_json::Value {
+    serde_json::from_str(&env.ok(&["connector", "describe", name, "-O", "json"])).unwrap()
+}
+
+#[test]
+fn the_cluster_runs_a_connector_moves_it_off_a_killed_node_and_stops_it_when_deleted() {
+    let env = crate::harness::Env::started_with(3);
+    let filter = module("hello-filter");
+    env.ok(&["smart-module", "create", "has-a", "--wasm-file", &filter]);
+    // Replicated, so the records outlive the node the test kills.
+    env.ok(&["topic", "create", "cat-facts", "-r", "3"]);
+    let (port, requests) = serve(vec![
+        (200, "a cat naps"),
+        (200, "dogs run"),
+        (200, "a cat naps"),
+    ]);
+    let file = env.home.path().join("cat-facts-connector.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: cat-facts-connector\ntype: http\ntopic: cat-facts\ncreate_topic: true\n\
+             direction: source\nparameters:\n  endpoint: http://127.0.0.1:{port}/fact\n  \
+             interval: 0.2\n  filter: has-a\n"
+        ),
+    )
+    .unwrap();
+    let created = env.ok(&[
+        "connector",
+        "create",
+        "--config",
+        &file.display().to_string(),
+    ]);
+    let first: u64 = created
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no node in {created:?}"));
+    assert!(
+        created.contains("connector \"cat-facts-connector\" created"),
+        "{created}"
+    );
+    // The module ran on the node: every record has an `a` ("dogs run" was dropped).
+    crate::harness::wait_until(Duration::from_secs(30), || {
+        records_of(&env, "cat-facts").len() >= 3
+    });
+    assert!(
+        records_of(&env, "cat-facts")
+            .iter()
+            .all(|r| r == "a cat naps")
+    );
+    let d = describe(&env, "cat-facts-connector");
+    assert_eq!(d["node"], first, "{d}");
+    crate::harness::wait_until(Duration::from_secs(15), || {
+        let d = describe(&env, "cat-facts-connector");
+        d["state"] == "running"
+            && d["records_out"].as_u64() >= Some(2)
+            && d["dropped"].as_u64() >= Some(1)
+    });
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["connector", "list", "-O", "json"])).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let log = env.ok(&["connector", "logs", "cat-facts-connector"]);
+    assert!(log.contains("record(s) sent"), "{log}");
+
+    // Its node dies: the controller moves it, and records keep coming.
+    env.kill(first);
+    crate::harness::wait_until(Duration::from_secs(45), || {
+        let out = env.run(
+            &["connector", "describe", "cat-facts-connector", "-O", "json"],
+            b"",
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|d| d["node"] != first && d["state"] == "running")
+    });
+    let before = records_of(&env, "cat-facts").len();
+    crate::harness::wait_until(Duration::from_secs(30), || {
+        records_of(&env, "cat-facts").len() >= before + 3
+    });
+
+    // Deleted: it stops on its node, and nothing else (such as the killed
+    // node's process, had it outlived its node) writes any more.
+    env.ok(&["connector", "delete", "cat-facts-connector"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let polls = requests.load(Ordering::SeqCst);
+    let stored = records_of(&env, "cat-facts").len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        polls,
+        "polled after its deletion"
+    );
+    assert_eq!(records_of(&env, "cat-facts").len(), stored);
+    let e = env.fails(&["connector", "describe", "cat-facts-connector"], b"");
+    assert!(e.contains("no connector is named"), "{e}");
+}
+
+#[test]
+fn connector_create_refuses_a_file_the_cluster_could_not_run() {
+    let env = crate::harness::Env::started();
+    let dir = env.home.path();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let cases = [
+        (
+            write("t.yml", "name: c\ntype: ftp\ntopic: t\ndirection: source\n"),
+            "ftp",
+        ),
+        (
+            write(
+                "p.yml",
+                "name: c\ntype: http\ntopic: t\nparameters: {endpoint: http://h/, intervl: 3}\n",
+            ),
+            "intervl",
+        ),
+        (
+            {
+                std::fs::copy(module("hello-filter"), dir.join("f.wasm")).unwrap();
+                write(
+                    "w.yml",
+                    "name: c\ntype: http\ntopic: t\nparameters: {endpoint: http://h/, filter: f.wasm}\n",
+                )
+            },
+            "smart-module create",
+        ),
+        (
+            write(
+                "n.yml",
+                "name: Bad Name\ntype: http\ntopic: t\nparameters: {endpoint: http://h/}\n",
+            ),
+            "connector name",
+        ),
+    ];
+    for (file, expected) in cases {
+        let e = env.fails(&["connector", "create", "--config", &file], b"");
+        assert!(e.contains(expected), "{file}: {e}");
+    }
+    let listed = env.ok(&["connector", "list", "-O", "json"]);
+    assert_eq!(listed.trim(), "[]");
+    let e = env.fails(&["connector", "logs", "nothing-here"], b"");
+    assert!(e.contains("no connector is named"), "{e}");
 }

@@ -424,13 +424,6 @@ const LENGTH_EXCEPTIONS: &[(&str, &str, usize, &str)] = &[
          splitting it into admin and data-path modules is planned",
     ),
     (
-        "proto/src/messages.rs",
-        "",
-        1_040,
-        "every request and response of the wire format: one enum each, whose variant order \
-         is the encoding, kept together on purpose (golden files pin it)",
-    ),
-    (
         "spu/src/groups.rs",
         "heartbeat",
         260,

@@ -12,6 +12,7 @@
 //! `crate::authz`).
 
 mod admin;
+mod connectors;
 mod consumers;
 mod fetch;
 mod fetch_cursor;
@@ -376,6 +377,12 @@ async fn handle(
         Request::AddAcl(entry) => admin::add_acl(controller, entry).await,
         Request::RemoveAcl(entry) => admin::remove_acl(controller, entry).await,
         Request::ListAcls => Ok(admin::list_acls(node)),
+        Request::CreateConnector(spec) => connectors::create(controller, spec).await,
+        Request::DeleteConnector { name } => connectors::delete(controller, &name).await,
+        Request::ListConnectors { name } => connectors::list(node, name).await,
+        Request::ConnectorLogs { name, max_bytes } => {
+            connectors::logs(node, &name, max_bytes).await
+        }
         // A metadata change sent with a request id, so that a retry is
         // answered as the first was.
         Request::Once { id, change } => {
@@ -409,6 +416,13 @@ async fn handle(
         }
         Request::ForgetConsumer { consumer, topic } => {
             peer::forget_consumer(node, &consumer, topic).await
+        }
+        Request::ConnectorsHere { names } => Ok(connectors::here(node, names).await),
+        Request::ConnectorLogsHere { name, max_bytes } => {
+            match connectors::logs_here(node, &name, max_bytes as usize).await {
+                Response::Error(e) => Err(e),
+                answer => Ok(answer),
+            }
         }
         Request::Fetch(_) | Request::FetchWith { .. } | Request::Raft(_) => {
             Err(WireError::MalformedRequest {
@@ -459,6 +473,8 @@ pub(crate) async fn propose_anywhere(
             | Request::CreateTopicWith { .. }
             | Request::CreateTopicV2 { .. }
             | Request::DeleteTopicForced { .. }
+            | Request::CreateConnector(_)
+            | Request::DeleteConnector { .. }
     );
     let copy = forwardable.then(|| request.clone());
     match (handle(node, &node.controller, request).await, copy) {

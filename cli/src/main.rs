@@ -18,6 +18,7 @@ mod cluster;
 mod connector;
 mod consume;
 mod consumer_cmd;
+mod derived_topic;
 mod logfile;
 mod node;
 mod output;

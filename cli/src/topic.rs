@@ -120,6 +120,16 @@ pub struct CreateArgs {
     /// only by `topic delete --system`.
     #[arg(short = 's', long)]
     pub system: bool,
+    /// Derive the topic from topic SOURCE: a connector the cluster runs
+    /// copies every record of SOURCE, through --transforms, into the same
+    /// partition of this topic, exactly once. The topic gets SOURCE's
+    /// partitions (and its replication unless -r is given).
+    #[arg(long, value_name = "SOURCE", conflicts_with_all = ["config", "partitions", "replica_assignment", "dry_run", "system"])]
+    pub from: Option<String>,
+    /// With --from: the SmartModules to apply, a YAML file
+    /// `transforms: [{uses: MODULE, with: {key: value}}]` (registered modules).
+    #[arg(short = 't', long, value_name = "FILE", requires = "from")]
+    pub transforms: Option<PathBuf>,
 }
 
 impl CreateArgs {
@@ -332,6 +342,19 @@ pub async fn run(cmd: TopicCmd, globals: &Globals) -> anyhow::Result<()> {
                 settings,
             } = args.plan()?;
             let client = crate::connect(globals).await?;
+            if let Some(from) = &args.from {
+                let replication_given = args.replication.is_some();
+                let done = crate::derived_topic::create(
+                    &client,
+                    spec,
+                    replication_given,
+                    settings,
+                    from,
+                    args.transforms.as_deref(),
+                )
+                .await?;
+                return output::write_stdout(done.as_bytes());
+            }
             if args.dry_run {
                 let checked =
                     dry_run(&client, globals, &spec, assignments.as_deref(), &settings).await?;

@@ -28,6 +28,7 @@ use crate::timeouts::{
 mod connectors;
 mod leader_watch;
 mod partitions;
+mod produce_at;
 mod topics;
 
 /// Redirects followed for one request (`NotLeader` naming another node).

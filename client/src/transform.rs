@@ -58,6 +58,15 @@ impl LocalChain {
         .map_err(error)?
     }
 
+    /// Whether a module of the chain is an aggregate (its accumulator is
+    /// state this process holds, not the records).
+    pub fn has_aggregate(&self) -> bool {
+        self.chain
+            .instances()
+            .iter()
+            .any(|i| i.module().kind() == sluice_wasm::SmartModuleKind::Aggregate)
+    }
+
     /// Runs the chain over `records` and returns what the modules produce.
     /// Blocking: call it from a blocking context (`block_in_place`,
     /// `spawn_blocking`) in async code.

@@ -164,6 +164,20 @@ pub enum WireError {
          is started when it is gone); delete it with `sluice topic delete {topic} --system --force`"
     )]
     SystemTopic { topic: String },
+    /// A [`Request::ProduceAt`](crate::Request::ProduceAt) found the
+    /// partition ending elsewhere: another writer (or this one's earlier
+    /// attempt) appended first. Nothing was written. (Added last.)
+    #[error(
+        "partition {topic}/{partition} ends at offset {end_offset}, not {expected_offset}: \
+         another write came first and nothing was written; read the partition's end and \
+         write again from there"
+    )]
+    NotAtOffset {
+        topic: String,
+        partition: u32,
+        expected_offset: u64,
+        end_offset: u64,
+    },
 }
 
 /// What to do about a [`WireError::Denied`].

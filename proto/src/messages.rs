@@ -273,6 +273,15 @@ pub enum Request {
         name: String,
         max_bytes: u32,
     },
+    /// A batch written only if the partition ends at `expected_offset` when
+    /// it is applied (else [`WireError::NotAtOffset`], nothing written):
+    /// how a derived topic's copy writes each record once whatever runs
+    /// twice. `batch` is as in [`Request::ProduceWithHeaders`]; no producer
+    /// sequence (the offset check subsumes it).
+    ProduceAt {
+        batch: CompressedProduce,
+        expected_offset: u64,
+    },
 }
 
 /// An option of [`Request::FetchWith`]. New options are new variants, so a
@@ -490,6 +499,7 @@ impl Request {
             Request::ConnectorLogs { .. } => "connector logs",
             Request::ConnectorsHere { .. } => "connectors here",
             Request::ConnectorLogsHere { .. } => "connector logs here",
+            Request::ProduceAt { .. } => "produce at offset",
             Request::Once { change, .. } => change.name(),
         }
     }

@@ -453,3 +453,49 @@ fn golden_connectors() {
         |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
     );
 }
+
+/// Conditional appends (`Request::ProduceAt`, a derived topic's writes) and
+/// their refusal.
+#[test]
+fn golden_produce_at() {
+    use sluice_proto::{CompressedProduce, Compression, ProduceResponse, WireError};
+    let records =
+        vec![sluice_proto::Record::new(b"A CAT".to_vec()).header("sluice-source-offset", "7")];
+    let requests = [Request::ProduceAt {
+        batch: CompressedProduce {
+            topic: "b".into(),
+            partition: 1,
+            compression: Compression::None,
+            records: sluice_proto::encoding::to_vec(&records).unwrap(),
+            producer: None,
+        },
+        expected_offset: 41,
+    }];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "requests-produce-at",
+        &requests,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
+    );
+    let responses = [
+        Response::Produced(ProduceResponse {
+            partition: 1,
+            base_offset: 41,
+            record_count: 1,
+        }),
+        Response::Error(WireError::NotAtOffset {
+            topic: "b".into(),
+            partition: 1,
+            expected_offset: 41,
+            end_offset: 42,
+        }),
+    ];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "responses-produce-at",
+        &responses,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Response>(b).map_err(|e| e.to_string()),
+    );
+}

@@ -197,7 +197,9 @@ impl<'a> Access<'a> {
             | Request::ListPartitionsV2 { .. }
             | Request::ListSmartModules => Ok(()),
             Request::Produce(p) => self.require(Operation::Produce, topic(&p.topic)),
-            Request::ProduceCompressed(p) | Request::ProduceWithHeaders(p) => {
+            Request::ProduceCompressed(p)
+            | Request::ProduceWithHeaders(p)
+            | Request::ProduceAt { batch: p, .. } => {
                 self.require(Operation::Produce, topic(&p.topic))
             }
             Request::Fetch(f) | Request::FetchWith { fetch: f, .. } => {

@@ -51,6 +51,13 @@ pub(crate) enum PartitionCommand {
         records: Vec<Record>,
         producer: Option<ProducerSeq>,
     },
+    /// A batch appended only if the partition ends at `expected_offset`
+    /// when the entry is applied (`Request::ProduceAt`), the same verdict
+    /// on every replica; else [`AppendOutcome::NotAt`], nothing written.
+    AppendAt {
+        records: Vec<Record>,
+        expected_offset: u64,
+    },
 }
 
 impl PartitionCommand {
@@ -109,6 +116,11 @@ pub(crate) enum AppendOutcome {
     /// consumer was known here.
     Forgotten {
         found: bool,
+    },
+    /// A [`PartitionCommand::AppendAt`] found the partition ending at
+    /// `end_offset`, not where it expected: not written.
+    NotAt {
+        end_offset: u64,
     },
 }
 
@@ -397,7 +409,9 @@ impl PartitionStateMachine {
         let table = &mut self.producers.consumers;
         let refused = |error| AppendOutcome::Refused { error };
         let (outcome, consumer) = match command {
-            PartitionCommand::Append { .. } | PartitionCommand::AppendWithHeaders { .. } => {
+            PartitionCommand::Append { .. }
+            | PartitionCommand::AppendWithHeaders { .. }
+            | PartitionCommand::AppendAt { .. } => {
                 unreachable!("appends are applied by the caller")
             }
             PartitionCommand::CommitOffset(commit) => {
@@ -445,7 +459,7 @@ impl ReplicatedState for PartitionStateMachine {
         if index <= self.producers.applied_index {
             return Ok(encode(&AppendOutcome::Replayed));
         }
-        let (records, producer) = match decode::<PartitionCommand>(command) {
+        let (records, producer, expected) = match decode::<PartitionCommand>(command) {
             // Deterministic: every replica decodes the same bytes the same way.
             Err(reason) => {
                 self.producers.applied_index = index;
@@ -455,12 +469,25 @@ impl ReplicatedState for PartitionStateMachine {
             Ok(
                 PartitionCommand::Append { records, producer }
                 | PartitionCommand::AppendWithHeaders { records, producer },
-            ) => (records, producer),
+            ) => (records, producer, None),
+            Ok(PartitionCommand::AppendAt {
+                records,
+                expected_offset,
+            }) => (records, None, Some(expected_offset)),
             Ok(other) => {
                 self.producers.applied_index = index;
                 return Ok(encode(&self.apply_consumer_command(other)));
             }
         };
+        // Judged by the offset cursor, which every replica and every replay
+        // of this entry holds alike.
+        if let Some(expected) = expected
+            && expected != self.producers.next_offset
+        {
+            self.producers.applied_index = index;
+            let end_offset = self.producers.next_offset;
+            return Ok(encode(&AppendOutcome::NotAt { end_offset }));
+        }
         // Digested from the entry's bytes: the same on every replica and replay.
         let sent = SentBatch::new(producer, &records);
         let outcome = match self.producers.verdict(sent) {
@@ -1268,6 +1295,52 @@ mod tests {
             values,
             [b"a", b"b", b"c", b"d", b"e", b"f"].map(|v| v.to_vec())
         );
+    }
+
+    fn append_at(values: &[&str], expected_offset: u64) -> Vec<u8> {
+        encode(&PartitionCommand::AppendAt {
+            records: records(values),
+            expected_offset,
+        })
+    }
+
+    /// The offset check is made when the entry is applied, from the offset
+    /// cursor: two writers that both believed the partition ended at 2
+    /// cannot both write, and a replay judges each entry as before.
+    #[test]
+    fn a_conditional_append_is_written_only_at_its_offset_even_on_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        apply(&mut sm, 1, &append(&["a", "b"], None));
+        assert!(matches!(
+            apply(&mut sm, 2, &append_at(&["c"], 2)),
+            AppendOutcome::Appended { base_offset: 2 }
+        ));
+        // The other writer's append, decided on the same end.
+        assert!(matches!(
+            apply(&mut sm, 3, &append_at(&["c'"], 2)),
+            AppendOutcome::NotAt { end_offset: 3 }
+        ));
+        assert!(matches!(
+            apply(&mut sm, 4, &append_at(&["d"], 3)),
+            AppendOutcome::Appended { base_offset: 3 }
+        ));
+        assert_eq!(values(&sm), ["a", "b", "c", "d"]);
+        drop(sm);
+        // No synced point: every entry is applied again after a restart.
+        let mut sm = open(dir.path());
+        apply(&mut sm, 1, &append(&["a", "b"], None));
+        apply(&mut sm, 2, &append_at(&["c"], 2));
+        assert!(matches!(
+            apply(&mut sm, 3, &append_at(&["c'"], 2)),
+            AppendOutcome::NotAt { end_offset: 3 }
+        ));
+        apply(&mut sm, 4, &append_at(&["d"], 3));
+        assert!(matches!(
+            apply(&mut sm, 5, &append_at(&["e"], 4)),
+            AppendOutcome::Appended { base_offset: 4 }
+        ));
+        assert_eq!(values(&sm), ["a", "b", "c", "d", "e"]);
     }
 
     fn values(sm: &PartitionStateMachine) -> Vec<String> {

@@ -867,6 +867,24 @@ mod tests {
     /// Partition commands in the Raft log, their outcomes, snapshots and
     /// producer tables of an earlier build stay readable, byte for byte
     /// (see `sluice_fuzzing::golden`).
+    /// Conditional appends (derived topics) and their refusal, in files of
+    /// their own.
+    #[test]
+    fn golden_conditional_appends() {
+        use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let commands = [PartitionCommand::AppendAt {
+            records: vec![Record {
+                timestamp_ms: 1_700_000_000_000,
+                ..Record::new(b"A CAT".to_vec()).header("sluice-source-offset", "7")
+            }],
+            expected_offset: 41,
+        }];
+        sluice_fuzzing::golden::check(dir, "partition-append-at", &commands, encode, decode);
+        let outcomes = [AppendOutcome::NotAt { end_offset: 42 }];
+        sluice_fuzzing::golden::check(dir, "append-at-outcomes", &outcomes, encode, decode);
+    }
+
     #[test]
     fn golden_partition_formats() {
         use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};

@@ -51,31 +51,34 @@ pub fn checked_spec(path: &Path) -> anyhow::Result<ConnectorSpec> {
         "connector file",
     )?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let config = ConnectorConfig::parse(&text, base)
-        .with_context(|| format!("connector file {}", path.display()))?;
+    checked_text(&text, base, &format!("connector file {}", path.display()))
+}
+
+/// Checks the text of a connector file (`what` names it in errors; `base`
+/// is where its relative paths start) for the cluster.
+pub fn checked_text(text: &str, base: &Path, what: &str) -> anyhow::Result<ConnectorSpec> {
+    let config = ConnectorConfig::parse(text, base).with_context(|| what.to_string())?;
     for t in &config.transforms {
         if let SmartModuleSource::AdHoc { name, .. } = &t.module {
             bail!(
-                "connector file {}: the module {name:?} is a file here; the cluster runs \
-                 connectors with registered modules: `sluice smart-module create NAME \
-                 --wasm-file {name}`, then name NAME in the file",
-                path.display()
+                "{what}: the module {name:?} is a file here; the cluster runs connectors with \
+                 registered modules: `sluice smart-module create NAME --wasm-file {name}`, then \
+                 name NAME in the file"
             );
         }
     }
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).context("not YAML")?;
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text).context("not YAML")?;
     if let Some(ca) = find_key(&yaml, &["ca_file", "ca-file"])
         && !Path::new(&ca).is_absolute()
     {
         bail!(
-            "connector file {}: ca_file {ca:?} is relative; on the node that runs the \
-             connector give the PEM file's absolute path",
-            path.display()
+            "{what}: ca_file {ca:?} is relative; on the node that runs the connector give the \
+             PEM file's absolute path"
         );
     }
     Ok(ConnectorSpec {
         name: config.name,
-        config: text,
+        config: text.to_string(),
     })
 }
 

@@ -66,6 +66,11 @@ pub struct ConnectorConfig {
 pub enum Kind {
     Source(Source),
     Sink(FileSink),
+    /// A derived topic: every record of topic `from`, through the
+    /// transforms, into the connector's topic (see `super::derive`).
+    Derived {
+        from: String,
+    },
 }
 
 /// Where records come from.
@@ -126,6 +131,9 @@ struct FluvioFile {
     http: Option<BTreeMap<String, serde_yaml::Value>>,
     #[serde(default)]
     file: Option<BTreeMap<String, serde_yaml::Value>>,
+    /// `derived-topic`'s section: `from`, the source topic.
+    #[serde(default)]
+    derived: Option<BTreeMap<String, serde_yaml::Value>>,
     #[serde(default)]
     transforms: Vec<crate::smartmodule_flags::Transform>,
 }
@@ -230,8 +238,27 @@ impl FluvioFile {
                     Kind::Sink(file_sink(file, "file", base)?)
                 }
             }
+            "derived-topic" => {
+                let mut section = self.derived.unwrap_or_default();
+                let Some(from) = section.remove("from") else {
+                    bail!(
+                        "a derived-topic needs a `derived` section with `from`: the source topic"
+                    );
+                };
+                if let Some(key) = section.keys().next() {
+                    bail!("derived.{key}: not a parameter of a derived topic (from)");
+                }
+                let from = text(&from, "derived.from")?;
+                sluice_client::proto::limits::validate_topic_name(&from)
+                    .map_err(|e| anyhow::anyhow!("derived.from: {e}"))?;
+                if from == self.meta.topic {
+                    bail!("derived.from: a topic cannot be derived from itself");
+                }
+                Kind::Derived { from }
+            }
             other => bail!(
-                "meta.type {other:?}: the connector types are: http-source, file-source, file-sink"
+                "meta.type {other:?}: the connector types are: http-source, file-source, \
+                 file-sink, derived-topic"
             ),
         };
         let transforms = self

@@ -13,6 +13,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod derive;
 pub mod file;
 pub mod http;
 mod status;
@@ -80,6 +81,7 @@ pub async fn run(cmd: ConnectorCmd, globals: &Globals) -> anyhow::Result<()> {
             let client = crate::connect(globals).await?;
             match config.kind {
                 Kind::Sink(ref sink) => run_sink(&args, &config, sink, &client).await,
+                Kind::Derived { ref from } => run_derived(&args, &config, from, &client).await,
                 Kind::Source(_) => run_source(args, config, client).await,
             }
         }
@@ -167,7 +169,7 @@ async fn run_source(
     let mut source = match config.kind {
         Kind::Source(Source::Http(http)) => Running::Http(http),
         Kind::Source(Source::File(file)) => Running::File(file::Tail::new(file)?),
-        Kind::Sink(_) => unreachable!("sinks run in run_sink"),
+        Kind::Sink(_) | Kind::Derived { .. } => unreachable!("run in run_sink, run_derived"),
     };
     let mut status = status::StatusFile::new(args.status_file.clone());
     let mut polls = 0u64;
@@ -344,4 +346,55 @@ async fn sink_lag(
             })
             .sum(),
     )
+}
+
+/// Copies topic `from` into the connector's topic (see [`derive`]) until
+/// Ctrl-C or a failure, writing the counts to the status file as they move.
+async fn run_derived(
+    args: &RunArgs,
+    config: &ConnectorConfig,
+    from: &str,
+    client: &sluice_client::Client,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    let name = &config.name;
+    let counts = std::sync::Arc::new(derive::Counts::default());
+    eprintln!(
+        "connector {name}: deriving topic {:?} from {from:?}",
+        config.topic
+    );
+    let copy = derive::run(
+        client,
+        name,
+        from,
+        &config.topic,
+        &config.transforms,
+        counts.clone(),
+    );
+    let mut copy = std::pin::pin!(copy);
+    let mut status = status::StatusFile::new(args.status_file.clone());
+    let mut reported = (0, 0);
+    loop {
+        let tick = tokio::time::sleep(crate::timeouts::CONNECTOR_STATUS_INTERVAL);
+        tokio::select! {
+            done = &mut copy => return done,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            () = tick => {}
+        }
+        let c = &counts;
+        status.tally.records_in = c.records_in.load(Ordering::Relaxed);
+        status.tally.records_out = c.records_out.load(Ordering::Relaxed);
+        status.tally.dropped = c.dropped.load(Ordering::Relaxed);
+        status.tally.failures = c.refused.load(Ordering::Relaxed);
+        status.write().await;
+        let now = (status.tally.records_in, status.tally.records_out);
+        if now != reported {
+            reported = now;
+            eprintln!(
+                "connector {name}: {} record(s) read, {} written, {} dropped by SmartModules, \
+                 {} append(s) found the topic moved on",
+                now.0, now.1, status.tally.dropped, status.tally.failures
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@ mod client_examples;
 mod compression;
 mod connectors;
 mod consumers;
+mod derived;
 mod everyday;
 mod harness;
 mod headers;

@@ -182,6 +182,7 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
                 Request::Produce(_)
                     | Request::ProduceCompressed(_)
                     | Request::ProduceWithHeaders(_)
+                    | Request::ProduceAt { .. }
             );
             let shape = authz::RequestShape::of(&other);
             let mut response = propose_anywhere(&node, other)
@@ -311,6 +312,10 @@ async fn handle(
         Request::ProduceCompressed(p) => {
             produce::expanded(node, p, crate::compressed::expand).await
         }
+        Request::ProduceAt {
+            batch,
+            expected_offset,
+        } => produce::at(node, batch, expected_offset).await,
         Request::ProduceWithHeaders(p) => {
             produce::expanded(node, p, crate::compressed::expand_with_headers).await
         }

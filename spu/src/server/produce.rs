@@ -14,7 +14,7 @@ use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
 
 /// A batch of records sent as they are.
 pub(super) async fn plain(node: &Shared, produce: ProduceRequest) -> Result<Response, WireError> {
-    produce_batch(node, produce, Compression::None)
+    produce_batch(node, produce, Compression::None, None)
         .await
         .map(Response::Produced)
 }
@@ -28,7 +28,27 @@ pub(super) async fn expanded(
     expand: fn(sluice_proto::CompressedProduce) -> Result<ProduceRequest, WireError>,
 ) -> Result<Response, WireError> {
     let codec = produce.compression;
-    produce_batch(node, expand(produce)?, codec)
+    produce_batch(node, expand(produce)?, codec, None)
+        .await
+        .map(Response::Produced)
+}
+
+/// A batch written only if the partition ends at `expected_offset` (see
+/// `Request::ProduceAt`); its records as in `ProduceWithHeaders`.
+pub(super) async fn at(
+    node: &Shared,
+    batch: sluice_proto::CompressedProduce,
+    expected_offset: u64,
+) -> Result<Response, WireError> {
+    if batch.producer.is_some() {
+        return Err(WireError::InvalidArgument {
+            what: "produce at offset".into(),
+            reason: "a batch written at an offset carries no producer sequence".into(),
+        });
+    }
+    let codec = batch.compression;
+    let request = crate::compressed::expand_with_headers(batch)?;
+    produce_batch(node, request, codec, Some(expected_offset))
         .await
         .map(Response::Produced)
 }
@@ -105,18 +125,26 @@ fn check_batch(
     Ok(total)
 }
 
-/// Writes one batch sent with `codec` (already expanded if compressed).
+/// Writes one batch sent with `codec` (already expanded if compressed),
+/// only at `expected` when given.
 async fn produce_batch(
     node: &Shared,
     req: ProduceRequest,
     codec: Compression,
+    expected: Option<u64>,
 ) -> Result<ProduceResponse, WireError> {
     let total = check_batch(node, &req, codec)?;
     let partition = node
         .replicas
         .get_in(node.controller.view(), &req.topic, req.partition)?;
     let record_count = req.records.len() as u32;
-    let command = encode(&PartitionCommand::append(req.records, req.producer));
+    let command = encode(&match expected {
+        None => PartitionCommand::append(req.records, req.producer),
+        Some(expected_offset) => PartitionCommand::AppendAt {
+            records: req.records,
+            expected_offset,
+        },
+    });
     let what = || format!("partition {}/{}", req.topic, req.partition);
     let started = std::time::Instant::now();
     // In sequence order per producer, as far as the leader can tell.
@@ -140,6 +168,12 @@ async fn produce_batch(
                 record_count,
             })
         }
+        Ok(AppendOutcome::NotAt { end_offset }) => Err(WireError::NotAtOffset {
+            topic: req.topic.clone(),
+            partition: req.partition,
+            expected_offset: expected.unwrap_or_default(),
+            end_offset,
+        }),
         Ok(AppendOutcome::Failed { reason }) => Err(WireError::Storage {
             what: what(),
             reason,

@@ -46,6 +46,9 @@ pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a connector run by a node checks that the node still runs.
 pub const CONNECTOR_PARENT_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a derived topic's copy waits after an append that failed
+/// (leader moved, no answer) before it reads where it stands again.
+pub const DERIVE_RETRY_WAIT: Duration = Duration::from_millis(500);
 /// How often a derived topic's copy reports its counts.
 pub const CONNECTOR_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a sink measures its lag (one partition list each time).

@@ -2,7 +2,8 @@
 //! one nemesis each, with fixed seeds (membership on 4 nodes, the rest on 3),
 //! two whole-cluster power losses less than 10 s apart (seed 6),
 //! the SmartModule-store workload under kills and partitions; a consumer group
-//! reading the log under kills and partitions; and the self-test, a deliberately broken
+//! reading the log under kills and partitions; a derived topic under kills
+//! and pauses; and the self-test, a deliberately broken
 //! cluster (no fsync) under power loss, which the suite must call invalid.
 //!
 //! One cluster at a time (the machine has 2 cores and timing matters), so the
@@ -362,6 +363,29 @@ fn consumer_group() {
         assert_unknown_without_root(&r);
     }
     r.passed();
+}
+
+/// A topic derived from the log (a cluster-run connector upper-casing each
+/// record) while nodes are killed and paused: a paused node's copy keeps
+/// running beside the one the controller moves elsewhere, and the derived
+/// topic must still hold each record once, in order.
+#[test]
+fn pipeline() {
+    let r = run(
+        "pipeline",
+        10,
+        &["--workload", "log,pipeline", "--nemesis", "kill,pause"],
+    );
+    let ok_of = |f: &str| r.results["ops_by_f"][f]["ok"].as_u64().unwrap_or(0);
+    assert_eq!(ok_of("pipeline_read"), 2, "{}", r.describe());
+    assert!(
+        r.results["run"]["workload_problems"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{}",
+        r.describe()
+    );
+    assert_valid_with_faults(r, "kill");
 }
 
 /// Nodes that acknowledge without fsync, all losing power: acknowledged writes

@@ -30,6 +30,8 @@ use sluice_client::proto::{
 use sluice_client::transform::LocalChain;
 use sluice_client::{Client, ClientError};
 
+use crate::timeouts::DERIVE_RETRY_WAIT;
+
 /// The header naming the offset, in the source topic's same partition, of
 /// the record an output came from (decimal text).
 pub const SOURCE_OFFSET_HEADER: &str = "sluice-source-offset";
@@ -122,7 +124,18 @@ struct Copy {
 impl Copy {
     async fn run(mut self) -> anyhow::Result<()> {
         loop {
-            let at = self.position().await?;
+            let at = match self.position().await {
+                Ok(at) => at,
+                Err(e) if transient(&e) => {
+                    eprintln!(
+                        "reading where {}/{} stands failed ({e:#}); again",
+                        self.to, self.partition
+                    );
+                    tokio::time::sleep(DERIVE_RETRY_WAIT).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let start = at
                 .next_input
                 .map_or(StartOffset::Beginning, StartOffset::Absolute);
@@ -153,6 +166,17 @@ impl Copy {
                         }
                         Err(ClientError::Server(WireError::NotAtOffset { .. })) => {
                             self.counts.refused.fetch_add(1, Ordering::Relaxed);
+                            break 'read;
+                        }
+                        // The leader moved or did not answer: whether the
+                        // append was written is unknown, and B's end says.
+                        Err(e) if e.is_retriable() => {
+                            self.counts.refused.fetch_add(1, Ordering::Relaxed);
+                            eprintln!(
+                                "appending to {}/{} failed ({e}); reading where it stands again",
+                                self.to, self.partition
+                            );
+                            tokio::time::sleep(DERIVE_RETRY_WAIT).await;
                             break 'read;
                         }
                         Err(e) => {
@@ -256,6 +280,14 @@ impl Copy {
             end,
         })
     }
+}
+
+/// Whether `e` is a client error worth trying again (no leader, no answer).
+fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<ClientError>()
+            .is_some_and(ClientError::is_retriable)
+    })
 }
 
 /// Groups of outputs gathered into appends of at most [`APPEND_BYTES_MAX`]

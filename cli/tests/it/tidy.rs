@@ -433,7 +433,7 @@ const LENGTH_EXCEPTIONS: &[(&str, &str, usize, &str)] = &[
     (
         "jepsen-tests/src/run/mod.rs",
         "run_async",
-        260,
+        251,
         "a fault run from start to report, phase by phase; test harness code",
     ),
     (

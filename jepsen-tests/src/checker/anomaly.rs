@@ -188,6 +188,34 @@ pub enum Anomaly {
         to: Offset,
         ops: Vec<u64>,
     },
+    /// A record of the pipeline's source topic with no output in the
+    /// derived topic after the heal (`missing`: how many from it on).
+    PipelineLost {
+        partition: PartitionId,
+        source_offset: Offset,
+        value: String,
+        missing: usize,
+        op: u64,
+    },
+    /// One record of the source behind two records of the derived topic.
+    PipelineDuplicate {
+        partition: PartitionId,
+        source_offset: Offset,
+        derived_offsets: Vec<Offset>,
+        op: u64,
+    },
+    /// At `position`, the derived topic holds another record than the
+    /// source's record there, mapped (out of order, unmapped, or foreign).
+    PipelineMismatch {
+        partition: PartitionId,
+        position: usize,
+        expected_source_offset: Offset,
+        expected_value: String,
+        derived_offset: Offset,
+        derived_value: String,
+        derived_source_offset: Option<Offset>,
+        op: u64,
+    },
 }
 
 /// The kinds of [`Anomaly`], in report order.
@@ -210,6 +238,9 @@ pub const KINDS: &[&str] = &[
     "group_skipped",
     "group_concurrent_read",
     "group_offset_regressed",
+    "pipeline_lost",
+    "pipeline_duplicate",
+    "pipeline_mismatch",
 ];
 
 impl Anomaly {
@@ -234,6 +265,9 @@ impl Anomaly {
             Anomaly::GroupSkipped { .. } => "group_skipped",
             Anomaly::GroupConcurrentRead { .. } => "group_concurrent_read",
             Anomaly::GroupOffsetRegressed { .. } => "group_offset_regressed",
+            Anomaly::PipelineLost { .. } => "pipeline_lost",
+            Anomaly::PipelineDuplicate { .. } => "pipeline_duplicate",
+            Anomaly::PipelineMismatch { .. } => "pipeline_mismatch",
         }
     }
 }

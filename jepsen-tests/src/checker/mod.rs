@@ -10,6 +10,7 @@ mod figures;
 mod group;
 mod log;
 mod order;
+mod pipeline;
 mod replicas;
 mod result;
 mod smartmodule;
@@ -127,6 +128,7 @@ pub fn anomalies(h: &History) -> Vec<Anomaly> {
     let mut out = log_anomalies(h, &log);
     out.extend(sm_anomalies(h, &SmView::new(h)));
     out.extend(group_anomalies(&log, &group::GroupView::new(h)));
+    out.extend(pipeline::anomalies(h));
     out
 }
 
@@ -163,6 +165,7 @@ pub fn check_with(h: &History, opts: &CheckOptions) -> CheckResult {
     let mut found = log_anomalies(h, &log_view);
     found.extend(sm_anomalies(h, &sm_view));
     found.extend(group_anomalies(&log_view, &group_view));
+    found.extend(pipeline::anomalies(h));
 
     let (ops, ops_by_f) = figures::op_counts(h);
     let faults = figures::faults(h);

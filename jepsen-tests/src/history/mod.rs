@@ -35,8 +35,8 @@ mod validate;
 pub use builder::HistoryBuilder;
 pub use ops::{
     Call, FinalRead, GroupAssign, GroupOffsets, GroupPoll, LeaderEvent, Module, NemesisEvent,
-    NodeId, Offset, Op, OpType, PartitionId, Process, ReadCall, Record, SendCall, SmConsume,
-    SmCreate, SmDelete, SmList,
+    NodeId, Offset, Op, OpType, PartitionId, PipelineRead, Process, ReadCall, Record, SendCall,
+    SmConsume, SmCreate, SmDelete, SmList,
 };
 pub use validate::{Outcome, Pair};
 

@@ -207,6 +207,20 @@ pub struct GroupOffsets {
     pub offsets: Option<Vec<(PartitionId, Offset)>>,
 }
 
+/// `pipeline_read`: after the heal, one partition of the pipeline's source
+/// topic and of the topic derived from it, read whole from their leaders
+/// (`ok` only): `source` as `[offset, value]`, `derived` as `[offset,
+/// value, source offset]` (the record's `sluice-source-offset` header;
+/// `null` if it has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineRead {
+    pub partition: PartitionId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Vec<Record>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived: Option<Vec<(Offset, String, Option<Offset>)>>,
+}
+
 /// A nemesis event: `fault` is the kind (`kill`, `pause`, `partition`,
 /// `power_loss`, `corruption`, `membership`, `clock`, ...), `nodes` its targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +258,7 @@ pub enum Call {
     GroupPoll(GroupPoll),
     GroupAssign(GroupAssign),
     GroupOffsets(GroupOffsets),
+    PipelineRead(PipelineRead),
     /// Nemesis: a fault begins.
     Start(NemesisEvent),
     /// Nemesis: a fault ends (healed).
@@ -270,6 +285,7 @@ impl Call {
             Call::GroupPoll(_) => "group_poll",
             Call::GroupAssign(_) => "group_assign",
             Call::GroupOffsets(_) => "group_offsets",
+            Call::PipelineRead(_) => "pipeline_read",
             Call::Start(_) => "start",
             Call::Stop(_) => "stop",
             Call::Unavailable(_) => "unavailable",
@@ -289,7 +305,7 @@ impl Call {
     /// faults): final reads, final SmartModule lists and SmartModule consumes.
     pub fn is_final(&self) -> bool {
         match self {
-            Call::FinalRead(_) | Call::SmConsume(_) => true,
+            Call::FinalRead(_) | Call::SmConsume(_) | Call::PipelineRead(_) => true,
             Call::SmList(l) => l.is_final,
             Call::GroupPoll(g) => g.is_final,
             _ => false,
@@ -383,6 +399,7 @@ enum ValueRef<'a> {
     GroupPoll(&'a GroupPoll),
     GroupAssign(&'a GroupAssign),
     GroupOffsets(&'a GroupOffsets),
+    PipelineRead(&'a PipelineRead),
     Nemesis(&'a NemesisEvent),
     Leader(&'a LeaderEvent),
 }
@@ -400,6 +417,7 @@ impl Serialize for Op {
             Call::GroupPoll(v) => ValueRef::GroupPoll(v),
             Call::GroupAssign(v) => ValueRef::GroupAssign(v),
             Call::GroupOffsets(v) => ValueRef::GroupOffsets(v),
+            Call::PipelineRead(v) => ValueRef::PipelineRead(v),
             Call::Start(v) | Call::Stop(v) | Call::Unavailable(v) => ValueRef::Nemesis(v),
             Call::Leader(v) => ValueRef::Leader(v),
         };

@@ -161,6 +161,7 @@ fn same_call(invoke: &Call, done: &Call) -> Result<(), String> {
             a.member == b.member && a.partition == b.partition && a.is_final == b.is_final
         }
         (Call::GroupOffsets(_), Call::GroupOffsets(_)) => true,
+        (Call::PipelineRead(a), Call::PipelineRead(b)) => a.partition == b.partition,
         (Call::GroupAssign(a), Call::GroupAssign(b)) => a == b,
         (Call::SmConsume(a), Call::SmConsume(b)) => {
             a.module == b.module
@@ -189,6 +190,9 @@ fn missing_result(call: &Call) -> Option<&'static str> {
         Call::SmConsume(c) if c.records.is_none() => Some("records"),
         Call::GroupPoll(g) if g.records.is_none() => Some("records"),
         Call::GroupOffsets(g) if g.offsets.is_none() => Some("offsets"),
+        Call::PipelineRead(r) if r.source.is_none() || r.derived.is_none() => {
+            Some("source and derived")
+        }
         _ => None,
     }
 }

@@ -18,6 +18,7 @@ pub mod firewall;
 pub mod group;
 pub mod nemesis;
 pub mod netns;
+pub mod pipeline;
 pub mod power;
 pub mod recorder;
 pub mod rng;
@@ -407,6 +408,29 @@ fn free_port(n: u32) -> anyhow::Result<u16> {
 }
 
 /// Each partition's end after the heal, as its leader lists it.
+/// After the heal and the final reads: the readers of the log workload's
+/// topic that need draining (the pipeline's derived topic, the consumer
+/// group); returns the problems met.
+async fn drain_log_readers(ctx: &Arc<Ctx>, workloads: Workloads) -> Vec<String> {
+    let mut problems = Vec::new();
+    if workloads.pipeline {
+        eprintln!("[{:>6} ms] reading the pipeline's topics", ctx.rec.now_ms());
+        if !pipeline::drain(ctx).await {
+            eprintln!("warning: the derived topic did not catch up with its source");
+            problems.push("the derived topic did not catch up with its source".into());
+        }
+    }
+    if workloads.group {
+        eprintln!("[{:>6} ms] draining the consumer group", ctx.rec.now_ms());
+        let ends = group_ends(ctx).await;
+        if let Err(why) = group::drain(ctx, &ends).await {
+            eprintln!("warning: the consumer group did not drain every partition: {why}");
+            problems.push(format!("the consumer group's drain: {why}"));
+        }
+    }
+    problems
+}
+
 async fn group_ends(ctx: &Ctx) -> std::collections::BTreeMap<u32, u64> {
     let mut ends = std::collections::BTreeMap::new();
     if let Ok(client) = workload::connect(&ctx.home).await
@@ -426,6 +450,9 @@ pub struct Workloads {
     pub smartmodule: bool,
     /// A consumer group reading the log workload's topic (needs `log`).
     pub group: bool,
+    /// A topic derived from the log workload's by a cluster-run connector
+    /// (needs `log`), checked after the heal.
+    pub pipeline: bool,
 }
 
 /// Parses `--workload`: `log`, `smartmodule`, or both (`log,smartmodule`).
@@ -434,21 +461,26 @@ pub fn parse_workload(s: &str) -> anyhow::Result<Workloads> {
         log: false,
         smartmodule: false,
         group: false,
+        pipeline: false,
     };
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
             "log" => w.log = true,
             "smartmodule" => w.smartmodule = true,
             "group" => w.group = true,
+            "pipeline" => w.pipeline = true,
             other => {
                 bail!(
-                    "unknown workload {other:?}: use log, smartmodule, group (with log), or several (log,group)"
+                    "unknown workload {other:?}: use log, smartmodule, group or pipeline (with log), or several (log,group)"
                 )
             }
         }
     }
     if w.group && !w.log {
         bail!("--workload group reads what the log workload writes: use log,group");
+    }
+    if w.pipeline && !w.log {
+        bail!("--workload pipeline derives a topic from the log workload's: use log,pipeline");
     }
     if !w.log && !w.smartmodule {
         bail!("--workload names no workload: use log, smartmodule, or both");
@@ -524,6 +556,9 @@ async fn run_async(
     let sm_ctx = sm_base.map(|b| Arc::new(smartmodule::SmCtx::new(b)));
     if let Some(sm) = &sm_ctx {
         smartmodule::setup(&ctx, sm, cfg.nodes.min(3)).await?;
+    }
+    if workloads.pipeline {
+        pipeline::setup(&ctx, cfg.nodes.min(3)).await?;
     }
 
     let steps = schedule::schedule(faults, cfg.duration, cfg.seed);
@@ -626,15 +661,7 @@ async fn run_async(
         eprintln!("[{:>6} ms] final reads on every node", rec.now_ms());
         workload::final_reads(&ctx, &nodes).await;
     }
-    let mut workload_problems = Vec::new();
-    if workloads.group {
-        eprintln!("[{:>6} ms] draining the consumer group", rec.now_ms());
-        let ends = group_ends(&ctx).await;
-        if let Err(why) = group::drain(&ctx, &ends).await {
-            eprintln!("warning: the consumer group did not drain every partition: {why}");
-            workload_problems.push(format!("the consumer group's drain: {why}"));
-        }
-    }
+    let mut workload_problems = drain_log_readers(&ctx, workloads).await;
     if let Some(sm) = &sm_ctx {
         let addrs: Vec<_> = nodes.iter().map(|&n| (n, cluster.addr(n))).collect();
         if !smartmodule::converge(&ctx, &addrs, Duration::from_secs(60)).await {

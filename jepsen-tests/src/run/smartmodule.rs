@@ -102,6 +102,14 @@ pub fn hello_filter() -> anyhow::Result<Vec<u8>> {
     if let Some(p) = std::env::var_os("SLUICE_SM_WASM") {
         return std::fs::read(&p).with_context(|| format!("cannot read $SLUICE_SM_WASM {p:?}"));
     }
+    example_wasm("hello-filter")
+}
+
+/// The compiled SmartModule example `package` (a directory of
+/// `examples/smartmodules`), from
+/// `<target>/smartmodules/wasm32-unknown-unknown/release/`, built offline
+/// there if missing.
+pub fn example_wasm(package: &str) -> anyhow::Result<Vec<u8>> {
     // The repository is above the executable (target/ inside it) or above the
     // working directory (cargo runs tests in the package directory, and a
     // target dir elsewhere, as CI's, is not inside the repository).
@@ -117,10 +125,11 @@ pub fn hello_filter() -> anyhow::Result<Vec<u8>> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("smartmodules");
-    let path = target_dir.join("wasm32-unknown-unknown/release/hello_filter.wasm");
+    let file = format!("{}.wasm", package.replace('-', "_"));
+    let path = target_dir.join("wasm32-unknown-unknown/release").join(file);
     if !path.is_file() {
         eprintln!(
-            "building the hello-filter SmartModule into {}",
+            "building the {package} SmartModule into {}",
             target_dir.display()
         );
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -130,7 +139,7 @@ pub fn hello_filter() -> anyhow::Result<Vec<u8>> {
                 "--release",
                 "--offline",
                 "-p",
-                "hello-filter",
+                package,
                 "--target",
                 "wasm32-unknown-unknown",
             ])
@@ -145,7 +154,7 @@ pub fn hello_filter() -> anyhow::Result<Vec<u8>> {
             .context("cannot run cargo")?
             .success();
         if !ok {
-            bail!("building examples/smartmodules/hello-filter for wasm32-unknown-unknown failed");
+            bail!("building examples/smartmodules/{package} for wasm32-unknown-unknown failed");
         }
     }
     std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))

@@ -459,8 +459,10 @@ fn golden_connectors() {
 #[test]
 fn golden_produce_at() {
     use sluice_proto::{CompressedProduce, Compression, ProduceResponse, WireError};
-    let records =
-        vec![sluice_proto::Record::new(b"A CAT".to_vec()).header("sluice-source-offset", "7")];
+    let records = vec![sluice_proto::Record {
+        timestamp_ms: 1_700_000_000_000,
+        ..sluice_proto::Record::new(b"A CAT".to_vec()).header("sluice-source-offset", "7")
+    }];
     let requests = [Request::ProduceAt {
         batch: CompressedProduce {
             topic: "b".into(),

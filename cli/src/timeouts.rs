@@ -49,6 +49,9 @@ pub const CONNECTOR_PARENT_CHECK_INTERVAL: Duration = Duration::from_millis(500)
 /// How long a derived topic's copy waits after an append that failed
 /// (leader moved, no answer) before it reads where it stands again.
 pub const DERIVE_RETRY_WAIT: Duration = Duration::from_millis(500);
+/// How long the sql sink waits for a SQLite database another process has
+/// locked before the write fails (and the batch is written again).
+pub const SQL_BUSY_WAIT: Duration = Duration::from_secs(5);
 /// How often a derived topic's copy reports its counts.
 pub const CONNECTOR_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a sink measures its lag (one partition list each time).

@@ -65,12 +65,19 @@ pub struct ConnectorConfig {
 #[derive(Debug)]
 pub enum Kind {
     Source(Source),
-    Sink(FileSink),
+    Sink(Sink),
     /// A derived topic: every record of topic `from`, through the
     /// transforms, into the connector's topic (see `super::derive`).
     Derived {
         from: String,
     },
+}
+
+/// Where a sink's records go.
+#[derive(Debug)]
+pub enum Sink {
+    File(FileSink),
+    Sql(super::sql::SqlSink),
 }
 
 /// Where records come from.
@@ -131,6 +138,9 @@ struct FluvioFile {
     http: Option<BTreeMap<String, serde_yaml::Value>>,
     #[serde(default)]
     file: Option<BTreeMap<String, serde_yaml::Value>>,
+    /// `sql-sink`'s section (see `super::sql`).
+    #[serde(default)]
+    sql: Option<BTreeMap<String, serde_yaml::Value>>,
     /// `derived-topic`'s section: `from`, the source topic.
     #[serde(default)]
     derived: Option<BTreeMap<String, serde_yaml::Value>>,
@@ -164,9 +174,10 @@ impl SeedFile {
             bail!("direction {direction:?}: use source or sink");
         }
         match (self.kind.as_str(), direction) {
-            ("http" | "file", "source") | ("file", "sink") => {}
+            ("http" | "file", "source") | ("file" | "sql", "sink") => {}
             ("http", _) => bail!("type http runs as a source only (direction: source)"),
-            (other, _) => bail!("type {other:?}: the connector types are: http, file"),
+            ("sql", _) => bail!("type sql runs as a sink only (direction: sink)"),
+            (other, _) => bail!("type {other:?}: the connector types are: http, file, sql"),
         }
         let mut params = self.parameters;
         // Module parameters of the seed's format: `filter: NAME` and the other kinds.
@@ -198,7 +209,8 @@ impl SeedFile {
                 &self.name,
                 base,
             )?)),
-            _ => Kind::Sink(file_sink(params, "parameters", base)?),
+            ("sql", _) => Kind::Sink(Sink::Sql(super::sql::sql_sink(params, "parameters", base)?)),
+            _ => Kind::Sink(Sink::File(file_sink(params, "parameters", base)?)),
         };
         Ok(ConnectorConfig {
             kind,
@@ -235,8 +247,14 @@ impl FluvioFile {
                         base,
                     )?))
                 } else {
-                    Kind::Sink(file_sink(file, "file", base)?)
+                    Kind::Sink(Sink::File(file_sink(file, "file", base)?))
                 }
+            }
+            "sql-sink" => {
+                let Some(sql) = self.sql else {
+                    bail!("a sql-sink needs a `sql` section with url, table and columns");
+                };
+                Kind::Sink(Sink::Sql(super::sql::sql_sink(sql, "sql", base)?))
             }
             "derived-topic" => {
                 let mut section = self.derived.unwrap_or_default();
@@ -258,7 +276,7 @@ impl FluvioFile {
             }
             other => bail!(
                 "meta.type {other:?}: the connector types are: http-source, file-source, \
-                 file-sink, derived-topic"
+                 file-sink, sql-sink, derived-topic"
             ),
         };
         let transforms = self
@@ -556,7 +574,7 @@ mod tests {
             Path::new("/base"),
         )
         .unwrap();
-        let Kind::Sink(sink) = &c.kind else {
+        let Kind::Sink(Sink::File(sink)) = &c.kind else {
             panic!("a file sink: {:?}", c.kind);
         };
         assert_eq!(sink.path, Path::new("/tmp/o.txt"));

@@ -16,6 +16,7 @@ pub mod config;
 pub mod derive;
 pub mod file;
 pub mod http;
+pub mod sql;
 mod status;
 
 use std::path::PathBuf;
@@ -251,13 +252,44 @@ async fn run_source(
     Ok(())
 }
 
+/// Where a running sink writes.
+enum Target<'a> {
+    File(file::SinkFile),
+    Sql(&'a sql::SqlSink, rusqlite::Connection),
+}
+
+impl Target<'_> {
+    /// Writes a batch durably (fsynced file, committed transaction);
+    /// returns the records written and skipped.
+    async fn write(
+        &mut self,
+        batch: &[sluice_client::proto::ConsumerRecord],
+    ) -> anyhow::Result<(u64, u64)> {
+        match self {
+            Target::File(out) => {
+                let values: Vec<&[u8]> = batch.iter().map(|r| r.value.as_slice()).collect();
+                out.write(&values).await?;
+                Ok((batch.len() as u64, 0))
+            }
+            Target::Sql(sink, conn) => {
+                let values: Vec<(u32, u64, &[u8])> = batch
+                    .iter()
+                    .map(|r| (r.partition, r.offset, r.value.as_slice()))
+                    .collect();
+                tokio::task::block_in_place(|| sql::write_batch(sink, conn, &values))
+            }
+        }
+    }
+}
+
 /// Reads every partition of the topic from where the consumer named after
-/// the connector committed (the start, the first time), appends each batch
-/// to the sink's file, fsyncs, then commits: at least once.
+/// the connector committed (the start, the first time), writes each batch
+/// durably (appended to the file and fsynced, or one transaction of rows),
+/// then commits: at least once.
 async fn run_sink(
     args: &RunArgs,
     config: &ConnectorConfig,
-    sink: &file::FileSink,
+    sink: &config::Sink,
     client: &sluice_client::Client,
 ) -> anyhow::Result<()> {
     use sluice_client::proto::{FetchRequest, StartOffset};
@@ -285,16 +317,28 @@ async fn run_sink(
         })
         .collect();
     let mut consumer = client.consume_many(requests);
-    let mut out = file::SinkFile::open(sink).await?;
-    let mut written = 0u64;
+    let (mut out, into) = match sink {
+        config::Sink::File(f) => (
+            Target::File(file::SinkFile::open(f).await?),
+            f.path.display().to_string(),
+        ),
+        config::Sink::Sql(s) => {
+            let conn = tokio::task::block_in_place(|| s.open())
+                .with_context(|| format!("connector {name}: cannot write its table"))?;
+            (
+                Target::Sql(s, conn),
+                format!("table {:?} of {}", s.table, s.database.display()),
+            )
+        }
+    };
+    let (mut written, mut skipped) = (0u64, 0u64);
     let mut status = status::StatusFile::new(args.status_file.clone());
     let mut read_to: std::collections::BTreeMap<u32, u64> = (0..info.spec.partitions)
         .map(|p| (p, committer.committed(p).unwrap_or(0)))
         .collect();
     eprintln!(
-        "connector {name}: appending topic {:?} to {}",
-        config.topic,
-        sink.path.display()
+        "connector {name}: writing topic {:?} to {into}",
+        config.topic
     );
     while args.max_records.is_none_or(|max| written < max) {
         let batch = tokio::select! {
@@ -304,8 +348,7 @@ async fn run_sink(
         let Some(batch) = batch.with_context(|| format!("connector {name}: cannot read"))? else {
             break;
         };
-        let values: Vec<&[u8]> = batch.iter().map(|r| r.value.as_slice()).collect();
-        out.write(&values).await?;
+        let (wrote, skips) = out.write(&batch).await?;
         for r in &batch {
             committer.processed(r.partition, r.offset);
         }
@@ -313,17 +356,18 @@ async fn run_sink(
             .commit()
             .await
             .with_context(|| format!("connector {name}: cannot commit its offsets"))?;
-        written += batch.len() as u64;
+        status.tally.records_in += batch.len() as u64;
+        (written, skipped) = (written + wrote, skipped + skips);
         for r in &batch {
             read_to.insert(r.partition, r.offset + 1);
         }
-        status.tally.records_in = written;
         status.tally.records_out = written;
+        status.tally.failures = skipped;
         if status.lag_due() {
             status.tally.lag = sink_lag(client, &config.topic, &read_to).await;
         }
         status.write().await;
-        eprintln!("connector {name}: {written} record(s) written");
+        eprintln!("connector {name}: {written} record(s) written, {skipped} skipped");
     }
     committer.close().await?;
     Ok(())

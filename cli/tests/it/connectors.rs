@@ -497,3 +497,147 @@ fn connector_create_refuses_a_file_the_cluster_could_not_run() {
     let e = env.fails(&["connector", "logs", "nothing-here"], b"");
     assert!(e.contains("no connector is named"), "{e}");
 }
+
+fn sql_file(env: &Env, name: &str, table: &str, mode: &str, extra: &str) -> String {
+    let db = env.home.path().join("readings.db");
+    let file = env.home.path().join(format!("{name}.yml"));
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: 0.1.0\nmeta:\n  name: {name}\n  type: sql-sink\n  topic: readings\nsql:\n  \
+             url: sqlite://{}\n  table: {table}\n  {mode}\n  columns:\n    device_id: {{json-key: \
+             device.id, type: int, required: true}}\n    temp: {{type: float, default: \"0\"}}\n{extra}",
+            db.display()
+        ),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+#[test]
+fn a_sql_sink_writes_json_records_as_rows_and_resumes_after_its_commit() {
+    let env = Env::started();
+    let db = env.home.path().join("readings.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE latest (device_id INTEGER PRIMARY KEY, temp REAL);
+         CREATE TABLE history (device_id INTEGER, temp REAL);",
+    )
+    .unwrap();
+    env.ok(&["topic", "create", "readings"]);
+    env.ok_with_input(
+        &["produce", "readings"],
+        b"{\"device\": {\"id\": 1}, \"temp\": 20.5}\n{\"device\": {\"id\": 2}}\n{\"device\": {\"id\": 1}, \"temp\": 22}\n",
+    );
+    let rows = |table: &str| -> Vec<(i64, f64)> {
+        let mut q = conn
+            .prepare(&format!(
+                "SELECT device_id, temp FROM {table} ORDER BY rowid"
+            ))
+            .unwrap();
+        q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    // Upsert: one row per device, the latest reading.
+    let latest = sql_file(
+        &env,
+        "latest-sink",
+        "latest",
+        "mode: upsert\n  key: [device_id]",
+        "",
+    );
+    env.ok(&[
+        "connector",
+        "run",
+        "--config",
+        &latest,
+        "--max-records",
+        "3",
+    ]);
+    let mut got = rows("latest");
+    got.sort_by_key(|r| r.0);
+    assert_eq!(got, [(1, 22.0), (2, 0.0)]);
+    // Insert, in two runs: the second resumes after the first's commit, so
+    // no record is written twice.
+    let history = sql_file(&env, "history-sink", "history", "mode: insert", "");
+    env.ok(&[
+        "connector",
+        "run",
+        "--config",
+        &history,
+        "--max-records",
+        "3",
+    ]);
+    env.ok_with_input(
+        &["produce", "readings"],
+        b"{\"device\": {\"id\": 3}, \"temp\": \"19\"}\n",
+    );
+    env.ok(&[
+        "connector",
+        "run",
+        "--config",
+        &history,
+        "--max-records",
+        "1",
+    ]);
+    assert_eq!(rows("history"), [(1, 20.5), (2, 0.0), (1, 22.0), (3, 19.0)]);
+
+    // A record that does not map stops the sink, naming it; skip_invalid
+    // counts it and goes on.
+    env.ok_with_input(
+        &["produce", "readings"],
+        b"not json\n{\"device\": {\"id\": 4}}\n",
+    );
+    let e = env.fails(
+        &[
+            "connector",
+            "run",
+            "--config",
+            &history,
+            "--max-records",
+            "2",
+        ],
+        b"",
+    );
+    assert!(e.contains("offset 4") && e.contains("not JSON"), "{e}");
+    assert_eq!(rows("history").len(), 4, "the failed batch was rolled back");
+    let skipping = sql_file(
+        &env,
+        "history-sink",
+        "history",
+        "mode: insert\n  skip_invalid: true",
+        "",
+    );
+    let out = env.run(
+        &[
+            "connector",
+            "run",
+            "--config",
+            &skipping,
+            "--max-records",
+            "1",
+        ],
+        b"",
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("1 skipped"), "{log}");
+    assert_eq!(rows("history").last(), Some(&(4, 0.0)));
+
+    // A table that does not exist is refused before any record is read.
+    let missing = sql_file(&env, "nope-sink", "nope", "mode: insert", "");
+    let e = env.fails(
+        &[
+            "connector",
+            "run",
+            "--config",
+            &missing,
+            "--max-records",
+            "1",
+        ],
+        b"",
+    );
+    assert!(e.contains("table \"nope\" does not exist"), "{e}");
+}

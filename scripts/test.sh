@@ -26,6 +26,8 @@ command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 # The fault suite's partitions (network namespaces and nftables; root only).
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
+# README's sql sink walkthrough (its test runs it) reads the table with sqlite3.
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

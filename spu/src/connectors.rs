@@ -75,13 +75,28 @@ impl Supervisor {
     /// those that no longer are this node's (deleted, or moved away).
     fn reconcile(&self, launch: &Launch, mine: BTreeMap<String, ConnectorRecord>) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stopped = Vec::new();
         running.retain(|name, s| {
             let keep = mine.get(name).is_some_and(|r| r.spec == s.record.spec);
             if !keep {
                 tracing::info!(connector = %name, "connector stopped here");
+                stopped.push(name.clone());
             }
             keep
         });
+        // Its process is killed as its task is dropped; its directory (file,
+        // logs, counts, a file source's position) goes too, so a node keeps
+        // nothing of connectors it no longer runs. Before any start below: a
+        // connector created again under the name starts afresh.
+        for name in stopped {
+            let dir = launch.root.join(&name);
+            let removed = tokio::task::block_in_place(|| std::fs::remove_dir_all(&dir));
+            if let Err(e) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(connector = %name, dir = %dir.display(), error = %e, "cannot remove a stopped connector's directory");
+            }
+        }
         for (name, record) in mine {
             if running.contains_key(&name) {
                 continue;

@@ -87,6 +87,14 @@ pub const SMARTMODULE_RECORDS_OUT: &str = "sluice_smartmodule_records_out_total"
 pub const SMARTMODULE_BUSY_MICROSECONDS: &str = "sluice_smartmodule_busy_microseconds_total";
 /// Batches that ended in the module's error (trap, fuel, deadline, ABI), counter.
 pub const SMARTMODULE_ERRORS: &str = "sluice_smartmodule_errors_total";
+/// Per connector this node runs (or ran: then `running` is 0 and the rest
+/// keep their last values), from its process's own counts since it started.
+pub const CONNECTOR_RUNNING: &str = "sluice_connector_running";
+pub const CONNECTOR_RESTARTS: &str = "sluice_connector_restarts";
+pub const CONNECTOR_RECORDS_IN: &str = "sluice_connector_records_in";
+pub const CONNECTOR_RECORDS_OUT: &str = "sluice_connector_records_out";
+pub const CONNECTOR_FAILURES: &str = "sluice_connector_failures";
+pub const CONNECTOR_LAG: &str = "sluice_connector_lag_records";
 
 /// Starts the Prometheus exporter on `listen` (`GET /metrics`). Fails if the
 /// address cannot be bound or a recorder is already installed.
@@ -171,6 +179,27 @@ fn describe() {
         "Time inside the module"
     );
     describe_counter!(SMARTMODULE_ERRORS, "Batches that ended in an error");
+    describe_gauge!(
+        CONNECTOR_RUNNING,
+        "1 while the connector's process runs here"
+    );
+    describe_gauge!(
+        CONNECTOR_RESTARTS,
+        "Times the connector's process was started again here"
+    );
+    describe_gauge!(
+        CONNECTOR_RECORDS_IN,
+        "Records the connector's process read since it started"
+    );
+    describe_gauge!(
+        CONNECTOR_RECORDS_OUT,
+        "Records the connector's process wrote since it started"
+    );
+    describe_gauge!(
+        CONNECTOR_FAILURES,
+        "Failed polls or writes (each retried) since it started"
+    );
+    describe_gauge!(CONNECTOR_LAG, "A sink's records committed but not yet read");
     describe_counter!(
         crate::audit_log::AUDIT_EVENTS_WRITTEN,
         "Audit events this node wrote to the audit topic"
@@ -267,6 +296,8 @@ impl Drop for Live {
 pub(crate) async fn sample(node: Arc<Shared>) {
     // The leader each replica last saw, to count changes.
     let mut leaders: BTreeMap<(String, u32), Option<u64>> = BTreeMap::new();
+    // Connectors that ran here, to mark those gone as not running.
+    let mut connectors_seen: std::collections::BTreeSet<String> = Default::default();
     let mut tick = tokio::time::interval(METRICS_SAMPLE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -277,6 +308,7 @@ pub(crate) async fn sample(node: Arc<Shared>) {
         if let Some(q) = node.replicas.quiescence() {
             gauge!(RAFT_GROUPS_ASLEEP).set(q.asleep_count() as f64);
         }
+        sample_connectors(&node, &mut connectors_seen).await;
         for partition in node.replicas.all() {
             let labels = partition_labels(&partition.topic, partition.index);
             let (start, end, _) = partition.offsets();
@@ -304,6 +336,28 @@ pub(crate) async fn sample(node: Arc<Shared>) {
             }
         }
     }
+}
+
+/// The connectors this node runs: running, restarts and their process's
+/// counts; those that ran here before are marked as not running.
+async fn sample_connectors(node: &Shared, seen: &mut std::collections::BTreeSet<String>) {
+    let here = node.connectors.here(&node.connector_launch, &[]).await;
+    let now: std::collections::BTreeSet<String> = here.iter().map(|r| r.name.clone()).collect();
+    for gone in seen.difference(&now) {
+        gauge!(CONNECTOR_RUNNING, "connector" => gone.clone()).set(0.0);
+    }
+    for r in &here {
+        let label = [("connector", r.name.clone())];
+        gauge!(CONNECTOR_RUNNING, &label).set(if r.pid > 0 { 1.0 } else { 0.0 });
+        gauge!(CONNECTOR_RESTARTS, &label).set(r.restarts as f64);
+        gauge!(CONNECTOR_RECORDS_IN, &label).set(r.tally.records_in as f64);
+        gauge!(CONNECTOR_RECORDS_OUT, &label).set(r.tally.records_out as f64);
+        gauge!(CONNECTOR_FAILURES, &label).set(r.tally.failures as f64);
+        if let Some(lag) = r.tally.lag {
+            gauge!(CONNECTOR_LAG, &label).set(lag as f64);
+        }
+    }
+    seen.extend(now);
 }
 
 /// The process's resident set in bytes, from `/proc/self/statm` (Linux).

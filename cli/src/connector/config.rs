@@ -169,7 +169,9 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 impl SeedFile {
     fn checked(self, base: &Path) -> anyhow::Result<ConnectorConfig> {
         check_name(&self.name)?;
-        let direction = self.direction.as_deref().unwrap_or("source");
+        // Each type's one direction unless the file says; a file runs either way.
+        let natural = if self.kind == "sql" { "sink" } else { "source" };
+        let direction = self.direction.as_deref().unwrap_or(natural);
         if direction != "source" && direction != "sink" {
             bail!("direction {direction:?}: use source or sink");
         }
@@ -636,8 +638,16 @@ mod tests {
                 "http://",
             ),
             (
+                "apiVersion: 0.1.0\nmeta: {name: c, type: kafka-sink, topic: t}\n",
+                "http-source, file-source, file-sink, sql-sink, derived-topic",
+            ),
+            (
                 "apiVersion: 0.1.0\nmeta: {name: c, type: sql-sink, topic: t}\n",
-                "http-source, file-source, file-sink",
+                "needs a `sql` section",
+            ),
+            (
+                "name: c\ntype: sql\ntopic: t\nparameters: {url: sqlite:x.db, table: t}\n",
+                "parameters.columns is required",
             ),
             (
                 "apiVersion: 0.1.0\nmeta: {name: c, type: http-source, topic: t}\n",

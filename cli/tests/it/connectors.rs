@@ -416,6 +416,15 @@ fn the_cluster_runs_a_connector_moves_it_off_a_killed_node_and_stops_it_when_del
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     let log = env.ok(&["connector", "logs", "cat-facts-connector"]);
     assert!(log.contains("record(s) sent"), "{log}");
+    // Its node's metrics say the same (the metrics port is the node's QUIC port).
+    let label = ["connector=\"cat-facts-connector\""];
+    crate::harness::wait_until(Duration::from_secs(15), || {
+        crate::harness::scrape(env.port + first as u16 - 1).is_some_and(|body| {
+            crate::harness::sample(&body, "sluice_connector_running", &label) == Some(1.0)
+                && crate::harness::sample(&body, "sluice_connector_records_out", &label)
+                    .is_some_and(|n| n >= 2.0)
+        })
+    });
 
     // Its node dies: the controller moves it, and records keep coming.
     env.kill(first);
@@ -433,9 +442,16 @@ fn the_cluster_runs_a_connector_moves_it_off_a_killed_node_and_stops_it_when_del
     });
 
     // Deleted: it stops on its node, and nothing else (such as the killed
-    // node's process, had it outlived its node) writes any more.
+    // node's process, had it outlived its node) writes any more; its node
+    // keeps nothing of it.
+    let d = describe(&env, "cat-facts-connector");
+    let second = d["node"].as_u64().unwrap();
+    let dir = env
+        .node_dir_of(second)
+        .join("connectors/cat-facts-connector");
+    assert!(dir.join("config.yaml").is_file(), "{}", dir.display());
     env.ok(&["connector", "delete", "cat-facts-connector"]);
-    std::thread::sleep(Duration::from_secs(2));
+    crate::harness::wait_until(Duration::from_secs(10), || !dir.exists());
     let polls = requests.load(Ordering::SeqCst);
     let stored = records_of(&env, "cat-facts").len();
     std::thread::sleep(Duration::from_secs(2));

@@ -588,8 +588,20 @@ impl Client {
                 producer,
             })
         };
-        let route = Some((topic, partition));
-        let exchange = self.routed(route, &request, "produce");
+        self.produce_to_leader(topic, partition, &request, "produce")
+            .await
+    }
+
+    /// Sends a produce `request` (of any shape) to the partition's leader,
+    /// watching for its death, and returns where the batch was written.
+    pub(crate) async fn produce_to_leader(
+        &self,
+        topic: &str,
+        partition: u32,
+        request: &Request,
+        what: &'static str,
+    ) -> Result<ProduceResponse> {
+        let exchange = self.routed(Some((topic, partition)), request, what);
         // Where `routed` sends it first: the known leader, else the first
         // node it tries. If that node dies, the request stays unanswered until
         // the connection times out, unless the other replicas say so first.
@@ -599,11 +611,11 @@ impl Client {
             .copied()
             .unwrap_or_else(|| self.bootstrap_candidates()[0]);
         let (response, _) = self
-            .watch_leader(topic, partition, target, "produce", exchange)
+            .watch_leader(topic, partition, target, what, exchange)
             .await?;
         match response {
             Response::Produced(produced) => Ok(produced),
-            other => Err(self.unexpected("produce", &other)),
+            other => Err(self.unexpected(what, &other)),
         }
     }
 

@@ -296,7 +296,8 @@ impl FluvioFile {
     }
 }
 
-fn text(value: &serde_yaml::Value, key: &str) -> anyhow::Result<String> {
+/// A scalar of the file as text (`key` names it in the error).
+pub(super) fn text(value: &serde_yaml::Value, key: &str) -> anyhow::Result<String> {
     match value {
         serde_yaml::Value::String(s) => Ok(s.clone()),
         serde_yaml::Value::Number(n) => Ok(n.to_string()),

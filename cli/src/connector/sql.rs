@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rusqlite::types::Value as SqlValue;
 
+use super::config::text;
+
 /// A column's type in the mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColumnType {
@@ -79,15 +81,6 @@ fn identifier(what: &str, name: &str) -> anyhow::Result<String> {
         bail!("{what} {name:?}: use 1 to 63 letters, digits and '_', not starting with a digit");
     }
     Ok(name.to_string())
-}
-
-fn text(value: &serde_yaml::Value, key: &str) -> anyhow::Result<String> {
-    match value {
-        serde_yaml::Value::String(s) => Ok(s.clone()),
-        serde_yaml::Value::Number(n) => Ok(n.to_string()),
-        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
-        _ => bail!("{key}: expected a text, found {value:?}"),
-    }
 }
 
 /// The sql sink of a section's keys (see the module documentation).

@@ -42,6 +42,22 @@ fn serve(answers: Vec<(u16, &'static str)>) -> (u16, Arc<AtomicUsize>) {
     (port, count)
 }
 
+/// The seed's connector file, as written, with a local endpoint (and a
+/// faster interval).
+fn seed_file(env: &Env, port: u16) -> std::path::PathBuf {
+    let file = env.home.path().join("cat-facts-connector.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: cat-facts-connector\ntype: http\ntopic: cat-facts\ncreate_topic: true\n\
+             direction: source\nparameters:\n  endpoint: http://127.0.0.1:{port}/fact\n  \
+             interval: 0.2\n  filter: has-a\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
 #[test]
 fn an_http_source_polls_filters_and_produces() {
     let env = Env::started();
@@ -54,16 +70,7 @@ fn an_http_source_polls_filters_and_produces() {
         (200, "a cat purrs"),
     ]);
     // The seed's file, as written, with a local endpoint.
-    let file = env.home.path().join("cat-facts-connector.yml");
-    std::fs::write(
-        &file,
-        format!(
-            "name: cat-facts-connector\ntype: http\ntopic: cat-facts\ncreate_topic: true\n\
-             direction: source\nparameters:\n  endpoint: http://127.0.0.1:{port}/fact\n  \
-             interval: 0.2\n  filter: has-a\n"
-        ),
-    )
-    .unwrap();
+    let file = seed_file(&env, port);
     let out = env
         .command(&[
             "connector",
@@ -368,16 +375,7 @@ fn the_cluster_runs_a_connector_moves_it_off_a_killed_node_and_stops_it_when_del
         (200, "dogs run"),
         (200, "a cat naps"),
     ]);
-    let file = env.home.path().join("cat-facts-connector.yml");
-    std::fs::write(
-        &file,
-        format!(
-            "name: cat-facts-connector\ntype: http\ntopic: cat-facts\ncreate_topic: true\n\
-             direction: source\nparameters:\n  endpoint: http://127.0.0.1:{port}/fact\n  \
-             interval: 0.2\n  filter: has-a\n"
-        ),
-    )
-    .unwrap();
+    let file = seed_file(&env, port);
     let created = env.ok(&[
         "connector",
         "create",

@@ -2,7 +2,7 @@
 //! the partition ends where the writer believes, so that a writer that may
 //! run twice (a derived topic's copy) writes each record once.
 
-use sluice_proto::{CompressedProduce, Compression, ProduceResponse, Record, Request, Response};
+use sluice_proto::{CompressedProduce, Compression, ProduceResponse, Record, Request};
 
 use super::{Client, check_record_size};
 use crate::error::Result;
@@ -35,18 +35,7 @@ impl Client {
             },
             expected_offset,
         };
-        let exchange = self.routed(Some((topic, partition)), &request, "produce at offset");
-        let target = self
-            .leaders()
-            .get(&(topic.to_string(), partition))
-            .copied()
-            .unwrap_or_else(|| self.bootstrap_candidates()[0]);
-        let (response, _) = self
-            .watch_leader(topic, partition, target, "produce at offset", exchange)
-            .await?;
-        match response {
-            Response::Produced(produced) => Ok(produced),
-            other => Err(self.unexpected("produce at offset", &other)),
-        }
+        self.produce_to_leader(topic, partition, &request, "produce at offset")
+            .await
     }
 }

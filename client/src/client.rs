@@ -592,33 +592,6 @@ impl Client {
             .await
     }
 
-    /// Sends a produce `request` (of any shape) to the partition's leader,
-    /// watching for its death, and returns where the batch was written.
-    pub(crate) async fn produce_to_leader(
-        &self,
-        topic: &str,
-        partition: u32,
-        request: &Request,
-        what: &'static str,
-    ) -> Result<ProduceResponse> {
-        let exchange = self.routed(Some((topic, partition)), request, what);
-        // Where `routed` sends it first: the known leader, else the first
-        // node it tries. If that node dies, the request stays unanswered until
-        // the connection times out, unless the other replicas say so first.
-        let target = self
-            .leaders()
-            .get(&(topic.to_string(), partition))
-            .copied()
-            .unwrap_or_else(|| self.bootstrap_candidates()[0]);
-        let (response, _) = self
-            .watch_leader(topic, partition, target, what, exchange)
-            .await?;
-        match response {
-            Response::Produced(produced) => Ok(produced),
-            other => Err(self.unexpected(what, &other)),
-        }
-    }
-
     /// Starts reading a partition. The node resolves the start offset first
     /// (see [`FetchStream::start_offset`]), then pushes records; with
     /// `follow` it keeps pushing new records as they are committed.

@@ -1,8 +1,10 @@
-//! Conditional appends ([`Client::produce_at`]): a batch written only if
-//! the partition ends where the writer believes, so that a writer that may
-//! run twice (a derived topic's copy) writes each record once.
+//! Produce requests on their way to a partition's leader: the one routed
+//! send every produce shape takes ([`Client::produce_to_leader`]), and
+//! conditional appends ([`Client::produce_at`]): a batch written only if the
+//! partition ends where the writer believes, so that a writer that may run
+//! twice (a derived topic's copy) writes each record once.
 
-use sluice_proto::{CompressedProduce, Compression, ProduceResponse, Record, Request};
+use sluice_proto::{CompressedProduce, Compression, ProduceResponse, Record, Request, Response};
 
 use super::{Client, check_record_size};
 use crate::error::Result;
@@ -37,5 +39,32 @@ impl Client {
         };
         self.produce_to_leader(topic, partition, &request, "produce at offset")
             .await
+    }
+
+    /// Sends a produce `request` (of any shape) to the partition's leader,
+    /// watching for its death, and returns where the batch was written.
+    pub(crate) async fn produce_to_leader(
+        &self,
+        topic: &str,
+        partition: u32,
+        request: &Request,
+        what: &'static str,
+    ) -> Result<ProduceResponse> {
+        let exchange = self.routed(Some((topic, partition)), request, what);
+        // Where `routed` sends it first: the known leader, else the first
+        // node it tries. If that node dies, the request stays unanswered until
+        // the connection times out, unless the other replicas say so first.
+        let target = self
+            .leaders()
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or_else(|| self.bootstrap_candidates()[0]);
+        let (response, _) = self
+            .watch_leader(topic, partition, target, what, exchange)
+            .await?;
+        match response {
+            Response::Produced(produced) => Ok(produced),
+            other => Err(self.unexpected(what, &other)),
+        }
     }
 }

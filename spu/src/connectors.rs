@@ -336,6 +336,10 @@ impl LogFile {
             *self = Self::open(&self.dir).await?;
         }
         self.file.write_all(bytes).await?;
+        // A tokio file hands writes to the blocking pool and returns: flushed,
+        // the bytes are in the file before `connector logs` reads it or the
+        // next rotation renames it.
+        self.file.flush().await?;
         self.len += bytes.len() as u64;
         Ok(())
     }

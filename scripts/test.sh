@@ -28,6 +28,10 @@ command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
 # README's sql sink walkthrough (its test runs it) reads the table with sqlite3.
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+# The sql sink's PostgreSQL tests and README walkthrough start a throwaway
+# server (scripts/postgres-scratch.sh) and read it with psql.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -77,6 +77,16 @@ struct TransformsFile {
 }
 
 impl Transform {
+    /// The module it names, as written.
+    pub(crate) fn uses(&self) -> &str {
+        &self.uses
+    }
+
+    /// Its `with` section, for a transform the caller reads itself.
+    pub(crate) fn into_with(self) -> BTreeMap<String, serde_yaml::Value> {
+        self.with
+    }
+
     /// The invocation: `uses` resolves like a module flag's value (a path or
     /// a registered name); `with` values become the module's parameters
     /// (strings as they are, anything structured as JSON text).

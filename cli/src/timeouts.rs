@@ -44,6 +44,12 @@ pub const FILE_POLL_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one http request may take, connection included.
 pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one read of a streaming http source waits for records before
+/// it returns with none, so that its connector sees Ctrl-C and reports.
+pub const HTTP_STREAM_POLL_WAIT: Duration = Duration::from_secs(1);
+/// A streaming http source that sends nothing for this long is opened
+/// again (a connection silently dropped by a middlebox never ends).
+pub const HTTP_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often a connector run by a node checks that the node still runs.
 pub const CONNECTOR_PARENT_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a derived topic's copy waits after an append that failed
@@ -52,6 +58,11 @@ pub const DERIVE_RETRY_WAIT: Duration = Duration::from_millis(500);
 /// How long the sql sink waits for a SQLite database another process has
 /// locked before the write fails (and the batch is written again).
 pub const SQL_BUSY_WAIT: Duration = Duration::from_secs(5);
+/// How long connecting to a PostgreSQL server for the sql sink may take.
+pub const SQL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long PostgreSQL may take to write one batch (begin to commit) before
+/// the sink fails, naming the server; its batch is written again on restart.
+pub const SQL_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a derived topic's copy reports its counts.
 pub const CONNECTOR_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a sink measures its lag (one partition list each time).
@@ -64,6 +75,8 @@ const fn below(a: Duration, b: Duration) -> bool {
 const _: () = assert!(below(CLUSTER_READY_POLL, CLUSTER_READY_TIMEOUT));
 const _: () = assert!(below(NODE_STOP_POLL, NODE_STOP_TIMEOUT));
 const _: () = assert!(below(HTTP_CONNECT_TIMEOUT, HTTP_REQUEST_TIMEOUT));
+const _: () = assert!(below(SQL_CONNECT_TIMEOUT, SQL_WRITE_TIMEOUT));
+const _: () = assert!(below(HTTP_STREAM_POLL_WAIT, HTTP_STREAM_IDLE_TIMEOUT));
 const _: () = assert!(!below(
     HTTP_POLL_INTERVAL_DEFAULT,
     CONNECTOR_POLL_INTERVAL_MIN

@@ -44,6 +44,7 @@ use sluice_client::proto::{SmartModuleInvocation, SmartModuleKind, SmartModuleSo
 
 use super::file::{FileSink, FileSource, StartAt};
 use super::http::{Endpoint, HttpSource, Output};
+use super::sql::json_sql;
 
 /// Largest connector file read.
 const CONNECTOR_FILE_BYTES_MAX: u64 = 64 * 1024;
@@ -225,7 +226,7 @@ impl SeedFile {
 }
 
 impl FluvioFile {
-    fn checked(self, base: &Path) -> anyhow::Result<ConnectorConfig> {
+    fn checked(mut self, base: &Path) -> anyhow::Result<ConnectorConfig> {
         check_name(&self.meta.name)?;
         let kind = match self.meta.kind.as_str() {
             "http-source" => {
@@ -253,9 +254,17 @@ impl FluvioFile {
                 }
             }
             "sql-sink" => {
-                let Some(sql) = self.sql else {
+                let Some(mut sql) = self.sql.take() else {
                     bail!("a sql-sink needs a `sql` section with url, table and columns");
                 };
+                if self
+                    .transforms
+                    .last()
+                    .is_some_and(|t| json_sql::is_json_sql(t.uses()))
+                {
+                    let mapping = self.transforms.pop().map(|t| t.into_with());
+                    json_sql::merge(&mut sql, mapping.unwrap_or_default())?;
+                }
                 Kind::Sink(Sink::Sql(super::sql::sql_sink(sql, "sql", base)?))
             }
             "derived-topic" => {
@@ -281,6 +290,17 @@ impl FluvioFile {
                  file-sink, sql-sink, derived-topic"
             ),
         };
+        if let Some(t) = self
+            .transforms
+            .iter()
+            .find(|t| json_sql::is_json_sql(t.uses()))
+        {
+            bail!(
+                "transforms: {} is the sql sink's mapping of records to rows; it goes last in a \
+                 sql-sink's transforms",
+                t.uses()
+            );
+        }
         let transforms = self
             .transforms
             .into_iter()
@@ -472,6 +492,26 @@ fn http_source(
     // Fluvio's `output_type: text|json` only says how the parts are laid
     // out; both are taken, the layout here is fixed (see `Output`).
     take("output_type");
+    let stream = match take("stream") {
+        None | Some(serde_yaml::Value::Bool(false)) => false,
+        Some(serde_yaml::Value::Bool(true)) => true,
+        Some(other) => bail!("{section}.stream: expected true or false, found {other:?}"),
+    };
+    let delimiter = take("delimiter")
+        .map(|v| text(&v, &format!("{section}.delimiter")))
+        .transpose()?;
+    let stream = match (stream, delimiter) {
+        (true, Some(d)) if d.is_empty() => bail!("{section}.delimiter is empty"),
+        (true, Some(d)) => Some(d.into_bytes()),
+        (true, None) => Some(b"\n".to_vec()),
+        (false, Some(_)) => bail!("{section}.delimiter is for a streaming source (stream: true)"),
+        (false, None) => None,
+    };
+    if stream.is_some() && output == Output::Full {
+        bail!(
+            "{section}.output_parts: full is for polling; a stream's records are pieces of one body"
+        );
+    }
     let ca_file = take("ca_file")
         .or_else(|| take("ca-file"))
         .map(|v| text(&v, &format!("{section}.ca_file")).map(|t| base.join(t)))
@@ -479,7 +519,7 @@ fn http_source(
     if let Some(key) = keys.keys().next() {
         bail!(
             "{section}.{key}: not a parameter of the http source (endpoint, interval, method, \
-             headers, body, output_parts, ca_file)"
+             headers, body, output_parts, ca_file, stream, delimiter)"
         );
     }
     let tls = match (endpoint.is_tls(), &ca_file) {
@@ -499,6 +539,7 @@ fn http_source(
         body,
         output,
         tls,
+        stream,
     })
 }
 

@@ -152,6 +152,10 @@ pub struct HttpSource {
     pub output: Output,
     /// For an `https://` endpoint.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// `stream: true`: one long request whose body is a stream of records
+    /// (see `super::http_stream`), split at this delimiter unless it is an
+    /// event stream; `None`: a request every `interval`, one record each.
+    pub stream: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -164,6 +168,7 @@ impl std::fmt::Debug for HttpSource {
             .field("body", &self.body)
             .field("output", &self.output)
             .field("tls", &self.tls.is_some())
+            .field("stream", &self.stream)
             .finish()
     }
 }
@@ -216,57 +221,7 @@ impl HttpSource {
     }
 
     async fn request(&self) -> anyhow::Result<Answer> {
-        let Endpoint { host, port, .. } = &self.endpoint;
-        let stream = tokio::time::timeout(
-            HTTP_CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect((host.as_str(), *port)),
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to {} took over {HTTP_CONNECT_TIMEOUT:?}",
-                self.endpoint
-            )
-        })?
-        .with_context(|| format!("cannot connect to {}", self.endpoint))?;
-        match &self.tls {
-            None => self.exchange(stream).await,
-            Some(config) => {
-                let name = rustls::pki_types::ServerName::try_from(host.clone())
-                    .with_context(|| format!("{host:?} is not a host name TLS can check"))?;
-                let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, stream)
-                    .await
-                    .with_context(|| format!("TLS with {} failed", self.endpoint))?;
-                self.exchange(tls).await
-            }
-        }
-    }
-
-    /// Sends the request over `stream` and reads the whole answer.
-    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-        &self,
-        mut stream: S,
-    ) -> anyhow::Result<Answer> {
-        let Endpoint {
-            host, port, target, ..
-        } = &self.endpoint;
-        let mut head = format!(
-            "{} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: sluice-connector\r\n\
-             Accept: */*\r\nConnection: close\r\n",
-            self.method
-        );
-        for (name, value) in &self.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        let body = self.body.as_deref().unwrap_or("");
-        if self.body.is_some() {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        stream.flush().await?;
+        let mut stream = self.send().await?;
         let limit = HTTP_HEAD_BYTES_MAX + RECORD_SIZE_BYTES_DEFAULT;
         let mut raw = Vec::new();
         let read = (&mut stream)
@@ -290,12 +245,91 @@ impl HttpSource {
         }
         parse_answer(&raw).with_context(|| format!("the answer of {}", self.endpoint))
     }
+
+    /// Connects to the endpoint (over TLS for `https://`) and sends the
+    /// request; the answer is the caller's to read.
+    pub(super) async fn send(&self) -> anyhow::Result<Box<dyn Connection>> {
+        let Endpoint { host, port, .. } = &self.endpoint;
+        let stream = tokio::time::timeout(
+            HTTP_CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect((host.as_str(), *port)),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to {} took over {HTTP_CONNECT_TIMEOUT:?}",
+                self.endpoint
+            )
+        })?
+        .with_context(|| format!("cannot connect to {}", self.endpoint))?;
+        let mut stream: Box<dyn Connection> = match &self.tls {
+            None => Box::new(stream),
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .with_context(|| format!("{host:?} is not a host name TLS can check"))?;
+                Box::new(
+                    tokio_rustls::TlsConnector::from(config.clone())
+                        .connect(name, stream)
+                        .await
+                        .with_context(|| format!("TLS with {} failed", self.endpoint))?,
+                )
+            }
+        };
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: sluice-connector\r\n\
+             Accept: */*\r\nConnection: close\r\n",
+            self.method, self.endpoint.target
+        );
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let body = self.body.as_deref().unwrap_or("");
+        if self.body.is_some() {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.flush().await?;
+        Ok(stream)
+    }
 }
 
-/// Parses a whole HTTP/1.x response (the connection was closed after it).
-pub fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
+/// A connection to an endpoint, plain or TLS.
+pub(super) trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+/// A response's status line and headers.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// The value of header `name` (the first, names compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_chunked(&self) -> bool {
+        self.header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    }
+}
+
+/// Parses the head at the start of `raw`; `None` if its end has not
+/// arrived yet, else the head and where the body starts.
+pub fn parse_head(raw: &[u8]) -> anyhow::Result<Option<(Head, usize)>> {
     let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        bail!("no end of headers in {} bytes", raw.len());
+        if raw.len() > HTTP_HEAD_BYTES_MAX {
+            bail!("headers longer than {HTTP_HEAD_BYTES_MAX} bytes");
+        }
+        return Ok(None);
     };
     if split > HTTP_HEAD_BYTES_MAX {
         bail!("headers longer than {HTTP_HEAD_BYTES_MAX} bytes");
@@ -318,16 +352,25 @@ pub fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
         };
         headers.push((name.trim().to_string(), value.trim().to_string()));
     }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+    Ok(Some((
+        Head {
+            status,
+            reason: reason.to_string(),
+            headers,
+        },
+        split + 4,
+    )))
+}
+
+/// Parses a whole HTTP/1.x response (the connection was closed after it).
+pub fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
+    let Some((head, at)) = parse_head(raw)? else {
+        bail!("no end of headers in {} bytes", raw.len());
     };
-    let rest = &raw[split + 4..];
-    let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    let rest = &raw[at..];
+    let body = if head.is_chunked() {
         dechunk(rest)?
-    } else if let Some(len) = header("content-length") {
+    } else if let Some(len) = head.header("content-length") {
         let len: usize = len
             .parse()
             .with_context(|| format!("Content-Length {len:?} is not a number"))?;
@@ -339,9 +382,9 @@ pub fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
         rest.to_vec()
     };
     Ok(Answer {
-        status,
-        reason: reason.to_string(),
-        headers,
+        status: head.status,
+        reason: head.reason,
+        headers: head.headers,
         body,
     })
 }

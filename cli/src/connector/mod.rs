@@ -1,21 +1,25 @@
 //! `sluice connector run --config FILE`: a connector run in the
-//! foreground, for development (issue 19 adds connectors the cluster runs).
+//! foreground, for development and as the process a node runs for each
+//! connector of the cluster (`connector create`, see [`cluster`]).
 //!
 //! A source reads from outside the cluster and produces to a topic through
 //! the idempotent producer, after the SmartModules its file names (every
 //! kind, registered names or `.wasm` files, with parameters): records a
 //! module drops never leave this process. Sources: `http` (polls an
-//! endpoint every `interval`, see [`http`]) and `file` (tails a file, see
-//! [`file`]). A sink reads a topic as the consumer named after it, the
-//! modules applied by the node, and commits after each batch is written:
-//! `file` (appends to a file). Both file formats of the seed documents and
-//! of Fluvio are read, see [`config`].
+//! endpoint every `interval`, see [`http`], or reads one answer as a stream,
+//! see [`http_stream`]) and `file` (tails a file, see [`file`]). A sink
+//! reads a topic as the consumer named after it, the modules applied by the
+//! node, and commits after each batch is written: `file` (appends to a
+//! file) and `sql` (rows of a SQLite or PostgreSQL table, see [`sql`]). A
+//! derived topic's copy is [`derive`]. Both file formats of the seed
+//! documents and of Fluvio are read, see [`config`].
 
 pub mod cluster;
 pub mod config;
 pub mod derive;
 pub mod file;
 pub mod http;
+pub mod http_stream;
 pub mod sql;
 mod status;
 
@@ -55,8 +59,8 @@ pub struct RunArgs {
     /// Stop after this many polls of the source (default: run until Ctrl-C).
     #[arg(long, value_name = "N")]
     pub max_polls: Option<u64>,
-    /// A sink stops once it has written this many records (default: run
-    /// until Ctrl-C).
+    /// Stop once this many records were written (a sink) or sent (a
+    /// source; the last batch is sent whole) (default: run until Ctrl-C).
     #[arg(long, value_name = "N")]
     pub max_records: Option<u64>,
     /// Write the connector's counts to this file (JSON), as they change:
@@ -97,6 +101,7 @@ pub async fn run(cmd: ConnectorCmd, globals: &Globals) -> anyhow::Result<()> {
 /// A source's next records: one per http answer, one per file line.
 enum Running {
     Http(http::HttpSource),
+    HttpStream(http_stream::Stream),
     File(file::Tail),
 }
 
@@ -104,6 +109,7 @@ impl Running {
     async fn poll(&mut self, name: &str) -> anyhow::Result<Vec<Vec<u8>>> {
         match self {
             Running::Http(source) => source.poll().await.map(|v| vec![v]),
+            Running::HttpStream(stream) => stream.poll().await,
             Running::File(tail) => {
                 let (lines, notes) = tail.poll().await?;
                 for note in notes {
@@ -117,7 +123,7 @@ impl Running {
     /// The last poll's records are stored.
     fn acknowledged(&mut self) -> anyhow::Result<()> {
         match self {
-            Running::Http(_) => Ok(()),
+            Running::Http(_) | Running::HttpStream(_) => Ok(()),
             Running::File(tail) => tail.acknowledged(),
         }
     }
@@ -125,6 +131,7 @@ impl Running {
     fn interval(&self) -> Duration {
         match self {
             Running::Http(source) => source.interval,
+            Running::HttpStream(stream) => stream.interval(),
             Running::File(tail) => tail.interval(),
         }
     }
@@ -168,6 +175,9 @@ async fn run_source(
         )
     };
     let mut source = match config.kind {
+        Kind::Source(Source::Http(http)) if http.stream.is_some() => {
+            Running::HttpStream(http_stream::Stream::new(http))
+        }
         Kind::Source(Source::Http(http)) => Running::Http(http),
         Kind::Source(Source::File(file)) => Running::File(file::Tail::new(file)?),
         Kind::Sink(_) | Kind::Derived { .. } => unreachable!("run in run_sink, run_derived"),
@@ -178,7 +188,9 @@ async fn run_source(
     let mut reported = (0u64, 0u64, 0u64);
     let mut wait = Duration::ZERO;
     loop {
-        if args.max_polls.is_some_and(|max| polls >= max) {
+        if args.max_polls.is_some_and(|max| polls >= max)
+            || args.max_records.is_some_and(|max| sent >= max)
+        {
             break;
         }
         tokio::select! {
@@ -255,7 +267,7 @@ async fn run_source(
 /// Where a running sink writes.
 enum Target<'a> {
     File(file::SinkFile),
-    Sql(&'a sql::SqlSink, rusqlite::Connection),
+    Sql(&'a sql::SqlSink, sql::Writer),
 }
 
 impl Target<'_> {
@@ -271,12 +283,12 @@ impl Target<'_> {
                 out.write(&values).await?;
                 Ok((batch.len() as u64, 0))
             }
-            Target::Sql(sink, conn) => {
+            Target::Sql(sink, writer) => {
                 let values: Vec<(u32, u64, &[u8])> = batch
                     .iter()
                     .map(|r| (r.partition, r.offset, r.value.as_slice()))
                     .collect();
-                tokio::task::block_in_place(|| sql::write_batch(sink, conn, &values))
+                writer.write_batch(sink, &values).await
             }
         }
     }
@@ -323,11 +335,12 @@ async fn run_sink(
             f.path.display().to_string(),
         ),
         config::Sink::Sql(s) => {
-            let conn = tokio::task::block_in_place(|| s.open())
+            let writer = sql::Writer::open(s)
+                .await
                 .with_context(|| format!("connector {name}: cannot write its table"))?;
             (
-                Target::Sql(s, conn),
-                format!("table {:?} of {}", s.table, s.database.display()),
+                Target::Sql(s, writer),
+                format!("table {:?} of {}", s.table, s.database),
             )
         }
     };

@@ -7,7 +7,7 @@
 //! apiVersion: 0.1.0
 //! meta: {name: readings-sink, type: sql-sink, topic: readings}
 //! sql:
-//!   url: sqlite:///var/lib/app/readings.db   # or a path ending .db / .sqlite
+//!   url: sqlite:///var/lib/app/readings.db   # or postgres://USER@HOST:PORT/DB
 //!   table: readings
 //!   mode: upsert              # or insert (the default)
 //!   key: [device_id]          # upsert: the columns of the table's unique key
@@ -18,19 +18,63 @@
 //!     raw: {json-key: "$", type: json}
 //! ```
 //!
-//! Types: `int`, `float`, `text`, `bool` (stored 0/1), `json` (the value's
-//! JSON text). A column whose key is missing (or null) takes its default,
-//! else NULL, unless `required`. The table must exist with those columns:
-//! the sink checks it before it reads a record. SQLite only in this
-//! release; a `postgres://` url is refused saying so.
+//! Types: `int`, `float`, `text`, `bool`, `json` (the value's JSON text),
+//! with Fluvio's json-sql names for them (`int4`, `bigint`, `float8`,
+//! `jsonb`, ...); its `numeric`, `date`, `time`, `timestamp`, `uuid` and
+//! `bytea` are text that the database converts. A column whose key is
+//! missing (or null) takes its default, else NULL, unless `required`. The
+//! table must exist with those columns: the sink checks it before it reads a
+//! record. Fluvio's form of the mapping, a last transform `uses:
+//! infinyon/json-sql` with `with: {mapping: {table, map-columns}}`, is read
+//! by [`json_sql`] into the same [`SqlSink`].
+//!
+//! Where rows go is [`sqlite`] (a file, SQLite compiled in) or [`postgres`]
+//! (a server, over its wire protocol); both write one batch in one
+//! transaction through [`Writer`].
+
+pub mod json_sql;
+mod postgres;
+mod sqlite;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
-use rusqlite::types::Value as SqlValue;
+use anyhow::bail;
 
 use super::config::text;
+
+/// One value of a row, as the mapping made it; each database stores it in
+/// its own way (SQLite: bools as 0/1, JSON as text; PostgreSQL: converted by
+/// the server to the column's type).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bool(bool),
+    /// JSON text.
+    Json(String),
+}
+
+/// Where the rows go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file, which must exist.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server: the url as given (it may hold a password, so it is
+    /// never printed) and how to name it in messages.
+    Postgres { url: String, shown: String },
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres { shown, .. } => f.write_str(shown),
+        }
+    }
+}
 
 /// A column's type in the mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +94,7 @@ pub struct Column {
     pub json_key: Vec<String>,
     pub kind: ColumnType,
     pub required: bool,
-    pub default: Option<SqlValue>,
+    pub default: Option<Cell>,
 }
 
 /// Insert every record, or update the row with the same key.
@@ -63,7 +107,7 @@ pub enum Mode {
 /// A checked sql sink section.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SqlSink {
-    pub database: PathBuf,
+    pub database: Database,
     pub table: String,
     pub mode: Mode,
     pub columns: Vec<Column>,
@@ -91,23 +135,24 @@ pub fn sql_sink(
 ) -> anyhow::Result<SqlSink> {
     let mut take = |k: &str| keys.remove(k).or_else(|| keys.remove(&k.replace('_', "-")));
     let Some(url) = take("url") else {
-        bail!("{section}.url is required: sqlite:///PATH/TO/FILE.db");
+        bail!(
+            "{section}.url is required: sqlite:///PATH/TO/FILE.db or postgres://USER@HOST:PORT/DB"
+        );
     };
     let url = text(&url, &format!("{section}.url"))?;
     let database = if let Some(path) = url.strip_prefix("sqlite://") {
-        PathBuf::from(path)
+        Database::Sqlite(base.join(path))
     } else if let Some(path) = url.strip_prefix("sqlite:") {
-        PathBuf::from(path)
+        Database::Sqlite(base.join(path))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!(
-            "{section}.url: PostgreSQL is not supported by this release's sql sink; use SQLite (sqlite:///PATH)"
-        );
+        postgres::database(&url).map_err(|e| anyhow::anyhow!("{section}.url: {e}"))?
     } else if url.ends_with(".db") || url.ends_with(".sqlite") {
-        PathBuf::from(&url)
+        Database::Sqlite(base.join(&url))
     } else {
-        bail!("{section}.url {url:?}: expected sqlite:///PATH (or a path ending .db or .sqlite)");
+        bail!(
+            "{section}.url: expected sqlite:///PATH (or a path ending .db or .sqlite) or postgres://USER@HOST:PORT/DB"
+        );
     };
-    let database = base.join(database);
     let Some(table) = take("table") else {
         bail!("{section}.table is required: the table the rows go to");
     };
@@ -218,14 +263,11 @@ fn column(
         .remove("type")
         .map(|t| text(&t, &format!("{at}.type")))
         .transpose()?
-        .as_deref()
     {
-        Some("int" | "integer" | "bigint") => ColumnType::Int,
-        Some("float" | "real" | "double") => ColumnType::Float,
-        None | Some("text" | "string" | "varchar") => ColumnType::Text,
-        Some("bool" | "boolean") => ColumnType::Bool,
-        Some("json" | "jsonb") => ColumnType::Json,
-        Some(other) => bail!("{at}.type {other:?}: use int, float, text, bool or json"),
+        None => ColumnType::Text,
+        Some(name) => column_type(&name).ok_or_else(|| {
+            anyhow::anyhow!("{at}.type {name:?}: use int, float, text, bool or json")
+        })?,
     };
     let required = match spec.remove("required") {
         None => false,
@@ -252,39 +294,54 @@ fn column(
     })
 }
 
+/// The column type a mapping names: ours, and the SQL names Fluvio's
+/// json-sql module takes. Types without a JSON counterpart (numbers of
+/// arbitrary precision, dates, times, uuids, bytes) travel as text, which
+/// PostgreSQL converts to the column's type and SQLite stores.
+pub fn column_type(name: &str) -> Option<ColumnType> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "int" | "integer" | "bigint" | "int8" | "int4" | "int2" | "smallint" => ColumnType::Int,
+        "float" | "real" | "double" | "float4" | "float8" | "double precision"
+        | "doubleprecision" => ColumnType::Float,
+        "text" | "string" | "varchar" | "decimal" | "numeric" | "date" | "time" | "timestamp"
+        | "timestamptz" | "uuid" | "bytes" | "bytea" => ColumnType::Text,
+        "bool" | "boolean" => ColumnType::Bool,
+        "json" | "jsonb" => ColumnType::Json,
+        _ => return None,
+    })
+}
+
 /// `value` as a column of `kind`.
-fn convert(value: &serde_json::Value, kind: ColumnType) -> Result<SqlValue, String> {
+fn convert(value: &serde_json::Value, kind: ColumnType) -> Result<Cell, String> {
     use serde_json::Value as J;
     Ok(match (kind, value) {
-        (ColumnType::Json, v) => SqlValue::Text(v.to_string()),
+        (ColumnType::Json, v) => Cell::Json(v.to_string()),
         (ColumnType::Int, J::Number(n)) => match n.as_i64() {
-            Some(i) => SqlValue::Integer(i),
+            Some(i) => Cell::Int(i),
             None => return Err(format!("{n} is not a 64-bit integer")),
         },
-        (ColumnType::Int, J::String(s)) => SqlValue::Integer(
+        (ColumnType::Int, J::String(s)) => Cell::Int(
             s.trim()
                 .parse()
                 .map_err(|_| format!("{s:?} is not an integer"))?,
         ),
-        (ColumnType::Float, J::Number(n)) => SqlValue::Real(n.as_f64().unwrap_or(f64::NAN)),
-        (ColumnType::Float, J::String(s)) => SqlValue::Real(
+        (ColumnType::Float, J::Number(n)) => Cell::Float(n.as_f64().unwrap_or(f64::NAN)),
+        (ColumnType::Float, J::String(s)) => Cell::Float(
             s.trim()
                 .parse()
                 .map_err(|_| format!("{s:?} is not a number"))?,
         ),
-        (ColumnType::Bool, J::Bool(b)) => SqlValue::Integer(i64::from(*b)),
-        (ColumnType::Bool, J::String(s)) if s == "true" || s == "false" => {
-            SqlValue::Integer(i64::from(s == "true"))
-        }
-        (ColumnType::Text, J::String(s)) => SqlValue::Text(s.clone()),
-        (ColumnType::Text, J::Number(_) | J::Bool(_)) => SqlValue::Text(value.to_string()),
+        (ColumnType::Bool, J::Bool(b)) => Cell::Bool(*b),
+        (ColumnType::Bool, J::String(s)) if s == "true" || s == "false" => Cell::Bool(s == "true"),
+        (ColumnType::Text, J::String(s)) => Cell::Text(s.clone()),
+        (ColumnType::Text, J::Number(_) | J::Bool(_)) => Cell::Text(value.to_string()),
         (kind, other) => return Err(format!("{other} cannot be stored as {kind:?}")),
     })
 }
 
 impl SqlSink {
     /// The row of one record's value, or why it has none.
-    pub fn row(&self, value: &[u8]) -> Result<Vec<SqlValue>, String> {
+    pub fn row(&self, value: &[u8]) -> Result<Vec<Cell>, String> {
         let json: serde_json::Value =
             serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
         self.columns
@@ -309,20 +366,26 @@ impl SqlSink {
                             format!("key {:?}", c.json_key.join("."))
                         }
                     )),
-                    (None, None) => Ok(SqlValue::Null),
+                    (None, None) => Ok(Cell::Null),
                 }
             })
             .collect()
     }
 
-    /// The statement that writes one row.
-    pub fn statement(&self) -> String {
+    /// The statement that writes one row, its values written as `hole`
+    /// says for the column at each position (from 1).
+    pub fn statement(&self, hole: impl Fn(usize, &Column) -> String) -> String {
         let names: Vec<String> = self
             .columns
             .iter()
             .map(|c| format!("\"{}\"", c.name))
             .collect();
-        let holes: Vec<String> = (1..=self.columns.len()).map(|i| format!("?{i}")).collect();
+        let holes: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| hole(i + 1, c))
+            .collect();
         let mut sql = format!(
             "INSERT INTO \"{}\" ({}) VALUES ({})",
             self.table,
@@ -349,68 +412,58 @@ impl SqlSink {
         }
         sql
     }
-
-    /// Opens the database and checks that the table has every column.
-    pub fn open(&self) -> anyhow::Result<rusqlite::Connection> {
-        if !self.database.is_file() {
-            bail!(
-                "database {} does not exist; create it and table {:?} first",
-                self.database.display(),
-                self.table
-            );
-        }
-        let conn = rusqlite::Connection::open(&self.database)
-            .with_context(|| format!("cannot open database {}", self.database.display()))?;
-        conn.busy_timeout(crate::timeouts::SQL_BUSY_WAIT)?;
-        let mut info = conn.prepare("SELECT name FROM pragma_table_info(?1)")?;
-        let have: Vec<String> = info
-            .query_map([&self.table], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        drop(info);
-        if have.is_empty() {
-            bail!(
-                "table {:?} does not exist in {}; create it first",
-                self.table,
-                self.database.display()
-            );
-        }
-        for c in &self.columns {
-            if !have.contains(&c.name) {
-                bail!(
-                    "table {:?} has no column {:?} (it has {}); add it or fix the mapping",
-                    self.table,
-                    c.name,
-                    have.join(", ")
-                );
-            }
-        }
-        Ok(conn)
-    }
 }
 
-/// Writes the rows of `values` (record offsets beside them, for errors) in
-/// one transaction; returns how many were written and how many skipped.
-pub fn write_batch(
-    sink: &SqlSink,
-    conn: &mut rusqlite::Connection,
-    values: &[(u32, u64, &[u8])],
-) -> anyhow::Result<(u64, u64)> {
-    let tx = conn.transaction()?;
-    let (mut written, mut skipped) = (0, 0);
-    {
-        let mut stmt = tx.prepare_cached(&sink.statement())?;
+/// Fails naming the first column of the mapping that the table, whose
+/// columns are `have`, lacks.
+fn check_columns(sink: &SqlSink, have: &[String]) -> anyhow::Result<()> {
+    for c in &sink.columns {
+        if !have.contains(&c.name) {
+            bail!(
+                "table {:?} has no column {:?} (it has {}); add it or fix the mapping",
+                sink.table,
+                c.name,
+                have.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// An open connection to the sink's database.
+pub enum Writer {
+    Sqlite(rusqlite::Connection),
+    Postgres(postgres::Writer),
+}
+
+impl Writer {
+    /// Connects to the sink's database and checks that its table has every
+    /// column of the mapping, before a record is read.
+    pub async fn open(sink: &SqlSink) -> anyhow::Result<Self> {
+        match &sink.database {
+            Database::Sqlite(path) => {
+                tokio::task::block_in_place(|| sqlite::open(sink, path)).map(Writer::Sqlite)
+            }
+            Database::Postgres { url, shown } => postgres::Writer::open(sink, url, shown)
+                .await
+                .map(Writer::Postgres),
+        }
+    }
+
+    /// Writes the rows of `values` (partition and offset beside each, for
+    /// errors) in one transaction; returns how many were written and how many
+    /// skipped (`skip_invalid`). A record that does not map, or that the
+    /// database refuses, fails the whole batch, naming the record.
+    pub async fn write_batch(
+        &mut self,
+        sink: &SqlSink,
+        values: &[(u32, u64, &[u8])],
+    ) -> anyhow::Result<(u64, u64)> {
+        let mut rows = Vec::with_capacity(values.len());
+        let mut skipped = 0;
         for (partition, offset, value) in values {
             match sink.row(value) {
-                Ok(row) => {
-                    stmt.execute(rusqlite::params_from_iter(row))
-                        .with_context(|| {
-                            format!(
-                                "cannot write the record at {partition}/{offset} into {:?}",
-                                sink.table
-                            )
-                        })?;
-                    written += 1;
-                }
+                Ok(row) => rows.push((*partition, *offset, row)),
                 Err(why) if sink.skip_invalid => {
                     eprintln!("record at {partition}/{offset} skipped: {why}");
                     skipped += 1;
@@ -421,9 +474,14 @@ pub fn write_batch(
                 ),
             }
         }
+        match self {
+            Writer::Sqlite(conn) => {
+                tokio::task::block_in_place(|| sqlite::write(sink, conn, &rows))?;
+            }
+            Writer::Postgres(writer) => writer.write(sink, &rows).await?,
+        }
+        Ok((rows.len() as u64, skipped))
     }
-    tx.commit().context("cannot commit the transaction")?;
-    Ok((written, skipped))
 }
 
 #[cfg(test)]
@@ -442,13 +500,13 @@ mod tests {
     fn records_map_to_rows_by_the_column_mapping() {
         let s = sink("").unwrap();
         let row = s.row(br#"{"device": {"id": 7}, "temp": 21.5}"#).unwrap();
-        assert_eq!(row[0], SqlValue::Integer(7));
-        assert_eq!(row[1], SqlValue::Real(21.5));
-        assert!(matches!(&row[2], SqlValue::Text(t) if t.contains("\"temp\":21.5")));
+        assert_eq!(row[0], Cell::Int(7));
+        assert_eq!(row[1], Cell::Float(21.5));
+        assert!(matches!(&row[2], Cell::Json(t) if t.contains("\"temp\":21.5")));
         // Missing: the default; required and missing: an error naming it.
         assert_eq!(
             s.row(br#"{"device": {"id": 7}}"#).unwrap()[1],
-            SqlValue::Real(0.0)
+            Cell::Float(0.0)
         );
         let e = s.row(br#"{"temp": 1}"#).unwrap_err();
         assert!(e.contains("device.id"), "{e}");
@@ -464,7 +522,7 @@ mod tests {
     fn upsert_updates_the_other_columns_on_its_key() {
         let s = sink("mode: upsert\nkey: [device_id]\n").unwrap();
         assert_eq!(
-            s.statement(),
+            s.statement(sqlite::hole),
             "INSERT INTO \"readings\" (\"device_id\", \"temp\", \"raw\") VALUES (?1, ?2, ?3) \
              ON CONFLICT (\"device_id\") DO UPDATE SET \"temp\" = excluded.\"temp\", \"raw\" = excluded.\"raw\""
         );
@@ -483,10 +541,37 @@ mod tests {
             assert!(e.contains(expected), "{extra:?}: {e}");
         }
         let keys: BTreeMap<String, serde_yaml::Value> =
-            serde_yaml::from_str("url: postgres://h/db\ntable: t\ncolumns: {a: {}}\n").unwrap();
+            serde_yaml::from_str("url: mysql://h/db\ntable: t\ncolumns: {a: {}}\n").unwrap();
         let e = sql_sink(keys, "sql", Path::new("/"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("PostgreSQL"), "{e}");
+        assert!(e.contains("postgres://"), "{e}");
+    }
+
+    #[test]
+    fn a_postgres_url_is_named_without_its_password() {
+        let keys: BTreeMap<String, serde_yaml::Value> = serde_yaml::from_str(
+            "url: postgres://app:secret@127.0.0.1:5433/metrics\ntable: t\ncolumns: {a: {}}\n",
+        )
+        .unwrap();
+        let s = sql_sink(keys, "sql", Path::new("/")).unwrap();
+        let shown = s.database.to_string();
+        assert!(
+            shown.contains("metrics") && shown.contains("5433"),
+            "{shown}"
+        );
+        assert!(!shown.contains("secret"), "{shown}");
+        for (url, expected) in [
+            ("postgres://h:notaport/db", "invalid"),
+            ("postgres://h/db?sslmode=require", "TLS"),
+        ] {
+            let keys: BTreeMap<String, serde_yaml::Value> =
+                serde_yaml::from_str(&format!("url: {url}\ntable: t\ncolumns: {{a: {{}}}}\n"))
+                    .unwrap();
+            let e = sql_sink(keys, "sql", Path::new("/"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("sql.url") && e.contains(expected), "{url}: {e}");
+        }
     }
 }

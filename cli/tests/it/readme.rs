@@ -3,7 +3,9 @@
 //! work as written. Skipped, each with its reason: installing packages and
 //! building the binary (the test runs the `sluice` it was built with), the
 //! wasm32 build of the example modules (the suite builds them once, and `W`
-//! points there), and what needs other machines (the multi-host example).
+//! points there), where the repository's scripts are (`S`: the test sets it,
+//! the README runs in a scratch directory), and what needs other machines
+//! (the multi-host example).
 //! A `consume` that follows (no `-d`) runs for a few seconds and is stopped
 //! with Ctrl-C, as a user would.
 //!
@@ -80,6 +82,8 @@ fn plan(command: &str) -> Plan {
         Plan::Skip("the suite builds these modules once; W points at them")
     } else if command.starts_with("W=") {
         Plan::Skip("W is set to where the suite built the modules")
+    } else if command.starts_with("S=") {
+        Plan::Skip("S is set to the repository's scripts folder")
     } else if has("node run --config") {
         Plan::Skip("runs a node of the multi-host example in the foreground, on its own machine")
     } else if has("10.0.0.") && has("--save-profile") {
@@ -114,6 +118,23 @@ impl Drop for Cleanup {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        // What the connector walkthroughs start beside the cluster, if a
+        // command failed before they were stopped.
+        let Some(dir) = self.home.parent() else {
+            return;
+        };
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres-scratch.sh"))
+            .arg("stop")
+            .arg(dir.join("pg"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Ok(pid) = std::fs::read_to_string(dir.join("www.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
     }
 }
 
@@ -191,6 +212,13 @@ fn every_readme_shell_command_works_as_written_in_order() {
         ("HOME", dir.path().display().to_string()),
         ("PATH", path),
         ("W", wasm.parent().unwrap().display().to_string()),
+        (
+            "S",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../scripts")
+                .display()
+                .to_string(),
+        ),
         ("NO_COLOR", "1".to_string()),
     ];
     let mut ran = 0;
@@ -258,7 +286,7 @@ fn every_readme_shell_command_works_as_written_in_order() {
         skipped.join("\n")
     );
     // The skips are the ones the module's documentation names, no more.
-    assert_eq!(skipped.len(), 8, "skipped: {skipped:#?}");
+    assert_eq!(skipped.len(), 9, "skipped: {skipped:#?}");
 }
 
 #[test]

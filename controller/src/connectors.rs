@@ -11,14 +11,6 @@ use sluice_proto::{ConnectorRecord, NodeId, WireError};
 
 use crate::{CommandResult, Metadata};
 
-/// `name` is no connector's.
-pub(crate) fn unknown(name: &str) -> WireError {
-    WireError::InvalidArgument {
-        what: "connector".into(),
-        reason: format!("no connector is named {name:?}; see `sluice connector list`"),
-    }
-}
-
 /// The node a new (or moved) connector should run on: of `live` (every
 /// registered node when the leader does not know who is live), the one
 /// running the fewest connectors, the lowest id on a tie.
@@ -87,7 +79,7 @@ pub(crate) fn create(md: &mut Metadata, record: ConnectorRecord) -> CommandResul
 pub(crate) fn delete(md: &mut Metadata, name: String) -> CommandResult {
     match md.connectors.remove(&name) {
         Some(_) => CommandResult::Done,
-        None => CommandResult::Rejected(unknown(&name)),
+        None => CommandResult::Rejected(WireError::unknown_connector(&name)),
     }
 }
 
@@ -117,7 +109,7 @@ pub(crate) fn move_to(
                 c.generation
             ),
         }),
-        None => CommandResult::Rejected(unknown(name)),
+        None => CommandResult::Rejected(WireError::unknown_connector(name)),
     }
 }
 

@@ -389,7 +389,7 @@ impl Controller {
         self.propose(Command::CreateConnector(record)).await?;
         self.view
             .with(|md| md.connectors.get(&name).cloned())
-            .ok_or_else(|| connectors::unknown(&name))
+            .ok_or_else(|| WireError::unknown_connector(&name))
     }
 
     pub async fn delete_connector(&self, name: &str) -> Result<(), WireError> {

@@ -200,6 +200,15 @@ fn grant_hint(
 }
 
 impl WireError {
+    /// A connector of that name is not in the cluster's metadata (the
+    /// controller and the nodes answer it alike).
+    pub fn unknown_connector(name: &str) -> Self {
+        WireError::InvalidArgument {
+            what: "connector".into(),
+            reason: format!("no connector is named {name:?}; see `sluice connector list`"),
+        }
+    }
+
     /// Whether a client may retry the same request (possibly elsewhere) and
     /// expect a different outcome.
     pub fn is_retriable(&self) -> bool {

@@ -28,13 +28,6 @@ pub(super) async fn delete(controller: &Controller, name: &str) -> Result<Respon
     Ok(Response::ConnectorDeleted)
 }
 
-fn unknown(name: &str) -> WireError {
-    WireError::InvalidArgument {
-        what: "connector".into(),
-        reason: format!("no connector is named {name:?}; see `sluice connector list`"),
-    }
-}
-
 /// Every connector (or the one named) with what its node reports; a node
 /// that does not answer within [`CONNECTORS_HERE_WAIT`] leaves its
 /// connectors' runtime empty.
@@ -49,7 +42,7 @@ pub(super) async fn list(node: &Shared, name: Option<String>) -> Result<Response
     if let Some(name) = &name
         && records.is_empty()
     {
-        return Err(unknown(name));
+        return Err(WireError::unknown_connector(name));
     }
     let mut by_node: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
     for r in &records {
@@ -121,7 +114,7 @@ pub(super) async fn logs(node: &Shared, name: &str, max_bytes: u32) -> Result<Re
         .view()
         .with(|md| md.connectors.get(name).map(|c| c.node))
     else {
-        return Err(unknown(name));
+        return Err(WireError::unknown_connector(name));
     };
     if runs_on == node.config.id {
         return Ok(logs_here(node, name, max).await);

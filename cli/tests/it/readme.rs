@@ -130,10 +130,10 @@ impl Drop for Cleanup {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        if let Ok(pid) = std::fs::read_to_string(dir.join("www.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
+        if let Ok(pid) = std::fs::read_to_string(dir.join("www.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
         }
     }
 }

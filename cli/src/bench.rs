@@ -367,9 +367,7 @@ async fn consume(args: ConsumeBench, globals: &Globals) -> anyhow::Result<()> {
         max_bytes: FETCH_RESPONSE_BYTES_DEFAULT as u32,
         read_from,
         replica: None,
-        smartmodules: args
-            .smartmodules
-            .chain(&std::env::args().collect::<Vec<_>>())?,
+        smartmodules: args.smartmodules.chain()?,
     };
     let progress = crate::progress::spinner("consuming");
     let mut h = histogram();

@@ -384,9 +384,7 @@ impl ConsumeArgs {
                     age_ms: age.map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
                 }),
             },
-            smartmodules: self
-                .smartmodules
-                .chain(&std::env::args().collect::<Vec<_>>())?,
+            smartmodules: self.smartmodules.chain()?,
         })
     }
 }

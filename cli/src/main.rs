@@ -215,8 +215,45 @@ pub struct OutputArgs {
     pub output: OutputFormat,
 }
 
+impl Cli {
+    /// Parses the command line. Module flags (`--filter`, `--map`, ...)
+    /// apply in the order given, which only clap's matches keep: each
+    /// command that takes them records it here, where the subcommand is known.
+    fn parse_with_module_order() -> Self {
+        Self::try_parse_ordered(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    fn try_parse_ordered<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+        cli.note_module_order(&matches);
+        Ok(cli)
+    }
+
+    fn note_module_order(&mut self, matches: &clap::ArgMatches) {
+        let Some((_, sub)) = matches.subcommand() else {
+            return;
+        };
+        match &mut self.command {
+            Command::Produce(args) => args.smartmodules.note_order(sub),
+            Command::Consume(args) => args.smartmodules.note_order(sub),
+            Command::Bench(bench::BenchCmd::Consume(args)) => {
+                if let Some((_, bench)) = sub.subcommand() {
+                    args.smartmodules.note_order(bench);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_module_order();
     let node_log = match &cli.command {
         Command::Node(node::NodeCmd::Run(args)) => Some(
             args.log_file
@@ -416,6 +453,44 @@ mod tests {
     #[test]
     fn clap_tree_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_with_module_flags_keeps_their_order() {
+        let names = |cli: Cli| -> Vec<String> {
+            let modules = match cli.command {
+                Command::Produce(args) => args.smartmodules,
+                Command::Consume(args) => args.smartmodules,
+                Command::Bench(bench::BenchCmd::Consume(args)) => args.smartmodules,
+                _ => panic!("not a command with module flags"),
+            };
+            modules
+                .chain()
+                .unwrap()
+                .iter()
+                .map(|m| m.module.name().to_string())
+                .collect()
+        };
+        let flags = [
+            "--map",
+            "m1",
+            "--filter",
+            "f1",
+            "--smartmodule",
+            "s1",
+            "--map=m2",
+        ];
+        for command in [
+            &["produce", "t"][..],
+            &["consume", "t"],
+            &["bench", "consume"],
+        ] {
+            let line = std::iter::once("sluice")
+                .chain(command.iter().copied())
+                .chain(flags);
+            let cli = Cli::try_parse_ordered(line).unwrap();
+            assert_eq!(names(cli), ["m1", "f1", "s1", "m2"], "{command:?}");
+        }
     }
 
     #[test]

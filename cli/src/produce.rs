@@ -202,9 +202,7 @@ impl ProduceArgs {
                 max_request_size_bytes: self.max_request_size.unwrap_or(RECORD_SIZE_BYTES_DEFAULT),
                 ..ProducerConfig::default()
             },
-            smartmodules: self
-                .smartmodules
-                .chain(&std::env::args().collect::<Vec<_>>())?,
+            smartmodules: self.smartmodules.chain()?,
         })
     }
 }

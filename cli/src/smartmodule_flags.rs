@@ -59,6 +59,12 @@ pub struct SmartModuleArgs {
         value_name = "JSON"
     )]
     pub transforms_line: Vec<String>,
+    /// Where each module flag's values stand on the command line, per flag
+    /// in [`FLAGS`]' order: clap's derive API keeps a field's values but
+    /// not how they interleave with another field's, so
+    /// [`SmartModuleArgs::note_order`] reads the indices from the matches.
+    #[arg(skip)]
+    order: Option<[Vec<usize>; 7]>,
 }
 
 /// One entry of a transforms file or line.
@@ -120,21 +126,32 @@ impl Transform {
     }
 }
 
-/// The flags as `(flag, kind)`; `None` means "the module's own kind".
+/// The flags as `(clap id, kind)`; `None` means "the module's own kind".
 const FLAGS: [(&str, Option<SmartModuleKind>); 7] = [
-    ("--filter", Some(SmartModuleKind::Filter)),
-    ("--map", Some(SmartModuleKind::Map)),
-    ("--filter-map", Some(SmartModuleKind::FilterMap)),
-    ("--array-map", Some(SmartModuleKind::ArrayMap)),
-    ("--aggregate", Some(SmartModuleKind::Aggregate)),
-    ("--smartmodule", None),
-    ("--smartmodule-path", None),
+    ("filter", Some(SmartModuleKind::Filter)),
+    ("map", Some(SmartModuleKind::Map)),
+    ("filter_map", Some(SmartModuleKind::FilterMap)),
+    ("array_map", Some(SmartModuleKind::ArrayMap)),
+    ("aggregate", Some(SmartModuleKind::Aggregate)),
+    ("smartmodule", None),
+    ("smartmodule_path", None),
 ];
 
 impl SmartModuleArgs {
+    /// Records where the module flags stand on the command line, from the
+    /// matches of the (sub)command these arguments were parsed from.
+    pub fn note_order(&mut self, matches: &clap::ArgMatches) {
+        self.order = Some(FLAGS.map(|(id, _)| {
+            matches
+                .indices_of(id)
+                .map(Iterator::collect)
+                .unwrap_or_default()
+        }));
+    }
+
     /// The chain, in command-line order, with each module's bytes read if it
     /// is a file.
-    pub fn chain(&self, argv: &[String]) -> anyhow::Result<Vec<SmartModuleInvocation>> {
+    pub fn chain(&self) -> anyhow::Result<Vec<SmartModuleInvocation>> {
         let params = parse_params(&self.params)?;
         let given: [Vec<String>; 7] = [
             self.filter.clone(),
@@ -150,7 +167,14 @@ impl SmartModuleArgs {
         ];
         let mut ordered: Vec<(usize, usize, &str)> = Vec::new();
         for (slot, values) in given.iter().enumerate() {
-            let positions = flag_positions(argv, FLAGS[slot].0);
+            if values.is_empty() {
+                continue;
+            }
+            let Some(positions) = self.order.as_ref().map(|o| &o[slot]) else {
+                bail!(
+                    "internal error: the order of the module flags was not read from the command line"
+                );
+            };
             for (i, value) in values.iter().enumerate() {
                 let at = positions.get(i).copied().unwrap_or(usize::MAX);
                 ordered.push((at, slot, value));
@@ -181,9 +205,9 @@ impl SmartModuleArgs {
             .into_iter()
             .map(|(_, slot, value)| {
                 let (flag, kind) = FLAGS[slot];
-                let module = if flag == "--smartmodule" {
+                let module = if flag == "smartmodule" {
                     SmartModuleSource::Registered(value.to_string())
-                } else if flag == "--smartmodule-path" {
+                } else if flag == "smartmodule_path" {
                     ad_hoc(Path::new(value))?
                 } else {
                     source(value)?
@@ -220,16 +244,6 @@ impl SmartModuleArgs {
             .map(|(t, base)| t.invocation(&self.initial, &base))
             .collect()
     }
-}
-
-/// Where each occurrence of `flag` (as `--flag V` or `--flag=V`) stands in argv.
-fn flag_positions(argv: &[String], flag: &str) -> Vec<usize> {
-    let with_eq = format!("{flag}=");
-    argv.iter()
-        .enumerate()
-        .filter(|(_, a)| *a == flag || a.starts_with(&with_eq))
-        .map(|(i, _)| i)
-        .collect()
 }
 
 /// The first four bytes of every WebAssembly module.
@@ -378,8 +392,21 @@ pub fn parse_params(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>
 mod tests {
     use super::*;
 
-    fn argv(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    /// The arguments as `sluice consume` would parse them from `line`.
+    fn parsed(line: &[&str]) -> SmartModuleArgs {
+        use clap::{CommandFactory, FromArgMatches, Parser};
+        #[derive(Parser)]
+        struct Consume {
+            topic: String,
+            #[command(flatten)]
+            modules: SmartModuleArgs,
+        }
+        let matches = Consume::command()
+            .try_get_matches_from(std::iter::once(&"consume").chain(line))
+            .unwrap();
+        let mut args = Consume::from_arg_matches(&matches).unwrap().modules;
+        args.note_order(&matches);
+        args
     }
 
     #[test]
@@ -390,18 +417,18 @@ mod tests {
         std::fs::write(&f, b"\0asm-f").unwrap();
         std::fs::write(&m, b"\0asm-m").unwrap();
         let (f, m) = (f.display().to_string(), m.display().to_string());
-        let args = SmartModuleArgs {
-            filter: vec![f.clone()],
-            map: vec![m.clone()],
-            smartmodule: vec!["registered".into()],
-            params: vec!["a=1".into()],
-            ..Default::default()
-        };
-        let chain = args
-            .chain(&argv(&format!(
-                "consume t --map {m} --smartmodule registered --filter {f} -e a=1"
-            )))
-            .unwrap();
+        let chain = parsed(&[
+            "t",
+            "--map",
+            &m,
+            "--smartmodule",
+            "registered",
+            &format!("--filter={f}"),
+            "-e",
+            "a=1",
+        ])
+        .chain()
+        .unwrap();
         let kinds: Vec<_> = chain.iter().map(|c| c.kind).collect();
         assert_eq!(
             kinds,
@@ -434,15 +461,18 @@ mod tests {
             "transforms:\n  - uses: first\n    with:\n      n: 3\n      spec:\n        - a: 1\n  - uses: second\n",
         )
         .unwrap();
-        let args = SmartModuleArgs {
-            smartmodule: vec!["flagged".into()],
-            transforms: Some(file),
-            transforms_line: vec![r#"{"uses": "third", "with": {"on": true}}"#.into()],
-            ..Default::default()
-        };
-        let chain = args
-            .chain(&argv("consume t --smartmodule flagged"))
-            .unwrap();
+        let transforms = file.display().to_string();
+        let chain = parsed(&[
+            "t",
+            "-t",
+            &transforms,
+            "--transforms-line",
+            r#"{"uses": "third", "with": {"on": true}}"#,
+            "--smartmodule",
+            "flagged",
+        ])
+        .chain()
+        .unwrap();
         let names: Vec<_> = chain.iter().map(|c| c.module.name().to_string()).collect();
         assert_eq!(names, ["flagged", "first", "second", "third"]);
         assert_eq!(chain[1].params["n"], "3");
@@ -452,10 +482,7 @@ mod tests {
             transforms_line: vec!["{\"use\": \"x\"}".into()],
             ..Default::default()
         };
-        assert!(
-            bad.chain(&argv("consume t")).is_err(),
-            "a misspelt key is refused"
-        );
+        assert!(bad.chain().is_err(), "a misspelt key is refused");
     }
 
     #[test]
@@ -472,7 +499,7 @@ mod tests {
                 transforms: Some(file),
                 ..Default::default()
             }
-            .chain(&argv("consume t"))
+            .chain()
         };
         let chain = chain_of("transforms:\n  - uses: mods/ok.wasm\n  - uses: secret\n").unwrap();
         assert!(matches!(chain[0].module, SmartModuleSource::AdHoc { .. }));
@@ -505,30 +532,46 @@ mod tests {
             ..Default::default()
         };
         std::fs::write(&file, format!("transforms: {}", "[".repeat(40_000))).unwrap();
-        let err = args.chain(&argv("consume t")).unwrap_err().to_string();
+        let err = args.chain().unwrap_err().to_string();
         assert!(err.contains("nests [ and { 40000 deep"), "{err}");
         std::fs::write(&file, " ".repeat(TRANSFORMS_FILE_BYTES_MAX as usize + 1)).unwrap();
-        let err = args.chain(&argv("consume t")).unwrap_err().to_string();
+        let err = args.chain().unwrap_err().to_string();
         assert!(err.contains("over the limit"), "{err}");
         // Brackets in quotes and comments do not count.
         assert_eq!(flow_depth("a: '[[[[' # [[[[\nb: \"{{\\\"\"\nc: [[1]]"), 2);
     }
 
     #[test]
+    fn module_flags_need_their_order_from_the_command_line() {
+        let unordered = SmartModuleArgs {
+            filter: vec!["registered".into()],
+            ..Default::default()
+        };
+        let err = unordered.chain().unwrap_err().to_string();
+        assert!(err.contains("order of the module flags"), "{err}");
+        // Two flags of one kind around another keep their places.
+        let chain = parsed(&[
+            "t",
+            "--smartmodule",
+            "a",
+            "--filter",
+            "b",
+            "--smartmodule",
+            "c",
+        ])
+        .chain()
+        .unwrap();
+        let names: Vec<_> = chain.iter().map(|c| c.module.name().to_string()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
     fn bad_flags_are_refused() {
         assert!(parse_params(&["novalue".into()]).is_err());
         assert!(parse_params(&["a=1".into(), "a=2".into()]).is_err());
-        let params_alone = SmartModuleArgs {
-            params: vec!["a=1".into()],
-            ..Default::default()
-        };
-        assert!(params_alone.chain(&argv("consume t -e a=1")).is_err());
-        let missing = SmartModuleArgs {
-            filter: vec!["/nonexistent/x.wasm".into()],
-            ..Default::default()
-        };
-        let err = missing
-            .chain(&argv("consume t --filter /nonexistent/x.wasm"))
+        assert!(parsed(&["t", "-e", "a=1"]).chain().is_err());
+        let err = parsed(&["t", "--filter", "/nonexistent/x.wasm"])
+            .chain()
             .unwrap_err();
         assert!(
             format!("{err:#}").contains("cannot read SmartModule file"),

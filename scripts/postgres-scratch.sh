@@ -4,7 +4,9 @@
 # database `sluice`. Needs Debian's server (apt-get install postgresql).
 #
 #   scripts/postgres-scratch.sh start DIR PORT   # prints postgres://sluice@127.0.0.1:PORT/sluice
-#   scripts/postgres-scratch.sh stop DIR
+#   scripts/postgres-scratch.sh halt DIR         # kills the server as a crash would, keeps its data
+#   scripts/postgres-scratch.sh resume DIR PORT  # starts it again on its data
+#   scripts/postgres-scratch.sh stop DIR         # stops it and removes its data
 #
 # PostgreSQL refuses to run as root: run as root, the server runs as the
 # `postgres` user with its data in a directory of its own under /tmp, whose
@@ -12,7 +14,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 start DIR PORT | stop DIR" >&2
+    echo "usage: $0 start DIR PORT | halt DIR | resume DIR PORT | stop DIR" >&2
     exit 2
 }
 [ $# -ge 2 ] || usage
@@ -25,6 +27,13 @@ as=()
 if [ "$(id -u)" = 0 ]; then
     as=(runuser -u postgres --)
 fi
+
+# Starts the server on DATA, listening on 127.0.0.1:PORT, and waits for it.
+serve() {
+    "${as[@]}" "$bin/pg_ctl" -D "$1" -l "$1/server.log" -w -t 60 \
+        -o "-p $2 -k $1 -c listen_addresses=127.0.0.1 -c fsync=off" start > /dev/null ||
+        { cat "$1/server.log" >&2; exit 1; }
+}
 
 case $1 in
 start)
@@ -41,11 +50,17 @@ start)
     echo "$data" > "$dir/datadir"
     "${as[@]}" "$bin/initdb" -D "$data" -U sluice -A trust -E UTF8 --locale=C --no-sync > "$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
-    "${as[@]}" "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
-        -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c fsync=off" start > /dev/null ||
-        { cat "$data/server.log" >&2; exit 1; }
+    serve "$data" "$port"
     "${as[@]}" "$bin/createdb" -h 127.0.0.1 -p "$port" -U sluice sluice
     echo "postgres://sluice@127.0.0.1:$port/sluice"
+    ;;
+halt)
+    data=$(cat "$2/datadir")
+    "${as[@]}" "$bin/pg_ctl" -D "$data" -m immediate stop > /dev/null
+    ;;
+resume)
+    [ $# -eq 3 ] || usage
+    serve "$(cat "$2/datadir")" "$3"
     ;;
 stop)
     dir=$2

@@ -2,7 +2,8 @@
 //! loopback with `scripts/postgres-scratch.sh` (Debian's server; the test
 //! command installs it): rows in transactions, values cast by the server
 //! to each column's type, upsert, Fluvio's json-sql form of the mapping,
-//! resumption after the committed offset, and the errors a user meets.
+//! resumption after the committed offset, the errors a user meets, and a
+//! sink run by the cluster across a crash of its server.
 
 use std::path::Path;
 use std::process::Command;
@@ -54,6 +55,32 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// `halt` (the server killed as a crash would, its data kept) or
+    /// `resume` (started again on its data, on the same port).
+    fn control(&self, verb: &str) {
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        let mut command = Command::new("bash");
+        command
+            .arg(script())
+            .args([verb, &self.dir.path().join("pg").display().to_string()]);
+        if verb == "resume" {
+            command.arg(port);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "postgres-scratch.sh {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -249,4 +276,51 @@ fn a_postgres_sink_names_what_is_missing_before_it_reads() {
     );
     let e = String::from_utf8_lossy(&run(&env, &file, 1).stderr).to_string();
     assert!(e.contains("goes last"), "{e}");
+}
+
+#[test]
+fn a_cluster_run_postgres_sink_rides_out_a_crash_of_its_server_without_losing_a_record() {
+    use std::time::Duration;
+    let env = Env::started();
+    let pg = Postgres::start();
+    pg.sql("CREATE TABLE seen (id integer PRIMARY KEY, body text)");
+    env.ok(&["topic", "create", "readings"]);
+    let file = sink_file(
+        &env,
+        "seen-sink",
+        &format!(
+            "  url: {}\n  table: seen\n  mode: upsert\n  key: [id]\n  columns:\n    \
+             id: {{type: int, required: true}}\n    body: {{type: text}}",
+            pg.url
+        ),
+        "",
+    );
+    env.ok(&["connector", "create", "--config", &file]);
+    let records = |ids: std::ops::Range<u32>| -> Vec<u8> {
+        ids.map(|i| format!("{{\"id\": {i}, \"body\": \"r{i}\"}}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let count = || pg.sql("SELECT count(*), count(DISTINCT body) FROM seen");
+    env.ok_with_input(&["produce", "readings"], &records(0..50));
+    crate::harness::wait_until(Duration::from_secs(60), || count() == "50|50");
+
+    // The server crashes; records keep arriving. The sink's writes fail,
+    // it ends and its node starts it again with backoff, until the server
+    // is back; then every record is in the table.
+    pg.control("halt");
+    env.ok_with_input(&["produce", "readings"], &records(50..100));
+    let describe = || -> serde_json::Value {
+        serde_json::from_str(&env.ok(&["connector", "describe", "seen-sink", "-O", "json"]))
+            .unwrap()
+    };
+    crate::harness::wait_until(Duration::from_secs(30), || {
+        describe()["restarts"].as_u64().unwrap_or(0) >= 1
+    });
+    pg.control("resume");
+    crate::harness::wait_until(Duration::from_secs(90), || count() == "100|100");
+    assert_eq!(pg.sql("SELECT min(id), max(id) FROM seen"), "0|99");
+    let d = describe();
+    assert_eq!(d["state"], "running", "{d}");
+    env.ok(&["connector", "delete", "seen-sink"]);
 }

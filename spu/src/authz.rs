@@ -28,8 +28,7 @@ use sluice_proto::{
 };
 use sluice_transport::PeerIdentity;
 
-/// Target of the audit trail: `RUST_LOG=sluice::audit=info` keeps it alone.
-pub(crate) const AUDIT_TARGET: &str = "sluice::audit";
+use crate::audit_log::AUDIT_TARGET;
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -349,9 +349,13 @@ impl LogFile {
 /// every metadata change and every [`CONNECTOR_RECONCILE_INTERVAL`]; and,
 /// while this node leads the controller, moves connectors off nodes it no
 /// longer hears from.
-pub(crate) async fn run(shared: Arc<crate::node::Shared>, launch: Launch) {
-    let me: NodeId = shared.config.id;
-    let view = shared.controller.view().clone();
+pub(crate) async fn run(
+    me: NodeId,
+    controller: sluice_controller::Controller,
+    supervisor: Arc<Supervisor>,
+    launch: Launch,
+) {
+    let view = controller.view().clone();
     let mut changes = view.subscribe();
     let mut placement = tokio::time::interval(CONNECTOR_PLACEMENT_INTERVAL);
     placement.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -363,7 +367,7 @@ pub(crate) async fn run(shared: Arc<crate::node::Shared>, launch: Launch) {
                 .map(|(n, c)| (n.clone(), c.clone()))
                 .collect()
         });
-        shared.connectors.reconcile(&launch, mine);
+        supervisor.reconcile(&launch, mine);
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -372,7 +376,7 @@ pub(crate) async fn run(shared: Arc<crate::node::Shared>, launch: Launch) {
             }
             () = tokio::time::sleep(CONNECTOR_RECONCILE_INTERVAL) => {}
             _ = placement.tick() => {
-                match shared.controller.move_connectors_off_silent_nodes().await {
+                match controller.move_connectors_off_silent_nodes().await {
                     Ok(moves) => for (name, from, to) in moves {
                         tracing::info!(connector = %name, from, to, "connector moved off a node the controller no longer hears from");
                     },

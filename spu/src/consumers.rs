@@ -18,9 +18,9 @@ use sluice_proto::{
     ConsumerOffset, LedPartitionOffsets, OffsetCommit, Request, Response, WireError,
 };
 
-use crate::node::Shared;
 use crate::offsets::CommitEntry;
 use crate::partition::{AppendOutcome, Partition, PartitionCommand, decode, encode};
+use crate::services::Services;
 use crate::timeouts::{OFFSETS_PEER_WAIT, PARTITION_LEADERSHIP_CHECK_WAIT};
 
 /// How many times a request for a partition's leader follows a redirect.
@@ -39,7 +39,7 @@ fn invalid(what: &str, reason: String) -> WireError {
 /// client) is stamped with the group's generation in this node's metadata
 /// if the member owns the partition there.
 pub(crate) async fn commit_offset(
-    node: &Shared,
+    node: &Services,
     commit: OffsetCommit,
     generation: Option<u64>,
 ) -> Result<(), WireError> {
@@ -133,7 +133,7 @@ pub(crate) async fn commit_offset(
 /// `crate::offsets`) on the partition's leader, wherever it is; returns the
 /// group's committed offset and state there.
 pub(crate) async fn fence(
-    node: &Shared,
+    node: &Services,
     consumer: &str,
     topic: &str,
     partition: u32,
@@ -175,7 +175,7 @@ pub(crate) async fn fence(
 
 /// [`fence`] on this node's replica, which must lead.
 pub(crate) async fn fence_here(
-    node: &Shared,
+    node: &Services,
     consumer: &str,
     topic: &str,
     partition: u32,
@@ -195,7 +195,7 @@ pub(crate) async fn fence_here(
 
 /// This node's replica of `topic`/`partition` if it leads it; else
 /// `NotLeader` naming the leader as far as this node knows.
-fn local_leader(node: &Shared, topic: &str, partition: u32) -> Result<Partition, WireError> {
+fn local_leader(node: &Services, topic: &str, partition: u32) -> Result<Partition, WireError> {
     let p = node
         .controller
         .view()
@@ -240,7 +240,7 @@ fn name_of(response: &Response) -> String {
 
 /// Sends `request` to node `peer` and returns its answer (an error answer
 /// as the error).
-async fn ask(node: &Shared, peer: u64, request: &Request) -> Result<Response, WireError> {
+async fn ask(node: &Services, peer: u64, request: &Request) -> Result<Response, WireError> {
     let addr = node
         .controller
         .view()
@@ -264,7 +264,7 @@ async fn ask(node: &Shared, peer: u64, request: &Request) -> Result<Response, Wi
 }
 
 /// The partitions this node leads among `topic` (or all), with their ids.
-fn led_partitions(node: &Shared, topic: Option<&str>) -> Vec<Partition> {
+fn led_partitions(node: &Services, topic: Option<&str>) -> Vec<Partition> {
     node.replicas
         .all()
         .into_iter()
@@ -282,7 +282,7 @@ fn led_partitions(node: &Shared, topic: Option<&str>) -> Vec<Partition> {
 /// new to its term never answers with offsets older than a commit that was
 /// acknowledged. (A coordinator starts a member from such a read.)
 pub(crate) async fn leader_consumers(
-    node: &Shared,
+    node: &Services,
     consumer: Option<&str>,
     topic: Option<&str>,
 ) -> Vec<LedPartitionOffsets> {
@@ -323,7 +323,7 @@ pub(crate) async fn leader_consumers(
 /// [`Request::ForgetConsumer`] on this node: the partitions it leads in
 /// scope, and in how many of them `consumer` had offsets.
 pub(crate) async fn forget_here(
-    node: &Shared,
+    node: &Services,
     consumer: &str,
     topic: Option<&str>,
 ) -> Result<(Vec<(String, u32)>, u32), WireError> {
@@ -352,7 +352,7 @@ pub(crate) async fn forget_here(
 
 /// The partitions in scope (of `topic`, or of every topic).
 fn partitions_in_scope(
-    node: &Shared,
+    node: &Services,
     topic: Option<&str>,
 ) -> Result<BTreeSet<(String, u32)>, WireError> {
     node.controller.view().with(|md| {
@@ -372,7 +372,7 @@ fn partitions_in_scope(
 /// come as they arrive, so a caller that has heard enough stops waiting
 /// (a dead node answers only when its ask times out).
 fn ask_every_node<'a>(
-    node: &'a Shared,
+    node: &'a Services,
     request: &'a Request,
 ) -> FuturesUnordered<impl Future<Output = (u64, Result<Response, WireError>)> + 'a> {
     let peers: Vec<u64> = node.controller.view().with(|md| {
@@ -422,7 +422,7 @@ fn uncovered(
 /// so once every partition in scope has one, the nodes not heard from yet
 /// (a dead one answers only when its ask times out) are not waited for.
 async fn gather(
-    node: &Shared,
+    node: &Services,
     consumer: Option<&str>,
     topic: Option<&str>,
     scope: &BTreeSet<(String, u32)>,
@@ -466,7 +466,7 @@ async fn gather(
 /// partition handed over cleanly (`crate::groups`, which falls back to
 /// what an earlier release kept in the metadata, as it does for fences).
 pub(crate) async fn read_group_offsets(
-    node: &Shared,
+    node: &Services,
     group: &str,
     topic: &str,
     partitions: &[u32],
@@ -494,7 +494,7 @@ pub(crate) async fn read_group_offsets(
 /// commit there. States only for one consumer on one topic; owners by the
 /// first 8 characters of their id (the whole id is the member's secret).
 pub(crate) async fn list(
-    node: &Shared,
+    node: &Services,
     consumer: Option<&str>,
     topic: Option<&str>,
 ) -> Result<Vec<ConsumerOffset>, WireError> {
@@ -537,7 +537,7 @@ pub(crate) async fn list(
 /// topic); how many partitions held some. Refused, forgetting nothing,
 /// while a partition in scope has no leader that answers.
 pub(crate) async fn forget(
-    node: &Shared,
+    node: &Services,
     consumer: &str,
     topic: Option<&str>,
 ) -> Result<u32, WireError> {

@@ -27,7 +27,7 @@ use sluice_proto::limits::{
 };
 use sluice_proto::{AssignmentStrategy, GroupAssignment, GroupHeartbeat, WireError};
 
-use crate::node::Shared;
+use crate::services::Services;
 use crate::timeouts::CONTROLLER_LEADERSHIP_CHECK_WAIT;
 
 /// What the coordinator knows of the groups' members.
@@ -68,7 +68,7 @@ fn invalid(what: &str, reason: String) -> WireError {
     }
 }
 
-fn not_coordinator(node: &Shared) -> WireError {
+fn not_coordinator(node: &Services) -> WireError {
     WireError::NotLeader {
         node: node.config.id,
         what: "the controller (the consumer-group coordinator)".into(),
@@ -83,7 +83,7 @@ struct GroupView {
     record: sluice_controller::GroupRecord,
 }
 
-fn group_view(node: &Shared, group: &str, topic: &str) -> Result<GroupView, WireError> {
+fn group_view(node: &Services, group: &str, topic: &str) -> Result<GroupView, WireError> {
     node.controller.view().with(|md| {
         let partitions = md.topic(topic)?.info.spec.partitions;
         let record = md.groups.get(group).cloned().unwrap_or_default();
@@ -95,7 +95,7 @@ fn group_view(node: &Shared, group: &str, topic: &str) -> Result<GroupView, Wire
 /// kept it in the controller's metadata, for a partition without one of
 /// its own.
 fn legacy_offset(
-    node: &Shared,
+    node: &Services,
     group: &str,
     topic: &str,
     partition: u32,
@@ -112,7 +112,7 @@ impl Coordinator {
     /// Confirms this node leads the controller (a majority says so now, not
     /// only its own belief: a leader cut off from the others must not keep
     /// members reading) and forgets what an earlier term saw.
-    async fn lead(&self, node: &Shared, live: &mut Live) -> Result<(), WireError> {
+    async fn lead(&self, node: &Services, live: &mut Live) -> Result<(), WireError> {
         let term = node
             .controller
             .leader_term()
@@ -137,7 +137,7 @@ impl Coordinator {
     /// members changed, and says which partitions it may read.
     pub(crate) async fn heartbeat(
         &self,
-        node: &Shared,
+        node: &Services,
         hb: GroupHeartbeat,
     ) -> Result<GroupAssignment, WireError> {
         validate_consumer_name(&hb.group).map_err(|r| invalid("consumer group name", r))?;
@@ -398,7 +398,7 @@ impl Coordinator {
     /// A member leaves: its partitions are free at once.
     pub(crate) async fn leave(
         &self,
-        node: &Shared,
+        node: &Services,
         group: &str,
         topic: &str,
         member: &str,
@@ -447,7 +447,7 @@ impl Coordinator {
     /// does not lead the controller (the request is passed to the leader).
     pub(crate) async fn drop_dead_owners(
         &self,
-        node: &Shared,
+        node: &Services,
         group: &str,
     ) -> Result<(), WireError> {
         let mut live = self.state.lock().await;

@@ -6,6 +6,7 @@
 
 mod admission;
 mod audit_log;
+mod audit_writer;
 mod authz;
 mod compressed;
 mod config;
@@ -19,13 +20,18 @@ mod log_copy;
 mod membership;
 pub mod metrics;
 mod node;
+mod node_error;
 mod offsets;
 mod partition;
 mod peers;
+mod produce;
 mod producers;
 mod repair;
 mod replicas;
+mod sampler;
 mod server;
+mod services;
+mod shared;
 mod timeouts;
 mod transforms;
 

@@ -23,8 +23,9 @@ use sluice_controller::NodeRecord;
 use sluice_proto::{NodeId, NodeIncarnation, Request, Response, WireError};
 
 use crate::data_dir::DataDir;
-use crate::node::{NodeError, Shared};
+use crate::node_error::NodeError;
 use crate::peers::Peers;
+use crate::shared::Shared;
 use crate::timeouts::{
     BALANCE_BACKOFF, CATCH_UP_POLL_INTERVAL, CATCH_UP_TIMEOUT, JOIN_TIMEOUT, MEMBERSHIP_TICK,
     STARTUP_ASK_TIMEOUT,

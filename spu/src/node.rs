@@ -1,147 +1,20 @@
 //! Wiring of a node: the one place that knows every part.
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use sluice_controller::{Controller, ControllerError, Metadata};
-use sluice_proto::{ClusterStatus, NodeStatus, WireError};
-use sluice_raft::{LogDb, RaftError};
-use sluice_transport::{
-    CertKeyPair, ClientAuth, Connector, PeerIdentity, TlsError, TransportError,
-};
+use sluice_controller::Controller;
+use sluice_raft::LogDb;
+use sluice_transport::{CertKeyPair, ClientAuth, Connector, PeerIdentity, TlsError};
 
 use crate::config::NodeConfig;
-use crate::data_dir::{DataDir, DataDirError};
+use crate::data_dir::DataDir;
+pub use crate::node_error::NodeError;
 use crate::peers::Peers;
 use crate::replicas::Replicas;
+use crate::services::Services;
+use crate::shared::Shared;
 use crate::timeouts::{CONTROLLER_START_WAIT, PEER_CONNECT_TIMEOUT};
-
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error(transparent)]
-    DataDir(#[from] DataDirError),
-    #[error(
-        "cannot load the node's TLS material from {dir}: {source}; `sluice cluster start --local` creates it"
-    )]
-    Tls { dir: PathBuf, source: TlsError },
-    #[error("cannot configure TLS: {0}")]
-    TlsConfig(TlsError),
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    #[error(transparent)]
-    Raft(#[from] RaftError),
-    #[error(transparent)]
-    Controller(#[from] ControllerError),
-    #[error("{reason}")]
-    Refused { reason: String },
-    #[error("cannot open the fsync journal in {dir}: {source}")]
-    FsyncJournal {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// State shared by the request handlers.
-pub(crate) struct Shared {
-    pub config: NodeConfig,
-    pub controller: Controller,
-    pub replicas: Arc<Replicas>,
-    pub db: Arc<LogDb>,
-    pub peers: Peers,
-    /// Consumer-group membership, while this node leads the controller.
-    pub groups: crate::groups::Coordinator,
-    /// Events for the audit topic (see `crate::audit_log`).
-    pub audit: crate::audit_log::AuditLog,
-    /// Runs consumers' SmartModules; compiled modules are cached by content.
-    /// Started on first use (see [`Shared::engine`]).
-    engine: OnceLock<Arc<sluice_wasm::Engine>>,
-    pub started: Instant,
-    pub data_dir: DataDir,
-    /// Set when the node must stop (unregistered, or refused by the cluster).
-    fatal: tokio::sync::watch::Sender<Option<String>>,
-    /// The connectors this node runs, and how their processes reach it.
-    pub connectors: crate::connectors::Supervisor,
-    pub connector_launch: crate::connectors::Launch,
-}
-
-impl Shared {
-    /// Asks the node's owner to stop it, for `reason`.
-    pub(crate) fn fail(&self, reason: String) {
-        self.fatal.send_replace(Some(reason));
-    }
-
-    /// The SmartModule engine, started the first time a module is
-    /// registered or run: a node whose consumers use none never pays for
-    /// the compiler's memory or the epoch ticker's wake-ups. Two first
-    /// callers at once may both build one; the loser's is dropped.
-    pub(crate) fn engine(&self) -> Result<Arc<sluice_wasm::Engine>, WireError> {
-        if let Some(engine) = self.engine.get() {
-            return Ok(engine.clone());
-        }
-        let engine =
-            sluice_wasm::Engine::new(sluice_wasm::EngineConfig::default()).map_err(|e| {
-                tracing::error!(error = %e, "cannot start the SmartModule engine");
-                WireError::Unavailable {
-                    what: "the SmartModule engine".into(),
-                    reason: format!("node {} cannot start it: {e}", self.config.id),
-                }
-            })?;
-        Ok(self.engine.get_or_init(|| Arc::new(engine)).clone())
-    }
-
-    pub(crate) fn metadata(&self) -> Metadata {
-        self.controller.view().snapshot()
-    }
-
-    pub(crate) fn cluster_status(&self) -> ClusterStatus {
-        let md = self.metadata();
-        let leader = self.controller.leader();
-        let (voters, _) = self.controller.members();
-        let nodes = md
-            .nodes
-            .values()
-            .map(|n| {
-                let me = n.id == self.config.id;
-                NodeStatus {
-                    id: n.id,
-                    advertised_addr: n.addr.clone(),
-                    listen_addr: if me {
-                        self.config.listen.to_string()
-                    } else {
-                        String::new()
-                    },
-                    data_dir: if me {
-                        self.config.data_dir.display().to_string()
-                    } else {
-                        String::new()
-                    },
-                    pid: if me { std::process::id() } else { 0 },
-                    role: if leader == Some(n.id) {
-                        "controller-leader"
-                    } else if voters.contains(&n.id) {
-                        "controller-voter"
-                    } else {
-                        "controller-learner"
-                    }
-                    .into(),
-                    healthy: me,
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    uptime_ms: if me {
-                        self.started.elapsed().as_millis() as u64
-                    } else {
-                        0
-                    },
-                }
-            })
-            .collect();
-        ClusterStatus {
-            cluster_id: self.config.cluster_id.clone(),
-            controller_leader: leader,
-            nodes,
-        }
-    }
-}
 
 /// A running node.
 pub struct Node {
@@ -213,18 +86,13 @@ impl Node {
         );
         let audit = crate::audit_log::AuditLog::new(config.audit_topic);
         let connector_launch = crate::connectors::launch(&config, &data_dir);
+        let services = Arc::new(Services::new(
+            config, controller, replicas, db, peers, data_dir,
+        ));
         let shared = Arc::new(Shared {
-            config,
-            controller,
-            replicas,
-            db,
-            peers,
+            services,
             groups: Default::default(),
             audit,
-            engine: OnceLock::new(),
-            started: Instant::now(),
-            data_dir,
-            fatal: tokio::sync::watch::channel(None).0,
             connectors: Default::default(),
             connector_launch,
         });
@@ -243,7 +111,7 @@ impl Node {
     /// Resolves (with the reason) when the node must stop on its own:
     /// unregistered from the cluster, or refused by it.
     pub async fn fatal(&self) -> String {
-        let mut rx = self.shared.fatal.subscribe();
+        let mut rx = self.shared.fatal();
         match rx.wait_for(|r| r.is_some()).await {
             Ok(reason) => reason.clone().unwrap_or_default(),
             Err(_) => std::future::pending().await,
@@ -375,7 +243,11 @@ fn spawn_background(shared: &Arc<Shared>) {
         match crate::metrics::install(listen) {
             Ok(()) => {
                 tracing::info!(%listen, "serving metrics at http://{listen}/metrics");
-                tokio::spawn(crate::metrics::sample(shared.clone()));
+                tokio::spawn(crate::sampler::sample(
+                    shared.services.clone(),
+                    shared.connectors.clone(),
+                    shared.connector_launch.clone(),
+                ));
             }
             Err(e) => tracing::error!(
                 %listen, error = %e,
@@ -389,9 +261,13 @@ fn spawn_background(shared: &Arc<Shared>) {
         tokio::spawn(crate::server::seed_topics(shared.clone()));
     }
     tokio::spawn(crate::membership::drive_reassignments(shared.clone()));
-    tokio::spawn(crate::audit_log::run(shared.clone()));
+    if let Some(events) = shared.audit.take_receiver() {
+        tokio::spawn(crate::audit_writer::run(shared.services.clone(), events));
+    }
     tokio::spawn(crate::connectors::run(
-        shared.clone(),
+        config.id,
+        shared.controller.clone(),
+        shared.connectors.clone(),
         shared.connector_launch.clone(),
     ));
     let retention = shared.replicas.clone();

@@ -17,7 +17,7 @@ use sluice_proto::{
 use sluice_storage::{StorageError, StoredBatch};
 use sluice_wasm::{Chain, Engine, InstanceStats, Module, RawRecord, SmartModuleError};
 
-use crate::node::Shared;
+use crate::services::Services;
 
 /// Replaces registered names by the modules' code from `md` (this node's
 /// replica of the SmartModule store).
@@ -44,7 +44,7 @@ pub(crate) fn resolve(
 /// transform export, supported ABI) and registers it through `controller`
 /// (the node's, or one serving a `Request::Once`).
 pub(crate) async fn register(
-    node: &Shared,
+    node: &Services,
     controller: &sluice_controller::Controller,
     name: String,
     wasm: Vec<u8>,

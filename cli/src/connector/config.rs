@@ -45,6 +45,7 @@ use sluice_client::proto::{SmartModuleInvocation, SmartModuleKind, SmartModuleSo
 use super::file::{FileSink, FileSource, StartAt};
 use super::http::{Endpoint, HttpSource, Output};
 use super::sql::json_sql;
+use super::yaml::text;
 
 /// Largest connector file read.
 const CONNECTOR_FILE_BYTES_MAX: u64 = 64 * 1024;
@@ -313,16 +314,6 @@ impl FluvioFile {
             create_topic: self.meta.create_topic,
             transforms,
         })
-    }
-}
-
-/// A scalar of the file as text (`key` names it in the error).
-pub(super) fn text(value: &serde_yaml::Value, key: &str) -> anyhow::Result<String> {
-    match value {
-        serde_yaml::Value::String(s) => Ok(s.clone()),
-        serde_yaml::Value::Number(n) => Ok(n.to_string()),
-        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
-        _ => bail!("{key}: expected a text, found {value:?}"),
     }
 }
 

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
-use super::config::text;
+use super::yaml::text;
 
 /// One value of a row, as the mapping made it; each database stores it in
 /// its own way (SQLite: bools as 0/1, JSON as text; PostgreSQL: converted by

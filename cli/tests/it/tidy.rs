@@ -649,3 +649,43 @@ fn channels_are_bounded() {
          in UNBOUNDED_CHANNELS): {found:#?}"
     );
 }
+
+/// The node's files that may hold `Shared` (the handlers' state: consumer
+/// groups, the audit queue, the connectors): the wiring, the request
+/// handlers and the membership driver, which proposes through them (and the
+/// crate root, which declares the module). Every
+/// other part takes `&Services` (ARCHITECTURE.md, `spu/`).
+const SHARED_HOLDERS: &[&str] = &[
+    "spu/src/lib.rs",
+    "spu/src/node.rs",
+    "spu/src/shared.rs",
+    "spu/src/membership.rs",
+    "spu/src/server/",
+];
+
+#[test]
+fn the_nodes_parts_take_services_not_the_handlers_state() {
+    let mut found = Vec::new();
+    for file in workspace_sources() {
+        if !file.rel.starts_with("spu/src/")
+            || SHARED_HOLDERS.iter().any(|h| file.rel.starts_with(h))
+        {
+            continue;
+        }
+        let lines: Vec<&str> = file.text.lines().collect();
+        for (n, line) in lines[..code_end(&lines)].iter().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let names_shared = code
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|word| word == "Shared" || word == "shared");
+            if names_shared {
+                found.push(format!("{}:{}: {}", file.rel, n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a part of the node reaches for `Shared`; give it `&Services` (and, explicitly, the \
+         state it needs) instead: {found:#?}"
+    );
+}

@@ -8,7 +8,7 @@ use sluice_proto::{PartitionStatus, ReplicaStatus, Response, WireError};
 
 use sluice_controller::Controller;
 
-use crate::node::Shared;
+use crate::shared::Shared;
 use crate::timeouts::{RECONCILE_WAIT, SEED_TOPICS_RETRY_INTERVAL, SEED_TOPICS_WAIT};
 
 /// Creates a topic (with its replicas placed by the caller, and settings,

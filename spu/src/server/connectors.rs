@@ -12,7 +12,7 @@ use sluice_proto::{
     WireError,
 };
 
-use crate::node::Shared;
+use crate::shared::Shared;
 use crate::timeouts::CONNECTORS_HERE_WAIT;
 
 pub(super) async fn create(

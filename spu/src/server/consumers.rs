@@ -6,7 +6,7 @@ use sluice_proto::{Response, WireError};
 
 use sluice_controller::Controller;
 
-use crate::node::Shared;
+use crate::shared::Shared;
 
 /// Commits a consumer's offset, with its member's group generation when it
 /// reads as part of a group.

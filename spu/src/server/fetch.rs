@@ -15,8 +15,8 @@ use sluice_proto::{
 use sluice_storage::StoredBatch;
 use sluice_transport::FrameError;
 
-use crate::node::Shared;
 use crate::partition::Partition;
+use crate::shared::Shared;
 use crate::transforms::Transforms;
 
 use super::fetch_cursor::FetchCursor;

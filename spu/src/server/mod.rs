@@ -17,7 +17,6 @@ mod consumers;
 mod fetch;
 mod fetch_cursor;
 mod peer;
-mod produce;
 
 pub(crate) use admin::seed_topics;
 
@@ -36,7 +35,7 @@ use crate::admission::{Admission, ConnectionSlot, Reservation};
 use crate::authz::{self, Access, Principal};
 use sluice_controller::Controller;
 
-use crate::node::Shared;
+use crate::shared::Shared;
 use crate::timeouts::FORWARD_SLACK;
 
 pub(crate) async fn serve(endpoint: quinn::Endpoint, node: Arc<Shared>) {
@@ -308,16 +307,16 @@ async fn handle(
 ) -> Result<Response, WireError> {
     match request {
         // Clients: records in.
-        Request::Produce(p) => produce::plain(node, p).await,
+        Request::Produce(p) => crate::produce::plain(node, p).await,
         Request::ProduceCompressed(p) => {
-            produce::expanded(node, p, crate::compressed::expand).await
+            crate::produce::expanded(node, p, crate::compressed::expand).await
         }
         Request::ProduceAt {
             batch,
             expected_offset,
-        } => produce::at(node, batch, expected_offset).await,
+        } => crate::produce::at(node, batch, expected_offset).await,
         Request::ProduceWithHeaders(p) => {
-            produce::expanded(node, p, crate::compressed::expand_with_headers).await
+            crate::produce::expanded(node, p, crate::compressed::expand_with_headers).await
         }
         // Clients: where consumers stand, and consumer groups.
         Request::CommitOffset(commit) => consumers::commit(node, commit, None).await,
@@ -436,16 +435,6 @@ async fn handle(
             })
         }
     }
-}
-
-/// Writes a produce batch through this node as a client's would be (the
-/// node's own writers, such as `crate::audit_log`, use it): answered by the
-/// partition's leader, or `NotLeader` naming the replica to ask.
-pub(crate) async fn produce_here(
-    node: &Shared,
-    request: sluice_proto::ProduceRequest,
-) -> Result<Response, WireError> {
-    produce::plain(node, request).await
 }
 
 /// Handles a request here; a metadata change that reached a node other than

@@ -5,7 +5,7 @@
 
 use sluice_proto::{RaftRpc, RaftRpcKind, Response, WireError};
 
-use crate::node::Shared;
+use crate::shared::Shared;
 
 pub(super) async fn join(
     node: &Shared,

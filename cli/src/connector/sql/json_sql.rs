@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use serde_yaml::Value;
 
-use crate::connector::config::text;
+use crate::connector::yaml::text;
 
 /// The name a transform gives to mean this mapping (a `@VERSION` may follow).
 pub const MODULE: &str = "infinyon/json-sql";

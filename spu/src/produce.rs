@@ -1,7 +1,9 @@
-//! Clients' produce requests: a batch checked against the topic's limits
-//! and settings, proposed to its partition's Raft group by the leader, and
-//! acknowledged once committed (or answered as its producer sequence was
-//! before, for a retry).
+//! Writing a produce batch through this node: checked against the topic's
+//! limits and settings, proposed to its partition's Raft group by the
+//! leader, and acknowledged once committed (or answered as its producer
+//! sequence was before, for a retry). Clients' produce requests come here
+//! from `crate::server`; the node's own writers (`crate::audit_log`) too,
+//! so a record of theirs takes the path a client's takes.
 
 use sluice_proto::limits::{
     PRODUCE_BATCH_RECORDS_MAX, PRODUCE_BATCH_SIZE_BYTES_MAX, RECORD_SIZE_BYTES_MAX,
@@ -9,11 +11,11 @@ use sluice_proto::limits::{
 };
 use sluice_proto::{Compression, ProduceRequest, ProduceResponse, Response, WireError};
 
-use crate::node::Shared;
 use crate::partition::{AppendOutcome, PartitionCommand, decode, encode};
+use crate::services::Services;
 
 /// A batch of records sent as they are.
-pub(super) async fn plain(node: &Shared, produce: ProduceRequest) -> Result<Response, WireError> {
+pub(crate) async fn plain(node: &Services, produce: ProduceRequest) -> Result<Response, WireError> {
     produce_batch(node, produce, Compression::None, None)
         .await
         .map(Response::Produced)
@@ -22,8 +24,8 @@ pub(super) async fn plain(node: &Shared, produce: ProduceRequest) -> Result<Resp
 /// A batch whose records' encoding the producer compressed, or whose
 /// records carry headers: `expand`ed under the node's bound (see
 /// `crate::compressed`), then written as any batch sent with its codec.
-pub(super) async fn expanded(
-    node: &Shared,
+pub(crate) async fn expanded(
+    node: &Services,
     produce: sluice_proto::CompressedProduce,
     expand: fn(sluice_proto::CompressedProduce) -> Result<ProduceRequest, WireError>,
 ) -> Result<Response, WireError> {
@@ -35,8 +37,8 @@ pub(super) async fn expanded(
 
 /// A batch written only if the partition ends at `expected_offset` (see
 /// `Request::ProduceAt`); its records as in `ProduceWithHeaders`.
-pub(super) async fn at(
-    node: &Shared,
+pub(crate) async fn at(
+    node: &Services,
     batch: sluice_proto::CompressedProduce,
     expected_offset: u64,
 ) -> Result<Response, WireError> {
@@ -67,7 +69,7 @@ fn outcome_without_producer(what: String, verdict: &str) -> WireError {
 /// Checks a batch against the topic's compression type and the batch and
 /// record limits; returns its size in bytes.
 fn check_batch(
-    node: &Shared,
+    node: &Services,
     req: &ProduceRequest,
     codec: Compression,
 ) -> Result<usize, WireError> {
@@ -128,7 +130,7 @@ fn check_batch(
 /// Writes one batch sent with `codec` (already expanded if compressed),
 /// only at `expected` when given.
 async fn produce_batch(
-    node: &Shared,
+    node: &Services,
     req: ProduceRequest,
     codec: Compression,
     expected: Option<u64>,

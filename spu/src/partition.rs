@@ -781,15 +781,25 @@ impl Partition {
     /// Committed records from `from` on, at most about `max_bytes`, as whole
     /// stored batches from the one holding `from` (the caller skips the
     /// records before it): they are encoded or handed to SmartModules where
-    /// they lie, without copying each record out.
-    pub(crate) fn read_batches(
+    /// they lie, without copying each record out. Read on the blocking pool:
+    /// a segment read, and the wait for the log's lock, never hold a tokio
+    /// worker (the node's other streams go on meanwhile).
+    pub(crate) async fn read_batches_off_worker(
         &self,
         from: u64,
         max_bytes: usize,
     ) -> Result<Vec<StoredBatch>, WireError> {
-        let log = read_lock(&self.log);
-        log.read_batches(from, max_bytes)
-            .map_err(|e| self.read_error(e))
+        let log = self.log.clone();
+        let read =
+            tokio::task::spawn_blocking(move || read_lock(&log).read_batches(from, max_bytes))
+                .await;
+        match read {
+            Ok(batches) => batches.map_err(|e| self.read_error(e)),
+            Err(join) => Err(WireError::Storage {
+                what: format!("partition {}/{}", self.topic, self.index),
+                reason: format!("the read of its segments did not finish: {join}"),
+            }),
+        }
     }
 
     /// A storage error of a read of this partition, as the consumer sees it.

@@ -60,7 +60,9 @@ async fn look_back(
         .map(|age| sluice_proto::now_ms().saturating_sub(i64::try_from(age).unwrap_or(i64::MAX)));
     let mut at = end.saturating_sub(last).max(start);
     while at < end {
-        let batches = partition.read_batches(at, FETCH_RESPONSE_BYTES_MAX)?;
+        let batches = partition
+            .read_batches_off_worker(at, FETCH_RESPONSE_BYTES_MAX)
+            .await?;
         let Some(chunk_end) = batches.last().map(StoredBatch::end_offset) else {
             break;
         };
@@ -336,7 +338,11 @@ impl Chunk<'_> {
         send: &mut SendStream,
     ) -> Result<Flow, FrameError> {
         let next = cursor.next();
-        let batches = match self.partition.read_batches(next, self.max_bytes) {
+        let batches = match self
+            .partition
+            .read_batches_off_worker(next, self.max_bytes)
+            .await
+        {
             Ok(b) => b,
             Err(e) => return self.end_with(send, Response::Error(e)).await,
         };
@@ -383,7 +389,11 @@ impl Chunk<'_> {
         let from = cursor.next();
         let read = match read_ahead.take() {
             Some((at, read)) if at == from => read,
-            _ => self.partition.read_batches(from, self.max_bytes),
+            _ => {
+                self.partition
+                    .read_batches_off_worker(from, self.max_bytes)
+                    .await
+            }
         };
         let batches = match read {
             Ok(b) => b,
@@ -403,10 +413,22 @@ impl Chunk<'_> {
             let applied = t.apply(partition_id, &batches, from, until);
             (t, applied)
         });
-        if let Some(at) = cursor.read_ahead_from(until, self.high_watermark) {
-            *read_ahead = Some((at, self.partition.read_batches(at, self.max_bytes)));
-        }
-        let (t, (mut records, failure)) = match running.await {
+        // The next chunk is read while the modules run, both on the
+        // blocking pool.
+        let ahead = async {
+            match cursor.read_ahead_from(until, self.high_watermark) {
+                Some(at) => Some((
+                    at,
+                    self.partition
+                        .read_batches_off_worker(at, self.max_bytes)
+                        .await,
+                )),
+                None => None,
+            }
+        };
+        let (ran, ahead) = tokio::join!(running, ahead);
+        *read_ahead = ahead;
+        let (t, (mut records, failure)) = match ran {
             Ok((t, Ok(applied))) => (t, applied),
             Ok((_, Err(e))) => {
                 let e = self.partition.read_error(e);

@@ -32,6 +32,8 @@ command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 # server (scripts/postgres-scratch.sh) and read it with psql.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+# README's connector walkthrough serves its endpoint with Python's http.server.
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use sluice_wasm::{Engine, EngineConfig, Record, SmartModuleKind};
 
 /// The SDK of the checkout this binary was built from. A compile-time path rather than one
@@ -34,9 +34,10 @@ pub struct GenerateArgs {
     /// Name of the project directory and of its cargo package (a letter, then letters,
     /// digits, `-` or `_`).
     pub name: String,
-    /// What the module does with each record.
-    #[arg(long, value_enum)]
-    pub kind: KindArg,
+    /// What the module does with each record (`filter_map` and `array_map`, the SDK's
+    /// attribute names, are accepted too).
+    #[arg(long, value_parser = kind_parser())]
+    pub kind: SmartModuleKind,
     /// Give the module parameters (`-e key=value` when consuming) through a `SmartOpt` struct.
     #[arg(long)]
     pub with_params: bool,
@@ -49,29 +50,17 @@ pub struct GenerateArgs {
     pub sdk_path: Option<PathBuf>,
 }
 
-/// The kinds as typed on the command line; `filter_map` and `array_map` are accepted too,
-/// matching the attribute names of the SDK.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KindArg {
-    Filter,
-    Map,
-    #[value(alias = "filter_map")]
-    FilterMap,
-    #[value(alias = "array_map")]
-    ArrayMap,
-    Aggregate,
-}
-
-impl From<KindArg> for SmartModuleKind {
-    fn from(k: KindArg) -> Self {
-        match k {
-            KindArg::Filter => SmartModuleKind::Filter,
-            KindArg::Map => SmartModuleKind::Map,
-            KindArg::FilterMap => SmartModuleKind::FilterMap,
-            KindArg::ArrayMap => SmartModuleKind::ArrayMap,
-            KindArg::Aggregate => SmartModuleKind::Aggregate,
+/// `--kind`: the kinds' own names, listed in `--help` and completions.
+fn kind_parser() -> impl clap::builder::TypedValueParser<Value = SmartModuleKind> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let names = SmartModuleKind::ALL.map(|k| {
+        let name = PossibleValue::new(k.as_str());
+        match k.attribute_name() {
+            same if same == k.as_str() => name,
+            other => name.alias(other),
         }
-    }
+    });
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<SmartModuleKind>())
 }
 
 #[derive(Debug, Args)]
@@ -131,7 +120,7 @@ pub struct TestArgs {
 pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     check_package_name(&args.name)?;
     let sdk = locate_sdk(args.sdk_path.as_deref())?;
-    let kind = SmartModuleKind::from(args.kind);
+    let kind = args.kind;
     let dir = args.destination.join(&args.name);
     if dir.symlink_metadata().is_ok() {
         bail!(

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sluice_proto::codec::{self, CodecError};
-use sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
 use sluice_proto::{
     Compression, FetchRequest, NodeId, ProduceRequest, ProduceResponse, ProducerSeq, ReadFrom,
     Record, Request, Response, WireError,
@@ -728,37 +727,32 @@ impl Client {
         request: &Request,
         what: &'static str,
     ) -> Result<(Response, quinn::RecvStream)> {
-        let payload = codec::encode(request).map_err(|e| ClientError::Protocol {
-            endpoint: self.endpoint_name(addr),
-            what,
-            reason: e.to_string(),
-        })?;
         let connection = self.connection(addr).await?;
-        let (mut send, mut recv) = connection
-            .open_bi()
+        let (response, recv) = sluice_transport::exchange(&connection, request)
             .await
-            .map_err(|e| self.connection_error(addr, what, e))?;
-        let lost = |e: sluice_transport::FrameError| self.frame_error(addr, what, e);
-        sluice_transport::write_frame(&mut send, &payload)
-            .await
-            .map_err(lost)?;
-        // Finishing only fails if the stream is already gone; the read below reports that.
-        let _ = send.finish();
-        let frame = sluice_transport::read_frame(&mut recv, FRAME_SIZE_BYTES_MAX)
-            .await
-            .map_err(lost)?
-            .ok_or_else(|| ClientError::ConnectionLost {
+            .map_err(|e| self.exchange_error(addr, what, e))?;
+        Ok((server_answer(&self.endpoint_name(addr), response)?, recv))
+    }
+
+    fn exchange_error(
+        &self,
+        addr: SocketAddr,
+        what: &'static str,
+        error: sluice_transport::ExchangeError,
+    ) -> ClientError {
+        use sluice_transport::ExchangeError;
+        match error {
+            ExchangeError::Open(e) => self.connection_error(addr, what, e),
+            ExchangeError::Frame(e) => self.frame_error(addr, what, e),
+            ExchangeError::Unanswered => ClientError::ConnectionLost {
                 endpoint: self.endpoint_name(addr),
                 what,
-                reason: "the node closed the stream without answering".into(),
-            })?;
-        let response = decode_response(&self.endpoint_name(addr), what, &frame)?;
-        // Only a fetch goes on after its first frame; any other answer is
-        // the stream's last, and its end has usually arrived with it.
-        if !matches!(response, Response::FetchStarted { .. }) {
-            sluice_transport::read_end_if_arrived(&mut recv);
+                reason: error.to_string(),
+            },
+            ExchangeError::Encode(e) | ExchangeError::Decode(e) => {
+                codec_error(&self.endpoint_name(addr), what, e)
+            }
         }
-        Ok((response, recv))
     }
 
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection> {
@@ -884,25 +878,39 @@ pub(crate) fn decode_response(
     frame: &[u8],
 ) -> Result<Response> {
     match codec::decode::<Response>(frame) {
-        Ok(Response::Error(WireError::UnsupportedVersion { client, server })) => {
+        Ok(response) => server_answer(endpoint, response),
+        Err(e) => Err(codec_error(endpoint, what, e)),
+    }
+}
+
+/// A node's answer, with its refusals made errors.
+fn server_answer(endpoint: &str, response: Response) -> Result<Response> {
+    match response {
+        Response::Error(WireError::UnsupportedVersion { client, server }) => {
             Err(ClientError::ProtocolVersion {
                 endpoint: endpoint.to_string(),
                 client,
                 server,
             })
         }
-        Ok(Response::Error(e)) => Err(ClientError::Server(e)),
-        Ok(response) => Ok(response),
-        Err(CodecError::VersionMismatch { peer, ours }) => Err(ClientError::ProtocolVersion {
+        Response::Error(e) => Err(ClientError::Server(e)),
+        response => Ok(response),
+    }
+}
+
+/// Bytes that are not a message of this version, either way.
+fn codec_error(endpoint: &str, what: &'static str, error: CodecError) -> ClientError {
+    match error {
+        CodecError::VersionMismatch { peer, ours } => ClientError::ProtocolVersion {
             endpoint: endpoint.to_string(),
             client: ours,
             server: peer,
-        }),
-        Err(e) => Err(ClientError::Protocol {
+        },
+        e => ClientError::Protocol {
             endpoint: endpoint.to_string(),
             what,
             reason: e.to_string(),
-        }),
+        },
     }
 }
 

@@ -45,7 +45,7 @@ impl LocalChain {
             for (inv, name, wasm) in sources {
                 let module = engine.load(&wasm).map_err(error)?.named(name);
                 if let Some(kind) = inv.kind {
-                    module.expect_kind(kind.into()).map_err(error)?;
+                    module.expect_kind(kind).map_err(error)?;
                 }
                 instances.push(module.instantiate(inv.params, inv.initial).map_err(error)?);
             }

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod messages;
 pub mod raft;
 pub mod record;
+pub mod smartmodule_kind;
 pub mod topic_settings;
 
 pub use acl::{ANONYMOUS_PRINCIPAL, AclEntry, Operation, ResourceKind, ResourcePattern};
@@ -37,6 +38,7 @@ pub use headers::{HeadersRef, RecordHeader};
 pub use messages::*;
 pub use raft::{RaftRpc, RaftRpcKind};
 pub use record::{ConsumerRecord, ConsumerRecordRef, Record, now_ms};
+pub use smartmodule_kind::SmartModuleKind;
 pub use topic_settings::{KeyHash, TopicSettings, TopicSettingsV1};
 
 /// Identifier of a node (SPU) in a cluster.

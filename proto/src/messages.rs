@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     ConsumerOffset, ConsumerRecord, ConsumerRecordRef, GroupAssignment, GroupHeartbeat,
     LedPartitionOffsets, MetadataChange, NodeId, OffsetCommit, RaftRpc, Record, RequestId,
-    TopicSettings, TopicSettingsV1, WireError,
+    SmartModuleKind, TopicSettings, TopicSettingsV1, WireError,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -928,28 +928,6 @@ impl SmartModuleSource {
     pub fn name(&self) -> &str {
         match self {
             SmartModuleSource::Registered(name) | SmartModuleSource::AdHoc { name, .. } => name,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SmartModuleKind {
-    Filter,
-    Map,
-    FilterMap,
-    ArrayMap,
-    Aggregate,
-}
-
-impl SmartModuleKind {
-    /// The name the CLI uses (`filter-map`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SmartModuleKind::Filter => "filter",
-            SmartModuleKind::Map => "map",
-            SmartModuleKind::FilterMap => "filter-map",
-            SmartModuleKind::ArrayMap => "array-map",
-            SmartModuleKind::Aggregate => "aggregate",
         }
     }
 }

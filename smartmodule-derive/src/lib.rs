@@ -12,7 +12,10 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{Data, DeriveInput, Fields, FnArg, Ident, ItemFn, Token, Type, parse_macro_input};
 
-/// The kinds a SmartModule function can have, by attribute name.
+/// The kinds a SmartModule function can have, by attribute name, and the two hooks.
+/// The guest side of `sluice_proto::SmartModuleKind::{attribute_name, export_name}`: the
+/// SDK stays free of the wire crate, and `wasm/tests/it/kinds.rs` builds a module of every
+/// kind with this macro and checks the engine names its kind from the export.
 const KINDS: &[&str] = &[
     "filter",
     "map",

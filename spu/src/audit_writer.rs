@@ -228,11 +228,13 @@ async fn write_through_leader(node: &Services, request: &ProduceRequest) -> Resu
             .view()
             .with(|md| md.nodes.get(&leader).map(|n| n.addr.clone()))
             .ok_or_else(|| unreachable(format!("node {leader} has no known address")))?;
+        // The caller bounds the whole write by the same deadline.
+        let produce = Request::Produce(request.clone());
         answer = match node
             .peers
-            .request(&addr, &Request::Produce(request.clone()))
+            .request(&addr, &produce, AUDIT_WRITE_DEADLINE)
             .await
-            .map_err(unreachable)?
+            .map_err(|e| unreachable(format!("node {leader} at {addr}: {e}")))?
         {
             Response::Error(e) => Err(e),
             other => Ok(other),

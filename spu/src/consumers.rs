@@ -249,16 +249,12 @@ async fn ask(node: &Services, peer: u64, request: &Request) -> Result<Response, 
             what: format!("node {peer}"),
             reason: "it has no known address".into(),
         })?;
-    match tokio::time::timeout(OFFSETS_PEER_WAIT, node.peers.request(&addr, request)).await {
-        Ok(Ok(Response::Error(e))) => Err(e),
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(reason)) => Err(WireError::Unavailable {
+    match node.peers.request(&addr, request, OFFSETS_PEER_WAIT).await {
+        Ok(Response::Error(e)) => Err(e),
+        Ok(response) => Ok(response),
+        Err(reason) => Err(WireError::Unavailable {
             what: format!("node {peer}"),
             reason: format!("cannot reach it at {addr}: {reason}"),
-        }),
-        Err(_) => Err(WireError::Unavailable {
-            what: format!("node {peer}"),
-            reason: format!("it did not answer within {OFFSETS_PEER_WAIT:?}"),
         }),
     }
 }

@@ -68,15 +68,7 @@ impl LogSource for PeerLogSource {
             from_offset: from,
             max_bytes: COPY_CHUNK_BYTES,
         };
-        let call = async {
-            tokio::time::timeout(LOG_COPY_CHUNK_TIMEOUT, self.peers.request(&addr, &request))
-                .await
-                .map_err(|_| {
-                    format!(
-                        "no answer from node {source} at {addr} within {LOG_COPY_CHUNK_TIMEOUT:?}"
-                    )
-                })?
-        };
+        let call = self.peers.request(&addr, &request, LOG_COPY_CHUNK_TIMEOUT);
         let response = if on_multi_thread_runtime() {
             tokio::task::block_in_place(|| self.runtime.block_on(call))
         } else {
@@ -96,7 +88,7 @@ impl LogSource for PeerLogSource {
             Ok(other) => Err(io::Error::other(format!(
                 "unexpected answer from node {source}: {other:?}"
             ))),
-            Err(e) => Err(io::Error::other(e)),
+            Err(e) => Err(io::Error::other(format!("node {source} at {addr}: {e}"))),
         }
     }
 }

@@ -64,22 +64,21 @@ pub(crate) async fn check_identity(
     }
     let asks = targets.iter().map(|addr| async move {
         let request = Request::NodeIncarnation { id };
-        let answer = tokio::time::timeout(STARTUP_ASK_TIMEOUT, peers.request(addr, &request)).await;
+        let answer = peers.request(addr, &request, STARTUP_ASK_TIMEOUT).await;
         (addr.clone(), answer)
     });
     let mut join_reached = false;
     for (addr, answer) in futures::future::join_all(asks).await {
         let known = match answer {
-            Ok(Ok(Response::NodeIncarnation(known))) => known,
-            Ok(Ok(other)) => {
+            Ok(Response::NodeIncarnation(known)) => known,
+            Ok(other) => {
                 tracing::debug!(%addr, ?other, "unexpected answer about our identity");
                 continue;
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::debug!(%addr, error = %e, "peer not reachable for the identity check");
                 continue;
             }
-            Err(_) => continue,
         };
         if join == Some(addr.as_str()) {
             join_reached = true;
@@ -128,21 +127,19 @@ pub(crate) async fn join(node: &Shared, via: &str) -> Result<(), NodeError> {
     };
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     loop {
-        let answer =
-            tokio::time::timeout(STARTUP_ASK_TIMEOUT, node.peers.request(via, &request)).await;
+        let answer = node.peers.request(via, &request, STARTUP_ASK_TIMEOUT).await;
         let reason = match answer {
-            Ok(Ok(Response::Joined)) => {
+            Ok(Response::Joined) => {
                 tracing::info!(%via, "joined the cluster");
                 return Ok(());
             }
-            Ok(Ok(Response::Error(e))) if !e.is_retriable() => {
+            Ok(Response::Error(e)) if !e.is_retriable() => {
                 return Err(NodeError::Refused {
                     reason: format!("the cluster refused the join: {e}"),
                 });
             }
-            Ok(Ok(other)) => format!("{other:?}"),
-            Ok(Err(e)) => e,
-            Err(_) => format!("no answer within {STARTUP_ASK_TIMEOUT:?}"),
+            Ok(other) => format!("{other:?}"),
+            Err(e) => e.to_string(),
         };
         if tokio::time::Instant::now() > deadline {
             return Err(NodeError::Refused {

@@ -1,13 +1,31 @@
-//! The node's side of the Raft network: RPCs to other nodes over QUIC, with
-//! this node's certificate as client identity (mutual TLS between nodes).
+//! The node's side of the network between nodes: requests to other nodes over
+//! QUIC, with this node's certificate as client identity (mutual TLS between
+//! nodes), through the same exchange clients use (`sluice_transport::exchange`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sluice_proto::limits::FRAME_SIZE_BYTES_MAX;
-use sluice_proto::{RaftRpc, Request, Response, codec};
+use sluice_proto::{RaftRpc, Request, Response};
 use sluice_raft::{CallError, CallFuture, NodeId, RaftTransport};
-use sluice_transport::{Connector, read_frame, write_frame};
+use sluice_transport::{Connector, ExchangeError, TransportError};
+
+/// Why a request to another node got no answer. The messages leave the node
+/// and its address to the caller, which names them in its own context.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PeerError {
+    /// The node's address names no host we can find.
+    #[error("cannot resolve its address: {0}")]
+    Resolve(String),
+    /// No connection to the node could be made.
+    #[error(transparent)]
+    Connect(#[from] TransportError),
+    /// The connection was there but the request or its answer was lost.
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// The node did not answer within the caller's deadline.
+    #[error("no answer within {0:?}")]
+    NoAnswer(Duration),
+}
 
 /// Sends requests to other nodes; shared by Raft and by request forwarding.
 #[derive(Clone)]
@@ -20,67 +38,58 @@ impl Peers {
         Self { connector }
     }
 
-    /// Sends one request to the node at `addr` and returns its one response.
-    pub(crate) async fn request(&self, addr: &str, request: &Request) -> Result<Response, String> {
-        let target = resolve(addr).await?;
-        let conn = self
-            .connector
-            .connect(target)
-            .await
-            .map_err(|e| e.to_string())?;
-        let exchange = async {
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-            let bytes = codec::encode(request).map_err(|e| e.to_string())?;
-            write_frame(&mut send, &bytes)
-                .await
-                .map_err(|e| e.to_string())?;
-            let _ = send.finish();
-            let frame = read_frame(&mut recv, FRAME_SIZE_BYTES_MAX)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "the node closed the stream without answering".to_string())?;
-            // The answer is the stream's last frame (see `read_end_if_arrived`).
-            sluice_transport::read_end_if_arrived(&mut recv);
-            codec::decode::<Response>(&frame).map_err(|e| e.to_string())
+    /// Sends one request to the node at `addr` and returns its one response
+    /// (a node's refusal, `Response::Error`, is an answer too), or gives up
+    /// after `deadline`.
+    pub(crate) async fn request(
+        &self,
+        addr: &str,
+        request: &Request,
+        deadline: Duration,
+    ) -> Result<Response, PeerError> {
+        let ask = async {
+            let target = resolve(addr).await?;
+            let connection = self.connector.connect(target).await?;
+            let (response, _) = sluice_transport::exchange(&connection, request).await?;
+            Ok(response)
         };
-        exchange.await
+        tokio::time::timeout(deadline, ask)
+            .await
+            .unwrap_or(Err(PeerError::NoAnswer(deadline)))
     }
 }
 
-async fn resolve(addr: &str) -> Result<SocketAddr, String> {
+async fn resolve(addr: &str) -> Result<SocketAddr, PeerError> {
     if let Ok(a) = addr.parse() {
         return Ok(a);
     }
     tokio::net::lookup_host(addr)
         .await
-        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .map_err(|e| PeerError::Resolve(e.to_string()))?
         .next()
-        .ok_or_else(|| format!("{addr} resolves to no address"))
+        .ok_or_else(|| PeerError::Resolve(format!("{addr} names no address")))
 }
 
 impl RaftTransport for Peers {
     fn call(&self, target: NodeId, addr: String, rpc: RaftRpc, timeout: Duration) -> CallFuture {
         let peers = self.clone();
         Box::pin(async move {
-            let unreachable = |reason: String| CallError::Unreachable {
-                node: target,
-                addr: addr.clone(),
-                reason,
-            };
             let (kind, started) = (rpc.kind, std::time::Instant::now());
-            let answer =
-                tokio::time::timeout(timeout, peers.request(&addr, &Request::Raft(rpc))).await;
-            let ok = matches!(answer, Ok(Ok(Response::Raft { .. })));
+            let answer = peers.request(&addr, &Request::Raft(rpc), timeout).await;
+            let ok = matches!(answer, Ok(Response::Raft { .. }));
             crate::metrics::raft_rpc(kind, ok, started.elapsed());
             match answer {
-                Err(_) => Err(unreachable(format!("no answer within {timeout:?}"))),
-                Ok(Err(reason)) => Err(unreachable(reason)),
-                Ok(Ok(Response::Raft { payload })) => Ok(payload),
-                Ok(Ok(Response::Error(e))) => Err(CallError::Remote {
+                Err(e) => Err(CallError::Unreachable {
+                    node: target,
+                    addr,
+                    reason: e.to_string(),
+                }),
+                Ok(Response::Raft { payload }) => Ok(payload),
+                Ok(Response::Error(e)) => Err(CallError::Remote {
                     node: target,
                     reason: e.to_string(),
                 }),
-                Ok(Ok(other)) => Err(CallError::Remote {
+                Ok(other) => Err(CallError::Remote {
                     node: target,
                     reason: format!("unexpected answer {other:?}"),
                 }),

@@ -63,7 +63,7 @@ pub(crate) async fn register(
         .map_err(|e| invalid(format!("validation failed: {e}")))??;
     let info = SmartModuleInfo {
         name,
-        kind: module.kind().into(),
+        kind: module.kind(),
         size_bytes: wasm.len() as u64,
         hash: module.hash_hex(),
         created_ms: sluice_proto::now_ms(),
@@ -170,7 +170,7 @@ impl Transforms {
             let module = load(engine, &name, &wasm)?;
             if let Some(kind) = inv.kind {
                 module
-                    .expect_kind(kind.into())
+                    .expect_kind(kind)
                     .map_err(|e| wire_error(&name, &e))?;
             }
             let instance = module

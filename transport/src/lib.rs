@@ -3,11 +3,13 @@
 //! Every Sluice connection is QUIC with TLS 1.3 and a per-cluster CA. This
 //! crate owns that plumbing and nothing else: [`tls`] creates and loads the
 //! certificates and builds quinn configurations, [`endpoint`] binds listeners
-//! and dials (and caches) connections, and [`frame`] moves length-prefixed
-//! byte frames over streams. It knows nothing about Sluice's messages; the
-//! codec in `sluice-proto` gives the frames meaning.
+//! and dials (and caches) connections, [`frame`] moves length-prefixed
+//! byte frames over streams, and [`exchange`] sends one request and reads its
+//! answer, the one request/response exchange that clients and nodes share.
+//! Frames are opaque here; the codec in `sluice-proto` gives them meaning.
 
 pub mod endpoint;
+pub mod exchange;
 pub mod frame;
 pub mod timeouts;
 pub mod tls;
@@ -15,6 +17,7 @@ pub mod tls;
 pub use endpoint::{
     Connector, TransportError, bind_node_server, bind_server, client_endpoint, peer_identity,
 };
+pub use exchange::{ExchangeError, exchange};
 pub use frame::{
     FrameError, read_end_if_arrived, read_frame, read_frame_body, read_frame_len, write_frame,
     write_frame_parts,

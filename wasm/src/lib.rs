@@ -28,7 +28,6 @@ mod config;
 mod engine;
 mod error;
 mod instance;
-mod kind;
 mod module;
 mod record;
 #[cfg(test)]
@@ -40,7 +39,8 @@ pub use config::EngineConfig;
 pub use engine::Engine;
 pub use error::SmartModuleError;
 pub use instance::{Instance, InstanceStats, Processed};
-pub use kind::SmartModuleKind;
 pub use module::Module;
 pub use record::{InputRecord, OutputRecord, Record};
+/// The one definition of the kinds (the wire's, the CLI's and the engine's).
+pub use sluice_proto::SmartModuleKind;
 pub use sluice_smartmodule::abi::{ABI_VERSION, RawRecord};

@@ -186,15 +186,10 @@ impl SeedFile {
         let mut params = self.parameters;
         // Module parameters of the seed's format: `filter: NAME` and the other kinds.
         let mut transforms = Vec::new();
-        for (key, kind) in [
-            ("filter", SmartModuleKind::Filter),
-            ("map", SmartModuleKind::Map),
-            ("filter_map", SmartModuleKind::FilterMap),
-            ("filter-map", SmartModuleKind::FilterMap),
-            ("array_map", SmartModuleKind::ArrayMap),
-            ("array-map", SmartModuleKind::ArrayMap),
-            ("aggregate", SmartModuleKind::Aggregate),
-        ] {
+        let keys = SmartModuleKind::ALL
+            .into_iter()
+            .flat_map(|kind| [(kind.attribute_name(), kind), (kind.as_str(), kind)]);
+        for (key, kind) in keys {
             if let Some(value) = params.remove(key) {
                 let name = text(&value, &format!("parameters.{key}"))?;
                 transforms.push(SmartModuleInvocation {

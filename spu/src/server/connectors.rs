@@ -80,22 +80,18 @@ async fn runtimes_on(node: &Shared, id: NodeId, names: Vec<String>) -> Vec<Conne
         return Vec::new();
     };
     let question = Request::ConnectorsHere { names };
-    let ask = node.peers.request(&addr, &question);
-    match tokio::time::timeout(CONNECTORS_HERE_WAIT, ask).await {
-        Ok(Ok(Response::ConnectorsHere(runtimes))) => runtimes,
-        Ok(Ok(_)) => {
+    let ask = node.peers.request(&addr, &question, CONNECTORS_HERE_WAIT);
+    match ask.await {
+        Ok(Response::ConnectorsHere(runtimes)) => runtimes,
+        Ok(_) => {
             tracing::debug!(
                 node = id,
                 "a node answered a connector status question oddly"
             );
             Vec::new()
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::debug!(node = id, error = %e, "no connector status from a node");
-            Vec::new()
-        }
-        Err(_) => {
-            tracing::debug!(node = id, "no connector status from a node in time");
             Vec::new()
         }
     }
@@ -132,12 +128,11 @@ pub(super) async fn logs(node: &Shared, name: &str, max_bytes: u32) -> Result<Re
         name: name.to_string(),
         max_bytes: max as u32,
     };
-    match tokio::time::timeout(CONNECTORS_HERE_WAIT, node.peers.request(&addr, &ask)).await {
-        Ok(Ok(Response::Error(e))) => Err(e),
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(e)) => Err(unavailable(format!("node {runs_on}, which runs it: {e}"))),
-        Err(_) => Err(unavailable(format!(
-            "node {runs_on}, which runs it, did not answer within {CONNECTORS_HERE_WAIT:?}"
+    match node.peers.request(&addr, &ask, CONNECTORS_HERE_WAIT).await {
+        Ok(Response::Error(e)) => Err(e),
+        Ok(answer) => Ok(answer),
+        Err(e) => Err(unavailable(format!(
+            "node {runs_on} at {addr}, which runs it: {e}"
         ))),
     }
 }

@@ -500,15 +500,11 @@ async fn forward_to_controller_leader(node: &Shared, leader: u64, request: &Requ
     // The leader answers within its commit deadline, so a longer silence
     // means it is gone or stalled: say so instead of holding the client.
     let wait = sluice_controller::COMMIT_WAIT_MAX + FORWARD_SLACK;
-    match tokio::time::timeout(wait, node.peers.request(&addr, request)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(reason)) => Response::Error(WireError::Unavailable {
+    match node.peers.request(&addr, request, wait).await {
+        Ok(response) => response,
+        Err(reason) => Response::Error(WireError::Unavailable {
             what: "the controller".into(),
             reason: format!("cannot reach its leader, node {leader} at {addr}: {reason}"),
-        }),
-        Err(_) => Response::Error(WireError::Unavailable {
-            what: "the controller".into(),
-            reason: format!("its leader, node {leader} at {addr}, did not answer within {wait:?}"),
         }),
     }
 }

@@ -159,11 +159,7 @@ impl<S: ReplicatedState> Group<S> {
         let raft = openraft::Raft::new(
             node,
             raft_config,
-            Network {
-                group: id,
-                transport,
-                lease_wanted: lease_wanted.clone(),
-            },
+            Network::new(id, transport, lease_wanted.clone()),
             log,
             adapter,
         )

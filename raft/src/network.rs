@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
@@ -93,6 +93,47 @@ pub(crate) struct Network {
     /// instead of waiting out the coalescing window, since a write waits
     /// on their answers.
     pub(crate) lease_wanted: Arc<AtomicBool>,
+    /// Per follower, the commit index the group's appends have carried to it.
+    commits_sent: std::collections::HashMap<NodeId, Arc<CommitSent>>,
+}
+
+impl Network {
+    pub(crate) fn new(
+        group: GroupId,
+        transport: Arc<dyn RaftTransport>,
+        lease_wanted: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            group,
+            transport,
+            lease_wanted,
+            commits_sent: Default::default(),
+        }
+    }
+}
+
+/// The highest commit index (plus one, 0 for none) an append of a group has
+/// carried to one follower, shared by the clients openraft makes for that
+/// follower (its replication stream's and its heartbeat worker's).
+///
+/// openraft's replication stream sends an append without entries to tell a
+/// follower of a new commit, and sends nothing else to it until that append
+/// is answered. Such an append looks like a heartbeat; sent through the
+/// heartbeat window, it held the follower's next entries up to the window's
+/// length (at 1,000 single-record writes a second, ack p50 went from about
+/// 1.4 ms to 7 ms). An append without entries that carries a commit the
+/// follower has not been sent is therefore routed as an append; one that
+/// tells nothing new is a heartbeat.
+#[derive(Default)]
+pub(crate) struct CommitSent(AtomicU64);
+
+impl CommitSent {
+    /// Records that an append carries `commit`; returns whether no append
+    /// had carried it (or a later one) before.
+    fn carries(&self, commit: Option<u64>) -> bool {
+        let mark = commit.map_or(0, |index| index + 1);
+        self.0.fetch_max(mark, Ordering::Relaxed) < mark
+    }
 }
 
 pub(crate) struct Peer {
@@ -101,6 +142,7 @@ pub(crate) struct Peer {
     addr: String,
     transport: Arc<dyn RaftTransport>,
     lease_wanted: Arc<AtomicBool>,
+    commit_sent: Arc<CommitSent>,
 }
 
 /// What a node answers to an RPC: the openraft response or its error as text.
@@ -200,6 +242,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             transport: self.transport.clone(),
             lease_wanted: self.lease_wanted.clone(),
+            commit_sent: self.commits_sent.entry(target).or_default().clone(),
         }
     }
 }
@@ -238,16 +281,20 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             }
             let last = part.entries.last().map(|e| e.log_id()).or(part.prev_log_id);
             let payload_len = payload.len();
+            let news = self
+                .commit_sent
+                .carries(part.leader_commit.as_ref().map(|c| c.index()));
+            let route = if part.entries.is_empty() && !news {
+                Route::Heartbeat
+            } else {
+                Route::Append
+            };
             answer = match self
                 .send_encoded(
                     RaftRpcKind::AppendEntries,
                     payload,
                     crate::timeouts::append_entries_deadline(option.hard_ttl(), payload_len),
-                    if part.entries.is_empty() {
-                        Route::Heartbeat
-                    } else {
-                        Route::Append
-                    },
+                    route,
                 )
                 .await
             {
@@ -440,6 +487,7 @@ mod tests {
             addr: "node-2".into(),
             transport: Arc::new(FirstOnly(Default::default())),
             lease_wanted: Arc::default(),
+            commit_sent: Arc::default(),
         };
         let option = RPCOption::new(Duration::from_secs(1));
         let answer = peer
@@ -456,6 +504,82 @@ mod tests {
             ..peer
         };
         assert!(peer.append_entries(rpc, option).await.is_err());
+    }
+
+    /// Answers every append with a success and notes how each was routed.
+    #[derive(Default)]
+    struct Routes(std::sync::Mutex<Vec<&'static str>>);
+
+    impl Routes {
+        fn answer(&self, route: &'static str) -> CallFuture {
+            self.0.lock().unwrap().push(route);
+            let ok: Answer<AppendEntriesResponse<TypeConfig>> = Ok(AppendEntriesResponse::Success);
+            let bytes = encode(&ok).unwrap();
+            Box::pin(async move { Ok(bytes) })
+        }
+    }
+
+    impl RaftTransport for Routes {
+        fn call(&self, _: NodeId, _: String, _: RaftRpc, _: Duration) -> CallFuture {
+            self.answer("alone")
+        }
+        fn call_heartbeat(&self, _: NodeId, _: String, _: RaftRpc, _: Duration) -> CallFuture {
+            self.answer("heartbeat")
+        }
+        fn call_append(&self, _: NodeId, _: String, _: RaftRpc, _: Duration) -> CallFuture {
+            self.answer("append")
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_that_only_carries_a_new_commit_skips_the_heartbeat_window() {
+        let log_id = |i| LogId::new(LeaderId::<u64, u64>::new(1, 1), i);
+        let append = |entries: Vec<u64>, commit: Option<u64>| AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: Some(log_id(2)),
+            entries: entries
+                .into_iter()
+                .map(|i| Entry {
+                    log_id: log_id(i),
+                    payload: EntryPayload::Blank,
+                })
+                .collect(),
+            leader_commit: commit.map(log_id),
+        };
+        let transport = Arc::new(Routes::default());
+        let mut network = Network::new(1, transport.clone(), Arc::default());
+        let node = BasicNode::new("node-2");
+        // The replication stream's client and the heartbeat worker's, as openraft makes them.
+        let mut stream = network.new_client(2, &node).await;
+        let mut heartbeat = network.new_client(2, &node).await;
+        let mut other_follower = network.new_client(3, &node).await;
+        let option = || RPCOption::new(Duration::from_secs(1));
+        let mut send = async |peer: &mut Peer, rpc| {
+            peer.append_entries(rpc, option()).await.unwrap();
+        };
+        send(&mut stream, append(vec![3], Some(2))).await;
+        // Entry 3 committed: the stream tells the follower without entries.
+        send(&mut stream, append(vec![], Some(3))).await;
+        // The heartbeat worker's next heartbeat tells nothing new.
+        send(&mut heartbeat, append(vec![], Some(3))).await;
+        // A commit no append has carried yet, found by the heartbeat worker.
+        send(&mut heartbeat, append(vec![], Some(4))).await;
+        send(&mut stream, append(vec![], Some(4))).await;
+        // Each follower has its own record of what it was told.
+        send(&mut other_follower, append(vec![], Some(4))).await;
+        send(&mut other_follower, append(vec![], None)).await;
+        assert_eq!(
+            *transport.0.lock().unwrap(),
+            [
+                "append",
+                "append",
+                "heartbeat",
+                "append",
+                "heartbeat",
+                "append",
+                "heartbeat"
+            ]
+        );
     }
 
     /// Counts calls and answers each with a snapshot response.
@@ -497,6 +621,7 @@ mod tests {
             addr: "node-2".into(),
             transport: transport.clone(),
             lease_wanted: Arc::default(),
+            commit_sent: Arc::default(),
         };
         let option = RPCOption::new(Duration::from_secs(1));
         let outcome = peer

@@ -554,7 +554,7 @@ mod tests {
         let mut heartbeat = network.new_client(2, &node).await;
         let mut other_follower = network.new_client(3, &node).await;
         let option = || RPCOption::new(Duration::from_secs(1));
-        let mut send = async |peer: &mut Peer, rpc| {
+        let send = async |peer: &mut Peer, rpc| {
             peer.append_entries(rpc, option()).await.unwrap();
         };
         send(&mut stream, append(vec![3], Some(2))).await;

@@ -32,7 +32,14 @@ pub enum CodecError {
 
 /// Encodes `msg` as a frame payload (version + body).
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(64);
+    encode_sized(msg, 64)
+}
+
+/// [`encode`] into a buffer of `capacity` bytes to begin with: a sender that
+/// knows about how large the message is (a frame of records) saves the
+/// buffer's regrowth and its copies.
+pub fn encode_sized<T: Serialize>(msg: &T, capacity: usize) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(capacity);
     out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
     crate::encoding::append_to(&mut out, msg).map_err(|e| CodecError::Encode {
         what: std::any::type_name::<T>(),

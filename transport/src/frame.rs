@@ -89,6 +89,28 @@ pub async fn write_frame_parts(
     Ok(())
 }
 
+/// Writes `payload` as one frame, handing a large payload's buffer to quinn
+/// instead of copying it into quinn's send buffer: a node serving a consumer
+/// at full speed spent about 6% of its CPU on that copy of each records
+/// frame (BENCHMARKS.md, session 24). A small payload goes as
+/// [`write_frame`] does, prefix and payload in one write.
+pub async fn write_frame_owned(
+    send: &mut quinn::SendStream,
+    payload: Vec<u8>,
+) -> Result<(), FrameError> {
+    if payload.len() + FRAME_HEADER_LEN <= COALESCE_LIMIT {
+        return write_frame(send, &payload).await;
+    }
+    let prefix = frame_len(payload.len())?.to_be_bytes();
+    // One call queues both, so the prefix never travels in a packet alone.
+    let mut chunks = [
+        bytes::Bytes::copy_from_slice(&prefix),
+        bytes::Bytes::from(payload),
+    ];
+    send.write_all_chunks(&mut chunks).await?;
+    Ok(())
+}
+
 /// Converts a payload length to the `u32` prefix, refusing what does not fit.
 fn frame_len(len: usize) -> Result<u32, FrameError> {
     u32::try_from(len).map_err(|_| FrameError::TooLarge {

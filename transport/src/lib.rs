@@ -20,7 +20,7 @@ pub use endpoint::{
 pub use exchange::{ExchangeError, exchange};
 pub use frame::{
     FrameError, read_end_if_arrived, read_frame, read_frame_body, read_frame_len, write_frame,
-    write_frame_parts,
+    write_frame_owned, write_frame_parts,
 };
 /// The connection type `Connector::connect` returns, for callers without their own quinn dependency.
 pub use quinn::Connection;

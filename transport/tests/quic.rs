@@ -6,7 +6,8 @@ use std::time::Duration;
 use sluice_transport::endpoint::{self, connect};
 use sluice_transport::{
     CertKeyPair, ClientAuth, ClusterCa, Connector, FrameError, TlsError, TransportError,
-    bind_server, client_config, read_frame, server_config, write_frame, write_frame_parts,
+    bind_server, client_config, read_frame, server_config, write_frame, write_frame_owned,
+    write_frame_parts,
 };
 
 const MAX_FRAME: usize = 4 * 1024 * 1024;
@@ -78,6 +79,13 @@ async fn frames_flow_both_ways_on_one_and_many_streams() {
     let payloads: Vec<&[u8]> = vec![b"one", b"", b"three", &big];
     for payload in &payloads {
         write_frame(&mut send, payload).await.unwrap();
+        let echoed = read_frame(&mut recv, MAX_FRAME).await.unwrap().unwrap();
+        assert_eq!(&echoed[..5], b"echo:");
+        assert_eq!(&echoed[5..], *payload);
+        // The same frames handed over without a copy (large ones in two chunks).
+        write_frame_owned(&mut send, payload.to_vec())
+            .await
+            .unwrap();
         let echoed = read_frame(&mut recv, MAX_FRAME).await.unwrap().unwrap();
         assert_eq!(&echoed[..5], b"echo:");
         assert_eq!(&echoed[5..], *payload);

@@ -20,7 +20,7 @@ use crate::shared::Shared;
 use crate::transforms::Transforms;
 
 use super::fetch_cursor::FetchCursor;
-use super::{respond, respond_with};
+use super::{respond, respond_sized};
 
 /// Shows the chain's `look_back` functions the partition's last records
 /// (`lookback`, counted back from `end`, never before `start`), chunk by
@@ -464,7 +464,11 @@ impl Chunk<'_> {
                 records: chunk,
                 high_watermark: self.high_watermark,
             };
-            respond_with(send, &frame).await?;
+            let size: usize = chunk
+                .iter()
+                .map(|r| r.size_bytes() + RECORD_OVERHEAD_BYTES_MAX)
+                .sum();
+            respond_sized(send, &frame, size + RECORDS_FRAME_OVERHEAD_BYTES).await?;
         }
         Ok(())
     }
@@ -475,6 +479,10 @@ impl Chunk<'_> {
         Ok(Flow::Ended)
     }
 }
+
+/// Room in a records frame's buffer for what is not records (version,
+/// variant, high watermark, count).
+const RECORDS_FRAME_OVERHEAD_BYTES: usize = 64;
 
 /// Splits records into response frames under the fetch limit (a single
 /// stored batch may exceed the requested size, a module's output far more).

@@ -29,7 +29,7 @@ use sluice_proto::limits::{
     REQUEST_READ_DEADLINE_MS,
 };
 use sluice_proto::{CodecError, PROTOCOL_VERSION, Request, Response, WireError, codec};
-use sluice_transport::{FrameError, read_frame_body, read_frame_len, write_frame};
+use sluice_transport::{FrameError, read_frame_body, read_frame_len, write_frame_owned};
 
 use crate::admission::{Admission, ConnectionSlot, Reservation};
 use crate::authz::{self, Access, Principal};
@@ -257,12 +257,22 @@ async fn respond(send: &mut SendStream, response: &Response) -> Result<(), Frame
     respond_with(send, response).await
 }
 
-/// [`respond`] with anything that encodes as a [`Response`] (e.g. [`RecordsRef`]).
+/// [`respond`] with anything that encodes as a [`Response`].
 async fn respond_with(
     send: &mut SendStream,
     response: &impl serde::Serialize,
 ) -> Result<(), FrameError> {
-    let bytes = codec::encode(response).unwrap_or_else(|e| {
+    respond_sized(send, response, 64).await
+}
+
+/// [`respond_with`], encoding into a buffer of about the response's size
+/// (`size_hint` bytes; e.g. a [`RecordsRef`] frame's records).
+async fn respond_sized(
+    send: &mut SendStream,
+    response: &impl serde::Serialize,
+    size_hint: usize,
+) -> Result<(), FrameError> {
+    let bytes = codec::encode_sized(response, size_hint).unwrap_or_else(|e| {
         codec::encode(&Response::Error(WireError::Storage {
             what: "a response".into(),
             reason: e.to_string(),
@@ -270,7 +280,7 @@ async fn respond_with(
         .expect("an error response always encodes")
     });
     debug_assert_eq!(codec::peek_version(&bytes), Ok(PROTOCOL_VERSION));
-    write_frame(send, &bytes).await
+    write_frame_owned(send, bytes).await
 }
 
 /// On a read-only node, a client's change of the cluster's configuration is

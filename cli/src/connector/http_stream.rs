@@ -92,21 +92,12 @@ impl Stream {
     /// The records that arrive within [`HTTP_STREAM_POLL_WAIT`], opening
     /// the stream first if it is not open.
     pub async fn poll(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
-        let result = self.read().await;
-        if result.is_err() {
-            // The next poll starts a new request.
-            self.open = None;
-        }
-        result
-    }
-
-    async fn read(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
         let endpoint = self.source.endpoint.to_string();
-        if self.open.is_none() {
-            self.open = Some(self.start().await?);
-        }
-        let Some(open) = self.open.as_mut() else {
-            unreachable!("opened above")
+        // Taken out while read: put back only where the answer stays open,
+        // so an error or the answer's end leaves the next poll to open anew.
+        let mut open = match self.open.take() {
+            Some(open) => open,
+            None => self.start().await?,
         };
         let mut records = open.records(false)?;
         let deadline = Instant::now() + HTTP_STREAM_POLL_WAIT;
@@ -116,7 +107,10 @@ impl Stream {
                 Err(_) if open.last_read.elapsed() >= HTTP_STREAM_IDLE_TIMEOUT => bail!(
                     "{endpoint} sent nothing for {HTTP_STREAM_IDLE_TIMEOUT:?}; opening the stream again"
                 ),
-                Err(_) => return Ok(records),
+                Err(_) => {
+                    self.open = Some(open);
+                    return Ok(records);
+                }
                 Ok(read) => read,
             };
             let n = match read {
@@ -129,7 +123,6 @@ impl Stream {
             };
             if n == 0 {
                 let last = open.ended(&endpoint)?;
-                self.open = None;
                 eprintln!("{endpoint} ended its stream; it is opened again after the interval");
                 return Ok(last);
             }
@@ -137,12 +130,11 @@ impl Stream {
             open.raw.extend_from_slice(&buf[..n]);
             open.decode()?;
             if open.framing.done() {
-                let last = open.ended(&endpoint)?;
-                self.open = None;
-                return Ok(last);
+                return open.ended(&endpoint);
             }
             records = open.records(false)?;
         }
+        self.open = Some(open);
         Ok(records)
     }
 

@@ -30,9 +30,12 @@ pub enum CodecError {
     Encode { what: &'static str, reason: String },
 }
 
+/// The buffer [`encode`] starts with: most messages are small.
+pub const ENCODE_BUFFER_BYTES_DEFAULT: usize = 64;
+
 /// Encodes `msg` as a frame payload (version + body).
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    encode_sized(msg, 64)
+    encode_sized(msg, ENCODE_BUFFER_BYTES_DEFAULT)
 }
 
 /// [`encode`] into a buffer of `capacity` bytes to begin with: a sender that

@@ -459,15 +459,11 @@ impl Chunk<'_> {
         records: &[ConsumerRecordRef<'_>],
         send: &mut SendStream,
     ) -> Result<(), FrameError> {
-        for chunk in frame_slices(records) {
+        for (chunk, size) in frame_slices(records) {
             let frame = RecordsRef {
                 records: chunk,
                 high_watermark: self.high_watermark,
             };
-            let size: usize = chunk
-                .iter()
-                .map(|r| r.size_bytes() + RECORD_OVERHEAD_BYTES_MAX)
-                .sum();
             respond_sized(send, &frame, size + RECORDS_FRAME_OVERHEAD_BYTES).await?;
         }
         Ok(())
@@ -485,10 +481,11 @@ impl Chunk<'_> {
 const RECORDS_FRAME_OVERHEAD_BYTES: usize = 64;
 
 /// Splits records into response frames under the fetch limit (a single
-/// stored batch may exceed the requested size, a module's output far more).
+/// stored batch may exceed the requested size, a module's output far more),
+/// each with the bytes its records may take encoded (to size its buffer).
 fn frame_slices<'r, 'a>(
     records: &'r [ConsumerRecordRef<'a>],
-) -> impl Iterator<Item = &'r [ConsumerRecordRef<'a>]> {
+) -> impl Iterator<Item = (&'r [ConsumerRecordRef<'a>], usize)> {
     let mut rest = records;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -506,6 +503,6 @@ fn frame_slices<'r, 'a>(
         }
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
-        Some(chunk)
+        Some((chunk, bytes))
     })
 }

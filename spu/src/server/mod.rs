@@ -254,19 +254,12 @@ async fn read_request(
 }
 
 async fn respond(send: &mut SendStream, response: &Response) -> Result<(), FrameError> {
-    respond_with(send, response).await
+    respond_sized(send, response, codec::ENCODE_BUFFER_BYTES_DEFAULT).await
 }
 
-/// [`respond`] with anything that encodes as a [`Response`].
-async fn respond_with(
-    send: &mut SendStream,
-    response: &impl serde::Serialize,
-) -> Result<(), FrameError> {
-    respond_sized(send, response, 64).await
-}
-
-/// [`respond_with`], encoding into a buffer of about the response's size
-/// (`size_hint` bytes; e.g. a [`RecordsRef`] frame's records).
+/// [`respond`] with anything that encodes as a [`Response`] (e.g. a
+/// [`RecordsRef`] frame), encoding into a buffer of about its size
+/// (`size_hint` bytes).
 async fn respond_sized(
     send: &mut SendStream,
     response: &impl serde::Serialize,

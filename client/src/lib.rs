@@ -54,6 +54,7 @@ mod error;
 mod fetch;
 mod group;
 mod offsets;
+mod partitioner;
 mod producer;
 mod timeouts;
 #[cfg(feature = "smartmodules")]
@@ -65,10 +66,12 @@ pub use error::{ClientError, Result};
 pub use fetch::FetchStream;
 pub use group::{GroupConfig, GroupConsumer, GroupEvent};
 pub use offsets::{CommitMode, OffsetCommitter};
-pub use producer::{
-    CustomPartitioner, DeliveryFuture, KeyHashPartitioner, Keyless, PRODUCER_BUFFER_BYTES_DEFAULT,
-    Partitioner, Producer, ProducerConfig, RecordMetadata, RoundRobinPartitioner, fnv1a,
+pub use partitioner::{
+    CustomPartitioner, KeyHashPartitioner, Keyless, Partitioner, RoundRobinPartitioner, fnv1a,
     partition_for_key,
+};
+pub use producer::{
+    DeliveryFuture, PRODUCER_BUFFER_BYTES_DEFAULT, Producer, ProducerConfig, RecordMetadata,
 };
 pub use sluice_transport::CertKeyPair;
 pub use timeouts::{

@@ -248,6 +248,67 @@ fn a_producer_holds_at_most_its_buffer_in_bytes() {
     assert_eq!(stored, accepted);
 }
 
+/// Sends record `i` to partition `i` (its key is the number).
+struct KeyIsPartition;
+
+impl sluice_client::Partitioner for KeyIsPartition {
+    fn partition(&self, key: Option<&[u8]>, _value: &[u8], _partitions: u32) -> u32 {
+        std::str::from_utf8(key.unwrap()).unwrap().parse().unwrap()
+    }
+}
+
+#[test]
+fn lingering_batches_of_several_partitions_each_leave_when_their_linger_ends() {
+    use sluice_client::proto::Record;
+    use sluice_client::{Client, CustomPartitioner, ProducerConfig};
+
+    let env = Env::started();
+    env.ok(&["topic", "create", "lingering", "--partitions", "3"]);
+    let endpoint = format!("127.0.0.1:{}", env.port);
+    let linger = Duration::from_millis(300);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let acked = rt.block_on(async {
+        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
+            .await
+            .unwrap();
+        let config = ProducerConfig {
+            linger,
+            partitioner: Some(CustomPartitioner::new(KeyIsPartition)),
+            ..ProducerConfig::default()
+        };
+        let producer = client.producer("lingering", config).await.unwrap();
+        // One record a partition, 100 ms apart: each lane's batch comes due
+        // at its own time, while the other lanes are still filling. No
+        // flush: only the producer's timers send them.
+        let mut deliveries = Vec::new();
+        for partition in 0..3 {
+            let sent = tokio::time::Instant::now();
+            let record = Record::with_key(partition.to_string(), format!("r{partition}"));
+            deliveries.push((sent, producer.send(record).await.unwrap()));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut acked = Vec::new();
+        for (sent, delivery) in deliveries {
+            let meta = tokio::time::timeout(Duration::from_secs(10), delivery)
+                .await
+                .expect("a lingering batch was never sent")
+                .unwrap();
+            acked.push((meta.partition, sent.elapsed()));
+        }
+        acked
+    });
+    for (i, (partition, waited)) in acked.into_iter().enumerate() {
+        assert_eq!(partition, i as u32);
+        assert!(
+            waited >= linger,
+            "record {i} acknowledged after {waited:?}, before its linger"
+        );
+    }
+}
+
 #[test]
 fn small_response_sizes_still_deliver_every_record_and_fluvio_flags_are_accepted() {
     let env = Env::started();

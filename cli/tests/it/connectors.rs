@@ -376,6 +376,10 @@ fn the_cluster_runs_a_connector_moves_it_off_a_killed_node_and_stops_it_when_del
         (200, "a cat naps"),
     ]);
     let file = seed_file(&env, port);
+    // A credential in the file: kept to run the connector, hidden when shown.
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("  headers: [\"Authorization: Bearer sekrit-token\"]\n");
+    std::fs::write(&file, text).unwrap();
     let created = env.ok(&[
         "connector",
         "create",
@@ -403,6 +407,11 @@ fn the_cluster_runs_a_connector_moves_it_off_a_killed_node_and_stops_it_when_del
     );
     let d = describe(&env, "cat-facts-connector");
     assert_eq!(d["node"], first, "{d}");
+    let shown = d["config"].as_str().unwrap();
+    assert!(
+        shown.contains("Authorization: ***") && !shown.contains("sekrit"),
+        "{shown}"
+    );
     crate::harness::wait_until(Duration::from_secs(15), || {
         let d = describe(&env, "cat-facts-connector");
         d["state"] == "running"
@@ -447,7 +456,8 @@ fn the_cluster_runs_a_connector_moves_it_off_a_killed_node_and_stops_it_when_del
     let dir = env
         .node_dir_of(second)
         .join("connectors/cat-facts-connector");
-    assert!(dir.join("config.yaml").is_file(), "{}", dir.display());
+    let stored = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
+    assert!(stored.contains("Bearer sekrit-token"), "{stored}");
     env.ok(&["connector", "delete", "cat-facts-connector"]);
     crate::harness::wait_until(Duration::from_secs(10), || !dir.exists());
     let polls = requests.load(Ordering::SeqCst);

@@ -30,7 +30,8 @@ pub(super) async fn delete(controller: &Controller, name: &str) -> Result<Respon
 
 /// Every connector (or the one named) with what its node reports; a node
 /// that does not answer within [`CONNECTORS_HERE_WAIT`] leaves its
-/// connectors' runtime empty.
+/// connectors' runtime empty. Files are shown with their credentials
+/// hidden (`super::redact`).
 pub(super) async fn list(node: &Shared, name: Option<String>) -> Result<Response, WireError> {
     let records: Vec<ConnectorRecord> = node.controller.view().with(|md| {
         md.connectors
@@ -60,6 +61,8 @@ pub(super) async fn list(node: &Shared, name: Option<String>) -> Result<Response
                 .get(&record.node)
                 .and_then(|rs| rs.iter().find(|r| r.name == record.spec.name))
                 .cloned();
+            let mut record = record;
+            record.spec.config = super::redact::credentials_hidden(&record.spec.config);
             ConnectorInfo { record, runtime }
         })
         .collect();

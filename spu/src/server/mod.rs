@@ -17,6 +17,7 @@ mod consumers;
 mod fetch;
 mod fetch_cursor;
 mod peer;
+mod redact;
 
 pub(crate) use admin::seed_topics;
 

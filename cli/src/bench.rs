@@ -75,6 +75,11 @@ pub struct ProduceBench {
     /// (BENCHMARKS.md, "Fewer, larger batches").
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_in_flight: u16,
+    /// How long a batch may be retried before its records fail (default:
+    /// the producer's `delivery_timeout`, 30 s); the run stops at the first
+    /// record that fails, saying why.
+    #[arg(long, value_parser = parse_duration)]
+    pub delivery_timeout: Option<Duration>,
     /// Send at this many records/s in all (for latency at a fixed load);
     /// default: as fast as acknowledgements allow.
     #[arg(long, value_name = "RECORDS_PER_SEC")]
@@ -270,6 +275,9 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
             batch_size_bytes: args.batch_size,
             linger: args.linger,
             max_in_flight: usize::from(args.max_in_flight),
+            delivery_timeout: args
+                .delivery_timeout
+                .unwrap_or(ProducerConfig::default().delivery_timeout),
             ..ProducerConfig::default()
         };
         let producer = client.producer(&args.topic, config).await?;
@@ -295,7 +303,9 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
                 let mut by_partition = std::collections::HashMap::<u32, u64>::new();
                 let mut unshown = 0;
                 while let Some((sent, ack, permit)) = rx.recv().await {
-                    let stored = ack.await?;
+                    let stored = ack
+                        .await
+                        .context("bench produce stopped at a record that was not acknowledged")?;
                     drop(permit);
                     local.saturating_record(sent.elapsed().as_micros() as u64);
                     *by_partition.entry(stored.partition).or_default() += 1;
@@ -325,7 +335,14 @@ async fn produce(args: ProduceBench, globals: &Globals) -> anyhow::Result<()> {
                 };
                 let sent = Instant::now();
                 let delivery = producer.send(Record::new(vec![b'x'; size])).await?;
-                let _ = tx.send((sent, delivery, permit)).await;
+                if tx.send((sent, delivery, permit)).await.is_err() {
+                    // The ack task stopped at a record that was not
+                    // acknowledged: its error ends the run, which would
+                    // otherwise go on sending records that fail one
+                    // delivery timeout after another (every node down).
+                    waiter.await.context("the ack task failed")??;
+                    anyhow::bail!("the ack task ended before every record was acknowledged");
+                }
             }
             producer.flush().await?;
             drop(tx);

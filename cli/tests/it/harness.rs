@@ -335,6 +335,24 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The output of `child` once it exits; kills it and fails the test if it
+/// is still running after `timeout`.
+pub fn wait_for_exit(mut child: std::process::Child, timeout: Duration) -> std::process::Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {timeout:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 pub fn lines(n: usize, prefix: &str) -> String {
     (0..n).map(|i| format!("{prefix}-{i}\n")).collect()
 }

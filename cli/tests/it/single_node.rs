@@ -168,6 +168,39 @@ fn bench_reports_what_it_produced_and_consumed() {
     );
 }
 
+#[test]
+fn bench_produce_stops_with_the_reason_when_its_records_cannot_be_delivered() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "doomed"]);
+    // Far more records than it sends before the node dies.
+    let bench = env
+        .command(&[
+            "bench",
+            "produce",
+            "--topic",
+            "doomed",
+            "--records",
+            "100000000",
+            "--delivery-timeout",
+            "2s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    env.kill_node();
+    // It gave up within its delivery timeout plus a request's, instead of
+    // sending record after record into nothing.
+    let out = crate::harness::wait_for_exit(bench, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not acknowledged") && stderr.contains("doomed/0"),
+        "{stderr}"
+    );
+}
+
 /// Sends `record_size`-byte records with `config` to a node paused with
 /// SIGSTOP until `send` blocks, then resumes it: how many `send` accepted,
 /// and how many the topic holds afterwards.

@@ -3,6 +3,8 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -304,29 +306,39 @@ pub async fn run(args: ProduceArgs, globals: &Globals) -> anyhow::Result<()> {
     // only when this many are outstanding (the producer's own buffer bounds
     // them in bytes first).
     let (tx, mut rx) = mpsc::channel::<(u64, DeliveryFuture)>(DELIVERIES_WAITING_MAX);
-    let tally = tokio::spawn(async move {
-        let mut tally = Tally::default();
-        while let Some((line, delivery)) = rx.recv().await {
-            match delivery.await {
-                Ok(_) => tally.acknowledged += 1,
-                Err(e) => {
-                    tally.failed += 1;
-                    tally.first_error.get_or_insert((line, e));
+    // Set at the first record that failed for good (retried for the whole
+    // delivery timeout, or refused): reading stops there, instead of sending
+    // the rest of an endless input into a cluster that takes none of it.
+    let failed = Arc::new(AtomicBool::new(false));
+    let tally = tokio::spawn({
+        let failed = failed.clone();
+        async move {
+            let mut tally = Tally::default();
+            while let Some((line, delivery)) = rx.recv().await {
+                match delivery.await {
+                    Ok(_) => tally.acknowledged += 1,
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        tally.failed += 1;
+                        tally.first_error.get_or_insert((line, e));
+                    }
                 }
             }
+            tally
         }
-        tally
     });
 
     let sent = if config.raw {
-        send_raw(reader, &config, &producer, &mut chain, &tx, &progress).await
+        send_raw(reader, &config, &producer, &mut chain, &tx, &progress)
+            .await
+            .map(|n| (n, true))
     } else {
         send_lines(
             reader,
             &config,
             &producer,
             &mut chain,
-            &tx,
+            (&tx, &failed),
             &progress,
             interactive,
         )
@@ -337,7 +349,7 @@ pub async fn run(args: ProduceArgs, globals: &Globals) -> anyhow::Result<()> {
     drop(tx);
     progress.finish_and_clear();
     let tally = tally.await.context("the acknowledgement task failed")?;
-    let total = sent?;
+    let (total, read_all) = sent?;
     flushed?;
     tracing::debug!(total, acknowledged = tally.acknowledged, "produce finished");
     if let Some((line, error)) = tally.first_error {
@@ -346,8 +358,13 @@ pub async fn run(args: ProduceArgs, globals: &Globals) -> anyhow::Result<()> {
         } else {
             format!(" (first failure: line {line})")
         };
+        let stopped = if !read_all {
+            format!("; reading stopped after line {total}, the rest of the input was not sent")
+        } else {
+            String::new()
+        };
         return Err(anyhow::Error::new(error).context(format!(
-            "{} of {total} records were not acknowledged by topic {:?}{at}",
+            "{} of {total} records were not acknowledged by topic {:?}{at}{stopped}",
             tally.failed, config.topic
         )));
     }
@@ -407,18 +424,23 @@ async fn send_raw(
     Ok(1)
 }
 
+/// Sends the input line by line; returns how many lines were read and
+/// whether that was all of them (false: a delivery had failed, see `run`).
 async fn send_lines(
     mut reader: Box<dyn AsyncBufRead + Unpin + Send>,
     config: &ProduceConfig,
     producer: &Producer,
     chain: &mut Option<LocalChain>,
-    deliveries: &Deliveries,
+    (deliveries, failed): (&Deliveries, &AtomicBool),
     progress: &ProgressBar,
     interactive: bool,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, bool)> {
     let mut line_number = 0u64;
     let mut buf = Vec::new();
     loop {
+        if failed.load(Ordering::Relaxed) {
+            return Ok((line_number, false));
+        }
         if interactive {
             eprint!("> ");
         }
@@ -428,7 +450,7 @@ async fn send_lines(
             .await
             .context("cannot read the input")?;
         if read == 0 {
-            return Ok(line_number);
+            return Ok((line_number, true));
         }
         progress.inc(read as u64);
         line_number += 1;

@@ -186,6 +186,16 @@ pub enum ClientError {
         reason: sluice_proto::headers::HeaderError,
     },
 
+    /// A batch waited in the producer for its whole delivery timeout without
+    /// being sent: its partition's earlier batches were still being retried
+    /// (`behind`: why their last attempt failed), or the partition was paused
+    /// after a failure.
+    #[error("waited {waited:?} to be sent{}", behind.as_ref().map(|b| format!(" behind earlier batches still being retried (last failure: {b})")).unwrap_or_default())]
+    NotSent {
+        waited: Duration,
+        behind: Option<String>,
+    },
+
     /// A batch could not be delivered before the producer's deadline.
     #[error("records for {topic}/{partition} were not acknowledged after {attempts} attempt(s)")]
     Delivery {

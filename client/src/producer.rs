@@ -12,9 +12,11 @@
 //! [`Producer::send`] waits (backpressure) instead of buffering without bound.
 //! Failed batches are retried with exponential backoff while the error is
 //! retriable (no leader, node unavailable, connection lost, overtaken by a
-//! later batch), until `delivery_timeout`.
+//! later batch), until `delivery_timeout` after the batch's first record
+//! came; batches waiting behind them expire by the same clock, so every
+//! `send` is answered in bounded time even when the cluster takes nothing.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,10 +32,16 @@ use sluice_proto::{Compression, KeyHash, ProducerSeq, Record, TopicSettings, Wir
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
+mod lane;
+
+use lane::{Batch, Changed, Lane, Outcome, Sent};
+
 use crate::client::{Client, check_record_size};
 use crate::error::{ClientError, Result};
 use crate::partitioner::{CustomPartitioner, Keyless};
-use crate::timeouts::{DELIVERY_TIMEOUT_DEFAULT, PRODUCER_BACKOFF_MAX, PRODUCER_BACKOFF_MIN};
+use crate::timeouts::{
+    DELIVERY_TIMEOUT_DEFAULT, PRODUCER_BACKOFF_MAX, PRODUCER_BACKOFF_MIN, REQUEST_TIMEOUT,
+};
 
 /// How a [`Producer`] batches and sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +69,11 @@ pub struct ProducerConfig {
     /// Chooses every record's partition instead of the key hash and
     /// `keyless` (not with `partition`).
     pub partitioner: Option<CustomPartitioner>,
-    /// How long a batch may keep being retried before its records fail.
+    /// How long after its first record came a batch may keep being retried
+    /// before its records fail, time waiting to be sent included (Kafka's
+    /// `delivery.timeout.ms`; at least the linger). Zero: no retries
+    /// (at-most-once), and a batch waits to be sent for at most its linger
+    /// plus one request's time.
     pub delivery_timeout: Duration,
     /// How batches travel: `None` follows the topic's compression type (its
     /// codec, or uncompressed for `any` and `none`), read when the producer
@@ -374,94 +386,6 @@ fn invalid(reason: &str) -> ClientError {
     }
 }
 
-struct Batch {
-    records: Vec<Record>,
-    replies: Vec<Reply>,
-    bytes: usize,
-    deadline: Instant,
-}
-
-/// What may have changed since the batcher last looked at its lanes, and so
-/// which lanes [`Batcher::pump`] visits. A new record changes only its own
-/// partition: every other lane is as the last look left it, since only an
-/// outcome (a freed slot, a resend, a restart) or time (a lingering batch due,
-/// a pause over) can let one send. Visiting only that lane keeps a record's
-/// cost independent of the partition count (every lane on every record took
-/// 3% of the machine producing into 64 partitions).
-#[derive(Clone, Copy, Debug)]
-enum Changed {
-    Lane(u32),
-    All,
-}
-
-/// A numbered batch on the wire (or waiting to be resent) and not yet
-/// acknowledged.
-struct Sent {
-    producer: ProducerSeq,
-    records: Vec<Record>,
-    replies: Vec<Reply>,
-    /// The attempt whose failure counts: a failure of an earlier attempt
-    /// (still on the wire when this one started) is not news. Any attempt's
-    /// success counts: a batch is written once, at one offset.
-    attempt: u32,
-    /// Waiting to be sent again.
-    resend: bool,
-    first_sent: Instant,
-}
-
-/// Outcome of one attempt at sending a batch.
-struct Outcome {
-    partition: u32,
-    producer: ProducerSeq,
-    attempt: u32,
-    result: Result<u64>,
-}
-
-/// Batches of one partition: the one still filling, the full ones waiting for
-/// a slot, and the numbered ones on the wire.
-struct Lane {
-    open: Option<Batch>,
-    closed: VecDeque<Batch>,
-    /// Sent and not yet acknowledged, in sequence order.
-    sent: VecDeque<Sent>,
-    /// The identity under which this partition deduplicates our batches:
-    /// the producer's id, unless the lane had to start afresh (see
-    /// [`Batcher::fail_from`]).
-    producer_id: u64,
-    /// Number of the next batch sent to this partition (idempotence).
-    next_sequence: u64,
-    /// Nothing is sent to this partition before then (backoff after a failure).
-    paused_until: Option<Instant>,
-    backoff: Duration,
-    /// A batch failed for good: start afresh once the earlier ones are resolved.
-    restart: bool,
-}
-
-impl Lane {
-    fn new(producer_id: u64) -> Self {
-        Self {
-            open: None,
-            closed: VecDeque::new(),
-            sent: VecDeque::new(),
-            producer_id,
-            next_sequence: 0,
-            paused_until: None,
-            backoff: PRODUCER_BACKOFF_MIN,
-            restart: false,
-        }
-    }
-
-    /// When this lane needs the batcher's attention without an outcome:
-    /// its lingering batch becomes due, or its pause ends.
-    fn next_wake(&self, now: Instant) -> Option<Instant> {
-        [self.open.as_ref().map(|b| b.deadline), self.paused_until]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t > now)
-            .min()
-    }
-}
-
 /// The background task owning the batches.
 ///
 /// Pipelining with order: a partition may have up to
@@ -554,7 +478,11 @@ impl Batcher {
                 // one, its batch since sent, wakes the loop once for nothing).
                 Changed::Lane(partition) => {
                     let now = Instant::now();
-                    let lane = self.lanes.get(&partition).and_then(|l| l.next_wake(now));
+                    let expiry = self.waiting_expiry();
+                    let lane = self
+                        .lanes
+                        .get(&partition)
+                        .and_then(|l| l.next_wake(now, expiry));
                     wake_at.filter(|t| *t > now).into_iter().chain(lane).min()
                 }
             };
@@ -592,7 +520,11 @@ impl Batcher {
     /// A due batch that waits for a slot needs no timer: an outcome frees it.
     fn next_wake(&self) -> Option<Instant> {
         let now = Instant::now();
-        self.lanes.values().filter_map(|l| l.next_wake(now)).min()
+        let expiry = self.waiting_expiry();
+        self.lanes
+            .values()
+            .filter_map(|l| l.next_wake(now, expiry))
+            .min()
     }
 
     /// Adds a record to its partition's open batch; returns the partition.
@@ -630,6 +562,7 @@ impl Batcher {
             replies: Vec::new(),
             bytes: 0,
             deadline: Instant::now() + linger,
+            created: Instant::now(),
         });
         batch.records.push(record);
         batch.replies.push(reply);
@@ -684,6 +617,7 @@ impl Batcher {
 
     /// [`Batcher::pump`] for one partition.
     fn pump_lane(&mut self, partition: u32, now: Instant) {
+        self.expire_waiting(partition, now);
         let mut round = Vec::new();
         let Some(lane) = self.lanes.get_mut(&partition) else {
             return;
@@ -751,11 +685,80 @@ impl Batcher {
                 replies: batch.replies,
                 attempt: 0,
                 resend: false,
-                first_sent: now,
+                created: batch.created,
             });
         }
         if !round.is_empty() {
             self.send_round(partition, round);
+        }
+    }
+
+    /// How long a batch may wait to be sent: its delivery timeout (at least
+    /// its linger). A zero timeout means no retries (at-most-once), not "fail
+    /// whatever waits for a slot": such batches wait their linger plus one
+    /// request's time.
+    fn waiting_expiry(&self) -> Duration {
+        let ProducerConfig {
+            delivery_timeout,
+            linger,
+            ..
+        } = self.config;
+        if delivery_timeout.is_zero() {
+            linger + REQUEST_TIMEOUT
+        } else {
+            delivery_timeout.max(linger)
+        }
+    }
+
+    /// Fails the batches of `partition` still waiting to be sent whose
+    /// [`Batcher::waiting_expiry`] has passed since their first record came
+    /// (behind earlier batches that are being retried, or a paused
+    /// partition), so that every `send` is answered within about its delivery
+    /// timeout, even while the cluster takes nothing. Never sent, they carry
+    /// no sequence number, so the partition's order is not touched.
+    fn expire_waiting(&mut self, partition: u32, now: Instant) {
+        let expiry = self.waiting_expiry();
+        let Some(lane) = self.lanes.get_mut(&partition) else {
+            return;
+        };
+        let mut expired = Vec::new();
+        while lane
+            .closed
+            .front()
+            .is_some_and(|b| b.created + expiry <= now)
+        {
+            expired.extend(lane.closed.pop_front());
+            self.queued -= 1;
+        }
+        let open_expired = lane
+            .open
+            .as_ref()
+            .is_some_and(|b| b.created + expiry <= now);
+        if open_expired {
+            expired.extend(lane.open.take());
+        }
+        if expired.is_empty() {
+            return;
+        }
+        let behind = lane.last_error.clone();
+        let topic = &self.topic;
+        tracing::debug!(%topic, partition, batches = expired.len(), "batches expired before they could be sent");
+        for batch in expired {
+            let error = Arc::new(ClientError::NotSent {
+                waited: now - batch.created,
+                behind: behind.clone(),
+            });
+            for reply in batch.replies {
+                reply.send(Err(ClientError::Delivery {
+                    topic: topic.clone(),
+                    partition,
+                    attempts: 0,
+                    source: error.clone(),
+                }));
+            }
+        }
+        if open_expired {
+            self.rotate_sticky(partition);
         }
     }
 
@@ -812,6 +815,7 @@ impl Batcher {
                 let sent = lane.sent.remove(pos).expect("found above");
                 self.in_flight -= 1;
                 lane.backoff = PRODUCER_BACKOFF_MIN;
+                lane.last_error = None;
                 for (i, reply) in sent.replies.into_iter().enumerate() {
                     let offset = base_offset + i as u64;
                     reply.send(Ok(RecordMetadata { partition, offset }));
@@ -822,10 +826,11 @@ impl Batcher {
             Err(error) => error,
         };
         let now = Instant::now();
+        lane.last_error = Some(error.to_string());
         let sent = &lane.sent[pos];
         let topic = &self.topic;
         if !error.is_retriable()
-            || now + lane.backoff >= sent.first_sent + self.config.delivery_timeout
+            || now + lane.backoff >= sent.created + self.config.delivery_timeout
         {
             self.fail_from(partition, pos, error);
             return;

@@ -250,6 +250,70 @@ fn accepted_while_paused(
 }
 
 #[test]
+fn every_send_is_answered_within_its_delivery_timeout_while_the_cluster_takes_nothing() {
+    use sluice_client::proto::Record;
+    use sluice_client::{Client, ClientError, ProducerConfig};
+
+    let env = Env::started();
+    env.ok(&["topic", "create", "stuck"]);
+    let endpoint = format!("127.0.0.1:{}", env.port);
+    let pid = env.node_pid();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (errors, took) = rt.block_on(async {
+        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
+            .await
+            .unwrap();
+        let config = ProducerConfig {
+            batch_size_bytes: 1024,
+            max_in_flight: 1,
+            delivery_timeout: Duration::from_secs(2),
+            ..ProducerConfig::default()
+        };
+        let producer = client.producer("stuck", config).await.unwrap();
+        // The node stops answering: one batch goes on the wire and is
+        // retried, the others wait behind it.
+        // SAFETY: pausing the node process this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let started = std::time::Instant::now();
+        let mut deliveries = Vec::new();
+        for _ in 0..12 {
+            deliveries.push(producer.send(Record::new(vec![b'x'; 900])).await.unwrap());
+        }
+        let mut errors = Vec::new();
+        for delivery in deliveries {
+            let outcome = tokio::time::timeout(Duration::from_secs(30), delivery)
+                .await
+                .expect("a record was not answered");
+            errors.push(outcome.expect_err("acknowledged by a paused node"));
+        }
+        let took = started.elapsed();
+        // SAFETY: resuming it.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        (errors, took)
+    });
+    // Batches that never left expired by the same clock as the one being
+    // retried, instead of each getting a fresh timeout once its turn came
+    // (12 batches, one at a time: about 25 s before).
+    assert!(
+        took < Duration::from_secs(15),
+        "the last record was answered after {took:?}"
+    );
+    let waited = errors
+        .iter()
+        .filter(|e| {
+            matches!(e, ClientError::Delivery { source, attempts: 0, .. }
+                if matches!(**source, ClientError::NotSent { .. }))
+        })
+        .count();
+    assert!(waited > 0, "{errors:?}");
+    let shown = errors.last().unwrap().to_string();
+    assert!(shown.contains("stuck/0"), "{shown}");
+}
+
+#[test]
 fn a_producer_faster_than_the_cluster_blocks_instead_of_buffering_without_bound() {
     let config = sluice_client::ProducerConfig {
         max_in_flight: 2,

@@ -147,7 +147,6 @@ fn a_following_consumer_commits_as_it_goes_and_a_killed_one_resumes_there() {
 
 #[test]
 fn bad_consumer_names_unknown_consumers_and_commits_past_the_end_are_refused() {
-    use sluice_client::Client;
     use sluice_client::proto::OffsetCommit;
 
     let env = Env::started();
@@ -166,12 +165,9 @@ fn bad_consumer_names_unknown_consumers_and_commits_past_the_end_are_refused() {
     let err = env.fails(&["consume", "t", "--commit-mode", "manual", "-d"], b"");
     assert!(err.contains("--consumer"), "{err}");
 
-    let endpoint = format!("127.0.0.1:{}", env.port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
-            .await
-            .unwrap();
+        let client = env.admin_client().await;
         let commit = |partition, offset, sequence| OffsetCommit {
             consumer: "app".into(),
             topic: "t".into(),
@@ -509,17 +505,14 @@ fn a_group_keeps_reading_when_the_coordinator_and_partition_leaders_die() {
 #[test]
 fn the_client_s_group_consumer_streams_its_assignment_then_records() {
     use futures::StreamExt;
-    use sluice_client::{Client, GroupConfig, GroupConsumer, GroupEvent};
+    use sluice_client::{GroupConfig, GroupConsumer, GroupEvent};
 
     let env = Env::started();
     env.ok(&["topic", "create", "stream", "-p", "2"]);
     env.ok_with_input(&["produce", "stream", "-p", "1"], b"one\ntwo\n");
-    let endpoint = format!("127.0.0.1:{}", env.port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
-            .await
-            .unwrap();
+        let client = env.admin_client().await;
         let config = GroupConfig {
             start: sluice_client::proto::StartOffset::Beginning,
             ..GroupConfig::default()
@@ -650,7 +643,6 @@ fn an_aggregate_moves_with_its_partition_from_member_to_member() {
 /// move its offset, and the new one starts from the last accepted commit.
 #[test]
 fn a_member_that_lost_its_partition_cannot_move_the_offset_the_next_one_starts_from() {
-    use sluice_client::Client;
     use sluice_client::proto::{
         AssignmentStrategy, GroupHeartbeat, OffsetCommit, Request, Response, WireError,
     };
@@ -658,12 +650,9 @@ fn a_member_that_lost_its_partition_cannot_move_the_offset_the_next_one_starts_f
     let env = Env::started();
     env.ok(&["topic", "create", "t", "-p", "1"]);
     env.ok_with_input(&["produce", "t", "-p", "0"], lines(10, "r").as_bytes());
-    let endpoint = format!("127.0.0.1:{}", env.port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
-            .await
-            .unwrap();
+        let client = env.admin_client().await;
         let heartbeat = |member: &str, owned: Vec<u32>, generation| {
             Request::GroupHeartbeat(GroupHeartbeat {
                 group: "g".into(),

@@ -229,6 +229,14 @@ impl Env {
         self.node_dir_of(1)
     }
 
+    /// The client library connected to node 1 as the cluster's admin.
+    pub async fn admin_client(&self) -> sluice_client::Client {
+        let endpoint = format!("127.0.0.1:{}", self.port);
+        sluice_client::Client::connect(&endpoint, &self.ca_pem(), Some(self.admin_identity()))
+            .await
+            .unwrap()
+    }
+
     pub fn node_pid(&self) -> i32 {
         self.pid_of(1)
     }
@@ -351,6 +359,14 @@ pub fn wait_for_exit(mut child: std::process::Child, timeout: Duration) -> std::
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
+}
+
+/// A multi-threaded runtime for a test that drives the client library.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 pub fn lines(n: usize, prefix: &str) -> String {

@@ -208,21 +208,14 @@ fn accepted_while_paused(
     config: sluice_client::ProducerConfig,
     record_size: usize,
 ) -> (usize, usize) {
-    use sluice_client::Client;
     use sluice_client::proto::Record;
 
     let env = Env::started();
     env.ok(&["topic", "create", "bp"]);
-    let endpoint = format!("127.0.0.1:{}", env.port);
     let pid = env.node_pid();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::harness::runtime();
     let accepted = rt.block_on(async {
-        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
-            .await
-            .unwrap();
+        let client = env.admin_client().await;
         let producer = client.producer("bp", config).await.unwrap();
         // The node stops answering: nothing is acknowledged any more.
         // SAFETY: pausing the node process this test started.
@@ -252,20 +245,14 @@ fn accepted_while_paused(
 #[test]
 fn every_send_is_answered_within_its_delivery_timeout_while_the_cluster_takes_nothing() {
     use sluice_client::proto::Record;
-    use sluice_client::{Client, ClientError, ProducerConfig};
+    use sluice_client::{ClientError, ProducerConfig};
 
     let env = Env::started();
     env.ok(&["topic", "create", "stuck"]);
-    let endpoint = format!("127.0.0.1:{}", env.port);
     let pid = env.node_pid();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::harness::runtime();
     let (errors, took) = rt.block_on(async {
-        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
-            .await
-            .unwrap();
+        let client = env.admin_client().await;
         let config = ProducerConfig {
             batch_size_bytes: 1024,
             max_in_flight: 1,
@@ -357,20 +344,14 @@ impl sluice_client::Partitioner for KeyIsPartition {
 #[test]
 fn lingering_batches_of_several_partitions_each_leave_when_their_linger_ends() {
     use sluice_client::proto::Record;
-    use sluice_client::{Client, CustomPartitioner, ProducerConfig};
+    use sluice_client::{CustomPartitioner, ProducerConfig};
 
     let env = Env::started();
     env.ok(&["topic", "create", "lingering", "--partitions", "3"]);
-    let endpoint = format!("127.0.0.1:{}", env.port);
     let linger = Duration::from_millis(300);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::harness::runtime();
     let acked = rt.block_on(async {
-        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
-            .await
-            .unwrap();
+        let client = env.admin_client().await;
         let config = ProducerConfig {
             linger,
             partitioner: Some(CustomPartitioner::new(KeyIsPartition)),
@@ -449,7 +430,7 @@ fn small_response_sizes_still_deliver_every_record_and_fluvio_flags_are_accepted
 #[test]
 fn a_custom_partitioner_places_every_record() {
     use sluice_client::proto::Record;
-    use sluice_client::{Client, CustomPartitioner, Partitioner, ProducerConfig};
+    use sluice_client::{CustomPartitioner, Partitioner, ProducerConfig};
 
     struct ByFirstDigit;
     impl Partitioner for ByFirstDigit {
@@ -460,15 +441,9 @@ fn a_custom_partitioner_places_every_record() {
 
     let env = Env::started();
     env.ok(&["topic", "create", "placed", "-p", "3"]);
-    let endpoint = format!("127.0.0.1:{}", env.port);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::harness::runtime();
     let refused = rt.block_on(async {
-        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
-            .await
-            .unwrap();
+        let client = env.admin_client().await;
         let config = ProducerConfig {
             partitioner: Some(CustomPartitioner::new(ByFirstDigit)),
             ..ProducerConfig::default()
@@ -504,7 +479,6 @@ fn a_custom_partitioner_places_every_record() {
 #[test]
 fn a_topic_is_read_as_one_stream_over_its_partitions() {
     use futures::StreamExt;
-    use sluice_client::Client;
     use sluice_client::proto::FetchRequest;
 
     let env = Env::started();
@@ -513,15 +487,9 @@ fn a_topic_is_read_as_one_stream_over_its_partitions() {
         &["produce", "wide"],
         crate::harness::lines(30, "w").as_bytes(),
     );
-    let endpoint = format!("127.0.0.1:{}", env.port);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::harness::runtime();
     let (all, two) = rt.block_on(async {
-        let client = Client::connect(&endpoint, &env.ca_pem(), Some(env.admin_identity()))
-            .await
-            .unwrap();
+        let client = env.admin_client().await;
         let all: Vec<_> = client
             .consume_topic(FetchRequest::new("wide", 0))
             .await

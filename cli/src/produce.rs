@@ -55,6 +55,12 @@ pub struct ProduceArgs {
     /// its records at once (they may or may not be stored).
     #[arg(long, value_enum, default_value = "at-least-once")]
     pub delivery_semantic: DeliverySemantic,
+    /// With at-least-once: how long after a record is read it may wait and
+    /// be resent before it fails (Kafka's `delivery.timeout.ms`; default
+    /// 30 s). At the first record that fails, produce stops reading its
+    /// input and says where.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub delivery_timeout: Option<Duration>,
     /// Where records without a key go: round-robin, the next partition for
     /// every record (Fluvio's behaviour, the default here); sticky, one
     /// partition until its batch closes (full, or sent when its linger
@@ -196,9 +202,20 @@ impl ProduceArgs {
                     KeylessArg::RoundRobin => sluice_client::Keyless::RoundRobin,
                     KeylessArg::Sticky => sluice_client::Keyless::Sticky,
                 },
-                delivery_timeout: match self.delivery_semantic {
-                    DeliverySemantic::AtLeastOnce => ProducerConfig::default().delivery_timeout,
-                    DeliverySemantic::AtMostOnce => Duration::ZERO,
+                delivery_timeout: match (self.delivery_semantic, self.delivery_timeout) {
+                    (DeliverySemantic::AtLeastOnce, None) => {
+                        ProducerConfig::default().delivery_timeout
+                    }
+                    (DeliverySemantic::AtLeastOnce, Some(timeout)) if !timeout.is_zero() => timeout,
+                    (DeliverySemantic::AtLeastOnce, Some(_)) => bail!(
+                        "--delivery-timeout 0 would fail every record that has to be resent; \
+                         for that ask for --delivery-semantic at-most-once"
+                    ),
+                    (DeliverySemantic::AtMostOnce, None) => Duration::ZERO,
+                    (DeliverySemantic::AtMostOnce, Some(_)) => bail!(
+                        "--delivery-timeout bounds resends, and at-most-once never resends: \
+                         drop one of the two"
+                    ),
                 },
                 compression: self.compression,
                 max_request_size_bytes: self.max_request_size.unwrap_or(RECORD_SIZE_BYTES_DEFAULT),
@@ -516,6 +533,21 @@ mod tests {
         // Fluvio's spellings too.
         let fluvio = config(&["t", "--delivery-semantic", "AtMostOnce"]).unwrap();
         assert_eq!(fluvio.producer.delivery_timeout, Duration::ZERO);
+        let bounded = config(&["t", "--delivery-timeout", "5s"]).unwrap();
+        assert_eq!(bounded.producer.delivery_timeout, Duration::from_secs(5));
+        for bad in [
+            &["t", "--delivery-timeout", "0s"][..],
+            &[
+                "t",
+                "--delivery-semantic",
+                "at-most-once",
+                "--delivery-timeout",
+                "5s",
+            ],
+        ] {
+            let e = config(bad).unwrap_err().to_string();
+            assert!(e.contains("at-most-once"), "{e}");
+        }
         let capped = config(&["t", "--max-request-size", "1000", "--batch-size", "1MiB"]).unwrap();
         assert_eq!(
             (capped.producer.batch_size_bytes, capped.max_request_bytes),

@@ -201,6 +201,40 @@ fn bench_produce_stops_with_the_reason_when_its_records_cannot_be_delivered() {
     );
 }
 
+#[test]
+fn produce_stops_reading_at_the_first_record_the_cluster_did_not_take() {
+    use std::io::Write;
+
+    let env = Env::started();
+    env.ok(&["topic", "create", "gone"]);
+    let mut produce = env
+        .command(&["produce", "gone", "--delivery-timeout", "2s"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // An input that never ends: lines as long as produce takes them.
+    let mut input = produce.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while writeln!(input, "line-{n}").is_ok() {
+            n += 1;
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    env.kill_node();
+    let out = crate::harness::wait_for_exit(produce, Duration::from_secs(60));
+    feeder.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("were not acknowledged by topic \"gone\" (first failure: line")
+            && stderr.contains("reading stopped after line"),
+        "{stderr}"
+    );
+}
+
 /// Sends `record_size`-byte records with `config` to a node paused with
 /// SIGSTOP until `send` blocks, then resumes it: how many `send` accepted,
 /// and how many the topic holds afterwards.

@@ -24,12 +24,13 @@ pub(super) struct Batch {
 }
 
 /// What may have changed since the batcher last looked at its lanes, and so
-/// which lanes [`Batcher::pump`](super::Batcher::pump) visits. A new record changes only its own
-/// partition: every other lane is as the last look left it, since only an
-/// outcome (a freed slot, a resend, a restart) or time (a lingering batch due,
-/// a pause over) can let one send. Visiting only that lane keeps a record's
-/// cost independent of the partition count (every lane on every record took
-/// 3% of the machine producing into 64 partitions).
+/// which lanes [`Batcher::pump`](super::Batcher::pump) visits. A new record
+/// changes only its own partition: every other lane is as the last look left
+/// it, since only an outcome (a freed slot, a resend, a restart) or time (a
+/// lingering batch due, a pause over, a waiting batch expired) can change
+/// one. Visiting only that lane keeps a record's cost independent of the
+/// partition count (every lane on every record took 3% of the machine
+/// producing into 64 partitions).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Changed {
     Lane(u32),

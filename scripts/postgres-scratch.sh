@@ -7,6 +7,9 @@
 #   scripts/postgres-scratch.sh halt DIR         # kills the server as a crash would, keeps its data
 #   scripts/postgres-scratch.sh resume DIR PORT  # starts it again on its data
 #   scripts/postgres-scratch.sh stop DIR         # stops it and removes its data
+#   scripts/postgres-scratch.sh tls DIR PORT CERT KEY
+#       # restarts it with TLS (CERT and KEY: PEM files), taking TCP
+#       # connections over TLS only (Unix-socket ones as before)
 #
 # PostgreSQL refuses to run as root: run as root, the server runs as the
 # `postgres` user with its data in a directory of its own under /tmp, whose
@@ -14,7 +17,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 start DIR PORT | halt DIR | resume DIR PORT | stop DIR" >&2
+    echo "usage: $0 start DIR PORT | halt DIR | resume DIR PORT | stop DIR | tls DIR PORT CERT KEY" >&2
     exit 2
 }
 [ $# -ge 2 ] || usage
@@ -61,6 +64,20 @@ halt)
 resume)
     [ $# -eq 3 ] || usage
     serve "$(cat "$2/datadir")" "$3"
+    ;;
+tls)
+    [ $# -eq 5 ] || usage
+    data=$(cat "$2/datadir")
+    # The server reads its key only if no one else may (0600, its owner).
+    install -m 0644 "$4" "$data/server.crt"
+    install -m 0600 "$5" "$data/server.key"
+    if [ ${#as[@]} -gt 0 ]; then
+        chown postgres: "$data/server.crt" "$data/server.key"
+    fi
+    printf "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" >> "$data/postgresql.conf"
+    printf "local all all trust\nhostssl all all 127.0.0.1/32 trust\n" > "$data/pg_hba.conf"
+    "${as[@]}" "$bin/pg_ctl" -D "$data" -m fast stop > /dev/null
+    serve "$data" "$3"
     ;;
 stop)
     dir=$2

@@ -40,58 +40,14 @@ pub struct Endpoint {
     tls: bool,
 }
 
-/// Largest CA bundle read (Debian's is about 200 KiB).
-const CA_BUNDLE_BYTES_MAX: u64 = 4 * 1024 * 1024;
-/// Where Linux distributions keep the system's CA bundle, in the order
-/// looked at (after `SSL_CERT_FILE`).
-const SYSTEM_CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
-
 /// The TLS settings of an https source: the CAs its endpoint's certificate
 /// must chain to, from `ca_file` or the system's bundle.
 pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-    let path = match (ca_file, env) {
-        (Some(path), _) => path.to_path_buf(),
-        (None, Some(path)) => path,
-        (None, None) => SYSTEM_CA_BUNDLES
-            .iter()
-            .map(std::path::PathBuf::from)
-            .find(|p| p.is_file())
-            .with_context(|| {
-                format!(
-                    "no CA bundle found at {}; set parameters.ca_file (or SSL_CERT_FILE) to a PEM file of the CAs to trust",
-                    SYSTEM_CA_BUNDLES.join(", ")
-                )
-            })?,
-    };
-    let pem = crate::small_file::read(&path, CA_BUNDLE_BYTES_MAX, "CA bundle")?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        let cert =
-            cert.with_context(|| format!("{} is not a PEM file of certificates", path.display()))?;
-        roots.add(cert).with_context(|| {
-            format!(
-                "{} holds a certificate that is not a CA rustls takes",
-                path.display()
-            )
-        })?;
-    }
-    if roots.is_empty() {
-        bail!("{} holds no certificate", path.display());
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    super::tls::client_config(
+        ca_file,
+        super::tls::Check::ChainAndName,
+        "set parameters.ca_file",
+    )
 }
 
 impl Endpoint {

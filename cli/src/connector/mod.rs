@@ -22,6 +22,7 @@ pub mod http;
 pub mod http_stream;
 pub mod sql;
 mod status;
+pub mod tls;
 pub mod yaml;
 
 use std::path::PathBuf;

@@ -34,6 +34,7 @@
 
 pub mod json_sql;
 mod postgres;
+mod postgres_tls;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -563,7 +564,14 @@ mod tests {
         assert!(!shown.contains("secret"), "{shown}");
         for (url, expected) in [
             ("postgres://h:notaport/db", "invalid"),
-            ("postgres://h/db?sslmode=require", "TLS"),
+            (
+                "postgres://h/db?sslmode=verify",
+                "sslmode=verify: not a mode",
+            ),
+            (
+                "postgres:///db?host=/run/postgresql&sslmode=verify-full",
+                "TLS over a Unix socket",
+            ),
         ] {
             let keys: BTreeMap<String, serde_yaml::Value> =
                 serde_yaml::from_str(&format!("url: {url}\ntable: t\ncolumns: {{a: {{}}}}\n"))

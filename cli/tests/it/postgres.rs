@@ -57,25 +57,29 @@ impl Postgres {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
-    /// `halt` (the server killed as a crash would, its data kept) or
-    /// `resume` (started again on its data, on the same port).
-    fn control(&self, verb: &str) {
-        let port = self
-            .url
+    fn port(&self) -> &str {
+        self.url
             .rsplit(':')
             .next()
             .unwrap()
             .split('/')
             .next()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `halt` (the server killed as a crash would, its data kept),
+    /// `resume` (started again on its data, on the same port) or `tls`
+    /// (restarted taking TCP connections over TLS only, `args` its
+    /// certificate and key files).
+    fn control(&self, verb: &str, args: &[&str]) {
         let mut command = Command::new("bash");
         command
             .arg(script())
             .args([verb, &self.dir.path().join("pg").display().to_string()]);
-        if verb == "resume" {
-            command.arg(port);
+        if verb != "halt" {
+            command.arg(self.port());
         }
-        let out = command.output().unwrap();
+        let out = command.args(args).output().unwrap();
         assert!(
             out.status.success(),
             "postgres-scratch.sh {verb}: {}",
@@ -278,6 +282,126 @@ fn a_postgres_sink_names_what_is_missing_before_it_reads() {
     assert!(e.contains("goes last"), "{e}");
 }
 
+/// A CA named `ca_name` and a certificate it signed for `db.example`
+/// only, as PEM: (CA, certificate, key).
+fn server_certificate(ca_name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::default();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["db.example".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// `sslmode` and `sslrootcert` against a server that takes TCP connections
+/// over TLS only: rows go over TLS when the certificate is checked as asked
+/// (chain and name, the name from `host` while `hostaddr` says where to
+/// connect; chain only), and the sink refuses, saying what to do, a server
+/// whose certificate names another host or chains to another CA. Without
+/// TLS the server refuses it, which shows the rows above went over TLS.
+#[test]
+fn a_postgres_sink_writes_over_tls_and_checks_the_servers_certificate() {
+    let env = Env::started();
+    let pg = Postgres::start();
+    pg.sql("CREATE TABLE t (a integer)");
+    let (ca, cert, key) = server_certificate("the database's CA");
+    let (other_ca, _, _) = server_certificate("another CA");
+    let file = |name: &str, text: &str| {
+        let path = env.home.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (ca, other_ca) = (file("ca.pem", &ca), file("other-ca.pem", &other_ca));
+    pg.control(
+        "tls",
+        &[&file("server.crt", &cert), &file("server.key", &key)],
+    );
+    env.ok(&["topic", "create", "readings"]);
+    env.ok_with_input(&["produce", "readings"], b"{\"a\": 1}\n{\"a\": 2}\n");
+    let port = pg.port();
+    let by_name = format!("postgres://sluice@db.example:{port}/sluice?hostaddr=127.0.0.1");
+    let by_address = format!("postgres://sluice@127.0.0.1:{port}/sluice?");
+    let written = [
+        (
+            "full",
+            format!("{by_name}&sslmode=verify-full&sslrootcert={ca}"),
+            "over TLS, certificate chain and host name checked",
+        ),
+        (
+            "chain",
+            format!("{by_address}sslmode=verify-ca&sslrootcert={ca}"),
+            "over TLS, certificate chain checked",
+        ),
+        (
+            "required",
+            format!("{by_address}sslmode=require&sslrootcert={ca}"),
+            "over TLS, certificate chain checked",
+        ),
+    ];
+    for (name, url, expected) in &written {
+        let sink = sink_file(
+            &env,
+            name,
+            &format!("  url: \"{url}\"\n  table: t\n  columns:\n    a: {{type: int}}"),
+            "",
+        );
+        let out = run(&env, &sink, 2);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {log}");
+        assert!(log.contains(expected), "{name}: {log}");
+    }
+    assert_eq!(pg.sql("SELECT count(*) FROM t"), "6");
+    let refused = [
+        (
+            "wrong-name",
+            format!("{by_address}sslmode=verify-full&sslrootcert={ca}"),
+            "does not name the host of the url",
+        ),
+        (
+            "wrong-ca",
+            format!("{by_name}&sslmode=verify-full&sslrootcert={other_ca}"),
+            "does not chain to a trusted CA: give its CA with sslrootcert=FILE",
+        ),
+        (
+            "no-ca-file",
+            format!("{by_name}&sslmode=verify-full&sslrootcert={ca}.missing"),
+            "ca.pem.missing",
+        ),
+        (
+            "plain",
+            format!("{by_address}sslmode=disable"),
+            "no encryption",
+        ),
+        (
+            "socket",
+            "postgres:///sluice?host=/tmp&sslmode=require".to_string(),
+            "TLS over a Unix socket",
+        ),
+    ];
+    for (name, url, expected) in &refused {
+        let sink = sink_file(
+            &env,
+            name,
+            &format!("  url: \"{url}\"\n  table: t\n  columns:\n    a: {{type: int}}"),
+            "",
+        );
+        let out = run(&env, &sink, 2);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}");
+        assert!(e.contains(expected), "{name}: {e}");
+    }
+    assert_eq!(pg.sql("SELECT count(*) FROM t"), "6");
+}
+
 #[test]
 fn a_cluster_run_postgres_sink_rides_out_a_crash_of_its_server_without_losing_a_record() {
     use std::time::Duration;
@@ -308,7 +432,7 @@ fn a_cluster_run_postgres_sink_rides_out_a_crash_of_its_server_without_losing_a_
     // The server crashes; records keep arriving. The sink's writes fail,
     // it ends and its node starts it again with backoff, until the server
     // is back; then every record is in the table.
-    pg.control("halt");
+    pg.control("halt", &[]);
     env.ok_with_input(&["produce", "readings"], &records(50..100));
     let describe = || -> serde_json::Value {
         serde_json::from_str(&env.ok(&["connector", "describe", "seen-sink", "-O", "json"]))
@@ -317,7 +441,7 @@ fn a_cluster_run_postgres_sink_rides_out_a_crash_of_its_server_without_losing_a_
     crate::harness::wait_until(Duration::from_secs(30), || {
         describe()["restarts"].as_u64().unwrap_or(0) >= 1
     });
-    pg.control("resume");
+    pg.control("resume", &[]);
     crate::harness::wait_until(Duration::from_secs(90), || count() == "100|100");
     assert_eq!(pg.sql("SELECT min(id), max(id) FROM seen"), "0|99");
     let d = describe();

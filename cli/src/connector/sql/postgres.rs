@@ -1,6 +1,8 @@
 //! The sql sink's rows into PostgreSQL, over its wire protocol
-//! (tokio-postgres), without TLS: reach the server on loopback, a private
-//! network or its Unix socket (`postgres:///DB?host=/var/run/postgresql`).
+//! (tokio-postgres), over TLS when the url's `sslmode` asks for it
+//! (`require`, `verify-ca`, `verify-full`; see `postgres_tls`), else in the
+//! clear: then reach the server on loopback, a private network or its Unix
+//! socket (`postgres:///DB?host=/var/run/postgresql`).
 //!
 //! Every value is sent as text and cast by the server to the column's type
 //! (`$1::text::integer`), so one mapping type serves many column types (an
@@ -13,20 +15,27 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
+use tokio_postgres::Socket;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::ToSql;
 
-use super::{Cell, Database, SqlSink};
+use super::{Cell, Database, SqlSink, postgres_tls};
 use crate::timeouts::{SQL_CONNECT_TIMEOUT, SQL_WRITE_TIMEOUT};
 
-/// The database a `postgres://` url names, refused if this sink cannot
-/// reach it as it asks (TLS).
+/// The database a `postgres://` url (or libpq `key=value` string) names,
+/// refused if this sink cannot reach it as it asks.
 pub fn database(url: &str) -> Result<Database, String> {
+    let (rest, tls) = postgres_tls::split(url)?;
     let config =
-        tokio_postgres::Config::from_str(url).map_err(|e| format!("{e}: {}", source(&e)))?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        tokio_postgres::Config::from_str(&rest).map_err(|e| format!("{e}: {}", source(&e)))?;
+    let over_socket = config
+        .get_hosts()
+        .iter()
+        .any(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+    if tls.mode != postgres_tls::Mode::Plain && over_socket {
         return Err(
-            "sslmode=require: this release reaches PostgreSQL without TLS; use loopback, a \
-             private network or the server's Unix socket, with sslmode=disable or prefer"
+            "TLS over a Unix socket: PostgreSQL does not use TLS there; connect over TCP \
+             (host=NAME) for TLS, or use sslmode=disable on the socket"
                 .to_string(),
         );
     }
@@ -40,7 +49,7 @@ pub fn database(url: &str) -> Result<Database, String> {
         .collect();
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let shown = format!(
-        "PostgreSQL database {:?} on {}:{port}{}",
+        "PostgreSQL database {:?} on {}:{port}{} ({})",
         config.get_dbname().unwrap_or("(the user's)"),
         if hosts.is_empty() {
             "localhost".to_string()
@@ -51,6 +60,7 @@ pub fn database(url: &str) -> Result<Database, String> {
             .get_user()
             .map(|u| format!(" as {u}"))
             .unwrap_or_default(),
+        tls.mode.shown(),
     );
     Ok(Database::Postgres {
         url: url.to_string(),
@@ -77,19 +87,17 @@ impl Writer {
     /// Connects, checks that the table has every column of the mapping, and
     /// prepares the statement with each column's cast.
     pub async fn open(sink: &SqlSink, url: &str, shown: &str) -> anyhow::Result<Self> {
-        let mut config = tokio_postgres::Config::from_str(url)
+        let (rest, tls) = postgres_tls::split(url)
+            .map_err(|e| anyhow::anyhow!("cannot read the url of {shown}: {e}"))?;
+        let mut config = tokio_postgres::Config::from_str(&rest)
             .with_context(|| format!("cannot read the url of {shown}"))?;
         config.connect_timeout(SQL_CONNECT_TIMEOUT);
-        let (client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to {shown}: {e} {}", source(&e)))?;
-        let named = shown.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                eprintln!("the connection to {named} ended: {e} {}", source(&e));
-            }
-        });
+        let client = match postgres_tls::connector(&tls)
+            .with_context(|| format!("cannot set up TLS to {shown}"))?
+        {
+            Some(tls) => connect(&config, tls, shown).await?,
+            None => connect(&config, tokio_postgres::NoTls, shown).await?,
+        };
         let found = client
             .query(
                 "SELECT a.attname::text, format_type(a.atttypid, NULL) FROM pg_attribute a \
@@ -172,6 +180,31 @@ impl Writer {
             })?
             .with_context(|| format!("in {shown}"))
     }
+}
+
+/// A connection made with `tls`, its protocol driven by a task of its own.
+async fn connect<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    shown: &str,
+) -> anyhow::Result<tokio_postgres::Client>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await.map_err(|e| {
+        let hint = postgres_tls::hint(&e)
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+        anyhow::anyhow!("cannot connect to {shown}: {e} {}{hint}", source(&e))
+    })?;
+    let named = shown.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("the connection to {named} ended: {e} {}", source(&e));
+        }
+    });
+    Ok(client)
 }
 
 /// A value as the text PostgreSQL reads for it.

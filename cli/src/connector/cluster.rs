@@ -15,7 +15,7 @@ use clap::Args;
 use serde::Serialize;
 use sluice_client::proto::{ConnectorInfo, ConnectorSpec, SmartModuleSource};
 
-use super::config::ConnectorConfig;
+use super::config::{ConnectorConfig, Kind, Sink};
 use crate::output::{OutputFormat, print_structured, print_table, rfc3339_ms};
 use crate::{Globals, OutputArgs};
 
@@ -74,6 +74,15 @@ pub fn checked_text(text: &str, base: &Path, what: &str) -> anyhow::Result<Conne
         bail!(
             "{what}: ca_file {ca:?} is relative; on the node that runs the connector give the \
              PEM file's absolute path"
+        );
+    }
+    if let Kind::Sink(Sink::Sql(sink)) = &config.kind
+        && let Some(ca) = sink.database.root_cert()
+        && !ca.is_absolute()
+    {
+        bail!(
+            "{what}: sslrootcert {ca:?} is relative; on the node that runs the connector give \
+             the PEM file's absolute path"
         );
     }
     Ok(ConnectorSpec {
@@ -236,4 +245,37 @@ pub async fn delete(args: NameArgs, globals: &Globals) -> anyhow::Result<()> {
     client.delete_connector(&args.name).await?;
     println!("connector \"{}\" deleted", args.name);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CA file the node reads is named by an absolute path: a relative
+    /// one would start from the node's own directory, not the user's.
+    #[test]
+    fn a_sql_sinks_ca_file_must_be_named_absolutely() {
+        let sink = |url: &str| {
+            format!(
+                "apiVersion: 0.1.0\nmeta: {{name: s, type: sql-sink, topic: t}}\n\
+                 sql:\n  url: \"{url}\"\n  table: t\n  columns: {{a: {{}}}}\n"
+            )
+        };
+        let base = Path::new("/");
+        let e = checked_text(
+            &sink("postgres://h/d?sslmode=verify-full&sslrootcert=ca.pem"),
+            base,
+            "s.yml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sslrootcert \"ca.pem\" is relative"), "{e}");
+        checked_text(
+            &sink("postgres://h/d?sslmode=verify-full&sslrootcert=/etc/ca.pem"),
+            base,
+            "s.yml",
+        )
+        .unwrap();
+        checked_text(&sink("postgres://h/d"), base, "s.yml").unwrap();
+    }
 }

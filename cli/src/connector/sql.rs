@@ -68,6 +68,16 @@ pub enum Database {
     Postgres { url: String, shown: String },
 }
 
+impl Database {
+    /// The CA file a PostgreSQL url names (`sslrootcert`), if any.
+    pub fn root_cert(&self) -> Option<PathBuf> {
+        match self {
+            Database::Sqlite(_) => None,
+            Database::Postgres { url, .. } => postgres_tls::split(url).ok()?.1.root_cert,
+        }
+    }
+}
+
 impl std::fmt::Display for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

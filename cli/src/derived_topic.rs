@@ -3,13 +3,18 @@
 //! connector named B, run by the cluster, copies every record of A through
 //! the transforms into the same partition of B, exactly once (see
 //! `crate::connector::derive`). `connector describe B` shows it;
-//! `connector delete B` stops the derivation and keeps B.
+//! `connector delete B` stops the derivation and keeps B; `topic delete B`
+//! deletes both. A topic other connectors name (a derivation's source, a
+//! sink's input, a source's output) is not deleted under them: see
+//! [`connectors_naming`].
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use sluice_client::Client;
-use sluice_client::proto::{TopicSettings, TopicSpec};
+use sluice_client::proto::{TopicSettings, TopicSpec, WireError};
+
+use crate::connector::config::{ConnectorConfig, Role, TopicsNamed};
 
 /// The connector file of B's derivation from `from`, with the
 /// `transforms` list of `transforms_file` (if any) as it is written there.
@@ -120,4 +125,73 @@ mod tests {
         let e = connector_file("b", "a", Some(&t)).unwrap_err();
         assert!(e.to_string().contains("expected `transforms:"), "{e}");
     }
+}
+
+/// The connectors that name a topic: the one deriving it, which goes with
+/// it, and the others, which keep it from being deleted (each would fail
+/// and restart for as long as it exists; a derivation would also start
+/// afresh into a new topic of the same name).
+#[derive(Debug, Default)]
+pub struct Users {
+    /// The connector deriving it, and its source.
+    pub derivation: Option<(String, String)>,
+    pub others: Vec<TopicsNamed>,
+}
+
+impl Users {
+    /// Why the topic is not deleted, if it is not.
+    pub fn refusal(&self, topic: &str) -> Option<String> {
+        if self.others.is_empty() {
+            return None;
+        }
+        let uses: Vec<String> = self
+            .others
+            .iter()
+            .map(|n| match &n.role {
+                Role::Source => format!("connector {:?} writes into it", n.connector),
+                Role::Sink => format!("connector {:?} reads it", n.connector),
+                Role::Derivation { .. } => format!(
+                    "connector {:?} derives topic {:?} from it",
+                    n.connector, n.topic
+                ),
+            })
+            .collect();
+        Some(format!(
+            "topic {topic:?} is in use: {}; delete {} first (`sluice connector delete NAME`, or \
+             `sluice topic delete NAME` for a derived topic and its derivation), then the topic",
+            uses.join(", "),
+            if uses.len() == 1 { "it" } else { "them" }
+        ))
+    }
+}
+
+/// Which connectors of the cluster name topic `name`. Without the right to
+/// list connectors there is nothing to check (the deletion is authorized on
+/// its own); a file this build cannot read is passed over.
+pub async fn connectors_naming(client: &Client, name: &str) -> anyhow::Result<Users> {
+    let connectors = match client.list_connectors(None).await {
+        Ok(list) => list,
+        Err(e) if matches!(e.wire_error(), Some(WireError::Denied { .. })) => {
+            return Ok(Users::default());
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot list the connectors that might use {name:?}"));
+        }
+    };
+    let mut users = Users::default();
+    for info in connectors {
+        let Ok(named) = ConnectorConfig::topics_named(&info.record.spec.config) else {
+            continue;
+        };
+        match &named.role {
+            Role::Derivation { from } if named.topic == name => {
+                users.derivation = Some((named.connector.clone(), from.clone()));
+            }
+            Role::Derivation { from } if from == name => users.others.push(named),
+            _ if named.topic == name => users.others.push(named),
+            _ => {}
+        }
+    }
+    Ok(users)
 }

@@ -460,8 +460,25 @@ async fn delete(
     system: bool,
     force: bool,
 ) -> anyhow::Result<String> {
+    let users = crate::derived_topic::connectors_naming(client, name).await?;
+    if let Some(refusal) = users.refusal(name) {
+        anyhow::bail!(refusal);
+    }
     match client.delete_topic(name).await {
-        Ok(()) => Ok(format!("topic {name:?} deleted\n")),
+        Ok(()) => {
+            let Some((connector, from)) = &users.derivation else {
+                return Ok(format!("topic {name:?} deleted\n"));
+            };
+            client.delete_connector(connector).await.with_context(|| {
+                format!(
+                    "topic {name:?} was deleted, but not connector {connector:?}, which derived \
+                     it; delete it with `sluice connector delete {connector}`"
+                )
+            })?;
+            Ok(format!(
+                "topic {name:?} deleted\nconnector {connector:?}, which derived it from {from:?}, deleted\n"
+            ))
+        }
         Err(e) if system && matches!(e.wire_error(), Some(WireError::SystemTopic { .. })) => {
             if !force && !confirm_system_deletion(name)? {
                 return Ok("Aborted\n".into());

@@ -115,6 +115,69 @@ impl ConnectorConfig {
     }
 }
 
+/// The topics a connector file names, as [`ConnectorConfig::topics_named`]
+/// reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicsNamed {
+    pub connector: String,
+    /// The topic it writes (a source, a derived topic) or reads (a sink).
+    pub topic: String,
+    pub role: Role,
+}
+
+/// What a connector does with the topics it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Writes records into its topic.
+    Source,
+    /// Reads its topic.
+    Sink,
+    /// Writes its topic with the records of `from` (`topic create B --from A`).
+    Derivation { from: String },
+}
+
+impl ConnectorConfig {
+    /// The connector's name and the topics it names, read without checking
+    /// the rest of the file or opening any file it names (a file stored in
+    /// the cluster names files of the node that runs it).
+    pub fn topics_named(text: &str) -> anyhow::Result<TopicsNamed> {
+        let value: serde_yaml::Value = serde_yaml::from_str(text).context("not YAML")?;
+        if value.get("apiVersion").is_some() || value.get("meta").is_some() {
+            let file: FluvioFile = serde_yaml::from_value(value).context("not Fluvio's format")?;
+            let role = match file.meta.kind.as_str() {
+                "derived-topic" => Role::Derivation {
+                    from: file
+                        .derived
+                        .as_ref()
+                        .and_then(|d| d.get("from"))
+                        .and_then(serde_yaml::Value::as_str)
+                        .context("a derived-topic without derived.from")?
+                        .to_string(),
+                },
+                kind if kind.ends_with("-sink") => Role::Sink,
+                _ => Role::Source,
+            };
+            Ok(TopicsNamed {
+                connector: file.meta.name,
+                topic: file.meta.topic,
+                role,
+            })
+        } else {
+            let file: SeedFile = serde_yaml::from_value(value).context("not a connector file")?;
+            let role = if file.direction() == "sink" {
+                Role::Sink
+            } else {
+                Role::Source
+            };
+            Ok(TopicsNamed {
+                connector: file.name,
+                topic: file.topic,
+                role,
+            })
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SeedFile {
@@ -169,11 +232,16 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 impl SeedFile {
+    /// Each type's one direction unless the file says; a file runs either way.
+    fn direction(&self) -> &str {
+        let natural = if self.kind == "sql" { "sink" } else { "source" };
+        self.direction.as_deref().unwrap_or(natural)
+    }
+
     fn checked(self, base: &Path) -> anyhow::Result<ConnectorConfig> {
         check_name(&self.name)?;
-        // Each type's one direction unless the file says; a file runs either way.
-        let natural = if self.kind == "sql" { "sink" } else { "source" };
-        let direction = self.direction.as_deref().unwrap_or(natural);
+        let direction = self.direction().to_string();
+        let direction = direction.as_str();
         if direction != "source" && direction != "sink" {
             bail!("direction {direction:?}: use source or sink");
         }
@@ -532,6 +600,45 @@ fn http_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_topics_a_file_names_are_read_without_checking_the_rest() {
+        let named = |text: &str| ConnectorConfig::topics_named(text).unwrap();
+        assert_eq!(
+            named("name: c\ntype: sql\ntopic: t\nparameters: {url: nowhere}\n"),
+            TopicsNamed {
+                connector: "c".into(),
+                topic: "t".into(),
+                role: Role::Sink
+            }
+        );
+        assert_eq!(
+            named("name: c\ntype: file\ntopic: t\ndirection: sink\n").role,
+            Role::Sink
+        );
+        // The CA file is on the node that runs it: not opened here.
+        assert_eq!(
+            named("name: c\ntype: http\ntopic: t\nparameters: {ca_file: /nowhere.pem}\n").role,
+            Role::Source
+        );
+        assert_eq!(
+            named("apiVersion: 0.1.0\nmeta: {name: b, type: derived-topic, topic: b}\nderived: {from: a}\n")
+                .role,
+            Role::Derivation { from: "a".into() }
+        );
+        assert_eq!(
+            named(
+                "apiVersion: 0.1.0\nmeta: {name: o, type: file-sink, topic: a}\nfile: {path: /x}\n"
+            )
+            .role,
+            Role::Sink
+        );
+        let e = ConnectorConfig::topics_named(
+            "apiVersion: 0.1.0\nmeta: {name: b, type: derived-topic, topic: b}\n",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("derived.from"), "{e:#}");
+    }
 
     fn parse(text: &str) -> anyhow::Result<ConnectorConfig> {
         ConnectorConfig::parse(text, Path::new("/nonexistent"))

@@ -164,3 +164,59 @@ fn a_derivation_that_cannot_run_is_refused_and_leaves_no_topic() {
     let listed = env.ok(&["topic", "list", "-O", "json"]);
     assert!(!listed.contains("\"b\""), "{listed}");
 }
+
+/// `topic delete` with connectors about: a derived topic goes with its
+/// derivation; a topic a connector still reads (a derivation's source, a
+/// sink's input) stays, and the refusal names the connector and what to do.
+#[test]
+fn deleting_a_derived_topic_stops_its_derivation_and_a_topic_in_use_is_kept() {
+    let env = Env::started();
+    env.ok(&["topic", "create", "a"]);
+    env.ok_with_input(&["produce", "a"], b"one\ntwo\n");
+    env.ok(&["topic", "create", "b", "--from", "a"]);
+    let sink = env.home.path().join("out.yml");
+    std::fs::write(
+        &sink,
+        format!(
+            "apiVersion: 0.1.0\nmeta: {{name: out, type: file-sink, topic: a}}\n\
+             file: {{path: {}}}\n",
+            env.home.path().join("out.txt").display()
+        ),
+    )
+    .unwrap();
+    env.ok(&[
+        "connector",
+        "create",
+        "--config",
+        &sink.display().to_string(),
+    ]);
+
+    let e = env.fails(&["topic", "delete", "a"], b"");
+    assert!(
+        e.contains("topic \"a\" is in use")
+            && e.contains("connector \"b\" derives topic \"b\" from it")
+            && e.contains("connector \"out\" reads it")
+            && e.contains("sluice connector delete NAME"),
+        "{e}"
+    );
+    let out = env.ok(&["topic", "delete", "b"]);
+    assert!(
+        out.contains("topic \"b\" deleted")
+            && out.contains("connector \"b\", which derived it from \"a\", deleted"),
+        "{out}"
+    );
+    let listed = env.ok(&["connector", "list"]);
+    assert!(!listed.contains("b ") && listed.contains("out"), "{listed}");
+    let e = env.fails(&["topic", "delete", "a"], b"");
+    assert!(
+        e.contains("connector \"out\" reads it") && !e.contains("\"b\""),
+        "{e}"
+    );
+    env.ok(&["connector", "delete", "out"]);
+    env.ok(&["topic", "delete", "a"]);
+    let topics = env.ok(&["topic", "list", "-O", "json"]);
+    assert!(
+        !topics.contains("\"a\"") && !topics.contains("\"b\""),
+        "{topics}"
+    );
+}

@@ -409,6 +409,19 @@ impl Controller {
         if !self.is_leader() || self.view.with(|md| md.connectors.is_empty()) {
             return Ok(Vec::new());
         }
+        // Every connector's node heard from by the probes that watch
+        // sleeping groups: none is stranded, and the group need not wake to
+        // read its heartbeats (it did every few seconds, so a cluster with
+        // connectors never slept). Moves are decided on heartbeats only.
+        let nodes: Vec<NodeId> = self
+            .view
+            .with(|md| md.connectors.values().map(|c| c.node).collect());
+        if nodes
+            .iter()
+            .all(|node| self.group.peer_heard_within(*node, LIVENESS_WINDOW))
+        {
+            return Ok(Vec::new());
+        }
         let Some(live) = self.group.live_members_now(LIVENESS_WINDOW).await else {
             return Ok(Vec::new());
         };

@@ -658,6 +658,18 @@ impl<S: ReplicatedState> Group<S> {
         )
     }
 
+    /// Whether node `node` is this one, or was heard from by the node's
+    /// quiescence (a probe sent or answered) within `window`. A cheap
+    /// "certainly live" that wakes nothing; `false` proves nothing (nodes
+    /// with no sleeping group between them do not probe each other): ask
+    /// [`Self::live_members_now`] then.
+    pub fn peer_heard_within(&self, node: NodeId, window: Duration) -> bool {
+        node == self.node
+            || self
+                .quiescence()
+                .is_some_and(|q| q.heard_within(node, window))
+    }
+
     /// [`Self::live_members`], first making sure the heartbeats it reads are
     /// current: a leader that sleeps (quiescence) sends none, so the last
     /// ones are as old as its sleep and say nothing about the members now.

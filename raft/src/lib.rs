@@ -53,6 +53,9 @@ pub const RAFT_WRITE_SECONDS: &str = "sluice_raft_write_seconds";
 /// slept, or lost touch with a majority for an election timeout) and sent a
 /// heartbeat round at once to renew it (`Group::renew_lease`).
 pub const RAFT_LEASE_RENEWALS: &str = "sluice_raft_lease_renewals_total";
+/// Counter of sleeping groups woken on this node, by why (label `why`, one
+/// of a fixed set of phrases): what keeps an idle cluster from sleeping.
+pub const RAFT_GROUP_WAKES: &str = "sluice_raft_group_wakes_total";
 /// Histogram of the state machine applying one committed entry, in seconds.
 pub const RAFT_APPLY_SECONDS: &str = "sluice_raft_apply_seconds";
 

@@ -159,6 +159,9 @@ pub(crate) struct Inner {
     config: QuiesceConfig,
     /// When a [`RaftRpcKind::PeerProbe`] last came from each node.
     heard: Mutex<HashMap<NodeId, Instant>>,
+    /// When each node last answered a probe of this node's. Not in `heard`:
+    /// that one says a peer probes, so this node need not.
+    answered: Mutex<HashMap<NodeId, Instant>>,
     /// Every group of this node taking part (the controller's does not).
     groups: Mutex<HashMap<GroupId, Arc<dyn Sleeper>>>,
     /// Groups asleep here as followers, by group.
@@ -187,6 +190,7 @@ impl Quiescence {
             transport,
             config,
             heard: Mutex::default(),
+            answered: Mutex::default(),
             groups: Mutex::default(),
             watched: Mutex::default(),
             missing: Mutex::default(),
@@ -358,6 +362,20 @@ impl Quiescence {
         }
     }
 
+    /// Whether node `node` sent this node a probe, or answered one of its
+    /// probes, within `window`: a live node, seen without waking any group.
+    /// Nodes that share no sleeping group with this one exchange no probes,
+    /// and are never heard from this way.
+    pub fn heard_within(&self, node: NodeId, window: Duration) -> bool {
+        let recent = |map: &Mutex<HashMap<NodeId, Instant>>| {
+            map.lock()
+                .unwrap()
+                .get(&node)
+                .is_some_and(|at| at.elapsed() <= window)
+        };
+        recent(&self.0.heard) || recent(&self.0.answered)
+    }
+
     /// Whether a probe from `peer` came recently enough that this node
     /// need not probe it (see the module's documentation).
     fn covered_by(&self, peer: NodeId, now: Instant) -> bool {
@@ -500,6 +518,7 @@ async fn probe_leaders(q: &Quiescence) {
     let results = futures::future::join_all(probes).await;
     for (peer, _, answer) in &results {
         if answer.is_ok() {
+            q.0.answered.lock().unwrap().insert(*peer, Instant::now());
             q.member_back(*peer);
         }
     }

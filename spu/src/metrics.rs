@@ -52,6 +52,9 @@ pub const RAFT_WRITE_SECONDS: &str = sluice_raft::RAFT_WRITE_SECONDS;
 /// first (a write waking a sleeping partition), counter (recorded by
 /// `sluice-raft`).
 pub const RAFT_LEASE_RENEWALS: &str = sluice_raft::RAFT_LEASE_RENEWALS;
+/// Sleeping Raft groups woken here, by why (label `why`), counter
+/// (recorded by `sluice-raft`).
+pub const RAFT_GROUP_WAKES: &str = sluice_raft::RAFT_GROUP_WAKES;
 /// One committed entry applied by its state machine, seconds, histogram
 /// (recorded by `sluice-raft`).
 pub const RAFT_APPLY_SECONDS: &str = sluice_raft::RAFT_APPLY_SECONDS;
@@ -140,6 +143,7 @@ fn describe() {
         RAFT_LEASE_RENEWALS,
         "Writes that renewed their leader's expired lease first (a sleeping group woken)"
     );
+    describe_counter!(RAFT_GROUP_WAKES, "Sleeping Raft groups woken here, by why");
     describe_histogram!(
         RAFT_APPLY_SECONDS,
         Unit::Seconds,

@@ -112,6 +112,55 @@ fn an_idle_controller_sleeps_and_still_fails_over() {
     assert_eq!(env.ok(&["consume", "after-failover", "-B", "-d"]), "kept\n");
 }
 
+/// Connectors do not keep an idle cluster awake: the controller's leader
+/// learns that each connector's node is live from the probes that watch
+/// sleeping groups, and wakes no group to ask (it woke its own every 3 s,
+/// `member liveness asked for`). The move off a silent node, which still
+/// reads heartbeats, is `connectors::the_cluster_runs_a_connector_moves_it_off_a_killed_node_and_stops_it_when_deleted`.
+#[test]
+fn an_idle_cluster_with_a_connector_sleeps() {
+    let env = Env::started_with(3);
+    env.ok(&["topic", "create", "a", "-r", "3"]);
+    env.ok_with_input(&["produce", "a"], b"one\n");
+    env.ok(&["topic", "create", "b", "--from", "a"]);
+    let asleep = |node: u16| {
+        scrape(env.port + node)
+            .and_then(|body| sample(&body, "sluice_raft_groups_asleep", &[]))
+            .unwrap_or(0.0)
+    };
+    // Each node: the controller's group, the audit trail's partition, a/0
+    // and b/0. Probes start once a group sleeps: a second for the first
+    // answers to be in.
+    wait_until(Duration::from_secs(30), || (0..3).all(|n| asleep(n) == 4.0));
+    std::thread::sleep(Duration::from_secs(1));
+    let liveness_wakes = || -> Vec<f64> {
+        (0..3)
+            .map(|n| {
+                scrape(env.port + n)
+                    .and_then(|body| {
+                        sample(
+                            &body,
+                            "sluice_raft_group_wakes_total",
+                            &["why=\"member liveness asked for\""],
+                        )
+                    })
+                    .unwrap_or(0.0)
+            })
+            .collect()
+    };
+    let before = liveness_wakes();
+    // More than two placement rounds (`CONNECTOR_PLACEMENT_INTERVAL`, 3 s).
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(
+        liveness_wakes(),
+        before,
+        "the controller woke to check liveness"
+    );
+    assert!((0..3).all(|n| asleep(n) == 4.0), "a group is awake");
+    let listed = env.ok(&["connector", "list"]);
+    assert!(listed.contains("running"), "{listed}");
+}
+
 /// A registered filter run by consumers: its calls, records in and out and
 /// busy time are counted under its name; a module that fails counts an error.
 #[test]

@@ -130,6 +130,7 @@ impl<S: ReplicatedState> Group<S> {
             if let Some(q) = self.quiescence() {
                 q.unwatch(self.id);
             }
+            metrics::counter!(crate::RAFT_GROUP_WAKES, "why" => why).increment(1);
             tracing::debug!(group = self.id, why, "group awake");
         }
     }

@@ -645,17 +645,33 @@ impl Client {
 
     /// [`Self::exchange`] with the first node that answers, starting with the
     /// bootstrap node: one dead node does not make the cluster unreachable.
+    ///
+    /// A node that took the request and then fell silent (the connection
+    /// lost, no answer in time) may have acted on it. A write of records is
+    /// then not sent to the next node: that could write it twice, and its
+    /// caller, told it may be written, decides (with a producer sequence it
+    /// resends safely). Other requests go on to the next node, and if none
+    /// answers the error is that first uncertain one, not a later "no node
+    /// answers", which would say nothing was sent (a fault run's writer
+    /// took a written record for a failed one: RELIABILITY.md, session 26).
     async fn exchange_bootstrap(
         &self,
         request: &Request,
         what: &'static str,
     ) -> Result<(Response, quinn::RecvStream)> {
-        let mut last = None;
+        let mut unsent = None;
+        let mut uncertain = None;
         for addr in self.bootstrap_candidates() {
             match self.exchange(addr, request, what).await {
                 Err(e) if is_unreachable(&e) => {
                     tracing::debug!(%addr, error = %e, "node unreachable, trying the next one");
-                    last = Some(e);
+                    if matches!(e, ClientError::NoNode { .. }) {
+                        unsent = Some(e);
+                    } else if request.appends_records() {
+                        return Err(e);
+                    } else if uncertain.is_none() {
+                        uncertain = Some(e);
+                    }
                 }
                 result => {
                     self.promote(addr);
@@ -663,7 +679,9 @@ impl Client {
                 }
             }
         }
-        Err(last.expect("a client knows at least one node"))
+        Err(uncertain
+            .or(unsent)
+            .expect("a client knows at least one node"))
     }
 
     /// One request on a fresh stream of the connection to `addr`; returns the

@@ -196,7 +196,10 @@ pub enum ClientError {
         behind: Option<String>,
     },
 
-    /// A batch could not be delivered before the producer's deadline.
+    /// A batch could not be delivered before the producer's deadline. Its
+    /// records may still be stored: an attempt may have reached the leader
+    /// and lost only its answer (resent by an idempotent producer, they are
+    /// never stored twice).
     #[error("records for {topic}/{partition} were not acknowledged after {attempts} attempt(s)")]
     Delivery {
         topic: String,

@@ -504,6 +504,20 @@ impl Request {
         }
     }
 
+    /// Whether this request appends records to a partition: sent again
+    /// after an answer was lost, it may write them twice (unless it carries
+    /// a producer sequence or an expected offset, which only its sender
+    /// knows to rely on).
+    pub fn appends_records(&self) -> bool {
+        matches!(
+            self,
+            Request::Produce(_)
+                | Request::ProduceCompressed(_)
+                | Request::ProduceWithHeaders(_)
+                | Request::ProduceAt { .. }
+        )
+    }
+
     /// Whether this request changes the cluster's metadata (in a `Once` or not).
     pub fn is_metadata_change(&self) -> bool {
         matches!(

@@ -103,3 +103,46 @@ fn a_large_topic_creation_resent_under_its_id_is_answered_as_created() {
     spec.partitions = u32::try_from(PARTITION_REPLICAS_PER_NODE_MAX / 2 + 8).unwrap();
     create_resent_and_repeated(&env, spec, [9, 9]);
 }
+
+/// A write committed but unanswered (its answer lost), sent by a client that
+/// knows a second node: the error says the connection was lost, so the
+/// write may be stored, and not that no node answers, which would say
+/// nothing was sent (the second node is dead); nor is the write sent to
+/// that node, which could store it twice. A fault run's writer once took a
+/// written record for a failed one this way (RELIABILITY.md, session 26).
+#[test]
+fn a_write_whose_answer_was_lost_is_reported_as_maybe_written() {
+    use std::time::Duration;
+
+    use sluice_client::{ClientError, ConnectOptions, proto::Record};
+
+    let env = Env::with_ports_for(1);
+    env.start_with_env(1, &[("SLUICE_DEBUG_DROP_PRODUCE_ACKS", "1")]);
+    env.ok(&["topic", "create", "lost-answer"]);
+    let dead_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    crate::harness::runtime().block_on(async {
+        let options = ConnectOptions {
+            connect_timeout: Duration::from_millis(500),
+            ..ConnectOptions::default()
+        };
+        let endpoints = format!("127.0.0.1:{},127.0.0.1:{dead_port}", env.port);
+        let client = sluice_client::Client::connect_with(
+            &endpoints,
+            &env.ca_pem(),
+            Some(env.admin_identity()),
+            options,
+        )
+        .await
+        .unwrap();
+        let e = client
+            .produce("lost-answer", 0, vec![Record::new(b"kept".to_vec())])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::ConnectionLost { .. }), "{e}");
+    });
+    assert_eq!(env.ok(&["consume", "lost-answer", "-B", "-d"]), "kept\n");
+}

@@ -347,14 +347,13 @@ fn a_postgres_sink_writes_over_tls_and_checks_the_servers_certificate() {
             "over TLS, certificate chain checked",
         ),
     ];
+    // A sink of two records into table t through `url`.
+    let sink_through = |name: &str, url: &str| {
+        let section = format!("  url: \"{url}\"\n  table: t\n  columns:\n    a: {{type: int}}");
+        run(&env, &sink_file(&env, name, &section, ""), 2)
+    };
     for (name, url, expected) in &written {
-        let sink = sink_file(
-            &env,
-            name,
-            &format!("  url: \"{url}\"\n  table: t\n  columns:\n    a: {{type: int}}"),
-            "",
-        );
-        let out = run(&env, &sink, 2);
+        let out = sink_through(name, url);
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{name}: {log}");
         assert!(log.contains(expected), "{name}: {log}");
@@ -388,13 +387,7 @@ fn a_postgres_sink_writes_over_tls_and_checks_the_servers_certificate() {
         ),
     ];
     for (name, url, expected) in &refused {
-        let sink = sink_file(
-            &env,
-            name,
-            &format!("  url: \"{url}\"\n  table: t\n  columns:\n    a: {{type: int}}"),
-            "",
-        );
-        let out = run(&env, &sink, 2);
+        let out = sink_through(name, url);
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}");
         assert!(e.contains(expected), "{name}: {e}");

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use sluice_client::Client;
-use sluice_client::proto::{TopicSettings, TopicSpec, WireError};
+use sluice_client::proto::{TopicSettings, TopicSpec};
 
 use crate::connector::config::{ConnectorConfig, Role, TopicsNamed};
 
@@ -165,15 +165,14 @@ impl Users {
     }
 }
 
-/// Which connectors of the cluster name topic `name`. Without the right to
-/// list connectors there is nothing to check (the deletion is authorized on
-/// its own); a file this build cannot read is passed over.
+/// Which connectors of the cluster name topic `name`. A node that refuses
+/// the listing (no right to list connectors, or a release without them)
+/// leaves nothing to check: the deletion is judged on its own. A file this
+/// build cannot read is passed over.
 pub async fn connectors_naming(client: &Client, name: &str) -> anyhow::Result<Users> {
     let connectors = match client.list_connectors(None).await {
         Ok(list) => list,
-        Err(e) if matches!(e.wire_error(), Some(WireError::Denied { .. })) => {
-            return Ok(Users::default());
-        }
+        Err(e) if e.wire_error().is_some() => return Ok(Users::default()),
         Err(e) => {
             return Err(e)
                 .with_context(|| format!("cannot list the connectors that might use {name:?}"));

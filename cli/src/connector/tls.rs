@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{WebPkiServerVerifier, verify_server_cert_signed_by_trust_anchor};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 /// Largest CA bundle read (Debian's is about 200 KiB).
 const CA_BUNDLE_BYTES_MAX: u64 = 4 * 1024 * 1024;
@@ -51,16 +50,12 @@ pub fn client_config(
     let config = match check {
         Check::ChainAndName => builder.with_root_certificates(roots),
         Check::ChainOnly => {
-            let full = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+            let full = WebPkiServerVerifier::builder_with_provider(roots, provider)
                 .build()
                 .context("a certificate verifier for the CA file")?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                    roots,
-                    provider,
-                    full,
-                }))
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(full)))
         }
     };
     Ok(Arc::new(config.with_no_client_auth()))
@@ -102,34 +97,29 @@ fn roots(ca_file: Option<&Path>, hint: &str) -> anyhow::Result<rustls::RootCertS
     Ok(roots)
 }
 
-/// [`Check::ChainOnly`]: the chain, its validity dates and the handshake's
-/// signatures are checked as rustls checks them; only the name is not.
+/// [`Check::ChainOnly`]: rustls's own verifier, whose verdict is taken
+/// whole but for a certificate that names another host.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<rustls::RootCertStore>,
-    provider: Arc<CryptoProvider>,
-    /// The full verifier, for the handshake signatures and schemes.
-    full: Arc<WebPkiServerVerifier>,
-}
+struct ChainOnly(Arc<WebPkiServerVerifier>);
 
 impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            verdict => verdict,
+        }
     }
 
     fn verify_tls12_signature(
@@ -138,7 +128,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.full.verify_tls12_signature(message, cert, dss)
+        self.0.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -147,10 +137,10 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.full.verify_tls13_signature(message, cert, dss)
+        self.0.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.full.supported_verify_schemes()
+        self.0.supported_verify_schemes()
     }
 }

@@ -371,6 +371,11 @@ fn a_postgres_sink_writes_over_tls_and_checks_the_servers_certificate() {
             "does not chain to a trusted CA: give its CA with sslrootcert=FILE",
         ),
         (
+            "wrong-ca-chain-only",
+            format!("{by_address}sslmode=verify-ca&sslrootcert={other_ca}"),
+            "does not chain to a trusted CA",
+        ),
+        (
             "no-ca-file",
             format!("{by_name}&sslmode=verify-full&sslrootcert={ca}.missing"),
             "ca.pem.missing",

@@ -68,11 +68,13 @@ impl Client {
         for addr in self.bootstrap_candidates() {
             match self.exchange(addr, request, what).await {
                 Err(e) if is_unreachable(&e) => {
-                    tracing::debug!(%addr, error = %e, "node unreachable, trying the next one");
-                    if matches!(e, ClientError::NoNode { .. }) {
-                        unsent = Some(e);
-                    } else if request.appends_records() {
+                    let sent = !matches!(e, ClientError::NoNode { .. });
+                    if sent && request.appends_records() {
                         return Err(e);
+                    }
+                    tracing::debug!(%addr, error = %e, "node unreachable, trying the next one");
+                    if !sent {
+                        unsent = Some(e);
                     } else if uncertain.is_none() {
                         uncertain = Some(e);
                     }

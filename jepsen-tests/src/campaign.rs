@@ -30,14 +30,19 @@ use crate::run::schedule::{FAMILIES, families, parse_nemesis};
 
 /// The nemesis of each run, in turn: `--nemesis` split at commas, where `all`
 /// stands for every family the node count allows (see
-/// [`crate::run::schedule::families`]) and any other item is one `run
+/// [`crate::run::schedule::families`]; `all-before-loss` for the same less
+/// `loss`, the rotation of campaigns recorded before session 27) and any other item is one `run
 /// --nemesis` value (a family, `family:variant`), checked here so a typo fails
 /// the campaign at once rather than every run of it.
 pub fn rotation(list: &str, nodes: u32) -> anyhow::Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let items: Vec<String> = if item == "all" {
-            families(nodes).into_iter().map(str::to_string).collect()
+        let items: Vec<String> = if item == "all" || item == "all-before-loss" {
+            families(nodes)
+                .into_iter()
+                .filter(|f| item == "all" || *f != "loss")
+                .map(str::to_string)
+                .collect()
         } else {
             parse_nemesis(item, nodes)
                 .with_context(|| format!("--nemesis {list:?}: item {item:?}"))?;
@@ -58,7 +63,10 @@ pub fn rotation(list: &str, nodes: u32) -> anyhow::Result<Vec<String>> {
 /// The families `all` leaves out on `nodes` nodes, with why, for the report
 /// (empty when `list` does not say `all`).
 pub fn left_out(list: &str, nodes: u32) -> Vec<String> {
-    if !list.split(',').any(|i| i.trim() == "all") {
+    if !list
+        .split(',')
+        .any(|i| matches!(i.trim(), "all" | "all-before-loss"))
+    {
         return Vec::new();
     }
     let allowed = families(nodes);
@@ -656,9 +664,17 @@ mod tests {
             "pause-kill",
             "part-kill",
         ]);
-        assert_eq!(rotation("all", 3).unwrap(), three);
+        assert_eq!(rotation("all-before-loss", 3).unwrap(), three);
+        let mut with_loss = three.clone();
+        with_loss.push("loss".into());
+        assert_eq!(rotation("all", 3).unwrap(), with_loss);
         let mut four = three.clone();
         four.extend(strings(&["membership", "membership-kill"]));
+        assert_eq!(
+            rotation("all-before-loss", MEMBERSHIP_MIN_NODES).unwrap(),
+            four
+        );
+        four.push("loss".into());
         assert_eq!(rotation("all", MEMBERSHIP_MIN_NODES).unwrap(), four);
         // Every fault `run --nemesis all` can draw belongs to a rotation entry.
         for nodes in [3, 4] {
@@ -670,6 +686,7 @@ mod tests {
         assert_eq!(left_out("all", 3).len(), 2, "{:?}", left_out("all", 3));
         assert!(left_out("all", 3)[0].starts_with("membership "));
         assert!(left_out("all", 4).is_empty());
+        assert_eq!(left_out("all-before-loss", 3).len(), 2);
         assert!(left_out("membership", 3).is_empty());
     }
 
@@ -682,7 +699,7 @@ mod tests {
         // `all` among other items: theirs first, then the families not yet named.
         let r = rotation("part-kill:ring,kill,all", 3).unwrap();
         assert_eq!(&r[..3], &strings(&["part-kill:ring", "kill", "pause"]));
-        assert_eq!(r.len(), 2 + 6);
+        assert_eq!(r.len(), 2 + 7);
         let e = rotation("kill,kill:sideways", 3).unwrap_err();
         assert!(format!("{e:#}").contains("kill:sideways"), "{e:#}");
         assert!(rotation(" , ", 3).is_err());
@@ -691,7 +708,7 @@ mod tests {
     #[test]
     fn every_entry_has_a_turn_before_any_has_a_second() {
         let r = rotation("all", 3).unwrap();
-        let plan: Vec<Planned> = (1..=15).map(|n| planned(&r, n, 100)).collect();
+        let plan: Vec<Planned> = (1..=17).map(|n| planned(&r, n, 100)).collect();
         let turn = |from: usize| -> Vec<String> {
             plan[from..from + r.len()]
                 .iter()
@@ -700,12 +717,12 @@ mod tests {
         };
         assert_eq!(turn(0), r);
         assert_eq!(turn(r.len()), r);
-        assert_eq!(plan[14].nemesis, r[0]);
+        assert_eq!(plan[16].nemesis, r[0]);
         let seeds: Vec<u64> = plan.iter().map(|p| p.seed).collect();
-        assert_eq!(seeds, (100..115).collect::<Vec<_>>());
+        assert_eq!(seeds, (100..117).collect::<Vec<_>>());
         assert_eq!(
             plan.iter().map(|p| p.n).collect::<Vec<_>>(),
-            (1..=15).collect::<Vec<_>>()
+            (1..=17).collect::<Vec<_>>()
         );
         // The same start plans the same campaign; seeds wrap rather than overflow.
         assert_eq!(planned(&r, 9, 100), plan[8]);

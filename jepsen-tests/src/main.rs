@@ -97,7 +97,10 @@ enum Command {
         /// [:one|leader|minority|majority|all], partition, part-kill
         /// [:isolate-one|isolate-leader|halves|one-way|bridge|ring],
         /// corruption [:truncate|bitflip], pause-kill, membership,
-        /// membership-kill, or all.
+        /// membership-kill, loss [:one|leader|minority|majority|all] (5-35% of
+        /// the target nodes' packets dropped at random), or all
+        /// (`all-before-loss`: `all` as it was before `loss`, for seeds
+        /// recorded then).
         #[arg(long, default_value = "kill,pause,partition")]
         nemesis: String,
         /// Seed of the fault schedule and of the workload's choices.
@@ -132,8 +135,9 @@ enum Command {
         args: RunArgs,
         /// What each run gets, in turn: `all` (every family the node count
         /// allows: kill, pause, partition, power-loss, corruption, pause-kill,
-        /// part-kill, and with 4+ nodes membership, membership-kill) or a
-        /// comma-separated list of `run --nemesis` values (`power-loss:all,kill`).
+        /// part-kill, with 4+ nodes membership, membership-kill, then loss;
+        /// `all-before-loss` leaves loss out, as campaigns recorded before it
+        /// rotated) or a comma-separated list of `run --nemesis` values (`power-loss:all,kill`).
         #[arg(long, default_value = "all")]
         nemesis: String,
         /// How many runs.

@@ -1,5 +1,6 @@
 //! The CI smoke matrix: short runs of `jepsen-tests run` against real clusters,
-//! one nemesis each, with fixed seeds (membership on 4 nodes, the rest on 3),
+//! one nemesis each (packet loss among them), with fixed seeds (membership on
+//! 4 nodes, the rest on 3),
 //! two whole-cluster power losses less than 10 s apart (seed 6),
 //! the SmartModule-store workload under kills and partitions; a consumer group
 //! reading the log under kills and partitions; a derived topic under kills
@@ -155,6 +156,47 @@ fn partition() {
         );
         r.passed();
     }
+}
+
+/// Packets lost at random: 5-35% of those into and out of one node, the
+/// leader, a majority or all nodes (clients' packets too), so requests and
+/// answers are retransmitted, arrive late or not before their deadline.
+/// The rules must have dropped packets: a loss that dropped none tested
+/// nothing.
+#[test]
+fn loss() {
+    let r = run("loss", 12, &["--nemesis", "loss"]);
+    if is_root() {
+        let dropped = packets_dropped(&r, "loss");
+        assert!(
+            !dropped.is_empty() && dropped.iter().all(|d| *d > 0),
+            "a loss step dropped no packet ({dropped:?}): {}",
+            r.describe()
+        );
+        assert_valid_with_faults(r, "loss");
+    } else {
+        assert_unknown_without_root(&r);
+        r.passed();
+    }
+}
+
+/// The packets each healed `fault` step's rules dropped, from the history's
+/// nemesis `stop` events (their detail ends "N packets dropped").
+fn packets_dropped(r: &Run, fault: &str) -> Vec<u64> {
+    let text = std::fs::read_to_string(r.dir.join("history.jsonl"))
+        .unwrap_or_else(|e| panic!("no history: {e}: {}", r.describe()));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|op| {
+            op["process"] == "nemesis" && op["f"] == "stop" && op["value"]["fault"] == fault
+        })
+        .filter_map(|op| {
+            let detail = op["value"]["detail"].as_str()?.to_string();
+            let words: Vec<&str> = detail.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "packets")?;
+            words.get(at.checked_sub(1)?)?.parse().ok()
+        })
+        .collect()
 }
 
 #[test]

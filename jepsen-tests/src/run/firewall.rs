@@ -1,11 +1,12 @@
-//! Partitions with nftables, on the input hook of the run's namespace (rules on
+//! Partitions and packet loss with nftables, on the input hook of the run's namespace (rules on
 //! the output hook make `sendto` fail with EPERM, which no real network does).
 //!
 //! A severed link `a -> b` is one rule, `ip saddr A ip daddr B counter drop`:
 //! a node sends to its peers from its own address (it binds its client socket
 //! to its listen address), so its source address names it. Clients of the
 //! suite connect from 127.0.0.1, which no rule names: partitions are between
-//! nodes. Every rule counts the packets it drops, so a heal can tell whether
+//! nodes. Packet loss names a node's address alone, so it hits its clients'
+//! packets too. Every rule counts the packets it drops, so a heal can tell whether
 //! the partition took effect.
 
 use std::io::Write;
@@ -60,6 +61,25 @@ pub fn rules(links: &[(NodeId, NodeId)], ip: impl Fn(NodeId) -> Ipv4Addr) -> Vec
     links
         .iter()
         .map(|(a, b)| format!("ip saddr {} ip daddr {} counter drop", ip(*a), ip(*b)))
+        .collect()
+}
+
+/// The rules that drop `percent`% of the packets into and out of each of
+/// `nodes` at random, given each node's address: from and to its peers and
+/// clients alike (a client's packets to a node name the node as `daddr`, the
+/// node's answers name it as `saddr`). A packet between two such nodes meets
+/// two draws, so it is dropped a little more often.
+pub fn loss_rules(nodes: &[NodeId], percent: u64, ip: impl Fn(NodeId) -> Ipv4Addr) -> Vec<String> {
+    nodes
+        .iter()
+        .flat_map(|n| {
+            ["saddr", "daddr"].map(|side| {
+                format!(
+                    "ip {side} {} numgen random mod 100 < {percent} counter drop",
+                    ip(*n)
+                )
+            })
+        })
         .collect()
 }
 
@@ -119,5 +139,19 @@ mod tests {
             ]
         );
         assert!(rules(&[], ip).is_empty());
+    }
+
+    #[test]
+    fn loss_drops_a_share_both_ways_of_each_target() {
+        let ip = |i: NodeId| Ipv4Addr::new(127, 0, 0, 10 + i as u8);
+        assert_eq!(
+            loss_rules(&[2, 3], 20, ip),
+            vec![
+                "ip saddr 127.0.0.12 numgen random mod 100 < 20 counter drop".to_string(),
+                "ip daddr 127.0.0.12 numgen random mod 100 < 20 counter drop".to_string(),
+                "ip saddr 127.0.0.13 numgen random mod 100 < 20 counter drop".to_string(),
+                "ip daddr 127.0.0.13 numgen random mod 100 < 20 counter drop".to_string(),
+            ]
+        );
     }
 }

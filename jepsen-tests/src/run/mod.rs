@@ -568,10 +568,10 @@ async fn run_async(
         ctx.clone(),
         network_unavailable.clone(),
     ));
-    if let Some(why) = &network_unavailable
-        && faults.iter().any(Fault::needs_network)
-    {
-        nem.unavailable("partition", why);
+    if let Some(why) = &network_unavailable {
+        for f in faults.iter().filter(|f| f.needs_network()) {
+            nem.unavailable(f.family(), why);
+        }
     }
     if faults.iter().any(Fault::is_membership) {
         nem.membership_available();

@@ -21,7 +21,8 @@ use super::power::{Journal, lose_unsynced};
 use super::recorder::Recorder;
 use super::rng::Rng;
 use super::schedule::{
-    Cut, Fault, MEMBERSHIP_MIN_NODES, Step, Target, cut_links, other_replica_set, targets,
+    Cut, Fault, LOSS_PERCENT_MAX, LOSS_PERCENT_MIN, MEMBERSHIP_MIN_NODES, Step, Target, cut_links,
+    other_replica_set, targets,
 };
 use super::workload::{self, Ctx};
 use crate::history::{Call, NemesisEvent, NodeId};
@@ -241,6 +242,27 @@ impl Nemesis {
             }
             Fault::Membership | Fault::MembershipKill => {
                 self.membership(fault, hold, rng).await;
+            }
+            Fault::Loss(t) => {
+                if let Some(why) = &self.network_unavailable {
+                    self.unavailable("loss", why);
+                    return;
+                }
+                let nodes = targets(t, n, leader, rng);
+                let percent = rng.range(LOSS_PERCENT_MIN, LOSS_PERCENT_MAX + 1);
+                self.start(
+                    "loss",
+                    &nodes,
+                    format!("{label}: {percent}% of the packets into and out of {nodes:?} dropped"),
+                );
+                let rules = firewall::loss_rules(&nodes, percent, |i| self.cluster.ip(i));
+                let dropped = self.hold_rules(&rules, hold).await;
+                let healed = self.heal();
+                self.stop(
+                    "loss",
+                    &nodes,
+                    format!("{healed}; {dropped} packets dropped"),
+                );
             }
         }
     }
@@ -471,14 +493,20 @@ impl Nemesis {
     /// dropped (read from their counters just before the heal).
     async fn hold_partition(&self, links: &[(NodeId, NodeId)], hold: Duration) -> u64 {
         let rules = firewall::rules(links, |i| self.cluster.ip(i));
-        if let Err(e) = firewall::apply(&rules) {
-            self.problem(format!("cannot apply partition rules: {e:#}"));
+        self.hold_rules(&rules, hold).await
+    }
+
+    /// Keeps the chain's `rules` for `hold`. Returns how many packets they
+    /// dropped (read from their counters just before the heal).
+    async fn hold_rules(&self, rules: &[String], hold: Duration) -> u64 {
+        if let Err(e) = firewall::apply(rules) {
+            self.problem(format!("cannot apply the nemesis's rules: {e:#}"));
         }
         sleep(hold).await;
         match firewall::dropped() {
             Ok(n) => n,
             Err(e) => {
-                self.problem(format!("cannot read the partition rules' counters: {e:#}"));
+                self.problem(format!("cannot read the nemesis rules' counters: {e:#}"));
                 0
             }
         }

@@ -67,12 +67,28 @@ pub enum Fault {
     Membership,
     /// A move, and during it a random node killed (restarted after the hold).
     MembershipKill,
+    /// A share of the packets into and out of the target nodes dropped at
+    /// random (theirs with each other and with clients alike), the share
+    /// drawn per step between [`LOSS_PERCENT_MIN`] and [`LOSS_PERCENT_MAX`]:
+    /// every exchange then meets retransmissions, late answers and deadlines
+    /// that expire with the request possibly applied.
+    Loss(Target),
 }
+
+/// Least share of packets, in percent, a `loss` step drops.
+pub const LOSS_PERCENT_MIN: u64 = 5;
+/// Largest share of packets, in percent, a `loss` step drops: more than a
+/// third each way leaves the workload too few successful operations to
+/// judge (the verdict would be `unknown`).
+pub const LOSS_PERCENT_MAX: u64 = 35;
 
 impl Fault {
     /// Whether it needs network rules (a network namespace and nftables).
     pub fn needs_network(&self) -> bool {
-        matches!(self, Fault::Partition(_) | Fault::PartKill(_))
+        matches!(
+            self,
+            Fault::Partition(_) | Fault::PartKill(_) | Fault::Loss(_)
+        )
     }
 
     /// Whether it moves partitions between nodes (it needs 4+ nodes).
@@ -92,14 +108,18 @@ impl Fault {
             Fault::PartKill(_) => "part-kill",
             Fault::Membership => "membership",
             Fault::MembershipKill => "membership-kill",
+            Fault::Loss(_) => "loss",
         }
     }
 }
 
 /// Every nemesis family, in the order `--nemesis all` lists them (the order
 /// matters: a step picks its fault by index, so reordering would change
-/// every recorded seed's schedule).
-pub const FAMILIES: [&str; 9] = [
+/// every recorded seed's schedule; a family added later goes last, and
+/// changes `all`'s schedules from then on: `loss` came in session 27, so
+/// a `run --nemesis all --seed S` recorded before it replays with
+/// `--nemesis all-before-loss`).
+pub const FAMILIES: [&str; 10] = [
     "kill",
     "pause",
     "partition",
@@ -109,6 +129,7 @@ pub const FAMILIES: [&str; 9] = [
     "part-kill",
     "membership",
     "membership-kill",
+    "loss",
 ];
 
 /// The families `--nemesis all` means on `nodes` nodes: every one of
@@ -163,6 +184,7 @@ impl fmt::Display for Fault {
             Fault::PartKill(c) => write!(f, "part-kill:{c}"),
             Fault::Membership => f.write_str("membership"),
             Fault::MembershipKill => f.write_str("membership-kill"),
+            Fault::Loss(t) => write!(f, "loss:{t}"),
         }
     }
 }
@@ -207,7 +229,8 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
             anyhow::anyhow!(
                 "unknown nemesis {item:?}: use kill, pause, power-loss [:one|leader|minority|majority|all], \
                  partition, part-kill [:isolate-one|isolate-leader|halves|one-way|bridge|ring], \
-                 corruption [:truncate|bitflip], pause-kill, membership, membership-kill, or all"
+                 corruption [:truncate|bitflip], pause-kill, membership, membership-kill, \
+                 loss [:one|leader|minority|majority|all], or all (all-before-loss: as before session 27)"
             )
         };
         let targets = |v: Option<&str>| -> anyhow::Result<Vec<Target>> {
@@ -243,8 +266,13 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
             "pause-kill" if variant.is_none() => vec![Fault::PauseKill],
             "membership" if variant.is_none() => vec![Fault::Membership],
             "membership-kill" if variant.is_none() => vec![Fault::MembershipKill],
-            "all" if variant.is_none() => {
-                let mut all = parse_nemesis(&families(nodes).join(","), nodes)?;
+            "loss" => targets(variant)?.into_iter().map(Fault::Loss).collect(),
+            "all" | "all-before-loss" if variant.is_none() => {
+                let mut listed = families(nodes);
+                if family == "all-before-loss" {
+                    listed.retain(|f| *f != "loss");
+                }
+                let mut all = parse_nemesis(&listed.join(","), nodes)?;
                 all.retain(|f| !out.contains(f));
                 all
             }
@@ -544,11 +572,42 @@ mod tests {
         }
         assert_eq!(families(3).len(), FAMILIES.len() - 2);
         assert_eq!(families(4), FAMILIES.to_vec());
-        // The order of `all` is part of every recorded seed's schedule.
+        // The order of `all` is part of every recorded seed's schedule:
+        // `all-before-loss` is `all` as seeds recorded before `loss` used it.
+        let before = parse_nemesis("all-before-loss", 3).unwrap();
+        assert_eq!(before[0], Fault::Kill(Target::One));
+        assert_eq!(before[4], Fault::Pause(Target::One));
+        assert_eq!(before.last(), Some(&Fault::PartKill(Cut::Ring)));
         let all = parse_nemesis("all", 3).unwrap();
-        assert_eq!(all[0], Fault::Kill(Target::One));
-        assert_eq!(all[4], Fault::Pause(Target::One));
-        assert_eq!(all.last(), Some(&Fault::PartKill(Cut::Ring)));
+        assert_eq!(all[..before.len()], before[..]);
+        assert_eq!(all[before.len()..], parse_nemesis("loss", 3).unwrap()[..]);
+        assert_eq!(all.last(), Some(&Fault::Loss(Target::All)));
+    }
+
+    /// A seed recorded with `--nemesis all` before `loss` existed gets the
+    /// schedule it had with `all-before-loss` (seed 3006's pause-kill run
+    /// of session 26 was a campaign entry, so its replay names the family;
+    /// this pins the alias itself).
+    #[test]
+    fn all_before_loss_replays_the_old_all() {
+        let d = Duration::from_secs(30);
+        let old: Vec<Fault> = FAMILIES[..9]
+            .iter()
+            .filter(|f| !f.starts_with("membership"))
+            .flat_map(|f| parse_nemesis(f, 3).unwrap())
+            .collect();
+        let before = parse_nemesis("all-before-loss", 3).unwrap();
+        assert_eq!(before, old);
+        assert_eq!(
+            format!("{:?}", schedule(&before, d, 77)),
+            format!("{:?}", schedule(&old, d, 77))
+        );
+        assert!(parse_nemesis("all-before-loss:x", 3).is_err());
+        assert_eq!(
+            parse_nemesis("loss:leader", 3).unwrap(),
+            vec![Fault::Loss(Target::Leader)]
+        );
+        assert!(Fault::Loss(Target::One).needs_network());
     }
 
     #[test]

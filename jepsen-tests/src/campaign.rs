@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checker::{CheckResult, Validity};
 use crate::run::RunConfig;
-use crate::run::schedule::{FAMILIES, families, parse_nemesis};
+use crate::run::schedule::{ADDED_IN_SESSION_27, FAMILIES, families, parse_nemesis};
 
 /// The nemesis of each run, in turn: `--nemesis` split at commas, where `all`
 /// stands for every family the node count allows (see
@@ -40,7 +40,7 @@ pub fn rotation(list: &str, nodes: u32) -> anyhow::Result<Vec<String>> {
         let items: Vec<String> = if item == "all" || item == "all-before-loss" {
             families(nodes)
                 .into_iter()
-                .filter(|f| item == "all" || *f != "loss")
+                .filter(|f| item == "all" || !ADDED_IN_SESSION_27.contains(f))
                 .map(str::to_string)
                 .collect()
         } else {
@@ -666,7 +666,7 @@ mod tests {
         ]);
         assert_eq!(rotation("all-before-loss", 3).unwrap(), three);
         let mut with_loss = three.clone();
-        with_loss.push("loss".into());
+        with_loss.extend(strings(&["loss", "crash-at"]));
         assert_eq!(rotation("all", 3).unwrap(), with_loss);
         let mut four = three.clone();
         four.extend(strings(&["membership", "membership-kill"]));
@@ -674,7 +674,7 @@ mod tests {
             rotation("all-before-loss", MEMBERSHIP_MIN_NODES).unwrap(),
             four
         );
-        four.push("loss".into());
+        four.extend(strings(&["loss", "crash-at"]));
         assert_eq!(rotation("all", MEMBERSHIP_MIN_NODES).unwrap(), four);
         // Every fault `run --nemesis all` can draw belongs to a rotation entry.
         for nodes in [3, 4] {
@@ -699,7 +699,7 @@ mod tests {
         // `all` among other items: theirs first, then the families not yet named.
         let r = rotation("part-kill:ring,kill,all", 3).unwrap();
         assert_eq!(&r[..3], &strings(&["part-kill:ring", "kill", "pause"]));
-        assert_eq!(r.len(), 2 + 7);
+        assert_eq!(r.len(), 2 + 8);
         let e = rotation("kill,kill:sideways", 3).unwrap_err();
         assert!(format!("{e:#}").contains("kill:sideways"), "{e:#}");
         assert!(rotation(" , ", 3).is_err());
@@ -708,7 +708,7 @@ mod tests {
     #[test]
     fn every_entry_has_a_turn_before_any_has_a_second() {
         let r = rotation("all", 3).unwrap();
-        let plan: Vec<Planned> = (1..=17).map(|n| planned(&r, n, 100)).collect();
+        let plan: Vec<Planned> = (1..=19).map(|n| planned(&r, n, 100)).collect();
         let turn = |from: usize| -> Vec<String> {
             plan[from..from + r.len()]
                 .iter()
@@ -717,12 +717,12 @@ mod tests {
         };
         assert_eq!(turn(0), r);
         assert_eq!(turn(r.len()), r);
-        assert_eq!(plan[16].nemesis, r[0]);
+        assert_eq!(plan[18].nemesis, r[0]);
         let seeds: Vec<u64> = plan.iter().map(|p| p.seed).collect();
-        assert_eq!(seeds, (100..117).collect::<Vec<_>>());
+        assert_eq!(seeds, (100..119).collect::<Vec<_>>());
         assert_eq!(
             plan.iter().map(|p| p.n).collect::<Vec<_>>(),
-            (1..=17).collect::<Vec<_>>()
+            (1..=19).collect::<Vec<_>>()
         );
         // The same start plans the same campaign; seeds wrap rather than overflow.
         assert_eq!(planned(&r, 9, 100), plan[8]);

@@ -98,9 +98,10 @@ enum Command {
         /// [:isolate-one|isolate-leader|halves|one-way|bridge|ring],
         /// corruption [:truncate|bitflip], pause-kill, membership,
         /// membership-kill, loss [:one|leader|minority|majority|all] (5-35% of
-        /// the target nodes' packets dropped at random), or all
-        /// (`all-before-loss`: `all` as it was before `loss`, for seeds
-        /// recorded then).
+        /// the target nodes' packets dropped at random), crash-at [:POINT] (a
+        /// node aborts at a named crash point; see the README), or all
+        /// (`all-before-loss`: `all` as it was before `loss` and `crash-at`,
+        /// for seeds recorded then).
         #[arg(long, default_value = "kill,pause,partition")]
         nemesis: String,
         /// Seed of the fault schedule and of the workload's choices.
@@ -135,9 +136,9 @@ enum Command {
         args: RunArgs,
         /// What each run gets, in turn: `all` (every family the node count
         /// allows: kill, pause, partition, power-loss, corruption, pause-kill,
-        /// part-kill, with 4+ nodes membership, membership-kill, then loss;
-        /// `all-before-loss` leaves loss out, as campaigns recorded before it
-        /// rotated) or a comma-separated list of `run --nemesis` values (`power-loss:all,kill`).
+        /// part-kill, with 4+ nodes membership, membership-kill, then loss,
+        /// crash-at; `all-before-loss` leaves those two out, as campaigns
+        /// recorded before them rotated) or a comma-separated list of `run --nemesis` values (`power-loss:all,kill`).
         #[arg(long, default_value = "all")]
         nemesis: String,
         /// How many runs.

@@ -434,6 +434,7 @@ fn sync_wal(
     if let Some(record) = covered {
         record();
     }
+    sluice_crashpoints::hit(sluice_crashpoints::RAFT_WAL_SYNCED);
     Ok(())
 }
 
@@ -598,6 +599,7 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         self.db.db.write(batch).map_err(io_err)?;
         #[cfg(test)]
         writing.appended(last);
+        sluice_crashpoints::hit(sluice_crashpoints::RAFT_LOG_WRITTEN);
         self.db
             .sync_async(Box::new(move |res| callback.io_completed(res)));
         Ok(())
@@ -634,6 +636,7 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         // openraft even if the range delete below is lost in a crash.
         self.db
             .put_meta(self.group, META_LAST_PURGED, &log_id, true)?;
+        sluice_crashpoints::hit(sluice_crashpoints::RAFT_PURGE_MARKED);
         let cf = self.db.cf(CF_LOGS);
         // Purging the head leaves the last index alone: only the cut matters.
         #[cfg(test)]

@@ -36,6 +36,22 @@ impl Node {
                 dir: data_dir.root().to_path_buf(),
                 source,
             })?;
+        // Before the Raft log opens, so a crash point can land in its replay too.
+        match sluice_crashpoints::init(data_dir.root()) {
+            Ok(Some(file)) => tracing::warn!(
+                file = %file.display(),
+                "{} is set: this node aborts at the crash point written to that file \
+                 (fault suite only); unset it outside the fault suite",
+                sluice_crashpoints::FILE_ENV
+            ),
+            Ok(None) => {}
+            Err(source) => {
+                return Err(NodeError::CrashFile {
+                    dir: data_dir.root().to_path_buf(),
+                    source,
+                });
+            }
+        }
         let db = LogDb::open_with(&data_dir.raft(), db_options)?;
         let others: Vec<String> = config
             .peers

@@ -31,4 +31,13 @@ pub enum NodeError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "cannot create the crash-point file named by {} in {dir}: {source}; \
+         unset it, or name a file the node may write",
+        sluice_crashpoints::FILE_ENV
+    )]
+    CrashFile {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }

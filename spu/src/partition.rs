@@ -532,6 +532,7 @@ impl ReplicatedState for PartitionStateMachine {
                 .append(index, &records)
                 .map_err(|e| self.stop(index, format!("append failed: {e}")))?;
             debug_assert_eq!(appended_at, base_offset, "checked above");
+            sluice_crashpoints::hit(sluice_crashpoints::SEGMENT_APPENDED);
         }
         // The table moves only once the batch is in place: after an error
         // above the replica stops, and a sync that still saves the table
@@ -552,6 +553,7 @@ impl ReplicatedState for PartitionStateMachine {
     fn sync(&mut self) -> io::Result<()> {
         let mut log = write_lock(&self.log);
         log.sync().map_err(io::Error::other)?;
+        sluice_crashpoints::hit(sluice_crashpoints::SYNC_POINT_SYNCED);
         // Saved after the segments it describes are durable.
         self.producers.save(log.dir())
     }
@@ -570,6 +572,7 @@ impl ReplicatedState for PartitionStateMachine {
         let table = self.producers.encode();
         Ok(Box::new(move || {
             point.sync().map_err(io::Error::other)?;
+            sluice_crashpoints::hit(sluice_crashpoints::SYNC_POINT_SYNCED);
             // Saved after the segments it describes are durable.
             crate::producers::ProducerTable::save_encoded(&dir, &table)
         }))
@@ -641,6 +644,8 @@ impl ReplicatedState for PartitionStateMachine {
                     .map_err(|e| io::Error::other(format!("partition {}: {e}", self.name)))?;
                 copied += batch.len() as u64;
             }
+            drop(log);
+            sluice_crashpoints::hit(sluice_crashpoints::SNAPSHOT_CHUNK_COPIED);
         }
         let mut log = write_lock(&self.log);
         if let Some(start) = reset_to {
@@ -649,6 +654,7 @@ impl ReplicatedState for PartitionStateMachine {
                 .map_err(|e| self.stop(0, format!("cannot restart the log: {e}")))?;
         }
         log.sync().map_err(io::Error::other)?;
+        sluice_crashpoints::hit(sluice_crashpoints::SNAPSHOT_SYNCED);
         if table.applied_index > self.producers.applied_index {
             self.producers = table;
             self.producers.save(log.dir())?;

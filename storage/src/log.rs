@@ -370,6 +370,7 @@ impl PartitionLog {
             "rolled segment"
         );
         self.segments.push(segment);
+        sluice_crashpoints::hit(sluice_crashpoints::SEGMENT_ROLLED);
         Ok(())
     }
 

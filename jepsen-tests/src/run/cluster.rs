@@ -175,6 +175,12 @@ impl Cluster {
         Ok(())
     }
 
+    /// Waits up to `timeout` for node `i`'s process `pid` to end by itself
+    /// (reaping it); whether it did.
+    pub async fn exited_within(&self, i: NodeId, pid: i32, timeout: Duration) -> bool {
+        self.wait_gone(i, pid, timeout).await.is_ok()
+    }
+
     async fn wait_gone(&self, i: NodeId, pid: i32, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

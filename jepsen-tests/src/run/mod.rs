@@ -145,9 +145,19 @@ impl RunConfig {
     }
 }
 
+/// The workload topic's segment size in runs with crash points: a segment
+/// rolls every few seconds at the workload's rate.
+const CRASH_AT_SEGMENT_BYTES: u64 = 16 * 1024;
+
 /// What the nodes of a run get in their environment.
-fn node_env(cfg: &RunConfig) -> Vec<(String, String)> {
+fn node_env(cfg: &RunConfig, faults: &[Fault]) -> Vec<(String, String)> {
     let mut env = vec![("SLUICE_FSYNC_JOURNAL".to_string(), "1".to_string())];
+    if faults.iter().any(|f| matches!(f, Fault::CrashAt(_))) {
+        env.push((
+            sluice_crashpoints::FILE_ENV.into(),
+            nemesis::CRASH_FILE.into(),
+        ));
+    }
     if cfg.unsafe_no_fsync {
         env.push(("SLUICE_DEBUG_UNSAFE_NO_FSYNC".into(), "1".into()));
     }
@@ -521,7 +531,7 @@ async fn run_async(
     let home = out.join("home");
     std::fs::create_dir_all(&home)?;
     let in_ns = netns.is_some();
-    let env = node_env(cfg);
+    let env = node_env(cfg, faults);
     let spec = ClusterSpec {
         sluice_bin: cfg.sluice_bin.clone(),
         home: home.clone(),
@@ -552,7 +562,13 @@ async fn run_async(
         cfg.seed,
         cfg.compression.stored(),
     ));
-    workload::create_topic(&ctx, cfg.nodes.min(3), cfg.compression).await?;
+    // Small segments when a node may be told to crash as one rolls: the
+    // default (1 GiB) never rolls in a run.
+    let segment_bytes = faults
+        .iter()
+        .any(|f| matches!(f, Fault::CrashAt(_)))
+        .then_some(CRASH_AT_SEGMENT_BYTES);
+    workload::create_topic(&ctx, cfg.nodes.min(3), cfg.compression, segment_bytes).await?;
     let sm_ctx = sm_base.map(|b| Arc::new(smartmodule::SmCtx::new(b)));
     if let Some(sm) = &sm_ctx {
         smartmodule::setup(&ctx, sm, cfg.nodes.min(3)).await?;

@@ -38,6 +38,10 @@ pub struct Nemesis {
     pub problems: Mutex<Vec<String>>,
 }
 
+/// The crash-point file of each node, in its data directory (the nodes get
+/// [`sluice_crashpoints::FILE_ENV`] naming it in runs with `crash-at`).
+pub const CRASH_FILE: &str = "crash-at";
+
 /// How long after its heal a move may take before the nemesis stops waiting
 /// (the move goes on; the final convergence waits for it).
 const MOVE_WAIT: Duration = Duration::from_secs(20);
@@ -264,7 +268,135 @@ impl Nemesis {
                     format!("{healed}; {dropped} packets dropped"),
                 );
             }
+            Fault::CrashAt(point) => self.crash_at(point, hold, rng).await,
         }
+    }
+
+    /// Arms `point` in one node's crash file (a random node or the leader),
+    /// waits up to `hold` for the node to abort there, then (half the time)
+    /// cuts its files back to what it had fsynced, and restarts it once the
+    /// hold is over. A point not reached within the hold is disarmed and
+    /// said so. A point only a restarted replica passes (a snapshot's
+    /// install) is armed in a node killed for half the hold, while the
+    /// others write and purge their logs past it, and restarted armed.
+    async fn crash_at(&self, point: &'static str, hold: Duration, rng: &mut Rng) {
+        use sluice_crashpoints::Frequency;
+        let n = self.cluster.spec.nodes;
+        let target = if rng.range(0, 2) == 0 {
+            Target::One
+        } else {
+            Target::Leader
+        };
+        let i = targets(target, n, self.ctx.leader(), rng)[0];
+        let frequency = sluice_crashpoints::point(point).map(|p| p.frequency);
+        let nth = match frequency {
+            Some(Frequency::EveryWrite) => rng.range(1, 301),
+            Some(Frequency::Periodic) => rng.range(1, 3),
+            Some(Frequency::Rare) | None => 1,
+        };
+        let power = rng.range(0, 2) == 1;
+        let dir = self.cluster.node_dir(i);
+        let file = dir.join(CRASH_FILE);
+        if !file.exists() {
+            self.unavailable(
+                "crash_at",
+                &format!(
+                    "node {i} has no {} (this sluice build does not support {})",
+                    file.display(),
+                    sluice_crashpoints::FILE_ENV
+                ),
+            );
+            return;
+        }
+        let then = if power {
+            ", then loses what it had not fsynced"
+        } else {
+            ""
+        };
+        self.start(
+            "crash_at",
+            &[i],
+            format!("crash-at:{point}: node {i} aborts at hit {nth} of {point}{then}"),
+        );
+        let started = Instant::now();
+        let restarted_armed = frequency == Some(Frequency::Rare);
+        let before = aborts_logged(&dir, point);
+        if restarted_armed {
+            self.kill(&[i]).await;
+            sleep(hold / 2).await;
+        }
+        if let Err(e) = write_crash_file(&file, &format!("{point} {nth}\n")) {
+            self.problem(format!("cannot arm {}: {e:#}", file.display()));
+        }
+        let mut start_failed = String::new();
+        if restarted_armed {
+            // Not `restart`: the node may abort while it starts (an install
+            // at start), and must not be started again still armed.
+            if let Err(e) = self.cluster.start().await {
+                start_failed = format!("; its start ended: {e:#}");
+            }
+        }
+        // The node's own word says it crashed there (its stderr), not only
+        // that its process is gone.
+        let deadline = started + hold;
+        while aborts_logged(&dir, point) == before && Instant::now() < deadline {
+            sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = write_crash_file(&file, "") {
+            self.problem(format!("cannot disarm {}: {e:#}", file.display()));
+        }
+        // A hit between the deadline and the disarming still aborted.
+        let crashed = aborts_logged(&dir, point) > before;
+        if let Some(pid) = self.cluster.pid(i)
+            && crashed
+            && !self
+                .cluster
+                .exited_within(i, pid, Duration::from_secs(5))
+                .await
+        {
+            self.problem(format!(
+                "node {i} said it aborted at {point} but is still running"
+            ));
+        }
+        if !crashed {
+            let d = if self.cluster.all_running() {
+                String::new()
+            } else {
+                format!("; {}", self.restart().await)
+            };
+            self.stop(
+                "crash_at",
+                &[i],
+                format!(
+                    "{point} not reached within {hold:?}{}{start_failed}{d}",
+                    if restarted_armed {
+                        " (node killed and restarted armed)"
+                    } else {
+                        "; node left running"
+                    }
+                ),
+            );
+            return;
+        }
+        let after = started.elapsed();
+        let killed_first = if restarted_armed {
+            format!(" (killed, restarted armed after {:?})", hold / 2)
+        } else {
+            String::new()
+        };
+        let mut detail = format!("node {i} aborted at {point} after {after:?}{killed_first}");
+        if power {
+            match Journal::read(&dir).and_then(|j| lose_unsynced(&j.unwrap_or_default())) {
+                Ok(loss) => detail.push_str(&format!(
+                    "; power cut: {} file(s) cut, {} bytes lost",
+                    loss.files_cut, loss.bytes_lost
+                )),
+                Err(e) => self.problem(format!("power loss of node {i}: {e:#}")),
+            }
+        }
+        sleep(hold.saturating_sub(after)).await;
+        let d = self.restart().await;
+        self.stop("crash_at", &[i], format!("{detail}; {d}"));
     }
 
     /// Whether partitions can be moved (4+ nodes); records `unavailable` if not.
@@ -567,6 +699,22 @@ impl Nemesis {
             eprintln!("final heal: {d}");
         }
     }
+}
+
+/// How many times node `dir`'s stderr says it aborted at `point`.
+fn aborts_logged(dir: &std::path::Path, point: &str) -> usize {
+    let needle = format!("crash point {point} reached");
+    std::fs::read_to_string(dir.join("node.stderr"))
+        .map(|text| text.matches(&needle).count())
+        .unwrap_or(0)
+}
+
+/// Replaces a node's crash file with `text` by a rename, so the node sees a
+/// new file (see `sluice_crashpoints`) even within its clock's granularity.
+fn write_crash_file(file: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, file)
 }
 
 fn involved(links: &[(NodeId, NodeId)]) -> Vec<NodeId> {

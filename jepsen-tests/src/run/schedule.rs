@@ -73,6 +73,10 @@ pub enum Fault {
     /// every exchange then meets retransmissions, late answers and deadlines
     /// that expire with the request possibly applied.
     Loss(Target),
+    /// A node (one at random, or the leader) aborts at a named crash point
+    /// ([`sluice_crashpoints::POINTS`]), then half the time also loses what
+    /// it had not fsynced, and is restarted after the hold.
+    CrashAt(&'static str),
 }
 
 /// Least share of packets, in percent, a `loss` step drops.
@@ -109,6 +113,7 @@ impl Fault {
             Fault::Membership => "membership",
             Fault::MembershipKill => "membership-kill",
             Fault::Loss(_) => "loss",
+            Fault::CrashAt(_) => "crash-at",
         }
     }
 }
@@ -116,10 +121,10 @@ impl Fault {
 /// Every nemesis family, in the order `--nemesis all` lists them (the order
 /// matters: a step picks its fault by index, so reordering would change
 /// every recorded seed's schedule; a family added later goes last, and
-/// changes `all`'s schedules from then on: `loss` came in session 27, so
-/// a `run --nemesis all --seed S` recorded before it replays with
+/// changes `all`'s schedules from then on: [`ADDED_IN_SESSION_27`] came
+/// then, so a `run --nemesis all --seed S` recorded before replays with
 /// `--nemesis all-before-loss`).
-pub const FAMILIES: [&str; 10] = [
+pub const FAMILIES: [&str; 11] = [
     "kill",
     "pause",
     "partition",
@@ -130,7 +135,12 @@ pub const FAMILIES: [&str; 10] = [
     "membership",
     "membership-kill",
     "loss",
+    "crash-at",
 ];
+
+/// The families `all-before-loss` leaves out: `all` as seeds recorded before
+/// session 27 used it.
+pub const ADDED_IN_SESSION_27: [&str; 2] = ["loss", "crash-at"];
 
 /// The families `--nemesis all` means on `nodes` nodes: every one of
 /// [`FAMILIES`] but the membership changes below [`MEMBERSHIP_MIN_NODES`].
@@ -185,6 +195,7 @@ impl fmt::Display for Fault {
             Fault::Membership => f.write_str("membership"),
             Fault::MembershipKill => f.write_str("membership-kill"),
             Fault::Loss(t) => write!(f, "loss:{t}"),
+            Fault::CrashAt(point) => write!(f, "crash-at:{point}"),
         }
     }
 }
@@ -230,7 +241,9 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
                 "unknown nemesis {item:?}: use kill, pause, power-loss [:one|leader|minority|majority|all], \
                  partition, part-kill [:isolate-one|isolate-leader|halves|one-way|bridge|ring], \
                  corruption [:truncate|bitflip], pause-kill, membership, membership-kill, \
-                 loss [:one|leader|minority|majority|all], or all (all-before-loss: as before session 27)"
+                 loss [:one|leader|minority|majority|all], crash-at [:POINT: {}], \
+                 or all (all-before-loss: as before session 27)",
+                crash_point_names()
             )
         };
         let targets = |v: Option<&str>| -> anyhow::Result<Vec<Target>> {
@@ -267,10 +280,19 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
             "membership" if variant.is_none() => vec![Fault::Membership],
             "membership-kill" if variant.is_none() => vec![Fault::MembershipKill],
             "loss" => targets(variant)?.into_iter().map(Fault::Loss).collect(),
+            "crash-at" => match variant {
+                None => sluice_crashpoints::POINTS
+                    .iter()
+                    .map(|p| Fault::CrashAt(p.name))
+                    .collect(),
+                Some(v) => vec![Fault::CrashAt(
+                    sluice_crashpoints::point(v).ok_or_else(bad)?.name,
+                )],
+            },
             "all" | "all-before-loss" if variant.is_none() => {
                 let mut listed = families(nodes);
                 if family == "all-before-loss" {
-                    listed.retain(|f| *f != "loss");
+                    listed.retain(|f| !ADDED_IN_SESSION_27.contains(f));
                 }
                 let mut all = parse_nemesis(&listed.join(","), nodes)?;
                 all.retain(|f| !out.contains(f));
@@ -288,6 +310,15 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
         bail!("--nemesis names no fault; e.g. --nemesis kill,pause");
     }
     Ok(out)
+}
+
+/// The crash points' names, `|`-separated, for messages.
+pub fn crash_point_names() -> String {
+    sluice_crashpoints::POINTS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// One fault of the schedule.
@@ -580,8 +611,12 @@ mod tests {
         assert_eq!(before.last(), Some(&Fault::PartKill(Cut::Ring)));
         let all = parse_nemesis("all", 3).unwrap();
         assert_eq!(all[..before.len()], before[..]);
-        assert_eq!(all[before.len()..], parse_nemesis("loss", 3).unwrap()[..]);
-        assert_eq!(all.last(), Some(&Fault::Loss(Target::All)));
+        let added = parse_nemesis("loss,crash-at", 3).unwrap();
+        assert_eq!(all[before.len()..], added[..]);
+        assert_eq!(
+            all.last(),
+            Some(&Fault::CrashAt(sluice_crashpoints::RAFT_PURGE_MARKED))
+        );
     }
 
     /// A seed recorded with `--nemesis all` before `loss` existed gets the
@@ -591,7 +626,7 @@ mod tests {
     #[test]
     fn all_before_loss_replays_the_old_all() {
         let d = Duration::from_secs(30);
-        let old: Vec<Fault> = FAMILIES[..9]
+        let old: Vec<Fault> = FAMILIES[..FAMILIES.len() - ADDED_IN_SESSION_27.len()]
             .iter()
             .filter(|f| !f.starts_with("membership"))
             .flat_map(|f| parse_nemesis(f, 3).unwrap())
@@ -608,6 +643,19 @@ mod tests {
             vec![Fault::Loss(Target::Leader)]
         );
         assert!(Fault::Loss(Target::One).needs_network());
+        assert_eq!(
+            parse_nemesis("crash-at:raft-wal-synced", 3).unwrap(),
+            vec![Fault::CrashAt(sluice_crashpoints::RAFT_WAL_SYNCED)]
+        );
+        assert_eq!(
+            parse_nemesis("crash-at", 3).unwrap().len(),
+            sluice_crashpoints::POINTS.len()
+        );
+        let e = parse_nemesis("crash-at:nowhere", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("segment-appended"), "{e}");
+        assert!(!Fault::CrashAt(sluice_crashpoints::SEGMENT_ROLLED).needs_network());
     }
 
     #[test]

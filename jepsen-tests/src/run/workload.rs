@@ -132,6 +132,7 @@ pub async fn create_topic(
     ctx: &Ctx,
     replication: u32,
     compression: sluice_client::proto::TopicCompression,
+    segment_bytes: Option<u64>,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -140,6 +141,9 @@ pub async fn create_topic(
             let mut spec = TopicSpec::new(ctx.topic.as_str());
             spec.partitions = ctx.partitions;
             spec.replication = replication;
+            if let Some(bytes) = segment_bytes {
+                spec.segment_size_bytes = bytes;
+            }
             // As `topic create` makes it (the key hash of new topics).
             let settings = sluice_client::proto::TopicSettings {
                 compression,

@@ -586,6 +586,46 @@ fn zero_faults_is_unknown() {
     );
 }
 
+/// A crash point that was never reached left the node alone: it counts apart,
+/// and a run whose only faults were such is no fault test.
+#[test]
+fn a_crash_point_not_reached_is_no_fault() {
+    let run = |reached: bool| {
+        let mut b = HistoryBuilder::new();
+        let mut log = Vec::new();
+        b.fault_start("crash_at", &[2]);
+        for i in 0..12 {
+            let v = format!("w1-{i}");
+            b.send_ok(1, &v, 0, i);
+            log.push((i, v));
+        }
+        let detail = if reached {
+            "node 2 aborted at raft-wal-synced after 1s; restarted"
+        } else {
+            "snapshot-synced not reached within 3s; node left running"
+        };
+        b.fault_stop_saying("crash_at", &[2], detail);
+        finals(&mut b, &refs(&log));
+        check(&b.build().unwrap())
+    };
+    let missed = run(false);
+    assert_eq!(missed.valid, Validity::Unknown);
+    assert_eq!(
+        missed.unknown_reasons,
+        ["no fault was injected: not a fault test"]
+    );
+    assert_eq!(
+        missed.faults,
+        std::collections::BTreeMap::from([("crash_at_not_reached".to_string(), 1)])
+    );
+    let hit = run(true);
+    assert_eq!(hit.valid, Validity::Valid, "{:?}", hit.unknown_reasons);
+    assert_eq!(
+        hit.faults,
+        std::collections::BTreeMap::from([("crash_at".to_string(), 1)])
+    );
+}
+
 /// Reads that succeed do not make up for writes that all failed.
 #[test]
 fn a_run_whose_sends_all_failed_is_unknown() {

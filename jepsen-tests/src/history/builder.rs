@@ -366,6 +366,13 @@ impl HistoryBuilder {
         self.nemesis(Call::Stop(event(fault, nodes)))
     }
 
+    /// A fault of kind `fault` ends, with the nemesis's description.
+    pub fn fault_stop_saying(&mut self, fault: &str, nodes: &[NodeId], detail: &str) -> &mut Self {
+        let mut e = event(fault, nodes);
+        e.detail = Some(detail.into());
+        self.nemesis(Call::Stop(e))
+    }
+
     /// A fault of kind `fault` could not be injected.
     pub fn fault_unavailable(&mut self, fault: &str, why: &str) -> &mut Self {
         let mut e = event(fault, &[]);

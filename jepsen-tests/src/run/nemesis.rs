@@ -368,7 +368,8 @@ impl Nemesis {
                 "crash_at",
                 &[i],
                 format!(
-                    "{point} not reached within {hold:?}{}{start_failed}{d}",
+                    "{point}{}{hold:?}{}{start_failed}{d}",
+                    crate::checker::figures::NOT_REACHED,
                     if restarted_armed {
                         " (node killed and restarted armed)"
                     } else {

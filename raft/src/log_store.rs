@@ -27,8 +27,10 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{GroupId, RaftError, TypeConfig};
 
+mod failure;
 #[cfg(test)]
 mod power_loss;
+use failure::WriteFailure;
 #[cfg(test)]
 pub(crate) use power_loss::PowerCut;
 
@@ -105,6 +107,8 @@ pub struct LogDb {
     syncer: Option<std::thread::JoinHandle<()>>,
     fsyncs: Arc<AtomicU64>,
     options: LogDbOptions,
+    /// Latched at the first failed write or fsync (see `failure`).
+    failure: Arc<WriteFailure>,
     /// What a power cut would keep (`power_loss`).
     #[cfg(test)]
     power: Arc<power_loss::PowerModel>,
@@ -137,6 +141,15 @@ impl LogDb {
         // a cap, RocksDB keeps ~1.5 GB of WAL (its default cap) that a restart
         // replays. Past this size it flushes the families holding the oldest WAL.
         opts.set_max_total_wal_size(WAL_TOTAL_BYTES_MAX);
+        // RocksDB's own info log (`LOG`, next to the database) is written
+        // only for fatal errors. It logs an error exactly when the disk is
+        // full, and in the RocksDB build Debian ships (assertions on), a
+        // write to that log after one it could not complete aborts the
+        // process (`sync_without_flush_called_`): a full disk killed the
+        // node from inside RocksDB, before the node could stop cleanly (see
+        // `log_store::failure`). The errors RocksDB returns, the node logs
+        // itself.
+        opts.set_log_level(rocksdb::LogLevel::Fatal);
         let cfs = [
             ColumnFamilyDescriptor::new(CF_LOGS, logs_options()),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
@@ -148,7 +161,9 @@ impl LogDb {
         let db = Arc::new(db);
         let fsyncs = Arc::new(AtomicU64::new(0));
         let (sync_tx, sync_rx) = mpsc::channel::<SyncCallback>();
+        let failure = Arc::new(WriteFailure::new());
         let (sync_db, sync_count, sync_options) = (db.clone(), fsyncs.clone(), options.clone());
+        let sync_failure = failure.clone();
         #[cfg(test)]
         let power = Arc::new(power_loss::PowerModel::default());
         #[cfg(test)]
@@ -160,6 +175,7 @@ impl LogDb {
                     &sync_db,
                     &sync_count,
                     &sync_options,
+                    &sync_failure,
                     &sync_rx,
                     #[cfg(test)]
                     &sync_power,
@@ -175,9 +191,16 @@ impl LogDb {
             syncer: Some(syncer),
             fsyncs,
             options,
+            failure,
             #[cfg(test)]
             power,
         }))
+    }
+
+    /// Tells the first failed write or fsync (`Some(what failed)`): the
+    /// database takes no more writes from then on, and the node must stop.
+    pub fn write_failure(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.failure.subscribe()
     }
 
     /// Fsyncs the WAL now (at shutdown; appends are already durable when acknowledged).
@@ -185,6 +208,7 @@ impl LogDb {
         sync_wal(
             &self.db,
             &self.options,
+            &self.failure,
             #[cfg(test)]
             &self.power,
         )
@@ -213,17 +237,18 @@ impl LogDb {
     }
 
     fn destroy_group_inner(&self, group: GroupId, keep_vote: bool) -> Result<(), RaftError> {
-        let err = |e: rocksdb::Error| RaftError::Storage {
+        let err = |e: io::Error| RaftError::Storage {
             group,
             action: "deleting the group",
             reason: e.to_string(),
         };
         let (logs, meta) = (self.cf(CF_LOGS), self.cf(CF_META));
-        self.db
-            .delete_range_cf(logs, log_key(group, 0), log_key(group, u64::MAX))
-            .map_err(err)?;
-        self.db
-            .delete_cf(logs, log_key(group, u64::MAX))
+        self.failure
+            .write("deleting a group's log", || {
+                self.db
+                    .delete_range_cf(logs, log_key(group, 0), log_key(group, u64::MAX))?;
+                self.db.delete_cf(logs, log_key(group, u64::MAX))
+            })
             .map_err(err)?;
         let vote: &[&[u8]] = if keep_vote { &[] } else { &[META_VOTE] };
         for name in vote.iter().copied().chain([
@@ -231,8 +256,10 @@ impl LogDb {
             META_LAST_PURGED,
             crate::state_machine::META_APPLIED,
         ]) {
-            self.db
-                .delete_cf(meta, meta_key(group, name))
+            self.failure
+                .write("deleting a group's state", || {
+                    self.db.delete_cf(meta, meta_key(group, name))
+                })
                 .map_err(err)?;
         }
         Ok(())
@@ -350,9 +377,11 @@ impl LogDb {
         let value = encode(value)?;
         #[cfg(test)]
         let writing = self.power.writing(&self.db, group)?;
-        self.db
-            .put_cf(self.cf(CF_META), meta_key(group, name), &value)
-            .map_err(io_err)?;
+        self.failure
+            .write("saving Raft state (vote, commit, applied)", || {
+                self.db
+                    .put_cf(self.cf(CF_META), meta_key(group, name), &value)
+            })?;
         #[cfg(test)]
         writing.put_meta(name, &value);
         // A synced put is a put and then the WAL fsync, which covers it and
@@ -361,10 +390,10 @@ impl LogDb {
             sync_wal(
                 &self.db,
                 &self.options,
+                &self.failure,
                 #[cfg(test)]
                 &self.power,
-            )
-            .map_err(io_err)?;
+            )?;
         }
         Ok(())
     }
@@ -387,6 +416,7 @@ fn run_syncer(
     db: &DB,
     count: &AtomicU64,
     options: &LogDbOptions,
+    failure: &WriteFailure,
     rx: &mpsc::Receiver<SyncCallback>,
     #[cfg(test)] power: &power_loss::PowerModel,
 ) {
@@ -398,6 +428,7 @@ fn run_syncer(
         let result = sync_wal(
             db,
             options,
+            failure,
             #[cfg(test)]
             power,
         );
@@ -407,7 +438,7 @@ fn run_syncer(
                 result
                     .as_ref()
                     .map(|_| ())
-                    .map_err(|e| io::Error::other(e.to_string())),
+                    .map_err(|e| io::Error::new(e.kind(), e.to_string())),
             );
         }
     }
@@ -417,17 +448,18 @@ fn run_syncer(
 fn sync_wal(
     db: &DB,
     options: &LogDbOptions,
+    failure: &WriteFailure,
     #[cfg(test)] power: &power_loss::PowerModel,
-) -> Result<(), rocksdb::Error> {
+) -> io::Result<()> {
     if options.unsafe_skip_fsync {
         // Still hand the bytes to the OS, as a node that "syncs later" would.
-        return db.flush_wal(false);
+        return failure.write("writing the WAL", || db.flush_wal(false));
     }
     let covered = options.on_sync.as_ref().map(|observe| observe());
     #[cfg(test)]
     let note = power.note();
     let started = std::time::Instant::now();
-    db.flush_wal(true)?;
+    failure.write("fsyncing the WAL", || db.flush_wal(true))?;
     metrics::histogram!(crate::WAL_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
     #[cfg(test)]
     power.synced(note);
@@ -596,7 +628,9 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         #[cfg(test)]
         let writing = self.db.power.writing(&self.db.db, self.group)?;
         // Written (readable) now; durable when the syncer's next fsync completes.
-        self.db.db.write(batch).map_err(io_err)?;
+        self.db
+            .failure
+            .write("appending log entries", || self.db.db.write(batch))?;
         #[cfg(test)]
         writing.appended(last);
         sluice_crashpoints::hit(sluice_crashpoints::RAFT_LOG_WRITTEN);
@@ -614,18 +648,14 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         let cf = self.db.cf(CF_LOGS);
         #[cfg(test)]
         let writing = self.db.power.writing(&self.db.db, self.group)?;
-        self.db
-            .db
-            .delete_range_cf(
+        self.db.failure.write("truncating the log", || {
+            self.db.db.delete_range_cf(
                 cf,
                 log_key(self.group, start),
                 log_key(self.group, u64::MAX),
-            )
-            .map_err(io_err)?;
-        self.db
-            .db
-            .delete_cf(cf, log_key(self.group, u64::MAX))
-            .map_err(io_err)?;
+            )?;
+            self.db.db.delete_cf(cf, log_key(self.group, u64::MAX))
+        })?;
         #[cfg(test)]
         writing.truncated(kept);
         Ok(())
@@ -641,13 +671,12 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         // Purging the head leaves the last index alone: only the cut matters.
         #[cfg(test)]
         let _writing = self.db.power.writing(&self.db.db, self.group)?;
-        self.db
-            .db
-            .delete_range_cf(
+        self.db.failure.write("purging the log", || {
+            self.db.db.delete_range_cf(
                 cf,
                 log_key(self.group, 0),
                 log_key(self.group, log_id.index() + 1),
             )
-            .map_err(io_err)
+        })
     }
 }

@@ -53,6 +53,10 @@ impl Node {
             }
         }
         let db = LogDb::open_with(&data_dir.raft(), db_options)?;
+        tokio::spawn(stop_on_write_failure(
+            db.write_failure(),
+            data_dir.root().to_path_buf(),
+        ));
         let others: Vec<String> = config
             .peers
             .iter()
@@ -241,6 +245,39 @@ async fn join_or_form(shared: &Arc<Shared>) -> Result<(), NodeError> {
         }
     }
     Ok(())
+}
+
+/// Exit status of a node that stopped because its Raft log database could
+/// not write (`EX_IOERR` of sysexits.h).
+pub const EXIT_STORAGE_FAILED: i32 = 74;
+
+/// Ends the process at the Raft log database's first failed write or fsync
+/// (see `sluice_raft`'s `log_store::failure`): fail-stop, since nothing this
+/// node has not made durable was acknowledged, and going on would mean
+/// writing to a database in an unknown state. `_exit`, not `exit`: no
+/// destructor or `atexit` handler runs while RocksDB's threads are live, as
+/// after a SIGKILL.
+async fn stop_on_write_failure(
+    mut failed: tokio::sync::watch::Receiver<Option<String>>,
+    dir: std::path::PathBuf,
+) {
+    let reason = match failed.wait_for(Option::is_some).await {
+        Ok(reason) => reason.clone().unwrap_or_default(),
+        // The database is gone: the node stopped anyway.
+        Err(_) => return,
+    };
+    let message = format!(
+        "this node stops: its Raft log database could not write ({reason}). What it \
+         acknowledged is durable and nothing else was acknowledged. Free disk space or fix \
+         the disk under {}, then start the node again (`sluice cluster start` restarts the \
+         stopped nodes of a local cluster)",
+        dir.display()
+    );
+    tracing::error!("{message}");
+    eprintln!("{message}");
+    // SAFETY: `_exit` ends the process at once; nothing is left half done
+    // that a SIGKILL would not also leave.
+    unsafe { libc::_exit(EXIT_STORAGE_FAILED) }
 }
 
 /// The node's background tasks: the replica reconciler, metrics (a port in

@@ -7,6 +7,7 @@ mod compression;
 mod connectors;
 mod consumers;
 mod derived;
+mod disk_full;
 mod everyday;
 mod harness;
 mod headers;

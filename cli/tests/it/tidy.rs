@@ -90,13 +90,21 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("base2histogram", &[]),
     ("sluice-fuzzing", &[]),
     ("sluice-proto", &[]),
+    // The crash points' names, shared by the nodes and the fault suite.
+    ("sluice-crashpoints", &[]),
     ("sluice-compress", &["sluice-proto"]),
     ("sluice-smartmodule-derive", &[]),
     ("sluice-smartmodule", &["sluice-smartmodule-derive"]),
-    ("sluice-storage", &["sluice-compress", "sluice-proto"]),
+    (
+        "sluice-storage",
+        &["sluice-compress", "sluice-crashpoints", "sluice-proto"],
+    ),
     ("sluice-transport", &["sluice-proto"]),
-    ("sluice-raft", &["sluice-proto"]),
-    ("sluice-controller", &["sluice-proto", "sluice-raft"]),
+    ("sluice-raft", &["sluice-crashpoints", "sluice-proto"]),
+    (
+        "sluice-controller",
+        &["sluice-crashpoints", "sluice-proto", "sluice-raft"],
+    ),
     (
         "sluice-wasm",
         &[
@@ -115,6 +123,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "sluice-compress",
             "sluice-controller",
+            "sluice-crashpoints",
             "sluice-proto",
             "sluice-raft",
             "sluice-smartmodule",
@@ -130,6 +139,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sluice-client",
             "sluice-compress",
             "sluice-controller",
+            "sluice-crashpoints",
             "sluice-proto",
             "sluice-raft",
             "sluice-smartmodule",
@@ -145,6 +155,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "sluice-client",
             "sluice-compress",
+            "sluice-crashpoints",
             "sluice-proto",
             "sluice-transport",
         ],

@@ -149,6 +149,15 @@ impl RunConfig {
 /// rolls every few seconds at the workload's rate.
 const CRASH_AT_SEGMENT_BYTES: u64 = 16 * 1024;
 
+/// The workload topic's segment size: small when a node may be told to
+/// crash as one rolls (the default, 1 GiB, never rolls in a run).
+fn segment_bytes(faults: &[Fault]) -> Option<u64> {
+    faults
+        .iter()
+        .any(|f| matches!(f, Fault::CrashAt(_)))
+        .then_some(CRASH_AT_SEGMENT_BYTES)
+}
+
 /// What the nodes of a run get in their environment.
 fn node_env(cfg: &RunConfig, faults: &[Fault]) -> Vec<(String, String)> {
     let mut env = vec![("SLUICE_FSYNC_JOURNAL".to_string(), "1".to_string())];
@@ -340,6 +349,26 @@ fn cleanup_on_signal() {
     }
 }
 
+/// On ctrl-c or SIGTERM: kills the nodes, deletes the namespace and exits.
+async fn cleanup_when_interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match &mut term {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    eprintln!("interrupted: killing the nodes and deleting the namespace");
+    cleanup_on_signal();
+    std::process::exit(130);
+}
+
 /// Runs one test and returns its verdict; see the module documentation.
 /// Must be called before any other thread exists (it may enter a namespace).
 pub fn run(cfg: &RunConfig) -> anyhow::Result<(CheckResult, RunInfo)> {
@@ -508,25 +537,7 @@ async fn run_async(
     netns: Option<String>,
     network_unavailable: Option<String>,
 ) -> anyhow::Result<(CheckResult, RunInfo)> {
-    tokio::spawn(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term = async {
-            match &mut term {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-        eprintln!("interrupted: killing the nodes and deleting the namespace");
-        cleanup_on_signal();
-        std::process::exit(130);
-    });
+    tokio::spawn(cleanup_when_interrupted());
 
     let home = out.join("home");
     std::fs::create_dir_all(&home)?;
@@ -562,13 +573,13 @@ async fn run_async(
         cfg.seed,
         cfg.compression.stored(),
     ));
-    // Small segments when a node may be told to crash as one rolls: the
-    // default (1 GiB) never rolls in a run.
-    let segment_bytes = faults
-        .iter()
-        .any(|f| matches!(f, Fault::CrashAt(_)))
-        .then_some(CRASH_AT_SEGMENT_BYTES);
-    workload::create_topic(&ctx, cfg.nodes.min(3), cfg.compression, segment_bytes).await?;
+    workload::create_topic(
+        &ctx,
+        cfg.nodes.min(3),
+        cfg.compression,
+        segment_bytes(faults),
+    )
+    .await?;
     let sm_ctx = sm_base.map(|b| Arc::new(smartmodule::SmCtx::new(b)));
     if let Some(sm) = &sm_ctx {
         smartmodule::setup(&ctx, sm, cfg.nodes.min(3)).await?;

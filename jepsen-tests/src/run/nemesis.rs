@@ -247,29 +247,36 @@ impl Nemesis {
             Fault::Membership | Fault::MembershipKill => {
                 self.membership(fault, hold, rng).await;
             }
-            Fault::Loss(t) => {
-                if let Some(why) = &self.network_unavailable {
-                    self.unavailable("loss", why);
-                    return;
-                }
-                let nodes = targets(t, n, leader, rng);
-                let percent = rng.range(LOSS_PERCENT_MIN, LOSS_PERCENT_MAX + 1);
-                self.start(
-                    "loss",
-                    &nodes,
-                    format!("{label}: {percent}% of the packets into and out of {nodes:?} dropped"),
-                );
-                let rules = firewall::loss_rules(&nodes, percent, |i| self.cluster.ip(i));
-                let dropped = self.hold_rules(&rules, hold).await;
-                let healed = self.heal();
-                self.stop(
-                    "loss",
-                    &nodes,
-                    format!("{healed}; {dropped} packets dropped"),
-                );
-            }
+            Fault::Loss(t) => self.loss(t, hold, rng).await,
             Fault::CrashAt(point) => self.crash_at(point, hold, rng).await,
         }
+    }
+
+    /// Drops a share of the packets into and out of `target`'s nodes for
+    /// `hold` (see [`Fault::Loss`]).
+    async fn loss(&self, t: Target, hold: Duration, rng: &mut Rng) {
+        let n = self.cluster.spec.nodes;
+        let leader = self.ctx.leader();
+        let label = Fault::Loss(t).to_string();
+        if let Some(why) = &self.network_unavailable {
+            self.unavailable("loss", why);
+            return;
+        }
+        let nodes = targets(t, n, leader, rng);
+        let percent = rng.range(LOSS_PERCENT_MIN, LOSS_PERCENT_MAX + 1);
+        self.start(
+            "loss",
+            &nodes,
+            format!("{label}: {percent}% of the packets into and out of {nodes:?} dropped"),
+        );
+        let rules = firewall::loss_rules(&nodes, percent, |i| self.cluster.ip(i));
+        let dropped = self.hold_rules(&rules, hold).await;
+        let healed = self.heal();
+        self.stop(
+            "loss",
+            &nodes,
+            format!("{healed}; {dropped} packets dropped"),
+        );
     }
 
     /// Arms `point` in one node's crash file (a random node or the leader),

@@ -666,7 +666,7 @@ mod tests {
         ]);
         assert_eq!(rotation("all-before-loss", 3).unwrap(), three);
         let mut with_loss = three.clone();
-        with_loss.extend(strings(&["loss", "crash-at"]));
+        with_loss.extend(strings(&["loss", "crash-at", "disk-full"]));
         assert_eq!(rotation("all", 3).unwrap(), with_loss);
         let mut four = three.clone();
         four.extend(strings(&["membership", "membership-kill"]));
@@ -674,7 +674,7 @@ mod tests {
             rotation("all-before-loss", MEMBERSHIP_MIN_NODES).unwrap(),
             four
         );
-        four.extend(strings(&["loss", "crash-at"]));
+        four.extend(strings(&["loss", "crash-at", "disk-full"]));
         assert_eq!(rotation("all", MEMBERSHIP_MIN_NODES).unwrap(), four);
         // Every fault `run --nemesis all` can draw belongs to a rotation entry.
         for nodes in [3, 4] {
@@ -699,7 +699,7 @@ mod tests {
         // `all` among other items: theirs first, then the families not yet named.
         let r = rotation("part-kill:ring,kill,all", 3).unwrap();
         assert_eq!(&r[..3], &strings(&["part-kill:ring", "kill", "pause"]));
-        assert_eq!(r.len(), 2 + 8);
+        assert_eq!(r.len(), 2 + 9);
         let e = rotation("kill,kill:sideways", 3).unwrap_err();
         assert!(format!("{e:#}").contains("kill:sideways"), "{e:#}");
         assert!(rotation(" , ", 3).is_err());
@@ -708,7 +708,7 @@ mod tests {
     #[test]
     fn every_entry_has_a_turn_before_any_has_a_second() {
         let r = rotation("all", 3).unwrap();
-        let plan: Vec<Planned> = (1..=19).map(|n| planned(&r, n, 100)).collect();
+        let plan: Vec<Planned> = (1..=21).map(|n| planned(&r, n, 100)).collect();
         let turn = |from: usize| -> Vec<String> {
             plan[from..from + r.len()]
                 .iter()
@@ -717,12 +717,12 @@ mod tests {
         };
         assert_eq!(turn(0), r);
         assert_eq!(turn(r.len()), r);
-        assert_eq!(plan[18].nemesis, r[0]);
+        assert_eq!(plan[20].nemesis, r[0]);
         let seeds: Vec<u64> = plan.iter().map(|p| p.seed).collect();
-        assert_eq!(seeds, (100..119).collect::<Vec<_>>());
+        assert_eq!(seeds, (100..121).collect::<Vec<_>>());
         assert_eq!(
             plan.iter().map(|p| p.n).collect::<Vec<_>>(),
-            (1..=19).collect::<Vec<_>>()
+            (1..=21).collect::<Vec<_>>()
         );
         // The same start plans the same campaign; seeds wrap rather than overflow.
         assert_eq!(planned(&r, 9, 100), plan[8]);

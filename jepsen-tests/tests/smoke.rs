@@ -1,6 +1,6 @@
 //! The CI smoke matrix: short runs of `jepsen-tests run` against real clusters,
-//! one nemesis each (packet loss and crash points among them), with fixed
-//! seeds (membership on 4 nodes, the rest on 3),
+//! one nemesis each (packet loss, crash points and full disks among them),
+//! with fixed seeds (membership on 4 nodes, the rest on 3),
 //! two whole-cluster power losses less than 10 s apart (seed 6),
 //! the SmartModule-store workload under kills and partitions; a consumer group
 //! reading the log under kills and partitions; a derived topic under kills
@@ -212,6 +212,36 @@ fn crash_at() {
         r.describe()
     );
     assert_valid_with_faults(r, "crash_at");
+}
+
+/// Full disks: each node's data on a tmpfs of its own, the target nodes'
+/// filled with ballast for the hold. Replicas that cannot write their
+/// segments stop and start again once there is room; a node whose Raft log
+/// cannot write stops, says so, and is started again. Every step must have
+/// filled a disk (its stop names the ballast's size).
+#[test]
+fn disk_full() {
+    let r = run("disk-full", 1, &["--nemesis", "disk-full"]);
+    if !is_root() {
+        assert_unknown_without_root(&r);
+        r.passed();
+        return;
+    }
+    let text = std::fs::read_to_string(r.dir.join("history.jsonl")).unwrap_or_default();
+    let stops: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|op| {
+            op["process"] == "nemesis" && op["f"] == "stop" && op["value"]["fault"] == "disk_full"
+        })
+        .filter_map(|op| op["value"]["detail"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        !stops.is_empty() && stops.iter().all(|d| d.starts_with("ballast of node ")),
+        "a disk-full step filled no disk ({stops:?}): {}",
+        r.describe()
+    );
+    assert_valid_with_faults(r, "disk_full");
 }
 
 /// The packets each healed `fault` step's rules dropped, from the history's

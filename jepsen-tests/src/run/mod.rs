@@ -14,6 +14,7 @@
 
 pub mod cluster;
 pub mod corrupt;
+pub mod disks;
 pub mod firewall;
 pub mod group;
 pub mod nemesis;
@@ -333,6 +334,8 @@ struct Cleanup {
     data_dir: PathBuf,
     nodes: u32,
     netns: Option<String>,
+    /// Node directories on a tmpfs of their own (`disks`).
+    mounts: Vec<PathBuf>,
 }
 
 static CLEANUP: Mutex<Option<Cleanup>> = Mutex::new(None);
@@ -341,6 +344,9 @@ fn cleanup_on_signal() {
     let c = CLEANUP.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(c) = c {
         cluster::kill_all_in(&c.data_dir, c.nodes);
+        for dir in &c.mounts {
+            disks::unmount(dir);
+        }
         if let Some(ns) = c.netns {
             let _ = std::process::Command::new("ip")
                 .args(["netns", "delete", &ns])
@@ -405,10 +411,22 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<(CheckResult, RunInfo)> {
     {
         network_unavailable = Some(format!("{e:#}"));
     }
+    // Each node's data on a tmpfs of its own when a disk is to be filled.
+    let mut disks_unavailable = None;
+    let disks = faults
+        .iter()
+        .any(Fault::needs_disks)
+        .then(|| disks::Disks::mount(&out.join("data"), cfg.nodes))
+        .and_then(|mounted| {
+            mounted
+                .map_err(|e| disks_unavailable = Some(format!("{e:#}")))
+                .ok()
+        });
     *CLEANUP.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cleanup {
         data_dir: out.join("data"),
         nodes: cfg.nodes,
         netns: netns.as_ref().map(|n| n.name().to_string()),
+        mounts: disks.as_ref().map_or_else(Vec::new, disks::Disks::dirs),
     });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -424,9 +442,15 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<(CheckResult, RunInfo)> {
         &faults,
         netns.as_ref().map(|n| n.name().to_string()),
         network_unavailable,
+        disks_unavailable,
     ));
     runtime.shutdown_timeout(Duration::from_secs(2));
     CLEANUP.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if disks.is_some() {
+        // Whatever way the run ended, no node may hold its tmpfs.
+        cluster::kill_all_in(&out.join("data"), cfg.nodes);
+        drop(disks);
+    }
     drop(netns);
     result
 }
@@ -536,6 +560,7 @@ async fn run_async(
     faults: &[Fault],
     netns: Option<String>,
     network_unavailable: Option<String>,
+    disks_unavailable: Option<String>,
 ) -> anyhow::Result<(CheckResult, RunInfo)> {
     tokio::spawn(cleanup_when_interrupted());
 
@@ -594,10 +619,19 @@ async fn run_async(
         rec.clone(),
         ctx.clone(),
         network_unavailable.clone(),
+        disks_unavailable.clone(),
     ));
-    if let Some(why) = &network_unavailable {
-        for f in faults.iter().filter(|f| f.needs_network()) {
-            nem.unavailable(f.family(), why);
+    for (why, needs) in [
+        (
+            &network_unavailable,
+            Fault::needs_network as fn(&Fault) -> bool,
+        ),
+        (&disks_unavailable, Fault::needs_disks),
+    ] {
+        if let Some(why) = why {
+            for f in faults.iter().filter(|f| needs(f)) {
+                nem.unavailable(f.family(), why);
+            }
         }
     }
     if faults.iter().any(Fault::is_membership) {

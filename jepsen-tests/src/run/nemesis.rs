@@ -16,6 +16,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::cluster::Cluster;
 use super::corrupt::corrupt;
+use super::disks;
 use super::firewall;
 use super::power::{Journal, lose_unsynced};
 use super::recorder::Recorder;
@@ -33,6 +34,8 @@ pub struct Nemesis {
     pub ctx: Arc<Ctx>,
     /// Why partitions cannot be injected, if they cannot.
     pub network_unavailable: Option<String>,
+    /// Why disks cannot be filled, if they cannot (no tmpfs per node).
+    pub disks_unavailable: Option<String>,
     reported: Mutex<BTreeSet<&'static str>>,
     /// Problems met while injecting or healing, for the run's summary.
     pub problems: Mutex<Vec<String>>,
@@ -60,12 +63,14 @@ impl Nemesis {
         rec: Arc<Recorder>,
         ctx: Arc<Ctx>,
         network_unavailable: Option<String>,
+        disks_unavailable: Option<String>,
     ) -> Self {
         Nemesis {
             cluster,
             rec,
             ctx,
             network_unavailable,
+            disks_unavailable,
             reported: Mutex::new(BTreeSet::new()),
             problems: Mutex::new(Vec::new()),
         }
@@ -249,6 +254,7 @@ impl Nemesis {
             }
             Fault::Loss(t) => self.loss(t, hold, rng).await,
             Fault::CrashAt(point) => self.crash_at(point, hold, rng).await,
+            Fault::DiskFull(t) => self.disk_full(t, hold, rng).await,
         }
     }
 
@@ -276,6 +282,60 @@ impl Nemesis {
             "loss",
             &nodes,
             format!("{healed}; {dropped} packets dropped"),
+        );
+    }
+
+    /// Fills the disks of `t`'s nodes for `hold`, then empties them and
+    /// starts again the nodes that stopped: a node stops only when its Raft
+    /// log cannot write, and must have said so (anything else is a crash,
+    /// reported as a nemesis problem).
+    async fn disk_full(&self, t: Target, hold: Duration, rng: &mut Rng) {
+        if let Some(why) = &self.disks_unavailable {
+            self.unavailable("disk_full", why);
+            return;
+        }
+        let nodes = targets(t, self.cluster.spec.nodes, self.ctx.leader(), rng);
+        let said = |i: NodeId| said_it_stops(&self.cluster.node_dir(i));
+        let before: Vec<usize> = nodes.iter().map(|i| said(*i)).collect();
+        self.start("disk_full", &nodes, Fault::DiskFull(t).to_string());
+        let mut filled = Vec::new();
+        for i in &nodes {
+            match disks::fill(&self.cluster.node_dir(*i)) {
+                Ok(bytes) => filled.push(format!("node {i}: {} MB", bytes / 1_000_000)),
+                Err(e) => self.problem(format!("cannot fill node {i}'s disk: {e:#}")),
+            }
+        }
+        sleep(hold).await;
+        for i in &nodes {
+            if let Err(e) = disks::free(&self.cluster.node_dir(*i)) {
+                self.problem(format!("cannot empty node {i}'s disk: {e:#}"));
+            }
+        }
+        let stopped: Vec<NodeId> = nodes
+            .iter()
+            .copied()
+            .filter(|i| self.cluster.pid(*i).is_none())
+            .collect();
+        for (i, before) in nodes.iter().zip(before) {
+            if stopped.contains(i) && said(*i) == before {
+                self.problem(format!(
+                    "node {i} ended on a full disk without saying its Raft log could not write \
+                     (see its node.stderr)"
+                ));
+            }
+        }
+        let d = if stopped.is_empty() {
+            "no node stopped".to_string()
+        } else {
+            format!(
+                "node(s) {stopped:?} had stopped (their Raft log could not write); {}",
+                self.restart().await
+            )
+        };
+        self.stop(
+            "disk_full",
+            &nodes,
+            format!("ballast of {} removed; {d}", filled.join(", ")),
         );
     }
 
@@ -707,6 +767,17 @@ impl Nemesis {
             eprintln!("final heal: {d}");
         }
     }
+}
+
+/// How many times node `dir`'s stderr says it stopped because its Raft log
+/// could not write (the node's own words, `spu/src/node.rs`).
+fn said_it_stops(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("node.stderr"))
+        .map(|text| {
+            text.matches("this node stops: its Raft log database could not write")
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// How many times node `dir`'s stderr says it aborted at `point`.

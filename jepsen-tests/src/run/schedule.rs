@@ -77,6 +77,10 @@ pub enum Fault {
     /// ([`sluice_crashpoints::POINTS`]), then half the time also loses what
     /// it had not fsynced, and is restarted after the hold.
     CrashAt(&'static str),
+    /// The target nodes' disks filled (a ballast file as large as the room
+    /// left on each node's own tmpfs), emptied after the hold; a node that
+    /// stopped meanwhile (its Raft log could not write) is started again.
+    DiskFull(Target),
 }
 
 /// Least share of packets, in percent, a `loss` step drops.
@@ -93,6 +97,11 @@ impl Fault {
             self,
             Fault::Partition(_) | Fault::PartKill(_) | Fault::Loss(_)
         )
+    }
+
+    /// Whether it needs each node's data on a file system of its own.
+    pub fn needs_disks(&self) -> bool {
+        matches!(self, Fault::DiskFull(_))
     }
 
     /// Whether it moves partitions between nodes (it needs 4+ nodes).
@@ -114,6 +123,7 @@ impl Fault {
             Fault::MembershipKill => "membership-kill",
             Fault::Loss(_) => "loss",
             Fault::CrashAt(_) => "crash-at",
+            Fault::DiskFull(_) => "disk-full",
         }
     }
 }
@@ -124,7 +134,7 @@ impl Fault {
 /// changes `all`'s schedules from then on: [`ADDED_IN_SESSION_27`] came
 /// then, so a `run --nemesis all --seed S` recorded before replays with
 /// `--nemesis all-before-loss`).
-pub const FAMILIES: [&str; 11] = [
+pub const FAMILIES: [&str; 12] = [
     "kill",
     "pause",
     "partition",
@@ -136,11 +146,12 @@ pub const FAMILIES: [&str; 11] = [
     "membership-kill",
     "loss",
     "crash-at",
+    "disk-full",
 ];
 
 /// The families `all-before-loss` leaves out: `all` as seeds recorded before
 /// session 27 used it.
-pub const ADDED_IN_SESSION_27: [&str; 2] = ["loss", "crash-at"];
+pub const ADDED_IN_SESSION_27: [&str; 3] = ["loss", "crash-at", "disk-full"];
 
 /// The families `--nemesis all` means on `nodes` nodes: every one of
 /// [`FAMILIES`] but the membership changes below [`MEMBERSHIP_MIN_NODES`].
@@ -196,6 +207,7 @@ impl fmt::Display for Fault {
             Fault::MembershipKill => f.write_str("membership-kill"),
             Fault::Loss(t) => write!(f, "loss:{t}"),
             Fault::CrashAt(point) => write!(f, "crash-at:{point}"),
+            Fault::DiskFull(t) => write!(f, "disk-full:{t}"),
         }
     }
 }
@@ -242,6 +254,7 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
                  partition, part-kill [:isolate-one|isolate-leader|halves|one-way|bridge|ring], \
                  corruption [:truncate|bitflip], pause-kill, membership, membership-kill, \
                  loss [:one|leader|minority|majority|all], crash-at [:POINT: {}], \
+                 disk-full [:one|leader|minority|majority|all], \
                  or all (all-before-loss: as before session 27)",
                 crash_point_names()
             )
@@ -280,6 +293,7 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
             "membership" if variant.is_none() => vec![Fault::Membership],
             "membership-kill" if variant.is_none() => vec![Fault::MembershipKill],
             "loss" => targets(variant)?.into_iter().map(Fault::Loss).collect(),
+            "disk-full" => targets(variant)?.into_iter().map(Fault::DiskFull).collect(),
             "crash-at" => match variant {
                 None => sluice_crashpoints::POINTS
                     .iter()
@@ -611,12 +625,9 @@ mod tests {
         assert_eq!(before.last(), Some(&Fault::PartKill(Cut::Ring)));
         let all = parse_nemesis("all", 3).unwrap();
         assert_eq!(all[..before.len()], before[..]);
-        let added = parse_nemesis("loss,crash-at", 3).unwrap();
+        let added = parse_nemesis("loss,crash-at,disk-full", 3).unwrap();
         assert_eq!(all[before.len()..], added[..]);
-        assert_eq!(
-            all.last(),
-            Some(&Fault::CrashAt(sluice_crashpoints::RAFT_PURGE_MARKED))
-        );
+        assert_eq!(all.last(), Some(&Fault::DiskFull(Target::All)));
     }
 
     /// A seed recorded with `--nemesis all` before `loss` existed gets the
@@ -656,6 +667,12 @@ mod tests {
             .to_string();
         assert!(e.contains("segment-appended"), "{e}");
         assert!(!Fault::CrashAt(sluice_crashpoints::SEGMENT_ROLLED).needs_network());
+        assert_eq!(
+            parse_nemesis("disk-full:one", 3).unwrap(),
+            vec![Fault::DiskFull(Target::One)]
+        );
+        assert!(Fault::DiskFull(Target::One).needs_disks());
+        assert!(!Fault::Loss(Target::One).needs_disks());
     }
 
     #[test]

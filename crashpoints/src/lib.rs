@@ -322,16 +322,21 @@ mod tests {
         println!("survived the third");
     }
 
+    /// Runs [`child_process_side`] in a child process on `dir`.
+    fn child(dir: &Path) -> std::process::Output {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tests::child_process_side", "--nocapture"])
+            .env(CHILD_ENV, dir)
+            .env(FILE_ENV, "crash-at")
+            .output()
+            .unwrap()
+    }
+
     #[test]
     fn an_armed_point_aborts_at_its_nth_hit() {
         use std::os::unix::process::ExitStatusExt;
         let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "tests::child_process_side", "--nocapture"])
-            .env(CHILD_ENV, dir.path())
-            .env(FILE_ENV, "crash-at")
-            .output()
-            .unwrap();
+        let out = child(dir.path());
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
@@ -350,12 +355,7 @@ mod tests {
 
         // Armed before the start: counted from the first hit.
         std::fs::write(dir.path().join("crash-at"), "raft-purge-marked 1").unwrap();
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "tests::child_process_side", "--nocapture"])
-            .env(CHILD_ENV, dir.path())
-            .env(FILE_ENV, "crash-at")
-            .output()
-            .unwrap();
+        let out = child(dir.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.signal(), Some(SIGABRT), "{stderr}");
         assert!(

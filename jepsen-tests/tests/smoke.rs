@@ -195,15 +195,7 @@ fn crash_at() {
         2,
         &["--nemesis", "crash-at", "--log-entries", "200:50"],
     );
-    let text = std::fs::read_to_string(r.dir.join("history.jsonl")).unwrap_or_default();
-    let stops: Vec<String> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|op| {
-            op["process"] == "nemesis" && op["f"] == "stop" && op["value"]["fault"] == "crash_at"
-        })
-        .filter_map(|op| op["value"]["detail"].as_str().map(str::to_string))
-        .collect();
+    let stops = stop_details(&r, "crash_at");
     let crashed = stops.iter().filter(|d| d.contains(" aborted at ")).count();
     assert!(
         crashed >= 3 && crashed * 3 >= stops.len() * 2,
@@ -227,15 +219,7 @@ fn disk_full() {
         r.passed();
         return;
     }
-    let text = std::fs::read_to_string(r.dir.join("history.jsonl")).unwrap_or_default();
-    let stops: Vec<String> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|op| {
-            op["process"] == "nemesis" && op["f"] == "stop" && op["value"]["fault"] == "disk_full"
-        })
-        .filter_map(|op| op["value"]["detail"].as_str().map(str::to_string))
-        .collect();
+    let stops = stop_details(&r, "disk_full");
     assert!(
         !stops.is_empty() && stops.iter().all(|d| d.starts_with("ballast of node ")),
         "a disk-full step filled no disk ({stops:?}): {}",
@@ -244,9 +228,8 @@ fn disk_full() {
     assert_valid_with_faults(r, "disk_full");
 }
 
-/// The packets each healed `fault` step's rules dropped, from the history's
-/// nemesis `stop` events (their detail ends "N packets dropped").
-fn packets_dropped(r: &Run, fault: &str) -> Vec<u64> {
+/// The details of the history's nemesis `stop` events of `fault`.
+fn stop_details(r: &Run, fault: &str) -> Vec<String> {
     let text = std::fs::read_to_string(r.dir.join("history.jsonl"))
         .unwrap_or_else(|e| panic!("no history: {e}: {}", r.describe()));
     text.lines()
@@ -254,8 +237,16 @@ fn packets_dropped(r: &Run, fault: &str) -> Vec<u64> {
         .filter(|op| {
             op["process"] == "nemesis" && op["f"] == "stop" && op["value"]["fault"] == fault
         })
-        .filter_map(|op| {
-            let detail = op["value"]["detail"].as_str()?.to_string();
+        .filter_map(|op| op["value"]["detail"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The packets each healed `fault` step's rules dropped (their stop's
+/// detail ends "N packets dropped").
+fn packets_dropped(r: &Run, fault: &str) -> Vec<u64> {
+    stop_details(r, fault)
+        .iter()
+        .filter_map(|detail| {
             let words: Vec<&str> = detail.split_whitespace().collect();
             let at = words.iter().position(|w| *w == "packets")?;
             words.get(at.checked_sub(1)?)?.parse().ok()

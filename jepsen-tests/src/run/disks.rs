@@ -17,6 +17,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+use super::netns::run;
+
 /// Room of each node's tmpfs (it takes memory only as it fills).
 pub const TMPFS_SIZE: &str = "1g";
 
@@ -32,19 +34,6 @@ const BALLAST_FILES_MAX: usize = 20;
 /// The mounted node directories; unmounted (their content kept) on drop.
 pub struct Disks {
     dirs: Vec<PathBuf>,
-}
-
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 impl Disks {

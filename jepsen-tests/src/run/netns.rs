@@ -25,7 +25,8 @@ pub struct Netns {
     deleted: bool,
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
+/// Runs `cmd`; its stderr in the error if it fails.
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let out = cmd
         .output()
         .with_context(|| format!("cannot run {cmd:?}"))?;

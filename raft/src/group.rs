@@ -20,7 +20,10 @@ use crate::network::{
     Answer, Network, RaftTransport, SnapshotRequest, entries_beyond_vote, snapshot_beyond_vote,
 };
 use crate::state_machine::{Adapter, ReplicatedState};
-use crate::timeouts::{LEASE_WAIT, LIVENESS_WAIT, STATE_POLL_INTERVAL};
+use crate::timeouts::{
+    LEADER_TRANSFER_ATTEMPTS_MAX, LEADER_TRANSFER_RETRY, LEASE_WAIT, LIVENESS_WAIT,
+    STATE_POLL_INTERVAL,
+};
 use crate::{Bytes, GroupConfig, GroupId, NodeId, TypeConfig};
 
 /// What a group looks like from this node right now.
@@ -576,8 +579,49 @@ impl<S: ReplicatedState> Group<S> {
 
     /// On the leader: hands leadership to voter `to` (it campaigns at once
     /// with the leader's blessing); ignored elsewhere.
+    ///
+    /// openraft's leader stops proposing and heartbeating once it asks, and
+    /// stays so in its term until another node leads. A request lost, or
+    /// refused by a target that had not yet flushed the leader's last entry,
+    /// left a group whose members slept (trusting the probes that say the
+    /// leader's node leads it) with a leader that took no writes for good:
+    /// a membership smoke run found a partition's move stuck so. So while
+    /// this node still leads in the same term it asks again every
+    /// [`LEADER_TRANSFER_RETRY`], up to [`LEADER_TRANSFER_ATTEMPTS_MAX`] times.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), WriteError> {
         self.wake_if_leader("a membership or leadership change");
+        let term = self.status().term;
+        self.ask_transfer(to).await?;
+        let group = self.clone();
+        tokio::spawn(async move {
+            for attempt in 1..=LEADER_TRANSFER_ATTEMPTS_MAX {
+                tokio::time::sleep(LEADER_TRANSFER_RETRY).await;
+                let status = group.status();
+                if !status.is_leader || status.term != term {
+                    return;
+                }
+                tracing::warn!(
+                    group = group.id,
+                    to,
+                    attempt,
+                    "leadership not taken over yet; asking again"
+                );
+                group.wake_if_leader("a membership or leadership change");
+                if group.ask_transfer(to).await.is_err() {
+                    return;
+                }
+            }
+            tracing::error!(
+                group = group.id,
+                to,
+                "node {to} has not taken leadership over after {LEADER_TRANSFER_ATTEMPTS_MAX} requests; \
+                 this leader takes no writes until another node leads the group"
+            );
+        });
+        Ok(())
+    }
+
+    async fn ask_transfer(&self, to: NodeId) -> Result<(), WriteError> {
         self.raft
             .trigger()
             .transfer_leader(to)

@@ -25,6 +25,8 @@ struct Net {
     nodes: Mutex<HashMap<NodeId, Quiescence>>,
     down: Mutex<HashSet<NodeId>>,
     sent: Mutex<HashMap<(NodeId, RaftRpcKind), usize>>,
+    /// How many more messages of each kind are lost (answered unreachable).
+    lose: Mutex<HashMap<RaftRpcKind, usize>>,
 }
 
 /// One node's end of the [`Net`].
@@ -47,7 +49,14 @@ impl RaftTransport for Endpoint {
                 addr,
                 reason: "down".into(),
             };
-            if down {
+            let lost = match net.lose.lock().unwrap().get_mut(&rpc.kind) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            };
+            if down || lost {
                 return Err(unreachable);
             }
             *net.sent
@@ -280,6 +289,41 @@ async fn an_idle_group_sleeps_sends_no_heartbeats_and_wakes_for_a_write() {
     wait("asleep again", || c.all_asleep()).await;
     assert_eq!(c.leader(), Some(leader));
     assert!((1..=3).all(|n| c.term(n) == term), "an election happened");
+    c.shutdown().await;
+}
+
+/// A leadership transfer whose request is lost (or refused: a target that
+/// has not flushed the leader's last entry) must still happen: openraft's
+/// leader stops proposing and heartbeating once it asks, and with the
+/// members asleep (the probes still say its node leads) nothing else ended
+/// its term, so it took no writes for good. It asks again
+/// (`Group::transfer_leader`); without that this test times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_leader_transfer_is_asked_again_until_leadership_moves() {
+    let c = Cluster::start().await;
+    c.write_anywhere(1).await;
+    wait("the group sleeps", || c.all_asleep()).await;
+    let old = c.leader().unwrap();
+    let to = (1..=3).find(|n| *n != old).unwrap();
+    // openraft sends the request to every voter: both copies are lost.
+    c.net
+        .lose
+        .lock()
+        .unwrap()
+        .insert(RaftRpcKind::TransferLeader, 2);
+    c.group(old).transfer_leader(to).await.unwrap();
+    wait("the transfer's target leads", || {
+        c.group(to).status().is_leader
+    })
+    .await;
+    c.group(to)
+        .write(2u64.to_be_bytes().to_vec())
+        .await
+        .unwrap();
+    wait("every replica applies it", || {
+        (1..=3).all(|n| c.sum(n) == 3)
+    })
+    .await;
     c.shutdown().await;
 }
 

@@ -67,6 +67,12 @@ pub const QUIESCE_SWEEP_INTERVAL: Duration = Duration::from_millis(150);
 /// sooner"): groups that sticky producers leave for a few hundred
 /// milliseconds no longer heartbeat meanwhile.
 pub const QUIESCE_IDLE_FOR: Duration = Duration::from_millis(300);
+/// How long a leader that asked for a leadership transfer waits for it
+/// before asking again (see `Group::transfer_leader`).
+pub const LEADER_TRANSFER_RETRY: Duration = Duration::from_secs(1);
+/// How many times it asks again before it gives up and says so.
+pub const LEADER_TRANSFER_ATTEMPTS_MAX: u32 = 30;
+
 /// How often a node asks the leaders of its sleeping groups whether they
 /// still lead them.
 pub const QUIESCE_PROBE_INTERVAL: Duration = Duration::from_millis(150);

@@ -101,8 +101,11 @@ enum Command {
         /// the target nodes' packets dropped at random), crash-at [:POINT] (a
         /// node aborts at a named crash point; see the README), disk-full
         /// [:one|leader|minority|majority|all] (each node's data on a tmpfs;
-        /// the targets' filled), or all (`all-before-loss`: `all` as it was
-        /// before those three, for seeds recorded then).
+        /// the targets' filled), clock [:one|leader|minority|majority|all]
+        /// (the targets' wall clocks stepped, through libfaketime), or all
+        /// (`all-before-clock`: `all` as it was before clock,
+        /// `all-before-loss`: before loss, crash-at and disk-full too, for
+        /// seeds recorded then).
         #[arg(long, default_value = "kill,pause,partition")]
         nemesis: String,
         /// Seed of the fault schedule and of the workload's choices.
@@ -138,8 +141,10 @@ enum Command {
         /// What each run gets, in turn: `all` (every family the node count
         /// allows: kill, pause, partition, power-loss, corruption, pause-kill,
         /// part-kill, with 4+ nodes membership, membership-kill, then loss,
-        /// crash-at, disk-full; `all-before-loss` leaves those three out, as
-        /// campaigns recorded before them rotated) or a comma-separated list of `run --nemesis` values (`power-loss:all,kill`).
+        /// crash-at, disk-full, clock; `all-before-clock` leaves clock out and
+        /// `all-before-loss` the last four, as campaigns recorded before them
+        /// rotated) or a comma-separated list of `run --nemesis` values
+        /// (`power-loss:all,kill`).
         #[arg(long, default_value = "all")]
         nemesis: String,
         /// How many runs.

@@ -228,6 +228,29 @@ fn disk_full() {
     assert_valid_with_faults(r, "disk_full");
 }
 
+/// Steps the wall clocks of one node, the leader, a majority or all, each
+/// by its own offset (tens of ms to years, either way; libfaketime, the
+/// monotonic clock left true), then sets them right. At least two steps
+/// must have been seen by a node (it asked for the time during the hold; a
+/// follower may not, and its step counts apart): a clock no node read
+/// tested nothing.
+#[test]
+fn clock() {
+    let r = run("clock", 1, &["--nemesis", "clock"]);
+    let stops = stop_details(&r, "clock");
+    let seen = stops
+        .iter()
+        .filter(|d| d.starts_with("offsets seen by node"))
+        .count();
+    assert!(
+        seen >= 2,
+        "{seen} of {} clock steps were seen by a node ({stops:?}): {}",
+        stops.len(),
+        r.describe()
+    );
+    assert_valid_with_faults(r, "clock");
+}
+
 /// The details of the history's nemesis `stop` events of `fault`.
 fn stop_details(r: &Run, fault: &str) -> Vec<String> {
     let text = std::fs::read_to_string(r.dir.join("history.jsonl"))

@@ -96,7 +96,7 @@ fn check_batch(
     for (index, r) in req.records.iter().enumerate() {
         if r.timestamp_ms > latest_ms {
             return Err(invalid(format!(
-                "record {index} is stamped {} ms, more than {RECORD_TIMESTAMP_AHEAD_MS_MAX} ms ahead of node {}'s clock ({} ms); fix the producer's clock or timestamps (such a record would keep its segment from expiring)",
+                "record {index} is stamped {} ms, more than {RECORD_TIMESTAMP_AHEAD_MS_MAX} ms ahead of node {}'s clock ({} ms); the producer's clock or timestamps, or this node's clock, is wrong: check both (such a record would keep its segment from expiring)",
                 r.timestamp_ms,
                 node.config.id,
                 latest_ms - RECORD_TIMESTAMP_AHEAD_MS_MAX

@@ -308,7 +308,9 @@ type Starting = (u32, tokio::process::Child, PathBuf);
 
 /// Starts node `i` in its own process group (so a ctrl-c of this command
 /// does not stop it), with its certificate issued first if it has none
-/// naming it; records its pid.
+/// naming it; records its pid. The node runs in its data directory, so
+/// what a node writes by a relative name (a core dump, a crash-point or
+/// test-clock file named by the environment all nodes inherit) is its own.
 fn spawn_node(
     layout: &Layout,
     i: u32,
@@ -319,6 +321,8 @@ fn spawn_node(
 ) -> anyhow::Result<Starting> {
     let cluster = &layout.cluster;
     let dir = node_dir(&layout.root, i);
+    let dir = std::path::absolute(&dir)
+        .with_context(|| format!("bad node directory {}", dir.display()))?;
     let tls = dir.join("tls");
     // Issued once; reissued if it names no node (a release before
     // certificates carried identities), since nodes now require one.
@@ -396,6 +400,7 @@ fn spawn_node(
                 .iter()
                 .flat_map(|f| [std::ffi::OsString::from("--read-only"), f.into()]),
         )
+        .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(stderr.try_clone()?)
         .stderr(stderr)

@@ -65,47 +65,44 @@ pub(crate) fn sends(h: &History) -> (u64, u64) {
     (sends.len() as u64, acked as u64)
 }
 
-/// The kind under which [`faults`] counts the `crash_at` steps whose point
-/// was not reached (the node was not touched): not a fault.
-pub(crate) const CRASH_AT_NOT_REACHED: &str = "crash_at_not_reached";
+/// The suffix under which [`faults`] counts the steps of a kind that never
+/// touched a node (`crash_at_not_reached`: a crash point not passed;
+/// `clock_not_reached`: no target asked for the time): not faults.
+pub(crate) const NOT_REACHED_SUFFIX: &str = "_not_reached";
 
-/// What the `crash-at` nemesis's stop detail says when its point was not
-/// reached within the hold (it writes it with this very constant).
+/// What a nemesis's stop detail says when its fault was not reached within
+/// the hold (the nemesis writes it with this very constant).
 pub(crate) const NOT_REACHED: &str = " not reached within ";
 
-/// Faults injected, by kind (number of `start` events), but for `crash_at`
-/// steps whose stop says their point was not reached, counted apart as
-/// [`CRASH_AT_NOT_REACHED`].
+/// Faults injected, by kind (number of `start` events), but for steps whose
+/// stop says they were not reached, counted apart as `KIND_not_reached`.
 pub(crate) fn faults(h: &History) -> BTreeMap<String, u64> {
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
-    let mut not_reached = 0;
+    let mut not_reached: BTreeMap<String, u64> = BTreeMap::new();
     for op in h.nemesis_events() {
         match &op.call {
             Call::Start(e) => *out.entry(e.fault.clone()).or_default() += 1,
-            Call::Stop(e)
-                if e.fault == "crash_at"
-                    && e.detail.as_deref().is_some_and(|d| d.contains(NOT_REACHED)) =>
-            {
-                not_reached += 1;
+            Call::Stop(e) if e.detail.as_deref().is_some_and(|d| d.contains(NOT_REACHED)) => {
+                *not_reached.entry(e.fault.clone()).or_default() += 1;
             }
             _ => {}
         }
     }
-    if not_reached > 0 {
-        if let Some(n) = out.get_mut("crash_at") {
-            *n = n.saturating_sub(not_reached);
+    for (kind, missed) in not_reached {
+        if let Some(n) = out.get_mut(&kind) {
+            *n = n.saturating_sub(missed);
             if *n == 0 {
-                out.remove("crash_at");
+                out.remove(&kind);
             }
         }
-        out.insert(CRASH_AT_NOT_REACHED.to_string(), not_reached);
+        out.insert(format!("{kind}{NOT_REACHED_SUFFIX}"), missed);
     }
     out
 }
 
 /// Whether `faults` (from [`faults`]) holds a fault that was injected.
 pub(crate) fn any_injected(faults: &BTreeMap<String, u64>) -> bool {
-    faults.keys().any(|k| k != CRASH_AT_NOT_REACHED)
+    faults.keys().any(|k| !k.ends_with(NOT_REACHED_SUFFIX))
 }
 
 /// Faults that could not be injected, with why.

@@ -626,6 +626,40 @@ fn a_crash_point_not_reached_is_no_fault() {
     );
 }
 
+/// A clock step that no target node saw (none asked for the time) counts
+/// apart from those that were seen, beside them in one run.
+#[test]
+fn a_clock_step_no_node_saw_is_no_fault() {
+    let mut b = HistoryBuilder::new();
+    let mut log = Vec::new();
+    for (step, detail) in [
+        "offsets not reached within 3s (no target asked for the time); clocks set right",
+        "offsets seen by node(s) [2]; clocks set right",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        b.fault_start("clock", &[2]);
+        for i in 0..6 {
+            let offset = step as u64 * 6 + i;
+            let v = format!("w1-{offset}");
+            b.send_ok(1, &v, 0, offset);
+            log.push((offset, v));
+        }
+        b.fault_stop_saying("clock", &[2], detail);
+    }
+    finals(&mut b, &refs(&log));
+    let r = check(&b.build().unwrap());
+    assert_eq!(r.valid, Validity::Valid, "{:?}", r.unknown_reasons);
+    assert_eq!(
+        r.faults,
+        std::collections::BTreeMap::from([
+            ("clock".to_string(), 1),
+            ("clock_not_reached".to_string(), 1)
+        ])
+    );
+}
+
 /// Reads that succeed do not make up for writes that all failed.
 #[test]
 fn a_run_whose_sends_all_failed_is_unknown() {

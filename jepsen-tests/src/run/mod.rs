@@ -12,6 +12,7 @@
 //! normal end, error (drop guards), panic (unwinding runs the same guards) and
 //! ctrl-c / SIGTERM (a signal task does it, then exits).
 
+pub mod clock;
 pub mod cluster;
 pub mod corrupt;
 pub mod disks;
@@ -159,9 +160,17 @@ fn segment_bytes(faults: &[Fault]) -> Option<u64> {
         .then_some(CRASH_AT_SEGMENT_BYTES)
 }
 
-/// What the nodes of a run get in their environment.
-fn node_env(cfg: &RunConfig, faults: &[Fault]) -> Vec<(String, String)> {
+/// What the nodes of a run get in their environment (`clock_library`: the
+/// libfaketime to preload in runs with the `clock` nemesis).
+fn node_env(
+    cfg: &RunConfig,
+    faults: &[Fault],
+    clock_library: Option<&Path>,
+) -> Vec<(String, String)> {
     let mut env = vec![("SLUICE_FSYNC_JOURNAL".to_string(), "1".to_string())];
+    if let Some(library) = clock_library {
+        env.extend(clock::node_env(library));
+    }
     if faults.iter().any(|f| matches!(f, Fault::CrashAt(_))) {
         env.push((
             sluice_crashpoints::FILE_ENV.into(),
@@ -567,7 +576,14 @@ async fn run_async(
     let home = out.join("home");
     std::fs::create_dir_all(&home)?;
     let in_ns = netns.is_some();
-    let env = node_env(cfg, faults);
+    // Wrong wall clocks need every node started with libfaketime.
+    let clock_library = faults.iter().any(Fault::needs_clock).then(clock::library);
+    let clock_unavailable = clock_library.clone().and_then(Result::err);
+    let env = node_env(
+        cfg,
+        faults,
+        clock_library.as_ref().and_then(|l| l.as_deref().ok()),
+    );
     let spec = ClusterSpec {
         sluice_bin: cfg.sluice_bin.clone(),
         home: home.clone(),
@@ -620,6 +636,7 @@ async fn run_async(
         ctx.clone(),
         network_unavailable.clone(),
         disks_unavailable.clone(),
+        clock_unavailable.clone(),
     ));
     for (why, needs) in [
         (
@@ -627,6 +644,7 @@ async fn run_async(
             Fault::needs_network as fn(&Fault) -> bool,
         ),
         (&disks_unavailable, Fault::needs_disks),
+        (&clock_unavailable, Fault::needs_clock),
     ] {
         if let Some(why) = why {
             for f in faults.iter().filter(|f| needs(f)) {

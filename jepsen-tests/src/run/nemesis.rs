@@ -14,6 +14,7 @@ use std::time::Duration;
 use sluice_client::Client;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
+use super::clock;
 use super::cluster::Cluster;
 use super::corrupt::corrupt;
 use super::disks;
@@ -36,6 +37,8 @@ pub struct Nemesis {
     pub network_unavailable: Option<String>,
     /// Why disks cannot be filled, if they cannot (no tmpfs per node).
     pub disks_unavailable: Option<String>,
+    /// Why clocks cannot be set, if they cannot (no libfaketime).
+    pub clock_unavailable: Option<String>,
     reported: Mutex<BTreeSet<&'static str>>,
     /// Problems met while injecting or healing, for the run's summary.
     pub problems: Mutex<Vec<String>>,
@@ -64,6 +67,7 @@ impl Nemesis {
         ctx: Arc<Ctx>,
         network_unavailable: Option<String>,
         disks_unavailable: Option<String>,
+        clock_unavailable: Option<String>,
     ) -> Self {
         Nemesis {
             cluster,
@@ -71,6 +75,7 @@ impl Nemesis {
             ctx,
             network_unavailable,
             disks_unavailable,
+            clock_unavailable,
             reported: Mutex::new(BTreeSet::new()),
             problems: Mutex::new(Vec::new()),
         }
@@ -254,6 +259,7 @@ impl Nemesis {
             }
             Fault::Loss(t) => self.loss(t, hold, rng).await,
             Fault::CrashAt(point) => self.crash_at(point, hold, rng).await,
+            Fault::Clock(t) => self.clock(t, hold, rng).await,
             Fault::DiskFull(t) => self.disk_full(t, hold, rng).await,
         }
     }
@@ -283,6 +289,59 @@ impl Nemesis {
             &nodes,
             format!("{healed}; {dropped} packets dropped"),
         );
+    }
+
+    /// Steps the wall clocks of `t`'s nodes, each by its own offset, for
+    /// `hold`, then sets them right. A target that asked for no wall-clock
+    /// time during the hold never saw its offset (told by the clock file's
+    /// access time, [`clock::read_since`]); a step no target saw is said to
+    /// be not reached, and counts apart (no fault).
+    async fn clock(&self, t: Target, hold: Duration, rng: &mut Rng) {
+        if let Some(why) = &self.clock_unavailable {
+            self.unavailable("clock", why);
+            return;
+        }
+        let nodes = targets(t, self.cluster.spec.nodes, self.ctx.leader(), rng);
+        let offsets: Vec<i64> = nodes.iter().map(|_| clock::draw_offset_ms(rng)).collect();
+        let said: Vec<String> = nodes
+            .iter()
+            .zip(&offsets)
+            .map(|(i, ms)| format!("node {i} {}", clock::describe(*ms)))
+            .collect();
+        self.start(
+            "clock",
+            &nodes,
+            format!("{}: wall clock of {}", Fault::Clock(t), said.join(", ")),
+        );
+        let mut written = Vec::new();
+        for (i, ms) in nodes.iter().zip(&offsets) {
+            match clock::set(&self.cluster.node_dir(*i), *ms) {
+                Ok(at) => written.push((*i, at)),
+                Err(e) => self.problem(format!("cannot set node {i}'s clock: {e:#}")),
+            }
+        }
+        sleep(hold).await;
+        let saw: Vec<NodeId> = written
+            .iter()
+            .filter(|(i, at)| clock::read_since(&self.cluster.node_dir(*i), *at))
+            .map(|(i, _)| *i)
+            .collect();
+        for i in &nodes {
+            if let Err(e) = clock::set(&self.cluster.node_dir(*i), 0) {
+                self.problem(format!("cannot set node {i}'s clock right: {e:#}"));
+            }
+        }
+        // Each node takes its true time back when it next reads the file.
+        sleep(clock::REREAD).await;
+        let detail = if saw.is_empty() {
+            format!(
+                "offsets{}{hold:?} (no target asked for the time); clocks set right",
+                crate::checker::figures::NOT_REACHED
+            )
+        } else {
+            format!("offsets seen by node(s) {saw:?}; clocks set right")
+        };
+        self.stop("clock", &nodes, detail);
     }
 
     /// Fills the disks of `t`'s nodes for `hold`, then empties them and

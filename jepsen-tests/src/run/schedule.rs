@@ -81,6 +81,12 @@ pub enum Fault {
     /// left on each node's own tmpfs), emptied after the hold; a node that
     /// stopped meanwhile (its Raft log could not write) is started again.
     DiskFull(Target),
+    /// The target nodes' wall clocks stepped, each by its own offset (from
+    /// tens of ms to years, either way: `clock::draw_offset_ms`), and set
+    /// right after the hold; their monotonic clocks run true (see
+    /// `run/clock.rs`). Nothing that decides what is kept may depend on a
+    /// node's wall clock.
+    Clock(Target),
 }
 
 /// Least share of packets, in percent, a `loss` step drops.
@@ -104,6 +110,11 @@ impl Fault {
         matches!(self, Fault::DiskFull(_))
     }
 
+    /// Whether it needs the nodes started with libfaketime.
+    pub fn needs_clock(&self) -> bool {
+        matches!(self, Fault::Clock(_))
+    }
+
     /// Whether it moves partitions between nodes (it needs 4+ nodes).
     pub fn is_membership(&self) -> bool {
         matches!(self, Fault::Membership | Fault::MembershipKill)
@@ -124,6 +135,7 @@ impl Fault {
             Fault::Loss(_) => "loss",
             Fault::CrashAt(_) => "crash-at",
             Fault::DiskFull(_) => "disk-full",
+            Fault::Clock(_) => "clock",
         }
     }
 }
@@ -133,8 +145,9 @@ impl Fault {
 /// every recorded seed's schedule; a family added later goes last, and
 /// changes `all`'s schedules from then on: [`ADDED_IN_SESSION_27`] came
 /// then, so a `run --nemesis all --seed S` recorded before replays with
-/// `--nemesis all-before-loss`).
-pub const FAMILIES: [&str; 12] = [
+/// `--nemesis all-before-loss`, and one recorded before
+/// [`ADDED_IN_SESSION_28`] with `--nemesis all-before-clock`).
+pub const FAMILIES: [&str; 13] = [
     "kill",
     "pause",
     "partition",
@@ -147,11 +160,30 @@ pub const FAMILIES: [&str; 12] = [
     "loss",
     "crash-at",
     "disk-full",
+    "clock",
 ];
 
 /// The families `all-before-loss` leaves out: `all` as seeds recorded before
 /// session 27 used it.
 pub const ADDED_IN_SESSION_27: [&str; 3] = ["loss", "crash-at", "disk-full"];
+
+/// The families `all-before-clock` leaves out (and `all-before-loss` too).
+pub const ADDED_IN_SESSION_28: [&str; 1] = ["clock"];
+
+/// The families an `all` alias means on `nodes` nodes (`all`,
+/// `all-before-clock`, `all-before-loss`), or `None` if `item` is none.
+pub fn all_alias(item: &str, nodes: u32) -> Option<Vec<&'static str>> {
+    let mut listed = families(nodes);
+    match item {
+        "all" => {}
+        "all-before-clock" => listed.retain(|f| !ADDED_IN_SESSION_28.contains(f)),
+        "all-before-loss" => {
+            listed.retain(|f| !ADDED_IN_SESSION_28.contains(f) && !ADDED_IN_SESSION_27.contains(f))
+        }
+        _ => return None,
+    }
+    Some(listed)
+}
 
 /// The families `--nemesis all` means on `nodes` nodes: every one of
 /// [`FAMILIES`] but the membership changes below [`MEMBERSHIP_MIN_NODES`].
@@ -208,6 +240,7 @@ impl fmt::Display for Fault {
             Fault::Loss(t) => write!(f, "loss:{t}"),
             Fault::CrashAt(point) => write!(f, "crash-at:{point}"),
             Fault::DiskFull(t) => write!(f, "disk-full:{t}"),
+            Fault::Clock(t) => write!(f, "clock:{t}"),
         }
     }
 }
@@ -255,7 +288,8 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
                  corruption [:truncate|bitflip], pause-kill, membership, membership-kill, \
                  loss [:one|leader|minority|majority|all], crash-at [:POINT: {}], \
                  disk-full [:one|leader|minority|majority|all], \
-                 or all (all-before-loss: as before session 27)",
+                 clock [:one|leader|minority|majority|all], \
+                 or all (all-before-clock: as before session 28, all-before-loss: before 27)",
                 crash_point_names()
             )
         };
@@ -294,6 +328,7 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
             "membership-kill" if variant.is_none() => vec![Fault::MembershipKill],
             "loss" => targets(variant)?.into_iter().map(Fault::Loss).collect(),
             "disk-full" => targets(variant)?.into_iter().map(Fault::DiskFull).collect(),
+            "clock" => targets(variant)?.into_iter().map(Fault::Clock).collect(),
             "crash-at" => match variant {
                 None => sluice_crashpoints::POINTS
                     .iter()
@@ -303,11 +338,8 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
                     sluice_crashpoints::point(v).ok_or_else(bad)?.name,
                 )],
             },
-            "all" | "all-before-loss" if variant.is_none() => {
-                let mut listed = families(nodes);
-                if family == "all-before-loss" {
-                    listed.retain(|f| !ADDED_IN_SESSION_27.contains(f));
-                }
+            "all" | "all-before-clock" | "all-before-loss" if variant.is_none() => {
+                let listed = all_alias(family, nodes).unwrap_or_default();
                 let mut all = parse_nemesis(&listed.join(","), nodes)?;
                 all.retain(|f| !out.contains(f));
                 all
@@ -625,9 +657,12 @@ mod tests {
         assert_eq!(before.last(), Some(&Fault::PartKill(Cut::Ring)));
         let all = parse_nemesis("all", 3).unwrap();
         assert_eq!(all[..before.len()], before[..]);
-        let added = parse_nemesis("loss,crash-at,disk-full", 3).unwrap();
+        let added = parse_nemesis("loss,crash-at,disk-full,clock", 3).unwrap();
         assert_eq!(all[before.len()..], added[..]);
-        assert_eq!(all.last(), Some(&Fault::DiskFull(Target::All)));
+        assert_eq!(all.last(), Some(&Fault::Clock(Target::All)));
+        let before_clock = parse_nemesis("all-before-clock", 3).unwrap();
+        assert_eq!(all[..before_clock.len()], before_clock[..]);
+        assert_eq!(before_clock.last(), Some(&Fault::DiskFull(Target::All)));
     }
 
     /// A seed recorded with `--nemesis all` before `loss` existed gets the
@@ -637,7 +672,8 @@ mod tests {
     #[test]
     fn all_before_loss_replays_the_old_all() {
         let d = Duration::from_secs(30);
-        let old: Vec<Fault> = FAMILIES[..FAMILIES.len() - ADDED_IN_SESSION_27.len()]
+        let old: Vec<Fault> = FAMILIES
+            [..FAMILIES.len() - ADDED_IN_SESSION_27.len() - ADDED_IN_SESSION_28.len()]
             .iter()
             .filter(|f| !f.starts_with("membership"))
             .flat_map(|f| parse_nemesis(f, 3).unwrap())

@@ -292,10 +292,13 @@ impl Nemesis {
     }
 
     /// Steps the wall clocks of `t`'s nodes, each by its own offset, for
-    /// `hold`, then sets them right. A target that asked for no wall-clock
-    /// time during the hold never saw its offset (told by the clock file's
-    /// access time, [`clock::read_since`]); a step no target saw is said to
-    /// be not reached, and counts apart (no fault).
+    /// `hold`, then sets them right; half the time the first target is also
+    /// killed and started again under its wrong clock (as after a reboot
+    /// with a bad hardware clock: years off, it cannot even check its peers'
+    /// certificates until the clock is right). A target that asked for no
+    /// wall-clock time during the hold never saw its offset (told by the
+    /// clock file's access time, [`clock::read_since`]); a step no target
+    /// saw is said to be not reached, and counts apart (no fault).
     async fn clock(&self, t: Target, hold: Duration, rng: &mut Rng) {
         if let Some(why) = &self.clock_unavailable {
             self.unavailable("clock", why);
@@ -303,16 +306,23 @@ impl Nemesis {
         }
         let nodes = targets(t, self.cluster.spec.nodes, self.ctx.leader(), rng);
         let offsets: Vec<i64> = nodes.iter().map(|_| clock::draw_offset_ms(rng)).collect();
+        let restarted = (rng.range(0, 2) == 1).then_some(nodes[0]);
         let said: Vec<String> = nodes
             .iter()
             .zip(&offsets)
             .map(|(i, ms)| format!("node {i} {}", clock::describe(*ms)))
             .collect();
+        let then = restarted.map_or(String::new(), |i| format!("; node {i} restarted under it"));
         self.start(
             "clock",
             &nodes,
-            format!("{}: wall clock of {}", Fault::Clock(t), said.join(", ")),
+            format!(
+                "{}: wall clock of {}{then}",
+                Fault::Clock(t),
+                said.join(", ")
+            ),
         );
+        let started = Instant::now();
         let mut written = Vec::new();
         for (i, ms) in nodes.iter().zip(&offsets) {
             match clock::set(&self.cluster.node_dir(*i), *ms) {
@@ -320,7 +330,12 @@ impl Nemesis {
                 Err(e) => self.problem(format!("cannot set node {i}'s clock: {e:#}")),
             }
         }
-        sleep(hold).await;
+        let mut restart = String::new();
+        if let Some(i) = restarted {
+            self.kill(&[i]).await;
+            restart = format!("; node {i} {}", self.restart().await);
+        }
+        sleep_until(started + hold).await;
         let saw: Vec<NodeId> = written
             .iter()
             .filter(|(i, at)| clock::read_since(&self.cluster.node_dir(*i), *at))
@@ -335,11 +350,11 @@ impl Nemesis {
         sleep(clock::REREAD).await;
         let detail = if saw.is_empty() {
             format!(
-                "offsets{}{hold:?} (no target asked for the time); clocks set right",
+                "offsets{}{hold:?} (no target asked for the time){restart}; clocks set right",
                 crate::checker::figures::NOT_REACHED
             )
         } else {
-            format!("offsets seen by node(s) {saw:?}; clocks set right")
+            format!("offsets seen by node(s) {saw:?}{restart}; clocks set right")
         };
         self.stop("clock", &nodes, detail);
     }

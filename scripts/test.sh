@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine: installs what the build
 # needs (clang for bindgen, Debian's RocksDB to link against, the wasm32 target)
-# and what the fault suite uses (nftables, iproute2, faketime), then builds and tests with
+# and what the fault suite uses (nftables, iptables, iproute2, faketime), then builds and tests with
 # the committed Cargo.lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,8 @@ command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 # The fault suite's partitions (network namespaces and nftables; root only).
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
+# The fault suite's late packets (an iptables-legacy NFQUEUE rule; root only).
+command -v iptables-legacy >/dev/null 2>&1 || [ -x /usr/sbin/iptables-legacy ] || need_apt+=(iptables)
 # The fault suite's wrong wall clocks (libfaketime, preloaded into the nodes).
 ls /usr/lib/*/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
 # README's sql sink walkthrough (its test runs it) reads the table with sqlite3.

@@ -665,7 +665,7 @@ mod tests {
         let mut with_loss = three.clone();
         with_loss.extend(strings(&["loss", "crash-at", "disk-full"]));
         assert_eq!(rotation("all-before-clock", 3).unwrap(), with_loss);
-        with_loss.push("clock".to_string());
+        with_loss.extend(strings(&["clock", "delay"]));
         assert_eq!(rotation("all", 3).unwrap(), with_loss);
         let mut four = three.clone();
         four.extend(strings(&["membership", "membership-kill"]));
@@ -673,7 +673,13 @@ mod tests {
             rotation("all-before-loss", MEMBERSHIP_MIN_NODES).unwrap(),
             four
         );
-        four.extend(strings(&["loss", "crash-at", "disk-full", "clock"]));
+        four.extend(strings(&[
+            "loss",
+            "crash-at",
+            "disk-full",
+            "clock",
+            "delay",
+        ]));
         assert_eq!(rotation("all", MEMBERSHIP_MIN_NODES).unwrap(), four);
         // Every fault `run --nemesis all` can draw belongs to a rotation entry.
         for nodes in [3, 4] {

@@ -102,8 +102,10 @@ enum Command {
         /// node aborts at a named crash point; see the README), disk-full
         /// [:one|leader|minority|majority|all] (each node's data on a tmpfs;
         /// the targets' filled), clock [:one|leader|minority|majority|all]
-        /// (the targets' wall clocks stepped, through libfaketime), or all
-        /// (`all-before-clock`: `all` as it was before clock,
+        /// (the targets' wall clocks stepped, through libfaketime), delay
+        /// [:one|leader|minority|majority|all] (packets into the targets held
+        /// back 2-180 ms), or all (`all-before-clock`: `all` as it was before
+        /// clock and delay,
         /// `all-before-loss`: before loss, crash-at and disk-full too, for
         /// seeds recorded then).
         #[arg(long, default_value = "kill,pause,partition")]
@@ -141,8 +143,8 @@ enum Command {
         /// What each run gets, in turn: `all` (every family the node count
         /// allows: kill, pause, partition, power-loss, corruption, pause-kill,
         /// part-kill, with 4+ nodes membership, membership-kill, then loss,
-        /// crash-at, disk-full, clock; `all-before-clock` leaves clock out and
-        /// `all-before-loss` the last four, as campaigns recorded before them
+        /// crash-at, disk-full, clock, delay; `all-before-clock` leaves clock and
+        /// delay out and `all-before-loss` the last five, as campaigns recorded before them
         /// rotated) or a comma-separated list of `run --nemesis` values
         /// (`power-loss:all,kill`).
         #[arg(long, default_value = "all")]

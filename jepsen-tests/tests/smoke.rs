@@ -251,6 +251,34 @@ fn clock() {
     assert_valid_with_faults(r, "clock");
 }
 
+/// Holds back the packets into one node, the leader, a majority or all
+/// (peers' and clients' alike), each by the step's base delay (2-120 ms)
+/// and up to half of it again, so they arrive late and out of order. Every
+/// step must have held packets back: a delay that held none tested nothing.
+#[test]
+fn delay() {
+    let r = run("delay", 1, &["--nemesis", "delay"]);
+    if !is_root() {
+        assert_unknown_without_root(&r);
+        r.passed();
+        return;
+    }
+    let held: Vec<u64> = stop_details(&r, "delay")
+        .iter()
+        .filter_map(|d| {
+            let words: Vec<&str> = d.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "packets")?;
+            words.get(at.checked_sub(1)?)?.parse().ok()
+        })
+        .collect();
+    assert!(
+        !held.is_empty() && held.iter().all(|n| *n > 0),
+        "a delay step held no packet back ({held:?}): {}",
+        r.describe()
+    );
+    assert_valid_with_faults(r, "delay");
+}
+
 /// The details of the history's nemesis `stop` events of `fault`.
 fn stop_details(r: &Run, fault: &str) -> Vec<String> {
     let text = std::fs::read_to_string(r.dir.join("history.jsonl"))

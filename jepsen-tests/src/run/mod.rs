@@ -15,6 +15,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod corrupt;
+pub mod delay;
 pub mod disks;
 pub mod firewall;
 pub mod group;

@@ -17,6 +17,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use super::clock;
 use super::cluster::Cluster;
 use super::corrupt::corrupt;
+use super::delay;
 use super::disks;
 use super::firewall;
 use super::power::{Journal, lose_unsynced};
@@ -260,6 +261,7 @@ impl Nemesis {
             Fault::Loss(t) => self.loss(t, hold, rng).await,
             Fault::CrashAt(point) => self.crash_at(point, hold, rng).await,
             Fault::Clock(t) => self.clock(t, hold, rng).await,
+            Fault::Delay(t) => self.delay(t, hold, rng).await,
             Fault::DiskFull(t) => self.disk_full(t, hold, rng).await,
         }
     }
@@ -357,6 +359,53 @@ impl Nemesis {
             format!("offsets seen by node(s) {saw:?}{restart}; clocks set right")
         };
         self.stop("clock", &nodes, detail);
+    }
+
+    /// Holds back the UDP packets into `t`'s nodes for `hold`, each by the
+    /// step's base delay and up to half of it again ([`delay`]); then lets
+    /// the held ones go.
+    async fn delay(&self, t: Target, hold: Duration, rng: &mut Rng) {
+        if let Some(why) = &self.network_unavailable {
+            self.unavailable("delay", why);
+            return;
+        }
+        if let Err(why) = delay::available() {
+            self.unavailable("delay", &why);
+            return;
+        }
+        let nodes = targets(t, self.cluster.spec.nodes, self.ctx.leader(), rng);
+        let base_ms = rng.range(delay::DELAY_MS_MIN, delay::DELAY_MS_MAX + 1);
+        let seed = rng.next_u64();
+        self.start(
+            "delay",
+            &nodes,
+            format!(
+                "{}: packets into {nodes:?} held {base_ms}-{} ms",
+                Fault::Delay(t),
+                base_ms + base_ms / 2
+            ),
+        );
+        let ips: Vec<_> = nodes.iter().map(|i| self.cluster.ip(*i)).collect();
+        let delayer = match delay::Delayer::start(&ips, base_ms, seed) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problem(format!("cannot hold packets back: {e:#}"));
+                None
+            }
+        };
+        sleep(hold).await;
+        let detail = match delayer.map(delay::Delayer::stop) {
+            Some(Ok(held)) => format!(
+                "healed; {} packets held back, at most {} at once",
+                held.packets, held.most_at_once
+            ),
+            Some(Err(e)) => {
+                self.problem(format!("cannot let the held packets go: {e:#}"));
+                format!("heal failed: {e:#}")
+            }
+            None => "nothing held".to_string(),
+        };
+        self.stop("delay", &nodes, detail);
     }
 
     /// Fills the disks of `t`'s nodes for `hold`, then empties them and

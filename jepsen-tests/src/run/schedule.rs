@@ -87,6 +87,11 @@ pub enum Fault {
     /// `run/clock.rs`). Nothing that decides what is kept may depend on a
     /// node's wall clock.
     Clock(Target),
+    /// The UDP packets into the target nodes (from peers and clients) held
+    /// back, each by the step's base delay (drawn between
+    /// [`crate::run::delay::DELAY_MS_MIN`] and `DELAY_MS_MAX`) and up to
+    /// half of it again, so they also arrive out of order.
+    Delay(Target),
 }
 
 /// Least share of packets, in percent, a `loss` step drops.
@@ -101,7 +106,7 @@ impl Fault {
     pub fn needs_network(&self) -> bool {
         matches!(
             self,
-            Fault::Partition(_) | Fault::PartKill(_) | Fault::Loss(_)
+            Fault::Partition(_) | Fault::PartKill(_) | Fault::Loss(_) | Fault::Delay(_)
         )
     }
 
@@ -136,6 +141,7 @@ impl Fault {
             Fault::CrashAt(_) => "crash-at",
             Fault::DiskFull(_) => "disk-full",
             Fault::Clock(_) => "clock",
+            Fault::Delay(_) => "delay",
         }
     }
 }
@@ -147,7 +153,7 @@ impl Fault {
 /// then, so a `run --nemesis all --seed S` recorded before replays with
 /// `--nemesis all-before-loss`, and one recorded before
 /// [`ADDED_IN_SESSION_28`] with `--nemesis all-before-clock`).
-pub const FAMILIES: [&str; 13] = [
+pub const FAMILIES: [&str; 14] = [
     "kill",
     "pause",
     "partition",
@@ -161,6 +167,7 @@ pub const FAMILIES: [&str; 13] = [
     "crash-at",
     "disk-full",
     "clock",
+    "delay",
 ];
 
 /// The families `all-before-loss` leaves out: `all` as seeds recorded before
@@ -168,7 +175,7 @@ pub const FAMILIES: [&str; 13] = [
 pub const ADDED_IN_SESSION_27: [&str; 3] = ["loss", "crash-at", "disk-full"];
 
 /// The families `all-before-clock` leaves out (and `all-before-loss` too).
-pub const ADDED_IN_SESSION_28: [&str; 1] = ["clock"];
+pub const ADDED_IN_SESSION_28: [&str; 2] = ["clock", "delay"];
 
 /// The families an `all` alias means on `nodes` nodes (`all`,
 /// `all-before-clock`, `all-before-loss`), or `None` if `item` is none.
@@ -241,6 +248,7 @@ impl fmt::Display for Fault {
             Fault::CrashAt(point) => write!(f, "crash-at:{point}"),
             Fault::DiskFull(t) => write!(f, "disk-full:{t}"),
             Fault::Clock(t) => write!(f, "clock:{t}"),
+            Fault::Delay(t) => write!(f, "delay:{t}"),
         }
     }
 }
@@ -289,6 +297,7 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
                  loss [:one|leader|minority|majority|all], crash-at [:POINT: {}], \
                  disk-full [:one|leader|minority|majority|all], \
                  clock [:one|leader|minority|majority|all], \
+                 delay [:one|leader|minority|majority|all], \
                  or all (all-before-clock: as before session 28, all-before-loss: before 27)",
                 crash_point_names()
             )
@@ -329,6 +338,7 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
             "loss" => targets(variant)?.into_iter().map(Fault::Loss).collect(),
             "disk-full" => targets(variant)?.into_iter().map(Fault::DiskFull).collect(),
             "clock" => targets(variant)?.into_iter().map(Fault::Clock).collect(),
+            "delay" => targets(variant)?.into_iter().map(Fault::Delay).collect(),
             "crash-at" => match variant {
                 None => sluice_crashpoints::POINTS
                     .iter()
@@ -657,9 +667,9 @@ mod tests {
         assert_eq!(before.last(), Some(&Fault::PartKill(Cut::Ring)));
         let all = parse_nemesis("all", 3).unwrap();
         assert_eq!(all[..before.len()], before[..]);
-        let added = parse_nemesis("loss,crash-at,disk-full,clock", 3).unwrap();
+        let added = parse_nemesis("loss,crash-at,disk-full,clock,delay", 3).unwrap();
         assert_eq!(all[before.len()..], added[..]);
-        assert_eq!(all.last(), Some(&Fault::Clock(Target::All)));
+        assert_eq!(all.last(), Some(&Fault::Delay(Target::All)));
         let before_clock = parse_nemesis("all-before-clock", 3).unwrap();
         assert_eq!(all[..before_clock.len()], before_clock[..]);
         assert_eq!(before_clock.last(), Some(&Fault::DiskFull(Target::All)));

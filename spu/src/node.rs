@@ -206,6 +206,12 @@ fn bind(config: &NodeConfig, data_dir: &DataDir) -> Result<(quinn::Endpoint, Pee
     };
     let server_config =
         sluice_transport::server_config(&identity, &ca_pem, auth).map_err(NodeError::TlsConfig)?;
+    if let Some(why) = sluice_transport::tls::clock_outside_validity(&identity, &ca_pem) {
+        // Not fatal: the clock may be set right while the node runs, and it
+        // then connects; until then the operator must hear it plainly.
+        tracing::error!("{why}");
+        eprintln!("error: {why}");
+    }
     let endpoint = sluice_transport::bind_node_server(config.listen, server_config, &identity)?;
     let client_config =
         sluice_transport::peer_client_config(&ca_pem, &identity).map_err(NodeError::TlsConfig)?;

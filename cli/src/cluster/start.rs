@@ -487,26 +487,51 @@ async fn wait_ready(
             }),
             Err(_) => false,
         };
-        let ready = listed
-            && futures::future::join_all(layout.stopped.iter().map(|&i| async move {
-                let addr = layout.addr_of(i);
-                match sluice_client::Client::from_profile(home, Some(PROFILE), Some(&addr)).await {
-                    Ok(c) => c
-                        .cluster_status()
-                        .await
-                        .is_ok_and(|s| s.controller_leader.is_some()),
-                    Err(_) => false,
-                }
-            }))
-            .await
-            .into_iter()
-            .all(|ok| ok);
-        if ready {
+        let answered = futures::future::join_all(layout.stopped.iter().map(|&i| async move {
+            let addr = layout.addr_of(i);
+            match sluice_client::Client::from_profile(home, Some(PROFILE), Some(&addr)).await {
+                Ok(c) => c
+                    .cluster_status()
+                    .await
+                    .is_ok_and(|s| s.controller_leader.is_some()),
+                Err(_) => false,
+            }
+        }))
+        .await;
+        if listed && answered.iter().all(|ok| *ok) {
             return Ok(());
         }
         if Instant::now() > deadline {
+            // Name the started nodes that never answered, with their last
+            // words (a clock outside the certificates' validity, a peer
+            // refusing them...), rather than only where the logs are.
+            let silent: Vec<String> = layout
+                .stopped
+                .iter()
+                .zip(&answered)
+                .filter(|(_, ok)| !**ok)
+                .map(|(i, _)| {
+                    let dir = node_dir(&layout.root, *i);
+                    let (log, stderr) = (dir.join("node.log"), dir.join("node.stderr"));
+                    format!(
+                        "node {i}, last lines of {}:\n{}\nand of {}:\n{}",
+                        log.display(),
+                        tail(&log, 3),
+                        stderr.display(),
+                        tail(&stderr, 2)
+                    )
+                })
+                .collect();
             bail!(
-                "the local cluster did not become ready within {CLUSTER_READY_TIMEOUT:?}; see the logs in {}",
+                "the local cluster did not become ready within {CLUSTER_READY_TIMEOUT:?}{}; see the logs in {}",
+                if silent.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ": no answer with a controller leader from {}\n",
+                        silent.join("\n")
+                    )
+                },
                 layout.root.display()
             );
         }

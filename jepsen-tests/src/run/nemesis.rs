@@ -49,6 +49,10 @@ pub struct Nemesis {
 /// [`sluice_crashpoints::FILE_ENV`] naming it in runs with `crash-at`).
 pub const CRASH_FILE: &str = "crash-at";
 
+/// What a node's stderr says when its clock lies outside its certificate's
+/// validity (`sluice_transport::tls::clock_outside_validity`).
+const CLOCK_OUTSIDE_VALIDITY: &str = "this node's clock reads ";
+
 /// How long after its heal a move may take before the nemesis stops waiting
 /// (the move goes on; the final convergence waits for it).
 const MOVE_WAIT: Duration = Duration::from_secs(20);
@@ -335,7 +339,7 @@ impl Nemesis {
         let mut restart = String::new();
         if let Some(i) = restarted {
             self.kill(&[i]).await;
-            restart = format!("; node {i} {}", self.restart().await);
+            restart = format!("; node {i} {}", self.start_under_clock(i).await);
         }
         sleep_until(started + hold).await;
         let saw: Vec<NodeId> = written
@@ -406,6 +410,37 @@ impl Nemesis {
             None => "nothing held".to_string(),
         };
         self.stop("delay", &nodes, detail);
+    }
+
+    /// Starts node `i` again under its wrong clock. A node whose clock lies
+    /// outside its certificate's validity says so on its stderr and cannot
+    /// become ready (no handshake succeeds) until the clock is right: that
+    /// start is what the fault is, not a problem, and is not waited out.
+    async fn start_under_clock(&self, i: NodeId) -> String {
+        let stderr = self.cluster.node_dir(i).join("node.stderr");
+        let said = || {
+            std::fs::read_to_string(&stderr)
+                .map(|t| t.matches(CLOCK_OUTSIDE_VALIDITY).count())
+                .unwrap_or(0)
+        };
+        let before = said();
+        let outside = async {
+            while said() == before {
+                sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            started = self.cluster.start() => match started {
+                Ok(()) => "restarted".into(),
+                Err(e) => {
+                    self.problem(format!("cannot start node {i} under its clock: {e:#}"));
+                    self.restart().await
+                }
+            },
+            () = outside => "started, and said its clock is outside its certificate's validity \
+                (it joins once the clock is right)"
+                .into(),
+        }
     }
 
     /// Fills the disks of `t`'s nodes for `hold`, then empties them and

@@ -130,6 +130,56 @@ pub fn server_config(
     Ok(config)
 }
 
+/// Why `identity`'s certificate fails by this process's clock now, if it
+/// does, checked as peers check it. A node whose clock lies outside its
+/// certificate's validity fails every handshake, since it cannot check its
+/// peers' certificates either, until the clock is right; the node says so
+/// at start instead of leaving only handshake errors in its log.
+pub fn clock_outside_validity(identity: &CertKeyPair, ca_pem: &str) -> Option<String> {
+    outside_validity_at(identity, ca_pem, rustls::pki_types::UnixTime::now())
+}
+
+fn outside_validity_at(
+    identity: &CertKeyPair,
+    ca_pem: &str,
+    now: rustls::pki_types::UnixTime,
+) -> Option<String> {
+    use rustls::CertificateError as E;
+    let roots = Arc::new(pem::cluster_roots(ca_pem).ok()?);
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .ok()?;
+    let chain = pem::certs(&identity.cert_pem, "certificate").ok()?;
+    let (leaf, rest) = chain.split_first()?;
+    let date = |t: rustls::pki_types::UnixTime| {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(t.as_secs());
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
+    let clock = date(now);
+    let bound = match verifier.verify_client_cert(leaf, rest, now) {
+        Err(rustls::Error::InvalidCertificate(e)) => match e {
+            E::NotValidYetContext { not_before, .. } => {
+                format!(
+                    "before its certificate is valid (from {})",
+                    date(not_before)
+                )
+            }
+            E::ExpiredContext { not_after, .. } => {
+                format!("after its certificate expired (at {})", date(not_after))
+            }
+            E::NotValidYet => "before its certificate is valid".to_string(),
+            E::Expired => "after its certificate expired".to_string(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(format!(
+        "this node's clock reads {clock}, {bound}: every TLS handshake with its peers and \
+         clients fails until the clock is right; set it right (NTP), or reissue the \
+         certificate if it really expired"
+    ))
+}
+
 /// Client configuration trusting only the CA in `ca_pem`, presenting
 /// `identity` to servers that ask for a certificate.
 pub fn client_config(
@@ -181,4 +231,30 @@ fn client_config_with(
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(transport);
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::ClusterCa;
+    use rustls::pki_types::UnixTime;
+
+    #[test]
+    fn a_clock_outside_the_certificates_validity_is_named_with_both_dates() {
+        let ca = ClusterCa::generate("c1").unwrap();
+        let node = ca.issue_node(2, &[], &[]).unwrap();
+        let now = UnixTime::now();
+        assert_eq!(outside_validity_at(&node, ca.cert_pem(), now), None);
+        let years = |n: u64| Duration::from_secs(n * 366 * 86_400);
+        let early = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs()) - years(3));
+        let why = outside_validity_at(&node, ca.cert_pem(), early).unwrap();
+        assert!(
+            why.contains("before its certificate is valid (from "),
+            "{why}"
+        );
+        assert!(why.contains("set it right"), "{why}");
+        let late = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs()) + years(40));
+        let why = outside_validity_at(&node, ca.cert_pem(), late).unwrap();
+        assert!(why.contains("after its certificate expired (at "), "{why}");
+    }
 }

@@ -167,7 +167,7 @@ fn partition() {
 fn loss() {
     let r = run("loss", 12, &["--nemesis", "loss"]);
     if is_root() {
-        let dropped = packets_dropped(&r, "loss");
+        let dropped = packets_counted(&r, "loss");
         assert!(
             !dropped.is_empty() && dropped.iter().all(|d| *d > 0),
             "a loss step dropped no packet ({dropped:?}): {}",
@@ -263,14 +263,7 @@ fn delay() {
         r.passed();
         return;
     }
-    let held: Vec<u64> = stop_details(&r, "delay")
-        .iter()
-        .filter_map(|d| {
-            let words: Vec<&str> = d.split_whitespace().collect();
-            let at = words.iter().position(|w| *w == "packets")?;
-            words.get(at.checked_sub(1)?)?.parse().ok()
-        })
-        .collect();
+    let held = packets_counted(&r, "delay");
     assert!(
         !held.is_empty() && held.iter().all(|n| *n > 0),
         "a delay step held no packet back ({held:?}): {}",
@@ -292,9 +285,9 @@ fn stop_details(r: &Run, fault: &str) -> Vec<String> {
         .collect()
 }
 
-/// The packets each healed `fault` step's rules dropped (their stop's
-/// detail ends "N packets dropped").
-fn packets_dropped(r: &Run, fault: &str) -> Vec<u64> {
+/// The packets each healed `fault` step's rules dropped or held back (its
+/// stop's detail says "N packets dropped" or "N packets held back").
+fn packets_counted(r: &Run, fault: &str) -> Vec<u64> {
     stop_details(r, fault)
         .iter()
         .filter_map(|detail| {

@@ -29,7 +29,7 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
 # The fault suite's late packets (an iptables-legacy NFQUEUE rule; root only).
 command -v iptables-legacy >/dev/null 2>&1 || [ -x /usr/sbin/iptables-legacy ] || need_apt+=(iptables)
 # The fault suite's wrong wall clocks (libfaketime, preloaded into the nodes).
-ls /usr/lib/*/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
+ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || ls /usr/lib/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
 # README's sql sink walkthrough (its test runs it) reads the table with sqlite3.
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 # The sql sink's PostgreSQL tests and README walkthrough start a throwaway

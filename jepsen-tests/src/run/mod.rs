@@ -161,16 +161,17 @@ fn segment_bytes(faults: &[Fault]) -> Option<u64> {
         .then_some(CRASH_AT_SEGMENT_BYTES)
 }
 
-/// What the nodes of a run get in their environment (`clock_library`: the
-/// libfaketime to preload in runs with the `clock` nemesis).
-fn node_env(
-    cfg: &RunConfig,
-    faults: &[Fault],
-    clock_library: Option<&Path>,
-) -> Vec<(String, String)> {
+/// What the nodes of a run get in their environment, and why wall clocks
+/// cannot be set if the run asks for it and they cannot (runs with the
+/// `clock` nemesis start every node with libfaketime preloaded).
+fn node_env(cfg: &RunConfig, faults: &[Fault]) -> (Vec<(String, String)>, Option<String>) {
     let mut env = vec![("SLUICE_FSYNC_JOURNAL".to_string(), "1".to_string())];
-    if let Some(library) = clock_library {
-        env.extend(clock::node_env(library));
+    let mut clock_unavailable = None;
+    if faults.iter().any(Fault::needs_clock) {
+        match clock::library() {
+            Ok(library) => env.extend(clock::node_env(&library)),
+            Err(why) => clock_unavailable = Some(why),
+        }
     }
     if faults.iter().any(|f| matches!(f, Fault::CrashAt(_))) {
         env.push((
@@ -187,7 +188,7 @@ fn node_env(
     if std::env::var_os("RUST_LOG").is_none() {
         env.push(("RUST_LOG".into(), "info".into()));
     }
-    env
+    (env, clock_unavailable)
 }
 
 /// `EVERY:KEPT` as two entry counts, EVERY at least 1 (a node would refuse
@@ -577,14 +578,7 @@ async fn run_async(
     let home = out.join("home");
     std::fs::create_dir_all(&home)?;
     let in_ns = netns.is_some();
-    // Wrong wall clocks need every node started with libfaketime.
-    let clock_library = faults.iter().any(Fault::needs_clock).then(clock::library);
-    let clock_unavailable = clock_library.clone().and_then(Result::err);
-    let env = node_env(
-        cfg,
-        faults,
-        clock_library.as_ref().and_then(|l| l.as_deref().ok()),
-    );
+    let (env, clock_unavailable) = node_env(cfg, faults);
     let spec = ClusterSpec {
         sluice_bin: cfg.sluice_bin.clone(),
         home: home.clone(),

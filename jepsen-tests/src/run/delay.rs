@@ -41,6 +41,12 @@ pub const DELAY_MS_MAX: u64 = 120;
 /// How long the thread sleeps at most between looks at the queue.
 const POLL_STEP: Duration = Duration::from_millis(1);
 
+/// How long the thread goes on letting packets through once told to stop:
+/// a packet that met the rules just before they were removed can reach the
+/// queue just after, and closing the queue would drop it (this fault
+/// delays; `loss` drops).
+const DRAIN: Duration = Duration::from_millis(20);
+
 /// The iptables that reaches the kernel's legacy tables (`iptables-nft`
 /// would need the nftables `queue` statement this kernel lacks).
 const IPTABLES: &str = "iptables-legacy";
@@ -152,7 +158,8 @@ pub fn heal() -> anyhow::Result<()> {
 }
 
 /// The thread: takes packets off the queue, each with its due time, and
-/// gives each its verdict when due; once told to stop, lets them all go.
+/// gives each its verdict when due; once told to stop, lets them all go,
+/// and any that still arrive for [`DRAIN`].
 fn hold_packets(
     mut queue: nfq::Queue,
     base_ms: u64,
@@ -163,8 +170,12 @@ fn hold_packets(
     let mut waiting: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut messages = std::collections::HashMap::new();
     let mut held = Held::default();
+    let mut stopped_at: Option<Instant> = None;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
+        if stopping && stopped_at.is_none() {
+            stopped_at = Some(Instant::now());
+        }
         loop {
             match queue.recv() {
                 Ok(mut msg) => {
@@ -194,7 +205,7 @@ fn hold_packets(
                     .context("cannot give a held packet its verdict")?;
             }
         }
-        if stopping {
+        if stopped_at.is_some_and(|at| at.elapsed() >= DRAIN) {
             let _ = queue.unbind(QUEUE_NUM);
             return Ok(held);
         }

@@ -487,21 +487,18 @@ async fn wait_ready(
             }),
             Err(_) => false,
         };
-        let answered = futures::future::join_all(layout.stopped.iter().map(|&i| async move {
-            let addr = layout.addr_of(i);
-            match sluice_client::Client::from_profile(home, Some(PROFILE), Some(&addr)).await {
-                Ok(c) => c
-                    .cluster_status()
-                    .await
-                    .is_ok_and(|s| s.controller_leader.is_some()),
-                Err(_) => false,
-            }
-        }))
-        .await;
+        // Each started node asked only once the cluster lists them all (as
+        // before), or at the deadline, to name the ones that never answer.
+        let late = Instant::now() > deadline;
+        let answered = if listed || late {
+            started_nodes_answer(layout, home).await
+        } else {
+            Vec::new()
+        };
         if listed && answered.iter().all(|ok| *ok) {
             return Ok(());
         }
-        if Instant::now() > deadline {
+        if late {
             // Name the started nodes that never answered, with their last
             // words (a clock outside the certificates' validity, a peer
             // refusing them...), rather than only where the logs are.
@@ -537,6 +534,22 @@ async fn wait_ready(
         }
         tokio::time::sleep(CLUSTER_READY_POLL).await;
     }
+}
+
+/// Whether each node this command started answers with a controller
+/// leader, in the order of `layout.stopped`.
+async fn started_nodes_answer(layout: &Layout, home: &Path) -> Vec<bool> {
+    futures::future::join_all(layout.stopped.iter().map(|&i| async move {
+        let addr = layout.addr_of(i);
+        match sluice_client::Client::from_profile(home, Some(PROFILE), Some(&addr)).await {
+            Ok(c) => c
+                .cluster_status()
+                .await
+                .is_ok_and(|s| s.controller_leader.is_some()),
+            Err(_) => false,
+        }
+    }))
+    .await
 }
 
 /// Waits until the controller leader has created the read-only file's topics.

@@ -11,8 +11,7 @@
 //! original, a request that runs long after its client gave up. The rule
 //! has `--queue-bypass`, so a packet meets no queue if the thread is gone.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::Arc;
@@ -127,28 +126,28 @@ impl Delayer {
 
     /// Removes the rules, then lets every packet still held go.
     pub fn stop(mut self) -> anyhow::Result<Held> {
+        self.finish()
+    }
+
+    /// [`Delayer::stop`]'s work, once (again: nothing held).
+    fn finish(&mut self) -> anyhow::Result<Held> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(Held::default());
+        };
         let flushed = heal();
         self.stop.store(true, Ordering::Relaxed);
-        let held = match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| anyhow::anyhow!("the late-packet thread panicked"))?,
-            None => Ok(Held::default()),
-        };
+        let held = thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the late-packet thread panicked"))?;
         flushed?;
         held
     }
 }
 
 impl Drop for Delayer {
+    /// A step that ended early (its rules half added) still heals.
     fn drop(&mut self) {
-        if self.thread.is_some() {
-            let _ = heal();
-            self.stop.store(true, Ordering::Relaxed);
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
-        }
+        let _ = self.finish();
     }
 }
 
@@ -167,8 +166,8 @@ fn hold_packets(
     stop: &AtomicBool,
 ) -> anyhow::Result<Held> {
     let mut rng = Rng::new(seed);
-    let mut waiting: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut messages = std::collections::HashMap::new();
+    // Each packet under its due time (and its number, to keep ties apart).
+    let mut waiting: BTreeMap<(Instant, u64), nfq::Message> = BTreeMap::new();
     let mut held = Held::default();
     let mut stopped_at: Option<Instant> = None;
     loop {
@@ -180,38 +179,33 @@ fn hold_packets(
             match queue.recv() {
                 Ok(mut msg) => {
                     msg.set_verdict(nfq::Verdict::Accept);
-                    let n = held.packets;
+                    let due = Instant::now() + packet_delay(base_ms, &mut rng);
+                    waiting.insert((due, held.packets), msg);
                     held.packets += 1;
-                    waiting.push(Reverse((
-                        Instant::now() + packet_delay(base_ms, &mut rng),
-                        n,
-                    )));
-                    messages.insert(n, msg);
-                    held.most_at_once = held.most_at_once.max(messages.len());
+                    held.most_at_once = held.most_at_once.max(waiting.len());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e).context("cannot read the netfilter queue"),
             }
         }
         let now = Instant::now();
-        while let Some(Reverse((due, n))) = waiting.peek().copied() {
-            if due > now && !stopping {
+        while let Some(entry) = waiting.first_entry() {
+            if entry.key().0 > now && !stopping {
                 break;
             }
-            waiting.pop();
-            if let Some(msg) = messages.remove(&n) {
-                queue
-                    .verdict(msg)
-                    .context("cannot give a held packet its verdict")?;
-            }
+            queue
+                .verdict(entry.remove())
+                .context("cannot give a held packet its verdict")?;
         }
         if stopped_at.is_some_and(|at| at.elapsed() >= DRAIN) {
             let _ = queue.unbind(QUEUE_NUM);
             return Ok(held);
         }
-        let next = waiting.peek().map_or(POLL_STEP, |Reverse((due, _))| {
-            due.saturating_duration_since(now)
-        });
+        let next = waiting
+            .first_key_value()
+            .map_or(POLL_STEP, |((due, _), _)| {
+                due.saturating_duration_since(now)
+            });
         std::thread::sleep(next.min(POLL_STEP));
     }
 }

@@ -7,7 +7,9 @@
 # window, and the UDP datagrams sent per second over it (`OutDatagrams` of
 # /proc/net/snmp: the whole network namespace's, so other UDP traffic of
 # this namespace counts too). Needs a release build (or SLUICE_BIN).
-# Usage: [EXTRA=--no-quiesce] scripts/bench-idle.sh [PARTITIONS] [SECONDS] [SETTLE] [PORT]
+# PRELOAD=N first produces N 1 KiB records over the partitions (`sluice
+# bench produce`), so the partitions idle after traffic, not after one record.
+# Usage: [EXTRA=--no-quiesce] [PRELOAD=N] scripts/bench-idle.sh [PARTITIONS] [SECONDS] [SETTLE] [PORT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${SLUICE_BIN:-./target/release/sluice}
@@ -50,6 +52,10 @@ for _ in $(seq 180); do
     sleep 1
 done
 seq 0 $((PARTS - 1)) | xargs -P 8 -I{} sh -c "echo x | $S produce idle -p {} >/dev/null"
+if [ "${PRELOAD:-0}" -gt 0 ]; then
+    echo "producing $PRELOAD records first" >&2
+    $S bench produce --topic idle --records "$PRELOAD" --producers 4 -O json >/dev/null
+fi
 echo "partitions: $PARTS x RF3 on 3 nodes; settling ${SETTLE} s" >&2
 sleep "$SETTLE"
 rss0=$(rss)

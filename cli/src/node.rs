@@ -57,9 +57,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_quiesce_idle, conflicts_with = "no_quiesce")]
     pub quiesce_idle: Option<std::time::Duration>,
     /// How often nodes probe each other for the leaders of their sleeping
-    /// groups (default 150ms; 50ms to 5s): a sleeping group's dead leader is
-    /// noticed after 10/3 of it, and an idle cluster sends about this much
-    /// less often (`quiesce_probe_ms`). Give every node the same.
+    /// groups (default 600ms; 50ms to 5s): unless a client or a member
+    /// doubts it first (then it is asked at once), a sleeping group's dead
+    /// leader is noticed after 10/3 of it; an idle cluster sends about this
+    /// much less often (`quiesce_probe_ms`). Give every node the same.
     #[arg(long, value_name = "DURATION", value_parser = parse_quiesce_probe, conflicts_with = "no_quiesce")]
     pub quiesce_probe: Option<std::time::Duration>,
     /// Send every heartbeat of a partition leader, even to followers that

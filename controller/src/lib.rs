@@ -75,6 +75,13 @@ impl Controller {
         self.group.quiesce_with(quiescence).await;
     }
 
+    /// A request for the controller's leader is about to be passed on to it:
+    /// if the group sleeps here, its leader's node is asked at once whether
+    /// it still leads (`sluice_raft::Group::recheck_sleeping_leader`).
+    pub fn recheck_sleeping_leader(&self) {
+        self.group.recheck_sleeping_leader();
+    }
+
     /// This controller, for serving the `Request::Once` of `id`: what is
     /// proposed through the handle returned is applied at most once per
     /// id. The node's request handler passes it to whatever serves the

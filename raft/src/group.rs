@@ -266,6 +266,10 @@ impl<S: ReplicatedState> Group<S> {
                 }
                 continue;
             }
+            // A writer came to a follower, perhaps because it cannot reach
+            // the leader: if the group sleeps here, ask the leader's node now
+            // (a dead one is replaced before the writer's next tries).
+            self.recheck_sleeping_leader();
             return Err(WriteError::NotLeader {
                 group: self.id,
                 node: self.node,

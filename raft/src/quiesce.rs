@@ -28,6 +28,16 @@
 //! nothing). Nodes of an older build send [`RaftRpcKind::LeaderProbe`],
 //! which is still answered.
 //!
+//! The background probes are rare (600 ms; the silence that wakes a group
+//! 2 s) because whoever needs a sleeping group's leader says so first: a
+//! write sent to a follower, a client asking a follower whom it follows
+//! while its request to the leader goes unanswered, a member asking for a
+//! pre-vote. Each makes the follower recheck the leader at once
+//! ([`Quiescence::recheck`]), so a dead leader of an idle partition is
+//! replaced about as soon as an awake one would be, and the interval could
+//! go from 150 to 600 ms (the probes were two thirds of an idle cluster's
+//! CPU; now about a third of half as much: BENCHMARKS.md).
+//!
 //! Safety does not depend on any of this: ticks only drive heartbeats and
 //! election timeouts, never what is committed. The rules below are for
 //! liveness, so that no member sleeps while another waits for heartbeats:
@@ -53,7 +63,7 @@
 //! idle. (Without it, the fault suite found a restarted replica of an idle
 //! partition that never served reads again.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -79,10 +89,14 @@ pub struct QuiesceConfig {
     /// Deadline of one probe, and of one quiesce request.
     pub probe_timeout: Duration,
     /// A sleeping group wakes once its leader's node has not confirmed it
-    /// for this long. With the defaults it is about as long as an awake
-    /// follower takes to miss its leader (450-600 ms), so failover of an
-    /// idle partition is no slower.
+    /// for this long, whether or not anyone needs it.
     pub leader_silence: Duration,
+    /// A doubted leader (see [`Quiescence::recheck`]) whose node confirmed
+    /// the group this recently is not asked again.
+    pub recheck_fresh: Duration,
+    /// Deadline of the probe that rechecks a doubted leader: the group wakes
+    /// if its leader's node has not answered by then.
+    pub recheck_timeout: Duration,
 }
 
 impl Default for QuiesceConfig {
@@ -93,6 +107,8 @@ impl Default for QuiesceConfig {
             probe_interval: crate::timeouts::QUIESCE_PROBE_INTERVAL,
             probe_timeout: crate::timeouts::QUIESCE_PROBE_TIMEOUT,
             leader_silence: crate::timeouts::QUIESCE_LEADER_SILENCE,
+            recheck_fresh: crate::timeouts::QUIESCE_RECHECK_FRESH,
+            recheck_timeout: crate::timeouts::QUIESCE_RECHECK_TIMEOUT,
         }
     }
 }
@@ -170,6 +186,9 @@ pub(crate) struct Inner {
     /// when the group slept), and those members: woken when any of them is
     /// heard from again.
     missing: Mutex<HashMap<GroupId, Vec<NodeId>>>,
+    /// Leader nodes being rechecked now, with the groups doubted meanwhile
+    /// (at most [`PROBE_GROUPS_MAX`] each): one recheck per node at a time.
+    rechecking: Mutex<HashMap<NodeId, BTreeSet<GroupId>>>,
     /// Ends the background task when the last handle goes.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -194,6 +213,7 @@ impl Quiescence {
             groups: Mutex::default(),
             watched: Mutex::default(),
             missing: Mutex::default(),
+            rechecking: Mutex::default(),
             _stop: stop,
         });
         tokio::spawn(run(Arc::downgrade(&inner), stopped));
@@ -285,6 +305,85 @@ impl Quiescence {
             .unwrap()
             .get(&id)
             .is_some_and(|w| w.confirmed.elapsed() <= self.0.config.leader_silence)
+    }
+
+    /// Someone doubts the leader of group `id`, asleep here as a follower: a
+    /// client whose request to that leader goes unanswered asks this node
+    /// whom it follows, or another member campaigns. Unless the leader's
+    /// node confirmed the group within [`QuiesceConfig::recheck_fresh`], this
+    /// asks that node now, with the short deadline
+    /// [`QuiesceConfig::recheck_timeout`], instead of waiting for the next
+    /// probe round, and wakes the group if the node does not answer or no
+    /// longer leads it. So a dead leader of an idle group is found out as
+    /// soon as anyone needs it, and the background probes may be slow
+    /// (issue 15: idle partitions must cost almost nothing). One recheck per
+    /// leader node runs at a time; groups doubted meanwhile join it.
+    pub(crate) fn recheck(&self, id: GroupId) {
+        let doubted = self
+            .0
+            .watched
+            .lock()
+            .unwrap()
+            .get(&id)
+            .filter(|w| w.confirmed.elapsed() > self.0.config.recheck_fresh)
+            .map(|w| (w.leader, w.addr.clone()));
+        let Some((leader, addr)) = doubted else {
+            return;
+        };
+        {
+            let mut rechecking = self.0.rechecking.lock().unwrap();
+            if let Some(ids) = rechecking.get_mut(&leader) {
+                if ids.len() < PROBE_GROUPS_MAX {
+                    ids.insert(id);
+                }
+                return;
+            }
+            rechecking.insert(leader, BTreeSet::from([id]));
+        }
+        let q = self.clone();
+        tokio::spawn(async move { q.recheck_now(leader, addr).await });
+    }
+
+    /// The probe of [`Quiescence::recheck`]: a whole probe of `leader`, so
+    /// its answer confirms every group asleep here under it, but only the
+    /// doubted groups wake if it fails.
+    async fn recheck_now(&self, leader: NodeId, addr: String) {
+        let out = outgoing(self).remove(&leader).unwrap_or_default();
+        let timeout = self.0.config.recheck_timeout;
+        let answer = send_probe(self, leader, addr, &out, timeout).await;
+        let doubted = self
+            .0
+            .rechecking
+            .lock()
+            .unwrap()
+            .remove(&leader)
+            .unwrap_or_default();
+        if answer.is_ok() {
+            self.0
+                .answered
+                .lock()
+                .unwrap()
+                .insert(leader, Instant::now());
+            self.member_back(leader);
+        }
+        let mut to_wake = Vec::new();
+        {
+            let mut watched = self.0.watched.lock().unwrap();
+            let unanswered = take_answer(&mut watched, leader, &out.asks, &answer, &mut to_wake);
+            for id in unanswered.into_iter().filter(|id| doubted.contains(id)) {
+                if let Some(w) = watched.get(&id) {
+                    to_wake.push((w.group.clone(), "its doubted leader's node did not answer"));
+                }
+            }
+        }
+        if let Err(e) = &answer {
+            tracing::debug!(leader, doubted = doubted.len(), error = %e,
+                "a doubted leader of sleeping groups did not answer");
+        }
+        // Woken outside the lock: a wake unwatches the group.
+        for (group, why) in to_wake {
+            group.wake(why);
+        }
     }
 
     /// How many of this node's groups sleep now (for the node's metrics).
@@ -485,35 +584,72 @@ fn outgoing(q: &Quiescence) -> BTreeMap<NodeId, Outgoing> {
     peers
 }
 
+/// Sends `peer` the probe `out` with deadline `timeout`; its answer is, of
+/// `out.asks`, the groups the peer leads.
+async fn send_probe(
+    q: &Quiescence,
+    peer: NodeId,
+    addr: String,
+    out: &Outgoing,
+    timeout: Duration,
+) -> Answer<Vec<GroupId>> {
+    let probe = PeerProbe {
+        from: q.0.node,
+        asks: out.asks.clone(),
+        leads: out.leads.clone(),
+    };
+    let payload = encode(&probe).map_err(|e| e.to_string())?;
+    let rpc = RaftRpc {
+        group: crate::CONTROLLER_GROUP,
+        kind: RaftRpcKind::PeerProbe,
+        payload,
+    };
+    match q.0.transport.call(peer, addr, rpc, timeout).await {
+        Ok(bytes) => decode::<Answer<Vec<GroupId>>>(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|a| a),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Takes in `leader`'s answer to a probe that asked about `ids`: a group
+/// it still leads is confirmed, one it no longer leads is put in `to_wake`.
+/// Returns the groups, still asleep here under `leader`, that the probe
+/// failed to get an answer for.
+fn take_answer(
+    watched: &mut HashMap<GroupId, Watch>,
+    leader: NodeId,
+    ids: &[GroupId],
+    answer: &Answer<Vec<GroupId>>,
+    to_wake: &mut Vec<(Arc<dyn Sleeper>, &'static str)>,
+) -> Vec<GroupId> {
+    let now = Instant::now();
+    let mut unanswered = Vec::new();
+    for &id in ids {
+        let Some(w) = watched.get_mut(&id).filter(|w| w.leader == leader) else {
+            continue;
+        };
+        match answer {
+            Ok(led) if led.contains(&id) => w.confirmed = now,
+            Ok(_) => to_wake.push((w.group.clone(), "its leader no longer leads it")),
+            Err(e) => {
+                tracing::debug!(group = id, leader, error = %e,
+                    "no answer from the leader of a sleeping group");
+                unanswered.push(id);
+            }
+        }
+    }
+    unanswered
+}
+
 async fn probe_leaders(q: &Quiescence) {
     let now = Instant::now();
     let mut peers = outgoing(q);
     peers.retain(|peer, out| out.needed && !q.covered_by(*peer, now));
     let timeout = q.0.config.probe_timeout;
-    let from = q.0.node;
     let probes = peers.into_iter().map(|(leader, out)| async move {
-        let probe = PeerProbe {
-            from,
-            asks: out.asks,
-            leads: out.leads,
-        };
-        let answer = match encode(&probe) {
-            Ok(payload) => {
-                let rpc = RaftRpc {
-                    group: crate::CONTROLLER_GROUP,
-                    kind: RaftRpcKind::PeerProbe,
-                    payload,
-                };
-                match q.0.transport.call(leader, out.addr, rpc, timeout).await {
-                    Ok(bytes) => decode::<Answer<Vec<GroupId>>>(&bytes)
-                        .map_err(|e| e.to_string())
-                        .and_then(|a| a),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        (leader, probe.asks, answer)
+        let answer = send_probe(q, leader, out.addr.clone(), &out, timeout).await;
+        (leader, out.asks, answer)
     });
     let results = futures::future::join_all(probes).await;
     for (peer, _, answer) in &results {
@@ -527,18 +663,8 @@ async fn probe_leaders(q: &Quiescence) {
     {
         let mut watched = q.0.watched.lock().unwrap();
         for (leader, ids, answer) in results {
-            for id in ids {
-                let Some(w) = watched.get_mut(&id).filter(|w| w.leader == leader) else {
-                    continue;
-                };
-                match &answer {
-                    Ok(led) if led.contains(&id) => w.confirmed = now,
-                    Ok(_) => to_wake.push((w.group.clone(), "its leader no longer leads it")),
-                    // Silent for long enough, the group wakes below.
-                    Err(e) => tracing::debug!(group = id, leader, error = %e,
-                        "no answer from the leader of a sleeping group"),
-                }
-            }
+            // Those unanswered wake below once silent for long enough.
+            take_answer(&mut watched, leader, &ids, &answer, &mut to_wake);
         }
         // Every watch not confirmed for `leader_silence` wakes: those whose
         // probe failed above, and those of covered peers, confirmed (or

@@ -96,6 +96,8 @@ fn configs() -> (GroupConfig, QuiesceConfig) {
         probe_interval: Duration::from_millis(50),
         probe_timeout: Duration::from_millis(200),
         leader_silence: Duration::from_millis(300),
+        recheck_fresh: Duration::from_millis(50),
+        recheck_timeout: Duration::from_millis(200),
     };
     (group, quiesce)
 }
@@ -108,6 +110,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
+        Self::start_with(configs().1).await
+    }
+
+    async fn start_with(quiesce: QuiesceConfig) -> Self {
         let net = Arc::new(Net::default());
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let mut cluster = Self {
@@ -116,7 +122,7 @@ impl Cluster {
             states: HashMap::new(),
         };
         for node in 1..=3 {
-            let q = Quiescence::start(node, cluster.endpoint(node), configs().1);
+            let q = Quiescence::start(node, cluster.endpoint(node), quiesce.clone());
             cluster.net.nodes.lock().unwrap().insert(node, q);
             let db = LogDb::open(cluster.dirs[node as usize - 1].path()).unwrap();
             cluster.start_replica(node, db).await;
@@ -347,6 +353,79 @@ async fn a_sleeping_group_elects_a_new_leader_when_its_leader_node_dies() {
         c.alive().iter().all(|n| c.sum(*n) == 3)
     })
     .await;
+    c.shutdown().await;
+}
+
+/// Background probes too rare to act within a test: a sleeping group's dead
+/// leader can only be found out in time by a recheck.
+fn rare_probes() -> QuiesceConfig {
+    QuiesceConfig {
+        probe_interval: Duration::from_secs(60),
+        probe_timeout: Duration::from_secs(1),
+        leader_silence: Duration::from_secs(300),
+        ..configs().1
+    }
+}
+
+/// A client whose write to a sleeping partition's dead leader goes
+/// unanswered asks the other replicas whom they follow; the one asked
+/// rechecks the leader at once, wakes and campaigns, and the other member,
+/// asked for its pre-vote, rechecks too and grants. With background probes
+/// this rare, nothing else would elect a new leader within the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doubted_dead_leader_of_a_sleeping_group_is_found_out_at_once() {
+    let c = Cluster::start_with(rare_probes()).await;
+    c.write_anywhere(1).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    let old = c.leader().expect("a leader");
+    let term = c.term(old);
+    c.net.down.lock().unwrap().insert(old);
+    // Past `recheck_fresh`: the confirmation at falling asleep is stale.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = (1..=3).find(|n| *n != old).unwrap();
+    c.group(asked).recheck_sleeping_leader();
+
+    wait("a new leader among the others", || {
+        c.leader().is_some_and(|l| l != old)
+    })
+    .await;
+    assert!(c.term(c.leader().unwrap()) > term);
+    c.write_anywhere(2).await;
+    wait("the survivors applied both writes", || {
+        c.alive().iter().all(|n| c.sum(*n) == 3)
+    })
+    .await;
+    c.shutdown().await;
+}
+
+/// Doubts about a live leader cost one question however many come at once,
+/// and wake nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doubts_about_a_live_sleeping_leader_cost_one_question_and_wake_nothing() {
+    let c = Cluster::start_with(rare_probes()).await;
+    c.write_anywhere(1).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    let leader = c.leader().expect("a leader");
+    let term = c.term(leader);
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    // Past `recheck_fresh`: the confirmation at falling asleep is stale.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let probes = c.sent_by(follower, RaftRpcKind::PeerProbe);
+    for _ in 0..5 {
+        c.group(follower).recheck_sleeping_leader();
+    }
+    wait("the leader was asked", || {
+        c.sent_by(follower, RaftRpcKind::PeerProbe) > probes
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        c.sent_by(follower, RaftRpcKind::PeerProbe),
+        probes + 1,
+        "five doubts at once are one question"
+    );
+    assert!(c.all_asleep(), "a doubt about a live leader woke a group");
+    assert!((1..=3).all(|n| c.term(n) == term));
     c.shutdown().await;
 }
 

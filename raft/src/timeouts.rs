@@ -74,14 +74,23 @@ pub const LEADER_TRANSFER_RETRY: Duration = Duration::from_secs(1);
 pub const LEADER_TRANSFER_ATTEMPTS_MAX: u32 = 30;
 
 /// How often a node asks the leaders of its sleeping groups whether they
-/// still lead them.
-pub const QUIESCE_PROBE_INTERVAL: Duration = Duration::from_millis(150);
-/// Deadline of one probe, and of one quiesce request.
-pub const QUIESCE_PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// still lead them, in the background. 150 ms until session 29: the probes
+/// were then two thirds of an idle cluster's CPU (0.019 cores for 64 idle
+/// partitions against 0.0087 at 500 ms, BENCHMARKS.md), and a doubted leader
+/// is now asked at once ([`QUIESCE_RECHECK_FRESH`]), so the interval no
+/// longer sets how soon a write finds a dead leader of an idle partition.
+pub const QUIESCE_PROBE_INTERVAL: Duration = Duration::from_millis(600);
+/// Deadline of one background probe, and of one quiesce request.
+pub const QUIESCE_PROBE_TIMEOUT: Duration = Duration::from_millis(1_200);
 /// A sleeping group wakes once its leader's node has not confirmed it for
-/// this long: about as long as an awake follower takes to miss its leader,
-/// so failover of an idle partition is no slower.
-pub const QUIESCE_LEADER_SILENCE: Duration = Duration::from_millis(500);
+/// this long, whether or not anyone needs it (10/3 of the probe interval).
+pub const QUIESCE_LEADER_SILENCE: Duration = Duration::from_millis(2_000);
+/// A sleeping group's leader doubted by a client or a campaigning member
+/// (`crate::Quiescence::recheck`) is asked at once unless its node confirmed
+/// the group within this.
+pub const QUIESCE_RECHECK_FRESH: Duration = Duration::from_millis(150);
+/// Deadline of that question; the doubted group wakes without an answer.
+pub const QUIESCE_RECHECK_TIMEOUT: Duration = Duration::from_millis(150);
 
 const fn ms(d: Duration) -> u128 {
     d.as_millis()
@@ -106,10 +115,13 @@ const _: () = {
         ms(HEARTBEAT_SKIP_AFTER_ACK) + ms(HEARTBEAT_INTERVAL) + ms(HEARTBEAT_INTERVAL) * 13 / 64
             < ms(ELECTION_TIMEOUT_MIN)
     );
-    // A sleeping follower notices a dead leader no later than an awake
-    // one would (lease + the longest election timeout), and probes it
-    // more than once within that silence, each probe ending in it.
-    assert!(ms(QUIESCE_LEADER_SILENCE) <= 2 * ms(ELECTION_TIMEOUT_MAX));
+    // A sleeping follower whose leader is doubted finds a dead one out no
+    // later than an awake follower would miss it (lease + the longest
+    // election timeout). Undoubted, it probes the leader more than once
+    // within the silence that wakes it, each probe ending in it.
+    assert!(
+        ms(QUIESCE_RECHECK_FRESH) + ms(QUIESCE_RECHECK_TIMEOUT) <= 2 * ms(ELECTION_TIMEOUT_MAX)
+    );
     assert!(2 * ms(QUIESCE_PROBE_INTERVAL) < ms(QUIESCE_LEADER_SILENCE));
     assert!(ms(QUIESCE_PROBE_TIMEOUT) < ms(QUIESCE_LEADER_SILENCE));
     // A group is idle for longer than a sweep comes around.

@@ -104,8 +104,8 @@ pub const QUIESCE_IDLE_MS_MIN: u64 = 100;
 /// Shortest `quiesce_probe_ms`: probing faster than a heartbeat would cost
 /// more than the heartbeats quiescence saves.
 pub const QUIESCE_PROBE_MS_MIN: u64 = 50;
-/// Longest `quiesce_probe_ms`: a sleeping group's dead leader is then
-/// noticed after about 17 s.
+/// Longest `quiesce_probe_ms`: a sleeping group's dead leader that nobody
+/// doubts is then noticed after about 17 s.
 pub const QUIESCE_PROBE_MS_MAX: u64 = 5_000;
 
 fn yes() -> bool {

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::harness::{
-    Env, lines, log_difference, partition_leader as leader, produce_across_leader_kill, wait_until,
-    wait_until_replicas_caught_up,
+    Env, lines, log_difference, partition_leader as leader, produce_across_leader_kill, sample,
+    scrape, wait_until, wait_until_replicas_caught_up,
 };
 
 #[test]
@@ -335,4 +335,56 @@ fn a_client_of_one_node_lists_the_leader_and_offsets_of_partitions_it_does_not_h
         assert_eq!(p.leader, Some(replica), "{p:?}");
         assert_eq!(p.committed_offset, u64::from(p.partition) + 1, "{p:?}");
     }
+}
+
+/// A write to an idle partition whose leader died is taken as soon as the
+/// writer finds the leader gone: the write sent to a follower (a fresh CLI
+/// tries the nodes in turn), or the client asking the followers whom they
+/// follow while its request to the leader goes unanswered, makes each
+/// follower ask the leader's node at once instead of waiting for its
+/// background probes (every 5 s here, so they would wake the group only
+/// after about 17 s: longer than the write may take).
+#[test]
+fn a_write_to_a_sleeping_partition_whose_leader_died_makes_its_followers_ask_at_once() {
+    let env = Env::with_ports_for(3);
+    let port = env.port.to_string();
+    env.ok(&[
+        "cluster",
+        "start",
+        "--local",
+        "--spus",
+        "3",
+        "--port",
+        &port,
+        "--quiesce-probe",
+        "5s",
+    ]);
+    env.ok(&["topic", "create", "doubted", "-r", "3"]);
+    env.ok_with_input(&["produce", "doubted"], b"before\n");
+    let metric = |node: u64, name: &str, labels: &[&str]| {
+        scrape(env.port + node as u16 - 1)
+            .and_then(|body| sample(&body, name, labels))
+            .unwrap_or(0.0)
+    };
+    // The controller's group and the partition's, on every node.
+    wait_until(Duration::from_secs(30), || {
+        (1..=3).all(|n| metric(n, "sluice_raft_groups_asleep", &[]) == 2.0)
+    });
+    let old = leader(&env, "doubted");
+    env.kill(old);
+
+    env.ok_with_input(
+        &["produce", "doubted", "--delivery-timeout", "10s"],
+        b"after\n",
+    );
+    let doubted = r#"why="its doubted leader's node did not answer""#;
+    let woken: f64 = (1..=3)
+        .filter(|n| *n != old)
+        .map(|n| metric(n, "sluice_raft_group_wakes_total", &[doubted]))
+        .sum();
+    assert!(woken >= 1.0, "no follower woke on asking the dead leader");
+    assert_eq!(
+        env.ok(&["consume", "doubted", "-B", "-d"]),
+        "before\nafter\n"
+    );
 }

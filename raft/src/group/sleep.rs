@@ -87,6 +87,22 @@ impl<S: ReplicatedState> Group<S> {
             .map(|n| n.addr.clone())
     }
 
+    /// Someone has a reason to doubt this group's leader: a client whose
+    /// request to it goes unanswered asks this node whom it follows, or
+    /// sends this node a write meant for the leader. If the
+    /// group sleeps here as a follower, its leader's node is asked at once
+    /// unless it confirmed the group just now, and the group wakes (and
+    /// elects) if that node is gone (see `Quiescence::recheck`). Returns at
+    /// once; does nothing for an awake group, whose election timer watches
+    /// its leader already.
+    pub fn recheck_sleeping_leader(&self) {
+        if self.is_asleep()
+            && let Some(q) = self.quiescence()
+        {
+            q.recheck(self.id);
+        }
+    }
+
     /// Whether the group sleeps on this node (its ticks are off).
     pub fn is_asleep(&self) -> bool {
         self.sleep.asleep.load(Ordering::SeqCst)
@@ -347,8 +363,17 @@ impl<S: ReplicatedState> Group<S> {
         let refuse = if state == ServerState::Leader {
             self.leads()
         } else {
-            self.quiescence()
-                .is_some_and(|q| q.leader_confirmed_recently(self.id))
+            // A campaigning member doubts the leader: while refusing on the
+            // strength of a confirmation that is not fresh, ask the leader's
+            // node again, so that a dead one is found out by this member too
+            // before the candidate's next try.
+            self.quiescence().is_some_and(|q| {
+                let confirmed = q.leader_confirmed_recently(self.id);
+                if confirmed {
+                    q.recheck(self.id);
+                }
+                confirmed
+            })
         };
         if !refuse {
             return None;

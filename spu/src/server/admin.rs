@@ -264,6 +264,13 @@ pub(super) fn list_partitions(
             let local = node.replicas.get(&md, name, a.partition).ok();
             let (leader, start, end, size) = match &local {
                 Some(p) => {
+                    if topic.is_some() {
+                        // A client asking about one topic's leaders is often
+                        // one whose request to a leader goes unanswered
+                        // (`client::leader_watch`): a sleeping replica asks
+                        // its leader's node at once whether it still leads.
+                        p.group.recheck_sleeping_leader();
+                    }
                     let (start, end, size) = p.offsets();
                     (p.group.status().leader, start, end, size)
                 }

@@ -491,6 +491,10 @@ pub(crate) async fn propose_anywhere(
 }
 
 async fn forward_to_controller_leader(node: &Shared, leader: u64, request: &Request) -> Response {
+    // If the controller's group sleeps here, its leader may have died since
+    // it was last heard from: ask its node now rather than at the next
+    // probe round, so a dead one is replaced while this request waits.
+    node.controller.recheck_sleeping_leader();
     let Some(addr) = node
         .controller
         .view()

@@ -95,6 +95,7 @@ fn configs() -> (GroupConfig, QuiesceConfig) {
         idle_for: Duration::from_millis(300),
         probe_interval: Duration::from_millis(50),
         probe_timeout: Duration::from_millis(200),
+        request_timeout: Duration::from_millis(200),
         leader_silence: Duration::from_millis(300),
         recheck_fresh: Duration::from_millis(50),
         recheck_timeout: Duration::from_millis(200),

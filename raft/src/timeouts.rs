@@ -80,8 +80,13 @@ pub const LEADER_TRANSFER_ATTEMPTS_MAX: u32 = 30;
 /// is now asked at once ([`QUIESCE_RECHECK_FRESH`]), so the interval no
 /// longer sets how soon a write finds a dead leader of an idle partition.
 pub const QUIESCE_PROBE_INTERVAL: Duration = Duration::from_millis(600);
-/// Deadline of one background probe, and of one quiesce request.
+/// Deadline of one background probe.
 pub const QUIESCE_PROBE_TIMEOUT: Duration = Duration::from_millis(1_200);
+/// Deadline of one quiesce request. Short, not the probes' deadline: a
+/// sweep asks 16 groups at a time and the next sweep waits for it, so
+/// requests to a member that just died (it is left out once silent for
+/// the leader silence) hold the sweeps up to this each.
+pub const QUIESCE_REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
 /// A sleeping group wakes once its leader's node has not confirmed it for
 /// this long, whether or not anyone needs it (10/3 of the probe interval).
 pub const QUIESCE_LEADER_SILENCE: Duration = Duration::from_millis(2_000);

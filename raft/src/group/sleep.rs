@@ -145,6 +145,7 @@ impl<S: ReplicatedState> Group<S> {
             *self.sleep.idle.lock().unwrap() = None;
             if let Some(q) = self.quiescence() {
                 q.unwatch(self.id);
+                q.woke();
             }
             metrics::counter!(crate::RAFT_GROUP_WAKES, "why" => why).increment(1);
             tracing::debug!(group = self.id, why, "group awake");
@@ -300,7 +301,7 @@ impl<S: ReplicatedState> Group<S> {
             // to that node (a sweep asks many groups at once).
             let call = q
                 .transport()
-                .call_heartbeat(member, addr, rpc, config.probe_timeout);
+                .call_heartbeat(member, addr, rpc, config.request_timeout);
             async move {
                 match call.await {
                     Ok(bytes) => decode::<Answer<()>>(&bytes)

@@ -35,8 +35,8 @@
 //! pre-vote. Each makes the follower recheck the leader at once
 //! ([`Quiescence::recheck`]), so a dead leader of an idle partition is
 //! replaced about as soon as an awake one would be, and the interval could
-//! go from 150 to 600 ms (the probes were two thirds of an idle cluster's
-//! CPU; now about a third of half as much: BENCHMARKS.md).
+//! go from 150 to 600 ms (probing every 150 ms was two thirds of an idle
+//! cluster's CPU: BENCHMARKS.md, session 29).
 //!
 //! Safety does not depend on any of this: ticks only drive heartbeats and
 //! election timeouts, never what is committed. The rules below are for
@@ -97,9 +97,12 @@ pub struct QuiesceConfig {
     /// A doubted leader (see [`Quiescence::recheck`]) whose node confirmed
     /// the group this recently is not asked again.
     pub recheck_fresh: Duration,
-    /// Deadline of the probe that rechecks a doubted leader: the group wakes
-    /// if its leader's node has not answered by then.
+    /// Deadline of the probe that rechecks a doubted leader.
     pub recheck_timeout: Duration,
+    /// A doubted group whose recheck got no answer wakes only if its leader's
+    /// node has confirmed nothing for this long; otherwise the next doubt
+    /// asks again.
+    pub recheck_silence: Duration,
 }
 
 impl Default for QuiesceConfig {
@@ -113,6 +116,7 @@ impl Default for QuiesceConfig {
             leader_silence: crate::timeouts::QUIESCE_LEADER_SILENCE,
             recheck_fresh: crate::timeouts::QUIESCE_RECHECK_FRESH,
             recheck_timeout: crate::timeouts::QUIESCE_RECHECK_TIMEOUT,
+            recheck_silence: crate::timeouts::QUIESCE_RECHECK_SILENCE,
         }
     }
 }
@@ -322,13 +326,16 @@ impl Quiescence {
     }
 
     /// Someone doubts the leader of group `id`, asleep here as a follower: a
-    /// client whose request to that leader goes unanswered asks this node
-    /// whom it follows, or another member campaigns. Unless the leader's
+    /// writer sent this node what the leader should take, a client whose
+    /// request to that leader goes unanswered asks this node whom it
+    /// follows, or another member campaigns. Unless the leader's
     /// node confirmed the group within [`QuiesceConfig::recheck_fresh`], this
     /// asks that node now, with the short deadline
     /// [`QuiesceConfig::recheck_timeout`], instead of waiting for the next
-    /// probe round, and wakes the group if the node does not answer or no
-    /// longer leads it. So a dead leader of an idle group is found out as
+    /// probe round, and wakes the group if the node no longer leads it, or
+    /// does not answer and has confirmed nothing for
+    /// [`QuiesceConfig::recheck_silence`] (the next doubt asks again if it
+    /// has not been that long). So a dead leader of an idle group is found out as
     /// soon as anyone needs it, and the background probes may be slow
     /// (issue 15: idle partitions must cost almost nothing). One recheck per
     /// leader node runs at a time; groups doubted meanwhile join it.
@@ -384,8 +391,12 @@ impl Quiescence {
         {
             let mut watched = self.0.watched.lock().unwrap();
             let unanswered = take_answer(&mut watched, leader, &out.asks, &answer, &mut to_wake);
+            let silence = self.0.config.recheck_silence;
             for id in unanswered.into_iter().filter(|id| doubted.contains(id)) {
-                if let Some(w) = watched.get(&id) {
+                if let Some(w) = watched
+                    .get(&id)
+                    .filter(|w| w.confirmed.elapsed() >= silence)
+                {
                     to_wake.push((w.group.clone(), "its doubted leader's node did not answer"));
                 }
             }
@@ -508,8 +519,8 @@ pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<Quiescence> {
 /// The node's quiescence loop: sweeps for idle groups to put to sleep, and
 /// probes the leaders of the groups asleep here. While every group sleeps
 /// there is nothing to sweep, and the sweep timer (every 150 ms) stops
-/// until a group wakes or joins (`woke`): with the probes every 600 ms, its
-/// wake-ups were a fifth of what an idle node did.
+/// until a group wakes or joins (`woke`): stopping it took 64 idle
+/// partitions from 0.0090 to 0.0068 cores of the cluster (BENCHMARKS.md).
 async fn run(
     inner: Weak<Inner>,
     woke: Arc<tokio::sync::Notify>,

@@ -99,6 +99,7 @@ fn configs() -> (GroupConfig, QuiesceConfig) {
         leader_silence: Duration::from_millis(300),
         recheck_fresh: Duration::from_millis(50),
         recheck_timeout: Duration::from_millis(200),
+        recheck_silence: Duration::from_millis(300),
     };
     (group, quiesce)
 }
@@ -381,8 +382,8 @@ async fn a_doubted_dead_leader_of_a_sleeping_group_is_found_out_at_once() {
     let old = c.leader().expect("a leader");
     let term = c.term(old);
     c.net.down.lock().unwrap().insert(old);
-    // Past `recheck_fresh`: the confirmation at falling asleep is stale.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Past `recheck_silence`: the confirmation at falling asleep is that old.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let asked = (1..=3).find(|n| *n != old).unwrap();
     c.group(asked).recheck_sleeping_leader();
 
@@ -426,6 +427,32 @@ async fn doubts_about_a_live_sleeping_leader_cost_one_question_and_wake_nothing(
         "five doubts at once are one question"
     );
     assert!(c.all_asleep(), "a doubt about a live leader woke a group");
+    assert!((1..=3).all(|n| c.term(n) == term));
+    c.shutdown().await;
+}
+
+/// One unanswered question wakes nothing while the leader's node confirmed
+/// the group within `recheck_silence`: a leader slow to answer once is not
+/// unseated (each member woken so would grant the votes a sleeping one
+/// refuses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_lost_recheck_before_the_silence_wakes_nothing() {
+    let c = Cluster::start_with(rare_probes()).await;
+    c.write_anywhere(1).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    let leader = c.leader().expect("a leader");
+    let term = c.term(leader);
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    // Past `recheck_fresh` (50 ms), well within `recheck_silence` (300 ms).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.net.lose.lock().unwrap().insert(RaftRpcKind::PeerProbe, 1);
+    c.group(follower).recheck_sleeping_leader();
+    wait("the question was lost", || {
+        c.net.lose.lock().unwrap()[&RaftRpcKind::PeerProbe] == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(c.all_asleep(), "one lost question woke a group");
     assert!((1..=3).all(|n| c.term(n) == term));
     c.shutdown().await;
 }

@@ -54,6 +54,12 @@ pub(crate) struct Launch {
 #[derive(Default)]
 pub(crate) struct Supervisor {
     running: Mutex<BTreeMap<String, Supervised>>,
+    /// Stopped connectors whose directory could not be removed yet: a
+    /// stopped task's process is killed only once the runtime drops the
+    /// task, so it may still be writing its log or counts there while the
+    /// directory is removed (then "directory not empty"). Tried again at
+    /// every reconcile; at most `CONNECTORS_MAX` names.
+    leftover: Mutex<std::collections::BTreeSet<String>>,
 }
 
 struct Supervised {
@@ -88,15 +94,27 @@ impl Supervisor {
         // logs, counts, a file source's position) goes too, so a node keeps
         // nothing of connectors it no longer runs. Before any start below: a
         // connector created again under the name starts afresh.
-        for name in stopped {
-            let dir = launch.root.join(&name);
-            let removed = tokio::task::block_in_place(|| std::fs::remove_dir_all(&dir));
-            if let Err(e) = removed
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(connector = %name, dir = %dir.display(), error = %e, "cannot remove a stopped connector's directory");
+        let mut leftover = self.leftover.lock().unwrap_or_else(|p| p.into_inner());
+        leftover.extend(stopped);
+        leftover.retain(|name| {
+            if running.contains_key(name) {
+                return false;
             }
+            let dir = launch.root.join(name);
+            match tokio::task::block_in_place(|| std::fs::remove_dir_all(&dir)) {
+                Ok(()) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => {
+                    tracing::warn!(connector = %name, dir = %dir.display(), error = %e,
+                        "cannot remove a stopped connector's directory yet; trying again at the next reconcile");
+                    true
+                }
+            }
+        });
+        while leftover.len() > sluice_proto::limits::CONNECTORS_MAX {
+            leftover.pop_first();
         }
+        drop(leftover);
         for (name, record) in mine {
             if running.contains_key(&name) {
                 continue;

@@ -92,7 +92,8 @@ impl<S: ReplicatedState> Group<S> {
     /// sends this node a write meant for the leader. If the
     /// group sleeps here as a follower, its leader's node is asked at once
     /// unless it confirmed the group just now, and the group wakes (and
-    /// elects) if that node is gone (see `Quiescence::recheck`). Returns at
+    /// elects) if that node no longer leads it, or does not answer and has
+    /// been silent for 500 ms (see `Quiescence::recheck`). Returns at
     /// once; does nothing for an awake group, whose election timer watches
     /// its leader already.
     pub fn recheck_sleeping_leader(&self) {
@@ -367,7 +368,7 @@ impl<S: ReplicatedState> Group<S> {
             // A campaigning member doubts the leader: while refusing on the
             // strength of a confirmation that is not fresh, ask the leader's
             // node again, so that a dead one is found out by this member too
-            // before the candidate's next try.
+            // and a later try of the candidate's is granted.
             self.quiescence().is_some_and(|q| {
                 let confirmed = q.leader_confirmed_recently(self.id);
                 if confirmed {

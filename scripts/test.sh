@@ -19,6 +19,8 @@ for dir in "${TMPDIR:-/tmp}" "${CARGO_TARGET_DIR:-target}"; do
 done
 
 need_apt=()
+# jemalloc (the `sluice` binary's allocator) is built from source by its crate.
+command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 [ -e /usr/include/clang-c/Index.h ] || ls /usr/lib/llvm-*/include/clang-c/Index.h >/dev/null 2>&1 || need_apt+=(libclang-dev)
 [ -e /usr/include/rocksdb/db.h ] || need_apt+=(librocksdb-dev)

@@ -26,7 +26,6 @@ mod admin;
 mod connectors;
 mod leader_watch;
 mod nodes;
-use nodes::is_unreachable;
 mod offsets;
 mod partitions;
 mod produce_at;
@@ -139,19 +138,9 @@ impl Client {
         };
         // Dial now, so a wrong endpoint or CA is reported before any work
         // starts; with several endpoints, the first that answers leads.
-        let candidates = client.known_nodes();
-        let mut last = None;
-        for addr in candidates {
-            match client.connection(addr).await {
-                Ok(_) => {
-                    client.promote(addr);
-                    return Ok(client);
-                }
-                Err(e) if is_unreachable(&e) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.expect("at least one endpoint was tried"))
+        let first = client.dial_first(client.known_nodes()).await?;
+        client.promote(first);
+        Ok(client)
     }
 
     /// Connects with a profile of `home/config.toml`: `profile`, else the

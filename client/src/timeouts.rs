@@ -19,6 +19,10 @@ pub const ADMIN_RETRY_BUDGET: Duration = Duration::from_secs(10);
 /// First and longest pause between those retries (doubling in between).
 pub(crate) const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(50);
 pub(crate) const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long a client's dial of one bootstrap node goes on alone before the
+/// next node is dialed beside it: a handshake on a live node takes a few
+/// milliseconds, one to a dead node lasts the whole connect timeout.
+pub(crate) const DIAL_STAGGER: Duration = Duration::from_millis(250);
 /// How long a node that did not answer is tried last.
 pub(crate) const UNREACHABLE_FOR: Duration = Duration::from_secs(2);
 /// How long one node's view of its partitions may take.
@@ -86,6 +90,8 @@ const _: () = {
     assert!(4 * ms(RETRY_BACKOFF_MAX) <= ms(ADMIN_RETRY_BUDGET));
     assert!(ms(RETRY_BACKOFF_FIRST) < ms(RETRY_BACKOFF_MAX));
     assert!(ms(UNREACHABLE_FOR) < ms(ADMIN_RETRY_BUDGET));
+    // A dead bootstrap node delays the next dial by less than its timeout.
+    assert!(ms(DIAL_STAGGER) < ms(sluice_transport::endpoint::DEFAULT_CONNECT_TIMEOUT));
     // A record's delivery may last at least one whole request.
     assert!(ms(DELIVERY_TIMEOUT_DEFAULT) >= ms(REQUEST_TIMEOUT));
     assert!(ms(PRODUCER_BACKOFF_MIN) < ms(PRODUCER_BACKOFF_MAX));

@@ -567,3 +567,35 @@ fn a_topic_is_read_as_one_stream_over_its_partitions() {
     assert_eq!(two.iter().filter(|r| r.partition == 2).count(), 1);
     assert_eq!(two.len(), 11);
 }
+
+/// A client given a dead node first reaches the cluster through the next
+/// one. (How long the dead one delays it, the stagger between dials, is
+/// shown with paused time in `client/src/client/nodes.rs`.)
+#[test]
+fn a_client_whose_first_endpoint_is_dead_reaches_the_cluster_through_the_next() {
+    use sluice_client::{ConnectOptions, proto::Record};
+
+    let env = Env::started();
+    env.ok(&["topic", "create", "dialed"]);
+    // Bound and never read: datagrams to it are neither answered nor
+    // refused, as with a node that died.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    crate::harness::runtime().block_on(async {
+        let endpoints = format!("127.0.0.1:{dead_port},127.0.0.1:{}", env.port);
+        let client = sluice_client::Client::connect_with(
+            &endpoints,
+            &env.ca_pem(),
+            Some(env.admin_identity()),
+            ConnectOptions::default(),
+        )
+        .await
+        .unwrap();
+        client
+            .produce("dialed", 0, vec![Record::new(b"through".to_vec())])
+            .await
+            .unwrap();
+    });
+    drop(dead);
+    assert_eq!(env.ok(&["consume", "dialed", "-B", "-d"]), "through\n");
+}

@@ -4,11 +4,13 @@
 
 use std::net::SocketAddr;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use sluice_proto::{Request, Response};
 
 use super::Client;
 use crate::error::{ClientError, Result};
-use crate::timeouts::UNREACHABLE_FOR;
+use crate::timeouts::{DIAL_STAGGER, UNREACHABLE_FOR};
 
 impl Client {
     pub(super) fn bootstrap(&self) -> SocketAddr {
@@ -38,6 +40,28 @@ impl Client {
             let a = nodes.remove(i);
             nodes.insert(0, a);
         }
+    }
+
+    /// Dials `candidates` in order and returns the first that connects (see
+    /// [`first_to_connect`]); those that cannot be reached are tried last
+    /// for a while.
+    pub(super) async fn dial_first(&self, candidates: Vec<SocketAddr>) -> Result<SocketAddr> {
+        first_to_connect(
+            candidates,
+            DIAL_STAGGER,
+            is_unreachable,
+            |addr| async move {
+                let result = self.connection(addr).await.map(drop);
+                if let Err(e) = &result
+                    && is_unreachable(e)
+                {
+                    tracing::debug!(%addr, error = %e, "node unreachable, dialing the next one");
+                    self.mark_unreachable(addr);
+                }
+                (addr, result)
+            },
+        )
+        .await
     }
 
     pub(super) fn learn(&self, addr: SocketAddr) {
@@ -154,4 +178,132 @@ pub(super) fn is_unreachable(e: &ClientError) -> bool {
             | ClientError::ConnectionLost { .. }
             | ClientError::Timeout { .. }
     )
+}
+
+/// Dials `candidates` in order and returns the first that connects. A dial
+/// still going after `stagger` gets the next candidate dialed beside it
+/// ("happy eyeballs"), and one that fails gets the next dialed at once: a
+/// dead first node, whose handshake ends only at the connect timeout (a
+/// datagram to a dead node is simply lost), costs a fresh CLI `stagger`, not
+/// the whole timeout. An error `unreachable` does not accept (a CA that does
+/// not match) is returned at once: every node would give it. The dials that
+/// lose are dropped, which abandons their handshakes. With every candidate
+/// unreachable, the last error is returned.
+async fn first_to_connect<A, E, F, Fut>(
+    candidates: Vec<A>,
+    stagger: std::time::Duration,
+    unreachable: impl Fn(&E) -> bool,
+    mut dial: F,
+) -> std::result::Result<A, E>
+where
+    F: FnMut(A) -> Fut,
+    Fut: std::future::Future<Output = (A, std::result::Result<(), E>)>,
+{
+    let mut rest = candidates.into_iter();
+    let mut dialing = FuturesUnordered::new();
+    let mut last = None;
+    loop {
+        if dialing.is_empty() {
+            match rest.next() {
+                Some(addr) => dialing.push(dial(addr)),
+                None => break,
+            }
+        }
+        let more = rest.len() > 0;
+        tokio::select! {
+            Some((addr, result)) = dialing.next() => match result {
+                Ok(()) => return Ok(addr),
+                Err(e) if unreachable(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            },
+            () = tokio::time::sleep(stagger), if more => {
+                if let Some(addr) = rest.next() {
+                    dialing.push(dial(addr));
+                }
+            }
+        }
+    }
+    Err(last.expect("at least one candidate was dialed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::{Instant, sleep};
+
+    use super::first_to_connect;
+
+    const STAGGER: Duration = Duration::from_millis(250);
+    const HANDSHAKE: Duration = Duration::from_millis(5);
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+    /// A pretend cluster: `dead` nodes time out, `refusing` ones fail at
+    /// once with an error that is not about reaching them, the rest connect
+    /// after a handshake. Returns the winner, when each node was dialed
+    /// (virtual time since the start) and when the answer came.
+    async fn dial(
+        nodes: Vec<u8>,
+        dead: &[u8],
+        refusing: &[u8],
+    ) -> (Result<u8, &'static str>, Vec<(u8, Duration)>, Duration) {
+        let start = Instant::now();
+        let dialed = std::sync::Mutex::new(Vec::new());
+        let result = first_to_connect(
+            nodes,
+            STAGGER,
+            |e: &&str| *e == "unreachable",
+            |n| {
+                dialed.lock().unwrap().push((n, start.elapsed()));
+                let (dead, refusing) = (dead.contains(&n), refusing.contains(&n));
+                async move {
+                    if dead {
+                        sleep(CONNECT_TIMEOUT).await;
+                        (n, Err("unreachable"))
+                    } else if refusing {
+                        (n, Err("bad certificate"))
+                    } else {
+                        sleep(HANDSHAKE).await;
+                        (n, Ok(()))
+                    }
+                }
+            },
+        )
+        .await;
+        (result, dialed.into_inner().unwrap(), start.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_first_node_is_the_only_one_dialed() {
+        let (result, dialed, took) = dial(vec![1, 2, 3], &[], &[]).await;
+        assert_eq!(result, Ok(1));
+        assert_eq!(dialed, vec![(1, Duration::ZERO)]);
+        assert_eq!(took, HANDSHAKE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_first_node_costs_the_stagger_not_its_connect_timeout() {
+        let (result, dialed, took) = dial(vec![1, 2, 3], &[1], &[]).await;
+        assert_eq!(result, Ok(2));
+        assert_eq!(dialed, vec![(1, Duration::ZERO), (2, STAGGER)]);
+        assert_eq!(took, STAGGER + HANDSHAKE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dead_nodes_each_add_a_stagger_and_all_dead_gives_the_last_error() {
+        let (result, dialed, _) = dial(vec![1, 2, 3], &[1, 2], &[]).await;
+        assert_eq!(result, Ok(3));
+        assert_eq!(dialed.last(), Some(&(3, 2 * STAGGER)));
+        let (result, dialed, took) = dial(vec![1, 2], &[1, 2], &[]).await;
+        assert_eq!(result, Err("unreachable"));
+        assert_eq!(dialed.len(), 2);
+        assert_eq!(took, STAGGER + CONNECT_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_every_node_would_give_ends_the_dialing() {
+        let (result, dialed, _) = dial(vec![1, 2, 3], &[], &[1]).await;
+        assert_eq!(result, Err("bad certificate"));
+        assert_eq!(dialed, vec![(1, Duration::ZERO)]);
+    }
 }

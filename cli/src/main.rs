@@ -258,7 +258,7 @@ impl Cli {
 /// Why: idle partitions. openraft preallocates about 1.5 MB of queues per
 /// Raft group, of which an idle group touches a few pages. Measured on 3 local
 /// nodes (BENCHMARKS.md, session 30), an idle replica keeps 0.12-0.15 MB
-/// resident under glibc's malloc and 0.10 MB under jemalloc, which serves
+/// resident under glibc's malloc and 0.10-0.12 MB under jemalloc, which serves
 /// large allocations from their own page runs and gives freed pages back to
 /// the system after a while. Throughput and CPU per record measured the same.
 #[cfg(feature = "jemalloc")]

@@ -506,11 +506,28 @@ impl Client {
         request: &Request,
         what: &'static str,
     ) -> Result<(Response, Option<(SocketAddr, quinn::RecvStream)>)> {
+        self.routed_via(route, request, what, None).await
+    }
+
+    /// [`Self::routed`], telling `at` which node the request is sent to now
+    /// and since when (it changes as redirects are followed), for
+    /// [`Self::watch_leader`].
+    async fn routed_via(
+        &self,
+        route: Option<(&str, u32)>,
+        request: &Request,
+        what: &'static str,
+        at: Option<&Mutex<(SocketAddr, tokio::time::Instant)>>,
+    ) -> Result<(Response, Option<(SocketAddr, quinn::RecvStream)>)> {
         let key = route.map(|(t, p)| (t.to_string(), p));
         let cached = key.as_ref().and_then(|k| self.leaders().get(k).copied());
         let mut addr = cached.unwrap_or(self.bootstrap());
         let mut hops = 0;
         loop {
+            if let Some(at) = at {
+                *at.lock().unwrap_or_else(PoisonError::into_inner) =
+                    (addr, tokio::time::Instant::now());
+            }
             let result = if addr == self.bootstrap() {
                 let result = self.exchange_bootstrap(request, what).await;
                 addr = self.bootstrap();

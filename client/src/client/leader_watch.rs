@@ -20,6 +20,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
 
 use sluice_proto::{NodeId, Request, Response};
 
@@ -31,40 +32,42 @@ use crate::timeouts::{
 };
 
 impl Client {
-    /// Waits for `exchange`, a request sent to `addr`, the leader this client
-    /// knows for `topic`/`partition`, and gives it up once the partition's
-    /// other replicas follow another leader (see the module docs).
+    /// Waits for `exchange`, a request to the leader this client knows for
+    /// `topic`/`partition`, sent to the node `target` names (which changes
+    /// as the request follows redirects), and gives it up once the
+    /// partition's other replicas follow another leader (see the module
+    /// docs). A redirect starts the silence anew: a request that a live node
+    /// sent on to a dead leader (named until the election ends) waits on a
+    /// handshake that only the connect timeout ends, and is watched there.
     pub(super) async fn watch_leader<T>(
         &self,
         topic: &str,
         partition: u32,
-        addr: SocketAddr,
+        target: &Mutex<(SocketAddr, tokio::time::Instant)>,
         what: &'static str,
         exchange: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        let current = || *target.lock().unwrap_or_else(PoisonError::into_inner);
         let probe = async {
-            let received = || {
+            let received = |addr| {
                 self.inner
                     .connector
                     .cached(addr)
                     .map(|c| c.stats().udp_rx.datagrams)
             };
             let started = tokio::time::Instant::now();
-            let (mut last, mut last_change) = (received(), started);
+            let mut silence = Silence::new(current(), received);
             let mut last_probe: Option<tokio::time::Instant> = None;
             tokio::time::sleep(LEADER_PROBE_AFTER).await;
             loop {
-                let now = received();
-                if now != last {
-                    (last, last_change) = (now, tokio::time::Instant::now());
-                }
-                let silent = last_change.elapsed() >= LEADER_SILENCE;
+                let silent = silence.observe(current(), received) >= LEADER_SILENCE;
+                let addr = silence.addr;
                 let overdue = started.elapsed() >= LEADER_OVERDUE
                     && last_probe.is_none_or(|t| t.elapsed() >= LEADER_OVERDUE_PROBE_EVERY);
                 if silent || overdue {
                     last_probe = Some(tokio::time::Instant::now());
                     if let Some(found) = self.leader_elsewhere(topic, partition, addr).await {
-                        return found;
+                        return (found, addr);
                     }
                 }
                 tokio::time::sleep(LEADER_PROBE_EVERY).await;
@@ -73,7 +76,7 @@ impl Client {
         tokio::select! {
             biased;
             result = exchange => result,
-            (leader, leader_addr) = probe => {
+            ((leader, leader_addr), addr) = probe => {
                 tracing::debug!(%topic, partition, stalled = %addr, leader, %leader_addr,
                     "request unanswered while the partition elected a new leader; giving it up");
                 self.leaders()
@@ -137,5 +140,82 @@ impl Client {
             .into_iter()
             .flatten()
             .next()
+    }
+}
+
+/// How long the node a request waits on has been silent: since its
+/// connection last received a datagram, or since the request was sent there
+/// (redirected), whichever is later. Without an open connection (a
+/// handshake under way) nothing is received, so the silence runs from the
+/// moment the request went there.
+struct Silence {
+    addr: SocketAddr,
+    received: Option<u64>,
+    since: tokio::time::Instant,
+}
+
+impl Silence {
+    /// `target`: where the request is and since when; `received`: the
+    /// datagrams a node's open connection has received so far.
+    fn new(
+        target: (SocketAddr, tokio::time::Instant),
+        received: impl Fn(SocketAddr) -> Option<u64>,
+    ) -> Self {
+        let (addr, since) = target;
+        Self {
+            addr,
+            received: received(addr),
+            since,
+        }
+    }
+
+    fn observe(
+        &mut self,
+        target: (SocketAddr, tokio::time::Instant),
+        received: impl Fn(SocketAddr) -> Option<u64>,
+    ) -> std::time::Duration {
+        if target.0 != self.addr {
+            *self = Self::new(target, &received);
+        }
+        let now = received(self.addr);
+        if now != self.received {
+            (self.received, self.since) = (now, tokio::time::Instant::now());
+        }
+        self.since.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use tokio::time::{Instant, advance};
+
+    use super::Silence;
+
+    const STEP: Duration = Duration::from_millis(100);
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_datagram_ends_the_silence_and_a_redirect_restarts_it() {
+        let (live, dead) = (at(1), at(2));
+        let sent = Instant::now();
+        let mut silence = Silence::new((live, sent), |_| Some(7));
+        advance(3 * STEP).await;
+        assert_eq!(silence.observe((live, sent), |_| Some(7)), 3 * STEP);
+        assert_eq!(silence.observe((live, sent), |_| Some(8)), Duration::ZERO);
+        // Sent on to the dead leader 2 steps ago, no connection to it yet:
+        // silent since then, whatever the live node still sends.
+        advance(STEP).await;
+        let redirected = Instant::now();
+        advance(2 * STEP).await;
+        let received = |a: SocketAddr| (a == live).then_some(9);
+        assert_eq!(silence.observe((dead, redirected), received), 2 * STEP);
+        advance(STEP).await;
+        assert_eq!(silence.observe((dead, redirected), received), 3 * STEP);
     }
 }

@@ -4,6 +4,8 @@
 //! partition ends where the writer believes, so that a writer that may run
 //! twice (a derived topic's copy) writes each record once.
 
+use std::sync::Mutex;
+
 use sluice_proto::{CompressedProduce, Compression, ProduceResponse, Record, Request, Response};
 
 use super::{Client, check_record_size};
@@ -50,17 +52,19 @@ impl Client {
         request: &Request,
         what: &'static str,
     ) -> Result<ProduceResponse> {
-        let exchange = self.routed(Some((topic, partition)), request, what);
-        // Where `routed` sends it first: the known leader, else the first
-        // node it tries. If that node dies, the request stays unanswered until
-        // the connection times out, unless the other replicas say so first.
-        let target = self
+        // Where the request is: first the known leader, else the first node
+        // `routed_via` tries, then wherever redirects lead. If that node
+        // dies, the request stays unanswered until the connection times out
+        // (or its handshake does), unless the other replicas say so first.
+        let first = self
             .leaders()
             .get(&(topic.to_string(), partition))
             .copied()
             .unwrap_or_else(|| self.bootstrap_candidates()[0]);
+        let target = Mutex::new((first, tokio::time::Instant::now()));
+        let exchange = self.routed_via(Some((topic, partition)), request, what, Some(&target));
         let (response, _) = self
-            .watch_leader(topic, partition, target, what, exchange)
+            .watch_leader(topic, partition, &target, what, exchange)
             .await?;
         match response {
             Response::Produced(produced) => Ok(produced),

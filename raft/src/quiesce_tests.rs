@@ -369,6 +369,18 @@ fn rare_probes() -> QuiesceConfig {
     }
 }
 
+/// A cluster with [`rare_probes`], written once and asleep: it, its
+/// leader, that leader's term and a follower.
+async fn asleep_with_rare_probes() -> (Cluster, NodeId, u64, NodeId) {
+    let c = Cluster::start_with(rare_probes()).await;
+    c.write_anywhere(1).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    let leader = c.leader().expect("a leader");
+    let term = c.term(leader);
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    (c, leader, term, follower)
+}
+
 /// A client whose write to a sleeping partition's dead leader goes
 /// unanswered asks the other replicas whom they follow; the one asked
 /// rechecks the leader at once, wakes and campaigns, and the other member,
@@ -376,15 +388,10 @@ fn rare_probes() -> QuiesceConfig {
 /// this rare, nothing else would elect a new leader within the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_doubted_dead_leader_of_a_sleeping_group_is_found_out_at_once() {
-    let c = Cluster::start_with(rare_probes()).await;
-    c.write_anywhere(1).await;
-    wait("every replica asleep", || c.all_asleep()).await;
-    let old = c.leader().expect("a leader");
-    let term = c.term(old);
+    let (c, old, term, asked) = asleep_with_rare_probes().await;
     c.net.down.lock().unwrap().insert(old);
     // Past `recheck_silence`: the confirmation at falling asleep is that old.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let asked = (1..=3).find(|n| *n != old).unwrap();
     c.group(asked).recheck_sleeping_leader();
 
     wait("a new leader among the others", || {
@@ -404,12 +411,7 @@ async fn a_doubted_dead_leader_of_a_sleeping_group_is_found_out_at_once() {
 /// and wake nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doubts_about_a_live_sleeping_leader_cost_one_question_and_wake_nothing() {
-    let c = Cluster::start_with(rare_probes()).await;
-    c.write_anywhere(1).await;
-    wait("every replica asleep", || c.all_asleep()).await;
-    let leader = c.leader().expect("a leader");
-    let term = c.term(leader);
-    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let (c, _, term, follower) = asleep_with_rare_probes().await;
     // Past `recheck_fresh`: the confirmation at falling asleep is stale.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let probes = c.sent_by(follower, RaftRpcKind::PeerProbe);
@@ -437,12 +439,7 @@ async fn doubts_about_a_live_sleeping_leader_cost_one_question_and_wake_nothing(
 /// refuses).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_lost_recheck_before_the_silence_wakes_nothing() {
-    let c = Cluster::start_with(rare_probes()).await;
-    c.write_anywhere(1).await;
-    wait("every replica asleep", || c.all_asleep()).await;
-    let leader = c.leader().expect("a leader");
-    let term = c.term(leader);
-    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let (c, _, term, follower) = asleep_with_rare_probes().await;
     // Past `recheck_fresh` (50 ms), well within `recheck_silence` (300 ms).
     tokio::time::sleep(Duration::from_millis(100)).await;
     c.net.lose.lock().unwrap().insert(RaftRpcKind::PeerProbe, 1);

@@ -252,20 +252,22 @@ impl Cli {
     }
 }
 
-/// jemalloc for every allocation of the CLI and the node: Rust's, and, as the
-/// binary exports `malloc` and `free` (the crate's `unprefixed` feature), the
-/// C++ RocksDB library's too.
+/// jemalloc for every Rust allocation of the CLI and the node. RocksDB, a C++
+/// library, keeps glibc's malloc: jemalloc's symbols are prefixed. (Exported
+/// as `malloc`, jemalloc would take RocksDB's allocations too, but under
+/// libfaketime, which the fault suite's clock nemesis preloads into nodes,
+/// the process then deadlocks before `main`: jemalloc's first `malloc`, from
+/// a C++ library's constructor, reads the clock, and libfaketime, not yet
+/// initialised, allocates while looking itself up.)
 ///
 /// Why, measured on 3 local nodes (BENCHMARKS.md, session 30): idle
 /// partitions. openraft preallocates about 1.5 MB of queues per Raft group,
 /// of which an idle group touches a few pages; an idle replica keeps
 /// 0.12-0.15 MB resident under glibc's malloc, 0.10-0.12 MB under jemalloc,
-/// which serves large allocations from their own page runs. And idle after
-/// traffic: glibc kept what RocksDB had freed (about 50 MB a node after
-/// 200,000 records), and jemalloc kept freed pages of arenas no thread
-/// touched again; with jemalloc's background thread (the
-/// `background_threads` feature) both go back to the system within seconds.
-/// Throughput and CPU per record measured the same.
+/// which serves large allocations from their own page runs. Its background
+/// thread (the `background_threads` feature) gives freed pages back to the
+/// system while a node idles; without it, arenas no thread allocates from
+/// again keep theirs. Throughput and CPU per record measured the same.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -200,9 +200,15 @@ pub(crate) struct Inner {
     /// Told when a group wakes or joins: the sweeps, which only put groups
     /// to sleep, stop while every group sleeps and resume on this.
     woke: Arc<tokio::sync::Notify>,
+    /// Run each time every group has fallen asleep (see
+    /// [`Quiescence::on_all_asleep`]).
+    all_asleep_hook: Mutex<Option<AllAsleepHook>>,
     /// Ends the background task when the last handle goes.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
+
+/// What a node does once all its groups sleep ([`Quiescence::on_all_asleep`]).
+type AllAsleepHook = Arc<dyn Fn() + Send + Sync>;
 
 /// The node-wide side of quiescence: finds idle groups this node leads and
 /// watches the leaders of the groups sleeping here. One per node; cheap to
@@ -226,6 +232,7 @@ impl Quiescence {
             missing: Mutex::default(),
             rechecking: Mutex::default(),
             woke: Arc::default(),
+            all_asleep_hook: Mutex::default(),
             _stop: stop,
         });
         tokio::spawn(run(Arc::downgrade(&inner), inner.woke.clone(), stopped));
@@ -247,6 +254,15 @@ impl Quiescence {
     pub(crate) fn register(&self, id: GroupId, group: Arc<dyn Sleeper>) {
         self.0.groups.lock().unwrap().insert(id, group);
         self.0.woke.notify_one();
+    }
+
+    /// Runs `hook` on a blocking thread each time every group of this node
+    /// has fallen asleep after some were awake (and once at the first sweep
+    /// that finds them all asleep): the moment a node turns idle, when work
+    /// such as giving freed memory back to the system is done once and
+    /// costs the idle node nothing after.
+    pub fn on_all_asleep(&self, hook: impl Fn() + Send + Sync + 'static) {
+        *self.0.all_asleep_hook.lock().unwrap() = Some(Arc::new(hook));
     }
 
     /// A group of this node woke (its ticks resumed): sweeps resume.
@@ -540,6 +556,10 @@ async fn run(
             _ = sweep.tick(), if !all_asleep => {
                 let Some(q) = inner.upgrade().map(Quiescence) else { return };
                 all_asleep = sweep_leaders(&q).await;
+                let hook = q.0.all_asleep_hook.lock().unwrap().clone();
+                if all_asleep && let Some(hook) = hook {
+                    tokio::task::spawn_blocking(move || hook());
+                }
             }
             // A wake since the sweep's walk left a permit: no wake is missed.
             _ = woke.notified(), if all_asleep => {

@@ -360,6 +360,36 @@ async fn a_sleeping_group_elects_a_new_leader_when_its_leader_node_dies() {
 
 /// Background probes too rare to act within a test: a sleeping group's dead
 /// leader can only be found out in time by a recheck.
+/// A node's all-asleep hook runs when its groups have all fallen asleep,
+/// not while one is awake, and again after a write woke them and they slept
+/// again: the node turning idle is when it gives memory back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_told_each_time_all_its_groups_fall_asleep() {
+    let c = Cluster::start().await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for node in 1..=3 {
+        let q = c.net.nodes.lock().unwrap()[&node].clone();
+        let calls = calls.clone();
+        q.on_all_asleep(move || {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let count = || calls.load(std::sync::atomic::Ordering::SeqCst);
+    c.write_anywhere(1).await;
+    wait("every replica asleep", || c.all_asleep()).await;
+    wait("every node told", || count() >= 3).await;
+    // Asleep, the sweeps have stopped: nothing more to tell.
+    let told = count();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(), told, "a node asleep all along was told again");
+    c.write_anywhere(2).await;
+    wait("every replica asleep again", || {
+        c.all_asleep() && count() >= told + 3
+    })
+    .await;
+    c.shutdown().await;
+}
+
 fn rare_probes() -> QuiesceConfig {
     QuiesceConfig {
         probe_interval: Duration::from_secs(60),

@@ -347,7 +347,7 @@ fn spawn_background(shared: &Arc<Shared>) {
 /// `cli/src/main.rs`), whose arenas keep what it freed: about 50 MB a node
 /// after 200,000 records (BENCHMARKS.md, session 30). Run when every
 /// partition group of the node has fallen asleep, so an idle node pays for
-/// it once (a walk of glibc's free lists, milliseconds).
+/// it once (a walk of glibc's free lists, not timed).
 fn give_back_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` only returns free memory of glibc's heap to the

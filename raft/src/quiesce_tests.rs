@@ -358,8 +358,6 @@ async fn a_sleeping_group_elects_a_new_leader_when_its_leader_node_dies() {
     c.shutdown().await;
 }
 
-/// Background probes too rare to act within a test: a sleeping group's dead
-/// leader can only be found out in time by a recheck.
 /// A node's all-asleep hook runs when its groups have all fallen asleep,
 /// not while one is awake, and again after a write woke them and they slept
 /// again: the node turning idle is when it gives memory back.
@@ -390,6 +388,8 @@ async fn a_node_is_told_each_time_all_its_groups_fall_asleep() {
     c.shutdown().await;
 }
 
+/// Background probes too rare to act within a test: a sleeping group's dead
+/// leader can only be found out in time by a recheck.
 fn rare_probes() -> QuiesceConfig {
     QuiesceConfig {
         probe_interval: Duration::from_secs(60),

@@ -20,6 +20,7 @@ mod group_config;
 mod log_store;
 mod network;
 mod quiesce;
+pub mod runtime;
 mod state_machine;
 pub mod timeouts;
 
@@ -95,6 +96,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Bytes,
         R = Bytes,
+        AsyncRuntime = runtime::SluiceRuntime,
 );
 
 #[cfg(test)]

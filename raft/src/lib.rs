@@ -20,7 +20,7 @@ mod group_config;
 mod log_store;
 mod network;
 mod quiesce;
-pub mod runtime;
+mod runtime;
 mod state_machine;
 pub mod timeouts;
 

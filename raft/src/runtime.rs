@@ -179,23 +179,21 @@ impl<T> Drop for LazySender<T> {
 }
 
 impl<T: OptionalSend> MpscSender<LazyMpsc, T> for LazySender<T> {
-    fn send(&self, msg: T) -> impl Future<Output = Result<(), SendError<T>>> + OptionalSend {
-        async move {
-            match self.0.free.acquire().await {
-                // The receiver gives the place back when it takes the message.
-                Ok(place) => place.forget(),
-                Err(_closed) => return Err(SendError(msg)),
-            }
-            {
-                let mut state = self.0.state();
-                if state.receiver_gone {
-                    return Err(SendError(msg));
-                }
-                state.queue.push_back(msg);
-            }
-            self.0.arrived.notify_one();
-            Ok(())
+    async fn send(&self, msg: T) -> Result<(), SendError<T>> {
+        match self.0.free.acquire().await {
+            // The receiver gives the place back when it takes the message.
+            Ok(place) => place.forget(),
+            Err(_closed) => return Err(SendError(msg)),
         }
+        {
+            let mut state = self.0.state();
+            if state.receiver_gone {
+                return Err(SendError(msg));
+            }
+            state.queue.push_back(msg);
+        }
+        self.0.arrived.notify_one();
+        Ok(())
     }
 
     fn downgrade(&self) -> LazyWeakSender<T> {
@@ -240,17 +238,15 @@ impl<T> LazyReceiver<T> {
 }
 
 impl<T: OptionalSend> MpscReceiver<T> for LazyReceiver<T> {
-    fn recv(&mut self) -> impl Future<Output = Option<T>> + OptionalSend {
-        async move {
-            loop {
-                // A notification sent between `take` and the wait is kept
-                // (`notify_one` stores a permit), so none is lost; a stale
-                // one costs one more look.
-                match self.take() {
-                    Ok(msg) => return Some(msg),
-                    Err(TryRecvError::Disconnected) => return None,
-                    Err(TryRecvError::Empty) => self.0.arrived.notified().await,
-                }
+    async fn recv(&mut self) -> Option<T> {
+        loop {
+            // A notification sent between `take` and the wait is kept
+            // (`notify_one` stores a permit), so none is lost; a stale one
+            // costs one more look.
+            match self.take() {
+                Ok(msg) => return Some(msg),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => self.0.arrived.notified().await,
             }
         }
     }

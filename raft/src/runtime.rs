@@ -5,11 +5,11 @@
 //! installs, notifications, state-machine commands). Tokio's bounded channel
 //! allocates a block of 32 message slots when it is made and keeps one for
 //! as long as it lives: with openraft's message types about 35 KB per group,
-//! a third of the 0.11 MB an idle replica kept (BENCHMARKS.md, session 31). The channel here queues
-//! messages in a `VecDeque` that it lets go whenever the queue empties, so a
-//! sleeping group's channels hold their shared state only. A message costs
-//! one lock, and the buffer's allocation when it arrives at an empty queue:
-//! a Raft round sends a handful per group.
+//! a third of the 0.11 MB an idle replica kept (BENCHMARKS.md, session 31).
+//! The channel here queues messages in a `VecDeque` that it lets go whenever
+//! the queue empties, so a sleeping group's channels hold their shared state
+//! only. A message costs one lock, and the buffer's allocation when it
+//! arrives at an empty queue: a Raft round sends a handful per group.
 //!
 //! Everything else (tasks, timers, watch and oneshot channels, mutexes) is
 //! tokio's, through openraft's own [`TokioRuntime`]. openraft-rt's conformance

@@ -756,7 +756,7 @@ mod memtable_tests {
             let got = db.db.get_cf(db.cf(CF_LOGS), log_key(5, index)).unwrap();
             assert_eq!(got.as_deref(), Some(&value[..]), "entry {index}");
         }
-        // The same after a reopen, which replays no WAL for these families.
+        // And after a reopen.
         drop(db);
         let db = LogDb::open(dir.path()).unwrap();
         let got = db.db.get_cf(db.cf(CF_LOGS), log_key(5, 2_000)).unwrap();

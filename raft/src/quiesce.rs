@@ -556,8 +556,7 @@ async fn run(
             _ = sweep.tick(), if !all_asleep => {
                 let Some(q) = inner.upgrade().map(Quiescence) else { return };
                 all_asleep = sweep_leaders(&q).await;
-                let hook = q.0.all_asleep_hook.lock().unwrap().clone();
-                if all_asleep && let Some(hook) = hook {
+                if all_asleep && let Some(hook) = q.0.all_asleep_hook.lock().unwrap().clone() {
                     tokio::task::spawn_blocking(move || hook());
                 }
             }

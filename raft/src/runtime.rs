@@ -322,13 +322,13 @@ mod tests {
         let (tx, rx) = LazyMpsc::channel::<Arc<()>>(1);
         let queued = Arc::new(());
         tx.send(queued.clone()).await.unwrap();
-        let waiting = tokio::spawn({
-            let tx = tx.clone();
-            async move { tx.send(Arc::new(())).await.is_err() }
-        });
-        tokio::task::yield_now().await;
+        let mut waiting = Box::pin(tx.send(Arc::new(())));
+        assert!(
+            futures::poll!(waiting.as_mut()).is_pending(),
+            "the channel is full"
+        );
         drop(rx);
-        assert!(waiting.await.unwrap(), "the waiting send failed");
+        assert!(waiting.await.is_err(), "the waiting send failed");
         assert_eq!(
             Arc::strong_count(&queued),
             1,

@@ -24,6 +24,7 @@ mod error;
 mod fuzz_tests;
 mod index;
 mod log;
+mod pread;
 mod segment;
 
 pub use batch::{RecordRef, StoredBatch};

@@ -78,8 +78,7 @@ fn read_payload(
     if available < needed {
         return Ok(Err(Defect::ShortPayload { available, needed }));
     }
-    let mut payload = vec![0u8; header.payload_len as usize];
-    file.read_exact_at(&mut payload, start)
+    let payload = crate::pread::read_new_at(file, header.payload_len as usize, start)
         .map_err(io_err("read segment", path))?;
     Ok(header.verify_crc(&payload).map(|()| payload))
 }

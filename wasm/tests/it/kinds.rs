@@ -18,6 +18,32 @@ fn hello_filter_keeps_records_with_an_a() {
 }
 
 #[test]
+fn log_level_filter_keeps_error_lines_and_names_a_line_that_is_not_json() {
+    let e = crate::shared_engine();
+    let mut i = instance(&e, "log-level-filter");
+    assert_eq!(i.module().kind(), SmartModuleKind::Filter);
+    let lines = [
+        r#"{"ts":1,"level":"info","msg":"started"}"#,
+        r#"{"level":"error","msg":"disk \"full\"","ctx":{"free":0,"tags":["a",null]}}"#,
+        r#"{"msg":"the word error, but at level warn","level":"warn"}"#,
+        r#"{"ctx":[1,2.5e3,true],"level":"err\u006fr"}"#,
+    ];
+    let out = i.process(&records(&lines)).unwrap();
+    assert_eq!(values(&out), [lines[1], lines[3]]);
+    assert_eq!(out.iter().map(|r| r.offset).collect::<Vec<_>>(), [1, 3]);
+    // The whole value is parsed: a line broken after its level still fails.
+    let broken = [lines[0], r#"{"level":"error","msg":"cut"#];
+    let err = i.process(&records(&broken)).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("SmartModule log-level-filter: error at offset 1: "),
+        "{err}"
+    );
+    let err = i.process(&records(&[r#"{"level":3}"#])).unwrap_err();
+    assert!(err.to_string().contains("error at offset 0"), "{err}");
+}
+
+#[test]
 fn digits_filter_drops_all_digit_messages() {
     let e = crate::shared_engine();
     let mut i = instance(&e, "digits-filter");

@@ -73,6 +73,7 @@ fn same_bytes_compile_once() {
 fn every_example_fits_the_budget_with_a_wide_margin() {
     for name in [
         "hello-filter",
+        "log-level-filter",
         "digits-filter",
         "ssn-scrub",
         "user-events",

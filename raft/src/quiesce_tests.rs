@@ -320,11 +320,23 @@ async fn a_lost_leader_transfer_is_asked_again_until_leadership_moves() {
         .unwrap()
         .insert(RaftRpcKind::TransferLeader, 2);
     c.group(old).transfer_leader(to).await.unwrap();
-    wait("the transfer's target leads", || {
-        c.group(to).status().is_leader
+    // Asked again, the request reaches the members and leadership leaves
+    // the old leader. Not always for `to`: the request wakes the other
+    // member too, whose election timer ran out while it slept, and while
+    // the old leader hands over it grants that member's pre-vote as well,
+    // so either may win the term (about half the runs on a 2-core machine
+    // saw the other member win). Without the second request the old leader
+    // would stay leader and silent, its followers asleep under it.
+    wait("leadership leaves the old leader", || {
+        c.leader().is_some_and(|l| l != old)
     })
     .await;
-    c.group(to)
+    assert!(
+        c.sent_by(old, RaftRpcKind::TransferLeader) >= 1,
+        "leadership moved without a transfer request delivered"
+    );
+    let new = c.leader().unwrap();
+    c.group(new)
         .write(2u64.to_be_bytes().to_vec())
         .await
         .unwrap();

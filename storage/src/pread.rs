@@ -1,13 +1,13 @@
 //! Reading a segment's bytes into a new buffer without zeroing it first.
 //!
-//! Why not `vec![0u8; len]` and `read_exact_at`: a zeroed allocation that
-//! jemalloc serves from memory freed before is zeroed by giving those pages
-//! back to the kernel (`madvise`) and faulting them in again, and a page given
-//! back costs a TLB shootdown on every core. A consumer reading 200 MB took
-//! about 61,000 page faults in its leader, one for every 4 KiB read, and
-//! those faults, their zeroing and the shootdowns were a sixth of the
-//! leader's time (BENCHMARKS.md, "Session 32"). An allocation that is not
-//! zeroed reuses memory freed before as it is, and the read fills it.
+//! Why not `vec![0u8; len]` and `read_exact_at`: with `vec![0u8; len]` a
+//! consumer reading 200 MB took about 61,000 page faults in its leader, one
+//! for every 4 KiB read, whatever jemalloc's decay settings; the profile put
+//! the faults, the kernel zeroing the new pages and TLB shootdowns under
+//! the read, together a sixth of the leader's time (BENCHMARKS.md, "Session
+//! 32"). A zeroed allocation got its zeroes from fresh pages; one that is not
+//! zeroed reuses memory freed before as it is, and the read fills it (6,584
+//! faults for the same read).
 
 use std::fs::File;
 use std::io;

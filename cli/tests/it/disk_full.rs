@@ -14,7 +14,7 @@
 //! node 2's data goes on a tmpfs of its own, filled with a ballast file);
 //! skipped otherwise, saying why.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -48,22 +48,6 @@ fn run(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Bytes free on the file system holding `dir`.
-fn free_bytes(dir: &Path) -> u64 {
-    let out = Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// `n` records of about 1 KiB, each its own line starting with `prefix`.
@@ -115,10 +99,25 @@ impl Setup {
         }
     }
 
+    /// Writes a ballast file until the tmpfs says it is full.
+    ///
+    /// Written rather than sized from `df` up front: node 2 keeps writing
+    /// (it may be catching up), so a size measured a moment earlier can
+    /// already be too big, and an `fallocate` of it fails whole. Running
+    /// out of room is the goal here, so ENOSPC ends the fill instead.
     fn fill(&self) {
-        run(Command::new("fallocate")
-            .args(["-l", &free_bytes(&self.disk).to_string()])
-            .arg(self.disk.join("ballast")));
+        use std::io::Write;
+        let mut ballast = std::fs::File::create(self.disk.join("ballast")).unwrap();
+        for chunk in [1 << 20, 4 << 10] {
+            let bytes = vec![0x5a_u8; chunk];
+            loop {
+                match ballast.write_all(&bytes) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => panic!("writing the ballast: {e}"),
+                }
+            }
+        }
     }
 
     fn free(&self) {

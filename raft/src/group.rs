@@ -372,8 +372,18 @@ impl<S: ReplicatedState> Group<S> {
 
     /// Serves a Raft RPC from another replica of this group; the answer is
     /// encoded for [`crate::network`] on the calling side. Wakes the group
-    /// unless the RPC is quiescence's own or an empty append of the leader
-    /// the group fell asleep under (see [`crate::quiesce`]).
+    /// unless the RPC is quiescence's own, an empty append of the leader
+    /// the group fell asleep under (see [`crate::quiesce`]), or a leadership
+    /// transfer to another member.
+    ///
+    /// A transfer to another member is served asleep: openraft lifts this
+    /// member's lease on the leader, so it grants the target's vote at once,
+    /// and the target's first heartbeat wakes it. Woken by the request, it
+    /// found its election timer run out while it slept and campaigned in
+    /// the same millisecond as the target, and the old leader, handing
+    /// over, granted both; with openraft's leader ids (several candidates
+    /// per term, the higher node id preferred) the target lost about half
+    /// such races (RELIABILITY.md, session 27's transfer).
     pub async fn handle_rpc(&self, kind: RaftRpcKind, payload: &[u8]) -> Vec<u8> {
         match kind {
             RaftRpcKind::Quiesce => {
@@ -400,7 +410,8 @@ impl<S: ReplicatedState> Group<S> {
             return refusal;
         }
         let heartbeat = kind == RaftRpcKind::AppendEntries;
-        let quiet = heartbeat && self.is_sleepers_heartbeat(payload);
+        let quiet = (heartbeat && self.is_sleepers_heartbeat(payload))
+            || (kind == RaftRpcKind::TransferLeader && self.is_transfer_to_another(payload));
         let answer = self.serve_rpc(kind, payload).await;
         // Asked again once served: a request to sleep served meanwhile (the
         // two travel in one batch, served side by side) may have put the
@@ -592,9 +603,16 @@ impl<S: ReplicatedState> Group<S> {
     /// a membership smoke run found a partition's move stuck so. So while
     /// this node still leads in the same term it asks again every
     /// [`LEADER_TRANSFER_RETRY`], up to [`LEADER_TRANSFER_ATTEMPTS_MAX`] times.
+    ///
+    /// The members the request does not name stay asleep (see
+    /// [`Self::handle_rpc`]), and this leader keeps telling them it leads
+    /// for [`crate::timeouts::LEADER_TRANSFER_CONFIRM_WINDOW`]; after that
+    /// they wake and elect one of themselves, so a target that died does not
+    /// leave the group with a leader that takes no writes.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), WriteError> {
         self.wake_if_leader("a membership or leadership change");
         let term = self.status().term;
+        self.handing_over_in(term);
         self.ask_transfer(to).await?;
         let group = self.clone();
         tokio::spawn(async move {
@@ -619,7 +637,7 @@ impl<S: ReplicatedState> Group<S> {
                 group = group.id,
                 to,
                 "node {to} has not taken leadership over after {LEADER_TRANSFER_ATTEMPTS_MAX} requests; \
-                 this leader takes no writes until another node leads the group"
+                 this leader takes no writes until another member wins an election"
             );
         });
         Ok(())

@@ -72,6 +72,13 @@ pub const QUIESCE_IDLE_FOR: Duration = Duration::from_millis(300);
 pub const LEADER_TRANSFER_RETRY: Duration = Duration::from_secs(1);
 /// How many times it asks again before it gives up and says so.
 pub const LEADER_TRANSFER_ATTEMPTS_MAX: u32 = 30;
+/// How long a leader handing its leadership over still tells the members
+/// asleep under it that it leads (see `Group::transfer_leader`): long
+/// enough for the first request and two more to reach a live target, which
+/// campaigns within milliseconds of one; after that, the members wake and
+/// elect whoever they can, so a target that died does not leave the group
+/// without a leader that takes writes.
+pub const LEADER_TRANSFER_CONFIRM_WINDOW: Duration = Duration::from_secs(3);
 
 /// How often a node asks the leaders of its sleeping groups whether they
 /// still lead them, in the background. 150 ms until session 29: the probes

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
-use openraft::raft::{AppendEntriesRequest, VoteRequest, VoteResponse};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest, VoteResponse};
 use sluice_proto::RaftRpcKind;
 
 use super::{Group, LogId, Vote};
@@ -16,6 +16,7 @@ use crate::log_store::{decode, encode};
 use crate::network::Answer;
 use crate::quiesce::{self, Quiescence, Sleeper};
 use crate::state_machine::ReplicatedState;
+use crate::timeouts::LEADER_TRANSFER_CONFIRM_WINDOW;
 use crate::{NodeId, TypeConfig};
 
 /// A group's quiescence (see [`crate::quiesce`]): whether its ticks are off.
@@ -33,6 +34,9 @@ pub(super) struct SleepState {
     pub(super) quiescence: OnceLock<Weak<quiesce::Inner>>,
     /// Writes that renewed the leader's lease first ([`Group::renew_lease`]).
     pub(super) lease_renewals: AtomicU64,
+    /// On a leader that asked to hand its leadership over: the term it
+    /// asked in, and since when ([`Group::transfer_leader`]).
+    pub(super) handover: Mutex<Option<(u64, Instant)>>,
 }
 
 /// What a member answers a quiesce request with: the leader's vote and the
@@ -164,6 +168,44 @@ impl<S: ReplicatedState> Group<S> {
         }
     }
 
+    /// Notes that this leader asked, in `term`, to hand its leadership
+    /// over; a retry in the same term keeps the first ask's time.
+    pub(super) fn handing_over_in(&self, term: u64) {
+        let mut handover = self.sleep.handover.lock().unwrap();
+        if handover.is_none_or(|(asked_in, _)| asked_in != term) {
+            *handover = Some((term, Instant::now()));
+        }
+    }
+
+    /// How long this replica, still leading in the term it asked in, has
+    /// been handing its leadership over, if it is.
+    fn handing_over_for(&self) -> Option<std::time::Duration> {
+        let (term, since) = (*self.sleep.handover.lock().unwrap())?;
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        (m.state == ServerState::Leader && m.current_term == term).then(|| since.elapsed())
+    }
+
+    /// Whether this replica leads its group as far as the members asleep
+    /// under it should know: it leads, and has not been handing over for
+    /// longer than [`LEADER_TRANSFER_CONFIRM_WINDOW`] (a target that never
+    /// took over; the members then wake and elect one of themselves).
+    fn leads_for_sleepers(&self) -> bool {
+        self.leads()
+            && self
+                .handing_over_for()
+                .is_none_or(|d| d < LEADER_TRANSFER_CONFIRM_WINDOW)
+    }
+
+    /// Whether `payload` asks this replica, asleep, to let another member
+    /// take its group's leadership over: served without waking (see
+    /// [`Group::handle_rpc`]).
+    pub(super) fn is_transfer_to_another(&self, payload: &[u8]) -> bool {
+        self.is_asleep()
+            && decode::<TransferLeaderRequest<TypeConfig>>(payload)
+                .is_ok_and(|req| *req.to_node_id() != self.node)
+    }
+
     /// Whether this replica leads a running group: a leader whose core
     /// stopped (a storage failure) must not keep its followers asleep.
     pub(super) fn leads(&self) -> bool {
@@ -235,6 +277,11 @@ impl<S: ReplicatedState> Group<S> {
     /// ([`Quiescence::member_back`]), so it catches that member up.
     async fn try_sleep_as_leader(&self, q: &Quiescence) {
         let config = q.config();
+        // A leader handing over stays awake: its retries and the target's
+        // campaign need it.
+        if self.handing_over_for().is_some() {
+            return;
+        }
         let m = self.raft.metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
             return;
@@ -413,7 +460,7 @@ impl<S: ReplicatedState> Sleeper for Group<S> {
     }
 
     fn leads(&self) -> bool {
-        Group::leads(self)
+        self.leads_for_sleepers()
     }
 
     fn asleep(&self) -> bool {

@@ -5,11 +5,17 @@
 # the disk under it (appends of 1 KiB each followed by fdatasync, one a
 # millisecond, on the filesystem that holds the nodes' data), then
 # `sluice bench produce --rate RATE` into an RF=3 partition, then the nodes'
-# own histograms: the WAL fsyncs of every node and the leader's Raft write.
+# own histograms, stage by stage: the WAL fsyncs of every node; on the
+# leader, append RPCs to followers (their write and fsync and both QUIC
+# hops), the Raft write (proposal to applied), the apply itself and the
+# produce request (from its stream's opening to the answer written: reading
+# it, checks, waiting for the producer's previous batch, the Raft write);
+# the rest of the ack is the client and the two hops to it.
 # An acknowledged record needs an fsync on two of the three nodes, and here
 # all three share one disk, so its stalls reach every node at once: the
 # probe's tail is a floor under the ack's tail that no code of ours moves.
-# Prints one row per round (milliseconds).
+# Prints one row per round (milliseconds). Run with TMPDIR on a tmpfs
+# (TMPDIR=/dev/shm) to see the same with fsyncs that cost nothing.
 # Usage: [SLUICE_BIN=path/to/sluice] scripts/bench-ack.sh [ROUNDS] [RECORDS] [RATE]
 #        (defaults: 3 rounds, 10000 records, 1000 records/s)
 set -euo pipefail
@@ -43,24 +49,43 @@ print(f"{q(0.5):.2f} {q(0.99):.2f} {q(0.999):.2f}")
 PY
 }
 
-# The quantiles of one histogram, the largest of the nodes that have it.
+# The quantiles of one histogram: the largest of the nodes' (`max`, for
+# what every node does, as WAL fsyncs), or those of the node that recorded
+# it most (`busiest`: the partition's leader; another node's one write for
+# the audit trail would otherwise stand in for its p50).
 node_quantiles() {
-    local name=$1
-    shift
-    for url in "$@"; do curl -s "$url"; done | python3 -c '
+    local how=$1 name=$2
+    shift 2
+    for url in "$@"; do curl -s "$url"; echo "#node"; done | python3 -c '
 import re, sys
-name = sys.argv[1]
-best = {}
+how, name = sys.argv[1], sys.argv[2]
+nodes, cur = [], {"count": 0, "q": {}}
 for line in sys.stdin:
+    if line.startswith("#node"):
+        nodes.append(cur)
+        cur = {"count": 0, "q": {}}
+        continue
     m = re.match(name + r"\{.*quantile=\"([0-9.]+)\"\} (\S+)", line)
     if m:
         q, v = m.group(1), float(m.group(2)) * 1000
-        best[q] = max(best.get(q, 0.0), v)
+        cur["q"][q] = max(cur["q"].get(q, 0.0), v)
+    m = re.match(name + r"_count(\{[^}]*\})? (\S+)", line)
+    if m:
+        cur["count"] += float(m.group(2))
+if how == "busiest":
+    best = max(nodes, key=lambda n: n["count"])["q"] if nodes else {}
+else:
+    best = {}
+    for n in nodes:
+        for q, v in n["q"].items():
+            best[q] = max(best.get(q, 0.0), v)
 print(" ".join("%.2f" % best.get(q, float("nan")) for q in ("0.5", "0.99")))
-' "$name"
+' "$how" "$name"
 }
 
-printf '%-6s %-26s %-20s %-20s %-24s\n' round "disk fdatasync p50/p99/p999" "node WAL fsync p50/p99" "leader write p50/p99" "ack p50/p99/p999/max"
+printf '%-6s %-26s %-18s %-18s %-18s %-18s %-18s %-24s\n' round "disk fdatasync p50/p99/p999" \
+    "node WAL fsync p50/p99" "append RPC p50/p99" "leader write p50/p99" "apply p50/p99" \
+    "produce req p50/p99" "ack p50/p99/p999/max"
 for round in $(seq 1 "$ROUNDS"); do
     out=$($S cluster start --local --spus 3 --port "$PORT")
     read -r -a urls <<<"$(echo "$out" | sed -n 's/^Metrics (Prometheus): //p')"
@@ -75,8 +100,12 @@ for round in $(seq 1 "$ROUNDS"); do
 import json, sys
 l = json.load(sys.stdin)["latency_us"]
 print(" ".join(f"{l[k] / 1000:.2f}" for k in ("p50", "p99", "p999", "max")))')
-    wal=$(node_quantiles sluice_wal_fsync_seconds "${urls[@]}")
-    write=$(node_quantiles sluice_raft_write_seconds "${urls[@]}")
-    printf '%-6s %-26s %-20s %-20s %-24s\n' "$round" "${disk// //}" "${wal// //}" "${write// //}" "${ack// //}"
+    wal=$(node_quantiles max sluice_wal_fsync_seconds "${urls[@]}")
+    write=$(node_quantiles busiest sluice_raft_write_seconds "${urls[@]}")
+    append=$(node_quantiles busiest 'sluice_raft_rpc_seconds(?=\{[^}]*kind="append_entries")' "${urls[@]}")
+    apply=$(node_quantiles busiest sluice_raft_apply_seconds "${urls[@]}")
+    produce=$(node_quantiles busiest 'sluice_request_seconds(?=\{[^}]*kind="produce")' "${urls[@]}")
+    printf '%-6s %-26s %-18s %-18s %-18s %-18s %-18s %-24s\n' "$round" "${disk// //}" "${wal// //}" \
+        "${append// //}" "${write// //}" "${apply// //}" "${produce// //}" "${ack// //}"
     $S cluster delete >/dev/null
 done

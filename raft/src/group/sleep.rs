@@ -198,12 +198,17 @@ impl<S: ReplicatedState> Group<S> {
     }
 
     /// Whether `payload` asks this replica, asleep, to let another member
-    /// take its group's leadership over: served without waking (see
-    /// [`Group::handle_rpc`]).
+    /// take its group's leadership over, from the leader it fell asleep
+    /// under: served without waking (see [`Group::handle_rpc`]).
     pub(super) fn is_transfer_to_another(&self, payload: &[u8]) -> bool {
-        self.is_asleep()
-            && decode::<TransferLeaderRequest<TypeConfig>>(payload)
-                .is_ok_and(|req| *req.to_node_id() != self.node)
+        if !self.is_asleep() {
+            return false;
+        }
+        let Some(vote) = *self.sleep.vote.lock().unwrap() else {
+            return false;
+        };
+        decode::<TransferLeaderRequest<TypeConfig>>(payload)
+            .is_ok_and(|req| *req.to_node_id() != self.node && *req.from_leader() == vote)
     }
 
     /// Whether this replica leads a running group: a leader whose core

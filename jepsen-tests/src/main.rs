@@ -62,6 +62,12 @@ struct RunArgs {
     /// snapshot points, log purges and snapshot installs.
     #[arg(long, value_name = "EVERY:KEPT")]
     log_entries: Option<String>,
+    /// The nodes' Raft databases flush their memtables every BYTES (at
+    /// least 65536; the nodes' default is 64 MiB): their WAL then changes
+    /// files that often, so a disk-full step reaches the Raft log within its
+    /// hold, and the node stops and is restarted.
+    #[arg(long, value_name = "BYTES")]
+    raft_write_buffer: Option<u64>,
 }
 
 impl RunArgs {
@@ -81,6 +87,7 @@ impl RunArgs {
             min_ops: self.min_ops,
             compression: self.compression,
             log_entries: self.log_entries.clone(),
+            raft_write_buffer: self.raft_write_buffer,
         }
     }
 }

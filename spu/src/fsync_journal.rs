@@ -26,6 +26,12 @@
 //! node acknowledge writes without ever fsyncing them, which is exactly the bug
 //! Jepsen found in NATS JetStream; the fault suite must report such a node
 //! invalid.
+//!
+//! `SLUICE_DEBUG_RAFT_WRITE_BUFFER_BYTES=N` gives the Raft database's
+//! memtables N bytes (at least 64 KiB) instead of 64 MiB, so its WAL moves
+//! to a new file every N bytes and a full disk reaches the Raft log within
+//! seconds (the fault suite's disk-full runs, `--raft-write-buffer`). Not
+//! unsafe, only slower: honoured by every build, with a warning.
 
 use std::fs::File;
 use std::io::Write;
@@ -37,6 +43,9 @@ use sluice_storage::durability::SyncObserver;
 
 pub const JOURNAL_ENV: &str = "SLUICE_FSYNC_JOURNAL";
 pub const NO_FSYNC_ENV: &str = "SLUICE_DEBUG_UNSAFE_NO_FSYNC";
+pub const RAFT_WRITE_BUFFER_ENV: &str = "SLUICE_DEBUG_RAFT_WRITE_BUFFER_BYTES";
+/// The smallest memtable [`RAFT_WRITE_BUFFER_ENV`] may ask for.
+const RAFT_WRITE_BUFFER_BYTES_MIN: usize = 64 * 1024;
 pub const JOURNAL_FILE: &str = "fsync-journal.jsonl";
 
 /// Appends to the journal; shared by the storage observer and the WAL hook.
@@ -105,7 +114,7 @@ impl SyncObserver for FsyncJournal {
     }
 }
 
-/// Reads the two environment switches and sets up storage and the Raft
+/// Reads the two durability switches and sets up storage and the Raft
 /// database accordingly. Returns the options to open the database with.
 pub fn from_env(data_dir: &Path, raft_dir: &Path) -> std::io::Result<LogDbOptions> {
     let mut options = LogDbOptions::default();
@@ -137,6 +146,30 @@ pub fn from_env(data_dir: &Path, raft_dir: &Path) -> std::io::Result<LogDbOption
         }));
     }
     Ok(options)
+}
+
+/// The Raft database's memtable size [`RAFT_WRITE_BUFFER_ENV`] asks for, if
+/// set; a value it cannot take is refused, naming the variable.
+pub fn raft_write_buffer_from_env() -> Result<Option<usize>, String> {
+    let Ok(value) = std::env::var(RAFT_WRITE_BUFFER_ENV) else {
+        return Ok(None);
+    };
+    let bytes = value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|b| *b >= RAFT_WRITE_BUFFER_BYTES_MIN)
+        .ok_or_else(|| {
+            format!(
+                "{RAFT_WRITE_BUFFER_ENV}={value:?} is not a byte count of at least \
+                 {RAFT_WRITE_BUFFER_BYTES_MIN}; unset it, or give one such as 65536"
+            )
+        })?;
+    tracing::warn!(
+        "{RAFT_WRITE_BUFFER_ENV}={bytes}: the Raft database flushes its memtables every \
+         {bytes} bytes (test only: slower, and its WAL changes files often)"
+    );
+    Ok(Some(bytes))
 }
 
 fn flag(name: &str) -> bool {

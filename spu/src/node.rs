@@ -31,11 +31,13 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         let data_dir = DataDir::claim(&config.data_dir, &config.cluster_id, config.id)?;
         let (endpoint, peers) = bind(&config, &data_dir)?;
-        let db_options = crate::fsync_journal::from_env(data_dir.root(), &data_dir.raft())
+        let mut db_options = crate::fsync_journal::from_env(data_dir.root(), &data_dir.raft())
             .map_err(|source| NodeError::FsyncJournal {
                 dir: data_dir.root().to_path_buf(),
                 source,
             })?;
+        db_options.write_buffer_bytes = crate::fsync_journal::raft_write_buffer_from_env()
+            .map_err(|reason| NodeError::Refused { reason })?;
         // Before the Raft log opens, so a crash point can land in its replay too.
         match sluice_crashpoints::init(data_dir.root()) {
             Ok(Some(file)) => tracing::warn!(

@@ -73,10 +73,18 @@ pub struct RunConfig {
     /// entries (the nodes get it as `SLUICE_PARTITION_LOG_ENTRIES`); `None`
     /// leaves the nodes' default.
     pub log_entries: Option<String>,
+    /// The nodes' Raft memtable size in bytes (they get it as
+    /// `SLUICE_DEBUG_RAFT_WRITE_BUFFER_BYTES`); `None` leaves their default.
+    pub raft_write_buffer: Option<u64>,
 }
 
 /// The node variable `--log-entries` sets (read by `spu/src/replicas.rs`).
 const LOG_ENTRIES_ENV: &str = "SLUICE_PARTITION_LOG_ENTRIES";
+/// The node variable `--raft-write-buffer` sets (read by
+/// `spu/src/fsync_journal.rs`).
+const RAFT_WRITE_BUFFER_ENV: &str = "SLUICE_DEBUG_RAFT_WRITE_BUFFER_BYTES";
+/// The smallest `--raft-write-buffer` a node takes.
+const RAFT_WRITE_BUFFER_BYTES_MIN: u64 = 64 * 1024;
 
 /// What a node logs each time a group's snapshot point is durable
 /// (`raft/src/state_machine.rs`).
@@ -113,6 +121,9 @@ impl RunConfig {
         if let Some(e) = &self.log_entries {
             a.extend(["--log-entries".to_string(), e.clone()]);
         }
+        if let Some(b) = self.raft_write_buffer {
+            a.extend(["--raft-write-buffer".to_string(), b.to_string()]);
+        }
         a
     }
 
@@ -131,6 +142,14 @@ impl RunConfig {
         }
         if let Some(e) = &self.log_entries {
             parse_log_entries(e)?;
+        }
+        if let Some(b) = self.raft_write_buffer
+            && b < RAFT_WRITE_BUFFER_BYTES_MIN
+        {
+            bail!(
+                "--raft-write-buffer {b} is below the {RAFT_WRITE_BUFFER_BYTES_MIN} bytes a node \
+                 takes; give at least that"
+            );
         }
         let faults = schedule::parse_nemesis(&self.nemesis, self.nodes)?;
         let workloads = parse_workload(&self.workload)?;
@@ -184,6 +203,9 @@ fn node_env(cfg: &RunConfig, faults: &[Fault]) -> (Vec<(String, String)>, Option
     }
     if let Some(e) = &cfg.log_entries {
         env.push((LOG_ENTRIES_ENV.into(), e.clone()));
+    }
+    if let Some(b) = cfg.raft_write_buffer {
+        env.push((RAFT_WRITE_BUFFER_ENV.into(), b.to_string()));
     }
     if std::env::var_os("RUST_LOG").is_none() {
         env.push(("RUST_LOG".into(), "info".into()));
@@ -245,6 +267,9 @@ pub struct RunInfo {
     /// `--log-entries`, if given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_entries: Option<String>,
+    /// `--raft-write-buffer`, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_write_buffer: Option<u64>,
     /// Snapshot points the nodes made durable, counted in their logs (a
     /// lower bound: a node's log is bounded and its oldest lines go).
     pub snapshot_points: u64,
@@ -784,6 +809,7 @@ async fn run_async(
         network_namespace: netns,
         unsafe_no_fsync: cfg.unsafe_no_fsync,
         log_entries: cfg.log_entries.clone(),
+        raft_write_buffer: cfg.raft_write_buffer,
         snapshot_points,
         schedule: steps
             .iter()
@@ -904,6 +930,7 @@ mod tests {
             min_ops: MIN_OPS_DEFAULT,
             compression: TopicCompression::Any,
             log_entries: None,
+            raft_write_buffer: None,
         }
     }
 
@@ -922,11 +949,13 @@ mod tests {
             unsafe_no_fsync: true,
             compression: TopicCompression::Zstd,
             log_entries: Some("200:50".into()),
+            raft_write_buffer: Some(65536),
             ..config()
         };
         assert!(
             c.replay().ends_with(
-                "--partitions 2 --min-ops 7 --unsafe-no-fsync --compression zstd --log-entries 200:50 --out /tmp/jt-replay"
+                "--partitions 2 --min-ops 7 --unsafe-no-fsync --compression zstd --log-entries 200:50 \
+                 --raft-write-buffer 65536 --out /tmp/jt-replay"
             ),
             "{}",
             c.replay()
@@ -978,6 +1007,21 @@ mod tests {
         assert!(
             RunConfig {
                 log_entries: Some("200:50".into()),
+                ..config()
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            e(RunConfig {
+                raft_write_buffer: Some(4096),
+                ..config()
+            })
+            .contains("--raft-write-buffer 4096 is below")
+        );
+        assert!(
+            RunConfig {
+                raft_write_buffer: Some(RAFT_WRITE_BUFFER_BYTES_MIN),
                 ..config()
             }
             .validate()

@@ -154,7 +154,16 @@ pub fn raft_write_buffer_from_env() -> Result<Option<usize>, String> {
     let Ok(value) = std::env::var(RAFT_WRITE_BUFFER_ENV) else {
         return Ok(None);
     };
-    let bytes = value
+    let bytes = parse_raft_write_buffer(&value)?;
+    tracing::warn!(
+        "{RAFT_WRITE_BUFFER_ENV}={bytes}: the Raft database flushes its memtables every \
+         {bytes} bytes (test only: slower, and its WAL changes files often)"
+    );
+    Ok(Some(bytes))
+}
+
+fn parse_raft_write_buffer(value: &str) -> Result<usize, String> {
+    value
         .trim()
         .parse::<usize>()
         .ok()
@@ -164,14 +173,27 @@ pub fn raft_write_buffer_from_env() -> Result<Option<usize>, String> {
                 "{RAFT_WRITE_BUFFER_ENV}={value:?} is not a byte count of at least \
                  {RAFT_WRITE_BUFFER_BYTES_MIN}; unset it, or give one such as 65536"
             )
-        })?;
-    tracing::warn!(
-        "{RAFT_WRITE_BUFFER_ENV}={bytes}: the Raft database flushes its memtables every \
-         {bytes} bytes (test only: slower, and its WAL changes files often)"
-    );
-    Ok(Some(bytes))
+        })
 }
 
 fn flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raft_write_buffer_is_a_byte_count_of_at_least_64_kib() {
+        assert_eq!(parse_raft_write_buffer("65536"), Ok(65536));
+        assert_eq!(parse_raft_write_buffer(" 1048576\n"), Ok(1 << 20));
+        for bad in ["65535", "0", "64k", "", "-1"] {
+            let e = parse_raft_write_buffer(bad).unwrap_err();
+            assert!(
+                e.contains(RAFT_WRITE_BUFFER_ENV) && e.contains("at least 65536"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -209,11 +209,18 @@ fn crash_at() {
 /// Full disks: each node's data on a tmpfs of its own, the target nodes'
 /// filled with ballast for the hold. Replicas that cannot write their
 /// segments stop and start again once there is room; a node whose Raft log
-/// cannot write stops, says so, and is started again. Every step must have
-/// filled a disk (its stop names the ballast's size).
+/// cannot write stops, says so, and is started again. The nodes' Raft
+/// memtables are 64 KiB (`--raft-write-buffer`), so their WAL changes files
+/// often enough for a step to reach the Raft log (with the default, the WAL
+/// file in use has tens of megabytes reserved and no step does). Every step
+/// must have filled a disk (its stop names the ballast's size).
 #[test]
 fn disk_full() {
-    let r = run("disk-full", 1, &["--nemesis", "disk-full"]);
+    let r = run(
+        "disk-full",
+        1,
+        &["--nemesis", "disk-full", "--raft-write-buffer", "65536"],
+    );
     if !is_root() {
         assert_unknown_without_root(&r);
         r.passed();

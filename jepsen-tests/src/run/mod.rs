@@ -213,6 +213,16 @@ fn node_env(cfg: &RunConfig, faults: &[Fault]) -> (Vec<(String, String)>, Option
     (env, clock_unavailable)
 }
 
+/// A schedule step as results.json lists it: start, hold, fault.
+fn describe_step(s: &schedule::Step) -> String {
+    format!(
+        "{:.1}s +{:.1}s {}",
+        s.at.as_secs_f64(),
+        s.hold.as_secs_f64(),
+        s.fault
+    )
+}
+
 /// `EVERY:KEPT` as two entry counts, EVERY at least 1 (a node would refuse
 /// or ignore anything else, and the run would test the default unawares).
 fn parse_log_entries(value: &str) -> anyhow::Result<(u64, u64)> {
@@ -811,17 +821,7 @@ async fn run_async(
         log_entries: cfg.log_entries.clone(),
         raft_write_buffer: cfg.raft_write_buffer,
         snapshot_points,
-        schedule: steps
-            .iter()
-            .map(|s| {
-                format!(
-                    "{:.1}s +{:.1}s {}",
-                    s.at.as_secs_f64(),
-                    s.hold.as_secs_f64(),
-                    s.fault
-                )
-            })
-            .collect(),
+        schedule: steps.iter().map(describe_step).collect(),
         nemesis_problems: nem
             .problems
             .lock()

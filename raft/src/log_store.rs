@@ -245,8 +245,9 @@ impl LogDb {
     pub fn write_out_memtables(&self) -> Result<(), RaftError> {
         let mut options = rocksdb::FlushOptions::default();
         options.set_wait(true);
+        // Alone: a flush may sync the WAL files it closes.
         self.failure
-            .write("writing the memtables out", || {
+            .sync("writing the memtables out", || {
                 self.db.flush_cf_opt(self.cf(CF_LOGS), &options)?;
                 self.db.flush_cf_opt(self.cf(CF_META), &options)
             })
@@ -505,13 +506,13 @@ fn sync_wal(
 ) -> io::Result<()> {
     if options.unsafe_skip_fsync {
         // Still hand the bytes to the OS, as a node that "syncs later" would.
-        return failure.write("writing the WAL", || db.flush_wal(false));
+        return failure.sync("writing the WAL", || db.flush_wal(false));
     }
     let covered = options.on_sync.as_ref().map(|observe| observe());
     #[cfg(test)]
     let note = power.note();
     let started = std::time::Instant::now();
-    failure.write("fsyncing the WAL", || db.flush_wal(true))?;
+    failure.sync("fsyncing the WAL", || db.flush_wal(true))?;
     metrics::histogram!(crate::WAL_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
     #[cfg(test)]
     power.synced(note);

@@ -12,9 +12,23 @@
 //! [`WriteFailure::subscribe`], stops (fail-stop: what it acknowledged is
 //! durable, what it did not was never acknowledged) with an error that
 //! says what failed and what to do. Reads go on until it stops.
+//!
+//! The latch alone left a race: the first write to fail does so inside
+//! RocksDB, which marks that WAL file's writer failed before the error comes
+//! back to be latched, and a WAL fsync that reaches such a writer before it
+//! was ever synced (a WAL file just started, the usual place for a full disk
+//! to show: the file before it had its space reserved ahead) trips the same
+//! assertion. An fsync started in that gap, or running while the write
+//! failed, aborted the node (`cargo test -p sluice --test it disk_full`, with
+//! 1 MiB memtables: one run in three). So writes and fsyncs are ordered
+//! too: writes run side by side, an fsync runs alone ([`WriteFailure::sync`]),
+//! and a failed write is latched before the next fsync may start. What it
+//! costs: a write that comes while an fsync runs waits for it, where it used
+//! to be written meanwhile (its durability waited for that fsync and the
+//! next either way).
 
 use std::io;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
@@ -22,6 +36,8 @@ use tokio::sync::watch;
 pub(crate) struct WriteFailure {
     first: OnceLock<String>,
     tx: watch::Sender<Option<String>>,
+    /// Held shared by writes, alone by fsyncs (see the module's documentation).
+    order: RwLock<()>,
 }
 
 impl WriteFailure {
@@ -29,16 +45,35 @@ impl WriteFailure {
         Self {
             first: OnceLock::new(),
             tx: watch::channel(None).0,
+            order: RwLock::new(()),
         }
     }
 
-    /// Runs the write or fsync `f` (described by `action`, e.g. "appending
-    /// log entries") unless one already failed; latches its failure.
+    /// Runs the write `f` (described by `action`, e.g. "appending log
+    /// entries") unless a write or fsync already failed, beside other
+    /// writes but never during an fsync; latches its failure.
     pub(crate) fn write<T>(
         &self,
         action: &str,
         f: impl FnOnce() -> Result<T, rocksdb::Error>,
     ) -> io::Result<T> {
+        let _beside_writes = self.order.read().unwrap_or_else(PoisonError::into_inner);
+        self.run(action, f)
+    }
+
+    /// Runs the fsync (or anything else that may sync the WAL, such as a
+    /// memtable flush) `f` unless a write or fsync already failed, while no
+    /// write runs; latches its failure.
+    pub(crate) fn sync<T>(
+        &self,
+        action: &str,
+        f: impl FnOnce() -> Result<T, rocksdb::Error>,
+    ) -> io::Result<T> {
+        let _alone = self.order.write().unwrap_or_else(PoisonError::into_inner);
+        self.run(action, f)
+    }
+
+    fn run<T>(&self, action: &str, f: impl FnOnce() -> Result<T, rocksdb::Error>) -> io::Result<T> {
         if let Some(first) = self.first.get() {
             return Err(io::Error::other(format!(
                 "the Raft log database refuses writes since an earlier one failed: {first}"
@@ -114,5 +149,87 @@ mod tests {
         let _ = f.write("other", failing);
         assert!(!rx.has_changed().unwrap());
         assert!(f.first().unwrap().starts_with("appending log entries"));
+    }
+
+    #[test]
+    fn an_fsync_never_runs_during_a_write() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, mpsc};
+        let f = Arc::new(WriteFailure::new());
+        let writing = Arc::new(AtomicBool::new(false));
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let write = std::thread::spawn({
+            let (f, writing) = (f.clone(), writing.clone());
+            move || {
+                f.write("appending log entries", || {
+                    writing.store(true, Ordering::SeqCst);
+                    entered_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    writing.store(false, Ordering::SeqCst);
+                    Ok::<_, rocksdb::Error>(())
+                })
+                .unwrap();
+            }
+        });
+        entered.recv().unwrap();
+        let sync = std::thread::spawn({
+            let (f, writing) = (f.clone(), writing.clone());
+            move || {
+                f.sync("fsyncing the WAL", || {
+                    Ok::<_, rocksdb::Error>(writing.load(Ordering::SeqCst))
+                })
+                .unwrap()
+            }
+        });
+        // Time for the fsync to overtake the write, were it allowed to.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !sync.is_finished(),
+            "the fsync ran while a write was running"
+        );
+        release.send(()).unwrap();
+        write.join().unwrap();
+        assert!(!sync.join().unwrap(), "the fsync saw a write running");
+    }
+
+    #[test]
+    fn a_write_that_fails_is_latched_before_a_waiting_fsync_runs() {
+        use std::sync::{Arc, mpsc};
+        let f = Arc::new(WriteFailure::new());
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let write = std::thread::spawn({
+            let f = f.clone();
+            move || {
+                let _ = f.write("appending log entries", || {
+                    entered_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    failing()
+                });
+            }
+        });
+        entered.recv().unwrap();
+        let sync = std::thread::spawn({
+            let f = f.clone();
+            move || {
+                let mut ran = false;
+                let result = f.sync("fsyncing the WAL", || {
+                    ran = true;
+                    Ok::<_, rocksdb::Error>(())
+                });
+                (ran, result.map_err(|e| e.to_string()))
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        release.send(()).unwrap();
+        write.join().unwrap();
+        let (ran, result) = sync.join().unwrap();
+        assert!(!ran, "an fsync ran after a write failed");
+        assert!(
+            result
+                .unwrap_err()
+                .contains("refuses writes since an earlier one failed"),
+        );
     }
 }

@@ -25,12 +25,27 @@
 //! and a failed write is latched before the next fsync may start. What it
 //! costs: a write that comes while an fsync runs waits for it, where it used
 //! to be written meanwhile (its durability waited for that fsync and the
-//! next either way).
+//! next either way); it waits off the runtime's worker, whose other tasks
+//! go on.
 
 use std::io;
-use std::sync::{OnceLock, PoisonError, RwLock};
+use std::sync::{OnceLock, PoisonError, RwLock, TryLockError};
 
 use tokio::sync::watch;
+
+/// Runs `wait` (a wait for an fsync to end) so that it does not hold up the
+/// other tasks of a runtime worker it may be called on: openraft's appends
+/// run on the node's runtime, which has a worker per core, and an fsync that
+/// stalls (tens of ms on a slow disk) would otherwise stop heartbeats and
+/// elections' answers with it.
+fn wait_outside_the_runtime<T>(wait: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}
 
 /// The latch; one per database, shared with its syncer thread.
 pub(crate) struct WriteFailure {
@@ -57,7 +72,13 @@ impl WriteFailure {
         action: &str,
         f: impl FnOnce() -> Result<T, rocksdb::Error>,
     ) -> io::Result<T> {
-        let _beside_writes = self.order.read().unwrap_or_else(PoisonError::into_inner);
+        let _beside_writes = match self.order.try_read() {
+            Ok(shared) => shared,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => wait_outside_the_runtime(|| {
+                self.order.read().unwrap_or_else(PoisonError::into_inner)
+            }),
+        };
         self.run(action, f)
     }
 

@@ -20,7 +20,7 @@
 //! to show: the file before it had its space reserved ahead) trips the same
 //! assertion. An fsync started in that gap, or running while the write
 //! failed, aborted the node (`cargo test -p sluice --test it disk_full`, with
-//! 1 MiB memtables: one run in three). So writes and fsyncs are ordered
+//! 1 MiB memtables: once in 23 runs; RELIABILITY.md). So writes and fsyncs are ordered
 //! too: writes run side by side, an fsync runs alone ([`WriteFailure::sync`]),
 //! and a failed write is latched before the next fsync may start. What it
 //! costs: a write that comes while an fsync runs waits for it, where it used

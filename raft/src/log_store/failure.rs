@@ -33,11 +33,11 @@ use std::sync::{OnceLock, PoisonError, RwLock, TryLockError};
 
 use tokio::sync::watch;
 
-/// Runs `wait` (a wait for an fsync to end) so that it does not hold up the
-/// other tasks of a runtime worker it may be called on: openraft's appends
-/// run on the node's runtime, which has a worker per core, and an fsync that
-/// stalls (tens of ms on a slow disk) would otherwise stop heartbeats and
-/// elections' answers with it.
+/// Runs `wait` (a wait for an fsync, or for writes, to end) so that it does
+/// not hold up the other tasks of a runtime worker it may be called on:
+/// openraft's appends run on the node's runtime, which has a worker per
+/// core, and an fsync that stalls (tens of ms on a slow disk) would
+/// otherwise stop heartbeats and elections' answers with it.
 fn wait_outside_the_runtime<T>(wait: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -90,7 +90,15 @@ impl WriteFailure {
         action: &str,
         f: impl FnOnce() -> Result<T, rocksdb::Error>,
     ) -> io::Result<T> {
-        let _alone = self.order.write().unwrap_or_else(PoisonError::into_inner);
+        // A synced metadata write (a vote, a snapshot's applied point) calls
+        // this on a runtime worker too.
+        let _alone = match self.order.try_write() {
+            Ok(alone) => alone,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => wait_outside_the_runtime(|| {
+                self.order.write().unwrap_or_else(PoisonError::into_inner)
+            }),
+        };
         self.run(action, f)
     }
 

@@ -430,20 +430,24 @@ pub fn produce_across_leader_kill(
     let old = partition_leader(env, topic);
     let feed = {
         let records = records.to_string();
-        std::thread::spawn(move || {
+        // A producer that stops early closes its stdin: the feed then ends
+        // with the error, and the producer's own words are what to show.
+        std::thread::spawn(move || -> std::io::Result<()> {
             for piece in records.as_bytes().chunks(chunk) {
-                stdin.write_all(piece).unwrap();
+                stdin.write_all(piece)?;
                 std::thread::sleep(pause);
             }
+            Ok(())
         })
     };
     std::thread::sleep(kill_after);
     env.kill(old);
-    feed.join().unwrap();
+    let fed = feed.join().unwrap();
     let out = producer.wait_with_output().unwrap();
     assert!(
-        out.status.success(),
-        "producer failed: {}",
+        out.status.success() && fed.is_ok(),
+        "producer failed ({}; feeding its stdin: {fed:?}): {}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     assert_ne!(partition_leader(env, topic), old, "a new leader took over");

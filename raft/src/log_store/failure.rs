@@ -29,7 +29,7 @@
 //! go on.
 
 use std::io;
-use std::sync::{OnceLock, PoisonError, RwLock, TryLockError};
+use std::sync::{LockResult, OnceLock, PoisonError, RwLock, TryLockError, TryLockResult};
 
 use tokio::sync::watch;
 
@@ -44,6 +44,19 @@ fn wait_outside_the_runtime<T>(wait: impl FnOnce() -> T) -> T {
             tokio::task::block_in_place(wait)
         }
         _ => wait(),
+    }
+}
+
+/// A lock guard from `tried` (a `try_*` attempt), or else from `wait` (the
+/// blocking call) run off the runtime's worker. A poisoned lock guards no
+/// data here (only the order), so its guard is taken as it is.
+fn take<G>(tried: TryLockResult<G>, wait: impl FnOnce() -> LockResult<G>) -> G {
+    match tried {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(TryLockError::WouldBlock) => {
+            wait_outside_the_runtime(|| wait().unwrap_or_else(PoisonError::into_inner))
+        }
     }
 }
 
@@ -72,13 +85,7 @@ impl WriteFailure {
         action: &str,
         f: impl FnOnce() -> Result<T, rocksdb::Error>,
     ) -> io::Result<T> {
-        let _beside_writes = match self.order.try_read() {
-            Ok(shared) => shared,
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => wait_outside_the_runtime(|| {
-                self.order.read().unwrap_or_else(PoisonError::into_inner)
-            }),
-        };
+        let _beside_writes = take(self.order.try_read(), || self.order.read());
         self.run(action, f)
     }
 
@@ -92,13 +99,7 @@ impl WriteFailure {
     ) -> io::Result<T> {
         // A synced metadata write (a vote, a snapshot's applied point) calls
         // this on a runtime worker too.
-        let _alone = match self.order.try_write() {
-            Ok(alone) => alone,
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => wait_outside_the_runtime(|| {
-                self.order.write().unwrap_or_else(PoisonError::into_inner)
-            }),
-        };
+        let _alone = take(self.order.try_write(), || self.order.write());
         self.run(action, f)
     }
 

@@ -30,9 +30,9 @@ use crate::run::schedule::{FAMILIES, all_alias, families, parse_nemesis};
 
 /// The nemesis of each run, in turn: `--nemesis` split at commas, where `all`
 /// stands for every family the node count allows (see
-/// [`crate::run::schedule::families`]; `all-before-clock` and
-/// `all-before-loss` for the rotations of campaigns recorded before sessions
-/// 28 and 27, [`all_alias`]) and any other item is one `run
+/// [`crate::run::schedule::families`]; `all-before-log-disk`,
+/// `all-before-clock` and `all-before-loss` for the rotations of campaigns
+/// recorded before sessions 35, 28 and 27, [`all_alias`]) and any other item is one `run
 /// --nemesis` value (a family, `family:variant`), checked here so a typo fails
 /// the campaign at once rather than every run of it.
 pub fn rotation(list: &str, nodes: u32) -> anyhow::Result<Vec<String>> {
@@ -666,6 +666,8 @@ mod tests {
         with_loss.extend(strings(&["loss", "crash-at", "disk-full"]));
         assert_eq!(rotation("all-before-clock", 3).unwrap(), with_loss);
         with_loss.extend(strings(&["clock", "delay"]));
+        assert_eq!(rotation("all-before-log-disk", 3).unwrap(), with_loss);
+        with_loss.extend(strings(&["log-disk-full"]));
         assert_eq!(rotation("all", 3).unwrap(), with_loss);
         let mut four = three.clone();
         four.extend(strings(&["membership", "membership-kill"]));
@@ -679,6 +681,7 @@ mod tests {
             "disk-full",
             "clock",
             "delay",
+            "log-disk-full",
         ]));
         assert_eq!(rotation("all", MEMBERSHIP_MIN_NODES).unwrap(), four);
         // Every fault `run --nemesis all` can draw belongs to a rotation entry.

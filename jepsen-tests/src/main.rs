@@ -64,8 +64,8 @@ struct RunArgs {
     log_entries: Option<String>,
     /// The nodes' Raft databases flush their memtables every BYTES (at
     /// least 65536; the nodes' default is 64 MiB): their WAL then changes
-    /// files that often, so a disk-full step reaches the Raft log within its
-    /// hold, and the node stops and is restarted.
+    /// files that often, so a disk-full or log-disk-full step reaches the
+    /// Raft log within its hold, and the node stops and is restarted.
     #[arg(long, value_name = "BYTES")]
     raft_write_buffer: Option<u64>,
 }
@@ -111,8 +111,10 @@ enum Command {
         /// the targets' filled), clock [:one|leader|minority|majority|all]
         /// (the targets' wall clocks stepped, through libfaketime), delay
         /// [:one|leader|minority|majority|all] (packets into the targets held
-        /// back 2-180 ms), or all (`all-before-clock`: `all` as it was before
-        /// clock and delay,
+        /// back 2-180 ms), log-disk-full [:one|leader|minority|majority|all]
+        /// (each node's Raft log on a tmpfs of its own; the targets' filled),
+        /// or all (`all-before-log-disk`: `all` as it was before
+        /// log-disk-full, `all-before-clock`: before clock and delay too,
         /// `all-before-loss`: before loss, crash-at and disk-full too, for
         /// seeds recorded then).
         #[arg(long, default_value = "kill,pause,partition")]
@@ -150,9 +152,10 @@ enum Command {
         /// What each run gets, in turn: `all` (every family the node count
         /// allows: kill, pause, partition, power-loss, corruption, pause-kill,
         /// part-kill, with 4+ nodes membership, membership-kill, then loss,
-        /// crash-at, disk-full, clock, delay; `all-before-clock` leaves clock and
-        /// delay out and `all-before-loss` the last five, as campaigns recorded before them
-        /// rotated) or a comma-separated list of `run --nemesis` values
+        /// crash-at, disk-full, clock, delay, log-disk-full;
+        /// `all-before-log-disk` leaves log-disk-full out, `all-before-clock`
+        /// clock and delay too and `all-before-loss` the last six, as
+        /// campaigns recorded before them rotated) or a comma-separated list of `run --nemesis` values
         /// (`power-loss:all,kill`).
         #[arg(long, default_value = "all")]
         nemesis: String,

@@ -1,5 +1,6 @@
 //! The CI smoke matrix: short runs of `jepsen-tests run` against real clusters,
-//! one nemesis each (packet loss, crash points and full disks among them),
+//! one nemesis each (packet loss, crash points, full disks and full Raft log
+//! disks among them),
 //! with fixed seeds (membership on 4 nodes, the rest on 3),
 //! two whole-cluster power losses less than 10 s apart (seed 6),
 //! the SmartModule-store workload under kills and partitions; a consumer group
@@ -233,6 +234,31 @@ fn disk_full() {
         r.describe()
     );
     assert_valid_with_faults(r, "disk_full");
+}
+
+/// Full Raft log disks: each node's Raft log on a tmpfs of its own, the
+/// target nodes' filled for the hold while their segments keep room. A
+/// node whose Raft log cannot write stops, says so (the nemesis checks its
+/// stderr), and is started again once the ballast is gone; what it
+/// acknowledged must all be there. At least one step must have stopped a
+/// node: a step that never reached the Raft log tested nothing new.
+#[test]
+fn log_disk_full() {
+    // The nodes' Raft memtables are 64 KiB without asking (the runner's
+    // default for this nemesis), so the WAL changes files within a hold.
+    let r = run("log-disk-full", 1, &["--nemesis", "log-disk-full"]);
+    if !is_root() {
+        assert_unknown_without_root(&r);
+        r.passed();
+        return;
+    }
+    let stops = stop_details(&r, "log_disk_full");
+    assert!(
+        stops.iter().any(|d| d.contains("had stopped")),
+        "no log-disk-full step stopped a node ({stops:?}): {}",
+        r.describe()
+    );
+    assert_valid_with_faults(r, "log_disk_full");
 }
 
 /// Steps the wall clocks of one node, the leader, a majority or all, each

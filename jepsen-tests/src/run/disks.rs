@@ -11,6 +11,11 @@
 //! nodes' fsync journal says was synced all the same. Each node's
 //! `node.stderr` is a link to `node-i.stderr` beside the mount, so that
 //! what a node says as it stops for a full disk is kept.
+//!
+//! For the `log-disk-full` nemesis each node's Raft log gets a tmpfs of its
+//! own too, beside the node's ([`log_disk`]): the node's `raft` is a link to
+//! `log/` on it, and that disk alone is filled, so the Raft log meets a full
+//! disk while the segments still have room.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +26,8 @@ use super::netns::run;
 
 /// Room of each node's tmpfs (it takes memory only as it fills).
 pub const TMPFS_SIZE: &str = "1g";
+/// Room of each node's Raft log tmpfs, when it has one.
+pub const LOG_TMPFS_SIZE: &str = "256m";
 
 /// The ballast files a full disk holds, at the root of a node's directory:
 /// this prefix and a number.
@@ -36,25 +43,47 @@ pub struct Disks {
     dirs: Vec<PathBuf>,
 }
 
+/// The directory beside node directory `node_dir` whose tmpfs holds the
+/// node's Raft log, when [`Disks::mount`] gave it one.
+pub fn log_disk(node_dir: &Path) -> PathBuf {
+    let mut name = node_dir.file_name().unwrap_or_default().to_os_string();
+    name.push("-log");
+    node_dir.with_file_name(name)
+}
+
 impl Disks {
-    /// Mounts a tmpfs on `data/node-i` for each of the `nodes` nodes.
-    pub fn mount(data: &Path, nodes: u32) -> anyhow::Result<Self> {
+    /// Mounts a tmpfs on `data/node-i` for each of the `nodes` nodes and, if
+    /// `log_apart`, another for each node's Raft log ([`log_disk`]).
+    pub fn mount(data: &Path, nodes: u32, log_apart: bool) -> anyhow::Result<Self> {
         let mut disks = Disks { dirs: Vec::new() };
         for i in 1..=nodes {
             let dir = data.join(format!("node-{i}"));
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            run(Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={TMPFS_SIZE}"), "tmpfs"])
-                .arg(&dir))
-            .context("a tmpfs per node (needs root)")?;
-            disks.dirs.push(dir.clone());
+            disks.mount_one(&dir, TMPFS_SIZE)?;
             // What a node says when it stops (its disk full, say) must not
             // need room on that disk: its stderr lives next to the tmpfs.
             std::os::unix::fs::symlink(format!("../node-{i}.stderr"), dir.join("node.stderr"))
                 .context("cannot link the node's stderr out of its tmpfs")?;
+            if log_apart {
+                let log = log_disk(&dir);
+                disks.mount_one(&log, LOG_TMPFS_SIZE)?;
+                // The ballast goes beside `log/`, not among RocksDB's files.
+                std::fs::create_dir(log.join("log"))
+                    .with_context(|| format!("cannot create {}/log", log.display()))?;
+                std::os::unix::fs::symlink(format!("../node-{i}-log/log"), dir.join("raft"))
+                    .context("cannot link the node's Raft log to its own tmpfs")?;
+            }
         }
         Ok(disks)
+    }
+
+    fn mount_one(&mut self, dir: &Path, size: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir))
+        .context("a tmpfs per node (needs root)")?;
+        self.dirs.push(dir.to_path_buf());
+        Ok(())
     }
 
     /// The mounted directories (for the ctrl-c handler).

@@ -180,6 +180,19 @@ fn segment_bytes(faults: &[Fault]) -> Option<u64> {
         .then_some(CRASH_AT_SEGMENT_BYTES)
 }
 
+/// The Raft memtable size the nodes of a run get: `--raft-write-buffer`,
+/// or for a run with `log-disk-full` without it, the smallest a node takes:
+/// with the nodes' default the WAL file in use has tens of megabytes
+/// reserved ahead, and no step would reach the Raft log within its hold.
+fn raft_write_buffer(cfg: &RunConfig, faults: &[Fault]) -> Option<u64> {
+    cfg.raft_write_buffer.or_else(|| {
+        faults
+            .iter()
+            .any(|f| matches!(f, Fault::LogDiskFull(_)))
+            .then_some(RAFT_WRITE_BUFFER_BYTES_MIN)
+    })
+}
+
 /// What the nodes of a run get in their environment, and why wall clocks
 /// cannot be set if the run asks for it and they cannot (runs with the
 /// `clock` nemesis start every node with libfaketime preloaded).
@@ -204,7 +217,7 @@ fn node_env(cfg: &RunConfig, faults: &[Fault]) -> (Vec<(String, String)>, Option
     if let Some(e) = &cfg.log_entries {
         env.push((LOG_ENTRIES_ENV.into(), e.clone()));
     }
-    if let Some(b) = cfg.raft_write_buffer {
+    if let Some(b) = raft_write_buffer(cfg, faults) {
         env.push((RAFT_WRITE_BUFFER_ENV.into(), b.to_string()));
     }
     if std::env::var_os("RUST_LOG").is_none() {
@@ -462,7 +475,10 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<(CheckResult, RunInfo)> {
     let disks = faults
         .iter()
         .any(Fault::needs_disks)
-        .then(|| disks::Disks::mount(&out.join("data"), cfg.nodes))
+        .then(|| {
+            let log_apart = faults.iter().any(|f| matches!(f, Fault::LogDiskFull(_)));
+            disks::Disks::mount(&out.join("data"), cfg.nodes, log_apart)
+        })
         .and_then(|mounted| {
             mounted
                 .map_err(|e| disks_unavailable = Some(format!("{e:#}")))
@@ -819,7 +835,7 @@ async fn run_async(
         network_namespace: netns,
         unsafe_no_fsync: cfg.unsafe_no_fsync,
         log_entries: cfg.log_entries.clone(),
-        raft_write_buffer: cfg.raft_write_buffer,
+        raft_write_buffer: raft_write_buffer(cfg, faults),
         snapshot_points,
         schedule: steps.iter().map(describe_step).collect(),
         nemesis_problems: nem
@@ -1026,6 +1042,29 @@ mod tests {
             }
             .validate()
             .is_ok()
+        );
+    }
+
+    /// A run with `log-disk-full` gives its nodes the smallest Raft
+    /// memtables unless told otherwise; other runs keep the nodes' default.
+    #[test]
+    fn a_log_disk_full_run_reaches_the_raft_log_unless_told_otherwise() {
+        let log = schedule::parse_nemesis("kill,log-disk-full:one", 3).unwrap();
+        let plain = schedule::parse_nemesis("kill,disk-full", 3).unwrap();
+        assert_eq!(
+            raft_write_buffer(&config(), &log),
+            Some(RAFT_WRITE_BUFFER_BYTES_MIN)
+        );
+        assert_eq!(raft_write_buffer(&config(), &plain), None);
+        let told = RunConfig {
+            raft_write_buffer: Some(1 << 20),
+            ..config()
+        };
+        assert_eq!(raft_write_buffer(&told, &log), Some(1 << 20));
+        let (env, _) = node_env(&config(), &log);
+        assert!(
+            env.contains(&(RAFT_WRITE_BUFFER_ENV.to_string(), "65536".to_string())),
+            "{env:?}"
         );
     }
 }

@@ -266,7 +266,8 @@ impl Nemesis {
             Fault::CrashAt(point) => self.crash_at(point, hold, rng).await,
             Fault::Clock(t) => self.clock(t, hold, rng).await,
             Fault::Delay(t) => self.delay(t, hold, rng).await,
-            Fault::DiskFull(t) => self.disk_full(t, hold, rng).await,
+            Fault::DiskFull(t) => self.disk_full(t, false, hold, rng).await,
+            Fault::LogDiskFull(t) => self.disk_full(t, true, hold, rng).await,
         }
     }
 
@@ -443,29 +444,36 @@ impl Nemesis {
         }
     }
 
-    /// Fills the disks of `t`'s nodes for `hold`, then empties them and
-    /// starts again the nodes that stopped: a node stops only when its Raft
-    /// log cannot write, and must have said so (anything else is a crash,
-    /// reported as a nemesis problem).
-    async fn disk_full(&self, t: Target, hold: Duration, rng: &mut Rng) {
+    /// Fills the disks of `t`'s nodes for `hold` (their Raft logs' own disks
+    /// if `log`: [`Fault::LogDiskFull`]), then empties them and starts again
+    /// the nodes that stopped: a node stops only when its Raft log cannot
+    /// write, and must have said so (anything else is a crash, reported as a
+    /// nemesis problem).
+    async fn disk_full(&self, t: Target, log: bool, hold: Duration, rng: &mut Rng) {
+        let (step, fault) = if log {
+            ("log_disk_full", Fault::LogDiskFull(t))
+        } else {
+            ("disk_full", Fault::DiskFull(t))
+        };
+        let disk = |dir: std::path::PathBuf| if log { disks::log_disk(&dir) } else { dir };
         if let Some(why) = &self.disks_unavailable {
-            self.unavailable("disk_full", why);
+            self.unavailable(step, why);
             return;
         }
         let nodes = targets(t, self.cluster.spec.nodes, self.ctx.leader(), rng);
         let said = |i: NodeId| said_it_stops(&self.cluster.node_dir(i));
         let before: Vec<usize> = nodes.iter().map(|i| said(*i)).collect();
-        self.start("disk_full", &nodes, Fault::DiskFull(t).to_string());
+        self.start(step, &nodes, fault.to_string());
         let mut filled = Vec::new();
         for i in &nodes {
-            match disks::fill(&self.cluster.node_dir(*i)) {
+            match disks::fill(&disk(self.cluster.node_dir(*i))) {
                 Ok(bytes) => filled.push(format!("node {i}: {} MB", bytes / 1_000_000)),
                 Err(e) => self.problem(format!("cannot fill node {i}'s disk: {e:#}")),
             }
         }
         sleep(hold).await;
         for i in &nodes {
-            if let Err(e) = disks::free(&self.cluster.node_dir(*i)) {
+            if let Err(e) = disks::free(&disk(self.cluster.node_dir(*i))) {
                 self.problem(format!("cannot empty node {i}'s disk: {e:#}"));
             }
         }
@@ -491,7 +499,7 @@ impl Nemesis {
             )
         };
         self.stop(
-            "disk_full",
+            step,
             &nodes,
             format!("ballast of {} removed; {d}", filled.join(", ")),
         );

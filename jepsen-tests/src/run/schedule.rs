@@ -92,6 +92,13 @@ pub enum Fault {
     /// [`crate::run::delay::DELAY_MS_MIN`] and `DELAY_MS_MAX`) and up to
     /// half of it again, so they also arrive out of order.
     Delay(Target),
+    /// The disks of the target nodes' Raft logs filled (each node's Raft log
+    /// lives on a tmpfs of its own for this), emptied after the hold; a node
+    /// that stopped meanwhile is started again. `disk-full` fills the disk of
+    /// everything else, where the partitions' segments, which grow in steps
+    /// the WAL does not (RocksDB reserves WAL room ahead), run out first and
+    /// stop their replicas before the Raft log meets the full disk.
+    LogDiskFull(Target),
 }
 
 /// Least share of packets, in percent, a `loss` step drops.
@@ -112,7 +119,7 @@ impl Fault {
 
     /// Whether it needs each node's data on a file system of its own.
     pub fn needs_disks(&self) -> bool {
-        matches!(self, Fault::DiskFull(_))
+        matches!(self, Fault::DiskFull(_) | Fault::LogDiskFull(_))
     }
 
     /// Whether it needs the nodes started with libfaketime.
@@ -142,6 +149,7 @@ impl Fault {
             Fault::DiskFull(_) => "disk-full",
             Fault::Clock(_) => "clock",
             Fault::Delay(_) => "delay",
+            Fault::LogDiskFull(_) => "log-disk-full",
         }
     }
 }
@@ -151,9 +159,10 @@ impl Fault {
 /// every recorded seed's schedule; a family added later goes last, and
 /// changes `all`'s schedules from then on: [`ADDED_IN_SESSION_27`] came
 /// then, so a `run --nemesis all --seed S` recorded before replays with
-/// `--nemesis all-before-loss`, and one recorded before
-/// [`ADDED_IN_SESSION_28`] with `--nemesis all-before-clock`).
-pub const FAMILIES: [&str; 14] = [
+/// `--nemesis all-before-loss`, one recorded before [`ADDED_IN_SESSION_28`]
+/// with `--nemesis all-before-clock`, and one recorded before
+/// [`ADDED_IN_SESSION_35`] with `--nemesis all-before-log-disk`).
+pub const FAMILIES: [&str; 15] = [
     "kill",
     "pause",
     "partition",
@@ -168,6 +177,7 @@ pub const FAMILIES: [&str; 14] = [
     "disk-full",
     "clock",
     "delay",
+    "log-disk-full",
 ];
 
 /// The families `all-before-loss` leaves out: `all` as seeds recorded before
@@ -177,17 +187,27 @@ pub const ADDED_IN_SESSION_27: [&str; 3] = ["loss", "crash-at", "disk-full"];
 /// The families `all-before-clock` leaves out (and `all-before-loss` too).
 pub const ADDED_IN_SESSION_28: [&str; 2] = ["clock", "delay"];
 
-/// The families an `all` alias means on `nodes` nodes (`all`,
-/// `all-before-clock`, `all-before-loss`), or `None` if `item` is none.
+/// The family `all-before-log-disk` leaves out (and the older aliases too).
+pub const ADDED_IN_SESSION_35: [&str; 1] = ["log-disk-full"];
+
+/// Each alias of an older `all`, with the families added since it: an alias
+/// leaves out its own additions and every later one.
+const OLDER_ALLS: [(&str, &[&str]); 3] = [
+    ("all-before-loss", &ADDED_IN_SESSION_27),
+    ("all-before-clock", &ADDED_IN_SESSION_28),
+    ("all-before-log-disk", &ADDED_IN_SESSION_35),
+];
+
+/// The families an `all` alias means on `nodes` nodes (`all`, or one of
+/// [`OLDER_ALLS`]), or `None` if `item` is none.
 pub fn all_alias(item: &str, nodes: u32) -> Option<Vec<&'static str>> {
     let mut listed = families(nodes);
-    match item {
-        "all" => {}
-        "all-before-clock" => listed.retain(|f| !ADDED_IN_SESSION_28.contains(f)),
-        "all-before-loss" => {
-            listed.retain(|f| !ADDED_IN_SESSION_28.contains(f) && !ADDED_IN_SESSION_27.contains(f))
-        }
-        _ => return None,
+    if item == "all" {
+        return Some(listed);
+    }
+    let since = OLDER_ALLS.iter().position(|(alias, _)| *alias == item)?;
+    for (_, added) in &OLDER_ALLS[since..] {
+        listed.retain(|f| !added.contains(f));
     }
     Some(listed)
 }
@@ -249,6 +269,7 @@ impl fmt::Display for Fault {
             Fault::DiskFull(t) => write!(f, "disk-full:{t}"),
             Fault::Clock(t) => write!(f, "clock:{t}"),
             Fault::Delay(t) => write!(f, "delay:{t}"),
+            Fault::LogDiskFull(t) => write!(f, "log-disk-full:{t}"),
         }
     }
 }
@@ -298,7 +319,9 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
                  disk-full [:one|leader|minority|majority|all], \
                  clock [:one|leader|minority|majority|all], \
                  delay [:one|leader|minority|majority|all], \
-                 or all (all-before-clock: as before session 28, all-before-loss: before 27)",
+                 log-disk-full [:one|leader|minority|majority|all], \
+                 or all (all-before-log-disk: as before session 35, all-before-clock: \
+                 before 28, all-before-loss: before 27)",
                 crash_point_names()
             )
         };
@@ -339,6 +362,10 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
             "disk-full" => targets(variant)?.into_iter().map(Fault::DiskFull).collect(),
             "clock" => targets(variant)?.into_iter().map(Fault::Clock).collect(),
             "delay" => targets(variant)?.into_iter().map(Fault::Delay).collect(),
+            "log-disk-full" => targets(variant)?
+                .into_iter()
+                .map(Fault::LogDiskFull)
+                .collect(),
             "crash-at" => match variant {
                 None => sluice_crashpoints::POINTS
                     .iter()
@@ -348,7 +375,9 @@ pub fn parse_nemesis(list: &str, nodes: u32) -> anyhow::Result<Vec<Fault>> {
                     sluice_crashpoints::point(v).ok_or_else(bad)?.name,
                 )],
             },
-            "all" | "all-before-clock" | "all-before-loss" if variant.is_none() => {
+            "all" | "all-before-log-disk" | "all-before-clock" | "all-before-loss"
+                if variant.is_none() =>
+            {
                 let listed = all_alias(family, nodes).unwrap_or_default();
                 let mut all = parse_nemesis(&listed.join(","), nodes)?;
                 all.retain(|f| !out.contains(f));
@@ -667,12 +696,16 @@ mod tests {
         assert_eq!(before.last(), Some(&Fault::PartKill(Cut::Ring)));
         let all = parse_nemesis("all", 3).unwrap();
         assert_eq!(all[..before.len()], before[..]);
-        let added = parse_nemesis("loss,crash-at,disk-full,clock,delay", 3).unwrap();
+        let added = parse_nemesis("loss,crash-at,disk-full,clock,delay,log-disk-full", 3).unwrap();
         assert_eq!(all[before.len()..], added[..]);
-        assert_eq!(all.last(), Some(&Fault::Delay(Target::All)));
+        assert_eq!(all.last(), Some(&Fault::LogDiskFull(Target::All)));
         let before_clock = parse_nemesis("all-before-clock", 3).unwrap();
         assert_eq!(all[..before_clock.len()], before_clock[..]);
         assert_eq!(before_clock.last(), Some(&Fault::DiskFull(Target::All)));
+        let before_log_disk = parse_nemesis("all-before-log-disk", 3).unwrap();
+        assert_eq!(all[..before_log_disk.len()], before_log_disk[..]);
+        assert_eq!(before_log_disk.last(), Some(&Fault::Delay(Target::All)));
+        assert_eq!(before_log_disk.len() + 4, all.len());
     }
 
     /// A seed recorded with `--nemesis all` before `loss` existed gets the
@@ -682,8 +715,10 @@ mod tests {
     #[test]
     fn all_before_loss_replays_the_old_all() {
         let d = Duration::from_secs(30);
-        let old: Vec<Fault> = FAMILIES
-            [..FAMILIES.len() - ADDED_IN_SESSION_27.len() - ADDED_IN_SESSION_28.len()]
+        let old: Vec<Fault> = FAMILIES[..FAMILIES.len()
+            - ADDED_IN_SESSION_27.len()
+            - ADDED_IN_SESSION_28.len()
+            - ADDED_IN_SESSION_35.len()]
             .iter()
             .filter(|f| !f.starts_with("membership"))
             .flat_map(|f| parse_nemesis(f, 3).unwrap())
@@ -718,6 +753,11 @@ mod tests {
             vec![Fault::DiskFull(Target::One)]
         );
         assert!(Fault::DiskFull(Target::One).needs_disks());
+        assert_eq!(
+            parse_nemesis("log-disk-full:leader", 3).unwrap(),
+            vec![Fault::LogDiskFull(Target::Leader)]
+        );
+        assert!(Fault::LogDiskFull(Target::One).needs_disks());
         assert!(!Fault::Loss(Target::One).needs_disks());
     }
 

@@ -6,7 +6,8 @@
 # millisecond, on the filesystem that holds the nodes' data), then
 # `sluice bench produce --rate RATE` into an RF=3 partition, then the nodes'
 # own histograms, stage by stage: the WAL fsyncs of every node; on the
-# leader, append RPCs to followers (their write and fsync and both QUIC
+# leader, its own Raft log appends (from the write to the fsync that made it
+# durable: the fsync plus the queueing in front of it), append RPCs to followers (their write and fsync and both QUIC
 # hops), the Raft write (proposal to applied), the apply itself and the
 # produce request (from its stream's opening to the answer written: reading
 # it, checks, waiting for the producer's previous batch, the Raft write);
@@ -50,21 +51,26 @@ PY
 }
 
 # The quantiles of one histogram: the largest of the nodes' (`max`, for
-# what every node does, as WAL fsyncs), or those of the node that recorded
+# what every node does, as WAL fsyncs), those of the node that recorded
 # it most (`busiest`: the partition's leader; another node's one write for
-# the audit trail would otherwise stand in for its p50).
+# the audit trail would otherwise stand in for its p50), or those of the
+# node that proposed the most writes (`leader`, for what every node records
+# about as often, as log appends).
 node_quantiles() {
     local how=$1 name=$2
     shift 2
     for url in "$@"; do curl -s "$url"; echo "#node"; done | python3 -c '
 import re, sys
 how, name = sys.argv[1], sys.argv[2]
-nodes, cur = [], {"count": 0, "q": {}}
+nodes, cur = [], {"count": 0, "writes": 0, "q": {}}
 for line in sys.stdin:
     if line.startswith("#node"):
         nodes.append(cur)
-        cur = {"count": 0, "q": {}}
+        cur = {"count": 0, "writes": 0, "q": {}}
         continue
+    m = re.match(r"sluice_raft_write_seconds_count(\{[^}]*\})? (\S+)", line)
+    if m:
+        cur["writes"] += float(m.group(2))
     m = re.match(name + r"\{.*quantile=\"([0-9.]+)\"\} (\S+)", line)
     if m:
         q, v = m.group(1), float(m.group(2)) * 1000
@@ -72,8 +78,9 @@ for line in sys.stdin:
     m = re.match(name + r"_count(\{[^}]*\})? (\S+)", line)
     if m:
         cur["count"] += float(m.group(2))
-if how == "busiest":
-    best = max(nodes, key=lambda n: n["count"])["q"] if nodes else {}
+if how in ("busiest", "leader"):
+    key = "count" if how == "busiest" else "writes"
+    best = max(nodes, key=lambda n: n[key])["q"] if nodes else {}
 else:
     best = {}
     for n in nodes:
@@ -83,9 +90,9 @@ print(" ".join("%.2f" % best.get(q, float("nan")) for q in ("0.5", "0.99")))
 ' "$how" "$name"
 }
 
-printf '%-6s %-26s %-18s %-18s %-18s %-18s %-18s %-24s\n' round "disk fdatasync p50/p99/p999" \
-    "node WAL fsync p50/p99" "append RPC p50/p99" "leader write p50/p99" "apply p50/p99" \
-    "produce req p50/p99" "ack p50/p99/p999/max"
+printf '%-6s %-26s %-18s %-18s %-18s %-18s %-18s %-18s %-24s\n' round "disk fdatasync p50/p99/p999" \
+    "node WAL fsync p50/p99" "log append p50/p99" "append RPC p50/p99" "leader write p50/p99" \
+    "apply p50/p99" "produce req p50/p99" "ack p50/p99/p999/max"
 for round in $(seq 1 "$ROUNDS"); do
     out=$($S cluster start --local --spus 3 --port "$PORT")
     read -r -a urls <<<"$(echo "$out" | sed -n 's/^Metrics (Prometheus): //p')"
@@ -102,10 +109,11 @@ l = json.load(sys.stdin)["latency_us"]
 print(" ".join(f"{l[k] / 1000:.2f}" for k in ("p50", "p99", "p999", "max")))')
     wal=$(node_quantiles max sluice_wal_fsync_seconds "${urls[@]}")
     write=$(node_quantiles busiest sluice_raft_write_seconds "${urls[@]}")
+    local_append=$(node_quantiles leader sluice_raft_log_append_seconds "${urls[@]}")
     append=$(node_quantiles busiest 'sluice_raft_rpc_seconds(?=\{[^}]*kind="append_entries")' "${urls[@]}")
     apply=$(node_quantiles busiest sluice_raft_apply_seconds "${urls[@]}")
     produce=$(node_quantiles busiest 'sluice_request_seconds(?=\{[^}]*kind="produce")' "${urls[@]}")
-    printf '%-6s %-26s %-18s %-18s %-18s %-18s %-18s %-24s\n' "$round" "${disk// //}" "${wal// //}" \
-        "${append// //}" "${write// //}" "${apply// //}" "${produce// //}" "${ack// //}"
+    printf '%-6s %-26s %-18s %-18s %-18s %-18s %-18s %-18s %-24s\n' "$round" "${disk// //}" "${wal// //}" \
+        "${local_append// //}" "${append// //}" "${write// //}" "${apply// //}" "${produce// //}" "${ack// //}"
     $S cluster delete >/dev/null
 done

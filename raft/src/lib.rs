@@ -46,6 +46,12 @@ pub const CONTROLLER_GROUP: GroupId = 0;
 /// of fsyncs), recorded through the `metrics` facade: a no-op unless the
 /// node installed an exporter (`sluice_spu::metrics` lists every name).
 pub const WAL_FSYNC_SECONDS: &str = "sluice_wal_fsync_seconds";
+/// Histogram of a replica's Raft log appends, in seconds from the start of
+/// the write to the WAL fsync that made it durable: the write itself, any
+/// wait for a running fsync (they never run beside a write), and the wait
+/// for the syncer thread's next fsync. Its excess over [`WAL_FSYNC_SECONDS`]
+/// is the queueing in front of the disk.
+pub const RAFT_LOG_APPEND_SECONDS: &str = "sluice_raft_log_append_seconds";
 /// Histogram of writes proposed on this node as leader, in seconds from the
 /// proposal to the state machine's answer (the majority's fsyncs, the
 /// replication round trips and the apply included).

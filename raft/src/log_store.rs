@@ -671,6 +671,7 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut batch = WriteBatch::default();
         let cf = self.db.cf(CF_LOGS);
         #[cfg(test)]
@@ -691,8 +692,11 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         #[cfg(test)]
         writing.appended(last);
         sluice_crashpoints::hit(sluice_crashpoints::RAFT_LOG_WRITTEN);
-        self.db
-            .sync_async(Box::new(move |res| callback.io_completed(res)));
+        self.db.sync_async(Box::new(move |res| {
+            metrics::histogram!(crate::RAFT_LOG_APPEND_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+            callback.io_completed(res)
+        }));
         Ok(())
     }
 

@@ -45,6 +45,9 @@ pub const PARTITION_RAFT_LOG_ENTRIES: &str = "sluice_partition_raft_log_entries"
 pub const RAFT_RPC_SECONDS: &str = "sluice_raft_rpc_seconds";
 /// WAL fsyncs, duration in seconds, histogram (recorded by `sluice-raft`).
 pub const WAL_FSYNC_SECONDS: &str = sluice_raft::WAL_FSYNC_SECONDS;
+/// A replica's Raft log append, from its write to the fsync that made it
+/// durable (see [`sluice_raft::RAFT_LOG_APPEND_SECONDS`]).
+pub const RAFT_LOG_APPEND_SECONDS: &str = sluice_raft::RAFT_LOG_APPEND_SECONDS;
 /// Writes proposed as leader, proposal to answer in seconds, histogram
 /// (recorded by `sluice-raft`).
 pub const RAFT_WRITE_SECONDS: &str = sluice_raft::RAFT_WRITE_SECONDS;
@@ -134,6 +137,11 @@ fn describe() {
         "Raft RPCs to peers by kind and outcome"
     );
     describe_histogram!(WAL_FSYNC_SECONDS, Unit::Seconds, "WAL fsync durations");
+    describe_histogram!(
+        RAFT_LOG_APPEND_SECONDS,
+        Unit::Seconds,
+        "Raft log appends, from the write to the WAL fsync that made them durable"
+    );
     describe_histogram!(
         RAFT_WRITE_SECONDS,
         Unit::Seconds,

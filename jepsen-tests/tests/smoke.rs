@@ -118,6 +118,17 @@ fn assert_unknown_without_root(r: &Run) {
     );
 }
 
+/// `r` if this process is root; without root, checks that the run came out
+/// `unknown` (the faults it names need root) and deletes it.
+fn root_only(r: Run) -> Option<Run> {
+    if is_root() {
+        return Some(r);
+    }
+    assert_unknown_without_root(&r);
+    r.passed();
+    None
+}
+
 fn assert_valid_with_faults(r: Run, kind: &str) {
     assert_valid(&r);
     assert!(
@@ -217,16 +228,13 @@ fn crash_at() {
 /// must have filled a disk (its stop names the ballast's size).
 #[test]
 fn disk_full() {
-    let r = run(
+    let Some(r) = root_only(run(
         "disk-full",
         1,
         &["--nemesis", "disk-full", "--raft-write-buffer", "65536"],
-    );
-    if !is_root() {
-        assert_unknown_without_root(&r);
-        r.passed();
+    )) else {
         return;
-    }
+    };
     let stops = stop_details(&r, "disk_full");
     assert!(
         !stops.is_empty() && stops.iter().all(|d| d.starts_with("ballast of node ")),
@@ -246,12 +254,9 @@ fn disk_full() {
 fn log_disk_full() {
     // The nodes' Raft memtables are 64 KiB without asking (the runner's
     // default for this nemesis), so the WAL changes files within a hold.
-    let r = run("log-disk-full", 1, &["--nemesis", "log-disk-full"]);
-    if !is_root() {
-        assert_unknown_without_root(&r);
-        r.passed();
+    let Some(r) = root_only(run("log-disk-full", 1, &["--nemesis", "log-disk-full"])) else {
         return;
-    }
+    };
     let stops = stop_details(&r, "log_disk_full");
     assert!(
         stops.iter().any(|d| d.contains("had stopped")),
@@ -290,12 +295,9 @@ fn clock() {
 /// step must have held packets back: a delay that held none tested nothing.
 #[test]
 fn delay() {
-    let r = run("delay", 1, &["--nemesis", "delay"]);
-    if !is_root() {
-        assert_unknown_without_root(&r);
-        r.passed();
+    let Some(r) = root_only(run("delay", 1, &["--nemesis", "delay"])) else {
         return;
-    }
+    };
     let held = packets_counted(&r, "delay");
     assert!(
         !held.is_empty() && held.iter().all(|n| *n > 0),

@@ -54,10 +54,12 @@ fn the_metrics_endpoint_counts_the_work_done() {
     assert_eq!(count("sluice_produce_seconds_count", &[]), produced);
     assert!(count("sluice_raft_write_seconds_count", &[]) >= produced);
     assert!(count("sluice_raft_apply_seconds_count", &[]) >= produced);
-    // Every entry the node appended became durable through an fsync.
+    // The produce's entries were appended and made durable (openraft may
+    // put several entries into one append, so this counts appends, not
+    // entries).
     let appends =
         |body: &str| sample(body, "sluice_raft_log_append_seconds_count", &[]).unwrap_or(0.0);
-    assert!(appends(&after) - appends(&before) >= produced, "{after}");
+    assert!(appends(&after) > appends(&before), "{after}");
     assert!(sample(&after, "sluice_process_resident_memory_bytes", &[]).unwrap() > 1e6);
     assert!(
         sample(&after, "sluice_quic_connections", &[]).is_some(),

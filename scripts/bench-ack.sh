@@ -110,7 +110,7 @@ print(" ".join(f"{l[k] / 1000:.2f}" for k in ("p50", "p99", "p999", "max")))')
     wal=$(node_quantiles max sluice_wal_fsync_seconds "${urls[@]}")
     write=$(node_quantiles busiest sluice_raft_write_seconds "${urls[@]}")
     local_append=$(node_quantiles leader sluice_raft_log_append_seconds "${urls[@]}")
-    append=$(node_quantiles busiest 'sluice_raft_rpc_seconds(?=\{[^}]*kind="append_entries")' "${urls[@]}")
+    append=$(node_quantiles leader 'sluice_raft_rpc_seconds(?=\{[^}]*kind="append_entries")' "${urls[@]}")
     apply=$(node_quantiles busiest sluice_raft_apply_seconds "${urls[@]}")
     produce=$(node_quantiles busiest 'sluice_request_seconds(?=\{[^}]*kind="produce")' "${urls[@]}")
     printf '%-6s %-26s %-18s %-18s %-18s %-18s %-18s %-18s %-24s\n' "$round" "${disk// //}" "${wal// //}" \

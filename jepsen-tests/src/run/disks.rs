@@ -69,7 +69,11 @@ impl Disks {
                 // The ballast goes beside `log/`, not among RocksDB's files.
                 std::fs::create_dir(log.join("log"))
                     .with_context(|| format!("cannot create {}/log", log.display()))?;
-                std::os::unix::fs::symlink(format!("../node-{i}-log/log"), dir.join("raft"))
+                // Relative, so the run's directory can move with it.
+                let target = Path::new("..")
+                    .join(log.file_name().unwrap_or_default())
+                    .join("log");
+                std::os::unix::fs::symlink(target, dir.join("raft"))
                     .context("cannot link the node's Raft log to its own tmpfs")?;
             }
         }

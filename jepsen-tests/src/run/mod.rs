@@ -188,7 +188,7 @@ fn raft_write_buffer(cfg: &RunConfig, faults: &[Fault]) -> Option<u64> {
     cfg.raft_write_buffer.or_else(|| {
         faults
             .iter()
-            .any(|f| matches!(f, Fault::LogDiskFull(_)))
+            .any(Fault::needs_log_disk)
             .then_some(RAFT_WRITE_BUFFER_BYTES_MIN)
     })
 }
@@ -476,7 +476,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<(CheckResult, RunInfo)> {
         .iter()
         .any(Fault::needs_disks)
         .then(|| {
-            let log_apart = faults.iter().any(|f| matches!(f, Fault::LogDiskFull(_)));
+            let log_apart = faults.iter().any(Fault::needs_log_disk);
             disks::Disks::mount(&out.join("data"), cfg.nodes, log_apart)
         })
         .and_then(|mounted| {

@@ -122,6 +122,11 @@ impl Fault {
         matches!(self, Fault::DiskFull(_) | Fault::LogDiskFull(_))
     }
 
+    /// Whether it needs each node's Raft log on a file system of its own.
+    pub fn needs_log_disk(&self) -> bool {
+        matches!(self, Fault::LogDiskFull(_))
+    }
+
     /// Whether it needs the nodes started with libfaketime.
     pub fn needs_clock(&self) -> bool {
         matches!(self, Fault::Clock(_))

@@ -123,6 +123,15 @@ impl Controller {
         self.group.handle_rpc(kind, payload).await
     }
 
+    /// Serves a leader's append stream for the controller group (see
+    /// `sluice_raft::Group::serve_append_stream`).
+    pub fn serve_append_stream(
+        &self,
+        requests: impl futures::Stream<Item = Vec<u8>> + Send + 'static,
+    ) -> impl futures::Stream<Item = Vec<u8>> + Send + 'static {
+        self.group.serve_append_stream(requests)
+    }
+
     pub fn view(&self) -> &MetadataView {
         &self.view
     }

@@ -201,6 +201,12 @@ const _: () = assert!(SMARTMODULE_LOCALS_PER_FUNCTION_MAX <= SMARTMODULE_LOCALS_
 /// Far above what a client pipelines (a producer keeps a handful of batches
 /// in flight per partition) and what a node sends a peer.
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 512;
+/// Raft append streams (pipelined replication, one per group a node leads
+/// and follower it replicates to while the group takes writes) a node keeps
+/// open to one other node: half of a connection's streams, so one-off
+/// requests always find room. A group that finds them all taken sends its
+/// appends one by one until one closes.
+pub const APPEND_STREAMS_PER_PEER_MAX: usize = STREAMS_PER_CONNECTION_MAX as usize / 2;
 /// Unread bytes QUIC buffers for one stream / one connection (its flow
 /// control windows): what a peer can make a node hold before the node has
 /// read anything.

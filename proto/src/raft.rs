@@ -52,4 +52,11 @@ pub enum RaftRpcKind {
     /// come alone and answered in order. A node of an older build refuses
     /// it; the sender then sends them one by one.
     Batch,
+    /// Opens a group's append stream (`sluice_raft`'s pipelined
+    /// replication): the stream's later frames are `AppendEntries` RPCs of
+    /// the same group, in log order, answered in order while later ones are
+    /// on the wire. The opening frame's payload is empty; it is answered
+    /// with an empty success before any append. A node of an older build
+    /// refuses it; the sender then sends its appends one by one.
+    AppendStream,
 }

@@ -289,6 +289,25 @@ fn golden_raft_rpc_kinds() {
     );
 }
 
+/// The opening of a Raft append stream (pipelined replication), added
+/// after the kinds above, in a file of its own.
+#[test]
+fn golden_raft_append_stream_kind() {
+    use sluice_proto::{RaftRpc, RaftRpcKind};
+    let requests = [Request::Raft(RaftRpc {
+        group: 4_294_967_377,
+        kind: RaftRpcKind::AppendStream,
+        payload: Vec::new(),
+    })];
+    sluice_fuzzing::golden::check(
+        env!("CARGO_MANIFEST_DIR"),
+        "requests-raft-append-stream",
+        &requests,
+        |r| codec::encode(r).unwrap(),
+        |b| codec::decode::<Request>(b).map_err(|e| e.to_string()),
+    );
+}
+
 /// Topic settings in their second shape (key hash, system topics) and the
 /// requests added with them, in files of their own.
 #[test]

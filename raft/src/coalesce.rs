@@ -212,6 +212,20 @@ impl RaftTransport for Coalescing {
         }
         answer_by(target, addr, timeout, deadline, answer)
     }
+
+    /// An append stream already sends each append at once while earlier
+    /// ones are on the wire: it goes around the lane.
+    fn open_append_stream(
+        &self,
+        target: NodeId,
+        addr: String,
+        group: crate::GroupId,
+        timeout: Duration,
+    ) -> crate::network::AppendStreamFuture {
+        self.0
+            .transport
+            .open_append_stream(target, addr, group, timeout)
+    }
 }
 
 /// One of a lane's senders: sends what waits in the lane for `target`, as

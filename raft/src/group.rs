@@ -68,6 +68,7 @@ impl<S: ReplicatedState> Clone for Group<S> {
     }
 }
 
+mod append_stream;
 mod sleep;
 
 use sleep::SleepState;
@@ -395,6 +396,14 @@ impl<S: ReplicatedState> Group<S> {
                     Err(format!("a {kind:?} is for a node, not for one group"));
                 return encode(&answer).unwrap_or_default();
             }
+            RaftRpcKind::AppendStream => {
+                let answer: Answer<()> = Err(
+                    "an AppendStream opens a stream of appends; it is served by \
+                     Group::serve_append_stream, not as one RPC"
+                        .to_string(),
+                );
+                return encode(&answer).unwrap_or_default();
+            }
             RaftRpcKind::CommitWanted => {
                 // Waking is all it takes: the heartbeats that resume carry
                 // the commit. A replica that does not lead ignores it.
@@ -482,6 +491,7 @@ impl<S: ReplicatedState> Group<S> {
             | RaftRpcKind::LeaderProbe
             | RaftRpcKind::PeerProbe
             | RaftRpcKind::Batch
+            | RaftRpcKind::AppendStream
             | RaftRpcKind::CommitWanted => {
                 let a: Answer<()> = Err(format!("{kind:?} is served by handle_rpc"));
                 encode(&a).unwrap_or_default()

@@ -29,7 +29,10 @@ pub use error::{RaftError, WriteError};
 pub use group::{Group, GroupStatus};
 pub use group_config::GroupConfig;
 pub use log_store::{LogDb, LogDbOptions, SyncObserver};
-pub use network::{CallError, CallFuture, RaftTransport};
+pub use network::{
+    APPEND_STREAM_IN_FLIGHT_MAX, AppendStream, AppendStreamFuture, CallError, CallFuture,
+    RaftTransport,
+};
 pub use quiesce::{QuiesceConfig, Quiescence};
 pub use state_machine::{ReplicatedState, SyncJob};
 

@@ -26,6 +26,10 @@ use sluice_proto::{RaftRpc, RaftRpcKind};
 use crate::log_store::{decode, encode};
 use crate::{GroupId, NodeId, TypeConfig};
 
+mod pipeline;
+
+pub use pipeline::APPEND_STREAM_IN_FLIGHT_MAX;
+
 /// Why a call to another node failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -42,6 +46,22 @@ pub enum CallError {
 }
 
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, CallError>> + Send>>;
+
+/// A group's open append stream to one replica (see [`crate::append_stream`]):
+/// encoded appends go in, in log order, and their answers come out in the
+/// same order while later appends are on the wire.
+pub struct AppendStream {
+    /// Encoded `AppendEntriesRequest`s. Dropping it ends the stream.
+    pub requests: tokio::sync::mpsc::Sender<Vec<u8>>,
+    /// One encoded answer per request, in order; after an error, nothing.
+    pub answers: tokio::sync::mpsc::Receiver<Result<Vec<u8>, CallError>>,
+}
+
+/// What opening an append stream gives: `Ok(None)` when the transport or
+/// the node does not carry them (an older build) or has as many open to
+/// that node as it allows; the group then sends its appends one by one.
+pub type AppendStreamFuture =
+    Pin<Box<dyn Future<Output = Result<Option<AppendStream>, CallError>> + Send>>;
 
 /// How Raft RPCs reach other nodes. Implemented by the node over QUIC.
 pub trait RaftTransport: Send + Sync + 'static {
@@ -74,6 +94,20 @@ pub trait RaftTransport: Send + Sync + 'static {
         timeout: Duration,
     ) -> CallFuture {
         self.call(target, addr, rpc, timeout)
+    }
+
+    /// Opens an append stream for `group` to node `target` at `addr`,
+    /// failing after `timeout` (see [`AppendStream`]). Transports that
+    /// carry none keep this default, and groups send appends one by one.
+    fn open_append_stream(
+        &self,
+        target: NodeId,
+        addr: String,
+        group: GroupId,
+        timeout: Duration,
+    ) -> AppendStreamFuture {
+        let _ = (target, addr, group, timeout);
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -310,6 +344,31 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             matched = Some(last);
         }
         Ok(answer)
+    }
+
+    /// Pipelined when the transport opens an append stream to the target
+    /// (see [`pipeline`]); one by one otherwise.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> openraft::base::BoxFuture<
+        's,
+        Result<
+            openraft::base::BoxStream<
+                's,
+                Result<openraft::raft::StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>,
+            >,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>>
+            + OptionalSend
+            + Unpin
+            + 'static,
+    {
+        pipeline::stream_append(self, input, option)
     }
 
     async fn vote(

@@ -301,3 +301,74 @@ async fn an_append_with_entries_beyond_its_vote_is_refused() {
     .await;
     group.shutdown().await;
 }
+
+/// A leader's append stream gets what a lone append gets: appends are
+/// answered in order once durable, an append carrying entries beyond its
+/// vote is refused and ends the stream, so does a frame that is no append,
+/// and the replica goes on taking its leader's entries on the next stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_stream_is_checked_append_by_append() {
+    use futures::StreamExt;
+    use openraft::raft::StreamAppendResult;
+    let dir = tempfile::tempdir().unwrap();
+    let db = LogDb::open(dir.path()).unwrap();
+    let group = replica(db, Sum::default()).await;
+    let request =
+        |prev: Option<u64>, range: RangeInclusive<u64>| AppendEntriesRequest::<TypeConfig> {
+            vote: vote(),
+            prev_log_id: prev.map(lid),
+            entries: entries(range),
+            leader_commit: prev.map(lid),
+        };
+    let later = LogId::new(
+        LeaderId {
+            term: TERM + 1,
+            node_id: 3,
+        },
+        4,
+    );
+    let beyond = AppendEntriesRequest::<TypeConfig> {
+        vote: vote(),
+        prev_log_id: Some(lid(3)),
+        entries: vec![Entry {
+            log_id: later,
+            payload: EntryPayload::Blank,
+        }],
+        leader_commit: Some(lid(3)),
+    };
+    let serve = async |frames: Vec<Vec<u8>>| -> Vec<Answer<StreamAppendResult<TypeConfig>>> {
+        let answers = group.serve_append_stream(futures::stream::iter(frames));
+        let answers = tokio::time::timeout(Duration::from_secs(5), answers.collect::<Vec<_>>());
+        let answers = answers.await.expect("the stream is answered");
+        answers.iter().map(|a| decode(a).unwrap()).collect()
+    };
+    let answers = serve(vec![
+        encode(&request(None, 0..=1)).unwrap(),
+        encode(&request(Some(1), 2..=3)).unwrap(),
+        encode(&beyond).unwrap(),
+        encode(&request(Some(3), 4..=4)).unwrap(),
+    ])
+    .await;
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(answers[0], Ok(Ok(Some(lid(1)))));
+    assert_eq!(answers[1], Ok(Ok(Some(lid(3)))));
+    assert!(
+        matches!(&answers[2], Err(e) if e.contains("refused")),
+        "{answers:?}"
+    );
+    wait("the log's end at 3", || {
+        group.status().last_log_index == Some(3)
+    })
+    .await;
+
+    let answers = serve(vec![b"not an append".to_vec()]).await;
+    assert!(
+        matches!(&answers[..], [Err(e)] if e.contains("undecodable")),
+        "{answers:?}"
+    );
+
+    let answers = serve(vec![encode(&request(Some(3), 4..=5)).unwrap()]).await;
+    assert_eq!(answers, [Ok(Ok(Some(lid(5))))]);
+    assert_eq!(group.status().last_log_index.map(|i| i >= 5), Some(true));
+    group.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! A group with a counting state machine, on a real RocksDB, across restarts.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +16,16 @@ use crate::{
 /// Routes RPCs to groups in this process by node id: the QUIC hop is the
 /// SPU's business and is tested there; this exercises the Raft layer alone.
 #[derive(Default, Clone)]
-struct InProcess(Arc<Mutex<HashMap<NodeId, Group<Sum>>>>);
+struct InProcess(Arc<Mutex<HashMap<NodeId, Group<Sum>>>>, Arc<StreamCounts>);
+
+/// What the append streams of an [`InProcess`] network carried.
+#[derive(Default)]
+pub(crate) struct StreamCounts {
+    pub(crate) opened: AtomicUsize,
+    pub(crate) appends: AtomicUsize,
+    /// The most appends one stream had unanswered at once.
+    pub(crate) most_unanswered: AtomicUsize,
+}
 
 impl RaftTransport for InProcess {
     fn call(&self, target: NodeId, addr: String, rpc: RaftRpc, _timeout: Duration) -> CallFuture {
@@ -29,6 +39,61 @@ impl RaftTransport for InProcess {
             Ok(group.handle_rpc(rpc.kind, &rpc.payload).await)
         })
     }
+
+    /// A stream served by the target's group, as the node serves one that
+    /// arrives over QUIC (see `serve_append_stream`).
+    fn open_append_stream(
+        &self,
+        target: NodeId,
+        addr: String,
+        _group: crate::GroupId,
+        _timeout: Duration,
+    ) -> crate::AppendStreamFuture {
+        let group = self.0.lock().unwrap().get(&target).cloned();
+        let counts = self.1.clone();
+        Box::pin(async move {
+            let group = group.ok_or(CallError::Unreachable {
+                node: target,
+                addr,
+                reason: "down".into(),
+            })?;
+            Ok(Some(serve_in_process(&group, counts)))
+        })
+    }
+}
+
+/// An append stream to `group`, served by a task of this process, counted
+/// in `counts`.
+pub(crate) fn serve_in_process<S: ReplicatedState>(
+    group: &Group<S>,
+    counts: Arc<StreamCounts>,
+) -> crate::AppendStream {
+    use futures::StreamExt;
+    let (requests, incoming) =
+        tokio::sync::mpsc::channel::<Vec<u8>>(crate::APPEND_STREAM_IN_FLIGHT_MAX);
+    let (answer, answers) = tokio::sync::mpsc::channel(crate::APPEND_STREAM_IN_FLIGHT_MAX);
+    counts.opened.fetch_add(1, Ordering::SeqCst);
+    let unanswered = Arc::new(AtomicUsize::new(0));
+    let input = {
+        let (counts, unanswered) = (counts.clone(), unanswered.clone());
+        let mut incoming = incoming;
+        futures::stream::poll_fn(move |cx| incoming.poll_recv(cx)).inspect(move |_| {
+            counts.appends.fetch_add(1, Ordering::SeqCst);
+            let now = unanswered.fetch_add(1, Ordering::SeqCst) + 1;
+            counts.most_unanswered.fetch_max(now, Ordering::SeqCst);
+        })
+    };
+    let served = group.serve_append_stream(input);
+    tokio::spawn(async move {
+        let mut served = std::pin::pin!(served);
+        while let Some(bytes) = served.next().await {
+            unanswered.fetch_sub(1, Ordering::SeqCst);
+            if answer.send(Ok(bytes)).await.is_err() {
+                return;
+            }
+        }
+    });
+    crate::AppendStream { requests, answers }
 }
 
 /// Sums the u64 commands; remembers every index applied, to check
@@ -281,6 +346,53 @@ async fn three_voters_replicate_and_survive_the_loss_of_the_leader() {
         .await
         .unwrap();
     wait(|| rest.iter().all(|n| three.sum(*n) == 155)).await;
+    three.shutdown().await;
+}
+
+/// Writes from several tasks at once reach the followers on append
+/// streams, several appends on the wire at a time, and every replica
+/// applies the same commands at the same indexes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_are_pipelined_on_streams_and_replicas_agree() {
+    let three = Three::start(12).await;
+    let leader = three.group(three.leader);
+    let writers: Vec<_> = (0..8u64)
+        .map(|w| {
+            let leader = leader.clone();
+            tokio::spawn(async move {
+                for i in 0..40u64 {
+                    leader
+                        .write((w * 1000 + i).to_be_bytes().to_vec())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let total: u64 = (0..8u64)
+        .map(|w| (0..40u64).map(|i| w * 1000 + i).sum::<u64>())
+        .sum();
+    wait(|| [1, 2, 3].iter().all(|n| three.sum(*n) == total)).await;
+    assert_eq!(three.applied(1), three.applied(2));
+    assert_eq!(three.applied(1), three.applied(3));
+    let counts = &three.net.1;
+    assert!(
+        counts.opened.load(Ordering::SeqCst) >= 2,
+        "a stream per follower"
+    );
+    assert!(counts.appends.load(Ordering::SeqCst) > 0);
+    let most = counts.most_unanswered.load(Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "appends went one at a time (at most {most} unanswered)"
+    );
+    assert!(
+        most <= crate::APPEND_STREAM_IN_FLIGHT_MAX,
+        "{most} unanswered"
+    );
     three.shutdown().await;
 }
 

@@ -39,6 +39,13 @@ pub(crate) const SNAPSHOT_RPC_MIN: Duration = Duration::from_secs(30);
 /// rate, which only a stalled follower is slower than.
 pub(crate) const APPEND_BYTES_PER_SEC_MIN: u64 = 8 * 1024 * 1024;
 
+/// How long a group's append stream to a follower stays open with nothing
+/// to send (`network::pipeline`): long enough that a partition taking a
+/// write every few seconds keeps its stream, short enough that the streams
+/// of groups gone idle are soon closed (a node keeps a bounded number open
+/// to each other node).
+pub const APPEND_STREAM_IDLE: Duration = Duration::from_secs(5);
+
 /// The deadline of an AppendEntries of `payload_bytes`: openraft's `base`
 /// plus the payload at [`APPEND_BYTES_PER_SEC_MIN`].
 pub(crate) fn append_entries_deadline(base: Duration, payload_bytes: usize) -> Duration {

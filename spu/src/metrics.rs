@@ -43,6 +43,11 @@ pub const PARTITION_RAFT_LOG_ENTRIES: &str = "sluice_partition_raft_log_entries"
 // Per node.
 /// Raft RPCs sent to peers, latency in seconds (labels `kind`, `outcome`), histogram.
 pub const RAFT_RPC_SECONDS: &str = "sluice_raft_rpc_seconds";
+/// Raft append streams (pipelined replication) to peers, by `outcome`:
+/// `opened`, `at_limit` (all of the peer's permits out: the group sent one
+/// by one), `refused` (the peer, an older build, does not serve them),
+/// counter. An append on a stream is timed as an `append_entries` RPC.
+pub const RAFT_APPEND_STREAMS: &str = "sluice_raft_append_streams_total";
 /// WAL fsyncs, duration in seconds, histogram (recorded by `sluice-raft`).
 pub const WAL_FSYNC_SECONDS: &str = sluice_raft::WAL_FSYNC_SECONDS;
 /// A replica's Raft log append, from its write to the fsync that made it
@@ -135,6 +140,10 @@ fn describe() {
         RAFT_RPC_SECONDS,
         Unit::Seconds,
         "Raft RPCs to peers by kind and outcome"
+    );
+    describe_counter!(
+        RAFT_APPEND_STREAMS,
+        "Raft append streams to peers by outcome (opened, at_limit, refused)"
     );
     describe_histogram!(WAL_FSYNC_SECONDS, Unit::Seconds, "WAL fsync durations");
     describe_histogram!(
@@ -260,9 +269,16 @@ pub(crate) fn raft_rpc(kind: sluice_proto::RaftRpcKind, ok: bool, took: Duration
         sluice_proto::RaftRpcKind::CommitWanted => "commit_wanted",
         sluice_proto::RaftRpcKind::PeerProbe => "peer_probe",
         sluice_proto::RaftRpcKind::Batch => "batch",
+        sluice_proto::RaftRpcKind::AppendStream => "append_stream",
     };
     let outcome = if ok { "ok" } else { "error" };
     histogram!(RAFT_RPC_SECONDS, "kind" => kind, "outcome" => outcome).record(took.as_secs_f64());
+}
+
+/// Counts an attempt at an append stream to a peer (see
+/// [`RAFT_APPEND_STREAMS`]).
+pub(crate) fn append_stream(outcome: &'static str) {
+    counter!(RAFT_APPEND_STREAMS, "outcome" => outcome).increment(1);
 }
 
 /// Records a SmartModule chain's work on one batch: `stats` per module, in

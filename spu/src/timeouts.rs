@@ -23,6 +23,14 @@ pub(crate) const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// controller's leader may go unanswered (connecting, sending, the leader's
 /// own work).
 pub(crate) const FORWARD_SLACK: Duration = Duration::from_secs(2);
+/// How long a node keeps a peer's append stream (`sluice_raft`'s pipelined
+/// replication) open with no append arriving: well past the sender's own
+/// idle close (`sluice_raft::timeouts::APPEND_STREAM_IDLE`), so the sender
+/// closes first, yet a stream whose sender vanished is let go.
+pub(crate) const APPEND_STREAM_SERVE_IDLE: Duration = Duration::from_secs(30);
+/// How long a node remembers that a peer refused an append stream (an
+/// older build) and sends it appends one by one without asking again.
+pub(crate) const APPEND_STREAM_REFUSAL_MEMORY: Duration = Duration::from_secs(60);
 /// A question to a peer while a node starts gets this long.
 pub(crate) const STARTUP_ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a joining node keeps trying to announce itself.
@@ -150,6 +158,11 @@ const _: () = {
     assert!(
         CONTROLLER_LEADERSHIP_CHECK_WAIT.as_millis()
             < COMMIT_WAIT_MAX.as_millis() + FORWARD_SLACK.as_millis()
+    );
+    // A sender closes its idle append stream before the node drops it.
+    assert!(
+        sluice_raft::timeouts::APPEND_STREAM_IDLE.as_millis() * 2
+            <= APPEND_STREAM_SERVE_IDLE.as_millis()
     );
     // A reordered batch waits far less than its hint lives.
     assert!(REORDER_WAIT.as_millis() * 10 <= REORDER_HINT_TTL.as_millis());

@@ -206,3 +206,34 @@ fn smartmodules_are_metered_by_name() {
         "{body}"
     );
 }
+
+/// A partition's leader replicates to its followers on append streams
+/// (pipelined replication): the nodes count streams opened and none
+/// refused, and what was produced reads back whole from every replica.
+#[test]
+fn replication_travels_on_append_streams() {
+    let env = Env::started_with(3);
+    env.ok(&["topic", "create", "streamed", "-r", "3"]);
+    let input: String = (0..200).map(|i| format!("record-{i:03}\n")).collect();
+    env.ok_with_input(&["produce", "streamed"], input.as_bytes());
+    let streams = |outcome: &str| -> f64 {
+        let label = format!("outcome=\"{outcome}\"");
+        (0..3)
+            .filter_map(|n| scrape(env.port + n))
+            .filter_map(|body| sample(&body, "sluice_raft_append_streams_total", &[&label]))
+            .sum()
+    };
+    assert!(streams("opened") >= 1.0, "no append stream was opened");
+    assert_eq!(streams("refused"), 0.0);
+    for node in 1..=3 {
+        let read = env.ok(&[
+            "consume",
+            "streamed",
+            "-B",
+            "-d",
+            "--replica",
+            &node.to_string(),
+        ]);
+        assert_eq!(read, input, "replica on node {node}");
+    }
+}

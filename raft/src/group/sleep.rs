@@ -448,14 +448,18 @@ impl<S: ReplicatedState> Group<S> {
     /// group fell asleep under: a heartbeat of its own leader, which a
     /// sleeping member need not wake for.
     pub(super) fn is_sleepers_heartbeat(&self, payload: &[u8]) -> bool {
-        if !self.is_asleep() {
+        self.is_asleep()
+            && decode::<AppendEntriesRequest<TypeConfig>>(payload)
+                .is_ok_and(|req| self.is_sleepers_append(req.entries.is_empty(), &req.vote))
+    }
+
+    /// [`Self::is_sleepers_heartbeat`] for an append already decoded: one
+    /// with (`empty`) or without entries, under `vote`.
+    pub(super) fn is_sleepers_append(&self, empty: bool, vote: &Vote) -> bool {
+        if !empty || !self.is_asleep() {
             return false;
         }
-        let Some(vote) = *self.sleep.vote.lock().unwrap() else {
-            return false;
-        };
-        decode::<AppendEntriesRequest<TypeConfig>>(payload)
-            .is_ok_and(|req| req.entries.is_empty() && req.vote == vote)
+        *self.sleep.vote.lock().unwrap() == Some(*vote)
     }
 }
 

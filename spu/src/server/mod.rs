@@ -12,6 +12,7 @@
 //! `crate::authz`).
 
 mod admin;
+mod append_stream;
 mod connectors;
 mod consumers;
 mod fetch;
@@ -29,7 +30,9 @@ use sluice_proto::limits::{
     CONNECTION_IDLE_DEADLINE_MS, FRAME_SIZE_BYTES_MAX, REQUEST_BODY_STALL_DEADLINE_MS,
     REQUEST_READ_DEADLINE_MS,
 };
-use sluice_proto::{CodecError, PROTOCOL_VERSION, Request, Response, WireError, codec};
+use sluice_proto::{
+    CodecError, PROTOCOL_VERSION, RaftRpcKind, Request, Response, WireError, codec,
+};
 use sluice_transport::{FrameError, read_frame_body, read_frame_len, write_frame_owned};
 
 use crate::admission::{Admission, ConnectionSlot, Reservation};
@@ -118,9 +121,12 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
     // Held until the request is served: its bytes stay in memory that long.
     let (request, _reservation) = match read {
         Ok(Ok(Some(read))) => {
-            // A request is its stream's only frame: its end usually came
-            // with it (see `read_end_if_arrived`).
-            sluice_transport::read_end_if_arrived(&mut recv);
+            // A request is its stream's only frame, but for an append
+            // stream's opening: its end usually came with it (see
+            // `read_end_if_arrived`).
+            if !opens_append_stream(&read.0) {
+                sluice_transport::read_end_if_arrived(&mut recv);
+            }
             read
         }
         Ok(Ok(None)) => return,
@@ -171,6 +177,10 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
         Request::FetchWith { fetch, options } => {
             fetch::serve_fetch(&node, fetch, options, &mut send).await
         }
+        Request::Raft(rpc) if rpc.kind == RaftRpcKind::AppendStream => {
+            append_stream::serve(&node, rpc.group, send, recv, &peer.slot).await;
+            return;
+        }
         Request::Raft(rpc) => {
             let response = peer::serve_raft(&node, rpc).await;
             respond(&mut send, &response).await
@@ -214,6 +224,10 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, node: Arc<Shar
         }
         Err(e) => tracing::debug!(error = %e, "response not delivered"),
     }
+}
+
+fn opens_append_stream(request: &Request) -> bool {
+    matches!(request, Request::Raft(rpc) if rpc.kind == RaftRpcKind::AppendStream)
 }
 
 /// Reads and decodes a stream's request, first reserving its size in the

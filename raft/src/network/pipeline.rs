@@ -1,0 +1,475 @@
+//! Pipelined replication: a group's appends to one follower travel on one
+//! ordered stream, each sent as soon as openraft has it, while the earlier
+//! ones are still on the wire.
+//!
+//! Why: openraft keeps one append in flight per follower unless the network
+//! streams them (`RaftNetworkV2::stream_append`). An entry proposed while
+//! an append was on the wire waited for its answer, and an append that only
+//! carried the new commit took a round trip of its own, so a leader's write
+//! took about two append round trips (BENCHMARKS.md, session 35).
+//!
+//! How: the transport opens an ordered channel to the follower for the group
+//! ([`RaftTransport::open_append_stream`], one QUIC stream in the node). The
+//! follower hands the appends to openraft in the order they arrive
+//! (`Group::serve_append_stream`) and answers each, in order; openraft's
+//! follower takes an append only if it continues its log, so the order is
+//! what makes the pipeline safe, and the stream keeps it end to end.
+//!
+//! Bounds: at most [`APPEND_STREAM_IN_FLIGHT_MAX`] appends unanswered; the
+//! oldest one is due within the deadline a lone append would get
+//! ([`crate::timeouts::append_entries_deadline`]), counted from the later of
+//! its sending and the previous answer, and a late answer ends the stream as
+//! unreachable. A stream with nothing to send for
+//! [`crate::timeouts::APPEND_STREAM_IDLE`] ends; openraft then starts another
+//! session, which opens a stream only when it has an append, so idle groups
+//! hold none. A transport without streams, or one at its limit of streams to
+//! the node, answers `None`: the session then sends its appends one by one,
+//! as before.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
+use openraft::error::{NetworkError, RPCError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::network::stream_append_sequential;
+use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
+use tokio::time::Instant;
+
+use super::{Answer, AppendStream, CallError, CallFailure, Peer, RAFT_RPC_BYTES_MAX, split};
+use crate::TypeConfig;
+use crate::log_store::{decode, encode};
+
+/// Most appends of one stream sent and not yet answered. Enough to cover a
+/// follower's fsync at the rates a partition takes (a few appends arrive
+/// during one); a bound so a slow follower holds a bounded number of
+/// encoded appends, on both sides, for each group it follows.
+pub const APPEND_STREAM_IN_FLIGHT_MAX: usize = 16;
+
+type Item = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
+type Output<'s> = Result<BoxStream<'s, Item>, RPCError<TypeConfig>>;
+
+/// `Peer::stream_append`: waits for the session's first append, then opens
+/// a stream for it, or sends the session's appends one by one when the
+/// transport opens none.
+pub(super) fn stream_append<'s, S>(
+    peer: &'s mut Peer,
+    mut input: S,
+    option: RPCOption,
+) -> BoxFuture<'s, Output<'s>>
+where
+    S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+{
+    Box::pin(async move {
+        let Some(first) = input.next().await else {
+            let none: BoxStream<'s, Item> = Box::pin(futures::stream::empty());
+            return Ok(none);
+        };
+        let opened = peer
+            .transport
+            .open_append_stream(
+                peer.target,
+                peer.addr.clone(),
+                peer.group,
+                option.soft_ttl(),
+            )
+            .await;
+        match opened {
+            Ok(Some(stream)) => {
+                let mut pipeline = Pipeline {
+                    peer,
+                    input: Some(input),
+                    stream,
+                    pending: VecDeque::new(),
+                    progress: Instant::now(),
+                    last_sent: Instant::now(),
+                    option,
+                    done: false,
+                };
+                pipeline.send(first).await?;
+                let answers = futures::stream::unfold(pipeline, |mut p| async move {
+                    let item = p.next().await?;
+                    Some((item, p))
+                });
+                let answers: BoxStream<'s, Item> = Box::pin(answers);
+                Ok(answers)
+            }
+            Ok(None) => {
+                let again = futures::stream::once(std::future::ready(first)).chain(input);
+                stream_append_sequential(peer, again, option).await
+            }
+            Err(e) => Err(CallFailure::Call(e).into_rpc_error()),
+        }
+    })
+}
+
+/// An append sent on the stream and not yet answered.
+struct Sent {
+    at: Instant,
+    /// How long its answer may take (see the module's documentation).
+    budget: Duration,
+}
+
+struct Pipeline<'s, S> {
+    peer: &'s mut Peer,
+    /// openraft's appends; `None` once it ended.
+    input: Option<S>,
+    stream: AppendStream,
+    pending: VecDeque<Sent>,
+    /// When the last answer arrived (or the stream opened).
+    progress: Instant,
+    last_sent: Instant,
+    option: RPCOption,
+    done: bool,
+}
+
+enum Step {
+    Answer(Option<Result<Vec<u8>, CallError>>),
+    Overdue,
+    Input(Option<AppendEntriesRequest<TypeConfig>>),
+    Idle,
+}
+
+impl<S> Pipeline<'_, S>
+where
+    S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+{
+    /// The next answer, in order; `None` when the stream is over (openraft's
+    /// appends ended and all were answered, it was idle, or it failed).
+    async fn next(&mut self) -> Option<Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let may_send = self.input.is_some() && self.pending.len() < APPEND_STREAM_IN_FLIGHT_MAX;
+            if self.pending.is_empty() && !may_send {
+                return None;
+            }
+            let due = self
+                .pending
+                .front()
+                .map(|head| head.at.max(self.progress) + head.budget);
+            let idle_at = self
+                .pending
+                .is_empty()
+                .then(|| self.progress.max(self.last_sent) + crate::timeouts::APPEND_STREAM_IDLE);
+            let Self {
+                stream,
+                input,
+                pending,
+                ..
+            } = self;
+            let step = tokio::select! {
+                biased;
+                answer = stream.answers.recv(), if !pending.is_empty() => Step::Answer(answer),
+                _ = at(due) => Step::Overdue,
+                request = next_of(input), if may_send => Step::Input(request),
+                _ = at(idle_at) => Step::Idle,
+            };
+            match step {
+                Step::Answer(answer) => return Some(self.answered(answer)),
+                Step::Overdue => {
+                    self.done = true;
+                    let head = self.pending.front().map_or(Duration::ZERO, |s| s.budget);
+                    return Some(Err(self.unreachable(format!(
+                        "an append on the stream got no answer within {head:?} \
+                         ({} unanswered)",
+                        self.pending.len()
+                    ))));
+                }
+                Step::Input(None) => self.input = None,
+                Step::Input(Some(request)) => {
+                    if let Err(e) = self.send(request).await {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
+                Step::Idle => {
+                    self.done = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Sends an append, in as many parts as it takes to keep each under the
+    /// frame limit (see `Peer::append_entries`); each part is answered.
+    async fn send(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<(), RPCError<TypeConfig>> {
+        let local = |e: std::io::Error| RPCError::Network(NetworkError::from_string(e.to_string()));
+        let mut parts = VecDeque::from([request]);
+        while let Some(part) = parts.pop_front() {
+            let payload = encode(&part).map_err(local)?;
+            if payload.len() > RAFT_RPC_BYTES_MAX && part.entries.len() > 1 {
+                let (first, second) = split(part);
+                parts.push_front(second);
+                parts.push_front(first);
+                continue;
+            }
+            // The heartbeats that follow need not carry this commit again.
+            self.peer
+                .commit_sent
+                .carries(part.leader_commit.as_ref().map(|c| c.index));
+            let budget =
+                crate::timeouts::append_entries_deadline(self.option.hard_ttl(), payload.len());
+            if self.stream.requests.send(payload).await.is_err() {
+                return Err(self.unreachable("the append stream closed".to_string()));
+            }
+            let at = Instant::now();
+            self.last_sent = at;
+            self.pending.push_back(Sent { at, budget });
+        }
+        Ok(())
+    }
+
+    fn answered(&mut self, answer: Option<Result<Vec<u8>, CallError>>) -> Item {
+        self.pending.pop_front();
+        self.progress = Instant::now();
+        let bytes = match answer {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => {
+                self.done = true;
+                return Err(CallFailure::Call(e).into_rpc_error());
+            }
+            None => {
+                self.done = true;
+                return Err(self.unreachable(format!(
+                    "the append stream ended with {} appends unanswered",
+                    self.pending.len() + 1
+                )));
+            }
+        };
+        match decode::<Answer<StreamAppendResult<TypeConfig>>>(&bytes) {
+            Ok(Ok(result)) => {
+                // After a conflict or a higher vote the follower takes no
+                // more from this stream.
+                self.done = result.is_err();
+                Ok(result)
+            }
+            Ok(Err(reason)) => {
+                self.done = true;
+                Err(CallFailure::Call(CallError::Remote {
+                    node: self.peer.target,
+                    reason,
+                })
+                .into_rpc_error())
+            }
+            Err(e) => {
+                self.done = true;
+                Err(RPCError::Network(NetworkError::from_string(format!(
+                    "undecodable answer on the append stream: {e}"
+                ))))
+            }
+        }
+    }
+
+    fn unreachable(&self, reason: String) -> RPCError<TypeConfig> {
+        let e = CallError::Unreachable {
+            node: self.peer.target,
+            addr: self.peer.addr.clone(),
+            reason,
+        };
+        RPCError::Unreachable(Unreachable::from_string(e.to_string()))
+    }
+}
+
+/// Ready at `time`; never without one.
+async fn at(time: Option<Instant>) {
+    match time {
+        Some(time) => tokio::time::sleep_until(time).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_of<S: Stream + Unpin>(input: &mut Option<S>) -> Option<S::Item> {
+    match input {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use openraft::impls::leader_id_adv::LeaderId;
+    use openraft::raft::StreamAppendError;
+    use openraft::vote::RaftLeaderId;
+    use openraft::{Entry, EntryPayload, LogId, RaftNetworkV2, Vote};
+    use sluice_proto::RaftRpc;
+    use tokio::sync::{Mutex, mpsc};
+
+    use super::*;
+    use crate::network::{AppendStreamFuture, CallFuture, RaftTransport};
+
+    fn log_id(i: u64) -> openraft::alias::LogIdOf<TypeConfig> {
+        LogId::new(LeaderId::<u64, u64>::new(1, 1), i)
+    }
+
+    fn append(index: u64) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: Some(log_id(index - 1)),
+            entries: vec![Entry {
+                log_id: log_id(index),
+                payload: EntryPayload::Blank,
+            }],
+            leader_commit: None,
+        }
+    }
+
+    /// A transport whose streams end in the test: it gets the requests and
+    /// writes the answers. Without streams, it answers every lone append
+    /// with a success and counts them.
+    #[derive(Default)]
+    struct Hand {
+        streams: bool,
+        opened: Mutex<Option<(mpsc::Receiver<Vec<u8>>, AnswerTx)>>,
+        lone: AtomicUsize,
+    }
+
+    type AnswerTx = mpsc::Sender<Result<Vec<u8>, CallError>>;
+
+    impl RaftTransport for Hand {
+        fn call(&self, _: crate::NodeId, _: String, _: RaftRpc, _: Duration) -> CallFuture {
+            self.lone.fetch_add(1, Ordering::SeqCst);
+            let ok: Answer<openraft::raft::AppendEntriesResponse<TypeConfig>> =
+                Ok(openraft::raft::AppendEntriesResponse::Success);
+            let bytes = encode(&ok).unwrap();
+            Box::pin(async move { Ok(bytes) })
+        }
+
+        fn open_append_stream(
+            &self,
+            _: crate::NodeId,
+            _: String,
+            _: crate::GroupId,
+            _: Duration,
+        ) -> AppendStreamFuture {
+            if !self.streams {
+                return Box::pin(async { Ok(None) });
+            }
+            let (requests, incoming) = mpsc::channel(APPEND_STREAM_IN_FLIGHT_MAX);
+            let (answer, answers) = mpsc::channel(APPEND_STREAM_IN_FLIGHT_MAX);
+            *self.opened.try_lock().unwrap() = Some((incoming, answer));
+            Box::pin(async move { Ok(Some(AppendStream { requests, answers })) })
+        }
+    }
+
+    fn peer(transport: Arc<Hand>) -> Peer {
+        Peer {
+            group: 1,
+            target: 2,
+            addr: "node-2".into(),
+            transport,
+            lease_wanted: Arc::default(),
+            commit_sent: Arc::default(),
+        }
+    }
+
+    fn answer(result: StreamAppendResult<TypeConfig>) -> Result<Vec<u8>, CallError> {
+        let a: Answer<StreamAppendResult<TypeConfig>> = Ok(result);
+        Ok(encode(&a).unwrap())
+    }
+
+    /// openraft's appends: `n` of them, then nothing more for a long while
+    /// (a replication session waits for new entries).
+    fn appends(n: u64) -> impl Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin {
+        futures::stream::iter((1..=n).map(append)).chain(futures::stream::pending())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn appends_leave_before_earlier_ones_are_answered_and_answers_keep_their_order() {
+        let hand = Arc::new(Hand {
+            streams: true,
+            ..Default::default()
+        });
+        let mut peer = peer(hand.clone());
+        let option = RPCOption::new(Duration::from_millis(50));
+        let mut answers = peer.stream_append(appends(3), option).await.unwrap();
+        // Nothing is answered yet: all three are on the wire.
+        let (mut incoming, answer_tx) = hand.opened.lock().await.take().unwrap();
+        let next = tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                got.push(incoming.recv().await.unwrap());
+            }
+            for i in 1..=3 {
+                answer_tx.send(answer(Ok(Some(log_id(i))))).await.unwrap();
+            }
+            (got, answer_tx)
+        });
+        for i in 1..=3 {
+            let got = answers.next().await.unwrap().unwrap();
+            assert_eq!(got, Ok(Some(log_id(i))));
+        }
+        let (sent, _answer_tx) = next.await.unwrap();
+        assert_eq!(sent.len(), 3);
+        // With nothing more to send, the stream ends after its idle time.
+        let started = Instant::now();
+        assert!(answers.next().await.is_none());
+        assert!(started.elapsed() >= crate::timeouts::APPEND_STREAM_IDLE);
+        assert_eq!(hand.lone.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_append_left_unanswered_ends_the_stream_as_unreachable() {
+        let hand = Arc::new(Hand {
+            streams: true,
+            ..Default::default()
+        });
+        let mut peer = peer(hand.clone());
+        let option = RPCOption::new(Duration::from_millis(50));
+        let mut answers = peer.stream_append(appends(2), option).await.unwrap();
+        let _held = hand.opened.lock().await.take().unwrap();
+        let started = Instant::now();
+        match answers.next().await {
+            Some(Err(RPCError::Unreachable(_))) => {}
+            other => panic!("expected unreachable, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(answers.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_conflict_ends_the_stream_after_the_answers_before_it() {
+        let hand = Arc::new(Hand {
+            streams: true,
+            ..Default::default()
+        });
+        let mut peer = peer(hand.clone());
+        let option = RPCOption::new(Duration::from_millis(50));
+        let mut answers = peer.stream_append(appends(3), option).await.unwrap();
+        let (_incoming, answer_tx) = hand.opened.lock().await.take().unwrap();
+        answer_tx.send(answer(Ok(Some(log_id(1))))).await.unwrap();
+        let conflict = Err(StreamAppendError::Conflict(log_id(2)));
+        answer_tx.send(answer(conflict.clone())).await.unwrap();
+        assert_eq!(answers.next().await.unwrap().unwrap(), Ok(Some(log_id(1))));
+        assert_eq!(answers.next().await.unwrap().unwrap(), conflict);
+        assert!(answers.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transport_without_streams_sends_the_appends_one_by_one() {
+        let hand = Arc::new(Hand::default());
+        let mut peer = peer(hand.clone());
+        let option = RPCOption::new(Duration::from_millis(50));
+        let input = futures::stream::iter((1..=3).map(append));
+        let answers: Vec<_> = peer
+            .stream_append(input, option)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(answers.len(), 3);
+        assert!(
+            answers.iter().all(|a| matches!(a, Ok(Ok(_)))),
+            "{answers:?}"
+        );
+        assert_eq!(hand.lone.load(Ordering::SeqCst), 3);
+    }
+}

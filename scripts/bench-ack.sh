@@ -17,6 +17,8 @@
 # probe's tail is a floor under the ack's tail that no code of ours moves.
 # Prints one row per round (milliseconds). Run with TMPDIR on a tmpfs
 # (TMPDIR=/dev/shm) to see the same with fsyncs that cost nothing.
+# START_EXTRA: more `cluster start` flags (`--no-append-streams` for the
+# baseline of pipelined replication); BENCH_EXTRA: more `bench produce` flags.
 # Usage: [SLUICE_BIN=path/to/sluice] scripts/bench-ack.sh [ROUNDS] [RECORDS] [RATE]
 #        (defaults: 3 rounds, 10000 records, 1000 records/s)
 set -euo pipefail
@@ -94,7 +96,7 @@ printf '%-6s %-26s %-18s %-18s %-18s %-18s %-18s %-18s %-24s\n' round "disk fdat
     "node WAL fsync p50/p99" "log append p50/p99" "append RPC p50/p99" "leader write p50/p99" \
     "apply p50/p99" "produce req p50/p99" "ack p50/p99/p999/max"
 for round in $(seq 1 "$ROUNDS"); do
-    out=$($S cluster start --local --spus 3 --port "$PORT")
+    out=$($S cluster start --local --spus 3 --port "$PORT" ${START_EXTRA:-})
     read -r -a urls <<<"$(echo "$out" | sed -n 's/^Metrics (Prometheus): //p')"
     $S topic create lat --replication 3 >/dev/null
     for _ in $(seq 60); do

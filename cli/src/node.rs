@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// the baseline of benchmarks).
     #[arg(long)]
     pub no_heartbeat_skip: bool,
+    /// Send a Raft leader's appends to each follower one at a time instead
+    /// of streaming them, several on the wire at once (`append_streams =
+    /// false`; the baseline of benchmarks).
+    #[arg(long)]
+    pub no_append_streams: bool,
     /// Keep the audit trail in the log only, not in the system topic
     /// `sluice-audit` (`audit_topic = false`). Give every node the same.
     #[arg(long)]
@@ -147,6 +152,7 @@ fn resolve(args: RunArgs) -> anyhow::Result<NodeConfig> {
             .or(base.and_then(|c| c.quiesce_probe_ms)),
         skip_heartbeats_under_writes: !args.no_heartbeat_skip
             && base.is_none_or(|c| c.skip_heartbeats_under_writes),
+        append_streams: !args.no_append_streams && base.is_none_or(|c| c.append_streams),
         audit_topic: !args.no_audit_topic && base.is_none_or(|c| c.audit_topic),
         read_only: args.read_only.is_some() || base.is_some_and(|c| c.read_only),
         seed_topics: match &args.read_only {

@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         quiesce_idle_ms: None,
         quiesce_probe_ms: None,
         skip_heartbeats_under_writes: true,
+        append_streams: true,
         audit_topic: true,
         read_only: false,
         seed_topics: Vec::new(),

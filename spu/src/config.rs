@@ -79,6 +79,12 @@ pub struct NodeConfig {
     /// heartbeats (or sleeps) as before.
     #[serde(default = "yes")]
     pub skip_heartbeats_under_writes: bool,
+    /// Stream a partition leader's appends to each follower, several on the
+    /// wire at once (`sluice_raft`'s pipelined replication; on by default).
+    /// `false` sends each append alone and waits for its answer before the
+    /// next (the baseline of benchmarks, and an escape hatch).
+    #[serde(default = "yes")]
+    pub append_streams: bool,
     /// Refuse every client request that changes the metadata (topics,
     /// partitions, SmartModules, ACLs, nodes): the cluster keeps the topics
     /// of `seed_topics`, and records flow (Fluvio's `--read-only` cluster).

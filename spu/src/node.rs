@@ -222,11 +222,14 @@ fn bind(config: &NodeConfig, data_dir: &DataDir) -> Result<(quinn::Endpoint, Pee
         sluice_transport::peer_client_config(&ca_pem, &identity).map_err(NodeError::TlsConfig)?;
     // Dial peers from the listen address, so node-to-node traffic carries
     // it as its source (firewall rules between nodes can then match it).
-    let peers = Peers::new(Connector::with_local_ip(
-        client_config,
-        PEER_CONNECT_TIMEOUT,
-        Some(config.listen.ip()),
-    ));
+    let peers = Peers::new(
+        Connector::with_local_ip(
+            client_config,
+            PEER_CONNECT_TIMEOUT,
+            Some(config.listen.ip()),
+        ),
+        config.append_streams,
+    );
     Ok((endpoint, peers))
 }
 

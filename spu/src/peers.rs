@@ -41,6 +41,8 @@ pub(crate) enum PeerError {
 #[derive(Clone)]
 pub(crate) struct Peers {
     connector: Connector,
+    /// Whether Raft appends may stream (the node's `append_streams`).
+    append_streams: bool,
     streams: Arc<Mutex<StreamBook>>,
 }
 
@@ -55,9 +57,10 @@ struct StreamBook {
 }
 
 impl Peers {
-    pub(crate) fn new(connector: Connector) -> Self {
+    pub(crate) fn new(connector: Connector, append_streams: bool) -> Self {
         Self {
             connector,
+            append_streams,
             streams: Default::default(),
         }
     }
@@ -162,6 +165,9 @@ impl RaftTransport for Peers {
         group: u64,
         timeout: Duration,
     ) -> AppendStreamFuture {
+        if !self.append_streams {
+            return Box::pin(async { Ok(None) });
+        }
         let peers = self.clone();
         Box::pin(async move {
             let permit = match peers.stream_permit(target) {

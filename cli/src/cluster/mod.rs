@@ -128,6 +128,10 @@ pub struct StartArgs {
     /// append; passed to every node (`node run --no-heartbeat-skip`).
     #[arg(long)]
     pub no_heartbeat_skip: bool,
+    /// Send each Raft append alone, one at a time per follower; passed to
+    /// every node (`node run --no-append-streams`).
+    #[arg(long)]
+    pub no_append_streams: bool,
     /// Keep the audit trail in the nodes' logs only, not in the system topic
     /// `sluice-audit`; passed to every node (`node run --no-audit-topic`).
     #[arg(long)]
@@ -214,6 +218,7 @@ pub async fn run(cmd: ClusterCmd, globals: &Globals) -> anyhow::Result<()> {
                 quiesce_idle: None,
                 quiesce_probe: None,
                 no_heartbeat_skip: false,
+                no_append_streams: false,
                 no_audit_topic: false,
                 read_only: None,
                 read_write: false,

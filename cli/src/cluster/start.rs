@@ -378,6 +378,7 @@ fn spawn_node(
         })
         .args(args.no_quiesce.then_some("--no-quiesce"))
         .args(args.no_heartbeat_skip.then_some("--no-heartbeat-skip"))
+        .args(args.no_append_streams.then_some("--no-append-streams"))
         .args(args.no_audit_topic.then_some("--no-audit-topic"))
         .args(
             args.quiesce_idle

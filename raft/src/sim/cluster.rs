@@ -45,10 +45,13 @@ struct NetState {
 /// The simulated network, and the registry of running nodes.
 pub(super) struct Net {
     state: Mutex<NetState>,
+    /// Whether groups stream their appends (`super::stream`) or send them
+    /// one by one: half the seeds each.
+    streams: bool,
 }
 
 /// What happens to one message.
-enum Fate {
+pub(super) enum Fate {
     /// Never arrives: the caller times out.
     Lost,
     /// The destination is down: refused at once, as a closed port is.
@@ -61,7 +64,7 @@ impl Net {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn fate(&self, from: NodeId, to: NodeId) -> Fate {
+    pub(super) fn fate(&self, from: NodeId, to: NodeId) -> Fate {
         let mut s = self.lock();
         let down = |node: NodeId| s.slots.get(&node).is_none_or(|slot| slot.up.is_none());
         // A crashed node's openraft runs on until it is shut down; what it
@@ -82,13 +85,47 @@ impl Net {
         Fate::Delayed(Duration::from_millis(s.rng.between(0, delay_max)))
     }
 
-    fn incarnation(&self, node: NodeId) -> u64 {
+    pub(super) fn incarnation(&self, node: NodeId) -> u64 {
         self.lock().slots.get(&node).map_or(0, |s| s.incarnation)
     }
 
     fn group(&self, node: NodeId) -> Option<Group<Rec>> {
         let s = self.lock();
         s.slots.get(&node)?.up.as_ref().map(|u| u.group.clone())
+    }
+
+    /// The receiver's group and incarnation for a message from `from` that
+    /// arrives at `to` now: a link cut while the message travelled loses it
+    /// (never returns), and a node that crashed after sending sent it all
+    /// the same.
+    pub(super) async fn reachable(
+        &self,
+        from: NodeId,
+        to: NodeId,
+    ) -> Result<(Group<Rec>, u64), String> {
+        let arrived = {
+            let s = self.lock();
+            let cut = s.cut.contains(&(from, to));
+            let receiver = s.slots.get(&to).and_then(|slot| {
+                let up = slot.up.as_ref()?;
+                Some((up.group.clone(), slot.incarnation))
+            });
+            (!cut).then_some(receiver)
+        };
+        match arrived {
+            None => std::future::pending().await,
+            Some(None) => Err("down".into()),
+            Some(Some(found)) => Ok(found),
+        }
+    }
+
+    pub(super) fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
+        self.lock().cut.contains(&(from, to))
+    }
+
+    /// The longest the weather delays a message now.
+    pub(super) fn delay_max(&self) -> Duration {
+        Duration::from_millis(self.lock().delay_max_ms)
     }
 
     /// Delivers `rpc` from `from` to `to` through the simulated network.
@@ -99,22 +136,7 @@ impl Net {
             Fate::Lost => std::future::pending::<()>().await,
             Fate::Delayed(d) => tokio::time::sleep(d).await,
         }
-        // A link cut while the message travelled loses it, and a node that
-        // crashed after sending sent it all the same.
-        let arrived = {
-            let s = self.lock();
-            let cut = s.cut.contains(&(from, to));
-            let receiver = s.slots.get(&to).and_then(|slot| {
-                let up = slot.up.as_ref()?;
-                Some((up.group.clone(), slot.incarnation))
-            });
-            (!cut).then_some(receiver)
-        };
-        let (group, receiver) = match arrived {
-            None => return std::future::pending().await,
-            Some(None) => return Err("down".into()),
-            Some(Some(found)) => found,
-        };
+        let (group, receiver) = self.reachable(from, to).await?;
         let answer = group.handle_rpc(rpc.kind, &rpc.payload).await;
         drop(group);
         // The answer leaves the receiver now, if it is still the same
@@ -140,6 +162,30 @@ struct Link {
 }
 
 impl RaftTransport for Link {
+    fn open_append_stream(
+        &self,
+        target: NodeId,
+        addr: String,
+        _group: GroupId,
+        timeout: Duration,
+    ) -> crate::AppendStreamFuture {
+        let (net, from) = (self.net.clone(), self.from);
+        Box::pin(async move {
+            if !net.streams {
+                return Ok(None);
+            }
+            match tokio::time::timeout(timeout, net.open_stream(from, target)).await {
+                Ok(Ok(stream)) => Ok(Some(stream)),
+                Ok(Err(reason)) => Err(super::stream::unreachable(target, &addr, reason)),
+                Err(_) => Err(super::stream::unreachable(
+                    target,
+                    &addr,
+                    "timed out".into(),
+                )),
+            }
+        })
+    }
+
     fn call(&self, target: NodeId, addr: String, rpc: RaftRpc, timeout: Duration) -> CallFuture {
         let (net, from) = (self.net.clone(), self.from);
         Box::pin(async move {
@@ -210,6 +256,7 @@ impl Cluster {
                 delay_max_ms: weather.1,
                 rng: Rng::derive(seed, 1),
             }),
+            streams: seed % 2 == 0,
         });
         let mut dirs = BTreeMap::new();
         for n in nodes {

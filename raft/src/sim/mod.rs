@@ -86,6 +86,7 @@ mod cluster;
 mod ledger;
 mod openraft_log;
 mod schedule;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -283,7 +284,11 @@ async fn simulate(seed: u64, leader_restore: bool) -> Outcome {
             return outcome(started, Vec::new(), None, &ledger);
         }
     };
-    cluster.note(format!("started; node {:?} leads", cluster.leader()));
+    cluster.note(format!(
+        "started; node {:?} leads; appends {}",
+        cluster.leader(),
+        if seed % 2 == 0 { "streamed" } else { "one by one" }
+    ));
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)

@@ -256,7 +256,7 @@ impl Cluster {
                 delay_max_ms: weather.1,
                 rng: Rng::derive(seed, 1),
             }),
-            streams: seed % 2 == 0,
+            streams: seed.is_multiple_of(2),
         });
         let mut dirs = BTreeMap::new();
         for n in nodes {

@@ -287,7 +287,11 @@ async fn simulate(seed: u64, leader_restore: bool) -> Outcome {
     cluster.note(format!(
         "started; node {:?} leads; appends {}",
         cluster.leader(),
-        if seed % 2 == 0 { "streamed" } else { "one by one" }
+        if seed.is_multiple_of(2) {
+            "streamed"
+        } else {
+            "one by one"
+        }
     ));
 
     let stop = Arc::new(AtomicBool::new(false));

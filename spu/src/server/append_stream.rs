@@ -74,15 +74,16 @@ pub(super) async fn serve(
                     }
                 }
                 Ok(Ok(Some((other, _)))) => {
-                    break Some(WireError::MalformedRequest {
+                    let error = WireError::MalformedRequest {
                         reason: format!(
                             "an append stream of Raft group {group} carries only its appends, \
                              not a {}",
                             other.name()
                         ),
-                    });
+                    };
+                    break Some((error, true));
                 }
-                Ok(Err(error)) => break Some(error),
+                Ok(Err(error)) => break Some((error, false)),
             }
         };
         drop(feed);
@@ -103,8 +104,14 @@ pub(super) async fn serve(
     if !delivered {
         return;
     }
-    if let Some(error) = error {
-        tracing::warn!(group, error = %error, "ended a malformed append stream");
+    if let Some((error, peers_fault)) = error {
+        // A stream whose connection went (its sender stopped or restarted)
+        // is routine; one that carried something else is the sender's bug.
+        if peers_fault {
+            tracing::warn!(group, error = %error, "ended an append stream carrying another request");
+        } else {
+            tracing::debug!(group, error = %error, "an append stream ended");
+        }
         let _ = respond(&mut send, &Response::Error(error)).await;
     }
     let _ = send.finish();

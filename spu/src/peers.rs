@@ -205,7 +205,15 @@ impl RaftTransport for Peers {
             let (requests, outgoing) = mpsc::channel(APPEND_STREAM_IN_FLIGHT_MAX);
             let (answer, answers) = mpsc::channel(APPEND_STREAM_IN_FLIGHT_MAX);
             let sent = Arc::new(Mutex::new(VecDeque::new()));
-            tokio::spawn(write_appends(send, group, outgoing, sent.clone()));
+            // Held while either end runs: the stream is open until both are done.
+            let permit = Arc::new(permit);
+            tokio::spawn(write_appends(
+                send,
+                group,
+                outgoing,
+                sent.clone(),
+                permit.clone(),
+            ));
             let reader = Reader {
                 peers,
                 target,
@@ -228,13 +236,16 @@ fn unreachable(node: NodeId, addr: &str, reason: String) -> CallError {
     }
 }
 
-/// Writes a stream's appends as they come, each an ordinary Raft request;
-/// finishes the stream when the group drops its end.
+/// Writes a stream's appends as they come, each an ordinary Raft request.
+/// When the group drops its end, finishes the stream if every append was
+/// answered, and resets it otherwise: the follower then stops serving what
+/// nobody waits for any more.
 async fn write_appends(
     mut send: SendStream,
     group: u64,
     mut outgoing: mpsc::Receiver<Vec<u8>>,
     sent: Arc<Mutex<VecDeque<std::time::Instant>>>,
+    _permit: Arc<OwnedSemaphorePermit>,
 ) {
     while let Some(payload) = outgoing.recv().await {
         let append = Request::Raft(RaftRpc {
@@ -256,7 +267,11 @@ async fn write_appends(
             return;
         }
     }
-    let _ = send.finish();
+    if sent.lock().unwrap().is_empty() {
+        let _ = send.finish();
+    } else {
+        let _ = send.reset(0u32.into());
+    }
 }
 
 /// The reading end of an append stream; holds its permit while it lives.
@@ -266,7 +281,7 @@ struct Reader {
     addr: String,
     /// When each append still unanswered was written, in order.
     sent: Arc<Mutex<VecDeque<std::time::Instant>>>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Arc<OwnedSemaphorePermit>,
 }
 
 impl Reader {

@@ -15,8 +15,11 @@
 //! follower takes an append only if it continues its log, so the order is
 //! what makes the pipeline safe, and the stream keeps it end to end.
 //!
-//! Bounds: at most [`APPEND_STREAM_IN_FLIGHT_MAX`] appends unanswered; the
-//! oldest one is due within the deadline a lone append would get
+//! Bounds: at most [`APPEND_STREAM_IN_FLIGHT_MAX`] appends and
+//! [`APPEND_STREAM_BYTES_IN_FLIGHT_MAX`] bytes unanswered (a larger append
+//! goes alone); appends wait in the session while the stream has no room,
+//! with the deadlines running. The oldest one is due within the deadline a
+//! lone append would get
 //! ([`crate::timeouts::append_entries_deadline`]), counted from the later of
 //! its sending and the previous answer, and a late answer ends the stream as
 //! unreachable. A stream with nothing to send for
@@ -24,7 +27,8 @@
 //! session, which opens a stream only when it has an append, so idle groups
 //! hold none. A transport without streams, or one at its limit of streams to
 //! the node, answers `None`: the session then sends its appends one by one,
-//! as before.
+//! as before, until a pause or for that long at most, and the next session
+//! asks again.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -41,11 +45,18 @@ use super::{Answer, AppendStream, CallError, CallFailure, Peer, RAFT_RPC_BYTES_M
 use crate::TypeConfig;
 use crate::log_store::{decode, encode};
 
-/// Most appends of one stream sent and not yet answered. Enough to cover a
-/// follower's fsync at the rates a partition takes (a few appends arrive
-/// during one); a bound so a slow follower holds a bounded number of
-/// encoded appends, on both sides, for each group it follows.
+/// Most appends of one stream sent and not yet answered (the parts of one
+/// split append may go past it). Enough to cover a follower's fsync at the
+/// rates a partition takes (a few appends arrive during one); a bound so a
+/// slow follower holds a bounded number of encoded appends, on both sides,
+/// for each group it follows.
 pub const APPEND_STREAM_IN_FLIGHT_MAX: usize = 16;
+
+/// Most bytes of appends one stream has sent and not yet had answered (an
+/// append larger than this goes alone): the follower keeps each append's
+/// bytes reserved in its connection's budget until it answers, and that
+/// budget is shared by every group between the two nodes.
+pub const APPEND_STREAM_BYTES_IN_FLIGHT_MAX: usize = 8 * 1024 * 1024;
 
 type Item = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
 type Output<'s> = Result<BoxStream<'s, Item>, RPCError<TypeConfig>>;
@@ -72,7 +83,7 @@ where
                 peer.target,
                 peer.addr.clone(),
                 peer.group,
-                option.soft_ttl(),
+                option.hard_ttl(),
             )
             .await;
         match opened {
@@ -81,13 +92,15 @@ where
                     peer,
                     input: Some(input),
                     stream,
+                    outbox: VecDeque::new(),
                     pending: VecDeque::new(),
+                    pending_bytes: 0,
                     progress: Instant::now(),
                     last_sent: Instant::now(),
                     option,
                     done: false,
                 };
-                pipeline.send(first).await?;
+                pipeline.enqueue(first)?;
                 let answers = futures::stream::unfold(pipeline, |mut p| async move {
                     let item = p.next().await?;
                     Some((item, p))
@@ -97,16 +110,40 @@ where
             }
             Ok(None) => {
                 let again = futures::stream::once(std::future::ready(first)).chain(input);
-                stream_append_sequential(peer, again, option).await
+                stream_append_sequential(peer, for_a_while(again), option).await
             }
             Err(e) => Err(CallFailure::Call(e).into_rpc_error()),
         }
     })
 }
 
+/// openraft's appends for a session that sends them one by one, ended at a
+/// pause of [`crate::timeouts::APPEND_STREAM_IDLE`] or once the session is
+/// that old (never in the middle of an append): the next session asks for
+/// a stream again, so a group that found no stream free, or a peer that
+/// refused streams before its upgrade, is not one by one for good.
+fn for_a_while<S>(input: S) -> BoxStream<'static, AppendEntriesRequest<TypeConfig>>
+where
+    S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+{
+    let idle = crate::timeouts::APPEND_STREAM_IDLE;
+    let until = Instant::now() + idle;
+    Box::pin(futures::stream::unfold(
+        (input, true),
+        move |(mut input, first)| async move {
+            if !first && Instant::now() >= until {
+                return None;
+            }
+            let next = tokio::time::timeout(idle, input.next()).await.ok()??;
+            Some((next, (input, false)))
+        },
+    ))
+}
+
 /// An append sent on the stream and not yet answered.
 struct Sent {
     at: Instant,
+    bytes: usize,
     /// How long its answer may take (see the module's documentation).
     budget: Duration,
 }
@@ -116,7 +153,10 @@ struct Pipeline<'s, S> {
     /// openraft's appends; `None` once it ended.
     input: Option<S>,
     stream: AppendStream,
+    /// Encoded appends (or parts of one) not yet handed to the stream.
+    outbox: VecDeque<Vec<u8>>,
     pending: VecDeque<Sent>,
+    pending_bytes: usize,
     /// When the last answer arrived (or the stream opened).
     progress: Instant,
     last_sent: Instant,
@@ -128,6 +168,7 @@ enum Step {
     Answer(Option<Result<Vec<u8>, CallError>>),
     Overdue,
     Input(Option<AppendEntriesRequest<TypeConfig>>),
+    Room(Option<tokio::sync::mpsc::OwnedPermit<Vec<u8>>>),
     Idle,
 }
 
@@ -142,29 +183,31 @@ where
             if self.done {
                 return None;
             }
-            let may_send = self.input.is_some() && self.pending.len() < APPEND_STREAM_IN_FLIGHT_MAX;
-            if self.pending.is_empty() && !may_send {
+            let may_take = self.input.is_some()
+                && self.outbox.is_empty()
+                && self.pending.len() < APPEND_STREAM_IN_FLIGHT_MAX;
+            let may_send = self.outbox.front().is_some_and(|next| {
+                self.pending.is_empty()
+                    || self.pending_bytes + next.len() <= APPEND_STREAM_BYTES_IN_FLIGHT_MAX
+            });
+            if self.pending.is_empty() && self.outbox.is_empty() && !may_take {
                 return None;
             }
             let due = self
                 .pending
                 .front()
                 .map(|head| head.at.max(self.progress) + head.budget);
-            let idle_at = self
-                .pending
-                .is_empty()
+            let idle_at = (self.pending.is_empty() && self.outbox.is_empty())
                 .then(|| self.progress.max(self.last_sent) + crate::timeouts::APPEND_STREAM_IDLE);
-            let Self {
-                stream,
-                input,
-                pending,
-                ..
-            } = self;
+            let waiting = !self.pending.is_empty();
+            let room = self.stream.requests.clone();
+            let Self { stream, input, .. } = self;
             let step = tokio::select! {
                 biased;
-                answer = stream.answers.recv(), if !pending.is_empty() => Step::Answer(answer),
+                answer = stream.answers.recv(), if waiting => Step::Answer(answer),
                 _ = at(due) => Step::Overdue,
-                request = next_of(input), if may_send => Step::Input(request),
+                permit = room.reserve_owned(), if may_send => Step::Room(permit.ok()),
+                request = next_of(input), if may_take => Step::Input(request),
                 _ = at(idle_at) => Step::Idle,
             };
             match step {
@@ -178,9 +221,14 @@ where
                         self.pending.len()
                     ))));
                 }
+                Step::Room(None) => {
+                    self.done = true;
+                    return Some(Err(self.unreachable("the append stream closed".to_string())));
+                }
+                Step::Room(Some(permit)) => self.send(permit),
                 Step::Input(None) => self.input = None,
                 Step::Input(Some(request)) => {
-                    if let Err(e) = self.send(request).await {
+                    if let Err(e) = self.enqueue(request) {
                         self.done = true;
                         return Some(Err(e));
                     }
@@ -193,9 +241,10 @@ where
         }
     }
 
-    /// Sends an append, in as many parts as it takes to keep each under the
-    /// frame limit (see `Peer::append_entries`); each part is answered.
-    async fn send(
+    /// Encodes an append for the outbox, in as many parts as it takes to
+    /// keep each under the frame limit (see `Peer::append_entries`); each
+    /// part is answered.
+    fn enqueue(
         &mut self,
         request: AppendEntriesRequest<TypeConfig>,
     ) -> Result<(), RPCError<TypeConfig>> {
@@ -213,20 +262,30 @@ where
             self.peer
                 .commit_sent
                 .carries(part.leader_commit.as_ref().map(|c| c.index));
-            let budget =
-                crate::timeouts::append_entries_deadline(self.option.hard_ttl(), payload.len());
-            if self.stream.requests.send(payload).await.is_err() {
-                return Err(self.unreachable("the append stream closed".to_string()));
-            }
-            let at = Instant::now();
-            self.last_sent = at;
-            self.pending.push_back(Sent { at, budget });
+            self.outbox.push_back(payload);
         }
         Ok(())
     }
 
+    /// Hands the outbox's next append to the stream, where `permit` holds
+    /// it room.
+    fn send(&mut self, permit: tokio::sync::mpsc::OwnedPermit<Vec<u8>>) {
+        let Some(payload) = self.outbox.pop_front() else {
+            return;
+        };
+        let bytes = payload.len();
+        let budget = crate::timeouts::append_entries_deadline(self.option.hard_ttl(), bytes);
+        permit.send(payload);
+        let at = Instant::now();
+        self.last_sent = at;
+        self.pending_bytes += bytes;
+        self.pending.push_back(Sent { at, bytes, budget });
+    }
+
     fn answered(&mut self, answer: Option<Result<Vec<u8>, CallError>>) -> Item {
-        self.pending.pop_front();
+        if let Some(sent) = self.pending.pop_front() {
+            self.pending_bytes -= sent.bytes;
+        }
         self.progress = Instant::now();
         let bytes = match answer {
             Some(Ok(bytes)) => bytes,
@@ -451,6 +510,68 @@ mod tests {
         assert_eq!(answers.next().await.unwrap().unwrap(), Ok(Some(log_id(1))));
         assert_eq!(answers.next().await.unwrap().unwrap(), conflict);
         assert!(answers.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn appends_past_the_bytes_in_flight_wait_for_answers() {
+        let hand = Arc::new(Hand {
+            streams: true,
+            ..Default::default()
+        });
+        let mut peer = peer(hand.clone());
+        let option = RPCOption::new(Duration::from_millis(50));
+        let big =
+            |index| {
+                let mut request = append(index);
+                request.entries[0].payload = EntryPayload::Normal(crate::Bytes(Arc::new(vec![
+                7;
+                APPEND_STREAM_BYTES_IN_FLIGHT_MAX / 2 + 1
+            ])));
+                request
+            };
+        let input = futures::stream::iter([big(1), big(2)]).chain(futures::stream::pending());
+        let mut answers = peer.stream_append(input, option).await.unwrap();
+        let (mut incoming, answer_tx) = hand.opened.lock().await.take().unwrap();
+        let first = tokio::spawn(async move {
+            let first = incoming.recv().await.unwrap();
+            // The second would take the stream past its bytes in flight.
+            let early = tokio::time::timeout(Duration::from_millis(20), incoming.recv()).await;
+            (first.len(), early.is_err(), incoming)
+        });
+        let next = answers.next();
+        let (next, checked) = tokio::join!(next, async {
+            let (len, held, incoming) = first.await.unwrap();
+            answer_tx.send(answer(Ok(Some(log_id(1))))).await.unwrap();
+            (len, held, incoming, answer_tx)
+        });
+        let (len, held, mut incoming, _answer_tx) = checked;
+        assert!(len > APPEND_STREAM_BYTES_IN_FLIGHT_MAX / 2);
+        assert!(held, "the second append left before the first was answered");
+        assert_eq!(next.unwrap().unwrap(), Ok(Some(log_id(1))));
+        // Answered: the second leaves (the stream is driven by asking it
+        // for its next answer).
+        tokio::select! {
+            biased;
+            got = incoming.recv() => assert!(got.is_some()),
+            other = answers.next() => panic!("{other:?} before the second append left"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_sending_one_by_one_ends_at_a_pause_to_ask_for_a_stream_again() {
+        let hand = Arc::new(Hand::default());
+        let mut peer = peer(hand.clone());
+        let option = RPCOption::new(Duration::from_millis(50));
+        let started = Instant::now();
+        let answers: Vec<_> = peer
+            .stream_append(appends(2), option)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        assert_eq!(hand.lone.load(Ordering::SeqCst), 2);
+        assert!(started.elapsed() >= crate::timeouts::APPEND_STREAM_IDLE);
     }
 
     #[tokio::test(start_paused = true)]

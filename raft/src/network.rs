@@ -301,18 +301,12 @@ impl RaftNetworkV2<TypeConfig> for Peer {
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         use openraft::entry::RaftEntry;
         let local = |e: std::io::Error| RPCError::Network(NetworkError::from_string(e.to_string()));
-        let mut parts = std::collections::VecDeque::from([rpc]);
+        let mut parts = Parts::of(rpc);
         let mut answer = AppendEntriesResponse::Success;
         // The last log id a part brought the follower to, once one arrived.
         let mut matched = None;
-        while let Some(part) = parts.pop_front() {
-            let payload = encode(&part).map_err(local)?;
-            if payload.len() > RAFT_RPC_BYTES_MAX && part.entries.len() > 1 {
-                let (first, second) = split(part);
-                parts.push_front(second);
-                parts.push_front(first);
-                continue;
-            }
+        while let Some(next) = parts.next_part() {
+            let (part, payload) = next.map_err(local)?;
             let last = part.entries.last().map(|e| e.log_id()).or(part.prev_log_id);
             let payload_len = payload.len();
             let news = self
@@ -469,6 +463,38 @@ pub(crate) type SnapshotRequest = (
     SnapshotMetaOf<TypeConfig>,
     serde_bytes::ByteBuf,
 );
+
+/// An append's parts, each encoded under the frame limit, one at a time:
+/// an append too large for a frame is split in halves, each continuing from
+/// the last entry of the one before, so the follower sees an ordinary
+/// sequence of appends.
+pub(crate) struct Parts(std::collections::VecDeque<AppendEntriesRequest<TypeConfig>>);
+
+impl Parts {
+    pub(crate) fn of(rpc: AppendEntriesRequest<TypeConfig>) -> Self {
+        Self(std::collections::VecDeque::from([rpc]))
+    }
+
+    /// The next part and its encoding.
+    pub(crate) fn next_part(
+        &mut self,
+    ) -> Option<std::io::Result<(AppendEntriesRequest<TypeConfig>, Vec<u8>)>> {
+        while let Some(part) = self.0.pop_front() {
+            let payload = match encode(&part) {
+                Ok(payload) => payload,
+                Err(e) => return Some(Err(e)),
+            };
+            if payload.len() > RAFT_RPC_BYTES_MAX && part.entries.len() > 1 {
+                let (first, second) = split(part);
+                self.0.push_front(second);
+                self.0.push_front(first);
+                continue;
+            }
+            return Some(Ok((part, payload)));
+        }
+        None
+    }
+}
 
 /// Splits an append into two that, sent in order, have the same effect.
 fn split(

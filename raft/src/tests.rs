@@ -27,17 +27,22 @@ pub(crate) struct StreamCounts {
     pub(crate) most_unanswered: AtomicUsize,
 }
 
+impl InProcess {
+    /// Node `target`'s group, unless it is down.
+    fn group(&self, target: NodeId, addr: String) -> Result<Group<Sum>, CallError> {
+        let group = self.0.lock().unwrap().get(&target).cloned();
+        group.ok_or(CallError::Unreachable {
+            node: target,
+            addr,
+            reason: "down".into(),
+        })
+    }
+}
+
 impl RaftTransport for InProcess {
     fn call(&self, target: NodeId, addr: String, rpc: RaftRpc, _timeout: Duration) -> CallFuture {
-        let group = self.0.lock().unwrap().get(&target).cloned();
-        Box::pin(async move {
-            let group = group.ok_or(CallError::Unreachable {
-                node: target,
-                addr,
-                reason: "down".into(),
-            })?;
-            Ok(group.handle_rpc(rpc.kind, &rpc.payload).await)
-        })
+        let group = self.group(target, addr);
+        Box::pin(async move { Ok(group?.handle_rpc(rpc.kind, &rpc.payload).await) })
     }
 
     /// A stream served by the target's group, as the node serves one that
@@ -49,16 +54,8 @@ impl RaftTransport for InProcess {
         _group: crate::GroupId,
         _timeout: Duration,
     ) -> crate::AppendStreamFuture {
-        let group = self.0.lock().unwrap().get(&target).cloned();
-        let counts = self.1.clone();
-        Box::pin(async move {
-            let group = group.ok_or(CallError::Unreachable {
-                node: target,
-                addr,
-                reason: "down".into(),
-            })?;
-            Ok(Some(serve_in_process(&group, counts)))
-        })
+        let (group, counts) = (self.group(target, addr), self.1.clone());
+        Box::pin(async move { Ok(Some(serve_in_process(&group?, counts))) })
     }
 }
 

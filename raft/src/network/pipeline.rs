@@ -41,9 +41,9 @@ use openraft::network::stream_append_sequential;
 use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
 use tokio::time::Instant;
 
-use super::{Answer, AppendStream, CallError, CallFailure, Peer, RAFT_RPC_BYTES_MAX, split};
+use super::{Answer, AppendStream, CallError, CallFailure, Parts, Peer};
 use crate::TypeConfig;
-use crate::log_store::{decode, encode};
+use crate::log_store::decode;
 
 /// Most appends of one stream sent and not yet answered (the parts of one
 /// split append may go past it). Enough to cover a follower's fsync at the
@@ -249,15 +249,9 @@ where
         request: AppendEntriesRequest<TypeConfig>,
     ) -> Result<(), RPCError<TypeConfig>> {
         let local = |e: std::io::Error| RPCError::Network(NetworkError::from_string(e.to_string()));
-        let mut parts = VecDeque::from([request]);
-        while let Some(part) = parts.pop_front() {
-            let payload = encode(&part).map_err(local)?;
-            if payload.len() > RAFT_RPC_BYTES_MAX && part.entries.len() > 1 {
-                let (first, second) = split(part);
-                parts.push_front(second);
-                parts.push_front(first);
-                continue;
-            }
+        let mut parts = Parts::of(request);
+        while let Some(next) = parts.next_part() {
+            let (part, payload) = next.map_err(local)?;
             // The heartbeats that follow need not carry this commit again.
             self.peer
                 .commit_sent
@@ -363,6 +357,7 @@ mod tests {
     use tokio::sync::{Mutex, mpsc};
 
     use super::*;
+    use crate::log_store::encode;
     use crate::network::{AppendStreamFuture, CallFuture, RaftTransport};
 
     fn log_id(i: u64) -> openraft::alias::LogIdOf<TypeConfig> {
@@ -430,6 +425,17 @@ mod tests {
         }
     }
 
+    /// A peer whose transport opens streams that end in the test, and the
+    /// option openraft gives a replication session (a 50 ms heartbeat).
+    fn streamed() -> (Arc<Hand>, Peer, RPCOption) {
+        let hand = Arc::new(Hand {
+            streams: true,
+            ..Default::default()
+        });
+        let peer = peer(hand.clone());
+        (hand, peer, RPCOption::new(Duration::from_millis(50)))
+    }
+
     fn answer(result: StreamAppendResult<TypeConfig>) -> Result<Vec<u8>, CallError> {
         let a: Answer<StreamAppendResult<TypeConfig>> = Ok(result);
         Ok(encode(&a).unwrap())
@@ -443,12 +449,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn appends_leave_before_earlier_ones_are_answered_and_answers_keep_their_order() {
-        let hand = Arc::new(Hand {
-            streams: true,
-            ..Default::default()
-        });
-        let mut peer = peer(hand.clone());
-        let option = RPCOption::new(Duration::from_millis(50));
+        let (hand, mut peer, option) = streamed();
         let mut answers = peer.stream_append(appends(3), option).await.unwrap();
         // Nothing is answered yet: all three are on the wire.
         let (mut incoming, answer_tx) = hand.opened.lock().await.take().unwrap();
@@ -477,12 +478,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_append_left_unanswered_ends_the_stream_as_unreachable() {
-        let hand = Arc::new(Hand {
-            streams: true,
-            ..Default::default()
-        });
-        let mut peer = peer(hand.clone());
-        let option = RPCOption::new(Duration::from_millis(50));
+        let (hand, mut peer, option) = streamed();
         let mut answers = peer.stream_append(appends(2), option).await.unwrap();
         let _held = hand.opened.lock().await.take().unwrap();
         let started = Instant::now();
@@ -496,12 +492,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_conflict_ends_the_stream_after_the_answers_before_it() {
-        let hand = Arc::new(Hand {
-            streams: true,
-            ..Default::default()
-        });
-        let mut peer = peer(hand.clone());
-        let option = RPCOption::new(Duration::from_millis(50));
+        let (hand, mut peer, option) = streamed();
         let mut answers = peer.stream_append(appends(3), option).await.unwrap();
         let (_incoming, answer_tx) = hand.opened.lock().await.take().unwrap();
         answer_tx.send(answer(Ok(Some(log_id(1))))).await.unwrap();
@@ -514,12 +505,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn appends_past_the_bytes_in_flight_wait_for_answers() {
-        let hand = Arc::new(Hand {
-            streams: true,
-            ..Default::default()
-        });
-        let mut peer = peer(hand.clone());
-        let option = RPCOption::new(Duration::from_millis(50));
+        let (hand, mut peer, option) = streamed();
         let big =
             |index| {
                 let mut request = append(index);

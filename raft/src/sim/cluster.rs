@@ -128,14 +128,23 @@ impl Net {
         Duration::from_millis(self.lock().delay_max_ms)
     }
 
+    /// A message's way from `from` to `to`: refused by a node that is down,
+    /// lost (never returns: the sender's deadline ends the wait), or delayed.
+    pub(super) async fn travel(&self, from: NodeId, to: NodeId) -> Result<(), String> {
+        match self.fate(from, to) {
+            Fate::Refused => Err("down".into()),
+            Fate::Lost => std::future::pending().await,
+            Fate::Delayed(d) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+        }
+    }
+
     /// Delivers `rpc` from `from` to `to` through the simulated network.
     async fn deliver(&self, from: NodeId, to: NodeId, rpc: RaftRpc) -> Result<Vec<u8>, String> {
         let sender = self.incarnation(from);
-        match self.fate(from, to) {
-            Fate::Refused => return Err("down".into()),
-            Fate::Lost => std::future::pending::<()>().await,
-            Fate::Delayed(d) => tokio::time::sleep(d).await,
-        }
+        self.travel(from, to).await?;
         let (group, receiver) = self.reachable(from, to).await?;
         let answer = group.handle_rpc(rpc.kind, &rpc.payload).await;
         drop(group);

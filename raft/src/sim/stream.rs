@@ -20,7 +20,12 @@ use crate::{APPEND_STREAM_IN_FLIGHT_MAX, AppendStream, CallError, NodeId};
 const CRASH_CHECK: Duration = Duration::from_millis(10);
 
 /// One direction of a stream: `(sent at, payload)` in, delivered in order.
-type Wire = mpsc::UnboundedReceiver<(Instant, Vec<u8>)>;
+type Wire = mpsc::Receiver<(Instant, Vec<u8>)>;
+
+/// Messages one direction of a simulated stream holds: more than a stream
+/// ever has unanswered (a split append's parts included), so a sender never
+/// waits on it.
+const WIRE_MESSAGES_MAX: usize = 4 * APPEND_STREAM_IN_FLIGHT_MAX;
 
 impl Net {
     /// Opens a stream of `from`'s appends to `to`'s replica.
@@ -30,23 +35,19 @@ impl Net {
         to: NodeId,
     ) -> Result<AppendStream, String> {
         let sender = self.incarnation(from);
-        match self.fate(from, to) {
-            Fate::Refused => return Err("down".into()),
-            Fate::Lost => std::future::pending::<()>().await,
-            Fate::Delayed(d) => tokio::time::sleep(d).await,
-        }
+        self.travel(from, to).await?;
         let (group, receiver) = self.reachable(from, to).await?;
         let (requests, mut incoming) = mpsc::channel::<Vec<u8>>(APPEND_STREAM_IN_FLIGHT_MAX);
         let (answer, answers) = mpsc::channel(APPEND_STREAM_IN_FLIGHT_MAX);
-        let (outbound, wire_out) = mpsc::unbounded_channel();
-        let (inbound, wire_in) = mpsc::unbounded_channel();
+        let (outbound, wire_out) = mpsc::channel(WIRE_MESSAGES_MAX);
+        let (inbound, wire_in) = mpsc::channel(WIRE_MESSAGES_MAX);
         let (arrived, arrivals) = mpsc::channel::<Vec<u8>>(APPEND_STREAM_IN_FLIGHT_MAX);
         // The sender's side: what it sends leaves now, unless it crashed.
         let net = self.clone();
         tokio::spawn(async move {
             while let Some(payload) = incoming.recv().await {
                 if net.incarnation(from) != sender
-                    || outbound.send((Instant::now(), payload)).is_err()
+                    || outbound.send((Instant::now(), payload)).await.is_err()
                 {
                     return;
                 }
@@ -77,7 +78,7 @@ impl Net {
                     Ok(None) => return,
                     Ok(Some(bytes)) => {
                         if net.incarnation(to) != receiver
-                            || inbound.send((Instant::now(), bytes)).is_err()
+                            || inbound.send((Instant::now(), bytes)).await.is_err()
                         {
                             return;
                         }

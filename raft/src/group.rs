@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::ForwardReason;
-use openraft::raft::{AppendEntriesRequest, SnapshotResponse};
+use openraft::raft::SnapshotResponse;
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use sluice_proto::RaftRpcKind;
 
@@ -16,9 +16,7 @@ use crate::log_store::{decode, encode};
 use crate::error::{RaftError, WriteError};
 use crate::group_config::LOG_STAGE_BATCHES_KEPT;
 use crate::log_store::{GroupLog, LogDb};
-use crate::network::{
-    Answer, Network, RaftTransport, SnapshotRequest, entries_beyond_vote, snapshot_beyond_vote,
-};
+use crate::network::{Answer, Network, RaftTransport, SnapshotRequest, snapshot_beyond_vote};
 use crate::state_machine::{Adapter, ReplicatedState};
 use crate::timeouts::{
     LEADER_TRANSFER_ATTEMPTS_MAX, LEADER_TRANSFER_RETRY, LEASE_WAIT, LIVENESS_WAIT,
@@ -446,26 +444,9 @@ impl<S: ReplicatedState> Group<S> {
             encode(&a).unwrap_or_default()
         };
         match kind {
-            RaftRpcKind::AppendEntries => match decode::<AppendEntriesRequest<TypeConfig>>(payload)
-            {
-                // No leader writes entries of a later leader than itself.
-                // openraft's log streams cannot send such a request (they
-                // re-check their leadership after reading the log), but
-                // openraft would accept one without a word, so a peer's bug
-                // is refused here rather than becoming this replica's log.
-                Ok(req) if entries_beyond_vote(&req) => {
-                    let refusal: Result<(), String> = Err(format!(
-                        "an append under vote {:?} carries entries of a later leader \
-                         (up to {:?}); refused",
-                        req.vote,
-                        req.entries.last().map(|e| e.log_id)
-                    ));
-                    tracing::warn!(group = self.id, vote = ?req.vote,
-                        "refused an append carrying entries beyond its sender's vote");
-                    answer(refusal).await
-                }
+            RaftRpcKind::AppendEntries => match self.admit_append(payload) {
                 Ok(req) => answer(self.raft.append_entries(req).await).await,
-                Err(e) => bad(e),
+                Err(refusal) => answer(Err::<(), String>(refusal)).await,
             },
             // A pre-vote is answered as the vote itself would be (a replica
             // that does not vote yet refuses both) but changes nothing here.

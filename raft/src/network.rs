@@ -47,7 +47,7 @@ pub enum CallError {
 
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, CallError>> + Send>>;
 
-/// A group's open append stream to one replica (see [`crate::append_stream`]):
+/// A group's open append stream to one replica (see `network::pipeline`):
 /// encoded appends go in, in log order, and their answers come out in the
 /// same order while later appends are on the wire.
 pub struct AppendStream {

@@ -135,11 +135,7 @@ impl RaftTransport for Peers {
             let ok = matches!(answer, Ok(Response::Raft { .. }));
             crate::metrics::raft_rpc(kind, ok, started.elapsed());
             match answer {
-                Err(e) => Err(CallError::Unreachable {
-                    node: target,
-                    addr,
-                    reason: e.to_string(),
-                }),
+                Err(e) => Err(unreachable(target, &addr, e.to_string())),
                 Ok(Response::Raft { payload }) => Ok(payload),
                 Ok(Response::Error(e)) => Err(CallError::Remote {
                     node: target,

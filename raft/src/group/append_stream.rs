@@ -47,7 +47,7 @@ impl<S: ReplicatedState> Group<S> {
         let input = {
             let (group, fed, refusal) = (self.clone(), fed.clone(), refusal.clone());
             requests.scan((), move |_, payload| {
-                let admitted = group.admit(&payload).inspect(|request| {
+                let admitted = group.admit_append(&payload).inspect(|request| {
                     let quiet = group.is_sleepers_append(request.entries.is_empty(), &request.vote);
                     fed.lock().unwrap().push_back(Fed {
                         quiet,
@@ -88,10 +88,22 @@ impl<S: ReplicatedState> Group<S> {
         answers.chain(refused)
     }
 
-    /// Decodes an append of a stream and refuses what `serve_rpc` refuses.
-    fn admit(&self, payload: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, String> {
-        let request: AppendEntriesRequest<TypeConfig> = decode(payload)
-            .map_err(|e| format!("undecodable append on group {}'s stream: {e}", self.id))?;
+    /// Decodes an append, alone or on a stream, and refuses one that
+    /// carries entries of a later leader than its vote's. No leader writes
+    /// those: openraft's log streams cannot send such a request (they
+    /// re-check their leadership after reading the log), but openraft would
+    /// accept one without a word, so a peer's bug is refused here rather
+    /// than becoming this replica's log.
+    pub(super) fn admit_append(
+        &self,
+        payload: &[u8],
+    ) -> Result<AppendEntriesRequest<TypeConfig>, String> {
+        let request: AppendEntriesRequest<TypeConfig> = decode(payload).map_err(|e| {
+            format!(
+                "undecodable AppendEntries request for group {}: {e}",
+                self.id
+            )
+        })?;
         if entries_beyond_vote(&request) {
             tracing::warn!(group = self.id, vote = ?request.vote,
                 "refused an append carrying entries beyond its sender's vote");

@@ -32,19 +32,15 @@ pub(super) async fn serve(
     mut recv: RecvStream,
     slot: &ConnectionSlot,
 ) {
-    let (feed, incoming) =
+    let (feed, mut incoming) =
         tokio::sync::mpsc::channel::<Vec<u8>>(sluice_raft::APPEND_STREAM_IN_FLIGHT_MAX);
-    let mut incoming = incoming;
     let input = futures::stream::poll_fn(move |cx| incoming.poll_recv(cx));
     let served = if group == sluice_raft::CONTROLLER_GROUP {
         node.controller.serve_append_stream(input).boxed()
     } else if let Some(p) = node.replicas.by_group(group) {
         p.group.serve_append_stream(input).boxed()
     } else {
-        let error = WireError::Unavailable {
-            what: format!("Raft group {group}"),
-            reason: format!("node {} does not run a replica of it (yet)", node.config.id),
-        };
+        let error = super::peer::no_replica(node, group);
         if respond(&mut send, &Response::Error(error)).await.is_ok() {
             let _ = send.finish();
         }

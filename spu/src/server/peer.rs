@@ -157,10 +157,16 @@ async fn serve_one_raft(node: &Shared, rpc: RaftRpc) -> Response {
     } else if let Some(p) = node.replicas.by_group(rpc.group) {
         p.group.handle_rpc(rpc.kind, &rpc.payload).await
     } else {
-        return Response::Error(WireError::Unavailable {
-            what: format!("Raft group {}", rpc.group),
-            reason: format!("node {} does not run a replica of it (yet)", node.config.id),
-        });
+        return Response::Error(no_replica(node, rpc.group));
     };
     Response::Raft { payload }
+}
+
+/// The refusal of a Raft RPC (or append stream) for a group this node runs
+/// no replica of.
+pub(super) fn no_replica(node: &Shared, group: u64) -> WireError {
+    WireError::Unavailable {
+        what: format!("Raft group {group}"),
+        reason: format!("node {} does not run a replica of it (yet)", node.config.id),
+    }
 }

@@ -57,7 +57,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_quiesce_idle, conflicts_with = "no_quiesce")]
     pub quiesce_idle: Option<std::time::Duration>,
     /// How often nodes probe each other for the leaders of their sleeping
-    /// groups (default 600ms; 50ms to 5s): unless a client or a member
+    /// groups (default 900ms; 50ms to 5s): unless a client or a member
     /// doubts it first (then it is asked at once), a sleeping group's dead
     /// leader is noticed after 10/3 of it; an idle cluster sends about this
     /// much less often (`quiesce_probe_ms`). Give every node the same.

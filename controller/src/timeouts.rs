@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sluice_raft::timeouts::{ELECTION_TIMEOUT_MAX, HEARTBEAT_INTERVAL};
+use sluice_raft::timeouts::{ELECTION_TIMEOUT_MAX, HEARTBEAT_INTERVAL, QUIESCE_PROBE_INTERVAL};
 
 /// A node the controller leader has not heard from for this long is left out
 /// of new partition assignments.
@@ -26,6 +26,10 @@ const _: () = {
     // spans many heartbeats and more than an election.
     assert!(LIVENESS_WINDOW.as_millis() >= 10 * HEARTBEAT_INTERVAL.as_millis());
     assert!(LIVENESS_WINDOW.as_millis() > 2 * ELECTION_TIMEOUT_MAX.as_millis());
+    // At the default probe interval, a connector's live node is heard from
+    // by the probes between nodes several times within the window, so an
+    // idle cluster's connector check need not wake the controller's group.
+    assert!(LIVENESS_WINDOW.as_millis() >= 3 * QUIESCE_PROBE_INTERVAL.as_millis());
     // A change waits out a leader election (lease plus timeout) several
     // times over before its proposer is told it did not commit.
     assert!(COMMIT_WAIT_MAX.as_millis() >= 4 * 2 * ELECTION_TIMEOUT_MAX.as_millis());

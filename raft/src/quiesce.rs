@@ -28,15 +28,15 @@
 //! nothing). Nodes of an older build send [`RaftRpcKind::LeaderProbe`],
 //! which is still answered.
 //!
-//! The background probes are rare (600 ms; the silence that wakes a group
-//! 2 s) because whoever needs a sleeping group's leader says so first: a
+//! The background probes are rare (900 ms; the silence that wakes a group
+//! 3 s) because whoever needs a sleeping group's leader says so first: a
 //! write sent to a follower, a client asking a follower whom it follows
 //! while its request to the leader goes unanswered, a member asking for a
 //! pre-vote. Each makes the follower recheck the leader at once
 //! ([`Quiescence::recheck`]), so a dead leader of an idle partition is
 //! replaced about as soon as an awake one would be, and the interval could
-//! go from 150 to 600 ms (probing every 150 ms was two thirds of an idle
-//! cluster's CPU: BENCHMARKS.md, session 29).
+//! go from 150 to 600 ms and then to 900 ms (probing every 150 ms was two
+//! thirds of an idle cluster's CPU: BENCHMARKS.md, sessions 29 and 37).
 //!
 //! Safety does not depend on any of this: ticks only drive heartbeats and
 //! election timeouts, never what is committed. The rules below are for

@@ -93,9 +93,15 @@ pub const LEADER_TRANSFER_CONFIRM_WINDOW: Duration = Duration::from_secs(3);
 /// partitions against 0.0087 at 500 ms, BENCHMARKS.md), and a doubted leader
 /// is now asked at once ([`QUIESCE_RECHECK_FRESH`]), so the interval no
 /// longer sets how soon a write finds a dead leader of an idle partition.
-pub const QUIESCE_PROBE_INTERVAL: Duration = Duration::from_millis(600);
-/// Deadline of one background probe.
-pub const QUIESCE_PROBE_TIMEOUT: Duration = Duration::from_millis(1_200);
+/// 600 ms until session 37, when 64 idle partitions measured 0.011-0.013
+/// cores at 600 ms against 0.008-0.009 at 1 s (BENCHMARKS.md, session 37):
+/// the probes and their acknowledgements are most of what an idle cluster
+/// sends. What a longer interval costs is how soon a partition that nobody
+/// writes to or reads replaces a dead leader by itself (the silence below).
+pub const QUIESCE_PROBE_INTERVAL: Duration = Duration::from_millis(900);
+/// Deadline of one background probe (twice the interval, as a set
+/// interval gets).
+pub const QUIESCE_PROBE_TIMEOUT: Duration = Duration::from_millis(1_800);
 /// Deadline of one quiesce request. Short, not the probes' deadline: a
 /// sweep asks 16 groups at a time and the next sweep waits for it, so
 /// requests to a member that just died (it is left out once silent for
@@ -103,7 +109,7 @@ pub const QUIESCE_PROBE_TIMEOUT: Duration = Duration::from_millis(1_200);
 pub const QUIESCE_REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
 /// A sleeping group wakes once its leader's node has not confirmed it for
 /// this long, whether or not anyone needs it (10/3 of the probe interval).
-pub const QUIESCE_LEADER_SILENCE: Duration = Duration::from_millis(2_000);
+pub const QUIESCE_LEADER_SILENCE: Duration = Duration::from_millis(3_000);
 /// A sleeping group's leader doubted by a client or a campaigning member
 /// (`crate::Quiescence::recheck`) is asked at once unless its node confirmed
 /// the group within this.

@@ -118,7 +118,7 @@ pub struct StartArgs {
     #[arg(long, value_name = "DURATION", value_parser = crate::node::parse_quiesce_idle, conflicts_with = "no_quiesce")]
     pub quiesce_idle: Option<std::time::Duration>,
     /// How often nodes probe each other for the leaders of their sleeping
-    /// groups (default 600ms; 50ms to 5s); passed to every node (`node run
+    /// groups (default 900ms; 50ms to 5s); passed to every node (`node run
     /// --quiesce-probe`). Longer: an idle cluster sends less, and an idle
     /// partition's dead leader is noticed later (after 10/3 of it) unless a
     /// writer's unanswered request makes its followers ask it at once.

@@ -177,6 +177,9 @@ pub(crate) struct Peer {
     transport: Arc<dyn RaftTransport>,
     lease_wanted: Arc<AtomicBool>,
     commit_sent: Arc<CommitSent>,
+    /// The append stream the last replication session ended on with every
+    /// append answered, kept for the next session (see `pipeline`).
+    parked: Option<pipeline::Parked>,
 }
 
 /// What a node answers to an RPC: the openraft response or its error as text.
@@ -277,6 +280,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             transport: self.transport.clone(),
             lease_wanted: self.lease_wanted.clone(),
             commit_sent: self.commits_sent.entry(target).or_default().clone(),
+            parked: None,
         }
     }
 }
@@ -573,6 +577,7 @@ mod tests {
             transport: Arc::new(FirstOnly(Default::default())),
             lease_wanted: Arc::default(),
             commit_sent: Arc::default(),
+            parked: None,
         };
         let option = RPCOption::new(Duration::from_secs(1));
         let answer = peer
@@ -707,6 +712,7 @@ mod tests {
             transport: transport.clone(),
             lease_wanted: Arc::default(),
             commit_sent: Arc::default(),
+            parked: None,
         };
         let option = RPCOption::new(Duration::from_secs(1));
         let outcome = peer

@@ -46,6 +46,15 @@ pub(crate) const APPEND_BYTES_PER_SEC_MIN: u64 = 8 * 1024 * 1024;
 /// to each other node).
 pub const APPEND_STREAM_IDLE: Duration = Duration::from_secs(5);
 
+/// How recently a group's append stream must have been parked (its session
+/// ended with every append answered, `network::pipeline`) for the next
+/// session to that follower to take it over: half of
+/// [`APPEND_STREAM_IDLE`], after which a transport closes a stream that
+/// carries nothing, so a stream taken over is not being closed at the same
+/// moment.
+pub const PARKED_REUSE_WINDOW: Duration =
+    Duration::from_millis(APPEND_STREAM_IDLE.as_millis() as u64 / 2);
+
 /// The deadline of an AppendEntries of `payload_bytes`: openraft's `base`
 /// plus the payload at [`APPEND_BYTES_PER_SEC_MIN`].
 pub(crate) fn append_entries_deadline(base: Duration, payload_bytes: usize) -> Duration {
@@ -158,6 +167,9 @@ const _: () = {
     assert!(ms(QUIESCE_PROBE_TIMEOUT) < ms(QUIESCE_LEADER_SILENCE));
     // A group is idle for longer than a sweep comes around.
     assert!(ms(QUIESCE_IDLE_FOR) > ms(QUIESCE_SWEEP_INTERVAL));
+    // A parked append stream is taken over well before a transport closes
+    // it as idle.
+    assert!(2 * ms(PARKED_REUSE_WINDOW) <= ms(APPEND_STREAM_IDLE));
 };
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use sluice_transport::{Connector, ExchangeError, TransportError, read_frame, wri
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::timeouts::APPEND_STREAM_REFUSAL_MEMORY;
+use sluice_raft::timeouts::APPEND_STREAM_IDLE;
 
 /// Why a request to another node got no answer. The messages leave the node
 /// and its address to the caller, which names them in its own context.
@@ -235,7 +236,11 @@ fn unreachable(node: NodeId, addr: &str, reason: String) -> CallError {
 /// Writes a stream's appends as they come, each an ordinary Raft request.
 /// When the group drops its end, finishes the stream if every append was
 /// answered, and resets it otherwise: the follower then stops serving what
-/// nobody waits for any more.
+/// nobody waits for any more. A stream with every append answered and
+/// nothing more to write for [`APPEND_STREAM_IDLE`] is finished too: a
+/// group parks its stream between openraft's sessions
+/// (`sluice_raft::network` pipeline), and one parked and never taken over
+/// must not hold its permit for long.
 async fn write_appends(
     mut send: SendStream,
     group: u64,
@@ -243,7 +248,13 @@ async fn write_appends(
     sent: Arc<Mutex<VecDeque<std::time::Instant>>>,
     _permit: Arc<OwnedSemaphorePermit>,
 ) {
-    while let Some(payload) = outgoing.recv().await {
+    loop {
+        let payload = match tokio::time::timeout(APPEND_STREAM_IDLE, outgoing.recv()).await {
+            Ok(Some(payload)) => payload,
+            Ok(None) => break,
+            Err(_) if sent.lock().unwrap().is_empty() => break,
+            Err(_) => continue,
+        };
         let append = Request::Raft(RaftRpc {
             group,
             kind: RaftRpcKind::AppendEntries,

@@ -209,7 +209,9 @@ fn smartmodules_are_metered_by_name() {
 
 /// A partition's leader replicates to its followers on append streams
 /// (pipelined replication): the nodes count streams opened and none
-/// refused, and what was produced reads back whole from every replica.
+/// refused, a partition written now and then keeps its streams from one
+/// write to the next, and what was produced reads back whole from every
+/// replica.
 #[test]
 fn replication_travels_on_append_streams() {
     let env = Env::started_with(3);
@@ -225,6 +227,22 @@ fn replication_travels_on_append_streams() {
     };
     assert!(streams("opened") >= 1.0, "no append stream was opened");
     assert_eq!(streams("refused"), 0.0);
+    // A write now and then: openraft starts a session per append (the
+    // entries, then the commit) to each of two followers, so at least 4
+    // streams a write if sessions did not take over the last one's.
+    let opened = streams("opened");
+    let mut more = String::new();
+    for i in 0..10 {
+        let line = format!("later-{i}\n");
+        env.ok_with_input(&["produce", "streamed"], line.as_bytes());
+        more.push_str(&line);
+    }
+    let reopened = streams("opened") - opened;
+    assert!(
+        reopened < 10.0,
+        "{reopened} streams opened for 10 writes: sessions do not take over parked streams"
+    );
+    let input = input + &more;
     for node in 1..=3 {
         let read = env.ok(&[
             "consume",

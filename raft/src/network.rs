@@ -49,7 +49,11 @@ pub type CallFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, CallError>> + 
 
 /// A group's open append stream to one replica (see `network::pipeline`):
 /// encoded appends go in, in log order, and their answers come out in the
-/// same order while later appends are on the wire.
+/// same order while later appends are on the wire. A stream may outlive the
+/// replication session that opened it (parked for the next one), so a
+/// transport should end one that has every append answered and nothing
+/// sent for [`crate::timeouts::APPEND_STREAM_IDLE`], closing both channels:
+/// the node's does (`spu/src/peers.rs`).
 pub struct AppendStream {
     /// Encoded `AppendEntriesRequest`s. Dropping it ends the stream.
     pub requests: tokio::sync::mpsc::Sender<Vec<u8>>,

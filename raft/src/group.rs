@@ -370,9 +370,9 @@ impl<S: ReplicatedState> Group<S> {
     }
 
     /// Serves a Raft RPC from another replica of this group; the answer is
-    /// encoded for [`crate::network`] on the calling side. Wakes the group
+    /// encoded for `crate::network` on the calling side. Wakes the group
     /// unless the RPC is quiescence's own, an empty append of the leader
-    /// the group fell asleep under (see [`crate::quiesce`]), or a leadership
+    /// the group fell asleep under (see `crate::quiesce`), or a leadership
     /// transfer to another member.
     ///
     /// A transfer to another member is served asleep: openraft lifts this
@@ -730,7 +730,7 @@ impl<S: ReplicatedState> Group<S> {
     /// [`Self::live_members`], first making sure the heartbeats it reads are
     /// current: a leader that sleeps (quiescence) sends none, so the last
     /// ones are as old as its sleep and say nothing about the members now.
-    /// The group is woken and given up to [`LIVENESS_WAIT`] for every member
+    /// The group is woken and given up to `LIVENESS_WAIT` for every member
     /// to acknowledge a heartbeat within `window`; a member that has not by
     /// then is not live. (Topic creation places replicas on live nodes only;
     /// it saw every follower as dead after the controller's group slept.)

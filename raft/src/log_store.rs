@@ -235,7 +235,7 @@ impl LogDb {
     /// Writes both families' memtables out to table files and lets their
     /// memory go. Called when the node turns idle: a memtable otherwise keeps
     /// every small entry written since its last flush (log entries under
-    /// [`BLOB_MIN_BYTES`], their deletions, the groups' metadata) in memory
+    /// `BLOB_MIN_BYTES`, their deletions, the groups' metadata) in memory
     /// until it reaches RocksDB's 64 MB default, which a quiet node never
     /// does: 22 MB a node after 200,000 records into 64 partitions
     /// (BENCHMARKS.md, sessions 30-31). Durability does not change: the

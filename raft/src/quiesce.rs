@@ -94,7 +94,7 @@ pub struct QuiesceConfig {
     /// A sleeping group wakes once its leader's node has not confirmed it
     /// for this long, whether or not anyone needs it.
     pub leader_silence: Duration,
-    /// A doubted leader (see [`Quiescence::recheck`]) whose node confirmed
+    /// A doubted leader (see `Quiescence::recheck`) whose node confirmed
     /// the group this recently is not asked again.
     pub recheck_fresh: Duration,
     /// Deadline of the probe that rechecks a doubted leader.

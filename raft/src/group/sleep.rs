@@ -44,7 +44,7 @@ pub(super) struct SleepState {
 type QuiesceRequest = (Vote, Option<LogId>);
 
 impl<S: ReplicatedState> Group<S> {
-    /// Lets the group sleep while idle (see [`crate::quiesce`]). A replica
+    /// Lets the group sleep while idle (see `crate::quiesce`). A replica
     /// that starts under a committed vote of another leader starts asleep,
     /// watched through that leader: a leader that quiesced while this
     /// replica was down sends it nothing, and its election timer would

@@ -52,6 +52,8 @@ rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wa
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The API docs build without a warning: no broken or private links.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 # Dependency policy (deny.toml): licences, banned crates, sources.
 command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --version 0.20.2

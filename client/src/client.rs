@@ -423,14 +423,14 @@ impl Client {
         }))
     }
 
-    /// Reads a partition as a [`Consumer`]: like [`Client::fetch`], but when
+    /// Reads a partition as a [`Consumer`](crate::Consumer): like [`Client::fetch`], but when
     /// the serving node is lost it resumes on another replica from the next
     /// offset, with no gap and no repeat. Must be called within a tokio runtime.
     pub fn consume(&self, request: FetchRequest) -> crate::Consumer {
         crate::Consumer::start(self.clone(), request, Vec::new())
     }
 
-    /// Several partitions read as one [`Consumer`]: its batches come from
+    /// Several partitions read as one [`Consumer`](crate::Consumer): its batches come from
     /// any of them as they arrive, each partition's in order (every record
     /// names its partition); it ends once every read has ended.
     pub fn consume_many(&self, requests: Vec<FetchRequest>) -> crate::Consumer {
@@ -439,7 +439,7 @@ impl Client {
 
     /// Every partition of `request.topic` read as `request` says (its
     /// `partition` is replaced by each of the topic's in turn), as one
-    /// [`Consumer`] (see [`Client::consume_many`]).
+    /// [`Consumer`](crate::Consumer) (see [`Client::consume_many`]).
     pub async fn consume_topic(&self, request: FetchRequest) -> Result<crate::Consumer> {
         let info = self.describe_topic(&request.topic).await?;
         let requests = (0..info.spec.partitions)

@@ -292,7 +292,7 @@ impl Producer {
 
     /// How the topic places keyed records: `key_hash().partition(key,
     /// partitions())` is where this producer sends a record with `key`
-    /// (unless a fixed partition or a [`Partitioner`] decides).
+    /// (unless a fixed partition or a [`Partitioner`](crate::Partitioner) decides).
     pub fn key_hash(&self) -> KeyHash {
         self.key_hash
     }

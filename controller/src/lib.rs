@@ -2,7 +2,7 @@
 //! assignments) as a state machine replicated by a Raft group.
 //!
 //! [`Metadata`] is the state; [`Command`]s change it, and only through
-//! [`ControllerStateMachine::apply`], which is deterministic: validation that
+//! the `apply` of [`ControllerStateMachine`], which is deterministic: validation that
 //! depends on the state (does the topic exist? are there enough nodes?) happens
 //! at apply time, so every replica reaches the same verdict. Readers get a
 //! [`MetadataView`]: a shared, read-only view plus a change notification.

@@ -4,7 +4,7 @@
 //! crate owns that plumbing and nothing else: [`tls`] creates and loads the
 //! certificates and builds quinn configurations, [`endpoint`] binds listeners
 //! and dials (and caches) connections, [`frame`] moves length-prefixed
-//! byte frames over streams, and [`exchange`] sends one request and reads its
+//! byte frames over streams, and [`exchange`](fn@exchange) sends one request and reads its
 //! answer, the one request/response exchange that clients and nodes share.
 //! Frames are opaque here; the codec in `sluice-proto` gives them meaning.
 

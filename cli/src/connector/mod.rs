@@ -7,11 +7,11 @@
 //! kind, registered names or `.wasm` files, with parameters): records a
 //! module drops never leave this process. Sources: `http` (polls an
 //! endpoint every `interval`, see [`http`], or reads one answer as a stream,
-//! see [`http_stream`]) and `file` (tails a file, see [`file`]). A sink
+//! see [`http_stream`]) and `file` (tails a file, see [`file`](mod@file)). A sink
 //! reads a topic as the consumer named after it, the modules applied by the
 //! node, and commits after each batch is written: `file` (appends to a
 //! file) and `sql` (rows of a SQLite or PostgreSQL table, see [`sql`]). A
-//! derived topic's copy is [`derive`]. Both file formats of the seed
+//! derived topic's copy is [`derive`](mod@derive). Both file formats of the seed
 //! documents and of Fluvio are read, see [`config`].
 
 pub mod cluster;
@@ -407,7 +407,7 @@ async fn sink_lag(
     )
 }
 
-/// Copies topic `from` into the connector's topic (see [`derive`]) until
+/// Copies topic `from` into the connector's topic (see [`derive`](mod@derive)) until
 /// Ctrl-C or a failure, writing the counts to the status file as they move.
 async fn run_derived(
     args: &RunArgs,

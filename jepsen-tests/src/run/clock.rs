@@ -79,7 +79,7 @@ const CLASSES_MS: [(i64, i64); 5] = [
     (400 * 86_400_000, 1_100 * 86_400_000),
 ];
 
-/// A clock offset in ms, either way: one of [`CLASSES_MS`] at random, then
+/// A clock offset in ms, either way: one of `CLASSES_MS` at random, then
 /// a value within it.
 pub fn draw_offset_ms(rng: &mut Rng) -> i64 {
     let (lo, hi) = *rng.pick(&CLASSES_MS);

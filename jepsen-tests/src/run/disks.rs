@@ -122,7 +122,7 @@ pub fn unmount(dir: &Path) {
 }
 
 /// Fills the file system of `dir` with ballast files until less than
-/// [`LEFT_MAX`] is left (the node writes meanwhile, so a file as large as
+/// `LEFT_MAX` is left (the node writes meanwhile, so a file as large as
 /// the room `df` saw may no longer fit: it asks for half as much then, and
 /// goes round for the rest). Returns the ballast's size.
 pub fn fill(dir: &Path) -> anyhow::Result<u64> {

@@ -3,7 +3,7 @@
 //! upper-cased by the `uppercase-map` example, run by a connector the
 //! cluster runs); the faults hit its nodes, and so its copy, as they come.
 //! After the heal, each partition of both topics is read whole from its
-//! leader until the derived one has caught up (or [`CATCH_UP_WAIT`]) and
+//! leader until the derived one has caught up (or `CATCH_UP_WAIT`) and
 //! recorded as a `pipeline_read`; `checker/pipeline.rs` then proves the
 //! derived topic holds exactly the source's records, mapped, once, in order.
 
@@ -74,7 +74,7 @@ pub async fn setup(ctx: &Ctx, replication: u32) -> anyhow::Result<()> {
 }
 
 /// Reads both topics' partitions until the derived one holds as many
-/// records as its source maps to (or [`CATCH_UP_WAIT`] passed), then
+/// records as its source maps to (or `CATCH_UP_WAIT` passed), then
 /// records the last reads. Returns whether it caught up.
 pub async fn drain(ctx: &Ctx) -> bool {
     let deadline = Instant::now() + CATCH_UP_WAIT;

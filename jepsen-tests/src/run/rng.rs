@@ -5,7 +5,7 @@
 
 /// SplitMix64 (Steele, Lea, Flood 2014).
 ///
-/// Its state only ever moves by the constant [`GAMMA`], so two generators
+/// Its state only ever moves by the constant `GAMMA`, so two generators
 /// whose seeds differ by a small multiple of it produce the *same* values,
 /// shifted by a few draws. Seeds of sub-streams must therefore never be the
 /// run's seed plus or xor some multiple of it: use [`Rng::derive`].

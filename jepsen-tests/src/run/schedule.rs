@@ -204,7 +204,7 @@ const OLDER_ALLS: [(&str, &[&str]); 3] = [
 ];
 
 /// The families an `all` alias means on `nodes` nodes (`all`, or one of
-/// [`OLDER_ALLS`]), or `None` if `item` is none.
+/// `OLDER_ALLS`), or `None` if `item` is none.
 pub fn all_alias(item: &str, nodes: u32) -> Option<Vec<&'static str>> {
     let mut listed = families(nodes);
     if item == "all" {

@@ -477,7 +477,7 @@ async fn node_store(ctx: &Ctx, addr: SocketAddr) -> anyhow::Result<BTreeMap<Stri
 }
 
 /// Waits until every node's store (names and downloaded hashes) is the same
-/// and has stayed the same for [`QUIET`], or `within` passes. The quiet period
+/// and has stayed the same for `QUIET`, or `within` passes. The quiet period
 /// matters: a create whose client gave up (`info`) may still be applied a
 /// little later, and final lists taken across that moment would differ
 /// although no node diverges. Not recorded; [`final_lists`] follows.

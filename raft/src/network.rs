@@ -172,6 +172,13 @@ impl CommitSent {
         let mark = commit.map_or(0, |index| index + 1);
         self.0.fetch_max(mark, Ordering::Relaxed) < mark
     }
+
+    /// Whether an append carried `commit` (or a later one) already; records
+    /// nothing.
+    fn carried(&self, commit: Option<u64>) -> bool {
+        let mark = commit.map_or(0, |index| index + 1);
+        self.0.load(Ordering::Relaxed) >= mark
+    }
 }
 
 pub(crate) struct Peer {

@@ -27,20 +27,30 @@
 //! session, which opens a stream only when it has an append, so idle groups
 //! hold none.
 //!
-//! Reuse: openraft ends a session whenever it has sent what it had, so a
-//! partition written now and then starts one per append (one for the entries,
-//! one more for the commit that follows them): at 64 partitions, about 3,200
-//! streams were opened for 100,000 records (BENCHMARKS.md, session 38). A
-//! session that ends with every append answered parks its stream on the
-//! group's `Peer`, and the next session to that follower takes it over if it
-//! is still open and was parked less than
-//! [`crate::timeouts::PARKED_REUSE_WINDOW`] ago. The follower cannot tell the
-//! sessions apart, nor need it: its appends arrive in order on one stream
-//! either way, each checked alone. A session that ends any other way (an
-//! append unanswered, a conflict, a failure, idle) parks nothing, and its
-//! stream is closed as before. A transport closes a stream that carries
-//! nothing for as long as a session would stay idle, so a parked stream
-//! nobody takes costs only that while.
+//! Heartbeats: openraft's heartbeat worker hands each heartbeat over as a
+//! session of its own, one append without entries and then the end. Such a
+//! session, and any whose only append tells the follower nothing new (no
+//! entries, a commit it was sent already), goes the way heartbeats go
+//! without streams: gathered with other groups' for the same node
+//! ([`crate::Coalescing`]), or at once while a write waits on the lease. It
+//! takes no stream. Sent on streams, heartbeats had opened one each (about
+//! 3,000 for 100,000 records at 64 partitions), then, once streams were
+//! kept, one per group and follower (half of the 256 opened), holding
+//! stream permits meant for replication; and none was gathered
+//! (BENCHMARKS.md, sessions 38 and 39).
+//!
+//! Reuse: a replication session lasts while openraft has appends for the
+//! follower, and ends when openraft starts another (a new leader's round, a
+//! retry after an error) or the stream idles. A session that ends with
+//! every append answered parks its stream on the group's `Peer`, and the
+//! next session to that follower takes it over if it is still open and was
+//! parked less than [`crate::timeouts::PARKED_REUSE_WINDOW`] ago. The
+//! follower cannot tell the sessions apart, nor need it: its appends arrive
+//! in order on one stream either way, each checked alone. A session that
+//! ends any other way (an append unanswered, a conflict, a failure, idle)
+//! parks nothing, and its stream is closed as before. A transport closes a
+//! stream that carries nothing for as long as a session would stay idle, so
+//! a parked stream nobody takes costs only that while.
 //!
 //! A transport without streams, or one at its limit of streams to the node,
 //! answers `None`: the session then sends its appends one by one, as before,
@@ -49,7 +59,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, Unreachable};
 use openraft::network::RPCOption;
@@ -99,17 +109,35 @@ type Output<'s> = Result<BoxStream<'s, Item>, RPCError<TypeConfig>>;
 /// transport opens none.
 pub(super) fn stream_append<'s, S>(
     peer: &'s mut Peer,
-    mut input: S,
+    input: S,
     option: RPCOption,
 ) -> BoxFuture<'s, Output<'s>>
 where
     S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
 {
     Box::pin(async move {
+        let mut input: BoxStream<'static, AppendEntriesRequest<TypeConfig>> = Box::pin(input);
         let Some(first) = input.next().await else {
             let none: BoxStream<'s, Item> = Box::pin(futures::stream::empty());
             return Ok(none);
         };
+        if tells_nothing_new(peer, &first) {
+            // Ready at once if openraft has more, or if this was all of a
+            // heartbeat's session; otherwise (a replication session waiting
+            // for entries) the stream goes on as it would have.
+            match input.next().now_or_never() {
+                Some(None) => {
+                    // openraft's streams must not be asked again once ended.
+                    let heartbeat = futures::stream::once(std::future::ready(first));
+                    return stream_append_sequential(peer, heartbeat, option).await;
+                }
+                Some(Some(second)) => {
+                    input =
+                        Box::pin(futures::stream::once(std::future::ready(second)).chain(input));
+                }
+                None => {}
+            }
+        }
         let parked = peer.parked.take().and_then(Parked::take_over);
         let opened = match parked {
             Some(stream) => Ok(Some(stream)),
@@ -153,6 +181,15 @@ where
             Err(e) => Err(CallFailure::Call(e).into_rpc_error()),
         }
     })
+}
+
+/// Whether `request` is a heartbeat in all but name: no entries, and a
+/// commit the follower was sent already.
+fn tells_nothing_new(peer: &Peer, request: &AppendEntriesRequest<TypeConfig>) -> bool {
+    request.entries.is_empty()
+        && peer
+            .commit_sent
+            .carried(request.leader_commit.as_ref().map(|c| c.index))
 }
 
 /// openraft's appends for a session that sends them one by one, ended at a
@@ -440,6 +477,8 @@ mod tests {
         /// Streams opened.
         opens: AtomicUsize,
         lone: AtomicUsize,
+        /// RPCs handed over as heartbeats (`call_heartbeat`).
+        heartbeats: AtomicUsize,
     }
 
     type AnswerTx = mpsc::Sender<Result<Vec<u8>, CallError>>;
@@ -451,6 +490,17 @@ mod tests {
                 Ok(openraft::raft::AppendEntriesResponse::Success);
             let bytes = encode(&ok).unwrap();
             Box::pin(async move { Ok(bytes) })
+        }
+
+        fn call_heartbeat(
+            &self,
+            t: crate::NodeId,
+            a: String,
+            r: RaftRpc,
+            d: Duration,
+        ) -> CallFuture {
+            self.heartbeats.fetch_add(1, Ordering::SeqCst);
+            self.call(t, a, r, d)
         }
 
         fn open_append_stream(
@@ -577,6 +627,113 @@ mod tests {
 
     fn ok(index: u64) -> StreamAppendResult<TypeConfig> {
         Ok(Some(log_id(index)))
+    }
+
+    /// An append without entries after `index`, carrying `commit`.
+    fn empty(index: u64, commit: Option<u64>) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: Some(log_id(index)),
+            entries: vec![],
+            leader_commit: commit.map(log_id),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeats_session_goes_with_the_heartbeats_and_takes_no_stream() {
+        let (hand, mut peer, option) = streamed();
+        peer.commit_sent.carries(Some(4));
+        // As openraft's heartbeat worker sends it: one append, then the end.
+        let input = futures::stream::once(std::future::ready(empty(5, Some(4))));
+        let answers: Vec<_> = peer
+            .stream_append(input, option)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(answers.len(), 1);
+        assert!(matches!(answers[0], Ok(Ok(_))), "{answers:?}");
+        assert_eq!(hand.heartbeats.load(Ordering::SeqCst), 1);
+        assert_eq!(hand.opens.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_append_with_a_new_commit_goes_on_the_stream() {
+        let (hand, mut peer, option) = streamed();
+        peer.commit_sent.carries(Some(3));
+        let input = futures::stream::once(std::future::ready(empty(5, Some(4))));
+        let answers = peer.stream_append(input, option).await.unwrap();
+        let (mut incoming, answer_tx) = hand.opened.lock().await.take().unwrap();
+        let follower = tokio::spawn(async move {
+            let sent: AppendEntriesRequest<TypeConfig> =
+                decode(&incoming.recv().await.unwrap()).unwrap();
+            answer_tx.send(answer(ok(5))).await.unwrap();
+            sent.leader_commit
+        });
+        let answers = answers.map(|a| a.unwrap()).collect::<Vec<_>>().await;
+        assert_eq!(answers, vec![ok(5)]);
+        assert_eq!(follower.await.unwrap(), Some(log_id(4)));
+        assert_eq!(hand.heartbeats.load(Ordering::SeqCst), 0);
+    }
+
+    /// The follower's side of a stream: takes `n` appends, answering each
+    /// with a success, and gives back what each continued from and carried.
+    fn follower(
+        mut incoming: mpsc::Receiver<Vec<u8>>,
+        answer_tx: AnswerTx,
+        n: usize,
+    ) -> tokio::task::JoinHandle<Vec<(u64, usize)>> {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..n {
+                let request: AppendEntriesRequest<TypeConfig> =
+                    decode(&incoming.recv().await.unwrap()).unwrap();
+                let prev = request.prev_log_id.map_or(0, |id| id.index);
+                let last = request.entries.last().map_or(prev, |e| e.log_id.index);
+                got.push((prev, request.entries.len()));
+                answer_tx.send(answer(ok(last))).await.unwrap();
+            }
+            got
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_with_more_after_an_empty_append_streams_them_all_in_order() {
+        let (hand, mut peer, option) = streamed();
+        peer.commit_sent.carries(Some(1));
+        // Ready together (nothing new in the first), then a pause: none may
+        // be lost or reordered by the look ahead.
+        let input = futures::stream::iter([empty(1, Some(1)), append(2), append(3)])
+            .chain(futures::stream::pending());
+        let mut answers = peer.stream_append(input, option).await.unwrap();
+        let (incoming, answer_tx) = hand.opened.lock().await.take().unwrap();
+        let far = follower(incoming, answer_tx, 3);
+        for i in 1..=3 {
+            assert_eq!(answers.next().await.unwrap().unwrap(), ok(i));
+        }
+        assert_eq!(far.await.unwrap(), vec![(1, 0), (1, 1), (2, 1)]);
+        assert_eq!(hand.heartbeats.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_waiting_after_an_empty_append_keeps_its_stream_and_sends_what_comes() {
+        let (hand, mut peer, option) = streamed();
+        peer.commit_sent.carries(Some(1));
+        // openraft's replication session: nothing new, then entries later.
+        let (more, input) = mpsc::channel(4);
+        let input = futures::stream::once(std::future::ready(empty(1, Some(1)))).chain(
+            futures::stream::unfold(input, |mut rx| async move {
+                rx.recv().await.map(|request| (request, rx))
+            }),
+        );
+        let mut answers = peer.stream_append(Box::pin(input), option).await.unwrap();
+        let (incoming, answer_tx) = hand.opened.lock().await.take().unwrap();
+        let far = follower(incoming, answer_tx, 2);
+        assert_eq!(answers.next().await.unwrap().unwrap(), ok(1));
+        more.send(append(2)).await.unwrap();
+        assert_eq!(answers.next().await.unwrap().unwrap(), ok(2));
+        assert_eq!(far.await.unwrap(), vec![(1, 0), (1, 1)]);
+        assert_eq!(hand.heartbeats.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -633,7 +633,14 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
         let last_purged: Option<LogIdOf<TypeConfig>> =
             self.db.get_meta(self.group, META_LAST_PURGED)?;
         Ok(LogState {
-            last_log_id: last.or(last_purged),
+            // Entries at or below the purge point count as purged, whatever
+            // is left of them: `purge` makes its marker durable before the
+            // range delete, which a crash may lose. When the purge went past
+            // the log's end (a snapshot installed on a follower behind it),
+            // such leftovers are all the log holds, and reporting the last of
+            // them made openraft refuse to start the group ("inverted log
+            // order"; the fault suite's power cuts across snapshot points).
+            last_log_id: last.max(last_purged),
             last_purged_log_id: last_purged,
         })
     }
@@ -783,5 +790,46 @@ mod memtable_tests {
         let db = LogDb::open(dir.path()).unwrap();
         let got = db.db.get_cf(db.cf(CF_LOGS), log_key(5, 2_000)).unwrap();
         assert_eq!(got.as_deref(), Some(&value[..]));
+    }
+}
+
+#[cfg(test)]
+mod purge_tests {
+    use openraft::impls::leader_id_adv::LeaderId;
+    use openraft::vote::RaftLeaderId;
+    use openraft::{Entry, EntryPayload, LogId};
+
+    use super::*;
+
+    fn log_id(index: u64) -> LogIdOf<TypeConfig> {
+        LogId::new(LeaderId::<u64, u64>::new(3, 1), index)
+    }
+
+    /// What a power cut left on a follower that had entries 1-5 and then
+    /// installed a snapshot up to 10: the purge's marker, durable, and not
+    /// its range delete.
+    #[tokio::test]
+    async fn entries_left_below_the_purge_point_count_as_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LogDb::open(dir.path()).unwrap();
+        for index in 1..=5 {
+            let entry: EntryOf<TypeConfig> = Entry {
+                log_id: log_id(index),
+                payload: EntryPayload::Blank,
+            };
+            let key = log_key(7, index);
+            db.db
+                .put_cf(db.cf(CF_LOGS), key, encode(&entry).unwrap())
+                .unwrap();
+        }
+        db.put_meta(7, META_LAST_PURGED, &log_id(10), true).unwrap();
+        let state = GroupLog::new(db.clone(), 7).get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(10)));
+        assert_eq!(state.last_log_id, Some(log_id(10)));
+
+        // Entries above the purge point still make the log's end.
+        db.put_meta(7, META_LAST_PURGED, &log_id(3), true).unwrap();
+        let state = GroupLog::new(db, 7).get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(log_id(5)));
     }
 }

@@ -629,6 +629,18 @@ mod tests {
         Ok(Some(log_id(index)))
     }
 
+    /// Every answer of one session of `input` on `peer`, to its end.
+    async fn all_answers<S>(peer: &mut Peer, input: S, option: RPCOption) -> Vec<Item>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        peer.stream_append(input, option)
+            .await
+            .unwrap()
+            .collect()
+            .await
+    }
+
     /// An append without entries after `index`, carrying `commit`.
     fn empty(index: u64, commit: Option<u64>) -> AppendEntriesRequest<TypeConfig> {
         AppendEntriesRequest {
@@ -645,12 +657,7 @@ mod tests {
         peer.commit_sent.carries(Some(4));
         // As openraft's heartbeat worker sends it: one append, then the end.
         let input = futures::stream::once(std::future::ready(empty(5, Some(4))));
-        let answers: Vec<_> = peer
-            .stream_append(input, option)
-            .await
-            .unwrap()
-            .collect()
-            .await;
+        let answers = all_answers(&mut peer, input, option).await;
         assert_eq!(answers.len(), 1);
         assert!(matches!(answers[0], Ok(Ok(_))), "{answers:?}");
         assert_eq!(hand.heartbeats.load(Ordering::SeqCst), 1);
@@ -865,12 +872,7 @@ mod tests {
         let mut peer = peer(hand.clone());
         let option = RPCOption::new(Duration::from_millis(50));
         let input = futures::stream::iter((1..=3).map(append));
-        let answers: Vec<_> = peer
-            .stream_append(input, option)
-            .await
-            .unwrap()
-            .collect()
-            .await;
+        let answers = all_answers(&mut peer, input, option).await;
         assert_eq!(answers.len(), 3);
         assert!(
             answers.iter().all(|a| matches!(a, Ok(Ok(_)))),

@@ -169,15 +169,19 @@ impl CommitSent {
     /// Records that an append carries `commit`; returns whether no append
     /// had carried it (or a later one) before.
     fn carries(&self, commit: Option<u64>) -> bool {
-        let mark = commit.map_or(0, |index| index + 1);
+        let mark = Self::mark(commit);
         self.0.fetch_max(mark, Ordering::Relaxed) < mark
     }
 
     /// Whether an append carried `commit` (or a later one) already; records
     /// nothing.
     fn carried(&self, commit: Option<u64>) -> bool {
-        let mark = commit.map_or(0, |index| index + 1);
-        self.0.load(Ordering::Relaxed) >= mark
+        self.0.load(Ordering::Relaxed) >= Self::mark(commit)
+    }
+
+    /// `commit` as the stored mark: its index plus one, 0 for none.
+    fn mark(commit: Option<u64>) -> u64 {
+        commit.map_or(0, |index| index + 1)
     }
 }
 

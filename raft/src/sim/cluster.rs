@@ -392,6 +392,28 @@ impl Cluster {
         }
     }
 
+    /// Arms `node`'s power cut at its next delete of log entries (see
+    /// `LogDb::cut_power_at_next_delete`) and waits up to `wait` for it.
+    /// Whether it happened; the caller crashes the node either way.
+    pub(super) async fn cut_power_at_next_delete(&self, node: NodeId, wait: Duration) -> bool {
+        let db = {
+            let s = self.net.lock();
+            match s.slots.get(&node).and_then(|slot| slot.up.as_ref()) {
+                Some(up) => up.db.clone(),
+                None => return false,
+            }
+        };
+        db.cut_power_at_next_delete();
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            if db.power_is_cut() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        db.power_is_cut()
+    }
+
     /// Stops `node` at once: off the network, its state machine frozen and,
     /// for a power loss, its database's durable part fixed. Then shuts its
     /// group down. None if it is down already or being crashed.

@@ -12,6 +12,9 @@ use crate::NodeId;
 /// again and the group must converge.
 pub(super) const FAULT_PHASE: Duration = Duration::from_millis(1500);
 
+/// How long a power cut at a delete waits for one before it cuts anyway.
+pub(super) const AT_DELETE_WAIT: Duration = Duration::from_millis(400);
+
 /// SplitMix64: small, and stable across releases (a dependency's generator
 /// could change its stream and silently change what a seed replays).
 #[derive(Clone, Debug)]
@@ -89,7 +92,14 @@ pub(super) enum Fault {
     HoldSyncs { target: Target, ms: u64 },
     /// Cuts the target's power: it loses every log entry and the commit
     /// point that no completed fsync covered, and restarts `down_ms` later.
-    PowerLoss { target: Target, down_ms: u64 },
+    /// With `at_delete`, the cut waits (up to `AT_DELETE_WAIT`) for the
+    /// target's next delete of log entries and undoes it (see the power
+    /// model in `log_store/power_loss.rs`).
+    PowerLoss {
+        target: Target,
+        down_ms: u64,
+        at_delete: bool,
+    },
     /// Kills the target's process (what it wrote survives in the page
     /// cache) and restarts it `down_ms` later.
     Kill { target: Target, down_ms: u64 },
@@ -115,6 +125,7 @@ pub(super) struct Schedule {
 impl Schedule {
     pub(super) fn generate(seed: u64) -> Self {
         let mut rng = Rng::derive(seed, 0);
+        let mut at_delete_rng = Rng::derive(seed, 2);
         let count = if rng.percent(25) { 5 } else { 3 };
         let nodes: Vec<NodeId> = (1..=count).collect();
         let node = |rng: &mut Rng| rng.between(1, count);
@@ -156,13 +167,24 @@ impl Schedule {
                         Fault::PowerLoss {
                             target: Target::Held { or },
                             down_ms,
+                            at_delete: false,
                         },
                     );
                 }
                 35..=49 => {
                     let target = anyone(&mut rng);
                     let down_ms = rng.between(0, 400);
-                    push(t, Fault::PowerLoss { target, down_ms });
+                    // Drawn from a stream of its own, so the schedules
+                    // seeds planned before it are unchanged otherwise.
+                    let at_delete = at_delete_rng.percent(50);
+                    push(
+                        t,
+                        Fault::PowerLoss {
+                            target,
+                            down_ms,
+                            at_delete,
+                        },
+                    );
                 }
                 50..=57 => {
                     let target = anyone(&mut rng);

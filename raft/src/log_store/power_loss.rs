@@ -32,8 +32,9 @@
 //!   `LogDb::restore_after_power_cut` deletes every entry above `durable` and
 //!   puts back the last commit point an fsync covered (none if none did, or
 //!   if it lies above `durable`). The vote, the purge point and the applied
-//!   point are only ever written synced; they are kept as they are.
-//!
+//!   point are only ever written synced; they are kept as they are. An
+//!   fsync that returns after the cut reports a failure: for the model it
+//!   never completed, so nothing it covers may be acknowledged.
 //! - A delete of log entries (a truncation, or a purge's range delete after
 //!   its synced marker) that no fsync has covered yet may come undone: a real
 //!   cut keeps a prefix of the WAL, and the delete may lie beyond it. The
@@ -41,9 +42,11 @@
 //!   then) until an fsync covers it, and a cut either keeps every uncovered
 //!   delete or undoes them all (everything after the last covered write is
 //!   past the prefix), half the cuts each way: a truncated tail of an old
-//!   term, or entries below a synced purge point, come back. (Session 39: a
-//!   purge undone so left a follower that openraft refused to start; the
-//!   fault suite's real power cuts found it, this model did not yet.)
+//!   term, or entries below a synced purge point, come back (put back by
+//!   `restore_after_power_cut`). [`PowerModel::cut_at_next_delete`] makes
+//!   the cut fall right after a delete and undo it. (Session 39: a purge
+//!   undone so left a follower that openraft refused to start; the fault
+//!   suite's real power cuts found it before this model could.)
 //!
 //! Limits (each makes the model lose no more than some real cut could, but
 //! explore fewer of the states a real cut can leave):

@@ -550,6 +550,27 @@ fn sync_wal(
     Ok(())
 }
 
+/// The log's end for openraft: its `last` entry, unless that lies at or
+/// below the purge point, which then is the end. Entries at or below the
+/// purge point count as purged, whatever is left of them: `purge` makes its
+/// marker durable before the range delete, which a crash may lose. When the
+/// purge went past the log's end (a snapshot installed on a follower behind
+/// it), such leftovers are all the log holds, and reporting the last of them
+/// made openraft refuse to start the group ("inverted log order"; the fault
+/// suite's power cuts across snapshot points, session 39). Compared by index,
+/// not as log ids (which order by term first): a leftover of a later term
+/// than the snapshot's last entry (a deposed leader's uncommitted tail, which
+/// the snapshot passed without conflict) is still below the purge point.
+fn log_end(
+    last: Option<LogIdOf<TypeConfig>>,
+    purged: Option<LogIdOf<TypeConfig>>,
+) -> Option<LogIdOf<TypeConfig>> {
+    match (last, purged) {
+        (Some(last), Some(purged)) if last.index() <= purged.index() => Some(purged),
+        (last, purged) => last.or(purged),
+    }
+}
+
 fn log_key(group: GroupId, index: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&group.to_be_bytes());
@@ -687,6 +708,11 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged: Option<LogIdOf<TypeConfig>> =
+            self.db.get_meta(self.group, META_LAST_PURGED)?;
+        if let Some(purged) = &last_purged {
+            self.drop_leftovers(purged.index())?;
+        }
         let from = log_key(self.group, u64::MAX);
         let mut iter = self.db.db.iterator_cf(
             self.db.cf(CF_LOGS),
@@ -704,20 +730,8 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
             }
             None => None,
         };
-        let last_purged: Option<LogIdOf<TypeConfig>> =
-            self.db.get_meta(self.group, META_LAST_PURGED)?;
-        if let Some(purged) = last_purged {
-            self.drop_leftovers(purged.index())?;
-        }
         Ok(LogState {
-            // Entries at or below the purge point count as purged, whatever
-            // is left of them: `purge` makes its marker durable before the
-            // range delete, which a crash may lose. When the purge went past
-            // the log's end (a snapshot installed on a follower behind it),
-            // such leftovers are all the log holds, and reporting the last of
-            // them made openraft refuse to start the group ("inverted log
-            // order"; the fault suite's power cuts across snapshot points).
-            last_log_id: last.max(last_purged),
+            last_log_id: log_end(last, last_purged.clone()),
             last_purged_log_id: last_purged,
         })
     }
@@ -886,12 +900,36 @@ mod purge_tests {
     use super::*;
 
     fn log_id(index: u64) -> LogIdOf<TypeConfig> {
-        LogId::new(LeaderId::<u64, u64>::new(3, 1), index)
+        term_log_id(3, index)
+    }
+
+    fn term_log_id(term: u64, index: u64) -> LogIdOf<TypeConfig> {
+        LogId::new(LeaderId::<u64, u64>::new(term, 1), index)
+    }
+
+    /// The log's end is the purge point while every entry left lies at or
+    /// below its index, whatever their terms: a leftover of a later term than
+    /// the purge point's is no newer entry (log ids order by term first).
+    #[test]
+    fn the_log_ends_at_the_purge_point_by_index() {
+        let purged = Some(term_log_id(5, 10));
+        for last in [term_log_id(3, 5), term_log_id(7, 5), term_log_id(5, 10)] {
+            assert_eq!(log_end(Some(last), purged), purged);
+        }
+        assert_eq!(log_end(None, purged), purged);
+        let beyond = Some(term_log_id(5, 11));
+        assert_eq!(log_end(beyond, purged), beyond);
+        assert_eq!(log_end(beyond, None), beyond);
+        assert_eq!(log_end(None, None), None);
     }
 
     fn put_entry(db: &LogDb, group: GroupId, index: u64) {
+        put_entry_of(db, group, 3, index)
+    }
+
+    fn put_entry_of(db: &LogDb, group: GroupId, term: u64, index: u64) {
         let entry: EntryOf<TypeConfig> = Entry {
-            log_id: log_id(index),
+            log_id: term_log_id(term, index),
             payload: EntryPayload::Blank,
         };
         db.db
@@ -924,6 +962,25 @@ mod purge_tests {
         // The log's end stays at the purge point without them.
         let state = log.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id, Some(log_id(10)));
+    }
+
+    /// A deposed leader's uncommitted entries 1-5 (term 7) that a follower
+    /// kept when it installed a snapshot up to 10 of an earlier term (5),
+    /// left by a power cut below the durable purge marker.
+    #[tokio::test]
+    async fn leftovers_of_a_later_term_than_the_purge_point_count_as_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LogDb::open(dir.path()).unwrap();
+        for index in 1..=5 {
+            put_entry_of(&db, 7, 7, index);
+        }
+        db.put_meta(7, META_LAST_PURGED, &term_log_id(5, 10), true)
+            .unwrap();
+        let mut log = GroupLog::new(db, 7);
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(term_log_id(5, 10)));
+        assert_eq!(state.last_log_id, Some(term_log_id(5, 10)));
+        assert!(log.try_get_log_entries(0..).await.unwrap().is_empty());
     }
 
     /// Entries above the purge point still make the log's end, and only

@@ -342,7 +342,7 @@ impl LogDb {
     }
 
     /// Cuts this node's power right after its next delete of log entries,
-    /// undoing that delete (`power_loss`); [`LogDb::power_is_cut`] tells
+    /// undoing that delete (`power_loss`); [`LogDb::power_cut_at_delete_came`] tells
     /// when it happened.
     #[cfg(test)]
     pub(crate) fn cut_power_at_next_delete(&self) {
@@ -350,8 +350,8 @@ impl LogDb {
     }
 
     #[cfg(test)]
-    pub(crate) fn power_is_cut(&self) -> bool {
-        self.power.is_cut()
+    pub(crate) fn power_cut_at_delete_came(&self) -> bool {
+        self.power.cut_at_delete_came()
     }
 
     /// Makes every later group commit of this database wait `hold` before

@@ -100,9 +100,12 @@ struct GroupDisk {
 #[derive(Debug)]
 struct UncoveredDelete {
     seq: u64,
-    /// The removed entries that were durable then: (index, stored bytes).
+    /// Every removed entry: (index, stored bytes).
     removed: Vec<(u64, Vec<u8>)>,
-    /// `durable` before the delete (a truncation lowers it).
+    /// The last index durable just before the delete in the WAL: `durable`
+    /// then (a truncation lowers it), raised by an fsync noted before the
+    /// delete that returns after it. Undoing the delete puts back the removed
+    /// entries up to here.
     durable_before: Option<u64>,
     /// What it was, for the cut's description.
     what: String,
@@ -118,8 +121,9 @@ struct Disk {
     /// Whether the cut undoes uncovered deletes, when a test decides.
     undo_at_cut: Option<bool>,
     /// Cut the power right after the next delete of log entries (see
-    /// [`PowerModel::cut_at_next_delete`]).
+    /// [`PowerModel::cut_at_next_delete`]), and whether that happened.
     cut_at_delete: bool,
+    cut_by_delete: bool,
     groups: HashMap<GroupId, GroupDisk>,
 }
 
@@ -141,6 +145,9 @@ pub(super) struct CutGroup {
     /// The last index written, and the last one that survives.
     pub(super) written: Option<u64>,
     pub(super) durable: Option<u64>,
+    /// The last index that survives of what was written since the last
+    /// undone delete (or since the open): what the cut lost starts above it.
+    pub(super) lost_above: Option<u64>,
     /// The commit point an fsync covered (encoded), if any.
     pub(super) committed: Option<Vec<u8>>,
     /// Entries an undone delete had removed, to put back: (index, bytes).
@@ -156,7 +163,7 @@ impl PowerCut {
             .iter()
             .filter_map(|g| {
                 let written = g.written?;
-                let first = g.durable.map_or(0, |d| d + 1);
+                let first = g.lost_above.map_or(0, |d| d + 1);
                 (first <= written).then_some((g.group, first, written))
             })
             .collect()
@@ -169,7 +176,7 @@ impl PowerCut {
             .groups
             .iter()
             .map(|g| {
-                let lost = match (g.durable, g.written) {
+                let lost = match (g.lost_above, g.written) {
                     (d, w) if w <= d => "nothing lost".to_string(),
                     (d, Some(w)) => format!("lost {}..={w}", d.map_or(0, |d| d + 1)),
                     (_, None) => "nothing lost".to_string(),
@@ -276,6 +283,26 @@ impl PowerModel {
         }
         let covered_seq = disk.covered_seq.max(note.seq);
         disk.covered_seq = covered_seq;
+        for (group, written, _) in &note.groups {
+            let Some(d) = disk.groups.get_mut(group) else {
+                continue;
+            };
+            // A delete made after the note but before this fsync returned:
+            // in the WAL it follows what the note saw, which is durable now.
+            for u in d.uncovered_deletes.iter_mut().filter(|u| u.seq > note.seq) {
+                let cap = d
+                    .truncations
+                    .iter()
+                    .filter(|(seq, _)| *seq > note.seq && *seq < u.seq)
+                    .map(|(_, kept)| *kept)
+                    .min();
+                let covered = match cap {
+                    Some(cap) => (*written).min(cap),
+                    None => *written,
+                };
+                u.durable_before = u.durable_before.max(covered);
+            }
+        }
         for d in disk.groups.values_mut() {
             d.uncovered_deletes.retain(|u| u.seq > covered_seq);
         }
@@ -313,13 +340,14 @@ impl PowerModel {
     /// the state a crash in that window leaves, which a cut at a random
     /// moment seldom meets (the next group commit covers the delete within
     /// milliseconds). The caller then takes [`PowerModel::cut`]'s account
-    /// once [`PowerModel::is_cut`] says so.
+    /// once [`PowerModel::cut_at_delete_came`] says so.
     pub(crate) fn cut_at_next_delete(&self) {
         self.lock().cut_at_delete = true;
     }
 
-    pub(crate) fn is_cut(&self) -> bool {
-        self.lock().cut
+    /// Whether the cut [`PowerModel::cut_at_next_delete`] armed happened.
+    pub(crate) fn cut_at_delete_came(&self) -> bool {
+        self.lock().cut_by_delete
     }
 
     /// Cuts the power: nothing written or synced from now on counts.
@@ -337,6 +365,7 @@ impl PowerModel {
                     group: *g,
                     written: d.written,
                     durable: d.durable,
+                    lost_above: d.durable,
                     committed: d.committed_durable.clone(),
                     restored: Vec::new(),
                     undone: Vec::new(),
@@ -345,7 +374,12 @@ impl PowerModel {
                     // Newest first: the log as it was before the oldest.
                     for u in d.uncovered_deletes.iter().rev() {
                         cut.durable = cut.durable.max(u.durable_before);
-                        cut.restored.extend(u.removed.iter().cloned());
+                        cut.restored.extend(
+                            u.removed
+                                .iter()
+                                .filter(|(index, _)| Some(*index) <= u.durable_before)
+                                .cloned(),
+                        );
                         cut.undone.push(u.what.clone());
                     }
                     cut.undone.reverse();
@@ -374,12 +408,9 @@ impl Writing<'_> {
         }
     }
 
-    /// Reads the entries from `first` to `last` that are durable now, right
-    /// before a delete of that range removes them: a cut may undo it.
+    /// Reads the entries from `first` to `last`, right before a delete of
+    /// that range removes them: a cut may undo it.
     pub(super) fn deleting(&mut self, first: u64, last: u64) -> io::Result<()> {
-        let Some(durable) = self.group().durable else {
-            return Ok(());
-        };
         let logs = self.db.cf_handle(CF_LOGS).expect("created at open");
         let from = log_key(self.group, first);
         for item in self
@@ -391,7 +422,7 @@ impl Writing<'_> {
                 break;
             }
             let index = u64::from_be_bytes(key[8..16].try_into().expect("16-byte key"));
-            if index > last.min(durable) {
+            if index > last {
                 break;
             }
             self.removing.push((index, value.to_vec()));
@@ -408,8 +439,9 @@ impl Writing<'_> {
             durable_before,
             what,
         });
-        if self.disk.cut_at_delete {
+        if self.disk.cut_at_delete && !self.disk.cut {
             self.disk.cut = true;
+            self.disk.cut_by_delete = true;
             self.disk.undo_at_cut = Some(true);
         }
     }
@@ -438,11 +470,17 @@ impl Writing<'_> {
         self.uncovered(seq, durable, format!("the purge through {through}"));
     }
 
-    /// Metadata `name` was set to `value` (only the unsynced commit point
-    /// matters: every other value is written synced).
+    /// Metadata `name` was set to `value`. Only the commit point is written
+    /// unsynced; every other value is synced, and kept by a cut even while
+    /// its fsync runs (see the module's limits), so the deletes before it in
+    /// the WAL are kept too.
     pub(super) fn put_meta(mut self, name: &[u8], value: &[u8]) {
         if name == META_COMMITTED {
             self.group().committed_written = Some(value.to_vec());
+        } else {
+            for d in self.disk.groups.values_mut() {
+                d.uncovered_deletes.clear();
+            }
         }
     }
 }
@@ -614,7 +652,7 @@ mod tests {
                 assert_eq!(stored(&db), terms(1, 1..=10));
                 assert!(
                     described
-                        .contains("log kept up to 10, nothing lost, undid the truncation after 5"),
+                        .contains("log kept up to 10, lost 6..=7, undid the truncation after 5"),
                     "{described}"
                 );
             } else {
@@ -625,5 +663,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// An fsync noted before a truncation that returns after it: in the WAL
+    /// the truncated entries precede the truncation and that fsync covered
+    /// them, so undoing the truncation puts them back.
+    #[tokio::test]
+    async fn undoing_a_truncation_puts_back_what_an_fsync_started_before_it_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LogDb::open(dir.path()).unwrap();
+        append(&db, 1, 1..=5, true).await;
+        db.hold_syncs(Duration::from_secs(30));
+        append(&db, 1, 6..=10, false).await;
+        let note = db.power.note();
+        GroupLog::new(db.clone(), GROUP)
+            .truncate_after(Some(log_id(1, 5)))
+            .await
+            .unwrap();
+        db.db.flush_wal(true).unwrap();
+        assert!(db.power.synced(note));
+        let (db, described) = cut_and_reopen(db, dir.path(), true);
+        assert_eq!(stored(&db), terms(1, 1..=10));
+        assert!(
+            described.contains("undid the truncation after 5"),
+            "{described}"
+        );
+    }
+
+    /// A synced metadata write (a vote) is kept by a cut even while its
+    /// fsync runs, and the deletes before it in the WAL with it.
+    #[tokio::test]
+    async fn a_delete_before_a_kept_metadata_write_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LogDb::open(dir.path()).unwrap();
+        append(&db, 1, 1..=10, true).await;
+        db.hold_syncs(Duration::from_secs(30));
+        GroupLog::new(db.clone(), GROUP)
+            .truncate_after(Some(log_id(1, 5)))
+            .await
+            .unwrap();
+        // Written as the synced vote is, short of its fsync.
+        db.put_meta(GROUP, super::super::META_VOTE, &7u64, false)
+            .unwrap();
+        let (db, described) = cut_and_reopen(db, dir.path(), true);
+        assert_eq!(stored(&db), terms(1, 1..=5));
+        assert!(!described.contains("undid"), "{described}");
     }
 }

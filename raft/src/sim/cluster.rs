@@ -406,12 +406,12 @@ impl Cluster {
         db.cut_power_at_next_delete();
         let deadline = tokio::time::Instant::now() + wait;
         while tokio::time::Instant::now() < deadline {
-            if db.power_is_cut() {
+            if db.power_cut_at_delete_came() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        db.power_is_cut()
+        db.power_cut_at_delete_came()
     }
 
     /// Stops `node` at once: off the network, its state machine frozen and,

@@ -731,7 +731,7 @@ impl RaftLogStorage<TypeConfig> for GroupLog {
             None => None,
         };
         Ok(LogState {
-            last_log_id: log_end(last, last_purged.clone()),
+            last_log_id: log_end(last, last_purged),
             last_purged_log_id: last_purged,
         })
     }

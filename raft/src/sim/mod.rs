@@ -26,8 +26,8 @@
 //!    range delete, a truncation) come undone. Half the cuts of any node
 //!    wait for its next such delete and fall right after it: the window a
 //!    cut at a random moment seldom meets, where a follower's undone purge
-//!    once left a log openraft refused to start (session 39; with that fix
-//!    reverted, seed 4076 of 150 finds it).
+//!    once left a log openraft refused to start (session 39's bug: with its
+//!    fix reverted at 8aa3c3f, seeds 4000-4149 found it at seed 4076).
 //! 4. Then the network heals, fsyncs are released, every node is up, one more
 //!    write goes through the leader and the replicas must converge within
 //!    [`CONVERGE_WITHIN`].

@@ -616,9 +616,7 @@ impl GroupLog {
     pub(crate) fn new(db: Arc<LogDb>, group: GroupId) -> Self {
         Self { db, group }
     }
-}
 
-impl GroupLog {
     /// Deletes entries at or below `purged` that a crash kept: `purge` makes
     /// its marker durable before its range delete, so a power cut can leave
     /// them. Nothing reads them (openraft never asks below the purge point,

@@ -551,6 +551,21 @@ mod tests {
         }
     }
 
+    /// A database in a fresh temporary directory.
+    fn fresh() -> (tempfile::TempDir, Arc<LogDb>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LogDb::open(dir.path()).unwrap();
+        (dir, db)
+    }
+
+    /// Deletes the group's entries after `kept` (of term 1), unsynced.
+    async fn truncate_after(db: &Arc<LogDb>, kept: u64) {
+        GroupLog::new(db.clone(), GROUP)
+            .truncate_after(Some(log_id(1, kept)))
+            .await
+            .unwrap();
+    }
+
     /// (index, term) of every entry the database holds for the group.
     fn stored(db: &LogDb) -> Vec<(u64, u64)> {
         let from = log_key(GROUP, 0);
@@ -586,8 +601,7 @@ mod tests {
     #[tokio::test]
     async fn a_purge_no_fsync_covered_may_come_undone() {
         for undo in [true, false] {
-            let dir = tempfile::tempdir().unwrap();
-            let db = LogDb::open(dir.path()).unwrap();
+            let (dir, db) = fresh();
             append(&db, 1, 1..=10, true).await;
             // The marker is synced, its range delete is not.
             GroupLog::new(db.clone(), GROUP)
@@ -619,8 +633,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_purge_an_fsync_covered_stays() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = LogDb::open(dir.path()).unwrap();
+        let (dir, db) = fresh();
         append(&db, 1, 1..=10, true).await;
         GroupLog::new(db.clone(), GROUP)
             .purge(log_id(1, 6))
@@ -635,15 +648,11 @@ mod tests {
     #[tokio::test]
     async fn a_truncation_no_fsync_covered_may_come_undone() {
         for undo in [true, false] {
-            let dir = tempfile::tempdir().unwrap();
-            let db = LogDb::open(dir.path()).unwrap();
+            let (dir, db) = fresh();
             append(&db, 1, 1..=10, true).await;
             // A new leader's entries replace the tail; no fsync completes.
             db.hold_syncs(Duration::from_secs(30));
-            GroupLog::new(db.clone(), GROUP)
-                .truncate_after(Some(log_id(1, 5)))
-                .await
-                .unwrap();
+            truncate_after(&db, 5).await;
             append(&db, 2, 6..=7, false).await;
             let (db, described) = cut_and_reopen(db, dir.path(), undo);
             if undo {
@@ -670,16 +679,12 @@ mod tests {
     /// them, so undoing the truncation puts them back.
     #[tokio::test]
     async fn undoing_a_truncation_puts_back_what_an_fsync_started_before_it_covered() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = LogDb::open(dir.path()).unwrap();
+        let (dir, db) = fresh();
         append(&db, 1, 1..=5, true).await;
         db.hold_syncs(Duration::from_secs(30));
         append(&db, 1, 6..=10, false).await;
         let note = db.power.note();
-        GroupLog::new(db.clone(), GROUP)
-            .truncate_after(Some(log_id(1, 5)))
-            .await
-            .unwrap();
+        truncate_after(&db, 5).await;
         db.db.flush_wal(true).unwrap();
         assert!(db.power.synced(note));
         let (db, described) = cut_and_reopen(db, dir.path(), true);
@@ -694,14 +699,10 @@ mod tests {
     /// fsync runs, and the deletes before it in the WAL with it.
     #[tokio::test]
     async fn a_delete_before_a_kept_metadata_write_stays() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = LogDb::open(dir.path()).unwrap();
+        let (dir, db) = fresh();
         append(&db, 1, 1..=10, true).await;
         db.hold_syncs(Duration::from_secs(30));
-        GroupLog::new(db.clone(), GROUP)
-            .truncate_after(Some(log_id(1, 5)))
-            .await
-            .unwrap();
+        truncate_after(&db, 5).await;
         // Written as the synced vote is, short of its fsync.
         db.put_meta(GROUP, super::super::META_VOTE, &7u64, false)
             .unwrap();

@@ -25,12 +25,14 @@ pub enum ClientError {
         source: Box<TransportError>,
     },
 
-    /// The TLS handshake failed: the node's certificate was not issued by our CA
-    /// (or it requires a client certificate we did not present).
+    /// The TLS handshake failed: the node's certificate was not issued by our CA,
+    /// it requires a client certificate we did not present, or a clock (the
+    /// node's or ours) lies outside a certificate's validity.
     #[error(
         "TLS handshake with the node at {endpoint} failed: the CA certificate {ca} does not match \
-         the cluster's (or the node requires a client certificate); use the profile written by \
-         `sluice cluster start` for this cluster"
+         the cluster's, the node requires a client certificate, or a clock (the node's or this \
+         machine's) lies outside a certificate's validity; use the profile written by \
+         `sluice cluster start` for this cluster, and check the clocks"
     )]
     TlsMismatch {
         endpoint: String,

@@ -82,6 +82,9 @@ impl Client {
     /// answers the error is that first uncertain one, not a later "no node
     /// answers", which would say nothing was sent (a fault run's writer
     /// took a written record for a failed one: RELIABILITY.md, session 26).
+    /// A node that refuses the handshake got nothing either: the next one is
+    /// asked (see [`first_to_connect`] for why), and its refusal is the error
+    /// if no node answers and none may have acted.
     pub(super) async fn exchange_bootstrap(
         &self,
         request: &Request,
@@ -89,8 +92,13 @@ impl Client {
     ) -> Result<(Response, quinn::RecvStream)> {
         let mut unsent = None;
         let mut uncertain = None;
+        let mut refused = None;
         for addr in self.bootstrap_candidates() {
             match self.exchange(addr, request, what).await {
+                Err(e @ ClientError::TlsMismatch { .. }) => {
+                    tracing::debug!(%addr, error = %e, "node refused the handshake, trying the next one");
+                    refused.get_or_insert(e);
+                }
                 Err(e) if is_unreachable(&e) => {
                     let sent = !matches!(e, ClientError::NoNode { .. });
                     if sent && request.appends_records() {
@@ -110,6 +118,7 @@ impl Client {
             }
         }
         Err(uncertain
+            .or(refused)
             .or(unsent)
             .expect("a client knows at least one node"))
     }
@@ -185,10 +194,14 @@ pub(super) fn is_unreachable(e: &ClientError) -> bool {
 /// ("happy eyeballs"), and one that fails gets the next dialed at once: a
 /// dead first node, whose handshake ends only at the connect timeout (a
 /// datagram to a dead node is simply lost), costs a fresh CLI `stagger`, not
-/// the whole timeout. An error `unreachable` does not accept (a CA that does
-/// not match) is returned at once: every node would give it. The dials that
-/// lose are dropped, which abandons their handshakes. With every candidate
-/// unreachable, the last error is returned.
+/// the whole timeout. An error `unreachable` does not accept (a refused
+/// handshake) also gets the next dialed at once: with a CA that does not
+/// match, every node gives it, but a node whose own clock lies outside its
+/// certificate's validity refuses alone, and a client that stopped there
+/// could not reach a cluster whose other nodes were fine (the fault suite's
+/// clock steps, session 40). The dials that lose are dropped, which
+/// abandons their handshakes. With no candidate connecting, the first
+/// refusal is returned (it says more than a timeout), else the last error.
 async fn first_to_connect<A, E, F, Fut>(
     candidates: Vec<A>,
     stagger: std::time::Duration,
@@ -202,6 +215,7 @@ where
     let mut rest = candidates.into_iter();
     let mut dialing = FuturesUnordered::new();
     let mut last = None;
+    let mut refused = None;
     loop {
         if dialing.is_empty() {
             match rest.next() {
@@ -214,7 +228,9 @@ where
             Some((addr, result)) = dialing.next() => match result {
                 Ok(()) => return Ok(addr),
                 Err(e) if unreachable(&e) => last = Some(e),
-                Err(e) => return Err(e),
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
             },
             () = tokio::time::sleep(stagger), if more => {
                 if let Some(addr) = rest.next() {
@@ -223,7 +239,7 @@ where
             }
         }
     }
-    Err(last.expect("at least one candidate was dialed"))
+    Err(refused.or(last).expect("at least one candidate was dialed"))
 }
 
 #[cfg(test)]
@@ -300,10 +316,25 @@ mod tests {
         assert_eq!(took, STAGGER + CONNECT_TIMEOUT);
     }
 
+    /// One node refusing the handshake (its clock outside its certificate's
+    /// validity) does not keep the client from the others, and costs no
+    /// stagger: the next is dialed at once.
     #[tokio::test(start_paused = true)]
-    async fn an_error_every_node_would_give_ends_the_dialing() {
-        let (result, dialed, _) = dial(vec![1, 2, 3], &[], &[1]).await;
+    async fn a_refusing_node_is_passed_over_at_once() {
+        let (result, dialed, took) = dial(vec![1, 2, 3], &[], &[1]).await;
+        assert_eq!(result, Ok(2));
+        assert_eq!(dialed, vec![(1, Duration::ZERO), (2, Duration::ZERO)]);
+        assert_eq!(took, HANDSHAKE);
+    }
+
+    /// With every node refusing (a CA that does not match) the refusal is
+    /// the error, also when some other node was unreachable.
+    #[tokio::test(start_paused = true)]
+    async fn no_node_connecting_gives_the_first_refusal() {
+        let (result, dialed, _) = dial(vec![1, 2, 3], &[], &[1, 2, 3]).await;
         assert_eq!(result, Err("bad certificate"));
-        assert_eq!(dialed, vec![(1, Duration::ZERO)]);
+        assert_eq!(dialed.len(), 3);
+        let (result, _, _) = dial(vec![1, 2, 3], &[3], &[1, 2]).await;
+        assert_eq!(result, Err("bad certificate"));
     }
 }
